@@ -1,0 +1,96 @@
+"""mscbatch: manufacturing, batch release and traceability for MSC cell-therapy units.
+
+create_app() is a list of named register steps, each small enough to read on its own.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from mscbatch import settings
+from mscbatch.paths import templates_dir
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, template_folder=str(templates_dir()), static_folder="static",
+                instance_path=str(settings.default_instance_dir().resolve()))
+    for step in REGISTER_STEPS:
+        step(app, test_config) if step is register_settings else step(app)
+    return app
+
+
+def register_settings(app: Flask, test_config: dict[str, Any] | None) -> None:
+    app.config.update(settings.from_environment())
+    if test_config:
+        app.config.update(test_config)
+    settings.check_production_safety(app.config)
+    Path(app.config["INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def register_database(app: Flask) -> None:
+    from mscbatch import models  # noqa: F401  (every table on the metadata)
+    from mscbatch.audit.trail import install_hooks
+    from mscbatch.extensions import db
+
+    install_hooks()
+    db.init_app(app)
+    assert db.session_factory is not None
+    db.session_factory.kw["info"] = {"audit_key": app.config["AUDIT_KEY"]}
+    if app.config.get("AUTO_MIGRATE", True):  # the app upgrades its own schema at start (and `mscbatch init`)
+        from mscbatch.cli import init_database
+
+        init_database(app)
+
+
+def register_security(app: Flask) -> None:
+    from mscbatch.web.security import init_security
+
+    init_security(app)
+
+
+def register_auth(app: Flask) -> None:
+    from mscbatch.auth.loading import init_login
+
+    init_login(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from mscbatch.audit.views import bp as audit_bp
+    from mscbatch.auth.views import bp as auth_bp
+    from mscbatch.web.views import bp as web_bp
+
+    for blueprint in (web_bp, auth_bp, audit_bp):
+        app.register_blueprint(blueprint)
+
+
+def register_api(app: Flask) -> None:
+    from mscbatch.api import init_api
+
+    init_api(app)
+
+
+def register_errors(app: Flask) -> None:
+    from mscbatch.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_templates(app: Flask) -> None:
+    from mscbatch.web.templating import init_templating
+
+    init_templating(app)
+
+
+def register_cli(app: Flask) -> None:
+    from mscbatch.cli import register_commands
+
+    register_commands(app)
+
+
+REGISTER_STEPS = [register_settings, register_database, register_security, register_auth,
+                  register_blueprints, register_api, register_errors, register_templates, register_cli]

@@ -1,0 +1,39 @@
+"""API endpoints of the foundation: who am I."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from mscbatch.auth.access import authenticated
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Identity of the token's user")
+
+PROBLEM_RESPONSES = {401: "Problem", 403: "Problem"}
+
+
+class MeSchema(Schema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+
+
+def problems(blueprint: Blueprint, *codes: int) -> Any:
+    """Document the problem responses an endpoint can give."""
+    def decorate(view: Any) -> Any:
+        for code in codes:
+            view = blueprint.alt_response(code, schema="Problem", description="RFC 9457 problem details")(view)
+        return view
+    return decorate
+
+
+@bp.route("/me")
+@bp.response(200, MeSchema)
+@problems(bp, 401)
+@authenticated
+def me() -> Any:
+    return {"id": current_user.id, "username": current_user.username, "full_name": current_user.full_name,
+            "roles": sorted(current_user.role_names)}

@@ -1,0 +1,184 @@
+"""The one mechanism that writes the audit trail: session flush hooks no service can forget.
+
+Models opt in with the `Audited` mixin. On every flush, before anything is written, the hook refuses edits
+of locked (signed) records and edits of recorded data without a reason; after the rows are written (so new
+rows have their ids) it appends one event per insert / delete and one per changed field, in the same
+transaction. If the use case later fails, its events roll back with it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
+
+from mscbatch.audit.models import AuditEvent, AuditHead
+from mscbatch.core.audit_chain import GENESIS_HASH, canonical_json, canonical_value, event_hash, head_mac
+from mscbatch.errors import DomainError, RecordLocked, ValidationFailed
+
+SYSTEM_ACTOR = (None, "system")
+
+
+class Audited:
+    """Mixin: every insert, update and delete of this model is written to the audit trail."""
+
+    __audit_exclude__: ClassVar[frozenset[str]] = frozenset()  # values not shown (e.g. password hashes)
+    __audit_requires_reason__: ClassVar[bool] = True  # edits of recorded data need a reason (Part 11)
+    __audit_reason_exempt__: ClassVar[frozenset[str]] = frozenset()  # fields the system moves (status...)
+    __append_only__: ClassVar[bool] = False  # e.g. signatures: never updated, never deleted
+
+
+class Lockable:
+    """Mixin: once `locked_at` is set (by a signature), only `__lock_exempt__` fields may change."""
+
+    __lock_exempt__: ClassVar[frozenset[str]] = frozenset()
+    locked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditConfigurationError(RuntimeError):
+    pass
+
+
+def entity_id_of(obj: Any) -> str:
+    identity = inspect(obj).identity
+    return "/".join(str(part) for part in identity) if identity else "?"
+
+
+def _columns(obj: Any) -> list[str]:
+    return [attr.key for attr in inspect(obj).mapper.column_attrs]
+
+
+def _shown(obj: Any, key: str, value: Any) -> str | None:
+    return "(hidden)" if key in type(obj).__audit_exclude__ and value is not None else canonical_value(value)
+
+
+def _changed_fields(obj: Any) -> dict[str, tuple[Any, Any]]:
+    changes = {}
+    for key in _columns(obj):
+        history = attributes.get_history(obj, key)
+        if history.has_changes():
+            old = history.deleted[0] if history.deleted else (history.unchanged[0] if history.unchanged else None)
+            new = history.added[0] if history.added else None
+            if canonical_value(old) != canonical_value(new):
+                changes[key] = (old, new)
+    return changes
+
+
+def _was_locked(obj: Any) -> bool:
+    history = attributes.get_history(obj, "locked_at")
+    before = history.deleted or history.unchanged
+    return bool(before and before[0] is not None)
+
+
+def _check_before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    reason = session.info.get("audit_reason")
+    for obj in session.dirty:
+        if not isinstance(obj, Audited) or not session.is_modified(obj):
+            continue
+        changes = _changed_fields(obj)
+        if not changes:
+            continue
+        name = type(obj).__name__
+        if type(obj).__append_only__:
+            raise RecordLocked(f"{name} records can never be changed.")
+        if isinstance(obj, Lockable) and _was_locked(obj):
+            blocked = sorted(set(changes) - type(obj).__lock_exempt__)
+            if blocked:
+                raise RecordLocked(f"This {name.lower()} is signed and locked; {', '.join(blocked)} "
+                                   "cannot be changed.")
+        needs_reason = set(changes) - type(obj).__audit_reason_exempt__ - {"locked_at"}
+        if type(obj).__audit_requires_reason__ and needs_reason and not (reason and reason.strip()):
+            raise ValidationFailed("A reason is required to change recorded data "
+                                   f"({', '.join(sorted(needs_reason))}).", field="reason")
+    for obj in session.deleted:
+        if isinstance(obj, Audited) and (type(obj).__append_only__ or
+                                         (isinstance(obj, Lockable) and _was_locked(obj))):
+            raise RecordLocked(f"This {type(obj).__name__.lower()} is locked and cannot be deleted.")
+
+
+def _events_after_flush(session: Session, _context: Any) -> None:
+    rows: list[dict[str, Any]] = []
+    reason = session.info.get("audit_reason")
+    for obj in session.new:
+        if isinstance(obj, Audited):
+            snapshot = {k: _shown(obj, k, getattr(obj, k)) for k in _columns(obj)}
+            rows.append(dict(action="insert", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
+                             field=None, old_value=None, new_value=canonical_json(snapshot), reason=reason))
+    for obj in session.dirty:
+        if isinstance(obj, Audited):
+            for key, (old, new) in _changed_fields(obj).items():
+                action = "state" if key == "status" else "update"
+                rows.append(dict(action=action, entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
+                                 field=key, old_value=_shown(obj, key, old), new_value=_shown(obj, key, new),
+                                 reason=reason))
+    for obj in session.deleted:
+        if isinstance(obj, Audited):
+            snapshot = {k: _shown(obj, k, getattr(obj, k)) for k in _columns(obj)}
+            rows.append(dict(action="delete", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
+                             field=None, old_value=canonical_json(snapshot), new_value=None, reason=reason))
+    if rows:
+        append_events(session, rows)
+
+
+def _actor(session: Session) -> tuple[int | None, str]:
+    actor = session.info.get("actor")
+    if actor is None:
+        raise AuditConfigurationError("an audited change was flushed with no actor: run it inside use_case()")
+    return actor
+
+
+def _key(session: Session) -> bytes:
+    key = session.info.get("audit_key")
+    if not key:
+        raise AuditConfigurationError("the session has no audit key")
+    return key.encode() if isinstance(key, str) else key
+
+
+def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append events to the chain inside the session's transaction.
+
+    The head row is read FOR UPDATE, so concurrent transactions extend the chain one after another
+    (PostgreSQL row lock; on SQLite every write transaction is BEGIN IMMEDIATE already).
+    """
+    from mscbatch.database import utcnow
+
+    connection = session.connection()
+    key = _key(session)
+    actor_id, actor_name = _actor(session)
+    head = connection.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    last_seq, prev_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    now = utcnow()
+    events = []
+    for row in rows:
+        last_seq += 1
+        event_row = dict(row, seq=last_seq, occurred_at=now, actor_id=actor_id, actor_name=actor_name,
+                         prev_hash=prev_hash)
+        event_row["hash"] = prev_hash = event_hash(key, prev_hash, event_row)
+        events.append(event_row)
+    connection.execute(insert(AuditEvent), events)
+    values = dict(last_seq=last_seq, last_hash=prev_hash, mac=head_mac(key, last_seq, prev_hash))
+    if head:
+        connection.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
+    else:
+        connection.execute(insert(AuditHead).values(id=1, **values))
+
+
+def record(session: Session, action: str, entity_type: str, entity_id: Any = None, *, field: str | None = None,
+           old: Any = None, new: Any = None, reason: str | None = None) -> None:
+    """An explicit event for what is not a row change: a login, a refused signature, a printed label."""
+    append_events(session, [dict(action=action, entity_type=entity_type,
+                                 entity_id=None if entity_id is None else str(entity_id), field=field,
+                                 old_value=canonical_value(old), new_value=canonical_value(new),
+                                 reason=reason or session.info.get("audit_reason"))])
+
+
+def install_hooks() -> None:
+    """Listen on every Session (idempotent)."""
+    if not event.contains(Session, "before_flush", _check_before_flush):
+        event.listen(Session, "before_flush", _check_before_flush)
+        event.listen(Session, "after_flush", _events_after_flush)
+
+
+__all__ = ["Audited", "Lockable", "append_events", "record", "install_hooks", "DomainError", "SYSTEM_ACTOR"]

@@ -1,0 +1,49 @@
+"""The read-only audit viewer, filtered by record, user and date."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import Blueprint, render_template, request
+from sqlalchemy import select
+
+from mscbatch.audit.models import AuditEvent
+from mscbatch.auth.access import roles_required
+from mscbatch.extensions import db
+
+bp = Blueprint("audit", __name__)
+PAGE_SIZE = 50
+
+
+def _date(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+@bp.route("/audit")
+@roles_required("qa", "admin")
+def events() -> Any:
+    query = select(AuditEvent)
+    filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor")}
+    if filters["entity_type"]:
+        query = query.where(AuditEvent.entity_type == filters["entity_type"])
+    if filters["entity_id"]:
+        query = query.where(AuditEvent.entity_id == filters["entity_id"])
+    if filters["actor"]:
+        query = query.where(AuditEvent.actor_name == filters["actor"].lower())
+    start, end = _date("from"), _date("to")
+    if start:
+        query = query.where(AuditEvent.occurred_at >= datetime.combine(start, time(), UTC))
+    if end:
+        query = query.where(AuditEvent.occurred_at < datetime.combine(end + timedelta(days=1), time(), UTC))
+    before = request.args.get("before", type=int)
+    if before:
+        query = query.where(AuditEvent.seq < before)
+    rows = db.session.scalars(query.order_by(AuditEvent.seq.desc()).limit(PAGE_SIZE + 1)).all()
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return render_template("audit/events.html", events=rows, filters=filters, start=start, end=end,
+                           next_before=rows[-1].seq if more and rows else None)

@@ -1,0 +1,56 @@
+"""Forms for sign-in, accounts and tokens (Flask-WTF: every form carries a CSRF token)."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms.validators import DataRequired, Length
+
+from mscbatch.auth.models import ROLE_LABELS, ROLES
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+def role_field(label: str = "Roles") -> MultiCheckboxField:
+    return MultiCheckboxField(label, choices=[(r, ROLE_LABELS[r]) for r in ROLES],
+                              validators=[DataRequired("Choose at least one role.")])
+
+
+class LoginForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired("Enter your user name.")],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none"})
+    password = PasswordField("Password", validators=[DataRequired("Enter your password.")],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
+    new_password = PasswordField("New password", validators=[DataRequired("Enter a new password.")])
+
+
+class ApiTokenForm(FlaskForm):
+    name = StringField("What is the token for?", validators=[DataRequired("Give the token a name."),
+                                                             Length(max=80)])
+
+
+class EmptyForm(FlaskForm):
+    """A form with only the CSRF token, for one-button actions."""
+
+
+class UserCreateForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired("Enter a user name."), Length(max=60)])
+    full_name = StringField("Full name (printed on signatures)",
+                            validators=[DataRequired("Enter the full name."), Length(max=120)])
+    password = PasswordField("Initial password", validators=[DataRequired("Enter an initial password.")])
+    roles = role_field()
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=[DataRequired("Give a reason: it goes into the audit trail."),
+                                                 Length(max=500)])
+
+
+class RolesForm(ReasonForm):
+    roles = role_field()

@@ -1,0 +1,48 @@
+"""Flask-Login wiring: browser sessions are checked against the server-side session table on every
+request; the JSON API accepts only bearer tokens (so a browser cookie can never drive the API, which is
+exempt from CSRF)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, Request, current_app, request, session
+
+from mscbatch.auth import services
+from mscbatch.auth.models import User
+from mscbatch.extensions import db, login_manager
+
+
+def policy() -> services.SessionPolicy:
+    config = current_app.config
+    return services.SessionPolicy(idle=timedelta(minutes=config["IDLE_TIMEOUT_MINUTES"]),
+                                  absolute=timedelta(minutes=config["ABSOLUTE_TIMEOUT_MINUTES"]),
+                                  lockout_threshold=config["LOCKOUT_THRESHOLD"])
+
+
+def _is_api(req: Request) -> bool:
+    return req.path.startswith("/api/")
+
+
+def init_login(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = None  # the server-side session table does this job
+
+    @login_manager.user_loader
+    def _load_user(user_id: str) -> User | None:
+        if _is_api(request):
+            return None
+        user = services.load_session_user(db.session, session.get("sid"), user_id, policy())
+        if user is None:
+            session.clear()
+        return user
+
+    @login_manager.request_loader
+    def _load_api_user(req: Request) -> User | None:
+        if not _is_api(req):
+            return None
+        header = req.headers.get("Authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return None
+        return services.user_for_api_token(db.session, secret.strip())

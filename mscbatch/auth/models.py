@@ -1,0 +1,99 @@
+"""Users, their roles, their server-side sessions and their API tokens."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mscbatch.audit.trail import Audited
+from mscbatch.database import Base, utcnow
+
+ROLES = ("technician", "qa", "clinician", "nurse", "admin")
+ROLE_LABELS = {"technician": "Lab technician", "qa": "QA / Qualified Person", "clinician": "Clinician",
+               "nurse": "Ward nurse", "admin": "Administrator"}
+
+
+class User(Audited, Base):
+    __tablename__ = "user_account"
+    __audit_exclude__ = frozenset({"password_hash"})
+    __audit_requires_reason__ = False  # account administration, not recorded GMP data
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    full_name: Mapped[str] = mapped_column(String(120))  # the printed name on signatures
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_enabled: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_out_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                 lazy="selectin", order_by="UserRole.role")
+
+    @property
+    def role_names(self) -> frozenset[str]:
+        return frozenset(r.role for r in self.roles)
+
+    def has_role(self, *roles: str) -> bool:
+        return bool(self.role_names & set(roles))
+
+    # Flask-Login protocol
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.is_enabled and self.locked_out_at is None
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class UserRole(Audited, Base):
+    __tablename__ = "user_role"
+    __audit_requires_reason__ = False
+    __table_args__ = (UniqueConstraint("user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class AuthSession(Base):
+    """A login, checked on every request: ending it here ends it everywhere (a replayed cookie is refused)."""
+
+    __tablename__ = "auth_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the random cookie token
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiToken(Audited, Base):
+    """A personal token for scanners and integrations; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+    __audit_requires_reason__ = False
+    __audit_exclude__ = frozenset({"token_hash"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown to the user to tell tokens apart
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    user: Mapped[User] = relationship(lazy="joined")

@@ -1,0 +1,178 @@
+"""Sign-in, sign-out, the user's own account (password, API tokens) and user administration."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
+
+from mscbatch.auth import services
+from mscbatch.auth.access import authenticated, public, roles_required
+from mscbatch.auth.forms import (
+    ApiTokenForm,
+    EmptyForm,
+    LoginForm,
+    PasswordChangeForm,
+    ReasonForm,
+    RolesForm,
+    UserCreateForm,
+)
+from mscbatch.auth.loading import policy
+from mscbatch.auth.models import ApiToken, User
+from mscbatch.errors import AuthenticationFailed, DomainError
+from mscbatch.extensions import db
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("web.home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login() -> Any:
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            user, token = services.authenticate(db.session, form.username.data, form.password.data, policy(),
+                                                request.remote_addr)
+        except AuthenticationFailed as error:
+            form.password.errors.append(error.message)
+            return render_template("auth/login.html", form=form), 401
+        session.clear()
+        session["sid"] = token
+        login_user(user)
+        flash(f"Signed in as {user.full_name}.", "success")
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/logout", methods=["POST"])
+@public
+def logout() -> Any:
+    services.end_session(db.session, session.get("sid"))
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account", methods=["GET"])
+@authenticated
+def account() -> Any:
+    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
+                                .order_by(ApiToken.created_at.desc())).all()
+    return render_template("auth/account.html", password_form=PasswordChangeForm(), token_form=ApiTokenForm(),
+                           revoke_form=EmptyForm(), tokens=tokens, new_token=None)
+
+
+@bp.route("/account/password", methods=["POST"])
+@authenticated
+def change_password() -> Any:
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        try:
+            services.change_password(db.session, current_user, form.current_password.data, form.new_password.data,
+                                     current_app.config["PASSWORD_HASH_PROFILE"])
+        except DomainError as error:
+            show_error(form, error)
+        else:
+            logout_user()
+            session.clear()
+            flash("Password changed. Every session was ended: sign in again with the new password.", "success")
+            return redirect(url_for("auth.login"))
+    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)).all()
+    return render_template("auth/account.html", password_form=form, token_form=ApiTokenForm(),
+                           revoke_form=EmptyForm(), tokens=tokens, new_token=None), 422
+
+
+@bp.route("/account/tokens", methods=["POST"])
+@authenticated
+def create_token() -> Any:
+    form = ApiTokenForm()
+    new_token = None
+    status = 422
+    if form.validate_on_submit():
+        try:
+            _token, new_token = services.create_api_token(db.session, current_user, form.name.data)
+            status = 201
+        except DomainError as error:
+            show_error(form, error)
+    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
+                                .order_by(ApiToken.created_at.desc())).all()
+    return render_template("auth/account.html", password_form=PasswordChangeForm(), token_form=form,
+                           revoke_form=EmptyForm(), tokens=tokens, new_token=new_token), status
+
+
+@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@authenticated
+def revoke_token(token_id: int) -> Any:
+    if EmptyForm().validate_on_submit():
+        services.revoke_api_token(db.session, current_user, token_id)
+        flash("Token revoked: scanners using it are refused from now on.", "success")
+    return redirect(url_for("auth.account"))
+
+
+# ---- administration -------------------------------------------------------------------------------------
+
+@bp.route("/admin/users", methods=["GET", "POST"])
+@roles_required("admin")
+def users() -> Any:
+    form = UserCreateForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = services.create_user(db.session, current_user, username=form.username.data,
+                                        full_name=form.full_name.data, password=form.password.data,
+                                        roles=form.roles.data,
+                                        hash_profile=current_app.config["PASSWORD_HASH_PROFILE"])
+        except DomainError as error:
+            show_error(form, error)
+            status = 422
+        else:
+            flash(f"User {user.username} created.", "success")
+            return redirect(url_for("auth.user_detail", user_id=user.id))
+    elif form.errors:
+        status = 422
+    all_users = db.session.scalars(select(User).order_by(User.username)).all()
+    return render_template("auth/users.html", form=form, users=all_users), status
+
+
+@bp.route("/admin/users/<int:user_id>", methods=["GET"])
+@roles_required("admin")
+def user_detail(user_id: int) -> Any:
+    user = services.get_user(db.session, user_id)
+    roles_form = RolesForm(roles=sorted(user.role_names))
+    return render_template("auth/user_detail.html", user=user, roles_form=roles_form, reason_form=ReasonForm())
+
+
+@bp.route("/admin/users/<int:user_id>/<action>", methods=["POST"])
+@roles_required("admin")
+def user_action(user_id: int, action: str) -> Any:
+    user = services.get_user(db.session, user_id)
+    form = RolesForm() if action == "roles" else ReasonForm()
+    if form.validate_on_submit():
+        try:
+            if action == "roles":
+                services.set_roles(db.session, current_user, user_id, form.roles.data, form.reason.data)
+            elif action in ("enable", "disable"):
+                services.set_enabled(db.session, current_user, user_id, action == "enable", form.reason.data)
+            elif action == "unlock":
+                services.unlock(db.session, current_user, user_id, form.reason.data)
+            else:
+                return render_template("errors/error.html", status=404, title="Not found",
+                                       detail=f"Unknown action '{action}'."), 404
+        except DomainError as error:
+            show_error(form, error)
+        else:
+            flash(f"{user.username}: {action} done.", "success")
+            return redirect(url_for("auth.user_detail", user_id=user_id))
+    roles_form = form if action == "roles" else RolesForm(roles=sorted(user.role_names))
+    reason_form = form if action != "roles" else ReasonForm()
+    return render_template("auth/user_detail.html", user=user, roles_form=roles_form,
+                           reason_form=reason_form), 422

@@ -1,0 +1,119 @@
+"""The `mscbatch` command: init, create-user, seed-demo, audit verify, backup, restore (plus Flask's run)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from mscbatch.errors import DomainError
+
+
+def _db():  # type: ignore[no-untyped-def]
+    from mscbatch.extensions import db
+
+    return db
+
+
+def init_database(app: Flask) -> None:
+    """Upgrade the schema to the newest migration and start the audit chain."""
+    from mscbatch.audit.verify import ensure_chain_head
+    from mscbatch.migrate import upgrade_engine
+
+    db = app.extensions["mscbatch.db"]
+    upgrade_engine(db.engine)
+    with db.new_session() as session:
+        ensure_chain_head(session)
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("init")
+    @with_appcontext
+    def init_command() -> None:
+        """Create or upgrade the database to the newest schema."""
+        init_database(current_app)
+        click.echo(f"Database ready: {current_app.config['DATABASE_URL']}")
+
+    @app.cli.command("create-user")
+    @click.option("--username", required=True)
+    @click.option("--full-name", required=True, help="Printed on signatures.")
+    @click.option("--role", "roles", multiple=True, required=True,
+                  type=click.Choice(["technician", "qa", "clinician", "nurse", "admin"]))
+    @click.password_option()
+    @with_appcontext
+    def create_user_command(username: str, full_name: str, roles: tuple[str, ...], password: str) -> None:
+        """Create a user (the first admin, typically)."""
+        from mscbatch.auth.services import create_user
+
+        try:
+            user = create_user(_db().session, None, username=username, full_name=full_name, password=password,
+                               roles=list(roles), hash_profile=current_app.config["PASSWORD_HASH_PROFILE"])
+        except DomainError as error:
+            raise click.ClickException(error.message) from error
+        click.echo(f"Created {user.username} ({', '.join(sorted(user.role_names))}).")
+
+    @app.cli.command("seed-demo")
+    @with_appcontext
+    def seed_demo_command() -> None:
+        """Load demo users and records (idempotent). Refused in production."""
+        from mscbatch.demo import seed_demo
+
+        if current_app.config["ENV_NAME"] == "production":
+            raise click.ClickException("seed-demo is refused in production")
+        for line in seed_demo(_db().session, current_app.config["PASSWORD_HASH_PROFILE"]):
+            click.echo(line)
+
+    audit = click.Group("audit", help="The audit trail.")
+    app.cli.add_command(audit)
+
+    @audit.command("verify")
+    @with_appcontext
+    def audit_verify_command() -> None:
+        """Check the whole hash chain; name the first bad event."""
+        from mscbatch.audit.verify import verify_database
+
+        verdict = verify_database(_db().session, current_app.config["AUDIT_KEY"])
+        if verdict.ok:
+            click.echo(f"Audit trail intact: {verdict.events_checked} events verified.")
+            return
+        click.echo(f"AUDIT TRAIL BROKEN at event {verdict.first_bad_seq}: {verdict.problem} "
+                   f"({verdict.events_checked} events verified before it).", err=True)
+        sys.exit(1)
+
+    @app.cli.command("backup")
+    @click.option("--output", type=click.Path(path_type=Path), required=True)
+    @with_appcontext
+    def backup_command(output: Path) -> None:
+        """Take a consistent online backup (SQLite backup API / pg_dump)."""
+        from mscbatch.backup import BackupError, backup
+
+        try:
+            backup(current_app.config["DATABASE_URL"], output)
+        except BackupError as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"Backup written to {output}")
+
+    @app.cli.command("restore")
+    @click.argument("backup_file", type=click.Path(path_type=Path))
+    @click.option("--database-url", required=True, help="Where to restore (a new SQLite file or empty database).")
+    @click.option("--force", is_flag=True, help="Overwrite an existing database.")
+    def restore_command(backup_file: Path, database_url: str, force: bool) -> None:
+        """Restore a backup into a database, then run `mscbatch audit verify` against it."""
+        from mscbatch.backup import BackupError, restore
+
+        try:
+            restore(backup_file, database_url, force=force)
+        except BackupError as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"Restored {backup_file} into {database_url}")
+
+
+def _create_app() -> Flask:
+    from mscbatch import create_app
+
+    return create_app()
+
+
+main = FlaskGroup(create_app=_create_app, help="mscbatch: MSC manufacturing, release and traceability.")

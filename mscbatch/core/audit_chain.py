@@ -1,0 +1,91 @@
+"""The audit trail's hash chain (21 CFR 11.10(e), EU GMP Annex 11 s.9): pure functions, no database.
+
+Each event's hash is an HMAC-SHA256, keyed with a secret kept outside the database, over the previous
+event's hash and the event's own canonical content. Changing a value, reordering, inserting or deleting any
+event breaks the chain from that point; without the key nobody can recompute a consistent chain.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+CHAINED_FIELDS = ("seq", "occurred_at", "actor_id", "actor_name", "action", "entity_type", "entity_id",
+                  "field", "old_value", "new_value", "reason")
+
+
+def canonical_value(value: Any) -> str | None:
+    """How a column value is written into the audit trail: stable text, never a Python repr."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, bytes):
+        return hashlib.sha256(value).hexdigest()
+    if isinstance(value, Mapping):
+        return canonical_json({k: canonical_value(v) for k, v in value.items()})
+    return str(value)
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=canonical_value)
+
+
+def event_hash(key: bytes, prev_hash: str, event: Mapping[str, Any]) -> str:
+    payload = {name: canonical_value(event.get(name)) for name in CHAINED_FIELDS}
+    message = prev_hash.encode() + b"|" + canonical_json(payload).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def head_mac(key: bytes, seq: int, last_hash: str) -> str:
+    return hmac.new(key, f"head|{seq}|{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    ok: bool
+    events_checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def verify_chain(key: bytes, events: Iterable[Mapping[str, Any]],
+                 head: tuple[int, str, str] | None) -> ChainVerdict:
+    """Walk events in seq order; name the first one that does not fit.
+
+    `head` is (last_seq, last_hash, mac) as stored beside the chain: it catches deletion of the newest events.
+    """
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    for event in events:
+        seq = event["seq"]
+        if seq != expected_seq:
+            what = "missing (deleted?)" if seq > expected_seq else "out of order or duplicated"
+            return ChainVerdict(False, checked, expected_seq, f"event {expected_seq} is {what}")
+        if event["prev_hash"] != prev_hash:
+            return ChainVerdict(False, checked, seq, f"event {seq} does not follow event {seq - 1}")
+        if not hmac.compare_digest(event_hash(key, prev_hash, event), event["hash"]):
+            return ChainVerdict(False, checked, seq, f"event {seq} was altered (its content does not match its hash)")
+        prev_hash, expected_seq, checked = event["hash"], seq + 1, checked + 1
+    if head is not None:
+        last_seq, last_hash, mac = head
+        if not hmac.compare_digest(head_mac(key, last_seq, last_hash), mac):
+            return ChainVerdict(False, checked, last_seq, "the chain head record was altered")
+        if last_seq != checked or last_hash != prev_hash:
+            return ChainVerdict(False, checked, checked + 1,
+                                f"the chain ends at event {checked} but the head says {last_seq}: events deleted")
+    return ChainVerdict(True, checked)

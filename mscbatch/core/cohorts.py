@@ -1,0 +1,147 @@
+"""Where a trial stands in its dose-escalation plan, from the patients already dosed and the decisions taken.
+
+SLE-UC (seed 001, "Analyse statistique"): the first 5 patients receive 2 x10^6 MSC/kg; the next 5 receive
+1 x10^6/kg if excessive toxicity (CTCAE) at 2 x10^6/kg is judged likely, else 4 x10^6/kg. That choice is
+the investigators' (sequential Bayesian review), so the software never makes it: it says a decision is due,
+refuses a dose until it is recorded, and requires the record to cite the toxicity review it rests on.
+SSc-BM (Farge 2022): 10 patients at 1 x10^6/kg, then 10 at 3 x10^6/kg, no decision needed.
+
+The plan is the protocol's list of stages (protocols.EscalationStage). Patients are counted in dosing
+order; a patient dosed at a level the plan did not call for is reported as off plan, not counted.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from mscbatch.core.protocols import Protocol, format_cells_per_kg
+
+
+class EscalationError(ValueError):
+    """A decision or a prescription that the escalation plan does not allow; the message says why."""
+
+
+@dataclass(frozen=True)
+class EscalationDecision:
+    """The investigators' recorded choice of level for a stage with several options."""
+
+    stage_id: str
+    chosen_cells_per_kg: Decimal
+    toxicity_review: str  # reference of the toxicity (CTCAE) review of the previous cohort relied upon
+    decided_by: str
+    decided_on: date
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    stage_id: str
+    level_cells_per_kg: Decimal | None  # None while the stage's decision is not recorded
+    dosed: int
+    planned: int
+
+    @property
+    def complete(self) -> bool:
+        return self.dosed >= self.planned
+
+
+@dataclass(frozen=True)
+class CohortState:
+    protocol_id: str
+    current_stage_id: str | None  # None once every stage is complete
+    default_level_cells_per_kg: Decimal | None  # the level the next patient receives; None if undecided or done
+    decision_needed: bool
+    decision_options_cells_per_kg: tuple[Decimal, ...]
+    counts_by_level: dict[Decimal, int]  # every dosed patient, per level (off-plan ones included)
+    stages: tuple[StageProgress, ...]
+    off_plan: tuple[str, ...]
+    complete: bool
+    message: str
+
+
+def validate_decision(protocol: Protocol, decision: EscalationDecision) -> None:
+    """A decision must name a stage that needs one, choose one of its levels, and cite the toxicity review."""
+    stage = next((s for s in protocol.escalation.stages if s.id == decision.stage_id), None)
+    if stage is None:
+        raise EscalationError(f"{protocol.short_name}: no escalation stage {decision.stage_id!r}")
+    if not stage.needs_decision:
+        raise EscalationError(f"stage {stage.id!r} has a fixed level: there is nothing to decide")
+    if decision.chosen_cells_per_kg not in stage.levels_cells_per_kg:
+        options = " or ".join(format_cells_per_kg(level) for level in stage.levels_cells_per_kg)
+        raise EscalationError(f"stage {stage.id!r} allows {options}, not {format_cells_per_kg(decision.chosen_cells_per_kg)}")
+    if not decision.toxicity_review.strip():
+        raise EscalationError("the decision must cite the toxicity review it rests on")
+    if not decision.decided_by.strip():
+        raise EscalationError("the decision must name the investigator who took it")
+
+
+def _decided_levels(protocol: Protocol, decisions: Sequence[EscalationDecision]) -> dict[str, Decimal]:
+    decided: dict[str, Decimal] = {}
+    for decision in decisions:
+        validate_decision(protocol, decision)
+        if decision.stage_id in decided:
+            raise EscalationError(f"stage {decision.stage_id!r} has two recorded decisions")
+        decided[decision.stage_id] = decision.chosen_cells_per_kg
+    return decided
+
+
+def escalation_state(protocol: Protocol, dosed_levels_cells_per_kg: Sequence[Decimal],
+                     decisions: Sequence[EscalationDecision] = ()) -> CohortState:
+    """The plan's state. dosed_levels_cells_per_kg has one entry per patient already dosed, in dosing order."""
+    stages = protocol.escalation.stages
+    decided = _decided_levels(protocol, decisions)
+    levels = [s.levels_cells_per_kg[0] if not s.needs_decision else decided.get(s.id) for s in stages]
+    counts = [0] * len(stages)
+    off_plan: list[str] = []
+    counts_by_level = {level: 0 for level in protocol.dosing.dose_levels_cells_per_kg}
+    index = 0
+    for number, level in enumerate(dosed_levels_cells_per_kg, start=1):
+        counts_by_level[level] = counts_by_level.get(level, 0) + 1
+        while index < len(stages) and counts[index] >= stages[index].patients:
+            index += 1
+        if index == len(stages):
+            off_plan.append(f"patient {number} dosed at {format_cells_per_kg(level)} after the plan was complete")
+        elif levels[index] is None:
+            off_plan.append(f"patient {number} dosed at {format_cells_per_kg(level)} before the decision "
+                            f"for stage {stages[index].id!r} was recorded")
+        elif level != levels[index]:
+            off_plan.append(f"patient {number} dosed at {format_cells_per_kg(level)}; stage {stages[index].id!r} "
+                            f"calls for {format_cells_per_kg(levels[index])}")
+        else:
+            counts[index] += 1
+    progress = tuple(StageProgress(s.id, levels[i], counts[i], s.patients) for i, s in enumerate(stages))
+    current = next((p for p in progress if not p.complete), None)
+    if current is None:
+        return CohortState(protocol.id, None, None, False, (), counts_by_level, progress, tuple(off_plan), True,
+                           f"all {len(stages)} stages of the {protocol.short_name} escalation plan are complete")
+    stage = next(s for s in stages if s.id == current.stage_id)
+    if current.level_cells_per_kg is None:
+        options = stage.levels_cells_per_kg
+        message = (f"decision required before the next patient: stage {stage.id!r}, "
+                   f"{' or '.join(format_cells_per_kg(o) for o in options)}. {stage.rule}")
+        return CohortState(protocol.id, stage.id, None, True, options, counts_by_level, progress, tuple(off_plan),
+                           False, message)
+    message = (f"next patient: {format_cells_per_kg(current.level_cells_per_kg)} "
+               f"(stage {stage.id!r}, {current.dosed} of {current.planned} dosed)")
+    return CohortState(protocol.id, stage.id, current.level_cells_per_kg, False, (), counts_by_level, progress,
+                       tuple(off_plan), False, message)
+
+
+def check_decision_due(state: CohortState, decision: EscalationDecision) -> None:
+    """Before recording a decision: it must be the one the plan is waiting for now (not premature, e.g.
+    before the fifth SLE patient at 2 x10^6/kg has been dosed, and not a second one)."""
+    if not state.decision_needed or state.current_stage_id != decision.stage_id:
+        raise EscalationError(f"no decision is due for stage {decision.stage_id!r} now: {state.message}")
+
+
+def check_prescription(state: CohortState, cells_per_kg: Decimal) -> None:
+    """A prescribed dose level must be the plan's level for the next patient."""
+    if state.complete:
+        raise EscalationError(state.message)
+    if state.decision_needed:
+        raise EscalationError(state.message)
+    if cells_per_kg != state.default_level_cells_per_kg:
+        assert state.default_level_cells_per_kg is not None
+        raise EscalationError(f"the plan calls for {format_cells_per_kg(state.default_level_cells_per_kg)}, "
+                              f"not {format_cells_per_kg(cells_per_kg)} ({state.message})")

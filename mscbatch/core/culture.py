@@ -1,0 +1,244 @@
+"""Culture and cryopreservation arithmetic for a cell lot (DOMAIN.md section 4).
+
+- Population doublings per passage PD = log2(harvested / seeded) and their cumulative sum over P0..Pn: the
+  product specification limits passage number and cumulative PD because MSC senesce and may drift
+  genetically with long culture; exceeding the limit refuses the step, approaching it warns.
+- Harvest: viable cells = total cells x viability.
+- Cryopreservation into bags (volume, cells/mL, DMSO %): the bags cannot hold more cells than were harvested.
+- Expiry: a date and time computed from collection or freezing plus the product's shelf life.
+
+Counts are int (or Decimal), volumes and percentages Decimal, never float: a limit compared to a float can flip
+on binary rounding. PD values are rounded to 2 decimal places (ROUND_HALF_EVEN) for display and for limit
+checks: 0.01 PD is a 0.7 % change in cell number, well below the 5-10 % uncertainty of a cell count, so more
+digits would only be noise. Cumulative PD is the sum of the unrounded per-passage values, rounded once, so that
+rounding does not accumulate over many passages.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
+
+PD_QUANTUM = Decimal("0.01")
+DMSO_DENSITY_G_PER_ML = Decimal("1.10")
+"""DOMAIN.md section 6: DMSO density used to turn a DMSO volume into grams (for the 1 g/kg/day check)."""
+
+Count = int | Decimal
+
+
+class CultureError(ValueError):
+    """A culture or cryopreservation record is impossible or breaks a product limit. The message names numbers."""
+
+
+@dataclass(frozen=True)
+class PassageCount:
+    """One passage (P0 = primary culture): cells seeded and harvested, and optionally days in culture."""
+
+    passage: int
+    seeded_cells: Count
+    harvested_cells: Count
+    days_in_culture: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class CultureLimits:
+    """Product limits on culture length (config/products.toml). `warn_*` are optional early warnings."""
+
+    max_passage: int
+    max_cumulative_pd: Decimal
+    warn_passage: int | None = None
+    warn_cumulative_pd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class LimitCheck:
+    """Outcome of a limit check: refusals block the step, warnings are shown and recorded."""
+
+    warnings: tuple[str, ...] = ()
+    refusals: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return not self.refusals
+
+
+@dataclass(frozen=True)
+class BagPlan:
+    """One cryopreservation bag as planned: volume, cell concentration and DMSO percentage (v/v)."""
+
+    volume_ml: Decimal
+    cells_per_ml: Count
+    dmso_percent: Decimal
+
+
+@dataclass(frozen=True)
+class CryoPlan:
+    """Per-bag cells and DMSO, the total in bags, and what is left of the harvest (QC samples, discard)."""
+
+    bag_cells: tuple[Decimal, ...]
+    bag_dmso_ml: tuple[Decimal, ...]
+    bag_dmso_g: tuple[Decimal, ...]
+    total_bag_cells: Decimal
+    available_cells: Decimal
+    remaining_cells: Decimal
+    basis: str
+
+
+def format_cells(cells: Count) -> str:
+    """Cells as written in the lab record and on labels: "125 x10^6" (up to 2 decimals, trailing zeros cut)."""
+    millions = (Decimal(cells) / Decimal(10**6)).quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
+    text = f"{millions:f}".rstrip("0").rstrip(".")
+    return f"{text} x10^6"
+
+
+def population_doublings(seeded_cells: Count, harvested_cells: Count) -> Decimal:
+    """PD = log2(harvested / seeded) for one passage, rounded to 0.01. May be negative if cells were lost."""
+    return _log2_ratio(seeded_cells, harvested_cells).quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def cumulative_population_doublings(passages: Sequence[PassageCount]) -> Decimal:
+    """Cumulative PD over P0..Pn. Passages must be numbered 0, 1, 2 ... without gaps or repeats: a missing
+    passage would silently lower the cumulative PD and let a lot slip under its limit."""
+    _check_passage_sequence(passages)
+    with localcontext() as ctx:
+        ctx.prec = 34
+        total = sum((_log2_ratio(p.seeded_cells, p.harvested_cells) for p in passages), Decimal(0))
+    return total.quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def doubling_time_hours(passage: PassageCount) -> Decimal | None:
+    """Population doubling time (hours) = days x 24 / PD; None when days are unknown or the cells did not grow."""
+    if passage.days_in_culture is None:
+        return None
+    doublings = _log2_ratio(passage.seeded_cells, passage.harvested_cells)
+    if doublings <= 0:
+        return None
+    return (Decimal(passage.days_in_culture) * 24 / doublings).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+
+
+def check_culture_limits(passage: int, cumulative_pd: Decimal, limits: CultureLimits) -> LimitCheck:
+    """Compare a passage number and cumulative PD to the product's limits (refuse above max, warn at warn_*)."""
+    warnings: list[str] = []
+    refusals: list[str] = []
+    if passage > limits.max_passage:
+        refusals.append(f"passage P{passage} is beyond the product limit of P{limits.max_passage}")
+    elif limits.warn_passage is not None and passage >= limits.warn_passage:
+        warnings.append(f"passage P{passage} is at or past the warning level P{limits.warn_passage} "
+                        f"(limit P{limits.max_passage})")
+    if cumulative_pd > limits.max_cumulative_pd:
+        refusals.append(f"cumulative population doublings {cumulative_pd} exceed the product limit "
+                        f"{limits.max_cumulative_pd}")
+    elif limits.warn_cumulative_pd is not None and cumulative_pd >= limits.warn_cumulative_pd:
+        warnings.append(f"cumulative population doublings {cumulative_pd} are at or past the warning level "
+                        f"{limits.warn_cumulative_pd} (limit {limits.max_cumulative_pd})")
+    return LimitCheck(warnings=tuple(warnings), refusals=tuple(refusals))
+
+
+def check_viability_percent(viability_percent: Decimal) -> Decimal:
+    """Viability is a percentage 0..100 (as Decimal, e.g. Decimal("92.5"))."""
+    _refuse_float(viability_percent, "viability_percent")
+    value = Decimal(viability_percent)
+    if not value.is_finite() or not Decimal(0) <= value <= Decimal(100):
+        raise CultureError(f"viability must be between 0 and 100 %, got {value} %")
+    return value
+
+
+def viable_cells(total_cells: Count, viability_percent: Decimal) -> int:
+    """Viable cells = total x viability, rounded down: a record must never claim a cell that was not counted."""
+    total = _positive_count(total_cells, "total_cells")
+    viability = check_viability_percent(viability_percent)
+    return int((total * viability / 100).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def plan_cryopreservation(total_cells: Count, viable_cell_count: Count, bags: Sequence[BagPlan],
+                          basis: str = "viable") -> CryoPlan:
+    """Check a cryopreservation split and compute cells and DMSO per bag.
+
+    `basis` says what cells_per_ml counts: "viable" (default, as doses are in viable cells) or "total". The
+    sum of bag cells is refused when it exceeds the harvest on that basis: the cells would not exist.
+    """
+    total = _positive_count(total_cells, "total_cells")
+    viable = _count(viable_cell_count, "viable_cells")
+    if viable > total:
+        raise CultureError(f"viable cells ({format_cells(viable)}) cannot exceed total cells ({format_cells(total)})")
+    if basis not in ("viable", "total"):
+        raise CultureError(f"cell basis must be 'viable' or 'total', got {basis!r}")
+    if not bags:
+        raise CultureError("a cryopreservation needs at least one bag")
+    cells: list[Decimal] = []
+    dmso_ml: list[Decimal] = []
+    for number, bag in enumerate(bags, start=1):
+        volume_ml = _positive_count(bag.volume_ml, f"bag {number} volume_ml")
+        cells_per_ml = _positive_count(bag.cells_per_ml, f"bag {number} cells_per_ml")
+        _refuse_float(bag.dmso_percent, f"bag {number} dmso_percent")
+        dmso_percent = Decimal(bag.dmso_percent)
+        if not dmso_percent.is_finite() or not Decimal(0) <= dmso_percent <= Decimal(100):
+            raise CultureError(f"bag {number}: DMSO must be between 0 and 100 %, got {dmso_percent} %")
+        cells.append(volume_ml * cells_per_ml)
+        dmso_ml.append(volume_ml * dmso_percent / 100)
+    in_bags = sum(cells, Decimal(0))
+    available = viable if basis == "viable" else total
+    if in_bags > available:
+        raise CultureError(
+            f"the {len(bags)} bags would hold {format_cells(in_bags)} {basis} cells but the harvest has only "
+            f"{format_cells(available)} {basis} cells ({format_cells(in_bags - available)} too many)")
+    return CryoPlan(
+        bag_cells=tuple(cells), bag_dmso_ml=tuple(dmso_ml),
+        bag_dmso_g=tuple(ml * DMSO_DENSITY_G_PER_ML for ml in dmso_ml),
+        total_bag_cells=in_bags, available_cells=available, remaining_cells=available - in_bags, basis=basis)
+
+
+def expiry_at(start: datetime, shelf_life: timedelta) -> datetime:
+    """Expiry = collection or freezing time + shelf life, as an aware datetime in the start's time zone.
+
+    The addition is done in UTC, so a shelf life is elapsed time: across a daylight-saving change the local
+    clock time of expiry moves by an hour rather than the product living an hour more or less. Naive datetimes
+    are refused: an expiry printed on a label must say which zone it is in (DOMAIN.md section 7).
+    """
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise CultureError(f"expiry needs a time-zone-aware start time, got naive {start.isoformat()}")
+    if shelf_life <= timedelta(0):
+        raise CultureError(f"shelf life must be positive, got {shelf_life}")
+    return (start.astimezone(UTC) + shelf_life).astimezone(start.tzinfo)
+
+
+def _log2_ratio(seeded_cells: Count, harvested_cells: Count) -> Decimal:
+    seeded = _positive_count(seeded_cells, "seeded_cells")
+    harvested = _positive_count(harvested_cells, "harvested_cells")
+    with localcontext() as ctx:
+        ctx.prec = 34
+        return (harvested / seeded).ln() / Decimal(2).ln()
+
+
+def _check_passage_sequence(passages: Sequence[PassageCount]) -> None:
+    numbers = [p.passage for p in passages]
+    if numbers != list(range(len(numbers))):
+        raise CultureError(f"passages must be P0, P1, P2 ... in order without gaps; got "
+                           f"{', '.join(f'P{n}' for n in numbers) or 'none'}")
+
+
+def _refuse_float(value: object, name: str) -> None:
+    if isinstance(value, float | bool):
+        raise CultureError(f"{name} must be an int or Decimal, not {type(value).__name__} ({value!r})")
+
+
+def _number(value: Count, name: str) -> Decimal:
+    _refuse_float(value, name)
+    if not isinstance(value, int | Decimal) or not Decimal(value).is_finite():
+        raise CultureError(f"{name} must be a finite int or Decimal, got {value!r}")
+    return Decimal(value)
+
+
+def _count(value: Count, name: str) -> Decimal:
+    number = _number(value, name)
+    if number < 0:
+        raise CultureError(f"{name} must be zero or more, got {value}")
+    return number
+
+
+def _positive_count(value: Count, name: str) -> Decimal:
+    number = _number(value, name)
+    if number <= 0:
+        raise CultureError(f"{name} must be greater than 0, got {value}")
+    return number

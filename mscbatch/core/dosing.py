@@ -1,0 +1,308 @@
+"""Per-patient dose: which bags to thaw, how much to draw from the last one, and the safety arithmetic.
+
+Rules (DOMAIN.md section 6 unless said otherwise):
+- target cells = dose level (cells/kg) x weight (kg), counted as viable or total cells per the protocol;
+  the weight must be recorded and measured within the protocol's validity period (e.g. 7 days).
+- only bags of an allowed product, released, not on hold, not allocated, not expired at the planned
+  infusion time are offered; a bag labelled for an intended recipient is offered to that recipient only,
+  and for a directed protocol (SSc-BM familial donor) only that patient's bags / familial donor's bags are
+  offered (DOMAIN.md sections 2 and 8).
+- choice, in this order: (1) delivered cells inside the tolerance band (hard limit; outside it, no
+  allocation); (2) fewest bags thawed; (3) closest to the target: a partial volume drawn from one bag
+  makes the target exact whenever the chosen bags hold enough cells; (4) least waste (cells thawed and not
+  infused); (5) among bags with equal cell counts, earliest expiry first (FEFO), then bag id. The partial
+  bag is the chosen bag with the latest expiry that can supply the remainder. The partial volume is rounded
+  to the protocol's draw resolution (syringe graduation), assuming a homogeneous suspension.
+- DMSO g = volume x DMSO % x 1.10 g/mL; refused above the protocol's limit (1 g/kg/day, HSC practice).
+- endotoxin: K/M (DOMAIN.md section 5): the endotoxin infused must not exceed K x weight x infusion hours.
+
+The search is exact: the fewest bags k is the smallest k whose k largest bags reach the band's lower
+limit; among k-bag sets, the one with the smallest total reaching the target is found by a depth-first
+search over bags sorted largest first, pruned by bounds and by skipping interchangeable (equal-count)
+bags, so inventories of ~20 distinct bags take milliseconds. A node budget keeps pathological inventories
+fast; the answer is then still inside the band and `exhaustive_search` is False.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+
+from mscbatch.core.protocols import Protocol, format_cells_per_kg
+
+SEARCH_NODE_BUDGET = 200_000
+_HUNDRED = Decimal(100)
+
+
+class DoseRefused(Exception):
+    """No dose can be allocated; `reason` is a plain sentence for the clinician, `code` a stable key."""
+
+    def __init__(self, code: str, reason: str):
+        self.code = code
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class CandidateBag:
+    """A bag in stock as the dosing core sees it (plain values, copied from the database by the service)."""
+
+    bag_id: str
+    din: str
+    viable_cells: Decimal
+    total_cells: Decimal
+    volume_ml: Decimal
+    dmso_percent: Decimal
+    expires_at: datetime
+    released: bool
+    allocated: bool
+    on_hold: bool
+    product_id: str
+    donor_id: str | None = None
+    intended_recipient_id: str | None = None
+    endotoxin_eu_per_ml: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ExcludedBag:
+    bag_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BagDraw:
+    bag_id: str
+    din: str
+    volume_ml: Decimal
+    bag_volume_ml: Decimal
+    cells: Decimal
+    partial: bool
+    dmso_g: Decimal
+    endotoxin_eu: Decimal | None
+
+
+@dataclass(frozen=True)
+class DoseAllocation:
+    protocol_id: str
+    protocol_version: str
+    protocol_sha256: str
+    patient_id: str
+    dose_level_cells_per_kg: Decimal
+    dose_basis: str
+    weight_kg: Decimal
+    weight_measured_on: date
+    target_cells: Decimal
+    low_cells: Decimal
+    high_cells: Decimal
+    tolerance_percent: Decimal
+    delivered_cells: Decimal
+    delivered_cells_per_kg: Decimal
+    deviation_percent: Decimal
+    draws: tuple[BagDraw, ...]
+    total_volume_ml: Decimal
+    waste_cells: Decimal
+    dmso_g: Decimal
+    dmso_g_per_kg: Decimal
+    max_dmso_g_per_kg: Decimal
+    endotoxin_eu: Decimal | None  # None when a chosen bag has no endotoxin result
+    endotoxin_limit_eu: Decimal
+    infused_volume_ml: Decimal
+    infusion_duration_h: Decimal
+    endotoxin_limit_eu_per_ml: Decimal
+    excluded: tuple[ExcludedBag, ...]
+    exhaustive_search: bool
+
+    @property
+    def bag_count(self) -> int:
+        return len(self.draws)
+
+
+def endotoxin_limit_eu_per_ml(k_eu_per_kg_per_h: Decimal, weight_kg: Decimal, volume_ml: Decimal,
+                              duration_h: Decimal) -> Decimal:
+    """K/M with M = volume per kg per hour (Ph. Eur. 5.1.10): 70 kg, 100 mL over 1 h, K = 5 -> 3.5 EU/mL."""
+    return k_eu_per_kg_per_h * weight_kg * duration_h / volume_ml
+
+
+def offered_bags(protocol: Protocol, bags: Sequence[CandidateBag], *, product_id: str, patient_id: str,
+                 familial_donor_id: str | None, planned_at: datetime) -> tuple[list[CandidateBag], list[ExcludedBag]]:
+    """Split the inventory into bags that may be offered to this patient and the others, each with why."""
+    offered: list[CandidateBag] = []
+    excluded: list[ExcludedBag] = []
+    for bag in bags:
+        reason = None
+        if bag.intended_recipient_id is not None and bag.intended_recipient_id != patient_id:
+            reason = "for use by another intended recipient only"
+        elif protocol.directed and familial_donor_id is not None and bag.donor_id not in (None, familial_donor_id):
+            reason = "from another recipient's familial donor"
+        elif protocol.directed and bag.intended_recipient_id != patient_id and (
+                familial_donor_id is None or bag.donor_id != familial_donor_id):
+            reason = "directed product not labelled for this patient nor from this patient's familial donor"
+        elif bag.product_id != product_id:
+            reason = f"product {bag.product_id}, not {product_id}"
+        elif not bag.released:
+            reason = "not released"
+        elif bag.on_hold:
+            reason = "on hold"
+        elif bag.allocated:
+            reason = "already allocated"
+        elif bag.expires_at <= planned_at:
+            reason = f"expires {bag.expires_at.isoformat()}, not after the planned infusion"
+        elif bag.volume_ml <= 0 or bag.viable_cells <= 0 or bag.total_cells <= 0:
+            reason = "no cells or volume recorded"
+        if reason is None:
+            offered.append(bag)
+        else:
+            excluded.append(ExcludedBag(bag.bag_id, reason))
+    return offered, excluded
+
+
+def _search(cells: list[int], target: int, low: Decimal) -> tuple[list[int], bool]:
+    """Indices (into `cells`, sorted largest first, ties FEFO) of the fewest bags reaching `low`, then the
+    smallest total >= target among them (if the largest such set stays under target, it is the closest)."""
+    n = len(cells)
+    prefix = [0]
+    for c in cells:
+        prefix.append(prefix[-1] + c)
+    k = next((k for k in range(1, n + 1) if prefix[k] >= low), None)
+    if k is None:
+        raise DoseRefused("not_enough_cells", "")
+    if prefix[k] <= target:
+        return list(range(k)), True
+    best_sum, best = prefix[k], list(range(k))
+    stack: list[tuple[int, int, int, tuple[int, ...]]] = [(0, k, 0, ())]
+    nodes = 0
+    while stack:
+        nodes += 1
+        if nodes > SEARCH_NODE_BUDGET:
+            return best, False
+        i, r, s, chosen = stack.pop()
+        if r == 0:
+            if target <= s < best_sum:
+                best_sum, best = s, list(chosen)
+            continue
+        if n - i < r or s + prefix[i + r] - prefix[i] < target:
+            continue  # cannot reach the target from here
+        low_sum = s + prefix[n] - prefix[n - r]  # the r smallest remaining bags
+        if low_sum >= best_sum:
+            continue  # cannot beat the best found (ties keep the first, FEFO-earlier find)
+        if low_sum >= target:  # the r smallest already reach it: best of this subtree, equal counts FEFO
+            tail = list(range(n - r, n))
+            edge = cells[n - r]
+            group = [x for x in range(i, n) if cells[x] == edge]
+            best_sum = low_sum
+            best = list(chosen) + [x for x in tail if cells[x] != edge] + group[:sum(cells[x] == edge for x in tail)]
+            continue
+        j = i + 1
+        while j < n and cells[j] == cells[i]:
+            j += 1  # leaving bag i out: its equal-count, later-expiring twins are left out too
+        stack.append((j, r, s, chosen))
+        stack.append((i + 1, r - 1, s + cells[i], chosen + (i,)))
+    return best, True
+
+
+def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: date, valid_days: int) -> None:
+    if weight_kg is None or measured_on is None:
+        raise DoseRefused("weight_missing", "no weight is recorded for this patient")
+    if not isinstance(weight_kg, Decimal) or not weight_kg.is_finite() or weight_kg <= 0:
+        raise DoseRefused("weight_invalid", f"the recorded weight {weight_kg!r} is not a positive number of kg")
+    if measured_on > today:
+        raise DoseRefused("weight_invalid", f"the weight is dated {measured_on}, after today ({today})")
+    if (today - measured_on).days > valid_days:
+        raise DoseRefused("weight_stale", f"the weight was measured on {measured_on}, {(today - measured_on).days} days "
+                                          f"ago; the protocol needs one measured within {valid_days} days")
+
+
+def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_level_cells_per_kg: Decimal,
+                   weight_kg: Decimal | None, weight_measured_on: date | None, today: date, planned_at: datetime,
+                   bags: Sequence[CandidateBag], product_id: str | None = None,
+                   familial_donor_id: str | None = None, infusion_duration_h: Decimal | None = None) -> DoseAllocation:
+    """Allocate bags for one infusion or raise DoseRefused with a plain reason (see the module docstring)."""
+    settings = protocol.dosing
+    if not enrolled:
+        raise DoseRefused("not_enrolled", f"the patient is not enrolled in {protocol.short_name}")
+    if dose_level_cells_per_kg not in settings.dose_levels_cells_per_kg:
+        levels = ", ".join(format_cells_per_kg(level) for level in settings.dose_levels_cells_per_kg)
+        raise DoseRefused("unknown_level", f"{format_cells_per_kg(dose_level_cells_per_kg)} is not a dose level of "
+                                           f"{protocol.short_name} ({levels})")
+    product_id = product_id or protocol.products[0]
+    if product_id not in protocol.products:
+        raise DoseRefused("product_not_allowed", f"{product_id} is not a product of {protocol.short_name}")
+    _refuse_weight(weight_kg, weight_measured_on, today, settings.weight_valid_days)
+    assert weight_kg is not None and weight_measured_on is not None
+    duration_h = infusion_duration_h if infusion_duration_h is not None else settings.infusion_duration_h
+
+    target = (dose_level_cells_per_kg * weight_kg).to_integral_value(ROUND_HALF_UP)
+    low = target * (_HUNDRED - settings.tolerance_percent) / _HUNDRED
+    high = target * (_HUNDRED + settings.tolerance_percent) / _HUNDRED
+    offered, excluded = offered_bags(protocol, bags, product_id=product_id, patient_id=patient_id,
+                                     familial_donor_id=familial_donor_id, planned_at=planned_at)
+    if not offered:
+        why = "; ".join(f"{e.bag_id}: {e.reason}" for e in excluded) or "no bag in stock"
+        raise DoseRefused("no_bags", f"no usable bag of {product_id} for this patient ({why})")
+
+    def count(bag: CandidateBag) -> int:
+        return int(bag.viable_cells if settings.dose_basis == "viable" else bag.total_cells)
+
+    offered.sort(key=lambda b: (-count(b), b.expires_at, b.bag_id))
+    cells = [count(b) for b in offered]
+    try:
+        indices, exhaustive = _search(cells, int(target), low)
+    except DoseRefused:
+        raise DoseRefused("not_enough_cells", (
+            f"not enough cells: the {len(offered)} usable bag(s) hold {sum(cells):,} {settings.dose_basis} cells, "
+            f"the target is {int(target):,} and the band allows no less than {int(low.to_integral_value(ROUND_HALF_UP)):,} "
+            f"(-{settings.tolerance_percent} %)")) from None
+    chosen = [offered[i] for i in indices]
+    waste = sum(count(b) for b in chosen) - target
+    partial = None
+    if waste > 0:  # the latest-expiring bag able to supply the remainder is drawn partially
+        partial = max((b for b in chosen if count(b) > waste), key=lambda b: (b.expires_at, b.bag_id))
+
+    draws: list[BagDraw] = []
+    for bag in sorted(chosen, key=lambda b: (b is partial, b.expires_at, b.bag_id)):
+        volume_ml, bag_cells = bag.volume_ml, Decimal(count(bag))
+        if bag is partial:
+            exact_ml = (bag_cells - waste) * bag.volume_ml / bag_cells
+            steps = (exact_ml / settings.draw_resolution_ml).to_integral_value(ROUND_HALF_EVEN)
+            volume_ml = min(max(steps, Decimal(1)) * settings.draw_resolution_ml, bag.volume_ml)
+            bag_cells = (bag_cells * volume_ml / bag.volume_ml).to_integral_value(ROUND_FLOOR)
+        dmso_g = volume_ml * bag.dmso_percent / _HUNDRED * settings.dmso_density_g_per_ml
+        eu = None if bag.endotoxin_eu_per_ml is None else volume_ml * bag.endotoxin_eu_per_ml
+        draws.append(BagDraw(bag.bag_id, bag.din, volume_ml, bag.volume_ml, bag_cells, volume_ml < bag.volume_ml, dmso_g, eu))
+
+    delivered = sum((d.cells for d in draws), Decimal(0))
+    if not low <= delivered <= high:
+        raise DoseRefused("outside_tolerance", (
+            f"the best allocation delivers {delivered:,} cells, outside the band {low:,}-{high:,} "
+            f"(target {target:,} +/- {settings.tolerance_percent} %): the partial draw cannot be measured finely enough"))
+    total_ml = sum((d.volume_ml for d in draws), Decimal(0))
+    dmso_g = sum((d.dmso_g for d in draws), Decimal(0))
+    if dmso_g / weight_kg > settings.max_dmso_g_per_kg_per_day:
+        raise DoseRefused("dmso_limit", (
+            f"DMSO would be {dmso_g:.2f} g, {dmso_g / weight_kg:.3f} g/kg, above the limit of "
+            f"{settings.max_dmso_g_per_kg_per_day} g/kg/day"))
+    limit_eu = settings.endotoxin_k_eu_per_kg_per_h * weight_kg * duration_h
+    endotoxin = None if any(d.endotoxin_eu is None for d in draws) else sum((d.endotoxin_eu or Decimal(0) for d in draws), Decimal(0))
+    if endotoxin is not None and endotoxin > limit_eu:
+        raise DoseRefused("endotoxin_limit", (
+            f"endotoxin would be {endotoxin} EU over {duration_h} h, above K x weight x time = {limit_eu} EU "
+            f"(K = {settings.endotoxin_k_eu_per_kg_per_h} EU/kg/h)"))
+    infused_ml = max(total_ml, settings.infusion_volume_ml)
+    return DoseAllocation(
+        protocol_id=protocol.id, protocol_version=protocol.version, protocol_sha256=protocol.sha256,
+        patient_id=patient_id, dose_level_cells_per_kg=dose_level_cells_per_kg, dose_basis=settings.dose_basis,
+        weight_kg=weight_kg, weight_measured_on=weight_measured_on, target_cells=target, low_cells=low,
+        high_cells=high, tolerance_percent=settings.tolerance_percent, delivered_cells=delivered,
+        delivered_cells_per_kg=(delivered / weight_kg).to_integral_value(ROUND_HALF_EVEN),
+        deviation_percent=((delivered - target) * _HUNDRED / target).quantize(Decimal("0.01"), ROUND_HALF_EVEN),
+        draws=tuple(draws), total_volume_ml=total_ml,
+        waste_cells=sum((Decimal(count(b)) for b in chosen), Decimal(0)) - delivered,
+        dmso_g=dmso_g, dmso_g_per_kg=(dmso_g / weight_kg).quantize(Decimal("0.0001"), ROUND_HALF_UP),
+        max_dmso_g_per_kg=settings.max_dmso_g_per_kg_per_day,
+        endotoxin_eu=endotoxin, endotoxin_limit_eu=limit_eu, infused_volume_ml=infused_ml,
+        infusion_duration_h=duration_h,
+        endotoxin_limit_eu_per_ml=endotoxin_limit_eu_per_ml(settings.endotoxin_k_eu_per_kg_per_h, weight_kg,
+                                                            infused_ml, duration_h),
+        excluded=tuple(excluded), exhaustive_search=exhaustive,
+    )

@@ -1,0 +1,162 @@
+"""Judging serology and NAT results against a donor rule set (DOMAIN.md section 3, EU 2006/17/EC Annex II).
+
+This is the lowest layer of the eligibility engine: it defines MarkerResult and Reason and knows nothing of
+the other criteria. Import both from mscbatch.core.eligibility.
+
+Choices, each made so that a result can never count in the donor's favour by accident:
+- A sample dated outside its window (days from collection, Annex II 2.5) does not count: the marker is
+  "missing", never "negative", and the reason gives the sample and collection dates.
+- Several results for one marker: the latest in-window sample date decides (a retest supersedes an earlier
+  indeterminate); on the same date the worst result wins (positive > indeterminate > negative).
+- A negative that decides while a positive for the same marker is on record (earlier, or outside the window)
+  does not give "met" but "risk_assessment": QA must document why the positive is superseded.
+- Indeterminate -> "missing" (retest needed). Positive -> "failed", or "risk_assessment" where the rule set
+  says so (EU Annex II 1.3 anti-HBc+ / HBsAg-; 1.4 reactive treponemal test).
+- An optional marker (required = false) is judged only once a result is recorded.
+- The extended window of a rule set (EU Annex II 2.5-2.6: -30..+7 days for living donors) applies to markers
+  without their own window when a negative 180-day retest is documented, or when every listed NAT marker
+  has a negative deciding result within the extended window.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from mscbatch.core.donor_rules import Marker, RuleSet
+
+RESULT_VALUES = ("positive", "negative", "indeterminate")
+_SEVERITY = {"negative": 0, "indeterminate": 1, "positive": 2}
+
+
+@dataclass(frozen=True)
+class MarkerResult:
+    """One laboratory result for a donor (for cord: the mother) on one marker, with its sample date."""
+
+    marker: str
+    method: str
+    result: str
+    sample_date: date
+
+    def __post_init__(self) -> None:
+        if self.result not in RESULT_VALUES:
+            raise ValueError(f"result must be one of {RESULT_VALUES}, got {self.result!r}")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why one criterion is met or not; `values` holds what triggered it, as text (JSON-storable)."""
+
+    rule_id: str
+    text: str
+    source: str
+    outcome: str
+    values: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Window:
+    from_days: int
+    to_days: int
+    label: str
+
+    def contains(self, offset_days: int) -> bool:
+        return self.from_days <= offset_days <= self.to_days
+
+
+def _offset(result: MarkerResult, collection_date: date) -> int:
+    return (result.sample_date - collection_date).days
+
+
+def _deciding(results: Sequence[MarkerResult], collection_date: date, window: _Window) -> MarkerResult | None:
+    """The latest in-window result; on the same sample date the worst one."""
+    inside = [r for r in results if window.contains(_offset(r, collection_date))]
+    if not inside:
+        return None
+    return max(inside, key=lambda r: (r.sample_date, _SEVERITY[r.result]))
+
+
+def _default_window(rule_set: RuleSet, collection_date: date, by_marker: dict[str, list[MarkerResult]],
+                    retest_180_days_negative: bool | None) -> _Window:
+    base = rule_set.sample_window
+    window = _Window(base.from_days, base.to_days, f"{base.from_days:+d}..{base.to_days:+d} days ({base.source})")
+    ext = base.extended
+    if ext is None:
+        return window
+    extended = _Window(ext.from_days, ext.to_days, f"{ext.from_days:+d}..{ext.to_days:+d} days ({ext.source}")
+    if ext.accept_retest_180_days and retest_180_days_negative is True:
+        return _Window(extended.from_days, extended.to_days, extended.label + ", 180-day retest negative)")
+    if ext.nat_markers and all(
+        (d := _deciding(by_marker.get(nat, []), collection_date, extended)) is not None and d.result == "negative"
+        for nat in ext.nat_markers
+    ):
+        return _Window(extended.from_days, extended.to_days, extended.label + ", NAT panel negative)")
+    return window
+
+
+def _listing(results: Sequence[MarkerResult], collection_date: date) -> str:
+    return "; ".join(f"{r.sample_date.isoformat()} {r.result} ({_offset(r, collection_date):+d} d)"
+                     for r in sorted(results, key=lambda r: r.sample_date))
+
+
+def _judge(marker: Marker, window: _Window, collection_date: date | None,
+           results: Sequence[MarkerResult]) -> Reason | None:
+    rid, src, name = marker.rule_id, marker.source, marker.name
+    values = {"window": window.label, "collection_date": collection_date.isoformat() if collection_date else "not recorded"}
+    if not results:
+        if not marker.required:
+            return None
+        return Reason(rid, f"{name}: no result recorded.", src, "missing", values)
+    if collection_date is None:
+        return Reason(rid, f"{name}: collection date not recorded, so the sample window cannot be checked.",
+                      src, "missing", values)
+    values["results"] = _listing(results, collection_date)
+    positives = [r for r in results if r.result == "positive"]
+    deciding = _deciding(results, collection_date, window)
+    if deciding is None:
+        if not marker.required and not positives:
+            return None
+        text = (f"{name}: no sample inside the window {window.from_days:+d}..{window.to_days:+d} days of the collection "
+                f"on {collection_date.isoformat()}; sample(s) {values['results']} are outside it and count as missing, "
+                "not negative.")
+        if positives:
+            text += " An out-of-window result is POSITIVE: review it."
+        return Reason(rid, text, src, "missing", values)
+    values.update(sample_date=deciding.sample_date.isoformat(), result=deciding.result, method=deciding.method)
+    when = f"sample {deciding.sample_date.isoformat()}, {_offset(deciding, collection_date):+d} days from collection"
+    if deciding.result == "positive":
+        if marker.on_positive == "ineligible":
+            return Reason(rid, f"{name} positive ({when}): excludes the donor.", src, "failed", values)
+        note = f" {marker.note}" if marker.note else ""
+        return Reason(rid, f"{name} positive ({when}): further investigation and a documented risk assessment "
+                      f"are required before any decision.{note}", src, "risk_assessment", values)
+    if deciding.result == "indeterminate":
+        return Reason(rid, f"{name} indeterminate ({when}): retest needed.", src, "missing", values)
+    if positives:
+        dates = ", ".join(r.sample_date.isoformat() for r in positives)
+        return Reason(rid, f"{name} negative ({when}) but a positive result dated {dates} is on record: a documented "
+                      "risk assessment must say why it is superseded.", src, "risk_assessment", values)
+    return Reason(rid, f"{name} negative ({when}).", src, "met", values)
+
+
+def judge_markers(rule_set: RuleSet, collection_date: date | None, results: Sequence[MarkerResult],
+                  retest_180_days_negative: bool | None = None) -> tuple[list[Reason], list[MarkerResult]]:
+    """One Reason per judged marker, plus the results for markers the rule set does not list (unjudged)."""
+    by_marker: dict[str, list[MarkerResult]] = {}
+    unjudged: list[MarkerResult] = []
+    for result in results:
+        if rule_set.marker(result.marker) is None:
+            unjudged.append(result)
+        else:
+            by_marker.setdefault(result.marker, []).append(result)
+    default = (_default_window(rule_set, collection_date, by_marker, retest_180_days_negative)
+               if collection_date is not None else _Window(0, 0, "collection date not recorded"))
+    reasons = []
+    for marker in rule_set.markers:
+        own = marker.window
+        window = _Window(own.from_days, own.to_days, f"{own.from_days:+d}..{own.to_days:+d} days ({own.source})") \
+            if own is not None else default
+        reason = _judge(marker, window, collection_date, by_marker.get(marker.id, []))
+        if reason is not None:
+            reasons.append(reason)
+    return reasons, unjudged

@@ -1,0 +1,320 @@
+"""Trial protocols as versioned rule files (config/protocols/*.toml): enrolment criteria, dose levels, escalation.
+
+A protocol file is the single place where a trial's measurable enrolment criteria (DOMAIN.md section 6, seeds
+001 and 002), its dose levels and its dose-escalation plan live, so that changing a threshold is a reviewed
+config change with a new version, never a code change. Every decision made with a protocol stores its id,
+version and SHA-256 (DESIGN.md "Decisions store what they were judged with").
+
+The loader is strict: an unknown comparator, unit or key, a missing field or an inconsistent escalation plan
+raises ConfigError naming the file and the dotted key, so a typo cannot silently weaken a criterion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from mscbatch.core.configfiles import ConfigError, load_rule_file, require
+
+# "is_true" is the only comparator of yes/no criteria (serology, pregnancy); the others compare a number.
+NUMERIC_COMPARATORS = ("<", "<=", ">", ">=")
+BOOLEAN_COMPARATOR = "is_true"
+BOOLEAN_UNIT = "boolean"
+# Units a criterion may be expressed in. A new unit is a deliberate code change: the UI shows it and the
+# parameter name carries it (cells_per_kg style), so a misspelt unit must not load.
+KNOWN_UNITS = frozenset({
+    "points", "mL/min", "mL/min/m2", "%", "% predicted", "x ULN", "mmHg", "G/L", "g/dL", "/uL", "months",
+    BOOLEAN_UNIT,
+})
+DOSE_BASES = ("viable", "total")
+
+_CRITERION_KEYS = {"id", "parameter", "unit", "comparator", "threshold", "text", "source", "required",
+                   "accepts_never"}
+_DOSING_KEYS = {"dose_levels_cells_per_kg", "dose_basis", "weight_valid_days", "tolerance_percent",
+                "draw_resolution_ml", "infusion_volume_ml", "infusion_duration_h", "max_dmso_g_per_kg_per_day",
+                "dmso_density_g_per_ml", "endotoxin_k_eu_per_kg_per_h", "source"}
+_TOP_KEYS = {"id", "version", "trial_id", "short_name", "title", "products", "directed", "age", "inclusion",
+             "exclusion", "dosing", "escalation"}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One measurable enrolment criterion. For an inclusion, "met" means the patient qualifies; for an
+    exclusion, "met" means the patient is excluded.
+
+    required=False: a missing value does not make the check incomplete (e.g. catheter PAP, only measured
+    when echocardiography is suspicious). accepts_never=True: a numeric "months since" criterion accepts
+    False for "never received", which cannot meet it.
+    """
+
+    id: str
+    kind: str  # "inclusion" | "exclusion"
+    parameter: str
+    unit: str
+    comparator: str
+    threshold: Decimal | None
+    text: str
+    source: str
+    required: bool = True
+    accepts_never: bool = False
+
+    @property
+    def is_boolean(self) -> bool:
+        return self.comparator == BOOLEAN_COMPARATOR
+
+
+@dataclass(frozen=True)
+class AgeLimits:
+    """Strict age limits (both trials: > 18 and < 70 years), judged on exact dates (see enrolment)."""
+
+    above_years: int
+    below_years: int
+    source: str
+
+
+@dataclass(frozen=True)
+class DosingSettings:
+    """Per-protocol dose arithmetic settings (DOMAIN.md sections 5 and 6)."""
+
+    dose_levels_cells_per_kg: tuple[Decimal, ...]
+    dose_basis: str
+    weight_valid_days: int
+    tolerance_percent: Decimal
+    draw_resolution_ml: Decimal
+    infusion_volume_ml: Decimal
+    infusion_duration_h: Decimal
+    max_dmso_g_per_kg_per_day: Decimal
+    dmso_density_g_per_ml: Decimal
+    endotoxin_k_eu_per_kg_per_h: Decimal
+    source: str
+
+
+@dataclass(frozen=True)
+class EscalationStage:
+    """A cohort of `patients` patients. One level: fixed. Several: the investigators must record which one
+    (with the toxicity review they relied on) before the first patient of the stage is dosed."""
+
+    id: str
+    levels_cells_per_kg: tuple[Decimal, ...]
+    patients: int
+    rule: str
+
+    @property
+    def needs_decision(self) -> bool:
+        return len(self.levels_cells_per_kg) > 1
+
+
+@dataclass(frozen=True)
+class EscalationPlan:
+    starting_level_cells_per_kg: Decimal
+    cohort_size: int
+    stages: tuple[EscalationStage, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    version: str
+    sha256: str
+    path: Path
+    trial_id: str
+    short_name: str
+    title: str
+    products: tuple[str, ...]
+    directed: bool
+    age: AgeLimits
+    inclusion: tuple[Criterion, ...]
+    exclusion: tuple[Criterion, ...]
+    dosing: DosingSettings
+    escalation: EscalationPlan
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        return self.inclusion + self.exclusion
+
+    def parameters(self) -> dict[str, str]:
+        """parameter name -> unit, in file order: what an enrolment form has to ask for."""
+        return {c.parameter: c.unit for c in self.criteria}
+
+
+def format_cells_per_kg(cells_per_kg: Decimal) -> str:
+    """Display a dose level the way the protocols write it: Decimal("2E+6") -> "2 x10^6/kg"."""
+    millions = (cells_per_kg / Decimal(1_000_000)).normalize()
+    return f"{millions:f} x10^6/kg"
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], file: Path, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(file, f"{where}.{key}" if where else key, "unknown key (typo?)")
+
+
+def _decimal_list(table: dict[str, Any], key: str, file: Path, where: str) -> tuple[Decimal, ...]:
+    values = require(table, key, list, file, where)
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | Decimal) or value <= 0:
+            raise ConfigError(file, f"{where}.{key}[{i}]", f"expected a positive number, got {value!r}")
+        out.append(Decimal(value))
+    if not out:
+        raise ConfigError(file, f"{where}.{key}", "must not be empty")
+    return tuple(out)
+
+
+def _positive(table: dict[str, Any], key: str, file: Path, where: str) -> Decimal:
+    value = require(table, key, Decimal, file, where)
+    if value <= 0:
+        raise ConfigError(file, f"{where}.{key}", f"must be > 0, got {value}")
+    return value
+
+
+def _flag(table: dict[str, Any], key: str, default: bool, file: Path, where: str) -> bool:
+    return require(table, key, bool, file, where) if key in table else default
+
+
+def _criterion(raw: Any, kind: str, index: int, file: Path) -> Criterion:
+    where = f"{kind}[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(file, where, "expected a table")
+    _check_keys(raw, _CRITERION_KEYS, file, where)
+    comparator = require(raw, "comparator", str, file, where)
+    unit = require(raw, "unit", str, file, where)
+    if comparator != BOOLEAN_COMPARATOR and comparator not in NUMERIC_COMPARATORS:
+        allowed = ", ".join((*NUMERIC_COMPARATORS, BOOLEAN_COMPARATOR))
+        raise ConfigError(file, f"{where}.comparator", f"unknown comparator {comparator!r} (allowed: {allowed})")
+    if unit not in KNOWN_UNITS:
+        raise ConfigError(file, f"{where}.unit", f"unknown unit {unit!r} (allowed: {', '.join(sorted(KNOWN_UNITS))})")
+    threshold: Decimal | None = None
+    if comparator == BOOLEAN_COMPARATOR:
+        if unit != BOOLEAN_UNIT:
+            raise ConfigError(file, f"{where}.unit", f"comparator 'is_true' needs unit 'boolean', got {unit!r}")
+        if "threshold" in raw:
+            raise ConfigError(file, f"{where}.threshold", "a yes/no criterion takes no threshold")
+    else:
+        if unit == BOOLEAN_UNIT:
+            raise ConfigError(file, f"{where}.unit", f"comparator {comparator!r} needs a numeric unit, not 'boolean'")
+        threshold = require(raw, "threshold", Decimal, file, where)
+    return Criterion(
+        id=require(raw, "id", str, file, where),
+        kind=kind,
+        parameter=require(raw, "parameter", str, file, where),
+        unit=unit,
+        comparator=comparator,
+        threshold=threshold,
+        text=require(raw, "text", str, file, where),
+        source=require(raw, "source", str, file, where),
+        required=_flag(raw, "required", True, file, where),
+        accepts_never=_flag(raw, "accepts_never", False, file, where),
+    )
+
+
+def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:
+    where = "dosing"
+    _check_keys(raw, _DOSING_KEYS, file, where)
+    basis = require(raw, "dose_basis", str, file, where)
+    if basis not in DOSE_BASES:
+        raise ConfigError(file, f"{where}.dose_basis", f"must be one of {DOSE_BASES}, got {basis!r}")
+    valid_days = require(raw, "weight_valid_days", int, file, where)
+    if isinstance(valid_days, bool) or valid_days < 0:
+        raise ConfigError(file, f"{where}.weight_valid_days", f"must be a whole number of days >= 0, got {valid_days!r}")
+    tolerance = require(raw, "tolerance_percent", Decimal, file, where)
+    if not Decimal(0) <= tolerance < Decimal(100):
+        raise ConfigError(file, f"{where}.tolerance_percent", f"must be in [0, 100), got {tolerance}")
+    return DosingSettings(
+        dose_levels_cells_per_kg=_decimal_list(raw, "dose_levels_cells_per_kg", file, where),
+        dose_basis=basis,
+        weight_valid_days=valid_days,
+        tolerance_percent=tolerance,
+        draw_resolution_ml=_positive(raw, "draw_resolution_ml", file, where),
+        infusion_volume_ml=_positive(raw, "infusion_volume_ml", file, where),
+        infusion_duration_h=_positive(raw, "infusion_duration_h", file, where),
+        max_dmso_g_per_kg_per_day=_positive(raw, "max_dmso_g_per_kg_per_day", file, where),
+        dmso_density_g_per_ml=_positive(raw, "dmso_density_g_per_ml", file, where),
+        endotoxin_k_eu_per_kg_per_h=_positive(raw, "endotoxin_k_eu_per_kg_per_h", file, where),
+        source=require(raw, "source", str, file, where),
+    )
+
+
+def _escalation(raw: dict[str, Any], levels: tuple[Decimal, ...], file: Path) -> EscalationPlan:
+    """Every level named by the plan must be a dose level; the starting level is the first stage's level."""
+    where = "escalation"
+    _check_keys(raw, {"starting_level_cells_per_kg", "cohort_size", "stages", "source"}, file, where)
+    cohort_size = require(raw, "cohort_size", int, file, where)
+    if isinstance(cohort_size, bool) or cohort_size < 1:
+        raise ConfigError(file, f"{where}.cohort_size", f"must be a whole number >= 1, got {cohort_size!r}")
+    stages = []
+    for i, stage in enumerate(require(raw, "stages", list, file, where)):
+        at = f"{where}.stages[{i}]"
+        _check_keys(stage, {"id", "levels_cells_per_kg", "patients", "rule"}, file, at)
+        stage_levels = _decimal_list(stage, "levels_cells_per_kg", file, at)
+        for j, level in enumerate(stage_levels):
+            if level not in levels:
+                raise ConfigError(file, f"{at}.levels_cells_per_kg[{j}]", f"{level} is not one of dosing.dose_levels_cells_per_kg")
+        patients = stage.get("patients", cohort_size)
+        if isinstance(patients, bool) or not isinstance(patients, int) or patients < 1:
+            raise ConfigError(file, f"{at}.patients", f"must be a whole number >= 1, got {patients!r}")
+        stages.append(EscalationStage(require(stage, "id", str, file, at), stage_levels, patients,
+                                      require(stage, "rule", str, file, at)))
+    if not stages:
+        raise ConfigError(file, f"{where}.stages", "at least one stage is needed")
+    if len({s.id for s in stages}) != len(stages):
+        raise ConfigError(file, f"{where}.stages", "stage ids must be unique")
+    starting = require(raw, "starting_level_cells_per_kg", Decimal, file, where)
+    if stages[0].needs_decision or stages[0].levels_cells_per_kg[0] != starting:
+        raise ConfigError(file, f"{where}.starting_level_cells_per_kg",
+                          f"{starting} must be the single level of the first stage {stages[0].id!r}")
+    return EscalationPlan(starting, cohort_size, tuple(stages), require(raw, "source", str, file, where))
+
+
+def load_protocol(path: Path) -> Protocol:
+    """Load and validate one protocol file; raise ConfigError (file + key) on any schema problem."""
+    rule_file = load_rule_file(path)
+    data = rule_file.data
+    _check_keys(data, _TOP_KEYS, path, "")
+    products = require(data, "products", list, path, "")
+    if not products or not all(isinstance(p, str) and p for p in products):
+        raise ConfigError(path, "products", "expected a non-empty list of product ids")
+    age_raw = require(data, "age", dict, path, "")
+    _check_keys(age_raw, {"above_years", "below_years", "source"}, path, "age")
+    age = AgeLimits(require(age_raw, "above_years", int, path, "age"), require(age_raw, "below_years", int, path, "age"),
+                    require(age_raw, "source", str, path, "age"))
+    if not 0 <= age.above_years < age.below_years:
+        raise ConfigError(path, "age", f"above_years {age.above_years} must be below below_years {age.below_years}")
+    inclusion = tuple(_criterion(c, "inclusion", i, path) for i, c in enumerate(require(data, "inclusion", list, path, "")))
+    exclusion = tuple(_criterion(c, "exclusion", i, path) for i, c in enumerate(data.get("exclusion", [])))
+    ids: dict[str, str] = {}
+    parameters: dict[str, str] = {}
+    keyed = [(f"inclusion[{i}]", c) for i, c in enumerate(inclusion)] + [(f"exclusion[{i}]", c) for i, c in enumerate(exclusion)]
+    for key, criterion in keyed:
+        if criterion.id in ids:
+            raise ConfigError(path, f"{key}.id", f"duplicate criterion id {criterion.id!r} (also {ids[criterion.id]})")
+        if criterion.parameter in parameters:
+            raise ConfigError(path, f"{key}.parameter",
+                              f"parameter {criterion.parameter!r} already used by {parameters[criterion.parameter]}")
+        ids[criterion.id] = parameters[criterion.parameter] = key
+    dosing = _dosing(require(data, "dosing", dict, path, ""), path)
+    return Protocol(
+        id=rule_file.id, version=rule_file.version, sha256=rule_file.sha256, path=path,
+        trial_id=require(data, "trial_id", str, path, ""), short_name=require(data, "short_name", str, path, ""),
+        title=require(data, "title", str, path, ""), products=tuple(products),
+        directed=require(data, "directed", bool, path, ""), age=age, inclusion=inclusion, exclusion=exclusion,
+        dosing=dosing,
+        escalation=_escalation(require(data, "escalation", dict, path, ""), dosing.dose_levels_cells_per_kg, path),
+    )
+
+
+def load_protocols(directory: Path | None = None) -> dict[str, Protocol]:
+    """All protocol files of a folder (default: the shipped config/protocols), keyed by protocol id."""
+    if directory is None:
+        from mscbatch.paths import config_dir
+
+        directory = config_dir() / "protocols"
+    protocols: dict[str, Protocol] = {}
+    for path in sorted(directory.glob("*.toml")):
+        protocol = load_protocol(path)
+        if protocol.id in protocols:
+            raise ConfigError(path, "id", f"protocol id {protocol.id!r} already used by {protocols[protocol.id].path}")
+        protocols[protocol.id] = protocol
+    return protocols

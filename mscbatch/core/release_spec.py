@@ -1,0 +1,347 @@
+"""Release specifications: versioned TOML files (config/release_specs/) read into frozen dataclasses.
+
+DOMAIN.md section 5: each product has a versioned release specification (ISCT identity, Dominici 2006;
+safety per Ph. Eur.; viability, count, potency). Kinds of test live in the string-keyed registry KINDS, so
+adding a test is a config change and adding a kind is one registry entry. Entered values are checked here
+against the test's unit (ALCOA+ "accurate", DOMAIN.md section 9): an impossible value is refused at entry,
+with the test and the rule named, rather than judged.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from mscbatch.core.configfiles import ConfigError, load_rule_file, require
+
+Value = Decimal | str
+
+
+class ResultValueError(ValueError):
+    """An entered result is impossible for its test (wrong unit, out of the unit's range, not in the list)."""
+
+    def __init__(self, test_name: str, field: str, rule: str):
+        self.test_name, self.field, self.rule = test_name, field, rule
+        super().__init__(f"{test_name}: {rule}")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a value in this unit may be: a number (whole or not, with bounds) or a word from a list."""
+
+    symbol: str
+    numeric: bool
+    whole: bool = False
+    low: Decimal | None = None
+    high: Decimal | None = None
+    rule: str = ""
+
+
+UNITS: dict[str, Unit] = {
+    "percent": Unit("%", True, low=Decimal(0), high=Decimal(100), rule="a percentage is between 0 and 100"),
+    "cells": Unit("cells", True, whole=True, low=Decimal(0), rule="a count is a whole number, 0 or more"),
+    "EU/mL": Unit("EU/mL", True, low=Decimal(0), rule="an endotoxin concentration is 0 or more"),
+    "none": Unit("", False),
+}
+UNIT_ALIASES = {"%": "percent", "eu/ml": "EU/mL", "": "none"}
+
+
+@dataclass(frozen=True)
+class ReleaseTest:
+    """One line of a release specification. A non-blocking test is informative: shown, never refusing."""
+
+    id: str
+    name: str
+    kind: str
+    unit: str
+    group: str
+    method: str
+    blocking: bool
+    min: Decimal | None = None
+    max: Decimal | None = None
+    strict: bool = False
+    pass_result: str | None = None
+    fail_result: str | None = None
+    may_be_pending_at_conditional_release: bool = False
+    dose_based_k: Decimal | None = None
+    variant: str | None = None
+    note: str = ""
+
+    def format(self, value: Value) -> str:
+        return format_value(self.unit, value)
+
+    @property
+    def limit_text(self) -> str:
+        return KINDS[self.kind].limit_text(self)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Whether a value meets the test's limit (None: no limit) and the comparison in plain words."""
+
+    meets: bool | None
+    comparison: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of release test: which limit keys it needs and how it judges a value."""
+
+    numeric: bool
+    required: frozenset[str]
+    allowed: frozenset[str]
+    judge: Callable[[ReleaseTest, Value], Judgement]
+    limit_text: Callable[[ReleaseTest], str]
+
+
+def format_value(unit: str, value: Value) -> str:
+    """A value with its unit as people write it: "94.6 %", "4 EU/mL", "250 x10^6 cells"."""
+    if isinstance(value, str) or unit == "none":
+        return str(value)
+    if unit == "cells" and value >= Decimal(10) ** 6:
+        millions = (value / Decimal(10) ** 6).normalize()
+        return f"{millions:f} x10^6 cells"
+    return f"{value:f} {UNITS[unit].symbol}".rstrip()
+
+
+def _minimum(t: ReleaseTest, v: Value) -> Judgement:
+    assert t.min is not None and isinstance(v, Decimal)
+    ok = v > t.min if t.strict else v >= t.min
+    sign = (">" if t.strict else ">=") if ok else ("<=" if t.strict else "<")
+    return Judgement(ok, f"{t.format(v)} {sign} {t.format(t.min)}")
+
+
+def _maximum(t: ReleaseTest, v: Value) -> Judgement:
+    assert t.max is not None and isinstance(v, Decimal)
+    ok = v < t.max if t.strict else v <= t.max
+    sign = ("<" if t.strict else "<=") if ok else (">=" if t.strict else ">")
+    return Judgement(ok, f"{t.format(v)} {sign} {t.format(t.max)}")
+
+
+def _range(t: ReleaseTest, v: Value) -> Judgement:
+    assert t.min is not None and t.max is not None and isinstance(v, Decimal)
+    ok = t.min <= v <= t.max
+    return Judgement(ok, f"{t.format(v)} {'within' if ok else 'outside'} {_range_text(t)}")
+
+
+def _range_text(t: ReleaseTest) -> str:
+    return f"{t.format(t.min or Decimal(0))} to {t.format(t.max or Decimal(0))}"
+
+
+def _qualitative(t: ReleaseTest, v: Value) -> Judgement:
+    ok = v == t.pass_result
+    return Judgement(ok, f"{v}" + ("" if ok else f", expected {t.pass_result}"))
+
+
+def _informative(t: ReleaseTest, v: Value) -> Judgement:
+    return Judgement(None, f"{t.format(v)} (recorded, no limit)")
+
+
+_LIMITS = frozenset({"min", "max", "strict", "pass_result", "fail_result", "dose_based_k"})
+KINDS: dict[str, Kind] = {
+    "minimum": Kind(True, frozenset({"min"}), frozenset({"min", "strict"}), _minimum,
+                    lambda t: f"{'>' if t.strict else '>='} {t.format(t.min or Decimal(0))}"),
+    "maximum": Kind(True, frozenset({"max"}), frozenset({"max", "strict", "dose_based_k"}), _maximum,
+                    lambda t: f"{'<' if t.strict else '<='} {t.format(t.max or Decimal(0))}"),
+    "range": Kind(True, frozenset({"min", "max"}), frozenset({"min", "max"}), _range, _range_text),
+    "negative": Kind(False, frozenset(), frozenset({"pass_result", "fail_result"}), _qualitative,
+                     lambda t: str(t.pass_result)),
+    "pass_fail": Kind(False, frozenset(), frozenset({"pass_result", "fail_result"}), _qualitative,
+                      lambda t: str(t.pass_result)),
+    "informative": Kind(True, frozenset(), frozenset(), _informative, lambda t: "no limit (informative)"),
+}
+QUALITATIVE_DEFAULTS = {"negative": ("negative", "positive"), "pass_fail": ("pass", "fail")}
+
+
+def parse_result_value(test: ReleaseTest, raw: Decimal | int | str, unit: str) -> Value:
+    """Check an entered value against the test's unit and return it as Decimal (numbers) or the spec's word.
+
+    Refuses: another unit than the test's; a percentage outside 0..100; a negative or fractional count; a
+    word that is neither the pass nor the fail result of a qualitative test. Binary floats are refused:
+    limits and results are compared in Decimal (DESIGN.md conventions).
+    """
+    canonical = UNIT_ALIASES.get(unit.strip().lower(), unit.strip())
+    if canonical != test.unit:
+        expected = test.unit if test.unit != "none" else "no unit (a result word)"
+        raise ResultValueError(test.name, "unit", f"unit {unit!r} is wrong (this test is reported in {expected})")
+    if isinstance(raw, float | bool):
+        raise TypeError(f"{test.name}: give the value as Decimal, int or text, not {type(raw).__name__}")
+    if not UNITS[test.unit].numeric:
+        return _parse_word(test, str(raw))
+    try:
+        value = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip().replace(",", "."))
+    except InvalidOperation:
+        raise ResultValueError(test.name, "value", f"{raw!r} is not a number") from None
+    rule = UNITS[test.unit]
+    shown = f"{raw} {rule.symbol}".strip()
+    if not value.is_finite():
+        raise ResultValueError(test.name, "value", f"{raw!r} is not a number")
+    if (rule.low is not None and value < rule.low) or (rule.high is not None and value > rule.high) or (
+        rule.whole and value != value.to_integral_value()
+    ):
+        raise ResultValueError(test.name, "value", f"{shown} is impossible ({rule.rule})")
+    return value
+
+
+def _parse_word(test: ReleaseTest, raw: str) -> str:
+    word = " ".join(raw.split()).lower()
+    if test.kind == "informative":
+        if not word:
+            raise ResultValueError(test.name, "value", "a result is required")
+        return " ".join(raw.split())
+    allowed = {str(test.pass_result).lower(): test.pass_result, str(test.fail_result).lower(): test.fail_result}
+    if word not in allowed:
+        raise ResultValueError(
+            test.name, "value", f"{raw!r} is not a result of this test (enter {test.pass_result!r} or {test.fail_result!r})"
+        )
+    return str(allowed[word])
+
+
+def judge_value(test: ReleaseTest, value: Value) -> Judgement:
+    """Compare an already parsed value with the test's limit, through its kind in KINDS."""
+    return KINDS[test.kind].judge(test, value)
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """One versioned release specification; decisions store id, version and sha256 (DOMAIN.md section 3/9)."""
+
+    id: str
+    version: str
+    title: str
+    products: tuple[str, ...]
+    sources: tuple[str, ...]
+    tests: tuple[ReleaseTest, ...]
+    path: Path
+    sha256: str
+
+    def test(self, test_id: str) -> ReleaseTest:
+        for t in self.tests:
+            if t.id == test_id:
+                return t
+        raise KeyError(f"release spec {self.id} v{self.version} has no test {test_id!r}")
+
+    @property
+    def conditional_release_tests(self) -> tuple[ReleaseTest, ...]:
+        return tuple(t for t in self.tests if t.may_be_pending_at_conditional_release)
+
+
+_TEST_KEYS = frozenset({"id", "name", "kind", "unit", "group", "method", "blocking", "note", "variant",
+                        "variants", "may_be_pending_at_conditional_release"}) | _LIMITS
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def load_release_spec(path: Path) -> ReleaseSpec:
+    """Read and validate one spec file; any problem raises ConfigError naming the file and the key."""
+    rule_file = load_rule_file(path)
+    data = rule_file.data
+    title = require(data, "title", str, path, "")
+    products = _strings(require(data, "products", list, path, ""), path, "products")
+    sources = _strings(require(data, "sources", list, path, ""), path, "sources")
+    raw_tests = require(data, "tests", list, path, "")
+    if not raw_tests:
+        raise ConfigError(path, "tests", "a release specification needs at least one test")
+    tests: list[ReleaseTest] = []
+    for index, raw in enumerate(raw_tests):
+        where = f"tests[{index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(path, where, "expected a table ([[tests]])")
+        test = _load_test(raw, path, where)
+        if any(t.id == test.id for t in tests):
+            raise ConfigError(path, f"{where}.id", f"duplicate test id {test.id!r}")
+        tests.append(test)
+    return ReleaseSpec(rule_file.id, rule_file.version, title, products, sources, tuple(tests), path,
+                       rule_file.sha256)
+
+
+def load_release_specs(directory: Path) -> tuple[ReleaseSpec, ...]:
+    """All *.toml specs of a folder (config/release_specs/), refusing two files with the same id+version."""
+    specs = tuple(load_release_spec(p) for p in sorted(directory.glob("*.toml")))
+    seen: dict[tuple[str, str], Path] = {}
+    for spec in specs:
+        if (spec.id, spec.version) in seen:
+            raise ConfigError(spec.path, "id", f"{spec.id} v{spec.version} also defined in {seen[(spec.id, spec.version)]}")
+        seen[(spec.id, spec.version)] = spec.path
+    return specs
+
+
+def specs_for_product(specs: tuple[ReleaseSpec, ...], product: str) -> tuple[ReleaseSpec, ...]:
+    """The specs whose `products` list names this product; which one is active is an admin decision."""
+    return tuple(s for s in specs if product in s.products)
+
+
+def _strings(values: list[Any], path: Path, key: str) -> tuple[str, ...]:
+    if not values or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ConfigError(path, key, "expected a non-empty list of non-empty strings")
+    return tuple(values)
+
+
+def _load_test(raw: dict[str, Any], path: Path, where: str) -> ReleaseTest:
+    merged = _apply_variant(raw, path, where)
+    unknown = sorted(set(merged) - _TEST_KEYS)
+    if unknown:
+        raise ConfigError(path, f"{where}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(_TEST_KEYS))})")
+    test_id = require(merged, "id", str, path, where)
+    if not _ID.match(test_id):
+        raise ConfigError(path, f"{where}.id", f"{test_id!r} must be lower-case letters, digits and _")
+    kind_name = require(merged, "kind", str, path, where)
+    if kind_name not in KINDS:
+        raise ConfigError(path, f"{where}.kind", f"unknown kind {kind_name!r} (known: {', '.join(KINDS)})")
+    kind = KINDS[kind_name]
+    unit = require(merged, "unit", str, path, where)
+    if unit not in UNITS:
+        raise ConfigError(path, f"{where}.unit", f"unknown unit {unit!r} (known: {', '.join(UNITS)})")
+    if kind_name != "informative" and UNITS[unit].numeric != kind.numeric:
+        need = "a numeric unit" if kind.numeric else "unit \"none\""
+        raise ConfigError(path, f"{where}.unit", f"kind {kind_name!r} needs {need}, not {unit!r}")
+    present = set(merged) & _LIMITS
+    missing, extra = sorted(kind.required - present), sorted(present - kind.allowed)
+    if missing:
+        raise ConfigError(path, f"{where}.{missing[0]}", f"missing (kind {kind_name!r} needs it)")
+    if extra:
+        raise ConfigError(path, f"{where}.{extra[0]}", f"not allowed for kind {kind_name!r}")
+    limits = {k: require(merged, k, Decimal, path, where) for k in ("min", "max", "dose_based_k") if k in present}
+    rule = UNITS[unit]
+    for key, limit in limits.items():
+        if (rule.low is not None and limit < rule.low) or (rule.high is not None and limit > rule.high):
+            raise ConfigError(path, f"{where}.{key}", f"{limit} is impossible ({rule.rule})")
+    if "min" in limits and "max" in limits and limits["min"] > limits["max"]:
+        raise ConfigError(path, f"{where}.min", "min is above max")
+    if "dose_based_k" in limits and (unit != "EU/mL" or limits["dose_based_k"] <= 0):
+        raise ConfigError(path, f"{where}.dose_based_k", "only an endotoxin test (EU/mL) has a K/M limit; K > 0")
+    words = {k: require(merged, k, str, path, where) for k in ("pass_result", "fail_result", "note") if k in merged}
+    flags = {k: require(merged, k, bool, path, where) if k in merged else False
+             for k in ("strict", "may_be_pending_at_conditional_release")}
+    default_pass, default_fail = QUALITATIVE_DEFAULTS.get(kind_name, (None, None))
+    test = ReleaseTest(
+        id=test_id, name=require(merged, "name", str, path, where), kind=kind_name, unit=unit,
+        group=require(merged, "group", str, path, where), method=require(merged, "method", str, path, where),
+        blocking=require(merged, "blocking", bool, path, where), min=limits.get("min"), max=limits.get("max"),
+        pass_result=words.get("pass_result", default_pass), fail_result=words.get("fail_result", default_fail),
+        dose_based_k=limits.get("dose_based_k"), variant=merged.get("variant"), note=words.get("note", ""),
+        **flags,
+    )
+    if test.pass_result is not None and test.pass_result.lower() == str(test.fail_result).lower():
+        raise ConfigError(path, f"{where}.fail_result", "pass_result and fail_result must differ")
+    return test
+
+
+def _apply_variant(raw: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
+    """One key toggles: `variant = "x"` merges [tests.variants.x] over the test (e.g. HLA-DR blocking or not)."""
+    if "variants" not in raw:
+        if "variant" in raw:
+            raise ConfigError(path, f"{where}.variant", "set, but the test has no [variants] tables")
+        return raw
+    variants = require(raw, "variants", dict, path, where)
+    chosen = require(raw, "variant", str, path, where)
+    if chosen not in variants or not isinstance(variants[chosen], dict):
+        raise ConfigError(path, f"{where}.variant", f"{chosen!r} is not one of: {', '.join(variants)}")
+    clash = sorted({"id", "variant", "variants"} & set(variants[chosen]))
+    if clash:
+        raise ConfigError(path, f"{where}.variants.{chosen}.{clash[0]}", "a variant cannot change this key")
+    merged = {k: v for k, v in raw.items() if k != "variants"}
+    merged.update(variants[chosen])
+    return merged

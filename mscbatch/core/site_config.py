@@ -1,0 +1,280 @@
+"""Site settings (config/site.toml) and products (config/products.toml), validated into frozen dataclasses.
+
+Both are versioned rule files (configfiles.load_rule_file): a lot records the id, version and SHA-256 of the
+files it was made under. Every problem raises ConfigError naming the file and the key: an unknown key (a typo
+such as `max_pasage` must not silently drop a limit), a missing field, an unknown kind or a bad unit.
+FINs and product description codes are ICCBBA-licensed site data (DOMAIN.md section 7), which is why they are
+here and not in code.
+"""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mscbatch.core.configfiles import ConfigError, load_rule_file, require
+from mscbatch.core.culture import CultureLimits
+from mscbatch.core.identifiers import DEMO_FIN, IdentifierError, ProductCode, make_product_code, validate_fin
+
+PRODUCT_CLASSES: dict[str, str] = {
+    "MSC(M)": "bone_marrow", "MSC(AT)": "adipose_tissue", "MSC(WJ)": "umbilical_cord", "MSC(CB)": "cord_blood",
+}
+"""ISBT 128 / ISCT class names (ICCBBA-ISCT joint statement 2021) and the tissue each comes from."""
+
+DURATION_UNITS = {"minutes": timedelta(minutes=1), "hours": timedelta(hours=1), "days": timedelta(days=1)}
+SHELF_LIFE_STARTS = ("freeze", "collection")
+WARMEST_STORAGE_C = Decimal(-135)
+"""Vapour-phase liquid nitrogen storage: nothing warmer than -135 C is accepted (DOMAIN.md section 4)."""
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    path: Path
+    id: str
+    version: str
+    sha256: str
+    demo: bool
+    facility_name: str
+    fin: str
+    timezone: str
+    lot_number_format: str
+    lot_number_regex: re.Pattern[str]
+    storage_temperature_max_c: Decimal
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def format_lot_number(self, year: int, seq: int) -> str:
+        """The lot number for the seq-th lot of a year, e.g. MSC-2025-0001; refused if it breaks the regex
+        (e.g. seq 10000 with a 4-digit pattern: the yearly counter is exhausted, the format must change)."""
+        number = self.lot_number_format.format(year=year, seq=seq)
+        if not self.is_valid_lot_number(number):
+            raise ValueError(f"lot number {number!r} does not match the site pattern "
+                             f"{self.lot_number_regex.pattern!r} ({self.path.name}, lot_number)")
+        return number
+
+    def is_valid_lot_number(self, text: str) -> bool:
+        return bool(self.lot_number_regex.fullmatch(text))
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    name: str
+    product_class: str
+    tissue_source: str
+    product_description_code: str
+    collection_type: str
+    trial: str | None
+    shelf_life: timedelta
+    shelf_life_from: str
+    post_thaw_limit: timedelta
+    storage_temperature_max_c: Decimal
+    culture_limits: CultureLimits
+
+    @property
+    def post_thaw_limit_minutes(self) -> int:
+        return int(self.post_thaw_limit.total_seconds() // 60)
+
+    @property
+    def is_directed(self) -> bool:
+        """Directed (e.g. familial marrow in SSc-BM): "For use by intended recipient only" (DOMAIN.md 2)."""
+        return self.product_code().is_directed
+
+    def product_code(self, division: str = "00") -> ProductCode:
+        return make_product_code(self.product_description_code, self.collection_type, division)
+
+
+@dataclass(frozen=True)
+class ProductCatalogue:
+    path: Path
+    id: str
+    version: str
+    sha256: str
+    products: tuple[Product, ...]
+
+    def get(self, product_id: str) -> Product:
+        for product in self.products:
+            if product.id == product_id:
+                return product
+        raise KeyError(f"no product {product_id!r} in {self.path.name} (known: {', '.join(self.ids)})")
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.products)
+
+
+def effective_storage_limit_c(site: SiteConfig, product: Product) -> Decimal:
+    """The stricter (colder) of the site SOP limit and the product's own storage limit."""
+    return min(site.storage_temperature_max_c, product.storage_temperature_max_c)
+
+
+def load_site_config(path: Path) -> SiteConfig:
+    rule = load_rule_file(path)
+    data = rule.data
+    _only(data, {"id", "version", "demo", "facility_name", "fin", "timezone", "lot_number", "storage"}, path, "")
+    demo = require(data, "demo", bool, path, "") if "demo" in data else False
+    try:
+        fin = validate_fin(require(data, "fin", str, path, ""))
+    except IdentifierError as exc:
+        raise ConfigError(path, "fin", str(exc)) from exc
+    if fin == DEMO_FIN and not demo:
+        raise ConfigError(path, "fin", f"{DEMO_FIN} is the fake demo FIN; set your ICCBBA FIN or mark demo = true")
+    timezone = require(data, "timezone", str, path, "")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(path, "timezone", f"unknown time zone {timezone!r} (use an IANA name)") from exc
+    lot = require(data, "lot_number", dict, path, "")
+    _only(lot, {"format", "regex"}, path, "lot_number")
+    lot_format, lot_regex = _lot_number_rule(lot, path)
+    storage = require(data, "storage", dict, path, "")
+    _only(storage, {"temperature"}, path, "storage")
+    return SiteConfig(
+        path=path, id=rule.id, version=rule.version, sha256=rule.sha256, demo=demo,
+        facility_name=require(data, "facility_name", str, path, ""), fin=fin, timezone=timezone,
+        lot_number_format=lot_format, lot_number_regex=lot_regex,
+        storage_temperature_max_c=_temperature(storage, "temperature", path, "storage"))
+
+
+def load_products(path: Path) -> ProductCatalogue:
+    rule = load_rule_file(path)
+    _only(rule.data, {"id", "version", "products"}, path, "")
+    entries = require(rule.data, "products", list, path, "")
+    if not entries:
+        raise ConfigError(path, "products", "no product defined")
+    products: list[Product] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(path, f"products[{index}]", "expected a table ([[products]])")
+        products.append(_product(entry, path, f"products[{index}]"))
+    seen_ids: set[str] = set()
+    seen_codes: dict[str, str] = {}
+    for index, product in enumerate(products):
+        if product.id in seen_ids:
+            raise ConfigError(path, f"products[{index}].id", f"duplicate product id {product.id!r}")
+        seen_ids.add(product.id)
+        code = product.product_code().text
+        if code in seen_codes:
+            raise ConfigError(path, f"products[{index}].product_description_code",
+                              f"product code {code} is already used by {seen_codes[code]}")
+        seen_codes[code] = product.id
+    return ProductCatalogue(path=path, id=rule.id, version=rule.version, sha256=rule.sha256,
+                            products=tuple(products))
+
+
+def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
+    _only(entry, {"id", "name", "class", "tissue_source", "product_description_code", "collection_type", "trial",
+                  "shelf_life", "post_thaw_limit", "storage_temperature", "culture"}, path, where)
+    product_class = require(entry, "class", str, path, where)
+    if product_class not in PRODUCT_CLASSES:
+        raise ConfigError(path, f"{where}.class", f"unknown class {product_class!r}; use one of {', '.join(PRODUCT_CLASSES)}")
+    tissue = require(entry, "tissue_source", str, path, where)
+    if tissue not in PRODUCT_CLASSES.values():
+        raise ConfigError(path, f"{where}.tissue_source",
+                          f"unknown tissue source {tissue!r}; use one of {', '.join(PRODUCT_CLASSES.values())}")
+    if PRODUCT_CLASSES[product_class] != tissue:
+        raise ConfigError(path, f"{where}.tissue_source",
+                          f"{product_class} comes from {PRODUCT_CLASSES[product_class]}, not {tissue}")
+    pdc = require(entry, "product_description_code", str, path, where)
+    collection_type = require(entry, "collection_type", str, path, where)
+    try:
+        make_product_code(pdc, collection_type)
+    except IdentifierError as exc:
+        key = "collection_type" if "collection type" in str(exc) else "product_description_code"
+        raise ConfigError(path, f"{where}.{key}", str(exc)) from exc
+    shelf = require(entry, "shelf_life", dict, path, where)
+    _only(shelf, {"value", "unit", "from"}, path, f"{where}.shelf_life")
+    shelf_from = require(shelf, "from", str, path, f"{where}.shelf_life")
+    if shelf_from not in SHELF_LIFE_STARTS:
+        raise ConfigError(path, f"{where}.shelf_life.from", f"unknown start {shelf_from!r}; use freeze or collection")
+    thaw = require(entry, "post_thaw_limit", dict, path, where)
+    _only(thaw, {"value", "unit"}, path, f"{where}.post_thaw_limit")
+    return Product(
+        id=require(entry, "id", str, path, where), name=require(entry, "name", str, path, where),
+        product_class=product_class, tissue_source=tissue, product_description_code=pdc.strip().upper(),
+        collection_type=collection_type,
+        trial=require(entry, "trial", str, path, where) if "trial" in entry else None,
+        shelf_life=_duration(shelf, path, f"{where}.shelf_life"), shelf_life_from=shelf_from,
+        post_thaw_limit=_duration(thaw, path, f"{where}.post_thaw_limit"),
+        storage_temperature_max_c=_temperature(entry, "storage_temperature", path, where),
+        culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"))
+
+
+def _culture_limits(table: dict[str, Any], path: Path, where: str) -> CultureLimits:
+    _only(table, {"max_passage", "warn_passage", "max_cumulative_pd", "warn_cumulative_pd"}, path, where)
+    max_passage = require(table, "max_passage", int, path, where)
+    warn_passage = require(table, "warn_passage", int, path, where) if "warn_passage" in table else None
+    max_pd = require(table, "max_cumulative_pd", Decimal, path, where)
+    warn_pd = require(table, "warn_cumulative_pd", Decimal, path, where) if "warn_cumulative_pd" in table else None
+    if max_passage < 0:
+        raise ConfigError(path, f"{where}.max_passage", f"must be 0 or more, got {max_passage}")
+    if warn_passage is not None and not 0 <= warn_passage <= max_passage:
+        raise ConfigError(path, f"{where}.warn_passage", f"must be between 0 and max_passage {max_passage}")
+    if max_pd <= 0:
+        raise ConfigError(path, f"{where}.max_cumulative_pd", f"must be greater than 0, got {max_pd}")
+    if warn_pd is not None and not 0 < warn_pd <= max_pd:
+        raise ConfigError(path, f"{where}.warn_cumulative_pd", f"must be above 0 and at most {max_pd}")
+    return CultureLimits(max_passage=max_passage, max_cumulative_pd=max_pd,
+                         warn_passage=warn_passage, warn_cumulative_pd=warn_pd)
+
+
+def _duration(table: dict[str, Any], path: Path, where: str) -> timedelta:
+    value = require(table, "value", Decimal, path, where)
+    unit = require(table, "unit", str, path, where)
+    if unit in ("months", "years"):
+        raise ConfigError(path, f"{where}.unit", f"{unit} have no fixed length; give the duration in days")
+    if unit not in DURATION_UNITS:
+        raise ConfigError(path, f"{where}.unit", f"unknown unit {unit!r}; use {', '.join(DURATION_UNITS)}")
+    if value <= 0:
+        raise ConfigError(path, f"{where}.value", f"must be greater than 0, got {value}")
+    microseconds = value * int(DURATION_UNITS[unit].total_seconds()) * 10**6
+    return timedelta(microseconds=int(microseconds))
+
+
+def _temperature(mapping: dict[str, Any], key: str, path: Path, where: str) -> Decimal:
+    here = f"{where}.{key}" if where else key
+    table = require(mapping, key, dict, path, where)
+    _only(table, {"max", "unit"}, path, here)
+    unit = require(table, "unit", str, path, here)
+    if unit != "C":
+        raise ConfigError(path, f"{here}.unit", f"temperatures are in degrees Celsius (unit = \"C\"), got {unit!r}")
+    maximum = require(table, "max", Decimal, path, here)
+    if maximum > WARMEST_STORAGE_C:
+        raise ConfigError(path, f"{here}.max", f"{maximum} C is warmer than vapour-phase nitrogen storage "
+                          f"({WARMEST_STORAGE_C} C or colder)")
+    return maximum
+
+
+def _lot_number_rule(lot: dict[str, Any], path: Path) -> tuple[str, re.Pattern[str]]:
+    lot_format = require(lot, "format", str, path, "lot_number")
+    fields = {name for _, name, _, _ in string.Formatter().parse(lot_format) if name is not None}
+    if fields - {"year", "seq"} or "seq" not in fields:
+        raise ConfigError(path, "lot_number.format",
+                          f"may use only {{year}} and {{seq}}, and must use {{seq}}; found {sorted(fields)}")
+    try:
+        pattern = re.compile(require(lot, "regex", str, path, "lot_number"))
+    except re.error as exc:
+        raise ConfigError(path, "lot_number.regex", f"not a valid regular expression: {exc}") from exc
+    for year, seq in ((2025, 1), (2099, 9999)):
+        try:
+            sample = lot_format.format(year=year, seq=seq)
+        except (ValueError, IndexError) as exc:
+            raise ConfigError(path, "lot_number.format", f"cannot be formatted: {exc}") from exc
+        if not pattern.fullmatch(sample):
+            raise ConfigError(path, "lot_number.regex", f"does not match {sample!r}, which the format produces")
+    return lot_format, pattern
+
+
+def _only(mapping: dict[str, Any], allowed: set[str], path: Path, where: str) -> None:
+    """Refuse unknown keys: a misspelt limit would otherwise be ignored and the product run without it."""
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(path, f"{where}.{key}" if where else key,
+                              f"unknown key; expected one of {', '.join(sorted(allowed))}")

@@ -1,0 +1,46 @@
+"""Demo data for `make run`: users for every role (passwords printed), extended by each capability so a
+newcomer can click through the whole flow at once. Never run this against a production database."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.auth import services as auth
+from mscbatch.auth.models import User
+
+# (user name, full name, roles, password); one demo password for all, printed by `make run`.
+# Two QA people and two nurses: release needs a QA who did not enter the results, and the bedside check
+# needs a second person.
+DEMO_USERS = [
+    ("tech", "Tom Technician", ["technician"], "mscbatch-demo"),
+    ("tech2", "Tina Technician", ["technician"], "mscbatch-demo"),
+    ("qa", "Quentin QA", ["qa"], "mscbatch-demo"),
+    ("qa2", "Quinn QA", ["qa"], "mscbatch-demo"),
+    ("clinician", "Dr Clara Clinician", ["clinician"], "mscbatch-demo"),
+    ("nurse", "Nina Nurse", ["nurse"], "mscbatch-demo"),
+    ("nurse2", "Noah Nurse", ["nurse"], "mscbatch-demo"),
+    ("admin", "Ada Admin", ["admin"], "mscbatch-demo"),
+]
+
+# Each capability appends a step: (name, function(session) -> list of lines to print).
+DEMO_STEPS: list[tuple[str, Callable[[Session], list[str]]]] = []
+
+
+def seed_users(session: Session, hash_profile: str = "standard") -> list[str]:
+    lines = []
+    for username, full_name, roles, password in DEMO_USERS:
+        if session.scalar(select(User.id).where(User.username == username)) is None:
+            auth.create_user(session, None, username=username, full_name=full_name, password=password,
+                             roles=roles, hash_profile=hash_profile)
+        lines.append(f"  {username:<10} {password:<22} {', '.join(roles)}")
+    return lines
+
+
+def seed_demo(session: Session, hash_profile: str = "standard") -> list[str]:
+    lines = ["Demo users (user name, password, roles):", *seed_users(session, hash_profile)]
+    for name, step in DEMO_STEPS:
+        lines.append(f"{name}:")
+        lines.extend(step(session))
+    return lines

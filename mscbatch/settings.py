@@ -1,0 +1,83 @@
+"""Settings from the environment (MSCBATCH_*), with SQLite under instance/ the embedded default.
+
+A production run (MSCBATCH_ENV=production) refuses to start with the demo secret key or the demo audit /
+label keys: those keys sign sessions, the audit hash chain and the QR tokens on bag labels.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEMO_SECRET_KEY = "demo-only-secret-key-change-me"
+DEMO_AUDIT_KEY = "demo-only-audit-key-change-me"
+DEMO_LABEL_KEY = "demo-only-label-key-change-me"
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"MSCBATCH_{name}", default)
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"MSCBATCH_{name} must be a whole number, got {raw!r}") from exc
+
+
+def default_instance_dir() -> Path:
+    return Path(_env("INSTANCE_DIR") or Path.cwd() / "instance")
+
+
+def from_environment() -> dict[str, Any]:
+    instance = default_instance_dir()
+    env = _env("ENV", "development")
+    https = _env("HTTPS", "0") == "1"
+    return {
+        "ENV_NAME": env,
+        "INSTANCE_DIR": str(instance),
+        "DATABASE_URL": _env("DATABASE_URL") or f"sqlite:///{instance / 'mscbatch.sqlite3'}",
+        "SECRET_KEY": _env("SECRET_KEY", DEMO_SECRET_KEY),
+        "AUDIT_KEY": _env("AUDIT_KEY", DEMO_AUDIT_KEY),
+        "LABEL_KEY": _env("LABEL_KEY", DEMO_LABEL_KEY),
+        "IDLE_TIMEOUT_MINUTES": _int("IDLE_TIMEOUT_MINUTES", 15),
+        "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60),
+        "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5),
+        "HTTPS": https,
+        "SESSION_COOKIE_SECURE": https,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_NAME": "mscbatch_session",
+        "PREFERRED_URL_SCHEME": "https" if https else "http",
+        "PASSWORD_HASH_PROFILE": "standard",
+        "WTF_CSRF_TIME_LIMIT": None,  # the CSRF token lives as long as the (server-checked) session
+        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        "PG_ADMIN_ROLE": _env("PG_ADMIN_ROLE"),
+        # flask-smorest / OpenAPI
+        "API_TITLE": "mscbatch API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+    }
+
+
+def check_production_safety(config: dict[str, Any]) -> None:
+    """Refuse to serve patients' data with keys that are printed in the README."""
+    if config.get("ENV_NAME") != "production":
+        return
+    demo = {"SECRET_KEY": DEMO_SECRET_KEY, "AUDIT_KEY": DEMO_AUDIT_KEY, "LABEL_KEY": DEMO_LABEL_KEY}
+    for key, demo_value in demo.items():
+        value = config.get(key)
+        if not value or value == demo_value or len(str(value)) < 32:
+            raise SettingsError(
+                f"MSCBATCH_{key} is the demo value or too short: a production run needs a secret of "
+                "at least 32 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )

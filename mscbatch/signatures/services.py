@@ -1,0 +1,91 @@
+"""Electronic signatures as one reusable service (21 CFR 11.50, 11.70, 11.200).
+
+sign() re-checks the signer's password (the second component beside the signed-in identity), writes the
+signature and locks the record, inside the caller's use case. A wrong password creates no signature: the
+caller's transaction is rolled back and the refusal alone is committed to the audit trail.
+
+A signable record is a mapped object with the Lockable mixin and a `signed_content()` method returning the
+fields the signature vouches for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit import trail
+from mscbatch.audit.context import use_case
+from mscbatch.auth.models import User
+from mscbatch.auth.passwords import verify_password
+from mscbatch.core.signing import content_hash, signature_mac
+from mscbatch.database import utcnow
+from mscbatch.errors import AuthenticationFailed, PermissionDenied
+from mscbatch.signatures.models import Signature
+
+
+class Signable(Protocol):
+    __tablename__: str
+    locked_at: Any
+
+    def signed_content(self) -> dict[str, Any]: ...
+
+
+def _key(session: Session) -> bytes:
+    key = session.info["audit_key"]
+    return key.encode() if isinstance(key, str) else key
+
+
+def sign(session: Session, signer: User, password: str, record: Signable, meaning: str,
+         *, required_role: str | None = None, lock: bool = True) -> Signature:
+    """Sign `record` inside the current transaction (call it within the use case that it concludes)."""
+    if required_role and not signer.has_role(required_role):
+        raise PermissionDenied(f"Only a user with the {required_role} role may sign '{meaning}'.")
+    if not verify_password(signer.password_hash, password or ""):
+        entity = (record.__tablename__, trail.entity_id_of(record))
+        session.rollback()  # nothing of the refused use case is kept ...
+        with use_case(session, signer, "wrong password at signature"):  # ... but the refusal is
+            trail.record(session, "signature_refused", entity[0], entity[1], new=meaning)
+        raise AuthenticationFailed("Signature refused: wrong password. Nothing was signed.")
+    session.flush()  # the record needs its id and final content before it is hashed
+    signed_at = utcnow()
+    entity_type, entity_id = record.__tablename__, trail.entity_id_of(record)
+    digest = content_hash(record.signed_content())
+    signature = Signature(signer_id=signer.id, printed_name=signer.full_name, signed_at=signed_at, meaning=meaning,
+                          entity_type=entity_type, entity_id=entity_id, content_sha256=digest,
+                          mac=signature_mac(_key(session), signer_id=signer.id, printed_name=signer.full_name,
+                                            signed_at=signed_at, meaning=meaning, entity_type=entity_type,
+                                            entity_id=entity_id, content_sha256=digest))
+    session.add(signature)
+    if lock and record.locked_at is None:
+        record.locked_at = signed_at
+    return signature
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    valid: bool
+    problem: str | None = None
+
+
+def verify(session: Session, signature: Signature, record: Signable) -> SignatureCheck:
+    """Is this signature genuine, attached to this record, and is the record unchanged since?"""
+    entity_type, entity_id = record.__tablename__, trail.entity_id_of(record)
+    expected_mac = signature_mac(_key(session), signer_id=signature.signer_id, printed_name=signature.printed_name,
+                                 signed_at=signature.signed_at, meaning=signature.meaning,
+                                 entity_type=signature.entity_type, entity_id=signature.entity_id,
+                                 content_sha256=signature.content_sha256)
+    if expected_mac != signature.mac:
+        return SignatureCheck(False, "the signature row was altered")
+    if (signature.entity_type, signature.entity_id) != (entity_type, entity_id):
+        return SignatureCheck(False, "this signature belongs to another record")
+    if content_hash(record.signed_content()) != signature.content_sha256:
+        return SignatureCheck(False, "the record changed after it was signed")
+    return SignatureCheck(True)
+
+
+def signatures_of(session: Session, record: Signable) -> list[Signature]:
+    return list(session.scalars(select(Signature).where(
+        Signature.entity_type == record.__tablename__, Signature.entity_id == trail.entity_id_of(record))
+        .order_by(Signature.signed_at, Signature.id)))

@@ -1,0 +1,37 @@
+"""What every template can use: the navigation for the user's roles, and date formatting."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from flask_login import current_user
+
+from mscbatch.auth.models import ROLE_LABELS
+
+# (label, endpoint, roles that see it); later capabilities add their entries here.
+NAVIGATION: list[tuple[str, str, frozenset[str] | None]] = [
+    ("Home", "web.home", None),
+    ("Audit trail", "audit.events", frozenset({"qa", "admin"})),
+    ("Users", "auth.users", frozenset({"admin"})),
+    ("My account", "auth.account", None),
+]
+
+
+def navigation_for(user: Any) -> list[tuple[str, str]]:
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return [(label, endpoint) for label, endpoint, roles in NAVIGATION if roles is None or user.has_role(*roles)]
+
+
+def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return "" if value is None else f"{value:{fmt}} UTC"
+
+
+def init_templating(app: Flask) -> None:
+    app.jinja_env.filters["utc"] = utc
+    app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
+
+    @app.context_processor
+    def _navigation() -> dict[str, Any]:
+        return {"navigation": navigation_for(current_user)}

@@ -1,0 +1,29 @@
+"""The first screen and the health check."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, render_template
+from flask_login import current_user
+from sqlalchemy import text
+
+from mscbatch.auth.access import public
+from mscbatch.extensions import db
+
+bp = Blueprint("web", __name__)
+
+
+@bp.route("/")
+@public
+def home() -> Any:
+    return render_template("home.html", user=current_user)
+
+
+@bp.route("/healthz")
+@public
+def healthz() -> Any:
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:  # the point of a health check is to say "down" instead of raising
+        return jsonify(status="down", database="unreachable"), 503
+    return jsonify(status="ok", database="ok")

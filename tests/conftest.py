@@ -1,0 +1,173 @@
+"""Shared fixtures: an app per test on SQLite and (when MSCBATCH_TEST_POSTGRES_URL is set) PostgreSQL,
+clients signed in per role, and the rule that CI may not skip what a local run may.
+
+SQLite: the schema is migrated once into a template file, copied for each test (fast, fully isolated).
+PostgreSQL: one throw-away database per run, migrated once and emptied after each test.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mscbatch import create_app
+from mscbatch.database import normalise_url
+
+POSTGRES_URL = os.environ.get("MSCBATCH_TEST_POSTGRES_URL")
+# In CI (.ci/run) PostgreSQL and the browser are required: a missing one fails instead of skipping.
+REQUIRE_ALL = os.environ.get("MSCBATCH_REQUIRE_ALL") == "1"
+PASSWORD = "correct-horse-battery"
+ROLES = ("technician", "qa", "clinician", "nurse", "admin")
+
+TEST_CONFIG = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key",
+    "AUDIT_KEY": "test-audit-key",
+    "LABEL_KEY": "test-label-key",
+    "WTF_CSRF_ENABLED": False,
+    "PASSWORD_HASH_PROFILE": "fast",
+    "AUTO_MIGRATE": False,
+}
+
+
+def missing(what: str) -> None:
+    """Skip loudly locally; fail in CI."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{what} is required in CI (MSCBATCH_REQUIRE_ALL=1) but missing", pytrace=False)
+    pytest.skip(f"SKIPPED FOR WANT OF {what}: these tests did not run")
+
+
+# ---- databases ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    app = create_app({**TEST_CONFIG, "AUTO_MIGRATE": True, "DATABASE_URL": f"sqlite:///{path}"})
+    app.extensions["mscbatch.db"].engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    if not POSTGRES_URL:
+        missing("PostgreSQL (set MSCBATCH_TEST_POSTGRES_URL)")
+    name = f"mscbatch_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as error:  # noqa: BLE001 - a broken server is "missing" here
+        missing(f"PostgreSQL at {POSTGRES_URL} ({error.__class__.__name__})")
+    url = normalise_url(POSTGRES_URL).rsplit("/", 1)[0] + f"/{name}"
+    app = create_app({**TEST_CONFIG, "AUTO_MIGRATE": True, "DATABASE_URL": url})
+    app.extensions["mscbatch.db"].engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def empty_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        tables = [row[0] for row in connection.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")  # append-only triggers off
+        connection.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "test.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+        yield url
+        empty_postgres(url)
+
+
+def make_app(database_url: str, **overrides):  # type: ignore[no-untyped-def]
+    from mscbatch.audit.verify import ensure_chain_head
+
+    app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url, **overrides})
+    with app.app_context():
+        db = app.extensions["mscbatch.db"]
+        with db.new_session() as session:
+            ensure_chain_head(session)
+    return app
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator:
+    app = make_app(database_url)
+    yield app
+    app.extensions["mscbatch.db"].engine.dispose()
+
+
+@pytest.fixture
+def db_session(app):  # type: ignore[no-untyped-def]
+    with app.app_context():
+        session = app.extensions["mscbatch.db"].new_session()
+        yield session
+        session.close()
+
+
+# ---- users and clients ----------------------------------------------------------------------------------
+
+def add_user(app, username: str, roles: list[str], full_name: str | None = None):  # type: ignore[no-untyped-def]
+    from mscbatch.auth.services import create_user
+
+    with app.app_context():
+        session = app.extensions["mscbatch.db"].new_session()
+        try:
+            return create_user(session, None, username=username, full_name=full_name or username.title(),
+                               password=PASSWORD, roles=roles, hash_profile="fast")
+        finally:
+            session.close()
+
+
+@pytest.fixture
+def users(app):  # type: ignore[no-untyped-def]
+    """One user per role, named after the role, plus 'qa2' and 'nurse2' for four-eyes steps."""
+    made = {role: add_user(app, role, [role]) for role in ROLES}
+    made["qa2"] = add_user(app, "qa2", ["qa"])
+    made["nurse2"] = add_user(app, "nurse2", ["nurse"])
+    return made
+
+
+def login(client, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    return client.post("/login", data={"username": username, "password": password})
+
+
+@pytest.fixture
+def client_as(app, users):  # type: ignore[no-untyped-def]
+    """client_as('qa') -> a test client signed in as that user."""
+    def make(username: str):  # type: ignore[no-untyped-def]
+        client = app.test_client()
+        response = login(client, username)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+    return make
+
+
+def api_token_for(app, username: str) -> str:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from mscbatch.auth.models import User
+    from mscbatch.auth.services import create_api_token
+
+    with app.app_context():
+        session = app.extensions["mscbatch.db"].new_session()
+        try:
+            user = session.scalar(select(User).where(User.username == username))
+            return create_api_token(session, user, "test")[1]
+        finally:
+            session.close()

@@ -62,9 +62,10 @@ def register_auth(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from mscbatch.audit.views import bp as audit_bp
     from mscbatch.auth.views import bp as auth_bp
+    from mscbatch.donors.views import bp as donors_bp
     from mscbatch.web.views import bp as web_bp
 
-    for blueprint in (web_bp, auth_bp, audit_bp):
+    for blueprint in (web_bp, auth_bp, audit_bp, donors_bp):
         app.register_blueprint(blueprint)
 
 

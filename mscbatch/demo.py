@@ -44,3 +44,12 @@ def seed_demo(session: Session, hash_profile: str = "standard") -> list[str]:
         lines.append(f"{name}:")
         lines.extend(step(session))
     return lines
+
+
+def _demo_donors(session: Session) -> list[str]:
+    from mscbatch.donors.demo import seed_donors
+
+    return seed_donors(session)
+
+
+DEMO_STEPS.append(("Demo donors (code, source, status)", _demo_donors))

@@ -75,6 +75,9 @@ def postgres_database() -> Iterator[str]:
 def empty_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
+        # a connection a test leaked would block TRUNCATE forever: end it
+        connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         tables = [row[0] for row in connection.execute(text(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
         connection.exec_driver_sql("SET LOCAL session_replication_role = replica")  # append-only triggers off

@@ -42,8 +42,9 @@ class AuditConfigurationError(RuntimeError):
 
 
 def entity_id_of(obj: Any) -> str:
-    identity = inspect(obj).identity
-    return "/".join(str(part) for part in identity) if identity else "?"
+    """The record's primary key as text (read from the instance: new rows have no identity key yet)."""
+    key = inspect(obj).mapper.primary_key_from_instance(obj)
+    return "/".join(str(part) for part in key)
 
 
 def _columns(obj: Any) -> list[str]:

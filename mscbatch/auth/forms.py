@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from mscbatch.auth.models import ROLE_LABELS, ROLES
@@ -14,7 +15,7 @@ class MultiCheckboxField(SelectMultipleField):
 
 
 def role_field(label: str = "Roles") -> MultiCheckboxField:
-    return MultiCheckboxField(label, choices=[(r, ROLE_LABELS[r]) for r in ROLES],
+    return MultiCheckboxField(label, choices=[SelectChoice(r, ROLE_LABELS[r]) for r in ROLES],
                               validators=[DataRequired("Choose at least one role.")])
 
 

@@ -157,22 +157,23 @@ def offered_bags(protocol: Protocol, bags: Sequence[CandidateBag], *, product_id
     return offered, excluded
 
 
-def _search(cells: list[int], target: int, low: Decimal) -> tuple[list[int], bool]:
+def _search(cells: list[int], target: int, low: Decimal) -> tuple[list[int], bool] | None:
     """Indices (into `cells`, sorted largest first, ties FEFO) of the fewest bags reaching `low`, then the
-    smallest total >= target among them (if the largest such set stays under target, it is the closest)."""
+    smallest total >= target among them (if the largest such set stays under target, it is the closest).
+    None when even all bags together stay under `low`."""
     n = len(cells)
     prefix = [0]
     for c in cells:
         prefix.append(prefix[-1] + c)
     k = next((k for k in range(1, n + 1) if prefix[k] >= low), None)
     if k is None:
-        raise DoseRefused("not_enough_cells", "")
+        return None
     if prefix[k] <= target:
         return list(range(k)), True
     best_sum, best = prefix[k], list(range(k))
     stack: list[tuple[int, int, int, tuple[int, ...]]] = [(0, k, 0, ())]
     nodes = 0
-    while stack:
+    while stack and best_sum > target:  # a set summing to the target exactly cannot be beaten
         nodes += 1
         if nodes > SEARCH_NODE_BUDGET:
             return best, False
@@ -246,13 +247,13 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
 
     offered.sort(key=lambda b: (-count(b), b.expires_at, b.bag_id))
     cells = [count(b) for b in offered]
-    try:
-        indices, exhaustive = _search(cells, int(target), low)
-    except DoseRefused:
+    found = _search(cells, int(target), low)
+    if found is None:
         raise DoseRefused("not_enough_cells", (
             f"not enough cells: the {len(offered)} usable bag(s) hold {sum(cells):,} {settings.dose_basis} cells, "
             f"the target is {int(target):,} and the band allows no less than {int(low.to_integral_value(ROUND_HALF_UP)):,} "
-            f"(-{settings.tolerance_percent} %)")) from None
+            f"(-{settings.tolerance_percent} %)"))
+    indices, exhaustive = found
     chosen = [offered[i] for i in indices]
     waste = sum(count(b) for b in chosen) - target
     partial = None

@@ -145,7 +145,9 @@ def format_cells_per_kg(cells_per_kg: Decimal) -> str:
     return f"{millions:f} x10^6/kg"
 
 
-def _check_keys(table: dict[str, Any], allowed: set[str], file: Path, where: str) -> None:
+def _check_keys(table: Any, allowed: set[str], file: Path, where: str) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(file, where or "(file)", f"expected a table, got {table!r}")
     for key in table:
         if key not in allowed:
             raise ConfigError(file, f"{where}.{key}" if where else key, "unknown key (typo?)")
@@ -176,8 +178,6 @@ def _flag(table: dict[str, Any], key: str, default: bool, file: Path, where: str
 
 def _criterion(raw: Any, kind: str, index: int, file: Path) -> Criterion:
     where = f"{kind}[{index}]"
-    if not isinstance(raw, dict):
-        raise ConfigError(file, where, "expected a table")
     _check_keys(raw, _CRITERION_KEYS, file, where)
     comparator = require(raw, "comparator", str, file, where)
     unit = require(raw, "unit", str, file, where)
@@ -227,12 +227,9 @@ def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:
         dose_basis=basis,
         weight_valid_days=valid_days,
         tolerance_percent=tolerance,
-        draw_resolution_ml=_positive(raw, "draw_resolution_ml", file, where),
-        infusion_volume_ml=_positive(raw, "infusion_volume_ml", file, where),
-        infusion_duration_h=_positive(raw, "infusion_duration_h", file, where),
-        max_dmso_g_per_kg_per_day=_positive(raw, "max_dmso_g_per_kg_per_day", file, where),
-        dmso_density_g_per_ml=_positive(raw, "dmso_density_g_per_ml", file, where),
-        endotoxin_k_eu_per_kg_per_h=_positive(raw, "endotoxin_k_eu_per_kg_per_h", file, where),
+        **{key: _positive(raw, key, file, where) for key in (
+            "draw_resolution_ml", "infusion_volume_ml", "infusion_duration_h", "max_dmso_g_per_kg_per_day",
+            "dmso_density_g_per_ml", "endotoxin_k_eu_per_kg_per_h")},
         source=require(raw, "source", str, file, where),
     )
 

@@ -12,6 +12,7 @@ from mscbatch.auth.models import ROLE_LABELS
 # (label, endpoint, roles that see it); later capabilities add their entries here.
 NAVIGATION: list[tuple[str, str, frozenset[str] | None]] = [
     ("Home", "web.home", None),
+    ("Donors", "donors.index", None),
     ("Audit trail", "audit.events", frozenset({"qa", "admin"})),
     ("Users", "auth.users", frozenset({"admin"})),
     ("My account", "auth.account", None),

@@ -1,0 +1,1 @@
+"""Donors: registration, screening, eligibility decisions signed by QA, lookbacks and the gate for lots."""

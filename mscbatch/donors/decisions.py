@@ -1,0 +1,126 @@
+"""QA eligibility decisions, their reopening by new information, and the donor gate for lots.
+
+DOMAIN.md section 3 and EU 2006/17/EC: QA approves an explained decision with an electronic signature
+(21 CFR 11.50: printed name, time, meaning); the person who entered the screening cannot approve it
+(segregation of duties, EU GMP ch. 2); a signed decision is never edited, it is superseded when new
+information arrives, and an approved donor's reopening opens a lookback for the lots made from it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.eligibility import Decision
+from mscbatch.database import utcnow
+from mscbatch.donors.models import (
+    APPROVED,
+    INELIGIBLE,
+    MEANINGS,
+    Donor,
+    DonorLookback,
+    EligibilityDecision,
+    ScreeningResult,
+)
+from mscbatch.donors.queries import current_decision, evaluate_donor, get_donor, screening_enterers
+from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.signatures.services import sign
+
+
+def reasons_json(evaluation: Decision) -> str:
+    return json.dumps([{"rule_id": r.rule_id, "text": r.text, "source": r.source, "outcome": r.outcome,
+                        "values": dict(r.values)} for r in evaluation.reasons], sort_keys=True)
+
+
+def decide(session: Session, signer: Any, donor_id: int, meaning: str, password: str,
+           comment: str = "") -> EligibilityDecision:
+    """QA signs "Donor eligibility approved" (only when the engine says eligible) or "Donor ineligible"
+    (when the engine says ineligible, or with a written reason otherwise). The engine's verdict, every reason
+    and the rule set's id, version and SHA-256 are stored with the signed decision."""
+    if meaning not in MEANINGS:
+        raise ValidationFailed(f"Choose the meaning of the signature: {APPROVED} or {INELIGIBLE}.", field="meaning")
+    comment = (comment or "").strip()
+    if len(comment) > 2000:
+        raise ValidationFailed("The comment is too long (2000 characters at most).", field="comment")
+    with use_case(session, signer, f"QA decision: {meaning}"):
+        donor = get_donor(session, donor_id)
+        if not signer.has_role("qa"):
+            raise PermissionDenied("Only QA signs donor eligibility.")
+        current = current_decision(session, donor.id)
+        if current is not None:
+            raise Conflict(f"QA already signed '{current.meaning}' for donor {donor.code}; it stands until new "
+                           "information reopens it.")
+        if signer.id in screening_enterers(session, donor):
+            raise PermissionDenied(f"You entered or changed screening data of donor {donor.code}: another QA person "
+                                   "must sign its eligibility (segregation of duties).", field="password")
+        evaluation = evaluate_donor(session, donor)
+        if meaning == APPROVED and evaluation.status != "eligible":
+            blocking = " ".join(r.text for r in evaluation.blocking_reasons[:3])
+            more = len(evaluation.blocking_reasons) - 3
+            raise Conflict(f"Eligibility cannot be approved: the screening says {evaluation.status}. {blocking}"
+                           + (f" (and {more} more)" if more > 0 else ""), field="meaning")
+        if meaning == INELIGIBLE and evaluation.status != "ineligible" and not comment:
+            raise ValidationFailed("The screening does not say ineligible: write why you judge the donor ineligible.",
+                                   field="comment")
+        decision = EligibilityDecision(
+            donor_id=donor.id, engine_status=evaluation.status, meaning=meaning, reasons_json=reasons_json(evaluation),
+            comment=comment, ruleset_id=evaluation.ruleset_id, ruleset_version=evaluation.ruleset_version,
+            ruleset_sha256=evaluation.ruleset_sha256, judged_at=utcnow(), decided_by_id=signer.id)
+        session.add(decision)
+        sign(session, signer, password, decision, meaning, required_role="qa")
+        donor.status = "approved" if meaning == APPROVED else "ineligible"
+    return decision
+
+
+def reopen(session: Session, actor: Any, donor: Donor, decision: EligibilityDecision, reason: str, *,
+           triggering_result: ScreeningResult | None = None, lookback: bool = True) -> DonorLookback | None:
+    """Inside a use case: supersede the signed decision (never edit it), put the donor back to pending review
+    and, if the donor was approved, open a lookback that the lot and recall capabilities join to the lots."""
+    decision.superseded_at = utcnow()
+    decision.superseded_reason = reason
+    donor.status = "pending_review"
+    if decision.meaning != APPROVED or not lookback:
+        return None
+    row = DonorLookback(donor_id=donor.id, opened_by_id=actor.id, reason=reason, superseded_decision_id=decision.id,
+                        triggering_result_id=triggering_result.id if triggering_result is not None else None)
+    session.add(row)
+    return row
+
+
+def reopen_screening(session: Session, actor: Any, donor_id: int, reason: str) -> EligibilityDecision:
+    """QA reopens a signed decision on new information that is not a laboratory result (e.g. the donor
+    reports an illness): the screening becomes editable again and an approved donor gets a lookback."""
+    if not (reason or "").strip():
+        raise ValidationFailed("Give the reason for reopening: it goes into the audit trail.", field="reason")
+    with use_case(session, actor, reason):
+        if not actor.has_role("qa"):
+            raise PermissionDenied("Only QA reopens a signed donor decision.")
+        donor = get_donor(session, donor_id)
+        decision = current_decision(session, donor.id)
+        if decision is None:
+            raise Conflict(f"Donor {donor.code} has no signed decision to reopen.")
+        reopen(session, actor, donor, decision, reason.strip())
+    return decision
+
+
+def donor_gate(session: Session, donor_id: int) -> Literal["approved", "pending"]:
+    """May a lot be started from this donor, and how (DOMAIN.md section 3, issue 3 point 6)?
+
+    "approved": QA's signed approval stands and the screening still says eligible -> a lot for clinical use.
+    "pending": no decision yet, or reopened -> a lot may start in QUARANTINE only (released once approved).
+    An ineligible donor (signed by QA, or the screening says so now) raises Conflict: no lot at all.
+    """
+    donor = get_donor(session, donor_id)
+    decision = current_decision(session, donor.id)
+    if decision is not None and decision.meaning == INELIGIBLE:
+        raise Conflict(f"Donor {donor.code} was judged ineligible by QA on {decision.judged_at:%Y-%m-%d}: "
+                       "no lot can be made from this donor.")
+    evaluation = evaluate_donor(session, donor)
+    if evaluation.status == "ineligible":
+        failed = " ".join(r.text for r in evaluation.reasons if r.outcome == "failed")
+        raise Conflict(f"Donor {donor.code} is ineligible on its screening: {failed} No lot can be made from this donor.")
+    if decision is not None and decision.meaning == APPROVED and evaluation.status == "eligible":
+        return "approved"
+    return "pending"

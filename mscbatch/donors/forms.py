@@ -1,0 +1,111 @@
+"""Donor forms (Flask-WTF, CSRF): registration, results, questionnaire, QA decision. They parse input only;
+every rule is checked by the services, whose refusals are shown next to the field they name."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
+
+from mscbatch.core.donor_rules import RuleSet
+from mscbatch.donors.models import DONOR_TYPE_LABELS, MEANINGS, RELATIONSHIP_LABELS, SEX_LABELS, SOURCE_LABELS
+
+
+def choices(pairs: Any) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms choices."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+TRI_STATE = choices([("", "Not recorded yet"), ("yes", "Yes"), ("no", "No")])
+RESULT_CHOICES = choices([("negative", "Negative"), ("positive", "Positive"), ("indeterminate", "Indeterminate")])
+ANSWER_CHOICES = choices([("no", "No"), ("yes", "Yes"), ("unknown", "Unknown")])
+
+
+def tri_state(value: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get(value or "")
+
+
+def tri_state_value(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def _tri(label: str) -> SelectField:
+    return SelectField(label, choices=TRI_STATE, default="")
+
+
+class DonorForm(FlaskForm):
+    rule_set_id = SelectField("Tissue source and protocol", validators=[DataRequired("Choose the protocol.")])
+    donor_type = SelectField("Donor type", choices=choices(DONOR_TYPE_LABELS.items()), default="unrelated")
+    relationship = SelectField("Relationship to the intended recipient (familial donors)",
+                               choices=choices([("", "—"), *RELATIONSHIP_LABELS.items()]), default="")
+    recipient_code = StringField("Intended recipient's trial patient code (familial donors)",
+                                 validators=[Optional(), Length(max=40)])
+    initials = StringField("Donor initials", validators=[Optional(), Length(max=10)])
+    date_of_birth = DateField("Date of birth", validators=[Optional()])
+    sex = SelectField("Sex", choices=choices([("", "Not recorded yet"), *SEX_LABELS.items()]), default="")
+    weight_kg = StringField("Weight (kg)", validators=[Optional(), Length(max=8)])
+    consent_signed = _tri("Informed consent signed")
+    consent_date = DateField("Consent date", validators=[Optional()])
+    social_security = _tri("Affiliated to social security")
+    childbearing_potential = _tri("Woman of childbearing potential")
+    contraception = _tri("On effective contraception")
+    retest_180_days_negative = _tri("Negative retest 180 days after donation documented")
+    planned_collection_date = DateField("Planned collection (donation) date", validators=[Optional()])
+
+    def set_rule_sets(self, rule_sets: dict[str, RuleSet]) -> DonorForm:
+        self.rule_set_id.choices = choices([("", "Choose…")] + [
+            (rs.id, f"{SOURCE_LABELS[rs.tissue_source]}: {rs.protocol} (rule set {rs.id} v{rs.version})")
+            for rs in rule_sets.values()])
+        return self
+
+
+class DonorEditForm(DonorForm):
+    reason = TextAreaField("Reason for the correction", validators=[DataRequired(
+        "Give a reason: it goes into the audit trail."), Length(max=500)])
+
+
+class ResultForm(FlaskForm):
+    marker = SelectField("Marker", validators=[DataRequired("Choose the marker.")])
+    result = RadioField("Result", choices=RESULT_CHOICES, validators=[InputRequired("Choose the result.")])
+    sample_date = DateField("Sample date", validators=[InputRequired("Give the sample date.")])
+    lab_reference = StringField("Laboratory report reference", validators=[
+        DataRequired("Give the laboratory reference."), Length(max=60)])
+
+    def set_markers(self, rule_set: RuleSet) -> ResultForm:
+        self.marker.choices = choices([("", "Choose…")] + [(m.id, f"{m.name} ({m.method})") for m in rule_set.markers])
+        return self
+
+
+class CorrectionForm(ResultForm):
+    reason = TextAreaField("Reason for the correction", validators=[DataRequired(
+        "Give a reason: it goes into the audit trail."), Length(max=500)])
+
+
+def questionnaire_form(rule_set: RuleSet, data: dict[str, Any] | None = None) -> FlaskForm:
+    """One yes / no / unknown question with its detail per exclusion question of the rule set."""
+
+    class QuestionnaireForm(FlaskForm):
+        reason = TextAreaField("Reason (only when you change earlier answers)", validators=[Length(max=500)])
+
+    for question in rule_set.questions:
+        setattr(QuestionnaireForm, f"q_{question.id}", RadioField(question.text, choices=ANSWER_CHOICES,
+                                                                  validators=[Optional()]))
+        setattr(QuestionnaireForm, f"d_{question.id}", StringField("Detail", validators=[Length(max=500)]))
+    return QuestionnaireForm(data=data) if data is not None else QuestionnaireForm()
+
+
+class DecisionForm(FlaskForm):
+    meaning = RadioField("Meaning of your signature", choices=choices((m, m) for m in MEANINGS),
+                         validators=[InputRequired("Choose the meaning of your signature.")])
+    comment = TextAreaField("Comment (required to sign 'Donor ineligible' against the checklist)",
+                            validators=[Length(max=2000)])
+    password = PasswordField("Your password (electronic signature)",
+                             validators=[DataRequired("Re-enter your password to sign.")],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class ReopenForm(FlaskForm):
+    reason = TextAreaField("Reason for reopening", validators=[DataRequired(
+        "Give a reason: it goes into the audit trail."), Length(max=500)])

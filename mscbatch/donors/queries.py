@@ -1,0 +1,176 @@
+"""Reading donors: the rule sets, the live evaluation by the pure engine, the donor page and the list.
+
+The evaluation is recomputed from the recorded data on every screen load (never cached): what QA signs is a
+snapshot of it taken at decision time (mscbatch.donors.decisions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from mscbatch.auth.models import User
+from mscbatch.core.donor_rules import RuleSet, load_all_donor_rule_sets
+from mscbatch.core.eligibility import Decision, DonorFacts, MarkerResult, evaluate
+from mscbatch.donors.models import (
+    Donor,
+    DonorLookback,
+    EligibilityDecision,
+    QuestionnaireAnswer,
+    ScreeningResult,
+)
+from mscbatch.errors import NotFound
+from mscbatch.paths import config_dir
+from mscbatch.signatures.models import Signature
+from mscbatch.signatures.services import signatures_of
+
+#: Roles that see identity fields beyond the donor code (initials, date of birth): the lab registers and
+#: checks the donor, QA reviews the screening. Clinicians, nurses and administrators see the code only.
+IDENTITY_ROLES = ("technician", "qa")
+PAGE_SIZE = 25
+
+
+@cache
+def rule_sets() -> dict[str, RuleSet]:
+    """Every donor rule file of config/donor_rules, validated once (a bad file stops the app at start-up)."""
+    return load_all_donor_rule_sets(config_dir() / "donor_rules")
+
+
+def rule_set_of(donor: Donor) -> RuleSet:
+    try:
+        return rule_sets()[donor.rule_set_id]
+    except KeyError:
+        raise NotFound(f"Donor {donor.code} was registered under rule set {donor.rule_set_id!r}, "
+                       "which is no longer in config/donor_rules.") from None
+
+
+def can_see_identity(user: Any) -> bool:
+    return bool(user is not None and getattr(user, "is_authenticated", False) and user.has_role(*IDENTITY_ROLES))
+
+
+def get_donor(session: Session, donor_id: int) -> Donor:
+    donor = session.get(Donor, donor_id)
+    if donor is None:
+        raise NotFound(f"No donor with id {donor_id}.")
+    return donor
+
+
+def results_of(session: Session, donor_id: int) -> list[ScreeningResult]:
+    return list(session.scalars(select(ScreeningResult).where(ScreeningResult.donor_id == donor_id)
+                                .order_by(ScreeningResult.sample_date, ScreeningResult.id)))
+
+
+def answers_of(session: Session, donor_id: int) -> dict[str, QuestionnaireAnswer]:
+    rows = session.scalars(select(QuestionnaireAnswer).where(QuestionnaireAnswer.donor_id == donor_id))
+    return {row.question_id: row for row in rows}
+
+
+def decisions_of(session: Session, donor_id: int) -> list[EligibilityDecision]:
+    return list(session.scalars(select(EligibilityDecision).where(EligibilityDecision.donor_id == donor_id)
+                                .order_by(EligibilityDecision.judged_at.desc(), EligibilityDecision.id.desc())))
+
+
+def current_decision(session: Session, donor_id: int) -> EligibilityDecision | None:
+    """The signed decision in force: the newest one not superseded by new information."""
+    return session.scalar(select(EligibilityDecision).where(EligibilityDecision.donor_id == donor_id,
+                                                            EligibilityDecision.superseded_at.is_(None))
+                          .order_by(EligibilityDecision.id.desc()).limit(1))
+
+
+def lookbacks_of(session: Session, donor_id: int) -> list[DonorLookback]:
+    return list(session.scalars(select(DonorLookback).where(DonorLookback.donor_id == donor_id)
+                                .order_by(DonorLookback.opened_at.desc(), DonorLookback.id.desc())))
+
+
+def facts_of(session: Session, donor: Donor) -> DonorFacts:
+    answers = {qid: {"yes": True, "no": False}.get(a.answer) for qid, a in answers_of(session, donor.id).items()}
+    results = tuple(MarkerResult(r.marker, r.method, r.result, r.sample_date) for r in results_of(session, donor.id))
+    return DonorFacts(collection_date=donor.planned_collection_date, date_of_birth=donor.date_of_birth,
+                      sex=donor.sex, weight_kg=donor.weight_kg, consent_signed=donor.consent_signed,
+                      social_security=donor.social_security, relationship=donor.relationship,
+                      childbearing_potential=donor.childbearing_potential, contraception=donor.contraception,
+                      results=results, answers=answers, retest_180_days_negative=donor.retest_180_days_negative)
+
+
+def evaluate_donor(session: Session, donor: Donor) -> Decision:
+    """The pure engine's verdict on what is recorded now (DOMAIN.md section 3)."""
+    return evaluate(rule_set_of(donor), facts_of(session, donor))
+
+
+def screening_enterers(session: Session, donor: Donor) -> set[int]:
+    """Everyone who entered or changed this donor's screening data (segregation of duties for QA)."""
+    ids = {donor.registered_by_id, donor.updated_by_id}
+    for result in results_of(session, donor.id):
+        ids.update({result.entered_by_id, result.corrected_by_id})
+    ids.update(a.answered_by_id for a in answers_of(session, donor.id).values())
+    ids.discard(None)
+    return ids  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    decision: EligibilityDecision
+    signatures: list[Signature]
+
+
+@dataclass(frozen=True)
+class DonorScreening:
+    """Everything the donor page shows."""
+
+    donor: Donor
+    rule_set: RuleSet
+    results: list[ScreeningResult]
+    answers: dict[str, QuestionnaireAnswer]
+    evaluation: Decision
+    current: EligibilityDecision | None
+    history: list[DecisionRecord]
+    lookbacks: list[DonorLookback]
+    users: dict[int, str]
+
+    @property
+    def locked(self) -> bool:
+        return self.current is not None
+
+
+def screening_of(session: Session, donor_id: int) -> DonorScreening:
+    donor = get_donor(session, donor_id)
+    results = results_of(session, donor.id)
+    answers = answers_of(session, donor.id)
+    history = [DecisionRecord(d, signatures_of(session, d)) for d in decisions_of(session, donor.id)]
+    lookbacks = lookbacks_of(session, donor.id)
+    user_ids = {donor.registered_by_id, *(r.entered_by_id for r in results), *(r.corrected_by_id for r in results),
+                *(a.answered_by_id for a in answers.values()), *(h.decision.decided_by_id for h in history),
+                *(lb.opened_by_id for lb in lookbacks)}
+    users = {row.id: row.full_name for row in session.execute(
+        select(User.id, User.full_name).where(User.id.in_(user_ids - {None})))}
+    return DonorScreening(donor, rule_set_of(donor), results, answers, evaluate_donor(session, donor),
+                          current_decision(session, donor.id), history, lookbacks, users)
+
+
+@dataclass(frozen=True)
+class DonorPage:
+    donors: list[Donor]
+    page: int
+    pages: int
+    total: int
+
+
+def list_donors(session: Session, *, source: str = "", status: str = "", search: str = "", page: int = 1,
+                per_page: int = PAGE_SIZE) -> DonorPage:
+    """Donors by source and status, newest first; search matches the donor code or the recipient code."""
+    query = select(Donor)
+    if source:
+        query = query.where(Donor.tissue_source == source)
+    if status:
+        query = query.where(Donor.status == status)
+    if search.strip():
+        pattern = f"%{search.strip().upper()}%"
+        query = query.where(or_(func.upper(Donor.code).like(pattern), func.upper(Donor.recipient_code).like(pattern)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    donors = list(session.scalars(query.order_by(Donor.id.desc()).offset((page - 1) * per_page).limit(per_page)))
+    return DonorPage(donors, page, pages, total)

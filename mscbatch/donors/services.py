@@ -1,0 +1,264 @@
+"""Donor registration and screening entry: one function per use case, each one audited transaction.
+
+Rules enforced here (DOMAIN.md sections 1, 3, 9):
+- only a technician registers donors and enters screening data;
+- a correction of recorded data needs a reason (the audit trail keeps the old value);
+- once QA has signed a decision the screening is locked: existing results, answers and donor details can no
+  longer be changed; a NEW result is still accepted and reopens the decision (decisions.reopen).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.eligibility_markers import RESULT_VALUES
+from mscbatch.database import utcnow
+from mscbatch.donors.decisions import reopen
+from mscbatch.donors.models import (
+    ANSWERS,
+    DONOR_TYPE_LABELS,
+    RELATIONSHIP_LABELS,
+    SEX_LABELS,
+    Donor,
+    QuestionnaireAnswer,
+    ScreeningResult,
+)
+from mscbatch.donors.queries import answers_of, current_decision, get_donor, rule_set_of, rule_sets
+from mscbatch.errors import NotFound, PermissionDenied, RecordLocked, ValidationFailed
+
+ENTRY_ROLE = "technician"
+
+
+@dataclass(frozen=True)
+class DonorDetails:
+    """What a technician records about a donor (None = not recorded yet)."""
+
+    tissue_source: str
+    rule_set_id: str
+    donor_type: str
+    relationship: str | None = None
+    recipient_code: str | None = None
+    initials: str | None = None
+    date_of_birth: date | None = None
+    sex: str | None = None
+    weight_kg: Decimal | str | None = None
+    consent_signed: bool | None = None
+    consent_date: date | None = None
+    social_security: bool | None = None
+    childbearing_potential: bool | None = None
+    contraception: bool | None = None
+    retest_180_days_negative: bool | None = None
+    planned_collection_date: date | None = None
+
+
+def _require_entry_role(actor: Any) -> None:
+    if not actor.has_role(ENTRY_ROLE):
+        raise PermissionDenied("Only a lab technician registers donors and enters their screening.")
+
+
+def _clean(details: DonorDetails) -> dict[str, Any]:
+    """Validate the details; every problem names its field."""
+    rule_set = rule_sets().get(details.rule_set_id)
+    if rule_set is None:
+        raise ValidationFailed("Choose the donor's protocol / rule set.", field="rule_set_id")
+    if details.tissue_source != rule_set.tissue_source:
+        raise ValidationFailed(f"The rule set {rule_set.id} is for {rule_set.tissue_source.replace('_', ' ')} "
+                               "donors; choose the matching tissue source.", field="tissue_source")
+    if details.donor_type not in DONOR_TYPE_LABELS:
+        raise ValidationFailed("Choose the donor type.", field="donor_type")
+    familial_rule = any(f.kind == "relationship" for f in rule_set.required_facts)
+    relationship = details.relationship or None
+    recipient = (details.recipient_code or "").strip().upper() or None
+    if familial_rule and details.donor_type != "familial":
+        raise ValidationFailed(f"Protocol {rule_set.protocol} takes familial donors only.", field="donor_type")
+    if details.donor_type == "familial":
+        if relationship not in RELATIONSHIP_LABELS:
+            raise ValidationFailed("Give the relationship to the intended recipient.", field="relationship")
+        if not recipient:
+            raise ValidationFailed("Give the intended recipient's trial patient code.", field="recipient_code")
+    elif relationship or recipient:
+        raise ValidationFailed("An unrelated donor has no relationship or intended recipient.", field="relationship")
+    if details.sex is not None and details.sex not in SEX_LABELS:
+        raise ValidationFailed("Sex: female or male.", field="sex")
+    today = date.today()
+    if details.date_of_birth is not None and not date(1900, 1, 1) <= details.date_of_birth <= today:
+        raise ValidationFailed("Date of birth must be a real date in the past.", field="date_of_birth")
+    weight = None
+    if details.weight_kg not in (None, ""):
+        try:
+            weight = Decimal(str(details.weight_kg)).quantize(Decimal("0.1"))
+        except InvalidOperation:
+            raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
+        if not Decimal("1") <= weight <= Decimal("400"):
+            raise ValidationFailed("Weight must be between 1 and 400 kg.", field="weight_kg")
+    if details.consent_date is not None and details.consent_date > today:
+        raise ValidationFailed("The consent date cannot be in the future.", field="consent_date")
+    if details.consent_signed and details.consent_date is None:
+        raise ValidationFailed("Give the date the consent was signed.", field="consent_date")
+    initials = (details.initials or "").strip().upper() or None
+    if initials and (len(initials) > 10 or not initials.replace("-", "").replace(".", "").isalpha()):
+        raise ValidationFailed("Initials: letters only, at most 10 (e.g. J-P.M).", field="initials")
+    return dict(tissue_source=details.tissue_source, rule_set_id=rule_set.id, protocol=rule_set.protocol,
+                donor_type=details.donor_type, relationship=relationship, recipient_code=recipient,
+                initials=initials, date_of_birth=details.date_of_birth, sex=details.sex, weight_kg=weight,
+                consent_signed=details.consent_signed, consent_date=details.consent_date,
+                social_security=details.social_security, childbearing_potential=details.childbearing_potential,
+                contraception=details.contraception, retest_180_days_negative=details.retest_180_days_negative,
+                planned_collection_date=details.planned_collection_date)
+
+
+def _next_code(session: Session) -> str:
+    """D-<year>-<sequence>: unique, and says nothing about the person. Writers are serialised (SQLite BEGIN
+    IMMEDIATE; an advisory transaction lock on PostgreSQL) so two registrations never draw the same code."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(727003)"))
+    prefix = f"D-{utcnow().year}-"
+    last = session.scalar(select(func.max(Donor.code)).where(Donor.code.like(prefix + "%")))
+    number = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{number:04d}"
+
+
+def register_donor(session: Session, actor: Any, details: DonorDetails) -> Donor:
+    _require_entry_role(actor)
+    values = _clean(details)
+    with use_case(session, actor):
+        donor = Donor(code=_next_code(session), status="screening", registered_by_id=actor.id, **values)
+        session.add(donor)
+    return donor
+
+
+def _refuse_if_locked(session: Session, donor: Donor, what: str) -> None:
+    decision = current_decision(session, donor.id)
+    if decision is not None:
+        raise RecordLocked(f"The screening of donor {donor.code} is locked: QA signed '{decision.meaning}' on "
+                           f"{decision.judged_at:%Y-%m-%d %H:%M} UTC. {what} Record a new result instead (it reopens "
+                           "the decision for QA), or ask QA to reopen the screening.")
+
+
+def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDetails, reason: str) -> Donor:
+    """Correct the donor's recorded details (reason required; refused once QA has signed)."""
+    _require_entry_role(actor)
+    values = _clean(details)
+    if not (reason or "").strip():
+        raise ValidationFailed("Give a reason for the correction: it goes into the audit trail.", field="reason")
+    with use_case(session, actor, reason):
+        donor = get_donor(session, donor_id)
+        _refuse_if_locked(session, donor, "Its details can no longer be corrected.")
+        if values["rule_set_id"] != donor.rule_set_id:
+            raise ValidationFailed("The rule set cannot change after registration; register a new donor.",
+                                   field="rule_set_id")
+        changed = False
+        for key, value in values.items():
+            if getattr(donor, key) != value:
+                setattr(donor, key, value)
+                changed = True
+        if changed:
+            donor.updated_by_id = actor.id
+    return donor
+
+
+def _check_result(donor: Donor, marker: str, method: str | None, result: str, sample_date: date | None,
+                  lab_reference: str) -> tuple[str, str]:
+    known = rule_set_of(donor).marker(marker)
+    if known is None:
+        raise ValidationFailed(f"Choose a marker of the donor's rule set ({donor.rule_set_id}).", field="marker")
+    if method and method != known.method:
+        raise ValidationFailed(f"{known.name} is a {known.method} test, not {method}.", field="method")
+    if result not in RESULT_VALUES:
+        raise ValidationFailed("Result: positive, negative or indeterminate.", field="result")
+    if sample_date is None:
+        raise ValidationFailed("Give the sample date.", field="sample_date")
+    if sample_date > date.today():
+        raise ValidationFailed("The sample date cannot be in the future.", field="sample_date")
+    reference = (lab_reference or "").strip()
+    if not reference or len(reference) > 60:
+        raise ValidationFailed("Give the laboratory reference of the report (at most 60 characters).",
+                               field="lab_reference")
+    return known.method, reference
+
+
+def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, result: str,
+                  sample_date: date | None, lab_reference: str, method: str | None = None) -> ScreeningResult:
+    """Record a serology / NAT result. After a QA decision it is new information: the decision is reopened
+    (superseded, donor back to pending review) and, for an approved donor, a lookback is opened."""
+    _require_entry_role(actor)
+    with use_case(session, actor, f"screening result {marker} {result} recorded"):
+        donor = get_donor(session, donor_id)
+        method, reference = _check_result(donor, marker, method, result, sample_date, lab_reference)
+        row = ScreeningResult(donor_id=donor.id, marker=marker, method=method, result=result,
+                              sample_date=sample_date, lab_reference=reference, entered_by_id=actor.id)
+        session.add(row)
+        session.flush()
+        decision = current_decision(session, donor.id)
+        if decision is not None:
+            reopen(session, actor, donor, decision, f"New {marker} result ({result}, sample {sample_date}) recorded "
+                   "after the QA decision.", triggering_result=row,
+                   lookback=result != "negative")
+    return row
+
+
+def correct_result(session: Session, actor: Any, result_id: int, *, reason: str, marker: str, result: str,
+                   sample_date: date | None, lab_reference: str) -> ScreeningResult:
+    """Correct a recorded result (typing error): reason required, old value kept by the audit trail."""
+    _require_entry_role(actor)
+    if not (reason or "").strip():
+        raise ValidationFailed("Give a reason for the correction: it goes into the audit trail.", field="reason")
+    with use_case(session, actor, reason):
+        row = session.get(ScreeningResult, result_id)
+        if row is None:
+            raise NotFound(f"No screening result with id {result_id}.")
+        donor = get_donor(session, row.donor_id)
+        _refuse_if_locked(session, donor, "Its results can no longer be corrected.")
+        method, reference = _check_result(donor, marker, None, result, sample_date, lab_reference)
+        new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
+        if all(getattr(row, k) == v for k, v in new.items()):
+            raise ValidationFailed("Nothing was changed.", field="result")
+        for key, value in new.items():
+            setattr(row, key, value)
+        row.corrected_by_id = actor.id
+    return row
+
+
+def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: Mapping[str, tuple[str, str]],
+                         reason: str | None = None) -> int:
+    """Record the exclusion questionnaire: question id -> (yes | no | unknown, detail). A "yes" needs its
+    detail. Changing an earlier answer needs a reason. Returns how many answers were written."""
+    _require_entry_role(actor)
+    with use_case(session, actor, reason):
+        donor = get_donor(session, donor_id)
+        questions = {q.id for q in rule_set_of(donor).questions}
+        errors: dict[str, list[str]] = {}
+        for question_id, (answer, detail) in answers.items():
+            if question_id not in questions:
+                errors[f"q_{question_id}"] = ["Not a question of this donor's rule set."]
+            elif answer not in ANSWERS:
+                errors[f"q_{question_id}"] = ["Answer yes, no or unknown."]
+            elif answer == "yes" and not (detail or "").strip():
+                errors[f"d_{question_id}"] = ["A 'yes' answer excludes the donor: write what it is."]
+        if errors:
+            raise ValidationFailed("Some answers need attention; see the marked questions.", errors=errors)
+        existing = answers_of(session, donor.id)
+        written = 0
+        changes = [(qid, a, (d or "").strip()) for qid, (a, d) in answers.items()
+                   if qid not in existing or (existing[qid].answer, existing[qid].detail) != (a, (d or "").strip())]
+        if changes:
+            _refuse_if_locked(session, donor, "Its questionnaire can no longer be changed.")
+        if any(qid in existing for qid, _a, _d in changes) and not (reason or "").strip():
+            raise ValidationFailed("You changed earlier answers: give a reason (it goes into the audit trail).",
+                                   field="reason")
+        for question_id, answer, detail in changes:
+            row = existing.get(question_id)
+            if row is None:
+                session.add(QuestionnaireAnswer(donor_id=donor.id, question_id=question_id, answer=answer,
+                                                detail=detail, answered_by_id=actor.id))
+            else:
+                row.answer, row.detail, row.answered_by_id, row.answered_at = answer, detail, actor.id, utcnow()
+            written += 1
+    return written

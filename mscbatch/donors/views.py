@@ -1,0 +1,265 @@
+"""Donor pages: list, registration, the donor page (identity, checklist, results, questionnaire, decisions,
+lookbacks) and the POST actions. Views parse and authorise; the services decide and write."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.core.eligibility import age_in_years
+from mscbatch.donors import decisions, services
+from mscbatch.donors.forms import (
+    CorrectionForm,
+    DecisionForm,
+    DonorEditForm,
+    DonorForm,
+    ReopenForm,
+    ResultForm,
+    questionnaire_form,
+    tri_state,
+    tri_state_value,
+)
+from mscbatch.donors.models import (
+    DONOR_STATUSES,
+    DONOR_TYPE_LABELS,
+    RELATIONSHIP_LABELS,
+    SEX_LABELS,
+    SOURCE_LABELS,
+    STATUS_LABELS,
+    Donor,
+    ScreeningResult,
+)
+from mscbatch.donors.queries import (
+    can_see_identity,
+    get_donor,
+    list_donors,
+    rule_set_of,
+    rule_sets,
+    screening_of,
+)
+from mscbatch.errors import DomainError, NotFound
+from mscbatch.extensions import db
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("donors", __name__, url_prefix="/donors")
+bp.record_once(lambda _state: rule_sets())  # validate every donor rule file when the app starts
+
+LABELS = dict(sources=SOURCE_LABELS, statuses=STATUS_LABELS, donor_types=DONOR_TYPE_LABELS,
+              relationships=RELATIONSHIP_LABELS, sexes=SEX_LABELS)
+
+
+@bp.route("")
+@authenticated
+def index() -> Any:
+    filters = {k: request.args.get(k, "").strip() for k in ("source", "status", "q")}
+    page = list_donors(db.session, source=filters["source"] if filters["source"] in SOURCE_LABELS else "",
+                       status=filters["status"] if filters["status"] in DONOR_STATUSES else "",
+                       search=filters["q"], page=request.args.get("page", 1, type=int))
+    return render_template("donors/list.html", page=page, filters=filters, **LABELS)
+
+
+def _details(form: DonorForm) -> services.DonorDetails:
+    rule_set = rule_sets().get(form.rule_set_id.data or "")
+    return services.DonorDetails(
+        tissue_source=rule_set.tissue_source if rule_set else "", rule_set_id=form.rule_set_id.data or "",
+        donor_type=form.donor_type.data, relationship=form.relationship.data or None,
+        recipient_code=form.recipient_code.data, initials=form.initials.data, date_of_birth=form.date_of_birth.data,
+        sex=form.sex.data or None, weight_kg=form.weight_kg.data or None,
+        consent_signed=tri_state(form.consent_signed.data), consent_date=form.consent_date.data,
+        social_security=tri_state(form.social_security.data),
+        childbearing_potential=tri_state(form.childbearing_potential.data),
+        contraception=tri_state(form.contraception.data),
+        retest_180_days_negative=tri_state(form.retest_180_days_negative.data),
+        planned_collection_date=form.planned_collection_date.data)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required("technician")
+def register() -> Any:
+    form = DonorForm().set_rule_sets(rule_sets())
+    status = 200
+    if form.validate_on_submit():
+        try:
+            donor = services.register_donor(db.session, current_user, _details(form))
+        except DomainError as error:
+            show_error(form, error)
+            status = error.status
+        else:
+            flash(f"Donor {donor.code} registered. Now enter the screening.", "success")
+            return redirect(url_for("donors.detail", donor_id=donor.id))
+    elif form.errors:
+        status = 422
+    return render_template("donors/form.html", form=form, donor=None), status
+
+
+def _edit_data(donor: Donor) -> dict[str, Any]:
+    data: dict[str, Any] = {k: getattr(donor, k) for k in (
+        "rule_set_id", "donor_type", "recipient_code", "initials", "date_of_birth", "consent_date",
+        "planned_collection_date")}
+    data.update(relationship=donor.relationship or "", sex=donor.sex or "",
+                weight_kg="" if donor.weight_kg is None else str(donor.weight_kg))
+    for key in ("consent_signed", "social_security", "childbearing_potential", "contraception",
+                "retest_180_days_negative"):
+        data[key] = tri_state_value(getattr(donor, key))
+    return data
+
+
+@bp.route("/<int:donor_id>/edit", methods=["GET", "POST"])
+@roles_required("technician")
+def edit(donor_id: int) -> Any:
+    donor = get_donor(db.session, donor_id)
+    form = (DonorEditForm() if request.method == "POST" else DonorEditForm(data=_edit_data(donor)))
+    form.set_rule_sets(rule_sets())
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.update_donor(db.session, current_user, donor_id, _details(form), form.reason.data)
+        except DomainError as error:
+            show_error(form, error)
+            status = error.status
+        else:
+            flash(f"Donor {donor.code} corrected.", "success")
+            return redirect(url_for("donors.detail", donor_id=donor_id))
+    elif form.errors:
+        status = 422
+    return render_template("donors/form.html", form=form, donor=donor), status
+
+
+def _questionnaire_data(screening: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for question_id, answer in screening.answers.items():
+        data[f"q_{question_id}"], data[f"d_{question_id}"] = answer.answer, answer.detail
+    return data
+
+
+def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
+    db.session.rollback()  # a refused use case may have left expired objects; read everything afresh
+    screening = screening_of(db.session, donor_id)
+    rule_set = screening.rule_set
+    forms.setdefault("result_form", ResultForm(prefix="result", formdata=None).set_markers(rule_set))
+    forms.setdefault("questionnaire_form", _fresh_questionnaire(rule_set, screening))
+    forms.setdefault("decision_form", DecisionForm(prefix="decision", formdata=None))
+    forms.setdefault("reopen_form", ReopenForm(prefix="reopen", formdata=None))
+    donor = screening.donor
+    age = (age_in_years(donor.date_of_birth, donor.planned_collection_date)
+           if donor.date_of_birth and donor.planned_collection_date else None)
+    return render_template("donors/detail.html", s=screening, donor=donor, rule_set=rule_set, age=age,
+                           show_identity=can_see_identity(current_user), yesno=_yes_no, **forms, **LABELS), status
+
+
+def _yes_no(value: bool | None) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def _fresh_questionnaire(rule_set: Any, screening: Any) -> Any:
+    """The questionnaire filled with the recorded answers (not with whatever another form posted)."""
+    form = questionnaire_form(rule_set)
+    form.process(formdata=None, data=_questionnaire_data(screening))
+    return form
+
+
+@bp.route("/<int:donor_id>")
+@authenticated
+def detail(donor_id: int) -> Any:
+    return _detail(donor_id)
+
+
+@bp.route("/<int:donor_id>/results", methods=["POST"])
+@roles_required("technician")
+def add_result(donor_id: int) -> Any:
+    donor = get_donor(db.session, donor_id)
+    form = ResultForm(prefix="result").set_markers(rule_set_of(donor))
+    if form.validate_on_submit():
+        try:
+            row = services.record_result(db.session, current_user, donor_id, marker=form.marker.data,
+                                         result=form.result.data, sample_date=form.sample_date.data,
+                                         lab_reference=form.lab_reference.data)
+        except DomainError as error:
+            show_error(form, error)
+            return _detail(donor_id, error.status, result_form=form)
+        flash(f"Result recorded: {row.marker} {row.result}.", "success")
+        return redirect(url_for("donors.detail", donor_id=donor_id, _anchor="results"))
+    return _detail(donor_id, 422, result_form=form)
+
+
+@bp.route("/results/<int:result_id>/correct", methods=["GET", "POST"])
+@roles_required("technician")
+def correct_result(result_id: int) -> Any:
+    row = db.session.get(ScreeningResult, result_id)
+    if row is None:
+        raise NotFound(f"No screening result with id {result_id}.")
+    donor = get_donor(db.session, row.donor_id)
+    form = CorrectionForm() if request.method == "POST" else CorrectionForm(data=dict(
+        marker=row.marker, result=row.result, sample_date=row.sample_date, lab_reference=row.lab_reference))
+    form.set_markers(rule_set_of(donor))
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.correct_result(db.session, current_user, result_id, reason=form.reason.data,
+                                    marker=form.marker.data, result=form.result.data,
+                                    sample_date=form.sample_date.data, lab_reference=form.lab_reference.data)
+        except DomainError as error:
+            show_error(form, error)
+            status = error.status
+            db.session.rollback()
+        else:
+            flash("Result corrected; the old value is kept in the audit trail.", "success")
+            return redirect(url_for("donors.detail", donor_id=donor.id, _anchor="results"))
+    elif form.errors:
+        status = 422
+    return render_template("donors/correct_result.html", form=form, row=row, donor=donor), status
+
+
+@bp.route("/<int:donor_id>/questionnaire", methods=["POST"])
+@roles_required("technician")
+def questionnaire(donor_id: int) -> Any:
+    donor = get_donor(db.session, donor_id)
+    rule_set = rule_set_of(donor)
+    form = questionnaire_form(rule_set)
+    if form.validate_on_submit():
+        answers = {q.id: (form[f"q_{q.id}"].data, form[f"d_{q.id}"].data or "") for q in rule_set.questions
+                   if form[f"q_{q.id}"].data}
+        try:
+            written = services.answer_questionnaire(db.session, current_user, donor_id, answers, form.reason.data)
+        except DomainError as error:
+            show_error(form, error)
+            return _detail(donor_id, error.status, questionnaire_form=form)
+        flash(f"Questionnaire saved ({written} answer{'s' if written != 1 else ''} recorded).", "success")
+        return redirect(url_for("donors.detail", donor_id=donor_id, _anchor="questionnaire"))
+    return _detail(donor_id, 422, questionnaire_form=form)
+
+
+@bp.route("/<int:donor_id>/decision", methods=["POST"])
+@roles_required("qa")
+def decide(donor_id: int) -> Any:
+    form = DecisionForm(prefix="decision")
+    if form.validate_on_submit():
+        try:
+            decision = decisions.decide(db.session, current_user, donor_id, form.meaning.data, form.password.data,
+                                        form.comment.data or "")
+        except DomainError as error:
+            if error.status == 401:  # wrong password: said next to the password field
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
+            return _detail(donor_id, error.status, decision_form=form)
+        flash(f"Signed: {decision.meaning}.", "success")
+        return redirect(url_for("donors.detail", donor_id=donor_id, _anchor="decision"))
+    return _detail(donor_id, 422, decision_form=form)
+
+
+@bp.route("/<int:donor_id>/reopen", methods=["POST"])
+@roles_required("qa")
+def reopen(donor_id: int) -> Any:
+    form = ReopenForm(prefix="reopen")
+    if form.validate_on_submit():
+        try:
+            decisions.reopen_screening(db.session, current_user, donor_id, form.reason.data)
+        except DomainError as error:
+            show_error(form, error)
+            return _detail(donor_id, error.status, reopen_form=form)
+        flash("Decision reopened: the screening can be completed and signed again.", "warning")
+        return redirect(url_for("donors.detail", donor_id=donor_id, _anchor="decision"))
+    return _detail(donor_id, 422, reopen_form=form)

@@ -1,0 +1,213 @@
+"""Reading lots, bags and storage: configuration, the lot list, the lot record page, box occupancy, and the
+bag queries the patient / allocation capability (issue 6) builds on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from functools import cache
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.site_config import Product, ProductCatalogue, SiteConfig, load_products, load_site_config
+from mscbatch.core.states import BagStatus, effective_bag_status
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor
+from mscbatch.errors import NotFound
+from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse, StorageLocation
+from mscbatch.paths import config_dir
+
+PAGE_SIZE = 25
+
+
+@cache
+def site_config() -> SiteConfig:
+    """config/site.toml, validated once (FIN, lot number format, time zone, storage temperature)."""
+    return load_site_config(config_dir() / "site.toml")
+
+
+@cache
+def product_catalogue() -> ProductCatalogue:
+    return load_products(config_dir() / "products.toml")
+
+
+def product_of(lot: Lot) -> Product:
+    try:
+        return product_catalogue().get(lot.product_id)
+    except KeyError:
+        raise NotFound(f"Lot {lot.lot_number} is of product {lot.product_id!r}, no longer in products.toml.") from None
+
+
+def get_lot(session: Session, lot_id: int) -> Lot:
+    lot = session.get(Lot, lot_id)
+    if lot is None:
+        raise NotFound(f"No lot with id {lot_id}.")
+    return lot
+
+
+def get_bag(session: Session, bag_id: int) -> Bag:
+    bag = session.get(Bag, bag_id)
+    if bag is None:
+        raise NotFound(f"No bag with id {bag_id}.")
+    return bag
+
+
+def get_location(session: Session, location_id: int) -> StorageLocation:
+    location = session.get(StorageLocation, location_id)
+    if location is None:
+        raise NotFound(f"No storage location with id {location_id}.")
+    return location
+
+
+def bags_of(session: Session, lot_id: int) -> list[Bag]:
+    return list(session.scalars(select(Bag).where(Bag.lot_id == lot_id).order_by(Bag.bag_number)))
+
+
+def bag_status(bag: Bag, lot: Lot) -> BagStatus:
+    """The bag's effective status: its lot's disposition first, then its own custody (core.states)."""
+    return effective_bag_status(lot.status, bag.status)
+
+
+def available_bags(session: Session, *, product_id: str | None = None, donor_id: int | None = None,
+                   at: datetime | None = None) -> list[tuple[Bag, Lot]]:
+    """Bags that may be allocated to a patient now: lot released (or conditionally released), bag in stock
+    ("stored": not allocated, dispatched, on hold...) and not expired at `at` (default now)."""
+    at = at or utcnow()
+    query = (select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id)
+             .where(Lot.status.in_(("released", "conditional_release")), Bag.status == "stored", Bag.expires_at > at))
+    if product_id:
+        query = query.where(Lot.product_id == product_id)
+    if donor_id:
+        query = query.where(Lot.donor_id == donor_id)
+    return [(bag, lot) for bag, lot in session.execute(query.order_by(Bag.expires_at, Bag.id))]
+
+
+def lots_of_donor(session: Session, donor_id: int) -> list[Lot]:
+    return list(session.scalars(select(Lot).where(Lot.donor_id == donor_id).order_by(Lot.id.desc())))
+
+
+def lots_using_reagent(session: Session, reagent_lot_id: int) -> list[tuple[ReagentUse, Lot]]:
+    """Every cell lot that used a reagent lot (a reagent recall starts here)."""
+    return [(use, lot) for use, lot in session.execute(
+        select(ReagentUse, Lot).join(Lot, Lot.id == ReagentUse.lot_id)
+        .where(ReagentUse.reagent_lot_id == reagent_lot_id).order_by(Lot.id.desc(), ReagentUse.id))]
+
+
+def reagent_lots(session: Session) -> list[ReagentLot]:
+    return list(session.scalars(select(ReagentLot).order_by(ReagentLot.reagent_type, ReagentLot.expiry_date.desc())))
+
+
+@dataclass(frozen=True)
+class LotFilters:
+    status: str = ""
+    product_id: str = ""
+    donor_code: str = ""
+    collected_from: date | None = None
+    collected_to: date | None = None
+
+
+@dataclass(frozen=True)
+class LotPage:
+    lots: list[tuple[Lot, str]]  # (lot, donor code)
+    next_before: int | None  # keyset: the id to pass as `before` for the next (older) page
+
+
+def list_lots(session: Session, filters: LotFilters, *, before: int | None = None,
+              per_page: int = PAGE_SIZE) -> LotPage:
+    """Lots newest first, filtered; keyset pagination on id (stays fast at 100 000 lots: the composite
+    indexes (status, id), (product_id, id), (donor_id, id) serve each filter without sorting)."""
+    query = select(Lot, Donor.code).join(Donor, Donor.id == Lot.donor_id)
+    if filters.status:
+        query = query.where(Lot.status == filters.status)
+    if filters.product_id:
+        query = query.where(Lot.product_id == filters.product_id)
+    if filters.donor_code:
+        donor_id = session.scalar(select(Donor.id).where(Donor.code == filters.donor_code.strip().upper()))
+        query = query.where(Lot.donor_id == (donor_id or -1))
+    tz = site_config().tz
+    if filters.collected_from:
+        query = query.where(Lot.collection_at >= datetime.combine(filters.collected_from, time(), tz))
+    if filters.collected_to:
+        query = query.where(Lot.collection_at < datetime.combine(filters.collected_to, time.max, tz))
+    if before:
+        query = query.where(Lot.id < before)
+    rows = [(lot, code) for lot, code in session.execute(query.order_by(Lot.id.desc()).limit(per_page + 1))]
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    return LotPage(rows, rows[-1][0].id if more and rows else None)
+
+
+def location_path(session: Session, location: StorageLocation | None) -> list[StorageLocation]:
+    """Site first, the location itself last."""
+    path: list[StorageLocation] = []
+    while location is not None:
+        path.insert(0, location)
+        location = session.get(StorageLocation, location.parent_id) if location.parent_id else None
+    return path
+
+
+def container_temperature(session: Session, location: StorageLocation) -> Any:
+    """The storage temperature of the freezer or tank holding this location (None above them)."""
+    for node in reversed(location_path(session, location)):
+        if node.temperature_max_c is not None:
+            return node.temperature_max_c
+    return None
+
+
+def position_label(location: StorageLocation, position: int | None) -> str:
+    """Position n of a box of R rows x C columns, as printed on the box: row letter + column ("B3")."""
+    if position is None or not location.columns:
+        return "—"
+    row, column = divmod(position - 1, location.columns)
+    return f"{chr(ord('A') + row)}{column + 1}"
+
+
+def storage_tree(session: Session) -> list[tuple[StorageLocation, int, int]]:
+    """Every location depth-first with its depth and, for boxes, the number of bags in it."""
+    locations = list(session.scalars(select(StorageLocation).order_by(StorageLocation.name)))
+    occupied: dict[int, int] = {}
+    for box_id in session.scalars(select(Bag.box_id).where(Bag.box_id.is_not(None))):
+        occupied[box_id] = occupied.get(box_id, 0) + 1
+    children: dict[int | None, list[StorageLocation]] = {}
+    for location in locations:
+        children.setdefault(location.parent_id, []).append(location)
+    ordered: list[tuple[StorageLocation, int, int]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for child in children.get(parent, []):
+            ordered.append((child, depth, occupied.get(child.id, 0)))
+            walk(child.id, depth + 1)
+
+    walk(None, 0)
+    return ordered
+
+
+def boxes(session: Session) -> list[tuple[StorageLocation, str]]:
+    """Every box with its full path ("Unit / Tank 1 / Rack A / Box 1"), for choosing where to store a bag."""
+    return [(box, " / ".join(n.name for n in location_path(session, box)))
+            for box in session.scalars(select(StorageLocation).where(StorageLocation.kind == "box")
+                                       .order_by(StorageLocation.id))]
+
+
+@dataclass(frozen=True)
+class BoxCell:
+    position: int
+    label: str
+    bag: Bag | None
+    lot: Lot | None
+
+
+def box_grid(session: Session, box: StorageLocation) -> list[list[BoxCell]]:
+    """The box as rows of cells, each with the bag it holds (if any)."""
+    held = {bag.position: (bag, lot) for bag, lot in session.execute(
+        select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id).where(Bag.box_id == box.id))}
+    grid = []
+    for row in range(box.rows or 0):
+        cells = []
+        for column in range(box.columns or 0):
+            position = row * (box.columns or 0) + column + 1
+            bag, lot = held.get(position, (None, None))
+            cells.append(BoxCell(position, position_label(box, position), bag, lot))
+        grid.append(cells)
+    return grid

@@ -1,0 +1,163 @@
+"""Starting a lot and moving it through its states: one function per use case, each one audited transaction.
+
+Rules enforced here (DOMAIN.md sections 1, 3, 4, 9):
+- only a technician records manufacturing;
+- a lot comes from ONE donor collection, through the donor gate: an ineligible donor gives no lot; a donor
+  whose eligibility is pending gives a lot flagged "release impossible until approved";
+- the product comes from config/products.toml and must match the donor's tissue (and a familial donor's
+  product must be directed: "for use by intended recipient only");
+- the lot number is allocated by the system in the site format (config/site.toml), never typed;
+- every state change goes through apply_lot_transition (core.states.LOT: sequence and authority checks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
+from mscbatch.database import utcnow
+from mscbatch.donors.decisions import donor_gate
+from mscbatch.donors.queries import get_donor
+from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.lots.din_allocation import allocate_lot_sequence
+from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
+from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, site_config
+
+ENTRY_ROLE = "technician"
+RELEASE_TARGETS = ("released", "conditional_release")
+
+
+def require_technician(actor: Any) -> None:
+    if actor is None or not actor.has_role(ENTRY_ROLE):
+        raise PermissionDenied("Only a lab technician records manufacturing.")
+
+
+def require_in_process(lot: Lot, what: str) -> None:
+    """Manufacturing data can only be added while the lot is in process (operational sequence check)."""
+    if lot.status != "in_process":
+        raise Conflict(f"Lot {lot.lot_number} is {lot.status.replace('_', ' ')}: {what} can no longer be recorded.")
+
+
+def decimal_of(value: Any, field: str, label: str) -> Decimal:
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, AttributeError):
+        raise ValidationFailed(f"{label}: give a number.", field=field) from None
+    if not number.is_finite():
+        raise ValidationFailed(f"{label}: give a number.", field=field)
+    return number
+
+
+@dataclass(frozen=True)
+class LotDetails:
+    """The collection a lot is started from. `collection_at` must be time-zone aware."""
+
+    donor_id: int
+    product_id: str
+    collection_at: datetime
+    collection_site: str
+    tissue_amount: Decimal | str
+    tissue_unit: str
+
+
+def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
+    try:
+        product = product_catalogue().get(details.product_id)
+    except KeyError:
+        raise ValidationFailed("Choose a product of config/products.toml.", field="product_id") from None
+    if details.collection_at is None or details.collection_at.tzinfo is None:
+        raise ValidationFailed("Give the collection date and time.", field="collection_at")
+    if details.collection_at > utcnow():
+        raise ValidationFailed("The collection cannot be in the future.", field="collection_at")
+    site = (details.collection_site or "").strip()
+    if not site or len(site) > 120:
+        raise ValidationFailed("Give the collection site (at most 120 characters).", field="collection_site")
+    amount = decimal_of(details.tissue_amount, "tissue_amount", "Tissue amount")
+    if amount <= 0 or amount >= Decimal("100000000"):
+        raise ValidationFailed("The tissue amount must be greater than 0.", field="tissue_amount")
+    if details.tissue_unit not in TISSUE_UNITS:
+        raise ValidationFailed("Tissue unit: g or mL.", field="tissue_unit")
+    return product, amount.quantize(Decimal("0.01")), site
+
+
+def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
+    """Start a lot from a donor's collection (the donor gate decides whether and how)."""
+    require_technician(actor)
+    product, amount, site_name = _check_details(details)
+    site = site_config()
+    with use_case(session, actor):
+        donor = get_donor(session, details.donor_id)
+        gate = donor_gate(session, donor.id)  # raises Conflict for an ineligible donor: no lot at all
+        if donor.tissue_source != product.tissue_source:
+            raise ValidationFailed(f"{product.name} ({product.product_class}) is made from "
+                                   f"{product.tissue_source.replace('_', ' ')}; donor {donor.code} gives "
+                                   f"{donor.tissue_source.replace('_', ' ')}.", field="product_id")
+        if donor.donor_type == "familial" and not product.is_directed:
+            raise ValidationFailed(f"Donor {donor.code} is a familial donor for {donor.recipient_code}: choose a "
+                                   "directed product (for use by intended recipient only).", field="product_id")
+        year = details.collection_at.astimezone(site.tz).year
+        lot_number = site.format_lot_number(year, allocate_lot_sequence(session, year))
+        lot = Lot(lot_number=lot_number, product_id=product.id, product_name=product.name,
+                  product_class=product.product_class, donor_id=donor.id, donor_gate=gate, status="in_process",
+                  collection_at=details.collection_at, collection_site=site_name, tissue_amount=amount,
+                  tissue_unit=details.tissue_unit, site_config_version=site.version,
+                  site_config_sha256=site.sha256, products_version=product_catalogue().version,
+                  products_sha256=product_catalogue().sha256, created_by_id=actor.id)
+        session.add(lot)
+    return lot
+
+
+def current_gate(session: Session, lot: Lot) -> str:
+    """The donor gate now ("approved", "pending" or "ineligible"): QA may approve the donor after the lot
+    was started, or new information may reopen it."""
+    try:
+        return donor_gate(session, lot.donor_id)
+    except Conflict:
+        return "ineligible"
+
+
+def _roles_of(actor: Any) -> set[str]:
+    return {SYSTEM} if actor is None else set(actor.role_names)
+
+
+def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) -> Lot:
+    """Move a lot to `target` INSIDE the caller's use case (the release signing of issue 5 calls this after
+    sign(), in the same transaction). The one place where lot states change:
+    - sequence and authority from core.states.LOT (actor None = the system, e.g. expiry);
+    - quarantine only after cryopreservation (there is nothing to release before the bags exist);
+    - release (or conditional release) only when the donor gate says "approved" NOW (DOMAIN.md section 3).
+    """
+    subject = f"lot {lot.lot_number}"
+    try:
+        LOT.check(lot.status, target, _roles_of(actor), subject=subject)
+    except TransitionRefused as refusal:
+        message = str(refusal)[0].upper() + str(refusal)[1:] + "."
+        if refusal.kind == "authority":
+            raise PermissionDenied(message) from None
+        raise Conflict(message) from None
+    if target == "quarantine" and not bags_of(session, lot.id):
+        raise Conflict(f"Lot {lot.lot_number} is not cryopreserved yet: record the harvest and the bags before "
+                       "sending it to quarantine.")
+    if target in RELEASE_TARGETS:
+        gate = donor_gate(session, lot.donor_id)  # Conflict if the donor is now ineligible
+        if gate != "approved":
+            raise Conflict(f"Lot {lot.lot_number}: {PENDING_FLAG}")
+    lot.status = target
+    lot.status_changed_at = utcnow()
+    lot.status_changed_by_id = None if actor is None else actor.id
+    return lot
+
+
+def transition_lot(session: Session, actor: Any, lot_id: int, target: str, reason: str) -> Lot:
+    """A state change as its own use case (e.g. a technician sends a lot to quarantine); the reason is
+    written on the audit event of the change."""
+    if not (reason or "").strip():
+        raise ValidationFailed("Give a reason for the state change: it goes into the audit trail.", field="reason")
+    with use_case(session, actor, reason):
+        apply_lot_transition(session, actor, get_lot(session, lot_id), target)
+    return get_lot(session, lot_id)

@@ -1,0 +1,187 @@
+"""The manufacturing record: isolation, passages P0..Pn, deviations and the harvest (DOMAIN.md section 4).
+
+Population doublings are computed by the pure core (PD = log2(harvested / seeded), cumulative PD summed
+unrounded over P0..Pn) and compared to the product's limits (config/products.toml, culture): beyond the limit
+the passage is refused (MSC senesce and may drift genetically in long culture, so the product specification
+caps passages and doublings); at the warning level it is recorded with its warning shown and kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.culture import (
+    CultureError,
+    PassageCount,
+    check_culture_limits,
+    check_viability_percent,
+    cumulative_population_doublings,
+    population_doublings,
+    viable_cells,
+)
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
+from mscbatch.lots.queries import get_lot, product_of
+from mscbatch.lots.services import require_in_process, require_technician
+
+MAX_CELLS = 10**13
+
+
+def steps_of(session: Session, lot_id: int) -> list[ProcessStep]:
+    """Isolation first, then P0, P1 ..."""
+    rows = session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot_id))
+    return sorted(rows, key=lambda s: (s.kind != "isolation", s.passage_number or 0))
+
+
+def _cells(value: Any, field: str, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_CELLS:
+        raise ValidationFailed(f"{label}: a whole number of cells greater than 0.", field=field)
+    return value
+
+
+def _viability(value: Any, field: str = "viability_percent") -> Decimal:
+    try:
+        return check_viability_percent(Decimal(str(value))).quantize(Decimal("0.01"))
+    except (CultureError, ArithmeticError, ValueError):
+        raise ValidationFailed("Viability: a percentage between 0 and 100.", field=field) from None
+
+
+def _check_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]) -> date:
+    if performed_on is None:
+        raise ValidationFailed("Give the date.", field="performed_on")
+    if performed_on > date.today():
+        raise ValidationFailed("The date cannot be in the future.", field="performed_on")
+    if performed_on < lot.collection_at.date():
+        raise ValidationFailed(f"The date is before the collection ({lot.collection_at:%Y-%m-%d}).", field="performed_on")
+    if previous and performed_on < previous[-1].performed_on:
+        raise ValidationFailed(f"The date is before the previous step {previous[-1].label} "
+                               f"({previous[-1].performed_on}).", field="performed_on")
+    return performed_on
+
+
+def record_isolation(session: Session, actor: Any, lot_id: int, *, performed_on: date | None,
+                     notes: str = "") -> ProcessStep:
+    """The isolation of cells from the tissue (digestion / explant): once per lot, before P0."""
+    require_technician(actor)
+    with use_case(session, actor, "isolation recorded"):
+        lot = get_lot(session, lot_id)
+        require_in_process(lot, "the isolation")
+        previous = steps_of(session, lot.id)
+        if previous:
+            raise Conflict(f"The isolation of lot {lot.lot_number} is already recorded.")
+        step = ProcessStep(lot_id=lot.id, kind="isolation", passage_number=None,
+                           performed_on=_check_date(lot, performed_on, previous), notes=(notes or "").strip(),
+                           recorded_by_id=actor.id)
+        session.add(step)
+    return step
+
+
+@dataclass(frozen=True)
+class PassageDetails:
+    passage_number: int
+    performed_on: date | None
+    seeded_cells: int
+    harvested_cells: int
+    viability_percent: Decimal | str
+    days_in_culture: Decimal | str | None = None
+    notes: str = ""
+
+
+def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDetails) -> ProcessStep:
+    """Record passage Pn (the next one: P0 after the isolation, no gaps). Refused beyond the product's
+    passage or cumulative PD limit; a warning is kept on the step (ProcessStep.warnings)."""
+    require_technician(actor)
+    seeded = _cells(details.seeded_cells, "seeded_cells", "Cells seeded")
+    harvested = _cells(details.harvested_cells, "harvested_cells", "Cells harvested")
+    viability = _viability(details.viability_percent)
+    days = None
+    if details.days_in_culture not in (None, ""):
+        try:
+            days = Decimal(str(details.days_in_culture)).quantize(Decimal("0.1"))
+        except ArithmeticError:
+            raise ValidationFailed("Days in culture: a number.", field="days_in_culture") from None
+        if not Decimal(0) < days <= Decimal(365):
+            raise ValidationFailed("Days in culture: more than 0 and at most 365.", field="days_in_culture")
+    with use_case(session, actor, f"passage P{details.passage_number} recorded"):
+        lot = get_lot(session, lot_id)
+        require_in_process(lot, "a passage")
+        if lot.harvested_at is not None:
+            raise Conflict(f"Lot {lot.lot_number} is harvested: no further passage can be recorded.")
+        previous = steps_of(session, lot.id)
+        if not previous:
+            raise Conflict("Record the isolation before the first passage (P0).")
+        passages = [s for s in previous if s.kind == "passage"]
+        expected = len(passages)
+        if details.passage_number != expected:
+            raise ValidationFailed(f"The next passage of lot {lot.lot_number} is P{expected}, not "
+                                   f"P{details.passage_number} (passages are recorded in order, without gaps).",
+                                   field="passage_number")
+        counts = [PassageCount(s.passage_number or 0, s.seeded_cells or 1, s.harvested_cells or 1) for s in passages]
+        counts.append(PassageCount(expected, seeded, harvested))
+        cumulative = cumulative_population_doublings(counts)
+        check = check_culture_limits(expected, cumulative, product_of(lot).culture_limits)
+        if not check.allowed:
+            raise Conflict(f"Passage refused for {lot.product_name}: " + "; ".join(check.refusals) + ".",
+                           field="passage_number")
+        step = ProcessStep(lot_id=lot.id, kind="passage", passage_number=expected,
+                           performed_on=_check_date(lot, details.performed_on, previous), seeded_cells=seeded,
+                           harvested_cells=harvested, viability_percent=viability, days_in_culture=days,
+                           population_doublings=population_doublings(seeded, harvested), cumulative_pd=cumulative,
+                           warnings="; ".join(check.warnings), notes=(details.notes or "").strip(),
+                           recorded_by_id=actor.id)
+        session.add(step)
+    return step
+
+
+def record_deviation(session: Session, actor: Any, lot_id: int, step_id: int | None, *, severity: str,
+                     description: str) -> Deviation:
+    """A deviation against a step of this lot (GMP: every departure from the batch record is documented)."""
+    require_technician(actor)
+    if severity not in DEVIATION_SEVERITIES:
+        raise ValidationFailed("Choose the severity: minor, major or critical.", field="severity")
+    text = (description or "").strip()
+    if not text or len(text) > 2000:
+        raise ValidationFailed("Describe the deviation (at most 2000 characters).", field="description")
+    with use_case(session, actor, "deviation recorded"):
+        lot = get_lot(session, lot_id)
+        step = session.get(ProcessStep, step_id) if step_id else None
+        if step is None or step.lot_id != lot.id:
+            raise NotFound("Choose a step of this lot.", field="step_id")
+        row = Deviation(lot_id=lot.id, step_id=step.id, severity=severity, description=text, recorded_by_id=actor.id)
+        session.add(row)
+    return row
+
+
+def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: datetime | None, total_cells: int,
+                   viability_percent: Decimal | str) -> Lot:
+    """The final harvest: total cells, viability, and viable cells = total x viability (core, rounded down)."""
+    require_technician(actor)
+    total = _cells(total_cells, "total_cells", "Total cells")
+    viability = _viability(viability_percent)
+    if harvested_at is None or harvested_at.tzinfo is None:
+        raise ValidationFailed("Give the harvest date and time.", field="harvested_at")
+    if harvested_at > utcnow():
+        raise ValidationFailed("The harvest cannot be in the future.", field="harvested_at")
+    with use_case(session, actor, "harvest recorded"):
+        lot = get_lot(session, lot_id)
+        require_in_process(lot, "the harvest")
+        if lot.harvested_at is not None:
+            raise Conflict(f"The harvest of lot {lot.lot_number} is already recorded.")
+        passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
+        if not passages:
+            raise Conflict("Record at least one passage (P0) before the harvest.")
+        if harvested_at.date() < passages[-1].performed_on:
+            raise ValidationFailed(f"The harvest is before the last passage P{passages[-1].passage_number}.",
+                                   field="harvested_at")
+        lot.harvested_at = harvested_at
+        lot.harvest_total_cells = total
+        lot.harvest_viability_percent = viability
+        lot.harvest_viable_cells = viable_cells(total, viability)
+    return lot

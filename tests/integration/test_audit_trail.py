@@ -1,0 +1,122 @@
+"""The audit trail: one event per changed field, append-only, and tampering detected by `audit verify`."""
+from __future__ import annotations
+
+import html
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DatabaseError
+
+from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
+from mscbatch.audit.verify import verify_database
+from mscbatch.auth.models import User
+from tests.conftest import TEST_CONFIG
+
+
+def _session(app):  # type: ignore[no-untyped-def]
+    return app.extensions["mscbatch.db"].new_session()
+
+
+def _verify_cli(app):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner().invoke(args=["audit", "verify"])
+
+
+def test_one_changed_field_writes_one_event_with_old_new_who_when_and_why(app, users):
+    with app.app_context():
+        session = _session(app)
+        before = session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
+        admin = session.scalar(select(User).where(User.username == "admin"))
+        nurse = session.scalar(select(User).where(User.username == "nurse"))
+        with use_case(session, admin, "name was misspelt"):
+            nurse.full_name = "Nina Nurse-Martin"
+        events = session.scalars(select(AuditEvent).where(AuditEvent.seq > before)).all()
+        assert len(events) == 1
+        event = events[0]
+        assert (event.entity_type, event.entity_id, event.field) == ("user_account", str(nurse.id), "full_name")
+        assert (event.old_value, event.new_value) == ("Nurse", "Nina Nurse-Martin")
+        assert (event.actor_id, event.actor_name, event.reason) == (admin.id, "admin", "name was misspelt")
+        assert event.occurred_at.tzinfo is not None
+        session.close()
+
+
+def test_a_failed_use_case_leaves_no_audit_event(app, users):
+    with app.app_context():
+        session = _session(app)
+        count = session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
+        nurse = session.scalar(select(User).where(User.username == "nurse"))
+        with pytest.raises(RuntimeError), use_case(session, None):
+            nurse.full_name = "Changed"
+            session.flush()
+            raise RuntimeError("a later step fails")
+        assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) == count
+        session.close()
+
+
+def test_the_untouched_chain_verifies(app, users):
+    result = _verify_cli(app)
+    assert result.exit_code == 0, result.output
+    assert "Audit trail intact" in result.output
+
+
+def _tamper(app, sql: str, **params):  # type: ignore[no-untyped-def]
+    """What an attacker with database access could do: bypass the append-only triggers and edit rows."""
+    engine = app.extensions["mscbatch.db"].engine
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        else:
+            for trigger in ("audit_event_no_update", "audit_event_no_delete"):
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+        for statement in sql.split(";"):
+            connection.execute(text(statement), params)
+
+
+@pytest.mark.parametrize("attack, sql, bad_seq", [
+    ("a changed value", "UPDATE audit_event SET new_value = 'Mallory' WHERE seq = 3", 3),
+    ("a changed reason", "UPDATE audit_event SET reason = 'nothing to see' WHERE seq = 2", 2),
+    ("a deleted event", "DELETE FROM audit_event WHERE seq = 4", 4),
+    ("the newest event deleted", "DELETE FROM audit_event WHERE seq = (SELECT MAX(seq) FROM audit_event)", None),
+    ("two events swapped", "UPDATE audit_event SET seq = -2 WHERE seq = 2; "
+                           "UPDATE audit_event SET seq = 2 WHERE seq = 5; UPDATE audit_event SET seq = 5 WHERE seq = -2", 2),
+])
+def test_tampering_with_any_single_audit_row_is_detected(app, users, attack, sql, bad_seq):
+    _tamper(app, sql)
+    result = _verify_cli(app)
+    assert result.exit_code == 1, f"{attack} went unnoticed: {result.output}"
+    assert "AUDIT TRAIL BROKEN" in result.output
+    with app.app_context(), _session(app) as session:
+        verdict = verify_database(session, TEST_CONFIG["AUDIT_KEY"])
+    assert not verdict.ok
+    if bad_seq is not None:
+        assert verdict.first_bad_seq == bad_seq, verdict
+
+
+def test_verification_with_another_key_fails(app, users):
+    with app.app_context(), _session(app) as session:
+        assert not verify_database(session, "some-other-key").ok
+
+
+def test_the_database_refuses_to_update_or_delete_an_audit_row(app, users):
+    engine = app.extensions["mscbatch.db"].engine
+    for statement in ("UPDATE audit_event SET reason = 'x' WHERE seq = 1", "DELETE FROM audit_event WHERE seq = 1"):
+        with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+
+
+def test_postgresql_refuses_to_truncate_the_audit_trail(app, users):
+    engine = app.extensions["mscbatch.db"].engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("TRUNCATE exists on PostgreSQL only")
+    with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("TRUNCATE audit_event"))
+
+
+def test_the_audit_viewer_filters_by_record_user_and_date(app, users, client_as):
+    client = client_as("qa")
+    with app.app_context(), _session(app) as session:
+        nurse_id = session.scalar(select(User.id).where(User.username == "nurse"))
+    page = html.unescape(client.get(f"/audit?entity_type=user_account&entity_id={nurse_id}").get_data(as_text=True))
+    assert '"username":"nurse"' in page and '"username":"qa2"' not in page
+    assert "login" in client.get("/audit?actor=qa").get_data(as_text=True)
+    assert "No events match" in client.get("/audit?from=2000-01-01&to=2000-01-02").get_data(as_text=True)

@@ -26,6 +26,11 @@ def init_database(app: Flask) -> None:
     upgrade_engine(db.engine)
     with db.new_session() as session:
         ensure_chain_head(session)
+    if app.config.get("APP_DB_ROLE") and db.engine.dialect.name == "postgresql":
+        from mscbatch.audit.ddl import restrict_application_role
+
+        with db.engine.begin() as connection:
+            restrict_application_role(connection, app.config["APP_DB_ROLE"])
 
 
 def register_commands(app: Flask) -> None:

@@ -59,7 +59,9 @@ def from_environment() -> dict[str, Any]:
         "PASSWORD_HASH_PROFILE": "standard",
         "WTF_CSRF_TIME_LIMIT": None,  # the CSRF token lives as long as the (server-checked) session
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
-        "PG_ADMIN_ROLE": _env("PG_ADMIN_ROLE"),
+        # PostgreSQL role the application connects as in production, when migrations run as another role:
+        # `mscbatch init` revokes UPDATE / DELETE / TRUNCATE on append-only tables from it.
+        "APP_DB_ROLE": _env("APP_DB_ROLE"),
         # flask-smorest / OpenAPI
         "API_TITLE": "mscbatch API",
         "API_VERSION": "v1",

@@ -117,10 +117,11 @@ def app(database_url: str) -> Iterator:
 
 @pytest.fixture
 def db_session(app):  # type: ignore[no-untyped-def]
-    with app.app_context():
-        session = app.extensions["mscbatch.db"].new_session()
-        yield session
-        session.close()
+    """A session of its own, outside any app context (an open app context would make every test-client
+    request share one `g`, and so one signed-in user)."""
+    session = app.extensions["mscbatch.db"].new_session()
+    yield session
+    session.close()
 
 
 # ---- users and clients ----------------------------------------------------------------------------------

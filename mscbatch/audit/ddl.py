@@ -6,7 +6,12 @@ are revoked as well (see README, "Production").
 """
 from __future__ import annotations
 
+import re
+
 from alembic import op
+from sqlalchemy.engine import Connection
+
+APPEND_ONLY_TABLES = ("audit_event", "signature")
 
 PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION mscbatch_refuse_change() RETURNS trigger AS $$
@@ -41,3 +46,16 @@ def unprotect_append_only(table: str) -> None:
     elif dialect == "sqlite":
         for operation in ("update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{operation}")
+
+
+def restrict_application_role(connection: Connection, role: str) -> None:
+    """Where the application connects with its own PostgreSQL role (MSCBATCH_APP_DB_ROLE), that role may
+    read and write the tables but never UPDATE, DELETE or TRUNCATE the append-only ones: even a bug or an
+    SQL injection in the application cannot rewrite history, and the triggers stay as a second guard."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ValueError(f"MSCBATCH_APP_DB_ROLE {role!r} is not a plain PostgreSQL role name")
+    connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
+    connection.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+    connection.exec_driver_sql(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    tables = ", ".join(APPEND_ONLY_TABLES)
+    connection.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON {tables} FROM {role}")

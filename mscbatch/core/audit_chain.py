@@ -38,7 +38,10 @@ def canonical_value(value: Any) -> str | None:
     if isinstance(value, bytes):
         return hashlib.sha256(value).hexdigest()
     if isinstance(value, Mapping):
-        return canonical_json({k: canonical_value(v) for k, v in value.items()})
+        return canonical_json({str(k): canonical_value(v) for k, v in value.items()})
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [canonical_value(v) for v in value]
+        return canonical_json(sorted(items, key=str) if isinstance(value, set | frozenset) else items)
     return str(value)
 
 

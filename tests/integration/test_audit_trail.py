@@ -120,3 +120,32 @@ def test_the_audit_viewer_filters_by_record_user_and_date(app, users, client_as)
     assert '"username":"nurse"' in page and '"username":"qa2"' not in page
     assert "login" in client.get("/audit?actor=qa").get_data(as_text=True)
     assert "No events match" in client.get("/audit?from=2000-01-01&to=2000-01-02").get_data(as_text=True)
+
+
+def test_the_application_role_may_not_update_delete_or_truncate_audit_rows(app, users, database_url):
+    """With MSCBATCH_APP_DB_ROLE configured, privileges are revoked on top of the triggers (PostgreSQL)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from mscbatch.cli import init_database
+
+    engine = app.extensions["mscbatch.db"].engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("database roles exist on PostgreSQL only")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DO $$ BEGIN CREATE ROLE mscbatch_app_test LOGIN; "
+                                   "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    app.config["APP_DB_ROLE"] = "mscbatch_app_test"
+    init_database(app)
+    as_app = create_engine(make_url(database_url).set(username="mscbatch_app_test"))
+    try:
+        with as_app.begin() as connection:  # the application role can still read and append
+            assert connection.execute(text("SELECT count(*) FROM audit_event")).scalar() > 0
+        for statement in ("UPDATE audit_event SET reason = 'x'", "DELETE FROM audit_event", "TRUNCATE audit_event"):
+            with pytest.raises(DatabaseError, match="permission denied"), as_app.begin() as connection:
+                connection.execute(text(statement))
+    finally:
+        as_app.dispose()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("REASSIGN OWNED BY mscbatch_app_test TO postgres; "
+                                       "DROP OWNED BY mscbatch_app_test")

@@ -25,7 +25,8 @@ SIGNATURE_CHARS = 26
 """16 bytes in base32 without padding: 128 bits, far beyond any online guessing at a bedside."""
 
 VERIFY_PATH = "/v/"
-BAG_REF_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,39}$")
+BAG_REF_RE = re.compile(r"^[A-Z0-9][A-Z0-9*-]{0,39}$")
+"""Upper-case letters, digits, '-' and '*' (a MOD 37-2 check character K can be '*')."""
 _SIGNATURE_RE = re.compile(r"^[A-Z2-7]+$")
 _URL_RE = re.compile(r"^https?://[^\s/]+(?:/[^\s]*)?/v/([^/\s]*)$", re.IGNORECASE)
 
@@ -46,10 +47,10 @@ def _key_bytes(key: bytes | str) -> bytes:
 
 
 def check_bag_ref(bag_ref: str) -> str:
-    """A bag reference: 1-40 upper-case letters, digits or hyphens (e.g. the DIN + K "X9999260000017")."""
+    """A bag reference: 1-40 upper-case letters, digits, '-' or '*' (e.g. the DIN + K "X9999260000017")."""
     if not isinstance(bag_ref, str) or not BAG_REF_RE.match(bag_ref):
         raise ValueError(
-            f"bag reference {bag_ref!r} must be 1-40 upper-case letters, digits or '-' (e.g. DIN + K)")
+            f"bag reference {bag_ref!r} must be 1-40 upper-case letters, digits, '-' or '*' (e.g. DIN + K)")
     return bag_ref
 
 

@@ -63,10 +63,19 @@ def register_blueprints(app: Flask) -> None:
     from mscbatch.audit.views import bp as audit_bp
     from mscbatch.auth.views import bp as auth_bp
     from mscbatch.donors.views import bp as donors_bp
+    from mscbatch.lots.reagent_views import bp as reagents_bp
+    from mscbatch.lots.storage_views import bp as storage_bp
+    from mscbatch.lots.views import bp as lots_bp
+    from mscbatch.release.views import bp as release_bp
     from mscbatch.web.views import bp as web_bp
 
-    for blueprint in (web_bp, auth_bp, audit_bp, donors_bp):
+    for blueprint in (web_bp, auth_bp, audit_bp, donors_bp, lots_bp, reagents_bp, storage_bp, release_bp):
         app.register_blueprint(blueprint)
+    from mscbatch.patients.dose_views import bp as prescriptions_bp  # issue 6
+    from mscbatch.patients.views import bp as patients_bp
+
+    app.register_blueprint(patients_bp)
+    app.register_blueprint(prescriptions_bp)
 
 
 def register_api(app: Flask) -> None:

@@ -53,3 +53,30 @@ def _demo_donors(session: Session) -> list[str]:
 
 
 DEMO_STEPS.append(("Demo donors (code, source, status)", _demo_donors))
+
+
+def _demo_lots(session: Session) -> list[str]:
+    from mscbatch.lots.demo import seed_lots
+
+    return seed_lots(session)
+
+
+DEMO_STEPS.append(("Demo lots, storage and reagent lots (issue 4)", _demo_lots))
+
+
+def _demo_release(session: Session) -> list[str]:
+    from mscbatch.release.demo import seed_release
+
+    return seed_release(session)
+
+
+DEMO_STEPS.append(("Demo release testing and QA release (issue 5)", _demo_release))
+
+
+def _demo_patients(session: Session) -> list[str]:
+    from mscbatch.patients.demo import seed_patients
+
+    return seed_patients(session)
+
+
+DEMO_STEPS.append(("Demo trial patients and prescription (issue 6)", _demo_patients))

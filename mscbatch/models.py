@@ -12,3 +12,36 @@ from mscbatch.signatures.models import Signature
 
 __all__ = ["AuditEvent", "AuditHead", "ApiToken", "AuthSession", "User", "UserRole", "Signature",
            "Donor", "DonorLookback", "EligibilityDecision", "QuestionnaireAnswer", "ScreeningResult"]
+from mscbatch.lots.models import (  # noqa: E402  (issue 4: lots, bags, storage)
+    Bag,
+    Deviation,
+    DinCounter,
+    Lot,
+    LotNumberCounter,
+    ProcessStep,
+    ReagentLot,
+    ReagentUse,
+    StorageLocation,
+    StorageMove,
+)
+
+__all__ += ["Lot", "ProcessStep", "Deviation", "ReagentLot", "ReagentUse", "StorageLocation", "Bag", "StorageMove",
+            "DinCounter", "LotNumberCounter"]
+from mscbatch.release.models import (  # noqa: E402  (issue 5: release testing, OOS, dispositions)
+    LotDisposition,
+    OosInvestigation,
+    ReleaseResult,
+    ResultAttachment,
+)
+
+__all__ += ["ReleaseResult", "ResultAttachment", "OosInvestigation", "LotDisposition"]
+from mscbatch.patients.models import (  # noqa: E402  (issue 6: patients, prescriptions, allocations)
+    Allocation,
+    EnrolmentCheck,
+    EscalationDecisionRecord,
+    Patient,
+    Prescription,
+    WeightMeasurement,
+)
+
+__all__ += ["Patient", "WeightMeasurement", "EnrolmentCheck", "EscalationDecisionRecord", "Prescription", "Allocation"]

@@ -22,12 +22,19 @@ PROBLEM_SCHEMA = {
 def init_api(app: Flask) -> None:
     from mscbatch.api.base import bp as base_bp
     from mscbatch.donors.api import bp as donors_api_bp
+    from mscbatch.lots.api import bp as lots_api_bp
+    from mscbatch.lots.storage_api import bp as storage_api_bp
+    from mscbatch.release.api import bp as release_api_bp
 
     api.init_app(app, spec_kwargs={"info": {"description": "mscbatch JSON API. Authenticate with a personal "
                                                            "API token: 'Authorization: Bearer msc_...'."}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.spec.components.schema("Problem", PROBLEM_SCHEMA)
     api.spec.options["security"] = [{"bearerAuth": []}]
-    for blueprint in (base_bp, donors_api_bp,):
+    for blueprint in (base_bp, donors_api_bp, lots_api_bp, storage_api_bp, release_api_bp):
         csrf.exempt(blueprint)  # token-authenticated; browser cookies are ignored under /api/
         api.register_blueprint(blueprint)
+    from mscbatch.patients.api import bp as patients_api_bp  # issue 6
+
+    csrf.exempt(patients_api_bp)
+    api.register_blueprint(patients_api_bp)

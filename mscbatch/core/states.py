@@ -120,13 +120,14 @@ LOT_VERBS = {
 
 LOT = StateMachine("lot", LOT_TRANSITIONS, LOT_VERBS)
 
-# Bag chain of custody (DOMAIN.md section 8). "stored" = in the tank and available. on_hold as a STATE is a
+# Bag chain of custody (DOMAIN.md section 8). A clinician's signed prescription allocates bags to a patient and
+# cancelling it puts them back into stock (issue 6: mscbatch.patients.prescriptions). "stored" = in the tank and available. on_hold as a STATE is a
 # bag held inside the unit (stored / allocated / returned); a hold on a bag already outside the unit
 # (dispatched, on the ward, thawed) is the on_hold FLAG given to effective_bag_status, which keeps the bag's
 # custody state true to where it physically is.
 BAG_TRANSITIONS: Table = {
-    "stored":     {"allocated": _roles(TECHNICIAN, QA), "on_hold": _roles(QA, SYSTEM), "discarded": _roles(QA)},
-    "allocated":  {"dispatched": _roles(TECHNICIAN), "stored": _roles(TECHNICIAN, QA),
+    "stored":     {"allocated": _roles(TECHNICIAN, QA, CLINICIAN), "on_hold": _roles(QA, SYSTEM), "discarded": _roles(QA)},
+    "allocated":  {"dispatched": _roles(TECHNICIAN), "stored": _roles(TECHNICIAN, QA, CLINICIAN),
                    "on_hold": _roles(QA, SYSTEM)},
     "dispatched": {"received": _roles(NURSE), "returned": _roles(NURSE, TECHNICIAN)},
     "received":   {"thawed": _roles(NURSE, TECHNICIAN), "returned": _roles(NURSE, TECHNICIAN)},

@@ -145,7 +145,10 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
     donor = screening.donor
     age = (age_in_years(donor.date_of_birth, donor.planned_collection_date)
            if donor.date_of_birth and donor.planned_collection_date else None)
+    from mscbatch.lots.queries import lots_of_donor  # issue 4: the lots made from this donor
+
     return render_template("donors/detail.html", s=screening, donor=donor, rule_set=rule_set, age=age,
+                           lots=lots_of_donor(db.session, donor.id),
                            show_identity=can_see_identity(current_user), yesno=_yes_no, **forms, **LABELS), status
 
 

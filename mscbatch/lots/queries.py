@@ -211,3 +211,43 @@ def box_grid(session: Session, box: StorageLocation) -> list[list[BoxCell]]:
             cells.append(BoxCell(position, position_label(box, position), bag, lot))
         grid.append(cells)
     return grid
+
+
+def parse_position(location: StorageLocation, text: str) -> int | None:
+    """"B3" (row letter + column) or a plain number -> position number; None if outside the box."""
+    text = (text or "").strip().upper()
+    if text.isdigit():
+        number = int(text)
+    elif len(text) >= 2 and text[0].isalpha() and text[1:].isdigit() and location.columns:
+        row, column = ord(text[0]) - ord("A"), int(text[1:])
+        if not (0 <= row < (location.rows or 0) and 1 <= column <= location.columns):
+            return None
+        number = row * location.columns + column
+    else:
+        return None
+    return number if 1 <= number <= (location.capacity or 0) else None
+
+
+@dataclass(frozen=True)
+class MoveRow:
+    """A storage move told in words: which bag (DIN, n of N), from where to where, who, when, why."""
+
+    move: Any
+    bag: Bag
+    from_label: str
+    to_label: str
+    by: str
+
+
+def move_rows(session: Session, moves: list[Any]) -> list[MoveRow]:
+    from mscbatch.auth.models import User
+
+    rows = []
+    for move in moves:
+        bag = get_bag(session, move.bag_id)
+        source = session.get(StorageLocation, move.from_box_id) if move.from_box_id else None
+        target = get_location(session, move.to_box_id)
+        user = session.get(User, move.moved_by_id)
+        rows.append(MoveRow(move, bag, f"{source.name} {position_label(source, move.from_position)}" if source else "",
+                            f"{target.name} {position_label(target, move.to_position)}", user.full_name if user else "?"))
+    return rows

@@ -30,6 +30,9 @@ from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, site_conf
 
 ENTRY_ROLE = "technician"
 RELEASE_TARGETS = ("released", "conditional_release")
+#: dispositions QA signs electronically (21 CFR 11.50; issue 5 calls apply_lot_transition inside its signing
+#: use case): transition_lot, the unsigned use case, refuses them.
+SIGNED_TARGETS = frozenset({"released", "conditional_release", "rejected", "recalled"})
 
 
 def require_technician(actor: Any) -> None:
@@ -158,6 +161,9 @@ def transition_lot(session: Session, actor: Any, lot_id: int, target: str, reaso
     written on the audit event of the change."""
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the state change: it goes into the audit trail.", field="reason")
+    if target in SIGNED_TARGETS:
+        raise Conflict(f"Moving a lot to {target.replace('_', ' ')} needs QA's electronic signature (release "
+                       "capability); it cannot be done as a plain state change.", field="target")
     with use_case(session, actor, reason):
         apply_lot_transition(session, actor, get_lot(session, lot_id), target)
     return get_lot(session, lot_id)

@@ -28,7 +28,7 @@ from mscbatch.core.culture import (
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
-from mscbatch.lots.queries import get_lot, product_of
+from mscbatch.lots.queries import get_lot, product_of, site_config
 from mscbatch.lots.services import require_in_process, require_technician
 
 MAX_CELLS = 10**13
@@ -177,7 +177,7 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
         passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
         if not passages:
             raise Conflict("Record at least one passage (P0) before the harvest.")
-        if harvested_at.date() < passages[-1].performed_on:
+        if harvested_at.astimezone(site_config().tz).date() < passages[-1].performed_on:
             raise ValidationFailed(f"The harvest is before the last passage P{passages[-1].passage_number}.",
                                    field="harvested_at")
         lot.harvested_at = harvested_at

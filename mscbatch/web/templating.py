@@ -17,6 +17,11 @@ NAVIGATION: list[tuple[str, str, frozenset[str] | None]] = [
     ("Users", "auth.users", frozenset({"admin"})),
     ("My account", "auth.account", None),
 ]
+NAVIGATION += [("Lots", "lots.index", None), ("Storage", "storage.index", None),
+               ("Reagents", "reagents.index", None), ("Check an identifier", "storage.identifiers", None)]
+
+NAVIGATION += [("Patients", "patients.index", frozenset({"clinician", "nurse", "qa"}))]
+NAVIGATION += [("Release", "release.index", frozenset({"qa", "technician", "admin"}))]
 
 
 def navigation_for(user: Any) -> list[tuple[str, str]]:

@@ -1,0 +1,219 @@
+"""JSON API for lots and their manufacturing record (in /api/v1/openapi.json): the same services and role
+rules as the pages. Cell counts are whole cells (integers), volumes and percentages decimal strings."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from mscbatch.api.base import problems
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.core.culture import BagPlan
+from mscbatch.core.states import LOT
+from mscbatch.extensions import db
+from mscbatch.lots import bags as bag_services
+from mscbatch.lots import services, steps
+from mscbatch.lots.models import LOT_STATUSES, TISSUE_UNITS
+from mscbatch.lots.queries import LotFilters, bags_of, get_lot, list_lots
+from mscbatch.lots.storage_api import BagSchema, bag_data
+
+bp = Blueprint("lots_api", __name__, url_prefix="/api/v1/lots", description="Lots, process steps, harvest and bags")
+
+Cells = fields.Integer  # whole cells
+
+
+class LotSchema(Schema):
+    id = fields.Integer(required=True)
+    lot_number = fields.String(required=True)
+    product_id = fields.String(required=True)
+    product_name = fields.String(required=True)
+    product_class = fields.String(required=True)
+    donor_id = fields.Integer(required=True)
+    donor_gate = fields.String(required=True, metadata={"description": "approved | pending, when the lot started"})
+    eligibility_pending = fields.Boolean(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(LOT_STATUSES))
+    collection_at = fields.AwareDateTime(required=True)
+    collection_site = fields.String(required=True)
+    tissue_amount = fields.Decimal(as_string=True, required=True)
+    tissue_unit = fields.String(required=True)
+    harvested_at = fields.AwareDateTime(allow_none=True)
+    harvest_total_cells = Cells(allow_none=True)
+    harvest_viability_percent = fields.Decimal(as_string=True, allow_none=True)
+    harvest_viable_cells = Cells(allow_none=True)
+    frozen_at = fields.AwareDateTime(allow_none=True)
+    expires_at = fields.AwareDateTime(allow_none=True)
+
+
+class LotInSchema(Schema):
+    donor_id = fields.Integer(required=True)
+    product_id = fields.String(required=True)
+    collection_at = fields.AwareDateTime(required=True, metadata={"description": "ISO 8601 with offset"})
+    collection_site = fields.String(required=True)
+    tissue_amount = fields.Decimal(required=True, as_string=True)
+    tissue_unit = fields.String(required=True, validate=validate.OneOf(list(TISSUE_UNITS)))
+
+
+class LotListSchema(Schema):
+    items = fields.List(fields.Nested(LotSchema), required=True)
+    next_before = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for the next page"})
+
+
+class LotQuerySchema(Schema):
+    status = fields.String(load_default="", validate=validate.OneOf(["", *LOT_STATUSES]))
+    product = fields.String(load_default="")
+    donor = fields.String(load_default="", metadata={"description": "donor code"})
+    collected_from = fields.Date(load_default=None)
+    collected_to = fields.Date(load_default=None)
+    before = fields.Integer(load_default=None, metadata={"description": "keyset: lots with a smaller id"})
+
+
+class StepSchema(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    passage_number = fields.Integer(allow_none=True)
+    performed_on = fields.Date(required=True)
+    seeded_cells = Cells(allow_none=True)
+    harvested_cells = Cells(allow_none=True)
+    viability_percent = fields.Decimal(as_string=True, allow_none=True)
+    days_in_culture = fields.Decimal(as_string=True, allow_none=True)
+    population_doublings = fields.Decimal(as_string=True, allow_none=True)
+    cumulative_pd = fields.Decimal(as_string=True, allow_none=True)
+    warnings = fields.String()
+    notes = fields.String()
+
+
+class PassageInSchema(Schema):
+    passage_number = fields.Integer(required=True)
+    performed_on = fields.Date(required=True)
+    seeded_cells = Cells(required=True)
+    harvested_cells = Cells(required=True)
+    viability_percent = fields.Decimal(required=True, as_string=True)
+    days_in_culture = fields.Decimal(load_default=None, as_string=True)
+    notes = fields.String(load_default="")
+
+
+class IsolationInSchema(Schema):
+    performed_on = fields.Date(required=True)
+    notes = fields.String(load_default="")
+
+
+class HarvestInSchema(Schema):
+    harvested_at = fields.AwareDateTime(required=True)
+    total_cells = Cells(required=True)
+    viability_percent = fields.Decimal(required=True, as_string=True)
+
+
+class BagPlanSchema(Schema):
+    volume_ml = fields.Decimal(required=True, as_string=True)
+    cells_per_ml = Cells(required=True)
+    dmso_percent = fields.Decimal(required=True, as_string=True)
+
+
+class CryoInSchema(Schema):
+    frozen_at = fields.AwareDateTime(required=True)
+    bags = fields.List(fields.Nested(BagPlanSchema), required=True, validate=validate.Length(min=1, max=26))
+    basis = fields.String(load_default="viable", validate=validate.OneOf(["viable", "total"]))
+
+
+class TransitionInSchema(Schema):
+    target = fields.String(required=True, validate=validate.OneOf(list(LOT.states)))
+    reason = fields.String(required=True)
+
+
+@bp.route("")
+@bp.arguments(LotQuerySchema, location="query")
+@bp.response(200, LotListSchema)
+@problems(bp, 401)
+@authenticated
+def list_all(args: dict[str, Any]) -> Any:
+    page = list_lots(db.session, LotFilters(status=args["status"], product_id=args["product"], donor_code=args["donor"],
+                                            collected_from=args["collected_from"], collected_to=args["collected_to"]),
+                     before=args["before"])
+    return {"items": [lot for lot, _code in page.lots], "next_before": page.next_before}
+
+
+@bp.route("", methods=["POST"])
+@bp.arguments(LotInSchema)
+@bp.response(201, LotSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def create(data: dict[str, Any]) -> Any:
+    """Start a lot (donor gate: 409 for an ineligible donor; a pending donor gives eligibility_pending)."""
+    return services.create_lot(db.session, current_user, services.LotDetails(**data))
+
+
+@bp.route("/<int:lot_id>")
+@bp.response(200, LotSchema)
+@problems(bp, 401, 404)
+@authenticated
+def get(lot_id: int) -> Any:
+    return get_lot(db.session, lot_id)
+
+
+@bp.route("/<int:lot_id>/steps")
+@bp.response(200, StepSchema(many=True))
+@problems(bp, 401, 404)
+@authenticated
+def list_steps(lot_id: int) -> Any:
+    return steps.steps_of(db.session, get_lot(db.session, lot_id).id)
+
+
+@bp.route("/<int:lot_id>/isolation", methods=["POST"])
+@bp.arguments(IsolationInSchema)
+@bp.response(201, StepSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def add_isolation(data: dict[str, Any], lot_id: int) -> Any:
+    return steps.record_isolation(db.session, current_user, lot_id, **data)
+
+
+@bp.route("/<int:lot_id>/passages", methods=["POST"])
+@bp.arguments(PassageInSchema)
+@bp.response(201, StepSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def add_passage(data: dict[str, Any], lot_id: int) -> Any:
+    """Record passage Pn; 409 beyond the product's passage / cumulative PD limit, `warnings` at the warning level."""
+    return steps.record_passage(db.session, current_user, lot_id, steps.PassageDetails(**data))
+
+
+@bp.route("/<int:lot_id>/harvest", methods=["POST"])
+@bp.arguments(HarvestInSchema)
+@bp.response(200, LotSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def harvest(data: dict[str, Any], lot_id: int) -> Any:
+    return steps.record_harvest(db.session, current_user, lot_id, **data)
+
+
+@bp.route("/<int:lot_id>/cryopreservation", methods=["POST"])
+@bp.arguments(CryoInSchema)
+@bp.response(201, BagSchema(many=True))
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def cryopreserve(data: dict[str, Any], lot_id: int) -> Any:
+    """Freeze into bags (422 if they would hold more cells than the harvest); each bag gets a DIN."""
+    plans = [BagPlan(**bag) for bag in data["bags"]]
+    rows = bag_services.cryopreserve(db.session, current_user, lot_id, frozen_at=data["frozen_at"], bags=plans,
+                                     basis=data["basis"])
+    return [bag_data(db.session, bag) for bag in rows]
+
+
+@bp.route("/<int:lot_id>/bags")
+@bp.response(200, BagSchema(many=True))
+@problems(bp, 401, 404)
+@authenticated
+def list_bags(lot_id: int) -> Any:
+    return [bag_data(db.session, bag) for bag in bags_of(db.session, get_lot(db.session, lot_id).id)]
+
+
+@bp.route("/<int:lot_id>/transitions", methods=["POST"])
+@bp.arguments(TransitionInSchema)
+@bp.response(200, LotSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician", "qa")
+def transition(data: dict[str, Any], lot_id: int) -> Any:
+    """Unsigned state changes (e.g. to quarantine); release and rejection need QA's signature (issue 5)."""
+    return services.transition_lot(db.session, current_user, lot_id, data["target"], data["reason"])

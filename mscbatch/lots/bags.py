@@ -1,0 +1,80 @@
+"""Cryopreservation of a harvest into bags, each with its ISBT 128-compatible identifiers (DOMAIN.md 4 and 7).
+
+- The split is checked by the core (plan_cryopreservation): the bags cannot hold more cells than the
+  harvest (on the viable basis by default, as doses are counted in viable cells).
+- Each bag is one division of the lot (division_code: "00" for a single bag, A0, B0... for bag 1, 2... of N)
+  and gets its own DIN from the site FIN (config/site.toml), the 2-digit year of freezing (site time zone) and
+  the next sequence of the (FIN, year) counter (din_allocation: unique, never reused, safe concurrently).
+- Expiry = freezing (or collection, per product) + the product's shelf life, stored in UTC and shown in the
+  site's zone with UTC beneath.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.culture import BagPlan, CultureError, expiry_at, plan_cryopreservation
+from mscbatch.core.identifiers import MAX_DIVISIONS, division_code
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.lots.din_allocation import allocate_dins
+from mscbatch.lots.models import Bag
+from mscbatch.lots.queries import bags_of, get_lot, product_of, site_config
+from mscbatch.lots.services import require_in_process, require_technician
+
+
+def _check_plans(bags: Sequence[BagPlan]) -> None:
+    if not 1 <= len(bags) <= MAX_DIVISIONS:
+        raise ValidationFailed(f"A lot is frozen into 1 to {MAX_DIVISIONS} bags (divisions A0-Z0).", field="bag_count")
+    for number, bag in enumerate(bags, start=1):
+        if not isinstance(bag.volume_ml, Decimal) or not Decimal("0.1") <= bag.volume_ml <= Decimal(1000):
+            raise ValidationFailed(f"Bag {number}: volume between 0.1 and 1000 mL.", field="volume_ml")
+        if not isinstance(bag.dmso_percent, Decimal) or not Decimal(0) <= bag.dmso_percent <= Decimal(20):
+            raise ValidationFailed(f"Bag {number}: DMSO between 0 and 20 %.", field="dmso_percent")
+        if isinstance(bag.cells_per_ml, bool) or not isinstance(bag.cells_per_ml, int) or bag.cells_per_ml <= 0:
+            raise ValidationFailed(f"Bag {number}: give the cells per mL.", field="cells_per_ml")
+
+
+def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: datetime | None, bags: Sequence[BagPlan],
+                 basis: str = "viable") -> list[Bag]:
+    """Freeze the harvest into N bags; allocate a DIN and a product code (division) to each."""
+    require_technician(actor)
+    if frozen_at is None or frozen_at.tzinfo is None:
+        raise ValidationFailed("Give the date and time of freezing.", field="frozen_at")
+    if frozen_at > utcnow():
+        raise ValidationFailed("The freezing time cannot be in the future.", field="frozen_at")
+    _check_plans(bags)
+    site = site_config()
+    with use_case(session, actor, f"cryopreserved into {len(bags)} bags"):
+        lot = get_lot(session, lot_id)
+        require_in_process(lot, "the cryopreservation")
+        if lot.harvested_at is None or lot.harvest_total_cells is None or lot.harvest_viable_cells is None:
+            raise Conflict(f"Record the harvest of lot {lot.lot_number} before cryopreserving it.")
+        if bags_of(session, lot.id):
+            raise Conflict(f"Lot {lot.lot_number} is already cryopreserved.")
+        if frozen_at < lot.harvested_at:
+            raise ValidationFailed("Freezing cannot be before the harvest.", field="frozen_at")
+        try:
+            plan = plan_cryopreservation(lot.harvest_total_cells, lot.harvest_viable_cells, bags, basis=basis)
+        except CultureError as error:
+            raise ValidationFailed(f"Refused: {error}.", field="cells_per_ml") from None
+        product = product_of(lot)
+        start = frozen_at if product.shelf_life_from == "freeze" else lot.collection_at
+        expires = expiry_at(start.astimezone(site.tz), product.shelf_life)
+        dins = allocate_dins(session, site.fin, frozen_at.astimezone(site.tz).year, len(bags))
+        rows = []
+        for number, (bag, din, cells) in enumerate(zip(bags, dins, plan.bag_cells, strict=True), start=1):
+            division = division_code(number, len(bags))
+            rows.append(Bag(lot_id=lot.id, bag_number=number, bag_count=len(bags), division=division, din=din.text,
+                            din_fin=din.fin, din_year=din.year, din_sequence=din.sequence,
+                            check_character=din.check_character, product_code=product.product_code(division).text,
+                            volume_ml=bag.volume_ml, cells_per_ml=int(bag.cells_per_ml), total_cells=int(cells),
+                            dmso_percent=bag.dmso_percent, expires_at=expires, status="stored"))
+        session.add_all(rows)
+        lot.frozen_at, lot.cell_basis, lot.expires_at = frozen_at, basis, expires
+    return rows

@@ -1,0 +1,106 @@
+"""Demo manufacturing for `make run`, entered through the services by the demo technician: a storage tree
+(a nitrogen tank with racks and boxes), reagent lots (one expired), one adipose lot from the approved demo
+donor carried through P0-P3, harvest and 4 bags stored in a box and sent to quarantine (ready for QA release,
+issue 5), and one umbilical cord lot still in process from a donor whose eligibility is pending."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.auth.models import User
+from mscbatch.core.culture import BagPlan
+from mscbatch.donors.models import Donor
+from mscbatch.lots import bags, reagents, services, steps, storage
+from mscbatch.lots.models import Lot
+from mscbatch.lots.queries import site_config
+
+M = 10**6
+
+
+def _storage(session: Session, tech: User) -> tuple[int, int]:
+    site = storage.create_location(session, tech, kind="site", name="Demo cell therapy unit")
+    tank = storage.create_location(session, tech, kind="tank", name="LN2 tank 1", parent_id=site.id,
+                                   temperature_max_c=Decimal(-150))
+    storage.create_location(session, tech, kind="freezer", name="-80 freezer (not for bags)", parent_id=site.id,
+                            temperature_max_c=Decimal(-80))
+    first = None
+    for rack_name in ("Rack A", "Rack B"):
+        rack = storage.create_location(session, tech, kind="rack", name=rack_name, parent_id=tank.id)
+        for n in (1, 2):
+            box = storage.create_location(session, tech, kind="box", name=f"Box {rack_name[-1]}{n}", parent_id=rack.id,
+                                          rows=5, columns=5)
+            first = first or box.id
+    return first or 0, tank.id
+
+
+def _reagents(session: Session, tech: User) -> dict[str, int]:
+    today = date.today()
+    made = {}
+    for key, kind, name, supplier, lot, expiry in (
+        ("medium", "medium", "alpha-MEM", "DemoBio", "AM-2291", today + timedelta(days=200)),
+        ("hpl", "platelet_lysate", "Human platelet lysate", "DemoHeme", "HPL-0457", today + timedelta(days=90)),
+        ("trypsin", "trypsin", "TrypLE Select", "DemoBio", "TR-7781", today + timedelta(days=300)),
+        ("dmso", "dmso", "DMSO Cryo grade", "DemoChem", "DM-1203", today + timedelta(days=400)),
+        ("fbs_expired", "fbs", "Fetal bovine serum", "DemoSerum", "FBS-0099", today - timedelta(days=10)),
+    ):
+        made[key] = reagents.register_reagent_lot(session, tech, reagent_type=kind, name=name, supplier=supplier,
+                                                  lot_number=lot, expiry_date=expiry).id
+    return made
+
+
+def _at(day: date, hour: int) -> datetime:
+    return datetime.combine(day, time(hour, 0), site_config().tz)
+
+
+def seed_lots(session: Session) -> list[str]:
+    existing = session.scalars(select(Lot).order_by(Lot.id)).all()
+    if existing:
+        return [f"  {lot.lot_number}  {lot.product_name}  {lot.status}" for lot in existing]
+    tech = session.scalar(select(User).where(User.username == "tech"))
+    adipose = session.scalar(select(Donor).where(Donor.tissue_source == "adipose_tissue", Donor.status == "approved"))
+    cord = session.scalar(select(Donor).where(Donor.tissue_source == "umbilical_cord"))
+    if tech is None or adipose is None:
+        return ["  (skipped: the demo technician or the approved adipose donor is missing)"]
+    box_id, _tank = _storage(session, tech)
+    used = _reagents(session, tech)
+    today = date.today()
+    start = today - timedelta(days=24)
+    lot = services.create_lot(session, tech, services.LotDetails(
+        donor_id=adipose.id, product_id="AT-MSC", collection_at=_at(start, 9), collection_site="Demo hospital, theatre 3",
+        tissue_amount=Decimal("52.5"), tissue_unit="g"))
+    isolation = steps.record_isolation(session, tech, lot.id, performed_on=start, notes="Collagenase digestion, 1 h 37 C")
+    for reagent in ("medium", "hpl"):
+        reagents.link_reagent(session, tech, lot.id, used[reagent], used_on=start, step_id=isolation.id)
+    counts = [(4, 38, "96.5", 6), (3, 26, "95.0", 5), (3, 27, "94.0", 5), (4, 33, "93.5", 5)]
+    day = start
+    for number, (seeded, harvested, viability, days) in enumerate(counts):
+        day += timedelta(days=days)
+        step = steps.record_passage(session, tech, lot.id, steps.PassageDetails(
+            passage_number=number, performed_on=day, seeded_cells=seeded * M, harvested_cells=harvested * M,
+            viability_percent=viability, days_in_culture=Decimal(days)))
+        if number == 0:
+            reagents.link_reagent(session, tech, lot.id, used["trypsin"], used_on=day, step_id=step.id)
+    steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=132 * M,
+                         viability_percent="93.5")
+    reagents.link_reagent(session, tech, lot.id, used["dmso"], used_on=day)
+    frozen = bags.cryopreserve(session, tech, lot.id, frozen_at=_at(day, 12), bags=[
+        BagPlan(volume_ml=Decimal(25), cells_per_ml=1_200_000, dmso_percent=Decimal(10))] * 4)
+    for position, bag in enumerate(frozen, start=1):
+        storage.store_bag(session, tech, bag.id, box_id, position)
+    services.transition_lot(session, tech, lot.id, "quarantine", "Cryopreserved and stored: awaiting QC and release")
+    lines = [f"  {lot.lot_number}  adipose MSC from {adipose.code}: P0-P3, 4 bags in LN2 tank 1 / Rack A / Box A1, "
+             "quarantine (ready for QA)"]
+    if cord is not None:
+        second = services.create_lot(session, tech, services.LotDetails(
+            donor_id=cord.id, product_id="UC-MSC", collection_at=_at(today - timedelta(days=8), 7),
+            collection_site="Demo maternity, delivery room 2", tissue_amount=Decimal("18"), tissue_unit="g"))
+        steps.record_isolation(session, tech, second.id, performed_on=today - timedelta(days=8), notes="Explant culture")
+        steps.record_passage(session, tech, second.id, steps.PassageDetails(
+            passage_number=0, performed_on=today - timedelta(days=1), seeded_cells=2 * M, harvested_cells=15 * M,
+            viability_percent="97.0", days_in_culture=Decimal(7)))
+        lines.append(f"  {second.lot_number}  cord MSC from {cord.code}: in process (P0), donor eligibility pending")
+    lines.append("  Reagent lots: 4 in date, 1 expired (FBS-0099: refused if linked)")
+    return lines

@@ -1,0 +1,52 @@
+"""Checking a typed or scanned identifier: a DIN (with or without its check character K) or a product code.
+
+ISBT 128 keyboard entry: the check character K (ISO/IEC 7064 MOD 37-2) is typed after the 13 characters of
+the DIN so that a mistyped character is caught; the core says exactly what is wrong (length, a letter where a
+digit belongs, a FIN starting with O, the wrong K). A valid DIN is also looked up among the unit's bags.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
+from mscbatch.lots.models import Bag
+
+
+@dataclass(frozen=True)
+class IdentifierCheck:
+    text: str
+    kind: str  # "din", "product_code" or "unknown"
+    valid: bool
+    message: str
+    parts: dict[str, str] = field(default_factory=dict)
+    k_given: bool = False
+
+
+def check_identifier(text: str | None) -> IdentifierCheck:
+    raw = (text or "").strip()
+    compact = "".join(raw.split())
+    if compact[:1].upper() == "S" and len(compact) == 8:
+        try:
+            code = parse_product_code(compact)
+        except IdentifierError as error:
+            return IdentifierCheck(raw, "product_code", False, f"Product code: {error}.")
+        return IdentifierCheck(raw, "product_code", True, "A valid product code.", {
+            "product_description_code": code.pdc, "collection_type": code.collection_type, "division": code.division})
+    try:
+        din = parse_din(raw)
+    except IdentifierError as error:
+        return IdentifierCheck(raw, "din", False, f"DIN: {error}.")
+    k_given = len(compact) == 14
+    message = ("A valid DIN; its check character K matches." if k_given else
+               f"A well-formed DIN, but no check character was typed: K should be {din.check_character}. "
+               "Type the 14 characters to verify it.")
+    return IdentifierCheck(raw, "din", True, message, {
+        "din": din.text, "fin": din.fin, "year": f"{din.year:02d}", "sequence": f"{din.sequence:06d}",
+        "check_character": din.check_character, "display": din.display}, k_given)
+
+
+def bag_with_din(session: Session, din: str) -> Bag | None:
+    return session.scalar(select(Bag).where(Bag.din == din))

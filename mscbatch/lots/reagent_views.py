@@ -1,0 +1,59 @@
+"""Reagent lot pages: the register (with expired lots marked) and one reagent lot with every cell lot that
+used it (where a reagent recall starts)."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.errors import DomainError, NotFound
+from mscbatch.extensions import db
+from mscbatch.lots.forms import ReagentLotForm
+from mscbatch.lots.models import REAGENT_TYPES, ReagentLot
+from mscbatch.lots.queries import lots_using_reagent, reagent_lots
+from mscbatch.lots.reagents import register_reagent_lot
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("reagents", __name__, url_prefix="/reagents")
+
+
+def _list(form: ReagentLotForm, status: int = 200) -> Any:
+    db.session.rollback()
+    return render_template("lots/reagents.html", reagents=reagent_lots(db.session), form=form, types=REAGENT_TYPES,
+                           today=date.today()), status
+
+
+@bp.route("")
+@authenticated
+def index() -> Any:
+    return _list(ReagentLotForm(formdata=None))
+
+
+@bp.route("", methods=["POST"])
+@roles_required("technician")
+def create() -> Any:
+    form = ReagentLotForm()
+    if not form.validate_on_submit():
+        return _list(form, 422)
+    try:
+        row = register_reagent_lot(db.session, current_user, reagent_type=form.reagent_type.data, name=form.name.data,
+                                   supplier=form.supplier.data, lot_number=form.lot_number.data,
+                                   expiry_date=form.expiry_date.data)
+    except DomainError as error:
+        show_error(form, error)
+        return _list(form, error.status)
+    flash(f"Reagent lot {row.supplier} {row.lot_number} registered.", "success")
+    return redirect(url_for("reagents.index"))
+
+
+@bp.route("/<int:reagent_lot_id>")
+@authenticated
+def detail(reagent_lot_id: int) -> Any:
+    reagent = db.session.get(ReagentLot, reagent_lot_id)
+    if reagent is None:
+        raise NotFound(f"No reagent lot with id {reagent_lot_id}.")
+    return render_template("lots/reagent.html", reagent=reagent, uses=lots_using_reagent(db.session, reagent.id),
+                           types=REAGENT_TYPES, today=date.today())

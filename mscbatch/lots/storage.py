@@ -1,0 +1,117 @@
+"""Storage: the tree site / freezer or tank / rack / box, and placing and moving bags (DOMAIN.md 4 and 8).
+
+- One bag per position: the service says which bag holds the position; the unique constraint
+  bag(box_id, position) refuses a double placement even from two concurrent requests.
+- A bag goes only into a container at least as cold as its product needs (the stricter of the site SOP and
+  the product's limit: vapour-phase nitrogen, <= -135 C or <= -150 C).
+- Every placement and move writes a StorageMove (from, to, who, when, why) besides the audit trail: the
+  chain of custody shows where a bag has been.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.lots.models import STORAGE_KINDS, STORAGE_PARENTS, Bag, StorageLocation, StorageMove
+from mscbatch.lots.queries import (
+    container_temperature,
+    get_bag,
+    get_location,
+    get_lot,
+    position_label,
+    product_of,
+    site_config,
+)
+from mscbatch.lots.services import require_technician
+
+MOVABLE_STATES = ("stored", "on_hold", "returned")
+
+
+def create_location(session: Session, actor: Any, *, kind: str, name: str, parent_id: int | None = None,
+                    temperature_max_c: Decimal | None = None, rows: int | None = None,
+                    columns: int | None = None) -> StorageLocation:
+    """Add a node to the storage tree; freezers and tanks carry their temperature, boxes their grid."""
+    require_technician(actor)
+    if kind not in STORAGE_KINDS:
+        raise ValidationFailed("Choose the kind of location.", field="kind")
+    name = (name or "").strip()
+    if not name or len(name) > 80:
+        raise ValidationFailed("Give a name (at most 80 characters).", field="name")
+    if kind in ("freezer", "tank"):
+        if temperature_max_c is None or temperature_max_c > Decimal(-20) or temperature_max_c < Decimal(-200):
+            raise ValidationFailed("Give the storage temperature (°C, e.g. -150).", field="temperature_max_c")
+    else:
+        temperature_max_c = None
+    if kind == "box":
+        if not rows or not columns or not (1 <= rows <= 26 and 1 <= columns <= 30):
+            raise ValidationFailed("A box has 1-26 rows and 1-30 columns.", field="rows")
+    else:
+        rows = columns = None
+    with use_case(session, actor):
+        parent = get_location(session, parent_id) if parent_id else None
+        if (parent.kind if parent else None) not in STORAGE_PARENTS[kind]:
+            allowed = " or ".join(STORAGE_KINDS[k].lower() for k in STORAGE_PARENTS[kind] if k) or "nothing"
+            raise ValidationFailed(f"A {STORAGE_KINDS[kind].lower()} goes in a {allowed}.", field="parent_id")
+        taken = session.scalar(select(StorageLocation.id).where(
+            StorageLocation.parent_id.is_(None) if parent is None else StorageLocation.parent_id == parent.id,
+            StorageLocation.name == name))
+        if taken:
+            raise Conflict(f"There is already a location named {name} here.", field="name")
+        location = StorageLocation(kind=kind, name=name, parent_id=parent.id if parent else None,
+                                   temperature_max_c=temperature_max_c, rows=rows, columns=columns,
+                                   created_by_id=actor.id)
+        session.add(location)
+    return location
+
+
+def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: int, reason: str = "") -> StorageMove:
+    """Place a bag in a box position, or move it there (a move needs a reason)."""
+    require_technician(actor)
+    reason = (reason or "").strip()
+    with use_case(session, actor, reason or "placed in storage"):
+        bag = get_bag(session, bag_id)
+        box = get_location(session, box_id)
+        lot = get_lot(session, bag.lot_id)
+        if box.kind != "box" or not box.capacity:
+            raise ValidationFailed("Bags are stored in a box position.", field="box_id")
+        if not 1 <= position <= box.capacity:
+            raise ValidationFailed(f"Box {box.name} has positions 1 to {box.capacity}.", field="position")
+        label = position_label(box, position)
+        if bag.status not in MOVABLE_STATES:
+            raise Conflict(f"Bag {bag.din} is {bag.status}: it is not in the unit's custody.")
+        if bag.box_id is not None and not reason:
+            raise ValidationFailed("The bag is already stored: give the reason for the move.", field="reason")
+        if (bag.box_id, bag.position) == (box.id, position):
+            raise Conflict(f"Bag {bag.din} is already in {box.name} {label}.", field="position")
+        holder = session.scalar(select(Bag).where(Bag.box_id == box.id, Bag.position == position))
+        if holder is not None:
+            raise Conflict(f"Position {label} of box {box.name} is occupied by bag {holder.din} "
+                           f"(bag {holder.bag_number} of {holder.bag_count}): choose a free position.",
+                           field="position")
+        temperature = container_temperature(session, box)
+        limit = effective_storage_limit_c(site_config(), product_of(lot))
+        if temperature is None or temperature > limit:
+            raise Conflict(f"Box {box.name} is stored at {temperature if temperature is not None else 'an unknown'} °C;"
+                           f" {lot.product_name} must be kept at {limit} °C or colder.", field="box_id")
+        move = StorageMove(bag_id=bag.id, from_box_id=bag.box_id, from_position=bag.position, to_box_id=box.id,
+                           to_position=position, reason=reason, moved_by_id=actor.id)
+        bag.box_id, bag.position = box.id, position
+        session.add(move)
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent request took the position first
+            raise Conflict(f"Position {label} of box {box.name} was just taken: choose another.",
+                           field="position") from None
+    return move
+
+
+def free_position(session: Session, box: StorageLocation) -> int | None:
+    taken = set(session.scalars(select(Bag.position).where(Bag.box_id == box.id)))
+    return next((p for p in range(1, (box.capacity or 0) + 1) if p not in taken), None)

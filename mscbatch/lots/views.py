@@ -1,0 +1,247 @@
+"""Lot pages: list, start a lot, the lot page (manufacturing record, bags, storage) and its POST actions.
+Views parse and authorise; the services decide and write. Times typed in forms are site-local (site.toml)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.core.culture import BagPlan, format_cells
+from mscbatch.core.states import LOT
+from mscbatch.donors.models import Donor
+from mscbatch.errors import DomainError, ValidationFailed
+from mscbatch.extensions import db
+from mscbatch.lots import bags as bag_services
+from mscbatch.lots import reagents, services, steps
+from mscbatch.lots.forms import (
+    CryoForm,
+    DeviationForm,
+    HarvestForm,
+    IsolationForm,
+    LotForm,
+    PassageForm,
+    ReagentUseForm,
+    StoreBagForm,
+    TransitionForm,
+)
+from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
+from mscbatch.lots.queries import LotFilters, boxes, list_lots, product_catalogue, reagent_lots, site_config
+from mscbatch.lots.record import lot_record
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("lots", __name__, url_prefix="/lots")
+bp.record_once(lambda _state: (site_config(), product_catalogue()))  # a bad config file stops the app at start
+
+
+def millions(value: Decimal | None) -> int:
+    """Cells typed in x10^6 -> whole cells (the services refuse 0 and negatives)."""
+    return int((value or Decimal(0)) * 10**6)
+
+
+def local(value: datetime | None) -> datetime | None:
+    """A naive datetime typed in a form is site time: attach the site zone."""
+    return None if value is None else value.replace(tzinfo=site_config().tz)
+
+
+def _date_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, "").strip()) or None
+    except ValueError:
+        return None
+
+
+@bp.route("")
+@authenticated
+def index() -> Any:
+    raw = {k: request.args.get(k, "").strip() for k in ("status", "product", "donor", "from", "to")}
+    filters = LotFilters(status=raw["status"] if raw["status"] in LOT_STATUSES else "",
+                         product_id=raw["product"] if raw["product"] in product_catalogue().ids else "",
+                         donor_code=raw["donor"], collected_from=_date_arg("from"), collected_to=_date_arg("to"))
+    page = list_lots(db.session, filters, before=request.args.get("before", type=int))
+    return render_template("lots/list.html", page=page, raw=raw, statuses=LOT_STATUSES,
+                           products=product_catalogue().products)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required("technician")
+def create() -> Any:
+    form = LotForm()
+    donors = db.session.scalars(select(Donor).where(Donor.status != "ineligible").order_by(Donor.id.desc())).all()
+    form.donor_id.choices = [(0, "Choose…")] + [(d.id, f"{d.code} ({d.tissue_source.replace('_', ' ')}, "
+                                                       f"{d.status.replace('_', ' ')})") for d in donors]
+    form.product_id.choices = [("", "Choose…")] + [(p.id, f"{p.name} {p.product_class}")
+                                                   for p in product_catalogue().products]
+    if request.method == "GET" and request.args.get("donor", type=int):
+        form.donor_id.data = request.args.get("donor", type=int)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            lot = services.create_lot(db.session, current_user, services.LotDetails(
+                donor_id=form.donor_id.data, product_id=form.product_id.data,
+                collection_at=local(form.collection_at.data), collection_site=form.collection_site.data,
+                tissue_amount=form.tissue_amount.data, tissue_unit=form.tissue_unit.data))
+        except DomainError as error:
+            show_error(form, error)
+            status = error.status
+        else:
+            flash(f"Lot {lot.lot_number} started." + (" Donor eligibility pending: release impossible until "
+                                                      "approved." if lot.eligibility_pending else ""),
+                  "warning" if lot.eligibility_pending else "success")
+            return redirect(url_for("lots.detail", lot_id=lot.id))
+    elif form.errors:
+        status = 422
+    return render_template("lots/new.html", form=form, site=site_config()), status
+
+
+def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
+    db.session.rollback()  # a refused use case may have left expired objects; read everything afresh
+    record = lot_record(db.session, lot_id, current_user.role_names)
+    step_choices = [(s.id, s.label) for s in record.steps]
+    if "deviation_form" not in forms:
+        forms["deviation_form"] = DeviationForm(prefix="deviation", formdata=None)
+    forms["deviation_form"].step_id.choices = step_choices
+    if "reagent_form" not in forms:
+        forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=date.today())
+    forms["reagent_form"].reagent_lot_id.choices = [(r.id, f"{REAGENT_TYPES[r.reagent_type]}: {r.name}, {r.supplier} "
+                                                           f"lot {r.lot_number} (exp. {r.expiry_date})")
+                                                    for r in reagent_lots(db.session)]
+    forms["reagent_form"].step_id.choices = [(0, "Harvest and cryopreservation")] + step_choices
+    forms.setdefault("isolation_form", IsolationForm(prefix="isolation", formdata=None))
+    forms.setdefault("passage_form", PassageForm(prefix="passage", formdata=None,
+                                                 passage_number=len(record.passages)))
+    forms.setdefault("harvest_form", HarvestForm(prefix="harvest", formdata=None))
+    forms.setdefault("cryo_form", CryoForm(prefix="cryo", formdata=None, bag_count=4, dmso_percent=Decimal("10")))
+    transition_form = forms.setdefault("transition_form", TransitionForm(prefix="transition", formdata=None))
+    targets = sorted({t for ts in record.next_states.values() for t in ts} - services.SIGNED_TARGETS)
+    transition_form.target.choices = [(t, t.replace("_", " ")) for t in targets]
+    unplaced = [row.bag.id for row in record.bags if row.box_id is None]
+    store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
+                                                             bag_id=unplaced[0] if unplaced else None))
+    store_form.box_id.choices = [(b.id, path) for b, path in boxes(db.session)]
+    store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({row.bag.din_display})")
+                                 for row in record.bags]
+    return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,
+                           storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
+
+
+@bp.route("/<int:lot_id>")
+@authenticated
+def detail(lot_id: int) -> Any:
+    return _detail(lot_id)
+
+
+def _act(lot_id: int, form: Any, name: str, action: Any, message: Any, anchor: str) -> Any:
+    """Validate a posted form, run the use case, then flash and redirect, or re-show the page with errors."""
+    if not form.validate_on_submit():
+        return _detail(lot_id, 422, **{name: form})
+    try:
+        result = action()
+    except DomainError as error:
+        show_error(form, error)
+        return _detail(lot_id, error.status, **{name: form})
+    flash(message(result), "warning" if getattr(result, "warnings", "") else "success")
+    return redirect(url_for("lots.detail", lot_id=lot_id, _anchor=anchor))
+
+
+@bp.route("/<int:lot_id>/isolation", methods=["POST"])
+@roles_required("technician")
+def isolation(lot_id: int) -> Any:
+    form = IsolationForm(prefix="isolation")
+    return _act(lot_id, form, "isolation_form", lambda: steps.record_isolation(
+        db.session, current_user, lot_id, performed_on=form.performed_on.data, notes=form.notes.data or ""),
+        lambda _s: "Isolation recorded.", "process")
+
+
+@bp.route("/<int:lot_id>/passages", methods=["POST"])
+@roles_required("technician")
+def passage(lot_id: int) -> Any:
+    form = PassageForm(prefix="passage")
+    return _act(lot_id, form, "passage_form", lambda: steps.record_passage(
+        db.session, current_user, lot_id, steps.PassageDetails(
+            passage_number=form.passage_number.data, performed_on=form.performed_on.data,
+            seeded_cells=millions(form.seeded_cells.data), harvested_cells=millions(form.harvested_cells.data),
+            viability_percent=form.viability_percent.data, days_in_culture=form.days_in_culture.data,
+            notes=form.notes.data or "")),
+        lambda s: f"Passage {s.label} recorded: PD {s.population_doublings}, cumulative PD {s.cumulative_pd}."
+        + (f" Warning: {s.warnings}." if s.warnings else ""), "process")
+
+
+@bp.route("/<int:lot_id>/deviations", methods=["POST"])
+@roles_required("technician")
+def deviation(lot_id: int) -> Any:
+    form = DeviationForm(prefix="deviation")
+    form.step_id.choices = [(int(request.form.get("deviation-step_id", 0) or 0), "")]
+    return _act(lot_id, form, "deviation_form", lambda: steps.record_deviation(
+        db.session, current_user, lot_id, form.step_id.data, severity=form.severity.data,
+        description=form.description.data), lambda _d: "Deviation recorded.", "deviations")
+
+
+@bp.route("/<int:lot_id>/reagents", methods=["POST"])
+@roles_required("technician")
+def reagent(lot_id: int) -> Any:
+    form = ReagentUseForm(prefix="reagent")
+    form.reagent_lot_id.choices = [(int(request.form.get("reagent-reagent_lot_id", 0) or 0), "")]
+    form.step_id.choices = [(int(request.form.get("reagent-step_id", 0) or 0), "")]
+    return _act(lot_id, form, "reagent_form", lambda: reagents.link_reagent(
+        db.session, current_user, lot_id, form.reagent_lot_id.data, used_on=form.used_on.data,
+        step_id=form.step_id.data or None), lambda u: f"Reagent lot recorded for {u.stage}.", "reagents")
+
+
+@bp.route("/<int:lot_id>/harvest", methods=["POST"])
+@roles_required("technician")
+def harvest(lot_id: int) -> Any:
+    form = HarvestForm(prefix="harvest")
+    return _act(lot_id, form, "harvest_form", lambda: steps.record_harvest(
+        db.session, current_user, lot_id, harvested_at=local(form.harvested_at.data),
+        total_cells=millions(form.total_cells.data), viability_percent=form.viability_percent.data),
+        lambda lot: f"Harvest recorded: {format_cells(lot.harvest_viable_cells)} viable cells.", "harvest")
+
+
+@bp.route("/<int:lot_id>/cryopreservation", methods=["POST"])
+@roles_required("technician")
+def cryopreservation(lot_id: int) -> Any:
+    form = CryoForm(prefix="cryo")
+
+    def action() -> Any:
+        plan = BagPlan(volume_ml=form.volume_ml.data, cells_per_ml=millions(form.cells_per_ml.data),
+                       dmso_percent=form.dmso_percent.data)
+        return bag_services.cryopreserve(db.session, current_user, lot_id, frozen_at=local(form.frozen_at.data),
+                                         bags=[plan] * (form.bag_count.data or 0))
+    return _act(lot_id, form, "cryo_form", action,
+                lambda rows: f"Cryopreserved into {len(rows)} bags; DINs allocated.", "bags")
+
+
+@bp.route("/<int:lot_id>/transition", methods=["POST"])
+@roles_required("technician", "qa")
+def transition(lot_id: int) -> Any:
+    form = TransitionForm(prefix="transition")
+    form.target.choices = [(s, s) for s in LOT.states]
+    return _act(lot_id, form, "transition_form", lambda: services.transition_lot(
+        db.session, current_user, lot_id, form.target.data, form.reason.data),
+        lambda lot: f"Lot {lot.lot_number} is now {lot.status.replace('_', ' ')}.", "state")
+
+
+@bp.route("/<int:lot_id>/store", methods=["POST"])
+@roles_required("technician")
+def store(lot_id: int) -> Any:
+    from mscbatch.lots.queries import get_location, parse_position
+    from mscbatch.lots.storage import store_bag
+
+    form = StoreBagForm(prefix="store")
+    form.bag_id.choices = [(int(request.form.get("store-bag_id", 0) or 0), "")]
+    form.box_id.choices = [(b.id, path) for b, path in boxes(db.session)]
+
+    def action() -> Any:
+        box = get_location(db.session, form.box_id.data)
+        position = parse_position(box, form.position.data)
+        if position is None:
+            raise ValidationFailed(f"{form.position.data!r} is not a position of box {box.name} (rows A-"
+                                   f"{chr(64 + (box.rows or 1))}, columns 1-{box.columns}).", field="position")
+        return store_bag(db.session, current_user, form.bag_id.data, box.id, position, form.reason.data or "")
+    return _act(lot_id, form, "store_form", action, lambda m: f"Bag stored in position {form.position.data.upper()}.",
+                "bags")

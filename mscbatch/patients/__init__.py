@@ -1,0 +1,1 @@
+"""Trial patients, enrolment, dose cohorts, dose calculation, prescriptions and bag allocation (issue 6)."""

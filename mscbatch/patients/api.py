@@ -1,0 +1,203 @@
+"""JSON API for trial patients, weights, the dose calculation dry run and prescriptions (in
+/api/v1/openapi.json): the same services and role rules as the pages. Cells are whole numbers, volumes and
+weights decimal strings."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from mscbatch.api.base import problems
+from mscbatch.auth.access import roles_required
+from mscbatch.extensions import db
+from mscbatch.patients import prescriptions, services
+from mscbatch.patients.inventory import allocation_data, calculate
+from mscbatch.patients.models import PATIENT_STATUSES, SEX_LABELS
+from mscbatch.patients.queries import (
+    allocations_of,
+    get_patient,
+    get_prescription,
+    list_patients,
+    prescriptions_of,
+    weights_of,
+)
+
+bp = Blueprint("patients_api", __name__, url_prefix="/api/v1/patients",
+               description="Trial patients, weights, dose calculation and prescriptions")
+READERS = ("clinician", "nurse", "qa")
+
+
+class PatientSchema(Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True, metadata={"description": "Pseudonymised trial patient code"})
+    protocol_id = fields.String(required=True)
+    initials = fields.String(required=True)
+    date_of_birth = fields.Date(required=True)
+    sex = fields.String(required=True, validate=validate.OneOf(list(SEX_LABELS)))
+    ward = fields.String(required=True)
+    wristband_id = fields.String(required=True)
+    familial_donor_id = fields.Integer(allow_none=True)
+    status = fields.String(required=True, validate=validate.OneOf(PATIENT_STATUSES))
+
+
+class PatientInSchema(Schema):
+    protocol_id = fields.String(required=True)
+    initials = fields.String(required=True)
+    date_of_birth = fields.Date(required=True)
+    sex = fields.String(required=True, validate=validate.OneOf(list(SEX_LABELS)))
+    ward = fields.String(required=True)
+    wristband_id = fields.String(load_default="")
+    code = fields.String(load_default="", metadata={"description": "Trial inclusion number; generated if empty"})
+    familial_donor_code = fields.String(load_default="")
+
+
+class WeightSchema(Schema):
+    id = fields.Integer(required=True)
+    weight_kg = fields.Decimal(as_string=True, required=True)
+    measured_on = fields.Date(required=True)
+    recorded_at = fields.DateTime(required=True)
+
+
+class WeightInSchema(Schema):
+    weight_kg = fields.Decimal(as_string=True, required=True)
+    measured_on = fields.Date(required=True)
+
+
+class DoseInSchema(Schema):
+    dose_level_cells_per_kg = fields.Decimal(as_string=True, load_default=None,
+                                             metadata={"description": "Default: the cohort's current level"})
+    planned_at = fields.AwareDateTime(load_default=None, metadata={"description": "Default: now"})
+
+
+class DoseResultSchema(Schema):
+    allowed = fields.Boolean(required=True)
+    refusal_code = fields.String(allow_none=True)
+    refusal_reason = fields.String(allow_none=True)
+    cohort_message = fields.String(required=True)
+    calculation = fields.Dict(allow_none=True, metadata={"description": "The allocation: target, band, delivered, "
+                                                                         "draws (bag_id, din, volume_ml...), DMSO"})
+
+
+class PrescriptionInSchema(DoseInSchema):
+    bag_ids = fields.List(fields.Integer(), load_default=None,
+                          metadata={"description": "The bags of the dry run; refused (409) if one was taken since"})
+    password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
+
+
+class AllocationSchema(Schema):
+    bag_id = fields.Integer(required=True)
+    volume_ml = fields.Decimal(as_string=True, required=True)
+    cells = fields.Integer(required=True)
+    partial = fields.Boolean(required=True)
+    conditional_release = fields.Boolean(required=True)
+    active = fields.Boolean(required=True)
+
+
+class PrescriptionSchema(Schema):
+    id = fields.Integer(required=True)
+    patient_id = fields.Integer(required=True)
+    protocol_id = fields.String(required=True)
+    protocol_version = fields.String(required=True)
+    dose_level_cells_per_kg = fields.Integer(required=True)
+    weight_kg = fields.Decimal(as_string=True, required=True)
+    weight_measured_on = fields.Date(required=True)
+    target_cells = fields.Integer(required=True)
+    delivered_cells = fields.Integer(required=True)
+    total_volume_ml = fields.Decimal(as_string=True, required=True)
+    dmso_g = fields.Decimal(as_string=True, required=True)
+    dmso_g_per_kg = fields.Decimal(as_string=True, required=True)
+    status = fields.String(required=True)
+    prescribed_at = fields.DateTime(required=True)
+    allocations = fields.List(fields.Nested(AllocationSchema), required=True)
+
+
+def _prescription(p: Any) -> Any:
+    p.allocations = allocations_of(db.session, p.id)
+    return p
+
+
+@bp.route("")
+@bp.response(200, PatientSchema(many=True))
+@problems(bp, 401, 403)
+@roles_required(*READERS)
+def list_all() -> Any:
+    return list_patients(db.session)
+
+
+@bp.route("", methods=["POST"])
+@bp.arguments(PatientInSchema)
+@bp.response(201, PatientSchema)
+@problems(bp, 401, 403, 409, 422)
+@roles_required("clinician")
+def create(data: dict[str, Any]) -> Any:
+    return services.register_patient(db.session, current_user, services.PatientDetails(**data))
+
+
+@bp.route("/<int:patient_id>")
+@bp.response(200, PatientSchema)
+@problems(bp, 401, 403, 404)
+@roles_required(*READERS)
+def get(patient_id: int) -> Any:
+    return get_patient(db.session, patient_id)
+
+
+@bp.route("/<int:patient_id>/weights")
+@bp.response(200, WeightSchema(many=True))
+@problems(bp, 401, 403, 404)
+@roles_required(*READERS)
+def list_weights(patient_id: int) -> Any:
+    return weights_of(db.session, get_patient(db.session, patient_id).id)
+
+
+@bp.route("/<int:patient_id>/weights", methods=["POST"])
+@bp.arguments(WeightInSchema)
+@bp.response(201, WeightSchema)
+@problems(bp, 401, 403, 404, 422)
+@roles_required("clinician")
+def add_weight(data: dict[str, Any], patient_id: int) -> Any:
+    return services.record_weight(db.session, current_user, patient_id, **data)
+
+
+@bp.route("/<int:patient_id>/dose-calculation", methods=["POST"])
+@bp.arguments(DoseInSchema)
+@bp.response(200, DoseResultSchema)
+@problems(bp, 401, 403, 404, 422)
+@roles_required("clinician")
+def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
+    """Dry run: nothing is written. A refusal is a normal answer (allowed false, with the reason)."""
+    result = calculate(db.session, get_patient(db.session, patient_id),
+                       level_cells_per_kg=data["dose_level_cells_per_kg"], planned_at=data["planned_at"])
+    return {"allowed": result.allocation is not None, "cohort_message": result.state.message,
+            "refusal_code": result.refusal.code if result.refusal else None,
+            "refusal_reason": result.refusal.reason if result.refusal else None,
+            "calculation": allocation_data(result.allocation) if result.allocation else None}
+
+
+@bp.route("/<int:patient_id>/prescriptions")
+@bp.response(200, PrescriptionSchema(many=True))
+@problems(bp, 401, 403, 404)
+@roles_required(*READERS)
+def list_prescriptions(patient_id: int) -> Any:
+    return [_prescription(p) for p in prescriptions_of(db.session, get_patient(db.session, patient_id).id)]
+
+
+@bp.route("/<int:patient_id>/prescriptions", methods=["POST"])
+@bp.arguments(PrescriptionInSchema)
+@bp.response(201, PrescriptionSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("clinician")
+def prescribe(data: dict[str, Any], patient_id: int) -> Any:
+    """Sign a prescription (password = e-signature) and allocate its bags; 409 if a bag was just taken."""
+    return _prescription(prescriptions.prescribe(
+        db.session, current_user, data["password"], patient_id, level_cells_per_kg=data["dose_level_cells_per_kg"],
+        bag_ids=data["bag_ids"], planned_at=data["planned_at"]))
+
+
+@bp.route("/prescriptions/<int:prescription_id>")
+@bp.response(200, PrescriptionSchema)
+@problems(bp, 401, 403, 404)
+@roles_required(*READERS)
+def get_one_prescription(prescription_id: int) -> Any:
+    return _prescription(get_prescription(db.session, prescription_id))

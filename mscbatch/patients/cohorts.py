@@ -1,0 +1,52 @@
+"""Dose cohorts: the investigators' escalation decision, recorded and signed (DOMAIN.md section 6).
+
+SLE-UC: after the first 5 patients at 2 x10^6/kg the investigators choose 1 or 4 x10^6/kg for the next 5,
+citing the toxicity (CTCAE) review. The core (mscbatch.core.cohorts) says whether a decision is due and which
+levels it may choose; this service records it with the clinician's e-signature, which locks it.
+"""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.cohorts import EscalationDecision, EscalationError, check_decision_due, validate_decision
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.patients.models import ESCALATION_DECIDED, EscalationDecisionRecord
+from mscbatch.patients.queries import cohort_state, protocols
+from mscbatch.patients.services import require_clinician
+from mscbatch.signatures.services import sign
+
+
+def record_decision(session: Session, signer: Any, password: str, *, protocol_id: str, stage_id: str,
+                    chosen_cells_per_kg: Any, toxicity_review: str,
+                    decided_on: date | None = None) -> EscalationDecisionRecord:
+    require_clinician(signer, "records escalation decisions")
+    protocol = protocols().get(protocol_id)
+    if protocol is None:
+        raise NotFound(f"No protocol {protocol_id!r}.")
+    try:
+        level = Decimal(str(chosen_cells_per_kg))
+    except InvalidOperation:
+        raise ValidationFailed("Choose the dose level.", field="chosen_cells_per_kg") from None
+    decided_on = decided_on or date.today()
+    if decided_on > date.today():
+        raise ValidationFailed("The decision date cannot be in the future.", field="decided_on")
+    decision = EscalationDecision(stage_id, level, (toxicity_review or "").strip(), signer.username, decided_on)
+    with use_case(session, signer, ESCALATION_DECIDED):
+        try:
+            validate_decision(protocol, decision)
+            check_decision_due(cohort_state(session, protocol), decision)
+        except EscalationError as error:
+            field = "toxicity_review" if "toxicity" in str(error) else "chosen_cells_per_kg"
+            raise Conflict(str(error)[0].upper() + str(error)[1:] + ".", field=field) from None
+        row = EscalationDecisionRecord(
+            protocol_id=protocol.id, protocol_version=protocol.version, stage_id=stage_id,
+            chosen_cells_per_kg=int(level), toxicity_review=decision.toxicity_review, decided_on=decided_on,
+            decided_by_id=signer.id)
+        session.add(row)
+        sign(session, signer, password, row, ESCALATION_DECIDED, required_role="clinician")
+    return row

@@ -1,0 +1,129 @@
+"""Dose calculation (dry run), prescription signing, the prescription page, its cancellation and the ward's
+dose sheet PDF. Views parse and authorise; the services decide and write."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import roles_required
+from mscbatch.core.protocols import format_cells_per_kg
+from mscbatch.errors import DomainError, ValidationFailed
+from mscbatch.extensions import db
+from mscbatch.patients import prescriptions
+from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
+from mscbatch.patients.forms import CancelForm, PrescribeForm
+from mscbatch.patients.inventory import calculate
+from mscbatch.patients.queries import allocations_of, get_patient, get_prescription, signatures_for
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("prescriptions", __name__, url_prefix="/patients")
+READERS = ("clinician", "nurse", "qa")
+
+
+def planned_at_of(planned_on: date | None) -> datetime | None:
+    """A planned infusion day: a bag must still be in date at the end of that day (UTC)."""
+    return None if planned_on is None else datetime.combine(planned_on, time(23, 59), UTC)
+
+
+def _arg_level(value: str | None) -> Decimal | None:
+    try:
+        return Decimal(value) if value else None
+    except InvalidOperation:
+        raise ValidationFailed("Unknown dose level.", field="level") from None
+
+
+def _arg_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        raise ValidationFailed("Planned infusion date: YYYY-MM-DD.", field="planned_on") from None
+
+
+def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int = 200) -> Any:
+    db.session.rollback()
+    patient = get_patient(db.session, patient_id)
+    level = _arg_level(request.values.get("level"))
+    planned_on = _arg_date(request.values.get("planned_on"))
+    result = calculate(db.session, patient, level_cells_per_kg=level, planned_at=planned_at_of(planned_on))
+    if form is None:
+        bag_ids = ",".join(d.bag_id for d in result.allocation.draws) if result.allocation else ""
+        form = PrescribeForm(formdata=None, data={
+            "level": str(int(result.level_cells_per_kg)) if result.level_cells_per_kg is not None else "",
+            "bag_ids": bag_ids, "planned_on": planned_on.isoformat() if planned_on else ""})
+    return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
+                           dose=format_cells_per_kg), status
+
+
+@bp.route("/<int:patient_id>/dose")
+@roles_required("clinician")
+def dose(patient_id: int) -> Any:
+    return _dose_page(patient_id)
+
+
+@bp.route("/<int:patient_id>/prescriptions", methods=["POST"])
+@roles_required("clinician")
+def prescribe(patient_id: int) -> Any:
+    form = PrescribeForm()
+    if form.validate_on_submit():
+        try:
+            bag_ids = [int(x) for x in form.bag_ids.data.split(",") if x.strip()]
+            prescription = prescriptions.prescribe(
+                db.session, current_user, form.password.data, patient_id, level_cells_per_kg=_arg_level(form.level.data),
+                bag_ids=bag_ids, planned_at=planned_at_of(_arg_date(form.planned_on.data)))
+        except (DomainError, ValueError) as error:
+            if isinstance(error, ValueError):
+                error = ValidationFailed("The bag list is damaged: calculate again.")
+            if error.status == 401:
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
+            return _dose_page(patient_id, form, error.status)
+        flash("Prescription signed; the bags are allocated to the patient.", "success")
+        return redirect(url_for("prescriptions.detail", prescription_id=prescription.id))
+    return _dose_page(patient_id, form, 422)
+
+
+def _detail(prescription_id: int, form: CancelForm | None = None, status: int = 200) -> Any:
+    db.session.rollback()
+    prescription = get_prescription(db.session, prescription_id)
+    data = dose_sheet_data(db.session, prescription)
+    return render_template("patients/prescription.html", p=prescription, sheet=data,
+                           allocations=allocations_of(db.session, prescription.id),
+                           form=form or CancelForm(formdata=None), dose=format_cells_per_kg), status
+
+
+@bp.route("/prescriptions/<int:prescription_id>")
+@roles_required(*READERS)
+def detail(prescription_id: int) -> Any:
+    return _detail(prescription_id)
+
+
+@bp.route("/prescriptions/<int:prescription_id>/cancel", methods=["POST"])
+@roles_required("clinician")
+def cancel(prescription_id: int) -> Any:
+    form = CancelForm()
+    if form.validate_on_submit():
+        try:
+            prescriptions.cancel(db.session, current_user, prescription_id, form.reason.data)
+        except DomainError as error:
+            show_error(form, error)
+            return _detail(prescription_id, form, error.status)
+        flash("Prescription cancelled; its bags are back in stock.", "success")
+        return redirect(url_for("prescriptions.detail", prescription_id=prescription_id))
+    return _detail(prescription_id, form, 422)
+
+
+@bp.route("/prescriptions/<int:prescription_id>/dose-sheet.pdf")
+@roles_required(*READERS)
+def dose_sheet(prescription_id: int) -> Any:
+    prescription = get_prescription(db.session, prescription_id)
+    pdf = render_dose_sheet(dose_sheet_data(db.session, prescription))
+    name = f"dose-sheet-{prescription.id}.pdf"
+    return Response(pdf, mimetype="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+__all__ = ["bp", "signatures_for"]

@@ -1,0 +1,113 @@
+"""Enrolment: the check of a patient against the protocol's measurable criteria, and enrolment itself as a
+clinician's e-signature on an eligible check (DOMAIN.md section 6; 21 CFR 11.50).
+
+A check is recorded with the values entered, the core's verdict per criterion (met / not met / missing) and
+the protocol id, version and SHA-256 it was judged with. Only an "eligible" check can be signed; signing it
+locks it and moves the patient to "enrolled". A check is never edited: a new check is recorded instead.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.enrolment import ELIGIBLE, EnrolmentDecision, Value, evaluate
+from mscbatch.core.protocols import Protocol
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.patients.models import ENROLLED, EnrolmentCheck
+from mscbatch.patients.queries import get_patient, protocol_of
+from mscbatch.patients.services import require_clinician
+from mscbatch.signatures.services import sign
+
+YES, NO, NEVER = ("yes", "true", True), ("no", "false", False), "never"
+
+
+def parse_values(protocol: Protocol, raw: Mapping[str, Any]) -> dict[str, Value]:
+    """Form or JSON input -> the core's values: Decimal for numbers, bool for yes/no, False for "never"
+    (months-since criteria that accept it), None for not measured. Every problem names its field."""
+    values: dict[str, Value] = {}
+    unknown = sorted(set(raw) - set(protocol.parameters()))
+    if unknown:
+        raise ValidationFailed(f"Unknown criteria for {protocol.short_name}: {', '.join(unknown)}.", field=unknown[0])
+    for criterion in protocol.criteria:
+        value = raw.get(criterion.parameter)
+        text = value.strip().lower() if isinstance(value, str) else value
+        if text in (None, ""):
+            values[criterion.parameter] = None
+        elif criterion.is_boolean:
+            if text not in YES + NO:
+                raise ValidationFailed(f"{criterion.text}: answer yes or no.", field=criterion.parameter)
+            values[criterion.parameter] = text in YES
+        elif text == NEVER and criterion.accepts_never:
+            values[criterion.parameter] = False
+        else:
+            try:
+                number = Decimal(str(text).replace(",", "."))
+            except InvalidOperation:
+                number = Decimal("NaN")
+            if isinstance(text, bool) or not number.is_finite() or number < 0:
+                hint = " (or 'never')" if criterion.accepts_never else ""
+                raise ValidationFailed(f"{criterion.text}: give a number in {criterion.unit}{hint}.",
+                                       field=criterion.parameter)
+            values[criterion.parameter] = number
+    return values
+
+
+def _value_json(value: Value) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def results_json(decision: EnrolmentDecision, protocol: Protocol) -> str:
+    units = {c.id: c.unit for c in protocol.criteria}
+    return json.dumps([{"criterion_id": r.criterion_id, "kind": r.kind, "text": r.text, "source": r.source,
+                        "unit": units.get(r.criterion_id, "years"),
+                        "status": r.status, "value": _value_json(r.value), "required": r.required,
+                        "blocks": r.blocks_enrolment} for r in decision.results])
+
+
+def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[str, Any],
+                    on_date: date | None = None) -> EnrolmentCheck:
+    """Record a check: the values entered and the verdict per criterion."""
+    require_clinician(actor, "checks enrolment criteria")
+    on_date = on_date or date.today()
+    with use_case(session, actor):
+        patient = get_patient(session, patient_id)
+        protocol = protocol_of(patient)
+        if patient.status == "enrolled":
+            raise Conflict(f"Patient {patient.code} is already enrolled.")
+        values = parse_values(protocol, raw)
+        decision = evaluate(protocol, values, patient.date_of_birth, on_date)
+        check = EnrolmentCheck(
+            patient_id=patient.id, on_date=on_date, status=decision.status,
+            values_json=json.dumps({k: _value_json(v) for k, v in values.items()}, sort_keys=True),
+            results_json=results_json(decision, protocol), protocol_id=protocol.id, protocol_version=protocol.version,
+            protocol_sha256=protocol.sha256, checked_by_id=actor.id, checked_at=utcnow())
+        session.add(check)
+    return check
+
+
+def enrol(session: Session, signer: Any, check_id: int, password: str) -> EnrolmentCheck:
+    """Sign an eligible check: the patient is enrolled and the check locked. The check must be the patient's
+    latest and judged with the protocol version in force now."""
+    require_clinician(signer, "enrols patients")
+    with use_case(session, signer, ENROLLED):
+        check = session.get(EnrolmentCheck, check_id)
+        if check is None:
+            raise NotFound(f"No enrolment check with id {check_id}.")
+        patient = get_patient(session, check.patient_id)
+        protocol = protocol_of(patient)
+        if patient.status == "enrolled":
+            raise Conflict(f"Patient {patient.code} is already enrolled.")
+        if check.status != ELIGIBLE:
+            raise Conflict(f"This check says {check.status.replace('_', ' ')}: the patient cannot be enrolled on it.")
+        if check.protocol_sha256 != protocol.sha256:
+            raise Conflict("The protocol file changed since this check: record a new check.")
+        sign(session, signer, password, check, ENROLLED, required_role="clinician")
+        patient.status = "enrolled"
+    return check

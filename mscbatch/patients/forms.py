@@ -1,0 +1,86 @@
+"""Patient forms (Flask-WTF, CSRF). They parse input only; the services check every rule and their refusals
+are shown next to the field they name."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
+
+from mscbatch.core.protocols import Protocol, format_cells_per_kg
+from mscbatch.donors.forms import choices
+from mscbatch.patients.models import SEX_LABELS
+
+YES_NO = choices([("", "Not measured yet"), ("no", "No"), ("yes", "Yes")])
+PASSWORD_FIELD = dict(validators=[DataRequired("Re-enter your password to sign.")],
+                      render_kw={"autocomplete": "current-password"})
+
+
+class PatientForm(FlaskForm):
+    protocol_id = SelectField("Trial protocol", validators=[DataRequired("Choose the protocol.")])
+    code = StringField("Trial patient code (leave empty to generate one)", validators=[Optional(), Length(max=40)])
+    initials = StringField("Initials", validators=[DataRequired("Give the initials."), Length(max=10)])
+    date_of_birth = DateField("Date of birth", validators=[InputRequired("Give the date of birth.")])
+    sex = SelectField("Sex", choices=choices([("", "Choose…"), *SEX_LABELS.items()]),
+                      validators=[DataRequired("Choose the sex.")])
+    ward = StringField("Ward", validators=[DataRequired("Give the ward."), Length(max=80)])
+    wristband_id = StringField("Wristband identifier (leave empty to generate one)",
+                               validators=[Optional(), Length(max=60)])
+    familial_donor_code = StringField("Familial donor code (SSc-BM; found by the patient code when empty)",
+                                      validators=[Optional(), Length(max=20)])
+
+    def set_protocols(self, protocols: dict[str, Protocol]) -> PatientForm:
+        self.protocol_id.choices = choices([("", "Choose…")] + [
+            (p.id, f"{p.short_name} ({p.trial_id}) v{p.version}") for p in protocols.values()])
+        return self
+
+
+class WeightForm(FlaskForm):
+    weight_kg = StringField("Weight (kg)", validators=[DataRequired("Give the weight."), Length(max=10)])
+    measured_on = DateField("Measured on", validators=[InputRequired("Give the date of the measurement.")])
+
+
+def enrolment_form(protocol: Protocol) -> type[FlaskForm]:
+    """One field per measurable criterion of the protocol, named after the core's parameter."""
+
+    class EnrolmentForm(FlaskForm):
+        on_date = DateField("Date of the check", validators=[Optional()])
+
+    for criterion in protocol.criteria:
+        if criterion.is_boolean:
+            setattr(EnrolmentForm, criterion.parameter, SelectField(criterion.text, choices=YES_NO, default=""))
+        else:
+            label = f"{criterion.text} [{criterion.unit}]"
+            setattr(EnrolmentForm, criterion.parameter, StringField(label, validators=[Length(max=20)]))
+    return EnrolmentForm
+
+
+class EnrolForm(FlaskForm):
+    check_id = HiddenField(validators=[DataRequired()])
+    password = PasswordField("Your password (electronic signature: enrols the patient)", **PASSWORD_FIELD)
+
+
+class EscalationForm(FlaskForm):
+    stage_id = HiddenField(validators=[DataRequired()])
+    chosen_cells_per_kg = SelectField("Level chosen for the next cohort", validators=[DataRequired("Choose a level.")])
+    toxicity_review = TextAreaField("Toxicity review relied upon (reference, CTCAE summary)",
+                                    validators=[DataRequired("Cite the toxicity review."), Length(max=2000)])
+    decided_on = DateField("Decided on", validators=[Optional()])
+    password = PasswordField("Your password (electronic signature)", **PASSWORD_FIELD)
+
+    def set_levels(self, levels: tuple) -> EscalationForm:  # type: ignore[type-arg]
+        self.chosen_cells_per_kg.choices = choices([("", "Choose…")] + [
+            (str(int(level)), format_cells_per_kg(level)) for level in levels])
+        return self
+
+
+class PrescribeForm(FlaskForm):
+    level = HiddenField(validators=[DataRequired()])
+    bag_ids = HiddenField(validators=[DataRequired("Calculate the dose first.")])
+    planned_on = HiddenField()
+    password = PasswordField("Your password (electronic signature: prescribes and allocates the bags)",
+                             **PASSWORD_FIELD)
+
+
+class CancelForm(FlaskForm):
+    reason = TextAreaField("Reason for cancelling", validators=[DataRequired(
+        "Give a reason: it goes into the audit trail."), Length(max=500)])

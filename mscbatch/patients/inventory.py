@@ -1,0 +1,140 @@
+"""The bags a patient's dose may be drawn from, and the dose calculation dry run (DOMAIN.md sections 6 and 8).
+
+Candidates come from the lots package (lots.queries.available_bags: lot released or conditionally released,
+bag in stock, not expired at the planned infusion), for each product the protocol allows; a bag with an active
+allocation is marked allocated. The pure core (core.dosing) then applies the patient rules: a directed
+product's bag is offered only to its intended recipient (the familial donor's recipient code), the tolerance
+band, DMSO and endotoxin limits. Bags of a conditionally released lot are usable but flagged.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.cohorts import CohortState, EscalationError, check_prescription
+from mscbatch.core.dosing import CandidateBag, DoseAllocation, DoseRefused, calculate_dose
+from mscbatch.core.protocols import Protocol
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import available_bags
+from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
+from mscbatch.patients.queries import cohort_state, familial_donor_of, latest_weight, protocol_of
+
+
+def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
+    """(viable, total) cells of a bag. Bags carry cells on the lot's cell basis (lots.bags.cryopreserve); the
+    other count is derived with the harvest viability (or taken equal when the viability is unknown)."""
+    cells = Decimal(bag.total_cells)
+    viability = lot.harvest_viability_percent
+    if not viability:
+        return cells, cells
+    if (lot.cell_basis or "viable") == "viable":
+        return cells, (cells * 100 / Decimal(viability)).to_integral_value(ROUND_FLOOR)
+    return (cells * Decimal(viability) / 100).to_integral_value(ROUND_FLOOR), cells
+
+
+def candidate(bag: Bag, lot: Lot, donor: Donor | None, allocated: bool) -> CandidateBag:
+    viable, total = _cells(bag, lot)
+    recipient = donor.recipient_code if donor is not None and donor.donor_type == "familial" else None
+    return CandidateBag(
+        bag_id=str(bag.id), din=bag.din, viable_cells=viable, total_cells=total, volume_ml=Decimal(bag.volume_ml),
+        dmso_percent=Decimal(bag.dmso_percent), expires_at=bag.expires_at,
+        released=lot.status in ("released", "conditional_release"), allocated=allocated or bag.status == "allocated",
+        on_hold=bag.status == "on_hold", product_id=lot.product_id, donor_id=str(lot.donor_id),
+        intended_recipient_id=recipient, endotoxin_eu_per_ml=None)
+
+
+def candidate_bags(session: Session, protocol: Protocol, at: datetime) -> dict[str, tuple[CandidateBag, Bag, Lot]]:
+    """bag id (text) -> (core view, bag, lot), for every bag the lots package says may be allocated now."""
+    rows = [row for product in protocol.products for row in available_bags(session, product_id=product, at=at)]
+    ids = [bag.id for bag, _lot in rows]
+    taken = set(session.scalars(select(Allocation.active_bag_id).where(Allocation.active_bag_id.in_(ids)))) if ids else set()
+    donors = {d.id: d for d in session.scalars(select(Donor).where(Donor.id.in_({lot.donor_id for _b, lot in rows})))}
+    return {str(bag.id): (candidate(bag, lot, donors.get(lot.donor_id), bag.id in taken), bag, lot)
+            for bag, lot in rows}
+
+
+@dataclass
+class DoseResult:
+    """A dry run: the allocation or the refusal, with everything the clinician needs to judge it."""
+
+    patient: Patient
+    protocol: Protocol
+    state: CohortState
+    weight: WeightMeasurement | None
+    level_cells_per_kg: Decimal | None
+    planned_at: datetime
+    allocation: DoseAllocation | None = None
+    refusal: DoseRefused | None = None
+    bags: dict[str, tuple[CandidateBag, Bag, Lot]] = field(default_factory=dict)
+
+    def bag(self, bag_id: str) -> tuple[Bag, Lot]:
+        _c, bag, lot = self.bags[bag_id]
+        return bag, lot
+
+    @property
+    def conditional_dins(self) -> list[str]:
+        if self.allocation is None:
+            return []
+        return [d.din for d in self.allocation.draws if self.bags[d.bag_id][2].status == "conditional_release"]
+
+
+def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_kg: Decimal | None = None,
+              planned_at: datetime | None = None, only_bag_ids: list[int] | None = None,
+              today: date | None = None) -> DoseResult:
+    """The dose calculation for a patient (no writes). The level defaults to the cohort's current level."""
+    patient = (patient_id_or_patient if isinstance(patient_id_or_patient, Patient)
+               else session.get(Patient, patient_id_or_patient))
+    assert patient is not None
+    protocol = protocol_of(patient)
+    planned_at = planned_at or utcnow()
+    state = cohort_state(session, protocol, excluding_patient_id=patient.id)
+    level = level_cells_per_kg if level_cells_per_kg is not None else state.default_level_cells_per_kg
+    weight = latest_weight(session, patient.id)
+    result = DoseResult(patient, protocol, state, weight, level, planned_at)
+    try:
+        if level is None:
+            raise DoseRefused("escalation", state.message)
+        try:
+            check_prescription(state, level)
+        except EscalationError as error:
+            raise DoseRefused("escalation", str(error)) from None
+        bags = candidate_bags(session, protocol, planned_at)
+        if only_bag_ids is not None:
+            bags = {k: v for k, v in bags.items() if int(k) in set(only_bag_ids)}
+        result.bags = bags
+        donor = familial_donor_of(session, patient)
+        result.allocation = calculate_dose(
+            protocol, patient_id=patient.code, enrolled=patient.status == "enrolled", dose_level_cells_per_kg=level,
+            weight_kg=None if weight is None else Decimal(weight.weight_kg),
+            weight_measured_on=None if weight is None else weight.measured_on, today=today or date.today(),
+            planned_at=planned_at, bags=[c for c, _b, _l in bags.values()],
+            familial_donor_id=None if donor is None else str(donor.id))
+    except DoseRefused as refusal:
+        result.refusal = refusal
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # no exponent: 125000000, not 1.2500E+8
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def allocation_data(allocation: DoseAllocation) -> dict[str, Any]:
+    """The whole calculation as plain JSON values (Decimals as strings): stored on the prescription."""
+    data = _plain(asdict(allocation))
+    data["bag_count"] = allocation.bag_count
+    return data

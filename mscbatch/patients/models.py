@@ -1,0 +1,184 @@
+"""Trial patients, weights, enrolment checks, escalation decisions, prescriptions and bag allocations
+(DOMAIN.md sections 6 and 8; issue 6).
+
+Every table is Audited (edits of recorded data need a reason, old values kept). The enrolment check, the
+investigators' escalation decision and the prescription are Lockable: a clinician's e-signature locks them.
+A bag is reserved for a patient by an Allocation row; `active_bag_id` carries the bag id while the allocation
+stands and NULL once it is released, under a UNIQUE constraint: the database itself refuses a second active
+allocation of one bag, whatever the code or the timing (NULLs are distinct in SQLite and PostgreSQL).
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mscbatch.audit.trail import Audited, Lockable
+from mscbatch.database import Base, utcnow
+
+PATIENT_STATUSES = ("registered", "enrolled", "withdrawn")
+SEX_LABELS = {"female": "Female", "male": "Male"}
+ENROLLED = "Patient enrolled in the trial"
+ESCALATION_DECIDED = "Dose escalation decision (investigators)"
+PRESCRIBED = "Prescribed: dose level, weight and bags"
+
+
+class Patient(Audited, Base):
+    """A trial patient known by a pseudonymised trial code (e.g. SLE-UC-001); initials and date of birth only."""
+
+    __tablename__ = "patient"
+    __audit_reason_exempt__ = frozenset({"status"})  # moved by the signed enrolment
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    protocol_id: Mapped[str] = mapped_column(String(60), index=True)
+    initials: Mapped[str] = mapped_column(String(10))
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(10))
+    ward: Mapped[str] = mapped_column(String(80))
+    wristband_id: Mapped[str] = mapped_column(String(60), unique=True)
+    familial_donor_id: Mapped[int | None] = mapped_column(ForeignKey("donor.id"))
+    status: Mapped[str] = mapped_column(String(20), default="registered", index=True)
+    registered_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeightMeasurement(Audited, Base):
+    """A weight with the date it was measured: the dose uses the latest one, if recent enough."""
+
+    __tablename__ = "patient_weight"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    weight_kg: Mapped[Decimal] = mapped_column(Numeric(6, 2))
+    measured_on: Mapped[date] = mapped_column(Date)
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_patient_weight_patient", "patient_id", "measured_on"),)
+
+
+class EnrolmentCheck(Audited, Lockable, Base):
+    """The values entered and the core's verdict per criterion, with the protocol id/version/hash used.
+    Signing it (only when eligible) enrols the patient and locks the check."""
+
+    __tablename__ = "patient_enrolment_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    on_date: Mapped[date] = mapped_column(Date)
+    values_json: Mapped[str] = mapped_column(Text)
+    results_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    protocol_id: Mapped[str] = mapped_column(String(60))
+    protocol_version: Mapped[str] = mapped_column(String(20))
+    protocol_sha256: Mapped[str] = mapped_column(String(64))
+    checked_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return json.loads(self.results_json)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return json.loads(self.values_json)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"patient_id": self.patient_id, "on_date": self.on_date.isoformat(), "values": self.values_json,
+                "results": self.results_json, "status": self.status, "protocol_id": self.protocol_id,
+                "protocol_version": self.protocol_version, "protocol_sha256": self.protocol_sha256}
+
+
+class EscalationDecisionRecord(Audited, Lockable, Base):
+    """The investigators' choice of level for an escalation stage, citing the toxicity review (signed)."""
+
+    __tablename__ = "escalation_decision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol_id: Mapped[str] = mapped_column(String(60))
+    protocol_version: Mapped[str] = mapped_column(String(20))
+    stage_id: Mapped[str] = mapped_column(String(40))
+    chosen_cells_per_kg: Mapped[int] = mapped_column(BigInteger)
+    toxicity_review: Mapped[str] = mapped_column(Text)
+    decided_on: Mapped[date] = mapped_column(Date)
+    decided_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("uq_escalation_decision_stage", "protocol_id", "stage_id", unique=True),)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"protocol_id": self.protocol_id, "protocol_version": self.protocol_version, "stage_id": self.stage_id,
+                "chosen_cells_per_kg": self.chosen_cells_per_kg, "toxicity_review": self.toxicity_review,
+                "decided_on": self.decided_on.isoformat(), "decided_by_id": self.decided_by_id}
+
+
+class Prescription(Audited, Lockable, Base):
+    """A signed prescription: dose level, the weight used, and the calculation (bags and volumes) as JSON.
+    Only its status may move once signed (active -> cancelled; infusion states come with the bedside issue)."""
+
+    __tablename__ = "prescription"
+    __audit_reason_exempt__ = frozenset({"status"})
+    __lock_exempt__ = frozenset({"status", "cancelled_at", "cancelled_by_id", "cancel_reason"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    protocol_id: Mapped[str] = mapped_column(String(60))
+    protocol_version: Mapped[str] = mapped_column(String(20))
+    protocol_sha256: Mapped[str] = mapped_column(String(64))
+    dose_level_cells_per_kg: Mapped[int] = mapped_column(BigInteger)
+    weight_id: Mapped[int] = mapped_column(ForeignKey("patient_weight.id"))
+    weight_kg: Mapped[Decimal] = mapped_column(Numeric(6, 2))
+    weight_measured_on: Mapped[date] = mapped_column(Date)
+    target_cells: Mapped[int] = mapped_column(BigInteger)
+    delivered_cells: Mapped[int] = mapped_column(BigInteger)
+    total_volume_ml: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    dmso_g: Mapped[Decimal] = mapped_column(Numeric(8, 3))
+    dmso_g_per_kg: Mapped[Decimal] = mapped_column(Numeric(8, 4))
+    calculation_json: Mapped[str] = mapped_column(Text)
+    planned_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="active", index=True)
+    prescribed_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    prescribed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def calculation(self) -> dict[str, Any]:
+        return json.loads(self.calculation_json)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"patient_id": self.patient_id, "protocol_id": self.protocol_id,
+                "protocol_version": self.protocol_version, "protocol_sha256": self.protocol_sha256,
+                "dose_level_cells_per_kg": self.dose_level_cells_per_kg, "weight_id": self.weight_id,
+                "weight_kg": str(self.weight_kg), "weight_measured_on": self.weight_measured_on.isoformat(),
+                "calculation": self.calculation_json, "planned_at": self.planned_at.isoformat()}
+
+
+class Allocation(Audited, Base):
+    """One bag reserved for one patient by a prescription, with the volume to draw from it."""
+
+    __tablename__ = "bag_allocation"
+    __audit_reason_exempt__ = frozenset({"active_bag_id", "released_at", "released_by_id"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescription.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"), index=True)
+    active_bag_id: Mapped[int | None] = mapped_column(ForeignKey("bag.id"), unique=True)
+    volume_ml: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    cells: Mapped[int] = mapped_column(BigInteger)
+    partial: Mapped[bool]
+    conditional_release: Mapped[bool] = mapped_column(default=False)
+    allocated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(default=None)
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    @property
+    def active(self) -> bool:
+        return self.active_bag_id is not None

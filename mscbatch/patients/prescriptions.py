@@ -1,0 +1,153 @@
+"""Prescription: the clinician signs the dose level, the weight used and the bags with their volumes; the
+allocation reserves the bags for that patient (DOMAIN.md sections 6 and 8; issue 6 point 5).
+
+Double booking is impossible, whoever runs concurrently:
+- the prescription recalculates inside its transaction, from the bags the clinician saw in the dry run, and
+  refuses if any of them has been taken meanwhile ("bag X was just allocated to another patient; recalculate");
+- prescriptions of one protocol are serialised (PostgreSQL advisory transaction lock; SQLite BEGIN IMMEDIATE)
+  so that the cohort count and the bag stock are read after the previous prescription committed;
+- the chosen bag rows are locked (SELECT ... FOR UPDATE) and re-read before they are moved to "allocated"
+  through the lots' state machine;
+- and the database refuses a second ACTIVE allocation of a bag (UNIQUE bag_allocation.active_bag_id).
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.states import BAG, TransitionRefused, effective_bag_status
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.inventory import DoseResult, allocation_data, calculate
+from mscbatch.patients.models import PRESCRIBED, Allocation, Prescription
+from mscbatch.patients.queries import (
+    allocations_of,
+    get_patient,
+    get_prescription,
+    prescriptions_of,
+    protocol_of,
+)
+from mscbatch.patients.services import require_clinician
+from mscbatch.signatures.services import sign
+
+TAKEN = "Bag {din} was just allocated to another patient; recalculate."
+
+
+def _serialise(session: Session, protocol_id: str) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(727006, :key)"),
+                        {"key": zlib.crc32(protocol_id.encode()) & 0x7FFFFFFF})
+
+
+def _lock_and_check(session: Session, bag_ids: list[int]) -> None:
+    """Lock the bag rows and re-read them: any bag taken or no longer usable refuses the prescription."""
+    rows = session.execute(select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id).where(Bag.id.in_(bag_ids))
+                           .order_by(Bag.id).with_for_update(of=Bag).execution_options(populate_existing=True)).all()
+    found = {bag.id: (bag, lot) for bag, lot in rows}
+    taken = set(session.scalars(select(Allocation.active_bag_id).where(Allocation.active_bag_id.in_(bag_ids))))
+    for bag_id in bag_ids:
+        if bag_id not in found:
+            raise Conflict(f"Bag {bag_id} does not exist; recalculate.")
+        bag, lot = found[bag_id]
+        if bag.id in taken or bag.status == "allocated":
+            raise Conflict(TAKEN.format(din=bag.din))
+        status = effective_bag_status(lot.status, bag.status)
+        if not status.usable or bag.status != "stored" or bag.expires_at <= utcnow():
+            reason = status.reason if not status.usable else f"it is {bag.status.replace('_', ' ')}"
+            if bag.expires_at <= utcnow():
+                reason = "it has expired"
+            raise Conflict(f"Bag {bag.din} can no longer be allocated ({reason}); recalculate.")
+
+
+def _refuse(result: DoseResult) -> None:
+    if result.refusal is not None:
+        raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level")
+
+
+def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
+              level_cells_per_kg: Decimal | None = None, bag_ids: list[int] | None = None,
+              planned_at: datetime | None = None) -> Prescription:
+    """Sign a prescription and allocate its bags. `bag_ids`: the bags of the dry run the clinician saw."""
+    require_clinician(signer, "prescribes")
+    if bag_ids is not None and not bag_ids:
+        raise ValidationFailed("No bag was chosen: calculate the dose first.", field="bag_ids")
+    try:
+        with use_case(session, signer, PRESCRIBED):
+            patient = get_patient(session, patient_id)
+            protocol = protocol_of(patient)
+            _serialise(session, protocol.id)
+            if any(p.status == "active" for p in prescriptions_of(session, patient.id)):
+                raise Conflict(f"Patient {patient.code} already has an active prescription: cancel it first.")
+            if bag_ids is not None:
+                _lock_and_check(session, list(bag_ids))
+            result = calculate(session, patient, level_cells_per_kg=level_cells_per_kg, planned_at=planned_at,
+                               only_bag_ids=list(bag_ids) if bag_ids is not None else None)
+            _refuse(result)
+            allocation = result.allocation
+            assert allocation is not None and result.weight is not None and result.level_cells_per_kg is not None
+            chosen = [int(d.bag_id) for d in allocation.draws]
+            if bag_ids is not None and set(chosen) != set(bag_ids):
+                raise Conflict("The bags that fit have changed since the calculation; recalculate.")
+            if bag_ids is None:
+                _lock_and_check(session, chosen)
+            prescription = Prescription(
+                patient_id=patient.id, protocol_id=protocol.id, protocol_version=protocol.version,
+                protocol_sha256=protocol.sha256, dose_level_cells_per_kg=int(result.level_cells_per_kg),
+                weight_id=result.weight.id, weight_kg=result.weight.weight_kg,
+                weight_measured_on=result.weight.measured_on, target_cells=int(allocation.target_cells),
+                delivered_cells=int(allocation.delivered_cells), total_volume_ml=allocation.total_volume_ml,
+                dmso_g=allocation.dmso_g.quantize(Decimal("0.001")), dmso_g_per_kg=allocation.dmso_g_per_kg,
+                calculation_json=json.dumps(allocation_data(allocation), sort_keys=True),
+                planned_at=result.planned_at, status="active", prescribed_by_id=signer.id)
+            session.add(prescription)
+            session.flush()
+            for draw in allocation.draws:
+                bag, lot = result.bag(draw.bag_id)
+                try:
+                    BAG.check(bag.status, "allocated", signer.role_names, subject=f"bag {bag.din}")
+                except TransitionRefused as refusal:
+                    raise Conflict(str(refusal)) from None
+                bag.status = "allocated"
+                session.add(Allocation(prescription_id=prescription.id, patient_id=patient.id, bag_id=bag.id,
+                                       active_bag_id=bag.id, volume_ml=draw.volume_ml, cells=int(draw.cells),
+                                       partial=draw.partial, conditional_release=lot.status == "conditional_release"))
+            sign(session, signer, password, prescription, PRESCRIBED, required_role="clinician")
+    except IntegrityError:
+        raise Conflict("A bag of this calculation was just allocated to another patient; recalculate.") from None
+    return prescription
+
+
+def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> Prescription:
+    """Cancel an active prescription before its bags leave the unit: the bags go back into stock."""
+    require_clinician(actor, "cancels prescriptions")
+    if not (reason or "").strip():
+        raise ValidationFailed("Give the reason for cancelling: it goes into the audit trail.", field="reason")
+    with use_case(session, actor, reason):
+        prescription = get_prescription(session, prescription_id)
+        if prescription.status != "active":
+            raise Conflict(f"This prescription is {prescription.status}; it cannot be cancelled.")
+        now = utcnow()
+        for row in allocations_of(session, prescription.id):
+            if not row.active:
+                continue
+            bag = session.get(Bag, row.bag_id)
+            assert bag is not None
+            try:
+                BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
+            except TransitionRefused as refusal:
+                raise Conflict(f"Cannot cancel: {refusal}.") from None
+            bag.status = "stored"
+            row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
+        prescription.status = "cancelled"
+        prescription.cancelled_at, prescription.cancelled_by_id = now, actor.id
+        prescription.cancel_reason = reason.strip()
+    return prescription

@@ -1,0 +1,165 @@
+"""Reading patients: protocols, lookups (by id, code, wristband), weights, familial donors, the escalation
+state, and which patient a bag is allocated to (the bedside and label capabilities build on these)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from functools import cache
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.cohorts import CohortState, EscalationDecision, escalation_state
+from mscbatch.core.protocols import Protocol, load_protocols
+from mscbatch.donors.models import Donor
+from mscbatch.errors import NotFound
+from mscbatch.patients.models import (
+    Allocation,
+    EnrolmentCheck,
+    EscalationDecisionRecord,
+    Patient,
+    Prescription,
+    WeightMeasurement,
+)
+from mscbatch.signatures.models import Signature
+
+PAGE_SIZE = 50
+
+
+@cache
+def protocols() -> dict[str, Protocol]:
+    """config/protocols/*.toml, validated once."""
+    return load_protocols()
+
+
+def protocol_of(patient: Patient) -> Protocol:
+    try:
+        return protocols()[patient.protocol_id]
+    except KeyError:
+        raise NotFound(f"Patient {patient.code} is in protocol {patient.protocol_id!r}, no longer configured.") from None
+
+
+def get_patient(session: Session, patient_id: int) -> Patient:
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"No patient with id {patient_id}.")
+    return patient
+
+
+def patient_by_code(session: Session, code: str) -> Patient | None:
+    return session.scalar(select(Patient).where(Patient.code == (code or "").strip().upper()))
+
+
+def patient_by_wristband(session: Session, wristband_id: str) -> Patient | None:
+    """The patient wearing this wristband (bedside scan), or None."""
+    return session.scalar(select(Patient).where(Patient.wristband_id == (wristband_id or "").strip()))
+
+
+def list_patients(session: Session, *, protocol_id: str = "", search: str = "") -> list[Patient]:
+    query = select(Patient).order_by(Patient.id.desc()).limit(PAGE_SIZE)
+    if protocol_id:
+        query = query.where(Patient.protocol_id == protocol_id)
+    if search:
+        query = query.where(Patient.code.contains(search.strip().upper()))
+    return list(session.scalars(query))
+
+
+def weights_of(session: Session, patient_id: int) -> list[WeightMeasurement]:
+    """Newest first (by date measured, then by entry)."""
+    return list(session.scalars(select(WeightMeasurement).where(WeightMeasurement.patient_id == patient_id)
+                                .order_by(WeightMeasurement.measured_on.desc(), WeightMeasurement.id.desc())))
+
+
+def latest_weight(session: Session, patient_id: int) -> WeightMeasurement | None:
+    weights = weights_of(session, patient_id)
+    return weights[0] if weights else None
+
+
+def familial_donor_of(session: Session, patient: Patient) -> Donor | None:
+    """The patient's familial donor: linked explicitly, or the familial donor registered for this patient code."""
+    if patient.familial_donor_id is not None:
+        return session.get(Donor, patient.familial_donor_id)
+    return session.scalar(select(Donor).where(Donor.donor_type == "familial", Donor.recipient_code == patient.code)
+                          .order_by(Donor.id))
+
+
+def enrolment_checks_of(session: Session, patient_id: int) -> list[EnrolmentCheck]:
+    return list(session.scalars(select(EnrolmentCheck).where(EnrolmentCheck.patient_id == patient_id)
+                                .order_by(EnrolmentCheck.id.desc())))
+
+
+def prescriptions_of(session: Session, patient_id: int) -> list[Prescription]:
+    return list(session.scalars(select(Prescription).where(Prescription.patient_id == patient_id)
+                                .order_by(Prescription.id.desc())))
+
+
+def get_prescription(session: Session, prescription_id: int) -> Prescription:
+    prescription = session.get(Prescription, prescription_id)
+    if prescription is None:
+        raise NotFound(f"No prescription with id {prescription_id}.")
+    return prescription
+
+
+def allocations_of(session: Session, prescription_id: int) -> list[Allocation]:
+    return list(session.scalars(select(Allocation).where(Allocation.prescription_id == prescription_id)
+                                .order_by(Allocation.id)))
+
+
+@dataclass(frozen=True)
+class BagAllocation:
+    patient: Patient
+    prescription: Prescription
+    allocation: Allocation
+
+
+def allocation_of_bag(session: Session, bag_id: int) -> BagAllocation | None:
+    """Which patient this bag is reserved for by a signed, active prescription (bedside / labels), or None."""
+    row = session.execute(
+        select(Allocation, Prescription, Patient).join(Prescription, Prescription.id == Allocation.prescription_id)
+        .join(Patient, Patient.id == Allocation.patient_id)
+        .where(Allocation.active_bag_id == bag_id, Prescription.status == "active",
+               Prescription.locked_at.is_not(None))).first()
+    return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
+
+
+def signatures_for(session: Session, entity_type: str, entity_ids: list[int]) -> dict[int, list[Signature]]:
+    out: dict[int, list[Signature]] = {}
+    if not entity_ids:
+        return out
+    for signature in session.scalars(select(Signature).where(
+            Signature.entity_type == entity_type, Signature.entity_id.in_([str(i) for i in entity_ids]))
+            .order_by(Signature.signed_at)):
+        out.setdefault(int(signature.entity_id), []).append(signature)
+    return out
+
+
+def dosed_levels(session: Session, protocol_id: str, *, excluding_patient_id: int | None = None) -> list[Decimal]:
+    """One level per patient already prescribed (first signed, not cancelled, prescription), in order.
+    Until infusions are recorded (bedside issue) a signed prescription counts as the patient's dose."""
+    first = (select(Prescription.patient_id, func.min(Prescription.id).label("first_id"))
+             .where(Prescription.protocol_id == protocol_id, Prescription.status != "cancelled",
+                    Prescription.locked_at.is_not(None))
+             .group_by(Prescription.patient_id).subquery())
+    rows = session.execute(select(Prescription.patient_id, Prescription.dose_level_cells_per_kg)
+                           .join(first, first.c.first_id == Prescription.id).order_by(Prescription.id))
+    return [Decimal(level) for patient_id, level in rows if patient_id != excluding_patient_id]
+
+
+def decisions_of(session: Session, protocol_id: str) -> list[EscalationDecisionRecord]:
+    return list(session.scalars(select(EscalationDecisionRecord).where(
+        EscalationDecisionRecord.protocol_id == protocol_id, EscalationDecisionRecord.locked_at.is_not(None))
+        .order_by(EscalationDecisionRecord.id)))
+
+
+def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: int | None = None) -> CohortState:
+    decisions = [EscalationDecision(d.stage_id, Decimal(d.chosen_cells_per_kg), d.toxicity_review,
+                                    str(d.decided_by_id), d.decided_on) for d in decisions_of(session, protocol.id)]
+    return escalation_state(protocol, dosed_levels(session, protocol.id, excluding_patient_id=excluding_patient_id),
+                            decisions)
+
+
+def age_on(patient: Patient, on: date) -> int:
+    from mscbatch.core.enrolment import completed_years
+
+    return completed_years(patient.date_of_birth, on)

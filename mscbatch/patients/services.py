@@ -1,0 +1,154 @@
+"""Registering trial patients and recording their weights: one function per use case, each one audited
+transaction (DOMAIN.md sections 1 and 6).
+
+- only a clinician registers trial patients and records weights;
+- the trial patient code is pseudonymised: generated per protocol (SLE-UC-001...) unless the trial's own
+  inclusion number is given; a familial donor (SSc-BM) names its intended recipient by this code, which is
+  how the patient is linked to the donor whose bags only this patient may receive (DOMAIN.md section 2);
+- a weight is a number of kg with the date it was measured (not in the future).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.donors.models import Donor
+from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.patients.models import SEX_LABELS, Patient, WeightMeasurement
+from mscbatch.patients.queries import familial_donor_of, get_patient, patient_by_wristband, protocols
+
+CLINICIAN = "clinician"
+CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,39}$")
+
+
+def require_clinician(actor: Any, what: str = "registers trial patients") -> None:
+    if actor is None or not actor.has_role(CLINICIAN):
+        raise PermissionDenied(f"Only a clinician {what}.")
+
+
+@dataclass(frozen=True)
+class PatientDetails:
+    protocol_id: str
+    initials: str
+    date_of_birth: date | None
+    sex: str
+    ward: str
+    wristband_id: str = ""
+    code: str = ""  # the trial's inclusion number, if it has one; generated otherwise
+    familial_donor_code: str = ""  # SSc-BM: the donor code (D-...) of the patient's familial donor
+
+
+def _clean(details: PatientDetails) -> dict[str, Any]:
+    if details.protocol_id not in protocols():
+        raise ValidationFailed("Choose the patient's trial protocol.", field="protocol_id")
+    initials = (details.initials or "").strip().upper()
+    if not initials or len(initials) > 10 or not initials.replace("-", "").replace(".", "").isalpha():
+        raise ValidationFailed("Initials: letters only, at most 10 (e.g. J-P.M).", field="initials")
+    if details.date_of_birth is None or not date(1900, 1, 1) <= details.date_of_birth <= date.today():
+        raise ValidationFailed("Give the date of birth (a real date in the past).", field="date_of_birth")
+    if details.sex not in SEX_LABELS:
+        raise ValidationFailed("Sex: female or male.", field="sex")
+    ward = (details.ward or "").strip()
+    if not ward or len(ward) > 80:
+        raise ValidationFailed("Give the ward (at most 80 characters).", field="ward")
+    wristband = (details.wristband_id or "").strip()
+    if len(wristband) > 60:
+        raise ValidationFailed("The wristband identifier has at most 60 characters.", field="wristband_id")
+    code = (details.code or "").strip().upper()
+    if code and not CODE_PATTERN.match(code):
+        raise ValidationFailed("Trial patient code: 3-40 capital letters, digits and dashes (e.g. SSC-BM-007).",
+                               field="code")
+    return dict(protocol_id=details.protocol_id, initials=initials, date_of_birth=details.date_of_birth,
+                sex=details.sex, ward=ward, wristband_id=wristband, code=code)
+
+
+def _next_code(session: Session, short_name: str) -> str:
+    """<PROTOCOL>-<sequence>: says nothing about the person. Writers are serialised (SQLite BEGIN IMMEDIATE;
+    an advisory transaction lock on PostgreSQL) so two registrations never draw the same code."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(727006)"))
+    prefix = f"{short_name.upper()}-"
+    count = session.scalar(select(func.count(Patient.id)).where(Patient.code.like(prefix + "%"))) or 0
+    number = count + 1
+    while session.scalar(select(Patient.id).where(Patient.code == f"{prefix}{number:03d}")) is not None:
+        number += 1
+    return f"{prefix}{number:03d}"
+
+
+def _familial_donor(session: Session, patient: Patient, donor_code: str) -> Donor | None:
+    code = (donor_code or "").strip().upper()
+    if not code:
+        return familial_donor_of(session, patient)
+    donor = session.scalar(select(Donor).where(Donor.code == code))
+    if donor is None:
+        raise ValidationFailed(f"No donor with code {code}.", field="familial_donor_code")
+    if donor.donor_type != "familial" or (donor.recipient_code or "") != patient.code:
+        raise Conflict(f"Donor {donor.code} is not a familial donor registered for {patient.code} "
+                       f"(intended recipient: {donor.recipient_code or 'none'}).", field="familial_donor_code")
+    return donor
+
+
+def register_patient(session: Session, actor: Any, details: PatientDetails) -> Patient:
+    require_clinician(actor)
+    values = _clean(details)
+    protocol = protocols()[values["protocol_id"]]
+    with use_case(session, actor):
+        code = values.pop("code") or _next_code(session, protocol.short_name)
+        if session.scalar(select(Patient.id).where(Patient.code == code)) is not None:
+            raise Conflict(f"Trial patient code {code} is already used.", field="code")
+        values["wristband_id"] = values["wristband_id"] or f"WB-{code}"
+        if patient_by_wristband(session, values["wristband_id"]) is not None:
+            raise Conflict("This wristband identifier is already worn by another patient.", field="wristband_id")
+        patient = Patient(code=code, status="registered", registered_by_id=actor.id, **values)
+        if protocol.directed or details.familial_donor_code:
+            donor = _familial_donor(session, patient, details.familial_donor_code)
+            patient.familial_donor_id = donor.id if donor is not None else None
+        session.add(patient)
+    return patient
+
+
+def link_familial_donor(session: Session, actor: Any, patient_id: int, donor_code: str, reason: str) -> Patient:
+    """Link (or correct the link to) the patient's familial donor, e.g. a donor registered after the patient."""
+    require_clinician(actor, "links a familial donor")
+    with use_case(session, actor, reason or "familial donor linked"):
+        patient = get_patient(session, patient_id)
+        donor = _familial_donor(session, patient, donor_code or "-")
+        patient.familial_donor_id = donor.id if donor is not None else None
+    return patient
+
+
+def parse_weight(value: Any) -> Decimal:
+    try:
+        weight = Decimal(str(value).strip().replace(",", "."))
+    except (InvalidOperation, AttributeError):
+        raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
+    if not weight.is_finite() or not Decimal(1) <= weight <= Decimal(400):
+        raise ValidationFailed("Weight must be between 1 and 400 kg.", field="weight_kg")
+    if weight != weight.quantize(Decimal("0.01")):
+        raise ValidationFailed("Weight: at most two decimals (e.g. 62.5).", field="weight_kg")
+    return weight
+
+
+def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: Any,
+                  measured_on: date | None) -> WeightMeasurement:
+    require_clinician(actor, "records weights")
+    weight = parse_weight(weight_kg)
+    if measured_on is None:
+        raise ValidationFailed("Give the date the weight was measured.", field="measured_on")
+    if measured_on > date.today():
+        raise ValidationFailed("The weight cannot be measured in the future.", field="measured_on")
+    with use_case(session, actor):
+        patient = get_patient(session, patient_id)
+        if measured_on < patient.date_of_birth:
+            raise ValidationFailed("The weight cannot be measured before birth.", field="measured_on")
+        row = WeightMeasurement(patient_id=patient.id, weight_kg=weight, measured_on=measured_on,
+                                recorded_by_id=actor.id)
+        session.add(row)
+    return row

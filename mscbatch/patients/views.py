@@ -1,0 +1,200 @@
+"""Patient pages: list, registration, the patient page (enrolment, weights, prescriptions, infusions later),
+the enrolment check and the dose cohorts. Views parse and authorise; the services decide and write."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import roles_required
+from mscbatch.core.protocols import format_cells_per_kg
+from mscbatch.errors import DomainError, NotFound
+from mscbatch.extensions import db
+from mscbatch.patients import cohorts, enrolment, services
+from mscbatch.patients.forms import EnrolForm, EscalationForm, PatientForm, WeightForm, enrolment_form
+from mscbatch.patients.models import ENROLLED, SEX_LABELS, EnrolmentCheck
+from mscbatch.patients.queries import (
+    age_on,
+    cohort_state,
+    decisions_of,
+    enrolment_checks_of,
+    familial_donor_of,
+    get_patient,
+    list_patients,
+    prescriptions_of,
+    protocol_of,
+    protocols,
+    signatures_for,
+    weights_of,
+)
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("patients", __name__, url_prefix="/patients")
+bp.record_once(lambda _state: protocols())  # validate every protocol file when the app starts
+
+READERS = ("clinician", "nurse", "qa")
+COMMON = dict(sexes=SEX_LABELS, dose=format_cells_per_kg)
+
+
+@bp.route("")
+@roles_required(*READERS)
+def index() -> Any:
+    filters = {k: request.args.get(k, "").strip() for k in ("protocol", "q")}
+    patients = list_patients(db.session, protocol_id=filters["protocol"] if filters["protocol"] in protocols() else "",
+                             search=filters["q"])
+    return render_template("patients/list.html", patients=patients, filters=filters, protocols=protocols(), **COMMON)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required("clinician")
+def register() -> Any:
+    form = PatientForm().set_protocols(protocols())
+    status = 200
+    if form.validate_on_submit():
+        try:
+            patient = services.register_patient(db.session, current_user, services.PatientDetails(
+                protocol_id=form.protocol_id.data, code=form.code.data or "", initials=form.initials.data,
+                date_of_birth=form.date_of_birth.data, sex=form.sex.data, ward=form.ward.data,
+                wristband_id=form.wristband_id.data or "", familial_donor_code=form.familial_donor_code.data or ""))
+        except DomainError as error:
+            show_error(form, error)
+            status = error.status
+        else:
+            flash(f"Patient {patient.code} registered. Now check the enrolment criteria.", "success")
+            return redirect(url_for("patients.detail", patient_id=patient.id))
+    elif form.errors:
+        status = 422
+    return render_template("patients/new.html", form=form), status
+
+
+def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
+    db.session.rollback()  # a refused use case may have left expired objects; read everything afresh
+    patient = get_patient(db.session, patient_id)
+    checks = enrolment_checks_of(db.session, patient.id)
+    prescriptions = prescriptions_of(db.session, patient.id)
+    forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": date.today()}))
+    return render_template(
+        "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, date.today()),
+        donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
+        check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
+        prescriptions=prescriptions, **forms, **COMMON), status
+
+
+@bp.route("/<int:patient_id>")
+@roles_required(*READERS)
+def detail(patient_id: int) -> Any:
+    return _detail(patient_id)
+
+
+@bp.route("/<int:patient_id>/weights", methods=["POST"])
+@roles_required("clinician")
+def add_weight(patient_id: int) -> Any:
+    form = WeightForm()
+    if form.validate_on_submit():
+        try:
+            row = services.record_weight(db.session, current_user, patient_id, weight_kg=form.weight_kg.data,
+                                         measured_on=form.measured_on.data)
+        except DomainError as error:
+            show_error(form, error)
+            return _detail(patient_id, error.status, weight_form=form)
+        flash(f"Weight recorded: {row.weight_kg} kg on {row.measured_on}.", "success")
+        return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
+    return _detail(patient_id, 422, weight_form=form)
+
+
+def _enrolment_page(patient_id: int, form: Any = None, check: EnrolmentCheck | None = None, status: int = 200,
+                    enrol_form: EnrolForm | None = None) -> Any:
+    db.session.rollback()
+    patient = get_patient(db.session, patient_id)
+    protocol = protocol_of(patient)
+    checks = enrolment_checks_of(db.session, patient.id)
+    check = check or (checks[0] if checks else None)
+    if form is None:
+        form = enrolment_form(protocol)(formdata=None, data=dict(check.values if check else {}, on_date=date.today()))
+    enrol_form = enrol_form or EnrolForm(formdata=None, data={"check_id": check.id if check else ""})
+    return render_template("patients/enrolment.html", patient=patient, protocol=protocol, form=form, check=check,
+                           enrol_form=enrol_form, signatures=signatures_for(
+                               db.session, "patient_enrolment_check", [check.id] if check else []), **COMMON), status
+
+
+@bp.route("/<int:patient_id>/enrolment", methods=["GET", "POST"])
+@roles_required("clinician")
+def enrolment_check(patient_id: int) -> Any:
+    if request.method == "GET":
+        return _enrolment_page(patient_id)
+    protocol = protocol_of(get_patient(db.session, patient_id))
+    form = enrolment_form(protocol)()
+    if not form.validate_on_submit():
+        return _enrolment_page(patient_id, form, status=422)
+    raw = {c.parameter: form[c.parameter].data for c in protocol.criteria}
+    try:
+        check = enrolment.check_enrolment(db.session, current_user, patient_id, raw, form.on_date.data)
+    except DomainError as error:
+        show_error(form, error)
+        return _enrolment_page(patient_id, form, status=error.status)
+    flash(f"Enrolment check recorded: {check.status.replace('_', ' ')}.", "success" if check.status == "eligible"
+          else "warning")
+    return redirect(url_for("patients.enrolment_check", patient_id=patient_id, _anchor="results"))
+
+
+@bp.route("/<int:patient_id>/enrol", methods=["POST"])
+@roles_required("clinician")
+def enrol(patient_id: int) -> Any:
+    form = EnrolForm()
+    if form.validate_on_submit():
+        try:
+            enrolment.enrol(db.session, current_user, int(form.check_id.data), form.password.data)
+        except DomainError as error:
+            if error.status == 401:
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
+            return _enrolment_page(patient_id, status=error.status, enrol_form=form)
+        flash(f"Signed: {ENROLLED}.", "success")
+        return redirect(url_for("patients.detail", patient_id=patient_id))
+    return _enrolment_page(patient_id, status=422, enrol_form=form)
+
+
+def _cohorts_page(protocol_id: str, form: EscalationForm | None = None, status: int = 200) -> Any:
+    db.session.rollback()
+    protocol = protocols().get(protocol_id)
+    if protocol is None:
+        raise NotFound(f"No protocol {protocol_id!r}.")
+    state = cohort_state(db.session, protocol)
+    decisions = decisions_of(db.session, protocol.id)
+    if form is None:
+        form = EscalationForm(formdata=None, data={"stage_id": state.current_stage_id or "", "decided_on": date.today()})
+    form.set_levels(state.decision_options_cells_per_kg)
+    return render_template("patients/cohorts.html", protocol=protocol, state=state, decisions=decisions, form=form,
+                           signatures=signatures_for(db.session, "escalation_decision", [d.id for d in decisions]),
+                           **COMMON), status
+
+
+@bp.route("/cohorts/<protocol_id>")
+@roles_required(*READERS)
+def cohort(protocol_id: str) -> Any:
+    return _cohorts_page(protocol_id)
+
+
+@bp.route("/cohorts/<protocol_id>/decision", methods=["POST"])
+@roles_required("clinician")
+def decide(protocol_id: str) -> Any:
+    form = EscalationForm()
+    protocol = protocols().get(protocol_id)
+    form.set_levels(protocol.dosing.dose_levels_cells_per_kg if protocol else ())
+    if form.validate_on_submit():
+        try:
+            cohorts.record_decision(db.session, current_user, form.password.data, protocol_id=protocol_id,
+                                    stage_id=form.stage_id.data, chosen_cells_per_kg=form.chosen_cells_per_kg.data,
+                                    toxicity_review=form.toxicity_review.data, decided_on=form.decided_on.data)
+        except DomainError as error:
+            if error.status == 401:
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
+            return _cohorts_page(protocol_id, form, error.status)
+        flash("Escalation decision signed.", "success")
+        return redirect(url_for("patients.cohort", protocol_id=protocol_id))
+    return _cohorts_page(protocol_id, form, 422)

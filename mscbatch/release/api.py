@@ -1,0 +1,121 @@
+"""Release JSON API: results (read, enter), verdicts and release status of a lot, and a bag's release state
+(issue 6 asks it before allocating or labelling). OpenAPI from the schemas below."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from mscbatch.api.base import problems
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.extensions import db
+from mscbatch.lots.queries import get_lot
+from mscbatch.release import results
+from mscbatch.release.queries import bag_release, release_state
+from mscbatch.release.release import refusals
+from mscbatch.release.specs import lot_verdict, results_of
+
+bp = Blueprint("release_api", __name__, url_prefix="/api/v1/release", description="Release tests, verdicts, release")
+
+
+class ReleaseResultSchema(Schema):
+    id = fields.Integer()
+    test_id = fields.String()
+    value = fields.String()
+    unit = fields.String()
+    method = fields.String()
+    analyst = fields.String()
+    tested_on = fields.Date()
+    instrument = fields.String()
+    reagent_lot = fields.String()
+    spec_id = fields.String()
+    spec_version = fields.String()
+    entered_at = fields.DateTime()
+    changed_after_entry = fields.Boolean()
+    invalidated = fields.Function(lambda r: r.invalidated_at is not None)
+
+
+class ReleaseResultInSchema(Schema):
+    test_id = fields.String(required=True)
+    value = fields.String(required=True)
+    unit = fields.String(required=True, metadata={"description": "%, cells, EU/mL or empty for a result word"})
+    analyst = fields.String(required=True)
+    tested_on = fields.Date(required=True)
+    method = fields.String(load_default="")
+    instrument = fields.String(load_default="")
+    reagent_lot = fields.String(load_default="")
+
+
+class ReleaseVerdictSchema(Schema):
+    test_id = fields.String()
+    name = fields.String()
+    status = fields.String()
+    blocking = fields.Boolean()
+    limit_text = fields.String()
+    value_text = fields.String()
+    reason = fields.String()
+
+
+class ReleaseStateSchema(Schema):
+    lot_status = fields.String()
+    released = fields.Boolean()
+    conditional = fields.Boolean()
+    exceptional = fields.Boolean()
+    patient_code = fields.String(allow_none=True)
+    pending_tests = fields.List(fields.String())
+    flag = fields.String()
+
+
+class LotReleaseSchema(Schema):
+    lot_id = fields.Integer()
+    lot_number = fields.String()
+    spec_id = fields.String()
+    spec_version = fields.String()
+    spec_sha256 = fields.String()
+    overall = fields.String()
+    blocking_reasons = fields.List(fields.String())
+    refusals_for_you = fields.List(fields.String())
+    verdicts = fields.List(fields.Nested(ReleaseVerdictSchema))
+    release = fields.Nested(ReleaseStateSchema)
+
+
+@bp.route("/lots/<int:lot_id>/results")
+@bp.response(200, ReleaseResultSchema(many=True))
+@problems(bp, 401, 404)
+@authenticated
+def list_results(lot_id: int) -> Any:
+    return results_of(db.session, get_lot(db.session, lot_id).id)
+
+
+@bp.route("/lots/<int:lot_id>/results", methods=["POST"])
+@bp.arguments(ReleaseResultInSchema)
+@bp.response(201, ReleaseResultSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def add_result(data: dict[str, Any], lot_id: int) -> Any:
+    return results.enter_result(db.session, current_user, lot_id, results.ResultEntry(**data))
+
+
+@bp.route("/lots/<int:lot_id>")
+@bp.response(200, LotReleaseSchema)
+@problems(bp, 401, 404)
+@authenticated
+def lot_status(lot_id: int) -> Any:
+    lot = get_lot(db.session, lot_id)
+    verdict = lot_verdict(db.session, lot)
+    return {"lot_id": lot.id, "lot_number": lot.lot_number, "spec_id": verdict.spec_id,
+            "spec_version": verdict.spec_version, "spec_sha256": verdict.spec_sha256, "overall": str(verdict.status),
+            "blocking_reasons": list(verdict.blocking_reasons),
+            "refusals_for_you": refusals(db.session, lot, current_user, (), verdict) if current_user.has_role("qa") else [],
+            "verdicts": [dict(v.__dict__, status=str(v.status)) for v in verdict.verdicts],
+            "release": release_state(db.session, lot).__dict__}
+
+
+@bp.route("/bags/<int:bag_id>")
+@bp.response(200, ReleaseStateSchema)
+@problems(bp, 401, 404)
+@authenticated
+def bag_state(bag_id: int) -> Any:
+    return bag_release(db.session, bag_id).__dict__

@@ -1,0 +1,118 @@
+"""Certificate of analysis as a PDF (ReportLab platypus): lot, product, donor and eligibility, every test with
+its specification, result, unit, method, date and verdict, the specification version, deviations and OOS,
+and the signatures' manifestation (21 CFR 11.50: printed name, UTC date-time, meaning). A value changed after
+first entry is marked "*" (EU GMP Annex 11 8.2). Conditional and exceptional releases are flagged at the top.
+"""
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from mscbatch.database import utcnow
+
+_styles = getSampleStyleSheet()
+SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
+BODY = ParagraphStyle("body", parent=_styles["BodyText"], fontSize=9, leading=11)
+FLAG = ParagraphStyle("flag", parent=BODY, textColor=colors.HexColor("#9a1b1b"), fontName="Helvetica-Bold")
+VERDICT_COLOURS = {"pass": "#1d6b2e", "fail": "#9a1b1b", "pending": "#8a5a00", "informative": "#3b4a6b"}
+
+
+def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
+    safe = str(text if text is not None else "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Paragraph(safe, style)
+
+
+def _grid(rows: list[list[Any]], widths: list[float]) -> Table:
+    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf2")),
+        ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b5")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
+    return table
+
+
+def _tests(review: Any) -> Table:
+    rows: list[list[Any]] = [[_p(h) for h in ("Test", "Specification", "Result", "Unit", "Method", "Date",
+                                              "Verdict", "Blocking")]]
+    for row in review.rows:
+        v, current = row.verdict, row.current
+        value = "—"
+        if current is not None:
+            value = current.value + (" *" if current.changed_after_entry else "")
+        shown_unit = {"percent": "%", "none": ""}.get(row.unit, row.unit)
+        colour = VERDICT_COLOURS.get(str(v.status), "#000000")
+        verdict = Paragraph(f'<font color="{colour}"><b>{str(v.status).upper()}</b></font>', SMALL)
+        rows.append([_p(v.name), _p(v.limit_text), _p(value), _p(shown_unit),
+                     _p(current.method if current else row.method), _p(current.tested_on if current else ""),
+                     verdict, _p("yes" if v.blocking else "informative")])
+    return _grid(rows, [52 * mm, 32 * mm, 26 * mm, 14 * mm, 60 * mm, 20 * mm, 24 * mm, 20 * mm])
+
+
+def certificate_pdf(review: Any) -> bytes:
+    lot, spec = review.lot, review.spec
+    buffer = BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
+                            topMargin=12 * mm, bottomMargin=12 * mm, title=f"Certificate of analysis {lot.lot_number}",
+                            author="mscbatch")
+    story: list[Any] = [Paragraph(f"Certificate of analysis — lot {lot.lot_number}", _styles["Title"])]
+    facts = [
+        ["Lot", lot.lot_number, "Status", lot.status.replace("_", " ")],
+        ["Product", f"{lot.product_name} {lot.product_class} ({lot.product_id})", "Bags", str(review.bag_count)],
+        ["Donor", review.donor.code, "Donor eligibility", review.gate],
+        ["Specification", f"{spec.id} version {spec.version} (sha256 {spec.sha256[:16]}…)", "Printed",
+         f"{utcnow():%Y-%m-%d %H:%M} UTC"],
+    ]
+    info = Table([[_p(a, BODY), _p(b, BODY), _p(c, BODY), _p(d, BODY)] for a, b, c, d in facts],
+                 colWidths=[30 * mm, 130 * mm, 35 * mm, 75 * mm])
+    info.setStyle(TableStyle([("FONT", (0, 0), (0, -1), "Helvetica-Bold"), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    story += [info, Spacer(1, 3 * mm)]
+    if review.state.flag:
+        story.append(_p(review.state.flag, FLAG))
+    overall = {"ready": "all blocking tests pass", "pending": "blocking tests pending",
+               "fail": "OUT OF SPECIFICATION"}[str(review.verdict.status)]
+    story += [_p(f"Overall verdict: {overall}.", BODY), Spacer(1, 2 * mm), _tests(review),
+              _p("* value changed after first entry (the original value and the reason are in the audit trail; "
+                 "EU GMP Annex 11 8.2).", SMALL), Spacer(1, 3 * mm)]
+    section = [Paragraph("Deviations", _styles["Heading3"])]
+    if review.deviations:
+        section.append(_grid([[_p("Severity"), _p("Description"), _p("Recorded")]] + [
+            [_p(d.severity), _p(d.description), _p(f"{d.recorded_at:%Y-%m-%d %H:%M} UTC")] for d in review.deviations],
+            [25 * mm, 190 * mm, 40 * mm]))
+    else:
+        section.append(_p("None recorded.", BODY))
+    story.append(KeepTogether(section))
+    section = [Paragraph("Out-of-specification investigations", _styles["Heading3"])]
+    if review.oos:
+        section.append(_grid([[_p("Test"), _p("Description"), _p("Status"), _p("Conclusion")]] + [
+            [_p(o.test_id), _p(o.description), _p(o.status), _p(o.investigation)] for o in review.oos],
+            [30 * mm, 95 * mm, 25 * mm, 105 * mm]))
+    else:
+        section.append(_p("None.", BODY))
+    story.append(KeepTogether(section))
+    section = [Paragraph("Electronic signatures", _styles["Heading3"])]
+    signatures = review.signatures + [s for sigs in review.oos_signatures.values() for s in sigs]
+    if signatures:
+        section.append(_grid([[_p("Printed name"), _p("Date-time (UTC)"), _p("Meaning")]] + [
+            [_p(s.printed_name), _p(f"{s.signed_at:%Y-%m-%d %H:%M:%S} UTC"), _p(s.meaning)] for s in signatures],
+            [70 * mm, 50 * mm, 135 * mm]))
+    else:
+        section.append(_p("Not signed: this lot is not released.", FLAG))
+    story.append(KeepTogether(section))
+    doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number))
+    return buffer.getvalue()
+
+
+def _footer(lot_number: str) -> Any:
+    def draw(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.drawString(12 * mm, 7 * mm, f"mscbatch — certificate of analysis, lot {lot_number}")
+        canvas.drawRightString(landscape(A4)[0] - 12 * mm, 7 * mm, f"page {doc.page}")
+        canvas.restoreState()
+    return draw

@@ -1,0 +1,58 @@
+"""Release forms: one result, the flow-cytometry panel, a correction, signatures (password re-entered)."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import DateField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.validators import Optional
+
+from mscbatch.donors.forms import choices
+from mscbatch.release.specs import FLOW_PANEL
+
+
+class _Common(FlaskForm):
+    analyst = StringField("Analyst")
+    tested_on = DateField("Test date", validators=[Optional()])
+    method = StringField("Method (blank: the specification's)")
+    instrument = StringField("Instrument")
+    reagent_lot = StringField("Reagent lot")
+    attachment = FileField("Attachment (PDF, CSV, TXT, PNG, JPEG, FCS; at most 5 MB)")
+
+
+class ResultForm(_Common):
+    test_id = SelectField("Test")
+    value = StringField("Value")
+    unit = SelectField("Unit", choices=choices([("%", "%"), ("cells", "cells"), ("EU/mL", "EU/mL"), ("", "no unit (a word)")]))
+
+
+class PanelForm(_Common):
+    pass
+
+
+for _field, _test, _label in FLOW_PANEL:
+    setattr(PanelForm, _field, StringField(f"{_label} (% positive)"))
+
+
+class CorrectionForm(FlaskForm):
+    value = StringField("Corrected value")
+    unit = StringField("Unit")
+    reason = TextAreaField("Reason for the correction")
+
+
+class SignForm(FlaskForm):
+    password = PasswordField("Your password (electronic signature)")
+
+
+class ReleaseForm(SignForm):
+    conditional_tests = SelectMultipleField("Conditional release: tests still pending", choices=[])
+    justification = TextAreaField("Justification (conditional release) or reason (rejection)")
+
+
+class OosForm(SignForm):
+    investigation = TextAreaField("Investigation and conclusion")
+    retest_result_id = SelectField("Retest result (to invalidate)", coerce=int, choices=[])
+
+
+class ExceptionalForm(SignForm):
+    patient_code = StringField("Patient code")
+    justification = TextAreaField("Clinical justification")

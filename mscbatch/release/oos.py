@@ -1,0 +1,124 @@
+"""Out-of-specification investigations (DOMAIN.md section 5; FDA OOS guidance 2006; EU GMP ch. 6 and Part IV 11).
+
+A failing blocking result opens an OOS automatically (no one can forget it). QA investigates and closes it with
+an electronic signature, either
+- invalidated: a laboratory error is shown and a valid retest result (entered after the OOS opened) replaces
+  the failing one, which stays recorded, flagged invalid; or
+- confirmed: the failure stands and the lot is rejected (signed "Rejected") in the same transaction.
+A failure after a conditional release is a late OOS: it lists every patient who already received the lot.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.release_spec import judge_value, parse_result_value
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.lots.models import Lot
+from mscbatch.release.models import OOS_CONFIRMED, OOS_INVALIDATED, OOS_OPEN, OosInvestigation, ReleaseResult
+from mscbatch.signatures.services import sign
+
+INVALIDATED_MEANING = "OOS invalidated (laboratory error, valid retest)"
+CONFIRMED_MEANING = "OOS confirmed"
+
+
+def patients_who_received(session: Session, lot_id: int) -> list[dict[str, Any]]:
+    """Every patient who already received (was infused with) a bag of the lot, for a late OOS notification.
+
+    Patients and infusions arrive with issues 6/7: until then no bag can have been infused through the system,
+    so this returns []. Issue 6/7 replaces the body with a join bag -> infusion -> patient (code, clinician).
+    """
+    return []
+
+
+def open_oos(session: Session, lot: Lot, result: ReleaseResult, description: str) -> OosInvestigation:
+    """Inside the caller's use case: open the investigation for a failing result (late if the lot is already
+    conditionally released, with the patients to notify)."""
+    late = lot.status == "conditional_release"
+    patients = patients_who_received(session, lot.id) if late else []
+    oos = OosInvestigation(lot_id=lot.id, result_id=result.id, test_id=result.test_id,
+                           description=("LATE OOS after conditional release: " if late else "") + description,
+                           status=OOS_OPEN, late=late, patients_to_notify=json.dumps(patients), opened_at=utcnow())
+    session.add(oos)
+    session.flush()
+    return oos
+
+
+def open_oos_of(session: Session, lot_id: int) -> list[OosInvestigation]:
+    return list(session.scalars(select(OosInvestigation).where(OosInvestigation.lot_id == lot_id,
+                                                               OosInvestigation.status == OOS_OPEN)))
+
+
+def oos_of(session: Session, lot_id: int) -> list[OosInvestigation]:
+    return list(session.scalars(select(OosInvestigation).where(OosInvestigation.lot_id == lot_id)
+                                .order_by(OosInvestigation.id)))
+
+
+def get_oos(session: Session, oos_id: int) -> OosInvestigation:
+    oos = session.get(OosInvestigation, oos_id)
+    if oos is None:
+        raise NotFound(f"No OOS investigation with id {oos_id}.")
+    return oos
+
+
+def _open(session: Session, oos_id: int, investigation: str) -> OosInvestigation:
+    oos = get_oos(session, oos_id)
+    if oos.status != OOS_OPEN:
+        raise Conflict(f"This OOS investigation is already closed ({oos.status}).")
+    text = (investigation or "").strip()
+    if len(text) < 10:
+        raise ValidationFailed("Describe the investigation and its conclusion (at least 10 characters).",
+                               field="investigation")
+    oos.investigation = text
+    return oos
+
+
+def retest_candidates(session: Session, oos: OosInvestigation) -> list[ReleaseResult]:
+    """Valid results of the same test entered after the OOS was opened."""
+    return list(session.scalars(select(ReleaseResult).where(
+        ReleaseResult.lot_id == oos.lot_id, ReleaseResult.test_id == oos.test_id, ReleaseResult.id != oos.result_id,
+        ReleaseResult.invalidated_at.is_(None), ReleaseResult.entered_at >= oos.opened_at).order_by(ReleaseResult.id)))
+
+
+def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id: int, investigation: str,
+                   password: str) -> OosInvestigation:
+    """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
+    from mscbatch.lots.queries import get_lot
+    from mscbatch.release.specs import spec_for_lot
+
+    with use_case(session, signer, f"OOS {oos_id} invalidated"):
+        oos = _open(session, oos_id, investigation)
+        retest = session.get(ReleaseResult, retest_result_id)
+        if retest is None or retest not in retest_candidates(session, oos):
+            raise ValidationFailed("Choose a valid retest of the same test, entered after the OOS was opened.",
+                                   field="retest_result_id")
+        test = spec_for_lot(get_lot(session, oos.lot_id)).test(oos.test_id)
+        if judge_value(test, parse_result_value(test, retest.value, retest.unit)).meets is False:
+            raise Conflict("The retest fails too: the OOS cannot be invalidated with it; confirm the OOS instead.",
+                           field="retest_result_id")
+        failing = session.get(ReleaseResult, oos.result_id)
+        assert failing is not None
+        failing.invalidated_at = utcnow()
+        failing.invalidated_reason = f"OOS {oos.id} invalidated: {oos.investigation}"
+        oos.status, oos.conclusion, oos.retest_result_id = OOS_INVALIDATED, OOS_INVALIDATED, retest.id
+        oos.closed_by_id, oos.closed_at = signer.id, utcnow()
+        sign(session, signer, password, oos, INVALIDATED_MEANING, required_role="qa")
+    return oos
+
+
+def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, password: str) -> OosInvestigation:
+    """QA confirms the OOS: the lot is rejected with its own "Rejected" signature, in the same transaction."""
+    from mscbatch.release.release import reject_in_use_case
+
+    with use_case(session, signer, f"OOS {oos_id} confirmed"):
+        oos = _open(session, oos_id, investigation)
+        oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
+        oos.closed_by_id, oos.closed_at = signer.id, utcnow()
+        sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")
+        reject_in_use_case(session, signer, oos.lot_id, password, f"OOS confirmed: {oos.description}")
+    return oos

@@ -1,0 +1,148 @@
+"""Reading release data: who took part in a lot, its current release state (for bags, labels and issue 6),
+the QA review page and the QA dashboard."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.models import AuditEvent
+from mscbatch.database import utcnow
+from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, StorageMove
+from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult, ResultAttachment
+
+EXPIRY_WARNING_DAYS = 30
+RELEASED_KINDS = ("release", "conditional_release", "completion", "exceptional_release")
+
+
+def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
+    """(entered or corrected any result of the lot, recorded any of its manufacture): segregation of duties,
+    EU GMP ch. 2. Manufacture = the lot itself, its steps, deviations, reagent uses, bags and storage moves
+    (bags carry no author column: their audit events say who created or changed them)."""
+    results = list(session.scalars(select(ReleaseResult).where(ReleaseResult.lot_id == lot.id)))
+    result_ids = [r.id for r in results]
+    entered = any(user_id in (r.entered_by_id, r.corrected_by_id) for r in results) or (bool(result_ids) and bool(
+        session.scalar(select(ResultAttachment.id).where(ResultAttachment.result_id.in_(result_ids),
+                                                         ResultAttachment.uploaded_by_id == user_id).limit(1))))
+    if lot.created_by_id == user_id:
+        return entered, True
+    for model, column in ((ProcessStep, ProcessStep.recorded_by_id), (Deviation, Deviation.recorded_by_id),
+                          (ReagentUse, ReagentUse.recorded_by_id)):
+        if session.scalar(select(model.id).where(model.lot_id == lot.id, column == user_id).limit(1)):
+            return entered, True
+    bag_ids = [str(i) for i in session.scalars(select(Bag.id).where(Bag.lot_id == lot.id))]
+    if bag_ids and session.scalar(select(StorageMove.id).where(StorageMove.bag_id.in_([int(i) for i in bag_ids]),
+                                                               StorageMove.moved_by_id == user_id).limit(1)):
+        return entered, True
+    manufacture_events = select(AuditEvent.seq).where(AuditEvent.actor_id == user_id, AuditEvent.action.in_(
+        ("insert", "update")), or_(and_(AuditEvent.entity_type == "bag", AuditEvent.entity_id.in_(bag_ids or ["-"])),
+                                   and_(AuditEvent.entity_type == "lot", AuditEvent.entity_id == str(lot.id))))
+    return entered, bool(session.scalar(manufacture_events.limit(1)))
+
+
+def dispositions_of(session: Session, lot_id: int) -> list[LotDisposition]:
+    return list(session.scalars(select(LotDisposition).where(LotDisposition.lot_id == lot_id)
+                                .order_by(LotDisposition.id)))
+
+
+def latest_disposition(session: Session, lot_id: int) -> LotDisposition | None:
+    found = dispositions_of(session, lot_id)
+    return found[-1] if found else None
+
+
+def pending_conditional_tests(session: Session, lot: Lot) -> list[str]:
+    """The tests named pending at the lot's (signed) conditional release, while it is conditionally released."""
+    if lot.status != "conditional_release":
+        return []
+    for disposition in reversed(dispositions_of(session, lot.id)):
+        if disposition.kind == "conditional_release" and disposition.signed_at is not None:
+            return [t for t in disposition.pending_tests.split(",") if t]
+    return []
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """How a lot stands for use: `released` covers full, conditional and exceptional release."""
+
+    lot_status: str
+    released: bool
+    conditional: bool
+    exceptional: bool
+    patient_code: str | None  # exceptional release: the one patient it may be given to
+    pending_tests: tuple[str, ...]
+    flag: str
+
+
+def release_state(session: Session, lot: Lot) -> ReleaseState:
+    """Issue 6 asks this before allocating, labelling or dispatching a bag of the lot."""
+    signed = [d for d in dispositions_of(session, lot.id) if d.signed_at is not None]
+    exceptional = next((d for d in signed if d.kind == "exceptional_release"), None)
+    released = lot.status in ("released", "conditional_release")
+    conditional = lot.status == "conditional_release"
+    pending = tuple(pending_conditional_tests(session, lot))
+    flag = ""
+    if released and exceptional is not None:
+        flag = (f"EXCEPTIONAL RELEASE of an OOS batch for patient {exceptional.patient_code} only "
+                "(EU GMP Part IV 11.5)")
+    elif conditional:
+        flag = "CONDITIONAL RELEASE: pending " + ", ".join(pending)
+    return ReleaseState(lot.status, released, conditional, released and exceptional is not None,
+                        exceptional.patient_code if (released and exceptional) else None, pending, flag)
+
+
+def bag_release(session: Session, bag_id: int) -> ReleaseState:
+    """Is this bag released / conditionally released / exceptionally released (and for whom)?"""
+    bag = session.get(Bag, bag_id)
+    if bag is None:
+        from mscbatch.errors import NotFound
+
+        raise NotFound(f"No bag with id {bag_id}.")
+    lot = session.get(Lot, bag.lot_id)
+    assert lot is not None
+    return release_state(session, lot)
+
+
+def may_give_bag_to(session: Session, bag_id: int, patient_code: str) -> tuple[bool, str]:
+    """Whether a bag's lot is released for this patient (an exceptional release names one patient)."""
+    state = bag_release(session, bag_id)
+    if not state.released:
+        return False, f"the lot is {state.lot_status.replace('_', ' ')}"
+    if state.exceptional and (patient_code or "").strip().upper() != state.patient_code:
+        return False, f"exceptionally released for patient {state.patient_code} only"
+    return True, state.flag or "released"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    awaiting_review: list[Lot]
+    open_oos: list[tuple[OosInvestigation, Lot]]
+    conditional: list[Lot]
+    exceptional_requests: list[tuple[LotDisposition, Lot]]
+    expiring: list[Lot]
+
+
+def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
+    now = utcnow()
+    lots = lambda *where: list(session.scalars(select(Lot).where(*where).order_by(Lot.id)))  # noqa: E731
+    return Dashboard(
+        awaiting_review=lots(Lot.status == "quarantine"),
+        open_oos=[(o, lot) for o, lot in session.execute(select(OosInvestigation, Lot).join(
+            Lot, Lot.id == OosInvestigation.lot_id).where(OosInvestigation.status == "open")
+            .order_by(OosInvestigation.id))],
+        conditional=lots(Lot.status == "conditional_release"),
+        exceptional_requests=[(d, lot) for d, lot in session.execute(select(LotDisposition, Lot).join(
+            Lot, Lot.id == LotDisposition.lot_id).where(LotDisposition.kind == "exceptional_release",
+                                                      LotDisposition.signed_at.is_(None), Lot.status == "quarantine"))],
+        expiring=lots(Lot.status.in_(("released", "conditional_release", "quarantine")), Lot.expires_at.is_not(None),
+                      Lot.expires_at <= now + timedelta(days=days)),
+    )
+
+
+def users_named(session: Session, ids: Any) -> dict[int, str]:
+    from mscbatch.auth.models import User
+
+    ids = {i for i in ids if i}
+    return {i: n for i, n in session.execute(select(User.id, User.full_name).where(User.id.in_(ids)))} if ids else {}

@@ -1,0 +1,204 @@
+"""QA disposition of a lot with an electronic signature: release, conditional release, its completion,
+exceptional release of an OOS batch, rejection (issue 5 points 4-6 and 8; DOMAIN.md sections 4, 5, 9).
+
+Each is one use case that first locks the lot row (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the
+transaction is BEGIN IMMEDIATE, so writers are serialised) and re-reads its status: of two QA people
+releasing at the same moment exactly one succeeds, with one signature; the other is told who was first.
+The state change itself goes through lots.services.apply_lot_transition (core.states.LOT, donor gate).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.auth.models import User
+from mscbatch.core.verdicts import LotVerdict, VerdictStatus, can_release
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.lots.models import Lot
+from mscbatch.lots.services import apply_lot_transition, current_gate
+from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
+from mscbatch.release.oos import open_oos_of
+from mscbatch.release.queries import involvement, latest_disposition, pending_conditional_tests
+from mscbatch.release.specs import lot_verdict
+from mscbatch.signatures.services import sign
+
+
+def lock_lot(session: Session, lot_id: int) -> Lot:
+    """The lot row, locked for the rest of the transaction and read afresh (never a stale status)."""
+    lot = session.execute(select(Lot).where(Lot.id == lot_id).with_for_update()
+                          .execution_options(populate_existing=True)).scalar_one_or_none()
+    if lot is None:
+        raise NotFound(f"No lot with id {lot_id}.")
+    return lot
+
+
+def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
+    who = session.get(User, lot.status_changed_by_id) if lot.status_changed_by_id else None
+    by = f" by {who.full_name}" if who else ""
+    when = f" at {lot.status_changed_at:%Y-%m-%d %H:%M} UTC" if lot.status_changed_at else ""
+    return Conflict(f"Lot {lot.lot_number} is already {lot.status.replace('_', ' ')}{by}{when}: it cannot be "
+                    f"{wanted} now. Nothing was signed.")
+
+
+def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[str] = (),
+             verdict: LotVerdict | None = None) -> list[str]:
+    """Every reason `user` may not release the lot now (core.verdicts.can_release), in plain words."""
+    verdict = verdict or lot_verdict(session, lot)
+    entered, recorded = involvement(session, lot, user.id) if user is not None else (False, False)
+    return can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
+                       open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
+                       releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
+
+
+def _snapshot(verdict: LotVerdict) -> str:
+    return json.dumps([{"test_id": v.test_id, "status": str(v.status), "value": v.value_text, "reason": v.reason}
+                       for v in verdict.verdicts], sort_keys=True)
+
+
+def _disposition(lot: Lot, verdict: LotVerdict, kind: str, signer: Any, **extra: Any) -> LotDisposition:
+    return LotDisposition(lot_id=lot.id, kind=kind, spec_id=verdict.spec_id, spec_version=verdict.spec_version,
+                          spec_sha256=verdict.spec_sha256, verdicts_json=_snapshot(verdict),
+                          lot_content_json=json.dumps(lot.signed_content(), sort_keys=True, default=str),
+                          decided_by_id=None if signer is None else signer.id, **extra)
+
+
+def _sign_and_move(session: Session, signer: Any, password: str, lot: Lot, disposition: LotDisposition,
+                   target: str) -> LotDisposition:
+    session.add(disposition)
+    signature = sign(session, signer, password, disposition, disposition.meaning, required_role="qa")
+    disposition.signed_at = signature.signed_at
+    apply_lot_transition(session, signer, lot, target)
+    if lot.locked_at is None:
+        lot.locked_at = signature.signed_at  # the signed lot is locked: only its status may still move
+    return disposition
+
+
+def _require_qa(signer: Any) -> None:
+    if signer is None or not signer.has_role("qa"):
+        raise PermissionDenied("Only QA releases or rejects a lot.")
+
+
+def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, conditional_tests: Iterable[str] = (),
+                justification: str = "") -> LotDisposition:
+    """QA signs "Released for clinical use" (or a conditional release naming the still-pending slow tests,
+    EU GMP Part IV 11, with a written justification). Refused with every reason unless all blocking tests
+    pass (or are named and allowed to be pending), the donor is approved, no OOS is open, and the signer
+    neither entered results nor recorded the manufacture of the lot."""
+    _require_qa(signer)
+    pending = sorted(set(conditional_tests))
+    justification = (justification or "").strip()
+    if pending and len(justification) < 10:
+        raise ValidationFailed("Conditional release: write the justification (at least 10 characters).",
+                               field="justification")
+    kind = "conditional_release" if pending else "release"
+    with use_case(session, signer, DISPOSITION_KINDS[kind]):
+        lot = lock_lot(session, lot_id)
+        if lot.status != "quarantine":
+            raise _already(session, lot, "released")
+        verdict = lot_verdict(session, lot)
+        by_id = {v.test_id: v for v in verdict.verdicts}
+        for test_id in pending:
+            if test_id in by_id and by_id[test_id].status is not VerdictStatus.PENDING:
+                raise ValidationFailed(f"{by_id[test_id].name} already has a result: it cannot be named as pending.",
+                                       field="conditional_tests")
+        reasons = refusals(session, lot, signer, pending, verdict)
+        if reasons:
+            raise Conflict("Release refused: " + "; ".join(reasons) + ".", field="password")
+        disposition = _disposition(lot, verdict, kind, signer, justification=justification,
+                                   pending_tests=",".join(pending))
+        _sign_and_move(session, signer, password, lot, disposition,
+                       "conditional_release" if pending else "released")
+    return disposition
+
+
+def complete_conditional_release(session: Session, signer: Any, lot_id: int, password: str) -> LotDisposition:
+    """The final result is in and passes: QA's second signature turns the conditional release into a release."""
+    _require_qa(signer)
+    with use_case(session, signer, DISPOSITION_KINDS["completion"]):
+        lot = lock_lot(session, lot_id)
+        if lot.status != "conditional_release":
+            raise _already(session, lot, "completed")
+        verdict = lot_verdict(session, lot)
+        reasons = refusals(session, lot, signer, (), verdict)
+        if reasons:
+            raise Conflict("Completion refused: " + "; ".join(reasons) + ".", field="password")
+        disposition = _disposition(lot, verdict, "completion", signer)
+        _sign_and_move(session, signer, password, lot, disposition, "released")
+    return disposition
+
+
+def reject_in_use_case(session: Session, signer: Any, lot_id: int, password: str, reason: str) -> LotDisposition:
+    _require_qa(signer)
+    lot = lock_lot(session, lot_id)
+    if lot.status not in ("in_process", "quarantine", "conditional_release"):
+        raise _already(session, lot, "rejected")
+    disposition = _disposition(lot, lot_verdict(session, lot), "rejection", signer, justification=reason)
+    return _sign_and_move(session, signer, password, lot, disposition, "rejected")
+
+
+def reject_lot(session: Session, signer: Any, lot_id: int, password: str, reason: str) -> LotDisposition:
+    """QA signs "Rejected" with the reason; the lot is locked and none of its bags can be used."""
+    reason = (reason or "").strip()
+    if len(reason) < 5:
+        raise ValidationFailed("Give the reason for the rejection.", field="justification")
+    with use_case(session, signer, f"Rejected: {reason}"):
+        disposition = reject_in_use_case(session, signer, lot_id, password, reason)
+    return disposition
+
+
+def request_exceptional_release(session: Session, clinician: Any, lot_id: int, patient_code: str,
+                                justification: str, password: str) -> LotDisposition:
+    """The clinician documents why this OOS batch must be given to one named patient (significant hazard
+    otherwise, EU GMP Part IV 11.5) and signs; QA's signature then releases it for that patient only."""
+    if clinician is None or not clinician.has_role("clinician"):
+        raise PermissionDenied("Only a clinician requests the exceptional use of an OOS batch.")
+    patient_code = (patient_code or "").strip().upper()
+    if not patient_code or len(patient_code) > 40:
+        raise ValidationFailed("Name the patient (trial patient code).", field="patient_code")
+    if len((justification or "").strip()) < 20:
+        raise ValidationFailed("Write the clinical justification (at least 20 characters).", field="justification")
+    with use_case(session, clinician, "exceptional release requested"):
+        lot = lock_lot(session, lot_id)
+        if lot.status != "quarantine":
+            raise _already(session, lot, "exceptionally released")
+        verdict = lot_verdict(session, lot)
+        if not any(v.blocking and v.status is VerdictStatus.FAIL for v in verdict.verdicts):
+            raise Conflict(f"Lot {lot.lot_number} has no failing test: exceptional release is only for an OOS batch.")
+        disposition = _disposition(lot, verdict, "exceptional_release", None, justification=justification.strip(),
+                                   patient_code=patient_code, clinician_id=clinician.id)
+        session.add(disposition)
+        sign(session, clinician, password, disposition, CLINICIAN_MEANING, required_role="clinician", lock=False)
+    return disposition
+
+
+def approve_exceptional_release(session: Session, signer: Any, lot_id: int, password: str) -> LotDisposition:
+    """QA's countersignature: the OOS batch is released for the named patient only (flagged everywhere)."""
+    _require_qa(signer)
+    with use_case(session, signer, DISPOSITION_KINDS["exceptional_release"]):
+        lot = lock_lot(session, lot_id)
+        if lot.status != "quarantine":
+            raise _already(session, lot, "exceptionally released")
+        request = latest_disposition(session, lot.id)
+        if request is None or request.kind != "exceptional_release" or request.signed_at is not None:
+            raise Conflict("No clinician's request for exceptional release is waiting for this lot.")
+        verdict = lot_verdict(session, lot)
+        reasons = [r for r in refusals(session, lot, signer, (), verdict)
+                   if not (r.startswith("an OOS") or "OOS investigations" in r or r in _fail_reasons(verdict))]
+        if reasons:
+            raise Conflict("Exceptional release refused: " + "; ".join(reasons) + ".", field="password")
+        request.decided_by_id = signer.id
+        _sign_and_move(session, signer, password, lot, request, "released")
+    return request
+
+
+def _fail_reasons(verdict: LotVerdict) -> set[str]:
+    return {v.reason for v in verdict.verdicts if v.blocking and v.status is VerdictStatus.FAIL}
+
+
+__all__ = ["release_lot", "complete_conditional_release", "reject_lot", "request_exceptional_release",
+           "approve_exceptional_release", "refusals", "lock_lot", "pending_conditional_tests"]

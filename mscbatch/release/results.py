@@ -1,0 +1,216 @@
+"""Entering, correcting and attaching release-test results (issue 5 point 2; DOMAIN.md sections 5 and 9).
+
+Only a technician (QC) enters results; QA releases (segregation of duties). A value is checked against its
+test's unit by the core (104 %, a negative count or a wrong unit are refused with the test named, nothing
+written). A failing blocking result opens an OOS investigation in the same transaction (oos.open_oos). A
+correction needs a reason (audit hook), keeps the old value in the audit trail and marks the value as changed
+after first entry (EU GMP Annex 11 8.2).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.release_spec import (
+    ReleaseSpec,
+    ReleaseTest,
+    ResultValueError,
+    judge_value,
+    parse_result_value,
+)
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.lots.models import Lot
+from mscbatch.lots.queries import get_lot
+from mscbatch.release.models import ReleaseResult, ResultAttachment
+from mscbatch.release.oos import open_oos
+from mscbatch.release.specs import FLOW_PANEL, spec_for_lot
+
+ENTRY_ROLE = "technician"
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+#: extension -> (content type, how the bytes must start; None = UTF-8 text)
+ATTACHMENT_TYPES: dict[str, tuple[str, bytes | None]] = {
+    "pdf": ("application/pdf", b"%PDF"), "png": ("image/png", b"\x89PNG"), "jpg": ("image/jpeg", b"\xff\xd8"),
+    "jpeg": ("image/jpeg", b"\xff\xd8"), "fcs": ("application/vnd.isac.fcs", b"FCS"), "csv": ("text/csv", None),
+    "txt": ("text/plain", None),
+}
+
+
+@dataclass(frozen=True)
+class ResultEntry:
+    """One result as typed: the value and its unit as text, with how, by whom and when it was measured."""
+
+    test_id: str
+    value: str
+    unit: str
+    analyst: str
+    tested_on: date | None
+    method: str = ""
+    instrument: str = ""
+    reagent_lot: str = ""
+
+
+def _require_technician(actor: Any) -> None:
+    if actor is None or not actor.has_role(ENTRY_ROLE):
+        raise PermissionDenied("Only QC (a technician) enters release-test results.")
+
+
+def _check_lot_accepts(session: Session, lot: Lot, test: ReleaseTest) -> None:
+    if lot.status in ("in_process", "quarantine"):
+        return
+    if lot.status == "conditional_release":
+        from mscbatch.release.queries import pending_conditional_tests
+
+        if test.id in pending_conditional_tests(session, lot):
+            return
+        raise Conflict(f"Lot {lot.lot_number} is conditionally released: only the pending "
+                       "test(s) named at conditional release can still be entered.", field="test_id")
+    raise Conflict(f"Lot {lot.lot_number} is {lot.status.replace('_', ' ')}: results can no longer be entered.")
+
+
+def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
+    try:
+        value = parse_result_value(test, (raw or "").strip(), unit or "")
+    except ResultValueError as error:
+        target = field if error.field == "value" else ("unit" if field == "value" else field)
+        raise ValidationFailed(str(error), field=target) from None
+    return f"{value:f}" if isinstance(value, Decimal) else value
+
+
+def _common(entry: ResultEntry, test: ReleaseTest) -> dict[str, Any]:
+    analyst = (entry.analyst or "").strip()
+    if not analyst or len(analyst) > 120:
+        raise ValidationFailed("Analyst: give the name of the person who performed the test.", field="analyst")
+    if entry.tested_on is None:
+        raise ValidationFailed("Test date: give the date the test was performed.", field="tested_on")
+    if entry.tested_on > date.today():
+        raise ValidationFailed("Test date: a test cannot be dated in the future.", field="tested_on")
+    method = (entry.method or "").strip() or test.method
+    return dict(method=method[:200], analyst=analyst, tested_on=entry.tested_on,
+                instrument=(entry.instrument or "").strip()[:120], reagent_lot=(entry.reagent_lot or "").strip()[:120])
+
+
+def _test_of(spec: ReleaseSpec, test_id: str) -> ReleaseTest:
+    try:
+        return spec.test(test_id)
+    except KeyError:
+        raise ValidationFailed(f"Choose a test of specification {spec.id} v{spec.version}.", field="test_id") from None
+
+
+def _add(session: Session, actor: Any, lot: Lot, spec: ReleaseSpec, test: ReleaseTest, value: str, unit: str,
+         common: dict[str, Any]) -> ReleaseResult:
+    result = ReleaseResult(lot_id=lot.id, test_id=test.id, spec_id=spec.id, spec_version=spec.version,
+                           spec_sha256=spec.sha256, value=value, first_value=value, unit=test.unit,
+                           entered_by_id=actor.id, entered_at=utcnow(), **common)
+    session.add(result)
+    session.flush()
+    judgement = judge_value(test, parse_result_value(test, value, unit))
+    if test.blocking and judgement.meets is False:
+        open_oos(session, lot, result, f"{test.name} failed ({judgement.comparison})")
+    return result
+
+
+def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry) -> ReleaseResult:
+    """QC enters one result; a failing blocking value opens an OOS in the same transaction."""
+    _require_technician(actor)
+    with use_case(session, actor):
+        lot = get_lot(session, lot_id)
+        spec = spec_for_lot(lot)
+        test = _test_of(spec, entry.test_id)
+        _check_lot_accepts(session, lot, test)
+        value = _parse(test, entry.value, entry.unit, "value")
+        result = _add(session, actor, lot, spec, test, value, entry.unit, _common(entry, test))
+    return result
+
+
+def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str, str], common: ResultEntry,
+                     unit: str = "%") -> list[ReleaseResult]:
+    """The flow-cytometry panel at once (CD73/CD90/CD105/CD45/CD34/CD14/CD79a/HLA-DR): all or nothing; a bad
+    value is refused naming its marker (the form field)."""
+    _require_technician(actor)
+    with use_case(session, actor):
+        lot = get_lot(session, lot_id)
+        spec = spec_for_lot(lot)
+        parsed = []
+        for field, test_id, _label in FLOW_PANEL:
+            test = _test_of(spec, test_id)
+            _check_lot_accepts(session, lot, test)
+            if not (values.get(field) or "").strip():
+                raise ValidationFailed(f"{test.name}: give the percentage of positive cells.", field=field)
+            parsed.append((test, _parse(test, values[field], unit, field)))
+        shared = _common(common, parsed[0][0])
+        made = [_add(session, actor, lot, spec, test, value, unit, shared) for test, value in parsed]
+    return made
+
+
+def correct_result(session: Session, actor: Any, result_id: int, value: str, unit: str, reason: str) -> ReleaseResult:
+    """Change an entered value with a reason: the old value stays in the audit trail, the result is marked as
+    changed after first entry, and a correction to a failing value opens its OOS (a fail is never hidden)."""
+    _require_technician(actor)
+    if not (reason or "").strip():
+        raise ValidationFailed("Give the reason for the correction: it goes into the audit trail.", field="reason")
+    with use_case(session, actor, reason):
+        result = session.get(ReleaseResult, result_id)
+        if result is None:
+            raise NotFound(f"No release result with id {result_id}.")
+        lot = get_lot(session, result.lot_id)
+        spec = spec_for_lot(lot)
+        test = _test_of(spec, result.test_id)
+        _check_lot_accepts(session, lot, test)
+        if result.invalidated_at is not None:
+            raise Conflict("This result was invalidated by an OOS investigation; enter a retest instead.")
+        new_value = _parse(test, value, unit, "value")
+        if new_value == result.value:
+            raise ValidationFailed("The corrected value is the same as the recorded one.", field="value")
+        result.value = new_value
+        result.corrected_count += 1
+        result.corrected_by_id = actor.id
+        result.corrected_at = utcnow()
+        session.flush()
+        judgement = judge_value(test, parse_result_value(test, new_value, test.unit))
+        if test.blocking and judgement.meets is False:
+            open_oos(session, lot, result, f"{test.name} failed after correction ({judgement.comparison})")
+    return result
+
+
+def attach_file(session: Session, actor: Any, result_id: int, filename: str, content_type: str,
+                content: bytes) -> ResultAttachment:
+    """Keep a file with a result (the cytometer export...): size-limited, type checked against its bytes."""
+    _require_technician(actor)
+    name = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:200]
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if extension not in ATTACHMENT_TYPES:
+        raise ValidationFailed("Attachment: accepted files are " + ", ".join(sorted(ATTACHMENT_TYPES)) + ".",
+                               field="attachment")
+    if not content:
+        raise ValidationFailed("Attachment: the file is empty.", field="attachment")
+    if len(content) > MAX_ATTACHMENT_BYTES:
+        raise ValidationFailed(f"Attachment: the file is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB.",
+                               field="attachment")
+    expected_type, magic = ATTACHMENT_TYPES[extension]
+    declared = (content_type or "").split(";")[0].strip().lower()
+    if declared not in (expected_type, "application/octet-stream", ""):
+        raise ValidationFailed(f"Attachment: a .{extension} file should be {expected_type}, not {declared}.",
+                               field="attachment")
+    if magic is not None and not content.startswith(magic):
+        raise ValidationFailed(f"Attachment: the file content is not a {extension.upper()} file.", field="attachment")
+    if magic is None:
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationFailed("Attachment: a text file must be UTF-8 text.", field="attachment") from None
+    with use_case(session, actor, "attachment added to a release result"):
+        result = session.get(ReleaseResult, result_id)
+        if result is None:
+            raise NotFound(f"No release result with id {result_id}.")
+        attachment = ResultAttachment(result_id=result.id, filename=name, content_type=expected_type,
+                                      size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest(),
+                                      content=content, uploaded_by_id=actor.id)
+        session.add(attachment)
+    return attachment

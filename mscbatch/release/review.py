@@ -1,0 +1,101 @@
+"""Everything the QA review page and the certificate of analysis show, read once (issue 5 points 4 and 7)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.release_spec import ReleaseSpec
+from mscbatch.core.verdicts import LotVerdict, Verdict
+from mscbatch.donors.models import Donor
+from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
+from mscbatch.lots.queries import get_lot
+from mscbatch.lots.services import current_gate
+from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult, ResultAttachment
+from mscbatch.release.oos import oos_of, retest_candidates
+from mscbatch.release.queries import ReleaseState, dispositions_of, release_state, users_named
+from mscbatch.release.release import refusals
+from mscbatch.release.specs import lot_verdict, results_of, spec_for_lot
+from mscbatch.signatures.models import Signature
+from mscbatch.signatures.services import signatures_of
+
+
+@dataclass
+class TestRow:
+    """One line of the spec-vs-result table: the test, its verdict and every result entered for it."""
+
+    verdict: Verdict
+    results: list[ReleaseResult]
+    unit: str
+    method: str
+
+    @property
+    def current(self) -> ReleaseResult | None:
+        valid = [r for r in self.results if r.invalidated_at is None]
+        return valid[-1] if valid else None
+
+
+@dataclass
+class Review:
+    lot: Lot
+    donor: Donor
+    gate: str
+    spec: ReleaseSpec
+    verdict: LotVerdict
+    rows: list[TestRow]
+    attachments: dict[int, list[ResultAttachment]]
+    oos: list[OosInvestigation]
+    retests: dict[int, list[ReleaseResult]]
+    dispositions: list[tuple[LotDisposition, list[Signature]]]
+    oos_signatures: dict[int, list[Signature]]
+    deviations: list[Deviation]
+    steps: list[ProcessStep]
+    bag_count: int
+    refusals: list[str]
+    state: ReleaseState
+    users: dict[int, str]
+
+    @property
+    def open_oos(self) -> list[OosInvestigation]:
+        return [o for o in self.oos if o.status == "open"]
+
+    @property
+    def signatures(self) -> list[Signature]:
+        return [s for _d, sigs in self.dispositions for s in sigs]
+
+    @property
+    def exceptional_request(self) -> LotDisposition | None:
+        return next((d for d, _s in self.dispositions if d.kind == "exceptional_release" and d.signed_at is None),
+                    None)
+
+
+def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
+    lot = get_lot(session, lot_id)
+    donor = session.get(Donor, lot.donor_id)
+    assert donor is not None
+    spec = spec_for_lot(lot)
+    verdict = lot_verdict(session, lot, spec)
+    all_results = results_of(session, lot.id)
+    rows = [TestRow(v, [r for r in all_results if r.test_id == v.test_id], spec.test(v.test_id).unit,
+                    spec.test(v.test_id).method) for v in verdict.verdicts]
+    ids = [r.id for r in all_results]
+    attachments: dict[int, list[ResultAttachment]] = {}
+    if ids:
+        for a in session.scalars(select(ResultAttachment).where(ResultAttachment.result_id.in_(ids))):
+            attachments.setdefault(a.result_id, []).append(a)
+    investigations = oos_of(session, lot.id)
+    dispositions = [(d, signatures_of(session, d)) for d in dispositions_of(session, lot.id)]
+    deviations = list(session.scalars(select(Deviation).where(Deviation.lot_id == lot.id).order_by(Deviation.id)))
+    steps = list(session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id)))
+    bag_count = len(list(session.scalars(select(Bag.id).where(Bag.lot_id == lot.id))))
+    user_ids = {lot.created_by_id, *(r.entered_by_id for r in all_results), *(r.corrected_by_id for r in all_results),
+                *(d.recorded_by_id for d in deviations), *(o.closed_by_id for o in investigations)}
+    return Review(lot=lot, donor=donor, gate=current_gate(session, lot), spec=spec, verdict=verdict, rows=rows,
+                  attachments=attachments, oos=investigations,
+                  retests={o.id: retest_candidates(session, o) for o in investigations if o.status == "open"},
+                  dispositions=dispositions, oos_signatures={o.id: signatures_of(session, o) for o in investigations},
+                  deviations=deviations, steps=steps, bag_count=bag_count,
+                  refusals=refusals(session, lot, user, (), verdict) if user is not None else [],
+                  state=release_state(session, lot), users=users_named(session, user_ids))

@@ -1,0 +1,62 @@
+"""Which release specification a lot is judged against, and the lot's verdicts from its results.
+
+Spec files list products by ISCT / ISBT 128 class ("MSC(M)", "MSC(WJ)"); a lot carries its product's class
+(config/products.toml), so the mapping is through the class. Several versions of one spec: the highest
+version is the active one (a new version is a new file; old results keep the version they were entered under).
+"""
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.release_spec import ReleaseSpec, load_release_specs, specs_for_product
+from mscbatch.core.verdicts import LabResult, LotVerdict, judge_lot
+from mscbatch.errors import NotFound
+from mscbatch.lots.models import Lot
+from mscbatch.paths import config_dir
+from mscbatch.release.models import ReleaseResult
+
+#: the flow-cytometry panel entered in one form: (form field, test id, label)
+FLOW_PANEL = (("cd73", "cd73", "CD73"), ("cd90", "cd90", "CD90"), ("cd105", "cd105", "CD105"),
+              ("cd45", "cd45", "CD45"), ("cd34", "cd34", "CD34"), ("cd14", "cd14_or_cd11b", "CD14"),
+              ("cd79a", "cd79a_or_cd19", "CD79a"), ("hla_dr", "hla_dr", "HLA-DR"))
+
+
+@cache
+def all_specs() -> tuple[ReleaseSpec, ...]:
+    return load_release_specs(config_dir() / "release_specs")
+
+
+def _version_key(spec: ReleaseSpec) -> tuple[int, ...] | tuple[str]:
+    try:
+        return tuple(int(part) for part in spec.version.split("."))
+    except ValueError:
+        return (spec.version,)
+
+
+def spec_for_lot(lot: Lot) -> ReleaseSpec:
+    """The active release specification for the lot's product class (highest version)."""
+    specs = specs_for_product(all_specs(), lot.product_class)
+    if not specs:
+        raise NotFound(f"No release specification in config/release_specs/ names product class {lot.product_class} "
+                       f"(lot {lot.lot_number}).")
+    return max(specs, key=_version_key)
+
+
+def results_of(session: Session, lot_id: int) -> list[ReleaseResult]:
+    return list(session.scalars(select(ReleaseResult).where(ReleaseResult.lot_id == lot_id)
+                                .order_by(ReleaseResult.entered_at, ReleaseResult.id)))
+
+
+def lab_results(results: list[ReleaseResult]) -> list[LabResult]:
+    return [LabResult(test_id=r.test_id, value=r.value, unit=r.unit, entered_at=r.entered_at,
+                      invalidated=r.invalidated_at is not None) for r in results]
+
+
+def lot_verdict(session: Session, lot: Lot, spec: ReleaseSpec | None = None) -> LotVerdict:
+    """Judge every test of the spec from every result of the lot (core.verdicts.judge_lot)."""
+    spec = spec or spec_for_lot(lot)
+    known = {t.id for t in spec.tests}
+    return judge_lot(spec, [r for r in lab_results(results_of(session, lot.id)) if r.test_id in known])

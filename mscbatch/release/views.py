@@ -1,0 +1,210 @@
+"""Release pages: result entry (one test or the flow panel), corrections, the QA review page with its signed
+actions, OOS handling, the QA dashboard and the certificate of analysis. Views parse and authorise; the
+services decide, sign and write."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import roles_required
+from mscbatch.donors.forms import choices
+from mscbatch.errors import DomainError
+from mscbatch.extensions import db
+from mscbatch.release import oos, release, results
+from mscbatch.release.coa import certificate_pdf
+from mscbatch.release.forms import (
+    CorrectionForm,
+    ExceptionalForm,
+    OosForm,
+    PanelForm,
+    ReleaseForm,
+    ResultForm,
+)
+from mscbatch.release.queries import dashboard
+from mscbatch.release.review import review_of
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("release", __name__, url_prefix="/release")
+READERS = ("technician", "qa", "clinician", "admin")
+
+
+def _entry(form: Any, test_id: str = "", value: str = "", unit: str = "") -> results.ResultEntry:
+    return results.ResultEntry(test_id=test_id, value=value, unit=unit, analyst=form.analyst.data or "",
+                               tested_on=form.tested_on.data, method=form.method.data or "",
+                               instrument=form.instrument.data or "", reagent_lot=form.reagent_lot.data or "")
+
+
+def _attach(form: Any, result_id: int) -> None:
+    upload = form.attachment.data
+    if upload and getattr(upload, "filename", ""):
+        results.attach_file(db.session, current_user, result_id, upload.filename, upload.mimetype or "", upload.read())
+
+
+def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
+    db.session.rollback()  # a refused use case may have left expired objects: read afresh
+    review = review_of(db.session, lot_id, current_user)
+    forms.setdefault("result_form", ResultForm(prefix="result", formdata=None))
+    forms["result_form"].test_id.choices = choices([(t.id, f"{t.name} ({t.limit_text})") for t in review.spec.tests])
+    forms.setdefault("panel_form", PanelForm(prefix="panel", formdata=None))
+    forms.setdefault("release_form", ReleaseForm(prefix="release", formdata=None))
+    forms["release_form"].conditional_tests.choices = choices([(t.id, t.name) for t in review.spec.conditional_release_tests])
+    forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
+    forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
+    return render_template("release/review.html", r=review, lot=review.lot, **forms), status
+
+
+@bp.route("/lots/<int:lot_id>")
+@roles_required(*READERS)
+def review(lot_id: int) -> Any:
+    return _page(lot_id)
+
+
+@bp.route("/lots/<int:lot_id>/results", methods=["POST"])
+@roles_required("technician")
+def add_result(lot_id: int) -> Any:
+    form = ResultForm(prefix="result")
+    form.test_id.choices = choices([(request.form.get("result-test_id", ""), "")])
+    try:
+        result = results.enter_result(db.session, current_user, lot_id,
+                                      _entry(form, form.test_id.data, form.value.data or "", form.unit.data or ""))
+        _attach(form, result.id)
+    except DomainError as error:
+        show_error(form, error)
+        return _page(lot_id, error.status, result_form=form)
+    flash("Result recorded.", "success")
+    return redirect(url_for("release.review", lot_id=lot_id) + "#results")
+
+
+@bp.route("/lots/<int:lot_id>/panel", methods=["POST"])
+@roles_required("technician")
+def add_panel(lot_id: int) -> Any:
+    from mscbatch.release.specs import FLOW_PANEL
+
+    form = PanelForm(prefix="panel")
+    values = {f: (getattr(form, f).data or "") for f, _t, _l in FLOW_PANEL}
+    try:
+        made = results.enter_flow_panel(db.session, current_user, lot_id, values, _entry(form))
+        _attach(form, made[0].id)
+    except DomainError as error:
+        show_error(form, error)
+        return _page(lot_id, error.status, panel_form=form)
+    flash("Flow cytometry panel recorded (8 markers).", "success")
+    return redirect(url_for("release.review", lot_id=lot_id) + "#results")
+
+
+@bp.route("/results/<int:result_id>/correct", methods=["GET", "POST"])
+@roles_required("technician")
+def correct(result_id: int) -> Any:
+    from mscbatch.release.models import ReleaseResult
+
+    result = db.session.get(ReleaseResult, result_id)
+    if result is None:
+        return render_template("errors/error.html", status=404, title="Not found", detail="No such result."), 404
+    form = CorrectionForm(value=result.value, unit=result.unit)
+    status = 200
+    if request.method == "POST" and form.validate_on_submit():
+        lot_id = result.lot_id
+        try:
+            results.correct_result(db.session, current_user, result_id, form.value.data or "", form.unit.data or "",
+                                   form.reason.data or "")
+        except DomainError as error:
+            show_error(form, error)
+            status = error.status
+        else:
+            flash("Result corrected; the previous value stays in the audit trail.", "success")
+            return redirect(url_for("release.review", lot_id=lot_id) + "#results")
+    return render_template("release/correct.html", form=form, result=result), status
+
+
+def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str) -> Any:
+    try:
+        action()
+    except DomainError as error:
+        show_error(form, error)
+        return _page(lot_id, error.status, **{form_name: form})
+    flash(done, "success")
+    return redirect(url_for("release.review", lot_id=lot_id))
+
+
+@bp.route("/lots/<int:lot_id>/release", methods=["POST"])
+@roles_required("qa")
+def release_lot(lot_id: int) -> Any:
+    form = ReleaseForm(prefix="release")
+    action = request.form.get("action", "release")
+    password = form.password.data or ""
+    if action == "reject":
+        run = lambda: release.reject_lot(db.session, current_user, lot_id, password, form.justification.data or "")  # noqa: E731
+        return _signed(lot_id, form, "release_form", run, "Lot rejected (signed).")
+    if action == "complete":
+        run = lambda: release.complete_conditional_release(db.session, current_user, lot_id, password)  # noqa: E731
+        return _signed(lot_id, form, "release_form", run, "Conditional release completed (signed).")
+    if action == "exceptional":
+        run = lambda: release.approve_exceptional_release(db.session, current_user, lot_id, password)  # noqa: E731
+        return _signed(lot_id, form, "release_form", run, "Exceptional release signed for the named patient.")
+    tests = request.form.getlist("release-conditional_tests") if action == "conditional" else []
+    run = lambda: release.release_lot(db.session, current_user, lot_id, password, conditional_tests=tests,  # noqa: E731
+                                      justification=form.justification.data or "")
+    return _signed(lot_id, form, "release_form", run,
+                   "Lot conditionally released (signed)." if tests else "Lot released for clinical use (signed).")
+
+
+@bp.route("/lots/<int:lot_id>/exceptional", methods=["POST"])
+@roles_required("clinician")
+def exceptional(lot_id: int) -> Any:
+    form = ExceptionalForm(prefix="exceptional")
+    run = lambda: release.request_exceptional_release(  # noqa: E731
+        db.session, current_user, lot_id, form.patient_code.data or "", form.justification.data or "",
+        form.password.data or "")
+    return _signed(lot_id, form, "exceptional_form", run, "Exceptional use requested and signed; QA must countersign.")
+
+
+@bp.route("/oos/<int:oos_id>", methods=["POST"])
+@roles_required("qa")
+def close_oos(oos_id: int) -> Any:
+    form = OosForm(prefix="oos")
+    investigation = oos.get_oos(db.session, oos_id)
+    lot_id = investigation.lot_id
+    password, text = form.password.data or "", form.investigation.data or ""
+    if request.form.get("action") == "confirm":
+        run = lambda: oos.confirm_oos(db.session, current_user, oos_id, text, password)  # noqa: E731
+        return _signed(lot_id, form, "oos_form", run, "OOS confirmed; the lot is rejected (signed).")
+    retest = request.form.get("oos-retest_result_id", type=int) or 0
+    run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password)  # noqa: E731
+    return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")
+
+
+@bp.route("/lots/<int:lot_id>/certificate.pdf")
+@roles_required(*READERS)
+def certificate(lot_id: int) -> Any:
+    review = review_of(db.session, lot_id, current_user)
+    pdf = certificate_pdf(review)
+    return Response(pdf, mimetype="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="CoA-{review.lot.lot_number}.pdf"'})
+
+
+@bp.route("/attachments/<int:attachment_id>")
+@roles_required(*READERS)
+def attachment(attachment_id: int) -> Any:
+    from mscbatch.release.models import ResultAttachment
+
+    found = db.session.get(ResultAttachment, attachment_id)
+    if found is None:
+        return render_template("errors/error.html", status=404, title="Not found", detail="No such file."), 404
+    return Response(found.content, mimetype=found.content_type, headers={
+        "Content-Disposition": f'attachment; filename="{found.filename}"', "X-Content-Type-Options": "nosniff"})
+
+
+@bp.route("")
+@roles_required("qa", "admin", "technician")
+def index() -> Any:
+    return render_template("release/dashboard.html", d=dashboard(db.session))
+
+
+@bp.app_template_global()
+def release_flag_of(lot: Any) -> str:
+    """For the lot page and other records: the conditional / exceptional release flag of a lot ("" if none)."""
+    from mscbatch.release.queries import release_state
+
+    return release_state(db.session, lot).flag

@@ -1,0 +1,78 @@
+"""Factories for lot tests: donors (approved / pending / ineligible) through the donor services, storage, and
+lots carried through the manufacturing record by the lot services. Dates are relative to today."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from mscbatch.core.culture import BagPlan
+from mscbatch.donors import decisions
+from mscbatch.donors.models import APPROVED
+from mscbatch.lots import bags, services, steps, storage
+from mscbatch.lots.queries import site_config
+from tests.conftest import PASSWORD
+from tests.integration.test_donors import screened_donor, user
+
+M = 10**6
+TODAY = date.today()
+
+
+def at(day: date, hour: int = 9) -> datetime:
+    return datetime.combine(day, time(hour), site_config().tz)
+
+
+def approved_adipose_donor(session: Any) -> int:
+    donor_id = screened_donor(session, "adipose_at_don")
+    decisions.decide(session, user(session, "qa"), donor_id, APPROVED, PASSWORD)
+    return donor_id
+
+
+def pending_cord_donor(session: Any) -> int:
+    return screened_donor(session, "cord_eu", skip=("anti_hiv_1_2",))
+
+
+def ineligible_adipose_donor(session: Any) -> int:
+    return screened_donor(session, "adipose_at_don", results={"anti_hiv_1_2": "positive"})
+
+
+def start_lot(session: Any, donor_id: int, product_id: str = "AT-MSC", days_ago: int = 20) -> int:
+    return services.create_lot(session, user(session, "technician"), services.LotDetails(
+        donor_id=donor_id, product_id=product_id, collection_at=at(TODAY - timedelta(days=days_ago)),
+        collection_site="Theatre 3", tissue_amount="50", tissue_unit="g")).id
+
+
+def passages(session: Any, lot_id: int, counts: list[tuple[int, int]], start_days_ago: int = 20) -> None:
+    tech = user(session, "technician")
+    day = TODAY - timedelta(days=start_days_ago)
+    steps.record_isolation(session, tech, lot_id, performed_on=day)
+    for number, (seeded, harvested) in enumerate(counts):
+        day = min(TODAY, day + timedelta(days=4))
+        steps.record_passage(session, tech, lot_id, steps.PassageDetails(
+            passage_number=number, performed_on=day, seeded_cells=seeded, harvested_cells=harvested,
+            viability_percent="95", days_in_culture="4"))
+
+
+def harvested_lot(session: Any, donor_id: int, total: int = 100 * M, viability: str = "90") -> int:
+    lot_id = start_lot(session, donor_id)
+    passages(session, lot_id, [(2 * M, 16 * M), (4 * M, 30 * M)])
+    steps.record_harvest(session, user(session, "technician"), lot_id, harvested_at=at(TODAY, 8),
+                         total_cells=total, viability_percent=viability)
+    return lot_id
+
+
+def cryopreserved_lot(session: Any, donor_id: int, count: int = 4) -> tuple[int, list[Any]]:
+    lot_id = harvested_lot(session, donor_id)
+    plan = BagPlan(volume_ml=Decimal(20), cells_per_ml=M, dmso_percent=Decimal(10))
+    made = bags.cryopreserve(session, user(session, "technician"), lot_id, frozen_at=at(TODAY, 9), bags=[plan] * count)
+    return lot_id, made
+
+
+def box(session: Any, temperature: int = -150, rows: int = 3, columns: int = 3) -> int:
+    tech = user(session, "technician")
+    site = storage.create_location(session, tech, kind="site", name=f"Unit {temperature}")
+    tank = storage.create_location(session, tech, kind="tank", name="Tank", parent_id=site.id,
+                                   temperature_max_c=Decimal(temperature))
+    rack = storage.create_location(session, tech, kind="rack", name="Rack", parent_id=tank.id)
+    return storage.create_location(session, tech, kind="box", name="Box 1", parent_id=rack.id, rows=rows,
+                                   columns=columns).id

@@ -1,0 +1,118 @@
+"""Prescriptions: signing allocates the bags; nothing is ever allocated twice, even concurrently (issue 6)."""
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import func, select
+
+from mscbatch.errors import Conflict, DomainError
+from mscbatch.lots.models import Bag
+from mscbatch.patients import prescriptions
+from mscbatch.patients.inventory import calculate
+from mscbatch.patients.models import Allocation, Prescription
+from tests.conftest import PASSWORD, api_token_for
+from tests.integration.patient_factories import donor, lot_with_bags, patient, user
+
+
+def test_a_signed_prescription_allocates_the_bags_and_prints_a_dose_sheet(app, users, client_as):
+    import io
+
+    from pypdf import PdfReader
+
+    session = app.extensions["mscbatch.db"].new_session()
+    tech, clin = user(session, "technician"), user(session, "clinician")
+    bags = lot_with_bags(session, tech, donor(session, tech))
+    pid, dins = patient(session, clin).id, [b.din for b in bags]
+    session.close()
+    client = client_as("clinician")
+    page = client.get(f"/patients/{pid}/dose").get_data(as_text=True)
+    bag_ids = page.split('name="bag_ids" type="hidden" value="')[1].split('"')[0]
+    response = client.post(f"/patients/{pid}/prescriptions", data={"level": "2000000", "bag_ids": bag_ids,
+                                                                  "planned_on": "", "password": PASSWORD})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    session = app.extensions["mscbatch.db"].new_session()
+    rx = session.scalar(select(Prescription))
+    assert rx.locked_at is not None and rx.delivered_cells == 125_000_000
+    assert {b.status for b in session.scalars(select(Bag))} == {"allocated"}
+    rx_id = rx.id
+    session.close()
+    pdf = client_as("nurse").get(f"/patients/prescriptions/{rx_id}/dose-sheet.pdf")
+    assert pdf.mimetype == "application/pdf"
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
+    for din in dins:
+        assert din in text
+    assert "SLE-UC-001" in text and "12.50" in text and "Prescribed: dose level, weight and bags" in text
+
+
+def test_a_bag_taken_since_the_dry_run_is_refused_with_recalculate(app, users):
+    session = app.extensions["mscbatch.db"].new_session()
+    tech, clin = user(session, "technician"), user(session, "clinician")
+    lot_with_bags(session, tech, donor(session, tech), bags=6)
+    first, second = patient(session, clin), patient(session, clin)
+    seen = [int(d.bag_id) for d in calculate(session, second.id).allocation.draws]
+    session.rollback()
+    prescriptions.prescribe(session, clin, PASSWORD, first.id)
+    sid = second.id
+    session.close()
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
+    response = app.test_client().post(f"/api/v1/patients/{sid}/prescriptions", headers=headers,
+                                      json={"bag_ids": seen, "password": PASSWORD})
+    assert response.status_code == 409
+    assert "was just allocated to another patient; recalculate" in response.get_json()["detail"]
+    ok = app.test_client().post(f"/api/v1/patients/{sid}/prescriptions", headers=headers, json={"password": PASSWORD})
+    assert ok.status_code == 201, ok.get_json()
+
+
+def test_cancelling_a_prescription_puts_its_bags_back_into_stock(app, users):
+    session = app.extensions["mscbatch.db"].new_session()
+    tech, clin = user(session, "technician"), user(session, "clinician")
+    lot_with_bags(session, tech, donor(session, tech))
+    rx = prescriptions.prescribe(session, clin, PASSWORD, patient(session, clin).id)
+    prescriptions.cancel(session, clin, rx.id, "patient withdrew consent")
+    assert {b.status for b in session.scalars(select(Bag))} == {"stored"}
+    assert session.scalar(select(func.count()).where(Allocation.active_bag_id.is_not(None))) == 0
+    session.rollback()
+    session.close()
+
+
+def test_ten_concurrent_prescriptions_never_allocate_a_bag_twice(app, users):
+    factory = app.extensions["mscbatch.db"].new_session
+    session = factory()
+    tech, clin = user(session, "technician"), user(session, "clinician")
+    lot_with_bags(session, tech, donor(session, tech), bags=7)
+    patients = [patient(session, clin).id for _ in range(10)]
+    dry_run = [int(d.bag_id) for d in calculate(session, patients[0]).allocation.draws]
+    session.rollback()
+    session.close()
+    outcomes: list[object] = []
+    barrier = threading.Barrier(10)
+
+    def prescribe(index: int) -> None:
+        own = factory()
+        try:
+            signer = user(own, "clinician")
+            own.rollback()
+            barrier.wait()
+            rx = prescriptions.prescribe(own, signer, PASSWORD, patients[index],
+                                         bag_ids=dry_run if index % 2 else None)
+            outcomes.append(rx.id)
+        except DomainError as error:
+            outcomes.append(error)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=prescribe, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(outcomes) == 10
+    successes = [o for o in outcomes if isinstance(o, int)]
+    refusals = [o for o in outcomes if isinstance(o, DomainError)]
+    assert 1 <= len(successes) <= 2 and len(successes) + len(refusals) == 10
+    assert all(isinstance(r, Conflict) for r in refusals), [r.message for r in refusals]
+    session = factory()
+    active = list(session.scalars(select(Allocation.bag_id).where(Allocation.active_bag_id.is_not(None))))
+    assert len(active) == len(set(active)) == 3 * len(successes)
+    assert session.scalar(select(func.count()).select_from(Bag).where(Bag.status == "allocated")) == len(active)
+    session.close()

@@ -1,0 +1,188 @@
+"""Release use cases at service level, on SQLite and PostgreSQL (issue 5)."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from mscbatch.core.verdicts import VerdictStatus, judge_endotoxin_dose
+from mscbatch.errors import AuthenticationFailed, Conflict, ValidationFailed
+from mscbatch.release import oos, release, results
+from mscbatch.release.demo import PASSING_PANEL, enter_panel
+from mscbatch.release.models import OosInvestigation, ReleaseResult
+from mscbatch.release.queries import bag_release, release_state
+from mscbatch.release.specs import lot_verdict, spec_for_lot
+from tests.conftest import PASSWORD
+from tests.integration.test_release_support import seed_quarantine_lot, user
+
+
+@pytest.fixture
+def lot_id(app, users, monkeypatch):  # type: ignore[no-untyped-def]
+    return seed_quarantine_lot(app, monkeypatch)
+
+
+@pytest.fixture
+def session(app):  # type: ignore[no-untyped-def]
+    s = app.extensions["mscbatch.db"].new_session()
+    yield s
+    s.close()
+
+
+def _lot(session, lot_id):  # type: ignore[no-untyped-def]
+    from mscbatch.lots.models import Lot
+
+    session.expire_all()
+    return session.get(Lot, lot_id)
+
+
+def test_a_full_passing_panel_makes_the_lot_ready_and_qa_releases_it_with_a_signature(session, lot_id):
+    enter_panel(session, user(session, "technician"), lot_id)
+    lot = _lot(session, lot_id)
+    assert lot_verdict(session, lot).status == "ready"
+    disposition = release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
+    lot = _lot(session, lot_id)
+    assert lot.status == "released" and lot.locked_at is not None
+    assert disposition.meaning == "Released for clinical use"
+    state = release_state(session, lot)
+    assert state.released and not state.conditional and not state.exceptional
+
+
+def test_cd105_at_94_6_percent_fails_and_opens_an_oos_that_blocks_release(session, lot_id):
+    enter_panel(session, user(session, "technician"), lot_id, {"cd105": ("94.6", "%")})
+    lot = _lot(session, lot_id)
+    verdict = {v.test_id: v for v in lot_verdict(session, lot).verdicts}
+    assert verdict["cd105"].status is VerdictStatus.FAIL
+    assert len(oos.open_oos_of(session, lot_id)) == 1
+    reasons = release.refusals(session, lot, user(session, "qa"))
+    assert any("CD105 failed" in r for r in reasons) and "an OOS is open" in reasons
+    with pytest.raises(Conflict):
+        release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
+    assert _lot(session, lot_id).status == "quarantine"
+
+
+def test_viability_69_9_percent_fails_at_a_70_percent_minimum(session, lot_id):
+    enter_panel(session, user(session, "technician"), lot_id, {"viability": ("69.9", "%")})
+    verdict = {v.test_id: v for v in lot_verdict(session, _lot(session, lot_id)).verdicts}
+    assert verdict["viability"].status is VerdictStatus.FAIL
+
+
+def test_hla_dr_3_percent_fails_when_blocking_and_is_informative_in_the_informative_variant(session, lot_id, tmp_path):
+    from mscbatch.core.release_spec import load_release_spec
+
+    enter_panel(session, user(session, "technician"), lot_id, {"hla_dr": ("3", "%")})
+    lot = _lot(session, lot_id)
+    assert {v.test_id: v for v in lot_verdict(session, lot).verdicts}["hla_dr"].status is VerdictStatus.FAIL
+    source = spec_for_lot(lot).path.read_text().replace('variant = "blocking"', 'variant = "informative"')
+    (tmp_path / "informative.toml").write_text(source)
+    informative = load_release_spec(tmp_path / "informative.toml")
+    verdict = {v.test_id: v for v in lot_verdict(session, lot, informative).verdicts}["hla_dr"]
+    assert verdict.status is VerdictStatus.INFORMATIVE and verdict.meets_limit is True
+
+
+def test_endotoxin_4_eu_per_ml_fails_the_k_over_m_limit_for_70_kg_100_ml_in_1_h(session, lot_id):
+    test = spec_for_lot(_lot(session, lot_id)).test("endotoxin")
+    verdict = judge_endotoxin_dose(test, "4", "EU/mL", Decimal(70), Decimal(100), Decimal(1))
+    assert verdict.status is VerdictStatus.FAIL and "3.5" in verdict.limit_text
+
+
+@pytest.mark.parametrize("raw, unit, field", [("104", "%", "value"), ("-5", "cells", "value"), ("95", "cells", "unit")])
+def test_impossible_values_and_wrong_units_are_refused_naming_the_field_and_nothing_is_written(
+        session, lot_id, raw, unit, field):
+    test_id = "viable_cell_count" if unit == "cells" and raw.startswith("-") else "cd105"
+    with pytest.raises(ValidationFailed) as refused:
+        results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
+            test_id=test_id, value=raw, unit=unit, analyst="A. Analyst", tested_on=__import__("datetime").date.today()))
+    assert refused.value.field == field
+    assert session.scalar(select(func.count()).select_from(ReleaseResult)) == 0
+
+
+def test_release_is_refused_while_a_blocking_test_is_pending_and_for_the_qa_who_entered_a_result(session, lot_id, app):
+    from tests.conftest import add_user
+
+    add_user(app, "labqa", ["technician", "qa"])
+    enter_panel(session, user(session, "technician"), lot_id, skip=("sterility",))
+    reasons = release.refusals(session, _lot(session, lot_id), user(session, "qa"))
+    assert any("Sterility pending" in r for r in reasons)
+    results.enter_result(session, user(session, "labqa"), lot_id, results.ResultEntry(
+        test_id="sterility", value="negative", unit="", analyst="Lab QA", tested_on=__import__("datetime").date.today()))
+    assert release.refusals(session, _lot(session, lot_id), user(session, "qa")) == []
+    with pytest.raises(Conflict, match="you entered results"):
+        release.release_lot(session, user(session, "labqa"), lot_id, PASSWORD)
+
+
+def test_release_is_refused_when_the_donor_is_not_approved(session, lot_id, monkeypatch):
+    from mscbatch.release import release as module
+
+    enter_panel(session, user(session, "technician"), lot_id)
+    monkeypatch.setattr(module, "current_gate", lambda _s, _lot: "pending")
+    with pytest.raises(Conflict, match="donor eligibility not approved"):
+        release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
+
+
+def test_a_wrong_password_signs_nothing(session, lot_id):
+    enter_panel(session, user(session, "technician"), lot_id)
+    with pytest.raises(AuthenticationFailed):
+        release.release_lot(session, user(session, "qa"), lot_id, "wrong")
+    assert _lot(session, lot_id).status == "quarantine"
+
+
+def test_an_oos_invalidated_by_a_passing_retest_lets_the_lot_be_released(session, lot_id):
+    tech = user(session, "technician")
+    enter_panel(session, tech, lot_id, {"viability": ("65", "%")})
+    [investigation] = oos.open_oos_of(session, lot_id)
+    retest = results.enter_result(session, tech, lot_id, results.ResultEntry(
+        test_id="viability", value="88", unit="%", analyst="A", tested_on=__import__("datetime").date.today()))
+    assert lot_verdict(session, _lot(session, lot_id)).status == "fail"  # no testing into compliance
+    oos.invalidate_oos(session, user(session, "qa"), investigation.id, retest.id,
+                       "Counting chamber error documented in deviation DV-12", PASSWORD)
+    assert lot_verdict(session, _lot(session, lot_id)).status == "ready"
+    release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
+
+
+def test_a_confirmed_oos_rejects_the_lot(session, lot_id):
+    enter_panel(session, user(session, "technician"), lot_id, {"cd105": ("94.6", "%")})
+    [investigation] = oos.open_oos_of(session, lot_id)
+    oos.confirm_oos(session, user(session, "qa"), investigation.id, "No lab error found: identity failure", PASSWORD)
+    assert _lot(session, lot_id).status == "rejected"
+    assert session.get(OosInvestigation, investigation.id).status == "confirmed"
+
+
+def test_conditional_release_before_sterility_then_a_late_fail_opens_a_late_oos(session, lot_id):
+    tech, qa = user(session, "technician"), user(session, "qa")
+    enter_panel(session, tech, lot_id, skip=("sterility",))
+    release.release_lot(session, qa, lot_id, PASSWORD, conditional_tests=["sterility"],
+                        justification="Patient cannot wait 14 days for BacT/ALERT")
+    lot = _lot(session, lot_id)
+    assert lot.status == "conditional_release"
+    bag_id = __import__("mscbatch.lots.queries", fromlist=["bags_of"]).bags_of(session, lot_id)[0].id
+    assert bag_release(session, bag_id).conditional
+    with pytest.raises(Conflict):
+        results.enter_result(session, tech, lot_id, results.ResultEntry(
+            test_id="cd90", value="99", unit="%", analyst="A", tested_on=__import__("datetime").date.today()))
+    results.enter_result(session, tech, lot_id, results.ResultEntry(
+        test_id="sterility", value="positive", unit="", analyst="A", tested_on=__import__("datetime").date.today()))
+    [late] = oos.open_oos_of(session, lot_id)
+    assert late.late and late.patients == []
+
+
+def test_conditional_release_is_completed_by_a_second_signature_when_sterility_passes(session, lot_id):
+    tech, qa = user(session, "technician"), user(session, "qa")
+    enter_panel(session, tech, lot_id, skip=("sterility",))
+    release.release_lot(session, qa, lot_id, PASSWORD, conditional_tests=["sterility"],
+                        justification="Patient cannot wait 14 days for BacT/ALERT")
+    results.enter_result(session, tech, lot_id, results.ResultEntry(
+        test_id="sterility", value=PASSING_PANEL["sterility"][0], unit="", analyst="A",
+        tested_on=__import__("datetime").date.today()))
+    release.complete_conditional_release(session, user(session, "qa2"), lot_id, PASSWORD)
+    assert _lot(session, lot_id).status == "released"
+
+
+def test_exceptional_release_of_an_oos_batch_needs_a_clinician_and_qa_and_names_the_patient(session, lot_id):
+    enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})
+    release.request_exceptional_release(session, user(session, "clinician"), lot_id, "sle-007",
+                                        "No alternative therapy; life-threatening flare, benefit outweighs risk",
+                                        PASSWORD)
+    release.approve_exceptional_release(session, user(session, "qa"), lot_id, PASSWORD)
+    state = release_state(session, _lot(session, lot_id))
+    assert state.exceptional and state.patient_code == "SLE-007" and "EXCEPTIONAL" in state.flag

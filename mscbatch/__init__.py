@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from mscbatch import settings
 from mscbatch.paths import templates_dir
@@ -60,6 +61,7 @@ def register_auth(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter  # issue 8: before any route is added
     from mscbatch.audit.views import bp as audit_bp
     from mscbatch.auth.views import bp as auth_bp
     from mscbatch.donors.views import bp as donors_bp
@@ -76,6 +78,20 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(patients_bp)
     app.register_blueprint(prescriptions_bp)
+    from mscbatch.custody.views import bp as custody_bp  # issue 7: ward scanning, bedside check, infusions
+
+    app.register_blueprint(custody_bp)
+    from mscbatch.labelling.views import bp as labelling_bp  # issue 7: labels, verification
+    from mscbatch.labelling.views import verify_bp
+    from mscbatch.recall.views import bp as recall_bp  # issue 7: recall, traceability
+    from mscbatch.recall.views import trace_bp
+
+    for blueprint in (labelling_bp, verify_bp, recall_bp, trace_bp):
+        app.register_blueprint(blueprint)
+
+    from mscbatch.interop.views import bp as interop_bp  # issue 8: CSV exports, API docs page
+
+    app.register_blueprint(interop_bp)
 
 
 def register_api(app: Flask) -> None:
@@ -100,6 +116,15 @@ def register_cli(app: Flask) -> None:
     from mscbatch.cli import register_commands
 
     register_commands(app)
+
+
+class RowIdConverter(IntegerConverter):
+    """<int:...> in routes: row ids, at most 2**31 - 1 (PostgreSQL INTEGER). A larger number is a 404 like any
+    unknown id, instead of an overflow in the database driver (a 500, found by the schemathesis run)."""
+
+    def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 (werkzeug's names)
+                 max: int | None = 2**31 - 1, signed: bool = False) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 REGISTER_STEPS = [register_settings, register_database, register_security, register_auth,

@@ -80,3 +80,12 @@ def _demo_patients(session: Session) -> list[str]:
 
 
 DEMO_STEPS.append(("Demo trial patients and prescription (issue 6)", _demo_patients))
+
+
+def _demo_custody(session: Session) -> list[str]:
+    from mscbatch.custody.demo import seed_custody
+
+    return seed_custody(session)
+
+
+DEMO_STEPS.append(("Demo chain of custody: a bag on the ward (issue 7)", _demo_custody))

@@ -45,3 +45,15 @@ from mscbatch.patients.models import (  # noqa: E402  (issue 6: patients, prescr
 )
 
 __all__ += ["Patient", "WeightMeasurement", "EnrolmentCheck", "EscalationDecisionRecord", "Prescription", "Allocation"]
+from mscbatch.labelling.models import LabelPrint, LabelPrintItem  # noqa: E402  (issue 7: label prints)
+from mscbatch.recall.models import BagHold, Recall  # noqa: E402  (issue 7: recall and holds)
+
+__all__ += ["LabelPrint", "LabelPrintItem", "Recall", "BagHold"]
+from mscbatch.custody.models import (  # noqa: E402  (issue 7: chain of custody, bedside check, infusions)
+    CustodyEvent,
+    Infusion,
+    InfusionReaction,
+    TwoPersonCheck,
+)
+
+__all__ += ["CustodyEvent", "TwoPersonCheck", "Infusion", "InfusionReaction"]

@@ -25,7 +25,8 @@ def problems(blueprint: Blueprint, *codes: int) -> Any:
     """Document the problem responses an endpoint can give."""
     def decorate(view: Any) -> Any:
         for code in codes:
-            view = blueprint.alt_response(code, schema="Problem", description="RFC 9457 problem details")(view)
+            view = blueprint.alt_response(code, schema="Problem", description="RFC 9457 problem details",
+                                          content_type="application/problem+json")(view)
         return view
     return decorate
 

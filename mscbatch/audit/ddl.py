@@ -11,7 +11,15 @@ import re
 from alembic import op
 from sqlalchemy.engine import Connection
 
-APPEND_ONLY_TABLES = ("audit_event", "signature")
+
+def append_only_tables() -> list[str]:
+    """The audit trail plus every model declared `__append_only__` (signatures, custody events...)."""
+    from mscbatch import models  # noqa: F401  (every table on the metadata)
+    from mscbatch.database import Base
+
+    declared = sorted(m.class_.__tablename__ for m in Base.registry.mappers
+                      if getattr(m.class_, "__append_only__", False))
+    return ["audit_event", *declared]
 
 PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION mscbatch_refuse_change() RETURNS trigger AS $$
@@ -57,5 +65,5 @@ def restrict_application_role(connection: Connection, role: str) -> None:
     connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
     connection.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
     connection.exec_driver_sql(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
-    tables = ", ".join(APPEND_ONLY_TABLES)
+    tables = ", ".join(append_only_tables())
     connection.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON {tables} FROM {role}")

@@ -1,5 +1,9 @@
 """Demo donors for `make run`: one per situation a newcomer should see, entered through the services by the
-demo technician and signed by the demo QA (mscbatch.demo.DEMO_USERS)."""
+demo technician and signed by the demo QA (mscbatch.demo.DEMO_USERS).
+
+Two umbilical-cord donors: "CD" stays awaiting the QA signature (so QA can try signing), "GH" is approved by QA
+and gives the UC-MSC lot that the demo carries through release to the lupus patient's prescription (issue 6).
+Idempotent: each donor is created only when missing (an instance seeded by an older demo gains the new one)."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -13,6 +17,15 @@ from mscbatch.donors.models import APPROVED, INELIGIBLE, Donor
 from mscbatch.donors.queries import rule_sets
 
 DEMO_PASSWORD = "mscbatch-demo"
+#: initials of the demo cord donors (how the later demo steps find them)
+PENDING_CORD_INITIALS = "CD"
+CHAIN_CORD_INITIALS = "GH"
+
+
+def demo_cord_donor(session: Session, initials: str) -> Donor | None:
+    """The demo umbilical-cord donor with these initials (PENDING_CORD_INITIALS or CHAIN_CORD_INITIALS)."""
+    return session.scalar(select(Donor).where(Donor.tissue_source == "umbilical_cord", Donor.initials == initials)
+                          .order_by(Donor.id))
 
 
 def _screen(session: Session, tech: User, donor: Donor, sample: date, positives: dict[str, str] | None = None,
@@ -26,12 +39,28 @@ def _screen(session: Session, tech: User, donor: Donor, sample: date, positives:
     services.answer_questionnaire(session, tech, donor.id, answers)
 
 
+def _approved_cord_donor(session: Session, tech: User, qa: User) -> Donor:
+    """A second cord donor, screened complete and approved by QA: the start of the demo chain to a patient."""
+    today = date.today()
+    delivery = today - timedelta(days=26)
+    cord = services.register_donor(session, tech, services.DonorDetails(
+        tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials=CHAIN_CORD_INITIALS,
+        date_of_birth=date(1990, 2, 17), sex="female", consent_signed=True, consent_date=today - timedelta(days=60),
+        planned_collection_date=delivery))
+    _screen(session, tech, cord, delivery - timedelta(days=1))
+    decisions.decide(session, qa, cord.id, APPROVED, DEMO_PASSWORD)
+    return cord
+
+
 def seed_donors(session: Session) -> list[str]:
     existing = session.scalars(select(Donor).order_by(Donor.id)).all()
-    if existing:
-        return [f"  {d.code:<12} {d.tissue_source:<15} {d.status}" for d in existing]
     tech = session.scalar(select(User).where(User.username == "tech"))
     qa = session.scalar(select(User).where(User.username == "qa"))
+    if existing:
+        if demo_cord_donor(session, CHAIN_CORD_INITIALS) is None and tech is not None and qa is not None:
+            _approved_cord_donor(session, tech, qa)
+            existing = session.scalars(select(Donor).order_by(Donor.id)).all()
+        return [f"  {d.code:<12} {d.tissue_source:<15} {d.status}" for d in existing]
     if tech is None or qa is None:
         return ["  (skipped: the demo users tech and qa are missing)"]
     today = date.today()
@@ -44,7 +73,7 @@ def seed_donors(session: Session) -> list[str]:
     decisions.decide(session, qa, adipose.id, APPROVED, DEMO_PASSWORD)
 
     cord = services.register_donor(session, tech, details(
-        tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials="CD",
+        tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials=PENDING_CORD_INITIALS,
         date_of_birth=date(1992, 9, 3), sex="female", consent_signed=True, consent_date=today - timedelta(days=30),
         planned_collection_date=today - timedelta(days=1)))
     _screen(session, tech, cord, today - timedelta(days=4))
@@ -57,6 +86,8 @@ def seed_donors(session: Session) -> list[str]:
     _screen(session, tech, marrow, today - timedelta(days=10),
             yes={"xylocaine_allergy": "Urticaria after lidocaine at the dentist, 2019"})
     decisions.decide(session, qa, marrow.id, INELIGIBLE, DEMO_PASSWORD)
+    chain = _approved_cord_donor(session, tech, qa)
     return [f"  {adipose.code}  adipose tissue, approved by QA (Quentin QA)",
             f"  {cord.code}  umbilical cord, screening complete, awaiting the QA signature",
-            f"  {marrow.code}  bone marrow (sibling of SSC-BM-007), ineligible: Xylocaine allergy"]
+            f"  {marrow.code}  bone marrow (sibling of SSC-BM-007), ineligible: Xylocaine allergy",
+            f"  {chain.code}  umbilical cord, approved by QA (Quentin QA): gives the UC-MSC lot for the lupus patient"]

@@ -21,7 +21,13 @@ from mscbatch.lots.storage_api import BagSchema, bag_data
 
 bp = Blueprint("lots_api", __name__, url_prefix="/api/v1/lots", description="Lots, process steps, harvest and bags")
 
-Cells = fields.Integer  # whole cells
+ROW_ID = validate.Range(min=1, max=2**31 - 1)  # ids are 32-bit (PostgreSQL INTEGER): larger is a 422, not a 500
+DB_INT = validate.Range(max=2**31 - 1)
+
+
+def Cells(**kwargs: Any) -> fields.Integer:  # noqa: N802 (reads as a field type)
+    """Whole cells; at most a 64-bit BIGINT, so that an absurd count is a 422 instead of a database overflow."""
+    return fields.Integer(validate=validate.Range(max=2**63 - 1), **kwargs)
 
 
 class LotSchema(Schema):
@@ -47,7 +53,7 @@ class LotSchema(Schema):
 
 
 class LotInSchema(Schema):
-    donor_id = fields.Integer(required=True)
+    donor_id = fields.Integer(required=True, validate=ROW_ID)
     product_id = fields.String(required=True)
     collection_at = fields.AwareDateTime(required=True, metadata={"description": "ISO 8601 with offset"})
     collection_site = fields.String(required=True)
@@ -66,7 +72,7 @@ class LotQuerySchema(Schema):
     donor = fields.String(load_default="", metadata={"description": "donor code"})
     collected_from = fields.Date(load_default=None)
     collected_to = fields.Date(load_default=None)
-    before = fields.Integer(load_default=None, metadata={"description": "keyset: lots with a smaller id"})
+    before = fields.Integer(load_default=None, validate=ROW_ID, metadata={"description": "keyset: lots with a smaller id"})
 
 
 class StepSchema(Schema):
@@ -85,7 +91,7 @@ class StepSchema(Schema):
 
 
 class PassageInSchema(Schema):
-    passage_number = fields.Integer(required=True)
+    passage_number = fields.Integer(required=True, validate=DB_INT)
     performed_on = fields.Date(required=True)
     seeded_cells = Cells(required=True)
     harvested_cells = Cells(required=True)

@@ -1,7 +1,12 @@
 """Demo manufacturing for `make run`, entered through the services by the demo technician: a storage tree
 (a nitrogen tank with racks and boxes), reagent lots (one expired), one adipose lot from the approved demo
 donor carried through P0-P3, harvest and 4 bags stored in a box and sent to quarantine (ready for QA release,
-issue 5), and one umbilical cord lot still in process from a donor whose eligibility is pending."""
+issue 5), one umbilical cord lot still in process from a donor whose eligibility is pending, and one UC-MSC lot
+from the approved cord donor carried through P0-P3, harvest and 4 bags of 50 x10^6 viable cells (enough for the
+62.5 kg lupus demo patient at 2 x10^6/kg). That lot is left in process, cryopreserved and stored: the release
+demo (mscbatch.release.demo) sends it to quarantine, so the adipose lot stays the only quarantined lot a bare
+seed_lots() makes (tests/integration/test_release_support.py relies on that). Idempotent: a lot is made only
+when missing."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -12,12 +17,16 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.culture import BagPlan
+from mscbatch.donors.demo import CHAIN_CORD_INITIALS, PENDING_CORD_INITIALS, demo_cord_donor
 from mscbatch.donors.models import Donor
 from mscbatch.lots import bags, reagents, services, steps, storage
-from mscbatch.lots.models import Lot
+from mscbatch.lots.models import Bag, Lot, StorageLocation
 from mscbatch.lots.queries import site_config
 
 M = 10**6
+CHAIN_BOX = "Box A2"
+CHAIN_BAGS = 4
+CHAIN_BAG = BagPlan(volume_ml=Decimal(25), cells_per_ml=2 * M, dmso_percent=Decimal(10))  # 50 x10^6 per bag
 
 
 def _storage(session: Session, tech: User) -> tuple[int, int]:
@@ -55,13 +64,69 @@ def _at(day: date, hour: int) -> datetime:
     return datetime.combine(day, time(hour, 0), site_config().tz)
 
 
+def chain_lot(session: Session) -> Lot | None:
+    """The demo UC-MSC lot of the approved cord donor (the one dosed to the lupus demo patient)."""
+    donor = demo_cord_donor(session, CHAIN_CORD_INITIALS)
+    if donor is None:
+        return None
+    return session.scalar(select(Lot).where(Lot.donor_id == donor.id, Lot.product_id == "UC-MSC").order_by(Lot.id))
+
+
+def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] | None) -> Lot:
+    """UC-MSC from the approved cord donor: explant P0, then P1-P3, harvest 230 x10^6 at 94 % viability,
+    4 bags of 25 mL at 2 x10^6 viable cells/mL (10 % DMSO) placed in Box A2, left in process."""
+    today = date.today()
+    start = today - timedelta(days=26)
+    lot = services.create_lot(session, tech, services.LotDetails(
+        donor_id=donor.id, product_id="UC-MSC", collection_at=_at(start, 7),
+        collection_site="Demo maternity, delivery room 1", tissue_amount=Decimal("21.5"), tissue_unit="g"))
+    isolation = steps.record_isolation(session, tech, lot.id, performed_on=start,
+                                       notes="Wharton's jelly explant culture")
+    if used:
+        reagents.link_reagent(session, tech, lot.id, used["medium"], used_on=start, step_id=isolation.id)
+    day = start
+    for number, (seeded, harvested, viability, days) in enumerate(
+            [(2, 16, "97.0", 9), (4, 30, "96.0", 5), (5, 38, "95.5", 5), (6, 46, "95.0", 5)]):
+        day += timedelta(days=days)
+        steps.record_passage(session, tech, lot.id, steps.PassageDetails(
+            passage_number=number, performed_on=day, seeded_cells=seeded * M, harvested_cells=harvested * M,
+            viability_percent=viability, days_in_culture=Decimal(days)))
+    steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=230 * M,
+                         viability_percent="94.0")
+    if used:
+        reagents.link_reagent(session, tech, lot.id, used["dmso"], used_on=day)
+    frozen = bags.cryopreserve(session, tech, lot.id, frozen_at=_at(day, 12), bags=[CHAIN_BAG] * CHAIN_BAGS)
+    box_id = session.scalar(select(StorageLocation.id).where(StorageLocation.kind == "box",
+                                                             StorageLocation.name == CHAIN_BOX).order_by(StorageLocation.id))
+    if box_id is not None:
+        taken = set(session.scalars(select(Bag.position).where(Bag.box_id == box_id)))
+        free = (p for p in range(1, 26) if p not in taken)
+        for bag, position in zip(frozen, free, strict=False):
+            storage.store_bag(session, tech, bag.id, box_id, position)
+    return lot
+
+
+def _chain_line(lot: Lot, donor: Donor) -> str:
+    return (f"  {lot.lot_number}  cord MSC (UC-MSC) from {donor.code}: P0-P3, {CHAIN_BAGS} bags of 50 x10^6 viable "
+            f"cells in LN2 tank 1 / Rack A / {CHAIN_BOX}, cryopreserved (sent to QC and release by the release demo)")
+
+
+def _seed_chain(session: Session, tech: User | None, used: dict[str, int] | None) -> list[str]:
+    donor = demo_cord_donor(session, CHAIN_CORD_INITIALS)
+    if tech is None or donor is None or donor.status != "approved" or chain_lot(session) is not None:
+        return []
+    return [_chain_line(_chain_lot(session, tech, donor, used), donor)]
+
+
 def seed_lots(session: Session) -> list[str]:
     existing = session.scalars(select(Lot).order_by(Lot.id)).all()
-    if existing:
-        return [f"  {lot.lot_number}  {lot.product_name}  {lot.status}" for lot in existing]
     tech = session.scalar(select(User).where(User.username == "tech"))
+    if existing:
+        _seed_chain(session, tech, None)
+        return [f"  {lot.lot_number}  {lot.product_name}  {lot.status}"
+                for lot in session.scalars(select(Lot).order_by(Lot.id))]
     adipose = session.scalar(select(Donor).where(Donor.tissue_source == "adipose_tissue", Donor.status == "approved"))
-    cord = session.scalar(select(Donor).where(Donor.tissue_source == "umbilical_cord"))
+    cord = demo_cord_donor(session, PENDING_CORD_INITIALS)
     if tech is None or adipose is None:
         return ["  (skipped: the demo technician or the approved adipose donor is missing)"]
     box_id, _tank = _storage(session, tech)
@@ -102,5 +167,6 @@ def seed_lots(session: Session) -> list[str]:
             passage_number=0, performed_on=today - timedelta(days=1), seeded_cells=2 * M, harvested_cells=15 * M,
             viability_percent="97.0", days_in_culture=Decimal(7)))
         lines.append(f"  {second.lot_number}  cord MSC from {cord.code}: in process (P0), donor eligibility pending")
+    lines.extend(_seed_chain(session, tech, used))
     lines.append("  Reagent lots: 4 in date, 1 expired (FBS-0099: refused if linked)")
     return lines

@@ -25,6 +25,9 @@ from mscbatch.lots.queries import (
 )
 from mscbatch.lots.storage import create_location, store_bag
 
+ROW_ID = validate.Range(min=1, max=2**31 - 1)  # ids are 32-bit (PostgreSQL INTEGER): larger is a 422, not a 500
+DB_INT = validate.Range(max=2**31 - 1)
+
 bp = Blueprint("storage_api", __name__, url_prefix="/api/v1", description="Bags, storage and identifiers")
 
 
@@ -74,10 +77,10 @@ class LocationSchema(Schema):
 class LocationInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(list(STORAGE_KINDS)))
     name = fields.String(required=True)
-    parent_id = fields.Integer(load_default=None)
+    parent_id = fields.Integer(load_default=None, validate=ROW_ID)
     temperature_max_c = fields.Decimal(load_default=None, as_string=True)
-    rows = fields.Integer(load_default=None)
-    columns = fields.Integer(load_default=None)
+    rows = fields.Integer(load_default=None, validate=DB_INT)
+    columns = fields.Integer(load_default=None, validate=DB_INT)
 
 
 class PositionSchema(Schema):
@@ -95,8 +98,8 @@ class BoxSchema(Schema):
 
 
 class StoreInSchema(Schema):
-    box_id = fields.Integer(required=True)
-    position = fields.Integer(required=True, metadata={"description": "1..rows x columns, row by row"})
+    box_id = fields.Integer(required=True, validate=ROW_ID)
+    position = fields.Integer(required=True, validate=DB_INT, metadata={"description": "1..rows x columns, row by row"})
     reason = fields.String(load_default="", metadata={"description": "required to move a stored bag"})
 
 

@@ -81,7 +81,7 @@ class DoseResultSchema(Schema):
 
 
 class PrescriptionInSchema(DoseInSchema):
-    bag_ids = fields.List(fields.Integer(), load_default=None,
+    bag_ids = fields.List(fields.Integer(validate=validate.Range(min=1, max=2**31 - 1)), load_default=None,
                           metadata={"description": "The bags of the dry run; refused (409) if one was taken since"})
     password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
 

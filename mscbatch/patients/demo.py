@@ -1,6 +1,7 @@
 """Demo trial patients for `make run`, entered through the services by the demo clinician: a lupus patient
 (SLE-UC) at 62.5 kg, enrolled; a systemic sclerosis patient (SSc-BM) whose code is the one the demo familial
-marrow donor names; and a prescription for the lupus patient when released UC-MSC bags are in stock."""
+marrow donor names; and the lupus patient's signed prescription allocating the released UC-MSC bags of the
+demo cord lot (mscbatch.lots.demo.chain_lot). Idempotent: each record is made only when missing."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -9,12 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
+from mscbatch.core.culture import format_cells
 from mscbatch.donors.demo import DEMO_PASSWORD
 from mscbatch.errors import DomainError
+from mscbatch.lots.models import Bag
 from mscbatch.patients import enrolment, prescriptions, services
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import familial_donor_of, protocols
+from mscbatch.patients.queries import allocations_of, familial_donor_of, prescriptions_of, protocols
 
 SLE_VALUES = {"selena_sledai_points": "10", "creatinine_clearance_ml_per_min": "85", "lvef_percent": "60",
               "ast_x_uln": "1", "alt_x_uln": "1", "mean_pap_echo_mmhg": "20", "pao2_mmhg": "90", "paco2_mmhg": "40",
@@ -28,39 +31,76 @@ def _protocol_id(short_name: str) -> str:
     return next(p.id for p in protocols().values() if p.short_name == short_name)
 
 
-def seed_patients(session: Session) -> list[str]:
-    existing = session.scalars(select(Patient).order_by(Patient.id)).all()
-    if existing:
-        return [f"  {p.code:<12} {p.protocol_id:<18} {p.status}" for p in existing]
-    clinician = session.scalar(select(User).where(User.username == "clinician"))
-    if clinician is None:
-        return ["  (skipped: the demo clinician is missing)"]
+LUPUS_WRISTBAND = "WB-100234"
+SSC_WRISTBAND = "WB-100871"
+
+
+def _by_wristband(session: Session, wristband: str) -> Patient | None:
+    return session.scalar(select(Patient).where(Patient.wristband_id == wristband))
+
+
+def _register(session: Session, clinician: User) -> list[str]:
+    """The two demo patients, each made only when missing."""
     today = date.today()
-    lupus = services.register_patient(session, clinician, services.PatientDetails(
-        protocol_id=_protocol_id("SLE-UC"), initials="LM", date_of_birth=date(1988, 6, 14), sex="female",
-        ward="Internal medicine, bed 12", wristband_id="WB-100234"))
-    services.record_weight(session, clinician, lupus.id, weight_kg="62.5", measured_on=today - timedelta(days=1))
-    check = enrolment.check_enrolment(session, clinician, lupus.id, SLE_VALUES)
-    enrolment.enrol(session, clinician, check.id, DEMO_PASSWORD)
-    ssc = services.register_patient(session, clinician, services.PatientDetails(
-        protocol_id=_protocol_id("SSc-BM"), code="SSC-BM-007", initials="RT", date_of_birth=date(1972, 3, 2),
-        sex="male", ward="Internal medicine, bed 4", wristband_id="WB-100871"))
-    services.record_weight(session, clinician, ssc.id, weight_kg="81", measured_on=today - timedelta(days=2))
-    donor = familial_donor_of(session, ssc)
-    lines = [f"  {lupus.code}  lupus (SLE-UC), 62.5 kg, enrolled (signed by Dr Clara Clinician); wristband WB-100234",
-             f"  {ssc.code}  systemic sclerosis (SSc-BM), 81 kg, familial donor "
-             f"{donor.code if donor else '(none found)'}; not enrolled yet"]
+    lines = []
+    lupus = _by_wristband(session, LUPUS_WRISTBAND)
+    if lupus is None:
+        lupus = services.register_patient(session, clinician, services.PatientDetails(
+            protocol_id=_protocol_id("SLE-UC"), initials="LM", date_of_birth=date(1988, 6, 14), sex="female",
+            ward="Internal medicine, bed 12", wristband_id=LUPUS_WRISTBAND))
+        services.record_weight(session, clinician, lupus.id, weight_kg="62.5", measured_on=today - timedelta(days=1))
+        check = enrolment.check_enrolment(session, clinician, lupus.id, SLE_VALUES)
+        enrolment.enrol(session, clinician, check.id, DEMO_PASSWORD)
+        lines.append(f"  {lupus.code}  lupus (SLE-UC), 62.5 kg, enrolled (signed by Dr Clara Clinician); wristband "
+                     f"{LUPUS_WRISTBAND}")
+    if _by_wristband(session, SSC_WRISTBAND) is None:
+        ssc = services.register_patient(session, clinician, services.PatientDetails(
+            protocol_id=_protocol_id("SSc-BM"), code="SSC-BM-007", initials="RT", date_of_birth=date(1972, 3, 2),
+            sex="male", ward="Internal medicine, bed 4", wristband_id=SSC_WRISTBAND))
+        services.record_weight(session, clinician, ssc.id, weight_kg="81", measured_on=today - timedelta(days=2))
+        donor = familial_donor_of(session, ssc)
+        lines.append(f"  {ssc.code}  systemic sclerosis (SSc-BM), 81 kg, familial donor "
+                     f"{donor.code if donor else '(none found)'}; not enrolled yet")
+    return lines
+
+
+def _prescribe(session: Session, clinician: User) -> list[str]:
+    """The lupus patient's signed prescription, allocating released UC-MSC bags (once)."""
+    lupus = _by_wristband(session, LUPUS_WRISTBAND)
+    if lupus is None:
+        return []
+    active = next((p for p in prescriptions_of(session, lupus.id) if p.status == "active"), None)
+    if active is not None:
+        dins = [session.get(Bag, a.bag_id).din for a in allocations_of(session, active.id)]  # type: ignore[union-attr]
+        return [f"  prescription {active.id} for {lupus.code}: {len(dins)} bag(s) allocated ({', '.join(dins)})"]
+    if lupus.status != "enrolled":
+        return [f"  (prescription skipped: {lupus.code} is {lupus.status})"]
     result = calculate(session, lupus)
     if result.allocation is None:
-        lines.append(f"  (prescription skipped: {result.refusal.reason if result.refusal else 'no allocation'}; the "
-                     "lupus trial needs released UC-MSC bags)")
-        return lines
+        return [f"  (prescription skipped: {result.refusal.reason if result.refusal else 'no allocation'}; the "
+                "lupus trial needs released UC-MSC bags)"]
     try:
         rx = prescriptions.prescribe(session, clinician, DEMO_PASSWORD, lupus.id,
                                      bag_ids=[int(d.bag_id) for d in result.allocation.draws])
     except DomainError as error:
-        lines.append(f"  (prescription skipped: {error.message})")
-        return lines
-    lines.append(f"  prescription {rx.id} for {lupus.code}: {result.allocation.bag_count} bag(s), dose sheet at "
-                 f"/patients/prescriptions/{rx.id}/dose-sheet.pdf")
-    return lines
+        return [f"  (prescription skipped: {error.message})"]
+    a = result.allocation
+    endotoxin = "no result" if a.endotoxin_eu is None else f"{a.endotoxin_eu.normalize():f} EU"
+    return [f"  prescription {rx.id} for {lupus.code} (signed by Dr Clara Clinician): "
+            f"{format_cells(a.delivered_cells)} cells ({format_cells(a.dose_level_cells_per_kg)}/kg x "
+            f"{a.weight_kg.normalize():f} kg) from {a.bag_count} bag(s) "
+            f"({', '.join(f'{d.din} {d.volume_ml.normalize():f} mL' for d in a.draws)}); endotoxin {endotoxin} "
+            f"(limit {a.endotoxin_limit_eu.normalize():f} EU); dose sheet at "
+            f"/patients/prescriptions/{rx.id}/dose-sheet.pdf"]
+
+
+def seed_patients(session: Session) -> list[str]:
+    """Idempotent: patients and the prescription are made only when missing."""
+    clinician = session.scalar(select(User).where(User.username == "clinician"))
+    if clinician is None:
+        return ["  (skipped: the demo clinician is missing)"]
+    lines = _register(session, clinician)
+    if not lines:
+        lines = [f"  {p.code:<12} {p.protocol_id:<18} {p.status}"
+                 for p in session.scalars(select(Patient).order_by(Patient.id))]
+    return lines + _prescribe(session, clinician)

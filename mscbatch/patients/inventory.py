@@ -4,7 +4,9 @@ Candidates come from the lots package (lots.queries.available_bags: lot released
 bag in stock, not expired at the planned infusion), for each product the protocol allows; a bag with an active
 allocation is marked allocated. The pure core (core.dosing) then applies the patient rules: a directed
 product's bag is offered only to its intended recipient (the familial donor's recipient code), the tolerance
-band, DMSO and endotoxin limits. Bags of a conditionally released lot are usable but flagged.
+band, DMSO and endotoxin limits. Bags of a conditionally released lot are usable but flagged. Each bag carries
+its lot's endotoxin release result in EU/mL (release.queries.endotoxin_eu_per_ml), so the core computes the
+endotoxin load of the draws and refuses it above K x weight x time (Ph. Eur. 5.1.10 K/M).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
 from mscbatch.patients.queries import cohort_state, familial_donor_of, latest_weight, protocol_of
+from mscbatch.release.queries import endotoxin_eu_per_ml
 
 
 def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
@@ -39,7 +42,9 @@ def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
     return (cells * Decimal(viability) / 100).to_integral_value(ROUND_FLOOR), cells
 
 
-def candidate(bag: Bag, lot: Lot, donor: Donor | None, allocated: bool) -> CandidateBag:
+def candidate(bag: Bag, lot: Lot, donor: Donor | None, allocated: bool,
+              endotoxin_eu_per_ml: Decimal | None = None) -> CandidateBag:
+    """The core's view of a bag. `endotoxin_eu_per_ml`: the lot's endotoxin release result (None = no result)."""
     viable, total = _cells(bag, lot)
     recipient = donor.recipient_code if donor is not None and donor.donor_type == "familial" else None
     return CandidateBag(
@@ -47,7 +52,7 @@ def candidate(bag: Bag, lot: Lot, donor: Donor | None, allocated: bool) -> Candi
         dmso_percent=Decimal(bag.dmso_percent), expires_at=bag.expires_at,
         released=lot.status in ("released", "conditional_release"), allocated=allocated or bag.status == "allocated",
         on_hold=bag.status == "on_hold", product_id=lot.product_id, donor_id=str(lot.donor_id),
-        intended_recipient_id=recipient, endotoxin_eu_per_ml=None)
+        intended_recipient_id=recipient, endotoxin_eu_per_ml=endotoxin_eu_per_ml)
 
 
 def candidate_bags(session: Session, protocol: Protocol, at: datetime) -> dict[str, tuple[CandidateBag, Bag, Lot]]:
@@ -56,7 +61,9 @@ def candidate_bags(session: Session, protocol: Protocol, at: datetime) -> dict[s
     ids = [bag.id for bag, _lot in rows]
     taken = set(session.scalars(select(Allocation.active_bag_id).where(Allocation.active_bag_id.in_(ids)))) if ids else set()
     donors = {d.id: d for d in session.scalars(select(Donor).where(Donor.id.in_({lot.donor_id for _b, lot in rows})))}
-    return {str(bag.id): (candidate(bag, lot, donors.get(lot.donor_id), bag.id in taken), bag, lot)
+    endotoxin = endotoxin_eu_per_ml(session, {lot.id: lot for _b, lot in rows}.values())
+    return {str(bag.id): (candidate(bag, lot, donors.get(lot.donor_id), bag.id in taken, endotoxin.get(lot.id)),
+                          bag, lot)
             for bag, lot in rows}
 
 

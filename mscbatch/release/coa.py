@@ -5,6 +5,7 @@ first entry is marked "*" (EU GMP Annex 11 8.2). Conditional and exceptional rel
 """
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from io import BytesIO
 from typing import Any
 
@@ -14,6 +15,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from mscbatch.core.release_spec import format_value
 from mscbatch.database import utcnow
 
 _styles = getSampleStyleSheet()
@@ -37,6 +39,26 @@ def _grid(rows: list[list[Any]], widths: list[float]) -> Table:
     return table
 
 
+def _result_text(unit: str, value: str) -> str:
+    """A result as the lab writes it: counts as "120 x10^6 cells" (release_spec.format_value), not 120000000;
+    other values as entered (their unit is in the Unit column)."""
+    if unit == "cells":
+        try:
+            return format_value(unit, Decimal(value))
+        except (InvalidOperation, ValueError):
+            return value
+    return value
+
+
+def _oos_text(oos: Any) -> str:
+    """The OOS description; a late OOS also names the patients who received the lot (to notify)."""
+    if not getattr(oos, "late", False):
+        return oos.description
+    patients = [(p.get("summary") or p.get("patient_code", "")) if isinstance(p, dict) else str(p)
+                for p in oos.patients]
+    return oos.description + " Patients to notify: " + ("; ".join(patients) if patients else "none recorded") + "."
+
+
 def _tests(review: Any) -> Table:
     rows: list[list[Any]] = [[_p(h) for h in ("Test", "Specification", "Result", "Unit", "Method", "Date",
                                               "Verdict", "Blocking")]]
@@ -44,7 +66,7 @@ def _tests(review: Any) -> Table:
         v, current = row.verdict, row.current
         value = "—"
         if current is not None:
-            value = current.value + (" *" if current.changed_after_entry else "")
+            value = _result_text(row.unit, current.value) + (" *" if current.changed_after_entry else "")
         shown_unit = {"percent": "%", "none": ""}.get(row.unit, row.unit)
         colour = VERDICT_COLOURS.get(str(v.status), "#000000")
         verdict = Paragraph(f'<font color="{colour}"><b>{str(v.status).upper()}</b></font>', SMALL)
@@ -90,7 +112,7 @@ def certificate_pdf(review: Any) -> bytes:
     section = [Paragraph("Out-of-specification investigations", _styles["Heading3"])]
     if review.oos:
         section.append(_grid([[_p("Test"), _p("Description"), _p("Status"), _p("Conclusion")]] + [
-            [_p(o.test_id), _p(o.description), _p(o.status), _p(o.investigation)] for o in review.oos],
+            [_p(o.test_id), _p(_oos_text(o)), _p(o.status), _p(o.investigation)] for o in review.oos],
             [30 * mm, 95 * mm, 25 * mm, 105 * mm]))
     else:
         section.append(_p("None.", BODY))

@@ -1,6 +1,8 @@
-"""Demo release for `make run`: the demo technician enters a full passing panel for the quarantined demo lot and
-QA (qa, who took no part in it) releases it with a signature, so its bags can be dosed and labelled (issue 6);
-a second quarantined lot gets a failing CD105, so an open OOS waits for QA on the dashboard."""
+"""Demo release for `make run`: the demo technician enters a full passing panel for the quarantined adipose lot
+and QA (qa, who took no part in it) releases it with a signature; the UC-MSC lot of the approved cord donor goes
+to quarantine, QC (tech2) enters its full panel and a second QA person (qa2, who entered nothing about the lot
+or its donor) releases it, so its bags can be dosed to the lupus demo patient (issue 6); the cord lot of the
+donor still awaiting QA gets a failing CD105, so an open OOS waits for QA on the dashboard."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -11,7 +13,8 @@ from sqlalchemy.orm import Session
 from mscbatch.auth.models import User
 from mscbatch.lots.models import Lot
 from mscbatch.release import release, results
-from mscbatch.release.specs import FLOW_PANEL
+from mscbatch.release.models import OosInvestigation, ReleaseResult
+from mscbatch.release.specs import FLOW_PANEL, spec_for_lot
 
 DEMO_PASSWORD = "mscbatch-demo"
 
@@ -43,23 +46,84 @@ def enter_panel(session: Session, tech: User, lot_id: int, values: dict[str, tup
             test_id=test_id, value=value, unit=unit, analyst=tech.full_name, tested_on=common.tested_on))
 
 
-def seed_release(session: Session) -> list[str]:
-    tech = session.scalar(select(User).where(User.username == "tech"))
-    qa = session.scalar(select(User).where(User.username == "qa"))
-    lot = session.scalar(select(Lot).where(Lot.status == "quarantine").order_by(Lot.id))
-    if tech is None or qa is None or lot is None:
-        return ["  (skipped: no quarantined demo lot, or the demo users tech / qa are missing)"]
-    if lot.product_class not in ("MSC(M)", "MSC(AT)"):
-        return [f"  (skipped: lot {lot.lot_number} is not judged by the default MSC specification)"]
+def _has_results(session: Session, lot_id: int) -> bool:
+    return session.scalar(select(ReleaseResult.id).where(ReleaseResult.lot_id == lot_id).limit(1)) is not None
+
+
+def _covered(lot: Lot) -> bool:
+    """Whether PASSING_PANEL has a value for every test of the lot's active specification."""
+    return {t.id for t in spec_for_lot(lot).tests} <= set(PASSING_PANEL)
+
+
+def _release_adipose(session: Session, tech: User, qa: User) -> list[str]:
+    """The adipose lot: panel entered by tech, released by qa (neither entered the other's data)."""
+    lot = session.scalar(select(Lot).where(Lot.product_id == "AT-MSC").order_by(Lot.id))
+    if lot is None:
+        return ["  (skipped: no demo adipose lot)"]
+    if lot.status != "quarantine" or _has_results(session, lot.id):
+        return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}"]
+    if not _covered(lot):
+        return [f"  (skipped: the demo panel does not cover the specification of lot {lot.lot_number})"]
     enter_panel(session, tech, lot.id)
     release.release_lot(session, qa, lot.id, DEMO_PASSWORD)
-    lines = [f"  {lot.lot_number}: full panel entered by {tech.username}, released by {qa.username} (signed); "
-             "its bags are released for dosing and labelling"]
-    other = session.scalar(select(Lot).where(Lot.status.in_(("in_process", "quarantine")), Lot.id != lot.id)
-                           .order_by(Lot.id))
-    if other is not None:
-        results.enter_result(session, tech, other.id, results.ResultEntry(
-            test_id="cd105", value="94.6", unit="%", analyst=tech.full_name, tested_on=date.today(),
-            method="flow cytometry", instrument="Demo cytometer FC-1"))
-        lines.append(f"  {other.lot_number}: CD105 94.6 % (< 95 %) entered: an OOS is open for QA to investigate")
-    return lines
+    return [f"  {lot.lot_number}: full panel entered by {tech.username}, released by {qa.username} (signed); "
+            "its bags are released for dosing and labelling"]
+
+
+def _release_chain(session: Session, tech: User, qc: User, releaser: User) -> list[str]:
+    """The UC-MSC lot of the approved cord donor: the technician who made it sends it to quarantine, QC (qc)
+    enters the full panel against the UC-MSC specification (viable count = the harvest's), and a QA person who
+    entered nothing about the lot or its donor (releaser) signs the release."""
+    from mscbatch.lots.demo import chain_lot
+    from mscbatch.lots.queries import bags_of
+    from mscbatch.lots.services import transition_lot
+
+    lot = chain_lot(session)
+    if lot is None:
+        return ["  (skipped: no demo UC-MSC lot from the approved cord donor)"]
+    if lot.status == "in_process" and bags_of(session, lot.id):
+        transition_lot(session, tech, lot.id, "quarantine", "Cryopreserved and stored: awaiting QC and release")
+        lot = chain_lot(session)
+        assert lot is not None
+    if lot.status != "quarantine" or _has_results(session, lot.id):
+        return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}"]
+    if not _covered(lot):
+        return [f"  (skipped: the demo panel does not cover the specification of lot {lot.lot_number})"]
+    count = lot.harvest_viable_cells or int(PASSING_PANEL["viable_cell_count"][0])
+    enter_panel(session, qc, lot.id, {"viable_cell_count": (str(count), "cells")})
+    release.release_lot(session, releaser, lot.id, DEMO_PASSWORD)
+    spec = spec_for_lot(lot)
+    return [f"  {lot.lot_number}: UC-MSC, full panel ({spec.id} v{spec.version}) entered by {qc.username}, released "
+            f"by {releaser.username} (signed); its bags are ready for the lupus demo patient"]
+
+
+def _open_oos(session: Session, tech: User) -> list[str]:
+    """The cord lot of the donor still awaiting QA: a failing CD105, so an open OOS waits for QA."""
+    from mscbatch.donors.demo import PENDING_CORD_INITIALS, demo_cord_donor
+
+    donor = demo_cord_donor(session, PENDING_CORD_INITIALS)
+    lot = None if donor is None else session.scalar(select(Lot).where(Lot.donor_id == donor.id).order_by(Lot.id))
+    if lot is None:
+        return []
+    if session.scalar(select(OosInvestigation.id).where(OosInvestigation.lot_id == lot.id).limit(1)) is not None:
+        return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}, OOS recorded (see the QA dashboard)"]
+    if lot.status not in ("in_process", "quarantine"):
+        return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}"]
+    results.enter_result(session, tech, lot.id, results.ResultEntry(
+        test_id="cd105", value="94.6", unit="%", analyst=tech.full_name, tested_on=date.today(),
+        method="flow cytometry", instrument="Demo cytometer FC-1"))
+    return [f"  {lot.lot_number}: CD105 94.6 % (< 95 %) entered: an OOS is open for QA to investigate"]
+
+
+def seed_release(session: Session) -> list[str]:
+    """Idempotent: each lot is tested and released only when it is in quarantine with no result yet."""
+    tech, tech2, qa, qa2 = (session.scalar(select(User).where(User.username == name))
+                            for name in ("tech", "tech2", "qa", "qa2"))
+    if tech is None or qa is None:
+        return ["  (skipped: the demo users tech / qa are missing)"]
+    lines = _release_adipose(session, tech, qa)
+    if tech2 is not None and qa2 is not None:
+        lines += _release_chain(session, tech, tech2, qa2)
+    else:
+        lines.append("  (UC-MSC release skipped: the demo users tech2 / qa2 are missing)")
+    return lines + _open_oos(session, tech)

@@ -27,13 +27,78 @@ INVALIDATED_MEANING = "OOS invalidated (laboratory error, valid retest)"
 CONFIRMED_MEANING = "OOS confirmed"
 
 
-def patients_who_received(session: Session, lot_id: int) -> list[dict[str, Any]]:
-    """Every patient who already received (was infused with) a bag of the lot, for a late OOS notification.
+#: bag custody states meaning the bag has left the unit for its patient (core.states.BAG)
+RECEIVED_BAG_STATES = ("dispatched", "received", "thawed", "infused")
 
-    Patients and infusions arrive with issues 6/7: until then no bag can have been infused through the system,
-    so this returns []. Issue 6/7 replaces the body with a join bag -> infusion -> patient (code, clinician).
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def patients_who_received(session: Session, lot_id: int) -> list[dict[str, Any]]:
+    """Every patient who already received a bag of the lot, for a late OOS notification (EU GMP Part IV 11).
+
+    Today "received" is read from the patients and lots tables: the patient holds a signed (locked),
+    non-cancelled prescription with an allocation of a bag of this lot, and that bag's custody status is
+    dispatched, received, thawed or infused (it has left the unit for that patient). An allocation released
+    later without cancelling its prescription still counts: a late OOS rather notifies one patient too many
+    than misses one. The custody capability (mscbatch/custody: custody events, infusions) can refine this
+    once it lands: infusion start/end, who infused, the volume actually given.
+
+    One entry per patient (JSON values, stored on the OOS): code, ward, prescribing clinician, prescription(s)
+    with the signature time, and each bag with its DIN, status and the UTC time it reached that status (from
+    the audit trail); `summary` is the same in one line for pages and the certificate.
     """
-    return []
+    from mscbatch.auth.models import User
+    from mscbatch.lots.models import Bag
+    from mscbatch.patients.models import Allocation, Patient, Prescription
+
+    rows = session.execute(
+        select(Allocation, Prescription, Patient, Bag)
+        .join(Prescription, Prescription.id == Allocation.prescription_id)
+        .join(Patient, Patient.id == Allocation.patient_id)
+        .join(Bag, Bag.id == Allocation.bag_id)
+        .where(Bag.lot_id == lot_id, Bag.status.in_(RECEIVED_BAG_STATES), Prescription.status != "cancelled",
+               Prescription.locked_at.is_not(None))
+        .order_by(Patient.code, Allocation.id)).all()
+    if not rows:
+        return []
+    since = _status_times(session, [(bag.id, bag.status) for _a, _p, _pt, bag in rows])
+    prescribers = {u.id: u.full_name for u in session.scalars(
+        select(User).where(User.id.in_({rx.prescribed_by_id for _a, rx, _pt, _b in rows})))}
+    patients: dict[int, dict[str, Any]] = {}
+    for allocation, rx, patient, bag in rows:
+        entry = patients.setdefault(patient.id, {
+            "patient_code": patient.code, "patient_id": patient.id, "ward": patient.ward,
+            "clinician": prescribers.get(rx.prescribed_by_id, ""), "prescriptions": [], "bags": []})
+        signed = {"id": rx.id, "signed_at": _iso(rx.locked_at), "status": rx.status}
+        if signed not in entry["prescriptions"]:
+            entry["prescriptions"].append(signed)
+        entry["bags"].append({"din": bag.din, "status": bag.status, "status_since": _iso(since.get(bag.id)),
+                              "allocated_at": _iso(allocation.allocated_at), "volume_ml": f"{allocation.volume_ml:f}",
+                              "prescription_id": rx.id})
+    out = []
+    for entry in patients.values():
+        bags = "; ".join(f"bag {b['din']} {b['status']}" + (f" {b['status_since']} UTC" if b["status_since"] else "")
+                         for b in entry["bags"])
+        signed = ", ".join(f"prescription {p['id']} signed {p['signed_at']} UTC" for p in entry["prescriptions"])
+        entry["summary"] = f"{entry['patient_code']} ({entry['ward']}; {entry['clinician']}): {bags}; {signed}"
+        out.append({"summary": entry.pop("summary"), **entry})
+    return out
+
+
+def _status_times(session: Session, bags: list[tuple[int, str]]) -> dict[int, Any]:
+    """bag id -> when (UTC) the bag last moved to its current status, read from the audit trail."""
+    from mscbatch.audit.models import AuditEvent
+
+    wanted = {str(bag_id): status for bag_id, status in bags}
+    out: dict[int, Any] = {}
+    for event in session.scalars(select(AuditEvent).where(
+            AuditEvent.entity_type == "bag", AuditEvent.entity_id.in_(list(wanted)), AuditEvent.field == "status")
+            .order_by(AuditEvent.seq)):
+        if event.new_value == wanted.get(event.entity_id or ""):
+            out[int(event.entity_id or 0)] = event.occurred_at
+    return out
 
 
 def open_oos(session: Session, lot: Lot, result: ReleaseResult, description: str) -> OosInvestigation:

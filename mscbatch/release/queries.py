@@ -2,8 +2,10 @@
 the QA review page and the QA dashboard."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -15,6 +17,8 @@ from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, S
 from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult, ResultAttachment
 
 EXPIRY_WARNING_DAYS = 30
+ENDOTOXIN_TEST_ID = "endotoxin"
+ENDOTOXIN_UNIT = "EU/mL"
 RELEASED_KINDS = ("release", "conditional_release", "completion", "exceptional_release")
 
 
@@ -113,6 +117,44 @@ def may_give_bag_to(session: Session, bag_id: int, patient_code: str) -> tuple[b
     if state.exceptional and (patient_code or "").strip().upper() != state.patient_code:
         return False, f"exceptionally released for patient {state.patient_code} only"
     return True, state.flag or "released"
+
+
+def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Decimal]:
+    """lot id -> the endotoxin concentration (EU/mL) its release counts, for the dose's K/M check (issue 6).
+
+    The value is the one the lot's endotoxin verdict is judged from (core.verdicts.judge_test): the latest
+    valid result, except that a valid failing result stands until its OOS investigation invalidates it (so an
+    exceptionally released OOS batch is dosed with its failing value, never a later retest). Invalidated
+    results never count. A lot without a valid result, whose specification has no endotoxin test, or whose
+    test is not in EU/mL is left out: the dose then reports "no result" rather than a guessed load."""
+    from mscbatch.core.release_spec import parse_result_value
+    from mscbatch.core.verdicts import judge_test
+    from mscbatch.errors import NotFound
+    from mscbatch.release.specs import lab_results, spec_for_lot
+
+    wanted = {lot.id: lot for lot in lots}
+    if not wanted:
+        return {}
+    found: dict[int, list[ReleaseResult]] = {}
+    for row in session.scalars(select(ReleaseResult).where(
+            ReleaseResult.lot_id.in_(list(wanted)), ReleaseResult.test_id == ENDOTOXIN_TEST_ID,
+            ReleaseResult.invalidated_at.is_(None)).order_by(ReleaseResult.entered_at, ReleaseResult.id)):
+        found.setdefault(row.lot_id, []).append(row)
+    out: dict[int, Decimal] = {}
+    for lot_id, rows in found.items():
+        try:
+            test = spec_for_lot(wanted[lot_id]).test(ENDOTOXIN_TEST_ID)
+        except (NotFound, KeyError):
+            continue
+        if test.unit != ENDOTOXIN_UNIT:
+            continue
+        judged = judge_test(test, lab_results(rows)).result
+        if judged is None:
+            continue
+        value = parse_result_value(test, judged.value, judged.unit)
+        if isinstance(value, Decimal):
+            out[lot_id] = value
+    return out
 
 
 @dataclass(frozen=True)

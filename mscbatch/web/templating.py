@@ -22,6 +22,10 @@ NAVIGATION += [("Lots", "lots.index", None), ("Storage", "storage.index", None),
 
 NAVIGATION += [("Patients", "patients.index", frozenset({"clinician", "nurse", "qa"}))]
 NAVIGATION += [("Release", "release.index", frozenset({"qa", "technician", "admin"}))]
+NAVIGATION += [("Ward", "custody.ward", frozenset({"nurse", "clinician", "technician"}))]  # issue 7: bedside
+NAVIGATION += [("Recalls", "recall.index", frozenset({"qa", "clinician"})),
+               ("Traceability", "trace.find", frozenset({"qa", "clinician"}))]
+NAVIGATION += [("Exports", "interop.exports", None), ("API", "interop.api_docs", None)]  # issue 8
 
 
 def navigation_for(user: Any) -> list[tuple[str, str]]:

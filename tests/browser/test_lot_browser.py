@@ -54,13 +54,14 @@ def test_a_technician_records_a_lot_through_cryopreservation_into_4_bags_stored_
     expect(page.locator("table.steps")).to_contain_text("5.91")  # 3.00 + log2(7.5) = 2.91
     expect(page.locator("svg.pd-plot")).to_be_visible()
 
-    page.get_by_label("Harvest date and time (site time)").fill(f"{date.today().isoformat()}T08:00")
+    yesterday = (date.today() - timedelta(days=1)).isoformat()  # fixed hours today could lie in the future
+    page.get_by_label("Harvest date and time (site time)").fill(f"{yesterday}T08:00")
     page.get_by_label("Total cells (x10^6 cells)").fill("120")
     page.locator("#harvest-viability_percent").fill("92")
     page.get_by_role("button", name="Record harvest").click()
     expect(page.locator("#viable-cells")).to_have_text("110.4 x10^6")
 
-    page.get_by_label("Freezing date and time (site time)").fill(f"{date.today().isoformat()}T09:00")
+    page.get_by_label("Freezing date and time (site time)").fill(f"{yesterday}T09:00")
     page.get_by_label("Number of bags").fill("4")
     page.get_by_label("Volume per bag (mL)").fill("25")
     page.get_by_label("Viable cells per mL (x10^6 cells)").fill("1.1")

@@ -7,6 +7,7 @@ denied means 403 for a signed-in user without the role.
 from __future__ import annotations
 
 import pytest
+from werkzeug.routing.converters import NumberConverter
 
 from tests.conftest import ROLES, api_token_for
 
@@ -121,13 +122,36 @@ EXPECTED_ACCESS: dict[str, object] = {
     "patients_api.dose_calculation": {"clinician"},
     "patients_api.prescribe": {"clinician"},
 }
+# labels, traceability and recall (issue 7): the lab and QA print labels; anyone can open a label's QR page (no
+# patient data on it); QA and clinicians trace and read recalls; only QA starts or ends a recall
+EXPECTED_ACCESS.update({
+    "labelling.lot_labels": {"technician", "qa"},
+    "labelling.print_lot": {"technician", "qa"},
+    "verify.verify": PUBLIC,
+    "labels_api.verify": SIGNED_IN,
+    "recall.index": {"qa", "clinician"},
+    "recall.detail": {"qa", "clinician"},
+    "recall.report_pdf": {"qa", "clinician"},
+    "recall.start": {"qa"},
+    "recall.end": {"qa"},
+    "trace.donor": {"qa", "clinician"},
+    "trace.donor_pdf": {"qa", "clinician"},
+    "trace.lot": {"qa", "clinician"},
+    "trace.lot_pdf": {"qa", "clinician"},
+    "trace.reagent": {"qa", "clinician"},
+    "trace.reagent_pdf": {"qa", "clinician"},
+    "trace.patient": {"qa", "clinician"},
+    "trace.patient_pdf": {"qa", "clinician"},
+    "trace.find": {"qa", "clinician"},
+    "trace.bag": {"qa", "clinician", "nurse", "technician"},
+})
 
 
 def _sample_url(app, rule) -> str:  # type: ignore[no-untyped-def]
     values = {}
     for name in rule.arguments:
         converter = rule._converters[name]
-        values[name] = 999999 if type(converter).__name__ in ("IntegerConverter", "NumberConverter") else "x"
+        values[name] = 999999 if isinstance(converter, NumberConverter) else "x"
     if rule.endpoint == "static":
         values["filename"] = "css/mscbatch.css"
     with app.test_request_context():
@@ -191,3 +215,43 @@ def test_anonymous_visitors_reach_only_public_routes(app):
 def test_a_browser_session_cookie_does_not_authenticate_the_api(client_as):
     response = client_as("admin").get("/api/v1/me")
     assert response.status_code == 401
+
+
+# custody (issue 7): the ward page for nurses, clinicians and technicians; the bedside check, its confirmation and
+# the infusion record by nurses and clinicians only; dispatch by the lab; infusion records read by QA too
+EXPECTED_ACCESS.update({
+    "custody.ward": {"nurse", "clinician", "technician"},
+    "custody.check": {"nurse", "clinician"},
+    "custody.confirm": {"nurse", "clinician"},
+    "custody.start": {"nurse", "clinician"},
+    "custody.event": {"nurse", "clinician", "technician"},
+    "custody.dispatch": {"technician"},
+    "custody.infusion": {"nurse", "clinician", "qa"},
+    "custody.end": {"nurse", "clinician"},
+    "custody.reaction": {"nurse", "clinician"},
+    "custody_api.scan_verify": {"nurse", "clinician"},
+    "custody_api.confirm": {"nurse", "clinician"},
+    "custody_api.add_event": {"nurse", "technician", "qa", "clinician"},
+    "custody_api.bag_events": SIGNED_IN,
+    "custody_api.start_infusion": {"nurse", "clinician"},
+    "custody_api.end_infusion": {"nurse", "clinician"},
+    "custody_api.add_reaction": {"nurse", "clinician"},
+})
+
+
+# interoperability (issue 8): the exports follow the pages showing the same data (lots and bags: any signed-in
+# user; release results: the release review's readers); FHIR like the bag API; the docs page for signed-in
+# users, and /api/v1/docs is only a redirect to it (the OpenAPI document itself is public)
+EXPECTED_ACCESS.update({
+    "interop.exports": SIGNED_IN,
+    "interop.export_lots": SIGNED_IN,
+    "interop.export_bags": SIGNED_IN,
+    "interop.export_release_results": {"technician", "qa", "clinician", "admin"},
+    "interop.api_docs": SIGNED_IN,
+    "interop.api_docs_redirect": PUBLIC,
+    "interop_api.biologically_derived_product": SIGNED_IN,
+    "interop_api.lot_bundle": SIGNED_IN,
+    "interop_api.export_lots": SIGNED_IN,
+    "interop_api.export_bags": SIGNED_IN,
+    "interop_api.export_release_results": {"technician", "qa", "clinician", "admin"},
+})

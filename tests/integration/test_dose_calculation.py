@@ -109,3 +109,60 @@ def test_a_patient_who_is_not_enrolled_gets_no_dose(app, users):
     p = patient(session, clin, enrol=False)
     assert calculate(session, p.id).refusal.code == "not_enrolled"
     session.close()
+
+
+def _endotoxin_result(session, actor, lot_id, value, *, invalidated=False):  # type: ignore[no-untyped-def]
+    """An endotoxin release result written directly (the release capability has its own entry tests)."""
+    from datetime import date
+
+    from mscbatch.audit.context import use_case
+    from mscbatch.database import utcnow
+    from mscbatch.lots.models import Lot
+    from mscbatch.release.models import ReleaseResult
+    from mscbatch.release.specs import spec_for_lot
+
+    spec = spec_for_lot(session.get(Lot, lot_id))
+    with use_case(session, actor):
+        session.add(ReleaseResult(
+            lot_id=lot_id, test_id="endotoxin", spec_id=spec.id, spec_version=spec.version, spec_sha256=spec.sha256,
+            value=value, first_value=value, unit="EU/mL", method="LAL", analyst="A. Analyst", tested_on=date.today(),
+            entered_by_id=actor.id, entered_at=utcnow(), invalidated_at=utcnow() if invalidated else None,
+            invalidated_reason="OOS invalidated" if invalidated else None))
+
+
+def test_the_lots_endotoxin_result_gives_the_endotoxin_load_against_the_k_over_m_limit(app, users, client_as):
+    session, clin, tech, bags = _setup(app)
+    _endotoxin_result(session, tech, bags[0].lot_id, "0.9", invalidated=True)  # never counts
+    _endotoxin_result(session, tech, bags[0].lot_id, "0.2")
+    p = patient(session, clin)
+    result = calculate(session, p.id)
+    a = result.allocation
+    assert a is not None, result.refusal
+    assert all(result.bags[d.bag_id][0].endotoxin_eu_per_ml == Decimal("0.2") for d in a.draws)
+    assert a.total_volume_ml == Decimal("62.5")
+    assert a.endotoxin_eu == Decimal("12.5")  # 62.5 mL x 0.2 EU/mL
+    assert a.endotoxin_limit_eu == Decimal("312.5")  # K 5 EU/kg/h x 62.5 kg x 1 h
+    pid = p.id
+    session.rollback()
+    html = client_as("clinician").get(f"/patients/{pid}/dose").get_data(as_text=True)
+    assert "12.5" in html and "EU (limit 312.5" in html and "no result on the bags" not in html
+    session.close()
+
+
+def test_an_endotoxin_load_above_the_k_over_m_limit_is_refused_by_the_core_with_its_reason(app, users):
+    session, clin, tech, bags = _setup(app)
+    _endotoxin_result(session, tech, bags[0].lot_id, "6")  # 62.5 mL x 6 = 375 EU > 312.5 EU
+    p = patient(session, clin)
+    result = calculate(session, p.id)
+    assert result.allocation is None and result.refusal is not None
+    assert result.refusal.code == "endotoxin_limit"
+    assert "above K x weight x time" in result.refusal.reason and "312.5" in result.refusal.reason
+    session.close()
+
+
+def test_bags_of_a_lot_without_an_endotoxin_result_report_no_load(app, users):
+    session, clin, _tech, _bags = _setup(app)
+    p = patient(session, clin)
+    a = calculate(session, p.id).allocation
+    assert a is not None and a.endotoxin_eu is None
+    session.close()

@@ -1,6 +1,9 @@
 """Release use cases at service level, on SQLite and PostgreSQL (issue 5)."""
 from __future__ import annotations
 
+import io
+import json
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -186,3 +189,75 @@ def test_exceptional_release_of_an_oos_batch_needs_a_clinician_and_qa_and_names_
     release.approve_exceptional_release(session, user(session, "qa"), lot_id, PASSWORD)
     state = release_state(session, _lot(session, lot_id))
     assert state.exceptional and state.patient_code == "SLE-007" and "EXCEPTIONAL" in state.flag
+
+
+def _move_bag(session, actor, bag_id, target):  # type: ignore[no-untyped-def]
+    """A custody move through the bag state machine (sequence and role checked), with its reason."""
+    from mscbatch.audit.context import use_case
+    from mscbatch.core.states import BAG
+    from mscbatch.lots.models import Bag
+
+    with use_case(session, actor, f"demo custody: {target}"):
+        bag = session.get(Bag, bag_id)
+        BAG.check(bag.status, target, actor.role_names, subject=f"bag {bag.din}")
+        bag.status = target
+
+
+def test_a_late_oos_after_conditional_release_lists_every_patient_who_received_the_lot_with_dates(session, lot_id):
+    from mscbatch.lots.demo import chain_lot
+    from mscbatch.lots.models import Bag
+    from mscbatch.lots.services import transition_lot
+    from mscbatch.patients import prescriptions
+    from mscbatch.patients.queries import allocations_of
+    from mscbatch.release.coa import certificate_pdf
+    from mscbatch.release.review import review_of
+    from tests.integration.patient_factories import patient
+
+    tech, qa, clinician = user(session, "technician"), user(session, "qa"), user(session, "clinician")
+    uc = chain_lot(session)  # the demo UC-MSC lot (4 bags of 50 x10^6 viable cells), cryopreserved
+    transition_lot(session, user(session, "tech"), uc.id, "quarantine", "Cryopreserved: awaiting QC")
+    enter_panel(session, tech, uc.id, skip=("sterility",))
+    release.release_lot(session, qa, uc.id, PASSWORD, conditional_tests=["sterility"],
+                        justification="Patient cannot wait 14 days for BacT/ALERT")
+    infused_patient = patient(session, clinician)  # 62.5 kg: 3 bags
+    waiting_patient = patient(session, clinician, weight="20")  # 40 x10^6 cells: the 4th bag, never dispatched
+    first = prescriptions.prescribe(session, clinician, PASSWORD, infused_patient.id)
+    prescriptions.prescribe(session, clinician, PASSWORD, waiting_patient.id)
+    [infused, *_rest] = [a.bag_id for a in allocations_of(session, first.id)]
+    for actor, target in ((tech, "dispatched"), (user(session, "nurse"), "received"),
+                          (user(session, "nurse"), "thawed"), (user(session, "nurse"), "infused")):
+        _move_bag(session, actor, infused, target)
+    assert oos.patients_who_received(session, lot_id) == []  # the adipose lot: nobody received it
+
+    results.enter_result(session, tech, uc.id, results.ResultEntry(
+        test_id="sterility", value="positive", unit="", analyst="A", tested_on=date.today()))
+    [late] = oos.open_oos_of(session, uc.id)
+    assert late.late and "LATE OOS" in late.description
+    [entry] = late.patients
+    assert entry["patient_code"] == infused_patient.code and entry["clinician"] == clinician.full_name
+    [bag] = entry["bags"]
+    assert bag["din"] == session.get(Bag, infused).din and bag["status"] == "infused"
+    assert bag["status_since"] and bag["allocated_at"]
+    assert entry["prescriptions"][0]["id"] == first.id and entry["prescriptions"][0]["signed_at"]
+    assert infused_patient.code in entry["summary"] and "infused" in entry["summary"]
+    assert waiting_patient.code not in json.dumps(late.patients)
+
+    from pypdf import PdfReader
+
+    pdf = certificate_pdf(review_of(session, uc.id))
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "Patients to notify" in text and infused_patient.code in text
+
+
+def test_the_certificate_prints_cell_counts_as_x10_6_cells(session, lot_id):
+    from pypdf import PdfReader
+
+    from mscbatch.release.coa import certificate_pdf
+    from mscbatch.release.review import review_of
+
+    enter_panel(session, user(session, "technician"), lot_id)  # viable cell count 120000000
+    release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
+    pdf = certificate_pdf(review_of(session, lot_id))
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "120 x10^6 cells" in " ".join(text.split())
+    assert "120000000" not in text

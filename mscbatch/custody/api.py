@@ -1,0 +1,229 @@
+"""Custody JSON API for handheld scanner apps (issue 7 point 9): bearer token, OpenAPI from the schemas.
+
+POST /api/v1/custody/scan-verify   wristband + bag code -> the bedside check (MATCHES / STOP with reasons)
+POST /api/v1/custody/checks/<id>/confirm   the second person's user name and password
+POST /api/v1/custody/events        a hand-over: received, thawed, dispatched, returned, discarded
+GET  /api/v1/custody/bags/<id>/events      the bag's custody timeline
+POST /api/v1/custody/infusions     start (needs a confirmed check of the bag in the last N minutes)
+POST /api/v1/custody/infusions/<id>/end, /reactions
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from mscbatch.api.base import problems
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.custody import services
+from mscbatch.custody.checks import BedsideResult
+from mscbatch.custody.views import check_valid_for, label_key
+from mscbatch.errors import ValidationFailed
+from mscbatch.extensions import db
+from mscbatch.lots.api import ROW_ID
+from mscbatch.lots.queries import get_bag
+
+bp = Blueprint("custody_api", __name__, url_prefix="/api/v1/custody",
+               description="Chain of custody, bedside scan verification, infusions")
+
+API_EVENTS = ("received", "thawed", "dispatched", "returned", "discarded")
+
+
+class ScanVerifyInSchema(Schema):
+    wristband = fields.String(required=True, metadata={"description": "the patient's wristband identifier"})
+    bag = fields.String(required=True, metadata={"description": "the bag label's QR content (URL or bare "
+                                                                "token) or the 14-character DIN with K"})
+
+
+class FindingSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+
+
+class ScanVerifySchema(Schema):
+    result = fields.String(metadata={"description": "MATCHES or STOP"})
+    matches = fields.Boolean()
+    check_id = fields.Integer(allow_none=True)
+    failures = fields.List(fields.Nested(FindingSchema))
+    notes = fields.List(fields.String())
+    bag_id = fields.Integer(allow_none=True)
+    din = fields.String(allow_none=True)
+    patient_code = fields.String(allow_none=True)
+    post_thaw_deadline = fields.DateTime(allow_none=True)
+
+
+class ConfirmInSchema(Schema):
+    username = fields.String(required=True)
+    password = fields.String(required=True, load_only=True)
+
+
+class CheckSchema(Schema):
+    id = fields.Integer()
+    bag_id = fields.Integer(allow_none=True)
+    patient_id = fields.Integer(allow_none=True)
+    result = fields.String()
+    checked_by_id = fields.Integer()
+    checked_at = fields.DateTime()
+    second_checker_id = fields.Integer(allow_none=True)
+    confirmed_at = fields.DateTime(allow_none=True)
+
+
+class EventInSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(API_EVENTS))
+    bag = fields.String(load_default=None, metadata={"description": "the scanned bag code (or give bag_id)"})
+    bag_id = fields.Integer(load_default=None, validate=ROW_ID)
+    location = fields.String(load_default="")
+    courier = fields.String(load_default="")
+    shipper = fields.String(load_default="")
+    temperature_logger_id = fields.String(load_default="")
+    reason = fields.String(load_default="", metadata={"description": "required for returned and discarded"})
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    bag_id = fields.Integer()
+    kind = fields.String()
+    occurred_at = fields.DateTime()
+    actor_id = fields.Integer()
+    location = fields.String()
+    scan = fields.String()
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String(allow_none=True)
+    details = fields.Dict()
+    reason = fields.String()
+
+
+class InfusionInSchema(Schema):
+    bag_id = fields.Integer(required=True, validate=ROW_ID)
+
+
+class EndInSchema(Schema):
+    volume_ml = fields.Decimal(required=True, as_string=True)
+
+
+class ReactionInSchema(Schema):
+    ctcae_term = fields.String(required=True)
+    grade = fields.Integer(required=True, validate=validate.Range(1, 5))
+    description = fields.String(load_default="")
+
+
+class InfusionSchema(Schema):
+    id = fields.Integer()
+    bag_id = fields.Integer()
+    patient_id = fields.Integer()
+    check_id = fields.Integer()
+    started_at = fields.DateTime()
+    started_by_id = fields.Integer()
+    second_person_id = fields.Integer()
+    ended_at = fields.DateTime(allow_none=True)
+    volume_infused_ml = fields.Decimal(as_string=True, allow_none=True)
+
+
+class ReactionSchema(Schema):
+    id = fields.Integer()
+    infusion_id = fields.Integer()
+    ctcae_term = fields.String()
+    grade = fields.Integer()
+    description = fields.String()
+    recorded_at = fields.DateTime()
+
+
+def _result(result: BedsideResult) -> dict[str, Any]:
+    return {"result": "MATCHES" if result.matches else "STOP", "matches": result.matches,
+            "check_id": result.check_id, "failures": result.failures, "notes": result.notes,
+            "bag_id": result.bag.id if result.bag else None,
+            "din": (result.bag.din + result.bag.check_character) if result.bag else None,
+            "patient_code": result.patient.code if result.patient else None,
+            "post_thaw_deadline": result.post_thaw_deadline}
+
+
+@bp.route("/scan-verify", methods=["POST"])
+@bp.arguments(ScanVerifyInSchema)
+@bp.response(200, ScanVerifySchema)
+@problems(bp, 401, 403)
+@roles_required("nurse", "clinician")
+def scan_verify(data: dict[str, Any]) -> Any:
+    """The bedside check in one request; the answer lists every failed check in plain words."""
+    return _result(services.bedside_check(db.session, current_user, wristband=data["wristband"],
+                                          bag_scan=data["bag"], label_key=label_key()))
+
+
+@bp.route("/checks/<int:check_id>/confirm", methods=["POST"])
+@bp.arguments(ConfirmInSchema)
+@bp.response(200, CheckSchema)
+@problems(bp, 401, 403, 404, 409)
+@roles_required("nurse", "clinician")
+def confirm(data: dict[str, Any], check_id: int) -> Any:
+    """A second nurse or clinician confirms a MATCHES check with their own credentials (never the same person)."""
+    return services.confirm_second_person(db.session, current_user, check_id, username=data["username"],
+                                          password=data["password"], label_key=label_key(),
+                                          valid_for=check_valid_for())
+
+
+@bp.route("/events", methods=["POST"])
+@bp.arguments(EventInSchema)
+@bp.response(201, EventSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("nurse", "technician", "qa", "clinician")
+def add_event(data: dict[str, Any]) -> Any:
+    """Record a hand-over; the bag state machine refuses impossible sequences (409)."""
+    if data.get("bag"):
+        bag = services.bag_for_scan(db.session, data["bag"], label_key())
+    elif data.get("bag_id"):
+        bag = get_bag(db.session, data["bag_id"])
+    else:
+        raise ValidationFailed("Give the scanned bag code (bag) or the bag_id.", field="bag")
+    where = dict(location=data["location"], scan=data.get("bag") or "")
+    kind = data["kind"]
+    if kind == "received":
+        return services.receive(db.session, current_user, bag.id, **where)
+    if kind == "thawed":
+        return services.thaw(db.session, current_user, bag.id, **where)
+    if kind == "dispatched":
+        return services.dispatch(db.session, current_user, bag.id, courier=data["courier"], shipper=data["shipper"],
+                                 temperature_logger_id=data["temperature_logger_id"], **where)
+    if kind == "returned":
+        return services.return_bag(db.session, current_user, bag.id, reason=data["reason"], **where)
+    return services.discard(db.session, current_user, bag.id, reason=data["reason"], **where)
+
+
+@bp.route("/bags/<int:bag_id>/events")
+@bp.response(200, EventSchema(many=True))
+@problems(bp, 401, 404)
+@authenticated
+def bag_events(bag_id: int) -> Any:
+    """The bag's custody timeline, oldest first."""
+    get_bag(db.session, bag_id)
+    return services.events_of(db.session, bag_id)
+
+
+@bp.route("/infusions", methods=["POST"])
+@bp.arguments(InfusionInSchema)
+@bp.response(201, InfusionSchema)
+@problems(bp, 401, 403, 404, 409)
+@roles_required("nurse", "clinician")
+def start_infusion(data: dict[str, Any]) -> Any:
+    """Start the infusion: refused (409) without a confirmed two-person check of the bag in the last N minutes."""
+    return services.start_infusion(db.session, current_user, data["bag_id"], label_key=label_key(),
+                                   valid_for=check_valid_for())
+
+
+@bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])
+@bp.arguments(EndInSchema)
+@bp.response(200, InfusionSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("nurse", "clinician")
+def end_infusion(data: dict[str, Any], infusion_id: int) -> Any:
+    return services.end_infusion(db.session, current_user, infusion_id, volume_ml=data["volume_ml"])
+
+
+@bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
+@bp.arguments(ReactionInSchema)
+@bp.response(201, ReactionSchema)
+@problems(bp, 401, 403, 404, 422)
+@roles_required("nurse", "clinician")
+def add_reaction(data: dict[str, Any], infusion_id: int) -> Any:
+    return services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
+        data["ctcae_term"], data["grade"], data["description"]))

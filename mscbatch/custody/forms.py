@@ -1,0 +1,56 @@
+"""Ward forms (Flask-WTF, CSRF). They parse input only; the services check every rule."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from mscbatch.custody.models import GRADES
+from mscbatch.donors.forms import choices
+
+SCAN = {"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"}
+
+
+class WardForm(FlaskForm):
+    """The ward page: what was scanned, and the one-tap action."""
+
+    wristband = StringField("Patient wristband", validators=[Optional(), Length(max=120)], render_kw=SCAN)
+    bag = StringField("Bag label (QR code, or the DIN with its check character)",
+                      validators=[Optional(), Length(max=600)], render_kw=SCAN)
+    location = StringField("Where (ward, room)", validators=[Optional(), Length(max=120)])
+    reason = StringField("Reason (return or discard)", validators=[Optional(), Length(max=2000)])
+
+
+class DispatchForm(FlaskForm):
+    bag = StringField("Bag label (QR code, or the DIN with its check character)",
+                      validators=[DataRequired("Scan the bag."), Length(max=600)], render_kw=SCAN)
+    courier = StringField("Courier", validators=[DataRequired("Give the courier."), Length(max=120)])
+    shipper = StringField("Shipper (dry shipper / container id)",
+                          validators=[DataRequired("Give the shipper."), Length(max=120)])
+    temperature_logger_id = StringField("Temperature logger id",
+                                        validators=[DataRequired("Give the temperature logger id."), Length(max=60)])
+    location = StringField("From (location)", validators=[Optional(), Length(max=120)])
+
+
+class SecondPersonForm(FlaskForm):
+    second_username = StringField("Second person: user name", validators=[DataRequired("Give the user name.")],
+                                  render_kw={"autocomplete": "off", "autocapitalize": "off"})
+    second_password = PasswordField("Second person: password", validators=[DataRequired("Give the password.")],
+                                    render_kw={"autocomplete": "off"})
+
+
+class StartForm(FlaskForm):
+    pass
+
+
+class EndForm(FlaskForm):
+    volume_ml = StringField("Volume infused (mL)", validators=[DataRequired("Give the volume infused.")],
+                            render_kw={"inputmode": "decimal"})
+
+
+class ReactionForm(FlaskForm):
+    ctcae_term = StringField("CTCAE term", validators=[DataRequired("Give the CTCAE term."), Length(max=120)],
+                             render_kw={"list": "ctcae-terms"})
+    grade = SelectField("Grade", choices=choices([("", "Choose…")] + [(str(k), v) for k, v in GRADES.items()]),
+                        validators=[DataRequired("Choose the grade.")])
+    description = TextAreaField("What happened (free text)", validators=[Optional(), Length(max=4000)])

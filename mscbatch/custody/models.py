@@ -1,0 +1,132 @@
+"""Custody events, bedside two-person checks, infusions and infusion reactions (DOMAIN.md section 8).
+
+CustodyEvent is append-only (the mixin refuses changes in the session; migration 0007 adds database triggers):
+a bag's history is the list of its events, each saying who, when (UTC), where and which scan proved it.
+A TwoPersonCheck is written for every bedside check, STOP as well as MATCHES (a caught mismatch is a record
+too); the second person's confirmation is the only change it may ever take. An Infusion is unique per bag:
+the database itself refuses a second infusion of one bag, whatever runs concurrently.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mscbatch.audit.trail import Audited
+from mscbatch.database import Base, utcnow
+
+#: every kind of custody event, in the order of a bag's life (issue 7 point 3)
+EVENT_LABELS = {
+    "labelled": "Labelled", "stored": "Stored", "moved": "Moved", "released": "Released",
+    "allocated": "Allocated", "dispatched": "Dispatched", "received": "Received on the ward", "thawed": "Thawed",
+    "bedside_verified": "Bedside two-person check", "infusion_started": "Infusion started",
+    "infusion_ended": "Infusion ended", "returned": "Returned", "discarded": "Discarded",
+}
+
+#: CTCAE v5 terms most often seen with cell infusions (the form offers them; any CTCAE term may be typed)
+CTCAE_TERMS = (
+    "Infusion related reaction", "Allergic reaction", "Anaphylaxis", "Fever", "Chills", "Hypotension",
+    "Hypertension", "Sinus tachycardia", "Dyspnea", "Hypoxia", "Bronchospasm", "Nausea", "Vomiting", "Headache",
+    "Urticaria", "Rash maculo-papular", "Flushing", "Back pain", "Chest pain - cardiac", "Thromboembolic event",
+)
+GRADES = {1: "1 - mild", 2: "2 - moderate", 3: "3 - severe", 4: "4 - life-threatening", 5: "5 - death"}
+
+
+class CustodyEvent(Audited, Base):
+    """One hand-over or state change of one bag. Never changed, never deleted."""
+
+    __tablename__ = "custody_event"
+    __append_only__ = True
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    location: Mapped[str] = mapped_column(String(120), default="")
+    scan: Mapped[str] = mapped_column(String(600), default="")  # the scanned code that proved it ("" = typed id)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    details_json: Mapped[str] = mapped_column(Text, default="{}")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_custody_event_bag", "bag_id", "id"), Index("ix_custody_event_kind", "kind"))
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return json.loads(self.details_json or "{}")
+
+    @property
+    def label(self) -> str:
+        return EVENT_LABELS.get(self.kind, self.kind)
+
+
+class TwoPersonCheck(Audited, Base):
+    """A bedside check: what was scanned, what the server answered, who checked and who confirmed."""
+
+    __tablename__ = "two_person_check"
+    __audit_reason_exempt__ = frozenset({"second_checker_id", "confirmed_at"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bag_id: Mapped[int | None] = mapped_column(ForeignKey("bag.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    wristband_scan: Mapped[str] = mapped_column(String(120))
+    bag_scan: Mapped[str] = mapped_column(String(600))
+    result: Mapped[str] = mapped_column(String(10))  # matches | stop
+    failures_json: Mapped[str] = mapped_column(Text, default="[]")
+    notes_json: Mapped[str] = mapped_column(Text, default="[]")
+    checked_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    second_checker_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (CheckConstraint("second_checker_id IS NULL OR second_checker_id <> checked_by_id",
+                                      name="two_people"),)
+
+    @property
+    def failures(self) -> list[dict[str, str]]:
+        return json.loads(self.failures_json or "[]")
+
+    @property
+    def notes(self) -> list[str]:
+        return json.loads(self.notes_json or "[]")
+
+
+class Infusion(Audited, Base):
+    """The infusion of one bag into one patient. UNIQUE bag_id: a bag is infused once, by construction."""
+
+    __tablename__ = "infusion"
+    __audit_reason_exempt__ = frozenset({"ended_at", "ended_by_id", "volume_infused_ml"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    check_id: Mapped[int] = mapped_column(ForeignKey("two_person_check.id"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    second_person_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    volume_infused_ml: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
+
+
+class InfusionReaction(Audited, Base):
+    """An infusion reaction entered at the bedside: CTCAE term and grade (1-5) with free text."""
+
+    __tablename__ = "infusion_reaction"
+    __append_only__ = True
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    infusion_id: Mapped[int] = mapped_column(ForeignKey("infusion.id"), index=True)
+    ctcae_term: Mapped[str] = mapped_column(String(120))
+    grade: Mapped[int]
+    description: Mapped[str] = mapped_column(Text, default="")
+    onset_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("grade BETWEEN 1 AND 5", name="grade_range"),)

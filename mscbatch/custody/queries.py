@@ -1,0 +1,69 @@
+"""Reading infusions and reactions for the patient and lot pages, and a bag's custody timeline."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.auth.models import User
+from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.models import Patient
+
+
+@dataclass(frozen=True)
+class InfusionRow:
+    infusion: Infusion
+    bag: Bag
+    lot: Lot
+    patient: Patient
+    nurses: tuple[str, ...]  # who started it, the second person, who ended it
+    reactions: tuple[InfusionReaction, ...]
+
+
+def _names(session: Session, ids: set[int]) -> dict[int, str]:
+    ids = {i for i in ids if i}
+    return {row[0]: row[1] for row in session.execute(select(User.id, User.full_name).where(User.id.in_(ids)))} if ids else {}
+
+
+def _rows(session: Session, infusions: list[Infusion]) -> list[InfusionRow]:
+    if not infusions:
+        return []
+    names = _names(session, {i.started_by_id for i in infusions} | {i.second_person_id for i in infusions}
+                   | {i.ended_by_id or 0 for i in infusions})
+    reactions: dict[int, list[InfusionReaction]] = {}
+    for reaction in session.scalars(select(InfusionReaction).where(
+            InfusionReaction.infusion_id.in_([i.id for i in infusions])).order_by(InfusionReaction.id)):
+        reactions.setdefault(reaction.infusion_id, []).append(reaction)
+    rows = []
+    for infusion in infusions:
+        bag, patient = session.get(Bag, infusion.bag_id), session.get(Patient, infusion.patient_id)
+        lot = session.get(Lot, bag.lot_id) if bag is not None else None
+        assert bag is not None and patient is not None and lot is not None
+        people = [names.get(infusion.started_by_id, "?"), names.get(infusion.second_person_id, "?")]
+        if infusion.ended_by_id and names.get(infusion.ended_by_id) not in people:
+            people.append(names.get(infusion.ended_by_id, "?"))
+        rows.append(InfusionRow(infusion, bag, lot, patient, tuple(people), tuple(reactions.get(infusion.id, []))))
+    return rows
+
+
+def infusions_of_patient(session: Session, patient_id: int) -> list[InfusionRow]:
+    return _rows(session, list(session.scalars(select(Infusion).where(Infusion.patient_id == patient_id)
+                                               .order_by(Infusion.started_at.desc(), Infusion.id.desc()))))
+
+
+def infusions_of_lot(session: Session, lot_id: int) -> list[InfusionRow]:
+    return _rows(session, list(session.scalars(select(Infusion).join(Bag, Bag.id == Infusion.bag_id)
+                                               .where(Bag.lot_id == lot_id).order_by(Infusion.started_at.desc()))))
+
+
+def infusion_of_bag(session: Session, bag_id: int) -> Infusion | None:
+    return session.scalar(select(Infusion).where(Infusion.bag_id == bag_id))
+
+
+def timeline(session: Session, bag_id: int) -> list[tuple[CustodyEvent, str]]:
+    """The bag's custody events, oldest first, with who recorded each (for traceability pages)."""
+    events = list(session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == bag_id).order_by(CustodyEvent.id)))
+    names = _names(session, {e.actor_id for e in events})
+    return [(event, names.get(event.actor_id, "?")) for event in events]

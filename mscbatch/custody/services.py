@@ -1,0 +1,354 @@
+"""Chain of custody use cases: one function per use case, each one transaction, each audited.
+
+Every custody event goes through record_event, which moves the bag through the BAG state machine of
+mscbatch.core.states (impossible sequences and wrong roles are refused there: thawed before received, infused
+twice...) and appends one CustodyEvent. The bag row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite
+serialises writers with BEGIN IMMEDIATE) so two hand-overs of one bag never interleave.
+
+Infusion start is refused without a passed, confirmed two-person bedside check of this bag made within the
+last N minutes (app config CUSTODY_CHECK_VALID_MINUTES, default 30). Ten concurrent starts record exactly one
+infusion: the bag row lock serialises them, the bag leaves "thawed", and infusion.bag_id is UNIQUE.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mscbatch.audit import trail
+from mscbatch.audit.context import use_case
+from mscbatch.auth.models import User
+from mscbatch.auth.passwords import verify_password
+from mscbatch.core.states import BAG, TransitionRefused
+from mscbatch.custody.checks import BedsideResult, evaluate, resolve_bag
+from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
+from mscbatch.database import utcnow
+from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.lots.models import Bag
+from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.release.queries import bag_release
+
+DEFAULT_CHECK_VALID = timedelta(minutes=30)
+LOCKOUT_THRESHOLD = 5
+BEDSIDE_ROLES = ("nurse", "clinician")
+
+#: event kind -> bag state it moves to (None: no state change, allowed only from the listed states)
+EVENT_TARGETS: dict[str, str | None] = {
+    "stored": "stored", "allocated": "allocated", "dispatched": "dispatched", "received": "received",
+    "thawed": "thawed", "infusion_started": "infused", "returned": "returned", "discarded": "discarded",
+    "labelled": None, "moved": None, "released": None, "bedside_verified": None, "infusion_ended": None,
+}
+STATELESS_FROM: dict[str, tuple[str, ...]] = {
+    "labelled": ("stored", "allocated", "on_hold", "returned"),
+    "moved": ("stored", "allocated", "on_hold", "returned"),
+    "released": ("stored", "allocated", "on_hold"),
+    "bedside_verified": ("received", "thawed"),
+    "infusion_ended": ("infused",),
+}
+
+
+def _roles(actor: Any) -> frozenset[str]:
+    return frozenset(getattr(actor, "role_names", ()) or ())
+
+
+def lock_bag(session: Session, bag_id: int) -> Bag:
+    bag = session.scalar(select(Bag).where(Bag.id == bag_id).with_for_update()
+                         .execution_options(populate_existing=True))
+    if bag is None:
+        raise NotFound(f"No bag with id {bag_id}.")
+    return bag
+
+
+def _text(value: Any, limit: int) -> str:
+    return ("" if value is None else str(value)).strip()[:limit]
+
+
+def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location: str = "", scan: str = "",
+                 details: dict[str, Any] | None = None, reason: str = "", at: datetime | None = None) -> CustodyEvent:
+    """Append one custody event and move the bag (inside the caller's use case; `bag` locked by the caller)."""
+    if kind not in EVENT_TARGETS:
+        raise ValidationFailed(f"Unknown custody event {kind!r}.", field="kind")
+    target = EVENT_TARGETS[kind]
+    subject = f"bag {bag.din}"
+    current = bag.status
+    if target is not None:
+        try:
+            BAG.check(current, target, _roles(actor), subject=subject)
+        except TransitionRefused as refusal:
+            raise (PermissionDenied if refusal.kind == "authority" else Conflict)(
+                f"Refused: {refusal}.") from None
+        bag.status = target
+    elif current not in STATELESS_FROM[kind]:
+        raise Conflict(f"Refused: {subject} is {current.replace('_', ' ')}; "
+                       f"'{kind.replace('_', ' ')}' cannot be recorded now.")
+    event = CustodyEvent(bag_id=bag.id, kind=kind, occurred_at=at or utcnow(), actor_id=actor.id,
+                         location=_text(location, 120), scan=_text(scan, 600), from_status=current,
+                         to_status=target, details_json=json.dumps(details or {}, sort_keys=True),
+                         reason=_text(reason, 2000))
+    session.add(event)
+    session.flush()
+    return event
+
+
+def events_of(session: Session, bag_id: int) -> list[CustodyEvent]:
+    return list(session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == bag_id).order_by(CustodyEvent.id)))
+
+
+def bag_for_scan(session: Session, scan: str, label_key: str) -> Bag:
+    bag, problem = resolve_bag(session, scan, label_key)
+    if bag is None:
+        raise ValidationFailed(problem or "Unknown bag.", field="bag")
+    return bag
+
+
+# ---- hand-overs ------------------------------------------------------------------------------------------
+
+def _simple(session: Session, actor: Any, bag_id: int, kind: str, *, location: str, scan: str,
+            details: dict[str, Any] | None = None, reason: str = "") -> CustodyEvent:
+    with use_case(session, actor, reason or None):
+        bag = lock_bag(session, bag_id)
+        event = record_event(session, actor, bag, kind, location=location, scan=scan, details=details, reason=reason)
+    return event
+
+
+def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper: str, temperature_logger_id: str,
+             location: str = "", scan: str = "") -> CustodyEvent:
+    """The bag leaves the unit for the ward: courier, shipper and the temperature logger travelling with it."""
+    details = {"courier": _text(courier, 120), "shipper": _text(shipper, 120),
+               "temperature_logger_id": _text(temperature_logger_id, 60)}
+    missing = [name for name, value in details.items() if not value]
+    if missing:
+        raise ValidationFailed("Give the " + ", ".join(m.replace("_", " ") for m in missing) + ".", field=missing[0])
+    with use_case(session, actor):
+        bag = lock_bag(session, bag_id)
+        state = bag_release(session, bag.id)
+        if not state.released:
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: its lot is {state.lot_status.replace('_', ' ')}.")
+        from mscbatch.custody.checks import hold_of
+
+        hold = hold_of(session, bag.id)
+        if hold:
+            raise Conflict(f"Bag {bag.din} is on hold ({hold}); it cannot be dispatched.")
+        if allocation_of_bag(session, bag.id) is None:
+            raise Conflict(f"Bag {bag.din} is not allocated to a patient by a signed prescription.")
+        event = record_event(session, actor, bag, "dispatched", location=location, scan=scan, details=details)
+    return event
+
+
+def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
+    return _simple(session, actor, bag_id, "received", location=location, scan=scan)
+
+
+def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
+    """Thawing starts the post-thaw clock (the limit comes from the product, config/products.toml)."""
+    return _simple(session, actor, bag_id, "thawed", location=location, scan=scan)
+
+
+def return_bag(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
+               scan: str = "") -> CustodyEvent:
+    if not (reason or "").strip():
+        raise ValidationFailed("Say why the bag is returned.", field="reason")
+    return _simple(session, actor, bag_id, "returned", location=location, scan=scan, reason=reason)
+
+
+def discard(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
+            scan: str = "") -> CustodyEvent:
+    if not (reason or "").strip():
+        raise ValidationFailed("Say why the bag is discarded.", field="reason")
+    return _simple(session, actor, bag_id, "discarded", location=location, scan=scan, reason=reason)
+
+
+# ---- bedside check ---------------------------------------------------------------------------------------
+
+def _require_bedside_role(user: Any, who: str) -> None:
+    if not user.has_role(*BEDSIDE_ROLES):
+        raise PermissionDenied(f"{who} must be a nurse or a clinician.")
+
+
+def bedside_check(session: Session, actor: Any, *, wristband: str, bag_scan: str, label_key: str) -> BedsideResult:
+    """Run the bedside check and record it (MATCHES or STOP) as a TwoPersonCheck awaiting its second person."""
+    _require_bedside_role(actor, "The person doing the bedside check")
+    result = evaluate(session, wristband, bag_scan, label_key)
+    with use_case(session, actor):
+        check = TwoPersonCheck(
+            bag_id=result.bag.id if result.bag else None, patient_id=result.patient.id if result.patient else None,
+            wristband_scan=_text(wristband, 120), bag_scan=_text(bag_scan, 600),
+            result="matches" if result.matches else "stop",
+            failures_json=json.dumps([{"code": f.code, "message": f.message} for f in result.failures]),
+            notes_json=json.dumps(result.notes), checked_by_id=actor.id)
+        session.add(check)
+        session.flush()
+        result.check_id = check.id
+    return result
+
+
+def get_check(session: Session, check_id: int) -> TwoPersonCheck:
+    check = session.get(TwoPersonCheck, check_id)
+    if check is None:
+        raise NotFound(f"No bedside check {check_id}.")
+    return check
+
+
+def verify_second_person(session: Session, username: str, password: str) -> User:
+    """Check another person's credentials without opening a session for them. Failures are audited and count
+    towards the account lockout, as at sign-in."""
+    name = (username or "").strip().lower()
+    user = session.scalar(select(User).where(User.username == name))
+    if user is None:
+        with use_case(session, None, "second person: unknown user name"):
+            trail.record(session, "second_person_refused", "user_account", None, new=name)
+        raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
+    if user.locked_out_at is not None or not user.is_enabled:
+        with use_case(session, None, "second person: account locked or disabled"):
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
+    if not verify_password(user.password_hash, password or ""):
+        with use_case(session, None, "second person: wrong password"):
+            user.failed_logins += 1
+            if user.failed_logins >= LOCKOUT_THRESHOLD:
+                user.locked_out_at = utcnow()
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
+    return user
+
+
+def confirm_second_person(session: Session, actor: Any, check_id: int, *, username: str, password: str,
+                          label_key: str, valid_for: timedelta = DEFAULT_CHECK_VALID) -> TwoPersonCheck:
+    """A second qualified person confirms a MATCHES check with their own user name and password."""
+    get_check(session, check_id)
+    second = verify_second_person(session, username, password)
+    _require_bedside_role(second, "The second person")
+    check = get_check(session, check_id)
+    if second.id == check.checked_by_id:
+        with use_case(session, second, "second person is the first checker"):
+            trail.record(session, "second_person_refused", "two_person_check", check.id)
+        raise Conflict("The second person must be someone else: the same person cannot check twice.",
+                       field="second_username")
+    if check.result != "matches":
+        raise Conflict("This check said STOP: it cannot be confirmed. Scan again.")
+    if check.second_checker_id is not None:
+        raise Conflict("This check is already confirmed.")
+    if utcnow() - check.checked_at > valid_for:
+        raise Conflict("This check is too old: scan the wristband and the bag again.")
+    if actor.id != check.checked_by_id:
+        raise PermissionDenied("Only the person who did the check can ask for its confirmation.")
+    again = evaluate(session, check.wristband_scan, check.bag_scan, label_key)
+    if not again.matches:
+        raise Conflict("Since the scan, the check changed to STOP: " + " ".join(f.message for f in again.failures))
+    with use_case(session, actor):
+        check = session.get(TwoPersonCheck, check_id, with_for_update=True, populate_existing=True)
+        assert check is not None and again.bag is not None
+        if check.second_checker_id is not None:
+            raise Conflict("This check is already confirmed.")
+        check.second_checker_id, check.confirmed_at = second.id, utcnow()
+        bag = lock_bag(session, again.bag.id)
+        record_event(session, actor, bag, "bedside_verified", scan=check.bag_scan,
+                     details={"check_id": check.id, "wristband": check.wristband_scan, "first_checker": actor.id,
+                              "second_checker": second.id, "patient_id": check.patient_id})
+    return check
+
+
+# ---- infusion --------------------------------------------------------------------------------------------
+
+def latest_confirmed_check(session: Session, bag_id: int, since: datetime) -> TwoPersonCheck | None:
+    return session.scalar(select(TwoPersonCheck).where(
+        TwoPersonCheck.bag_id == bag_id, TwoPersonCheck.result == "matches",
+        TwoPersonCheck.second_checker_id.is_not(None), TwoPersonCheck.confirmed_at >= since)
+        .order_by(TwoPersonCheck.id.desc()).limit(1))
+
+
+def start_infusion(session: Session, actor: Any, bag_id: int, *, label_key: str,
+                   valid_for: timedelta = DEFAULT_CHECK_VALID) -> Infusion:
+    """Start the infusion of a thawed bag: refused without a confirmed two-person check in the last N minutes."""
+    _require_bedside_role(actor, "The person starting the infusion")
+    try:
+        with use_case(session, actor):
+            bag = lock_bag(session, bag_id)
+            if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
+                raise Conflict(f"Bag {bag.din} has already been infused.")
+            minutes = int(valid_for.total_seconds() // 60)
+            check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
+            if check is None:
+                raise Conflict(f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} "
+                               "minutes: scan the wristband and the bag, and have a second person confirm.")
+            again = evaluate(session, check.wristband_scan, check.bag_scan, label_key)
+            if not again.matches:
+                raise Conflict("STOP: " + " ".join(f.message for f in again.failures))
+            assert check.patient_id is not None and check.second_checker_id is not None
+            infusion = Infusion(bag_id=bag.id, patient_id=check.patient_id, check_id=check.id,
+                                started_at=utcnow(), started_by_id=actor.id, second_person_id=check.second_checker_id)
+            session.add(infusion)
+            session.flush()
+            record_event(session, actor, bag, "infusion_started", scan=check.bag_scan,
+                         details={"infusion_id": infusion.id, "check_id": check.id, "patient_id": check.patient_id})
+    except IntegrityError:
+        raise Conflict("This bag's infusion was just recorded by someone else.") from None
+    return infusion
+
+
+def get_infusion(session: Session, infusion_id: int) -> Infusion:
+    infusion = session.get(Infusion, infusion_id)
+    if infusion is None:
+        raise NotFound(f"No infusion {infusion_id}.")
+    return infusion
+
+
+def _volume(text: Any) -> Decimal:
+    try:
+        volume = Decimal(str(text).strip().replace(",", "."))
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed("Volume infused: give a number of mL, e.g. 20.5.", field="volume_ml") from None
+    if not volume.is_finite() or volume < 0:
+        raise ValidationFailed("Volume infused: a number of mL, 0 or more.", field="volume_ml")
+    return volume.quantize(Decimal("0.01"))
+
+
+def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any) -> Infusion:
+    _require_bedside_role(actor, "The person ending the infusion")
+    volume = _volume(volume_ml)
+    with use_case(session, actor):
+        infusion = session.get(Infusion, infusion_id, with_for_update=True, populate_existing=True)
+        if infusion is None:
+            raise NotFound(f"No infusion {infusion_id}.")
+        bag = lock_bag(session, infusion.bag_id)
+        if infusion.ended_at is not None:
+            raise Conflict("This infusion has already ended.")
+        if volume > bag.volume_ml:
+            raise ValidationFailed(f"Volume infused: at most the bag's {bag.volume_ml.normalize()} mL.",
+                                   field="volume_ml")
+        infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
+        record_event(session, actor, bag, "infusion_ended",
+                     details={"infusion_id": infusion.id, "volume_infused_ml": str(volume)})
+    return infusion
+
+
+@dataclass(frozen=True)
+class ReactionDetails:
+    ctcae_term: str
+    grade: Any
+    description: str = ""
+
+
+def record_reaction(session: Session, actor: Any, infusion_id: int, details: ReactionDetails) -> InfusionReaction:
+    _require_bedside_role(actor, "The person recording a reaction")
+    term = (details.ctcae_term or "").strip()
+    if not term or len(term) > 120:
+        raise ValidationFailed("Give the CTCAE term (e.g. Infusion related reaction).", field="ctcae_term")
+    try:
+        grade = int(str(details.grade).strip())
+    except ValueError:
+        grade = 0
+    if grade not in GRADES:
+        raise ValidationFailed("Grade: 1 (mild) to 5 (death), as CTCAE defines.", field="grade")
+    with use_case(session, actor):
+        infusion = get_infusion(session, infusion_id)
+        reaction = InfusionReaction(infusion_id=infusion.id, ctcae_term=term, grade=grade,
+                                    description=(details.description or "").strip()[:4000], recorded_by_id=actor.id)
+        session.add(reaction)
+    return reaction

@@ -1,0 +1,244 @@
+"""The ward scanning page and the bedside screens (issue 7 points 4 to 6). Views parse and authorise; the
+services decide and write. The page works with plain forms; static/js/ward-scan.js adds the single scan field
+(keyboard wedge: text + Enter) and the camera (vendored jsQR)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import roles_required
+from mscbatch.auth.models import User
+from mscbatch.custody import services
+from mscbatch.custody.checks import BedsideResult, evaluate, remaining
+from mscbatch.custody.forms import DispatchForm, EndForm, ReactionForm, SecondPersonForm, StartForm, WardForm
+from mscbatch.custody.models import CTCAE_TERMS, GRADES, InfusionReaction
+from mscbatch.custody.queries import infusion_of_bag
+from mscbatch.errors import DomainError, ValidationFailed
+from mscbatch.extensions import db
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import product_of, site_config
+from mscbatch.patients.models import Patient
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("custody", __name__, url_prefix="/ward")
+
+
+@bp.app_template_global()
+def infusions_of_patient(patient_id: int) -> list[Any]:
+    """For templates/custody/_infusions.html, included in the patient page."""
+    from mscbatch.custody.queries import infusions_of_patient as query
+
+    return query(db.session, patient_id)
+
+
+@bp.app_template_global()
+def infusions_of_lot(lot_id: int) -> list[Any]:
+    """For templates/custody/_infusions.html, included in the lot page."""
+    from mscbatch.custody.queries import infusions_of_lot as query
+
+    return query(db.session, lot_id)
+
+BEDSIDE = ("nurse", "clinician")
+WARD = ("nurse", "clinician", "technician")
+#: one-tap action -> (roles shown the button, label)
+ACTIONS = {"receive": "Receive on the ward", "thaw": "Thaw", "start": "Start infusion", "end": "End infusion",
+           "return": "Return to the unit"}
+
+
+def label_key() -> str:
+    return current_app.config["LABEL_KEY"]
+
+
+def check_valid_for() -> timedelta:
+    return timedelta(minutes=int(current_app.config.get("CUSTODY_CHECK_VALID_MINUTES", 30)))
+
+
+def _ward(form: WardForm | None = None, dispatch_form: DispatchForm | None = None, status: int = 200) -> Any:
+    db.session.rollback()
+    return render_template("custody/ward.html", form=form or WardForm(formdata=None),
+                           dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS), status
+
+
+@bp.route("")
+@roles_required(*WARD)
+def ward() -> Any:
+    return _ward()
+
+
+def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None, status: int = 200,
+                 confirmed: Any = None) -> Any:
+    names = {}
+    if confirmed is not None:
+        names = {u.id: u.full_name for u in db.session.query(User).filter(
+            User.id.in_([confirmed.checked_by_id, confirmed.second_checker_id]))}
+    return render_template(
+        "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
+        start_form=StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
+        left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed, names=names), status
+
+
+@bp.route("/check", methods=["POST"])
+@roles_required(*BEDSIDE)
+def check() -> Any:
+    form = WardForm()
+    if not form.validate_on_submit():
+        return _ward(form, status=422)
+    result = services.bedside_check(db.session, current_user, wristband=form.wristband.data or "",
+                                    bag_scan=form.bag.data or "", label_key=label_key())
+    return _result_page(result)
+
+
+@bp.route("/checks/<int:check_id>/confirm", methods=["POST"])
+@roles_required(*BEDSIDE)
+def confirm(check_id: int) -> Any:
+    form = SecondPersonForm()
+    row = services.get_check(db.session, check_id)
+    wristband, bag_scan = row.wristband_scan, row.bag_scan
+    if form.validate_on_submit():
+        try:
+            confirmed = services.confirm_second_person(
+                db.session, current_user, check_id, username=form.second_username.data,
+                password=form.second_password.data, label_key=label_key(), valid_for=check_valid_for())
+        except DomainError as error:
+            db.session.rollback()
+            show_error(form, error)
+            result = evaluate(db.session, wristband, bag_scan, label_key())
+            result.check_id = check_id
+            return _result_page(result, confirm_form=form, status=error.status)
+        result = evaluate(db.session, wristband, bag_scan, label_key())
+        result.check_id = check_id
+        return _result_page(result, confirmed=confirmed)
+    result = evaluate(db.session, wristband, bag_scan, label_key())
+    result.check_id = check_id
+    return _result_page(result, confirm_form=form, status=422)
+
+
+@bp.route("/bags/<int:bag_id>/infusion", methods=["POST"])
+@roles_required(*BEDSIDE)
+def start(bag_id: int) -> Any:
+    StartForm().validate_on_submit()
+    try:
+        infusion = services.start_infusion(db.session, current_user, bag_id, label_key=label_key(),
+                                           valid_for=check_valid_for())
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for("custody.ward"))
+    flash("Infusion started. Stay with the patient; record any reaction below.", "success")
+    return redirect(url_for("custody.infusion", infusion_id=infusion.id))
+
+
+@bp.route("/event", methods=["POST"])
+@roles_required(*WARD)
+def event() -> Any:
+    form = WardForm()
+    if not form.validate_on_submit():
+        return _ward(form, status=422)
+    action = request.form.get("action", "")
+    try:
+        if action not in ACTIONS:
+            raise ValidationFailed("Choose an action.")
+        bag = services.bag_for_scan(db.session, form.bag.data or "", label_key())
+        kwargs = dict(location=form.location.data or "", scan=form.bag.data or "")
+        if action == "receive":
+            services.receive(db.session, current_user, bag.id, **kwargs)
+            flash(f"Bag {bag.din} received on the ward.", "success")
+        elif action == "thaw":
+            services.thaw(db.session, current_user, bag.id, **kwargs)
+            lot = db.session.get(Lot, bag.lot_id)
+            minutes = product_of(lot).post_thaw_limit_minutes if lot else 0
+            flash(f"Bag {bag.din} thawed: give it within {minutes} minutes.", "success")
+        elif action == "return":
+            services.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
+            flash(f"Bag {bag.din} returned to the unit.", "success")
+        elif action == "start":
+            infusion = services.start_infusion(db.session, current_user, bag.id, label_key=label_key(),
+                                               valid_for=check_valid_for())
+            flash("Infusion started. Stay with the patient; record any reaction below.", "success")
+            return redirect(url_for("custody.infusion", infusion_id=infusion.id))
+        elif action == "end":
+            infusion = infusion_of_bag(db.session, bag.id)
+            if infusion is None:
+                raise ValidationFailed(f"Bag {bag.din} has no infusion recorded.")
+            return redirect(url_for("custody.infusion", infusion_id=infusion.id, _anchor="end"))
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)
+        return _ward(form, status=error.status)
+    return redirect(url_for("custody.ward"))
+
+
+@bp.route("/dispatch", methods=["POST"])
+@roles_required("technician")
+def dispatch() -> Any:
+    form = DispatchForm()
+    if form.validate_on_submit():
+        try:
+            bag = services.bag_for_scan(db.session, form.bag.data, label_key())
+            services.dispatch(db.session, current_user, bag.id, courier=form.courier.data,
+                              shipper=form.shipper.data, temperature_logger_id=form.temperature_logger_id.data,
+                              location=form.location.data or "", scan=form.bag.data)
+        except DomainError as error:
+            db.session.rollback()
+            show_error(form, error)
+            return _ward(dispatch_form=form, status=error.status)
+        flash(f"Bag {bag.din} dispatched.", "success")
+        return redirect(url_for("custody.ward"))
+    return _ward(dispatch_form=form, status=422)
+
+
+def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
+    db.session.rollback()
+    infusion = services.get_infusion(db.session, infusion_id)
+    bag = db.session.get(Bag, infusion.bag_id)
+    lot = db.session.get(Lot, bag.lot_id) if bag else None
+    patient = db.session.get(Patient, infusion.patient_id)
+    reactions = list(db.session.query(InfusionReaction).filter(InfusionReaction.infusion_id == infusion.id)
+                     .order_by(InfusionReaction.id))
+    ids = {infusion.started_by_id, infusion.second_person_id, infusion.ended_by_id}
+    names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
+    forms.setdefault("end_form", EndForm(formdata=None))
+    forms.setdefault("reaction_form", ReactionForm(formdata=None))
+    return render_template("custody/infusion.html", infusion=infusion, bag=bag, lot=lot, patient=patient,
+                           reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
+                           tz=site_config().tz, **forms), status
+
+
+@bp.route("/infusions/<int:infusion_id>")
+@roles_required("nurse", "clinician", "qa")
+def infusion(infusion_id: int) -> Any:
+    return _infusion_page(infusion_id)
+
+
+@bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])
+@roles_required(*BEDSIDE)
+def end(infusion_id: int) -> Any:
+    form = EndForm()
+    if form.validate_on_submit():
+        try:
+            services.end_infusion(db.session, current_user, infusion_id, volume_ml=form.volume_ml.data)
+        except DomainError as error:
+            show_error(form, error)
+            return _infusion_page(infusion_id, error.status, end_form=form)
+        flash("Infusion ended.", "success")
+        return redirect(url_for("custody.infusion", infusion_id=infusion_id))
+    return _infusion_page(infusion_id, 422, end_form=form)
+
+
+@bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
+@roles_required(*BEDSIDE)
+def reaction(infusion_id: int) -> Any:
+    form = ReactionForm()
+    if form.validate_on_submit():
+        try:
+            services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
+                form.ctcae_term.data, form.grade.data, form.description.data or ""))
+        except DomainError as error:
+            show_error(form, error)
+            return _infusion_page(infusion_id, error.status, reaction_form=form)
+        flash("Reaction recorded. Tell the clinician.", "success")
+        return redirect(url_for("custody.infusion", infusion_id=infusion_id, _anchor="reactions"))
+    return _infusion_page(infusion_id, 422, reaction_form=form)

@@ -1,0 +1,101 @@
+"""Interoperability API: FHIR R5 resources and CSV exports (documented in /api/v1/openapi.json).
+
+- GET /api/v1/fhir/BiologicallyDerivedProduct/<bag id>: one bag (application/fhir+json).
+- GET /api/v1/fhir/Bundle?lot=<lot id>: a collection Bundle of the lot's bags.
+- GET /api/v1/exports/{lots,bags,release-results}.csv: the same CSV files as the /exports page, with the
+  same role rules.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, request
+from flask_login import current_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from mscbatch.api.base import problems
+from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.errors import PermissionDenied
+from mscbatch.extensions import db
+from mscbatch.interop import csv_exports, fhir
+from mscbatch.interop.csv_exports import EXPORTS, RELEASE_READERS
+
+bp = Blueprint("interop_api", __name__, url_prefix="/api/v1",
+               description="FHIR R5 export (BiologicallyDerivedProduct, Bundle) and CSV exports")
+
+FHIR_DOC = ("FHIR R5 JSON, validated with the fhir.resources models. DIN in identifier (system "
+            f"{fhir.DIN_SYSTEM}), ISBT 128 product description code in productCode.coding (system "
+            f"{fhir.PDC_SYSTEM}), the whole product code in productCode.text.")
+CSV_DOC = "UTF-8 CSV with a header row; ISO 8601 dates; text cells defused against formula injection."
+
+
+class FhirResourceSchema(Schema):
+    """A FHIR resource: only resourceType is described here; the FHIR R5 specification describes the rest."""
+
+    class Meta:
+        unknown = "include"
+
+    resourceType = fields.String(required=True)  # noqa: N815 (FHIR's element name)
+
+
+class BundleQuerySchema(Schema):
+    lot = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1),
+                         metadata={"description": "id of the lot whose bags the Bundle holds"})
+
+
+def _fhir(data: dict[str, Any]) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False), mimetype=fhir.FHIR_JSON)
+
+
+@bp.route("/fhir/BiologicallyDerivedProduct/<int:bag_id>")
+@bp.response(200, FhirResourceSchema, content_type=fhir.FHIR_JSON, description=FHIR_DOC)
+@problems(bp, 401, 404)
+@authenticated
+def biologically_derived_product(bag_id: int) -> Any:
+    return _fhir(fhir.bag_product(db.session, bag_id))
+
+
+@bp.route("/fhir/Bundle")
+@bp.arguments(BundleQuerySchema, location="query")
+@bp.response(200, FhirResourceSchema, content_type=fhir.FHIR_JSON,
+             description="A Bundle of type collection with one BiologicallyDerivedProduct per bag of the lot.")
+@problems(bp, 401, 404, 422)
+@authenticated
+def lot_bundle(args: dict[str, Any]) -> Any:
+    return _fhir(fhir.lot_bundle(db.session, args["lot"], request.url_root.rstrip("/") + "/api/v1/fhir"))
+
+
+CSV_SCHEMA = {"type": "string", "description": CSV_DOC}
+
+
+def _csv(name: str) -> Response:
+    export = EXPORTS[name]
+    if not export.allowed(current_user):  # the route's rule says the same; kept next to the export's own rule
+        raise PermissionDenied("Your role does not allow this export.")
+    return csv_exports.csv_response(export, db.session)
+
+
+@bp.route("/exports/lots.csv")
+@bp.response(200, CSV_SCHEMA, content_type="text/csv", description=EXPORTS["lots"].description)
+@problems(bp, 401)
+@authenticated
+def export_lots() -> Any:
+    return _csv("lots")
+
+
+@bp.route("/exports/bags.csv")
+@bp.response(200, CSV_SCHEMA, content_type="text/csv", description=EXPORTS["bags"].description)
+@problems(bp, 401)
+@authenticated
+def export_bags() -> Any:
+    return _csv("bags")
+
+
+@bp.route("/exports/release-results.csv")
+@bp.response(200, CSV_SCHEMA, content_type="text/csv", description=EXPORTS["release-results"].description)
+@problems(bp, 401, 403)
+@roles_required(*RELEASE_READERS)
+def export_release_results() -> Any:
+    return _csv("release-results")

@@ -1,0 +1,137 @@
+"""CSV exports for statisticians: lots, bags and release results.
+
+One definition per export (columns, rows, who may take it) serves both the page download and the API.
+UTF-8 with a header row; dates and times in ISO 8601 (times in UTC with their offset); numbers as plain
+decimals. No patient identity: the only person codes are the pseudonymised donor and trial patient codes.
+A text cell starting with =, +, -, @ (or a tab / carriage return) is prefixed with a single quote so that a
+spreadsheet never evaluates it as a formula (CSV injection); numbers from the database are written as they
+are, so negative temperatures stay numbers.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.donors.models import Donor
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import bag_status
+from mscbatch.release.models import ReleaseResult
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+BATCH = 500  # rows fetched per round trip (yield_per): the export streams, it never holds every row
+
+
+def cell(value: Any) -> str | int:
+    """One CSV cell: ISO dates, plain decimals, true/false, and text defused against formula injection."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    title: str
+    description: str
+    roles: frozenset[str] | None  # None: any signed-in user (same rule as the pages showing this data)
+    columns: tuple[str, ...]
+    rows: Callable[[Session], Iterable[tuple[Any, ...]]]
+
+    @property
+    def filename(self) -> str:
+        return f"mscbatch-{self.name}.csv"
+
+    def allowed(self, user: Any) -> bool:
+        return self.roles is None or user.has_role(*self.roles)
+
+
+def _lot_rows(session: Session) -> Iterator[tuple[Any, ...]]:
+    query = (select(Lot, Donor.code).join(Donor, Donor.id == Lot.donor_id).order_by(Lot.id)
+             .execution_options(yield_per=BATCH))
+    for lot, donor_code in session.execute(query):
+        yield (lot.lot_number, lot.product_id, lot.product_name, lot.product_class, donor_code, lot.donor_gate,
+               lot.status, lot.collection_at, lot.collection_site, lot.tissue_amount, lot.tissue_unit,
+               lot.harvested_at, lot.harvest_total_cells, lot.harvest_viability_percent, lot.harvest_viable_cells,
+               lot.cell_basis, lot.frozen_at, lot.expires_at)
+
+
+def _bag_rows(session: Session) -> Iterator[tuple[Any, ...]]:
+    query = (select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id).order_by(Lot.id, Bag.bag_number)
+             .execution_options(yield_per=BATCH))
+    for bag, lot in session.execute(query):
+        effective = bag_status(bag, lot)
+        yield (bag.din, bag.check_character, lot.lot_number, lot.product_id, bag.product_code, bag.division,
+               bag.bag_number, bag.bag_count, bag.volume_ml, bag.cells_per_ml, bag.total_cells, bag.dmso_percent,
+               lot.frozen_at, bag.expires_at, bag.status, effective.status, effective.usable)
+
+
+def _result_rows(session: Session) -> Iterator[tuple[Any, ...]]:
+    query = (select(ReleaseResult, Lot).join(Lot, Lot.id == ReleaseResult.lot_id)
+             .order_by(Lot.id, ReleaseResult.id).execution_options(yield_per=BATCH))
+    for result, lot in session.execute(query):
+        yield (lot.lot_number, lot.product_id, result.test_id, result.value, result.unit, result.method,
+               result.analyst, result.tested_on, result.instrument, result.reagent_lot, result.spec_id,
+               result.spec_version, result.entered_at, result.corrected_count, result.corrected_at,
+               result.invalidated_at is not None, result.invalidated_at)
+
+
+RELEASE_READERS = frozenset({"technician", "qa", "clinician", "admin"})  # as the release review page
+
+EXPORTS: dict[str, Export] = {export.name: export for export in (
+    Export("lots", "Lots", "One row per lot: product, donor code, collection, harvest, freezing, status.", None,
+           ("lot_number", "product_id", "product_name", "product_class", "donor_code", "donor_gate", "status",
+            "collection_at", "collection_site", "tissue_amount", "tissue_unit", "harvested_at",
+            "harvest_total_cells", "harvest_viability_percent", "harvest_viable_cells", "cell_basis", "frozen_at",
+            "expires_at"), _lot_rows),
+    Export("bags", "Bags", "One row per bag: DIN, lot, product code, division, content, expiry, status.", None,
+           ("din", "check_character", "lot_number", "product_id", "product_code", "division", "bag_number",
+            "bag_count", "volume_ml", "cells_per_ml", "total_cells", "dmso_percent", "frozen_at", "expires_at",
+            "bag_status", "effective_status", "usable"), _bag_rows),
+    Export("release-results", "Release results",
+           "One row per release test result, invalidated ones included (flagged), with the specification version.",
+           RELEASE_READERS,
+           ("lot_number", "product_id", "test_id", "value", "unit", "method", "analyst", "tested_on", "instrument",
+            "reagent_lot", "spec_id", "spec_version", "entered_at", "corrected_count", "corrected_at",
+            "invalidated", "invalidated_at"), _result_rows),
+)}
+
+
+def csv_lines(export: Export, session: Session) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(export.columns)
+    for row in export.rows(session):
+        writer.writerow([cell(value) for value in row])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def csv_response(export: Export, session: Session) -> Response:
+    """The whole CSV as a download. Built before the response is sent, so that a database error becomes an
+    error page rather than a truncated file."""
+    body = "".join(csv_lines(export, session)).encode("utf-8")
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    return response

@@ -1,0 +1,125 @@
+"""FHIR R5 export: each bag as a BiologicallyDerivedProduct, and a collection Bundle of a lot's bags.
+
+Built as plain dictionaries and validated with the fhir.resources models (R5 is that package's default FHIR
+version), so an element that R5 does not have, or a wrong type, fails here rather than at the hospital.
+
+Where the bag's data goes (the mapping hospitals read):
+- identifier[0]: the ISBT 128 DIN (13 characters, without the check character K) in the system
+  http://hl7.org/fhir/NamingSystem/iccbba-din, the NamingSystem the FHIR specification's own ISBT 128
+  examples use for ICCBBA DINs. The check character K is the property "isbt128-check-character".
+- productCode: coding with the ISBT 128 Product Description Code ("S" + the 4-character PDC) in the system
+  https://www.isbt128.org/uri/productdescriptioncode (the URI HL7 terminology registers for ISBT 128 PDCs);
+  productCode.text is the whole 8-character ISBT 128 product code (PDC, collection type, division).
+- productCategory: "cells" (http://hl7.org/fhir/product-category).
+- division: the ISBT 128 division code of the bag ("00" undivided, "A0".."Z0").
+- productStatus: available (usable now: lot released and bag in stock, not expired) or unavailable
+  (http://hl7.org/fhir/biologicallyderived-product-status); the detailed state is the property "status".
+- expirationDate: the bag's expiry (UTC).
+- storageTempRequirements: at most the stricter of the site and product limits, in Cel (UCUM).
+- biologicalSourceEvent and parent: the lot the bag was frozen from (one lot = one donor's collection):
+  an identifier in the system urn:mscbatch:<FIN>:lot-number (a logical reference; the lot itself is not
+  exported as a resource).
+- collection: when the tissue was collected, and the donor by pseudonymised donor code only.
+The BiologicallyDerivedProductDispense (issue and infusion) waits for the custody records (issue 7).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
+from fhir.resources.bundle import Bundle
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import bag_status, get_bag, get_lot, product_catalogue, site_config
+
+FHIR_JSON = "application/fhir+json"
+DIN_SYSTEM = "http://hl7.org/fhir/NamingSystem/iccbba-din"
+PDC_SYSTEM = "https://www.isbt128.org/uri/productdescriptioncode"
+CATEGORY_SYSTEM = "http://hl7.org/fhir/product-category"
+STATUS_SYSTEM = "http://hl7.org/fhir/biologicallyderived-product-status"
+UCUM = "http://unitsofmeasure.org"
+
+
+def local_system(kind: str) -> str:
+    """Identifier systems of this facility, scoped by its ISBT 128 FIN."""
+    return f"urn:mscbatch:{site_config().fin}:{kind}"
+
+
+def _property(code: str, **value: Any) -> dict[str, Any]:
+    return {"type": {"coding": [{"system": local_system("property"), "code": code}], "text": code}, **value}
+
+
+def _quantity(value: Decimal | int, unit: str, code: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": UCUM, "code": code}
+
+
+def _storage_limit_c(lot: Lot) -> Decimal:
+    site = site_config()
+    try:
+        return effective_storage_limit_c(site, product_catalogue().get(lot.product_id))
+    except KeyError:  # a product no longer in products.toml: the site limit still applies
+        return site.storage_temperature_max_c
+
+
+def product_resource(bag: Bag, lot: Lot, donor_code: str) -> dict[str, Any]:
+    """The bag as a FHIR R5 BiologicallyDerivedProduct (a JSON-ready dict, validated)."""
+    effective = bag_status(bag, lot)
+    lot_identifier = {"system": local_system("lot-number"), "value": lot.lot_number}
+    data: dict[str, Any] = {
+        "resourceType": "BiologicallyDerivedProduct",
+        "id": str(bag.id),
+        "productCategory": {"system": CATEGORY_SYSTEM, "code": "cells", "display": "Cells"},
+        "productCode": {"coding": [{"system": PDC_SYSTEM, "code": bag.product_code[:5],
+                                    "display": lot.product_name}], "text": bag.product_code},
+        "parent": [{"type": "BiologicallyDerivedProduct", "identifier": lot_identifier,
+                    "display": f"Lot {lot.lot_number}"}],
+        "identifier": [{"use": "official", "system": DIN_SYSTEM, "value": bag.din}],
+        "biologicalSourceEvent": lot_identifier,
+        "processingFacility": [{"display": site_config().facility_name}],
+        "division": bag.division,
+        "productStatus": {"system": STATUS_SYSTEM, "code": "available" if effective.usable else "unavailable"},
+        "expirationDate": bag.expires_at.isoformat(),
+        "collection": {"source": {"type": "Patient", "identifier": {"system": local_system("donor-code"),
+                                                                   "value": donor_code}},
+                       "collectedDateTime": lot.collection_at.isoformat()},
+        "storageTempRequirements": {"high": _quantity(_storage_limit_c(lot), "°C", "Cel")},
+        "property": [
+            _property("isbt128-check-character", valueString=bag.check_character),
+            _property("status", valueString=effective.status),
+            _property("bag", valueString=f"{bag.bag_number} of {bag.bag_count}"),
+            _property("volume", valueQuantity=_quantity(bag.volume_ml, "mL", "mL")),
+            _property("total-cells", valueQuantity=_quantity(bag.total_cells, "cells", "{cells}")),
+            _property("cells-per-ml", valueQuantity=_quantity(bag.cells_per_ml, "cells/mL", "{cells}/mL")),
+            _property("dmso", valueQuantity=_quantity(bag.dmso_percent, "%", "%")),
+        ],
+    }
+    return BiologicallyDerivedProduct.model_validate(data).model_dump(mode="json", exclude_none=True)
+
+
+def _donor_code(session: Session, lot: Lot) -> str:
+    return session.scalar(select(Donor.code).where(Donor.id == lot.donor_id)) or ""
+
+
+def bag_product(session: Session, bag_id: int) -> dict[str, Any]:
+    bag = get_bag(session, bag_id)
+    lot = get_lot(session, bag.lot_id)
+    return product_resource(bag, lot, _donor_code(session, lot))
+
+
+def lot_bundle(session: Session, lot_id: int, base_url: str) -> dict[str, Any]:
+    """A collection Bundle of every bag of the lot (empty for a lot not yet frozen)."""
+    lot = get_lot(session, lot_id)
+    donor_code = _donor_code(session, lot)
+    bags = session.scalars(select(Bag).where(Bag.lot_id == lot.id).order_by(Bag.bag_number))
+    entries = [{"fullUrl": f"{base_url}/BiologicallyDerivedProduct/{bag.id}",
+                "resource": product_resource(bag, lot, donor_code)} for bag in bags]
+    data = {"resourceType": "Bundle", "type": "collection", "timestamp": utcnow().isoformat(),
+            "identifier": {"system": local_system("lot-number"), "value": lot.lot_number},
+            "entry": entries}
+    return Bundle.model_validate(data).model_dump(mode="json", exclude_none=True)

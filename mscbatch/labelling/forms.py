@@ -1,0 +1,15 @@
+"""Label printing form: what to print (one bag, the whole lot, an A4 sheet) and, for a reprint, why."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, TextAreaField
+from wtforms.validators import Optional
+
+from mscbatch.donors.forms import choices
+from mscbatch.labelling.models import PRINT_FORMATS
+
+
+class PrintForm(FlaskForm):
+    print_format = SelectField("Print", choices=choices(list(PRINT_FORMATS.items())), default="lot")
+    bag_id = IntegerField("Bag (for one bag)", validators=[Optional()])
+    reason = TextAreaField("Reason for a reprint (required when a label was printed before)")

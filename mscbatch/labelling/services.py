@@ -1,0 +1,266 @@
+"""Printing bag labels (issue 7, DOMAIN.md section 7) and verifying a scanned label code.
+
+The pure label code (mscbatch.labels) draws a LabelData; this service decides what goes on it from the bag,
+its lot, the product and site configuration, the donor's intended recipient (directed products) and the
+lot's release state, and records every print (LabelPrint: who, when, which bags, which layout, reprint and
+why). Labels are printed only for bags of a lot in quarantine, released or conditionally released; a bag
+printed before is a reprint, which needs a reason and is marked "REPRINT".
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import IdentifierError, parse_din
+from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
+from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.labelling.models import PRINT_FORMATS, LabelPrint, LabelPrintItem
+from mscbatch.labels import LabelData, LabelError
+from mscbatch.labels.layout import LabelLayout, load_layout
+from mscbatch.labels.render import render_labels, render_sheet
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import bags_of, get_lot, product_of, site_config
+from mscbatch.recall.queries import bag_hold
+
+PRINTABLE_LOT_STATES = ("quarantine", "released", "conditional_release")
+NOT_PRINTABLE_BAG_STATES = ("infused", "discarded")
+BAG_LAYOUT = "bag_100x100"
+BIOHAZARD = "BIOHAZARD"
+
+
+# ---- what a label prints ---------------------------------------------------------------------------------
+
+def release_marker(session: Session, lot: Lot) -> str | None:
+    """The short marker printed in the inverse box: quarantine, conditional or exceptional release."""
+    from mscbatch.release.queries import release_state
+
+    if lot.status == "quarantine":
+        return "QUARANTINE not for clinical use"
+    state = release_state(session, lot)
+    if state.exceptional:
+        return "EXCEPTIONAL RELEASE"
+    if state.conditional:
+        return "CONDITIONAL RELEASE"
+    return None
+
+
+def intended_recipient(session: Session, lot: Lot) -> str | None:
+    """The recipient printed on a directed product: the trial patient code of the donor's intended recipient,
+    with the patient's initials and date of birth when the patient is registered."""
+    product = product_of(lot)
+    if not product.is_directed:
+        return None
+    donor = session.get(Donor, lot.donor_id)
+    code = (donor.recipient_code or "").strip() if donor else ""
+    if not code:
+        raise Conflict(f"Lot {lot.lot_number} is a directed product but its donor names no intended recipient: "
+                       "record the recipient on the donor before printing labels.")
+    from mscbatch.patients.queries import patient_by_code
+
+    patient = patient_by_code(session, code)
+    if patient is None:
+        return code
+    return f"{patient.code} {patient.initials} born {patient.date_of_birth:%Y-%m-%d}"
+
+
+def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: bytes | str,
+               reprint: bool = False) -> LabelData:
+    """Map a bag to everything its label prints (no patient data in the QR: only DIN + K and a signature)."""
+    product = product_of(lot)
+    site = site_config()
+    din = parse_din(bag.din + bag.check_character)
+    warnings = [BIOHAZARD] if product.product_code().collection_type == "3" else []
+    limit = effective_storage_limit_c(site, product)
+    return LabelData(
+        din=din, product_name=lot.product_name, product_class=lot.product_class, product_code=bag.product_code,
+        division_text=f"bag {bag.bag_number} of {bag.bag_count}", lot_number=lot.lot_number,
+        collection_facility=lot.collection_site, processing_facility=site.facility_name,
+        collection_date=lot.collection_at.astimezone(site.tz).date(), volume_ml=Decimal(bag.volume_ml),
+        total_cells=int(bag.total_cells), cells_per_ml=Decimal(bag.cells_per_ml),
+        dmso_percent=Decimal(bag.dmso_percent), storage_temperature=f"{limit:f} \u00b0C or colder",
+        expiry=bag.expires_at, timezone_name=site.timezone, trial_id=product.trial or "",
+        token_url=make_token_url(base_url, din.typed, key), intended_recipient=intended_recipient(session, lot),
+        warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot))
+
+
+# ---- printing -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PrintedLabels:
+    pdf: bytes
+    print_id: int
+    filename: str
+    reprint: bool
+
+
+def check_printable(lot: Lot) -> None:
+    if lot.status not in PRINTABLE_LOT_STATES:
+        raise Conflict(f"Labels are printed only for bags of a lot in quarantine or released: lot {lot.lot_number} "
+                       f"is {lot.status.replace('_', ' ')}. No label was printed.")
+
+
+def printed_before(session: Session, bag_ids: Sequence[int]) -> set[int]:
+    if not bag_ids:
+        return set()
+    return set(session.scalars(select(LabelPrintItem.bag_id).where(LabelPrintItem.bag_id.in_(list(bag_ids)))))
+
+
+def _selected_bags(session: Session, lot: Lot, bag_id: int | None) -> list[Bag]:
+    if bag_id is not None:
+        bag = session.get(Bag, bag_id)
+        if bag is None or bag.lot_id != lot.id:
+            raise NotFound(f"Lot {lot.lot_number} has no bag with id {bag_id}.")
+        chosen = [bag]
+    else:
+        chosen = [b for b in bags_of(session, lot.id) if b.status not in NOT_PRINTABLE_BAG_STATES]
+    if not chosen:
+        raise Conflict(f"Lot {lot.lot_number} has no bag to label.")
+    for bag in chosen:
+        if bag.status in NOT_PRINTABLE_BAG_STATES:
+            raise Conflict(f"Bag {bag.din} is {bag.status}: it gets no new label.")
+        hold = bag_hold(session, bag.id)
+        if hold:
+            raise Conflict(f"Bag {bag.din} is {hold}. No label is printed for a bag on hold.")
+    return chosen
+
+
+def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str, base_url: str,
+                 key: bytes | str, bag_id: int | None = None, reason: str = "",
+                 layout: LabelLayout | None = None, paper: str = "A4") -> PrintedLabels:
+    """Render the labels of one bag or a whole lot (label-printer pages, or an A4 sheet) and record the print.
+
+    A bag printed before makes this a reprint: refused without a reason; the reprinted labels say "REPRINT".
+    """
+    if print_format not in PRINT_FORMATS:
+        raise ValidationFailed(f"Unknown print format {print_format!r}.", field="print_format")
+    if print_format == "bag" and bag_id is None:
+        raise ValidationFailed("Choose the bag to print.", field="bag_id")
+    lot = get_lot(session, lot_id)
+    check_printable(lot)
+    chosen = _selected_bags(session, lot, None if print_format == "lot" else bag_id)
+    again = printed_before(session, [b.id for b in chosen])
+    reason = (reason or "").strip()
+    if again and not reason:
+        dins = ", ".join(b.din for b in chosen if b.id in again)
+        raise ValidationFailed(f"Labels were printed before for {dins}: a reprint needs a reason (e.g. label "
+                               "damaged). Nothing was printed.", field="reason")
+    layout = layout or load_layout(BAG_LAYOUT)
+    labels = [label_data(session, bag, lot, base_url=base_url, key=key, reprint=bag.id in again) for bag in chosen]
+    try:
+        pdf = render_sheet(layout, labels, paper) if print_format == "sheet" else render_labels(layout, labels)
+    except LabelError as error:
+        raise Conflict(f"The label cannot be printed: {error}") from error
+    reprint = bool(again)
+    with use_case(session, actor, reason or None):
+        job = LabelPrint(lot_id=lot.id, print_format=print_format, layout_id=layout.id,
+                         layout_version=layout.version, layout_sha256=layout.sha256, bag_count=len(chosen),
+                         reprint=reprint, reason=reason, pdf_sha256=hashlib.sha256(pdf).hexdigest(),
+                         printed_by_id=actor.id, printed_at=utcnow())
+        session.add(job)
+        session.flush()
+        session.add_all([LabelPrintItem(print_id=job.id, bag_id=bag.id, reprint=bag.id in again) for bag in chosen])
+        job_id = job.id
+    stem = chosen[0].din if len(chosen) == 1 else lot.lot_number
+    filename = f"labels-{stem}{'-sheet' if print_format == 'sheet' else ''}{'-REPRINT' if reprint else ''}.pdf"
+    return PrintedLabels(pdf=pdf, print_id=job_id, filename=filename, reprint=reprint)
+
+
+@dataclass(frozen=True)
+class PrintRecord:
+    job: LabelPrint
+    printed_by: str
+    dins: list[str]
+
+
+def prints_of_lot(session: Session, lot_id: int) -> list[PrintRecord]:
+    from mscbatch.auth.models import User
+
+    jobs = list(session.scalars(select(LabelPrint).where(LabelPrint.lot_id == lot_id).order_by(LabelPrint.id.desc())))
+    out = []
+    for job in jobs:
+        user = session.get(User, job.printed_by_id)
+        dins = list(session.scalars(select(Bag.din).join(LabelPrintItem, LabelPrintItem.bag_id == Bag.id)
+                                    .where(LabelPrintItem.print_id == job.id).order_by(Bag.bag_number)))
+        out.append(PrintRecord(job=job, printed_by=user.full_name if user else "?", dins=dins))
+    return out
+
+
+# ---- verification of a scanned code ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verification:
+    """What a scanned label code says. Holds no patient data (the verification page is public)."""
+
+    valid: bool
+    problem: str | None = None
+    bag_ref: str | None = None
+    bag_id: int | None = None
+    din: str | None = None
+    din_display: str | None = None
+    product_name: str | None = None
+    product_class: str | None = None
+    product_code: str | None = None
+    division_text: str | None = None
+    lot_number: str | None = None
+    lot_status: str | None = None
+    release_flag: str | None = None
+    bag_status: str | None = None
+    expires_at: datetime | None = None
+    expires_local: str | None = None
+    expired: bool = False
+    on_hold: bool = False
+    hold_reason: str | None = None
+    usable: bool = False
+
+
+def verify_label(session: Session, text: str, key: bytes | str) -> Verification:
+    """Check a scanned code's signature and look the bag up. A forged or altered code -> valid False."""
+    from mscbatch.core.states import effective_bag_status
+    from mscbatch.release.queries import release_state
+
+    try:
+        bag_ref = verify_token(text, key)
+    except TokenInvalid as invalid:
+        return Verification(valid=False, problem=invalid.reason)
+    try:
+        din = parse_din(bag_ref)
+    except IdentifierError:
+        return Verification(valid=False, bag_ref=bag_ref, problem="the code's bag reference is not a DIN")
+    bag = session.scalar(select(Bag).where(Bag.din == din.text))
+    if bag is None:
+        return Verification(valid=False, bag_ref=bag_ref, problem=f"no bag with DIN {din.display} in this unit")
+    lot = session.get(Lot, bag.lot_id)
+    assert lot is not None
+    hold = bag_hold(session, bag.id)
+    status = effective_bag_status(lot.status, bag.status, on_hold=hold is not None)
+    now = utcnow()
+    site = site_config()
+    local = bag.expires_at.astimezone(site.tz)
+    return Verification(
+        valid=True, bag_ref=bag_ref, bag_id=bag.id, din=bag.din, din_display=din.display,
+        product_name=lot.product_name, product_class=lot.product_class, product_code=bag.product_code,
+        division_text=f"bag {bag.bag_number} of {bag.bag_count}", lot_number=lot.lot_number,
+        lot_status=lot.status, release_flag=release_state(session, lot).flag or None, bag_status=status.status,
+        expires_at=bag.expires_at, expires_local=f"{local:%Y-%m-%d %H:%M} {local.tzname()}",
+        expired=bag.expires_at <= now, on_hold=hold is not None, hold_reason=hold,
+        usable=status.usable and bag.expires_at > now)
+
+
+def bag_lot(session: Session, bag_id: int) -> tuple[Bag, Lot]:
+    bag = session.get(Bag, bag_id)
+    if bag is None:
+        raise NotFound(f"No bag with id {bag_id}.")
+    lot = session.get(Lot, bag.lot_id)
+    assert lot is not None
+    return bag, lot

@@ -1,0 +1,20 @@
+"""Recall forms: start (origin, reason, signature) and end (reason, signature)."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField, TextAreaField
+
+from mscbatch.donors.forms import choices
+from mscbatch.recall.models import RECALL_SCOPES
+
+
+class StartRecallForm(FlaskForm):
+    scope = SelectField("Recall from", choices=choices(list(RECALL_SCOPES.items())), default="donor")
+    target = StringField("Donor code, lot number or reagent lot number ('#id' also works)")
+    reason = TextAreaField("Reason (e.g. late positive marker, supplier notice)")
+    password = PasswordField("Your password (electronic signature)")
+
+
+class EndRecallForm(FlaskForm):
+    reason = TextAreaField("Why the recall is ended (found invalid)")
+    password = PasswordField("Your password (electronic signature)")

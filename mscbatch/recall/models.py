@@ -1,0 +1,75 @@
+"""Recalls and bag holds (issue 7, DOMAIN.md section 8: lookback / recall).
+
+A Recall starts from a donor (late positive marker), a lot or a reagent lot, with a reason and QA's
+signature; it puts every affected bag not yet infused on hold at once (one BagHold per bag). The bedside
+check refuses a bag with an active hold (mscbatch.recall.queries.bag_hold). Ending a recall (found invalid)
+is signed too and lifts its holds; nothing is deleted.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mscbatch.audit.trail import Audited, Lockable
+from mscbatch.database import Base, utcnow
+
+RECALL_SCOPES = {"donor": "Donor", "lot": "Lot", "reagent_lot": "Reagent lot"}
+RECALL_STATUSES = {"active": "Active", "ended": "Ended (invalidated)"}
+
+
+class Recall(Audited, Lockable, Base):
+    """One recall / lookback. The start signature locks what it vouches for; only the ending may follow."""
+
+    __tablename__ = "recall"
+    __audit_reason_exempt__ = frozenset({"status", "ended_at", "ended_by_id", "end_reason"})
+    __lock_exempt__ = frozenset({"status", "ended_at", "ended_by_id", "end_reason"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20))
+    donor_id: Mapped[int | None] = mapped_column(ForeignKey("donor.id"), index=True)
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("lot.id"), index=True)
+    reagent_lot_id: Mapped[int | None] = mapped_column(ForeignKey("reagent_lot.id"), index=True)
+    lookback_id: Mapped[int | None] = mapped_column(ForeignKey("donor_lookback.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    started_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_recall_status_id", "status", "id"),)
+
+    def signed_content(self) -> dict[str, object]:
+        """What the start signature vouches for: the origin and the reason (the ending is signed separately,
+        with its reason in the signature's meaning and the audit trail)."""
+        return {"scope": self.scope, "donor_id": self.donor_id, "lot_id": self.lot_id,
+                "reagent_lot_id": self.reagent_lot_id, "reason": self.reason,
+                "started_at": self.started_at.isoformat() if self.started_at else None}
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+class BagHold(Audited, Base):
+    """A bag on hold because of a recall. Active while lifted_at is None."""
+
+    __tablename__ = "bag_hold"
+    __audit_reason_exempt__ = frozenset({"lifted_at", "lifted_by_id"})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recall_id: Mapped[int] = mapped_column(ForeignKey("recall.id"), index=True)
+    bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"))
+    bag_status_at_hold: Mapped[str] = mapped_column(String(20))
+    placed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lifted_at: Mapped[datetime | None] = mapped_column(default=None)
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    __table_args__ = (UniqueConstraint("recall_id", "bag_id"), Index("ix_bag_hold_bag", "bag_id", "lifted_at"))
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None

@@ -1,0 +1,209 @@
+"""The recall / lookback report (page and PDF): every affected lot and bag with what to do for it, and each
+affected patient who already received product, with dates, for clinician notification (DOMAIN.md section 8)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from io import BytesIO
+from typing import Any
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.auth.models import User
+from mscbatch.database import utcnow
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import site_config
+from mscbatch.patients.models import Patient
+from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+from mscbatch.recall.services import affected_lots, get_recall, target_label, target_of
+from mscbatch.recall.traceability import BagTrace, ForwardTrace, LotTrace, Recipient, trace_lot
+from mscbatch.signatures.models import Signature
+from mscbatch.signatures.services import signatures_of
+
+
+@dataclass
+class BagLine:
+    trace: BagTrace
+    lot: Lot
+    hold: BagHold | None
+    action: str
+
+
+@dataclass
+class PatientNotice:
+    patient: Patient
+    received: list[tuple[Bag, Lot, Recipient]] = field(default_factory=list)
+
+
+@dataclass
+class RecallReport:
+    recall: Recall
+    target: str
+    started_by: str
+    ended_by: str | None
+    signatures: list[Signature]
+    lots: list[LotTrace]
+    lines: list[BagLine]
+    notify: list[PatientNotice]
+    held_now: int
+    generated_at: datetime
+
+
+def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
+    bag = trace.bag
+    recipient = trace.current_recipient
+    if recipient is not None and recipient.received:
+        when = f" on {recipient.infused_at:%Y-%m-%d %H:%M} UTC" if recipient.infused_at else ""
+        verb = "infused into" if bag.status == "infused" else f"{bag.status} for"
+        return f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
+    if bag.status == "discarded":
+        return "Discarded before the recall: no action"
+    if hold is None:
+        return "Not held (bag made after the recall started): assess"
+    if hold.lifted_at is not None:
+        return f"Hold lifted {hold.lifted_at:%Y-%m-%d %H:%M} UTC (recall ended)"
+    if recipient is not None:
+        return f"ON HOLD: allocated to patient {recipient.patient.code}, not given: do not give, inform the prescriber"
+    return "ON HOLD in stock: do not issue; QA decides (discard / return to stock)"
+
+
+def recall_report(session: Session, recall_id: int) -> RecallReport:
+    recall = get_recall(session, recall_id)
+    target_id = target_of(recall)
+    lots = [trace_lot(session, lot) for lot in affected_lots(session, recall.scope, target_id or 0)]
+    holds = {hold.bag_id: hold for hold in session.scalars(select(BagHold).where(BagHold.recall_id == recall.id))}
+    lines: list[BagLine] = []
+    notices: dict[int, PatientNotice] = {}
+    for lot_trace in lots:
+        for bag_trace in lot_trace.bags:
+            hold = holds.get(bag_trace.bag.id)
+            lines.append(BagLine(trace=bag_trace, lot=lot_trace.lot, hold=hold,
+                                 action=_action(bag_trace, hold, recall)))
+            for recipient in bag_trace.recipients:
+                if recipient.received:
+                    notice = notices.setdefault(recipient.patient.id, PatientNotice(recipient.patient))
+                    notice.received.append((bag_trace.bag, lot_trace.lot, recipient))
+    users = {u.id: u.full_name for u in session.scalars(select(User).where(
+        User.id.in_([i for i in (recall.started_by_id, recall.ended_by_id) if i is not None])))}
+    return RecallReport(
+        recall=recall, target=target_label(session, recall.scope, target_id),
+        started_by=users.get(recall.started_by_id, "?"),
+        ended_by=users.get(recall.ended_by_id) if recall.ended_by_id else None,
+        signatures=signatures_of(session, recall), lots=lots, lines=lines,
+        notify=sorted(notices.values(), key=lambda n: n.patient.code),
+        held_now=sum(1 for h in holds.values() if h.lifted_at is None), generated_at=utcnow())
+
+
+# ---- PDF ----------------------------------------------------------------------------------------------------
+
+_styles = getSampleStyleSheet()
+SMALL = ParagraphStyle("rsmall", parent=_styles["BodyText"], fontSize=7.5, leading=9)
+BODY = ParagraphStyle("rbody", parent=_styles["BodyText"], fontSize=9, leading=11)
+FLAG = ParagraphStyle("rflag", parent=BODY, textColor=colors.HexColor("#9a1b1b"), fontName="Helvetica-Bold")
+
+
+def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
+    safe = str(text if text is not None else "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Paragraph(safe, style)
+
+
+def grid(rows: list[list[Any]], widths: list[float]) -> Table:
+    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf2")),
+        ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b5")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
+    return table
+
+
+def _local(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    local = value.astimezone(site_config().tz)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({value:%H:%M} UTC)"
+
+
+def build_pdf(title: str, story: list[Any]) -> bytes:
+    buffer = BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
+                            topMargin=12 * mm, bottomMargin=12 * mm, title=title, author="mscbatch",
+                            invariant=1)
+    doc.build(story)
+    return buffer.getvalue()
+
+
+def recall_report_pdf(report: RecallReport) -> bytes:
+    recall = report.recall
+    story: list[Any] = [
+        _p(f"Recall / lookback report R-{recall.id}", _styles["Title"]),
+        _p(f"{RECALL_SCOPES[recall.scope]} recall of {report.target}. Status: {recall.status.upper()}.", BODY),
+        _p(f"Reason: {recall.reason}", BODY),
+        _p(f"Started {_local(recall.started_at)} by {report.started_by}.", BODY)]
+    if recall.ended_at:
+        story.append(_p(f"Ended {_local(recall.ended_at)} by {report.ended_by}: {recall.end_reason}", BODY))
+    for signature in report.signatures:
+        story.append(_p(f"Signed: {signature.manifestation()}", BODY))
+    story.append(_p(f"Bags on hold now: {report.held_now}. Report generated {_local(report.generated_at)}.", BODY))
+    story += [Spacer(1, 4 * mm), _p("Patients who received affected product: notify their clinician", _styles["Heading2"])]
+    if report.notify:
+        rows: list[list[Any]] = [[_p(h) for h in ("Patient", "Protocol", "Bag (DIN)", "Lot", "Bag status",
+                                                  "Allocated", "Planned administration", "Infusion started")]]
+        for notice in report.notify:
+            for bag, lot, recipient in notice.received:
+                rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(bag.din + bag.check_character),
+                             _p(lot.lot_number), _p(bag.status), _p(_local(recipient.allocation.allocated_at)),
+                             _p(_local(recipient.prescription.planned_at)), _p(_local(recipient.infused_at))])
+        story.append(grid(rows, [28 * mm, 38 * mm, 34 * mm, 28 * mm, 20 * mm, 40 * mm, 40 * mm, 40 * mm]))
+    else:
+        story.append(_p("No patient has received product from the affected bags.", BODY))
+    story += [Spacer(1, 4 * mm), _p("Affected lots and bags", _styles["Heading2"])]
+    rows = [[_p(h) for h in ("Lot", "Lot status now", "Bag", "DIN", "Bag status", "Hold", "Action")]]
+    for line in report.lines:
+        bag = line.trace.bag
+        hold = "—" if line.hold is None else ("active" if line.hold.lifted_at is None else "lifted")
+        rows.append([_p(line.lot.lot_number), _p(line.lot.status.replace("_", " ")),
+                     _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character), _p(bag.status),
+                     _p(hold), _p(line.action)])
+    story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 16 * mm, 128 * mm]))
+    return build_pdf(f"Recall R-{recall.id}", story)
+
+
+def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = None) -> bytes:
+    """Traceability report: forward (origin -> lots -> bags -> patients) or backward (patient -> ... -> reagents)."""
+    story: list[Any] = [_p(title, _styles["Title"]), _p(f"Generated {_local(utcnow())}.", BODY), Spacer(1, 3 * mm)]
+    if forward is not None:
+        rows: list[list[Any]] = [[_p(h) for h in ("Donor", "Lot", "Lot status", "Reagent lots", "Bag", "DIN",
+                                                  "Bag status", "Hold", "Patients (allocation)")]]
+        for lot_trace in forward.lots:
+            reagents = "; ".join(f"{r.name} {r.lot_number}" for _u, r in lot_trace.reagents) or "—"
+            for bag_trace in lot_trace.bags or [None]:  # type: ignore[list-item]
+                if bag_trace is None:
+                    rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
+                                 _p(reagents), _p("—"), _p("—"), _p("—"), _p("—"), _p("—")])
+                    continue
+                bag = bag_trace.bag
+                patients = "; ".join(
+                    f"{r.patient.code} ({'cancelled' if r.cancelled else ('received' if r.received else 'allocated')} "
+                    f"{r.allocation.allocated_at:%Y-%m-%d})" for r in bag_trace.recipients) or "—"
+                rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
+                             _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character),
+                             _p(bag.status), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
+        story.append(grid(rows, [24 * mm, 26 * mm, 20 * mm, 44 * mm, 14 * mm, 32 * mm, 18 * mm, 16 * mm, 78 * mm]))
+    if backward is not None:
+        rows = [[_p(h) for h in ("Allocated", "Prescription", "Bag status", "DIN", "Lot", "Lot status", "Donor",
+                                 "Reagent lots", "Hold")]]
+        for entry in backward.entries:
+            reagents = "; ".join(f"{r.name} {r.lot_number} ({r.supplier})" for _u, r in entry.reagents) or "—"
+            rows.append([_p(f"{entry.recipient.allocation.allocated_at:%Y-%m-%d}"
+                            + (" (cancelled)" if entry.recipient.cancelled else "")),
+                         _p(f"#{entry.recipient.prescription.id} {entry.recipient.prescription.status}"),
+                         _p(entry.bag.status), _p(entry.bag.din + entry.bag.check_character), _p(entry.lot.lot_number),
+                         _p(entry.lot.status), _p(entry.donor.code), _p(reagents), _p("ON HOLD" if entry.hold else "—")])
+        story.append(grid(rows, [24 * mm, 28 * mm, 18 * mm, 32 * mm, 26 * mm, 20 * mm, 24 * mm, 82 * mm, 18 * mm]))
+    return build_pdf(title, story)

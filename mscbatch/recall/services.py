@@ -1,0 +1,214 @@
+"""Recall and lookback (issue 7, DOMAIN.md section 8).
+
+start_recall: QA, with a reason and an electronic signature, recalls from a donor (late positive marker), a lot
+or a reagent lot. In the same transaction every affected bag not yet infused (nor discarded) gets an active
+BagHold, so the bedside check refuses it at once (mscbatch.recall.queries.bag_hold), and every affected lot
+the lot state table lets go to "recalled" goes there (released / conditionally released lots); the others
+(in process, in quarantine) keep their state and are held bag by bag. A donor recall links and closes the
+donor's open lookback. end_recall: signed by QA when the recall proves unfounded; lifts its holds (a lot
+already "recalled" stays so: the state is final and the report says it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.states import LOT, TransitionRefused
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor, DonorLookback
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.lots.models import Bag, Lot, ReagentLot
+from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
+from mscbatch.lots.services import apply_lot_transition
+from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+from mscbatch.signatures.services import sign
+
+NOT_HELD_BAG_STATES = ("infused", "discarded")
+START_MEANING = "Recall started: affected stock on hold"
+END_MEANING = "Recall ended: found invalid, holds lifted"
+
+
+def affected_lots(session: Session, scope: str, target_id: int) -> list[Lot]:
+    """Every lot a recall of this origin touches, oldest first."""
+    if scope == "donor":
+        if session.get(Donor, target_id) is None:
+            raise NotFound(f"No donor with id {target_id}.")
+        lots = lots_of_donor(session, target_id)
+    elif scope == "lot":
+        lot = session.get(Lot, target_id)
+        if lot is None:
+            raise NotFound(f"No lot with id {target_id}.")
+        lots = [lot]
+    elif scope == "reagent_lot":
+        if session.get(ReagentLot, target_id) is None:
+            raise NotFound(f"No reagent lot with id {target_id}.")
+        lots = list({lot.id: lot for _use, lot in lots_using_reagent(session, target_id)}.values())
+    else:
+        raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
+    return sorted(lots, key=lambda lot: lot.id)
+
+
+def target_label(session: Session, scope: str, target_id: int | None) -> str:
+    if target_id is None:
+        return "?"
+    if scope == "donor":
+        donor = session.get(Donor, target_id)
+        return f"donor {donor.code}" if donor else f"donor #{target_id}"
+    if scope == "lot":
+        lot = session.get(Lot, target_id)
+        return f"lot {lot.lot_number}" if lot else f"lot #{target_id}"
+    reagent = session.get(ReagentLot, target_id)
+    return f"reagent lot {reagent.name} {reagent.lot_number} ({reagent.supplier})" if reagent else f"#{target_id}"
+
+
+def target_of(recall: Recall) -> int | None:
+    return {"donor": recall.donor_id, "lot": recall.lot_id, "reagent_lot": recall.reagent_lot_id}[recall.scope]
+
+
+def active_recall_of(session: Session, scope: str, target_id: int) -> Recall | None:
+    column = {"donor": Recall.donor_id, "lot": Recall.lot_id, "reagent_lot": Recall.reagent_lot_id}[scope]
+    return session.scalar(select(Recall).where(Recall.scope == scope, column == target_id,
+                                               Recall.status == "active"))
+
+
+@dataclass(frozen=True)
+class RecallStarted:
+    recall_id: int
+    held_bags: int
+    recalled_lots: list[str]
+    lots_kept: list[tuple[str, str]]  # (lot number, state) of lots that could not go to "recalled"
+
+
+def start_recall(session: Session, actor: Any, *, scope: str, target_id: int, reason: str,
+                 password: str) -> RecallStarted:
+    """Start a recall (QA, signed): hold every affected bag not yet infused, recall the lots that may be."""
+    reason = (reason or "").strip()
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA may start a recall.")
+    if not reason:
+        raise ValidationFailed("Give the reason for the recall (e.g. late positive marker, reagent supplier "
+                               "notice): it is signed and goes on the report.", field="reason")
+    if scope not in RECALL_SCOPES:
+        raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
+    if not target_id:
+        raise ValidationFailed(f"Choose the {RECALL_SCOPES[scope].lower()} to recall.", field="target_id")
+    lots = affected_lots(session, scope, target_id)
+    if active_recall_of(session, scope, target_id) is not None:
+        raise Conflict(f"An active recall of {target_label(session, scope, target_id)} exists already.")
+    recalled: list[str] = []
+    kept: list[tuple[str, str]] = []
+    with use_case(session, actor, f"recall: {reason}"):
+        now = utcnow()
+        recall = Recall(scope=scope, reason=reason, status="active", started_by_id=actor.id, started_at=now,
+                        donor_id=target_id if scope == "donor" else None,
+                        lot_id=target_id if scope == "lot" else None,
+                        reagent_lot_id=target_id if scope == "reagent_lot" else None)
+        if scope == "donor":
+            lookback = session.scalar(select(DonorLookback).where(
+                DonorLookback.donor_id == target_id, DonorLookback.closed_at.is_(None))
+                .order_by(DonorLookback.id.desc()))
+            if lookback is not None:
+                recall.lookback_id = lookback.id
+        session.add(recall)
+        session.flush()
+        held = 0
+        for lot in lots:
+            if _may_recall(lot):
+                apply_lot_transition(session, actor, lot, "recalled")
+                recalled.append(lot.lot_number)
+            elif lot.status != "recalled":
+                kept.append((lot.lot_number, lot.status))
+            for bag in bags_of(session, lot.id):
+                if bag.status in NOT_HELD_BAG_STATES:
+                    continue
+                session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
+                held += 1
+        if recall.lookback_id is not None:
+            lookback = session.get(DonorLookback, recall.lookback_id)
+            assert lookback is not None
+            lookback.closed_at = now
+            lookback.closed_by_id = actor.id
+            lookback.closure_note = f"Recall R-{recall.id} started: {reason}"
+        sign(session, actor, password, recall, START_MEANING, required_role="qa")
+        recall_id = recall.id
+    return RecallStarted(recall_id=recall_id, held_bags=held, recalled_lots=recalled, lots_kept=kept)
+
+
+def _may_recall(lot: Lot) -> bool:
+    try:
+        LOT.check(lot.status, "recalled", {"qa"})
+    except TransitionRefused:
+        return False
+    return True
+
+
+def get_recall(session: Session, recall_id: int) -> Recall:
+    recall = session.get(Recall, recall_id)
+    if recall is None:
+        raise NotFound(f"No recall with id {recall_id}.")
+    return recall
+
+
+def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, password: str) -> int:
+    """End a recall found invalid (QA, signed): lift its holds. Returns how many holds were lifted."""
+    reason = (reason or "").strip()
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA may end a recall.")
+    if not reason:
+        raise ValidationFailed("Say why the recall is ended (e.g. the positive marker was a false positive, "
+                               "confirmed by ...).", field="reason")
+    recall = get_recall(session, recall_id)
+    if not recall.active:
+        raise Conflict(f"Recall R-{recall.id} is already ended.")
+    with use_case(session, actor, f"recall ended: {reason}"):
+        now = utcnow()
+        holds = list(session.scalars(select(BagHold).where(BagHold.recall_id == recall.id,
+                                                           BagHold.lifted_at.is_(None))))
+        for hold in holds:
+            hold.lifted_at = now
+            hold.lifted_by_id = actor.id
+        recall.status = "ended"
+        recall.ended_at = now
+        recall.ended_by_id = actor.id
+        recall.end_reason = reason
+        sign(session, actor, password, recall, END_MEANING, required_role="qa", lock=False)
+        lifted = len(holds)
+    return lifted
+
+
+def list_recalls(session: Session) -> list[Recall]:
+    return list(session.scalars(select(Recall).order_by(Recall.id.desc()).limit(200)))
+
+
+def holds_of(session: Session, recall_id: int) -> list[tuple[BagHold, Bag]]:
+    return [(hold, bag) for hold, bag in session.execute(
+        select(BagHold, Bag).join(Bag, Bag.id == BagHold.bag_id).where(BagHold.recall_id == recall_id)
+        .order_by(Bag.lot_id, Bag.bag_number))]
+
+
+def resolve_target(session: Session, scope: str, text: str) -> int:
+    """The id of a recall origin typed by a person: a donor code, a lot number, or a reagent lot number
+    (or "#<id>" for any of them)."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationFailed("Give the donor code, lot number or reagent lot number to recall.", field="target")
+    if text.startswith("#") and text[1:].isdigit():
+        return int(text[1:])
+    if scope == "donor":
+        found = session.scalars(select(Donor.id).where(Donor.code == text.upper())).all()
+    elif scope == "lot":
+        found = session.scalars(select(Lot.id).where(Lot.lot_number == text.upper())).all()
+    elif scope == "reagent_lot":
+        found = session.scalars(select(ReagentLot.id).where(ReagentLot.lot_number == text)).all()
+    else:
+        raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
+    if not found:
+        raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower()} {text!r}.", field="target")
+    if len(found) > 1:
+        raise ValidationFailed(f"Several reagent lots are numbered {text!r}: give '#<id>' from the reagent page.",
+                               field="target")
+    return int(found[0])

@@ -1,0 +1,224 @@
+"""Recall pages (list, start, report, end, report PDF) and traceability pages (forward from a donor, a lot or a
+reagent lot; backward from a patient; one bag), each also as a PDF. Views parse and authorise; services decide."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import roles_required
+from mscbatch.errors import DomainError
+from mscbatch.extensions import db
+from mscbatch.lots.queries import site_config
+from mscbatch.recall import services
+from mscbatch.recall.forms import EndRecallForm, StartRecallForm
+from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
+from mscbatch.recall.traceability import (
+    backward_from_patient,
+    bag_trace,
+    forward_from_donor,
+    forward_from_lot,
+    forward_from_reagent_lot,
+)
+from mscbatch.web.forms import show_error
+
+bp = Blueprint("recall", __name__, url_prefix="/recalls")
+trace_bp = Blueprint("trace", __name__, url_prefix="/trace")
+READERS = ("qa", "clinician")
+TRACERS = ("qa", "clinician")
+
+
+def _pdf(content: bytes, filename: str) -> Response:
+    return Response(content, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{filename}"'})
+
+
+# ---- recalls --------------------------------------------------------------------------------------------
+
+@bp.route("")
+@roles_required(*READERS)
+def index() -> Any:
+    recalls = services.list_recalls(db.session)
+    targets = {r.id: services.target_label(db.session, r.scope, services.target_of(r)) for r in recalls}
+    return render_template("recall/list.html", recalls=recalls, targets=targets)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required("qa")
+def start() -> Any:
+    form = StartRecallForm()
+    status = 200
+    if request.method == "GET":
+        form.scope.data = request.args.get("scope", form.scope.data)
+        form.target.data = request.args.get("target", "")
+    elif form.validate():
+        try:
+            scope = form.scope.data or ""
+            target_id = services.resolve_target(db.session, scope, form.target.data or "")
+            started = services.start_recall(db.session, current_user, scope=scope, target_id=target_id,
+                                            reason=form.reason.data or "", password=form.password.data or "")
+        except DomainError as error:
+            db.session.rollback()
+            show_error(form, error)
+            status = error.status
+        else:
+            kept = "; ".join(f"{number} stays {state.replace('_', ' ')}" for number, state in started.lots_kept)
+            flash(f"Recall R-{started.recall_id} started (signed): {started.held_bags} bags on hold"
+                  + (f"; lots recalled: {', '.join(started.recalled_lots)}" if started.recalled_lots else "")
+                  + (f"; {kept} (bags held)" if kept else "") + ".", "success")
+            return redirect(url_for("recall.detail", recall_id=started.recall_id))
+    else:
+        status = 422
+    return render_template("recall/new.html", form=form), status
+
+
+def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200) -> Any:
+    db.session.rollback()
+    report = recall_report(db.session, recall_id)
+    return render_template("recall/detail.html", r=report, recall=report.recall,
+                           end_form=form or EndRecallForm(formdata=None), site=site_config()), status
+
+
+@bp.route("/<int:recall_id>")
+@roles_required(*READERS)
+def detail(recall_id: int) -> Any:
+    return _detail(recall_id)
+
+
+@bp.route("/<int:recall_id>/report.pdf")
+@roles_required(*READERS)
+def report_pdf(recall_id: int) -> Any:
+    return _pdf(recall_report_pdf(recall_report(db.session, recall_id)), f"recall-R-{recall_id}.pdf")
+
+
+@bp.route("/<int:recall_id>/end", methods=["POST"])
+@roles_required("qa")
+def end(recall_id: int) -> Any:
+    form = EndRecallForm()
+    try:
+        lifted = services.end_recall(db.session, current_user, recall_id, reason=form.reason.data or "",
+                                     password=form.password.data or "")
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)
+        return _detail(recall_id, form, error.status)
+    flash(f"Recall R-{recall_id} ended (signed); {lifted} holds lifted.", "success")
+    return redirect(url_for("recall.detail", recall_id=recall_id))
+
+
+# ---- traceability ----------------------------------------------------------------------------------------
+
+@trace_bp.route("/donors/<int:donor_id>")
+@roles_required(*TRACERS)
+def donor(donor_id: int) -> Any:
+    trace = forward_from_donor(db.session, donor_id)
+    return render_template("recall/forward.html", t=trace, title=f"Forward trace: donor {trace.donor.code}",
+                           pdf_url=url_for("trace.donor_pdf", donor_id=donor_id), site=site_config())
+
+
+@trace_bp.route("/donors/<int:donor_id>.pdf")
+@roles_required(*TRACERS)
+def donor_pdf(donor_id: int) -> Any:
+    trace = forward_from_donor(db.session, donor_id)
+    return _pdf(trace_pdf(f"Forward trace: donor {trace.donor.code}", forward=trace), f"trace-{trace.donor.code}.pdf")
+
+
+@trace_bp.route("/lots/<int:lot_id>")
+@roles_required(*TRACERS)
+def lot(lot_id: int) -> Any:
+    trace = forward_from_lot(db.session, lot_id)
+    number = trace.lots[0].lot.lot_number
+    return render_template("recall/forward.html", t=trace, title=f"Forward trace: lot {number}",
+                           pdf_url=url_for("trace.lot_pdf", lot_id=lot_id), site=site_config())
+
+
+@trace_bp.route("/lots/<int:lot_id>.pdf")
+@roles_required(*TRACERS)
+def lot_pdf(lot_id: int) -> Any:
+    trace = forward_from_lot(db.session, lot_id)
+    number = trace.lots[0].lot.lot_number
+    return _pdf(trace_pdf(f"Forward trace: lot {number}", forward=trace), f"trace-{number}.pdf")
+
+
+@trace_bp.route("/reagents/<int:reagent_lot_id>")
+@roles_required(*TRACERS)
+def reagent(reagent_lot_id: int) -> Any:
+    trace = forward_from_reagent_lot(db.session, reagent_lot_id)
+    assert trace.reagent_lot is not None
+    title = f"Forward trace: reagent lot {trace.reagent_lot.name} {trace.reagent_lot.lot_number}"
+    return render_template("recall/forward.html", t=trace, title=title,
+                           pdf_url=url_for("trace.reagent_pdf", reagent_lot_id=reagent_lot_id), site=site_config())
+
+
+@trace_bp.route("/reagents/<int:reagent_lot_id>.pdf")
+@roles_required(*TRACERS)
+def reagent_pdf(reagent_lot_id: int) -> Any:
+    trace = forward_from_reagent_lot(db.session, reagent_lot_id)
+    assert trace.reagent_lot is not None
+    title = f"Forward trace: reagent lot {trace.reagent_lot.name} {trace.reagent_lot.lot_number}"
+    return _pdf(trace_pdf(title, forward=trace), f"trace-reagent-{reagent_lot_id}.pdf")
+
+
+@trace_bp.route("/patients/<int:patient_id>")
+@roles_required(*TRACERS)
+def patient(patient_id: int) -> Any:
+    trace = backward_from_patient(db.session, patient_id)
+    return render_template("recall/backward.html", t=trace, site=site_config())
+
+
+@trace_bp.route("/patients/<int:patient_id>.pdf")
+@roles_required(*TRACERS)
+def patient_pdf(patient_id: int) -> Any:
+    trace = backward_from_patient(db.session, patient_id)
+    return _pdf(trace_pdf(f"Backward trace: patient {trace.patient.code}", backward=trace),
+                f"trace-{trace.patient.code}.pdf")
+
+
+@trace_bp.route("")
+@roles_required(*TRACERS)
+def find() -> Any:
+    """Start a trace from a donor code, a lot number or a patient code (GET form; redirects to the trace)."""
+    kind, code = request.args.get("kind", ""), (request.args.get("code") or "").strip()
+    problem = None
+    if code:
+        found = resolve_trace_start(kind, code)
+        if found is not None:
+            return redirect(found)
+        problem = f"Nothing found for {code!r}."
+    return render_template("recall/find.html", kind=kind or "donor", code=code, problem=problem), 404 if problem else 200
+
+
+def resolve_trace_start(kind: str, code: str) -> str | None:
+    from sqlalchemy import select
+
+    from mscbatch.donors.models import Donor
+    from mscbatch.lots.models import Lot
+    from mscbatch.patients.models import Patient
+
+    if kind == "patient":
+        patient_id = db.session.scalar(select(Patient.id).where(Patient.code == code.upper()))
+        return url_for("trace.patient", patient_id=patient_id) if patient_id else None
+    if kind == "lot":
+        lot_id = db.session.scalar(select(Lot.id).where(Lot.lot_number == code.upper()))
+        return url_for("trace.lot", lot_id=lot_id) if lot_id else None
+    donor_id = db.session.scalar(select(Donor.id).where(Donor.code == code.upper()))
+    return url_for("trace.donor", donor_id=donor_id) if donor_id else None
+
+
+@trace_bp.route("/bags/<int:bag_id>")
+@roles_required("qa", "clinician", "nurse", "technician")
+def bag(bag_id: int) -> Any:
+    trace, lot_row, donor_row = bag_trace(db.session, bag_id)
+    show_patients = current_user.has_role("qa", "clinician", "nurse")
+    return render_template("recall/bag.html", t=trace, lot=lot_row, donor=donor_row, show_patients=show_patients,
+                           site=site_config(), events=custody_timeline(bag_id))
+
+
+def custody_timeline(bag_id: int) -> list[Any]:
+    """The bag's custody events (who, when, where), when the custody capability is installed."""
+    try:
+        from mscbatch.custody.queries import timeline
+    except ImportError:  # pragma: no cover
+        return []
+    return list(timeline(db.session, bag_id))

@@ -1,0 +1,92 @@
+"""The ward pages and the custody API, end to end through HTTP: a bedside check green then STOP, the second
+person, infusion start / end / reaction shown on the patient's and the lot's pages; the JSON API and its
+OpenAPI document."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from mscbatch.custody.models import Infusion
+from tests.conftest import PASSWORD, api_token_for
+from tests.integration.test_custody_support import prescribed_bag
+
+
+def _ward(app, **kwargs):  # type: ignore[no-untyped-def]
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        return prescribed_bag(session, **kwargs)
+    finally:
+        session.close()
+
+
+def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
+    ward, other = _ward(app), _ward(app)
+    nurse = client_as("nurse")
+    page = nurse.get("/ward").get_data(as_text=True)
+    assert "Scan a wristband or a bag label" in page and "vendor/jsqr/jsQR.js" in page and "<script>" not in page
+
+    stop = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token})
+    html = stop.get_data(as_text=True)
+    assert stop.status_code == 200 and 'role="alert"' in html and ">STOP<" in html and "WRONG PATIENT" in html
+    assert "Second person" not in html
+
+    ok = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    assert ">MATCHES<" in ok and "Second person: confirm" in ok
+    check_id = int(ok.split("/ward/checks/")[1].split("/confirm")[0])
+    same = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse",
+                                                                 "second_password": PASSWORD})
+    assert same.status_code == 409 and "same person cannot check twice" in same.get_data(as_text=True)
+    confirmed = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
+                                                                      "second_password": PASSWORD})
+    assert confirmed.status_code == 200 and "Two-person check confirmed" in confirmed.get_data(as_text=True)
+
+    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion")
+    assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
+    infusion_url = started.headers["Location"]
+    assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "25"}).status_code == 302
+    assert nurse.post(f"{infusion_url}/reactions", data={"ctcae_term": "Chills", "grade": "2",
+                                                          "description": "rigors at 15 minutes"}).status_code == 302
+    record = nurse.get(infusion_url).get_data(as_text=True)
+    assert "Chills" in record and "25 mL of 25 mL" in record and "Nina" not in record  # conftest users
+    patient_page = client_as("clinician").get(f"/patients/{ward.patient_id}").get_data(as_text=True)
+    assert "Chills, grade 2" in patient_page and "rigors at 15 minutes" in patient_page
+    lot_page = client_as("qa").get(f"/lots/{ward.lot_id}").get_data(as_text=True)
+    assert "Chills, grade 2" in lot_page
+
+
+def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
+    ward = _ward(app, state="dispatched")
+    nurse = client_as("nurse")
+    thaw_first = nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"})
+    assert thaw_first.status_code == 409 and "it cannot go to thawed" in thaw_first.get_data(as_text=True)
+    assert nurse.post("/ward/event", data={"bag": ward.token, "action": "receive", "location": "Ward 3"}).status_code == 302
+    assert nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"}).status_code == 302
+    start = nurse.post("/ward/event", data={"bag": ward.token, "action": "start"})
+    assert start.status_code == 409 and "No confirmed two-person bedside check" in start.get_data(as_text=True)
+
+
+def test_the_custody_api(app, users):
+    ward, other = _ward(app), _ward(app)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
+    stop = client.post("/api/v1/custody/scan-verify", headers=headers,
+                       json={"wristband": other.wristband, "bag": ward.token}).get_json()
+    assert stop["result"] == "STOP" and [f["code"] for f in stop["failures"]] == ["wrong_patient"]
+    ok = client.post("/api/v1/custody/scan-verify", headers=headers,
+                     json={"wristband": ward.wristband, "bag": f"https://x.example/v/{ward.token}"}).get_json()
+    assert ok["result"] == "MATCHES" and ok["failures"] == [] and ok["bag_id"] == ward.bag_id
+    refused = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+    confirm = client.post(f"/api/v1/custody/checks/{ok['check_id']}/confirm", headers=headers,
+                          json={"username": "nurse2", "password": PASSWORD})
+    assert confirm.status_code == 200 and confirm.get_json()["second_checker_id"]
+    started = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    assert started.status_code == 201, started.get_json()
+    again = client.post("/api/v1/custody/events", headers=headers, json={"kind": "thawed", "bag": ward.token})
+    assert again.status_code == 409 and "infused" in again.get_json()["detail"]
+    events = client.get(f"/api/v1/custody/bags/{ward.bag_id}/events", headers=headers).get_json()
+    assert [e["kind"] for e in events] == ["dispatched", "received", "thawed", "bedside_verified", "infusion_started"]
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert "/api/v1/custody/scan-verify" in spec["paths"] and "/api/v1/custody/events" in spec["paths"]
+    session = app.extensions["mscbatch.db"].new_session()
+    assert session.scalar(select(Infusion.bag_id)) == ward.bag_id
+    session.close()

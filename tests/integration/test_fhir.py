@@ -1,0 +1,98 @@
+"""FHIR R5 export: each bag as a BiologicallyDerivedProduct that fhir.resources validates, the DIN and the
+product code in the documented elements, and a collection Bundle per lot."""
+from __future__ import annotations
+
+import pytest
+from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
+from fhir.resources.bundle import Bundle
+
+from mscbatch.interop.fhir import DIN_SYSTEM, FHIR_JSON, PDC_SYSTEM
+from tests.conftest import api_token_for
+
+
+@pytest.fixture
+def frozen(app, users):  # type: ignore[no-untyped-def]
+    from mscbatch.lots.models import Lot
+    from tests.integration.lot_factories import approved_adipose_donor, cryopreserved_lot
+
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        lot_id, bags = cryopreserved_lot(session, approved_adipose_donor(session), count=2)
+        lot = session.get(Lot, lot_id)
+        return {"lot_id": lot_id, "lot_number": lot.lot_number, "collection_at": lot.collection_at,
+                "bags": [{"id": b.id, "din": b.din, "product_code": b.product_code, "division": b.division,
+                          "expires_at": b.expires_at} for b in bags]}
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def api(app, users):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
+    return lambda url: client.get(url, headers=headers)
+
+
+def test_a_bag_is_a_valid_r5_biologically_derived_product_with_din_and_product_code(api, frozen):
+    bag = frozen["bags"][0]
+    response = api(f"/api/v1/fhir/BiologicallyDerivedProduct/{bag['id']}")
+    assert response.status_code == 200 and response.mimetype == FHIR_JSON
+    data = response.get_json()
+    resource = BiologicallyDerivedProduct.model_validate(data)  # R5: productStatus, division, ... exist
+    assert resource.get_resource_type() == "BiologicallyDerivedProduct"
+    assert data["identifier"][0] == {"use": "official", "system": DIN_SYSTEM, "value": bag["din"]}
+    assert data["productCode"]["coding"][0] == {"system": PDC_SYSTEM, "code": bag["product_code"][:5],
+                                                "display": "Adipose tissue MSC"}
+    assert data["productCode"]["text"] == bag["product_code"]
+    assert data["productCategory"]["code"] == "cells"
+    assert data["division"] == bag["division"] == "A0"
+    assert data["productStatus"]["code"] == "unavailable"  # in quarantine / not released
+    assert data["expirationDate"][:10] == bag["expires_at"].date().isoformat()
+    assert data["storageTempRequirements"]["high"]["code"] == "Cel"
+    assert float(data["storageTempRequirements"]["high"]["value"]) <= -135
+    assert data["parent"][0]["identifier"]["value"] == frozen["lot_number"]
+    assert data["biologicalSourceEvent"]["value"] == frozen["lot_number"]
+    assert data["collection"]["collectedDateTime"][:10] == frozen["collection_at"].date().isoformat()
+    source = data["collection"]["source"]
+    assert set(source) == {"type", "identifier"} and source["identifier"]["value"].startswith("D-")
+    properties = {p["type"]["text"]: p for p in data["property"]}
+    assert properties["isbt128-check-character"]["valueString"]
+    assert properties["volume"]["valueQuantity"]["unit"] == "mL"
+
+
+def test_a_released_bag_is_available(app, api, frozen):
+    from sqlalchemy import update
+
+    from mscbatch.lots.models import Lot
+
+    with app.app_context():  # the release itself (signatures, results) has its own tests
+        db = app.extensions["mscbatch.db"]
+        with db.new_session() as session, session.begin():
+            session.execute(update(Lot).where(Lot.id == frozen["lot_id"]).values(status="released"),
+                            execution_options={"synchronize_session": False})
+    data = api(f"/api/v1/fhir/BiologicallyDerivedProduct/{frozen['bags'][1]['id']}").get_json()
+    assert data["productStatus"]["code"] == "available"
+
+
+def test_a_lot_bundle_holds_every_bag_and_validates(api, frozen):
+    response = api(f"/api/v1/fhir/Bundle?lot={frozen['lot_id']}")
+    assert response.status_code == 200 and response.mimetype == FHIR_JSON
+    bundle = Bundle.model_validate(response.get_json())
+    assert bundle.type == "collection" and bundle.identifier.value == frozen["lot_number"]
+    dins = []
+    for entry in bundle.entry:
+        product = BiologicallyDerivedProduct.model_validate(entry.resource.model_dump(mode="json"))
+        assert entry.fullUrl.endswith(f"/api/v1/fhir/BiologicallyDerivedProduct/{product.id}")
+        dins.append(product.identifier[0].value)
+    assert dins == [b["din"] for b in frozen["bags"]]
+
+
+def test_unknown_ids_are_problem_404s_and_the_lot_parameter_is_required(api, frozen):
+    for url in ("/api/v1/fhir/BiologicallyDerivedProduct/999999", "/api/v1/fhir/Bundle?lot=999999"):
+        response = api(url)
+        assert response.status_code == 404 and response.mimetype == "application/problem+json"
+    assert api("/api/v1/fhir/Bundle").status_code == 422
+
+
+def test_fhir_needs_a_token(app, frozen):
+    assert app.test_client().get(f"/api/v1/fhir/Bundle?lot={frozen['lot_id']}").status_code == 401

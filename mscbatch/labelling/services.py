@@ -22,6 +22,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.identifiers import IdentifierError, parse_din
 from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.custody import log as custody_log
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
@@ -170,6 +171,9 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
         session.add(job)
         session.flush()
         session.add_all([LabelPrintItem(print_id=job.id, bag_id=bag.id, reprint=bag.id in again) for bag in chosen])
+        for bag in chosen:
+            custody_log.note(session, actor, bag, "labelled", reason=reason,
+                             details={"label_print_id": job.id, "reprint": bag.id in again, "layout": layout.id})
         job_id = job.id
     stem = chosen[0].din if len(chosen) == 1 else lot.lot_number
     filename = f"labels-{stem}{'-sheet' if print_format == 'sheet' else ''}{'-REPRINT' if reprint else ''}.pdf"

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.custody import log as custody_log
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import STORAGE_KINDS, STORAGE_PARENTS, Bag, StorageLocation, StorageMove
 from mscbatch.lots.queries import (
@@ -102,6 +103,10 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
                            f" {lot.product_name} must be kept at {limit} °C or colder.", field="box_id")
         move = StorageMove(bag_id=bag.id, from_box_id=bag.box_id, from_position=bag.position, to_box_id=box.id,
                            to_position=position, reason=reason, moved_by_id=actor.id)
+        custody_log.note(session, actor, bag, "moved" if bag.box_id is not None else "stored",
+                         location=f"{box.name} {label}", reason=reason,
+                         details={"from_box_id": bag.box_id, "from_position": bag.position, "to_box_id": box.id,
+                                  "to_position": position})
         bag.box_id, bag.position = box.id, position
         session.add(move)
         try:

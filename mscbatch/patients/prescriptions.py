@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.states import BAG, TransitionRefused, effective_bag_status
+from mscbatch.custody import log as custody_log
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
@@ -116,6 +117,8 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
                     BAG.check(bag.status, "allocated", signer.role_names, subject=f"bag {bag.din}")
                 except TransitionRefused as refusal:
                     raise Conflict(str(refusal)) from None
+                custody_log.note(session, signer, bag, "allocated", from_status=bag.status, to_status="allocated",
+                                 details={"prescription_id": prescription.id, "patient_id": patient.id})
                 bag.status = "allocated"
                 session.add(Allocation(prescription_id=prescription.id, patient_id=patient.id, bag_id=bag.id,
                                        active_bag_id=bag.id, volume_ml=draw.volume_ml, cells=int(draw.cells),

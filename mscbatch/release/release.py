@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.auth.models import User
 from mscbatch.core.verdicts import LotVerdict, VerdictStatus, can_release
+from mscbatch.custody import log as custody_log
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from mscbatch.lots.models import Lot
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.services import apply_lot_transition, current_gate
 from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
 from mscbatch.release.oos import open_oos_of
@@ -73,6 +74,9 @@ def _sign_and_move(session: Session, signer: Any, password: str, lot: Lot, dispo
     signature = sign(session, signer, password, disposition, disposition.meaning, required_role="qa")
     disposition.signed_at = signature.signed_at
     apply_lot_transition(session, signer, lot, target)
+    if target in ("released", "conditional_release"):
+        for bag in session.scalars(select(Bag).where(Bag.lot_id == lot.id)):
+            custody_log.note(session, signer, bag, "released", details={"lot_status": target})
     if lot.locked_at is None:
         lot.locked_at = signature.signed_at  # the signed lot is locked: only its status may still move
     return disposition

@@ -10,22 +10,29 @@ from flask_login import current_user
 from mscbatch.auth.models import ROLE_LABELS
 
 # (label, endpoint, roles that see it); later capabilities add their entries here.
+MAKERS = frozenset({"technician", "qa", "admin"})  # the cell-processing laboratory and its QA
+CLINICAL = frozenset({"qa", "clinician", "nurse"})
+
+# (label, endpoint, roles that see it), in the order of a cell's journey from donor to patient. The menu is
+# a convenience: every route is authorised on the server (mscbatch.auth.access) whatever the menu shows.
 NAVIGATION: list[tuple[str, str, frozenset[str] | None]] = [
     ("Home", "web.home", None),
-    ("Donors", "donors.index", None),
+    ("Donors", "donors.index", frozenset({"technician", "qa", "clinician", "admin"})),
+    ("Lots", "lots.index", None),
+    ("Release", "release.index", frozenset({"qa", "technician", "admin"})),
+    ("Patients", "patients.index", CLINICAL),
+    ("Ward", "custody.ward", frozenset({"nurse", "clinician", "technician"})),
+    ("Recalls", "recall.index", frozenset({"qa", "clinician"})),
+    ("Traceability", "trace.find", frozenset({"qa", "clinician"})),
+    ("Storage", "storage.index", MAKERS),
+    ("Reagents", "reagents.index", MAKERS),
+    ("Check an identifier", "storage.identifiers", None),
+    ("Exports", "interop.exports", None),
+    ("API", "interop.api_docs", None),
     ("Audit trail", "audit.events", frozenset({"qa", "admin"})),
     ("Users", "auth.users", frozenset({"admin"})),
     ("My account", "auth.account", None),
 ]
-NAVIGATION += [("Lots", "lots.index", None), ("Storage", "storage.index", None),
-               ("Reagents", "reagents.index", None), ("Check an identifier", "storage.identifiers", None)]
-
-NAVIGATION += [("Patients", "patients.index", frozenset({"clinician", "nurse", "qa"}))]
-NAVIGATION += [("Release", "release.index", frozenset({"qa", "technician", "admin"}))]
-NAVIGATION += [("Ward", "custody.ward", frozenset({"nurse", "clinician", "technician"}))]  # issue 7: bedside
-NAVIGATION += [("Recalls", "recall.index", frozenset({"qa", "clinician"})),
-               ("Traceability", "trace.find", frozenset({"qa", "clinician"}))]
-NAVIGATION += [("Exports", "interop.exports", None), ("API", "interop.api_docs", None)]  # issue 8
 
 
 def navigation_for(user: Any) -> list[tuple[str, str]]:

@@ -207,7 +207,8 @@ def test_infusion_record_end_volume_and_reactions(app, users, db_session):
     assert db_session.get(Infusion, infusion.id).volume_infused_ml == 24.5
     kinds = [e.kind for e in db_session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == ward.bag_id)
                                                 .order_by(CustodyEvent.id))]
-    assert kinds == ["dispatched", "received", "thawed", "bedside_verified", "infusion_started", "infusion_ended"]
+    assert kinds == ["allocated", "dispatched", "received", "thawed", "bedside_verified", "infusion_started",
+                     "infusion_ended"]
     with pytest.raises(RecordLocked), use_case(db_session, nurse, "try to change"):
         db_session.get(InfusionReaction, reaction.id).grade = 2
         db_session.flush()

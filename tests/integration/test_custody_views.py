@@ -84,7 +84,8 @@ def test_the_custody_api(app, users):
     again = client.post("/api/v1/custody/events", headers=headers, json={"kind": "thawed", "bag": ward.token})
     assert again.status_code == 409 and "infused" in again.get_json()["detail"]
     events = client.get(f"/api/v1/custody/bags/{ward.bag_id}/events", headers=headers).get_json()
-    assert [e["kind"] for e in events] == ["dispatched", "received", "thawed", "bedside_verified", "infusion_started"]
+    assert [e["kind"] for e in events] == ["allocated", "dispatched", "received", "thawed", "bedside_verified",
+                                           "infusion_started"]
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "/api/v1/custody/scan-verify" in spec["paths"] and "/api/v1/custody/events" in spec["paths"]
     session = app.extensions["mscbatch.db"].new_session()

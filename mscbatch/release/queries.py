@@ -22,6 +22,9 @@ ENDOTOXIN_UNIT = "EU/mL"
 RELEASED_KINDS = ("release", "conditional_release", "completion", "exceptional_release")
 
 
+NOT_MANUFACTURE_FIELDS = ("status", "status_changed_at", "status_changed_by_id", "locked_at")
+
+
 def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
     """(entered or corrected any result of the lot, recorded any of its manufacture): segregation of duties,
     EU GMP ch. 2. Manufacture = the lot itself, its steps, deviations, reagent uses, bags and storage moves
@@ -41,9 +44,13 @@ def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
     if bag_ids and session.scalar(select(StorageMove.id).where(StorageMove.bag_id.in_([int(i) for i in bag_ids]),
                                                                StorageMove.moved_by_id == user_id).limit(1)):
         return entered, True
-    manufacture_events = select(AuditEvent.seq).where(AuditEvent.actor_id == user_id, AuditEvent.action.in_(
-        ("insert", "update")), or_(and_(AuditEvent.entity_type == "bag", AuditEvent.entity_id.in_(bag_ids or ["-"])),
-                                   and_(AuditEvent.entity_type == "lot", AuditEvent.entity_id == str(lot.id))))
+    # QA's own acts (a signature's lock, a status moved by release, recall or allocation) are not manufacture:
+    # counting them would make the releasing QA person look like the lot's maker once it is released.
+    manufacture_events = select(AuditEvent.seq).where(
+        AuditEvent.actor_id == user_id, AuditEvent.action.in_(("insert", "update")),
+        or_(AuditEvent.field.is_(None), AuditEvent.field.notin_(NOT_MANUFACTURE_FIELDS)),
+        or_(and_(AuditEvent.entity_type == "bag", AuditEvent.entity_id.in_(bag_ids or ["-"])),
+            and_(AuditEvent.entity_type == "lot", AuditEvent.entity_id == str(lot.id))))
     return entered, bool(session.scalar(manufacture_events.limit(1)))
 
 

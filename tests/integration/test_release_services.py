@@ -14,7 +14,7 @@ from mscbatch.errors import AuthenticationFailed, Conflict, ValidationFailed
 from mscbatch.release import oos, release, results
 from mscbatch.release.demo import PASSING_PANEL, enter_panel
 from mscbatch.release.models import OosInvestigation, ReleaseResult
-from mscbatch.release.queries import bag_release, release_state
+from mscbatch.release.queries import bag_release, involvement, release_state
 from mscbatch.release.specs import lot_verdict, spec_for_lot
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
@@ -49,6 +49,9 @@ def test_a_full_passing_panel_makes_the_lot_ready_and_qa_releases_it_with_a_sign
     assert disposition.meaning == "Released for clinical use"
     state = release_state(session, lot)
     assert state.released and not state.conditional and not state.exceptional
+    # releasing (status, lock) does not make QA the lot's maker after the fact
+    assert involvement(session, lot, user(session, "qa").id) == (False, False)
+    assert involvement(session, lot, user(session, "technician").id)[0]  # the technician entered the results
 
 
 def test_cd105_at_94_6_percent_fails_and_opens_an_oos_that_blocks_release(session, lot_id):

@@ -114,6 +114,24 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(str(error)) from error
         click.echo(f"Restored {backup_file} into {database_url}")
 
+    evidence = click.Group("evidence", help="Inspectors' evidence bundles.")
+    app.cli.add_command(evidence)
+
+    @evidence.command("verify")
+    @click.argument("zip_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @with_appcontext
+    def evidence_verify_command(zip_file: Path) -> None:
+        """Check an evidence ZIP offline (no database): the manifest HMAC under AUDIT_KEY (environment
+        MSCBATCH_AUDIT_KEY), then every file's SHA-256. Exit status 1 names the first bad file."""
+        from mscbatch.core.evidence import verify
+
+        verdict = verify(zip_file.read_bytes(), current_app.config["AUDIT_KEY"] or "")
+        if verdict.valid:
+            click.echo(f"{zip_file}: {verdict}")
+            return
+        click.echo(f"{zip_file}: {verdict}", err=True)
+        sys.exit(1)
+
 
 def _create_app() -> Flask:
     from mscbatch import create_app

@@ -1,8 +1,12 @@
 """Interoperability API: FHIR R5 resources and CSV exports (documented in /api/v1/openapi.json).
 
 - GET /api/v1/fhir/BiologicallyDerivedProduct/<bag id>: one bag (application/fhir+json).
+- GET /api/v1/fhir/BiologicallyDerivedProductDispense/<infusion id>: one infusion (clinicians, nurses, QA:
+  the readers of the patient pages, since it names the patient's trial code).
 - GET /api/v1/fhir/Bundle?lot=<lot id>: a collection Bundle of the lot's bags.
-- GET /api/v1/exports/{lots,bags,release-results}.csv: the same CSV files as the /exports page, with the
+- GET /api/v1/fhir/Bundle?patient=<patient id>: a collection Bundle of the patient's infusions and their bags
+  (patient readers only).
+- GET /api/v1/exports/{lots,bags,release-results,infusions}.csv: the same CSV files as the /exports page, with the
   same role rules.
 """
 from __future__ import annotations
@@ -13,14 +17,14 @@ from typing import Any
 from flask import Response, request
 from flask_login import current_user
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from mscbatch.api.base import problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.errors import PermissionDenied
 from mscbatch.extensions import db
 from mscbatch.interop import csv_exports, fhir
-from mscbatch.interop.csv_exports import EXPORTS, RELEASE_READERS
+from mscbatch.interop.csv_exports import EXPORTS, PATIENT_READERS, RELEASE_READERS
 
 bp = Blueprint("interop_api", __name__, url_prefix="/api/v1",
                description="FHIR R5 export (BiologicallyDerivedProduct, Bundle) and CSV exports")
@@ -41,8 +45,16 @@ class FhirResourceSchema(Schema):
 
 
 class BundleQuerySchema(Schema):
-    lot = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1),
+    lot = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1),
                          metadata={"description": "id of the lot whose bags the Bundle holds"})
+    patient = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1),
+                             metadata={"description": "id of the patient whose infusions the Bundle holds "
+                                                      "(clinicians, nurses and QA only); give lot or patient"})
+
+    @validates_schema
+    def _one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if ("lot" in data) == ("patient" in data):
+            raise ValidationError("Give exactly one of lot and patient.", field_name="lot")
 
 
 def _fhir(data: dict[str, Any]) -> Response:
@@ -57,14 +69,30 @@ def biologically_derived_product(bag_id: int) -> Any:
     return _fhir(fhir.bag_product(db.session, bag_id))
 
 
+@bp.route("/fhir/BiologicallyDerivedProductDispense/<int:infusion_id>")
+@bp.response(200, FhirResourceSchema, content_type=fhir.FHIR_JSON,
+             description="The infusion as a FHIR R5 BiologicallyDerivedProductDispense: product (the bag), patient "
+                         "(pseudonymised trial code only), status, performer, whenHandedOver, quantity (mL).")
+@problems(bp, 401, 403, 404)
+@roles_required(*PATIENT_READERS)
+def biologically_derived_product_dispense(infusion_id: int) -> Any:
+    return _fhir(fhir.infusion_dispense(db.session, infusion_id))
+
+
 @bp.route("/fhir/Bundle")
 @bp.arguments(BundleQuerySchema, location="query")
 @bp.response(200, FhirResourceSchema, content_type=fhir.FHIR_JSON,
-             description="A Bundle of type collection with one BiologicallyDerivedProduct per bag of the lot.")
-@problems(bp, 401, 404, 422)
+             description="A Bundle of type collection: with lot, one BiologicallyDerivedProduct per bag of the lot; "
+                         "with patient, each infusion's BiologicallyDerivedProductDispense and its bag.")
+@problems(bp, 401, 403, 404, 422)
 @authenticated
 def lot_bundle(args: dict[str, Any]) -> Any:
-    return _fhir(fhir.lot_bundle(db.session, args["lot"], request.url_root.rstrip("/") + "/api/v1/fhir"))
+    base = request.url_root.rstrip("/") + "/api/v1/fhir"
+    if "patient" in args:
+        if not current_user.has_role(*PATIENT_READERS):
+            raise PermissionDenied("Your role does not allow reading patient records.")
+        return _fhir(fhir.patient_bundle(db.session, args["patient"], base))
+    return _fhir(fhir.lot_bundle(db.session, args["lot"], base))
 
 
 CSV_SCHEMA = {"type": "string", "description": CSV_DOC}
@@ -99,3 +127,11 @@ def export_bags() -> Any:
 @roles_required(*RELEASE_READERS)
 def export_release_results() -> Any:
     return _csv("release-results")
+
+
+@bp.route("/exports/infusions.csv")
+@bp.response(200, CSV_SCHEMA, content_type="text/csv", description=EXPORTS["infusions"].description)
+@problems(bp, 401, 403)
+@roles_required(*EXPORTS["infusions"].roles or ())
+def export_infusions() -> Any:
+    return _csv("infusions")

@@ -1,4 +1,4 @@
-"""CSV exports for statisticians: lots, bags and release results.
+"""CSV exports for statisticians: lots, bags, release results and infusions.
 
 One definition per export (columns, rows, who may take it) serves both the page download and the API.
 UTF-8 with a header row; dates and times in ISO 8601 (times in UTC with their offset); numbers as plain
@@ -18,12 +18,14 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mscbatch.custody.models import Infusion, InfusionReaction
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status
+from mscbatch.patients.models import Patient
 from mscbatch.release.models import ReleaseResult
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -93,7 +95,25 @@ def _result_rows(session: Session) -> Iterator[tuple[Any, ...]]:
                result.invalidated_at is not None, result.invalidated_at)
 
 
+def _infusion_rows(session: Session) -> Iterator[tuple[Any, ...]]:
+    """One row per infusion; the patient by pseudonymised trial code only (no initials, no date of birth)."""
+    reactions = (select(InfusionReaction.infusion_id, func.count().label("n"), func.max(InfusionReaction.grade)
+                        .label("worst")).group_by(InfusionReaction.infusion_id).subquery())
+    query = (select(Infusion, Patient.code, Patient.protocol_id, Bag, Lot, reactions.c.n, reactions.c.worst)
+             .join(Patient, Patient.id == Infusion.patient_id).join(Bag, Bag.id == Infusion.bag_id)
+             .join(Lot, Lot.id == Bag.lot_id).outerjoin(reactions, reactions.c.infusion_id == Infusion.id)
+             .order_by(Infusion.started_at, Infusion.id).execution_options(yield_per=BATCH))
+    for infusion, patient_code, protocol_id, bag, lot, count, worst in session.execute(query):
+        yield (infusion.id, patient_code, protocol_id, bag.din, lot.lot_number, lot.product_id, bag.product_code,
+               bag.volume_ml, bag.total_cells, infusion.started_at, infusion.ended_at,
+               "ended" if infusion.ended_at is not None else "in-progress", infusion.volume_infused_ml,
+               count or 0, worst)
+
+
 RELEASE_READERS = frozenset({"technician", "qa", "clinician", "admin"})  # as the release review page
+
+PATIENT_READERS = frozenset({"clinician", "nurse", "qa"})  # as the patient pages
+INFUSION_READERS = frozenset({"qa", "clinician", "admin"})
 
 EXPORTS: dict[str, Export] = {export.name: export for export in (
     Export("lots", "Lots", "One row per lot: product, donor code, collection, harvest, freezing, status.", None,
@@ -111,6 +131,12 @@ EXPORTS: dict[str, Export] = {export.name: export for export in (
            ("lot_number", "product_id", "test_id", "value", "unit", "method", "analyst", "tested_on", "instrument",
             "reagent_lot", "spec_id", "spec_version", "entered_at", "corrected_count", "corrected_at",
             "invalidated", "invalidated_at"), _result_rows),
+    Export("infusions", "Infusions",
+           "One row per infusion: pseudonymised patient code, bag (DIN), lot, start, end, volume infused, "
+           "number of infusion reactions and the worst CTCAE grade.", INFUSION_READERS,
+           ("infusion_id", "patient_code", "protocol_id", "din", "lot_number", "product_id", "product_code",
+            "bag_volume_ml", "bag_total_cells", "started_at", "ended_at", "status", "volume_infused_ml",
+            "reaction_count", "worst_reaction_grade"), _infusion_rows),
 )}
 
 

@@ -20,7 +20,17 @@ Where the bag's data goes (the mapping hospitals read):
   an identifier in the system urn:mscbatch:<FIN>:lot-number (a logical reference; the lot itself is not
   exported as a resource).
 - collection: when the tissue was collected, and the donor by pseudonymised donor code only.
-The BiologicallyDerivedProductDispense (issue and infusion) waits for the custody records (issue 7).
+
+Each infusion is a BiologicallyDerivedProductDispense:
+- product: a reference to the bag's BiologicallyDerivedProduct (and its DIN as identifier).
+- patient: the pseudonymised trial code only (identifier in urn:mscbatch:<FIN>:patient-code); no name, no
+  initials, no date of birth.
+- status: in-progress while the infusion runs; once it has ended, "issued". R5's required value set
+  (biologicallyderivedproductdispense-status: preparation, in-progress, allocated, issued, unfulfilled,
+  returned, entered-in-error, unknown) has no "completed", so an ended infusion is the product handed over.
+- performer: the nurse who started it (function "administering"), the second person of the bedside check
+  ("second-checker") and, if someone else, who ended it ("ended-by"), by user name in urn:mscbatch:<FIN>:user.
+- whenHandedOver: the infusion start (UTC); quantity: the volume infused in mL (UCUM), once ended.
 """
 from __future__ import annotations
 
@@ -28,15 +38,21 @@ from decimal import Decimal
 from typing import Any
 
 from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
+from fhir.resources.biologicallyderivedproductdispense import BiologicallyDerivedProductDispense
 from fhir.resources.bundle import Bundle
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.auth.models import User
 from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.custody.models import Infusion
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
+from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status, get_bag, get_lot, product_catalogue, site_config
+from mscbatch.patients.models import Patient
+from mscbatch.patients.queries import get_patient
 
 FHIR_JSON = "application/fhir+json"
 DIN_SYSTEM = "http://hl7.org/fhir/NamingSystem/iccbba-din"
@@ -121,5 +137,67 @@ def lot_bundle(session: Session, lot_id: int, base_url: str) -> dict[str, Any]:
                 "resource": product_resource(bag, lot, donor_code)} for bag in bags]
     data = {"resourceType": "Bundle", "type": "collection", "timestamp": utcnow().isoformat(),
             "identifier": {"system": local_system("lot-number"), "value": lot.lot_number},
+            "entry": entries}
+    return Bundle.model_validate(data).model_dump(mode="json", exclude_none=True)
+
+
+DISPENSE_RUNNING, DISPENSE_ENDED = "in-progress", "issued"
+
+
+def _performer(function: str, user: User | None) -> dict[str, Any]:
+    actor: dict[str, Any] = {"type": "Practitioner", "display": user.full_name if user else "?"}
+    if user is not None:
+        actor["identifier"] = {"system": local_system("user"), "value": user.username}
+    return {"function": {"coding": [{"system": local_system("performer-function"), "code": function}],
+                         "text": function}, "actor": actor}
+
+
+def dispense_resource(session: Session, infusion: Infusion) -> dict[str, Any]:
+    """The infusion as a FHIR R5 BiologicallyDerivedProductDispense (a JSON-ready dict, validated)."""
+    bag = get_bag(session, infusion.bag_id)
+    patient = session.get(Patient, infusion.patient_id)
+    if patient is None:  # pragma: no cover - a foreign key
+        raise NotFound(f"No patient for infusion {infusion.id}.")
+    performers = [_performer("administering", session.get(User, infusion.started_by_id)),
+                  _performer("second-checker", session.get(User, infusion.second_person_id))]
+    if infusion.ended_by_id and infusion.ended_by_id not in (infusion.started_by_id, infusion.second_person_id):
+        performers.append(_performer("ended-by", session.get(User, infusion.ended_by_id)))
+    data: dict[str, Any] = {
+        "resourceType": "BiologicallyDerivedProductDispense",
+        "id": str(infusion.id),
+        "identifier": [{"system": local_system("infusion"), "value": str(infusion.id)}],
+        "status": DISPENSE_ENDED if infusion.ended_at is not None else DISPENSE_RUNNING,
+        "product": {"reference": f"BiologicallyDerivedProduct/{bag.id}", "type": "BiologicallyDerivedProduct",
+                    "identifier": {"system": DIN_SYSTEM, "value": bag.din}},
+        "patient": {"type": "Patient", "identifier": {"system": local_system("patient-code"), "value": patient.code}},
+        "performer": performers,
+        "whenHandedOver": infusion.started_at.isoformat(),
+    }
+    if infusion.volume_infused_ml is not None:
+        data["quantity"] = _quantity(infusion.volume_infused_ml, "mL", "mL")
+    return BiologicallyDerivedProductDispense.model_validate(data).model_dump(mode="json", exclude_none=True)
+
+
+def infusion_dispense(session: Session, infusion_id: int) -> dict[str, Any]:
+    infusion = session.get(Infusion, infusion_id)
+    if infusion is None:
+        raise NotFound(f"No infusion with id {infusion_id}.")
+    return dispense_resource(session, infusion)
+
+
+def patient_bundle(session: Session, patient_id: int, base_url: str) -> dict[str, Any]:
+    """A collection Bundle of the patient's infusions (dispenses), each with the bag it used, so that every
+    product reference resolves inside the Bundle. The patient appears by trial code only."""
+    patient = get_patient(session, patient_id)
+    infusions = session.scalars(select(Infusion).where(Infusion.patient_id == patient.id)
+                                .order_by(Infusion.started_at, Infusion.id))
+    entries: list[dict[str, Any]] = []
+    for infusion in infusions:
+        entries.append({"fullUrl": f"{base_url}/BiologicallyDerivedProductDispense/{infusion.id}",
+                        "resource": dispense_resource(session, infusion)})
+        entries.append({"fullUrl": f"{base_url}/BiologicallyDerivedProduct/{infusion.bag_id}",
+                        "resource": bag_product(session, infusion.bag_id)})
+    data = {"resourceType": "Bundle", "type": "collection", "timestamp": utcnow().isoformat(),
+            "identifier": {"system": local_system("patient-code"), "value": patient.code},
             "entry": entries}
     return Bundle.model_validate(data).model_dump(mode="json", exclude_none=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import authenticated, public, roles_required
@@ -52,8 +52,28 @@ def export_release_results() -> Any:
     return _download("release-results")
 
 
+@bp.route("/exports/infusions.csv")
+@roles_required(*csv_exports.INFUSION_READERS)
+def export_infusions() -> Any:
+    return _download("infusions")
+
+
 DOWNLOADS = {"lots": "interop.export_lots", "bags": "interop.export_bags",
-             "release-results": "interop.export_release_results"}
+             "release-results": "interop.export_release_results", "infusions": "interop.export_infusions"}
+
+
+EVIDENCE_READERS = ("qa", "admin")
+
+
+@bp.route("/bags/<int:bag_id>/evidence.zip")
+@roles_required(*EVIDENCE_READERS)
+def bag_evidence(bag_id: int) -> Any:
+    """The inspectors' evidence bundle of one bag (verify offline with `mscbatch evidence verify FILE.zip`)."""
+    from mscbatch.interop.evidence import bag_evidence as build
+
+    filename, body = build(db.session, bag_id, current_app.config["AUDIT_KEY"], current_user)
+    return Response(body, mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @bp.route("/docs/api")

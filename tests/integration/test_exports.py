@@ -106,3 +106,37 @@ def test_the_exports_page_lists_every_export_for_qa(client_as):
     for name in ("lots", "bags", "release-results"):
         assert f"/exports/{name}.csv" in page
     assert client_as("qa").get("/exports/lots.csv").data.decode("utf-8").startswith("lot_number,product_id")
+
+
+def test_infusions_csv_has_the_trial_code_only_and_is_refused_to_nurses(app, client_as, users, db_session):
+    from mscbatch.custody import services
+    from mscbatch.patients.models import Patient
+    from tests.integration.patient_factories import user
+    from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+
+    ward = prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, label_key=KEY)
+    services.end_infusion(db_session, user(db_session, "nurse"), infusion.id, volume_ml="24.5")
+    services.record_reaction(db_session, user(db_session, "nurse"), infusion.id, services.ReactionDetails(
+        "Fever", "2", "38.5 °C"))
+    patient = db_session.get(Patient, ward.patient_id)
+    code, initials, infusion_id = patient.code, patient.initials, infusion.id
+    db_session.rollback()  # end the read transaction: SQLite would otherwise keep the requests waiting
+    rows = _rows(client_as("qa").get("/exports/infusions.csv"))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["patient_code"] == code and row["infusion_id"] == str(infusion_id)
+    assert row["status"] == "ended" and row["volume_infused_ml"] == "24.50"
+    assert row["reaction_count"] == "1" and row["worst_reaction_grade"] == "2"
+    assert not {"initials", "date_of_birth", "wristband_id", "patient_id"} & set(row)
+    text = client_as("clinician").get("/exports/infusions.csv").get_data(as_text=True)
+    assert initials not in text.split("\r\n", 1)[1].replace(code, "")
+    token = api_token_for(app, "admin")
+    api = app.test_client().get("/api/v1/exports/infusions.csv", headers={"Authorization": f"Bearer {token}"})
+    assert _rows(api) == rows
+    assert client_as("nurse").get("/exports/infusions.csv").status_code == 403
+    nurse = api_token_for(app, "nurse")
+    refused = app.test_client().get("/api/v1/exports/infusions.csv", headers={"Authorization": f"Bearer {nurse}"})
+    assert refused.status_code == 403 and refused.mimetype == "application/problem+json"
+    assert "/exports/infusions.csv" not in client_as("nurse").get("/exports").get_data(as_text=True)

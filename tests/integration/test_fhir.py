@@ -96,3 +96,82 @@ def test_unknown_ids_are_problem_404s_and_the_lot_parameter_is_required(api, fro
 
 def test_fhir_needs_a_token(app, frozen):
     assert app.test_client().get(f"/api/v1/fhir/Bundle?lot={frozen['lot_id']}").status_code == 401
+
+
+# ---- infusions as BiologicallyDerivedProductDispense, and the Bundle per patient ---------------------------
+
+@pytest.fixture
+def infused(app, users, db_session):  # type: ignore[no-untyped-def]
+    """A bag infused (started, then ended with 24.5 mL) into an enrolled patient, and a second patient's bag
+    still infusing."""
+    from mscbatch.custody import services
+    from mscbatch.custody.models import Infusion
+    from mscbatch.lots.models import Bag
+    from mscbatch.patients.models import Patient
+    from tests.integration.patient_factories import user
+    from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+
+    nurse = user(db_session, "nurse")
+    ward = prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    ended = services.start_infusion(db_session, nurse, ward.bag_id, label_key=KEY)
+    services.end_infusion(db_session, nurse, ended.id, volume_ml="24.5")
+    other = prescribed_bag(db_session)
+    checked_and_confirmed(db_session, other)
+    running = services.start_infusion(db_session, nurse, other.bag_id, label_key=KEY)
+    patient = db_session.get(Patient, ward.patient_id)
+    made = {"ended": ended.id, "running": running.id, "bag_id": ward.bag_id, "patient_id": ward.patient_id,
+            "patient_code": patient.code, "initials": patient.initials,
+            "din": db_session.get(Bag, ward.bag_id).din,
+            "started_at": db_session.get(Infusion, ended.id).started_at}
+    db_session.rollback()  # end the read transaction: SQLite would otherwise keep the requests waiting
+    return made
+
+
+def test_an_infusion_is_a_valid_r5_dispense_with_the_trial_code_only(api, infused):
+    from fhir.resources.biologicallyderivedproductdispense import BiologicallyDerivedProductDispense
+
+    response = api(f"/api/v1/fhir/BiologicallyDerivedProductDispense/{infused['ended']}")
+    assert response.status_code == 200 and response.mimetype == FHIR_JSON
+    data = response.get_json()
+    BiologicallyDerivedProductDispense.model_validate(data)
+    assert data["status"] == "issued"  # R5 has no "completed": an ended infusion is the product handed over
+    assert data["product"]["reference"] == f"BiologicallyDerivedProduct/{infused['bag_id']}"
+    assert data["product"]["identifier"] == {"system": DIN_SYSTEM, "value": infused["din"]}
+    assert set(data["patient"]) == {"type", "identifier"}
+    assert data["patient"]["identifier"]["value"] == infused["patient_code"]
+    assert infused["initials"] not in str(data["patient"])
+    assert data["whenHandedOver"][:19] == infused["started_at"].isoformat()[:19]
+    assert data["quantity"]["value"] == 24.5 and data["quantity"]["code"] == "mL"
+    functions = [p["function"]["text"] for p in data["performer"]]
+    assert functions == ["administering", "second-checker"]
+    assert [p["actor"]["identifier"]["value"] for p in data["performer"]] == ["nurse", "nurse2"]
+    running = api(f"/api/v1/fhir/BiologicallyDerivedProductDispense/{infused['running']}").get_json()
+    assert running["status"] == "in-progress" and "quantity" not in running
+
+
+def test_a_patient_bundle_holds_each_dispense_and_its_bag(api, infused):
+    response = api(f"/api/v1/fhir/Bundle?patient={infused['patient_id']}")
+    assert response.status_code == 200
+    bundle = Bundle.model_validate(response.get_json())
+    assert bundle.identifier.value == infused["patient_code"]
+    kinds = [(entry.resource.get_resource_type(), entry.resource.id) for entry in bundle.entry]
+    assert kinds == [("BiologicallyDerivedProductDispense", str(infused["ended"])),
+                     ("BiologicallyDerivedProduct", str(infused["bag_id"]))]
+    assert bundle.entry[1].fullUrl.endswith(f"/api/v1/fhir/BiologicallyDerivedProduct/{infused['bag_id']}")
+
+
+def test_dispenses_are_for_patient_readers_only(app, infused):
+    client = app.test_client()
+    for role, status in (("technician", 403), ("admin", 403), ("qa", 200), ("clinician", 200)):
+        headers = {"Authorization": f"Bearer {api_token_for(app, role)}"}
+        assert client.get(f"/api/v1/fhir/BiologicallyDerivedProductDispense/{infused['ended']}",
+                          headers=headers).status_code == status, role
+        assert client.get(f"/api/v1/fhir/Bundle?patient={infused['patient_id']}",
+                          headers=headers).status_code == status, role
+
+
+def test_unknown_infusion_and_patient_are_404s_and_lot_with_patient_is_422(api, infused):
+    assert api("/api/v1/fhir/BiologicallyDerivedProductDispense/999999").status_code == 404
+    assert api("/api/v1/fhir/Bundle?patient=999999").status_code == 404
+    assert api(f"/api/v1/fhir/Bundle?patient={infused['patient_id']}&lot=1").status_code == 422

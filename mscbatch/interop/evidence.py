@@ -1,0 +1,190 @@
+"""The inspectors' evidence bundle of one bag (issue 8 point 3): gathers the records and packs them with
+mscbatch.core.evidence (manifest of SHA-256 hashes, HMAC-SHA256 under the site's AUDIT_KEY).
+
+Files in the ZIP:
+- custody-timeline.json: the bag's custody events, oldest first, with who recorded each;
+- lot-record.json: the lot, its process steps, deviations, reagents used and bags; the donor by code only;
+- certificate-of-analysis.pdf: the CoA, only when the lot has a release disposition;
+- donor-eligibility.json: the decision in force, its reasons and the rule set id, version and SHA-256;
+- signatures.json: the signatures of that decision, the lot's dispositions and the prescriptions that
+  allocated the bag, each with its verification result now;
+- audit-events.json: the audit trail entries of the bag, lot, donor, decisions, dispositions, prescriptions,
+  allocations, custody events, bedside checks, infusion and reactions involved. Identity fields (initials,
+  date of birth, wristband) are shown as "[redacted]": donors and patients appear by pseudonymised code only.
+  The wristband ids of the patients involved are masked wherever they appear (scans in custody details and
+  bedside checks included).
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, inspect, or_, select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.models import AuditEvent
+from mscbatch.auth.models import User
+from mscbatch.core import evidence
+from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
+from mscbatch.custody.queries import timeline
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor, EligibilityDecision
+from mscbatch.donors.queries import current_decision
+from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentLot, ReagentUse
+from mscbatch.lots.queries import bags_of, get_bag, get_lot
+from mscbatch.patients.models import Allocation, Patient, Prescription
+from mscbatch.release.coa import certificate_pdf
+from mscbatch.release.queries import dispositions_of
+from mscbatch.release.review import review_of
+from mscbatch.signatures.services import signatures_of, verify
+
+REDACTED = "[redacted]"
+IDENTITY_FIELDS = {"donor": {"initials", "date_of_birth"},
+                   "patient": {"initials", "date_of_birth", "wristband_id"}}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def row(obj: Any, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A mapped row's columns as JSON-ready values."""
+    return {attr.key: _plain(getattr(obj, attr.key)) for attr in inspect(obj).mapper.column_attrs
+            if attr.key not in skip}
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=_plain).encode("utf-8") + b"\n"
+
+
+def _names(session: Session, ids: set[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    return {user_id: name for user_id, name in session.execute(
+        select(User.id, User.full_name).where(User.id.in_(wanted)))}
+
+
+def _timeline(session: Session, bag_id: int) -> list[dict[str, Any]]:
+    return [{**row(event, skip=frozenset({"details_json"})), "details": event.details, "label": event.label,
+             "actor": actor} for event, actor in timeline(session, bag_id)]
+
+
+def _lot_record(session: Session, lot: Lot, donor: Donor) -> dict[str, Any]:
+    steps = session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id))
+    deviations = session.scalars(select(Deviation).where(Deviation.lot_id == lot.id).order_by(Deviation.id))
+    reagents = session.execute(select(ReagentUse, ReagentLot).join(ReagentLot, ReagentLot.id == ReagentUse.reagent_lot_id)
+                               .where(ReagentUse.lot_id == lot.id).order_by(ReagentUse.id))
+    return {"lot": row(lot), "donor_code": donor.code, "process_steps": [row(s) for s in steps],
+            "deviations": [row(d) for d in deviations],
+            "reagents": [{"use": row(use), "reagent_lot": row(reagent)} for use, reagent in reagents],
+            "bags": [row(b) for b in bags_of(session, lot.id)]}
+
+
+def _decision(session: Session, donor: Donor, decision: EligibilityDecision | None) -> dict[str, Any]:
+    if decision is None:
+        return {"donor_code": donor.code, "decision": None,
+                "note": "No eligibility decision in force for this donor."}
+    decided_by = _names(session, {decision.decided_by_id}).get(decision.decided_by_id, "?")
+    return {"donor_code": donor.code, "decision": {
+        "id": decision.id, "meaning": decision.meaning, "engine_status": decision.engine_status,
+        "reasons": decision.reasons, "comment": decision.comment, "judged_at": _plain(decision.judged_at),
+        "decided_by": decided_by, "rule_set": {"id": decision.ruleset_id, "version": decision.ruleset_version,
+                                               "sha256": decision.ruleset_sha256}}}
+
+
+def _signatures(session: Session, records: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for record in records:
+        for signature in signatures_of(session, record):
+            check = verify(session, signature, record)
+            out.append({**row(signature), "verification": {"valid": check.valid, "problem": check.problem}})
+    return out
+
+
+def _audit(session: Session, entities: dict[str, set[int]]) -> list[dict[str, Any]]:
+    clauses = [and_(AuditEvent.entity_type == kind, AuditEvent.entity_id.in_([str(i) for i in ids]))
+               for kind, ids in entities.items() if ids]
+    events = session.scalars(select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq))
+    out = []
+    for event in events:
+        data = row(event)
+        if event.field in IDENTITY_FIELDS.get(event.entity_type, ()):
+            data["old_value"] = REDACTED if data["old_value"] is not None else None
+            data["new_value"] = REDACTED if data["new_value"] is not None else None
+        elif event.entity_type in IDENTITY_FIELDS and event.field is None:
+            data["old_value"] = _redact_snapshot(event.entity_type, data["old_value"])
+            data["new_value"] = _redact_snapshot(event.entity_type, data["new_value"])
+        out.append(data)
+    return out
+
+
+def _redact_snapshot(entity_type: str, value: str | None) -> str | None:
+    """A whole-row snapshot (JSON) with the identity fields masked; text that is not JSON is masked whole."""
+    if value is None:
+        return None
+    try:
+        snapshot = json.loads(value)
+    except ValueError:
+        return REDACTED
+    if not isinstance(snapshot, dict):
+        return REDACTED
+    for field in IDENTITY_FIELDS[entity_type] & set(snapshot):
+        snapshot[field] = REDACTED
+    return json.dumps(snapshot, sort_keys=True, ensure_ascii=False)
+
+
+def _mask(body: bytes, secrets: list[str]) -> bytes:
+    for secret in secrets:
+        body = body.replace(secret.encode("utf-8"), REDACTED.encode("utf-8"))
+    return body
+
+
+def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> tuple[str, bytes]:
+    """(file name, ZIP bytes) of the bag's evidence bundle."""
+    bag = get_bag(session, bag_id)
+    lot = get_lot(session, bag.lot_id)
+    donor = session.get(Donor, lot.donor_id)
+    assert donor is not None
+    decision = current_decision(session, donor.id)
+    dispositions = dispositions_of(session, lot.id)
+    allocations = list(session.scalars(select(Allocation).where(Allocation.bag_id == bag.id).order_by(Allocation.id)))
+    prescriptions = [p for p in (session.get(Prescription, a.prescription_id) for a in allocations) if p is not None]
+    infusion = session.scalar(select(Infusion).where(Infusion.bag_id == bag.id))
+    files: dict[str, bytes] = {
+        "custody-timeline.json": _json({"bag": {"id": bag.id, "din": bag.din + bag.check_character},
+                                        "events": _timeline(session, bag.id)}),
+        "lot-record.json": _json(_lot_record(session, lot, donor)),
+    }
+    if dispositions:
+        files["certificate-of-analysis.pdf"] = certificate_pdf(review_of(session, lot.id, user))
+    files["donor-eligibility.json"] = _json(_decision(session, donor, decision))
+    signed = ([decision] if decision is not None else []) + list(dispositions) + prescriptions
+    files["signatures.json"] = _json(_signatures(session, signed))
+    entities: dict[str, set[int]] = {
+        Bag.__tablename__: {bag.id}, Lot.__tablename__: {lot.id}, Donor.__tablename__: {donor.id},
+        EligibilityDecision.__tablename__: {d.id for d in session.scalars(
+            select(EligibilityDecision).where(EligibilityDecision.donor_id == donor.id))},
+        "release_disposition": {d.id for d in dispositions},
+        Prescription.__tablename__: {p.id for p in prescriptions},
+        Allocation.__tablename__: {a.id for a in allocations},
+        CustodyEvent.__tablename__: set(session.scalars(select(CustodyEvent.id).where(CustodyEvent.bag_id == bag.id))),
+        TwoPersonCheck.__tablename__: set(session.scalars(select(TwoPersonCheck.id)
+                                                          .where(TwoPersonCheck.bag_id == bag.id))),
+        Infusion.__tablename__: {infusion.id} if infusion else set(),
+        InfusionReaction.__tablename__: set(session.scalars(select(InfusionReaction.id).where(
+            InfusionReaction.infusion_id == infusion.id))) if infusion else set(),
+    }
+    files["audit-events.json"] = _json(_audit(session, entities))
+    patient_ids = {a.patient_id for a in allocations} | ({infusion.patient_id} if infusion else set())
+    wristbands = [w for w in session.scalars(select(Patient.wristband_id).where(Patient.id.in_(patient_ids))) if w]
+    files = {name: _mask(body, wristbands) if name.endswith(".json") else body for name, body in files.items()}
+    din = bag.din + bag.check_character
+    subject = {"bag_id": bag.id, "din": din, "lot_number": lot.lot_number, "donor_code": donor.code}
+    return f"evidence-{din}.zip", evidence.pack(files, key, subject=subject, generated_at=utcnow().isoformat())

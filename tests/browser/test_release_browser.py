@@ -102,6 +102,7 @@ def test_qc_enters_a_full_panel_and_qa_signs_the_release_and_downloads_the_certi
     expect(disposition).to_contain_text("Released for clinical use")
     expect(disposition.locator("p.signature")).to_have_text(SIGNED)
     expect(page.locator("#release-form")).to_have_count(0)  # the lot is locked
+    expect(page.locator("#blocking li")).to_have_count(0)  # the releaser's own signature is not "manufacture"
     expect(page.locator("header.lot-head .status")).to_have_text("released")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "release-review.png"), full_page=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess  # nosec B404 - runs pg_dump / pg_restore with an argument list, never a shell
+# subprocess runs pg_dump / pg_restore with an argument list, never through a shell.
+import subprocess  # nosec B404
 from pathlib import Path
 
 from sqlalchemy.engine import make_url

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+
 # subprocess runs pg_dump / pg_restore with an argument list, never through a shell.
 import subprocess  # nosec B404
 from pathlib import Path

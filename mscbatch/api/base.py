@@ -5,13 +5,19 @@ from typing import Any
 
 from flask_login import current_user
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from mscbatch.auth.access import authenticated
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Identity of the token's user")
 
 PROBLEM_RESPONSES = {401: "Problem", 403: "Problem"}
+
+# Bounds shared by every API schema: ids are PostgreSQL INTEGER (32-bit), so a larger number in a request is
+# a 422 with the field named, never a driver overflow (500).
+DB_INT_MAX = 2**31 - 1
+ROW_ID = validate.Range(min=1, max=DB_INT_MAX)
+DB_INT = validate.Range(max=DB_INT_MAX)
 
 
 class MeSchema(Schema):

@@ -15,14 +15,13 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import ROW_ID, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.custody import services
 from mscbatch.custody.checks import BedsideResult
 from mscbatch.custody.views import check_valid_for, label_key
 from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
-from mscbatch.lots.api import ROW_ID
 from mscbatch.lots.queries import get_bag
 
 bp = Blueprint("custody_api", __name__, url_prefix="/api/v1/custody",

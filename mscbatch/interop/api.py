@@ -17,9 +17,9 @@ from typing import Any
 from flask import Response, request
 from flask_login import current_user
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import ROW_ID, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.errors import PermissionDenied
 from mscbatch.extensions import db
@@ -45,9 +45,9 @@ class FhirResourceSchema(Schema):
 
 
 class BundleQuerySchema(Schema):
-    lot = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1),
+    lot = fields.Integer(validate=ROW_ID,
                          metadata={"description": "id of the lot whose bags the Bundle holds"})
-    patient = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1),
+    patient = fields.Integer(validate=ROW_ID,
                              metadata={"description": "id of the patient whose infusions the Bundle holds "
                                                       "(clinicians, nurses and QA only); give lot or patient"})
 

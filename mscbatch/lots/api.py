@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import DB_INT, ROW_ID, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan
 from mscbatch.core.states import LOT
@@ -21,8 +21,6 @@ from mscbatch.lots.storage_api import BagSchema, bag_data
 
 bp = Blueprint("lots_api", __name__, url_prefix="/api/v1/lots", description="Lots, process steps, harvest and bags")
 
-ROW_ID = validate.Range(min=1, max=2**31 - 1)  # ids are 32-bit (PostgreSQL INTEGER): larger is a 422, not a 500
-DB_INT = validate.Range(max=2**31 - 1)
 
 
 def Cells(**kwargs: Any) -> fields.Integer:  # noqa: N802 (reads as a field type)

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import DB_INT, ROW_ID, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.extensions import db
 from mscbatch.lots.identifiers import bag_with_din, check_identifier
@@ -24,9 +24,6 @@ from mscbatch.lots.queries import (
     storage_tree,
 )
 from mscbatch.lots.storage import create_location, store_bag
-
-ROW_ID = validate.Range(min=1, max=2**31 - 1)  # ids are 32-bit (PostgreSQL INTEGER): larger is a 422, not a 500
-DB_INT = validate.Range(max=2**31 - 1)
 
 bp = Blueprint("storage_api", __name__, url_prefix="/api/v1", description="Bags, storage and identifiers")
 

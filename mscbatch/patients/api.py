@@ -9,7 +9,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import ROW_ID, problems
 from mscbatch.auth.access import roles_required
 from mscbatch.extensions import db
 from mscbatch.patients import prescriptions, services
@@ -81,7 +81,7 @@ class DoseResultSchema(Schema):
 
 
 class PrescriptionInSchema(DoseInSchema):
-    bag_ids = fields.List(fields.Integer(validate=validate.Range(min=1, max=2**31 - 1)), load_default=None,
+    bag_ids = fields.List(fields.Integer(validate=ROW_ID), load_default=None,
                           metadata={"description": "The bags of the dry run; refused (409) if one was taken since"})
     password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
 

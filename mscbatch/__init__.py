@@ -4,7 +4,6 @@ create_app() is a list of named register steps, each small enough to read on its
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,6 @@ def register_settings(app: Flask, test_config: dict[str, Any] | None) -> None:
         app.config.update(test_config)
     settings.check_production_safety(app.config)
     Path(app.config["INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def register_database(app: Flask) -> None:
@@ -40,12 +37,22 @@ def register_database(app: Flask) -> None:
 
     install_hooks()
     db.init_app(app)
-    assert db.session_factory is not None
-    db.session_factory.kw["info"] = {"audit_key": app.config["AUDIT_KEY"]}
+    app.extensions["mscbatch.db"].session_factory.kw["info"] = {"audit_key": app.config["AUDIT_KEY"]}
     if app.config.get("AUTO_MIGRATE", True):  # the app upgrades its own schema at start (and `mscbatch init`)
         from mscbatch.cli import init_database
 
         init_database(app)
+
+
+def register_observability(app: Flask) -> None:
+    """Issue 9: logs (text or JSON) with a request id, security events logged as they are committed.
+    Before register_security: its before_request hooks (the access check) must run after the request id."""
+    from mscbatch.monitoring import security_log
+    from mscbatch.web.logs import configure_logging, init_request_logging
+
+    configure_logging(app)
+    init_request_logging(app)
+    security_log.install(app.extensions["mscbatch.db"].engine)
 
 
 def register_security(app: Flask) -> None:
@@ -92,6 +99,9 @@ def register_blueprints(app: Flask) -> None:
     from mscbatch.interop.views import bp as interop_bp  # issue 8: CSV exports, API docs page
 
     app.register_blueprint(interop_bp)
+    from mscbatch.monitoring.views import bp as monitoring_bp  # issue 9: the admin's monitoring page
+
+    app.register_blueprint(monitoring_bp)
 
 
 def register_api(app: Flask) -> None:
@@ -127,5 +137,5 @@ class RowIdConverter(IntegerConverter):
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
-REGISTER_STEPS = [register_settings, register_database, register_security, register_auth,
+REGISTER_STEPS = [register_settings, register_database, register_observability, register_security, register_auth,
                   register_blueprints, register_api, register_errors, register_templates, register_cli]

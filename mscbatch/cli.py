@@ -70,6 +70,26 @@ def register_commands(app: Flask) -> None:
         for line in seed_demo(_db().session, current_app.config["PASSWORD_HASH_PROFILE"]):
             click.echo(line)
 
+    @app.cli.command("seed-scale")
+    @click.option("--bags", type=click.IntRange(min=4), required=True, help="How many bags (lots of 4-20).")
+    @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same data (on one day).")
+    @click.option("--quiet", is_flag=True, help="No progress bar.")
+    @with_appcontext
+    def seed_scale_command(bags: int, seed: int, quiet: bool) -> None:
+        """Fill a new database with scale data (benchmarks). Refused on a database that holds lots."""
+        from mscbatch.scale import ScaleRefused, seed_scale
+
+        if current_app.config["ENV_NAME"] == "production":
+            raise click.ClickException("seed-scale is refused in production")
+        init_database(current_app)  # the same migration step as `mscbatch init`
+        try:
+            report = seed_scale(current_app, bags, seed=seed, progress=not quiet)
+        except ScaleRefused as refused:
+            click.echo(f"Refused: {refused}", err=True)
+            sys.exit(2)
+        for line in report.lines():
+            click.echo(line)
+
     audit = click.Group("audit", help="The audit trail.")
     app.cli.add_command(audit)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -87,27 +87,48 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """Unbound until init_app; holds the engine and hands out the request's session."""
+    """The application's database: `db` (mscbatch.extensions) is one object for the whole code base, but each
+    Flask app gets its own engine and session factory (app.extensions["mscbatch.db"]), and `db` answers for the
+    app of the current context. Two apps in one process (the benchmarks compare a small and a large database
+    side by side, tests build several) then never share a connection pool."""
 
     def __init__(self) -> None:
-        self.engine: Engine | None = None
-        self.session_factory: sessionmaker[Session] | None = None
+        self._engine: Engine | None = None
+        self._session_factory: sessionmaker[Session] | None = None
 
     def init_app(self, app: Flask) -> None:
-        self.engine = make_engine(app.config["DATABASE_URL"])
-        self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
-        app.extensions["mscbatch.db"] = self
+        bound = Database()
+        bound._engine = make_engine(app.config["DATABASE_URL"])
+        bound._session_factory = sessionmaker(bind=bound._engine, expire_on_commit=False)
+        app.extensions["mscbatch.db"] = bound
         app.teardown_appcontext(self._close_session)
+
+    def _bound(self) -> Database:
+        if self._engine is not None:
+            return self
+        bound = current_app.extensions.get("mscbatch.db")
+        assert bound is not None, "Database.init_app was not called for this app"
+        return bound  # type: ignore[no-any-return]
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._bound()._engine
+        assert engine is not None
+        return engine
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        factory = self._bound()._session_factory
+        assert factory is not None
+        return factory
 
     @property
     def session(self) -> Session:
         if "db_session" not in g:
-            assert self.session_factory is not None, "Database.init_app was not called"
             g.db_session = self.session_factory()
-        return g.db_session
+        return g.db_session  # type: ignore[no-any-return]
 
     def new_session(self) -> Session:
-        assert self.session_factory is not None
         return self.session_factory()
 
     @staticmethod

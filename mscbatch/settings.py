@@ -32,6 +32,14 @@ def _int(name: str, default: int) -> int:
         raise SettingsError(f"MSCBATCH_{name} must be a whole number, got {raw!r}") from exc
 
 
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = _env(name) or default
+    for value in allowed:  # case does not matter: json, JSON, Warning...
+        if value.lower() == raw.strip().lower():
+            return value
+    raise SettingsError(f"MSCBATCH_{name} must be one of {', '.join(allowed)}, got {raw!r}")
+
+
 def default_instance_dir() -> Path:
     return Path(_env("INSTANCE_DIR") or Path.cwd() / "instance")
 
@@ -51,6 +59,9 @@ def from_environment() -> dict[str, Any]:
         "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60),
         "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5),
         "HTTPS": https,
+        # logs on stderr: "text" for a person at a terminal, "json" (one object per line) for a log collector
+        "LOG_FORMAT": _choice("LOG_FORMAT", "text", ("text", "json")),
+        "LOG_LEVEL": _choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         "SESSION_COOKIE_SECURE": https,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -62,6 +62,10 @@ def init_api(app: Flask) -> None:
 
     csrf.exempt(interop_api_bp)
     api.register_blueprint(interop_api_bp)
+    from mscbatch.monitoring.api import bp as monitoring_api_bp  # issue 9: counters for monitoring systems
+
+    csrf.exempt(monitoring_api_bp)
+    api.register_blueprint(monitoring_api_bp)
     # issue 8: every error is an RFC 9457 problem document (mscbatch.errors), flask-smorest's default error
     # responses included: document them as such instead of its own Error schema.
     for name in ("DEFAULT_ERROR", "UNPROCESSABLE_ENTITY"):

@@ -37,6 +37,8 @@ class AuditEvent(Base):
         Index("ix_audit_event_entity", "entity_type", "entity_id", "seq"),
         Index("ix_audit_event_actor", "actor_id", "seq"),
         Index("ix_audit_event_occurred_at", "occurred_at"),
+        # monitoring counts refusals by action over time windows (mscbatch.monitoring.counters)
+        Index("ix_audit_event_action", "action", "occurred_at"),
     )
 
 

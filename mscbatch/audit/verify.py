@@ -5,11 +5,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent, AuditHead
-from mscbatch.core.audit_chain import GENESIS_HASH, ChainVerdict, head_mac, verify_chain
+from mscbatch.core.audit_chain import GENESIS_HASH, ROW_FIELDS, ChainVerdict, head_mac, verify_rows
 
-_COLUMNS = [AuditEvent.__table__.c[name] for name in (
-    "seq", "occurred_at", "actor_id", "actor_name", "action", "entity_type", "entity_id", "field", "old_value",
-    "new_value", "reason", "prev_hash", "hash")]
+_COLUMNS = [AuditEvent.__table__.c[name] for name in ROW_FIELDS]
 
 
 def verify_database(session: Session, key: str | bytes) -> ChainVerdict:
@@ -18,7 +16,7 @@ def verify_database(session: Session, key: str | bytes) -> ChainVerdict:
                                .where(AuditHead.id == 1)).first()
     head = tuple(head_row) if head_row else None
     result = session.execute(select(*_COLUMNS).order_by(AuditEvent.seq).execution_options(yield_per=5000))
-    verdict = verify_chain(key_bytes, (row._mapping for row in result), head)  # type: ignore[arg-type]
+    verdict = verify_rows(key_bytes, result, head)
     if head is None and verdict.ok and verdict.events_checked:
         return ChainVerdict(False, verdict.events_checked, verdict.events_checked, "the chain head record is missing")
     return verdict

@@ -1,12 +1,12 @@
 """Forms for sign-in, accounts and tokens (Flask-WTF: every form carries a CSRF token)."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from mscbatch.auth.models import ROLE_LABELS, ROLES
+from mscbatch.web.forms import FlaskForm
 
 
 class MultiCheckboxField(SelectMultipleField):

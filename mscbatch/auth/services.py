@@ -140,6 +140,7 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         raise AuthenticationFailed("This account is disabled. Ask an administrator.")
     if not verify_password(user.password_hash, password or ""):
         with use_case(session, None, "wrong password"):
+            trail.record(session, "login_failed", "user_account", user.id, reason="wrong password")
             user.failed_logins += 1
             if user.failed_logins >= policy.lockout_threshold:
                 user.locked_out_at = utcnow()

@@ -1,12 +1,12 @@
 """Ward forms (Flask-WTF, CSRF). They parse input only; the services check every rule."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from mscbatch.custody.models import GRADES
 from mscbatch.donors.forms import choices
+from mscbatch.web.forms import FlaskForm
 
 SCAN = {"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"}
 

@@ -299,13 +299,18 @@ def get_infusion(session: Session, infusion_id: int) -> Infusion:
     return infusion
 
 
+MAX_VOLUME_ML = 100_000
+
+
 def _volume(text: Any) -> Decimal:
     try:
         volume = Decimal(str(text).strip().replace(",", "."))
     except (InvalidOperation, ValueError):
         raise ValidationFailed("Volume infused: give a number of mL, e.g. 20.5.", field="volume_ml") from None
-    if not volume.is_finite() or volume < 0:
-        raise ValidationFailed("Volume infused: a number of mL, 0 or more.", field="volume_ml")
+    # bounded before quantize(), which cannot hold more than 28 digits (a 500 found by tests/fuzz)
+    if not volume.is_finite() or volume < 0 or volume >= MAX_VOLUME_ML:
+        raise ValidationFailed(f"Volume infused: a number of mL, 0 or more and under {MAX_VOLUME_ML}.",
+                               field="volume_ml")
     return volume.quantize(Decimal("0.01"))
 
 

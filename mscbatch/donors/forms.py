@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from mscbatch.core.donor_rules import RuleSet
 from mscbatch.donors.models import DONOR_TYPE_LABELS, MEANINGS, RELATIONSHIP_LABELS, SEX_LABELS, SOURCE_LABELS
+from mscbatch.web.forms import FlaskForm
 
 
 def choices(pairs: Any) -> list[SelectChoice]:

@@ -1,12 +1,12 @@
 """Label printing form: what to print (one bag, the whole lot, an A4 sheet) and, for a reprint, why."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, TextAreaField
 from wtforms.validators import Optional
 
 from mscbatch.donors.forms import choices
 from mscbatch.labelling.models import PRINT_FORMATS
+from mscbatch.web.forms import FlaskForm
 
 
 class PrintForm(FlaskForm):

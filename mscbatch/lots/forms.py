@@ -3,7 +3,6 @@ in millions (x10^6, as in the lab record) and turned into whole cells by the vie
 services, whose refusals are shown next to the field they name (field names = service field names)."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
     DateTimeLocalField,
@@ -17,6 +16,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
+from mscbatch.web.forms import FlaskForm
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 MILLIONS = "(x10^6 cells)"

@@ -21,7 +21,7 @@ from mscbatch.lots.queries import (
     storage_tree,
 )
 from mscbatch.lots.storage import create_location
-from mscbatch.web.forms import show_error
+from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("storage", __name__)
 
@@ -44,7 +44,7 @@ def index() -> Any:
 @roles_required("technician")
 def create() -> Any:
     form = LocationForm()
-    form.parent_id.choices = [(int(request.form.get("parent_id", 0) or 0), "")]
+    form.parent_id.choices = [(posted_id(request.form.get("parent_id")), "")]
     if not form.validate_on_submit():
         return _tree_page(form, 422)
     try:

@@ -32,7 +32,7 @@ from mscbatch.lots.forms import (
 from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
 from mscbatch.lots.queries import LotFilters, boxes, list_lots, product_catalogue, reagent_lots, site_config
 from mscbatch.lots.record import lot_record
-from mscbatch.web.forms import show_error
+from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 bp.record_once(lambda _state: (site_config(), product_catalogue()))  # a bad config file stops the app at start
@@ -175,7 +175,7 @@ def passage(lot_id: int) -> Any:
 @roles_required("technician")
 def deviation(lot_id: int) -> Any:
     form = DeviationForm(prefix="deviation")
-    form.step_id.choices = [(int(request.form.get("deviation-step_id", 0) or 0), "")]
+    form.step_id.choices = [(posted_id(request.form.get("deviation-step_id")), "")]
     return _act(lot_id, form, "deviation_form", lambda: steps.record_deviation(
         db.session, current_user, lot_id, form.step_id.data, severity=form.severity.data,
         description=form.description.data), lambda _d: "Deviation recorded.", "deviations")
@@ -185,8 +185,8 @@ def deviation(lot_id: int) -> Any:
 @roles_required("technician")
 def reagent(lot_id: int) -> Any:
     form = ReagentUseForm(prefix="reagent")
-    form.reagent_lot_id.choices = [(int(request.form.get("reagent-reagent_lot_id", 0) or 0), "")]
-    form.step_id.choices = [(int(request.form.get("reagent-step_id", 0) or 0), "")]
+    form.reagent_lot_id.choices = [(posted_id(request.form.get("reagent-reagent_lot_id")), "")]
+    form.step_id.choices = [(posted_id(request.form.get("reagent-step_id")), "")]
     return _act(lot_id, form, "reagent_form", lambda: reagents.link_reagent(
         db.session, current_user, lot_id, form.reagent_lot_id.data, used_on=form.used_on.data,
         step_id=form.step_id.data or None), lambda u: f"Reagent lot recorded for {u.stage}.", "reagents")
@@ -233,7 +233,7 @@ def store(lot_id: int) -> Any:
     from mscbatch.lots.storage import store_bag
 
     form = StoreBagForm(prefix="store")
-    form.bag_id.choices = [(int(request.form.get("store-bag_id", 0) or 0), "")]
+    form.bag_id.choices = [(posted_id(request.form.get("store-bag_id")), "")]
     form.box_id.choices = [(b.id, path) for b, path in boxes(db.session)]
 
     def action() -> Any:

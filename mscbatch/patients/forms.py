@@ -2,13 +2,13 @@
 are shown next to the field they name."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from mscbatch.core.protocols import Protocol, format_cells_per_kg
 from mscbatch.donors.forms import choices
 from mscbatch.patients.models import SEX_LABELS
+from mscbatch.web.forms import FlaskForm
 
 YES_NO = choices([("", "Not measured yet"), ("no", "No"), ("yes", "Yes")])
 PASSWORD_FIELD = dict(validators=[DataRequired("Re-enter your password to sign.")],

@@ -29,7 +29,7 @@ from mscbatch.patients.queries import (
     signatures_for,
     weights_of,
 )
-from mscbatch.web.forms import show_error
+from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 bp.record_once(lambda _state: protocols())  # validate every protocol file when the app starts
@@ -145,7 +145,7 @@ def enrol(patient_id: int) -> Any:
     form = EnrolForm()
     if form.validate_on_submit():
         try:
-            enrolment.enrol(db.session, current_user, int(form.check_id.data), form.password.data)
+            enrolment.enrol(db.session, current_user, posted_id(form.check_id.data), form.password.data)
         except DomainError as error:
             if error.status == 401:
                 form.password.errors = [*form.password.errors, error.message]

@@ -1,11 +1,11 @@
 """Recall forms: start (origin, reason, signature) and end (reason, signature)."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
 
 from mscbatch.donors.forms import choices
 from mscbatch.recall.models import RECALL_SCOPES
+from mscbatch.web.forms import FlaskForm
 
 
 class StartRecallForm(FlaskForm):

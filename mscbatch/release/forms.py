@@ -1,13 +1,13 @@
 """Release forms: one result, the flow-cytometry panel, a correction, signatures (password re-entered)."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import DateField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import Optional
 
 from mscbatch.donors.forms import choices
 from mscbatch.release.specs import FLOW_PANEL
+from mscbatch.web.forms import FlaskForm
 
 
 class _Common(FlaskForm):

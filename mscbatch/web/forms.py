@@ -1,12 +1,48 @@
-"""Putting a service's refusal next to the field it concerns."""
+"""The base of every web form (what a form reads from a request), safe ids from posted text, and putting a
+service's refusal next to the field it concerns."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
+from typing import Any
+
+from flask import request
+from flask_wtf import FlaskForm as _FlaskWtfForm
+from flask_wtf.file import FileField
+from flask_wtf.form import _Auto  # Flask-WTF's "read the request" marker (its formdata default)
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
 from mscbatch.errors import DomainError
 
+DB_INT_MAX = 2**31 - 1  # ids are PostgreSQL INTEGER
 
-def show_error(form: FlaskForm, error: DomainError) -> None:
+
+class FlaskForm(_FlaskWtfForm):
+    """Flask-WTF's form, reading only what a browser's form sends (found by tests/fuzz): an uploaded file only
+    into a file field (a file posted for a text field reached the validators as a FileStorage) and never a JSON
+    body (Flask-WTF takes one: numbers, lists and objects in text fields). Both were 500s; JSON belongs to
+    /api/v1."""
+
+    class Meta(_FlaskWtfForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if formdata is not _Auto:
+                return formdata
+            if not form.is_submitted():
+                return None
+            file_fields = {field.name for field in form if isinstance(field, FileField)}
+            files = [(k, v) for k, v in request.files.items(multi=True) if k in file_fields]
+            if files:
+                return CombinedMultiDict((MultiDict(files), request.form))
+            return request.form or None
+
+
+def posted_id(text: Any) -> int:
+    """A row id posted as text: 0 (no row) unless plain digits in 1..2**31-1 (int() of any text was a 500)."""
+    value = str(text or "").strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 10):
+        return 0
+    return int(value) if int(value) <= DB_INT_MAX else 0
+
+
+def show_error(form: _FlaskWtfForm, error: DomainError) -> None:
     placed = False
     for field_name, messages in (error.errors or {}).items():
         field = getattr(form, field_name, None)

@@ -1,9 +1,7 @@
 """CSRF on every form, security headers on every response, and the access check before every view."""
 from __future__ import annotations
 
-import secrets
-
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 
 from mscbatch.auth.access import enforce_access
 from mscbatch.extensions import csrf
@@ -16,11 +14,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 def init_security(app: Flask) -> None:
     csrf.init_app(app)
 
-    @app.before_request
-    def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
-
-    app.before_request(enforce_access)
+    app.before_request(enforce_access)  # after the request id (mscbatch.web.logs), before every view
 
     @app.after_request
     def _headers(response: Response) -> Response:
@@ -29,7 +23,6 @@ def init_security(app: Flask) -> None:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
-        response.headers["X-Request-Id"] = g.get("request_id", "")
         if request.is_secure or app.config.get("HTTPS"):
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         if request.path.startswith("/api/") or "text/html" in response.content_type:

@@ -31,6 +31,7 @@ NAVIGATION: list[tuple[str, str, frozenset[str] | None]] = [
     ("API", "interop.api_docs", None),
     ("Audit trail", "audit.events", frozenset({"qa", "admin"})),
     ("Users", "auth.users", frozenset({"admin"})),
+    ("Monitoring", "monitoring.index", frozenset({"admin"})),
     ("My account", "auth.account", None),
 ]
 

@@ -260,3 +260,10 @@ EXPECTED_ACCESS.update({
     "interop_api.biologically_derived_product_dispense": {"clinician", "nurse", "qa"},
     "interop.bag_evidence": {"qa", "admin"},  # the inspectors' evidence bundle
 })
+
+
+# observability (issue 9 point 5): the monitoring page and its counters API are for admins only
+EXPECTED_ACCESS.update({
+    "monitoring.index": {"admin"},
+    "monitoring_api.get_counters": {"admin"},
+})

@@ -55,3 +55,24 @@ def test_values_are_written_as_stable_text():
     assert canonical_value(True) == "true"
     assert canonical_value(["b", "a"]) == '["b","a"]'
     assert canonical_value({"x": 1}) == '{"x":"1"}'
+
+
+def test_event_hash_is_stable_across_releases():
+    """Known answer, computed by the first release's json.dumps + hmac.new implementation: a faster
+    event_hash must give the same bytes, or every existing audit trail would stop verifying."""
+    event = {"seq": 7, "occurred_at": datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC), "actor_id": 3,
+             "actor_name": "Zo\u00eb Tech", "action": "update", "entity_type": "bag", "entity_id": "42",
+             "field": "volume_ml", "old_value": "10.5", "new_value": None, "reason": "typo \u00e9"}
+    assert event_hash(b"known-answer-key", "ab" * 32, event) == (
+        "302255cc19fd3fedb00c68190c6210f9d49cfd1100cc6f1e841f6f26f561ea5b")
+
+
+def test_event_hash_escapes_like_json_dumps():
+    """Quotes, backslashes, control characters, line separators, emoji, numbers and booleans: the payload is
+    written field by field and must still be the text json.dumps gave in the first release."""
+    event = {"seq": 8, "occurred_at": datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC), "actor_id": None,
+             "actor_name": "O'Brien \"Q\"", "action": "insert", "entity_type": "lot", "entity_id": "9",
+             "field": None, "old_value": "line1\nline2\ttab\\ \x01 \u2028 \U0001f600", "new_value": Decimal("12.50"),
+             "reason": True}
+    assert event_hash(b"k2", "cd" * 32, event) == (
+        "673a9b337caff40a53409652f481296dfe4f538e0aa44eaaf3ebaea223354e96")

@@ -1,0 +1,37 @@
+"""`audit verify` over the large database's audit trail (at least 1 000 000 events) vs a plain SELECT reading
+the same rows the same way (ratio <= 3.0): the chain's HMACs may cost at most twice the reading itself."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from bench.common import Row, opened, sizes
+from mscbatch.audit.models import AuditEvent
+from mscbatch.audit.verify import _COLUMNS, verify_database
+
+ROUNDS = 3
+
+
+def run(kind: str) -> list[Row]:
+    _, large_bags = sizes()
+    verify_times, select_times, events = [], [], 0
+    with opened(kind, large_bags) as app:
+        key = app.config["AUDIT_KEY"]
+        for _ in range(ROUNDS):
+            with app.extensions["mscbatch.db"].new_session() as session:
+                start = time.perf_counter()
+                count = 0
+                for _row in session.execute(select(*_COLUMNS).order_by(AuditEvent.seq)
+                                            .execution_options(yield_per=5000)):
+                    count += 1
+                select_times.append(time.perf_counter() - start)
+            with app.extensions["mscbatch.db"].new_session() as session:
+                start = time.perf_counter()
+                verdict = verify_database(session, key)
+                verify_times.append(time.perf_counter() - start)
+            if not verdict.ok or verdict.events_checked != count:
+                raise RuntimeError(f"audit verify failed on the benchmark database: {verdict}")
+            events = count
+    return [Row(kind, f"audit verify, {events:,} events", "plain SELECT", min(verify_times), min(select_times),
+                3.0, unit="s")]

@@ -1,0 +1,112 @@
+"""Under load: gunicorn with 2 workers on 127.0.0.1 serving the large database, 20 concurrent clients (locust,
+headless) for 60 s on the bedside check, then on the same server's /healthz. Bound: bedside throughput >= 0.5 x
+health throughput, 0 errors. Prints p50/p99 of both and the peak resident memory of each worker.
+
+MSCBATCH_BENCH_LOAD_SECONDS shortens the runs (the test suite's smoke run uses a few seconds).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.common import CACHE, ROOT, Row, api_token, database, opened, sizes
+from mscbatch.scale import matching_pairs
+
+CLIENTS = 20
+WORKERS = 2
+BIN = Path(sys.executable).parent
+
+
+def seconds() -> int:
+    return int(os.environ.get("MSCBATCH_BENCH_LOAD_SECONDS", "60"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MSCBATCH_DATABASE_URL": url, "MSCBATCH_INSTANCE_DIR": str(CACHE / "instance")}
+    server = subprocess.Popen([str(BIN / "gunicorn"), "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
+                               "--log-level", "warning", "mscbatch:create_app()"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+
+
+def _locust(port: int, target: str, setup: Path, out: Path) -> dict[str, float]:
+    prefix = out / target
+    env = {**os.environ, "BENCH_TARGET": target, "BENCH_SETUP": str(setup)}
+    subprocess.run([str(BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
+                    "-u", str(CLIENTS), "-r", str(CLIENTS), "--run-time", f"{seconds()}s", "--only-summary",
+                    "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--loglevel", "ERROR"],
+                   env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+    return {"rps": float(total["Requests/s"]), "requests": float(total["Request Count"]),
+            "failures": float(total["Failure Count"]), "p50": float(total["50%"]), "p99": float(total["99%"])}
+
+
+def run(kind: str) -> list[Row]:
+    _, large_bags = sizes()
+    url = database(kind, large_bags)
+    with opened(kind, large_bags) as app:
+        session = app.extensions["mscbatch.db"].new_session()
+        try:
+            pairs = matching_pairs(session, 2000)
+        finally:
+            session.close()
+        token = api_token(app, "bench-nurse")
+    port = _free_port()
+    server = _serve(url, port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            setup = Path(tmp) / "setup.json"
+            setup.write_text(json.dumps({"token": token, "pairs": pairs}))
+            bedside = _locust(port, "bedside", setup, Path(tmp))
+            health = _locust(port, "health", setup, Path(tmp))
+        peaks = [_peak_kib(pid) for pid in _children(server.pid)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    errors = int(bedside["failures"] + health["failures"])
+    note = (f"{seconds()} s x {CLIENTS} clients, {WORKERS} workers: bedside {bedside['rps']:.0f} req/s "
+            f"p50 {bedside['p50']:.0f} ms p99 {bedside['p99']:.0f} ms; healthz {health['rps']:.0f} req/s "
+            f"p50 {health['p50']:.0f} ms p99 {health['p99']:.0f} ms; errors {errors}; peak worker memory "
+            + ", ".join(f"{kib / 1024:.0f} MiB" for kib in peaks))
+    row = Row(kind, "load: bedside throughput", "healthz throughput", bedside["rps"], health["rps"], 0.5,
+              unit="req/s", note=note, at_least=True)
+    if errors:  # an error under load fails the bound whatever the throughput
+        row = Row(kind, "load: bedside throughput", "healthz throughput", 0.0, health["rps"], 0.5,
+                  unit="req/s", note=note + " (ERRORS)", at_least=True)
+    return [row]

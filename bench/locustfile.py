@@ -1,0 +1,32 @@
+"""Load for bench_load.py: 20 clients without think time against one endpoint, chosen by BENCH_TARGET.
+
+health  -> GET /healthz (the same server's trivial request, with its one database round trip)
+bedside -> POST /api/v1/custody/scan-verify, cycling through real (wristband, bag) pairs that must MATCH
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+
+from locust import FastHttpUser, constant, task
+
+TARGET = os.environ.get("BENCH_TARGET", "health")
+_setup = json.loads(open(os.environ["BENCH_SETUP"]).read()) if os.environ.get("BENCH_SETUP") else {}
+_pairs = itertools.cycle(_setup.get("pairs") or [["-", "-"]])
+
+
+class Client(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def request(self) -> None:
+        if TARGET == "health":
+            self.client.get("/healthz", name="healthz")
+            return
+        wristband, bag = next(_pairs)
+        with self.client.post("/api/v1/custody/scan-verify", json={"wristband": wristband, "bag": bag},
+                              headers={"Authorization": f"Bearer {_setup['token']}"}, name="scan-verify",
+                              catch_response=True) as answer:
+            if answer.status_code != 200 or (answer.json() or {}).get("result") != "MATCHES":
+                answer.failure(f"{answer.status_code}: not MATCHES")

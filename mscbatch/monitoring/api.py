@@ -1,0 +1,42 @@
+"""GET /api/v1/admin/counters: the monitoring counters for an admin's token (e.g. a monitoring system)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from mscbatch.api.base import problems
+from mscbatch.auth.access import roles_required
+from mscbatch.database import utcnow
+from mscbatch.extensions import db
+from mscbatch.monitoring import counters
+
+bp = Blueprint("monitoring_api", __name__, url_prefix="/api/v1/admin",
+               description="Monitoring counters (admin): refused sign-ins, bedside STOPs, refused signatures")
+
+
+class WindowsSchema(Schema):
+    last_24_hours = fields.Integer(required=True)
+    last_7_days = fields.Integer(required=True)
+    all_time = fields.Integer(required=True)
+
+
+class CountersSchema(Schema):
+    generated_at = fields.DateTime(required=True, metadata={"description": "server time (UTC) of the counts"})
+    failed_logins = fields.Nested(WindowsSchema, required=True,
+                                  metadata={"description": "wrong passwords, unknown user names, locked or "
+                                                           "disabled accounts at sign-in"})
+    bedside_refused = fields.Nested(WindowsSchema, required=True,
+                                    metadata={"description": "bedside checks answered STOP"})
+    signature_refused = fields.Nested(WindowsSchema, required=True,
+                                      metadata={"description": "e-signatures refused for a wrong password"})
+
+
+@bp.route("/counters")
+@bp.response(200, CountersSchema)
+@problems(bp, 401, 403)
+@roles_required("admin")
+def get_counters() -> Any:
+    now = utcnow()
+    return {"generated_at": now, **counters.counts(db.session, now)}

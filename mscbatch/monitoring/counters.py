@@ -1,0 +1,109 @@
+"""Counts of refused logins, bedside checks answered STOP and refused signatures, from the records themselves.
+
+Failed logins and refused signatures are audit events (actions below); a STOP is a TwoPersonCheck row. Each
+count is one query per kind with the three windows as conditional sums, over the audit trail's
+(action, occurred_at) index: cheap on a trail of millions of events.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.models import AuditEvent
+from mscbatch.auth.models import User
+from mscbatch.custody.models import TwoPersonCheck
+from mscbatch.database import utcnow
+from mscbatch.lots.models import Bag
+
+FAILED_LOGIN_ACTIONS = ("login_failed", "login_refused")
+SIGNATURE_REFUSED_ACTIONS = ("signature_refused",)
+RECENT = 20
+WINDOWS = (("last_24_hours", timedelta(hours=24)), ("last_7_days", timedelta(days=7)))
+
+# (key, heading) in the order the page shows them
+KINDS = (("failed_logins", "Failed sign-ins"), ("bedside_refused", "Bedside checks answered STOP"),
+         ("signature_refused", "Refused signatures"))
+
+LOGIN_REASONS = {
+    "unknown user name": "no account has this user name",
+    "wrong password": "wrong password",
+    "account locked": "the account is locked after too many wrong passwords",
+    "account disabled": "the account is disabled",
+}
+
+
+@dataclass(frozen=True)
+class Incident:
+    at: datetime
+    who: str
+    what: str
+
+
+def _windowed(session: Session, when: Any, condition: Any, now: datetime) -> dict[str, int]:
+    columns = [func.count()] + [func.coalesce(func.sum(case((when >= now - span, 1), else_=0)), 0)
+                                for _name, span in WINDOWS]
+    total, *recent = session.execute(select(*columns).where(condition)).one()
+    return {**{name: int(n) for (name, _span), n in zip(WINDOWS, recent, strict=True)}, "all_time": int(total)}
+
+
+def counts(session: Session, now: datetime | None = None) -> dict[str, dict[str, int]]:
+    now = now or utcnow()
+    return {
+        "failed_logins": _windowed(session, AuditEvent.occurred_at, AuditEvent.action.in_(FAILED_LOGIN_ACTIONS), now),
+        "bedside_refused": _windowed(session, TwoPersonCheck.checked_at, TwoPersonCheck.result == "stop", now),
+        "signature_refused": _windowed(session, AuditEvent.occurred_at,
+                                       AuditEvent.action.in_(SIGNATURE_REFUSED_ACTIONS), now),
+    }
+
+
+def _recent_events(session: Session, actions: Sequence[str]) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).where(AuditEvent.action.in_(actions))
+                                .order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(RECENT)))
+
+
+def _people(session: Session, ids: set[int]) -> dict[int, User]:
+    return {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+
+
+def _named(user: User | None, fallback: str) -> str:
+    return f"{user.username} ({user.full_name})" if user else fallback
+
+
+def recent_failed_logins(session: Session) -> list[Incident]:
+    events = _recent_events(session, FAILED_LOGIN_ACTIONS)
+    people = _people(session, {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()})
+    incidents = []
+    for e in events:
+        user = people.get(int(e.entity_id)) if e.entity_id and e.entity_id.isdigit() else None
+        who = _named(user, f"unknown name '{e.new_value or ''}'")
+        incidents.append(Incident(e.occurred_at, who, LOGIN_REASONS.get(e.reason or "", e.reason or "refused")))
+    return incidents
+
+
+def recent_refused_signatures(session: Session) -> list[Incident]:
+    events = _recent_events(session, SIGNATURE_REFUSED_ACTIONS)
+    people = _people(session, {e.actor_id for e in events if e.actor_id is not None})
+    return [Incident(e.occurred_at, _named(people.get(e.actor_id or 0), e.actor_name),
+                     f"wrong password when signing '{e.new_value or ''}' on {e.entity_type.replace('_', ' ')} "
+                     f"{e.entity_id or ''}".strip())
+            for e in events]
+
+
+def recent_bedside_stops(session: Session) -> list[Incident]:
+    rows = session.execute(
+        select(TwoPersonCheck, User, Bag.din).join(User, User.id == TwoPersonCheck.checked_by_id)
+        .outerjoin(Bag, Bag.id == TwoPersonCheck.bag_id).where(TwoPersonCheck.result == "stop")
+        .order_by(TwoPersonCheck.checked_at.desc(), TwoPersonCheck.id.desc()).limit(RECENT)).all()
+    return [Incident(check.checked_at, _named(user, ""),
+                     f"bag {din or 'not identified'}: " + " ".join(f["message"] for f in check.failures))
+            for check, user, din in rows]
+
+
+def recent(session: Session) -> dict[str, list[Incident]]:
+    return {"failed_logins": recent_failed_logins(session), "bedside_refused": recent_bedside_stops(session),
+            "signature_refused": recent_refused_signatures(session)}

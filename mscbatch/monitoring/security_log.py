@@ -1,0 +1,68 @@
+"""A WARNING log line for each refused login, refused signature and bedside STOP, once it is committed.
+
+Listeners, not calls in the services: the audit trail's inserts are watched for the refusal actions, and the
+TwoPersonCheck mapper for checks answered STOP. The lines are held on the database connection until its
+transaction commits (a rolled-back refusal was never recorded, so it is not logged either). Only the action,
+the record and the reason are logged: never what was typed (an unknown user name may be a password typed in
+the wrong field).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.dml import Insert
+
+from mscbatch.custody.models import TwoPersonCheck
+
+SECURITY = logging.getLogger("mscbatch.security")
+AUDITED_REFUSALS = frozenset({"login_failed", "login_refused", "signature_refused", "second_person_refused"})
+_PENDING = "mscbatch.security_pending"
+
+
+def _hold(connection: Connection, action: str, message: str, **fields: Any) -> None:
+    connection.info.setdefault(_PENDING, []).append((action, message, fields))
+
+
+def _audit_insert(connection: Connection, statement: Any, multiparams: Any, params: Any, _options: Any,
+                  _result: Any) -> None:
+    if not isinstance(statement, Insert) or getattr(statement.table, "name", None) != "audit_event":
+        return
+    rows = multiparams if multiparams else [params]
+    for row in rows:
+        if isinstance(row, dict) and row.get("action") in AUDITED_REFUSALS:
+            action = row["action"]
+            record = f"{row.get('entity_type')} {row.get('entity_id') or '-'}"
+            _hold(connection, action, f"{action}: {record} ({row.get('reason') or 'no reason given'})",
+                  entity_type=row.get("entity_type"), entity_id=row.get("entity_id"), reason=row.get("reason"),
+                  actor=row.get("actor_name"), audit_seq=row.get("seq"))
+
+
+def _check_inserted(_mapper: Any, connection: Connection, check: TwoPersonCheck) -> None:
+    if check.result != "stop":
+        return
+    codes = [failure.get("code") for failure in json.loads(check.failures_json or "[]")]
+    _hold(connection, "bedside_refused", f"bedside_refused: two_person_check {check.id} ({', '.join(codes)})",
+          entity_type="two_person_check", entity_id=str(check.id), reason=", ".join(codes), failures=codes,
+          bag_id=check.bag_id, checked_by_id=check.checked_by_id)
+
+
+def _committed(connection: Connection) -> None:
+    for action, message, fields in connection.info.pop(_PENDING, []):
+        SECURITY.warning(message, extra={"action": action, **fields})
+
+
+def _rolled_back(connection: Connection) -> None:
+    connection.info.pop(_PENDING, None)
+
+
+def install(engine: Engine) -> None:
+    """Listen on the app's engine (idempotent) and on the TwoPersonCheck mapper (once per process)."""
+    for name, listener in (("after_execute", _audit_insert), ("commit", _committed), ("rollback", _rolled_back)):
+        if not event.contains(engine, name, listener):
+            event.listen(engine, name, listener)
+    if not event.contains(TwoPersonCheck, "after_insert", _check_inserted):
+        event.listen(TwoPersonCheck, "after_insert", _check_inserted)

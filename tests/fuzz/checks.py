@@ -1,0 +1,68 @@
+"""What every fuzzed request must satisfy, and the refusals that are audited on purpose.
+
+- never a 5xx, never a stack trace, never our script marker unescaped in HTML, never a Jinja expression
+  evaluated;
+- a refused request (4xx, or a form re-shown with its errors: the views answer 422 for those, a 200 with
+  errors would be refused too) writes nothing: every table's row count is unchanged, the audit trail's
+  included, except for the refusals listed in AUDITED_REFUSALS, which are records by design.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fuzz.hostile import SCRIPT, TEMPLATE_EVALUATED
+
+_SIGNATURE_REFUSED = frozenset({("signature_refused", None)})
+_FAILED_LOGIN_COUNT = frozenset({("update", "failed_logins"), ("update", "locked_out_at")})
+
+# endpoint -> the (audit action, field) pairs a refused request may append, nothing else and no other row.
+# (A bedside check that says STOP is no refusal: a 200 whose check row is the record of the STOP, by design;
+# test_scan_fuzz.py checks that it writes no custody event.) Why each is written although refused:
+AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
+    # 21 CFR 11.300(d): failed sign-ins are recorded, and the wrong-password count is kept (lockout after 5)
+    "auth.login": frozenset({("login_failed", None), ("login_refused", None)}) | _FAILED_LOGIN_COUNT,
+    # the second person of the bedside check types a password: a failure is audited and counts to the lockout
+    "custody.confirm": frozenset({("second_person_refused", None)}) | _FAILED_LOGIN_COUNT,
+    "custody_api.confirm": frozenset({("second_person_refused", None)}) | _FAILED_LOGIN_COUNT,
+    # an e-signature with a wrong password creates no signature, but the refusal is audited (README, Part 11)
+    **{endpoint: _SIGNATURE_REFUSED for endpoint in (
+        "donors.decide", "patients.enrol", "patients.decide", "prescriptions.prescribe", "patients_api.prescribe",
+        "recall.start", "recall.end", "release.release_lot", "release.close_oos", "release.exceptional")},
+}
+
+
+def refused(response: Any) -> bool:
+    if response.status_code >= 400:
+        return True
+    if response.status_code == 200 and response.mimetype == "text/html":
+        body = response.get_data().decode("utf-8", "replace")
+        return 'aria-invalid="true"' in body or 'class="form-errors"' in body
+    return False
+
+
+def problems(site: Any, endpoint: str, response: Any, before: dict[str, int], seq: int,
+             read_only: bool = False) -> list[str]:
+    """What is wrong with this answer to a hostile request (empty: nothing). `read_only`: a GET, which must
+    write nothing whatever its answer."""
+    found = []
+    body = response.get_data().decode("utf-8", "replace")  # PDFs and images too
+    if response.status_code >= 500:
+        found.append(f"status {response.status_code}")
+    if "Traceback" in body:
+        found.append("a stack trace in the body")
+    if response.mimetype == "text/html" and SCRIPT in body:
+        found.append("the <script> marker came back unescaped")
+    if TEMPLATE_EVALUATED in body:
+        found.append("a template expression was evaluated")
+    if read_only or refused(response):
+        after = site.counts()
+        changed = {t: (before[t], after[t]) for t in after if after[t] != before[t] and t != "audit_event"}
+        if changed:
+            found.append(f"refused with {response.status_code} but rows changed: {changed}")
+        if after["audit_event"] != before["audit_event"]:
+            allowed = AUDITED_REFUSALS.get(endpoint, frozenset())
+            events = site.audit_since(seq)
+            unexpected = [e for e in events if (e[0], e[2]) not in allowed and (e[0], None) not in allowed]
+            if unexpected:
+                found.append(f"refused with {response.status_code} but audited {unexpected}")
+    return found

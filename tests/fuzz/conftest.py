@@ -1,0 +1,77 @@
+"""The seeded site of the fuzz sweeps. The demo data and the ward walk-through are built once per database
+(SQLite: a file; PostgreSQL: a database of its own, never the one the other tests empty after each test), then
+each test module works on a copy of it (a file copy; CREATE DATABASE ... TEMPLATE), so that what one sweep
+changes (a bag returned, a prescription cancelled) does not change what the next one starts from."""
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import create_engine
+
+from mscbatch.database import normalise_url
+from tests.conftest import POSTGRES_URL, missing
+from tests.conftest import make_app as _make_app
+from tests.fuzz.site import Site, build_site
+
+
+def make_app(url: str):  # type: ignore[no-untyped-def]
+    # CSRF on: the bodies carry a valid token, as a browser's; access lines off: thousands of requests
+    return _make_app(url, WTF_CSRF_ENABLED=True, LOG_LEVEL="WARNING")
+
+
+def _postgres(sql: str) -> None:
+    admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(sql)
+    finally:
+        admin.dispose()
+
+
+def _postgres_url(name: str) -> str:
+    return normalise_url(POSTGRES_URL).rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def seeded_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("fuzz") / "seeded.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        url, name = f"sqlite:///{path}", ""
+    else:
+        if not POSTGRES_URL:
+            missing("PostgreSQL (set MSCBATCH_TEST_POSTGRES_URL)")
+        name = f"mscbatch_fuzz_{uuid.uuid4().hex[:10]}"
+        try:
+            _postgres(f'CREATE DATABASE "{name}"')
+        except Exception as error:  # noqa: BLE001 - a broken server is "missing" here
+            missing(f"PostgreSQL at {POSTGRES_URL} ({error.__class__.__name__})")
+        url = _postgres_url(name)
+        _make_app(url, AUTO_MIGRATE=True).extensions["mscbatch.db"].engine.dispose()
+    template = build_site(make_app(url), request.param)
+    template.dispose()
+    yield template
+    if name:
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def site(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    source = seeded_site.app.config["DATABASE_URL"]
+    if seeded_site.kind == "sqlite":
+        path = tmp_path_factory.mktemp("fuzz") / "site.sqlite3"
+        shutil.copyfile(source.removeprefix("sqlite:///"), path)
+        url, name = f"sqlite:///{path}", ""
+    else:
+        name = f"mscbatch_fuzz_{uuid.uuid4().hex[:10]}"
+        _postgres(f'CREATE DATABASE "{name}" TEMPLATE "{source.rsplit("/", 1)[1]}"')
+        url = _postgres_url(name)
+    copy = replace(seeded_site, app=make_app(url), _engine=None, _tables=[])
+    yield copy
+    copy.dispose()
+    if name:
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

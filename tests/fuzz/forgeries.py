@@ -1,0 +1,47 @@
+"""Forged, altered and damaged label codes: what a scan field must never accept as a genuine bag."""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from mscbatch.core.identifiers import check_character
+from mscbatch.core.label_token import make_token
+
+K_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*"  # ISO 7064 MOD 37-2 check characters
+FOREIGN_KEY = "a-key-this-unit-never-used"
+
+
+def normal(scan: str) -> str:
+    """What a scan means to the app: case and whitespace do not matter (keyboard wedges, Caps Lock)."""
+    return "".join(scan.split()).upper()
+
+
+def _mutations(token: str) -> st.SearchStrategy[str]:
+    index = st.integers(0, len(token) - 1)
+    char = st.characters(codec="utf-8") | st.sampled_from(K_ALPHABET + ".-/:2367")
+    return st.one_of(
+        st.tuples(index, char).map(lambda p: token[:p[0]] + p[1] + token[p[0] + 1:]),  # one character changed
+        st.tuples(index, char).map(lambda p: token[:p[0]] + p[1] + token[p[0]:]),  # one inserted
+        index.map(lambda i: token[:i] + token[i + 1:]),  # one dropped
+        index.map(lambda i: token[:i]),  # truncated
+        st.tuples(index, index).map(sorted).map(lambda p: token[:p[0]] + token[p[0]:p[1] + 1][::-1]
+                                                + token[p[1] + 1:]),  # a run reversed (transposed characters)
+    )
+
+
+def forgeries(token: str, other_token: str) -> st.SearchStrategy[str]:
+    """Never the bag of `token`: mutations of it, another bag's reference under its signature, its reference
+    signed with another key, a DIN with a wrong check character, arbitrary text and bytes; bare or as a URL."""
+    ref, signature = token.split(".")
+    other_ref = other_token.split(".")[0]
+    din13, good_k = ref[:13], check_character(ref[:13])
+    bare = st.one_of(
+        _mutations(token),
+        st.just(f"{other_ref}.{signature}"),
+        st.just(make_token(ref, FOREIGN_KEY)),
+        st.sampled_from([din13 + k for k in K_ALPHABET if k != good_k]),
+        st.text(max_size=60),
+        st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
+    )
+    forged = st.one_of(bare, bare.map(lambda s: f"https://ward.example/v/{s}"))
+    return forged.filter(lambda s: normal(s).removeprefix("HTTPS://WARD.EXAMPLE/V/")
+                         not in {normal(token), normal(ref)})

@@ -1,0 +1,51 @@
+"""`make bench` keeps working: the whole benchmark run at a toy scale, on SQLite and PostgreSQL.
+
+Ratios at this scale mean nothing and are not asserted (figures come from `make bench` at full scale, see
+README "Performance"); this test fails when a benchmark crashes, a measured request does not answer what it
+must (every bedside check MATCHES, every page 200), or a measure disappears from the table.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from mscbatch.database import normalise_url
+from tests.conftest import POSTGRES_URL, missing
+
+ROOT = Path(__file__).resolve().parents[2]
+MEASURES = ("bedside check", "lookback from a donor", "backward trace from a patient", "lot list page",
+            "audit verify", "load: bedside throughput")
+
+
+def test_the_benchmarks_run_end_to_end_on_both_databases(tmp_path: Path) -> None:
+    if not POSTGRES_URL:
+        missing("PostgreSQL (set MSCBATCH_TEST_POSTGRES_URL)")
+    prefix = f"mscbatch_benchtest_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MSCBATCH_BENCH_SCALE": "0.001", "MSCBATCH_BENCH_LOAD_SECONDS": "3",
+           "MSCBATCH_BENCH_DIR": str(tmp_path), "MSCBATCH_BENCH_PG_PREFIX": prefix,
+           "MSCBATCH_BENCH_POSTGRES_URL": POSTGRES_URL}
+    try:
+        done = subprocess.run([sys.executable, "-m", "bench"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for name in connection.scalars(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                           {"p": prefix + "%"}).all():
+                connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+    output = done.stdout + done.stderr
+    assert done.returncode in (0, 1), output  # 1 = a ratio out of bound: meaningless at 50 bags
+    assert "Traceback" not in output, output
+    table = done.stdout.split("measures in", 1)[1]
+    for kind in ("sqlite", "postgresql"):
+        for measure in MEASURES:
+            assert any(line.startswith(kind) and measure in line for line in table.splitlines()), (kind, measure,
+                                                                                                     table)
+    assert "labels: 100-bag lot PDF" in table
+    assert "errors 0" in table and "peak worker memory" in table

@@ -1,0 +1,101 @@
+"""Fault injection (issue 9 point 3): an exception at each flush of release, allocation, bedside check,
+second-person confirmation, infusion start and recall (and just before their commit) leaves the database
+exactly as it was (every table, the audit trail and its head) and the audit chain verifying; then the same
+use case runs to success on the same scene. SQLite and PostgreSQL (the `app` fixture).
+
+Release and recall are driven through their services (their pages need a cookie session, whose sliding idle
+window may write); prescription and the bedside steps through the JSON API, which also shows the injected
+fault reaches the client as a bare 500 problem with an incident reference and no stack trace."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from mscbatch.audit.models import AuditEvent
+from mscbatch.custody.models import Infusion, TwoPersonCheck
+from mscbatch.patients.models import Allocation
+from mscbatch.recall import services as recall_services
+from mscbatch.recall.models import BagHold
+from mscbatch.release import release
+from mscbatch.release.demo import enter_panel
+from mscbatch.signatures.models import Signature
+from tests.conftest import PASSWORD, api_token_for
+from tests.integration.patient_factories import donor, lot_with_bags, patient, user
+from tests.integration.test_custody_support import prescribed_bag
+from tests.integration.test_recall_support import scene
+from tests.integration.test_release_support import seed_quarantine_lot
+from tests.reliability.support import InjectedFault, assert_chain_verifies, drive_faults
+
+
+def _count(app: Any, what: Any, *where: Any) -> int:
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return session.scalar(select(func.count()).select_from(what).where(*where))
+
+
+def _api(app: Any, username: str) -> Any:
+    headers = {"Authorization": f"Bearer {api_token_for(app, username)}"}
+
+    def call(path: str, body: dict[str, Any]) -> Any:
+        response = app.test_client().post(path, json=body, headers=headers)
+        if response.status_code == 500:
+            text = response.get_data(as_text=True)
+            assert response.mimetype == "application/problem+json", text
+            assert "Nothing was saved" in text and "Incident reference" in text, text
+            assert "Traceback" not in text and "InjectedFault" not in text and "injected" not in text, text
+            raise InjectedFault(text)
+        assert response.status_code in (200, 201), response.get_data(as_text=True)
+        return response.get_json()
+    return call
+
+
+def test_a_fault_at_any_step_of_a_release_signature_leaves_nothing(app, users, monkeypatch):
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session:
+        enter_panel(session, user(session, "technician"), lot_id)
+    flushes = drive_faults(app.config["DATABASE_URL"], lambda session: release.release_lot(
+        session, user(session, "qa"), lot_id, PASSWORD), target=database.new_session)
+    assert flushes >= 3, flushes  # disposition, signature, lot status + custody notes: each one a fault point
+    assert _count(app, Signature, Signature.meaning == "Released for clinical use") == 1
+
+
+def test_a_fault_at_any_step_of_a_signed_prescription_allocates_nothing(app, users):
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session:
+        lot_with_bags(session, user(session, "technician"), donor(session, user(session, "technician")))
+        patient_id = patient(session, user(session, "clinician")).id
+    call = _api(app, "clinician")
+    flushes = drive_faults(app.config["DATABASE_URL"], lambda _: call(
+        f"/api/v1/patients/{patient_id}/prescriptions", {"password": PASSWORD}))
+    assert flushes >= 3, flushes
+    assert _count(app, Allocation, Allocation.active_bag_id.is_not(None)) == 3
+
+
+def test_a_fault_at_any_step_of_the_bedside_check_confirmation_and_infusion_start_leaves_nothing(app, users):
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session:
+        ward = prescribed_bag(session)
+    nurse = _api(app, "nurse")
+    url = app.config["DATABASE_URL"]
+    checked: list[int] = []
+    assert drive_faults(url, lambda _: checked.append(nurse("/api/v1/custody/scan-verify", {
+        "wristband": ward.wristband, "bag": ward.token})["check_id"])) >= 1
+    assert len(checked) == 1 and _count(app, TwoPersonCheck) == 1
+    assert drive_faults(url, lambda _: nurse(f"/api/v1/custody/checks/{checked[0]}/confirm", {
+        "username": "nurse2", "password": PASSWORD})) >= 2  # the check's confirmation, then the custody event
+    assert drive_faults(url, lambda _: nurse("/api/v1/custody/infusions", {"bag_id": ward.bag_id})) >= 2
+    assert _count(app, Infusion) == 1
+
+
+def test_a_fault_at_any_step_of_starting_a_recall_holds_nothing(app, users):
+    the_scene = scene(app)
+    database = app.extensions["mscbatch.db"]
+    events_before = _count(app, AuditEvent)
+    flushes = drive_faults(app.config["DATABASE_URL"], lambda session: recall_services.start_recall(
+        session, user(session, "qa"), scope="donor", target_id=the_scene.donor_id,
+        reason="late positive HBV NAT of the donor", password=PASSWORD), target=database.new_session)
+    assert flushes >= 3, flushes
+    assert _count(app, BagHold) == len(the_scene.stock_bag_ids)  # every bag of the donor not yet infused
+    assert _count(app, AuditEvent) > events_before
+    assert_chain_verifies(app.config["DATABASE_URL"])

@@ -1,0 +1,187 @@
+"""The races of issues 5-7 and the DIN sequence, with and without their guard, on SQLite and PostgreSQL.
+
+tests/integration already runs them with 10-20 threads on both databases (test_release_views,
+test_prescriptions, test_bedside, test_lots_concurrency). Here two attempts are made to read before either
+writes (races.Rendezvous), then each race runs twice: guarded (one winner, one clean refusal) and with its
+guard taken away, where the defect appears: double release, a bag allocated to two patients, one bag
+infused twice, one DIN handed out twice (PostgreSQL); "database is locked" instead of a refusal (SQLite).
+
+Guards taken away: the row lock (SELECT ... FOR UPDATE, patched to a plain SELECT), the protocol's advisory
+lock, the atomic UPDATE ... RETURNING of the DIN counter (patched to read-then-write), the UNIQUE constraint
+behind them (dropped for the test), and SQLite's BEGIN IMMEDIATE (replaced by a deferred BEGIN)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Select, func, select, update
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import parse_din
+from mscbatch.custody import services as custody
+from mscbatch.custody.models import CustodyEvent, Infusion
+from mscbatch.errors import Conflict
+from mscbatch.lots import din_allocation
+from mscbatch.lots.models import DinCounter, Lot
+from mscbatch.patients import prescriptions
+from mscbatch.patients.inventory import calculate
+from mscbatch.patients.models import Allocation
+from mscbatch.release import release
+from mscbatch.release.demo import enter_panel
+from mscbatch.signatures.models import Signature
+from tests.conftest import PASSWORD
+from tests.integration.patient_factories import donor, lot_with_bags, patient, user
+from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+from tests.integration.test_release_support import seed_quarantine_lot
+from tests.reliability.races import Rendezvous, expected, guard_removed, kinds, race
+from tests.reliability.support import assert_chain_verifies
+
+GUARDED = pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
+
+
+class UnlockedSelect(Select):  # type: ignore[type-arg]
+    """A SELECT whose FOR UPDATE is ignored: the row lock taken away."""
+
+    inherit_cache = True
+
+    def with_for_update(self, *args: Any, **kwargs: Any) -> UnlockedSelect:
+        return self
+
+
+def _dialect(app: Any) -> str:
+    return str(app.extensions["mscbatch.db"].engine.dialect.name)
+
+
+def _scalar(app: Any, statement: Any) -> Any:
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return session.scalar(statement)
+
+
+def _check(app: Any, outcomes: list[tuple[str, Any]], guarded: bool) -> None:
+    assert kinds(outcomes) == expected(guarded, _dialect(app)), outcomes
+    for kind, value in outcomes:
+        if kind == "refused":
+            assert isinstance(value, Conflict), value
+        if kind == "crashed":
+            assert "database is locked" in str(value), value
+    assert_chain_verifies(app.config["DATABASE_URL"])  # the audit head's own lock keeps the chain linear
+
+
+@GUARDED
+def test_double_release_of_one_lot(app, users, monkeypatch, guarded):
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        enter_panel(session, user(session, "technician"), lot_id)
+    meet = Rendezvous(guarded)
+    locked = release.lock_lot
+
+    def read_lot(session: Any, wanted: int) -> Lot:
+        lot = locked(session, wanted) if guarded else session.scalar(
+            select(Lot).where(Lot.id == wanted).execution_options(populate_existing=True))
+        meet()
+        return lot
+
+    monkeypatch.setattr(release, "lock_lot", read_lot)
+    with guard_removed(app, guarded):
+        outcomes = race(app, lambda session, n: user(session, ("qa", "qa2")[n]),
+                        lambda session, signer: release.release_lot(session, signer, lot_id, PASSWORD))
+        _check(app, outcomes, guarded)
+        releases = _scalar(app, select(func.count()).select_from(Signature).where(
+            Signature.meaning == "Released for clinical use"))
+        assert releases == (2 if expected(guarded, _dialect(app)) == ["ok", "ok"] else 1)
+
+
+@GUARDED
+def test_double_allocation_of_one_bag(app, users, monkeypatch, guarded):
+    with app.extensions["mscbatch.db"].new_session() as session:
+        tech, clinician = user(session, "technician"), user(session, "clinician")
+        lot_with_bags(session, tech, donor(session, tech), bags=6)
+        patients = [patient(session, clinician).id for _ in range(2)]
+        seen = [int(d.bag_id) for d in calculate(session, patients[0]).allocation.draws]
+        session.rollback()
+    meet = Rendezvous(guarded)
+    calculated = prescriptions.calculate
+
+    def calculate_then_meet(*args: Any, **kwargs: Any) -> Any:
+        result = calculated(*args, **kwargs)
+        meet()  # every read done (bags re-read and "locked", stock calculated); the writes follow
+        return result
+
+    monkeypatch.setattr(prescriptions, "calculate", calculate_then_meet)
+    if not guarded:
+        monkeypatch.setattr(prescriptions, "_serialise", lambda session, protocol_id: None)
+        monkeypatch.setattr(prescriptions, "select", UnlockedSelect)
+    with guard_removed(app, guarded, unique=("bag_allocation", "active_bag_id")):
+        outcomes = race(app, lambda session, n: (user(session, "clinician"), patients[n]),
+                        lambda session, who: prescriptions.prescribe(session, who[0], PASSWORD, who[1],
+                                                                     bag_ids=seen))
+        _check(app, outcomes, guarded)
+        active = _scalar(app, select(func.count()).select_from(Allocation).where(
+            Allocation.bag_id == seen[0], Allocation.released_at.is_(None)))
+        assert active == (2 if expected(guarded, _dialect(app)) == ["ok", "ok"] else 1)
+
+
+@GUARDED
+def test_double_infusion_of_one_bag(app, users, monkeypatch, guarded):
+    with app.extensions["mscbatch.db"].new_session() as session:
+        ward = prescribed_bag(session)
+        checked_and_confirmed(session, ward)
+    meet = Rendezvous(guarded)
+    evaluated = custody.evaluate
+
+    def evaluate_then_meet(*args: Any, **kwargs: Any) -> Any:
+        result = evaluated(*args, **kwargs)
+        meet()  # the bag, its infusions and its check are read; the infusion row follows
+        return result
+
+    monkeypatch.setattr(custody, "evaluate", evaluate_then_meet)
+    if not guarded:
+        monkeypatch.setattr(custody, "select", UnlockedSelect)
+    with guard_removed(app, guarded, unique=("infusion", "bag_id")):
+        outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:
+                        custody.start_infusion(session, nurse, ward.bag_id, label_key=KEY))
+        _check(app, outcomes, guarded)
+        doubled = expected(guarded, _dialect(app)) == ["ok", "ok"]
+        assert _scalar(app, select(func.count()).select_from(Infusion)) == (2 if doubled else 1)
+        assert _scalar(app, select(func.count()).where(CustodyEvent.kind == "infusion_started")) == (
+            2 if doubled else 1)
+
+
+@GUARDED
+def test_one_din_sequence_handed_out_twice(app, monkeypatch, guarded):
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session, use_case(session, None, "first bag of the year"):
+        din_allocation.allocate_dins(session, "X9999", 2026, 1)
+    meet = Rendezvous(guarded)
+    increment = din_allocation._increment
+
+    def read_then_write(session: Any, model: Any, key: dict[str, Any], count: int) -> int:
+        last = session.scalar(select(model.last_sequence).filter_by(**key))
+        meet()
+        session.execute(update(model).filter_by(**key).values(last_sequence=last + count))
+        return int(last + count)
+
+    def atomic_then_meet(session: Any, model: Any, key: dict[str, Any], count: int) -> int:
+        last = increment(session, model, key, count)
+        meet()  # before the commit: the other allocation waits for the counter row
+        return last
+
+    monkeypatch.setattr(din_allocation, "_increment", atomic_then_meet if guarded else read_then_write)
+
+    def allocate(session: Any, _: Any) -> str:
+        with use_case(session, None, "guard test"):
+            din = din_allocation.allocate_dins(session, "X9999", 2026, 1)[0]
+        return din.text + din.check_character
+
+    with guard_removed(app, guarded):
+        outcomes = race(app, lambda session, n: None, allocate)
+    dialect = _dialect(app)
+    if guarded:  # no refusal here: both are served, one after the other
+        assert kinds(outcomes) == ["ok", "ok"], outcomes
+        assert sorted(parse_din(din).sequence for _, din in outcomes) == [2, 3]
+        assert _scalar(app, select(DinCounter.last_sequence)) == 3
+    elif dialect == "postgresql":
+        assert kinds(outcomes) == ["ok", "ok"], outcomes
+        assert [parse_din(din).sequence for _, din in outcomes] == [2, 2]  # the same DIN twice
+    else:
+        assert kinds(outcomes) == ["crashed", "ok"], outcomes

@@ -59,16 +59,10 @@ def app_for(url: str) -> Any:
 
 
 def _generate(url: str, bags: int) -> None:
-    from mscbatch.audit.verify import ensure_chain_head
-    from mscbatch.cli import init_database
     from mscbatch.scale import seed_scale
 
-    app = create_app({"DATABASE_URL": url, "AUTO_MIGRATE": False, "PASSWORD_HASH_PROFILE": "fast",
-                      "INSTANCE_DIR": str(CACHE / "instance")})
+    app = app_for(url)  # migrates the new database and starts its chain, as `mscbatch init` does
     with app.app_context():
-        init_database(app)
-        with app.extensions["mscbatch.db"].new_session() as session:
-            ensure_chain_head(session)
         report = seed_scale(app, bags, seed=SEED, progress=True)
         _bench_users(app)
     app.extensions["mscbatch.db"].engine.dispose()

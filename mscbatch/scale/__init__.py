@@ -8,6 +8,7 @@ pairs that answer MATCHES, for benchmarks and tests.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
 import queue
@@ -246,10 +247,10 @@ class _Pipeline:
             return self.events
         process, self.process = self.process, None
         if process.is_alive() and self.outbox.empty():
-            try:
+            # a writer that stopped taking chunks cannot take the end mark either: its report (or its death)
+            # is read below all the same
+            with contextlib.suppress(queue.Full):
                 self.inbox.put(None, timeout=5)
-            except queue.Full:
-                pass  # the writer stopped taking chunks: its report (or its death) is read below
         while True:
             try:
                 status, value = self.outbox.get(timeout=1)

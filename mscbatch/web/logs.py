@@ -98,7 +98,7 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, _value: TextIO) -> None:
-        pass
+        """StreamHandler sets its stream at construction: ignored, the getter always answers sys.stderr."""
 
 
 def make_handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any, ClassVar
 
-from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
 
 from mscbatch.audit.models import AuditEvent, AuditHead
@@ -137,6 +138,16 @@ def _key(session: Session) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
+@cache
+def _chain_statements() -> tuple[Any, Any, Any, Any]:
+    """(read head FOR UPDATE, insert events, move head, first head): built once, since every audited write runs
+    them (SQLAlchemy would otherwise rebuild and re-key them each time)."""
+    head = AuditHead.__table__
+    moved = {name: bindparam(name) for name in ("last_seq", "last_hash", "mac")}
+    return (select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update(),
+            insert(AuditEvent), update(head).where(head.c.id == 1).values(**moved), insert(head))
+
+
 def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append events to the chain inside the session's transaction.
 
@@ -145,10 +156,11 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """
     from mscbatch.database import utcnow
 
+    read_head, insert_events, move_head, first_head = _chain_statements()
     connection = session.connection()
     key = _key(session)
     actor_id, actor_name = _actor(session)
-    head = connection.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    head = connection.execute(read_head).first()
     last_seq, prev_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
     now = utcnow()
     events = []
@@ -158,12 +170,12 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
                          prev_hash=prev_hash)
         event_row["hash"] = prev_hash = event_hash(key, prev_hash, event_row)
         events.append(event_row)
-    connection.execute(insert(AuditEvent), events)
+    connection.execute(insert_events, events[0] if len(events) == 1 else events)
     values = dict(last_seq=last_seq, last_hash=prev_hash, mac=head_mac(key, last_seq, prev_hash))
     if head:
-        connection.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
+        connection.execute(move_head, values)
     else:
-        connection.execute(insert(AuditHead).values(id=1, **values))
+        connection.execute(first_head, dict(id=1, **values))
 
 
 def record(session: Session, action: str, entity_type: str, entity_id: Any = None, *, field: str | None = None,

@@ -9,6 +9,7 @@ from flask import Flask, Request, current_app, request, session
 
 from mscbatch.auth import services
 from mscbatch.auth.models import User
+from mscbatch.database import reading
 from mscbatch.extensions import db, login_manager
 
 
@@ -45,4 +46,5 @@ def init_login(app: Flask) -> None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             return None
-        return services.user_for_api_token(db.session, secret.strip())
+        with reading(db.session):
+            return services.user_for_api_token(db.session, secret.strip())

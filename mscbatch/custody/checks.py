@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mscbatch.core.identifiers import IdentifierError, parse_din
@@ -22,8 +24,8 @@ from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of, site_config
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_of_bag, patient_by_wristband
-from mscbatch.release.queries import release_state
+from mscbatch.patients.queries import allocated_patient_id, patient_by_wristband
+from mscbatch.release.queries import ReleaseState, exceptional_release_of, pending_conditional_tests
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
 _TOKEN_LIKE = re.compile(r"(/v/|\.)", re.IGNORECASE)
@@ -55,42 +57,46 @@ class BedsideResult:
 
 
 def hold_of(session: Session, bag_id: int) -> str | None:
-    """Why the bag is on hold (a recall), or None.
+    """Why the bag is on hold (the words of its recalls), or None."""
+    from mscbatch.recall.queries import bag_hold  # recall reads custody: imported here, not at the top
 
-    CALL SITE (recall package, issue 7, built by the labelling / recall engineer):
-    mscbatch.recall.queries.bag_hold(session, bag_id) -> str | None. Until that module exists no bag is
-    held by a recall (a bag in the on_hold STATE is still refused below).
-    """
-    try:
-        from mscbatch.recall.queries import bag_hold  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
     return bag_hold(session, bag_id)
 
 
-def resolve_bag(session: Session, scanned: str, label_key: str) -> tuple[Bag | None, str | None]:
-    """(bag, problem): the bag a scan names, from a label token (URL or bare) or a typed DIN with its K."""
+def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None]:
+    """(reference, problem): the DIN (13 characters, or 14 with its check character) a scan names, from a label
+    token (URL or bare) or a typed DIN with its K. Pure: the database is not read."""
     text = (scanned or "").strip()
     if not text:
         return None, "No bag was scanned. Scan the QR code on the bag label."
     compact = "".join(text.split())
     if _TOKEN_LIKE.search(compact):
         try:
-            ref = verify_token(text, label_key)
+            return verify_token(text, label_key), None
         except TokenInvalid as invalid:
             return None, f"The code on the bag label is not genuine ({invalid.reason}). {CALL_UNIT}"
-    else:
-        try:
-            din = parse_din(compact)
-        except IdentifierError as error:
-            return None, f"The bag number typed is not valid ({error}). Scan the label's QR code or type again."
-        if len(compact) != 14:
-            return None, ("Type all 14 characters of the bag number (DIN), including the boxed check character "
-                          f"at the end (it should be {din.check_character}).")
-        ref = compact.upper()
+    try:
+        din = parse_din(compact)
+    except IdentifierError as error:
+        return None, f"The bag number typed is not valid ({error}). Scan the label's QR code or type again."
+    if len(compact) != 14:
+        return None, ("Type all 14 characters of the bag number (DIN), including the boxed check character "
+                      f"at the end (it should be {din.check_character}).")
+    return compact.upper(), None
+
+
+def _unknown(ref: str) -> str:
+    return f"No bag {ref[:13]} exists in the unit's records. {CALL_UNIT}"
+
+
+def resolve_bag(session: Session, scanned: str, label_key: str) -> tuple[Bag | None, str | None]:
+    """(bag, problem): the bag a scan names."""
+    ref, problem = scan_reference(scanned, label_key)
+    if ref is None:
+        return None, problem
     bag = session.scalar(select(Bag).where(Bag.din == ref[:13]))
     if bag is None or (len(ref) == 14 and bag.check_character != ref[13]):
-        return None, f"No bag {ref[:13]} exists in the unit's records. {CALL_UNIT}"
+        return None, _unknown(ref)
     return bag, None
 
 
@@ -101,6 +107,58 @@ def thawed_at(session: Session, bag_id: int) -> datetime | None:
         CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "thawed").order_by(CustodyEvent.id.desc()).limit(1))
 
 
+@dataclass(frozen=True)
+class BagFacts:
+    """Everything the bedside check knows about one bag (bag_facts reads it)."""
+    bag: Bag
+    lot: Lot
+    release: ReleaseState
+    donor_type: str | None
+    recipient_code: str | None
+    infused_at: datetime | None  # the start of its infusion, if it has one
+    hold: str | None  # the words of its active holds
+    thawed_at: datetime | None
+    allocated_patient_id: int | None  # the patient a signed, active prescription reserves it for
+    allocated_patient_code: str | None
+
+
+@cache
+def _facts_statement() -> Any:
+    """One statement for the patient wearing the wristband, the bag, its lot and donor, and every fact about them
+    that a MATCHES needs; built once (the check runs at every scan). The subqueries are the owning domains' own
+    definitions."""
+    from mscbatch.custody.models import Infusion
+    from mscbatch.recall.queries import is_held
+
+    exceptional_for, exceptional = exceptional_release_of(Lot.id)
+    infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
+    return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
+                   exceptional_for, exceptional, allocated_patient_id(Bag.id))
+            .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
+            .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
+            .where(Bag.din == bindparam("din")))
+
+
+def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patient | None, BagFacts | None]:
+    """(patient wearing the wristband, the bag's facts): one statement when the check can MATCH; a few more only
+    for an unknown bag or the words of a STOP (hold reasons, thaw time, pending tests, the other patient's code)."""
+    row = session.execute(_facts_statement(), {"din": din, "wristband": wristband or None}).first() if din else None
+    if row is None:
+        return (patient_by_wristband(session, wristband) if wristband else None), None
+    bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id = row
+    pending = tuple(pending_conditional_tests(session, lot)) if lot.status == "conditional_release" else ()
+    allocated_code = None
+    if allocated_id is not None:  # on a MATCHES, the patient just read: no statement
+        allocated = session.get(Patient, allocated_id)
+        allocated_code = allocated.code if allocated is not None else None
+    return patient, BagFacts(
+        bag=bag, lot=lot, release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending),
+        donor_type=donor_type, recipient_code=recipient_code, infused_at=infused,
+        hold=hold_of(session, bag.id) if held else None,
+        thawed_at=thawed_at(session, bag.id) if bag.status in ("thawed", "infused") else None,
+        allocated_patient_id=allocated_id, allocated_patient_code=allocated_code)
+
+
 def _when(moment: datetime) -> str:
     local = moment.astimezone(site_config().tz)
     return f"{local:%d %b %Y %H:%M} ({moment:%H:%M} UTC)"
@@ -108,34 +166,34 @@ def _when(moment: datetime) -> str:
 
 def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
              now: datetime | None = None) -> BedsideResult:
-    """Run every check. Reads only: the caller records the result."""
-    from mscbatch.custody.models import Infusion
-
-    now = now or utcnow()
-    result = BedsideResult()
+    """Run every check. Reads only (one statement when it MATCHES): the caller records the result."""
     wristband = (wristband or "").strip()
+    ref, problem = scan_reference(bag_scan, label_key)
+    patient, facts = read_facts(session, wristband, ref[:13] if ref else None)
+    if ref and (facts is None or (len(ref) == 14 and facts.bag.check_character != ref[13])):
+        facts, problem = None, _unknown(ref)
+    return judge(wristband, patient, facts, problem, now or utcnow())
+
+
+def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_problem: str | None,
+          now: datetime) -> BedsideResult:
+    """MATCHES or STOP with every failed check, from what was read (pure: no database, no clock)."""
+    result = BedsideResult(patient=patient)
     if not wristband:
         result.stop("no_wristband", "No wristband was scanned. Scan the patient's wristband.")
-    else:
-        result.patient = patient_by_wristband(session, wristband)
-        if result.patient is None:
-            result.stop("unknown_wristband", "This wristband is not known. Check the patient's identity before "
-                                             "anything else.")
-    bag, problem = resolve_bag(session, bag_scan, label_key)
-    if bag is None:
-        result.stop("bag", problem or "Unknown bag.")
+    elif patient is None:
+        result.stop("unknown_wristband", "This wristband is not known. Check the patient's identity before "
+                                         "anything else.")
+    if facts is None:
+        result.stop("bag", bag_problem or "Unknown bag.")
         return result
-    lot = session.get(Lot, bag.lot_id)
-    assert lot is not None
+    bag, lot, state = facts.bag, facts.lot, facts.release
     result.bag, result.lot = bag, lot
-    patient = result.patient
 
-    infusion = session.scalar(select(Infusion).where(Infusion.bag_id == bag.id))
-    if bag.status == "infused" or infusion is not None:
-        since = f" on {_when(infusion.started_at)}" if infusion else ""
+    if bag.status == "infused" or facts.infused_at is not None:
+        since = f" on {_when(facts.infused_at)}" if facts.infused_at else ""
         result.stop("already_infused", f"This bag has ALREADY BEEN INFUSED{since}. Never give a bag twice.")
 
-    state = release_state(session, lot)
     if lot.status == "rejected":
         result.stop("rejected", f"Lot {lot.lot_number} was REJECTED. {CALL_UNIT}")
     elif lot.status == "recalled":
@@ -156,9 +214,8 @@ def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
         result.notes.append("Conditional release: a test result is still pending ("
                             + ", ".join(state.pending_tests) + "). The unit will tell the clinician the result.")
 
-    hold = hold_of(session, bag.id)
-    if hold or bag.status == "on_hold":
-        result.stop("on_hold", f"This bag is ON HOLD{f' ({hold})' if hold else ''}. {CALL_UNIT}")
+    if facts.hold or bag.status == "on_hold":
+        result.stop("on_hold", f"This bag is ON HOLD{f' ({facts.hold})' if facts.hold else ''}. {CALL_UNIT}")
     if bag.status == "discarded":
         result.stop("discarded", f"This bag was DISCARDED. {CALL_UNIT}")
     elif bag.status == "returned":
@@ -169,30 +226,26 @@ def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
 
     if bag.expires_at <= now:
         result.stop("bag_expired", f"This bag EXPIRED on {_when(bag.expires_at)}. {CALL_UNIT}")
-    thawed = thawed_at(session, bag.id) if bag.status in ("thawed", "infused") else None
-    if thawed is not None:
+    if facts.thawed_at is not None:
         limit = product_of(lot).post_thaw_limit
-        deadline = thawed + limit
-        result.thawed_at, result.post_thaw_deadline = thawed, deadline
+        deadline = facts.thawed_at + limit
+        result.thawed_at, result.post_thaw_deadline = facts.thawed_at, deadline
         if now > deadline and bag.status == "thawed":
             minutes = int(limit.total_seconds() // 60)
-            result.stop("post_thaw", f"Too long since thawing: thawed at {_when(thawed)}; it had to be given "
-                                     f"within {minutes} minutes, by {_when(deadline)}. {CALL_UNIT}")
+            result.stop("post_thaw", f"Too long since thawing: thawed at {_when(facts.thawed_at)}; it had to be "
+                                     f"given within {minutes} minutes, by {_when(deadline)}. {CALL_UNIT}")
 
-    allocation = allocation_of_bag(session, bag.id)
-    if allocation is None:
+    if facts.allocated_patient_id is None:
         result.stop("not_prescribed", "This bag is not prescribed for any patient (no signed prescription). "
                                       + CALL_UNIT)
-    elif patient is not None and allocation.patient.id != patient.id:
-        result.stop("wrong_patient", f"WRONG PATIENT. This bag is prescribed for patient {allocation.patient.code}, "
-                                     f"not for {patient.code} who wears this wristband.")
-    donor = session.get(Donor, lot.donor_id)
-    directed = product_of(lot).is_directed or (donor is not None and donor.donor_type == "familial")
-    if directed:
-        recipient = donor.recipient_code if donor is not None else None
-        if patient is not None and recipient != patient.code:
-            result.stop("directed_other", f"This is a DIRECTED donation for one recipient only ({recipient or 'none named'}), "
-                                          f"not for {patient.code}. {CALL_UNIT}")
+    elif patient is not None and facts.allocated_patient_id != patient.id:
+        result.stop("wrong_patient", f"WRONG PATIENT. This bag is prescribed for patient "
+                                     f"{facts.allocated_patient_code}, not for {patient.code} who wears this "
+                                     "wristband.")
+    directed = product_of(lot).is_directed or facts.donor_type == "familial"
+    if directed and patient is not None and facts.recipient_code != patient.code:
+        result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
+                                      f"({facts.recipient_code or 'none named'}), not for {patient.code}. {CALL_UNIT}")
     return result
 
 

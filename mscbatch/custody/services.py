@@ -28,7 +28,7 @@ from mscbatch.auth.passwords import verify_password
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import BedsideResult, evaluate, resolve_bag
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
-from mscbatch.database import utcnow
+from mscbatch.database import reading, utcnow
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag
 from mscbatch.patients.queries import allocation_of_bag
@@ -174,7 +174,8 @@ def _require_bedside_role(user: Any, who: str) -> None:
 def bedside_check(session: Session, actor: Any, *, wristband: str, bag_scan: str, label_key: str) -> BedsideResult:
     """Run the bedside check and record it (MATCHES or STOP) as a TwoPersonCheck awaiting its second person."""
     _require_bedside_role(actor, "The person doing the bedside check")
-    result = evaluate(session, wristband, bag_scan, label_key)
+    with reading(session):  # the check's record is then written in its own short write transaction
+        result = evaluate(session, wristband, bag_scan, label_key)
     with use_case(session, actor):
         check = TwoPersonCheck(
             bag_id=result.bag.id if result.bag else None, patient_id=result.patient.id if result.patient else None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import cache
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -113,14 +114,25 @@ class BagAllocation:
     allocation: Allocation
 
 
+def _signed_active_allocation(bag_id: Any) -> list[Any]:
+    """The one definition of "this bag is reserved by a signed, active prescription" (bag_id: a value or a
+    correlated column)."""
+    return [Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
+            Prescription.status == "active", Prescription.locked_at.is_not(None)]
+
+
 def allocation_of_bag(session: Session, bag_id: int) -> BagAllocation | None:
     """Which patient this bag is reserved for by a signed, active prescription (bedside / labels), or None."""
     row = session.execute(
-        select(Allocation, Prescription, Patient).join(Prescription, Prescription.id == Allocation.prescription_id)
-        .join(Patient, Patient.id == Allocation.patient_id)
-        .where(Allocation.active_bag_id == bag_id, Prescription.status == "active",
-               Prescription.locked_at.is_not(None))).first()
+        select(Allocation, Prescription, Patient).join(Patient, Patient.id == Allocation.patient_id)
+        .where(*_signed_active_allocation(bag_id))).first()
     return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
+
+
+def allocated_patient_id(bag_id: Any) -> Any:
+    """Correlated scalar subquery: the id of the patient the bag is reserved for, as allocation_of_bag says
+    (the bedside check reads it in its one statement)."""
+    return select(Allocation.patient_id).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
 
 
 def signatures_for(session: Session, entity_type: str, entity_ids: list[int]) -> dict[int, list[Signature]]:

@@ -1,6 +1,8 @@
 """Reading recalls and holds: is this bag on hold (the bedside check asks), what a recall touches."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,6 +14,12 @@ def active_holds(session: Session, bag_id: int) -> list[tuple[BagHold, Recall]]:
     return [(hold, recall) for hold, recall in session.execute(
         select(BagHold, Recall).join(Recall, Recall.id == BagHold.recall_id)
         .where(BagHold.bag_id == bag_id, BagHold.lifted_at.is_(None)).order_by(BagHold.id))]
+
+
+def is_held(bag_id: Any) -> Any:
+    """Correlated EXISTS: the bag has an active hold (the bedside check reads it in its one statement and asks
+    bag_hold for the words only when it is true)."""
+    return select(BagHold.id).where(BagHold.bag_id == bag_id, BagHold.lifted_at.is_(None)).exists()
 
 
 def bag_hold(session: Session, bag_id: int) -> str | None:

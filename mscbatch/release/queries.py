@@ -86,22 +86,42 @@ class ReleaseState:
     pending_tests: tuple[str, ...]
     flag: str
 
+    @classmethod
+    def of(cls, lot_status: str, exceptional_for: str | None, signed_exceptional: bool,
+           pending: tuple[str, ...]) -> ReleaseState:
+        """The state from the lot's status and its signed exceptional release, if any (pure)."""
+        released = lot_status in ("released", "conditional_release")
+        conditional = lot_status == "conditional_release"
+        exceptional = released and signed_exceptional
+        flag = ""
+        if exceptional:
+            flag = (f"EXCEPTIONAL RELEASE of an OOS batch for patient {exceptional_for} only "
+                    "(EU GMP Part IV 11.5)")
+        elif conditional:
+            flag = "CONDITIONAL RELEASE: pending " + ", ".join(pending)
+        return cls(lot_status, released, conditional, exceptional, exceptional_for if exceptional else None,
+                   pending, flag)
+
+
+def _signed_exceptional(lot_id: Any) -> Any:
+    return select(LotDisposition.patient_code).where(
+        LotDisposition.lot_id == lot_id, LotDisposition.kind == "exceptional_release",
+        LotDisposition.signed_at.is_not(None)).order_by(LotDisposition.id).limit(1)
+
+
+def exceptional_release_of(lot_id: Any) -> tuple[Any, Any]:
+    """Correlated (patient code, exists) of the lot's first signed exceptional release: the one definition that
+    release_state and the bedside check's single statement both read."""
+    query = _signed_exceptional(lot_id)
+    return query.scalar_subquery(), query.exists()
+
 
 def release_state(session: Session, lot: Lot) -> ReleaseState:
     """Issue 6 asks this before allocating, labelling or dispatching a bag of the lot."""
-    signed = [d for d in dispositions_of(session, lot.id) if d.signed_at is not None]
-    exceptional = next((d for d in signed if d.kind == "exceptional_release"), None)
-    released = lot.status in ("released", "conditional_release")
-    conditional = lot.status == "conditional_release"
-    pending = tuple(pending_conditional_tests(session, lot))
-    flag = ""
-    if released and exceptional is not None:
-        flag = (f"EXCEPTIONAL RELEASE of an OOS batch for patient {exceptional.patient_code} only "
-                "(EU GMP Part IV 11.5)")
-    elif conditional:
-        flag = "CONDITIONAL RELEASE: pending " + ", ".join(pending)
-    return ReleaseState(lot.status, released, conditional, released and exceptional is not None,
-                        exceptional.patient_code if (released and exceptional) else None, pending, flag)
+    code, signed = exceptional_release_of(lot.id)
+    exceptional_for, exceptional = session.execute(select(code, signed)).one()
+    return ReleaseState.of(lot.status, exceptional_for, bool(exceptional),
+                           tuple(pending_conditional_tests(session, lot)))
 
 
 def bag_release(session: Session, bag_id: int) -> ReleaseState:

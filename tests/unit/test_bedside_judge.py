@@ -1,0 +1,73 @@
+"""The bedside check's judgement is pure: facts in, MATCHES or STOP with every failure out (no database).
+
+The integration tests (tests/integration/test_bedside.py) drive the same rules through the web and the API;
+these show the judgement alone sees every fact it needs, including several failures at once.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from mscbatch.custody.checks import BagFacts, judge
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.models import Patient
+from mscbatch.release.queries import ReleaseState
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+
+
+def _facts(**changes: object) -> BagFacts:
+    bag = Bag(id=7, din="W000026000123", check_character="K", status="received", bag_number=1, bag_count=2,
+              volume_ml=Decimal("20"), expires_at=NOW + timedelta(days=30))
+    lot = Lot(id=3, lot_number="UC-2026-0001", product_id="UC-MSC", status="released")
+    facts = BagFacts(bag=bag, lot=lot, release=ReleaseState.of("released", None, False, ()), donor_type="unrelated",
+                     recipient_code=None, infused_at=None, hold=None, thawed_at=None, allocated_patient_id=11,
+                     allocated_patient_code="LUP-001")
+    return replace(facts, **changes)
+
+
+PATIENT = Patient(id=11, code="LUP-001", wristband_id="WB-11")
+OTHER = Patient(id=12, code="LUP-002", wristband_id="WB-12")
+
+
+def codes(result: object) -> list[str]:
+    return [f.code for f in result.failures]  # type: ignore[attr-defined]
+
+
+def test_everything_right_matches() -> None:
+    result = judge("WB-11", PATIENT, _facts(), None, NOW)
+    assert result.matches and codes(result) == []
+
+
+def test_every_failure_is_named_at_once() -> None:
+    facts = _facts(hold="on hold by recall R-4", allocated_patient_id=11)
+    facts.bag.expires_at = NOW - timedelta(minutes=1)
+    result = judge("WB-12", OTHER, facts, None, NOW)
+    assert not result.matches
+    assert codes(result) == ["on_hold", "bag_expired", "wrong_patient"]
+    wrong = result.failures[-1].message
+    assert "WRONG PATIENT" in wrong and "LUP-001" in wrong and "LUP-002" in wrong
+
+
+def test_unknown_wristband_and_unknown_bag() -> None:
+    result = judge("WB-99", None, None, "No bag W000026000999 exists in the unit's records.", NOW)
+    assert codes(result) == ["unknown_wristband", "bag"]
+
+
+def test_exceptional_release_only_for_its_patient() -> None:
+    exceptional = ReleaseState.of("released", "LUP-001", True, ())
+    assert judge("WB-11", PATIENT, _facts(release=exceptional), None, NOW).matches
+    other = judge("WB-12", OTHER, _facts(release=exceptional, allocated_patient_id=12), None, NOW)
+    assert codes(other) == ["exceptional_other"]
+
+
+def test_already_infused_and_not_released() -> None:
+    facts = _facts(infused_at=NOW - timedelta(hours=2), release=ReleaseState.of("quarantine", None, False, ()))
+    facts.lot.status = "quarantine"
+    assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["already_infused", "not_released"]
+
+
+def test_directed_donation_for_another_recipient() -> None:
+    facts = _facts(donor_type="familial", recipient_code="SSC-009")
+    assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["directed_other"]

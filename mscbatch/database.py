@@ -12,6 +12,8 @@ transaction of their own, so they do not hold the write lock.
 """
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -118,9 +120,6 @@ def begin_immediate(dbapi_connection: Any) -> None:
     check's p50 was 230 ms for about 7 ms of work. Python's sqlite3 cannot install another busy handler, so the
     wait for the write lock (taken only here, at BEGIN) is done in this loop; every other statement keeps the
     normal timeout."""
-    import sqlite3
-    import time
-
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
     pause = _FIRST_POLL
     dbapi_connection.execute("PRAGMA busy_timeout=0")

@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 
 from mscbatch.core.identifiers import IdentifierError, parse_din
 from mscbatch.core.label_token import TokenInvalid, verify_token
+from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of, site_config
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocated_patient_id, patient_by_wristband
+from mscbatch.recall.queries import bag_hold, is_held
 from mscbatch.release.queries import ReleaseState, exceptional_release_of, pending_conditional_tests
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
@@ -54,13 +56,6 @@ class BedsideResult:
 
     def stop(self, code: str, message: str) -> None:
         self.failures.append(Finding(code, message))
-
-
-def hold_of(session: Session, bag_id: int) -> str | None:
-    """Why the bag is on hold (the words of its recalls), or None."""
-    from mscbatch.recall.queries import bag_hold  # recall reads custody: imported here, not at the top
-
-    return bag_hold(session, bag_id)
 
 
 def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None]:
@@ -101,8 +96,6 @@ def resolve_bag(session: Session, scanned: str, label_key: str) -> tuple[Bag | N
 
 
 def thawed_at(session: Session, bag_id: int) -> datetime | None:
-    from mscbatch.custody.models import CustodyEvent
-
     return session.scalar(select(CustodyEvent.occurred_at).where(
         CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "thawed").order_by(CustodyEvent.id.desc()).limit(1))
 
@@ -119,7 +112,7 @@ class BagFacts:
     hold: str | None  # the words of its active holds
     thawed_at: datetime | None
     allocated_patient_id: int | None  # the patient a signed, active prescription reserves it for
-    allocated_patient_code: str | None
+    allocated_patient_code: str | None  # read only when it is not the wristband's patient
 
 
 @cache
@@ -127,9 +120,6 @@ def _facts_statement() -> Any:
     """One statement for the patient wearing the wristband, the bag, its lot and donor, and every fact about them
     that a MATCHES needs; built once (the check runs at every scan). The subqueries are the owning domains' own
     definitions."""
-    from mscbatch.custody.models import Infusion
-    from mscbatch.recall.queries import is_held
-
     exceptional_for, exceptional = exceptional_release_of(Lot.id)
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
@@ -146,15 +136,15 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
     bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id = row
-    pending = tuple(pending_conditional_tests(session, lot)) if lot.status == "conditional_release" else ()
+    pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     allocated_code = None
-    if allocated_id is not None:  # on a MATCHES, the patient just read: no statement
+    if allocated_id is not None and patient is not None and allocated_id != patient.id:  # words of WRONG PATIENT
         allocated = session.get(Patient, allocated_id)
         allocated_code = allocated.code if allocated is not None else None
     return patient, BagFacts(
         bag=bag, lot=lot, release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending),
         donor_type=donor_type, recipient_code=recipient_code, infused_at=infused,
-        hold=hold_of(session, bag.id) if held else None,
+        hold=bag_hold(session, bag.id) if held else None,
         thawed_at=thawed_at(session, bag.id) if bag.status in ("thawed", "infused") else None,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code)
 

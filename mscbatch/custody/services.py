@@ -32,6 +32,7 @@ from mscbatch.database import reading, utcnow
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag
 from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
 
 DEFAULT_CHECK_VALID = timedelta(minutes=30)
@@ -130,9 +131,7 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         state = bag_release(session, bag.id)
         if not state.released:
             raise Conflict(f"Bag {bag.din} cannot leave the unit: its lot is {state.lot_status.replace('_', ' ')}.")
-        from mscbatch.custody.checks import hold_of
-
-        hold = hold_of(session, bag.id)
+        hold = bag_hold(session, bag.id)
         if hold:
             raise Conflict(f"Bag {bag.din} is on hold ({hold}); it cannot be dispatched.")
         if allocation_of_bag(session, bag.id) is None:

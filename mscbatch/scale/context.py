@@ -15,6 +15,7 @@ from mscbatch.core.culture import population_doublings
 from mscbatch.core.enrolment import ELIGIBLE
 from mscbatch.core.enrolment import evaluate as evaluate_enrolment
 from mscbatch.core.verdicts import LabResult, judge_lot, judge_test
+from mscbatch.patients.demo import SLE_VALUES, SSC_VALUES
 from mscbatch.patients.enrolment import parse_values, results_json
 from mscbatch.release.demo import PASSING_PANEL
 from mscbatch.scale.records import Ids
@@ -24,16 +25,6 @@ M = 10**6
 BAG_ML = Decimal(25)
 DMSO = Decimal(10)
 ENDOTOXIN = Decimal(PASSING_PANEL["endotoxin"][0])
-SLE_VALUES = {"selena_sledai_points": "10", "creatinine_clearance_ml_per_min": "85", "lvef_percent": "60",
-              "ast_x_uln": "1", "alt_x_uln": "1", "mean_pap_echo_mmhg": "20", "pao2_mmhg": "90", "paco2_mmhg": "40",
-              "neutrophils_g_per_l": "3", "platelets_g_per_l": "40", "haemoglobin_g_per_dl": "11", "cd4_per_ul": "500",
-              "hiv_positive": "no", "htlv_positive": "no", "hbsag_positive": "no", "hcv_positive": "no",
-              "months_since_belimumab": "never", "months_since_b_cell_depletion": "12", "pregnant": "no"}
-SSC_VALUES = {"mrss_points": "20", "creatinine_clearance_ml_per_min_m2": "60", "lvef_percent": "60", "ast_x_uln": "1",
-              "alt_x_uln": "1", "bilirubin_x_uln": "1", "systolic_pap_echo_mmhg": "30", "dlco_percent_predicted": "60",
-              "pao2_mmhg": "85", "paco2_mmhg": "40", "neutrophils_g_per_l": "3", "platelets_g_per_l": "150",
-              "haemoglobin_g_per_dl": "12", "cd4_per_ul": "600", "hiv_positive": "no", "htlv_positive": "no",
-              "chronic_hepatitis_b": "no", "chronic_hepatitis_c": "no", "pregnant": "no"}
 #: product -> (donor rule set, donor type, tissue amount range, unit, collection site, trial protocol short name)
 SOURCES = {
     "UC-MSC": ("cord_eu", "unrelated", (15, 25), "g", "Maternity, delivery room", "SLE-UC"),

@@ -15,22 +15,14 @@ from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import enrolment, services
+from mscbatch.patients.demo import SLE_VALUES, SSC_VALUES
 from mscbatch.patients.queries import protocols
 from tests.conftest import PASSWORD
 
 SEQ = count(1)
 SLE = "protocol-sle-uc"
 SSC = "protocol-ssc-bm"
-SLE_OK = {"selena_sledai_points": "10", "creatinine_clearance_ml_per_min": "85", "lvef_percent": "60",
-          "ast_x_uln": "1", "alt_x_uln": "1", "mean_pap_echo_mmhg": "20", "pao2_mmhg": "90", "paco2_mmhg": "40",
-          "neutrophils_g_per_l": "3", "platelets_g_per_l": "40", "haemoglobin_g_per_dl": "11", "cd4_per_ul": "500",
-          "hiv_positive": "no", "htlv_positive": "no", "hbsag_positive": "no", "hcv_positive": "no",
-          "months_since_belimumab": "never", "months_since_b_cell_depletion": "12", "pregnant": "no"}
-SSC_OK = {"mrss_points": "20", "creatinine_clearance_ml_per_min_m2": "60", "lvef_percent": "60", "ast_x_uln": "1",
-          "alt_x_uln": "1", "bilirubin_x_uln": "1", "systolic_pap_echo_mmhg": "30", "dlco_percent_predicted": "60",
-          "pao2_mmhg": "85", "paco2_mmhg": "40", "neutrophils_g_per_l": "3", "platelets_g_per_l": "150",
-          "haemoglobin_g_per_dl": "12", "cd4_per_ul": "600", "hiv_positive": "no", "htlv_positive": "no",
-          "chronic_hepatitis_b": "no", "chronic_hepatitis_c": "no", "pregnant": "no"}
+SLE_OK, SSC_OK = SLE_VALUES, SSC_VALUES  # a patient who meets every inclusion criterion
 
 
 def user(session, name: str) -> User:  # type: ignore[no-untyped-def]

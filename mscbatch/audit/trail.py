@@ -139,13 +139,14 @@ def _key(session: Session) -> bytes:
 
 
 @cache
-def _chain_statements() -> tuple[Any, Any, Any, Any]:
-    """(read head FOR UPDATE, insert events, move head, first head): built once, since every audited write runs
-    them (SQLAlchemy would otherwise rebuild and re-key them each time)."""
+def _chain_statements() -> tuple[Any, Any, Any, Any, Any]:
+    """(read head FOR UPDATE, insert events, move head, first head, insert events moving the head): built once,
+    since every audited write runs them (SQLAlchemy would otherwise rebuild and re-key them each time)."""
     head = AuditHead.__table__
     moved = {name: bindparam(name) for name in ("last_seq", "last_hash", "mac")}
+    move_head = update(head).where(head.c.id == 1).values(**moved)
     return (select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update(),
-            insert(AuditEvent), update(head).where(head.c.id == 1).values(**moved), insert(head))
+            insert(AuditEvent), move_head, insert(head), insert(AuditEvent).add_cte(move_head.cte("moved_head")))
 
 
 def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -156,7 +157,7 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """
     from mscbatch.database import utcnow
 
-    read_head, insert_events, move_head, first_head = _chain_statements()
+    read_head, insert_events, move_head, first_head, insert_moving_head = _chain_statements()
     connection = session.connection()
     key = _key(session)
     actor_id, actor_name = _actor(session)
@@ -170,12 +171,18 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
                          prev_hash=prev_hash)
         event_row["hash"] = prev_hash = event_hash(key, prev_hash, event_row)
         events.append(event_row)
-    connection.execute(insert_events, events[0] if len(events) == 1 else events)
     values = dict(last_seq=last_seq, last_hash=prev_hash, mac=head_mac(key, last_seq, prev_hash))
-    if head:
-        connection.execute(move_head, values)
-    else:
+    if head is None:
+        connection.execute(insert_events, events)
         connection.execute(first_head, dict(id=1, **values))
+    elif len(events) == 1 and connection.dialect.name == "postgresql":
+        # One round trip instead of two for the commonest write (one event: a scan, a sign-in, a new record): the
+        # event and the head's move in one statement (a data-modifying CTE). On SQLite a statement is a function
+        # call, not a round trip, and SQLite has no such CTE.
+        connection.execute(insert_moving_head, dict(events[0], **values))
+    else:
+        connection.execute(insert_events, events[0] if len(events) == 1 else events)
+        connection.execute(move_head, values)
 
 
 def record(session: Session, action: str, entity_type: str, entity_id: Any = None, *, field: str | None = None,

@@ -49,6 +49,22 @@ def test_reads_in_reading_leave_the_write_lock_free(sqlite_app) -> None:  # type
         other.close()
 
 
+def test_healthz_answers_at_once_while_a_writer_holds_the_lock(sqlite_app) -> None:  # type: ignore[no-untyped-def]
+    """A monitoring probe neither waits for the write lock (30 s, then a false "down") nor takes it from the
+    nurses' and technicians' writes."""
+    app, path = sqlite_app
+    holder = _other_writer(path)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        response = app.test_client().get("/healthz")
+        assert (response.status_code, response.get_json()) == (200, {"status": "ok", "database": "ok"})
+        assert time.monotonic() - started < 5, "healthz waited for the write lock"
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
+
+
 def test_a_change_inside_reading_is_refused_and_rolled_back(sqlite_app) -> None:  # type: ignore[no-untyped-def]
     app, _path = sqlite_app
     add_user(app, "reader", ["technician"], "Rita Reader")

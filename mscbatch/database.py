@@ -68,7 +68,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute(_busy_timeout_pragma())
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -112,6 +112,10 @@ BUSY_TIMEOUT_SECONDS = 30.0
 _FIRST_POLL, _LAST_POLL = 0.0001, 0.001
 
 
+def _busy_timeout_pragma() -> str:
+    return f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}"  # read at each call: tests shorten it
+
+
 def begin_immediate(dbapi_connection: Any) -> None:
     """BEGIN IMMEDIATE, waiting for another writer by polling every 0.1-1 ms.
 
@@ -134,7 +138,7 @@ def begin_immediate(dbapi_connection: Any) -> None:
             time.sleep(pause)
             pause = min(pause * 2, _LAST_POLL)
     finally:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        dbapi_connection.execute(_busy_timeout_pragma())
 
 
 def normalise_url(url: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
@@ -138,15 +138,24 @@ def _key(session: Session) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
+class _ChainStatements(NamedTuple):
+    read_head: Any  # SELECT ... FOR UPDATE
+    insert_events: Any
+    move_head: Any
+    first_head: Any
+    insert_moving_head: Any  # one event and the head's move in one statement (PostgreSQL)
+
+
 @cache
-def _chain_statements() -> tuple[Any, Any, Any, Any, Any]:
-    """(read head FOR UPDATE, insert events, move head, first head, insert events moving the head): built once,
-    since every audited write runs them (SQLAlchemy would otherwise rebuild and re-key them each time)."""
+def _chain_statements() -> _ChainStatements:
+    """Built once, since every audited write runs them (SQLAlchemy would otherwise rebuild and re-key them)."""
     head = AuditHead.__table__
     moved = {name: bindparam(name) for name in ("last_seq", "last_hash", "mac")}
     move_head = update(head).where(head.c.id == 1).values(**moved)
-    return (select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update(),
-            insert(AuditEvent), move_head, insert(head), insert(AuditEvent).add_cte(move_head.cte("moved_head")))
+    return _ChainStatements(
+        read_head=select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update(),
+        insert_events=insert(AuditEvent), move_head=move_head, first_head=insert(head),
+        insert_moving_head=insert(AuditEvent).add_cte(move_head.cte("moved_head")))
 
 
 def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -157,11 +166,11 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     """
     from mscbatch.database import utcnow
 
-    read_head, insert_events, move_head, first_head, insert_moving_head = _chain_statements()
+    statements = _chain_statements()
     connection = session.connection()
     key = _key(session)
     actor_id, actor_name = _actor(session)
-    head = connection.execute(read_head).first()
+    head = connection.execute(statements.read_head).first()
     last_seq, prev_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
     now = utcnow()
     events = []
@@ -173,16 +182,16 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
         events.append(event_row)
     values = dict(last_seq=last_seq, last_hash=prev_hash, mac=head_mac(key, last_seq, prev_hash))
     if head is None:
-        connection.execute(insert_events, events)
-        connection.execute(first_head, dict(id=1, **values))
+        connection.execute(statements.insert_events, events)
+        connection.execute(statements.first_head, dict(id=1, **values))
     elif len(events) == 1 and connection.dialect.name == "postgresql":
         # One round trip instead of two for the commonest write (one event: a scan, a sign-in, a new record): the
         # event and the head's move in one statement (a data-modifying CTE). On SQLite a statement is a function
         # call, not a round trip, and SQLite has no such CTE.
-        connection.execute(insert_moving_head, dict(events[0], **values))
+        connection.execute(statements.insert_moving_head, dict(events[0], **values))
     else:
-        connection.execute(insert_events, events[0] if len(events) == 1 else events)
-        connection.execute(move_head, values)
+        connection.execute(statements.insert_events, events[0] if len(events) == 1 else events)
+        connection.execute(statements.move_head, values)
 
 
 def record(session: Session, action: str, entity_type: str, entity_id: Any = None, *, field: str | None = None,

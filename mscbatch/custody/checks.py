@@ -102,7 +102,7 @@ def thawed_at(session: Session, bag_id: int) -> datetime | None:
 
 @dataclass(frozen=True)
 class BagFacts:
-    """Everything the bedside check knows about one bag (bag_facts reads it)."""
+    """Everything the bedside check knows about one bag (read_facts reads it)."""
     bag: Bag
     lot: Lot
     release: ReleaseState

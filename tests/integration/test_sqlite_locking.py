@@ -84,21 +84,22 @@ def test_a_waiting_writer_gets_the_lock_as_soon_as_it_is_free(sqlite_app) -> Non
     holder = _other_writer(path)
     waiter = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    released_at: list[float] = []
+    committing_at: list[float] = []  # noted just before the COMMIT: the waiter may run before this thread resumes
 
     def release_soon() -> None:
         time.sleep(0.15)
+        committing_at.append(time.perf_counter())
         holder.execute("COMMIT")
-        released_at.append(time.perf_counter())
 
     thread = threading.Thread(target=release_soon)
     thread.start()
     try:
         begin_immediate(waiter)  # waits for the holder's COMMIT
         got = time.perf_counter()
-        assert released_at, "the writer got the lock before the holder committed"
+        thread.join()
+        assert committing_at and got >= committing_at[0], "the writer got the lock before the holder committed"
         # SQLite's own busy handler would sleep in steps of up to 100 ms; the poll wakes within about 1 ms
-        assert got - released_at[0] < 0.05
+        assert got - committing_at[0] < 0.05
         waiter.execute("ROLLBACK")
     finally:
         thread.join()

@@ -41,7 +41,7 @@ def test_everything_right_matches() -> None:
 
 
 def test_every_failure_is_named_at_once() -> None:
-    facts = _facts(hold="on hold by recall R-4", allocated_patient_id=11)
+    facts = _facts(hold="on hold by recall R-4")
     facts.bag.expires_at = NOW - timedelta(minutes=1)
     result = judge("WB-12", OTHER, facts, None, NOW)
     assert not result.matches

@@ -1,6 +1,7 @@
 """Under load: gunicorn with 2 workers on 127.0.0.1 serving the large database, 20 concurrent clients (locust,
 headless) for 60 s on the bedside check, then on the same server's /healthz. Bound: bedside throughput >= 0.5 x
-health throughput, 0 errors. Prints p50/p99 of both and the peak resident memory of each worker.
+health throughput, 0 errors. Prints p50/p99 of both, the peak resident memory of each worker, and where each
+run's CPU went per request (workers, PostgreSQL, load generator, idle cores: bench/cpu.py).
 
 MSCBATCH_BENCH_LOAD_SECONDS shortens the runs (the test suite's smoke run uses a few seconds).
 """
@@ -17,7 +18,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from bench import cpu
 from bench.common import CACHE, ROOT, Row, api_token, database, opened, sizes
 from mscbatch.scale import matching_pairs
 
@@ -64,17 +67,25 @@ def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("gunicorn did not answer /healthz within 60 s")
 
 
-def _locust(port: int, target: str, setup: Path, out: Path) -> dict[str, float]:
+def _locust(port: int, target: str, setup: Path, out: Path, workers: list[int], kind: str) -> dict[str, Any]:
     prefix = out / target
     env = {**os.environ, "BENCH_TARGET": target, "BENCH_SETUP": str(setup)}
-    subprocess.run([str(BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
-                    "-u", str(CLIENTS), "-r", str(CLIENTS), "--run-time", f"{seconds()}s", "--only-summary",
-                    "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--loglevel", "ERROR"],
-                   env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+    on_postgres = kind == "postgresql"
+    with cpu.Sampler(workers, on_postgres) as sampler:
+        locust = subprocess.Popen([str(BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")),
+                                   "--headless", "-u", str(CLIENTS), "-r", str(CLIENTS), "--run-time",
+                                   f"{seconds()}s", "--only-summary", "--host", f"http://127.0.0.1:{port}",
+                                   "--csv", str(prefix), "--loglevel", "ERROR"],
+                                  env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        sampler.load_pids.append(locust.pid)
+        locust.wait()
+    used = sampler.steady(skip_start=2.0, skip_end=1.5)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
-    return {"rps": float(total["Requests/s"]), "requests": float(total["Request Count"]),
-            "failures": float(total["Failure Count"]), "p50": float(total["50%"]), "p99": float(total["99%"])}
+    requests = float(total["Request Count"])
+    return {"rps": float(total["Requests/s"]), "requests": requests, "failures": float(total["Failure Count"]),
+            "p50": float(total["50%"]), "p99": float(total["99%"]),
+            "cpu": used.describe(float(total["Requests/s"]), on_postgres) if used else "CPU: run too short to sample"}
 
 
 def run(kind: str) -> list[Row]:
@@ -93,8 +104,9 @@ def run(kind: str) -> list[Row]:
         with tempfile.TemporaryDirectory() as tmp:
             setup = Path(tmp) / "setup.json"
             setup.write_text(json.dumps({"token": token, "pairs": pairs}))
-            bedside = _locust(port, "bedside", setup, Path(tmp))
-            health = _locust(port, "health", setup, Path(tmp))
+            workers = _children(server.pid)
+            bedside = _locust(port, "bedside", setup, Path(tmp), workers, kind)
+            health = _locust(port, "health", setup, Path(tmp), workers, kind)
         peaks = [_peak_kib(pid) for pid in _children(server.pid)]
     finally:
         server.send_signal(signal.SIGTERM)
@@ -103,7 +115,8 @@ def run(kind: str) -> list[Row]:
     note = (f"{seconds()} s x {CLIENTS} clients, {WORKERS} workers: bedside {bedside['rps']:.0f} req/s "
             f"p50 {bedside['p50']:.0f} ms p99 {bedside['p99']:.0f} ms; healthz {health['rps']:.0f} req/s "
             f"p50 {health['p50']:.0f} ms p99 {health['p99']:.0f} ms; errors {errors}; peak worker memory "
-            + ", ".join(f"{kib / 1024:.0f} MiB" for kib in peaks))
+            + ", ".join(f"{kib / 1024:.0f} MiB" for kib in peaks)
+            + f"\n    bedside {bedside['cpu']}\n    healthz {health['cpu']}")
     row = Row(kind, "load: bedside throughput", "healthz throughput", bedside["rps"], health["rps"], 0.5,
               unit="req/s", note=note, at_least=True)
     if errors:  # an error under load fails the bound whatever the throughput

@@ -26,7 +26,7 @@ def test_the_benchmarks_run_end_to_end_on_both_databases(tmp_path: Path) -> None
     if not POSTGRES_URL:
         missing("PostgreSQL (set MSCBATCH_TEST_POSTGRES_URL)")
     prefix = f"mscbatch_benchtest_{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "MSCBATCH_BENCH_SCALE": "0.001", "MSCBATCH_BENCH_LOAD_SECONDS": "3",
+    env = {**os.environ, "MSCBATCH_BENCH_SCALE": "0.001", "MSCBATCH_BENCH_LOAD_SECONDS": "6",
            "MSCBATCH_BENCH_DIR": str(tmp_path), "MSCBATCH_BENCH_PG_PREFIX": prefix,
            "MSCBATCH_BENCH_POSTGRES_URL": POSTGRES_URL}
     try:
@@ -49,3 +49,6 @@ def test_the_benchmarks_run_end_to_end_on_both_databases(tmp_path: Path) -> None
                                                                                                      table)
     assert "labels: 100-bag lot PDF" in table
     assert "errors 0" in table and "peak worker memory" in table
+    # where the load runs' CPU went, per request, for both endpoints on both databases (bench/cpu.py)
+    assert table.count("CPU per request: workers") == 4, table
+    assert table.count("PostgreSQL") >= 2, table

@@ -1,6 +1,6 @@
 """Where a load run's CPU goes, per request: the gunicorn workers, PostgreSQL, the load generator, and what the
-machine left idle. Read from /proc (Linux), so `make bench` shows why a
-throughput ratio is what it is instead of leaving it to a profiling session.
+machine left idle. Read from /proc (Linux), so that `make bench` shows why a throughput ratio is what it is,
+instead of leaving that to a profiling session.
 
 Sampled every half second over the middle of a run (bench_load's steady state): the workers' and the load
 generator's processes by pid; PostgreSQL as the sum over every process named `postgres` (the server's own

@@ -82,10 +82,10 @@ def _locust(port: int, target: str, setup: Path, out: Path, workers: list[int], 
     used = sampler.steady(skip_start=2.0, skip_end=1.5)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
-    requests = float(total["Request Count"])
-    return {"rps": float(total["Requests/s"]), "requests": requests, "failures": float(total["Failure Count"]),
+    rps = float(total["Requests/s"])
+    return {"rps": rps, "requests": float(total["Request Count"]), "failures": float(total["Failure Count"]),
             "p50": float(total["50%"]), "p99": float(total["99%"]),
-            "cpu": used.describe(float(total["Requests/s"]), on_postgres) if used else "CPU: run too short to sample"}
+            "cpu": used.describe(rps, on_postgres) if used else "CPU: run too short to sample"}
 
 
 def run(kind: str) -> list[Row]:

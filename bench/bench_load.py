@@ -1,6 +1,7 @@
 """Under load: gunicorn with 2 workers on 127.0.0.1 serving the large database, 20 concurrent clients (locust,
 headless) for 60 s on the bedside check, then on the same server's /healthz. Bound: bedside throughput >= 0.5 x
-health throughput, 0 errors. Prints p50/p99 of both, the peak resident memory of each worker, and where each
+health throughput, 0 errors. For information (no bound), a third run on the simplest authenticated write of one
+audited record (a clinician records a weight): what the bedside check costs beside any audited write. Prints p50/p99 of both, the peak resident memory of each worker, and where each
 run's CPU went per request (workers, PostgreSQL, load generator, idle cores: bench/cpu.py).
 
 MSCBATCH_BENCH_LOAD_SECONDS shortens the runs (the test suite's smoke run uses a few seconds).
@@ -17,11 +18,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from bench import cpu
 from bench.common import CACHE, ROOT, Row, api_token, database, opened, sizes
+from mscbatch.patients.models import Patient
 from mscbatch.scale import matching_pairs
 
 CLIENTS = 20
@@ -95,17 +100,21 @@ def run(kind: str) -> list[Row]:
         session = app.extensions["mscbatch.db"].new_session()
         try:
             pairs = matching_pairs(session, 2000)
+            patients = list(session.scalars(select(Patient.id).order_by(Patient.id).limit(2000)))
         finally:
             session.close()
-        token = api_token(app, "bench-nurse")
+        setup_data = {"token": api_token(app, "bench-nurse"), "clinician": api_token(app, "bench-clinician"),
+                      "pairs": pairs, "patients": patients,
+                      "measured_on": (date.today() - timedelta(days=1)).isoformat()}
     port = _free_port()
     server = _serve(url, port)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             setup = Path(tmp) / "setup.json"
-            setup.write_text(json.dumps({"token": token, "pairs": pairs}))
+            setup.write_text(json.dumps(setup_data))
             workers = _children(server.pid)
             bedside = _locust(port, "bedside", setup, Path(tmp), workers, kind)
+            weight = _locust(port, "weight", setup, Path(tmp), workers, kind)
             health = _locust(port, "health", setup, Path(tmp), workers, kind)
         peaks = [_peak_kib(pid) for pid in _children(server.pid)]
     finally:
@@ -117,9 +126,13 @@ def run(kind: str) -> list[Row]:
             f"p50 {health['p50']:.0f} ms p99 {health['p99']:.0f} ms; errors {errors}; peak worker memory "
             + ", ".join(f"{kib / 1024:.0f} MiB" for kib in peaks)
             + f"\n    bedside {bedside['cpu']}\n    healthz {health['cpu']}")
-    row = Row(kind, "load: bedside throughput", "healthz throughput", bedside["rps"], health["rps"], 0.5,
-              unit="req/s", note=note, at_least=True)
-    if errors:  # an error under load fails the bound whatever the throughput
-        row = Row(kind, "load: bedside throughput", "healthz throughput", 0.0, health["rps"], 0.5,
-                  unit="req/s", note=note + " (ERRORS)", at_least=True)
-    return [row]
+    # an error under load fails the bound whatever the throughput
+    row = Row(kind, "load: bedside throughput", "healthz throughput", 0.0 if errors else bedside["rps"],
+              health["rps"], 0.5, unit="req/s", note=note + (" (ERRORS)" if errors else ""), at_least=True)
+    weight_errors = int(weight["failures"])
+    same_shape = Row(kind, "load: bedside throughput", "audited write throughput",
+                     0.0 if weight_errors else bedside["rps"], weight["rps"], None, unit="req/s", at_least=True,
+                     note=(f"vs an audited write, a clinician recording a weight (POST /api/v1/patients/<id>/weights): {weight['rps']:.0f} "
+                           f"req/s p50 {weight['p50']:.0f} ms p99 {weight['p99']:.0f} ms; errors {weight_errors}"
+                           f"\n    weight {weight['cpu']}"))
+    return [row, same_shape]

@@ -70,15 +70,23 @@ def _generate(url: str, bags: int) -> None:
 
 
 def _bench_users(app: Any) -> None:
-    from mscbatch.auth.services import create_user
-
     session = app.extensions["mscbatch.db"].new_session()
     try:
-        for name, roles in (("bench-nurse", ["nurse"]), ("bench-qa", ["qa"]), ("bench-tech", ["technician"])):
-            create_user(session, None, username=name, full_name=name.replace("-", " ").title(),
-                        password=BENCH_PASSWORD, roles=roles, hash_profile="fast")
+        for name, roles in BENCH_USERS.items():
+            _bench_user(session, name, roles)
     finally:
         session.close()
+
+
+BENCH_USERS = {"bench-nurse": ["nurse"], "bench-qa": ["qa"], "bench-tech": ["technician"],
+               "bench-clinician": ["clinician"]}
+
+
+def _bench_user(session: Any, name: str, roles: list[str]) -> Any:
+    from mscbatch.auth.services import create_user
+
+    return create_user(session, None, username=name, full_name=name.replace("-", " ").title(),
+                       password=BENCH_PASSWORD, roles=roles, hash_profile="fast")
 
 
 def _sqlite_url(bags: int) -> str:
@@ -152,6 +160,8 @@ def api_token(app: Any, username: str) -> str:
     session = app.extensions["mscbatch.db"].new_session()
     try:
         user = session.scalar(select(User).where(User.username == username))
+        if user is None:  # a bench user added after this database was generated
+            user = _bench_user(session, username, BENCH_USERS[username])
         return create_api_token(session, user, "bench")[1]
     finally:
         session.close()
@@ -199,7 +209,7 @@ class Row:
     baseline: str
     value: float
     reference: float
-    bound: float
+    bound: float | None  # None: shown for information, no bound of the issue's
     unit: str = "ms"
     note: str = ""
     at_least: bool = False  # True when the ratio is a floor (throughput), not a ceiling (latency)
@@ -210,15 +220,23 @@ class Row:
 
     @property
     def within(self) -> bool:
+        if self.bound is None:
+            return True
         return self.ratio >= self.bound if self.at_least else self.ratio <= self.bound
+
+    @property
+    def verdict(self) -> tuple[str, str]:
+        """(bound, verdict) columns of the table."""
+        if self.bound is None:
+            return "-", "info"
+        return f"{'>=' if self.at_least else '<='} {self.bound}", "ok" if self.within else "OVER"
 
 
 def print_table(rows: list[Row]) -> None:
     header = ("database", "measure", "vs", "measured", "reference", "ratio", "bound", "")
     lines = [header] + [(
         r.database, r.measure, r.baseline, f"{r.value * (1000 if r.unit == 'ms' else 1):.2f} {r.unit}",
-        f"{r.reference * (1000 if r.unit == 'ms' else 1):.2f} {r.unit}", f"{r.ratio:.2f}",
-        f"{'>=' if r.at_least else '<='} {r.bound}", "ok" if r.within else "OVER")
+        f"{r.reference * (1000 if r.unit == 'ms' else 1):.2f} {r.unit}", f"{r.ratio:.2f}", *r.verdict)
         for r in rows]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for number, line in enumerate(lines):

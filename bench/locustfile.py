@@ -2,6 +2,8 @@
 
 health  -> GET /healthz (the same server's trivial request, with its one database round trip)
 bedside -> POST /api/v1/custody/scan-verify, cycling through real (wristband, bag) pairs that must MATCH
+weight  -> POST /api/v1/patients/<id>/weights as a clinician: the simplest authenticated write of one audited
+           record, a reference of the bedside check's own shape (shown for information, no bound)
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from locust import FastHttpUser, constant, task
 TARGET = os.environ.get("BENCH_TARGET", "health")
 _setup = json.loads(open(os.environ["BENCH_SETUP"]).read()) if os.environ.get("BENCH_SETUP") else {}
 _pairs = itertools.cycle(_setup.get("pairs") or [["-", "-"]])
+_patients = itertools.cycle(_setup.get("patients") or [0])
 
 
 class Client(FastHttpUser):
@@ -23,6 +26,14 @@ class Client(FastHttpUser):
     def request(self) -> None:
         if TARGET == "health":
             self.client.get("/healthz", name="healthz")
+            return
+        if TARGET == "weight":
+            with self.client.post(f"/api/v1/patients/{next(_patients)}/weights", name="weight",
+                                  json={"weight_kg": "62.5", "measured_on": _setup["measured_on"]},
+                                  headers={"Authorization": f"Bearer {_setup['clinician']}"},
+                                  catch_response=True) as answer:
+                if answer.status_code != 201:
+                    answer.failure(f"{answer.status_code}: weight not recorded")
             return
         wristband, bag = next(_pairs)
         with self.client.post("/api/v1/custody/scan-verify", json={"wristband": wristband, "bag": bag},

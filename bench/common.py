@@ -69,6 +69,10 @@ def _generate(url: str, bags: int) -> None:
     print(f"  generated {url.rsplit('/', 1)[-1]}: {report}", flush=True)
 
 
+BENCH_USERS = {"bench-nurse": ["nurse"], "bench-qa": ["qa"], "bench-tech": ["technician"],
+               "bench-clinician": ["clinician"]}
+
+
 def _bench_users(app: Any) -> None:
     session = app.extensions["mscbatch.db"].new_session()
     try:
@@ -76,10 +80,6 @@ def _bench_users(app: Any) -> None:
             _bench_user(session, name, roles)
     finally:
         session.close()
-
-
-BENCH_USERS = {"bench-nurse": ["nurse"], "bench-qa": ["qa"], "bench-tech": ["technician"],
-               "bench-clinician": ["clinician"]}
 
 
 def _bench_user(session: Any, name: str, roles: list[str]) -> Any:

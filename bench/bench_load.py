@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bench import cpu
-from bench.common import CACHE, ROOT, Row, api_token, database, opened, sizes
+from bench.common import CACHE, LOG_LEVEL, ROOT, Row, api_token, database, opened, sizes
 from mscbatch.patients.models import Patient
 from mscbatch.scale import matching_pairs
 
@@ -57,7 +57,8 @@ def _peak_kib(pid: int) -> int:
 
 
 def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MSCBATCH_DATABASE_URL": url, "MSCBATCH_INSTANCE_DIR": str(CACHE / "instance")}
+    env = {**os.environ, "MSCBATCH_DATABASE_URL": url, "MSCBATCH_INSTANCE_DIR": str(CACHE / "instance"),
+           "MSCBATCH_LOG_LEVEL": LOG_LEVEL}
     server = subprocess.Popen([str(BIN / "gunicorn"), "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
                                "--log-level", "warning", "mscbatch:create_app()"], cwd=ROOT, env=env)
     deadline = time.monotonic() + 60

@@ -30,7 +30,9 @@ SEED = 1
 SMALL_BAGS, LARGE_BAGS = 10_000, 1_000_000
 PG_ADMIN_URL = os.environ.get("MSCBATCH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BENCH_PASSWORD = "bench-password-not-for-production"
-os.environ.setdefault("MSCBATCH_LOG_LEVEL", "WARNING")  # one access line per measured request would drown the table
+# One access line per measured request would drown the table. Passed to each app and server the benchmarks start,
+# never set in os.environ: importing this module (the tests do) must not change the log level of other apps.
+LOG_LEVEL = os.environ.get("MSCBATCH_LOG_LEVEL", "WARNING")
 KINDS = tuple(k for k in os.environ.get("MSCBATCH_BENCH_DATABASES", "sqlite,postgresql").split(",") if k)
 
 
@@ -54,7 +56,7 @@ def fingerprint() -> str:
 def app_for(url: str) -> Any:
     """An app as `make run` would build it (demo keys: these databases hold nothing real); it upgrades the
     schema at start like the real one."""
-    return create_app({"DATABASE_URL": url, "PASSWORD_HASH_PROFILE": "fast",
+    return create_app({"DATABASE_URL": url, "PASSWORD_HASH_PROFILE": "fast", "LOG_LEVEL": LOG_LEVEL,
                        "INSTANCE_DIR": str(CACHE / "instance")})
 
 

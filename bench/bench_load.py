@@ -1,8 +1,9 @@
 """Under load: gunicorn with 2 workers on 127.0.0.1 serving the large database, 20 concurrent clients (locust,
 headless) for 60 s on the bedside check, then on the same server's /healthz. Bound: bedside throughput >= 0.5 x
-health throughput, 0 errors. For information (no bound), a third run on the simplest authenticated write of one
-audited record (a clinician records a weight): what the bedside check costs beside any audited write. Prints p50/p99 of both, the peak resident memory of each worker, and where each
-run's CPU went per request (workers, PostgreSQL, load generator, idle cores: bench/cpu.py).
+health throughput, 0 errors. For information (no bound), a run between them on the simplest authenticated write
+of one audited record (a clinician records a weight): what the bedside check costs beside any audited write.
+Prints p50/p99 of every run, the peak resident memory of each worker, and where each run's CPU went per request
+(workers, PostgreSQL, load generator, idle cores: bench/cpu.py).
 
 MSCBATCH_BENCH_LOAD_SECONDS shortens the runs (the test suite's smoke run uses a few seconds).
 """
@@ -89,7 +90,7 @@ def _locust(port: int, target: str, setup: Path, out: Path, workers: list[int], 
     with open(f"{prefix}_stats.csv", newline="") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
     rps = float(total["Requests/s"])
-    return {"rps": rps, "requests": float(total["Request Count"]), "failures": float(total["Failure Count"]),
+    return {"rps": rps, "failures": float(total["Failure Count"]),
             "p50": float(total["50%"]), "p99": float(total["99%"]),
             "cpu": used.describe(rps, on_postgres) if used else "CPU: run too short to sample"}
 
@@ -122,9 +123,8 @@ def run(kind: str) -> list[Row]:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     errors = int(bedside["failures"] + health["failures"])
-    note = (f"{seconds()} s x {CLIENTS} clients, {WORKERS} workers: bedside {bedside['rps']:.0f} req/s "
-            f"p50 {bedside['p50']:.0f} ms p99 {bedside['p99']:.0f} ms; healthz {health['rps']:.0f} req/s "
-            f"p50 {health['p50']:.0f} ms p99 {health['p99']:.0f} ms; errors {errors}; peak worker memory "
+    note = (f"{seconds()} s x {CLIENTS} clients, {WORKERS} workers: {_summary('bedside', bedside)}; "
+            f"{_summary('healthz', health)}; errors {errors}; peak worker memory "
             + ", ".join(f"{kib / 1024:.0f} MiB" for kib in peaks)
             + f"\n    bedside {bedside['cpu']}\n    healthz {health['cpu']}")
     # an error under load fails the bound whatever the throughput
@@ -133,7 +133,10 @@ def run(kind: str) -> list[Row]:
     weight_errors = int(weight["failures"])
     same_shape = Row(kind, "load: bedside throughput", "audited write throughput",
                      0.0 if weight_errors else bedside["rps"], weight["rps"], None, unit="req/s", at_least=True,
-                     note=(f"vs an audited write, a clinician recording a weight (POST /api/v1/patients/<id>/weights): {weight['rps']:.0f} "
-                           f"req/s p50 {weight['p50']:.0f} ms p99 {weight['p99']:.0f} ms; errors {weight_errors}"
-                           f"\n    weight {weight['cpu']}"))
+                     note=(f"vs an audited write, a clinician recording a weight (POST /api/v1/patients/<id>/weights): "
+                           f"{_summary('weight', weight)}; errors {weight_errors}\n    weight {weight['cpu']}"))
     return [row, same_shape]
+
+
+def _summary(name: str, measured: dict[str, Any]) -> str:
+    return f"{name} {measured['rps']:.0f} req/s p50 {measured['p50']:.0f} ms p99 {measured['p99']:.0f} ms"

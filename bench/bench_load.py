@@ -1,11 +1,17 @@
 """Under load: gunicorn with 2 workers on 127.0.0.1 serving the large database, 20 concurrent clients (locust,
-headless) for 60 s on the bedside check, then on the same server's /healthz. Bound: bedside throughput >= 0.5 x
-health throughput, 0 errors. For information (no bound), a run between them on the simplest authenticated write
-of one audited record (a clinician records a weight): what the bedside check costs beside any audited write.
-Prints p50/p99 of every run, the peak resident memory of each worker, and where each run's CPU went per request
-(workers, PostgreSQL, load generator, idle cores: bench/cpu.py).
+headless) for 60 s on the bedside check and 60 s on the same server's /healthz. Bound: bedside throughput >= 0.5 x
+health throughput, 0 errors. For information (no bound), 60 s on the simplest authenticated write of one audited
+record (a clinician records a weight): what the bedside check costs beside any audited write.
 
-MSCBATCH_BENCH_LOAD_SECONDS shortens the runs (the test suite's smoke run uses a few seconds).
+Each endpoint's 60 s are run as blocks of 10 s, the three endpoints taking turns (in mirrored order: bedside,
+weight, healthz, then healthz, weight, bedside ...), so that a change in the machine's speed during the run weighs
+on both sides of the ratio, as the latency benchmarks alternate their samples. A virtual machine's speed moves
+(the same loop took 1.0 to 1.7 s within a minute on the VM of the README's figures). Throughput is an endpoint's
+requests over its blocks' time; p50/p99 are taken over all its response times. Prints the peak resident memory
+of each worker and where each endpoint's CPU went per request (workers, PostgreSQL, load generator, idle cores:
+bench/cpu.py, over the middle of every block).
+
+MSCBATCH_BENCH_LOAD_SECONDS shortens the runs (the test suite's smoke run uses a few seconds: one block each).
 """
 from __future__ import annotations
 
@@ -32,11 +38,28 @@ from mscbatch.scale import matching_pairs
 
 CLIENTS = 20
 WORKERS = 2
+BLOCK_SECONDS = 10
+TARGETS = ("bedside", "weight", "health")
 BIN = Path(sys.executable).parent
 
 
 def seconds() -> int:
     return int(os.environ.get("MSCBATCH_BENCH_LOAD_SECONDS", "60"))
+
+
+def blocks() -> tuple[int, int]:
+    """(number of blocks, seconds per block) for each endpoint: 60 s -> 6 x 10 s; a short smoke run -> 1 block."""
+    count = max(1, seconds() // BLOCK_SECONDS)
+    return count, max(1, seconds() // count)
+
+
+def turns(count: int) -> list[str]:
+    """The order of the blocks: each round mirrors the one before, so that a steady drift of the machine's speed
+    weighs on every endpoint alike."""
+    order: list[str] = []
+    for round_ in range(count):
+        order.extend(TARGETS if round_ % 2 == 0 else reversed(TARGETS))
+    return order
 
 
 def _free_port() -> int:
@@ -74,25 +97,41 @@ def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("gunicorn did not answer /healthz within 60 s")
 
 
-def _locust(port: int, target: str, setup: Path, out: Path, workers: list[int], kind: str) -> dict[str, Any]:
+def _locust(port: int, target: str, setup: Path, out: Path, workers: list[int], kind: str,
+            run_seconds: int) -> dict[str, Any]:
+    """One block: locust on one endpoint for run_seconds."""
     prefix = out / target
-    env = {**os.environ, "BENCH_TARGET": target, "BENCH_SETUP": str(setup)}
-    on_postgres = kind == "postgresql"
-    with cpu.Sampler(workers, on_postgres) as sampler:
+    times = out / f"{target}-times.json"
+    env = {**os.environ, "BENCH_TARGET": target, "BENCH_SETUP": str(setup), "BENCH_TIMES": str(times)}
+    with cpu.Sampler(workers, kind == "postgresql") as sampler:
         locust = subprocess.Popen([str(BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")),
                                    "--headless", "-u", str(CLIENTS), "-r", str(CLIENTS), "--run-time",
-                                   f"{seconds()}s", "--only-summary", "--host", f"http://127.0.0.1:{port}",
+                                   f"{run_seconds}s", "--only-summary", "--host", f"http://127.0.0.1:{port}",
                                    "--csv", str(prefix), "--loglevel", "ERROR"],
                                   env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         sampler.load_pids.append(locust.pid)
         locust.wait()
-    used = sampler.steady(skip_start=2.0, skip_end=1.5)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
-    rps = float(total["Requests/s"])
-    return {"rps": rps, "failures": float(total["Failure Count"]),
-            "p50": float(total["50%"]), "p99": float(total["99%"]),
-            "cpu": used.describe(rps, on_postgres) if used else "CPU: run too short to sample"}
+    requests, rps = int(total["Request Count"]), float(total["Requests/s"])
+    return {"requests": requests, "seconds": requests / rps if rps else float(run_seconds),
+            "failures": int(total["Failure Count"]), "times": json.loads(times.read_text()),
+            "cpu": sampler.steady(skip_start=2.0, skip_end=1.5)}
+
+
+def _endpoint(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """An endpoint's blocks taken together."""
+    requests = sum(r["requests"] for r in runs)
+    rps = requests / sum(r["seconds"] for r in runs)
+    times = sorted(t for r in runs for t in r["times"])
+    used = cpu.merge(r["cpu"] for r in runs if r["cpu"] is not None)
+    return {"rps": rps, "failures": sum(r["failures"] for r in runs),
+            "p50": _percentile(times, 0.50), "p99": _percentile(times, 0.99),
+            "cpu": used.describe(rps, kind == "postgresql") if used else "CPU: run too short to sample"}
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 def run(kind: str) -> list[Row]:
@@ -115,15 +154,17 @@ def run(kind: str) -> list[Row]:
             setup = Path(tmp) / "setup.json"
             setup.write_text(json.dumps(setup_data))
             workers = _children(server.pid)
-            bedside = _locust(port, "bedside", setup, Path(tmp), workers, kind)
-            weight = _locust(port, "weight", setup, Path(tmp), workers, kind)
-            health = _locust(port, "health", setup, Path(tmp), workers, kind)
+            count, block = blocks()
+            runs: dict[str, list[dict[str, Any]]] = {target: [] for target in TARGETS}
+            for target in turns(count):
+                runs[target].append(_locust(port, target, setup, Path(tmp), workers, kind, block))
+            bedside, weight, health = (_endpoint(runs[target], kind) for target in TARGETS)
         peaks = [_peak_kib(pid) for pid in _children(server.pid)]
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     errors = int(bedside["failures"] + health["failures"])
-    note = (f"{seconds()} s x {CLIENTS} clients, {WORKERS} workers: {_summary('bedside', bedside)}; "
+    note = (f"{count} x {block} s x {CLIENTS} clients, {WORKERS} workers: {_summary('bedside', bedside)}; "
             f"{_summary('healthz', health)}; errors {errors}; peak worker memory "
             + ", ".join(f"{kib / 1024:.0f} MiB" for kib in peaks)
             + f"\n    bedside {bedside['cpu']}\n    healthz {health['cpu']}")

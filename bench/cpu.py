@@ -67,6 +67,7 @@ class CpuSplit:
     database: float
     load_generator: float
     idle: float
+    seconds: float = 0.0  # the window's length, the weight of this split in merge()
 
     def describe(self, rps: float, database: bool) -> str:
         per = 1000 / rps if rps else 0.0
@@ -83,7 +84,18 @@ def split(before: Snapshot, after: Snapshot) -> CpuSplit:
     database = sum(max(0.0, used - before.database.get(pid, 0.0)) for pid, used in after.database.items())
     return CpuSplit(workers=(after.workers - before.workers) / seconds, database=database / seconds,
                     load_generator=(after.load_generator - before.load_generator) / seconds,
-                    idle=(after.idle - before.idle) / seconds)
+                    idle=(after.idle - before.idle) / seconds, seconds=seconds)
+
+
+def merge(splits: Iterable[CpuSplit]) -> CpuSplit | None:
+    """The split over several windows (the blocks of one endpoint's load), each weighted by its length."""
+    windows = [s for s in splits if s.seconds > 0]
+    total = sum(s.seconds for s in windows)
+    if not total:
+        return None
+    def mean(name: str) -> float:
+        return sum(getattr(s, name) * s.seconds for s in windows) / total
+    return CpuSplit(mean("workers"), mean("database"), mean("load_generator"), mean("idle"), total)
 
 
 class Sampler:

@@ -4,6 +4,9 @@ health  -> GET /healthz (the same server's trivial request, with its one databas
 bedside -> POST /api/v1/custody/scan-verify, cycling through real (wristband, bag) pairs that must MATCH
 weight  -> POST /api/v1/patients/<id>/weights as a clinician: the simplest authenticated write of one audited
            record, a reference of the bedside check's own shape (shown for information, no bound)
+
+Every response time (ms) is written to BENCH_TIMES at the end, so that bench_load takes exact p50/p99 over all
+the blocks of one endpoint's load (locust's own CSV gives each block's percentiles, which cannot be merged).
 """
 from __future__ import annotations
 
@@ -11,12 +14,25 @@ import itertools
 import json
 import os
 
-from locust import FastHttpUser, constant, task
+from locust import FastHttpUser, constant, events, task
 
 TARGET = os.environ.get("BENCH_TARGET", "health")
 _setup = json.loads(open(os.environ["BENCH_SETUP"]).read()) if os.environ.get("BENCH_SETUP") else {}
 _pairs = itertools.cycle(_setup.get("pairs") or [["-", "-"]])
 _patients = itertools.cycle(_setup.get("patients") or [0])
+_times: list[float] = []
+
+
+@events.request.add_listener
+def _timed(response_time: float, **_: object) -> None:
+    _times.append(response_time)
+
+
+@events.quitting.add_listener
+def _write_times(**_: object) -> None:
+    if os.environ.get("BENCH_TIMES"):
+        with open(os.environ["BENCH_TIMES"], "w") as handle:
+            json.dump(_times, handle)
 
 
 class Client(FastHttpUser):

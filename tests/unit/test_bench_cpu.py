@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bench.cpu import Sampler, Snapshot, process_seconds, split
+from bench.cpu import CpuSplit, Sampler, Snapshot, merge, process_seconds, split
 
 
 def test_split_gives_cores_per_second_and_counts_a_new_backend_from_zero() -> None:
@@ -37,3 +37,16 @@ def test_the_sampler_reads_this_process_and_skips_the_edges_of_the_run() -> None
     steady = sampler.steady(skip_start=0.1, skip_end=0.1)
     assert steady is not None and steady.workers > 0
     assert sampler.steady(skip_start=100.0, skip_end=0.0) is None  # nothing left once the edges are cut
+
+
+def test_merge_weights_each_window_by_its_length() -> None:
+    short = CpuSplit(workers=1.0, database=0.2, load_generator=0.5, idle=0.4, seconds=2.0)
+    long = CpuSplit(workers=1.6, database=0.5, load_generator=0.2, idle=0.1, seconds=6.0)
+    merged = merge([short, long])
+    assert merged is not None
+    assert merged.workers == pytest.approx((1.0 * 2 + 1.6 * 6) / 8)
+    assert merged.database == pytest.approx((0.2 * 2 + 0.5 * 6) / 8)
+    assert merged.load_generator == pytest.approx((0.5 * 2 + 0.2 * 6) / 8)
+    assert merged.idle == pytest.approx((0.4 * 2 + 0.1 * 6) / 8)
+    assert merged.seconds == pytest.approx(8.0)
+    assert merge([]) is None

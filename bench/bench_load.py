@@ -102,6 +102,7 @@ def _locust(port: int, target: str, setup: Path, out: Path, workers: list[int], 
     """One block: locust on one endpoint for run_seconds."""
     prefix = out / target
     times = out / f"{target}-times.json"
+    times.unlink(missing_ok=True)  # a block that writes no times must fail, not report the previous block's
     env = {**os.environ, "BENCH_TARGET": target, "BENCH_SETUP": str(setup), "BENCH_TIMES": str(times)}
     with cpu.Sampler(workers, kind == "postgresql") as sampler:
         locust = subprocess.Popen([str(BIN / "locust"), "-f", str(Path(__file__).with_name("locustfile.py")),

@@ -57,3 +57,5 @@ def test_the_benchmarks_run_end_to_end_on_both_databases(tmp_path: Path) -> None
         assert any(line.startswith(kind) and "audited write throughput" in line and line.rstrip().endswith("info")
                    for line in table.splitlines()), (kind, table)
     assert table.count("errors 0") == 4, table
+    # a 6-second smoke run is one block per endpoint (bench_load.blocks); the note names the blocks it ran
+    assert table.count("1 x 6 s x 20 clients, 2 workers") == 2, table

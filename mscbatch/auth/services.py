@@ -75,6 +75,8 @@ def set_roles(session: Session, actor: object, user_id: int, roles: list[str], r
     _check_roles(roles)
     with use_case(session, actor, reason):
         user = get_user(session, user_id)
+        if getattr(actor, "id", None) == user_id:  # segregation of duties: no one grants themselves QA release
+            raise Conflict("You cannot change your own roles: another administrator must do it.", field="roles")
         wanted = set(roles)
         user.roles = [r for r in user.roles if r.role in wanted] + [
             UserRole(role=r) for r in sorted(wanted - user.role_names)]

@@ -51,6 +51,9 @@ class ScanVerifySchema(Schema):
     din = fields.String(allow_none=True)
     patient_code = fields.String(allow_none=True)
     post_thaw_deadline = fields.DateTime(allow_none=True)
+    give_ml = fields.Decimal(as_string=True, allow_none=True,
+                             metadata={"description": "mL the prescription draws from this bag (partial dose: less "
+                                                      "than the bag holds)"})
 
 
 class ConfirmInSchema(Schema):
@@ -100,6 +103,8 @@ class InfusionInSchema(Schema):
 
 class EndInSchema(Schema):
     volume_ml = fields.Decimal(required=True, as_string=True)
+    reason = fields.String(load_default="", metadata={"description": "required when more than the prescribed "
+                                                                      "volume was given"})
 
 
 class ReactionInSchema(Schema):
@@ -135,7 +140,7 @@ def _result(result: BedsideResult) -> dict[str, Any]:
             "bag_id": result.bag.id if result.bag else None,
             "din": (result.bag.din + result.bag.check_character) if result.bag else None,
             "patient_code": result.patient.code if result.patient else None,
-            "post_thaw_deadline": result.post_thaw_deadline}
+            "post_thaw_deadline": result.post_thaw_deadline, "give_ml": result.give_ml}
 
 
 @bp.route("/scan-verify", methods=["POST"])
@@ -215,7 +220,8 @@ def start_infusion(data: dict[str, Any]) -> Any:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("nurse", "clinician")
 def end_infusion(data: dict[str, Any], infusion_id: int) -> Any:
-    return services.end_infusion(db.session, current_user, infusion_id, volume_ml=data["volume_ml"])
+    return services.end_infusion(db.session, current_user, infusion_id, volume_ml=data["volume_ml"],
+                                 reason=data["reason"])
 
 
 @bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -25,9 +26,15 @@ from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of, site_config
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocated_patient_id, patient_by_wristband
+from mscbatch.patients.queries import allocated_patient_id, allocated_volume_ml, patient_by_wristband
 from mscbatch.recall.queries import bag_hold, is_held
-from mscbatch.release.queries import ReleaseState, exceptional_release_of, pending_conditional_tests
+from mscbatch.release.queries import (
+    ReleaseState,
+    exceptional_release_of,
+    failed_late_tests,
+    has_late_oos,
+    pending_conditional_tests,
+)
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
 _TOKEN_LIKE = re.compile(r"(/v/|\.)", re.IGNORECASE)
@@ -49,6 +56,7 @@ class BedsideResult:
     thawed_at: datetime | None = None
     post_thaw_deadline: datetime | None = None
     check_id: int | None = None
+    give_ml: Decimal | None = None  # what the prescription draws from this bag (less than it holds: partial dose)
 
     @property
     def matches(self) -> bool:
@@ -113,6 +121,9 @@ class BagFacts:
     thawed_at: datetime | None
     allocated_patient_id: int | None  # the patient a signed, active prescription reserves it for
     allocated_patient_code: str | None  # read only when it is not the wristband's patient
+    donor_code: str | None = None
+    donor_status: str | None = None  # "approved" unless new information reopened the donor's eligibility
+    allocated_ml: Decimal | None = None  # the volume the prescription draws from the bag
 
 
 @cache
@@ -123,7 +134,8 @@ def _facts_statement() -> Any:
     exceptional_for, exceptional = exceptional_release_of(Lot.id)
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
-                   exceptional_for, exceptional, allocated_patient_id(Bag.id))
+                   exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
+                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
             .where(Bag.din == bindparam("din")))
@@ -135,18 +147,34 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
     row = session.execute(_facts_statement(), {"din": din, "wristband": wristband or None}).first() if din else None
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
-    bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id = row
+    (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
+     donor_code, donor_status, late_oos, allocated_ml) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
+    failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
     if allocated_id is not None and patient is not None and allocated_id != patient.id:  # words of WRONG PATIENT
         allocated = session.get(Patient, allocated_id)
         allocated_code = allocated.code if allocated is not None else None
     return patient, BagFacts(
-        bag=bag, lot=lot, release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending),
+        bag=bag, lot=lot,
+        release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending, failed_late),
         donor_type=donor_type, recipient_code=recipient_code, infused_at=infused,
         hold=bag_hold(session, bag.id) if held else None,
         thawed_at=thawed_at(session, bag.id) if bag.status in ("thawed", "infused") else None,
-        allocated_patient_id=allocated_id, allocated_patient_code=allocated_code)
+        allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
+        donor_status=donor_status, allocated_ml=allocated_ml)
+
+
+def donor_problem(code: str | None, status: str | None) -> str | None:
+    """Why the donor no longer clears the bag, or None. A lot is released only from an approved donor, so any
+    other status means new information (a late positive marker, a reported illness) reopened the donor after
+    release: the bag is not given until QA has decided (recall, or approval again)."""
+    if status is None or status == "approved":
+        return None
+    if status == "ineligible":
+        return f"The DONOR of this bag ({code}) has been judged NOT ELIGIBLE."
+    return (f"The DONOR of this bag ({code}) is UNDER REVIEW again: new information (for example a late positive "
+            "test) reopened the donor's eligibility.")
 
 
 def _when(moment: datetime) -> str:
@@ -190,6 +218,9 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("recalled", f"Lot {lot.lot_number} has been RECALLED. {CALL_UNIT}")
     elif lot.status == "expired":
         result.stop("expired", f"Lot {lot.lot_number} has EXPIRED. {CALL_UNIT}")
+    elif state.failed_late:
+        result.stop("late_oos", f"A test of lot {lot.lot_number} FAILED after its conditional release "
+                                f"({', '.join(state.failed_late)}): OUT OF SPECIFICATION. {CALL_UNIT}")
     elif not state.released:
         result.stop("not_released", f"Lot {lot.lot_number} is NOT RELEASED for use "
                                     f"({lot.status.replace('_', ' ')}). {CALL_UNIT}")
@@ -204,6 +235,9 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.notes.append("Conditional release: a test result is still pending ("
                             + ", ".join(state.pending_tests) + "). The unit will tell the clinician the result.")
 
+    donor = donor_problem(facts.donor_code, facts.donor_status)
+    if donor:
+        result.stop("donor_not_cleared", f"{donor} {CALL_UNIT}")
     if facts.hold or bag.status == "on_hold":
         result.stop("on_hold", f"This bag is ON HOLD{f' ({facts.hold})' if facts.hold else ''}. {CALL_UNIT}")
     if bag.status == "discarded":
@@ -232,11 +266,27 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("wrong_patient", f"WRONG PATIENT. This bag is prescribed for patient "
                                      f"{facts.allocated_patient_code}, not for {patient.code} who wears this "
                                      "wristband.")
+    elif facts.allocated_ml is not None:
+        result.give_ml = facts.allocated_ml
+        if facts.allocated_ml < bag.volume_ml:
+            give, holds = facts.allocated_ml.normalize(), bag.volume_ml.normalize()
+            result.notes.insert(0, f"PART OF THE BAG ONLY: give {give} mL of the {holds} mL in this bag, as "
+                                   f"prescribed. Stop the infusion at {give} mL.")
     directed = product_of(lot).is_directed or facts.donor_type == "familial"
     if directed and patient is not None and facts.recipient_code != patient.code:
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
                                       f"({facts.recipient_code or 'none named'}), not for {patient.code}. {CALL_UNIT}")
+    result.failures.sort(key=lambda finding: _FIRST.get(finding.code, len(_FIRST)))
     return result
+
+
+#: The order a STOP lists its reasons in: who the patient is and whose bag it is first, then what makes the bag
+#: unusable for anyone, and last what the ward can put right (a receipt not recorded), so that the first line a
+#: tired nurse reads is never a routine instruction when the bag must not be given at all.
+_FIRST = {code: rank for rank, code in enumerate((
+    "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
+    "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
+    "on_hold", "bag_expired", "post_thaw", "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
 
 def remaining(deadline: datetime | None, now: datetime | None = None) -> timedelta | None:

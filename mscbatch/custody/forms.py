@@ -46,6 +46,7 @@ class StartForm(FlaskForm):
 class EndForm(FlaskForm):
     volume_ml = StringField("Volume infused (mL)", validators=[DataRequired("Give the volume infused.")],
                             render_kw={"inputmode": "decimal"})
+    reason = StringField("If more than prescribed was given: why", validators=[Optional(), Length(max=500)])
 
 
 class ReactionForm(FlaskForm):

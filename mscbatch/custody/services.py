@@ -26,11 +26,12 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
 from mscbatch.core.states import BAG, TransitionRefused
-from mscbatch.custody.checks import BedsideResult, evaluate, resolve_bag
+from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, resolve_bag
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.database import reading, utcnow
+from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
-from mscbatch.lots.models import Bag
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
@@ -130,7 +131,13 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         bag = lock_bag(session, bag_id)
         state = bag_release(session, bag.id)
         if not state.released:
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: its lot is {state.lot_status.replace('_', ' ')}.")
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: its lot is {state.lot_status.replace('_', ' ')}"
+                           + (f" ({state.flag})." if state.failed_late else "."))
+        donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
+                                .where(Lot.id == bag.lot_id)).first()
+        problem = donor_problem(*donor) if donor else None
+        if problem:
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: {problem}")
         hold = bag_hold(session, bag.id)
         if hold:
             raise Conflict(f"Bag {bag.din} is on hold ({hold}); it cannot be dispatched.")
@@ -314,10 +321,14 @@ def _volume(text: Any) -> Decimal:
     return volume.quantize(Decimal("0.01"))
 
 
-def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any) -> Infusion:
+def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
+    """Record the end and the volume given. More than the prescription draws from the bag (a partial dose given
+    whole) is recorded as it happened, never refused, but only with the reason, and flagged on the record: the
+    dose given is then outside the prescription and the clinician must know."""
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
-    with use_case(session, actor):
+    reason = (reason or "").strip()
+    with use_case(session, actor, reason or None):
         infusion = session.get(Infusion, infusion_id, with_for_update=True, populate_existing=True)
         if infusion is None:
             raise NotFound(f"No infusion {infusion_id}.")
@@ -327,9 +338,18 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         if volume > bag.volume_ml:
             raise ValidationFailed(f"Volume infused: at most the bag's {bag.volume_ml.normalize()} mL.",
                                    field="volume_ml")
+        allocation = allocation_of_bag(session, bag.id)
+        prescribed = allocation.allocation.volume_ml if allocation is not None else None
+        over = prescribed is not None and volume > prescribed
+        if over and len(reason) < 5:
+            raise ValidationFailed(f"Volume infused: {volume.normalize()} mL is MORE than the "
+                                   f"{prescribed.normalize()} mL prescribed from this bag. If that much was given, "
+                                   "say why (it is recorded and the clinician must be told).", field="volume_ml")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
-        record_event(session, actor, bag, "infusion_ended",
-                     details={"infusion_id": infusion.id, "volume_infused_ml": str(volume)})
+        details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
+        if over:
+            details.update(over_prescription=True, prescribed_ml=str(prescribed), why=reason[:500])
+        record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
 
 

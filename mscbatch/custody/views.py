@@ -21,6 +21,7 @@ from mscbatch.extensions import db
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of, site_config
 from mscbatch.patients.models import Patient
+from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("custody", __name__, url_prefix="/ward")
@@ -200,10 +201,12 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
                      .order_by(InfusionReaction.id))
     ids = {infusion.started_by_id, infusion.second_person_id, infusion.ended_by_id}
     names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
+    allocation = allocation_of_bag(db.session, bag.id) if bag else None
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
     return render_template("custody/infusion.html", infusion=infusion, bag=bag, lot=lot, patient=patient,
                            reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
+                           prescribed_ml=allocation.allocation.volume_ml if allocation else None,
                            tz=site_config().tz, **forms), status
 
 
@@ -219,7 +222,8 @@ def end(infusion_id: int) -> Any:
     form = EndForm()
     if form.validate_on_submit():
         try:
-            services.end_infusion(db.session, current_user, infusion_id, volume_ml=form.volume_ml.data)
+            services.end_infusion(db.session, current_user, infusion_id, volume_ml=form.volume_ml.data,
+                                  reason=form.reason.data or "")
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, end_form=form)

@@ -26,6 +26,7 @@ from mscbatch.lots.din_allocation import allocate_dins
 from mscbatch.lots.models import Bag
 from mscbatch.lots.queries import bags_of, get_lot, product_of, site_config
 from mscbatch.lots.services import require_in_process, require_technician
+from mscbatch.recall.queries import hold_for_recalls
 
 
 def _check_plans(bags: Sequence[BagPlan]) -> None:
@@ -77,4 +78,5 @@ def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: dateti
                             dmso_percent=bag.dmso_percent, expires_at=expires, status="stored"))
         session.add_all(rows)
         lot.frozen_at, lot.cell_basis, lot.expires_at = frozen_at, basis, expires
+        hold_for_recalls(session, lot, rows)  # a recall of its donor or reagents started before the freeze
     return rows

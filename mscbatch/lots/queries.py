@@ -71,16 +71,19 @@ def bag_status(bag: Bag, lot: Lot) -> BagStatus:
 
 def available_bags(session: Session, *, product_id: str | None = None, donor_id: int | None = None,
                    at: datetime | None = None) -> list[tuple[Bag, Lot]]:
-    """Bags that may be allocated to a patient now: lot released (or conditionally released), bag in stock
-    ("stored": not allocated, dispatched...), under no active recall hold, and not expired at `at` (default now).
-    A hold set while the lot was in quarantine must survive its later release."""
-    from mscbatch.recall.models import BagHold  # recall builds on lots: imported here, not at module level
+    """Bags that may be allocated to a patient now: lot released (or conditionally released) with no test failed
+    since (an open late OOS), its donor still approved (not reopened by new information), bag in stock ("stored":
+    not allocated, dispatched...), under no active recall hold, and not expired at `at` (default now). A hold set
+    while the lot was in quarantine must survive its later release."""
+    from mscbatch.donors.models import Donor
+    from mscbatch.recall.models import BagHold  # recall and release build on lots: imported here, not at module level
+    from mscbatch.release.queries import has_late_oos
 
     at = at or utcnow()
     active_hold = select(BagHold.id).where(BagHold.bag_id == Bag.id, BagHold.lifted_at.is_(None)).exists()
-    query = (select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id)
+    query = (select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id).join(Donor, Donor.id == Lot.donor_id)
              .where(Lot.status.in_(("released", "conditional_release")), Bag.status == "stored", Bag.expires_at > at,
-                    ~active_hold))
+                    ~active_hold, Donor.status == "approved", ~has_late_oos(Lot.id)))
     if product_id:
         query = query.where(Lot.product_id == product_id)
     if donor_id:

@@ -17,6 +17,8 @@ from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import REAGENT_TYPES, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import get_lot
 from mscbatch.lots.services import require_in_process, require_technician
+from mscbatch.recall.models import Recall
+from mscbatch.recall.queries import recall_words
 
 CRYO_STAGE = "harvest and cryopreservation"
 
@@ -76,6 +78,11 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
                            f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
                            f"before its use on {used_on}. Use a lot within its expiry date.",
                            field="reagent_lot_id")
+        recall = session.scalar(select(Recall).where(Recall.reagent_lot_id == reagent.id, Recall.status == "active"))
+        if recall is not None:
+            raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
+                           f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
+                           "and tell QA.", field="reagent_lot_id")
         existing = session.scalar(select(ReagentUse.id).where(ReagentUse.lot_id == lot.id,
                                                               ReagentUse.reagent_lot_id == reagent.id,
                                                               ReagentUse.stage == stage))

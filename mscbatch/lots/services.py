@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -27,6 +28,8 @@ from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, site_config
+from mscbatch.recall.models import Recall
+from mscbatch.recall.queries import recall_words
 
 ENTRY_ROLE = "technician"
 RELEASE_TARGETS = ("released", "conditional_release")
@@ -96,6 +99,10 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
     with use_case(session, actor):
         donor = get_donor(session, details.donor_id)
         gate = donor_gate(session, donor.id)  # raises Conflict for an ineligible donor: no lot at all
+        recall = session.scalar(select(Recall).where(Recall.donor_id == donor.id, Recall.status == "active"))
+        if recall is not None:
+            raise Conflict(f"Donor {donor.code} is under {recall_words(recall)}. No lot can be started from this "
+                           "donor while the recall is active.", field="donor_id")
         if donor.tissue_source != product.tissue_source:
             raise ValidationFailed(f"{product.name} ({product.product_class}) is made from "
                                    f"{product.tissue_source.replace('_', ' ')}; donor {donor.code} gives "

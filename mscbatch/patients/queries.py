@@ -135,6 +135,12 @@ def allocated_patient_id(bag_id: Any) -> Any:
     return select(Allocation.patient_id).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
 
 
+def allocated_volume_ml(bag_id: Any) -> Any:
+    """Correlated scalar subquery: the volume (mL) the signed prescription draws from the bag (less than the bag
+    holds for a partial dose)."""
+    return select(Allocation.volume_ml).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
+
+
 def signatures_for(session: Session, entity_type: str, entity_ids: list[int]) -> dict[int, list[Signature]]:
     out: dict[int, list[Signature]] = {}
     if not entity_ids:

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from mscbatch.database import utcnow
+from mscbatch.lots.models import Bag, Lot, ReagentUse
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+
+#: a bag already given or destroyed is not held (recall/services.py holds the same ones)
+NOT_HELD_BAG_STATES = ("infused", "discarded")
 
 
 def active_holds(session: Session, bag_id: int) -> list[tuple[BagHold, Recall]]:
@@ -38,3 +43,38 @@ def held_bag_ids(session: Session, bag_ids: list[int]) -> set[int]:
         return set()
     return set(session.scalars(select(BagHold.bag_id).where(BagHold.bag_id.in_(bag_ids),
                                                              BagHold.lifted_at.is_(None))))
+
+
+def recalls_covering(session: Session, lot: Lot) -> list[Recall]:
+    """The active recalls that cover the lot now: of the lot itself, of its donor, or of a reagent lot it used.
+    A recall holds the bags that exist when it starts; the steps that make or release stock later (a new lot from
+    the donor, a reagent use recorded, bags frozen, a release) ask this, so that what is made after a recall
+    started is covered by it too."""
+    used = select(ReagentUse.reagent_lot_id).where(ReagentUse.lot_id == lot.id)
+    return list(session.scalars(select(Recall).where(Recall.status == "active", or_(
+        Recall.lot_id == lot.id, Recall.donor_id == lot.donor_id, Recall.reagent_lot_id.in_(used)))
+        .order_by(Recall.id)))
+
+
+def recall_words(recall: Recall) -> str:
+    return (f"recall R-{recall.id} ({RECALL_SCOPES.get(recall.scope, recall.scope).lower()} recall started "
+            f"{recall.started_at:%Y-%m-%d} UTC): {recall.reason}")
+
+
+def hold_for_recalls(session: Session, lot: Lot, bags: list[Bag]) -> int:
+    """Inside the caller's use case: hold each of these bags for every active recall covering its lot that does
+    not hold it yet. Returns the number of holds placed."""
+    recalls = recalls_covering(session, lot)
+    if not recalls or not bags:
+        return 0
+    session.flush()  # new bags need their ids
+    held = {(recall_id, bag_id) for recall_id, bag_id in session.execute(
+        select(BagHold.recall_id, BagHold.bag_id).where(BagHold.recall_id.in_([r.id for r in recalls]),
+                                                       BagHold.lifted_at.is_(None)))}
+    now, placed = utcnow(), 0
+    for recall in recalls:
+        for bag in bags:
+            if bag.status not in NOT_HELD_BAG_STATES and (recall.id, bag.id) not in held:
+                session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
+                placed += 1
+    return placed

@@ -25,9 +25,9 @@ from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
 from mscbatch.lots.services import apply_lot_transition
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+from mscbatch.recall.queries import NOT_HELD_BAG_STATES
 from mscbatch.signatures.services import sign
 
-NOT_HELD_BAG_STATES = ("infused", "discarded")
 START_MEANING = "Recall started: affected stock on hold"
 END_MEANING = "Recall ended: found invalid, holds lifted"
 

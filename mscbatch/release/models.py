@@ -105,7 +105,7 @@ class OosInvestigation(Audited, Lockable, Base):
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_release_oos_status", "status"),)
+    __table_args__ = (Index("ix_release_oos_status", "status"), Index("ix_release_oos_lot_status", "lot_id", "status"))
 
     @property
     def patients(self) -> list[Any]:

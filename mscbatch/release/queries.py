@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.models import AuditEvent
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, StorageMove
-from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult, ResultAttachment
+from mscbatch.release.models import (
+    OOS_OPEN,
+    LotDisposition,
+    OosInvestigation,
+    ReleaseResult,
+    ResultAttachment,
+)
 
 EXPIRY_WARNING_DAYS = 30
 ENDOTOXIN_TEST_ID = "endotoxin"
@@ -85,22 +91,29 @@ class ReleaseState:
     patient_code: str | None  # exceptional release: the one patient it may be given to
     pending_tests: tuple[str, ...]
     flag: str
+    failed_late: tuple[str, ...] = ()  # tests with an open late OOS: the lot may no longer be used
 
     @classmethod
     def of(cls, lot_status: str, exceptional_for: str | None, signed_exceptional: bool,
-           pending: tuple[str, ...]) -> ReleaseState:
-        """The state from the lot's status and its signed exceptional release, if any (pure)."""
-        released = lot_status in ("released", "conditional_release")
+           pending: tuple[str, ...], failed_late: tuple[str, ...] = ()) -> ReleaseState:
+        """The state from the lot's status, its signed exceptional release, if any, and the tests that failed
+        after a conditional release (pure). A late failure withdraws the release at once, before QA has
+        confirmed the OOS (and rejected or recalled the lot): a bag that may be contaminated is not given
+        while its investigation is open."""
         conditional = lot_status == "conditional_release"
+        released = lot_status in ("released", "conditional_release") and not failed_late
         exceptional = released and signed_exceptional
         flag = ""
-        if exceptional:
+        if failed_late:
+            flag = ("LATE OOS: " + ", ".join(failed_late) + " failed after the conditional release; "
+                    "NOT FOR USE while the investigation is open")
+        elif exceptional:
             flag = (f"EXCEPTIONAL RELEASE of an OOS batch for patient {exceptional_for} only "
                     "(EU GMP Part IV 11.5)")
         elif conditional:
             flag = "CONDITIONAL RELEASE: pending " + ", ".join(pending)
         return cls(lot_status, released, conditional, exceptional, exceptional_for if exceptional else None,
-                   pending, flag)
+                   pending, flag, failed_late)
 
 
 def _signed_exceptional(lot_id: Any) -> Any:
@@ -116,12 +129,26 @@ def exceptional_release_of(lot_id: Any) -> tuple[Any, Any]:
     return query.scalar_subquery(), query.exists()
 
 
+def has_late_oos(lot_id: Any) -> Any:
+    """Correlated EXISTS: an open OOS of a test that failed after the lot's conditional release (the bedside
+    check reads it in its one statement and asks failed_late_tests for the names only when it is true)."""
+    return select(OosInvestigation.id).where(OosInvestigation.lot_id == lot_id, OosInvestigation.late.is_(True),
+                                             OosInvestigation.status == OOS_OPEN).exists()
+
+
+def failed_late_tests(session: Session, lot_id: int) -> tuple[str, ...]:
+    """The tests of the lot's open late OOS investigations, in the order they failed."""
+    return tuple(dict.fromkeys(session.scalars(select(OosInvestigation.test_id).where(
+        OosInvestigation.lot_id == lot_id, OosInvestigation.late.is_(True), OosInvestigation.status == OOS_OPEN)
+        .order_by(OosInvestigation.id))))
+
+
 def release_state(session: Session, lot: Lot) -> ReleaseState:
     """Issue 6 asks this before allocating, labelling or dispatching a bag of the lot."""
     code, signed = exceptional_release_of(lot.id)
     exceptional_for, exceptional = session.execute(select(code, signed)).one()
     return ReleaseState.of(lot.status, exceptional_for, bool(exceptional),
-                           tuple(pending_conditional_tests(session, lot)))
+                           tuple(pending_conditional_tests(session, lot)), failed_late_tests(session, lot.id))
 
 
 def bag_release(session: Session, bag_id: int) -> ReleaseState:

@@ -22,6 +22,7 @@ from mscbatch.custody import log as custody_log
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.services import apply_lot_transition, current_gate
+from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
 from mscbatch.release.oos import open_oos_of
 from mscbatch.release.queries import involvement, latest_disposition, pending_conditional_tests
@@ -51,9 +52,10 @@ def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[
     """Every reason `user` may not release the lot now (core.verdicts.can_release), in plain words."""
     verdict = verdict or lot_verdict(session, lot)
     entered, recorded = involvement(session, lot, user.id) if user is not None else (False, False)
-    return can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
-                       open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
-                       releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
+    reasons = can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
+                          open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
+                          releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
+    return reasons + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
 
 
 def _snapshot(verdict: LotVerdict) -> str:

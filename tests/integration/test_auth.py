@@ -152,3 +152,13 @@ def test_changing_roles_is_audited_with_who_and_why(app, users, client_as):
     assert _user(app, "technician").role_names == {"technician", "qa"}
     role_events = _events(app, entity_type="user_role", action="insert", actor_name="admin")
     assert role_events and role_events[-1].reason == "trained as QA"
+
+
+def test_an_administrator_cannot_change_their_own_roles(app, users, client_as):
+    admin_id = _user(app, "admin").id
+    response = client_as("admin").post(f"/admin/users/{admin_id}/roles",
+                                       data={"roles": ["admin", "qa"], "reason": "covering QA this week"})
+    assert response.status_code == 422
+    assert b"cannot change your own roles" in response.data
+    assert _user(app, "admin").role_names == {"admin"}
+    assert not _events(app, entity_type="user_role", action="insert", actor_name="admin")

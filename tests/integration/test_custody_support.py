@@ -32,17 +32,21 @@ class Ward:
     donor_id: int
 
 
-def prescribed_bag(session: Any, *, state: str = "thawed", product: str = "UC-MSC", code: str = "") -> Ward:
+def prescribed_bag(session: Any, *, state: str = "thawed", product: str = "UC-MSC", code: str = "",
+                   donor_row: Any = None, last: bool = False) -> Ward:
     """A bag of a released lot, allocated to a new enrolled patient by a signed prescription, then carried
-    to `state` (allocated, dispatched, received or thawed)."""
+    to `state` (allocated, dispatched, received or thawed). The lot's donor is a new approved one, or
+    `donor_row` (one screened and approved by QA, when a test needs the donor's real decisions). The bag carried
+    is the first allocated, or with `last` the last one: 62.5 kg at 2 x10^6/kg from three 50 x10^6 bags of 25 mL
+    draws 12.5 mL of it (a partial dose)."""
     tech, clin, nurse = user(session, "technician"), user(session, "clinician"), user(session, "nurse")
-    made = lot_with_bags(session, tech, donor(session, tech), product=product)
+    made = lot_with_bags(session, tech, donor_row or donor(session, tech), product=product)
     lot_id, donor_id = made[0].lot_id, None
     row = patient(session, clin, code=code)
     prescriptions.prescribe(session, clin, PASSWORD, row.id)
     allocated = list(session.scalars(select(Bag).where(Bag.lot_id == lot_id, Bag.status == "allocated")
                                      .order_by(Bag.id)))
-    bag = allocated[0]
+    bag = allocated[-1] if last else allocated[0]
     from mscbatch.lots.models import Lot
 
     donor_id = session.get(Lot, lot_id).donor_id
@@ -53,7 +57,7 @@ def prescribed_bag(session: Any, *, state: str = "thawed", product: str = "UC-MS
         services.receive(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
     if state == "thawed":
         services.thaw(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
-    return Ward(bag.id, [b.id for b in allocated[1:]], row.id, row.wristband_id, token_of(bag), lot_id, donor_id)
+    return Ward(bag.id, [b.id for b in allocated if b.id != bag.id], row.id, row.wristband_id, token_of(bag), lot_id, donor_id)
 
 
 def check(session: Any, ward: Ward, *, wristband: str | None = None, token: str | None = None,

@@ -23,7 +23,7 @@ def _facts(**changes: object) -> BagFacts:
     lot = Lot(id=3, lot_number="UC-2026-0001", product_id="UC-MSC", status="released")
     facts = BagFacts(bag=bag, lot=lot, release=ReleaseState.of("released", None, False, ()), donor_type="unrelated",
                      recipient_code=None, infused_at=None, hold=None, thawed_at=None, allocated_patient_id=11,
-                     allocated_patient_code="LUP-001")
+                     allocated_patient_code="LUP-001", donor_code="D-2026-0001", donor_status="approved")
     return replace(facts, **changes)
 
 
@@ -45,8 +45,8 @@ def test_every_failure_is_named_at_once() -> None:
     facts.bag.expires_at = NOW - timedelta(minutes=1)
     result = judge("WB-12", OTHER, facts, None, NOW)
     assert not result.matches
-    assert codes(result) == ["on_hold", "bag_expired", "wrong_patient"]
-    wrong = result.failures[-1].message
+    assert codes(result) == ["wrong_patient", "on_hold", "bag_expired"]  # whose bag it is comes first
+    wrong = result.failures[0].message
     assert "WRONG PATIENT" in wrong and "LUP-001" in wrong and "LUP-002" in wrong
 
 
@@ -71,3 +71,32 @@ def test_already_infused_and_not_released() -> None:
 def test_directed_donation_for_another_recipient() -> None:
     facts = _facts(donor_type="familial", recipient_code="SSC-009")
     assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["directed_other"]
+
+
+def test_a_routine_instruction_never_comes_before_a_reason_never_to_give_it() -> None:
+    facts = _facts(allocated_patient_id=12, allocated_patient_code="LUP-002")
+    facts.bag.status = "dispatched"
+    result = judge("WB-11", PATIENT, facts, None, NOW)
+    assert codes(result) == ["wrong_patient", "not_on_ward"]
+    assert result.failures[0].message.startswith("WRONG PATIENT")
+
+
+def test_a_test_failing_after_conditional_release_stops_the_bag() -> None:
+    late = ReleaseState.of("conditional_release", None, False, ("sterility",), ("sterility",))
+    assert not late.released and "NOT FOR USE" in late.flag
+    facts = _facts(release=late)
+    facts.lot.status = "conditional_release"
+    result = judge("WB-11", PATIENT, facts, None, NOW)
+    assert codes(result) == ["late_oos"]
+    assert "FAILED after its conditional release (sterility)" in result.failures[0].message
+    assert not result.notes  # not also "still pending"
+    still_pending = _facts(release=ReleaseState.of("conditional_release", None, False, ("sterility",)))
+    still_pending.lot.status = "conditional_release"
+    assert judge("WB-11", PATIENT, still_pending, None, NOW).matches
+
+
+def test_a_donor_reopened_after_release_stops_the_bag() -> None:
+    for status, words in (("pending_review", "UNDER REVIEW"), ("ineligible", "NOT ELIGIBLE")):
+        result = judge("WB-11", PATIENT, _facts(donor_status=status), None, NOW)
+        assert codes(result) == ["donor_not_cleared"]
+        assert words in result.failures[0].message and "D-2026-0001" in result.failures[0].message

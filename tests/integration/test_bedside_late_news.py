@@ -1,0 +1,179 @@
+"""News that comes after a lot's release must reach the ward at once (DOMAIN.md sections 3, 5 and 8).
+
+- A pending test that fails after a conditional release (a positive sterility culture) opens a late OOS: from
+  that moment the lot's bags are refused at dispatch and STOPPED at the bedside, until QA closes the OOS.
+- A donor reopened by a late positive marker (a lookback) clears no bag of theirs until QA has decided.
+Before, both bags still said MATCHES: the first with a note that the test was "still pending".
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
+from mscbatch.custody import services
+from mscbatch.custody.models import CustodyEvent
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict
+from mscbatch.lots.models import Lot
+from mscbatch.release import oos, results
+from mscbatch.release.models import LotDisposition
+from tests.conftest import PASSWORD, api_token_for
+from tests.integration.patient_factories import user
+from tests.integration.test_custody_support import prescribed_bag
+from tests.integration.test_donors import DATES, approved_donor
+
+pytestmark = pytest.mark.usefixtures("users")
+
+
+def _conditionally_released(session, ward) -> None:  # type: ignore[no-untyped-def]
+    qa = user(session, "qa")
+    with use_case(session, qa, "test: conditional release pending sterility"):
+        session.get(Lot, ward.lot_id).status = "conditional_release"
+        session.add(LotDisposition(lot_id=ward.lot_id, kind="conditional_release", spec_id="t", spec_version="1",
+                                   spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
+                                   decided_by_id=qa.id, signed_at=utcnow(), pending_tests="sterility"))
+
+
+def _sterility(session, lot_id: int, value: str):  # type: ignore[no-untyped-def]
+    return results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
+        test_id="sterility", value=value, unit="", analyst="QC analyst", tested_on=date.today()))
+
+
+def _scan(app, ward) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    answer = app.test_client().post("/api/v1/custody/scan-verify", json={"wristband": ward.wristband, "bag": ward.token},
+                                    headers={"Authorization": f"Bearer {api_token_for(app, 'nurse')}"})
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()  # type: ignore[no-any-return]
+
+
+def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_closes_the_oos(app, db_session):
+    ward = prescribed_bag(db_session)
+    _conditionally_released(db_session, ward)
+    assert _scan(app, ward)["result"] == "MATCHES"  # still pending: given, with a note
+
+    _sterility(db_session, ward.lot_id, "positive")
+    [late] = oos.open_oos_of(db_session, ward.lot_id)
+    assert late.late
+    late_id = late.id
+    db_session.rollback()  # end the read: on SQLite an open transaction holds the write lock
+    stop = _scan(app, ward)
+    assert stop["result"] == "STOP" and [f["code"] for f in stop["failures"]] == ["late_oos"]
+    assert "FAILED after its conditional release (sterility)" in stop["failures"][0]["message"]
+    assert not any("still pending" in note for note in stop["notes"])
+    web = app.test_client()
+    web.post("/login", data={"username": "nurse", "password": PASSWORD})
+    page = web.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    assert ">STOP<" in page and "OUT OF SPECIFICATION" in page
+
+    with pytest.raises(Conflict, match="LATE OOS: sterility failed"):
+        services.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C", shipper="S",
+                          temperature_logger_id="TL-1")
+    db_session.rollback()
+
+    # QA shows a laboratory error with a valid retest: the OOS is closed by signature, and only then the bag is
+    # given again
+    retest = _sterility(db_session, ward.lot_id, "negative")
+    oos.invalidate_oos(db_session, user(db_session, "qa"), late_id, retest.id,
+                       "Contaminated culture bottle, retest from the retained sample is negative.", PASSWORD)
+    assert _scan(app, ward)["result"] == "MATCHES"
+
+
+def test_a_late_positive_donor_marker_stops_the_bag_until_qa_decides(app, db_session, client_as):
+    donor_id = approved_donor(db_session, "cord_eu")
+    from mscbatch.donors.models import Donor
+
+    ward = prescribed_bag(db_session, donor_row=db_session.get(Donor, donor_id))
+    assert _scan(app, ward)["result"] == "MATCHES"
+
+    recorded = client_as("technician").post(f"/donors/{donor_id}/results", data={
+        "result-marker": "anti_hiv_1_2", "result-result": "positive",
+        "result-sample_date": DATES["cord_eu"][1].isoformat(), "result-lab_reference": "LATE-HCV"})
+    assert recorded.status_code == 302, recorded.get_data(as_text=True)
+    stop = _scan(app, ward)
+    assert stop["result"] == "STOP" and [f["code"] for f in stop["failures"]] == ["donor_not_cleared"]
+    assert "UNDER REVIEW" in stop["failures"][0]["message"]
+    db_session.expire_all()
+    with pytest.raises(Conflict, match="DONOR of this bag .* is UNDER REVIEW"):
+        services.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C",
+                          shipper="S", temperature_logger_id="TL-1")
+
+
+def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_session, client_as):
+    ward = prescribed_bag(db_session, last=True)  # 12.5 mL of a 25 mL bag
+    scan = _scan(app, ward)
+    assert scan["result"] == "MATCHES" and scan["give_ml"] == "12.50"
+    assert scan["notes"][0].startswith("PART OF THE BAG ONLY: give 12.5 mL of the 25 mL in this bag")
+    whole = prescribed_bag(db_session)
+    assert _scan(app, whole)["give_ml"] == "25.00"
+
+    nurse = client_as("nurse")
+    page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    assert ">MATCHES<" in page and "PART OF THE BAG ONLY" in page
+    assert '<dd id="give-volume"><strong>12.5 mL</strong> of 25 mL: part of the bag only</dd>' in page
+    check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
+    assert nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
+                                                                 "second_password": PASSWORD}).status_code == 200
+    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion")
+    assert started.status_code == 302
+    infusion_url = started.headers["Location"]
+    assert "<strong>12.5 mL</strong> of the 25 mL bag" in nurse.get(infusion_url).get_data(as_text=True)
+
+    refused = nurse.post(f"{infusion_url}/end", data={"volume_ml": "25"})
+    assert refused.status_code == 422
+    assert "25 mL is MORE than the 12.5 mL prescribed" in refused.get_data(as_text=True)
+    assert "running" in nurse.get(infusion_url).get_data(as_text=True)  # nothing was recorded
+
+    ended = nurse.post(f"{infusion_url}/end", data={"volume_ml": "25", "reason": "Pump not stopped at 12.5 mL"})
+    assert ended.status_code == 302
+    record = nurse.get(infusion_url).get_data(as_text=True)
+    assert "25 mL of 25 mL" in record and "MORE THAN PRESCRIBED: tell the clinician" in record
+    event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == ward.bag_id,
+                                                         CustodyEvent.kind == "infusion_ended"))
+    assert '"over_prescription": true' in event.details_json and "Pump not stopped" in event.details_json
+    assert db_session.scalar(select(AuditEvent.reason).where(AuditEvent.entity_type == "infusion",
+                                                             AuditEvent.field == "volume_infused_ml")) \
+        == "Pump not stopped at 12.5 mL"
+
+
+def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
+    ward = prescribed_bag(db_session, last=True)
+    nurse = client_as("nurse")
+    page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
+    nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2", "second_password": PASSWORD})
+    infusion_url = nurse.post(f"/ward/bags/{ward.bag_id}/infusion").headers["Location"]
+    assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "12.5"}).status_code == 302
+    record = nurse.get(infusion_url).get_data(as_text=True)
+    assert "12.5 mL of 25 mL" in record and "MORE THAN PRESCRIBED" not in record
+
+
+def test_no_bag_is_offered_for_a_prescription_from_a_lot_failed_late_or_a_donor_reopened(app, db_session):
+    from mscbatch.donors.models import Donor
+    from mscbatch.donors.services import record_result
+    from mscbatch.lots.queries import available_bags
+    from tests.integration.patient_factories import donor, lot_with_bags
+
+    tech = user(db_session, "technician")
+    failing = lot_with_bags(db_session, tech, donor(db_session, tech), status="conditional_release")[0].lot_id
+    reopened_donor = db_session.get(Donor, approved_donor(db_session, "cord_eu"))
+    reopened = lot_with_bags(db_session, tech, reopened_donor)[0].lot_id
+    kept = lot_with_bags(db_session, tech, donor(db_session, tech))[0].lot_id
+    qa = user(db_session, "qa")
+    with use_case(db_session, qa):
+        db_session.add(LotDisposition(lot_id=failing, kind="conditional_release", spec_id="t", spec_version="1",
+                                      spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
+                                      decided_by_id=qa.id, signed_at=utcnow(), pending_tests="sterility"))
+
+    def offered() -> set[int]:
+        return {lot.id for _bag, lot in available_bags(db_session, product_id="UC-MSC")}
+
+    assert {failing, reopened, kept} <= offered()
+    _sterility(db_session, failing, "positive")
+    record_result(db_session, tech, reopened_donor.id, marker="anti_hiv_1_2", result="positive",
+                  sample_date=DATES["cord_eu"][1], lab_reference="LATE-HIV")
+    now = offered()
+    assert kept in now and failing not in now and reopened not in now

@@ -75,8 +75,9 @@ def available_bags(session: Session, *, product_id: str | None = None, donor_id:
     since (an open late OOS), its donor still approved (not reopened by new information), bag in stock ("stored":
     not allocated, dispatched...), under no active recall hold, and not expired at `at` (default now). A hold set
     while the lot was in quarantine must survive its later release."""
+    # recall and release build on lots: imported here, not at module level
     from mscbatch.donors.models import Donor
-    from mscbatch.recall.models import BagHold  # recall and release build on lots: imported here, not at module level
+    from mscbatch.recall.models import BagHold
     from mscbatch.release.queries import has_late_oos
 
     at = at or utcnow()

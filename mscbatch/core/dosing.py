@@ -62,6 +62,7 @@ class CandidateBag:
     donor_id: str | None = None
     intended_recipient_id: str | None = None
     endotoxin_eu_per_ml: Decimal | None = None
+    exceptional_for: str | None = None  # an OOS batch released as an exception for this one patient only
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def offered_bags(protocol: Protocol, bags: Sequence[CandidateBag], *, product_id
             reason = f"product {bag.product_id}, not {product_id}"
         elif not bag.released:
             reason = "not released"
+        elif bag.exceptional_for is not None and bag.exceptional_for != patient_id:
+            reason = f"an out-of-specification batch released as an exception for patient {bag.exceptional_for} only"
         elif bag.on_hold:
             reason = "on hold"
         elif bag.allocated:
@@ -202,7 +205,10 @@ def _search(cells: list[int], target: int, low: Decimal) -> tuple[list[int], boo
     return best, True
 
 
-def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: date, valid_days: int) -> None:
+def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: date, valid_days: int,
+                   infusion_on: date | None = None) -> None:
+    """The weight must be recent at the infusion, not only today: a prescription planned weeks ahead needs a
+    weight measured within the protocol's days of that day."""
     if weight_kg is None or measured_on is None:
         raise DoseRefused("weight_missing", "no weight is recorded for this patient")
     if not isinstance(weight_kg, Decimal) or not weight_kg.is_finite() or weight_kg <= 0:
@@ -212,6 +218,10 @@ def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: d
     if (today - measured_on).days > valid_days:
         raise DoseRefused("weight_stale", f"the weight was measured on {measured_on}, {(today - measured_on).days} days "
                                           f"ago; the protocol needs one measured within {valid_days} days")
+    if infusion_on is not None and (infusion_on - measured_on).days > valid_days:
+        raise DoseRefused("weight_stale", f"the weight was measured on {measured_on}, {(infusion_on - measured_on).days} "
+                                          f"days before the planned infusion on {infusion_on}; the protocol needs one "
+                                          f"measured within {valid_days} days of it")
 
 
 def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_level_cells_per_kg: Decimal,
@@ -229,7 +239,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
     product_id = product_id or protocol.products[0]
     if product_id not in protocol.products:
         raise DoseRefused("product_not_allowed", f"{product_id} is not a product of {protocol.short_name}")
-    _refuse_weight(weight_kg, weight_measured_on, today, settings.weight_valid_days)
+    _refuse_weight(weight_kg, weight_measured_on, today, settings.weight_valid_days, planned_at.date())
     assert weight_kg is not None and weight_measured_on is not None
     duration_h = infusion_duration_h if infusion_duration_h is not None else settings.infusion_duration_h
 
@@ -279,9 +289,9 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
             f"(target {target:,} +/- {settings.tolerance_percent} %): the partial draw cannot be measured finely enough"))
     total_ml = sum((d.volume_ml for d in draws), Decimal(0))
     dmso_g = sum((d.dmso_g for d in draws), Decimal(0))
-    if dmso_g / weight_kg > settings.max_dmso_g_per_kg_per_day:
+    if dmso_g / weight_kg >= settings.max_dmso_g_per_kg_per_day:  # DOMAIN.md 6: keep BELOW the limit
         raise DoseRefused("dmso_limit", (
-            f"DMSO would be {dmso_g:.2f} g, {dmso_g / weight_kg:.3f} g/kg, above the limit of "
+            f"DMSO would be {dmso_g:.2f} g, {dmso_g / weight_kg:.3f} g/kg, not below the limit of "
             f"{settings.max_dmso_g_per_kg_per_day} g/kg/day"))
     limit_eu = settings.endotoxin_k_eu_per_kg_per_h * weight_kg * duration_h
     endotoxin = None if any(d.endotoxin_eu is None for d in draws) else sum((d.endotoxin_eu or Decimal(0) for d in draws), Decimal(0))

@@ -47,6 +47,7 @@ class LabResult:
     unit: str
     entered_at: datetime
     invalidated: bool = False
+    result_id: int | None = None  # the stored result it stands for (pages print the one a verdict is judged from)
 
 
 @dataclass(frozen=True)

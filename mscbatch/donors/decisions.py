@@ -8,6 +8,7 @@ information arrives, and an approved donor's reopening opens a lookback for the 
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -105,8 +106,12 @@ def reopen_screening(session: Session, actor: Any, donor_id: int, reason: str) -
     return decision
 
 
-def donor_gate(session: Session, donor_id: int) -> Literal["approved", "pending"]:
+def donor_gate(session: Session, donor_id: int, collected_on: date | None = None) -> Literal["approved", "pending"]:
     """May a lot be started from this donor, and how (DOMAIN.md section 3, issue 3 point 6)?
+
+    `collected_on`: the day the lot's tissue was really collected. QA approves a donor on the screening judged at
+    the planned collection; a lot collected on another day is judged again at its own day, since a sample outside
+    its window counts as missing (a donation months after the samples is not covered by them).
 
     "approved": QA's signed approval stands and the screening still says eligible -> a lot for clinical use.
     "pending": no decision yet, or reopened -> a lot may start in QUARANTINE only (released once approved).
@@ -117,7 +122,7 @@ def donor_gate(session: Session, donor_id: int) -> Literal["approved", "pending"
     if decision is not None and decision.meaning == INELIGIBLE:
         raise Conflict(f"Donor {donor.code} was judged ineligible by QA on {decision.judged_at:%Y-%m-%d}: "
                        "no lot can be made from this donor.")
-    evaluation = evaluate_donor(session, donor)
+    evaluation = evaluate_donor(session, donor, collected_on)
     if evaluation.status == "ineligible":
         failed = " ".join(r.text for r in evaluation.reasons if r.outcome == "failed")
         raise Conflict(f"Donor {donor.code} is ineligible on its screening: {failed} No lot can be made from this donor.")

@@ -68,8 +68,8 @@ def seed_donors(session: Session) -> list[str]:
     adipose = services.register_donor(session, tech, details(
         tissue_source="adipose_tissue", rule_set_id="adipose_at_don", donor_type="unrelated", initials="AB",
         date_of_birth=date(1985, 4, 12), sex="female", weight_kg="64.5", consent_signed=True,
-        consent_date=today - timedelta(days=20), planned_collection_date=today - timedelta(days=3)))
-    _screen(session, tech, adipose, today - timedelta(days=2))
+        consent_date=today - timedelta(days=30), planned_collection_date=today - timedelta(days=24)))
+    _screen(session, tech, adipose, today - timedelta(days=23))  # the demo lot is collected 24 days ago
     decisions.decide(session, qa, adipose.id, APPROVED, DEMO_PASSWORD)
 
     cord = services.register_donor(session, tech, details(

@@ -6,6 +6,7 @@ snapshot of it taken at decision time (mscbatch.donors.decisions).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from typing import Any
 
@@ -85,19 +86,22 @@ def lookbacks_of(session: Session, donor_id: int) -> list[DonorLookback]:
                                 .order_by(DonorLookback.opened_at.desc(), DonorLookback.id.desc())))
 
 
-def facts_of(session: Session, donor: Donor) -> DonorFacts:
+def facts_of(session: Session, donor: Donor, collected_on: date | None = None) -> DonorFacts:
+    """The donor's facts, judged at the planned collection, or at `collected_on` (the day a lot's tissue was
+    really collected: the serology and NAT windows are counted from the donation itself)."""
     answers = {qid: {"yes": True, "no": False}.get(a.answer) for qid, a in answers_of(session, donor.id).items()}
     results = tuple(MarkerResult(r.marker, r.method, r.result, r.sample_date) for r in results_of(session, donor.id))
-    return DonorFacts(collection_date=donor.planned_collection_date, date_of_birth=donor.date_of_birth,
+    return DonorFacts(collection_date=collected_on or donor.planned_collection_date, date_of_birth=donor.date_of_birth,
                       sex=donor.sex, weight_kg=donor.weight_kg, consent_signed=donor.consent_signed,
                       social_security=donor.social_security, relationship=donor.relationship,
                       childbearing_potential=donor.childbearing_potential, contraception=donor.contraception,
                       results=results, answers=answers, retest_180_days_negative=donor.retest_180_days_negative)
 
 
-def evaluate_donor(session: Session, donor: Donor) -> Decision:
-    """The pure engine's verdict on what is recorded now (DOMAIN.md section 3)."""
-    return evaluate(rule_set_of(donor), facts_of(session, donor))
+def evaluate_donor(session: Session, donor: Donor, collected_on: date | None = None) -> Decision:
+    """The pure engine's verdict on what is recorded now (DOMAIN.md section 3), at the planned collection or at
+    a lot's real collection day."""
+    return evaluate(rule_set_of(donor), facts_of(session, donor, collected_on))
 
 
 def screening_enterers(session: Session, donor: Donor) -> set[int]:

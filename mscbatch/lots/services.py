@@ -98,7 +98,8 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
     site = site_config()
     with use_case(session, actor):
         donor = get_donor(session, details.donor_id)
-        gate = donor_gate(session, donor.id)  # raises Conflict for an ineligible donor: no lot at all
+        # raises Conflict for an ineligible donor: no lot at all; judged at the day the tissue was collected
+        gate = donor_gate(session, donor.id, details.collection_at.astimezone(site.tz).date())
         recall = session.scalar(select(Recall).where(Recall.donor_id == donor.id, Recall.status == "active"))
         if recall is not None:
             raise Conflict(f"Donor {donor.code} is under {recall_words(recall)}. No lot can be started from this "
@@ -126,7 +127,7 @@ def current_gate(session: Session, lot: Lot) -> str:
     """The donor gate now ("approved", "pending" or "ineligible"): QA may approve the donor after the lot
     was started, or new information may reopen it."""
     try:
-        return donor_gate(session, lot.donor_id)
+        return donor_gate(session, lot.donor_id, lot.collection_at.astimezone(site_config().tz).date())
     except Conflict:
         return "ineligible"
 

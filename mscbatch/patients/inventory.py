@@ -27,7 +27,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
 from mscbatch.patients.queries import cohort_state, familial_donor_of, latest_weight, protocol_of
-from mscbatch.release.queries import endotoxin_eu_per_ml
+from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
 
 
 def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
@@ -43,7 +43,7 @@ def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
 
 
 def candidate(bag: Bag, lot: Lot, donor: Donor | None, allocated: bool,
-              endotoxin_eu_per_ml: Decimal | None = None) -> CandidateBag:
+              endotoxin_eu_per_ml: Decimal | None = None, exceptional_for: str | None = None) -> CandidateBag:
     """The core's view of a bag. `endotoxin_eu_per_ml`: the lot's endotoxin release result (None = no result)."""
     viable, total = _cells(bag, lot)
     recipient = donor.recipient_code if donor is not None and donor.donor_type == "familial" else None
@@ -52,7 +52,7 @@ def candidate(bag: Bag, lot: Lot, donor: Donor | None, allocated: bool,
         dmso_percent=Decimal(bag.dmso_percent), expires_at=bag.expires_at,
         released=lot.status in ("released", "conditional_release"), allocated=allocated or bag.status == "allocated",
         on_hold=bag.status == "on_hold", product_id=lot.product_id, donor_id=str(lot.donor_id),
-        intended_recipient_id=recipient, endotoxin_eu_per_ml=endotoxin_eu_per_ml)
+        intended_recipient_id=recipient, endotoxin_eu_per_ml=endotoxin_eu_per_ml, exceptional_for=exceptional_for)
 
 
 def candidate_bags(session: Session, protocol: Protocol, at: datetime) -> dict[str, tuple[CandidateBag, Bag, Lot]]:
@@ -62,8 +62,9 @@ def candidate_bags(session: Session, protocol: Protocol, at: datetime) -> dict[s
     taken = set(session.scalars(select(Allocation.active_bag_id).where(Allocation.active_bag_id.in_(ids)))) if ids else set()
     donors = {d.id: d for d in session.scalars(select(Donor).where(Donor.id.in_({lot.donor_id for _b, lot in rows})))}
     endotoxin = endotoxin_eu_per_ml(session, {lot.id: lot for _b, lot in rows}.values())
-    return {str(bag.id): (candidate(bag, lot, donors.get(lot.donor_id), bag.id in taken, endotoxin.get(lot.id)),
-                          bag, lot)
+    exceptional = exceptional_patients(session, {lot.id for _b, lot in rows})
+    return {str(bag.id): (candidate(bag, lot, donors.get(lot.donor_id), bag.id in taken, endotoxin.get(lot.id),
+                                    exceptional.get(lot.id)), bag, lot)
             for bag, lot in rows}
 
 

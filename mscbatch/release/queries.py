@@ -143,6 +143,19 @@ def failed_late_tests(session: Session, lot_id: int) -> tuple[str, ...]:
         .order_by(OosInvestigation.id))))
 
 
+def exceptional_patients(session: Session, lot_ids: Iterable[int]) -> dict[int, str | None]:
+    """lot id -> the one patient its signed exceptional release names (lots without one are absent)."""
+    ids = list(lot_ids)
+    if not ids:
+        return {}
+    out: dict[int, str | None] = {}
+    for lot_id, code in session.execute(select(LotDisposition.lot_id, LotDisposition.patient_code).where(
+            LotDisposition.lot_id.in_(ids), LotDisposition.kind == "exceptional_release",
+            LotDisposition.signed_at.is_not(None)).order_by(LotDisposition.id)):
+        out.setdefault(lot_id, code)  # the first signed one, as exceptional_release_of reads it
+    return out
+
+
 def release_state(session: Session, lot: Lot) -> ReleaseState:
     """Issue 6 asks this before allocating, labelling or dispatching a bag of the lot."""
     code, signed = exceptional_release_of(lot.id)

@@ -33,6 +33,12 @@ class TestRow:
 
     @property
     def current(self) -> ReleaseResult | None:
+        """The result the verdict was judged from: a failing result that stands, not a later passing retest
+        (which would print a passing value beside FAIL); else the latest valid one."""
+        judged = self.verdict.result.result_id if self.verdict.result is not None else None
+        for result in self.results:
+            if judged is not None and result.id == judged:
+                return result
         valid = [r for r in self.results if r.invalidated_at is None]
         return valid[-1] if valid else None
 

@@ -52,7 +52,7 @@ def results_of(session: Session, lot_id: int) -> list[ReleaseResult]:
 
 def lab_results(results: list[ReleaseResult]) -> list[LabResult]:
     return [LabResult(test_id=r.test_id, value=r.value, unit=r.unit, entered_at=r.entered_at,
-                      invalidated=r.invalidated_at is not None) for r in results]
+                      invalidated=r.invalidated_at is not None, result_id=r.id) for r in results]
 
 
 def lot_verdict(session: Session, lot: Lot, spec: ReleaseSpec | None = None) -> LotVerdict:

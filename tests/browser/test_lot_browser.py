@@ -23,7 +23,7 @@ def test_a_technician_records_a_lot_through_cryopreservation_into_4_bags_stored_
     with live_server.app.app_context():
         session = live_server.app.extensions["mscbatch.db"].new_session()
         try:
-            donor_id = approved_adipose_donor(session)
+            donor_id = approved_adipose_donor(session, days_ago=13)  # the lot below is collected 14 days ago
             box_id = box(session, rows=4, columns=4)
         finally:
             session.close()

@@ -24,8 +24,15 @@ def at(day: date, hour: int = 9) -> datetime:
     return datetime.combine(day, time(hour), site_config().tz)
 
 
-def approved_adipose_donor(session: Any) -> int:
-    donor_id = screened_donor(session, "adipose_at_don")
+#: the day start_lot collects by default; the factories' donors are screened for that donation (a sample counts
+#: only within its window of the day the tissue is really collected)
+COLLECTION_DAYS_AGO = 20
+
+
+def approved_adipose_donor(session: Any, days_ago: int = COLLECTION_DAYS_AGO) -> int:
+    collected = TODAY - timedelta(days=days_ago)
+    donor_id = screened_donor(session, "adipose_at_don", planned_collection_date=collected,
+                              sample=collected + timedelta(days=1))
     decisions.decide(session, user(session, "qa"), donor_id, APPROVED, PASSWORD)
     return donor_id
 
@@ -38,7 +45,7 @@ def ineligible_adipose_donor(session: Any) -> int:
     return screened_donor(session, "adipose_at_don", results={"anti_hiv_1_2": "positive"})
 
 
-def start_lot(session: Any, donor_id: int, product_id: str = "AT-MSC", days_ago: int = 20) -> int:
+def start_lot(session: Any, donor_id: int, product_id: str = "AT-MSC", days_ago: int = COLLECTION_DAYS_AGO) -> int:
     return services.create_lot(session, user(session, "technician"), services.LotDetails(
         donor_id=donor_id, product_id=product_id, collection_at=at(TODAY - timedelta(days=days_ago)),
         collection_site="Theatre 3", tissue_amount="50", tissue_unit="g")).id

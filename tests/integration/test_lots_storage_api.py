@@ -83,7 +83,7 @@ def test_the_lot_list_filters_by_status_product_donor_and_date(app, users, db_se
 
 
 def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_session):  # noqa: F811
-    donor_id = approved_adipose_donor(db_session)
+    donor_id = approved_adipose_donor(db_session, days_ago=12)  # screened for the donation of 12 days ago
     box_id = box(db_session)
     db_session.rollback()
     client, tech = app.test_client(), bearer(app, "technician")

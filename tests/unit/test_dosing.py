@@ -293,3 +293,26 @@ def test_many_small_bags_are_combined_as_well_as_an_exhaustive_search_would(
     assert _reference_key([int(by_id[d.bag_id].viable_cells) for d in allocation.draws], target,
                           target * Decimal("0.9"), target * Decimal("1.1")) == reference
     assert allocation.low_cells <= allocation.delivered_cells <= allocation.high_cells
+
+
+def test_dmso_must_stay_below_one_gram_per_kg_so_exactly_the_limit_is_refused() -> None:
+    """DOMAIN.md 6: keep BELOW 1 g DMSO per kg per day. One 250 mL bag at 10 % DMSO = 25 mL x 1.10 g/mL = 27.5 g:
+    1.000 g/kg for 27.5 kg (2 x10^6/kg x 27.5 kg = the bag's 55 x10^6 cells)."""
+    exactly = refused([bag("B1", 55, 250)], weight_kg="27.5")
+    assert exactly.code == "dmso_limit" and "1.000 g/kg, not below the limit" in exactly.reason
+    assert dose([bag("B1", 55, 250)], weight_kg="27.6").dmso_g_per_kg < 1
+
+
+def test_the_weight_must_be_recent_at_the_planned_infusion_not_only_today() -> None:
+    week_later = PLANNED + timedelta(days=7)
+    fresh = [bag("B1", 130, days=60)]
+    assert dose(fresh, planned_at=week_later).bag_count == 1  # measured today, 7 days before the infusion
+    error = refused(fresh, planned_at=PLANNED + timedelta(days=8))
+    assert error.code == "weight_stale" and "8 days before the planned infusion on 2026-03-10" in error.reason
+
+
+def test_an_exceptionally_released_bag_is_offered_to_its_named_patient_only() -> None:
+    exceptional = [bag("B1", 130, exceptional_for="P1")]
+    assert dose(exceptional).bag_count == 1  # dose() prescribes for patient P1
+    error = refused([bag("B1", 130, exceptional_for="P9")])
+    assert "released as an exception for patient P9 only" in error.reason

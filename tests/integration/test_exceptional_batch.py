@@ -1,0 +1,61 @@
+"""An out-of-specification batch released as an exception (EU GMP Part IV 11.5): its certificate shows the
+failing result the verdict stands on, and its bags are offered to the one named patient only.
+
+Before: the certificate printed the later passing retest (88 %) beside FAIL, and the dose calculation offered
+the bags to any patient (only the bedside check stopped them, after they had been reserved and dispatched).
+"""
+from __future__ import annotations
+
+import io
+from datetime import date
+
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from mscbatch.audit.context import use_case
+from mscbatch.database import utcnow
+from mscbatch.lots.models import Bag
+from mscbatch.patients import inventory
+from mscbatch.release import release, results
+from mscbatch.release.demo import enter_panel
+from mscbatch.release.models import LotDisposition
+from tests.conftest import PASSWORD
+from tests.integration.patient_factories import donor, lot_with_bags, patient
+from tests.integration.test_release_support import seed_quarantine_lot, user
+
+
+def test_the_certificate_of_an_exceptional_release_prints_the_failing_result(app, users, monkeypatch, client_as):
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    session = app.extensions["mscbatch.db"].new_session()
+    tech = user(session, "technician")
+    enter_panel(session, tech, lot_id, {"viability": ("65", "%")})
+    results.enter_result(session, tech, lot_id, results.ResultEntry(
+        test_id="viability", value="88", unit="%", analyst="QC analyst", tested_on=date.today()))
+    release.request_exceptional_release(session, user(session, "clinician"), lot_id, "SLE-UC-007",
+                                        "No alternative therapy; life-threatening flare, benefit outweighs risk",
+                                        PASSWORD)
+    release.approve_exceptional_release(session, user(session, "qa"), lot_id, PASSWORD)
+    session.close()
+    pdf = client_as("qa").get(f"/release/lots/{lot_id}/certificate.pdf")
+    assert pdf.status_code == 200
+    text = " ".join(" ".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf.data)).pages).split())
+    row = text[text.index("Viability"):text.index("Viability") + 120]
+    assert "65" in row and "FAIL" in row and "88" not in row, row
+
+
+def test_an_exceptionally_released_lot_is_offered_to_its_named_patient_only(app, users, db_session):
+    tech, clinician, qa = user(db_session, "technician"), user(db_session, "clinician"), user(db_session, "qa")
+    lot_id = lot_with_bags(db_session, tech, donor(db_session, tech))[0].lot_id
+    named = patient(db_session, clinician, code="SLE-UC-901")
+    other = patient(db_session, clinician, code="SLE-UC-902")
+    with use_case(db_session, qa):
+        db_session.add(LotDisposition(lot_id=lot_id, kind="exceptional_release", spec_id="t", spec_version="1",
+                                      spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
+                                      decided_by_id=qa.id, signed_at=utcnow(), patient_code="SLE-UC-901"))
+    refused = inventory.calculate(db_session, other.id)
+    assert refused.allocation is None
+    assert "released as an exception for patient SLE-UC-901 only" in str(refused.refusal)
+    offered = inventory.calculate(db_session, named.id)
+    assert offered.allocation is not None
+    lot_bags = set(db_session.scalars(select(Bag.id).where(Bag.lot_id == lot_id)))
+    assert {int(d.bag_id) for d in offered.allocation.draws} <= lot_bags

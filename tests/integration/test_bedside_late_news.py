@@ -16,13 +16,12 @@ from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
 from mscbatch.custody import services
 from mscbatch.custody.models import CustodyEvent
-from mscbatch.database import utcnow
 from mscbatch.errors import Conflict
 from mscbatch.lots.models import Lot
 from mscbatch.release import oos, results
-from mscbatch.release.models import LotDisposition
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import user
+from tests.integration.test_bedside import _disposition
 from tests.integration.test_custody_support import prescribed_bag
 from tests.integration.test_donors import DATES, approved_donor
 
@@ -30,12 +29,9 @@ pytestmark = pytest.mark.usefixtures("users")
 
 
 def _conditionally_released(session, ward) -> None:  # type: ignore[no-untyped-def]
-    qa = user(session, "qa")
-    with use_case(session, qa, "test: conditional release pending sterility"):
+    with use_case(session, user(session, "qa"), "test: conditional release pending sterility"):
         session.get(Lot, ward.lot_id).status = "conditional_release"
-        session.add(LotDisposition(lot_id=ward.lot_id, kind="conditional_release", spec_id="t", spec_version="1",
-                                   spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
-                                   decided_by_id=qa.id, signed_at=utcnow(), pending_tests="sterility"))
+    _disposition(session, ward.lot_id, "conditional_release", pending_tests="sterility")
 
 
 def _sterility(session, lot_id: int, value: str):  # type: ignore[no-untyped-def]
@@ -162,11 +158,7 @@ def test_no_bag_is_offered_for_a_prescription_from_a_lot_failed_late_or_a_donor_
     reopened_donor = db_session.get(Donor, approved_donor(db_session, "cord_eu"))
     reopened = lot_with_bags(db_session, tech, reopened_donor)[0].lot_id
     kept = lot_with_bags(db_session, tech, donor(db_session, tech))[0].lot_id
-    qa = user(db_session, "qa")
-    with use_case(db_session, qa):
-        db_session.add(LotDisposition(lot_id=failing, kind="conditional_release", spec_id="t", spec_version="1",
-                                      spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
-                                      decided_by_id=qa.id, signed_at=utcnow(), pending_tests="sterility"))
+    _disposition(db_session, failing, "conditional_release", pending_tests="sterility")
 
     def offered() -> set[int]:
         return {lot.id for _bag, lot in available_bags(db_session, product_id="UC-MSC")}

@@ -12,15 +12,13 @@ from datetime import date
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from mscbatch.audit.context import use_case
-from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
 from mscbatch.patients import inventory
 from mscbatch.release import release, results
 from mscbatch.release.demo import enter_panel
-from mscbatch.release.models import LotDisposition
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, patient
+from tests.integration.test_bedside import _disposition
 from tests.integration.test_release_support import seed_quarantine_lot, user
 
 
@@ -44,14 +42,11 @@ def test_the_certificate_of_an_exceptional_release_prints_the_failing_result(app
 
 
 def test_an_exceptionally_released_lot_is_offered_to_its_named_patient_only(app, users, db_session):
-    tech, clinician, qa = user(db_session, "technician"), user(db_session, "clinician"), user(db_session, "qa")
+    tech, clinician = user(db_session, "technician"), user(db_session, "clinician")
     lot_id = lot_with_bags(db_session, tech, donor(db_session, tech))[0].lot_id
     named = patient(db_session, clinician, code="SLE-UC-901")
     other = patient(db_session, clinician, code="SLE-UC-902")
-    with use_case(db_session, qa):
-        db_session.add(LotDisposition(lot_id=lot_id, kind="exceptional_release", spec_id="t", spec_version="1",
-                                      spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
-                                      decided_by_id=qa.id, signed_at=utcnow(), patient_code="SLE-UC-901"))
+    _disposition(db_session, lot_id, "exceptional_release", patient_code="SLE-UC-901")
     refused = inventory.calculate(db_session, other.id)
     assert refused.allocation is None
     assert "released as an exception for patient SLE-UC-901 only" in str(refused.refusal)

@@ -17,8 +17,7 @@ from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import REAGENT_TYPES, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import get_lot
 from mscbatch.lots.services import require_in_process, require_technician
-from mscbatch.recall.models import Recall
-from mscbatch.recall.queries import recall_words
+from mscbatch.recall.queries import active_recall_of, recall_words
 
 CRYO_STAGE = "harvest and cryopreservation"
 
@@ -78,7 +77,7 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
                            f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
                            f"before its use on {used_on}. Use a lot within its expiry date.",
                            field="reagent_lot_id")
-        recall = session.scalar(select(Recall).where(Recall.reagent_lot_id == reagent.id, Recall.status == "active"))
+        recall = active_recall_of(session, "reagent_lot", reagent.id)
         if recall is not None:
             raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
                            f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "

@@ -16,7 +16,6 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -28,8 +27,7 @@ from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, site_config
-from mscbatch.recall.models import Recall
-from mscbatch.recall.queries import recall_words
+from mscbatch.recall.queries import active_recall_of, recall_words
 
 ENTRY_ROLE = "technician"
 RELEASE_TARGETS = ("released", "conditional_release")
@@ -100,7 +98,7 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
         donor = get_donor(session, details.donor_id)
         # raises Conflict for an ineligible donor: no lot at all; judged at the day the tissue was collected
         gate = donor_gate(session, donor.id, details.collection_at.astimezone(site.tz).date())
-        recall = session.scalar(select(Recall).where(Recall.donor_id == donor.id, Recall.status == "active"))
+        recall = active_recall_of(session, "donor", donor.id)
         if recall is not None:
             raise Conflict(f"Donor {donor.code} is under {recall_words(recall)}. No lot can be started from this "
                            "donor while the recall is active.", field="donor_id")

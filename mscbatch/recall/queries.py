@@ -32,9 +32,7 @@ def bag_hold(session: Session, bag_id: int) -> str | None:
     holds = active_holds(session, bag_id)
     if not holds:
         return None
-    return "; ".join(
-        f"on hold by recall R-{recall.id} ({RECALL_SCOPES.get(recall.scope, recall.scope).lower()} recall "
-        f"started {recall.started_at:%Y-%m-%d} UTC): {recall.reason}" for _hold, recall in holds)
+    return "; ".join(f"on hold by {recall_words(recall)}" for _hold, recall in holds)
 
 
 def held_bag_ids(session: Session, bag_ids: list[int]) -> set[int]:
@@ -43,6 +41,12 @@ def held_bag_ids(session: Session, bag_ids: list[int]) -> set[int]:
         return set()
     return set(session.scalars(select(BagHold.bag_id).where(BagHold.bag_id.in_(bag_ids),
                                                              BagHold.lifted_at.is_(None))))
+
+
+def active_recall_of(session: Session, scope: str, target_id: int) -> Recall | None:
+    column = {"donor": Recall.donor_id, "lot": Recall.lot_id, "reagent_lot": Recall.reagent_lot_id}[scope]
+    return session.scalar(select(Recall).where(Recall.scope == scope, column == target_id,
+                                               Recall.status == "active"))
 
 
 def recalls_covering(session: Session, lot: Lot) -> list[Recall]:

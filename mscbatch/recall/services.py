@@ -25,7 +25,7 @@ from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
 from mscbatch.lots.services import apply_lot_transition
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.queries import NOT_HELD_BAG_STATES
+from mscbatch.recall.queries import NOT_HELD_BAG_STATES, active_recall_of
 from mscbatch.signatures.services import sign
 
 START_MEANING = "Recall started: affected stock on hold"
@@ -67,12 +67,6 @@ def target_label(session: Session, scope: str, target_id: int | None) -> str:
 
 def target_of(recall: Recall) -> int | None:
     return {"donor": recall.donor_id, "lot": recall.lot_id, "reagent_lot": recall.reagent_lot_id}[recall.scope]
-
-
-def active_recall_of(session: Session, scope: str, target_id: int) -> Recall | None:
-    column = {"donor": Recall.donor_id, "lot": Recall.lot_id, "reagent_lot": Recall.reagent_lot_id}[scope]
-    return session.scalar(select(Recall).where(Recall.scope == scope, column == target_id,
-                                               Recall.status == "active"))
 
 
 @dataclass(frozen=True)

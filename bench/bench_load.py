@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from bench import cpu
 from bench.common import CACHE, LOG_LEVEL, ROOT, Row, api_token, database, opened, sizes
 from mscbatch.patients.models import Patient
 from mscbatch.scale import matching_pairs
+from mscbatch.site import site_today
 
 CLIENTS = 20
 WORKERS = 2
@@ -147,7 +148,7 @@ def run(kind: str) -> list[Row]:
             session.close()
         setup_data = {"token": api_token(app, "bench-nurse"), "clinician": api_token(app, "bench-clinician"),
                       "pairs": pairs, "patients": patients,
-                      "measured_on": (date.today() - timedelta(days=1)).isoformat()}
+                      "measured_on": (site_today() - timedelta(days=1)).isoformat()}
     port = _free_port()
     server = _serve(url, port)
     try:

@@ -226,9 +226,11 @@ def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: d
 
 def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_level_cells_per_kg: Decimal,
                    weight_kg: Decimal | None, weight_measured_on: date | None, today: date, planned_at: datetime,
-                   bags: Sequence[CandidateBag], product_id: str | None = None,
+                   infusion_on: date, bags: Sequence[CandidateBag], product_id: str | None = None,
                    familial_donor_id: str | None = None, infusion_duration_h: Decimal | None = None) -> DoseAllocation:
-    """Allocate bags for one infusion or raise DoseRefused with a plain reason (see the module docstring)."""
+    """Allocate bags for one infusion or raise DoseRefused with a plain reason (see the module docstring).
+
+    `today` and `infusion_on` (the day of `planned_at`) are the site's calendar days, which the caller knows."""
     settings = protocol.dosing
     if not enrolled:
         raise DoseRefused("not_enrolled", f"the patient is not enrolled in {protocol.short_name}")
@@ -239,7 +241,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
     product_id = product_id or protocol.products[0]
     if product_id not in protocol.products:
         raise DoseRefused("product_not_allowed", f"{product_id} is not a product of {protocol.short_name}")
-    _refuse_weight(weight_kg, weight_measured_on, today, settings.weight_valid_days, planned_at.date())
+    _refuse_weight(weight_kg, weight_measured_on, today, settings.weight_valid_days, infusion_on)
     assert weight_kg is not None and weight_measured_on is not None
     duration_h = infusion_duration_h if infusion_duration_h is not None else settings.infusion_duration_h
 

@@ -24,7 +24,7 @@ from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import product_of, site_config
+from mscbatch.lots.queries import product_of
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocated_patient_id, allocated_volume_ml, patient_by_wristband
 from mscbatch.recall.queries import bag_hold, is_held
@@ -35,6 +35,7 @@ from mscbatch.release.queries import (
     has_late_oos,
     pending_conditional_tests,
 )
+from mscbatch.site import site_config
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
 _TOKEN_LIKE = re.compile(r"(/v/|\.)", re.IGNORECASE)

@@ -19,9 +19,10 @@ from mscbatch.custody.queries import infusion_of_bag
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import product_of, site_config
+from mscbatch.lots.queries import product_of
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("custody", __name__, url_prefix="/ward")

@@ -15,6 +15,7 @@ from mscbatch.auth.models import User
 from mscbatch.donors import decisions, services
 from mscbatch.donors.models import APPROVED, INELIGIBLE, Donor
 from mscbatch.donors.queries import rule_sets
+from mscbatch.site import site_today
 
 DEMO_PASSWORD = "mscbatch-demo"
 #: initials of the demo cord donors (how the later demo steps find them)
@@ -41,7 +42,7 @@ def _screen(session: Session, tech: User, donor: Donor, sample: date, positives:
 
 def _approved_cord_donor(session: Session, tech: User, qa: User) -> Donor:
     """A second cord donor, screened complete and approved by QA: the start of the demo chain to a patient."""
-    today = date.today()
+    today = site_today()
     delivery = today - timedelta(days=26)
     cord = services.register_donor(session, tech, services.DonorDetails(
         tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials=CHAIN_CORD_INITIALS,
@@ -63,7 +64,7 @@ def seed_donors(session: Session) -> list[str]:
         return [f"  {d.code:<12} {d.tissue_source:<15} {d.status}" for d in existing]
     if tech is None or qa is None:
         return ["  (skipped: the demo users tech and qa are missing)"]
-    today = date.today()
+    today = site_today()
     details = services.DonorDetails
     adipose = services.register_donor(session, tech, details(
         tissue_source="adipose_tissue", rule_set_id="adipose_at_don", donor_type="unrelated", initials="AB",

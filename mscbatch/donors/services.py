@@ -32,6 +32,7 @@ from mscbatch.donors.models import (
 )
 from mscbatch.donors.queries import answers_of, current_decision, get_donor, rule_set_of, rule_sets
 from mscbatch.errors import NotFound, PermissionDenied, RecordLocked, ValidationFailed
+from mscbatch.site import site_today
 
 ENTRY_ROLE = "technician"
 
@@ -87,7 +88,7 @@ def _clean(details: DonorDetails) -> dict[str, Any]:
         raise ValidationFailed("An unrelated donor has no relationship or intended recipient.", field="relationship")
     if details.sex is not None and details.sex not in SEX_LABELS:
         raise ValidationFailed("Sex: female or male.", field="sex")
-    today = date.today()
+    today = site_today()
     if details.date_of_birth is not None and not date(1900, 1, 1) <= details.date_of_birth <= today:
         raise ValidationFailed("Date of birth must be a real date in the past.", field="date_of_birth")
     weight = None
@@ -175,7 +176,7 @@ def _check_result(donor: Donor, marker: str, method: str | None, result: str, sa
         raise ValidationFailed("Result: positive, negative or indeterminate.", field="result")
     if sample_date is None:
         raise ValidationFailed("Give the sample date.", field="sample_date")
-    if sample_date > date.today():
+    if sample_date > site_today():
         raise ValidationFailed("The sample date cannot be in the future.", field="sample_date")
     reference = (lab_reference or "").strip()
     if not reference or len(reference) > 60:

@@ -50,9 +50,10 @@ from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import bag_status, get_bag, get_lot, product_catalogue, site_config
+from mscbatch.lots.queries import bag_status, get_bag, get_lot, product_catalogue
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import get_patient
+from mscbatch.site import site_config
 
 FHIR_JSON = "application/fhir+json"
 DIN_SYSTEM = "http://hl7.org/fhir/NamingSystem/iccbba-din"

@@ -31,8 +31,9 @@ from mscbatch.labels import LabelData, LabelError
 from mscbatch.labels.layout import LabelLayout, load_layout
 from mscbatch.labels.render import render_labels, render_sheet
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import bags_of, get_lot, product_of, site_config
+from mscbatch.lots.queries import bags_of, get_lot, product_of
 from mscbatch.recall.queries import bag_hold
+from mscbatch.site import site_config
 
 PRINTABLE_LOT_STATES = ("quarantine", "released", "conditional_release")
 NOT_PRINTABLE_BAG_STATES = ("infused", "discarded")

@@ -24,9 +24,10 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_dins
 from mscbatch.lots.models import Bag
-from mscbatch.lots.queries import bags_of, get_lot, product_of, site_config
+from mscbatch.lots.queries import bags_of, get_lot, product_of
 from mscbatch.lots.services import require_in_process, require_technician
 from mscbatch.recall.queries import hold_for_recalls
+from mscbatch.site import site_config
 
 
 def _check_plans(bags: Sequence[BagPlan]) -> None:

@@ -21,7 +21,7 @@ from mscbatch.donors.demo import CHAIN_CORD_INITIALS, PENDING_CORD_INITIALS, dem
 from mscbatch.donors.models import Donor
 from mscbatch.lots import bags, reagents, services, steps, storage
 from mscbatch.lots.models import Bag, Lot, StorageLocation
-from mscbatch.lots.queries import site_config
+from mscbatch.site import site_config, site_today
 
 M = 10**6
 CHAIN_BOX = "Box A2"
@@ -46,7 +46,7 @@ def _storage(session: Session, tech: User) -> tuple[int, int]:
 
 
 def _reagents(session: Session, tech: User) -> dict[str, int]:
-    today = date.today()
+    today = site_today()
     made = {}
     for key, kind, name, supplier, lot, expiry in (
         ("medium", "medium", "alpha-MEM", "DemoBio", "AM-2291", today + timedelta(days=200)),
@@ -75,7 +75,7 @@ def chain_lot(session: Session) -> Lot | None:
 def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] | None) -> Lot:
     """UC-MSC from the approved cord donor: explant P0, then P1-P3, harvest 230 x10^6 at 94 % viability,
     4 bags of 25 mL at 2 x10^6 viable cells/mL (10 % DMSO) placed in Box A2, left in process."""
-    today = date.today()
+    today = site_today()
     start = today - timedelta(days=26)
     lot = services.create_lot(session, tech, services.LotDetails(
         donor_id=donor.id, product_id="UC-MSC", collection_at=_at(start, 7),
@@ -131,7 +131,7 @@ def seed_lots(session: Session) -> list[str]:
         return ["  (skipped: the demo technician or the approved adipose donor is missing)"]
     box_id, _tank = _storage(session, tech)
     used = _reagents(session, tech)
-    today = date.today()
+    today = site_today()
     start = today - timedelta(days=24)
     lot = services.create_lot(session, tech, services.LotDetails(
         donor_id=adipose.id, product_id="AT-MSC", collection_at=_at(start, 9), collection_site="Demo hospital, theatre 3",

@@ -10,21 +10,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mscbatch.core.site_config import Product, ProductCatalogue, SiteConfig, load_products, load_site_config
+from mscbatch.core.site_config import Product, ProductCatalogue, load_products
 from mscbatch.core.states import BagStatus, effective_bag_status
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse, StorageLocation
 from mscbatch.paths import config_dir
+from mscbatch.site import site_config
 
 PAGE_SIZE = 25
-
-
-@cache
-def site_config() -> SiteConfig:
-    """config/site.toml, validated once (FIN, lot number format, time zone, storage temperature)."""
-    return load_site_config(config_dir() / "site.toml")
 
 
 @cache

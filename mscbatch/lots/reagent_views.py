@@ -2,7 +2,6 @@
 used it (where a reagent recall starts)."""
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, url_for
@@ -15,6 +14,7 @@ from mscbatch.lots.forms import ReagentLotForm
 from mscbatch.lots.models import REAGENT_TYPES, ReagentLot
 from mscbatch.lots.queries import lots_using_reagent, reagent_lots
 from mscbatch.lots.reagents import register_reagent_lot
+from mscbatch.site import site_today
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("reagents", __name__, url_prefix="/reagents")
@@ -23,7 +23,7 @@ bp = Blueprint("reagents", __name__, url_prefix="/reagents")
 def _list(form: ReagentLotForm, status: int = 200) -> Any:
     db.session.rollback()
     return render_template("lots/reagents.html", reagents=reagent_lots(db.session), form=form, types=REAGENT_TYPES,
-                           today=date.today()), status
+                           today=site_today()), status
 
 
 @bp.route("")
@@ -56,4 +56,4 @@ def detail(reagent_lot_id: int) -> Any:
     if reagent is None:
         raise NotFound(f"No reagent lot with id {reagent_lot_id}.")
     return render_template("lots/reagent.html", reagent=reagent, uses=lots_using_reagent(db.session, reagent.id),
-                           types=REAGENT_TYPES, today=date.today())
+                           types=REAGENT_TYPES, today=site_today())

@@ -18,6 +18,7 @@ from mscbatch.lots.models import REAGENT_TYPES, ProcessStep, ReagentLot, Reagent
 from mscbatch.lots.queries import get_lot
 from mscbatch.lots.services import require_in_process, require_technician
 from mscbatch.recall.queries import active_recall_of, recall_words
+from mscbatch.site import site_today
 
 CRYO_STAGE = "harvest and cryopreservation"
 
@@ -58,7 +59,7 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
     require_technician(actor)
     if used_on is None:
         raise ValidationFailed("Give the date of use.", field="used_on")
-    if used_on > date.today():
+    if used_on > site_today():
         raise ValidationFailed("The date of use cannot be in the future.", field="used_on")
     with use_case(session, actor, "reagent lot linked"):
         lot = get_lot(session, lot_id)

@@ -26,8 +26,9 @@ from mscbatch.donors.queries import get_donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
-from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, site_config
+from mscbatch.lots.queries import bags_of, get_lot, product_catalogue
 from mscbatch.recall.queries import active_recall_of, recall_words
+from mscbatch.site import site_config
 
 ENTRY_ROLE = "technician"
 RELEASE_TARGETS = ("released", "conditional_release")

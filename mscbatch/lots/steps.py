@@ -28,8 +28,9 @@ from mscbatch.core.culture import (
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
-from mscbatch.lots.queries import get_lot, product_of, site_config
+from mscbatch.lots.queries import get_lot, product_of
 from mscbatch.lots.services import require_in_process, require_technician
+from mscbatch.site import site_config, site_day, site_today
 
 MAX_CELLS = 10**13
 
@@ -56,10 +57,11 @@ def _viability(value: Any, field: str = "viability_percent") -> Decimal:
 def _check_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]) -> date:
     if performed_on is None:
         raise ValidationFailed("Give the date.", field="performed_on")
-    if performed_on > date.today():
+    if performed_on > site_today():
         raise ValidationFailed("The date cannot be in the future.", field="performed_on")
-    if performed_on < lot.collection_at.date():
-        raise ValidationFailed(f"The date is before the collection ({lot.collection_at:%Y-%m-%d}).", field="performed_on")
+    collected_on = site_day(lot.collection_at)
+    if performed_on < collected_on:
+        raise ValidationFailed(f"The date is before the collection ({collected_on:%Y-%m-%d}).", field="performed_on")
     if previous and performed_on < previous[-1].performed_on:
         raise ValidationFailed(f"The date is before the previous step {previous[-1].label} "
                                f"({previous[-1].performed_on}).", field="performed_on")

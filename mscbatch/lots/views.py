@@ -30,8 +30,9 @@ from mscbatch.lots.forms import (
     TransitionForm,
 )
 from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
-from mscbatch.lots.queries import LotFilters, boxes, list_lots, product_catalogue, reagent_lots, site_config
+from mscbatch.lots.queries import LotFilters, boxes, list_lots, product_catalogue, reagent_lots
 from mscbatch.lots.record import lot_record
+from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
@@ -106,7 +107,7 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
         forms["deviation_form"] = DeviationForm(prefix="deviation", formdata=None)
     forms["deviation_form"].step_id.choices = step_choices
     if "reagent_form" not in forms:
-        forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=date.today())
+        forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=site_today())
     forms["reagent_form"].reagent_lot_id.choices = [(r.id, f"{REAGENT_TYPES[r.reagent_type]}: {r.name}, {r.supplier} "
                                                            f"lot {r.lot_number} (exp. {r.expiry_date})")
                                                     for r in reagent_lots(db.session)]

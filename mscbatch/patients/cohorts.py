@@ -19,6 +19,7 @@ from mscbatch.patients.models import ESCALATION_DECIDED, EscalationDecisionRecor
 from mscbatch.patients.queries import cohort_state, protocols
 from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
+from mscbatch.site import site_today
 
 
 def record_decision(session: Session, signer: Any, password: str, *, protocol_id: str, stage_id: str,
@@ -32,8 +33,8 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
         level = Decimal(str(chosen_cells_per_kg))
     except InvalidOperation:
         raise ValidationFailed("Choose the dose level.", field="chosen_cells_per_kg") from None
-    decided_on = decided_on or date.today()
-    if decided_on > date.today():
+    decided_on = decided_on or site_today()
+    if decided_on > site_today():
         raise ValidationFailed("The decision date cannot be in the future.", field="decided_on")
     decision = EscalationDecision(stage_id, level, (toxicity_review or "").strip(), signer.username, decided_on)
     with use_case(session, signer, ESCALATION_DECIDED):

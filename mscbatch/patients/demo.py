@@ -18,6 +18,7 @@ from mscbatch.patients import enrolment, prescriptions, services
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocations_of, familial_donor_of, prescriptions_of, protocols
+from mscbatch.site import site_today
 
 #: values of a lupus patient who meets every inclusion criterion (demo, scale data and tests enrol them)
 SLE_VALUES = {"selena_sledai_points": "10", "creatinine_clearance_ml_per_min": "85", "lvef_percent": "60",
@@ -48,7 +49,7 @@ def _by_wristband(session: Session, wristband: str) -> Patient | None:
 
 def _register(session: Session, clinician: User) -> list[str]:
     """The two demo patients, each made only when missing."""
-    today = date.today()
+    today = site_today()
     lines = []
     lupus = _by_wristband(session, LUPUS_WRISTBAND)
     if lupus is None:

@@ -24,6 +24,7 @@ from mscbatch.patients.models import ENROLLED, EnrolmentCheck
 from mscbatch.patients.queries import get_patient, protocol_of
 from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
+from mscbatch.site import site_today
 
 YES, NO, NEVER = ("yes", "true", True), ("no", "false", False), "never"
 
@@ -75,7 +76,7 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
                     on_date: date | None = None) -> EnrolmentCheck:
     """Record a check: the values entered and the verdict per criterion."""
     require_clinician(actor, "checks enrolment criteria")
-    on_date = on_date or date.today()
+    on_date = on_date or site_today()
     with use_case(session, actor):
         patient = get_patient(session, patient_id)
         protocol = protocol_of(patient)

@@ -28,6 +28,7 @@ from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
 from mscbatch.patients.queries import cohort_state, familial_donor_of, latest_weight, protocol_of
 from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
+from mscbatch.site import site_day, site_today
 
 
 def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
@@ -121,8 +122,8 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
         result.allocation = calculate_dose(
             protocol, patient_id=patient.code, enrolled=patient.status == "enrolled", dose_level_cells_per_kg=level,
             weight_kg=None if weight is None else Decimal(weight.weight_kg),
-            weight_measured_on=None if weight is None else weight.measured_on, today=today or date.today(),
-            planned_at=planned_at, bags=[c for c, _b, _l in bags.values()],
+            weight_measured_on=None if weight is None else weight.measured_on, today=today or site_today(),
+            planned_at=planned_at, infusion_on=site_day(planned_at), bags=[c for c, _b, _l in bags.values()],
             familial_donor_id=None if donor is None else str(donor.id))
     except DoseRefused as refusal:
         result.refusal = refusal

@@ -23,6 +23,7 @@ from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.patients.models import SEX_LABELS, Patient, WeightMeasurement
 from mscbatch.patients.queries import familial_donor_of, get_patient, patient_by_wristband, protocols
+from mscbatch.site import site_today
 
 CLINICIAN = "clinician"
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,39}$")
@@ -51,7 +52,7 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     initials = (details.initials or "").strip().upper()
     if not initials or len(initials) > 10 or not initials.replace("-", "").replace(".", "").isalpha():
         raise ValidationFailed("Initials: letters only, at most 10 (e.g. J-P.M).", field="initials")
-    if details.date_of_birth is None or not date(1900, 1, 1) <= details.date_of_birth <= date.today():
+    if details.date_of_birth is None or not date(1900, 1, 1) <= details.date_of_birth <= site_today():
         raise ValidationFailed("Give the date of birth (a real date in the past).", field="date_of_birth")
     if details.sex not in SEX_LABELS:
         raise ValidationFailed("Sex: female or male.", field="sex")
@@ -142,7 +143,7 @@ def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: A
     weight = parse_weight(weight_kg)
     if measured_on is None:
         raise ValidationFailed("Give the date the weight was measured.", field="measured_on")
-    if measured_on > date.today():
+    if measured_on > site_today():
         raise ValidationFailed("The weight cannot be measured in the future.", field="measured_on")
     with use_case(session, actor):
         patient = get_patient(session, patient_id)

@@ -2,7 +2,6 @@
 the enrolment check and the dose cohorts. Views parse and authorise; the services decide and write."""
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -29,6 +28,7 @@ from mscbatch.patients.queries import (
     signatures_for,
     weights_of,
 )
+from mscbatch.site import site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
@@ -74,9 +74,9 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
     patient = get_patient(db.session, patient_id)
     checks = enrolment_checks_of(db.session, patient.id)
     prescriptions = prescriptions_of(db.session, patient.id)
-    forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": date.today()}))
+    forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": site_today()}))
     return render_template(
-        "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, date.today()),
+        "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
         donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
         prescriptions=prescriptions, **forms, **COMMON), status
@@ -112,7 +112,7 @@ def _enrolment_page(patient_id: int, form: Any = None, check: EnrolmentCheck | N
     checks = enrolment_checks_of(db.session, patient.id)
     check = check or (checks[0] if checks else None)
     if form is None:
-        form = enrolment_form(protocol)(formdata=None, data=dict(check.values if check else {}, on_date=date.today()))
+        form = enrolment_form(protocol)(formdata=None, data=dict(check.values if check else {}, on_date=site_today()))
     enrol_form = enrol_form or EnrolForm(formdata=None, data={"check_id": check.id if check else ""})
     return render_template("patients/enrolment.html", patient=patient, protocol=protocol, form=form, check=check,
                            enrol_form=enrol_form, signatures=signatures_for(
@@ -165,7 +165,7 @@ def _cohorts_page(protocol_id: str, form: EscalationForm | None = None, status: 
     state = cohort_state(db.session, protocol)
     decisions = decisions_of(db.session, protocol.id)
     if form is None:
-        form = EscalationForm(formdata=None, data={"stage_id": state.current_stage_id or "", "decided_on": date.today()})
+        form = EscalationForm(formdata=None, data={"stage_id": state.current_stage_id or "", "decided_on": site_today()})
     form.set_levels(state.decision_options_cells_per_kg)
     return render_template("patients/cohorts.html", protocol=protocol, state=state, decisions=decisions, form=form,
                            signatures=signatures_for(db.session, "escalation_decision", [d.id for d in decisions]),

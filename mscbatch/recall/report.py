@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 from mscbatch.auth.models import User
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import site_config
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
 from mscbatch.recall.services import affected_lots, get_recall, target_label, target_of
 from mscbatch.recall.traceability import BagTrace, ForwardTrace, LotTrace, Recipient, trace_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
+from mscbatch.site import site_config
 
 
 @dataclass

@@ -10,7 +10,6 @@ from flask_login import current_user
 from mscbatch.auth.access import roles_required
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
-from mscbatch.lots.queries import site_config
 from mscbatch.recall import services
 from mscbatch.recall.forms import EndRecallForm, StartRecallForm
 from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
@@ -21,6 +20,7 @@ from mscbatch.recall.traceability import (
     forward_from_lot,
     forward_from_reagent_lot,
 )
+from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("recall", __name__, url_prefix="/recalls")

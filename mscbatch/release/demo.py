@@ -5,7 +5,7 @@ or its donor) releases it, so its bags can be dosed to the lupus demo patient (i
 donor still awaiting QA gets a failing CD105, so an open OOS waits for QA on the dashboard."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from mscbatch.lots.models import Lot
 from mscbatch.release import release, results
 from mscbatch.release.models import OosInvestigation, ReleaseResult
 from mscbatch.release.specs import FLOW_PANEL, spec_for_lot
+from mscbatch.site import site_today
 
 DEMO_PASSWORD = "mscbatch-demo"
 
@@ -34,7 +35,7 @@ def enter_panel(session: Session, tech: User, lot_id: int, values: dict[str, tup
     """Enter every test (flow panel at once, the rest one by one) as `tech`, dated yesterday."""
     values = {**PASSING_PANEL, **(values or {})}
     common = results.ResultEntry(test_id="", value="", unit="", analyst=tech.full_name,
-                                 tested_on=date.today() - timedelta(days=1), instrument="Demo cytometer FC-1",
+                                 tested_on=site_today() - timedelta(days=1), instrument="Demo cytometer FC-1",
                                  reagent_lot="AB-PANEL-2291")
     flow_ids = {test_id for _f, test_id, _l in FLOW_PANEL}
     if not flow_ids & set(skip):
@@ -110,7 +111,7 @@ def _open_oos(session: Session, tech: User) -> list[str]:
     if lot.status not in ("in_process", "quarantine"):
         return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}"]
     results.enter_result(session, tech, lot.id, results.ResultEntry(
-        test_id="cd105", value="94.6", unit="%", analyst=tech.full_name, tested_on=date.today(),
+        test_id="cd105", value="94.6", unit="%", analyst=tech.full_name, tested_on=site_today(),
         method="flow cytometry", instrument="Demo cytometer FC-1"))
     return [f"  {lot.lot_number}: CD105 94.6 % (< 95 %) entered: an OOS is open for QA to investigate"]
 

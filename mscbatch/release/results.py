@@ -31,6 +31,7 @@ from mscbatch.lots.queries import get_lot
 from mscbatch.release.models import ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
 from mscbatch.release.specs import FLOW_PANEL, spec_for_lot
+from mscbatch.site import site_today
 
 ENTRY_ROLE = "technician"
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
@@ -89,7 +90,7 @@ def _common(entry: ResultEntry, test: ReleaseTest) -> dict[str, Any]:
         raise ValidationFailed("Analyst: give the name of the person who performed the test.", field="analyst")
     if entry.tested_on is None:
         raise ValidationFailed("Test date: give the date the test was performed.", field="tested_on")
-    if entry.tested_on > date.today():
+    if entry.tested_on > site_today():
         raise ValidationFailed("Test date: a test cannot be dated in the future.", field="tested_on")
     method = (entry.method or "").strip() or test.method
     return dict(method=method[:200], analyst=analyst, tested_on=entry.tested_on,

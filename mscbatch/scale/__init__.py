@@ -135,12 +135,13 @@ def _refuse_unless_empty(connection: Any) -> None:
 def _context(app: Any, connection: Any, plan: Any, users: dict[str, Any], now: Any) -> Any:
     from mscbatch.donors.queries import rule_sets
     from mscbatch.lots.models import Lot
-    from mscbatch.lots.queries import product_catalogue, site_config
+    from mscbatch.lots.queries import product_catalogue
     from mscbatch.patients.queries import protocols
     from mscbatch.release.specs import spec_for_lot
     from mscbatch.scale.context import Context
     from mscbatch.scale.records import Ids
     from mscbatch.scale.writer import existing_sequences, next_ids
+    from mscbatch.site import site_config
 
     catalogue = product_catalogue()
     specs = {p.product_class: spec_for_lot(Lot(product_class=p.product_class, lot_number=p.id))

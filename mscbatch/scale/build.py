@@ -320,7 +320,8 @@ class LotBuilder:
         try:
             allocation = calculate_dose(protocol, patient_id=code, enrolled=True, dose_level_cells_per_kg=level,
                                         weight_kg=kg_of(rx), weight_measured_on=day - timedelta(days=1),
-                                        today=day, planned_at=planned_at, bags=candidates, familial_donor_id=familial)
+                                        today=day, planned_at=planned_at, infusion_on=planned_at.astimezone(ctx.site.tz).date(),
+                                        bags=candidates, familial_donor_id=familial)
         except DoseRefused:
             return None  # not enough cells left in the lot for this patient: nobody is registered
         patient_id = ctx.ids("patient")

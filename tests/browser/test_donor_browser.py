@@ -3,19 +3,20 @@ checklist all green and signs the eligibility with password re-entry (issue 3)."
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 
 from mscbatch.donors.queries import rule_sets
+from mscbatch.site import site_today
 from tests.browser.conftest import ARTIFACTS, PASSWORD, sign_in
 
 pytestmark = pytest.mark.browser
 
 
 def test_a_technician_enters_a_donor_and_its_screening_and_qa_signs_the_checklist(page, live_server):
-    collection, sample = date.today() - timedelta(days=1), date.today() - timedelta(days=2)
+    collection, sample = site_today() - timedelta(days=1), site_today() - timedelta(days=2)
     sign_in(page, live_server, "technician")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Donors").click()
     page.get_by_role("link", name="Register a donor").click()
@@ -25,7 +26,7 @@ def test_a_technician_enters_a_donor_and_its_screening_and_qa_signs_the_checklis
     page.get_by_label("Date of birth").fill("1991-06-30")
     page.get_by_label("Sex", exact=True).select_option("female")
     page.get_by_label("Informed consent signed").select_option("yes")
-    page.get_by_label("Consent date").fill((date.today() - timedelta(days=40)).isoformat())
+    page.get_by_label("Consent date").fill((site_today() - timedelta(days=40)).isoformat())
     page.get_by_role("button", name="Register donor").click()
     expect(page.get_by_role("status")).to_contain_text(re.compile(r"Donor D-\d{4}-\d{4} registered"))
     code = re.search(r"D-\d{4}-\d{4}", page.get_by_role("heading", level=1).inner_text()).group(0)  # type: ignore[union-attr]

@@ -4,11 +4,12 @@ the storage tree are set up through the services first, as the demo does."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 
+from mscbatch.site import site_today
 from tests.browser.conftest import ARTIFACTS, sign_in
 from tests.integration.lot_factories import approved_adipose_donor, box
 
@@ -27,7 +28,7 @@ def test_a_technician_records_a_lot_through_cryopreservation_into_4_bags_stored_
             box_id = box(session, rows=4, columns=4)
         finally:
             session.close()
-    start = date.today() - timedelta(days=14)
+    start = site_today() - timedelta(days=14)
     sign_in(page, live_server, "technician")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Lots").click()
     page.get_by_role("link", name="Start a lot").click()
@@ -54,7 +55,7 @@ def test_a_technician_records_a_lot_through_cryopreservation_into_4_bags_stored_
     expect(page.locator("table.steps")).to_contain_text("5.91")  # 3.00 + log2(7.5) = 2.91
     expect(page.locator("svg.pd-plot")).to_be_visible()
 
-    yesterday = (date.today() - timedelta(days=1)).isoformat()  # fixed hours today could lie in the future
+    yesterday = (site_today() - timedelta(days=1)).isoformat()  # fixed hours today could lie in the future
     page.get_by_label("Harvest date and time (site time)").fill(f"{yesterday}T08:00")
     page.get_by_label("Total cells (x10^6 cells)").fill("120")
     page.locator("#harvest-viability_percent").fill("92")

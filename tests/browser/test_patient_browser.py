@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import io
-from datetime import date
 
 import pytest
 from playwright.sync_api import expect
 
+from mscbatch.site import site_today
 from tests.browser.conftest import sign_in
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import SLE_OK, donor, lot_with_bags, user
@@ -43,7 +43,7 @@ def test_a_clinician_enrols_weighs_prescribes_and_prints_the_dose_sheet(live_ser
     page.get_by_role("button", name="Sign the enrolment").click()
     expect(page.get_by_text("Signed: Patient enrolled in the trial").first).to_be_visible()
     page.get_by_label("Weight (kg)").fill("62.5")
-    page.get_by_label("Measured on").fill(date.today().isoformat())
+    page.get_by_label("Measured on").fill(site_today().isoformat())
     page.get_by_role("button", name="Record the weight").click()
     page.get_by_role("link", name="Calculate the dose").click()
     expect(page.locator("#target")).to_contain_text("125,000,000")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 
 from mscbatch.release.demo import PASSING_PANEL
 from mscbatch.release.specs import FLOW_PANEL
+from mscbatch.site import site_today
 from tests.browser.conftest import ARTIFACTS, sign_in
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot
@@ -44,7 +45,7 @@ def test_qc_enters_a_full_panel_and_qa_signs_the_release_and_downloads_the_certi
         lot_id = seed_quarantine_lot(live_server.app, monkeypatch)
     lot_number, tests = _spec_tests(live_server, lot_id)
     assert {t for t, _n, _b in tests} == set(PASSING_PANEL)  # the passing values cover the whole specification
-    tested_on = (date.today() - timedelta(days=1)).isoformat()
+    tested_on = (site_today() - timedelta(days=1)).isoformat()
     review_url = f"{live_server.url}/release/lots/{lot_id}"
 
     # QC: the flow cytometry panel at once, then every other test one by one

@@ -10,14 +10,14 @@ from mscbatch.core.culture import BagPlan
 from mscbatch.donors import decisions
 from mscbatch.donors.models import APPROVED
 from mscbatch.lots import bags, services, steps, storage
-from mscbatch.lots.queries import site_config
+from mscbatch.site import site_config, site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_donors import screened_donor, user
 
 M = 10**6
 # Yesterday, not today: the factories stamp fixed hours (harvest 08:00, freezing 09:00), which would lie in
 # the future for a run before 09:00 site time (and the site's date can be a day ahead of the machine's).
-TODAY = date.today() - timedelta(days=1)
+TODAY = site_today() - timedelta(days=1)
 
 
 def at(day: date, hour: int = 9) -> datetime:

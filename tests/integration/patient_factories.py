@@ -17,6 +17,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import enrolment, services
 from mscbatch.patients.demo import SLE_VALUES, SSC_VALUES
 from mscbatch.patients.queries import protocols
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 
 SEQ = count(1)
@@ -75,7 +76,7 @@ def patient(session, clinician, *, protocol_id: str = SLE, code: str = "", weigh
         ward="Ward 3"))
     if weight:
         services.record_weight(session, clinician, row.id, weight_kg=weight,
-                               measured_on=date.today() - timedelta(days=weighed_days_ago))
+                               measured_on=site_today() - timedelta(days=weighed_days_ago))
     if enrol:
         values = SLE_OK if protocols()[protocol_id].short_name == "SLE-UC" else SSC_OK
         check = enrolment.check_enrolment(session, clinician, row.id, values)

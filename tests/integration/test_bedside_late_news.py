@@ -7,8 +7,6 @@ Before, both bags still said MATCHES: the first with a note that the test was "s
 """
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 from sqlalchemy import select
 
@@ -19,6 +17,7 @@ from mscbatch.custody.models import CustodyEvent
 from mscbatch.errors import Conflict
 from mscbatch.lots.models import Lot
 from mscbatch.release import oos, results
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import user
 from tests.integration.test_bedside import _disposition
@@ -36,7 +35,7 @@ def _conditionally_released(session, ward) -> None:  # type: ignore[no-untyped-d
 
 def _sterility(session, lot_id: int, value: str):  # type: ignore[no-untyped-def]
     return results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
-        test_id="sterility", value=value, unit="", analyst="QC analyst", tested_on=date.today()))
+        test_id="sterility", value=value, unit="", analyst="QC analyst", tested_on=site_today()))
 
 
 def _scan(app, ward) -> dict:  # type: ignore[no-untyped-def, type-arg]

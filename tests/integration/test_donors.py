@@ -28,9 +28,10 @@ from mscbatch.donors.models import (
 from mscbatch.donors.queries import evaluate_donor, get_donor, list_donors, rule_sets
 from mscbatch.errors import Conflict, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.signatures.services import signatures_of, verify
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD, add_user
 
-TODAY = date.today()
+TODAY = site_today()
 #: collection date and an in-window sample date per rule set
 DATES = {
     "adipose_at_don": (TODAY - timedelta(days=3), TODAY - timedelta(days=2)),  # window 0..+7 days

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from mscbatch.core.dosing import DoseAllocation
 from mscbatch.patients.inventory import calculate
+from mscbatch.site import site_today
 from tests.conftest import api_token_for
 from tests.integration.patient_factories import SSC, donor, lot_with_bags, patient, user
 
@@ -113,7 +114,6 @@ def test_a_patient_who_is_not_enrolled_gets_no_dose(app, users):
 
 def _endotoxin_result(session, actor, lot_id, value, *, invalidated=False):  # type: ignore[no-untyped-def]
     """An endotoxin release result written directly (the release capability has its own entry tests)."""
-    from datetime import date
 
     from mscbatch.audit.context import use_case
     from mscbatch.database import utcnow
@@ -125,7 +125,7 @@ def _endotoxin_result(session, actor, lot_id, value, *, invalidated=False):  # t
     with use_case(session, actor):
         session.add(ReleaseResult(
             lot_id=lot_id, test_id="endotoxin", spec_id=spec.id, spec_version=spec.version, spec_sha256=spec.sha256,
-            value=value, first_value=value, unit="EU/mL", method="LAL", analyst="A. Analyst", tested_on=date.today(),
+            value=value, first_value=value, unit="EU/mL", method="LAL", analyst="A. Analyst", tested_on=site_today(),
             entered_by_id=actor.id, entered_at=utcnow(), invalidated_at=utcnow() if invalidated else None,
             invalidated_reason="OOS invalidated" if invalidated else None))
 

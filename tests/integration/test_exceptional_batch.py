@@ -7,7 +7,6 @@ the bags to any patient (only the bedside check stopped them, after they had bee
 from __future__ import annotations
 
 import io
-from datetime import date
 
 from pypdf import PdfReader
 from sqlalchemy import select
@@ -16,6 +15,7 @@ from mscbatch.lots.models import Bag
 from mscbatch.patients import inventory
 from mscbatch.release import release, results
 from mscbatch.release.demo import enter_panel
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, patient
 from tests.integration.test_bedside import _disposition
@@ -28,7 +28,7 @@ def test_the_certificate_of_an_exceptional_release_prints_the_failing_result(app
     tech = user(session, "technician")
     enter_panel(session, tech, lot_id, {"viability": ("65", "%")})
     results.enter_result(session, tech, lot_id, results.ResultEntry(
-        test_id="viability", value="88", unit="%", analyst="QC analyst", tested_on=date.today()))
+        test_id="viability", value="88", unit="%", analyst="QC analyst", tested_on=site_today()))
     release.request_exceptional_release(session, user(session, "clinician"), lot_id, "SLE-UC-007",
                                         "No alternative therapy; life-threatening flare, benefit outweighs risk",
                                         PASSWORD)

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from mscbatch.site import site_today
 from tests.conftest import api_token_for
 
 EVIL = {"analyst": "=HYPERLINK(\"http://evil\")", "instrument": "@SUM(A1)", "reagent_lot": "+1-2", "method": "-3+4"}
@@ -24,7 +25,7 @@ def exported(app, users):  # type: ignore[no-untyped-def]
     try:
         lot_id, bags = cryopreserved_lot(session, approved_adipose_donor(session), count=3)
         results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
-            test_id="cd105", value="98", unit="%", tested_on=date.today(), **EVIL))
+            test_id="cd105", value="98", unit="%", tested_on=site_today(), **EVIL))
         from mscbatch.lots.models import Lot
 
         lot = session.get(Lot, lot_id)
@@ -71,7 +72,7 @@ def test_release_results_csv_defuses_formulas(client_as, exported):
     row = rows[0]
     for field, value in EVIL.items():
         assert row[field] == "'" + value, field
-    assert row["value"] == "98" and row["tested_on"] == date.today().isoformat() and row["invalidated"] == "false"
+    assert row["value"] == "98" and row["tested_on"] == site_today().isoformat() and row["invalidated"] == "false"
 
 
 def test_formula_cells_are_quoted_but_numbers_are_not():

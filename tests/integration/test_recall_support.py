@@ -3,7 +3,7 @@ who received one bag and has another allocated, another donor's lot, and a mediu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from mscbatch.audit.context import use_case
 from mscbatch.lots.models import Bag, ReagentLot, ReagentUse
 from mscbatch.patients import prescriptions
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 
@@ -52,12 +53,12 @@ def scene(app: Any) -> Scene:
         set_status(session, tech, allocated[0], "infused")
         with use_case(session, tech):
             medium = ReagentLot(reagent_type="medium", name="MEM alpha", supplier="Acme Media", lot_number="MA-77",
-                                expiry_date=date.today() + timedelta(days=200), registered_by_id=tech.id)
+                                expiry_date=site_today() + timedelta(days=200), registered_by_id=tech.id)
             session.add(medium)
             session.flush()
             for lot_id in (released[0].lot_id, quarantined[0].lot_id):
                 session.add(ReagentUse(lot_id=lot_id, reagent_lot_id=medium.id, stage="expansion",
-                                       used_on=date.today() - timedelta(days=10), recorded_by_id=tech.id))
+                                       used_on=site_today() - timedelta(days=10), recorded_by_id=tech.id))
         stock = [b.id for b in released + quarantined if b.id not in allocated[:1]]
         return Scene(the_donor.id, the_donor.code, released[0].lot_id, quarantined[0].lot_id, other[0].lot_id,
                      allocated[0], allocated[1] if len(allocated) > 1 else None, stock, row.id, row.code, medium.id)

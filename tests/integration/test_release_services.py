@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -16,6 +15,7 @@ from mscbatch.release.demo import PASSING_PANEL, enter_panel
 from mscbatch.release.models import OosInvestigation, ReleaseResult
 from mscbatch.release.queries import bag_release, involvement, release_state
 from mscbatch.release.specs import lot_verdict, spec_for_lot
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
 
@@ -98,7 +98,7 @@ def test_impossible_values_and_wrong_units_are_refused_naming_the_field_and_noth
     test_id = "viable_cell_count" if unit == "cells" and raw.startswith("-") else "cd105"
     with pytest.raises(ValidationFailed) as refused:
         results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
-            test_id=test_id, value=raw, unit=unit, analyst="A. Analyst", tested_on=__import__("datetime").date.today()))
+            test_id=test_id, value=raw, unit=unit, analyst="A. Analyst", tested_on=site_today()))
     assert refused.value.field == field
     assert session.scalar(select(func.count()).select_from(ReleaseResult)) == 0
 
@@ -111,7 +111,7 @@ def test_release_is_refused_while_a_blocking_test_is_pending_and_for_the_qa_who_
     reasons = release.refusals(session, _lot(session, lot_id), user(session, "qa"))
     assert any("Sterility pending" in r for r in reasons)
     results.enter_result(session, user(session, "labqa"), lot_id, results.ResultEntry(
-        test_id="sterility", value="negative", unit="", analyst="Lab QA", tested_on=__import__("datetime").date.today()))
+        test_id="sterility", value="negative", unit="", analyst="Lab QA", tested_on=site_today()))
     assert release.refusals(session, _lot(session, lot_id), user(session, "qa")) == []
     with pytest.raises(Conflict, match="you entered results"):
         release.release_lot(session, user(session, "labqa"), lot_id, PASSWORD)
@@ -138,7 +138,7 @@ def test_an_oos_invalidated_by_a_passing_retest_lets_the_lot_be_released(session
     enter_panel(session, tech, lot_id, {"viability": ("65", "%")})
     [investigation] = oos.open_oos_of(session, lot_id)
     retest = results.enter_result(session, tech, lot_id, results.ResultEntry(
-        test_id="viability", value="88", unit="%", analyst="A", tested_on=__import__("datetime").date.today()))
+        test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
     assert lot_verdict(session, _lot(session, lot_id)).status == "fail"  # no testing into compliance
     oos.invalidate_oos(session, user(session, "qa"), investigation.id, retest.id,
                        "Counting chamber error documented in deviation DV-12", PASSWORD)
@@ -165,9 +165,9 @@ def test_conditional_release_before_sterility_then_a_late_fail_opens_a_late_oos(
     assert bag_release(session, bag_id).conditional
     with pytest.raises(Conflict):
         results.enter_result(session, tech, lot_id, results.ResultEntry(
-            test_id="cd90", value="99", unit="%", analyst="A", tested_on=__import__("datetime").date.today()))
+            test_id="cd90", value="99", unit="%", analyst="A", tested_on=site_today()))
     results.enter_result(session, tech, lot_id, results.ResultEntry(
-        test_id="sterility", value="positive", unit="", analyst="A", tested_on=__import__("datetime").date.today()))
+        test_id="sterility", value="positive", unit="", analyst="A", tested_on=site_today()))
     [late] = oos.open_oos_of(session, lot_id)
     assert late.late and late.patients == []
 
@@ -179,7 +179,7 @@ def test_conditional_release_is_completed_by_a_second_signature_when_sterility_p
                         justification="Patient cannot wait 14 days for BacT/ALERT")
     results.enter_result(session, tech, lot_id, results.ResultEntry(
         test_id="sterility", value=PASSING_PANEL["sterility"][0], unit="", analyst="A",
-        tested_on=__import__("datetime").date.today()))
+        tested_on=site_today()))
     release.complete_conditional_release(session, user(session, "qa2"), lot_id, PASSWORD)
     assert _lot(session, lot_id).status == "released"
 
@@ -233,7 +233,7 @@ def test_a_late_oos_after_conditional_release_lists_every_patient_who_received_t
     assert oos.patients_who_received(session, lot_id) == []  # the adipose lot: nobody received it
 
     results.enter_result(session, tech, uc.id, results.ResultEntry(
-        test_id="sterility", value="positive", unit="", analyst="A", tested_on=date.today()))
+        test_id="sterility", value="positive", unit="", analyst="A", tested_on=site_today()))
     [late] = oos.open_oos_of(session, uc.id)
     assert late.late and "LATE OOS" in late.description
     [entry] = late.patients

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
 from mscbatch.release.demo import enter_panel
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_release_support import seed_quarantine_lot, user
 
-COMMON = {"analyst": "Tom QC", "tested_on": date.today().isoformat(), "instrument": "FC-1", "reagent_lot": "AB-1"}
+COMMON = {"analyst": "Tom QC", "tested_on": site_today().isoformat(), "instrument": "FC-1", "reagent_lot": "AB-1"}
 PANEL = {"cd73": "99", "cd90": "98.5", "cd105": "97", "cd45": "0.5", "cd34": "0.2", "cd14": "0.3", "cd79a": "0.1",
          "hla_dr": "0.4"}
 
@@ -55,7 +55,7 @@ def test_a_wrong_unit_is_refused_by_the_api_as_a_problem_naming_the_field(app, c
     token = api_token_for(app, "technician")
     response = app.test_client().post(f"/api/v1/release/lots/{lot_id}/results", headers={
         "Authorization": f"Bearer {token}"}, json={"test_id": "viability", "value": "92", "unit": "cells",
-                                                     "analyst": "A", "tested_on": date.today().isoformat()})
+                                                     "analyst": "A", "tested_on": site_today().isoformat()})
     assert response.status_code == 422 and response.mimetype == "application/problem+json"
     assert "unit" in response.get_json()["errors"]
 

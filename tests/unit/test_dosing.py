@@ -46,6 +46,7 @@ def dose(bags: list[CandidateBag], *, protocol: Protocol = SLE, weight_kg: str |
         weight_kg=None if weight_kg is None else Decimal(weight_kg), weight_measured_on=measured_on, today=TODAY,
         planned_at=PLANNED, bags=bags)
     arguments.update(kwargs)
+    arguments.setdefault("infusion_on", arguments["planned_at"].date())  # type: ignore[attr-defined]  # a UTC site
     return calculate_dose(protocol, **arguments)  # type: ignore[arg-type]
 
 

@@ -29,7 +29,7 @@ KNOWN_UNITS = frozenset({
 })
 DOSE_BASES = ("viable", "total")
 
-_CRITERION_KEYS = {"id", "parameter", "unit", "comparator", "threshold", "text", "source", "required",
+_CRITERION_KEYS = {"id", "parameter", "unit", "comparator", "threshold", "plausible", "text", "source", "required",
                    "accepts_never"}
 _DOSING_KEYS = {"dose_levels_cells_per_kg", "dose_basis", "weight_valid_days", "tolerance_percent",
                 "draw_resolution_ml", "infusion_volume_ml", "infusion_duration_h", "max_dmso_g_per_kg_per_day",
@@ -46,6 +46,10 @@ class Criterion:
     required=False: a missing value does not make the check incomplete (e.g. catheter PAP, only measured
     when echocardiography is suspicious). accepts_never=True: a numeric "months since" criterion accepts
     False for "never received", which cannot meet it.
+
+    plausible (numeric criteria, required): the values a measurement in this unit can take. A value outside
+    it is refused as a probable unit mix-up (platelets typed per uL, 25000, instead of 25 G/L; haemoglobin in
+    g/L, 75, instead of 7.5 g/dL), which would otherwise read as a normal value and pass the exclusion.
     """
 
     id: str
@@ -58,6 +62,7 @@ class Criterion:
     source: str
     required: bool = True
     accepts_never: bool = False
+    plausible: tuple[Decimal, Decimal] | None = None
 
     @property
     def is_boolean(self) -> bool:
@@ -190,12 +195,14 @@ def _criterion(raw: Any, kind: str, index: int, file: Path) -> Criterion:
     if comparator == BOOLEAN_COMPARATOR:
         if unit != BOOLEAN_UNIT:
             raise ConfigError(file, f"{where}.unit", f"comparator 'is_true' needs unit 'boolean', got {unit!r}")
-        if "threshold" in raw:
-            raise ConfigError(file, f"{where}.threshold", "a yes/no criterion takes no threshold")
+        if "threshold" in raw or "plausible" in raw:
+            raise ConfigError(file, f"{where}.threshold", "a yes/no criterion takes no threshold or plausible range")
+        plausible = None
     else:
         if unit == BOOLEAN_UNIT:
             raise ConfigError(file, f"{where}.unit", f"comparator {comparator!r} needs a numeric unit, not 'boolean'")
         threshold = require(raw, "threshold", Decimal, file, where)
+        plausible = _plausible(raw, threshold, file, where)
     return Criterion(
         id=require(raw, "id", str, file, where),
         kind=kind,
@@ -207,7 +214,20 @@ def _criterion(raw: Any, kind: str, index: int, file: Path) -> Criterion:
         source=require(raw, "source", str, file, where),
         required=_flag(raw, "required", True, file, where),
         accepts_never=_flag(raw, "accepts_never", False, file, where),
+        plausible=plausible,
     )
+
+
+def _plausible(raw: dict[str, Any], threshold: Decimal, file: Path, where: str) -> tuple[Decimal, Decimal]:
+    bounds = require(raw, "plausible", list, file, where)
+    if len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, int | Decimal) for b in bounds):
+        raise ConfigError(file, f"{where}.plausible", f"expected [lowest, highest] numbers, got {bounds!r}")
+    low, high = Decimal(bounds[0]), Decimal(bounds[1])
+    if not 0 <= low < high:
+        raise ConfigError(file, f"{where}.plausible", f"expected 0 <= lowest < highest, got {bounds!r}")
+    if not low <= threshold <= high:
+        raise ConfigError(file, f"{where}.plausible", f"the threshold {threshold} lies outside {bounds!r}")
+    return low, high
 
 
 def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:

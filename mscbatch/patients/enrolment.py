@@ -13,11 +13,12 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.enrolment import ELIGIBLE, EnrolmentDecision, Value, evaluate
-from mscbatch.core.protocols import Protocol
+from mscbatch.core.protocols import Criterion, Protocol
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.patients.models import ENROLLED, EnrolmentCheck
@@ -56,8 +57,20 @@ def parse_values(protocol: Protocol, raw: Mapping[str, Any]) -> dict[str, Value]
                 hint = " (or 'never')" if criterion.accepts_never else ""
                 raise ValidationFailed(f"{criterion.text}: give a number in {criterion.unit}{hint}.",
                                        field=criterion.parameter)
+            _refuse_implausible(criterion, number)
             values[criterion.parameter] = number
     return values
+
+
+def _refuse_implausible(criterion: Criterion, number: Decimal) -> None:
+    """A value outside what the unit allows is most often a unit mix-up; it must not read as a normal value."""
+    if criterion.plausible is None:
+        return
+    low, high = criterion.plausible
+    if not low <= number <= high:
+        raise ValidationFailed(
+            f"{criterion.text}: {number} {criterion.unit} is not a possible value in {criterion.unit} "
+            f"(expected {low} to {high}). Check the unit of the lab report.", field=criterion.parameter)
 
 
 def _value_json(value: Value) -> Any:
@@ -77,6 +90,8 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
     """Record a check: the values entered and the verdict per criterion."""
     require_clinician(actor, "checks enrolment criteria")
     on_date = on_date or site_today()
+    if on_date > site_today():
+        raise ValidationFailed("The check date cannot be in the future.", field="on_date")
     with use_case(session, actor):
         patient = get_patient(session, patient_id)
         protocol = protocol_of(patient)
@@ -95,7 +110,8 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
 
 def enrol(session: Session, signer: Any, check_id: int, password: str) -> EnrolmentCheck:
     """Sign an eligible check: the patient is enrolled and the check locked. The check must be the patient's
-    latest and judged with the protocol version in force now."""
+    latest (a later check may have found an exclusion), dated today (age and values are judged on the day of
+    enrolment, so an old or back-dated check cannot enrol) and judged with the protocol version in force now."""
     require_clinician(signer, "enrols patients")
     with use_case(session, signer, ENROLLED):
         check = session.get(EnrolmentCheck, check_id)
@@ -105,8 +121,17 @@ def enrol(session: Session, signer: Any, check_id: int, password: str) -> Enrolm
         protocol = protocol_of(patient)
         if patient.status == "enrolled":
             raise Conflict(f"Patient {patient.code} is already enrolled.")
+        latest = session.scalar(select(func.max(EnrolmentCheck.id)).where(EnrolmentCheck.patient_id == patient.id))
+        if check.id != latest:
+            newer = session.get(EnrolmentCheck, latest)
+            raise Conflict(f"A newer check of this patient was recorded after this one (it says "
+                           f"{newer.status.replace('_', ' ') if newer else 'something else'}): only the latest check can "
+                           "be signed.")
         if check.status != ELIGIBLE:
             raise Conflict(f"This check says {check.status.replace('_', ' ')}: the patient cannot be enrolled on it.")
+        if check.on_date != site_today():
+            raise Conflict(f"This check is dated {check.on_date}: enrolment is signed on a check of the same day "
+                           f"({site_today()}). Record a new check today.")
         if check.protocol_sha256 != protocol.sha256:
             raise Conflict("The protocol file changed since this check: record a new check.")
         sign(session, signer, password, check, ENROLLED, required_role="clinician")

@@ -115,7 +115,7 @@ def _enrolment_page(patient_id: int, form: Any = None, check: EnrolmentCheck | N
         form = enrolment_form(protocol)(formdata=None, data=dict(check.values if check else {}, on_date=site_today()))
     enrol_form = enrol_form or EnrolForm(formdata=None, data={"check_id": check.id if check else ""})
     return render_template("patients/enrolment.html", patient=patient, protocol=protocol, form=form, check=check,
-                           enrol_form=enrol_form, signatures=signatures_for(
+                           enrol_form=enrol_form, today=site_today(), signatures=signatures_for(
                                db.session, "patient_enrolment_check", [check.id] if check else []), **COMMON), status
 
 

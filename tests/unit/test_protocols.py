@@ -122,6 +122,26 @@ def test_a_missing_threshold_is_refused_naming_the_criterion(tmp_path: Path) -> 
     _raises(_variant(tmp_path, "threshold = 30\n", ""), "exclusion[0].threshold")
 
 
+def test_a_numeric_criterion_needs_its_plausible_range(tmp_path: Path) -> None:
+    _raises(_variant(tmp_path, "threshold = 30\nplausible = [0, 250]\n", "threshold = 30\n"),
+            "exclusion[0].plausible")
+
+
+@pytest.mark.parametrize("bounds", ["[250, 0]", "[0]", "[-1, 250]", "[40, 250]", '["0", "250"]'])
+def test_a_plausible_range_that_is_not_low_high_around_the_threshold_is_refused(tmp_path: Path, bounds: str) -> None:
+    _raises(_variant(tmp_path, "plausible = [0, 250]", f"plausible = {bounds}"), "exclusion[0].plausible")
+
+
+def test_every_numeric_criterion_of_the_shipped_protocols_has_a_range_around_its_threshold() -> None:
+    for protocol in load_protocols(PROTOCOLS_DIR).values():
+        for criterion in protocol.criteria:
+            if criterion.is_boolean:
+                assert criterion.plausible is None
+            else:
+                assert criterion.plausible is not None and criterion.threshold is not None
+                assert criterion.plausible[0] <= criterion.threshold <= criterion.plausible[1], criterion.id
+
+
 def test_a_missing_source_is_refused_naming_the_criterion(tmp_path: Path) -> None:
     line = 'source = "SLE-UC synopsis (seed 001), inclusion 3 (the registry copy lost the >= sign)"\n'
     _raises(_variant(tmp_path, line, ""), "inclusion[0].source")

@@ -192,7 +192,15 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
         request = latest_disposition(session, lot.id)
         if request is None or request.kind != "exceptional_release" or request.signed_at is not None:
             raise Conflict("No clinician's request for exceptional release is waiting for this lot.")
+        if request.clinician_id == signer.id:
+            raise Conflict("QA's approval must come from another person than the clinician who asked for it.",
+                           field="password")
         verdict = lot_verdict(session, lot)
+        changed = _changed_tests(request.verdicts_json, verdict)
+        if changed:  # the clinician weighed the hazard on the results of the request, not on these
+            raise Conflict("Exceptional release refused: the results changed since the clinician's request ("
+                           + "; ".join(changed) + "). The clinician must ask again on the current results.",
+                           field="password")
         reasons = [r for r in refusals(session, lot, signer, (), verdict)
                    if not (r.startswith("an OOS") or "OOS investigations" in r or r in _fail_reasons(verdict))]
         if reasons:
@@ -200,6 +208,19 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
         request.decided_by_id = signer.id
         _sign_and_move(session, signer, password, lot, request, "released")
     return request
+
+
+def _changed_tests(requested_json: str, verdict: LotVerdict) -> list[str]:
+    """The tests whose verdict or value differs from the snapshot the clinician signed, in plain words."""
+    before = {row["test_id"]: row for row in json.loads(requested_json)}
+    changed = []
+    for v in verdict.verdicts:
+        old = before.pop(v.test_id, None)
+        if old is None or old["status"] != str(v.status) or old["value"] != v.value_text:
+            was = "no result" if old is None else f"{old['status']} {old['value'] or ''}".strip()
+            changed.append(f"{v.name}: {was} then, {v.status} {v.value_text or ''} now".strip())
+    changed.extend(f"{row['test_id']}: no longer in the specification" for row in before.values())
+    return changed
 
 
 def _fail_reasons(verdict: LotVerdict) -> set[str]:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from mscbatch.lots.models import Bag
+from mscbatch.errors import Conflict
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import inventory
 from mscbatch.release import release, results
 from mscbatch.release.demo import enter_panel
 from mscbatch.site import site_today
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, add_user
 from tests.integration.patient_factories import donor, lot_with_bags, patient
 from tests.integration.test_bedside import _disposition
 from tests.integration.test_release_support import seed_quarantine_lot, user
@@ -54,3 +56,50 @@ def test_an_exceptionally_released_lot_is_offered_to_its_named_patient_only(app,
     assert offered.allocation is not None
     lot_bags = set(db_session.scalars(select(Bag.id).where(Bag.lot_id == lot_id)))
     assert {int(d.bag_id) for d in offered.allocation.draws} <= lot_bags
+
+
+def _request(session, lot_id: int, clinician) -> None:  # type: ignore[no-untyped-def]
+    release.request_exceptional_release(session, clinician, lot_id, "SLE-UC-007",
+                                        "No alternative therapy; life-threatening flare, benefit outweighs risk",
+                                        PASSWORD)
+
+
+def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_the_request(  # type: ignore[no-untyped-def]
+        app, users, monkeypatch, client_as):
+    """The clinician weighed viability 66 %; a positive sterility culture entered afterwards must not be released
+    under that signature (review finding: QA's approval waived every failure, old or new)."""
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    session = app.extensions["mscbatch.db"].new_session()
+    tech = user(session, "technician")
+    enter_panel(session, tech, lot_id, {"viability": ("66", "%")})
+    _request(session, lot_id, user(session, "clinician"))
+    results.enter_result(session, tech, lot_id, results.ResultEntry(
+        test_id="sterility", value="positive", unit="", analyst="QC analyst", tested_on=site_today()))
+    session.close()
+    qa = client_as("qa")
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD})
+    assert answer.status_code == 409
+    html = answer.get_data(as_text=True).replace("&#39;", "'")
+    assert "the results changed since the clinician's request (Sterility: pass negative then, fail positive now)" in html
+    session = app.extensions["mscbatch.db"].new_session()
+    assert session.get(Lot, lot_id).status == "quarantine"
+    _request(session, lot_id, user(session, "clinician"))  # asked again, knowing the culture is positive
+    session.close()
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    session = app.extensions["mscbatch.db"].new_session()
+    assert session.get(Lot, lot_id).status == "released"
+    session.close()
+
+
+def test_the_clinician_who_asked_cannot_also_approve_as_qa(app, users, monkeypatch):  # type: ignore[no-untyped-def]
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    add_user(app, "doctor-qa", ["clinician", "qa"])
+    session = app.extensions["mscbatch.db"].new_session()
+    enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})
+    both = user(session, "doctor-qa")
+    _request(session, lot_id, both)
+    with pytest.raises(Conflict, match="another person than the clinician who asked"):
+        release.approve_exceptional_release(session, both, lot_id, PASSWORD)
+    assert session.get(Lot, lot_id).status == "quarantine"
+    session.close()

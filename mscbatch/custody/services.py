@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
+from mscbatch.auth.lockout import count_wrong_password
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
 from mscbatch.core.states import BAG, TransitionRefused
@@ -37,7 +38,6 @@ from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
 
 DEFAULT_CHECK_VALID = timedelta(minutes=30)
-LOCKOUT_THRESHOLD = 5
 BEDSIDE_ROLES = ("nurse", "clinician")
 
 #: event kind -> bag state it moves to (None: no state change, allowed only from the listed states)
@@ -217,9 +217,7 @@ def verify_second_person(session: Session, username: str, password: str) -> User
         raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
     if not verify_password(user.password_hash, password or ""):
         with use_case(session, None, "second person: wrong password"):
-            user.failed_logins += 1
-            if user.failed_logins >= LOCKOUT_THRESHOLD:
-                user.locked_out_at = utcnow()
+            count_wrong_password(user)
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
     return user

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
+from mscbatch.auth.lockout import count_wrong_password
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
 from mscbatch.core.signing import content_hash, signature_mac
@@ -42,12 +43,20 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     """Sign `record` inside the current transaction (call it within the use case that it concludes)."""
     if required_role and not signer.has_role(required_role):
         raise PermissionDenied(f"Only a user with the {required_role} role may sign '{meaning}'.")
+    if signer.locked_out_at is not None or not signer.is_enabled:
+        raise AuthenticationFailed("Signature refused: this account is locked or disabled. Ask an administrator.")
     if not verify_password(signer.password_hash, password or ""):
         entity = (record.__tablename__, trail.entity_id_of(record))
         session.rollback()  # nothing of the refused use case is kept ...
-        with use_case(session, signer, "wrong password at signature"):  # ... but the refusal is
+        with use_case(session, signer, "wrong password at signature"):  # ... but the refusal is, and it counts
             trail.record(session, "signature_refused", entity[0], entity[1], new=meaning)
+            locked = count_wrong_password(signer)
+        if locked:
+            raise AuthenticationFailed("Signature refused: wrong password. Nothing was signed. The account is now "
+                                       "locked after too many wrong passwords; ask an administrator to unlock it.")
         raise AuthenticationFailed("Signature refused: wrong password. Nothing was signed.")
+    if signer.failed_logins:
+        signer.failed_logins = 0  # a right password ends the run of failures, as at sign-in
     session.flush()  # the record needs its id and final content before it is hashed
     signed_at = utcnow()
     entity_type, entity_id = record.__tablename__, trail.entity_id_of(record)

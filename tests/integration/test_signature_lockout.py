@@ -1,0 +1,54 @@
+"""Wrong passwords at an electronic signature count towards the account lockout, as at sign-in (review finding:
+twelve wrong release-signature passwords left the account open and the thirteenth, right, one signed)."""
+from __future__ import annotations
+
+from mscbatch.auth.models import User
+from mscbatch.lots.models import Lot
+from mscbatch.release.demo import enter_panel
+from tests.conftest import PASSWORD
+from tests.integration.test_release_support import seed_quarantine_lot, user
+
+
+def _qa(app) -> User:  # type: ignore[no-untyped-def]
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        row = user(session, "qa")
+        session.expunge(row)
+        return row
+    finally:
+        session.close()
+
+
+def test_five_wrong_signature_passwords_lock_the_account_and_nothing_is_released(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    session = app.extensions["mscbatch.db"].new_session()
+    enter_panel(session, user(session, "technician"), lot_id)
+    session.close()
+    qa = client_as("qa")
+    for attempt in range(1, 5):
+        answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+        assert answer.status_code == 401
+        assert "Signature refused: wrong password. Nothing was signed." in answer.get_data(as_text=True)
+        assert _qa(app).failed_logins == attempt and _qa(app).locked_out_at is None
+    fifth = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+    assert fifth.status_code == 401
+    assert "The account is now locked after too many wrong passwords" in fifth.get_data(as_text=True)
+    assert _qa(app).locked_out_at is not None
+    qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    session = app.extensions["mscbatch.db"].new_session()
+    assert session.get(Lot, lot_id).status == "quarantine"
+    session.close()
+
+
+def test_a_right_signature_password_ends_the_run_of_failures(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    session = app.extensions["mscbatch.db"].new_session()
+    enter_panel(session, user(session, "technician"), lot_id)
+    session.close()
+    qa = client_as("qa")
+    for _ in range(3):
+        qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+    assert _qa(app).failed_logins == 3
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert _qa(app).failed_logins == 0

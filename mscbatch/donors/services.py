@@ -23,6 +23,7 @@ from mscbatch.database import utcnow
 from mscbatch.donors.decisions import reopen
 from mscbatch.donors.models import (
     ANSWERS,
+    APPROVED,
     DONOR_TYPE_LABELS,
     RELATIONSHIP_LABELS,
     SEX_LABELS,
@@ -187,8 +188,10 @@ def _check_result(donor: Donor, marker: str, method: str | None, result: str, sa
 
 def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, result: str,
                   sample_date: date | None, lab_reference: str, method: str | None = None) -> ScreeningResult:
-    """Record a serology / NAT result. After a QA decision it is new information: the decision is reopened
-    (superseded, donor back to pending review) and, for an approved donor, a lookback is opened."""
+    """Record a serology / NAT result. After QA's approval it is new information: the approval is reopened
+    (superseded, donor back to pending review) and a lookback is opened unless the result is negative. QA's
+    "ineligible" stands whatever is recorded later: only QA reopens it (reopen_screening), so a technician's
+    negative retest cannot turn an excluded donor back into a pending one."""
     _require_entry_role(actor)
     with use_case(session, actor, f"screening result {marker} {result} recorded"):
         donor = get_donor(session, donor_id)
@@ -198,7 +201,7 @@ def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, r
         session.add(row)
         session.flush()
         decision = current_decision(session, donor.id)
-        if decision is not None:
+        if decision is not None and decision.meaning == APPROVED:
             reopen(session, actor, donor, decision, f"New {marker} result ({result}, sample {sample_date}) recorded "
                    "after the QA decision.", triggering_result=row,
                    lookback=result != "negative")

@@ -309,6 +309,25 @@ def test_approval_is_refused_while_the_screening_is_pending_or_ineligible(client
     assert decisions.donor_gate(db_session, pending_id) == "pending"
 
 
+def test_a_negative_retest_does_not_reopen_qas_ineligible_decision(client_as, db_session):
+    """Review finding: any new result superseded QA's "ineligible" and put the donor back to pending review, so a
+    technician's negative retest let a lot start from an excluded donor. Only QA reopens that decision."""
+    donor_id = screened_donor(db_session, "adipose_at_don", results={"hev": "positive"})
+    assert client_as("qa").post(f"/donors/{donor_id}/decision", data={
+        "decision-meaning": INELIGIBLE, "decision-comment": "HEV RNA positive", "decision-password": PASSWORD,
+    }).status_code == 302
+    response = client_as("technician").post(f"/donors/{donor_id}/results", data={
+        "result-marker": "hev", "result-result": "negative",
+        "result-sample_date": DATES["adipose_at_don"][1].isoformat(), "result-lab_reference": "RETEST-1"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    db_session.expire_all()
+    assert get_donor(db_session, donor_id).status == "ineligible"
+    decision = db_session.scalar(select(EligibilityDecision).where(EligibilityDecision.donor_id == donor_id))
+    assert decision.meaning == INELIGIBLE and decision.superseded_at is None
+    with pytest.raises(Conflict, match="judged ineligible by QA"):
+        decisions.donor_gate(db_session, donor_id)
+
+
 def test_a_wrong_password_signs_nothing_and_the_refusal_is_audited(client_as, db_session):
     donor_id = screened_donor(db_session, "adipose_at_don")
     response = client_as("qa").post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,

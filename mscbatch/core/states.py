@@ -106,7 +106,7 @@ def _roles(*names: str) -> frozenset[str]:
 LOT_TRANSITIONS: Table = {
     "in_process":          {"quarantine": _roles(TECHNICIAN), "rejected": _roles(QA)},
     "quarantine":          {"released": _roles(QA), "conditional_release": _roles(QA), "rejected": _roles(QA)},
-    "conditional_release": {"released": _roles(QA), "recalled": _roles(QA), "rejected": _roles(QA)},
+    "conditional_release": {"released": _roles(QA), "recalled": _roles(QA)},  # bags may be out: recall, not reject
     "released":            {"expired": _roles(SYSTEM, QA), "recalled": _roles(QA)},
     "rejected":            {},
     "expired":             {},

@@ -90,45 +90,52 @@ def start_recall(session: Session, actor: Any, *, scope: str, target_id: int, re
         raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
     if not target_id:
         raise ValidationFailed(f"Choose the {RECALL_SCOPES[scope].lower()} to recall.", field="target_id")
+    with use_case(session, actor, f"recall: {reason}"):
+        return start_recall_in_use_case(session, actor, scope=scope, target_id=target_id, reason=reason,
+                                        password=password)
+
+
+def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target_id: int, reason: str,
+                             password: str) -> RecallStarted:
+    """The recall itself, inside the caller's use case (start_recall, or QA confirming a late OOS)."""
     lots = affected_lots(session, scope, target_id)
     if active_recall_of(session, scope, target_id) is not None:
         raise Conflict(f"An active recall of {target_label(session, scope, target_id)} exists already.")
     recalled: list[str] = []
     kept: list[tuple[str, str]] = []
-    with use_case(session, actor, f"recall: {reason}"):
-        now = utcnow()
-        recall = Recall(scope=scope, reason=reason, status="active", started_by_id=actor.id, started_at=now,
-                        donor_id=target_id if scope == "donor" else None,
-                        lot_id=target_id if scope == "lot" else None,
-                        reagent_lot_id=target_id if scope == "reagent_lot" else None)
-        if scope == "donor":
-            lookback = session.scalar(select(DonorLookback).where(
-                DonorLookback.donor_id == target_id, DonorLookback.closed_at.is_(None))
-                .order_by(DonorLookback.id.desc()))
-            if lookback is not None:
-                recall.lookback_id = lookback.id
-        session.add(recall)
-        session.flush()
-        held = 0
-        for lot in lots:
-            if _may_recall(lot):
-                apply_lot_transition(session, actor, lot, "recalled")
-                recalled.append(lot.lot_number)
-            elif lot.status != "recalled":
-                kept.append((lot.lot_number, lot.status))
-            for bag in bags_of(session, lot.id):
-                if bag.status in NOT_HELD_BAG_STATES:
-                    continue
-                session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
-                held += 1
-        if recall.lookback_id is not None:
-            lookback = session.get(DonorLookback, recall.lookback_id)
-            assert lookback is not None
-            lookback.closed_at = now
-            lookback.closed_by_id = actor.id
-            lookback.closure_note = f"Recall R-{recall.id} started: {reason}"
-        sign(session, actor, password, recall, START_MEANING, required_role="qa")
-        recall_id = recall.id
+    now = utcnow()
+    recall = Recall(scope=scope, reason=reason, status="active", started_by_id=actor.id, started_at=now,
+                    donor_id=target_id if scope == "donor" else None,
+                    lot_id=target_id if scope == "lot" else None,
+                    reagent_lot_id=target_id if scope == "reagent_lot" else None)
+    if scope == "donor":
+        lookback = session.scalar(select(DonorLookback).where(
+            DonorLookback.donor_id == target_id, DonorLookback.closed_at.is_(None))
+            .order_by(DonorLookback.id.desc()))
+        if lookback is not None:
+            recall.lookback_id = lookback.id
+    session.add(recall)
+    session.flush()
+    held = 0
+    for lot in lots:
+        if _may_recall(lot):
+            apply_lot_transition(session, actor, lot, "recalled")
+            recalled.append(lot.lot_number)
+        elif lot.status != "recalled":
+            kept.append((lot.lot_number, lot.status))
+        for bag in bags_of(session, lot.id):
+            if bag.status in NOT_HELD_BAG_STATES:
+                continue
+            session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
+            held += 1
+    if recall.lookback_id is not None:
+        lookback = session.get(DonorLookback, recall.lookback_id)
+        assert lookback is not None
+        lookback.closed_at = now
+        lookback.closed_by_id = actor.id
+        lookback.closure_note = f"Recall R-{recall.id} started: {reason}"
+    sign(session, actor, password, recall, START_MEANING, required_role="qa")
+    recall_id = recall.id
     return RecallStarted(recall_id=recall_id, held_bags=held, recalled_lots=recalled, lots_kept=kept)
 
 

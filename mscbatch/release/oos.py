@@ -177,7 +177,11 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
 
 
 def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, password: str) -> OosInvestigation:
-    """QA confirms the OOS: the lot is rejected with its own "Rejected" signature, in the same transaction."""
+    """QA confirms the OOS, in one transaction with its consequence for the lot: a lot in quarantine is rejected
+    with its own "Rejected" signature; a conditionally released lot, whose bags may already be on a ward or
+    infused, is recalled (DOMAIN.md section 4: conditional_release -> released | recalled), so that its unused
+    bags are held and the recall report lists every patient to notify (section 5, late OOS)."""
+    from mscbatch.recall.services import start_recall_in_use_case
     from mscbatch.release.release import reject_in_use_case
 
     with use_case(session, signer, f"OOS {oos_id} confirmed"):
@@ -185,5 +189,10 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
         oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")
-        reject_in_use_case(session, signer, oos.lot_id, password, f"OOS confirmed: {oos.description}")
+        lot = session.get(Lot, oos.lot_id)
+        if lot is not None and lot.status == "conditional_release":
+            start_recall_in_use_case(session, signer, scope="lot", target_id=lot.id, password=password,
+                                     reason=f"OOS confirmed after conditional release: {oos.description}")
+        else:
+            reject_in_use_case(session, signer, oos.lot_id, password, f"OOS confirmed: {oos.description}")
     return oos

@@ -3,6 +3,7 @@ actions, OOS handling, the QA dashboard and the certificate of analysis. Views p
 services decide, sign and write."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
@@ -12,6 +13,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.donors.forms import choices
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
+from mscbatch.lots.queries import get_lot
 from mscbatch.release import oos, release, results
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.forms import (
@@ -118,13 +120,13 @@ def correct(result_id: int) -> Any:
     return render_template("release/correct.html", form=form, result=result), status
 
 
-def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str) -> Any:
+def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str | Callable[[], str]) -> Any:
     try:
         action()
     except DomainError as error:
         show_error(form, error)
         return _page(lot_id, error.status, **{form_name: form})
-    flash(done, "success")
+    flash(done() if callable(done) else done, "success")
     return redirect(url_for("release.review", lot_id=lot_id))
 
 
@@ -169,7 +171,9 @@ def close_oos(oos_id: int) -> Any:
     password, text = form.password.data or "", form.investigation.data or ""
     if request.form.get("action") == "confirm":
         run = lambda: oos.confirm_oos(db.session, current_user, oos_id, text, password)  # noqa: E731
-        return _signed(lot_id, form, "oos_form", run, "OOS confirmed; the lot is rejected (signed).")
+        return _signed(lot_id, form, "oos_form", run, lambda: "OOS confirmed (signed); the lot is now " + (
+            "RECALLED: its unused bags are held, and the recall report lists the patients to notify."
+            if get_lot(db.session, lot_id).status == "recalled" else "rejected."))
     retest = request.form.get("oos-retest_result_id", type=int) or 0
     run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password)  # noqa: E731
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")

@@ -168,3 +168,32 @@ def test_no_bag_is_offered_for_a_prescription_from_a_lot_failed_late_or_a_donor_
                   sample_date=DATES["cord_eu"][1], lab_reference="LATE-HIV")
     now = offered()
     assert kept in now and failing not in now and reopened not in now
+
+
+def test_qa_confirming_a_late_oos_recalls_the_lot_and_the_report_names_the_patient(app, db_session, client_as):  # type: ignore[no-untyped-def]
+    """A conditionally released lot is recalled, not rejected, when its late OOS is confirmed (DOMAIN.md 4:
+    conditional_release -> released | recalled): its bags may be on the ward, and every patient must be told."""
+    from mscbatch.recall.models import BagHold, Recall
+    from mscbatch.recall.report import recall_report
+
+    ward = prescribed_bag(db_session)
+    _conditionally_released(db_session, ward)
+    _sterility(db_session, ward.lot_id, "positive")
+    [late] = oos.open_oos_of(db_session, ward.lot_id)
+    late_id = late.id
+    db_session.rollback()
+    answer = client_as("qa").post(f"/release/oos/{late_id}", follow_redirects=True, data={
+        "action": "confirm", "oos-investigation": "Positive culture confirmed: Staphylococcus epidermidis",
+        "oos-password": PASSWORD})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert "the lot is now RECALLED" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    assert db_session.get(Lot, ward.lot_id).status == "recalled"
+    recall = db_session.scalar(select(Recall).where(Recall.lot_id == ward.lot_id))
+    assert recall is not None and recall.status == "active" and "after conditional release" in recall.reason
+    held = set(db_session.scalars(select(BagHold.bag_id).where(BagHold.recall_id == recall.id)))
+    assert set(ward.other_bag_ids) <= held
+    report = recall_report(db_session, recall.id)
+    assert ward.patient_id in {notice.patient.id for notice in report.notify}
+    db_session.rollback()
+    assert _scan(app, ward)["result"] == "STOP"

@@ -16,7 +16,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.models import ROLES, ApiToken, AuthSession, User, UserRole
 from mscbatch.auth.passwords import hash_password, password_problem, verify_password
 from mscbatch.database import utcnow
-from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 
 # Same message whether the user exists or not: do not tell an attacker which names are real.
 BAD_CREDENTIALS = "Wrong user name or password."
@@ -35,8 +35,16 @@ class SessionPolicy:
 
 # ---- accounts -------------------------------------------------------------------------------------------
 
+def _require_admin(actor: object) -> None:
+    """Account administration is the admin's (or the system's: `mscbatch create-user`, the demo), checked here and
+    not only by the pages, so that no other path can grant a role."""
+    if actor is not None and not (isinstance(actor, User) and actor.has_role("admin")):
+        raise PermissionDenied("Only an administrator manages user accounts.")
+
+
 def create_user(session: Session, actor: object, *, username: str, full_name: str, password: str,
                 roles: list[str], hash_profile: str = "standard") -> User:
+    _require_admin(actor)
     username = username.strip().lower()
     if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
         raise ValidationFailed("User name: use letters, digits, '.', '-' or '_'.", field="username")
@@ -72,6 +80,7 @@ def get_user(session: Session, user_id: int) -> User:
 
 
 def set_roles(session: Session, actor: object, user_id: int, roles: list[str], reason: str) -> User:
+    _require_admin(actor)
     _check_roles(roles)
     with use_case(session, actor, reason):
         user = get_user(session, user_id)
@@ -84,6 +93,7 @@ def set_roles(session: Session, actor: object, user_id: int, roles: list[str], r
 
 
 def set_enabled(session: Session, actor: object, user_id: int, enabled: bool, reason: str) -> User:
+    _require_admin(actor)
     with use_case(session, actor, reason):
         user = get_user(session, user_id)
         if getattr(actor, "id", None) == user_id and not enabled:
@@ -95,6 +105,7 @@ def set_enabled(session: Session, actor: object, user_id: int, enabled: bool, re
 
 
 def unlock(session: Session, actor: object, user_id: int, reason: str) -> User:
+    _require_admin(actor)
     with use_case(session, actor, reason):
         user = get_user(session, user_id)
         if user.locked_out_at is None:

@@ -25,7 +25,7 @@ from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
-from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.labelling.models import PRINT_FORMATS, LabelPrint, LabelPrintItem
 from mscbatch.labels import LabelData, LabelError
 from mscbatch.labels.layout import LabelLayout, load_layout
@@ -39,6 +39,8 @@ PRINTABLE_LOT_STATES = ("quarantine", "released", "conditional_release")
 NOT_PRINTABLE_BAG_STATES = ("infused", "discarded")
 BAG_LAYOUT = "bag_100x100"
 BIOHAZARD = "BIOHAZARD"
+
+PRINTERS = ("technician", "qa")  # who prints and reprints bag labels (the pages and this service)
 
 
 # ---- what a label prints ---------------------------------------------------------------------------------
@@ -144,6 +146,8 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
 
     A bag printed before makes this a reprint: refused without a reason; the reprinted labels say "REPRINT".
     """
+    if actor is None or not any(actor.has_role(role) for role in PRINTERS):
+        raise PermissionDenied("Only a technician or QA prints bag labels.")
     if print_format not in PRINT_FORMATS:
         raise ValidationFailed(f"Unknown print format {print_format!r}.", field="print_format")
     if print_format == "bag" and bag_id is None:

@@ -12,13 +12,13 @@ from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.labelling import services
 from mscbatch.labelling.forms import PrintForm
+from mscbatch.labelling.services import PRINTERS
 from mscbatch.lots.queries import bags_of, get_lot
 from mscbatch.recall.queries import held_bag_ids
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("labelling", __name__, url_prefix="/labels")
 verify_bp = Blueprint("verify", __name__)
-PRINTERS = ("technician", "qa")
 
 
 def label_base_url() -> str:

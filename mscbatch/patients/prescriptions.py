@@ -148,6 +148,8 @@ def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> P
                 BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
             except TransitionRefused as refusal:
                 raise Conflict(f"Cannot cancel: {refusal}.") from None
+            custody_log.note(session, actor, bag, "stored", from_status=bag.status, to_status="stored",
+                             details={"prescription_id": prescription.id, "cancelled": True}, reason=reason.strip())
             bag.status = "stored"
             row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
         prescription.status = "cancelled"

@@ -5,6 +5,7 @@ import threading
 
 from sqlalchemy import func, select
 
+from mscbatch.custody.models import CustodyEvent
 from mscbatch.errors import Conflict, DomainError
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
@@ -68,9 +69,15 @@ def test_cancelling_a_prescription_puts_its_bags_back_into_stock(app, users):
     tech, clin = user(session, "technician"), user(session, "clinician")
     lot_with_bags(session, tech, donor(session, tech))
     rx = prescriptions.prescribe(session, clin, PASSWORD, patient(session, clin).id)
+    allocated = [a.bag_id for a in session.scalars(select(Allocation).where(Allocation.prescription_id == rx.id))]
     prescriptions.cancel(session, clin, rx.id, "patient withdrew consent")
     assert {b.status for b in session.scalars(select(Bag))} == {"stored"}
     assert session.scalar(select(func.count()).where(Allocation.active_bag_id.is_not(None))) == 0
+    for bag_id in allocated:  # the custody log tells it too: allocated, then back in stock, with the reason
+        last = session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == bag_id)
+                               .order_by(CustodyEvent.id.desc())).first()
+        assert (last.kind, last.from_status, last.to_status) == ("stored", "allocated", "stored")
+        assert last.reason == "patient withdrew consent"
     session.rollback()
     session.close()
 

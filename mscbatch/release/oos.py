@@ -154,10 +154,14 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
                    password: str) -> OosInvestigation:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
     from mscbatch.lots.queries import get_lot
+    from mscbatch.release.queries import involvement
     from mscbatch.release.specs import spec_for_lot
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
         oos = _open(session, oos_id, investigation)
+        if involvement(session, get_lot(session, oos.lot_id), signer.id)[0]:  # the same rule as for release
+            raise Conflict("You entered or corrected results of this lot: another QA person must judge its OOS "
+                           "(segregation of duties).", field="password")
         retest = session.get(ReleaseResult, retest_result_id)
         if retest is None or retest not in retest_candidates(session, oos):
             raise ValidationFailed("Choose a valid retest of the same test, entered after the OOS was opened.",

@@ -146,6 +146,24 @@ def test_an_oos_invalidated_by_a_passing_retest_lets_the_lot_be_released(session
     release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
 
 
+def test_an_oos_is_not_invalidated_by_someone_who_entered_the_lots_results(app, session, lot_id):
+    """Review finding: a user holding technician and QA could enter a passing retest and invalidate the OOS."""
+    from tests.conftest import add_user
+
+    add_user(app, "tech-qa", ["technician", "qa"])
+    both = user(session, "tech-qa")
+    enter_panel(session, user(session, "technician"), lot_id, {"viability": ("65", "%")})
+    [investigation] = oos.open_oos_of(session, lot_id)
+    retest = results.enter_result(session, both, lot_id, results.ResultEntry(
+        test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
+    with pytest.raises(Conflict, match="another QA person must judge its OOS"):
+        oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD)
+    assert session.get(OosInvestigation, investigation.id).status == "open"
+    oos.invalidate_oos(session, user(session, "qa"), investigation.id, retest.id, "Counting chamber error, see DV-12",
+                       PASSWORD)
+    assert session.get(OosInvestigation, investigation.id).status == "invalidated"
+
+
 def test_a_confirmed_oos_rejects_the_lot(session, lot_id):
     enter_panel(session, user(session, "technician"), lot_id, {"cd105": ("94.6", "%")})
     [investigation] = oos.open_oos_of(session, lot_id)

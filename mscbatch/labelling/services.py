@@ -95,7 +95,8 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
         dmso_percent=Decimal(bag.dmso_percent), storage_temperature=f"{limit:f} \u00b0C or colder",
         expiry=bag.expires_at, timezone_name=site.timezone, trial_id=product.trial or "",
         token_url=make_token_url(base_url, din.typed, key), intended_recipient=intended_recipient(session, lot),
-        warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot))
+        warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot),
+        cell_basis=lot.cell_basis or "viable")
 
 
 # ---- printing -------------------------------------------------------------------------------------------

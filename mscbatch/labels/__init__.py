@@ -68,6 +68,7 @@ class LabelData:
     reprint: bool = False
     release_marker: str | None = None
     sample_type: str | None = None
+    cell_basis: str = "viable"  # what total_cells and cells_per_ml count: the lot's dose basis (viable / total)
 
     def __post_init__(self) -> None:
         if self.expiry.tzinfo is None or self.expiry.utcoffset() is None:

@@ -29,7 +29,7 @@ VALIGNMENTS = ("top", "middle")
 ERROR_CORRECTION_LEVELS = ("Q", "H")
 """DOMAIN.md section 7: the ward QR uses error correction Q or H, so a scuffed frozen bag still scans."""
 
-TEXT_FIELDS = frozenset(f.name for f in fields(LabelData)) - {"token_url", "timezone_name"}
+TEXT_FIELDS = frozenset(f.name for f in fields(LabelData)) - {"token_url", "timezone_name", "cell_basis"}  # cell_basis goes into captions
 """What a text field can print: the LabelData fields (the expiry field prints local time and UTC)."""
 SYMBOL_CONTENTS = {"qr": frozenset({"token_url"}), "code128": frozenset({"din"})}
 
@@ -43,6 +43,13 @@ _SYMBOL_KEYS = {"kind", "content", "box_mm", "error_correction", "min_module_mm"
 _LINE_KEYS = {"from_mm", "to_mm", "width_pt"}
 _UNIT_SUFFIXES = {"_in": "inches", "_inch": "inches", "_cm": "centimetres", "_px": "pixels", "_pt": "points",
                   "_mm": "millimetres", "_dots": "dots"}
+CELL_BASES = ("viable", "total")
+
+
+def caption_text(caption: str, cell_basis: str) -> str:
+    """A caption as printed: "{cell_basis}" names what a cell count counts, so that a viable count is never
+    captioned "Total cells" (the lot's basis follows the protocol's dose basis, DOMAIN.md section 6)."""
+    return caption.replace("{cell_basis}", cell_basis)
 
 
 @dataclass(frozen=True)
@@ -266,7 +273,8 @@ def _check_geometry(layout: LabelLayout) -> None:
                 raise ConfigError(path, f"{second.where}.box_mm", f"overlaps {_describe(first)}")
     for block in layout.blocks:
         _, _, width, height = block.content_box_pt(layout.caption_pt)
-        if block.caption and pdfmetrics.stringWidth(block.caption, layout.caption_font, layout.caption_pt) > width:
+        if block.caption and max(pdfmetrics.stringWidth(caption_text(block.caption, basis), layout.caption_font,
+                                                        layout.caption_pt) for basis in CELL_BASES) > width:
             raise ConfigError(path, f"{block.where}.caption", f"caption {block.caption!r} is wider than its box")
         if height <= 0:
             raise ConfigError(path, f"{block.where}.box_mm", "no room for text below the caption")

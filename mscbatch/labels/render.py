@@ -18,7 +18,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from mscbatch.labels import LEADING, LabelData, LabelError, LabelOverflow, face_height, fit_text
-from mscbatch.labels.layout import MM, LabelLayout, TextBlock
+from mscbatch.labels.layout import MM, LabelLayout, TextBlock, caption_text
 from mscbatch.labels.symbols import draw_code128, draw_qr
 
 PAPER_MM = {"A4": (210.0, 297.0), "letter": (215.9, 279.4)}
@@ -179,13 +179,14 @@ def _draw_block(canvas: Canvas, layout: LabelLayout, block: TextBlock, data: Lab
     canvas.setFillGray(1 if block.inverse else 0)
     canvas.setStrokeGray(1 if block.inverse else 0)
     if block.caption:
+        caption = caption_text(block.caption, data.cell_basis)
         canvas.setFont(layout.caption_font, layout.caption_pt)
         caption_top = top - layout.caption_pt * LEADING
-        caption_w = pdfmetrics.stringWidth(block.caption, layout.caption_font, layout.caption_pt)
+        caption_w = pdfmetrics.stringWidth(caption, layout.caption_font, layout.caption_pt)
         caption_x = {"left": 0.0, "center": (width - caption_w) / 2, "right": width - caption_w}[block.align]
         canvas.drawString(ox + left + caption_x,
                           page_top - caption_top - pdfmetrics.getAscent(layout.caption_font, layout.caption_pt),
-                          block.caption)
+                          caption)
     size = fitted.size_pt
     needed = (len(fitted.lines) - 1) * size * LEADING + face_height(block.font, size)
     slack = (height - needed) / 2 if block.valign == "middle" else 0.0

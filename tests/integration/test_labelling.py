@@ -184,3 +184,22 @@ def test_the_openapi_document_describes_label_verification(app, users, client_as
     lot_id, _bags = make_lot(app, bags=1)
     page = client_as("qa").get(f"/lots/{lot_id}").get_data(as_text=True)
     assert 'id="labels-link"' in page and 'id="trace-link"' in page and 'id="recall-link"' in page
+
+
+def test_the_cell_count_captions_name_the_lots_basis(app, users, client_as):  # type: ignore[no-untyped-def]
+    """Review finding: a viable count was captioned "Total cells" (the dose basis is viable by default)."""
+    from mscbatch.audit.context import use_case
+    from mscbatch.lots.models import Lot
+
+    viable_lot, _ = make_lot(app, bags=1)
+    total_lot, _ = make_lot(app, bags=1)
+    session = app.extensions["mscbatch.db"].new_session()
+    with use_case(session, user(session, "technician"), "test: a lot counted on total cells"):
+        session.get(Lot, viable_lot).cell_basis = "viable"
+        session.get(Lot, total_lot).cell_basis = "total"
+    session.close()
+    client = client_as("technician")
+    viable = pdf_text(client.post(f"/labels/lots/{viable_lot}/print", data={"print_format": "lot"}).data)
+    total = pdf_text(client.post(f"/labels/lots/{total_lot}/print", data={"print_format": "lot"}).data)
+    assert "Cells (viable)" in viable and "Cells per mL (viable)" in viable and "Total cells" not in viable
+    assert "Cells (total)" in total and "Cells per mL (total)" in total

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.core.identifiers import IdentifierError, parse_din
+from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
 from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
@@ -59,11 +59,12 @@ def release_marker(session: Session, lot: Lot) -> str | None:
     return None
 
 
-def intended_recipient(session: Session, lot: Lot) -> str | None:
+def intended_recipient(session: Session, lot: Lot, bag: Bag | None = None) -> str | None:
     """The recipient printed on a directed product: the trial patient code of the donor's intended recipient,
-    with the patient's initials and date of birth when the patient is registered."""
-    product = product_of(lot)
-    if not product.is_directed:
+    with the patient's initials and date of birth when the patient is registered. A bag is directed when the
+    product code frozen on it says so (the configuration may change later; the bag does not)."""
+    directed = parse_product_code(bag.product_code).is_directed if bag is not None else product_of(lot).is_directed
+    if not directed:
         return None
     donor = session.get(Donor, lot.donor_id)
     code = (donor.recipient_code or "").strip() if donor else ""
@@ -84,7 +85,7 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
     product = product_of(lot)
     site = site_config()
     din = parse_din(bag.din + bag.check_character)
-    warnings = [BIOHAZARD] if product.product_code().collection_type == "3" else []
+    warnings = [BIOHAZARD] if parse_product_code(bag.product_code).is_biohazard else []  # the bag's own code
     limit = effective_storage_limit_c(site, product)
     return LabelData(
         din=din, product_name=lot.product_name, product_class=lot.product_class, product_code=bag.product_code,
@@ -94,7 +95,7 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
         total_cells=int(bag.total_cells), cells_per_ml=Decimal(bag.cells_per_ml),
         dmso_percent=Decimal(bag.dmso_percent), storage_temperature=f"{limit:f} \u00b0C or colder",
         expiry=bag.expires_at, timezone_name=site.timezone, trial_id=product.trial or "",
-        token_url=make_token_url(base_url, din.typed, key), intended_recipient=intended_recipient(session, lot),
+        token_url=make_token_url(base_url, din.typed, key), intended_recipient=intended_recipient(session, lot, bag),
         warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot),
         cell_basis=lot.cell_basis or "viable")
 

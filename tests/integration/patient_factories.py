@@ -14,6 +14,7 @@ from mscbatch.auth.models import User
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import product_catalogue
 from mscbatch.patients import enrolment, services
 from mscbatch.patients.demo import SLE_VALUES, SSC_VALUES
 from mscbatch.patients.queries import protocols
@@ -57,12 +58,14 @@ def lot_with_bags(session, actor, donor_row: Donor, *, product: str = "UC-MSC", 
         session.add(lot)
         session.flush()
         rows = []
+        catalogue_product = product_catalogue().get(product)  # the bag's code says directed / biohazard as made
         for b in range(1, bags + 1):
             seq = n * 100 + b
             din = f"X9999{99}{seq:06d}"
             rows.append(Bag(lot_id=lot.id, bag_number=b, bag_count=bags, division=f"{chr(64 + b)}0", din=din,
                             din_fin="X9999", din_year=99, din_sequence=seq, check_character=mod_37_2.calc_check_digit(din),
-                            product_code="S1234V00", volume_ml=Decimal(volume_ml),
+                            product_code=catalogue_product.product_code(f"{chr(64 + b)}0").text,
+                            volume_ml=Decimal(volume_ml),
                             cells_per_ml=int(cells / Decimal(volume_ml)), total_cells=cells, dmso_percent=Decimal(10),
                             expires_at=now + timedelta(days=expires_in_days), status="stored"))
         session.add_all(rows)

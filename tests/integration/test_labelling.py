@@ -203,3 +203,17 @@ def test_the_cell_count_captions_name_the_lots_basis(app, users, client_as):  # 
     total = pdf_text(client.post(f"/labels/lots/{total_lot}/print", data={"print_format": "lot"}).data)
     assert "Cells (viable)" in viable and "Cells per mL (viable)" in viable and "Total cells" not in viable
     assert "Cells (total)" in total and "Cells per mL (total)" in total
+
+
+def test_a_directed_bag_keeps_its_legend_when_the_product_configuration_changes_later(app, users, client_as, monkeypatch):  # type: ignore[no-untyped-def]
+    """The legends follow the product code frozen on the bag (directed: collection type 2), not today's
+    products.toml: a reprint after the product was reconfigured as "V" must still say who the bag is for."""
+    import dataclasses
+
+    from mscbatch.labelling import services as labelling
+
+    lot_id, _bags = make_lot(app, bags=1, familial_for="SSC-BM-043", product="BM-MSC")
+    configured = labelling.product_of
+    monkeypatch.setattr(labelling, "product_of", lambda lot: dataclasses.replace(configured(lot), collection_type="V"))
+    text = pdf_text(client_as("technician").post(f"/labels/lots/{lot_id}/print", data={"print_format": "lot"}).data)
+    assert "For use by intended recipient only" in text and "SSC-BM-043" in text

@@ -46,6 +46,8 @@ EVENT_TARGETS: dict[str, str | None] = {
     "thawed": "thawed", "infusion_started": "infused", "returned": "returned", "discarded": "discarded",
     "labelled": None, "moved": None, "released": None, "bedside_verified": None, "infusion_ended": None,
 }
+#: a bag in these states never returns to the tank: its storage position is freed for another bag
+FINAL_STATES = ("infused", "discarded")
 STATELESS_FROM: dict[str, tuple[str, ...]] = {
     "labelled": ("stored", "allocated", "on_hold", "returned"),
     "moved": ("stored", "allocated", "on_hold", "returned"),
@@ -86,6 +88,9 @@ def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location:
             raise (PermissionDenied if refusal.kind == "authority" else Conflict)(
                 f"Refused: {refusal}.") from None
         bag.status = target
+        if target in FINAL_STATES and bag.box_id is not None:
+            details = dict(details or {}, freed_box_id=bag.box_id, freed_position=bag.position)
+            bag.box_id, bag.position = None, None  # the slot was kept while the bag could come back; now it is free
     elif current not in STATELESS_FROM[kind]:
         raise Conflict(f"Refused: {subject} is {current.replace('_', ' ')}; "
                        f"'{kind.replace('_', ' ')}' cannot be recorded now.")

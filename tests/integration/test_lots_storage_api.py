@@ -143,3 +143,32 @@ def test_lot_endpoints_are_in_the_openapi_document(app):
                  "/api/v1/lots/{lot_id}/bags", "/api/v1/bags/{bag_id}/storage", "/api/v1/storage/{location_id}",
                  "/api/v1/identifiers/parse", "/api/v1/lots/{lot_id}/transitions"):
         assert path in paths, path
+
+
+def test_a_discarded_bag_frees_its_position_for_another_bag(app, client_as, db_session):  # type: ignore[no-untyped-def]  # noqa: F811
+    """Review finding: an infused or discarded bag kept its box position for ever (the box map showed it present
+    and the position could never be used again). A dispatched bag keeps its slot, since it may come back."""
+    import json
+
+    from mscbatch.custody.models import CustodyEvent
+
+    lot_id, bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session))
+    box_id = box(db_session)
+    gone, next_bag = bags[0].id, bags[1].id
+    store_bag(db_session, user(db_session, "technician"), gone, box_id, 1)
+    db_session.rollback()
+    answer = app.test_client().post("/api/v1/custody/events", headers=bearer(app, "qa"),
+                                    json={"kind": "discarded", "bag_id": gone, "reason": "bag cracked on inspection"})
+    assert answer.status_code == 201, answer.get_json()
+    db_session.expire_all()
+    discarded = db_session.get(Bag, gone)
+    assert (discarded.status, discarded.box_id, discarded.position) == ("discarded", None, None)
+    event = db_session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == gone)
+                               .order_by(CustodyEvent.id.desc())).first()
+    assert json.loads(event.details_json) == {"freed_box_id": box_id, "freed_position": 1}
+    db_session.rollback()
+    stored = client_as("technician").post(f"/lots/{lot_id}/store", data={
+        "store-bag_id": next_bag, "store-box_id": box_id, "store-position": "A1"})
+    assert stored.status_code == 302, stored.get_data(as_text=True)
+    db_session.expire_all()
+    assert (db_session.get(Bag, next_bag).box_id, db_session.get(Bag, next_bag).position) == (box_id, 1)

@@ -30,7 +30,7 @@ from mscbatch.lots.forms import (
     TransitionForm,
 )
 from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
-from mscbatch.lots.queries import LotFilters, boxes, list_lots, product_catalogue, reagent_lots
+from mscbatch.lots.queries import LotFilters, boxes, get_lot, list_lots, product_catalogue, reagent_lots
 from mscbatch.lots.record import lot_record
 from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
@@ -179,7 +179,15 @@ def deviation(lot_id: int) -> Any:
     form.step_id.choices = [(posted_id(request.form.get("deviation-step_id")), "")]
     return _act(lot_id, form, "deviation_form", lambda: steps.record_deviation(
         db.session, current_user, lot_id, form.step_id.data, severity=form.severity.data,
-        description=form.description.data), lambda _d: "Deviation recorded.", "deviations")
+        description=form.description.data), _deviation_recorded, "deviations")
+
+
+def _deviation_recorded(row: Any) -> str:
+    lot = get_lot(db.session, row.lot_id)
+    if lot.status in ("released", "conditional_release"):
+        return (f"Deviation recorded. Lot {lot.lot_number} is already released: QA is asked on its dashboard to "
+                "assess it. Tell QA now if the bags must not be given.")
+    return "Deviation recorded."
 
 
 @bp.route("/<int:lot_id>/reagents", methods=["POST"])

@@ -104,7 +104,9 @@ def certificate_pdf(review: Any) -> bytes:
     section = [Paragraph("Deviations", _styles["Heading3"])]
     if review.deviations:
         section.append(_grid([[_p("Severity"), _p("Description"), _p("Recorded")]] + [
-            [_p(d.severity), _p(d.description), _p(f"{d.recorded_at:%Y-%m-%d %H:%M} UTC")] for d in review.deviations],
+            [_p(d.severity), _p(("AFTER RELEASE, not weighed by the release signature: " if review.after_release(d)
+                                 else "") + d.description), _p(f"{d.recorded_at:%Y-%m-%d %H:%M} UTC")]
+            for d in review.deviations],
             [25 * mm, 190 * mm, 40 * mm]))
     else:
         section.append(_p("None recorded.", BODY))

@@ -3,12 +3,12 @@ the QA review page and the QA dashboard."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
@@ -231,6 +231,27 @@ class Dashboard:
     conditional: list[Lot]
     exceptional_requests: list[tuple[LotDisposition, Lot]]
     expiring: list[Lot]
+    after_release: list[tuple[Deviation, Lot]] = field(default_factory=list)
+
+
+def released_at(session: Session, lot_id: int) -> datetime | None:
+    """When QA signed the lot's (first) release: conditional, full or exceptional."""
+    return session.scalar(select(func.min(LotDisposition.signed_at)).where(
+        LotDisposition.lot_id == lot_id, LotDisposition.signed_at.is_not(None),
+        LotDisposition.kind.in_(RELEASED_KINDS)))
+
+
+def deviations_after_release(session: Session) -> list[tuple[Deviation, Lot]]:
+    """Deviations recorded after their lot was signed for release, while its bags may still be given: the release
+    did not weigh them, so QA must assess each (and recall the lot if it matters)."""
+    first_release = (select(LotDisposition.lot_id, func.min(LotDisposition.signed_at).label("signed_at"))
+                     .where(LotDisposition.signed_at.is_not(None), LotDisposition.kind.in_(RELEASED_KINDS))
+                     .group_by(LotDisposition.lot_id).subquery())
+    return [(d, lot) for d, lot in session.execute(
+        select(Deviation, Lot).join(Lot, Lot.id == Deviation.lot_id).join(first_release, first_release.c.lot_id == Lot.id)
+        .where(Deviation.recorded_at > first_release.c.signed_at,
+               Lot.status.in_(("released", "conditional_release")))
+        .order_by(Deviation.id))]
 
 
 def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
@@ -247,6 +268,7 @@ def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
                                                       LotDisposition.signed_at.is_(None), Lot.status == "quarantine"))],
         expiring=lots(Lot.status.in_(("released", "conditional_release", "quarantine")), Lot.expires_at.is_not(None),
                       Lot.expires_at <= now + timedelta(days=days)),
+        after_release=deviations_after_release(session),
     )
 
 

@@ -210,6 +210,10 @@ def attach_file(session: Session, actor: Any, result_id: int, filename: str, con
         result = session.get(ReleaseResult, result_id)
         if result is None:
             raise NotFound(f"No release result with id {result_id}.")
+        lot = session.get(Lot, result.lot_id)
+        assert lot is not None
+        # a released record is signed: its evidence can no longer grow (a pending conditional test still can)
+        _check_lot_accepts(session, lot, spec_for_lot(lot).test(result.test_id))
         attachment = ResultAttachment(result_id=result.id, filename=name, content_type=expected_type,
                                       size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest(),
                                       content=content, uploaded_by_id=actor.id)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from mscbatch.lots.queries import get_lot
 from mscbatch.lots.services import current_gate
 from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult, ResultAttachment
 from mscbatch.release.oos import oos_of, retest_candidates
-from mscbatch.release.queries import ReleaseState, dispositions_of, release_state, users_named
+from mscbatch.release.queries import ReleaseState, dispositions_of, release_state, released_at, users_named
 from mscbatch.release.release import refusals
 from mscbatch.release.specs import lot_verdict, results_of, spec_for_lot
 from mscbatch.signatures.models import Signature
@@ -62,6 +63,11 @@ class Review:
     refusals: list[str]
     state: ReleaseState
     users: dict[int, str]
+    released_at: datetime | None = None  # QA's first release signature
+
+    def after_release(self, deviation: Deviation) -> bool:
+        """Recorded after the release was signed: that signature did not weigh it."""
+        return self.released_at is not None and deviation.recorded_at > self.released_at
 
     @property
     def open_oos(self) -> list[OosInvestigation]:
@@ -104,4 +110,5 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   dispositions=dispositions, oos_signatures={o.id: signatures_of(session, o) for o in investigations},
                   deviations=deviations, steps=steps, bag_count=bag_count,
                   refusals=refusals(session, lot, user, (), verdict) if user is not None else [],
-                  state=release_state(session, lot), users=users_named(session, user_ids))
+                  state=release_state(session, lot), users=users_named(session, user_ids),
+                  released_at=released_at(session, lot.id))

@@ -17,6 +17,7 @@ from mscbatch.database import Base, utcnow
 
 RECALL_SCOPES = {"donor": "Donor", "lot": "Lot", "reagent_lot": "Reagent lot"}
 RECALL_STATUSES = {"active": "Active", "ended": "Ended (invalidated)"}
+END_MEANING_PREFIX = "Recall ended"  # recall.services.END_MEANING starts so
 
 
 class Recall(Audited, Lockable, Base):
@@ -43,11 +44,19 @@ class Recall(Audited, Lockable, Base):
     __table_args__ = (Index("ix_recall_status_id", "status", "id"),)
 
     def signed_content(self) -> dict[str, object]:
-        """What the start signature vouches for: the origin and the reason (the ending is signed separately,
-        with its reason in the signature's meaning and the audit trail)."""
+        """What the start signature vouches for: the origin and the reason."""
         return {"scope": self.scope, "donor_id": self.donor_id, "lot_id": self.lot_id,
                 "reagent_lot_id": self.reagent_lot_id, "reason": self.reason,
                 "started_at": self.started_at.isoformat() if self.started_at else None}
+
+    def signed_content_for(self, meaning: str) -> dict[str, object]:
+        """The end signature vouches for the ending too (who, when, why), so that an altered end reason or
+        ender fails its verification; the start signature keeps its own content."""
+        content = self.signed_content()
+        if meaning.startswith(END_MEANING_PREFIX):
+            content.update(status=self.status, ended_by_id=self.ended_by_id, end_reason=self.end_reason,
+                           ended_at=self.ended_at.isoformat() if self.ended_at else None)
+        return content
 
     @property
     def active(self) -> bool:

@@ -33,6 +33,13 @@ class Signable(Protocol):
     def signed_content(self) -> dict[str, Any]: ...
 
 
+def _content(record: Signable, meaning: str) -> dict[str, Any]:
+    """What a signature with this meaning vouches for. A record signed twice for different things (a recall's
+    start, then its end) says so with `signed_content_for(meaning)`; others have one content."""
+    per_meaning = getattr(record, "signed_content_for", None)
+    return per_meaning(meaning) if per_meaning is not None else record.signed_content()
+
+
 def _key(session: Session) -> bytes:
     key = session.info["audit_key"]
     return key.encode() if isinstance(key, str) else key
@@ -60,7 +67,7 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     session.flush()  # the record needs its id and final content before it is hashed
     signed_at = utcnow()
     entity_type, entity_id = record.__tablename__, trail.entity_id_of(record)
-    digest = content_hash(record.signed_content())
+    digest = content_hash(_content(record, meaning))
     signature = Signature(signer_id=signer.id, printed_name=signer.full_name, signed_at=signed_at, meaning=meaning,
                           entity_type=entity_type, entity_id=entity_id, content_sha256=digest,
                           mac=signature_mac(_key(session), signer_id=signer.id, printed_name=signer.full_name,
@@ -89,7 +96,7 @@ def verify(session: Session, signature: Signature, record: Signable) -> Signatur
         return SignatureCheck(False, "the signature row was altered")
     if (signature.entity_type, signature.entity_id) != (entity_type, entity_id):
         return SignatureCheck(False, "this signature belongs to another record")
-    if content_hash(record.signed_content()) != signature.content_sha256:
+    if content_hash(_content(record, signature.meaning)) != signature.content_sha256:
         return SignatureCheck(False, "the record changed after it was signed")
     return SignatureCheck(True)
 

@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mscbatch.core.label_token import make_token
 from mscbatch.donors.models import DonorLookback
@@ -15,6 +15,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.recall.models import BagHold, Recall
 from mscbatch.recall.queries import bag_hold
 from mscbatch.signatures.models import Signature
+from mscbatch.signatures.services import verify
 from tests.conftest import PASSWORD, TEST_CONFIG, api_token_for
 from tests.integration.patient_factories import lot_with_bags, user
 from tests.integration.test_recall_support import scene
@@ -126,12 +127,20 @@ def test_ending_a_recall_is_signed_and_lifts_its_holds(app, users, client_as):
     assert recall.status == "ended" and recall.end_reason.startswith("Supplier confirmed")
     assert all(bag_hold(session, b) is None for b in quarantine_bags)
     assert all(h.lifted_at is not None for h in session.scalars(select(BagHold)))
-    meanings = [sig.meaning for sig in session.scalars(select(Signature).where(Signature.entity_type == "recall"))]
-    assert meanings[0].startswith("Recall started") and meanings[1].startswith("Recall ended")
+    signatures = list(session.scalars(select(Signature).where(Signature.entity_type == "recall").order_by(Signature.id)))
+    assert signatures[0].meaning.startswith("Recall started") and signatures[1].meaning.startswith("Recall ended")
+    assert all(verify(session, sig, recall).valid for sig in signatures)
+    recall_id = recall.id
+    # the end signature vouches for the ending: an end reason altered behind the application fails it
+    session.execute(update(Recall).where(Recall.id == recall_id).values(end_reason="Nothing to see"))
+    session.expire_all()
+    start_check, end_check = (verify(session, sig, session.get(Recall, recall_id)) for sig in signatures)
+    assert start_check.valid and not end_check.valid and end_check.problem == "the record changed after it was signed"
+    session.rollback()
     session.close()
-    page = qa.get(f"/recalls/{recall.id}").get_data(as_text=True)
+    page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)
     assert 'data-hold="lifted"' in page and "Bags on hold now: <strong>0</strong>" in page
-    assert qa.post(f"/recalls/{recall.id}/end", data={"reason": "again", "password": PASSWORD}).status_code == 409
+    assert qa.post(f"/recalls/{recall_id}/end", data={"reason": "again", "password": PASSWORD}).status_code == 409
 
 
 def test_a_reagent_lot_recall_holds_the_bags_of_every_lot_that_used_it(app, users, client_as):

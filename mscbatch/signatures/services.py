@@ -40,6 +40,23 @@ def _content(record: Signable, meaning: str) -> dict[str, Any]:
     return per_meaning(meaning) if per_meaning is not None else record.signed_content()
 
 
+_PARENTS = (("lot_id", "lot"), ("donor_id", "donor"), ("patient_id", "patient"))
+
+
+def _refused_subject(record: Signable) -> tuple[str, str | None]:
+    """The record a refused signature is audited against. A record that was to be created by the signature (a
+    disposition, a decision, a prescription) has no id yet: its lot, donor or patient stands for it, so that the
+    refusal shows in that record's audit trail."""
+    entity_id = trail.entity_id_of(record)
+    if entity_id not in ("", "None"):
+        return record.__tablename__, entity_id
+    for attribute, table in _PARENTS:
+        value = getattr(record, attribute, None)
+        if value is not None:
+            return table, str(value)
+    return record.__tablename__, None
+
+
 def _key(session: Session) -> bytes:
     key = session.info["audit_key"]
     return key.encode() if isinstance(key, str) else key
@@ -53,7 +70,7 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     if signer.locked_out_at is not None or not signer.is_enabled:
         raise AuthenticationFailed("Signature refused: this account is locked or disabled. Ask an administrator.")
     if not verify_password(signer.password_hash, password or ""):
-        entity = (record.__tablename__, trail.entity_id_of(record))
+        entity = _refused_subject(record)
         session.rollback()  # nothing of the refused use case is kept ...
         with use_case(session, signer, "wrong password at signature"):  # ... but the refusal is, and it counts
             trail.record(session, "signature_refused", entity[0], entity[1], new=meaning)

@@ -52,3 +52,21 @@ def test_a_right_signature_password_ends_the_run_of_failures(app, users, monkeyp
     answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
     assert answer.status_code == 302, answer.get_data(as_text=True)
     assert _qa(app).failed_logins == 0
+
+
+def test_a_refused_release_signature_is_audited_against_the_lot(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    """The disposition it would have created has no id: the refusal is filed under the lot, where QA looks."""
+    from sqlalchemy import select
+
+    from mscbatch.audit.models import AuditEvent
+
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    session = app.extensions["mscbatch.db"].new_session()
+    enter_panel(session, user(session, "technician"), lot_id)
+    session.close()
+    client_as("qa").post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+    session = app.extensions["mscbatch.db"].new_session()
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "signature_refused")).one()
+    assert (event.entity_type, event.entity_id) == ("lot", str(lot_id))
+    assert event.new_value == "Released for clinical use"
+    session.close()

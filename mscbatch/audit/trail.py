@@ -74,6 +74,13 @@ def _was_locked(obj: Any) -> bool:
     return bool(before and before[0] is not None)
 
 
+def _locking_now(obj: Any) -> bool:
+    """The lock is being set in this flush: sign() hashed the record's content at its own flush, so nothing else
+    (but the lock-exempt fields) may change beside the lock, or the signature would vouch for another content."""
+    added = attributes.get_history(obj, "locked_at").added
+    return bool(added and added[0] is not None)
+
+
 def _check_before_flush(session: Session, _context: Any, _instances: Any) -> None:
     reason = session.info.get("audit_reason")
     for obj in session.dirty:
@@ -85,8 +92,8 @@ def _check_before_flush(session: Session, _context: Any, _instances: Any) -> Non
         name = type(obj).__name__
         if type(obj).__append_only__:
             raise RecordLocked(f"{name} records can never be changed.")
-        if isinstance(obj, Lockable) and _was_locked(obj):
-            blocked = sorted(set(changes) - type(obj).__lock_exempt__)
+        if isinstance(obj, Lockable) and (_was_locked(obj) or _locking_now(obj)):
+            blocked = sorted(set(changes) - type(obj).__lock_exempt__ - ({"locked_at"} if _locking_now(obj) else set()))
             if blocked:
                 raise RecordLocked(f"This {name.lower()} is signed and locked; {', '.join(blocked)} "
                                    "cannot be changed.")

@@ -73,8 +73,10 @@ def _disposition(lot: Lot, verdict: LotVerdict, kind: str, signer: Any, **extra:
 def _sign_and_move(session: Session, signer: Any, password: str, lot: Lot, disposition: LotDisposition,
                    target: str) -> LotDisposition:
     session.add(disposition)
-    signature = sign(session, signer, password, disposition, disposition.meaning, required_role="qa")
-    disposition.signed_at = signature.signed_at
+    signature = sign(session, signer, password, disposition, disposition.meaning, required_role="qa", lock=False)
+    disposition.signed_at = signature.signed_at  # not signed content: the signature's own time, shown on the record
+    session.flush()
+    disposition.locked_at = signature.signed_at  # then the lock, alone (the audit hook refuses other edits beside it)
     apply_lot_transition(session, signer, lot, target)
     if target in ("released", "conditional_release"):
         for bag in session.scalars(select(Bag).where(Bag.lot_id == lot.id)):

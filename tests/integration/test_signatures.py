@@ -135,3 +135,16 @@ def test_signatures_are_never_updated(session):
     _, signature = _signed_memo(session)
     with pytest.raises(RecordLocked), use_case(session, _user(session, "admin"), "try"):
         signature.meaning = "Rejected"
+
+
+def test_a_field_changed_after_the_signature_in_the_same_transaction_is_refused(session):  # type: ignore[no-untyped-def]
+    """sign() hashes the content at its flush and sets the lock; an edit made beside the lock, before the commit,
+    would leave a signature vouching for another content. Before: the lock check read only the committed lock."""
+    qa = _user(session, "qa")
+    with pytest.raises(RecordLocked, match="signed and locked; text cannot be changed"), use_case(session, qa):
+        memo = Memo(text="Release lot L-1")
+        session.add(memo)
+        signatures.sign(session, qa, PASSWORD, memo, "Approved")
+        memo.text = "Release lot L-2"
+        session.flush()
+    assert session.scalars(select(Signature)).all() == [] and session.scalars(select(Memo)).all() == []

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from mscbatch.core.identifiers import IdentifierError, parse_din
+from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
 from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.database import utcnow
@@ -273,7 +273,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
             give, holds = facts.allocated_ml.normalize(), bag.volume_ml.normalize()
             result.notes.insert(0, f"PART OF THE BAG ONLY: give {give} mL of the {holds} mL in this bag, as "
                                    f"prescribed. Stop the infusion at {give} mL.")
-    directed = product_of(lot).is_directed or facts.donor_type == "familial"
+    directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
                                       f"({facts.recipient_code or 'none named'}), not for {patient.code}. {CALL_UNIT}")

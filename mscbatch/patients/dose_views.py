@@ -2,7 +2,7 @@
 dose sheet PDF. Views parse and authorise; the services decide and write."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,6 +18,7 @@ from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
 from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.queries import allocations_of, get_patient, get_prescription, signatures_for
+from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("prescriptions", __name__, url_prefix="/patients")
@@ -25,8 +26,9 @@ READERS = ("clinician", "nurse", "qa")
 
 
 def planned_at_of(planned_on: date | None) -> datetime | None:
-    """A planned infusion day: a bag must still be in date at the end of that day (UTC)."""
-    return None if planned_on is None else datetime.combine(planned_on, time(23, 59), UTC)
+    """A planned infusion day (the site's calendar day): a bag must still be in date at the end of that day at
+    the site, and the weight must be recent on that day."""
+    return None if planned_on is None else datetime.combine(planned_on, time(23, 59), site_config().tz)
 
 
 def _arg_level(value: str | None) -> Decimal | None:

@@ -104,3 +104,19 @@ def test_an_infusion_planned_after_local_midnight_counts_the_weight_from_the_sit
     after_midnight = dry_run(datetime.combine(today + timedelta(days=3), time(23, 30), UTC))
     assert after_midnight["refusal_code"] == "weight_stale", after_midnight
     assert f"before the planned infusion on {today + timedelta(days=4)}" in after_midnight["refusal_reason"]
+
+
+def test_the_dose_page_judges_a_planned_day_as_the_sites_day(app, users, client_as):  # type: ignore[no-untyped-def]
+    """Review finding: the page turned "planned on D" into 23:59 UTC, which is D + 1 in Paris, so a weight exactly
+    seven days old on D was refused as eight days old."""
+    session = app.extensions["mscbatch.db"].new_session()
+    clinician, tech = user(session, "clinician"), user(session, "technician")
+    lot_with_bags(session, tech, donor(session, tech))
+    today = site_today()
+    pid = patient(session, clinician, weight=None).id
+    services.record_weight(session, clinician, pid, weight_kg="62.5", measured_on=today - timedelta(days=7))
+    session.close()
+    page = client_as("clinician").get(f"/patients/{pid}/dose", query_string={"planned_on": today.isoformat()})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "125,000,000" in html, html[html.find("<main"):][:1500]
+    assert "days before the planned infusion" not in html

@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 def _facts(**changes: object) -> BagFacts:
     bag = Bag(id=7, din="W000026000123", check_character="K", status="received", bag_number=1, bag_count=2,
-              volume_ml=Decimal("20"), expires_at=NOW + timedelta(days=30))
+              volume_ml=Decimal("20"), expires_at=NOW + timedelta(days=30), product_code="SX001V00")
     lot = Lot(id=3, lot_number="UC-2026-0001", product_id="UC-MSC", status="released")
     facts = BagFacts(bag=bag, lot=lot, release=ReleaseState.of("released", None, False, ()), donor_type="unrelated",
                      recipient_code=None, infused_at=None, hold=None, thawed_at=None, allocated_patient_id=11,
@@ -70,6 +70,13 @@ def test_already_infused_and_not_released() -> None:
 
 def test_directed_donation_for_another_recipient() -> None:
     facts = _facts(donor_type="familial", recipient_code="SSC-009")
+    assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["directed_other"]
+
+
+def test_a_bag_frozen_as_a_directed_product_stops_for_another_patient_whatever_products_toml_says_now() -> None:
+    """Collection type 2 (directed) in the bag's own product code: the configuration may change, the bag does not."""
+    facts = _facts(recipient_code="SSC-009")
+    facts.bag.product_code = "SX0012A0"
     assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["directed_other"]
 
 

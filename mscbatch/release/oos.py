@@ -194,9 +194,12 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")
         lot = session.get(Lot, oos.lot_id)
-        if lot is not None and lot.status == "conditional_release":
+        assert lot is not None
+        if lot.status in ("conditional_release", "released"):
             start_recall_in_use_case(session, signer, scope="lot", target_id=lot.id, password=password,
-                                     reason=f"OOS confirmed after conditional release: {oos.description}")
-        else:
+                                     reason=f"OOS confirmed after release: {oos.description}")
+        elif lot.status in ("in_process", "quarantine"):
             reject_in_use_case(session, signer, oos.lot_id, password, f"OOS confirmed: {oos.description}")
+        # else the lot is already out of use (recalled by a donor or reagent recall, rejected, expired): the OOS is
+        # closed and signed, and the lot stays where it is
     return oos

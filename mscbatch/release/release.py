@@ -143,7 +143,10 @@ def complete_conditional_release(session: Session, signer: Any, lot_id: int, pas
 def reject_in_use_case(session: Session, signer: Any, lot_id: int, password: str, reason: str) -> LotDisposition:
     _require_qa(signer)
     lot = lock_lot(session, lot_id)
-    if lot.status not in ("in_process", "quarantine", "conditional_release"):
+    if lot.status == "conditional_release":  # checked before the password, which would otherwise count as wrong
+        raise Conflict(f"Lot {lot.lot_number} is conditionally released: its bags may already be on a ward. It is "
+                       "not rejected but recalled (Recalls, or confirm its OOS), so that every patient is found.")
+    if lot.status not in ("in_process", "quarantine"):
         raise _already(session, lot, "rejected")
     disposition = _disposition(lot, lot_verdict(session, lot), "rejection", signer, justification=reason)
     return _sign_and_move(session, signer, password, lot, disposition, "rejected")

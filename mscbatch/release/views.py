@@ -171,9 +171,9 @@ def close_oos(oos_id: int) -> Any:
     password, text = form.password.data or "", form.investigation.data or ""
     if request.form.get("action") == "confirm":
         run = lambda: oos.confirm_oos(db.session, current_user, oos_id, text, password)  # noqa: E731
-        return _signed(lot_id, form, "oos_form", run, lambda: "OOS confirmed (signed); the lot is now " + (
+        return _signed(lot_id, form, "oos_form", run, lambda: "OOS confirmed (signed). The lot is " + (
             "RECALLED: its unused bags are held, and the recall report lists the patients to notify."
-            if get_lot(db.session, lot_id).status == "recalled" else "rejected."))
+            if get_lot(db.session, lot_id).status == "recalled" else f"{get_lot(db.session, lot_id).status}."))
     retest = request.form.get("oos-retest_result_id", type=int) or 0
     run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password)  # noqa: E731
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")

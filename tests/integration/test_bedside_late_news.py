@@ -186,14 +186,57 @@ def test_qa_confirming_a_late_oos_recalls_the_lot_and_the_report_names_the_patie
         "action": "confirm", "oos-investigation": "Positive culture confirmed: Staphylococcus epidermidis",
         "oos-password": PASSWORD})
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    assert "the lot is now RECALLED" in answer.get_data(as_text=True)
+    assert "The lot is RECALLED" in answer.get_data(as_text=True)
     db_session.expire_all()
     assert db_session.get(Lot, ward.lot_id).status == "recalled"
     recall = db_session.scalar(select(Recall).where(Recall.lot_id == ward.lot_id))
-    assert recall is not None and recall.status == "active" and "after conditional release" in recall.reason
+    assert recall is not None and recall.status == "active" and "OOS confirmed after release" in recall.reason
     held = set(db_session.scalars(select(BagHold.bag_id).where(BagHold.recall_id == recall.id)))
     assert set(ward.other_bag_ids) <= held
     report = recall_report(db_session, recall.id)
     assert ward.patient_id in {notice.patient.id for notice in report.notify}
     db_session.rollback()
     assert _scan(app, ward)["result"] == "STOP"
+
+
+def test_a_conditionally_released_lot_is_not_rejected_and_a_wrong_password_there_costs_nothing(app, db_session, client_as):  # type: ignore[no-untyped-def]
+    from mscbatch.auth.models import User
+
+    ward = prescribed_bag(db_session)
+    _conditionally_released(db_session, ward)
+    db_session.rollback()
+    qa = client_as("qa")
+    assert "Sign: Rejected" not in qa.get(f"/release/lots/{ward.lot_id}").get_data(as_text=True)
+    answer = qa.post(f"/release/lots/{ward.lot_id}/release", data={
+        "action": "reject", "release-password": "not my password", "release-justification": "contaminated"})
+    assert answer.status_code == 409
+    assert "is conditionally released: its bags may already be on a ward. It is not rejected but recalled" in \
+        answer.get_data(as_text=True)
+    db_session.expire_all()
+    assert db_session.get(Lot, ward.lot_id).status == "conditional_release"
+    assert db_session.scalar(select(User).where(User.username == "qa")).failed_logins == 0
+
+
+def test_a_late_oos_on_a_lot_already_recalled_is_still_confirmed(app, db_session, client_as):  # type: ignore[no-untyped-def]
+    """Review finding: once a donor recall had moved the lot to recalled, confirming its late OOS tried to reject
+    it and failed, so the OOS stayed open for good."""
+    from mscbatch.recall.services import start_recall
+    from mscbatch.release.models import OosInvestigation
+
+    ward = prescribed_bag(db_session)
+    _conditionally_released(db_session, ward)
+    _sterility(db_session, ward.lot_id, "positive")
+    [late] = oos.open_oos_of(db_session, ward.lot_id)
+    late_id = late.id
+    start_recall(db_session, user(db_session, "qa"), scope="donor", target_id=db_session.get(Lot, ward.lot_id).donor_id,
+                 reason="Late positive anti-HBc on the archived sample", password=PASSWORD)
+    db_session.expire_all()
+    assert db_session.get(Lot, ward.lot_id).status == "recalled"
+    db_session.rollback()
+    answer = client_as("qa").post(f"/release/oos/{late_id}", follow_redirects=True, data={
+        "action": "confirm", "oos-investigation": "Positive culture confirmed: Staphylococcus epidermidis",
+        "oos-password": PASSWORD})
+    assert answer.status_code == 200 and "The lot is RECALLED" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    assert db_session.get(OosInvestigation, late_id).status == "confirmed"
+    assert db_session.get(Lot, ward.lot_id).status == "recalled"

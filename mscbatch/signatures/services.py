@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
@@ -43,18 +43,14 @@ def _content(record: Signable, meaning: str) -> dict[str, Any]:
 _PARENTS = (("lot_id", "lot"), ("donor_id", "donor"), ("patient_id", "patient"))
 
 
-def _refused_subject(record: Signable) -> tuple[str, str | None]:
-    """The record a refused signature is audited against. A record that was to be created by the signature (a
-    disposition, a decision, a prescription) has no id yet: its lot, donor or patient stands for it, so that the
-    refusal shows in that record's audit trail."""
-    entity_id = trail.entity_id_of(record)
-    if entity_id not in ("", "None"):
-        return record.__tablename__, entity_id
+def _parent_of(record: Signable) -> tuple[str, str] | None:
+    """The lot, donor or patient a record belongs to (where a refused signature on a record that was to be created,
+    a disposition, a decision, a prescription, is filed: that record does not exist)."""
     for attribute, table in _PARENTS:
         value = getattr(record, attribute, None)
         if value is not None:
             return table, str(value)
-    return record.__tablename__, None
+    return None
 
 
 def _key(session: Session) -> bytes:
@@ -70,8 +66,11 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     if signer.locked_out_at is not None or not signer.is_enabled:
         raise AuthenticationFailed("Signature refused: this account is locked or disabled. Ask an administrator.")
     if not verify_password(signer.password_hash, password or ""):
-        entity = _refused_subject(record)
+        own, parent = (record.__tablename__, trail.entity_id_of(record)), _parent_of(record)
         session.rollback()  # nothing of the refused use case is kept ...
+        # a record the refused use case created (flushed or not) is gone with it: its lot, donor or patient is audited
+        gone = inspect(record).transient or own[1] in ("", "None")
+        entity = (parent or (record.__tablename__, None)) if gone else own
         with use_case(session, signer, "wrong password at signature"):  # ... but the refusal is, and it counts
             trail.record(session, "signature_refused", entity[0], entity[1], new=meaning)
             locked = count_wrong_password(signer)

@@ -70,3 +70,28 @@ def test_a_refused_release_signature_is_audited_against_the_lot(app, users, monk
     assert (event.entity_type, event.entity_id) == ("lot", str(lot_id))
     assert event.new_value == "Released for clinical use"
     session.close()
+
+
+def test_a_refused_prescription_signature_is_audited_against_the_patient_not_a_rolled_back_id(app, users):  # type: ignore[no-untyped-def]
+    """The prescription is flushed (it has an id) before it is signed; with a wrong password it is rolled back and
+    its id is reused by the next prescription, so the refusal must not be filed under that id."""
+    from sqlalchemy import select
+
+    from mscbatch.audit.models import AuditEvent
+    from mscbatch.errors import AuthenticationFailed
+    from mscbatch.patients import prescriptions
+    from tests.integration.patient_factories import donor, lot_with_bags, patient
+
+    session = app.extensions["mscbatch.db"].new_session()
+    tech, clinician = user(session, "technician"), user(session, "clinician")
+    lot_with_bags(session, tech, donor(session, tech))
+    pid = patient(session, clinician).id
+    try:
+        prescriptions.prescribe(session, clinician, "guess", pid)
+    except AuthenticationFailed:
+        pass
+    else:
+        raise AssertionError("a wrong password signed a prescription")
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "signature_refused")).one()
+    assert (event.entity_type, event.entity_id) == ("patient", str(pid))
+    session.close()

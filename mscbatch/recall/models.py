@@ -17,7 +17,9 @@ from mscbatch.database import Base, utcnow
 
 RECALL_SCOPES = {"donor": "Donor", "lot": "Lot", "reagent_lot": "Reagent lot"}
 RECALL_STATUSES = {"active": "Active", "ended": "Ended (invalidated)"}
-END_MEANING_PREFIX = "Recall ended"  # recall.services.END_MEANING starts so
+# The end signature's meaning. Its content includes the ending (who, when, why); end signatures made before it
+# existed had the meaning "Recall ended: found invalid, holds lifted" and the start content, and still verify.
+END_MEANING = "Recall ended: found invalid, holds lifted, end reason signed"
 
 
 class Recall(Audited, Lockable, Base):
@@ -53,7 +55,7 @@ class Recall(Audited, Lockable, Base):
         """The end signature vouches for the ending too (who, when, why), so that an altered end reason or
         ender fails its verification; the start signature keeps its own content."""
         content = self.signed_content()
-        if meaning.startswith(END_MEANING_PREFIX):
+        if meaning == END_MEANING:
             content.update(status=self.status, ended_by_id=self.ended_by_id, end_reason=self.end_reason,
                            ended_at=self.ended_at.isoformat() if self.ended_at else None)
         return content

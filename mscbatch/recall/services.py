@@ -24,12 +24,11 @@ from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFail
 from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
 from mscbatch.lots.services import apply_lot_transition
-from mscbatch.recall.models import END_MEANING_PREFIX, RECALL_SCOPES, BagHold, Recall
+from mscbatch.recall.models import END_MEANING, RECALL_SCOPES, BagHold, Recall
 from mscbatch.recall.queries import NOT_HELD_BAG_STATES, active_recall_of
 from mscbatch.signatures.services import sign
 
 START_MEANING = "Recall started: affected stock on hold"
-END_MEANING = f"{END_MEANING_PREFIX}: found invalid, holds lifted"
 
 
 def affected_lots(session: Session, scope: str, target_id: int) -> list[Lot]:

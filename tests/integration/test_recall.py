@@ -173,3 +173,21 @@ def test_the_bedside_check_stops_a_bag_held_by_a_recall(app, users, client_as):
     assert "on_hold" in codes and not result.matches
     assert any("on hold by recall R-" in f.message for f in result.failures)
     session.close()
+
+
+def test_an_end_signature_made_before_the_ending_was_signed_content_still_verifies(app, users, client_as):  # type: ignore[no-untyped-def]
+    """End signatures of the earlier meaning vouched for the start content only: they stay valid."""
+    from mscbatch.audit.context import use_case
+    from mscbatch.signatures.services import sign
+
+    s = scene(app)
+    assert start(client_as("qa"), "lot", "#" + str(s.quarantine_lot_id)).status_code == 302
+    session = app.extensions["mscbatch.db"].new_session()
+    recall = session.scalars(select(Recall)).one()
+    qa = user(session, "qa")
+    with use_case(session, qa, "recall ended: test of an earlier signature"):
+        recall.status, recall.end_reason = "ended", "Supplier alert concerned another lot"
+        old = sign(session, qa, PASSWORD, recall, "Recall ended: found invalid, holds lifted", required_role="qa",
+                   lock=False)
+    assert verify(session, old, recall).valid
+    session.close()

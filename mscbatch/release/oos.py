@@ -159,9 +159,9 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
         oos = _open(session, oos_id, investigation)
-        if involvement(session, get_lot(session, oos.lot_id), signer.id)[0]:  # the same rule as for release
-            raise Conflict("You entered or corrected results of this lot: another QA person must judge its OOS "
-                           "(segregation of duties).", field="password")
+        if any(involvement(session, get_lot(session, oos.lot_id), signer.id)):  # the same rule as for release
+            raise Conflict("You entered results of this lot or recorded its manufacture: another QA person must "
+                           "judge its OOS (segregation of duties).", field="password")
         retest = session.get(ReleaseResult, retest_result_id)
         if retest is None or retest not in retest_candidates(session, oos):
             raise ValidationFailed("Choose a valid retest of the same test, entered after the OOS was opened.",

@@ -164,6 +164,23 @@ def test_an_oos_is_not_invalidated_by_someone_who_entered_the_lots_results(app, 
     assert session.get(OosInvestigation, investigation.id).status == "invalidated"
 
 
+def test_an_oos_is_not_invalidated_by_someone_who_recorded_the_lots_manufacture(app, session, lot_id):
+    from mscbatch.lots import steps
+    from mscbatch.lots.models import ProcessStep
+    from tests.conftest import add_user
+
+    add_user(app, "maker-qa", ["technician", "qa"])
+    both, tech = user(session, "maker-qa"), user(session, "technician")
+    step_id = session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot_id).limit(1))
+    steps.record_deviation(session, both, lot_id, step_id, severity="minor", description="Late medium change")
+    enter_panel(session, tech, lot_id, {"viability": ("65", "%")})
+    [investigation] = oos.open_oos_of(session, lot_id)
+    retest = results.enter_result(session, tech, lot_id, results.ResultEntry(
+        test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
+    with pytest.raises(Conflict, match="recorded its manufacture: another QA person must"):
+        oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD)
+
+
 def test_a_confirmed_oos_rejects_the_lot(session, lot_id):
     enter_panel(session, user(session, "technician"), lot_id, {"cd105": ("94.6", "%")})
     [investigation] = oos.open_oos_of(session, lot_id)

@@ -169,7 +169,8 @@ def list_results(donor_id: int) -> Any:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("technician")
 def add_result(data: dict[str, Any], donor_id: int) -> ScreeningResult:
-    """Record a result; after a QA decision it reopens the decision (and may open a lookback)."""
+    """Record a result; after QA's approval it reopens the approval (and may open a lookback). QA's decision of
+    ineligibility stands until QA reopens it."""
     return services.record_result(db.session, current_user, donor_id, **data)
 
 

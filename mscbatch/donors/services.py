@@ -4,7 +4,7 @@ Rules enforced here (DOMAIN.md sections 1, 3, 9):
 - only a technician registers donors and enters screening data;
 - a correction of recorded data needs a reason (the audit trail keeps the old value);
 - once QA has signed a decision the screening is locked: existing results, answers and donor details can no
-  longer be changed; a NEW result is still accepted and reopens the decision (decisions.reopen).
+  longer be changed; a NEW result is still accepted and reopens an approval (decisions.reopen); an ineligible decision stands.
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def _refuse_if_locked(session: Session, donor: Donor, what: str) -> None:
     if decision is not None:
         raise RecordLocked(f"The screening of donor {donor.code} is locked: QA signed '{decision.meaning}' on "
                            f"{decision.judged_at:%Y-%m-%d %H:%M} UTC. {what} Record a new result instead (it reopens "
-                           "the decision for QA), or ask QA to reopen the screening.")
+                           "an approval for QA), or ask QA to reopen the screening.")
 
 
 def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDetails, reason: str) -> Donor:

@@ -235,21 +235,22 @@ class Dashboard:
 
 
 def released_at(session: Session, lot_id: int) -> datetime | None:
-    """When QA signed the lot's (first) release: conditional, full or exceptional."""
-    return session.scalar(select(func.min(LotDisposition.signed_at)).where(
+    """When QA last signed the lot's release (conditional, its completion, full or exceptional): the last
+    signature that weighed the record."""
+    return session.scalar(select(func.max(LotDisposition.signed_at)).where(
         LotDisposition.lot_id == lot_id, LotDisposition.signed_at.is_not(None),
         LotDisposition.kind.in_(RELEASED_KINDS)))
 
 
 def deviations_after_release(session: Session) -> list[tuple[Deviation, Lot]]:
-    """Deviations recorded after their lot was signed for release, while its bags may still be given: the release
-    did not weigh them, so QA must assess each (and recall the lot if it matters)."""
-    first_release = (select(LotDisposition.lot_id, func.min(LotDisposition.signed_at).label("signed_at"))
+    """Deviations recorded after their lot's last release signature, while its bags may still be given: no release
+    signature weighed them, so QA must assess each (and recall the lot if it matters)."""
+    last_release = (select(LotDisposition.lot_id, func.max(LotDisposition.signed_at).label("signed_at"))
                      .where(LotDisposition.signed_at.is_not(None), LotDisposition.kind.in_(RELEASED_KINDS))
                      .group_by(LotDisposition.lot_id).subquery())
     return [(d, lot) for d, lot in session.execute(
-        select(Deviation, Lot).join(Lot, Lot.id == Deviation.lot_id).join(first_release, first_release.c.lot_id == Lot.id)
-        .where(Deviation.recorded_at > first_release.c.signed_at,
+        select(Deviation, Lot).join(Lot, Lot.id == Deviation.lot_id).join(last_release, last_release.c.lot_id == Lot.id)
+        .where(Deviation.recorded_at > last_release.c.signed_at,
                Lot.status.in_(("released", "conditional_release")))
         .order_by(Deviation.id))]
 

@@ -63,7 +63,7 @@ class Review:
     refusals: list[str]
     state: ReleaseState
     users: dict[int, str]
-    released_at: datetime | None = None  # QA's first release signature
+    released_at: datetime | None = None  # QA's last release signature
 
     def after_release(self, deviation: Deviation) -> bool:
         """Recorded after the release was signed: that signature did not weigh it."""

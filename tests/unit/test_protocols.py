@@ -123,13 +123,13 @@ def test_a_missing_threshold_is_refused_naming_the_criterion(tmp_path: Path) -> 
 
 
 def test_a_numeric_criterion_needs_its_plausible_range(tmp_path: Path) -> None:
-    _raises(_variant(tmp_path, "threshold = 30\nplausible = [0, 250]\n", "threshold = 30\n"),
-            "exclusion[0].plausible")
+    line = "plausible = [0, 400]  # Cockcroft-Gault can exceed 250 for a young, heavy patient\n"
+    _raises(_variant(tmp_path, "threshold = 30\n" + line, "threshold = 30\n"), "exclusion[0].plausible")
 
 
-@pytest.mark.parametrize("bounds", ["[250, 0]", "[0]", "[-1, 250]", "[40, 250]", '["0", "250"]'])
+@pytest.mark.parametrize("bounds", ["[400, 0]", "[0]", "[-1, 400]", "[40, 400]", '["0", "400"]'])
 def test_a_plausible_range_that_is_not_low_high_around_the_threshold_is_refused(tmp_path: Path, bounds: str) -> None:
-    _raises(_variant(tmp_path, "plausible = [0, 250]", f"plausible = {bounds}"), "exclusion[0].plausible")
+    _raises(_variant(tmp_path, "plausible = [0, 400]", f"plausible = {bounds}"), "exclusion[0].plausible")
 
 
 def test_every_numeric_criterion_of_the_shipped_protocols_has_a_range_around_its_threshold() -> None:

@@ -135,7 +135,9 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     rows = []
     for bag in bags_of(session, lot.id):
         box = session.get(StorageLocation, bag.box_id) if bag.box_id else None
-        where = " / ".join(n.name for n in location_path(session, box)) if box else "not placed yet"
+        where = (" / ".join(n.name for n in location_path(session, box)) if box else
+                 "left storage" if bag.status in ("dispatched", "received", "thawed", "infused", "discarded")
+                 else "not placed yet")
         rows.append(BagRow(bag, bag_status(bag, lot), where, position_label(box, bag.position) if box else "—",
                            box.id if box else None))
     moves = list(session.scalars(select(StorageMove).where(StorageMove.bag_id.in_([r.bag.id for r in rows]))

@@ -32,6 +32,7 @@ from mscbatch.lots.forms import (
 from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
 from mscbatch.lots.queries import LotFilters, boxes, get_lot, list_lots, product_catalogue, reagent_lots
 from mscbatch.lots.record import lot_record
+from mscbatch.lots.storage import MOVABLE_STATES
 from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
 
@@ -120,12 +121,13 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     transition_form = forms.setdefault("transition_form", TransitionForm(prefix="transition", formdata=None))
     targets = sorted({t for ts in record.next_states.values() for t in ts} - services.SIGNED_TARGETS)
     transition_form.target.choices = [(t, t.replace("_", " ")) for t in targets]
-    unplaced = [row.bag.id for row in record.bags if row.box_id is None]
+    storable = [row for row in record.bags if row.bag.status in MOVABLE_STATES]  # bags in the unit's custody
+    unplaced = [row.bag.id for row in storable if row.box_id is None]
     store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
                                                              bag_id=unplaced[0] if unplaced else None))
     store_form.box_id.choices = [(b.id, path) for b, path in boxes(db.session)]
     store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({row.bag.din_display})")
-                                 for row in record.bags]
+                                 for row in storable]
     return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,
                            storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
 

@@ -167,6 +167,10 @@ def test_a_discarded_bag_frees_its_position_for_another_bag(app, client_as, db_s
                                .order_by(CustodyEvent.id.desc())).first()
     assert json.loads(event.details_json) == {"freed_box_id": box_id, "freed_position": 1}
     db_session.rollback()
+    page = client_as("technician").get(f"/lots/{lot_id}").get_data(as_text=True)
+    assert "left storage" in page
+    store_options = page[page.index('name="store-bag_id"'):].split("</select>")[0]
+    assert f'value="{gone}"' not in store_options and f'value="{next_bag}"' in store_options
     stored = client_as("technician").post(f"/lots/{lot_id}/store", data={
         "store-bag_id": next_bag, "store-box_id": box_id, "store-position": "A1"})
     assert stored.status_code == 302, stored.get_data(as_text=True)

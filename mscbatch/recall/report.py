@@ -24,7 +24,7 @@ from mscbatch.recall.services import affected_lots, get_recall, target_label, ta
 from mscbatch.recall.traceability import BagTrace, ForwardTrace, LotTrace, Recipient, trace_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
-from mscbatch.site import site_config
+from mscbatch.site import site_config, site_day
 
 
 @dataclass
@@ -190,7 +190,7 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                 bag = bag_trace.bag
                 patients = "; ".join(
                     f"{r.patient.code} ({'cancelled' if r.cancelled else ('received' if r.received else 'allocated')} "
-                    f"{r.allocation.allocated_at:%Y-%m-%d})" for r in bag_trace.recipients) or "—"
+                    f"{site_day(r.allocation.allocated_at)})" for r in bag_trace.recipients) or "—"
                 rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
                              _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character),
                              _p(bag.status), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
@@ -200,7 +200,7 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                                  "Reagent lots", "Hold")]]
         for entry in backward.entries:
             reagents = "; ".join(f"{r.name} {r.lot_number} ({r.supplier})" for _u, r in entry.reagents) or "—"
-            rows.append([_p(f"{entry.recipient.allocation.allocated_at:%Y-%m-%d}"
+            rows.append([_p(f"{site_day(entry.recipient.allocation.allocated_at)}"
                             + (" (cancelled)" if entry.recipient.cancelled else "")),
                          _p(f"#{entry.recipient.prescription.id} {entry.recipient.prescription.status}"),
                          _p(entry.bag.status), _p(entry.bag.din + entry.bag.check_character), _p(entry.lot.lot_number),

@@ -19,11 +19,19 @@ def _qa(app) -> User:  # type: ignore[no-untyped-def]
         session.close()
 
 
-def test_five_wrong_signature_passwords_lock_the_account_and_nothing_is_released(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+def _lot_ready_for_release(app, monkeypatch) -> int:  # type: ignore[no-untyped-def]
+    """A quarantined lot with every release result passing: QA's signature is all it waits for."""
     lot_id = seed_quarantine_lot(app, monkeypatch)
     session = app.extensions["mscbatch.db"].new_session()
-    enter_panel(session, user(session, "technician"), lot_id)
-    session.close()
+    try:
+        enter_panel(session, user(session, "technician"), lot_id)
+    finally:
+        session.close()
+    return lot_id
+
+
+def test_five_wrong_signature_passwords_lock_the_account_and_nothing_is_released(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    lot_id = _lot_ready_for_release(app, monkeypatch)
     qa = client_as("qa")
     for attempt in range(1, 5):
         answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
@@ -41,10 +49,7 @@ def test_five_wrong_signature_passwords_lock_the_account_and_nothing_is_released
 
 
 def test_a_right_signature_password_ends_the_run_of_failures(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
-    lot_id = seed_quarantine_lot(app, monkeypatch)
-    session = app.extensions["mscbatch.db"].new_session()
-    enter_panel(session, user(session, "technician"), lot_id)
-    session.close()
+    lot_id = _lot_ready_for_release(app, monkeypatch)
     qa = client_as("qa")
     for _ in range(3):
         qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
@@ -60,10 +65,7 @@ def test_a_refused_release_signature_is_audited_against_the_lot(app, users, monk
 
     from mscbatch.audit.models import AuditEvent
 
-    lot_id = seed_quarantine_lot(app, monkeypatch)
-    session = app.extensions["mscbatch.db"].new_session()
-    enter_panel(session, user(session, "technician"), lot_id)
-    session.close()
+    lot_id = _lot_ready_for_release(app, monkeypatch)
     client_as("qa").post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
     session = app.extensions["mscbatch.db"].new_session()
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "signature_refused")).one()

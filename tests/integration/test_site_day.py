@@ -62,16 +62,23 @@ def test_a_weight_measured_on_a_later_site_day_is_still_refused_as_future(app, u
     assert "The weight cannot be measured in the future." in answer.get_data(as_text=True)
 
 
+def _weighed_patient_with_stock(app, *, measured_on: date) -> int:  # type: ignore[no-untyped-def]
+    """An enrolled SLE patient weighing 62.5 kg on `measured_on`, and a released lot whose bags can dose them."""
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        clinician, tech = user(session, "clinician"), user(session, "technician")
+        lot_with_bags(session, tech, donor(session, tech))
+        pid = patient(session, clinician, weight=None).id
+        services.record_weight(session, clinician, pid, weight_kg="62.5", measured_on=measured_on)
+        return int(pid)
+    finally:
+        session.close()
+
+
 def test_a_weight_eight_site_days_old_does_not_pass_the_seven_day_rule(app, users,  # type: ignore[no-untyped-def]
                                                                        after_paris_midnight):
     """Eight days before the Paris day is only seven days before the UTC day: the server's date would pass it."""
-    session = app.extensions["mscbatch.db"].new_session()
-    clinician, tech = user(session, "clinician"), user(session, "technician")
-    lot_with_bags(session, tech, donor(session, tech))
-    pid = patient(session, clinician, weight=None).id
-    services.record_weight(session, clinician, pid, weight_kg="62.5",
-                           measured_on=after_paris_midnight - timedelta(days=8))
-    session.close()
+    pid = _weighed_patient_with_stock(app, measured_on=after_paris_midnight - timedelta(days=8))
     token = api_token_for(app, "clinician")
     answer = app.test_client().post(f"/api/v1/patients/{pid}/dose-calculation", json={},
                                     headers={"Authorization": f"Bearer {token}"})
@@ -85,13 +92,8 @@ def test_a_weight_eight_site_days_old_does_not_pass_the_seven_day_rule(app, user
 def test_an_infusion_planned_after_local_midnight_counts_the_weight_from_the_site_day(app, users):  # type: ignore[no-untyped-def]
     """Planned at 23:30 UTC in three days = 00:30 Paris in four: a weight measured four days ago is then eight
     days old at the infusion, though only seven by the UTC date of the planned instant."""
-    session = app.extensions["mscbatch.db"].new_session()
-    clinician, tech = user(session, "clinician"), user(session, "technician")
-    lot_with_bags(session, tech, donor(session, tech))
     today = site_today()
-    pid = patient(session, clinician, weight=None).id
-    services.record_weight(session, clinician, pid, weight_kg="62.5", measured_on=today - timedelta(days=4))
-    session.close()
+    pid = _weighed_patient_with_stock(app, measured_on=today - timedelta(days=4))
     token = api_token_for(app, "clinician")
 
     def dry_run(planned: datetime):  # type: ignore[no-untyped-def]
@@ -109,13 +111,8 @@ def test_an_infusion_planned_after_local_midnight_counts_the_weight_from_the_sit
 def test_the_dose_page_judges_a_planned_day_as_the_sites_day(app, users, client_as):  # type: ignore[no-untyped-def]
     """Review finding: the page turned "planned on D" into 23:59 UTC, which is D + 1 in Paris, so a weight exactly
     seven days old on D was refused as eight days old."""
-    session = app.extensions["mscbatch.db"].new_session()
-    clinician, tech = user(session, "clinician"), user(session, "technician")
-    lot_with_bags(session, tech, donor(session, tech))
     today = site_today()
-    pid = patient(session, clinician, weight=None).id
-    services.record_weight(session, clinician, pid, weight_kg="62.5", measured_on=today - timedelta(days=7))
-    session.close()
+    pid = _weighed_patient_with_stock(app, measured_on=today - timedelta(days=7))
     page = client_as("clinician").get(f"/patients/{pid}/dose", query_string={"planned_on": today.isoformat()})
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "125,000,000" in html, html[html.find("<main"):][:1500]

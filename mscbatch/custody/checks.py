@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
 from mscbatch.core.label_token import TokenInvalid, verify_token
@@ -104,9 +104,10 @@ def resolve_bag(session: Session, scanned: str, label_key: str) -> tuple[Bag | N
     return bag, None
 
 
-def thawed_at(session: Session, bag_id: int) -> datetime | None:
-    return session.scalar(select(CustodyEvent.occurred_at).where(
-        CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "thawed").order_by(CustodyEvent.id.desc()).limit(1))
+def thawed_at(bag_id: Any) -> Any:
+    """Correlated scalar subquery: when the bag was last thawed (its post-thaw clock), or NULL."""
+    return (select(CustodyEvent.occurred_at).where(CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "thawed")
+            .order_by(CustodyEvent.id.desc()).limit(1).scalar_subquery())
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,15 @@ class BagFacts:
     allocated_ml: Decimal | None = None  # the volume the prescription draws from the bag
 
 
+#: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
+#: are loaded (each further column costs the driver and the ORM at every scan). Another column is loaded on first
+#: use, with a query of its own (tests/integration/test_bedside_reads.py shows the check and its page need none).
+BAG_SHOWN = (Bag.id, Bag.lot_id, Bag.din, Bag.din_fin, Bag.din_year, Bag.din_sequence, Bag.check_character,
+             Bag.bag_number, Bag.bag_count, Bag.product_code, Bag.volume_ml, Bag.expires_at, Bag.status)
+LOT_SHOWN = (Lot.id, Lot.lot_number, Lot.status, Lot.product_id, Lot.product_name)
+PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth)
+
+
 @cache
 def _facts_statement() -> Any:
     """One statement for the patient wearing the wristband, the bag, its lot and donor, and every fact about them
@@ -136,10 +146,11 @@ def _facts_statement() -> Any:
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
                    exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
-                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id))
+                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
-            .where(Bag.din == bindparam("din")))
+            .where(Bag.din == bindparam("din"))
+            .options(load_only(*BAG_SHOWN), load_only(*LOT_SHOWN), load_only(*PATIENT_SHOWN)))
 
 
 def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patient | None, BagFacts | None]:
@@ -149,7 +160,7 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
-     donor_code, donor_status, late_oos, allocated_ml) = row
+     donor_code, donor_status, late_oos, allocated_ml, thawed) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -161,7 +172,7 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
         release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending, failed_late),
         donor_type=donor_type, recipient_code=recipient_code, infused_at=infused,
         hold=bag_hold(session, bag.id) if held else None,
-        thawed_at=thawed_at(session, bag.id) if bag.status in ("thawed", "infused") else None,
+        thawed_at=thawed if bag.status in ("thawed", "infused") else None,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
         donor_status=donor_status, allocated_ml=allocated_ml)
 

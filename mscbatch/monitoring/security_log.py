@@ -1,7 +1,8 @@
 """A WARNING log line for each refused login, refused signature and bedside STOP, once it is committed.
 
-Listeners, not calls in the services: the audit trail's inserts are watched for the refusal actions, and the
-TwoPersonCheck mapper for checks answered STOP. The lines are held on the database connection until its
+Listeners, not calls in the services: the audit trail's inserts are watched for the refusal actions and for
+the insert event of a bedside check answered STOP (the check's record is written with Core, past the mapper's
+events: mscbatch.audit.trail.insert_audited). The lines are held on the database connection until its
 transaction commits (a rolled-back refusal was never recorded, so it is not logged either). Only the action,
 the record and the reason are logged: never what was typed (an unknown user name may be a password typed in
 the wrong field).
@@ -19,6 +20,7 @@ from sqlalchemy.sql.dml import Insert
 from mscbatch.custody.models import TwoPersonCheck
 
 SECURITY = logging.getLogger("mscbatch.security")
+CHECKS = TwoPersonCheck.__tablename__
 AUDITED_REFUSALS = frozenset({"login_failed", "login_refused", "signature_refused", "second_person_refused"})
 _PENDING = "mscbatch.security_pending"
 
@@ -33,21 +35,30 @@ def _audit_insert(connection: Connection, statement: Any, multiparams: Any, para
         return
     rows = multiparams if multiparams else [params]
     for row in rows:
-        if isinstance(row, dict) and row.get("action") in AUDITED_REFUSALS:
+        if not isinstance(row, dict):
+            continue
+        if row.get("action") in AUDITED_REFUSALS:
             action = row["action"]
             record = f"{row.get('entity_type')} {row.get('entity_id') or '-'}"
             _hold(connection, action, f"{action}: {record} ({row.get('reason') or 'no reason given'})",
                   entity_type=row.get("entity_type"), entity_id=row.get("entity_id"), reason=row.get("reason"),
                   actor=row.get("actor_name"), audit_seq=row.get("seq"))
+        elif row.get("action") == "insert" and row.get("entity_type") == CHECKS:
+            _check_recorded(connection, row["entity_id"], json.loads(row["new_value"]))
 
 
-def _check_inserted(_mapper: Any, connection: Connection, check: TwoPersonCheck) -> None:
-    if check.result != "stop":
+def _check_recorded(connection: Connection, check_id: str, check: dict[str, Any]) -> None:
+    """A bedside check's insert event: its snapshot holds every column as stored (JSON values as text)."""
+    if check.get("result") != "stop":
         return
-    codes = [failure.get("code") for failure in json.loads(check.failures_json or "[]")]
-    _hold(connection, "bedside_refused", f"bedside_refused: two_person_check {check.id} ({', '.join(codes)})",
-          entity_type="two_person_check", entity_id=str(check.id), reason=", ".join(codes), failures=codes,
-          bag_id=check.bag_id, checked_by_id=check.checked_by_id)
+    codes = [failure.get("code") for failure in json.loads(check.get("failures_json") or "[]")]
+    _hold(connection, "bedside_refused", f"bedside_refused: {CHECKS} {check_id} ({', '.join(codes)})",
+          entity_type=CHECKS, entity_id=check_id, reason=", ".join(codes), failures=codes,
+          bag_id=_number(check.get("bag_id")), checked_by_id=_number(check.get("checked_by_id")))
+
+
+def _number(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _committed(connection: Connection) -> None:
@@ -60,9 +71,7 @@ def _rolled_back(connection: Connection) -> None:
 
 
 def install(engine: Engine) -> None:
-    """Listen on the app's engine (idempotent) and on the TwoPersonCheck mapper (once per process)."""
+    """Listen on the app's engine (idempotent)."""
     for name, listener in (("after_execute", _audit_insert), ("commit", _committed), ("rollback", _rolled_back)):
         if not event.contains(engine, name, listener):
             event.listen(engine, name, listener)
-    if not event.contains(TwoPersonCheck, "after_insert", _check_inserted):
-        event.listen(TwoPersonCheck, "after_insert", _check_inserted)

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import html
+import json
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
+from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.verify import verify_database
+from mscbatch.audit.trail import AuditConfigurationError
 from mscbatch.auth.models import User
+from mscbatch.custody.models import TwoPersonCheck
 from tests.conftest import TEST_CONFIG
 
 
@@ -149,3 +154,63 @@ def test_the_application_role_may_not_update_delete_or_truncate_audit_rows(app, 
         with engine.begin() as connection:
             connection.exec_driver_sql("REASSIGN OWNED BY mscbatch_app_test TO postgres; "
                                        "DROP OWNED BY mscbatch_app_test")
+
+
+def test_a_core_insert_writes_the_event_the_flush_hook_writes_for_the_same_row(app, users):
+    """trail.insert_audited (the bedside check's record) and the flush hook write the same event for one row."""
+    with app.app_context():
+        session = _session(app)
+        nurse = session.scalar(select(User).where(User.username == "nurse"))
+        values = dict(bag_id=None, patient_id=None, wristband_scan="WB-1", bag_scan="W0000 26 000001 K",
+                      result="stop", failures_json=json.dumps([{"code": "bag", "message": "Unknown bag."}]),
+                      notes_json="[]", checked_by_id=nurse.id, checked_at=datetime(2026, 12, 3, 23, 30, 1, 5, UTC))
+        with use_case(session, nurse):
+            by_orm = TwoPersonCheck(**values)
+            session.add(by_orm)
+            session.flush()
+        with use_case(session, nurse):
+            by_core = trail.insert_audited(session, TwoPersonCheck, values)
+        orm_event = session.scalar(select(AuditEvent).where(
+            AuditEvent.entity_type == "two_person_check", AuditEvent.entity_id == str(by_orm.id)))
+        core_event = session.scalar(select(AuditEvent).where(
+            AuditEvent.entity_type == "two_person_check", AuditEvent.entity_id == str(by_core.id)))
+        orm_row, core_row = json.loads(orm_event.new_value), json.loads(core_event.new_value)
+        assert (orm_row.pop("id"), core_row.pop("id")) == (str(by_orm.id), str(by_core.id))
+        assert core_row == orm_row and core_row["checked_at"] == "2026-12-03T23:30:01.000005+00:00"
+        assert (core_event.action, core_event.field, core_event.old_value, core_event.actor_name) == \
+            ("insert", None, None, "nurse")
+
+        # defaults applied by Core (checked_at, notes_json) are in the event as stored
+        with use_case(session, nurse):
+            defaulted = trail.insert_audited(session, TwoPersonCheck, {
+                k: v for k, v in values.items() if k not in ("checked_at", "notes_json")})
+        stored = session.get(TwoPersonCheck, defaulted.id)
+        event = session.scalar(select(AuditEvent).where(
+            AuditEvent.entity_type == "two_person_check", AuditEvent.entity_id == str(defaulted.id)))
+        assert json.loads(event.new_value)["checked_at"] == stored.checked_at.isoformat()
+        assert json.loads(event.new_value)["notes_json"] == "[]" == stored.notes_json
+
+        # excluded values stay hidden, as in the hook's events
+        with use_case(session, None):
+            account = trail.insert_audited(session, User, dict(username="core-insert", full_name="Core Insert",
+                                                               password_hash="argon2-secret-hash"))
+        event = session.scalar(select(AuditEvent).where(
+            AuditEvent.entity_type == "user_account", AuditEvent.entity_id == str(account.id)))
+        assert json.loads(event.new_value)["password_hash"] == "(hidden)"
+        assert "argon2-secret-hash" not in event.new_value
+        session.close()
+    assert _verify_cli(app).exit_code == 0
+
+
+def test_a_core_insert_outside_a_use_case_or_of_an_unaudited_model_is_refused(app, users):
+    with app.app_context():
+        session = _session(app)
+        nurse_id = session.scalar(select(User.id).where(User.username == "nurse"))
+        with pytest.raises(AuditConfigurationError, match="no actor"):
+            trail.insert_audited(session, TwoPersonCheck, dict(wristband_scan="W", bag_scan="B", result="stop",
+                                                               checked_by_id=nurse_id))
+        session.rollback()
+        with pytest.raises(AuditConfigurationError, match="not an audited model"), use_case(session, None):
+            trail.insert_audited(session, AuditEvent, {})
+        assert session.scalar(select(func.count()).select_from(TwoPersonCheck)) == 0
+        session.close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
+from mscbatch.audit import trail
 from mscbatch.audit.models import AuditEvent
 from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.patients.models import Allocation
@@ -25,7 +27,7 @@ from tests.integration.patient_factories import donor, lot_with_bags, patient, u
 from tests.integration.test_custody_support import prescribed_bag
 from tests.integration.test_recall_support import scene
 from tests.integration.test_release_support import seed_quarantine_lot
-from tests.reliability.support import InjectedFault, assert_chain_verifies, drive_faults
+from tests.reliability.support import InjectedFault, assert_chain_verifies, digests_of, drive_faults
 
 
 def _count(app: Any, what: Any, *where: Any) -> int:
@@ -72,15 +74,32 @@ def test_a_fault_at_any_step_of_a_signed_prescription_allocates_nothing(app, use
     assert _count(app, Allocation, Allocation.active_bag_id.is_not(None)) == 3
 
 
-def test_a_fault_at_any_step_of_the_bedside_check_confirmation_and_infusion_start_leaves_nothing(app, users):
+def _fails_after_the_row_is_written(session: Any, _rows: Any) -> None:
+    assert session.execute(select(func.count()).select_from(TwoPersonCheck)).scalar_one() == 1  # written, uncommitted
+    raise InjectedFault("injected between the bedside check's row and its audit event")
+
+
+def test_a_fault_at_any_step_of_the_bedside_check_confirmation_and_infusion_start_leaves_nothing(app, users,
+                                                                                                   monkeypatch):
     database = app.extensions["mscbatch.db"]
     with database.new_session() as session:
         ward = prescribed_bag(session)
     nurse = _api(app, "nurse")
     url = app.config["DATABASE_URL"]
     checked: list[int] = []
-    assert drive_faults(url, lambda _: checked.append(nurse("/api/v1/custody/scan-verify", {
-        "wristband": ward.wristband, "bag": ward.token})["check_id"])) >= 1
+
+    def scan() -> None:
+        checked.append(nurse("/api/v1/custody/scan-verify", {"wristband": ward.wristband, "bag": ward.token})["check_id"])
+
+    # The check's record is written without a flush (trail.insert_audited: a Core insert, then its audit event):
+    # its fault points are between the row and its event, and before the commit (drive_faults, with no flush).
+    before = digests_of(url)
+    with monkeypatch.context() as patched:
+        patched.setattr(trail, "append_events", _fails_after_the_row_is_written)
+        with pytest.raises(InjectedFault):
+            scan()
+    assert digests_of(url) == before
+    assert drive_faults(url, lambda _: scan()) == 0
     assert len(checked) == 1 and _count(app, TwoPersonCheck) == 1
     assert drive_faults(url, lambda _: nurse(f"/api/v1/custody/checks/{checked[0]}/confirm", {
         "username": "nurse2", "password": PASSWORD})) >= 2  # the check's confirmation, then the custody event

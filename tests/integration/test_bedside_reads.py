@@ -1,0 +1,66 @@
+"""What the bedside check reads, the hot path of every scan: one statement for a check that MATCHES, and no
+column of the bag, its lot or the patient loaded afterwards by the answer (JSON or page), although the check's
+statement loads only the columns it names (mscbatch.custody.checks BAG_SHOWN, LOT_SHOWN, PATIENT_SHOWN)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from mscbatch.custody.checks import evaluate
+from tests.conftest import api_token_for
+from tests.integration.test_custody_support import KEY, prescribed_bag
+
+
+@contextmanager
+def orm_reads() -> Iterator[dict[str, list[str]]]:
+    """Every ORM statement of any session in the block, and those that load a column not yet loaded."""
+    seen: dict[str, list[str]] = {"statements": [], "column_loads": []}
+
+    def executed(state: ORMExecuteState) -> None:
+        seen["statements"].append(str(state.statement))
+        if state.is_column_load:
+            seen["column_loads"].append(str(state.statement))
+
+    event.listen(Session, "do_orm_execute", executed)
+    try:
+        yield seen
+    finally:
+        event.remove(Session, "do_orm_execute", executed)
+
+
+def _ward(app: Any) -> Any:
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return prescribed_bag(session)
+
+
+def test_a_check_that_matches_reads_with_one_statement(app, users, db_session):
+    ward = _ward(app)
+    with orm_reads() as seen:
+        result = evaluate(db_session, ward.wristband, ward.token, KEY)
+        # everything its two answers show of the bag, the lot and the patient
+        shown = (result.bag.id, result.bag.din, result.bag.din_display, result.bag.check_character,
+                 result.bag.bag_number, result.bag.bag_count, result.bag.volume_ml, result.bag.expires_at,
+                 result.lot.id, result.lot.lot_number, result.lot.product_name, result.patient.code,
+                 result.patient.initials, result.patient.date_of_birth)
+    assert result.matches, result.failures
+    assert all(value is not None for value in shown)
+    assert len(seen["statements"]) == 1, seen["statements"]
+
+
+def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users, client_as):
+    ward, other = _ward(app), _ward(app)
+    nurse = client_as("nurse")
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
+    with orm_reads() as seen:
+        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
+        stop = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token})
+        answer = app.test_client().post("/api/v1/custody/scan-verify", headers=headers,
+                                        json={"wristband": ward.wristband, "bag": ward.token})
+    assert page.status_code == 200 and ">MATCHES<" in page.get_data(as_text=True)
+    assert stop.status_code == 200 and "WRONG PATIENT" in stop.get_data(as_text=True)
+    assert answer.status_code == 200 and answer.get_json()["result"] == "MATCHES"
+    assert seen["column_loads"] == [], seen["column_loads"]

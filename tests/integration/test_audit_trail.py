@@ -12,8 +12,8 @@ from sqlalchemy.exc import DatabaseError
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
-from mscbatch.audit.verify import verify_database
 from mscbatch.audit.trail import AuditConfigurationError
+from mscbatch.audit.verify import verify_database
 from mscbatch.auth.models import User
 from mscbatch.custody.models import TwoPersonCheck
 from tests.conftest import TEST_CONFIG

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from bench import cpu
 from bench.common import CACHE, LOG_LEVEL, ROOT, Row, api_token, database, opened, sizes
 from mscbatch.patients.models import Patient
-from mscbatch.scale import matching_pairs
+from mscbatch.scale import matching_pairs, matching_query
 from mscbatch.site import site_today
 
 CLIENTS = 20
@@ -136,6 +136,14 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
+def weighable_patients(session: Any, limit: int) -> list[int]:
+    """Patients with no bag that a bedside check would match: the weights the load records must not change what
+    the bedside checks of this or a later run find (a newer weight is judged against the prescription)."""
+    scanned = {wristband for wristband, _scan, _id in session.execute(matching_query())}
+    rows = session.execute(select(Patient.id, Patient.wristband_id).order_by(Patient.id))
+    return [patient_id for patient_id, wristband in rows if wristband not in scanned][:limit]
+
+
 def run(kind: str) -> list[Row]:
     _, large_bags = sizes()
     url = database(kind, large_bags)
@@ -143,7 +151,7 @@ def run(kind: str) -> list[Row]:
         session = app.extensions["mscbatch.db"].new_session()
         try:
             pairs = matching_pairs(session, 2000)
-            patients = list(session.scalars(select(Patient.id).order_by(Patient.id).limit(2000)))
+            patients = weighable_patients(session, 2000)
         finally:
             session.close()
         setup_data = {"token": api_token(app, "bench-nurse"), "clinician": api_token(app, "bench-clinician"),

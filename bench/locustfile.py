@@ -3,7 +3,8 @@
 health  -> GET /healthz (the same server's trivial request, with its one database round trip)
 bedside -> POST /api/v1/custody/scan-verify, cycling through real (wristband, bag) pairs that must MATCH
 weight  -> POST /api/v1/patients/<id>/weights as a clinician: the simplest authenticated write of one audited
-           record, a reference of the bedside check's own shape (shown for information, no bound)
+           record, a reference of the bedside check's own shape (shown for information, no bound), for patients
+           with no bag to scan (bench_load.weighable_patients)
 
 Every response time (ms) is written to BENCH_TIMES at the end, so that bench_load takes exact p50/p99 over all
 the blocks of one endpoint's load (locust's own CSV gives each block's percentiles, which cannot be merged).

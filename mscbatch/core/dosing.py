@@ -24,10 +24,11 @@ fast; the answer is then still inside the band and `exhaustive_search` is False.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from mscbatch.core.protocols import Protocol, format_cells_per_kg
 
@@ -319,3 +320,28 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
                                                             infused_ml, duration_h),
         excluded=tuple(excluded), exhaustive_search=exhaustive,
     )
+
+
+def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> list[str]:
+    """What no longer holds when a signed prescription meets a newer weight of the patient: the cells per kg
+    outside the band, the DMSO not below its limit per kg, the endotoxin above K x weight x time. Plain words, none
+    when the prescription still holds. `calculation` is the prescription's stored calculation (allocation_data:
+    decimals as text), so the band and limits are those it was signed under, not today's protocol file."""
+    value = {key: Decimal(calculation[key]) for key in ("dose_level_cells_per_kg", "tolerance_percent",
+                                                         "delivered_cells", "dmso_g", "max_dmso_g_per_kg",
+                                                         "endotoxin_limit_eu", "weight_kg")}
+    level, tolerance = value["dose_level_cells_per_kg"], value["tolerance_percent"]
+    problems = []
+    per_kg = value["delivered_cells"] / weight_kg
+    if not level * (_HUNDRED - tolerance) / _HUNDRED <= per_kg <= level * (_HUNDRED + tolerance) / _HUNDRED:
+        problems.append(f"the bags would give {format_cells_per_kg(per_kg.quantize(Decimal('1E+4')))} instead of "
+                        f"{format_cells_per_kg(level)} (allowed: +/- {tolerance.normalize():f} %)")
+    if value["dmso_g"] / weight_kg >= value["max_dmso_g_per_kg"]:
+        problems.append(f"DMSO would be {value['dmso_g'] / weight_kg:.3f} g/kg, not below the limit of "
+                        f"{value['max_dmso_g_per_kg'].normalize():f} g/kg")
+    endotoxin = calculation.get("endotoxin_eu")
+    limit = value["endotoxin_limit_eu"] * weight_kg / value["weight_kg"]  # K x weight x time, at the new weight
+    if endotoxin is not None and Decimal(endotoxin) > limit:
+        problems.append(f"endotoxin would be {Decimal(endotoxin).normalize():f} EU, above the limit of "
+                        f"{limit.quantize(Decimal('0.01'))} EU for this weight")
+    return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -20,13 +20,21 @@ from sqlalchemy.orm import Session, load_only
 
 from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
 from mscbatch.core.label_token import TokenInvalid, verify_token
+from mscbatch.core.numbers import plain
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocated_patient_id, allocated_volume_ml, patient_by_wristband
+from mscbatch.patients.queries import (
+    WeightSincePrescription,
+    allocated_patient_id,
+    allocated_volume_ml,
+    has_newer_weight,
+    patient_by_wristband,
+    weight_since_prescription,
+)
 from mscbatch.recall.queries import bag_hold, is_held
 from mscbatch.release.queries import (
     ReleaseState,
@@ -126,6 +134,7 @@ class BagFacts:
     donor_code: str | None = None
     donor_status: str | None = None  # "approved" unless new information reopened the donor's eligibility
     allocated_ml: Decimal | None = None  # the volume the prescription draws from the bag
+    weight_change: WeightSincePrescription | None = None  # a weight newer than the prescription's, judged
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -146,7 +155,7 @@ def _facts_statement() -> Any:
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
                    exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
-                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id))
+                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
             .where(Bag.din == bindparam("din"))
@@ -160,7 +169,7 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
-     donor_code, donor_status, late_oos, allocated_ml, thawed) = row
+     donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -174,7 +183,8 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
         hold=bag_hold(session, bag.id) if held else None,
         thawed_at=thawed if bag.status in ("thawed", "infused") else None,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
-        donor_status=donor_status, allocated_ml=allocated_ml)
+        donor_status=donor_status, allocated_ml=allocated_ml,
+        weight_change=weight_since_prescription(session, bag.id) if newer_weight else None)
 
 
 def donor_problem(code: str | None, status: str | None) -> str | None:
@@ -187,6 +197,10 @@ def donor_problem(code: str | None, status: str | None) -> str | None:
         return f"The DONOR of this bag ({code}) has been judged NOT ELIGIBLE."
     return (f"The DONOR of this bag ({code}) is UNDER REVIEW again: new information (for example a late positive "
             "test) reopened the donor's eligibility.")
+
+
+def _day(day: date) -> str:
+    return f"{day:%d %b %Y}"
 
 
 def _when(moment: datetime) -> str:
@@ -281,9 +295,20 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     elif facts.allocated_ml is not None:
         result.give_ml = facts.allocated_ml
         if facts.allocated_ml < bag.volume_ml:
-            give, holds = facts.allocated_ml.normalize(), bag.volume_ml.normalize()
+            give, holds = plain(facts.allocated_ml), plain(bag.volume_ml)
             result.notes.insert(0, f"PART OF THE BAG ONLY: give {give} mL of the {holds} mL in this bag, as "
                                    f"prescribed. Stop the infusion at {give} mL.")
+    change = facts.weight_change
+    if change is not None and patient is not None and facts.allocated_patient_id == patient.id:
+        weights = (f"prescribed for {plain(change.prescribed_kg)} kg (weighed {_day(change.prescribed_on)}); "
+                   f"the patient now weighs {plain(change.latest_kg)} kg (weighed {_day(change.latest_on)})")
+        if change.problems:
+            result.stop("weight_changed", f"WEIGHT CHANGED since the prescription: {weights}. At the new weight "
+                                          f"{'; '.join(change.problems)}. Do not give it. Ask the prescriber to "
+                                          "prescribe again for the new weight.")
+        else:
+            result.notes.append(f"A newer weight was recorded since the prescription: {weights}. The dose is "
+                                "still within the prescription's limits.")
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
@@ -298,7 +323,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
 _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
     "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
-    "on_hold", "bag_expired", "post_thaw", "discarded", "returned", "not_prescribed", "not_on_ward"))}
+    "on_hold", "bag_expired", "post_thaw", "weight_changed", "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
 
 def remaining(deadline: datetime | None, now: datetime | None = None) -> timedelta | None:

@@ -336,14 +336,14 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         if infusion.ended_at is not None:
             raise Conflict("This infusion has already ended.")
         if volume > bag.volume_ml:
-            raise ValidationFailed(f"Volume infused: at most the bag's {bag.volume_ml.normalize()} mL.",
+            raise ValidationFailed(f"Volume infused: at most the bag's {bag.volume_ml.normalize():f} mL.",
                                    field="volume_ml")
         allocation = allocation_of_bag(session, bag.id)
         prescribed = allocation.allocation.volume_ml if allocation is not None else None
         over = prescribed is not None and volume > prescribed
         if over and len(reason) < 5:
-            raise ValidationFailed(f"Volume infused: {volume.normalize()} mL is MORE than the "
-                                   f"{prescribed.normalize()} mL prescribed from this bag. If that much was given, "
+            raise ValidationFailed(f"Volume infused: {volume.normalize():f} mL is MORE than the "
+                                   f"{prescribed.normalize():f} mL prescribed from this bag. If that much was given, "
                                    "say why (it is recorded and the clinician must be told).", field="volume_ml")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}

@@ -8,10 +8,11 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from mscbatch.core.cohorts import CohortState, EscalationDecision, escalation_state
+from mscbatch.core.dosing import dose_at_new_weight
 from mscbatch.core.protocols import Protocol, load_protocols
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
@@ -139,6 +140,40 @@ def allocated_volume_ml(bag_id: Any) -> Any:
     """Correlated scalar subquery: the volume (mL) the signed prescription draws from the bag (less than the bag
     holds for a partial dose)."""
     return select(Allocation.volume_ml).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
+
+
+def has_newer_weight(bag_id: Any) -> Any:
+    """Correlated EXISTS: the patient the bag is reserved for has a weight newer (by date measured, then entry, as
+    weights_of orders them) than the one the signed prescription was calculated with. The bedside check reads it in
+    its one statement, and weight_since_prescription for the words only when it is true."""
+    newer = aliased(WeightMeasurement)
+    return select(newer.id).where(
+        *_signed_active_allocation(bag_id), newer.patient_id == Prescription.patient_id,
+        or_(newer.measured_on > Prescription.weight_measured_on,
+            and_(newer.measured_on == Prescription.weight_measured_on, newer.id > Prescription.weight_id))).exists()
+
+
+@dataclass(frozen=True)
+class WeightSincePrescription:
+    """A weight recorded after the one a signed prescription used, and what of the prescription no longer holds."""
+    prescribed_kg: Decimal
+    prescribed_on: date
+    latest_kg: Decimal
+    latest_on: date
+    problems: tuple[str, ...]  # empty: the dose, DMSO and endotoxin still hold at the newer weight
+
+
+def weight_since_prescription(session: Session, bag_id: int) -> WeightSincePrescription | None:
+    """The newest weight of the patient the bag is reserved for, judged against the signed prescription (None when
+    the prescription's weight is still the newest)."""
+    prescription = session.scalar(select(Prescription).where(*_signed_active_allocation(bag_id)).limit(1))
+    latest = None if prescription is None else latest_weight(session, prescription.patient_id)
+    if prescription is None or latest is None or latest.id == prescription.weight_id:
+        return None
+    return WeightSincePrescription(
+        prescribed_kg=prescription.weight_kg, prescribed_on=prescription.weight_measured_on,
+        latest_kg=latest.weight_kg, latest_on=latest.measured_on,
+        problems=tuple(dose_at_new_weight(prescription.calculation, latest.weight_kg)))
 
 
 def signatures_for(session: Session, entity_type: str, entity_ids: list[int]) -> dict[int, list[Signature]]:

@@ -8,6 +8,7 @@ from flask import Flask
 from flask_login import current_user
 
 from mscbatch.auth.models import ROLE_LABELS
+from mscbatch.core.numbers import plain
 
 # (label, endpoint, roles that see it); later capabilities add their entries here.
 MAKERS = frozenset({"technician", "qa", "admin"})  # the cell-processing laboratory and its QA
@@ -48,6 +49,7 @@ def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def init_templating(app: Flask) -> None:
     app.jinja_env.filters["utc"] = utc
+    app.jinja_env.filters["plain"] = plain  # 20 mL, not 2E+1 mL
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
 
     @app.context_processor

@@ -33,14 +33,14 @@ class Ward:
 
 
 def prescribed_bag(session: Any, *, state: str = "thawed", product: str = "UC-MSC", code: str = "",
-                   donor_row: Any = None, last: bool = False) -> Ward:
+                   donor_row: Any = None, last: bool = False, volume_ml: str = "25") -> Ward:
     """A bag of a released lot, allocated to a new enrolled patient by a signed prescription, then carried
     to `state` (allocated, dispatched, received or thawed). The lot's donor is a new approved one, or
     `donor_row` (one screened and approved by QA, when a test needs the donor's real decisions). The bag carried
     is the first allocated, or with `last` the last one: 62.5 kg at 2 x10^6/kg from three 50 x10^6 bags of 25 mL
     draws 12.5 mL of it (a partial dose)."""
     tech, clin, nurse = user(session, "technician"), user(session, "clinician"), user(session, "nurse")
-    made = lot_with_bags(session, tech, donor_row or donor(session, tech), product=product)
+    made = lot_with_bags(session, tech, donor_row or donor(session, tech), product=product, volume_ml=volume_ml)
     lot_id, donor_id = made[0].lot_id, None
     row = patient(session, clin, code=code)
     prescriptions.prescribe(session, clin, PASSWORD, row.id)

@@ -91,3 +91,14 @@ def test_the_custody_api(app, users):
     session = app.extensions["mscbatch.db"].new_session()
     assert session.scalar(select(Infusion.bag_id)) == ward.bag_id
     session.close()
+
+
+def test_volumes_read_as_people_write_them(app, users, client_as):
+    """40 mL bags: 125 x10^6 cells are two whole bags and 20 mL of the third, written "20 mL" (a normalised
+    Decimal prints as 2E+1)."""
+    ward = _ward(app, volume_ml="40", last=True)
+    html = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(
+        as_text=True)
+    assert ">MATCHES<" in html, html
+    assert "give 20 mL of the 40 mL in this bag" in html and "<strong>20 mL</strong> of 40 mL" in html
+    assert "E+" not in html

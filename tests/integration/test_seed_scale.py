@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
+from bench.bench_load import weighable_patients
 from mscbatch.audit.verify import verify_database
 from mscbatch.custody.models import CustodyEvent, Infusion, TwoPersonCheck
 from mscbatch.donors.models import Donor, EligibilityDecision
@@ -81,6 +82,9 @@ def test_seed_scale_fills_a_database_the_application_works_on(app, users, client
             assert verify_signature(session, signature, record).valid and record.locked_at is not None
         pairs = matching_pairs(session, limit=1000)
         assert len(pairs) >= BAGS // 100
+        weighable = weighable_patients(session, 1000)  # the load benchmark's weights go to these: never scanned
+        scanned = {wristband for wristband, _scan in matching_pairs(session, limit=BAGS)}
+        assert weighable and not {session.get(Patient, p).wristband_id for p in weighable} & scanned
         first_lot_id, last_lot_id = session.execute(select(func.min(Lot.id), func.max(Lot.id))).one()
         bag_lots = [session.scalar(select(Bag.lot_id).where(Bag.din == scan[:13])) for _w, scan in pairs]
         assert min(bag_lots) - first_lot_id < (last_lot_id - first_lot_id) / 2 < max(bag_lots) - first_lot_id

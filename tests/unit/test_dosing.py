@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +18,7 @@ from mscbatch.core.dosing import (
     DoseAllocation,
     DoseRefused,
     calculate_dose,
+    dose_at_new_weight,
     endotoxin_limit_eu_per_ml,
 )
 from mscbatch.core.protocols import Protocol, load_protocol
@@ -317,3 +319,39 @@ def test_an_exceptionally_released_bag_is_offered_to_its_named_patient_only() ->
     assert dose(exceptional).bag_count == 1  # dose() prescribes for patient P1
     error = refused([bag("B1", 130, exceptional_for="P9")])
     assert "released as an exception for patient P9 only" in error.reason
+
+
+# ---- a newer weight after prescribing (the bedside check's weight_changed) ------------------------------------
+
+def _signed(allocation: DoseAllocation) -> dict[str, object]:
+    """The calculation as the prescription stores it (allocation_data: decimals as text)."""
+    from mscbatch.patients.inventory import allocation_data
+
+    return json.loads(json.dumps(allocation_data(allocation)))
+
+
+def test_a_newer_weight_inside_the_band_leaves_the_prescription_valid() -> None:
+    calculation = _signed(dose([bag("A", 50), bag("B", 50), bag("C", 50)]))  # 62.5 kg at 2 x10^6/kg
+    assert dose_at_new_weight(calculation, Decimal("62.5")) == []
+    assert dose_at_new_weight(calculation, Decimal("57")) == []  # 125 / 57 = 2.19 x10^6/kg, inside +/- 10 %
+    assert dose_at_new_weight(calculation, Decimal("69")) == []  # 1.81 x10^6/kg
+
+
+def test_a_newer_weight_outside_the_band_says_the_dose_per_kg_it_would_give() -> None:
+    calculation = _signed(dose([bag("A", 50), bag("B", 50), bag("C", 50)]))
+    lighter = dose_at_new_weight(calculation, Decimal("55"))
+    assert lighter == ["the bags would give 2.27 x10^6/kg instead of 2 x10^6/kg (allowed: +/- 10 %)"]
+    heavier = dose_at_new_weight(calculation, Decimal("75"))
+    assert heavier == ["the bags would give 1.67 x10^6/kg instead of 2 x10^6/kg (allowed: +/- 10 %)"]
+
+
+def test_a_newer_weight_is_judged_for_dmso_and_endotoxin_too() -> None:
+    calculation = _signed(dose([bag("A", 50, 25), bag("B", 50, 25), bag("C", 50, 25)]))
+    calculation.update(dmso_g="6.000", endotoxin_eu="100", endotoxin_limit_eu="312.5")  # 62.5 kg x 5 EU/kg/h x 1 h
+    assert dose_at_new_weight(calculation, Decimal("62.5")) == []
+    # at 20 kg (with a dose level that the same cells still fit): 6 g of DMSO is 0.300 g/kg, not below a 0.3 limit
+    problems = dose_at_new_weight(dict(calculation, dose_level_cells_per_kg=str(Decimal(125 * M) / Decimal(20)),
+                                       max_dmso_g_per_kg="0.3"), Decimal("20"))
+    assert problems == ["DMSO would be 0.300 g/kg, not below the limit of 0.3 g/kg"]
+    assert dose_at_new_weight(dict(calculation, dose_level_cells_per_kg=str(Decimal(125 * M) / Decimal(19))),
+                              Decimal("19")) == ["endotoxin would be 100 EU, above the limit of 95.00 EU for this weight"]

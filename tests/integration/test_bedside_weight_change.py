@@ -1,0 +1,76 @@
+"""A weight recorded after the prescription (DOMAIN.md 6 and 8: the dose in cells/kg must stay inside the
+prescription's band; "dose outside the prescription" is a hard stop at the bedside). The prescription of the
+factory is 62.5 kg at 2 x10^6/kg (125 x10^6 cells, band +/- 10 %): at 55 kg the same bags give 2.27 x10^6/kg."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from mscbatch.custody.models import Infusion
+from mscbatch.site import site_today
+from tests.conftest import PASSWORD, api_token_for
+from tests.integration.test_custody_support import prescribed_bag
+
+
+def _ward(app: Any) -> Any:
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return prescribed_bag(session)
+
+
+def _weigh(clinician: Any, patient_id: int, kg: str) -> None:
+    """The clinician records today's weight on the patient's page."""
+    answer = clinician.post(f"/patients/{patient_id}/weights",
+                            data={"weight_kg": kg, "measured_on": site_today().isoformat()})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+
+
+def _scan(app: Any, ward: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
+    answer = app.test_client().post("/api/v1/custody/scan-verify", headers=headers,
+                                    json={"wristband": ward.wristband, "bag": ward.token})
+    assert answer.status_code == 200
+    return answer.get_json()
+
+
+def test_a_weight_that_takes_the_dose_out_of_its_band_stops_the_bedside_check(app, users, client_as):
+    ward = _ward(app)
+    assert _scan(app, ward)["result"] == "MATCHES"
+    _weigh(client_as("clinician"), ward.patient_id, "55")
+
+    answer = _scan(app, ward)
+    assert answer["result"] == "STOP" and [f["code"] for f in answer["failures"]] == ["weight_changed"]
+    words = answer["failures"][0]["message"]
+    assert "WEIGHT CHANGED since the prescription: prescribed for 62.5 kg" in words
+    assert "now weighs 55 kg" in words and "2.27 x10^6/kg instead of 2 x10^6/kg (allowed: +/- 10 %)" in words
+    assert "Ask the prescriber to prescribe again" in words
+
+    page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and ">STOP<" in html and "WEIGHT CHANGED" in html and "Second person" not in html
+
+
+def test_a_newer_weight_inside_the_band_matches_with_a_note(app, users, client_as):
+    ward = _ward(app)
+    _weigh(client_as("clinician"), ward.patient_id, "60")  # 125 / 60 = 2.08 x10^6/kg
+    answer = _scan(app, ward)
+    assert answer["result"] == "MATCHES", answer["failures"]
+    assert any("newer weight" in note and "now weighs 60 kg" in note and "still within" in note
+               for note in answer["notes"]), answer["notes"]
+
+
+def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_start(app, users, client_as):
+    ward = _ward(app)
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
+    client = app.test_client()
+    check = _scan(app, ward)
+    assert check["result"] == "MATCHES"
+    confirmed = client.post(f"/api/v1/custody/checks/{check['check_id']}/confirm", headers=headers,
+                            json={"username": "nurse2", "password": PASSWORD})
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+    _weigh(client_as("clinician"), ward.patient_id, "80")  # 1.56 x10^6/kg
+
+    started = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    assert started.status_code == 409 and "WEIGHT CHANGED" in started.get_data(as_text=True)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        assert session.scalar(select(func.count()).select_from(Infusion)) == 0

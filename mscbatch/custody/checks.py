@@ -2,9 +2,10 @@
 
 Hard stops (DOMAIN.md section 8, issue 7 point 5): a label code that is not genuine, an unknown bag or
 wristband, a lot not released (or rejected, recalled, expired; an exceptional release for another patient),
-a bag on hold, returned or discarded, an expired bag, the post-thaw limit passed, a bag not prescribed to THIS
-patient by a signed prescription, a directed product for another recipient, a bag already infused, a bag not
-(yet) on the ward. Words are written for a tired nurse at 3 a.m.: what is wrong and what to do.
+a bag on hold, returned or discarded, an expired bag, the post-thaw limit passed, a weight recorded since the
+prescription at which its bags give a dose outside its band (DOMAIN.md 8: "dose outside the prescription"), a
+bag not prescribed to THIS patient by a signed prescription, a directed product for another recipient, a bag
+already infused, a bag not (yet) on the ward. Words are written for a tired nurse at 3 a.m.: what is wrong and what to do.
 """
 from __future__ import annotations
 
@@ -164,7 +165,8 @@ def _facts_statement() -> Any:
 
 def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patient | None, BagFacts | None]:
     """(patient wearing the wristband, the bag's facts): one statement when the check can MATCH; a few more only
-    for an unknown bag or the words of a STOP (hold reasons, thaw time, pending tests, the other patient's code)."""
+    for an unknown bag, a conditional release's pending tests, a weight newer than the prescription's, or the words
+    of a STOP (hold reasons, failed late tests, the other patient's code)."""
     row = session.execute(_facts_statement(), {"din": din, "wristband": wristband or None}).first() if din else None
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None

@@ -167,8 +167,13 @@ def weight_since_prescription(session: Session, bag_id: int) -> WeightSincePresc
     """The newest weight of the patient the bag is reserved for, judged against the signed prescription (None when
     the prescription's weight is still the newest)."""
     prescription = session.scalar(select(Prescription).where(*_signed_active_allocation(bag_id)).limit(1))
-    latest = None if prescription is None else latest_weight(session, prescription.patient_id)
-    if prescription is None or latest is None or latest.id == prescription.weight_id:
+    return None if prescription is None else weight_since(session, prescription)
+
+
+def weight_since(session: Session, prescription: Prescription) -> WeightSincePrescription | None:
+    """The patient's newest weight judged against this prescription, or None while its own weight is the newest."""
+    latest = latest_weight(session, prescription.patient_id)
+    if latest is None or latest.id == prescription.weight_id:
         return None
     return WeightSincePrescription(
         prescribed_kg=prescription.weight_kg, prescribed_on=prescription.weight_measured_on,

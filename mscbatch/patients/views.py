@@ -26,6 +26,7 @@ from mscbatch.patients.queries import (
     protocol_of,
     protocols,
     signatures_for,
+    weight_since,
     weights_of,
 )
 from mscbatch.site import site_today
@@ -74,12 +75,14 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
     patient = get_patient(db.session, patient_id)
     checks = enrolment_checks_of(db.session, patient.id)
     prescriptions = prescriptions_of(db.session, patient.id)
+    active = next((p for p in prescriptions if p.status == "active" and p.locked_at is not None), None)
     forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": site_today()}))
     return render_template(
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
         donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
-        prescriptions=prescriptions, **forms, **COMMON), status
+        prescriptions=prescriptions, active_prescription=active,
+        weight_change=weight_since(db.session, active) if active is not None else None, **forms, **COMMON), status
 
 
 @bp.route("/<int:patient_id>")

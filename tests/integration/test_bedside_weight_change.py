@@ -74,3 +74,17 @@ def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_
     assert started.status_code == 409 and "WEIGHT CHANGED" in started.get_data(as_text=True)
     with app.extensions["mscbatch.db"].new_session() as session:
         assert session.scalar(select(func.count()).select_from(Infusion)) == 0
+
+
+def test_the_patient_page_tells_the_clinician_before_the_ward_does(app, users, client_as):
+    ward = _ward(app)
+    clinician = client_as("clinician")
+    assert 'id="weight-change"' not in clinician.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
+    _weigh(clinician, ward.patient_id, "60")
+    html = clinician.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
+    assert 'id="weight-change"' in html and "still within its limits" in html
+    _weigh(clinician, ward.patient_id, "55")
+    html = clinician.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
+    assert "The active prescription no longer fits the patient's weight." in html
+    assert "now weighs 55 kg" in html and "2.27 x10^6/kg instead of 2 x10^6/kg" in html
+    assert "cancel the prescription and prescribe again" in html

@@ -208,19 +208,24 @@ def _insert_returning_row(table: Any) -> Any:
 
 
 def insert_audited(session: Session, model: type[Audited], values: Mapping[str, Any]) -> Any:
-    """Insert one row of an audited model with SQLAlchemy Core, and append the event the flush hook writes for an
-    ORM insert (every column as stored, excluded values hidden), in the session's transaction. Returns the row.
+    """Insert one row of an audited model with SQLAlchemy Core, and append the event the flush hook writes for the
+    same ORM insert, in the session's transaction. Returns the row as stored (RETURNING).
 
-    For the bedside check only, which records every scan: there the unit of work's bookkeeping for one new object
-    costs about as much as the rest of the write. An insert has nothing for before_flush to refuse (no lock, no
-    reason needed), and RETURNING gives the row as stored, defaults included, so the event is the hook's own."""
+    For the bedside check, which records every scan: there the unit of work's bookkeeping for one new object costs
+    about as much as the rest of the write. An insert has nothing for before_flush to refuse (no lock, no reason
+    needed). The event is the hook's: the values given, as the object's attributes would hold them (not as the
+    database returns them: Numeric(6, 2) gives back 62.50 for 62.5), the defaults and keys the insert made as
+    RETURNING gives them, excluded values hidden. `values` are keyed by column name."""
     if not issubclass(model, Audited):
         raise AuditConfigurationError(f"{model.__name__} is not an audited model")
     mapper = inspect(model)
     table = mapper.local_table
     row = session.connection().execute(_insert_returning_row(table), dict(values)).one()
     stored = row._mapping
-    snapshot = {attr.key: _shown(model, attr.key, stored[attr.columns[0]]) for attr in mapper.column_attrs}
+    snapshot = {}
+    for attr in mapper.column_attrs:
+        column = attr.columns[0]
+        snapshot[attr.key] = _shown(model, attr.key, values[column.key] if column.key in values else stored[column])
     append_events(session, [dict(action="insert", entity_type=table.name,
                                  entity_id="/".join(str(stored[column]) for column in mapper.primary_key),
                                  field=None, old_value=None, new_value=canonical_json(snapshot),

@@ -16,6 +16,7 @@ from mscbatch.core.dosing import dose_at_new_weight
 from mscbatch.core.protocols import Protocol, load_protocols
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
+from mscbatch.lots.models import Bag
 from mscbatch.patients.models import (
     Allocation,
     EnrolmentCheck,
@@ -175,10 +176,20 @@ def weight_since(session: Session, prescription: Prescription) -> WeightSincePre
     latest = latest_weight(session, prescription.patient_id)
     if latest is None or latest.id == prescription.weight_id:
         return None
+    try:
+        problems = tuple(dose_at_new_weight(prescription.calculation, latest.weight_kg))
+    except (KeyError, ValueError, ArithmeticError):  # a calculation this code cannot read: stop, do not guess
+        problems = ("the prescription's calculation cannot be checked against the new weight",)
     return WeightSincePrescription(
         prescribed_kg=prescription.weight_kg, prescribed_on=prescription.weight_measured_on,
-        latest_kg=latest.weight_kg, latest_on=latest.measured_on,
-        problems=tuple(dose_at_new_weight(prescription.calculation, latest.weight_kg)))
+        latest_kg=latest.weight_kg, latest_on=latest.measured_on, problems=problems)
+
+
+def bags_left_to_give(session: Session, prescription_id: int) -> int:
+    """The prescription's bags not yet infused (nor discarded): what a newer weight still concerns."""
+    return session.scalar(select(func.count()).select_from(Allocation).join(Bag, Bag.id == Allocation.bag_id).where(
+        Allocation.prescription_id == prescription_id, Allocation.active_bag_id.is_not(None),
+        Bag.status.not_in(("infused", "discarded")))) or 0
 
 
 def signatures_for(session: Session, entity_type: str, entity_ids: list[int]) -> dict[int, list[Signature]]:

@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
+from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
@@ -16,6 +17,7 @@ from mscbatch.patients.forms import EnrolForm, EscalationForm, PatientForm, Weig
 from mscbatch.patients.models import ENROLLED, SEX_LABELS, EnrolmentCheck
 from mscbatch.patients.queries import (
     age_on,
+    bags_left_to_give,
     cohort_state,
     decisions_of,
     enrolment_checks_of,
@@ -76,6 +78,8 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
     checks = enrolment_checks_of(db.session, patient.id)
     prescriptions = prescriptions_of(db.session, patient.id)
     active = next((p for p in prescriptions if p.status == "active" and p.locked_at is not None), None)
+    if active is not None and not bags_left_to_give(db.session, active.id):
+        active = None  # all given: a later weight concerns the next prescription, not this one
     forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": site_today()}))
     return render_template(
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
@@ -102,7 +106,7 @@ def add_weight(patient_id: int) -> Any:
         except DomainError as error:
             show_error(form, error)
             return _detail(patient_id, error.status, weight_form=form)
-        flash(f"Weight recorded: {row.weight_kg} kg on {row.measured_on}.", "success")
+        flash(f"Weight recorded: {plain(row.weight_kg)} kg on {row.measured_on}.", "success")
         return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
     return _detail(patient_id, 422, weight_form=form)
 

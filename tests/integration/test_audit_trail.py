@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, text
@@ -15,7 +16,9 @@ from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import AuditConfigurationError
 from mscbatch.audit.verify import verify_database
 from mscbatch.auth.models import User
+from mscbatch.core.audit_chain import canonical_value
 from mscbatch.custody.models import TwoPersonCheck
+from mscbatch.lots.models import StorageLocation
 from tests.conftest import TEST_CONFIG
 
 
@@ -187,8 +190,27 @@ def test_a_core_insert_writes_the_event_the_flush_hook_writes_for_the_same_row(a
         stored = session.get(TwoPersonCheck, defaulted.id)
         event = session.scalar(select(AuditEvent).where(
             AuditEvent.entity_type == "two_person_check", AuditEvent.entity_id == str(defaulted.id)))
-        assert json.loads(event.new_value)["checked_at"] == stored.checked_at.isoformat()
+        assert json.loads(event.new_value)["checked_at"] == canonical_value(defaulted.checked_at)
+        assert stored.checked_at == defaulted.checked_at
         assert json.loads(event.new_value)["notes_json"] == "[]" == stored.notes_json
+
+        # a value is recorded as given, as the ORM object holds it: -135.50 in a Numeric(6, 1) column is stored
+        # and returned as -135.5, but the hook's event says -135.50
+        shape = dict(kind="tank", parent_id=None, temperature_max_c=Decimal("-135.50"), rows=None, columns=None,
+                     created_by_id=nurse.id, created_at=datetime(2026, 12, 3, 8, 0, tzinfo=UTC))
+        with use_case(session, nurse):
+            tank = StorageLocation(name="Tank by ORM", **shape)
+            session.add(tank)
+            session.flush()
+        with use_case(session, nurse):
+            core_tank = trail.insert_audited(session, StorageLocation, dict(name="Tank by Core", **shape))
+        assert core_tank.temperature_max_c == Decimal("-135.5")
+        events = [json.loads(session.scalar(select(AuditEvent.new_value).where(
+            AuditEvent.entity_type == "storage_location", AuditEvent.entity_id == str(row_id))))
+            for row_id in (tank.id, core_tank.id)]
+        for event_row in events:
+            del event_row["id"], event_row["name"]
+        assert events[0] == events[1] and events[1]["temperature_max_c"] == "-135.50"
 
         # excluded values stay hidden, as in the hook's events
         with use_case(session, None):

@@ -3,11 +3,14 @@ prescription's band; "dose outside the prescription" is a hard stop at the bedsi
 factory is 62.5 kg at 2 x10^6/kg (125 x10^6 cells, band +/- 10 %): at 55 kg the same bags give 2.27 x10^6/kg."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from mscbatch.audit.context import use_case
 from mscbatch.custody.models import Infusion
+from mscbatch.lots.models import Bag
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_custody_support import prescribed_bag
@@ -18,10 +21,10 @@ def _ward(app: Any) -> Any:
         return prescribed_bag(session)
 
 
-def _weigh(clinician: Any, patient_id: int, kg: str) -> None:
-    """The clinician records today's weight on the patient's page."""
-    answer = clinician.post(f"/patients/{patient_id}/weights",
-                            data={"weight_kg": kg, "measured_on": site_today().isoformat()})
+def _weigh(clinician: Any, patient_id: int, kg: str, days_ago: int = 0) -> None:
+    """The clinician records a weight on the patient's page (today's, or one measured days ago)."""
+    answer = clinician.post(f"/patients/{patient_id}/weights", data={
+        "weight_kg": kg, "measured_on": (site_today() - timedelta(days=days_ago)).isoformat()})
     assert answer.status_code == 302, answer.get_data(as_text=True)
 
 
@@ -87,4 +90,49 @@ def test_the_patient_page_tells_the_clinician_before_the_ward_does(app, users, c
     html = clinician.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
     assert "The active prescription no longer fits the patient's weight." in html
     assert "now weighs 55 kg" in html and "2.27 x10^6/kg instead of 2 x10^6/kg" in html
-    assert "cancel the prescription and prescribe again" in html
+    assert "cancel the prescription (bags already sent to the ward are returned first)" in html
+
+
+def test_a_weight_of_the_same_day_entered_later_counts_and_an_older_one_does_not(app, users, client_as):
+    """Newest as the dose calculation orders weights: by date measured, then by entry."""
+    ward = _ward(app)  # the prescription's weight was measured yesterday
+    clinician = client_as("clinician")
+    _weigh(clinician, ward.patient_id, "50", days_ago=3)  # an older measurement typed in late: not the newest
+    assert _scan(app, ward)["result"] == "MATCHES"
+    _weigh(clinician, ward.patient_id, "55", days_ago=1)  # the same day as the prescription's, entered after it
+    answer = _scan(app, ward)
+    assert answer["result"] == "STOP" and [f["code"] for f in answer["failures"]] == ["weight_changed"]
+
+
+def test_a_weight_recorded_between_the_check_and_its_confirmation_refuses_the_confirmation(app, users, client_as):
+    ward = _ward(app)
+    check = _scan(app, ward)
+    assert check["result"] == "MATCHES"
+    _weigh(client_as("clinician"), ward.patient_id, "55")
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
+    confirmed = app.test_client().post(f"/api/v1/custody/checks/{check['check_id']}/confirm", headers=headers,
+                                       json={"username": "nurse2", "password": PASSWORD})
+    assert confirmed.status_code == 409 and "WEIGHT CHANGED" in confirmed.get_data(as_text=True)
+
+
+def test_once_every_bag_of_the_prescription_is_given_a_later_weight_raises_no_alarm(app, users, client_as):
+    ward = _ward(app)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        with use_case(session, None, "test: the whole prescription was infused"):
+            for bag_id in [ward.bag_id, *ward.other_bag_ids]:
+                session.get(Bag, bag_id).status = "infused"
+    clinician = client_as("clinician")
+    _weigh(clinician, ward.patient_id, "55")
+    assert 'id="weight-change"' not in clinician.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
+
+
+def test_a_calculation_that_cannot_be_read_stops_instead_of_failing(app, users, client_as):
+    ward = _ward(app)
+    with app.extensions["mscbatch.db"].engine.begin() as connection:  # behind the application: a damaged record
+        connection.execute(text("UPDATE prescription SET calculation_json = '{}' WHERE patient_id = :p"),
+                           {"p": ward.patient_id})
+    assert _scan(app, ward)["result"] == "MATCHES"  # its own weight is still the newest: nothing to recheck
+    _weigh(client_as("clinician"), ward.patient_id, "62")
+    answer = _scan(app, ward)
+    assert answer["result"] == "STOP" and [f["code"] for f in answer["failures"]] == ["weight_changed"]
+    assert "cannot be checked against the new weight" in answer["failures"][0]["message"]

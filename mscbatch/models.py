@@ -28,13 +28,14 @@ from mscbatch.lots.models import (  # noqa: E402  (issue 4: lots, bags, storage)
 __all__ += ["Lot", "ProcessStep", "Deviation", "ReagentLot", "ReagentUse", "StorageLocation", "Bag", "StorageMove",
             "DinCounter", "LotNumberCounter"]
 from mscbatch.release.models import (  # noqa: E402  (issue 5: release testing, OOS, dispositions)
+    DeviationAssessment,
     LotDisposition,
     OosInvestigation,
     ReleaseResult,
     ResultAttachment,
 )
 
-__all__ += ["ReleaseResult", "ResultAttachment", "OosInvestigation", "LotDisposition"]
+__all__ += ["ReleaseResult", "ResultAttachment", "OosInvestigation", "LotDisposition", "DeviationAssessment"]
 from mscbatch.patients.models import (  # noqa: E402  (issue 6: patients, prescriptions, allocations)
     Allocation,
     EnrolmentCheck,

@@ -15,7 +15,7 @@ from mscbatch.core.states import BagStatus, effective_bag_status
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
-from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse, StorageLocation
+from mscbatch.lots.models import Bag, Deviation, Lot, ReagentLot, ReagentUse, StorageLocation
 from mscbatch.paths import config_dir
 from mscbatch.site import site_config
 
@@ -32,6 +32,13 @@ def product_of(lot: Lot) -> Product:
         return product_catalogue().get(lot.product_id)
     except KeyError:
         raise NotFound(f"Lot {lot.lot_number} is of product {lot.product_id!r}, no longer in products.toml.") from None
+
+
+def get_deviation(session: Session, deviation_id: int) -> Deviation:
+    deviation = session.get(Deviation, deviation_id)
+    if deviation is None:
+        raise NotFound(f"No deviation with id {deviation_id}.")
+    return deviation
 
 
 def get_lot(session: Session, lot_id: int) -> Lot:

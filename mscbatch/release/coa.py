@@ -76,6 +76,19 @@ def _tests(review: Any) -> Table:
     return _grid(rows, [52 * mm, 32 * mm, 26 * mm, 14 * mm, 60 * mm, 20 * mm, 24 * mm, 20 * mm])
 
 
+
+def _deviation_words(review: Any, deviation: Any) -> str:
+    """A deviation recorded after the release: not weighed by the release signature, and QA's signed assessment
+    when there is one (Annex 11 8.2: the printout shows what changed after the signature)."""
+    if not review.after_release(deviation):
+        return deviation.description
+    words = f"AFTER RELEASE, not weighed by the release signature: {deviation.description}"
+    if deviation.id in review.assessments:
+        assessment, signatures = review.assessments[deviation.id]
+        signed = "; ".join(f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC" for s in signatures)
+        words += f". Assessed by QA ({signed}): {assessment.outcome_words}. {assessment.rationale}"
+    return words
+
 def certificate_pdf(review: Any) -> bytes:
     lot, spec = review.lot, review.spec
     buffer = BytesIO()
@@ -104,8 +117,7 @@ def certificate_pdf(review: Any) -> bytes:
     section = [Paragraph("Deviations", _styles["Heading3"])]
     if review.deviations:
         section.append(_grid([[_p("Severity"), _p("Description"), _p("Recorded")]] + [
-            [_p(d.severity), _p(("AFTER RELEASE, not weighed by the release signature: " if review.after_release(d)
-                                 else "") + d.description), _p(f"{d.recorded_at:%Y-%m-%d %H:%M} UTC")]
+            [_p(d.severity), _p(_deviation_words(review, d)), _p(f"{d.recorded_at:%Y-%m-%d %H:%M} UTC")]
             for d in review.deviations],
             [25 * mm, 190 * mm, 40 * mm]))
     else:

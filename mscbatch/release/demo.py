@@ -116,6 +116,23 @@ def _open_oos(session: Session, tech: User) -> list[str]:
     return [f"  {lot.lot_number}: CD105 94.6 % (< 95 %) entered: an OOS is open for QA to investigate"]
 
 
+DEMO_LATE_DEVIATION = "LN2 level alarm on tank 1 for 20 minutes, found at the weekly review; the temperature log stayed below -150 C"
+
+
+def _deviation_after_release(session: Session, tech: User) -> list[str]:
+    """A minor deviation the technician records on the released adipose lot: QA's dashboard asks for its assessment."""
+    from mscbatch.lots import steps
+    from mscbatch.lots.models import Deviation, ProcessStep
+
+    lot = session.scalar(select(Lot).where(Lot.product_id == "AT-MSC", Lot.status == "released").order_by(Lot.id))
+    if lot is None or session.scalar(select(Deviation.id).where(Deviation.lot_id == lot.id,
+                                                                Deviation.description == DEMO_LATE_DEVIATION)):
+        return []
+    step_id = session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id.desc()))
+    steps.record_deviation(session, tech, lot.id, step_id, severity="minor", description=DEMO_LATE_DEVIATION)
+    return [f"  {lot.lot_number}: a deviation recorded after its release waits for QA's assessment (dashboard)"]
+
+
 def seed_release(session: Session) -> list[str]:
     """Idempotent: each lot is tested and released only when it is in quarantine with no result yet."""
     tech, tech2, qa, qa2 = (session.scalar(select(User).where(User.username == name))
@@ -127,4 +144,4 @@ def seed_release(session: Session) -> list[str]:
         lines += _release_chain(session, tech, tech2, qa2)
     else:
         lines.append("  (UC-MSC release skipped: the demo users tech2 / qa2 are missing)")
-    return lines + _open_oos(session, tech)
+    return lines + _open_oos(session, tech) + _deviation_after_release(session, tech)

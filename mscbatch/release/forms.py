@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 from flask_wtf.file import FileField
-from wtforms import DateField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import (
+    DateField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import Optional
 
 from mscbatch.donors.forms import choices
+from mscbatch.release.models import ASSESSMENT_OUTCOMES
 from mscbatch.release.specs import FLOW_PANEL
 from mscbatch.web.forms import FlaskForm
 
@@ -56,3 +65,8 @@ class OosForm(SignForm):
 class ExceptionalForm(SignForm):
     patient_code = StringField("Patient code")
     justification = TextAreaField("Clinical justification")
+
+
+class AssessmentForm(SignForm):
+    outcome = RadioField("Outcome", choices=choices(list(ASSESSMENT_OUTCOMES.items())))
+    rationale = TextAreaField("Rationale: what was checked, why the released bags are or are not affected")

@@ -146,3 +146,32 @@ class LotDisposition(Audited, Lockable, Base):
         return {"lot_id": self.lot_id, "kind": self.kind, "spec": [self.spec_id, self.spec_version, self.spec_sha256],
                 "verdicts": self.verdicts_json, "lot": self.lot_content_json, "justification": self.justification,
                 "pending_tests": self.pending_tests, "patient_code": self.patient_code}
+
+
+ASSESSMENT_OUTCOMES = {"no_impact": "No impact on the released bags: the lot stays in use",
+                       "recall": "The lot is recalled"}
+
+
+class DeviationAssessment(Audited, Lockable, Base):
+    """QA's signed assessment of a deviation recorded after its lot's release, which no release signature weighed:
+    the lot stays in use, or it is recalled in the same transaction. One per deviation."""
+
+    __tablename__ = "release_deviation_assessment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deviation_id: Mapped[int] = mapped_column(ForeignKey("lot_deviation.id"), unique=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
+    severity: Mapped[str] = mapped_column(String(20))  # the deviation as QA read it: signed with the assessment
+    description: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))  # no_impact | recall
+    rationale: Mapped[str] = mapped_column(Text)
+    assessed_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    assessed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def outcome_words(self) -> str:
+        return ASSESSMENT_OUTCOMES.get(self.outcome, self.outcome)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"deviation_id": self.deviation_id, "lot_id": self.lot_id, "severity": self.severity,
+                "description": self.description, "outcome": self.outcome, "rationale": self.rationale}

@@ -16,6 +16,7 @@ from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, StorageMove
 from mscbatch.release.models import (
     OOS_OPEN,
+    DeviationAssessment,
     LotDisposition,
     OosInvestigation,
     ReleaseResult,
@@ -242,17 +243,25 @@ def released_at(session: Session, lot_id: int) -> datetime | None:
         LotDisposition.kind.in_(RELEASED_KINDS)))
 
 
-def deviations_after_release(session: Session) -> list[tuple[Deviation, Lot]]:
-    """Deviations recorded after their lot's last release signature, while its bags may still be given: no release
-    signature weighed them, so QA must assess each (and recall the lot if it matters)."""
+def deviations_after_release(session: Session, lot_id: int | None = None) -> list[tuple[Deviation, Lot]]:
+    """Deviations recorded after their lot's last release signature, while its bags may still be given, and not
+    yet assessed: no release signature weighed them, so QA must assess each (release.deviations)."""
     last_release = (select(LotDisposition.lot_id, func.max(LotDisposition.signed_at).label("signed_at"))
                      .where(LotDisposition.signed_at.is_not(None), LotDisposition.kind.in_(RELEASED_KINDS))
                      .group_by(LotDisposition.lot_id).subquery())
+    assessed = select(DeviationAssessment.id).where(DeviationAssessment.deviation_id == Deviation.id).exists()
     return [(d, lot) for d, lot in session.execute(
         select(Deviation, Lot).join(Lot, Lot.id == Deviation.lot_id).join(last_release, last_release.c.lot_id == Lot.id)
-        .where(Deviation.recorded_at > last_release.c.signed_at,
-               Lot.status.in_(("released", "conditional_release")))
+        .where(Deviation.recorded_at > last_release.c.signed_at, ~assessed,
+               Lot.status.in_(("released", "conditional_release")),
+               *([Lot.id == lot_id] if lot_id is not None else []))
         .order_by(Deviation.id))]
+
+
+def assessments_of(session: Session, lot_id: int) -> dict[int, DeviationAssessment]:
+    """{deviation id: QA's signed assessment} for the lot's deviations assessed after its release."""
+    return {a.deviation_id: a for a in session.scalars(
+        select(DeviationAssessment).where(DeviationAssessment.lot_id == lot_id))}
 
 
 def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:

@@ -1,7 +1,7 @@
 """Everything the QA review page and the certificate of analysis show, read once (issue 5 points 4 and 7)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,9 +14,22 @@ from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import get_lot
 from mscbatch.lots.services import current_gate
-from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult, ResultAttachment
+from mscbatch.release.models import (
+    DeviationAssessment,
+    LotDisposition,
+    OosInvestigation,
+    ReleaseResult,
+    ResultAttachment,
+)
 from mscbatch.release.oos import oos_of, retest_candidates
-from mscbatch.release.queries import ReleaseState, dispositions_of, release_state, released_at, users_named
+from mscbatch.release.queries import (
+    ReleaseState,
+    assessments_of,
+    dispositions_of,
+    release_state,
+    released_at,
+    users_named,
+)
 from mscbatch.release.release import refusals
 from mscbatch.release.specs import lot_verdict, results_of, spec_for_lot
 from mscbatch.signatures.models import Signature
@@ -64,10 +77,26 @@ class Review:
     state: ReleaseState
     users: dict[int, str]
     released_at: datetime | None = None  # QA's last release signature
+    # {deviation id: (QA's signed assessment, its signatures)} for deviations recorded after the release
+    assessments: dict[int, tuple[DeviationAssessment, list[Signature]]] = field(default_factory=dict)
 
     def after_release(self, deviation: Deviation) -> bool:
         """Recorded after the release was signed: that signature did not weigh it."""
         return self.released_at is not None and deviation.recorded_at > self.released_at
+
+    @property
+    def late_deviations(self) -> list[Deviation]:
+        return [d for d in self.deviations if self.after_release(d)]
+
+    @property
+    def next_to_assess(self) -> Deviation | None:
+        """The first deviation awaiting QA's assessment: the page shows its form (one at a time)."""
+        return next((d for d in self.late_deviations if self.awaiting_assessment(d)), None)
+
+    def awaiting_assessment(self, deviation: Deviation) -> bool:
+        """QA still has to assess it (release.deviations), while the lot's bags may be given."""
+        return (self.after_release(deviation) and deviation.id not in self.assessments
+                and self.lot.status in ("released", "conditional_release"))
 
     @property
     def open_oos(self) -> list[OosInvestigation]:
@@ -111,4 +140,5 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   deviations=deviations, steps=steps, bag_count=bag_count,
                   refusals=refusals(session, lot, user, (), verdict) if user is not None else [],
                   state=release_state(session, lot), users=users_named(session, user_ids),
-                  released_at=released_at(session, lot.id))
+                  released_at=released_at(session, lot.id),
+                  assessments={d: (a, signatures_of(session, a)) for d, a in assessments_of(session, lot.id).items()})

@@ -13,10 +13,11 @@ from mscbatch.auth.access import roles_required
 from mscbatch.donors.forms import choices
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
-from mscbatch.lots.queries import get_lot
-from mscbatch.release import oos, release, results
+from mscbatch.lots.queries import get_deviation, get_lot
+from mscbatch.release import deviations, oos, release, results
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.forms import (
+    AssessmentForm,
     CorrectionForm,
     ExceptionalForm,
     OosForm,
@@ -54,6 +55,7 @@ def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms["release_form"].conditional_tests.choices = choices([(t.id, t.name) for t in review.spec.conditional_release_tests])
     forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
     forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
+    forms.setdefault("assess_form", AssessmentForm(prefix="assess", formdata=None))
     return render_template("release/review.html", r=review, lot=review.lot, **forms), status
 
 
@@ -177,6 +179,19 @@ def close_oos(oos_id: int) -> Any:
     retest = request.form.get("oos-retest_result_id", type=int) or 0
     run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password)  # noqa: E731
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")
+
+
+@bp.route("/deviations/<int:deviation_id>/assess", methods=["POST"])
+@roles_required("qa")
+def assess_deviation(deviation_id: int) -> Any:
+    form = AssessmentForm(prefix="assess")
+    lot_id = get_deviation(db.session, deviation_id).lot_id
+    run = lambda: deviations.assess_deviation(  # noqa: E731
+        db.session, current_user, deviation_id, outcome=form.outcome.data or "", rationale=form.rationale.data or "",
+        password=form.password.data or "")
+    return _signed(lot_id, form, "assess_form", run, lambda: "Deviation assessed (signed). " + (
+        "The lot is RECALLED: its unused bags are held, and the recall report lists the patients to notify."
+        if get_lot(db.session, lot_id).status == "recalled" else "The lot stays in use."))
 
 
 @bp.route("/lots/<int:lot_id>/certificate.pdf")

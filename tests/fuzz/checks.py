@@ -27,7 +27,8 @@ AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
     # an e-signature with a wrong password creates no signature, but the refusal is audited (README, Part 11)
     **{endpoint: _SIGNATURE_REFUSED for endpoint in (
         "donors.decide", "patients.enrol", "patients.decide", "prescriptions.prescribe", "patients_api.prescribe",
-        "recall.start", "recall.end", "release.release_lot", "release.close_oos", "release.exceptional")},
+        "recall.start", "recall.end", "release.release_lot", "release.close_oos", "release.exceptional",
+        "release.assess_deviation")},
 }
 
 

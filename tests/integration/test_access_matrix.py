@@ -93,6 +93,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "release.correct": {"technician"},
     "release.release_lot": {"qa"},
     "release.close_oos": {"qa"},
+    "release.assess_deviation": {"qa"},
     "release.exceptional": {"clinician"},
     "release_api.list_results": SIGNED_IN,
     "release_api.add_result": {"technician"},

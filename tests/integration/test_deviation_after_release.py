@@ -162,3 +162,28 @@ def test_a_qa_user_who_recorded_the_deviation_does_not_assess_it(app, users, mon
         assert session.scalar(select(func.count()).select_from(DeviationAssessment)) == 0
         assert assess_deviation(session, user(session, "qa"), deviation.id, outcome="no_impact", password=PASSWORD,
                                 rationale="Checked the medium certificate: within its use period.").locked_at
+
+
+def test_two_qa_people_assessing_at_once_give_one_assessment_and_one_refusal(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    """Both read the deviation as waiting before either writes (the rendezvous): the deviation's row lock makes
+    the second wait for the first's commit and refuse (409); without it PostgreSQL's UNIQUE answered a 500."""
+    from mscbatch.release import deviations
+    from tests.reliability.races import Rendezvous, kinds, race
+
+    _lot_id, deviation_id = _late_deviation(app, monkeypatch, client_as)
+    meet, waiting = Rendezvous(guarded=True), deviations.deviations_after_release
+
+    def read_then_meet(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = waiting(*args, **kwargs)
+        meet()
+        return found
+
+    monkeypatch.setattr(deviations, "deviations_after_release", read_then_meet)
+    outcomes = race(app, lambda session, n: user(session, ("qa", "qa2")[n]),
+                    lambda session, signer: deviations.assess_deviation(
+                        session, signer, deviation_id, outcome="no_impact", password=PASSWORD,
+                        rationale="Medium certificate checked: within its use period.").id)
+    assert kinds(outcomes) == ["ok", "refused"], outcomes
+    assert "assessed already" in str(next(r for kind, r in outcomes if kind == "refused"))
+    with app.extensions["mscbatch.db"].new_session() as session:
+        assert session.scalar(select(func.count()).select_from(DeviationAssessment)) == 1

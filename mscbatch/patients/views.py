@@ -85,7 +85,7 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
         donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
-        prescriptions=prescriptions, active_prescription=active,
+        prescriptions=prescriptions,
         weight_change=weight_since(db.session, active) if active is not None else None, **forms, **COMMON), status
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Deviation
-from mscbatch.lots.queries import get_deviation, get_lot
+from mscbatch.lots.queries import get_lot
 from mscbatch.release.models import ASSESSMENT_OUTCOMES, DeviationAssessment
 from mscbatch.release.queries import deviations_after_release, involvement
 from mscbatch.signatures.services import sign
@@ -33,16 +33,17 @@ def assess_deviation(session: Session, signer: Any, deviation_id: int, *, outcom
         raise ValidationFailed(f"Rationale: say why, in at least {MIN_RATIONALE} characters (what was checked, "
                                "why the bags are or are not affected).", field="rationale")
     with use_case(session, signer, f"deviation {deviation_id} assessed after release"):
-        get_deviation(session, deviation_id)  # 404 for an unknown id
         # locked: a second QA person assessing at the same moment waits, then finds it assessed (409, not a 500
         # from the unique constraint); SQLite's BEGIN IMMEDIATE serialises the two already
-        deviation = session.scalars(select(Deviation).where(Deviation.id == deviation_id).with_for_update()
-                                    .execution_options(populate_existing=True)).one()
+        deviation = session.scalar(select(Deviation).where(Deviation.id == deviation_id).with_for_update()
+                                   .execution_options(populate_existing=True))
+        if deviation is None:
+            raise NotFound(f"No deviation with id {deviation_id}.")
         if deviation.id not in {d.id for d, _lot in deviations_after_release(session, deviation.lot_id)}:
             raise Conflict("This deviation waits for no assessment: it was weighed by the lot's release signature, "
                            "is assessed already, or the lot is no longer in use.")
-        if deviation.recorded_by_id == signer.id or any(involvement(session, get_lot(session, deviation.lot_id),
-                                                                    signer.id)):  # the same rule as for release
+        # the same rule as for release: whoever recorded the lot's manufacture (its deviations included) or results
+        if any(involvement(session, get_lot(session, deviation.lot_id), signer.id)):
             raise Conflict("You recorded this deviation, or the lot's manufacture or results: another QA person "
                            "assesses it (segregation of duties).", field="password")
         assessment = DeviationAssessment(

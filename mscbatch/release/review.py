@@ -25,6 +25,7 @@ from mscbatch.release.oos import oos_of, retest_candidates
 from mscbatch.release.queries import (
     ReleaseState,
     assessments_of,
+    deviations_after_release,
     dispositions_of,
     release_state,
     released_at,
@@ -79,6 +80,9 @@ class Review:
     released_at: datetime | None = None  # QA's last release signature
     # {deviation id: (QA's signed assessment, its signatures)} for deviations recorded after the release
     assessments: dict[int, tuple[DeviationAssessment, list[Signature]]] = field(default_factory=dict)
+    # ids of the deviations QA still has to assess: release.queries.deviations_after_release, the rule the
+    # assessment itself and the dashboard apply, read here rather than restated
+    awaiting: frozenset[int] = frozenset()
 
     def after_release(self, deviation: Deviation) -> bool:
         """Recorded after the release was signed: that signature did not weigh it."""
@@ -95,8 +99,7 @@ class Review:
 
     def awaiting_assessment(self, deviation: Deviation) -> bool:
         """QA still has to assess it (release.deviations), while the lot's bags may be given."""
-        return (self.after_release(deviation) and deviation.id not in self.assessments
-                and self.lot.status in ("released", "conditional_release"))
+        return deviation.id in self.awaiting
 
     @property
     def open_oos(self) -> list[OosInvestigation]:
@@ -141,4 +144,5 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   refusals=refusals(session, lot, user, (), verdict) if user is not None else [],
                   state=release_state(session, lot), users=users_named(session, user_ids),
                   released_at=released_at(session, lot.id),
-                  assessments={d: (a, signatures_of(session, a)) for d, a in assessments_of(session, lot.id).items()})
+                  assessments={d: (a, signatures_of(session, a)) for d, a in assessments_of(session, lot.id).items()},
+                  awaiting=frozenset(d.id for d, _lot in deviations_after_release(session, lot.id)))

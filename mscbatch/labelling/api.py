@@ -40,8 +40,10 @@ class LabelVerificationSchema(Schema):
     expired = fields.Boolean()
     on_hold = fields.Boolean()
     hold_reason = fields.String(allow_none=True)
-    usable = fields.Boolean(metadata={"description": "Released (or conditionally), not on hold, not expired, "
-                                                      "not infused or discarded. The bedside check does more."})
+    usable = fields.Boolean(metadata={"description": "Released (or conditionally), no late OOS, donor not reopened, "
+                                                      "not on hold, not expired, not past its post-thaw limit, not "
+                                                      "infused or discarded. The bedside check does more."})
+    reasons = fields.List(fields.String(), metadata={"description": "Why the bag must not be used, in plain words"})
 
 
 @bp.route("/verify")

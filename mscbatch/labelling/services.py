@@ -233,6 +233,8 @@ class Verification:
     on_hold: bool = False
     hold_reason: str | None = None
     usable: bool = False
+    # why the bag must not be used, in plain words (no patient or donor identity: the page is public)
+    reasons: tuple[str, ...] = ()
 
 
 def verify_label(session: Session, text: str, key: bytes | str) -> Verification:
@@ -255,17 +257,42 @@ def verify_label(session: Session, text: str, key: bytes | str) -> Verification:
     assert lot is not None
     hold = bag_hold(session, bag.id)
     status = effective_bag_status(lot.status, bag.status, on_hold=hold is not None)
+    release = release_state(session, lot)
     now = utcnow()
-    site = site_config()
-    local = bag.expires_at.astimezone(site.tz)
+    reasons = _not_usable(session, bag, lot, release, status, now)
+    local = bag.expires_at.astimezone(site_config().tz)
     return Verification(
         valid=True, bag_ref=bag_ref, bag_id=bag.id, din=bag.din, din_display=din.display,
         product_name=lot.product_name, product_class=lot.product_class, product_code=bag.product_code,
         division_text=f"bag {bag.bag_number} of {bag.bag_count}", lot_number=lot.lot_number,
-        lot_status=lot.status, release_flag=release_state(session, lot).flag or None, bag_status=status.status,
+        lot_status=lot.status, release_flag=release.flag or None, bag_status=status.status,
         expires_at=bag.expires_at, expires_local=f"{local:%Y-%m-%d %H:%M} {local.tzname()}",
         expired=bag.expires_at <= now, on_hold=hold is not None, hold_reason=hold,
-        usable=status.usable and bag.expires_at > now)
+        usable=not reasons, reasons=reasons)
+
+
+def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any, now: datetime) -> tuple[str, ...]:
+    """Why the bag must not be used: the hard stops of the bedside check that a label alone can show (a page
+    that said only "genuine" in green for a bag the bedside check refuses would reassure the wrong way). Who the
+    bag is for is the bedside check's to say; it needs the wristband."""
+    from mscbatch.custody.checks import thawed_at
+
+    reasons = [] if status.usable else [status.reason]
+    if release.failed_late:
+        reasons.append("a test of the lot failed after its conditional release (late OOS): not for use while "
+                       "it is investigated")
+    donor = session.scalar(select(Donor.status).where(Donor.id == lot.donor_id))
+    if donor is not None and donor != "approved":
+        reasons.append("new information reopened the donor's eligibility: not for use until QA has decided")
+    if bag.expires_at <= now:
+        reasons.append("the bag has expired")
+    if bag.status == "thawed":
+        thawed = session.scalar(select(thawed_at(bag.id)))
+        limit = product_of(lot).post_thaw_limit
+        if thawed is not None and now > thawed + limit:
+            reasons.append(f"too long since thawing: it had to be given within "
+                           f"{int(limit.total_seconds() // 60)} minutes")
+    return tuple(reasons)
 
 
 def bag_lot(session: Session, bag_id: int) -> tuple[Bag, Lot]:

@@ -14,8 +14,9 @@ Choices, each made so that a result can never count in the donor's favour by acc
   says so (EU Annex II 1.3 anti-HBc+ / HBsAg-; 1.4 reactive treponemal test).
 - An optional marker (required = false) is judged only once a result is recorded.
 - The extended window of a rule set (EU Annex II 2.5-2.6: -30..+7 days for living donors) applies to markers
-  without their own window when a negative 180-day retest is documented, or when every listed NAT marker
-  has a negative deciding result within the extended window.
+  without their own window when a negative 180-day retest is on record (results of every such required marker
+  sampled 180 days or more after the collection, the latest negative: a ticked box alone opens nothing), or when
+  every listed NAT marker has a negative deciding result within the extended window.
 """
 from __future__ import annotations
 
@@ -76,6 +77,20 @@ def _deciding(results: Sequence[MarkerResult], collection_date: date, window: _W
     return max(inside, key=lambda r: (r.sample_date, _SEVERITY[r.result]))
 
 
+RETEST_AFTER_DAYS = 180  # EU 2006/17/EC Annex II 2.5: the retest's sample is taken 180 days after the donation
+
+
+def _retest_negative(rule_set: RuleSet, collection_date: date, by_marker: dict[str, list[MarkerResult]]) -> bool:
+    """A negative 180-day retest is on record: every required marker judged in the default window has a result
+    sampled at least 180 days after the collection, and its latest such sample (the worst on one day) is negative.
+    A ticked box is not a retest: before these results exist the wider window does not open."""
+    retest = _Window(RETEST_AFTER_DAYS, 10**6, "180-day retest")
+    markers = [m for m in rule_set.markers if m.required and m.window is None]
+    return bool(markers) and all(
+        (d := _deciding(by_marker.get(m.id, []), collection_date, retest)) is not None and d.result == "negative"
+        for m in markers)
+
+
 def _default_window(rule_set: RuleSet, collection_date: date, by_marker: dict[str, list[MarkerResult]],
                     retest_180_days_negative: bool | None) -> _Window:
     base = rule_set.sample_window
@@ -84,13 +99,17 @@ def _default_window(rule_set: RuleSet, collection_date: date, by_marker: dict[st
     if ext is None:
         return window
     extended = _Window(ext.from_days, ext.to_days, f"{ext.from_days:+d}..{ext.to_days:+d} days ({ext.source}")
-    if ext.accept_retest_180_days and retest_180_days_negative is True:
+    if ext.accept_retest_180_days and _retest_negative(rule_set, collection_date, by_marker):
         return _Window(extended.from_days, extended.to_days, extended.label + ", 180-day retest negative)")
     if ext.nat_markers and all(
         (d := _deciding(by_marker.get(nat, []), collection_date, extended)) is not None and d.result == "negative"
         for nat in ext.nat_markers
     ):
         return _Window(extended.from_days, extended.to_days, extended.label + ", NAT panel negative)")
+    if ext.accept_retest_180_days and retest_180_days_negative is True:
+        return _Window(window.from_days, window.to_days, window.label[:-1] + "; a 180-day retest is declared but "
+                       f"its results, sampled {RETEST_AFTER_DAYS} days or more after the collection, are not all "
+                       "recorded negative: the wider window opens only once they are)")
     return window
 
 

@@ -164,8 +164,25 @@ def test_adipose_sample_20_days_before_collection_counts_only_with_nat_or_180_da
     nat = tuple(result(ADIPOSE, m, "negative", -20) for m in ("hiv_nat", "hbv_nat", "hcv_nat"))
     decision = evaluate(ADIPOSE, replace(facts, results=early + nat))
     assert decision.status == "eligible" and "NAT panel negative" in decision.reason_for("marker.hev").values["window"]
-    assert evaluate(ADIPOSE, replace(facts, retest_180_days_negative=True)).status == "eligible"
     assert evaluate(ADIPOSE, replace(facts, results=early + nat[:2])).status == "pending"
+
+
+def test_the_180_day_retest_opens_the_wider_window_only_once_its_negative_results_are_recorded() -> None:
+    early = tuple(replace(r, sample_date=day(-25)) for r in eligible_facts(ADIPOSE).results)
+    declared = eligible_facts(ADIPOSE, results=early, retest_180_days_negative=True)
+    decision = evaluate(ADIPOSE, declared)  # a ticked box months before the retest can exist
+    assert decision.status == "pending"
+    assert "not all recorded negative" in decision.reason_for("marker.hev").values["window"]
+    retested = [m.id for m in ADIPOSE.markers if m.required and m.window is None]
+    retest = tuple(result(ADIPOSE, marker, "negative", 181) for marker in retested)
+    decision = evaluate(ADIPOSE, replace(declared, results=early + retest))
+    assert decision.status == "eligible"
+    assert "180-day retest negative" in decision.reason_for("marker.hev").values["window"]
+    assert evaluate(ADIPOSE, replace(declared, results=early + retest[:-1])).status == "pending"  # one missing
+    too_soon = tuple(replace(r, sample_date=day(179)) for r in retest)
+    assert evaluate(ADIPOSE, replace(declared, results=early + too_soon)).status == "pending"
+    positive = retest[:-1] + (replace(retest[-1], result="positive"),)
+    assert evaluate(ADIPOSE, replace(declared, results=early + positive)).status != "eligible"
 
 
 def test_a_later_in_window_negative_supersedes_an_earlier_indeterminate() -> None:

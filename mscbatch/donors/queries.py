@@ -10,9 +10,10 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.core.donor_rules import RuleSet, load_all_donor_rule_sets
 from mscbatch.core.eligibility import Decision, DonorFacts, MarkerResult, evaluate
@@ -104,12 +105,26 @@ def evaluate_donor(session: Session, donor: Donor, collected_on: date | None = N
     return evaluate(rule_set_of(donor), facts_of(session, donor, collected_on))
 
 
+# the donor's fields that QA's decisions and reopenings move: not screening data
+DECIDED_FIELDS = ("status",)
+
+
 def screening_enterers(session: Session, donor: Donor) -> set[int]:
-    """Everyone who entered or changed this donor's screening data (segregation of duties for QA)."""
+    """Everyone who entered or changed this donor's screening data (segregation of duties for QA). The rows keep
+    only their first author and their last corrector; the audit trail says who else changed them, so a person
+    whose correction a colleague later re-corrected still counts."""
+    results = results_of(session, donor.id)
+    answers = answers_of(session, donor.id).values()
     ids = {donor.registered_by_id, donor.updated_by_id}
-    for result in results_of(session, donor.id):
+    for result in results:
         ids.update({result.entered_by_id, result.corrected_by_id})
-    ids.update(a.answered_by_id for a in answers_of(session, donor.id).values())
+    ids.update(a.answered_by_id for a in answers)
+    touched = [("donor", [str(donor.id)]), ("donor_screening_result", [str(r.id) for r in results]),
+               ("donor_questionnaire_answer", [str(a.id) for a in answers])]
+    ids.update(session.scalars(select(AuditEvent.actor_id).distinct().where(
+        AuditEvent.action.in_(("insert", "update")), AuditEvent.actor_id.is_not(None),
+        or_(AuditEvent.field.is_(None), AuditEvent.field.notin_(DECIDED_FIELDS)),
+        or_(*(and_(AuditEvent.entity_type == kind, AuditEvent.entity_id.in_(keys)) for kind, keys in touched if keys)))))
     ids.discard(None)
     return ids  # type: ignore[return-value]
 

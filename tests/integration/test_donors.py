@@ -280,6 +280,27 @@ def test_qa_approval_is_refused_for_the_person_who_entered_the_screening(app, us
     decisions.decide(db_session, user(db_session, "qa"), donor_id, APPROVED, PASSWORD)  # another QA may
 
 
+def test_qa_approval_is_refused_for_a_corrector_whose_correction_a_colleague_corrected_again(app, users, db_session):
+    """The result row keeps only its last corrector; the audit trail keeps everyone who changed it."""
+    tech_qa(app)
+    donor_id = screened_donor(db_session, "adipose_at_don")
+    row = db_session.scalar(select(ScreeningResult).where(ScreeningResult.donor_id == donor_id,
+                                                          ScreeningResult.marker == "hbsag"))
+    for who, reference in (("techqa", "LAB-X-1"), ("technician", "LAB-X-2")):
+        services.correct_result(db_session, user(db_session, who), row.id, reason="laboratory reference re-read",
+                                marker="hbsag", result=row.result, sample_date=row.sample_date,
+                                lab_reference=reference)
+    assert db_session.get(ScreeningResult, row.id).corrected_by_id != user(db_session, "techqa").id
+    db_session.rollback()  # end the read: SQLite's write lock is the request's
+    client = app.test_client()
+    client.post("/login", data={"username": "techqa", "password": PASSWORD})
+    response = client.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+                                                                 "decision-password": PASSWORD})
+    assert response.status_code == 403 and "segregation of duties" in response.get_data(as_text=True)
+    assert count(db_session, EligibilityDecision) == 0
+    decisions.decide(db_session, user(db_session, "qa"), donor_id, APPROVED, PASSWORD)  # another QA may
+
+
 def test_a_technician_cannot_approve(client_as, db_session):
     donor_id = screened_donor(db_session, "adipose_at_don")
     response = client_as("technician").post(f"/donors/{donor_id}/decision", data={

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,18 @@ def sizes() -> tuple[int, int]:
     return max(200, int(SMALL_BAGS * scale())), max(1000, int(LARGE_BAGS * scale()))
 
 
+#: Days a generated database stays in use. Its bags on the ward were prescribed two days before generation, on a
+#: weight taken the day before that; the bedside check stops a dose weight older than the protocols' 7 days, so the
+#: database is made again before its bags would stop: used for at most 3 days after the day it was made, its weights
+#: are at most 3 + 3 days old, + 1 where the site's day and UTC's differ = 7.
+FRESH_DAYS = 4
+
+
 def fingerprint() -> str:
-    """Of the generator's code and seed: a changed generator regenerates. A new migration does not: opening a
+    """Of the generator's code and seed, and of the FRESH_DAYS period it was made in: a changed generator, or a
+    database grown too old for its bedside checks to match, regenerates. A new migration does not: opening a
     kept database upgrades it, as `mscbatch init` upgrades a unit's database in place."""
-    digest = hashlib.sha256(str(SEED).encode())
+    digest = hashlib.sha256(f"{SEED}/{date.today().toordinal() // FRESH_DAYS}".encode())
     for path in sorted((ROOT / "mscbatch" / "scale").glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:10]

@@ -3,7 +3,8 @@
 Hard stops (DOMAIN.md section 8, issue 7 point 5): a label code that is not genuine, an unknown bag or
 wristband, a lot not released (or rejected, recalled, expired; an exceptional release for another patient),
 a bag on hold, returned or discarded, an expired bag, the post-thaw limit passed, a weight recorded since the
-prescription at which its bags give a dose outside its band (DOMAIN.md 8: "dose outside the prescription"), a
+prescription at which its bags give a dose outside its band (DOMAIN.md 8: "dose outside the prescription") or a
+dose weight older than the protocol allows on the day of infusion, a
 bag not prescribed to THIS patient by a signed prescription, a directed product for another recipient, a bag
 already infused, a bag not (yet) on the ward. Words are written for a tired nurse at 3 a.m.: what is wrong and what to do.
 """
@@ -34,6 +35,8 @@ from mscbatch.patients.queries import (
     allocated_volume_ml,
     has_newer_weight,
     patient_by_wristband,
+    prescribed_weight_on,
+    protocols,
     weight_since_prescription,
 )
 from mscbatch.recall.queries import bag_hold, is_held
@@ -44,7 +47,7 @@ from mscbatch.release.queries import (
     has_late_oos,
     pending_conditional_tests,
 )
-from mscbatch.site import site_config
+from mscbatch.site import site_config, site_day
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
 _TOKEN_LIKE = re.compile(r"(/v/|\.)", re.IGNORECASE)
@@ -136,6 +139,7 @@ class BagFacts:
     donor_status: str | None = None  # "approved" unless new information reopened the donor's eligibility
     allocated_ml: Decimal | None = None  # the volume the prescription draws from the bag
     weight_change: WeightSincePrescription | None = None  # a weight newer than the prescription's, judged
+    prescribed_weight_on: date | None = None  # when the prescription's weight was measured
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -144,7 +148,7 @@ class BagFacts:
 BAG_SHOWN = (Bag.id, Bag.lot_id, Bag.din, Bag.din_fin, Bag.din_year, Bag.din_sequence, Bag.check_character,
              Bag.bag_number, Bag.bag_count, Bag.product_code, Bag.volume_ml, Bag.expires_at, Bag.status)
 LOT_SHOWN = (Lot.id, Lot.lot_number, Lot.status, Lot.product_id, Lot.product_name)
-PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth)
+PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth, Patient.protocol_id)
 
 
 @cache
@@ -156,7 +160,8 @@ def _facts_statement() -> Any:
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
                    exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
-                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id))
+                   has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id),
+                   prescribed_weight_on(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
             .where(Bag.din == bindparam("din"))
@@ -171,7 +176,7 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
-     donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight) = row
+     donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -186,7 +191,8 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
         thawed_at=thawed if bag.status in ("thawed", "infused") else None,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
         donor_status=donor_status, allocated_ml=allocated_ml,
-        weight_change=weight_since_prescription(session, bag.id) if newer_weight else None)
+        weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
+        prescribed_weight_on=weighed_on)
 
 
 def donor_problem(code: str | None, status: str | None) -> str | None:
@@ -311,6 +317,8 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         else:
             result.notes.append(f"A newer weight was recorded since the prescription: {weights}. The dose is "
                                 "still within the prescription's limits.")
+    if patient is not None and facts.allocated_patient_id == patient.id:
+        _judge_weight_age(result, patient, facts, site_day(now))
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
@@ -319,13 +327,37 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     return result
 
 
+def _judge_weight_age(result: BedsideResult, patient: Patient, facts: BagFacts, today: date) -> None:
+    """The dose is only as good as the weight it was calculated for: the protocol wants that weight measured
+    within its weight_valid_days of the infusion (core.dosing refuses to prescribe otherwise), and an infusion
+    put off for weeks is given today. A newer weight at which the dose still holds (a note above) renews it."""
+    change = facts.weight_change
+    if change is not None and change.problems:
+        return  # already WEIGHT CHANGED: the prescription must be made again anyway
+    weighed_on = change.latest_on if change is not None else facts.prescribed_weight_on
+    if weighed_on is None:
+        return  # no signed prescription reserves the bag: said above
+    protocol = protocols().get(patient.protocol_id)
+    if protocol is None:
+        result.stop("weight_too_old", f"The patient's protocol ({patient.protocol_id}) is not configured here, so "
+                                      f"the age of the weight cannot be checked. {CALL_UNIT}")
+        return
+    valid_days = protocol.dosing.weight_valid_days
+    if (today - weighed_on).days <= valid_days:
+        return
+    result.stop("weight_too_old", f"WEIGHT TOO OLD: the dose is for the weight measured on {_day(weighed_on)}, "
+                                  f"{(today - weighed_on).days} days ago; {protocol.short_name} needs a weight measured "
+                                  f"within {valid_days} days of the infusion. Do not give it yet. Weigh the patient: "
+                                  "the prescriber records the weight and confirms the dose.")
+
+
 #: The order a STOP lists its reasons in: who the patient is and whose bag it is first, then what makes the bag
 #: unusable for anyone, and last what the ward can put right (a receipt not recorded), so that the first line a
 #: tired nurse reads is never a routine instruction when the bag must not be given at all.
 _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
     "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
-    "on_hold", "bag_expired", "post_thaw", "weight_changed", "discarded", "returned", "not_prescribed", "not_on_ward"))}
+    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
 
 def remaining(deadline: datetime | None, now: datetime | None = None) -> timedelta | None:

@@ -143,6 +143,13 @@ def allocated_volume_ml(bag_id: Any) -> Any:
     return select(Allocation.volume_ml).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
 
 
+def prescribed_weight_on(bag_id: Any) -> Any:
+    """Correlated scalar subquery: the day the weight the signed prescription was calculated with was measured
+    (the bedside check judges its age against the protocol's weight_valid_days on the day of infusion)."""
+    return (select(Prescription.weight_measured_on).where(*_signed_active_allocation(bag_id)).limit(1)
+            .scalar_subquery())
+
+
 def has_newer_weight(bag_id: Any) -> Any:
     """Correlated EXISTS: the patient the bag is reserved for has a weight newer (by date measured, then entry, as
     weights_of orders them) than the one the signed prescription was calculated with. The bedside check reads it in

@@ -70,22 +70,26 @@ def matching_query(limit: int | None = None) -> Any:
       JOIN bag_allocation a ON a.active_bag_id = b.id JOIN prescription r ON r.id = a.prescription_id
       JOIN patient p ON p.id = a.patient_id JOIN lot l ON l.id = b.lot_id
      WHERE b.status = 'received' AND b.expires_at > now() AND l.status IN ('released', 'conditional_release')
-       AND r.status = 'active' AND r.locked_at IS NOT NULL
+       AND r.status = 'active' AND r.locked_at IS NOT NULL AND r.weight_measured_on >= today - weight_valid_days
        AND NOT EXISTS (SELECT 1 FROM bag_hold h WHERE h.bag_id = b.id AND h.lifted_at IS NULL)
     (generated lots are never exceptional releases, and a directed lot's patient is its donor's recipient).
     """
     from mscbatch.lots.models import Bag, Lot
     from mscbatch.patients.models import Allocation, Patient, Prescription
+    from mscbatch.patients.queries import protocols
     from mscbatch.recall.models import BagHold
+    from mscbatch.site import site_today
 
     held = select(BagHold.id).where(BagHold.bag_id == Bag.id, BagHold.lifted_at.is_(None)).exists()
+    valid_days = min(p.dosing.weight_valid_days for p in protocols().values())
+    weighed_since = site_today() - timedelta(days=valid_days)
     query = (select(Patient.wristband_id, Bag.din + Bag.check_character, Bag.id)
              .join(Allocation, Allocation.active_bag_id == Bag.id)
              .join(Prescription, Prescription.id == Allocation.prescription_id)
              .join(Patient, Patient.id == Allocation.patient_id).join(Lot, Lot.id == Bag.lot_id)
              .where(Bag.status == "received", Bag.expires_at > utcnow(),
                     Lot.status.in_(("released", "conditional_release")), Prescription.status == "active",
-                    Prescription.locked_at.is_not(None), ~held)
+                    Prescription.locked_at.is_not(None), Prescription.weight_measured_on >= weighed_since, ~held)
              .order_by(Bag.id))
     return query if limit is None else query.limit(limit)
 

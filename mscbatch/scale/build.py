@@ -299,7 +299,9 @@ class LotBuilder:
         day = self.release_at.astimezone(ctx.site.tz).date() + timedelta(days=3 + 7 * n)
         if rx.state != "infused":
             latest = ctx.now.astimezone(ctx.site.tz).date() - timedelta(days=2)
-            day = min(day, latest)
+            # a bag received on the ward waits there a day, not weeks: its prescription and the weight its dose
+            # was calculated for are recent (the bedside check stops a dose weight older than the protocol allows)
+            day = latest if rx.state == "received" else min(day, latest)
             if day < self.release_at.astimezone(ctx.site.tz).date():
                 return None
         if rx.state == "infused" and local_at(ctx, day + timedelta(days=1), 14) >= ctx.now:

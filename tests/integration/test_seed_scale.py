@@ -130,6 +130,7 @@ def _the_application_goes_on(app, users, donor_id: int) -> None:  # type: ignore
     from mscbatch.core.culture import BagPlan
     from mscbatch.donors.services import DonorDetails, register_donor
     from mscbatch.lots import bags, services, steps
+    from mscbatch.site import site_day
 
     with _session(app) as session:
         tech = session.merge(users["technician"])
@@ -141,9 +142,10 @@ def _the_application_goes_on(app, users, donor_id: int) -> None:  # type: ignore
         lot = services.create_lot(session, tech, services.LotDetails(
             donor_id=donor_id, product_id=product, collection_at=at, collection_site="Theatre 1",
             tissue_amount=Decimal("20"), tissue_unit="g" if product != "BM-MSC" else "mL"))
-        steps.record_isolation(session, tech, lot.id, performed_on=at.date())
+        collected_on = site_day(at)  # the site's day: after 23:00 UTC, at.date() is the day before in Paris
+        steps.record_isolation(session, tech, lot.id, performed_on=collected_on)
         steps.record_passage(session, tech, lot.id, steps.PassageDetails(
-            passage_number=0, performed_on=at.date() + timedelta(days=5), seeded_cells=2_000_000,
+            passage_number=0, performed_on=collected_on + timedelta(days=5), seeded_cells=2_000_000,
             harvested_cells=20_000_000, viability_percent="95", days_in_culture=Decimal(5)))
         steps.record_harvest(session, tech, lot.id, harvested_at=at + timedelta(days=6), total_cells=100_000_000,
                              viability_percent="95")

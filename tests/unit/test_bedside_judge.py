@@ -107,3 +107,27 @@ def test_a_donor_reopened_after_release_stops_the_bag() -> None:
         result = judge("WB-11", PATIENT, _facts(donor_status=status), None, NOW)
         assert codes(result) == ["donor_not_cleared"]
         assert words in result.failures[0].message and "D-2026-0001" in result.failures[0].message
+
+
+# ---- the age of the dose's weight on the day of infusion -----------------------------------------------------
+
+def test_a_dose_weight_older_than_the_protocol_allows_stops_the_bag() -> None:
+    from datetime import date
+
+    from mscbatch.patients.queries import WeightSincePrescription
+
+    patient = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-sle-uc")  # 7 days
+    today = date(2026, 11, 22)  # NOW, 03:00 UTC, is 22 Nov at the site
+    assert judge("WB-11", patient, _facts(prescribed_weight_on=today - timedelta(days=7)), None, NOW).matches
+    old = _facts(prescribed_weight_on=today - timedelta(days=8))
+    result = judge("WB-11", patient, old, None, NOW)
+    assert codes(result) == ["weight_too_old"]
+    assert "WEIGHT TOO OLD" in result.failures[0].message and "8 days ago" in result.failures[0].message
+    assert "within 7 days" in result.failures[0].message
+    renewed = WeightSincePrescription(Decimal("62.5"), today - timedelta(days=8), Decimal("62.7"), today, ())
+    assert judge("WB-11", patient, replace(old, weight_change=renewed), None, NOW).matches  # weighed again: same dose
+    changed = replace(renewed, problems=("the dose would be outside its band",))
+    assert codes(judge("WB-11", patient, replace(old, weight_change=changed), None, NOW)) == ["weight_changed"]
+    assert codes(judge("WB-11", OTHER, old, None, NOW)) == ["wrong_patient"]  # its weight is not this patient's
+    unknown = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-gone")
+    assert codes(judge("WB-11", unknown, old, None, NOW)) == ["weight_too_old"]  # cannot check: stop, do not guess

@@ -31,8 +31,8 @@ _TOP_KEYS = {"id", "version", "tissue_source", "protocol", "title", "sources", "
              "questions", "limits", "required_facts"}
 _WINDOW_KEYS = {"from_days", "to_days", "unit", "source", "note", "to_confirm", "extended"}
 _EXTENDED_KEYS = {"from_days", "to_days", "unit", "source", "note", "accept_retest_180_days", "nat_markers"}
-_MARKER_KEYS = {"id", "name", "method", "on_positive", "required", "source", "note", "window"}
-_QUESTION_KEYS = {"id", "text", "source", "note"}
+_MARKER_KEYS = {"id", "name", "method", "on_positive", "required", "required_if", "source", "note", "window"}
+_QUESTION_KEYS = {"id", "text", "source", "note", "excludes"}
 _LIMIT_KEYS = {"id", "quantity", "kind", "min", "max", "unit", "text", "source", "note"}
 _FACT_KEYS = {"id", "kind", "text", "source", "note", "allowed"}
 
@@ -76,6 +76,9 @@ class Marker:
     required: bool = True
     note: str = ""
     window: SampleWindow | None = None
+    # a question (excludes = false) whose "yes", or no answer yet, makes this marker required (EU Annex II 1.2:
+    # HTLV-I/II for donors from high-prevalence areas); "no" leaves it as `required` says
+    required_if: str = ""
 
     @property
     def rule_id(self) -> str:
@@ -84,12 +87,14 @@ class Marker:
 
 @dataclass(frozen=True)
 class Question:
-    """An exclusion question: the answer "yes" (True) excludes the donor."""
+    """An exclusion question: the answer "yes" (True) excludes the donor. With `excludes` false it only decides
+    which markers are required (Marker.required_if): it must be answered, and a yes or no answer excludes nobody."""
 
     id: str
     text: str
     source: str
     note: str = ""
+    excludes: bool = True
 
     @property
     def rule_id(self) -> str:
@@ -240,6 +245,7 @@ def _marker(row: dict[str, Any], file: Path, where: str) -> Marker:
         source=require(row, "source", str, file, where), required=_optional(row, "required", bool, True, file, where),
         note=_optional(row, "note", str, "", file, where),
         window=_window(require(row, "window", dict, file, where), file, f"{where}.window") if "window" in row else None,
+        required_if=_optional(row, "required_if", str, "", file, where),
     )
 
 
@@ -283,14 +289,21 @@ def load_donor_rule_set(path: Path) -> RuleSet:
         for nat in window.extended.nat_markers:
             if not any(m.id == nat and m.method == "NAT" for m in markers):
                 raise ConfigError(file, "sample_window.extended.nat_markers", f"{nat!r} is not a NAT marker of this file")
+    questions = tuple(Question(row["id"], require(row, "text", str, file, where), require(row, "source", str, file, where),
+                               _optional(row, "note", str, "", file, where),
+                               _optional(row, "excludes", bool, True, file, where))
+                      for where, row in _rows(data, "questions", file, _QUESTION_KEYS, False))
+    deciding = {q.id for q in questions if not q.excludes}
+    for n, marker in enumerate(markers):
+        if marker.required_if and marker.required_if not in deciding:
+            raise ConfigError(file, f"markers[{n}].required_if",
+                              f"{marker.required_if!r} is not a question of this file with excludes = false")
     return RuleSet(
         id=require(data, "id", str, file, ""), version=str(version), sha256=rule_file.sha256, path=str(path),
         tissue_source=_choice(data, "tissue_source", TISSUE_SOURCES, file, ""),
         protocol=require(data, "protocol", str, file, ""), title=require(data, "title", str, file, ""),
         sources=sources, sample_window=window, markers=markers,
-        questions=tuple(Question(row["id"], require(row, "text", str, file, where), require(row, "source", str, file, where),
-                                 _optional(row, "note", str, "", file, where))
-                        for where, row in _rows(data, "questions", file, _QUESTION_KEYS, False)),
+        questions=questions,
         limits=tuple(_limit(row, file, where) for where, row in _rows(data, "limits", file, _LIMIT_KEYS, False)),
         required_facts=tuple(_fact(row, file, where)
                              for where, row in _rows(data, "required_facts", file, _FACT_KEYS, False)),

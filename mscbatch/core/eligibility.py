@@ -181,6 +181,9 @@ def _judge_question(question: Question, facts: DonorFacts) -> Reason:
     values = {"answer": _text(answer)}
     if answer is None:
         return Reason(question.rule_id, f"{question.text} Not answered.", question.source, "missing", values)
+    if answer and not question.excludes:  # it decides which tests are required (judged with the markers)
+        return Reason(question.rule_id, f"{question.text} Yes: {question.note or 'further tests are required.'}",
+                      question.source, "met", values)
     if answer:
         return Reason(question.rule_id, f"{question.text} Yes (excludes).", question.source, "failed", values)
     return Reason(question.rule_id, f"{question.text} No.", question.source, "met", values)
@@ -202,7 +205,7 @@ def evaluate(rule_set: RuleSet, facts: DonorFacts) -> Decision:
     reasons += [_judge_limit(limit, facts) for limit in rule_set.limits]
     reasons += [_judge_question(question, facts) for question in rule_set.questions]
     marker_reasons, unjudged = judge_markers(rule_set, facts.collection_date, facts.results,
-                                             facts.retest_180_days_negative)
+                                             facts.retest_180_days_negative, facts.answers)
     reasons += marker_reasons
     labels = {c.rule_id: c.name if isinstance(c, Marker) else c.text for c in rule_set.criteria()}
     checklist = tuple(ChecklistItem(r.rule_id, labels[r.rule_id], r.source, COLOURS[r.outcome], r.outcome, r.text)

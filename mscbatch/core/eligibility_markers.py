@@ -21,7 +21,7 @@ Choices, each made so that a result can never count in the donor's favour by acc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from mscbatch.core.donor_rules import Marker, RuleSet
@@ -159,8 +159,11 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
 
 
 def judge_markers(rule_set: RuleSet, collection_date: date | None, results: Sequence[MarkerResult],
-                  retest_180_days_negative: bool | None = None) -> tuple[list[Reason], list[MarkerResult]]:
-    """One Reason per judged marker, plus the results for markers the rule set does not list (unjudged)."""
+                  retest_180_days_negative: bool | None = None, answers: Mapping[str, bool | None] | None = None,
+                  ) -> tuple[list[Reason], list[MarkerResult]]:
+    """One Reason per judged marker, plus the results for markers the rule set does not list (unjudged). A marker
+    `required_if` a question is required while that question is answered yes or not answered (the safe side)."""
+    answers = answers or {}
     by_marker: dict[str, list[MarkerResult]] = {}
     unjudged: list[MarkerResult] = []
     for result in results:
@@ -172,6 +175,8 @@ def judge_markers(rule_set: RuleSet, collection_date: date | None, results: Sequ
                if collection_date is not None else _Window(0, 0, "collection date not recorded"))
     reasons = []
     for marker in rule_set.markers:
+        if marker.required_if and answers.get(marker.required_if) is not False:
+            marker = replace(marker, required=True)
         own = marker.window
         window = _Window(own.from_days, own.to_days, f"{own.from_days:+d}..{own.to_days:+d} days ({own.source})") \
             if own is not None else default

@@ -232,7 +232,10 @@ def test_a_marker_result_outside_the_vocabulary_is_refused() -> None:
 # --- Every criterion of every rule file is exercised ------------------------------------------------
 
 def _cases(kind: str) -> list[tuple[str, str]]:
-    return [(rs.id, c.rule_id) for rs in RULE_SETS.values() for c in rs.criteria() if kind in ("any", type(c).__name__)]
+    """Every criterion that excludes or holds up a donor on its own (a question with excludes = false does neither:
+    it decides which markers are required, tested on its own below)."""
+    return [(rs.id, c.rule_id) for rs in RULE_SETS.values() for c in rs.criteria()
+            if kind in ("any", type(c).__name__) and getattr(c, "excludes", True)]
 
 
 def _criterion(rule_set_id: str, rule_id: str) -> tuple[RuleSet, object]:
@@ -309,3 +312,35 @@ def test_adding_any_positive_mandatory_marker_to_an_eligible_donor_never_yields_
     decision = evaluate(rule_set, replace(facts, results=tuple(results)))
     assert decision.status != "eligible"
     assert decision.reason_for(marker.rule_id).outcome != "met"
+
+
+# --- HTLV-I/II for a high-prevalence origin (EU 2006/17/EC Annex II 1.2) ---------------------------------------
+
+def test_cord_htlv_is_required_while_the_mothers_origin_is_yes_or_not_answered() -> None:
+    origin = "htlv_high_prevalence_origin"
+    no = eligible_facts(CORD)  # every question answered "no", no HTLV result
+    assert no.answers[origin] is False and evaluate(CORD, no).status == "eligible"
+    yes = replace(no, answers={**no.answers, origin: True})
+    decision = evaluate(CORD, yes)  # "yes" excludes nobody: it makes the test required
+    assert decision.status == "pending"
+    assert decision.reason_for(f"question.{origin}").outcome == "met"
+    assert decision.reason_for("marker.htlv_1_2").outcome == "missing"
+    unknown = replace(no, answers={k: v for k, v in no.answers.items() if k != origin})
+    assert evaluate(CORD, unknown).reason_for("marker.htlv_1_2").outcome == "missing"  # not asked: the safe side
+    tested = replace(yes, results=yes.results + (result(CORD, "htlv_1_2", "negative"),))
+    assert evaluate(CORD, tested).status == "eligible"
+    positive = replace(yes, results=yes.results + (result(CORD, "htlv_1_2", "positive"),))
+    assert evaluate(CORD, positive).status == "ineligible"
+
+
+def test_a_marker_required_if_an_unknown_or_excluding_question_is_a_configuration_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from mscbatch.core.donor_rules import ConfigError, load_donor_rule_set
+    from mscbatch.paths import config_dir
+
+    text = (config_dir() / "donor_rules" / "cord_eu.toml").read_text()
+    broken = tmp_path / "cord.toml"
+    broken.write_text(text.replace('required_if = "htlv_high_prevalence_origin"', 'required_if = "malignancy"'))
+    with pytest.raises(ConfigError, match="required_if"):
+        load_donor_rule_set(broken)

@@ -2,6 +2,8 @@
 
 SQLite: the online backup API copies a consistent snapshot while the application keeps writing.
 PostgreSQL: pg_dump in custom format, restored with pg_restore into an empty database.
+Every restore ends with the audit chain's verification of the restored database: a copy whose trail does not
+verify is reported as a failure, never as a restore.
 """
 from __future__ import annotations
 
@@ -12,8 +14,12 @@ import sqlite3
 import subprocess  # nosec B404
 from pathlib import Path
 
+from sqlalchemy import NullPool, create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
+from mscbatch.audit.verify import verify_database
+from mscbatch.core.audit_chain import ChainVerdict
 from mscbatch.database import normalise_url
 
 
@@ -44,7 +50,39 @@ def backup(database_url: str, target: Path) -> Path:
     raise BackupError(f"backup is not supported for {url.get_backend_name()}")
 
 
-def restore(backup_file: Path, database_url: str, *, force: bool = False) -> None:
+class RestoredChainBroken(BackupError):
+    """The backup was restored, but its audit trail does not verify: it is not a trustworthy copy."""
+
+    def __init__(self, database_url: str, verdict: ChainVerdict) -> None:
+        self.verdict = verdict
+        where = make_url(normalise_url(database_url)).render_as_string(hide_password=True)
+        super().__init__(
+            f"AUDIT TRAIL BROKEN in the restored database at event {verdict.first_bad_seq}: {verdict.problem} "
+            f"({verdict.events_checked} events verified before it). The restored database is left at {where} "
+            "for inspection: do not put it into use.")
+
+
+def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, force: bool = False) -> ChainVerdict:
+    """Restore the backup into the database, then verify its audit chain (`mscbatch audit verify`) with the key:
+    a restore is only done when its trail verifies. Raises RestoredChainBroken (a BackupError) when it does not,
+    leaving the restored database in place. Returns the verdict (how many events were verified)."""
+    _copy_into(backup_file, database_url, force=force)
+    verdict = _verify_restored(database_url, audit_key)
+    if not verdict.ok:
+        raise RestoredChainBroken(database_url, verdict)
+    return verdict
+
+
+def _verify_restored(database_url: str, audit_key: str | bytes) -> ChainVerdict:
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            return verify_database(session, audit_key)
+    finally:
+        engine.dispose()
+
+
+def _copy_into(backup_file: Path, database_url: str, *, force: bool) -> None:
     url = make_url(normalise_url(database_url))
     if not backup_file.is_file():
         raise BackupError(f"no backup file at {backup_file}")

@@ -125,14 +125,20 @@ def register_commands(app: Flask) -> None:
     @click.option("--database-url", required=True, help="Where to restore (a new SQLite file or empty database).")
     @click.option("--force", is_flag=True, help="Overwrite an existing database.")
     def restore_command(backup_file: Path, database_url: str, force: bool) -> None:
-        """Restore a backup into a database, then run `mscbatch audit verify` against it."""
+        """Restore a backup into a database, then run `mscbatch audit verify` against it (with this instance's
+        AUDIT_KEY). Exit status 1 when the restored audit trail does not verify, naming the first bad event; the
+        restored database is then left in place for inspection."""
+        from sqlalchemy.engine import make_url
+
         from mscbatch.backup import BackupError, restore
 
         try:
-            restore(backup_file, database_url, force=force)
+            verdict = restore(backup_file, database_url, audit_key=current_app.config["AUDIT_KEY"], force=force)
         except BackupError as error:
             raise click.ClickException(str(error)) from error
-        click.echo(f"Restored {backup_file} into {database_url}")
+        where = make_url(database_url).render_as_string(hide_password=True)
+        click.echo(f"Restored {backup_file} into {where}; audit trail intact: {verdict.events_checked} events "
+                   "verified.")
 
     evidence = click.Group("evidence", help="Inspectors' evidence bundles.")
     app.cli.add_command(evidence)

@@ -3,7 +3,9 @@
 Models opt in with the `Audited` mixin. On every flush, before anything is written, the hook refuses edits
 of locked (signed) records and edits of recorded data without a reason; after the rows are written (so new
 rows have their ids) it appends one event per insert / delete and one per changed field, in the same
-transaction. If the use case later fails, its events roll back with it.
+transaction. If the use case later fails, its events roll back with it. Deletes are read from the flush itself,
+not from session.deleted: a row removed from its parent's collection (delete-orphan) or deleted by cascade is
+deleted, refused if locked, and audited like one passed to session.delete().
 """
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from functools import cache
 from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import bindparam, event, insert, inspect, select, update
-from sqlalchemy.orm import Mapped, Session, attributes, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, Session, UOWTransaction, attributes, mapped_column
 
 from mscbatch.audit.models import AuditEvent, AuditHead
-from mscbatch.core.audit_chain import GENESIS_HASH, canonical_json, canonical_value, event_hash, head_mac
+from mscbatch.core.audit_chain import canonical_json, canonical_value, event_hash, head_mac
 from mscbatch.errors import DomainError, RecordLocked, ValidationFailed
 
 SYSTEM_ACTOR = (None, "system")
@@ -102,12 +104,28 @@ def _check_before_flush(session: Session, _context: Any, _instances: Any) -> Non
             raise ValidationFailed("A reason is required to change recorded data "
                                    f"({', '.join(sorted(needs_reason))}).", field="reason")
     for obj in session.deleted:
-        if isinstance(obj, Audited) and (type(obj).__append_only__ or
-                                         (isinstance(obj, Lockable) and _was_locked(obj))):
-            raise RecordLocked(f"This {type(obj).__name__.lower()} is locked and cannot be deleted.")
+        _refuse_delete(obj)
 
 
-def _events_after_flush(session: Session, _context: Any) -> None:
+def _refuse_delete(obj: Any) -> None:
+    if isinstance(obj, Audited) and (type(obj).__append_only__ or (isinstance(obj, Lockable) and _was_locked(obj))):
+        raise RecordLocked(f"This {type(obj).__name__.lower()} is locked and cannot be deleted.")
+
+
+def _check_before_delete(_mapper: Any, _connection: Any, obj: Any) -> None:
+    """Every row the flush deletes passes here just before its DELETE, also those the unit of work adds itself
+    (delete-orphan, delete cascades), which before_flush cannot see: session.deleted never lists them."""
+    _refuse_delete(obj)
+
+
+def _deleted_in_flush(flush_context: UOWTransaction) -> list[Any]:
+    """The audited objects this flush deleted: session.delete()'s and the unit of work's own (delete-orphan,
+    cascades). The flush context holds each object once, so none gets two events."""
+    deleted = (state.obj() for state, (isdelete, _listonly) in flush_context.states.items() if isdelete)
+    return [obj for obj in deleted if isinstance(obj, Audited)]
+
+
+def _events_after_flush(session: Session, flush_context: UOWTransaction) -> None:
     rows: list[dict[str, Any]] = []
     reason = session.info.get("audit_reason")
     for obj in session.new:
@@ -116,18 +134,18 @@ def _events_after_flush(session: Session, _context: Any) -> None:
             rows.append(dict(action="insert", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                              field=None, old_value=None, new_value=canonical_json(snapshot), reason=reason))
     for obj in session.dirty:
-        if isinstance(obj, Audited):
+        # an orphan is dirty (its parent was unset) and deleted in the same flush: its delete event says it all
+        if isinstance(obj, Audited) and not flush_context.is_deleted(attributes.instance_state(obj)):
             for key, (old, new) in _changed_fields(obj).items():
                 action = "state" if key == "status" else "update"
                 rows.append(dict(action=action, entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                                  field=key, old_value=_shown(type(obj), key, old),
                                  new_value=_shown(type(obj), key, new),
                                  reason=reason))
-    for obj in session.deleted:
-        if isinstance(obj, Audited):
-            snapshot = {k: _shown(type(obj), k, getattr(obj, k)) for k in _columns(obj)}
-            rows.append(dict(action="delete", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
-                             field=None, old_value=canonical_json(snapshot), new_value=None, reason=reason))
+    for obj in _deleted_in_flush(flush_context):
+        snapshot = {k: _shown(type(obj), k, getattr(obj, k)) for k in _columns(obj)}
+        rows.append(dict(action="delete", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
+                         field=None, old_value=canonical_json(snapshot), new_value=None, reason=reason))
     if rows:
         append_events(session, rows)
 
@@ -150,7 +168,6 @@ class _ChainStatements(NamedTuple):
     read_head: Any  # SELECT ... FOR UPDATE
     insert_events: Any
     move_head: Any
-    first_head: Any
     insert_moving_head: Any  # one event and the head's move in one statement (PostgreSQL)
 
 
@@ -162,7 +179,7 @@ def _chain_statements() -> _ChainStatements:
     move_head = update(head).where(head.c.id == 1).values(**moved)
     return _ChainStatements(
         read_head=select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1).with_for_update(),
-        insert_events=insert(AuditEvent), move_head=move_head, first_head=insert(head),
+        insert_events=insert(AuditEvent), move_head=move_head,
         insert_moving_head=insert(AuditEvent).add_cte(move_head.cte("moved_head")))
 
 
@@ -179,7 +196,12 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
     key = _key(session)
     actor_id, actor_name = _actor(session)
     head = connection.execute(statements.read_head).first()
-    last_seq, prev_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+    if head is None:
+        # `mscbatch init` writes the head before any event: without it the trail was wiped (audit verify says so),
+        # and a new chain begun here would hide that
+        raise AuditConfigurationError("the audit chain has no head: run `mscbatch init` on a new database; on an "
+                                      "initialised one the head was deleted (run `mscbatch audit verify`)")
+    last_seq, prev_hash = head.last_seq, head.last_hash
     now = utcnow()
     events = []
     for row in rows:
@@ -189,10 +211,7 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
         event_row["hash"] = prev_hash = event_hash(key, prev_hash, event_row)
         events.append(event_row)
     values = dict(last_seq=last_seq, last_hash=prev_hash, mac=head_mac(key, last_seq, prev_hash))
-    if head is None:
-        connection.execute(statements.insert_events, events)
-        connection.execute(statements.first_head, dict(id=1, **values))
-    elif len(events) == 1 and connection.dialect.name == "postgresql":
+    if len(events) == 1 and connection.dialect.name == "postgresql":
         # One round trip instead of two for the commonest write (one event: a scan, a sign-in, a new record): the
         # event and the head's move in one statement (a data-modifying CTE). On SQLite a statement is a function
         # call, not a round trip, and SQLite has no such CTE.
@@ -243,10 +262,11 @@ def record(session: Session, action: str, entity_type: str, entity_id: Any = Non
 
 
 def install_hooks() -> None:
-    """Listen on every Session (idempotent)."""
+    """Listen on every Session and every mapper (idempotent)."""
     if not event.contains(Session, "before_flush", _check_before_flush):
         event.listen(Session, "before_flush", _check_before_flush)
         event.listen(Session, "after_flush", _events_after_flush)
+        event.listen(Mapper, "before_delete", _check_before_delete)
 
 
 __all__ = ["Audited", "Lockable", "append_events", "insert_audited", "record", "install_hooks", "DomainError", "SYSTEM_ACTOR"]

@@ -1,6 +1,8 @@
 """Reading the chain back: `mscbatch audit verify`."""
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -8,6 +10,7 @@ from mscbatch.audit.models import AuditEvent, AuditHead
 from mscbatch.core.audit_chain import GENESIS_HASH, ROW_FIELDS, ChainVerdict, head_mac, verify_rows
 
 _COLUMNS = [AuditEvent.__table__.c[name] for name in ROW_FIELDS]
+log = logging.getLogger(__name__)
 
 
 def verify_database(session: Session, key: str | bytes) -> ChainVerdict:
@@ -17,15 +20,34 @@ def verify_database(session: Session, key: str | bytes) -> ChainVerdict:
     head = tuple(head_row) if head_row else None
     result = session.execute(select(*_COLUMNS).order_by(AuditEvent.seq).execution_options(yield_per=5000))
     verdict = verify_rows(key_bytes, result, head)
-    if head is None and verdict.ok and verdict.events_checked:
-        return ChainVerdict(False, verdict.events_checked, verdict.events_checked, "the chain head record is missing")
+    if head is None and verdict.ok:
+        # `mscbatch init` writes the head before any event, and nothing deletes it: a database without one had it
+        # deleted, with or without its events (an empty trail with no head is a wiped trail, not a new one)
+        return ChainVerdict(False, verdict.events_checked, verdict.events_checked + 1,
+                            "the chain head record is missing (deleted?)")
     return verdict
 
 
 def ensure_chain_head(session: Session) -> None:
-    """Write the empty chain's head at initialisation (it is keyed, so the migration cannot)."""
+    """Write the empty chain's head at initialisation (it is keyed, so the migration cannot).
+
+    Only on a new database. Every start runs this (`mscbatch init`, AUTO_MIGRATE): a head written afresh beside
+    existing records would start a new chain over a deleted trail and hide the deletion. Without its head, such
+    a database fails `audit verify` and refuses audited writes until someone looks."""
     key = session.info["audit_key"]
     key_bytes = key.encode() if isinstance(key, str) else key
-    if session.get(AuditHead, 1) is None:
-        session.add(AuditHead(id=1, last_seq=0, last_hash=GENESIS_HASH, mac=head_mac(key_bytes, 0, GENESIS_HASH)))
-        session.commit()
+    if session.get(AuditHead, 1) is not None:
+        return
+    if _holds_records(session):
+        log.warning("The audit chain head is missing on a database that holds records: not recreated. "
+                    "Run `mscbatch audit verify`.")
+        return
+    session.add(AuditHead(id=1, last_seq=0, last_hash=GENESIS_HASH, mac=head_mac(key_bytes, 0, GENESIS_HASH)))
+    session.commit()
+
+
+def _holds_records(session: Session) -> bool:
+    """Any audit event or user account: every record is made by a user, and every user's creation is audited."""
+    from mscbatch.auth.models import User
+
+    return any(session.scalar(select(column).limit(1)) is not None for column in (AuditEvent.seq, User.id))

@@ -67,6 +67,28 @@ def test_the_untouched_chain_verifies(app, users):
     assert "Audit trail intact" in result.output
 
 
+def test_a_new_database_has_a_head_and_verifies_with_no_events(app):
+    """Every way the tests and `mscbatch init` make a database writes the head: no false alarm before any event."""
+    result = _verify_cli(app)
+    assert result.exit_code == 0, result.output
+    assert "0 events verified" in result.output
+
+
+def test_a_wiped_trail_stays_broken_after_a_restart_and_refuses_writes(app, users):
+    """A restart (AUTO_MIGRATE, `mscbatch init`) must not start a new chain over a deleted one."""
+    from mscbatch.cli import init_database
+
+    _tamper(app, "DELETE FROM audit_event; DELETE FROM audit_head")
+    init_database(app)
+    result = _verify_cli(app)
+    assert result.exit_code == 1 and "head record is missing" in result.output
+    with app.app_context(), _session(app) as session:
+        nurse = session.scalar(select(User).where(User.username == "nurse"))
+        with pytest.raises(AuditConfigurationError, match="no head"), use_case(session, None, "rename"):
+            nurse.full_name = "Changed"
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
 def _tamper(app, sql: str, **params):  # type: ignore[no-untyped-def]
     """What an attacker with database access could do: bypass the append-only triggers and edit rows."""
     engine = app.extensions["mscbatch.db"].engine
@@ -87,6 +109,8 @@ def _tamper(app, sql: str, **params):  # type: ignore[no-untyped-def]
     ("the newest event deleted", "DELETE FROM audit_event WHERE seq = (SELECT MAX(seq) FROM audit_event)", None),
     ("two events swapped", "UPDATE audit_event SET seq = -2 WHERE seq = 2; "
                            "UPDATE audit_event SET seq = 2 WHERE seq = 5; UPDATE audit_event SET seq = 5 WHERE seq = -2", 2),
+    ("the head deleted", "DELETE FROM audit_head", None),
+    ("the whole trail and its head deleted", "DELETE FROM audit_event; DELETE FROM audit_head", 1),
 ])
 def test_tampering_with_any_single_audit_row_is_detected(app, users, attack, sql, bad_seq):
     _tamper(app, sql)

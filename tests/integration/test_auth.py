@@ -154,6 +154,20 @@ def test_changing_roles_is_audited_with_who_and_why(app, users, client_as):
     assert role_events and role_events[-1].reason == "trained as QA"
 
 
+def test_withdrawing_a_role_is_audited_with_who_and_why(app, users, client_as):
+    """The withdrawn role's row is deleted by the delete-orphan cascade, which session.deleted never lists."""
+    tech_id = _user(app, "technician").id
+    admin = client_as("admin")
+    admin.post(f"/admin/users/{tech_id}/roles", data={"roles": ["technician", "qa"], "reason": "trained as QA"})
+    response = admin.post(f"/admin/users/{tech_id}/roles", data={"roles": ["technician"], "reason": "QA role withdrawn"})
+    assert response.status_code == 302
+    assert _user(app, "technician").role_names == {"technician"}
+    deleted = _events(app, entity_type="user_role", action="delete")
+    assert len(deleted) == 1
+    assert (deleted[0].actor_name, deleted[0].reason) == ("admin", "QA role withdrawn")
+    assert '"role":"qa"' in deleted[0].old_value and f'"user_id":"{tech_id}"' in deleted[0].old_value
+
+
 def test_an_administrator_cannot_change_their_own_roles(app, users, client_as):
     admin_id = _user(app, "admin").id
     response = client_as("admin").post(f"/admin/users/{admin_id}/roles",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -60,15 +61,29 @@ def _fresh_target(database_url, tmp_path):  # type: ignore[no-untyped-def]
     return normalise_url(POSTGRES_URL).rsplit("/", 1)[0] + f"/{name}", (admin, name)
 
 
+@contextmanager
+def _fresh(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    target, cleanup = _fresh_target(database_url, tmp_path)
+    try:
+        yield target
+    finally:
+        if cleanup:
+            admin, name = cleanup
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+
 def test_a_backup_restores_into_a_fresh_database_that_verifies(app, database_url, tmp_path):
     _run(app, "seed-demo")
     backup_file = tmp_path / "mscbatch.backup"
     result = _run(app, "backup", "--output", str(backup_file))
     assert result.exit_code == 0, result.output
-    target, cleanup = _fresh_target(database_url, tmp_path)
-    try:
+    with _fresh(database_url, tmp_path) as target:
         restored = _run(app, "restore", str(backup_file), "--database-url", target)
         assert restored.exit_code == 0, restored.output
+        events = _counts(database_url)["audit_event"]
+        assert f"audit trail intact: {events} events verified" in restored.output
         assert _counts(target) == _counts(database_url)
         restored_app = make_app(target)
         assert _run(restored_app, "audit", "verify").exit_code == 0
@@ -76,12 +91,32 @@ def test_a_backup_restores_into_a_fresh_database_that_verifies(app, database_url
         refused = _run(app, "restore", str(backup_file), "--database-url", target)
         if target.startswith("sqlite"):
             assert refused.exit_code != 0 and "exists" in refused.output
-    finally:
-        if cleanup:
-            admin, name = cleanup
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+
+
+def _tamper(database_url, sql):  # type: ignore[no-untyped-def]
+    """An attacker with database access (no audit key): past the append-only triggers, as in test_audit_trail."""
+    engine = create_engine(normalise_url(database_url))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        else:
+            connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_no_update")
+        connection.execute(text(sql))
+    engine.dispose()
+
+
+def test_a_backup_whose_audit_trail_is_broken_fails_to_restore_and_names_the_event(app, users, database_url,
+                                                                                    tmp_path):
+    _tamper(database_url, "UPDATE audit_event SET new_value = 'Mallory' WHERE seq = 3")
+    backup_file = tmp_path / "tampered.backup"
+    assert _run(app, "backup", "--output", str(backup_file)).exit_code == 0
+    with _fresh(database_url, tmp_path) as target:
+        restored = _run(app, "restore", str(backup_file), "--database-url", target)
+        assert restored.exit_code == 1, restored.output
+        assert "AUDIT TRAIL BROKEN in the restored database at event 3" in restored.output
+        assert "left at" in restored.output and "do not put it into use" in restored.output
+        assert "Restored" not in restored.output
+        assert _counts(target) == _counts(database_url)  # left in place, whole, for inspection
 
 
 def test_restore_refuses_a_missing_file(app, tmp_path):

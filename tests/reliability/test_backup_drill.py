@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mscbatch.backup import backup, restore
+from tests.conftest import TEST_CONFIG
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.reliability.support import (
     assert_chain_verifies,
@@ -27,13 +28,14 @@ from tests.reliability.support import (
 
 @contextmanager
 def restored(backup_file: Path, database_url: str, tmp_path: Path, name: str) -> Iterator[str]:
+    """restore() verifies the restored chain itself (it raises when it does not): the drill checks it again."""
     if database_url.startswith("sqlite"):
         target = f"sqlite:///{tmp_path / name}.sqlite3"
-        restore(backup_file, target)
+        restore(backup_file, target, audit_key=TEST_CONFIG["AUDIT_KEY"])
         yield target
         return
     with fresh_postgres() as target:
-        restore(backup_file, target)
+        restore(backup_file, target, audit_key=TEST_CONFIG["AUDIT_KEY"])
         yield target
 
 

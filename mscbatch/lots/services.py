@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -23,7 +24,7 @@ from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
 from mscbatch.database import utcnow
 from mscbatch.donors.decisions import donor_gate
 from mscbatch.donors.queries import get_donor
-from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue
@@ -35,6 +36,20 @@ RELEASE_TARGETS = ("released", "conditional_release")
 #: dispositions QA signs electronically (21 CFR 11.50; issue 5 calls apply_lot_transition inside its signing
 #: use case): transition_lot, the unsigned use case, refuses them.
 SIGNED_TARGETS = frozenset({"released", "conditional_release", "rejected", "recalled"})
+
+
+def lock_lot(session: Session, lot_id: int) -> Lot:
+    """The lot row, locked for the rest of the transaction and read afresh (never a stale status).
+
+    Every use case that decides on a lot's status, or writes what its release signature weighs (results,
+    attachments, deviations), takes this lock first: on PostgreSQL (READ COMMITTED) a release and a result
+    entered at the same moment then run one after the other, so the signature sees the result or the result
+    sees the released lot and is refused. On SQLite BEGIN IMMEDIATE serialises writers already."""
+    lot = session.execute(select(Lot).where(Lot.id == lot_id).with_for_update()
+                          .execution_options(populate_existing=True)).scalar_one_or_none()
+    if lot is None:
+        raise NotFound(f"No lot with id {lot_id}.")
+    return lot
 
 
 def require_technician(actor: Any) -> None:

@@ -29,7 +29,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import get_lot, product_of
-from mscbatch.lots.services import require_in_process, require_technician
+from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.site import site_config, site_day, site_today
 
 MAX_CELLS = 10**13
@@ -152,7 +152,9 @@ def record_deviation(session: Session, actor: Any, lot_id: int, step_id: int | N
     if not text or len(text) > 2000:
         raise ValidationFailed("Describe the deviation (at most 2000 characters).", field="description")
     with use_case(session, actor, "deviation recorded"):
-        lot = get_lot(session, lot_id)
+        # locked as release_lot locks it: a deviation recorded while QA signs is either seen by that signature or
+        # recorded after it (and then waits for QA's assessment), never stamped before a signature that missed it
+        lot = lock_lot(session, lot_id)
         step = session.get(ProcessStep, step_id) if step_id else None
         if step is None or step.lot_id != lot.id:
             raise NotFound("Choose a step of this lot.", field="step_id")

@@ -1,14 +1,23 @@
 """Reading recalls and holds: is this bag on hold (the bedside check asks), what a recall touches."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from mscbatch.auth.models import User
 from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
+from mscbatch.donors.queries import rule_set_of
+from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot, ReagentUse
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+
+if TYPE_CHECKING:
+    from mscbatch.recall.traceability import ForwardTrace
 
 #: a bag already given or destroyed is not held (recall/services.py holds the same ones)
 NOT_HELD_BAG_STATES = ("infused", "discarded")
@@ -82,3 +91,49 @@ def hold_for_recalls(session: Session, lot: Lot, bags: list[Bag]) -> int:
                 session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
                 placed += 1
     return placed
+
+
+@dataclass(frozen=True)
+class OpenLookback:
+    """An approved donor reopened by later information (a late positive marker): what QA must decide on, with
+    every lot made from the donor, its bags and the patients they reached (the donor's forward trace)."""
+
+    lookback: DonorLookback
+    donor: Donor
+    trigger: ScreeningResult | None  # the late result, when a result (not other news) reopened the donor
+    marker_name: str
+    opened_by: str
+    trace: ForwardTrace
+    recall: Recall | None  # an active donor recall already covering the stock (then QA reads its report)
+
+    @property
+    def opened_at(self) -> datetime:
+        return self.lookback.opened_at
+
+
+def open_lookbacks(session: Session) -> list[OpenLookback]:
+    """Every donor lookback not yet closed, oldest first. A lookback closes only when QA starts the donor's
+    recall: until then the QA dashboard and the recalls page put it before QA, so that a late positive marker is
+    never left on the donor page alone."""
+    # traceability imports this module (bag_hold): imported when called
+    from mscbatch.recall.traceability import forward_from_donor
+
+    out = []
+    for lookback in session.scalars(select(DonorLookback).where(DonorLookback.closed_at.is_(None))
+                                    .order_by(DonorLookback.opened_at, DonorLookback.id)):
+        trace = forward_from_donor(session, lookback.donor_id)
+        donor = trace.donor
+        assert donor is not None
+        trigger = session.get(ScreeningResult, lookback.triggering_result_id) if lookback.triggering_result_id else None
+        name = trigger.marker if trigger is not None else ""
+        if trigger is not None:
+            try:
+                marker = rule_set_of(donor).marker(trigger.marker)
+                name = marker.name if marker is not None else name
+            except NotFound:  # the donor's rule set left config/donor_rules: its marker id still says what it was
+                pass
+        opener = session.get(User, lookback.opened_by_id)
+        out.append(OpenLookback(lookback=lookback, donor=donor, trigger=trigger, marker_name=name,
+                                opened_by=opener.full_name if opener else "?", trace=trace,
+                                recall=active_recall_of(session, "donor", donor.id)))
+    return out

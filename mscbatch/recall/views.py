@@ -12,6 +12,7 @@ from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.recall import services
 from mscbatch.recall.forms import EndRecallForm, StartRecallForm
+from mscbatch.recall.queries import open_lookbacks
 from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
 from mscbatch.recall.traceability import (
     backward_from_patient,
@@ -41,7 +42,8 @@ def _pdf(content: bytes, filename: str) -> Response:
 def index() -> Any:
     recalls = services.list_recalls(db.session)
     targets = {r.id: services.target_label(db.session, r.scope, services.target_of(r)) for r in recalls}
-    return render_template("recall/list.html", recalls=recalls, targets=targets)
+    # open lookbacks first: a late positive marker waits here for QA's recall until one is started
+    return render_template("recall/list.html", recalls=recalls, targets=targets, lookbacks=open_lookbacks(db.session))
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -20,6 +20,7 @@ from mscbatch.core.release_spec import judge_value, parse_result_value
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Lot
+from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_CONFIRMED, OOS_INVALIDATED, OOS_OPEN, OosInvestigation, ReleaseResult
 from mscbatch.signatures.services import sign
 
@@ -132,7 +133,12 @@ def get_oos(session: Session, oos_id: int) -> OosInvestigation:
 
 
 def _open(session: Session, oos_id: int, investigation: str) -> OosInvestigation:
-    oos = get_oos(session, oos_id)
+    """The open investigation, its lot row locked first (lots.services.lock_lot, as a release locks it) and the
+    investigation read afresh after the lock: closing it changes the lot's verdict, and confirming it decides the
+    lot's status, so a release or another QA person closing it at the same moment goes first or after, not beside."""
+    lock_lot(session, get_oos(session, oos_id).lot_id)
+    oos = session.get(OosInvestigation, oos_id, populate_existing=True)
+    assert oos is not None  # investigations are never deleted
     if oos.status != OOS_OPEN:
         raise Conflict(f"This OOS investigation is already closed ({oos.status}).")
     text = (investigation or "").strip()
@@ -193,7 +199,7 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
         oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")
-        lot = session.get(Lot, oos.lot_id)
+        lot = session.get(Lot, oos.lot_id)  # locked and read afresh by _open
         assert lot is not None
         if lot.status in ("conditional_release", "released"):
             start_recall_in_use_case(session, signer, scope="lot", target_id=lot.id, password=password,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.models import AuditEvent
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, StorageMove
+from mscbatch.recall.queries import OpenLookback, open_lookbacks
 from mscbatch.release.models import (
     OOS_OPEN,
     DeviationAssessment,
@@ -233,6 +234,7 @@ class Dashboard:
     exceptional_requests: list[tuple[LotDisposition, Lot]]
     expiring: list[Lot]
     after_release: list[tuple[Deviation, Lot]] = field(default_factory=list)
+    lookbacks: list[OpenLookback] = field(default_factory=list)  # donors reopened by a late result: recall or not
 
 
 def released_at(session: Session, lot_id: int) -> datetime | None:
@@ -279,6 +281,7 @@ def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
         expiring=lots(Lot.status.in_(("released", "conditional_release", "quarantine")), Lot.expires_at.is_not(None),
                       Lot.expires_at <= now + timedelta(days=days)),
         after_release=deviations_after_release(session),
+        lookbacks=open_lookbacks(session),
     )
 
 

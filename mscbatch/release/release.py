@@ -19,24 +19,20 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.models import User
 from mscbatch.core.verdicts import LotVerdict, VerdictStatus, can_release
 from mscbatch.custody import log as custody_log
-from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.services import apply_lot_transition, current_gate
+from mscbatch.lots.services import apply_lot_transition, current_gate, lock_lot
 from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
 from mscbatch.release.oos import open_oos_of
-from mscbatch.release.queries import involvement, latest_disposition, pending_conditional_tests
+from mscbatch.release.queries import (
+    deviations_after_release,
+    involvement,
+    latest_disposition,
+    pending_conditional_tests,
+)
 from mscbatch.release.specs import lot_verdict
 from mscbatch.signatures.services import sign
-
-
-def lock_lot(session: Session, lot_id: int) -> Lot:
-    """The lot row, locked for the rest of the transaction and read afresh (never a stale status)."""
-    lot = session.execute(select(Lot).where(Lot.id == lot_id).with_for_update()
-                          .execution_options(populate_existing=True)).scalar_one_or_none()
-    if lot is None:
-        raise NotFound(f"No lot with id {lot_id}.")
-    return lot
 
 
 def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
@@ -55,7 +51,22 @@ def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[
     reasons = can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
                           open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
                           releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
-    return reasons + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
+    return (reasons + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
+            + awaiting_assessment(session, lot))
+
+
+def awaiting_assessment(session: Session, lot: Lot) -> list[str]:
+    """A deviation recorded after the lot's last release signature waits for QA's signed assessment
+    (release.deviations). A new release signature (the completion of a conditional release) would become the
+    last one and take the deviation off every list with nothing signed about it: QA assesses it first."""
+    return [f"deviation {d.id} ({d.severity}, recorded {d.recorded_at:%Y-%m-%d %H:%M} UTC after the release: "
+            f"{_shortened(d.description)}) awaits QA's assessment: assess it first on the lot's review page, "
+            "under \"Deviations recorded after release\", then sign"
+            for d, _lot in deviations_after_release(session, lot.id)]
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _snapshot(verdict: LotVerdict) -> str:

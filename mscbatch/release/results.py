@@ -4,7 +4,9 @@ Only a technician (QC) enters results; QA releases (segregation of duties). A va
 test's unit by the core (104 %, a negative count or a wrong unit are refused with the test named, nothing
 written). A failing blocking result opens an OOS investigation in the same transaction (oos.open_oos). A
 correction needs a reason (audit hook), keeps the old value in the audit trail and marks the value as changed
-after first entry (EU GMP Annex 11 8.2).
+after first entry (EU GMP Annex 11 8.2). Each writer locks the lot row first (lots.services.lock_lot, as the
+release does) and judges the lot's status after the lock: a result entered while QA signs the release is either
+seen by the signature or refused on the released lot, never added behind it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -27,7 +30,7 @@ from mscbatch.core.release_spec import (
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Lot
-from mscbatch.lots.queries import get_lot
+from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
 from mscbatch.release.specs import FLOW_PANEL, spec_for_lot
@@ -117,11 +120,23 @@ def _add(session: Session, actor: Any, lot: Lot, spec: ReleaseSpec, test: Releas
     return result
 
 
+def _locked_result(session: Session, result_id: int) -> tuple[ReleaseResult, Lot]:
+    """The result and its lot, the lot row locked first (as release_lot locks it) and both read afresh after the
+    lock: a correction or an attachment made while QA signs lands before the signature, or is refused after."""
+    lot_id = session.scalar(select(ReleaseResult.lot_id).where(ReleaseResult.id == result_id))
+    if lot_id is None:
+        raise NotFound(f"No release result with id {result_id}.")
+    lot = lock_lot(session, lot_id)
+    result = session.get(ReleaseResult, result_id, populate_existing=True)
+    assert result is not None  # results are never deleted
+    return result, lot
+
+
 def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry) -> ReleaseResult:
     """QC enters one result; a failing blocking value opens an OOS in the same transaction."""
     _require_technician(actor)
     with use_case(session, actor):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)  # a release signing now waits for this result, or this sees it released
         spec = spec_for_lot(lot)
         test = _test_of(spec, entry.test_id)
         _check_lot_accepts(session, lot, test)
@@ -136,7 +151,7 @@ def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str
     value is refused naming its marker (the form field)."""
     _require_technician(actor)
     with use_case(session, actor):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)
         spec = spec_for_lot(lot)
         parsed = []
         for field, test_id, _label in FLOW_PANEL:
@@ -157,10 +172,7 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
     if not (reason or "").strip():
         raise ValidationFailed("Give the reason for the correction: it goes into the audit trail.", field="reason")
     with use_case(session, actor, reason):
-        result = session.get(ReleaseResult, result_id)
-        if result is None:
-            raise NotFound(f"No release result with id {result_id}.")
-        lot = get_lot(session, result.lot_id)
+        result, lot = _locked_result(session, result_id)
         spec = spec_for_lot(lot)
         test = _test_of(spec, result.test_id)
         _check_lot_accepts(session, lot, test)
@@ -207,11 +219,7 @@ def attach_file(session: Session, actor: Any, result_id: int, filename: str, con
         except UnicodeDecodeError:
             raise ValidationFailed("Attachment: a text file must be UTF-8 text.", field="attachment") from None
     with use_case(session, actor, "attachment added to a release result"):
-        result = session.get(ReleaseResult, result_id)
-        if result is None:
-            raise NotFound(f"No release result with id {result_id}.")
-        lot = session.get(Lot, result.lot_id)
-        assert lot is not None
+        result, lot = _locked_result(session, result_id)
         # a released record is signed: its evidence can no longer grow (a pending conditional test still can)
         _check_lot_accepts(session, lot, spec_for_lot(lot).test(result.test_id))
         attachment = ResultAttachment(result_id=result.id, filename=name, content_type=expected_type,

@@ -16,7 +16,7 @@ from mscbatch.recall.models import BagHold, Recall
 from mscbatch.release import release, results
 from mscbatch.release.demo import enter_panel
 from mscbatch.release.deviations import assess_deviation
-from mscbatch.release.models import DeviationAssessment, ReleaseResult
+from mscbatch.release.models import DISPOSITION_KINDS, DeviationAssessment, ReleaseResult
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import verify as verify_signature
 from tests.conftest import PASSWORD
@@ -187,3 +187,63 @@ def test_two_qa_people_assessing_at_once_give_one_assessment_and_one_refusal(app
     assert "assessed already" in str(next(r for kind, r in outcomes if kind == "refused"))
     with app.extensions["mscbatch.db"].new_session() as session:
         assert session.scalar(select(func.count()).select_from(DeviationAssessment)) == 1
+
+
+# ---- no release signature while a deviation awaits QA's assessment ----------------------------------------------
+
+TANK = "LN2 tank level alarm: bags above -135 C for 3 h"
+
+
+def _conditional_with_late_deviation(app, monkeypatch) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A lot conditionally released (sterility incubating), a critical deviation recorded on it afterwards, then a
+    passing sterility result: only QA's completion signature is left. (lot id, deviation id)"""
+    from mscbatch.site import site_today
+
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        tech, qa = user(session, "technician"), user(session, "qa")
+        enter_panel(session, tech, lot_id, skip=("sterility",))
+        release.release_lot(session, qa, lot_id, PASSWORD, conditional_tests=["sterility"],
+                            justification="sterility incubating, patient scheduled")
+        step_id = session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot_id).limit(1))
+        deviation = steps.record_deviation(session, tech, lot_id, step_id, severity="critical", description=TANK)
+        results.enter_result(session, tech, lot_id, results.ResultEntry(
+            test_id="sterility", value="negative", unit="", analyst="A", tested_on=site_today()))
+        return lot_id, deviation.id
+
+
+def test_completion_is_refused_while_a_deviation_awaits_assessment_and_allowed_once_assessed(app, users, monkeypatch):  # type: ignore[no-untyped-def]
+    """Review finding: the completion signature became the lot's last release signature, and a deviation recorded
+    before it but after the conditional release fell off the dashboard with no assessment, ever."""
+    from mscbatch.release.queries import deviations_after_release
+
+    lot_id, deviation_id = _conditional_with_late_deviation(app, monkeypatch)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        with pytest.raises(Conflict) as refused:
+            release.complete_conditional_release(session, user(session, "qa2"), lot_id, PASSWORD)
+        message = str(refused.value)
+        assert message.startswith("Completion refused: ") and f"deviation {deviation_id} (critical" in message
+        assert TANK in message and "awaits QA's assessment: assess it first on the lot's review page" in message
+        assert session.get(Lot, lot_id).status == "conditional_release"
+        assert [d.id for d, _lot in deviations_after_release(session, lot_id)] == [deviation_id]  # still waiting
+        assert session.scalar(select(func.count()).select_from(Signature).where(
+            Signature.meaning == DISPOSITION_KINDS["completion"])) == 0
+        assess_deviation(session, user(session, "qa"), deviation_id, outcome="no_impact", password=PASSWORD,
+                         rationale="Temperature log of the bags stayed below -150 C: unaffected.")
+        release.complete_conditional_release(session, user(session, "qa2"), lot_id, PASSWORD)
+        assert session.get(Lot, lot_id).status == "released"
+        assert session.scalar(select(DeviationAssessment.deviation_id)) == deviation_id
+
+
+def test_the_review_page_lists_the_waiting_deviation_among_the_blockers_and_refuses_the_signature(
+        app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    lot_id, deviation_id = _conditional_with_late_deviation(app, monkeypatch)
+    qa = client_as("qa2")
+    page = qa.get(f"/release/lots/{lot_id}").get_data(as_text=True)
+    blockers = page[page.index('id="blocking"'):page.index('id="results"')]
+    assert f"deviation {deviation_id} (critical" in blockers and "awaits QA&#39;s assessment" in blockers
+    signed = qa.post(f"/release/lots/{lot_id}/release", data={"action": "complete", "release-password": PASSWORD})
+    assert signed.status_code == 409
+    assert "Completion refused: deviation" in signed.get_data(as_text=True)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        assert session.get(Lot, lot_id).status == "conditional_release"

@@ -31,6 +31,8 @@ RELEASED_KINDS = ("release", "conditional_release", "completion", "exceptional_r
 
 
 NOT_MANUFACTURE_FIELDS = ("status", "status_changed_at", "status_changed_by_id", "locked_at")
+# what QA's own OOS decision writes on a result (release.oos.invalidate_oos): not entering or correcting it
+QA_RESULT_FIELDS = ("invalidated_at", "invalidated_reason")
 
 
 def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
@@ -42,6 +44,14 @@ def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
     entered = any(user_id in (r.entered_by_id, r.corrected_by_id) for r in results) or (bool(result_ids) and bool(
         session.scalar(select(ResultAttachment.id).where(ResultAttachment.result_id.in_(result_ids),
                                                          ResultAttachment.uploaded_by_id == user_id).limit(1))))
+    if not entered and result_ids:
+        # a result row keeps its first author and its last corrector only: the audit trail says who else changed
+        # it (a correction a colleague corrected again must still bar its author from releasing)
+        entered = bool(session.scalar(select(AuditEvent.seq).where(
+            AuditEvent.actor_id == user_id, AuditEvent.action.in_(("insert", "update")),
+            or_(AuditEvent.field.is_(None), AuditEvent.field.notin_(QA_RESULT_FIELDS)),
+            AuditEvent.entity_type == "release_result",
+            AuditEvent.entity_id.in_([str(i) for i in result_ids])).limit(1)))
     if lot.created_by_id == user_id:
         return entered, True
     for model, column in ((ProcessStep, ProcessStep.recorded_by_id), (Deviation, Deviation.recorded_by_id),

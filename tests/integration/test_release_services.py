@@ -117,6 +117,24 @@ def test_release_is_refused_while_a_blocking_test_is_pending_and_for_the_qa_who_
         release.release_lot(session, user(session, "labqa"), lot_id, PASSWORD)
 
 
+def test_release_is_refused_for_the_qa_whose_correction_a_colleague_corrected_again(session, lot_id, app):
+    """The result row keeps only its last corrector; the audit trail keeps everyone who changed it."""
+    from tests.conftest import add_user
+
+    add_user(app, "labqa", ["technician", "qa"])
+    enter_panel(session, user(session, "technician"), lot_id)
+    viability = session.scalar(select(ReleaseResult).where(ReleaseResult.lot_id == lot_id,
+                                                           ReleaseResult.test_id == "viability"))
+    results.correct_result(session, user(session, "labqa"), viability.id, "91.0", "%", "transcription check")
+    results.correct_result(session, user(session, "technician"), viability.id, "91.5", "%", "digit typed wrong")
+    session.expire_all()
+    assert session.get(ReleaseResult, viability.id).corrected_by_id == user(session, "technician").id
+    assert involvement(session, _lot(session, lot_id), user(session, "labqa").id)[0]
+    with pytest.raises(Conflict, match="you entered results"):
+        release.release_lot(session, user(session, "labqa"), lot_id, PASSWORD)
+    release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)  # another QA person may
+
+
 def test_release_is_refused_when_the_donor_is_not_approved(session, lot_id, monkeypatch):
     from mscbatch.release import release as module
 

@@ -4,7 +4,8 @@ POST /api/v1/custody/scan-verify   wristband + bag code -> the bedside check (MA
 POST /api/v1/custody/checks/<id>/confirm   the second person's user name and password
 POST /api/v1/custody/events        a hand-over: received, thawed, dispatched, returned, discarded
 GET  /api/v1/custody/bags/<id>/events      the bag's custody timeline
-POST /api/v1/custody/infusions     start (needs a confirmed check of the bag in the last N minutes)
+POST /api/v1/custody/infusions     start, on the patient's wristband scanned again at the bedside (needs a
+                                   confirmed check of the bag scanned in the last N minutes, of this patient)
 POST /api/v1/custody/infusions/<id>/end, /reactions
 """
 from __future__ import annotations
@@ -99,6 +100,10 @@ class EventSchema(Schema):
 
 class InfusionInSchema(Schema):
     bag_id = fields.Integer(required=True, validate=ROW_ID)
+    wristband = fields.String(required=True, metadata={"description": (
+        "the patient's wristband, scanned again at the bedside just before the start (not copied from the check): "
+        "the infusion starts only if it is the patient of the confirmed two-person check and the bedside check, "
+        "run again on it and the bag, still MATCHES")})
 
 
 class EndInSchema(Schema):
@@ -206,12 +211,14 @@ def bag_events(bag_id: int) -> Any:
 @bp.route("/infusions", methods=["POST"])
 @bp.arguments(InfusionInSchema)
 @bp.response(201, InfusionSchema)
-@problems(bp, 401, 403, 404, 409)
+@problems(bp, 401, 403, 404, 409, 422)
 @roles_required("nurse", "clinician")
 def start_infusion(data: dict[str, Any]) -> Any:
-    """Start the infusion: refused (409) without a confirmed two-person check of the bag in the last N minutes."""
-    return services.start_infusion(db.session, current_user, data["bag_id"], label_key=label_key(),
-                                   valid_for=check_valid_for())
+    """Start the infusion on a fresh scan of the patient's wristband. Refused (409) without a confirmed two-person
+    check of the bag scanned in the last N minutes, after a later STOP of the bag, for another patient's
+    wristband (WRONG PATIENT) or when the check run again says STOP; 422 without the wristband."""
+    return services.start_infusion(db.session, current_user, data["bag_id"], wristband=data["wristband"],
+                                   label_key=label_key(), valid_for=check_valid_for())
 
 
 @bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])

@@ -40,7 +40,11 @@ class SecondPersonForm(FlaskForm):
 
 
 class StartForm(FlaskForm):
-    pass
+    """The start of the infusion: the patient's wristband scanned again at the bedside, just before the start
+    (the service checks it is the patient of the confirmed check and says so in words when it is not)."""
+
+    wristband = StringField("Scan the patient's wristband again (on the patient's arm)",
+                            validators=[Optional(), Length(max=120)], render_kw=dict(SCAN, autofocus=True))
 
 
 class EndForm(FlaskForm):

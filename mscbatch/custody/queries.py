@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
-from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction
+from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
 
@@ -18,7 +18,10 @@ class InfusionRow:
     bag: Bag
     lot: Lot
     patient: Patient
-    nurses: tuple[str, ...]  # who started it, the second person, who ended it
+    checked_by: str  # the two people of the bedside check (infusion.check_id)...
+    confirmed_by: str
+    started_by: str  # ...and who started it, who may be neither of them
+    ended_by: str | None
     reactions: tuple[InfusionReaction, ...]
 
 
@@ -30,8 +33,10 @@ def _names(session: Session, ids: set[int]) -> dict[int, str]:
 def _rows(session: Session, infusions: list[Infusion]) -> list[InfusionRow]:
     if not infusions:
         return []
-    names = _names(session, {i.started_by_id for i in infusions} | {i.second_person_id for i in infusions}
-                   | {i.ended_by_id or 0 for i in infusions})
+    checks = {c.id: c for c in session.scalars(select(TwoPersonCheck).where(
+        TwoPersonCheck.id.in_(sorted({i.check_id for i in infusions}))))}
+    names = _names(session, {i.started_by_id for i in infusions} | {i.ended_by_id or 0 for i in infusions}
+                   | {c.checked_by_id for c in checks.values()} | {c.second_checker_id or 0 for c in checks.values()})
     reactions: dict[int, list[InfusionReaction]] = {}
     for reaction in session.scalars(select(InfusionReaction).where(
             InfusionReaction.infusion_id.in_([i.id for i in infusions])).order_by(InfusionReaction.id)):
@@ -41,10 +46,12 @@ def _rows(session: Session, infusions: list[Infusion]) -> list[InfusionRow]:
         bag, patient = session.get(Bag, infusion.bag_id), session.get(Patient, infusion.patient_id)
         lot = session.get(Lot, bag.lot_id) if bag is not None else None
         assert bag is not None and patient is not None and lot is not None
-        people = [names.get(infusion.started_by_id, "?"), names.get(infusion.second_person_id, "?")]
-        if infusion.ended_by_id and names.get(infusion.ended_by_id) not in people:
-            people.append(names.get(infusion.ended_by_id, "?"))
-        rows.append(InfusionRow(infusion, bag, lot, patient, tuple(people), tuple(reactions.get(infusion.id, []))))
+        check = checks[infusion.check_id]
+        rows.append(InfusionRow(
+            infusion, bag, lot, patient, checked_by=names.get(check.checked_by_id, "?"),
+            confirmed_by=names.get(check.second_checker_id or 0, "?"), started_by=names.get(infusion.started_by_id, "?"),
+            ended_by=names.get(infusion.ended_by_id, "?") if infusion.ended_by_id else None,
+            reactions=tuple(reactions.get(infusion.id, []))))
     return rows
 
 

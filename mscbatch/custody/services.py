@@ -5,9 +5,11 @@ mscbatch.core.states (impossible sequences and wrong roles are refused there: th
 twice...) and appends one CustodyEvent. The bag row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite
 serialises writers with BEGIN IMMEDIATE) so two hand-overs of one bag never interleave.
 
-Infusion start is refused without a passed, confirmed two-person bedside check of this bag made within the
-last N minutes (app config CUSTODY_CHECK_VALID_MINUTES, default 30). Ten concurrent starts record exactly one
-infusion: the bag row lock serialises them, the bag leaves "thawed", and infusion.bag_id is UNIQUE.
+Infusion start needs a fresh scan of the patient's wristband, at the bedside, with the bag: it is refused
+without a passed, confirmed two-person bedside check of this bag scanned within the last N minutes (app config
+CUSTODY_CHECK_VALID_MINUTES, default 30), when any later scan of the bag said STOP, when the wristband is not the
+patient of that check, or when the check run again on that wristband says STOP. Ten concurrent starts record
+exactly one infusion: the bag row lock serialises them, the bag leaves "thawed", and infusion.bag_id is UNIQUE.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from mscbatch.database import reading, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
@@ -264,36 +267,85 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
 # ---- infusion --------------------------------------------------------------------------------------------
 
 def latest_confirmed_check(session: Session, bag_id: int, since: datetime) -> TwoPersonCheck | None:
+    """The bag's newest confirmed MATCHES scanned at or after `since`. The scan's time counts, not only the
+    confirmation's: both people vouch for what was scanned then, and a confirmation late in the window must not
+    stretch it to twice its length."""
     return session.scalar(select(TwoPersonCheck).where(
         TwoPersonCheck.bag_id == bag_id, TwoPersonCheck.result == "matches",
-        TwoPersonCheck.second_checker_id.is_not(None), TwoPersonCheck.confirmed_at >= since)
+        TwoPersonCheck.second_checker_id.is_not(None), TwoPersonCheck.checked_at >= since,
+        TwoPersonCheck.confirmed_at >= since)
         .order_by(TwoPersonCheck.id.desc()).limit(1))
 
 
-def start_infusion(session: Session, actor: Any, bag_id: int, *, label_key: str,
+def later_stop(session: Session, check: TwoPersonCheck) -> TwoPersonCheck | None:
+    """The newest check of the same bag recorded after `check` that said STOP. Any mismatch suspends the
+    infusion (DOMAIN.md 8): a STOP after the confirmed check (the bag scanned at another bed, a weight changed...)
+    voids that check until the bag is scanned and confirmed again."""
+    return session.scalar(select(TwoPersonCheck).where(
+        TwoPersonCheck.bag_id == check.bag_id, TwoPersonCheck.result == "stop", TwoPersonCheck.id > check.id)
+        .order_by(TwoPersonCheck.id.desc()).limit(1))
+
+
+def _refuse_infused(session: Session, bag: Bag) -> None:
+    if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
+        raise Conflict(f"Bag {bag.din} has already been infused.")
+
+
+def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoPersonCheck:
+    """The confirmed check the infusion stands on, or a refusal saying what to do."""
+    minutes = int(valid_for.total_seconds() // 60)
+    check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
+    if check is None:
+        raise Conflict(f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} minutes "
+                       "(counted from the scan): scan the wristband and the bag, and have a second person confirm.")
+    stop = later_stop(session, check)
+    if stop is not None:
+        said = "; ".join(f["message"] for f in stop.failures) or "STOP"
+        raise Conflict(f"A later scan of this bag said STOP ({said}). The two-person check before it no longer "
+                       "counts. Do not start: find out why, then scan again and have a second person confirm.")
+    return check
+
+
+def _refuse_another_patient(session: Session, check: TwoPersonCheck, fresh: BedsideResult) -> None:
+    """The wristband scanned at the start must be the checked patient's: the check proved the bag against one
+    patient, and the bag may since have been carried to another bed."""
+    if fresh.patient is not None and fresh.patient.id == check.patient_id:
+        return
+    checked = session.get(Patient, check.patient_id)
+    code = checked.code if checked is not None else "?"
+    wearer = f"this wristband is {fresh.patient.code}'s" if fresh.patient else "this wristband is not known"
+    raise Conflict(f"WRONG PATIENT: this wristband is not the patient of the confirmed check. The bag was checked "
+                   f"for patient {code}; {wearer}. Do not start the infusion: go to patient {code} and scan the "
+                   "wristband on their arm.", field="wristband")
+
+
+def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str, label_key: str,
                    valid_for: timedelta = DEFAULT_CHECK_VALID) -> Infusion:
-    """Start the infusion of a thawed bag: refused without a confirmed two-person check in the last N minutes."""
+    """Start the infusion of a thawed bag on a fresh scan of the patient's wristband, taken at the bedside just
+    before the start: the confirmed check is run again on that wristband and the bag, so the bag is given to the
+    patient it was checked for, and only if nothing has changed to STOP since."""
     _require_bedside_role(actor, "The person starting the infusion")
+    wristband = _text(wristband, 120)
+    if not wristband:
+        raise ValidationFailed("Scan the patient's wristband again (on the patient's arm) to start the infusion.",
+                               field="wristband")
     try:
         with use_case(session, actor):
             bag = lock_bag(session, bag_id)
-            if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
-                raise Conflict(f"Bag {bag.din} has already been infused.")
-            minutes = int(valid_for.total_seconds() // 60)
-            check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
-            if check is None:
-                raise Conflict(f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} "
-                               "minutes: scan the wristband and the bag, and have a second person confirm.")
-            again = evaluate(session, check.wristband_scan, check.bag_scan, label_key)
-            if not again.matches:
-                raise Conflict("STOP: " + " ".join(f.message for f in again.failures))
+            _refuse_infused(session, bag)
+            check = _check_to_start_on(session, bag, valid_for)
+            fresh = evaluate(session, wristband, check.bag_scan, label_key)
+            _refuse_another_patient(session, check, fresh)
+            if not fresh.matches:
+                raise Conflict("STOP, do not start: " + " ".join(f.message for f in fresh.failures))
             assert check.patient_id is not None and check.second_checker_id is not None
             infusion = Infusion(bag_id=bag.id, patient_id=check.patient_id, check_id=check.id,
                                 started_at=utcnow(), started_by_id=actor.id, second_person_id=check.second_checker_id)
             session.add(infusion)
             session.flush()
             record_event(session, actor, bag, "infusion_started", scan=check.bag_scan,
-                         details={"infusion_id": infusion.id, "check_id": check.id, "patient_id": check.patient_id})
+                         details={"infusion_id": infusion.id, "check_id": check.id, "patient_id": check.patient_id,
+                                  "wristband": wristband})
     except IntegrityError:
         raise Conflict("This bag's infusion was just recorded by someone else.") from None
     return infusion

@@ -12,11 +12,12 @@ from flask_login import current_user
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
 from mscbatch.custody import services
-from mscbatch.custody.checks import BedsideResult, evaluate, remaining
+from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import DispatchForm, EndForm, ReactionForm, SecondPersonForm, StartForm, WardForm
 from mscbatch.custody.models import CTCAE_TERMS, GRADES, InfusionReaction
 from mscbatch.custody.queries import infusion_of_bag
-from mscbatch.errors import DomainError, ValidationFailed
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
@@ -70,15 +71,15 @@ def ward() -> Any:
     return _ward()
 
 
-def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None, status: int = 200,
-                 confirmed: Any = None) -> Any:
+def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
+                 start_form: StartForm | None = None, status: int = 200, confirmed: Any = None) -> Any:
     names = {}
     if confirmed is not None:
         names = {u.id: u.full_name for u in db.session.query(User).filter(
             User.id.in_([confirmed.checked_by_id, confirmed.second_checker_id]))}
     return render_template(
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
-        start_form=StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
+        start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed, names=names), status
 
 
@@ -118,17 +119,45 @@ def confirm(check_id: int) -> Any:
     return _result_page(result, confirm_form=form, status=422)
 
 
+def _start_refused(bag_id: int, wristband: str, error: DomainError) -> Any:
+    """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again"
+    (the bag and the wristband just scanned are shown, so a wrong bed is seen at once)."""
+    db.session.rollback()
+    bag = db.session.get(Bag, bag_id)
+    result = evaluate(db.session, wristband, bag.din + bag.check_character if bag else "", label_key())
+    result.failures, result.notes = [Finding("start_refused", error.message)], []
+    return _result_page(result, status=error.status)
+
+
+def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
+    """The confirmed check's page again, its start form showing what is missing (the wristband not scanned)."""
+    db.session.rollback()
+    check = services.latest_confirmed_check(db.session, bag_id, utcnow() - check_valid_for())
+    if check is None:
+        return _start_refused(bag_id, start_form.wristband.data or "", Conflict(
+            "No confirmed two-person bedside check of this bag is valid now: scan the wristband and the bag, "
+            "and have a second person confirm."))
+    result = evaluate(db.session, check.wristband_scan, check.bag_scan, label_key())
+    result.check_id = check.id
+    return _result_page(result, start_form=start_form, status=status, confirmed=check)
+
+
 @bp.route("/bags/<int:bag_id>/infusion", methods=["POST"])
 @roles_required(*BEDSIDE)
 def start(bag_id: int) -> Any:
-    StartForm().validate_on_submit()
+    """The confirmed check's "Start infusion": the nurse scans the patient's wristband again, at the bedside."""
+    form = StartForm()
+    if not form.validate_on_submit():
+        return _confirmed_page(bag_id, form, 422)
+    wristband = form.wristband.data or ""
     try:
-        infusion = services.start_infusion(db.session, current_user, bag_id, label_key=label_key(),
-                                           valid_for=check_valid_for())
+        infusion = services.start_infusion(db.session, current_user, bag_id, wristband=wristband,
+                                           label_key=label_key(), valid_for=check_valid_for())
+    except ValidationFailed as error:
+        show_error(form, error)
+        return _confirmed_page(bag_id, form, error.status)
     except DomainError as error:
-        db.session.rollback()
-        flash(error.message, "error")
-        return redirect(url_for("custody.ward"))
+        return _start_refused(bag_id, wristband, error)
     flash("Infusion started. Stay with the patient; record any reaction below.", "success")
     return redirect(url_for("custody.infusion", infusion_id=infusion.id))
 
@@ -157,8 +186,8 @@ def event() -> Any:
             services.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
             flash(f"Bag {bag.din} returned to the unit.", "success")
         elif action == "start":
-            infusion = services.start_infusion(db.session, current_user, bag.id, label_key=label_key(),
-                                               valid_for=check_valid_for())
+            infusion = services.start_infusion(db.session, current_user, bag.id, wristband=form.wristband.data or "",
+                                               label_key=label_key(), valid_for=check_valid_for())
             flash("Infusion started. Stay with the patient; record any reaction below.", "success")
             return redirect(url_for("custody.infusion", infusion_id=infusion.id))
         elif action == "end":
@@ -200,13 +229,14 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     patient = db.session.get(Patient, infusion.patient_id)
     reactions = list(db.session.query(InfusionReaction).filter(InfusionReaction.infusion_id == infusion.id)
                      .order_by(InfusionReaction.id))
-    ids = {infusion.started_by_id, infusion.second_person_id, infusion.ended_by_id}
+    check = services.get_check(db.session, infusion.check_id)  # the two checkers, who may not be the starter
+    ids = {check.checked_by_id, check.second_checker_id, infusion.started_by_id, infusion.ended_by_id}
     names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
     allocation = allocation_of_bag(db.session, bag.id) if bag else None
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
-    return render_template("custody/infusion.html", infusion=infusion, bag=bag, lot=lot, patient=patient,
-                           reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
+    return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
+                           patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
                            tz=site_config().tz, **forms), status
 

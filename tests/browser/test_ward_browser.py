@@ -1,5 +1,6 @@
 """Ward scanning in real Chromium (issue 7): (a) a keyboard-wedge scanner types the wristband and the bag label
-code followed by Enter, and the page answers MATCHES (then the second person and the infusion start) or STOP;
+code followed by Enter, and the page answers MATCHES (then the second person, and the infusion start on the
+wristband scanned again) or STOP;
 (b) Chromium's fake camera is fed a video made from the bag's rendered label PDF, the page decodes the QR code
 with the vendored jsQR and runs the bedside check. Screenshots of both answers go to test-artifacts/."""
 from __future__ import annotations
@@ -36,6 +37,16 @@ def _scan(page: Any, text: str) -> None:
     page.keyboard.press("Enter")
 
 
+RESCAN = "Scan the patient's wristband again (on the patient's arm)"
+
+
+def _confirm_as_nurse2(page: Any) -> None:
+    page.get_by_label("Second person: user name").fill("nurse2")
+    page.get_by_label("Second person: password").fill(PASSWORD)
+    page.get_by_role("button", name="Confirm: I checked the bag against the wristband").click()
+    expect(page.get_by_role("heading", name="Two-person check confirmed")).to_be_visible()
+
+
 def test_keyboard_wedge_scans_give_matches_then_stop(browser, live_server):
     ward, other = _prepared(live_server, 2)
     context = browser.new_context(viewport=PHONE, locale="en-GB", timezone_id="Europe/London")
@@ -53,13 +64,16 @@ def test_keyboard_wedge_scans_give_matches_then_stop(browser, live_server):
         expect(page.get_by_role("alert")).to_contain_text("This bag is for this patient")
         page.screenshot(path=str(ARTIFACTS / "ward-matches.png"), full_page=True)
 
-        page.get_by_label("Second person: user name").fill("nurse2")
-        page.get_by_label("Second person: password").fill(PASSWORD)
-        page.get_by_role("button", name="Confirm: I checked the bag against the wristband").click()
-        expect(page.get_by_role("heading", name="Two-person check confirmed")).to_be_visible()
-        page.get_by_role("button", name="Start infusion").click()
+        _confirm_as_nurse2(page)
+        # the start: the scanner reads the wristband on the patient's arm again into the focused field, then Enter
+        expect(page.get_by_label(RESCAN)).to_be_focused()
+        page.screenshot(path=str(ARTIFACTS / "ward-confirmed.png"), full_page=True)
+        page.keyboard.type(ward.wristband, delay=2)
+        page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name="Infusion — patient")).to_be_visible()
         expect(page.locator("#infusion-ended")).to_have_text("running")
+        expect(page.locator("#infusion-checkers")).to_have_text("checked by Nurse, confirmed by Nurse2")
+        expect(page.locator("#infusion-started-by")).to_have_text("Nurse")
 
         # the other patient's bag, scanned bag first, for this patient: STOP, in words
         page.goto(f"{live_server.url}/ward")
@@ -79,6 +93,26 @@ def test_keyboard_wedge_scans_give_matches_then_stop(browser, live_server):
         expect(page.get_by_role("alert")).to_contain_text("ALREADY BEEN INFUSED")
     finally:
         context.close()
+
+
+def test_another_patients_wristband_at_the_start_is_a_full_stop_screen(page, live_server):
+    ward, other = _prepared(live_server, 2)
+    sign_in(page, live_server, "nurse")
+    page.goto(f"{live_server.url}/ward")
+    _scan(page, ward.wristband)
+    _scan(page, ward.token)
+    _confirm_as_nurse2(page)
+    page.get_by_role("button", name="Start infusion").click()  # nothing scanned: the field says what to do
+    expect(page.get_by_label(RESCAN)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#wristband-error")).to_contain_text("Scan the patient's wristband again")
+    page.get_by_label(RESCAN).fill(other.wristband)  # the bag carried to the next bed
+    page.get_by_role("button", name="Start infusion").click()
+    expect(page.get_by_role("heading", name="STOP")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("WRONG PATIENT: this wristband is not the patient of the "
+                                                      "confirmed check")
+    expect(page.get_by_role("button", name="Start infusion")).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ward-start-wrong-patient.png"), full_page=True)
 
 
 def test_one_tap_receive_and_thaw_after_a_scan(page, live_server):

@@ -130,7 +130,8 @@ def test_a_bag_not_on_the_ward_yet_is_a_stop(app, users, db_session):
 def test_an_already_infused_bag_is_a_stop(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, label_key=KEY)
+    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                            label_key=KEY)
     result = check(db_session, ward)
     assert "already_infused" in _codes(result)
     assert "ALREADY BEEN INFUSED" in _messages(result)
@@ -178,14 +179,15 @@ def test_infusion_start_needs_a_confirmed_check_within_the_limit(app, users, db_
     ward = prescribed_bag(db_session)
     nurse = user(db_session, "nurse")
     with pytest.raises(Conflict, match="No confirmed two-person bedside check"):
-        services.start_infusion(db_session, nurse, ward.bag_id, label_key=KEY)
+        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
     check(db_session, ward)  # checked, not confirmed
     with pytest.raises(Conflict, match="No confirmed two-person bedside check"):
-        services.start_infusion(db_session, nurse, ward.bag_id, label_key=KEY)
+        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
     checked_and_confirmed(db_session, ward)
     with pytest.raises(Conflict, match="in the last 0 minutes"):
-        services.start_infusion(db_session, nurse, ward.bag_id, label_key=KEY, valid_for=timedelta(seconds=0))
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, label_key=KEY)
+        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY,
+                                valid_for=timedelta(seconds=0))
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
     assert infusion.second_person_id == user(db_session, "nurse2").id
     assert db_session.get(Bag, ward.bag_id).status == "infused"
 
@@ -194,7 +196,7 @@ def test_infusion_record_end_volume_and_reactions(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, label_key=KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
     with pytest.raises(ValidationFailed, match="at most the bag's 25 mL"):
         services.end_infusion(db_session, nurse, infusion.id, volume_ml="30")
     services.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
@@ -228,7 +230,7 @@ def test_ten_concurrent_infusion_starts_record_exactly_one(app, users, db_sessio
             nurse = user(session, "nurse")
             session.rollback()
             barrier.wait()
-            services.start_infusion(session, nurse, ward.bag_id, label_key=KEY)
+            services.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
             outcomes.append("ok")
         except Conflict as refusal:
             outcomes.append(f"refused: {refusal.message}")
@@ -251,11 +253,14 @@ def test_ten_concurrent_infusion_starts_record_exactly_one(app, users, db_sessio
 
 
 def _disposition(session, lot_id: int, kind: str, **extra) -> None:  # type: ignore[no-untyped-def]
+    from mscbatch.lots.models import Lot
     from mscbatch.release.models import LotDisposition
+    from mscbatch.release.specs import spec_for_lot
 
-    qa = user(session, "qa")
+    qa, spec = user(session, "qa"), spec_for_lot(session.get(Lot, lot_id))  # a signature names a real spec version
     with use_case(session, qa):
-        session.add(LotDisposition(lot_id=lot_id, kind=kind, spec_id="t", spec_version="1", spec_sha256="0" * 64,
+        session.add(LotDisposition(lot_id=lot_id, kind=kind, spec_id=spec.id, spec_version=spec.version,
+                                   spec_sha256=spec.sha256,
                                    verdicts_json="[]", lot_content_json="{}", decided_by_id=qa.id,
                                    signed_at=utcnow(), **extra))
 

@@ -112,7 +112,7 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     assert nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
                                                                  "second_password": PASSWORD}).status_code == 200
-    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion")
+    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
     assert started.status_code == 302
     infusion_url = started.headers["Location"]
     assert "<strong>12.5 mL</strong> of the 25 mL bag" in nurse.get(infusion_url).get_data(as_text=True)
@@ -140,7 +140,8 @@ def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
     page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2", "second_password": PASSWORD})
-    infusion_url = nurse.post(f"/ward/bags/{ward.bag_id}/infusion").headers["Location"]
+    infusion_url = nurse.post(f"/ward/bags/{ward.bag_id}/infusion",
+                              data={"wristband": ward.wristband}).headers["Location"]
     assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "12.5"}).status_code == 302
     record = nurse.get(infusion_url).get_data(as_text=True)
     assert "12.5 mL of 25 mL" in record and "MORE THAN PRESCRIBED" not in record

@@ -73,7 +73,8 @@ def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_
     assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
     _weigh(client_as("clinician"), ward.patient_id, "80")  # 1.56 x10^6/kg
 
-    started = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    started = client.post("/api/v1/custody/infusions", headers=headers,
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
     assert started.status_code == 409 and "WEIGHT CHANGED" in started.get_data(as_text=True)
     with app.extensions["mscbatch.db"].new_session() as session:
         assert session.scalar(select(func.count()).select_from(Infusion)) == 0

@@ -39,7 +39,7 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
                                                                       "second_password": PASSWORD})
     assert confirmed.status_code == 200 and "Two-person check confirmed" in confirmed.get_data(as_text=True)
 
-    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion")
+    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
     assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
     infusion_url = started.headers["Location"]
     assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "25"}).status_code == 302
@@ -60,7 +60,7 @@ def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
     assert thaw_first.status_code == 409 and "it cannot go to thawed" in thaw_first.get_data(as_text=True)
     assert nurse.post("/ward/event", data={"bag": ward.token, "action": "receive", "location": "Ward 3"}).status_code == 302
     assert nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"}).status_code == 302
-    start = nurse.post("/ward/event", data={"bag": ward.token, "action": "start"})
+    start = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})
     assert start.status_code == 409 and "No confirmed two-person bedside check" in start.get_data(as_text=True)
 
 
@@ -74,12 +74,14 @@ def test_the_custody_api(app, users):
     ok = client.post("/api/v1/custody/scan-verify", headers=headers,
                      json={"wristband": ward.wristband, "bag": f"https://x.example/v/{ward.token}"}).get_json()
     assert ok["result"] == "MATCHES" and ok["failures"] == [] and ok["bag_id"] == ward.bag_id
-    refused = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    refused = client.post("/api/v1/custody/infusions", headers=headers,
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
     assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
     confirm = client.post(f"/api/v1/custody/checks/{ok['check_id']}/confirm", headers=headers,
                           json={"username": "nurse2", "password": PASSWORD})
     assert confirm.status_code == 200 and confirm.get_json()["second_checker_id"]
-    started = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    started = client.post("/api/v1/custody/infusions", headers=headers,
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
     assert started.status_code == 201, started.get_json()
     again = client.post("/api/v1/custody/events", headers=headers, json={"kind": "thawed", "bag": ward.token})
     assert again.status_code == 409 and "infused" in again.get_json()["detail"]

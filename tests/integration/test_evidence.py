@@ -28,6 +28,7 @@ def infused_bag(app, users, db_session):  # type: ignore[no-untyped-def]
     from mscbatch.lots.models import Bag, Lot
     from mscbatch.patients.models import Patient
     from mscbatch.release.models import LotDisposition
+    from mscbatch.release.specs import spec_for_lot
     from tests.integration.patient_factories import user
     from tests.integration.test_custody_support import KEY as LABEL_KEY
     from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
@@ -35,12 +36,12 @@ def infused_bag(app, users, db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, label_key=LABEL_KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=LABEL_KEY)
     services.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
-    qa = user(db_session, "qa")
+    qa, spec = user(db_session, "qa"), spec_for_lot(db_session.get(Lot, ward.lot_id))
     with use_case(db_session, qa):  # the release itself (results, signatures) has its own tests
-        db_session.add(LotDisposition(lot_id=ward.lot_id, kind="release", spec_id="t", spec_version="1",
-                                      spec_sha256="0" * 64, verdicts_json="[]", lot_content_json="{}",
+        db_session.add(LotDisposition(lot_id=ward.lot_id, kind="release", spec_id=spec.id, spec_version=spec.version,
+                                      spec_sha256=spec.sha256, verdicts_json="[]", lot_content_json="{}",
                                       decided_by_id=qa.id, signed_at=utcnow()))
     db_session.commit()
     bag = db_session.get(Bag, ward.bag_id)

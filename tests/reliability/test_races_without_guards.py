@@ -139,7 +139,8 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, guarded):
         monkeypatch.setattr(custody, "select", UnlockedSelect)
     with guard_removed(app, guarded, unique=("infusion", "bag_id")):
         outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:
-                        custody.start_infusion(session, nurse, ward.bag_id, label_key=KEY))
+                        custody.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband,
+                                               label_key=KEY))
         _check(app, outcomes, guarded)
         doubled = expected(guarded, _dialect(app)) == ["ok", "ok"]
         assert _scalar(app, select(func.count()).select_from(Infusion)) == (2 if doubled else 1)

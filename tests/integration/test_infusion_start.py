@@ -1,0 +1,245 @@
+"""Starting an infusion (DOMAIN.md 8: two people match the bag to the patient's wristband immediately before the
+infusion; any mismatch suspends it). The start needs a fresh scan of the wristband with the bag and re-runs the
+bedside check on it; a STOP of the bag after the confirmed check voids that check; the check's own scan must be
+within the validity window; the infusion record names the two checkers and the person who started it apart.
+Every refused start answers 4xx and writes nothing."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
+from mscbatch.custody import services
+from mscbatch.custody.models import CustodyEvent, Infusion, TwoPersonCheck
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.lots.models import Bag
+from mscbatch.patients.models import Patient
+from tests.conftest import PASSWORD, add_user, api_token_for
+from tests.integration.patient_factories import user
+from tests.integration.test_custody_support import KEY, check, checked_and_confirmed, prescribed_bag
+
+
+def _written(session: Any) -> tuple[int, ...]:
+    """Everything a start could write: infusions, custody events, checks and audit events. Read in a transaction
+    of its own and ended at once (SQLite: a transaction open in the test would lock out the test client)."""
+    session.rollback()
+    counts = tuple(session.scalar(select(func.count()).select_from(model))
+                   for model in (Infusion, CustodyEvent, TwoPersonCheck, AuditEvent))
+    session.rollback()
+    return counts
+
+
+def _start(session: Any, ward: Any, wristband: str, **kwargs: Any) -> Infusion:
+    return services.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=wristband,
+                                   label_key=KEY, **kwargs)
+
+
+def _code(session: Any, ward: Any) -> str:
+    return session.get(Patient, ward.patient_id).code
+
+
+# ---- 1. the wristband is scanned again at the start ---------------------------------------------------------
+
+def test_another_patients_wristband_at_the_start_is_refused_and_nothing_is_written(app, users, db_session):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)  # P's bag; Q in another bed
+    checked_and_confirmed(db_session, ward)                                # P's check, confirmed
+    before = _written(db_session)
+    with pytest.raises(Conflict, match="WRONG PATIENT: this wristband is not the patient of the confirmed check") \
+            as refused:
+        _start(db_session, ward, other.wristband)
+    assert f"checked for patient {_code(db_session, ward)}" in refused.value.message
+    assert f"this wristband is {_code(db_session, other)}'s" in refused.value.message
+    assert refused.value.errors == {"wristband": [refused.value.message]}  # shown next to the wristband field
+    assert _written(db_session) == before
+    assert db_session.get(Bag, ward.bag_id).status == "thawed"
+
+    infusion = _start(db_session, ward, f"  {ward.wristband} ")  # at P's bed: starts
+    assert infusion.patient_id == ward.patient_id
+    event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.kind == "infusion_started"))
+    assert event.details["wristband"] == ward.wristband  # the scan that proved the patient at the start
+
+
+def test_the_start_needs_the_wristband_and_an_unknown_one_is_refused(app, users, db_session):
+    ward = prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    before = _written(db_session)
+    for blank in ("", "   ", None):
+        with pytest.raises(ValidationFailed, match="Scan the patient's wristband again") as missing:
+            _start(db_session, ward, blank)  # type: ignore[arg-type]
+        assert set(missing.value.errors) == {"wristband"}
+    with pytest.raises(Conflict, match="WRONG PATIENT: .* this wristband is not known"):
+        _start(db_session, ward, "WB-NOBODY")
+    assert _written(db_session) == before
+
+
+def test_the_check_run_again_at_the_start_still_stops_for_the_right_patient(app, users, db_session):
+    ward = prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    with use_case(db_session, user(db_session, "qa"), "test: the bag expired after the check"):
+        db_session.get(Bag, ward.bag_id).expires_at = utcnow() - timedelta(minutes=1)
+    before = _written(db_session)
+    with pytest.raises(Conflict, match="STOP, do not start: This bag EXPIRED"):
+        _start(db_session, ward, ward.wristband)
+    assert _written(db_session) == before
+
+
+def test_the_ward_page_start_uses_its_wristband_field(app, users, db_session, client_as):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    nurse = client_as("nurse")  # signing in is audited: counted from here
+    before = _written(db_session)
+    wrong = nurse.post("/ward/event", data={"wristband": other.wristband, "bag": ward.token, "action": "start"})
+    html = wrong.get_data(as_text=True)
+    assert wrong.status_code == 409 and "WRONG PATIENT: this wristband is not the patient" in html
+    assert 'id="wristband-error"' in html  # next to the field the nurse has to scan again
+    blank = nurse.post("/ward/event", data={"wristband": "", "bag": ward.token, "action": "start"})
+    assert blank.status_code == 422 and "Scan the patient&#39;s wristband again" in blank.get_data(as_text=True)
+    assert _written(db_session) == before
+
+    started = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})
+    assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
+
+
+def _confirmed_page(client: Any, ward: Any) -> str:
+    page = client.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
+    confirmed = client.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
+                                                                       "second_password": PASSWORD})
+    assert confirmed.status_code == 200
+    return confirmed.get_data(as_text=True)
+
+
+def test_the_result_page_start_is_a_form_that_scans_the_wristband_again(app, users, db_session, client_as):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    nurse = client_as("nurse")
+    page = _confirmed_page(nurse, ward)
+    form = page.split('id="start-form"', 1)[1].split("</form>", 1)[0]
+    assert "Scan the patient&#39;s wristband again (on the patient&#39;s arm)" in form
+    assert 'name="wristband"' in form and "autofocus" in form and 'id="start-infusion"' in form
+    before = _written(db_session)
+    url = f"/ward/bags/{ward.bag_id}/infusion"
+
+    blank = nurse.post(url, data={"wristband": ""})
+    html = blank.get_data(as_text=True)
+    assert blank.status_code == 422 and "Two-person check confirmed" in html and 'id="wristband-error"' in html
+
+    wrong = nurse.post(url, data={"wristband": other.wristband})
+    html = wrong.get_data(as_text=True)
+    assert wrong.status_code == 409 and ">STOP<" in html and 'data-code="start_refused"' in html
+    assert "WRONG PATIENT: this wristband is not the patient of the confirmed check" in html
+    assert _code(db_session, other) in html.split("<dt>Patient</dt>", 1)[1]  # who was scanned
+    assert 'id="start-infusion"' not in html and ">MATCHES<" not in html
+    assert _written(db_session) == before
+
+    started = nurse.post(url, data={"wristband": ward.wristband})
+    assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
+
+
+def test_the_api_start_needs_the_wristband_of_the_checked_patient(app, users, db_session):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}  # a new token is audited: counted from here
+    before = _written(db_session)
+    missing = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
+    assert missing.status_code == 422 and "wristband" in missing.get_data(as_text=True)
+    blank = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id, "wristband": " "})
+    assert blank.status_code == 422 and blank.mimetype == "application/problem+json"
+    wrong = client.post("/api/v1/custody/infusions", headers=headers,
+                        json={"bag_id": ward.bag_id, "wristband": other.wristband})
+    assert wrong.status_code == 409 and "WRONG PATIENT" in wrong.get_json()["detail"]
+    assert _written(db_session) == before
+    started = client.post("/api/v1/custody/infusions", headers=headers,
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
+    assert started.status_code == 201 and started.get_json()["patient_id"] == ward.patient_id
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    body = spec["paths"]["/api/v1/custody/infusions"]["post"]["requestBody"]["content"]["application/json"]
+    *_, name = body["schema"]["$ref"].split("/")
+    schema = spec["components"]["schemas"][name]
+    assert "wristband" in schema["required"] and "scanned again" in schema["properties"]["wristband"]["description"]
+
+
+# ---- 2. a STOP after the confirmed check voids it -----------------------------------------------------------
+
+def test_a_stop_of_the_bag_after_the_confirmed_check_voids_it(app, users, db_session):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)                       # at P's bed, confirmed
+    assert not check(db_session, ward, wristband=other.wristband).matches  # then scanned at Q's bed: STOP
+    before = _written(db_session)
+    with pytest.raises(Conflict, match=r"A later scan of this bag said STOP \(WRONG PATIENT.*scan again and "
+                                       "have a second person confirm"):
+        _start(db_session, ward, ward.wristband)  # even back at P's bed
+    assert _written(db_session) == before
+
+    checked_and_confirmed(db_session, ward)  # scanned again and confirmed: the newer check stands
+    assert _start(db_session, ward, ward.wristband).patient_id == ward.patient_id
+
+
+def test_a_stop_between_the_scan_and_its_confirmation_voids_it_too(app, users, db_session):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    first = check(db_session, ward)
+    assert first.matches
+    check(db_session, ward, wristband=other.wristband)  # STOP, recorded after the MATCHES it follows
+    services.confirm_second_person(db_session, user(db_session, "nurse"), first.check_id, username="nurse2",
+                                   password=PASSWORD, label_key=KEY)
+    with pytest.raises(Conflict, match="A later scan of this bag said STOP"):
+        _start(db_session, ward, ward.wristband)
+
+
+def test_a_stop_of_another_bag_does_not_void_the_check(app, users, db_session):
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    assert not check(db_session, other, wristband=ward.wristband).matches  # Q's bag at P's bed: STOP for Q's bag
+    assert _start(db_session, ward, ward.wristband).bag_id == ward.bag_id
+
+
+# ---- 3. the check's own scan must be within the window ------------------------------------------------------
+
+def _backdated(session: Any, check_id: int, *, scanned: int, confirmed: int) -> None:
+    with use_case(session, user(session, "nurse"), "test: backdate the check"):
+        row = session.get(TwoPersonCheck, check_id)
+        row.checked_at = utcnow() - timedelta(minutes=scanned)
+        row.confirmed_at = utcnow() - timedelta(minutes=confirmed)
+
+
+def test_the_scan_of_the_check_must_be_within_the_window_not_only_its_confirmation(app, users, db_session):
+    ward = prescribed_bag(db_session)
+    check_id = checked_and_confirmed(db_session, ward)
+    _backdated(db_session, check_id, scanned=31, confirmed=2)  # confirmed 2 minutes ago, scanned 31 minutes ago
+    before = _written(db_session)
+    with pytest.raises(Conflict, match="No confirmed two-person bedside check of bag .* in the last 30 minutes"):
+        _start(db_session, ward, ward.wristband, valid_for=timedelta(minutes=30))
+    assert _written(db_session) == before
+    _backdated(db_session, check_id, scanned=29, confirmed=2)
+    assert _start(db_session, ward, ward.wristband, valid_for=timedelta(minutes=30)).check_id == check_id
+
+
+# ---- 4. the record names the two checkers and the starter apart ---------------------------------------------
+
+def test_the_records_name_both_checkers_and_the_person_who_started(app, users, db_session, client_as):
+    add_user(app, "nurse3", ["nurse"])
+    ward, twin = prescribed_bag(db_session), prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)  # nurse checks, nurse2 confirms
+    checked_and_confirmed(db_session, twin)
+    db_session.rollback()
+    by_third = client_as("nurse3").post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
+    by_second = client_as("nurse2").post(f"/ward/bags/{twin.bag_id}/infusion", data={"wristband": twin.wristband})
+
+    record = client_as("nurse").get(by_third.headers["Location"]).get_data(as_text=True)
+    assert '<dd id="infusion-checkers">checked by Nurse, confirmed by Nurse2</dd>' in record
+    assert '<dd id="infusion-started-by">Nurse3</dd>' in record and "two-person check)" not in record
+    record = client_as("nurse").get(by_second.headers["Location"]).get_data(as_text=True)
+    assert '<dd id="infusion-checkers">checked by Nurse, confirmed by Nurse2</dd>' in record
+    assert '<dd id="infusion-started-by">Nurse2</dd>' in record and "Nurse2 and Nurse2" not in record
+
+    page = client_as("clinician").get(f"/patients/{ward.patient_id}").get_data(as_text=True)
+    table = page.split('id="infusions"', 1)[1].split("</section>", 1)[0]
+    assert "Checked by Nurse, confirmed by Nurse2;<br>started by Nurse3" in table
+    lot = client_as("qa").get(f"/lots/{twin.lot_id}").get_data(as_text=True)
+    assert "Checked by Nurse, confirmed by Nurse2;<br>started by Nurse2" in lot.split('id="infusions"', 1)[1]

@@ -161,7 +161,7 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
     from mscbatch.lots.queries import get_lot
     from mscbatch.release.queries import involvement
-    from mscbatch.release.specs import spec_for_lot
+    from mscbatch.release.specs import spec_of_lot
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
         oos = _open(session, oos_id, investigation)
@@ -172,7 +172,7 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
         if retest is None or retest not in retest_candidates(session, oos):
             raise ValidationFailed("Choose a valid retest of the same test, entered after the OOS was opened.",
                                    field="retest_result_id")
-        test = spec_for_lot(get_lot(session, oos.lot_id)).test(oos.test_id)
+        test = spec_of_lot(session, get_lot(session, oos.lot_id)).test(oos.test_id)
         if judge_value(test, parse_result_value(test, retest.value, retest.unit)).meets is False:
             raise Conflict("The retest fails too: the OOS cannot be invalidated with it; confirm the OOS instead.",
                            field="retest_result_id")

@@ -209,7 +209,7 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     from mscbatch.core.release_spec import parse_result_value
     from mscbatch.core.verdicts import judge_test
     from mscbatch.errors import NotFound
-    from mscbatch.release.specs import lab_results, spec_for_lot
+    from mscbatch.release.specs import lab_results, spec_of_lot
 
     wanted = {lot.id: lot for lot in lots}
     if not wanted:
@@ -222,7 +222,7 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     out: dict[int, Decimal] = {}
     for lot_id, rows in found.items():
         try:
-            test = spec_for_lot(wanted[lot_id]).test(ENDOTOXIN_TEST_ID)
+            test = spec_of_lot(session, wanted[lot_id]).test(ENDOTOXIN_TEST_ID)
         except (NotFound, KeyError):
             continue
         if test.unit != ENDOTOXIN_UNIT:

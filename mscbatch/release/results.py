@@ -33,7 +33,7 @@ from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
-from mscbatch.release.specs import FLOW_PANEL, spec_for_lot
+from mscbatch.release.specs import FLOW_PANEL, spec_of_lot
 from mscbatch.site import site_today
 
 ENTRY_ROLE = "technician"
@@ -137,7 +137,7 @@ def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry) 
     _require_technician(actor)
     with use_case(session, actor):
         lot = lock_lot(session, lot_id)  # a release signing now waits for this result, or this sees it released
-        spec = spec_for_lot(lot)
+        spec = spec_of_lot(session, lot)
         test = _test_of(spec, entry.test_id)
         _check_lot_accepts(session, lot, test)
         value = _parse(test, entry.value, entry.unit, "value")
@@ -152,7 +152,7 @@ def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str
     _require_technician(actor)
     with use_case(session, actor):
         lot = lock_lot(session, lot_id)
-        spec = spec_for_lot(lot)
+        spec = spec_of_lot(session, lot)
         parsed = []
         for field, test_id, _label in FLOW_PANEL:
             test = _test_of(spec, test_id)
@@ -173,7 +173,7 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
         raise ValidationFailed("Give the reason for the correction: it goes into the audit trail.", field="reason")
     with use_case(session, actor, reason):
         result, lot = _locked_result(session, result_id)
-        spec = spec_for_lot(lot)
+        spec = spec_of_lot(session, lot)
         test = _test_of(spec, result.test_id)
         _check_lot_accepts(session, lot, test)
         if result.invalidated_at is not None:
@@ -221,7 +221,7 @@ def attach_file(session: Session, actor: Any, result_id: int, filename: str, con
     with use_case(session, actor, "attachment added to a release result"):
         result, lot = _locked_result(session, result_id)
         # a released record is signed: its evidence can no longer grow (a pending conditional test still can)
-        _check_lot_accepts(session, lot, spec_for_lot(lot).test(result.test_id))
+        _check_lot_accepts(session, lot, spec_of_lot(session, lot).test(result.test_id))
         attachment = ResultAttachment(result_id=result.id, filename=name, content_type=expected_type,
                                       size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest(),
                                       content=content, uploaded_by_id=actor.id)

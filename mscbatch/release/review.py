@@ -32,7 +32,7 @@ from mscbatch.release.queries import (
     users_named,
 )
 from mscbatch.release.release import refusals
-from mscbatch.release.specs import lot_verdict, results_of, spec_for_lot
+from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
 
@@ -119,7 +119,7 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
     lot = get_lot(session, lot_id)
     donor = session.get(Donor, lot.donor_id)
     assert donor is not None
-    spec = spec_for_lot(lot)
+    spec = spec_of_lot(session, lot)
     verdict = lot_verdict(session, lot, spec)
     all_results = results_of(session, lot.id)
     rows = [TestRow(v, [r for r in all_results if r.test_id == v.test_id], spec.test(v.test_id).unit,

@@ -45,6 +45,33 @@ def spec_for_lot(lot: Lot) -> ReleaseSpec:
     return max(specs, key=_version_key)
 
 
+def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
+    """The specification the lot is judged against: once QA has signed a release (full, conditional or
+    exceptional), the version that signature was bound to, for good (its certificate, a late result, the completion
+    of a conditional release); before, the active version. A signed version no longer installed, or changed since,
+    is a configuration error said in plain words: judging a released lot against another text would certify what
+    nobody signed."""
+    from mscbatch.release.models import LotDisposition
+    from mscbatch.release.queries import RELEASED_KINDS
+
+    signed = session.execute(select(LotDisposition.spec_id, LotDisposition.spec_version, LotDisposition.spec_sha256)
+                             .where(LotDisposition.lot_id == lot.id, LotDisposition.kind.in_(RELEASED_KINDS),
+                                    LotDisposition.signed_at.is_not(None))
+                             .order_by(LotDisposition.id).limit(1)).first()
+    if signed is None:
+        return spec_for_lot(lot)
+    spec_id, version, sha256 = signed
+    for spec in all_specs():
+        if (spec.id, spec.version) == (spec_id, version):
+            if spec.sha256 != sha256:
+                raise NotFound(f"Lot {lot.lot_number} was released against specification {spec_id} version {version}, "
+                               "but that file in config/release_specs/ has changed since (its SHA-256 differs): put "
+                               "back the signed text; a change needs a new version.")
+            return spec
+    raise NotFound(f"Lot {lot.lot_number} was released against specification {spec_id} version {version}, which is "
+                   "no longer in config/release_specs/: put the file back (old versions stay installed).")
+
+
 def results_of(session: Session, lot_id: int) -> list[ReleaseResult]:
     return list(session.scalars(select(ReleaseResult).where(ReleaseResult.lot_id == lot_id)
                                 .order_by(ReleaseResult.entered_at, ReleaseResult.id)))
@@ -56,7 +83,7 @@ def lab_results(results: list[ReleaseResult]) -> list[LabResult]:
 
 
 def lot_verdict(session: Session, lot: Lot, spec: ReleaseSpec | None = None) -> LotVerdict:
-    """Judge every test of the spec from every result of the lot (core.verdicts.judge_lot)."""
-    spec = spec or spec_for_lot(lot)
+    """Judge every test of the spec (by default the lot's own: spec_of_lot) from every result of the lot."""
+    spec = spec or spec_of_lot(session, lot)
     known = {t.id for t in spec.tests}
     return judge_lot(spec, [r for r in lab_results(results_of(session, lot.id)) if r.test_id in known])

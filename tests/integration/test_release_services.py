@@ -317,3 +317,39 @@ def test_the_certificate_prints_cell_counts_as_x10_6_cells(session, lot_id):
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     assert "120 x10^6 cells" in " ".join(text.split())
     assert "120000000" not in text
+
+
+def test_a_released_lot_stays_judged_against_the_specification_version_qa_signed(app, session, lot_id, monkeypatch,
+                                                                                   tmp_path):
+    """A stricter version 2 installed after the release: the released lot's review and certificate keep version 1
+    (what the signature vouches for); a lot still in quarantine is judged against version 2."""
+    import io
+
+    from pypdf import PdfReader
+
+    from mscbatch.core.release_spec import load_release_spec
+    from mscbatch.errors import NotFound
+    from mscbatch.release import coa, review, specs
+
+    enter_panel(session, user(session, "technician"), lot_id)  # viability 92.5 %
+    release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
+    v1 = specs.spec_for_lot(_lot(session, lot_id))
+    stricter = tmp_path / "v2.toml"
+    stricter.write_text(v1.path.read_text().replace('version = "1"', 'version = "2"').replace("min = 70", "min = 95"))
+    installed = (*specs.load_release_specs(v1.path.parent), load_release_spec(stricter))
+    monkeypatch.setattr(specs, "all_specs", lambda: installed)
+    assert specs.spec_for_lot(_lot(session, lot_id)).version == "2"  # the active version for new lots
+
+    shown = review.review_of(session, lot_id)
+    assert (shown.spec.version, str(shown.verdict.status)) == ("1", "ready")
+    words = " ".join(" ".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(coa.certificate_pdf(shown))).pages).split())
+    assert "version 1" in words and "version 2" not in words and "OUT OF SPECIFICATION" not in words
+
+    changed = tmp_path / "v1-edited.toml"
+    changed.write_text(v1.path.read_text().replace("min = 70", "min = 71"))  # same version, another text
+    monkeypatch.setattr(specs, "all_specs", lambda: (load_release_spec(changed),))
+    with pytest.raises(NotFound, match="has changed since"):
+        review.review_of(session, lot_id)
+    monkeypatch.setattr(specs, "all_specs", lambda: (load_release_spec(stricter),))
+    with pytest.raises(NotFound, match="no longer in config/release_specs"):
+        review.review_of(session, lot_id)

@@ -345,3 +345,15 @@ def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> li
         problems.append(f"endotoxin would be {Decimal(endotoxin).normalize():f} EU, above the limit of "
                         f"{limit.quantize(Decimal('0.01'))} EU for this weight")
     return problems
+
+
+def infused_against_prescribed(infused_ml: Decimal, prescribed_ml: Decimal, tolerance_percent: Decimal) -> str | None:
+    """How the volume given compares with the volume the prescription draws from the bag: "more" for any amount
+    above it (the prescription set it), "less" when short by more than the protocol's dose tolerance (the
+    infusion stopped early for a reaction, a leak: the dose then falls outside its band), None otherwise (a
+    shortfall inside the band, such as the line's dead volume, still gives a dose within it)."""
+    if infused_ml > prescribed_ml:
+        return "more"
+    if infused_ml < prescribed_ml * (_HUNDRED - tolerance_percent) / _HUNDRED:
+        return "less"
+    return None

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
+from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.patients.models import Patient
+from mscbatch.patients.models import Allocation, Patient
+from mscbatch.patients.queries import protocols
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class InfusionRow:
     started_by: str  # ...and who started it, who may be neither of them
     ended_by: str | None
     reactions: tuple[InfusionReaction, ...]
+    prescribed_ml: Decimal | None = None  # what the prescription drew from the bag
+    outside: str | None = None  # "more" / "less" than prescribed (core.dosing.infused_against_prescribed)
 
 
 def _names(session: Session, ids: set[int]) -> dict[int, str]:
@@ -41,6 +46,8 @@ def _rows(session: Session, infusions: list[Infusion]) -> list[InfusionRow]:
     for reaction in session.scalars(select(InfusionReaction).where(
             InfusionReaction.infusion_id.in_([i.id for i in infusions])).order_by(InfusionReaction.id)):
         reactions.setdefault(reaction.infusion_id, []).append(reaction)
+    prescribed = {a.bag_id: a.volume_ml for a in session.scalars(select(Allocation).where(
+        Allocation.bag_id.in_([i.bag_id for i in infusions])).order_by(Allocation.id))}  # the newest per bag
     rows = []
     for infusion in infusions:
         bag, patient = session.get(Bag, infusion.bag_id), session.get(Patient, infusion.patient_id)
@@ -51,8 +58,17 @@ def _rows(session: Session, infusions: list[Infusion]) -> list[InfusionRow]:
             infusion, bag, lot, patient, checked_by=names.get(check.checked_by_id, "?"),
             confirmed_by=names.get(check.second_checker_id or 0, "?"), started_by=names.get(infusion.started_by_id, "?"),
             ended_by=names.get(infusion.ended_by_id, "?") if infusion.ended_by_id else None,
-            reactions=tuple(reactions.get(infusion.id, []))))
+            reactions=tuple(reactions.get(infusion.id, [])), prescribed_ml=prescribed.get(bag.id),
+            outside=_outside(infusion, prescribed.get(bag.id), patient)))
     return rows
+
+
+def _outside(infusion: Infusion, prescribed_ml: Decimal | None, patient: Patient) -> str | None:
+    if infusion.volume_infused_ml is None or prescribed_ml is None:
+        return None
+    protocol = protocols().get(patient.protocol_id)
+    tolerance = protocol.dosing.tolerance_percent if protocol is not None else Decimal(0)
+    return infused_against_prescribed(infusion.volume_infused_ml, prescribed_ml, tolerance)
 
 
 def infusions_of_patient(session: Session, patient_id: int) -> list[InfusionRow]:

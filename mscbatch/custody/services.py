@@ -28,6 +28,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
+from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, resolve_bag
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
@@ -36,7 +37,7 @@ from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.patients.queries import allocation_of_bag, protocols
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
 
@@ -373,10 +374,26 @@ def _volume(text: Any) -> Decimal:
     return volume.quantize(Decimal("0.01"))
 
 
+def dose_tolerance(protocol_id: str) -> Decimal:
+    """The protocol's dose tolerance (%); none when the protocol is gone: every shortfall then needs its reason."""
+    protocol = protocols().get(protocol_id)
+    return protocol.dosing.tolerance_percent if protocol is not None else Decimal(0)
+
+
+def _outside_words(outside: str, volume: Decimal, prescribed: Any) -> str:
+    if outside == "more":
+        return (f"Volume infused: {volume.normalize():f} mL is MORE than the {prescribed.normalize():f} mL prescribed "
+                "from this bag. If that much was given, say why (it is recorded and the clinician must be told).")
+    return (f"Volume infused: {volume.normalize():f} mL is LESS than the {prescribed.normalize():f} mL prescribed "
+            "from this bag, by more than the protocol's dose tolerance. Say why (for example: stopped for a "
+            "reaction, the bag leaked): it is recorded and the clinician must be told.")
+
+
 def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
     """Record the end and the volume given. More than the prescription draws from the bag (a partial dose given
-    whole) is recorded as it happened, never refused, but only with the reason, and flagged on the record: the
-    dose given is then outside the prescription and the clinician must know."""
+    whole), or less by more than the protocol's dose tolerance (stopped early), is recorded as it happened, never
+    refused, but only with the reason, and flagged on the record: the dose given is then outside the prescription
+    and the clinician must know."""
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
     reason = (reason or "").strip()
@@ -392,15 +409,15 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
                                    field="volume_ml")
         allocation = allocation_of_bag(session, bag.id)
         prescribed = allocation.allocation.volume_ml if allocation is not None else None
-        over = prescribed is not None and volume > prescribed
-        if over and len(reason) < 5:
-            raise ValidationFailed(f"Volume infused: {volume.normalize():f} mL is MORE than the "
-                                   f"{prescribed.normalize():f} mL prescribed from this bag. If that much was given, "
-                                   "say why (it is recorded and the clinician must be told).", field="volume_ml")
+        outside = None if allocation is None or prescribed is None else infused_against_prescribed(
+            volume, prescribed, dose_tolerance(allocation.prescription.protocol_id))
+        if outside and len(reason) < 5:
+            raise ValidationFailed(_outside_words(outside, volume, prescribed), field="volume_ml")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
-        if over:
-            details.update(over_prescription=True, prescribed_ml=str(prescribed), why=reason[:500])
+        if outside:
+            details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
+                            "prescribed_ml": str(prescribed), "why": reason[:500]})
         record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
 

@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
+from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.custody import services
 from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import DispatchForm, EndForm, ReactionForm, SecondPersonForm, StartForm, WardForm
@@ -238,7 +239,15 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
                            patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
-                           tz=site_config().tz, **forms), status
+                           outside=_outside(infusion, allocation), tz=site_config().tz, **forms), status
+
+
+def _outside(infusion: Any, allocation: Any) -> str | None:
+    """"more" / "less" than prescribed, once the volume is recorded (core.dosing.infused_against_prescribed)."""
+    if allocation is None or infusion.volume_infused_ml is None:
+        return None
+    return infused_against_prescribed(infusion.volume_infused_ml, allocation.allocation.volume_ml,
+                                      services.dose_tolerance(allocation.prescription.protocol_id))
 
 
 @bp.route("/infusions/<int:infusion_id>")

@@ -28,8 +28,9 @@ Each infusion is a BiologicallyDerivedProductDispense:
 - status: in-progress while the infusion runs; once it has ended, "issued". R5's required value set
   (biologicallyderivedproductdispense-status: preparation, in-progress, allocated, issued, unfulfilled,
   returned, entered-in-error, unknown) has no "completed", so an ended infusion is the product handed over.
-- performer: the nurse who started it (function "administering"), the second person of the bedside check
-  ("second-checker") and, if someone else, who ended it ("ended-by"), by user name in urn:mscbatch:<FIN>:user.
+- performer: the two people of the bedside check ("first-checker", "second-checker"), the nurse who started it
+  ("administering", who may be neither) and, if someone else, who ended it ("ended-by"), by user name in
+  urn:mscbatch:<FIN>:user.
 - whenHandedOver: the infusion start (UTC); quantity: the volume infused in mL (UCUM), once ended.
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.site_config import effective_storage_limit_c
-from mscbatch.custody.models import Infusion
+from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
@@ -159,8 +160,10 @@ def dispense_resource(session: Session, infusion: Infusion) -> dict[str, Any]:
     patient = session.get(Patient, infusion.patient_id)
     if patient is None:  # pragma: no cover - a foreign key
         raise NotFound(f"No patient for infusion {infusion.id}.")
-    performers = [_performer("administering", session.get(User, infusion.started_by_id)),
-                  _performer("second-checker", session.get(User, infusion.second_person_id))]
+    check = session.get(TwoPersonCheck, infusion.check_id)  # the first checker is on the check, not the infusion
+    performers = [_performer("first-checker", session.get(User, check.checked_by_id) if check else None),
+                  _performer("second-checker", session.get(User, infusion.second_person_id)),
+                  _performer("administering", session.get(User, infusion.started_by_id))]
     if infusion.ended_by_id and infusion.ended_by_id not in (infusion.started_by_id, infusion.second_person_id):
         performers.append(_performer("ended-by", session.get(User, infusion.ended_by_id)))
     data: dict[str, Any] = {

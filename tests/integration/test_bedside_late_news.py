@@ -147,6 +147,39 @@ def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
     assert "12.5 mL of 25 mL" in record and "MORE THAN PRESCRIBED" not in record
 
 
+def test_a_shortfall_beyond_the_dose_tolerance_needs_a_reason_and_the_patient_page_flags_it(app, db_session,
+                                                                                              client_as):
+    """SLE-UC's dose tolerance is 10 %: 24 mL of 25 mL prescribed is within it; 10 mL (stopped for a reaction)
+    is LESS THAN PRESCRIBED, recorded only with its reason, and flagged where the clinician looks."""
+    whole, short = prescribed_bag(db_session), prescribed_bag(db_session)  # 25 mL prescribed from each
+    nurse = client_as("nurse")
+    urls = []
+    for ward in (whole, short):
+        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+        check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
+        nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2", "second_password": PASSWORD})
+        urls.append(nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
+                    .headers["Location"])
+    assert nurse.post(f"{urls[0]}/end", data={"volume_ml": "23"}).status_code == 302  # 8 % short: within the band
+    assert "THAN PRESCRIBED" not in nurse.get(urls[0]).get_data(as_text=True)
+
+    refused = nurse.post(f"{urls[1]}/end", data={"volume_ml": "10"})
+    assert refused.status_code == 422
+    assert "10 mL is LESS than the 25 mL prescribed" in refused.get_data(as_text=True)
+    assert "running" in nurse.get(urls[1]).get_data(as_text=True)  # nothing was recorded
+    ended = nurse.post(f"{urls[1]}/end", data={"volume_ml": "10", "reason": "Stopped for a grade 2 reaction"})
+    assert ended.status_code == 302
+    assert "LESS THAN PRESCRIBED: tell the clinician" in nurse.get(urls[1]).get_data(as_text=True)
+    event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == short.bag_id,
+                                                         CustodyEvent.kind == "infusion_ended"))
+    assert '"under_prescription": true' in event.details_json and "grade 2 reaction" in event.details_json
+    db_session.rollback()
+    patient_page = client_as("clinician").get(f"/patients/{short.patient_id}").get_data(as_text=True)
+    assert "25 mL prescribed" in patient_page and "LESS THAN PRESCRIBED" in patient_page
+    other = client_as("clinician").get(f"/patients/{whole.patient_id}").get_data(as_text=True)
+    assert "25 mL prescribed" in other and "THAN PRESCRIBED" not in other
+
+
 def test_no_bag_is_offered_for_a_prescription_from_a_lot_failed_late_or_a_donor_reopened(app, db_session):
     from mscbatch.donors.models import Donor
     from mscbatch.donors.services import record_result

@@ -144,8 +144,8 @@ def test_an_infusion_is_a_valid_r5_dispense_with_the_trial_code_only(api, infuse
     assert data["whenHandedOver"][:19] == infused["started_at"].isoformat()[:19]
     assert data["quantity"]["value"] == 24.5 and data["quantity"]["code"] == "mL"
     functions = [p["function"]["text"] for p in data["performer"]]
-    assert functions == ["administering", "second-checker"]
-    assert [p["actor"]["identifier"]["value"] for p in data["performer"]] == ["nurse", "nurse2"]
+    assert functions == ["first-checker", "second-checker", "administering"]
+    assert [p["actor"]["identifier"]["value"] for p in data["performer"]] == ["nurse", "nurse2", "nurse"]
     running = api(f"/api/v1/fhir/BiologicallyDerivedProductDispense/{infused['running']}").get_json()
     assert running["status"] == "in-progress" and "quantity" not in running
 

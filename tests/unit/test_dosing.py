@@ -355,3 +355,14 @@ def test_a_newer_weight_is_judged_for_dmso_and_endotoxin_too() -> None:
     assert problems == ["DMSO would be 0.300 g/kg, not below the limit of 0.3 g/kg"]
     assert dose_at_new_weight(dict(calculation, dose_level_cells_per_kg=str(Decimal(125 * M) / Decimal(19))),
                               Decimal("19")) == ["endotoxin would be 100 EU, above the limit of 95.00 EU for this weight"]
+
+
+def test_the_volume_given_is_judged_against_the_prescription_and_its_tolerance() -> None:
+    from mscbatch.core.dosing import infused_against_prescribed
+
+    ten = Decimal(10)
+    assert infused_against_prescribed(Decimal("12.6"), Decimal("12.5"), ten) == "more"  # any amount more
+    assert infused_against_prescribed(Decimal("12.5"), Decimal("12.5"), ten) is None
+    assert infused_against_prescribed(Decimal("22.5"), Decimal("25"), ten) is None  # 10 % short: the band's edge
+    assert infused_against_prescribed(Decimal("22.49"), Decimal("25"), ten) == "less"
+    assert infused_against_prescribed(Decimal("24.99"), Decimal("25"), Decimal(0)) == "less"

@@ -63,10 +63,21 @@ def recalls_covering(session: Session, lot: Lot) -> list[Recall]:
     A recall holds the bags that exist when it starts; the steps that make or release stock later (a new lot from
     the donor, a reagent use recorded, bags frozen, a release) ask this, so that what is made after a recall
     started is covered by it too."""
+    return list(session.scalars(select(Recall).where(Recall.status == "active", _origins(lot)).order_by(Recall.id)))
+
+
+def _origins(lot: Lot) -> Any:
+    """A recall's origins that reach the lot: the lot itself, its donor, a reagent lot it used."""
     used = select(ReagentUse.reagent_lot_id).where(ReagentUse.lot_id == lot.id)
-    return list(session.scalars(select(Recall).where(Recall.status == "active", or_(
-        Recall.lot_id == lot.id, Recall.donor_id == lot.donor_id, Recall.reagent_lot_id.in_(used)))
-        .order_by(Recall.id)))
+    return or_(Recall.lot_id == lot.id, Recall.donor_id == lot.donor_id, Recall.reagent_lot_id.in_(used))
+
+
+def recalls_of_lot(session: Session, lot: Lot) -> list[Recall]:
+    """The recalls that cover the lot (recalls_covering) and those that did: one of the same origins that ended
+    after the lot was made. Ending a recall lifts its holds but leaves the lot recalled and its signatures on the
+    record (the certificate of analysis prints them)."""
+    return list(session.scalars(select(Recall).where(
+        _origins(lot), or_(Recall.status == "active", Recall.ended_at > lot.created_at)).order_by(Recall.id)))
 
 
 def recall_words(recall: Recall) -> str:

@@ -17,6 +17,7 @@ from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Space
 
 from mscbatch.core.release_spec import format_value
 from mscbatch.database import utcnow
+from mscbatch.recall.queries import recall_words
 
 _styles = getSampleStyleSheet()
 SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
@@ -76,7 +77,6 @@ def _tests(review: Any) -> Table:
     return _grid(rows, [52 * mm, 32 * mm, 26 * mm, 14 * mm, 60 * mm, 20 * mm, 24 * mm, 20 * mm])
 
 
-
 def _deviation_words(review: Any, deviation: Any) -> str:
     """A deviation recorded after the release: not weighed by the release signature, and QA's signed assessment
     when there is one (Annex 11 8.2: the printout shows what changed after the signature)."""
@@ -85,9 +85,33 @@ def _deviation_words(review: Any, deviation: Any) -> str:
     words = f"AFTER RELEASE, not weighed by the release signature: {deviation.description}"
     if deviation.id in review.assessments:
         assessment, signatures = review.assessments[deviation.id]
-        signed = "; ".join(f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC" for s in signatures)
+        signed = "; ".join(f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC, meaning: {s.meaning}"
+                           for s in signatures)
         words += f". Assessed by QA ({signed}): {assessment.outcome_words}. {assessment.rationale}"
     return words
+
+
+def _signed(review: Any) -> list[tuple[Any, str]]:
+    """Every signature on the lot's record with the meaning to print (21 CFR 11.50): the disposition and OOS
+    signatures as signed; a deviation assessment's and a recall's also name what they were signed on, since
+    their meaning alone does not say which deviation or recall."""
+    rows = [(s, s.meaning) for s in review.signatures]
+    rows += [(s, s.meaning) for sigs in review.oos_signatures.values() for s in sigs]
+    for deviation_id, (assessment, sigs) in sorted(review.assessments.items()):
+        rows += [(s, f"{s.meaning} (deviation {deviation_id}, {assessment.severity})") for s in sigs]
+    for recall, sigs in review.recalls:
+        rows += [(s, f"{s.meaning} — {recall_words(recall)}") for s in sigs]
+    return rows
+
+
+def _signatures(review: Any) -> Any:
+    signed = _signed(review)
+    if not signed:
+        return _p("Not signed: this lot is not released.", FLAG)
+    return _grid([[_p("Printed name"), _p("Date-time (UTC)"), _p("Meaning")]] + [
+        [_p(s.printed_name), _p(f"{s.signed_at:%Y-%m-%d %H:%M:%S} UTC"), _p(meaning)] for s, meaning in signed],
+        [70 * mm, 50 * mm, 135 * mm])
+
 
 def certificate_pdf(review: Any) -> bytes:
     lot, spec = review.lot, review.spec
@@ -131,15 +155,7 @@ def certificate_pdf(review: Any) -> bytes:
     else:
         section.append(_p("None.", BODY))
     story.append(KeepTogether(section))
-    section = [Paragraph("Electronic signatures", _styles["Heading3"])]
-    signatures = review.signatures + [s for sigs in review.oos_signatures.values() for s in sigs]
-    if signatures:
-        section.append(_grid([[_p("Printed name"), _p("Date-time (UTC)"), _p("Meaning")]] + [
-            [_p(s.printed_name), _p(f"{s.signed_at:%Y-%m-%d %H:%M:%S} UTC"), _p(s.meaning)] for s in signatures],
-            [70 * mm, 50 * mm, 135 * mm]))
-    else:
-        section.append(_p("Not signed: this lot is not released.", FLAG))
-    story.append(KeepTogether(section))
+    story.append(KeepTogether([Paragraph("Electronic signatures", _styles["Heading3"]), _signatures(review)]))
     doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number))
     return buffer.getvalue()
 

@@ -14,6 +14,8 @@ from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import get_lot
 from mscbatch.lots.services import current_gate
+from mscbatch.recall.models import Recall
+from mscbatch.recall.queries import recalls_of_lot
 from mscbatch.release.models import (
     DeviationAssessment,
     LotDisposition,
@@ -83,9 +85,16 @@ class Review:
     # ids of the deviations QA still has to assess: release.queries.deviations_after_release, the rule the
     # assessment itself and the dashboard apply, read here rather than restated
     awaiting: frozenset[int] = frozenset()
+    # the recalls that cover or covered the lot, each with its signatures (start, and end once found invalid)
+    recalls: list[tuple[Recall, list[Signature]]] = field(default_factory=list)
 
     def after_release(self, deviation: Deviation) -> bool:
-        """Recorded after the release was signed: that signature did not weigh it."""
+        """Recorded after a release signature that did not weigh it. An assessed deviation always is (QA assessed
+        it because it came after a release signature), even when a later one, such as the completion of a
+        conditional release, now is the last; one awaiting assessment is as deviations_after_release decides;
+        else, recorded after the last release signature (e.g. on a lot recalled since, which no one assesses)."""
+        if deviation.id in self.assessments or deviation.id in self.awaiting:
+            return True
         return self.released_at is not None and deviation.recorded_at > self.released_at
 
     @property
@@ -145,4 +154,5 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   state=release_state(session, lot), users=users_named(session, user_ids),
                   released_at=released_at(session, lot.id),
                   assessments={d: (a, signatures_of(session, a)) for d, a in assessments_of(session, lot.id).items()},
-                  awaiting=frozenset(d.id for d, _lot in deviations_after_release(session, lot.id)))
+                  awaiting=frozenset(d.id for d, _lot in deviations_after_release(session, lot.id)),
+                  recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)])

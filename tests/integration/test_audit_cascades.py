@@ -17,6 +17,7 @@ from mscbatch.audit.trail import Audited, Lockable
 from mscbatch.auth.models import User
 from mscbatch.database import utcnow
 from mscbatch.errors import RecordLocked
+from tests.integration.stand_in import stand_in_session
 
 
 class _TestBase(DeclarativeBase):
@@ -48,13 +49,7 @@ class Entry(Audited, _TestBase):
 
 @pytest.fixture
 def session(app, users):  # type: ignore[no-untyped-def]
-    engine = app.extensions["mscbatch.db"].engine
-    _TestBase.metadata.create_all(engine)
-    with app.app_context():
-        session = app.extensions["mscbatch.db"].new_session()
-        yield session
-        session.close()
-    _TestBase.metadata.drop_all(engine)
+    yield from stand_in_session(app, _TestBase)
 
 
 def _admin(session):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from mscbatch.errors import AuthenticationFailed, PermissionDenied, RecordLocked
 from mscbatch.signatures import services as signatures
 from mscbatch.signatures.models import Signature
 from tests.conftest import PASSWORD
+from tests.integration.stand_in import stand_in_session
 
 
 class _TestBase(DeclarativeBase):
@@ -34,13 +35,7 @@ class Memo(Audited, Lockable, _TestBase):
 
 @pytest.fixture
 def session(app, users):  # type: ignore[no-untyped-def]
-    engine = app.extensions["mscbatch.db"].engine
-    _TestBase.metadata.create_all(engine)
-    with app.app_context():
-        session = app.extensions["mscbatch.db"].new_session()
-        yield session
-        session.close()
-    _TestBase.metadata.drop_all(engine)
+    yield from stand_in_session(app, _TestBase)
 
 
 def _user(session, name):  # type: ignore[no-untyped-def]

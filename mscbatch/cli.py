@@ -107,6 +107,21 @@ def register_commands(app: Flask) -> None:
                    f"({verdict.events_checked} events verified before it).", err=True)
         sys.exit(1)
 
+    @audit.command("reconcile")
+    @with_appcontext
+    def audit_reconcile_command() -> None:
+        """Compare every audited table's live rows with their audit trail (replayed insert, update and delete
+        events): name each value, row or deletion that differs. Exit status 1 on any difference."""
+        from mscbatch.audit.reconcile import reconcile_database
+
+        outcome = reconcile_database(_db().session)
+        if outcome.ok:
+            click.echo(outcome.lines()[0])
+            return
+        for line in outcome.lines():
+            click.echo(line, err=True)
+        sys.exit(1)
+
     @app.cli.command("backup")
     @click.option("--output", type=click.Path(path_type=Path), required=True)
     @with_appcontext

@@ -24,8 +24,8 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_dins
 from mscbatch.lots.models import Bag
-from mscbatch.lots.queries import bags_of, get_lot, product_of
-from mscbatch.lots.services import require_in_process, require_technician
+from mscbatch.lots.queries import bags_of, product_of
+from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.recall.queries import hold_for_recalls
 from mscbatch.site import site_config
 
@@ -53,7 +53,7 @@ def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: dateti
     _check_plans(bags)
     site = site_config()
     with use_case(session, actor, f"cryopreserved into {len(bags)} bags"):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)  # two freezings at once: the second sees the first's bags and is refused
         require_in_process(lot, "the cryopreservation")
         if lot.harvested_at is None or lot.harvest_total_cells is None or lot.harvest_viable_cells is None:
             raise Conflict(f"Record the harvest of lot {lot.lot_number} before cryopreserving it.")

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import REAGENT_TYPES, ProcessStep, ReagentLot, ReagentUse
-from mscbatch.lots.queries import get_lot
-from mscbatch.lots.services import require_in_process, require_technician
+from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.recall.queries import active_recall_of, recall_words
 from mscbatch.site import site_today
 
@@ -62,7 +61,7 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
     if used_on > site_today():
         raise ValidationFailed("The date of use cannot be in the future.", field="used_on")
     with use_case(session, actor, "reagent lot linked"):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)
         require_in_process(lot, "a reagent")
         reagent = session.get(ReagentLot, reagent_lot_id)
         if reagent is None:

@@ -187,5 +187,5 @@ def transition_lot(session: Session, actor: Any, lot_id: int, target: str, reaso
         raise Conflict(f"Moving a lot to {target.replace('_', ' ')} needs QA's electronic signature (release "
                        "capability); it cannot be done as a plain state change.", field="target")
     with use_case(session, actor, reason):
-        apply_lot_transition(session, actor, get_lot(session, lot_id), target)
+        apply_lot_transition(session, actor, lock_lot(session, lot_id), target)
     return get_lot(session, lot_id)

@@ -28,7 +28,7 @@ from mscbatch.core.culture import (
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
-from mscbatch.lots.queries import get_lot, product_of
+from mscbatch.lots.queries import product_of
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.site import site_config, site_day, site_today
 
@@ -73,7 +73,7 @@ def record_isolation(session: Session, actor: Any, lot_id: int, *, performed_on:
     """The isolation of cells from the tissue (digestion / explant): once per lot, before P0."""
     require_technician(actor)
     with use_case(session, actor, "isolation recorded"):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)
         require_in_process(lot, "the isolation")
         previous = steps_of(session, lot.id)
         if previous:
@@ -112,7 +112,7 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
         if not Decimal(0) < days <= Decimal(365):
             raise ValidationFailed("Days in culture: more than 0 and at most 365.", field="days_in_culture")
     with use_case(session, actor, f"passage P{details.passage_number} recorded"):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)
         require_in_process(lot, "a passage")
         if lot.harvested_at is not None:
             raise Conflict(f"Lot {lot.lot_number} is harvested: no further passage can be recorded.")
@@ -174,7 +174,7 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
     if harvested_at > utcnow():
         raise ValidationFailed("The harvest cannot be in the future.", field="harvested_at")
     with use_case(session, actor, "harvest recorded"):
-        lot = get_lot(session, lot_id)
+        lot = lock_lot(session, lot_id)
         require_in_process(lot, "the harvest")
         if lot.harvested_at is not None:
             raise Conflict(f"The harvest of lot {lot.lot_number} is already recorded.")

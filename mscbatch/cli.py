@@ -1,4 +1,4 @@
-"""The `mscbatch` command: init, create-user, seed-demo, audit verify, backup, restore (plus Flask's run)."""
+"""The `mscbatch` command: init, create-user, seed-demo, audit verify / checkpoint, backup, restore (and run)."""
 from __future__ import annotations
 
 import sys
@@ -15,6 +15,13 @@ def _db():  # type: ignore[no-untyped-def]
     from mscbatch.extensions import db
 
     return db
+
+
+def _checkpoint_file() -> Path:
+    from mscbatch.audit.checkpoints import DEFAULT_FILE_NAME
+
+    configured = current_app.config.get("AUDIT_CHECKPOINT_FILE")
+    return Path(configured) if configured else Path(current_app.config["INSTANCE_DIR"]) / DEFAULT_FILE_NAME
 
 
 def init_database(app: Flask) -> None:
@@ -96,16 +103,48 @@ def register_commands(app: Flask) -> None:
     @audit.command("verify")
     @with_appcontext
     def audit_verify_command() -> None:
-        """Check the whole hash chain; name the first bad event."""
-        from mscbatch.audit.verify import verify_database
+        """Check the whole hash chain; name the first bad event. With a checkpoint file (`audit checkpoint`),
+        also check that the chain still holds every checkpointed event."""
+        from mscbatch.audit.checkpoints import read_lines
+        from mscbatch.audit.verify import verify_checkpoints, verify_database
 
-        verdict = verify_database(_db().session, current_app.config["AUDIT_KEY"])
-        if verdict.ok:
-            click.echo(f"Audit trail intact: {verdict.events_checked} events verified.")
+        key = current_app.config["AUDIT_KEY"]
+        verdict = verify_database(_db().session, key)
+        if not verdict.ok:
+            click.echo(f"AUDIT TRAIL BROKEN at event {verdict.first_bad_seq}: {verdict.problem} "
+                       f"({verdict.events_checked} events verified before it).", err=True)
+            sys.exit(1)
+        path = _checkpoint_file()
+        lines = read_lines(path)
+        if lines is None:
+            click.echo(f"Audit trail intact: {verdict.events_checked} events verified (no checkpoint file).")
             return
-        click.echo(f"AUDIT TRAIL BROKEN at event {verdict.first_bad_seq}: {verdict.problem} "
-                   f"({verdict.events_checked} events verified before it).", err=True)
-        sys.exit(1)
+        held = verify_checkpoints(_db().session, key, lines, verdict.events_checked)
+        if not held.ok:
+            click.echo(f"AUDIT TRAIL BROKEN: {held.problem} (checkpoint file {path}).", err=True)
+            sys.exit(1)
+        click.echo(f"Audit trail intact: {verdict.events_checked} events verified; "
+                   f"{held.checkpoints_checked} checkpoints of {path} hold.")
+
+    @audit.command("checkpoint")
+    @with_appcontext
+    def audit_checkpoint_command() -> None:
+        """Append the chain head (seq, hash), the UTC time and their HMAC to the checkpoint file, outside the
+        database (MSCBATCH_AUDIT_CHECKPOINT_FILE). Run it from cron; `audit verify` then catches a trail
+        rolled back behind any checkpoint."""
+        from mscbatch.audit.checkpoints import append_line, checkpoint_line, utc_stamp
+        from mscbatch.audit.verify import CheckpointRefused, checkpoint_head
+
+        key = current_app.config["AUDIT_KEY"]
+        try:
+            seq, last_hash = checkpoint_head(_db().session, key)
+        except CheckpointRefused as refused:
+            click.echo(f"Checkpoint refused: {refused}. Run `mscbatch audit verify`.", err=True)
+            sys.exit(1)
+        at = utc_stamp()
+        path = _checkpoint_file()
+        append_line(path, checkpoint_line(key.encode() if isinstance(key, str) else key, seq, last_hash, at))
+        click.echo(f"Checkpoint {at}: event {seq} appended to {path}.")
 
     @audit.command("reconcile")
     @with_appcontext

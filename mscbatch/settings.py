@@ -54,6 +54,8 @@ def from_environment() -> dict[str, Any]:
         "DATABASE_URL": _env("DATABASE_URL") or f"sqlite:///{instance / 'mscbatch.sqlite3'}",
         "SECRET_KEY": _env("SECRET_KEY", DEMO_SECRET_KEY),
         "AUDIT_KEY": _env("AUDIT_KEY", DEMO_AUDIT_KEY),
+        # append-only file outside the database where `mscbatch audit checkpoint` anchors the chain head
+        "AUDIT_CHECKPOINT_FILE": _env("AUDIT_CHECKPOINT_FILE") or str(instance / "audit-checkpoints.jsonl"),
         "LABEL_KEY": _env("LABEL_KEY", DEMO_LABEL_KEY),
         "IDLE_TIMEOUT_MINUTES": _int("IDLE_TIMEOUT_MINUTES", 15),
         "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60),

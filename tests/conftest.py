@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ TEST_CONFIG = {
     "WTF_CSRF_ENABLED": False,
     "PASSWORD_HASH_PROFILE": "fast",
     "AUTO_MIGRATE": False,
+    # never the checkout's instance/audit-checkpoints.jsonl (a developer's `mscbatch audit checkpoint` of the demo,
+    # made with another key): a test that checkpoints names its own file
+    "AUDIT_CHECKPOINT_FILE": str(Path(tempfile.gettempdir()) / f"mscbatch-tests-{uuid.uuid4().hex}" / "none.jsonl"),
 }
 
 

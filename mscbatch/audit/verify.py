@@ -1,11 +1,14 @@
 """Reading the chain back: `mscbatch audit verify`."""
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.audit import checkpoints
 from mscbatch.audit.models import AuditEvent, AuditHead
 from mscbatch.core.audit_chain import GENESIS_HASH, ROW_FIELDS, ChainVerdict, head_mac, verify_rows
 
@@ -26,6 +29,42 @@ def verify_database(session: Session, key: str | bytes) -> ChainVerdict:
         return ChainVerdict(False, verdict.events_checked, verdict.events_checked + 1,
                             "the chain head record is missing (deleted?)")
     return verdict
+
+
+def verify_checkpoints(session: Session, key: str | bytes, lines: Iterable[str],
+                       chain_end: int) -> checkpoints.CheckpointVerdict:
+    """Judge the checkpoint file's lines against the chain (which verified up to `chain_end`): the hashes of the
+    checkpointed seqs only, read by primary key (a few rows, not another pass over the trail)."""
+    key_bytes = key.encode() if isinstance(key, str) else key
+    entries = checkpoints.parse_lines(lines)
+    wanted = sorted(checkpoints.seqs_to_look_up(entries))
+    hashes: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows = session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(chunk)))
+        hashes.update((seq, event_hash) for seq, event_hash in rows)
+    return checkpoints.judge(key_bytes, entries, hashes, chain_end)
+
+
+class CheckpointRefused(RuntimeError):
+    pass
+
+
+def checkpoint_head(session: Session, key: str | bytes) -> tuple[int, str]:
+    """The head (seq, hash) to checkpoint, after checking its MAC and that the event it names has its hash (two
+    reads by primary key): a tampered head is refused, never anchored."""
+    key_bytes = key.encode() if isinstance(key, str) else key
+    head = session.execute(select(AuditHead.last_seq, AuditHead.last_hash, AuditHead.mac)
+                           .where(AuditHead.id == 1)).first()
+    if head is None:
+        raise CheckpointRefused("the chain head record is missing (deleted?)")
+    seq, last_hash, mac = head
+    if not hmac.compare_digest(head_mac(key_bytes, seq, last_hash), mac):
+        raise CheckpointRefused("the chain head record was altered")
+    found = GENESIS_HASH if seq == 0 else session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+    if found != last_hash:
+        raise CheckpointRefused(f"the chain head does not match event {seq}")
+    return seq, last_hash
 
 
 def ensure_chain_head(session: Session) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from mscbatch.audit.checkpoints import checkpoint_line
 from mscbatch.audit.models import AuditHead
 from mscbatch.auth import services as accounts
 from mscbatch.auth.models import User
+from tests.integration.test_audit_trail import _tamper  # database access, no audit key
 
 
 @pytest.fixture
@@ -40,22 +41,9 @@ def _audited_writes(app, times: int = 2) -> None:  # type: ignore[no-untyped-def
             accounts.set_enabled(session, admin, tech.id, True, "came back")
 
 
-def _attacker_sql(app, sql: str, **params) -> None:  # type: ignore[no-untyped-def]
-    """Database access, no audit key: past the append-only triggers (as test_audit_trail._tamper)."""
-    engine = app.extensions["mscbatch.db"].engine
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        else:
-            for trigger in ("audit_event_no_update", "audit_event_no_delete"):
-                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
-        for statement in sql.split(";"):
-            connection.execute(text(statement), params)
-
-
 def _roll_back_to(app, head) -> None:  # type: ignore[no-untyped-def]
     seq, last_hash, mac = head
-    _attacker_sql(app, "DELETE FROM audit_event WHERE seq > :seq; "
+    _tamper(app, "DELETE FROM audit_event WHERE seq > :seq; "
                   "UPDATE audit_head SET last_seq = :seq, last_hash = :h, mac = :m WHERE id = 1",
                   seq=seq, h=last_hash, m=mac)
 
@@ -108,7 +96,7 @@ def test_a_rolled_back_trail_grown_again_past_the_checkpoint_is_caught(app, user
 
 def test_an_altered_event_at_a_checkpointed_seq_is_caught(app, users, checkpoint_file):
     cp = _checkpoint(app, checkpoint_file)
-    _attacker_sql(app, "UPDATE audit_event SET reason = 'nothing to see' WHERE seq = :seq", seq=cp["seq"])
+    _tamper(app, "UPDATE audit_event SET reason = 'nothing to see' WHERE seq = :seq", seq=cp["seq"])
     result = _cli(app, "verify")
     assert result.exit_code == 1 and "AUDIT TRAIL BROKEN" in result.output, result.output
 
@@ -137,7 +125,7 @@ def test_without_a_checkpoint_file_verify_says_so(app, users, checkpoint_file):
 
 
 def test_an_altered_head_is_refused_not_checkpointed(app, users, checkpoint_file):
-    _attacker_sql(app, "UPDATE audit_head SET last_seq = last_seq + 1 WHERE id = 1")
+    _tamper(app, "UPDATE audit_head SET last_seq = last_seq + 1 WHERE id = 1")
     result = _cli(app, "checkpoint")
     assert result.exit_code == 1 and "Checkpoint refused" in result.output, result.output
     assert not checkpoint_file.exists()

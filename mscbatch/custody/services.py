@@ -287,9 +287,28 @@ def later_stop(session: Session, check: TwoPersonCheck) -> TwoPersonCheck | None
         .order_by(TwoPersonCheck.id.desc()).limit(1))
 
 
+class StartRefused(Conflict):
+    """An infusion start the system stopped at the bedside. `refusal` names it in the audit trail and the admin's
+    monitoring (e.g. wrong_patient): each is someone about to give a bag that must not be given now."""
+
+    def __init__(self, refusal: str, message: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.refusal = refusal
+
+
+#: refusal code -> how the admin's monitoring page words it
+START_REFUSALS = {
+    "already_infused": "the bag was already infused",
+    "no_confirmed_check": "no confirmed two-person check in the validity window",
+    "later_stop": "a later scan of the bag said STOP",
+    "wrong_patient": "WRONG PATIENT: the wristband scanned is not the checked patient's",
+    "stop": "the check run again at the start said STOP",
+}
+
+
 def _refuse_infused(session: Session, bag: Bag) -> None:
     if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
-        raise Conflict(f"Bag {bag.din} has already been infused.")
+        raise StartRefused("already_infused", f"Bag {bag.din} has already been infused.")
 
 
 def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoPersonCheck:
@@ -297,13 +316,16 @@ def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoP
     minutes = int(valid_for.total_seconds() // 60)
     check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
     if check is None:
-        raise Conflict(f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} minutes "
-                       "(counted from the scan): scan the wristband and the bag, and have a second person confirm.")
+        raise StartRefused("no_confirmed_check",
+                           f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} minutes "
+                           "(counted from the scan): scan the wristband and the bag, and have a second person "
+                           "confirm.")
     stop = later_stop(session, check)
     if stop is not None:
         said = "; ".join(f["message"] for f in stop.failures) or "STOP"
-        raise Conflict(f"A later scan of this bag said STOP ({said}). The two-person check before it no longer "
-                       "counts. Do not start: find out why, then scan again and have a second person confirm.")
+        raise StartRefused("later_stop",
+                           f"A later scan of this bag said STOP ({said}). The two-person check before it no longer "
+                           "counts. Do not start: find out why, then scan again and have a second person confirm.")
     return check
 
 
@@ -315,9 +337,10 @@ def _refuse_another_patient(session: Session, check: TwoPersonCheck, fresh: Beds
     checked = session.get(Patient, check.patient_id)
     code = checked.code if checked is not None else "?"
     wearer = f"this wristband is {fresh.patient.code}'s" if fresh.patient else "this wristband is not known"
-    raise Conflict(f"WRONG PATIENT: this wristband is not the patient of the confirmed check. The bag was checked "
-                   f"for patient {code}; {wearer}. Do not start the infusion: go to patient {code} and scan the "
-                   "wristband on their arm.", field="wristband")
+    raise StartRefused("wrong_patient",
+                       f"WRONG PATIENT: this wristband is not the patient of the confirmed check. The bag was checked "
+                       f"for patient {code}; {wearer}. Do not start the infusion: go to patient {code} and scan the "
+                       "wristband on their arm.", field="wristband")
 
 
 def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str, label_key: str,
@@ -338,7 +361,7 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
             fresh = evaluate(session, wristband, check.bag_scan, label_key)
             _refuse_another_patient(session, check, fresh)
             if not fresh.matches:
-                raise Conflict("STOP, do not start: " + " ".join(f.message for f in fresh.failures))
+                raise StartRefused("stop", "STOP, do not start: " + " ".join(f.message for f in fresh.failures))
             assert check.patient_id is not None and check.second_checker_id is not None
             infusion = Infusion(bag_id=bag.id, patient_id=check.patient_id, check_id=check.id,
                                 started_at=utcnow(), started_by_id=actor.id, second_person_id=check.second_checker_id)
@@ -349,7 +372,18 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
                                   "wristband": wristband})
     except IntegrityError:
         raise Conflict("This bag's infusion was just recorded by someone else.") from None
+    except StartRefused as refused:
+        _audit_refused_start(session, actor, bag_id, wristband, refused)
+        raise
     return infusion
+
+
+def _audit_refused_start(session: Session, actor: Any, bag_id: int, wristband: str, refused: StartRefused) -> None:
+    """A refused start is recorded after the start's own transaction rolled back, in one of its own: what was
+    about to be given, to whom, and why not (counted on the admin's monitoring page, logged as a warning)."""
+    with use_case(session, actor):
+        trail.record(session, "infusion_start_refused", "bag", bag_id,
+                     new={"refusal": refused.refusal, "wristband": wristband}, reason=refused.message)
 
 
 def get_infusion(session: Session, infusion_id: int) -> Infusion:

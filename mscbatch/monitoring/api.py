@@ -13,7 +13,8 @@ from mscbatch.extensions import db
 from mscbatch.monitoring import counters
 
 bp = Blueprint("monitoring_api", __name__, url_prefix="/api/v1/admin",
-               description="Monitoring counters (admin): refused sign-ins, bedside STOPs, refused signatures")
+               description="Monitoring counters (admin): refused sign-ins, bedside STOPs, refused infusion starts, "
+                           "refused signatures")
 
 
 class WindowsSchema(Schema):
@@ -29,6 +30,10 @@ class CountersSchema(Schema):
                                                            "disabled accounts at sign-in"})
     bedside_refused = fields.Nested(WindowsSchema, required=True,
                                     metadata={"description": "bedside checks answered STOP"})
+    infusion_start_refused = fields.Nested(
+        WindowsSchema, required=True,
+        metadata={"description": "infusion starts refused at the bedside (wrong patient, STOP at the start, no "
+                                 "confirmed check, already infused)"})
     signature_refused = fields.Nested(WindowsSchema, required=True,
                                       metadata={"description": "e-signatures refused for a wrong password"})
 

@@ -1,6 +1,8 @@
-"""Counts of refused logins, bedside checks answered STOP and refused signatures, from the records themselves.
+"""Counts of refused logins, bedside checks answered STOP, refused infusion starts and refused signatures, from
+the records themselves.
 
-Failed logins and refused signatures are audit events (actions below); a STOP is a TwoPersonCheck row. Each
+Failed logins, refused infusion starts and refused signatures are audit events (actions below); a STOP is a
+TwoPersonCheck row. Each
 count is one query per kind with the three windows as conditional sums, over the audit trail's
 (action, occurred_at) index: cheap on a trail of millions of events.
 """
@@ -22,12 +24,13 @@ from mscbatch.lots.models import Bag
 
 FAILED_LOGIN_ACTIONS = ("login_failed", "login_refused")
 SIGNATURE_REFUSED_ACTIONS = ("signature_refused",)
+START_REFUSED_ACTIONS = ("infusion_start_refused",)
 RECENT = 20
 WINDOWS = (("last_24_hours", timedelta(hours=24)), ("last_7_days", timedelta(days=7)))
 
 # (key, heading) in the order the page shows them
 KINDS = (("failed_logins", "Failed sign-ins"), ("bedside_refused", "Bedside checks answered STOP"),
-         ("signature_refused", "Refused signatures"))
+         ("infusion_start_refused", "Infusion starts refused"), ("signature_refused", "Refused signatures"))
 
 LOGIN_REASONS = {
     "unknown user name": "no account has this user name",
@@ -56,6 +59,8 @@ def counts(session: Session, now: datetime | None = None) -> dict[str, dict[str,
     return {
         "failed_logins": _windowed(session, AuditEvent.occurred_at, AuditEvent.action.in_(FAILED_LOGIN_ACTIONS), now),
         "bedside_refused": _windowed(session, TwoPersonCheck.checked_at, TwoPersonCheck.result == "stop", now),
+        "infusion_start_refused": _windowed(session, AuditEvent.occurred_at,
+                                            AuditEvent.action.in_(START_REFUSED_ACTIONS), now),
         "signature_refused": _windowed(session, AuditEvent.occurred_at,
                                        AuditEvent.action.in_(SIGNATURE_REFUSED_ACTIONS), now),
     }
@@ -104,6 +109,17 @@ def recent_bedside_stops(session: Session) -> list[Incident]:
             for check, user, din in rows]
 
 
+def recent_refused_starts(session: Session) -> list[Incident]:
+    events = _recent_events(session, START_REFUSED_ACTIONS)
+    people = _people(session, {e.actor_id for e in events if e.actor_id is not None})
+    bag_ids = {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()}
+    dins = dict(session.execute(select(Bag.id, Bag.din).where(Bag.id.in_(bag_ids))).all()) if bag_ids else {}
+    return [Incident(e.occurred_at, _named(people.get(e.actor_id or 0), e.actor_name),
+                     f"bag {dins.get(int(e.entity_id or 0), e.entity_id)}: {e.reason or 'refused'}")
+            for e in events]
+
+
 def recent(session: Session) -> dict[str, list[Incident]]:
     return {"failed_logins": recent_failed_logins(session), "bedside_refused": recent_bedside_stops(session),
+            "infusion_start_refused": recent_refused_starts(session),
             "signature_refused": recent_refused_signatures(session)}

@@ -1,4 +1,5 @@
-"""A WARNING log line for each refused login, refused signature and bedside STOP, once it is committed.
+"""A WARNING log line for each refused login, refused signature, refused infusion start and bedside STOP, once it
+is committed.
 
 Listeners, not calls in the services: the audit trail's inserts are watched for the refusal actions and for
 the insert event of a bedside check answered STOP (the check's record is written with Core, past the mapper's
@@ -21,7 +22,8 @@ from mscbatch.custody.models import TwoPersonCheck
 
 SECURITY = logging.getLogger("mscbatch.security")
 CHECKS = TwoPersonCheck.__tablename__
-AUDITED_REFUSALS = frozenset({"login_failed", "login_refused", "signature_refused", "second_person_refused"})
+AUDITED_REFUSALS = frozenset({"login_failed", "login_refused", "signature_refused", "second_person_refused",
+                              "infusion_start_refused"})
 _PENDING = "mscbatch.security_pending"
 
 

@@ -24,6 +24,10 @@ AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
     # the second person of the bedside check types a password: a failure is audited and counts to the lockout
     "custody.confirm": frozenset({("second_person_refused", None)}) | _FAILED_LOGIN_COUNT,
     "custody_api.confirm": frozenset({("second_person_refused", None)}) | _FAILED_LOGIN_COUNT,
+    # an infusion start the system stops (wrong patient, STOP at the start, no confirmed check, already infused) is
+    # recorded for the admin's monitoring: someone was about to give a bag that must not be given
+    **{endpoint: frozenset({("infusion_start_refused", None)})
+       for endpoint in ("custody.start", "custody.event", "custody_api.start_infusion")},
     # an e-signature with a wrong password creates no signature, but the refusal is audited (README, Part 11)
     **{endpoint: _SIGNATURE_REFUSED for endpoint in (
         "donors.decide", "patients.enrol", "patients.decide", "prescriptions.prescribe", "patients_api.prescribe",

@@ -2,9 +2,11 @@
 infusion; any mismatch suspends it). The start needs a fresh scan of the wristband with the bag and re-runs the
 bedside check on it; a STOP of the bag after the confirmed check voids that check; the check's own scan must be
 within the validity window; the infusion record names the two checkers and the person who started it apart.
-Every refused start answers 4xx and writes nothing."""
+Every refused start answers 4xx and writes nothing but the audit event of the refusal, which the admin's monitoring
+counts (a blank wristband is a form error: nothing at all)."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -16,22 +18,35 @@ from mscbatch.audit.models import AuditEvent
 from mscbatch.custody import services
 from mscbatch.custody.models import CustodyEvent, Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
-from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Patient
 from tests.conftest import PASSWORD, add_user, api_token_for
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, check, checked_and_confirmed, prescribed_bag
 
+REFUSED = AuditEvent.action == "infusion_start_refused"
+
 
 def _written(session: Any) -> tuple[int, ...]:
-    """Everything a start could write: infusions, custody events, checks and audit events. Read in a transaction
-    of its own and ended at once (SQLite: a transaction open in the test would lock out the test client)."""
+    """Everything a start could write: infusions, custody events, checks and audit events other than a refused
+    start's. Read in a transaction of its own and ended at once (SQLite: a transaction open in the test would lock
+    out the test client)."""
     session.rollback()
     counts = tuple(session.scalar(select(func.count()).select_from(model))
-                   for model in (Infusion, CustodyEvent, TwoPersonCheck, AuditEvent))
+                   for model in (Infusion, CustodyEvent, TwoPersonCheck))
+    counts += (session.scalar(select(func.count()).select_from(AuditEvent).where(~REFUSED)),)
     session.rollback()
     return counts
+
+
+def _refusals(session: Any) -> list[tuple[str, int, str, str]]:
+    """The refused starts recorded: (refusal, bag id, who, the words the nurse saw), oldest first."""
+    session.rollback()
+    events = [(json.loads(e.new_value)["refusal"], int(e.entity_id), e.actor_name, e.reason)
+              for e in session.scalars(select(AuditEvent).where(REFUSED).order_by(AuditEvent.seq))]
+    session.rollback()
+    return events
 
 
 def _start(session: Any, ward: Any, wristband: str, **kwargs: Any) -> Infusion:
@@ -56,6 +71,9 @@ def test_another_patients_wristband_at_the_start_is_refused_and_nothing_is_writt
     assert f"this wristband is {_code(db_session, other)}'s" in refused.value.message
     assert refused.value.errors == {"wristband": [refused.value.message]}  # shown next to the wristband field
     assert _written(db_session) == before
+    assert _refusals(db_session) == [("wrong_patient", ward.bag_id, "nurse", refused.value.message)]
+    scanned = json.loads(db_session.scalar(select(AuditEvent.new_value).where(REFUSED)))["wristband"]
+    assert scanned == other.wristband  # what was scanned, for the inquiry
     assert db_session.get(Bag, ward.bag_id).status == "thawed"
 
     infusion = _start(db_session, ward, f"  {ward.wristband} ")  # at P's bed: starts
@@ -72,9 +90,11 @@ def test_the_start_needs_the_wristband_and_an_unknown_one_is_refused(app, users,
         with pytest.raises(ValidationFailed, match="Scan the patient's wristband again") as missing:
             _start(db_session, ward, blank)  # type: ignore[arg-type]
         assert set(missing.value.errors) == {"wristband"}
+    assert _refusals(db_session) == []  # a blank wristband is a form error, not a refused start
     with pytest.raises(Conflict, match="WRONG PATIENT: .* this wristband is not known"):
         _start(db_session, ward, "WB-NOBODY")
     assert _written(db_session) == before
+    assert [r[0] for r in _refusals(db_session)] == ["wrong_patient"]
 
 
 def test_the_check_run_again_at_the_start_still_stops_for_the_right_patient(app, users, db_session):
@@ -86,6 +106,7 @@ def test_the_check_run_again_at_the_start_still_stops_for_the_right_patient(app,
     with pytest.raises(Conflict, match="STOP, do not start: This bag EXPIRED"):
         _start(db_session, ward, ward.wristband)
     assert _written(db_session) == before
+    assert [r[0] for r in _refusals(db_session)] == ["stop"]
 
 
 def test_the_ward_page_start_uses_its_wristband_field(app, users, db_session, client_as):
@@ -100,6 +121,7 @@ def test_the_ward_page_start_uses_its_wristband_field(app, users, db_session, cl
     blank = nurse.post("/ward/event", data={"wristband": "", "bag": ward.token, "action": "start"})
     assert blank.status_code == 422 and "Scan the patient&#39;s wristband again" in blank.get_data(as_text=True)
     assert _written(db_session) == before
+    assert [r[:3] for r in _refusals(db_session)] == [("wrong_patient", ward.bag_id, "nurse")]
 
     started = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})
     assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
@@ -135,6 +157,7 @@ def test_the_result_page_start_is_a_form_that_scans_the_wristband_again(app, use
     assert _code(db_session, other) in html.split("<dt>Patient</dt>", 1)[1]  # who was scanned
     assert 'id="start-infusion"' not in html and ">MATCHES<" not in html
     assert _written(db_session) == before
+    assert [r[:3] for r in _refusals(db_session)] == [("wrong_patient", ward.bag_id, "nurse")]
 
     started = nurse.post(url, data={"wristband": ward.wristband})
     assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
@@ -154,6 +177,7 @@ def test_the_api_start_needs_the_wristband_of_the_checked_patient(app, users, db
                         json={"bag_id": ward.bag_id, "wristband": other.wristband})
     assert wrong.status_code == 409 and "WRONG PATIENT" in wrong.get_json()["detail"]
     assert _written(db_session) == before
+    assert _refusals(db_session) == [("wrong_patient", ward.bag_id, "nurse", wrong.get_json()["detail"])]
     started = client.post("/api/v1/custody/infusions", headers=headers,
                           json={"bag_id": ward.bag_id, "wristband": ward.wristband})
     assert started.status_code == 201 and started.get_json()["patient_id"] == ward.patient_id
@@ -176,6 +200,7 @@ def test_a_stop_of_the_bag_after_the_confirmed_check_voids_it(app, users, db_ses
                                        "have a second person confirm"):
         _start(db_session, ward, ward.wristband)  # even back at P's bed
     assert _written(db_session) == before
+    assert [r[0] for r in _refusals(db_session)] == ["later_stop"]
 
     checked_and_confirmed(db_session, ward)  # scanned again and confirmed: the newer check stands
     assert _start(db_session, ward, ward.wristband).patient_id == ward.patient_id
@@ -216,6 +241,7 @@ def test_the_scan_of_the_check_must_be_within_the_window_not_only_its_confirmati
     with pytest.raises(Conflict, match="No confirmed two-person bedside check of bag .* in the last 30 minutes"):
         _start(db_session, ward, ward.wristband, valid_for=timedelta(minutes=30))
     assert _written(db_session) == before
+    assert [r[0] for r in _refusals(db_session)] == ["no_confirmed_check"]
     _backdated(db_session, check_id, scanned=29, confirmed=2)
     assert _start(db_session, ward, ward.wristband, valid_for=timedelta(minutes=30)).check_id == check_id
 
@@ -243,3 +269,18 @@ def test_the_records_name_both_checkers_and_the_person_who_started(app, users, d
     assert "Checked by Nurse, confirmed by Nurse2;<br>started by Nurse3" in table
     lot = client_as("qa").get(f"/lots/{twin.lot_id}").get_data(as_text=True)
     assert "Checked by Nurse, confirmed by Nurse2;<br>started by Nurse2" in lot.split('id="infusions"', 1)[1]
+
+
+def test_a_second_start_of_an_infused_bag_is_refused_and_recorded(app, users, db_session):
+    ward = prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
+    _start(db_session, ward, ward.wristband)
+    before = _written(db_session)
+    with pytest.raises(Conflict, match="has already been infused"):
+        _start(db_session, ward, ward.wristband)
+    assert _written(db_session) == before
+    assert [r[:2] for r in _refusals(db_session)] == [("already_infused", ward.bag_id)]
+    with pytest.raises(NotFound):  # an unknown bag is no refused start of a bag: nothing to record it against
+        services.start_infusion(db_session, user(db_session, "nurse"), 10**9, wristband=ward.wristband,
+                                label_key=KEY)
+    assert len(_refusals(db_session)) == 1

@@ -1,5 +1,6 @@
 """Observability (issue 9 point 5): JSON logs with request id, user and action; security events in the logs;
-/healthz up and down; the admin's counters of refused sign-ins, bedside STOPs and refused signatures."""
+/healthz up and down; the admin's counters of refused sign-ins, bedside STOPs, refused infusion starts and refused
+signatures."""
 from __future__ import annotations
 
 import io
@@ -21,6 +22,7 @@ from mscbatch.monitoring import counters
 from mscbatch.settings import SettingsError, from_environment
 from mscbatch.web.logs import make_handler
 from tests.conftest import api_token_for, login, make_app
+from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
 from tests.integration.test_donors import screened_donor
 
 SECRET = "Sup3r-Secret-Passw0rd!"
@@ -146,14 +148,18 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     login(client, "nurse", "wrong-password-1")
     login(client, "ghost", "wrong-password-2")
     donor_id = screened_donor(db_session, "adipose_at_don")
+    ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
+    checked_and_confirmed(db_session, ward)
     db_session.close()
     nurse, qa, admin = client_as("nurse"), client_as("qa"), client_as("admin")
     capsys.readouterr()
+    wrong_start = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": other.wristband})
+    assert wrong_start.status_code == 409
     stop = nurse.post("/ward/check", data={"wristband": "WB-NOT-KNOWN", "bag": "not-a-bag-code"})
     refused = qa.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
                                                             "decision-password": "wrong-one"})
     assert stop.status_code == 200 and "STOP" in stop.get_data(as_text=True) and refused.status_code == 401
-    check_id = db_session.scalar(select(TwoPersonCheck.id))
+    check_id = db_session.scalar(select(TwoPersonCheck.id).where(TwoPersonCheck.result == "stop"))
     db_session.close()
     second = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
                                                                    "second_password": SECRET})
@@ -166,20 +172,26 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     assert warnings["bedside_refused"]["user"] == "nurse" and "unknown_wristband" in warnings["bedside_refused"]["failures"]
     assert warnings["signature_refused"]["request_id"] == refused.headers["X-Request-ID"]
     assert warnings["signature_refused"]["user"] == warnings["signature_refused"]["actor"] == "qa"
+    assert warnings["infusion_start_refused"]["request_id"] == wrong_start.headers["X-Request-ID"]
+    assert warnings["infusion_start_refused"]["entity_id"] == str(ward.bag_id)
+    assert "WRONG PATIENT" in warnings["infusion_start_refused"]["reason"]
+    assert other.wristband not in err  # what was scanned stays in the audit trail, out of the logs
 
     page = admin.get("/admin/monitoring")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'href="/admin/monitoring"' in html  # in the admin's navigation
     assert _counts_on_page(html) == {"failed_logins": [2, 2, 2], "bedside_refused": [1, 1, 1],
-                                     "signature_refused": [1, 1, 1]}
+                                     "infusion_start_refused": [1, 1, 1], "signature_refused": [1, 1, 1]}
     for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;ghost&#39;", "no account has this user name",
-                  "This wristband is not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;"):
+                  "This wristband is not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
+                  "WRONG PATIENT: this wristband is not the patient of the confirmed check"):
         assert words in html, words
     token = api_token_for(app, "admin")
     body = admin.get("/api/v1/admin/counters", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert {k: v for k, v in body.items() if k != "generated_at"} == {
         key: {"last_24_hours": n, "last_7_days": n, "all_time": n}
-        for key, n in (("failed_logins", 2), ("bedside_refused", 1), ("signature_refused", 1))}
+        for key, n in (("failed_logins", 2), ("bedside_refused", 1), ("infusion_start_refused", 1),
+                       ("signature_refused", 1))}
 
     assert nurse.get("/admin/monitoring").status_code == 403
     nurse_token = api_token_for(app, "nurse")

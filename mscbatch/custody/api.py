@@ -1,7 +1,7 @@
 """Custody JSON API for handheld scanner apps (issue 7 point 9): bearer token, OpenAPI from the schemas.
 
 POST /api/v1/custody/scan-verify   wristband + bag code -> the bedside check (MATCHES / STOP with reasons)
-POST /api/v1/custody/checks/<id>/confirm   the second person's user name and password
+POST /api/v1/custody/checks/<id>/confirm   the second person's user name and password, the scanner's password
 POST /api/v1/custody/events        a hand-over: received, thawed, dispatched, returned, discarded
 GET  /api/v1/custody/bags/<id>/events      the bag's custody timeline
 POST /api/v1/custody/infusions     start, on the patient's wristband scanned again at the bedside (needs a
@@ -58,8 +58,12 @@ class ScanVerifySchema(Schema):
 
 
 class ConfirmInSchema(Schema):
-    username = fields.String(required=True)
-    password = fields.String(required=True, load_only=True)
+    username = fields.String(required=True, metadata={"description": "the second person's user name"})
+    password = fields.String(required=True, load_only=True, metadata={"description": "the second person's password"})
+    checker_password = fields.String(
+        required=True, load_only=True,
+        metadata={"description": "the password of the person who scanned (the token's holder): both people sign the "
+                                 "check, and a token alone is not a person"})
 
 
 class CheckSchema(Schema):
@@ -165,10 +169,11 @@ def scan_verify(data: dict[str, Any]) -> Any:
 @problems(bp, 401, 403, 404, 409)
 @roles_required("nurse", "clinician")
 def confirm(data: dict[str, Any], check_id: int) -> Any:
-    """A second nurse or clinician confirms a MATCHES check with their own credentials (never the same person)."""
+    """A second nurse or clinician confirms a MATCHES check with their own credentials (never the same person), and
+    both people sign it: the token's holder re-enters their password (`checker_password`)."""
     return services.confirm_second_person(db.session, current_user, check_id, username=data["username"],
-                                          password=data["password"], label_key=label_key(),
-                                          valid_for=check_valid_for())
+                                          password=data["password"], checker_password=data["checker_password"],
+                                          label_key=label_key(), valid_for=check_valid_for())
 
 
 @bp.route("/events", methods=["POST"])

@@ -33,6 +33,12 @@ class DispatchForm(FlaskForm):
 
 
 class SecondPersonForm(FlaskForm):
+    """Both people sign the check: the person who scanned (signed in) with their password, the second person with
+    their user name and password."""
+
+    checker_password = PasswordField("You, who scanned: your password",
+                                     validators=[DataRequired("Give your password: you sign the check too.")],
+                                     render_kw={"autocomplete": "off"})
     second_username = StringField("Second person: user name", validators=[DataRequired("Give the user name.")],
                                   render_kw={"autocomplete": "off", "autocapitalize": "off"})
     second_password = PasswordField("Second person: password", validators=[DataRequired("Give the password.")],

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mscbatch.audit.trail import Audited
+from mscbatch.audit.trail import Audited, Lockable
 from mscbatch.database import Base, utcnow
 
 #: every kind of custody event, in the order of a bag's life (issue 7 point 3)
@@ -65,8 +65,9 @@ class CustodyEvent(Audited, Base):
         return EVENT_LABELS.get(self.kind, self.kind)
 
 
-class TwoPersonCheck(Audited, Base):
-    """A bedside check: what was scanned, what the server answered, who checked and who confirmed."""
+class TwoPersonCheck(Audited, Lockable, Base):
+    """A bedside check: what was scanned, what the server answered, who checked and who confirmed. Both people
+    sign it at the confirmation (DOMAIN.md 8: "Both people sign"), which locks it."""
 
     __tablename__ = "two_person_check"
     __audit_reason_exempt__ = frozenset({"second_checker_id", "confirmed_at"})
@@ -87,6 +88,14 @@ class TwoPersonCheck(Audited, Base):
     __table_args__ = (CheckConstraint("second_checker_id IS NULL OR second_checker_id <> checked_by_id",
                                       name="two_people"),
                       Index("ix_two_person_check_result", "result", "checked_at"))  # admin's STOP counters
+
+    def signed_content(self) -> dict[str, Any]:
+        """What both signatures vouch for: the scans, the answer, and the two people."""
+        return {"id": self.id, "bag_id": self.bag_id, "patient_id": self.patient_id,
+                "wristband_scan": self.wristband_scan, "bag_scan": self.bag_scan, "result": self.result,
+                "failures": self.failures_json, "checked_by_id": self.checked_by_id,
+                "checked_at": self.checked_at.isoformat(), "second_checker_id": self.second_checker_id,
+                "confirmed_at": self.confirmed_at.isoformat() if self.confirmed_at else None}
 
     @property
     def failures(self) -> list[dict[str, str]]:

@@ -40,6 +40,7 @@ from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocation_of_bag, protocols
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
+from mscbatch.signatures.services import sign
 
 DEFAULT_CHECK_VALID = timedelta(minutes=30)
 BEDSIDE_ROLES = ("nurse", "clinician")
@@ -229,9 +230,17 @@ def verify_second_person(session: Session, username: str, password: str) -> User
     return user
 
 
+#: The meanings of the two signatures on a confirmed bedside check (DOMAIN.md 8: "Both people sign").
+CHECKED_MEANING = "Bedside check: this bag for this patient (scanned and checked)"
+CONFIRMED_MEANING = "Bedside check: this bag for this patient (confirmed by a second person)"
+
+
 def confirm_second_person(session: Session, actor: Any, check_id: int, *, username: str, password: str,
-                          label_key: str, valid_for: timedelta = DEFAULT_CHECK_VALID) -> TwoPersonCheck:
-    """A second qualified person confirms a MATCHES check with their own user name and password."""
+                          checker_password: str, label_key: str,
+                          valid_for: timedelta = DEFAULT_CHECK_VALID) -> TwoPersonCheck:
+    """A second qualified person confirms a MATCHES check with their own user name and password, and both people
+    sign it: the person who scanned (the signed-in user, who re-enters their password: an open session or a
+    scanner's token alone is not a person) and the second person. The two signatures lock the check."""
     get_check(session, check_id)
     second = verify_second_person(session, username, password)
     _require_bedside_role(second, "The second person")
@@ -258,6 +267,11 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
         if check.second_checker_id is not None:
             raise Conflict("This check is already confirmed.")
         check.second_checker_id, check.confirmed_at = second.id, utcnow()
+        try:  # a wrong password rolls the confirmation back; sign() records the refusal and counts it
+            sign(session, actor, checker_password, check, CHECKED_MEANING)
+        except AuthenticationFailed as refused:
+            raise AuthenticationFailed(f"You, who scanned: {refused.message}", field="checker_password") from None
+        sign(session, second, password, check, CONFIRMED_MEANING)
         bag = lock_bag(session, again.bag.id)
         record_event(session, actor, bag, "bedside_verified", scan=check.bag_scan,
                      details={"check_id": check.id, "wristband": check.wristband_scan, "first_checker": actor.id,

@@ -24,6 +24,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.signatures.services import signatures_of
 from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
 
@@ -74,14 +75,12 @@ def ward() -> Any:
 
 def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
                  start_form: StartForm | None = None, status: int = 200, confirmed: Any = None) -> Any:
-    names = {}
-    if confirmed is not None:
-        names = {u.id: u.full_name for u in db.session.query(User).filter(
-            User.id.in_([confirmed.checked_by_id, confirmed.second_checker_id]))}
+    signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
     return render_template(
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
-        left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed, names=names), status
+        left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
+        signatures=signatures), status
 
 
 @bp.route("/check", methods=["POST"])
@@ -105,7 +104,8 @@ def confirm(check_id: int) -> Any:
         try:
             confirmed = services.confirm_second_person(
                 db.session, current_user, check_id, username=form.second_username.data,
-                password=form.second_password.data, label_key=label_key(), valid_for=check_valid_for())
+                password=form.second_password.data, checker_password=form.checker_password.data,
+                label_key=label_key(), valid_for=check_valid_for())
         except DomainError as error:
             db.session.rollback()
             show_error(form, error)

@@ -41,9 +41,10 @@ RESCAN = "Scan the patient's wristband again (on the patient's arm)"
 
 
 def _confirm_as_nurse2(page: Any) -> None:
+    page.get_by_label("You, who scanned: your password").fill(PASSWORD)  # both people sign
     page.get_by_label("Second person: user name").fill("nurse2")
     page.get_by_label("Second person: password").fill(PASSWORD)
-    page.get_by_role("button", name="Confirm: I checked the bag against the wristband").click()
+    page.get_by_role("button", name="Sign: we both checked the bag against the wristband").click()
     expect(page.get_by_role("heading", name="Two-person check confirmed")).to_be_visible()
 
 
@@ -83,7 +84,7 @@ def test_keyboard_wedge_scans_give_matches_then_stop(browser, live_server):
         expect(page.get_by_role("heading", name="STOP")).to_be_visible()
         alert = page.get_by_role("alert")
         expect(alert).to_contain_text("WRONG PATIENT")
-        expect(page.get_by_role("button", name="Confirm: I checked the bag against the wristband")).to_have_count(0)
+        expect(page.get_by_role("button", name="Sign: we both checked the bag against the wristband")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "ward-stop.png"), full_page=True)
 
         # the bag already infused, for its own patient: STOP as well

@@ -17,6 +17,7 @@ from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
+from mscbatch.signatures.services import signatures_of, verify
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, check, checked_and_confirmed, prescribed_bag
@@ -142,7 +143,7 @@ def test_the_same_person_cannot_be_the_second_checker(app, users, db_session):
     result = check(db_session, ward)
     with pytest.raises(Conflict, match="same person cannot check twice"):
         services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse",
-                                       password=PASSWORD, label_key=KEY)
+                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     assert db_session.get(TwoPersonCheck, result.check_id).second_checker_id is None
     assert db_session.scalar(select(func.count()).where(AuditEvent.action == "second_person_refused")) == 1
 
@@ -153,13 +154,13 @@ def test_the_second_person_needs_the_right_password_and_role(app, users, db_sess
     nurse = user(db_session, "nurse")
     with pytest.raises(AuthenticationFailed):
         services.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password="wrong",
-                                       label_key=KEY)
+                                       checker_password=PASSWORD, label_key=KEY)
     assert user(db_session, "nurse2").failed_logins == 1
     with pytest.raises(PermissionDenied, match="second person must be a nurse or a clinician"):
         services.confirm_second_person(db_session, nurse, result.check_id, username="technician",
-                                       password=PASSWORD, label_key=KEY)
+                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     services.confirm_second_person(db_session, nurse, result.check_id, username="clinician", password=PASSWORD,
-                                   label_key=KEY)
+                                   checker_password=PASSWORD, label_key=KEY)
     row = db_session.get(TwoPersonCheck, result.check_id)
     assert row.second_checker_id == user(db_session, "clinician").id and row.confirmed_at is not None
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.kind == "bedside_verified"))
@@ -172,7 +173,7 @@ def test_a_stop_cannot_be_confirmed(app, users, db_session):
     result = check(db_session, ward, wristband=other.wristband)
     with pytest.raises(Conflict, match="said STOP"):
         services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
-                                       password=PASSWORD, label_key=KEY)
+                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
 
 
 def test_infusion_start_needs_a_confirmed_check_within_the_limit(app, users, db_session):
@@ -279,3 +280,44 @@ def test_a_conditionally_released_bag_matches_with_a_note(app, users, db_session
     _disposition(db_session, ward.lot_id, "conditional_release", pending_tests="sterility")
     result = check(db_session, ward)
     assert result.matches and result.notes and "Conditional release" in result.notes[0] and "sterility" in result.notes[0]
+
+
+# ---- both people sign (DOMAIN.md 8) ------------------------------------------------------------------------
+
+def test_both_people_sign_the_check_and_the_signatures_lock_it(app, users, db_session):
+    ward = prescribed_bag(db_session)
+    result = check(db_session, ward)
+    services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
+                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    db_session.expire_all()
+    row = db_session.get(TwoPersonCheck, result.check_id)
+    signed = signatures_of(db_session, row)
+    assert [(s.signer_id, s.meaning) for s in signed] == [
+        (user(db_session, "nurse").id, services.CHECKED_MEANING),
+        (user(db_session, "nurse2").id, services.CONFIRMED_MEANING)]
+    assert all(verify(db_session, s, row).valid for s in signed)  # bound to the check as stored
+    assert row.locked_at is not None
+    with pytest.raises(RecordLocked), use_case(db_session, user(db_session, "qa"), "test: edit a signed check"):
+        db_session.get(TwoPersonCheck, result.check_id).wristband_scan = "WB-SOMEONE-ELSE"
+
+
+def test_the_person_who_scanned_signs_with_their_own_password(app, users, db_session):
+    """An open session or a scanner's token is not a person: without the scanner's password, one person alone
+    (the second, at the first's screen) could do the two-person check."""
+    ward = prescribed_bag(db_session)
+    result = check(db_session, ward)
+    nurse = user(db_session, "nurse")
+    for wrong in ("nurse2-password-typed-by-nurse2", ""):
+        with pytest.raises(AuthenticationFailed, match="You, who scanned: Signature refused: wrong password") as no:
+            services.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password=PASSWORD,
+                                           checker_password=wrong, label_key=KEY)
+        assert no.value.errors == {"checker_password": [no.value.message]}
+    db_session.expire_all()
+    row = db_session.get(TwoPersonCheck, result.check_id)
+    assert row.second_checker_id is None and row.locked_at is None and not signatures_of(db_session, row)
+    assert not db_session.scalar(select(func.count()).select_from(CustodyEvent)
+                                 .where(CustodyEvent.kind == "bedside_verified"))
+    refused = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "signature_refused")).all()
+    assert [(e.actor_name, e.entity_type, e.new_value) for e in refused] == [
+        ("nurse", "two_person_check", services.CHECKED_MEANING)] * 2
+    assert user(db_session, "nurse").failed_logins == 2  # counts towards the scanner's lockout

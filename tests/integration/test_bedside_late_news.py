@@ -111,7 +111,8 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
     assert '<dd id="give-volume"><strong>12.5 mL</strong> of 25 mL: part of the bag only</dd>' in page
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     assert nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
-                                                                 "second_password": PASSWORD}).status_code == 200
+                                                                 "second_password": PASSWORD,
+                                                                 "checker_password": PASSWORD}).status_code == 200
     started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
     assert started.status_code == 302
     infusion_url = started.headers["Location"]
@@ -139,7 +140,8 @@ def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
     nurse = client_as("nurse")
     page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
-    nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2", "second_password": PASSWORD})
+    nurse.post(f"/ward/checks/{check_id}/confirm",
+               data={"second_username": "nurse2", "second_password": PASSWORD, "checker_password": PASSWORD})
     infusion_url = nurse.post(f"/ward/bags/{ward.bag_id}/infusion",
                               data={"wristband": ward.wristband}).headers["Location"]
     assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "12.5"}).status_code == 302
@@ -157,7 +159,8 @@ def test_a_shortfall_beyond_the_dose_tolerance_needs_a_reason_and_the_patient_pa
     for ward in (whole, short):
         page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
         check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
-        nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2", "second_password": PASSWORD})
+        nurse.post(f"/ward/checks/{check_id}/confirm",
+                   data={"second_username": "nurse2", "second_password": PASSWORD, "checker_password": PASSWORD})
         urls.append(nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
                     .headers["Location"])
     assert nurse.post(f"{urls[0]}/end", data={"volume_ml": "23"}).status_code == 302  # 8 % short: within the band

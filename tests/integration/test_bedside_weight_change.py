@@ -69,7 +69,7 @@ def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_
     check = _scan(app, ward)
     assert check["result"] == "MATCHES"
     confirmed = client.post(f"/api/v1/custody/checks/{check['check_id']}/confirm", headers=headers,
-                            json={"username": "nurse2", "password": PASSWORD})
+                            json={"username": "nurse2", "password": PASSWORD, "checker_password": PASSWORD})
     assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
     _weigh(client_as("clinician"), ward.patient_id, "80")  # 1.56 x10^6/kg
 
@@ -111,8 +111,9 @@ def test_a_weight_recorded_between_the_check_and_its_confirmation_refuses_the_co
     assert check["result"] == "MATCHES"
     _weigh(client_as("clinician"), ward.patient_id, "55")
     headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
-    confirmed = app.test_client().post(f"/api/v1/custody/checks/{check['check_id']}/confirm", headers=headers,
-                                       json={"username": "nurse2", "password": PASSWORD})
+    confirmed = app.test_client().post(
+        f"/api/v1/custody/checks/{check['check_id']}/confirm", headers=headers,
+        json={"username": "nurse2", "password": PASSWORD, "checker_password": PASSWORD})
     assert confirmed.status_code == 409 and "WEIGHT CHANGED" in confirmed.get_data(as_text=True)
 
 

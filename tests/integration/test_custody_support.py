@@ -70,5 +70,5 @@ def checked_and_confirmed(session: Any, ward: Ward) -> int:
     result = check(session, ward)
     assert result.matches, result.failures
     services.confirm_second_person(session, user(session, "nurse"), result.check_id, username="nurse2",
-                                   password=PASSWORD, label_key=KEY)
+                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     return result.check_id

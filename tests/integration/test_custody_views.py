@@ -30,14 +30,22 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
     assert "Second person" not in html
 
     ok = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
-    assert ">MATCHES<" in ok and "Second person: confirm" in ok
+    assert ">MATCHES<" in ok and "Both of you sign: a second person confirms" in ok
+    assert "You are signed in as Nurse. Type your own password: you sign the check." in ok
     check_id = int(ok.split("/ward/checks/")[1].split("/confirm")[0])
     same = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse",
-                                                                 "second_password": PASSWORD})
+                                                                 "second_password": PASSWORD,
+                                                                 "checker_password": PASSWORD})
     assert same.status_code == 409 and "same person cannot check twice" in same.get_data(as_text=True)
     confirmed = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
-                                                                      "second_password": PASSWORD})
-    assert confirmed.status_code == 200 and "Two-person check confirmed" in confirmed.get_data(as_text=True)
+                                                                      "second_password": PASSWORD,
+                                                                      "checker_password": PASSWORD})
+    html = confirmed.get_data(as_text=True)
+    assert confirmed.status_code == 200 and "Two-person check confirmed" in html
+    signed = html.split('id="h-confirmed"', 1)[1].split("<form", 1)[0]  # both manifestations, before the start
+    assert signed.count('class="signature">Signed: ') == 2
+    assert "Nurse, " in signed and "“Bedside check: this bag for this patient (scanned and checked)”" in signed
+    assert "Nurse2, " in signed and "(confirmed by a second person)”" in signed
 
     started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
     assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
@@ -78,7 +86,7 @@ def test_the_custody_api(app, users):
                           json={"bag_id": ward.bag_id, "wristband": ward.wristband})
     assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
     confirm = client.post(f"/api/v1/custody/checks/{ok['check_id']}/confirm", headers=headers,
-                          json={"username": "nurse2", "password": PASSWORD})
+                          json={"username": "nurse2", "password": PASSWORD, "checker_password": PASSWORD})
     assert confirm.status_code == 200 and confirm.get_json()["second_checker_id"]
     started = client.post("/api/v1/custody/infusions", headers=headers,
                           json={"bag_id": ward.bag_id, "wristband": ward.wristband})

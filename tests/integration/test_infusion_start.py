@@ -131,7 +131,8 @@ def _confirmed_page(client: Any, ward: Any) -> str:
     page = client.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     confirmed = client.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
-                                                                       "second_password": PASSWORD})
+                                                                       "second_password": PASSWORD,
+                                                                       "checker_password": PASSWORD})
     assert confirmed.status_code == 200
     return confirmed.get_data(as_text=True)
 
@@ -212,7 +213,7 @@ def test_a_stop_between_the_scan_and_its_confirmation_voids_it_too(app, users, d
     assert first.matches
     check(db_session, ward, wristband=other.wristband)  # STOP, recorded after the MATCHES it follows
     services.confirm_second_person(db_session, user(db_session, "nurse"), first.check_id, username="nurse2",
-                                   password=PASSWORD, label_key=KEY)
+                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     with pytest.raises(Conflict, match="A later scan of this bag said STOP"):
         _start(db_session, ward, ward.wristband)
 
@@ -226,23 +227,26 @@ def test_a_stop_of_another_bag_does_not_void_the_check(app, users, db_session):
 
 # ---- 3. the check's own scan must be within the window ------------------------------------------------------
 
-def _backdated(session: Any, check_id: int, *, scanned: int, confirmed: int) -> None:
-    with use_case(session, user(session, "nurse"), "test: backdate the check"):
-        row = session.get(TwoPersonCheck, check_id)
-        row.checked_at = utcnow() - timedelta(minutes=scanned)
-        row.confirmed_at = utcnow() - timedelta(minutes=confirmed)
+def _clock(monkeypatch: Any, minutes: int) -> None:
+    """The ward's clock `minutes` from now, for the custody services (the signed check cannot be backdated)."""
+    later = utcnow() + timedelta(minutes=minutes)
+    monkeypatch.setattr(services, "utcnow", lambda: later)
 
 
-def test_the_scan_of_the_check_must_be_within_the_window_not_only_its_confirmation(app, users, db_session):
+def test_the_scan_of_the_check_must_be_within_the_window_not_only_its_confirmation(app, users, db_session,
+                                                                                    monkeypatch):
     ward = prescribed_bag(db_session)
-    check_id = checked_and_confirmed(db_session, ward)
-    _backdated(db_session, check_id, scanned=31, confirmed=2)  # confirmed 2 minutes ago, scanned 31 minutes ago
+    check_id = check(db_session, ward).check_id                       # scanned now
+    _clock(monkeypatch, 20)                                            # confirmed 20 minutes later
+    services.confirm_second_person(db_session, user(db_session, "nurse"), check_id, username="nurse2",
+                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    _clock(monkeypatch, 31)                                            # 11 minutes after the confirmation
     before = _written(db_session)
     with pytest.raises(Conflict, match="No confirmed two-person bedside check of bag .* in the last 30 minutes"):
         _start(db_session, ward, ward.wristband, valid_for=timedelta(minutes=30))
     assert _written(db_session) == before
     assert [r[0] for r in _refusals(db_session)] == ["no_confirmed_check"]
-    _backdated(db_session, check_id, scanned=29, confirmed=2)
+    _clock(monkeypatch, 29)                                            # within 30 minutes of the scan: starts
     assert _start(db_session, ward, ward.wristband, valid_for=timedelta(minutes=30)).check_id == check_id
 
 

@@ -21,7 +21,7 @@ from mscbatch.donors.models import APPROVED
 from mscbatch.monitoring import counters
 from mscbatch.settings import SettingsError, from_environment
 from mscbatch.web.logs import make_handler
-from tests.conftest import api_token_for, login, make_app
+from tests.conftest import PASSWORD, api_token_for, login, make_app
 from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
 from tests.integration.test_donors import screened_donor
 
@@ -162,7 +162,8 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     check_id = db_session.scalar(select(TwoPersonCheck.id).where(TwoPersonCheck.result == "stop"))
     db_session.close()
     second = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
-                                                                   "second_password": SECRET})
+                                                                   "second_password": SECRET,
+                                                                   "checker_password": PASSWORD})
     assert second.status_code == 401
     err = capsys.readouterr().err
     assert SECRET not in err
@@ -182,7 +183,7 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     assert page.status_code == 200 and 'href="/admin/monitoring"' in html  # in the admin's navigation
     assert _counts_on_page(html) == {"failed_logins": [2, 2, 2], "bedside_refused": [1, 1, 1],
                                      "infusion_start_refused": [1, 1, 1], "signature_refused": [1, 1, 1]}
-    for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;ghost&#39;", "no account has this user name",
+    for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;gh…(5 characters)&#39;", "no account has this user name",
                   "This wristband is not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
                   "WRONG PATIENT: this wristband is not the patient of the confirmed check"):
         assert words in html, words

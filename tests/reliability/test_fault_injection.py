@@ -102,7 +102,8 @@ def test_a_fault_at_any_step_of_the_bedside_check_confirmation_and_infusion_star
     assert drive_faults(url, lambda _: scan()) == 0
     assert len(checked) == 1 and _count(app, TwoPersonCheck) == 1
     assert drive_faults(url, lambda _: nurse(f"/api/v1/custody/checks/{checked[0]}/confirm", {
-        "username": "nurse2", "password": PASSWORD})) >= 2  # the check's confirmation, then the custody event
+        "username": "nurse2", "password": PASSWORD, "checker_password": PASSWORD,
+    })) >= 2  # the check's confirmation (and its two signatures), then the custody event
     assert drive_faults(url, lambda _: nurse("/api/v1/custody/infusions", {
         "bag_id": ward.bag_id, "wristband": ward.wristband})) >= 2
     assert _count(app, Infusion) == 1

@@ -1,13 +1,16 @@
 """Settings from the environment (MSCBATCH_*), with SQLite under instance/ the embedded default.
 
 A production run (MSCBATCH_ENV=production) refuses to start with the demo secret key or the demo audit /
-label keys: those keys sign sessions, the audit hash chain and the QR tokens on bag labels.
+label keys: those keys sign sessions, the audit hash chain and the QR tokens on bag labels. Any run refuses to
+start with an MSCBATCH_LABEL_BASE_URL that is not an absolute http(s) URL, or not https when MSCBATCH_HTTPS=1:
+it is the address printed in the QR code of every bag label.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEMO_SECRET_KEY = "demo-only-secret-key-change-me"
 DEMO_AUDIT_KEY = "demo-only-audit-key-change-me"
@@ -40,6 +43,46 @@ def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     raise SettingsError(f"MSCBATCH_{name} must be one of {', '.join(allowed)}, got {raw!r}")
 
 
+def label_base_url(raw: str | None, *, https: bool, name: str = "MSCBATCH_LABEL_BASE_URL") -> str | None:
+    """The validated address the QR code of a label opens (<it>/v/<token>), without its trailing "/"; None when
+    unset. An absolute http(s) URL with a host, no user, query or fragment; https when the site runs on TLS."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    problem = _url_problem(text)
+    if problem is None and https and not text.lower().startswith("https://"):
+        problem = "MSCBATCH_HTTPS=1 (the site runs behind TLS), so the labels must point to https://"
+    if problem:
+        raise SettingsError(f"{name} must be the site's address for the labels' QR codes, such as "
+                            f"https://mscbatch.example.org, got {raw!r}: {problem}")
+    scheme, rest = text.split(":", 1)
+    return f"{scheme.lower()}:{rest}".rstrip("/")
+
+
+def _url_problem(text: str) -> str | None:
+    if any(c.isspace() for c in text):
+        return "it holds a space"
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # a non-numeric or out-of-range port raises ValueError
+    except ValueError as exc:
+        return f"it is not a valid URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "it is not an absolute http:// or https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return "it holds a user name or password"
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        return "it holds a query (?) or a fragment (#)"
+    return None
+
+
+def label_fallback_allowed(config: dict[str, Any]) -> bool:
+    """Whether the QR code may point to the print request's own address when MSCBATCH_LABEL_BASE_URL is unset:
+    only on a plain-HTTP, non-production run (the `make run` demo on 127.0.0.1). Behind TLS or in production the
+    Host header of a request decides nothing that is printed."""
+    return not config.get("HTTPS") and config.get("ENV_NAME") != "production"
+
+
 def default_instance_dir() -> Path:
     return Path(_env("INSTANCE_DIR") or Path.cwd() / "instance")
 
@@ -57,6 +100,9 @@ def from_environment() -> dict[str, Any]:
         # append-only file outside the database where `mscbatch audit checkpoint` anchors the chain head
         "AUDIT_CHECKPOINT_FILE": _env("AUDIT_CHECKPOINT_FILE") or str(instance / "audit-checkpoints.jsonl"),
         "LABEL_KEY": _env("LABEL_KEY", DEMO_LABEL_KEY),
+        # the address printed in the labels' QR codes (<it>/v/<token>); unset: the request's own address, on a
+        # plain-HTTP development run only (label_fallback_allowed)
+        "LABEL_BASE_URL": label_base_url(_env("LABEL_BASE_URL"), https=https),
         "IDLE_TIMEOUT_MINUTES": _int("IDLE_TIMEOUT_MINUTES", 15),
         "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60),
         "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5),
@@ -85,7 +131,9 @@ def from_environment() -> dict[str, Any]:
 
 
 def check_production_safety(config: dict[str, Any]) -> None:
-    """Refuse to serve patients' data with keys that are printed in the README."""
+    """Refuse to serve patients' data with keys that are printed in the README, or to print labels whose QR
+    code points to a malformed or (behind TLS) plain-HTTP address."""
+    label_base_url(config.get("LABEL_BASE_URL"), https=bool(config.get("HTTPS")))
     if config.get("ENV_NAME") != "production":
         return
     demo = {"SECRET_KEY": DEMO_SECRET_KEY, "AUDIT_KEY": DEMO_AUDIT_KEY, "LABEL_KEY": DEMO_LABEL_KEY}

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.access import roles_required
+from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
 
 bp = Blueprint("audit", __name__)
@@ -34,12 +35,12 @@ def events() -> Any:
         query = query.where(AuditEvent.entity_id == filters["entity_id"])
     if filters["actor"]:
         query = query.where(AuditEvent.actor_name == filters["actor"].lower())
-    start, end = _date("from"), _date("to")
+    start, end = filter_day(_date("from")), filter_day(_date("to"))
     if start:
         query = query.where(AuditEvent.occurred_at >= datetime.combine(start, time(), UTC))
     if end:
         query = query.where(AuditEvent.occurred_at < datetime.combine(end + timedelta(days=1), time(), UTC))
-    before = request.args.get("before", type=int)
+    before = keyset(request.args.get("before", type=int), MAX_SEQ)
     if before:
         query = query.where(AuditEvent.seq < before)
     rows = db.session.scalars(query.order_by(AuditEvent.seq.desc()).limit(PAGE_SIZE + 1)).all()

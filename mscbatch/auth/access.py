@@ -48,6 +48,10 @@ def roles_required(*roles: str) -> Callable[[F], F]:
 
 # Endpoints registered by libraries, not by us.
 LIBRARY_PUBLIC_ENDPOINTS = {"static", "api-docs.openapi_json"}
+# What a signed-in user whose password an administrator chose may reach: the page where they change it, signing in
+# and out, and what is no page (static files, the health check).
+PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.account", "auth.change_password", "auth.login", "auth.logout",
+                                       "web.healthz", *LIBRARY_PUBLIC_ENDPOINTS})
 
 
 def access_rule(app: Flask, endpoint: str, method: str = "GET") -> Access | None:
@@ -70,11 +74,26 @@ def enforce_access() -> Any:
         current_app.logger.error("route %s has no access rule: refused", request.endpoint)
         raise PermissionDenied("This page has no access rule and is refused by default.")
     if rule.public:
-        return None
+        return _to_password_change() if _password_must_change() else None
     if not current_user.is_authenticated:
         if request.path.startswith("/api/"):
             raise AuthenticationFailed("Send a valid API token: 'Authorization: Bearer <token>'.")
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    if _password_must_change():
+        return _to_password_change()
     if rule.roles is not None and not current_user.has_role(*rule.roles):
         raise PermissionDenied("Your role does not allow this. It needs: " + ", ".join(sorted(rule.roles)) + ".")
     return None
+
+
+def _password_must_change() -> bool:
+    """A signed-in user whose password an administrator chose (who could act as them), away from the password page."""
+    return (request.endpoint not in PASSWORD_CHANGE_ENDPOINTS and current_user.is_authenticated
+            and bool(getattr(current_user, "must_change_password", False)))
+
+
+def _to_password_change() -> Any:
+    if request.path.startswith("/api/"):
+        raise PermissionDenied("An administrator chose this account's password: its owner must change it on My "
+                               "account (in the browser) before the API accepts the account's tokens.")
+    return redirect(url_for("auth.account"))

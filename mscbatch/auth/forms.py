@@ -34,6 +34,9 @@ class PasswordChangeForm(FlaskForm):
 class ApiTokenForm(FlaskForm):
     name = StringField("What is the token for?", validators=[DataRequired("Give the token a name."),
                                                              Length(max=80)])
+    # a token outlives the session: the open screen alone must not be enough to make one
+    password = PasswordField("Your password", validators=[DataRequired("Enter your password to create a token.")],
+                             render_kw={"autocomplete": "current-password"})
 
 
 class EmptyForm(FlaskForm):

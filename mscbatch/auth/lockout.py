@@ -22,3 +22,12 @@ def count_wrong_password(user: User) -> bool:
     if user.failed_logins >= lockout_threshold() and user.locked_out_at is None:
         user.locked_out_at = utcnow()
     return user.locked_out_at is not None
+
+
+def masked_name(typed: str) -> str:
+    """What the audit trail keeps of a user name no account has: its first two characters and its length, never
+    the whole text (a password typed into the user-name field would otherwise be kept forever, in a trail that QA and
+    the administrator read). 'mscbatch-demo' -> 'ms…(13 characters)'."""
+    typed = typed or ""
+    count = len(typed)
+    return f"{typed[:2]}…({count} character{'' if count == 1 else 's'})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, false, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mscbatch.audit.trail import Audited
@@ -28,6 +28,9 @@ class User(Audited, Base):
     locked_out_at: Mapped[datetime | None] = mapped_column(default=None)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # set when an administrator chose the password (a new account): until its owner changes it, every page leads
+    # to the password change, the API answers 403 and no signature is accepted (the admin knows the password)
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                  lazy="selectin", order_by="UserRole.role")
@@ -54,6 +57,11 @@ class User(Audited, Base):
 
     def get_id(self) -> str:
         return str(self.id)
+
+
+# Two accounts printing the same name on their signatures could not be told apart on a record or a certificate:
+# printed names are unique whatever their case (lower() in SQL, as the service's check compares them).
+Index("uq_user_account_full_name_lower", func.lower(User.full_name), unique=True)
 
 
 class UserRole(Audited, Base):
@@ -95,5 +103,6 @@ class ApiToken(Audited, Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime]  # created_at + services.API_TOKEN_LIFETIME: an expired token authenticates nobody
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     user: Mapped[User] = relationship(lazy="joined")

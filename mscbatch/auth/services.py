@@ -6,13 +6,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
+from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import ROLES, ApiToken, AuthSession, User, UserRole
 from mscbatch.auth.passwords import hash_password, password_problem, verify_password
 from mscbatch.database import utcnow
@@ -20,6 +22,19 @@ from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, Permission
 
 # Same message whether the user exists or not: do not tell an attacker which names are real.
 BAD_CREDENTIALS = "Wrong user name or password."
+# The longest an API token lives: it is no session (no idle or absolute timeout), so it must end by itself.
+API_TOKEN_LIFETIME = timedelta(days=90)
+MUST_CHANGE_PASSWORD = ("An administrator chose your password: choose your own on My account before you go on. "
+                        "Until then no other page opens, the API is refused and nothing can be signed.")
+
+
+class WrongPassword(ValidationFailed):
+    """A signed-in user typed a wrong password (password change, new API token): refused, audited, counted
+    towards the lockout. `locked`: this failure locked the account and ended its sessions."""
+
+    def __init__(self, message: str, *, field: str, locked: bool):
+        super().__init__(message, field=field)
+        self.locked = locked
 
 
 def token_digest(token: str) -> str:
@@ -43,12 +58,16 @@ def _require_admin(actor: object) -> None:
 
 
 def create_user(session: Session, actor: object, *, username: str, full_name: str, password: str,
-                roles: list[str], hash_profile: str = "standard") -> User:
+                roles: list[str], hash_profile: str = "standard", must_change_password: bool | None = None) -> User:
+    """`must_change_password`: None (the default) sets it when a person, an administrator, creates the account,
+    since they chose its password; the system's accounts (`mscbatch create-user`, the demo, tests, benchmarks) are
+    created by actor None and are not asked to change it."""
     _require_admin(actor)
     username = username.strip().lower()
     if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
         raise ValidationFailed("User name: use letters, digits, '.', '-' or '_'.", field="username")
-    if not full_name.strip():
+    full_name = " ".join(full_name.split())
+    if not full_name:
         raise ValidationFailed("Full name is required: it is printed on signatures.", field="full_name")
     problem = password_problem(password, username)
     if problem:
@@ -57,11 +76,31 @@ def create_user(session: Session, actor: object, *, username: str, full_name: st
     with use_case(session, actor):
         if session.scalar(select(User.id).where(User.username == username)) is not None:
             raise Conflict(f"User name '{username}' is already taken.", field="username")
-        user = User(username=username, full_name=full_name.strip(),
-                    password_hash=hash_password(password, hash_profile),
+        check_full_name_free(session, full_name)
+        user = User(username=username, full_name=full_name, password_hash=hash_password(password, hash_profile),
+                    must_change_password=actor is not None if must_change_password is None else must_change_password,
                     roles=[UserRole(role=r) for r in sorted(set(roles))])
         session.add(user)
+        try:
+            session.flush()
+        except IntegrityError as error:  # the same name, created by someone else at the same moment
+            raise Conflict(f"User name '{username}' or full name '{full_name}' was just given to another account.",
+                           field="full_name" if "full_name" in str(error.orig) else "username") from error
     return user
+
+
+def check_full_name_free(session: Session, full_name: str, user_id: int | None = None) -> None:
+    """The printed name on a signature names one person: refuse a full name another account (other than
+    `user_id`) already has, whatever its case. Call it wherever a full name is given or edited; the unique index on
+    lower(full_name) refuses what slips past."""
+    query = select(User.username).where(func.lower(User.full_name) == func.lower(full_name))
+    if user_id is not None:
+        query = query.where(User.id != user_id)
+    holder = session.scalar(query.limit(1))
+    if holder is not None:
+        raise Conflict(f"Full name: '{full_name}' is already the printed name of another account ({holder}); "
+                       "signatures could not tell them apart. Add a middle initial or another distinction.",
+                       field="full_name")
 
 
 def _check_roles(roles: list[str]) -> None:
@@ -101,6 +140,7 @@ def set_enabled(session: Session, actor: object, user_id: int, enabled: bool, re
         user.is_enabled = enabled
         if not enabled:
             _end_all_sessions(session, user.id, "account disabled")
+            _revoke_all_tokens(session, user.id)
     return user
 
 
@@ -117,16 +157,47 @@ def unlock(session: Session, actor: object, user_id: int, reason: str) -> User:
 
 def change_password(session: Session, user: User, current_password: str, new_password: str,
                     hash_profile: str = "standard") -> None:
-    if not verify_password(user.password_hash, current_password):
-        raise ValidationFailed("Current password: wrong password.", field="current_password")
+    """The owner's own change: ends every session and revokes every API token of the account (whoever knew the
+    old password may have made one), and clears `must_change_password`. A wrong current password is refused,
+    audited and counted towards the lockout, like one at sign-in or at a signature."""
+    if not verify_password(user.password_hash, current_password or ""):
+        refuse_wrong_password(session, user, "password_change_refused", "a password change", "current_password",
+                              "Current password: wrong password. The password was not changed.")
     problem = password_problem(new_password, user.username)
     if problem:
         raise ValidationFailed(f"New password: {problem}", field="new_password")
+    if verify_password(user.password_hash, new_password):
+        raise ValidationFailed("New password: choose a password other than the current one.", field="new_password")
     with use_case(session, user, "password changed by its owner"):
         user = session.merge(user)
         user.password_hash = hash_password(new_password, hash_profile)
         user.password_changed_at = utcnow()
+        if user.must_change_password:
+            user.must_change_password = False
+        if user.failed_logins:
+            user.failed_logins = 0  # a right password ends the run of failures, as at sign-in
         _end_all_sessions(session, user.id, "password changed")
+        _revoke_all_tokens(session, user.id)
+
+
+def refuse_wrong_password(session: Session, user: User, action: str, what: str, field: str, message: str) -> NoReturn:
+    """A signed-in user typed a wrong password: nothing of the use case is kept, but the refusal is, in a
+    transaction of its own, audited as `action` and counted towards the lockout (21 CFR 11.300(d): a screen left
+    signed in must not be a way to guess the password). The lockout ends the account's sessions at once."""
+    user_id, username = user.id, user.username
+    session.rollback()
+    with use_case(session, (user_id, username), f"wrong password at {what}"):
+        account = session.get(User, user_id)
+        if account is None:
+            raise NotFound(f"No user with id {user_id}.")
+        trail.record(session, action, "user_account", user_id)
+        locked = count_wrong_password(account)
+        if locked:
+            _end_all_sessions(session, user_id, "account locked")
+    if locked:
+        raise WrongPassword(f"{message} The account is now locked after too many wrong passwords and you are "
+                            "signed out; ask an administrator to unlock it.", field=field, locked=True)
+    raise WrongPassword(message, field=field, locked=False)
 
 
 # ---- sign-in and sessions -------------------------------------------------------------------------------
@@ -141,8 +212,9 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     username = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        with use_case(session, None):
-            trail.record(session, "login_failed", "user_account", None, new=username, reason="unknown user name")
+        with use_case(session, None):  # what was typed may be a password typed in the wrong field: never kept whole
+            trail.record(session, "login_failed", "user_account", None, new=masked_name(username),
+                         reason="unknown user name")
         raise AuthenticationFailed(BAD_CREDENTIALS)
     if user.locked_out_at is not None:
         with use_case(session, None):
@@ -215,16 +287,52 @@ def _end_all_sessions(session: Session, user_id: int, reason: str) -> None:
                     .values(ended_at=utcnow(), end_reason=reason))
 
 
+def _revoke_all_tokens(session: Session, user_id: int) -> None:
+    """Revoke every unrevoked API token of the user, through the ORM: each revocation is an audit event, with the
+    use case's reason (password changed, account disabled)."""
+    now = utcnow()
+    for token in session.scalars(select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))):
+        token.revoked_at = now
+
+
 # ---- API tokens -----------------------------------------------------------------------------------------
 
-def create_api_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+def _token_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("Token name: say what the token is for (e.g. 'ward 3 scanner').", field="name")
+    return name[:80]
+
+
+def create_api_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """A token for `user`, valid API_TOKEN_LIFETIME. No password here: the system's callers (tests, benchmarks)
+    use it; a person goes through create_api_token_confirmed."""
+    return _new_token(session, user, _token_name(name))
+
+
+def create_api_token_confirmed(session: Session, user: User, name: str, password: str) -> tuple[ApiToken, str]:
+    """A token made by its owner from the browser: the password is asked again, as for a signature (an open
+    screen must not mint a credential that outlives the session). A wrong one is refused, audited and counted."""
+    name = _token_name(name)
+    if user.must_change_password:
+        raise PermissionDenied(MUST_CHANGE_PASSWORD)
+    if not verify_password(user.password_hash, password or ""):
+        refuse_wrong_password(session, user, "api_token_refused", "an API token's creation", "password",
+                              "Password: wrong password. No token was created.")
+    return _new_token(session, user, name, password_confirmed=True)
+
+
+def _new_token(session: Session, user: User, name: str, password_confirmed: bool = False) -> tuple[ApiToken, str]:
     secret = "msc_" + secrets.token_urlsafe(32)
     with use_case(session, user):
-        token = ApiToken(user_id=user.id, name=name[:80], prefix=secret[:10], token_hash=token_digest(secret))
+        created = utcnow()
+        token = ApiToken(user_id=user.id, name=name, prefix=secret[:10], token_hash=token_digest(secret),
+                         created_at=created, expires_at=created + API_TOKEN_LIFETIME)
         session.add(token)
+        if password_confirmed:
+            account = session.get(User, user.id)
+            if account is not None and account.failed_logins:
+                account.failed_logins = 0  # a right password ends the run of failures, as at sign-in
     return token, secret
 
 
@@ -241,12 +349,14 @@ def revoke_api_token(session: Session, user: User, token_id: int) -> ApiToken:
 
 @cache
 def _token_holder() -> Any:
-    """The user holding an unrevoked token, with their roles: one statement, built once (every API request)."""
+    """The user holding an unrevoked, unexpired token, with their roles: one statement over the token's unique
+    index, built once (every API request)."""
     return (select(User).join(ApiToken, ApiToken.user_id == User.id)
-            .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None))
+            .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
+                   ApiToken.expires_at > bindparam("now"))
             .options(joinedload(User.roles)))
 
 
 def user_for_api_token(session: Session, secret: str) -> User | None:
-    user = session.scalars(_token_holder(), {"digest": token_digest(secret)}).unique().first()
+    user = session.scalars(_token_holder(), {"digest": token_digest(secret), "now": utcnow()}).unique().first()
     return user if user is not None and user.is_active else None

@@ -20,6 +20,7 @@ from mscbatch.auth.forms import (
 )
 from mscbatch.auth.loading import policy
 from mscbatch.auth.models import ApiToken, User
+from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, DomainError
 from mscbatch.extensions import db
 from mscbatch.web.forms import show_error
@@ -62,13 +63,28 @@ def logout() -> Any:
     return redirect(url_for("auth.login"))
 
 
+def _account_page(password_form: PasswordChangeForm | None = None, token_form: ApiTokenForm | None = None,
+                  new_token: str | None = None) -> str:
+    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
+                                .order_by(ApiToken.created_at.desc())).all()
+    return render_template("auth/account.html", password_form=password_form or PasswordChangeForm(),
+                           token_form=token_form or ApiTokenForm(), revoke_form=EmptyForm(), tokens=tokens,
+                           new_token=new_token, now=utcnow(),
+                           token_lifetime_days=services.API_TOKEN_LIFETIME.days)
+
+
+def _signed_out_by_lockout(error: DomainError) -> Any:
+    """The wrong password just locked the account (its sessions are ended): sign this screen out too."""
+    logout_user()
+    session.clear()
+    flash(error.message, "error")
+    return redirect(url_for("auth.login"))
+
+
 @bp.route("/account", methods=["GET"])
 @authenticated
 def account() -> Any:
-    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
-                                .order_by(ApiToken.created_at.desc())).all()
-    return render_template("auth/account.html", password_form=PasswordChangeForm(), token_form=ApiTokenForm(),
-                           revoke_form=EmptyForm(), tokens=tokens, new_token=None)
+    return _account_page()
 
 
 @bp.route("/account/password", methods=["POST"])
@@ -80,15 +96,16 @@ def change_password() -> Any:
             services.change_password(db.session, current_user, form.current_password.data, form.new_password.data,
                                      current_app.config["PASSWORD_HASH_PROFILE"])
         except DomainError as error:
+            if isinstance(error, services.WrongPassword) and error.locked:
+                return _signed_out_by_lockout(error)
             show_error(form, error)
         else:
             logout_user()
             session.clear()
-            flash("Password changed. Every session was ended: sign in again with the new password.", "success")
+            flash("Password changed. Every session was ended and every API token revoked: sign in again with the "
+                  "new password.", "success")
             return redirect(url_for("auth.login"))
-    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)).all()
-    return render_template("auth/account.html", password_form=form, token_form=ApiTokenForm(),
-                           revoke_form=EmptyForm(), tokens=tokens, new_token=None), 422
+    return _account_page(password_form=form), 422
 
 
 @bp.route("/account/tokens", methods=["POST"])
@@ -99,14 +116,14 @@ def create_token() -> Any:
     status = 422
     if form.validate_on_submit():
         try:
-            _token, new_token = services.create_api_token(db.session, current_user, form.name.data)
+            _token, new_token = services.create_api_token_confirmed(db.session, current_user, form.name.data,
+                                                                    form.password.data)
             status = 201
         except DomainError as error:
+            if isinstance(error, services.WrongPassword) and error.locked:
+                return _signed_out_by_lockout(error)
             show_error(form, error)
-    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
-                                .order_by(ApiToken.created_at.desc())).all()
-    return render_template("auth/account.html", password_form=PasswordChangeForm(), token_form=form,
-                           revoke_form=EmptyForm(), tokens=tokens, new_token=new_token), status
+    return _account_page(token_form=form, new_token=new_token), status
 
 
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])

@@ -71,7 +71,7 @@ class Product:
     tissue_source: str
     product_description_code: str
     collection_type: str
-    trial: str | None
+    trial: str  # the clinical trial id its labels print (required)
     shelf_life: timedelta
     shelf_life_from: str
     post_thaw_limit: timedelta
@@ -196,15 +196,27 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
         raise ConfigError(path, f"{where}.shelf_life.from", f"unknown start {shelf_from!r}; use freeze or collection")
     thaw = require(entry, "post_thaw_limit", dict, path, where)
     _only(thaw, {"value", "unit"}, path, f"{where}.post_thaw_limit")
+    product_id = require(entry, "id", str, path, where)
     return Product(
-        id=require(entry, "id", str, path, where), name=require(entry, "name", str, path, where),
+        id=product_id, name=require(entry, "name", str, path, where),
         product_class=product_class, tissue_source=tissue, product_description_code=pdc.strip().upper(),
         collection_type=collection_type,
-        trial=require(entry, "trial", str, path, where) if "trial" in entry else None,
+        trial=_trial(entry, product_id, path, where),
         shelf_life=_duration(shelf, path, f"{where}.shelf_life"), shelf_life_from=shelf_from,
         post_thaw_limit=_duration(thaw, path, f"{where}.post_thaw_limit"),
         storage_temperature_max_c=_temperature(entry, "storage_temperature", path, where),
         culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"))
+
+
+def _trial(entry: dict[str, Any], product_id: str, path: Path, where: str) -> str:
+    """The product's clinical trial id, required: its label prints "For clinical trial use only" + this id
+    (DOMAIN.md section 7), and a label saying "clinical trial" without naming the trial is incomplete."""
+    trial = entry.get("trial")
+    if trial is None or (isinstance(trial, str) and not trial.strip()):
+        raise ConfigError(path, f"{where}.trial", f"missing for product {product_id!r}: every product needs the id "
+                          "of its clinical trial (e.g. trial = \"NCT03562065\"), printed on its labels after "
+                          "\"For clinical trial use only\"")
+    return str(require(entry, "trial", str, path, where)).strip()
 
 
 def _culture_limits(table: dict[str, Any], path: Path, where: str) -> CultureLimits:

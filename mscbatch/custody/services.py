@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
-from mscbatch.auth.lockout import count_wrong_password
+from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
 from mscbatch.core.dosing import infused_against_prescribed
@@ -216,12 +216,17 @@ def verify_second_person(session: Session, username: str, password: str) -> User
     user = session.scalar(select(User).where(User.username == name))
     if user is None:
         with use_case(session, None, "second person: unknown user name"):
-            trail.record(session, "second_person_refused", "user_account", None, new=name)
+            trail.record(session, "second_person_refused", "user_account", None, new=masked_name(name))
         raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
     if user.locked_out_at is not None or not user.is_enabled:
         with use_case(session, None, "second person: account locked or disabled"):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
+    if not user.has_role(*BEDSIDE_ROLES):  # before the password: a wrong one would count towards a lockout that a
+        # nurse could then inflict on any QA or admin account by typing its user name here
+        with use_case(session, None, "second person: not a nurse or a clinician"):
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise PermissionDenied("The second person must be a nurse or a clinician.", field="second_username")
     if not verify_password(user.password_hash, password or ""):
         with use_case(session, None, "second person: wrong password"):
             count_wrong_password(user)
@@ -243,7 +248,6 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
     scanner's token alone is not a person) and the second person. The two signatures lock the check."""
     get_check(session, check_id)
     second = verify_second_person(session, username, password)
-    _require_bedside_role(second, "The second person")
     check = get_check(session, check_id)
     if second.id == check.checked_by_id:
         with use_case(session, second, "second person is the first checker"):

@@ -3,8 +3,10 @@
 The pure label code (mscbatch.labels) draws a LabelData; this service decides what goes on it from the bag,
 its lot, the product and site configuration, the donor's intended recipient (directed products) and the
 lot's release state, and records every print (LabelPrint: who, when, which bags, which layout, reprint and
-why). Labels are printed only for bags of a lot in quarantine, released or conditionally released; a bag
-printed before is a reprint, which needs a reason and is marked "REPRINT".
+why). Labels are printed only for bags of a lot in quarantine, released or conditionally released, and only for
+a bag the verification page would not call unusable (expired, donor reopened, late OOS, past its post-thaw
+limit, returned: the same rules, `_not_usable`); a bag printed before is a reprint, which needs a reason and is
+marked "REPRINT".
 """
 from __future__ import annotations
 
@@ -83,6 +85,10 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
                reprint: bool = False) -> LabelData:
     """Map a bag to everything its label prints (no patient data in the QR: only DIN + K and a signature)."""
     product = product_of(lot)
+    trial = (product.trial or "").strip()
+    if not trial:  # the loader refuses a product without one; a label never says "clinical trial" without its id
+        raise LabelError(f"product {product.id} has no trial id (config/products.toml, key trial): the label "
+                         "prints \"For clinical trial use only\" with the trial id")
     site = site_config()
     din = parse_din(bag.din + bag.check_character)
     warnings = [BIOHAZARD] if parse_product_code(bag.product_code).is_biohazard else []  # the bag's own code
@@ -94,7 +100,7 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
         collection_date=lot.collection_at.astimezone(site.tz).date(), volume_ml=Decimal(bag.volume_ml),
         total_cells=int(bag.total_cells), cells_per_ml=Decimal(bag.cells_per_ml),
         dmso_percent=Decimal(bag.dmso_percent), storage_temperature=f"{limit:f} \u00b0C or colder",
-        expiry=bag.expires_at, timezone_name=site.timezone, trial_id=product.trial or "",
+        expiry=bag.expires_at, timezone_name=site.timezone, trial_id=trial,
         token_url=make_token_url(base_url, din.typed, key), intended_recipient=intended_recipient(session, lot, bag),
         warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot),
         cell_basis=lot.cell_basis or "viable")
@@ -114,6 +120,38 @@ def check_printable(lot: Lot) -> None:
     if lot.status not in PRINTABLE_LOT_STATES:
         raise Conflict(f"Labels are printed only for bags of a lot in quarantine or released: lot {lot.lot_number} "
                        f"is {lot.status.replace('_', ' ')}. No label was printed.")
+
+
+def label_refusals(session: Session, lot: Lot, bags: Sequence[Bag], now: datetime | None = None
+                   ) -> dict[int, tuple[str, ...]]:
+    """Why each bag may get no label now (bag id -> reasons, only bags with one): the reasons the verification
+    page gives for "DO NOT USE" (`_not_usable`, the same rules: expired, donor reopened, late OOS, past its
+    post-thaw limit, returned, on hold...). A fresh label on such a bag would look like a bag fit for use.
+    One exception: the bags of a lot in quarantine are labelled, and their label says "QUARANTINE not for clinical
+    use", so a quarantine lot's bags are judged on everything else, as if the lot were released."""
+    from mscbatch.core.states import effective_bag_status
+    from mscbatch.release.queries import release_state
+
+    now = now or utcnow()
+    release = release_state(session, lot)
+    lot_state = "released" if lot.status == "quarantine" else lot.status
+    refused = {}
+    for bag in bags:
+        status = effective_bag_status(lot_state, bag.status, on_hold=bag_hold(session, bag.id) is not None)
+        reasons = _not_usable(session, bag, lot, release, status, now)
+        if reasons:
+            refused[bag.id] = reasons
+    return refused
+
+
+def check_usable_for_labels(session: Session, lot: Lot, bags: Sequence[Bag]) -> None:
+    """Refuse the print, naming each bag and why, when a bag must not be used (label_refusals)."""
+    refused = label_refusals(session, lot, bags)
+    if not refused:
+        return
+    named = " ".join(f"Bag {bag.din} ({bag.bag_number} of {bag.bag_count}) must not be used: "
+                     f"{'; '.join(refused[bag.id])}." for bag in bags if bag.id in refused)
+    raise Conflict(f"No label was printed: a label is printed only for a bag that may still be used. {named}")
 
 
 def printed_before(session: Session, bag_ids: Sequence[int]) -> set[int]:
@@ -157,6 +195,7 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
     lot = get_lot(session, lot_id)
     check_printable(lot)
     chosen = _selected_bags(session, lot, None if print_format == "lot" else bag_id)
+    check_usable_for_labels(session, lot, chosen)
     again = printed_before(session, [b.id for b in chosen])
     reason = (reason or "").strip()
     if again and not reason:
@@ -164,8 +203,9 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
         raise ValidationFailed(f"Labels were printed before for {dins}: a reprint needs a reason (e.g. label "
                                "damaged). Nothing was printed.", field="reason")
     layout = layout or load_layout(BAG_LAYOUT)
-    labels = [label_data(session, bag, lot, base_url=base_url, key=key, reprint=bag.id in again) for bag in chosen]
     try:
+        labels = [label_data(session, bag, lot, base_url=base_url, key=key, reprint=bag.id in again)
+                  for bag in chosen]
         pdf = render_sheet(layout, labels, paper) if print_format == "sheet" else render_labels(layout, labels)
     except LabelError as error:
         raise Conflict(f"The label cannot be printed: {error}") from error

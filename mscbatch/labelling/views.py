@@ -8,13 +8,14 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
 from mscbatch.auth.access import public, roles_required
-from mscbatch.errors import DomainError
+from mscbatch.errors import Conflict, DomainError
 from mscbatch.extensions import db
 from mscbatch.labelling import services
 from mscbatch.labelling.forms import PrintForm
 from mscbatch.labelling.services import PRINTERS
 from mscbatch.lots.queries import bags_of, get_lot
 from mscbatch.recall.queries import held_bag_ids
+from mscbatch.settings import label_fallback_allowed
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("labelling", __name__, url_prefix="/labels")
@@ -22,19 +23,29 @@ verify_bp = Blueprint("verify", __name__)
 
 
 def label_base_url() -> str:
-    """Where the QR code points: LABEL_BASE_URL when the site sets one (a proxy), else this server's root."""
-    return current_app.config.get("LABEL_BASE_URL") or request.url_root
+    """Where the QR code points: MSCBATCH_LABEL_BASE_URL (LABEL_BASE_URL, validated at start-up). Unset, the
+    print request's own root only on a plain-HTTP development run (`make run` on 127.0.0.1): elsewhere the Host
+    header a request came with (any client or proxy sets it) would be printed on labels that outlive it."""
+    configured = current_app.config.get("LABEL_BASE_URL")
+    if configured:
+        return str(configured)
+    if label_fallback_allowed(current_app.config):
+        return request.url_root
+    raise Conflict("No label was printed: the site's address for the labels' QR codes is not configured. Ask the "
+                   "administrator to set MSCBATCH_LABEL_BASE_URL (e.g. https://mscbatch.example.org) and restart.")
 
 
 def _page(lot_id: int, form: PrintForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
     lot = get_lot(db.session, lot_id)
     bags = bags_of(db.session, lot_id)
+    printable = lot.status in services.PRINTABLE_LOT_STATES
     return render_template(
         "labelling/lot.html", lot=lot, bags=bags, form=form or PrintForm(formdata=None),
         printed=services.printed_before(db.session, [b.id for b in bags]),
         held=held_bag_ids(db.session, [b.id for b in bags]), prints=services.prints_of_lot(db.session, lot_id),
-        printable=lot.status in services.PRINTABLE_LOT_STATES), status
+        refused=services.label_refusals(db.session, lot, bags) if printable else {},
+        printable=printable), status
 
 
 @bp.route("/lots/<int:lot_id>")

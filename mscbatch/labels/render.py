@@ -19,7 +19,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from mscbatch.labels import LEADING, LabelData, LabelError, LabelOverflow, face_height, fit_text
 from mscbatch.labels.layout import MM, LabelLayout, TextBlock, caption_text
-from mscbatch.labels.symbols import draw_code128, draw_qr
+from mscbatch.labels.symbols import draw_code128, draw_qr, isbt128_din
 
 PAPER_MM = {"A4": (210.0, 297.0), "letter": (215.9, 279.4)}
 FRAME_PT = 0.8
@@ -144,7 +144,7 @@ def draw_label(canvas: Canvas, layout: LabelLayout, data: LabelData, origin_pt: 
             draw_qr(canvas, data.token_url, box, error_correction=symbol.error_correction,
                     min_module_mm=symbol.min_module_mm, printer_dpi=layout.printer_dpi)
         else:
-            draw_code128(canvas, data.din.text, box, min_module_mm=symbol.min_module_mm,
+            draw_code128(canvas, isbt128_din(data.din), box, min_module_mm=symbol.min_module_mm,
                          printer_dpi=layout.printer_dpi)
     canvas.restoreState()
 

@@ -1,10 +1,12 @@
 """Machine-readable symbols on labels: the ward QR code and the Code 128 of the DIN (DOMAIN.md section 7).
 
-ISBT 128 practice puts the DIN on the container label as a Code 128 symbol for standard scanners; our QR code
-is an extra, signed, patient-data-free token for phones at the bedside (error correction Q or H). Module sizes
-are snapped to whole printer dots, so a 300 dpi thermal printer draws every bar and module the same width
-(uneven modules are the usual cause of a label that prints but does not scan), and quiet zones (4 modules
-for QR, ISO/IEC 18004; 10 modules for Code 128, ISO/IEC 15417) are kept inside the symbol's box.
+ISBT 128 practice puts the DIN on the container label as a Code 128 symbol for standard scanners, in its data
+structure 001 (ST-001): the data identifier "=" then the 13-character DIN then two flag characters, "00" when
+the flags are not used (isbt128_din); our QR code is an extra, signed, patient-data-free token for phones at the
+bedside (error correction Q or H). Module sizes are snapped to whole printer dots, so a 300 dpi thermal printer
+draws every bar and module the same width (uneven modules are the usual cause of a label that prints but does
+not scan), and quiet zones (4 modules for QR, ISO/IEC 18004; 10 modules for Code 128, ISO/IEC 15417) are kept
+inside the symbol's box.
 """
 from __future__ import annotations
 
@@ -15,12 +17,26 @@ from qrcode.constants import ERROR_CORRECT_H, ERROR_CORRECT_Q
 from reportlab.graphics.barcode.code128 import Code128
 from reportlab.pdfgen.canvas import Canvas
 
+from mscbatch.core.identifiers import Din
 from mscbatch.labels import LabelOverflow
 
 MM = 72 / 25.4
 QR_QUIET_MODULES = 4
 CODE128_QUIET_MODULES = 10
 _LEVELS = {"Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
+
+
+ISBT128_DIN_IDENTIFIER = "="
+ISBT128_FLAGS_UNUSED = "00"
+
+
+def isbt128_din(din: Din, flags: str = ISBT128_FLAGS_UNUSED) -> str:
+    """The ISBT 128 Donation Identification Number data structure (001): "=" + the 13-character DIN + 2 flag
+    characters, e.g. "=X99992600000100". The keyboard check character K is not part of it (it is printed in its
+    box for typing, never encoded). Flags other than "00" (unused) are ICCBBA-defined: none are printed yet."""
+    if len(flags) != 2 or not flags.isascii() or not flags.isalnum():
+        raise ValueError(f"ISBT 128 DIN flags are 2 characters, got {flags!r}")
+    return f"{ISBT128_DIN_IDENTIFIER}{din.text}{flags}"
 
 
 def qr_matrix(text: str, error_correction: str = "Q") -> list[list[bool]]:

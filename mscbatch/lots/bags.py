@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.bounds import FIRST_DAY, plausible_instant
 from mscbatch.core.culture import BagPlan, CultureError, expiry_at, plan_cryopreservation
 from mscbatch.core.identifiers import MAX_DIVISIONS, division_code
 from mscbatch.database import utcnow
@@ -50,6 +51,8 @@ def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: dateti
         raise ValidationFailed("Give the date and time of freezing.", field="frozen_at")
     if frozen_at > utcnow():
         raise ValidationFailed("The freezing time cannot be in the future.", field="frozen_at")
+    if not plausible_instant(frozen_at):
+        raise ValidationFailed(f"The freezing time cannot be before {FIRST_DAY}.", field="frozen_at")
     _check_plans(bags)
     site = site_config()
     with use_case(session, actor, f"cryopreserved into {len(bags)} bags"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from wtforms import (
     DateField,
     DateTimeLocalField,
-    DecimalField,
     IntegerField,
     SelectField,
     StringField,
@@ -16,14 +15,14 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
-from mscbatch.web.forms import FlaskForm
+from mscbatch.web.forms import FiniteDecimalField, FlaskForm
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 MILLIONS = "(x10^6 cells)"
 
 
-def _millions(label: str) -> DecimalField:
-    return DecimalField(f"{label} {MILLIONS}", places=None, validators=[
+def _millions(label: str) -> FiniteDecimalField:
+    return FiniteDecimalField(f"{label} {MILLIONS}", places=None, validators=[
         InputRequired(f"Give the {label.lower()}."), NumberRange(min=0, message="Must be positive.")])
 
 
@@ -34,7 +33,7 @@ class LotForm(FlaskForm):
                                        validators=[InputRequired("Give the collection date and time.")])
     collection_site = StringField("Collection site", validators=[DataRequired("Give the collection site."),
                                                                  Length(max=120)])
-    tissue_amount = DecimalField("Tissue amount", places=None, validators=[InputRequired("Give the tissue amount.")])
+    tissue_amount = FiniteDecimalField("Tissue amount", places=None, validators=[InputRequired("Give the tissue amount.")])
     tissue_unit = SelectField("Unit", choices=choices(TISSUE_UNITS.items()), default="g")
 
 
@@ -48,8 +47,8 @@ class PassageForm(FlaskForm):
     performed_on = DateField("Harvest date of the passage", validators=[InputRequired("Give the date.")])
     seeded_cells = _millions("Cells seeded")
     harvested_cells = _millions("Cells harvested")
-    viability_percent = DecimalField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
-    days_in_culture = DecimalField("Days in culture", places=None, validators=[Optional()])
+    viability_percent = FiniteDecimalField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
+    days_in_culture = FiniteDecimalField("Days in culture", places=None, validators=[Optional()])
     notes = TextAreaField("Notes", validators=[Length(max=2000)])
 
 
@@ -70,7 +69,7 @@ class HarvestForm(FlaskForm):
     harvested_at = DateTimeLocalField("Harvest date and time (site time)", format=DATETIME_FORMATS,
                                       validators=[InputRequired("Give the harvest date and time.")])
     total_cells = _millions("Total cells")
-    viability_percent = DecimalField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
+    viability_percent = FiniteDecimalField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
 
 
 class CryoForm(FlaskForm):
@@ -78,10 +77,10 @@ class CryoForm(FlaskForm):
                                    validators=[InputRequired("Give the freezing date and time.")])
     bag_count = IntegerField("Number of bags", validators=[InputRequired("Give the number of bags."),
                                                           NumberRange(min=1, max=26, message="1 to 26 bags.")])
-    volume_ml = DecimalField("Volume per bag (mL)", places=None, validators=[InputRequired("Give the volume.")])
-    cells_per_ml = DecimalField(f"Viable cells per mL {MILLIONS}", places=None,
+    volume_ml = FiniteDecimalField("Volume per bag (mL)", places=None, validators=[InputRequired("Give the volume.")])
+    cells_per_ml = FiniteDecimalField(f"Viable cells per mL {MILLIONS}", places=None,
                                 validators=[InputRequired("Give the cells per mL.")])
-    dmso_percent = DecimalField("DMSO (%)", places=None, validators=[InputRequired("Give the DMSO percentage.")])
+    dmso_percent = FiniteDecimalField("DMSO (%)", places=None, validators=[InputRequired("Give the DMSO percentage.")])
 
 
 class TransitionForm(FlaskForm):
@@ -103,7 +102,7 @@ class LocationForm(FlaskForm):
     kind = SelectField("Kind", choices=choices(STORAGE_KINDS.items()), default="box")
     name = StringField("Name", validators=[DataRequired("Give a name."), Length(max=80)])
     parent_id = SelectField("Inside", coerce=int, default=0)
-    temperature_max_c = DecimalField("Storage temperature, freezers and tanks (°C, at most)", places=None,
+    temperature_max_c = FiniteDecimalField("Storage temperature, freezers and tanks (°C, at most)", places=None,
                                      validators=[Optional()])
     rows = IntegerField("Rows (boxes)", validators=[Optional()])
     columns = IntegerField("Columns (boxes)", validators=[Optional()])

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.core.bounds import filter_day, keyset
 from mscbatch.core.site_config import Product, ProductCatalogue, load_products
 from mscbatch.core.states import BagStatus, effective_bag_status
 from mscbatch.database import utcnow
@@ -137,10 +138,12 @@ def list_lots(session: Session, filters: LotFilters, *, before: int | None = Non
         donor_id = session.scalar(select(Donor.id).where(Donor.code == filters.donor_code.strip().upper()))
         query = query.where(Lot.donor_id == (donor_id or -1))
     tz = site_config().tz
-    if filters.collected_from:
-        query = query.where(Lot.collection_at >= datetime.combine(filters.collected_from, time(), tz))
-    if filters.collected_to:
-        query = query.where(Lot.collection_at < datetime.combine(filters.collected_to, time.max, tz))
+    collected_from, collected_to, before = (filter_day(filters.collected_from), filter_day(filters.collected_to),
+                                            keyset(before))
+    if collected_from:
+        query = query.where(Lot.collection_at >= datetime.combine(collected_from, time(), tz))
+    if collected_to:
+        query = query.where(Lot.collection_at < datetime.combine(collected_to, time.max, tz))
     if before:
         query = query.where(Lot.id < before)
     rows = [(lot, code) for lot, code in session.execute(query.order_by(Lot.id.desc()).limit(per_page + 1))]

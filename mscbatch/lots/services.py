@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.bounds import FIRST_DAY, plausible_instant
 from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
 from mscbatch.database import utcnow
 from mscbatch.donors.decisions import donor_gate
@@ -94,6 +95,8 @@ def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
         raise ValidationFailed("Give the collection date and time.", field="collection_at")
     if details.collection_at > utcnow():
         raise ValidationFailed("The collection cannot be in the future.", field="collection_at")
+    if not plausible_instant(details.collection_at):
+        raise ValidationFailed(f"The collection cannot be before {FIRST_DAY}.", field="collection_at")
     site = (details.collection_site or "").strip()
     if not site or len(site) > 120:
         raise ValidationFailed("Give the collection site (at most 120 characters).", field="collection_site")

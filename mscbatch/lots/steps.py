@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.bounds import FIRST_DAY, plausible_instant
 from mscbatch.core.culture import (
     CultureError,
     PassageCount,
@@ -173,6 +174,8 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
         raise ValidationFailed("Give the harvest date and time.", field="harvested_at")
     if harvested_at > utcnow():
         raise ValidationFailed("The harvest cannot be in the future.", field="harvested_at")
+    if not plausible_instant(harvested_at):
+        raise ValidationFailed(f"The harvest cannot be before {FIRST_DAY}.", field="harvested_at")
     with use_case(session, actor, "harvest recorded"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "the harvest")

@@ -27,7 +27,8 @@ class CountersSchema(Schema):
     generated_at = fields.DateTime(required=True, metadata={"description": "server time (UTC) of the counts"})
     failed_logins = fields.Nested(WindowsSchema, required=True,
                                   metadata={"description": "wrong passwords, unknown user names, locked or "
-                                                           "disabled accounts at sign-in"})
+                                                           "disabled accounts: at sign-in, as the bedside's second "
+                                                           "person, at a password change or a token's creation"})
     bedside_refused = fields.Nested(WindowsSchema, required=True,
                                     metadata={"description": "bedside checks answered STOP"})
     infusion_start_refused = fields.Nested(

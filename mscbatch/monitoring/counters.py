@@ -22,14 +22,17 @@ from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
 
-FAILED_LOGIN_ACTIONS = ("login_failed", "login_refused")
+#: every wrong password or refused account, wherever it was typed: at sign-in, as the bedside's second person, at a
+#: password change or an API token's creation (the same count leads to the lockout)
+FAILED_LOGIN_ACTIONS = ("login_failed", "login_refused", "second_person_refused", "password_change_refused",
+                        "api_token_refused")
 SIGNATURE_REFUSED_ACTIONS = ("signature_refused",)
 START_REFUSED_ACTIONS = ("infusion_start_refused",)
 RECENT = 20
 WINDOWS = (("last_24_hours", timedelta(hours=24)), ("last_7_days", timedelta(days=7)))
 
 # (key, heading) in the order the page shows them
-KINDS = (("failed_logins", "Failed sign-ins"), ("bedside_refused", "Bedside checks answered STOP"),
+KINDS = (("failed_logins", "Failed sign-ins and wrong passwords"), ("bedside_refused", "Bedside checks answered STOP"),
          ("infusion_start_refused", "Infusion starts refused"), ("signature_refused", "Refused signatures"))
 
 LOGIN_REASONS = {

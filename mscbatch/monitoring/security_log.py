@@ -23,7 +23,7 @@ from mscbatch.custody.models import TwoPersonCheck
 SECURITY = logging.getLogger("mscbatch.security")
 CHECKS = TwoPersonCheck.__tablename__
 AUDITED_REFUSALS = frozenset({"login_failed", "login_refused", "signature_refused", "second_person_refused",
-                              "infusion_start_refused"})
+                              "infusion_start_refused", "password_change_refused", "api_token_refused"})
 _PENDING = "mscbatch.security_pending"
 
 

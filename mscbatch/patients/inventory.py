@@ -18,11 +18,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.core.bounds import FIRST_DAY, LAST_DAY, plausible_day
 from mscbatch.core.cohorts import CohortState, EscalationError, check_prescription
 from mscbatch.core.dosing import CandidateBag, DoseAllocation, DoseRefused, calculate_dose
 from mscbatch.core.protocols import Protocol
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
+from mscbatch.errors import ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
@@ -94,10 +96,25 @@ class DoseResult:
         return [d.din for d in self.allocation.draws if self.bags[d.bag_id][2].status == "conditional_release"]
 
 
+#: No protocol doses a billion cells or more per kg: a level beyond it is a typing error, not a level to compare
+MAX_LEVEL_CELLS_PER_KG = Decimal(10) ** 9
+
+
+def _refuse_implausible(level: Decimal | None, planned_at: datetime | None) -> None:
+    """What is asked before the calculation: a dose level that is a plausible number of cells per kg (1E+999999999
+    overflowed the formatting of the refusal, a 500), a planned day within the dates records can hold."""
+    if level is not None and not (level.is_finite() and 0 < level < MAX_LEVEL_CELLS_PER_KG):
+        raise ValidationFailed("Dose level: a number of cells per kg above 0 and below 10^9, the protocol's level "
+                               "(e.g. 2000000 for 2 x10^6/kg).", field="level")
+    if planned_at is not None and not plausible_day(planned_at.date()):
+        raise ValidationFailed(f"Planned infusion date: between {FIRST_DAY} and {LAST_DAY}.", field="planned_on")
+
+
 def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_kg: Decimal | None = None,
               planned_at: datetime | None = None, only_bag_ids: list[int] | None = None,
               today: date | None = None) -> DoseResult:
     """The dose calculation for a patient (no writes). The level defaults to the cohort's current level."""
+    _refuse_implausible(level_cells_per_kg, planned_at)
     patient = (patient_id_or_patient if isinstance(patient_id_or_patient, Patient)
                else session.get(Patient, patient_id_or_patient))
     assert patient is not None

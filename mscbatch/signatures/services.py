@@ -65,6 +65,9 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
         raise PermissionDenied(f"Only a user with the {required_role} role may sign '{meaning}'.")
     if signer.locked_out_at is not None or not signer.is_enabled:
         raise AuthenticationFailed("Signature refused: this account is locked or disabled. Ask an administrator.")
+    if getattr(signer, "must_change_password", False):  # the administrator who chose the password could sign
+        raise PermissionDenied("Signature refused: an administrator chose this account's password. Change it on My "
+                               "account first; nothing was signed.")
     if not verify_password(signer.password_hash, password or ""):
         own, parent = (record.__tablename__, trail.entity_id_of(record)), _parent_of(record)
         session.rollback()  # nothing of the refused use case is kept ...

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm as _FlaskWtfForm
 from flask_wtf.file import FileField
 from flask_wtf.form import _Auto  # Flask-WTF's "read the request" marker (its formdata default)
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
+from wtforms import DecimalField
 
 from mscbatch.errors import DomainError
 
@@ -32,6 +33,17 @@ class FlaskForm(_FlaskWtfForm):
             if files:
                 return CombinedMultiDict((MultiDict(files), request.form))
             return request.form or None
+
+
+class FiniteDecimalField(DecimalField):
+    """WTForms' DecimalField takes "NaN" and "Infinity" as numbers; a service comparing them raised (a 500 on the
+    storage form, issue 9 review). Here they are refused as not a number, like any other text."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        super().process_formdata(valuelist)
+        if self.data is not None and not self.data.is_finite():
+            self.data = None
+            raise ValueError(self.gettext("Not a valid decimal value."))
 
 
 def posted_id(text: Any) -> int:

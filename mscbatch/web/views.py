@@ -25,7 +25,11 @@ def home() -> Any:
 def healthz() -> Any:
     try:
         with reading(db.session):  # a probe must not take (or wait for) SQLite's write lock
-            db.session.execute(text("SELECT 1"))
+            # the audit chain's head: written by `mscbatch init`, needed by every write. A database that answers
+            # SELECT 1 but was never initialised (or lost its tables) cannot serve a user: down, not ok
+            head = db.session.execute(text("SELECT last_seq FROM audit_head WHERE id = 1")).first()
     except Exception:  # the point of a health check is to say "down" instead of raising
-        return jsonify(status="down", database="unreachable"), 503
+        return jsonify(status="down", database="unreachable or not initialised"), 503
+    if head is None:
+        return jsonify(status="down", database="not initialised (no audit chain head)"), 503
     return jsonify(status="ok", database="ok")

@@ -22,8 +22,13 @@ AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
     # 21 CFR 11.300(d): failed sign-ins are recorded, and the wrong-password count is kept (lockout after 5)
     "auth.login": frozenset({("login_failed", None), ("login_refused", None)}) | _FAILED_LOGIN_COUNT,
     # the second person of the bedside check types a password: a failure is audited and counts to the lockout
-    "custody.confirm": frozenset({("second_person_refused", None)}) | _FAILED_LOGIN_COUNT,
-    "custody_api.confirm": frozenset({("second_person_refused", None)}) | _FAILED_LOGIN_COUNT,
+    # and both people sign: a wrong password of the person who scanned is a refused signature, counted too
+    "custody.confirm": frozenset({("second_person_refused", None)}) | _SIGNATURE_REFUSED | _FAILED_LOGIN_COUNT,
+    "custody_api.confirm": frozenset({("second_person_refused", None)}) | _SIGNATURE_REFUSED | _FAILED_LOGIN_COUNT,
+    # a wrong current password at a password change, or a wrong password when making an API token, from a screen
+    # left signed in: audited and counted to the lockout like one at sign-in, else it could be guessed without end
+    "auth.change_password": frozenset({("password_change_refused", None)}) | _FAILED_LOGIN_COUNT,
+    "auth.create_token": frozenset({("api_token_refused", None)}) | _FAILED_LOGIN_COUNT,
     # an infusion start the system stops (wrong patient, STOP at the start, no confirmed check, already infused) is
     # recorded for the admin's monitoring: someone was about to give a bag that must not be given
     **{endpoint: frozenset({("infusion_start_refused", None)})

@@ -5,11 +5,11 @@ import re
 
 from openapi_spec_validator import validate
 
-from tests.conftest import api_token_for
+from tests.conftest import PASSWORD, api_token_for
 
 
 def _create_token_via_ui(client) -> str:  # type: ignore[no-untyped-def]
-    response = client.post("/account/tokens", data={"name": "ward 3 scanner"})
+    response = client.post("/account/tokens", data={"name": "ward 3 scanner", "password": PASSWORD})
     assert response.status_code == 201
     return re.search(r'id="new-token">(msc_[^<]+)<', response.get_data(as_text=True)).group(1)
 

@@ -156,9 +156,16 @@ def test_the_second_person_needs_the_right_password_and_role(app, users, db_sess
         services.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password="wrong",
                                        checker_password=PASSWORD, label_key=KEY)
     assert user(db_session, "nurse2").failed_logins == 1
-    with pytest.raises(PermissionDenied, match="second person must be a nurse or a clinician"):
-        services.confirm_second_person(db_session, nurse, result.check_id, username="technician",
-                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    for password in (PASSWORD, "wrong"):  # the role first: no password is tried for a non-bedside account
+        with pytest.raises(PermissionDenied, match="second person must be a nurse or a clinician"):
+            services.confirm_second_person(db_session, nurse, result.check_id, username="qa",
+                                           password=password, checker_password=PASSWORD, label_key=KEY)
+    for _ in range(6):  # so a nurse cannot lock QA out by typing its name here (the lockout is at 5)
+        with pytest.raises(PermissionDenied):
+            services.confirm_second_person(db_session, nurse, result.check_id, username="qa",
+                                           password="guess", checker_password=PASSWORD, label_key=KEY)
+    db_session.expire_all()
+    assert user(db_session, "qa").failed_logins == 0 and user(db_session, "qa").locked_out_at is None
     services.confirm_second_person(db_session, nurse, result.check_id, username="clinician", password=PASSWORD,
                                    checker_password=PASSWORD, label_key=KEY)
     row = db_session.get(TwoPersonCheck, result.check_id)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from mscbatch.auth.access import public
 from mscbatch.custody.models import TwoPersonCheck
-from mscbatch.database import make_engine, utcnow
+from mscbatch.database import Base, make_engine, utcnow
 from mscbatch.donors.models import APPROVED
 from mscbatch.monitoring import counters
 from mscbatch.settings import SettingsError, from_environment
@@ -117,8 +117,25 @@ def test_healthz_answers_200_with_the_database_and_503_without(app, monkeypatch,
     monkeypatch.setattr(db, "_session_factory", sessionmaker(bind=unreachable))
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "down", "database": "unreachable"}
+    assert response.get_json() == {"status": "down", "database": "unreachable or not initialised"}
     unreachable.dispose()
+
+    empty = make_engine(f"sqlite:///{tmp_path}/empty.sqlite3")  # answers SELECT 1, but `mscbatch init` never ran
+    monkeypatch.setattr(db, "_session_factory", sessionmaker(bind=empty))
+    assert client.get("/healthz").status_code == 503
+    empty.dispose()
+
+
+def test_healthz_is_down_when_the_audit_chain_head_is_gone(app, monkeypatch, tmp_path):
+    """Every write extends the chain from its head: tables without it (created, never initialised) serve no user."""
+    db = app.extensions["mscbatch.db"]
+    headless = make_engine(f"sqlite:///{tmp_path}/headless.sqlite3")
+    Base.metadata.create_all(headless)
+    monkeypatch.setattr(db, "_session_factory", sessionmaker(bind=headless))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "down", "database": "not initialised (no audit chain head)"}
+    headless.dispose()
 
 
 def test_an_unexpected_error_is_logged_with_its_traceback_which_the_response_never_shows(app, capsys):
@@ -181,9 +198,11 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     page = admin.get("/admin/monitoring")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'href="/admin/monitoring"' in html  # in the admin's navigation
-    assert _counts_on_page(html) == {"failed_logins": [2, 2, 2], "bedside_refused": [1, 1, 1],
+    # the two sign-ins and the second person's wrong password: every wrong password counts
+    assert _counts_on_page(html) == {"failed_logins": [3, 3, 3], "bedside_refused": [1, 1, 1],
                                      "infusion_start_refused": [1, 1, 1], "signature_refused": [1, 1, 1]}
-    for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;gh…(5 characters)&#39;", "no account has this user name",
+    for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;gh…(5 characters)&#39;",  # masked in the trail
+                  "no account has this user name",
                   "This wristband is not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
                   "WRONG PATIENT: this wristband is not the patient of the confirmed check"):
         assert words in html, words
@@ -191,7 +210,7 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     body = admin.get("/api/v1/admin/counters", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert {k: v for k, v in body.items() if k != "generated_at"} == {
         key: {"last_24_hours": n, "last_7_days": n, "all_time": n}
-        for key, n in (("failed_logins", 2), ("bedside_refused", 1), ("infusion_start_refused", 1),
+        for key, n in (("failed_logins", 3), ("bedside_refused", 1), ("infusion_start_refused", 1),
                        ("signature_refused", 1))}
 
     assert nurse.get("/admin/monitoring").status_code == 403

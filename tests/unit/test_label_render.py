@@ -20,6 +20,7 @@ from mscbatch.core.label_token import make_token_url, verify_token
 from mscbatch.labels import LabelData, LabelError, LabelOverflow, fit_text
 from mscbatch.labels.layout import MM, load_layout
 from mscbatch.labels.render import render_labels, render_sheet, scientific
+from mscbatch.labels.symbols import isbt128_din
 from mscbatch.settings import DEMO_LABEL_KEY
 
 KEY = b"test-label-key-0123456789abcdef"
@@ -70,7 +71,7 @@ def test_every_label_of_a_100_bag_lot_decodes_to_its_token_and_din() -> None:
     assert len(decoded) == 100
     for data, symbols in zip(labels, decoded, strict=True):
         assert symbols.get("QRCode") == [data.token_url], data.din.text
-        assert symbols.get("Code128") == [data.din.text], data.din.text
+        assert symbols.get("Code128") == ["=" + data.din.text + "00"], data.din.text  # ISBT 128 DIN, structure 001
         assert verify_token(symbols["QRCode"][0], KEY) == data.din.typed
     assert len({data.token_url for data in labels}) == 100
     print(f"\n100-bag lot: render {rendered - started:.2f} s, rasterise + decode {finished - rendered:.2f} s")
@@ -153,7 +154,7 @@ def test_an_a4_sheet_tiles_four_bag_labels_per_page_and_every_code_still_scans()
     assert float(reader.pages[0].mediabox.width) == pytest.approx(210 * MM)
     decoded = decode_pages(pdf)
     assert sorted(decoded[0]["QRCode"] + decoded[1]["QRCode"]) == sorted(d.token_url for d in labels)
-    assert sorted(decoded[0]["Code128"] + decoded[1]["Code128"]) == sorted(d.din.text for d in labels)
+    assert sorted(decoded[0]["Code128"] + decoded[1]["Code128"]) == sorted(isbt128_din(d.din) for d in labels)
 
 
 def test_a_sheet_of_cryovial_labels_fits_many_per_page() -> None:
@@ -202,9 +203,32 @@ def test_cell_counts_are_written_with_three_significant_digits(cells: Decimal | 
     assert scientific(cells) == text
 
 
+@pytest.mark.parametrize(("fin", "year", "sequence"), [
+    ("X9999", 26, 1), ("G1234", 17, 654321), ("W0000", 9, 123456), ("19999", 26, 999999), ("A9999", 99, 0)])
+def test_the_code_128_is_the_isbt_128_din_data_structure_and_fits_its_box(fin: str, year: int, sequence: int) -> None:
+    """ISBT 128 ST-001 data structure 001: "=" + the 13-character DIN + 2 flag characters ("00": unused). The
+    check character K is printed in its box for typing, never encoded. A FIN starting with a digit makes the
+    longest symbol (15 digits in a row): it still fits the 45 mm box at the layout's minimum module."""
+    din = make_din(fin, year, sequence)
+    assert isbt128_din(din) == f"={din.text}00" and len(isbt128_din(din)) == 16
+    [symbols] = decode_pages(render_labels(load_layout("bag_100x100"), [bag_label(1, din=din)]))
+    assert symbols["Code128"] == [f"={din.text}00"]
+    assert parse_din(symbols["Code128"][0][1:14]) == din
+
+
+def test_isbt_din_flags_are_two_characters() -> None:
+    din = make_din("X9999", 26, 1)
+    assert isbt128_din(din, "A1") == "=X999926000001A1"
+    for bad in ("0", "000", "0 ", "é0"):
+        with pytest.raises(ValueError, match="2 characters"):
+            isbt128_din(din, bad)
+
+
 def test_the_demo_label_png_in_the_docs_is_a_300_dpi_label_that_scans() -> None:
     image = Image.open(Path(__file__).resolve().parents[2] / "docs" / "label-demo.png").convert("L")
     assert image.size in {(1181, 1181), (1182, 1182)}  # 100 mm at 300 dpi
     symbols = {b.format.name: b.text for b in zxingcpp.read_barcodes(image, formats=FORMATS)}
-    din = parse_din(symbols["Code128"])
+    code = symbols["Code128"]  # ISBT 128 data structure 001: "=" + DIN + flags (layout 3)
+    assert code.startswith("=") and len(code) == 16
+    din = parse_din(code[1:14])
     assert verify_token(symbols["QRCode"], DEMO_LABEL_KEY) == din.typed

@@ -55,6 +55,7 @@ def test_the_shipped_products_cover_the_three_tissue_sources() -> None:
     assert (uc.product_class, uc.collection_type, uc.trial) == ("MSC(WJ)", "V", "NCT03562065")
     assert (bm.product_class, bm.collection_type, bm.is_directed) == ("MSC(M)", "2", True)
     assert at.product_class == "MSC(AT)" and not at.is_directed
+    assert bm.trial == "NCT02213705" and at.trial.startswith("DEMO-")  # no registry id in our sources: a fake one
     assert uc.product_code("A0").text == "SX001VA0"
     assert uc.post_thaw_limit_minutes == 60 and uc.shelf_life == timedelta(days=365)
     assert uc.culture_limits.max_passage >= uc.culture_limits.warn_passage
@@ -115,6 +116,21 @@ def test_site_file_errors_name_the_key(tmp_path: Path, old: str, new: str, key: 
 ])
 def test_product_file_errors_name_the_key(tmp_path: Path, old: str, new: str, key: str, fragment: str) -> None:
     _expect_error(_edited(tmp_path, PRODUCTS, old, new), load_products, key, fragment)
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ('trial = "NCT03562065"                 # SLE-UC lupus trial\n', ""),
+    ('trial = "NCT03562065"', 'trial = ""'),
+    ('trial = "NCT03562065"', 'trial = "   "'),
+])
+def test_a_product_without_a_trial_id_is_refused_naming_the_product(tmp_path: Path, old: str, new: str) -> None:
+    """Review finding: AT-MSC had no trial and its labels said "For clinical trial use only" with no id."""
+    _expect_error(_edited(tmp_path, PRODUCTS, old, new), load_products, "products[0].trial",
+                  "missing for product 'UC-MSC'")
+
+
+def test_every_shipped_product_names_its_trial() -> None:
+    assert all(product.trial.strip() for product in load_products(PRODUCTS).products)
 
 
 def test_a_fractional_duration_is_kept_exactly(tmp_path: Path) -> None:

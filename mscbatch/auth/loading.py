@@ -11,6 +11,7 @@ from mscbatch.auth import services
 from mscbatch.auth.models import User
 from mscbatch.database import reading
 from mscbatch.extensions import db, login_manager
+from mscbatch.monitoring.security_log import SECURITY
 
 
 def policy() -> services.SessionPolicy:
@@ -47,4 +48,16 @@ def init_login(app: Flask) -> None:
         if scheme.lower() != "bearer" or not secret.strip():
             return None
         with reading(db.session):
-            return services.user_for_api_token(db.session, secret.strip())
+            user = services.user_for_api_token(db.session, secret.strip())
+        if user is None:
+            _log_refused_token(secret.strip())
+        return user
+
+
+def _log_refused_token(secret: str) -> None:
+    """A bearer token that authenticates nobody (unknown, revoked, expired, or its user disabled): a WARNING for
+    the security log, with the token's public prefix (what the tokens page shows) to tell which one. Not an audit
+    event: a request that proves no identity writes nothing, so a flood of forged tokens cannot fill the trail."""
+    prefix = "".join(c for c in secret[:10] if c.isascii() and (c.isalnum() or c == "_"))
+    SECURITY.warning("bearer_token_refused: token %s... authenticates nobody", prefix,
+                     extra={"action": "bearer_token_refused", "token_prefix": prefix})

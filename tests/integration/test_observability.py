@@ -235,3 +235,14 @@ def test_the_log_format_setting_is_text_or_json(monkeypatch):
     monkeypatch.setenv("MSCBATCH_LOG_FORMAT", "xml")
     with pytest.raises(SettingsError, match="MSCBATCH_LOG_FORMAT must be one of text, json"):
         from_environment()
+
+
+def test_a_bearer_token_that_authenticates_nobody_is_a_security_warning_without_the_secret(app, users, capsys):
+    forged = "msc_AbCdEf" + "x" * 30 + "-SECRET-PART"
+    capsys.readouterr()
+    response = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {forged}",
+                                                            "X-Request-ID": "forged-token-01"})
+    assert response.status_code == 401
+    [line] = [x for x in log_lines(capsys) if x.get("action") == "bearer_token_refused"]
+    assert line["level"] == "WARNING" and line["request_id"] == "forged-token-01"
+    assert line["token_prefix"] == "msc_AbCdEf" and "SECRET-PART" not in json.dumps(line)

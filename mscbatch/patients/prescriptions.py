@@ -135,7 +135,11 @@ def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> P
     if not (reason or "").strip():
         raise ValidationFailed("Give the reason for cancelling: it goes into the audit trail.", field="reason")
     with use_case(session, actor, reason):
-        prescription = get_prescription(session, prescription_id)
+        # locked and read again: two clinicians cancelling at once (PostgreSQL) both saw it active and both put its
+        # bags back in stock, twice in the custody log
+        get_prescription(session, prescription_id)
+        prescription = session.get(Prescription, prescription_id, with_for_update=True, populate_existing=True)
+        assert prescription is not None
         if prescription.status != "active":
             raise Conflict(f"This prescription is {prescription.status}; it cannot be cancelled.")
         now = utcnow()

@@ -161,10 +161,15 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
     if not reason:
         raise ValidationFailed("Say why the recall is ended (e.g. the positive marker was a false positive, "
                                "confirmed by ...).", field="reason")
-    recall = get_recall(session, recall_id)
-    if not recall.active:
-        raise Conflict(f"Recall R-{recall.id} is already ended.")
+    get_recall(session, recall_id)
     with use_case(session, actor, f"recall ended: {reason}"):
+        # locked and read again inside the transaction: two QA people ending it at once (PostgreSQL) both saw it
+        # active, both signed, and the second overwrote the first's reason with a wrong old value in the trail
+        recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
+        if recall is None:
+            raise NotFound(f"No recall {recall_id}.")
+        if not recall.active:
+            raise Conflict(f"Recall R-{recall.id} is already ended.")
         now = utcnow()
         holds = list(session.scalars(select(BagHold).where(BagHold.recall_id == recall.id,
                                                            BagHold.lifted_at.is_(None))))

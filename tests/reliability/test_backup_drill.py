@@ -1,11 +1,14 @@
 """Backup and restore drill (issue 9 point 3; EU GMP Annex 11 s.7.2), SQLite and PostgreSQL.
 
 1. A writer keeps registering patients and weights through the services while `mscbatch.backup` backs the
-   database up. The restore of that backup is a consistent snapshot: every table holds between the rows it
-   had before the backup started and after it ended, no foreign key dangles, every audited row has its
-   insert event and every insert event its row (no half-written use case), and the audit chain verifies.
-2. With the writer stopped, a second backup restores to a database equal to the source table by table
-   (row counts and content digests): "equal" is only decidable against a source that no longer moves."""
+   database up. After each of its commits the writer records the digest of every table of the source (row
+   count and a hash of every row): the list of every state the source has been in, since nothing else
+   writes. The restore of the live backup is identical, table by table and row by row, to ONE of those
+   states, and to one that existed while the backup ran: a snapshot of the source at a commit, updated rows
+   (the audit head moves at every commit) included, not merely counts between before and after. It also
+   passes the integrity and foreign key checks, every audited row has its insert event and every event its
+   row, and its audit chain verifies.
+2. With the writer stopped, a second backup restores to a database equal to the source table by table."""
 from __future__ import annotations
 
 import threading
@@ -14,7 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, event
+
 from mscbatch.backup import backup, restore
+from mscbatch.database import normalise_url
 from tests.conftest import TEST_CONFIG
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.reliability.support import (
@@ -39,16 +45,32 @@ def restored(backup_file: Path, database_url: str, tmp_path: Path, name: str) ->
         yield target
 
 
+def _closest(snapshot: dict[str, tuple[int, str]], states: list[dict[str, tuple[int, str]]]) -> str:
+    """The tables in which the restore differs from the source's nearest state, with their row counts."""
+    nearest = min(states, key=lambda state: sum(state[t] != snapshot[t] for t in snapshot))
+    return ", ".join(f"{t}: restored {snapshot[t][0]} rows, source {nearest[t][0]}"
+                     for t in sorted(snapshot) if snapshot[t] != nearest[t])
+
+
 class Writer(threading.Thread):
-    """Registers patients and their weights (two use cases each) until stopped."""
+    """Registers patients and their weights (two use cases each) until stopped; after every commit of its
+    session it records the digests of the whole source database in `states` (it is the only writer, and it
+    waits for the digest: each entry is a state the source was in)."""
 
     def __init__(self, app: Any) -> None:
         super().__init__(daemon=True)
         self.app, self.stop, self.done, self.error = app, threading.Event(), 0, None
         self.progress = threading.Condition()
+        self.reader = create_engine(normalise_url(app.config["DATABASE_URL"]))
+        self.states: list[dict[str, tuple[int, str]]] = [digests_of(self.reader)]
+
+    def _record_state(self, _session: Any) -> None:
+        with self.progress:
+            self.states.append(digests_of(self.reader))
 
     def run(self) -> None:
         session = self.app.extensions["mscbatch.db"].new_session()
+        event.listen(session, "after_commit", self._record_state)
         try:
             clinician = user(session, "clinician")
             while not self.stop.is_set():
@@ -60,11 +82,16 @@ class Writer(threading.Thread):
             self.error = error
         finally:
             session.close()
+            self.reader.dispose()
 
     def wait_for(self, count: int) -> None:
         with self.progress:
             assert self.progress.wait_for(lambda: self.done >= count or self.error, timeout=60), self.done
         assert self.error is None, self.error
+
+    def states_so_far(self) -> int:
+        with self.progress:
+            return len(self.states)
 
 
 def test_backup_under_writes_is_a_consistent_snapshot_and_a_quiet_backup_restores_identical(
@@ -79,7 +106,9 @@ def test_backup_under_writes_is_a_consistent_snapshot_and_a_quiet_backup_restore
     try:
         writer.wait_for(2)
         before = digests_of(url)
+        first = writer.states_so_far() - 1  # the state at the start (or one whose digest is being recorded)
         backup(url, tmp_path / "live.backup")
+        last = writer.states_so_far()  # the state at the end, at the latest (its digest may still be coming)
         writer.wait_for(writer.done + 2)  # the writer kept going during and after the backup
     finally:
         writer.stop.set()
@@ -92,6 +121,9 @@ def test_backup_under_writes_is_a_consistent_snapshot_and_a_quiet_backup_restore
         assert_chain_verifies(target)
         assert unpaired_audit_rows(target) == []
         snapshot = digests_of(target)
+        matches = [n for n, state in enumerate(writer.states) if state == snapshot]
+        assert matches, f"the live restore is no state the source was ever in: {_closest(snapshot, writer.states)}"
+        assert first <= matches[-1] <= last, (matches, first, last)  # a state from during the backup
         for table, (count, _) in snapshot.items():
             assert before[table][0] <= count <= after[table][0], (table, before[table], count, after[table])
         assert snapshot["bag"] == before["bag"] == after["bag"]  # untouched by the writer: identical

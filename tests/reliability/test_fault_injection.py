@@ -1,7 +1,10 @@
-"""Fault injection (issue 9 point 3): an exception at each flush of release, allocation, bedside check,
-second-person confirmation, infusion start and recall (and just before their commit) leaves the database
-exactly as it was (every table, the audit trail and its head) and the audit chain verifying; then the same
-use case runs to success on the same scene. SQLite and PostgreSQL (the `app` fixture).
+"""Fault injection (issue 9 point 3): an exception at each flush (and just before the commit) of every signed
+or stock-moving use case leaves the database exactly as it was (every table, the audit trail and its head)
+and the audit chain verifying; then the same use case runs to success on the same scene. SQLite and
+PostgreSQL (the `app` fixture). The use cases: release; conditional release and its completion; rejection;
+exceptional release (the clinician's request, QA's approval); prescription with its allocations and its
+cancellation (the bags back in stock); bedside check, second-person confirmation and infusion start; the
+start of a recall (holds placed) and its end (holds lifted).
 
 Release and recall are driven through their services (their pages need a cookie session, whose sliding idle
 window may write); prescription and the bedside steps through the JSON API, which also shows the injected
@@ -16,12 +19,16 @@ from sqlalchemy import func, select
 from mscbatch.audit import trail
 from mscbatch.audit.models import AuditEvent
 from mscbatch.custody.models import Infusion, TwoPersonCheck
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients import prescriptions
 from mscbatch.patients.models import Allocation
 from mscbatch.recall import services as recall_services
 from mscbatch.recall.models import BagHold
-from mscbatch.release import release
-from mscbatch.release.demo import enter_panel
+from mscbatch.release import release, results
+from mscbatch.release.demo import PASSING_PANEL, enter_panel
+from mscbatch.release.models import CLINICIAN_MEANING, LotDisposition
 from mscbatch.signatures.models import Signature
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_custody_support import prescribed_bag
@@ -119,4 +126,96 @@ def test_a_fault_at_any_step_of_starting_a_recall_holds_nothing(app, users):
     assert flushes >= 3, flushes
     assert _count(app, BagHold) == len(the_scene.stock_bag_ids)  # every bag of the donor not yet infused
     assert _count(app, AuditEvent) > events_before
+    assert_chain_verifies(app.config["DATABASE_URL"])
+
+
+# ---- the other signed dispositions of a lot, cancellation and the end of a recall --------------------------
+
+def _disposition_count(app: Any, kind: str) -> int:
+    return _count(app, LotDisposition, LotDisposition.kind == kind, LotDisposition.signed_at.is_not(None))
+
+
+def _lot_status(app: Any, lot_id: int) -> str:
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return str(session.get(Lot, lot_id).status)
+
+
+def test_a_fault_at_any_step_of_a_conditional_release_and_of_its_completion_leaves_nothing(app, users, monkeypatch):
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    database = app.extensions["mscbatch.db"]
+    url = app.config["DATABASE_URL"]
+    with database.new_session() as session:
+        enter_panel(session, user(session, "technician"), lot_id, skip=("sterility",))
+    assert drive_faults(url, lambda session: release.release_lot(
+        session, user(session, "qa"), lot_id, PASSWORD, conditional_tests=["sterility"],
+        justification="Patient cannot wait 14 days for BacT/ALERT"), target=database.new_session) >= 5
+    assert _lot_status(app, lot_id) == "conditional_release"
+    with database.new_session() as session:
+        results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
+            test_id="sterility", value=PASSING_PANEL["sterility"][0], unit="", analyst="A", tested_on=site_today()))
+    assert drive_faults(url, lambda session: release.complete_conditional_release(
+        session, user(session, "qa2"), lot_id, PASSWORD), target=database.new_session) >= 5
+    assert _lot_status(app, lot_id) == "released"
+    assert _disposition_count(app, "conditional_release") == _disposition_count(app, "completion") == 1
+
+
+def test_a_fault_at_any_step_of_a_rejection_leaves_nothing(app, users):
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session:
+        tech = user(session, "technician")
+        lot_id = lot_with_bags(session, tech, donor(session, tech), status="quarantine")[0].lot_id
+    assert drive_faults(app.config["DATABASE_URL"], lambda session: release.reject_lot(
+        session, user(session, "qa"), lot_id, PASSWORD, "Bag labels damaged in the LN2 tank"),
+        target=database.new_session) >= 3  # 3 flushes on both databases, each one a fault point
+    assert _lot_status(app, lot_id) == "rejected"
+    assert _disposition_count(app, "rejection") == 1
+
+
+def test_a_fault_at_any_step_of_an_exceptional_release_request_and_approval_leaves_nothing(app, users, monkeypatch):
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    database = app.extensions["mscbatch.db"]
+    url = app.config["DATABASE_URL"]
+    with database.new_session() as session:
+        enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})
+    assert drive_faults(url, lambda session: release.request_exceptional_release(
+        session, user(session, "clinician"), lot_id, "sle-007",
+        "No alternative therapy; life-threatening flare, benefit outweighs risk", PASSWORD),
+        target=database.new_session) >= 2
+    assert _count(app, Signature, Signature.meaning == CLINICIAN_MEANING) == 1
+    assert drive_faults(url, lambda session: release.approve_exceptional_release(
+        session, user(session, "qa"), lot_id, PASSWORD), target=database.new_session) >= 5
+    assert _lot_status(app, lot_id) == "released"
+    assert _disposition_count(app, "exceptional_release") == 1
+
+
+def test_a_fault_at_any_step_of_cancelling_a_prescription_keeps_its_bags_allocated(app, users):
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session:
+        tech, clinician = user(session, "technician"), user(session, "clinician")
+        lot_with_bags(session, tech, donor(session, tech))
+        prescription_id = prescriptions.prescribe(session, clinician, PASSWORD, patient(session, clinician).id).id
+    allocated = _count(app, Allocation, Allocation.active_bag_id.is_not(None))
+    assert allocated >= 2
+    assert drive_faults(app.config["DATABASE_URL"], lambda session: prescriptions.cancel(
+        session, user(session, "clinician"), prescription_id, "Patient withdrew consent"),
+        target=database.new_session) >= 3
+    assert _count(app, Allocation, Allocation.active_bag_id.is_not(None)) == 0
+    assert _count(app, Allocation, Allocation.released_at.is_not(None)) == allocated
+    assert _count(app, Bag, Bag.status == "allocated") == 0
+
+
+def test_a_fault_at_any_step_of_ending_a_recall_lifts_no_hold(app, users):
+    the_scene = scene(app)
+    database = app.extensions["mscbatch.db"]
+    with database.new_session() as session:
+        recall_id = recall_services.start_recall(
+            session, user(session, "qa"), scope="donor", target_id=the_scene.donor_id,
+            reason="late positive HBV NAT of the donor", password=PASSWORD).recall_id
+    held = _count(app, BagHold, BagHold.lifted_at.is_(None))
+    assert held == len(the_scene.stock_bag_ids)
+    assert drive_faults(app.config["DATABASE_URL"], lambda session: recall_services.end_recall(
+        session, user(session, "qa"), recall_id, reason="HBV NAT repeat negative: a false positive",
+        password=PASSWORD), target=database.new_session) >= 2
+    assert _count(app, BagHold, BagHold.lifted_at.is_(None)) == 0
+    assert _count(app, BagHold, BagHold.lifted_at.is_not(None)) == held
     assert_chain_verifies(app.config["DATABASE_URL"])

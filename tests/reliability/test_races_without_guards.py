@@ -8,7 +8,13 @@ infused twice, one DIN handed out twice (PostgreSQL); "database is locked" inste
 
 Guards taken away: the row lock (SELECT ... FOR UPDATE, patched to a plain SELECT), the protocol's advisory
 lock, the atomic UPDATE ... RETURNING of the DIN counter (patched to read-then-write), the UNIQUE constraint
-behind them (dropped for the test), and SQLite's BEGIN IMMEDIATE (replaced by a deferred BEGIN)."""
+behind them (dropped for the test), and SQLite's BEGIN IMMEDIATE (replaced by a deferred BEGIN).
+
+The allocation and the infusion races also run with their LAST guard alone ("last-guard"): row lock and
+advisory lock taken away, the UNIQUE constraint kept on PostgreSQL (both attempts read before either writes;
+the loser's INSERT fails on the constraint and comes back as the service's Conflict, whose exact message is
+asserted: never an IntegrityError, i.e. a 500), BEGIN IMMEDIATE kept on SQLite (the loser is refused by the
+re-read)."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,10 +28,10 @@ from mscbatch.custody import services as custody
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.errors import Conflict
 from mscbatch.lots import din_allocation
-from mscbatch.lots.models import DinCounter, Lot
+from mscbatch.lots.models import Bag, DinCounter, Lot
 from mscbatch.patients import prescriptions
 from mscbatch.patients.inventory import calculate
-from mscbatch.patients.models import Allocation
+from mscbatch.patients.models import Allocation, Prescription
 from mscbatch.release import release
 from mscbatch.release.demo import enter_panel
 from mscbatch.signatures.models import Signature
@@ -67,6 +73,30 @@ def _check(app: Any, outcomes: list[tuple[str, Any]], guarded: bool) -> None:
     assert_chain_verifies(app.config["DATABASE_URL"])  # the audit head's own lock keeps the chain linear
 
 
+# guarded / unguarded / only the last guard left (see the module's docstring)
+MODES = pytest.mark.parametrize("mode", ["guarded", "unguarded", "last-guard"])
+
+
+def _rendezvous(app: Any, mode: str) -> Rendezvous:
+    """Both attempts read before either writes, except where a guard that is still there forbids it."""
+    serialised = mode == "guarded" or (mode == "last-guard" and _dialect(app) == "sqlite")
+    return Rendezvous(serialised)
+
+
+def _doubled(app: Any, mode: str) -> bool:
+    return mode == "unguarded" and _dialect(app) == "postgresql"
+
+
+def _check_last_guard(app: Any, outcomes: list[tuple[str, Any]], messages: dict[str, str]) -> None:
+    """One winner; the loser refused with a Conflict carrying exactly the message of the dialect's last guard
+    (a 409 problem document through the API, not the 500 an unhandled IntegrityError would be)."""
+    assert kinds(outcomes) == ["ok", "refused"], outcomes
+    [refusal] = [value for kind, value in outcomes if kind == "refused"]
+    assert isinstance(refusal, Conflict), refusal
+    assert str(refusal) == messages[_dialect(app)], refusal
+    assert_chain_verifies(app.config["DATABASE_URL"])
+
+
 @GUARDED
 def test_double_release_of_one_lot(app, users, monkeypatch, guarded):
     lot_id = seed_quarantine_lot(app, monkeypatch)
@@ -91,15 +121,16 @@ def test_double_release_of_one_lot(app, users, monkeypatch, guarded):
         assert releases == (2 if expected(guarded, _dialect(app)) == ["ok", "ok"] else 1)
 
 
-@GUARDED
-def test_double_allocation_of_one_bag(app, users, monkeypatch, guarded):
+@MODES
+def test_double_allocation_of_one_bag(app, users, monkeypatch, mode):
+    guarded = mode == "guarded"
     with app.extensions["mscbatch.db"].new_session() as session:
         tech, clinician = user(session, "technician"), user(session, "clinician")
         lot_with_bags(session, tech, donor(session, tech), bags=6)
         patients = [patient(session, clinician).id for _ in range(2)]
         seen = [int(d.bag_id) for d in calculate(session, patients[0]).allocation.draws]
         session.rollback()
-    meet = Rendezvous(guarded)
+    meet = _rendezvous(app, mode)
     calculated = prescriptions.calculate
 
     def calculate_then_meet(*args: Any, **kwargs: Any) -> Any:
@@ -108,25 +139,32 @@ def test_double_allocation_of_one_bag(app, users, monkeypatch, guarded):
         return result
 
     monkeypatch.setattr(prescriptions, "calculate", calculate_then_meet)
-    if not guarded:
+    if not guarded:  # the advisory lock and the row lock taken away
         monkeypatch.setattr(prescriptions, "_serialise", lambda session, protocol_id: None)
         monkeypatch.setattr(prescriptions, "select", UnlockedSelect)
-    with guard_removed(app, guarded, unique=("bag_allocation", "active_bag_id")):
+    with guard_removed(app, mode != "unguarded", unique=("bag_allocation", "active_bag_id")):
         outcomes = race(app, lambda session, n: (user(session, "clinician"), patients[n]),
                         lambda session, who: prescriptions.prescribe(session, who[0], PASSWORD, who[1],
                                                                      bag_ids=seen))
-        _check(app, outcomes, guarded)
+        if mode == "last-guard":
+            _check_last_guard(app, outcomes, {
+                "postgresql": "A bag of this calculation was just allocated to another patient; recalculate.",
+                "sqlite": prescriptions.TAKEN.format(din=_scalar(app, select(Bag.din).where(Bag.id == seen[0])))})
+        else:
+            _check(app, outcomes, guarded)
         active = _scalar(app, select(func.count()).select_from(Allocation).where(
             Allocation.bag_id == seen[0], Allocation.released_at.is_(None)))
-        assert active == (2 if expected(guarded, _dialect(app)) == ["ok", "ok"] else 1)
+        assert active == (2 if _doubled(app, mode) else 1)
+        assert _scalar(app, select(func.count()).select_from(Prescription)) == (2 if _doubled(app, mode) else 1)
 
 
-@GUARDED
-def test_double_infusion_of_one_bag(app, users, monkeypatch, guarded):
+@MODES
+def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
+    guarded = mode == "guarded"
     with app.extensions["mscbatch.db"].new_session() as session:
         ward = prescribed_bag(session)
         checked_and_confirmed(session, ward)
-    meet = Rendezvous(guarded)
+    meet = _rendezvous(app, mode)
     evaluated = custody.evaluate
 
     def evaluate_then_meet(*args: Any, **kwargs: Any) -> Any:
@@ -135,14 +173,20 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, guarded):
         return result
 
     monkeypatch.setattr(custody, "evaluate", evaluate_then_meet)
-    if not guarded:
+    if not guarded:  # the row lock taken away
         monkeypatch.setattr(custody, "select", UnlockedSelect)
-    with guard_removed(app, guarded, unique=("infusion", "bag_id")):
+    with guard_removed(app, mode != "unguarded", unique=("infusion", "bag_id")):
         outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:
                         custody.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband,
                                                label_key=KEY))
-        _check(app, outcomes, guarded)
-        doubled = expected(guarded, _dialect(app)) == ["ok", "ok"]
+        if mode == "last-guard":
+            _check_last_guard(app, outcomes, {
+                "postgresql": "This bag's infusion was just recorded by someone else.",
+                "sqlite": f"Bag {_scalar(app, select(Bag.din).where(Bag.id == ward.bag_id))} has already been "
+                          "infused."})
+        else:
+            _check(app, outcomes, guarded)
+        doubled = _doubled(app, mode)
         assert _scalar(app, select(func.count()).select_from(Infusion)) == (2 if doubled else 1)
         assert _scalar(app, select(func.count()).where(CustodyEvent.kind == "infusion_started")) == (
             2 if doubled else 1)

@@ -97,6 +97,8 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
         protocol = protocol_of(patient)
         if patient.status == "enrolled":
             raise Conflict(f"Patient {patient.code} is already enrolled.")
+        if on_date < patient.date_of_birth:  # the core's age judgement raised ValueError on it: a 500 (tests/fuzz)
+            raise ValidationFailed("The check date cannot be before the patient's date of birth.", field="on_date")
         values = parse_values(protocol, raw)
         decision = evaluate(protocol, values, patient.date_of_birth, on_date)
         check = EnrolmentCheck(

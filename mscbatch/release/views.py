@@ -27,7 +27,7 @@ from mscbatch.release.forms import (
 )
 from mscbatch.release.queries import dashboard
 from mscbatch.release.review import review_of
-from mscbatch.web.forms import show_error
+from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("release", __name__, url_prefix="/release")
 READERS = ("technician", "qa", "clinician", "admin")
@@ -176,7 +176,8 @@ def close_oos(oos_id: int) -> Any:
         return _signed(lot_id, form, "oos_form", run, lambda: "OOS confirmed (signed). The lot is " + (
             "RECALLED: its unused bags are held, and the recall report lists the patients to notify."
             if get_lot(db.session, lot_id).status == "recalled" else f"{get_lot(db.session, lot_id).status}."))
-    retest = request.form.get("oos-retest_result_id", type=int) or 0
+    # posted_id: any text is 0, and an id beyond the id column is no row (2^63 was a 500 in the query; tests/fuzz)
+    retest = posted_id(request.form.get("oos-retest_result_id"))
     run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password)  # noqa: E731
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")
 

@@ -3,14 +3,17 @@
 - never a 5xx, never a stack trace, never our script marker unescaped in HTML, never a Jinja expression
   evaluated;
 - a refused request (4xx, or a form re-shown with its errors: the views answer 422 for those, a 200 with
-  errors would be refused too) writes nothing: every table's row count is unchanged, the audit trail's
-  included, except for the refusals listed in AUDITED_REFUSALS, which are records by design.
+  errors would be refused too), and any GET, writes nothing: the content of every table is unchanged (site.State:
+  every row, so an UPDATE is seen as well as an INSERT or a DELETE), except for the refusals listed in
+  AUDITED_REFUSALS, which are records by design: their audit events, the audit chain's head that moves with them,
+  and the account's wrong-password count when those events record it.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from tests.fuzz.hostile import SCRIPT, TEMPLATE_EVALUATED
+from tests.fuzz.site import USER_COUNT_KEY, WRONG_PASSWORD_COUNT, State
 
 _SIGNATURE_REFUSED = frozenset({("signature_refused", None)})
 _FAILED_LOGIN_COUNT = frozenset({("update", "failed_logins"), ("update", "locked_out_at")})
@@ -50,10 +53,10 @@ def refused(response: Any) -> bool:
     return False
 
 
-def problems(site: Any, endpoint: str, response: Any, before: dict[str, int], seq: int,
+def problems(site: Any, endpoint: str, response: Any, before: State, after: State,
              read_only: bool = False) -> list[str]:
-    """What is wrong with this answer to a hostile request (empty: nothing). `read_only`: a GET, which must
-    write nothing whatever its answer."""
+    """What is wrong with this answer to a hostile request (empty: nothing), given the database's state before and
+    after it. `read_only`: a GET, which must write nothing whatever its answer."""
     found = []
     body = response.get_data().decode("utf-8", "replace")  # PDFs and images too
     if response.status_code >= 500:
@@ -64,15 +67,35 @@ def problems(site: Any, endpoint: str, response: Any, before: dict[str, int], se
         found.append("the <script> marker came back unescaped")
     if TEMPLATE_EVALUATED in body:
         found.append("a template expression was evaluated")
-    if read_only or refused(response):
-        after = site.counts()
-        changed = {t: (before[t], after[t]) for t in after if after[t] != before[t] and t != "audit_event"}
-        if changed:
-            found.append(f"refused with {response.status_code} but rows changed: {changed}")
-        if after["audit_event"] != before["audit_event"]:
-            allowed = AUDITED_REFUSALS.get(endpoint, frozenset())
-            events = site.audit_since(seq)
-            unexpected = [e for e in events if (e[0], e[2]) not in allowed and (e[0], None) not in allowed]
-            if unexpected:
-                found.append(f"refused with {response.status_code} but audited {unexpected}")
+    if (read_only or refused(response)) and after is not before:
+        found += [f"{'read' if read_only else 'refused'} with {response.status_code} but {change}"
+                  for change in writes(site, endpoint, before, after)]
     return found
+
+
+def writes(site: Any, endpoint: str, before: State, after: State) -> list[str]:
+    """What was written between the two states that the endpoint's audited refusals do not explain."""
+    found = []
+    events = site.audit_since(before.seq) if after.seq != before.seq else []
+    if after.events != before.events + len(events):
+        found.append(f"the audit trail went from {before.events} to {after.events} events, {len(events)} appended")
+    allowed = AUDITED_REFUSALS.get(endpoint, frozenset())
+    unexpected = [e for e in events if (e[0], e[2]) not in allowed and (e[0], None) not in allowed]
+    if unexpected:
+        found.append(f"audited {unexpected}")
+    for key, text in after.tables.items():
+        if text == before.tables[key]:
+            continue
+        if key == "audit_head" and events:
+            continue  # the chain's head names its newest event
+        if key == USER_COUNT_KEY and any(e[1] == "user_account" and e[2] in WRONG_PASSWORD_COUNT for e in events):
+            continue  # the wrong-password count, written (and audited) with the refusal
+        found.append(f"{key} changed: {_difference(before.tables[key], text)}")
+    return found
+
+
+def _difference(before: str, after: str) -> str:
+    old, new = before.splitlines(), after.splitlines()
+    gone, added = [r for r in old if r not in set(new)], [r for r in new if r not in set(old)]
+    text = f"rows {gone[:3]} became {added[:3]}" if gone and added else f"-{gone[:3]} +{added[:3]}"
+    return text if len(text) < 600 else text[:600] + "..."

@@ -15,7 +15,9 @@ from sqlalchemy import create_engine
 from mscbatch.database import normalise_url
 from tests.conftest import POSTGRES_URL, missing
 from tests.conftest import make_app as _make_app
+from tests.fuzz.pages import Offered, page_forms
 from tests.fuzz.site import Site, build_site
+from tests.reliability.support import assert_chain_verifies
 
 
 def make_app(url: str):  # type: ignore[no-untyped-def]
@@ -61,8 +63,7 @@ def seeded_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
-def site(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def _copy(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory, verify: bool) -> Iterator[Site]:
     source = seeded_site.app.config["DATABASE_URL"]
     if seeded_site.kind == "sqlite":
         path = tmp_path_factory.mktemp("fuzz") / "site.sqlite3"
@@ -72,8 +73,39 @@ def site(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         name = f"mscbatch_fuzz_{uuid.uuid4().hex[:10]}"
         _postgres(f'CREATE DATABASE "{name}" TEMPLATE "{source.rsplit("/", 1)[1]}"')
         url = _postgres_url(name)
-    copy = replace(seeded_site, app=make_app(url), _engine=None, _tables=[])
-    yield copy
-    copy.dispose()
-    if name:
-        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    copy = replace(seeded_site, app=make_app(url), _engine=None, _tables=[], _snapshot_sql=None,
+                   _marker_connection=None)
+    try:
+        yield copy
+    finally:
+        copy.dispose()
+        try:
+            if verify:
+                # the checks compare the audit trail by its count and newest seq (site.State): an old event changed
+                # by a sweep would break the chain, verified here once the module's requests are done
+                assert_chain_verifies(url)
+        finally:
+            if name:
+                _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def site(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from _copy(seeded_site, tmp_path_factory, verify=True)
+
+
+@pytest.fixture(scope="module")
+def scratch_site(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Another copy, where a test tries plausible bodies out before sending edge values to `site` (edge.py)."""
+    yield from _copy(seeded_site, tmp_path_factory, verify=False)
+
+
+@pytest.fixture(scope="session")
+def offered_forms(seeded_site: Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Offered]]:
+    """The forms the seeded site's pages offer (pages.py): the same in every module's copy, so read once per
+    database, on a copy of its own (signing in writes sessions and audit events)."""
+    copies = _copy(seeded_site, tmp_path_factory, verify=False)
+    try:
+        return page_forms(next(copies))
+    finally:
+        copies.close()

@@ -69,3 +69,37 @@ def json_value() -> st.SearchStrategy[Any]:
 def dumps(value: Any) -> bytes:
     """JSON as Python writes it: NaN and Infinity included (Python's own json.loads accepts them)."""
     return json.dumps(value, allow_nan=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+# The deterministic pass (test_edge_*.py): every value below in every field, one field at a time, the others
+# plausible so that the value reaches the services. Each names a class of 500 found before (issue 9 review).
+EDGE_TEXT = {
+    "NUL inside text": "a\x00b",  # PostgreSQL text cannot hold it: the driver raised deep in a use case
+    "1E+999999999": "1E+999999999",  # a Decimal whose formatting or quantize() overflows
+    "NaN": "NaN",  # Decimal("NaN"): any comparison raises
+    "Infinity": "Infinity",  # compares, but int() and quantize() of it raise
+    "2^31": str(2**31),  # one past PostgreSQL INTEGER
+    "2^63": str(2**63),  # one past BIGINT
+    "10^5000": "1" + "0" * 5000,  # past Python's 4300-digit int() limit
+    "0001-01-01": "0001-01-01",  # a day a date picker takes, which a time zone or a day's shift moves out of range
+    "9999-12-31": "9999-12-31",
+    "0001-01-01T00:00": "0001-01-01T00:00",  # the same as a form's local date and time
+    "9999-12-31T23:59": "9999-12-31T23:59",
+}  # (a date and time with its zone, 0001-01-01T00:00:00+14:00, is no form's or query's format: EDGE_JSON has it)
+# a <select> or radio button takes only its choices (WTForms refuses any other value before the view runs): unless
+# the view reads it itself, it gets the NUL (refused for every field) and 2^63 (a choice coerced by int()) only
+EDGE_CHOICE = ("NUL inside text", "2^63")
+# The same as raw JSON text, spliced into a body as a client may write it (json.dumps refuses a 5000-digit integer),
+# and what only JSON can say: a lone surrogate escape, bare NaN and Infinity, a number past float, deep nesting.
+EDGE_JSON = {
+    "NUL inside text": '"a\\u0000b"',
+    "lone surrogate": '"\\ud800"',  # no UTF-8 encoder takes it
+    "10^5000": "1" + "0" * 5000,  # json.loads raises ValueError past 4300 digits
+    "1E+999999999 number": "1E+999999999",  # Python reads inf
+    "1E+999999999 text": '"1E+999999999"',
+    "NaN": "NaN", "Infinity": "Infinity", '"NaN"': '"NaN"', '"Infinity"': '"Infinity"',
+    "2^31": str(2**31), "2^63": str(2**63),
+    "0001-01-01": '"0001-01-01"', "9999-12-31": '"9999-12-31"',
+    "0001-01-01T00:00:00+14:00": '"0001-01-01T00:00:00+14:00"', "9999-12-31T23:59:59-14:00": '"9999-12-31T23:59:59-14:00"',
+    "10000 levels": "[" * 10_000 + "]" * 10_000,  # RecursionError in json.loads
+}

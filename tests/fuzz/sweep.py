@@ -1,4 +1,5 @@
-"""Run Hypothesis over one route as one role against the shared seeded site, counting rows around each request.
+"""Run Hypothesis over one route as one role against the shared seeded site, with the database's content before
+and after each request (site.State; the state after one request is the state before the next).
 
 Bounded for CI: the broad sweep runs on SQLite; PostgreSQL gets a smaller one (the same code paths, but its
 own failure modes: integer overflow, NUL bytes refused in text, strict types). MSCBATCH_FUZZ_SCALE multiplies
@@ -32,15 +33,17 @@ def sweep(site: Any, endpoint: str, request: st.SearchStrategy[Any], send: Calla
     failures: list[str] = []
     if max_examples < 1 and not explicit:
         return failures
+    states = [site.state()]
 
     @given(drawn=request)
     @settings(max_examples=max(1, max_examples), deadline=None, derandomize=True, database=None,
               phases=[Phase.explicit] + [Phase.generate] * (max_examples > 0),
               suppress_health_check=list(HealthCheck))
     def run(drawn: Any) -> None:
-        before, seq = site.counts(), site.last_seq()
+        before = states[-1]
         response = send(drawn)
-        found = problems(site, endpoint, response, before, seq, read_only)
+        states[-1] = after = site.state(before)
+        found = problems(site, endpoint, response, before, after, read_only)
         if found:
             failures.append(f"{endpoint}: {'; '.join(found)} <- {_short(drawn)}")
 

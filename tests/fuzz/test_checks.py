@@ -1,0 +1,42 @@
+"""The sweeps' own check of "a refused request wrote nothing" (checks.writes over site.State): it sees an UPDATE
+(row counts alone did not), on both databases, and leaves out exactly what any request may write."""
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from tests.fuzz.checks import writes
+from tests.fuzz.site import Site
+
+
+def _execute(site: Site, sql: str) -> None:
+    with site.engine.begin() as connection:
+        connection.execute(text(sql))
+
+
+def test_an_update_a_delete_or_an_insert_is_seen_and_nothing_else(site: Site) -> None:
+    site.client("nurse")  # a session to move
+    before = site.state()
+    assert site.state(before) is before, "nothing was written: the same state, no snapshot taken"
+
+    _execute(site, "UPDATE lot SET collection_site = collection_site || ' (moved)' WHERE id = 1")
+    after = site.state(before)
+    assert [w.split(":")[0] for w in writes(site, "lots.detail", before, after)] == ["lot changed"]
+
+    # the sliding idle window of a session moves with any request: not a write of the request's
+    _execute(site, "UPDATE auth_session SET last_seen_at = created_at")
+    before, after = after, site.state(after)
+    assert writes(site, "lots.detail", before, after) == []
+    # ending a session is
+    _execute(site, "UPDATE auth_session SET ended_at = created_at, end_reason = 'fuzz'")
+    before, after = after, site.state(after)
+    assert [w.split(":")[0] for w in writes(site, "lots.detail", before, after)] == ["auth_session changed"]
+
+    # a wrong-password count is allowed only with the audited refusal that writes it (none here)
+    _execute(site, "UPDATE user_account SET failed_logins = failed_logins + 1 WHERE username = 'victim'")
+    before, after = after, site.state(after)
+    assert [w.split(":")[0] for w in writes(site, "auth.login", before, after)] == [
+        "user_account.wrong_password_count changed"]
+
+    _execute(site, "DELETE FROM auth_session")
+    before, after = after, site.state(after)
+    assert [w.split(":")[0] for w in writes(site, "lots.detail", before, after)] == ["auth_session changed"]

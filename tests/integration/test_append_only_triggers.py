@@ -6,8 +6,6 @@ catalogue by what they do (operation, timing, refusal), not by name."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from alembic import command
@@ -18,9 +16,9 @@ from mscbatch.audit.ddl import append_only_tables
 from mscbatch.database import normalise_url
 from mscbatch.lots import storage
 from mscbatch.migrate import alembic_config, upgrade
-from tests.conftest import POSTGRES_URL
 from tests.integration.lot_factories import approved_adipose_donor, box, cryopreserved_lot
 from tests.integration.patient_factories import user
+from tests.reliability.support import empty_database
 
 REFUSED = {"sqlite": {"UPDATE", "DELETE"}, "postgresql": {"UPDATE", "DELETE", "TRUNCATE"}}
 MIGRATION_0011 = {"storage_move", "label_print", "label_print_item"}
@@ -79,20 +77,8 @@ def test_a_storage_move_cannot_be_rewritten_or_deleted(app, users):
         assert connection.execute(text("SELECT count(*) FROM storage_move")).scalar() == 1
 
 
-@contextmanager
-def _empty_database(database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'migrated.sqlite3'}"
-        return
-    from tests.reliability.support import fresh_postgres
-
-    assert POSTGRES_URL
-    with fresh_postgres() as url:
-        yield url
-
-
 def test_migration_0011_protects_its_tables_and_its_downgrade_unprotects_only_them(database_url, tmp_path):
-    with _empty_database(database_url, tmp_path) as url:
+    with empty_database(database_url, tmp_path) as url:
         upgrade(url)
         engine = create_engine(normalise_url(url))
         try:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -35,7 +33,8 @@ from mscbatch.lots.models import Lot
 from mscbatch.migrate import upgrade
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import sign
-from tests.conftest import PASSWORD, POSTGRES_URL, api_token_for, login
+from tests.conftest import PASSWORD, api_token_for, login
+from tests.reliability.support import empty_database
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 CHOSEN_BY_ADMIN = "admin-knows-this-1"
@@ -315,18 +314,6 @@ def test_a_password_typed_as_the_user_name_is_not_kept_in_the_audit_trail(app, u
 
 # ---- the migration -----------------------------------------------------------------------------------------------
 
-@contextmanager
-def _empty_database(database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'migrated.sqlite3'}"
-        return
-    from tests.reliability.support import fresh_postgres
-
-    assert POSTGRES_URL
-    with fresh_postgres() as url:
-        yield url
-
-
 _USERS = sa.table("user_account", sa.column("id", sa.Integer()), sa.column("username", sa.String()),
                   sa.column("full_name", sa.String()), sa.column("password_hash", sa.String()),
                   sa.column("is_enabled", sa.Boolean()), sa.column("failed_logins", sa.Integer()),
@@ -344,7 +331,7 @@ def _account(connection, user_id: int, username: str, full_name: str) -> None:  
 
 def test_migration_0013_gives_old_tokens_the_lifetime_and_old_accounts_no_forced_change(database_url, tmp_path):
     created = utcnow() - timedelta(days=100)
-    with _empty_database(database_url, tmp_path) as url:
+    with empty_database(database_url, tmp_path) as url:
         upgrade(url, "0012")
         engine = sa.create_engine(normalise_url(url))
         try:
@@ -365,7 +352,7 @@ def test_migration_0013_gives_old_tokens_the_lifetime_and_old_accounts_no_forced
 
 
 def test_migration_0013_stops_on_two_accounts_with_the_same_printed_name_and_names_them(database_url, tmp_path):
-    with _empty_database(database_url, tmp_path) as url:
+    with empty_database(database_url, tmp_path) as url:
         upgrade(url, "0012")
         engine = sa.create_engine(normalise_url(url))
         try:

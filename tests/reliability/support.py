@@ -197,3 +197,14 @@ def fresh_postgres() -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@contextmanager
+def empty_database(database_url: str, tmp_path: Any) -> Iterator[str]:
+    """A new, empty database of the kind of `database_url`, for a migration test: a file under tmp_path, or a
+    fresh PostgreSQL database dropped afterwards."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'migrated.sqlite3'}"
+        return
+    with fresh_postgres() as url:
+        yield url

@@ -37,7 +37,7 @@ from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_of_bag, protocols
+from mscbatch.patients.queries import allocation_of_bag, lock_patient, protocols
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
 from mscbatch.signatures.services import sign
@@ -376,6 +376,8 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
             bag = lock_bag(session, bag_id)
             _refuse_infused(session, bag)
             check = _check_to_start_on(session, bag, valid_for)
+            if check.patient_id is not None:  # no weight recorded between this check and the commit (PostgreSQL)
+                lock_patient(session, check.patient_id)
             fresh = evaluate(session, wristband, check.bag_scan, label_key)
             _refuse_another_patient(session, check, fresh)
             if not fresh.matches:

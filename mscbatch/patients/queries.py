@@ -50,6 +50,18 @@ def get_patient(session: Session, patient_id: int) -> Patient:
     return patient
 
 
+def lock_patient(session: Session, patient_id: int) -> Patient:
+    """The patient's row, locked to the end of the transaction (PostgreSQL; SQLite's writers are serialised).
+    What the bedside judges from the patient's records (the latest weight) is taken under this lock both by
+    whoever writes them and by the infusion start: a weight recorded while a start is running either lands
+    before the start reads it, or waits until the start has committed."""
+    patient = session.scalar(select(Patient).where(Patient.id == patient_id).with_for_update()
+                             .execution_options(populate_existing=True))
+    if patient is None:
+        raise NotFound(f"No patient with id {patient_id}.")
+    return patient
+
+
 def patient_by_code(session: Session, code: str) -> Patient | None:
     return session.scalar(select(Patient).where(Patient.code == (code or "").strip().upper()))
 

@@ -22,7 +22,13 @@ from mscbatch.audit.context import use_case
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.patients.models import SEX_LABELS, Patient, WeightMeasurement
-from mscbatch.patients.queries import familial_donor_of, get_patient, patient_by_wristband, protocols
+from mscbatch.patients.queries import (
+    familial_donor_of,
+    get_patient,
+    lock_patient,
+    patient_by_wristband,
+    protocols,
+)
 from mscbatch.site import site_today
 
 CLINICIAN = "clinician"
@@ -146,7 +152,7 @@ def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: A
     if measured_on > site_today():
         raise ValidationFailed("The weight cannot be measured in the future.", field="measured_on")
     with use_case(session, actor):
-        patient = get_patient(session, patient_id)
+        patient = lock_patient(session, patient_id)  # not while an infusion start is judging the latest weight
         if measured_on < patient.date_of_birth:
             raise ValidationFailed("The weight cannot be measured before birth.", field="measured_on")
         row = WeightMeasurement(patient_id=patient.id, weight_kg=weight, measured_on=measured_on,

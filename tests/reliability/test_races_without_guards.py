@@ -32,6 +32,7 @@ from mscbatch.lots.models import Bag, DinCounter, Lot
 from mscbatch.patients import prescriptions
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Allocation, Prescription
+from mscbatch.patients.queries import get_patient
 from mscbatch.release import release
 from mscbatch.release.demo import enter_panel
 from mscbatch.signatures.models import Signature
@@ -173,8 +174,9 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
         return result
 
     monkeypatch.setattr(custody, "evaluate", evaluate_then_meet)
-    if not guarded:  # the row lock taken away
+    if not guarded:  # the row locks taken away: the bag's, and the patient's (taken against a weight's change)
         monkeypatch.setattr(custody, "select", UnlockedSelect)
+        monkeypatch.setattr(custody, "lock_patient", get_patient)
     with guard_removed(app, mode != "unguarded", unique=("infusion", "bag_id")):
         outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:
                         custody.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband,

@@ -208,6 +208,12 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
         culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"))
 
 
+#: The longest trial id the bag label's trial box holds (labels/bag_100x100.toml: two registry ids on two lines).
+#: Checked when the configuration loads, not first at the first print of a lot; the renderer still refuses,
+#: never cuts off, an id whose letters are too wide for the box.
+TRIAL_ID_MAX = 31
+
+
 def _trial(entry: dict[str, Any], product_id: str, path: Path, where: str) -> str:
     """The product's clinical trial id, required: its label prints "For clinical trial use only" + this id
     (DOMAIN.md section 7), and a label saying "clinical trial" without naming the trial is incomplete."""
@@ -216,7 +222,13 @@ def _trial(entry: dict[str, Any], product_id: str, path: Path, where: str) -> st
         raise ConfigError(path, f"{where}.trial", f"missing for product {product_id!r}: every product needs the id "
                           "of its clinical trial (e.g. trial = \"NCT03562065\"), printed on its labels after "
                           "\"For clinical trial use only\"")
-    return str(require(entry, "trial", str, path, where)).strip()
+    trial = str(require(entry, "trial", str, path, where)).strip()
+    if len(trial) > TRIAL_ID_MAX or not (trial.isascii() and trial.isprintable()):
+        raise ConfigError(path, f"{where}.trial", f"{trial[:40]!r} for product {product_id!r}: a trial id is at most "
+                          f"{TRIAL_ID_MAX} printable ASCII characters (a registry number such as NCT03562065 or "
+                          "2023-503456-12-00, or two: \"NCT03562065 / 2023-503456-12-00\"); the bag label's trial "
+                          "box holds no more")
+    return trial
 
 
 def _culture_limits(table: dict[str, Any], path: Path, where: str) -> CultureLimits:

@@ -199,6 +199,23 @@ def test_an_adipose_lot_label_names_its_trial(app, users, client_as) -> None:  #
     assert "For clinical trial use" in text and f"Trial {trial}" in text
 
 
+def test_a_product_of_a_european_trial_gets_a_label_naming_its_eu_ct_number(app, users, client_as, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An EU CT number (17 characters) is a trial id like any other: the label prints it whole (the bag label
+    refused it as too wide for its box up to layout 3) and the QR code still scans to the bag."""
+    from mscbatch.labelling import services as labelling
+
+    eu_ct = "2023-503456-12-00"
+    lot_id, [(_bag_id, din)] = make_lot(app, bags=1)
+    configured = labelling.product_of
+    monkeypatch.setattr(labelling, "product_of", lambda lot: dataclasses.replace(configured(lot), trial=eu_ct))
+    printed = _print(client_as("technician"), lot_id)
+    assert printed.status_code == 200 and printed.mimetype == "application/pdf", printed.get_data(as_text=True)[:2000]
+    text = pdf_text(printed.data)
+    assert "For clinical trial use only" in text and f"Trial {eu_ct}" in text
+    [[url]] = qr_codes(printed.data)
+    assert f"/v/{din}." in url
+
+
 def test_a_product_with_an_empty_trial_id_gets_no_label(app, users, client_as, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Second guard behind the configuration loader: label_data refuses an empty trial id."""
     from mscbatch.labelling import services as labelling

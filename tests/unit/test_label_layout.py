@@ -53,7 +53,7 @@ def test_the_shipped_bag_label_is_100_by_100_mm_with_all_required_fields() -> No
     texts = {block.text for block in layout.blocks if block.text}
     assert texts == {"Do not irradiate", "Do not use a leukocyte-reduction filter", "For clinical trial use only"}
     assert {(s.kind, s.content) for s in layout.symbols} == {("qr", "token_url"), ("code128", "din")}
-    assert len(layout.sha256) == 64 and layout.version == "3"  # 3: ISBT 128 DIN data structure in the Code 128
+    assert len(layout.sha256) == 64 and layout.version == "4"  # 3: ISBT 128 DIN data structure in the Code 128; 4: wider trial box
 
 
 def test_the_shipped_cryovial_label_holds_din_lot_sample_type_and_a_qr() -> None:

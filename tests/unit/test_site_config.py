@@ -9,7 +9,7 @@ import pytest
 
 from mscbatch.core.configfiles import ConfigError
 from mscbatch.core.identifiers import DEMO_FIN
-from mscbatch.core.site_config import effective_storage_limit_c, load_products, load_site_config
+from mscbatch.core.site_config import TRIAL_ID_MAX, effective_storage_limit_c, load_products, load_site_config
 from mscbatch.paths import config_dir
 
 SITE = config_dir() / "site.toml"
@@ -127,6 +127,22 @@ def test_a_product_without_a_trial_id_is_refused_naming_the_product(tmp_path: Pa
     """Review finding: AT-MSC had no trial and its labels said "For clinical trial use only" with no id."""
     _expect_error(_edited(tmp_path, PRODUCTS, old, new), load_products, "products[0].trial",
                   "missing for product 'UC-MSC'")
+
+
+@pytest.mark.parametrize("trial", ["NCT03562065 / 2023-503456-12-00 / ISRCTN12345678", "NCT03562065\u00a0(EU)",
+                                   "NCT0356\t2065"])
+def test_a_trial_id_the_label_cannot_hold_is_refused_when_the_configuration_loads(tmp_path: Path, trial: str) -> None:
+    _expect_error(_edited(tmp_path, PRODUCTS, 'trial = "NCT03562065"', f'trial = "{trial}"'), load_products,
+                  "products[0].trial", "at most 31 printable ASCII characters")
+
+
+def test_the_longest_trial_id_the_configuration_accepts_prints_on_the_bag_label() -> None:
+    """Two registry ids, 31 characters: the boundary of the check above (tests/unit/test_label_trial_id.py prints
+    it and reads it back from the PDF)."""
+    from tests.unit.test_label_trial_id import TRIAL_IDS
+
+    longest = max((param.values[0] for param in TRIAL_IDS), key=len)
+    assert len(longest) == TRIAL_ID_MAX
 
 
 def test_every_shipped_product_names_its_trial() -> None:

@@ -40,6 +40,7 @@ class DonorFacts:
     sex: str | None = None
     weight_kg: Decimal | None = None
     consent_signed: bool | None = None
+    consent_date: date | None = None
     social_security: bool | None = None
     relationship: str | None = None
     childbearing_potential: bool | None = None
@@ -102,8 +103,19 @@ def _yes_no(rule_id: str, source: str, value: bool | None, what: str) -> Reason:
 
 
 def _consent(fact: RequiredFact, facts: DonorFacts) -> Reason:
-    """Signed informed consent (SSc-BM inclusion 3; EU 2004/23/EC Art. 13)."""
-    return _yes_no(fact.rule_id, fact.source, facts.consent_signed, "Signed informed consent")
+    """Signed informed consent (SSc-BM inclusion 3; EU 2004/23/EC Art. 13: procurement is authorised only once
+    consent is given, so a consent dated after the collection does not cover it and excludes the donation)."""
+    reason = _yes_no(fact.rule_id, fact.source, facts.consent_signed, "Signed informed consent")
+    if reason.outcome != "met" or facts.consent_date is None or facts.collection_date is None:
+        return reason
+    values = {"value": "yes", "consent_date": facts.consent_date.isoformat(),
+              "collection_date": facts.collection_date.isoformat()}
+    if facts.consent_date > facts.collection_date:
+        return Reason(fact.rule_id, f"Signed informed consent dated {facts.consent_date.isoformat()}, after the "
+                      f"collection on {facts.collection_date.isoformat()}: consent must be given before the tissue is "
+                      "procured (excludes).", fact.source, "failed", values)
+    return Reason(fact.rule_id, f"Signed informed consent: yes, dated {facts.consent_date.isoformat()}.", fact.source,
+                  "met", values)
 
 
 def _social_security(fact: RequiredFact, facts: DonorFacts) -> Reason:

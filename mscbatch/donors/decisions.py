@@ -25,7 +25,13 @@ from mscbatch.donors.models import (
     EligibilityDecision,
     ScreeningResult,
 )
-from mscbatch.donors.queries import current_decision, evaluate_donor, get_donor, screening_enterers
+from mscbatch.donors.queries import (
+    current_decision,
+    evaluate_donor,
+    get_donor,
+    lock_donor,
+    screening_enterers,
+)
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.signatures.services import sign
 
@@ -46,7 +52,7 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
     if len(comment) > 2000:
         raise ValidationFailed("The comment is too long (2000 characters at most).", field="comment")
     with use_case(session, signer, f"QA decision: {meaning}"):
-        donor = get_donor(session, donor_id)
+        donor = lock_donor(session, donor_id)  # another QA person signing now goes first or after, never beside
         if not signer.has_role("qa"):
             raise PermissionDenied("Only QA signs donor eligibility.")
         current = current_decision(session, donor.id)
@@ -98,7 +104,7 @@ def reopen_screening(session: Session, actor: Any, donor_id: int, reason: str) -
     with use_case(session, actor, reason):
         if not actor.has_role("qa"):
             raise PermissionDenied("Only QA reopens a signed donor decision.")
-        donor = get_donor(session, donor_id)
+        donor = lock_donor(session, donor_id)
         decision = current_decision(session, donor.id)
         if decision is None:
             raise Conflict(f"Donor {donor.code} has no signed decision to reopen.")

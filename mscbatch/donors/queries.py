@@ -60,6 +60,19 @@ def get_donor(session: Session, donor_id: int) -> Donor:
     return donor
 
 
+def lock_donor(session: Session, donor_id: int) -> Donor:
+    """The donor row, locked for the rest of the transaction and read afresh. QA's decision, its reopening and a
+    new screening result take this lock first: on PostgreSQL (READ COMMITTED) two QA people signing at the same
+    moment would otherwise both find no decision in force and leave two (approved AND ineligible), and a result
+    recorded while QA signs would neither be weighed by the signature nor reopen it. SQLite's BEGIN IMMEDIATE
+    serialises writers already."""
+    donor = session.execute(select(Donor).where(Donor.id == donor_id).with_for_update()
+                            .execution_options(populate_existing=True)).scalar_one_or_none()
+    if donor is None:
+        raise NotFound(f"No donor with id {donor_id}.")
+    return donor
+
+
 def results_of(session: Session, donor_id: int) -> list[ScreeningResult]:
     return list(session.scalars(select(ScreeningResult).where(ScreeningResult.donor_id == donor_id)
                                 .order_by(ScreeningResult.sample_date, ScreeningResult.id)))
@@ -94,6 +107,7 @@ def facts_of(session: Session, donor: Donor, collected_on: date | None = None) -
     results = tuple(MarkerResult(r.marker, r.method, r.result, r.sample_date) for r in results_of(session, donor.id))
     return DonorFacts(collection_date=collected_on or donor.planned_collection_date, date_of_birth=donor.date_of_birth,
                       sex=donor.sex, weight_kg=donor.weight_kg, consent_signed=donor.consent_signed,
+                      consent_date=donor.consent_date,
                       social_security=donor.social_security, relationship=donor.relationship,
                       childbearing_potential=donor.childbearing_potential, contraception=donor.contraception,
                       results=results, answers=answers, retest_180_days_negative=donor.retest_180_days_negative)

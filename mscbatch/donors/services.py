@@ -31,7 +31,7 @@ from mscbatch.donors.models import (
     QuestionnaireAnswer,
     ScreeningResult,
 )
-from mscbatch.donors.queries import answers_of, current_decision, get_donor, rule_set_of, rule_sets
+from mscbatch.donors.queries import answers_of, current_decision, lock_donor, rule_set_of, rule_sets
 from mscbatch.errors import NotFound, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.site import site_today
 
@@ -95,9 +95,15 @@ def _clean(details: DonorDetails) -> dict[str, Any]:
     weight = None
     if details.weight_kg not in (None, ""):
         try:
-            weight = Decimal(str(details.weight_kg)).quantize(Decimal("0.1"))
+            entered = Decimal(str(details.weight_kg).strip())
+            weight = entered.quantize(Decimal("0.1"))
         except InvalidOperation:
             raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
+        if not weight.is_finite():  # "NaN" quantizes without a signal, then every comparison raises
+            raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg")
+        if weight != entered:  # never rounded silently: 49.95 kg would become 50.0 and pass AT-DON's 50 kg minimum
+            raise ValidationFailed(f"Weight: record it to 0.1 kg as weighed ({entered} cannot be kept without "
+                                   "rounding, and a weight limit is judged on the recorded value).", field="weight_kg")
         if not Decimal("1") <= weight <= Decimal("400"):
             raise ValidationFailed("Weight must be between 1 and 400 kg.", field="weight_kg")
     if details.consent_date is not None and details.consent_date > today:
@@ -151,7 +157,7 @@ def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDeta
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the correction: it goes into the audit trail.", field="reason")
     with use_case(session, actor, reason):
-        donor = get_donor(session, donor_id)
+        donor = lock_donor(session, donor_id)
         _refuse_if_locked(session, donor, "Its details can no longer be corrected.")
         if values["rule_set_id"] != donor.rule_set_id:
             raise ValidationFailed("The rule set cannot change after registration; register a new donor.",
@@ -194,7 +200,7 @@ def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, r
     negative retest cannot turn an excluded donor back into a pending one."""
     _require_entry_role(actor)
     with use_case(session, actor, f"screening result {marker} {result} recorded"):
-        donor = get_donor(session, donor_id)
+        donor = lock_donor(session, donor_id)  # a QA signature now either weighs this result or is reopened by it
         method, reference = _check_result(donor, marker, method, result, sample_date, lab_reference)
         row = ScreeningResult(donor_id=donor.id, marker=marker, method=method, result=result,
                               sample_date=sample_date, lab_reference=reference, entered_by_id=actor.id)
@@ -218,7 +224,7 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         row = session.get(ScreeningResult, result_id)
         if row is None:
             raise NotFound(f"No screening result with id {result_id}.")
-        donor = get_donor(session, row.donor_id)
+        donor = lock_donor(session, row.donor_id)
         _refuse_if_locked(session, donor, "Its results can no longer be corrected.")
         method, reference = _check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
@@ -236,7 +242,7 @@ def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: M
     detail. Changing an earlier answer needs a reason. Returns how many answers were written."""
     _require_entry_role(actor)
     with use_case(session, actor, reason):
-        donor = get_donor(session, donor_id)
+        donor = lock_donor(session, donor_id)
         questions = {q.id for q in rule_set_of(donor).questions}
         errors: dict[str, list[str]] = {}
         for question_id, (answer, detail) in answers.items():

@@ -23,6 +23,16 @@ _styles = getSampleStyleSheet()
 SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
 BODY = ParagraphStyle("body", parent=_styles["BodyText"], fontSize=9, leading=11)
 FLAG = ParagraphStyle("flag", parent=BODY, textColor=colors.HexColor("#9a1b1b"), fontName="Helvetica-Bold")
+#: the top line of a certificate of a lot not in use: a signature on its record (an OOS closed, a clinician's request
+#: for exceptional use) must not read as a release
+NOT_IN_USE = {
+    "in_process": "NOT RELEASED: the lot is in process; no signature on this certificate releases it for clinical use",
+    "quarantine": "NOT RELEASED: the lot is in quarantine; no signature on this certificate releases it for clinical "
+                  "use",
+    "rejected": "REJECTED: not for clinical use",
+    "recalled": "RECALLED: not for clinical use",
+    "expired": "EXPIRED: not for clinical use",
+}
 VERDICT_COLOURS = {"pass": "#1d6b2e", "fail": "#9a1b1b", "pending": "#8a5a00", "informative": "#3b4a6b"}
 
 
@@ -133,6 +143,8 @@ def certificate_pdf(review: Any) -> bytes:
     story += [info, Spacer(1, 3 * mm)]
     if review.state.flag:
         story.append(_p(review.state.flag, FLAG))
+    elif not review.state.released:  # said whatever the signatures below are (an OOS closed, a clinician's request)
+        story.append(_p(NOT_IN_USE.get(lot.status, f"NOT FOR CLINICAL USE: the lot is {lot.status}"), FLAG))
     overall = {"ready": "all blocking tests pass", "pending": "blocking tests pending",
                "fail": "OUT OF SPECIFICATION"}[str(review.verdict.status)]
     story += [_p(f"Overall verdict: {overall}.", BODY), Spacer(1, 2 * mm), _tests(review),

@@ -34,10 +34,11 @@ from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
 from mscbatch.release.specs import FLOW_PANEL, spec_of_lot
-from mscbatch.site import site_today
+from mscbatch.site import site_config, site_today
 
 ENTRY_ROLE = "technician"
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+VALUE_MAX_CHARS = 60  # ReleaseResult.value and first_value
 #: extension -> (content type, how the bytes must start; None = UTF-8 text)
 ATTACHMENT_TYPES: dict[str, tuple[str, bytes | None]] = {
     "pdf": ("application/pdf", b"%PDF"), "png": ("image/png", b"\x89PNG"), "jpg": ("image/jpeg", b"\xff\xd8"),
@@ -84,10 +85,18 @@ def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
     except ResultValueError as error:
         target = field if error.field == "value" else ("unit" if field == "value" else field)
         raise ValidationFailed(str(error), field=target) from None
-    return f"{value:f}" if isinstance(value, Decimal) else value
+    # "1e80" cells or 70 decimals: refused naming the field, not a database error; the size is checked before the
+    # value is written out ("1e999999999" EU/mL would be a billion digits)
+    too_long = isinstance(value, Decimal) and (abs(value.adjusted()) >= VALUE_MAX_CHARS
+                                               or -int(value.as_tuple().exponent) >= VALUE_MAX_CHARS)
+    text = "" if too_long else (f"{value:f}" if isinstance(value, Decimal) else value)
+    if too_long or len(text) > VALUE_MAX_CHARS:
+        raise ValidationFailed(f"{test.name}: the value has more digits than a result can keep (at most "
+                               f"{VALUE_MAX_CHARS} characters once written out); enter it as reported.", field=field)
+    return text
 
 
-def _common(entry: ResultEntry, test: ReleaseTest) -> dict[str, Any]:
+def _common(entry: ResultEntry, test: ReleaseTest, lot: Lot) -> dict[str, Any]:
     analyst = (entry.analyst or "").strip()
     if not analyst or len(analyst) > 120:
         raise ValidationFailed("Analyst: give the name of the person who performed the test.", field="analyst")
@@ -95,6 +104,11 @@ def _common(entry: ResultEntry, test: ReleaseTest) -> dict[str, Any]:
         raise ValidationFailed("Test date: give the date the test was performed.", field="tested_on")
     if entry.tested_on > site_today():
         raise ValidationFailed("Test date: a test cannot be dated in the future.", field="tested_on")
+    collected = lot.collection_at.astimezone(site_config().tz).date()
+    if entry.tested_on < collected:  # a result of another lot, or a mistyped year: never one of this lot's tests
+        raise ValidationFailed(f"Test date: {entry.tested_on.isoformat()} is before lot {lot.lot_number} was collected "
+                               f"({collected.isoformat()}); a test of this lot cannot be dated before it.",
+                               field="tested_on")
     method = (entry.method or "").strip() or test.method
     return dict(method=method[:200], analyst=analyst, tested_on=entry.tested_on,
                 instrument=(entry.instrument or "").strip()[:120], reagent_lot=(entry.reagent_lot or "").strip()[:120])
@@ -141,7 +155,7 @@ def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry) 
         test = _test_of(spec, entry.test_id)
         _check_lot_accepts(session, lot, test)
         value = _parse(test, entry.value, entry.unit, "value")
-        result = _add(session, actor, lot, spec, test, value, entry.unit, _common(entry, test))
+        result = _add(session, actor, lot, spec, test, value, entry.unit, _common(entry, test, lot))
     return result
 
 
@@ -160,7 +174,7 @@ def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str
             if not (values.get(field) or "").strip():
                 raise ValidationFailed(f"{test.name}: give the percentage of positive cells.", field=field)
             parsed.append((test, _parse(test, values[field], unit, field)))
-        shared = _common(common, parsed[0][0])
+        shared = _common(common, parsed[0][0], lot)
         made = [_add(session, actor, lot, spec, test, value, unit, shared) for test, value in parsed]
     return made
 

@@ -135,6 +135,24 @@ def check_decision_due(state: CohortState, decision: EscalationDecision) -> None
         raise EscalationError(f"no decision is due for stage {decision.stage_id!r} now: {state.message}")
 
 
+def check_cohort_infused(infused: CohortState, decision: EscalationDecision) -> None:
+    """Before recording a decision: the previous cohort must have been INFUSED, not only prescribed. The decision
+    weighs the toxicity seen during and after the infusions of that cohort (SLE-UC seed 001: immediate tolerance
+    during the injection and the 10 following days, CTCAE), which cannot exist before they are given. `infused` is
+    the plan's state counted from infusions (escalation_state of the levels infused, in infusion order)."""
+    if infused.decision_needed and infused.current_stage_id == decision.stage_id:
+        return
+    ids = [p.stage_id for p in infused.stages]
+    index = ids.index(decision.stage_id) if decision.stage_id in ids else 0
+    if index == 0:
+        return  # no previous cohort: check_decision_due says what is wrong
+    previous = infused.stages[index - 1]
+    raise EscalationError(f"only {min(previous.dosed, previous.planned)} of the {previous.planned} patients of stage "
+                          f"{previous.stage_id!r} have been infused: the decision for stage {decision.stage_id!r} "
+                          "weighs what was observed after their infusions, so it can be recorded only once all of "
+                          "them have been infused")
+
+
 def check_prescription(state: CohortState, cells_per_kg: Decimal) -> None:
     """A prescribed dose level must be the plan's level for the next patient."""
     if state.complete:

@@ -139,6 +139,8 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         raise ValidationFailed("Give the " + ", ".join(m.replace("_", " ") for m in missing) + ".", field=missing[0])
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
+        if bag.expires_at <= utcnow():  # the bedside would refuse it: it must not be sent (nor thawed in vain)
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: it expired on {bag.expires_at:%Y-%m-%d %H:%M} UTC.")
         state = bag_release(session, bag.id)
         if not state.released:
             raise Conflict(f"Bag {bag.din} cannot leave the unit: its lot is {state.lot_status.replace('_', ' ')}"

@@ -234,12 +234,26 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     ids = {check.checked_by_id, check.second_checker_id, infusion.started_by_id, infusion.ended_by_id}
     names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
     allocation = allocation_of_bag(db.session, bag.id) if bag else None
+    stop = _stop_running(infusion, bag, patient)
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
     return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
                            patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
-                           outside=_outside(infusion, allocation), tz=site_config().tz, **forms), status
+                           outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop, **forms), status
+
+
+#: bedside findings that concern the product itself: news of them during an infusion means stop it now
+STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected")
+
+
+def _stop_running(infusion: Any, bag: Bag | None, patient: Patient | None) -> list[str]:
+    """While an infusion runs, what has since made its bag unfit (a recall, a late failed test, a donor reopened):
+    any mismatch suspends the infusion (DOMAIN.md 8), and the nurse at the bedside is on this page."""
+    if infusion.ended_at is not None or bag is None or patient is None:
+        return []
+    verdict = evaluate(db.session, patient.wristband_id, bag.din + bag.check_character, label_key())
+    return [finding.message for finding in verdict.failures if finding.code in STOP_RUNNING]
 
 
 def _outside(infusion: Any, allocation: Any) -> str | None:

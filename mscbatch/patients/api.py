@@ -76,6 +76,8 @@ class DoseResultSchema(Schema):
     refusal_code = fields.String(allow_none=True)
     refusal_reason = fields.String(allow_none=True)
     cohort_message = fields.String(required=True)
+    weight_id = fields.Integer(allow_none=True, metadata={"description": "The weight the calculation used: send it "
+                                                                         "back with the prescription"})
     calculation = fields.Dict(allow_none=True, metadata={"description": "The allocation: target, band, delivered, "
                                                                          "draws (bag_id, din, volume_ml...), DMSO"})
 
@@ -83,6 +85,9 @@ class DoseResultSchema(Schema):
 class PrescriptionInSchema(DoseInSchema):
     bag_ids = fields.List(fields.Integer(validate=ROW_ID), load_default=None,
                           metadata={"description": "The bags of the dry run; refused (409) if one was taken since"})
+    weight_id = fields.Integer(validate=ROW_ID, load_default=None,
+                               metadata={"description": "The weight of the dry run; refused (409) if a newer weight "
+                                                        "was recorded since"})
     password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
 
 
@@ -170,6 +175,7 @@ def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
     result = calculate(db.session, get_patient(db.session, patient_id),
                        level_cells_per_kg=data["dose_level_cells_per_kg"], planned_at=data["planned_at"])
     return {"allowed": result.allocation is not None, "cohort_message": result.state.message,
+            "weight_id": result.weight.id if result.weight is not None else None,
             "refusal_code": result.refusal.code if result.refusal else None,
             "refusal_reason": result.refusal.reason if result.refusal else None,
             "calculation": allocation_data(result.allocation) if result.allocation else None}
@@ -192,7 +198,7 @@ def prescribe(data: dict[str, Any], patient_id: int) -> Any:
     """Sign a prescription (password = e-signature) and allocate its bags; 409 if a bag was just taken."""
     return _prescription(prescriptions.prescribe(
         db.session, current_user, data["password"], patient_id, level_cells_per_kg=data["dose_level_cells_per_kg"],
-        bag_ids=data["bag_ids"], planned_at=data["planned_at"]))
+        bag_ids=data["bag_ids"], planned_at=data["planned_at"], weight_id=data["weight_id"]))
 
 
 @bp.route("/prescriptions/<int:prescription_id>")

@@ -13,10 +13,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.core.cohorts import EscalationDecision, EscalationError, check_decision_due, validate_decision
+from mscbatch.core.cohorts import (
+    EscalationDecision,
+    EscalationError,
+    check_cohort_infused,
+    check_decision_due,
+    escalation_state,
+    validate_decision,
+)
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.patients.models import ESCALATION_DECIDED, EscalationDecisionRecord
-from mscbatch.patients.queries import cohort_state, protocols
+from mscbatch.patients.queries import cohort_state, decisions_of, infused_levels, protocols
 from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_today
@@ -44,6 +51,12 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
         except EscalationError as error:
             field = "toxicity_review" if "toxicity" in str(error) else "chosen_cells_per_kg"
             raise Conflict(str(error)[0].upper() + str(error)[1:] + ".", field=field) from None
+        try:  # the previous cohort's toxicity can only have been observed once its patients were infused
+            recorded = [EscalationDecision(d.stage_id, Decimal(d.chosen_cells_per_kg), d.toxicity_review,
+                                           str(d.decided_by_id), d.decided_on) for d in decisions_of(session, protocol.id)]
+            check_cohort_infused(escalation_state(protocol, infused_levels(session, protocol.id), recorded), decision)
+        except EscalationError as error:
+            raise Conflict(str(error)[0].upper() + str(error)[1:] + ".") from None
         row = EscalationDecisionRecord(
             protocol_id=protocol.id, protocol_version=protocol.version, stage_id=stage_id,
             chosen_cells_per_kg=int(level), toxicity_review=decision.toxicity_review, decided_on=decided_on,

@@ -19,7 +19,7 @@ from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.queries import allocations_of, get_patient, get_prescription, signatures_for
 from mscbatch.site import site_config
-from mscbatch.web.forms import show_error
+from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("prescriptions", __name__, url_prefix="/patients")
 READERS = ("clinician", "nurse", "qa")
@@ -55,7 +55,8 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
         bag_ids = ",".join(d.bag_id for d in result.allocation.draws) if result.allocation else ""
         form = PrescribeForm(formdata=None, data={
             "level": str(int(result.level_cells_per_kg)) if result.level_cells_per_kg is not None else "",
-            "bag_ids": bag_ids, "planned_on": planned_on.isoformat() if planned_on else ""})
+            "bag_ids": bag_ids, "planned_on": planned_on.isoformat() if planned_on else "",
+            "weight_id": str(result.weight.id) if result.weight is not None else ""})
     return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
                            dose=format_cells_per_kg), status
 
@@ -72,10 +73,13 @@ def prescribe(patient_id: int) -> Any:
     form = PrescribeForm()
     if form.validate_on_submit():
         try:
-            bag_ids = [int(x) for x in form.bag_ids.data.split(",") if x.strip()]
+            bag_ids = [posted_id(x) for x in form.bag_ids.data.split(",") if x.strip()]
+            if not all(bag_ids):  # not a row id (a number beyond the database's integers was a 500)
+                raise ValueError(form.bag_ids.data)
             prescription = prescriptions.prescribe(
                 db.session, current_user, form.password.data, patient_id, level_cells_per_kg=_arg_level(form.level.data),
-                bag_ids=bag_ids, planned_at=planned_at_of(_arg_date(form.planned_on.data)))
+                bag_ids=bag_ids, planned_at=planned_at_of(_arg_date(form.planned_on.data)),
+                weight_id=posted_id(form.weight_id.data) or None)
         except (DomainError, ValueError) as error:
             if isinstance(error, ValueError):
                 error = ValidationFailed("The bag list is damaged: calculate again.")

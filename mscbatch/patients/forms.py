@@ -77,6 +77,7 @@ class PrescribeForm(FlaskForm):
     level = HiddenField(validators=[DataRequired()])
     bag_ids = HiddenField(validators=[DataRequired("Calculate the dose first.")])
     planned_on = HiddenField()
+    weight_id = HiddenField()  # the weight the dry run used: a newer one refuses the signature
     password = PasswordField("Your password (electronic signature: prescribes and allocates the bags)",
                              **PASSWORD_FIELD)
 

@@ -29,7 +29,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.inventory import DoseResult, allocation_data, calculate
-from mscbatch.patients.models import PRESCRIBED, Allocation, Prescription
+from mscbatch.patients.models import PRESCRIBED, Allocation, Prescription, WeightMeasurement
 from mscbatch.patients.queries import (
     allocations_of,
     get_patient,
@@ -41,6 +41,10 @@ from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
 
 TAKEN = "Bag {din} was just allocated to another patient; recalculate."
+#: bags a cancelled prescription lets go of without moving them: they can never be given nor go back into stock
+#: (a discarded bag; a bag returned from the ward, which QA assesses), so they must not keep the patient from a new
+#: prescription. A bag on its way or on the ward (dispatched, received, thawed) or infused still refuses the cancel.
+GONE_FROM_STOCK = ("discarded", "returned")
 
 
 def _serialise(session: Session, protocol_id: str) -> None:
@@ -69,6 +73,20 @@ def _lock_and_check(session: Session, bag_ids: list[int]) -> None:
             raise Conflict(f"Bag {bag.din} can no longer be allocated ({reason}); recalculate.")
 
 
+def _refuse_changed_weight(session: Session, result: DoseResult, weight_id: int) -> None:
+    """The signature covers the weight the clinician saw in the dry run: a weight recorded since (by a colleague,
+    a typo corrected) changes the volumes to draw, so the clinician must see the new calculation before signing."""
+    if result.weight is not None and result.weight.id == weight_id:
+        return
+    seen = session.get(WeightMeasurement, weight_id)
+    was = (f"{seen.weight_kg.normalize():f} kg (measured {seen.measured_on})"
+           if seen is not None and seen.patient_id == result.patient.id else "another weight")
+    now = (f"{result.weight.weight_kg.normalize():f} kg (measured {result.weight.measured_on})"
+           if result.weight is not None else "no weight")
+    raise Conflict(f"Weight: the patient's weight changed since the calculation. You saw {was}; the latest is "
+                   f"{now}. Nothing was signed: calculate again and check the dose before signing.")
+
+
 def _refuse(result: DoseResult) -> None:
     if result.refusal is not None:
         raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level")
@@ -76,8 +94,9 @@ def _refuse(result: DoseResult) -> None:
 
 def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
               level_cells_per_kg: Decimal | None = None, bag_ids: list[int] | None = None,
-              planned_at: datetime | None = None) -> Prescription:
-    """Sign a prescription and allocate its bags. `bag_ids`: the bags of the dry run the clinician saw."""
+              planned_at: datetime | None = None, weight_id: int | None = None) -> Prescription:
+    """Sign a prescription and allocate its bags. `bag_ids` and `weight_id`: the bags and the weight of the dry run
+    the clinician saw (refused if either has changed since)."""
     require_clinician(signer, "prescribes")
     if bag_ids is not None and not bag_ids:
         raise ValidationFailed("No bag was chosen: calculate the dose first.", field="bag_ids")
@@ -92,6 +111,8 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
                 _lock_and_check(session, list(bag_ids))
             result = calculate(session, patient, level_cells_per_kg=level_cells_per_kg, planned_at=planned_at,
                                only_bag_ids=list(bag_ids) if bag_ids is not None else None)
+            if weight_id is not None:
+                _refuse_changed_weight(session, result, weight_id)
             _refuse(result)
             allocation = result.allocation
             assert allocation is not None and result.weight is not None and result.level_cells_per_kg is not None
@@ -130,7 +151,8 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
 
 
 def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> Prescription:
-    """Cancel an active prescription before its bags leave the unit: the bags go back into stock."""
+    """Cancel an active prescription before its bags leave the unit: the bags go back into stock. A bag discarded
+    or returned from the ward stays so and is only released from the prescription (GONE_FROM_STOCK)."""
     require_clinician(actor, "cancels prescriptions")
     if not (reason or "").strip():
         raise ValidationFailed("Give the reason for cancelling: it goes into the audit trail.", field="reason")
@@ -146,8 +168,13 @@ def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> P
         for row in allocations_of(session, prescription.id):
             if not row.active:
                 continue
-            bag = session.get(Bag, row.bag_id)
+            # locked and read again: a dispatch committed meanwhile must be seen, not overwritten with "stored"
+            bag = session.scalar(select(Bag).where(Bag.id == row.bag_id).with_for_update()
+                                 .execution_options(populate_existing=True))
             assert bag is not None
+            if bag.status in GONE_FROM_STOCK:  # broken at thaw, returned from the ward: released, never restocked
+                row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
+                continue
             try:
                 BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
             except TransitionRefused as refusal:

@@ -223,8 +223,9 @@ def signatures_for(session: Session, entity_type: str, entity_ids: list[int]) ->
 
 
 def dosed_levels(session: Session, protocol_id: str, *, excluding_patient_id: int | None = None) -> list[Decimal]:
-    """One level per patient already prescribed (first signed, not cancelled, prescription), in order.
-    Until infusions are recorded (bedside issue) a signed prescription counts as the patient's dose."""
+    """One level per patient already prescribed (first signed, not cancelled, prescription), in order: a signed
+    prescription takes the patient's place in the plan (so a cohort is never over-prescribed); the decision for the
+    next cohort waits for the infusions themselves (infused_levels)."""
     first = (select(Prescription.patient_id, func.min(Prescription.id).label("first_id"))
              .where(Prescription.protocol_id == protocol_id, Prescription.status != "cancelled",
                     Prescription.locked_at.is_not(None))
@@ -232,6 +233,23 @@ def dosed_levels(session: Session, protocol_id: str, *, excluding_patient_id: in
     rows = session.execute(select(Prescription.patient_id, Prescription.dose_level_cells_per_kg)
                            .join(first, first.c.first_id == Prescription.id).order_by(Prescription.id))
     return [Decimal(level) for patient_id, level in rows if patient_id != excluding_patient_id]
+
+
+def infused_levels(session: Session, protocol_id: str) -> list[Decimal]:
+    """One level per patient whose infusion has started (their signed prescription's level), in the order of their
+    first infusion: what an escalation decision can weigh (core.cohorts.check_cohort_infused)."""
+    from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
+
+    rows = session.execute(
+        select(Prescription.patient_id, Prescription.dose_level_cells_per_kg, Infusion.started_at)
+        .join(Allocation, Allocation.prescription_id == Prescription.id)
+        .join(Infusion, (Infusion.bag_id == Allocation.bag_id) & (Infusion.patient_id == Allocation.patient_id))
+        .where(Prescription.protocol_id == protocol_id, Prescription.locked_at.is_not(None))
+        .order_by(Infusion.started_at, Infusion.id))
+    first: dict[int, Decimal] = {}
+    for patient_id, level, _started in rows:
+        first.setdefault(patient_id, Decimal(level))
+    return list(first.values())
 
 
 def decisions_of(session: Session, protocol_id: str) -> list[EscalationDecisionRecord]:

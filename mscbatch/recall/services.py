@@ -29,6 +29,7 @@ from mscbatch.recall.queries import NOT_HELD_BAG_STATES, active_recall_of
 from mscbatch.signatures.services import sign
 
 START_MEANING = "Recall started: affected stock on hold"
+MAX_ROW_ID = 2**31 - 1  # row ids are PostgreSQL INTEGER
 
 
 def affected_lots(session: Session, scope: str, target_id: int) -> list[Lot]:
@@ -201,7 +202,10 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     text = (text or "").strip()
     if not text:
         raise ValidationFailed("Give the donor code, lot number or reagent lot number to recall.", field="target")
-    if text.startswith("#") and text[1:].isdigit():
+    if text.startswith("#") and text[1:].isascii() and text[1:].isdigit():
+        if len(text) > 11 or int(text[1:]) > MAX_ROW_ID:  # beyond the database's integers: a 500 before
+            raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower() if scope in RECALL_SCOPES else 'record'} "
+                                   f"{text}.", field="target")
         return int(text[1:])
     if scope == "donor":
         found = session.scalars(select(Donor.id).where(Donor.code == text.upper())).all()

@@ -1,0 +1,47 @@
+"""Safety review of custody: a recall that arrives while a bag is being infused. The nurse stays at the bedside
+on the infusion page; it said nothing, and the contaminated product kept running into the patient until someone
+phoned. Any mismatch suspends the infusion (DOMAIN.md 8): the page now says STOP at once."""
+from __future__ import annotations
+
+from mscbatch.custody import services as custody
+from mscbatch.custody.models import Infusion
+from mscbatch.recall import services as recalls
+from tests.conftest import PASSWORD
+from tests.integration.patient_factories import user
+from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+
+
+def _running(app):  # type: ignore[no-untyped-def]
+    session = app.extensions["mscbatch.db"].new_session()
+    ward = prescribed_bag(session)
+    checked_and_confirmed(session, ward)
+    infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                      label_key=KEY)
+    infusion_id = infusion.id
+    session.close()
+    return ward, infusion_id
+
+
+def test_a_running_infusion_of_a_lot_recalled_since_its_start_says_stop_on_the_infusion_page(app, users, client_as):
+    ward, infusion_id = _running(app)
+    nurse = client_as("nurse")
+    before = nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
+    assert "STOP THE INFUSION" not in before
+    session = app.extensions["mscbatch.db"].new_session()
+    recalls.start_recall(session, user(session, "qa"), scope="lot", target_id=ward.lot_id,
+                         reason="late positive sterility culture", password=PASSWORD)
+    session.close()
+    page = nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
+    assert "STOP THE INFUSION NOW" in page and "RECALLED" in page
+
+
+def test_an_ended_infusion_does_not_say_stop(app, users, client_as):
+    ward, infusion_id = _running(app)
+    session = app.extensions["mscbatch.db"].new_session()
+    custody.end_infusion(session, user(session, "nurse"), infusion_id, volume_ml="25")
+    recalls.start_recall(session, user(session, "qa"), scope="lot", target_id=ward.lot_id,
+                         reason="late positive sterility culture", password=PASSWORD)
+    assert session.get(Infusion, infusion_id).ended_at is not None
+    session.close()
+    page = client_as("nurse").get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
+    assert "STOP THE INFUSION" not in page

@@ -139,20 +139,9 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         raise ValidationFailed("Give the " + ", ".join(m.replace("_", " ") for m in missing) + ".", field=missing[0])
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
-        if bag.expires_at <= utcnow():  # the bedside would refuse it: it must not be sent (nor thawed in vain)
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: it expired on {bag.expires_at:%Y-%m-%d %H:%M} UTC.")
-        state = bag_release(session, bag.id)
-        if not state.released:
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: its lot is {state.lot_status.replace('_', ' ')}"
-                           + (f" ({state.flag})." if state.failed_late else "."))
-        donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
-                                .where(Lot.id == bag.lot_id)).first()
-        problem = donor_problem(*donor) if donor else None
-        if problem:
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: {problem}")
-        hold = bag_hold(session, bag.id)
-        if hold:
-            raise Conflict(f"Bag {bag.din} is on hold ({hold}); it cannot be dispatched.")
+        unfit = _unfit(session, bag)
+        if unfit:
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
         if allocation_of_bag(session, bag.id) is None:
             raise Conflict(f"Bag {bag.din} is not allocated to a patient by a signed prescription.")
         event = record_event(session, actor, bag, "dispatched", location=location, scan=scan, details=details)
@@ -164,8 +153,37 @@ def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", sc
 
 
 def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
-    """Thawing starts the post-thaw clock (the limit comes from the product, config/products.toml)."""
-    return _simple(session, actor, bag_id, "thawed", location=location, scan=scan)
+    """Thawing starts the post-thaw clock (the limit comes from the product, config/products.toml). A bag that has
+    become unfit since it left the unit (expired, its lot recalled or failed late, its donor reopened, on hold) is
+    not thawed: the bedside check would stop it anyway, and a thawed bag can never be used again, nor be kept for
+    the inquiry as it was."""
+    with use_case(session, actor):
+        bag = lock_bag(session, bag_id)
+        unfit = _unfit(session, bag)
+        if unfit:
+            raise Conflict(f"DO NOT THAW bag {bag.din}: {unfit} Keep it frozen and call the cell therapy unit.")
+        event = record_event(session, actor, bag, "thawed", location=location, scan=scan)
+    return event
+
+
+def _unfit(session: Session, bag: Bag) -> str | None:
+    """What makes the bag unfit to be sent or thawed now, in words, or None: the product checks of the bedside
+    (mscbatch.custody.checks.judge) that do not depend on the patient."""
+    if bag.expires_at <= utcnow():
+        return f"it expired on {bag.expires_at:%Y-%m-%d %H:%M} UTC."
+    state = bag_release(session, bag.id)
+    if not state.released:
+        return (f"its lot is {state.lot_status.replace('_', ' ')}"
+                + (f" ({state.flag})." if state.failed_late else "."))
+    donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
+                            .where(Lot.id == bag.lot_id)).first()
+    problem = donor_problem(*donor) if donor else None
+    if problem:
+        return problem
+    hold = bag_hold(session, bag.id)
+    if hold:
+        return f"it is on hold ({hold})."
+    return None
 
 
 def return_bag(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",

@@ -24,6 +24,7 @@ from mscbatch.custody.views import check_valid_for, label_key
 from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.queries import get_bag
+from mscbatch.patients.api import READERS as PATIENT_READERS
 
 bp = Blueprint("custody_api", __name__, url_prefix="/api/v1/custody",
                description="Chain of custody, bedside scan verification, infusions")
@@ -208,9 +209,25 @@ def add_event(data: dict[str, Any]) -> Any:
 @problems(bp, 401, 404)
 @authenticated
 def bag_events(bag_id: int) -> Any:
-    """The bag's custody timeline, oldest first."""
+    """The bag's custody timeline, oldest first. What an event's details say of the patient (their id, the
+    wristband scanned) is given to the roles that read patient records only."""
     get_bag(db.session, bag_id)
-    return services.events_of(db.session, bag_id)
+    events = services.events_of(db.session, bag_id)
+    if current_user.has_role(*PATIENT_READERS):
+        return events
+    return [_without_patient(event) for event in events]
+
+
+#: the keys of a custody event's details that name the patient (bedside check, infusion start, allocation)
+PATIENT_DETAILS = frozenset({"patient_id", "wristband"})
+
+
+def _without_patient(event: Any) -> dict[str, Any]:
+    """The event as EventSchema shows it, less the patient, as the bag's web page shows patients to the patient
+    pages' readers only (recall.views.bag)."""
+    shown = {name: getattr(event, name) for name in EventSchema._declared_fields}
+    shown["details"] = {key: value for key, value in event.details.items() if key not in PATIENT_DETAILS}
+    return shown
 
 
 @bp.route("/infusions", methods=["POST"])

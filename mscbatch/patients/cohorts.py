@@ -18,12 +18,11 @@ from mscbatch.core.cohorts import (
     EscalationError,
     check_cohort_infused,
     check_decision_due,
-    escalation_state,
     validate_decision,
 )
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.patients.models import ESCALATION_DECIDED, EscalationDecisionRecord
-from mscbatch.patients.queries import cohort_state, decisions_of, infused_levels, protocols
+from mscbatch.patients.queries import cohort_state, infused_state, protocols
 from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_today
@@ -52,9 +51,7 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
             field = "toxicity_review" if "toxicity" in str(error) else "chosen_cells_per_kg"
             raise Conflict(str(error)[0].upper() + str(error)[1:] + ".", field=field) from None
         try:  # the previous cohort's toxicity can only have been observed once its patients were infused
-            recorded = [EscalationDecision(d.stage_id, Decimal(d.chosen_cells_per_kg), d.toxicity_review,
-                                           str(d.decided_by_id), d.decided_on) for d in decisions_of(session, protocol.id)]
-            check_cohort_infused(escalation_state(protocol, infused_levels(session, protocol.id), recorded), decision)
+            check_cohort_infused(infused_state(session, protocol), decision)
         except EscalationError as error:
             raise Conflict(str(error)[0].upper() + str(error)[1:] + ".") from None
         row = EscalationDecisionRecord(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.core.states import BAG, TransitionRefused, effective_bag_status
 from mscbatch.custody import log as custody_log
+from mscbatch.custody.services import lock_bag
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
@@ -169,9 +170,7 @@ def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> P
             if not row.active:
                 continue
             # locked and read again: a dispatch committed meanwhile must be seen, not overwritten with "stored"
-            bag = session.scalar(select(Bag).where(Bag.id == row.bag_id).with_for_update()
-                                 .execution_options(populate_existing=True))
-            assert bag is not None
+            bag = lock_bag(session, row.bag_id)
             if bag.status in GONE_FROM_STOCK:  # broken at thaw, returned from the ward: released, never restocked
                 row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
                 continue

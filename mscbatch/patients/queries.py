@@ -258,11 +258,20 @@ def decisions_of(session: Session, protocol_id: str) -> list[EscalationDecisionR
         .order_by(EscalationDecisionRecord.id)))
 
 
+def _recorded_decisions(session: Session, protocol_id: str) -> list[EscalationDecision]:
+    return [EscalationDecision(d.stage_id, Decimal(d.chosen_cells_per_kg), d.toxicity_review,
+                               str(d.decided_by_id), d.decided_on) for d in decisions_of(session, protocol_id)]
+
+
 def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: int | None = None) -> CohortState:
-    decisions = [EscalationDecision(d.stage_id, Decimal(d.chosen_cells_per_kg), d.toxicity_review,
-                                    str(d.decided_by_id), d.decided_on) for d in decisions_of(session, protocol.id)]
     return escalation_state(protocol, dosed_levels(session, protocol.id, excluding_patient_id=excluding_patient_id),
-                            decisions)
+                            _recorded_decisions(session, protocol.id))
+
+
+def infused_state(session: Session, protocol: Protocol) -> CohortState:
+    """The plan counted from infusions, not prescriptions: what an escalation decision can weigh
+    (core.cohorts.check_cohort_infused)."""
+    return escalation_state(protocol, infused_levels(session, protocol.id), _recorded_decisions(session, protocol.id))
 
 
 def age_on(patient: Patient, on: date) -> int:

@@ -232,12 +232,17 @@ class ReleaseSpec:
 _TEST_KEYS = frozenset({"id", "name", "kind", "unit", "group", "method", "blocking", "note", "variant",
                         "variants", "may_be_pending_at_conditional_release"}) | _LIMITS
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def load_release_spec(path: Path) -> ReleaseSpec:
     """Read and validate one spec file; any problem raises ConfigError naming the file and the key."""
     rule_file = load_rule_file(path)
     data = rule_file.data
+    if not _VERSION.match(rule_file.version):
+        raise ConfigError(path, "version", f"{rule_file.version!r} is not a version number: write whole numbers "
+                          "separated by dots (\"1\", \"1.1\", \"2\"), so that the highest version, the one in force, "
+                          "is clear")
     title = require(data, "title", str, path, "")
     products = _strings(require(data, "products", list, path, ""), path, "products")
     sources = _strings(require(data, "sources", list, path, ""), path, "sources")
@@ -257,15 +262,77 @@ def load_release_spec(path: Path) -> ReleaseSpec:
                        rule_file.sha256)
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """How versions of one specification are ordered, the highest being in force: as numbers, part by part
+    ("1.10" after "1.9"), trailing zeros aside ("1", "1.0" and "01" are one version: load_release_specs refuses
+    two of them). load_release_spec has refused any other version string."""
+    parts = [int(part) for part in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
 def load_release_specs(directory: Path) -> tuple[ReleaseSpec, ...]:
-    """All *.toml specs of a folder (config/release_specs/), refusing two files with the same id+version."""
+    """All *.toml specs of a folder (config/release_specs/), refusing two files with the same id+version (also
+    written differently, "1" and "1.0") and a version that changes how a test's results are written."""
     specs = tuple(load_release_spec(p) for p in sorted(directory.glob("*.toml")))
-    seen: dict[tuple[str, str], Path] = {}
+    seen: dict[tuple[str, tuple[int, ...]], ReleaseSpec] = {}
     for spec in specs:
-        if (spec.id, spec.version) in seen:
-            raise ConfigError(spec.path, "id", f"{spec.id} v{spec.version} also defined in {seen[(spec.id, spec.version)]}")
-        seen[(spec.id, spec.version)] = spec.path
+        twin = seen.get((spec.id, version_key(spec.version)))
+        if twin is not None:
+            key = "id" if twin.version == spec.version else "version"
+            raise ConfigError(spec.path, key, f"{spec.id} v{spec.version} is also defined in {twin.path} "
+                              f"(v{twin.version}): give each version one number")
+        seen[(spec.id, version_key(spec.version))] = spec
+    _check_versions_keep_results_readable(specs)
     return specs
+
+
+def _check_versions_keep_results_readable(specs: tuple[ReleaseSpec, ...]) -> None:
+    """A lot is judged under the version in force until QA signs its release (release.specs), so a new version
+    judges results entered under the previous ones: each test must keep its unit, and a test reported as a word
+    its words. A new way of reporting is a new test id (the old results then simply no longer count)."""
+    by_id: dict[str, list[ReleaseSpec]] = {}
+    for spec in specs:
+        by_id.setdefault(spec.id, []).append(spec)
+    for versions in by_id.values():
+        versions.sort(key=lambda s: version_key(s.version))
+        for position, later in enumerate(versions):
+            for index, test in enumerate(later.tests):
+                for earlier in versions[:position]:  # every earlier version: a test may skip one and come back
+                    _refuse_reporting_change(earlier, later, index, test)
+
+
+def _refuse_reporting_change(earlier: ReleaseSpec, later: ReleaseSpec, index: int, test: ReleaseTest) -> None:
+    before = next((t for t in earlier.tests if t.id == test.id), None)
+    problem = None if before is None else _reporting_change(before, test)
+    if problem is not None:
+        key, was, now = problem
+        raise ConfigError(later.path, f"tests[{index}].{key}", (
+            f"test {test.id!r} is reported {was} in version {earlier.version} ({earlier.path.name}) but {now} here: "
+            f"results entered under version {earlier.version} could not be read under this version, which judges "
+            "every unreleased lot. Keep the unit and the result words, or give the new way of reporting a new "
+            "test id."))
+
+
+def _reporting_change(before: ReleaseTest, after: ReleaseTest) -> tuple[str, str, str] | None:
+    """(key, how before, how after) when a result written for `before` cannot be read for `after`, else None."""
+    if before.unit != after.unit:
+        return "unit", f"in {_unit_words(before.unit)}", f"in {_unit_words(after.unit)}"
+    if before.unit != "none" or after.kind == "informative":  # numbers keep their unit's range; any word is kept
+        return None
+    words = lambda t: "as any word" if t.kind == "informative" else f"as {t.pass_result!r} / {t.fail_result!r}"  # noqa: E731
+    if before.kind == "informative":
+        return "kind", words(before), words(after)
+    if {str(before.pass_result).lower(), str(before.fail_result).lower()} != {
+            str(after.pass_result).lower(), str(after.fail_result).lower()}:
+        changed = "pass_result" if str(before.pass_result).lower() != str(after.pass_result).lower() else "fail_result"
+        return changed, words(before), words(after)
+    return None
+
+
+def _unit_words(unit: str) -> str:
+    return {"none": "words (no unit)", "percent": "%"}.get(unit, unit)
 
 
 def specs_for_product(specs: tuple[ReleaseSpec, ...], product: str) -> tuple[ReleaseSpec, ...]:

@@ -100,7 +100,7 @@ def add_result(data: dict[str, Any], lot_id: int) -> Any:
 
 @bp.route("/lots/<int:lot_id>")
 @bp.response(200, LotReleaseSchema)
-@problems(bp, 401, 404)
+@problems(bp, 401, 404, 409)  # 409: the installed specification files cannot be used (release.specs)
 @authenticated
 def lot_status(lot_id: int) -> Any:
     lot = get_lot(db.session, lot_id)

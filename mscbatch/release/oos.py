@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.core.release_spec import judge_value, parse_result_value
+from mscbatch.core.release_spec import ResultValueError, judge_value, parse_result_value
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Lot
@@ -150,10 +150,23 @@ def _open(session: Session, oos_id: int, investigation: str) -> OosInvestigation
 
 
 def retest_candidates(session: Session, oos: OosInvestigation) -> list[ReleaseResult]:
-    """Valid results of the same test entered after the OOS was opened."""
+    """Valid results of the same test entered after the OOS was opened, that are neither the failing result of an
+    investigation (a result under investigation is evidence, not a retest) nor the retest another investigation
+    was closed with: each OOS needs its own valid retest (FDA OOS guidance 2006), or one passing value would clear
+    two failures of the same test."""
+    failing = select(OosInvestigation.result_id)
+    cited = select(OosInvestigation.retest_result_id).where(OosInvestigation.retest_result_id.is_not(None),
+                                                           OosInvestigation.id != oos.id)
     return list(session.scalars(select(ReleaseResult).where(
         ReleaseResult.lot_id == oos.lot_id, ReleaseResult.test_id == oos.test_id, ReleaseResult.id != oos.result_id,
-        ReleaseResult.invalidated_at.is_(None), ReleaseResult.entered_at >= oos.opened_at).order_by(ReleaseResult.id)))
+        ReleaseResult.invalidated_at.is_(None), ReleaseResult.entered_at >= oos.opened_at,
+        ReleaseResult.id.not_in(failing), ReleaseResult.id.not_in(cited)).order_by(ReleaseResult.id)))
+
+
+def _cited_by(session: Session, retest_id: int, oos: OosInvestigation) -> int | None:
+    """The other investigation already closed with this retest, if any."""
+    return session.scalar(select(OosInvestigation.id).where(OosInvestigation.retest_result_id == retest_id,
+                                                            OosInvestigation.id != oos.id).limit(1))
 
 
 def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id: int, investigation: str,
@@ -161,7 +174,7 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
     from mscbatch.lots.queries import get_lot
     from mscbatch.release.queries import involvement
-    from mscbatch.release.specs import spec_of_lot
+    from mscbatch.release.specs import spec_of_lot, unreadable
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
         oos = _open(session, oos_id, investigation)
@@ -169,11 +182,21 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
             raise Conflict("You entered results of this lot or recorded its manufacture: another QA person must "
                            "judge its OOS (segregation of duties).", field="password")
         retest = session.get(ReleaseResult, retest_result_id)
+        used_by = None if retest is None else _cited_by(session, retest.id, oos)
+        if used_by is not None:
+            raise Conflict(f"This retest already closed OOS investigation {used_by}: each investigation needs its "
+                           "own retest. Ask QC to enter a new retest of this test.", field="retest_result_id")
         if retest is None or retest not in retest_candidates(session, oos):
             raise ValidationFailed("Choose a valid retest of the same test, entered after the OOS was opened.",
                                    field="retest_result_id")
-        test = spec_of_lot(session, get_lot(session, oos.lot_id)).test(oos.test_id)
-        if judge_value(test, parse_result_value(test, retest.value, retest.unit)).meets is False:
+        lot = get_lot(session, oos.lot_id)
+        spec = spec_of_lot(session, lot)
+        test = spec.test(oos.test_id)
+        try:
+            retest_value = parse_result_value(test, retest.value, retest.unit)
+        except ResultValueError as error:
+            raise unreadable(lot, spec, error) from None
+        if judge_value(test, retest_value).meets is False:
             raise Conflict("The retest fails too: the OOS cannot be invalidated with it; confirm the OOS instead.",
                            field="retest_result_id")
         failing = session.get(ReleaseResult, oos.result_id)

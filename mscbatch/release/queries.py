@@ -205,11 +205,13 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     valid result, except that a valid failing result stands until its OOS investigation invalidates it (so an
     exceptionally released OOS batch is dosed with its failing value, never a later retest). Invalidated
     results never count. A lot without a valid result, whose specification has no endotoxin test, or whose
-    test is not in EU/mL is left out: the dose then reports "no result" rather than a guessed load."""
-    from mscbatch.core.release_spec import parse_result_value
+    test is not in EU/mL is left out: the dose then reports "no result" rather than a guessed load. A
+    specification that cannot be used (release.specs.SpecificationUnusable) refuses the calculation: the K/M
+    check is never skipped in silence for a configuration fault."""
+    from mscbatch.core.release_spec import ResultValueError, parse_result_value
     from mscbatch.core.verdicts import judge_test
     from mscbatch.errors import NotFound
-    from mscbatch.release.specs import lab_results, spec_of_lot
+    from mscbatch.release.specs import lab_results, spec_of_lot, unreadable
 
     wanted = {lot.id: lot for lot in lots}
     if not wanted:
@@ -227,10 +229,11 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
             continue
         if test.unit != ENDOTOXIN_UNIT:
             continue
-        judged = judge_test(test, lab_results(rows)).result
-        if judged is None:
-            continue
-        value = parse_result_value(test, judged.value, judged.unit)
+        try:  # a result the spec in force cannot read (its file edited in place): refused, not guessed
+            judged = judge_test(test, lab_results(rows)).result
+            value = None if judged is None else parse_result_value(test, judged.value, judged.unit)
+        except ResultValueError as error:
+            raise unreadable(wanted[lot_id], spec_of_lot(session, wanted[lot_id]), error) from None
         if isinstance(value, Decimal):
             out[lot_id] = value
     return out

@@ -31,7 +31,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
-from mscbatch.release.models import ReleaseResult, ResultAttachment
+from mscbatch.release.models import OOS_OPEN, OosInvestigation, ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
 from mscbatch.release.specs import FLOW_PANEL, spec_of_lot
 from mscbatch.site import site_config, site_today
@@ -179,9 +179,30 @@ def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str
     return made
 
 
+def _refuse_under_investigation(session: Session, result: ReleaseResult) -> None:
+    """A result whose OOS investigation is open is the investigation's evidence: changing it outside the
+    investigation would be testing (or typing) into compliance (FDA OOS guidance 2006; EU GMP ch. 6). The way out
+    is a retest, and QA's signed conclusion. Read after the lot lock, so an OOS opened a moment ago counts."""
+    oos_id = session.scalar(select(OosInvestigation.id).where(OosInvestigation.result_id == result.id,
+                                                              OosInvestigation.status == OOS_OPEN).limit(1))
+    if oos_id is not None:
+        raise Conflict(f"This result is under OOS investigation {oos_id}: it cannot be corrected. Enter a retest, "
+                       "and QA closes the investigation.", field="value")
+    # the retest QA's signed conclusion rests on is locked with it (21 CFR 11.70): a new value would change the
+    # evidence under a signature that never saw it
+    closed_id = session.scalar(select(OosInvestigation.id).where(OosInvestigation.retest_result_id == result.id)
+                               .limit(1))
+    if closed_id is not None:
+        raise Conflict(f"This result is the retest OOS investigation {closed_id} was closed with, under QA's "
+                       "signature: it cannot be corrected. If it is wrong, tell QA: enter a new result of the test.",
+                       field="value")
+
+
 def correct_result(session: Session, actor: Any, result_id: int, value: str, unit: str, reason: str) -> ReleaseResult:
     """Change an entered value with a reason: the old value stays in the audit trail, the result is marked as
-    changed after first entry, and a correction to a failing value opens its OOS (a fail is never hidden)."""
+    changed after first entry, and a correction to a failing value opens its OOS (a fail is never hidden). A
+    result under an open OOS investigation is not corrected: it is settled by a retest and QA's conclusion; nor is
+    the retest an investigation was closed with."""
     _require_technician(actor)
     if not (reason or "").strip():
         raise ValidationFailed("Give the reason for the correction: it goes into the audit trail.", field="reason")
@@ -192,6 +213,7 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
         _check_lot_accepts(session, lot, test)
         if result.invalidated_at is not None:
             raise Conflict("This result was invalidated by an OOS investigation; enter a retest instead.")
+        _refuse_under_investigation(session, result)
         new_value = _parse(test, value, unit, "value")
         if new_value == result.value:
             raise ValidationFailed("The corrected value is the same as the recorded one.", field="value")

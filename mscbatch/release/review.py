@@ -115,6 +115,16 @@ class Review:
         return [o for o in self.oos if o.status == "open"]
 
     @property
+    def under_investigation(self) -> dict[int, int]:
+        """{result id: its open OOS investigation's id}: such a result is not corrected (release.results)."""
+        return {o.result_id: o.id for o in self.open_oos}
+
+    @property
+    def closing_retests(self) -> dict[int, int]:
+        """{result id: the OOS investigation closed with it}: locked under QA's signature (release.results)."""
+        return {o.retest_result_id: o.id for o in self.oos if o.retest_result_id is not None}
+
+    @property
     def signatures(self) -> list[Signature]:
         return [s for _d, sigs in self.dispositions for s in sigs]
 

@@ -11,9 +11,16 @@ from functools import cache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mscbatch.core.release_spec import ReleaseSpec, load_release_specs, specs_for_product
+from mscbatch.core.configfiles import ConfigError
+from mscbatch.core.release_spec import (
+    ReleaseSpec,
+    ResultValueError,
+    load_release_specs,
+    specs_for_product,
+    version_key,
+)
 from mscbatch.core.verdicts import LabResult, LotVerdict, judge_lot
-from mscbatch.errors import NotFound
+from mscbatch.errors import Conflict, NotFound
 from mscbatch.lots.models import Lot
 from mscbatch.paths import config_dir
 from mscbatch.release.models import ReleaseResult
@@ -24,16 +31,23 @@ FLOW_PANEL = (("cd73", "cd73", "CD73"), ("cd90", "cd90", "CD90"), ("cd105", "cd1
               ("cd79a", "cd79a_or_cd19", "CD79a"), ("hla_dr", "hla_dr", "HLA-DR"))
 
 
+class SpecificationUnusable(Conflict):
+    """The installed specification files cannot be used (an administrator must fix config/release_specs/)."""
+
+    title = "Release specification cannot be used"
+
+
 @cache
 def all_specs() -> tuple[ReleaseSpec, ...]:
-    return load_release_specs(config_dir() / "release_specs")
-
-
-def _version_key(spec: ReleaseSpec) -> tuple[int, ...] | tuple[str]:
+    """Every installed specification, read once. A file the loader refuses is said in plain words, naming the file
+    and the key, on every page that needs a specification, rather than as a server error (a refusal is not cached:
+    the fixed file is read at the next request)."""
     try:
-        return tuple(int(part) for part in spec.version.split("."))
-    except ValueError:
-        return (spec.version,)
+        return load_release_specs(config_dir() / "release_specs")
+    except ConfigError as error:
+        raise SpecificationUnusable(
+            f"The release specifications cannot be used until an administrator fixes this file: {error}. No lot can "
+            "be judged, released or given a certificate meanwhile; nothing was saved.") from None
 
 
 def spec_for_lot(lot: Lot) -> ReleaseSpec:
@@ -42,7 +56,7 @@ def spec_for_lot(lot: Lot) -> ReleaseSpec:
     if not specs:
         raise NotFound(f"No release specification in config/release_specs/ names product class {lot.product_class} "
                        f"(lot {lot.lot_number}).")
-    return max(specs, key=_version_key)
+    return max(specs, key=lambda spec: version_key(spec.version))
 
 
 def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
@@ -82,8 +96,20 @@ def lab_results(results: list[ReleaseResult]) -> list[LabResult]:
                       invalidated=r.invalidated_at is not None, result_id=r.id) for r in results]
 
 
+def unreadable(lot: Lot, spec: ReleaseSpec, error: ResultValueError) -> SpecificationUnusable:
+    """A stored result the spec cannot read: load_release_specs keeps units and words across versions, so the file
+    in force was edited in place (the same version, another text) after results were entered under it."""
+    return SpecificationUnusable(
+        f"A {error.test_name} result of lot {lot.lot_number} cannot be read under specification {spec.id} version "
+        f"{spec.version} ({error.rule}): {spec.path.name} was changed after the result was entered. An administrator "
+        "must put back the text the results were entered under; a change needs a new version.")
+
+
 def lot_verdict(session: Session, lot: Lot, spec: ReleaseSpec | None = None) -> LotVerdict:
     """Judge every test of the spec (by default the lot's own: spec_of_lot) from every result of the lot."""
     spec = spec or spec_of_lot(session, lot)
     known = {t.id for t in spec.tests}
-    return judge_lot(spec, [r for r in lab_results(results_of(session, lot.id)) if r.test_id in known])
+    try:
+        return judge_lot(spec, [r for r in lab_results(results_of(session, lot.id)) if r.test_id in known])
+    except ResultValueError as error:
+        raise unreadable(lot, spec, error) from None

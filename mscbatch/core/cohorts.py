@@ -4,7 +4,10 @@ SLE-UC (seed 001, "Analyse statistique"): the first 5 patients receive 2 x10^6 M
 1 x10^6/kg if excessive toxicity (CTCAE) at 2 x10^6/kg is judged likely, else 4 x10^6/kg. That choice is
 the investigators' (sequential Bayesian review), so the software never makes it: it says a decision is due,
 refuses a dose until it is recorded, and requires the record to cite the toxicity review it rests on.
-SSc-BM (Farge 2022): 10 patients at 1 x10^6/kg, then 10 at 3 x10^6/kg, no decision needed.
+SSc-BM (Farge 2022): 10 patients at 1 x10^6/kg, then 10 at 3 x10^6/kg, no decision needed. "No decision" does
+not mean "no wait": the higher level starts only once the 10 patients of the lower one have been INFUSED, not only
+prescribed (await_infusions), so that the lower dose has been seen in patients before the next is given (a phase
+I/II dose escalation, seed 003). A stage with a decision waits the same way (check_cohort_infused).
 
 The plan is the protocol's list of stages (protocols.EscalationStage). Patients are counted in dosing
 order; a patient dosed at a level the plan did not call for is reported as off plan, not counted.
@@ -12,7 +15,7 @@ order; a patient dosed at a level the plan did not call for is reported as off p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
@@ -58,6 +61,8 @@ class CohortState:
     off_plan: tuple[str, ...]
     complete: bool
     message: str
+    # the stage's level is known but the previous stage's patients are not all infused yet: no prescription now
+    infusions_awaited: bool = False
 
 
 def validate_decision(protocol: Protocol, decision: EscalationDecision) -> None:
@@ -153,11 +158,39 @@ def check_cohort_infused(infused: CohortState, decision: EscalationDecision) -> 
                           "them have been infused")
 
 
+def await_infusions(state: CohortState, infused: CohortState) -> CohortState:
+    """The plan's state (counted from prescriptions) held until the previous stage's patients have been infused.
+
+    A stage with a fixed level (SSc-BM: 10 patients at 3 x10^6/kg after 10 at 1 x10^6/kg) used to start as soon as
+    the previous 10 prescriptions were signed, before anyone could have been seen after an infusion. Its first
+    patient now waits until every patient of the previous stage has been infused; the previous stage's own
+    patients are not held (its level is prescribed freely up to its size). A stage with a decision is held by its
+    decision (check_cohort_infused). `infused` is the plan counted from infusions (escalation_state of the levels
+    infused, in infusion order); a cancelled prescription is in neither count, so its place is free again."""
+    if state.complete or state.decision_needed or state.current_stage_id is None:
+        return state
+    index = [p.stage_id for p in state.stages].index(state.current_stage_id)
+    if index == 0:
+        return state
+    previous = infused.stages[index - 1]
+    if previous.complete:
+        return state
+    stage, before = state.stages[index], state.stages[index - 1]
+    assert stage.level_cells_per_kg is not None and before.level_cells_per_kg is not None
+    level, earlier = format_cells_per_kg(stage.level_cells_per_kg), format_cells_per_kg(before.level_cells_per_kg)
+    message = (f"wait for the infusions at {earlier}: {min(previous.dosed, previous.planned)} of the "
+               f"{previous.planned} patients of stage {previous.stage_id!r} have been infused so far. The next "
+               f"patient (stage {stage.stage_id!r}, {level}) can be prescribed once all {previous.planned} have been "
+               f"infused, so that how each of them tolerated {earlier} is known first")
+    return replace(state, message=message, infusions_awaited=True)
+
+
 def check_prescription(state: CohortState, cells_per_kg: Decimal) -> None:
-    """A prescribed dose level must be the plan's level for the next patient."""
+    """A prescribed dose level must be the plan's level for the next patient, and that patient's stage must not be
+    waiting for the previous stage's infusions (await_infusions)."""
     if state.complete:
         raise EscalationError(state.message)
-    if state.decision_needed:
+    if state.decision_needed or state.infusions_awaited:
         raise EscalationError(state.message)
     if cells_per_kg != state.default_level_cells_per_kg:
         assert state.default_level_cells_per_kg is not None

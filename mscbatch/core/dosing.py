@@ -14,7 +14,8 @@ Rules (DOMAIN.md section 6 unless said otherwise):
   bag is the chosen bag with the latest expiry that can supply the remainder. The partial volume is rounded
   to the protocol's draw resolution (syringe graduation), assuming a homogeneous suspension.
 - DMSO g = volume x DMSO % x 1.10 g/mL; refused above the protocol's limit (1 g/kg/day, HSC practice).
-- endotoxin: K/M (DOMAIN.md section 5): the endotoxin infused must not exceed K x weight x infusion hours.
+- endotoxin: K/M (DOMAIN.md section 5): the endotoxin infused must not exceed K x weight x infusion hours; the
+  hours are the protocol's infusion_duration_h, an assumption shown wherever the limit is (endotoxin_limit_words).
 
 The search is exact: the fewest bags k is the smallest k whose k largest bags reach the band's lower
 limit; among k-bag sets, the one with the smallest total reaching the target is found by a depth-first
@@ -114,10 +115,41 @@ class DoseAllocation:
     endotoxin_limit_eu_per_ml: Decimal
     excluded: tuple[ExcludedBag, ...]
     exhaustive_search: bool
+    endotoxin_k_eu_per_kg_per_h: Decimal  # K: stored so that the limit is shown with its arithmetic
 
     @property
     def bag_count(self) -> int:
         return len(self.draws)
+
+    @property
+    def endotoxin_limit_words(self) -> tuple[str, str]:
+        return endotoxin_limit_words(self.endotoxin_k_eu_per_kg_per_h, self.weight_kg, self.infusion_duration_h,
+                                     self.endotoxin_limit_eu)
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def endotoxin_limit_words(k_eu_per_kg_per_h: Decimal | None, weight_kg: Decimal, duration_h: Decimal,
+                          limit_eu: Decimal) -> tuple[str, str]:
+    """The endotoxin limit with the arithmetic and the infusion duration it assumes, and the caution that goes with
+    it: "limit 312.5 EU = K x weight x 1 h infusion = 5 EU/kg/h x 62.5 kg x 1 h". K/M is a dose per kg per HOUR
+    (DOMAIN.md section 5): the protocol's infusion_duration_h is an assumption, and a clinician infusing faster
+    than it gives the same endotoxin in less time, which the limit no longer covers. `k_eu_per_kg_per_h` None
+    (a calculation signed before K was stored): K is taken back from the stored limit, K x weight x time."""
+    k = k_eu_per_kg_per_h if k_eu_per_kg_per_h is not None else limit_eu / (weight_kg * duration_h)
+    hours = _plain(duration_h)
+    return (f"limit {_plain(limit_eu)} EU = K x weight x {hours} h infusion = {_plain(k)} EU/kg/h x "
+            f"{_plain(weight_kg)} kg x {hours} h",
+            f"The endotoxin limit assumes a {hours} h infusion: infused faster, the limit is lower in proportion.")
+
+
+def stored_endotoxin_limit_words(calculation: Mapping[str, Any]) -> tuple[str, str]:
+    """endotoxin_limit_words of a prescription's stored calculation (allocation_data: decimals as text)."""
+    k = calculation.get("endotoxin_k_eu_per_kg_per_h")
+    return endotoxin_limit_words(None if k is None else Decimal(k), Decimal(calculation["weight_kg"]),
+                                 Decimal(calculation["infusion_duration_h"]), Decimal(calculation["endotoxin_limit_eu"]))
 
 
 def endotoxin_limit_eu_per_ml(k_eu_per_kg_per_h: Decimal, weight_kg: Decimal, volume_ml: Decimal,
@@ -319,6 +351,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
         endotoxin_limit_eu_per_ml=endotoxin_limit_eu_per_ml(settings.endotoxin_k_eu_per_kg_per_h, weight_kg,
                                                             infused_ml, duration_h),
         excluded=tuple(excluded), exhaustive_search=exhaustive,
+        endotoxin_k_eu_per_kg_per_h=settings.endotoxin_k_eu_per_kg_per_h,
     )
 
 

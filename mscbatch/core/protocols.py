@@ -10,12 +10,16 @@ raises ConfigError naming the file and the dotted key, so a typo cannot silently
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mscbatch.core.configfiles import ConfigError, load_rule_file, require
+
+if TYPE_CHECKING:
+    from mscbatch.core.site_config import ProductCatalogue
 
 # "is_true" is the only comparator of yes/no criteria (serology, pregnancy); the others compare a number.
 NUMERIC_COMPARATORS = ("<", "<=", ">", ">=")
@@ -335,3 +339,29 @@ def load_protocols(directory: Path | None = None) -> dict[str, Protocol]:
             raise ConfigError(path, "id", f"protocol id {protocol.id!r} already used by {protocols[protocol.id].path}")
         protocols[protocol.id] = protocol
     return protocols
+
+
+def trial_ids(text: str) -> set[str]:
+    """The registry ids a trial field names: one, or two as "NCT03562065 / 2023-503456-12-00" (site_config)."""
+    return {part.strip().upper() for part in text.split("/") if part.strip()}
+
+
+def check_products(protocols: Mapping[str, Protocol], catalogue: ProductCatalogue) -> None:
+    """Each protocol's products must exist in products.toml and be made for the protocol's trial. The bag label
+    prints the product's `trial` and the dose sheet the protocol's `trial_id`: a product of another trial would
+    put another trial's id on the label of a bag given in this one. Raise ConfigError naming the protocol file and
+    its products[i] key, and the products.toml key it disagrees with."""
+    for protocol in protocols.values():
+        for index, product_id in enumerate(protocol.products):
+            position = next((i for i, p in enumerate(catalogue.products) if p.id == product_id), None)
+            if position is None:
+                raise ConfigError(protocol.path, f"products[{index}]",
+                                  f"product {product_id!r} is not in {catalogue.path.name} "
+                                  f"(known: {', '.join(catalogue.ids)})")
+            product = catalogue.products[position]
+            if not trial_ids(product.trial) & trial_ids(protocol.trial_id):
+                raise ConfigError(protocol.path, f"products[{index}]",
+                                  f"product {product_id!r} is made for trial {product.trial!r} "
+                                  f"({catalogue.path.name}, products[{position}].trial), not for this protocol's "
+                                  f"trial_id {protocol.trial_id!r}: its labels would print another trial's id. "
+                                  "Correct the trial of one file or the other")

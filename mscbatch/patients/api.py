@@ -68,7 +68,8 @@ class WeightInSchema(Schema):
 class DoseInSchema(Schema):
     dose_level_cells_per_kg = fields.Decimal(as_string=True, load_default=None,
                                              metadata={"description": "Default: the cohort's current level"})
-    planned_at = fields.AwareDateTime(load_default=None, metadata={"description": "Default: now"})
+    planned_at = fields.AwareDateTime(load_default=None, metadata={
+        "description": "Default: now. Not before today (the site's day): refused with 422 naming planned_at"})
 
 
 class DoseResultSchema(Schema):

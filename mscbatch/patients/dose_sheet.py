@@ -19,6 +19,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy.orm import Session
 
+from mscbatch.core.dosing import stored_endotoxin_limit_words
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient, Prescription
@@ -62,10 +63,11 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     trial = f"{protocol.short_name} ({protocol.trial_id})" if protocol else prescription.protocol_id
     calc = prescription.calculation
     weight = Decimal(prescription.weight_kg)
-    endotoxin = (f"{calc['endotoxin_eu']} EU (limit {calc['endotoxin_limit_eu']} EU)" if calc.get("endotoxin_eu")
-                 else f"no result on the bags; limit K x weight x time = {calc['endotoxin_limit_eu']} EU "
+    limit, caution = stored_endotoxin_limit_words(calc)  # the infusion time the limit assumes is on the sheet
+    endotoxin = (f"{calc['endotoxin_eu']} EU ({limit}). {caution}" if calc.get("endotoxin_eu")
+                 else f"no result on the bags; {limit} "
                       f"({Decimal(calc['endotoxin_limit_eu_per_ml']).quantize(Decimal('0.01'))} EU/mL "
-                      f"for {calc['infused_volume_ml']} mL)")
+                      f"for {calc['infused_volume_ml']} mL). {caution}")
     facts = [
         ("Dose level", format_cells_per_kg(Decimal(prescription.dose_level_cells_per_kg))
          + f" ({calc['dose_basis']} cells)"),

@@ -18,7 +18,7 @@ from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
 from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.queries import allocations_of, get_patient, get_prescription, signatures_for
-from mscbatch.site import site_config
+from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("prescriptions", __name__, url_prefix="/patients")
@@ -58,7 +58,7 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
             "bag_ids": bag_ids, "planned_on": planned_on.isoformat() if planned_on else "",
             "weight_id": str(result.weight.id) if result.weight is not None else ""})
     return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
-                           dose=format_cells_per_kg), status
+                           today=site_today(), dose=format_cells_per_kg), status
 
 
 @bp.route("/<int:patient_id>/dose")

@@ -110,11 +110,21 @@ def _refuse_implausible(level: Decimal | None, planned_at: datetime | None) -> N
         raise ValidationFailed(f"Planned infusion date: between {FIRST_DAY} and {LAST_DAY}.", field="planned_on")
 
 
+def _refuse_past(planned_at: datetime | None, today: date) -> None:
+    """A planned infusion before today (the site's day) is a typing slip or a copied old date: the bags would be
+    judged in date and the weight recent on a day already gone, not on the day the cells are actually given."""
+    if planned_at is not None and site_day(planned_at) < today:
+        raise ValidationFailed(f"Planned infusion date: {site_day(planned_at)} is before today ({today}). An infusion "
+                               "cannot be planned in the past: choose today or a later day.", field="planned_at")
+
+
 def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_kg: Decimal | None = None,
               planned_at: datetime | None = None, only_bag_ids: list[int] | None = None,
               today: date | None = None) -> DoseResult:
     """The dose calculation for a patient (no writes). The level defaults to the cohort's current level."""
+    today = today or site_today()
     _refuse_implausible(level_cells_per_kg, planned_at)
+    _refuse_past(planned_at, today)
     patient = (patient_id_or_patient if isinstance(patient_id_or_patient, Patient)
                else session.get(Patient, patient_id_or_patient))
     assert patient is not None
@@ -139,7 +149,7 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
         result.allocation = calculate_dose(
             protocol, patient_id=patient.code, enrolled=patient.status == "enrolled", dose_level_cells_per_kg=level,
             weight_kg=None if weight is None else Decimal(weight.weight_kg),
-            weight_measured_on=None if weight is None else weight.measured_on, today=today or site_today(),
+            weight_measured_on=None if weight is None else weight.measured_on, today=today,
             planned_at=planned_at, infusion_on=site_day(planned_at), bags=[c for c, _b, _l in bags.values()],
             familial_donor_id=None if donor is None else str(donor.id))
     except DoseRefused as refusal:

@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from mscbatch.core.cohorts import CohortState, EscalationDecision, escalation_state
+from mscbatch.core.cohorts import CohortState, EscalationDecision, await_infusions, escalation_state
 from mscbatch.core.dosing import dose_at_new_weight
-from mscbatch.core.protocols import Protocol, load_protocols
+from mscbatch.core.protocols import Protocol, check_products, load_protocols
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag
+from mscbatch.lots.queries import product_catalogue
 from mscbatch.patients.models import (
     Allocation,
     EnrolmentCheck,
@@ -32,8 +33,11 @@ PAGE_SIZE = 50
 
 @cache
 def protocols() -> dict[str, Protocol]:
-    """config/protocols/*.toml, validated once."""
-    return load_protocols()
+    """config/protocols/*.toml, validated once, with their products checked against config/products.toml (the
+    same trial: check_products)."""
+    loaded = load_protocols()
+    check_products(loaded, product_catalogue())
+    return loaded
 
 
 def protocol_of(patient: Patient) -> Protocol:
@@ -264,8 +268,12 @@ def _recorded_decisions(session: Session, protocol_id: str) -> list[EscalationDe
 
 
 def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: int | None = None) -> CohortState:
-    return escalation_state(protocol, dosed_levels(session, protocol.id, excluding_patient_id=excluding_patient_id),
-                            _recorded_decisions(session, protocol.id))
+    """The plan counted from signed prescriptions, held while the previous stage's patients are not all infused
+    (core.cohorts.await_infusions: SSc-BM's 3 x10^6/kg waits for the 10 infusions at 1 x10^6/kg)."""
+    decisions = _recorded_decisions(session, protocol.id)
+    prescribed = escalation_state(
+        protocol, dosed_levels(session, protocol.id, excluding_patient_id=excluding_patient_id), decisions)
+    return await_infusions(prescribed, escalation_state(protocol, infused_levels(session, protocol.id), decisions))
 
 
 def infused_state(session: Session, protocol: Protocol) -> CohortState:

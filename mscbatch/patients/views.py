@@ -23,6 +23,7 @@ from mscbatch.patients.queries import (
     enrolment_checks_of,
     familial_donor_of,
     get_patient,
+    infused_state,
     list_patients,
     prescriptions_of,
     protocol_of,
@@ -175,6 +176,7 @@ def _cohorts_page(protocol_id: str, form: EscalationForm | None = None, status: 
         form = EscalationForm(formdata=None, data={"stage_id": state.current_stage_id or "", "decided_on": site_today()})
     form.set_levels(state.decision_options_cells_per_kg)
     return render_template("patients/cohorts.html", protocol=protocol, state=state, decisions=decisions, form=form,
+                           infused=infused_state(db.session, protocol),
                            signatures=signatures_for(db.session, "escalation_decision", [d.id for d in decisions]),
                            **COMMON), status
 

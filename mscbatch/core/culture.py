@@ -3,7 +3,10 @@
 - Population doublings per passage PD = log2(harvested / seeded) and their cumulative sum over P0..Pn: the
   product specification limits passage number and cumulative PD because MSC senesce and may drift
   genetically with long culture; exceeding the limit refuses the step, approaching it warns.
-- Harvest: viable cells = total cells x viability.
+- Harvest: viable cells = total cells x viability. The harvest counts the cells counted at the end of the last
+  passage, after washing: it cannot be more than that count (plus counting error), since cells do not multiply
+  outside culture and growth not recorded as a passage would escape the cumulative PD limit; far fewer is a loss
+  a deviation must explain. Either way a typing error of a factor 10 or 1000 is caught before it sets the doses.
 - Cryopreservation into bags (volume, cells/mL, DMSO %): the bags cannot hold more cells than were harvested.
 - Expiry: a date and time computed from collection or freezing plus the product's shelf life.
 
@@ -149,6 +152,42 @@ def viable_cells(total_cells: Count, viability_percent: Decimal) -> int:
     total = _positive_count(total_cells, "total_cells")
     viability = check_viability_percent(viability_percent)
     return int((total * viability / 100).to_integral_value(rounding=ROUND_FLOOR))
+
+
+HARVEST_COUNT_TOLERANCE = Decimal("0.10")
+"""Two counts of the same cells differ by the 5-10 % uncertainty of a cell count: the harvest may be this much
+above the last passage's count. A factor 10 typing error is 900 % above."""
+HARVEST_UNEXPLAINED_LOSS = Decimal("0.50")
+"""A harvest below this fraction of the last passage's count (washing loses some cells, not half of them) is a
+loss that only a recorded deviation may explain. A factor 10 typing error is 10 %."""
+
+
+@dataclass(frozen=True)
+class HarvestCountCheck:
+    """The harvest total against the last passage's count: `refusal` when it claims cells never counted,
+    `shortfall` when most of the cells are gone (accepted only with a deviation that says why)."""
+
+    refusal: str | None = None
+    shortfall: str | None = None
+
+
+def check_harvest_count(total_cells: Count, last_passage_cells: Count, last_passage: int) -> HarvestCountCheck:
+    """Compare the harvest's total cells with the cells harvested at the end of the last passage Pn."""
+    total = _positive_count(total_cells, "total_cells")
+    counted = _positive_count(last_passage_cells, "last_passage_cells")
+    ceiling = counted * (1 + HARVEST_COUNT_TOLERANCE)
+    if total > ceiling:
+        return HarvestCountCheck(refusal=(
+            f"{format_cells(total)} total cells is more than the {format_cells(counted)} cells counted at the end "
+            f"of the last passage P{last_passage} (at most {format_cells(ceiling)}, allowing "
+            f"{HARVEST_COUNT_TOLERANCE * 100:.0f} % counting error). Cells do not multiply after that count"))
+    floor = counted * HARVEST_UNEXPLAINED_LOSS
+    if total < floor:
+        return HarvestCountCheck(shortfall=(
+            f"{format_cells(total)} total cells is less than {HARVEST_UNEXPLAINED_LOSS * 100:.0f} % of the "
+            f"{format_cells(counted)} cells counted at the end of the last passage P{last_passage} "
+            f"(at least {format_cells(floor)} without a deviation)"))
+    return HarvestCountCheck()
 
 
 def plan_cryopreservation(total_cells: Count, viable_cell_count: Count, bags: Sequence[BagPlan],

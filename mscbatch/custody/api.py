@@ -6,6 +6,8 @@ POST /api/v1/custody/events        a hand-over: received, thawed, dispatched, re
 GET  /api/v1/custody/bags/<id>/events      the bag's custody timeline
 POST /api/v1/custody/infusions     start, on the patient's wristband scanned again at the bedside (needs a
                                    confirmed check of the bag scanned in the last N minutes, of this patient)
+GET  /api/v1/custody/infusions/<id>    the infusion, with STOP THE INFUSION NOW while it runs if its bag has since
+                                   been found unfit (recall, late failed test, donor reopened)
 POST /api/v1/custody/infusions/<id>/end, /reactions
 """
 from __future__ import annotations
@@ -19,12 +21,14 @@ from marshmallow import Schema, fields, validate
 from mscbatch.api.base import ROW_ID, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.custody import services
-from mscbatch.custody.checks import BedsideResult
-from mscbatch.custody.views import check_valid_for, label_key
+from mscbatch.custody.checks import BedsideResult, stop_running
+from mscbatch.custody.views import INFUSION_READERS, check_valid_for, label_key
 from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import get_bag
 from mscbatch.patients.api import READERS as PATIENT_READERS
+from mscbatch.patients.models import Patient
 
 bp = Blueprint("custody_api", __name__, url_prefix="/api/v1/custody",
                description="Chain of custody, bedside scan verification, infusions")
@@ -133,6 +137,24 @@ class InfusionSchema(Schema):
     second_person_id = fields.Integer()
     ended_at = fields.DateTime(allow_none=True)
     volume_infused_ml = fields.Decimal(as_string=True, allow_none=True)
+
+
+class StopSchema(Schema):
+    stop_now = fields.Boolean(metadata={"description": "true: stop the infusion now, keep the bag and the line, "
+                                                       "record the volume given and tell the clinician"})
+    reasons = fields.List(fields.String(), metadata={"description": "why, in the words of the infusion page"})
+
+
+class InfusionReadSchema(InfusionSchema):
+    status = fields.String(metadata={"description": "running or ended"})
+    din = fields.String(metadata={"description": "the bag's DIN with its check character"})
+    lot_number = fields.String(allow_none=True)
+    product_name = fields.String(allow_none=True)
+    patient_id = fields.Integer(allow_none=True, metadata={"description": "null for roles that do not read "
+                                                                          "patient records"})
+    patient_code = fields.String(allow_none=True, metadata={"description": "null for roles that do not read "
+                                                                           "patient records"})
+    stop = fields.Nested(StopSchema, metadata={"description": "checked again at each read, while the infusion runs"})
 
 
 class ReactionSchema(Schema):
@@ -261,3 +283,26 @@ def end_infusion(data: dict[str, Any], infusion_id: int) -> Any:
 def add_reaction(data: dict[str, Any], infusion_id: int) -> Any:
     return services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
         data["ctcae_term"], data["grade"], data["description"]))
+
+
+@bp.route("/infusions/<int:infusion_id>")
+@bp.response(200, InfusionReadSchema)
+@problems(bp, 401, 403, 404)
+@roles_required(*INFUSION_READERS)
+def get_infusion(infusion_id: int) -> Any:
+    """The infusion as its web page shows it. While it runs, `stop.stop_now` is true when its bag has since been
+    found unfit (the lot recalled, a late release test failed, the donor reopened): the scanner app must then say
+    STOP THE INFUSION NOW with `stop.reasons`. Poll it during the infusion."""
+    infusion = services.get_infusion(db.session, infusion_id)
+    bag = db.session.get(Bag, infusion.bag_id)
+    lot = db.session.get(Lot, bag.lot_id) if bag else None
+    patient = db.session.get(Patient, infusion.patient_id)
+    reasons = stop_running(db.session, infusion, bag, patient, label_key())
+    shown = {name: getattr(infusion, name) for name in InfusionSchema._declared_fields}
+    shown.update(status="running" if infusion.ended_at is None else "ended",
+                 din=(bag.din + bag.check_character) if bag else None,
+                 lot_number=lot.lot_number if lot else None, product_name=lot.product_name if lot else None,
+                 patient_code=patient.code if patient else None, stop={"stop_now": bool(reasons), "reasons": reasons})
+    if not current_user.has_role(*PATIENT_READERS):  # as the bag's timeline above: no patient for other roles
+        shown.update(patient_id=None, patient_code=None)
+    return shown

@@ -362,3 +362,18 @@ _FIRST = {code: rank for rank, code in enumerate((
 
 def remaining(deadline: datetime | None, now: datetime | None = None) -> timedelta | None:
     return None if deadline is None else deadline - (now or utcnow())
+
+
+#: bedside findings that concern the product itself: news of them during an infusion means stop it now
+STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected")
+
+
+def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient: Patient | None,
+                 label_key: str) -> list[str]:
+    """While an infusion runs, what has since made its bag unfit (a recall, a late failed test, a donor reopened):
+    any mismatch suspends the infusion (DOMAIN.md 8). The infusion page and the API's infusion both say it, from
+    here, so the nurse at the bedside and the ward scanner app are told the same thing in the same words."""
+    if infusion.ended_at is not None or bag is None or patient is None:
+        return []
+    verdict = evaluate(session, patient.wristband_id, bag.din + bag.check_character, label_key)
+    return [finding.message for finding in verdict.failures if finding.code in STOP_RUNNING]

@@ -13,7 +13,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
 from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.custody import services
-from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining
+from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining, stop_running
 from mscbatch.custody.forms import DispatchForm, EndForm, ReactionForm, SecondPersonForm, StartForm, WardForm
 from mscbatch.custody.models import CTCAE_TERMS, GRADES, InfusionReaction
 from mscbatch.custody.queries import infusion_of_bag
@@ -47,6 +47,8 @@ def infusions_of_lot(lot_id: int) -> list[Any]:
     return query(db.session, lot_id)
 
 BEDSIDE = ("nurse", "clinician")
+#: who reads an infusion (its page, and the API's GET /api/v1/custody/infusions/<id>)
+INFUSION_READERS = ("nurse", "clinician", "qa")
 WARD = ("nurse", "clinician", "technician")
 #: one-tap action -> (roles shown the button, label)
 ACTIONS = {"receive": "Receive on the ward", "thaw": "Thaw", "start": "Start infusion", "end": "End infusion",
@@ -234,26 +236,13 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     ids = {check.checked_by_id, check.second_checker_id, infusion.started_by_id, infusion.ended_by_id}
     names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
     allocation = allocation_of_bag(db.session, bag.id) if bag else None
-    stop = _stop_running(infusion, bag, patient)
+    stop = stop_running(db.session, infusion, bag, patient, label_key())
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
     return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
                            patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
                            outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop, **forms), status
-
-
-#: bedside findings that concern the product itself: news of them during an infusion means stop it now
-STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected")
-
-
-def _stop_running(infusion: Any, bag: Bag | None, patient: Patient | None) -> list[str]:
-    """While an infusion runs, what has since made its bag unfit (a recall, a late failed test, a donor reopened):
-    any mismatch suspends the infusion (DOMAIN.md 8), and the nurse at the bedside is on this page."""
-    if infusion.ended_at is not None or bag is None or patient is None:
-        return []
-    verdict = evaluate(db.session, patient.wristband_id, bag.din + bag.check_character, label_key())
-    return [finding.message for finding in verdict.failures if finding.code in STOP_RUNNING]
 
 
 def _outside(infusion: Any, allocation: Any) -> str | None:
@@ -265,7 +254,7 @@ def _outside(infusion: Any, allocation: Any) -> str | None:
 
 
 @bp.route("/infusions/<int:infusion_id>")
-@roles_required("nurse", "clinician", "qa")
+@roles_required(*INFUSION_READERS)
 def infusion(infusion_id: int) -> Any:
     return _infusion_page(infusion_id)
 

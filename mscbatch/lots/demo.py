@@ -86,11 +86,12 @@ def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] 
         reagents.link_reagent(session, tech, lot.id, used["medium"], used_on=start, step_id=isolation.id)
     day = start
     for number, (seeded, harvested, viability, days) in enumerate(
-            [(2, 16, "97.0", 9), (4, 30, "96.0", 5), (5, 38, "95.5", 5), (6, 46, "95.0", 5)]):
+            [(2, 16, "97.0", 9), (4, 30, "96.0", 5), (5, 38, "95.5", 5), (30, 240, "95.0", 5)]):
         day += timedelta(days=days)
         steps.record_passage(session, tech, lot.id, steps.PassageDetails(
             passage_number=number, performed_on=day, seeded_cells=seeded * M, harvested_cells=harvested * M,
             viability_percent=viability, days_in_culture=Decimal(days)))
+    # the harvest counts P3's 240 x10^6 cells after washing: never more than that count (steps.record_harvest)
     steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=230 * M,
                          viability_percent="94.0")
     if used:
@@ -139,7 +140,7 @@ def seed_lots(session: Session) -> list[str]:
     isolation = steps.record_isolation(session, tech, lot.id, performed_on=start, notes="Collagenase digestion, 1 h 37 C")
     for reagent in ("medium", "hpl"):
         reagents.link_reagent(session, tech, lot.id, used[reagent], used_on=start, step_id=isolation.id)
-    counts = [(4, 38, "96.5", 6), (3, 26, "95.0", 5), (3, 27, "94.0", 5), (4, 33, "93.5", 5)]
+    counts = [(4, 38, "96.5", 6), (3, 26, "95.0", 5), (3, 27, "94.0", 5), (20, 140, "93.5", 5)]
     day = start
     for number, (seeded, harvested, viability, days) in enumerate(counts):
         day += timedelta(days=days)
@@ -148,6 +149,7 @@ def seed_lots(session: Session) -> list[str]:
             viability_percent=viability, days_in_culture=Decimal(days)))
         if number == 0:
             reagents.link_reagent(session, tech, lot.id, used["trypsin"], used_on=day, step_id=step.id)
+    # P3 counted 140 x10^6: the washed harvest cannot be more (steps.record_harvest)
     steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=132 * M,
                          viability_percent="93.5")
     reagents.link_reagent(session, tech, lot.id, used["dmso"], used_on=day)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
+from mscbatch.core.culture import HARVEST_COUNT_TOLERANCE, HARVEST_UNEXPLAINED_LOSS
 from mscbatch.core.site_config import Product
 from mscbatch.core.states import LOT, BagStatus
 from mscbatch.donors.models import Donor, DonorLookback
@@ -116,6 +117,16 @@ class LotRecord:
     @property
     def passages(self) -> list[ProcessStep]:
         return [s for s in self.steps if s.kind == "passage"]
+
+    @property
+    def harvest_range(self) -> tuple[ProcessStep, Decimal, Decimal] | None:
+        """The last passage and the total cells its count allows at the harvest (core.culture.check_harvest_count):
+        shown by the harvest form, so the technician sees the expected number before typing it."""
+        if not self.passages or not self.passages[-1].harvested_cells:
+            return None
+        last = self.passages[-1]
+        counted = Decimal(last.harvested_cells or 0)
+        return last, counted * HARVEST_UNEXPLAINED_LOSS, counted * (1 + HARVEST_COUNT_TOLERANCE)
 
     @property
     def bag_cells(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from mscbatch.core.culture import (
     CultureError,
     PassageCount,
     check_culture_limits,
+    check_harvest_count,
     check_viability_percent,
     cumulative_population_doublings,
     population_doublings,
@@ -187,8 +188,29 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
         if harvested_at.astimezone(site_config().tz).date() < passages[-1].performed_on:
             raise ValidationFailed(f"The harvest is before the last passage P{passages[-1].passage_number}.",
                                    field="harvested_at")
+        _check_against_last_passage(session, total, passages[-1])
         lot.harvested_at = harvested_at
         lot.harvest_total_cells = total
         lot.harvest_viability_percent = viability
         lot.harvest_viable_cells = viable_cells(total, viability)
     return lot
+
+
+def _check_against_last_passage(session: Session, total: int, last: ProcessStep) -> None:
+    """A harvest of more cells than the last passage counted is refused; far fewer needs a deviation against that
+    passage first (core.culture.check_harvest_count): a typing error would otherwise set the number of doses."""
+    label = f"P{last.passage_number}"
+    check = check_harvest_count(total, last.harvested_cells or 1, last.passage_number or 0)
+    if check.refusal:
+        _refuse_total(f"Total cells: {check.refusal}. Check for a typing error (a factor of 10 or 1000). If the "
+                      "cells were grown further, record that culture as the next passage before the harvest.")
+    if check.shortfall and session.scalar(select(Deviation.id).where(Deviation.step_id == last.id).limit(1)) is None:
+        _refuse_total(f"Total cells: {check.shortfall}. Check for a typing error (a factor of 10 or 1000). If the "
+                      f"cells were really lost, record a deviation against passage {label} saying how (lot page, "
+                      "Deviations), then record the harvest.")
+
+
+def _refuse_total(message: str) -> NoReturn:
+    # total_cells is the form's and the request's field; harvest_total_cells the lot record's, as the API shows it
+    raise ValidationFailed(message, field="total_cells",
+                           errors={"total_cells": [message], "harvest_total_cells": [message]})

@@ -64,7 +64,7 @@ def passages(session: Any, lot_id: int, counts: list[tuple[int, int]], start_day
 
 def harvested_lot(session: Any, donor_id: int, total: int = 100 * M, viability: str = "90") -> int:
     lot_id = start_lot(session, donor_id)
-    passages(session, lot_id, [(2 * M, 16 * M), (4 * M, 30 * M)])
+    passages(session, lot_id, [(2 * M, 16 * M), (14 * M, 110 * M)])  # harvest 100 x10^6 of the 110 counted
     steps.record_harvest(session, user(session, "technician"), lot_id, harvested_at=at(TODAY, 8),
                          total_cells=total, viability_percent=viability)
     return lot_id

@@ -234,6 +234,7 @@ EXPECTED_ACCESS.update({
     "custody_api.confirm": {"nurse", "clinician"},
     "custody_api.add_event": {"nurse", "technician", "qa", "clinician"},
     "custody_api.bag_events": SIGNED_IN,
+    "custody_api.get_infusion": {"nurse", "clinician", "qa"},
     "custody_api.start_infusion": {"nurse", "clinician"},
     "custody_api.end_infusion": {"nurse", "clinician"},
     "custody_api.add_reaction": {"nurse", "clinician"},

@@ -146,7 +146,7 @@ def _the_application_goes_on(app, users, donor_id: int) -> None:  # type: ignore
         steps.record_isolation(session, tech, lot.id, performed_on=collected_on)
         steps.record_passage(session, tech, lot.id, steps.PassageDetails(
             passage_number=0, performed_on=collected_on + timedelta(days=5), seeded_cells=2_000_000,
-            harvested_cells=20_000_000, viability_percent="95", days_in_culture=Decimal(5)))
+            harvested_cells=110_000_000, viability_percent="95", days_in_culture=Decimal(5)))
         steps.record_harvest(session, tech, lot.id, harvested_at=at + timedelta(days=6), total_cells=100_000_000,
                              viability_percent="95")
         made = bags.cryopreserve(session, tech, lot.id, frozen_at=at + timedelta(days=6, hours=1), bags=[

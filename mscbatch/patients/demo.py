@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.culture import format_cells
-from mscbatch.donors.demo import DEMO_PASSWORD
+from mscbatch.donors import demo as donor_demo
 from mscbatch.errors import DomainError
 from mscbatch.lots.models import Bag
 from mscbatch.patients import enrolment, prescriptions, services
@@ -19,6 +19,10 @@ from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocations_of, familial_donor_of, prescriptions_of, protocols
 from mscbatch.site import site_today
+
+# donor_demo.DEMO_PASSWORD is read at each use, never copied at import: a test that sets it for the donor
+# decisions (tests/integration/test_release_support.py) and imports this module meanwhile must not leave the copy
+# behind for later tests (the demo then signed with a wrong password in test_demo, depending on test order).
 
 #: values of a lupus patient who meets every inclusion criterion (demo, scale data and tests enrol them)
 SLE_VALUES = {"selena_sledai_points": "10", "creatinine_clearance_ml_per_min": "85", "lvef_percent": "60",
@@ -58,7 +62,7 @@ def _register(session: Session, clinician: User) -> list[str]:
             ward="Internal medicine, bed 12", wristband_id=LUPUS_WRISTBAND))
         services.record_weight(session, clinician, lupus.id, weight_kg="62.5", measured_on=today - timedelta(days=1))
         check = enrolment.check_enrolment(session, clinician, lupus.id, SLE_VALUES)
-        enrolment.enrol(session, clinician, check.id, DEMO_PASSWORD)
+        enrolment.enrol(session, clinician, check.id, donor_demo.DEMO_PASSWORD)
         lines.append(f"  {lupus.code}  lupus (SLE-UC), 62.5 kg, enrolled (signed by Dr Clara Clinician); wristband "
                      f"{LUPUS_WRISTBAND}")
     if _by_wristband(session, SSC_WRISTBAND) is None:
@@ -88,7 +92,7 @@ def _prescribe(session: Session, clinician: User) -> list[str]:
         return [f"  (prescription skipped: {result.refusal.reason if result.refusal else 'no allocation'}; the "
                 "lupus trial needs released UC-MSC bags)"]
     try:
-        rx = prescriptions.prescribe(session, clinician, DEMO_PASSWORD, lupus.id,
+        rx = prescriptions.prescribe(session, clinician, donor_demo.DEMO_PASSWORD, lupus.id,
                                      bag_ids=[int(d.bag_id) for d in result.allocation.draws])
     except DomainError as error:
         return [f"  (prescription skipped: {error.message})"]

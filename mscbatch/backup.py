@@ -4,23 +4,38 @@ SQLite: the online backup API copies a consistent snapshot while the application
 PostgreSQL: pg_dump in custom format, restored with pg_restore into an empty database.
 Every restore ends with the audit chain's verification of the restored database: a copy whose trail does not
 verify is reported as a failure, never as a restore.
+
+A restore over a database that already holds a trail, or onto the instance's own database (the one its checkpoint
+file anchors), rolls the trail back to the backup: the events after the backup's head are gone. That is refused,
+before anything is touched, unless the operator accepts the loss with a reason; then the restored database gets a
+"restored" event (backup SHA-256, OS user, reason, heads before and after) and the checkpoint file is moved aside
+and rewritten with the checkpoints the restored trail still holds plus one of its new head, so that `audit verify`
+passes and says why.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import shutil
 import sqlite3
 
 # subprocess runs pg_dump / pg_restore with an argument list, never through a shell.
 import subprocess  # nosec B404
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import NullPool, create_engine
+from sqlalchemy import NullPool, create_engine, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mscbatch.audit.verify import verify_database
-from mscbatch.core.audit_chain import ChainVerdict
-from mscbatch.database import normalise_url
+from mscbatch.audit import checkpoints
+from mscbatch.audit.verify import checkpoint_head, verify_checkpoints, verify_database
+from mscbatch.core.audit_chain import GENESIS_HASH, ChainVerdict
+from mscbatch.database import make_engine, normalise_url
+
+RESTORED_ACTION, RESTORED_ENTITY = "restored", "database"
 
 
 class BackupError(RuntimeError):
@@ -62,15 +77,95 @@ class RestoredChainBroken(BackupError):
             "for inspection: do not put it into use.")
 
 
-def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, force: bool = False) -> ChainVerdict:
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: str
+
+
+class EventsWouldBeLost(BackupError):
+    """Refused before anything was changed: the backup ends before events the database or the checkpoint file
+    vouch for."""
+
+
+@dataclass(frozen=True)
+class Restored:
+    verdict: ChainVerdict  # the restored chain, verified before the "restored" event was added
+    lost: range  # the event seqs of the overwritten trail that the restored database does not hold
+    event_seq: int | None = None  # the "restored" event (None: a plain copy into a new database)
+    archived_checkpoints: Path | None = None  # the checkpoint file as it was before the restore
+
+
+def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, force: bool = False,
+            checkpoint_file: Path | None = None, accept_lost_events: str | None = None,
+            operator: str = "unknown") -> Restored:
     """Restore the backup into the database, then verify its audit chain (`mscbatch audit verify`) with the key:
     a restore is only done when its trail verifies. Raises RestoredChainBroken (a BackupError) when it does not,
-    leaving the restored database in place. Returns the verdict (how many events were verified)."""
+    leaving the restored database in place.
+
+    `checkpoint_file`: the instance's, given when the target is the instance's own database. Events the target
+    or the checkpoint file hold beyond the backup's head would be lost: EventsWouldBeLost, nothing changed,
+    unless `accept_lost_events` gives the reason. A restore over a trail, or onto the instance's database, then
+    records a "restored" event and rewrites the checkpoint file (see the module's docstring)."""
+    if not backup_file.is_file():
+        raise BackupError(f"no backup file at {backup_file}")
+    key = audit_key.encode() if isinstance(audit_key, str) else audit_key
+    lines = checkpoints.read_lines(checkpoint_file) if checkpoint_file else None
+    anchored = _anchored(key, lines or [], checkpoint_file)
+    backup_head = _backup_head(backup_file, database_url)
+    before = _current_head(database_url)
+    lost = _lost_events(backup_head, before, anchored)
+    if lost and not (accept_lost_events and accept_lost_events.strip()):
+        raise EventsWouldBeLost(_loss_message(backup_head, before, anchored, lost))
     _copy_into(backup_file, database_url, force=force)
     verdict = _verify_restored(database_url, audit_key)
     if not verdict.ok:
         raise RestoredChainBroken(database_url, verdict)
-    return verdict
+    if lines:
+        _check_kept_checkpoints(database_url, audit_key, lines, verdict.events_checked, checkpoint_file)
+    if before is None and checkpoint_file is None:
+        return Restored(verdict, lost)  # a copy into a new database: identical to the backup, nothing to record
+    archive = _archive_name(checkpoint_file) if lines is not None and checkpoint_file else None
+    details = {"backup_file": str(backup_file), "backup_sha256": _sha256(backup_file), "os_user": operator,
+               "head_before": None if before is None else f"event {before.seq}, hash {before.hash}",
+               "head_after": f"event {verdict.events_checked}, hash {backup_head.hash}",
+               "lost_events": f"{lost.start}-{lost.stop - 1}" if lost else None,
+               "checkpoints_moved_to": str(archive) if archive else None}
+    reason = (accept_lost_events or "").strip() or "restore from backup, no audited event lost"
+    event_seq, new_head = _record_restore(database_url, audit_key, details, f"{reason} (OS user {operator})")
+    if archive and checkpoint_file:
+        _rewrite_checkpoints(key, checkpoint_file, archive, lines or [], verdict.events_checked, new_head)
+    return Restored(verdict, lost, event_seq, archive)
+
+
+def _anchored(key: bytes, lines: list[str], path: Path | None) -> list[checkpoints.Checkpoint]:
+    """The checkpoint file's lines, every one verified: a damaged or forged file cannot be reconciled."""
+    entries = checkpoints.parse_lines(lines)
+    for entry in entries:
+        if isinstance(entry, checkpoints.Unreadable) or not hmac.compare_digest(
+                checkpoints.checkpoint_mac(key, entry.seq, entry.hash, entry.at), entry.mac):
+            raise BackupError(f"line {entry.line_no} of the checkpoint file {path} does not verify (forged or "
+                              "damaged): nothing was restored. Run `mscbatch audit verify` and look at the file.")
+    return [entry for entry in entries if isinstance(entry, checkpoints.Checkpoint)]
+
+
+def _lost_events(backup_head: Head, before: Head | None, anchored: list[checkpoints.Checkpoint]) -> range:
+    newest = max([before.seq if before else 0, *(entry.seq for entry in anchored)])
+    return range(backup_head.seq + 1, max(newest, backup_head.seq) + 1)
+
+
+def _loss_message(backup_head: Head, before: Head | None, anchored: list[checkpoints.Checkpoint],
+                  lost: range) -> str:
+    said = []
+    if before is not None and before.seq > backup_head.seq:
+        said.append(f"the database now holds events up to {before.seq}")
+    newest = max(anchored, key=lambda entry: entry.seq, default=None)
+    if newest is not None and newest.seq > backup_head.seq:
+        said.append(f"the checkpoint of {newest.at} vouches for events up to {newest.seq}")
+    return (f"Refused: the backup ends at audit event {backup_head.seq}, but {' and '.join(said)}: restoring it "
+            f"would lose {len(lost)} audit events ({lost.start} to {lost.stop - 1}). Nothing was changed. To "
+            "restore anyway (disaster recovery), repeat with --accept-lost-events \"<reason>\": the restore and "
+            "the lost events are then recorded in the audit trail.")
 
 
 def _verify_restored(database_url: str, audit_key: str | bytes) -> ChainVerdict:
@@ -84,8 +179,6 @@ def _verify_restored(database_url: str, audit_key: str | bytes) -> ChainVerdict:
 
 def _copy_into(backup_file: Path, database_url: str, *, force: bool) -> None:
     url = make_url(normalise_url(database_url))
-    if not backup_file.is_file():
-        raise BackupError(f"no backup file at {backup_file}")
     if url.get_backend_name() == "sqlite":
         destination = Path(url.database or "")
         if destination.exists() and not force:
@@ -109,6 +202,154 @@ def _copy_into(backup_file: Path, database_url: str, *, force: bool) -> None:
     raise BackupError(f"restore is not supported for {url.get_backend_name()}")
 
 
+def _backup_head(backup_file: Path, database_url: str) -> Head:
+    """The audit head the backup holds, read before anything is restored (Head(0) when it has none: the restored
+    chain then fails its verification)."""
+    if make_url(normalise_url(database_url)).get_backend_name() == "sqlite":
+        try:
+            connection = sqlite3.connect(f"{backup_file.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                row = connection.execute("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as error:
+            raise BackupError(f"{backup_file} is not a readable mscbatch backup: {error}") from error
+        return Head(int(row[0]), str(row[1])) if row else Head(0, GENESIS_HASH)
+    dumped = _run([_tool("pg_restore"), "--data-only", "--table=audit_head", "--file=-", str(backup_file)])
+    return _copied_head(dumped)
+
+
+def _copied_head(dump: str) -> Head:
+    """The head row in pg_restore's COPY text of audit_head."""
+    lines = iter(dump.splitlines())
+    for line in lines:
+        if line.startswith("COPY ") and "audit_head" in line:
+            columns = [name.strip() for name in line[line.index("(") + 1:line.index(")")].split(",")]
+            for row in lines:
+                if row == "\\.":
+                    break
+                values = dict(zip(columns, row.split("\t"), strict=False))
+                if values.get("id") == "1":
+                    return Head(int(values["last_seq"]), values["last_hash"])
+    return Head(0, GENESIS_HASH)
+
+
+def _current_head(database_url: str) -> Head | None:
+    """The target's audit head as its record says (unverified: the database may be the damaged one being
+    replaced), or None for a new or empty database, or one whose head cannot be read."""
+    url = make_url(normalise_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not url.database or not path.is_file():
+            return None
+        try:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                row = connection.execute("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError:
+            return None
+        return Head(int(row[0]), str(row[1])) if row else None
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        from mscbatch.audit.models import AuditHead
+
+        with engine.connect() as connection:
+            found = connection.execute(select(AuditHead.last_seq, AuditHead.last_hash)
+                                       .where(AuditHead.id == 1)).first()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return Head(int(found[0]), str(found[1])) if found else None
+
+
+class RestoredOffCheckpoints(BackupError):
+    """The backup's trail is not the one the checkpoint file anchored (another instance's, or rewritten)."""
+
+
+def _check_kept_checkpoints(database_url: str, audit_key: str | bytes, lines: list[str], chain_end: int,
+                            path: Path | None) -> None:
+    """Every checkpoint up to the restored head must name the restored trail's own event: the backup is of this
+    instance's trail. Those after it are the accepted loss."""
+    kept = _lines_up_to(lines, chain_end)
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            held = verify_checkpoints(session, audit_key, kept, chain_end)
+    finally:
+        engine.dispose()
+    if not held.ok:
+        where = make_url(normalise_url(database_url)).render_as_string(hide_password=True)
+        raise RestoredOffCheckpoints(f"The restored trail does not match the checkpoint file {path}: "
+                                     f"{held.problem}. The backup is not of this database's trail; the restored "
+                                     f"database is left at {where} for inspection: do not put it into use.")
+
+
+def _lines_up_to(lines: list[str], seq: int) -> list[str]:
+    parsed = checkpoints.parse_lines(lines)  # verified by _anchored: every entry is a Checkpoint
+    return [lines[entry.line_no - 1] for entry in parsed
+            if isinstance(entry, checkpoints.Checkpoint) and entry.seq <= seq]
+
+
+def _record_restore(database_url: str, audit_key: str | bytes, details: dict[str, object],
+                    reason: str) -> tuple[int, Head]:
+    """The "restored" event, by the system (the OS user is in its reason and details), in the restored database."""
+    from mscbatch.audit import trail
+    from mscbatch.audit.context import use_case
+
+    engine = make_engine(database_url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            session.info["audit_key"] = audit_key
+            with use_case(session, None, reason):
+                trail.record(session, RESTORED_ACTION, RESTORED_ENTITY, field="audit trail",
+                             old=details["head_before"], new=details)
+            seq, last_hash = checkpoint_head(session, audit_key)
+    finally:
+        engine.dispose()
+    return seq, Head(seq, last_hash)
+
+
+def _archive_name(path: Path) -> Path:
+    stamp = checkpoints.utc_stamp().replace("-", "").replace(":", "")
+    return path.with_name(f"{path.name}.before-restore-{stamp}")
+
+
+def _rewrite_checkpoints(key: bytes, path: Path, archive: Path, lines: list[str], restored_end: int,
+                         new_head: Head) -> None:
+    """Move the file aside (kept whole, as evidence of the trail that was lost) and write the checkpoints the
+    restored trail still holds, plus one of its new head (after the "restored" event). Written to a temporary
+    file first: a crash leaves either the old file or the new one."""
+    kept = _lines_up_to(lines, restored_end)
+    kept.append(checkpoints.checkpoint_line(key, new_head.seq, new_head.hash, checkpoints.utc_stamp()))
+    temporary = path.with_name(f"{path.name}.restoring")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in kept))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(path, archive)
+    os.replace(temporary, path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database (SQLite: the same file, however the path is written)."""
+    a, b = make_url(normalise_url(first)), make_url(normalise_url(second))
+    if a.get_backend_name() == b.get_backend_name() == "sqlite":
+        return bool(a.database and b.database) and Path(a.database or "").resolve() == Path(b.database or "").resolve()
+    return (a.get_backend_name(), a.host, a.port or 5432, a.database) == \
+        (b.get_backend_name(), b.host, b.port or 5432, b.database)
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -116,7 +357,8 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(args: list[str]) -> None:
+def _run(args: list[str]) -> str:
     result = subprocess.run(args, capture_output=True, text=True, check=False)  # nosec B603
     if result.returncode != 0:
         raise BackupError(f"{Path(args[0]).name} failed: {result.stderr.strip()[:2000]}")
+    return result.stdout

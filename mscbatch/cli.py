@@ -1,7 +1,11 @@
 """The `mscbatch` command: init, create-user, seed-demo, audit verify / checkpoint, backup, restore (and run)."""
 from __future__ import annotations
 
+import getpass
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,6 +26,31 @@ def _checkpoint_file() -> Path:
 
     configured = current_app.config.get("AUDIT_CHECKPOINT_FILE")
     return Path(configured) if configured else Path(current_app.config["INSTANCE_DIR"]) / DEFAULT_FILE_NAME
+
+
+def os_user() -> str:
+    """Who runs the command, as the operating system knows them: the operator of a command-line change."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return f"uid {os.getuid()}"
+
+
+@contextmanager
+def _operator_reason(session, reason: str) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Write `reason` on the audit events of the service called inside. The account services run as the system
+    (actor None, the only actor allowed without a signed-in administrator) and take no reason: this stamps each
+    flush with the operator's reason and OS user, in the service's own transaction."""
+    from sqlalchemy import event
+
+    def stamp(flushing, _context, _instances):  # type: ignore[no-untyped-def]
+        flushing.info["audit_reason"] = reason
+
+    event.listen(session, "before_flush", stamp)
+    try:
+        yield
+    finally:
+        event.remove(session, "before_flush", stamp)
 
 
 def init_database(app: Flask) -> None:
@@ -53,27 +82,44 @@ def register_commands(app: Flask) -> None:
     @click.option("--full-name", required=True, help="Printed on signatures.")
     @click.option("--role", "roles", multiple=True, required=True,
                   type=click.Choice(["technician", "qa", "clinician", "nurse", "admin"]))
+    @click.option("--reason", required=True, help="Why the account is made here and not by an administrator on "
+                  "the Users page (written to the audit trail with your OS user name).")
     @click.password_option()
     @with_appcontext
-    def create_user_command(username: str, full_name: str, roles: tuple[str, ...], password: str) -> None:
-        """Create a user (the first admin, typically)."""
+    def create_user_command(username: str, full_name: str, roles: tuple[str, ...], reason: str,
+                            password: str) -> None:
+        """Create a user (the first admin, typically). Its owner must choose their own password at first sign-in:
+        whoever ran the command typed this one (also for the first admin: a password typed into a shell may stay
+        in its history or a script)."""
         from mscbatch.auth.services import create_user
 
+        if not reason.strip():
+            raise click.BadParameter("say why the account is made from the command line", param_hint="--reason")
+        session = _db().session
         try:
-            user = create_user(_db().session, None, username=username, full_name=full_name, password=password,
-                               roles=list(roles), hash_profile=current_app.config["PASSWORD_HASH_PROFILE"])
+            with _operator_reason(session, f"{reason.strip()} (mscbatch create-user, OS user {os_user()})"):
+                user = create_user(session, None, username=username, full_name=full_name, password=password,
+                                   roles=list(roles), hash_profile=current_app.config["PASSWORD_HASH_PROFILE"],
+                                   must_change_password=True)
         except DomainError as error:
             raise click.ClickException(error.message) from error
-        click.echo(f"Created {user.username} ({', '.join(sorted(user.role_names))}).")
+        click.echo(f"Created {user.username} ({', '.join(sorted(user.role_names))}); they choose their own "
+                   "password at first sign-in.")
 
     @app.cli.command("seed-demo")
     @with_appcontext
     def seed_demo_command() -> None:
         """Load demo users and records (idempotent). Refused in production."""
-        from mscbatch.demo import seed_demo
+        from mscbatch.demo import not_the_demos, seed_demo
 
         if current_app.config["ENV_NAME"] == "production":
             raise click.ClickException("seed-demo is refused in production")
+        foreign = not_the_demos(_db().session)
+        if foreign:
+            click.echo(f"Refused: this database already holds {foreign}. seed-demo would add accounts whose "
+                       "password (mscbatch-demo) is published; run it only on a new database or the demo's own.",
+                       err=True)
+            sys.exit(2)
         for line in seed_demo(_db().session, current_app.config["PASSWORD_HASH_PROFILE"]):
             click.echo(line)
 
@@ -125,6 +171,9 @@ def register_commands(app: Flask) -> None:
             sys.exit(1)
         click.echo(f"Audit trail intact: {verdict.events_checked} events verified; "
                    f"{held.checkpoints_checked} checkpoints of {path} hold.")
+        restored = _last_restore(_db().session)
+        if restored:
+            click.echo(restored)
 
     @audit.command("checkpoint")
     @with_appcontext
@@ -178,21 +227,40 @@ def register_commands(app: Flask) -> None:
     @click.argument("backup_file", type=click.Path(path_type=Path))
     @click.option("--database-url", required=True, help="Where to restore (a new SQLite file or empty database).")
     @click.option("--force", is_flag=True, help="Overwrite an existing database.")
-    def restore_command(backup_file: Path, database_url: str, force: bool) -> None:
+    @click.option("--accept-lost-events", "accept_lost_events", metavar="REASON",
+                  help="Restore although the audit events after the backup are lost (they are named); the reason "
+                       "is recorded in the restored trail.")
+    def restore_command(backup_file: Path, database_url: str, force: bool, accept_lost_events: str | None) -> None:
         """Restore a backup into a database, then run `mscbatch audit verify` against it (with this instance's
         AUDIT_KEY). Exit status 1 when the restored audit trail does not verify, naming the first bad event; the
-        restored database is then left in place for inspection."""
+        restored database is then left in place for inspection. Refused, nothing changed, when the target's trail
+        or (for this instance's own database) its checkpoint file holds events after the backup, unless
+        --accept-lost-events gives the reason: the restore is then an audit event and the checkpoint file is
+        rewritten to the restored trail (the old one is kept beside it)."""
         from sqlalchemy.engine import make_url
 
-        from mscbatch.backup import BackupError, restore
+        from mscbatch.backup import BackupError, restore, same_database
 
+        live = same_database(database_url, current_app.config["DATABASE_URL"])
+        if live:  # this process's own connections to the database being replaced
+            current_app.extensions["mscbatch.db"].engine.dispose()
         try:
-            verdict = restore(backup_file, database_url, audit_key=current_app.config["AUDIT_KEY"], force=force)
+            done = restore(backup_file, database_url, audit_key=current_app.config["AUDIT_KEY"], force=force,
+                           checkpoint_file=_checkpoint_file() if live else None,
+                           accept_lost_events=accept_lost_events, operator=os_user())
         except BackupError as error:
             raise click.ClickException(str(error)) from error
         where = make_url(database_url).render_as_string(hide_password=True)
-        click.echo(f"Restored {backup_file} into {where}; audit trail intact: {verdict.events_checked} events "
+        click.echo(f"Restored {backup_file} into {where}; audit trail intact: {done.verdict.events_checked} events "
                    "verified.")
+        if done.lost:
+            click.echo(f"Lost, as accepted: audit events {done.lost.start} to {done.lost.stop - 1} "
+                       f"({len(done.lost)} events).")
+        if done.event_seq is not None:
+            click.echo(f"Recorded as audit event {done.event_seq} (database restored).")
+        if done.archived_checkpoints is not None:
+            click.echo(f"Checkpoint file rewritten to the restored trail; the old one is kept at "
+                       f"{done.archived_checkpoints}.")
 
     evidence = click.Group("evidence", help="Inspectors' evidence bundles.")
     app.cli.add_command(evidence)
@@ -211,6 +279,29 @@ def register_commands(app: Flask) -> None:
             return
         click.echo(f"{zip_file}: {verdict}", err=True)
         sys.exit(1)
+
+
+def _last_restore(session) -> str | None:  # type: ignore[no-untyped-def]
+    """Why a trail may be shorter than it once was: the newest "restored" event, in words."""
+    import json
+
+    from sqlalchemy import select
+
+    from mscbatch.audit.models import AuditEvent
+    from mscbatch.backup import RESTORED_ACTION, RESTORED_ENTITY
+
+    event = session.execute(select(AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.new_value, AuditEvent.reason)
+                            .where(AuditEvent.action == RESTORED_ACTION, AuditEvent.entity_type == RESTORED_ENTITY)
+                            .order_by(AuditEvent.seq.desc()).limit(1)).first()
+    if event is None:
+        return None
+    details = json.loads(event.new_value or "{}")
+    lost = f"events {details['lost_events']} of the trail before it were lost" if details.get("lost_events") \
+        else "no event was lost"
+    moved = details.get("checkpoints_moved_to")
+    return (f"Restored from a backup (SHA-256 {details.get('backup_sha256')}) at {event.occurred_at:%Y-%m-%d %H:%M} "
+            f"UTC, audit event {event.seq}: {lost}; reason: {event.reason}."
+            + (f" The checkpoints from before it are kept in {moved}." if moved else ""))
 
 
 def _create_app() -> Flask:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth import services as auth
@@ -26,6 +26,34 @@ DEMO_USERS = [
 
 # Each capability appends a step: (name, function(session) -> list of lines to print).
 DEMO_STEPS: list[tuple[str, Callable[[Session], list[str]]]] = []
+
+
+def not_the_demos(session: Session) -> str | None:
+    """What in this database the demo did not make, in words (None: a new database or the demo's own).
+
+    The demo's own: its accounts (user name and full name as above), the accounts its administrator created
+    (a newcomer trying the Users page) and the lots those accounts made. Anything else is real: seed-demo
+    must not add accounts with the published demo password beside it."""
+    from mscbatch.audit.models import AuditEvent
+    from mscbatch.lots.models import Lot
+
+    demo_names = {(username, full_name) for username, full_name, _roles, _password in DEMO_USERS}
+    accounts = session.execute(select(User.id, User.username, User.full_name)).all()
+    demo_ids = {user_id for user_id, username, full_name in accounts if (username, full_name) in demo_names}
+    made_in_demo = set(session.scalars(select(AuditEvent.entity_id).where(
+        AuditEvent.entity_type == User.__tablename__, AuditEvent.action == "insert",
+        AuditEvent.actor_id.in_(demo_ids)))) if demo_ids else set()
+    ours = demo_ids | {user_id for user_id, *_ in accounts if str(user_id) in made_in_demo}
+    others = sorted(username for user_id, username, _ in accounts if user_id not in ours)
+    lots = session.scalar(select(func.count()).select_from(Lot).where(Lot.created_by_id.not_in(ours))) if \
+        accounts else session.scalar(select(func.count()).select_from(Lot))
+    said = []
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        said.append(f"{len(others)} account(s) the demo did not make ({shown})")
+    if lots:
+        said.append(f"{lots} lot(s) the demo did not make")
+    return " and ".join(said) or None
 
 
 def seed_users(session: Session, hash_profile: str = "standard") -> list[str]:

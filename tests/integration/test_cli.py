@@ -27,19 +27,22 @@ def test_init_creates_an_empty_database_at_the_newest_schema(tmp_path):
 
 
 def test_create_user_and_seed_demo(app):
-    result = _run(app, "create-user", "--username", "boss", "--full-name", "Bo Boss", "--role", "admin",
-                  "--role", "qa", "--password", "a-long-password-1")
-    assert result.exit_code == 0, result.output
-    bad = _run(app, "create-user", "--username", "weak", "--full-name", "W", "--role", "qa", "--password", "short")
-    assert bad.exit_code != 0 and "at least 12 characters" in bad.output
     seeded = _run(app, "seed-demo")
     assert seeded.exit_code == 0 and "mscbatch-demo" in seeded.output
     again = _run(app, "seed-demo")  # idempotent
     assert again.exit_code == 0
+    result = _run(app, "create-user", "--username", "boss", "--full-name", "Bo Boss", "--role", "admin",
+                  "--password", "a-long-password-1", "--reason", "first administrator of the unit")
+    assert result.exit_code == 0, result.output
+    bad = _run(app, "create-user", "--username", "weak", "--full-name", "W", "--role", "qa", "--password", "short",
+               "--reason", "a QA person")
+    assert bad.exit_code != 0 and "at least 12 characters" in bad.output
     with app.app_context(), app.extensions["mscbatch.db"].new_session() as session:
         names = set(session.scalars(select(User.username)))
         assert {"boss", "tech", "qa", "qa2", "clinician", "nurse", "nurse2", "admin"} <= names
-        assert session.scalar(select(User).where(User.username == "boss")).role_names == {"admin", "qa"}
+        assert session.scalar(select(User).where(User.username == "boss")).role_names == {"admin"}
+    refused = _run(app, "seed-demo")  # a real account now: the published demo password is not added beside it
+    assert refused.exit_code == 2, refused.output
 
 
 def _counts(url):  # type: ignore[no-untyped-def]

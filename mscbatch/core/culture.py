@@ -9,6 +9,8 @@
   a deviation must explain. Either way a typing error of a factor 10 or 1000 is caught before it sets the doses.
 - Cryopreservation into bags (volume, cells/mL, DMSO %): the bags cannot hold more cells than were harvested.
 - Expiry: a date and time computed from collection or freezing plus the product's shelf life.
+- Reagent use: a reagent used for a step was used on a day of that step (use_day_refusal); its expiry is judged
+  on that day, so a date of use outside the step would let an expired reagent through.
 
 Counts are int (or Decimal), volumes and percentages Decimal, never float: a limit compared to a float can flip
 on binary rounding. PD values are rounded to 2 decimal places (ROUND_HALF_EVEN) for display and for limit
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 
 PD_QUANTUM = Decimal("0.01")
@@ -240,6 +242,31 @@ def expiry_at(start: datetime, shelf_life: timedelta) -> datetime:
     if shelf_life <= timedelta(0):
         raise CultureError(f"shelf life must be positive, got {shelf_life}")
     return (start.astimezone(UTC) + shelf_life).astimezone(start.tzinfo)
+
+
+@dataclass(frozen=True)
+class UseWindow:
+    """The days on which a reagent can have been used for one stage of a lot, with words for each end:
+    the isolation its own day; a passage from the day its cells were seeded (the previous step's date) to its
+    harvest date; harvest and cryopreservation from the harvest day to today."""
+
+    stage: str
+    first: date
+    last: date
+    first_words: str
+    last_words: str
+
+
+def use_day_refusal(used_on: date, window: UseWindow) -> str | None:
+    """None when the day of use lies in the window, else the sentence that says why it cannot be."""
+    if window.first <= used_on <= window.last:
+        return None
+    if window.first == window.last:
+        return (f"The date of use {used_on} is not the day of {window.stage}: it was done on {window.first}. "
+                "Give the day the reagent was really used.")
+    return (f"The date of use {used_on} is outside {window.stage}: a reagent used for it was used between "
+            f"{window.first} ({window.first_words}) and {window.last} ({window.last_words}). Give the day the "
+            "reagent was really used.")
 
 
 def _log2_ratio(seeded_cells: Count, harvested_cells: Count) -> Decimal:

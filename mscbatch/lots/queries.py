@@ -7,8 +7,8 @@ from datetime import date, datetime, time
 from functools import cache
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from mscbatch.core.bounds import filter_day, keyset
 from mscbatch.core.site_config import Product, ProductCatalogue, load_products
@@ -99,11 +99,30 @@ def lots_of_donor(session: Session, donor_id: int) -> list[Lot]:
     return list(session.scalars(select(Lot).where(Lot.donor_id == donor_id).order_by(Lot.id.desc())))
 
 
+def identity_key(text: Any) -> Any:
+    """A supplier name or supplier lot number as the supplier means it: capitals and spaces do not count
+    ("DemoBio" = "DEMOBIO", "AM 2291" = "am2291"). A SQL expression, so that both sides of a comparison are
+    folded by the same database."""
+    return func.lower(func.replace(func.trim(text), " ", ""))
+
+
+def same_supplier_lot(reagent_lot_ids: Any) -> Any:
+    """The ids of every reagent_lot row that is the same supplier lot (supplier and lot number, whatever the
+    type) as one of `reagent_lot_ids` (ids or a select of ids). A supplier lot may have been registered twice
+    before registration refused it (reagents.register_reagent_lot): a recall of one row covers them all."""
+    other = aliased(ReagentLot)
+    return (select(ReagentLot.id).join(other, and_(identity_key(ReagentLot.supplier) == identity_key(other.supplier),
+                                                   identity_key(ReagentLot.lot_number) == identity_key(other.lot_number)))
+            .where(other.id.in_(reagent_lot_ids)))
+
+
 def lots_using_reagent(session: Session, reagent_lot_id: int) -> list[tuple[ReagentUse, Lot]]:
-    """Every cell lot that used a reagent lot (a reagent recall starts here)."""
+    """Every cell lot that used a reagent lot, under any row registered for the same supplier lot (a reagent
+    recall starts here)."""
     return [(use, lot) for use, lot in session.execute(
         select(ReagentUse, Lot).join(Lot, Lot.id == ReagentUse.lot_id)
-        .where(ReagentUse.reagent_lot_id == reagent_lot_id).order_by(Lot.id.desc(), ReagentUse.id))]
+        .where(ReagentUse.reagent_lot_id.in_(same_supplier_lot([reagent_lot_id])))
+        .order_by(Lot.id.desc(), ReagentUse.id))]
 
 
 def reagent_lots(session: Session) -> list[ReagentLot]:

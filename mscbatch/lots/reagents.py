@@ -13,17 +13,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.culture import UseWindow, use_day_refusal
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
-from mscbatch.lots.models import REAGENT_TYPES, ProcessStep, ReagentLot, ReagentUse
+from mscbatch.lots.models import REAGENT_TYPES, Lot, ProcessStep, ReagentLot, ReagentUse
+from mscbatch.lots.queries import identity_key, same_supplier_lot
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
-from mscbatch.recall.queries import active_recall_of, recall_words
-from mscbatch.site import site_today
+from mscbatch.recall.models import Recall
+from mscbatch.recall.queries import recall_words
+from mscbatch.site import site_day, site_today
 
 CRYO_STAGE = "harvest and cryopreservation"
 
 
 def _text(value: str | None, field: str, label: str, limit: int) -> str:
-    text = (value or "").strip()
+    text = " ".join((value or "").split())  # one space between words: the identity folds spaces (identity_key)
     if not text or len(text) > limit:
         raise ValidationFailed(f"Give the {label} (at most {limit} characters).", field=field)
     return text
@@ -40,12 +43,14 @@ def register_reagent_lot(session: Session, actor: Any, *, reagent_type: str, nam
                   supplier=_text(supplier, "supplier", "supplier", 120),
                   lot_number=_text(lot_number, "lot_number", "supplier's lot number", 60))
     with use_case(session, actor):
-        duplicate = session.scalar(select(ReagentLot.id).where(
-            ReagentLot.reagent_type == reagent_type, ReagentLot.supplier == values["supplier"],
-            ReagentLot.lot_number == values["lot_number"]))
-        if duplicate:
-            raise Conflict(f"{values['supplier']} lot {values['lot_number']} is already registered.",
-                           field="lot_number")
+        existing = session.scalars(select(ReagentLot).where(
+            identity_key(ReagentLot.supplier) == identity_key(values["supplier"]),
+            identity_key(ReagentLot.lot_number) == identity_key(values["lot_number"])).order_by(ReagentLot.id)).first()
+        if existing is not None:
+            raise Conflict(f"{existing.supplier} lot {existing.lot_number} is already registered as reagent lot "
+                           f"#{existing.id} ({REAGENT_TYPES[existing.reagent_type]}: {existing.name}, expires "
+                           f"{existing.expiry_date}). Use that one: a supplier's lot is registered once, whatever "
+                           "its type, so that a recall of it finds every cell lot that used it.", field="lot_number")
         row = ReagentLot(**values, expiry_date=expiry_date, registered_by_id=actor.id)
         session.add(row)
     return row
@@ -66,22 +71,25 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
         reagent = session.get(ReagentLot, reagent_lot_id)
         if reagent is None:
             raise NotFound("Choose a registered reagent lot.", field="reagent_lot_id")
-        stage = CRYO_STAGE
+        step = None
         if step_id:
             step = session.get(ProcessStep, step_id)
             if step is None or step.lot_id != lot.id:
                 raise NotFound("Choose a step of this lot.", field="step_id")
-            stage = step.label
+        stage = step.label if step is not None else CRYO_STAGE
+        recall = _active_recall(session, reagent)  # first: a recalled reagent is refused whatever the date
+        if recall is not None:
+            raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
+                           f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
+                           "and tell QA.", field="reagent_lot_id")
+        refusal = use_day_refusal(used_on, _use_window(session, lot, step))
+        if refusal:
+            raise ValidationFailed(refusal, field="used_on")
         if reagent.expiry_date < used_on:
             raise Conflict(f"Expired reagent refused: {REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, "
                            f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
                            f"before its use on {used_on}. Use a lot within its expiry date.",
                            field="reagent_lot_id")
-        recall = active_recall_of(session, "reagent_lot", reagent.id)
-        if recall is not None:
-            raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
-                           f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
-                           "and tell QA.", field="reagent_lot_id")
         existing = session.scalar(select(ReagentUse.id).where(ReagentUse.lot_id == lot.id,
                                                               ReagentUse.reagent_lot_id == reagent.id,
                                                               ReagentUse.stage == stage))
@@ -92,3 +100,31 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
                          used_on=used_on, recorded_by_id=actor.id)
         session.add(use)
     return use
+
+
+def _active_recall(session: Session, reagent: ReagentLot) -> Recall | None:
+    """An active recall of this supplier lot, under any row registered for it."""
+    return session.scalars(select(Recall).where(Recall.scope == "reagent_lot", Recall.status == "active",
+                                                Recall.reagent_lot_id.in_(same_supplier_lot([reagent.id])))
+                           .order_by(Recall.id)).first()
+
+
+def _use_window(session: Session, lot: Lot, step: ProcessStep | None) -> UseWindow:
+    """The days a reagent can have been used for the step (None: harvest and cryopreservation)."""
+    if step is None:
+        if lot.harvested_at is None:
+            raise ValidationFailed(f"Lot {lot.lot_number} is not harvested yet: record the harvest first, then the "
+                                   f"reagents used for {CRYO_STAGE}.", field="used_on")
+        return UseWindow(CRYO_STAGE, site_day(lot.harvested_at), site_today(), "the harvest", "today")
+    if step.kind == "isolation":
+        return UseWindow("the isolation", step.performed_on, step.performed_on, "the isolation", "the isolation")
+    previous = session.scalar(select(ProcessStep).where(
+        ProcessStep.lot_id == lot.id,
+        ProcessStep.kind == "isolation" if step.passage_number == 0 else
+        ProcessStep.passage_number == step.passage_number - 1))
+    if previous is None:  # a passage is recorded after its previous step (steps.record_passage): never expected
+        return UseWindow(step.label, site_day(lot.collection_at), step.performed_on, "the collection",
+                         f"the harvest of {step.label}")
+    seeded_at = "the isolation" if previous.kind == "isolation" else previous.label
+    return UseWindow(step.label, previous.performed_on, step.performed_on,
+                     f"{seeded_at}, when {step.label} was seeded", f"the harvest of {step.label}")

@@ -158,7 +158,9 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     sign(), in the same transaction). The one place where lot states change:
     - sequence and authority from core.states.LOT (actor None = the system, e.g. expiry);
     - quarantine only after cryopreservation (there is nothing to release before the bags exist);
-    - release (or conditional release) only when the donor gate says "approved" NOW (DOMAIN.md section 3).
+    - release (or conditional release) only when the donor gate says "approved" NOW (DOMAIN.md section 3);
+    - "expired" only once the lot's expiry has passed: before it, "expired" would be a way of taking a lot out of
+      use without the signed rejection or recall (and their reasons) that GMP asks for.
     """
     subject = f"lot {lot.lot_number}"
     try:
@@ -171,6 +173,8 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     if target == "quarantine" and not bags_of(session, lot.id):
         raise Conflict(f"Lot {lot.lot_number} is not cryopreserved yet: record the harvest and the bags before "
                        "sending it to quarantine.")
+    if target == "expired" and not expiry_passed(lot):
+        raise Conflict(_not_expired_words(lot), field="target")
     if target in RELEASE_TARGETS:
         gate = donor_gate(session, lot.donor_id)  # Conflict if the donor is now ineligible
         if gate != "approved":
@@ -179,6 +183,20 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     lot.status_changed_at = utcnow()
     lot.status_changed_by_id = None if actor is None else actor.id
     return lot
+
+
+def expiry_passed(lot: Lot) -> bool:
+    """The lot's expiry (frozen_at + shelf life, set at cryopreservation) is now or in the past."""
+    return lot.expires_at is not None and lot.expires_at <= utcnow()
+
+
+def _not_expired_words(lot: Lot) -> str:
+    if lot.expires_at is None:
+        return f"Lot {lot.lot_number} has no expiry date yet: it cannot be marked expired."
+    local = lot.expires_at.astimezone(site_config().tz)
+    return (f"Lot {lot.lot_number} expires on {local:%Y-%m-%d %H:%M} ({site_config().timezone}): it cannot be "
+            "marked expired before then. To stop its use now, QA recalls it (or rejects it) with an electronic "
+            "signature and a reason.")
 
 
 def transition_lot(session: Session, actor: Any, lot_id: int, target: str, reason: str) -> Lot:

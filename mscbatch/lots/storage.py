@@ -4,6 +4,8 @@
   bag(box_id, position) refuses a double placement even from two concurrent requests.
 - A bag goes only into a container at least as cold as its product needs (the stricter of the site SOP and
   the product's limit: vapour-phase nitrogen, <= -135 C or <= -150 C).
+- The bag row is locked before its status is checked (custody.services.lock_bag): on PostgreSQL a discard
+  committed between the check and the move would otherwise leave a discarded bag "moved" into a box.
 - Every placement and move writes a StorageMove (from, to, who, when, why) besides the audit trail: the
   chain of custody shows where a bag has been.
 """
@@ -19,11 +21,11 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
+from mscbatch.custody.services import STATELESS_FROM, lock_bag
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import STORAGE_KINDS, STORAGE_PARENTS, Bag, StorageLocation, StorageMove
 from mscbatch.lots.queries import (
     container_temperature,
-    get_bag,
     get_location,
     get_lot,
     position_label,
@@ -32,7 +34,9 @@ from mscbatch.lots.queries import (
 )
 from mscbatch.lots.services import require_technician
 
-MOVABLE_STATES = ("stored", "on_hold", "returned")
+#: the bag states in the unit's custody, where a bag can be placed or moved: those custody allows a "moved"
+#: event from (an allocated bag stays allocated while it is moved, e.g. out of a failing tank)
+MOVABLE_STATES = STATELESS_FROM["moved"]
 
 
 def create_location(session: Session, actor: Any, *, kind: str, name: str, parent_id: int | None = None,
@@ -77,7 +81,8 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
     require_technician(actor)
     reason = (reason or "").strip()
     with use_case(session, actor, reason or "placed in storage"):
-        bag = get_bag(session, bag_id)
+        # locked and read afresh: a discard or dispatch at the same moment waits, then this sees its status
+        bag = lock_bag(session, bag_id)
         box = get_location(session, box_id)
         lot = get_lot(session, bag.lot_id)
         if box.kind != "box" or not box.capacity:

@@ -125,6 +125,8 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms.setdefault("cryo_form", CryoForm(prefix="cryo", formdata=None, bag_count=4, dmso_percent=Decimal("10")))
     transition_form = forms.setdefault("transition_form", TransitionForm(prefix="transition", formdata=None))
     targets = sorted({t for ts in record.next_states.values() for t in ts} - services.SIGNED_TARGETS)
+    if not services.expiry_passed(record.lot):  # offered only once due (services.apply_lot_transition)
+        targets = [t for t in targets if t != "expired"]
     transition_form.target.choices = [(t, t.replace("_", " ")) for t in targets]
     storable = [row for row in record.bags if row.bag.status in MOVABLE_STATES]  # bags in the unit's custody
     unplaced = [row.bag.id for row in storable if row.box_id is None]

@@ -14,6 +14,7 @@ from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
 from mscbatch.donors.queries import rule_set_of
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot, ReagentUse
+from mscbatch.lots.queries import same_supplier_lot
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
 
 if TYPE_CHECKING:
@@ -67,8 +68,9 @@ def recalls_covering(session: Session, lot: Lot) -> list[Recall]:
 
 
 def _origins(lot: Lot) -> Any:
-    """A recall's origins that reach the lot: the lot itself, its donor, a reagent lot it used."""
-    used = select(ReagentUse.reagent_lot_id).where(ReagentUse.lot_id == lot.id)
+    """A recall's origins that reach the lot: the lot itself, its donor, a reagent lot it used (under any row
+    registered for the same supplier lot: lots.queries.same_supplier_lot)."""
+    used = same_supplier_lot(select(ReagentUse.reagent_lot_id).where(ReagentUse.lot_id == lot.id))
     return or_(Recall.lot_id == lot.id, Recall.donor_id == lot.donor_id, Recall.reagent_lot_id.in_(used))
 
 

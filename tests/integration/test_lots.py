@@ -152,7 +152,7 @@ def test_bags_cannot_hold_more_cells_than_the_harvest(app, users, db_session, cl
 
 def test_an_expired_reagent_is_refused_and_a_reagent_lot_lists_the_lots_that_used_it(app, users, db_session,  # noqa: F811
                                                                                      client_as):
-    lot_id = start_lot(db_session, approved_adipose_donor(db_session))
+    lot_id = harvested_lot(db_session, approved_adipose_donor(db_session))  # a harvest-stage use: from its day
     tech = user(db_session, "technician")
     expired = reagents.register_reagent_lot(db_session, tech, reagent_type="fbs", name="FBS", supplier="Acme",
                                             lot_number="F-1", expiry_date=TODAY - timedelta(days=2)).id

@@ -25,6 +25,7 @@ from mscbatch.custody.models import Infusion, InfusionReaction
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status
+from mscbatch.patients.api import READERS as PATIENT_PAGE_READERS
 from mscbatch.patients.models import Patient
 from mscbatch.release.models import ReleaseResult
 
@@ -112,8 +113,10 @@ def _infusion_rows(session: Session) -> Iterator[tuple[Any, ...]]:
 
 RELEASE_READERS = frozenset({"technician", "qa", "clinician", "admin"})  # as the release review page
 
-PATIENT_READERS = frozenset({"clinician", "nurse", "qa"})  # as the patient pages
-INFUSION_READERS = frozenset({"qa", "clinician", "admin"})
+PATIENT_READERS = frozenset(PATIENT_PAGE_READERS)
+#: every patient's infusions and reaction grades at once: QA and the clinicians, who act on them (never the
+#: administrator or the technicians, who read no patient; nurses see the infusions at the bedside, one at a time)
+INFUSION_READERS = frozenset({"qa", "clinician"}) & PATIENT_READERS
 
 EXPORTS: dict[str, Export] = {export.name: export for export in (
     Export("lots", "Lots", "One row per lot: product, donor code, collection, harvest, freezing, status.", None,

@@ -13,6 +13,12 @@ Files in the ZIP:
   date of birth, wristband) are shown as "[redacted]": donors and patients appear by pseudonymised code only.
   The wristband ids of the patients involved are masked wherever they appear (scans in custody details and
   bedside checks included).
+
+Taken by QA (a reader of the patient pages) the bundle holds the clinical side too. Taken by an administrator,
+who may not read patients, it holds the product's whole evidence (custody, lot, CoA, eligibility, signatures
+and their verification, the audit trail: what changed, who, when) but the patient records' values, the reasons
+typed for them and the patient named in custody events are "[redacted]" (mscbatch.interop.privacy): an
+inspector tracing the bag gets the chain of custody from either, the clinical details from QA.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from mscbatch.custody.queries import timeline
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, EligibilityDecision
 from mscbatch.donors.queries import current_decision
+from mscbatch.interop.privacy import REDACTED, AuditMask
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, get_bag, get_lot
 from mscbatch.patients.models import Allocation, Patient, Prescription
@@ -39,10 +46,6 @@ from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.queries import dispositions_of
 from mscbatch.release.review import review_of
 from mscbatch.signatures.services import signatures_of, verify
-
-REDACTED = "[redacted]"
-IDENTITY_FIELDS = {"donor": {"initials", "date_of_birth"},
-                   "patient": {"initials", "date_of_birth", "wristband_id"}}
 
 
 def _plain(value: Any) -> Any:
@@ -71,9 +74,9 @@ def _names(session: Session, ids: set[int | None]) -> dict[int, str]:
         select(User.id, User.full_name).where(User.id.in_(wanted)))}
 
 
-def _timeline(session: Session, bag_id: int) -> list[dict[str, Any]]:
-    return [{**row(event, skip=frozenset({"details_json"})), "details": event.details, "label": event.label,
-             "actor": actor} for event, actor in timeline(session, bag_id)]
+def _timeline(session: Session, bag_id: int, mask: AuditMask) -> list[dict[str, Any]]:
+    return [{**row(event, skip=frozenset({"details_json"})), "details": mask.details(event.details),
+             "label": event.label, "actor": actor} for event, actor in timeline(session, bag_id)]
 
 
 def _lot_record(session: Session, lot: Lot, donor: Donor) -> dict[str, Any]:
@@ -108,36 +111,18 @@ def _signatures(session: Session, records: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _audit(session: Session, entities: dict[str, set[int]]) -> list[dict[str, Any]]:
+def _audit(session: Session, entities: dict[str, set[int]], mask: AuditMask) -> list[dict[str, Any]]:
     clauses = [and_(AuditEvent.entity_type == kind, AuditEvent.entity_id.in_([str(i) for i in ids]))
                for kind, ids in entities.items() if ids]
     events = session.scalars(select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq))
     out = []
     for event in events:
         data = row(event)
-        if event.field in IDENTITY_FIELDS.get(event.entity_type, ()):
-            data["old_value"] = REDACTED if data["old_value"] is not None else None
-            data["new_value"] = REDACTED if data["new_value"] is not None else None
-        elif event.entity_type in IDENTITY_FIELDS and event.field is None:
-            data["old_value"] = _redact_snapshot(event.entity_type, data["old_value"])
-            data["new_value"] = _redact_snapshot(event.entity_type, data["new_value"])
+        data["old_value"] = mask.value(event.entity_type, event.field, data["old_value"])
+        data["new_value"] = mask.value(event.entity_type, event.field, data["new_value"])
+        data["reason"] = mask.reason(event.entity_type, data["reason"])
         out.append(data)
     return out
-
-
-def _redact_snapshot(entity_type: str, value: str | None) -> str | None:
-    """A whole-row snapshot (JSON) with the identity fields masked; text that is not JSON is masked whole."""
-    if value is None:
-        return None
-    try:
-        snapshot = json.loads(value)
-    except ValueError:
-        return REDACTED
-    if not isinstance(snapshot, dict):
-        return REDACTED
-    for field in IDENTITY_FIELDS[entity_type] & set(snapshot):
-        snapshot[field] = REDACTED
-    return json.dumps(snapshot, sort_keys=True, ensure_ascii=False)
 
 
 def _mask(body: bytes, secrets: list[str]) -> bytes:
@@ -157,9 +142,10 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
     allocations = list(session.scalars(select(Allocation).where(Allocation.bag_id == bag.id).order_by(Allocation.id)))
     prescriptions = [p for p in (session.get(Prescription, a.prescription_id) for a in allocations) if p is not None]
     infusion = session.scalar(select(Infusion).where(Infusion.bag_id == bag.id))
+    mask = AuditMask.for_reader(user, leaves_the_site=True)
     files: dict[str, bytes] = {
         "custody-timeline.json": _json({"bag": {"id": bag.id, "din": bag.din + bag.check_character},
-                                        "events": _timeline(session, bag.id)}),
+                                        "events": _timeline(session, bag.id, mask)}),
         "lot-record.json": _json(_lot_record(session, lot, donor)),
     }
     if dispositions:
@@ -181,7 +167,7 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
         InfusionReaction.__tablename__: set(session.scalars(select(InfusionReaction.id).where(
             InfusionReaction.infusion_id == infusion.id))) if infusion else set(),
     }
-    files["audit-events.json"] = _json(_audit(session, entities))
+    files["audit-events.json"] = _json(_audit(session, entities, mask))
     patient_ids = {a.patient_id for a in allocations} | ({infusion.patient_id} if infusion else set())
     wristbands = [w for w in session.scalars(select(Patient.wristband_id).where(Patient.id.in_(patient_ids))) if w]
     files = {name: _mask(body, wristbands) if name.endswith(".json") else body for name, body in files.items()}

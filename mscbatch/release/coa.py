@@ -62,12 +62,17 @@ def _result_text(unit: str, value: str) -> str:
 
 
 def _oos_text(oos: Any) -> str:
-    """The OOS description; a late OOS also names the patients who received the lot (to notify)."""
+    """The OOS description; a late OOS also says how many patients received the lot (to notify). A certificate
+    names no patient, whoever prints it: it goes with the lot (to a clinical site, into an inspector's evidence
+    bundle) and technicians and administrators may print it. The patients are named on the lot's release review
+    page and in the recall report, for the readers of the patient pages."""
     if not getattr(oos, "late", False):
         return oos.description
-    patients = [(p.get("summary") or p.get("patient_code", "")) if isinstance(p, dict) else str(p)
-                for p in oos.patients]
-    return oos.description + " Patients to notify: " + ("; ".join(patients) if patients else "none recorded") + "."
+    count = len(oos.patients)
+    if not count:
+        return oos.description + " Patients to notify: none recorded as having received the lot."
+    return (oos.description + f" Patients to notify: {count} (named for QA and clinicians on the lot's release "
+            "review page and in the recall report).")
 
 
 def _tests(review: Any) -> Table:

@@ -14,6 +14,7 @@ from mscbatch.donors.forms import choices
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.lots.queries import get_deviation, get_lot
+from mscbatch.patients.views import READERS as PATIENT_READERS
 from mscbatch.release import deviations, oos, release, results
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.forms import (
@@ -30,7 +31,7 @@ from mscbatch.release.review import review_of
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("release", __name__, url_prefix="/release")
-READERS = ("technician", "qa", "clinician", "admin")
+READERS = ("technician", "qa", "clinician", "admin")  # a late OOS's patients: to PATIENT_READERS only
 
 
 def _entry(form: Any, test_id: str = "", value: str = "", unit: str = "") -> results.ResultEntry:
@@ -56,7 +57,8 @@ def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
     forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
     forms.setdefault("assess_form", AssessmentForm(prefix="assess", formdata=None))
-    return render_template("release/review.html", r=review, lot=review.lot, **forms), status
+    return render_template("release/review.html", r=review, lot=review.lot,
+                           sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
 
 @bp.route("/lots/<int:lot_id>")

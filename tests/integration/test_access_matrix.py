@@ -257,8 +257,8 @@ EXPECTED_ACCESS.update({
     "interop_api.export_bags": SIGNED_IN,
     "interop_api.export_release_results": {"technician", "qa", "clinician", "admin"},
     # infusions name the patient's trial code: the dispense as the patient pages, the CSV for QA, clinicians, admin
-    "interop.export_infusions": {"qa", "clinician", "admin"},
-    "interop_api.export_infusions": {"qa", "clinician", "admin"},
+    "interop.export_infusions": {"qa", "clinician"},
+    "interop_api.export_infusions": {"qa", "clinician"},
     "interop_api.biologically_derived_product_dispense": {"clinician", "nurse", "qa"},
     "interop.bag_evidence": {"qa", "admin"},  # the inspectors' evidence bundle
 })

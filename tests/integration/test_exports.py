@@ -134,9 +134,10 @@ def test_infusions_csv_has_the_trial_code_only_and_is_refused_to_nurses(app, cli
     assert not {"initials", "date_of_birth", "wristband_id", "patient_id"} & set(row)
     text = client_as("clinician").get("/exports/infusions.csv").get_data(as_text=True)
     assert initials not in text.split("\r\n", 1)[1].replace(code, "")
-    token = api_token_for(app, "admin")
+    token = api_token_for(app, "clinician")
     api = app.test_client().get("/api/v1/exports/infusions.csv", headers={"Authorization": f"Bearer {token}"})
     assert _rows(api) == rows
+    assert client_as("admin").get("/exports/infusions.csv").status_code == 403  # reads no patient
     assert client_as("nurse").get("/exports/infusions.csv").status_code == 403
     nurse = api_token_for(app, "nurse")
     refused = app.test_client().get("/api/v1/exports/infusions.csv", headers={"Authorization": f"Bearer {nurse}"})

@@ -4,8 +4,6 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -34,23 +32,6 @@ def os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
         return f"uid {os.getuid()}"
-
-
-@contextmanager
-def _operator_reason(session, reason: str) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    """Write `reason` on the audit events of the service called inside. The account services run as the system
-    (actor None, the only actor allowed without a signed-in administrator) and take no reason: this stamps each
-    flush with the operator's reason and OS user, in the service's own transaction."""
-    from sqlalchemy import event
-
-    def stamp(flushing, _context, _instances):  # type: ignore[no-untyped-def]
-        flushing.info["audit_reason"] = reason
-
-    event.listen(session, "before_flush", stamp)
-    try:
-        yield
-    finally:
-        event.remove(session, "before_flush", stamp)
 
 
 def init_database(app: Flask) -> None:
@@ -97,10 +78,10 @@ def register_commands(app: Flask) -> None:
             raise click.BadParameter("say why the account is made from the command line", param_hint="--reason")
         session = _db().session
         try:
-            with _operator_reason(session, f"{reason.strip()} (mscbatch create-user, OS user {os_user()})"):
-                user = create_user(session, None, username=username, full_name=full_name, password=password,
-                                   roles=list(roles), hash_profile=current_app.config["PASSWORD_HASH_PROFILE"],
-                                   must_change_password=True)
+            user = create_user(session, None, username=username, full_name=full_name, password=password,
+                               roles=list(roles), hash_profile=current_app.config["PASSWORD_HASH_PROFILE"],
+                               must_change_password=True,
+                               reason=f"{reason.strip()} (mscbatch create-user, OS user {os_user()})")
         except DomainError as error:
             raise click.ClickException(error.message) from error
         click.echo(f"Created {user.username} ({', '.join(sorted(user.role_names))}); they choose their own "

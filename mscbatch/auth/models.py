@@ -1,6 +1,7 @@
 """Users, their roles, their server-side sessions and their API tokens."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, false, func
@@ -12,6 +13,16 @@ from mscbatch.database import Base, utcnow
 ROLES = ("technician", "qa", "clinician", "nurse", "admin")
 ROLE_LABELS = {"technician": "Lab technician", "qa": "QA / Qualified Person", "clinician": "Clinician",
                "nurse": "Ward nurse", "admin": "Administrator"}
+# System administration is kept apart from the roles that record and sign GMP records (EU GMP Annex 11 §12,
+# 21 CFR 11.10(d),(g)): an account holding it holds no other role, so no chain of administrator accounts can
+# hand an administrator the QA signature.
+ADMIN_ROLE = "admin"
+
+
+def roles_beside_admin(roles: Iterable[str]) -> list[str]:
+    """The roles held together with the administrator role, in ROLES order (empty: the rule is kept)."""
+    held = set(roles)
+    return [role for role in ROLES if role != ADMIN_ROLE and role in held] if ADMIN_ROLE in held else []
 
 
 class User(Audited, Base):
@@ -42,6 +53,12 @@ class User(Audited, Base):
     def has_role(self, *roles: str) -> bool:
         return bool(self.role_names & set(roles))
 
+    @property
+    def roles_beside_admin(self) -> list[str]:
+        """Roles held with admin, left from before the rule: such an account is not active (no sign-in, no
+        session, no API token) until another administrator removes one side on the Users page."""
+        return roles_beside_admin(self.role_names)
+
     # Flask-Login protocol
     @property
     def is_authenticated(self) -> bool:
@@ -49,7 +66,7 @@ class User(Audited, Base):
 
     @property
     def is_active(self) -> bool:
-        return self.is_enabled and self.locked_out_at is None
+        return self.is_enabled and self.locked_out_at is None and not self.roles_beside_admin
 
     @property
     def is_anonymous(self) -> bool:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password, masked_name
-from mscbatch.auth.models import ROLES, ApiToken, AuthSession, User, UserRole
+from mscbatch.auth.models import ROLE_LABELS, ROLES, ApiToken, AuthSession, User, UserRole, roles_beside_admin
 from mscbatch.auth.passwords import hash_password, password_problem, verify_password
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -58,10 +58,12 @@ def _require_admin(actor: object) -> None:
 
 
 def create_user(session: Session, actor: object, *, username: str, full_name: str, password: str,
-                roles: list[str], hash_profile: str = "standard", must_change_password: bool | None = None) -> User:
+                roles: list[str], hash_profile: str = "standard", must_change_password: bool | None = None,
+                reason: str | None = None) -> User:
     """`must_change_password`: None (the default) sets it when a person, an administrator, creates the account,
-    since they chose its password; the system's accounts (`mscbatch create-user`, the demo, tests, benchmarks) are
-    created by actor None and are not asked to change it."""
+    since they chose its password; the system's own accounts (the demo, tests, benchmarks) are created by actor
+    None and are not asked to change it (`mscbatch create-user` asks for it explicitly). `reason` goes on the
+    audit events of the creation (the command line's operator and why)."""
     _require_admin(actor)
     username = username.strip().lower()
     if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
@@ -73,7 +75,7 @@ def create_user(session: Session, actor: object, *, username: str, full_name: st
     if problem:
         raise ValidationFailed(f"Password: {problem}", field="password")
     _check_roles(roles)
-    with use_case(session, actor):
+    with use_case(session, actor, reason):
         if session.scalar(select(User.id).where(User.username == username)) is not None:
             raise Conflict(f"User name '{username}' is already taken.", field="username")
         check_full_name_free(session, full_name)
@@ -109,6 +111,18 @@ def _check_roles(roles: list[str]) -> None:
         raise ValidationFailed(f"Roles: unknown role {', '.join(unknown)}.", field="roles")
     if not roles:
         raise ValidationFailed("Roles: give the user at least one role.", field="roles")
+    beside = roles_beside_admin(roles)
+    if beside:
+        named = role_list(beside)
+        raise ValidationFailed(f"Roles: an administrator account cannot also hold {named}. System administration is "
+                               "kept apart from the roles that record and sign (EU GMP Annex 11 §12): use a "
+                               f"separate account for the {named} work.", field="roles")
+
+
+def role_list(roles: list[str]) -> str:
+    """'QA / Qualified Person', 'Lab technician and Clinician', 'A, B and C': roles as a person reads them."""
+    labels = [ROLE_LABELS[role] for role in roles]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -119,12 +133,14 @@ def get_user(session: Session, user_id: int) -> User:
 
 
 def set_roles(session: Session, actor: object, user_id: int, roles: list[str], reason: str) -> User:
+    """The new set must keep the administrator role alone, also for an account that broke the rule before it
+    existed: the change that repairs it removes one side."""
     _require_admin(actor)
+    if getattr(actor, "id", None) == user_id:  # segregation of duties: no one grants themselves QA release
+        raise Conflict("You cannot change your own roles: another administrator must do it.", field="roles")
     _check_roles(roles)
     with use_case(session, actor, reason):
         user = get_user(session, user_id)
-        if getattr(actor, "id", None) == user_id:  # segregation of duties: no one grants themselves QA release
-            raise Conflict("You cannot change your own roles: another administrator must do it.", field="roles")
         wanted = set(roles)
         user.roles = [r for r in user.roles if r.role in wanted] + [
             UserRole(role=r) for r in sorted(wanted - user.role_names)]
@@ -235,6 +251,15 @@ def authenticate(session: Session, username: str, password: str, policy: Session
             raise AuthenticationFailed(f"Wrong password. The account is now locked after "
                                        f"{policy.lockout_threshold} failures; ask an administrator.")
         raise AuthenticationFailed(BAD_CREDENTIALS)
+    beside = user.roles_beside_admin  # checked after the password: a guesser learns nothing of the roles
+    if beside:
+        with use_case(session, None):
+            trail.record(session, "login_refused", "user_account", user.id,
+                         reason=f"administrator together with {', '.join(beside)}")
+        raise AuthenticationFailed(
+            f"This account holds Administrator together with {role_list(beside)}, which is not allowed: system "
+            "administration is kept apart from the roles that record and sign (EU GMP Annex 11 §12). It cannot be "
+            "used until another administrator removes one of them on the Users page.")
     token = secrets.token_urlsafe(32)
     with use_case(session, user):
         if user.failed_logins:

@@ -16,8 +16,8 @@ def _run(app, *args):  # type: ignore[no-untyped-def]
 
 
 def _create_qa(app, *extra):  # type: ignore[no-untyped-def]
-    return _run(app, "create-user", "--username", "qb", "--full-name", "Q Bogus", "--role", "qa", "--role",
-                "admin", "--password", "a-long-password-1", *extra)
+    return _run(app, "create-user", "--username", "qb", "--full-name", "Q Bogus", "--role", "qa",
+                "--password", "a-long-password-1", *extra)
 
 
 def test_create_user_needs_a_reason_and_records_it_with_the_os_user(app):

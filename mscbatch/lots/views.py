@@ -33,6 +33,7 @@ from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
 from mscbatch.lots.queries import LotFilters, boxes, get_lot, list_lots, product_catalogue, reagent_lots
 from mscbatch.lots.record import lot_record
 from mscbatch.lots.storage import MOVABLE_STATES
+from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
 from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
 
@@ -196,6 +197,9 @@ def _deviation_recorded(row: Any) -> str:
     if lot.status in ("released", "conditional_release"):
         return (f"Deviation recorded. Lot {lot.lot_number} is already released: QA is asked on its dashboard to "
                 "assess it. Tell QA now if the bags must not be given.")
+    if row.severity in ASSESSED_BEFORE_RELEASE and lot.status in ("in_process", "quarantine"):
+        return (f"Deviation recorded. As a {row.severity} deviation it needs QA's signed assessment before lot "
+                f"{lot.lot_number} can be released: QA sees it on the release dashboard.")
     return "Deviation recorded."
 
 

@@ -92,18 +92,25 @@ def _tests(review: Any) -> Table:
     return _grid(rows, [52 * mm, 32 * mm, 26 * mm, 14 * mm, 60 * mm, 20 * mm, 24 * mm, 20 * mm])
 
 
+def _assessed(review: Any, deviation: Any) -> str:
+    """QA's signed assessment of the deviation, if any, with its signatures' manifestation."""
+    if deviation.id not in review.assessments:
+        return ""
+    assessment, signatures = review.assessments[deviation.id]
+    signed = "; ".join(f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC, meaning: {s.meaning}" for s in signatures)
+    return f". Assessed by QA ({signed}): {assessment.outcome_words}. {assessment.rationale}"
+
+
 def _deviation_words(review: Any, deviation: Any) -> str:
-    """A deviation recorded after the release: not weighed by the release signature, and QA's signed assessment
-    when there is one (Annex 11 8.2: the printout shows what changed after the signature)."""
-    if not review.after_release(deviation):
-        return deviation.description
-    words = f"AFTER RELEASE, not weighed by the release signature: {deviation.description}"
-    if deviation.id in review.assessments:
-        assessment, signatures = review.assessments[deviation.id]
-        signed = "; ".join(f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC, meaning: {s.meaning}"
-                           for s in signatures)
-        words += f". Assessed by QA ({signed}): {assessment.outcome_words}. {assessment.rationale}"
-    return words
+    """A deviation and QA's signed assessment when there is one: a major or critical one is assessed before the
+    release (EU GMP Annex 16 1.7.17); one recorded after the release was not weighed by the release signature
+    (Annex 11 8.2: the printout shows what changed after the signature)."""
+    if review.after_release(deviation):
+        return f"AFTER RELEASE, not weighed by the release signature: {deviation.description}" + _assessed(
+            review, deviation)
+    if review.awaiting_assessment(deviation):
+        return f"NOT YET ASSESSED by QA (needed before release): {deviation.description}"
+    return deviation.description + _assessed(review, deviation)
 
 
 def _signed(review: Any) -> list[tuple[Any, str]]:

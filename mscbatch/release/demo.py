@@ -2,7 +2,8 @@
 and QA (qa, who took no part in it) releases it with a signature; the UC-MSC lot of the approved cord donor goes
 to quarantine, QC (tech2) enters its full panel and a second QA person (qa2, who entered nothing about the lot
 or its donor) releases it, so its bags can be dosed to the lupus demo patient (issue 6); the cord lot of the
-donor still awaiting QA gets a failing CD105, so an open OOS waits for QA on the dashboard."""
+donor still awaiting QA gets a failing CD105, so an open OOS waits for QA on the dashboard, and a major deviation
+that QA assesses before any release of that lot."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -133,6 +134,29 @@ def _deviation_after_release(session: Session, tech: User) -> list[str]:
     return [f"  {lot.lot_number}: a deviation recorded after its release waits for QA's assessment (dashboard)"]
 
 
+DEMO_MAJOR_DEVIATION = ("P0 flask found with its cap loosened at the day-5 check; a sterility sample was taken and "
+                        "the culture went on")
+
+
+def _deviation_to_assess(session: Session, tech: User) -> list[str]:
+    """A major deviation on the cord lot of the donor still awaiting QA: it waits for QA's own signed assessment
+    before that lot can be released (the dashboard's "Deviations to assess before release")."""
+    from mscbatch.donors.demo import PENDING_CORD_INITIALS, demo_cord_donor
+    from mscbatch.lots import steps
+    from mscbatch.lots.models import Deviation, ProcessStep
+
+    donor = demo_cord_donor(session, PENDING_CORD_INITIALS)
+    lot = None if donor is None else session.scalar(select(Lot).where(Lot.donor_id == donor.id).order_by(Lot.id))
+    if lot is None or lot.status not in ("in_process", "quarantine") or session.scalar(
+            select(Deviation.id).where(Deviation.lot_id == lot.id, Deviation.description == DEMO_MAJOR_DEVIATION)):
+        return []
+    step_id = session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id.desc()))
+    if step_id is None:
+        return []
+    steps.record_deviation(session, tech, lot.id, step_id, severity="major", description=DEMO_MAJOR_DEVIATION)
+    return [f"  {lot.lot_number}: a major deviation waits for QA's signed assessment before any release (dashboard)"]
+
+
 def seed_release(session: Session) -> list[str]:
     """Idempotent: each lot is tested and released only when it is in quarantine with no result yet."""
     tech, tech2, qa, qa2 = (session.scalar(select(User).where(User.username == name))
@@ -144,4 +168,4 @@ def seed_release(session: Session) -> list[str]:
         lines += _release_chain(session, tech, tech2, qa2)
     else:
         lines.append("  (UC-MSC release skipped: the demo users tech2 / qa2 are missing)")
-    return lines + _open_oos(session, tech) + _deviation_after_release(session, tech)
+    return lines + _open_oos(session, tech) + _deviation_to_assess(session, tech) + _deviation_after_release(session, tech)

@@ -69,4 +69,4 @@ class ExceptionalForm(SignForm):
 
 class AssessmentForm(SignForm):
     outcome = RadioField("Outcome", choices=choices(list(ASSESSMENT_OUTCOMES.items())))
-    rationale = TextAreaField("Rationale: what was checked, why the released bags are or are not affected")
+    rationale = TextAreaField("Rationale: what was checked, why the lot's bags are or are not affected")

@@ -148,13 +148,34 @@ class LotDisposition(Audited, Lockable, Base):
                 "pending_tests": self.pending_tests, "patient_code": self.patient_code}
 
 
+# every outcome a signed deviation assessment may have, each with one meaning (it is signed content): which ones
+# QA chooses from depends on whether the lot is still before release (assessment_outcomes)
 ASSESSMENT_OUTCOMES = {"no_impact": "No impact on the released bags: the lot stays in use",
-                       "recall": "The lot is recalled"}
+                       "recall": "The lot is recalled",
+                       "no_impact_release": "No impact on the lot's quality: release may proceed",
+                       "reject": "The lot is rejected"}
+# EU GMP Annex 16 1.7.17: a deviation of these severities is investigated before certification, so it needs QA's
+# own signed assessment before the lot is released; a minor one is weighed by the release signature itself
+ASSESSED_BEFORE_RELEASE = ("major", "critical")
+
+
+def assessment_outcomes(before_release: bool, lot_status: str) -> dict[str, str]:
+    """The outcomes QA chooses from: after release, the bags stay in use or the lot is recalled; before release,
+    release may proceed or the lot is rejected; a conditionally released lot (its bags may be on a ward) is
+    recalled, never rejected (release.release.reject_in_use_case)."""
+    if not before_release:
+        keys = ("no_impact", "recall")
+    elif lot_status == "conditional_release":
+        keys = ("no_impact_release", "recall")
+    else:
+        keys = ("no_impact_release", "reject")
+    return {key: ASSESSMENT_OUTCOMES[key] for key in keys}
 
 
 class DeviationAssessment(Audited, Lockable, Base):
-    """QA's signed assessment of a deviation recorded after its lot's release, which no release signature weighed:
-    the lot stays in use, or it is recalled in the same transaction. One per deviation."""
+    """QA's signed assessment of a deviation: one recorded after its lot's release, which no release signature
+    weighed (the lot stays in use, or it is recalled in the same transaction), or a major or critical one recorded
+    before it (release may proceed, or the lot is rejected in the same transaction). One per deviation."""
 
     __tablename__ = "release_deviation_assessment"
 
@@ -163,7 +184,7 @@ class DeviationAssessment(Audited, Lockable, Base):
     lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
     severity: Mapped[str] = mapped_column(String(20))  # the deviation as QA read it: signed with the assessment
     description: Mapped[str] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(20))  # no_impact | recall
+    outcome: Mapped[str] = mapped_column(String(20))  # a key of ASSESSMENT_OUTCOMES
     rationale: Mapped[str] = mapped_column(Text)
     assessed_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     assessed_at: Mapped[datetime] = mapped_column(default=utcnow)

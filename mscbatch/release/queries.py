@@ -16,6 +16,7 @@ from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, StorageMove
 from mscbatch.recall.queries import OpenLookback, open_lookbacks
 from mscbatch.release.models import (
+    ASSESSED_BEFORE_RELEASE,
     OOS_OPEN,
     DeviationAssessment,
     LotDisposition,
@@ -247,6 +248,7 @@ class Dashboard:
     exceptional_requests: list[tuple[LotDisposition, Lot]]
     expiring: list[Lot]
     after_release: list[tuple[Deviation, Lot]] = field(default_factory=list)
+    before_release: list[tuple[Deviation, Lot]] = field(default_factory=list)  # major/critical, to assess first
     lookbacks: list[OpenLookback] = field(default_factory=list)  # donors reopened by a late result: recall or not
 
 
@@ -273,8 +275,35 @@ def deviations_after_release(session: Session, lot_id: int | None = None) -> lis
         .order_by(Deviation.id))]
 
 
+def deviations_before_release(session: Session, lot_id: int | None = None) -> list[tuple[Deviation, Lot]]:
+    """Major and critical deviations recorded before their lot's release, not yet assessed, while a release
+    signature may still come (in process, in quarantine, or conditionally released and waiting for the completion):
+    each needs QA's own signed assessment before that signature (EU GMP Annex 16 1.7.17; release.deviations).
+    Minor ones are weighed by the release signature itself."""
+    last_release = (select(LotDisposition.lot_id, func.max(LotDisposition.signed_at).label("signed_at"))
+                    .where(LotDisposition.signed_at.is_not(None), LotDisposition.kind.in_(RELEASED_KINDS))
+                    .group_by(LotDisposition.lot_id).subquery())
+    assessed = select(DeviationAssessment.id).where(DeviationAssessment.deviation_id == Deviation.id).exists()
+    return [(d, lot) for d, lot in session.execute(
+        select(Deviation, Lot).join(Lot, Lot.id == Deviation.lot_id)
+        .outerjoin(last_release, last_release.c.lot_id == Lot.id)
+        .where(Deviation.severity.in_(ASSESSED_BEFORE_RELEASE), ~assessed,
+               Lot.status.in_(("in_process", "quarantine", "conditional_release")),
+               # one recorded after a conditional release is deviations_after_release's (any severity)
+               or_(last_release.c.signed_at.is_(None), Deviation.recorded_at <= last_release.c.signed_at),
+               *([Lot.id == lot_id] if lot_id is not None else []))
+        .order_by(Deviation.id))]
+
+
+def deviations_to_assess(session: Session, lot_id: int | None = None) -> list[tuple[Deviation, Lot]]:
+    """Every deviation waiting for QA's signed assessment, before or after release, oldest first: the one list
+    the release refusal, the review page and the dashboard read."""
+    found = deviations_before_release(session, lot_id) + deviations_after_release(session, lot_id)
+    return sorted(found, key=lambda pair: pair[0].id)
+
+
 def assessments_of(session: Session, lot_id: int) -> dict[int, DeviationAssessment]:
-    """{deviation id: QA's signed assessment} for the lot's deviations assessed after its release."""
+    """{deviation id: QA's signed assessment} for the lot's assessed deviations (before or after its release)."""
     return {a.deviation_id: a for a in session.scalars(
         select(DeviationAssessment).where(DeviationAssessment.lot_id == lot_id))}
 
@@ -294,6 +323,7 @@ def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
         expiring=lots(Lot.status.in_(("released", "conditional_release", "quarantine")), Lot.expires_at.is_not(None),
                       Lot.expires_at <= now + timedelta(days=days)),
         after_release=deviations_after_release(session),
+        before_release=deviations_before_release(session),
         lookbacks=open_lookbacks(session),
     )
 

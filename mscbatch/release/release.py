@@ -27,6 +27,7 @@ from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDis
 from mscbatch.release.oos import open_oos_of
 from mscbatch.release.queries import (
     deviations_after_release,
+    deviations_before_release,
     involvement,
     latest_disposition,
     pending_conditional_tests,
@@ -56,13 +57,20 @@ def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[
 
 
 def awaiting_assessment(session: Session, lot: Lot) -> list[str]:
-    """A deviation recorded after the lot's last release signature waits for QA's signed assessment
-    (release.deviations). A new release signature (the completion of a conditional release) would become the
-    last one and take the deviation off every list with nothing signed about it: QA assesses it first."""
-    return [f"deviation {d.id} ({d.severity}, recorded {d.recorded_at:%Y-%m-%d %H:%M} UTC after the release: "
-            f"{_shortened(d.description)}) awaits QA's assessment: assess it first on the lot's review page, "
-            "under \"Deviations recorded after release\", then sign"
-            for d, _lot in deviations_after_release(session, lot.id)]
+    """Deviations waiting for QA's signed assessment (release.deviations), each named. A major or critical one
+    recorded before release is investigated before certification (EU GMP Annex 16 1.7.17): no release signature
+    until it is assessed. One recorded after the lot's last release signature: a new release signature (the
+    completion of a conditional release) would become the last one and take the deviation off every list with
+    nothing signed about it, so QA assesses it first."""
+    before = [f"deviation {d.id} ({d.severity}, recorded {d.recorded_at:%Y-%m-%d %H:%M} UTC: "
+              f"{_shortened(d.description)}) needs QA's own signed assessment before release: assess it under "
+              "\"Deviations to assess\" on the lot's review page, then sign"
+              for d, _lot in deviations_before_release(session, lot.id)]
+    return before + [
+        f"deviation {d.id} ({d.severity}, recorded {d.recorded_at:%Y-%m-%d %H:%M} UTC after the release: "
+        f"{_shortened(d.description)}) awaits QA's assessment: assess it first on the lot's review page, "
+        "under \"Deviations recorded after release\", then sign"
+        for d, _lot in deviations_after_release(session, lot.id)]
 
 
 def _shortened(text: str, limit: int = 120) -> str:

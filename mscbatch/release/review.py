@@ -17,17 +17,21 @@ from mscbatch.lots.services import current_gate
 from mscbatch.recall.models import Recall
 from mscbatch.recall.queries import recalls_of_lot
 from mscbatch.release.models import (
+    ASSESSED_BEFORE_RELEASE,
     DeviationAssessment,
     LotDisposition,
     OosInvestigation,
     ReleaseResult,
     ResultAttachment,
+    assessment_outcomes,
 )
 from mscbatch.release.oos import oos_of, retest_candidates
 from mscbatch.release.queries import (
+    RELEASED_KINDS,
     ReleaseState,
     assessments_of,
-    deviations_after_release,
+    deviations_before_release,
+    deviations_to_assess,
     dispositions_of,
     release_state,
     released_at,
@@ -80,21 +84,32 @@ class Review:
     state: ReleaseState
     users: dict[int, str]
     released_at: datetime | None = None  # QA's last release signature
-    # {deviation id: (QA's signed assessment, its signatures)} for deviations recorded after the release
+    # {deviation id: (QA's signed assessment, its signatures)}, before or after the release
     assessments: dict[int, tuple[DeviationAssessment, list[Signature]]] = field(default_factory=dict)
-    # ids of the deviations QA still has to assess: release.queries.deviations_after_release, the rule the
-    # assessment itself and the dashboard apply, read here rather than restated
+    # ids of the deviations QA still has to assess: release.queries.deviations_to_assess, the rule the assessment
+    # itself, the release refusal and the dashboard apply, read here rather than restated; `awaiting_before` are
+    # those of them recorded before release (deviations_before_release)
     awaiting: frozenset[int] = frozenset()
+    awaiting_before: frozenset[int] = frozenset()
     # the recalls that cover or covered the lot, each with its signatures (start, and end once found invalid)
     recalls: list[tuple[Recall, list[Signature]]] = field(default_factory=list)
 
+    @property
+    def first_released_at(self) -> datetime | None:
+        """QA's first release signature (conditional, full or exceptional): what came before it, it weighed."""
+        return min((d.signed_at for d, _s in self.dispositions
+                    if d.kind in RELEASED_KINDS and d.signed_at is not None), default=None)
+
     def after_release(self, deviation: Deviation) -> bool:
-        """Recorded after a release signature that did not weigh it. An assessed deviation always is (QA assessed
-        it because it came after a release signature), even when a later one, such as the completion of a
-        conditional release, now is the last; one awaiting assessment is as deviations_after_release decides;
-        else, recorded after the last release signature (e.g. on a lot recalled since, which no one assesses)."""
-        if deviation.id in self.assessments or deviation.id in self.awaiting:
-            return True
+        """Recorded after a release signature that did not weigh it. One awaiting assessment is as
+        deviations_after_release decides; an assessed one, if recorded after the lot's first release signature
+        (e.g. after a conditional release, assessed before the completion that is now the last signature); else,
+        recorded after the last release signature (e.g. on a lot recalled since, which no one assesses)."""
+        if deviation.id in self.awaiting:
+            return deviation.id not in self.awaiting_before
+        if deviation.id in self.assessments:
+            first = self.first_released_at
+            return first is not None and deviation.recorded_at > first
         return self.released_at is not None and deviation.recorded_at > self.released_at
 
     @property
@@ -102,13 +117,23 @@ class Review:
         return [d for d in self.deviations if self.after_release(d)]
 
     @property
+    def serious_deviations(self) -> list[Deviation]:
+        """Major and critical deviations recorded before release: each is assessed before the release signature
+        (the page's "Deviations to assess"), or was weighed by it on a lot released before that rule."""
+        return [d for d in self.deviations if d.severity in ASSESSED_BEFORE_RELEASE and not self.after_release(d)]
+
+    @property
     def next_to_assess(self) -> Deviation | None:
         """The first deviation awaiting QA's assessment: the page shows its form (one at a time)."""
-        return next((d for d in self.late_deviations if self.awaiting_assessment(d)), None)
+        return next((d for d in self.serious_deviations + self.late_deviations if self.awaiting_assessment(d)), None)
 
     def awaiting_assessment(self, deviation: Deviation) -> bool:
-        """QA still has to assess it (release.deviations), while the lot's bags may be given."""
+        """QA still has to assess it (release.deviations): before the release, or while the lot's bags may be given."""
         return deviation.id in self.awaiting
+
+    def outcomes_for(self, deviation: Deviation) -> dict[str, str]:
+        """The outcomes QA chooses from for this deviation (release.models.assessment_outcomes)."""
+        return assessment_outcomes(deviation.id in self.awaiting_before, self.lot.status)
 
     @property
     def open_oos(self) -> list[OosInvestigation]:
@@ -164,5 +189,6 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   state=release_state(session, lot), users=users_named(session, user_ids),
                   released_at=released_at(session, lot.id),
                   assessments={d: (a, signatures_of(session, a)) for d, a in assessments_of(session, lot.id).items()},
-                  awaiting=frozenset(d.id for d, _lot in deviations_after_release(session, lot.id)),
+                  awaiting=frozenset(d.id for d, _lot in deviations_to_assess(session, lot.id)),
+                  awaiting_before=frozenset(d.id for d, _lot in deviations_before_release(session, lot.id)),
                   recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)])

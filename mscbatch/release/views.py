@@ -57,6 +57,8 @@ def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
     forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
     forms.setdefault("assess_form", AssessmentForm(prefix="assess", formdata=None))
+    if review.next_to_assess is not None:  # before release: release may proceed or reject; after: stays or recall
+        forms["assess_form"].outcome.choices = choices(list(review.outcomes_for(review.next_to_assess).items()))
     return render_template("release/review.html", r=review, lot=review.lot,
                            sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
@@ -192,9 +194,18 @@ def assess_deviation(deviation_id: int) -> Any:
     run = lambda: deviations.assess_deviation(  # noqa: E731
         db.session, current_user, deviation_id, outcome=form.outcome.data or "", rationale=form.rationale.data or "",
         password=form.password.data or "")
-    return _signed(lot_id, form, "assess_form", run, lambda: "Deviation assessed (signed). " + (
-        "The lot is RECALLED: its unused bags are held, and the recall report lists the patients to notify."
-        if get_lot(db.session, lot_id).status == "recalled" else "The lot stays in use."))
+    return _signed(lot_id, form, "assess_form", run, lambda: "Deviation assessed (signed). " + _after_assessment(
+        get_lot(db.session, lot_id).status))
+
+
+def _after_assessment(status: str) -> str:
+    if status == "recalled":
+        return "The lot is RECALLED: its unused bags are held, and the recall report lists the patients to notify."
+    if status == "rejected":
+        return "The lot is REJECTED (signed): none of its bags can be used."
+    if status in ("in_process", "quarantine"):
+        return "This deviation no longer holds back the release."
+    return "The lot stays in use."
 
 
 @bp.route("/lots/<int:lot_id>/certificate.pdf")

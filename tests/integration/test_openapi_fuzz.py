@@ -58,14 +58,30 @@ def fuzz_app(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
             seed_lots(session)
         finally:
             session.close()
-    add_user(app, "fuzzer", list(ROLES))
+    # every role between two accounts: the administrator's is held alone (auth.services)
+    add_user(app, "fuzzer", [role for role in ROLES if role != "admin"])
+    add_user(app, "fuzzadmin", ["admin"])
     yield app
     app.extensions["mscbatch.db"].engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def fuzz_token(fuzz_app: Any) -> str:
-    return api_token_for(fuzz_app, "fuzzer")
+def fuzz_token(fuzz_app: Any) -> dict[bool, str]:
+    """{admin only: token}: an operation only the administrator may call is fuzzed with the administrator's token,
+    every other with the token holding all the other roles."""
+    return {False: api_token_for(fuzz_app, "fuzzer"), True: api_token_for(fuzz_app, "fuzzadmin")}
+
+
+def _admin_only(fuzz_app: Any, operation: Any) -> bool:
+    """The operation's view admits the administrator role only (its access rule, auth.access)."""
+    from mscbatch.auth.access import access_rule
+
+    path = operation.path.replace("{", "<").replace("}", ">")
+    for rule in fuzz_app.url_map.iter_rules():
+        if rule.rule.replace("<int:", "<") == path and operation.method.upper() in rule.methods:
+            access = access_rule(fuzz_app, rule.endpoint, operation.method.upper())
+            return access is not None and access.roles == frozenset({"admin"})
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +100,17 @@ def _fuzz(operation: Any, mode: Any, token: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=str)
-def test_api_conforms_to_its_openapi_document(fuzz_schema: Any, fuzz_token: str, mode: Any) -> None:
+def test_api_conforms_to_its_openapi_document(fuzz_app: Any, fuzz_schema: Any, fuzz_token: dict[bool, str],
+                                              mode: Any) -> None:
     """Every operation in turn (schemathesis' own pytest plugin does not load under pytest 9); the failures
     of all operations are reported together, each with the smallest example Hypothesis found."""
     failures, known = [], []
     operations = [result.ok() for result in fuzz_schema.get_all_operations()]
     assert len(operations) > 30
+    assert any(_admin_only(fuzz_app, operation) for operation in operations)  # the counters: admin's token
     for operation in operations:
         try:
-            _fuzz(operation, mode, fuzz_token)
+            _fuzz(operation, mode, fuzz_token[_admin_only(fuzz_app, operation)])
         except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - collected, reported below
             (known if operation.label in KNOWN_FAILURES else failures).append(f"{operation.label}: {error}")
     for failure in known:

@@ -207,16 +207,21 @@ def _backup_head(backup_file: Path, database_url: str) -> Head:
     chain then fails its verification)."""
     if make_url(normalise_url(database_url)).get_backend_name() == "sqlite":
         try:
-            connection = sqlite3.connect(f"{backup_file.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                row = connection.execute("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetchone()
-            finally:
-                connection.close()
+            return _sqlite_head(backup_file) or Head(0, GENESIS_HASH)
         except sqlite3.DatabaseError as error:
             raise BackupError(f"{backup_file} is not a readable mscbatch backup: {error}") from error
-        return Head(int(row[0]), str(row[1])) if row else Head(0, GENESIS_HASH)
     dumped = _run([_tool("pg_restore"), "--data-only", "--table=audit_head", "--file=-", str(backup_file)])
     return _copied_head(dumped)
+
+
+def _sqlite_head(path: Path) -> Head | None:
+    """The audit head row of an SQLite file, opened read-only (None when it has none)."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetchone()
+    finally:
+        connection.close()
+    return Head(int(row[0]), str(row[1])) if row else None
 
 
 def _copied_head(dump: str) -> Head:
@@ -243,14 +248,9 @@ def _current_head(database_url: str) -> Head | None:
         if not url.database or not path.is_file():
             return None
         try:
-            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                row = connection.execute("SELECT last_seq, last_hash FROM audit_head WHERE id = 1").fetchone()
-            finally:
-                connection.close()
+            return _sqlite_head(path)
         except sqlite3.DatabaseError:
             return None
-        return Head(int(row[0]), str(row[1])) if row else None
     engine = create_engine(normalise_url(database_url), poolclass=NullPool)
     try:
         from mscbatch.audit.models import AuditHead

@@ -58,6 +58,21 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
+def locked_row(session: Any, model: Any, row_id: int, what: str) -> Any:
+    """The row, locked to the end of the transaction (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE
+    serialises writers already) and read afresh, never a stale copy from the session: the one body of the domains'
+    lock_bag, lock_lot, lock_donor and lock_patient, whose docstrings say why each use case takes its lock."""
+    from sqlalchemy import select
+
+    from mscbatch.errors import NotFound
+
+    row = session.scalar(select(model).where(model.id == row_id).with_for_update()
+                         .execution_options(populate_existing=True))
+    if row is None:
+        raise NotFound(f"No {what} with id {row_id}.")
+    return row
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -32,7 +32,7 @@ from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, resolve_bag
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
-from mscbatch.database import reading, utcnow
+from mscbatch.database import locked_row, reading, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
@@ -67,11 +67,7 @@ def _roles(actor: Any) -> frozenset[str]:
 
 
 def lock_bag(session: Session, bag_id: int) -> Bag:
-    bag = session.scalar(select(Bag).where(Bag.id == bag_id).with_for_update()
-                         .execution_options(populate_existing=True))
-    if bag is None:
-        raise NotFound(f"No bag with id {bag_id}.")
-    return bag
+    return locked_row(session, Bag, bag_id, "bag")
 
 
 def _text(value: Any, limit: int) -> str:

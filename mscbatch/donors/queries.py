@@ -17,6 +17,7 @@ from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.core.donor_rules import RuleSet, load_all_donor_rule_sets
 from mscbatch.core.eligibility import Decision, DonorFacts, MarkerResult, evaluate
+from mscbatch.database import locked_row
 from mscbatch.donors.models import (
     Donor,
     DonorLookback,
@@ -66,11 +67,7 @@ def lock_donor(session: Session, donor_id: int) -> Donor:
     moment would otherwise both find no decision in force and leave two (approved AND ineligible), and a result
     recorded while QA signs would neither be weighed by the signature nor reopen it. SQLite's BEGIN IMMEDIATE
     serialises writers already."""
-    donor = session.execute(select(Donor).where(Donor.id == donor_id).with_for_update()
-                            .execution_options(populate_existing=True)).scalar_one_or_none()
-    if donor is None:
-        raise NotFound(f"No donor with id {donor_id}.")
-    return donor
+    return locked_row(session, Donor, donor_id, "donor")
 
 
 def results_of(session: Session, donor_id: int) -> list[ScreeningResult]:

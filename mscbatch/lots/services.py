@@ -16,16 +16,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.bounds import FIRST_DAY, plausible_instant
 from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
-from mscbatch.database import utcnow
+from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.decisions import donor_gate
 from mscbatch.donors.queries import get_donor
-from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue
@@ -46,11 +45,7 @@ def lock_lot(session: Session, lot_id: int) -> Lot:
     attachments, deviations), takes this lock first: on PostgreSQL (READ COMMITTED) a release and a result
     entered at the same moment then run one after the other, so the signature sees the result or the result
     sees the released lot and is refused. On SQLite BEGIN IMMEDIATE serialises writers already."""
-    lot = session.execute(select(Lot).where(Lot.id == lot_id).with_for_update()
-                          .execution_options(populate_existing=True)).scalar_one_or_none()
-    if lot is None:
-        raise NotFound(f"No lot with id {lot_id}.")
-    return lot
+    return locked_row(session, Lot, lot_id, "lot")
 
 
 def require_technician(actor: Any) -> None:

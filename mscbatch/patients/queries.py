@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from mscbatch.core.cohorts import CohortState, EscalationDecision, await_infusions, escalation_state
 from mscbatch.core.dosing import dose_at_new_weight
 from mscbatch.core.protocols import Protocol, check_products, load_protocols
+from mscbatch.database import locked_row
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag
@@ -59,11 +60,7 @@ def lock_patient(session: Session, patient_id: int) -> Patient:
     What the bedside judges from the patient's records (the latest weight) is taken under this lock both by
     whoever writes them and by the infusion start: a weight recorded while a start is running either lands
     before the start reads it, or waits until the start has committed."""
-    patient = session.scalar(select(Patient).where(Patient.id == patient_id).with_for_update()
-                             .execution_options(populate_existing=True))
-    if patient is None:
-        raise NotFound(f"No patient with id {patient_id}.")
-    return patient
+    return locked_row(session, Patient, patient_id, "patient")
 
 
 def patient_by_code(session: Session, code: str) -> Patient | None:

@@ -176,6 +176,8 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
     monkeypatch.setattr(custody, "evaluate", evaluate_then_meet)
     if not guarded:  # the row locks taken away: the bag's, and the patient's (taken against a weight's change)
         monkeypatch.setattr(custody, "select", UnlockedSelect)
+        monkeypatch.setattr(custody, "lock_bag", lambda session, bag_id: session.get(Bag, bag_id,
+                                                                                   populate_existing=True))
         monkeypatch.setattr(custody, "lock_patient", get_patient)
     with guard_removed(app, mode != "unguarded", unique=("infusion", "bag_id")):
         outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:

@@ -6,7 +6,10 @@ audited table and record, in sequence order: the insert event's snapshot, then e
 over it, a delete event ending the record (a later insert of the same key starts it again). What the replay
 expects is compared with each live row, value by value, with the hook's own `canonical_value`:
 
-- a field whose value differs from the trail's (fields shown as "(hidden)" in the trail are not compared);
+- a field whose value differs from the trail's. A hidden field (`__audit_exclude__`: a password hash) is held in
+  the trail as a keyed digest (trail.hidden_digest) and compared as one: a password hash swapped with SQL is a
+  difference, and neither value is ever printed. A hidden value an older version stored as "(hidden)" cannot be
+  compared: it is counted and said, not a difference;
 - a live row with no insert event;
 - a row the trail says was deleted that still exists;
 - a record the trail has (inserted, never deleted) that is missing from the database.
@@ -25,6 +28,7 @@ rows streamed in key order, all in one read-only snapshot. Memory holds the repl
 """
 from __future__ import annotations
 
+import hmac
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,12 +40,13 @@ from typing import Any
 from sqlalchemy import Numeric, inspect, select
 from sqlalchemy.orm import Session
 
+from mscbatch.audit import trail as audit_trail
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import Audited
 from mscbatch.core.audit_chain import canonical_value
 from mscbatch.database import Base, UTCDateTime, reading
 
-HIDDEN = "(hidden)"
+HIDDEN = audit_trail.HIDDEN  # how a hidden value is printed; also what versions before the keyed digest stored
 #: the actions the flush hook (and insert_audited) write for row changes; "state" is an update of `status`.
 #: Other actions (login, signature_refused, ...) are explicit facts about a record, not changes of its row.
 ROW_ACTIONS = ("insert", "update", "state", "delete")
@@ -82,6 +87,9 @@ class Difference:
 
     def __str__(self) -> str:
         where = f"{self.table} id {self.entity_id}"
+        if self.kind == VALUE and self.in_trail == HIDDEN and self.in_database == HIDDEN:
+            return (f"{where}, field {self.field}: the database holds another value than the audit trail records "
+                    "(a hidden value: neither is shown)")
         if self.kind == VALUE:
             return (f"{where}, field {self.field}: the audit trail says {_shown(self.in_trail)}, "
                     f"the database holds {_shown(self.in_database)}")
@@ -107,6 +115,8 @@ class Reconciliation:
     tables: int = 0
     listed: list[Difference] = field(default_factory=list)
     per_table: Counter[str] = field(default_factory=Counter)
+    #: hidden values the trail holds as "(hidden)" (written by a version before the keyed digest): not compared
+    uncompared: int = 0
 
     @property
     def ok(self) -> bool:
@@ -123,15 +133,21 @@ class Reconciliation:
 
     def lines(self) -> list[str]:
         if self.ok:
-            return [f"{self.rows} rows of {self.tables} tables match their audit trail."]
+            return [f"{self.rows} rows of {self.tables} tables match their audit trail{self._uncompared()}."]
         lines = [f"AUDIT TRAIL AND DATABASE DIFFER: {self.total} difference(s) in {len(self.per_table)} table(s) "
-                 f"({self.rows} rows of {self.tables} tables checked).",
+                 f"({self.rows} rows of {self.tables} tables checked{self._uncompared()}).",
                  *(f"  {difference}" for difference in self.listed)]
         if self.total > len(self.listed):
             lines.append(f"  ... and {self.total - len(self.listed)} more (the first {len(self.listed)} listed)")
         lines.append("Differences per table:")
         lines.extend(f"  {table}: {count}" for table, count in sorted(self.per_table.items()))
         return lines
+
+    def _uncompared(self) -> str:
+        if not self.uncompared:
+            return ""
+        return (f"; {self.uncompared} hidden value(s) cannot be compared: an older version wrote them into the trail "
+                'as "(hidden)", without their keyed digest')
 
 
 class _Record:
@@ -208,9 +224,11 @@ def same_value(in_trail: str | None, live: Any, kind: str = TEXT) -> bool:
     return False
 
 
-def compare_table(trail: Trail, shape: TableShape, rows: Iterable[Mapping[str, Any]], into: Reconciliation) -> None:
+def compare_table(trail: Trail, shape: TableShape, rows: Iterable[Mapping[str, Any]], into: Reconciliation,
+                  key: bytes | None = None) -> None:
     """Compare the live rows of one table (mappings of field name to value, as the ORM loads them) with what the
-    trail expects; then name the records the trail has and the table lacks."""
+    trail expects; then name the records the trail has and the table lacks. `key`: the audit key, which a hidden
+    field's digest needs (without it a hidden value cannot be compared)."""
     records = trail.get(shape.name, {})
     seen: set[str] = set()
     into.tables += 1
@@ -234,11 +252,17 @@ def compare_table(trail: Trail, shape: TableShape, rows: Iterable[Mapping[str, A
                 continue  # a column dropped since: nothing in the database to compare
             live = row[name]
             if name in shape.hidden:
-                if in_trail == HIDDEN or live is None and in_trail is None:
+                if live is None and in_trail is None:
                     continue
-                # the trail shows only whether it was set: never print the value itself
-                into.add(Difference(shape.name, entity_id, VALUE, name, in_trail,
-                                    None if live is None else HIDDEN))
+                if in_trail is None or live is None:  # set, or emptied: say which, never print the value itself
+                    into.add(Difference(shape.name, entity_id, VALUE, name, None if in_trail is None else HIDDEN,
+                                        None if live is None else HIDDEN))
+                    continue
+                if key is None or not in_trail.startswith(audit_trail.HIDDEN_PREFIX):
+                    into.uncompared += 1  # "(hidden)": an older version kept no digest to compare with
+                    continue
+                if not hmac.compare_digest(in_trail, audit_trail.hidden_digest(key, shape.name, name, live)):
+                    into.add(Difference(shape.name, entity_id, VALUE, name, HIDDEN, HIDDEN))
                 continue
             if in_trail == HIDDEN:
                 continue
@@ -250,14 +274,15 @@ def compare_table(trail: Trail, shape: TableShape, rows: Iterable[Mapping[str, A
 
 
 def reconcile(events: Iterable[Sequence[Any]], tables: Iterable[tuple[TableShape, Iterable[Mapping[str, Any]]]],
-              keep: int = LISTED) -> Reconciliation:
+              keep: int = LISTED, key: bytes | None = None) -> Reconciliation:
     """The whole comparison: `events` as for `replay` (all of them first, in sequence order), then each table's
-    shape and its live rows (read lazily: one table at a time is enough)."""
+    shape and its live rows (read lazily: one table at a time is enough). `key`: the audit key, for the hidden
+    fields' digests."""
     tables = list(tables)
     trail = replay(events, [shape.name for shape, _rows in tables])
     outcome = Reconciliation(keep=keep)
     for shape, rows in sorted(tables, key=lambda pair: pair[0].name):
-        compare_table(trail, shape, rows, outcome)
+        compare_table(trail, shape, rows, outcome, key)
         trail.pop(shape.name, None)  # done with it: free its records before the next table
     return outcome
 
@@ -312,6 +337,9 @@ def reconcile_database(session: Session, keep: int = LISTED) -> Reconciliation:
     no transaction open (a command's fresh session); it is ended here."""
     models = audited_models()
     shapes = [shape_of(model) for model in models]
+    key = session.info.get("audit_key")
+    if isinstance(key, str):
+        key = key.encode()
     if session.get_bind().dialect.name == "postgresql":
         # one snapshot for the events and every table: a record written meanwhile is not "without an event"
         session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
@@ -320,6 +348,6 @@ def reconcile_database(session: Session, keep: int = LISTED) -> Reconciliation:
             return reconcile(_stream_events(session, [shape.name for shape in shapes]),
                              ((shape, _stream_rows(session, model)) for shape, model in zip(shapes, models,
                                                                                            strict=True)),
-                             keep=keep)
+                             keep=keep, key=key or None)
     finally:
         session.rollback()

@@ -9,6 +9,7 @@ deleted, refused if locked, and audited like one passed to session.delete().
 """
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import cache
@@ -54,8 +55,29 @@ def _columns(obj: Any) -> list[str]:
     return [attr.key for attr in inspect(obj).mapper.column_attrs]
 
 
-def _shown(model: type[Audited], key: str, value: Any) -> str | None:
-    return "(hidden)" if key in model.__audit_exclude__ and value is not None else canonical_value(value)
+HIDDEN = "(hidden)"  # how a hidden value is shown (and how versions before the keyed digest stored it)
+HIDDEN_PREFIX = "hidden-value:"  # a hidden value as stored: this prefix and hidden_digest()'s hex
+
+
+def hidden_digest(key: bytes, table: str, field: str, value: Any) -> str:
+    """What the trail stores of a value it may not show (`__audit_exclude__`: a password hash, an API token's hash,
+    an attachment's bytes): an HMAC-SHA256 under the audit key, with a label of its own ("hidden-value|", so it is
+    never the MAC of an event, a chain head or a signature) and the table and field, over the value's canonical
+    text. It tells nothing of the value to whoever lacks the key, and `audit reconcile` compares the live value's
+    digest with it: a password hash swapped with SQL is found."""
+    message = f"hidden-value|{table}|{field}|{canonical_value(value)}"
+    return HIDDEN_PREFIX + hmac.digest(key, message.encode(), "sha256").hex()
+
+
+def is_hidden(value: str | None) -> bool:
+    """A stored hidden value: the keyed digest, or the "(hidden)" of an older version."""
+    return value is not None and (value == HIDDEN or value.startswith(HIDDEN_PREFIX))
+
+
+def _shown(key: bytes, model: type[Audited], field: str, value: Any) -> str | None:
+    if field in model.__audit_exclude__ and value is not None:
+        return hidden_digest(key, model.__tablename__, field, value)  # type: ignore[attr-defined]
+    return canonical_value(value)
 
 
 def _changed_fields(obj: Any) -> dict[str, tuple[Any, Any]]:
@@ -128,22 +150,26 @@ def _deleted_in_flush(flush_context: UOWTransaction) -> list[Any]:
 def _events_after_flush(session: Session, flush_context: UOWTransaction) -> None:
     rows: list[dict[str, Any]] = []
     reason = session.info.get("audit_reason")
+    key = None  # read only when an audited row changed (_key refuses a session without one)
     for obj in session.new:
         if isinstance(obj, Audited):
-            snapshot = {k: _shown(type(obj), k, getattr(obj, k)) for k in _columns(obj)}
+            key = key or _key(session)
+            snapshot = {k: _shown(key, type(obj), k, getattr(obj, k)) for k in _columns(obj)}
             rows.append(dict(action="insert", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                              field=None, old_value=None, new_value=canonical_json(snapshot), reason=reason))
     for obj in session.dirty:
         # an orphan is dirty (its parent was unset) and deleted in the same flush: its delete event says it all
         if isinstance(obj, Audited) and not flush_context.is_deleted(attributes.instance_state(obj)):
-            for key, (old, new) in _changed_fields(obj).items():
-                action = "state" if key == "status" else "update"
+            for name, (old, new) in _changed_fields(obj).items():
+                key = key or _key(session)
+                action = "state" if name == "status" else "update"
                 rows.append(dict(action=action, entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
-                                 field=key, old_value=_shown(type(obj), key, old),
-                                 new_value=_shown(type(obj), key, new),
+                                 field=name, old_value=_shown(key, type(obj), name, old),
+                                 new_value=_shown(key, type(obj), name, new),
                                  reason=reason))
     for obj in _deleted_in_flush(flush_context):
-        snapshot = {k: _shown(type(obj), k, getattr(obj, k)) for k in _columns(obj)}
+        key = key or _key(session)
+        snapshot = {k: _shown(key, type(obj), k, getattr(obj, k)) for k in _columns(obj)}
         rows.append(dict(action="delete", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                          field=None, old_value=canonical_json(snapshot), new_value=None, reason=reason))
     if rows:
@@ -234,17 +260,19 @@ def insert_audited(session: Session, model: type[Audited], values: Mapping[str, 
     about as much as the rest of the write. An insert has nothing for before_flush to refuse (no lock, no reason
     needed). The event is the hook's: the values given, as the object's attributes would hold them (not as the
     database returns them: Numeric(6, 2) gives back 62.50 for 62.5), the defaults and keys the insert made as
-    RETURNING gives them, excluded values hidden. `values` are keyed by column name."""
+    RETURNING gives them, excluded values as their keyed digest (hidden_digest). `values` are keyed by column name."""
     if not issubclass(model, Audited):
         raise AuditConfigurationError(f"{model.__name__} is not an audited model")
     mapper = inspect(model)
     table = mapper.local_table
     row = session.connection().execute(_insert_returning_row(table), dict(values)).one()
     stored = row._mapping
+    key = _key(session)
     snapshot = {}
     for attr in mapper.column_attrs:
         column = attr.columns[0]
-        snapshot[attr.key] = _shown(model, attr.key, values[column.key] if column.key in values else stored[column])
+        snapshot[attr.key] = _shown(key, model, attr.key,
+                                    values[column.key] if column.key in values else stored[column])
     append_events(session, [dict(action="insert", entity_type=table.name,
                                  entity_id="/".join(str(stored[column]) for column in mapper.primary_key),
                                  field=None, old_value=None, new_value=canonical_json(snapshot),

@@ -1,9 +1,12 @@
 """The read-only audit viewer, filtered by record, user and date. QA sees every value; the administrator sees
 every change, who made it and when, with the values a role of theirs may not read masked (patients' records and
-identity, donors' identity: mscbatch.interop.privacy, the rule the evidence bundle follows)."""
+identity, donors' identity: mscbatch.interop.privacy, the rule the evidence bundle follows). A hidden value (a
+password hash: `__audit_exclude__`, kept in the trail as a keyed digest) is shown to no one: "(hidden)"."""
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -11,6 +14,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.audit.trail import HIDDEN, HIDDEN_PREFIX, is_hidden
 from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
@@ -18,14 +22,47 @@ from mscbatch.interop.privacy import AuditMask
 
 bp = Blueprint("audit", __name__)
 PAGE_SIZE = 50
+DATE_FIELDS = (("from", "From"), ("to", "To"))
 
 
-def _date(name: str) -> date | None:
+def _date(name: str, label: str, errors: dict[str, str]) -> tuple[date | None, str]:
+    """The day typed in filter `name` (None when empty), and the text typed; a text that is no day is an error
+    named beside the field, never a filter silently dropped."""
     raw = request.args.get(name, "").strip()
+    if not raw:
+        return None, raw
     try:
-        return date.fromisoformat(raw) if raw else None
+        return date.fromisoformat(raw), raw
     except ValueError:
-        return None
+        errors[name] = f"{label}: not a date (YYYY-MM-DD)."
+        return None, raw
+
+
+@cache
+def _hidden_fields() -> dict[str, tuple[re.Pattern[str], frozenset[str]]]:
+    """Per audited table with hidden fields: a pattern of those fields' digests in a row snapshot, and the fields."""
+    from mscbatch.audit.reconcile import audited_models
+
+    found = {}
+    for model in audited_models():
+        fields = frozenset(model.__audit_exclude__)
+        if fields:
+            names = "|".join(re.escape(name) for name in sorted(fields))
+            found[model.__tablename__] = (re.compile(f'"({names})":"{re.escape(HIDDEN_PREFIX)}[0-9a-f]{{64}}"'),
+                                          fields)
+    return found
+
+
+def displayed(entity_type: str, field: str | None, value: str | None) -> str | None:
+    """An event's old or new value with each hidden value's digest shown as "(hidden)": a hidden field's value, or
+    the hidden fields of an insert or delete event's row snapshot."""
+    hidden = _hidden_fields().get(entity_type)
+    if value is None or hidden is None or HIDDEN_PREFIX not in value:
+        return value
+    pattern, fields = hidden
+    if field is not None:
+        return HIDDEN if field in fields and is_hidden(value) else value
+    return pattern.sub(lambda found: f'"{found.group(1)}":"{HIDDEN}"', value)
 
 
 @bp.route("/audit")
@@ -33,13 +70,18 @@ def _date(name: str) -> date | None:
 def events() -> Any:
     query = select(AuditEvent)
     filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor")}
+    errors: dict[str, str] = {}
+    (start, start_typed), (end, end_typed) = (_date(name, label, errors) for name, label in DATE_FIELDS)
+    if errors:  # a filter that cannot be applied: nothing listed, the field's error said beside it
+        return render_template("audit/events.html", events=[], masked=False, filters=filters, errors=errors,
+                               typed={"from": start_typed, "to": end_typed}, next_before=None, older={}), 422
     if filters["entity_type"]:
         query = query.where(AuditEvent.entity_type == filters["entity_type"])
     if filters["entity_id"]:
         query = query.where(AuditEvent.entity_id == filters["entity_id"])
     if filters["actor"]:
         query = query.where(AuditEvent.actor_name == filters["actor"].lower())
-    start, end = filter_day(_date("from")), filter_day(_date("to"))
+    start, end = filter_day(start), filter_day(end)
     if start:
         query = query.where(AuditEvent.occurred_at >= datetime.combine(start, time(), UTC))
     if end:
@@ -51,9 +93,14 @@ def events() -> Any:
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     mask = AuditMask.for_reader(current_user)
-    shown = [{"event": e, "old": mask.value(e.entity_type, e.field, e.old_value),
-              "new": mask.value(e.entity_type, e.field, e.new_value), "reason": mask.reason(e.entity_type, e.reason)}
+    shown = [{"event": e,
+              "old": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.old_value)),
+              "new": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.new_value)),
+              "reason": mask.reason(e.entity_type, e.reason)}
              for e in rows]
+    typed = {"from": start.isoformat() if start else "", "to": end.isoformat() if end else ""}
+    # the next page keeps every filter, the dates included
+    older = {**{name: value for name, value in filters.items() if value}, **{k: v for k, v in typed.items() if v}}
     return render_template("audit/events.html", events=shown, masked=mask.patient_records or bool(mask.identity_of),
-                           filters=filters, start=start, end=end,
+                           filters=filters, errors={}, typed=typed, older=older,
                            next_before=rows[-1].seq if more and rows else None)

@@ -8,13 +8,13 @@ from datetime import timedelta
 from functools import cache
 from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
-from mscbatch.auth.lockout import count_wrong_password, masked_name
+from mscbatch.auth.lockout import count_wrong_password, end_all_sessions, masked_name
 from mscbatch.auth.models import ROLE_LABELS, ROLES, ApiToken, AuthSession, User, UserRole, roles_beside_admin
 from mscbatch.auth.passwords import hash_password, password_problem, verify_password
 from mscbatch.database import utcnow
@@ -168,6 +168,9 @@ def unlock(session: Session, actor: object, user_id: int, reason: str) -> User:
             raise Conflict(f"{user.username} is not locked.")
         user.locked_out_at = None
         user.failed_logins = 0
+        # a session left open by the lockout (one an older version did not end) must not come back to life: whoever
+        # the account belongs to signs in again
+        _end_all_sessions(session, user.id, "account unlocked")
     return user
 
 
@@ -206,10 +209,8 @@ def refuse_wrong_password(session: Session, user: User, action: str, what: str, 
         account = session.get(User, user_id)
         if account is None:
             raise NotFound(f"No user with id {user_id}.")
+        locked = count_wrong_password(account, session)  # the lockout ends the account's sessions
         trail.record(session, action, "user_account", user_id)
-        locked = count_wrong_password(account)
-        if locked:
-            _end_all_sessions(session, user_id, "account locked")
     if locked:
         raise WrongPassword(f"{message} The account is now locked after too many wrong passwords and you are "
                             "signed out; ask an administrator to unlock it.", field=field, locked=True)
@@ -243,11 +244,11 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         raise AuthenticationFailed("This account is disabled. Ask an administrator.")
     if not verify_password(user.password_hash, password or ""):
         with use_case(session, None, "wrong password"):
+            # counted on the row read afresh under its lock: wrong passwords sent at once are each counted, and the
+            # lockout ends the account's open sessions
+            locked = count_wrong_password(user, session, policy.lockout_threshold)
             trail.record(session, "login_failed", "user_account", user.id, reason="wrong password")
-            user.failed_logins += 1
-            if user.failed_logins >= policy.lockout_threshold:
-                user.locked_out_at = utcnow()
-        if user.locked_out_at is not None:
+        if locked:
             raise AuthenticationFailed(f"Wrong password. The account is now locked after "
                                        f"{policy.lockout_threshold} failures; ask an administrator.")
         raise AuthenticationFailed(BAD_CREDENTIALS)
@@ -262,10 +263,23 @@ def authenticate(session: Session, username: str, password: str, policy: Session
             "used until another administrator removes one of them on the Users page.")
     token = secrets.token_urlsafe(32)
     with use_case(session, user):
-        if user.failed_logins:
-            user.failed_logins = 0
-        session.add(AuthSession(id=token_digest(token), user_id=user.id, remote_addr=remote_addr))
-        trail.record(session, "login", "user_account", user.id)
+        # read afresh under the row's lock: wrong passwords sent at the same moment may have locked the account
+        # since it was read above, and a right guess among them must not get in
+        user = session.scalar(select(User).where(User.id == user.id).with_for_update()
+                              .execution_options(populate_existing=True))
+        refused = "account locked" if user.locked_out_at is not None else \
+            "account disabled" if not user.is_enabled else None
+        if refused is None:
+            if user.failed_logins:
+                user.failed_logins = 0
+            session.add(AuthSession(id=token_digest(token), user_id=user.id, remote_addr=remote_addr))
+            trail.record(session, "login", "user_account", user.id)
+    if refused is not None:
+        with use_case(session, None):
+            trail.record(session, "login_refused", "user_account", user.id, reason=refused)
+        raise AuthenticationFailed("This account is locked after too many wrong passwords. Ask an administrator "
+                                   "to unlock it." if user.locked_out_at is not None else
+                                   "This account is disabled. Ask an administrator.")
     return user, token
 
 
@@ -302,14 +316,13 @@ def end_session(session: Session, token: str | None, reason: str = "logout") -> 
     row = session.get(AuthSession, token_digest(token))
     if row is None or row.ended_at is not None:
         return
-    with use_case(session, (row.user_id, "session")):
+    user = session.get(User, row.user_id)
+    with use_case(session, (row.user_id, user.username if user is not None else "session")):
         row.ended_at, row.end_reason = utcnow(), reason
         trail.record(session, reason, "user_account", row.user_id)
 
 
-def _end_all_sessions(session: Session, user_id: int, reason: str) -> None:
-    session.execute(update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.ended_at.is_(None))
-                    .values(ended_at=utcnow(), end_reason=reason))
+_end_all_sessions = end_all_sessions  # one body, in mscbatch.auth.lockout (the lockout ends sessions too)
 
 
 def _revoke_all_tokens(session: Session, user_id: int) -> None:

@@ -20,6 +20,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
+from mscbatch.auth.services import role_list
 from mscbatch.core.signing import content_hash, signature_mac
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, PermissionDenied
@@ -65,6 +66,13 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
         raise PermissionDenied(f"Only a user with the {required_role} role may sign '{meaning}'.")
     if signer.locked_out_at is not None or not signer.is_enabled:
         raise AuthenticationFailed("Signature refused: this account is locked or disabled. Ask an administrator.")
+    if not signer.is_active:  # an account not allowed to sign in may not sign either (the same rule, User.is_active)
+        beside = signer.roles_beside_admin
+        why = (f"it holds Administrator together with {role_list(beside)}, which is not allowed (EU GMP Annex 11 "
+               "§12); another administrator must remove one of them on the Users page") if beside else \
+            "it may not sign in"
+        raise PermissionDenied(f"Signature refused: the account {signer.username} is not active, as {why}. Nothing "
+                               "was signed.")
     if getattr(signer, "must_change_password", False):  # the administrator who chose the password could sign
         raise PermissionDenied("Signature refused: an administrator chose this account's password. Change it on My "
                                "account first; nothing was signed.")
@@ -75,8 +83,9 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
         gone = inspect(record).transient or own[1] in ("", "None")
         entity = (parent or (record.__tablename__, None)) if gone else own
         with use_case(session, signer, "wrong password at signature"):  # ... but the refusal is, and it counts
+            # counted on the account's row read afresh under its lock; the lockout ends the account's sessions
+            locked = count_wrong_password(signer, session)
             trail.record(session, "signature_refused", entity[0], entity[1], new=meaning)
-            locked = count_wrong_password(signer)
         if locked:
             raise AuthenticationFailed("Signature refused: wrong password. Nothing was signed. The account is now "
                                        "locked after too many wrong passwords; ask an administrator to unlock it.")

@@ -231,10 +231,10 @@ def test_a_deleted_row_back_in_the_database_and_a_row_deleted_without_an_event(a
                                       "row is still in the database")
 
 
-def test_values_emptied_or_set_are_named_and_hidden_fields_are_neither_compared_nor_printed(app, users):
-    """A name emptied, a revocation time set from nothing: differences like any other. A field the trail shows as
-    "(hidden)" (a password hash, an API token's hash) has no value in the trail to compare with: its change is not a
-    difference, and no hidden value is ever printed."""
+def test_values_emptied_or_set_are_named_and_hidden_fields_are_compared_but_never_printed(app, users):
+    """A name emptied, a revocation time set from nothing: differences like any other. A hidden field (a password
+    hash, an API token's hash) is kept in the trail as a keyed digest: a hash swapped with SQL (which would let its
+    author sign as QA) is a difference too, and neither value is ever printed."""
     from mscbatch.auth.models import ApiToken, User
     from mscbatch.auth.services import create_api_token
 
@@ -250,10 +250,11 @@ def test_values_emptied_or_set_are_named_and_hidden_fields_are_neither_compared_
               token=token_id)
     outcome = _reconcile(app)
     said = [str(d) for d in outcome.listed]
-    assert [(d.table, d.field) for d in outcome.listed] == [("api_token", "revoked_at"),
-                                                           ("user_account", "full_name")]
-    assert said[1].endswith('field full_name: the audit trail says "Qa", the database holds ""')
-    assert not any("attacker" in line for line in said)
+    assert sorted((d.table, d.field) for d in outcome.listed) == [
+        ("api_token", "revoked_at"), ("api_token", "token_hash"), ("user_account", "full_name"),
+        ("user_account", "password_hash")]
+    assert any(line.endswith('field full_name: the audit trail says "Qa", the database holds ""') for line in said)
+    assert not any("attacker" in line or "hidden-value" in line for line in said)
 
 
 # ---- what does not reconcile by design ----------------------------------------------------------------------

@@ -140,6 +140,23 @@ Criterion = Marker | Question | Limit | RequiredFact
 
 
 @dataclass(frozen=True)
+class WindowInUse:
+    """One sample window of a rule set as a person reads it: what it applies to, its days, its source and whether
+    the rule file marks it "to confirm" (DOMAIN.md: such a value is configurable and the UI says so)."""
+
+    applies_to: str
+    from_days: int
+    to_days: int
+    source: str
+    note: str = ""
+    to_confirm: bool = False
+
+    @property
+    def days(self) -> str:
+        return f"{self.from_days:+d}..{self.to_days:+d} days from the collection"
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """A loaded donor rule file; id, version and sha256 are stored with every decision judged by it."""
 
@@ -166,6 +183,22 @@ class RuleSet:
 
     def marker(self, marker_id: str) -> Marker | None:
         return next((m for m in self.markers if m.id == marker_id), None)
+
+    def windows(self) -> tuple[WindowInUse, ...]:
+        """Every sample window of the rule set: the default one, its extended one, each marker's own."""
+        base = self.sample_window
+        own = [m for m in self.markers if m.window is not None]
+        rows = [WindowInUse("every marker without its own window" if own else "every marker", base.from_days,
+                            base.to_days, base.source, base.note, base.to_confirm)]
+        if base.extended is not None:
+            ext = base.extended
+            opens = [*(["a negative 180-day retest"] if ext.accept_retest_180_days else []),
+                     *([f"a negative NAT panel ({', '.join(ext.nat_markers)})"] if ext.nat_markers else [])]
+            rows.append(WindowInUse(f"extended, once {' or '.join(opens) or 'recorded'}", ext.from_days, ext.to_days,
+                                    ext.source, ext.note))
+        rows += [WindowInUse(m.name, m.window.from_days, m.window.to_days, m.window.source, m.window.note,
+                             m.window.to_confirm) for m in own if m.window is not None]
+        return tuple(rows)
 
 
 def _key(where: str, key: str) -> str:

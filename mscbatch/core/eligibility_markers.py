@@ -12,6 +12,10 @@ Choices, each made so that a result can never count in the donor's favour by acc
   does not give "met" but "risk_assessment": QA must document why the positive is superseded.
 - Indeterminate -> "missing" (retest needed). Positive -> "failed", or "risk_assessment" where the rule set
   says so (EU Annex II 1.3 anti-HBc+ / HBsAg-; 1.4 reactive treponemal test).
+- A result that is not negative, on a sample dated AFTER the deciding negative (so outside the window: a late
+  retest, a 180-day retest), is never ignored: a positive counts as the rule's positive (excludes, or needs the
+  risk assessment); an indeterminate leaves the marker "missing" (retest needed) until a negative sampled after
+  it resolves it. The same holds for an optional marker with no sample in its window.
 - An optional marker (required = false) is judged only once a result is recorded.
 - The extended window of a rule set (EU Annex II 2.5-2.6: -30..+7 days for living donors) applies to markers
   without their own window when a negative 180-day retest is on record (results of every such required marker
@@ -118,6 +122,18 @@ def _listing(results: Sequence[MarkerResult], collection_date: date) -> str:
                      for r in sorted(results, key=lambda r: r.sample_date))
 
 
+def _dates(results: Sequence[MarkerResult]) -> str:
+    return ", ".join(sorted({r.sample_date.isoformat() for r in results}))
+
+
+def _unresolved_indeterminate(results: Sequence[MarkerResult], after: date | None) -> list[MarkerResult]:
+    """Indeterminate results sampled after `after` (any date if None) that no negative sampled later resolves."""
+    negatives = [r.sample_date for r in results if r.result == "negative"]
+    last_negative = max(negatives) if negatives else None
+    return [r for r in results if r.result == "indeterminate" and (after is None or r.sample_date > after)
+            and (last_negative is None or r.sample_date >= last_negative)]  # same day: the worst counts
+
+
 def _judge(marker: Marker, window: _Window, collection_date: date | None,
            results: Sequence[MarkerResult]) -> Reason | None:
     rid, src, name = marker.rule_id, marker.source, marker.name
@@ -133,13 +149,17 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
     positives = [r for r in results if r.result == "positive"]
     deciding = _deciding(results, collection_date, window)
     if deciding is None:
-        if not marker.required and not positives:
-            return None
+        open_indeterminate = _unresolved_indeterminate(results, None)
+        if not marker.required and not positives and not open_indeterminate:
+            return None  # an optional marker with only negative results outside its window: nothing to judge
         text = (f"{name}: no sample inside the window {window.from_days:+d}..{window.to_days:+d} days of the collection "
                 f"on {collection_date.isoformat()}; sample(s) {values['results']} are outside it and count as missing, "
                 "not negative.")
         if positives:
             text += " An out-of-window result is POSITIVE: review it."
+        elif open_indeterminate:
+            text += (f" An out-of-window result is INDETERMINATE ({_dates(open_indeterminate)}), not resolved by a "
+                     "later negative: retest needed.")
         return Reason(rid, text, src, "missing", values)
     values.update(sample_date=deciding.sample_date.isoformat(), result=deciding.result, method=deciding.method)
     when = f"sample {deciding.sample_date.isoformat()}, {_offset(deciding, collection_date):+d} days from collection"
@@ -151,6 +171,22 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
                       f"are required before any decision.{note}", src, "risk_assessment", values)
     if deciding.result == "indeterminate":
         return Reason(rid, f"{name} indeterminate ({when}): retest needed.", src, "missing", values)
+    later_positives = [r for r in positives if r.sample_date > deciding.sample_date]
+    if later_positives:  # outside the window, after the deciding negative: newer than it, never superseded by it
+        values["later_result"] = f"positive {_dates(later_positives)}"
+        text = (f"{name} negative ({when}), but a LATER sample is positive ({_dates(later_positives)}, outside the "
+                "window)")
+        if marker.on_positive == "ineligible":
+            return Reason(rid, f"{text}: excludes the donor.", src, "failed", values)
+        note = f" {marker.note}" if marker.note else ""
+        return Reason(rid, f"{text}: further investigation and a documented risk assessment are required before any "
+                      f"decision.{note}", src, "risk_assessment", values)
+    open_indeterminate = _unresolved_indeterminate(results, deciding.sample_date)
+    if open_indeterminate:
+        values["later_result"] = f"indeterminate {_dates(open_indeterminate)}"
+        return Reason(rid, f"{name} negative ({when}), but a LATER sample is indeterminate "
+                      f"({_dates(open_indeterminate)}, outside the window) and no negative sampled after it resolves "
+                      "it: retest needed; the earlier negative does not decide.", src, "missing", values)
     if positives:
         dates = ", ".join(r.sample_date.isoformat() for r in positives)
         return Reason(rid, f"{name} negative ({when}) but a positive result dated {dates} is on record: a documented "

@@ -14,6 +14,7 @@ from mscbatch.api.base import problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.eligibility_markers import RESULT_VALUES
 from mscbatch.donors import services
+from mscbatch.donors.decisions import is_risk_assessed
 from mscbatch.donors.models import DONOR_STATUSES, SOURCE_LABELS, Donor, ScreeningResult
 from mscbatch.donors.queries import can_see_identity, get_donor, list_donors, results_of, screening_of
 from mscbatch.extensions import db
@@ -106,6 +107,9 @@ class DecisionSchema(Schema):
     engine_status = fields.String(required=True)
     reasons = fields.List(fields.Nested(ReasonSchema), required=True)
     comment = fields.String()
+    risk_assessment = fields.String(allow_none=True, metadata={"description": (
+        "The documented risk assessment an approval was signed on (EU 2006/17/EC Annex II 1.3-1.4: the screening "
+        "awaited only risk assessments); null for any other decision")})
     ruleset_id = fields.String(required=True)
     ruleset_version = fields.String(required=True)
     ruleset_sha256 = fields.String(required=True)
@@ -113,6 +117,17 @@ class DecisionSchema(Schema):
     superseded_at = fields.DateTime(allow_none=True)
     superseded_reason = fields.String(allow_none=True)
     signatures = fields.List(fields.Nested(SignatureSchema), required=True)
+
+
+class SampleWindowSchema(Schema):
+    applies_to = fields.String(required=True, metadata={"description": "The markers the window applies to"})
+    from_days = fields.Integer(required=True, metadata={"description": "Days from the collection (negative: before)"})
+    to_days = fields.Integer(required=True)
+    source = fields.String(required=True)
+    note = fields.String(required=True)
+    to_confirm = fields.Boolean(required=True, metadata={"description": (
+        "The rule file marks this value 'to confirm' (e.g. the cord maternal window: US practice, to confirm for "
+        "EU protocols): it is configurable and must be confirmed for the protocol")})
 
 
 class EligibilitySchema(Schema):
@@ -128,6 +143,8 @@ class EligibilitySchema(Schema):
     current_decision = fields.Nested(DecisionSchema, allow_none=True)
     decisions = fields.List(fields.Nested(DecisionSchema), required=True)
     open_lookbacks = fields.Integer(required=True)
+    sample_windows = fields.List(fields.Nested(SampleWindowSchema), required=True, metadata={
+        "description": "The sample windows of the donor's rule set, with their source and whether they are to confirm"})
 
 
 def _donor(donor: Donor) -> dict[str, Any]:
@@ -177,7 +194,8 @@ def add_result(data: dict[str, Any], donor_id: int) -> ScreeningResult:
 def _decision(record: Any) -> dict[str, Any]:
     d = record.decision
     return {"id": d.id, "meaning": d.meaning, "engine_status": d.engine_status, "reasons": d.reasons,
-            "comment": d.comment, "ruleset_id": d.ruleset_id, "ruleset_version": d.ruleset_version,
+            "comment": d.comment, "risk_assessment": d.comment if is_risk_assessed(d) else None,
+            "ruleset_id": d.ruleset_id, "ruleset_version": d.ruleset_version,
             "ruleset_sha256": d.ruleset_sha256, "judged_at": d.judged_at, "superseded_at": d.superseded_at,
             "superseded_reason": d.superseded_reason, "signatures": record.signatures}
 
@@ -194,4 +212,5 @@ def eligibility(donor_id: int) -> Any:
     return {"donor_code": s.donor.code, "donor_status": s.donor.status, "status": e.status,
             "ruleset_id": e.ruleset_id, "ruleset_version": e.ruleset_version, "ruleset_sha256": e.ruleset_sha256,
             "reasons": e.reasons, "checklist": e.checklist, "current_decision": current, "decisions": history,
-            "open_lookbacks": sum(1 for lb in s.lookbacks if lb.closed_at is None)}
+            "open_lookbacks": sum(1 for lb in s.lookbacks if lb.closed_at is None),
+            "sample_windows": s.rule_set.windows()}

@@ -41,11 +41,33 @@ def reasons_json(evaluation: Decision) -> str:
                         "values": dict(r.values)} for r in evaluation.reasons], sort_keys=True)
 
 
+#: A documented risk assessment is written in the decision's comment; shorter than this it documents nothing.
+RISK_ASSESSMENT_MIN_CHARS = 40
+RISK_ASSESSMENT_FIELD = "comment"
+
+
+def only_risk_assessments(evaluation: Decision) -> bool:
+    """The screening is pending on documented risk assessments alone (EU 2006/17/EC Annex II 1.3 anti-HBc+ with
+    HBsAg-, 1.4 reactive treponemal test; a superseded positive): nothing missing, nothing failed."""
+    blocking = evaluation.blocking_reasons
+    return bool(blocking) and all(r.outcome == "risk_assessment" for r in blocking)
+
+
+def is_risk_assessed(decision: EligibilityDecision) -> bool:
+    """An approval signed on a screening that awaited a documented risk assessment (written in its comment)."""
+    return decision.meaning == APPROVED and decision.engine_status == "pending"
+
+
+def _assessed_rules(decision: EligibilityDecision) -> set[str]:
+    return {r["rule_id"] for r in decision.reasons if r.get("outcome") == "risk_assessment"}
+
+
 def decide(session: Session, signer: Any, donor_id: int, meaning: str, password: str,
            comment: str = "") -> EligibilityDecision:
-    """QA signs "Donor eligibility approved" (only when the engine says eligible) or "Donor ineligible"
-    (when the engine says ineligible, or with a written reason otherwise). The engine's verdict, every reason
-    and the rule set's id, version and SHA-256 are stored with the signed decision."""
+    """QA signs "Donor eligibility approved" (when the engine says eligible, or when it is pending on documented
+    risk assessments alone and the comment is that written risk assessment) or "Donor ineligible" (when the engine
+    says ineligible, or with a written reason otherwise). The engine's verdict, every reason and the rule set's
+    id, version and SHA-256 are stored with the signed decision; the signer never entered the screening."""
     if meaning not in MEANINGS:
         raise ValidationFailed(f"Choose the meaning of the signature: {APPROVED} or {INELIGIBLE}.", field="meaning")
     comment = (comment or "").strip()
@@ -63,7 +85,15 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
             raise PermissionDenied(f"You entered or changed screening data of donor {donor.code}: another QA person "
                                    "must sign its eligibility (segregation of duties).", field="password")
         evaluation = evaluate_donor(session, donor)
-        if meaning == APPROVED and evaluation.status != "eligible":
+        if meaning == APPROVED and evaluation.status == "pending" and only_risk_assessments(evaluation):
+            if len(comment) < RISK_ASSESSMENT_MIN_CHARS:
+                awaited = " ".join(r.text for r in evaluation.blocking_reasons)
+                raise ValidationFailed(
+                    "Approving this donor needs the documented risk assessment written in the comment (at least "
+                    f"{RISK_ASSESSMENT_MIN_CHARS} characters: the investigation done, its results and why the donor "
+                    f"is acceptable); it is signed and kept with the decision. Awaiting it: {awaited}",
+                    field=RISK_ASSESSMENT_FIELD)
+        elif meaning == APPROVED and evaluation.status != "eligible":
             blocking = " ".join(r.text for r in evaluation.blocking_reasons[:3])
             more = len(evaluation.blocking_reasons) - 3
             raise Conflict(f"Eligibility cannot be approved: the screening says {evaluation.status}. {blocking}"
@@ -119,7 +149,8 @@ def donor_gate(session: Session, donor_id: int, collected_on: date | None = None
     the planned collection; a lot collected on another day is judged again at its own day, since a sample outside
     its window counts as missing (a donation months after the samples is not covered by them).
 
-    "approved": QA's signed approval stands and the screening still says eligible -> a lot for clinical use.
+    "approved": QA's signed approval stands and the screening still says eligible, or still awaits only the risk
+    assessments that approval documented -> a lot for clinical use.
     "pending": no decision yet, or reopened -> a lot may start in QUARANTINE only (released once approved).
     An ineligible donor (signed by QA, or the screening says so now) raises Conflict: no lot at all.
     """
@@ -134,4 +165,7 @@ def donor_gate(session: Session, donor_id: int, collected_on: date | None = None
         raise Conflict(f"Donor {donor.code} is ineligible on its screening: {failed} No lot can be made from this donor.")
     if decision is not None and decision.meaning == APPROVED and evaluation.status == "eligible":
         return "approved"
+    if (decision is not None and is_risk_assessed(decision) and only_risk_assessments(evaluation)
+            and {r.rule_id for r in evaluation.blocking_reasons} <= _assessed_rules(decision)):
+        return "approved"  # QA approved on a documented risk assessment of exactly these reasons
     return "pending"

@@ -1,8 +1,10 @@
 """Demo donors for `make run`: one per situation a newcomer should see, entered through the services by the
 demo technician and signed by the demo QA (mscbatch.demo.DEMO_USERS).
 
-Two umbilical-cord donors: "CD" stays awaiting the QA signature (so QA can try signing), "GH" is approved by QA
-and gives the UC-MSC lot that the demo carries through release to the lupus patient's prescription (issue 6).
+Three umbilical-cord donors: "CD" stays awaiting the QA signature (so QA can try signing), "GH" is approved by QA
+and gives the UC-MSC lot that the demo carries through release to the lupus patient's prescription (issue 6), "RA"
+is anti-HBc positive with HBsAg negative (EU 2006/17/EC Annex II 1.3): it awaits QA's documented risk assessment,
+which QA writes in the comment when approving it.
 Idempotent: each donor is created only when missing (an instance seeded by an older demo gains the new one)."""
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ DEMO_PASSWORD = "mscbatch-demo"
 #: initials of the demo cord donors (how the later demo steps find them)
 PENDING_CORD_INITIALS = "CD"
 CHAIN_CORD_INITIALS = "GH"
+RISK_CORD_INITIALS = "RA"
 
 
 def demo_cord_donor(session: Session, initials: str) -> Donor | None:
@@ -53,6 +56,18 @@ def _approved_cord_donor(session: Session, tech: User, qa: User) -> Donor:
     return cord
 
 
+def _risk_assessment_cord_donor(session: Session, tech: User) -> Donor:
+    """A cord donor whose mother is anti-HBc positive, HBsAg negative: pending a documented risk assessment."""
+    today = site_today()
+    delivery = today - timedelta(days=2)
+    cord = services.register_donor(session, tech, services.DonorDetails(
+        tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials=RISK_CORD_INITIALS,
+        date_of_birth=date(1988, 6, 9), sex="female", consent_signed=True, consent_date=today - timedelta(days=40),
+        planned_collection_date=delivery))
+    _screen(session, tech, cord, delivery - timedelta(days=1), positives={"anti_hbc": "positive"})
+    return cord
+
+
 def seed_donors(session: Session) -> list[str]:
     existing = session.scalars(select(Donor).order_by(Donor.id)).all()
     tech = session.scalar(select(User).where(User.username == "tech"))
@@ -60,6 +75,9 @@ def seed_donors(session: Session) -> list[str]:
     if existing:
         if demo_cord_donor(session, CHAIN_CORD_INITIALS) is None and tech is not None and qa is not None:
             _approved_cord_donor(session, tech, qa)
+            existing = session.scalars(select(Donor).order_by(Donor.id)).all()
+        if demo_cord_donor(session, RISK_CORD_INITIALS) is None and tech is not None:
+            _risk_assessment_cord_donor(session, tech)
             existing = session.scalars(select(Donor).order_by(Donor.id)).all()
         return [f"  {d.code:<12} {d.tissue_source:<15} {d.status}" for d in existing]
     if tech is None or qa is None:
@@ -88,7 +106,10 @@ def seed_donors(session: Session) -> list[str]:
             yes={"xylocaine_allergy": "Urticaria after lidocaine at the dentist, 2019"})
     decisions.decide(session, qa, marrow.id, INELIGIBLE, DEMO_PASSWORD)
     chain = _approved_cord_donor(session, tech, qa)
+    risk = _risk_assessment_cord_donor(session, tech)
     return [f"  {adipose.code}  adipose tissue, approved by QA (Quentin QA)",
             f"  {cord.code}  umbilical cord, screening complete, awaiting the QA signature",
             f"  {marrow.code}  bone marrow (sibling of SSC-BM-007), ineligible: Xylocaine allergy",
-            f"  {chain.code}  umbilical cord, approved by QA (Quentin QA): gives the UC-MSC lot for the lupus patient"]
+            f"  {chain.code}  umbilical cord, approved by QA (Quentin QA): gives the UC-MSC lot for the lupus patient",
+            f"  {risk.code}  umbilical cord, anti-HBc positive / HBsAg negative: awaits QA's documented risk "
+            "assessment (write it in the comment to approve)"]

@@ -99,7 +99,8 @@ def questionnaire_form(rule_set: RuleSet, data: dict[str, Any] | None = None) ->
 class DecisionForm(FlaskForm):
     meaning = RadioField("Meaning of your signature", choices=choices((m, m) for m in MEANINGS),
                          validators=[InputRequired("Choose the meaning of your signature.")])
-    comment = TextAreaField("Comment (required to sign 'Donor ineligible' against the checklist)",
+    comment = TextAreaField("Comment (required to sign 'Donor ineligible' against the checklist; to approve a "
+                            "donor awaiting a risk assessment: the documented risk assessment)",
                             validators=[Length(max=2000)])
     password = PasswordField("Your password (electronic signature)",
                              validators=[DataRequired("Re-enter your password to sign.")],

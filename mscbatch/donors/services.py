@@ -32,7 +32,8 @@ from mscbatch.donors.models import (
     ScreeningResult,
 )
 from mscbatch.donors.queries import answers_of, current_decision, lock_donor, rule_set_of, rule_sets
-from mscbatch.errors import NotFound, PermissionDenied, RecordLocked, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, RecordLocked, ValidationFailed
+from mscbatch.lots.models import Lot
 from mscbatch.site import site_today
 
 ENTRY_ROLE = "technician"
@@ -85,6 +86,11 @@ def _clean(details: DonorDetails) -> dict[str, Any]:
             raise ValidationFailed("Give the relationship to the intended recipient.", field="relationship")
         if not recipient:
             raise ValidationFailed("Give the intended recipient's trial patient code.", field="recipient_code")
+        from mscbatch.patients.services import CODE_PATTERN  # the codes patients are registered under
+
+        if not CODE_PATTERN.match(recipient):  # judged as stored (capitalised: "\ufb03" becomes "FFI")
+            raise ValidationFailed("Intended recipient: a trial patient code, 3-40 capital letters, digits and dashes "
+                                   f"(e.g. SSC-BM-007); {recipient[:45]!r} is not one.", field="recipient_code")
     elif relationship or recipient:
         raise ValidationFailed("An unrelated donor has no relationship or intended recipient.", field="relationship")
     if details.sex is not None and details.sex not in SEX_LABELS:
@@ -150,6 +156,29 @@ def _refuse_if_locked(session: Session, donor: Donor, what: str) -> None:
                            "an approval for QA), or ask QA to reopen the screening.")
 
 
+#: the donor's details that say who may receive its bags (a familial donor's bags are for one recipient only)
+DIRECTING_FIELDS = {"donor_type": "donor type", "relationship": "relationship", "recipient_code": "intended recipient"}
+
+
+def _refuse_recipient_change_after_lots(session: Session, donor: Donor, values: Mapping[str, Any]) -> None:
+    """Once a lot exists from the donor, its bags are labelled and allocated for the recipient recorded now (a bag's
+    intended recipient is read from its donor): donor type, relationship and recipient can no longer change, even
+    after a new result or QA reopened the screening (DOMAIN.md section 2: for use by the intended recipient only)."""
+    changed = [key for key in DIRECTING_FIELDS if values[key] != getattr(donor, key)]
+    if not changed:
+        return
+    lots = list(session.scalars(select(Lot.lot_number).where(Lot.donor_id == donor.id).order_by(Lot.id).limit(4)))
+    if not lots:
+        return
+    directed = (f"directed to {donor.recipient_code} only" if donor.donor_type == "familial" and donor.recipient_code
+                else "not directed to one recipient (unrelated donor)")
+    shown = ", ".join(lots[:3]) + (" and more" if len(lots) > 3 else "")
+    field = changed[0]
+    raise Conflict(f"The {DIRECTING_FIELDS[field]} of donor {donor.code} cannot change: a lot has been made from this "
+                   f"donor ({shown}); its bags are {directed}. Register a new donor for another recipient.",
+                   field=field)
+
+
 def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDetails, reason: str) -> Donor:
     """Correct the donor's recorded details (reason required; refused once QA has signed)."""
     _require_entry_role(actor)
@@ -162,6 +191,7 @@ def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDeta
         if values["rule_set_id"] != donor.rule_set_id:
             raise ValidationFailed("The rule set cannot change after registration; register a new donor.",
                                    field="rule_set_id")
+        _refuse_recipient_change_after_lots(session, donor, values)
         changed = False
         for key, value in values.items():
             if getattr(donor, key) != value:
@@ -236,6 +266,14 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
     return row
 
 
+def _yes_needs_detail(question: Any) -> str:
+    """What a "yes" means for this question, and that its detail is needed (donor_rules.Question.excludes)."""
+    if question.excludes:
+        return "A 'yes' answer excludes the donor: write what it is."
+    consequence = (question.note or "it decides which tests are required.").rstrip(".")
+    return f"A 'yes' here does not exclude the donor ({consequence}): write the detail (what, where, who)."
+
+
 def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: Mapping[str, tuple[str, str]],
                          reason: str | None = None) -> int:
     """Record the exclusion questionnaire: question id -> (yes | no | unknown, detail). A "yes" needs its
@@ -243,7 +281,7 @@ def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: M
     _require_entry_role(actor)
     with use_case(session, actor, reason):
         donor = lock_donor(session, donor_id)
-        questions = {q.id for q in rule_set_of(donor).questions}
+        questions = {q.id: q for q in rule_set_of(donor).questions}
         errors: dict[str, list[str]] = {}
         for question_id, (answer, detail) in answers.items():
             if question_id not in questions:
@@ -251,7 +289,7 @@ def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: M
             elif answer not in ANSWERS:
                 errors[f"q_{question_id}"] = ["Answer yes, no or unknown."]
             elif answer == "yes" and not (detail or "").strip():
-                errors[f"d_{question_id}"] = ["A 'yes' answer excludes the donor: write what it is."]
+                errors[f"d_{question_id}"] = [_yes_needs_detail(questions[question_id])]
         if errors:
             raise ValidationFailed("Some answers need attention; see the marked questions.", errors=errors)
         existing = answers_of(session, donor.id)

@@ -35,8 +35,15 @@ class LotSchema(Schema):
     product_name = fields.String(required=True)
     product_class = fields.String(required=True)
     donor_id = fields.Integer(required=True)
-    donor_gate = fields.String(required=True, metadata={"description": "approved | pending, when the lot started"})
-    eligibility_pending = fields.Boolean(required=True)
+    donor_gate = fields.String(required=True, attribute="gate_now", validate=validate.OneOf(
+        ["approved", "pending", "ineligible"]), metadata={"description": (
+            "The donor gate NOW, judged at the lot's collection day: approved | pending (no QA approval in force, "
+            "e.g. reopened by new information) | ineligible. Follows the donor after the lot started.")})
+    donor_gate_at_start = fields.String(required=True, attribute="donor_gate", validate=validate.OneOf(
+        ["approved", "pending"]), metadata={"description": "approved | pending: what the donor gate said when the lot "
+                                                            "was started (kept for the record; not the gate now)"})
+    eligibility_pending = fields.Boolean(required=True, metadata={"description": (
+        "True while the donor gate now is not approved (pending or ineligible): the lot cannot be released")})
     status = fields.String(required=True, validate=validate.OneOf(LOT_STATUSES))
     collection_at = fields.AwareDateTime(required=True)
     collection_site = fields.String(required=True)

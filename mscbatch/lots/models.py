@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from mscbatch.audit.trail import Audited, Lockable
 from mscbatch.database import Base, utcnow
@@ -31,7 +31,8 @@ PENDING_FLAG = "Donor eligibility pending: release impossible until QA approves 
 
 
 class Lot(Audited, Lockable, Base):
-    """One lot from one donor's collection. `donor_gate` is what the donor gate said when it was started."""
+    """One lot from one donor's collection. `donor_gate` is what the donor gate said when it was started;
+    `gate_now` and `eligibility_pending` follow the donor's gate as it is now."""
 
     __tablename__ = "lot"
     __audit_reason_exempt__ = frozenset({"status", "status_changed_at", "status_changed_by_id"})
@@ -43,7 +44,7 @@ class Lot(Audited, Lockable, Base):
     product_name: Mapped[str] = mapped_column(String(120))
     product_class: Mapped[str] = mapped_column(String(20))
     donor_id: Mapped[int] = mapped_column(ForeignKey("donor.id"))
-    donor_gate: Mapped[str] = mapped_column(String(20))  # approved | pending, at creation
+    donor_gate: Mapped[str] = mapped_column(String(20))  # approved | pending, when the lot started (not now)
     status: Mapped[str] = mapped_column(String(20), default="in_process")
     collection_at: Mapped[datetime]
     collection_site: Mapped[str] = mapped_column(String(120))
@@ -71,8 +72,24 @@ class Lot(Audited, Lockable, Base):
                       Index("ix_lot_donor_id", "donor_id", "id"), Index("ix_lot_collection_at", "collection_at"))
 
     @property
+    def gate_now(self) -> str:
+        """The donor gate NOW ("approved", "pending" or "ineligible"), judged at the lot's collection day: it follows
+        QA's later approval, a reopening by new information and a later result. `donor_gate` stays what the gate
+        said when the lot was started (kept for the record)."""
+        known = self.__dict__.get("known_gate_now")  # set for a list by lots.queries.known_gates
+        if known is not None:
+            return known
+        session = object_session(self)
+        if session is None or self.donor_id is None:
+            return self.donor_gate
+        from mscbatch.lots.services import current_gate  # the services import this module
+
+        return current_gate(session, self)
+
+    @property
     def eligibility_pending(self) -> bool:
-        return self.donor_gate == "pending"
+        """Release is impossible now for the donor's sake: its eligibility is not (or no longer) approved."""
+        return self.gate_now != "approved"
 
     def signed_content(self) -> dict[str, object]:
         """What a release signature (issue 5) vouches for: identity, origin and the harvest."""

@@ -168,7 +168,40 @@ def list_lots(session: Session, filters: LotFilters, *, before: int | None = Non
     rows = [(lot, code) for lot, code in session.execute(query.order_by(Lot.id.desc()).limit(per_page + 1))]
     more = len(rows) > per_page
     rows = rows[:per_page]
+    known_gates(session, [lot for lot, _code in rows])
     return LotPage(rows, rows[-1][0].id if more and rows else None)
+
+
+def known_gates(session: Session, lots: list[Lot]) -> None:
+    """Give each lot of a list its donor gate now (Lot.gate_now) without judging every donor again (about 2 ms a
+    lot): a lot started with the gate "approved", from a donor still approved under the very decision in force
+    when the lot was created, judged by the same rule file, has the gate it had. Under a signed decision the
+    donor's results and answers are locked, and a new result or a reopening supersedes the decision. Every other
+    lot (started pending, donor not approved, a later decision, a changed rule file) is judged in full."""
+    from mscbatch.donors.models import APPROVED, EligibilityDecision
+    from mscbatch.donors.queries import rule_sets
+
+    unchanged = [lot for lot in lots if lot.donor_gate == "approved"]
+    if not unchanged:
+        return
+    in_force: dict[int, Any] = {}
+    for row in session.execute(
+            select(EligibilityDecision.id, EligibilityDecision.donor_id, EligibilityDecision.meaning,
+                   EligibilityDecision.judged_at, EligibilityDecision.ruleset_id, EligibilityDecision.ruleset_sha256,
+                   Donor.status, Donor.rule_set_id)
+            .join(Donor, Donor.id == EligibilityDecision.donor_id)
+            .where(EligibilityDecision.donor_id.in_({lot.donor_id for lot in unchanged}),
+                   EligibilityDecision.superseded_at.is_(None))):
+        if row.donor_id not in in_force or row.id > in_force[row.donor_id].id:  # current_decision: the newest
+            in_force[row.donor_id] = row
+    rules = rule_sets()
+    for lot in unchanged:
+        decision = in_force.get(lot.donor_id)
+        rule_file = rules.get(decision.rule_set_id) if decision is not None else None
+        if (decision is not None and decision.meaning == APPROVED and decision.status == "approved"
+                and decision.judged_at <= lot.created_at and rule_file is not None
+                and (decision.ruleset_id, decision.ruleset_sha256) == (rule_file.id, rule_file.sha256)):
+            lot.known_gate_now = "approved"
 
 
 def location_path(session: Session, location: StorageLocation | None) -> list[StorageLocation]:

@@ -101,6 +101,15 @@ def _demo_release(session: Session) -> list[str]:
 DEMO_STEPS.append(("Demo release testing and QA release (issue 5)", _demo_release))
 
 
+def _demo_labels(session: Session) -> list[str]:
+    from mscbatch.labelling.demo import seed_labels
+
+    return seed_labels(session)
+
+
+DEMO_STEPS.append(("Demo bag labels of the released lots (issue 7)", _demo_labels))
+
+
 def _demo_patients(session: Session) -> list[str]:
     from mscbatch.patients.demo import seed_patients
 

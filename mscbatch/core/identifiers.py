@@ -152,13 +152,16 @@ def parse_din(text: str) -> Din:
     expected = mod_37_2.calc_check_digit(din13)
     if len(din) == DIN_LENGTH + 1:
         given = din[DIN_LENGTH]
+        # The expected K is never said: told it, a person who mistyped a digit of the DIN would type that K and
+        # name another bag, the very slip K exists to catch (ISBT 128 keyboard entry check).
         if given not in MOD_37_2_ALPHABET:
             raise IdentifierError(
-                f"check character {given!r} is not possible (K is 0-9, A-Z or *); expected {expected}")
+                f"check character {given!r} is not possible (K is 0-9, A-Z or *): scan the label's code or type the "
+                "DIN and K again from the label")
         if given != expected:
             raise IdentifierError(
-                f"wrong check character for DIN {din13}: expected {expected}, got {given} "
-                "(a character of the DIN or K was mistyped)")
+                f"the check character {given} does not match DIN {din13}: a character of the DIN or K was "
+                "mistyped. Scan the label's code or type both again from the label")
     return Din(fin=din13[:5], year=int(din13[5:7]), sequence=int(din13[7:]), text=din13,
                check_character=expected)
 

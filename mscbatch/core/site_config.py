@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mscbatch.core.configfiles import ConfigError, load_rule_file, require
 from mscbatch.core.culture import CultureLimits
-from mscbatch.core.identifiers import DEMO_FIN, IdentifierError, ProductCode, make_product_code, validate_fin
+from mscbatch.core.identifiers import (
+    AUTOLOGOUS_COLLECTION_TYPES,
+    DEMO_FIN,
+    IdentifierError,
+    ProductCode,
+    make_product_code,
+    validate_fin,
+)
 
 PRODUCT_CLASSES: dict[str, str] = {
     "MSC(M)": "bone_marrow", "MSC(AT)": "adipose_tissue", "MSC(WJ)": "umbilical_cord", "MSC(CB)": "cord_blood",
@@ -136,11 +143,23 @@ def load_site_config(path: Path) -> SiteConfig:
     lot_format, lot_regex = _lot_number_rule(lot, path)
     storage = require(data, "storage", dict, path, "")
     _only(storage, {"temperature"}, path, "storage")
+    facility_name = require(data, "facility_name", str, path, "")
+    _check_printable(facility_name, "processing_facility", path, "facility_name")
     return SiteConfig(
         path=path, id=rule.id, version=rule.version, sha256=rule.sha256, demo=demo,
-        facility_name=require(data, "facility_name", str, path, ""), fin=fin, timezone=timezone,
+        facility_name=facility_name, fin=fin, timezone=timezone,
         lot_number_format=lot_format, lot_number_regex=lot_regex,
         storage_temperature_max_c=_temperature(storage, "temperature", path, "storage"))
+
+
+def _check_printable(text: str, label_field: str, path: Path, key: str) -> None:
+    """A text every bag label prints: refused when the label could not print it (mscbatch.labels.field_problem,
+    the renderer's own rule), at load time rather than at the first print."""
+    from mscbatch.labels import field_problem
+
+    problem = field_problem(label_field, text.strip())
+    if problem:
+        raise ConfigError(path, key, f"{text.strip()[:60]!r} {problem} (every bag label prints it)")
 
 
 def load_products(path: Path) -> ProductCatalogue:
@@ -189,6 +208,11 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
     except IdentifierError as exc:
         key = "collection_type" if "collection type" in str(exc) else "product_description_code"
         raise ConfigError(path, f"{where}.{key}", str(exc)) from exc
+    if collection_type in AUTOLOGOUS_COLLECTION_TYPES:
+        raise ConfigError(path, f"{where}.collection_type", f"{collection_type!r} means for autologous use only, and "
+                          "autologous products are not modelled: their label would have to print \"FOR AUTOLOGOUS "
+                          "USE ONLY\" and the patient (21 CFR 1271.90(c)(1)), and only that patient may receive "
+                          "them; use V or 7 (allogeneic) or 2 (directed, for use by intended recipient only)")
     shelf = require(entry, "shelf_life", dict, path, where)
     _only(shelf, {"value", "unit", "from"}, path, f"{where}.shelf_life")
     shelf_from = require(shelf, "from", str, path, f"{where}.shelf_life")

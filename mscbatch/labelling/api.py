@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
+from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
@@ -12,6 +13,7 @@ from mscbatch.auth.access import authenticated
 from mscbatch.errors import NotFound, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.labelling.services import verify_label
+from mscbatch.patients.api import READERS as PATIENT_READERS
 
 bp = Blueprint("labels_api", __name__, url_prefix="/api/v1/labels", description="Bag labels: scan verification")
 
@@ -33,7 +35,10 @@ class LabelVerificationSchema(Schema):
     division_text = fields.String()
     lot_number = fields.String()
     lot_status = fields.String()
-    release_flag = fields.String(allow_none=True, metadata={"description": "Conditional / exceptional release"})
+    release_flag = fields.String(allow_none=True, metadata={
+        "description": "Conditional / exceptional release. An exceptional release names its one patient only to "
+                       "the roles that read patients (clinician, nurse, QA); others read \"EXCEPTIONAL RELEASE: for "
+                       "one named patient only\""})
     bag_status = fields.String(metadata={"description": "Effective status (lot disposition, hold, custody)"})
     expires_at = fields.DateTime(metadata={"description": "UTC"})
     expires_local = fields.String(metadata={"description": "Local time at the site"})
@@ -53,7 +58,8 @@ class LabelVerificationSchema(Schema):
 @authenticated
 def verify(args: dict[str, Any]) -> Any:
     """Verify a scanned label code: a forged or altered code is refused (422) with the reason."""
-    result = verify_label(db.session, args["token"], current_app.config["LABEL_KEY"])
+    result = verify_label(db.session, args["token"], current_app.config["LABEL_KEY"],
+                          sees_patients=current_user.has_role(*PATIENT_READERS))
     if not result.valid:
         if result.problem and result.problem.startswith("no bag"):
             raise NotFound(f"Label code refused: {result.problem}.")

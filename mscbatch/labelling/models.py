@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mscbatch.audit.trail import Audited
@@ -38,7 +38,12 @@ class LabelPrint(Audited, Base):
 
 
 class LabelPrintItem(Audited, Base):
-    """One bag of a print job."""
+    """One bag of a print job, with the release state of its lot at print time: `lot_status` (quarantine,
+    released, conditional_release) and `released`, true when the label printed is the released one (the lot
+    released, conditionally or exceptionally, and the label carrying that state: its CONDITIONAL or EXCEPTIONAL
+    RELEASE marker, an exceptional release's patient). A bag leaves the unit only with its released label
+    (labelling.services.dispatch_label_problem). Items printed before migration 0014 have lot_status NULL and
+    released false: their release state was not recorded, so they do not count as the released label."""
 
     __tablename__ = "label_print_item"
     __append_only__ = True
@@ -47,5 +52,7 @@ class LabelPrintItem(Audited, Base):
     print_id: Mapped[int] = mapped_column(ForeignKey("label_print.id"), index=True)
     bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"))
     reprint: Mapped[bool] = mapped_column(default=False)
+    lot_status: Mapped[str | None] = mapped_column(String(30), default=None)
+    released: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __table_args__ = (Index("ix_label_print_item_bag", "bag_id"),)

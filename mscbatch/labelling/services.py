@@ -5,8 +5,10 @@ its lot, the product and site configuration, the donor's intended recipient (dir
 lot's release state, and records every print (LabelPrint: who, when, which bags, which layout, reprint and
 why). Labels are printed only for bags of a lot in quarantine, released or conditionally released, and only for
 a bag the verification page would not call unusable (expired, donor reopened, late OOS, past its post-thaw
-limit, returned: the same rules, `_not_usable`); a bag printed before is a reprint, which needs a reason and is
-marked "REPRINT".
+limit, returned: the same rules, `_not_usable`) and in the unit (custody.services.STATELESS_FROM["labelled"]:
+never a bag on the ward); a bag printed before is a reprint, which needs a reason and is marked "REPRINT". Each
+print item records the lot's release state at print time, so that custody dispatch can refuse a bag whose latest
+label is not its released one (dispatch_label_problem).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -25,12 +27,12 @@ from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_
 from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
-from mscbatch.database import utcnow
+from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.labelling.models import PRINT_FORMATS, LabelPrint, LabelPrintItem
 from mscbatch.labels import LabelData, LabelError
-from mscbatch.labels.layout import LabelLayout, load_layout
+from mscbatch.labels.layout import BAG_LAYOUT, LabelLayout, load_layout
 from mscbatch.labels.render import render_labels, render_sheet
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bags_of, get_lot, product_of
@@ -39,7 +41,6 @@ from mscbatch.site import site_config
 
 PRINTABLE_LOT_STATES = ("quarantine", "released", "conditional_release")
 NOT_PRINTABLE_BAG_STATES = ("infused", "discarded")
-BAG_LAYOUT = "bag_100x100"
 BIOHAZARD = "BIOHAZARD"
 
 PRINTERS = ("technician", "qa")  # who prints and reprints bag labels (the pages and this service)
@@ -47,13 +48,13 @@ PRINTERS = ("technician", "qa")  # who prints and reprints bag labels (the pages
 
 # ---- what a label prints ---------------------------------------------------------------------------------
 
-def release_marker(session: Session, lot: Lot) -> str | None:
+def release_marker(session: Session, lot: Lot, state: Any = None) -> str | None:
     """The short marker printed in the inverse box: quarantine, conditional or exceptional release."""
     from mscbatch.release.queries import release_state
 
     if lot.status == "quarantine":
         return "QUARANTINE not for clinical use"
-    state = release_state(session, lot)
+    state = state or release_state(session, lot)
     if state.exceptional:
         return "EXCEPTIONAL RELEASE"
     if state.conditional:
@@ -61,18 +62,38 @@ def release_marker(session: Session, lot: Lot) -> str | None:
     return None
 
 
-def intended_recipient(session: Session, lot: Lot, bag: Bag | None = None) -> str | None:
-    """The recipient printed on a directed product: the trial patient code of the donor's intended recipient,
-    with the patient's initials and date of birth when the patient is registered. A bag is directed when the
-    product code frozen on it says so (the configuration may change later; the bag does not)."""
+def intended_recipient(session: Session, lot: Lot, bag: Bag | None = None, state: Any = None) -> str | None:
+    """The recipient printed (under "For use by intended recipient only") on a bag that is one patient's alone:
+
+    - a directed product: the trial patient code of the donor's intended recipient. A bag is directed when the
+      product code frozen on it says so (the configuration may change later; the bag does not);
+    - an exceptionally released lot (an OOS batch released for one named patient, EU GMP Part IV 11.5): that
+      patient's code (release_state(...).patient_code), which the bedside check holds the bag to.
+
+    With the patient's initials and date of birth when the patient is registered. A directed lot exceptionally
+    released for another patient than its donor's recipient is refused: a label names one recipient."""
+    from mscbatch.release.queries import release_state
+
     directed = parse_product_code(bag.product_code).is_directed if bag is not None else product_of(lot).is_directed
-    if not directed:
-        return None
-    donor = session.get(Donor, lot.donor_id)
-    code = (donor.recipient_code or "").strip() if donor else ""
+    code = ""
+    if directed:
+        donor = session.get(Donor, lot.donor_id)
+        code = (donor.recipient_code or "").strip() if donor else ""
+        if not code:
+            raise Conflict(f"Lot {lot.lot_number} is a directed product but its donor names no intended recipient: "
+                           "record the recipient on the donor before printing labels.")
+    state = state or release_state(session, lot)
+    if state.exceptional:
+        named = (state.patient_code or "").strip()
+        if not named:
+            raise Conflict(f"Lot {lot.lot_number} was exceptionally released but its release names no patient: "
+                           "no label is printed. Ask QA to review the exceptional release.")
+        if code and code.upper() != named.upper():
+            raise Conflict(f"Lot {lot.lot_number} is a directed product for {code} but was exceptionally released "
+                           f"for patient {named}: a label names one recipient, so none is printed. Ask QA.")
+        code = code or named
     if not code:
-        raise Conflict(f"Lot {lot.lot_number} is a directed product but its donor names no intended recipient: "
-                       "record the recipient on the donor before printing labels.")
+        return None
     from mscbatch.patients.queries import patient_by_code
 
     patient = patient_by_code(session, code)
@@ -82,8 +103,12 @@ def intended_recipient(session: Session, lot: Lot, bag: Bag | None = None) -> st
 
 
 def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: bytes | str,
-               reprint: bool = False) -> LabelData:
-    """Map a bag to everything its label prints (no patient data in the QR: only DIN + K and a signature)."""
+               reprint: bool = False, state: Any = None) -> LabelData:
+    """Map a bag to everything its label prints (no patient data in the QR: only DIN + K and a signature).
+    `state`: the lot's release_state, read once per print (the marker, the recipient and the print record agree)."""
+    from mscbatch.release.queries import release_state
+
+    state = state or release_state(session, lot)
     product = product_of(lot)
     trial = (product.trial or "").strip()
     if not trial:  # the loader refuses a product without one; a label never says "clinical trial" without its id
@@ -101,8 +126,9 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
         total_cells=int(bag.total_cells), cells_per_ml=Decimal(bag.cells_per_ml),
         dmso_percent=Decimal(bag.dmso_percent), storage_temperature=f"{limit:f} \u00b0C or colder",
         expiry=bag.expires_at, timezone_name=site.timezone, trial_id=trial,
-        token_url=make_token_url(base_url, din.typed, key), intended_recipient=intended_recipient(session, lot, bag),
-        warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot),
+        token_url=make_token_url(base_url, din.typed, key),
+        intended_recipient=intended_recipient(session, lot, bag, state),
+        warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot, state),
         cell_basis=lot.cell_basis or "viable")
 
 
@@ -160,23 +186,50 @@ def printed_before(session: Session, bag_ids: Sequence[int]) -> set[int]:
     return set(session.scalars(select(LabelPrintItem.bag_id).where(LabelPrintItem.bag_id.in_(list(bag_ids)))))
 
 
+def labelled_from() -> tuple[str, ...]:
+    """The bag states in which a label may be printed: in the unit (custody.services.STATELESS_FROM["labelled"],
+    the rule custody's own "labelled" event follows). Imported here: custody imports this module."""
+    from mscbatch.custody.services import STATELESS_FROM
+
+    return STATELESS_FROM["labelled"]
+
+
 def _selected_bags(session: Session, lot: Lot, bag_id: int | None) -> list[Bag]:
+    """The bags to print, each locked and read afresh, in id order (two prints of one bag run one after the
+    other: the second sees the first's print record, so it is a reprint, never a second original). One bag
+    (bag_id) is refused when it is not in the unit, infused, discarded or on hold; a whole lot leaves out the
+    bags no longer in the unit (on the ward, infused, discarded)."""
     if bag_id is not None:
         bag = session.get(Bag, bag_id)
         if bag is None or bag.lot_id != lot.id:
             raise NotFound(f"Lot {lot.lot_number} has no bag with id {bag_id}.")
-        chosen = [bag]
+        ids = [bag.id]
     else:
-        chosen = [b for b in bags_of(session, lot.id) if b.status not in NOT_PRINTABLE_BAG_STATES]
+        ids = [b.id for b in bags_of(session, lot.id)]
+    locked = {row_id: locked_row(session, Bag, row_id, "bag") for row_id in sorted(ids)}
+    chosen = [locked[row_id] for row_id in ids]  # in bag-number order (bags_of) for the labels
+    in_unit = labelled_from()
+    if bag_id is None:
+        chosen = [b for b in chosen if b.status in in_unit]
     if not chosen:
-        raise Conflict(f"Lot {lot.lot_number} has no bag to label.")
+        raise Conflict(f"Lot {lot.lot_number} has no bag to label: a label is printed only for a bag in the unit "
+                       f"({_words(in_unit)}).")
     for bag in chosen:
         if bag.status in NOT_PRINTABLE_BAG_STATES:
             raise Conflict(f"Bag {bag.din} is {bag.status}: it gets no new label.")
+        if bag.status not in in_unit:
+            raise Conflict(f"Bag {bag.din} ({bag.bag_number} of {bag.bag_count}) is {bag.status.replace('_', ' ')}, "
+                           f"out of the unit: a label is printed only for a bag in the unit ({_words(in_unit)}). "
+                           "No label was printed.")
         hold = bag_hold(session, bag.id)
         if hold:
             raise Conflict(f"Bag {bag.din} is {hold}. No label is printed for a bag on hold.")
     return chosen
+
+
+def _words(states: Sequence[str]) -> str:
+    names = [state.replace("_", " ") for state in states]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str, base_url: str,
@@ -192,10 +245,13 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
         raise ValidationFailed(f"Unknown print format {print_format!r}.", field="print_format")
     if print_format == "bag" and bag_id is None:
         raise ValidationFailed("Choose the bag to print.", field="bag_id")
+    from mscbatch.release.queries import release_state
+
     lot = get_lot(session, lot_id)
     check_printable(lot)
-    chosen = _selected_bags(session, lot, None if print_format == "lot" else bag_id)
+    chosen = _selected_bags(session, lot, None if print_format == "lot" else bag_id)  # locked: read after this
     check_usable_for_labels(session, lot, chosen)
+    state = release_state(session, lot)
     again = printed_before(session, [b.id for b in chosen])
     reason = (reason or "").strip()
     if again and not reason:
@@ -204,7 +260,7 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
                                "damaged). Nothing was printed.", field="reason")
     layout = layout or load_layout(BAG_LAYOUT)
     try:
-        labels = [label_data(session, bag, lot, base_url=base_url, key=key, reprint=bag.id in again)
+        labels = [label_data(session, bag, lot, base_url=base_url, key=key, reprint=bag.id in again, state=state)
                   for bag in chosen]
         pdf = render_sheet(layout, labels, paper) if print_format == "sheet" else render_labels(layout, labels)
     except LabelError as error:
@@ -217,7 +273,8 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
                          printed_by_id=actor.id, printed_at=utcnow())
         session.add(job)
         session.flush()
-        session.add_all([LabelPrintItem(print_id=job.id, bag_id=bag.id, reprint=bag.id in again) for bag in chosen])
+        session.add_all([LabelPrintItem(print_id=job.id, bag_id=bag.id, reprint=bag.id in again,
+                                        lot_status=lot.status, released=state.released) for bag in chosen])
         for bag in chosen:
             custody_log.note(session, actor, bag, "labelled", reason=reason,
                              details={"label_print_id": job.id, "reprint": bag.id in again, "layout": layout.id})
@@ -225,6 +282,43 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
     stem = chosen[0].din if len(chosen) == 1 else lot.lot_number
     filename = f"labels-{stem}{'-sheet' if print_format == 'sheet' else ''}{'-REPRINT' if reprint else ''}.pdf"
     return PrintedLabels(pdf=pdf, print_id=job_id, filename=filename, reprint=reprint)
+
+
+# ---- the released label, before a bag leaves the unit ---------------------------------------------------------
+
+RELEASED_LABEL_FIRST = "Print the bag's released label first"
+
+
+def latest_labels(session: Session, bag_ids: Sequence[int]) -> dict[int, LabelPrintItem]:
+    """bag id -> the bag's latest label print item (bags never labelled are left out)."""
+    if not bag_ids:
+        return {}
+    latest = (select(LabelPrintItem.bag_id, func.max(LabelPrintItem.id).label("item_id"))
+              .where(LabelPrintItem.bag_id.in_(list(bag_ids))).group_by(LabelPrintItem.bag_id).subquery())
+    items = session.scalars(select(LabelPrintItem).join(latest, LabelPrintItem.id == latest.c.item_id))
+    return {item.bag_id: item for item in items}
+
+
+def label_problem_of(item: LabelPrintItem | None) -> str | None:
+    """Why a bag whose latest label print is `item` may not leave the unit with it (pure), or None."""
+    if item is None:
+        return f"{RELEASED_LABEL_FIRST}: it was never labelled"
+    if item.released:
+        return None
+    if item.lot_status is None:
+        return (f"{RELEASED_LABEL_FIRST}: its last label was printed before labels recorded the lot's release "
+                "state (reprint it)")
+    if item.lot_status == "quarantine":
+        return f"{RELEASED_LABEL_FIRST}: its last label was printed in quarantine"
+    return f"{RELEASED_LABEL_FIRST}: its last label was printed while the lot was {item.lot_status.replace('_', ' ')}"
+
+
+def dispatch_label_problem(session: Session, bag: Bag) -> str | None:
+    """Why the bag may not leave the unit as labelled, in plain words, or None when its latest label print was
+    made while the lot was released (a conditional or exceptional release counts: that label carries the
+    release's marker, and an exceptional release's patient). The label a bag carries is its latest print: a
+    QUARANTINE label reprinted after a released one is what the bag now wears. Custody dispatch asks this."""
+    return label_problem_of(latest_labels(session, [bag.id]).get(bag.id))
 
 
 @dataclass(frozen=True)
@@ -251,7 +345,8 @@ def prints_of_lot(session: Session, lot_id: int) -> list[PrintRecord]:
 
 @dataclass(frozen=True)
 class Verification:
-    """What a scanned label code says. Holds no patient data (the verification page is public)."""
+    """What a scanned label code says. Holds no patient data (the verification page is public), except an
+    exceptional release's patient in `release_flag` when verify_label was asked for a reader of patients."""
 
     valid: bool
     problem: str | None = None
@@ -277,8 +372,21 @@ class Verification:
     reasons: tuple[str, ...] = ()
 
 
-def verify_label(session: Session, text: str, key: bytes | str) -> Verification:
-    """Check a scanned code's signature and look the bag up. A forged or altered code -> valid False."""
+EXCEPTIONAL_WITHOUT_PATIENT = "EXCEPTIONAL RELEASE: for one named patient only"
+
+
+def shown_release_flag(release: Any, *, sees_patients: bool) -> str | None:
+    """The release flag as shown to a reader: an exceptional release names its one patient only to those who
+    read patients (the public QR page never: anyone can scan a label)."""
+    if release.exceptional and not release.failed_late and not sees_patients:
+        return EXCEPTIONAL_WITHOUT_PATIENT
+    return release.flag or None
+
+
+def verify_label(session: Session, text: str, key: bytes | str, *, sees_patients: bool = False) -> Verification:
+    """Check a scanned code's signature and look the bag up. A forged or altered code -> valid False.
+    `sees_patients`: the reader may read patients (the release flag then names an exceptional release's
+    patient); false for the public page."""
     from mscbatch.core.states import effective_bag_status
     from mscbatch.release.queries import release_state
 
@@ -305,7 +413,8 @@ def verify_label(session: Session, text: str, key: bytes | str) -> Verification:
         valid=True, bag_ref=bag_ref, bag_id=bag.id, din=bag.din, din_display=din.display,
         product_name=lot.product_name, product_class=lot.product_class, product_code=bag.product_code,
         division_text=f"bag {bag.bag_number} of {bag.bag_count}", lot_number=lot.lot_number,
-        lot_status=lot.status, release_flag=release.flag or None, bag_status=status.status,
+        lot_status=lot.status, release_flag=shown_release_flag(release, sees_patients=sees_patients),
+        bag_status=status.status,
         expires_at=bag.expires_at, expires_local=f"{local:%Y-%m-%d %H:%M} {local.tzname()}",
         expired=bag.expires_at <= now, on_hold=hold is not None, hold_reason=hold,
         usable=not reasons, reasons=reasons)

@@ -7,6 +7,7 @@ so text shrinks down to the layout's minimum size and otherwise raises LabelOver
 """
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -135,3 +136,68 @@ def _lines_at(paragraphs: Sequence[str], font: str, size: float, width: float, w
         if pdfmetrics.stringWidth(line, font, size) > room + 1e-6:
             return None
     return lines
+
+
+# ---- can a text be printed? (the renderer's own rules, for the places where the text is entered) ------------
+
+LABEL_ENCODING = "cp1252"
+"""The standard PDF fonts a layout may name (Helvetica...) print WinAnsi (cp1252) text only."""
+INTENDED_RECIPIENT_LEGEND = "For use by intended recipient only"
+
+
+def printable(text: str) -> str | None:
+    """Why the label fonts cannot print `text` (plain words naming each character they lack), or None.
+
+    The renderer refuses such a text at print time (a label is never printed with a missing glyph); an entry form
+    asks this first, so that a value it accepts can be printed later."""
+    missing = [char for char in dict.fromkeys(str(text)) if not _encodable(char)]
+    if not missing:
+        return None
+    shown = ", ".join(repr(char) for char in missing)
+    return (f"holds {'a character' if len(missing) == 1 else 'characters'} the label fonts cannot print ({shown}): "
+            "replace each with a letter the label can print (e.g. L for \u0141)")
+
+
+def _encodable(char: str) -> bool:
+    if unicodedata.category(char) == "Cc":  # a control character (tab, line feed, NUL) prints nothing readable
+        return False
+    try:
+        char.encode(LABEL_ENCODING)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def recipient_lines(recipient: str | None) -> list[str]:
+    """What the intended-recipient box prints: the legend and the recipient, or nothing."""
+    return [INTENDED_RECIPIENT_LEGEND, f"Recipient: {recipient}"] if recipient else []
+
+
+def field_problem(field: str, value: str, layout: object | None = None) -> str | None:
+    """Why `value` cannot be printed in the box of LabelData field `field` of a label layout (the bag label
+    unless a LabelLayout is given): a character the label fonts lack, or too long for the box even at its
+    smallest font size (the renderer's fit rule, fit_text, with the same box and fonts). None when it prints.
+
+    `value` is the field's value as a LabelData holds it (for intended_recipient: the recipient words, e.g.
+    "SLE-UC-007 AB born 1970-01-01"; the legend is added here as on the label). A field the layout does not
+    print is not checked for length."""
+    from mscbatch.labels.layout import BAG_LAYOUT, LabelLayout, load_layout
+
+    chosen = layout if isinstance(layout, LabelLayout) else load_layout(BAG_LAYOUT)
+    text = "" if value is None else str(value)
+    paragraphs = recipient_lines(text) if field == "intended_recipient" else [text]
+    for paragraph in paragraphs:
+        problem = printable(paragraph)
+        if problem:
+            return problem
+    for block in chosen.blocks:
+        if block.field != field:
+            continue
+        _left, _top, width, height = block.content_box_pt(chosen.caption_pt)
+        if fit_text(paragraphs, block.font, width, height, block.max_font_pt, block.min_font_pt,
+                    wrap=block.wrap) is None:
+            w_mm, h_mm = block.box_mm[2], block.box_mm[3]
+            how = "" if block.wrap else " on one line"
+            return (f"is too long for its {w_mm:g} x {h_mm:g} mm box on the label ({chosen.id}){how}, even at "
+                    f"{block.min_font_pt:g} pt: shorten it")
+    return None

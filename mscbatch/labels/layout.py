@@ -22,6 +22,8 @@ from mscbatch.paths import labels_dir
 
 MM = 72 / 25.4
 """Points per millimetre."""
+BAG_LAYOUT = "bag_100x100"
+"""The layout of every bag label the unit prints (mscbatch.labelling); entry forms check their texts against it."""
 PADDING_MM = 0.6
 """Inner margin of a framed or inverse (white on black) box."""
 ALIGNMENTS = ("left", "center", "right")

@@ -17,14 +17,23 @@ from zoneinfo import ZoneInfo
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
-from mscbatch.labels import LEADING, LabelData, LabelError, LabelOverflow, face_height, fit_text
+from mscbatch.labels import (
+    INTENDED_RECIPIENT_LEGEND,  # noqa: F401  (re-exported: mscbatch.patients reads it here)
+    LEADING,
+    LabelData,
+    LabelError,
+    LabelOverflow,
+    face_height,
+    fit_text,
+    printable,
+    recipient_lines,
+)
 from mscbatch.labels.layout import MM, LabelLayout, TextBlock, caption_text
 from mscbatch.labels.symbols import draw_code128, draw_qr, isbt128_din
 
 PAPER_MM = {"A4": (210.0, 297.0), "letter": (215.9, 279.4)}
 FRAME_PT = 0.8
 GUIDE_GREY = 0.75
-INTENDED_RECIPIENT_LEGEND = "For use by intended recipient only"
 
 
 def _plain(value: Decimal | int) -> str:
@@ -61,8 +70,7 @@ _FORMATTERS: dict[str, Callable[[LabelData], list[str]]] = {
     "cells_per_ml": lambda d: [f"{scientific(d.cells_per_ml)} /mL"],
     "dmso_percent": lambda d: [f"{_plain(d.dmso_percent)} % (v/v)"],
     "expiry": lambda d: expiry_lines(d.expiry, d.timezone_name),
-    "intended_recipient": lambda d: ([INTENDED_RECIPIENT_LEGEND, f"Recipient: {d.intended_recipient}"]
-                                     if d.intended_recipient else []),
+    "intended_recipient": lambda d: recipient_lines(d.intended_recipient),
     "warnings": lambda d: [w for w in d.warnings if w.strip()],
     "reprint": lambda d: ["REPRINT"] if d.reprint else [],
     "release_marker": lambda d: [d.release_marker.upper()] if d.release_marker else [],
@@ -156,11 +164,9 @@ def _draw_block(canvas: Canvas, layout: LabelLayout, block: TextBlock, data: Lab
         return
     name = block.field or repr(block.text)
     for paragraph in paragraphs:
-        try:
-            paragraph.encode("cp1252")
-        except UnicodeEncodeError as exc:
-            raise LabelError(f"{name}: {paragraph!r} holds a character the label fonts cannot print "
-                             f"({paragraph[exc.start]!r})") from exc
+        problem = printable(paragraph)  # the rule entry forms ask first (mscbatch.labels.field_problem)
+        if problem:
+            raise LabelError(f"{name}: {paragraph!r} {problem}")
     check = data.din.check_character if block.boxed_check_character else ""
     reserve = (lambda size: _k_box(block.font, size, check)[0]) if check else None
     left, top, width, height = block.content_box_pt(layout.caption_pt)

@@ -2,7 +2,9 @@
 
 ISBT 128 keyboard entry: the check character K (ISO/IEC 7064 MOD 37-2) is typed after the 13 characters of
 the DIN so that a mistyped character is caught; the core says exactly what is wrong (length, a letter where a
-digit belongs, a FIN starting with O, the wrong K). A valid DIN is also looked up among the unit's bags.
+digit belongs, a FIN starting with O, the wrong K). A DIN typed without K is not valid: nothing would catch one
+slipped digit, which names another bag of the unit. Only a valid DIN (K given and right) is looked up among the
+unit's bags; the answer to a DIN without K does not tell its K either (typing it back would check nothing).
 """
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ class IdentifierCheck:
     k_given: bool = False
 
 
+MISSING_K = ("DIN (field text): no check character K was typed after its 13 characters: type the check character, "
+             "the boxed character printed after the DIN on the label (14 characters in all). A DIN without K is not "
+             "checked, so no bag is looked up.")
+
+
 def check_identifier(text: str | None) -> IdentifierCheck:
     raw = (text or "").strip()
     compact = "".join(raw.split())
@@ -39,11 +46,10 @@ def check_identifier(text: str | None) -> IdentifierCheck:
         din = parse_din(raw)
     except IdentifierError as error:
         return IdentifierCheck(raw, "din", False, f"DIN: {error}.")
-    k_given = len(compact) == 14
-    message = ("A valid DIN; its check character K matches." if k_given else
-               f"A well-formed DIN, but no check character was typed: K should be {din.check_character}. "
-               "Type the 14 characters to verify it.")
-    return IdentifierCheck(raw, "din", True, message, {
+    k_given = len(compact) == 14  # parse_din took 13 or 14 characters; with 14 it checked K
+    if not k_given:
+        return IdentifierCheck(raw, "din", False, MISSING_K)
+    return IdentifierCheck(raw, "din", True, "A valid DIN; its check character K matches.", {
         "din": din.text, "fin": din.fin, "year": f"{din.year:02d}", "sequence": f"{din.sequence:06d}",
         "check_character": din.check_character, "display": din.display}, k_given)
 

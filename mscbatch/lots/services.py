@@ -7,6 +7,8 @@ Rules enforced here (DOMAIN.md sections 1, 3, 4, 9):
 - the product comes from config/products.toml and must match the donor's tissue (and a familial donor's
   product must be directed: "for use by intended recipient only");
 - the lot number is allocated by the system in the site format (config/site.toml), never typed;
+- the collection site is printed on every bag label: refused at entry when the label could not print it
+  (mscbatch.labels.field_problem, the renderer's own rule: its fonts, its box);
 - every state change goes through apply_lot_transition (core.states.LOT: sequence and authority checks).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.decisions import donor_gate
 from mscbatch.donors.queries import get_donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.labels import field_problem
 from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue
@@ -95,6 +98,10 @@ def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
     site = (details.collection_site or "").strip()
     if not site or len(site) > 120:
         raise ValidationFailed("Give the collection site (at most 120 characters).", field="collection_site")
+    unprintable = field_problem("collection_facility", site)  # the bag label prints it: the label's own rule
+    if unprintable:
+        raise ValidationFailed(f"Collection site: {site!r} {unprintable}. Every bag label prints the collection "
+                               "site.", field="collection_site")
     amount = decimal_of(details.tissue_amount, "tissue_amount", "Tissue amount")
     if amount <= 0 or amount >= Decimal("100000000"):
         raise ValidationFailed("The tissue amount must be greater than 0.", field="tissue_amount")

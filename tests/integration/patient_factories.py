@@ -13,6 +13,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.models import User
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
+from mscbatch.labelling.models import LabelPrint, LabelPrintItem
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_catalogue
 from mscbatch.patients import enrolment, services
@@ -44,7 +45,7 @@ def donor(session, actor, *, familial_for: str | None = None) -> Donor:  # type:
 
 def lot_with_bags(session, actor, donor_row: Donor, *, product: str = "UC-MSC", bags: int = 3,  # type: ignore[no-untyped-def]
                   cells: int = 50_000_000, volume_ml: str = "25", status: str = "released",
-                  expires_in_days: int = 300) -> list[Bag]:
+                  expires_in_days: int = 300, labelled: bool = True) -> list[Bag]:
     n = next(SEQ)
     now = utcnow()
     with use_case(session, actor):
@@ -69,7 +70,21 @@ def lot_with_bags(session, actor, donor_row: Donor, *, product: str = "UC-MSC", 
                             cells_per_ml=int(cells / Decimal(volume_ml)), total_cells=cells, dmso_percent=Decimal(10),
                             expires_at=now + timedelta(days=expires_in_days), status="stored"))
         session.add_all(rows)
+        if labelled and status in ("released", "conditional_release"):
+            session.flush()
+            released_labels(session, actor, lot, rows)
     return rows
+
+
+def released_labels(session, actor, lot: Lot, bags: list[Bag]) -> None:  # type: ignore[no-untyped-def]
+    """The record of the bags' released labels (a unit labels a released lot before any bag leaves it:
+    custody dispatch asks for it), written directly as the lot is: the labels' printing has its own tests."""
+    job = LabelPrint(lot_id=lot.id, print_format="lot", layout_id="bag-label", layout_version="test",
+                     layout_sha256="0" * 64, bag_count=len(bags), pdf_sha256="0" * 64, printed_by_id=actor.id)
+    session.add(job)
+    session.flush()
+    session.add_all([LabelPrintItem(print_id=job.id, bag_id=bag.id, lot_status=lot.status, released=True)
+                     for bag in bags])
 
 
 def patient(session, clinician, *, protocol_id: str = SLE, code: str = "", weight: str | None = "62.5",  # type: ignore[no-untyped-def]

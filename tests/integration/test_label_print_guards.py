@@ -131,7 +131,7 @@ def test_a_bag_whose_donor_was_reopened_gets_no_label(app, users, client_as) -> 
     client = client_as("technician")
     session = app.extensions["mscbatch.db"].new_session()
     donor_id = approved_adipose_donor(session)
-    made = lot_with_bags(session, user(session, "technician"), session.get(Donor, donor_id), bags=1)
+    made = lot_with_bags(session, user(session, "technician"), session.get(Donor, donor_id), bags=1, labelled=False)
     lot_id, bag_id, din = made[0].lot_id, made[0].id, made[0].din
     session.close()
     assert _print(client, lot_id, bag_id).status_code == 200  # first print while the donor is approved
@@ -148,28 +148,32 @@ def test_a_bag_of_a_lot_with_a_late_oos_gets_no_label(app, users, db_session, cl
     ward = prescribed_bag(db_session, state="allocated")
     _conditionally_released(db_session, ward)
     client = client_as("technician")
-    first = _print(client, ward.lot_id, ward.bag_id)
+    first = _print(client, ward.lot_id, ward.bag_id, reason="the lot is now conditionally released")
     assert first.status_code == 200 and "CONDITIONAL RELEASE" in pdf_text(first.data)
+    before = _written(app, ward.bag_id)
     _sterility(db_session, ward.lot_id, "positive")
     db_session.rollback()
     din = db_session.get(Bag, ward.bag_id).din
     db_session.rollback()
     reason = "failed after its conditional release (late OOS)"
     assert reason in _verification_reasons(app, ward.bag_id)
-    _refused(app, _print(client, ward.lot_id, ward.bag_id, reason="label damaged"), din, reason, (1, 1, 1),
+    _refused(app, _print(client, ward.lot_id, ward.bag_id, reason="label damaged"), din, reason, before,
              ward.bag_id)
 
 
-def test_a_thawed_bag_past_its_post_thaw_limit_gets_no_label(app, users, db_session, client_as, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_thawed_bag_on_the_ward_gets_no_label_within_or_past_its_post_thaw_limit(app, users, db_session, client_as, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A label is printed in the unit only: a thawed bag is at the bedside, where a fresh label from the unit
+    cannot reach it (and past its post-thaw limit it is not usable either)."""
     ward = prescribed_bag(db_session, state="thawed")
     din = db_session.get(Bag, ward.bag_id).din
     db_session.rollback()
     client = client_as("technician")
-    assert _print(client, ward.lot_id, ward.bag_id).status_code == 200  # just thawed: within its limit
+    before = _written(app, ward.bag_id)  # its released label, printed before it left the unit
+    _refused(app, _print(client, ward.lot_id, ward.bag_id), din, "out of the unit", before, ward.bag_id)
     later = utcnow() + timedelta(hours=6)
     monkeypatch.setattr("mscbatch.labelling.services.utcnow", lambda: later)
-    _refused(app, _print(client, ward.lot_id, ward.bag_id, reason="wet label"), din, "too long since thawing",
-             (1, 1, 1), ward.bag_id)
+    _refused(app, _print(client, ward.lot_id, ward.bag_id, reason="wet label"), din, "out of the unit",
+             before, ward.bag_id)
 
 
 def test_a_returned_bag_gets_no_label_until_qa_has_assessed_it(app, users, db_session, client_as) -> None:  # type: ignore[no-untyped-def]
@@ -181,8 +185,9 @@ def test_a_returned_bag_gets_no_label_until_qa_has_assessed_it(app, users, db_se
     din = db_session.get(Bag, ward.bag_id).din
     db_session.rollback()
     assert "returned; QA must assess it" in _verification_reasons(app, ward.bag_id)
-    _refused(app, _print(client_as("technician"), ward.lot_id, ward.bag_id), din, "returned; QA must assess it",
-             (0, 0, 0), ward.bag_id)
+    before = _written(app, ward.bag_id)  # its released label, printed before it left the unit
+    _refused(app, _print(client_as("technician"), ward.lot_id, ward.bag_id, reason="wet label"), din,
+             "returned; QA must assess it", before, ward.bag_id)
 
 
 # ---- 2. the trial id ----------------------------------------------------------------------------------------------

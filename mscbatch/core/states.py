@@ -130,7 +130,8 @@ BAG_TRANSITIONS: Table = {
     "allocated":  {"dispatched": _roles(TECHNICIAN), "stored": _roles(TECHNICIAN, QA, CLINICIAN),
                    "on_hold": _roles(QA, SYSTEM)},
     "dispatched": {"received": _roles(NURSE), "returned": _roles(NURSE, TECHNICIAN)},
-    "received":   {"thawed": _roles(NURSE, TECHNICIAN), "returned": _roles(NURSE, TECHNICIAN)},
+    "received":   {"thawed": _roles(NURSE, TECHNICIAN), "returned": _roles(NURSE, TECHNICIAN),
+                   "discarded": _roles(NURSE, QA)},  # broken in the shipper or on the ward: wasted there
     "thawed":     {"infused": _roles(NURSE), "discarded": _roles(NURSE, QA)},
     "returned":   {"stored": _roles(QA), "on_hold": _roles(QA, SYSTEM), "discarded": _roles(QA)},
     "on_hold":    {"stored": _roles(QA), "discarded": _roles(QA)},

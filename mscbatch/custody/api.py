@@ -37,9 +37,11 @@ API_EVENTS = ("received", "thawed", "dispatched", "returned", "discarded")
 
 
 class ScanVerifyInSchema(Schema):
-    wristband = fields.String(required=True, metadata={"description": "the patient's wristband identifier"})
-    bag = fields.String(required=True, metadata={"description": "the bag label's QR content (URL or bare "
-                                                                "token) or the 14-character DIN with K"})
+    wristband = fields.String(required=True, validate=validate.Length(max=120),
+                              metadata={"description": "the patient's wristband identifier"})
+    bag = fields.String(required=True, validate=validate.Length(max=600),
+                        metadata={"description": "the bag label's QR content (URL or bare token) or the "
+                                                 "14-character DIN with K"})
 
 
 class FindingSchema(Schema):
@@ -84,13 +86,15 @@ class CheckSchema(Schema):
 
 class EventInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(API_EVENTS))
-    bag = fields.String(load_default=None, metadata={"description": "the scanned bag code (or give bag_id)"})
+    bag = fields.String(load_default=None, validate=validate.Length(max=600),
+                        metadata={"description": "the scanned bag code (or give bag_id)"})
     bag_id = fields.Integer(load_default=None, validate=ROW_ID)
-    location = fields.String(load_default="")
-    courier = fields.String(load_default="")
-    shipper = fields.String(load_default="")
-    temperature_logger_id = fields.String(load_default="")
-    reason = fields.String(load_default="", metadata={"description": "required for returned and discarded"})
+    location = fields.String(load_default="", validate=validate.Length(max=120))
+    courier = fields.String(load_default="", validate=validate.Length(max=120))
+    shipper = fields.String(load_default="", validate=validate.Length(max=120))
+    temperature_logger_id = fields.String(load_default="", validate=validate.Length(max=60))
+    reason = fields.String(load_default="", validate=validate.Length(max=2000),
+                           metadata={"description": "required for returned and discarded"})
 
 
 class EventSchema(Schema):
@@ -109,7 +113,7 @@ class EventSchema(Schema):
 
 class InfusionInSchema(Schema):
     bag_id = fields.Integer(required=True, validate=ROW_ID)
-    wristband = fields.String(required=True, metadata={"description": (
+    wristband = fields.String(required=True, validate=validate.Length(max=120), metadata={"description": (
         "the patient's wristband, scanned again at the bedside just before the start (not copied from the check): "
         "the infusion starts only if it is the patient of the confirmed two-person check and the bedside check, "
         "run again on it and the bag, still MATCHES")})
@@ -117,14 +121,17 @@ class InfusionInSchema(Schema):
 
 class EndInSchema(Schema):
     volume_ml = fields.Decimal(required=True, as_string=True)
-    reason = fields.String(load_default="", metadata={"description": "required when more than the prescribed "
-                                                                      "volume was given"})
+    reason = fields.String(load_default="", validate=validate.Length(max=2000),
+                           metadata={"description": "required when the volume given is outside the prescription"})
 
 
 class ReactionInSchema(Schema):
-    ctcae_term = fields.String(required=True)
+    ctcae_term = fields.String(required=True, validate=validate.Length(min=1, max=120))
     grade = fields.Integer(required=True, validate=validate.Range(1, 5))
-    description = fields.String(load_default="")
+    description = fields.String(load_default="", validate=validate.Length(max=services.DESCRIPTION_MAX))
+    onset_at = fields.AwareDateTime(load_default=None, metadata={
+        "description": "when the reaction began (with its time zone); default: now. Not in the future, not before "
+                       "the infusion started (422 naming onset_at)"})
 
 
 class InfusionSchema(Schema):
@@ -163,6 +170,7 @@ class ReactionSchema(Schema):
     ctcae_term = fields.String()
     grade = fields.Integer()
     description = fields.String()
+    onset_at = fields.DateTime()
     recorded_at = fields.DateTime()
 
 
@@ -282,7 +290,7 @@ def end_infusion(data: dict[str, Any], infusion_id: int) -> Any:
 @roles_required("nurse", "clinician")
 def add_reaction(data: dict[str, Any], infusion_id: int) -> Any:
     return services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
-        data["ctcae_term"], data["grade"], data["description"]))
+        data["ctcae_term"], data["grade"], data["description"], onset_at=data["onset_at"]))
 
 
 @bp.route("/infusions/<int:infusion_id>")

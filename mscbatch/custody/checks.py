@@ -1,7 +1,7 @@
 """The bedside check: one function that answers MATCHES or STOP with every failed check in plain words.
 
 Hard stops (DOMAIN.md section 8, issue 7 point 5): a label code that is not genuine, an unknown bag or
-wristband, a lot not released (or rejected, recalled, expired; an exceptional release for another patient),
+wristband, a patient not enrolled (withdrawn from the trial, or the enrolment not signed), a lot not released (or rejected, recalled, expired; an exceptional release for another patient),
 a bag on hold, returned or discarded, an expired bag, the post-thaw limit passed, a weight recorded since the
 prescription at which its bags give a dose outside its band (DOMAIN.md 8: "dose outside the prescription") or a
 dose weight older than the protocol allows on the day of infusion, a
@@ -92,12 +92,13 @@ def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None
         except TokenInvalid as invalid:
             return None, f"The code on the bag label is not genuine ({invalid.reason}). {CALL_UNIT}"
     try:
-        din = parse_din(compact)
+        parse_din(compact)  # raises with what is wrong (never the expected K)
     except IdentifierError as error:
         return None, f"The bag number typed is not valid ({error}). Scan the label's QR code or type again."
     if len(compact) != 14:
+        # the right K is not said: told it, a nurse who mistyped a digit would type that K and name another bag
         return None, ("Type all 14 characters of the bag number (DIN), including the boxed check character "
-                      f"at the end (it should be {din.check_character}).")
+                      "at the end, as printed on the label, or scan the label's QR code.")
     return compact.upper(), None
 
 
@@ -148,7 +149,7 @@ class BagFacts:
 BAG_SHOWN = (Bag.id, Bag.lot_id, Bag.din, Bag.din_fin, Bag.din_year, Bag.din_sequence, Bag.check_character,
              Bag.bag_number, Bag.bag_count, Bag.product_code, Bag.volume_ml, Bag.expires_at, Bag.status)
 LOT_SHOWN = (Lot.id, Lot.lot_number, Lot.status, Lot.product_id, Lot.product_name)
-PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth, Patient.protocol_id)
+PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth, Patient.protocol_id, Patient.status)
 
 
 @cache
@@ -236,6 +237,13 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     elif patient is None:
         result.stop("unknown_wristband", "This wristband is not known. Check the patient's identity before "
                                          "anything else.")
+    elif patient.status == "withdrawn":
+        result.stop("patient_withdrawn", f"Patient {patient.code} has been WITHDRAWN FROM THE TRIAL. Do not give "
+                                         "this patient any trial cells. Call the clinician.")
+    elif patient.status != "enrolled":
+        result.stop("patient_not_enrolled", f"Patient {patient.code} is NOT ENROLLED in the trial (the enrolment has "
+                                            "not been signed). Do not give this patient any trial cells. Call the "
+                                            "clinician.")
     if facts is None:
         result.stop("bag", bag_problem or "Unknown bag.")
         return result
@@ -356,6 +364,7 @@ def _judge_weight_age(result: BedsideResult, patient: Patient, facts: BagFacts, 
 #: tired nurse reads is never a routine instruction when the bag must not be given at all.
 _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
+    "patient_withdrawn", "patient_not_enrolled",
     "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
     "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
@@ -364,8 +373,8 @@ def remaining(deadline: datetime | None, now: datetime | None = None) -> timedel
     return None if deadline is None else deadline - (now or utcnow())
 
 
-#: bedside findings that concern the product itself: news of them during an infusion means stop it now
-STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected")
+#: bedside findings that mean stop a running infusion now: the product found unfit, or the patient withdrawn
+STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected", "patient_withdrawn")
 
 
 def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient: Patient | None,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.core.label_token import make_token
 from mscbatch.lots.models import Bag
-from mscbatch.patients.demo import LUPUS_WRISTBAND
+from mscbatch.patients.demo import LUPUS_WRISTBAND, WITHDRAWN_WRISTBAND
 from mscbatch.patients.models import Allocation, Patient
 
 
@@ -34,4 +34,5 @@ def seed_custody(session: Session) -> list[str]:
     return [f"  on /ward: wristband {LUPUS_WRISTBAND} ({patient.code}), bag {bag.din}{bag.check_character} "
             f"({bag.status}), label code {token}",
             "  walk-through: tech dispatches it, nurse receives and thaws it, bedside check by nurse confirmed by "
-            f"nurse2, then start the infusion (scan wristband {LUPUS_WRISTBAND} again at the start) and end it"]
+            f"nurse2, then start the infusion (scan wristband {LUPUS_WRISTBAND} again at the start) and end it",
+            f"  a withdrawn patient: scan wristband {WITHDRAWN_WRISTBAND} with any bag: STOP (withdrawn from the trial)"]

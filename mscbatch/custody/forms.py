@@ -1,7 +1,7 @@
 """Ward forms (Flask-WTF, CSRF). They parse input only; the services check every rule."""
 from __future__ import annotations
 
-from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms import DateTimeLocalField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from mscbatch.custody.models import GRADES
@@ -18,7 +18,7 @@ class WardForm(FlaskForm):
     bag = StringField("Bag label (QR code, or the DIN with its check character)",
                       validators=[Optional(), Length(max=600)], render_kw=SCAN)
     location = StringField("Where (ward, room)", validators=[Optional(), Length(max=120)])
-    reason = StringField("Reason (return or discard)", validators=[Optional(), Length(max=2000)])
+    reason = StringField("Reason (return or discard: required)", validators=[Optional(), Length(max=2000)])
 
 
 class DispatchForm(FlaskForm):
@@ -65,3 +65,5 @@ class ReactionForm(FlaskForm):
     grade = SelectField("Grade", choices=choices([("", "Choose…")] + [(str(k), v) for k, v in GRADES.items()]),
                         validators=[DataRequired("Choose the grade.")])
     description = TextAreaField("What happened (free text)", validators=[Optional(), Length(max=4000)])
+    onset_at = DateTimeLocalField("Onset (when the reaction began)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+                                  validators=[Optional()])

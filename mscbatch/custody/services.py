@@ -35,9 +35,10 @@ from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReac
 from mscbatch.database import locked_row, reading, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.labelling.services import dispatch_label_problem
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_of_bag, lock_patient, protocols
+from mscbatch.patients.queries import allocation_given, allocation_of_bag, lock_patient, protocols
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
 from mscbatch.signatures.services import sign
@@ -140,12 +141,30 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
             raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
         if allocation_of_bag(session, bag.id) is None:
             raise Conflict(f"Bag {bag.din} is not allocated to a patient by a signed prescription.")
+        label = dispatch_label_problem(session, bag)  # the label the bag wears is what the ward will read
+        if label:
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: {label}.")
         event = record_event(session, actor, bag, "dispatched", location=location, scan=scan, details=details)
     return event
 
 
+def _dispatcher_id(session: Session, bag_id: int) -> int | None:
+    """Who recorded the bag's latest dispatch (the giver of the hand-over now under way), or None."""
+    return session.scalar(select(CustodyEvent.actor_id).where(CustodyEvent.bag_id == bag_id,
+                                                              CustodyEvent.kind == "dispatched")
+                          .order_by(CustodyEvent.id.desc()).limit(1))
+
+
 def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
-    return _simple(session, actor, bag_id, "received", location=location, scan=scan)
+    """The ward takes the bag over from the courier. A hand-over has two people: whoever dispatched the bag (one
+    account may hold technician and nurse) cannot also record its receipt."""
+    with use_case(session, actor):
+        bag = lock_bag(session, bag_id)
+        if bag.status == "dispatched" and _dispatcher_id(session, bag.id) == actor.id:
+            raise Conflict(f"Refused: you dispatched bag {bag.din} yourself; its receipt on the ward is recorded by "
+                           "someone else (the nurse who takes it over from the courier).")
+        event = record_event(session, actor, bag, "received", location=location, scan=scan)
+    return event
 
 
 def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
@@ -238,6 +257,12 @@ def verify_second_person(session: Session, username: str, password: str) -> User
         with use_case(session, None, "second person: account locked or disabled"):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
+    if not user.is_active:  # e.g. the administrator role held beside nurse (from an older version): may not sign in
+        with use_case(session, None, "second person: account may not sign in"):
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise AuthenticationFailed("Second person: this account may not sign in (it holds the administrator role "
+                                   "beside other roles); an administrator must correct it first.",
+                                   field="second_username")
     if not user.has_role(*BEDSIDE_ROLES):  # before the password: a wrong one would count towards a lockout that a
         # nurse could then inflict on any QA or admin account by typing its user name here
         with use_case(session, None, "second person: not a nurse or a clinician"):
@@ -477,7 +502,7 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         if volume > bag.volume_ml:
             raise ValidationFailed(f"Volume infused: at most the bag's {bag.volume_ml.normalize():f} mL.",
                                    field="volume_ml")
-        allocation = allocation_of_bag(session, bag.id)
+        allocation = allocation_given(session, bag.id)  # also when the course was stopped since the start
         prescribed = allocation.allocation.volume_ml if allocation is not None else None
         outside = None if allocation is None or prescribed is None else infused_against_prescribed(
             volume, prescribed, dose_tolerance(allocation.prescription.protocol_id))
@@ -497,6 +522,26 @@ class ReactionDetails:
     ctcae_term: str
     grade: Any
     description: str = ""
+    onset_at: datetime | None = None  # when the reaction began (time zone aware); None: now, as it is recorded
+
+
+DESCRIPTION_MAX = 4000
+#: how far ahead of the server's clock an onset may be (a ward device's clock a little fast), not more
+ONSET_CLOCK_SLACK = timedelta(minutes=2)
+
+
+def _onset(onset_at: datetime | None, infusion: Infusion, now: datetime) -> datetime:
+    if onset_at is None:
+        return now
+    if onset_at.tzinfo is None or onset_at.utcoffset() is None:
+        raise ValidationFailed("Onset: give the time with its time zone.", field="onset_at")
+    if onset_at > now + ONSET_CLOCK_SLACK:
+        raise ValidationFailed("Onset: the reaction cannot begin in the future.", field="onset_at")
+    started = infusion.started_at
+    if onset_at < started:
+        raise ValidationFailed(f"Onset: the reaction cannot begin before the infusion started "
+                               f"({started:%Y-%m-%d %H:%M} UTC).", field="onset_at")
+    return onset_at
 
 
 def record_reaction(session: Session, actor: Any, infusion_id: int, details: ReactionDetails) -> InfusionReaction:
@@ -510,9 +555,15 @@ def record_reaction(session: Session, actor: Any, infusion_id: int, details: Rea
         grade = 0
     if grade not in GRADES:
         raise ValidationFailed("Grade: 1 (mild) to 5 (death), as CTCAE defines.", field="grade")
+    description = (details.description or "").strip()
+    if len(description) > DESCRIPTION_MAX:  # never cut: the end of a clinical note is as much the record as its start
+        raise ValidationFailed(f"What happened: at most {DESCRIPTION_MAX} characters ({len(description)} given).",
+                               field="description")
     with use_case(session, actor):
         infusion = get_infusion(session, infusion_id)
-        reaction = InfusionReaction(infusion_id=infusion.id, ctcae_term=term, grade=grade,
-                                    description=(details.description or "").strip()[:4000], recorded_by_id=actor.id)
+        now = utcnow()
+        reaction = InfusionReaction(infusion_id=infusion.id, ctcae_term=term, grade=grade, description=description,
+                                    onset_at=_onset(details.onset_at, infusion, now), recorded_by_id=actor.id,
+                                    recorded_at=now)
         session.add(reaction)
     return reaction

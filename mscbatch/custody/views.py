@@ -3,7 +3,7 @@ services decide and write. The page works with plain forms; static/js/ward-scan.
 (keyboard wedge: text + Enter) and the camera (vendored jsQR)."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -23,7 +23,7 @@ from mscbatch.extensions import db
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.patients.queries import allocation_given
 from mscbatch.signatures.services import signatures_of
 from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
@@ -46,13 +46,32 @@ def infusions_of_lot(lot_id: int) -> list[Any]:
 
     return query(db.session, lot_id)
 
+
+@bp.app_template_global()
+def infusion_counts_for_reader(rows: list[Any]) -> dict[str, Any] | None:
+    """For templates/custody/_infusions.html: None for the readers of patient records (they see the rows), else only
+    the counts (mscbatch.interop.privacy: infusions, reactions by grade): the lot page is read by every role."""
+    from mscbatch.interop.privacy import infusion_counts, may_read_patients
+
+    return None if may_read_patients(current_user) else infusion_counts(rows)
+
 BEDSIDE = ("nurse", "clinician")
 #: who reads an infusion (its page, and the API's GET /api/v1/custody/infusions/<id>)
 INFUSION_READERS = ("nurse", "clinician", "qa")
-WARD = ("nurse", "clinician", "technician")
+#: the ward page: QA for discarding a bag returned to the unit or in stock (the bag state machine says who may what)
+WARD = ("nurse", "clinician", "technician", "qa")
 #: one-tap action -> (roles shown the button, label)
-ACTIONS = {"receive": "Receive on the ward", "thaw": "Thaw", "start": "Start infusion", "end": "End infusion",
-           "return": "Return to the unit"}
+ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "receive": (("nurse", "clinician", "technician"), "Receive on the ward"),
+    "thaw": (("nurse", "clinician", "technician"), "Thaw"),
+    "start": (BEDSIDE, "Start infusion"),
+    "end": (BEDSIDE, "End infusion"),
+    "return": (("nurse", "clinician", "technician"), "Return to the unit"),
+    "discard": (("nurse", "qa"), "Discard (broken, past its post-thaw limit...)"),
+}
+#: the reason a discard or a return needs, asked for when it is missing
+REASON_NEEDED = {"discard": "Say why the bag is discarded (e.g. bag cracked at thaw, post-thaw limit passed).",
+                 "return": "Say why the bag is returned."}
 
 
 def label_key() -> str:
@@ -173,8 +192,10 @@ def event() -> Any:
         return _ward(form, status=422)
     action = request.form.get("action", "")
     try:
-        if action not in ACTIONS:
+        if action not in ACTIONS:  # who may do what: the bag state machine and the services say it
             raise ValidationFailed("Choose an action.")
+        if action in REASON_NEEDED and not (form.reason.data or "").strip():
+            raise ValidationFailed(REASON_NEEDED[action], field="reason")
         bag = services.bag_for_scan(db.session, form.bag.data or "", label_key())
         kwargs = dict(location=form.location.data or "", scan=form.bag.data or "")
         if action == "receive":
@@ -188,6 +209,10 @@ def event() -> Any:
         elif action == "return":
             services.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
             flash(f"Bag {bag.din} returned to the unit.", "success")
+        elif action == "discard":
+            services.discard(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
+            flash(f"Bag {bag.din} recorded as DISCARDED ({(form.reason.data or '').strip()}). Dispose of it as "
+                  "biological waste; if it was prescribed, tell the prescriber.", "success")
         elif action == "start":
             infusion = services.start_infusion(db.session, current_user, bag.id, wristband=form.wristband.data or "",
                                                label_key=label_key(), valid_for=check_valid_for())
@@ -235,7 +260,7 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     check = services.get_check(db.session, infusion.check_id)  # the two checkers, who may not be the starter
     ids = {check.checked_by_id, check.second_checker_id, infusion.started_by_id, infusion.ended_by_id}
     names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
-    allocation = allocation_of_bag(db.session, bag.id) if bag else None
+    allocation = allocation_given(db.session, bag.id) if bag else None
     stop = stop_running(db.session, infusion, bag, patient, label_key())
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
@@ -275,6 +300,11 @@ def end(infusion_id: int) -> Any:
     return _infusion_page(infusion_id, 422, end_form=form)
 
 
+def _site_time(local: datetime | None) -> datetime | None:
+    """A wall-clock time typed on the ward (the site's time zone) as an aware datetime."""
+    return None if local is None else local.replace(tzinfo=site_config().tz)
+
+
 @bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
 @roles_required(*BEDSIDE)
 def reaction(infusion_id: int) -> Any:
@@ -282,7 +312,8 @@ def reaction(infusion_id: int) -> Any:
     if form.validate_on_submit():
         try:
             services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
-                form.ctcae_term.data, form.grade.data, form.description.data or ""))
+                form.ctcae_term.data, form.grade.data, form.description.data or "",
+                onset_at=_site_time(form.onset_at.data)))
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, reaction_form=form)

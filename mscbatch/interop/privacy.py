@@ -3,9 +3,9 @@
 - Identity (initials, date of birth, a patient's wristband): a donor's to the roles that see donor identity
   (donors.queries.can_see_identity), a patient's to the readers of the patient pages; never in an evidence bundle,
   which leaves the site (donors and patients appear there by pseudonymised code only).
-- A patient's record (registration, weight, enrolment, prescription, allocation, bedside check, infusion, reaction)
-  and what other records say of patients (custody event details, a late OOS's patients to notify): to the readers
-  of the patient pages only. Other roles still see that the record changed, who changed it and when, and the
+- A patient's record (registration, weight, enrolment, withdrawal, prescription, allocation, bedside check, infusion,
+  reaction) and what other records say of patients (custody event details, a late OOS's patients to notify): to the
+  readers of the patient pages only (a lot's page shows other roles its infusions as counts: infusion_counts). Other roles still see that the record changed, who changed it and when, and the
   bookkeeping that ties it to a bag (ids, dates and times of the steps, status); every other value is masked.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ IDENTITY_FIELDS = {"donor": frozenset({"initials", "date_of_birth"}),
                    "patient": frozenset({"initials", "date_of_birth", "wristband_id"})}
 #: tables that are a patient's record: masked whole, bookkeeping aside, for roles that may not read patients
 PATIENT_RECORDS = frozenset({"patient", "patient_weight", "patient_enrolment_check", "prescription", "bag_allocation",
-                             "two_person_check", "infusion", "infusion_reaction"})
+                             "two_person_check", "infusion", "infusion_reaction", "patient_withdrawal"})
 #: columns of a patient's record that say nothing of the patient (besides *_at times and *_by_id users)
 BOOKKEEPING = frozenset({"id", "bag_id", "active_bag_id", "prescription_id", "check_id", "infusion_id", "status",
                          "result", "second_person_id", "second_checker_id"})
@@ -36,6 +36,16 @@ ABOUT_PATIENTS: dict[str, dict[str, frozenset[str] | None]] = {
 
 def may_read_patients(user: Any) -> bool:
     return bool(user is not None and getattr(user, "is_authenticated", False) and user.has_role(*PATIENT_READERS))
+
+
+def infusion_counts(rows: Any) -> dict[str, Any]:
+    """What a lot's infusions tell a reader who may not read patients: how many, and how many reactions per CTCAE
+    grade (rows: custody.queries.InfusionRow); no patient, no reaction term, no free text."""
+    grades = {grade: 0 for grade in range(1, 6)}
+    for row in rows:
+        for reaction in row.reactions:
+            grades[reaction.grade] = grades.get(reaction.grade, 0) + 1
+    return {"infusions": len(rows), "reactions_by_grade": grades}
 
 
 def _bookkeeping(column: str) -> bool:

@@ -17,10 +17,12 @@ from mscbatch.patients.inventory import allocation_data, calculate
 from mscbatch.patients.models import PATIENT_STATUSES, SEX_LABELS
 from mscbatch.patients.queries import (
     allocations_of,
+    familial_donor_of,
     get_patient,
     get_prescription,
     list_patients,
     prescriptions_of,
+    protocols,
     weights_of,
 )
 
@@ -39,7 +41,18 @@ class PatientSchema(Schema):
     ward = fields.String(required=True)
     wristband_id = fields.String(required=True)
     familial_donor_id = fields.Integer(allow_none=True)
+    familial_donor_code = fields.Function(
+        lambda patient: _familial_donor_code(patient), allow_none=True,
+        metadata={"description": "Directed products (SSc-BM): the familial donor whose cells ONLY this patient receives "
+                                 "(the donor names this patient's code, which the clinician typed at registration); "
+                                 "null: none, no directed bag can be offered"})
     status = fields.String(required=True, validate=validate.OneOf(PATIENT_STATUSES))
+
+
+def _familial_donor_code(patient: Any) -> str | None:
+    protocol = protocols().get(patient.protocol_id)
+    donor = familial_donor_of(db.session, patient) if protocol is not None and protocol.directed else None
+    return donor.code if donor is not None else None
 
 
 class PatientInSchema(Schema):
@@ -49,8 +62,12 @@ class PatientInSchema(Schema):
     sex = fields.String(required=True, validate=validate.OneOf(list(SEX_LABELS)))
     ward = fields.String(required=True)
     wristband_id = fields.String(load_default="")
-    code = fields.String(load_default="", metadata={"description": "Trial inclusion number; generated if empty"})
-    familial_donor_code = fields.String(load_default="")
+    code = fields.String(load_default="", metadata={
+        "description": "Trial inclusion number; generated if empty. A familial donor (SSc-BM) names its recipient by "
+                       "this code: only a typed code links the patient to that donor, never a generated one (which "
+                       "skips every code a donor names)"})
+    familial_donor_code = fields.String(load_default="", metadata={
+        "description": "SSc-BM: the familial donor's code (D-...); it must name the typed patient code"})
 
 
 class WeightSchema(Schema):

@@ -1,7 +1,8 @@
 """Demo trial patients for `make run`, entered through the services by the demo clinician: a lupus patient
 (SLE-UC) at 62.5 kg, enrolled; a systemic sclerosis patient (SSc-BM) whose code is the one the demo familial
-marrow donor names; and the lupus patient's signed prescription allocating the released UC-MSC bags of the
-demo cord lot (mscbatch.lots.demo.chain_lot). Idempotent: each record is made only when missing."""
+marrow donor names; the lupus patient's signed prescription allocating the released UC-MSC bags of the
+demo cord lot (mscbatch.lots.demo.chain_lot); and a second lupus patient enrolled, then withdrawn from the trial.
+Idempotent: each record is made only when missing."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -14,7 +15,7 @@ from mscbatch.core.culture import format_cells
 from mscbatch.donors import demo as donor_demo
 from mscbatch.errors import DomainError
 from mscbatch.lots.models import Bag
-from mscbatch.patients import enrolment, prescriptions, services
+from mscbatch.patients import enrolment, prescriptions, services, withdrawal
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocations_of, familial_donor_of, prescriptions_of, protocols
@@ -45,6 +46,8 @@ def _protocol_id(short_name: str) -> str:
 
 LUPUS_WRISTBAND = "WB-100234"
 SSC_WRISTBAND = "WB-100871"
+WITHDRAWN_WRISTBAND = "WB-100412"  # a lupus patient enrolled, then withdrawn (signed): the bedside check says STOP
+WITHDRAWAL_REASON = "Consent withdrawn by the patient at the screening visit (demo)."
 
 
 def _by_wristband(session: Session, wristband: str) -> Patient | None:
@@ -74,6 +77,23 @@ def _register(session: Session, clinician: User) -> list[str]:
         lines.append(f"  {ssc.code}  systemic sclerosis (SSc-BM), 81 kg, familial donor "
                      f"{donor.code if donor else '(none found)'}; not enrolled yet")
     return lines
+
+
+def _withdrawn(session: Session, clinician: User) -> list[str]:
+    """A lupus patient enrolled and then withdrawn from the trial (signed, with the reason), made once: the patient
+    page shows the withdrawal, no prescription can be made, and a scan of the wristband at the bedside says STOP."""
+    if _by_wristband(session, WITHDRAWN_WRISTBAND) is not None:
+        return []
+    today = site_today()
+    patient = services.register_patient(session, clinician, services.PatientDetails(
+        protocol_id=_protocol_id("SLE-UC"), initials="NV", date_of_birth=date(1979, 11, 3), sex="female",
+        ward="Internal medicine, bed 7", wristband_id=WITHDRAWN_WRISTBAND))
+    services.record_weight(session, clinician, patient.id, weight_kg="58", measured_on=today - timedelta(days=1))
+    check = enrolment.check_enrolment(session, clinician, patient.id, SLE_VALUES)
+    enrolment.enrol(session, clinician, check.id, donor_demo.DEMO_PASSWORD)
+    withdrawal.withdraw(session, clinician, donor_demo.DEMO_PASSWORD, patient.id, reason=WITHDRAWAL_REASON)
+    return [f"  {patient.code}  lupus (SLE-UC), enrolled then WITHDRAWN from the trial (signed by Dr Clara Clinician); "
+            f"wristband {WITHDRAWN_WRISTBAND}: the bedside check says STOP"]
 
 
 def _prescribe(session: Session, clinician: User) -> list[str]:
@@ -115,4 +135,4 @@ def seed_patients(session: Session) -> list[str]:
     if not lines:
         lines = [f"  {p.code:<12} {p.protocol_id:<18} {p.status}"
                  for p in session.scalars(select(Patient).order_by(Patient.id))]
-    return lines + _prescribe(session, clinician)
+    return lines + _prescribe(session, clinician) + _withdrawn(session, clinician)

@@ -118,9 +118,21 @@ def cancel(prescription_id: int) -> Any:
         except DomainError as error:
             show_error(form, error)
             return _detail(prescription_id, form, error.status)
-        flash("Prescription cancelled; its bags are back in stock.", "success")
+        flash(_cancelled_words(prescription_id), "success")
         return redirect(url_for("prescriptions.detail", prescription_id=prescription_id))
     return _detail(prescription_id, form, 422)
+
+
+def _cancelled_words(prescription_id: int) -> str:
+    db.session.rollback()
+    prescription = get_prescription(db.session, prescription_id)
+    rows = allocations_of(db.session, prescription.id)
+    if prescription.status != "stopped":
+        return "Prescription cancelled; its bags are back in stock."
+    given = sum(1 for row in rows if row.active)
+    let_go = sum(1 for row in rows if row.released_at is not None and row.released_at == prescription.cancelled_at)
+    return (f"Course stopped: the {given} bag(s) already given stay on the patient's record; the {let_go} bag(s) not "
+            "given are released (back in stock). The bedside check now answers STOP for them.")
 
 
 @bp.route("/prescriptions/<int:prescription_id>/dose-sheet.pdf")

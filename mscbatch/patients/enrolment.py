@@ -97,6 +97,8 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
         protocol = protocol_of(patient)
         if patient.status == "enrolled":
             raise Conflict(f"Patient {patient.code} is already enrolled.")
+        if patient.status == "withdrawn":
+            raise Conflict(f"Patient {patient.code} has been withdrawn from the trial: they cannot be enrolled again.")
         if on_date < patient.date_of_birth:  # the core's age judgement raised ValueError on it: a 500 (tests/fuzz)
             raise ValidationFailed("The check date cannot be before the patient's date of birth.", field="on_date")
         values = parse_values(protocol, raw)
@@ -123,6 +125,8 @@ def enrol(session: Session, signer: Any, check_id: int, password: str) -> Enrolm
         protocol = protocol_of(patient)
         if patient.status == "enrolled":
             raise Conflict(f"Patient {patient.code} is already enrolled.")
+        if patient.status == "withdrawn":
+            raise Conflict(f"Patient {patient.code} has been withdrawn from the trial: they cannot be enrolled again.")
         latest = session.scalar(select(func.max(EnrolmentCheck.id)).where(EnrolmentCheck.patient_id == patient.id))
         if check.id != latest:
             newer = session.get(EnrolmentCheck, latest)

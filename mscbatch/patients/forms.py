@@ -25,7 +25,7 @@ class PatientForm(FlaskForm):
     ward = StringField("Ward", validators=[DataRequired("Give the ward."), Length(max=80)])
     wristband_id = StringField("Wristband identifier (leave empty to generate one)",
                                validators=[Optional(), Length(max=60)])
-    familial_donor_code = StringField("Familial donor code (SSc-BM; found by the patient code when empty)",
+    familial_donor_code = StringField("Familial donor code (SSc-BM; found by the typed patient code when empty)",
                                       validators=[Optional(), Length(max=20)])
 
     def set_protocols(self, protocols: dict[str, Protocol]) -> PatientForm:
@@ -83,5 +83,13 @@ class PrescribeForm(FlaskForm):
 
 
 class CancelForm(FlaskForm):
-    reason = TextAreaField("Reason for cancelling", validators=[DataRequired(
+    reason = TextAreaField("Reason for cancelling or stopping", validators=[DataRequired(
         "Give a reason: it goes into the audit trail."), Length(max=500)])
+
+
+class WithdrawForm(FlaskForm):
+    reason = TextAreaField("Reason for the withdrawal (e.g. consent withdrawn by the patient on ...)",
+                           validators=[DataRequired("Give the reason for the withdrawal."), Length(max=2000)])
+    withdrawn_on = DateField("Withdrawn on (empty: today)", validators=[Optional()])
+    password = PasswordField("Your password (electronic signature: withdraws the patient and stops the active "
+                             "prescription)", **PASSWORD_FIELD)

@@ -135,6 +135,9 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
     weight = latest_weight(session, patient.id)
     result = DoseResult(patient, protocol, state, weight, level, planned_at)
     try:
+        if patient.status == "withdrawn":
+            raise DoseRefused("withdrawn", f"patient {patient.code} has been withdrawn from the trial: no new "
+                                           "prescription")
         if level is None:
             raise DoseRefused("escalation", state.message)
         try:

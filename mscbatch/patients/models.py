@@ -25,6 +25,10 @@ SEX_LABELS = {"female": "Female", "male": "Male"}
 ENROLLED = "Patient enrolled in the trial"
 ESCALATION_DECIDED = "Dose escalation decision (investigators)"
 PRESCRIBED = "Prescribed: dose level, weight and bags"
+WITHDRAWN = "Patient withdrawn from the trial"
+#: a prescription: active (signed, its bags reserved); cancelled (stopped before any bag was given: every bag let go);
+#: stopped (the course stopped after some bags were given: those keep their allocation, the others were let go)
+PRESCRIPTION_STATUSES = ("active", "cancelled", "stopped")
 
 
 class Patient(Audited, Base):
@@ -45,6 +49,25 @@ class Patient(Audited, Base):
     status: Mapped[str] = mapped_column(String(20), default="registered", index=True)
     registered_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PatientWithdrawal(Audited, Lockable, Base):
+    """The signed withdrawal of a patient from the trial (consent withdrawn, the investigator's decision...): the
+    patient is no longer enrolled, the bedside check says STOP for any bag, and no prescription can be made."""
+
+    __tablename__ = "patient_withdrawal"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), unique=True)
+    withdrawn_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    status_before: Mapped[str] = mapped_column(String(20))
+    withdrawn_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    withdrawn_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"patient_id": self.patient_id, "withdrawn_on": self.withdrawn_on.isoformat(), "reason": self.reason,
+                "status_before": self.status_before, "withdrawn_by_id": self.withdrawn_by_id}
 
 
 class WeightMeasurement(Audited, Base):
@@ -119,7 +142,8 @@ class EscalationDecisionRecord(Audited, Lockable, Base):
 
 class Prescription(Audited, Lockable, Base):
     """A signed prescription: dose level, the weight used, and the calculation (bags and volumes) as JSON.
-    Only its status may move once signed (active -> cancelled; infusion states come with the bedside issue)."""
+    Only its status may move once signed (active -> cancelled, or stopped once a bag was given; the cancelled_*
+    columns then say who stopped it, when and why)."""
 
     __tablename__ = "prescription"
     __audit_reason_exempt__ = frozenset({"status"})

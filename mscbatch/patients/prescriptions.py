@@ -35,6 +35,7 @@ from mscbatch.patients.queries import (
     allocations_of,
     get_patient,
     get_prescription,
+    lock_patient,
     prescriptions_of,
     protocol_of,
 )
@@ -44,8 +45,15 @@ from mscbatch.signatures.services import sign
 TAKEN = "Bag {din} was just allocated to another patient; recalculate."
 #: bags a cancelled prescription lets go of without moving them: they can never be given nor go back into stock
 #: (a discarded bag; a bag returned from the ward, which QA assesses), so they must not keep the patient from a new
-#: prescription. A bag on its way or on the ward (dispatched, received, thawed) or infused still refuses the cancel.
+#: prescription. A bag on its way or on the ward (dispatched, received, thawed) still refuses the cancel; an infused
+#: bag keeps its allocation (the course is then "stopped").
 GONE_FROM_STOCK = ("discarded", "returned")
+
+
+def serialise_prescriptions(session: Session, protocol_id: str) -> None:
+    """The protocol's prescription lock (PostgreSQL; SQLite serialises writers): taken by a prescription and by a
+    withdrawal, so that no prescription of a patient being withdrawn is signed meanwhile."""
+    _serialise(session, protocol_id)
 
 
 def _serialise(session: Session, protocol_id: str) -> None:
@@ -106,6 +114,10 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
             patient = get_patient(session, patient_id)
             protocol = protocol_of(patient)
             _serialise(session, protocol.id)
+            patient = lock_patient(session, patient.id)  # read afresh under the lock: withdrawn meanwhile?
+            if patient.status == "withdrawn":
+                raise Conflict(f"Patient {patient.code} has been withdrawn from the trial: no prescription can be "
+                               "made.")
             if any(p.status == "active" for p in prescriptions_of(session, patient.id)):
                 raise Conflict(f"Patient {patient.code} already has an active prescription: cancel it first.")
             if bag_ids is not None:
@@ -151,12 +163,86 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
     return prescription
 
 
+#: where a bag not yet given is, in the words of a refused cancel
+OUT_OF_UNIT = {"dispatched": "is on its way to the ward (dispatched): the ward records its receipt and returns it",
+               "received": "is on the ward (received, still frozen): the ward returns it to the unit, or discards "
+                           "it if it is damaged",
+               "thawed": "is THAWED on the ward: it can never go back to stock; the ward discards it (ward page, "
+                         "Discard, with the reason)"}
+
+
+def _cancel_refused(session: Session, prescription: Prescription) -> str | None:
+    """Why the prescription cannot be cancelled or stopped yet, in words (its bags out of the unit), or None."""
+    out = []
+    for row in allocations_of(session, prescription.id):
+        if row.active:
+            bag = session.get(Bag, row.bag_id)
+            if bag is not None and bag.status in OUT_OF_UNIT:
+                out.append(f"bag {bag.din} {OUT_OF_UNIT[bag.status]}")
+    if not out:
+        return None
+    return ("Cannot cancel or stop this prescription yet: " + "; ".join(out) + ". Then cancel or stop it here. "
+            "Nothing was changed. Until then the bedside check answers MATCHES for these bags: tell the ward not to "
+            "give them.")
+
+
+def let_go(session: Session, actor: Any, prescription: Prescription, reason: str, *,
+           withdrawal: bool = False) -> list[str]:
+    """Release the prescription's bags not yet given (inside the caller's use case; prescription locked): a bag in
+    the unit goes back into stock, a bag discarded or returned is only released (GONE_FROM_STOCK), an infused bag
+    keeps its allocation (the record of what the patient received). A bag out of the unit (dispatched, on the
+    ward, thawed) refuses it, except for a withdrawal (`withdrawal`), which is never held up: the bedside check says
+    STOP for a withdrawn patient, the bag is released from the patient and the ward returns or discards it. Moves
+    the prescription to "stopped" when some bag was given, "cancelled" otherwise. Returns the DINs released while
+    out of the unit (withdrawal only)."""
+    if not withdrawal:
+        refused = _cancel_refused(session, prescription)
+        if refused:
+            raise Conflict(refused)
+    now, given, out = utcnow(), False, []
+    for row in allocations_of(session, prescription.id):
+        if not row.active:
+            continue
+        # locked and read again: a dispatch committed meanwhile must be seen, not overwritten with "stored"
+        bag = lock_bag(session, row.bag_id)
+        if bag.status == "infused":  # given: the allocation stays, the record of what the patient received
+            given = True
+            continue
+        if bag.status in OUT_OF_UNIT and not withdrawal:  # dispatched since the check above
+            raise Conflict(_cancel_refused(session, prescription) or f"Bag {bag.din} has left the unit.")
+        if bag.status in GONE_FROM_STOCK or (withdrawal and bag.status != "allocated"):
+            # broken at thaw, returned from the ward: released, never restocked; a withdrawal also lets go of a bag
+            # on the ward (the ward returns or discards it) or on hold (QA decides): released where it is
+            if bag.status in OUT_OF_UNIT:
+                out.append(bag.din)
+            row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
+            continue
+        try:
+            BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
+        except TransitionRefused as refusal:
+            raise Conflict(f"Cannot cancel or stop this prescription: {refusal}. Nothing was changed.") from None
+        custody_log.note(session, actor, bag, "stored", from_status=bag.status, to_status="stored",
+                         details={"prescription_id": prescription.id, "cancelled": True,
+                                  **({"withdrawal": True} if withdrawal else {})}, reason=reason)
+        bag.status = "stored"
+        row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
+    prescription.status = "stopped" if given else "cancelled"
+    prescription.cancelled_at, prescription.cancelled_by_id = now, actor.id
+    prescription.cancel_reason = reason
+    return out
+
+
 def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> Prescription:
-    """Cancel an active prescription before its bags leave the unit: the bags go back into stock. A bag discarded
-    or returned from the ward stays so and is only released from the prescription (GONE_FROM_STOCK)."""
-    require_clinician(actor, "cancels prescriptions")
-    if not (reason or "").strip():
+    """Cancel an active prescription, or stop its course once some of its bags have been given: the bags given keep
+    their record (allocation, infusion), the bags not given go back into stock (a bag discarded or returned from the
+    ward is only released: GONE_FROM_STOCK). A bag on its way or on the ward must first be returned (or, thawed,
+    discarded): the refusal says so, bag by bag. The reason is required and goes into the audit trail."""
+    require_clinician(actor, "cancels or stops prescriptions")
+    reason = (reason or "").strip()
+    if not reason:
         raise ValidationFailed("Give the reason for cancelling: it goes into the audit trail.", field="reason")
+    if len(reason) > 2000:
+        raise ValidationFailed("The reason has at most 2000 characters.", field="reason")
     with use_case(session, actor, reason):
         # locked and read again: two clinicians cancelling at once (PostgreSQL) both saw it active and both put its
         # bags back in stock, twice in the custody log
@@ -165,24 +251,5 @@ def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> P
         assert prescription is not None
         if prescription.status != "active":
             raise Conflict(f"This prescription is {prescription.status}; it cannot be cancelled.")
-        now = utcnow()
-        for row in allocations_of(session, prescription.id):
-            if not row.active:
-                continue
-            # locked and read again: a dispatch committed meanwhile must be seen, not overwritten with "stored"
-            bag = lock_bag(session, row.bag_id)
-            if bag.status in GONE_FROM_STOCK:  # broken at thaw, returned from the ward: released, never restocked
-                row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
-                continue
-            try:
-                BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
-            except TransitionRefused as refusal:
-                raise Conflict(f"Cannot cancel: {refusal}.") from None
-            custody_log.note(session, actor, bag, "stored", from_status=bag.status, to_status="stored",
-                             details={"prescription_id": prescription.id, "cancelled": True}, reason=reason.strip())
-            bag.status = "stored"
-            row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
-        prescription.status = "cancelled"
-        prescription.cancelled_at, prescription.cancelled_by_id = now, actor.id
-        prescription.cancel_reason = reason.strip()
+        let_go(session, actor, prescription, reason)
     return prescription

@@ -144,6 +144,17 @@ def allocation_of_bag(session: Session, bag_id: int) -> BagAllocation | None:
     return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
 
 
+def allocation_given(session: Session, bag_id: int) -> BagAllocation | None:
+    """The signed allocation a bag is (to be) given under, whatever the prescription's status since: an infused bag
+    keeps its allocation when the course is stopped afterwards (prescriptions.let_go), and its infusion is still
+    judged against the volume prescribed from it."""
+    row = session.execute(
+        select(Allocation, Prescription, Patient).join(Patient, Patient.id == Allocation.patient_id)
+        .where(Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
+               Prescription.locked_at.is_not(None))).first()
+    return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
+
+
 def allocated_patient_id(bag_id: Any) -> Any:
     """Correlated scalar subquery: the id of the patient the bag is reserved for, as allocation_of_bag says
     (the bedside check reads it in its one statement)."""

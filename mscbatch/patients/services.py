@@ -4,7 +4,11 @@ transaction (DOMAIN.md sections 1 and 6).
 - only a clinician registers trial patients and records weights;
 - the trial patient code is pseudonymised: generated per protocol (SLE-UC-001...) unless the trial's own
   inclusion number is given; a familial donor (SSc-BM) names its intended recipient by this code, which is
-  how the patient is linked to the donor whose bags only this patient may receive (DOMAIN.md section 2);
+  how the patient is linked to the donor whose bags only this patient may receive (DOMAIN.md section 2).
+  A generated code never takes a code a donor names (that code belongs to the donor's relative, who may not be
+  registered yet), so a familial donor is linked only to a patient whose code the clinician typed;
+- what the bag label prints of the patient (a directed product's recipient box: code, initials, date of birth)
+  is checked here, at entry: letters the label fonts can print, a code that fits the box;
 - a weight is a number of kg with the date it was measured (not in the future).
 """
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -58,6 +63,11 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     initials = (details.initials or "").strip().upper()
     if not initials or len(initials) > 10 or not initials.replace("-", "").replace(".", "").isalpha():
         raise ValidationFailed("Initials: letters only, at most 10 (e.g. J-P.M).", field="initials")
+    if not printable_on_label(initials):
+        raise ValidationFailed(f"Initials: {initials} holds a letter the bag label cannot print "
+                               f"({_unprintable(initials)!r}). Use letters the label can print: A-Z and the accented "
+                               "letters of Western European languages (É, Ü, Ø...); write Ł as L, Ş as S.",
+                               field="initials")
     if details.date_of_birth is None or not date(1900, 1, 1) <= details.date_of_birth <= site_today():
         raise ValidationFailed("Give the date of birth (a real date in the past).", field="date_of_birth")
     if details.sex not in SEX_LABELS:
@@ -72,30 +82,82 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     if code and not CODE_PATTERN.match(code):
         raise ValidationFailed("Trial patient code: 3-40 capital letters, digits and dashes (e.g. SSC-BM-007).",
                                field="code")
+    if code and not recipient_fits_label(code, initials, details.date_of_birth):
+        raise ValidationFailed(f"Trial patient code: {code} ({len(code)} characters) is too long for the recipient box "
+                               "of the bag label, which prints the code with the initials and the date of birth. "
+                               "Use a shorter code (the trial's inclusion number without site names, e.g. "
+                               "SSC-BM-0042).", field="code")
     return dict(protocol_id=details.protocol_id, initials=initials, date_of_birth=details.date_of_birth,
                 sex=details.sex, ward=ward, wristband_id=wristband, code=code)
 
 
+def printable_on_label(text_: str) -> bool:
+    """The label fonts print Windows-1252 only (mscbatch.labels.render refuses any other character)."""
+    try:
+        text_.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unprintable(text_: str) -> str:
+    return next((c for c in text_ if not printable_on_label(c)), "")
+
+
+@cache
+def _recipient_box() -> tuple[Any, float, float]:
+    """(the text block, its width and height in points) of the bag label's intended recipient box."""
+    from mscbatch.labelling.services import BAG_LAYOUT
+    from mscbatch.labels.layout import load_layout
+
+    layout = load_layout(BAG_LAYOUT)
+    block = next(b for b in layout.blocks if b.field == "intended_recipient")
+    _left, _top, width, height = block.content_box_pt(layout.caption_pt)
+    return block, width, height
+
+
+def recipient_fits_label(code: str, initials: str, date_of_birth: date) -> bool:
+    """Does the recipient box of the bag label (a directed product) hold this patient, as the label prints it
+    (labelling.services.intended_recipient, labels.render: the legend, then "Recipient: <code> <initials> born
+    <date>") at the box's smallest font? A code that does not fit would make the lot's labels unprintable later."""
+    from mscbatch.labels import fit_text
+    from mscbatch.labels.render import INTENDED_RECIPIENT_LEGEND
+
+    block, width, height = _recipient_box()
+    paragraphs = [INTENDED_RECIPIENT_LEGEND, f"Recipient: {code} {initials} born {date_of_birth:%Y-%m-%d}"]
+    return fit_text(paragraphs, block.font, width, height, block.max_font_pt, block.min_font_pt,
+                    wrap=block.wrap) is not None
+
+
 def _next_code(session: Session, short_name: str) -> str:
     """<PROTOCOL>-<sequence>: says nothing about the person. Writers are serialised (SQLite BEGIN IMMEDIATE;
-    an advisory transaction lock on PostgreSQL) so two registrations never draw the same code."""
+    an advisory transaction lock on PostgreSQL) so two registrations never draw the same code. A code that a
+    donor names as its intended recipient is skipped: it belongs to that donor's relative (registered later, under
+    that code typed), never to whoever happens to be registered next."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(727006)"))
     prefix = f"{short_name.upper()}-"
     count = session.scalar(select(func.count(Patient.id)).where(Patient.code.like(prefix + "%"))) or 0
+    named = {code.strip().upper() for code in session.scalars(select(Donor.recipient_code).where(
+        func.upper(Donor.recipient_code).like(prefix + "%")))}
     number = count + 1
-    while session.scalar(select(Patient.id).where(Patient.code == f"{prefix}{number:03d}")) is not None:
+    while (f"{prefix}{number:03d}" in named
+           or session.scalar(select(Patient.id).where(Patient.code == f"{prefix}{number:03d}")) is not None):
         number += 1
     return f"{prefix}{number:03d}"
 
 
-def _familial_donor(session: Session, patient: Patient, donor_code: str) -> Donor | None:
+def _familial_donor(session: Session, patient: Patient, donor_code: str, *, generated: bool = False) -> Donor | None:
     code = (donor_code or "").strip().upper()
     if not code:
-        return familial_donor_of(session, patient)
+        return None if generated else familial_donor_of(session, patient)
     donor = session.scalar(select(Donor).where(Donor.code == code))
     if donor is None:
         raise ValidationFailed(f"No donor with code {code}.", field="familial_donor_code")
+    if donor.donor_type == "familial" and generated and donor.recipient_code:
+        raise Conflict(f"Donor {donor.code} is a familial donor for the patient coded {donor.recipient_code}. If this "
+                       f"patient is that person, type {donor.recipient_code} as the trial patient code; a generated "
+                       "code never links a familial donor.", field="familial_donor_code")
     if donor.donor_type != "familial" or (donor.recipient_code or "") != patient.code:
         raise Conflict(f"Donor {donor.code} is not a familial donor registered for {patient.code} "
                        f"(intended recipient: {donor.recipient_code or 'none'}).", field="familial_donor_code")
@@ -107,7 +169,8 @@ def register_patient(session: Session, actor: Any, details: PatientDetails) -> P
     values = _clean(details)
     protocol = protocols()[values["protocol_id"]]
     with use_case(session, actor):
-        code = values.pop("code") or _next_code(session, protocol.short_name)
+        typed = values.pop("code")
+        code = typed or _next_code(session, protocol.short_name)
         if session.scalar(select(Patient.id).where(Patient.code == code)) is not None:
             raise Conflict(f"Trial patient code {code} is already used.", field="code")
         values["wristband_id"] = values["wristband_id"] or f"WB-{code}"
@@ -115,7 +178,7 @@ def register_patient(session: Session, actor: Any, details: PatientDetails) -> P
             raise Conflict("This wristband identifier is already worn by another patient.", field="wristband_id")
         patient = Patient(code=code, status="registered", registered_by_id=actor.id, **values)
         if protocol.directed or details.familial_donor_code:
-            donor = _familial_donor(session, patient, details.familial_donor_code)
+            donor = _familial_donor(session, patient, details.familial_donor_code, generated=not typed)
             patient.familial_donor_id = donor.id if donor is not None else None
         session.add(patient)
     return patient

@@ -12,9 +12,16 @@ from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
-from mscbatch.patients import cohorts, enrolment, services
-from mscbatch.patients.forms import EnrolForm, EscalationForm, PatientForm, WeightForm, enrolment_form
-from mscbatch.patients.models import ENROLLED, SEX_LABELS, EnrolmentCheck
+from mscbatch.patients import cohorts, enrolment, services, withdrawal
+from mscbatch.patients.forms import (
+    EnrolForm,
+    EscalationForm,
+    PatientForm,
+    WeightForm,
+    WithdrawForm,
+    enrolment_form,
+)
+from mscbatch.patients.models import ENROLLED, SEX_LABELS, WITHDRAWN, EnrolmentCheck
 from mscbatch.patients.queries import (
     age_on,
     bags_left_to_give,
@@ -66,11 +73,24 @@ def register() -> Any:
             show_error(form, error)
             status = error.status
         else:
-            flash(f"Patient {patient.code} registered. Now check the enrolment criteria.", "success")
+            flash(f"Patient {patient.code} registered. {_donor_words(patient)}Now check the enrolment criteria.",
+                  "success")
             return redirect(url_for("patients.detail", patient_id=patient.id))
     elif form.errors:
         status = 422
     return render_template("patients/new.html", form=form), status
+
+
+def _donor_words(patient: Any) -> str:
+    """Whose cells a directed-product patient will receive, said at registration (nothing for other protocols)."""
+    if not protocol_of(patient).directed:
+        return ""
+    donor = familial_donor_of(db.session, patient)
+    if donor is None:
+        return (f"No familial donor names {patient.code}: no directed bag can be offered until a donor registered "
+                "for this code is linked. ")
+    return (f"Familial donor {donor.code} ({(donor.relationship or 'relative').replace('_', ' ')}) names "
+            f"{patient.code}: this patient will receive ONLY this donor's cells. ")
 
 
 def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
@@ -82,11 +102,15 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
     if active is not None and not bags_left_to_give(db.session, active.id):
         active = None  # all given: a later weight concerns the next prescription, not this one
     forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": site_today()}))
+    forms.setdefault("withdraw_form", WithdrawForm(formdata=None))
+    withdrawn = withdrawal.withdrawal_of(db.session, patient.id)
     return render_template(
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
         donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
-        prescriptions=prescriptions,
+        prescriptions=prescriptions, withdrawn=withdrawn,
+        withdrawal_signatures=signatures_for(db.session, "patient_withdrawal", [withdrawn.id]).get(withdrawn.id, [])
+        if withdrawn else [],
         weight_change=weight_since(db.session, active) if active is not None else None, **forms, **COMMON), status
 
 
@@ -110,6 +134,31 @@ def add_weight(patient_id: int) -> Any:
         flash(f"Weight recorded: {plain(row.weight_kg)} kg on {row.measured_on}.", "success")
         return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
     return _detail(patient_id, 422, weight_form=form)
+
+
+@bp.route("/<int:patient_id>/withdrawal", methods=["POST"])
+@roles_required("clinician")
+def withdraw(patient_id: int) -> Any:
+    form = WithdrawForm()
+    if form.validate_on_submit():
+        try:
+            done = withdrawal.withdraw(db.session, current_user, form.password.data, patient_id,
+                                       reason=form.reason.data, withdrawn_on=form.withdrawn_on.data)
+        except DomainError as error:
+            if error.status == 401:
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
+            return _detail(patient_id, error.status, withdraw_form=form)
+        words = f"Signed: {WITHDRAWN}. The bedside check now answers STOP for this patient."
+        if done.stopped:
+            words += " The active prescription was stopped: bags given stay on record, bags in the unit are back in stock."
+        if done.on_the_ward:
+            words += (" Bags already sent to the ward: " + ", ".join(done.on_the_ward) + ". Tell the ward: return them to "
+                      "the unit (discard a thawed one), never give them.")
+        flash(words, "warning" if done.on_the_ward else "success")
+        return redirect(url_for("patients.detail", patient_id=patient_id))
+    return _detail(patient_id, 422, withdraw_form=form)
 
 
 def _enrolment_page(patient_id: int, form: Any = None, check: EnrolmentCheck | None = None, status: int = 200,

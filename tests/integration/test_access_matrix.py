@@ -107,6 +107,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "patients.add_weight": {"clinician"},
     "patients.enrolment_check": {"clinician"},
     "patients.enrol": {"clinician"},
+    "patients.withdraw": {"clinician"},
     "patients.decide": {"clinician"},
     "prescriptions.dose": {"clinician"},
     "prescriptions.prescribe": {"clinician"},
@@ -221,11 +222,11 @@ def test_a_browser_session_cookie_does_not_authenticate_the_api(client_as):
 # custody (issue 7): the ward page for nurses, clinicians and technicians; the bedside check, its confirmation and
 # the infusion record by nurses and clinicians only; dispatch by the lab; infusion records read by QA too
 EXPECTED_ACCESS.update({
-    "custody.ward": {"nurse", "clinician", "technician"},
+    "custody.ward": {"nurse", "clinician", "technician", "qa"},
     "custody.check": {"nurse", "clinician"},
     "custody.confirm": {"nurse", "clinician"},
     "custody.start": {"nurse", "clinician"},
-    "custody.event": {"nurse", "clinician", "technician"},
+    "custody.event": {"nurse", "clinician", "technician", "qa"},
     "custody.dispatch": {"technician"},
     "custody.infusion": {"nurse", "clinician", "qa"},
     "custody.end": {"nurse", "clinician"},

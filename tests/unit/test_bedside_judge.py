@@ -27,8 +27,8 @@ def _facts(**changes: object) -> BagFacts:
     return replace(facts, **changes)
 
 
-PATIENT = Patient(id=11, code="LUP-001", wristband_id="WB-11")
-OTHER = Patient(id=12, code="LUP-002", wristband_id="WB-12")
+PATIENT = Patient(id=11, code="LUP-001", wristband_id="WB-11", status="enrolled")
+OTHER = Patient(id=12, code="LUP-002", wristband_id="WB-12", status="enrolled")
 
 
 def codes(result: object) -> list[str]:
@@ -116,7 +116,8 @@ def test_a_dose_weight_older_than_the_protocol_allows_stops_the_bag() -> None:
 
     from mscbatch.patients.queries import WeightSincePrescription
 
-    patient = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-sle-uc")  # 7 days
+    patient = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-sle-uc",
+                      status="enrolled")  # 7 days
     today = date(2026, 11, 22)  # NOW, 03:00 UTC, is 22 Nov at the site
     assert judge("WB-11", patient, _facts(prescribed_weight_on=today - timedelta(days=7)), None, NOW).matches
     old = _facts(prescribed_weight_on=today - timedelta(days=8))
@@ -129,5 +130,6 @@ def test_a_dose_weight_older_than_the_protocol_allows_stops_the_bag() -> None:
     changed = replace(renewed, problems=("the dose would be outside its band",))
     assert codes(judge("WB-11", patient, replace(old, weight_change=changed), None, NOW)) == ["weight_changed"]
     assert codes(judge("WB-11", OTHER, old, None, NOW)) == ["wrong_patient"]  # its weight is not this patient's
-    unknown = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-gone")
+    unknown = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-gone",
+                      status="enrolled")
     assert codes(judge("WB-11", unknown, old, None, NOW)) == ["weight_too_old"]  # cannot check: stop, do not guess

@@ -13,8 +13,10 @@ from sqlalchemy import select
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
 from mscbatch.core.states import LOT
-from mscbatch.donors.models import Donor
-from mscbatch.errors import DomainError, ValidationFailed
+from mscbatch.donors.decisions import donor_gate
+from mscbatch.donors.models import APPROVED, Donor
+from mscbatch.donors.queries import current_decision, decisions_of, evaluate_donor, get_donor
+from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots import bags as bag_services
 from mscbatch.lots import reagents, services, steps
@@ -30,7 +32,16 @@ from mscbatch.lots.forms import (
     TransitionForm,
 )
 from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
-from mscbatch.lots.queries import LotFilters, boxes, get_lot, list_lots, product_catalogue, reagent_lots
+from mscbatch.lots.queries import (
+    LotFilters,
+    boxes,
+    get_location,
+    get_lot,
+    list_lots,
+    location_path,
+    product_catalogue,
+    reagent_lots,
+)
 from mscbatch.lots.record import lot_record
 from mscbatch.lots.storage import MOVABLE_STATES
 from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
@@ -39,6 +50,66 @@ from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 bp.record_once(lambda _state: (site_config(), product_catalogue()))  # a bad config file stops the app at start
+
+
+def collection_day(lot: Any) -> date:
+    """The site day the lot's tissue was collected: the day the donor gate judges the lot at."""
+    return lot.collection_at.astimezone(site_config().tz).date()
+
+
+def donor_gate_reasons(session: Any, lot: Any) -> list[str]:
+    """Why the donor gate does not say "approved" for this lot now, in the gate's own terms (mscbatch.donors
+    .decisions.donor_gate judges the donor at the lot's collection day): no signed decision, a decision reopened by
+    new information, or a screening that no longer holds at that day (e.g. samples outside their windows for a lot
+    collected later than planned, while the donor itself is approved). Empty when the gate says "approved"."""
+    day = collection_day(lot)
+    try:
+        if donor_gate(session, lot.donor_id, day) == "approved":
+            return []
+    except Conflict as refusal:  # ineligible: the gate's own sentence
+        return [refusal.message]
+    donor = get_donor(session, lot.donor_id)
+    decision = current_decision(session, donor.id)
+    reasons: list[str] = []
+    if decision is None:
+        reopened = next((d for d in decisions_of(session, donor.id) if d.superseded_at is not None), None)
+        if reopened is not None:
+            reasons.append(f"QA's decision on donor {donor.code} ({reopened.meaning}, {reopened.judged_at:%Y-%m-%d}) "
+                           f"was reopened on {reopened.superseded_at:%Y-%m-%d}"
+                           + (f": {reopened.superseded_reason}" if reopened.superseded_reason else "")
+                           + ". QA must sign the donor's eligibility again.")
+        else:
+            reasons.append(f"QA has not signed donor {donor.code}'s eligibility yet.")
+    evaluation = evaluate_donor(session, donor, day)
+    blocking = [r.text for r in evaluation.blocking_reasons]
+    if decision is not None and decision.meaning == APPROVED:
+        reasons.append(f"QA approved donor {donor.code} on {decision.judged_at:%Y-%m-%d}, but judged at this lot's "
+                       f"collection day ({day.isoformat()}) the screening says {evaluation.status}"
+                       + (":" if blocking else "."))
+    elif blocking:
+        reasons.append(f"Judged at this lot's collection day ({day.isoformat()}) the screening says "
+                       f"{evaluation.status}:")
+    reasons.extend(blocking)
+    return reasons
+
+
+def place_parts(session: Any, location: Any) -> tuple[str, str]:
+    """A storage place as (its own name, where it is, nearest first): ("Box B1", "Rack B, LN2 tank 1, Demo cell
+    therapy unit"). A box's name gets the word "Box" when it lacks it."""
+    *above, place = location_path(session, location)
+    name = place.name if place.kind != "box" or place.name.lower().startswith("box") else f"Box {place.name}"
+    return name, ", ".join(node.name for node in reversed(above))
+
+
+def place_label(session: Any, location: Any) -> str:
+    """The box first: "Box B1 — Rack B, LN2 tank 1, Demo cell therapy unit" (issue #8: a box picker whose options
+    all began "Demo cell therapy unit / LN2 tank 1 / ..." showed only the unit in a narrow select)."""
+    name, where = place_parts(session, location)
+    return f"{name} — {where}" if where else name
+
+
+def box_choices(session: Any) -> list[tuple[int, str]]:
+    return [(box.id, place_label(session, box)) for box, _path in boxes(session)]
 
 
 def millions(value: Decimal | None) -> int:
@@ -103,7 +174,16 @@ def create() -> Any:
             return redirect(url_for("lots.detail", lot_id=lot.id))
     elif form.errors:
         status = 422
-    return render_template("lots/new.html", form=form, site=site_config()), status
+    return render_template("lots/new.html", form=form, site=site_config(), lot_number_example=_lot_number_example()), status
+
+
+def _lot_number_example() -> str:
+    """The first lot number of this year in the site's format (e.g. MSC-2026-0001): words for the technician,
+    not the format string of site.toml."""
+    try:
+        return site_config().format_lot_number(site_today().year, 1)
+    except (ValueError, KeyError, IndexError):
+        return ""
 
 
 def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
@@ -133,10 +213,13 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     unplaced = [row.bag.id for row in storable if row.box_id is None]
     store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
                                                              bag_id=unplaced[0] if unplaced else None))
-    store_form.box_id.choices = [(b.id, path) for b, path in boxes(db.session)]
+    store_form.box_id.choices = box_choices(db.session)
     store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({row.bag.din_display})")
                                  for row in storable]
+    places = {row.box_id: place_parts(db.session, get_location(db.session, row.box_id))
+              for row in record.bags if row.box_id}
     return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,
+                           places=places,
                            storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
 
 
@@ -251,12 +334,12 @@ def transition(lot_id: int) -> Any:
 @bp.route("/<int:lot_id>/store", methods=["POST"])
 @roles_required("technician")
 def store(lot_id: int) -> Any:
-    from mscbatch.lots.queries import get_location, parse_position
+    from mscbatch.lots.queries import parse_position
     from mscbatch.lots.storage import store_bag
 
     form = StoreBagForm(prefix="store")
     form.bag_id.choices = [(posted_id(request.form.get("store-bag_id")), "")]
-    form.box_id.choices = [(b.id, path) for b, path in boxes(db.session)]
+    form.box_id.choices = box_choices(db.session)
 
     def action() -> Any:
         box = get_location(db.session, form.box_id.data)

@@ -14,7 +14,7 @@ from mscbatch.monitoring import counters
 
 bp = Blueprint("monitoring_api", __name__, url_prefix="/api/v1/admin",
                description="Monitoring counters (admin): refused sign-ins, bedside STOPs, refused infusion starts, "
-                           "refused signatures")
+                           "refused signatures, refused bedside second persons")
 
 
 class WindowsSchema(Schema):
@@ -37,6 +37,11 @@ class CountersSchema(Schema):
                                  "confirmed check, already infused)"})
     signature_refused = fields.Nested(WindowsSchema, required=True,
                                       metadata={"description": "e-signatures refused for a wrong password"})
+    second_person_refused = fields.Nested(
+        WindowsSchema, required=True,
+        metadata={"description": "bedside second persons refused for who they are, not for a password: the person "
+                                 "who scanned typed as the second person, or an account that is not a nurse or a "
+                                 "clinician (a wrong password there counts in failed_logins)"})
 
 
 @bp.route("/counters")

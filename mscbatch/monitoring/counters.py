@@ -1,5 +1,5 @@
-"""Counts of refused logins, bedside checks answered STOP, refused infusion starts and refused signatures, from
-the records themselves.
+"""Counts of refused logins, bedside checks answered STOP, refused infusion starts, refused signatures and second
+persons refused at the bedside for who they are (not for a password), from the records themselves.
 
 Failed logins, refused infusion starts and refused signatures are audit events (actions below); a STOP is a
 TwoPersonCheck row. Each
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
@@ -26,6 +26,12 @@ from mscbatch.lots.models import Bag
 #: password change or an API token's creation (the same count leads to the lockout)
 FAILED_LOGIN_ACTIONS = ("login_failed", "login_refused", "second_person_refused", "password_change_refused",
                         "api_token_refused")
+#: a bedside second person refused for who they are, after their password was checked or before it was asked: the
+#: person who scanned typing their own name again (the check's row is the entity), or an account that is not a nurse
+#: or a clinician. Neither is a wrong password nor a refused account (review 3 #15: they were counted as failed
+#: sign-ins and wrong passwords, where an administrator looks for password guessing).
+SECOND_PERSON_ACTION = "second_person_refused"
+SECOND_PERSON_NOT_PASSWORD_REASONS = ("second person is the first checker", "second person: not a nurse or a clinician")
 SIGNATURE_REFUSED_ACTIONS = ("signature_refused",)
 START_REFUSED_ACTIONS = ("infusion_start_refused",)
 RECENT = 20
@@ -33,7 +39,15 @@ WINDOWS = (("last_24_hours", timedelta(hours=24)), ("last_7_days", timedelta(day
 
 # (key, heading) in the order the page shows them
 KINDS = (("failed_logins", "Failed sign-ins and wrong passwords"), ("bedside_refused", "Bedside checks answered STOP"),
-         ("infusion_start_refused", "Infusion starts refused"), ("signature_refused", "Refused signatures"))
+         ("infusion_start_refused", "Infusion starts refused"), ("signature_refused", "Refused signatures"),
+         ("second_person_refused", "Bedside second person refused: the same person, or not a nurse or clinician"))
+
+SECOND_PERSON_REASONS = {
+    "second person is the first checker": "typed as the second person by the person who scanned: the same person "
+                                          "cannot check twice (the password was right)",
+    "second person: not a nurse or a clinician": "typed as the second person, but not a nurse or a clinician (no "
+                                                 "password asked)",
+}
 
 LOGIN_REASONS = {
     "unknown user name": "no account has this user name",
@@ -50,6 +64,17 @@ class Incident:
     what: str
 
 
+def _second_person_not_password() -> Any:
+    """The second-person refusals that are not a wrong password nor a refused account."""
+    return and_(AuditEvent.action == SECOND_PERSON_ACTION,
+                or_(AuditEvent.entity_type == "two_person_check",
+                    func.coalesce(AuditEvent.reason, "").in_(SECOND_PERSON_NOT_PASSWORD_REASONS)))
+
+
+def _failed_logins() -> Any:
+    return and_(AuditEvent.action.in_(FAILED_LOGIN_ACTIONS), not_(_second_person_not_password()))
+
+
 def _windowed(session: Session, when: Any, condition: Any, now: datetime) -> dict[str, int]:
     columns = [func.count()] + [func.coalesce(func.sum(case((when >= now - span, 1), else_=0)), 0)
                                 for _name, span in WINDOWS]
@@ -60,17 +85,19 @@ def _windowed(session: Session, when: Any, condition: Any, now: datetime) -> dic
 def counts(session: Session, now: datetime | None = None) -> dict[str, dict[str, int]]:
     now = now or utcnow()
     return {
-        "failed_logins": _windowed(session, AuditEvent.occurred_at, AuditEvent.action.in_(FAILED_LOGIN_ACTIONS), now),
+        "failed_logins": _windowed(session, AuditEvent.occurred_at, _failed_logins(), now),
         "bedside_refused": _windowed(session, TwoPersonCheck.checked_at, TwoPersonCheck.result == "stop", now),
         "infusion_start_refused": _windowed(session, AuditEvent.occurred_at,
                                             AuditEvent.action.in_(START_REFUSED_ACTIONS), now),
         "signature_refused": _windowed(session, AuditEvent.occurred_at,
                                        AuditEvent.action.in_(SIGNATURE_REFUSED_ACTIONS), now),
+        "second_person_refused": _windowed(session, AuditEvent.occurred_at, _second_person_not_password(), now),
     }
 
 
-def _recent_events(session: Session, actions: Sequence[str]) -> list[AuditEvent]:
-    return list(session.scalars(select(AuditEvent).where(AuditEvent.action.in_(actions))
+def _recent_events(session: Session, actions: Sequence[str] | Any) -> list[AuditEvent]:
+    condition = actions if not isinstance(actions, (tuple, list)) else AuditEvent.action.in_(actions)
+    return list(session.scalars(select(AuditEvent).where(condition)
                                 .order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(RECENT)))
 
 
@@ -83,13 +110,29 @@ def _named(user: User | None, fallback: str) -> str:
 
 
 def recent_failed_logins(session: Session) -> list[Incident]:
-    events = _recent_events(session, FAILED_LOGIN_ACTIONS)
+    events = _recent_events(session, _failed_logins())
     people = _people(session, {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()})
     incidents = []
     for e in events:
         user = people.get(int(e.entity_id)) if e.entity_id and e.entity_id.isdigit() else None
         who = _named(user, f"unknown name '{e.new_value or ''}'")
         incidents.append(Incident(e.occurred_at, who, LOGIN_REASONS.get(e.reason or "", e.reason or "refused")))
+    return incidents
+
+
+def recent_second_person_refusals(session: Session) -> list[Incident]:
+    events = _recent_events(session, _second_person_not_password())
+    people = _people(session, {e.actor_id for e in events if e.actor_id is not None}
+                     | {int(e.entity_id) for e in events if e.entity_type == "user_account" and e.entity_id
+                        and e.entity_id.isdigit()})
+    incidents = []
+    for e in events:
+        typed = people.get(int(e.entity_id)) if e.entity_type == "user_account" and (e.entity_id or "").isdigit() \
+            else people.get(e.actor_id or 0)
+        what = SECOND_PERSON_REASONS.get(e.reason or "", e.reason or "refused")
+        if e.entity_type == "two_person_check":
+            what += f" (bedside check {e.entity_id})"
+        incidents.append(Incident(e.occurred_at, _named(typed, e.actor_name or "?"), what))
     return incidents
 
 
@@ -125,4 +168,5 @@ def recent_refused_starts(session: Session) -> list[Incident]:
 def recent(session: Session) -> dict[str, list[Incident]]:
     return {"failed_logins": recent_failed_logins(session), "bedside_refused": recent_bedside_stops(session),
             "infusion_start_refused": recent_refused_starts(session),
-            "signature_refused": recent_refused_signatures(session)}
+            "signature_refused": recent_refused_signatures(session),
+            "second_person_refused": recent_second_person_refusals(session)}

@@ -200,7 +200,8 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     assert page.status_code == 200 and 'href="/admin/monitoring"' in html  # in the admin's navigation
     # the two sign-ins and the second person's wrong password: every wrong password counts
     assert _counts_on_page(html) == {"failed_logins": [3, 3, 3], "bedside_refused": [1, 1, 1],
-                                     "infusion_start_refused": [1, 1, 1], "signature_refused": [1, 1, 1]}
+                                     "infusion_start_refused": [1, 1, 1], "signature_refused": [1, 1, 1],
+                                     "second_person_refused": [0, 0, 0]}
     for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;gh…(5 characters)&#39;",  # masked in the trail
                   "no account has this user name",
                   "This wristband is not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
@@ -211,7 +212,7 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     assert {k: v for k, v in body.items() if k != "generated_at"} == {
         key: {"last_24_hours": n, "last_7_days": n, "all_time": n}
         for key, n in (("failed_logins", 3), ("bedside_refused", 1), ("infusion_start_refused", 1),
-                       ("signature_refused", 1))}
+                       ("signature_refused", 1), ("second_person_refused", 0))}
 
     assert nurse.get("/admin/monitoring").status_code == 403
     nurse_token = api_token_for(app, "nurse")

@@ -22,7 +22,6 @@ from mscbatch.interop.privacy import AuditMask
 
 bp = Blueprint("audit", __name__)
 PAGE_SIZE = 50
-DATE_FIELDS = (("from", "From"), ("to", "To"))
 
 
 def _date(name: str, label: str, errors: dict[str, str]) -> tuple[date | None, str]:
@@ -71,7 +70,7 @@ def events() -> Any:
     query = select(AuditEvent)
     filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor")}
     errors: dict[str, str] = {}
-    (start, start_typed), (end, end_typed) = (_date(name, label, errors) for name, label in DATE_FIELDS)
+    (start, start_typed), (end, end_typed) = _date("from", "From", errors), _date("to", "To", errors)
     if errors:  # a filter that cannot be applied: nothing listed, the field's error said beside it
         return render_template("audit/events.html", events=[], masked=False, filters=filters, errors=errors,
                                typed={"from": start_typed, "to": end_typed}, next_before=None, older={}), 422

@@ -126,14 +126,14 @@ def test_one_tap_receive_and_thaw_after_a_scan(page, live_server):
     page.goto(f"{live_server.url}/ward")
     _scan(page, ward.token)  # the bag alone: no check runs, the bag field is filled
     expect(page.locator("#bag")).to_have_value(ward.token)
-    page.get_by_role("button", name="Thaw").click()
+    page.get_by_role("button", name="Thaw", exact=True).click()
     expect(page.get_by_role("alert").first).to_contain_text("it cannot go to thawed")
     _scan(page, ward.token)
     page.get_by_label("Where (ward, room)").fill("Ward 3, bed 12")
     page.get_by_role("button", name="Receive on the ward").click()
     expect(page.get_by_role("status").filter(has_text="received on the ward")).to_be_visible()
     _scan(page, ward.token)
-    page.get_by_role("button", name="Thaw").click()
+    page.get_by_role("button", name="Thaw", exact=True).click()
     expect(page.get_by_role("status").filter(has_text="thawed: give it within 60 minutes")).to_be_visible()
 
 

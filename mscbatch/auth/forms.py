@@ -1,7 +1,7 @@
 """Forms for sign-in, accounts and tokens (Flask-WTF: every form carries a CSRF token)."""
 from __future__ import annotations
 
-from wtforms import PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms import Label, PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
@@ -58,3 +58,19 @@ class ReasonForm(FlaskForm):
 
 class RolesForm(ReasonForm):
     roles = role_field()
+
+
+#: the account actions of a user's page, each a form of its own with a reason
+ACCOUNT_ACTIONS = ("unlock", "disable", "enable")
+
+
+def own_ids(form: ReasonForm, action: str) -> ReasonForm:
+    """The reason form of one account action, given field ids of its own, so that each form's "Reason" label names
+    the field of its own form (a locked account's page shows the Unlock and the Disable form, and the Roles form
+    has a reason too). The posted names stay "reason" and "csrf_token"."""
+    form.reason.id = f"{action}-reason"
+    form.reason.label = Label(form.reason.id, form.reason.label.text)
+    csrf = getattr(form, "csrf_token", None)
+    if csrf is not None:
+        csrf.id = f"{action}-csrf_token"
+    return form

@@ -65,20 +65,13 @@ def create_user(session: Session, actor: object, *, username: str, full_name: st
     None and are not asked to change it (`mscbatch create-user` asks for it explicitly). `reason` goes on the
     audit events of the creation (the command line's operator and why)."""
     _require_admin(actor)
-    username = username.strip().lower()
-    if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
-        raise ValidationFailed("User name: use letters, digits, '.', '-' or '_'.", field="username")
-    full_name = " ".join(full_name.split())
-    if not full_name:
-        raise ValidationFailed("Full name is required: it is printed on signatures.", field="full_name")
-    problem = password_problem(password, username)
-    if problem:
-        raise ValidationFailed(f"Password: {problem}", field="password")
-    _check_roles(roles)
+    username, full_name = username.strip().lower(), " ".join(full_name.split())
+    problems, taken = _new_user_problems(session, username, full_name, password, roles)
+    if problems:  # every field's refusal at once (one round trip for the administrator, not one per rule)
+        message = " ".join(m for messages in problems.values() for m in messages)
+        # 409 when the only fault is a name another account has (as before), else 422
+        raise (Conflict if set(problems) <= taken else ValidationFailed)(message, errors=problems)
     with use_case(session, actor, reason):
-        if session.scalar(select(User.id).where(User.username == username)) is not None:
-            raise Conflict(f"User name '{username}' is already taken.", field="username")
-        check_full_name_free(session, full_name)
         user = User(username=username, full_name=full_name, password_hash=hash_password(password, hash_profile),
                     must_change_password=actor is not None if must_change_password is None else must_change_password,
                     roles=[UserRole(role=r) for r in sorted(set(roles))])
@@ -91,32 +84,81 @@ def create_user(session: Session, actor: object, *, username: str, full_name: st
     return user
 
 
+def _username_taken(session: Session, username: str) -> str | None:
+    if username and session.scalar(select(User.id).where(User.username == username)) is not None:
+        return f"User name '{username}' is already taken."
+    return None
+
+
+def _full_name_taken(session: Session, full_name: str, user_id: int | None = None) -> str | None:
+    query = select(User.username).where(func.lower(User.full_name) == func.lower(full_name))
+    if user_id is not None:
+        query = query.where(User.id != user_id)
+    holder = session.scalar(query.limit(1)) if full_name else None
+    if holder is None:
+        return None
+    return (f"Full name: '{full_name}' is already the printed name of another account ({holder}); signatures could "
+            "not tell them apart. Add a middle initial or another distinction.")
+
+
+def new_user_problems(session: Session, *, username: str, full_name: str, password: str,
+                      roles: list[str]) -> dict[str, list[str]]:
+    """Every rule a new account breaks, per field (empty: none): the user name (its characters, not taken), the full
+    name (given, not another account's printed name), the password and the roles, all judged together so that one
+    answer names every field to correct. Reads only."""
+    return _new_user_problems(session, username.strip().lower(), " ".join(full_name.split()), password, roles)[0]
+
+
+def _new_user_problems(session: Session, username: str, full_name: str, password: str,
+                       roles: list[str]) -> tuple[dict[str, list[str]], set[str]]:
+    """(problems per field, the fields refused only because another account has that name)."""
+    problems: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        problems["username"] = ["User name: use letters, digits, '.', '-' or '_'."]
+    elif words := _username_taken(session, username):
+        problems["username"], taken = [words], taken | {"username"}
+    if not full_name:
+        problems["full_name"] = ["Full name is required: it is printed on signatures."]
+    elif words := _full_name_taken(session, full_name):
+        problems["full_name"], taken = [words], taken | {"full_name"}
+    problem = password_problem(password, username)
+    if problem:
+        problems["password"] = [f"Password: {problem}"]
+    roles_problem = _roles_problem(roles)
+    if roles_problem:
+        problems["roles"] = [roles_problem]
+    return problems, taken
+
+
 def check_full_name_free(session: Session, full_name: str, user_id: int | None = None) -> None:
     """The printed name on a signature names one person: refuse a full name another account (other than
     `user_id`) already has, whatever its case. Call it wherever a full name is given or edited; the unique index on
     lower(full_name) refuses what slips past."""
-    query = select(User.username).where(func.lower(User.full_name) == func.lower(full_name))
-    if user_id is not None:
-        query = query.where(User.id != user_id)
-    holder = session.scalar(query.limit(1))
-    if holder is not None:
-        raise Conflict(f"Full name: '{full_name}' is already the printed name of another account ({holder}); "
-                       "signatures could not tell them apart. Add a middle initial or another distinction.",
-                       field="full_name")
+    taken = _full_name_taken(session, full_name, user_id)
+    if taken:
+        raise Conflict(taken, field="full_name")
 
 
-def _check_roles(roles: list[str]) -> None:
+def _roles_problem(roles: list[str]) -> str | None:
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
-        raise ValidationFailed(f"Roles: unknown role {', '.join(unknown)}.", field="roles")
+        return f"Roles: unknown role {', '.join(unknown)}."
     if not roles:
-        raise ValidationFailed("Roles: give the user at least one role.", field="roles")
+        return "Roles: give the user at least one role."
     beside = roles_beside_admin(roles)
     if beside:
         named = role_list(beside)
-        raise ValidationFailed(f"Roles: an administrator account cannot also hold {named}. System administration is "
-                               "kept apart from the roles that record and sign (EU GMP Annex 11 §12): use a "
-                               f"separate account for the {named} work.", field="roles")
+        return (f"Roles: an administrator account cannot also hold {named}. System administration is kept apart "
+                "from the roles that record and sign (EU GMP Annex 11 §12): use a separate account for the "
+                f"{named} work.")
+    return None
+
+
+def _check_roles(roles: list[str]) -> None:
+    problem = _roles_problem(roles)
+    if problem:
+        raise ValidationFailed(problem, field="roles")
 
 
 def role_list(roles: list[str]) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from mscbatch.auth import services
 from mscbatch.auth.access import authenticated, public, roles_required
 from mscbatch.auth.forms import (
+    ACCOUNT_ACTIONS,
     ApiTokenForm,
     EmptyForm,
     LoginForm,
@@ -17,6 +18,7 @@ from mscbatch.auth.forms import (
     ReasonForm,
     RolesForm,
     UserCreateForm,
+    own_ids,
 )
 from mscbatch.auth.loading import policy
 from mscbatch.auth.models import ApiToken, User
@@ -156,40 +158,61 @@ def users() -> Any:
             return redirect(url_for("auth.user_detail", user_id=user.id))
     elif form.errors:
         status = 422
+        if "csrf_token" not in form.errors:  # a field left empty: the rules of the others are said with it
+            _add_problems(form, services.new_user_problems(
+                db.session, username=form.username.data or "", full_name=form.full_name.data or "",
+                password=form.password.data or "", roles=form.roles.data or []))
     all_users = db.session.scalars(select(User).order_by(User.username)).all()
     return render_template("auth/users.html", form=form, users=all_users), status
+
+
+def _add_problems(form: UserCreateForm, problems: dict[str, list[str]]) -> None:
+    """The service's refusals of the fields the form itself let through (one answer names every field)."""
+    for name, messages in problems.items():
+        field = getattr(form, name)
+        if not field.errors:
+            field.errors = list(messages)
+
+
+def _user_page(user: User, roles_form: RolesForm | None = None, refused: ReasonForm | None = None,
+               refused_action: str = "", status: int = 200) -> Any:
+    """A user's page: the Roles form and one reason form per account action, each with its own field ids; a refused
+    form is shown again, with its errors, in its own place only."""
+    forms = {action: own_ids(ReasonForm(formdata=None), action) for action in ACCOUNT_ACTIONS}
+    if refused is not None:
+        forms[refused_action] = refused
+    return render_template("auth/user_detail.html", user=user,
+                           roles_form=roles_form or RolesForm(formdata=None, roles=sorted(user.role_names)),
+                           reason_forms=forms), status
 
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET"])
 @roles_required("admin")
 def user_detail(user_id: int) -> Any:
-    user = services.get_user(db.session, user_id)
-    roles_form = RolesForm(roles=sorted(user.role_names))
-    return render_template("auth/user_detail.html", user=user, roles_form=roles_form, reason_form=ReasonForm())
+    return _user_page(services.get_user(db.session, user_id))
 
 
 @bp.route("/admin/users/<int:user_id>/<action>", methods=["POST"])
 @roles_required("admin")
 def user_action(user_id: int, action: str) -> Any:
     user = services.get_user(db.session, user_id)
-    form = RolesForm() if action == "roles" else ReasonForm()
+    if action != "roles" and action not in ACCOUNT_ACTIONS:
+        return render_template("errors/error.html", status=404, title="Not found",
+                               detail=f"Unknown action '{action}'."), 404
+    form = RolesForm() if action == "roles" else own_ids(ReasonForm(), action)
     if form.validate_on_submit():
         try:
             if action == "roles":
                 services.set_roles(db.session, current_user, user_id, form.roles.data, form.reason.data)
             elif action in ("enable", "disable"):
                 services.set_enabled(db.session, current_user, user_id, action == "enable", form.reason.data)
-            elif action == "unlock":
-                services.unlock(db.session, current_user, user_id, form.reason.data)
             else:
-                return render_template("errors/error.html", status=404, title="Not found",
-                                       detail=f"Unknown action '{action}'."), 404
+                services.unlock(db.session, current_user, user_id, form.reason.data)
         except DomainError as error:
             show_error(form, error)
         else:
             flash(f"{user.username}: {action} done.", "success")
             return redirect(url_for("auth.user_detail", user_id=user_id))
-    roles_form = form if action == "roles" else RolesForm(roles=sorted(user.role_names))
-    reason_form = form if action != "roles" else ReasonForm()
-    return render_template("auth/user_detail.html", user=user, roles_form=roles_form,
-                           reason_form=reason_form), 422
+    if isinstance(form, RolesForm):
+        return _user_page(user, roles_form=form, status=422)
+    return _user_page(user, refused=form, refused_action=action, status=422)

@@ -50,6 +50,14 @@ from mscbatch.release.queries import (
 from mscbatch.site import site_config, site_day
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
+#: where a bag not yet received on the ward is, and what to do, in a nurse's words (not the bag's state names)
+NOT_ON_WARD = {
+    "stored": "it is still in storage at the cell therapy unit. Ask the unit to send it",
+    "allocated": "it is still at the cell therapy unit (set aside for a patient, not sent yet). Ask the unit to send it",
+    "dispatched": "it was sent by the cell therapy unit, but its arrival on the ward has not been recorded. Record its "
+                  "receipt first"}
+#: why a lot is not released, in a nurse's words (not the lot's state names)
+NOT_RELEASED = {"in_process": "it is still being made", "quarantine": "its tests are not all approved yet"}
 _TOKEN_LIKE = re.compile(r"(/v/|\.)", re.IGNORECASE)
 
 
@@ -265,7 +273,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
                                 f"({', '.join(state.failed_late)}): OUT OF SPECIFICATION. {CALL_UNIT}")
     elif not state.released:
         result.stop("not_released", f"Lot {lot.lot_number} is NOT RELEASED for use "
-                                    f"({lot.status.replace('_', ' ')}). {CALL_UNIT}")
+                                    f"({NOT_RELEASED.get(lot.status, 'QA has not released it')}). {CALL_UNIT}")
     elif state.exceptional:
         if patient is None or patient.code != state.patient_code:
             result.stop("exceptional_other", "This bag was released as an exception for ANOTHER patient "
@@ -286,9 +294,8 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("discarded", f"This bag was DISCARDED. {CALL_UNIT}")
     elif bag.status == "returned":
         result.stop("returned", f"This bag was RETURNED to the unit. {CALL_UNIT}")
-    elif bag.status in ("stored", "allocated", "dispatched"):
-        result.stop("not_on_ward", "This bag has not been received on the ward (it is "
-                                   f"{bag.status}). Record its receipt first.")
+    elif bag.status in NOT_ON_WARD:
+        result.stop("not_on_ward", f"This bag has not been received on the ward: {NOT_ON_WARD[bag.status]}.")
 
     if bag.expires_at <= now:
         result.stop("bag_expired", f"This bag EXPIRED on {_when(bag.expires_at)}. {CALL_UNIT}")

@@ -1,6 +1,8 @@
 """Ward forms (Flask-WTF, CSRF). They parse input only; the services check every rule."""
 from __future__ import annotations
 
+from typing import Any
+
 from wtforms import DateTimeLocalField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -22,14 +24,25 @@ class WardForm(FlaskForm):
 
 
 class DispatchForm(FlaskForm):
-    bag = StringField("Bag label (QR code, or the DIN with its check character)",
+    """The technician's dispatch, on the ward page below the scan form: its fields have ids of their own
+    ("dispatch-bag"...), so that its labels name its own fields, not the scan form's "bag" and "location" (the posted
+    names stay "bag", "location"...)."""
+
+    bag = StringField("Bag label (QR code, or the DIN with its check character)", id="dispatch-bag",
                       validators=[DataRequired("Scan the bag."), Length(max=600)], render_kw=SCAN)
-    courier = StringField("Courier", validators=[DataRequired("Give the courier."), Length(max=120)])
-    shipper = StringField("Shipper (dry shipper / container id)",
+    courier = StringField("Courier", id="dispatch-courier",
+                          validators=[DataRequired("Give the courier."), Length(max=120)])
+    shipper = StringField("Shipper (dry shipper / container id)", id="dispatch-shipper",
                           validators=[DataRequired("Give the shipper."), Length(max=120)])
-    temperature_logger_id = StringField("Temperature logger id",
+    temperature_logger_id = StringField("Temperature logger id", id="dispatch-temperature_logger_id",
                                         validators=[DataRequired("Give the temperature logger id."), Length(max=60)])
-    location = StringField("From (location)", validators=[Optional(), Length(max=120)])
+    location = StringField("From (location)", id="dispatch-location", validators=[Optional(), Length(max=120)])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        csrf = getattr(self, "csrf_token", None)
+        if csrf is not None:
+            csrf.id = "dispatch-csrf_token"
 
 
 class SecondPersonForm(FlaskForm):
@@ -56,7 +69,8 @@ class StartForm(FlaskForm):
 class EndForm(FlaskForm):
     volume_ml = StringField("Volume infused (mL)", validators=[DataRequired("Give the volume infused.")],
                             render_kw={"inputmode": "decimal"})
-    reason = StringField("If more than prescribed was given: why", validators=[Optional(), Length(max=500)])
+    reason = StringField("If the volume given differs from the prescription: why",
+                         validators=[Optional(), Length(max=500)])
 
 
 class ReactionForm(FlaskForm):

@@ -3,6 +3,7 @@ services decide and write. The page works with plain forms; static/js/ward-scan.
 (keyboard wedge: text + Enter) and the camera (vendored jsQR)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from mscbatch.extensions import db
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_given
+from mscbatch.patients.queries import allocation_given, allocation_of_bag, allocations_of
 from mscbatch.signatures.services import signatures_of
 from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
@@ -94,6 +95,24 @@ def ward() -> Any:
     return _ward()
 
 
+@dataclass(frozen=True)
+class PrescribedPosition:
+    number: int  # this bag's place in the prescription (its order of allocation), from 1
+    count: int  # the bags the prescription draws from
+
+
+def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
+    """Which of the patient's prescribed bags this is ("bag 2 of the 3 prescribed for this patient"), for a check
+    that MATCHES: the lot's own numbering (bag 2 of the 4 made) says nothing of the prescription."""
+    if not result.matches or result.bag is None or result.patient is None:
+        return None
+    reserved = allocation_of_bag(db.session, result.bag.id)
+    if reserved is None or reserved.patient.id != result.patient.id:
+        return None
+    bag_ids = [row.bag_id for row in allocations_of(db.session, reserved.prescription.id)]
+    return PrescribedPosition(bag_ids.index(result.bag.id) + 1, len(bag_ids)) if result.bag.id in bag_ids else None
+
+
 def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
                  start_form: StartForm | None = None, status: int = 200, confirmed: Any = None) -> Any:
     signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
@@ -101,7 +120,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
-        signatures=signatures), status
+        signatures=signatures, prescribed=_prescribed_position(result)), status
 
 
 @bp.route("/check", methods=["POST"])

@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -21,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from mscbatch.core.dosing import stored_endotoxin_limit_words
 from mscbatch.core.protocols import format_cells_per_kg
+from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.queries import allocations_of, protocols, signatures_for
+from mscbatch.site import site_config
 
 
 def millions(cells: Any) -> str:
@@ -37,7 +40,7 @@ class SheetBag:
     check_character: str
     product_code: str
     lot_number: str
-    expires_at: str
+    expiry: tuple[str, ...]  # the site's local time, then UTC (two lines, as the bag label prints it)
     bag_volume_ml: str
     draw_volume_ml: str
     cells: str
@@ -92,7 +95,8 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         lot = session.get(Lot, bag.lot_id)
         assert lot is not None
         bags.append(SheetBag(bag.din, bag.check_character, bag.product_code, lot.lot_number,
-                             f"{bag.expires_at:%Y-%m-%d %H:%M} UTC", f"{bag.volume_ml}", f"{row.volume_ml}",
+                             tuple(expiry_lines(bag.expires_at, site_config().timezone)),
+                             f"{bag.volume_ml}", f"{row.volume_ml}",
                              millions(row.cells), row.partial, row.conditional_release))
     signed = signatures_for(session, "prescription", [prescription.id]).get(prescription.id, [])
     signatures = [f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC: \"{s.meaning}\"" for s in signed]
@@ -101,6 +105,13 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     if prescription.status != "active":
         warnings.insert(0, f"This prescription is {prescription.status.upper()}: do not infuse.")
     return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings)
+
+
+#: the bag table's columns (mm, 180 in all: A4 less its margins), with 3 pt padding: the DIN (22 mm at 8.5 pt), a lot
+#: number such as MSC-2026-0003 (22 mm) and an expiry in local time over UTC ("2027-09-30 18:21 CEST": 32.5 mm)
+#: each fit on one line; a longer one wraps inside its own column
+BAG_COLUMNS_MM = {"DIN": 25, "K": 7, "Product code": 18, "Lot": 26, "Expiry": 37, "Bag mL": 12, "Draw mL": 13,
+                  "Cells": 18, "Use": 24}
 
 
 def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> Table:
@@ -132,15 +143,23 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
                                                                                     16 * mm, 40 * mm, 46 * mm])]
     story += [Paragraph("Prescription and calculation", styles["Heading3"]),
               _table([[k, Paragraph(v, small)] for k, v in sheet.facts], [38 * mm, 142 * mm], header=False)]
-    rows: list[list[Any]] = [["DIN", "K", "Product code", "Lot", "Expiry", "Bag mL", "Draw mL", "Cells", "Use"]]
+    # every cell a paragraph, so that a long lot number or a heading wraps inside its column instead of running
+    # into the next (a lot number printed over its expiry read "MSC-2026-00032027-12-02")
+    head = small.clone("head", fontName="Helvetica-Bold")
+    rows: list[list[Any]] = [[Paragraph(h, head) for h in ("DIN", "K", "Product code", "Lot", "Expiry", "Bag mL",
+                                                             "Draw mL", "Cells", "Use")]]
     for b in sheet.bags:
         use = "PARTIAL draw" if b.partial else "whole bag"
-        rows.append([b.din, b.check_character, b.product_code, b.lot_number, Paragraph(b.expires_at, small),
-                     b.bag_volume_ml, b.draw_volume_ml, b.cells, use + (" (cond.)" if b.conditional else "")])
-    bag_table = _table(rows, [27 * mm, 8 * mm, 23 * mm, 22 * mm, 24 * mm, 14 * mm, 15 * mm, 21 * mm, 26 * mm])
+        expiry = "<br/>".join(escape(line) for line in b.expiry)
+        rows.append([b.din, b.check_character, Paragraph(escape(b.product_code), small),
+                     Paragraph(escape(b.lot_number), small), Paragraph(expiry, small), b.bag_volume_ml,
+                     b.draw_volume_ml, Paragraph(b.cells, small),
+                     Paragraph(use + (" (cond.)" if b.conditional else ""), small)])
+    bag_table = _table(rows, [BAG_COLUMNS_MM[name] * mm for name in BAG_COLUMNS_MM])
     bag_table.setStyle(TableStyle([("BOX", (1, 1), (1, -1), 1.4, colors.black),
                                    ("FONTNAME", (1, 1), (1, -1), "Helvetica-Bold"),
-                                   ("ALIGN", (1, 0), (1, -1), "CENTER")]))
+                                   ("ALIGN", (1, 0), (1, -1), "CENTER"),
+                                   ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]))
     story += [Paragraph("Bags", styles["Heading3"]), bag_table,
               Paragraph("K: keyboard check character (ISO/IEC 7064 MOD 37-2) printed boxed on the label.", small)]
     story += [Paragraph("Signatures", styles["Heading3"])]

@@ -17,7 +17,14 @@ from mscbatch.patients import prescriptions
 from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
 from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
-from mscbatch.patients.queries import allocations_of, get_patient, get_prescription, signatures_for
+from mscbatch.patients.queries import (
+    allocations_of,
+    cohort_state,
+    get_patient,
+    get_prescription,
+    infused_state,
+    signatures_for,
+)
 from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
 
@@ -57,8 +64,11 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
             "level": str(int(result.level_cells_per_kg)) if result.level_cells_per_kg is not None else "",
             "bag_ids": bag_ids, "planned_on": planned_on.isoformat() if planned_on else "",
             "weight_id": str(result.weight.id) if result.weight is not None else ""})
+    # the plan with every patient (the cohort page's counts), beside result.state, the plan without this patient
     return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
-                           today=site_today(), dose=format_cells_per_kg), status
+                           today=site_today(), dose=format_cells_per_kg,
+                           cohort=cohort_state(db.session, result.protocol),
+                           infused=infused_state(db.session, result.protocol)), status
 
 
 @bp.route("/<int:patient_id>/dose")

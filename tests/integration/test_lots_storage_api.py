@@ -134,7 +134,8 @@ def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_ses
     assert parsed["valid"] is True and parsed["bag_id"] == bag["id"]
     typo = bag["din"][:-1] + ("1" if bag["din"][-1] != "1" else "2") + bag["check_character"]
     parsed = client.post("/api/v1/identifiers/parse", headers=nurse, json={"text": typo}).get_json()
-    assert parsed["valid"] is False and "wrong check character" in parsed["message"]
+    assert parsed["valid"] is False and "does not match DIN" in parsed["message"]
+    assert parsed["bag_id"] is None and "expected" not in parsed["message"]  # the right K is never told
 
 
 def test_lot_endpoints_are_in_the_openapi_document(app):

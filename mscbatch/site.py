@@ -27,6 +27,11 @@ def site_day(instant: datetime) -> date:
     return instant.astimezone(site_config().tz).date()
 
 
+def site_time(typed: datetime | None) -> datetime | None:
+    """A wall-clock time typed in a form (naive: the site's time zone) as an aware datetime."""
+    return None if typed is None else typed.replace(tzinfo=site_config().tz)
+
+
 def site_today() -> date:
     """Today at the site."""
     return site_day(utcnow())

@@ -150,10 +150,10 @@ def _deleted_in_flush(flush_context: UOWTransaction) -> list[Any]:
 def _events_after_flush(session: Session, flush_context: UOWTransaction) -> None:
     rows: list[dict[str, Any]] = []
     reason = session.info.get("audit_reason")
-    key = None  # read only when an audited row changed (_key refuses a session without one)
+    key = None  # read only when an audited row changed (audit_key refuses a session without one)
     for obj in session.new:
         if isinstance(obj, Audited):
-            key = key or _key(session)
+            key = key or audit_key(session)
             snapshot = {k: _shown(key, type(obj), k, getattr(obj, k)) for k in _columns(obj)}
             rows.append(dict(action="insert", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                              field=None, old_value=None, new_value=canonical_json(snapshot), reason=reason))
@@ -161,14 +161,14 @@ def _events_after_flush(session: Session, flush_context: UOWTransaction) -> None
         # an orphan is dirty (its parent was unset) and deleted in the same flush: its delete event says it all
         if isinstance(obj, Audited) and not flush_context.is_deleted(attributes.instance_state(obj)):
             for name, (old, new) in _changed_fields(obj).items():
-                key = key or _key(session)
+                key = key or audit_key(session)
                 action = "state" if name == "status" else "update"
                 rows.append(dict(action=action, entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                                  field=name, old_value=_shown(key, type(obj), name, old),
                                  new_value=_shown(key, type(obj), name, new),
                                  reason=reason))
     for obj in _deleted_in_flush(flush_context):
-        key = key or _key(session)
+        key = key or audit_key(session)
         snapshot = {k: _shown(key, type(obj), k, getattr(obj, k)) for k in _columns(obj)}
         rows.append(dict(action="delete", entity_type=obj.__tablename__, entity_id=entity_id_of(obj),
                          field=None, old_value=canonical_json(snapshot), new_value=None, reason=reason))
@@ -183,7 +183,8 @@ def _actor(session: Session) -> tuple[int | None, str]:
     return actor
 
 
-def _key(session: Session) -> bytes:
+def audit_key(session: Session) -> bytes:
+    """The session's audit key (the HMAC key of the chain and of signatures), as bytes; refused if it has none."""
     key = session.info.get("audit_key")
     if not key:
         raise AuditConfigurationError("the session has no audit key")
@@ -219,7 +220,7 @@ def append_events(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
 
     statements = _chain_statements()
     connection = session.connection()
-    key = _key(session)
+    key = audit_key(session)
     actor_id, actor_name = _actor(session)
     head = connection.execute(statements.read_head).first()
     if head is None:
@@ -267,7 +268,7 @@ def insert_audited(session: Session, model: type[Audited], values: Mapping[str, 
     table = mapper.local_table
     row = session.connection().execute(_insert_returning_row(table), dict(values)).one()
     stored = row._mapping
-    key = _key(session)
+    key = audit_key(session)
     snapshot = {}
     for attr in mapper.column_attrs:
         column = attr.columns[0]

@@ -4,11 +4,12 @@ bedside second person), so that a session left open cannot be used to guess a pa
 from __future__ import annotations
 
 from flask import current_app, has_app_context
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, object_session
 
 from mscbatch.auth.models import AuthSession, User
-from mscbatch.database import utcnow
+from mscbatch.database import locked_row, utcnow
+from mscbatch.errors import NotFound
 
 DEFAULT_THRESHOLD = 5
 LOCKED_REASON = "account locked"
@@ -38,9 +39,9 @@ def count_wrong_password(user: User, session: Session | None = None, threshold: 
     session = session if session is not None else object_session(user)
     if session is None:
         raise RuntimeError("count_wrong_password needs the session of the refusal's use case")
-    account = session.scalar(select(User).where(User.id == user.id).with_for_update()
-                             .execution_options(populate_existing=True))
-    if account is None:
+    try:
+        account = locked_row(session, User, user.id, "user")
+    except NotFound:
         return False
     account.failed_logins += 1
     locking = account.failed_logins >= (threshold or lockout_threshold()) and account.locked_out_at is None

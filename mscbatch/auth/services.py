@@ -17,7 +17,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password, end_all_sessions, masked_name
 from mscbatch.auth.models import ROLE_LABELS, ROLES, ApiToken, AuthSession, User, UserRole, roles_beside_admin
 from mscbatch.auth.passwords import hash_password, password_problem, verify_password
-from mscbatch.database import utcnow
+from mscbatch.database import locked_row, utcnow
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 
 # Same message whether the user exists or not: do not tell an attacker which names are real.
@@ -90,10 +90,10 @@ def _username_taken(session: Session, username: str) -> str | None:
     return None
 
 
-def _full_name_taken(session: Session, full_name: str, user_id: int | None = None) -> str | None:
+def _full_name_taken(session: Session, full_name: str) -> str | None:
+    """The printed name on a signature names one person: a full name another account has, whatever its case, is
+    refused here with the field named; the unique index on lower(full_name) refuses what slips past."""
     query = select(User.username).where(func.lower(User.full_name) == func.lower(full_name))
-    if user_id is not None:
-        query = query.where(User.id != user_id)
     holder = session.scalar(query.limit(1)) if full_name else None
     if holder is None:
         return None
@@ -131,15 +131,6 @@ def _new_user_problems(session: Session, username: str, full_name: str, password
     return problems, taken
 
 
-def check_full_name_free(session: Session, full_name: str, user_id: int | None = None) -> None:
-    """The printed name on a signature names one person: refuse a full name another account (other than
-    `user_id`) already has, whatever its case. Call it wherever a full name is given or edited; the unique index on
-    lower(full_name) refuses what slips past."""
-    taken = _full_name_taken(session, full_name, user_id)
-    if taken:
-        raise Conflict(taken, field="full_name")
-
-
 def _roles_problem(roles: list[str]) -> str | None:
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
@@ -165,6 +156,17 @@ def role_list(roles: list[str]) -> str:
     """'QA / Qualified Person', 'Lab technician and Clinician', 'A, B and C': roles as a person reads them."""
     labels = [ROLE_LABELS[role] for role in roles]
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def admin_beside_words(user: User) -> str | None:
+    """Why an account holding the administrator role beside others (as an older version could leave it) may not be
+    used, in the words of each refusal (sign-in, a signature, the bedside second person); None for any other
+    account. 'it holds Administrator together with Nurse, which is not allowed (...); another administrator ...'"""
+    beside = user.roles_beside_admin
+    if not beside:
+        return None
+    return (f"it holds Administrator together with {role_list(beside)}, which is not allowed (EU GMP Annex 11 §12); "
+            "another administrator must remove one of them on the Users page")
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -197,7 +199,7 @@ def set_enabled(session: Session, actor: object, user_id: int, enabled: bool, re
             raise Conflict("You cannot disable your own account.")
         user.is_enabled = enabled
         if not enabled:
-            _end_all_sessions(session, user.id, "account disabled")
+            end_all_sessions(session, user.id, "account disabled")
             _revoke_all_tokens(session, user.id)
     return user
 
@@ -212,7 +214,7 @@ def unlock(session: Session, actor: object, user_id: int, reason: str) -> User:
         user.failed_logins = 0
         # a session left open by the lockout (one an older version did not end) must not come back to life: whoever
         # the account belongs to signs in again
-        _end_all_sessions(session, user.id, "account unlocked")
+        end_all_sessions(session, user.id, "account unlocked")
     return user
 
 
@@ -237,7 +239,7 @@ def change_password(session: Session, user: User, current_password: str, new_pas
             user.must_change_password = False
         if user.failed_logins:
             user.failed_logins = 0  # a right password ends the run of failures, as at sign-in
-        _end_all_sessions(session, user.id, "password changed")
+        end_all_sessions(session, user.id, "password changed")
         _revoke_all_tokens(session, user.id)
 
 
@@ -300,15 +302,12 @@ def authenticate(session: Session, username: str, password: str, policy: Session
             trail.record(session, "login_refused", "user_account", user.id,
                          reason=f"administrator together with {', '.join(beside)}")
         raise AuthenticationFailed(
-            f"This account holds Administrator together with {role_list(beside)}, which is not allowed: system "
-            "administration is kept apart from the roles that record and sign (EU GMP Annex 11 §12). It cannot be "
-            "used until another administrator removes one of them on the Users page.")
+            f"This account cannot be used: {admin_beside_words(user)}.")
     token = secrets.token_urlsafe(32)
     with use_case(session, user):
         # read afresh under the row's lock: wrong passwords sent at the same moment may have locked the account
         # since it was read above, and a right guess among them must not get in
-        user = session.scalar(select(User).where(User.id == user.id).with_for_update()
-                              .execution_options(populate_existing=True))
+        user = locked_row(session, User, user.id, "user")
         refused = "account locked" if user.locked_out_at is not None else \
             "account disabled" if not user.is_enabled else None
         if refused is None:
@@ -362,9 +361,6 @@ def end_session(session: Session, token: str | None, reason: str = "logout") -> 
     with use_case(session, (row.user_id, user.username if user is not None else "session")):
         row.ended_at, row.end_reason = utcnow(), reason
         trail.record(session, reason, "user_account", row.user_id)
-
-
-_end_all_sessions = end_all_sessions  # one body, in mscbatch.auth.lockout (the lockout ends sessions too)
 
 
 def _revoke_all_tokens(session: Session, user_id: int) -> None:

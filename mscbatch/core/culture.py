@@ -173,17 +173,22 @@ class HarvestCountCheck:
     shortfall: str | None = None
 
 
+def harvest_bounds(counted: Count) -> tuple[Decimal, Decimal]:
+    """(floor, ceiling): the harvest total cells that the last passage's count `counted` allows without a deviation
+    (HARVEST_UNEXPLAINED_LOSS of it) and at most (HARVEST_COUNT_TOLERANCE above it)."""
+    return counted * HARVEST_UNEXPLAINED_LOSS, counted * (1 + HARVEST_COUNT_TOLERANCE)
+
+
 def check_harvest_count(total_cells: Count, last_passage_cells: Count, last_passage: int) -> HarvestCountCheck:
     """Compare the harvest's total cells with the cells harvested at the end of the last passage Pn."""
     total = _positive_count(total_cells, "total_cells")
     counted = _positive_count(last_passage_cells, "last_passage_cells")
-    ceiling = counted * (1 + HARVEST_COUNT_TOLERANCE)
+    floor, ceiling = harvest_bounds(counted)
     if total > ceiling:
         return HarvestCountCheck(refusal=(
             f"{format_cells(total)} total cells is more than the {format_cells(counted)} cells counted at the end "
             f"of the last passage P{last_passage} (at most {format_cells(ceiling)}, allowing "
             f"{HARVEST_COUNT_TOLERANCE * 100:.0f} % counting error). Cells do not multiply after that count"))
-    floor = counted * HARVEST_UNEXPLAINED_LOSS
     if total < floor:
         return HarvestCountCheck(shortfall=(
             f"{format_cells(total)} total cells is less than {HARVEST_UNEXPLAINED_LOSS * 100:.0f} % of the "

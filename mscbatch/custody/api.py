@@ -22,6 +22,7 @@ from mscbatch.api.base import ROW_ID, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.custody import services
 from mscbatch.custody.checks import BedsideResult, stop_running
+from mscbatch.custody.models import PATIENT_DETAILS
 from mscbatch.custody.views import INFUSION_READERS, check_valid_for, label_key
 from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
@@ -157,10 +158,8 @@ class InfusionReadSchema(InfusionSchema):
     din = fields.String(metadata={"description": "the bag's DIN with its check character"})
     lot_number = fields.String(allow_none=True)
     product_name = fields.String(allow_none=True)
-    patient_id = fields.Integer(allow_none=True, metadata={"description": "null for roles that do not read "
-                                                                          "patient records"})
-    patient_code = fields.String(allow_none=True, metadata={"description": "null for roles that do not read "
-                                                                           "patient records"})
+    patient_code = fields.String(allow_none=True, metadata={"description": "the patient's code (an infusion is read "
+                                                                           "by the readers of patient records only)"})
     stop = fields.Nested(StopSchema, metadata={"description": "checked again at each read, while the infusion runs"})
 
 
@@ -248,13 +247,10 @@ def bag_events(bag_id: int) -> Any:
     return [_without_patient(event) for event in events]
 
 
-#: the keys of a custody event's details that name the patient (bedside check, infusion start, allocation)
-PATIENT_DETAILS = frozenset({"patient_id", "wristband"})
-
-
 def _without_patient(event: Any) -> dict[str, Any]:
-    """The event as EventSchema shows it, less the patient, as the bag's web page shows patients to the patient
-    pages' readers only (recall.views.bag)."""
+    """The event as EventSchema shows it, less the patient (its PATIENT_DETAILS dropped; the audit viewer redacts
+    them instead: interop.privacy.AuditMask.details), as the bag's web page shows patients to the patient pages'
+    readers only (recall.views.bag)."""
     shown = {name: getattr(event, name) for name in EventSchema._declared_fields}
     shown["details"] = {key: value for key, value in event.details.items() if key not in PATIENT_DETAILS}
     return shown
@@ -311,6 +307,4 @@ def get_infusion(infusion_id: int) -> Any:
                  din=(bag.din + bag.check_character) if bag else None,
                  lot_number=lot.lot_number if lot else None, product_name=lot.product_name if lot else None,
                  patient_code=patient.code if patient else None, stop={"stop_now": bool(reasons), "reasons": reasons})
-    if not current_user.has_role(*PATIENT_READERS):  # as the bag's timeline above: no patient for other roles
-        shown.update(patient_id=None, patient_code=None)
-    return shown
+    return shown  # its readers (INFUSION_READERS) are the readers of patient records: the patient is shown

@@ -28,6 +28,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
+from mscbatch.auth.services import admin_beside_words
 from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, resolve_bag
@@ -244,6 +245,11 @@ def get_check(session: Session, check_id: int) -> TwoPersonCheck:
     return check
 
 
+#: the audit reasons of a second person refused for who they are, not for a password (monitoring counts them apart)
+SAME_PERSON_REASON = "second person is the first checker"
+NOT_BEDSIDE_ROLE_REASON = "second person: not a nurse or a clinician"
+
+
 def verify_second_person(session: Session, username: str, password: str) -> User:
     """Check another person's credentials without opening a session for them. Failures are audited and count
     towards the account lockout, as at sign-in."""
@@ -257,15 +263,14 @@ def verify_second_person(session: Session, username: str, password: str) -> User
         with use_case(session, None, "second person: account locked or disabled"):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
-    if not user.is_active:  # e.g. the administrator role held beside nurse (from an older version): may not sign in
+    why = admin_beside_words(user)  # locked and disabled are refused above: the rest of User.is_active
+    if why:  # the administrator role held beside nurse (from an older version): may not sign in
         with use_case(session, None, "second person: account may not sign in"):
             trail.record(session, "second_person_refused", "user_account", user.id)
-        raise AuthenticationFailed("Second person: this account may not sign in (it holds the administrator role "
-                                   "beside other roles); an administrator must correct it first.",
-                                   field="second_username")
+        raise AuthenticationFailed(f"Second person: this account may not sign in, as {why}.", field="second_username")
     if not user.has_role(*BEDSIDE_ROLES):  # before the password: a wrong one would count towards a lockout that a
         # nurse could then inflict on any QA or admin account by typing its user name here
-        with use_case(session, None, "second person: not a nurse or a clinician"):
+        with use_case(session, None, NOT_BEDSIDE_ROLE_REASON):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise PermissionDenied("The second person must be a nurse or a clinician.", field="second_username")
     if not verify_password(user.password_hash, password or ""):
@@ -291,7 +296,7 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
     second = verify_second_person(session, username, password)
     check = get_check(session, check_id)
     if second.id == check.checked_by_id:
-        with use_case(session, second, "second person is the first checker"):
+        with use_case(session, second, SAME_PERSON_REASON):
             trail.record(session, "second_person_refused", "two_person_check", check.id)
         raise Conflict("The second person must be someone else: the same person cannot check twice.",
                        field="second_username")

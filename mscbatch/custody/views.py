@@ -4,11 +4,12 @@ services decide and write. The page works with plain forms; static/js/ward-scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
@@ -21,12 +22,14 @@ from mscbatch.custody.queries import infusion_of_bag
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
+from mscbatch.interop.privacy import infusion_counts, may_read_patients
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
-from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import allocation_given, allocation_of_bag, allocations_of
+from mscbatch.patients.models import Allocation, Patient
+from mscbatch.patients.queries import allocation_given
+from mscbatch.patients.views import READERS as PATIENT_READERS
 from mscbatch.signatures.services import signatures_of
-from mscbatch.site import site_config
+from mscbatch.site import site_config, site_time
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("custody", __name__, url_prefix="/ward")
@@ -52,13 +55,11 @@ def infusions_of_lot(lot_id: int) -> list[Any]:
 def infusion_counts_for_reader(rows: list[Any]) -> dict[str, Any] | None:
     """For templates/custody/_infusions.html: None for the readers of patient records (they see the rows), else only
     the counts (mscbatch.interop.privacy: infusions, reactions by grade): the lot page is read by every role."""
-    from mscbatch.interop.privacy import infusion_counts, may_read_patients
-
     return None if may_read_patients(current_user) else infusion_counts(rows)
 
 BEDSIDE = ("nurse", "clinician")
-#: who reads an infusion (its page, and the API's GET /api/v1/custody/infusions/<id>)
-INFUSION_READERS = ("nurse", "clinician", "qa")
+#: who reads an infusion (its page, and the API's GET /api/v1/custody/infusions/<id>): the readers of patient records
+INFUSION_READERS = PATIENT_READERS
 #: the ward page: QA for discarding a bag returned to the unit or in stock (the bag state machine says who may what)
 WARD = ("nurse", "clinician", "technician", "qa")
 #: one-tap action -> (roles shown the button, label)
@@ -70,9 +71,6 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "return": (("nurse", "clinician", "technician"), "Return to the unit"),
     "discard": (("nurse", "qa"), "Discard (broken, past its post-thaw limit...)"),
 }
-#: the reason a discard or a return needs, asked for when it is missing
-REASON_NEEDED = {"discard": "Say why the bag is discarded (e.g. bag cracked at thaw, post-thaw limit passed).",
-                 "return": "Say why the bag is returned."}
 
 
 def label_key() -> str:
@@ -103,13 +101,15 @@ class PrescribedPosition:
 
 def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
     """Which of the patient's prescribed bags this is ("bag 2 of the 3 prescribed for this patient"), for a check
-    that MATCHES: the lot's own numbering (bag 2 of the 4 made) says nothing of the prescription."""
-    if not result.matches or result.bag is None or result.patient is None:
+    that MATCHES: the lot's own numbering (bag 2 of the 4 made) says nothing of the prescription. MATCHES means a
+    signed, active prescription reserves the bag for this patient, and a bag has one active allocation (UNIQUE
+    active_bag_id): one statement reads the bags of that prescription, in their order of allocation."""
+    if not result.matches or result.bag is None:
         return None
-    reserved = allocation_of_bag(db.session, result.bag.id)
-    if reserved is None or reserved.patient.id != result.patient.id:
-        return None
-    bag_ids = [row.bag_id for row in allocations_of(db.session, reserved.prescription.id)]
+    prescription_id = (select(Allocation.prescription_id).where(Allocation.active_bag_id == result.bag.id)
+                       .scalar_subquery())
+    bag_ids = list(db.session.scalars(select(Allocation.bag_id).where(Allocation.prescription_id == prescription_id)
+                                      .order_by(Allocation.id)))
     return PrescribedPosition(bag_ids.index(result.bag.id) + 1, len(bag_ids)) if result.bag.id in bag_ids else None
 
 
@@ -213,8 +213,6 @@ def event() -> Any:
     try:
         if action not in ACTIONS:  # who may do what: the bag state machine and the services say it
             raise ValidationFailed("Choose an action.")
-        if action in REASON_NEEDED and not (form.reason.data or "").strip():
-            raise ValidationFailed(REASON_NEEDED[action], field="reason")
         bag = services.bag_for_scan(db.session, form.bag.data or "", label_key())
         kwargs = dict(location=form.location.data or "", scan=form.bag.data or "")
         if action == "receive":
@@ -319,11 +317,6 @@ def end(infusion_id: int) -> Any:
     return _infusion_page(infusion_id, 422, end_form=form)
 
 
-def _site_time(local: datetime | None) -> datetime | None:
-    """A wall-clock time typed on the ward (the site's time zone) as an aware datetime."""
-    return None if local is None else local.replace(tzinfo=site_config().tz)
-
-
 @bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
 @roles_required(*BEDSIDE)
 def reaction(infusion_id: int) -> Any:
@@ -332,7 +325,7 @@ def reaction(infusion_id: int) -> Any:
         try:
             services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
                 form.ctcae_term.data, form.grade.data, form.description.data or "",
-                onset_at=_site_time(form.onset_at.data)))
+                onset_at=site_time(form.onset_at.data)))
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, reaction_form=form)

@@ -27,6 +27,7 @@ from mscbatch.donors.models import (
 )
 from mscbatch.donors.queries import (
     current_decision,
+    decisions_of,
     evaluate_donor,
     get_donor,
     lock_donor,
@@ -142,6 +143,10 @@ def reopen_screening(session: Session, actor: Any, donor_id: int, reason: str) -
     return decision
 
 
+#: the donor gate for a lot now: "ineligible" where donor_gate refuses
+GateNow = Literal["approved", "pending", "ineligible"]
+
+
 def donor_gate(session: Session, donor_id: int, collected_on: date | None = None) -> Literal["approved", "pending"]:
     """May a lot be started from this donor, and how (DOMAIN.md section 3, issue 3 point 6)?
 
@@ -154,18 +159,58 @@ def donor_gate(session: Session, donor_id: int, collected_on: date | None = None
     "pending": no decision yet, or reopened -> a lot may start in QUARANTINE only (released once approved).
     An ineligible donor (signed by QA, or the screening says so now) raises Conflict: no lot at all.
     """
+    gate, refusal = _judged_gate(session, donor_id, collected_on, explain=False)
+    if gate == "ineligible":
+        raise Conflict(refusal[0])
+    return gate
+
+
+def donor_gate_reasons(session: Session, donor_id: int, collected_on: date) -> tuple[GateNow, list[str]]:
+    """The donor gate for a lot collected on `collected_on` ("approved", "pending" or "ineligible", never raising)
+    and why it does not say "approved", in the gate's own terms: the refusal's sentence for an ineligible donor; no
+    signed decision, a decision reopened by new information, or a screening that no longer holds at that day (e.g.
+    samples outside their windows for a lot collected later than planned, while the donor itself is approved).
+    No reasons when the gate says "approved". One judgement of the donor, the same as donor_gate's."""
+    return _judged_gate(session, donor_id, collected_on, explain=True)
+
+
+def _judged_gate(session: Session, donor_id: int, collected_on: date | None,
+                 explain: bool) -> tuple[GateNow, list[str]]:
+    """donor_gate's one body: the gate, with the refusal's sentence for an ineligible donor and, when `explain`,
+    the reasons of a pending gate (the lot's collection day `collected_on` named in them)."""
     donor = get_donor(session, donor_id)
     decision = current_decision(session, donor.id)
     if decision is not None and decision.meaning == INELIGIBLE:
-        raise Conflict(f"Donor {donor.code} was judged ineligible by QA on {decision.judged_at:%Y-%m-%d}: "
-                       "no lot can be made from this donor.")
+        return "ineligible", [f"Donor {donor.code} was judged ineligible by QA on {decision.judged_at:%Y-%m-%d}: "
+                              "no lot can be made from this donor."]
     evaluation = evaluate_donor(session, donor, collected_on)
     if evaluation.status == "ineligible":
         failed = " ".join(r.text for r in evaluation.reasons if r.outcome == "failed")
-        raise Conflict(f"Donor {donor.code} is ineligible on its screening: {failed} No lot can be made from this donor.")
+        return "ineligible", [f"Donor {donor.code} is ineligible on its screening: {failed} No lot can be made from "
+                              "this donor."]
     if decision is not None and decision.meaning == APPROVED and evaluation.status == "eligible":
-        return "approved"
+        return "approved", []
     if (decision is not None and is_risk_assessed(decision) and only_risk_assessments(evaluation)
             and {r.rule_id for r in evaluation.blocking_reasons} <= _assessed_rules(decision)):
-        return "approved"  # QA approved on a documented risk assessment of exactly these reasons
-    return "pending"
+        return "approved", []  # QA approved on a documented risk assessment of exactly these reasons
+    if not explain:
+        return "pending", []
+    reasons: list[str] = []
+    if decision is None:
+        reopened = next((d for d in decisions_of(session, donor.id) if d.superseded_at is not None), None)
+        if reopened is not None:
+            reasons.append(f"QA's decision on donor {donor.code} ({reopened.meaning}, {reopened.judged_at:%Y-%m-%d}) "
+                           f"was reopened on {reopened.superseded_at:%Y-%m-%d}"
+                           + (f": {reopened.superseded_reason.rstrip('.')}" if reopened.superseded_reason else "")
+                           + ". QA must sign the donor's eligibility again.")
+        else:
+            reasons.append(f"QA has not signed donor {donor.code}'s eligibility yet.")
+    blocking = [r.text for r in evaluation.blocking_reasons]
+    day = collected_on.isoformat() if collected_on is not None else ""
+    if decision is not None and decision.meaning == APPROVED:
+        reasons.append(f"QA approved donor {donor.code} on {decision.judged_at:%Y-%m-%d}, but judged at this lot's "
+                       f"collection day ({day}) the screening says {evaluation.status}" + (":" if blocking else "."))
+    elif blocking:
+        reasons.append(f"Judged at this lot's collection day ({day}) the screening says {evaluation.status}:")
+    reasons.extend(blocking)
+    return "pending", reasons

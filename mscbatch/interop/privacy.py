@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mscbatch.custody.api import PATIENT_DETAILS
+from mscbatch.custody.models import PATIENT_DETAILS
 from mscbatch.donors.queries import can_see_identity
 from mscbatch.patients.api import READERS as PATIENT_READERS
 

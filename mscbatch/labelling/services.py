@@ -31,7 +31,7 @@ from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.labelling.models import PRINT_FORMATS, LabelPrint, LabelPrintItem
-from mscbatch.labels import LabelData, LabelError
+from mscbatch.labels import LabelData, LabelError, recipient_words
 from mscbatch.labels.layout import BAG_LAYOUT, LabelLayout, load_layout
 from mscbatch.labels.render import render_labels, render_sheet
 from mscbatch.lots.models import Bag, Lot
@@ -99,7 +99,7 @@ def intended_recipient(session: Session, lot: Lot, bag: Bag | None = None, state
     patient = patient_by_code(session, code)
     if patient is None:
         return code
-    return f"{patient.code} {patient.initials} born {patient.date_of_birth:%Y-%m-%d}"
+    return recipient_words(patient.code, patient.initials, patient.date_of_birth)
 
 
 def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: bytes | str,
@@ -148,18 +148,19 @@ def check_printable(lot: Lot) -> None:
                        f"is {lot.status.replace('_', ' ')}. No label was printed.")
 
 
-def label_refusals(session: Session, lot: Lot, bags: Sequence[Bag], now: datetime | None = None
-                   ) -> dict[int, tuple[str, ...]]:
+def label_refusals(session: Session, lot: Lot, bags: Sequence[Bag], now: datetime | None = None,
+                   state: Any = None) -> dict[int, tuple[str, ...]]:
     """Why each bag may get no label now (bag id -> reasons, only bags with one): the reasons the verification
     page gives for "DO NOT USE" (`_not_usable`, the same rules: expired, donor reopened, late OOS, past its
     post-thaw limit, returned, on hold...). A fresh label on such a bag would look like a bag fit for use.
     One exception: the bags of a lot in quarantine are labelled, and their label says "QUARANTINE not for clinical
-    use", so a quarantine lot's bags are judged on everything else, as if the lot were released."""
+    use", so a quarantine lot's bags are judged on everything else, as if the lot were released.
+    `state`: the lot's release_state when the caller has read it already."""
     from mscbatch.core.states import effective_bag_status
     from mscbatch.release.queries import release_state
 
     now = now or utcnow()
-    release = release_state(session, lot)
+    release = state or release_state(session, lot)
     lot_state = "released" if lot.status == "quarantine" else lot.status
     refused = {}
     for bag in bags:
@@ -170,9 +171,9 @@ def label_refusals(session: Session, lot: Lot, bags: Sequence[Bag], now: datetim
     return refused
 
 
-def check_usable_for_labels(session: Session, lot: Lot, bags: Sequence[Bag]) -> None:
+def check_usable_for_labels(session: Session, lot: Lot, bags: Sequence[Bag], state: Any = None) -> None:
     """Refuse the print, naming each bag and why, when a bag must not be used (label_refusals)."""
-    refused = label_refusals(session, lot, bags)
+    refused = label_refusals(session, lot, bags, state=state)
     if not refused:
         return
     named = " ".join(f"Bag {bag.din} ({bag.bag_number} of {bag.bag_count}) must not be used: "
@@ -250,8 +251,8 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
     lot = get_lot(session, lot_id)
     check_printable(lot)
     chosen = _selected_bags(session, lot, None if print_format == "lot" else bag_id)  # locked: read after this
-    check_usable_for_labels(session, lot, chosen)
-    state = release_state(session, lot)
+    state = release_state(session, lot)  # read once: the refusals, the labels and the print record agree
+    check_usable_for_labels(session, lot, chosen, state)
     again = printed_before(session, [b.id for b in chosen])
     reason = (reason or "").strip()
     if again and not reason:

@@ -42,7 +42,6 @@ def _page(lot_id: int, form: PrintForm | None = None, status: int = 200) -> Any:
     printable = lot.status in services.PRINTABLE_LOT_STATES
     return render_template(
         "labelling/lot.html", lot=lot, bags=bags, form=form or PrintForm(formdata=None),
-        printed=services.printed_before(db.session, [b.id for b in bags]),
         latest=services.latest_labels(db.session, [b.id for b in bags]),
         held=held_bag_ids(db.session, [b.id for b in bags]), prints=services.prints_of_lot(db.session, lot_id),
         refused=services.label_refusals(db.session, lot, bags) if printable else {},

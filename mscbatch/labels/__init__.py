@@ -168,6 +168,11 @@ def _encodable(char: str) -> bool:
     return True
 
 
+def recipient_words(code: str, initials: str, date_of_birth: date) -> str:
+    """A patient as a directed product's label names the intended recipient: "SLE-UC-007 AB born 1970-01-01"."""
+    return f"{code} {initials} born {date_of_birth:%Y-%m-%d}"
+
+
 def recipient_lines(recipient: str | None) -> list[str]:
     """What the intended-recipient box prints: the legend and the recipient, or nothing."""
     return [INTENDED_RECIPIENT_LEGEND, f"Recipient: {recipient}"] if recipient else []

@@ -18,7 +18,6 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from mscbatch.labels import (
-    INTENDED_RECIPIENT_LEGEND,  # noqa: F401  (re-exported: mscbatch.patients reads it here)
     LEADING,
     LabelData,
     LabelError,

@@ -11,7 +11,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from mscbatch.audit.trail import Audited, Lockable
@@ -76,7 +87,7 @@ class Lot(Audited, Lockable, Base):
         """The donor gate NOW ("approved", "pending" or "ineligible"), judged at the lot's collection day: it follows
         QA's later approval, a reopening by new information and a later result. `donor_gate` stays what the gate
         said when the lot was started (kept for the record)."""
-        known = self.__dict__.get("known_gate_now")  # set for a list by lots.queries.known_gates
+        known = self.__dict__.get("known_gate_now")  # set for a list by lots.queries.known_gates, or judged before
         if known is not None:
             return known
         session = object_session(self)
@@ -84,7 +95,8 @@ class Lot(Audited, Lockable, Base):
             return self.donor_gate
         from mscbatch.lots.services import current_gate  # the services import this module
 
-        return current_gate(session, self)
+        gate = self.__dict__["known_gate_now"] = current_gate(session, self)  # judged once per lot object
+        return gate
 
     @property
     def eligibility_pending(self) -> bool:
@@ -98,6 +110,13 @@ class Lot(Audited, Lockable, Base):
                 "harvest_viable_cells": self.harvest_viable_cells,
                 "frozen_at": self.frozen_at.isoformat() if self.frozen_at else None,
                 "expires_at": self.expires_at.isoformat() if self.expires_at else None}
+
+
+@event.listens_for(Lot, "expire")
+def _forget_gate_now(lot: Lot, attributes: object) -> None:
+    """A lot expired whole (a rollback, expire_all) judges its donor gate afresh at its next read."""
+    if attributes is None and lot is not None:  # None: an instance already collected (its state expired alone)
+        lot.__dict__.pop("known_gate_now", None)
 
 
 class ProcessStep(Audited, Base):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
-from mscbatch.core.culture import HARVEST_COUNT_TOLERANCE, HARVEST_UNEXPLAINED_LOSS
+from mscbatch.core.culture import harvest_bounds
 from mscbatch.core.site_config import Product
 from mscbatch.core.states import LOT, BagStatus
 from mscbatch.donors.models import Donor, DonorLookback
@@ -38,7 +38,7 @@ from mscbatch.lots.queries import (
     position_label,
     product_of,
 )
-from mscbatch.lots.services import current_gate
+from mscbatch.lots.services import gate_and_reasons
 from mscbatch.lots.steps import steps_of
 
 PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 260, 48
@@ -104,6 +104,7 @@ class LotRecord:
     donor: Donor
     product: Product
     gate_now: str
+    gate_reasons: list[str]  # why gate_now is not "approved" (donors.decisions.donor_gate_reasons)
     steps: list[ProcessStep]
     deviations: list[Deviation]
     reagents: list[tuple[ReagentUse, ReagentLot]]
@@ -125,8 +126,7 @@ class LotRecord:
         if not self.passages or not self.passages[-1].harvested_cells:
             return None
         last = self.passages[-1]
-        counted = Decimal(last.harvested_cells or 0)
-        return last, counted * HARVEST_UNEXPLAINED_LOSS, counted * (1 + HARVEST_COUNT_TOLERANCE)
+        return last, *harvest_bounds(Decimal(last.harvested_cells or 0))
 
     @property
     def bag_cells(self) -> int:
@@ -158,6 +158,7 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     users = {i: n for i, n in session.execute(select(User.id, User.full_name).where(User.id.in_(user_ids)))}
     passages = [s for s in steps if s.kind == "passage"]
     next_states = {role: LOT.allowed_targets(lot.status, {role}) for role in set(roles)}
-    return LotRecord(lot, donor, product, current_gate(session, lot), steps, deviations, reagents, rows,
+    gate, gate_reasons = gate_and_reasons(session, lot)  # one judgement of the donor for the whole page
+    return LotRecord(lot, donor, product, gate, gate_reasons, steps, deviations, reagents, rows,
                      move_rows(session, moves),
                      lookbacks_of(session, donor.id), build_plot(passages, product), users, next_states)

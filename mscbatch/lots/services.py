@@ -14,7 +14,7 @@ Rules enforced here (DOMAIN.md sections 1, 3, 4, 9):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,7 +24,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.bounds import FIRST_DAY, plausible_instant
 from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
 from mscbatch.database import locked_row, utcnow
-from mscbatch.donors.decisions import donor_gate
+from mscbatch.donors.decisions import donor_gate, donor_gate_reasons
 from mscbatch.donors.queries import get_donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem
@@ -139,16 +139,30 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
                   site_config_sha256=site.sha256, products_version=product_catalogue().version,
                   products_sha256=product_catalogue().sha256, created_by_id=actor.id)
         session.add(lot)
+    lot.__dict__["known_gate_now"] = gate  # Lot.gate_now: judged just now, at the lot's collection day
     return lot
+
+
+def collection_day(lot: Lot) -> date:
+    """The site day the lot's tissue was collected: the day the donor gate judges the lot at."""
+    return lot.collection_at.astimezone(site_config().tz).date()
 
 
 def current_gate(session: Session, lot: Lot) -> str:
     """The donor gate now ("approved", "pending" or "ineligible"): QA may approve the donor after the lot
     was started, or new information may reopen it."""
     try:
-        return donor_gate(session, lot.donor_id, lot.collection_at.astimezone(site_config().tz).date())
+        return donor_gate(session, lot.donor_id, collection_day(lot))
     except Conflict:
         return "ineligible"
+
+
+def gate_and_reasons(session: Session, lot: Lot) -> tuple[str, list[str]]:
+    """current_gate and why it does not say "approved" (donors.decisions.donor_gate_reasons), from one judgement
+    of the donor; Lot.gate_now keeps the gate for the rest of the request."""
+    gate, reasons = donor_gate_reasons(session, lot.donor_id, collection_day(lot))
+    lot.__dict__["known_gate_now"] = gate
+    return gate, reasons
 
 
 def _roles_of(actor: Any) -> set[str]:

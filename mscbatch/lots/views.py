@@ -2,7 +2,7 @@
 Views parse and authorise; the services decide and write. Times typed in forms are site-local (site.toml)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -13,10 +13,8 @@ from sqlalchemy import select
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
 from mscbatch.core.states import LOT
-from mscbatch.donors.decisions import donor_gate
-from mscbatch.donors.models import APPROVED, Donor
-from mscbatch.donors.queries import current_decision, decisions_of, evaluate_donor, get_donor
-from mscbatch.errors import Conflict, DomainError, ValidationFailed
+from mscbatch.donors.models import Donor
+from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots import bags as bag_services
 from mscbatch.lots import reagents, services, steps
@@ -45,52 +43,11 @@ from mscbatch.lots.queries import (
 from mscbatch.lots.record import lot_record
 from mscbatch.lots.storage import MOVABLE_STATES
 from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
-from mscbatch.site import site_config, site_today
+from mscbatch.site import site_config, site_time, site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 bp.record_once(lambda _state: (site_config(), product_catalogue()))  # a bad config file stops the app at start
-
-
-def collection_day(lot: Any) -> date:
-    """The site day the lot's tissue was collected: the day the donor gate judges the lot at."""
-    return lot.collection_at.astimezone(site_config().tz).date()
-
-
-def donor_gate_reasons(session: Any, lot: Any) -> list[str]:
-    """Why the donor gate does not say "approved" for this lot now, in the gate's own terms (mscbatch.donors
-    .decisions.donor_gate judges the donor at the lot's collection day): no signed decision, a decision reopened by
-    new information, or a screening that no longer holds at that day (e.g. samples outside their windows for a lot
-    collected later than planned, while the donor itself is approved). Empty when the gate says "approved"."""
-    day = collection_day(lot)
-    try:
-        if donor_gate(session, lot.donor_id, day) == "approved":
-            return []
-    except Conflict as refusal:  # ineligible: the gate's own sentence
-        return [refusal.message]
-    donor = get_donor(session, lot.donor_id)
-    decision = current_decision(session, donor.id)
-    reasons: list[str] = []
-    if decision is None:
-        reopened = next((d for d in decisions_of(session, donor.id) if d.superseded_at is not None), None)
-        if reopened is not None:
-            reasons.append(f"QA's decision on donor {donor.code} ({reopened.meaning}, {reopened.judged_at:%Y-%m-%d}) "
-                           f"was reopened on {reopened.superseded_at:%Y-%m-%d}"
-                           + (f": {reopened.superseded_reason}" if reopened.superseded_reason else "")
-                           + ". QA must sign the donor's eligibility again.")
-        else:
-            reasons.append(f"QA has not signed donor {donor.code}'s eligibility yet.")
-    evaluation = evaluate_donor(session, donor, day)
-    blocking = [r.text for r in evaluation.blocking_reasons]
-    if decision is not None and decision.meaning == APPROVED:
-        reasons.append(f"QA approved donor {donor.code} on {decision.judged_at:%Y-%m-%d}, but judged at this lot's "
-                       f"collection day ({day.isoformat()}) the screening says {evaluation.status}"
-                       + (":" if blocking else "."))
-    elif blocking:
-        reasons.append(f"Judged at this lot's collection day ({day.isoformat()}) the screening says "
-                       f"{evaluation.status}:")
-    reasons.extend(blocking)
-    return reasons
 
 
 def place_parts(session: Any, location: Any) -> tuple[str, str]:
@@ -120,11 +77,6 @@ def millions(value: Decimal | None) -> int:
     if value.adjusted() > 12:
         raise ValidationFailed("A cell count is a number of millions of cells, such as 12.5.")
     return int(value * 10**6)
-
-
-def local(value: datetime | None) -> datetime | None:
-    """A naive datetime typed in a form is site time: attach the site zone."""
-    return None if value is None else value.replace(tzinfo=site_config().tz)
 
 
 def _date_arg(name: str) -> date | None:
@@ -162,7 +114,7 @@ def create() -> Any:
         try:
             lot = services.create_lot(db.session, current_user, services.LotDetails(
                 donor_id=form.donor_id.data, product_id=form.product_id.data,
-                collection_at=local(form.collection_at.data), collection_site=form.collection_site.data,
+                collection_at=site_time(form.collection_at.data), collection_site=form.collection_site.data,
                 tissue_amount=form.tissue_amount.data, tissue_unit=form.tissue_unit.data))
         except DomainError as error:
             show_error(form, error)
@@ -302,7 +254,7 @@ def reagent(lot_id: int) -> Any:
 def harvest(lot_id: int) -> Any:
     form = HarvestForm(prefix="harvest")
     return _act(lot_id, form, "harvest_form", lambda: steps.record_harvest(
-        db.session, current_user, lot_id, harvested_at=local(form.harvested_at.data),
+        db.session, current_user, lot_id, harvested_at=site_time(form.harvested_at.data),
         total_cells=millions(form.total_cells.data), viability_percent=form.viability_percent.data),
         lambda lot: f"Harvest recorded: {format_cells(lot.harvest_viable_cells)} viable cells.", "harvest")
 
@@ -315,7 +267,7 @@ def cryopreservation(lot_id: int) -> Any:
     def action() -> Any:
         plan = BagPlan(volume_ml=form.volume_ml.data, cells_per_ml=millions(form.cells_per_ml.data),
                        dmso_percent=form.dmso_percent.data)
-        return bag_services.cryopreserve(db.session, current_user, lot_id, frozen_at=local(form.frozen_at.data),
+        return bag_services.cryopreserve(db.session, current_user, lot_id, frozen_at=site_time(form.frozen_at.data),
                                          bags=[plan] * (form.bag_count.data or 0))
     return _act(lot_id, form, "cryo_form", action,
                 lambda rows: f"Cryopreserved into {len(rows)} bags; DINs allocated.", "bags")

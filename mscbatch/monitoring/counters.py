@@ -8,7 +8,6 @@ count is one query per kind with the three windows as conditional sums, over the
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.custody.models import TwoPersonCheck
+from mscbatch.custody.services import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
 
@@ -31,7 +31,7 @@ FAILED_LOGIN_ACTIONS = ("login_failed", "login_refused", "second_person_refused"
 #: or a clinician. Neither is a wrong password nor a refused account (review 3 #15: they were counted as failed
 #: sign-ins and wrong passwords, where an administrator looks for password guessing).
 SECOND_PERSON_ACTION = "second_person_refused"
-SECOND_PERSON_NOT_PASSWORD_REASONS = ("second person is the first checker", "second person: not a nurse or a clinician")
+SECOND_PERSON_NOT_PASSWORD_REASONS = (SAME_PERSON_REASON, NOT_BEDSIDE_ROLE_REASON)
 SIGNATURE_REFUSED_ACTIONS = ("signature_refused",)
 START_REFUSED_ACTIONS = ("infusion_start_refused",)
 RECENT = 20
@@ -43,10 +43,9 @@ KINDS = (("failed_logins", "Failed sign-ins and wrong passwords"), ("bedside_ref
          ("second_person_refused", "Bedside second person refused: the same person, or not a nurse or clinician"))
 
 SECOND_PERSON_REASONS = {
-    "second person is the first checker": "typed as the second person by the person who scanned: the same person "
-                                          "cannot check twice (the password was right)",
-    "second person: not a nurse or a clinician": "typed as the second person, but not a nurse or a clinician (no "
-                                                 "password asked)",
+    SAME_PERSON_REASON: "typed as the second person by the person who scanned: the same person cannot check twice "
+                        "(the password was right)",
+    NOT_BEDSIDE_ROLE_REASON: "typed as the second person, but not a nurse or a clinician (no password asked)",
 }
 
 LOGIN_REASONS = {
@@ -95,8 +94,7 @@ def counts(session: Session, now: datetime | None = None) -> dict[str, dict[str,
     }
 
 
-def _recent_events(session: Session, actions: Sequence[str] | Any) -> list[AuditEvent]:
-    condition = actions if not isinstance(actions, (tuple, list)) else AuditEvent.action.in_(actions)
+def _recent_events(session: Session, condition: Any) -> list[AuditEvent]:
     return list(session.scalars(select(AuditEvent).where(condition)
                                 .order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(RECENT)))
 
@@ -137,7 +135,7 @@ def recent_second_person_refusals(session: Session) -> list[Incident]:
 
 
 def recent_refused_signatures(session: Session) -> list[Incident]:
-    events = _recent_events(session, SIGNATURE_REFUSED_ACTIONS)
+    events = _recent_events(session, AuditEvent.action.in_(SIGNATURE_REFUSED_ACTIONS))
     people = _people(session, {e.actor_id for e in events if e.actor_id is not None})
     return [Incident(e.occurred_at, _named(people.get(e.actor_id or 0), e.actor_name),
                      f"wrong password when signing '{e.new_value or ''}' on {e.entity_type.replace('_', ' ')} "
@@ -156,7 +154,7 @@ def recent_bedside_stops(session: Session) -> list[Incident]:
 
 
 def recent_refused_starts(session: Session) -> list[Incident]:
-    events = _recent_events(session, START_REFUSED_ACTIONS)
+    events = _recent_events(session, AuditEvent.action.in_(START_REFUSED_ACTIONS))
     people = _people(session, {e.actor_id for e in events if e.actor_id is not None})
     bag_ids = {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()}
     dins = dict(session.execute(select(Bag.id, Bag.din).where(Bag.id.in_(bag_ids))).all()) if bag_ids else {}

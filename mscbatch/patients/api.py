@@ -14,21 +14,20 @@ from mscbatch.auth.access import roles_required
 from mscbatch.extensions import db
 from mscbatch.patients import prescriptions, services
 from mscbatch.patients.inventory import allocation_data, calculate
-from mscbatch.patients.models import PATIENT_STATUSES, SEX_LABELS
+from mscbatch.patients.models import PATIENT_STATUSES, READERS, SEX_LABELS
 from mscbatch.patients.queries import (
     allocations_of,
-    familial_donor_of,
+    directed_donors_of,
     get_patient,
     get_prescription,
     list_patients,
     prescriptions_of,
-    protocols,
     weights_of,
 )
 
 bp = Blueprint("patients_api", __name__, url_prefix="/api/v1/patients",
                description="Trial patients, weights, dose calculation and prescriptions")
-READERS = ("clinician", "nurse", "qa")
+__all__ = ["READERS", "bp"]  # READERS: patients.models, imported from here by other capabilities
 
 
 class PatientSchema(Schema):
@@ -42,17 +41,20 @@ class PatientSchema(Schema):
     wristband_id = fields.String(required=True)
     familial_donor_id = fields.Integer(allow_none=True)
     familial_donor_code = fields.Function(
-        lambda patient: _familial_donor_code(patient), allow_none=True,
+        lambda patient: patient.directed_donor_code, allow_none=True,
         metadata={"description": "Directed products (SSc-BM): the familial donor whose cells ONLY this patient receives "
                                  "(the donor names this patient's code, which the clinician typed at registration); "
                                  "null: none, no directed bag can be offered"})
     status = fields.String(required=True, validate=validate.OneOf(PATIENT_STATUSES))
 
 
-def _familial_donor_code(patient: Any) -> str | None:
-    protocol = protocols().get(patient.protocol_id)
-    donor = familial_donor_of(db.session, patient) if protocol is not None and protocol.directed else None
-    return donor.code if donor is not None else None
+def _with_donor_codes(patients: list[Any]) -> list[Any]:
+    """The patients, each with its directed donor's code (queries.directed_donors_of: one query for the list)."""
+    donors = directed_donors_of(db.session, patients)
+    for patient in patients:
+        donor = donors.get(patient.id)
+        patient.directed_donor_code = donor.code if donor is not None else None
+    return patients
 
 
 class PatientInSchema(Schema):
@@ -146,7 +148,7 @@ def _prescription(p: Any) -> Any:
 @problems(bp, 401, 403)
 @roles_required(*READERS)
 def list_all() -> Any:
-    return list_patients(db.session)
+    return _with_donor_codes(list_patients(db.session))
 
 
 @bp.route("", methods=["POST"])
@@ -155,7 +157,7 @@ def list_all() -> Any:
 @problems(bp, 401, 403, 409, 422)
 @roles_required("clinician")
 def create(data: dict[str, Any]) -> Any:
-    return services.register_patient(db.session, current_user, services.PatientDetails(**data))
+    return _with_donor_codes([services.register_patient(db.session, current_user, services.PatientDetails(**data))])[0]
 
 
 @bp.route("/<int:patient_id>")
@@ -163,7 +165,7 @@ def create(data: dict[str, Any]) -> Any:
 @problems(bp, 401, 403, 404)
 @roles_required(*READERS)
 def get(patient_id: int) -> Any:
-    return get_patient(db.session, patient_id)
+    return _with_donor_codes([get_patient(db.session, patient_id)])[0]
 
 
 @bp.route("/<int:patient_id>/weights")

@@ -17,19 +17,19 @@ from mscbatch.patients import prescriptions
 from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
 from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
+from mscbatch.patients.models import READERS
 from mscbatch.patients.queries import (
     allocations_of,
     cohort_state,
     get_patient,
     get_prescription,
-    infused_state,
+    has_signed_prescription,
     signatures_for,
 )
 from mscbatch.site import site_config, site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("prescriptions", __name__, url_prefix="/patients")
-READERS = ("clinician", "nurse", "qa")
 
 
 def planned_at_of(planned_on: date | None) -> datetime | None:
@@ -64,11 +64,13 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
             "level": str(int(result.level_cells_per_kg)) if result.level_cells_per_kg is not None else "",
             "bag_ids": bag_ids, "planned_on": planned_on.isoformat() if planned_on else "",
             "weight_id": str(result.weight.id) if result.weight is not None else ""})
-    # the plan with every patient (the cohort page's counts), beside result.state, the plan without this patient
+    # the plan with every patient (the cohort page's counts), beside result.state, the plan without this patient:
+    # the same plan unless this patient holds a place in it (a signed prescription)
+    prescribed = has_signed_prescription(db.session, patient)
     return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
-                           today=site_today(), dose=format_cells_per_kg,
-                           cohort=cohort_state(db.session, result.protocol),
-                           infused=infused_state(db.session, result.protocol)), status
+                           today=site_today(), dose=format_cells_per_kg, prescribed=prescribed,
+                           cohort=cohort_state(db.session, result.protocol) if prescribed else result.state,
+                           infused=result.infused), status
 
 
 @bp.route("/<int:patient_id>/dose")

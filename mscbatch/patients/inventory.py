@@ -28,7 +28,7 @@ from mscbatch.errors import ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
-from mscbatch.patients.queries import cohort_state, familial_donor_of, latest_weight, protocol_of
+from mscbatch.patients.queries import cohort_plans, familial_donor_of, latest_weight, protocol_of
 from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
 from mscbatch.site import site_day, site_today
 
@@ -84,6 +84,7 @@ class DoseResult:
     allocation: DoseAllocation | None = None
     refusal: DoseRefused | None = None
     bags: dict[str, tuple[CandidateBag, Bag, Lot]] = field(default_factory=dict)
+    infused: CohortState | None = None  # the plan counted from infusions (queries.infused_state), read with `state`
 
     def bag(self, bag_id: str) -> tuple[Bag, Lot]:
         _c, bag, lot = self.bags[bag_id]
@@ -130,10 +131,10 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
     assert patient is not None
     protocol = protocol_of(patient)
     planned_at = planned_at or utcnow()
-    state = cohort_state(session, protocol, excluding_patient_id=patient.id)
+    state, infused = cohort_plans(session, protocol, excluding_patient_id=patient.id)
     level = level_cells_per_kg if level_cells_per_kg is not None else state.default_level_cells_per_kg
     weight = latest_weight(session, patient.id)
-    result = DoseResult(patient, protocol, state, weight, level, planned_at)
+    result = DoseResult(patient, protocol, state, weight, level, planned_at, infused=infused)
     try:
         if patient.status == "withdrawn":
             raise DoseRefused("withdrawn", f"patient {patient.code} has been withdrawn from the trial: no new "

@@ -22,6 +22,8 @@ from mscbatch.database import Base, utcnow
 
 PATIENT_STATUSES = ("registered", "enrolled", "withdrawn")
 SEX_LABELS = {"female": "Female", "male": "Male"}
+#: who reads patients (pages and API), and whom other capabilities show a patient to
+READERS = ("clinician", "nurse", "qa")
 ENROLLED = "Patient enrolled in the trial"
 ESCALATION_DECIDED = "Dose escalation decision (investigators)"
 PRESCRIBED = "Prescribed: dose level, weight and bags"

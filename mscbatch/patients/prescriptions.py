@@ -195,21 +195,17 @@ def let_go(session: Session, actor: Any, prescription: Prescription, reason: str
     STOP for a withdrawn patient, the bag is released from the patient and the ward returns or discards it. Moves
     the prescription to "stopped" when some bag was given, "cancelled" otherwise. Returns the DINs released while
     out of the unit (withdrawal only)."""
-    if not withdrawal:
-        refused = _cancel_refused(session, prescription)
-        if refused:
-            raise Conflict(refused)
-    now, given, out = utcnow(), False, []
+    now, given, out, refused = utcnow(), False, [], None
     for row in allocations_of(session, prescription.id):
         if not row.active:
             continue
         # locked and read again: a dispatch committed meanwhile must be seen, not overwritten with "stored"
         bag = lock_bag(session, row.bag_id)
+        if bag.status in OUT_OF_UNIT and not withdrawal:  # refused, naming every bag out of the unit (rolled back)
+            raise Conflict(_cancel_refused(session, prescription) or f"Bag {bag.din} has left the unit.")
         if bag.status == "infused":  # given: the allocation stays, the record of what the patient received
             given = True
             continue
-        if bag.status in OUT_OF_UNIT and not withdrawal:  # dispatched since the check above
-            raise Conflict(_cancel_refused(session, prescription) or f"Bag {bag.din} has left the unit.")
         if bag.status in GONE_FROM_STOCK or (withdrawal and bag.status != "allocated"):
             # broken at thaw, returned from the ward: released, never restocked; a withdrawal also lets go of a bag
             # on the ward (the ward returns or discards it) or on hold (QA decides): released where it is
@@ -219,13 +215,16 @@ def let_go(session: Session, actor: Any, prescription: Prescription, reason: str
             continue
         try:
             BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
-        except TransitionRefused as refusal:
-            raise Conflict(f"Cannot cancel or stop this prescription: {refusal}. Nothing was changed.") from None
+        except TransitionRefused as refusal:  # said once every bag is read: a bag out of the unit is said first
+            refused = refused or f"Cannot cancel or stop this prescription: {refusal}. Nothing was changed."
+            continue
         custody_log.note(session, actor, bag, "stored", from_status=bag.status, to_status="stored",
                          details={"prescription_id": prescription.id, "cancelled": True,
                                   **({"withdrawal": True} if withdrawal else {})}, reason=reason)
         bag.status = "stored"
         row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
+    if refused:
+        raise Conflict(refused)
     prescription.status = "stopped" if given else "cancelled"
     prescription.cancelled_at, prescription.cancelled_by_id = now, actor.id
     prescription.cancel_reason = reason

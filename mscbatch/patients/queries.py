@@ -100,6 +100,47 @@ def familial_donor_of(session: Session, patient: Patient) -> Donor | None:
                           .order_by(Donor.id))
 
 
+def is_directed(patient: Patient) -> bool:
+    """The patient's protocol gives directed products (SSc-BM: only the familial donor's cells). A protocol no
+    longer configured gives none."""
+    protocol = protocols().get(patient.protocol_id)
+    return protocol is not None and protocol.directed
+
+
+def directed_donor_of(session: Session, patient: Patient) -> Donor | None:
+    """The familial donor whose cells ONLY this patient receives: directed protocol, then familial donor; None for
+    other protocols or when no donor is linked or names the patient's code."""
+    return familial_donor_of(session, patient) if is_directed(patient) else None
+
+
+def directed_donors_of(session: Session, patients: list[Patient]) -> dict[int, Donor]:
+    """directed_donor_of for a list of patients, in one query: patient id -> donor (patients without one left out)."""
+    directed = [p for p in patients if is_directed(p)]
+    linked = {p.familial_donor_id for p in directed if p.familial_donor_id is not None}
+    codes = {p.code for p in directed if p.familial_donor_id is None}
+    if not linked and not codes:
+        return {}
+    by_id: dict[int, Donor] = {}
+    by_code: dict[str, Donor] = {}
+    for donor in session.scalars(select(Donor).where(or_(
+            Donor.id.in_(linked), and_(Donor.donor_type == "familial", Donor.recipient_code.in_(codes))))
+            .order_by(Donor.id)):
+        by_id[donor.id] = donor
+        if donor.donor_type == "familial" and donor.recipient_code in codes:
+            by_code.setdefault(donor.recipient_code, donor)  # the first registered, as familial_donor_of
+    found = {p.id: by_id.get(p.familial_donor_id) if p.familial_donor_id is not None else by_code.get(p.code)
+             for p in directed}
+    return {patient_id: donor for patient_id, donor in found.items() if donor is not None}
+
+
+def has_signed_prescription(session: Session, patient: Patient) -> bool:
+    """The patient holds a place in the protocol's escalation plan: a signed prescription, not cancelled (what
+    dosed_levels counts)."""
+    return session.scalar(select(Prescription.id).where(
+        Prescription.patient_id == patient.id, Prescription.protocol_id == patient.protocol_id,
+        Prescription.status != "cancelled", Prescription.locked_at.is_not(None)).limit(1)) is not None
+
+
 def enrolment_checks_of(session: Session, patient_id: int) -> list[EnrolmentCheck]:
     return list(session.scalars(select(EnrolmentCheck).where(EnrolmentCheck.patient_id == patient_id)
                                 .order_by(EnrolmentCheck.id.desc())))
@@ -129,30 +170,31 @@ class BagAllocation:
     allocation: Allocation
 
 
-def _signed_active_allocation(bag_id: Any) -> list[Any]:
+def _signed_active_allocation(bag_id: Any, *, active_only: bool = True) -> list[Any]:
     """The one definition of "this bag is reserved by a signed, active prescription" (bag_id: a value or a
-    correlated column)."""
-    return [Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
-            Prescription.status == "active", Prescription.locked_at.is_not(None)]
+    correlated column); `active_only=False`: signed, whatever the prescription's status since."""
+    conditions = [Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
+                  Prescription.locked_at.is_not(None)]
+    return [*conditions, Prescription.status == "active"] if active_only else conditions
+
+
+def _bag_allocation(session: Session, bag_id: int, *, active_only: bool) -> BagAllocation | None:
+    row = session.execute(
+        select(Allocation, Prescription, Patient).join(Patient, Patient.id == Allocation.patient_id)
+        .where(*_signed_active_allocation(bag_id, active_only=active_only))).first()
+    return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
 
 
 def allocation_of_bag(session: Session, bag_id: int) -> BagAllocation | None:
     """Which patient this bag is reserved for by a signed, active prescription (bedside / labels), or None."""
-    row = session.execute(
-        select(Allocation, Prescription, Patient).join(Patient, Patient.id == Allocation.patient_id)
-        .where(*_signed_active_allocation(bag_id))).first()
-    return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
+    return _bag_allocation(session, bag_id, active_only=True)
 
 
 def allocation_given(session: Session, bag_id: int) -> BagAllocation | None:
     """The signed allocation a bag is (to be) given under, whatever the prescription's status since: an infused bag
     keeps its allocation when the course is stopped afterwards (prescriptions.let_go), and its infusion is still
     judged against the volume prescribed from it."""
-    row = session.execute(
-        select(Allocation, Prescription, Patient).join(Patient, Patient.id == Allocation.patient_id)
-        .where(Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
-               Prescription.locked_at.is_not(None))).first()
-    return None if row is None else BagAllocation(patient=row[2], prescription=row[1], allocation=row[0])
+    return _bag_allocation(session, bag_id, active_only=False)
 
 
 def allocated_patient_id(bag_id: Any) -> Any:
@@ -275,13 +317,20 @@ def _recorded_decisions(session: Session, protocol_id: str) -> list[EscalationDe
                                str(d.decided_by_id), d.decided_on) for d in decisions_of(session, protocol_id)]
 
 
-def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: int | None = None) -> CohortState:
-    """The plan counted from signed prescriptions, held while the previous stage's patients are not all infused
-    (core.cohorts.await_infusions: SSc-BM's 3 x10^6/kg waits for the 10 infusions at 1 x10^6/kg)."""
+def cohort_plans(session: Session, protocol: Protocol, *,
+                 excluding_patient_id: int | None = None) -> tuple[CohortState, CohortState]:
+    """(cohort_state, infused_state) from one reading of the decisions and the infusions."""
     decisions = _recorded_decisions(session, protocol.id)
     prescribed = escalation_state(
         protocol, dosed_levels(session, protocol.id, excluding_patient_id=excluding_patient_id), decisions)
-    return await_infusions(prescribed, escalation_state(protocol, infused_levels(session, protocol.id), decisions))
+    infused = escalation_state(protocol, infused_levels(session, protocol.id), decisions)
+    return await_infusions(prescribed, infused), infused
+
+
+def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: int | None = None) -> CohortState:
+    """The plan counted from signed prescriptions, held while the previous stage's patients are not all infused
+    (core.cohorts.await_infusions: SSc-BM's 3 x10^6/kg waits for the 10 infusions at 1 x10^6/kg)."""
+    return cohort_plans(session, protocol, excluding_patient_id=excluding_patient_id)[0]
 
 
 def infused_state(session: Session, protocol: Protocol) -> CohortState:

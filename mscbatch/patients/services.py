@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.labels import field_problem, printable, recipient_words
 from mscbatch.patients.models import SEX_LABELS, Patient, WeightMeasurement
 from mscbatch.patients.queries import (
     familial_donor_of,
@@ -63,9 +63,10 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     initials = (details.initials or "").strip().upper()
     if not initials or len(initials) > 10 or not initials.replace("-", "").replace(".", "").isalpha():
         raise ValidationFailed("Initials: letters only, at most 10 (e.g. J-P.M).", field="initials")
-    if not printable_on_label(initials):
+    unprintable = [letter for letter in initials if printable(letter)]  # labels.printable: the renderer's rule
+    if unprintable:
         raise ValidationFailed(f"Initials: {initials} holds a letter the bag label cannot print "
-                               f"({_unprintable(initials)!r}). Use letters the label can print: A-Z and the accented "
+                               f"({unprintable[0]!r}). Use letters the label can print: A-Z and the accented "
                                "letters of Western European languages (É, Ü, Ø...); write Ł as L, Ş as S.",
                                field="initials")
     if details.date_of_birth is None or not date(1900, 1, 1) <= details.date_of_birth <= site_today():
@@ -82,51 +83,14 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     if code and not CODE_PATTERN.match(code):
         raise ValidationFailed("Trial patient code: 3-40 capital letters, digits and dashes (e.g. SSC-BM-007).",
                                field="code")
-    if code and not recipient_fits_label(code, initials, details.date_of_birth):
+    # the recipient box of a directed product's bag label prints the code with the initials and the birth date
+    if code and field_problem("intended_recipient", recipient_words(code, initials, details.date_of_birth)):
         raise ValidationFailed(f"Trial patient code: {code} ({len(code)} characters) is too long for the recipient box "
                                "of the bag label, which prints the code with the initials and the date of birth. "
                                "Use a shorter code (the trial's inclusion number without site names, e.g. "
                                "SSC-BM-0042).", field="code")
     return dict(protocol_id=details.protocol_id, initials=initials, date_of_birth=details.date_of_birth,
                 sex=details.sex, ward=ward, wristband_id=wristband, code=code)
-
-
-def printable_on_label(text_: str) -> bool:
-    """The label fonts print Windows-1252 only (mscbatch.labels.render refuses any other character)."""
-    try:
-        text_.encode("cp1252")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _unprintable(text_: str) -> str:
-    return next((c for c in text_ if not printable_on_label(c)), "")
-
-
-@cache
-def _recipient_box() -> tuple[Any, float, float]:
-    """(the text block, its width and height in points) of the bag label's intended recipient box."""
-    from mscbatch.labelling.services import BAG_LAYOUT
-    from mscbatch.labels.layout import load_layout
-
-    layout = load_layout(BAG_LAYOUT)
-    block = next(b for b in layout.blocks if b.field == "intended_recipient")
-    _left, _top, width, height = block.content_box_pt(layout.caption_pt)
-    return block, width, height
-
-
-def recipient_fits_label(code: str, initials: str, date_of_birth: date) -> bool:
-    """Does the recipient box of the bag label (a directed product) hold this patient, as the label prints it
-    (labelling.services.intended_recipient, labels.render: the legend, then "Recipient: <code> <initials> born
-    <date>") at the box's smallest font? A code that does not fit would make the lot's labels unprintable later."""
-    from mscbatch.labels import fit_text
-    from mscbatch.labels.render import INTENDED_RECIPIENT_LEGEND
-
-    block, width, height = _recipient_box()
-    paragraphs = [INTENDED_RECIPIENT_LEGEND, f"Recipient: {code} {initials} born {date_of_birth:%Y-%m-%d}"]
-    return fit_text(paragraphs, block.font, width, height, block.max_font_pt, block.min_font_pt,
-                    wrap=block.wrap) is not None
 
 
 def _next_code(session: Session, short_name: str) -> str:

@@ -21,16 +21,17 @@ from mscbatch.patients.forms import (
     WithdrawForm,
     enrolment_form,
 )
-from mscbatch.patients.models import ENROLLED, SEX_LABELS, WITHDRAWN, EnrolmentCheck
+from mscbatch.patients.models import ENROLLED, READERS, SEX_LABELS, WITHDRAWN, EnrolmentCheck
 from mscbatch.patients.queries import (
     age_on,
     bags_left_to_give,
-    cohort_state,
+    cohort_plans,
     decisions_of,
+    directed_donor_of,
     enrolment_checks_of,
     familial_donor_of,
     get_patient,
-    infused_state,
+    is_directed,
     list_patients,
     prescriptions_of,
     protocol_of,
@@ -45,7 +46,6 @@ from mscbatch.web.forms import posted_id, show_error
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 bp.record_once(lambda _state: protocols())  # validate every protocol file when the app starts
 
-READERS = ("clinician", "nurse", "qa")
 COMMON = dict(sexes=SEX_LABELS, dose=format_cells_per_kg)
 
 
@@ -83,9 +83,9 @@ def register() -> Any:
 
 def _donor_words(patient: Any) -> str:
     """Whose cells a directed-product patient will receive, said at registration (nothing for other protocols)."""
-    if not protocol_of(patient).directed:
+    if not is_directed(patient):
         return ""
-    donor = familial_donor_of(db.session, patient)
+    donor = directed_donor_of(db.session, patient)
     if donor is None:
         return (f"No familial donor names {patient.code}: no directed bag can be offered until a donor registered "
                 "for this code is linked. ")
@@ -219,13 +219,13 @@ def _cohorts_page(protocol_id: str, form: EscalationForm | None = None, status: 
     protocol = protocols().get(protocol_id)
     if protocol is None:
         raise NotFound(f"No protocol {protocol_id!r}.")
-    state = cohort_state(db.session, protocol)
+    state, infused = cohort_plans(db.session, protocol)
     decisions = decisions_of(db.session, protocol.id)
     if form is None:
         form = EscalationForm(formdata=None, data={"stage_id": state.current_stage_id or "", "decided_on": site_today()})
     form.set_levels(state.decision_options_cells_per_kg)
     return render_template("patients/cohorts.html", protocol=protocol, state=state, decisions=decisions, form=form,
-                           infused=infused_state(db.session, protocol),
+                           infused=infused,
                            signatures=signatures_for(db.session, "escalation_decision", [d.id for d in decisions]),
                            **COMMON), status
 

@@ -20,7 +20,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
-from mscbatch.auth.services import role_list
+from mscbatch.auth.services import admin_beside_words
 from mscbatch.core.signing import content_hash, signature_mac
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, PermissionDenied
@@ -54,11 +54,6 @@ def _parent_of(record: Signable) -> tuple[str, str] | None:
     return None
 
 
-def _key(session: Session) -> bytes:
-    key = session.info["audit_key"]
-    return key.encode() if isinstance(key, str) else key
-
-
 def sign(session: Session, signer: User, password: str, record: Signable, meaning: str,
          *, required_role: str | None = None, lock: bool = True) -> Signature:
     """Sign `record` inside the current transaction (call it within the use case that it concludes)."""
@@ -66,11 +61,8 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
         raise PermissionDenied(f"Only a user with the {required_role} role may sign '{meaning}'.")
     if signer.locked_out_at is not None or not signer.is_enabled:
         raise AuthenticationFailed("Signature refused: this account is locked or disabled. Ask an administrator.")
-    if not signer.is_active:  # an account not allowed to sign in may not sign either (the same rule, User.is_active)
-        beside = signer.roles_beside_admin
-        why = (f"it holds Administrator together with {role_list(beside)}, which is not allowed (EU GMP Annex 11 "
-               "§12); another administrator must remove one of them on the Users page") if beside else \
-            "it may not sign in"
+    why = admin_beside_words(signer)  # locked and disabled are refused above: the rest of User.is_active
+    if why:  # an account not allowed to sign in may not sign either
         raise PermissionDenied(f"Signature refused: the account {signer.username} is not active, as {why}. Nothing "
                                "was signed.")
     if getattr(signer, "must_change_password", False):  # the administrator who chose the password could sign
@@ -98,7 +90,7 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     digest = content_hash(_content(record, meaning))
     signature = Signature(signer_id=signer.id, printed_name=signer.full_name, signed_at=signed_at, meaning=meaning,
                           entity_type=entity_type, entity_id=entity_id, content_sha256=digest,
-                          mac=signature_mac(_key(session), signer_id=signer.id, printed_name=signer.full_name,
+                          mac=signature_mac(trail.audit_key(session), signer_id=signer.id, printed_name=signer.full_name,
                                             signed_at=signed_at, meaning=meaning, entity_type=entity_type,
                                             entity_id=entity_id, content_sha256=digest))
     session.add(signature)
@@ -116,7 +108,7 @@ class SignatureCheck:
 def verify(session: Session, signature: Signature, record: Signable) -> SignatureCheck:
     """Is this signature genuine, attached to this record, and is the record unchanged since?"""
     entity_type, entity_id = record.__tablename__, trail.entity_id_of(record)
-    expected_mac = signature_mac(_key(session), signer_id=signature.signer_id, printed_name=signature.printed_name,
+    expected_mac = signature_mac(trail.audit_key(session), signer_id=signature.signer_id, printed_name=signature.printed_name,
                                  signed_at=signature.signed_at, meaning=signature.meaning,
                                  entity_type=signature.entity_type, entity_id=signature.entity_id,
                                  content_sha256=signature.content_sha256)

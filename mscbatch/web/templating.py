@@ -138,13 +138,16 @@ def error_summary(context: Context) -> list[SummaryItem]:
     return summary_items(context.get_all())
 
 
-def donor_gate_reasons(lot: Any) -> list[str]:
-    """For the lot and release pages: why the donor gate does not say "approved" for this lot (issue #7: the page
-    said "QA has not approved" of an approved donor whose samples do not cover this lot's collection day)."""
+def donor_gate_reasons(lot: Any, gate: str | None = None) -> list[str]:
+    """For the release page: why the donor gate does not say "approved" for this lot (issue #7: the page said "QA
+    has not approved" of an approved donor whose samples do not cover this lot's collection day); `gate`: the gate
+    the page already holds (nothing to judge when it says "approved"). The lot page has them in its record."""
+    if gate == "approved":
+        return []
     from mscbatch.extensions import db
-    from mscbatch.lots.views import donor_gate_reasons as reasons  # the lot pages import this module
+    from mscbatch.lots.services import gate_and_reasons  # the lot pages import this module
 
-    return reasons(db.session, lot)
+    return gate_and_reasons(db.session, lot)[1]
 
 
 def init_templating(app: Flask) -> None:

@@ -28,7 +28,7 @@ from mscbatch.auth import services
 from mscbatch.auth.lockout import masked_name
 from mscbatch.auth.models import ApiToken, User
 from mscbatch.database import UTCDateTime, normalise_url, utcnow
-from mscbatch.errors import Conflict, PermissionDenied
+from mscbatch.errors import PermissionDenied
 from mscbatch.lots.models import Lot
 from mscbatch.migrate import upgrade
 from mscbatch.signatures.models import Signature
@@ -288,9 +288,14 @@ def test_the_database_refuses_a_second_account_with_the_same_printed_name(app, u
     with pytest.raises(IntegrityError):  # an edit of full_name by any path
         with use_case(db_session, None):
             nurse.full_name = "NURSE"
-    with pytest.raises(Conflict, match="Full name: 'nURSE' is already the printed name of another account"):
-        services.check_full_name_free(db_session, "nURSE", user_id=nurse.id)
-    services.check_full_name_free(db_session, "nurse2", user_id=nurse.id)  # its own name, in another case
+    db_session.rollback()
+    # the check that names the field before the index is reached (the new-user form's), whatever the case
+    assert services.new_user_problems(db_session, username="nurse-copy", full_name="nURSE", password=PASSWORD,
+                                      roles=["nurse"]).get("full_name") == [
+        "Full name: 'nURSE' is already the printed name of another account (nurse); signatures could not tell them "
+        "apart. Add a middle initial or another distinction."]
+    assert "full_name" not in services.new_user_problems(db_session, username="nurse-copy", full_name="Nurse B.",
+                                                         password=PASSWORD, roles=["nurse"])
 
 
 # ---- 4. a user name nobody has is kept masked --------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""What the bedside check reads, the hot path of every scan: one statement for a check that MATCHES, and no
-column of the bag, its lot or the patient loaded afterwards by the answer (JSON or page), although the check's
-statement loads only the columns it names (mscbatch.custody.checks BAG_SHOWN, LOT_SHOWN, PATIENT_SHOWN)."""
+"""What the bedside check reads, the hot path of every scan: one statement for a check that MATCHES (two for its
+web page, which also says which of the prescribed bags it is), and no column of the bag, its lot or the patient
+loaded afterwards by the answer (JSON or page), although the check's statement loads only the columns it names
+(mscbatch.custody.checks BAG_SHOWN, LOT_SHOWN, PATIENT_SHOWN)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,6 +51,21 @@ def test_a_check_that_matches_reads_with_one_statement(app, users, db_session):
     assert result.matches, result.failures
     assert all(value is not None for value in shown)
     assert len(seen["statements"]) == 1, seen["statements"]
+
+
+#: what the sign-in reads at every request (the session, the user and their roles), not the check's
+SIGN_IN_TABLES = ("auth_session", "user_account", "user_role")
+
+
+def test_the_web_page_of_a_check_that_matches_reads_with_two_statements(app, users, client_as):
+    ward = _ward(app)
+    nurse = client_as("nurse")
+    with orm_reads() as seen:
+        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
+    assert page.status_code == 200 and ">MATCHES<" in page.get_data(as_text=True)
+    assert "bag 1 of the 3 prescribed for this patient" in page.get_data(as_text=True)  # the second statement
+    checks = [s for s in seen["statements"] if re.search(r"\bFROM\s+(\w+)", s).group(1) not in SIGN_IN_TABLES]
+    assert len(checks) <= 2, checks
 
 
 def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users, client_as):

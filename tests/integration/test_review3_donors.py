@@ -20,7 +20,6 @@ from mscbatch.database import utcnow
 from mscbatch.donors import decisions, services
 from mscbatch.donors.models import APPROVED, Donor, EligibilityDecision
 from mscbatch.donors.queries import get_donor, rule_sets
-from mscbatch.lots.models import Lot
 from mscbatch.patients.inventory import candidate_bags
 from mscbatch.patients.queries import protocols
 from tests.conftest import PASSWORD, add_user, api_token_for
@@ -294,7 +293,9 @@ def test_a_risk_assessed_approval_does_not_cover_a_new_risk(app, users, db_sessi
                            sample_date=DATES["cord_eu"][1], lab_reference="TPHA")
     db_session.commit()
     assert decisions.donor_gate(db_session, donor_id) == "pending"
-    assert db_session.scalar(select(Lot.id)) is None
+    # and the gate says why: the new risk, which the assessment signed before never covered
+    gate, reasons = decisions.donor_gate_reasons(db_session, donor_id, DATES["cord_eu"][0])
+    assert gate == "pending" and any("syphilis" in reason.lower() for reason in reasons), reasons
 
 
 # ---- 7. a "yes" that excludes nobody is not said to exclude --------------------------------------------------

@@ -216,10 +216,12 @@ def test_the_volume_reason_is_asked_for_whether_more_or_less_was_given(app, user
 
 def test_the_ward_page_of_a_technician_has_one_field_per_id(app, users, client_as):
     page = client_as("technician").get("/ward").get_data(as_text=True)
-    labels = _labels_name_their_own_fields(page)
-    assert labels["Bag label (QR code, or the DIN with its check character)"] in ("bag", "dispatch-bag")
+    _labels_name_their_own_fields(page)
     parsed = _parsed(page)
-    dispatch_form = dict(parsed.ids)["dispatch-bag"]
+    scan_form, dispatch_form = dict(parsed.ids)["wristband"], dict(parsed.ids)["dispatch-courier"]
+    bag_labels = {form: target for target, form, words in parsed.labels
+                  if words == "Bag label (QR code, or the DIN with its check character)"}
+    assert bag_labels == {scan_form: "bag", dispatch_form: "dispatch-bag"}, bag_labels
     assert {i for i, form in parsed.ids if form == dispatch_form} >= {
         "dispatch-bag", "dispatch-courier", "dispatch-shipper", "dispatch-temperature_logger_id", "dispatch-location"}
     assert dict(parsed.ids)["bag"] != dispatch_form and dict(parsed.ids)["location"] != dispatch_form

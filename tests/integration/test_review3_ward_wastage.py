@@ -53,6 +53,11 @@ def test_a_nurse_discards_a_received_bag_and_qa_a_returned_one_on_the_ward_page(
     nurse_on_returned = client_as("nurse").post("/ward/event", data={
         "bag": returned.token, "action": "discard", "reason": "not for the ward"})
     assert nurse_on_returned.status_code == 403  # a returned bag is QA's to decide
+    db_session.expire_all()
+    assert db_session.get(Bag, returned.bag_id).status == "returned"  # the refusal wrote nothing
+    assert db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == returned.bag_id,
+                                                        CustodyEvent.kind == "discarded")) is None
+    db_session.rollback()
     qa = client_as("qa")
     page = qa.get("/ward").get_data(as_text=True)
     assert re.findall(r'name="action" value="(\w+)"', page) == ["discard"]

@@ -22,11 +22,7 @@
   }
 
   function target(id) {
-    // two forms of one page may share a field id (the ward's scan form and its dispatch form both have "bag"):
-    // the one marked invalid is the one refused
-    var all = Array.prototype.filter.call(document.querySelectorAll("[id]"), function (e) { return e.id === id; });
-    var el = all.filter(function (e) { return e.getAttribute("aria-invalid") === "true" || e.closest(".has-error"); })[0]
-      || all[0];
+    var el = document.getElementById(id);  // each form of a page has its own field ids (the ward's dispatch-bag)
     if (!el) { return null; }
     if (el.matches("input, select, textarea, button")) { return el; }
     return el.querySelector("input:not([type=hidden]), select, textarea") || el;  // radio lists: the first choice

@@ -40,7 +40,9 @@ AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
     **{endpoint: _SIGNATURE_REFUSED for endpoint in (
         "donors.decide", "patients.enrol", "patients.decide", "prescriptions.prescribe", "patients_api.prescribe",
         "recall.start", "recall.end", "release.release_lot", "release.close_oos", "release.exceptional",
-        "release.assess_deviation", "patients.withdraw")},
+        "release.assess_deviation")},
+    # the withdrawal's signature: its refusal is audited and the wrong password counted to the lockout
+    "patients.withdraw": _SIGNATURE_REFUSED | _FAILED_LOGIN_COUNT,
 }
 
 

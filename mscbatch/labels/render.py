@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
+from mscbatch.core.culture import format_cells
 from mscbatch.labels import (
     LEADING,
     LabelData,
@@ -39,18 +40,6 @@ def _plain(value: Decimal | int) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def scientific(value: Decimal | int) -> str:
-    """Cell counts as "1.00 × 10^8": three significant digits, the way cell doses are written in the lab."""
-    number = Decimal(value)
-    if number <= 0:
-        return "0"
-    exponent = number.adjusted()
-    mantissa = number.scaleb(-exponent).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    if mantissa >= 10:
-        mantissa, exponent = (mantissa / 10).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), exponent + 1
-    return f"{mantissa} \u00d7 10^{exponent}"
-
-
 def expiry_lines(expiry: datetime, timezone_name: str) -> list[str]:
     """Expiry as local date and time with UTC beneath (DOMAIN.md section 7: shipments cross time zones)."""
     local = expiry.astimezone(ZoneInfo(timezone_name))
@@ -65,8 +54,8 @@ _FORMATTERS: dict[str, Callable[[LabelData], list[str]]] = {
     "din": lambda d: [f"{d.din.fin} {d.din.year:02d} {d.din.sequence:06d}"],
     "collection_date": lambda d: [d.collection_date.isoformat()],
     "volume_ml": lambda d: [f"{_plain(d.volume_ml)} mL"],
-    "total_cells": lambda d: [scientific(d.total_cells)],
-    "cells_per_ml": lambda d: [f"{scientific(d.cells_per_ml)} /mL"],
+    "total_cells": lambda d: [format_cells(d.total_cells)],  # as the lot, dose and ward pages write it
+    "cells_per_ml": lambda d: [f"{format_cells(d.cells_per_ml)} /mL"],
     "dmso_percent": lambda d: [f"{_plain(d.dmso_percent)} % (v/v)"],
     "expiry": lambda d: expiry_lines(d.expiry, d.timezone_name),
     "intended_recipient": lambda d: recipient_lines(d.intended_recipient),

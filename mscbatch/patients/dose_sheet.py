@@ -20,6 +20,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy.orm import Session
 
+from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import stored_endotoxin_limit_words
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.labels.render import expiry_lines
@@ -30,8 +31,8 @@ from mscbatch.site import site_config
 
 
 def millions(cells: Any) -> str:
-    value = (Decimal(str(cells)) / Decimal(1_000_000)).quantize(Decimal("0.01")).normalize()
-    return f"{value:f} x10^6"
+    """As the label and the lot page write cells (one rule: culture.format_cells)."""
+    return format_cells(Decimal(str(cells)))
 
 
 @dataclass(frozen=True)

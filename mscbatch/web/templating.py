@@ -14,6 +14,7 @@ from jinja2.runtime import Context
 from wtforms.form import BaseForm
 
 from mscbatch.auth.models import ROLE_LABELS
+from mscbatch.core.culture import format_cells
 from mscbatch.core.numbers import plain
 
 # (label, endpoint, roles that see it); later capabilities add their entries here.
@@ -153,6 +154,7 @@ def donor_gate_reasons(lot: Any, gate: str | None = None) -> list[str]:
 def init_templating(app: Flask) -> None:
     app.jinja_env.filters["utc"] = utc
     app.jinja_env.filters["plain"] = plain  # 20 mL, not 2E+1 mL
+    app.jinja_env.filters["cells"] = format_cells  # 125 x10^6, as the label writes it
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
     app.jinja_env.globals["error_summary"] = error_summary
     app.jinja_env.globals["donor_gate_reasons"] = donor_gate_reasons

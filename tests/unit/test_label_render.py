@@ -19,7 +19,7 @@ from mscbatch.core.identifiers import make_din, parse_din
 from mscbatch.core.label_token import make_token_url, verify_token
 from mscbatch.labels import LabelData, LabelError, LabelOverflow, fit_text
 from mscbatch.labels.layout import MM, load_layout
-from mscbatch.labels.render import render_labels, render_sheet, scientific
+from mscbatch.labels.render import render_labels, render_sheet
 from mscbatch.labels.symbols import isbt128_din
 from mscbatch.settings import DEMO_LABEL_KEY
 
@@ -91,8 +91,8 @@ def test_the_label_text_carries_din_boxed_k_product_division_and_expiry_in_local
     text = page_texts(render_labels(load_layout("bag_100x100"), [data]))[0]
     assert re.search(rf"X9999 26 000001 ?{re.escape(data.din.check_character)}", text)
     for expected in ("MSC(WJ)", "Umbilical cord MSC", "SX001V00", "bag 2 of 4", "MSC-2026-0001",
-                     "Demo Maternity Unit", "Demo Cell Therapy Unit", "2026-01-15", "20 mL", "1.00 × 10^8",
-                     "5.00 × 10^6 /mL", "10 % (v/v)", "-150 °C or colder", "2027-01-15 13:00 CET",
+                     "Demo Maternity Unit", "Demo Cell Therapy Unit", "2026-01-15", "20 mL", "100 x10^6",
+                     "5 x10^6 /mL", "10 % (v/v)", "-150 °C or colder", "2027-01-15 13:00 CET",
                      "2027-01-15 12:00 UTC", "Do not irradiate", "Do not use a leukocyte-reduction filter",
                      "For clinical trial use only", "NCT03562065"):
         assert expected in text, expected
@@ -197,10 +197,16 @@ def test_a_qr_that_cannot_keep_its_minimum_module_size_fails_loudly() -> None:
     assert caught.value.field == "token_url"
 
 
-@pytest.mark.parametrize(("cells", "text"), [(100_000_000, "1.00 × 10^8"), (Decimal("2.345e6"), "2.35 × 10^6"),
-                                             (999_999_999, "1.00 × 10^9"), (0, "0")])
-def test_cell_counts_are_written_with_three_significant_digits(cells: Decimal | int, text: str) -> None:
-    assert scientific(cells) == text
+@pytest.mark.parametrize(("total", "per_ml", "written"), [
+    (100_000_000, Decimal("5000000"), ("100 x10^6", "5 x10^6 /mL")),
+    (Decimal("50125000"), Decimal("2506250"), ("50.12 x10^6", "2.51 x10^6 /mL"))])
+def test_cell_counts_are_written_as_the_screens_write_them(total: Decimal | int, per_ml: Decimal,
+                                                           written: tuple[str, str]) -> None:
+    """In millions, "x10^6", as the lot page, the dose sheet and the ward pages: a nurse comparing the bag with the
+    dose sheet must not have to turn "1.00 × 10^8" into "100 x10^6" in her head."""
+    [text] = page_texts(render_labels(load_layout("bag_100x100"), [bag_label(total_cells=total, cells_per_ml=per_ml)]))
+    assert all(words in text for words in written), text
+    assert "×" not in text and "10^8" not in text and "10^7" not in text
 
 
 @pytest.mark.parametrize(("fin", "year", "sequence"), [

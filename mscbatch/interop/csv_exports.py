@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mscbatch.custody.models import Infusion, InfusionReaction
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import bag_status
+from mscbatch.lots.queries import bag_status, known_gates
 from mscbatch.patients.api import READERS as PATIENT_PAGE_READERS
 from mscbatch.patients.models import Patient
 from mscbatch.release.models import ReleaseResult
@@ -69,11 +69,17 @@ class Export:
 def _lot_rows(session: Session) -> Iterator[tuple[Any, ...]]:
     query = (select(Lot, Donor.code).join(Donor, Donor.id == Lot.donor_id).order_by(Lot.id)
              .execution_options(yield_per=BATCH))
-    for lot, donor_code in session.execute(query):
-        yield (lot.lot_number, lot.product_id, lot.product_name, lot.product_class, donor_code, lot.donor_gate,
-               lot.status, lot.collection_at, lot.collection_site, lot.tissue_amount, lot.tissue_unit,
-               lot.harvested_at, lot.harvest_total_cells, lot.harvest_viability_percent, lot.harvest_viable_cells,
-               lot.cell_basis, lot.frozen_at, lot.expires_at)
+    for batch in session.execute(query).partitions():
+        known_gates(session, [lot for lot, _code in batch])  # the donor gate now, as the lot list and API give it
+        for lot, donor_code in batch:
+            yield _lot_row(lot, donor_code)
+
+
+def _lot_row(lot: Lot, donor_code: str) -> tuple[Any, ...]:
+    return (lot.lot_number, lot.product_id, lot.product_name, lot.product_class, donor_code, lot.gate_now,
+            lot.donor_gate, lot.status, lot.collection_at, lot.collection_site, lot.tissue_amount, lot.tissue_unit,
+            lot.harvested_at, lot.harvest_total_cells, lot.harvest_viability_percent, lot.harvest_viable_cells,
+            lot.cell_basis, lot.frozen_at, lot.expires_at)
 
 
 def _bag_rows(session: Session) -> Iterator[tuple[Any, ...]]:
@@ -120,8 +126,8 @@ INFUSION_READERS = frozenset({"qa", "clinician"}) & PATIENT_READERS
 
 EXPORTS: dict[str, Export] = {export.name: export for export in (
     Export("lots", "Lots", "One row per lot: product, donor code, collection, harvest, freezing, status.", None,
-           ("lot_number", "product_id", "product_name", "product_class", "donor_code", "donor_gate", "status",
-            "collection_at", "collection_site", "tissue_amount", "tissue_unit", "harvested_at",
+           ("lot_number", "product_id", "product_name", "product_class", "donor_code", "donor_gate", "donor_gate_at_start",
+            "status", "collection_at", "collection_site", "tissue_amount", "tissue_unit", "harvested_at",
             "harvest_total_cells", "harvest_viability_percent", "harvest_viable_cells", "cell_basis", "frozen_at",
             "expires_at"), _lot_rows),
     Export("bags", "Bags", "One row per bag: DIN, lot, product code, division, content, expiry, status.", None,

@@ -67,3 +67,28 @@ def test_a_decision_judged_after_the_lot_started_is_judged_in_full(app, users, d
     db_session.commit()
     _shown, judged = _listed(db_session, monkeypatch)
     assert lot_id in judged
+
+
+def test_the_lots_csv_gives_the_donor_gate_now_beside_the_gate_at_the_start(app, users, db_session, client_as):  # noqa: F811
+    """The export said "approved" for a lot whose donor a late positive had reopened, where the list and the API
+    said otherwise: a report built from it would count that lot as usable."""
+    import csv
+    import io
+
+    steady = start_lot(db_session, approved_adipose_donor(db_session))
+    reopened_donor = approved_adipose_donor(db_session)
+    reopened = start_lot(db_session, reopened_donor)
+    db_session.commit()
+    late = LOT_TODAY - timedelta(days=COLLECTION_DAYS_AGO - 2)
+    services.record_result(db_session, user(db_session, "technician"), reopened_donor, marker="anti_hiv_1_2",
+                           result="positive", sample_date=late, lab_reference="LATE-POS")
+    db_session.commit()
+    numbers = {lot.id: lot.lot_number for lot in db_session.scalars(select(Lot))}
+    db_session.commit()  # ends the read (SQLite: every transaction holds the write lock)
+    response = client_as("qa").get("/exports/lots.csv")
+    assert response.status_code == 200
+    rows = {row["lot_number"]: row for row in csv.DictReader(io.StringIO(response.get_data(as_text=True)))}
+    assert (rows[numbers[steady]]["donor_gate"], rows[numbers[steady]]["donor_gate_at_start"]) == ("approved",
+                                                                                                 "approved")
+    assert (rows[numbers[reopened]]["donor_gate"], rows[numbers[reopened]]["donor_gate_at_start"]) == (
+        "ineligible", "approved")

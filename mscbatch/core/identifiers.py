@@ -166,6 +166,36 @@ def parse_din(text: str) -> Din:
                check_character=expected)
 
 
+#: ISBT 128 data structure 001, the DIN as the label's Code 128 carries it: "=" + 13-character DIN + 2 flag
+#: characters ("00": unused). What a unit's barcode scanner types when it reads that symbol.
+ISBT128_DIN_IDENTIFIER = "="
+ISBT128_FLAGS_UNUSED = "00"
+DIN_SYMBOL_LENGTH = 1 + DIN_LENGTH + 2
+
+
+def is_din_symbol(text: str) -> bool:
+    """The text has the shape of a scanned DIN symbol (data structure 001), to be read by parse_din_symbol."""
+    compact = "".join((text or "").split())
+    return compact.startswith(ISBT128_DIN_IDENTIFIER) and len(compact) == DIN_SYMBOL_LENGTH
+
+
+def parse_din_symbol(text: str) -> Din:
+    """The DIN a barcode scanner read from the label's Code 128 ("=X99992600000100").
+
+    A machine read needs no keyboard check character: Code 128 carries its own check, and the scanner gives
+    nothing it could not decode. K is computed, so the DIN names its bag as a typed DIN with the right K does."""
+    compact = "".join((text or "").split()).upper()
+    if not is_din_symbol(compact):
+        raise IdentifierError(f"a scanned DIN symbol is \"=\" + 13 characters + 2 flag characters; "
+                              f"{compact!r} has {len(compact)}")
+    flags = compact[1 + DIN_LENGTH:]
+    if not flags.isascii() or not flags.isalnum():
+        raise IdentifierError(f"the 2 flag characters of a scanned DIN are letters or digits, got {flags!r}")
+    din13 = _validate_din13(compact[1:1 + DIN_LENGTH])
+    return Din(fin=din13[:5], year=int(din13[5:7]), sequence=int(din13[7:]), text=din13,
+               check_character=mod_37_2.calc_check_digit(din13))
+
+
 def make_product_code(pdc: str, collection_type: str, division: str = UNDIVIDED) -> ProductCode:
     """Build a product code "S" + PDC (4 characters after S) + collection type + division."""
     pdc = pdc.strip().upper()

@@ -20,7 +20,13 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, load_only
 
-from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
+from mscbatch.core.identifiers import (
+    IdentifierError,
+    is_din_symbol,
+    parse_din,
+    parse_din_symbol,
+    parse_product_code,
+)
 from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.core.numbers import plain
 from mscbatch.custody.models import CustodyEvent, Infusion
@@ -99,6 +105,12 @@ def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None
             return verify_token(text, label_key), None
         except TokenInvalid as invalid:
             return None, f"The code on the bag label is not genuine ({invalid.reason}). {CALL_UNIT}"
+    if is_din_symbol(compact):  # the label's Code 128, read by a barcode scanner: checked by the symbol itself
+        try:
+            din = parse_din_symbol(compact)
+        except IdentifierError as error:
+            return None, f"The bar code scanned is not a bag number ({error}). Scan the label's QR code. {CALL_UNIT}"
+        return din.typed, None
     try:
         parse_din(compact)  # raises with what is wrong (never the expected K)
     except IdentifierError as error:

@@ -17,7 +17,7 @@ from qrcode.constants import ERROR_CORRECT_H, ERROR_CORRECT_Q
 from reportlab.graphics.barcode.code128 import Code128
 from reportlab.pdfgen.canvas import Canvas
 
-from mscbatch.core.identifiers import Din
+from mscbatch.core.identifiers import ISBT128_DIN_IDENTIFIER, ISBT128_FLAGS_UNUSED, Din
 from mscbatch.labels import LabelOverflow
 
 MM = 72 / 25.4
@@ -26,8 +26,6 @@ CODE128_QUIET_MODULES = 10
 _LEVELS = {"Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
 
 
-ISBT128_DIN_IDENTIFIER = "="
-ISBT128_FLAGS_UNUSED = "00"
 
 
 def isbt128_din(din: Din, flags: str = ISBT128_FLAGS_UNUSED) -> str:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
+from mscbatch.core.identifiers import (
+    Din,
+    IdentifierError,
+    is_din_symbol,
+    parse_din,
+    parse_din_symbol,
+    parse_product_code,
+)
 from mscbatch.lots.models import Bag
 
 
@@ -42,6 +49,12 @@ def check_identifier(text: str | None) -> IdentifierCheck:
             return IdentifierCheck(raw, "product_code", False, f"Product code: {error}.")
         return IdentifierCheck(raw, "product_code", True, "A valid product code.", {
             "product_description_code": code.pdc, "collection_type": code.collection_type, "division": code.division})
+    if is_din_symbol(compact):  # the label's Code 128 read by a scanner: the symbol's own check stands for K
+        try:
+            din = parse_din_symbol(compact)
+        except IdentifierError as error:
+            return IdentifierCheck(raw, "din", False, f"Scanned DIN: {error}.")
+        return IdentifierCheck(raw, "din", True, "A valid DIN, read from the label's bar code.", _din_parts(din), True)
     try:
         din = parse_din(raw)
     except IdentifierError as error:
@@ -49,9 +62,13 @@ def check_identifier(text: str | None) -> IdentifierCheck:
     k_given = len(compact) == 14  # parse_din took 13 or 14 characters; with 14 it checked K
     if not k_given:
         return IdentifierCheck(raw, "din", False, MISSING_K)
-    return IdentifierCheck(raw, "din", True, "A valid DIN; its check character K matches.", {
+    return IdentifierCheck(raw, "din", True, "A valid DIN; its check character K matches.", _din_parts(din), k_given)
+
+
+def _din_parts(din: Din) -> dict[str, str]:
+    return {
         "din": din.text, "fin": din.fin, "year": f"{din.year:02d}", "sequence": f"{din.sequence:06d}",
-        "check_character": din.check_character, "display": din.display}, k_given)
+        "check_character": din.check_character, "display": din.display}
 
 
 def bag_with_din(session: Session, din: str) -> Bag | None:

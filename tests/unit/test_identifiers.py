@@ -165,3 +165,17 @@ def test_division_code_refuses_impossible_bag_numbers(bag_number: int, bag_count
 def test_a_second_level_division_has_no_bag_number() -> None:
     with pytest.raises(IdentifierError, match="second-level"):
         division_bag_number("Ab")
+
+
+def test_a_scanned_din_symbol_gives_its_din_and_computes_k() -> None:
+    """The label's Code 128 (ISBT 128 data structure 001) read by a scanner: no K in it, the symbol's own check
+    stands for it; K is computed so the DIN names its bag as a typed DIN with its K does."""
+    from mscbatch.core.identifiers import is_din_symbol, parse_din_symbol
+
+    din = parse_din_symbol("=G12341765432100")
+    assert (din.text, din.check_character) == ("G123417654321", "A")
+    assert parse_din_symbol(" =g12341765432100 ").text == "G123417654321"
+    assert not is_din_symbol("G123417654321A") and not is_din_symbol("=G123417654321")
+    for broken in ("=O12341765432100", "=G1234176543210!", "=G12341765432", "=G1234X765432100"):
+        with pytest.raises(IdentifierError):
+            parse_din_symbol(broken)

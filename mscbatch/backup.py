@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mscbatch.audit import checkpoints
+from mscbatch.audit.reconcile import Reconciliation, reconcile_database
 from mscbatch.audit.verify import checkpoint_head, verify_checkpoints, verify_database
 from mscbatch.core.audit_chain import GENESIS_HASH, ChainVerdict
 from mscbatch.database import make_engine, normalise_url
@@ -77,6 +78,16 @@ class RestoredChainBroken(BackupError):
             "for inspection: do not put it into use.")
 
 
+class RestoredRecordsDiffer(BackupError):
+    """The restored chain verifies, but records differ from what it says they are: the backup was edited."""
+
+    def __init__(self, database_url: str, outcome: Reconciliation) -> None:
+        self.outcome = outcome
+        where = make_url(normalise_url(database_url)).render_as_string(hide_password=True)
+        super().__init__("\n".join([*outcome.lines(), f"The restored database is left at {where} for inspection: "
+                                     "do not put it into use."]))
+
+
 @dataclass(frozen=True)
 class Head:
     seq: int
@@ -121,6 +132,9 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     verdict = _verify_restored(database_url, audit_key)
     if not verdict.ok:
         raise RestoredChainBroken(database_url, verdict)
+    records = _reconcile_restored(database_url, key)
+    if not records.ok:
+        raise RestoredRecordsDiffer(database_url, records)
     if lines:
         _check_kept_checkpoints(database_url, audit_key, lines, verdict.events_checked, checkpoint_file)
     if before is None and checkpoint_file is None:
@@ -173,6 +187,17 @@ def _verify_restored(database_url: str, audit_key: str | bytes) -> ChainVerdict:
     try:
         with Session(engine) as session:
             return verify_database(session, audit_key)
+    finally:
+        engine.dispose()
+
+
+def _reconcile_restored(database_url: str, key: bytes) -> Reconciliation:
+    """The restored rows against their trail (`mscbatch audit reconcile`): an intact chain vouches for the events
+    only, and a backup file's records can be edited without touching them."""
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        with Session(engine, info={"audit_key": key}) as session:
+            return reconcile_database(session)
     finally:
         engine.dispose()
 

@@ -145,6 +145,7 @@ def register_commands(app: Flask) -> None:
         lines = read_lines(path)
         if lines is None:
             click.echo(f"Audit trail intact: {verdict.events_checked} events verified (no checkpoint file).")
+            _echo_last_restore()
             return
         held = verify_checkpoints(_db().session, key, lines, verdict.events_checked)
         if not held.ok:
@@ -152,9 +153,7 @@ def register_commands(app: Flask) -> None:
             sys.exit(1)
         click.echo(f"Audit trail intact: {verdict.events_checked} events verified; "
                    f"{held.checkpoints_checked} checkpoints of {path} hold.")
-        restored = _last_restore(_db().session)
-        if restored:
-            click.echo(restored)
+        _echo_last_restore()
 
     @audit.command("checkpoint")
     @with_appcontext
@@ -260,6 +259,14 @@ def register_commands(app: Flask) -> None:
             return
         click.echo(f"{zip_file}: {verdict}", err=True)
         sys.exit(1)
+
+
+def _echo_last_restore() -> None:
+    """A restore, and the events it gave up, are said on every verify that passes (with or without a checkpoint
+    file): the chain is intact, and why it is shorter than it once was is part of the answer."""
+    restored = _last_restore(_db().session)
+    if restored:
+        click.echo(restored)
 
 
 def _last_restore(session) -> str | None:  # type: ignore[no-untyped-def]

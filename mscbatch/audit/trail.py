@@ -117,7 +117,10 @@ def _check_before_flush(session: Session, _context: Any, _instances: Any) -> Non
         if type(obj).__append_only__:
             raise RecordLocked(f"{name} records can never be changed.")
         if isinstance(obj, Lockable) and (_was_locked(obj) or _locking_now(obj)):
-            blocked = sorted(set(changes) - type(obj).__lock_exempt__ - ({"locked_at"} if _locking_now(obj) else set()))
+            # the lock is set once: a record signed before keeps the time it was locked (a second signature would
+            # otherwise move it, and the trail would show the record locked twice)
+            first_lock = _locking_now(obj) and not _was_locked(obj)
+            blocked = sorted(set(changes) - type(obj).__lock_exempt__ - ({"locked_at"} if first_lock else set()))
             if blocked:
                 raise RecordLocked(f"This {name.lower()} is signed and locked; {', '.join(blocked)} "
                                    "cannot be changed.")

@@ -99,3 +99,54 @@ def test_a_forged_checkpoint_file_stops_the_restore_before_anything_changes(data
         assert "later" in _users(app)
     finally:
         app.extensions["mscbatch.db"].engine.dispose()
+
+
+def test_without_a_checkpoint_file_verify_still_says_a_restore_lost_events(database_url, tmp_path):
+    """Review 4: the early answer for "no checkpoint file" returned before it named the restore, so a unit that
+    keeps no checkpoint file was never told why its trail is shorter than it was."""
+    app = make_app(database_url, AUDIT_CHECKPOINT_FILE=str(tmp_path / "none.jsonl"))
+    try:
+        add_user(app, "early", ["qa"])
+        backup_file = tmp_path / "old.backup"
+        assert _run(app, "backup", "--output", str(backup_file)).exit_code == 0
+        backed_up = _scalar(database_url, "SELECT last_seq FROM audit_head")[0][0]
+        add_user(app, "later", ["nurse"])
+        head = _scalar(database_url, "SELECT last_seq FROM audit_head")[0][0]
+        done = _run(app, "restore", str(backup_file), "--database-url", database_url, "--force",
+                    "--accept-lost-events", "disk failed, incident 43")
+        assert done.exit_code == 0, done.output
+        assert not (tmp_path / "none.jsonl").exists()
+        verified = _run(app, "audit", "verify")
+        assert verified.exit_code == 0 and "(no checkpoint file)" in verified.output, verified.output
+        assert f"events {backed_up + 1}-{head} of the trail before it were lost" in verified.output
+        assert "disk failed, incident 43" in verified.output
+    finally:
+        app.extensions["mscbatch.db"].engine.dispose()
+
+
+def test_a_backup_whose_records_were_edited_is_not_restored_as_intact(sqlite_template, tmp_path):
+    """Review 4: restore verified the chain only, and the chain vouches for the events, not for the rows: a backup
+    file whose account was edited (a role-holder's name changed) restored as "audit trail intact". The restored
+    rows are now reconciled with their trail (`audit reconcile`); a difference fails the restore, naming it."""
+    import shutil
+    import sqlite3
+
+    shutil.copyfile(sqlite_template, tmp_path / "live.sqlite3")
+    app = make_app(f"sqlite:///{tmp_path / 'live.sqlite3'}")
+    try:
+        add_user(app, "early", ["qa"])
+        backup_file = tmp_path / "b.sqlite3"
+        assert _run(app, "backup", "--output", str(backup_file)).exit_code == 0
+        target = tmp_path / "restored.sqlite3"
+        clean = _run(app, "restore", str(backup_file), "--database-url", f"sqlite:///{target}")
+        assert clean.exit_code == 0, clean.output
+        edit = sqlite3.connect(backup_file)
+        edit.execute("UPDATE user_account SET full_name = 'Someone Else' WHERE username = 'early'")
+        edit.commit()
+        edit.close()  # the last connection's close writes the change back into the file (WAL checkpoint)
+        edited = _run(app, "restore", str(backup_file), "--database-url", f"sqlite:///{tmp_path / 'again.sqlite3'}")
+        assert edited.exit_code != 0, edited.output
+        assert "AUDIT TRAIL AND DATABASE DIFFER" in edited.output and "Someone Else" in edited.output
+        assert "do not put it into use" in edited.output
+    finally:
+        app.extensions["mscbatch.db"].engine.dispose()

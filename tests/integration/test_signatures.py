@@ -88,6 +88,18 @@ def test_a_signed_record_is_locked(session):
     assert memo.text == "Release lot L-1"
 
 
+def test_a_signed_record_keeps_the_time_it_was_locked(session):
+    """A second signing of a record already locked (a double submit whose session read it before the first
+    committed) may not move its lock: the trail would show the record locked twice, at two times."""
+    from datetime import timedelta
+
+    memo, signature = _signed_memo(session)
+    with pytest.raises(RecordLocked, match="locked_at cannot be changed"), use_case(session, _user(session, "qa")):
+        memo.locked_at = signature.signed_at + timedelta(minutes=1)
+    session.refresh(memo)
+    assert memo.locked_at.replace(tzinfo=None) == signature.signed_at.replace(tzinfo=None)  # the stand-in's column
+
+
 def test_a_signed_record_cannot_be_deleted(session):
     memo, _ = _signed_memo(session)
     with pytest.raises(RecordLocked), use_case(session, _user(session, "admin"), "cleanup"):

@@ -83,6 +83,9 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # REPLACE deletes the row it conflicts with without firing DELETE triggers unless recursive triggers are
+        # on: without this, INSERT OR REPLACE would rewrite an append-only row past its refusal triggers
+        cursor.execute("PRAGMA recursive_triggers=ON")
         cursor.execute(_busy_timeout_pragma())
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

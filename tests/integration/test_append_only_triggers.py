@@ -77,6 +77,26 @@ def test_a_storage_move_cannot_be_rewritten_or_deleted(app, users):
         assert connection.execute(text("SELECT count(*) FROM storage_move")).scalar() == 1
 
 
+def test_an_upsert_cannot_rewrite_an_append_only_row(app, users):
+    """Review 4: SQLite's INSERT OR REPLACE deleted the conflicting row without firing its DELETE trigger (recursive
+    triggers were off) and wrote another in its place; PostgreSQL's ON CONFLICT DO UPDATE is an UPDATE."""
+    with app.app_context(), app.extensions["mscbatch.db"].new_session() as session:
+        _lot_id, bags = cryopreserved_lot(session, approved_adipose_donor(session), count=1)
+        storage.store_bag(session, user(session, "technician"), bags[0].id, box(session), 1)
+    engine = app.extensions["mscbatch.db"].engine
+    with engine.connect() as connection:
+        row = dict(connection.execute(text("SELECT * FROM storage_move")).mappings().one())
+    columns = ", ".join(row)
+    values = ", ".join(f":{name}" for name in row)
+    upsert = (f"INSERT OR REPLACE INTO storage_move ({columns}) VALUES ({values})" if engine.dialect.name == "sqlite"
+              else f"INSERT INTO storage_move ({columns}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET "
+                   "reason = EXCLUDED.reason")
+    with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(upsert), {**row, "reason": "rewritten"})
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT reason FROM storage_move")).scalar() == row["reason"]
+
+
 def test_migration_0011_protects_its_tables_and_its_downgrade_unprotects_only_them(database_url, tmp_path):
     with empty_database(database_url, tmp_path) as url:
         upgrade(url)

@@ -130,10 +130,18 @@ def _refuse_unless_empty(connection: Any) -> None:
     if not inspect(connection).has_table("audit_head") or \
             connection.scalar(select(AuditHead.id).where(AuditHead.id == 1)) is None:
         raise ScaleRefused("The database is not initialised: run `mscbatch init` first.")
-    lots = connection.scalar(select(func.count(Lot.id)))
-    if lots:
-        raise ScaleRefused(f"The database already holds {lots} lot(s): scale data goes only into a database without "
-                           "lots (never a unit's real database). Use a new, empty database.")
+    from mscbatch.donors.models import Donor
+    from mscbatch.patients.models import Patient
+
+    # a unit's first donors and patients come before its first lot: any of them says this database is real
+    held = [f"{count} {name}" for count, name in (
+        (connection.scalar(select(func.count(Lot.id))), "lot(s)"),
+        (connection.scalar(select(func.count(Donor.id))), "donor(s)"),
+        (connection.scalar(select(func.count(Patient.id))), "patient(s)")) if count]
+    if held:
+        raise ScaleRefused(f"The database already holds {' and '.join(held)}: scale data goes only into a database "
+                           "without lots, donors or patients (never a unit's real database). Use a new, empty "
+                           "database.")
 
 
 def _context(app: Any, connection: Any, plan: Any, users: dict[str, Any], now: Any) -> Any:

@@ -199,3 +199,18 @@ def test_an_error_in_the_writing_process_reaches_the_caller_and_leaves_no_half_c
         assert session.scalar(select(func.count(StorageLocation.id))) == 0  # the rows went with the events
         assert not session.scalar(select(func.count(AuditEvent.seq)).where(AuditEvent.entity_type == "storage_location"))
         assert verify_database(session, TEST_CONFIG["AUDIT_KEY"]).ok
+
+
+def test_refused_on_a_database_with_real_donors_or_patients_but_no_lot(app, users):
+    """Review 4: a unit's first donors and patients come before its first lot; seed-scale counted lots only, and
+    wrote thousands of records beside them."""
+    from tests.integration.patient_factories import patient, user
+
+    session = _session(app)
+    patient(session, user(session, "clinician"))
+    session.close()
+    refused = _run(app, "seed-scale", "--bags", "50", "--quiet")
+    assert refused.exit_code == 2 and "already holds 1 patient(s)" in refused.output, refused.output
+    session = _session(app)
+    assert session.scalar(select(func.count(Lot.id))) == 0
+    session.close()

@@ -23,7 +23,7 @@ from mscbatch.donors.models import Donor, DonorLookback
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
-from mscbatch.lots.services import apply_lot_transition
+from mscbatch.lots.services import apply_lot_transition, lock_lot
 from mscbatch.recall.models import END_MEANING, RECALL_SCOPES, BagHold, Recall
 from mscbatch.recall.queries import NOT_HELD_BAG_STATES, active_recall_of
 from mscbatch.signatures.services import sign
@@ -117,7 +117,10 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
     session.add(recall)
     session.flush()
     held = 0
-    for lot in lots:
+    for listed in lots:
+        # read afresh under the lot's lock (in id order, as every recall takes them): a release committed since
+        # the list was read is recalled, and its trail event says released -> recalled, not quarantine -> recalled
+        lot = lock_lot(session, listed.id)
         if _may_recall(lot):
             apply_lot_transition(session, actor, lot, "recalled")
             recalled.append(lot.lot_number)

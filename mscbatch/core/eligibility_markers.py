@@ -8,8 +8,15 @@ Choices, each made so that a result can never count in the donor's favour by acc
   "missing", never "negative", and the reason gives the sample and collection dates.
 - Several results for one marker: the latest in-window sample date decides (a retest supersedes an earlier
   indeterminate); on the same date the worst result wins (positive > indeterminate > negative).
-- A negative that decides while a positive for the same marker is on record (earlier, or outside the window)
-  does not give "met" but "risk_assessment": QA must document why the positive is superseded.
+- A positive on record for a marker whose rule says a positive excludes (on_positive = "ineligible": anti-HIV,
+  HBsAg, anti-HCV, HTLV, NAT...) excludes the donor wherever its sample falls: before or after the deciding
+  negative, or outside the window with no sample inside it. A later negative does not clear it (EU 2006/17/EC
+  Annex II allows a risk assessment only for anti-HBc+ / HBsAg- and a reactive treponemal test). A positive
+  entered by mistake is corrected by the technician with a reason (after QA reopens a signed decision), and the
+  screening is judged again.
+- For a marker whose rule asks a risk assessment, a negative that decides while a positive is on record gives
+  "risk_assessment" (QA documents why the positive is superseded); an out-of-window positive with no sample in
+  the window leaves it "missing" (an in-window sample is still needed).
 - Indeterminate -> "missing" (retest needed). Positive -> "failed", or "risk_assessment" where the rule set
   says so (EU Annex II 1.3 anti-HBc+ / HBsAg-; 1.4 reactive treponemal test).
 - A result that is not negative, on a sample dated AFTER the deciding negative (so outside the window: a late
@@ -134,6 +141,12 @@ def _unresolved_indeterminate(results: Sequence[MarkerResult], after: date | Non
             and (last_negative is None or r.sample_date >= last_negative)]  # same day: the worst counts
 
 
+#: said wherever a positive on record excludes: how a positive entered by mistake is put right
+_POSITIVE_EXCLUDES = ("Under this rule a positive excludes (no risk assessment can approve it). If the positive was "
+                      "entered by mistake, the technician corrects that result with a reason (QA reopens a signed "
+                      "decision first) and the screening is judged again.")
+
+
 def _judge(marker: Marker, window: _Window, collection_date: date | None,
            results: Sequence[MarkerResult]) -> Reason | None:
     rid, src, name = marker.rule_id, marker.source, marker.name
@@ -155,8 +168,15 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
         text = (f"{name}: no sample inside the window {window.from_days:+d}..{window.to_days:+d} days of the collection "
                 f"on {collection_date.isoformat()}; sample(s) {values['results']} are outside it and count as missing, "
                 "not negative.")
+        if positives and marker.on_positive == "ineligible":
+            values["positive"] = _dates(positives)
+            return Reason(rid, f"{name}: a result is POSITIVE (sample {_dates(positives)}, outside the window "
+                          f"{window.from_days:+d}..{window.to_days:+d} days of the collection on "
+                          f"{collection_date.isoformat()}): excludes the donor. {_POSITIVE_EXCLUDES}", src, "failed",
+                          values)
         if positives:
-            text += " An out-of-window result is POSITIVE: review it."
+            text += (" An out-of-window result is POSITIVE: review it; an in-window sample is needed, and the positive "
+                     "then needs a documented risk assessment.")
         elif open_indeterminate:
             text += (f" An out-of-window result is INDETERMINATE ({_dates(open_indeterminate)}), not resolved by a "
                      "later negative: retest needed.")
@@ -169,28 +189,35 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
         note = f" {marker.note}" if marker.note else ""
         return Reason(rid, f"{name} positive ({when}): further investigation and a documented risk assessment "
                       f"are required before any decision.{note}", src, "risk_assessment", values)
+    later_positives = [r for r in positives if r.sample_date > deciding.sample_date]
+    if positives and marker.on_positive == "ineligible":  # a positive on record excludes: nothing later clears it
+        values["positive"] = _dates(positives)
+        if later_positives:  # outside the window, after the deciding result: newer than it, never superseded by it
+            values["later_result"] = f"positive {_dates(later_positives)}"
+            text = (f"{name} {deciding.result} ({when}), but a LATER sample is positive ({_dates(later_positives)}, "
+                    "outside the window)")
+        else:
+            text = (f"{name} {deciding.result} ({when}) but a positive result dated {_dates(positives)} is on record; "
+                    f"the later {deciding.result} result does not clear it")
+        return Reason(rid, f"{text}: excludes the donor. {_POSITIVE_EXCLUDES}", src, "failed", values)
     if deciding.result == "indeterminate":
         return Reason(rid, f"{name} indeterminate ({when}): retest needed.", src, "missing", values)
-    later_positives = [r for r in positives if r.sample_date > deciding.sample_date]
     if later_positives:  # outside the window, after the deciding negative: newer than it, never superseded by it
         values["later_result"] = f"positive {_dates(later_positives)}"
-        text = (f"{name} negative ({when}), but a LATER sample is positive ({_dates(later_positives)}, outside the "
-                "window)")
-        if marker.on_positive == "ineligible":
-            return Reason(rid, f"{text}: excludes the donor.", src, "failed", values)
         note = f" {marker.note}" if marker.note else ""
-        return Reason(rid, f"{text}: further investigation and a documented risk assessment are required before any "
-                      f"decision.{note}", src, "risk_assessment", values)
+        return Reason(rid, f"{name} negative ({when}), but a LATER sample is positive ({_dates(later_positives)}, "
+                      "outside the window): further investigation and a documented risk assessment are required "
+                      f"before any decision.{note}", src, "risk_assessment", values)
     open_indeterminate = _unresolved_indeterminate(results, deciding.sample_date)
     if open_indeterminate:
         values["later_result"] = f"indeterminate {_dates(open_indeterminate)}"
         return Reason(rid, f"{name} negative ({when}), but a LATER sample is indeterminate "
                       f"({_dates(open_indeterminate)}, outside the window) and no negative sampled after it resolves "
                       "it: retest needed; the earlier negative does not decide.", src, "missing", values)
-    if positives:
-        dates = ", ".join(r.sample_date.isoformat() for r in positives)
-        return Reason(rid, f"{name} negative ({when}) but a positive result dated {dates} is on record: a documented "
-                      "risk assessment must say why it is superseded.", src, "risk_assessment", values)
+    if positives:  # the rule asks a risk assessment for a positive (EU Annex II 1.3 anti-HBc, 1.4 treponemal)
+        values["positive"] = _dates(positives)
+        return Reason(rid, f"{name} negative ({when}) but a positive result dated {_dates(positives)} is on record: a "
+                      "documented risk assessment must say why it is superseded.", src, "risk_assessment", values)
     return Reason(rid, f"{name} negative ({when}).", src, "met", values)
 
 

@@ -7,6 +7,7 @@ information arrives, and an approved donor's reopening opens a lookback for the 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from typing import Any, Literal
@@ -42,6 +43,14 @@ def reasons_json(evaluation: Decision) -> str:
                         "values": dict(r.values)} for r in evaluation.reasons], sort_keys=True)
 
 
+def screening_digest(evaluation: Decision) -> str:
+    """A fingerprint of the screening as QA reads it (the verdict, every reason with its values, the rule set): the
+    donor page carries it in the decision form, and decide() refuses a signature given on a page that no longer
+    shows the screening (a result, answer or detail recorded meanwhile)."""
+    text = f"{evaluation.status}|{evaluation.ruleset_id}|{evaluation.ruleset_sha256}|{reasons_json(evaluation)}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 #: A documented risk assessment is written in the decision's comment; shorter than this it documents nothing.
 RISK_ASSESSMENT_MIN_CHARS = 40
 RISK_ASSESSMENT_FIELD = "comment"
@@ -64,11 +73,15 @@ def _assessed_rules(decision: EligibilityDecision) -> set[str]:
 
 
 def decide(session: Session, signer: Any, donor_id: int, meaning: str, password: str,
-           comment: str = "") -> EligibilityDecision:
+           comment: str = "", *, seen_digest: str | None = None) -> EligibilityDecision:
     """QA signs "Donor eligibility approved" (when the engine says eligible, or when it is pending on documented
     risk assessments alone and the comment is that written risk assessment) or "Donor ineligible" (when the engine
     says ineligible, or with a written reason otherwise). The engine's verdict, every reason and the rule set's
-    id, version and SHA-256 are stored with the signed decision; the signer never entered the screening."""
+    id, version and SHA-256 are stored with the signed decision; the signer never entered the screening.
+
+    `seen_digest`: screening_digest() of the screening the signer read (the donor page's decision form sends it).
+    When given and the screening has changed since (a colleague recorded a result meanwhile), nothing is signed:
+    a risk assessment written about what QA read must never cover a result QA never saw."""
     if meaning not in MEANINGS:
         raise ValidationFailed(f"Choose the meaning of the signature: {APPROVED} or {INELIGIBLE}.", field="meaning")
     comment = (comment or "").strip()
@@ -86,6 +99,10 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
             raise PermissionDenied(f"You entered or changed screening data of donor {donor.code}: another QA person "
                                    "must sign its eligibility (segregation of duties).", field="password")
         evaluation = evaluate_donor(session, donor)
+        if seen_digest is not None and seen_digest != screening_digest(evaluation):
+            raise Conflict(f"The screening of donor {donor.code} changed since you opened the page (a result, an "
+                           "answer or a detail was recorded meanwhile): nothing was signed. Read the screening again "
+                           f"below (now: {evaluation.status}), then sign.")
         if meaning == APPROVED and evaluation.status == "pending" and only_risk_assessments(evaluation):
             if len(comment) < RISK_ASSESSMENT_MIN_CHARS:
                 awaited = " ".join(r.text for r in evaluation.blocking_reasons)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import DateField, HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
@@ -105,6 +105,9 @@ class DecisionForm(FlaskForm):
     password = PasswordField("Your password (electronic signature)",
                              validators=[DataRequired("Re-enter your password to sign.")],
                              render_kw={"autocomplete": "current-password"})
+    #: the fingerprint of the screening shown on the page (decisions.screening_digest): a signature given on a page
+    #: that no longer shows the screening is refused
+    screening = HiddenField()
 
 
 class ReopenForm(FlaskForm):

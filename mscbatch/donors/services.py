@@ -28,6 +28,8 @@ from mscbatch.donors.models import (
     RELATIONSHIP_LABELS,
     SEX_LABELS,
     Donor,
+    DonorLookback,
+    EligibilityDecision,
     QuestionnaireAnswer,
     ScreeningResult,
 )
@@ -225,7 +227,9 @@ def _check_result(donor: Donor, marker: str, method: str | None, result: str, sa
 def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, result: str,
                   sample_date: date | None, lab_reference: str, method: str | None = None) -> ScreeningResult:
     """Record a serology / NAT result. After QA's approval it is new information: the approval is reopened
-    (superseded, donor back to pending review) and a lookback is opened unless the result is negative. QA's
+    (superseded, donor back to pending review) and a lookback is opened unless the result is negative; a result
+    that is not negative for a donor approved in the past (the approval since superseded) opens one too, unless a
+    lookback is open for the donor already. QA's
     "ineligible" stands whatever is recorded later: only QA reopens it (reopen_screening), so a technician's
     negative retest cannot turn an excluded donor back into a pending one."""
     _require_entry_role(actor)
@@ -241,7 +245,31 @@ def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, r
             reopen(session, actor, donor, decision, f"New {marker} result ({result}, sample {sample_date}) recorded "
                    "after the QA decision.", triggering_result=row,
                    lookback=result != "negative")
+        elif result != "negative":
+            _lookback_after_a_past_approval(session, actor, donor, row)
     return row
+
+
+def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, row: ScreeningResult) -> None:
+    """A result that is not negative for a donor whose approval is no longer in force (superseded by an earlier new
+    result, e.g. a negative retest, or followed by QA's "ineligible"): lots made under that approval may have been
+    issued, so a lookback is opened as for an approval in force, linked to the last approval, unless one is already
+    open for the donor (the open one already lists every lot and bag of the donor)."""
+    approved = session.scalar(select(EligibilityDecision).where(
+        EligibilityDecision.donor_id == donor.id, EligibilityDecision.meaning == APPROVED)
+        .order_by(EligibilityDecision.id.desc()).limit(1))
+    if approved is None:
+        return  # never approved: no lot could be released from this donor (lots start in quarantine)
+    already_open = session.scalar(select(DonorLookback.id).where(
+        DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).limit(1))
+    if already_open is not None:
+        return
+    reason = (f"New {row.marker} result ({row.result}, sample {row.sample_date}) recorded after QA's approval of "
+              f"{approved.judged_at:%Y-%m-%d}" + (f" (superseded {approved.superseded_at:%Y-%m-%d})"
+                                                  if approved.superseded_at is not None else "")
+              + ": lots made from this donor may have been issued.")
+    session.add(DonorLookback(donor_id=donor.id, opened_by_id=actor.id, reason=reason,
+                              superseded_decision_id=approved.id, triggering_result_id=row.id))
 
 
 def correct_result(session: Session, actor: Any, result_id: int, *, reason: str, marker: str, result: str,
@@ -255,14 +283,21 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         if row is None:
             raise NotFound(f"No screening result with id {result_id}.")
         donor = lock_donor(session, row.donor_id)
+        # read again under the donor's lock: a correction committed meanwhile (PostgreSQL) is what this one
+        # changes, and the trail's old value is that correction's, never the value from before it
+        session.refresh(row)
         _refuse_if_locked(session, donor, "Its results can no longer be corrected.")
         method, reference = _check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
         if all(getattr(row, k) == v for k, v in new.items()):
             raise ValidationFailed("Nothing was changed.", field="result")
+        was_negative = row.result == "negative"
         for key, value in new.items():
             setattr(row, key, value)
         row.corrected_by_id = actor.id
+        if was_negative and result != "negative":  # a correction that turns a negative into news is news
+            session.flush()
+            _lookback_after_a_past_approval(session, actor, donor, row)
     return row
 
 

@@ -141,6 +141,8 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
     forms.setdefault("result_form", ResultForm(prefix="result", formdata=None).set_markers(rule_set))
     forms.setdefault("questionnaire_form", _fresh_questionnaire(rule_set, screening))
     forms.setdefault("decision_form", DecisionForm(prefix="decision", formdata=None))
+    # the screening this page shows, fresh (also on a refused form: the page is read again before a new try)
+    forms["decision_form"].screening.data = decisions.screening_digest(screening.evaluation)
     forms.setdefault("reopen_form", ReopenForm(prefix="reopen", formdata=None))
     donor = screening.donor
     age = (age_in_years(donor.date_of_birth, donor.planned_collection_date)
@@ -243,8 +245,9 @@ def decide(donor_id: int) -> Any:
     form = DecisionForm(prefix="decision")
     if form.validate_on_submit():
         try:
+            # a form without the page's fingerprint (a script) is judged on the screening now, as before
             decision = decisions.decide(db.session, current_user, donor_id, form.meaning.data, form.password.data,
-                                        form.comment.data or "")
+                                        form.comment.data or "", seen_digest=form.screening.data or None)
         except DomainError as error:
             if error.status == 401:  # wrong password: said next to the password field
                 form.password.errors = [*form.password.errors, error.message]

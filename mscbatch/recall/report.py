@@ -55,6 +55,10 @@ class RecallReport:
     generated_at: datetime
 
 
+#: a bag out of the unit but not given: with no allocation in force it is on the ward, not in stock
+ON_THE_WARD = ("dispatched", "received", "thawed")
+
+
 def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     bag = trace.bag
     recipient = trace.current_recipient
@@ -70,6 +74,9 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
         return f"Hold lifted {hold.lifted_at:%Y-%m-%d %H:%M} UTC (recall ended)"
     if recipient is not None:
         return f"ON HOLD: allocated to patient {recipient.patient.code}, not given: do not give, inform the prescriber"
+    if bag.status in ON_THE_WARD:  # left the unit, its allocation since ended (e.g. the patient withdrawn)
+        return (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; retrieve it or have "
+                "it discarded")
     return "ON HOLD in stock: do not issue; QA decides (discard / return to stock)"
 
 

@@ -148,10 +148,15 @@ def test_marrow_donor_sampled_35_days_before_collection_is_pending_not_negative(
     assert "outside" in reason.text and "not negative" in reason.text
 
 
-def test_an_out_of_window_positive_is_flagged_in_the_missing_reason() -> None:
+def test_an_out_of_window_positive_excludes_where_its_rule_says_so_and_is_flagged_where_it_asks_a_risk_assessment(
+        ) -> None:
+    # review 4: HBsAg positive excludes (on_positive = ineligible) wherever its sample falls; it was only "missing"
     facts = eligible_facts(MARROW)
     results = tuple(r for r in facts.results if r.marker != "hbsag") + (result(MARROW, "hbsag", "positive", -40),)
     reason = evaluate(MARROW, replace(facts, results=results)).reason_for("marker.hbsag")
+    assert reason.outcome == "failed" and "POSITIVE" in reason.text and "excludes the donor" in reason.text
+    results = tuple(r for r in facts.results if r.marker != "anti_hbc") + (result(MARROW, "anti_hbc", "positive", -40),)
+    reason = evaluate(MARROW, replace(facts, results=results)).reason_for("marker.anti_hbc")
     assert reason.outcome == "missing" and "POSITIVE" in reason.text
 
 
@@ -200,10 +205,14 @@ def test_a_positive_and_a_negative_on_the_same_day_count_as_positive() -> None:
     assert evaluate(MARROW, with_results(MARROW, result(MARROW, "hbsag", "positive"))).status == "ineligible"
 
 
-def test_an_earlier_positive_superseded_by_a_negative_needs_a_risk_assessment() -> None:
+def test_an_earlier_positive_followed_by_a_negative_excludes_or_needs_a_risk_assessment_as_its_rule_says() -> None:
+    # review 4: HBsAg positive excludes (on_positive = ineligible): a later negative does not clear it
     decision = evaluate(MARROW, with_results(MARROW, result(MARROW, "hbsag", "positive", -20)))
+    assert decision.status == "ineligible"
+    assert decision.reason_for("marker.hbsag").outcome == "failed"
+    decision = evaluate(MARROW, with_results(MARROW, result(MARROW, "anti_hbc", "positive", -20)))
     assert decision.status == "pending"
-    assert decision.reason_for("marker.hbsag").outcome == "risk_assessment"
+    assert decision.reason_for("marker.anti_hbc").outcome == "risk_assessment"
 
 
 def test_results_for_markers_the_rule_set_does_not_list_are_reported_but_not_counted() -> None:

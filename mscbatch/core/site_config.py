@@ -84,6 +84,9 @@ class Product:
     post_thaw_limit: timedelta
     storage_temperature_max_c: Decimal
     culture_limits: CultureLimits
+    #: reagent types the manufacturing record must name before quarantine (DOMAIN.md section 4), each entry the
+    #: types of which any one will do: (("medium",), ("platelet_lysate", "fbs"), ("trypsin",), ("dmso",))
+    required_reagent_types: tuple[tuple[str, ...], ...] = ()
 
     @property
     def post_thaw_limit_minutes(self) -> int:
@@ -190,7 +193,8 @@ def load_products(path: Path) -> ProductCatalogue:
 
 def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
     _only(entry, {"id", "name", "class", "tissue_source", "product_description_code", "collection_type", "trial",
-                  "shelf_life", "post_thaw_limit", "storage_temperature", "culture"}, path, where)
+                  "shelf_life", "post_thaw_limit", "storage_temperature", "culture", "required_reagent_types"},
+          path, where)
     product_class = require(entry, "class", str, path, where)
     if product_class not in PRODUCT_CLASSES:
         raise ConfigError(path, f"{where}.class", f"unknown class {product_class!r}; use one of {', '.join(PRODUCT_CLASSES)}")
@@ -229,7 +233,41 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
         shelf_life=_duration(shelf, path, f"{where}.shelf_life"), shelf_life_from=shelf_from,
         post_thaw_limit=_duration(thaw, path, f"{where}.post_thaw_limit"),
         storage_temperature_max_c=_temperature(entry, "storage_temperature", path, where),
-        culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"))
+        culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"),
+        required_reagent_types=_required_reagents(entry, product_id, path, where))
+
+
+def _required_reagents(entry: dict[str, Any], product_id: str, path: Path, where: str) -> tuple[tuple[str, ...], ...]:
+    """`required_reagent_types`, required of every product: the reagent lots its manufacturing record must name
+    before the lot goes to quarantine (DOMAIN.md section 4: recalls happen by reagent lot too). Each entry is a
+    reagent type of the reagent lots (mscbatch.lots.reagent_rules.REAGENT_TYPES), or types joined by " or " when
+    any one will do ("platelet_lysate or fbs"). An unknown or repeated type is refused naming the product."""
+    from mscbatch.lots.reagent_rules import ALTERNATIVE, REQUIRABLE_TYPES, parse_requirement
+
+    key = f"{where}.required_reagent_types"
+    known = ", ".join(REQUIRABLE_TYPES)
+    if "required_reagent_types" not in entry:
+        raise ConfigError(path, key, f"missing for product {product_id!r}: list the reagent types its manufacturing "
+                          "record must name before quarantine, e.g. required_reagent_types = [\"medium\", "
+                          "\"platelet_lysate or fbs\", \"trypsin\", \"dmso\"] (types: " + known + ")")
+    entries = entry["required_reagent_types"]
+    if not isinstance(entries, list) or not all(isinstance(item, str) for item in entries):
+        raise ConfigError(path, key, f"for product {product_id!r}: expected a list of reagent types (texts), got "
+                          f"{entries!r}")
+    seen: set[str] = set()
+    requirements = []
+    for item in entries:
+        requirement = parse_requirement(item)
+        for kind in requirement:
+            if kind not in REQUIRABLE_TYPES:
+                raise ConfigError(path, key, f"unknown reagent type {kind!r} for product {product_id!r}; use "
+                                  f"{known}, or types joined by {ALTERNATIVE.strip()!r} when any one will do "
+                                  "(\"platelet_lysate or fbs\")")
+            if kind in seen:
+                raise ConfigError(path, key, f"reagent type {kind!r} is listed twice for product {product_id!r}")
+            seen.add(kind)
+        requirements.append(requirement)
+    return tuple(requirements)
 
 
 #: The longest trial id the bag label's trial box holds (labels/bag_100x100.toml: two registry ids on two lines).

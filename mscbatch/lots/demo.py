@@ -3,7 +3,9 @@
 donor carried through P0-P3, harvest and 4 bags stored in a box and sent to quarantine (ready for QA release,
 issue 5), one umbilical cord lot still in process from a donor whose eligibility is pending, and one UC-MSC lot
 from the approved cord donor carried through P0-P3, harvest and 4 bags of 50 x10^6 viable cells (enough for the
-62.5 kg lupus demo patient at 2 x10^6/kg). That lot is left in process, cryopreserved and stored: the release
+62.5 kg lupus demo patient at 2 x10^6/kg). Both manufactured lots record a reagent lot of every type their product
+requires before quarantine (medium, platelet lysate, trypsin, DMSO: config/products.toml `required_reagent_types`),
+so a recall of any demo reagent lot finds them. That lot is left in process, cryopreserved and stored: the release
 demo (mscbatch.release.demo) sends it to quarantine, so the adipose lot stays the only quarantined lot a bare
 seed_lots() makes (tests/integration/test_release_support.py relies on that). Idempotent: a lot is made only
 when missing."""
@@ -20,7 +22,7 @@ from mscbatch.core.culture import BagPlan
 from mscbatch.donors.demo import CHAIN_CORD_INITIALS, PENDING_CORD_INITIALS, demo_cord_donor
 from mscbatch.donors.models import Donor
 from mscbatch.lots import bags, reagents, services, steps, storage
-from mscbatch.lots.models import Bag, Lot, StorageLocation
+from mscbatch.lots.models import Bag, Lot, ReagentLot, StorageLocation
 from mscbatch.site import site_config, site_today
 
 M = 10**6
@@ -45,19 +47,35 @@ def _storage(session: Session, tech: User) -> tuple[int, int]:
     return first or 0, tank.id
 
 
+#: the demo reagent lots: key, type, name, supplier, supplier's lot number, expiry in days from today
+DEMO_REAGENTS = (
+    ("medium", "medium", "alpha-MEM", "DemoBio", "AM-2291", 200),
+    ("hpl", "platelet_lysate", "Human platelet lysate", "DemoHeme", "HPL-0457", 90),
+    ("trypsin", "trypsin", "TrypLE Select", "DemoBio", "TR-7781", 300),
+    ("dmso", "dmso", "DMSO Cryo grade", "DemoChem", "DM-1203", 400),
+    ("fbs_expired", "fbs", "Fetal bovine serum", "DemoSerum", "FBS-0099", -10),
+)
+
+
 def _reagents(session: Session, tech: User) -> dict[str, int]:
     today = site_today()
     made = {}
-    for key, kind, name, supplier, lot, expiry in (
-        ("medium", "medium", "alpha-MEM", "DemoBio", "AM-2291", today + timedelta(days=200)),
-        ("hpl", "platelet_lysate", "Human platelet lysate", "DemoHeme", "HPL-0457", today + timedelta(days=90)),
-        ("trypsin", "trypsin", "TrypLE Select", "DemoBio", "TR-7781", today + timedelta(days=300)),
-        ("dmso", "dmso", "DMSO Cryo grade", "DemoChem", "DM-1203", today + timedelta(days=400)),
-        ("fbs_expired", "fbs", "Fetal bovine serum", "DemoSerum", "FBS-0099", today - timedelta(days=10)),
-    ):
+    for key, kind, name, supplier, lot, days in DEMO_REAGENTS:
         made[key] = reagents.register_reagent_lot(session, tech, reagent_type=kind, name=name, supplier=supplier,
-                                                  lot_number=lot, expiry_date=expiry).id
+                                                  lot_number=lot, expiry_date=today + timedelta(days=days)).id
     return made
+
+
+def _registered_reagents(session: Session) -> dict[str, int] | None:
+    """The demo reagent lots registered by an earlier seeding (None when one of them is missing)."""
+    found = {}
+    for key, kind, _name, supplier, lot, _days in DEMO_REAGENTS:
+        row = session.scalar(select(ReagentLot.id).where(ReagentLot.reagent_type == kind, ReagentLot.supplier == supplier,
+                                                         ReagentLot.lot_number == lot).order_by(ReagentLot.id))
+        if row is None:
+            return None
+        found[key] = row
+    return found
 
 
 def _at(day: date, hour: int) -> datetime:
@@ -74,7 +92,8 @@ def chain_lot(session: Session) -> Lot | None:
 
 def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] | None) -> Lot:
     """UC-MSC from the approved cord donor: explant P0, then P1-P3, harvest 230 x10^6 at 94 % viability,
-    4 bags of 25 mL at 2 x10^6 viable cells/mL (10 % DMSO) placed in Box A2, left in process."""
+    4 bags of 25 mL at 2 x10^6 viable cells/mL (10 % DMSO) placed in Box A2, left in process. Its record names
+    the medium and platelet lysate (isolation), the trypsin (P0) and the DMSO (cryopreservation) lots."""
     today = site_today()
     start = today - timedelta(days=26)
     lot = services.create_lot(session, tech, services.LotDetails(
@@ -83,14 +102,17 @@ def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] 
     isolation = steps.record_isolation(session, tech, lot.id, performed_on=start,
                                        notes="Wharton's jelly explant culture")
     if used:
-        reagents.link_reagent(session, tech, lot.id, used["medium"], used_on=start, step_id=isolation.id)
+        for reagent in ("medium", "hpl"):
+            reagents.link_reagent(session, tech, lot.id, used[reagent], used_on=start, step_id=isolation.id)
     day = start
     for number, (seeded, harvested, viability, days) in enumerate(
             [(2, 16, "97.0", 9), (4, 30, "96.0", 5), (5, 38, "95.5", 5), (30, 240, "95.0", 5)]):
         day += timedelta(days=days)
-        steps.record_passage(session, tech, lot.id, steps.PassageDetails(
+        step = steps.record_passage(session, tech, lot.id, steps.PassageDetails(
             passage_number=number, performed_on=day, seeded_cells=seeded * M, harvested_cells=harvested * M,
             viability_percent=viability, days_in_culture=Decimal(days)))
+        if used and number == 0:
+            reagents.link_reagent(session, tech, lot.id, used["trypsin"], used_on=day, step_id=step.id)
     # the harvest counts P3's 240 x10^6 cells after washing: never more than that count (steps.record_harvest)
     steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=230 * M,
                          viability_percent="94.0")
@@ -123,7 +145,7 @@ def seed_lots(session: Session) -> list[str]:
     existing = session.scalars(select(Lot).order_by(Lot.id)).all()
     tech = session.scalar(select(User).where(User.username == "tech"))
     if existing:
-        _seed_chain(session, tech, None)
+        _seed_chain(session, tech, _registered_reagents(session))
         return [f"  {lot.lot_number}  {lot.product_name}  {lot.status}"
                 for lot in session.scalars(select(Lot).order_by(Lot.id))]
     adipose = session.scalar(select(Donor).where(Donor.tissue_source == "adipose_tissue", Donor.status == "approved"))

@@ -27,12 +27,11 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from mscbatch.audit.trail import Audited, Lockable
 from mscbatch.database import Base, utcnow
+from mscbatch.lots.reagent_rules import REAGENT_TYPES  # noqa: F401 (defined with its rules; imported from here too)
 
 LOT_STATUSES = ("in_process", "quarantine", "conditional_release", "released", "rejected", "expired", "recalled")
 STEP_KINDS = {"isolation": "Isolation", "passage": "Passage"}
 DEVIATION_SEVERITIES = {"minor": "Minor", "major": "Major", "critical": "Critical"}
-REAGENT_TYPES = {"medium": "Culture medium", "platelet_lysate": "Platelet lysate", "fbs": "Fetal bovine serum",
-                 "trypsin": "Trypsin / dissociation reagent", "dmso": "DMSO (cryoprotectant)", "other": "Other"}
 TISSUE_UNITS = {"g": "g", "mL": "mL"}
 STORAGE_KINDS = {"site": "Site", "freezer": "Freezer", "tank": "Nitrogen tank", "rack": "Rack", "box": "Box"}
 #: which kind may hold which: site / freezer or tank / rack / box (DOMAIN.md section 4)

@@ -38,6 +38,7 @@ from mscbatch.lots.queries import (
     position_label,
     product_of,
 )
+from mscbatch.lots.reagent_rules import missing_reagent_types, requirement_words
 from mscbatch.lots.services import gate_and_reasons
 from mscbatch.lots.steps import steps_of
 
@@ -114,6 +115,9 @@ class LotRecord:
     plot: Plot
     users: dict[int, str]
     next_states: dict[str, tuple[str, ...]]
+    #: required reagent types the record does not name yet (lots.reagent_rules.missing_reagent_types): the page
+    #: shows them before the technician sends the lot to quarantine, which refuses them
+    missing_reagents: list[str] = field(default_factory=list)
 
     @property
     def passages(self) -> list[ProcessStep]:
@@ -127,6 +131,11 @@ class LotRecord:
             return None
         last = self.passages[-1]
         return last, *harvest_bounds(Decimal(last.harvested_cells or 0))
+
+    @property
+    def required_reagents(self) -> list[str]:
+        """The product's required reagent types in plain words ("culture medium", "platelet lysate or FBS", ...)."""
+        return [requirement_words(requirement) for requirement in self.product.required_reagent_types]
 
     @property
     def bag_cells(self) -> int:
@@ -159,6 +168,7 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     passages = [s for s in steps if s.kind == "passage"]
     next_states = {role: LOT.allowed_targets(lot.status, {role}) for role in set(roles)}
     gate, gate_reasons = gate_and_reasons(session, lot)  # one judgement of the donor for the whole page
+    missing = missing_reagent_types(product, {r.reagent_type for _u, r in reagents}, [row.bag for row in rows])
     return LotRecord(lot, donor, product, gate, gate_reasons, steps, deviations, reagents, rows,
                      move_rows(session, moves),
-                     lookbacks_of(session, donor.id), build_plot(passages, product), users, next_states)
+                     lookbacks_of(session, donor.id), build_plot(passages, product), users, next_states, missing)

@@ -9,7 +9,10 @@ Rules enforced here (DOMAIN.md sections 1, 3, 4, 9):
 - the lot number is allocated by the system in the site format (config/site.toml), never typed;
 - the collection site is printed on every bag label: refused at entry when the label could not print it
   (mscbatch.labels.field_problem, the renderer's own rule: its fonts, its box);
-- every state change goes through apply_lot_transition (core.states.LOT: sequence and authority checks).
+- every state change goes through apply_lot_transition (core.states.LOT: sequence and authority checks);
+- a lot goes to quarantine (the end of manufacturing) only when its record names a reagent lot of every type its
+  product requires (config/products.toml `required_reagent_types`) and a DMSO lot when its bags hold DMSO
+  (lots.reagent_rules.missing_reagent_types, DOMAIN.md section 4: recalls happen by reagent lot too).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -29,8 +33,9 @@ from mscbatch.donors.queries import get_donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem
 from mscbatch.lots.din_allocation import allocate_lot_sequence
-from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot
-from mscbatch.lots.queries import bags_of, get_lot, product_catalogue
+from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot, ReagentLot, ReagentUse
+from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, product_of
+from mscbatch.lots.reagent_rules import missing_reagent_types, missing_reagents_words
 from mscbatch.recall.queries import active_recall_of, recall_words
 from mscbatch.site import site_config
 
@@ -173,7 +178,8 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     """Move a lot to `target` INSIDE the caller's use case (the release signing of issue 5 calls this after
     sign(), in the same transaction). The one place where lot states change:
     - sequence and authority from core.states.LOT (actor None = the system, e.g. expiry);
-    - quarantine only after cryopreservation (there is nothing to release before the bags exist);
+    - quarantine only after cryopreservation (there is nothing to release before the bags exist), and only when
+      the record names the reagent lots the product requires (missing_reagents_of);
     - release (or conditional release) only when the donor gate says "approved" NOW (DOMAIN.md section 3);
     - "expired" only once the lot's expiry has passed: before it, "expired" would be a way of taking a lot out of
       use without the signed rejection or recall (and their reasons) that GMP asks for.
@@ -186,9 +192,14 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
         if refusal.kind == "authority":
             raise PermissionDenied(message) from None
         raise Conflict(message) from None
-    if target == "quarantine" and not bags_of(session, lot.id):
-        raise Conflict(f"Lot {lot.lot_number} is not cryopreserved yet: record the harvest and the bags before "
-                       "sending it to quarantine.")
+    if target == "quarantine":
+        bags = bags_of(session, lot.id)
+        if not bags:
+            raise Conflict(f"Lot {lot.lot_number} is not cryopreserved yet: record the harvest and the bags before "
+                           "sending it to quarantine.")
+        missing = missing_reagents_of(session, lot, bags)
+        if missing:
+            raise Conflict(missing_reagents_words(lot.lot_number, missing, "quarantine"), field="target")
     if target == "expired" and not expiry_passed(lot):
         raise Conflict(_not_expired_words(lot), field="target")
     if target in RELEASE_TARGETS:
@@ -199,6 +210,19 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     lot.status_changed_at = utcnow()
     lot.status_changed_by_id = None if actor is None else actor.id
     return lot
+
+
+def recorded_reagent_types(session: Session, lot_id: int) -> set[str]:
+    """The reagent types of the reagent lots linked to a lot (reagent_use -> reagent_lot)."""
+    return set(session.scalars(select(ReagentLot.reagent_type).join(ReagentUse, ReagentUse.reagent_lot_id ==
+                                                                    ReagentLot.id).where(ReagentUse.lot_id == lot_id)))
+
+
+def missing_reagents_of(session: Session, lot: Lot, bags: Any = None) -> list[str]:
+    """What lot's record still lacks (lots.reagent_rules.missing_reagent_types on the lot's product, recorded
+    reagent types and bags), in plain words; empty when complete. `bags`: the lot's bags when already read."""
+    return missing_reagent_types(product_of(lot), recorded_reagent_types(session, lot.id),
+                                 bags_of(session, lot.id) if bags is None else bags)
 
 
 def expiry_passed(lot: Lot) -> bool:

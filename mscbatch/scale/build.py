@@ -194,7 +194,11 @@ class LotBuilder:
                            days_in_culture=None if kind == "isolation" else Decimal(5), population_doublings=pd,
                            cumulative_pd=cumulative_pd, warnings="", notes="Explant culture" if kind == "isolation"
                            else "", recorded_by_id=tech.id, recorded_at=local_at(ctx, performed, 17))
+        # the reagent lots the products require before quarantine (lots.reagent_rules): medium and platelet lysate
+        # at the isolation, trypsin at P0's harvest, DMSO at cryopreservation
         for kind, step_id, stage, used_on in (("medium", step_ids[0], "Isolation", self.collection_day),
+                                              ("platelet_lysate", step_ids[0], "Isolation", self.collection_day),
+                                              ("trypsin", step_ids[1], "P0", steps[1][2]),
                                               ("dmso", None, CRYO_STAGE, frozen_day)):
             self.batch.add(ReagentUse, tech, audit=False, id=ctx.ids("reagent_use"), lot_id=lot_id,
                            reagent_lot_id=ctx.reagents[(kind, used_on.year)], step_id=step_id, stage=stage,

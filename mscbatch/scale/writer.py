@@ -168,10 +168,13 @@ def storage_rows(ctx: Context, batch: Batch, bags: int) -> None:
 
 
 def reagent_rows(ctx: Context, batch: Batch, years: range) -> None:
-    """A culture medium lot and a DMSO lot per year, in date for that whole year."""
+    """A lot of each reagent the products require (culture medium, platelet lysate, trypsin, DMSO: config/products.toml
+    `required_reagent_types`) per year, in date for that whole year."""
     tech = ctx.users["tech"]
     for year in years:
-        for kind, name, supplier in (("medium", "alpha-MEM", "ScaleBio"), ("dmso", "DMSO Cryo grade", "ScaleChem")):
+        for kind, name, supplier in (("medium", "alpha-MEM", "ScaleBio"), ("platelet_lysate", "Human platelet lysate",
+                                                                          "ScaleHeme"),
+                                     ("trypsin", "TrypLE Select", "ScaleBio"), ("dmso", "DMSO Cryo grade", "ScaleChem")):
             row = batch.add(ReagentLot, tech, id=ctx.ids("reagent_lot"), reagent_type=kind, name=name,
                             supplier=supplier, lot_number=f"{kind.upper()}-S{year}", expiry_date=date(year + 1, 6, 30),
                             registered_by_id=tech.id, registered_at=datetime(year - 1, 12, 1, 9, tzinfo=UTC))

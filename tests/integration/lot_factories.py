@@ -6,10 +6,13 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
+
 from mscbatch.core.culture import BagPlan
 from mscbatch.donors import decisions
 from mscbatch.donors.models import APPROVED
-from mscbatch.lots import bags, services, steps, storage
+from mscbatch.lots import bags, reagents, services, steps, storage
+from mscbatch.lots.models import ProcessStep, ReagentLot
 from mscbatch.site import site_config, site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_donors import screened_donor, user
@@ -70,8 +73,47 @@ def harvested_lot(session: Any, donor_id: int, total: int = 100 * M, viability: 
     return lot_id
 
 
-def cryopreserved_lot(session: Any, donor_id: int, count: int = 4) -> tuple[int, list[Any]]:
+#: the factories' reagent lots (type, name, supplier, supplier's lot number), registered once per database
+FACTORY_REAGENTS = (("medium", "alpha-MEM", "FactoryBio", "F-MED-1"),
+                    ("platelet_lysate", "Human platelet lysate", "FactoryHeme", "F-HPL-1"),
+                    ("trypsin", "TrypLE Select", "FactoryBio", "F-TRY-1"),
+                    ("dmso", "DMSO Cryo grade", "FactoryChem", "F-DMSO-1"))
+
+
+def factory_reagent(session: Any, reagent_type: str) -> int:
+    """The factories' reagent lot of a type (registered through the service on first use)."""
+    _kind, name, supplier, number = next(r for r in FACTORY_REAGENTS if r[0] == reagent_type)
+    found = session.scalar(select(ReagentLot.id).where(ReagentLot.supplier == supplier,
+                                                       ReagentLot.lot_number == number))
+    if found is not None:
+        return int(found)
+    return reagents.register_reagent_lot(session, user(session, "technician"), reagent_type=reagent_type, name=name,
+                                         supplier=supplier, lot_number=number,
+                                         expiry_date=TODAY + timedelta(days=365)).id
+
+
+def record_required_reagents(session: Any, lot_id: int) -> None:
+    """Link the reagent lots every product requires before quarantine (config/products.toml
+    `required_reagent_types`): medium and platelet lysate at the isolation, trypsin at P0, DMSO at the harvest and
+    cryopreservation stage (the lot must be harvested)."""
+    tech = user(session, "technician")
+    isolation = session.scalar(select(ProcessStep).where(ProcessStep.lot_id == lot_id, ProcessStep.kind == "isolation"))
+    p0 = session.scalar(select(ProcessStep).where(ProcessStep.lot_id == lot_id, ProcessStep.passage_number == 0))
+    for kind in ("medium", "platelet_lysate"):
+        reagents.link_reagent(session, tech, lot_id, factory_reagent(session, kind), used_on=isolation.performed_on,
+                              step_id=isolation.id)
+    reagents.link_reagent(session, tech, lot_id, factory_reagent(session, "trypsin"), used_on=p0.performed_on,
+                          step_id=p0.id)
+    reagents.link_reagent(session, tech, lot_id, factory_reagent(session, "dmso"), used_on=TODAY)
+
+
+def cryopreserved_lot(session: Any, donor_id: int, count: int = 4, *,
+                      with_reagents: bool = False) -> tuple[int, list[Any]]:
+    """A harvested lot frozen into `count` bags; with with_reagents=True its record also names the reagent lots the
+    product requires, so it can go to quarantine (lots.reagent_rules)."""
     lot_id = harvested_lot(session, donor_id)
+    if with_reagents:
+        record_required_reagents(session, lot_id)
     plan = BagPlan(volume_ml=Decimal(20), cells_per_ml=M, dmso_percent=Decimal(10))
     made = bags.cryopreserve(session, user(session, "technician"), lot_id, frozen_at=at(TODAY, 9), bags=[plan] * count)
     return lot_id, made

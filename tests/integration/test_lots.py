@@ -192,7 +192,7 @@ def test_the_state_machine_refuses_out_of_order_and_unsigned_moves(app, users, d
         services.apply_lot_transition(db_session, qa, lot, "quarantine")
     db_session.rollback()
     with pytest.raises(Conflict, match="is in process: a passage can no longer|can no longer be recorded"):
-        lot_id2, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session))
+        lot_id2, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), with_reagents=True)
         services.transition_lot(db_session, tech, lot_id2, "quarantine", "cryopreserved")
         steps.record_passage(db_session, tech, lot_id2, steps.PassageDetails(2, TODAY, M, 2 * M, "90"))
     assert db_session.get(Lot, lot_id2).status == "quarantine"

@@ -13,7 +13,14 @@ from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, StorageMove
 from mscbatch.lots.storage import store_bag
 from tests.conftest import api_token_for
-from tests.integration.lot_factories import TODAY, M, approved_adipose_donor, box, cryopreserved_lot
+from tests.integration.lot_factories import (
+    TODAY,
+    M,
+    approved_adipose_donor,
+    box,
+    cryopreserved_lot,
+    record_required_reagents,
+)
 from tests.integration.test_donors import db_session, user  # noqa: F401 (fixture)
 
 
@@ -126,6 +133,12 @@ def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_ses
     grid = client.get(f"/api/v1/storage/{box_id}", headers=nurse).get_json()
     assert grid["temperature_max_c"] == "-150.0" and grid["positions"][3]["din"] == bag["din"]
     assert client.get(f"/api/v1/lots/{lot_id}/steps", headers=nurse).get_json()[1]["cumulative_pd"] == "3.00"
+    # the reagent lots used are linked on the lot page (no API for them): quarantine needs them (lots.reagent_rules)
+    refused = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=tech,
+                          json={"target": "quarantine", "reason": "frozen and stored"})
+    assert refused.status_code == 409 and "no trypsin" in refused.get_json()["detail"]
+    record_required_reagents(db_session, lot_id)
+    db_session.rollback()
     quarantine = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=tech,
                              json={"target": "quarantine", "reason": "frozen and stored"})
     assert quarantine.status_code == 200 and quarantine.get_json()["status"] == "quarantine"

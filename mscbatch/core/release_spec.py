@@ -274,7 +274,9 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def load_release_specs(directory: Path) -> tuple[ReleaseSpec, ...]:
     """All *.toml specs of a folder (config/release_specs/), refusing two files with the same id+version (also
-    written differently, "1" and "1.0") and a version that changes how a test's results are written."""
+    written differently, "1" and "1.0"), a version that changes how a test's results are written, and two
+    specification ids that name the same product class (which would be in force is not clear: versions of two
+    ids are not ordered against each other)."""
     specs = tuple(load_release_spec(p) for p in sorted(directory.glob("*.toml")))
     seen: dict[tuple[str, tuple[int, ...]], ReleaseSpec] = {}
     for spec in specs:
@@ -284,8 +286,24 @@ def load_release_specs(directory: Path) -> tuple[ReleaseSpec, ...]:
             raise ConfigError(spec.path, key, f"{spec.id} v{spec.version} is also defined in {twin.path} "
                               f"(v{twin.version}): give each version one number")
         seen[(spec.id, version_key(spec.version))] = spec
+    _check_one_spec_per_product(specs)
     _check_versions_keep_results_readable(specs)
     return specs
+
+
+def _check_one_spec_per_product(specs: tuple[ReleaseSpec, ...]) -> None:
+    """A product class is judged under one specification id, its highest version in force (release.specs): a
+    second id naming the same class is refused, naming both files and the class."""
+    claimed: dict[str, ReleaseSpec] = {}
+    for spec in specs:
+        for product in spec.products:
+            other = claimed.setdefault(product, spec)
+            if other.id != spec.id:
+                raise ConfigError(spec.path, "products", (
+                    f"product class {product!r} is named both by specification {spec.id!r} (this file) and by "
+                    f"specification {other.id!r} ({other.path.name}): which one its lots are judged against would "
+                    "not be clear. Name each product class in one specification id; a change of specification "
+                    "is a new version of that id."))
 
 
 def _check_versions_keep_results_readable(specs: tuple[ReleaseSpec, ...]) -> None:

@@ -117,7 +117,12 @@ def _signed(review: Any) -> list[tuple[Any, str]]:
     """Every signature on the lot's record with the meaning to print (21 CFR 11.50): the disposition and OOS
     signatures as signed; a deviation assessment's and a recall's also name what they were signed on, since
     their meaning alone does not say which deviation or recall."""
-    rows = [(s, s.meaning) for s in review.signatures]
+    rows = []
+    for disposition, sigs in review.dispositions:
+        replaced = review.superseded_by(disposition)  # a clinician's request another request withdrew
+        note = (f" — request {disposition.id}, WITHDRAWN: superseded by request {replaced.id}, not countersigned"
+                if replaced is not None else "")
+        rows += [(s, s.meaning + note) for s in sigs]
     rows += [(s, s.meaning) for sigs in review.oos_signatures.values() for s in sigs]
     for deviation_id, (assessment, sigs) in sorted(review.assessments.items()):
         rows += [(s, f"{s.meaning} (deviation {deviation_id}, {assessment.severity})") for s in sigs]

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.database import utcnow
@@ -81,6 +81,27 @@ def dispositions_of(session: Session, lot_id: int) -> list[LotDisposition]:
 def latest_disposition(session: Session, lot_id: int) -> LotDisposition | None:
     found = dispositions_of(session, lot_id)
     return found[-1] if found else None
+
+
+def exceptional_requests_of(session: Session, lot_id: int) -> list[LotDisposition]:
+    """The lot's clinician requests for exceptional use, oldest first (signed by QA or not)."""
+    return list(session.scalars(select(LotDisposition).where(
+        LotDisposition.lot_id == lot_id, LotDisposition.kind == "exceptional_release").order_by(LotDisposition.id)))
+
+
+def waiting_exceptional_request(session: Session, lot_id: int) -> LotDisposition | None:
+    """The one request for exceptional use waiting for QA's countersignature: the lot's latest request, while QA has
+    not signed it. One waits at a time: a new request supersedes (withdraws) the one waiting
+    (release.request_exceptional_release), and QA countersigns the request it read, named by its id."""
+    requests = exceptional_requests_of(session, lot_id)
+    return requests[-1] if requests and requests[-1].signed_at is None else None
+
+
+def superseded_by(requests: list[LotDisposition], request: LotDisposition) -> LotDisposition | None:
+    """The later request that withdrew this one, if QA never signed it (`requests`: exceptional_requests_of)."""
+    if request.signed_at is not None:
+        return None
+    return next((r for r in requests if r.id > request.id), None)
 
 
 def pending_conditional_tests(session: Session, lot: Lot) -> list[str]:
@@ -207,12 +228,13 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     exceptionally released OOS batch is dosed with its failing value, never a later retest). Invalidated
     results never count. A lot without a valid result, whose specification has no endotoxin test, or whose
     test is not in EU/mL is left out: the dose then reports "no result" rather than a guessed load. A
-    specification that cannot be used (release.specs.SpecificationUnusable) refuses the calculation: the K/M
-    check is never skipped in silence for a configuration fault."""
+    specification that cannot be used (release.specs.SpecificationUnusable: the files unreadable, the signed
+    version of a released lot edited in place or removed, no specification for the lot's product class) refuses
+    the calculation: the K/M check is never skipped in silence for a configuration fault."""
     from mscbatch.core.release_spec import ResultValueError, parse_result_value
     from mscbatch.core.verdicts import judge_test
     from mscbatch.errors import NotFound
-    from mscbatch.release.specs import lab_results, spec_of_lot, unreadable
+    from mscbatch.release.specs import SpecificationUnusable, lab_results, spec_of_lot, unreadable
 
     wanted = {lot.id: lot for lot in lots}
     if not wanted:
@@ -225,8 +247,15 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     out: dict[int, Decimal] = {}
     for lot_id, rows in found.items():
         try:
-            test = spec_of_lot(session, wanted[lot_id]).test(ENDOTOXIN_TEST_ID)
-        except (NotFound, KeyError):
+            spec = spec_of_lot(session, wanted[lot_id])
+        except NotFound as error:  # the lot's specification is missing or changed: refused, never dropped
+            raise SpecificationUnusable(
+                f"The dose cannot be calculated: the endotoxin limit (K/M, Ph. Eur. 5.1.10) of lot "
+                f"{wanted[lot_id].lot_number} cannot be checked. {error.message} Until an administrator fixes this, no "
+                "dose is calculated with this lot's bags; nothing was saved.") from None
+        try:
+            test = spec.test(ENDOTOXIN_TEST_ID)
+        except KeyError:  # the specification has no endotoxin test: "no result"
             continue
         if test.unit != ENDOTOXIN_UNIT:
             continue
@@ -234,7 +263,7 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
             judged = judge_test(test, lab_results(rows)).result
             value = None if judged is None else parse_result_value(test, judged.value, judged.unit)
         except ResultValueError as error:
-            raise unreadable(wanted[lot_id], spec_of_lot(session, wanted[lot_id]), error) from None
+            raise unreadable(wanted[lot_id], spec, error) from None
         if isinstance(value, Decimal):
             out[lot_id] = value
     return out
@@ -317,15 +346,25 @@ def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
             Lot, Lot.id == OosInvestigation.lot_id).where(OosInvestigation.status == "open")
             .order_by(OosInvestigation.id))],
         conditional=lots(Lot.status == "conditional_release"),
-        exceptional_requests=[(d, lot) for d, lot in session.execute(select(LotDisposition, Lot).join(
-            Lot, Lot.id == LotDisposition.lot_id).where(LotDisposition.kind == "exceptional_release",
-                                                      LotDisposition.signed_at.is_(None), Lot.status == "quarantine"))],
+        exceptional_requests=_waiting_requests(session),
         expiring=lots(Lot.status.in_(("released", "conditional_release", "quarantine")), Lot.expires_at.is_not(None),
                       Lot.expires_at <= now + timedelta(days=days)),
         after_release=deviations_after_release(session),
         before_release=deviations_before_release(session),
         lookbacks=open_lookbacks(session),
     )
+
+
+def _waiting_requests(session: Session) -> list[tuple[LotDisposition, Lot]]:
+    """Each quarantined lot's one waiting request for exceptional use (waiting_exceptional_request): its latest,
+    not signed by QA; the earlier ones it superseded are not listed."""
+    later = aliased(LotDisposition)
+    superseded = select(later.id).where(later.lot_id == LotDisposition.lot_id, later.kind == "exceptional_release",
+                                        later.id > LotDisposition.id).exists()
+    return [(d, lot) for d, lot in session.execute(select(LotDisposition, Lot).join(
+        Lot, Lot.id == LotDisposition.lot_id).where(LotDisposition.kind == "exceptional_release",
+                                                  LotDisposition.signed_at.is_(None), ~superseded,
+                                                  Lot.status == "quarantine").order_by(LotDisposition.id))]
 
 
 def users_named(session: Session, ids: Any) -> dict[int, str]:

@@ -29,8 +29,8 @@ from mscbatch.release.queries import (
     deviations_after_release,
     deviations_before_release,
     involvement,
-    latest_disposition,
     pending_conditional_tests,
+    waiting_exceptional_request,
 )
 from mscbatch.release.specs import lot_verdict
 from mscbatch.signatures.services import sign
@@ -184,7 +184,11 @@ def reject_lot(session: Session, signer: Any, lot_id: int, password: str, reason
 def request_exceptional_release(session: Session, clinician: Any, lot_id: int, patient_code: str,
                                 justification: str, password: str) -> LotDisposition:
     """The clinician documents why this OOS batch must be given to one named patient (significant hazard
-    otherwise, EU GMP Part IV 11.5) and signs; QA's signature then releases it for that patient only."""
+    otherwise, EU GMP Part IV 11.5) and signs; QA's signature then releases it for that patient only.
+
+    One request waits at a time (queries.waiting_exceptional_request): a new one supersedes the request waiting
+    (a corrected patient code, or a request made again on changed results), which is withdrawn: QA can no longer
+    countersign it, and the audit trail of the new request names it and says why."""
     if clinician is None or not clinician.has_role("clinician"):
         raise PermissionDenied("Only a clinician requests the exceptional use of an OOS batch.")
     patient_code = (patient_code or "").strip().upper()
@@ -199,6 +203,12 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
         verdict = lot_verdict(session, lot)
         if not any(v.blocking and v.status is VerdictStatus.FAIL for v in verdict.verdicts):
             raise Conflict(f"Lot {lot.lot_number} has no failing test: exceptional release is only for an OOS batch.")
+        waiting = waiting_exceptional_request(session, lot.id)
+        if waiting is not None:  # the reason written on this use case's audit events
+            session.info["audit_reason"] = (
+                f"exceptional release requested for patient {patient_code}; this request supersedes request "
+                f"{waiting.id} for patient {waiting.patient_code} (signed by {_name(session, waiting.clinician_id)}), "
+                "which is withdrawn: QA can no longer countersign it")
         disposition = _disposition(lot, verdict, "exceptional_release", None, justification=justification.strip(),
                                    patient_code=patient_code, clinician_id=clinician.id)
         session.add(disposition)
@@ -206,16 +216,24 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
     return disposition
 
 
-def approve_exceptional_release(session: Session, signer: Any, lot_id: int, password: str) -> LotDisposition:
-    """QA's countersignature: the OOS batch is released for the named patient only (flagged everywhere)."""
+def approve_exceptional_release(session: Session, signer: Any, lot_id: int, password: str,
+                                request_id: int | None = None) -> LotDisposition:
+    """QA's countersignature of the clinician's request `request_id` (the one the review page showed QA): the OOS
+    batch is released for the patient that request names only (flagged everywhere). Refused, with nothing signed,
+    unless that request is the one waiting (queries.waiting_exceptional_request): one superseded by a later request
+    is not signed in its place. Every user path names the request (views.release_lot); None, for in-process
+    callers only, means the one waiting."""
     _require_qa(signer)
     with use_case(session, signer, DISPOSITION_KINDS["exceptional_release"]):
         lot = lock_lot(session, lot_id)
         if lot.status != "quarantine":
             raise _already(session, lot, "exceptionally released")
-        request = latest_disposition(session, lot.id)
-        if request is None or request.kind != "exceptional_release" or request.signed_at is not None:
-            raise Conflict("No clinician's request for exceptional release is waiting for this lot.")
+        request = waiting_exceptional_request(session, lot.id)
+        if request_id is not None and (request is None or request.id != request_id):
+            raise _not_waiting(session, lot, request_id, request)
+        if request is None:
+            raise Conflict(f"No clinician's request for exceptional release of lot {lot.lot_number} is waiting for "
+                           "QA's countersignature. Nothing was signed.")
         if request.clinician_id == signer.id:
             raise Conflict("QA's approval must come from another person than the clinician who asked for it.",
                            field="password")
@@ -232,6 +250,26 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
         request.decided_by_id = signer.id
         _sign_and_move(session, signer, password, lot, request, "released")
     return request
+
+
+def _name(session: Session, user_id: int | None) -> str:
+    who = session.get(User, user_id) if user_id else None
+    return who.full_name if who is not None else "an unknown user"
+
+
+def _not_waiting(session: Session, lot: Lot, request_id: int, waiting: LotDisposition | None) -> Conflict:
+    """QA countersigned a request that is not the one waiting: said in plain words, nothing signed."""
+    named = session.get(LotDisposition, request_id)
+    if named is None or named.lot_id != lot.id or named.kind != "exceptional_release":
+        return Conflict(f"There is no request {request_id} for exceptional release of lot {lot.lot_number}: reload "
+                        "the lot's page and countersign the request it shows. Nothing was signed.")
+    what = f"The request you countersigned (request {named.id}, for patient {named.patient_code})"
+    if waiting is None:
+        return Conflict(f"{what} is no longer waiting for QA. Nothing was signed.")
+    return Conflict(
+        f"{what} is no longer waiting: {_name(session, waiting.clinician_id)} signed a new request since, for patient "
+        f"{waiting.patient_code} (request {waiting.id}), which withdrew it. Read that request and its justification "
+        "on the lot's page, then countersign it if it is justified. Nothing was signed.")
 
 
 def _changed_tests(requested_json: str, verdict: LotVerdict) -> list[str]:

@@ -35,6 +35,7 @@ from mscbatch.release.queries import (
     dispositions_of,
     release_state,
     released_at,
+    superseded_by,
     users_named,
 )
 from mscbatch.release.release import refusals
@@ -154,9 +155,21 @@ class Review:
         return [s for _d, sigs in self.dispositions for s in sigs]
 
     @property
+    def exceptional_requests(self) -> list[LotDisposition]:
+        return [d for d, _s in self.dispositions if d.kind == "exceptional_release"]
+
+    @property
     def exceptional_request(self) -> LotDisposition | None:
-        return next((d for d, _s in self.dispositions if d.kind == "exceptional_release" and d.signed_at is None),
-                    None)
+        """The one request waiting for QA's countersignature (queries.waiting_exceptional_request: the latest,
+        unsigned by QA): the page shows its patient and justification beside the button, whose form names it."""
+        requests = self.exceptional_requests
+        return requests[-1] if requests and requests[-1].signed_at is None else None
+
+    def superseded_by(self, disposition: LotDisposition) -> LotDisposition | None:
+        """The later request that withdrew this clinician's request, which QA never signed (else None)."""
+        if disposition.kind != "exceptional_release":
+            return None
+        return superseded_by(self.exceptional_requests, disposition)
 
 
 def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
@@ -179,7 +192,8 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
     steps = list(session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id)))
     bag_count = len(list(session.scalars(select(Bag.id).where(Bag.lot_id == lot.id))))
     user_ids = {lot.created_by_id, *(r.entered_by_id for r in all_results), *(r.corrected_by_id for r in all_results),
-                *(d.recorded_by_id for d in deviations), *(o.closed_by_id for o in investigations)}
+                *(d.recorded_by_id for d in deviations), *(o.closed_by_id for o in investigations),
+                *(d.clinician_id for d, _s in dispositions)}
     return Review(lot=lot, donor=donor, gate=current_gate(session, lot), spec=spec, verdict=verdict, rows=rows,
                   attachments=attachments, oos=investigations,
                   retests={o.id: retest_candidates(session, o) for o in investigations if o.status == "open"},

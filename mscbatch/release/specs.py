@@ -51,38 +51,46 @@ def all_specs() -> tuple[ReleaseSpec, ...]:
 
 
 def spec_for_lot(lot: Lot) -> ReleaseSpec:
-    """The active release specification for the lot's product class (highest version)."""
+    """The active release specification for the lot's product class: the highest version of the one specification
+    id that names it (load_release_specs refuses two ids naming one class)."""
     specs = specs_for_product(all_specs(), lot.product_class)
     if not specs:
         raise NotFound(f"No release specification in config/release_specs/ names product class {lot.product_class} "
                        f"(lot {lot.lot_number}).")
+    files = {spec.id: spec.path.name for spec in specs}
+    if len(files) > 1:
+        raise SpecificationUnusable(
+            f"Product class {lot.product_class} is named by more than one release specification ("
+            + ", ".join(f"{spec_id} in {name}" for spec_id, name in sorted(files.items()))
+            + "): an administrator must keep it in one. No lot of this class can be judged meanwhile.")
     return max(specs, key=lambda spec: version_key(spec.version))
 
 
 def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
-    """The specification the lot is judged against: once QA has signed a release (full, conditional or
-    exceptional), the version that signature was bound to, for good (its certificate, a late result, the completion
-    of a conditional release); before, the active version. A signed version no longer installed, or changed since,
-    is a configuration error said in plain words: judging a released lot against another text would certify what
-    nobody signed."""
+    """The specification the lot is judged against: once QA has signed a disposition of the lot (a release, full,
+    conditional or exceptional, or a rejection), the version its first signed disposition was bound to, for good
+    (its certificate, a late result, the completion of a conditional release); before, the active version. A signed
+    version no longer installed, or changed since, is a configuration error said in plain words: judging a signed
+    lot against another text would certify what nobody signed. (A clinician's request for exceptional use is not
+    QA's signature: it binds nothing until QA countersigns it.)"""
     from mscbatch.release.models import LotDisposition
-    from mscbatch.release.queries import RELEASED_KINDS
 
-    signed = session.execute(select(LotDisposition.spec_id, LotDisposition.spec_version, LotDisposition.spec_sha256)
-                             .where(LotDisposition.lot_id == lot.id, LotDisposition.kind.in_(RELEASED_KINDS),
-                                    LotDisposition.signed_at.is_not(None))
+    signed = session.execute(select(LotDisposition.kind, LotDisposition.spec_id, LotDisposition.spec_version,
+                                    LotDisposition.spec_sha256)
+                             .where(LotDisposition.lot_id == lot.id, LotDisposition.signed_at.is_not(None))
                              .order_by(LotDisposition.id).limit(1)).first()
     if signed is None:
         return spec_for_lot(lot)
-    spec_id, version, sha256 = signed
+    kind, spec_id, version, sha256 = signed
+    done = "rejected" if kind == "rejection" else "released"
     for spec in all_specs():
         if (spec.id, spec.version) == (spec_id, version):
             if spec.sha256 != sha256:
-                raise NotFound(f"Lot {lot.lot_number} was released against specification {spec_id} version {version}, "
+                raise NotFound(f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, "
                                "but that file in config/release_specs/ has changed since (its SHA-256 differs): put "
                                "back the signed text; a change needs a new version.")
             return spec
-    raise NotFound(f"Lot {lot.lot_number} was released against specification {spec_id} version {version}, which is "
+    raise NotFound(f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, which is "
                    "no longer in config/release_specs/: put the file back (old versions stay installed).")
 
 

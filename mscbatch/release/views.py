@@ -11,7 +11,7 @@ from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
 from mscbatch.donors.forms import choices
-from mscbatch.errors import DomainError
+from mscbatch.errors import Conflict, DomainError
 from mscbatch.extensions import db
 from mscbatch.lots.queries import get_deviation, get_lot
 from mscbatch.patients.views import READERS as PATIENT_READERS
@@ -26,7 +26,7 @@ from mscbatch.release.forms import (
     ReleaseForm,
     ResultForm,
 )
-from mscbatch.release.queries import dashboard
+from mscbatch.release.queries import dashboard, release_state
 from mscbatch.release.review import review_of
 from mscbatch.web.forms import posted_id, show_error
 
@@ -148,9 +148,18 @@ def release_lot(lot_id: int) -> Any:
     if action == "complete":
         run = lambda: release.complete_conditional_release(db.session, current_user, lot_id, password)  # noqa: E731
         return _signed(lot_id, form, "release_form", run, "Conditional release completed (signed).")
-    if action == "exceptional":
-        run = lambda: release.approve_exceptional_release(db.session, current_user, lot_id, password)  # noqa: E731
-        return _signed(lot_id, form, "release_form", run, "Exceptional release signed for the named patient.")
+    if action == "exceptional":  # QA countersigns the request the page showed, named by its id, never another
+        request_id = posted_id(request.form.get("release-request_id"))
+
+        def countersign() -> Any:
+            if not request_id:
+                raise Conflict("The form does not say which clinician's request you countersign: reload the lot's "
+                               "page and countersign the request it shows. Nothing was signed.")
+            return release.approve_exceptional_release(db.session, current_user, lot_id, password, request_id)
+
+        return _signed(lot_id, form, "release_form", countersign, lambda: (
+            f"Exceptional release signed for patient {release_state(db.session, get_lot(db.session, lot_id)).patient_code} "
+            "only."))
     tests = request.form.getlist("release-conditional_tests") if action == "conditional" else []
     run = lambda: release.release_lot(db.session, current_user, lot_id, password, conditional_tests=tests,  # noqa: E731
                                       justification=form.justification.data or "")
@@ -162,10 +171,21 @@ def release_lot(lot_id: int) -> Any:
 @roles_required("clinician")
 def exceptional(lot_id: int) -> Any:
     form = ExceptionalForm(prefix="exceptional")
-    run = lambda: release.request_exceptional_release(  # noqa: E731
+    made: list[Any] = []
+    run = lambda: made.append(release.request_exceptional_release(  # noqa: E731
         db.session, current_user, lot_id, form.patient_code.data or "", form.justification.data or "",
-        form.password.data or "")
-    return _signed(lot_id, form, "exceptional_form", run, "Exceptional use requested and signed; QA must countersign.")
+        form.password.data or ""))
+    return _signed(lot_id, form, "exceptional_form", run, lambda: _requested(made[0]))
+
+
+def _requested(made: Any) -> str:
+    """The clinician is told when the new request withdrew one that was waiting (release.request_exceptional_release)."""
+    from mscbatch.release.queries import exceptional_requests_of
+
+    earlier = [r for r in exceptional_requests_of(db.session, made.lot_id) if r.id < made.id and r.signed_at is None]
+    replaced = (f" It replaces request {earlier[-1].id} for patient {earlier[-1].patient_code}, which is withdrawn: QA "
+                "can no longer countersign it." if earlier else "")
+    return f"Exceptional use for patient {made.patient_code} requested and signed; QA must countersign.{replaced}"
 
 
 @bp.route("/oos/<int:oos_id>", methods=["POST"])

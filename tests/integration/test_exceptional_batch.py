@@ -24,6 +24,14 @@ from tests.integration.test_bedside import _disposition
 from tests.integration.test_release_support import seed_quarantine_lot, user
 
 
+def _waiting(app, lot_id: int) -> str:  # type: ignore[no-untyped-def]
+    """The id of the request the review page shows: QA's countersignature names it (review 4)."""
+    from mscbatch.release.queries import waiting_exceptional_request
+
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return str(waiting_exceptional_request(session, lot_id).id)
+
+
 def test_the_certificate_of_an_exceptional_release_prints_the_failing_result(app, users, monkeypatch, client_as):
     lot_id = seed_quarantine_lot(app, monkeypatch)
     session = app.extensions["mscbatch.db"].new_session()
@@ -77,7 +85,8 @@ def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_
         test_id="sterility", value="positive", unit="", analyst="QC analyst", tested_on=site_today()))
     session.close()
     qa = client_as("qa")
-    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD})
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD,
+                                                              "release-request_id": _waiting(app, lot_id)})
     assert answer.status_code == 409
     html = answer.get_data(as_text=True).replace("&#39;", "'")
     assert "the results changed since the clinician's request (Sterility: pass negative then, fail positive now)" in html
@@ -85,7 +94,8 @@ def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_
     assert session.get(Lot, lot_id).status == "quarantine"
     _request(session, lot_id, user(session, "clinician"))  # asked again, knowing the culture is positive
     session.close()
-    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD})
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD,
+                                                              "release-request_id": _waiting(app, lot_id)})
     assert answer.status_code == 302, answer.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()
     assert session.get(Lot, lot_id).status == "released"

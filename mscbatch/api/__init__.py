@@ -34,6 +34,7 @@ def init_api(app: Flask) -> None:
     from mscbatch.api.base import bp as base_bp
     from mscbatch.donors.api import bp as donors_api_bp
     from mscbatch.lots.api import bp as lots_api_bp
+    from mscbatch.lots.reagent_api import bp as reagents_api_bp
     from mscbatch.lots.storage_api import bp as storage_api_bp
     from mscbatch.release.api import bp as release_api_bp
 
@@ -43,7 +44,7 @@ def init_api(app: Flask) -> None:
     api.spec.components.schema("Problem", PROBLEM_SCHEMA)
     api.spec.options["security"] = [{"bearerAuth": []}]
     api.ma_plugin.converter.add_attribute_function(decimal_as_string)  # issue 8, before any blueprint
-    for blueprint in (base_bp, donors_api_bp, lots_api_bp, storage_api_bp, release_api_bp):
+    for blueprint in (base_bp, donors_api_bp, lots_api_bp, reagents_api_bp, storage_api_bp, release_api_bp):
         csrf.exempt(blueprint)  # token-authenticated; browser cookies are ignored under /api/
         api.register_blueprint(blueprint)
     from mscbatch.patients.api import bp as patients_api_bp  # issue 6

@@ -12,6 +12,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, StorageMove
 from mscbatch.lots.storage import store_bag
+from mscbatch.site import site_today
 from tests.conftest import api_token_for
 from tests.integration.lot_factories import (
     TODAY,
@@ -19,7 +20,6 @@ from tests.integration.lot_factories import (
     approved_adipose_donor,
     box,
     cryopreserved_lot,
-    record_required_reagents,
 )
 from tests.integration.test_donors import db_session, user  # noqa: F401 (fixture)
 
@@ -133,12 +133,29 @@ def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_ses
     grid = client.get(f"/api/v1/storage/{box_id}", headers=nurse).get_json()
     assert grid["temperature_max_c"] == "-150.0" and grid["positions"][3]["din"] == bag["din"]
     assert client.get(f"/api/v1/lots/{lot_id}/steps", headers=nurse).get_json()[1]["cumulative_pd"] == "3.00"
-    # the reagent lots used are linked on the lot page (no API for them): quarantine needs them (lots.reagent_rules)
+    # quarantine needs the reagent lots the product requires (lots.reagent_rules), registered and linked by the API
     refused = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=tech,
                           json={"target": "quarantine", "reason": "frozen and stored"})
     assert refused.status_code == 409 and "no trypsin" in refused.get_json()["detail"]
-    record_required_reagents(db_session, lot_id)
-    db_session.rollback()
+    steps = {(s["kind"], s["passage_number"]): s for s in client.get(f"/api/v1/lots/{lot_id}/steps",
+                                                                       headers=tech).get_json()}
+    isolation, p0 = steps[("isolation", None)], steps[("passage", 0)]
+    expiry = (site_today() + timedelta(days=365)).isoformat()
+    for kind, step in (("medium", isolation), ("platelet_lysate", isolation), ("trypsin", p0), ("dmso", None)):
+        made = client.post("/api/v1/reagent-lots", headers=tech, json={
+            "reagent_type": kind, "name": f"API {kind}", "supplier": "API Supplier", "lot_number": f"API-{kind}",
+            "expiry_date": expiry})
+        assert made.status_code == 201, made.get_json()
+        linked = client.post(f"/api/v1/lots/{lot_id}/reagents", headers=tech, json={
+            "reagent_lot_id": made.get_json()["id"], "step_id": step["id"] if step else None,
+            "used_on": step["performed_on"] if step else site_today().isoformat()})
+        assert linked.status_code == 201, linked.get_json()
+    again = client.post("/api/v1/reagent-lots", headers=tech, json={
+        "reagent_type": "medium", "name": "x", "supplier": "api supplier", "lot_number": "API-MEDIUM",
+        "expiry_date": expiry})
+    assert again.status_code == 409 and "already registered" in again.get_json()["detail"]
+    assert client.post("/api/v1/reagent-lots", headers=nurse, json={}).status_code == 403
+    assert len(client.get(f"/api/v1/lots/{lot_id}/reagents", headers=nurse).get_json()) == 4
     quarantine = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=tech,
                              json={"target": "quarantine", "reason": "frozen and stored"})
     assert quarantine.status_code == 200 and quarantine.get_json()["status"] == "quarantine"
@@ -155,7 +172,8 @@ def test_lot_endpoints_are_in_the_openapi_document(app):
     paths = app.test_client().get("/api/v1/openapi.json").get_json()["paths"]
     for path in ("/api/v1/lots", "/api/v1/lots/{lot_id}/passages", "/api/v1/lots/{lot_id}/cryopreservation",
                  "/api/v1/lots/{lot_id}/bags", "/api/v1/bags/{bag_id}/storage", "/api/v1/storage/{location_id}",
-                 "/api/v1/identifiers/parse", "/api/v1/lots/{lot_id}/transitions"):
+                 "/api/v1/identifiers/parse", "/api/v1/lots/{lot_id}/transitions", "/api/v1/reagent-lots",
+                 "/api/v1/lots/{lot_id}/reagents"):
         assert path in paths, path
 
 

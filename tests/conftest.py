@@ -166,6 +166,18 @@ def client_as(app, users):  # type: ignore[no-untyped-def]
     return make
 
 
+def screening_seen(client, donor_id: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The donor page's fingerprint of the screening it shows, as QA's decision form posts it (review 4: a signature
+    names the screening it was given on)."""
+    import re
+
+    page = client.get(f"/donors/{donor_id}").get_data(as_text=True)
+    found = re.search(r'name="decision-screening"[^>]*value="([0-9a-f]{64})"', page) or \
+        re.search(r'value="([0-9a-f]{64})"[^>]*name="decision-screening"', page)
+    assert found, "the donor page shows no decision form"
+    return {"decision-screening": found.group(1)}
+
+
 def api_token_for(app, username: str) -> str:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 

@@ -79,8 +79,8 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
     says ineligible, or with a written reason otherwise). The engine's verdict, every reason and the rule set's
     id, version and SHA-256 are stored with the signed decision; the signer never entered the screening.
 
-    `seen_digest`: screening_digest() of the screening the signer read (the donor page's decision form sends it).
-    When given and the screening has changed since (a colleague recorded a result meanwhile), nothing is signed:
+    `seen_digest`: screening_digest() of the screening the signer read (the donor page's decision form sends it;
+    "" when a posted form lacks it, refused; None for in-process callers only). When the screening has changed since (a colleague recorded a result meanwhile), nothing is signed:
     a risk assessment written about what QA read must never cover a result QA never saw."""
     if meaning not in MEANINGS:
         raise ValidationFailed(f"Choose the meaning of the signature: {APPROVED} or {INELIGIBLE}.", field="meaning")
@@ -99,6 +99,9 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
             raise PermissionDenied(f"You entered or changed screening data of donor {donor.code}: another QA person "
                                    "must sign its eligibility (segregation of duties).", field="password")
         evaluation = evaluate_donor(session, donor)
+        if seen_digest == "":
+            raise Conflict(f"The form does not say which screening of donor {donor.code} you read: nothing was "
+                           "signed. Reload the donor's page, read the screening, then sign.")
         if seen_digest is not None and seen_digest != screening_digest(evaluation):
             raise Conflict(f"The screening of donor {donor.code} changed since you opened the page (a result, an "
                            "answer or a detail was recorded meanwhile): nothing was signed. Read the screening again "

@@ -245,9 +245,9 @@ def decide(donor_id: int) -> Any:
     form = DecisionForm(prefix="decision")
     if form.validate_on_submit():
         try:
-            # a form without the page's fingerprint (a script) is judged on the screening now, as before
+            # the page's fingerprint of the screening QA read: a form without it is refused (decisions.decide)
             decision = decisions.decide(db.session, current_user, donor_id, form.meaning.data, form.password.data,
-                                        form.comment.data or "", seen_digest=form.screening.data or None)
+                                        form.comment.data or "", seen_digest=form.screening.data or "")
         except DomainError as error:
             if error.status == 401:  # wrong password: said next to the password field
                 form.password.errors = [*form.password.errors, error.message]

@@ -29,7 +29,7 @@ from mscbatch.donors.queries import evaluate_donor, get_donor, list_donors, rule
 from mscbatch.errors import Conflict, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.signatures.services import signatures_of, verify
 from mscbatch.site import site_today
-from tests.conftest import PASSWORD, add_user
+from tests.conftest import PASSWORD, add_user, screening_seen
 
 TODAY = site_today()
 #: collection date and an in-window sample date per rule set
@@ -198,7 +198,8 @@ def test_a_complete_negative_panel_entered_through_the_pages_is_eligible_and_qa_
     assert "check-red" not in html and "check-grey" not in html
     assert "limit.min_weight" in html and "AT-DON" in html  # rule id and source on each line
 
-    response = qa.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = qa.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(qa, donor_id), "decision-meaning": APPROVED,
                                                              "decision-password": PASSWORD})
     assert response.status_code == 302, response.get_data(as_text=True)
     html = page_of(qa, donor_id)
@@ -270,7 +271,8 @@ def test_qa_approval_is_refused_for_the_person_who_entered_the_screening(app, us
     donor_id = screened_donor(db_session, "adipose_at_don", tech="techqa")
     client = app.test_client()
     client.post("/login", data={"username": "techqa", "password": PASSWORD})
-    response = client.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = client.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(client, donor_id), "decision-meaning": APPROVED,
                                                                  "decision-password": PASSWORD})
     assert response.status_code == 403
     assert "segregation of duties" in response.get_data(as_text=True)
@@ -294,7 +296,8 @@ def test_qa_approval_is_refused_for_a_corrector_whose_correction_a_colleague_cor
     db_session.rollback()  # end the read: SQLite's write lock is the request's
     client = app.test_client()
     client.post("/login", data={"username": "techqa", "password": PASSWORD})
-    response = client.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = client.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(client, donor_id), "decision-meaning": APPROVED,
                                                                  "decision-password": PASSWORD})
     assert response.status_code == 403 and "segregation of duties" in response.get_data(as_text=True)
     assert count(db_session, EligibilityDecision) == 0
@@ -304,7 +307,7 @@ def test_qa_approval_is_refused_for_a_corrector_whose_correction_a_colleague_cor
 def test_a_technician_cannot_approve(client_as, db_session):
     donor_id = screened_donor(db_session, "adipose_at_don")
     response = client_as("technician").post(f"/donors/{donor_id}/decision", data={
-        "decision-meaning": APPROVED, "decision-password": PASSWORD})
+        **screening_seen(client_as("qa"), donor_id), "decision-meaning": APPROVED, "decision-password": PASSWORD})
     assert response.status_code == 403
     assert count(db_session, EligibilityDecision) == 0
 
@@ -314,15 +317,18 @@ def test_approval_is_refused_while_the_screening_is_pending_or_ineligible(client
     ineligible_id = screened_donor(db_session, "adipose_at_don", results={"hev": "positive"})
     qa = client_as("qa")
     for donor_id, said in ((pending_id, "pending"), (ineligible_id, "ineligible")):
-        response = qa.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+        response = qa.post(f"/donors/{donor_id}/decision", data={
+            **screening_seen(qa, donor_id), "decision-meaning": APPROVED,
                                                                  "decision-password": PASSWORD})
         assert response.status_code == 409
         assert f"the screening says {said}" in response.get_data(as_text=True)
     assert count(db_session, EligibilityDecision) == 0
-    response = qa.post(f"/donors/{pending_id}/decision", data={"decision-meaning": INELIGIBLE,
+    response = qa.post(f"/donors/{pending_id}/decision", data={
+        **screening_seen(qa, pending_id), "decision-meaning": INELIGIBLE,
                                                                "decision-password": PASSWORD})
     assert response.status_code == 422 and 'id="decision-comment-error"' in response.get_data(as_text=True)
-    response = qa.post(f"/donors/{ineligible_id}/decision", data={"decision-meaning": INELIGIBLE,
+    response = qa.post(f"/donors/{ineligible_id}/decision", data={
+        **screening_seen(qa, ineligible_id), "decision-meaning": INELIGIBLE,
                                                                   "decision-password": PASSWORD})
     assert response.status_code == 302
     with pytest.raises(Conflict, match="judged ineligible by QA"):
@@ -334,7 +340,7 @@ def test_a_negative_retest_does_not_reopen_qas_ineligible_decision(client_as, db
     """Review finding: any new result superseded QA's "ineligible" and put the donor back to pending review, so a
     technician's negative retest let a lot start from an excluded donor. Only QA reopens that decision."""
     donor_id = screened_donor(db_session, "adipose_at_don", results={"hev": "positive"})
-    assert client_as("qa").post(f"/donors/{donor_id}/decision", data={
+    assert client_as("qa").post(f"/donors/{donor_id}/decision", data={**screening_seen(client_as("qa"), donor_id),
         "decision-meaning": INELIGIBLE, "decision-comment": "HEV RNA positive", "decision-password": PASSWORD,
     }).status_code == 302
     response = client_as("technician").post(f"/donors/{donor_id}/results", data={
@@ -351,7 +357,8 @@ def test_a_negative_retest_does_not_reopen_qas_ineligible_decision(client_as, db
 
 def test_a_wrong_password_signs_nothing_and_the_refusal_is_audited(client_as, db_session):
     donor_id = screened_donor(db_session, "adipose_at_don")
-    response = client_as("qa").post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = client_as("qa").post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(client_as("qa"), donor_id), "decision-meaning": APPROVED,
                                                                           "decision-password": "wrong-one"})
     assert response.status_code == 401
     assert 'id="decision-password-error">Signature refused: wrong password.' in response.get_data(as_text=True)

@@ -21,7 +21,7 @@ from mscbatch.donors.models import APPROVED
 from mscbatch.monitoring import counters
 from mscbatch.settings import SettingsError, from_environment
 from mscbatch.web.logs import make_handler
-from tests.conftest import PASSWORD, api_token_for, login, make_app
+from tests.conftest import PASSWORD, api_token_for, login, make_app, screening_seen
 from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
 from tests.integration.test_donors import screened_donor
 
@@ -170,10 +170,12 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     db_session.close()
     nurse, qa, admin = client_as("nurse"), client_as("qa"), client_as("admin")
     capsys.readouterr()
-    wrong_start = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": other.wristband})
+    wrong_start = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": other.wristband,
+                                                                           "bag": ward.token})
     assert wrong_start.status_code == 409
     stop = nurse.post("/ward/check", data={"wristband": "WB-NOT-KNOWN", "bag": "not-a-bag-code"})
-    refused = qa.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    refused = qa.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(qa, donor_id), "decision-meaning": APPROVED,
                                                             "decision-password": "wrong-one"})
     assert stop.status_code == 200 and "STOP" in stop.get_data(as_text=True) and refused.status_code == 401
     check_id = db_session.scalar(select(TwoPersonCheck.id).where(TwoPersonCheck.result == "stop"))

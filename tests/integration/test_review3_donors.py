@@ -22,7 +22,7 @@ from mscbatch.donors.models import APPROVED, Donor, EligibilityDecision
 from mscbatch.donors.queries import get_donor, rule_sets
 from mscbatch.patients.inventory import candidate_bags
 from mscbatch.patients.queries import protocols
-from tests.conftest import PASSWORD, add_user, api_token_for
+from tests.conftest import PASSWORD, add_user, api_token_for, screening_seen
 from tests.integration import patient_factories as pf
 from tests.integration.lot_factories import COLLECTION_DAYS_AGO, approved_adipose_donor, start_lot
 from tests.integration.lot_factories import TODAY as LOT_TODAY
@@ -134,7 +134,8 @@ def test_a_later_indeterminate_outside_the_window_does_not_leave_the_donor_eligi
     assert state["open_lookbacks"] == 1
     assert hiv["outcome"] == "missing" and "LATER sample is indeterminate" in hiv["text"], hiv["text"]
     assert state["status"] == "pending"
-    response = client_as("qa2").post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = client_as("qa2").post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(client_as("qa2"), donor_id), "decision-meaning": APPROVED,
                                                                            "decision-password": PASSWORD})
     assert response.status_code == 409
     # a negative retest sampled after the indeterminate resolves it: QA may approve again
@@ -250,13 +251,16 @@ def test_qa_can_approve_an_anti_hbc_only_cord_donor_with_a_documented_risk_asses
     assert 'id="risk-assessment-needed"' in page_of(qa, donor_id)
     sign = {"decision-meaning": APPROVED, "decision-password": PASSWORD}
     for comment in ("", "acceptable, see file"):  # none, or too short to document anything
-        response = qa.post(f"/donors/{donor_id}/decision", data={**sign, "decision-comment": comment})
+        response = qa.post(f"/donors/{donor_id}/decision", data={
+            **screening_seen(qa, donor_id), **sign, "decision-comment": comment})
         assert response.status_code == 422, response.status_code
         assert "comment-error" in response.get_data(as_text=True)
     assert count(db_session, EligibilityDecision) == 0
     tech_qa = client_as("technician")  # the person who entered the screening never signs it
-    assert tech_qa.post(f"/donors/{donor_id}/decision", data={**sign, "decision-comment": ASSESSMENT}).status_code == 403
-    response = qa.post(f"/donors/{donor_id}/decision", data={**sign, "decision-comment": ASSESSMENT})
+    assert tech_qa.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(qa, donor_id), **sign, "decision-comment": ASSESSMENT}).status_code == 403
+    response = qa.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(qa, donor_id), **sign, "decision-comment": ASSESSMENT})
     assert response.status_code == 302, response.status_code
     html = page_of(qa, donor_id)
     assert "Documented risk assessment" in html and ASSESSMENT in html
@@ -276,7 +280,7 @@ def test_qa_can_approve_an_anti_hbc_only_cord_donor_with_a_documented_risk_asses
 def test_a_risk_assessment_does_not_approve_a_donor_with_any_other_blocking_reason(app, users, db_session, client_as):  # noqa: F811
     donor_id = screened_donor(db_session, "cord_eu", results={"anti_hbc": "positive"}, skip=("anti_hcv",))
     db_session.rollback()
-    response = client_as("qa").post(f"/donors/{donor_id}/decision", data={
+    response = client_as("qa").post(f"/donors/{donor_id}/decision", data={**screening_seen(client_as("qa"), donor_id),
         "decision-meaning": APPROVED, "decision-password": PASSWORD, "decision-comment": ASSESSMENT})
     assert response.status_code == 409
     assert "Eligibility cannot be approved" in response.get_data(as_text=True)

@@ -22,7 +22,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.monitoring import counters
 from mscbatch.site import site_today
 from mscbatch.web.templating import summary_items
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, screening_seen
 from tests.integration.lot_factories import TODAY, approved_adipose_donor, box, cryopreserved_lot, start_lot
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import check, prescribed_bag, token_of
@@ -80,7 +80,7 @@ def test_a_refused_donor_signature_is_summarised_at_the_top_of_the_donor_page(ap
                                                                              db_session):  # noqa: F811
     donor_id = screened_donor(db_session, "adipose_at_don")
     db_session.close()
-    response = client_as("qa").post(f"/donors/{donor_id}/decision", data={
+    response = client_as("qa").post(f"/donors/{donor_id}/decision", data={**screening_seen(client_as("qa"), donor_id),
         "decision-meaning": APPROVED, "decision-password": "wrong-one"})
     body = response.get_data(as_text=True)
     assert response.status_code == 401

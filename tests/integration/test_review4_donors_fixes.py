@@ -185,6 +185,19 @@ def test_the_decision_form_carries_the_fingerprint_of_the_screening_shown(app, u
     assert _digest(page_of(qa, donor_id)) != first
 
 
+def test_a_decision_form_without_the_fingerprint_is_refused_and_signs_nothing(app, users, db_session,  # noqa: F811
+                                                                            client_as):
+    """The fingerprint is not optional: a form that does not say which screening QA read (a page from before this
+    version, a hand-made post) signs nothing."""
+    donor_id = screened_donor(db_session, "adipose_at_don")
+    db_session.commit()
+    refused = client_as("qa").post(f"/donors/{donor_id}/decision", data={
+        "decision-meaning": APPROVED, "decision-password": PASSWORD})
+    assert refused.status_code == 409
+    assert "does not say which screening" in refused.get_data(as_text=True).replace("&#39;", "'")
+    assert db_session.scalar(select(func.count()).select_from(EligibilityDecision)) == 0
+
+
 # ---- 3. a late positive after a late negative opens a lookback ------------------------------------------------
 
 def test_a_late_positive_after_a_late_negative_opens_a_lookback_linked_to_the_approval(app, users, client_as):

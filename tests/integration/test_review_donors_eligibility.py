@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from mscbatch.donors import decisions
 from mscbatch.donors.models import APPROVED, INELIGIBLE, Donor, EligibilityDecision
 from mscbatch.signatures.models import Signature
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, screening_seen
 from tests.integration.test_donors import TODAY, count, page_of, register_through_the_form, screen, user
 
 
@@ -33,7 +33,8 @@ def test_a_consent_signed_after_the_collection_excludes_the_donation_and_qa_cann
     html = page_of(qa, donor_id)
     assert 'id="engine-status">ineligible<' in html
     assert "after the collection on" in html and "consent must be given before the tissue is procured" in html
-    response = qa.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = qa.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(qa, donor_id), "decision-meaning": APPROVED,
                                                              "decision-password": PASSWORD})
     assert response.status_code == 409
     assert "Eligibility cannot be approved: the screening says ineligible" in response.get_data(as_text=True)
@@ -47,7 +48,8 @@ def test_a_consent_signed_before_or_on_the_collection_day_still_counts(app, clie
     screen(db_session, user(db_session, "technician"), donor_id, "adipose_at_don")
     db_session.rollback()
     assert f"Signed informed consent: yes, dated {collection.isoformat()}." in page_of(qa, donor_id)
-    response = qa.post(f"/donors/{donor_id}/decision", data={"decision-meaning": APPROVED,
+    response = qa.post(f"/donors/{donor_id}/decision", data={
+        **screening_seen(qa, donor_id), "decision-meaning": APPROVED,
                                                              "decision-password": PASSWORD})
     assert response.status_code == 302, response.get_data(as_text=True)
 
@@ -89,9 +91,10 @@ def test_two_qa_people_signing_opposite_decisions_at_once_leave_exactly_one_deci
     def attempt(n: int) -> None:
         data = ({"decision-meaning": APPROVED} if n % 2 else
                 {"decision-meaning": INELIGIBLE, "decision-comment": "Travel history makes me judge it ineligible."})
+        seen = screening_seen(clients[n], donor_id)  # each read the page before any signed
         barrier.wait()
         statuses.append(clients[n].post(f"/donors/{donor_id}/decision",
-                                        data={**data, "decision-password": PASSWORD}).status_code)
+                                        data={**seen, **data, "decision-password": PASSWORD}).status_code)
 
     threads = [threading.Thread(target=attempt, args=(n,)) for n in range(len(clients))]
     for thread in threads:

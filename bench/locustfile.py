@@ -46,7 +46,8 @@ class Client(FastHttpUser):
             return
         if TARGET == "weight":
             with self.client.post(f"/api/v1/patients/{next(_patients)}/weights", name="weight",
-                                  json={"weight_kg": "62.5", "measured_on": _setup["measured_on"]},
+                                  json={"weight_kg": "62.5", "measured_on": _setup["measured_on"],
+                                        "weight_confirmed": True},  # checked: far from the last
                                   headers={"Authorization": f"Bearer {_setup['clinician']}"},
                                   catch_response=True) as answer:
                 if answer.status_code != 201:

@@ -8,6 +8,9 @@ SSc-BM (Farge 2022): 10 patients at 1 x10^6/kg, then 10 at 3 x10^6/kg, no decisi
 not mean "no wait": the higher level starts only once the 10 patients of the lower one have been INFUSED, not only
 prescribed (await_infusions), so that the lower dose has been seen in patients before the next is given (a phase
 I/II dose escalation, seed 003). A stage with a decision waits the same way (check_cohort_infused).
+An infusion started is not yet a tolerance observed: with the protocol's `observation_days` (SLE-UC: 10, the
+primary endpoint's "durant l'injection et les 10 premiers jours", seed 001), a patient counts towards the next
+stage only once their first infusion is that many days old (Observation); the refusal says when that will be.
 
 The plan is the protocol's list of stages (protocols.EscalationStage). Patients are counted in dosing
 order; a patient dosed at a level the plan did not call for is reported as off plan, not counted.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from mscbatch.core.protocols import Protocol, format_cells_per_kg
@@ -63,6 +66,44 @@ class CohortState:
     message: str
     # the stage's level is known but the previous stage's patients are not all infused yet: no prescription now
     infusions_awaited: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The protocol's observation period after a patient's first infusion, and the patients infused but still within
+    it: `waiting` holds (level, first infusion start) of each, in order of start. The `infused` state passed with it
+    to check_cohort_infused and await_infusions counts only the patients observed for the whole period."""
+
+    days: int = 0
+    waiting: tuple[tuple[Decimal, datetime], ...] = ()
+
+    def counted_at(self, started_at: datetime) -> datetime:
+        """When a patient whose first infusion started at `started_at` counts towards the next stage."""
+        return started_at + timedelta(days=self.days)
+
+
+def _when(level: Decimal | None, missing: int, observation: Observation | None) -> str:
+    """When the `missing` patients still needed at `level` will have been observed, in words ("" without an
+    observation period)."""
+    if observation is None or observation.days <= 0:
+        return ""
+    waiting = sorted(observation.counted_at(started) for lvl, started in observation.waiting
+                     if level is None or lvl == level)
+    if len(waiting) >= missing:
+        return (f"; {len(waiting)} more {'is' if len(waiting) == 1 else 'are'} infused and still within the "
+                f"{observation.days} days of observation after their first infusion: possible from "
+                f"{waiting[missing - 1]:%Y-%m-%d %H:%M} UTC, {observation.days} days after the first infusion of "
+                f"the last patient needed")
+    more = missing - len(waiting)
+    return (f"; {more} more patient(s) must first be infused, then observed for {observation.days} days after their "
+            f"first infusion: possible {observation.days} days after the first infusion of the last of them")
+
+
+def _counted(observation: Observation | None) -> str:
+    """What "counted" means in a refusal: infused, or infused and observed for the whole period."""
+    if observation is None or observation.days <= 0:
+        return "have been infused"
+    return f"have been infused and observed for {observation.days} days after their first infusion"
 
 
 def validate_decision(protocol: Protocol, decision: EscalationDecision) -> None:
@@ -140,11 +181,14 @@ def check_decision_due(state: CohortState, decision: EscalationDecision) -> None
         raise EscalationError(f"no decision is due for stage {decision.stage_id!r} now: {state.message}")
 
 
-def check_cohort_infused(infused: CohortState, decision: EscalationDecision) -> None:
-    """Before recording a decision: the previous cohort must have been INFUSED, not only prescribed. The decision
-    weighs the toxicity seen during and after the infusions of that cohort (SLE-UC seed 001: immediate tolerance
-    during the injection and the 10 following days, CTCAE), which cannot exist before they are given. `infused` is
-    the plan's state counted from infusions (escalation_state of the levels infused, in infusion order)."""
+def check_cohort_infused(infused: CohortState, decision: EscalationDecision,
+                         observation: Observation | None = None) -> None:
+    """Before recording a decision: the previous cohort must have been INFUSED, not only prescribed, and observed
+    for the protocol's observation period. The decision weighs the toxicity seen during and after the infusions of
+    that cohort (SLE-UC seed 001: immediate tolerance during the injection and the 10 following days, CTCAE), which
+    cannot exist before they are given and those days have passed. `infused` is the plan's state counted from the
+    patients infused and observed (escalation_state of their levels, in order of first infusion); `observation`
+    (None: no period) says who is still within it, so the refusal can say when the decision becomes possible."""
     if infused.decision_needed and infused.current_stage_id == decision.stage_id:
         return
     ids = [p.stage_id for p in infused.stages]
@@ -152,21 +196,26 @@ def check_cohort_infused(infused: CohortState, decision: EscalationDecision) -> 
     if index == 0:
         return  # no previous cohort: check_decision_due says what is wrong
     previous = infused.stages[index - 1]
-    raise EscalationError(f"only {min(previous.dosed, previous.planned)} of the {previous.planned} patients of stage "
-                          f"{previous.stage_id!r} have been infused: the decision for stage {decision.stage_id!r} "
-                          "weighs what was observed after their infusions, so it can be recorded only once all of "
-                          "them have been infused")
+    counted = min(previous.dosed, previous.planned)
+    raise EscalationError(f"only {counted} of the {previous.planned} patients of stage {previous.stage_id!r} "
+                          f"{_counted(observation)}: the decision for stage {decision.stage_id!r} weighs what was "
+                          "observed after their infusions, so it can be recorded only once all of them have been"
+                          f"{' infused and observed' if observation and observation.days > 0 else ' infused'}"
+                          f"{_when(previous.level_cells_per_kg, previous.planned - counted, observation)}")
 
 
-def await_infusions(state: CohortState, infused: CohortState) -> CohortState:
-    """The plan's state (counted from prescriptions) held until the previous stage's patients have been infused.
+def await_infusions(state: CohortState, infused: CohortState, observation: Observation | None = None) -> CohortState:
+    """The plan's state (counted from prescriptions) held until the previous stage's patients have been infused
+    (and observed for the protocol's observation period: `infused` then counts only those, `observation` says who
+    is still within it).
 
     A stage with a fixed level (SSc-BM: 10 patients at 3 x10^6/kg after 10 at 1 x10^6/kg) used to start as soon as
     the previous 10 prescriptions were signed, before anyone could have been seen after an infusion. Its first
     patient now waits until every patient of the previous stage has been infused; the previous stage's own
     patients are not held (its level is prescribed freely up to its size). A stage with a decision is held by its
-    decision (check_cohort_infused). `infused` is the plan counted from infusions (escalation_state of the levels
-    infused, in infusion order); a cancelled prescription is in neither count, so its place is free again."""
+    decision (check_cohort_infused), and after it the same way. `infused` is the plan counted from infusions
+    (escalation_state of the levels infused, in infusion order); a cancelled prescription is in neither count, so
+    its place is free again."""
     if state.complete or state.decision_needed or state.current_stage_id is None:
         return state
     index = [p.stage_id for p in state.stages].index(state.current_stage_id)
@@ -178,10 +227,13 @@ def await_infusions(state: CohortState, infused: CohortState) -> CohortState:
     stage, before = state.stages[index], state.stages[index - 1]
     assert stage.level_cells_per_kg is not None and before.level_cells_per_kg is not None
     level, earlier = format_cells_per_kg(stage.level_cells_per_kg), format_cells_per_kg(before.level_cells_per_kg)
-    message = (f"wait for the infusions at {earlier}: {min(previous.dosed, previous.planned)} of the "
-               f"{previous.planned} patients of stage {previous.stage_id!r} have been infused so far. The next "
-               f"patient (stage {stage.stage_id!r}, {level}) can be prescribed once all {previous.planned} have been "
-               f"infused, so that how each of them tolerated {earlier} is known first")
+    counted = min(previous.dosed, previous.planned)
+    observed = observation is not None and observation.days > 0
+    message = (f"wait for the infusions at {earlier}: {counted} of the {previous.planned} patients of stage "
+               f"{previous.stage_id!r} {_counted(observation)} so far. The next patient (stage {stage.stage_id!r}, "
+               f"{level}) can be prescribed once all {previous.planned} have been "
+               f"{'infused and observed' if observed else 'infused'}, so that how each of them tolerated {earlier} "
+               f"is known first{_when(before.level_cells_per_kg, previous.planned - counted, observation)}")
     return replace(state, message=message, infusions_awaited=True)
 
 

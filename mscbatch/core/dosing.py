@@ -390,3 +390,67 @@ def infused_against_prescribed(infused_ml: Decimal, prescribed_ml: Decimal, tole
     if infused_ml < prescribed_ml * (_HUNDRED - tolerance_percent) / _HUNDRED:
         return "less"
     return None
+
+
+@dataclass(frozen=True)
+class CourseBag:
+    """One bag of a prescription's course as it stands on the ward: `cells` and `volume_ml` are what the
+    prescription draws from it (cells counted on the protocol's dose basis); `state` "given" (its infusion started;
+    `infused_ml` the volume recorded at its end, None while it runs), "to_give" (not given yet) or "lost"
+    (discarded, or returned to the unit: it will not be given)."""
+
+    din: str
+    cells: Decimal
+    volume_ml: Decimal
+    state: str
+    infused_ml: Decimal | None = None
+    status: str = ""  # the bag's own state (discarded, returned...), for the words
+
+
+@dataclass(frozen=True)
+class CourseDose:
+    """What a course gives: the cells given so far, those its bags still to give would add, and those lost."""
+
+    given_cells: Decimal
+    to_give_cells: Decimal
+    lost_cells: Decimal
+    lost: tuple[CourseBag, ...]
+
+    @property
+    def expected_cells(self) -> Decimal:
+        """Given so far plus what the bags still to give would give as prescribed."""
+        return self.given_cells + self.to_give_cells
+
+
+def course_dose(bags: Sequence[CourseBag]) -> CourseDose:
+    """Add up a course (pure). A bag given counts at the volume recorded at its end (its cells in proportion,
+    assuming a homogeneous suspension; more than prescribed counts more), or as prescribed while it runs; a bag
+    still to give counts as prescribed; a lost bag counts nothing."""
+    given = to_give = lost_cells = Decimal(0)
+    lost: list[CourseBag] = []
+    for bag in bags:
+        if bag.state == "given":
+            if bag.infused_ml is None or bag.volume_ml <= 0:
+                given += bag.cells
+            else:
+                given += bag.cells * bag.infused_ml / bag.volume_ml
+        elif bag.state == "lost":
+            lost_cells += bag.cells
+            lost.append(bag)
+        else:
+            to_give += bag.cells
+    return CourseDose(given, to_give, lost_cells, tuple(lost))
+
+
+def course_low_cells(calculation: Mapping[str, Any]) -> Decimal:
+    """The lower limit of the band a prescription was signed under (its stored calculation, decimals as text):
+    its low_cells, or target x (100 - tolerance) / 100 for a calculation stored without it."""
+    if calculation.get("low_cells") is not None:
+        return Decimal(calculation["low_cells"])
+    return (Decimal(calculation["target_cells"]) * (_HUNDRED - Decimal(calculation["tolerance_percent"]))
+            / _HUNDRED)
+
+
+def cells_per_kg_words(cells: Decimal, weight_kg: Decimal) -> str:
+    """Cells for a weight as the protocols write a level: "1.65 x10^6/kg" (to 0.01 x10^6/kg)."""
+    return format_cells_per_kg((cells / weight_kg).quantize(Decimal("1E+4")))

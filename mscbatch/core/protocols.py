@@ -37,7 +37,12 @@ _CRITERION_KEYS = {"id", "parameter", "unit", "comparator", "threshold", "plausi
                    "accepts_never"}
 _DOSING_KEYS = {"dose_levels_cells_per_kg", "dose_basis", "weight_valid_days", "tolerance_percent",
                 "draw_resolution_ml", "infusion_volume_ml", "infusion_duration_h", "max_dmso_g_per_kg_per_day",
-                "dmso_density_g_per_ml", "endotoxin_k_eu_per_kg_per_h", "source"}
+                "dmso_density_g_per_ml", "endotoxin_k_eu_per_kg_per_h", "weight_check_percent", "weight_check_days",
+                "source"}
+#: defaults of the optional dosing keys: a weight more than 10 % away from one measured within 30 days is recorded
+#: only once the clinician confirms it (a weight typed in pounds, 137.8 for 62.5 kg, would double the dose)
+WEIGHT_CHECK_PERCENT = Decimal(10)
+WEIGHT_CHECK_DAYS = 30
 _TOP_KEYS = {"id", "version", "trial_id", "short_name", "title", "products", "directed", "age", "inclusion",
              "exclusion", "dosing", "escalation"}
 
@@ -97,6 +102,10 @@ class DosingSettings:
     dmso_density_g_per_ml: Decimal
     endotoxin_k_eu_per_kg_per_h: Decimal
     source: str
+    # a new weight differing by more than weight_check_percent from the patient's previous weight measured within
+    # weight_check_days is recorded only when the clinician confirms it (patients.services.record_weight)
+    weight_check_percent: Decimal = WEIGHT_CHECK_PERCENT
+    weight_check_days: int = WEIGHT_CHECK_DAYS
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ class EscalationPlan:
     cohort_size: int
     stages: tuple[EscalationStage, ...]
     source: str
+    # a patient counts towards the next stage (its decision, or its first prescription) only once their first
+    # infusion is this many days old: the tolerance observed after it (SLE-UC seed 001: during the injection and
+    # the 10 following days) is what the next stage rests on. 0: counted once the infusion has started.
+    observation_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,11 @@ def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:
     tolerance = require(raw, "tolerance_percent", Decimal, file, where)
     if not Decimal(0) <= tolerance < Decimal(100):
         raise ConfigError(file, f"{where}.tolerance_percent", f"must be in [0, 100), got {tolerance}")
+    check_percent = (require(raw, "weight_check_percent", Decimal, file, where) if "weight_check_percent" in raw
+                     else WEIGHT_CHECK_PERCENT)
+    if not Decimal(0) < check_percent < Decimal(100):
+        raise ConfigError(file, f"{where}.weight_check_percent", f"must be in (0, 100), got {check_percent}")
+    check_days = _days(raw, "weight_check_days", WEIGHT_CHECK_DAYS, file, where)
     return DosingSettings(
         dose_levels_cells_per_kg=_decimal_list(raw, "dose_levels_cells_per_kg", file, where),
         dose_basis=basis,
@@ -255,13 +273,26 @@ def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:
             "draw_resolution_ml", "infusion_volume_ml", "infusion_duration_h", "max_dmso_g_per_kg_per_day",
             "dmso_density_g_per_ml", "endotoxin_k_eu_per_kg_per_h")},
         source=require(raw, "source", str, file, where),
+        weight_check_percent=check_percent,
+        weight_check_days=check_days,
     )
+
+
+def _days(table: dict[str, Any], key: str, default: int, file: Path, where: str) -> int:
+    """An optional whole number of days >= 0 (`default` when the key is absent)."""
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(file, f"{where}.{key}", f"must be a whole number of days >= 0, got {value!r}")
+    return value
 
 
 def _escalation(raw: dict[str, Any], levels: tuple[Decimal, ...], file: Path) -> EscalationPlan:
     """Every level named by the plan must be a dose level; the starting level is the first stage's level."""
     where = "escalation"
-    _check_keys(raw, {"starting_level_cells_per_kg", "cohort_size", "stages", "source"}, file, where)
+    _check_keys(raw, {"starting_level_cells_per_kg", "cohort_size", "stages", "observation_days", "source"}, file,
+                where)
     cohort_size = require(raw, "cohort_size", int, file, where)
     if isinstance(cohort_size, bool) or cohort_size < 1:
         raise ConfigError(file, f"{where}.cohort_size", f"must be a whole number >= 1, got {cohort_size!r}")
@@ -286,7 +317,8 @@ def _escalation(raw: dict[str, Any], levels: tuple[Decimal, ...], file: Path) ->
     if stages[0].needs_decision or stages[0].levels_cells_per_kg[0] != starting:
         raise ConfigError(file, f"{where}.starting_level_cells_per_kg",
                           f"{starting} must be the single level of the first stage {stages[0].id!r}")
-    return EscalationPlan(starting, cohort_size, tuple(stages), require(raw, "source", str, file, where))
+    return EscalationPlan(starting, cohort_size, tuple(stages), require(raw, "source", str, file, where),
+                          observation_days=_days(raw, "observation_days", 0, file, where))
 
 
 def load_protocol(path: Path) -> Protocol:

@@ -4,8 +4,9 @@ POST /api/v1/custody/scan-verify   wristband + bag code -> the bedside check (MA
 POST /api/v1/custody/checks/<id>/confirm   the second person's user name and password, the scanner's password
 POST /api/v1/custody/events        a hand-over: received, thawed, dispatched, returned, discarded
 GET  /api/v1/custody/bags/<id>/events      the bag's custody timeline
-POST /api/v1/custody/infusions     start, on the patient's wristband scanned again at the bedside (needs a
-                                   confirmed check of the bag scanned in the last N minutes, of this patient)
+POST /api/v1/custody/infusions     start, on the patient's wristband and the bag scanned again at the bedside
+                                   (needs a confirmed check of that bag scanned in the last N minutes, of this
+                                   patient)
 GET  /api/v1/custody/infusions/<id>    the infusion, with STOP THE INFUSION NOW while it runs if its bag has since
                                    been found unfit (recall, late failed test, donor reopened)
 POST /api/v1/custody/infusions/<id>/end, /reactions
@@ -62,7 +63,7 @@ class ScanVerifySchema(Schema):
     post_thaw_deadline = fields.DateTime(allow_none=True)
     give_ml = fields.Decimal(as_string=True, allow_none=True,
                              metadata={"description": "mL the prescription draws from this bag (partial dose: less "
-                                                      "than the bag holds)"})
+                                                      "than the bag holds); null on a STOP"})
 
 
 class ConfirmInSchema(Schema):
@@ -113,11 +114,16 @@ class EventSchema(Schema):
 
 
 class InfusionInSchema(Schema):
-    bag_id = fields.Integer(required=True, validate=ROW_ID)
+    bag_id = fields.Integer(required=True, validate=ROW_ID, metadata={"description": "the bag being started (the "
+                                                                                   "bag of the confirmed check)"})
     wristband = fields.String(required=True, validate=validate.Length(max=120), metadata={"description": (
         "the patient's wristband, scanned again at the bedside just before the start (not copied from the check): "
         "the infusion starts only if it is the patient of the confirmed two-person check and the bedside check, "
         "run again on it and the bag, still MATCHES")})
+    bag = fields.String(required=True, validate=validate.Length(max=600), metadata={"description": (
+        "the label of the bag in hand, scanned again just before the start (not copied from the check): the QR "
+        "content (URL or bare token), the 14-character DIN with K, or the label's Code 128 read. It must name "
+        "bag_id (409 WRONG BAG otherwise; 422 when it cannot be read)")})
 
 
 class EndInSchema(Schema):
@@ -179,7 +185,8 @@ def _result(result: BedsideResult) -> dict[str, Any]:
             "bag_id": result.bag.id if result.bag else None,
             "din": (result.bag.din + result.bag.check_character) if result.bag else None,
             "patient_code": result.patient.code if result.patient else None,
-            "post_thaw_deadline": result.post_thaw_deadline, "give_ml": result.give_ml}
+            "post_thaw_deadline": result.post_thaw_deadline,
+            "give_ml": result.give_ml if result.matches else None}  # on a STOP nothing reads as "give this"
 
 
 @bp.route("/scan-verify", methods=["POST"])
@@ -262,11 +269,12 @@ def _without_patient(event: Any) -> dict[str, Any]:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("nurse", "clinician")
 def start_infusion(data: dict[str, Any]) -> Any:
-    """Start the infusion on a fresh scan of the patient's wristband. Refused (409) without a confirmed two-person
-    check of the bag scanned in the last N minutes, after a later STOP of the bag, for another patient's
-    wristband (WRONG PATIENT) or when the check run again says STOP; 422 without the wristband."""
+    """Start the infusion on a fresh scan of the patient's wristband and of the bag in hand. Refused (409) when the
+    bag scanned is not bag_id (WRONG BAG), without a confirmed two-person check of the bag scanned in the last N
+    minutes, after a later STOP of the bag, for another patient's wristband (WRONG PATIENT) or when the check run
+    again says STOP; 422 without the wristband or the bag scan, or for a bag label that cannot be read."""
     return services.start_infusion(db.session, current_user, data["bag_id"], wristband=data["wristband"],
-                                   label_key=label_key(), valid_for=check_valid_for())
+                                   bag_scan=data["bag"], label_key=label_key(), valid_for=check_valid_for())
 
 
 @bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])

@@ -18,8 +18,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session, aliased, load_only
 
+from mscbatch.core.culture import format_cells
+from mscbatch.core.dosing import cells_per_kg_words
 from mscbatch.core.identifiers import (
     IdentifierError,
     is_din_symbol,
@@ -29,12 +31,14 @@ from mscbatch.core.identifiers import (
 )
 from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.core.numbers import plain
+from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.models import CustodyEvent, Infusion
+from mscbatch.custody.queries import LOST_STATES, CourseShort, course_short
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
-from mscbatch.patients.models import Patient
+from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.patients.queries import (
     WeightSincePrescription,
     allocated_patient_id,
@@ -161,6 +165,8 @@ class BagFacts:
     allocated_ml: Decimal | None = None  # the volume the prescription draws from the bag
     weight_change: WeightSincePrescription | None = None  # a weight newer than the prescription's, judged
     prescribed_weight_on: date | None = None  # when the prescription's weight was measured
+    course_short: CourseShort | None = None  # a bag of its course lost, and the rest no longer gives the band
+    course_lost: bool = False  # a bag of its course was lost (discarded, returned), whatever the rest gives
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -170,6 +176,18 @@ BAG_SHOWN = (Bag.id, Bag.lot_id, Bag.din, Bag.din_fin, Bag.din_year, Bag.din_seq
              Bag.bag_number, Bag.bag_count, Bag.product_code, Bag.volume_ml, Bag.expires_at, Bag.status)
 LOT_SHOWN = (Lot.id, Lot.lot_number, Lot.status, Lot.product_id, Lot.product_name)
 PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth, Patient.protocol_id, Patient.status)
+
+
+def course_has_lost_bag(bag_id: Any) -> Any:
+    """Correlated EXISTS: another bag of the signed, active prescription that reserves this bag was discarded or
+    returned to the unit (LOST_STATES): the course may no longer give its band (read at every scan, in the check's
+    one statement; the course is added up only when it is true)."""
+    mine, other, lost = aliased(Allocation), aliased(Allocation), aliased(Bag)
+    return select(other.id).where(
+        mine.active_bag_id == bag_id, Prescription.id == mine.prescription_id, Prescription.locked_at.is_not(None),
+        Prescription.status == "active", other.prescription_id == mine.prescription_id,
+        other.active_bag_id.is_not(None), other.bag_id != bag_id, lost.id == other.bag_id,
+        lost.status.in_(LOST_STATES)).exists()
 
 
 @cache
@@ -182,7 +200,7 @@ def _facts_statement() -> Any:
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
                    exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
                    has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id),
-                   prescribed_weight_on(Bag.id))
+                   prescribed_weight_on(Bag.id), course_has_lost_bag(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
             .where(Bag.din == bindparam("din"))
@@ -197,7 +215,7 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
-     donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on) = row
+     donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -213,7 +231,15 @@ def read_facts(session: Session, wristband: str, din: str | None) -> tuple[Patie
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
         donor_status=donor_status, allocated_ml=allocated_ml,
         weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
-        prescribed_weight_on=weighed_on)
+        prescribed_weight_on=weighed_on, course_lost=bool(course_lost),
+        course_short=_course_short(session, bag.id) if course_lost else None)
+
+
+def _course_short(session: Session, bag_id: int) -> CourseShort | None:
+    prescription = session.scalar(select(Prescription).join(Allocation, Allocation.prescription_id == Prescription.id)
+                                  .where(Allocation.active_bag_id == bag_id, Prescription.status == "active",
+                                         Prescription.locked_at.is_not(None)).limit(1))
+    return None if prescription is None else course_short(session, prescription)
 
 
 def donor_problem(code: str | None, status: str | None) -> str | None:
@@ -346,6 +372,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
                                 "still within the prescription's limits.")
     if patient is not None and facts.allocated_patient_id == patient.id:
         _judge_weight_age(result, patient, facts, site_day(now))
+        _judge_course(result, facts)
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
@@ -378,6 +405,26 @@ def _judge_weight_age(result: BedsideResult, patient: Patient, facts: BagFacts, 
                                   "the prescriber records the weight and confirms the dose.")
 
 
+def _judge_course(result: BedsideResult, facts: BagFacts) -> None:
+    """A bag of the same prescription was discarded (broken at thaw) or returned to the unit: when the bags left,
+    with what was already given, no longer reach the prescription's band, giving them would give the patient a
+    dose outside the prescription (DOMAIN.md 8): STOP, with what was lost and what the rest would give."""
+    short = facts.course_short
+    if short is None:
+        if facts.course_lost:
+            result.notes.append("Another bag of this prescription was discarded or returned to the unit; the bags "
+                                "left still give a dose within the prescription's limits.")
+        return
+    lost = "; ".join(f"bag {bag.din} ({format_cells(bag.cells)} cells of the dose) was "
+                     + ("DISCARDED" if bag.status == "discarded" else "RETURNED to the unit") for bag in short.lost)
+    rest = "The bags left, with what was already given," if short.given_cells > 0 else "The bags left"
+    result.stop("course_short", f"THE PRESCRIBED DOSE CAN NO LONGER BE GIVEN: {lost}. {rest} would give "
+                                f"{cells_per_kg_words(short.expected_cells, short.weight_kg)} instead of the "
+                                f"{format_cells_per_kg(short.level_cells_per_kg)} prescribed (no less than "
+                                f"{cells_per_kg_words(short.low_cells, short.weight_kg)} allowed). Do not give: call "
+                                "the prescriber, who must stop this course and prescribe again.")
+
+
 #: The order a STOP lists its reasons in: who the patient is and whose bag it is first, then what makes the bag
 #: unusable for anyone, and last what the ward can put right (a receipt not recorded), so that the first line a
 #: tired nurse reads is never a routine instruction when the bag must not be given at all.
@@ -385,7 +432,7 @@ _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
     "patient_withdrawn", "patient_not_enrolled",
     "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
-    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "discarded", "returned", "not_prescribed", "not_on_ward"))}
+    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
 
 def remaining(deadline: datetime | None, now: datetime | None = None) -> timedelta | None:

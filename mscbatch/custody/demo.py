@@ -1,7 +1,7 @@
 """Demo hints for the ward page (`make run`): which wristband and which bag label code to scan. Nothing is
 moved (the demo leaves the lupus patient's bags allocated, as the dose demo shows them); the walk-through is
 dispatch by tech, receive and thaw by nurse, bedside check by nurse confirmed by nurse2, then the infusion, started
-on the wristband scanned again at the bedside."""
+on the wristband and the bag scanned again at the bedside."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -34,5 +34,5 @@ def seed_custody(session: Session) -> list[str]:
     return [f"  on /ward: wristband {LUPUS_WRISTBAND} ({patient.code}), bag {bag.din}{bag.check_character} "
             f"({bag.status}), label code {token}",
             "  walk-through: tech dispatches it, nurse receives and thaws it, bedside check by nurse confirmed by "
-            f"nurse2, then start the infusion (scan wristband {LUPUS_WRISTBAND} again at the start) and end it",
+            f"nurse2, then start the infusion (scan wristband {LUPUS_WRISTBAND} and the bag again at the start) and end it",
             f"  a withdrawn patient: scan wristband {WITHDRAWN_WRISTBAND} with any bag: STOP (withdrawn from the trial)"]

@@ -59,11 +59,14 @@ class SecondPersonForm(FlaskForm):
 
 
 class StartForm(FlaskForm):
-    """The start of the infusion: the patient's wristband scanned again at the bedside, just before the start
-    (the service checks it is the patient of the confirmed check and says so in words when it is not)."""
+    """The start of the infusion: the patient's wristband and the label of the bag in hand scanned again at the
+    bedside, just before the start (the service checks they are the patient and the bag of the confirmed check and
+    says so in words when they are not). The bag field has an id of its own ("start-bag")."""
 
     wristband = StringField("Scan the patient's wristband again (on the patient's arm)",
                             validators=[Optional(), Length(max=120)], render_kw=dict(SCAN, autofocus=True))
+    bag = StringField("Scan the label of the bag in your hand (QR code, or the DIN with its check character)",
+                      id="start-bag", validators=[Optional(), Length(max=600)], render_kw=SCAN)
 
 
 class EndForm(FlaskForm):

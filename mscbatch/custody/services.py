@@ -5,10 +5,11 @@ mscbatch.core.states (impossible sequences and wrong roles are refused there: th
 twice...) and appends one CustodyEvent. The bag row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite
 serialises writers with BEGIN IMMEDIATE) so two hand-overs of one bag never interleave.
 
-Infusion start needs a fresh scan of the patient's wristband, at the bedside, with the bag: it is refused
-without a passed, confirmed two-person bedside check of this bag scanned within the last N minutes (app config
+Infusion start needs a fresh scan of the patient's wristband and of the bag in hand, at the bedside: it is
+refused when the bag scanned is not the bag being started (another thawed bag on the ward), without a passed,
+confirmed two-person bedside check of this bag scanned within the last N minutes (app config
 CUSTODY_CHECK_VALID_MINUTES, default 30), when any later scan of the bag said STOP, when the wristband is not the
-patient of that check, or when the check run again on that wristband says STOP. Ten concurrent starts record
+patient of that check, or when the check run again on that wristband and bag says STOP. Ten concurrent starts record
 exactly one infusion: the bag row lock serialises them, the bag leaves "thawed", and infusion.bag_id is UNIQUE.
 """
 from __future__ import annotations
@@ -29,10 +30,12 @@ from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
 from mscbatch.auth.services import admin_beside_words
-from mscbatch.core.dosing import infused_against_prescribed
+from mscbatch.core.dosing import cells_per_kg_words, infused_against_prescribed
+from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, resolve_bag
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
+from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short
 from mscbatch.database import locked_row, reading, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -366,6 +369,7 @@ START_REFUSALS = {
     "no_confirmed_check": "no confirmed two-person check in the validity window",
     "later_stop": "a later scan of the bag said STOP",
     "wrong_patient": "WRONG PATIENT: the wristband scanned is not the checked patient's",
+    "wrong_bag": "WRONG BAG: the bag scanned at the start is not the bag being started",
     "stop": "the check run again at the start said STOP",
 }
 
@@ -407,24 +411,48 @@ def _refuse_another_patient(session: Session, check: TwoPersonCheck, fresh: Beds
                        "wristband on their arm.", field="wristband")
 
 
-def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str, label_key: str,
+def _refuse_another_bag(session: Session, bag_id: int, bag_scan: str, label_key: str) -> None:
+    """The bag scanned at the start, in the nurse's hand, must be the bag being started: with two thawed bags on
+    the ward, the start pressed on one bag's page while the other is hung would record the wrong bag."""
+    scanned, problem = resolve_bag(session, bag_scan, label_key)
+    if scanned is None:
+        raise ValidationFailed(f"Bag label scanned at the start: {problem}", field="bag")
+    if scanned.id == bag_id:
+        return
+    started = session.get(Bag, bag_id)
+    if started is None:
+        raise NotFound(f"No bag {bag_id}.")
+    raise StartRefused("wrong_bag",
+                       f"WRONG BAG: the bag in your hand is {scanned.din}, not bag {started.din} whose two-person "
+                       f"check you are starting. Do not start the infusion: hang bag {started.din}, or start bag "
+                       f"{scanned.din} from its own confirmed check.", field="bag")
+
+
+def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str, bag_scan: str, label_key: str,
                    valid_for: timedelta = DEFAULT_CHECK_VALID) -> Infusion:
-    """Start the infusion of a thawed bag on a fresh scan of the patient's wristband, taken at the bedside just
-    before the start: the confirmed check is run again on that wristband and the bag, so the bag is given to the
-    patient it was checked for, and only if nothing has changed to STOP since."""
+    """Start the infusion of a thawed bag on a fresh scan of the patient's wristband and of the bag in hand, taken
+    at the bedside just before the start (the bag scan: its label's QR code, the DIN typed with its check
+    character, or the label's Code 128, as at the bedside check): the scanned bag must be the bag started, and
+    the confirmed check is run again on that wristband and that scan, so the bag is given to the patient it was
+    checked for, and only if nothing has changed to STOP since."""
     _require_bedside_role(actor, "The person starting the infusion")
     wristband = _text(wristband, 120)
+    bag_scan = _text(bag_scan, 600)
     if not wristband:
         raise ValidationFailed("Scan the patient's wristband again (on the patient's arm) to start the infusion.",
                                field="wristband")
+    if not bag_scan:
+        raise ValidationFailed("Scan the label of the bag in your hand (its QR code, or type its DIN with the check "
+                               "character) to start the infusion.", field="bag")
     try:
         with use_case(session, actor):
+            _refuse_another_bag(session, bag_id, bag_scan, label_key)
             bag = lock_bag(session, bag_id)
             _refuse_infused(session, bag)
             check = _check_to_start_on(session, bag, valid_for)
             if check.patient_id is not None:  # no weight recorded between this check and the commit (PostgreSQL)
                 lock_patient(session, check.patient_id)
-            fresh = evaluate(session, wristband, check.bag_scan, label_key)
+            fresh = evaluate(session, wristband, bag_scan, label_key)
             _refuse_another_patient(session, check, fresh)
             if not fresh.matches:
                 raise StartRefused("stop", "STOP, do not start: " + " ".join(f.message for f in fresh.failures))
@@ -433,7 +461,7 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
                                 started_at=utcnow(), started_by_id=actor.id, second_person_id=check.second_checker_id)
             session.add(infusion)
             session.flush()
-            record_event(session, actor, bag, "infusion_started", scan=check.bag_scan,
+            record_event(session, actor, bag, "infusion_started", scan=bag_scan,
                          details={"infusion_id": infusion.id, "check_id": check.id, "patient_id": check.patient_id,
                                   "wristband": wristband})
     except IntegrityError:
@@ -489,11 +517,24 @@ def _outside_words(outside: str, volume: Decimal, prescribed: Any) -> str:
             "reaction, the bag leaked): it is recorded and the clinician must be told.")
 
 
+def _short_words(short: CourseShort, volume: Decimal) -> str:
+    lost = (" (" + ", ".join(f"bag {bag.din} {bag.status}" for bag in short.lost) + ")") if short.lost else ""
+    what = ("the prescriber stopped this course: with what was given before," if short.stopped else
+            f"what was given, and the bags still to give as prescribed{lost}:")
+    return (f"Volume infused: with {volume.normalize():f} mL from this bag ({what} "
+            f"{cells_per_kg_words(short.expected_cells, short.weight_kg)} in all), the patient's dose is BELOW the "
+            f"prescription's band: {format_cells_per_kg(short.level_cells_per_kg)} prescribed, no less than "
+            f"{cells_per_kg_words(short.low_cells, short.weight_kg)}. Check the volume; if that is what was given, "
+            "say why (it is recorded and the clinician must be told).")
+
+
 def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
     """Record the end and the volume given. More than the prescription draws from the bag (a partial dose given
     whole), or less by more than the protocol's dose tolerance (stopped early), is recorded as it happened, never
     refused, but only with the reason, and flagged on the record: the dose given is then outside the prescription
-    and the clinician must know."""
+    and the clinician must know. So is a course whose total falls below the prescription's band although each bag
+    is inside the tolerance (two bags each 9 % short): what the prescription has given, this bag at its volume, plus
+    what its bags still to give would give as prescribed, below the band's lower limit (COURSE_BELOW_BAND)."""
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
     reason = (reason or "").strip()
@@ -511,13 +552,21 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         prescribed = allocation.allocation.volume_ml if allocation is not None else None
         outside = None if allocation is None or prescribed is None else infused_against_prescribed(
             volume, prescribed, dose_tolerance(allocation.prescription.protocol_id))
-        if outside and len(reason) < 5:
-            raise ValidationFailed(_outside_words(outside, volume, prescribed), field="volume_ml")
+        short = None if allocation is None else course_short(session, allocation.prescription,
+                                                               ending=(infusion.id, volume))
+        if (outside or short) and len(reason) < 5:
+            words = [_outside_words(outside, volume, prescribed)] if outside else []
+            raise ValidationFailed(" ".join(words + ([_short_words(short, volume)] if short else [])),
+                                   field="volume_ml")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
         if outside:
             details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
                             "prescribed_ml": str(prescribed), "why": reason[:500]})
+        if short:  # the course as a whole falls below the prescription's band: flagged as the bag's volume is
+            details.update({COURSE_BELOW_BAND: True,
+                            "course_expected_cells": f"{short.expected_cells.quantize(Decimal(1)):f}",
+                            "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason[:500]})
         record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
 

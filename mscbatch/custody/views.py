@@ -18,7 +18,7 @@ from mscbatch.custody import services
 from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining, stop_running
 from mscbatch.custody.forms import DispatchForm, EndForm, ReactionForm, SecondPersonForm, StartForm, WardForm
 from mscbatch.custody.models import CTCAE_TERMS, GRADES, InfusionReaction
-from mscbatch.custody.queries import infusion_of_bag
+from mscbatch.custody.queries import courses_below_band, infusion_of_bag
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -162,7 +162,8 @@ def confirm(check_id: int) -> Any:
 
 def _start_refused(bag_id: int, wristband: str, error: DomainError) -> Any:
     """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again"
-    (the bag and the wristband just scanned are shown, so a wrong bed is seen at once)."""
+    (the bag of the start and the wristband just scanned are shown, so a wrong bed is seen at once; a wrong bag is
+    named in the reason)."""
     db.session.rollback()
     bag = db.session.get(Bag, bag_id)
     result = evaluate(db.session, wristband, bag.din + bag.check_character if bag else "", label_key())
@@ -171,7 +172,8 @@ def _start_refused(bag_id: int, wristband: str, error: DomainError) -> Any:
 
 
 def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
-    """The confirmed check's page again, its start form showing what is missing (the wristband not scanned)."""
+    """The confirmed check's page again, its start form showing what is missing (the wristband or the bag not
+    scanned, or a bag label that cannot be read)."""
     db.session.rollback()
     check = services.latest_confirmed_check(db.session, bag_id, utcnow() - check_valid_for())
     if check is None:
@@ -186,14 +188,16 @@ def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
 @bp.route("/bags/<int:bag_id>/infusion", methods=["POST"])
 @roles_required(*BEDSIDE)
 def start(bag_id: int) -> Any:
-    """The confirmed check's "Start infusion": the nurse scans the patient's wristband again, at the bedside."""
+    """The confirmed check's "Start infusion": the nurse scans the patient's wristband and the bag in hand again,
+    at the bedside."""
     form = StartForm()
     if not form.validate_on_submit():
         return _confirmed_page(bag_id, form, 422)
     wristband = form.wristband.data or ""
     try:
         infusion = services.start_infusion(db.session, current_user, bag_id, wristband=wristband,
-                                           label_key=label_key(), valid_for=check_valid_for())
+                                           bag_scan=form.bag.data or "", label_key=label_key(),
+                                           valid_for=check_valid_for())
     except ValidationFailed as error:
         show_error(form, error)
         return _confirmed_page(bag_id, form, error.status)
@@ -232,7 +236,8 @@ def event() -> Any:
                   "biological waste; if it was prescribed, tell the prescriber.", "success")
         elif action == "start":
             infusion = services.start_infusion(db.session, current_user, bag.id, wristband=form.wristband.data or "",
-                                               label_key=label_key(), valid_for=check_valid_for())
+                                               bag_scan=form.bag.data or "", label_key=label_key(),
+                                               valid_for=check_valid_for())
             flash("Infusion started. Stay with the patient; record any reaction below.", "success")
             return redirect(url_for("custody.infusion", infusion_id=infusion.id))
         elif action == "end":
@@ -284,7 +289,8 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
                            patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
-                           outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop, **forms), status
+                           outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop,
+                           course_below_band=bool(bag and courses_below_band(db.session, [bag.id])), **forms), status
 
 
 def _outside(infusion: Any, allocation: Any) -> str | None:

@@ -82,6 +82,11 @@ class WeightSchema(Schema):
 class WeightInSchema(Schema):
     weight_kg = fields.Decimal(as_string=True, required=True)
     measured_on = fields.Date(required=True)
+    weight_confirmed = fields.Boolean(load_default=False, metadata={
+        "description": "true: the clinician has checked this weight. Required (else 422 naming weight_kg) when it "
+                       "differs by more than the protocol's dosing.weight_check_percent (10 %) from the patient's "
+                       "latest weight measured within dosing.weight_check_days (30): a weight typed in pounds. The "
+                       "confirmation is the audit reason of the weight's record"})
 
 
 class DoseInSchema(Schema):
@@ -100,14 +105,36 @@ class DoseResultSchema(Schema):
                                                                          "back with the prescription"})
     calculation = fields.Dict(allow_none=True, metadata={"description": "The allocation: target, band, delivered, "
                                                                          "draws (bag_id, din, volume_ml...), DMSO"})
+    already_infused = fields.Dict(required=True, metadata={
+        "description": "What this patient was already given under this protocol (a stopped course): cells, "
+                       "cells_per_kg (at the weight each bag was prescribed for), words, bags. Never subtracted "
+                       "from the calculation"})
+    repeat_course_reason_required = fields.Boolean(required=True, metadata={
+        "description": "true: cells were already infused under this protocol; the prescription needs "
+                       "repeat_course_reason"})
 
 
-class PrescriptionInSchema(DoseInSchema):
-    bag_ids = fields.List(fields.Integer(validate=ROW_ID), load_default=None,
+_SEND_BACK = "Required: send back the {what} of the dose-calculation dry run you saw ({where})."
+
+
+class PrescriptionInSchema(Schema):
+    """Every value of the calculation the clinician saw is required: the signature covers that calculation."""
+
+    dose_level_cells_per_kg = fields.Decimal(as_string=True, required=True, error_messages={"required": _SEND_BACK.format(
+        what="dose level", where="calculation.dose_level_cells_per_kg")})
+    planned_at = fields.AwareDateTime(load_default=None, metadata={
+        "description": "Default: now. Not before today (the site's day): refused with 422 naming planned_at"})
+    bag_ids = fields.List(fields.Integer(validate=ROW_ID), required=True,
+                          validate=validate.Length(min=1, error="Required: at least one bag, those of the dry run."),
+                          error_messages={"required": _SEND_BACK.format(what="bags", where="calculation.draws[].bag_id")},
                           metadata={"description": "The bags of the dry run; refused (409) if one was taken since"})
-    weight_id = fields.Integer(validate=ROW_ID, load_default=None,
+    weight_id = fields.Integer(validate=ROW_ID, required=True,
+                               error_messages={"required": _SEND_BACK.format(what="weight", where="weight_id")},
                                metadata={"description": "The weight of the dry run; refused (409) if a newer weight "
                                                         "was recorded since"})
+    repeat_course_reason = fields.String(load_default="", validate=validate.Length(max=2000), metadata={
+        "description": "Required (else 422) when the dry run says repeat_course_reason_required: why this patient "
+                       "receives a new course on top of the cells already infused (recorded with the signature)"})
     password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
 
 
@@ -198,7 +225,9 @@ def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
             "weight_id": result.weight.id if result.weight is not None else None,
             "refusal_code": result.refusal.code if result.refusal else None,
             "refusal_reason": result.refusal.reason if result.refusal else None,
-            "calculation": allocation_data(result.allocation) if result.allocation else None}
+            "calculation": allocation_data(result.allocation) if result.allocation else None,
+            "already_infused": result.already.data() if result.already is not None else {},
+            "repeat_course_reason_required": result.repeat_course}
 
 
 @bp.route("/<int:patient_id>/prescriptions")
@@ -215,10 +244,12 @@ def list_prescriptions(patient_id: int) -> Any:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("clinician")
 def prescribe(data: dict[str, Any], patient_id: int) -> Any:
-    """Sign a prescription (password = e-signature) and allocate its bags; 409 if a bag was just taken."""
+    """Sign a prescription (password = e-signature) and allocate its bags: the dry run's level, bags and weight are
+    required (422 naming each one missing); 409 if a bag was just taken or a newer weight recorded."""
     return _prescription(prescriptions.prescribe(
         db.session, current_user, data["password"], patient_id, level_cells_per_kg=data["dose_level_cells_per_kg"],
-        bag_ids=data["bag_ids"], planned_at=data["planned_at"], weight_id=data["weight_id"]))
+        bag_ids=data["bag_ids"], planned_at=data["planned_at"], weight_id=data["weight_id"],
+        repeat_course_reason=data["repeat_course_reason"]))
 
 
 @bp.route("/prescriptions/<int:prescription_id>")

@@ -50,8 +50,9 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
         except EscalationError as error:
             field = "toxicity_review" if "toxicity" in str(error) else "chosen_cells_per_kg"
             raise Conflict(str(error)[0].upper() + str(error)[1:] + ".", field=field) from None
-        try:  # the previous cohort's toxicity can only have been observed once its patients were infused
-            check_cohort_infused(infused_state(session, protocol), decision)
+        try:  # the previous cohort's toxicity is known only once its patients were infused and observed
+            observed, period = infused_state(session, protocol)
+            check_cohort_infused(observed, decision, period)
         except EscalationError as error:
             raise Conflict(str(error)[0].upper() + str(error)[1:] + ".") from None
         row = EscalationDecisionRecord(
@@ -61,3 +62,18 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
         session.add(row)
         sign(session, signer, password, row, ESCALATION_DECIDED, required_role="clinician")
     return row
+
+
+def decision_wait(session: Session, protocol: Any, state: Any) -> str | None:
+    """Why the decision the plan waits for cannot be signed yet (the previous cohort not all infused and observed
+    for the protocol's observation_days), with when it becomes possible; None when it can be signed now or none is
+    due. The cohort page says it above the decision form."""
+    if not state.decision_needed or state.current_stage_id is None:
+        return None
+    observed, period = infused_state(session, protocol)
+    probe = EscalationDecision(state.current_stage_id, Decimal(0), "-", "-", site_today())
+    try:
+        check_cohort_infused(observed, probe, period)
+    except EscalationError as error:
+        return str(error)[0].upper() + str(error)[1:] + "."
+    return None

@@ -113,7 +113,8 @@ def _prescribe(session: Session, clinician: User) -> list[str]:
                 "lupus trial needs released UC-MSC bags)"]
     try:
         rx = prescriptions.prescribe(session, clinician, donor_demo.DEMO_PASSWORD, lupus.id,
-                                     bag_ids=[int(d.bag_id) for d in result.allocation.draws])
+                                     bag_ids=[int(d.bag_id) for d in result.allocation.draws],
+                                     weight_id=result.weight.id if result.weight is not None else None)
     except DomainError as error:
         return [f"  (prescription skipped: {error.message})"]
     a = result.allocation

@@ -89,6 +89,10 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         ("Planned infusion", f"by {prescription.planned_at:%Y-%m-%d %H:%M} UTC"),
         ("Status", prescription.status),
     ]
+    repeat = calc.get("repeat_course")
+    if repeat:  # signed with the prescription (prescriptions._signed_calculation)
+        facts.insert(4, ("Repeat course", f"{repeat['reason']}. Given before it: {repeat['already_infused_words']}; "
+                                          "this dose is in addition"))
     bags = []
     for row in allocations_of(session, prescription.id):
         bag = session.get(Bag, row.bag_id)

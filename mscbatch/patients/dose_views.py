@@ -52,6 +52,15 @@ def _arg_date(value: str | None) -> date | None:
         raise ValidationFailed("Planned infusion date: YYYY-MM-DD.", field="planned_on") from None
 
 
+def _weight_id(value: str | None) -> int:
+    """The weight the calculation used (a hidden field of the dose page): required, the signature covers it."""
+    weight_id = posted_id(value)
+    if not weight_id:
+        raise ValidationFailed("The weight the calculation used is missing: calculate the dose again.",
+                               field="weight_id")
+    return weight_id
+
+
 def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
     patient = get_patient(db.session, patient_id)
@@ -91,7 +100,7 @@ def prescribe(patient_id: int) -> Any:
             prescription = prescriptions.prescribe(
                 db.session, current_user, form.password.data, patient_id, level_cells_per_kg=_arg_level(form.level.data),
                 bag_ids=bag_ids, planned_at=planned_at_of(_arg_date(form.planned_on.data)),
-                weight_id=posted_id(form.weight_id.data) or None)
+                weight_id=_weight_id(form.weight_id.data), repeat_course_reason=form.repeat_course_reason.data)
         except (DomainError, ValueError) as error:
             if isinstance(error, ValueError):
                 error = ValidationFailed("The bag list is damaged: calculate again.")

@@ -2,12 +2,21 @@
 are shown next to the field they name."""
 from __future__ import annotations
 
-from wtforms import DateField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from mscbatch.core.protocols import Protocol, format_cells_per_kg
 from mscbatch.donors.forms import choices
 from mscbatch.patients.models import SEX_LABELS
+from mscbatch.patients.services import WEIGHT_CHECKED
 from mscbatch.web.forms import FlaskForm
 
 YES_NO = choices([("", "Not measured yet"), ("no", "No"), ("yes", "Yes")])
@@ -37,6 +46,7 @@ class PatientForm(FlaskForm):
 class WeightForm(FlaskForm):
     weight_kg = StringField("Weight (kg)", validators=[DataRequired("Give the weight."), Length(max=10)])
     measured_on = DateField("Measured on", validators=[InputRequired("Give the date of the measurement.")])
+    weight_confirmed = BooleanField(WEIGHT_CHECKED)  # needed for a weight far from a recent one (services.weight_jump)
 
 
 def enrolment_form(protocol: Protocol) -> type[FlaskForm]:
@@ -74,10 +84,14 @@ class EscalationForm(FlaskForm):
 
 
 class PrescribeForm(FlaskForm):
-    level = HiddenField(validators=[DataRequired()])
+    level = HiddenField(validators=[DataRequired("Calculate the dose first: the dose level is missing.")])
     bag_ids = HiddenField(validators=[DataRequired("Calculate the dose first.")])
     planned_on = HiddenField()
-    weight_id = HiddenField()  # the weight the dry run used: a newer one refuses the signature
+    # the weight the dry run used: a newer one refuses the signature
+    weight_id = HiddenField(validators=[DataRequired("Calculate the dose first: the weight it used is missing.")])
+    repeat_course_reason = TextAreaField(
+        "Reason for a repeat course (required: cells were already infused to this patient under this protocol)",
+        validators=[Optional(), Length(max=2000)])
     password = PasswordField("Your password (electronic signature: prescribes and allocates the bags)",
                              **PASSWORD_FIELD)
 

@@ -20,14 +20,16 @@ from sqlalchemy.orm import Session
 
 from mscbatch.core.bounds import FIRST_DAY, LAST_DAY, plausible_day
 from mscbatch.core.cohorts import CohortState, EscalationError, check_prescription
+from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import CandidateBag, DoseAllocation, DoseRefused, calculate_dose
-from mscbatch.core.protocols import Protocol
+from mscbatch.core.numbers import plain
+from mscbatch.core.protocols import Protocol, format_cells_per_kg
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import available_bags
-from mscbatch.patients.models import Allocation, Patient, WeightMeasurement
+from mscbatch.patients.models import Allocation, Patient, Prescription, WeightMeasurement
 from mscbatch.patients.queries import cohort_plans, familial_donor_of, latest_weight, protocol_of
 from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
 from mscbatch.site import site_day, site_today
@@ -71,6 +73,95 @@ def candidate_bags(session: Session, protocol: Protocol, at: datetime) -> dict[s
             for bag, lot in rows}
 
 
+@dataclass(frozen=True)
+class InfusedBag:
+    """One bag infused to the patient under the protocol, with the cells it gave: in proportion to the volume
+    infused once the infusion has ended, the prescribed draw while it runs."""
+
+    bag_id: int
+    din: str
+    prescription_id: int
+    started_at: datetime
+    cells: Decimal
+    volume_infused_ml: Decimal | None  # None: the infusion has not ended
+    weight_kg: Decimal  # the weight of the prescription it was given under
+
+    @property
+    def cells_per_kg(self) -> Decimal:
+        return self.cells / self.weight_kg
+
+
+@dataclass(frozen=True)
+class AlreadyInfused:
+    """The cells a patient was already given under a protocol (a stopped course): shown on the dose page and in the
+    dry run, never subtracted from the new dose; a new prescription then needs the repeat course's reason."""
+
+    protocol_short_name: str
+    bags: tuple[InfusedBag, ...]
+
+    @property
+    def cells(self) -> Decimal:
+        return sum((b.cells for b in self.bags), Decimal(0))
+
+    @property
+    def cells_per_kg(self) -> Decimal:
+        """Per kg of the weight each bag was prescribed for, in whole cells."""
+        return sum((b.cells_per_kg for b in self.bags), Decimal(0)).to_integral_value(ROUND_FLOOR)
+
+    @property
+    def words(self) -> str:
+        bags = "; ".join(f"bag {b.din} started {b.started_at:%Y-%m-%d %H:%M} UTC (prescription {b.prescription_id}, "
+                         + (f"{plain(b.volume_infused_ml)} mL infused" if b.volume_infused_ml is not None
+                            else "infusion not ended: its prescribed draw") + ")" for b in self.bags)
+        return (f"{format_cells(self.cells)} cells = {format_cells_per_kg(_per_kg_millions(self.cells_per_kg))} "
+                f"already infused to this patient under {self.protocol_short_name} ({bags})")
+
+    def data(self) -> dict[str, Any]:
+        return {"cells": f"{self.cells.to_integral_value(ROUND_FLOOR):f}", "cells_per_kg": f"{self.cells_per_kg:f}",
+                "words": self.words,
+                "bags": [{"bag_id": b.bag_id, "din": b.din, "prescription_id": b.prescription_id,
+                          "started_at": b.started_at.isoformat(), "cells": f"{b.cells.to_integral_value(ROUND_FLOOR):f}",
+                          "volume_infused_ml": None if b.volume_infused_ml is None else f"{b.volume_infused_ml:f}",
+                          "weight_kg": f"{b.weight_kg:f}"} for b in self.bags]}
+
+
+def _per_kg_millions(cells_per_kg: Decimal) -> Decimal:
+    """A dose per kg rounded to 0.01 x10^6/kg, for words."""
+    return (cells_per_kg / 10**6).quantize(Decimal("0.01")) * 10**6
+
+
+def already_infused(session: Session, patient: Patient, protocol: Protocol) -> AlreadyInfused:
+    """Every bag infused to the patient under the protocol's signed prescriptions (whatever their status since:
+    a stopped course keeps the allocation of the bags it gave), in order of start."""
+    from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
+
+    rows = session.execute(
+        select(Infusion, Allocation, Prescription, Bag.din)
+        .join(Allocation, (Allocation.bag_id == Infusion.bag_id) & (Allocation.patient_id == Infusion.patient_id))
+        .join(Prescription, Prescription.id == Allocation.prescription_id)
+        .join(Bag, Bag.id == Infusion.bag_id)
+        .where(Infusion.patient_id == patient.id, Prescription.protocol_id == protocol.id,
+               Prescription.locked_at.is_not(None))
+        .order_by(Infusion.started_at, Infusion.id, Allocation.id.desc()))
+    chosen: dict[int, tuple[Any, Allocation, Prescription, str]] = {}
+    for infusion, allocation, prescription, din in rows:
+        held = chosen.get(infusion.id)
+        # the allocation the bag was given under: the one still holding it (an infused bag keeps it), else the latest
+        if held is None or (allocation.active and not held[1].active):
+            chosen[infusion.id] = (infusion, allocation, prescription, din)
+    bags = []
+    for infusion, allocation, prescription, din in chosen.values():
+        drawn = Decimal(allocation.cells)
+        if infusion.volume_infused_ml is not None and Decimal(allocation.volume_ml) > 0:
+            drawn = drawn * Decimal(infusion.volume_infused_ml) / Decimal(allocation.volume_ml)
+        bags.append(InfusedBag(bag_id=infusion.bag_id, din=din, prescription_id=prescription.id,
+                               started_at=infusion.started_at, cells=drawn.to_integral_value(ROUND_FLOOR),
+                               volume_infused_ml=None if infusion.volume_infused_ml is None
+                               else Decimal(infusion.volume_infused_ml),
+                               weight_kg=Decimal(prescription.weight_kg)))
+    return AlreadyInfused(protocol.short_name, tuple(bags))
+
+
 @dataclass
 class DoseResult:
     """A dry run: the allocation or the refusal, with everything the clinician needs to judge it."""
@@ -84,7 +175,13 @@ class DoseResult:
     allocation: DoseAllocation | None = None
     refusal: DoseRefused | None = None
     bags: dict[str, tuple[CandidateBag, Bag, Lot]] = field(default_factory=dict)
-    infused: CohortState | None = None  # the plan counted from infusions (queries.infused_state), read with `state`
+    infused: CohortState | None = None  # the plan counted from infusions started (queries.cohort_plans)
+    already: AlreadyInfused | None = None  # what this patient was already given under this protocol
+
+    @property
+    def repeat_course(self) -> bool:
+        """Cells were already infused to this patient under this protocol: signing needs the repeat course's reason."""
+        return self.already is not None and bool(self.already.bags)
 
     def bag(self, bag_id: str) -> tuple[Bag, Lot]:
         _c, bag, lot = self.bags[bag_id]
@@ -134,7 +231,8 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
     state, infused = cohort_plans(session, protocol, excluding_patient_id=patient.id)
     level = level_cells_per_kg if level_cells_per_kg is not None else state.default_level_cells_per_kg
     weight = latest_weight(session, patient.id)
-    result = DoseResult(patient, protocol, state, weight, level, planned_at, infused=infused)
+    result = DoseResult(patient, protocol, state, weight, level, planned_at, infused=infused,
+                        already=already_infused(session, patient, protocol))
     try:
         if patient.status == "withdrawn":
             raise DoseRefused("withdrawn", f"patient {patient.code} has been withdrawn from the trial: no new "

@@ -26,10 +26,16 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.states import BAG, TransitionRefused, effective_bag_status
 from mscbatch.custody import log as custody_log
 from mscbatch.custody.services import lock_bag
-from mscbatch.database import utcnow
+from mscbatch.database import reading, utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.patients.inventory import DoseResult, allocation_data, calculate
+from mscbatch.patients.inventory import (
+    AlreadyInfused,
+    DoseResult,
+    allocation_data,
+    already_infused,
+    calculate,
+)
 from mscbatch.patients.models import PRESCRIBED, Allocation, Prescription, WeightMeasurement
 from mscbatch.patients.queries import (
     allocations_of,
@@ -96,21 +102,61 @@ def _refuse_changed_weight(session: Session, result: DoseResult, weight_id: int)
                    f"{now}. Nothing was signed: calculate again and check the dose before signing.")
 
 
+def _signed_calculation(allocation: Any, already: AlreadyInfused, repeat: str | None) -> dict[str, Any]:
+    """The calculation the signature covers; a repeat course adds its reason and what was already given."""
+    data = allocation_data(allocation)
+    if repeat is not None:
+        given = already.data()
+        data["repeat_course"] = {"reason": repeat, "already_infused_cells": given["cells"],
+                                 "already_infused_cells_per_kg": given["cells_per_kg"],
+                                 "already_infused_words": given["words"],
+                                 "already_infused_bag_ids": [b["bag_id"] for b in given["bags"]]}
+    return data
+
+
 def _refuse(result: DoseResult) -> None:
     if result.refusal is not None:
         raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level")
 
 
+REPEAT = "repeat course"
+
+
+def _repeat_course(already: AlreadyInfused, reason: str | None) -> str | None:
+    """The repeat course's reason as recorded ("repeat course: ..."), when cells were already infused to the patient
+    under the protocol (None otherwise); refused without one. The new dose is never reduced by what was given:
+    whether to give a full course again is the clinician's decision, written down and signed."""
+    if not already.bags:
+        return None
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(f"Repeat course: {already.words}. This prescription gives its full dose on top of "
+                               "that. Write the reason for the repeat course (e.g. \"repeat course: pump failure "
+                               "after the first bag, decided with the investigator\") to sign it; nothing was signed.",
+                               field="repeat_course_reason")
+    if len(reason) > 2000:
+        raise ValidationFailed("The reason for the repeat course has at most 2000 characters.",
+                               field="repeat_course_reason")
+    return reason if reason.lower().startswith(REPEAT) else f"{REPEAT}: {reason}"
+
+
 def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
               level_cells_per_kg: Decimal | None = None, bag_ids: list[int] | None = None,
-              planned_at: datetime | None = None, weight_id: int | None = None) -> Prescription:
+              planned_at: datetime | None = None, weight_id: int | None = None,
+              repeat_course_reason: str | None = None) -> Prescription:
     """Sign a prescription and allocate its bags. `bag_ids` and `weight_id`: the bags and the weight of the dry run
-    the clinician saw (refused if either has changed since)."""
+    the clinician saw (refused if either has changed since; the pages and the API require both). When cells were
+    already infused to the patient under the protocol (a stopped course), `repeat_course_reason` is required; it
+    is recorded in the signed calculation, with what was already given, and as the audit reason."""
     require_clinician(signer, "prescribes")
     if bag_ids is not None and not bag_ids:
         raise ValidationFailed("No bag was chosen: calculate the dose first.", field="bag_ids")
+    with reading(session):  # before the use case: its audit reason names the repeat course (read again under lock)
+        first = get_patient(session, patient_id)
+        already = already_infused(session, first, protocol_of(first))
+    repeat = _repeat_course(already, repeat_course_reason)
     try:
-        with use_case(session, signer, PRESCRIBED):
+        with use_case(session, signer, f"{PRESCRIBED}; {repeat}" if repeat else PRESCRIBED):
             patient = get_patient(session, patient_id)
             protocol = protocol_of(patient)
             _serialise(session, protocol.id)
@@ -120,6 +166,9 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
                                "made.")
             if any(p.status == "active" for p in prescriptions_of(session, patient.id)):
                 raise Conflict(f"Patient {patient.code} already has an active prescription: cancel it first.")
+            if already_infused(session, patient, protocol) != already:
+                raise Conflict("An infusion of this patient was recorded meanwhile: nothing was signed. Calculate "
+                               "again.")
             if bag_ids is not None:
                 _lock_and_check(session, list(bag_ids))
             result = calculate(session, patient, level_cells_per_kg=level_cells_per_kg, planned_at=planned_at,
@@ -141,7 +190,7 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
                 weight_measured_on=result.weight.measured_on, target_cells=int(allocation.target_cells),
                 delivered_cells=int(allocation.delivered_cells), total_volume_ml=allocation.total_volume_ml,
                 dmso_g=allocation.dmso_g.quantize(Decimal("0.001")), dmso_g_per_kg=allocation.dmso_g_per_kg,
-                calculation_json=json.dumps(allocation_data(allocation), sort_keys=True),
+                calculation_json=json.dumps(_signed_calculation(allocation, already, repeat), sort_keys=True),
                 planned_at=result.planned_at, status="active", prescribed_by_id=signer.id)
             session.add(prescription)
             session.flush()

@@ -3,7 +3,7 @@ state, and which patient a bag is allocated to (the bedside and label capabiliti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -11,10 +11,16 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from mscbatch.core.cohorts import CohortState, EscalationDecision, await_infusions, escalation_state
+from mscbatch.core.cohorts import (
+    CohortState,
+    EscalationDecision,
+    Observation,
+    await_infusions,
+    escalation_state,
+)
 from mscbatch.core.dosing import dose_at_new_weight
 from mscbatch.core.protocols import Protocol, check_products, load_protocols
-from mscbatch.database import locked_row
+from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag
@@ -289,9 +295,9 @@ def dosed_levels(session: Session, protocol_id: str, *, excluding_patient_id: in
     return [Decimal(level) for patient_id, level in rows if patient_id != excluding_patient_id]
 
 
-def infused_levels(session: Session, protocol_id: str) -> list[Decimal]:
-    """One level per patient whose infusion has started (their signed prescription's level), in the order of their
-    first infusion: what an escalation decision can weigh (core.cohorts.check_cohort_infused)."""
+def first_infusions(session: Session, protocol_id: str) -> list[tuple[Decimal, datetime]]:
+    """(level, start) of each patient whose infusion has started (their signed prescription's level, the start of
+    their first infusion), in the order of those starts."""
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
 
     rows = session.execute(
@@ -300,10 +306,29 @@ def infused_levels(session: Session, protocol_id: str) -> list[Decimal]:
         .join(Infusion, (Infusion.bag_id == Allocation.bag_id) & (Infusion.patient_id == Allocation.patient_id))
         .where(Prescription.protocol_id == protocol_id, Prescription.locked_at.is_not(None))
         .order_by(Infusion.started_at, Infusion.id))
-    first: dict[int, Decimal] = {}
-    for patient_id, level, _started in rows:
-        first.setdefault(patient_id, Decimal(level))
+    first: dict[int, tuple[Decimal, datetime]] = {}
+    for patient_id, level, started in rows:
+        first.setdefault(patient_id, (Decimal(level), started))
     return list(first.values())
+
+
+def infused_levels(session: Session, protocol_id: str) -> list[Decimal]:
+    """One level per patient whose infusion has started (their signed prescription's level), in the order of their
+    first infusion (the cohort page's "infused" counts)."""
+    return [level for level, _started in first_infusions(session, protocol_id)]
+
+
+def observation(session: Session, protocol: Protocol, *, now: datetime | None = None) -> tuple[list[Decimal], Observation]:
+    """What an escalation decision, or the first prescription of a next stage, can weigh: the levels of the patients
+    whose first infusion is at least the protocol's observation_days old (SLE-UC: 10 days, seed 001), in order of
+    first infusion, and the Observation naming the patients infused but still within those days."""
+    now = now or utcnow()
+    days = protocol.escalation.observation_days
+    period = Observation(days)
+    observed, waiting = [], []
+    for level, started in first_infusions(session, protocol.id):
+        (observed if period.counted_at(started) <= now else waiting).append((level, started))
+    return [level for level, _s in observed], Observation(days, tuple(waiting))
 
 
 def decisions_of(session: Session, protocol_id: str) -> list[EscalationDecisionRecord]:
@@ -319,24 +344,29 @@ def _recorded_decisions(session: Session, protocol_id: str) -> list[EscalationDe
 
 def cohort_plans(session: Session, protocol: Protocol, *,
                  excluding_patient_id: int | None = None) -> tuple[CohortState, CohortState]:
-    """(cohort_state, infused_state) from one reading of the decisions and the infusions."""
+    """(cohort_state, the plan counted from infusions started) from one reading of the decisions and the infusions.
+    The cohort state is held until the previous stage's patients have been infused and observed for the
+    protocol's observation_days (core.cohorts.await_infusions)."""
     decisions = _recorded_decisions(session, protocol.id)
     prescribed = escalation_state(
         protocol, dosed_levels(session, protocol.id, excluding_patient_id=excluding_patient_id), decisions)
-    infused = escalation_state(protocol, infused_levels(session, protocol.id), decisions)
-    return await_infusions(prescribed, infused), infused
+    observed, period = observation(session, protocol)
+    infused = escalation_state(protocol, [level for level, _s in first_infusions(session, protocol.id)], decisions)
+    return await_infusions(prescribed, escalation_state(protocol, observed, decisions), period), infused
 
 
 def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: int | None = None) -> CohortState:
     """The plan counted from signed prescriptions, held while the previous stage's patients are not all infused
-    (core.cohorts.await_infusions: SSc-BM's 3 x10^6/kg waits for the 10 infusions at 1 x10^6/kg)."""
+    and observed (core.cohorts.await_infusions: SSc-BM's 3 x10^6/kg waits for the 10 infusions at 1 x10^6/kg)."""
     return cohort_plans(session, protocol, excluding_patient_id=excluding_patient_id)[0]
 
 
-def infused_state(session: Session, protocol: Protocol) -> CohortState:
-    """The plan counted from infusions, not prescriptions: what an escalation decision can weigh
+def infused_state(session: Session, protocol: Protocol) -> tuple[CohortState, Observation]:
+    """The plan counted from the patients infused and observed for the protocol's observation_days, not from
+    prescriptions, with the Observation of those still within it: what an escalation decision can weigh
     (core.cohorts.check_cohort_infused)."""
-    return escalation_state(protocol, infused_levels(session, protocol.id), _recorded_decisions(session, protocol.id))
+    observed, period = observation(session, protocol)
+    return escalation_state(protocol, observed, _recorded_decisions(session, protocol.id)), period
 
 
 def age_on(patient: Patient, on: date) -> int:

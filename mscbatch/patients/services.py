@@ -9,7 +9,9 @@ transaction (DOMAIN.md sections 1 and 6).
   registered yet), so a familial donor is linked only to a patient whose code the clinician typed;
 - what the bag label prints of the patient (a directed product's recipient box: code, initials, date of birth)
   is checked here, at entry: letters the label fonts can print, a code that fits the box;
-- a weight is a number of kg with the date it was measured (not in the future).
+- a weight is a number of kg with the date it was measured (not in the future); one far from a recent weight (the
+  protocol's weight_check_percent within weight_check_days: a weight typed in pounds) needs the clinician's
+  confirmation, kept as the audit reason of its record.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.numbers import plain
+from mscbatch.database import reading
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem, printable, recipient_words
@@ -32,12 +36,17 @@ from mscbatch.patients.queries import (
     get_patient,
     lock_patient,
     patient_by_wristband,
+    protocol_of,
     protocols,
+    weights_of,
 )
 from mscbatch.site import site_today
 
 CLINICIAN = "clinician"
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,39}$")
+#: the confirmation a weight far from a recent one needs (web form checkbox; API: weight_confirmed true)
+WEIGHT_CHECKED = "I have checked this weight"
+POUNDS_PER_KG = Decimal("2.20462")
 
 
 def require_clinician(actor: Any, what: str = "registers trial patients") -> None:
@@ -170,18 +179,58 @@ def parse_weight(value: Any) -> Decimal:
     return weight
 
 
+def _pounds_words(weight: Decimal, previous: Decimal) -> str:
+    """A hint when the new weight is the previous one in pounds (1 kg = 2.20462 lb), within 5 %."""
+    pounds = previous * POUNDS_PER_KG
+    if abs(weight - pounds) <= pounds * Decimal("0.05"):
+        return f" It looks like a weight in pounds: {plain(previous)} kg is {plain(pounds.quantize(Decimal('0.1')))} lb."
+    return ""
+
+
+def weight_jump(session: Session, patient: Patient, weight: Decimal, measured_on: date) -> str | None:
+    """The words of a new weight that differs by more than the protocol's weight_check_percent from the patient's
+    latest weight measured within weight_check_days of it (a weight typed in pounds, 137.8 after 62.5 kg, would
+    double the dose), naming both weights and their dates; None when it does not."""
+    dosing = protocol_of(patient).dosing
+    previous = next((w for w in weights_of(session, patient.id)
+                     if abs((w.measured_on - measured_on).days) <= dosing.weight_check_days), None)
+    if previous is None:
+        return None
+    before = Decimal(previous.weight_kg)
+    change = (weight - before) * 100 / before
+    if abs(change) <= dosing.weight_check_percent:
+        return None
+    direction = "above" if change > 0 else "below"
+    return (f"{plain(weight)} kg measured on {measured_on} is {plain(abs(change).quantize(Decimal('0.1')))} % "
+            f"{direction} the previous weight, {plain(before)} kg measured on {previous.measured_on} (more than the "
+            f"{plain(dosing.weight_check_percent)} % allowed without a check between weights measured within "
+            f"{dosing.weight_check_days} days).{_pounds_words(weight, before)}")
+
+
 def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: Any,
-                  measured_on: date | None) -> WeightMeasurement:
+                  measured_on: date | None, weight_confirmed: bool = False) -> WeightMeasurement:
+    """Record a weight. One that differs by more than the protocol allows from a recent weight (weight_jump) is
+    refused unless the clinician confirms having checked it (`weight_confirmed`); the confirmation, with both
+    weights and dates, is the audit reason of the weight's record."""
     require_clinician(actor, "records weights")
     weight = parse_weight(weight_kg)
     if measured_on is None:
         raise ValidationFailed("Give the date the weight was measured.", field="measured_on")
     if measured_on > site_today():
         raise ValidationFailed("The weight cannot be measured in the future.", field="measured_on")
-    with use_case(session, actor):
+    with reading(session):  # before the use case: its audit reason is the confirmation (judged again under lock)
+        jump = weight_jump(session, get_patient(session, patient_id), weight, measured_on)
+    if jump is not None and not weight_confirmed:
+        raise ValidationFailed(f"Weight not recorded: {jump} Check the weight and its unit (kg). If it is right, "
+                               f"tick \"{WEIGHT_CHECKED}\" and record it again.", field="weight_kg")
+    reason = f"{WEIGHT_CHECKED} (confirmed by the clinician): {jump}" if jump is not None else None
+    with use_case(session, actor, reason):
         patient = lock_patient(session, patient_id)  # not while an infusion start is judging the latest weight
         if measured_on < patient.date_of_birth:
             raise ValidationFailed("The weight cannot be measured before birth.", field="measured_on")
+        if weight_jump(session, patient, weight, measured_on) != jump:  # another weight recorded meanwhile
+            raise Conflict("Weight not recorded: another weight of this patient was recorded meanwhile. Look at the "
+                           "weights and record it again.", field="weight_kg")
         row = WeightMeasurement(patient_id=patient.id, weight_kg=weight, measured_on=measured_on,
                                 recorded_by_id=actor.id)
         session.add(row)

@@ -127,11 +127,14 @@ def add_weight(patient_id: int) -> Any:
     if form.validate_on_submit():
         try:
             row = services.record_weight(db.session, current_user, patient_id, weight_kg=form.weight_kg.data,
-                                         measured_on=form.measured_on.data)
+                                         measured_on=form.measured_on.data,
+                                         weight_confirmed=bool(form.weight_confirmed.data))
         except DomainError as error:
             show_error(form, error)
             return _detail(patient_id, error.status, weight_form=form)
-        flash(f"Weight recorded: {plain(row.weight_kg)} kg on {row.measured_on}.", "success")
+        flash(f"Weight recorded: {plain(row.weight_kg)} kg on {row.measured_on}"
+              f"{' (checked by you, as recorded in the audit trail)' if form.weight_confirmed.data else ''}.",
+              "success")
         return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
     return _detail(patient_id, 422, weight_form=form)
 
@@ -221,11 +224,12 @@ def _cohorts_page(protocol_id: str, form: EscalationForm | None = None, status: 
         raise NotFound(f"No protocol {protocol_id!r}.")
     state, infused = cohort_plans(db.session, protocol)
     decisions = decisions_of(db.session, protocol.id)
+    decision_wait = cohorts.decision_wait(db.session, protocol, state)
     if form is None:
         form = EscalationForm(formdata=None, data={"stage_id": state.current_stage_id or "", "decided_on": site_today()})
     form.set_levels(state.decision_options_cells_per_kg)
     return render_template("patients/cohorts.html", protocol=protocol, state=state, decisions=decisions, form=form,
-                           infused=infused,
+                           infused=infused, decision_wait=decision_wait,
                            signatures=signatures_for(db.session, "escalation_decision", [d.id for d in decisions]),
                            **COMMON), status
 

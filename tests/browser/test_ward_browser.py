@@ -1,6 +1,6 @@
 """Ward scanning in real Chromium (issue 7): (a) a keyboard-wedge scanner types the wristband and the bag label
 code followed by Enter, and the page answers MATCHES (then the second person, and the infusion start on the
-wristband scanned again) or STOP;
+wristband and the bag scanned again) or STOP;
 (b) Chromium's fake camera is fed a video made from the bag's rendered label PDF, the page decodes the QR code
 with the vendored jsQR and runs the bedside check. Screenshots of both answers go to test-artifacts/."""
 from __future__ import annotations
@@ -38,6 +38,7 @@ def _scan(page: Any, text: str) -> None:
 
 
 RESCAN = "Scan the patient's wristband again (on the patient's arm)"
+RESCAN_BAG = "Scan the label of the bag in your hand (QR code, or the DIN with its check character)"
 
 
 def _confirm_as_nurse2(page: Any) -> None:
@@ -66,10 +67,14 @@ def test_keyboard_wedge_scans_give_matches_then_stop(browser, live_server):
         page.screenshot(path=str(ARTIFACTS / "ward-matches.png"), full_page=True)
 
         _confirm_as_nurse2(page)
-        # the start: the scanner reads the wristband on the patient's arm again into the focused field, then Enter
+        # the start: the scanner reads the wristband on the patient's arm again into the focused field, then Enter,
+        # which moves on to the bag field (the start is not sent half scanned); then the bag in hand, then Enter
         expect(page.get_by_label(RESCAN)).to_be_focused()
         page.screenshot(path=str(ARTIFACTS / "ward-confirmed.png"), full_page=True)
         page.keyboard.type(ward.wristband, delay=2)
+        page.keyboard.press("Enter")
+        expect(page.get_by_label(RESCAN_BAG)).to_be_focused()
+        page.keyboard.type(ward.token, delay=2)
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name="Infusion — patient")).to_be_visible()
         expect(page.locator("#infusion-ended")).to_have_text("running")
@@ -107,6 +112,7 @@ def test_another_patients_wristband_at_the_start_is_a_full_stop_screen(page, liv
     expect(page.get_by_label(RESCAN)).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#wristband-error")).to_contain_text("Scan the patient's wristband again")
     page.get_by_label(RESCAN).fill(other.wristband)  # the bag carried to the next bed
+    page.get_by_label(RESCAN_BAG).fill(ward.token)
     page.get_by_role("button", name="Start infusion").click()
     expect(page.get_by_role("heading", name="STOP")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("WRONG PATIENT: this wristband is not the patient of the "
@@ -114,6 +120,27 @@ def test_another_patients_wristband_at_the_start_is_a_full_stop_screen(page, liv
     expect(page.get_by_role("button", name="Start infusion")).to_have_count(0)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ward-start-wrong-patient.png"), full_page=True)
+
+
+def test_another_bag_in_hand_at_the_start_is_a_full_stop_screen(page, live_server):
+    """Two bags on the ward: the start pressed on one bag's confirmed check while the other bag is scanned (the
+    one in hand) is refused, naming both bags."""
+    ward, other = _prepared(live_server, 2)
+    sign_in(page, live_server, "nurse")
+    page.goto(f"{live_server.url}/ward")
+    _scan(page, ward.wristband)
+    _scan(page, ward.token)
+    _confirm_as_nurse2(page)
+    page.get_by_label(RESCAN).fill(ward.wristband)
+    page.get_by_role("button", name="Start infusion").click()  # the bag not scanned: its field says what to do
+    expect(page.get_by_label(RESCAN_BAG)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#start-bag-error")).to_contain_text("Scan the label of the bag in your hand")
+    page.get_by_label(RESCAN).fill(ward.wristband)
+    page.get_by_label(RESCAN_BAG).fill(other.token)
+    page.get_by_role("button", name="Start infusion").click()
+    expect(page.get_by_role("heading", name="STOP")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("WRONG BAG: the bag in your hand is")
+    expect(page.get_by_role("button", name="Start infusion")).to_have_count(0)
 
 
 def test_one_tap_receive_and_thaw_after_a_scan(page, live_server):

@@ -260,7 +260,8 @@ def _walk_through(session: Any, key: str) -> Ward:
     assert check.matches, check.failures
     services.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=DEMO_PASSWORD,
                                    checker_password=DEMO_PASSWORD, label_key=key)
-    infusion = services.start_infusion(session, nurse, bags[0].id, wristband=wristband, label_key=key)
+    infusion = services.start_infusion(session, nurse, bags[0].id, wristband=wristband, bag_scan=tokens[0],
+                                       label_key=key)
     ready = bags[1]
     return Ward(wristband=wristband, ready_token=tokens[1], ready_din=ready.din + ready.check_character,
                 other_token=tokens[2], infusion_id=infusion.id, check_id=check.check_id)

@@ -131,7 +131,7 @@ def test_a_bag_not_on_the_ward_yet_is_a_stop(app, users, db_session):
 def test_an_already_infused_bag_is_a_stop(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                             label_key=KEY)
     result = check(db_session, ward)
     assert "already_infused" in _codes(result)
@@ -187,15 +187,15 @@ def test_infusion_start_needs_a_confirmed_check_within_the_limit(app, users, db_
     ward = prescribed_bag(db_session)
     nurse = user(db_session, "nurse")
     with pytest.raises(Conflict, match="No confirmed two-person bedside check"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     check(db_session, ward)  # checked, not confirmed
     with pytest.raises(Conflict, match="No confirmed two-person bedside check"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     checked_and_confirmed(db_session, ward)
     with pytest.raises(Conflict, match="in the last 0 minutes"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY,
+        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY,
                                 valid_for=timedelta(seconds=0))
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     assert infusion.second_person_id == user(db_session, "nurse2").id
     assert db_session.get(Bag, ward.bag_id).status == "infused"
 
@@ -204,7 +204,7 @@ def test_infusion_record_end_volume_and_reactions(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     with pytest.raises(ValidationFailed, match="at most the bag's 25 mL"):
         services.end_infusion(db_session, nurse, infusion.id, volume_ml="30")
     services.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
@@ -238,7 +238,7 @@ def test_ten_concurrent_infusion_starts_record_exactly_one(app, users, db_sessio
             nurse = user(session, "nurse")
             session.rollback()
             barrier.wait()
-            services.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+            services.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
             outcomes.append("ok")
         except Conflict as refusal:
             outcomes.append(f"refused: {refusal.message}")

@@ -113,7 +113,7 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
     assert nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
                                                                  "second_password": PASSWORD,
                                                                  "checker_password": PASSWORD}).status_code == 200
-    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
+    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 302
     infusion_url = started.headers["Location"]
     assert "<strong>12.5 mL</strong> of the 25 mL bag" in nurse.get(infusion_url).get_data(as_text=True)
@@ -143,7 +143,7 @@ def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
     nurse.post(f"/ward/checks/{check_id}/confirm",
                data={"second_username": "nurse2", "second_password": PASSWORD, "checker_password": PASSWORD})
     infusion_url = nurse.post(f"/ward/bags/{ward.bag_id}/infusion",
-                              data={"wristband": ward.wristband}).headers["Location"]
+                              data={"wristband": ward.wristband, "bag": ward.token}).headers["Location"]
     assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "12.5"}).status_code == 302
     record = nurse.get(infusion_url).get_data(as_text=True)
     assert "12.5 mL of 25 mL" in record and "MORE THAN PRESCRIBED" not in record
@@ -161,7 +161,7 @@ def test_a_shortfall_beyond_the_dose_tolerance_needs_a_reason_and_the_patient_pa
         check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
         nurse.post(f"/ward/checks/{check_id}/confirm",
                    data={"second_username": "nurse2", "second_password": PASSWORD, "checker_password": PASSWORD})
-        urls.append(nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
+        urls.append(nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband, "bag": ward.token})
                     .headers["Location"])
     assert nurse.post(f"{urls[0]}/end", data={"volume_ml": "23"}).status_code == 302  # 8 % short: within the band
     assert "THAN PRESCRIBED" not in nurse.get(urls[0]).get_data(as_text=True)

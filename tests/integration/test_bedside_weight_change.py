@@ -22,9 +22,11 @@ def _ward(app: Any) -> Any:
 
 
 def _weigh(clinician: Any, patient_id: int, kg: str, days_ago: int = 0) -> None:
-    """The clinician records a weight on the patient's page (today's, or one measured days ago)."""
+    """The clinician records a weight on the patient's page (today's, or one measured days ago), ticking "I have
+    checked this weight": 55 kg after 62.5 kg is more than 10 % (patients.services.weight_jump)."""
     answer = clinician.post(f"/patients/{patient_id}/weights", data={
-        "weight_kg": kg, "measured_on": (site_today() - timedelta(days=days_ago)).isoformat()})
+        "weight_kg": kg, "measured_on": (site_today() - timedelta(days=days_ago)).isoformat(),
+        "weight_confirmed": "y"})
     assert answer.status_code == 302, answer.get_data(as_text=True)
 
 
@@ -74,7 +76,7 @@ def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_
     _weigh(client_as("clinician"), ward.patient_id, "80")  # 1.56 x10^6/kg
 
     started = client.post("/api/v1/custody/infusions", headers=headers,
-                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 409 and "WEIGHT CHANGED" in started.get_data(as_text=True)
     with app.extensions["mscbatch.db"].new_session() as session:
         assert session.scalar(select(func.count()).select_from(Infusion)) == 0

@@ -47,7 +47,7 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
     assert "Nurse, " in signed and "“Bedside check: this bag for this patient (scanned and checked)”" in signed
     assert "Nurse2, " in signed and "(confirmed by a second person)”" in signed
 
-    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
+    started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
     infusion_url = started.headers["Location"]
     assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "25"}).status_code == 302
@@ -83,13 +83,13 @@ def test_the_custody_api(app, users):
                      json={"wristband": ward.wristband, "bag": f"https://x.example/v/{ward.token}"}).get_json()
     assert ok["result"] == "MATCHES" and ok["failures"] == [] and ok["bag_id"] == ward.bag_id
     refused = client.post("/api/v1/custody/infusions", headers=headers,
-                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband, "bag": ward.token})
     assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
     confirm = client.post(f"/api/v1/custody/checks/{ok['check_id']}/confirm", headers=headers,
                           json={"username": "nurse2", "password": PASSWORD, "checker_password": PASSWORD})
     assert confirm.status_code == 200 and confirm.get_json()["second_checker_id"]
     started = client.post("/api/v1/custody/infusions", headers=headers,
-                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 201, started.get_json()
     again = client.post("/api/v1/custody/events", headers=headers, json={"kind": "thawed", "bag": ward.token})
     assert again.status_code == 409 and "infused" in again.get_json()["detail"]

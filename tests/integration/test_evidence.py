@@ -36,7 +36,7 @@ def infused_bag(app, users, db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=LABEL_KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=LABEL_KEY)
     services.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
     qa, spec = user(db_session, "qa"), spec_for_lot(db_session.get(Lot, ward.lot_id))
     with use_case(db_session, qa):  # the release itself (results, signatures) has its own tests

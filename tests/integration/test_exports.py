@@ -117,7 +117,7 @@ def test_infusions_csv_has_the_trial_code_only_and_is_refused_to_nurses(app, cli
 
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                        label_key=KEY)
     services.end_infusion(db_session, user(db_session, "nurse"), infusion.id, volume_ml="24.5")
     services.record_reaction(db_session, user(db_session, "nurse"), infusion.id, services.ReactionDetails(

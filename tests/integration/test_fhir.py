@@ -114,11 +114,11 @@ def infused(app, users, db_session):  # type: ignore[no-untyped-def]
     nurse = user(db_session, "nurse")
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    ended = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+    ended = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     services.end_infusion(db_session, nurse, ended.id, volume_ml="24.5")
     other = prescribed_bag(db_session)
     checked_and_confirmed(db_session, other)
-    running = services.start_infusion(db_session, nurse, other.bag_id, wristband=other.wristband, label_key=KEY)
+    running = services.start_infusion(db_session, nurse, other.bag_id, wristband=other.wristband, bag_scan=other.token, label_key=KEY)
     patient = db_session.get(Patient, ward.patient_id)
     made = {"ended": ended.id, "running": running.id, "bag_id": ward.bag_id, "patient_id": ward.patient_id,
             "patient_code": patient.code, "initials": patient.initials,

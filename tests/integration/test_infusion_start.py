@@ -50,6 +50,7 @@ def _refusals(session: Any) -> list[tuple[str, int, str, str]]:
 
 
 def _start(session: Any, ward: Any, wristband: str, **kwargs: Any) -> Infusion:
+    kwargs.setdefault("bag_scan", ward.token)  # the bag in hand, scanned again at the start
     return services.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=wristband,
                                    label_key=KEY, **kwargs)
 
@@ -147,11 +148,11 @@ def test_the_result_page_start_is_a_form_that_scans_the_wristband_again(app, use
     before = _written(db_session)
     url = f"/ward/bags/{ward.bag_id}/infusion"
 
-    blank = nurse.post(url, data={"wristband": ""})
+    blank = nurse.post(url, data={"wristband": "", "bag": ward.token})
     html = blank.get_data(as_text=True)
     assert blank.status_code == 422 and "Two-person check confirmed" in html and 'id="wristband-error"' in html
 
-    wrong = nurse.post(url, data={"wristband": other.wristband})
+    wrong = nurse.post(url, data={"wristband": other.wristband, "bag": ward.token})
     html = wrong.get_data(as_text=True)
     assert wrong.status_code == 409 and ">STOP<" in html and 'data-code="start_refused"' in html
     assert "WRONG PATIENT: this wristband is not the patient of the confirmed check" in html
@@ -160,7 +161,7 @@ def test_the_result_page_start_is_a_form_that_scans_the_wristband_again(app, use
     assert _written(db_session) == before
     assert [r[:3] for r in _refusals(db_session)] == [("wrong_patient", ward.bag_id, "nurse")]
 
-    started = nurse.post(url, data={"wristband": ward.wristband})
+    started = nurse.post(url, data={"wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 302 and "/ward/infusions/" in started.headers["Location"]
 
 
@@ -172,15 +173,16 @@ def test_the_api_start_needs_the_wristband_of_the_checked_patient(app, users, db
     before = _written(db_session)
     missing = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id})
     assert missing.status_code == 422 and "wristband" in missing.get_data(as_text=True)
-    blank = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id, "wristband": " "})
+    blank = client.post("/api/v1/custody/infusions", headers=headers, json={"bag_id": ward.bag_id, "wristband": " ",
+                                                                               "bag": ward.token})
     assert blank.status_code == 422 and blank.mimetype == "application/problem+json"
     wrong = client.post("/api/v1/custody/infusions", headers=headers,
-                        json={"bag_id": ward.bag_id, "wristband": other.wristband})
+                        json={"bag_id": ward.bag_id, "wristband": other.wristband, "bag": ward.token})
     assert wrong.status_code == 409 and "WRONG PATIENT" in wrong.get_json()["detail"]
     assert _written(db_session) == before
     assert _refusals(db_session) == [("wrong_patient", ward.bag_id, "nurse", wrong.get_json()["detail"])]
     started = client.post("/api/v1/custody/infusions", headers=headers,
-                          json={"bag_id": ward.bag_id, "wristband": ward.wristband})
+                          json={"bag_id": ward.bag_id, "wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 201 and started.get_json()["patient_id"] == ward.patient_id
 
     spec = client.get("/api/v1/openapi.json").get_json()
@@ -258,8 +260,10 @@ def test_the_records_name_both_checkers_and_the_person_who_started(app, users, d
     checked_and_confirmed(db_session, ward)  # nurse checks, nurse2 confirms
     checked_and_confirmed(db_session, twin)
     db_session.rollback()
-    by_third = client_as("nurse3").post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband})
-    by_second = client_as("nurse2").post(f"/ward/bags/{twin.bag_id}/infusion", data={"wristband": twin.wristband})
+    by_third = client_as("nurse3").post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband,
+                                                                                         "bag": ward.token})
+    by_second = client_as("nurse2").post(f"/ward/bags/{twin.bag_id}/infusion", data={"wristband": twin.wristband,
+                                                                                         "bag": twin.token})
 
     record = client_as("nurse").get(by_third.headers["Location"]).get_data(as_text=True)
     assert '<dd id="infusion-checkers">checked by Nurse, confirmed by Nurse2</dd>' in record
@@ -286,5 +290,5 @@ def test_a_second_start_of_an_infused_bag_is_refused_and_recorded(app, users, db
     assert [r[:2] for r in _refusals(db_session)] == [("already_infused", ward.bag_id)]
     with pytest.raises(NotFound):  # an unknown bag is no refused start of a bag: nothing to record it against
         services.start_infusion(db_session, user(db_session, "nurse"), 10**9, wristband=ward.wristband,
-                                label_key=KEY)
+                                bag_scan=ward.token, label_key=KEY)
     assert len(_refusals(db_session)) == 1

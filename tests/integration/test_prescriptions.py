@@ -13,6 +13,7 @@ from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Allocation, Prescription
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
+from tests.integration.test_review4_patients_support import dry_run_body, signing_body
 
 
 def test_a_signed_prescription_allocates_the_bags_and_prints_a_dose_sheet(app, users, client_as):
@@ -28,8 +29,10 @@ def test_a_signed_prescription_allocates_the_bags_and_prints_a_dose_sheet(app, u
     client = client_as("clinician")
     page = client.get(f"/patients/{pid}/dose").get_data(as_text=True)
     bag_ids = page.split('name="bag_ids" type="hidden" value="')[1].split('"')[0]
+    weight_id = page.split('name="weight_id" type="hidden" value="')[1].split('"')[0]
     response = client.post(f"/patients/{pid}/prescriptions", data={"level": "2000000", "bag_ids": bag_ids,
-                                                                  "planned_on": "", "password": PASSWORD})
+                                                                  "weight_id": weight_id, "planned_on": "",
+                                                                  "password": PASSWORD})
     assert response.status_code == 302, response.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()
     rx = session.scalar(select(Prescription))
@@ -50,17 +53,19 @@ def test_a_bag_taken_since_the_dry_run_is_refused_with_recalculate(app, users):
     tech, clin = user(session, "technician"), user(session, "clinician")
     lot_with_bags(session, tech, donor(session, tech), bags=6)
     first, second = patient(session, clin), patient(session, clin)
-    seen = [int(d.bag_id) for d in calculate(session, second.id).allocation.draws]
+    result = calculate(session, second.id)
+    seen, weight_id = [int(d.bag_id) for d in result.allocation.draws], result.weight.id
     session.rollback()
     prescriptions.prescribe(session, clin, PASSWORD, first.id)
     sid = second.id
     session.close()
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     response = app.test_client().post(f"/api/v1/patients/{sid}/prescriptions", headers=headers,
-                                      json={"bag_ids": seen, "password": PASSWORD})
+                                      json=signing_body(weight_id, seen))
     assert response.status_code == 409
     assert "was just allocated to another patient; recalculate" in response.get_json()["detail"]
-    ok = app.test_client().post(f"/api/v1/patients/{sid}/prescriptions", headers=headers, json={"password": PASSWORD})
+    ok = app.test_client().post(f"/api/v1/patients/{sid}/prescriptions", headers=headers,
+                                json=dry_run_body(app.test_client(), headers, sid))
     assert ok.status_code == 201, ok.get_json()
 
 

@@ -21,7 +21,7 @@ def _running(app: Any) -> tuple[Any, int]:
     with app.extensions["mscbatch.db"].new_session() as session:
         ward = prescribed_bag(session)
         checked_and_confirmed(session, ward)
-        infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+        infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                           label_key=KEY)
         return ward, infusion.id
 

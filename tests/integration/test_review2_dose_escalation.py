@@ -13,6 +13,7 @@ from mscbatch.patients.models import Allocation, Patient, Prescription
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import SSC, donor, lot_with_bags, patient, user
 from tests.integration.test_custody_support import KEY, token_of
+from tests.integration.test_review4_patients_support import dry_run_body, signing_body
 
 WAITING = "3 of the 10 patients of stage &#39;low&#39; have been infused so far"
 
@@ -39,7 +40,7 @@ def _infuse(session, patient_id: int) -> None:  # type: ignore[no-untyped-def]
     assert check.matches, check.failures
     custody.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
                                   checker_password=PASSWORD, label_key=KEY)
-    custody.start_infusion(session, nurse, bag.id, wristband=wristband, label_key=KEY)
+    custody.start_infusion(session, nurse, bag.id, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
 
 
 def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infused(app, users, client_as):
@@ -60,9 +61,14 @@ def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infuse
     assert WAITING in cohorts and 'id="infused-low">3<' in cohorts
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     api = app.test_client()
+    refused_run = api.post(f"/api/v1/patients/{eleventh}/dose-calculation", headers=headers, json={}).get_json()
+    assert not refused_run["allowed"] and refused_run["weight_id"], refused_run
+    session = app.extensions["mscbatch.db"].new_session()
+    stored = session.scalar(select(Bag.id).where(Bag.status == "stored").order_by(Bag.id))
+    session.close()
     for level in ("3000000", "1000000"):  # neither the next stage's level nor an eleventh patient at 1 x10^6/kg
         refused = api.post(f"/api/v1/patients/{eleventh}/prescriptions", headers=headers,
-                           json={"password": PASSWORD, "dose_level_cells_per_kg": level})
+                           json=signing_body(refused_run["weight_id"], [stored], level))
         assert refused.status_code == 409, refused.get_json()
         assert "3 of the 10 patients of stage 'low' have been infused so far" in refused.get_json()["detail"]
     session = app.extensions["mscbatch.db"].new_session()
@@ -75,7 +81,8 @@ def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infuse
     assert cancelled.status_code == 302, cancelled.get_data(as_text=True)
     dry_run = api.post(f"/api/v1/patients/{eleventh}/dose-calculation", headers=headers, json={}).get_json()
     assert dry_run["allowed"] and dry_run["calculation"]["dose_level_cells_per_kg"] == "1000000", dry_run
-    signed = api.post(f"/api/v1/patients/{eleventh}/prescriptions", headers=headers, json={"password": PASSWORD})
+    signed = api.post(f"/api/v1/patients/{eleventh}/prescriptions", headers=headers,
+                      json=dry_run_body(api, headers, eleventh))
     assert signed.status_code == 201, signed.get_json()
 
     session = app.extensions["mscbatch.db"].new_session()

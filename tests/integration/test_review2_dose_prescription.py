@@ -14,6 +14,7 @@ from mscbatch.site import site_config, site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_dose_calculation import _endotoxin_result
+from tests.integration.test_review4_patients_support import dry_run_body
 
 PAST = "is before today"
 LIMIT = "limit 312.5 EU = K x weight x 1 h infusion = 5 EU/kg/h x 62.5 kg x 1 h"  # K 5 EU/kg/h, 62.5 kg
@@ -48,15 +49,17 @@ def test_an_infusion_planned_before_today_is_refused_in_the_dry_run_and_at_signi
     dry_run = api.post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers, json={"planned_at": planned})
     assert dry_run.status_code == 422, dry_run.get_json()
     assert PAST in dry_run.get_json()["errors"]["planned_at"][0]
+    today_body = dry_run_body(api, headers, pid)  # the dry run for today, then signed for yesterday
     signed = api.post(f"/api/v1/patients/{pid}/prescriptions", headers=headers,
-                      json={"planned_at": planned, "password": PASSWORD})
+                      json={**today_body, "planned_at": planned})
     assert signed.status_code == 422 and "planned_at" in signed.get_json()["errors"], signed.get_json()
 
     clinician = client_as("clinician")
     page = clinician.get(f"/patients/{pid}/dose", query_string={"planned_on": yesterday.isoformat()})
     assert page.status_code == 422 and PAST in page.get_data(as_text=True)
     posted = clinician.post(f"/patients/{pid}/prescriptions", data={
-        "level": "2000000", "bag_ids": "1", "planned_on": yesterday.isoformat(), "password": PASSWORD})
+        "level": "2000000", "bag_ids": "1", "weight_id": str(today_body["weight_id"]),
+        "planned_on": yesterday.isoformat(), "password": PASSWORD})
     assert posted.status_code == 422 and PAST in posted.get_data(as_text=True)
     assert _prescriptions_of(app, pid) == []
 
@@ -74,7 +77,7 @@ def test_the_endotoxin_limit_shows_the_infusion_time_it_assumes_on_the_dose_page
     assert f"12.500 EU ({LIMIT})" in page and CAUTION in page, page[page.find('id="endotoxin"'):][:600]
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     signed = app.test_client().post(f"/api/v1/patients/{pid}/prescriptions", headers=headers,
-                                    json={"password": PASSWORD})
+                                    json=dry_run_body(app.test_client(), headers, pid))
     assert signed.status_code == 201, signed.get_json()
     rx = signed.get_json()["id"]
     detail = clinician.get(f"/patients/prescriptions/{rx}").get_data(as_text=True)

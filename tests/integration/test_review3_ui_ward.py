@@ -203,7 +203,7 @@ def test_the_volume_reason_is_asked_for_whether_more_or_less_was_given(app, user
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id,
-                                       wristband=ward.wristband, label_key=KEY)
+                                       wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     db_session.commit()
     refused = client_as("nurse").post(f"/ward/infusions/{infusion.id}/end", data={"volume_ml": "10"})
     page = refused.get_data(as_text=True)
@@ -339,7 +339,7 @@ def test_the_dose_page_and_the_cohort_page_count_the_same_patients_in_the_same_w
     assert "dosed" not in cohort + own + next_one
 
     checked_and_confirmed(db_session, ward)
-    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                             label_key=KEY)
     db_session.commit()
     infused = "stage 'initial': 1 of 5 patients prescribed, 1 infused"

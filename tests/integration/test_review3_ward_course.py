@@ -25,7 +25,7 @@ def _given_with_grade_4(db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)  # 3 bags allocated; the first carried to the ward and thawed
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     services.record_reaction(db_session, nurse, infusion.id, services.ReactionDetails(
         "Anaphylaxis", 4, "stopped; the clinician stops the course"))
     return ward, infusion.id
@@ -171,7 +171,7 @@ def test_a_signed_withdrawal_stops_the_course_and_every_bag_at_the_bedside(app, 
 def test_a_withdrawal_during_an_infusion_says_stop_it_now(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                        label_key=KEY)
     from mscbatch.patients.withdrawal import withdraw
 

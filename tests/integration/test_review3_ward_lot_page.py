@@ -15,7 +15,7 @@ def _infused_with_reaction(db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, label_key=KEY)
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     services.record_reaction(db_session, nurse, infusion.id, services.ReactionDetails(
         "Anaphylaxis", 4, "patient AB, bed 12: adrenaline given, transferred to ICU"))
     code = db_session.get(Patient, ward.patient_id).code

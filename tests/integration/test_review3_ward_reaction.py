@@ -22,7 +22,7 @@ TERM = "Infusion related reaction"
 def _running(app, db_session, started_minutes_ago: int = 0):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                        label_key=KEY)
     inf_id = infusion.id
     db_session.rollback()

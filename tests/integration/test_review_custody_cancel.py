@@ -6,9 +6,10 @@ from sqlalchemy import select
 
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Allocation, Prescription
-from tests.conftest import PASSWORD, api_token_for
+from tests.conftest import api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, user
 from tests.integration.test_custody_support import prescribed_bag
+from tests.integration.test_review4_patients_support import dry_run_body
 
 
 def _event(app, who: str, bag_id: int, kind: str, reason: str):  # type: ignore[no-untyped-def]
@@ -44,7 +45,7 @@ def test_a_prescription_whose_bag_broke_at_thaw_can_be_cancelled_and_the_patient
     session.close()
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     again = app.test_client().post(f"/api/v1/patients/{ward.patient_id}/prescriptions", headers=headers,
-                                   json={"password": PASSWORD})
+                                   json=dry_run_body(app.test_client(), headers, ward.patient_id))
     assert again.status_code == 201, again.get_json()
 
 

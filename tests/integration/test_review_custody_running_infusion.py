@@ -15,7 +15,7 @@ def _running(app):  # type: ignore[no-untyped-def]
     session = app.extensions["mscbatch.db"].new_session()
     ward = prescribed_bag(session)
     checked_and_confirmed(session, ward)
-    infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+    infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                       label_key=KEY)
     infusion_id = infusion.id
     session.close()

@@ -12,6 +12,7 @@ from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+from tests.integration.test_review4_patients_support import backdate_infusions
 
 SLE = "protocol-sle-uc"
 
@@ -27,7 +28,7 @@ def test_the_escalation_decision_waits_until_the_first_cohort_has_been_infused(a
     wards = [prescribed_bag(session) for _ in range(5)]  # five patients prescribed 2 x10^6/kg, bags thawed
     for ward in wards[:4]:
         checked_and_confirmed(session, ward)
-        custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, label_key=KEY)
+        custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     session.close()
     clinician = client_as("clinician")
     assert "decision required before the next patient" in clinician.get(f"/patients/cohorts/{SLE}").get_data(
@@ -35,12 +36,15 @@ def test_the_escalation_decision_waits_until_the_first_cohort_has_been_infused(a
     refused = _decide(clinician)
     body = refused.get_data(as_text=True)
     assert refused.status_code == 409, body
-    assert "Only 4 of the 5 patients of stage &#39;initial&#39; have been infused" in body
+    # SLE-UC counts a patient once their first infusion is 10 days old (observation_days, review 4)
+    assert ("Only 0 of the 5 patients of stage &#39;initial&#39; have been infused and observed for 10 days after "
+            "their first infusion") in body and "1 more patient(s) must first be infused" in body
     session = app.extensions["mscbatch.db"].new_session()
     assert session.scalar(select(EscalationDecisionRecord)) is None
     checked_and_confirmed(session, wards[4])
-    custody.start_infusion(session, user(session, "nurse"), wards[4].bag_id, wristband=wards[4].wristband,
+    custody.start_infusion(session, user(session, "nurse"), wards[4].bag_id, wristband=wards[4].wristband, bag_scan=wards[4].token,
                            label_key=KEY)
+    backdate_infusions(session, days=10)  # the 10 days of observation have passed
     session.close()
     accepted = _decide(clinician)
     assert accepted.status_code == 302, accepted.get_data(as_text=True)

@@ -28,7 +28,8 @@ def _patient_and_bags(app):  # type: ignore[no-untyped-def]
 
 def _new_weight(app, pid: int, kg: str) -> None:  # type: ignore[no-untyped-def]
     session = app.extensions["mscbatch.db"].new_session()
-    services.record_weight(session, user(session, "clinician"), pid, weight_kg=kg, measured_on=site_today())
+    services.record_weight(session, user(session, "clinician"), pid, weight_kg=kg, measured_on=site_today(),
+                           weight_confirmed=True)  # 70 kg after 62.5 kg: 12 % more, checked by the colleague
     session.close()
 
 
@@ -56,7 +57,8 @@ def test_the_api_refuses_a_prescription_whose_dry_run_weight_is_no_longer_the_la
     pid = _patient_and_bags(app)
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     dry = app.test_client().post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers, json={}).get_json()
-    seen = {"weight_id": dry["weight_id"], "bag_ids": [int(d["bag_id"]) for d in dry["calculation"]["draws"]]}
+    seen = {"weight_id": dry["weight_id"], "bag_ids": [int(d["bag_id"]) for d in dry["calculation"]["draws"]],
+            "dose_level_cells_per_kg": dry["calculation"]["dose_level_cells_per_kg"]}
     _new_weight(app, pid, "70")
     response = app.test_client().post(f"/api/v1/patients/{pid}/prescriptions", headers=headers,
                                       json={**seen, "password": PASSWORD})
@@ -67,6 +69,7 @@ def test_the_api_refuses_a_prescription_whose_dry_run_weight_is_no_longer_the_la
 def test_a_damaged_bag_list_beyond_the_database_integers_is_refused_in_words(app, users, client_as):
     pid = _patient_and_bags(app)
     response = client_as("clinician").post(f"/patients/{pid}/prescriptions", data={
-        "level": "2000000", "bag_ids": "99999999999999999999", "planned_on": "", "password": PASSWORD})
+        "level": "2000000", "bag_ids": "99999999999999999999", "weight_id": "1", "planned_on": "",
+        "password": PASSWORD})
     assert response.status_code == 422
     assert "The bag list is damaged: calculate again." in response.get_data(as_text=True)

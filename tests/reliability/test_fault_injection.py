@@ -75,8 +75,12 @@ def test_a_fault_at_any_step_of_a_signed_prescription_allocates_nothing(app, use
         lot_with_bags(session, user(session, "technician"), donor(session, user(session, "technician")))
         patient_id = patient(session, user(session, "clinician")).id
     call = _api(app, "clinician")
+    dry = call(f"/api/v1/patients/{patient_id}/dose-calculation", {})  # what the clinician saw, then signs
+    seen = {"password": PASSWORD, "weight_id": dry["weight_id"],
+            "dose_level_cells_per_kg": dry["calculation"]["dose_level_cells_per_kg"],
+            "bag_ids": [int(d["bag_id"]) for d in dry["calculation"]["draws"]]}
     flushes = drive_faults(app.config["DATABASE_URL"], lambda _: call(
-        f"/api/v1/patients/{patient_id}/prescriptions", {"password": PASSWORD}))
+        f"/api/v1/patients/{patient_id}/prescriptions", seen))
     assert flushes >= 3, flushes
     assert _count(app, Allocation, Allocation.active_bag_id.is_not(None)) == 3
 
@@ -112,7 +116,7 @@ def test_a_fault_at_any_step_of_the_bedside_check_confirmation_and_infusion_star
         "username": "nurse2", "password": PASSWORD, "checker_password": PASSWORD,
     })) >= 2  # the check's confirmation (and its two signatures), then the custody event
     assert drive_faults(url, lambda _: nurse("/api/v1/custody/infusions", {
-        "bag_id": ward.bag_id, "wristband": ward.wristband})) >= 2
+        "bag_id": ward.bag_id, "wristband": ward.wristband, "bag": ward.token})) >= 2
     assert _count(app, Infusion) == 1
 
 

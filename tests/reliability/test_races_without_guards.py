@@ -181,7 +181,7 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
         monkeypatch.setattr(custody, "lock_patient", get_patient)
     with guard_removed(app, mode != "unguarded", unique=("infusion", "bag_id")):
         outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:
-                        custody.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband,
+                        custody.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                                label_key=KEY))
         if mode == "last-guard":
             _check_last_guard(app, outcomes, {

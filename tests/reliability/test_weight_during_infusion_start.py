@@ -53,14 +53,15 @@ def test_a_weight_recorded_during_the_start_lands_before_the_check_or_after_the_
         return result
 
     def start(session: Any) -> Any:
-        return custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+        return custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
                                       label_key=KEY)
 
     def weigh(session: Any) -> Any:
         meet()
         try:
             return patients.record_weight(session, user(session, "clinician"), ward.patient_id,
-                                          weight_kg=OUT_OF_BAND_KG, measured_on=site_today())
+                                          weight_kg=OUT_OF_BAND_KG, measured_on=site_today(),
+                                          weight_confirmed=True)  # 55 after 62.5 kg: checked by the clinician
         finally:
             weighed.set()
 

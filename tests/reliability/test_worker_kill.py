@@ -159,8 +159,21 @@ class Burst:
                     self.frozen[lot_id] = sorted(bag["din"] for bag in body)
         patient_id = self.take(self.patients_left)
         if patient_id is not None:
-            status, body = self.post(self.clinician, f"/api/v1/patients/{patient_id}/prescriptions",
-                                     {"password": "correct-horse-battery"})
+            for _attempt in range(5):
+                # the signature covers the dry run the clinician saw: its level, bags and weight are sent back
+                status, body = self.post(self.clinician, f"/api/v1/patients/{patient_id}/dose-calculation", {})
+                if status != 200 or not body.get("allowed"):
+                    return
+                draws = body["calculation"]["draws"]
+                status, body = self.post(self.clinician, f"/api/v1/patients/{patient_id}/prescriptions", {
+                    "password": "correct-horse-battery", "weight_id": body["weight_id"],
+                    "dose_level_cells_per_kg": body["calculation"]["dose_level_cells_per_kg"],
+                    "bag_ids": [int(d["bag_id"]) for d in draws]})
+                if status == 409 and "recalculate" in (body or {}).get("detail", ""):
+                    with self.lock:  # another client took a bag of the dry run: calculate again, as a client does
+                        self.answers.remove(409)
+                    continue
+                break
             if status == 201:
                 with self.lock:
                     self.prescriptions[body["id"]] = sorted(a["bag_id"] for a in body["allocations"])
@@ -381,7 +394,8 @@ def test_a_worker_killed_inside_a_write_transaction_leaves_every_acknowledged_wr
     print("kills:", kills)
     assert len(kills) == 2 and burst.cut >= 1, (kills, burst.cut)  # each kill cut a request off
     assert burst.patients and burst.weights and burst.frozen and burst.prescriptions, (burst.frozen, burst.prescriptions)
-    assert set(burst.answers) <= {201}, sorted(set(burst.answers))  # no 5xx from the surviving workers
+    # no 5xx from the surviving workers (200: the dose-calculation dry run before each prescription)
+    assert set(burst.answers) <= {200, 201}, sorted(set(burst.answers))
 
     integrity(database_url)
     assert unpaired_audit_rows(database_url) == []

@@ -3,7 +3,38 @@
 
    A scan is text followed by Enter. A bag label code (the QR's URL ".../v/<ref>.<signature>", the bare token
    "<ref>.<signature>", or a typed DIN of 13-14 characters) fills the bag field; anything else is a wristband.
-   When both are filled the bedside check runs at once (the server decides everything: this only routes). */
+   When both are filled the bedside check runs at once (the server decides everything: this only routes).
+
+   The start of the infusion (the confirmed check's page, form "start-form") asks for both scans again: a
+   scanner's Enter in one of its fields moves on to the other while it is empty, so that the start is never sent
+   with half of it, and a bag label code read into the wristband field goes to the bag field. */
+(function () {
+  "use strict";
+  var start = document.getElementById("start-form");
+  if (!start) { return; }
+  var wristband = document.getElementById("wristband");
+  var bag = document.getElementById("start-bag");
+  if (!wristband || !bag) { return; }
+  var TOKEN = /(\/v\/[^\s]+|^[A-Z0-9*-]{1,40}\.[A-Z2-7]{10,}$)/i;
+  var DIN = /^[A-Z][A-Z0-9]{4}\s?\d{2}\s?\d{6}\s?[0-9A-Z*]?$/i;
+  var SYMBOL = /^=[A-Z0-9]{15}$/i;
+  wristband.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter") { return; }
+    var text = wristband.value.trim();
+    if (TOKEN.test(text) || DIN.test(text) || SYMBOL.test(text)) {  // the bag scanned first
+      bag.value = text;
+      wristband.value = "";
+      event.preventDefault();
+      wristband.focus();
+      return;
+    }
+    if (!bag.value.trim()) { event.preventDefault(); bag.focus(); }
+  });
+  bag.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !wristband.value.trim()) { event.preventDefault(); wristband.focus(); }
+  });
+}());
+
 (function () {
   "use strict";
   var form = document.getElementById("ward-form");

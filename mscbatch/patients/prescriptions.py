@@ -231,8 +231,8 @@ def _cancel_refused(session: Session, prescription: Prescription) -> str | None:
     if not out:
         return None
     return ("Cannot cancel or stop this prescription yet: " + "; ".join(out) + ". Then cancel or stop it here. "
-            "Nothing was changed. Until then the bedside check answers MATCHES for these bags: tell the ward not to "
-            "give them.")
+            "Nothing was changed. Until then the bedside check may still answer MATCHES for these bags: tell the "
+            "ward not to give them.")
 
 
 def let_go(session: Session, actor: Any, prescription: Prescription, reason: str, *,

@@ -22,7 +22,7 @@ from mscbatch.core.protocols import Criterion, Protocol
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.patients.models import ENROLLED, EnrolmentCheck
-from mscbatch.patients.queries import get_patient, protocol_of
+from mscbatch.patients.queries import get_patient, lock_patient, protocol_of
 from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_today
@@ -121,7 +121,12 @@ def enrol(session: Session, signer: Any, check_id: int, password: str) -> Enrolm
         check = session.get(EnrolmentCheck, check_id)
         if check is None:
             raise NotFound(f"No enrolment check with id {check_id}.")
-        patient = get_patient(session, check.patient_id)
+        # the patient's row locked and read afresh, as the withdrawal takes it: an enrolment and a withdrawal (or a
+        # double submit) signed at the same moment run one after the other, and the second sees the first
+        patient = lock_patient(session, check.patient_id)
+        session.refresh(check)
+        if check.locked_at is not None:
+            raise Conflict(f"This check of patient {patient.code} is signed already.")
         protocol = protocol_of(patient)
         if patient.status == "enrolled":
             raise Conflict(f"Patient {patient.code} is already enrolled.")

@@ -48,3 +48,66 @@ def test_two_corrections_of_one_screening_result_chain_their_old_values(app, use
             AuditEvent.entity_type == "donor_screening_result", AuditEvent.entity_id == str(row_id),
             AuditEvent.field == "lab_reference").order_by(AuditEvent.seq)).all()
     assert [tuple(e) for e in events] == [(first_ref, "LAB-FIRST"), ("LAB-FIRST", "LAB-SECOND")], events
+
+
+def test_an_enrolment_signed_while_the_patient_is_withdrawn_does_not_undo_the_withdrawal(app, users, monkeypatch):
+    """enrol() read the patient without its lock: a withdrawal committed meanwhile was overwritten by "enrolled"
+    (a withdrawn patient could be prescribed again) and the trail's old value was "registered"."""
+    from mscbatch.errors import Conflict
+    from mscbatch.patients import enrolment, withdrawal
+    from mscbatch.patients.models import Patient
+    from tests.conftest import PASSWORD
+    from tests.integration.patient_factories import SLE_OK, patient
+
+    if _db(app).engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: BEGIN IMMEDIATE serialises writers from their first statement")
+    with app.app_context(), _db(app).new_session() as s:
+        row = patient(s, user(s, "clinician"), enrol=False)
+        patient_id = row.id
+        check_id = enrolment.check_enrolment(s, user(s, "clinician"), row.id, SLE_OK).id
+    real_lock = enrolment.lock_patient
+
+    def lock_after_a_withdrawal(session: Any, wanted: int) -> Any:
+        with _db(app).new_session() as other:
+            withdrawal.withdraw(other, user(other, "clinician"), PASSWORD, patient_id, reason="consent withdrawn")
+        return real_lock(session, wanted)
+
+    monkeypatch.setattr(enrolment, "lock_patient", lock_after_a_withdrawal)
+    with app.app_context(), _db(app).new_session() as s, pytest.raises(Conflict, match="withdrawn"):
+        enrolment.enrol(s, user(s, "clinician"), check_id, PASSWORD)
+    with app.app_context(), _db(app).new_session() as s:
+        assert s.scalar(select(Patient.status).where(Patient.id == patient_id)) == "withdrawn"
+
+
+def test_a_double_submit_of_an_enrolment_signs_its_check_once(app, users, monkeypatch):
+    from mscbatch.errors import Conflict
+    from mscbatch.patients import enrolment
+    from mscbatch.patients.models import EnrolmentCheck
+    from mscbatch.signatures.models import Signature
+    from tests.conftest import PASSWORD
+    from tests.integration.patient_factories import SLE_OK, patient
+
+    if _db(app).engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: BEGIN IMMEDIATE serialises writers from their first statement")
+    with app.app_context(), _db(app).new_session() as s:
+        row = patient(s, user(s, "clinician"), enrol=False)
+        check_id = enrolment.check_enrolment(s, user(s, "clinician"), row.id, SLE_OK).id
+    real_lock = enrolment.lock_patient
+    first: list[Any] = []
+
+    def lock_after_the_other_click(session: Any, wanted: int) -> Any:
+        if not first:
+            first.append(1)
+            with _db(app).new_session() as other:
+                enrolment.enrol(other, user(other, "clinician"), check_id, PASSWORD)
+                first.append(other.scalar(select(EnrolmentCheck.locked_at).where(EnrolmentCheck.id == check_id)))
+        return real_lock(session, wanted)
+
+    monkeypatch.setattr(enrolment, "lock_patient", lock_after_the_other_click)
+    with app.app_context(), _db(app).new_session() as s, pytest.raises(Conflict):
+        enrolment.enrol(s, user(s, "clinician"), check_id, PASSWORD)
+    with app.app_context(), _db(app).new_session() as s:
+        signatures = s.scalars(select(Signature).where(Signature.entity_type == "patient_enrolment_check",
+                                                       Signature.entity_id == str(check_id))).all()
+        assert len(signatures) == 1
+        assert s.scalar(select(EnrolmentCheck.locked_at).where(EnrolmentCheck.id == check_id)) == first[1]

@@ -253,31 +253,32 @@ SAME_PERSON_REASON = "second person is the first checker"
 NOT_BEDSIDE_ROLE_REASON = "second person: not a nurse or a clinician"
 
 
-def verify_second_person(session: Session, username: str, password: str) -> User:
+def verify_second_person(session: Session, username: str, password: str, by: Any = None) -> User:
     """Check another person's credentials without opening a session for them. Failures are audited and count
-    towards the account lockout, as at sign-in."""
+    towards the account lockout, as at sign-in; `by`, the signed-in person who typed them, is the events' actor
+    (who guessed a colleague's password, or locked them out, is then in the trail, not "system")."""
     name = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == name))
     if user is None:
-        with use_case(session, None, "second person: unknown user name"):
+        with use_case(session, by, "second person: unknown user name"):
             trail.record(session, "second_person_refused", "user_account", None, new=masked_name(name))
         raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
     if user.locked_out_at is not None or not user.is_enabled:
-        with use_case(session, None, "second person: account locked or disabled"):
+        with use_case(session, by, "second person: account locked or disabled"):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
     why = admin_beside_words(user)  # locked and disabled are refused above: the rest of User.is_active
     if why:  # the administrator role held beside nurse (from an older version): may not sign in
-        with use_case(session, None, "second person: account may not sign in"):
+        with use_case(session, by, "second person: account may not sign in"):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed(f"Second person: this account may not sign in, as {why}.", field="second_username")
     if not user.has_role(*BEDSIDE_ROLES):  # before the password: a wrong one would count towards a lockout that a
         # nurse could then inflict on any QA or admin account by typing its user name here
-        with use_case(session, None, NOT_BEDSIDE_ROLE_REASON):
+        with use_case(session, by, NOT_BEDSIDE_ROLE_REASON):
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise PermissionDenied("The second person must be a nurse or a clinician.", field="second_username")
     if not verify_password(user.password_hash, password or ""):
-        with use_case(session, None, "second person: wrong password"):
+        with use_case(session, by, "second person: wrong password"):
             count_wrong_password(user)
             trail.record(session, "second_person_refused", "user_account", user.id)
         raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
@@ -296,7 +297,7 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
     sign it: the person who scanned (the signed-in user, who re-enters their password: an open session or a
     scanner's token alone is not a person) and the second person. The two signatures lock the check."""
     get_check(session, check_id)
-    second = verify_second_person(session, username, password)
+    second = verify_second_person(session, username, password, by=actor)
     check = get_check(session, check_id)
     if second.id == check.checked_by_id:
         with use_case(session, second, SAME_PERSON_REASON):

@@ -138,3 +138,28 @@ def test_the_service_start_runs_the_check_again_on_the_bag_scanned_now(app, user
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == first.bag_id,
                                                          CustodyEvent.kind == "infusion_started"))
     assert event.scan == typed
+
+
+def test_a_second_persons_wrong_password_is_recorded_under_who_typed_it(app, users):
+    """Review 4: every refusal of the bedside second person was audited as "system": the monitoring page could not
+    say who was guessing a colleague's password, or who locked them out."""
+    from sqlalchemy import select
+
+    from mscbatch.audit.models import AuditEvent
+    from tests.conftest import PASSWORD, api_token_for
+    from tests.integration.test_custody_support import check, prescribed_bag
+
+    with app.app_context(), app.extensions["mscbatch.db"].new_session() as s:
+        check_id = check(s, prescribed_bag(s, state="thawed")).check_id
+        first_seq = s.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
+    token = api_token_for(app, "nurse")
+    for body in ({"username": "nurse2", "password": "not-the-password"}, {"username": "nobody", "password": "x"}):
+        answer = app.test_client().post(f"/api/v1/custody/checks/{check_id}/confirm",
+                                        headers={"Authorization": f"Bearer {token}"},
+                                        json={**body, "checker_password": PASSWORD})
+        assert answer.status_code == 401, answer.get_json()
+    with app.app_context(), app.extensions["mscbatch.db"].new_session() as s:
+        refusals = s.execute(select(AuditEvent.actor_name, AuditEvent.reason).where(
+            AuditEvent.seq > first_seq, AuditEvent.action == "second_person_refused")).all()
+    assert [tuple(r) for r in refusals] == [("nurse", "second person: wrong password"),
+                                            ("nurse", "second person: unknown user name")], refusals

@@ -166,6 +166,21 @@ def client_as(app, users):  # type: ignore[no-untyped-def]
     return make
 
 
+@pytest.fixture
+def spec_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of config/release_specs/ that the release package reads instead of the shipped one (the release
+    specification tests edit, add or remove files in it)."""
+    from mscbatch.paths import config_dir
+    from mscbatch.release import specs
+
+    folder = tmp_path / "release_specs"
+    shutil.copytree(config_dir() / "release_specs", folder)
+    monkeypatch.setattr(specs, "config_dir", lambda: tmp_path)
+    specs.all_specs.cache_clear()
+    yield folder
+    specs.all_specs.cache_clear()
+
+
 def screening_seen(client, donor_id: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The donor page's fingerprint of the screening it shows, as QA's decision form posts it (review 4: a signature
     names the screening it was given on)."""

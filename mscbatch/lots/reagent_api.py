@@ -22,21 +22,16 @@ from mscbatch.lots.reagent_rules import REAGENT_TYPES
 bp = Blueprint("reagents_api", __name__, url_prefix="/api/v1", description="Reagent lots and their use in cell lots")
 
 
-class ReagentLotSchema(Schema):
-    id = fields.Integer(required=True)
-    reagent_type = fields.String(required=True)
-    name = fields.String(required=True)
-    supplier = fields.String(required=True)
-    lot_number = fields.String(required=True)
-    expiry_date = fields.Date(required=True)
-
-
 class ReagentLotInSchema(Schema):
     reagent_type = fields.String(required=True, validate=validate.OneOf(list(REAGENT_TYPES)))
     name = fields.String(required=True, validate=validate.Length(max=120))
     supplier = fields.String(required=True, validate=validate.Length(max=120))
     lot_number = fields.String(required=True, validate=validate.Length(max=60))
     expiry_date = fields.Date(required=True)
+
+
+class ReagentLotSchema(ReagentLotInSchema):
+    id = fields.Integer(required=True)
 
 
 class ReagentUseSchema(Schema):

@@ -4,29 +4,15 @@ version string that cannot be ordered, is refused when the specifications are re
 and said on the pages in plain words; never a server error."""
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mscbatch.paths import config_dir
 from mscbatch.release import specs
 from mscbatch.release.demo import enter_panel
 from tests.conftest import api_token_for
 from tests.integration.test_release_support import seed_quarantine_lot, user
-
-
-@pytest.fixture
-def spec_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of config/release_specs/ that the release package reads instead of the shipped one."""
-    folder = tmp_path / "release_specs"
-    shutil.copytree(config_dir() / "release_specs", folder)
-    monkeypatch.setattr(specs, "config_dir", lambda: tmp_path)
-    specs.all_specs.cache_clear()
-    yield folder
-    specs.all_specs.cache_clear()
 
 
 @pytest.fixture

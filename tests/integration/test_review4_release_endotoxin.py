@@ -8,8 +8,6 @@ prescribed. Now the dose page, the API and the prescription refuse with the admi
 from __future__ import annotations
 
 import html
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import pytest
 from mscbatch.audit.context import use_case
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Lot
-from mscbatch.paths import config_dir
 from mscbatch.patients import inventory, prescriptions
 from mscbatch.release import specs
 from mscbatch.release.models import ReleaseResult
@@ -27,17 +24,6 @@ from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_bedside import _disposition
-
-
-@pytest.fixture
-def spec_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of config/release_specs/ that the release package reads instead of the shipped one."""
-    folder = tmp_path / "release_specs"
-    shutil.copytree(config_dir() / "release_specs", folder)
-    monkeypatch.setattr(specs, "config_dir", lambda: tmp_path)
-    specs.all_specs.cache_clear()
-    yield folder
-    specs.all_specs.cache_clear()
 
 
 def _exceptional_lot_with_endotoxin(session: Any, code: str) -> tuple[int, Any]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 import io
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,6 @@ from sqlalchemy import select
 from mscbatch.core.configfiles import ConfigError
 from mscbatch.core.release_spec import load_release_specs
 from mscbatch.lots.models import Lot
-from mscbatch.paths import config_dir
 from mscbatch.release import oos as oos_service
 from mscbatch.release import specs
 from mscbatch.release.demo import enter_panel
@@ -29,17 +26,6 @@ from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_release_support import seed_quarantine_lot, user
 
 CD105 = 'id = "cd105"\nname = "CD105"\nkind = "minimum"\nunit = "percent"\nmin = 95'
-
-
-@pytest.fixture
-def spec_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of config/release_specs/ that the release package reads instead of the shipped one."""
-    folder = tmp_path / "release_specs"
-    shutil.copytree(config_dir() / "release_specs", folder)
-    monkeypatch.setattr(specs, "config_dir", lambda: tmp_path)
-    specs.all_specs.cache_clear()
-    yield folder
-    specs.all_specs.cache_clear()
 
 
 def _pdf_text(data: bytes) -> str:

@@ -86,7 +86,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         ("Endotoxin", endotoxin),
         ("Protocol", f"{prescription.protocol_id} v{prescription.protocol_version} "
                      f"(SHA-256 {prescription.protocol_sha256[:12]}...)"),
-        ("Planned infusion", f"by {prescription.planned_at:%Y-%m-%d %H:%M} UTC"),
+        ("Planned infusion", "by " + " (".join(expiry_lines(prescription.planned_at, site_config().timezone)) + ")"),
         ("Status", prescription.status),
     ]
     repeat = calc.get("repeat_course")

@@ -312,6 +312,11 @@ def test_the_dose_sheet_keeps_each_bag_column_apart_and_gives_the_expiry_in_loca
     local_run = next(r for r in runs if r[0] == f"{local:%Y-%m-%d %H:%M %Z}")
     utc_run = next(r for r in runs if r[0] == f"{bag.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     assert abs(local_run[1] - utc_run[1]) < 1 and utc_run[2] < local_run[2]  # beneath, same column
+    # review 4: the planned infusion was said in UTC alone ("by 2026-12-05 22:59 UTC" for the end of the day)
+    planned = db_session.get(Prescription, rx).planned_at
+    paris = planned.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    sheet = " ".join(r[0] for r in runs)
+    assert f"by {paris:%Y-%m-%d %H:%M %Z} ({planned.astimezone(UTC):%Y-%m-%d %H:%M} UTC)" in sheet, sheet
 
 
 # ---- 8: the same counts on the dose page and the cohort page ---------------------------------------------------

@@ -341,9 +341,11 @@ def load_session_user(session: Session, token: str | None, user_id: str | None,
         expired = "absolute timeout"
     elif user is None or not user.is_active:
         expired = "account no longer active"
-    if expired:
-        row.ended_at, row.end_reason = now, expired
-        session.commit()
+    if expired:  # said in the trail, as a sign-out is: when and why this person's session ended
+        with use_case(session, (row.user_id, user.username if user is not None else "session"),
+                      f"session ended: {expired}"):
+            row.ended_at, row.end_reason = now, expired
+            trail.record(session, "session_expired", "user_account", row.user_id)
         return None
     if now - row.last_seen_at > timedelta(seconds=30):  # sliding idle window, without a write per click
         row.last_seen_at = now

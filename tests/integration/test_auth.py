@@ -89,6 +89,10 @@ def test_an_idle_session_ends_after_the_configured_timeout(app, users):
         session.commit()
         session.close()
     assert client.get("/account").status_code == 302
+    # review 4: the end is in the trail, who and why, as a sign-out is (it was written on the session row only)
+    [ended] = _events(app, action="session_expired")
+    assert (ended.actor_name, ended.entity_id, ended.reason) == ("qa", str(_user(app, "qa").id),
+                                                                 "session ended: idle timeout")
 
 
 def test_an_absolute_timeout_ends_even_an_active_session(app, users):

@@ -237,3 +237,20 @@ def test_the_camera_decodes_the_label_qr_and_runs_the_check(browser, live_server
         assert check.bag_scan == token_url and check.result == "matches"  # what the camera read: the QR URL
     finally:
         session.close()
+
+
+def test_a_barcode_scanners_code_128_read_is_taken_as_the_bag(page, live_server):
+    """The label's Code 128 read by a wedge scanner ("=" + DIN + "00") fills the bag field and the check runs: the
+    scan field took it for a wristband and overwrote the one scanned before (review 4)."""
+    from mscbatch.lots.models import Bag
+
+    (ward,) = _prepared(live_server, 1)
+    session = live_server.app.extensions["mscbatch.db"].new_session()
+    din = session.get(Bag, ward.bag_id).din
+    session.close()
+    sign_in(page, live_server, "nurse")
+    page.goto(f"{live_server.url}/ward")
+    _scan(page, ward.wristband)
+    expect(page.locator("#scan-status")).to_contain_text("Wristband scanned")
+    _scan(page, f"={din}00")
+    expect(page.get_by_role("heading", name="MATCHES")).to_be_visible()

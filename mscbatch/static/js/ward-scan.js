@@ -2,12 +2,23 @@
    codes in the browser with the vendored jsQR (static/vendor/jsqr). No inline script (CSP script-src 'self').
 
    A scan is text followed by Enter. A bag label code (the QR's URL ".../v/<ref>.<signature>", the bare token
-   "<ref>.<signature>", or a typed DIN of 13-14 characters) fills the bag field; anything else is a wristband.
+   "<ref>.<signature>", a typed DIN of 13-14 characters, or the label's Code 128 read) fills the bag field;
+   anything else is a wristband.
    When both are filled the bedside check runs at once (the server decides everything: this only routes).
 
    The start of the infusion (the confirmed check's page, form "start-form") asks for both scans again: a
    scanner's Enter in one of its fields moves on to the other while it is empty, so that the start is never sent
    with half of it, and a bag label code read into the wristband field goes to the bag field. */
+/* What a bag label gives a scanner: the QR's URL or bare token, a typed DIN (13-14 characters), or the Code 128
+   read ("=" + DIN + 2 flag characters). Anything else is a wristband. One rule for both pages below. */
+var mscbatchIsBag = (function () {
+  "use strict";
+  var TOKEN = /(\/v\/[^\s]+|^[A-Z0-9*-]{1,40}\.[A-Z2-7]{10,}$)/i;
+  var DIN = /^[A-Z][A-Z0-9]{4}\s?\d{2}\s?\d{6}\s?[0-9A-Z*]?$/i;
+  var SYMBOL = /^=[A-Z0-9]{15}$/i;
+  return function (text) { return TOKEN.test(text) || DIN.test(text) || SYMBOL.test(text); };
+}());
+
 (function () {
   "use strict";
   var start = document.getElementById("start-form");
@@ -15,13 +26,10 @@
   var wristband = document.getElementById("wristband");
   var bag = document.getElementById("start-bag");
   if (!wristband || !bag) { return; }
-  var TOKEN = /(\/v\/[^\s]+|^[A-Z0-9*-]{1,40}\.[A-Z2-7]{10,}$)/i;
-  var DIN = /^[A-Z][A-Z0-9]{4}\s?\d{2}\s?\d{6}\s?[0-9A-Z*]?$/i;
-  var SYMBOL = /^=[A-Z0-9]{15}$/i;
   wristband.addEventListener("keydown", function (event) {
     if (event.key !== "Enter") { return; }
     var text = wristband.value.trim();
-    if (TOKEN.test(text) || DIN.test(text) || SYMBOL.test(text)) {  // the bag scanned first
+    if (mscbatchIsBag(text)) {  // the bag scanned first
       bag.value = text;
       wristband.value = "";
       event.preventDefault();
@@ -45,10 +53,7 @@
   var status = document.getElementById("scan-status");
   var checkButton = document.getElementById("check-button");
 
-  var TOKEN = /(\/v\/[^\s]+|^[A-Z0-9*-]{1,40}\.[A-Z2-7]{10,}$)/i;
-  var DIN = /^[A-Z][A-Z0-9]{4}\s?\d{2}\s?\d{6}\s?[0-9A-Z*]?$/i;
-
-  function isBag(text) { return TOKEN.test(text) || DIN.test(text); }
+  var isBag = mscbatchIsBag;
 
   function say(message) { if (status) { status.textContent = message; } }
 

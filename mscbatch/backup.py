@@ -25,6 +25,8 @@ import subprocess  # nosec B404
 from dataclasses import dataclass
 from pathlib import Path
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import NullPool, create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +37,7 @@ from mscbatch.audit.reconcile import Reconciliation, reconcile_database
 from mscbatch.audit.verify import checkpoint_head, verify_checkpoints, verify_database
 from mscbatch.core.audit_chain import GENESIS_HASH, ChainVerdict
 from mscbatch.database import make_engine, normalise_url
+from mscbatch.migrate import alembic_config
 
 RESTORED_ACTION, RESTORED_ENTITY = "restored", "database"
 
@@ -105,6 +108,7 @@ class Restored:
     lost: range  # the event seqs of the overwritten trail that the restored database does not hold
     event_seq: int | None = None  # the "restored" event (None: a plain copy into a new database)
     archived_checkpoints: Path | None = None  # the checkpoint file as it was before the restore
+    records_compared: bool = True  # False: a backup of an older schema, its rows not yet reconciled with the trail
 
 
 def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, force: bool = False,
@@ -133,12 +137,12 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     if not verdict.ok:
         raise RestoredChainBroken(database_url, verdict)
     records = _reconcile_restored(database_url, key)
-    if not records.ok:
+    if records is not None and not records.ok:
         raise RestoredRecordsDiffer(database_url, records)
     if lines:
         _check_kept_checkpoints(database_url, audit_key, lines, verdict.events_checked, checkpoint_file)
     if before is None and checkpoint_file is None:
-        return Restored(verdict, lost)  # a copy into a new database: identical to the backup, nothing to record
+        return Restored(verdict, lost, records_compared=records is not None)  # a copy into a new database
     archive = _archive_name(checkpoint_file) if lines is not None and checkpoint_file else None
     details = {"backup_file": str(backup_file), "backup_sha256": _sha256(backup_file), "os_user": operator,
                "head_before": None if before is None else f"event {before.seq}, hash {before.hash}",
@@ -149,7 +153,7 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     event_seq, new_head = _record_restore(database_url, audit_key, details, f"{reason} (OS user {operator})")
     if archive and checkpoint_file:
         _rewrite_checkpoints(key, checkpoint_file, archive, lines or [], verdict.events_checked, new_head)
-    return Restored(verdict, lost, event_seq, archive)
+    return Restored(verdict, lost, event_seq, archive, records_compared=records is not None)
 
 
 def _anchored(key: bytes, lines: list[str], path: Path | None) -> list[checkpoints.Checkpoint]:
@@ -191,15 +195,26 @@ def _verify_restored(database_url: str, audit_key: str | bytes) -> ChainVerdict:
         engine.dispose()
 
 
-def _reconcile_restored(database_url: str, key: bytes) -> Reconciliation:
+def _reconcile_restored(database_url: str, key: bytes) -> Reconciliation | None:
     """The restored rows against their trail (`mscbatch audit reconcile`): an intact chain vouches for the events
-    only, and a backup file's records can be edited without touching them."""
+    only, and a backup file's records can be edited without touching them. None when the backup comes from an
+    older schema (reconcile reads today's tables): `mscbatch init` upgrades it, then `audit reconcile` compares."""
     engine = create_engine(normalise_url(database_url), poolclass=NullPool)
     try:
+        with engine.connect() as connection:
+            if MigrationContext.configure(connection).get_current_revision() != _head_revision():
+                return None
         with Session(engine, info={"audit_key": key}) as session:
             return reconcile_database(session)
+    except SQLAlchemyError as error:  # a damaged restore: said as a restore error, never a traceback
+        raise BackupError(f"the restored database's records could not be compared with its audit trail: "
+                          f"{error.__class__.__name__}: {str(error).splitlines()[0]}") from error
     finally:
         engine.dispose()
+
+
+def _head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def _copy_into(backup_file: Path, database_url: str, *, force: bool) -> None:

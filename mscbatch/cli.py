@@ -232,7 +232,11 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(str(error)) from error
         where = make_url(database_url).render_as_string(hide_password=True)
         click.echo(f"Restored {backup_file} into {where}; audit trail intact: {done.verdict.events_checked} events "
-                   "verified.")
+                   "verified" + ("; its records match the trail." if done.records_compared else "."))
+        if not done.records_compared:
+            click.echo("The backup comes from an older version of mscbatch: its records were not compared with the "
+                       "trail. Run `mscbatch init` on the restored database (it upgrades the schema), then "
+                       "`mscbatch audit reconcile`, before putting it into use.")
         if done.lost:
             click.echo(f"Lost, as accepted: audit events {done.lost.start} to {done.lost.stop - 1} "
                        f"({len(done.lost)} events).")

@@ -150,3 +150,31 @@ def test_a_backup_whose_records_were_edited_is_not_restored_as_intact(sqlite_tem
         assert "do not put it into use" in edited.output
     finally:
         app.extensions["mscbatch.db"].engine.dispose()
+
+
+def test_a_backup_from_an_older_schema_restores_and_says_its_records_are_not_yet_compared(sqlite_template, tmp_path):
+    """The record comparison reads today's tables: on a backup one migration old it crashed with "no such table"
+    and a traceback. It is now skipped, and the operator is told to upgrade (`mscbatch init`), then reconcile."""
+    import shutil
+
+    from sqlalchemy.orm import Session
+
+    from mscbatch.audit.verify import ensure_chain_head
+    from mscbatch.database import make_engine
+    from mscbatch.migrate import upgrade_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    upgrade_engine(engine, "0014")
+    with Session(engine, info={"audit_key": b"test-audit-key"}) as session:
+        ensure_chain_head(session)
+        session.commit()
+    engine.dispose()
+    shutil.copyfile(sqlite_template, tmp_path / "live.sqlite3")
+    app = make_app(f"sqlite:///{tmp_path / 'live.sqlite3'}")
+    try:
+        done = _run(app, "restore", str(tmp_path / "old.sqlite3"), "--database-url",
+                    f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+        assert done.exit_code == 0 and done.exception is None, done.output
+        assert "its records were not compared" in done.output and "mscbatch audit reconcile" in done.output
+    finally:
+        app.extensions["mscbatch.db"].engine.dispose()

@@ -291,12 +291,12 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
         if all(getattr(row, k) == v for k, v in new.items()):
             raise ValidationFailed("Nothing was changed.", field="result")
-        was_negative = row.result == "negative"
+        before = (row.marker, row.result)
         for key, value in new.items():
             setattr(row, key, value)
         row.corrected_by_id = actor.id
-        if was_negative and result != "negative":  # a correction that turns a negative into news is news
-            session.flush()
+        if result != "negative" and (marker, result) != before:  # news: a negative, an indeterminate or another
+            session.flush()  # marker's result corrected into a result that is not negative for this marker
             _lookback_after_a_past_approval(session, actor, donor, row)
     return row
 

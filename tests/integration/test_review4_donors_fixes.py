@@ -288,3 +288,34 @@ def test_a_negative_corrected_into_a_positive_after_a_past_approval_opens_a_look
     assert lookback is not None and lookback.superseded_decision_id == approval_id
     assert lookback.triggering_result_id == retest_id
     session.close()
+
+
+def test_an_indeterminate_corrected_into_a_positive_after_a_past_approval_opens_a_lookback(app, users, client_as):
+    """Read-through of review 4: only a negative corrected into news opened a lookback; an indeterminate (or another
+    marker's result) corrected into a positive did not, though recording the same positive would have."""
+    from tests.integration.test_donors import DATES
+
+    session = app.extensions["mscbatch.db"].new_session()
+    donor_id = screened_donor(session, "cord_eu")  # every marker negative, in the window
+    tech = user(session, "technician")
+    # an earlier in-window anti-HIV indeterminate, resolved by the later negative: the donor is eligible
+    ind = donor_services.record_result(session, tech, donor_id, marker="anti_hiv_1_2", result="indeterminate",
+                                       sample_date=DATES["cord_eu"][1] - timedelta(days=3), lab_reference="HIV-IND")
+    session.commit()
+    ind_id, ind_date = ind.id, ind.sample_date
+    decisions.decide(session, user(session, "qa"), donor_id, APPROVED, PASSWORD)  # lots are made and issued
+    # a negative retest supersedes the approval (no lookback: nothing new against the donor)
+    donor_services.record_result(session, tech, donor_id, marker="anti_hcv", result="negative",
+                                 sample_date=site_today(), lab_reference="RETEST-NEG")
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(DonorLookback)) == 0
+    session.close()
+    # the lab's report for the indeterminate said REACTIVE: the technician corrects it into a positive
+    response = client_as("technician").post(f"/donors/results/{ind_id}/correct", data={
+        "marker": "anti_hiv_1_2", "result": "positive", "sample_date": ind_date.isoformat(),
+        "lab_reference": "HIV-IND", "reason": "typing error: the lab report says reactive"})
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    session = app.extensions["mscbatch.db"].new_session()
+    n = session.scalar(select(func.count()).select_from(DonorLookback).where(DonorLookback.donor_id == donor_id))
+    session.close()
+    assert n == 1, "no lookback opened for an anti-HIV positive after a past approval"

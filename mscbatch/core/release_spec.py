@@ -291,19 +291,31 @@ def load_release_specs(directory: Path) -> tuple[ReleaseSpec, ...]:
     return specs
 
 
+def in_force(specs: tuple[ReleaseSpec, ...]) -> tuple[ReleaseSpec, ...]:
+    """The highest version of each specification id: the one new lots are judged against. Older versions stay
+    installed for the lots signed under them (release.specs.spec_of_lot), and may name classes that have since
+    moved to another id."""
+    best: dict[str, ReleaseSpec] = {}
+    for spec in specs:
+        if spec.id not in best or version_key(spec.version) > version_key(best[spec.id].version):
+            best[spec.id] = spec
+    return tuple(best.values())
+
+
 def _check_one_spec_per_product(specs: tuple[ReleaseSpec, ...]) -> None:
     """A product class is judged under one specification id, its highest version in force (release.specs): a
-    second id naming the same class is refused, naming both files and the class."""
+    second id whose version in force names the same class is refused, naming both files and the class. A class
+    moves to another id by a new version of the old id that no longer names it."""
     claimed: dict[str, ReleaseSpec] = {}
-    for spec in specs:
+    for spec in in_force(specs):
         for product in spec.products:
             other = claimed.setdefault(product, spec)
             if other.id != spec.id:
                 raise ConfigError(spec.path, "products", (
                     f"product class {product!r} is named both by specification {spec.id!r} (this file) and by "
                     f"specification {other.id!r} ({other.path.name}): which one its lots are judged against would "
-                    "not be clear. Name each product class in one specification id; a change of specification "
-                    "is a new version of that id."))
+                    "not be clear. Name each product class in one specification id; to move a class to another id, "
+                    "add a new version of the old id that no longer names it."))
 
 
 def _check_versions_keep_results_readable(specs: tuple[ReleaseSpec, ...]) -> None:
@@ -354,8 +366,9 @@ def _unit_words(unit: str) -> str:
 
 
 def specs_for_product(specs: tuple[ReleaseSpec, ...], product: str) -> tuple[ReleaseSpec, ...]:
-    """The specs whose `products` list names this product; which one is active is an admin decision."""
-    return tuple(s for s in specs if product in s.products)
+    """The specs in force (the highest version of each id) whose `products` list names this product: one at most,
+    as load_release_specs refuses two."""
+    return tuple(s for s in in_force(specs) if product in s.products)
 
 
 def _strings(values: list[Any], path: Path, key: str) -> tuple[str, ...]:

@@ -17,7 +17,6 @@ from mscbatch.core.release_spec import (
     ResultValueError,
     load_release_specs,
     specs_for_product,
-    version_key,
 )
 from mscbatch.core.verdicts import LabResult, LotVerdict, judge_lot
 from mscbatch.errors import Conflict, NotFound
@@ -57,13 +56,7 @@ def spec_for_lot(lot: Lot) -> ReleaseSpec:
     if not specs:
         raise NotFound(f"No release specification in config/release_specs/ names product class {lot.product_class} "
                        f"(lot {lot.lot_number}).")
-    files = {spec.id: spec.path.name for spec in specs}
-    if len(files) > 1:
-        raise SpecificationUnusable(
-            f"Product class {lot.product_class} is named by more than one release specification ("
-            + ", ".join(f"{spec_id} in {name}" for spec_id, name in sorted(files.items()))
-            + "): an administrator must keep it in one. No lot of this class can be judged meanwhile.")
-    return max(specs, key=lambda spec: version_key(spec.version))
+    return specs[0]
 
 
 def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:

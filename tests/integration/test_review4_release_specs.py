@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from mscbatch.core.configfiles import ConfigError
-from mscbatch.core.release_spec import load_release_specs
+from mscbatch.core.release_spec import load_release_specs, specs_for_product
 from mscbatch.lots.models import Lot
 from mscbatch.release import oos as oos_service
 from mscbatch.release import specs
@@ -91,3 +91,23 @@ def test_the_overlap_is_said_on_the_pages_not_judged_in_silence(  # type: ignore
     words = html.unescape(page.get_data(as_text=True))
     assert ("The release specifications cannot be used until an administrator fixes this file" in words
             and "uc_msc_strict_v1.toml" in words and "a_uc_msc_site_v1.toml" in words and "MSC(WJ)" in words)
+
+
+def test_a_class_moves_to_its_own_id_by_a_new_version_of_the_old_one(spec_dir: Path) -> None:
+    """Read-through of review 4: the overlap check counted every installed version, and the old version (kept for
+    the lots signed under it) still named the class: no class could ever move to another id. Only the version in
+    force of each id counts."""
+    v1 = (spec_dir / "msc_default_v1.toml").read_text()
+    both = 'products = ["MSC(M)", "MSC(AT)"]'
+    assert both in v1
+    (spec_dir / "msc_default_v2.toml").write_text(
+        v1.replace('version = "1"', 'version = "2"', 1).replace(both, 'products = ["MSC(M)"]'))
+    (spec_dir / "at_msc_strict_v1.toml").write_text(
+        v1.replace('id = "msc_default"', 'id = "at_msc_strict"', 1).replace(both, 'products = ["MSC(AT)"]'))
+    loaded = load_release_specs(spec_dir)
+    assert [(s.id, s.version) for s in specs_for_product(loaded, "MSC(AT)")] == [("at_msc_strict", "1")]
+    assert [(s.id, s.version) for s in specs_for_product(loaded, "MSC(M)")] == [("msc_default", "2")]
+    # the old id's version in force naming the class again is the overlap, refused
+    (spec_dir / "msc_default_v3.toml").write_text(v1.replace('version = "1"', 'version = "3"', 1))
+    with pytest.raises(ConfigError, match="MSC\\(AT\\)"):
+        load_release_specs(spec_dir)

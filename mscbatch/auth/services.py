@@ -344,8 +344,11 @@ def load_session_user(session: Session, token: str | None, user_id: str | None,
     if expired:  # said in the trail, as a sign-out is: when and why this person's session ended
         with use_case(session, (row.user_id, user.username if user is not None else "session"),
                       f"session ended: {expired}"):
-            row.ended_at, row.end_reason = now, expired
-            trail.record(session, "session_expired", "user_account", row.user_id)
+            # read again under its lock: two requests with one expired cookie end it (and say so) once
+            row = session.get(AuthSession, row.id, with_for_update=True, populate_existing=True)
+            if row is not None and row.ended_at is None:
+                row.ended_at, row.end_reason = now, expired
+                trail.record(session, "session_expired", "user_account", row.user_id)
         return None
     if now - row.last_seen_at > timedelta(seconds=30):  # sliding idle window, without a write per click
         row.last_seen_at = now

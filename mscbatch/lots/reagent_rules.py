@@ -6,8 +6,9 @@ Each product lists its required types in config/products.toml (`required_reagent
 core.site_config when the file loads); an entry "platelet_lysate or fbs" is satisfied by either type. Bags frozen
 with DMSO (above 0 %) always need a DMSO lot, whatever the product lists.
 
-missing_reagent_types is the one rule: the lot's move to quarantine (lots.services.apply_lot_transition) and the
-release gate call it, and the lot page shows its answer before the technician tries.
+missing_reagent_types is the one rule: the lot's move to quarantine (lots.services.apply_lot_transition) calls
+it, and the lot page shows its answer before the technician tries. The release gate does not ask again: a lot
+quarantined by an earlier version could never gain its reagent lots (they are linked only while it is in process).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def missing_reagent_types(product: Product, recorded_types: Iterable[str], bags:
 
 def missing_reagents_words(lot_number: str, missing: list[str], before: str = "quarantine") -> str:
     """The refusal a user reads: "Lot MSC-2026-0003: record the lot's reagent lots before quarantine: no trypsin,
-    no platelet lysate or FBS recorded. ..." (`before`: "quarantine" or "release")."""
+    no platelet lysate or FBS recorded. ..." (`before`: what the lot is refused)."""
     listed = ", ".join(f"no {words}" for words in missing)
     return (f"Lot {lot_number}: record the lot's reagent lots before {before}: {listed} recorded. The manufacturing "
             "record names every reagent lot used (a recall of a reagent lot finds the cell lots through it): link "

@@ -223,7 +223,9 @@ def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: A
     if jump is not None and not weight_confirmed:
         raise ValidationFailed(f"Weight not recorded: {jump} Check the weight and its unit (kg). If it is right, "
                                f"tick \"{WEIGHT_CHECKED}\" and record it again.", field="weight_kg")
-    reason = f"{WEIGHT_CHECKED} (confirmed by the clinician): {jump}" if jump is not None else None
+    # a tick is kept whenever given (the page then says so truly), with the jump it answered when there was one
+    reason = (f"{WEIGHT_CHECKED} (confirmed by the clinician)" + (f": {jump}" if jump is not None else "")
+              if weight_confirmed else None)
     with use_case(session, actor, reason):
         patient = lock_patient(session, patient_id)  # not while an infusion start is judging the latest weight
         if measured_on < patient.date_of_birth:

@@ -252,7 +252,8 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
             raise SpecificationUnusable(
                 f"The dose cannot be calculated: the endotoxin limit (K/M, Ph. Eur. 5.1.10) of lot "
                 f"{wanted[lot_id].lot_number} cannot be checked. {error.message} Until an administrator fixes this, no "
-                "dose is calculated with this lot's bags; nothing was saved.") from None
+                "dose is calculated for a patient whose calculation would consider this lot's bags; nothing was "
+                "saved.") from None
         try:
             test = spec.test(ENDOTOXIN_TEST_ID)
         except KeyError:  # the specification has no endotoxin test: "no result"

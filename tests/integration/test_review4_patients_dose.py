@@ -275,3 +275,26 @@ def test_the_sle_escalation_decision_waits_10_days_after_the_fifth_patients_firs
     accepted = _decide(clinician)
     assert accepted.status_code == 302, accepted.get_data(as_text=True)
     assert 'id="decision-wait"' not in clinician.get(f"/patients/cohorts/{SLE}").get_data(as_text=True)
+
+
+def test_a_tick_on_an_ordinary_weight_is_kept_in_the_trail_as_the_page_says(app, users, db_session, client_as):
+    """Read-through of review 4: "checked by you, as recorded in the audit trail" was said for any tick, and the
+    tick was recorded only when the weight was far from the last one."""
+    from sqlalchemy import select
+
+    from mscbatch.audit.models import AuditEvent
+    from mscbatch.patients.models import WeightMeasurement
+    from mscbatch.site import site_today
+    from tests.integration.patient_factories import patient, user
+
+    pid = patient(db_session, user(db_session, "clinician")).id  # 62.5 kg
+    db_session.commit()
+    posted = client_as("clinician").post(f"/patients/{pid}/weights", follow_redirects=True, data={
+        "weight_kg": "63", "measured_on": site_today().isoformat(), "weight_confirmed": "y"})
+    assert "checked by you, as recorded in the audit trail" in posted.get_data(as_text=True)
+    db_session.rollback()
+    latest = db_session.scalar(select(WeightMeasurement.id).where(WeightMeasurement.patient_id == pid)
+                               .order_by(WeightMeasurement.id.desc()).limit(1))
+    reasons = list(db_session.scalars(select(AuditEvent.reason).where(
+        AuditEvent.entity_type == "patient_weight", AuditEvent.entity_id == str(latest))))
+    assert reasons and all(r == "I have checked this weight (confirmed by the clinician)" for r in reasons), reasons

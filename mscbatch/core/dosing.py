@@ -422,6 +422,14 @@ class CourseDose:
         return self.given_cells + self.to_give_cells
 
 
+def cells_given(prescribed_cells: Decimal, prescribed_ml: Decimal, infused_ml: Decimal | None) -> Decimal:
+    """The cells a bag gave: its prescribed cells in proportion to the volume recorded at the infusion's end
+    (a homogeneous suspension; more than prescribed counts more), or as prescribed while the infusion runs."""
+    if infused_ml is None or prescribed_ml <= 0:
+        return prescribed_cells
+    return prescribed_cells * infused_ml / prescribed_ml
+
+
 def course_dose(bags: Sequence[CourseBag]) -> CourseDose:
     """Add up a course (pure). A bag given counts at the volume recorded at its end (its cells in proportion,
     assuming a homogeneous suspension; more than prescribed counts more), or as prescribed while it runs; a bag
@@ -430,10 +438,7 @@ def course_dose(bags: Sequence[CourseBag]) -> CourseDose:
     lost: list[CourseBag] = []
     for bag in bags:
         if bag.state == "given":
-            if bag.infused_ml is None or bag.volume_ml <= 0:
-                given += bag.cells
-            else:
-                given += bag.cells * bag.infused_ml / bag.volume_ml
+            given += cells_given(bag.cells, bag.volume_ml, bag.infused_ml)
         elif bag.state == "lost":
             lost_cells += bag.cells
             lost.append(bag)
@@ -453,4 +458,9 @@ def course_low_cells(calculation: Mapping[str, Any]) -> Decimal:
 
 def cells_per_kg_words(cells: Decimal, weight_kg: Decimal) -> str:
     """Cells for a weight as the protocols write a level: "1.65 x10^6/kg" (to 0.01 x10^6/kg)."""
-    return format_cells_per_kg((cells / weight_kg).quantize(Decimal("1E+4")))
+    return per_kg_words(cells / weight_kg)
+
+
+def per_kg_words(cells_per_kg: Decimal) -> str:
+    """A dose per kg as the protocols write a level, to 0.01 x10^6/kg: "1.65 x10^6/kg"."""
+    return format_cells_per_kg(cells_per_kg.quantize(Decimal("1E+4")))

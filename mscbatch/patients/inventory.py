@@ -21,9 +21,16 @@ from sqlalchemy.orm import Session
 from mscbatch.core.bounds import FIRST_DAY, LAST_DAY, plausible_day
 from mscbatch.core.cohorts import CohortState, EscalationError, check_prescription
 from mscbatch.core.culture import format_cells
-from mscbatch.core.dosing import CandidateBag, DoseAllocation, DoseRefused, calculate_dose
+from mscbatch.core.dosing import (
+    CandidateBag,
+    DoseAllocation,
+    DoseRefused,
+    calculate_dose,
+    cells_given,
+    per_kg_words,
+)
 from mscbatch.core.numbers import plain
-from mscbatch.core.protocols import Protocol, format_cells_per_kg
+from mscbatch.core.protocols import Protocol
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import ValidationFailed
@@ -113,7 +120,7 @@ class AlreadyInfused:
         bags = "; ".join(f"bag {b.din} started {b.started_at:%Y-%m-%d %H:%M} UTC (prescription {b.prescription_id}, "
                          + (f"{plain(b.volume_infused_ml)} mL infused" if b.volume_infused_ml is not None
                             else "infusion not ended: its prescribed draw") + ")" for b in self.bags)
-        return (f"{format_cells(self.cells)} cells = {format_cells_per_kg(_per_kg_millions(self.cells_per_kg))} "
+        return (f"{format_cells(self.cells)} cells = {per_kg_words(self.cells_per_kg)} "
                 f"already infused to this patient under {self.protocol_short_name} ({bags})")
 
     def data(self) -> dict[str, Any]:
@@ -123,11 +130,6 @@ class AlreadyInfused:
                           "started_at": b.started_at.isoformat(), "cells": f"{b.cells.to_integral_value(ROUND_FLOOR):f}",
                           "volume_infused_ml": None if b.volume_infused_ml is None else f"{b.volume_infused_ml:f}",
                           "weight_kg": f"{b.weight_kg:f}"} for b in self.bags]}
-
-
-def _per_kg_millions(cells_per_kg: Decimal) -> Decimal:
-    """A dose per kg rounded to 0.01 x10^6/kg, for words."""
-    return (cells_per_kg / 10**6).quantize(Decimal("0.01")) * 10**6
 
 
 def already_infused(session: Session, patient: Patient, protocol: Protocol) -> AlreadyInfused:
@@ -151,9 +153,8 @@ def already_infused(session: Session, patient: Patient, protocol: Protocol) -> A
             chosen[infusion.id] = (infusion, allocation, prescription, din)
     bags = []
     for infusion, allocation, prescription, din in chosen.values():
-        drawn = Decimal(allocation.cells)
-        if infusion.volume_infused_ml is not None and Decimal(allocation.volume_ml) > 0:
-            drawn = drawn * Decimal(infusion.volume_infused_ml) / Decimal(allocation.volume_ml)
+        drawn = cells_given(Decimal(allocation.cells), Decimal(allocation.volume_ml),
+                            None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml))
         bags.append(InfusedBag(bag_id=infusion.bag_id, din=din, prescription_id=prescription.id,
                                started_at=infusion.started_at, cells=drawn.to_integral_value(ROUND_FLOOR),
                                volume_infused_ml=None if infusion.volume_infused_ml is None

@@ -165,8 +165,8 @@ def test_a_discarded_bag_of_the_course_stops_the_others_with_what_they_would_giv
 def test_the_course_stop_blocks_the_start_and_the_prescriber_can_stop_once_the_ward_returns_the_bags(
         app, users, db_session, client_as):
     """Bags received on the ward: bag 2 thawed, checked and confirmed; then bag 1 is found broken and discarded. Bag
-    2's start is refused. The clinician's stop of the course goes through once the ward has discarded bag 2 (thawed)
-    and returned bag 3."""
+    2's start is refused. The clinician's stop of the course is refused while bags 2 and 3 are on the ward, and goes
+    through once the ward has discarded bag 2 (thawed) and returned bag 3."""
     course = _course(db_session, bags=3, cells=50_000_000, thaw=False)
     services.thaw(db_session, user(db_session, "nurse"), course.bags[1][0], scan=course.bags[1][1])
     db_session.rollback()
@@ -188,8 +188,12 @@ def test_the_course_stop_blocks_the_start_and_the_prescriber_can_stop_once_the_w
                          json={"wristband": course.wristband, "bag": second_token}).get_json()
     assert answer["result"] == "STOP" and "course_short" in [f["code"] for f in answer["failures"]]
 
-    # (the cancel itself is refused while bags 2 and 3 are on the ward: the patients package's rule, not tested here)
     url = f"/patients/prescriptions/{course.prescription_id}/cancel"
+    refused = clinician.post(url, data={"reason": "bag 1 broken"})  # bags 2 and 3 are still on the ward
+    assert refused.status_code == 409 and "Cannot cancel or stop this prescription yet" in refused.get_data(
+        as_text=True)
+    assert db_session.get(Prescription, course.prescription_id).status == "active"
+    db_session.rollback()
     assert nurse.post("/ward/event", data={"bag": second_token, "action": "discard",
                                            "reason": "thawed; course stopped by the prescriber"}).status_code == 302
     assert nurse.post("/ward/event", data={"bag": course.bags[2][1], "action": "return",

@@ -93,7 +93,11 @@ def waiting_exceptional_request(session: Session, lot_id: int) -> LotDisposition
     """The one request for exceptional use waiting for QA's countersignature: the lot's latest request, while QA has
     not signed it. One waits at a time: a new request supersedes (withdraws) the one waiting
     (release.request_exceptional_release), and QA countersigns the request it read, named by its id."""
-    requests = exceptional_requests_of(session, lot_id)
+    return waiting_of(exceptional_requests_of(session, lot_id))
+
+
+def waiting_of(requests: list[LotDisposition]) -> LotDisposition | None:
+    """Of a lot's requests for exceptional use in order, the one waiting: the latest, while QA has not signed it."""
     return requests[-1] if requests and requests[-1].signed_at is None else None
 
 

@@ -37,6 +37,7 @@ from mscbatch.release.queries import (
     released_at,
     superseded_by,
     users_named,
+    waiting_of,
 )
 from mscbatch.release.release import refusals
 from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
@@ -162,8 +163,7 @@ class Review:
     def exceptional_request(self) -> LotDisposition | None:
         """The one request waiting for QA's countersignature (queries.waiting_exceptional_request: the latest,
         unsigned by QA): the page shows its patient and justification beside the button, whose form names it."""
-        requests = self.exceptional_requests
-        return requests[-1] if requests and requests[-1].signed_at is None else None
+        return waiting_of(self.exceptional_requests)
 
     def superseded_by(self, disposition: LotDisposition) -> LotDisposition | None:
         """The later request that withdrew this clinician's request, which QA never signed (else None)."""

@@ -180,9 +180,10 @@ def exceptional(lot_id: int) -> Any:
 
 def _requested(made: Any) -> str:
     """The clinician is told when the new request withdrew one that was waiting (release.request_exceptional_release)."""
-    from mscbatch.release.queries import exceptional_requests_of
+    from mscbatch.release.queries import exceptional_requests_of, superseded_by
 
-    earlier = [r for r in exceptional_requests_of(db.session, made.lot_id) if r.id < made.id and r.signed_at is None]
+    requests = exceptional_requests_of(db.session, made.lot_id)
+    earlier = [r for r in requests if r.id < made.id and superseded_by(requests, r) is not None]
     replaced = (f" It replaces request {earlier[-1].id} for patient {earlier[-1].patient_code}, which is withdrawn: QA "
                 "can no longer countersign it." if earlier else "")
     return f"Exceptional use for patient {made.patient_code} requested and signed; QA must countersign.{replaced}"

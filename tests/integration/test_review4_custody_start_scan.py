@@ -7,25 +7,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody.models import CustodyEvent, Infusion, TwoPersonCheck
+from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.lots.models import Bag
 from tests.conftest import api_token_for
 from tests.integration.test_custody_support import KEY, Ward, checked_and_confirmed, prescribed_bag, token_of
-from tests.integration.test_infusion_start import _confirmed_page
+from tests.integration.test_infusion_start import _confirmed_page, _written
 
 REFUSED = AuditEvent.action == "infusion_start_refused"
-
-
-def _written(session: Any) -> tuple[int, ...]:
-    session.rollback()
-    counts = tuple(session.scalar(select(func.count()).select_from(model))
-                   for model in (Infusion, CustodyEvent, TwoPersonCheck))
-    counts += (session.scalar(select(func.count()).select_from(AuditEvent).where(~REFUSED)),)
-    session.rollback()
-    return counts
 
 
 def _refusals(session: Any) -> list[str]:

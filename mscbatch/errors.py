@@ -7,10 +7,12 @@ error page, or an RFC 9457 problem document under /api/. A user never sees a sta
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,28 @@ def _error_page(status: int, title: str, detail: str) -> tuple[str, int]:
     return render_template("errors/error.html", status=status, title=title, detail=detail), status
 
 
+#: PostgreSQL's SQLSTATEs for a transaction it ended because another one held what it needed at that moment:
+#: deadlock_detected (two use cases locking the same rows in opposite orders), serialization_failure,
+#: lock_not_available. Nothing of the ended transaction was kept, and the same request a moment later succeeds.
+_BUSY_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+_SQLITE_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+BUSY_DETAIL = ("Someone else was changing the same records at that moment, so nothing was saved. "
+               "Please try again.")
+
+
+def database_busy(error: BaseException) -> bool:
+    """True when the database refused a transaction for another one's locks (not for what it held): a 503 that
+    says "try again", never a 500 that says something is broken."""
+    # SQLite's refusal of BEGIN IMMEDIATE comes unwrapped: it is raised in the engine's begin event
+    # (database.begin_immediate), where SQLAlchemy does not wrap driver errors
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    if getattr(cause, "sqlstate", None) in _BUSY_SQLSTATES:
+        return True
+    return isinstance(cause, sqlite3.OperationalError) and \
+        getattr(cause, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Any:
@@ -104,6 +128,15 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:
+        if "_login_user" not in g:  # the signed-in user was not loaded (the database failed first): the error
+            # page's menu must not load it now, from the database that just failed
+            g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+        if database_busy(error):
+            log.warning("database busy, request refused: %s", error)
+            response = problem_response(503, "Service Unavailable", BUSY_DETAIL) if wants_problem_json() \
+                else app.make_response(_error_page(503, "Please try again", BUSY_DETAIL))
+            response.headers["Retry-After"] = "1"
+            return response
         incident = uuid.uuid4().hex[:12]
         log.exception("unhandled error, incident %s", incident)
         detail = f"Something went wrong on the server. Nothing was saved. Incident reference: {incident}."

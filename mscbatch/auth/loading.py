@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, Request, current_app, request, session
+from flask import Flask, Request, current_app, g, request, session
 
 from mscbatch.auth import services
 from mscbatch.auth.models import User
 from mscbatch.database import reading
 from mscbatch.extensions import db, login_manager
 from mscbatch.monitoring.security_log import SECURITY
+from mscbatch.web.logs import LOADED_USERNAME
 
 
 def policy() -> services.SessionPolicy:
@@ -37,6 +38,8 @@ def init_login(app: Flask) -> None:
         user = services.load_session_user(db.session, session.get("sid"), user_id, policy())
         if user is None:
             session.clear()
+        else:
+            g.setdefault(LOADED_USERNAME, user.username)
         return user
 
     @login_manager.request_loader
@@ -51,6 +54,8 @@ def init_login(app: Flask) -> None:
             user = services.user_for_api_token(db.session, secret.strip())
         if user is None:
             _log_refused_token(secret.strip())
+        else:
+            g.setdefault(LOADED_USERNAME, user.username)
         return user
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from flask import Flask, Response, g, has_request_context, request
+from sqlalchemy import inspect
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy's id is kept only when it is plainly an id: it is echoed in a header and written in every log line.
@@ -33,11 +34,22 @@ def request_id_from(header: str | None) -> str:
 
 
 def current_username() -> str | None:
-    """The user Flask-Login already loaded for this request; never loads one (no query per log line)."""
+    """The user Flask-Login already loaded for this request; never loads one (no query per log line). Nor does it
+    reload the name: after a rolled-back use case the user's attributes are expired, and reading them would query a
+    database that may be what just failed (the error handler's own log line would then fail too)."""
     if not has_request_context():
         return None
     user = g.get("_login_user")
-    return getattr(user, "username", None) if getattr(user, "is_authenticated", False) else None
+    if not getattr(user, "is_authenticated", False):
+        return None
+    state = inspect(user, raiseerr=False)
+    if state is None:
+        return getattr(user, "username", None)
+    return state.dict.get("username") or g.get(LOADED_USERNAME)
+
+
+#: the signed-in user's name as the loaders read it (mscbatch.auth.loading), for the log lines after a rollback
+LOADED_USERNAME = "mscbatch_username"
 
 
 class RequestContextFilter(logging.Filter):

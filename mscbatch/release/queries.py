@@ -252,7 +252,8 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     for lot_id, rows in found.items():
         try:
             spec = spec_of_lot(session, wanted[lot_id])
-        except NotFound as error:  # the lot's specification is missing or changed: refused, never dropped
+        except (NotFound, SpecificationUnusable) as error:  # the lot's specification is missing or changed:
+            # refused, never dropped
             raise SpecificationUnusable(
                 f"The dose cannot be calculated: the endotoxin limit (K/M, Ph. Eur. 5.1.10) of lot "
                 f"{wanted[lot_id].lot_number} cannot be checked. {error.message} Until an administrator fixes this, no "

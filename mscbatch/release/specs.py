@@ -63,8 +63,9 @@ def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
     """The specification the lot is judged against: once QA has signed a disposition of the lot (a release, full,
     conditional or exceptional, or a rejection), the version its first signed disposition was bound to, for good
     (its certificate, a late result, the completion of a conditional release); before, the active version. A signed
-    version no longer installed, or changed since, is a configuration error said in plain words: judging a signed
-    lot against another text would certify what nobody signed. (A clinician's request for exceptional use is not
+    version no longer installed, or changed since, is a configuration error said in plain words (409, as the other
+    unusable specifications: the lot exists, its specification cannot be used): judging a signed lot against
+    another text would certify what nobody signed. (A clinician's request for exceptional use is not
     QA's signature: it binds nothing until QA countersigns it.)"""
     from mscbatch.release.models import LotDisposition
 
@@ -79,12 +80,14 @@ def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
     for spec in all_specs():
         if (spec.id, spec.version) == (spec_id, version):
             if spec.sha256 != sha256:
-                raise NotFound(f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, "
-                               "but that file in config/release_specs/ has changed since (its SHA-256 differs): put "
-                               "back the signed text; a change needs a new version.")
+                raise SpecificationUnusable(
+                    f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, but that file "
+                    "in config/release_specs/ has changed since (its SHA-256 differs): put back the signed text; a "
+                    "change needs a new version.")
             return spec
-    raise NotFound(f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, which is "
-                   "no longer in config/release_specs/: put the file back (old versions stay installed).")
+    raise SpecificationUnusable(f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, "
+                                "which is no longer in config/release_specs/: put the file back (old versions stay "
+                                "installed).")
 
 
 def results_of(session: Session, lot_id: int) -> list[ReleaseResult]:

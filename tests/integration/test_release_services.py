@@ -329,8 +329,8 @@ def test_a_released_lot_stays_judged_against_the_specification_version_qa_signed
     from pypdf import PdfReader
 
     from mscbatch.core.release_spec import load_release_spec
-    from mscbatch.errors import NotFound
     from mscbatch.release import coa, review, specs
+    from mscbatch.release.specs import SpecificationUnusable
 
     enter_panel(session, user(session, "technician"), lot_id)  # viability 92.5 %
     release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
@@ -349,8 +349,8 @@ def test_a_released_lot_stays_judged_against_the_specification_version_qa_signed
     changed = tmp_path / "v1-edited.toml"
     changed.write_text(v1.path.read_text().replace("min = 70", "min = 71"))  # same version, another text
     monkeypatch.setattr(specs, "all_specs", lambda: (load_release_spec(changed),))
-    with pytest.raises(NotFound, match="has changed since"):
+    with pytest.raises(SpecificationUnusable, match="has changed since"):
         review.review_of(session, lot_id)
     monkeypatch.setattr(specs, "all_specs", lambda: (load_release_spec(stricter),))
-    with pytest.raises(NotFound, match="no longer in config/release_specs"):
+    with pytest.raises(SpecificationUnusable, match="no longer in config/release_specs"):
         review.review_of(session, lot_id)

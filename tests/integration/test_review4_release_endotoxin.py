@@ -77,3 +77,21 @@ def test_no_prescription_is_signed_while_the_endotoxin_limit_cannot_be_checked( 
     _edit_in_place(db_session, lot_id)
     with pytest.raises(SpecificationUnusable, match="endotoxin limit"):
         prescriptions.prescribe(db_session, user(db_session, "clinician"), PASSWORD, named.id)
+
+
+def test_a_late_result_for_a_lot_whose_signed_specification_changed_is_a_409_not_a_404(  # type: ignore[no-untyped-def]
+        app, users, db_session, spec_dir):
+    """The lot exists; its specification cannot be used. A 404 told an API client the lot was not there."""
+    lot_id, _named = _exceptional_lot_with_endotoxin(db_session, "SLE-UC-953")
+    _edit_in_place(db_session, lot_id)
+    count = db_session.query(ReleaseResult).filter_by(lot_id=lot_id).count()
+    db_session.close()
+    token = api_token_for(app, "technician")
+    answer = app.test_client().post(f"/api/v1/release/lots/{lot_id}/results", headers={"Authorization": f"Bearer {token}"},
+                                    json={"test_id": "sterility", "value": "negative", "unit": "", "analyst": "QC",
+                                          "tested_on": site_today().isoformat()})
+    assert answer.status_code == 409, answer.get_data(as_text=True)
+    assert answer.get_json()["title"] == "Release specification cannot be used"
+    assert "has changed since (its SHA-256 differs)" in answer.get_json()["detail"]
+    with app.extensions["mscbatch.db"].new_session() as session:
+        assert session.query(ReleaseResult).filter_by(lot_id=lot_id).count() == count

@@ -20,8 +20,19 @@ ROW_ID = validate.Range(min=1, max=DB_INT_MAX)
 DB_INT = validate.Range(max=DB_INT_MAX)
 
 
+class WholeNumber(fields.Integer):
+    """An integer field of the API: 4.99 is refused, never stored as 4 (marshmallow's Integer does int(value), so a
+    CTCAE grade 4.99 became grade 4 and a cell count lost its fraction), and true is not 1. A string of digits is
+    still read, as the query strings give them."""
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 class MeSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     username = fields.String(required=True)
     full_name = fields.String(required=True)
     roles = fields.List(fields.String(), required=True)

@@ -19,7 +19,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import ROW_ID, problems
+from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.custody import services
 from mscbatch.custody.checks import BedsideResult, stop_running
@@ -54,10 +54,10 @@ class FindingSchema(Schema):
 class ScanVerifySchema(Schema):
     result = fields.String(metadata={"description": "MATCHES or STOP"})
     matches = fields.Boolean()
-    check_id = fields.Integer(allow_none=True)
+    check_id = WholeNumber(allow_none=True)
     failures = fields.List(fields.Nested(FindingSchema))
     notes = fields.List(fields.String())
-    bag_id = fields.Integer(allow_none=True)
+    bag_id = WholeNumber(allow_none=True)
     din = fields.String(allow_none=True)
     patient_code = fields.String(allow_none=True)
     post_thaw_deadline = fields.DateTime(allow_none=True)
@@ -76,13 +76,13 @@ class ConfirmInSchema(Schema):
 
 
 class CheckSchema(Schema):
-    id = fields.Integer()
-    bag_id = fields.Integer(allow_none=True)
-    patient_id = fields.Integer(allow_none=True)
+    id = WholeNumber()
+    bag_id = WholeNumber(allow_none=True)
+    patient_id = WholeNumber(allow_none=True)
     result = fields.String()
-    checked_by_id = fields.Integer()
+    checked_by_id = WholeNumber()
     checked_at = fields.DateTime()
-    second_checker_id = fields.Integer(allow_none=True)
+    second_checker_id = WholeNumber(allow_none=True)
     confirmed_at = fields.DateTime(allow_none=True)
 
 
@@ -90,7 +90,7 @@ class EventInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(API_EVENTS))
     bag = fields.String(load_default=None, validate=validate.Length(max=600),
                         metadata={"description": "the scanned bag code (or give bag_id)"})
-    bag_id = fields.Integer(load_default=None, validate=ROW_ID)
+    bag_id = WholeNumber(load_default=None, validate=ROW_ID)
     location = fields.String(load_default="", validate=validate.Length(max=120))
     courier = fields.String(load_default="", validate=validate.Length(max=120))
     shipper = fields.String(load_default="", validate=validate.Length(max=120))
@@ -100,11 +100,11 @@ class EventInSchema(Schema):
 
 
 class EventSchema(Schema):
-    id = fields.Integer()
-    bag_id = fields.Integer()
+    id = WholeNumber()
+    bag_id = WholeNumber()
     kind = fields.String()
     occurred_at = fields.DateTime()
-    actor_id = fields.Integer()
+    actor_id = WholeNumber()
     location = fields.String()
     scan = fields.String()
     from_status = fields.String(allow_none=True)
@@ -114,7 +114,7 @@ class EventSchema(Schema):
 
 
 class InfusionInSchema(Schema):
-    bag_id = fields.Integer(required=True, validate=ROW_ID, metadata={"description": "the bag being started (the "
+    bag_id = WholeNumber(required=True, validate=ROW_ID, metadata={"description": "the bag being started (the "
                                                                                    "bag of the confirmed check)"})
     wristband = fields.String(required=True, validate=validate.Length(max=120), metadata={"description": (
         "the patient's wristband, scanned again at the bedside just before the start (not copied from the check): "
@@ -134,7 +134,7 @@ class EndInSchema(Schema):
 
 class ReactionInSchema(Schema):
     ctcae_term = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    grade = fields.Integer(required=True, validate=validate.Range(1, 5))
+    grade = WholeNumber(required=True, validate=validate.Range(1, 5))
     description = fields.String(load_default="", validate=validate.Length(max=services.DESCRIPTION_MAX))
     onset_at = fields.AwareDateTime(load_default=None, metadata={
         "description": "when the reaction began (with its time zone); default: now. Not in the future, not before "
@@ -142,13 +142,13 @@ class ReactionInSchema(Schema):
 
 
 class InfusionSchema(Schema):
-    id = fields.Integer()
-    bag_id = fields.Integer()
-    patient_id = fields.Integer()
-    check_id = fields.Integer()
+    id = WholeNumber()
+    bag_id = WholeNumber()
+    patient_id = WholeNumber()
+    check_id = WholeNumber()
     started_at = fields.DateTime()
-    started_by_id = fields.Integer()
-    second_person_id = fields.Integer()
+    started_by_id = WholeNumber()
+    second_person_id = WholeNumber()
     ended_at = fields.DateTime(allow_none=True)
     volume_infused_ml = fields.Decimal(as_string=True, allow_none=True)
 
@@ -170,10 +170,10 @@ class InfusionReadSchema(InfusionSchema):
 
 
 class ReactionSchema(Schema):
-    id = fields.Integer()
-    infusion_id = fields.Integer()
+    id = WholeNumber()
+    infusion_id = WholeNumber()
     ctcae_term = fields.String()
-    grade = fields.Integer()
+    grade = WholeNumber()
     description = fields.String()
     onset_at = fields.DateTime()
     recorded_at = fields.DateTime()

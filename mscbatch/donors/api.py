@@ -10,7 +10,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.eligibility_markers import RESULT_VALUES
 from mscbatch.donors import services
@@ -24,7 +24,7 @@ bp = Blueprint("donors_api", __name__, url_prefix="/api/v1/donors",
 
 
 class DonorSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     code = fields.String(required=True, metadata={"description": "Pseudonymised donor code"})
     tissue_source = fields.String(required=True, validate=validate.OneOf(list(SOURCE_LABELS)))
     rule_set_id = fields.String(required=True)
@@ -47,27 +47,27 @@ class DonorSchema(Schema):
 
 class DonorListSchema(Schema):
     items = fields.List(fields.Nested(DonorSchema), required=True)
-    page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
-    total = fields.Integer(required=True)
+    page = WholeNumber(required=True)
+    pages = WholeNumber(required=True)
+    total = WholeNumber(required=True)
 
 
 class DonorQuerySchema(Schema):
     source = fields.String(load_default="", validate=validate.OneOf(["", *SOURCE_LABELS]))
     status = fields.String(load_default="", validate=validate.OneOf(["", *DONOR_STATUSES]))
     q = fields.String(load_default="", metadata={"description": "Part of a donor or recipient code"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = WholeNumber(load_default=1, validate=validate.Range(min=1))
 
 
 class ResultSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     marker = fields.String(required=True)
     method = fields.String(required=True)
     result = fields.String(required=True)
     sample_date = fields.Date(required=True)
     lab_reference = fields.String(required=True)
-    entered_by_id = fields.Integer(required=True)
-    corrected_by_id = fields.Integer(allow_none=True)
+    entered_by_id = WholeNumber(required=True)
+    corrected_by_id = WholeNumber(allow_none=True)
 
 
 class ResultInSchema(Schema):
@@ -102,7 +102,7 @@ class SignatureSchema(Schema):
 
 
 class DecisionSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     meaning = fields.String(required=True)
     engine_status = fields.String(required=True)
     reasons = fields.List(fields.Nested(ReasonSchema), required=True)
@@ -121,8 +121,8 @@ class DecisionSchema(Schema):
 
 class SampleWindowSchema(Schema):
     applies_to = fields.String(required=True, metadata={"description": "The markers the window applies to"})
-    from_days = fields.Integer(required=True, metadata={"description": "Days from the collection (negative: before)"})
-    to_days = fields.Integer(required=True)
+    from_days = WholeNumber(required=True, metadata={"description": "Days from the collection (negative: before)"})
+    to_days = WholeNumber(required=True)
     source = fields.String(required=True)
     note = fields.String(required=True)
     to_confirm = fields.Boolean(required=True, metadata={"description": (
@@ -142,7 +142,7 @@ class EligibilitySchema(Schema):
     checklist = fields.List(fields.Nested(ChecklistItemSchema), required=True)
     current_decision = fields.Nested(DecisionSchema, allow_none=True)
     decisions = fields.List(fields.Nested(DecisionSchema), required=True)
-    open_lookbacks = fields.Integer(required=True)
+    open_lookbacks = WholeNumber(required=True)
     sample_windows = fields.List(fields.Nested(SampleWindowSchema), required=True, metadata={
         "description": "The sample windows of the donor's rule set, with their source and whether they are to confirm"})
 

@@ -19,7 +19,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from mscbatch.api.base import ROW_ID, problems
+from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.errors import PermissionDenied
 from mscbatch.extensions import db
@@ -45,9 +45,9 @@ class FhirResourceSchema(Schema):
 
 
 class BundleQuerySchema(Schema):
-    lot = fields.Integer(validate=ROW_ID,
+    lot = WholeNumber(validate=ROW_ID,
                          metadata={"description": "id of the lot whose bags the Bundle holds"})
-    patient = fields.Integer(validate=ROW_ID,
+    patient = WholeNumber(validate=ROW_ID,
                              metadata={"description": "id of the patient whose infusions the Bundle holds "
                                                       "(clinicians, nurses and QA only); give lot or patient"})
 

@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import DB_INT, ROW_ID, problems
+from mscbatch.api.base import DB_INT, ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan
 from mscbatch.core.states import LOT
@@ -25,16 +25,16 @@ bp = Blueprint("lots_api", __name__, url_prefix="/api/v1/lots", description="Lot
 
 def Cells(**kwargs: Any) -> fields.Integer:  # noqa: N802 (reads as a field type)
     """Whole cells; at most a 64-bit BIGINT, so that an absurd count is a 422 instead of a database overflow."""
-    return fields.Integer(validate=validate.Range(max=2**63 - 1), **kwargs)
+    return WholeNumber(validate=validate.Range(max=2**63 - 1), **kwargs)
 
 
 class LotSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     lot_number = fields.String(required=True)
     product_id = fields.String(required=True)
     product_name = fields.String(required=True)
     product_class = fields.String(required=True)
-    donor_id = fields.Integer(required=True)
+    donor_id = WholeNumber(required=True)
     donor_gate = fields.String(required=True, attribute="gate_now", validate=validate.OneOf(
         ["approved", "pending", "ineligible"]), metadata={"description": (
             "The donor gate NOW, judged at the lot's collection day: approved | pending (no QA approval in force, "
@@ -58,7 +58,7 @@ class LotSchema(Schema):
 
 
 class LotInSchema(Schema):
-    donor_id = fields.Integer(required=True, validate=ROW_ID)
+    donor_id = WholeNumber(required=True, validate=ROW_ID)
     product_id = fields.String(required=True)
     collection_at = fields.AwareDateTime(required=True, metadata={"description": "ISO 8601 with offset"})
     collection_site = fields.String(required=True)
@@ -68,7 +68,7 @@ class LotInSchema(Schema):
 
 class LotListSchema(Schema):
     items = fields.List(fields.Nested(LotSchema), required=True)
-    next_before = fields.Integer(allow_none=True, metadata={"description": "pass as `before` for the next page"})
+    next_before = WholeNumber(allow_none=True, metadata={"description": "pass as `before` for the next page"})
 
 
 class LotQuerySchema(Schema):
@@ -77,13 +77,13 @@ class LotQuerySchema(Schema):
     donor = fields.String(load_default="", metadata={"description": "donor code"})
     collected_from = fields.Date(load_default=None)
     collected_to = fields.Date(load_default=None)
-    before = fields.Integer(load_default=None, validate=ROW_ID, metadata={"description": "keyset: lots with a smaller id"})
+    before = WholeNumber(load_default=None, validate=ROW_ID, metadata={"description": "keyset: lots with a smaller id"})
 
 
 class StepSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     kind = fields.String(required=True)
-    passage_number = fields.Integer(allow_none=True)
+    passage_number = WholeNumber(allow_none=True)
     performed_on = fields.Date(required=True)
     seeded_cells = Cells(allow_none=True)
     harvested_cells = Cells(allow_none=True)
@@ -96,7 +96,7 @@ class StepSchema(Schema):
 
 
 class PassageInSchema(Schema):
-    passage_number = fields.Integer(required=True, validate=DB_INT)
+    passage_number = WholeNumber(required=True, validate=DB_INT)
     performed_on = fields.Date(required=True)
     seeded_cells = Cells(required=True)
     harvested_cells = Cells(required=True)

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from mscbatch.api.base import ROW_ID, problems
+from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.extensions import db
 from mscbatch.lots import reagents
@@ -31,22 +31,22 @@ class ReagentLotInSchema(Schema):
 
 
 class ReagentLotSchema(ReagentLotInSchema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
 
 
 class ReagentUseSchema(Schema):
-    id = fields.Integer(required=True)
-    lot_id = fields.Integer(required=True)
-    reagent_lot_id = fields.Integer(required=True)
-    step_id = fields.Integer(allow_none=True)
+    id = WholeNumber(required=True)
+    lot_id = WholeNumber(required=True)
+    reagent_lot_id = WholeNumber(required=True)
+    step_id = WholeNumber(allow_none=True)
     stage = fields.String(required=True)
     used_on = fields.Date(required=True)
 
 
 class ReagentUseInSchema(Schema):
-    reagent_lot_id = fields.Integer(required=True, validate=ROW_ID)
+    reagent_lot_id = WholeNumber(required=True, validate=ROW_ID)
     used_on = fields.Date(required=True)
-    step_id = fields.Integer(load_default=None, allow_none=True, validate=ROW_ID)
+    step_id = WholeNumber(load_default=None, allow_none=True, validate=ROW_ID)
 
 
 @bp.route("/reagent-lots")

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from mscbatch.api.base import DB_INT, ROW_ID, problems
+from mscbatch.api.base import DB_INT, ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.extensions import db
 from mscbatch.lots.identifiers import bag_with_din, check_identifier
@@ -29,23 +29,23 @@ bp = Blueprint("storage_api", __name__, url_prefix="/api/v1", description="Bags,
 
 
 class BagSchema(Schema):
-    id = fields.Integer(required=True)
-    lot_id = fields.Integer(required=True)
-    bag_number = fields.Integer(required=True)
-    bag_count = fields.Integer(required=True)
+    id = WholeNumber(required=True)
+    lot_id = WholeNumber(required=True)
+    bag_number = WholeNumber(required=True)
+    bag_count = WholeNumber(required=True)
     division = fields.String(required=True)
     din = fields.String(required=True, metadata={"description": "13-character DIN"})
     check_character = fields.String(required=True, metadata={"description": "ISO 7064 MOD 37-2 K"})
     product_code = fields.String(required=True)
     volume_ml = fields.Decimal(as_string=True, required=True)
-    cells_per_ml = fields.Integer(required=True)
-    total_cells = fields.Integer(required=True)
+    cells_per_ml = WholeNumber(required=True)
+    total_cells = WholeNumber(required=True)
     dmso_percent = fields.Decimal(as_string=True, required=True)
     expires_at = fields.AwareDateTime(required=True)
     status = fields.String(required=True, metadata={"description": "custody state of the bag itself"})
     effective_status = fields.String(required=True, metadata={"description": "with its lot's disposition"})
     usable = fields.Boolean(required=True)
-    box_id = fields.Integer(allow_none=True)
+    box_id = WholeNumber(allow_none=True)
     position = fields.String(allow_none=True)
 
 
@@ -60,30 +60,30 @@ def bag_data(session: Session, bag: Bag) -> dict[str, Any]:
 
 
 class LocationSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(list(STORAGE_KINDS)))
     name = fields.String(required=True)
-    parent_id = fields.Integer(allow_none=True)
+    parent_id = WholeNumber(allow_none=True)
     temperature_max_c = fields.Decimal(as_string=True, allow_none=True)
-    rows = fields.Integer(allow_none=True)
-    columns = fields.Integer(allow_none=True)
-    depth = fields.Integer()
-    bags = fields.Integer(metadata={"description": "bags stored in a box"})
+    rows = WholeNumber(allow_none=True)
+    columns = WholeNumber(allow_none=True)
+    depth = WholeNumber()
+    bags = WholeNumber(metadata={"description": "bags stored in a box"})
 
 
 class LocationInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(list(STORAGE_KINDS)))
     name = fields.String(required=True)
-    parent_id = fields.Integer(load_default=None, validate=ROW_ID)
+    parent_id = WholeNumber(load_default=None, validate=ROW_ID)
     temperature_max_c = fields.Decimal(load_default=None, as_string=True)
-    rows = fields.Integer(load_default=None, validate=DB_INT)
-    columns = fields.Integer(load_default=None, validate=DB_INT)
+    rows = WholeNumber(load_default=None, validate=DB_INT)
+    columns = WholeNumber(load_default=None, validate=DB_INT)
 
 
 class PositionSchema(Schema):
-    position = fields.Integer(required=True)
+    position = WholeNumber(required=True)
     label = fields.String(required=True)
-    bag_id = fields.Integer(allow_none=True)
+    bag_id = WholeNumber(allow_none=True)
     din = fields.String(allow_none=True)
     lot_number = fields.String(allow_none=True)
 
@@ -95,8 +95,8 @@ class BoxSchema(Schema):
 
 
 class StoreInSchema(Schema):
-    box_id = fields.Integer(required=True, validate=ROW_ID)
-    position = fields.Integer(required=True, validate=DB_INT, metadata={"description": "1..rows x columns, row by row"})
+    box_id = WholeNumber(required=True, validate=ROW_ID)
+    position = WholeNumber(required=True, validate=DB_INT, metadata={"description": "1..rows x columns, row by row"})
     reason = fields.String(load_default="", metadata={"description": "required to move a stored bag"})
 
 
@@ -110,7 +110,7 @@ class IdentifierSchema(Schema):
     valid = fields.Boolean(required=True)
     message = fields.String(required=True, metadata={"description": "exactly what is wrong, or what it is"})
     parts = fields.Dict(keys=fields.String(), values=fields.String())
-    bag_id = fields.Integer(allow_none=True)
+    bag_id = WholeNumber(allow_none=True)
 
 
 @bp.route("/bags/<int:bag_id>")

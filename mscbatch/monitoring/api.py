@@ -6,7 +6,7 @@ from typing import Any
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import WholeNumber, problems
 from mscbatch.auth.access import roles_required
 from mscbatch.database import utcnow
 from mscbatch.extensions import db
@@ -18,9 +18,9 @@ bp = Blueprint("monitoring_api", __name__, url_prefix="/api/v1/admin",
 
 
 class WindowsSchema(Schema):
-    last_24_hours = fields.Integer(required=True)
-    last_7_days = fields.Integer(required=True)
-    all_time = fields.Integer(required=True)
+    last_24_hours = WholeNumber(required=True)
+    last_7_days = WholeNumber(required=True)
+    all_time = WholeNumber(required=True)
 
 
 class CountersSchema(Schema):

@@ -9,7 +9,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import ROW_ID, problems
+from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import roles_required
 from mscbatch.extensions import db
 from mscbatch.patients import prescriptions, services
@@ -31,7 +31,7 @@ __all__ = ["READERS", "bp"]  # READERS: patients.models, imported from here by o
 
 
 class PatientSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     code = fields.String(required=True, metadata={"description": "Pseudonymised trial patient code"})
     protocol_id = fields.String(required=True)
     initials = fields.String(required=True)
@@ -39,7 +39,7 @@ class PatientSchema(Schema):
     sex = fields.String(required=True, validate=validate.OneOf(list(SEX_LABELS)))
     ward = fields.String(required=True)
     wristband_id = fields.String(required=True)
-    familial_donor_id = fields.Integer(allow_none=True)
+    familial_donor_id = WholeNumber(allow_none=True)
     familial_donor_code = fields.Function(
         lambda patient: patient.directed_donor_code, allow_none=True,
         metadata={"description": "Directed products (SSc-BM): the familial donor whose cells ONLY this patient receives "
@@ -73,7 +73,7 @@ class PatientInSchema(Schema):
 
 
 class WeightSchema(Schema):
-    id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
     weight_kg = fields.Decimal(as_string=True, required=True)
     measured_on = fields.Date(required=True)
     recorded_at = fields.DateTime(required=True)
@@ -101,7 +101,7 @@ class DoseResultSchema(Schema):
     refusal_code = fields.String(allow_none=True)
     refusal_reason = fields.String(allow_none=True)
     cohort_message = fields.String(required=True)
-    weight_id = fields.Integer(allow_none=True, metadata={"description": "The weight the calculation used: send it "
+    weight_id = WholeNumber(allow_none=True, metadata={"description": "The weight the calculation used: send it "
                                                                          "back with the prescription"})
     calculation = fields.Dict(allow_none=True, metadata={"description": "The allocation: target, band, delivered, "
                                                                          "draws (bag_id, din, volume_ml...), DMSO"})
@@ -124,11 +124,11 @@ class PrescriptionInSchema(Schema):
         what="dose level", where="calculation.dose_level_cells_per_kg")})
     planned_at = fields.AwareDateTime(load_default=None, metadata={
         "description": "Default: now. Not before today (the site's day): refused with 422 naming planned_at"})
-    bag_ids = fields.List(fields.Integer(validate=ROW_ID), required=True,
+    bag_ids = fields.List(WholeNumber(validate=ROW_ID), required=True,
                           validate=validate.Length(min=1, error="Required: at least one bag, those of the dry run."),
                           error_messages={"required": _SEND_BACK.format(what="bags", where="calculation.draws[].bag_id")},
                           metadata={"description": "The bags of the dry run; refused (409) if one was taken since"})
-    weight_id = fields.Integer(validate=ROW_ID, required=True,
+    weight_id = WholeNumber(validate=ROW_ID, required=True,
                                error_messages={"required": _SEND_BACK.format(what="weight", where="weight_id")},
                                metadata={"description": "The weight of the dry run; refused (409) if a newer weight "
                                                         "was recorded since"})
@@ -139,24 +139,24 @@ class PrescriptionInSchema(Schema):
 
 
 class AllocationSchema(Schema):
-    bag_id = fields.Integer(required=True)
+    bag_id = WholeNumber(required=True)
     volume_ml = fields.Decimal(as_string=True, required=True)
-    cells = fields.Integer(required=True)
+    cells = WholeNumber(required=True)
     partial = fields.Boolean(required=True)
     conditional_release = fields.Boolean(required=True)
     active = fields.Boolean(required=True)
 
 
 class PrescriptionSchema(Schema):
-    id = fields.Integer(required=True)
-    patient_id = fields.Integer(required=True)
+    id = WholeNumber(required=True)
+    patient_id = WholeNumber(required=True)
     protocol_id = fields.String(required=True)
     protocol_version = fields.String(required=True)
-    dose_level_cells_per_kg = fields.Integer(required=True)
+    dose_level_cells_per_kg = WholeNumber(required=True)
     weight_kg = fields.Decimal(as_string=True, required=True)
     weight_measured_on = fields.Date(required=True)
-    target_cells = fields.Integer(required=True)
-    delivered_cells = fields.Integer(required=True)
+    target_cells = WholeNumber(required=True)
+    delivered_cells = WholeNumber(required=True)
     total_volume_ml = fields.Decimal(as_string=True, required=True)
     dmso_g = fields.Decimal(as_string=True, required=True)
     dmso_g_per_kg = fields.Decimal(as_string=True, required=True)

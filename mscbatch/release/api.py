@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from mscbatch.api.base import problems
+from mscbatch.api.base import WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.extensions import db
 from mscbatch.lots.queries import get_lot
@@ -21,7 +21,7 @@ bp = Blueprint("release_api", __name__, url_prefix="/api/v1/release", descriptio
 
 
 class ReleaseResultSchema(Schema):
-    id = fields.Integer()
+    id = WholeNumber()
     test_id = fields.String()
     value = fields.String()
     unit = fields.String()
@@ -69,7 +69,7 @@ class ReleaseStateSchema(Schema):
 
 
 class LotReleaseSchema(Schema):
-    lot_id = fields.Integer()
+    lot_id = WholeNumber()
     lot_number = fields.String()
     spec_id = fields.String()
     spec_version = fields.String()

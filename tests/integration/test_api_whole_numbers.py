@@ -2,6 +2,8 @@
 4.99 was stored as grade 4, a box of 2.5 rows as 2) and never a boolean read as 1."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -26,8 +28,7 @@ def _rack(app, headers) -> int:  # type: ignore[no-untyped-def]
 def test_a_fractional_or_boolean_integer_is_refused_naming_its_field_and_nothing_is_stored(app, users, rows):
     headers = {"Authorization": f"Bearer {api_token_for(app, 'technician')}", "Content-Type": "application/json"}
     rack = _rack(app, headers)
-    body = '{"kind": "box", "name": "Box Z9", "parent_id": %d, "rows": %s, "columns": 9}' % (rack,
-        "NaN" if rows != rows else ("true" if rows is True else (f'"{rows}"' if isinstance(rows, str) else rows)))
+    body = json.dumps({"kind": "box", "name": "Box Z9", "parent_id": rack, "rows": rows, "columns": 9})  # NaN too
     answer = app.test_client().post("/api/v1/storage", headers=headers, data=body)
     assert answer.status_code == 422, answer.get_data(as_text=True)
     assert "rows" in answer.get_json()["errors"]["json"], answer.get_json()

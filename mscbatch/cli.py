@@ -91,16 +91,25 @@ def register_commands(app: Flask) -> None:
     @with_appcontext
     def seed_demo_command() -> None:
         """Load demo users and records (idempotent). Refused in production."""
-        from mscbatch.demo import not_the_demos, seed_demo
+        from mscbatch.demo import demo_summary, holds_the_demo, not_the_demos, seed_demo
 
         if current_app.config["ENV_NAME"] == "production":
             raise click.ClickException("seed-demo is refused in production")
         foreign = not_the_demos(_db().session)
-        if foreign:
+        if foreign and not holds_the_demo(_db().session):
             click.echo(f"Refused: this database already holds {foreign}. seed-demo would add accounts whose "
                        "password (mscbatch-demo) is published; run it only on a new database or the demo's own.",
                        err=True)
             sys.exit(2)
+        if foreign:
+            # The demo's database with something added by hand (`mscbatch create-user`): nothing to refuse, as
+            # the demo accounts are there already, but no demo record is added beside records it did not make,
+            # and `make run` goes on serving it.
+            click.echo(f"This database holds the demo and also {foreign}: seed-demo added nothing (it adds demo "
+                       "records only to a new database or the demo's own).")
+            for line in demo_summary(_db().session):
+                click.echo(line)
+            return
         for line in seed_demo(_db().session, current_app.config["PASSWORD_HASH_PROFILE"]):
             click.echo(line)
 

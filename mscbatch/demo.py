@@ -56,6 +56,26 @@ def not_the_demos(session: Session) -> str | None:
     return " and ".join(said) or None
 
 
+def holds_the_demo(session: Session) -> bool:
+    """Whether every demo account is here (user name and full name): the demo's own database, whatever was added
+    to it since (an account made with `mscbatch create-user` while trying the demo). A unit's own database never
+    holds all of them unless seed-demo once ran on it, which put the published password there already."""
+    found = {(username, full_name) for username, full_name in session.execute(select(User.username, User.full_name)
+                                                                               .where(User.username.in_([u for u, *_ in DEMO_USERS])))}
+    return all((username, full_name) in found for username, full_name, *_ in DEMO_USERS)
+
+
+def demo_summary(session: Session) -> list[str]:
+    """What `make run` prints when seed-demo adds nothing: the demo accounts and where the ward walk-through
+    stands, read from the database (nothing is written)."""
+    from mscbatch.custody.demo import seed_custody
+
+    lines = ["Demo users (user name, password, roles):"]
+    for username, _full_name, roles, password in DEMO_USERS:
+        lines.append(f"  {username:<10} {password:<22} {', '.join(roles)}")
+    return [*lines, "Demo chain of custody:", *seed_custody(session)]
+
+
 def seed_users(session: Session, hash_profile: str = "standard") -> list[str]:
     lines = []
     for username, full_name, roles, password in DEMO_USERS:

@@ -4,7 +4,8 @@ demo technician and signed by the demo QA (mscbatch.demo.DEMO_USERS).
 Three umbilical-cord donors: "CD" stays awaiting the QA signature (so QA can try signing), "GH" is approved by QA
 and gives the UC-MSC lot that the demo carries through release to the lupus patient's prescription (issue 6), "RA"
 is anti-HBc positive with HBsAg negative (EU 2006/17/EC Annex II 1.3): it awaits QA's documented risk assessment,
-which QA writes in the comment when approving it.
+which QA writes in the comment when approving it. "JK", approved too, gives a second released UC-MSC lot, so a
+newcomer has bags to prescribe to the enrolled patient who has no prescription yet.
 Idempotent: each donor is created only when missing (an instance seeded by an older demo gains the new one)."""
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ DEMO_PASSWORD = "mscbatch-demo"
 PENDING_CORD_INITIALS = "CD"
 CHAIN_CORD_INITIALS = "GH"
 RISK_CORD_INITIALS = "RA"
+SECOND_CHAIN_CORD_INITIALS = "JK"
 
 
 def demo_cord_donor(session: Session, initials: str) -> Donor | None:
@@ -43,13 +45,15 @@ def _screen(session: Session, tech: User, donor: Donor, sample: date, positives:
     services.answer_questionnaire(session, tech, donor.id, answers)
 
 
-def _approved_cord_donor(session: Session, tech: User, qa: User) -> Donor:
-    """A second cord donor, screened complete and approved by QA: the start of the demo chain to a patient."""
+def _approved_cord_donor(session: Session, tech: User, qa: User, initials: str = CHAIN_CORD_INITIALS,
+                         born: date = date(1990, 2, 17), days_ago: int = 26) -> Donor:
+    """A cord donor screened complete and approved by QA, delivered `days_ago` days ago: the start of a demo chain
+    to a patient (the lot of mscbatch.lots.demo starts on the delivery day)."""
     today = site_today()
-    delivery = today - timedelta(days=26)
+    delivery = today - timedelta(days=days_ago)
     cord = services.register_donor(session, tech, services.DonorDetails(
-        tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials=CHAIN_CORD_INITIALS,
-        date_of_birth=date(1990, 2, 17), sex="female", consent_signed=True, consent_date=today - timedelta(days=60),
+        tissue_source="umbilical_cord", rule_set_id="cord_eu", donor_type="unrelated", initials=initials,
+        date_of_birth=born, sex="female", consent_signed=True, consent_date=today - timedelta(days=60),
         planned_collection_date=delivery))
     _screen(session, tech, cord, delivery - timedelta(days=1))
     decisions.decide(session, qa, cord.id, APPROVED, DEMO_PASSWORD)
@@ -68,6 +72,11 @@ def _risk_assessment_cord_donor(session: Session, tech: User) -> Donor:
     return cord
 
 
+def _second_chain_donor(session: Session, tech: User, qa: User) -> Donor:
+    """The cord donor of the second released UC-MSC lot, delivered a day after the first chain's donor."""
+    return _approved_cord_donor(session, tech, qa, SECOND_CHAIN_CORD_INITIALS, date(1994, 11, 8), days_ago=25)
+
+
 def seed_donors(session: Session) -> list[str]:
     existing = session.scalars(select(Donor).order_by(Donor.id)).all()
     tech = session.scalar(select(User).where(User.username == "tech"))
@@ -78,6 +87,9 @@ def seed_donors(session: Session) -> list[str]:
             existing = session.scalars(select(Donor).order_by(Donor.id)).all()
         if demo_cord_donor(session, RISK_CORD_INITIALS) is None and tech is not None:
             _risk_assessment_cord_donor(session, tech)
+            existing = session.scalars(select(Donor).order_by(Donor.id)).all()
+        if demo_cord_donor(session, SECOND_CHAIN_CORD_INITIALS) is None and tech is not None and qa is not None:
+            _second_chain_donor(session, tech, qa)
             existing = session.scalars(select(Donor).order_by(Donor.id)).all()
         return [f"  {d.code:<12} {d.tissue_source:<15} {d.status}" for d in existing]
     if tech is None or qa is None:
@@ -107,9 +119,11 @@ def seed_donors(session: Session) -> list[str]:
     decisions.decide(session, qa, marrow.id, INELIGIBLE, DEMO_PASSWORD)
     chain = _approved_cord_donor(session, tech, qa)
     risk = _risk_assessment_cord_donor(session, tech)
+    second = _second_chain_donor(session, tech, qa)
     return [f"  {adipose.code}  adipose tissue, approved by QA (Quentin QA)",
             f"  {cord.code}  umbilical cord, screening complete, awaiting the QA signature",
             f"  {marrow.code}  bone marrow (sibling of SSC-BM-007), ineligible: Xylocaine allergy",
             f"  {chain.code}  umbilical cord, approved by QA (Quentin QA): gives the UC-MSC lot for the lupus patient",
             f"  {risk.code}  umbilical cord, anti-HBc positive / HBsAg negative: awaits QA's documented risk "
-            "assessment (write it in the comment to approve)"]
+            "assessment (write it in the comment to approve)",
+            f"  {second.code}  umbilical cord, approved by QA (Quentin QA): gives a second UC-MSC lot, bags to prescribe"]

@@ -3,10 +3,12 @@
 donor carried through P0-P3, harvest and 4 bags stored in a box and sent to quarantine (ready for QA release,
 issue 5), one umbilical cord lot still in process from a donor whose eligibility is pending, and one UC-MSC lot
 from the approved cord donor carried through P0-P3, harvest and 4 bags of 50 x10^6 viable cells (enough for the
-62.5 kg lupus demo patient at 2 x10^6/kg). Both manufactured lots record a reagent lot of every type their product
+62.5 kg lupus demo patient at 2 x10^6/kg), and a second UC-MSC lot like it from the second approved cord donor,
+frozen a day later (its bags expire later, so the lupus patient's prescription keeps the first lot's), whose bags
+a newcomer prescribes. The manufactured lots record a reagent lot of every type their product
 requires before quarantine (medium, platelet lysate, trypsin, DMSO: config/products.toml `required_reagent_types`),
-so a recall of any demo reagent lot finds them. That lot is left in process, cryopreserved and stored: the release
-demo (mscbatch.release.demo) sends it to quarantine, so the adipose lot stays the only quarantined lot a bare
+so a recall of any demo reagent lot finds them. The UC-MSC lots are left in process, cryopreserved and stored: the release
+demo (mscbatch.release.demo) sends them to quarantine, so the adipose lot stays the only quarantined lot a bare
 seed_lots() makes (tests/integration/test_release_support.py relies on that). Idempotent: a lot is made only
 when missing."""
 from __future__ import annotations
@@ -19,7 +21,12 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.culture import BagPlan
-from mscbatch.donors.demo import CHAIN_CORD_INITIALS, PENDING_CORD_INITIALS, demo_cord_donor
+from mscbatch.donors.demo import (
+    CHAIN_CORD_INITIALS,
+    PENDING_CORD_INITIALS,
+    SECOND_CHAIN_CORD_INITIALS,
+    demo_cord_donor,
+)
 from mscbatch.donors.models import Donor
 from mscbatch.lots import bags, reagents, services, steps, storage
 from mscbatch.lots.models import Bag, Lot, ReagentLot, StorageLocation
@@ -82,23 +89,34 @@ def _at(day: date, hour: int) -> datetime:
     return datetime.combine(day, time(hour, 0), site_config().tz)
 
 
-def chain_lot(session: Session) -> Lot | None:
-    """The demo UC-MSC lot of the approved cord donor (the one dosed to the lupus demo patient)."""
-    donor = demo_cord_donor(session, CHAIN_CORD_INITIALS)
+def chain_lot(session: Session, initials: str = CHAIN_CORD_INITIALS) -> Lot | None:
+    """The demo UC-MSC lot of an approved cord donor: by default the one dosed to the lupus demo patient;
+    SECOND_CHAIN_CORD_INITIALS gives the second one, with bags left to prescribe."""
+    donor = demo_cord_donor(session, initials)
     if donor is None:
         return None
     return session.scalar(select(Lot).where(Lot.donor_id == donor.id, Lot.product_id == "UC-MSC").order_by(Lot.id))
 
 
+def second_chain_lot(session: Session) -> Lot | None:
+    return chain_lot(session, SECOND_CHAIN_CORD_INITIALS)
+
+
+#: the two chain lots: donor initials -> (days before today the cord was collected, delivery room)
+CHAINS = {CHAIN_CORD_INITIALS: (26, "Demo maternity, delivery room 1"),
+          SECOND_CHAIN_CORD_INITIALS: (25, "Demo maternity, delivery room 3")}
+
+
 def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] | None) -> Lot:
-    """UC-MSC from the approved cord donor: explant P0, then P1-P3, harvest 230 x10^6 at 94 % viability,
+    """UC-MSC from an approved cord donor: explant P0, then P1-P3, harvest 230 x10^6 at 94 % viability,
     4 bags of 25 mL at 2 x10^6 viable cells/mL (10 % DMSO) placed in Box A2, left in process. Its record names
     the medium and platelet lysate (isolation), the trypsin (P0) and the DMSO (cryopreservation) lots."""
     today = site_today()
-    start = today - timedelta(days=26)
+    days_ago, site = CHAINS[donor.initials]
+    start = today - timedelta(days=days_ago)
     lot = services.create_lot(session, tech, services.LotDetails(
         donor_id=donor.id, product_id="UC-MSC", collection_at=_at(start, 7),
-        collection_site="Demo maternity, delivery room 1", tissue_amount=Decimal("21.5"), tissue_unit="g"))
+        collection_site=site, tissue_amount=Decimal("21.5"), tissue_unit="g"))
     isolation = steps.record_isolation(session, tech, lot.id, performed_on=start,
                                        notes="Wharton's jelly explant culture")
     if used:
@@ -135,10 +153,13 @@ def _chain_line(lot: Lot, donor: Donor) -> str:
 
 
 def _seed_chain(session: Session, tech: User | None, used: dict[str, int] | None) -> list[str]:
-    donor = demo_cord_donor(session, CHAIN_CORD_INITIALS)
-    if tech is None or donor is None or donor.status != "approved" or chain_lot(session) is not None:
-        return []
-    return [_chain_line(_chain_lot(session, tech, donor, used), donor)]
+    lines = []
+    for initials in CHAINS:
+        donor = demo_cord_donor(session, initials)
+        if tech is None or donor is None or donor.status != "approved" or chain_lot(session, initials) is not None:
+            continue
+        lines.append(_chain_line(_chain_lot(session, tech, donor, used), donor))
+    return lines
 
 
 def seed_lots(session: Session) -> list[str]:

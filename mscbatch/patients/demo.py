@@ -1,7 +1,9 @@
 """Demo trial patients for `make run`, entered through the services by the demo clinician: a lupus patient
 (SLE-UC) at 62.5 kg, enrolled; a systemic sclerosis patient (SSc-BM) whose code is the one the demo familial
 marrow donor names; the lupus patient's signed prescription allocating the released UC-MSC bags of the
-demo cord lot (mscbatch.lots.demo.chain_lot); and a second lupus patient enrolled, then withdrawn from the trial.
+demo cord lot (mscbatch.lots.demo.chain_lot); a second lupus patient enrolled, then withdrawn from the trial; and a
+third lupus patient enrolled at 70 kg with no prescription, for a newcomer to dry-run and prescribe (the second
+UC-MSC lot's bags are free for it).
 Idempotent: each record is made only when missing."""
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def _protocol_id(short_name: str) -> str:
 LUPUS_WRISTBAND = "WB-100234"
 SSC_WRISTBAND = "WB-100871"
 WITHDRAWN_WRISTBAND = "WB-100412"  # a lupus patient enrolled, then withdrawn (signed): the bedside check says STOP
+READY_WRISTBAND = "WB-100555"  # a lupus patient enrolled, not prescribed: the newcomer prescribes
+READY_WEIGHT_KG = "70"
 WITHDRAWAL_REASON = "Consent withdrawn by the patient at the screening visit (demo)."
 
 
@@ -96,6 +100,22 @@ def _withdrawn(session: Session, clinician: User) -> list[str]:
             f"wristband {WITHDRAWN_WRISTBAND}: the bedside check says STOP"]
 
 
+def _ready_to_prescribe(session: Session, clinician: User) -> list[str]:
+    """A lupus patient enrolled at 70 kg, made once and never prescribed here: 2 x10^6/kg x 70 kg = 140 x10^6 cells,
+    which the released UC-MSC bags left free (the first lot's last bag and the second lot's four) cover."""
+    if _by_wristband(session, READY_WRISTBAND) is not None:
+        return []
+    patient = services.register_patient(session, clinician, services.PatientDetails(
+        protocol_id=_protocol_id("SLE-UC"), initials="PD", date_of_birth=date(1983, 8, 21), sex="female",
+        ward="Internal medicine, bed 9", wristband_id=READY_WRISTBAND))
+    services.record_weight(session, clinician, patient.id, weight_kg=READY_WEIGHT_KG,
+                           measured_on=site_today() - timedelta(days=1))
+    check = enrolment.check_enrolment(session, clinician, patient.id, SLE_VALUES)
+    enrolment.enrol(session, clinician, check.id, donor_demo.DEMO_PASSWORD)
+    return [f"  {patient.code}  lupus (SLE-UC), {READY_WEIGHT_KG} kg, enrolled, no prescription yet: dry-run a dose and "
+            f"prescribe it as clinician; wristband {READY_WRISTBAND}"]
+
+
 def _prescribe(session: Session, clinician: User) -> list[str]:
     """The lupus patient's signed prescription, allocating released UC-MSC bags (once)."""
     lupus = _by_wristband(session, LUPUS_WRISTBAND)
@@ -136,4 +156,5 @@ def seed_patients(session: Session) -> list[str]:
     if not lines:
         lines = [f"  {p.code:<12} {p.protocol_id:<18} {p.status}"
                  for p in session.scalars(select(Patient).order_by(Patient.id))]
-    return lines + _prescribe(session, clinician) + _withdrawn(session, clinician)
+    return (lines + _prescribe(session, clinician) + _withdrawn(session, clinician)
+            + _ready_to_prescribe(session, clinician))

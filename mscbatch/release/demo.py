@@ -1,9 +1,10 @@
 """Demo release for `make run`: the demo technician enters a full passing panel for the quarantined adipose lot
 and QA (qa, who took no part in it) releases it with a signature; the UC-MSC lot of the approved cord donor goes
 to quarantine, QC (tech2) enters its full panel and a second QA person (qa2, who entered nothing about the lot
-or its donor) releases it, so its bags can be dosed to the lupus demo patient (issue 6); the cord lot of the
-donor still awaiting QA gets a failing CD105, so an open OOS waits for QA on the dashboard, and a major deviation
-that QA assesses before any release of that lot."""
+or its donor) releases it, so its bags can be dosed to the lupus demo patient (issue 6), and a second UC-MSC lot
+the same way, whose bags are left to prescribe; the cord lot of the donor still awaiting QA gets a failing CD105,
+so an open OOS waits for QA on the dashboard, and a major deviation that QA assesses before any release of that
+lot."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -72,20 +73,20 @@ def _release_adipose(session: Session, tech: User, qa: User) -> list[str]:
             "its bags are released for dosing and labelling"]
 
 
-def _release_chain(session: Session, tech: User, qc: User, releaser: User) -> list[str]:
-    """The UC-MSC lot of the approved cord donor: the technician who made it sends it to quarantine, QC (qc)
-    enters the full panel against the UC-MSC specification (viable count = the harvest's), and a QA person who
-    entered nothing about the lot or its donor (releaser) signs the release."""
+def _release_chain(session: Session, tech: User, qc: User, releaser: User, initials: str, use: str) -> list[str]:
+    """The UC-MSC lot of an approved cord donor (mscbatch.lots.demo.chain_lot): the technician who made it sends
+    it to quarantine, QC (qc) enters the full panel against the UC-MSC specification (viable count = the
+    harvest's), and a QA person who entered nothing about the lot or its donor (releaser) signs the release."""
     from mscbatch.lots.demo import chain_lot
     from mscbatch.lots.queries import bags_of
     from mscbatch.lots.services import transition_lot
 
-    lot = chain_lot(session)
+    lot = chain_lot(session, initials)
     if lot is None:
-        return ["  (skipped: no demo UC-MSC lot from the approved cord donor)"]
+        return [f"  (skipped: no demo UC-MSC lot from the approved cord donor {initials})"]
     if lot.status == "in_process" and bags_of(session, lot.id):
         transition_lot(session, tech, lot.id, "quarantine", "Cryopreserved and stored: awaiting QC and release")
-        lot = chain_lot(session)
+        lot = chain_lot(session, initials)
         assert lot is not None
     if lot.status != "quarantine" or _has_results(session, lot.id):
         return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}"]
@@ -96,7 +97,7 @@ def _release_chain(session: Session, tech: User, qc: User, releaser: User) -> li
     release.release_lot(session, releaser, lot.id, DEMO_PASSWORD)
     spec = spec_for_lot(lot)
     return [f"  {lot.lot_number}: UC-MSC, full panel ({spec.id} v{spec.version}) entered by {qc.username}, released "
-            f"by {releaser.username} (signed); its bags are ready for the lupus demo patient"]
+            f"by {releaser.username} (signed); {use}"]
 
 
 def _open_oos(session: Session, tech: User) -> list[str]:
@@ -165,7 +166,12 @@ def seed_release(session: Session) -> list[str]:
         return ["  (skipped: the demo users tech / qa are missing)"]
     lines = _release_adipose(session, tech, qa)
     if tech2 is not None and qa2 is not None:
-        lines += _release_chain(session, tech, tech2, qa2)
+        from mscbatch.donors.demo import CHAIN_CORD_INITIALS, SECOND_CHAIN_CORD_INITIALS
+
+        lines += _release_chain(session, tech, tech2, qa2, CHAIN_CORD_INITIALS,
+                                "its bags are ready for the lupus demo patient")
+        lines += _release_chain(session, tech, tech2, qa2, SECOND_CHAIN_CORD_INITIALS,
+                                "its bags are free to prescribe")
     else:
         lines.append("  (UC-MSC release skipped: the demo users tech2 / qa2 are missing)")
     return lines + _open_oos(session, tech) + _deviation_to_assess(session, tech) + _deviation_after_release(session, tech)

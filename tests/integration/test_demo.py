@@ -1,5 +1,6 @@
 """The demo data of `make run` (mscbatch.demo.seed_demo), seeded twice into the test database (SQLite and
-PostgreSQL): a newcomer can click from donor to prescription at once, and a second run adds nothing."""
+PostgreSQL): a newcomer can click from donor to prescription at once, has bags and an enrolled patient to
+prescribe for, and a second run adds nothing."""
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -9,8 +10,10 @@ from mscbatch.audit.verify import verify_database
 from mscbatch.demo import seed_demo
 from mscbatch.donors.demo import CHAIN_CORD_INITIALS, PENDING_CORD_INITIALS, demo_cord_donor
 from mscbatch.donors.models import Donor
-from mscbatch.lots.demo import chain_lot
+from mscbatch.lots.demo import chain_lot, second_chain_lot
 from mscbatch.lots.models import Bag, Lot, ProcessStep
+from mscbatch.patients.demo import READY_WRISTBAND
+from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.patients.queries import allocations_of
 from mscbatch.release.models import LotDisposition, OosInvestigation, ReleaseResult
@@ -70,6 +73,19 @@ def test_the_demo_chains_an_approved_cord_donor_to_a_signed_prescription_and_is_
         assert {session.get(Bag, a.bag_id).lot_id for a in allocated} == {lot.id}
         assert all(session.get(Bag, a.bag_id).status == "allocated" for a in allocated)
         assert rx.calculation["endotoxin_eu"] is not None  # the lot's endotoxin result reaches the dose
+
+        # a second released UC-MSC lot, its bags free, and an enrolled lupus patient with no prescription: a
+        # newcomer can dry-run and prescribe (2 x10^6/kg x 70 kg = 140 x10^6 cells)
+        second = second_chain_lot(session)
+        assert second is not None and second.status == "released" and second.id != lot.id
+        free = list(session.scalars(select(Bag).where(Bag.lot_id == second.id)))
+        assert len(free) == 4 and all(b.status == "stored" and b.total_cells == 50_000_000 for b in free)
+        ready = session.scalar(select(Patient).where(Patient.wristband_id == READY_WRISTBAND))
+        assert ready is not None and ready.status == "enrolled"
+        assert session.scalars(select(Prescription).where(Prescription.patient_id == ready.id)).all() == []
+        dry_run = calculate(session, ready)
+        assert dry_run.allocation is not None and dry_run.allocation.delivered_cells == 140_000_000
+        session.rollback()
 
         # an open OOS still waits for QA on the cord lot of the donor awaiting QA
         pending = demo_cord_donor(session, PENDING_CORD_INITIALS)

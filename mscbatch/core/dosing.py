@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from mscbatch.core.protocols import Protocol, format_cells_per_kg
@@ -143,6 +143,18 @@ def endotoxin_limit_words(k_eu_per_kg_per_h: Decimal | None, weight_kg: Decimal,
     return (f"limit {_plain(limit_eu)} EU = K x weight x {hours} h infusion = {_plain(k)} EU/kg/h x "
             f"{_plain(weight_kg)} kg x {hours} h",
             f"The endotoxin limit assumes a {hours} h infusion: infused faster, the limit is lower in proportion.")
+
+
+def endotoxin_words(endotoxin_eu: Decimal, limit_eu: Decimal) -> str:
+    """The endotoxin a dose carries, with as many decimals as its limit is written with (at least one): "7.5" beside
+    "limit 312.5 EU", not "7.5000". Rounded up, so that the figure shown is never below the load itself."""
+    decimals = max(1, -_plain_exponent(limit_eu))
+    return f"{endotoxin_eu.quantize(Decimal(1).scaleb(-decimals), ROUND_CEILING):f}"
+
+
+def _plain_exponent(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
 
 
 def stored_endotoxin_limit_words(calculation: Mapping[str, Any]) -> tuple[str, str]:

@@ -93,7 +93,9 @@ class DoseInSchema(Schema):
     dose_level_cells_per_kg = fields.Decimal(as_string=True, load_default=None,
                                              metadata={"description": "Default: the cohort's current level"})
     planned_at = fields.AwareDateTime(load_default=None, metadata={
-        "description": "Default: now. Not before today (the site's day): refused with 422 naming planned_at"})
+        "description": "Default: no planned day (the bags and the weight are judged at this moment, and the dose "
+                       "sheet says \"not planned\"). Not before today (the site's day): refused with 422 naming "
+                       "planned_at"})
 
 
 class DoseResultSchema(Schema):
@@ -123,7 +125,9 @@ class PrescriptionInSchema(Schema):
     dose_level_cells_per_kg = fields.Decimal(as_string=True, required=True, error_messages={"required": _SEND_BACK.format(
         what="dose level", where="calculation.dose_level_cells_per_kg")})
     planned_at = fields.AwareDateTime(load_default=None, metadata={
-        "description": "Default: now. Not before today (the site's day): refused with 422 naming planned_at"})
+        "description": "Default: no planned day (the bags and the weight are judged at this moment, and the dose "
+                       "sheet says \"not planned\"). Not before today (the site's day): refused with 422 naming "
+                       "planned_at"})
     bag_ids = fields.List(WholeNumber(validate=ROW_ID), required=True,
                           validate=validate.Length(min=1, error="Required: at least one bag, those of the dry run."),
                           error_messages={"required": _SEND_BACK.format(what="bags", where="calculation.draws[].bag_id")},

@@ -21,10 +21,16 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from sqlalchemy.orm import Session
 
 from mscbatch.core.culture import format_cells
-from mscbatch.core.dosing import stored_endotoxin_limit_words
+from mscbatch.core.dosing import (
+    cells_per_kg_words,
+    endotoxin_words,
+    per_kg_words,
+    stored_endotoxin_limit_words,
+)
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.course import bag_outcomes, stop_words
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.queries import allocations_of, protocols, signatures_for
 from mscbatch.site import site_config
@@ -47,6 +53,9 @@ class SheetBag:
     cells: str
     partial: bool
     conditional: bool
+    state: str = "to_give"  # course.BagOutcome.state: given, to_give, not_given
+    outcome: str = ""  # what became of it (course.BagOutcome.words): empty while it is still to give
+    given_cells: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,30 @@ class DoseSheet:
     warnings: list[str]
 
 
+def planned_words(prescription: Prescription) -> str:
+    """The planned infusion as the clinician gave it; without a planned day, the sheet says so instead of printing
+    the minute of signing as a deadline (the bags were judged in date, and the weight recent, at that moment; the
+    bedside check judges both again when the bag is scanned)."""
+    calc = prescription.calculation
+    planned = calc.get("infusion_planned")
+    if planned is None:  # signed before the flag was stored: a planned day is the site's 23:59, never the signing
+        planned = abs((prescription.planned_at - prescription.prescribed_at).total_seconds()) > 60
+    if not planned:
+        return ("not planned: give as prescribed (bags in date and weight recent when signed; the bedside check "
+                "judges both again when each bag is scanned)")
+    return "by " + " (".join(expiry_lines(prescription.planned_at, site_config().timezone)) + ")"
+
+
+def _given_words(prescription: Prescription, bags: list[SheetBag], weight: Decimal) -> str:
+    given = [b for b in bags if b.state == "given"]
+    cells = sum((b.given_cells for b in given), Decimal(0))
+    if not given:
+        return ("nothing: cancelled before any bag was given" if prescription.status == "cancelled"
+                else "nothing yet")
+    return (f"{millions(cells)} cells = {cells_per_kg_words(cells, weight)}: "
+            + "; ".join(f"bag {b.din} ({b.outcome.removeprefix('GIVEN: ')})" for b in given))
+
+
 def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     patient = session.get(Patient, prescription.patient_id)
     assert patient is not None
@@ -68,48 +101,68 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     calc = prescription.calculation
     weight = Decimal(prescription.weight_kg)
     limit, caution = stored_endotoxin_limit_words(calc)  # the infusion time the limit assumes is on the sheet
-    endotoxin = (f"{calc['endotoxin_eu']} EU ({limit}). {caution}" if calc.get("endotoxin_eu")
+    endotoxin = (f"{endotoxin_words(Decimal(calc['endotoxin_eu']), Decimal(calc['endotoxin_limit_eu']))} EU ({limit}). {caution}" if calc.get("endotoxin_eu")
                  else f"no result on the bags; {limit} "
                       f"({Decimal(calc['endotoxin_limit_eu_per_ml']).quantize(Decimal('0.01'))} EU/mL "
                       f"for {calc['infused_volume_ml']} mL). {caution}")
+    bags = []
+    rows = allocations_of(session, prescription.id)
+    outcomes = bag_outcomes(session, prescription, rows)
+    for row in rows:
+        bag = session.get(Bag, row.bag_id)
+        assert bag is not None
+        lot = session.get(Lot, bag.lot_id)
+        assert lot is not None
+        outcome = outcomes[row.id]
+        bags.append(SheetBag(bag.din, bag.check_character, bag.product_code, lot.lot_number,
+                             tuple(expiry_lines(bag.expires_at, site_config().timezone)),
+                             f"{bag.volume_ml}", f"{row.volume_ml}",
+                             millions(row.cells), row.partial, row.conditional_release, outcome.state,
+                             outcome.words, outcome.cells))
     facts = [
         ("Dose level", format_cells_per_kg(Decimal(prescription.dose_level_cells_per_kg))
          + f" ({calc['dose_basis']} cells)"),
         ("Weight used", f"{weight.normalize():f} kg, measured {prescription.weight_measured_on}"),
         ("Target", f"{millions(calc['target_cells'])} cells (band {millions(calc['low_cells'])} - "
                    f"{millions(calc['high_cells'])}, +/- {calc['tolerance_percent']} %)"),
-        ("Delivered", f"{millions(calc['delivered_cells'])} cells = {millions(calc['delivered_cells_per_kg'])}/kg "
-                      f"({calc['deviation_percent']} % from target)"),
-        ("Bags", f"{calc['bag_count']}; total volume {calc['total_volume_ml']} mL"),
+        ("Prescribed", f"{millions(calc['delivered_cells'])} cells = "
+                       f"{per_kg_words(Decimal(calc['delivered_cells_per_kg']))} "
+                       f"({calc['deviation_percent']} % from target) in {_bags(calc['bag_count'])}, "
+                       f"{calc['total_volume_ml']} mL"),
+        ("Delivered (infused)", _given_words(prescription, bags, weight)),
         ("DMSO", f"{Decimal(calc['dmso_g']).quantize(Decimal('0.01'))} g = {calc['dmso_g_per_kg']} g/kg "
                  f"(limit {calc['max_dmso_g_per_kg']} g/kg/day)"),
         ("Endotoxin", endotoxin),
         ("Protocol", f"{prescription.protocol_id} v{prescription.protocol_version} "
                      f"(SHA-256 {prescription.protocol_sha256[:12]}...)"),
-        ("Planned infusion", "by " + " (".join(expiry_lines(prescription.planned_at, site_config().timezone)) + ")"),
+        ("Planned infusion", planned_words(prescription)),
         ("Status", prescription.status),
     ]
     repeat = calc.get("repeat_course")
     if repeat:  # signed with the prescription (prescriptions._signed_calculation)
         facts.insert(4, ("Repeat course", f"{repeat['reason']}. Given before it: {repeat['already_infused_words']}; "
                                           "this dose is in addition"))
-    bags = []
-    for row in allocations_of(session, prescription.id):
-        bag = session.get(Bag, row.bag_id)
-        assert bag is not None
-        lot = session.get(Lot, bag.lot_id)
-        assert lot is not None
-        bags.append(SheetBag(bag.din, bag.check_character, bag.product_code, lot.lot_number,
-                             tuple(expiry_lines(bag.expires_at, site_config().timezone)),
-                             f"{bag.volume_ml}", f"{row.volume_ml}",
-                             millions(row.cells), row.partial, row.conditional_release))
     signed = signatures_for(session, "prescription", [prescription.id]).get(prescription.id, [])
     signatures = [f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC: \"{s.meaning}\"" for s in signed]
     warnings = [f"Bag {b.din}: lot conditionally released (a test is pending); the clinician is notified of any "
-                "late out-of-specification result." for b in bags if b.conditional]
+                "late out-of-specification result." for b in bags if b.conditional and b.state != "not_given"]
     if prescription.status != "active":
-        warnings.insert(0, f"This prescription is {prescription.status.upper()}: do not infuse.")
+        stop = stop_words(session, prescription)
+        what = "course STOPPED" if prescription.status == "stopped" else "prescription CANCELLED"
+        when = f"{stop['at']:%Y-%m-%d %H:%M} UTC" if stop["at"] is not None else "?"
+        facts.insert(facts.index(("Status", prescription.status)),
+                     ("Stopped" if prescription.status == "stopped" else "Cancelled",
+                      f"{when} by {stop['by']}: {stop['reason']}"))
+        not_given = [b.din for b in bags if b.state != "given"]
+        warnings.insert(0, f"This {what} on {when} by {stop['by']} ({stop['reason']}). "
+                        + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
+                           if not_given else "Every bag of it was given."))
     return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings)
+
+
+def _bags(count: Any, word: str = "bag") -> str:
+    count = int(count)
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 #: the bag table's columns (mm, 180 in all: A4 less its margins), with 3 pt padding: the DIN (22 mm at 8.5 pt), a lot
@@ -154,12 +207,12 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
     rows: list[list[Any]] = [[Paragraph(h, head) for h in ("DIN", "K", "Product code", "Lot", "Expiry", "Bag mL",
                                                              "Draw mL", "Cells", "Use")]]
     for b in sheet.bags:
-        use = "PARTIAL draw" if b.partial else "whole bag"
+        use = b.outcome or ("PARTIAL draw" if b.partial else "whole bag")
         expiry = "<br/>".join(escape(line) for line in b.expiry)
         rows.append([b.din, b.check_character, Paragraph(escape(b.product_code), small),
                      Paragraph(escape(b.lot_number), small), Paragraph(expiry, small), b.bag_volume_ml,
                      b.draw_volume_ml, Paragraph(b.cells, small),
-                     Paragraph(use + (" (cond.)" if b.conditional else ""), small)])
+                     Paragraph(escape(use) + (" (cond.)" if b.conditional else ""), small)])
     bag_table = _table(rows, [BAG_COLUMNS_MM[name] * mm for name in BAG_COLUMNS_MM])
     bag_table.setStyle(TableStyle([("BOX", (1, 1), (1, -1), 1.4, colors.black),
                                    ("FONTNAME", (1, 1), (1, -1), "Helvetica-Bold"),

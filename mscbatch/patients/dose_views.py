@@ -10,10 +10,11 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
+from mscbatch.core.dosing import DoseRefused, endotoxin_words, per_kg_words
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
-from mscbatch.patients import prescriptions
+from mscbatch.patients import course, prescriptions
 from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
 from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
@@ -61,12 +62,30 @@ def _weight_id(value: str | None) -> int:
     return weight_id
 
 
+#: the services name the API's body fields; the dose page's form calls them so
+FORM_FIELDS = {"dose_level_cells_per_kg": "level", "planned_at": "planned_on"}
+
+
+def _on_the_form(error: DomainError) -> DomainError:
+    error.errors = {FORM_FIELDS.get(name, name): messages for name, messages in error.errors.items()}
+    error.field = FORM_FIELDS.get(error.field or "", error.field)
+    return error
+
+
 def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
     patient = get_patient(db.session, patient_id)
-    level = _arg_level(request.values.get("level"))
-    planned_on = _arg_date(request.values.get("planned_on"))
-    result = calculate(db.session, patient, level_cells_per_kg=level, planned_at=planned_at_of(planned_on))
+    settings_error = None
+    try:
+        level = _arg_level(request.values.get("level"))
+        planned_on = _arg_date(request.values.get("planned_on"))
+        result = calculate(db.session, patient, level_cells_per_kg=level, planned_at=planned_at_of(planned_on))
+    except ValidationFailed as error:  # a level or date the calculation refuses: said on the page, beside its field
+        settings_error, status, planned_on = _on_the_form(error), error.status, None
+        result = calculate(db.session, patient)  # the page's cohort and weight; nothing to sign
+        result.allocation, result.refusal = None, DoseRefused(
+            "settings", "nothing was calculated: correct the " + ("planned infusion date" if settings_error.field ==
+                                                                  "planned_on" else "dose level") + " above")
     if form is None:
         bag_ids = ",".join(d.bag_id for d in result.allocation.draws) if result.allocation else ""
         form = PrescribeForm(formdata=None, data={
@@ -77,7 +96,10 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
     # the same plan unless this patient holds a place in it (a signed prescription)
     prescribed = has_signed_prescription(db.session, patient)
     return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
-                           today=site_today(), dose=format_cells_per_kg, prescribed=prescribed,
+                           typed_planned_on=request.values.get("planned_on", "") if settings_error else "",
+                           settings_error=settings_error, today=site_today(), dose=format_cells_per_kg,
+                           per_kg=per_kg_words, endotoxin=endotoxin_words,
+                           prescribed=prescribed,
                            cohort=cohort_state(db.session, result.protocol) if prescribed else result.state,
                            infused=result.infused), status
 
@@ -107,7 +129,7 @@ def prescribe(patient_id: int) -> Any:
             if error.status == 401:
                 form.password.errors = [*form.password.errors, error.message]
             else:
-                show_error(form, error)
+                show_error(form, _on_the_form(error))
             return _dose_page(patient_id, form, error.status)
         flash("Prescription signed; the bags are allocated to the patient.", "success")
         return redirect(url_for("prescriptions.detail", prescription_id=prescription.id))
@@ -147,13 +169,7 @@ def cancel(prescription_id: int) -> Any:
 def _cancelled_words(prescription_id: int) -> str:
     db.session.rollback()
     prescription = get_prescription(db.session, prescription_id)
-    rows = allocations_of(db.session, prescription.id)
-    if prescription.status != "stopped":
-        return "Prescription cancelled; its bags are back in stock."
-    given = sum(1 for row in rows if row.active)
-    let_go = sum(1 for row in rows if row.released_at is not None and row.released_at == prescription.cancelled_at)
-    return (f"Course stopped: the {given} bag(s) already given stay on the patient's record; the {let_go} bag(s) not "
-            "given are released (back in stock). The bedside check now answers STOP for them.")
+    return course.let_go_words(db.session, prescription)
 
 
 @bp.route("/prescriptions/<int:prescription_id>/dose-sheet.pdf")

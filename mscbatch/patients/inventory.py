@@ -117,6 +117,8 @@ class AlreadyInfused:
 
     @property
     def words(self) -> str:
+        if not self.bags:
+            return f"no cells infused to this patient under {self.protocol_short_name} so far"
         bags = "; ".join(f"bag {b.din} started {b.started_at:%Y-%m-%d %H:%M} UTC (prescription {b.prescription_id}, "
                          + (f"{plain(b.volume_infused_ml)} mL infused" if b.volume_infused_ml is not None
                             else "infusion not ended: its prescribed draw") + ")" for b in self.bags)
@@ -204,9 +206,9 @@ def _refuse_implausible(level: Decimal | None, planned_at: datetime | None) -> N
     overflowed the formatting of the refusal, a 500), a planned day within the dates records can hold."""
     if level is not None and not (level.is_finite() and 0 < level < MAX_LEVEL_CELLS_PER_KG):
         raise ValidationFailed("Dose level: a number of cells per kg above 0 and below 10^9, the protocol's level "
-                               "(e.g. 2000000 for 2 x10^6/kg).", field="level")
+                               "(e.g. 2000000 for 2 x10^6/kg).", field="dose_level_cells_per_kg")
     if planned_at is not None and not plausible_day(planned_at.date()):
-        raise ValidationFailed(f"Planned infusion date: between {FIRST_DAY} and {LAST_DAY}.", field="planned_on")
+        raise ValidationFailed(f"Planned infusion date: between {FIRST_DAY} and {LAST_DAY}.", field="planned_at")
 
 
 def _refuse_past(planned_at: datetime | None, today: date) -> None:

@@ -102,9 +102,13 @@ def _refuse_changed_weight(session: Session, result: DoseResult, weight_id: int)
                    f"{now}. Nothing was signed: calculate again and check the dose before signing.")
 
 
-def _signed_calculation(allocation: Any, already: AlreadyInfused, repeat: str | None) -> dict[str, Any]:
-    """The calculation the signature covers; a repeat course adds its reason and what was already given."""
+def _signed_calculation(allocation: Any, already: AlreadyInfused, repeat: str | None, *,
+                        planned: bool) -> dict[str, Any]:
+    """The calculation the signature covers; a repeat course adds its reason and what was already given.
+    `planned`: the clinician gave a planned day (otherwise planned_at is only the moment of signing, which the
+    dose sheet must not print as a deadline)."""
     data = allocation_data(allocation)
+    data["infusion_planned"] = planned
     if repeat is not None:
         given = already.data()
         data["repeat_course"] = {"reason": repeat, "already_infused_cells": given["cells"],
@@ -116,10 +120,14 @@ def _signed_calculation(allocation: Any, already: AlreadyInfused, repeat: str | 
 
 def _refuse(result: DoseResult) -> None:
     if result.refusal is not None:
-        raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level")
+        raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level_cells_per_kg")
 
 
 REPEAT = "repeat course"
+
+
+def _withdrawn_words(code: str) -> str:
+    return f"Patient {code} has been withdrawn from the trial: no prescription can be made."
 
 
 def _repeat_course(already: AlreadyInfused, reason: str | None) -> str | None:
@@ -153,7 +161,10 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
         raise ValidationFailed("No bag was chosen: calculate the dose first.", field="bag_ids")
     with reading(session):  # before the use case: its audit reason names the repeat course (read again under lock)
         first = get_patient(session, patient_id)
+        withdrawn = first.status == "withdrawn"
         already = already_infused(session, first, protocol_of(first))
+    if withdrawn:  # said first: no reason for a repeat course can make a prescription for a withdrawn patient
+        raise Conflict(_withdrawn_words(first.code))
     repeat = _repeat_course(already, repeat_course_reason)
     try:
         with use_case(session, signer, f"{PRESCRIBED}; {repeat}" if repeat else PRESCRIBED):
@@ -162,8 +173,7 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
             _serialise(session, protocol.id)
             patient = lock_patient(session, patient.id)  # read afresh under the lock: withdrawn meanwhile?
             if patient.status == "withdrawn":
-                raise Conflict(f"Patient {patient.code} has been withdrawn from the trial: no prescription can be "
-                               "made.")
+                raise Conflict(_withdrawn_words(patient.code))
             if any(p.status == "active" for p in prescriptions_of(session, patient.id)):
                 raise Conflict(f"Patient {patient.code} already has an active prescription: cancel it first.")
             if already_infused(session, patient, protocol) != already:
@@ -190,7 +200,8 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
                 weight_measured_on=result.weight.measured_on, target_cells=int(allocation.target_cells),
                 delivered_cells=int(allocation.delivered_cells), total_volume_ml=allocation.total_volume_ml,
                 dmso_g=allocation.dmso_g.quantize(Decimal("0.001")), dmso_g_per_kg=allocation.dmso_g_per_kg,
-                calculation_json=json.dumps(_signed_calculation(allocation, already, repeat), sort_keys=True),
+                calculation_json=json.dumps(_signed_calculation(allocation, already, repeat,
+                                                                planned=planned_at is not None), sort_keys=True),
                 planned_at=result.planned_at, status="active", prescribed_by_id=signer.id)
             session.add(prescription)
             session.flush()

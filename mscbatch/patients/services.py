@@ -167,9 +167,18 @@ def link_familial_donor(session: Session, actor: Any, patient_id: int, donor_cod
     return patient
 
 
+#: a weight as a scale shows it: digits, then at most one decimal point or comma and digits (no exponent: "1e2"
+#: read as 100 kg is not what anyone weighed; no sign, no spaces inside)
+PLAIN_WEIGHT = re.compile(r"^[0-9]+(?:[.,][0-9]+)?$")
+
+
 def parse_weight(value: Any) -> Decimal:
+    text = str(value)  # a Decimal keeps the form it was typed in: Decimal("1e2") is "1E+2", refused
+    if not PLAIN_WEIGHT.match(text.strip()):
+        raise ValidationFailed("Weight: a number of kilograms written plainly, digits with at most one decimal point, "
+                               "e.g. 62.5 (no exponent such as 1e2, no sign).", field="weight_kg")
     try:
-        weight = Decimal(str(value).strip().replace(",", "."))
+        weight = Decimal(text.strip().replace(",", "."))
     except (InvalidOperation, AttributeError):
         raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
     if not weight.is_finite() or not Decimal(1) <= weight <= Decimal(400):

@@ -12,7 +12,7 @@ from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
-from mscbatch.patients import cohorts, enrolment, services, withdrawal
+from mscbatch.patients import cohorts, course, enrolment, services, withdrawal
 from mscbatch.patients.forms import (
     EnrolForm,
     EscalationForm,
@@ -31,6 +31,7 @@ from mscbatch.patients.queries import (
     enrolment_checks_of,
     familial_donor_of,
     get_patient,
+    get_prescription,
     is_directed,
     list_patients,
     prescriptions_of,
@@ -108,7 +109,7 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
         donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
-        prescriptions=prescriptions, withdrawn=withdrawn,
+        prescriptions=prescriptions, given=course.cells_given_by(db.session, prescriptions), withdrawn=withdrawn,
         withdrawal_signatures=signatures_for(db.session, "patient_withdrawal", [withdrawn.id]).get(withdrawn.id, [])
         if withdrawn else [],
         weight_change=weight_since(db.session, active) if active is not None else None, **forms, **COMMON), status
@@ -154,8 +155,10 @@ def withdraw(patient_id: int) -> Any:
                 show_error(form, error)
             return _detail(patient_id, error.status, withdraw_form=form)
         words = f"Signed: {WITHDRAWN}. The bedside check now answers STOP for this patient."
-        if done.stopped:
-            words += " The active prescription was stopped: bags given stay on record, bags in the unit are back in stock."
+        db.session.rollback()
+        for prescription_id in done.stopped:  # what became of each of its bags, truly (returned ones are not restocked)
+            words += f" Prescription {prescription_id}: " + course.let_go_words(
+                db.session, get_prescription(db.session, prescription_id))
         if done.on_the_ward:
             words += (" Bags already sent to the ward: " + ", ".join(done.on_the_ward) + ". Tell the ward: return them to "
                       "the unit (discard a thawed one), never give them.")

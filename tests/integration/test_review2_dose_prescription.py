@@ -74,7 +74,7 @@ def test_the_endotoxin_limit_shows_the_infusion_time_it_assumes_on_the_dose_page
     pid = _patient_with_stock(app, endotoxin="0.2")
     clinician = client_as("clinician")
     page = clinician.get(f"/patients/{pid}/dose").get_data(as_text=True)
-    assert f"12.500 EU ({LIMIT})" in page and CAUTION in page, page[page.find('id="endotoxin"'):][:600]
+    assert f"12.5 EU ({LIMIT})" in page and CAUTION in page, page[page.find('id="endotoxin"'):][:600]
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     signed = app.test_client().post(f"/api/v1/patients/{pid}/prescriptions", headers=headers,
                                     json=dry_run_body(app.test_client(), headers, pid))

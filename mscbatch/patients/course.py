@@ -1,0 +1,144 @@
+"""What became of each bag of a prescription: given (the volume infused and the cells it gave), still to give,
+or not given and what happened to it (back in stock, returned to the unit for QA, discarded, released on the ward
+by a withdrawal). The prescription page, the dose sheet and the patient page say it from here, so that a stopped
+course never reads as if all its bags were given."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.culture import format_cells
+from mscbatch.core.dosing import cells_given
+from mscbatch.core.numbers import plain
+from mscbatch.lots.models import Bag
+from mscbatch.patients.models import Allocation, Prescription
+
+#: where a bag let go by a withdrawal was (prescriptions.let_go releases it there): what the ward must do with it
+_ON_THE_WARD = "released while on the ward: the ward returns it to the unit (a thawed bag is discarded), never gives it"
+#: what a bag let go without restocking became, by its state at that moment (prescriptions.GONE_FROM_STOCK & co.)
+LET_GO_WORDS = {
+    "returned": "returned from the ward: NOT back in stock, QA assesses it before any restocking",
+    "discarded": "discarded",
+    "on_hold": "on hold: QA decides what becomes of it",
+    "dispatched": _ON_THE_WARD, "received": _ON_THE_WARD, "thawed": _ON_THE_WARD,
+}
+RESTOCKED = "back in stock (it was still in the unit)"
+
+
+@dataclass(frozen=True)
+class BagOutcome:
+    """`state`: "given" (its infusion started: `infused_ml` once ended, None while it runs), "to_give", or
+    "not_given" (`fate` says what happened to it). `cells`: what it gave (given), else 0."""
+
+    state: str
+    cells: Decimal = Decimal(0)
+    infused_ml: Decimal | None = None
+    started_at: datetime | None = None
+    fate: str = ""
+
+    @property
+    def words(self) -> str:
+        if self.state == "given":
+            if self.infused_ml is None:
+                return f"GIVEN: infusion running (started {self.started_at:%Y-%m-%d %H:%M} UTC)"
+            return f"GIVEN: {plain(self.infused_ml)} mL = {format_cells(self.cells)} cells"
+        if self.state == "not_given":
+            return f"NOT GIVEN: {self.fate}"
+        return ""
+
+
+def _fate(session: Session, prescription: Prescription, row: Allocation, bag: Bag) -> str:
+    """What happened to a bag the prescription let go (or lost while it held it), from the bag's custody log."""
+    from mscbatch.custody.models import CustodyEvent  # custody reads patients: imported when called
+
+    events = list(session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == bag.id)
+                                  .order_by(CustodyEvent.id)))
+    if row.active:  # still held: lost on the ward while the prescription stands
+        status = bag.status
+    else:
+        restocked = next((e for e in events if e.kind == "stored" and e.details.get("cancelled")
+                          and e.details.get("prescription_id") == prescription.id), None)
+        if restocked is not None:
+            return RESTOCKED
+        before = [e for e in events if row.released_at is None or e.occurred_at <= row.released_at]
+        status = before[-1].to_status if before and before[-1].to_status else bag.status
+    words = LET_GO_WORDS.get(status or "", f"released from the prescription ({(status or '').replace('_', ' ')})")
+    if status == "discarded":
+        discard = next((e for e in reversed(events) if e.kind == "discarded"), None)
+        if discard is not None and discard.reason:
+            words += f" ({discard.reason})"
+    return words
+
+
+def bag_outcomes(session: Session, prescription: Prescription, rows: list[Allocation]) -> dict[int, BagOutcome]:
+    """allocation id -> what became of its bag under this prescription."""
+    from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
+
+    infusions = {i.bag_id: i for i in session.scalars(select(Infusion).where(
+        Infusion.bag_id.in_([r.bag_id for r in rows]), Infusion.patient_id == prescription.patient_id))} if rows else {}
+    out: dict[int, BagOutcome] = {}
+    for row in rows:
+        bag = session.get(Bag, row.bag_id)
+        assert bag is not None
+        infusion = infusions.get(row.bag_id)
+        if row.active and infusion is not None:  # an infused bag keeps its allocation (prescriptions.let_go)
+            infused = None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml)
+            cells = cells_given(Decimal(row.cells), Decimal(row.volume_ml), infused)
+            out[row.id] = BagOutcome("given", cells, infused, infusion.started_at)
+        elif row.active and bag.status not in ("discarded", "returned"):
+            out[row.id] = BagOutcome("to_give")
+        else:
+            out[row.id] = BagOutcome("not_given", fate=_fate(session, prescription, row, bag))
+    return out
+
+
+def cells_given_by(session: Session, prescriptions: list[Prescription]) -> dict[int, Decimal]:
+    """prescription id -> the cells its bags actually gave (infusions started; ended ones in proportion to the volume
+    infused), for the patient page's list."""
+    if not prescriptions:
+        return {}
+    rows: dict[int, list[Allocation]] = {}
+    for row in session.scalars(select(Allocation).where(
+            Allocation.prescription_id.in_([p.id for p in prescriptions])).order_by(Allocation.id)):
+        rows.setdefault(row.prescription_id, []).append(row)
+    return {p.id: sum((o.cells for o in bag_outcomes(session, p, rows.get(p.id, [])).values() if o.state == "given"),
+                      Decimal(0)) for p in prescriptions}
+
+
+def stop_words(session: Session, prescription: Prescription) -> dict[str, Any]:
+    """Who stopped or cancelled the prescription, when and why (None-free for the page and the sheet)."""
+    from mscbatch.auth.models import User
+
+    who = session.get(User, prescription.cancelled_by_id) if prescription.cancelled_by_id else None
+    return {"by": who.full_name if who is not None else "?", "at": prescription.cancelled_at,
+            "reason": prescription.cancel_reason or ""}
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {many}"
+
+
+def let_go_words(session: Session, prescription: Prescription) -> str:
+    """What a stop, a cancel or a withdrawal did to each bag of the prescription, in words for the flash message: the
+    bags given stay on record, and each bag not given is named with what became of it (back in stock, returned for
+    QA, discarded, to be returned from the ward)."""
+    rows = [r for r in session.scalars(select(Allocation).where(Allocation.prescription_id == prescription.id)
+                                       .order_by(Allocation.id))]
+    outcomes = bag_outcomes(session, prescription, rows)
+    dins = {r.id: bag.din for r in rows if (bag := session.get(Bag, r.bag_id)) is not None}
+    given = [dins[r.id] for r in rows if outcomes[r.id].state == "given"]
+    others = [f"{dins[r.id]} {outcomes[r.id].fate}" for r in rows if outcomes[r.id].state != "given"]
+    if prescription.status == "cancelled":
+        words = "Prescription cancelled before any bag was given."
+    else:
+        words = (f"Course stopped: the {_count(len(given), 'bag', 'bags')} already given ({', '.join(given)}) "
+                 f"{'stays' if len(given) == 1 else 'stay'} on the patient's record.")
+    if others:
+        words += (f" Not given ({_count(len(others), 'bag', 'bags')}): " + "; ".join(others) + ". The bedside check "
+                  f"now answers STOP for {'it' if len(others) == 1 else 'them'}.")
+    return words

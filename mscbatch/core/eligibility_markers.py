@@ -221,12 +221,8 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
     return Reason(rid, f"{name} negative ({when}).", src, "met", values)
 
 
-def judge_markers(rule_set: RuleSet, collection_date: date | None, results: Sequence[MarkerResult],
-                  retest_180_days_negative: bool | None = None, answers: Mapping[str, bool | None] | None = None,
-                  ) -> tuple[list[Reason], list[MarkerResult]]:
-    """One Reason per judged marker, plus the results for markers the rule set does not list (unjudged). A marker
-    `required_if` a question is required while that question is answered yes or not answered (the safe side)."""
-    answers = answers or {}
+def _by_marker(rule_set: RuleSet, results: Sequence[MarkerResult]) -> tuple[dict[str, list[MarkerResult]],
+                                                                           list[MarkerResult]]:
     by_marker: dict[str, list[MarkerResult]] = {}
     unjudged: list[MarkerResult] = []
     for result in results:
@@ -234,15 +230,62 @@ def judge_markers(rule_set: RuleSet, collection_date: date | None, results: Sequ
             unjudged.append(result)
         else:
             by_marker.setdefault(result.marker, []).append(result)
+    return by_marker, unjudged
+
+
+def _marker_window(marker: Marker, default: _Window) -> _Window:
+    own = marker.window
+    return (_Window(own.from_days, own.to_days, f"{own.from_days:+d}..{own.to_days:+d} days ({own.source})")
+            if own is not None else default)
+
+
+@dataclass(frozen=True)
+class SampleStanding:
+    """Where one result's sample falls from one collection day, by the window its marker is judged with (the same
+    window judge_markers uses, the extended one included when it is open). A negative outside it never counts."""
+
+    offset_days: int
+    from_days: int
+    to_days: int
+    inside: bool
+
+    @property
+    def window(self) -> str:
+        return f"{self.from_days:+d}..{self.to_days:+d} days"
+
+
+def sample_standings(rule_set: RuleSet, collection_date: date, results: Sequence[MarkerResult],
+                     retest_180_days_negative: bool | None = None) -> tuple[SampleStanding | None, ...]:
+    """For each result (in order), its standing from `collection_date`; None for a marker the rule set does not
+    list (never judged). What a page shows next to a result must agree with what the engine counts."""
+    by_marker, _unjudged = _by_marker(rule_set, results)
+    default = _default_window(rule_set, collection_date, by_marker, retest_180_days_negative)
+    standings: list[SampleStanding | None] = []
+    for result in results:
+        marker = rule_set.marker(result.marker)
+        if marker is None:
+            standings.append(None)
+            continue
+        window = _marker_window(marker, default)
+        offset = _offset(result, collection_date)
+        standings.append(SampleStanding(offset, window.from_days, window.to_days, window.contains(offset)))
+    return tuple(standings)
+
+
+def judge_markers(rule_set: RuleSet, collection_date: date | None, results: Sequence[MarkerResult],
+                  retest_180_days_negative: bool | None = None, answers: Mapping[str, bool | None] | None = None,
+                  ) -> tuple[list[Reason], list[MarkerResult]]:
+    """One Reason per judged marker, plus the results for markers the rule set does not list (unjudged). A marker
+    `required_if` a question is required while that question is answered yes or not answered (the safe side)."""
+    answers = answers or {}
+    by_marker, unjudged = _by_marker(rule_set, results)
     default = (_default_window(rule_set, collection_date, by_marker, retest_180_days_negative)
                if collection_date is not None else _Window(0, 0, "collection date not recorded"))
     reasons = []
     for marker in rule_set.markers:
         if marker.required_if and answers.get(marker.required_if) is not False:
             marker = replace(marker, required=True)
-        own = marker.window
-        window = _Window(own.from_days, own.to_days, f"{own.from_days:+d}..{own.to_days:+d} days ({own.source})") \
-            if own is not None else default
+        window = _marker_window(marker, default)
         reason = _judge(marker, window, collection_date, by_marker.get(marker.id, []))
         if reason is not None:
             reasons.append(reason)

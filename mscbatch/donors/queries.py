@@ -17,6 +17,7 @@ from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.core.donor_rules import RuleSet, load_all_donor_rule_sets
 from mscbatch.core.eligibility import Decision, DonorFacts, MarkerResult, evaluate
+from mscbatch.core.eligibility_markers import SampleStanding, sample_standings
 from mscbatch.database import locked_row
 from mscbatch.donors.models import (
     Donor,
@@ -26,9 +27,11 @@ from mscbatch.donors.models import (
     ScreeningResult,
 )
 from mscbatch.errors import NotFound
+from mscbatch.lots.models import Lot
 from mscbatch.paths import config_dir
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
+from mscbatch.site import site_day
 
 #: Roles that see identity fields beyond the donor code (initials, date of birth): the lab registers and
 #: checks the donor, QA reviews the screening. Clinicians, nurses and administrators see the code only.
@@ -147,6 +150,35 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True)
+class CollectionDay:
+    """A day the samples are counted from: the planned collection (what the checklist and QA's decision judge)
+    and each day a lot's tissue was really collected (what that lot's donor gate judges). `standings` follow the
+    donor's results in order (sample_standings)."""
+
+    day: date
+    planned: bool
+    lots: tuple[str, ...]
+    standings: tuple[SampleStanding | None, ...]
+
+    def counts(self, index: int) -> bool:
+        standing = self.standings[index]
+        return standing is None or standing.inside
+
+
+def collection_days(session: Session, donor: Donor, results: list[ScreeningResult]) -> list[CollectionDay]:
+    """The planned collection, then every other day a lot of this donor was collected, oldest first."""
+    lots_by_day: dict[date, list[str]] = {}
+    for number, collected_at in session.execute(select(Lot.lot_number, Lot.collection_at)
+                                                .where(Lot.donor_id == donor.id).order_by(Lot.id)):
+        lots_by_day.setdefault(site_day(collected_at), []).append(number)
+    days = sorted(set(lots_by_day) | ({donor.planned_collection_date} if donor.planned_collection_date else set()))
+    rule_set = rule_set_of(donor)
+    facts = [MarkerResult(r.marker, r.method, r.result, r.sample_date) for r in results]
+    return [CollectionDay(day, day == donor.planned_collection_date, tuple(lots_by_day.get(day, ())),
+                          sample_standings(rule_set, day, facts, donor.retest_180_days_negative)) for day in days]
+
+
+@dataclass(frozen=True)
 class DonorScreening:
     """Everything the donor page shows."""
 
@@ -159,10 +191,19 @@ class DonorScreening:
     history: list[DecisionRecord]
     lookbacks: list[DonorLookback]
     users: dict[int, str]
+    days: list[CollectionDay]
 
     @property
     def locked(self) -> bool:
         return self.current is not None
+
+    def counts(self, index: int) -> bool:
+        """The result's sample falls inside its window from every day its samples are judged at."""
+        return all(day.counts(index) for day in self.days)
+
+    def outside(self, index: int) -> list[CollectionDay]:
+        """The days from which the result's sample falls outside its window (it does not count for them)."""
+        return [day for day in self.days if not day.counts(index)]
 
 
 def screening_of(session: Session, donor_id: int) -> DonorScreening:
@@ -177,7 +218,8 @@ def screening_of(session: Session, donor_id: int) -> DonorScreening:
     users = {row.id: row.full_name for row in session.execute(
         select(User.id, User.full_name).where(User.id.in_(user_ids - {None})))}
     return DonorScreening(donor, rule_set_of(donor), results, answers, evaluate_donor(session, donor),
-                          current_decision(session, donor.id), history, lookbacks, users)
+                          current_decision(session, donor.id), history, lookbacks, users,
+                          collection_days(session, donor, results))
 
 
 @dataclass(frozen=True)

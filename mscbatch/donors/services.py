@@ -9,125 +9,41 @@ Rules enforced here (DOMAIN.md sections 1, 3, 9):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.core.eligibility_markers import RESULT_VALUES
 from mscbatch.database import utcnow
 from mscbatch.donors.decisions import reopen
 from mscbatch.donors.models import (
     ANSWERS,
     APPROVED,
-    DONOR_TYPE_LABELS,
-    RELATIONSHIP_LABELS,
-    SEX_LABELS,
     Donor,
     DonorLookback,
     EligibilityDecision,
     QuestionnaireAnswer,
     ScreeningResult,
 )
-from mscbatch.donors.queries import answers_of, current_decision, lock_donor, rule_set_of, rule_sets
+from mscbatch.donors.queries import answers_of, current_decision, get_donor, lock_donor, rule_set_of
+from mscbatch.donors.validation import (  # noqa: F401 (DonorDetails, details_problems: the views' names for them)
+    DonorDetails,
+    check_result,
+    clean_details,
+    details_problems,
+    whose_birth,
+)
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.lots.models import Lot
-from mscbatch.site import site_today
 
 ENTRY_ROLE = "technician"
-
-
-@dataclass(frozen=True)
-class DonorDetails:
-    """What a technician records about a donor (None = not recorded yet)."""
-
-    tissue_source: str
-    rule_set_id: str
-    donor_type: str
-    relationship: str | None = None
-    recipient_code: str | None = None
-    initials: str | None = None
-    date_of_birth: date | None = None
-    sex: str | None = None
-    weight_kg: Decimal | str | None = None
-    consent_signed: bool | None = None
-    consent_date: date | None = None
-    social_security: bool | None = None
-    childbearing_potential: bool | None = None
-    contraception: bool | None = None
-    retest_180_days_negative: bool | None = None
-    planned_collection_date: date | None = None
 
 
 def _require_entry_role(actor: Any) -> None:
     if not actor.has_role(ENTRY_ROLE):
         raise PermissionDenied("Only a lab technician registers donors and enters their screening.")
-
-
-def _clean(details: DonorDetails) -> dict[str, Any]:
-    """Validate the details; every problem names its field."""
-    rule_set = rule_sets().get(details.rule_set_id)
-    if rule_set is None:
-        raise ValidationFailed("Choose the donor's protocol / rule set.", field="rule_set_id")
-    if details.tissue_source != rule_set.tissue_source:
-        raise ValidationFailed(f"The rule set {rule_set.id} is for {rule_set.tissue_source.replace('_', ' ')} "
-                               "donors; choose the matching tissue source.", field="tissue_source")
-    if details.donor_type not in DONOR_TYPE_LABELS:
-        raise ValidationFailed("Choose the donor type.", field="donor_type")
-    familial_rule = any(f.kind == "relationship" for f in rule_set.required_facts)
-    relationship = details.relationship or None
-    recipient = (details.recipient_code or "").strip().upper() or None
-    if familial_rule and details.donor_type != "familial":
-        raise ValidationFailed(f"Protocol {rule_set.protocol} takes familial donors only.", field="donor_type")
-    if details.donor_type == "familial":
-        if relationship not in RELATIONSHIP_LABELS:
-            raise ValidationFailed("Give the relationship to the intended recipient.", field="relationship")
-        if not recipient:
-            raise ValidationFailed("Give the intended recipient's trial patient code.", field="recipient_code")
-        from mscbatch.patients.services import CODE_PATTERN  # the codes patients are registered under
-
-        if not CODE_PATTERN.match(recipient):  # judged as stored (capitalised: "\ufb03" becomes "FFI")
-            raise ValidationFailed("Intended recipient: a trial patient code, 3-40 capital letters, digits and dashes "
-                                   f"(e.g. SSC-BM-007); {recipient[:45]!r} is not one.", field="recipient_code")
-    elif relationship or recipient:
-        raise ValidationFailed("An unrelated donor has no relationship or intended recipient.", field="relationship")
-    if details.sex is not None and details.sex not in SEX_LABELS:
-        raise ValidationFailed("Sex: female or male.", field="sex")
-    today = site_today()
-    if details.date_of_birth is not None and not date(1900, 1, 1) <= details.date_of_birth <= today:
-        raise ValidationFailed("Date of birth must be a real date in the past.", field="date_of_birth")
-    weight = None
-    if details.weight_kg not in (None, ""):
-        try:
-            entered = Decimal(str(details.weight_kg).strip())
-            weight = entered.quantize(Decimal("0.1"))
-        except InvalidOperation:
-            raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
-        if not weight.is_finite():  # "NaN" quantizes without a signal, then every comparison raises
-            raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg")
-        if weight != entered:  # never rounded silently: 49.95 kg would become 50.0 and pass AT-DON's 50 kg minimum
-            raise ValidationFailed(f"Weight: record it to 0.1 kg as weighed ({entered} cannot be kept without "
-                                   "rounding, and a weight limit is judged on the recorded value).", field="weight_kg")
-        if not Decimal("1") <= weight <= Decimal("400"):
-            raise ValidationFailed("Weight must be between 1 and 400 kg.", field="weight_kg")
-    if details.consent_date is not None and details.consent_date > today:
-        raise ValidationFailed("The consent date cannot be in the future.", field="consent_date")
-    if details.consent_signed and details.consent_date is None:
-        raise ValidationFailed("Give the date the consent was signed.", field="consent_date")
-    initials = (details.initials or "").strip().upper() or None
-    if initials and (len(initials) > 10 or not initials.replace("-", "").replace(".", "").isalpha()):
-        raise ValidationFailed("Initials: letters only, at most 10 (e.g. J-P.M).", field="initials")
-    return dict(tissue_source=details.tissue_source, rule_set_id=rule_set.id, protocol=rule_set.protocol,
-                donor_type=details.donor_type, relationship=relationship, recipient_code=recipient,
-                initials=initials, date_of_birth=details.date_of_birth, sex=details.sex, weight_kg=weight,
-                consent_signed=details.consent_signed, consent_date=details.consent_date,
-                social_security=details.social_security, childbearing_potential=details.childbearing_potential,
-                contraception=details.contraception, retest_180_days_negative=details.retest_180_days_negative,
-                planned_collection_date=details.planned_collection_date)
 
 
 def _next_code(session: Session) -> str:
@@ -143,7 +59,7 @@ def _next_code(session: Session) -> str:
 
 def register_donor(session: Session, actor: Any, details: DonorDetails) -> Donor:
     _require_entry_role(actor)
-    values = _clean(details)
+    values = clean_details(details)
     with use_case(session, actor):
         donor = Donor(code=_next_code(session), status="screening", registered_by_id=actor.id, **values)
         session.add(donor)
@@ -181,10 +97,22 @@ def _refuse_recipient_change_after_lots(session: Session, donor: Donor, values: 
                    field=field)
 
 
+def _refuse_birth_after_samples(session: Session, donor: Donor, born: date | None) -> None:
+    """A corrected date of birth may not fall after a sample already recorded: one of the two dates is wrong."""
+    if born is None or born == donor.date_of_birth:
+        return
+    first = session.scalar(select(func.min(ScreeningResult.sample_date)).where(ScreeningResult.donor_id == donor.id))
+    if first is not None and first < born:
+        raise ValidationFailed(f"Date of birth {born} is after a sample already recorded for donor {donor.code} "
+                               f"(sampled {first}), and {whose_birth(donor.tissue_source)} must come before it: "
+                               "check the date of birth, or correct that result's sample date first.",
+                               field="date_of_birth")
+
+
 def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDetails, reason: str) -> Donor:
     """Correct the donor's recorded details (reason required; refused once QA has signed)."""
     _require_entry_role(actor)
-    values = _clean(details)
+    values = clean_details(details)
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the correction: it goes into the audit trail.", field="reason")
     with use_case(session, actor, reason):
@@ -194,6 +122,7 @@ def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDeta
             raise ValidationFailed("The rule set cannot change after registration; register a new donor.",
                                    field="rule_set_id")
         _refuse_recipient_change_after_lots(session, donor, values)
+        _refuse_birth_after_samples(session, donor, values["date_of_birth"])
         changed = False
         for key, value in values.items():
             if getattr(donor, key) != value:
@@ -204,24 +133,14 @@ def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDeta
     return donor
 
 
-def _check_result(donor: Donor, marker: str, method: str | None, result: str, sample_date: date | None,
-                  lab_reference: str) -> tuple[str, str]:
-    known = rule_set_of(donor).marker(marker)
-    if known is None:
-        raise ValidationFailed(f"Choose a marker of the donor's rule set ({donor.rule_set_id}).", field="marker")
-    if method and method != known.method:
-        raise ValidationFailed(f"{known.name} is a {known.method} test, not {method}.", field="method")
-    if result not in RESULT_VALUES:
-        raise ValidationFailed("Result: positive, negative or indeterminate.", field="result")
-    if sample_date is None:
-        raise ValidationFailed("Give the sample date.", field="sample_date")
-    if sample_date > site_today():
-        raise ValidationFailed("The sample date cannot be in the future.", field="sample_date")
-    reference = (lab_reference or "").strip()
-    if not reference or len(reference) > 60:
-        raise ValidationFailed("Give the laboratory reference of the report (at most 60 characters).",
-                               field="lab_reference")
-    return known.method, reference
+def result_problems(session: Session, donor_id: int, *, marker: str, result: str, sample_date: date | None,
+                    lab_reference: str) -> dict[str, list[str]]:
+    """Every problem of a result, field by field, for a page that also shows its own parsing errors."""
+    try:
+        check_result(get_donor(session, donor_id), marker, None, result, sample_date, lab_reference)
+    except ValidationFailed as refused:
+        return refused.errors
+    return {}
 
 
 def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, result: str,
@@ -235,7 +154,7 @@ def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, r
     _require_entry_role(actor)
     with use_case(session, actor, f"screening result {marker} {result} recorded"):
         donor = lock_donor(session, donor_id)  # a QA signature now either weighs this result or is reopened by it
-        method, reference = _check_result(donor, marker, method, result, sample_date, lab_reference)
+        method, reference = check_result(donor, marker, method, result, sample_date, lab_reference)
         row = ScreeningResult(donor_id=donor.id, marker=marker, method=method, result=result,
                               sample_date=sample_date, lab_reference=reference, entered_by_id=actor.id)
         session.add(row)
@@ -287,7 +206,7 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         # changes, and the trail's old value is that correction's, never the value from before it
         session.refresh(row)
         _refuse_if_locked(session, donor, "Its results can no longer be corrected.")
-        method, reference = _check_result(donor, marker, None, result, sample_date, lab_reference)
+        method, reference = check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
         if all(getattr(row, k) == v for k, v in new.items()):
             raise ValidationFailed("Nothing was changed.", field="result")

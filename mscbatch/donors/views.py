@@ -33,6 +33,7 @@ from mscbatch.donors.models import (
 )
 from mscbatch.donors.queries import (
     can_see_identity,
+    current_decision,
     get_donor,
     list_donors,
     rule_set_of,
@@ -66,7 +67,7 @@ def _details(form: DonorForm) -> services.DonorDetails:
         tissue_source=rule_set.tissue_source if rule_set else "", rule_set_id=form.rule_set_id.data or "",
         donor_type=form.donor_type.data, relationship=form.relationship.data or None,
         recipient_code=form.recipient_code.data, initials=form.initials.data, date_of_birth=form.date_of_birth.data,
-        sex=form.sex.data or None, weight_kg=form.weight_kg.data or None,
+        sex=form.sex.data or None, weight_kg=form.weight_kg.data,
         consent_signed=tri_state(form.consent_signed.data), consent_date=form.consent_date.data,
         social_security=tri_state(form.social_security.data),
         childbearing_potential=tri_state(form.childbearing_potential.data),
@@ -90,8 +91,24 @@ def register() -> Any:
             flash(f"Donor {donor.code} registered. Now enter the screening.", "success")
             return redirect(url_for("donors.detail", donor_id=donor.id))
     elif form.errors:
+        _with_problems(form, services.details_problems(_details(form)))
         status = 422
     return render_template("donors/form.html", form=form, donor=None), status
+
+
+def _with_problems(form: Any, problems: dict[str, list[str]]) -> None:
+    """The services' problems next to the fields the form itself could read: every error of a submit at once (a
+    field the form already refused keeps its own message)."""
+    for name, messages in problems.items():
+        field = getattr(form, name, None)
+        if field is not None and hasattr(field, "errors") and not field.errors:
+            field.errors = list(messages)
+
+
+def _result_problems(form: Any, donor_id: int) -> None:
+    _with_problems(form, services.result_problems(
+        db.session, donor_id, marker=form.marker.data or "", result=form.result.data or "",
+        sample_date=form.sample_date.data, lab_reference=form.lab_reference.data or ""))
 
 
 def _edit_data(donor: Donor) -> dict[str, Any]:
@@ -123,6 +140,7 @@ def edit(donor_id: int) -> Any:
             flash(f"Donor {donor.code} corrected.", "success")
             return redirect(url_for("donors.detail", donor_id=donor_id))
     elif form.errors:
+        _with_problems(form, services.details_problems(_details(form)))
         status = 422
     return render_template("donors/form.html", form=form, donor=donor), status
 
@@ -187,9 +205,32 @@ def add_result(donor_id: int) -> Any:
         except DomainError as error:
             show_error(form, error)
             return _detail(donor_id, error.status, result_form=form)
-        flash(f"Result recorded: {row.marker} {row.result}.", "success")
+        _flash_recorded(donor_id, row)
         return redirect(url_for("donors.detail", donor_id=donor_id, _anchor="results"))
+    _result_problems(form, donor_id)
     return _detail(donor_id, 422, result_form=form)
+
+
+def _flash_recorded(donor_id: int, row: ScreeningResult) -> None:
+    """Say at once when the sample just recorded falls outside its window: recorded, but it does not count."""
+    screening = screening_of(db.session, donor_id)
+    said = f"Result recorded: {row.marker} {row.result}, sample {row.sample_date}."
+    index = next((i for i, r in enumerate(screening.results) if r.id == row.id), None)
+    outside = screening.outside(index) if index is not None else []
+    if not outside:
+        flash(said, "success")
+        return
+    said_days = []
+    for day in outside:
+        standing = day.standings[index]
+        if standing is not None:
+            since = f"lot {', '.join(day.lots)}'s collection on {day.day}" if day.lots else \
+                f"the planned collection on {day.day}"
+            said_days.append(f"{standing.offset_days:+d} days from {since}, window {standing.window}")
+    days = "; ".join(said_days)
+    consequence = ("It does not count: the marker stays missing unless another sample is inside its window."
+                   if row.result == "negative" else "It is still weighed: see the checklist.")
+    flash(f"{said} The sample is outside its window ({days}). {consequence}", "warning")
 
 
 @bp.route("/results/<int:result_id>/correct", methods=["GET", "POST"])
@@ -216,8 +257,11 @@ def correct_result(result_id: int) -> Any:
             flash("Result corrected; the old value is kept in the audit trail.", "success")
             return redirect(url_for("donors.detail", donor_id=donor.id, _anchor="results"))
     elif form.errors:
+        _result_problems(form, donor.id)
         status = 422
-    return render_template("donors/correct_result.html", form=form, row=row, donor=donor), status
+    # a form that could not be saved is not offered: once QA has signed, a result is only superseded by a new one
+    locked = current_decision(db.session, donor.id)
+    return render_template("donors/correct_result.html", form=form, row=row, donor=donor, locked=locked), status
 
 
 @bp.route("/<int:donor_id>/questionnaire", methods=["POST"])

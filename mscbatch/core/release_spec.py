@@ -47,6 +47,13 @@ UNITS: dict[str, Unit] = {
     "none": Unit("", False),
 }
 UNIT_ALIASES = {"%": "percent", "eu/ml": "EU/mL", "": "none"}
+#: counts are typed in millions, as every other count of the lab record and the specification's limits are written
+#: ("250" = 250 x10^6 cells); the result is kept in whole cells, the test's unit
+MILLION_CELLS = "x10^6 cells"
+MILLION = Decimal(10) ** 6
+_SCALED_UNITS = {"x10^6 cells": ("cells", MILLION), "x10^6": ("cells", MILLION), "10^6 cells": ("cells", MILLION)}
+#: how a unit is written next to a number on a page or the certificate (counts in millions: shown_number)
+UNIT_SHOWN = {"percent": "%", "none": "", "cells": MILLION_CELLS}
 
 
 @dataclass(frozen=True)
@@ -101,10 +108,23 @@ def format_value(unit: str, value: Value) -> str:
     """A value with its unit as people write it: "94.6 %", "4 EU/mL", "250 x10^6 cells"."""
     if isinstance(value, str) or unit == "none":
         return str(value)
-    if unit == "cells" and value >= Decimal(10) ** 6:
-        millions = (value / Decimal(10) ** 6).normalize()
-        return f"{millions:f} x10^6 cells"
+    if unit == "cells":  # always in millions, as the limit is: "0.0002 x10^6 cells < 100 x10^6 cells" shows the slip
+        return f"{shown_number(unit, value)} {MILLION_CELLS}"
     return f"{value:f} {UNITS[unit].symbol}".rstrip()
+
+
+def shown_number(unit: str, value: Value | str) -> str:
+    """A stored result as a page prints it beside UNIT_SHOWN[unit]: a count in millions (200000000 -> "200"),
+    anything else as stored."""
+    if unit != "cells":
+        return str(value)
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    if not number.is_finite():
+        return str(value)
+    return f"{(number / MILLION).normalize():f}"
 
 
 def _minimum(t: ReleaseTest, v: Value) -> Judgement:
@@ -163,27 +183,40 @@ def parse_result_value(test: ReleaseTest, raw: Decimal | int | str, unit: str) -
     word that is neither the pass nor the fail result of a qualitative test. Binary floats are refused:
     limits and results are compared in Decimal (DESIGN.md conventions).
     """
-    canonical = UNIT_ALIASES.get(unit.strip().lower(), unit.strip())
+    typed = " ".join(unit.split()).lower()
+    canonical, scale = _SCALED_UNITS.get(typed, (UNIT_ALIASES.get(typed, unit.strip()), Decimal(1)))
     if canonical != test.unit:
-        expected = test.unit if test.unit != "none" else "no unit (a result word)"
+        expected = {"none": "no unit (a result word)", "cells": f"cells ({MILLION_CELLS}, or whole cells)"}.get(
+            test.unit, test.unit)
         raise ResultValueError(test.name, "unit", f"unit {unit!r} is wrong (this test is reported in {expected})")
     if isinstance(raw, float | bool):
         raise TypeError(f"{test.name}: give the value as Decimal, int or text, not {type(raw).__name__}")
     if not UNITS[test.unit].numeric:
         return _parse_word(test, str(raw))
+    if "," in str(raw):  # the app's other number fields refuse it too: "1,500" could be 1.5 or 1500
+        raise ResultValueError(test.name, "value", f"{raw!r} is not a number: write the decimal point, as in 9.5 "
+                               "(a comma is not read as one)")
     try:
-        value = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip().replace(",", "."))
+        value = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
     except InvalidOperation:
         raise ResultValueError(test.name, "value", f"{raw!r} is not a number") from None
     rule = UNITS[test.unit]
-    shown = f"{raw} {rule.symbol}".strip()
+    shown = f"{raw} {MILLION_CELLS if scale != 1 else rule.symbol}".strip()
     if not value.is_finite():
         raise ResultValueError(test.name, "value", f"{raw!r} is not a number")
+    if value.is_zero():
+        value = value.copy_abs()  # "-0" is 0: never kept or printed as "-0 %"
+    if scale != 1:
+        # far past any count either way: x10^6 of 1E+999999 would overflow the arithmetic, of 1E-1000030 round to 0
+        if value.adjusted() > 100 or (not value.is_zero() and value.adjusted() < -100):
+            why = "no lot holds that many cells" if value.adjusted() > 100 else rule.rule
+            raise ResultValueError(test.name, "value", f"{shown} is impossible ({why})")
+        value = value * scale
     if (rule.low is not None and value < rule.low) or (rule.high is not None and value > rule.high) or (
         rule.whole and value != value.to_integral_value()
     ):
         raise ResultValueError(test.name, "value", f"{shown} is impossible ({rule.rule})")
-    return value
+    return value.to_integral_value() if rule.whole else value
 
 
 def _parse_word(test: ReleaseTest, raw: str) -> str:

@@ -20,9 +20,12 @@ from mscbatch.core.release_spec import (
     format_value,
     judge_value,
     parse_result_value,
+    shown_number,
 )
 
 ENDOTOXIN_K_EU_PER_KG_PER_HOUR = Decimal(5)
+#: the release test of the viable cells in the lot, which the harvest's own viable count bounds (count_above_harvest)
+VIABLE_COUNT_TEST_ID = "viable_cell_count"
 
 
 class VerdictStatus(StrEnum):
@@ -233,3 +236,23 @@ def can_release(
         refusals.append("you recorded the manufacture of this lot; another QA person must release it "
                         "(segregation of duties, EU GMP ch. 2)")
     return refusals
+
+
+def count_above_harvest(verdicts: Iterable[Verdict], harvest_viable_cells: int | None) -> str | None:
+    """The release count of viable cells set against the manufacturing record: frozen cells do not multiply after
+    the harvest, so a result above the harvest's viable cells means the result or the record is wrong (a count typed
+    in whole cells and read as millions, another lot's result). No tolerance is assumed: any excess is a
+    discrepancy, resolved by correcting the result or by QA's written justification signed with the release.
+    None when there is no such test, no result or no harvest recorded."""
+    if harvest_viable_cells is None:
+        return None
+    verdict = next((v for v in verdicts if v.test_id == VIABLE_COUNT_TEST_ID and v.result is not None), None)
+    if verdict is None or verdict.result is None:
+        return None
+    value = Decimal(str(verdict.result.value))
+    if value <= harvest_viable_cells:
+        return None
+    return (f"{verdict.name} {verdict.value_text} is more than the {shown_number('cells', Decimal(harvest_viable_cells))}"
+            " x10^6 viable cells of the lot's harvest (manufacturing record): cells do not multiply once harvested, so the "
+            "result or the record is wrong. A technician corrects the result, or you write in the justification why "
+            "the count stands and sign it with the release")

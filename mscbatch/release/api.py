@@ -39,8 +39,11 @@ class ReleaseResultSchema(Schema):
 
 class ReleaseResultInSchema(Schema):
     test_id = fields.String(required=True)
-    value = fields.String(required=True)
-    unit = fields.String(required=True, metadata={"description": "%, cells, EU/mL or empty for a result word"})
+    unit = fields.String(required=True, metadata={"description": "%, EU/mL, empty for a result word; a count in "
+                                                                 "\"x10^6 cells\" (250 = 250 x10^6) or in whole "
+                                                                 "\"cells\" (250000000)"})
+    value = fields.String(required=True, metadata={"description": "a number with a decimal point (96.5; a comma "
+                                                                   "is refused) or the test's result word"})
     analyst = fields.String(required=True)
     tested_on = fields.Date(required=True)
     method = fields.String(load_default="")

@@ -5,7 +5,6 @@ first entry is marked "*" (EU GMP Annex 11 8.2). Conditional and exceptional rel
 """
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from io import BytesIO
 from typing import Any
 
@@ -15,9 +14,13 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from mscbatch.core.release_spec import format_value
+from mscbatch.core.release_spec import UNIT_SHOWN, shown_number
+from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.database import utcnow
+from mscbatch.errors import NotFound
+from mscbatch.lots.queries import product_of
 from mscbatch.recall.queries import recall_words
+from mscbatch.site import site_config
 
 _styles = getSampleStyleSheet()
 SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
@@ -50,15 +53,21 @@ def _grid(rows: list[list[Any]], widths: list[float]) -> Table:
     return table
 
 
-def _result_text(unit: str, value: str) -> str:
-    """A result as the lab writes it: counts as "120 x10^6 cells" (release_spec.format_value), not 120000000;
-    other values as entered (their unit is in the Unit column)."""
-    if unit == "cells":
-        try:
-            return format_value(unit, Decimal(value))
-        except (InvalidOperation, ValueError):
-            return value
-    return value
+def _test_name(review: Any, test_id: str) -> str:
+    """A test as the specification names it ("Viable cell count"), not its internal id."""
+    try:
+        return str(review.spec.test(test_id).name)
+    except KeyError:
+        return test_id
+
+
+def _when(value: Any, tz: Any, with_time: bool = True) -> str:
+    """A date as the site reads it (its time zone), with UTC beside it when the time matters."""
+    if value is None:
+        return "—"
+    if not with_time:
+        return f"{value.astimezone(tz):%Y-%m-%d}"
+    return f"{value.astimezone(tz):%Y-%m-%d %H:%M %Z} ({value:%Y-%m-%d %H:%M} UTC)"
 
 
 def _oos_text(oos: Any) -> str:
@@ -82,14 +91,15 @@ def _tests(review: Any) -> Table:
         v, current = row.verdict, row.current
         value = "—"
         if current is not None:
-            value = _result_text(row.unit, current.value) + (" *" if current.changed_after_entry else "")
-        shown_unit = {"percent": "%", "none": ""}.get(row.unit, row.unit)
+            # counts in millions with "x10^6 cells" in the Unit column, as the limits are written
+            value = shown_number(row.unit, current.value) + (" *" if current.changed_after_entry else "")
+        shown_unit = UNIT_SHOWN.get(row.unit, row.unit)
         colour = VERDICT_COLOURS.get(str(v.status), "#000000")
         verdict = Paragraph(f'<font color="{colour}"><b>{str(v.status).upper()}</b></font>', SMALL)
         rows.append([_p(v.name), _p(v.limit_text), _p(value), _p(shown_unit),
                      _p(current.method if current else row.method), _p(current.tested_on if current else ""),
                      verdict, _p("yes" if v.blocking else "informative")])
-    return _grid(rows, [52 * mm, 32 * mm, 26 * mm, 14 * mm, 60 * mm, 20 * mm, 24 * mm, 20 * mm])
+    return _grid(rows, [52 * mm, 32 * mm, 24 * mm, 20 * mm, 56 * mm, 20 * mm, 24 * mm, 20 * mm])
 
 
 def _assessed(review: Any, deviation: Any) -> str:
@@ -122,8 +132,13 @@ def _signed(review: Any) -> list[tuple[Any, str]]:
         replaced = review.superseded_by(disposition)  # a clinician's request another request withdrew
         note = (f" — request {disposition.id}, WITHDRAWN: superseded by request {replaced.id}, not countersigned"
                 if replaced is not None else "")
+        if disposition.justification and disposition.kind != "exceptional_release":
+            note += (" — reason: " if disposition.kind == "rejection" else " — justification: ") + \
+                disposition.justification
         rows += [(s, s.meaning + note) for s in sigs]
-    rows += [(s, s.meaning) for sigs in review.oos_signatures.values() for s in sigs]
+    tests = {o.id: _test_name(review, o.test_id) for o in review.oos}
+    rows += [(s, f"{s.meaning} (OOS investigation {oos_id}, {tests.get(oos_id, '?')})")
+             for oos_id, sigs in sorted(review.oos_signatures.items()) for s in sigs]
     for deviation_id, (assessment, sigs) in sorted(review.assessments.items()):
         rows += [(s, f"{s.meaning} (deviation {deviation_id}, {assessment.severity})") for s in sigs]
     for recall, sigs in review.recalls:
@@ -147,21 +162,36 @@ def certificate_pdf(review: Any) -> bytes:
                             topMargin=12 * mm, bottomMargin=12 * mm, title=f"Certificate of analysis {lot.lot_number}",
                             author="mscbatch")
     story: list[Any] = [Paragraph(f"Certificate of analysis — lot {lot.lot_number}", _styles["Title"])]
+    site = site_config()
+    product = _product(lot)
+    storage = (f"{effective_storage_limit_c(site, product):f} °C or colder" if product is not None
+               else f"{site.storage_temperature_max_c:f} °C or colder (site SOP)")
     facts = [
         ["Lot", lot.lot_number, "Status", lot.status.replace("_", " ")],
-        ["Product", f"{lot.product_name} {lot.product_class} ({lot.product_id})", "Bags", str(review.bag_count)],
+        ["Product", f"{lot.product_name} {lot.product_class} ({lot.product_id})", "Manufacturing site",
+         site.facility_name],
         ["Donor", review.donor.code, "Donor eligibility", review.gate],
+        ["Collected", f"{_when(lot.collection_at, site.tz, with_time=False)} at {lot.collection_site}", "Frozen",
+         _when(lot.frozen_at, site.tz, with_time=False) if lot.frozen_at else "not frozen yet"],
+        ["Expiry", _when(lot.expires_at, site.tz), "Storage", storage],
         ["Specification", f"{spec.id} version {spec.version} (sha256 {spec.sha256[:16]}…)", "Printed",
          f"{utcnow():%Y-%m-%d %H:%M} UTC"],
     ]
     info = Table([[_p(a, BODY), _p(b, BODY), _p(c, BODY), _p(d, BODY)] for a, b, c, d in facts],
                  colWidths=[30 * mm, 130 * mm, 35 * mm, 75 * mm])
-    info.setStyle(TableStyle([("FONT", (0, 0), (0, -1), "Helvetica-Bold"), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    story += [info, Spacer(1, 3 * mm)]
+    info.setStyle(TableStyle([("FONT", (0, 0), (0, -1), "Helvetica-Bold"), ("FONT", (2, 0), (2, -1), "Helvetica-Bold"),
+                              ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    dins = ", ".join(f"{b.din_display} {b.check_character}" for b in review.bags) or "none yet"
+    story += [info, _p(f"Bags ({review.bag_count}), DIN and check character: {dins}", BODY), Spacer(1, 3 * mm)]
+    if product is not None and product.is_directed:  # as the lot page and the bag labels say it
+        story.append(_p(f"For use by intended recipient only: {review.donor.recipient_code or 'NOT RECORDED'}", FLAG))
     if review.state.flag:
         story.append(_p(review.state.flag, FLAG))
     elif not review.state.released:  # said whatever the signatures below are (an OOS closed, a clinician's request)
         story.append(_p(NOT_IN_USE.get(lot.status, f"NOT FOR CLINICAL USE: the lot is {lot.status}"), FLAG))
+    for disposition, _sigs in review.dispositions:
+        if disposition.kind == "rejection" and disposition.signed_at is not None:
+            story.append(_p(f"Reason for the rejection: {disposition.justification}", FLAG))
     overall = {"ready": "all blocking tests pass", "pending": "blocking tests pending",
                "fail": "OUT OF SPECIFICATION"}[str(review.verdict.status)]
     story += [_p(f"Overall verdict: {overall}.", BODY), Spacer(1, 2 * mm), _tests(review),
@@ -178,15 +208,35 @@ def certificate_pdf(review: Any) -> bytes:
     story.append(KeepTogether(section))
     section = [Paragraph("Out-of-specification investigations", _styles["Heading3"])]
     if review.oos:
-        section.append(_grid([[_p("Test"), _p("Description"), _p("Status"), _p("Conclusion")]] + [
-            [_p(o.test_id), _p(_oos_text(o)), _p(o.status), _p(o.investigation)] for o in review.oos],
-            [30 * mm, 95 * mm, 25 * mm, 105 * mm]))
+        section.append(_grid([[_p(h) for h in ("Test", "Description", "Status", "Conclusion", "Closed")]] + [
+            [_p(_test_name(review, o.test_id)), _p(_oos_text(o)), _p(o.status), _p(o.investigation),
+             _p(_closed(review, o))] for o in review.oos],
+            [30 * mm, 80 * mm, 20 * mm, 75 * mm, 50 * mm]))
     else:
         section.append(_p("None.", BODY))
     story.append(KeepTogether(section))
     story.append(KeepTogether([Paragraph("Electronic signatures", _styles["Heading3"]), _signatures(review)]))
     doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number))
     return buffer.getvalue()
+
+
+def _product(lot: Any) -> Any:
+    try:
+        return product_of(lot)
+    except NotFound:  # the product left products.toml: the certificate still prints, with the site's limit
+        return None
+
+
+def _closed(review: Any, oos: Any) -> str:
+    """Who closed an OOS investigation, when, and the retest it was closed with (its value as the table shows it)."""
+    if oos.closed_at is None:
+        return "open"
+    who = review.users.get(oos.closed_by_id, "?")
+    text = f"{who}, {oos.closed_at:%Y-%m-%d %H:%M} UTC"
+    retest = next((r for row in review.rows for r in row.results if r.id == oos.retest_result_id), None)
+    if retest is not None:
+        text += f"; retest {review.shown(retest)} ({retest.tested_on})"
+    return text
 
 
 def _footer(lot_number: str) -> Any:

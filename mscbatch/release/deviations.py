@@ -66,7 +66,7 @@ def assess_deviation(session: Session, signer: Any, deviation_id: int, *, outcom
         # the same rule as for release: whoever recorded the lot's manufacture (its deviations included) or results
         if any(involvement(session, lot, signer.id)):
             raise Conflict("You recorded this deviation, or the lot's manufacture or results: another QA person "
-                           "assesses it (segregation of duties).", field="password")
+                           "assesses it (segregation of duties). Nothing was signed.")
         assessment = DeviationAssessment(
             deviation_id=deviation.id, lot_id=deviation.lot_id, severity=deviation.severity,
             description=deviation.description, outcome=outcome, rationale=rationale, assessed_by_id=signer.id)

@@ -13,6 +13,7 @@ from wtforms import (
 )
 from wtforms.validators import Optional
 
+from mscbatch.core.release_spec import MILLION_CELLS
 from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
 from mscbatch.release.specs import FLOW_PANEL
@@ -31,7 +32,9 @@ class _Common(FlaskForm):
 class ResultForm(_Common):
     test_id = SelectField("Test")
     value = StringField("Value")
-    unit = SelectField("Unit", choices=choices([("%", "%"), ("cells", "cells"), ("EU/mL", "EU/mL"), ("", "no unit (a word)")]))
+    # counts in millions, as the spec's limits and every other count form: "200" whole cells was a trap (an OOS)
+    unit = SelectField("Unit", choices=choices([("%", "%"), (MILLION_CELLS, MILLION_CELLS), ("EU/mL", "EU/mL"),
+                                                ("", "no unit (a word)")]))
 
 
 class PanelForm(_Common):
@@ -44,7 +47,7 @@ for _field, _test, _label in FLOW_PANEL:
 
 class CorrectionForm(FlaskForm):
     value = StringField("Corrected value")
-    unit = StringField("Unit")
+    unit = StringField(f"Unit (%, {MILLION_CELLS}, EU/mL, or empty for a result word)")
     reason = TextAreaField("Reason for the correction")
 
 

@@ -180,7 +180,7 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
         oos = _open(session, oos_id, investigation)
         if any(involvement(session, get_lot(session, oos.lot_id), signer.id)):  # the same rule as for release
             raise Conflict("You entered results of this lot or recorded its manufacture: another QA person must "
-                           "judge its OOS (segregation of duties).", field="password")
+                           "judge its OOS (segregation of duties). Nothing was signed.")
         retest = session.get(ReleaseResult, retest_result_id)
         used_by = None if retest is None else _cited_by(session, retest.id, oos)
         if used_by is not None:

@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.auth.models import User
-from mscbatch.core.verdicts import LotVerdict, VerdictStatus, can_release
+from mscbatch.core.verdicts import (
+    VIABLE_COUNT_TEST_ID,
+    LotVerdict,
+    VerdictStatus,
+    can_release,
+    count_above_harvest,
+)
 from mscbatch.custody import log as custody_log
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
@@ -26,8 +32,10 @@ from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
 from mscbatch.release.oos import open_oos_of
 from mscbatch.release.queries import (
+    RELEASED_KINDS,
     deviations_after_release,
     deviations_before_release,
+    dispositions_of,
     involvement,
     pending_conditional_tests,
     waiting_exceptional_request,
@@ -44,16 +52,42 @@ def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
                     f"{wanted} now. Nothing was signed.")
 
 
+#: a justification QA signs with the release (conditional release, a count above the harvest) says something
+JUSTIFICATION_MIN_CHARS = 10
+
+
 def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[str] = (),
-             verdict: LotVerdict | None = None) -> list[str]:
-    """Every reason `user` may not release the lot now (core.verdicts.can_release), in plain words."""
+             verdict: LotVerdict | None = None, justification: str = "") -> list[str]:
+    """Every reason `user` may not release the lot now (core.verdicts.can_release), in plain words. A viable cell
+    count above the harvest's (count_discrepancy) is one, unless `justification` (signed with this release) or a
+    release signature already justified this very count."""
     verdict = verdict or lot_verdict(session, lot)
     entered, recorded = involvement(session, lot, user.id) if user is not None else (False, False)
     reasons = can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
                           open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
                           releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
-    return (reasons + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
+    discrepancy = count_discrepancy(session, lot, verdict)
+    if discrepancy and len((justification or "").strip()) >= JUSTIFICATION_MIN_CHARS:
+        discrepancy = None
+    return (reasons + ([discrepancy] if discrepancy else [])
+            + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
             + awaiting_assessment(session, lot))
+
+
+def count_discrepancy(session: Session, lot: Lot, verdict: LotVerdict) -> str | None:
+    """The viable cell count result above the harvest's viable cells (core.verdicts.count_above_harvest), unless a
+    signed release of the lot was justified with this same count (a conditional release: its completion)."""
+    found = count_above_harvest(verdict.verdicts, lot.harvest_viable_cells)
+    if found is None:
+        return None
+    count = next(v.value_text for v in verdict.verdicts if v.test_id == VIABLE_COUNT_TEST_ID)
+    for disposition in dispositions_of(session, lot.id):
+        if (disposition.kind in RELEASED_KINDS and disposition.signed_at is not None
+                and disposition.justification.strip() and any(
+                    row["test_id"] == VIABLE_COUNT_TEST_ID and row["value"] == count
+                    for row in json.loads(disposition.verdicts_json))):
+            return None
+    return found
 
 
 def awaiting_assessment(session: Session, lot: Lot) -> list[str]:
@@ -133,9 +167,9 @@ def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, co
             if test_id in by_id and by_id[test_id].status is not VerdictStatus.PENDING:
                 raise ValidationFailed(f"{by_id[test_id].name} already has a result: it cannot be named as pending.",
                                        field="conditional_tests")
-        reasons = refusals(session, lot, signer, pending, verdict)
-        if reasons:
-            raise Conflict("Release refused: " + "; ".join(reasons) + ".", field="password")
+        reasons = refusals(session, lot, signer, pending, verdict, justification)
+        if reasons:  # not the password's fault: said above the form, not under the password field
+            raise Conflict("Release refused: " + "; ".join(reasons) + ". Nothing was signed.")
         disposition = _disposition(lot, verdict, kind, signer, justification=justification,
                                    pending_tests=",".join(pending))
         _sign_and_move(session, signer, password, lot, disposition,
@@ -143,18 +177,21 @@ def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, co
     return disposition
 
 
-def complete_conditional_release(session: Session, signer: Any, lot_id: int, password: str) -> LotDisposition:
-    """The final result is in and passes: QA's second signature turns the conditional release into a release."""
+def complete_conditional_release(session: Session, signer: Any, lot_id: int, password: str,
+                                  justification: str = "") -> LotDisposition:
+    """The final result is in and passes: QA's second signature turns the conditional release into a release.
+    `justification`: only needed for a viable cell count above the harvest not justified at conditional release."""
+    justification = (justification or "").strip()
     _require_qa(signer)
     with use_case(session, signer, DISPOSITION_KINDS["completion"]):
         lot = lock_lot(session, lot_id)
         if lot.status != "conditional_release":
             raise _already(session, lot, "completed")
         verdict = lot_verdict(session, lot)
-        reasons = refusals(session, lot, signer, (), verdict)
+        reasons = refusals(session, lot, signer, (), verdict, justification)
         if reasons:
-            raise Conflict("Completion refused: " + "; ".join(reasons) + ".", field="password")
-        disposition = _disposition(lot, verdict, "completion", signer)
+            raise Conflict("Completion refused: " + "; ".join(reasons) + ". Nothing was signed.")
+        disposition = _disposition(lot, verdict, "completion", signer, justification=justification)
         _sign_and_move(session, signer, password, lot, disposition, "released")
     return disposition
 
@@ -235,18 +272,18 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
             raise Conflict(f"No clinician's request for exceptional release of lot {lot.lot_number} is waiting for "
                            "QA's countersignature. Nothing was signed.")
         if request.clinician_id == signer.id:
-            raise Conflict("QA's approval must come from another person than the clinician who asked for it.",
-                           field="password")
+            raise Conflict("QA's approval must come from another person than the clinician who asked for it. "
+                           "Nothing was signed.")
         verdict = lot_verdict(session, lot)
         changed = _changed_tests(request.verdicts_json, verdict)
         if changed:  # the clinician weighed the hazard on the results of the request, not on these
             raise Conflict("Exceptional release refused: the results changed since the clinician's request ("
-                           + "; ".join(changed) + "). The clinician must ask again on the current results.",
-                           field="password")
+                           + "; ".join(changed) + "). The clinician must ask again on the current results. "
+                           "Nothing was signed.")
         reasons = [r for r in refusals(session, lot, signer, (), verdict)
                    if not (r.startswith("an OOS") or "OOS investigations" in r or r in _fail_reasons(verdict))]
         if reasons:
-            raise Conflict("Exceptional release refused: " + "; ".join(reasons) + ".", field="password")
+            raise Conflict("Exceptional release refused: " + "; ".join(reasons) + ". Nothing was signed.")
         request.decided_by_id = signer.id
         _sign_and_move(session, signer, password, lot, request, "released")
     return request

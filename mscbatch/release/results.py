@@ -66,17 +66,26 @@ def _require_technician(actor: Any) -> None:
         raise PermissionDenied("Only QC (a technician) enters release-test results.")
 
 
-def _check_lot_accepts(session: Session, lot: Lot, test: ReleaseTest) -> None:
+def accepts_results(session: Session, lot: Lot, test_id: str) -> bool:
+    """Whether a result of this test may still be entered, corrected or given a file on the lot: before release,
+    and after a conditional release for the tests it named pending (the review page offers "correct" only then)."""
     if lot.status in ("in_process", "quarantine"):
-        return
+        return True
     if lot.status == "conditional_release":
         from mscbatch.release.queries import pending_conditional_tests
 
-        if test.id in pending_conditional_tests(session, lot):
-            return
+        return test_id in pending_conditional_tests(session, lot)
+    return False
+
+
+def _check_lot_accepts(session: Session, lot: Lot, test: ReleaseTest) -> None:
+    if accepts_results(session, lot, test.id):
+        return
+    if lot.status == "conditional_release":
         raise Conflict(f"Lot {lot.lot_number} is conditionally released: only the pending "
-                       "test(s) named at conditional release can still be entered.", field="test_id")
-    raise Conflict(f"Lot {lot.lot_number} is {lot.status.replace('_', ' ')}: results can no longer be entered.")
+                       "test(s) named at conditional release can still be entered or corrected.", field="test_id")
+    raise Conflict(f"Lot {lot.lot_number} is {lot.status.replace('_', ' ')}: results can no longer be entered or "
+                   "corrected.")
 
 
 def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
@@ -128,7 +137,7 @@ def _add(session: Session, actor: Any, lot: Lot, spec: ReleaseSpec, test: Releas
                            entered_by_id=actor.id, entered_at=utcnow(), **common)
     session.add(result)
     session.flush()
-    judgement = judge_value(test, parse_result_value(test, value, unit))
+    judgement = judge_value(test, parse_result_value(test, value, test.unit))  # `value` is kept in the test's unit
     if test.blocking and judgement.meets is False:
         open_oos(session, lot, result, f"{test.name} failed ({judgement.comparison})")
     return result

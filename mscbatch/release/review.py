@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mscbatch.core.release_spec import ReleaseSpec
-from mscbatch.core.verdicts import LotVerdict, Verdict
+from mscbatch.core.release_spec import UNIT_SHOWN, ReleaseSpec, shown_number
+from mscbatch.core.verdicts import VIABLE_COUNT_TEST_ID, LotVerdict, Verdict
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
-from mscbatch.lots.queries import get_lot
+from mscbatch.lots.queries import bags_of, get_lot
 from mscbatch.lots.services import current_gate
 from mscbatch.recall.models import Recall
 from mscbatch.recall.queries import recalls_of_lot
@@ -39,7 +40,8 @@ from mscbatch.release.queries import (
     users_named,
     waiting_of,
 )
-from mscbatch.release.release import refusals
+from mscbatch.release.release import count_discrepancy, refusals
+from mscbatch.release.results import accepts_results
 from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
@@ -95,6 +97,25 @@ class Review:
     awaiting_before: frozenset[int] = frozenset()
     # the recalls that cover or covered the lot, each with its signatures (start, and end once found invalid)
     recalls: list[tuple[Recall, list[Signature]]] = field(default_factory=list)
+    # the tests whose results a technician may still correct (release.results.accepts_results)
+    correctable: frozenset[str] = frozenset()
+    # the viable cell count above the harvest's, unresolved (release.release.count_discrepancy), else None
+    count_discrepancy: str | None = None
+    bags: list[Bag] = field(default_factory=list)  # in bag-number order (the certificate lists their DINs)
+
+    @staticmethod
+    def shown(result: ReleaseResult, value: str | None = None) -> str:
+        """A result as the page and the certificate print it: counts in x10^6 cells, as the limits are."""
+        return f"{shown_number(result.unit, result.value if value is None else value)} " \
+               f"{UNIT_SHOWN.get(result.unit, result.unit)}".strip()
+
+    def record_note(self, test_id: str) -> str:
+        """What the manufacturing record says beside a result: the harvest's viable cells beside the viable count
+        (frozen cells do not multiply: the count cannot be above it)."""
+        if test_id != VIABLE_COUNT_TEST_ID or self.lot.harvest_viable_cells is None:
+            return ""
+        return (f"Manufacturing record: {shown_number('cells', Decimal(self.lot.harvest_viable_cells))} x10^6 viable "
+                "cells at harvest")
 
     @property
     def first_released_at(self) -> datetime | None:
@@ -190,7 +211,7 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
     dispositions = [(d, signatures_of(session, d)) for d in dispositions_of(session, lot.id)]
     deviations = list(session.scalars(select(Deviation).where(Deviation.lot_id == lot.id).order_by(Deviation.id)))
     steps = list(session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id)))
-    bag_count = len(list(session.scalars(select(Bag.id).where(Bag.lot_id == lot.id))))
+    bags = bags_of(session, lot.id)
     user_ids = {lot.created_by_id, *(r.entered_by_id for r in all_results), *(r.corrected_by_id for r in all_results),
                 *(d.recorded_by_id for d in deviations), *(o.closed_by_id for o in investigations),
                 *(d.clinician_id for d, _s in dispositions)}
@@ -198,11 +219,13 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   attachments=attachments, oos=investigations,
                   retests={o.id: retest_candidates(session, o) for o in investigations if o.status == "open"},
                   dispositions=dispositions, oos_signatures={o.id: signatures_of(session, o) for o in investigations},
-                  deviations=deviations, steps=steps, bag_count=bag_count,
+                  deviations=deviations, steps=steps, bag_count=len(bags), bags=bags,
                   refusals=refusals(session, lot, user, (), verdict) if user is not None else [],
                   state=release_state(session, lot), users=users_named(session, user_ids),
                   released_at=released_at(session, lot.id),
                   assessments={d: (a, signatures_of(session, a)) for d, a in assessments_of(session, lot.id).items()},
                   awaiting=frozenset(d.id for d, _lot in deviations_to_assess(session, lot.id)),
                   awaiting_before=frozenset(d.id for d, _lot in deviations_before_release(session, lot.id)),
-                  recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)])
+                  recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)],
+                  correctable=frozenset(t.id for t in spec.tests if accepts_results(session, lot, t.id)),
+                  count_discrepancy=count_discrepancy(session, lot, verdict))

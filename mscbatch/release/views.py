@@ -28,6 +28,7 @@ from mscbatch.release.forms import (
 )
 from mscbatch.release.queries import dashboard, release_state
 from mscbatch.release.review import review_of
+from mscbatch.release.specs import spec_of_lot
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("release", __name__, url_prefix="/release")
@@ -110,7 +111,17 @@ def correct(result_id: int) -> Any:
     result = db.session.get(ReleaseResult, result_id)
     if result is None:
         return render_template("errors/error.html", status=404, title="Not found", detail="No such result."), 404
-    form = CorrectionForm(value=result.value, unit=result.unit)
+    from mscbatch.core.release_spec import UNIT_SHOWN, shown_number
+    from mscbatch.release.review import Review
+
+    # a count is corrected in millions, as it was typed (release.forms.ResultForm)
+    form = CorrectionForm(value=shown_number(result.unit, result.value), unit=UNIT_SHOWN.get(result.unit, result.unit))
+    lot = get_lot(db.session, result.lot_id)
+    try:
+        name = spec_of_lot(db.session, lot).test(result.test_id).name
+    except (DomainError, KeyError):
+        name = result.test_id
+    open_to_correction = results.accepts_results(db.session, lot, result.test_id)
     status = 200
     if request.method == "POST" and form.validate_on_submit():
         lot_id = result.lot_id
@@ -123,7 +134,8 @@ def correct(result_id: int) -> Any:
         else:
             flash("Result corrected; the previous value stays in the audit trail.", "success")
             return redirect(url_for("release.review", lot_id=lot_id) + "#results")
-    return render_template("release/correct.html", form=form, result=result), status
+    return render_template("release/correct.html", form=form, result=result, test_name=name, lot=lot,
+                           shown=Review.shown, open_to_correction=open_to_correction), status
 
 
 def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str | Callable[[], str]) -> Any:
@@ -146,7 +158,8 @@ def release_lot(lot_id: int) -> Any:
         run = lambda: release.reject_lot(db.session, current_user, lot_id, password, form.justification.data or "")  # noqa: E731
         return _signed(lot_id, form, "release_form", run, "Lot rejected (signed).")
     if action == "complete":
-        run = lambda: release.complete_conditional_release(db.session, current_user, lot_id, password)  # noqa: E731
+        run = lambda: release.complete_conditional_release(db.session, current_user, lot_id, password,  # noqa: E731
+                                                           form.justification.data or "")
         return _signed(lot_id, form, "release_form", run, "Conditional release completed (signed).")
     if action == "exceptional":  # QA countersigns the request the page showed, named by its id, never another
         request_id = posted_id(request.form.get("release-request_id"))

@@ -135,7 +135,7 @@ def test_a_result_in_the_wrong_unit_is_refused() -> None:
 
 
 def test_the_percent_sign_is_accepted_as_the_percent_unit() -> None:
-    assert parse_result_value(load_release_spec(DEFAULT).test("cd105"), "96,5", "%") == Decimal("96.5")
+    assert parse_result_value(load_release_spec(DEFAULT).test("cd105"), "96.5", "%") == Decimal("96.5")
 
 
 def test_a_binary_float_is_refused_so_limits_are_compared_in_decimal() -> None:

@@ -146,6 +146,8 @@ def check_viability_percent(viability_percent: Decimal) -> Decimal:
     value = Decimal(viability_percent)
     if not value.is_finite() or not Decimal(0) <= value <= Decimal(100):
         raise CultureError(f"viability must be between 0 and 100 %, got {value} %")
+    if value.is_signed():  # "-0": a sign on a percentage is a typing slip, not a count
+        raise CultureError("viability is a percentage without a sign")
     return value
 
 

@@ -34,6 +34,15 @@ def _label(state: str) -> str:
     return state.replace("_", " ")
 
 
+#: a state after "is" ("Lot L is in quarantine", "is conditionally released"); the others read as their name
+_IS_WORDS = {"in_process": "in process", "quarantine": "in quarantine", "conditional_release": "conditionally released"}
+
+
+def state_words(state: str) -> str:
+    """A state as said after "is": "in process", "in quarantine", "released", "on hold"."""
+    return _IS_WORDS.get(state, _label(state))
+
+
 class StateMachine:
     """A named transition table with the verbs used in refusal messages ("only qa may release Lot L")."""
 
@@ -72,11 +81,11 @@ class StateMachine:
         targets = self.transitions[current]
         if target not in targets:
             if current == target:
-                message = f"{subject} is already {_label(current)}"
+                message = f"{subject} is already {state_words(current)}"
             elif not targets:
-                message = f"{subject} is {_label(current)}, a final state; it cannot go to {_label(target)}"
+                message = f"{subject} is {state_words(current)}, a final state; it cannot go to {_label(target)}"
             else:
-                message = f"{subject} is in {_label(current)}; it cannot go to {_label(target)}"
+                message = f"{subject} is {state_words(current)}; it cannot go to {_label(target)}"
             raise TransitionRefused(message, machine=self.name, current=current, target=target, kind="sequence")
         allowed = targets[target]
         held = _role_set(roles)
@@ -166,13 +175,14 @@ class BagStatus:
     conditional: bool = False
 
 
-def effective_bag_status(lot_state: str, bag_state: str, on_hold: bool = False) -> BagStatus:
+def effective_bag_status(lot_state: str, bag_state: str, on_hold: bool = False, placed: bool = True) -> BagStatus:
     """Combine the lot's state, the bag's custody state and a hold flag, strongest rule first.
 
     Order: a bag already infused or discarded stays so (a physical fact); then the lot (a bag of a rejected,
     recalled, expired or unreleased lot is not usable whatever its own state: bedside hard stop, DOMAIN.md
     section 8); then a hold; then the bag's own state. A conditionally released lot's bags are usable but
     flagged: a late OOS means notifying the clinician of every patient who received one (EU GMP Part IV 11).
+    `placed`: False for a bag frozen but never put in a box position; "stored" then means "not in stock yet".
     """
     LOT._known(lot_state, "lot")
     BAG._known(bag_state, "bag")
@@ -187,6 +197,9 @@ def effective_bag_status(lot_state: str, bag_state: str, on_hold: bool = False) 
         return BagStatus("on_hold", False, "the bag is on hold")
     if bag_state == "returned":
         return BagStatus("returned", False, "returned; QA must assess it before it is used or restocked")
+    if bag_state == "stored" and not placed:
+        return BagStatus("not_in_storage", False, "frozen but not placed in a storage box yet: it cannot be "
+                         "allocated until it is")
     conditional = lot_state == "conditional_release"
     reason = "lot conditionally released (a test is pending)" if conditional else "lot released"
     return BagStatus(bag_state, True, reason, conditional=conditional)

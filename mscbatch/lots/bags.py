@@ -55,7 +55,7 @@ def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: dateti
         raise ValidationFailed(f"The freezing time cannot be before {FIRST_DAY}.", field="frozen_at")
     _check_plans(bags)
     site = site_config()
-    with use_case(session, actor, f"cryopreserved into {len(bags)} bags"):
+    with use_case(session, actor, f"cryopreserved into {len(bags)} bag{'' if len(bags) == 1 else 's'}"):
         lot = lock_lot(session, lot_id)  # two freezings at once: the second sees the first's bags and is refused
         require_in_process(lot, "the cryopreservation")
         if lot.harvested_at is None or lot.harvest_total_cells is None or lot.harvest_viable_cells is None:

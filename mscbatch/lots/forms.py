@@ -3,6 +3,8 @@ in millions (x10^6, as in the lab record) and turned into whole cells by the vie
 services, whose refusals are shown next to the field they name (field names = service field names)."""
 from __future__ import annotations
 
+from typing import Any
+
 from wtforms import (
     DateField,
     DateTimeLocalField,
@@ -11,7 +13,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation
 
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
@@ -21,9 +23,33 @@ DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 MILLIONS = "(x10^6 cells)"
 
 
-def _millions(label: str) -> FiniteDecimalField:
-    return FiniteDecimalField(f"{label} {MILLIONS}", places=None, validators=[
-        InputRequired(f"Give the {label.lower()}."), NumberRange(min=0, message="Must be positive.")])
+class NumberField(FiniteDecimalField):
+    """A decimal typed by a person: one message naming the field when it is not a number (a decimal comma, "9,5",
+    used to give "Not a valid decimal value." and "Must be positive." together)."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            typed = str(valuelist[0]).strip() if valuelist else ""
+            comma = " with a point, not a comma" if "," in typed else ""
+            raise ValueError(f"{self.short_label}: {typed!r} is not a number; type it{comma}, "
+                             "such as 12.5.") from None
+
+    @property
+    def short_label(self) -> str:
+        return self.label.text.split(" (")[0]
+
+
+def _not_negative(_form: Any, field: Any) -> None:
+    """Only a number that was read (a text already has its message)."""
+    if field.data is not None and field.data < 0:
+        raise StopValidation(f"{field.short_label}: a number of cells cannot be negative.")
+
+
+def _millions(label: str) -> NumberField:
+    return NumberField(f"{label} {MILLIONS}", places=None, validators=[
+        InputRequired(f"Give the {label.lower()}."), _not_negative])
 
 
 class LotForm(FlaskForm):
@@ -33,7 +59,7 @@ class LotForm(FlaskForm):
                                        validators=[InputRequired("Give the collection date and time.")])
     collection_site = StringField("Collection site", validators=[DataRequired("Give the collection site."),
                                                                  Length(max=120)])
-    tissue_amount = FiniteDecimalField("Tissue amount", places=None, validators=[InputRequired("Give the tissue amount.")])
+    tissue_amount = NumberField("Tissue amount", places=None, validators=[InputRequired("Give the tissue amount.")])
     tissue_unit = SelectField("Unit", choices=choices(TISSUE_UNITS.items()), default="g")
 
 
@@ -47,8 +73,8 @@ class PassageForm(FlaskForm):
     performed_on = DateField("Harvest date of the passage", validators=[InputRequired("Give the date.")])
     seeded_cells = _millions("Cells seeded")
     harvested_cells = _millions("Cells harvested")
-    viability_percent = FiniteDecimalField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
-    days_in_culture = FiniteDecimalField("Days in culture", places=None, validators=[Optional()])
+    viability_percent = NumberField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
+    days_in_culture = NumberField("Days in culture", places=None, validators=[Optional()])
     notes = TextAreaField("Notes", validators=[Length(max=2000)])
 
 
@@ -69,7 +95,35 @@ class HarvestForm(FlaskForm):
     harvested_at = DateTimeLocalField("Harvest date and time (site time)", format=DATETIME_FORMATS,
                                       validators=[InputRequired("Give the harvest date and time.")])
     total_cells = _millions("Total cells")
-    viability_percent = FiniteDecimalField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
+    viability_percent = NumberField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
+
+
+def _reason_field() -> TextAreaField:
+    return TextAreaField("Reason for the correction", validators=[
+        DataRequired("Give the reason for the correction: it goes into the audit trail."), Length(max=500)])
+
+
+# A correction's labels differ from the recording forms' (a label names one field of the page)
+class HarvestCorrectionForm(FlaskForm):
+    harvested_at = DateTimeLocalField("Harvest time, corrected (site time)", format=DATETIME_FORMATS,
+                                      validators=[InputRequired("Give the harvest date and time.")])
+    total_cells = NumberField(f"Total, corrected {MILLIONS}", places=None, validators=[
+        InputRequired("Give the total cells."), _not_negative])
+    viability_percent = NumberField("Viability, corrected (%)", places=None,
+                                    validators=[InputRequired("Give the viability.")])
+    reason = _reason_field()
+
+
+class PassageCorrectionForm(FlaskForm):
+    performed_on = DateField("Date, corrected", validators=[InputRequired("Give the date.")])
+    seeded_cells = NumberField(f"Seeded, corrected {MILLIONS}", places=None, validators=[
+        InputRequired("Give the cells seeded."), _not_negative])
+    harvested_cells = NumberField(f"Harvested, corrected {MILLIONS}", places=None, validators=[
+        InputRequired("Give the cells harvested."), _not_negative])
+    viability_percent = NumberField("Viability, corrected (%)", places=None,
+                                    validators=[InputRequired("Give the viability.")])
+    days_in_culture = NumberField("Days, corrected", places=None, validators=[Optional()])
+    reason = _reason_field()
 
 
 class CryoForm(FlaskForm):
@@ -77,10 +131,10 @@ class CryoForm(FlaskForm):
                                    validators=[InputRequired("Give the freezing date and time.")])
     bag_count = IntegerField("Number of bags", validators=[InputRequired("Give the number of bags."),
                                                           NumberRange(min=1, max=26, message="1 to 26 bags.")])
-    volume_ml = FiniteDecimalField("Volume per bag (mL)", places=None, validators=[InputRequired("Give the volume.")])
-    cells_per_ml = FiniteDecimalField(f"Viable cells per mL {MILLIONS}", places=None,
+    volume_ml = NumberField("Volume per bag (mL)", places=None, validators=[InputRequired("Give the volume.")])
+    cells_per_ml = NumberField(f"Viable cells per mL {MILLIONS}", places=None,
                                 validators=[InputRequired("Give the cells per mL.")])
-    dmso_percent = FiniteDecimalField("DMSO (%)", places=None, validators=[InputRequired("Give the DMSO percentage.")])
+    dmso_percent = NumberField("DMSO (%)", places=None, validators=[InputRequired("Give the DMSO percentage.")])
 
 
 class TransitionForm(FlaskForm):

@@ -68,15 +68,17 @@ def bags_of(session: Session, lot_id: int) -> list[Bag]:
 
 
 def bag_status(bag: Bag, lot: Lot) -> BagStatus:
-    """The bag's effective status: its lot's disposition first, then its own custody (core.states)."""
-    return effective_bag_status(lot.status, bag.status)
+    """The bag's effective status: its lot's disposition first, then its own custody (core.states). A bag frozen
+    but never put in a box is not in stock yet: its position is what tells the unit where to find it."""
+    return effective_bag_status(lot.status, bag.status, placed=bag.box_id is not None)
 
 
 def available_bags(session: Session, *, product_id: str | None = None, donor_id: int | None = None,
                    at: datetime | None = None) -> list[tuple[Bag, Lot]]:
     """Bags that may be allocated to a patient now: lot released (or conditionally released) with no test failed
     since (an open late OOS), its donor still approved (not reopened by new information), bag in stock ("stored":
-    not allocated, dispatched...), under no active recall hold, and not expired at `at` (default now). A hold set
+    not allocated, dispatched..., and placed in a box position: a bag frozen but never placed is nowhere the
+    unit could fetch it from), under no active recall hold, and not expired at `at` (default now). A hold set
     while the lot was in quarantine must survive its later release."""
     # recall and release build on lots: imported here, not at module level
     from mscbatch.donors.models import Donor
@@ -86,7 +88,8 @@ def available_bags(session: Session, *, product_id: str | None = None, donor_id:
     at = at or utcnow()
     active_hold = select(BagHold.id).where(BagHold.bag_id == Bag.id, BagHold.lifted_at.is_(None)).exists()
     query = (select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id).join(Donor, Donor.id == Lot.donor_id)
-             .where(Lot.status.in_(("released", "conditional_release")), Bag.status == "stored", Bag.expires_at > at,
+             .where(Lot.status.in_(("released", "conditional_release")), Bag.status == "stored",
+                    Bag.box_id.is_not(None), Bag.expires_at > at,
                     ~active_hold, Donor.status == "approved", ~has_late_oos(Lot.id)))
     if product_id:
         query = query.where(Lot.product_id == product_id)

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
-from mscbatch.core.culture import harvest_bounds
+from mscbatch.core.culture import format_cells, harvest_bounds
 from mscbatch.core.site_config import Product
 from mscbatch.core.states import LOT, BagStatus
 from mscbatch.donors.models import Donor, DonorLookback
@@ -43,6 +44,37 @@ from mscbatch.lots.services import gate_and_reasons
 from mscbatch.lots.steps import steps_of
 
 PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 260, 48
+
+#: the lot fields whose latest change the page names (who, when, why): the state, the harvest and the freezing
+NAMED_FIELDS = {"status": "status", "harvest_total_cells": "harvest", "frozen_at": "frozen"}
+#: what a correction changed, in the batch record's words
+CORRECTED_FIELDS = {"harvested_at": "harvest time", "harvest_total_cells": "total cells",
+                    "harvest_viability_percent": "viability %", "harvest_viable_cells": "viable cells",
+                    "performed_on": "date", "seeded_cells": "cells seeded", "harvested_cells": "cells harvested",
+                    "viability_percent": "viability %", "days_in_culture": "days in culture"}
+
+
+CELL_FIELDS = frozenset({"harvest_total_cells", "harvest_viable_cells", "seeded_cells", "harvested_cells"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Who made a change of the record, when, and the reason they gave (from the audit trail)."""
+
+    by: str
+    at: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A corrected harvest or passage: what it was, what it is, who, when and why."""
+
+    what: str
+    by: str
+    at: Any
+    reason: str
+    changes: list[tuple[str, str, str]]  # (field in words, old, new)
 
 
 @dataclass(frozen=True)
@@ -118,6 +150,11 @@ class LotRecord:
     #: required reagent types the record does not name yet (lots.reagent_rules.missing_reagent_types): the page
     #: shows them before the technician sends the lot to quarantine, which refuses them
     missing_reagents: list[str] = field(default_factory=list)
+    #: "status", "harvest", "frozen" -> who made the latest change, when, why
+    history: dict[str, Entry] = field(default_factory=dict)
+    corrections: list[Correction] = field(default_factory=list)
+    #: deviations recorded after the lot's first release signature: no release signature weighed them
+    late_deviations: set[int] = field(default_factory=set)
 
     @property
     def passages(self) -> list[ProcessStep]:
@@ -169,6 +206,62 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     next_states = {role: LOT.allowed_targets(lot.status, {role}) for role in set(roles)}
     gate, gate_reasons = gate_and_reasons(session, lot)  # one judgement of the donor for the whole page
     missing = missing_reagent_types(product, {r.reagent_type for _u, r in reagents}, [row.bag for row in rows])
+    history, corrections = _history(session, lot, steps)
+    first_release = _first_release(session, lot.id) if deviations else None
+    late = {d.id for d in deviations if first_release is not None and d.recorded_at > first_release}
     return LotRecord(lot, donor, product, gate, gate_reasons, steps, deviations, reagents, rows,
                      move_rows(session, moves),
-                     lookbacks_of(session, donor.id), build_plot(passages, product), users, next_states, missing)
+                     lookbacks_of(session, donor.id), build_plot(passages, product), users, next_states, missing,
+                     history, corrections, late)
+
+
+def _shown(name: str, value: str | None) -> str:
+    """An audited value as the page shows it: cell counts as 120 x10^6, like every count of the lot page."""
+    if value is None or value == "":
+        return "—"
+    if name in CELL_FIELDS and value.isdigit():
+        return f"{format_cells(int(value))} cells"
+    return value
+
+
+def _first_release(session: Session, lot_id: int) -> Any:
+    """QA's first release signature of the lot (conditional, full or exceptional), None before any."""
+    # release builds on lots: imported here, not at module level
+    from mscbatch.release.models import LotDisposition
+    from mscbatch.release.queries import RELEASED_KINDS
+
+    return session.scalar(select(func.min(LotDisposition.signed_at)).where(
+        LotDisposition.lot_id == lot_id, LotDisposition.signed_at.is_not(None),
+        LotDisposition.kind.in_(RELEASED_KINDS)))
+
+
+def _history(session: Session, lot: Lot, steps: list[ProcessStep]) -> tuple[dict[str, Entry], list[Correction]]:
+    """Read off the audit trail of the lot and its steps (indexed by entity): the latest state change, harvest and
+    freezing with who and why, and every correction with its old and new values."""
+    labels = {str(s.id): s.label for s in steps}
+    events = session.scalars(select(AuditEvent).where(or_(
+        and_(AuditEvent.entity_type == "lot", AuditEvent.entity_id == str(lot.id)),
+        and_(AuditEvent.entity_type == ProcessStep.__tablename__, AuditEvent.entity_id.in_(list(labels)))))
+        .order_by(AuditEvent.seq))
+    events = list(events)
+    # printed names, as everywhere on the page (the trail keeps the user name the actor had)
+    names = {i: n for i, n in session.execute(select(User.id, User.full_name).where(
+        User.id.in_({e.actor_id for e in events if e.actor_id is not None})))}
+    history: dict[str, Entry] = {}
+    grouped: dict[tuple[str, str | None, str | None], Correction] = {}
+    for event in events:
+        event_by = names.get(event.actor_id, event.actor_name) if event.actor_id is not None else event.actor_name
+        if event.entity_type == "lot" and event.field in NAMED_FIELDS:
+            entry = Entry(event_by, event.occurred_at, event.reason or "")
+            if event.field == "status":  # the state the lot is in now: its latest change
+                history["status"] = entry
+            else:  # who recorded the harvest / freezing (a later correction is listed as such)
+                history.setdefault(NAMED_FIELDS[event.field], entry)
+        if event.field in CORRECTED_FIELDS and event.action != "insert" and " corrected: " in f" {event.reason or ''}":
+            what = "Harvest" if event.entity_type == "lot" else f"Passage {labels.get(event.entity_id or '', '?')}"
+            key = (what, event.reason, event.occurred_at.isoformat())
+            entry = grouped.setdefault(key, Correction(what, event_by, event.occurred_at,
+                                                       (event.reason or "").split(" corrected: ", 1)[-1], []))
+            entry.changes.append((CORRECTED_FIELDS[event.field], _shown(event.field, event.old_value),
+                                  _shown(event.field, event.new_value)))
+    return history, list(grouped.values())

@@ -108,8 +108,11 @@ def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
         raise ValidationFailed(f"Collection site: {site!r} {unprintable}. Every bag label prints the collection "
                                "site.", field="collection_site")
     amount = decimal_of(details.tissue_amount, "tissue_amount", "Tissue amount")
-    if amount <= 0 or amount >= Decimal("100000000"):
+    if amount <= 0:
         raise ValidationFailed("The tissue amount must be greater than 0.", field="tissue_amount")
+    if amount >= Decimal("100000000"):  # the column holds 8 digits before the point; no tissue weighs 100 t
+        raise ValidationFailed("Tissue amount: far too much for a tissue collection; give it in g or mL, less "
+                               "than 100 000 000.", field="tissue_amount")
     if details.tissue_unit not in TISSUE_UNITS:
         raise ValidationFailed("Tissue unit: g or mL.", field="tissue_unit")
     return product, amount.quantize(Decimal("0.01")), site

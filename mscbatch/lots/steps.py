@@ -8,7 +8,7 @@ caps passages and doublings); at the warning level it is recorded with its warni
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -49,11 +49,18 @@ def _cells(value: Any, field: str, label: str) -> int:
     return value
 
 
-def _viability(value: Any, field: str = "viability_percent") -> Decimal:
+def _viability(value: Any, field: str = "viability_percent", *, harvest: bool = False) -> Decimal:
+    text = str(value).strip()
+    if text[:1] in ("+", "-"):
+        raise ValidationFailed(f"Viability: {text} %? Give the percentage without a sign (0 to 100).", field=field)
     try:
-        return check_viability_percent(Decimal(str(value))).quantize(Decimal("0.01"))
+        viability = check_viability_percent(Decimal(text)).quantize(Decimal("0.01"))
     except (CultureError, ArithmeticError, ValueError):
         raise ValidationFailed("Viability: a percentage between 0 and 100.", field=field) from None
+    if harvest and not viability:
+        raise ValidationFailed("Viability: 0 % means no living cell to freeze. Check the count; if the cells really "
+                               "died, record a deviation and ask QA to reject the lot.", field=field)
+    return viability
 
 
 def _check_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]) -> date:
@@ -68,6 +75,40 @@ def _check_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]
         raise ValidationFailed(f"The date is before the previous step {previous[-1].label} "
                                f"({previous[-1].performed_on}).", field="performed_on")
     return performed_on
+
+
+def _days(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        days = Decimal(str(value)).quantize(Decimal("0.1"))
+    except ArithmeticError:
+        raise ValidationFailed("Days in culture: a number.", field="days_in_culture") from None
+    if not Decimal(0) < days <= Decimal(365):
+        raise ValidationFailed("Days in culture: more than 0 and at most 365.", field="days_in_culture")
+    return days
+
+
+def _check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, performed_on: date,
+                           days: Decimal | None) -> None:
+    """The passages of a lot follow one another: their days in culture, added up from P0, cannot be more than the
+    time from the collection to the end of this passage's day (a typed 365 on a passage dated the collection day
+    would otherwise sit in the batch record)."""
+    if days is None:
+        return
+    tz = site_config().tz
+    end_of_day = datetime.combine(performed_on + timedelta(days=1), time(), tz)
+    elapsed = Decimal((end_of_day - lot.collection_at).total_seconds()) / 86400
+    earlier = sum((s.days_in_culture for s in passages if s.days_in_culture is not None), Decimal(0))
+    total = earlier + days
+    if total <= elapsed:
+        return
+    collected = lot.collection_at.astimezone(tz)
+    span = f"P0 to P{number} add up to {total.normalize():f} days" if number else f"P0 has {days.normalize():f} days"
+    raise ValidationFailed(
+        f"Days in culture: {span}, but from the collection ({collected:%Y-%m-%d %H:%M}) to the end of P{number}'s "
+        f"date ({performed_on:%Y-%m-%d}) only {elapsed.quantize(Decimal('0.1'))} days passed. Check the days "
+        "in culture and the date.", field="days_in_culture")
 
 
 def record_isolation(session: Session, actor: Any, lot_id: int, *, performed_on: date | None,
@@ -105,14 +146,7 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
     seeded = _cells(details.seeded_cells, "seeded_cells", "Cells seeded")
     harvested = _cells(details.harvested_cells, "harvested_cells", "Cells harvested")
     viability = _viability(details.viability_percent)
-    days = None
-    if details.days_in_culture not in (None, ""):
-        try:
-            days = Decimal(str(details.days_in_culture)).quantize(Decimal("0.1"))
-        except ArithmeticError:
-            raise ValidationFailed("Days in culture: a number.", field="days_in_culture") from None
-        if not Decimal(0) < days <= Decimal(365):
-            raise ValidationFailed("Days in culture: more than 0 and at most 365.", field="days_in_culture")
+    days = _days(details.days_in_culture)
     with use_case(session, actor, f"passage P{details.passage_number} recorded"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a passage")
@@ -134,8 +168,10 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
         if not check.allowed:
             raise Conflict(f"Passage refused for {lot.product_name}: " + "; ".join(check.refusals) + ".",
                            field="passage_number")
+        performed_on = _check_date(lot, details.performed_on, previous)
+        _check_days_in_culture(lot, passages, expected, performed_on, days)
         step = ProcessStep(lot_id=lot.id, kind="passage", passage_number=expected,
-                           performed_on=_check_date(lot, details.performed_on, previous), seeded_cells=seeded,
+                           performed_on=performed_on, seeded_cells=seeded,
                            harvested_cells=harvested, viability_percent=viability, days_in_culture=days,
                            population_doublings=population_doublings(seeded, harvested), cumulative_pd=cumulative,
                            warnings="; ".join(check.warnings), notes=(details.notes or "").strip(),
@@ -170,30 +206,48 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
     """The final harvest: total cells, viability, and viable cells = total x viability (core, rounded down)."""
     require_technician(actor)
     total = _cells(total_cells, "total_cells", "Total cells")
-    viability = _viability(viability_percent)
+    viability = _viability(viability_percent, harvest=True)
+    _check_harvest_time(harvested_at)
+    with use_case(session, actor, "harvest recorded"):
+        lot = lock_lot(session, lot_id)
+        require_in_process(lot, "the harvest")
+        if lot.harvested_at is not None:
+            raise Conflict(f"The harvest of lot {lot.lot_number} is already recorded. A typing error is corrected "
+                           "with its reason (Correct the harvest, on the lot page).")
+        passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
+        viable = _harvest_checks(session, harvested_at, total, viability, passages)
+        lot.harvested_at = harvested_at
+        lot.harvest_total_cells = total
+        lot.harvest_viability_percent = viability
+        lot.harvest_viable_cells = viable
+    return lot
+
+
+def _check_harvest_time(harvested_at: datetime | None) -> None:
     if harvested_at is None or harvested_at.tzinfo is None:
         raise ValidationFailed("Give the harvest date and time.", field="harvested_at")
     if harvested_at > utcnow():
         raise ValidationFailed("The harvest cannot be in the future.", field="harvested_at")
     if not plausible_instant(harvested_at):
         raise ValidationFailed(f"The harvest cannot be before {FIRST_DAY}.", field="harvested_at")
-    with use_case(session, actor, "harvest recorded"):
-        lot = lock_lot(session, lot_id)
-        require_in_process(lot, "the harvest")
-        if lot.harvested_at is not None:
-            raise Conflict(f"The harvest of lot {lot.lot_number} is already recorded.")
-        passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
-        if not passages:
-            raise Conflict("Record at least one passage (P0) before the harvest.")
-        if harvested_at.astimezone(site_config().tz).date() < passages[-1].performed_on:
-            raise ValidationFailed(f"The harvest is before the last passage P{passages[-1].passage_number}.",
-                                   field="harvested_at")
-        _check_against_last_passage(session, total, passages[-1])
-        lot.harvested_at = harvested_at
-        lot.harvest_total_cells = total
-        lot.harvest_viability_percent = viability
-        lot.harvest_viable_cells = viable_cells(total, viability)
-    return lot
+
+
+def _harvest_checks(session: Session, harvested_at: datetime | None, total: int, viability: Decimal,
+                    passages: list[ProcessStep]) -> int:
+    """The harvest against the passages (recorded or corrected alike); returns the viable cells."""
+    _check_harvest_time(harvested_at)
+    assert harvested_at is not None
+    if not passages:
+        raise Conflict("Record at least one passage (P0) before the harvest.")
+    if harvested_at.astimezone(site_config().tz).date() < passages[-1].performed_on:
+        raise ValidationFailed(f"The harvest is before the last passage P{passages[-1].passage_number}.",
+                               field="harvested_at")
+    _check_against_last_passage(session, total, passages[-1])
+    viable = viable_cells(total, viability)
+    if not viable:
+        raise ValidationFailed("Viability: at this viability not one cell of the total is viable. Check the count "
+                               "and the viability.", field="viability_percent")
+    return viable
 
 
 def _check_against_last_passage(session: Session, total: int, last: ProcessStep) -> None:

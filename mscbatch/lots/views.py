@@ -12,18 +12,20 @@ from sqlalchemy import select
 
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
-from mscbatch.core.states import LOT
+from mscbatch.core.states import LOT, state_words
 from mscbatch.donors.models import Donor
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots import bags as bag_services
-from mscbatch.lots import reagents, services, steps
+from mscbatch.lots import corrections, reagents, services, steps
 from mscbatch.lots.forms import (
     CryoForm,
     DeviationForm,
+    HarvestCorrectionForm,
     HarvestForm,
     IsolationForm,
     LotForm,
+    PassageCorrectionForm,
     PassageForm,
     ReagentUseForm,
     StoreBagForm,
@@ -69,14 +71,26 @@ def box_choices(session: Any) -> list[tuple[int, str]]:
     return [(box.id, place_label(session, box)) for box, _path in boxes(session)]
 
 
-def millions(value: Decimal | None) -> int:
-    """Cells typed in x10^6 -> whole cells (the services refuse 0 and negatives)."""
+def millions(value: Decimal | None, field: str = "", label: str = "A cell count") -> int:
+    """Cells typed in x10^6 -> whole cells (the services refuse 0 and negatives). `field`: the form field, named
+    by the refusal."""
     value = value or Decimal(0)
     # beyond 10^13 million, far past any count the services accept: x10^6 of 1E+999999999 overflowed (a 500) and
     # int() of 1E+999990 x10^6 took 26 s of CPU (tests/fuzz); refused before the arithmetic
     if value.adjusted() > 12:
-        raise ValidationFailed("A cell count is a number of millions of cells, such as 12.5.")
+        raise ValidationFailed(f"{label}: far too many; a cell count is typed in millions of cells (x10^6), such "
+                               "as 12.5.", field=field or None)
     return int(value * 10**6)
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 bag", "4 bags"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _in_millions(cells: int | None) -> Decimal | None:
+    """Whole cells -> the x10^6 number a form shows (120000000 -> 120)."""
+    return None if cells is None else (Decimal(cells) / 10**6).normalize()
 
 
 def _date_arg(name: str) -> date | None:
@@ -155,6 +169,17 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms.setdefault("passage_form", PassageForm(prefix="passage", formdata=None,
                                                  passage_number=len(record.passages)))
     forms.setdefault("harvest_form", HarvestForm(prefix="harvest", formdata=None))
+    lot, tz = record.lot, site_config().tz
+    forms.setdefault("harvest_fix_form", HarvestCorrectionForm(
+        prefix="harvestfix", formdata=None, total_cells=_in_millions(lot.harvest_total_cells),
+        viability_percent=lot.harvest_viability_percent,
+        harvested_at=lot.harvested_at.astimezone(tz).replace(tzinfo=None) if lot.harvested_at else None))
+    fixing = forms.pop("passage_fix", None)  # (step id, form) of a refused correction, shown with its errors
+    forms["passage_fix_forms"] = {s.id: fixing[1] if fixing and fixing[0] == s.id else PassageCorrectionForm(
+        prefix=f"fix{s.id}", formdata=None, performed_on=s.performed_on, seeded_cells=_in_millions(s.seeded_cells),
+        harvested_cells=_in_millions(s.harvested_cells), viability_percent=s.viability_percent,
+        days_in_culture=s.days_in_culture) for s in record.passages}
+    forms["fixing_step"] = fixing[0] if fixing else None
     forms.setdefault("cryo_form", CryoForm(prefix="cryo", formdata=None, bag_count=4, dmso_percent=Decimal("10")))
     transition_form = forms.setdefault("transition_form", TransitionForm(prefix="transition", formdata=None))
     targets = sorted({t for ts in record.next_states.values() for t in ts} - services.SIGNED_TARGETS)
@@ -210,7 +235,8 @@ def passage(lot_id: int) -> Any:
     return _act(lot_id, form, "passage_form", lambda: steps.record_passage(
         db.session, current_user, lot_id, steps.PassageDetails(
             passage_number=form.passage_number.data, performed_on=form.performed_on.data,
-            seeded_cells=millions(form.seeded_cells.data), harvested_cells=millions(form.harvested_cells.data),
+            seeded_cells=millions(form.seeded_cells.data, "seeded_cells", "Cells seeded"),
+            harvested_cells=millions(form.harvested_cells.data, "harvested_cells", "Cells harvested"),
             viability_percent=form.viability_percent.data, days_in_culture=form.days_in_culture.data,
             notes=form.notes.data or "")),
         lambda s: f"Passage {s.label} recorded: PD {s.population_doublings}, cumulative PD {s.cumulative_pd}."
@@ -255,8 +281,41 @@ def harvest(lot_id: int) -> Any:
     form = HarvestForm(prefix="harvest")
     return _act(lot_id, form, "harvest_form", lambda: steps.record_harvest(
         db.session, current_user, lot_id, harvested_at=site_time(form.harvested_at.data),
-        total_cells=millions(form.total_cells.data), viability_percent=form.viability_percent.data),
+        total_cells=millions(form.total_cells.data, "total_cells", "Total cells"),
+        viability_percent=form.viability_percent.data),
         lambda lot: f"Harvest recorded: {format_cells(lot.harvest_viable_cells)} viable cells.", "harvest")
+
+
+@bp.route("/<int:lot_id>/harvest/correction", methods=["POST"])
+@roles_required("technician")
+def correct_harvest(lot_id: int) -> Any:
+    form = HarvestCorrectionForm(prefix="harvestfix")
+    return _act(lot_id, form, "harvest_fix_form", lambda: corrections.correct_harvest(
+        db.session, current_user, lot_id, harvested_at=site_time(form.harvested_at.data),
+        total_cells=millions(form.total_cells.data, "total_cells", "Total cells"),
+        viability_percent=form.viability_percent.data, reason=form.reason.data), lambda lot: f"Harvest corrected: {format_cells(lot.harvest_viable_cells)} viable "
+        "cells. The old values and your reason are in the audit trail.", "harvest")
+
+
+@bp.route("/<int:lot_id>/passages/<int:step_id>/correction", methods=["POST"])
+@roles_required("technician")
+def correct_passage(lot_id: int, step_id: int) -> Any:
+    form = PassageCorrectionForm(prefix=f"fix{step_id}")
+    if not form.validate_on_submit():
+        return _detail(lot_id, 422, passage_fix=(step_id, form))
+    try:
+        step = corrections.correct_passage(db.session, current_user, lot_id, step_id, steps.PassageDetails(
+            passage_number=-1, performed_on=form.performed_on.data,
+            seeded_cells=millions(form.seeded_cells.data, "seeded_cells", "Cells seeded"),
+            harvested_cells=millions(form.harvested_cells.data, "harvested_cells", "Cells harvested"),
+            viability_percent=form.viability_percent.data,
+            days_in_culture=form.days_in_culture.data), form.reason.data)
+    except DomainError as error:
+        show_error(form, error)
+        return _detail(lot_id, error.status, passage_fix=(step_id, form))
+    flash(f"Passage {step.label} corrected: PD {step.population_doublings}, cumulative PD {step.cumulative_pd}. The "
+          "old values and your reason are in the audit trail.", "success")
+    return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="process"))
 
 
 @bp.route("/<int:lot_id>/cryopreservation", methods=["POST"])
@@ -265,12 +324,14 @@ def cryopreservation(lot_id: int) -> Any:
     form = CryoForm(prefix="cryo")
 
     def action() -> Any:
-        plan = BagPlan(volume_ml=form.volume_ml.data, cells_per_ml=millions(form.cells_per_ml.data),
+        plan = BagPlan(volume_ml=form.volume_ml.data,
+                       cells_per_ml=millions(form.cells_per_ml.data, "cells_per_ml", "Viable cells per mL"),
                        dmso_percent=form.dmso_percent.data)
         return bag_services.cryopreserve(db.session, current_user, lot_id, frozen_at=site_time(form.frozen_at.data),
                                          bags=[plan] * (form.bag_count.data or 0))
     return _act(lot_id, form, "cryo_form", action,
-                lambda rows: f"Cryopreserved into {len(rows)} bags; DINs allocated.", "bags")
+                lambda rows: f"Cryopreserved into {plural(len(rows), 'bag')}; "
+                f"{'DIN' if len(rows) == 1 else 'DINs'} allocated.", "bags")
 
 
 @bp.route("/<int:lot_id>/transition", methods=["POST"])
@@ -280,7 +341,7 @@ def transition(lot_id: int) -> Any:
     form.target.choices = [(s, s) for s in LOT.states]
     return _act(lot_id, form, "transition_form", lambda: services.transition_lot(
         db.session, current_user, lot_id, form.target.data, form.reason.data),
-        lambda lot: f"Lot {lot.lot_number} is now {lot.status.replace('_', ' ')}.", "state")
+        lambda lot: f"Lot {lot.lot_number} is now {state_words(lot.status)}.", "state")
 
 
 @bp.route("/<int:lot_id>/store", methods=["POST"])

@@ -66,9 +66,12 @@ def start() -> Any:
             status = error.status
         else:
             kept = "; ".join(f"{number} stays {state.replace('_', ' ')}" for number, state in started.lots_kept)
-            flash(f"Recall R-{started.recall_id} started (signed): {started.held_bags} bags on hold"
+            held = started.held_bags
+            on_hold = ("no bag to put on hold" if not held else "1 bag on hold" if held == 1
+                       else f"{held} bags on hold")
+            flash(f"Recall R-{started.recall_id} started (signed): {on_hold}"
                   + (f"; lots recalled: {', '.join(started.recalled_lots)}" if started.recalled_lots else "")
-                  + (f"; {kept} (bags held)" if kept else "") + ".", "success")
+                  + (f"; {kept}" + (" (bags held)" if held else "") if kept else "") + ".", "success")
             return redirect(url_for("recall.detail", recall_id=started.recall_id))
     else:
         status = 422

@@ -14,7 +14,7 @@ from mscbatch.auth.models import User
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.labelling.models import LabelPrint, LabelPrintItem
-from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.models import Bag, Lot, StorageLocation
 from mscbatch.lots.queries import product_catalogue
 from mscbatch.patients import enrolment, services
 from mscbatch.patients.demo import SLE_VALUES, SSC_VALUES
@@ -45,7 +45,7 @@ def donor(session, actor, *, familial_for: str | None = None) -> Donor:  # type:
 
 def lot_with_bags(session, actor, donor_row: Donor, *, product: str = "UC-MSC", bags: int = 3,  # type: ignore[no-untyped-def]
                   cells: int = 50_000_000, volume_ml: str = "25", status: str = "released",
-                  expires_in_days: int = 300, labelled: bool = True) -> list[Bag]:
+                  expires_in_days: int = 300, labelled: bool = True, placed: bool = True) -> list[Bag]:
     n = next(SEQ)
     now = utcnow()
     with use_case(session, actor):
@@ -69,11 +69,28 @@ def lot_with_bags(session, actor, donor_row: Donor, *, product: str = "UC-MSC", 
                             volume_ml=Decimal(volume_ml),
                             cells_per_ml=int(cells / Decimal(volume_ml)), total_cells=cells, dmso_percent=Decimal(10),
                             expires_at=now + timedelta(days=expires_in_days), status="stored"))
+        if placed:  # a bag is in stock only once it has a box position (lots.queries.available_bags)
+            box = _box(session, actor, lot.lot_number)
+            for position, row in enumerate(rows, start=1):
+                row.box_id, row.position = box.id, position
         session.add_all(rows)
         if labelled and status in ("released", "conditional_release"):
             session.flush()
             released_labels(session, actor, lot, rows)
     return rows
+
+
+def _box(session, actor, name: str) -> StorageLocation:  # type: ignore[no-untyped-def]
+    """A box of its own for a lot's bags, in a tank cold enough for every product."""
+    parent = None
+    for kind, extra in (("site", {}), ("tank", {"temperature_max_c": Decimal(-150)}), ("rack", {}),
+                        ("box", {"rows": 9, "columns": 9})):
+        parent = StorageLocation(kind=kind, name=f"{kind} {name}", parent_id=parent.id if parent else None,
+                                 created_by_id=actor.id, **extra)
+        session.add(parent)
+        session.flush()
+    assert parent is not None
+    return parent
 
 
 def released_labels(session, actor, lot: Lot, bags: list[Bag]) -> None:  # type: ignore[no-untyped-def]

@@ -30,7 +30,7 @@ def test_dispatch_receive_thaw_is_recorded_with_who_where_and_the_scan(app, user
 
 def test_thawed_before_received_is_refused(app, users, db_session):
     ward = prescribed_bag(db_session, state="dispatched")
-    with pytest.raises(Conflict, match="bag .* is in dispatched; it cannot go to thawed"):
+    with pytest.raises(Conflict, match="bag .* is dispatched; it cannot go to thawed"):
         services.thaw(db_session, user(db_session, "nurse"), ward.bag_id)
     assert db_session.get(Bag, ward.bag_id).status == "dispatched"
 

@@ -70,7 +70,19 @@ def test_a_released_bag_is_available(app, api, frozen):
         with db.new_session() as session, session.begin():
             session.execute(update(Lot).where(Lot.id == frozen["lot_id"]).values(status="released"),
                             execution_options={"synchronize_session": False})
-    data = api(f"/api/v1/fhir/BiologicallyDerivedProduct/{frozen['bags'][1]['id']}").get_json()
+    bag_url = f"/api/v1/fhir/BiologicallyDerivedProduct/{frozen['bags'][1]['id']}"
+    # frozen but never placed in a box: not in stock yet (lots.queries.available_bags)
+    assert api(bag_url).get_json()["productStatus"]["code"] == "unavailable"
+    from mscbatch.lots import storage
+    from tests.integration.lot_factories import box, user
+
+    with app.app_context():
+        session = app.extensions["mscbatch.db"].new_session()
+        try:
+            storage.store_bag(session, user(session, "technician"), frozen["bags"][1]["id"], box(session), 1)
+        finally:
+            session.close()
+    data = api(bag_url).get_json()
     assert data["productStatus"]["code"] == "available"
 
 

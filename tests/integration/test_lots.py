@@ -186,7 +186,7 @@ def test_the_state_machine_refuses_out_of_order_and_unsigned_moves(app, users, d
     with pytest.raises(Conflict, match="needs QA's electronic signature"):
         services.transition_lot(db_session, qa, lot_id, "released", "release")
     lot = db_session.get(Lot, lot_id)
-    with pytest.raises(Conflict, match="is in in process; it cannot go to released"):
+    with pytest.raises(Conflict, match="is in process; it cannot go to released"):
         services.apply_lot_transition(db_session, qa, lot, "released")
     with pytest.raises(PermissionDenied, match="Only technician may send to quarantine"):
         services.apply_lot_transition(db_session, qa, lot, "quarantine")

@@ -22,7 +22,7 @@ from tests.integration.test_donors import db_session  # noqa: F401 (fixture)
 def _allocated_bag(session: Any) -> tuple[int, int, int]:
     """One stored bag in box position 1, allocated by a signed prescription: (lot, bag, box)."""
     tech, clinician = user(session, "technician"), user(session, "clinician")
-    [bag] = lot_with_bags(session, tech, donor(session, tech), bags=1, cells=200_000_000)
+    [bag] = lot_with_bags(session, tech, donor(session, tech), bags=1, cells=200_000_000, placed=False)
     box_id = box(session)
     storage.store_bag(session, tech, bag.id, box_id, 1)
     prescriptions.prescribe(session, clinician, PASSWORD, patient(session, clinician).id)

@@ -21,7 +21,7 @@ from tests.reliability.races import Rendezvous, race
 def test_a_move_and_a_discard_of_the_same_bag_at_once_leave_no_discarded_bag_in_a_box(app, users, monkeypatch):
     with app.extensions["mscbatch.db"].new_session() as session:
         tech = user(session, "technician")
-        [bag] = lot_with_bags(session, tech, donor(session, tech), bags=1)
+        [bag] = lot_with_bags(session, tech, donor(session, tech), bags=1, placed=False)
         box_id = box(session)
         storage.store_bag(session, tech, bag.id, box_id, 1)
         bag_id = bag.id

@@ -4,6 +4,11 @@ A production run (MSCBATCH_ENV=production) refuses to start with the demo secret
 label keys: those keys sign sessions, the audit hash chain and the QR tokens on bag labels. Any run refuses to
 start with an MSCBATCH_LABEL_BASE_URL that is not an absolute http(s) URL, or not https when MSCBATCH_HTTPS=1:
 it is the address printed in the QR code of every bag label.
+
+A value that is not one the application knows is refused at start, naming the variable and what it accepts: a
+misspelt MSCBATCH_ENV (`prod`) would otherwise run a production site with the demo keys and `seed-demo` allowed,
+an MSCBATCH_HTTPS=true would leave the cookies without Secure, a lockout threshold of 0 would lock an account at its
+first wrong password.
 """
 from __future__ import annotations
 
@@ -17,6 +22,11 @@ DEMO_AUDIT_KEY = "demo-only-audit-key-change-me"
 DEMO_LABEL_KEY = "demo-only-label-key-change-me"
 
 
+#: wrong passwords in a row before a lockout: at least 3 (a typo or two must not lock a nurse out at the bedside),
+#: at most 10 (NIST SP 800-63B allows up to 100; an account unlocked by an administrator needs no more)
+LOCKOUT_RANGE = (3, 10)
+
+
 class SettingsError(RuntimeError):
     pass
 
@@ -25,14 +35,39 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"MSCBATCH_{name}", default)
 
 
-def _int(name: str, default: int) -> int:
+def _int(name: str, default: int, low: int | None = None, high: int | None = None, unit: str = "") -> int:
     raw = _env(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise SettingsError(f"MSCBATCH_{name} must be a whole number, got {raw!r}") from exc
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise SettingsError(f"MSCBATCH_{name} must be from {low} to {high}{unit}, got {raw!r}")
+    return value
+
+
+ENVIRONMENTS = ("development", "production")
+
+
+def _environment() -> str:
+    """development or production, exactly: any other value (prod, staging, an empty value) is refused rather than
+    run as development, which starts with the demo keys and allows seed-demo."""
+    raw = _env("ENV")
+    if raw is None:
+        return "development"
+    if raw.strip().lower() in ENVIRONMENTS:
+        return raw.strip().lower()
+    raise SettingsError(f"MSCBATCH_ENV must be development or production, got {raw!r} (unset means development)")
+
+
+def _switch(name: str, default: str) -> bool:
+    """A 0/1 setting: 1 on, 0 off; anything else (true, yes, on, an empty value) is refused, not read as off."""
+    raw = _env(name, default) or ""
+    if raw.strip() in ("0", "1"):
+        return raw.strip() == "1"
+    raise SettingsError(f"MSCBATCH_{name} must be 1 (on) or 0 (off), got {raw!r}")
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -89,8 +124,8 @@ def default_instance_dir() -> Path:
 
 def from_environment() -> dict[str, Any]:
     instance = default_instance_dir()
-    env = _env("ENV", "development")
-    https = _env("HTTPS", "0") == "1"
+    env = _environment()
+    https = _switch("HTTPS", "0")
     return {
         "ENV_NAME": env,
         "INSTANCE_DIR": str(instance),
@@ -103,9 +138,10 @@ def from_environment() -> dict[str, Any]:
         # the address printed in the labels' QR codes (<it>/v/<token>); unset: the request's own address, on a
         # plain-HTTP development run only (label_fallback_allowed)
         "LABEL_BASE_URL": label_base_url(_env("LABEL_BASE_URL"), https=https),
-        "IDLE_TIMEOUT_MINUTES": _int("IDLE_TIMEOUT_MINUTES", 15),
-        "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60),
-        "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5),
+        "IDLE_TIMEOUT_MINUTES": _int("IDLE_TIMEOUT_MINUTES", 15, 1, 24 * 60, " minutes"),
+        "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60, 1, 7 * 24 * 60, " minutes"),
+        # wrong passwords in a row before the account locks: 1 would lock at the first typo, 0 or less at none
+        "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5, LOCKOUT_RANGE[0], LOCKOUT_RANGE[1], " wrong passwords"),
         "HTTPS": https,
         # logs on stderr: "text" for a person at a terminal, "json" (one object per line) for a log collector
         "LOG_FORMAT": _choice("LOG_FORMAT", "text", ("text", "json")),
@@ -134,6 +170,8 @@ def check_production_safety(config: dict[str, Any]) -> None:
     """Refuse to serve patients' data with keys that are printed in the README, or to print labels whose QR
     code points to a malformed or (behind TLS) plain-HTTP address."""
     label_base_url(config.get("LABEL_BASE_URL"), https=bool(config.get("HTTPS")))
+    if config.get("ENV_NAME", "development") not in ENVIRONMENTS:  # a caller's configuration, not the environment
+        raise SettingsError(f"ENV_NAME must be development or production, got {config.get('ENV_NAME')!r}")
     if config.get("ENV_NAME") != "production":
         return
     demo = {"SECRET_KEY": DEMO_SECRET_KEY, "AUDIT_KEY": DEMO_AUDIT_KEY, "LABEL_KEY": DEMO_LABEL_KEY}

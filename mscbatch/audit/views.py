@@ -92,10 +92,13 @@ def events() -> Any:
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     mask = AuditMask.for_reader(current_user)
+    cases = mask.patient_cases(db.session, rows)  # events carrying a patient use case's reason
     shown = [{"event": e,
-              "old": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.old_value)),
-              "new": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.new_value)),
-              "reason": mask.reason(e.entity_type, e.reason)}
+              "old": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.old_value),
+                                patient_case=e.seq in cases),
+              "new": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.new_value),
+                                patient_case=e.seq in cases),
+              "reason": mask.reason(e.entity_type, e.reason, action=e.action, patient_case=e.seq in cases)}
              for e in rows]
     typed = {"from": start.isoformat() if start else "", "to": end.isoformat() if end else ""}
     # the next page keeps every filter, the dates included

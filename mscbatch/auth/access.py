@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from flask import Flask, current_app, redirect, request, url_for
+from flask import Flask, current_app, flash, g, redirect, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import HTTPException
 
 from mscbatch.errors import AuthenticationFailed, PermissionDenied
 
@@ -77,13 +79,62 @@ def enforce_access() -> Any:
         return _to_password_change() if _password_must_change() else None
     if not current_user.is_authenticated:
         if request.path.startswith("/api/"):
+            scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and secret.strip():
+                raise AuthenticationFailed("This API token is not valid: unknown, revoked or expired, or its account "
+                                           "is disabled. Create a new one on My account.")
             raise AuthenticationFailed("Send a valid API token: 'Authorization: Bearer <token>'.")
-        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+        return signed_out_redirect()
     if _password_must_change():
         return _to_password_change()
     if rule.roles is not None and not current_user.has_role(*rule.roles):
         raise PermissionDenied("Your role does not allow this. It needs: " + ", ".join(sorted(rule.roles)) + ".")
     return None
+
+
+def _ended_words(reason: str) -> str:
+    config = current_app.config
+    if reason == "idle timeout":
+        return f"Your session ended after {config['IDLE_TIMEOUT_MINUTES']} minutes without activity."
+    if reason == "absolute timeout":
+        hours = config["ABSOLUTE_TIMEOUT_MINUTES"] / 60
+        return f"Your session ended: a session lasts at most {hours:g} hours."
+    if reason == "logout":
+        return "You were signed out (in another window or tab)."
+    return f"Your session was ended ({reason})."
+
+
+def _same_site_page(url: str | None) -> str | None:
+    """The path of a page of this site a browser can open again (the Referer of a form sent: not a result shown
+    by a POST, such as a bedside check's, nor the sign-in page), or None."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.netloc != request.host or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    try:
+        endpoint, _args = current_app.url_map.bind(request.host).match(parts.path, method="GET")
+    except HTTPException:
+        return None
+    if endpoint in ("auth.login", "auth.logout"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def signed_out_redirect() -> Any:
+    """To the sign-in page, back to this page after it. A browser whose session just ended is told why; when it was
+    sending a form, that the form was NOT saved (no use case ran), so that a nurse who typed two passwords and
+    tapped Sign knows to do it again, from the page the form was on."""
+    ended = g.get("session_ended")
+    if request.method == "GET":
+        if ended:
+            flash(f"{_ended_words(ended)} Sign in again to go on.", "error")
+        return redirect(url_for("auth.login", next=request.full_path))
+    if ended:
+        flash(f"{_ended_words(ended)} What you were doing was NOT saved: sign in again, then do it again.", "error")
+    else:
+        flash("You are not signed in: what you sent was NOT saved. Sign in, then do it again.", "error")
+    return redirect(url_for("auth.login", next=_same_site_page(request.referrer)))
 
 
 def _password_must_change() -> bool:

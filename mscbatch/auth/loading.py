@@ -37,6 +37,8 @@ def init_login(app: Flask) -> None:
             return None
         user = services.load_session_user(db.session, session.get("sid"), user_id, policy())
         if user is None:
+            # the browser was signed in: say why it no longer is (access.signed_out_redirect), not a bare sign-in
+            g.session_ended = services.session_end_reason(db.session, session.get("sid")) or "ended"
             session.clear()
         else:
             g.setdefault(LOADED_USERNAME, user.username)

@@ -356,6 +356,15 @@ def load_session_user(session: Session, token: str | None, user_id: str | None,
     return user
 
 
+def session_end_reason(session: Session, token: str | None) -> str | None:
+    """Why the browser session of this cookie ended (idle timeout, logout, password changed...), or None when
+    the cookie names no session: read after load_session_user refused it, to tell the person."""
+    if not token:
+        return None
+    row = session.get(AuthSession, token_digest(token))
+    return row.end_reason if row is not None else None
+
+
 def end_session(session: Session, token: str | None, reason: str = "logout") -> None:
     if not token:
         return

@@ -7,6 +7,10 @@
   reaction) and what other records say of patients (custody event details, a late OOS's patients to notify): to the
   readers of the patient pages only (a lot's page shows other roles its infusions as counts: infusion_counts). Other roles still see that the record changed, who changed it and when, and the
   bookkeeping that ties it to a bag (ids, dates and times of the steps, status); every other value is masked.
+- The reason typed for a patient's use case (a course stopped for a reaction, a withdrawal's reason) is stamped on
+  every event of its transaction, bags, custody events and signatures included: to those roles it is masked on all
+  of them (patient_cases), and in the `reason` columns those events' rows hold. A use case that changes no patient
+  record (a recall, a deviation, a discard of a bag no patient holds) keeps its reason visible.
 """
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.models import AuditEvent
 from mscbatch.custody.models import PATIENT_DETAILS
 from mscbatch.donors.queries import can_see_identity
 from mscbatch.patients.api import READERS as PATIENT_READERS
@@ -32,6 +40,25 @@ ABOUT_PATIENTS: dict[str, dict[str, frozenset[str] | None]] = {
     "custody_event": {"details_json": PATIENT_DETAILS},
     "release_oos": {"patients_to_notify": None},
 }
+#: keys of other records' event values that are a patient's identity: the wristband scanned at a refused infusion
+#: start (custody/services.py _audit_refused_start, recorded on the bag)
+PATIENT_IDENTITY_ELSEWHERE: dict[str, frozenset[str]] = {"bag": frozenset({"wristband"})}
+#: explicit events whose reason is the words a nurse saw about patients (codes of the checked and scanned patient)
+PATIENT_REASON_ACTIONS = frozenset({"infusion_start_refused"})
+#: how many events a use case's run is followed each way (a course stop writes about five per bag it returns)
+RUN_LIMIT = 2000
+
+
+def patient_custody_reasons(session: Session, custody_event_ids: Any) -> frozenset[int]:
+    """Of these custody events, those whose `reason` is a patient use case's (bags back in stock when a course
+    stopped or a patient was withdrawn): for a bag's timeline shown to the roles that may not read patients."""
+    ids = [str(i) for i in custody_event_ids]
+    if not ids:
+        return frozenset()
+    inserts = list(session.scalars(select(AuditEvent).where(
+        AuditEvent.entity_type == "custody_event", AuditEvent.action == "insert", AuditEvent.entity_id.in_(ids))))
+    cases = patient_cases(session, inserts)
+    return frozenset(int(e.entity_id) for e in inserts if e.seq in cases and e.entity_id)
 
 
 def may_read_patients(user: Any) -> bool:
@@ -52,6 +79,45 @@ def _bookkeeping(column: str) -> bool:
     return column in BOOKKEEPING or column.endswith(("_at", "_by_id"))
 
 
+def _typed_reason(column: str | None) -> bool:
+    return column is not None and (column == "reason" or column.endswith("_reason"))
+
+
+def _run(session: Session, event: AuditEvent) -> tuple[int, int]:
+    """The seqs of the run of events around `event` with its actor and reason. The chain head is locked from a
+    transaction's first event to its commit, so a use case's events are consecutive and share both (use_case
+    stamps its reason on each); two use cases in a row by one person with the same reason count as one, which
+    only ever masks more."""
+    other = or_(AuditEvent.actor_id.is_distinct_from(event.actor_id), AuditEvent.reason.is_distinct_from(event.reason))
+    before = session.scalar(select(AuditEvent.seq).where(AuditEvent.seq < event.seq,
+                                                         AuditEvent.seq >= event.seq - RUN_LIMIT, other)
+                            .order_by(AuditEvent.seq.desc()).limit(1))
+    after = session.scalar(select(AuditEvent.seq).where(AuditEvent.seq > event.seq,
+                                                        AuditEvent.seq <= event.seq + RUN_LIMIT, other)
+                           .order_by(AuditEvent.seq).limit(1))
+    return (before + 1 if before is not None else event.seq - RUN_LIMIT,
+            after - 1 if after is not None else event.seq + RUN_LIMIT)
+
+
+def patient_cases(session: Session, events: Any) -> frozenset[int]:
+    """The seqs of those `events` that carry the reason of a use case that changed a patient's record: a bag's
+    status, a custody event or a signature written by a course stop, a cancellation or a withdrawal."""
+    runs: list[tuple[int, int, bool]] = []
+    found = set()
+    for event in events:
+        if not event.reason or event.entity_type in PATIENT_RECORDS:
+            continue
+        patient = next((about for lo, hi, about in runs if lo <= event.seq <= hi), None)
+        if patient is None:
+            lo, hi = _run(session, event)
+            patient = session.scalar(select(AuditEvent.seq).where(
+                AuditEvent.seq.between(lo, hi), AuditEvent.entity_type.in_(PATIENT_RECORDS)).limit(1)) is not None
+            runs.append((lo, hi, patient))
+        if patient:
+            found.add(event.seq)
+    return frozenset(found)
+
+
 @dataclass(frozen=True)
 class AuditMask:
     """The masking of audit values for one reader."""
@@ -66,34 +132,47 @@ class AuditMask:
             ({"donor"} if not can_see_identity(user) else set()) | ({"patient"} if not patients else set()))
         return cls(frozenset(identity), not patients)
 
-    def hidden(self, entity_type: str, column: str) -> frozenset[str] | None | bool:
+    def patient_cases(self, session: Session, events: Any) -> frozenset[int]:
+        """The events (seqs) whose reason this reader may not see: see patient_cases()."""
+        return patient_cases(session, events) if self.patient_records else frozenset()
+
+    def hidden(self, entity_type: str, column: str, *, patient_case: bool = False) -> frozenset[str] | None | bool:
         """False: shown; True or None: masked whole; a set: a JSON value with these keys masked."""
         if self.patient_records and entity_type in PATIENT_RECORDS:
             return not _bookkeeping(column)
         if self.patient_records and column in ABOUT_PATIENTS.get(entity_type, {}):
             return ABOUT_PATIENTS[entity_type][column]
-        return entity_type in self.identity_of and column in IDENTITY_FIELDS[entity_type]
+        if self.patient_records and patient_case and _typed_reason(column):
+            return True
+        if "patient" in self.identity_of and column in PATIENT_IDENTITY_ELSEWHERE.get(entity_type, ()):
+            return True
+        return entity_type in self.identity_of and column in IDENTITY_FIELDS.get(entity_type, ())
 
-    def value(self, entity_type: str, field: str | None, value: str | None) -> str | None:
+    def value(self, entity_type: str, field: str | None, value: str | None, *, patient_case: bool = False) -> str | None:
         """An audit event's old or new value as this reader may see it: one column's value, or (field None) the
-        row's JSON snapshot with the hidden columns masked."""
+        row's JSON snapshot with the hidden columns masked. `patient_case`: the event belongs to a patient's use
+        case (patient_cases), so the reason columns of its row are that use case's reason."""
         if value is None:
             return None
         if field is not None:
-            return _masked(value, self.hidden(entity_type, field))
+            return _masked(value, self.hidden(entity_type, field, patient_case=patient_case))
         snapshot = _object(value)
         if snapshot is None:  # not a row snapshot: shown only when nothing of this record type is hidden
             hides = (self.patient_records and (entity_type in PATIENT_RECORDS or entity_type in ABOUT_PATIENTS)) \
                 or entity_type in self.identity_of
             return REDACTED if hides else value
-        masked = {column: _masked(item, self.hidden(entity_type, column)) for column, item in snapshot.items()}
+        masked = {column: _masked(item, self.hidden(entity_type, column, patient_case=patient_case))
+                  for column, item in snapshot.items()}
         if masked == snapshot:  # nothing hidden: the value exactly as recorded
             return value
         return json.dumps(masked, sort_keys=True, ensure_ascii=False, separators=(",", ":"))  # as the audit hooks
 
-    def reason(self, entity_type: str, reason: str | None) -> str | None:
-        """The reason typed for a change of a patient's record may tell of the patient: masked with its values."""
-        if reason and self.patient_records and entity_type in PATIENT_RECORDS:
+    def reason(self, entity_type: str, reason: str | None, *, action: str | None = None,
+               patient_case: bool = False) -> str | None:
+        """The reason typed for a change of a patient's record may tell of the patient: masked with its values, on
+        every event of its use case (patient_case), and on a refused infusion start (the patients' codes)."""
+        if reason and self.patient_records and (entity_type in PATIENT_RECORDS or patient_case
+                                                or action in PATIENT_REASON_ACTIONS):
             return REDACTED
         return reason
 

@@ -1,6 +1,9 @@
 """Counts of refused logins, bedside checks answered STOP, refused infusion starts, refused signatures and second
 persons refused at the bedside for who they are (not for a password), from the records themselves.
 
+The page is the administrator's, who may not read patients (mscbatch.interop.privacy): a STOP or a refused start is
+told by its kind (WRONG PATIENT, NOT PRESCRIBED...) and bag, never by the words the nurse saw, which name patients.
+
 Failed logins, refused infusion starts and refused signatures are audit events (actions below); a STOP is a
 TwoPersonCheck row. Each
 count is one query per kind with the three windows as conditional sums, over the audit trail's
@@ -8,6 +11,8 @@ count is one query per kind with the three windows as conditional sums, over the
 """
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +23,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.custody.models import TwoPersonCheck
-from mscbatch.custody.services import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON
+from mscbatch.custody.services import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON, START_REFUSALS
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
 
@@ -47,6 +52,25 @@ SECOND_PERSON_REASONS = {
                         "(the password was right)",
     NOT_BEDSIDE_ROLE_REASON: "typed as the second person, but not a nurse or a clinician (no password asked)",
 }
+
+#: bedside STOP code (mscbatch.custody.checks.judge) -> its kind, in words that name no patient
+STOP_KINDS = {
+    "no_wristband": "no wristband scanned", "unknown_wristband": "wristband not known",
+    "patient_withdrawn": "patient withdrawn from the trial", "patient_not_enrolled": "patient not enrolled",
+    "bag": "bag not identified (label not genuine, unknown or mistyped)", "already_infused": "bag already infused",
+    "rejected": "lot rejected", "recalled": "lot recalled", "expired": "lot expired",
+    "late_oos": "lot failed a test after its conditional release", "not_released": "lot not released",
+    "exceptional_other": "exceptional release for another patient", "donor_not_cleared": "donor not cleared",
+    "on_hold": "bag on hold", "discarded": "bag discarded", "returned": "bag returned to the unit",
+    "not_on_ward": "bag not received on the ward", "bag_expired": "bag expired",
+    "post_thaw": "past its post-thaw limit", "not_prescribed": "bag not prescribed",
+    "wrong_patient": "WRONG PATIENT: the bag is prescribed for another patient",
+    "weight_changed": "weight changed since the prescription", "weight_too_old": "weight too old",
+    "directed_other": "directed donation for another recipient",
+    "course_short": "the prescribed dose can no longer be given",
+}
+#: the span of the counts by kind
+KIND_SPAN = ("last_7_days", timedelta(days=7))
 
 LOGIN_REASONS = {
     "unknown user name": "no account has this user name",
@@ -143,13 +167,31 @@ def recent_refused_signatures(session: Session) -> list[Incident]:
             for e in events]
 
 
+def _stop_kinds(failures: list[dict[str, Any]]) -> list[str]:
+    return [STOP_KINDS.get(str(f.get("code")), "other reason") for f in failures] or ["STOP"]
+
+
+def _start_kind(event: AuditEvent) -> str:
+    value = _object(event.new_value)
+    refusal = str(value.get("refusal")) if value else ""
+    return START_REFUSALS.get(refusal, "refused")
+
+
+def _object(text: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def recent_bedside_stops(session: Session) -> list[Incident]:
     rows = session.execute(
         select(TwoPersonCheck, User, Bag.din).join(User, User.id == TwoPersonCheck.checked_by_id)
         .outerjoin(Bag, Bag.id == TwoPersonCheck.bag_id).where(TwoPersonCheck.result == "stop")
         .order_by(TwoPersonCheck.checked_at.desc(), TwoPersonCheck.id.desc()).limit(RECENT)).all()
     return [Incident(check.checked_at, _named(user, ""),
-                     f"bag {din or 'not identified'}: " + " ".join(f["message"] for f in check.failures))
+                     f"bag {din or 'not identified'}: " + "; ".join(_stop_kinds(check.failures)))
             for check, user, din in rows]
 
 
@@ -159,8 +201,21 @@ def recent_refused_starts(session: Session) -> list[Incident]:
     bag_ids = {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()}
     dins = dict(session.execute(select(Bag.id, Bag.din).where(Bag.id.in_(bag_ids))).all()) if bag_ids else {}
     return [Incident(e.occurred_at, _named(people.get(e.actor_id or 0), e.actor_name),
-                     f"bag {dins.get(int(e.entity_id or 0), e.entity_id)}: {e.reason or 'refused'}")
+                     f"bag {dins.get(int(e.entity_id or 0), e.entity_id)}: {_start_kind(e)}")
             for e in events]
+
+
+def by_kind(session: Session, now: datetime | None = None) -> dict[str, list[tuple[str, int]]]:
+    """Bedside STOPs and refused starts of the last 7 days counted by kind, most frequent first (a STOP with two
+    reasons counts under each)."""
+    since = (now or utcnow()) - KIND_SPAN[1]
+    stops: Counter[str] = Counter()
+    for check in session.scalars(select(TwoPersonCheck).where(TwoPersonCheck.result == "stop",
+                                                              TwoPersonCheck.checked_at >= since)):
+        stops.update(set(_stop_kinds(check.failures)))
+    starts = Counter(_start_kind(e) for e in session.scalars(
+        select(AuditEvent).where(AuditEvent.action.in_(START_REFUSED_ACTIONS), AuditEvent.occurred_at >= since)))
+    return {"bedside_refused": stops.most_common(), "infusion_start_refused": starts.most_common()}
 
 
 def recent(session: Session) -> dict[str, list[Incident]]:

@@ -16,4 +16,5 @@ bp = Blueprint("monitoring", __name__, url_prefix="/admin")
 @roles_required("admin")
 def index() -> Any:
     return render_template("admin/monitoring.html", kinds=counters.KINDS, counts=counters.counts(db.session),
-                           recent=counters.recent(db.session), limit=counters.RECENT)
+                           recent=counters.recent(db.session), limit=counters.RECENT,
+                           by_kind=counters.by_kind(db.session))

@@ -206,8 +206,8 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
                                      "second_person_refused": [0, 0, 0]}
     for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;gh…(5 characters)&#39;",  # masked in the trail
                   "no account has this user name",
-                  "This wristband is not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
-                  "WRONG PATIENT: this wristband is not the patient of the confirmed check"):
+                  "wristband not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
+                  "WRONG PATIENT: the wristband scanned is not the checked patient's"):
         assert words in html, words
     token = api_token_for(app, "admin")
     body = admin.get("/api/v1/admin/counters", headers={"Authorization": f"Bearer {token}"}).get_json()

@@ -38,7 +38,7 @@ from mscbatch.custody.queries import timeline
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, EligibilityDecision
 from mscbatch.donors.queries import current_decision
-from mscbatch.interop.privacy import REDACTED, AuditMask
+from mscbatch.interop.privacy import REDACTED, AuditMask, patient_custody_reasons
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, get_bag, get_lot
 from mscbatch.patients.models import Allocation, Patient, Prescription
@@ -75,8 +75,18 @@ def _names(session: Session, ids: set[int | None]) -> dict[int, str]:
 
 
 def _timeline(session: Session, bag_id: int, mask: AuditMask) -> list[dict[str, Any]]:
-    return [{**row(event, skip=frozenset({"details_json"})), "details": mask.details(event.details),
-             "label": event.label, "actor": actor} for event, actor in timeline(session, bag_id)]
+    events = list(timeline(session, bag_id))
+    # a bag sent back to stock by a course stop or a withdrawal carries that use case's reason, which tells of
+    # the patient: masked as the audit viewer masks it (privacy.patient_cases)
+    hidden = patient_custody_reasons(session, [e.id for e, _a in events]) if mask.patient_records else frozenset()
+    out = []
+    for event, actor in events:
+        data = {**row(event, skip=frozenset({"details_json"})), "details": mask.details(event.details),
+                "label": event.label, "actor": actor}
+        if event.id in hidden and data.get("reason"):
+            data["reason"] = REDACTED
+        out.append(data)
+    return out
 
 
 def _lot_record(session: Session, lot: Lot, donor: Donor) -> dict[str, Any]:
@@ -114,13 +124,15 @@ def _signatures(session: Session, records: list[Any]) -> list[dict[str, Any]]:
 def _audit(session: Session, entities: dict[str, set[int]], mask: AuditMask) -> list[dict[str, Any]]:
     clauses = [and_(AuditEvent.entity_type == kind, AuditEvent.entity_id.in_([str(i) for i in ids]))
                for kind, ids in entities.items() if ids]
-    events = session.scalars(select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq))
+    events = list(session.scalars(select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq)))
+    cases = mask.patient_cases(session, events)  # the events that carry a patient use case's reason
     out = []
     for event in events:
         data = row(event)
-        data["old_value"] = mask.value(event.entity_type, event.field, data["old_value"])
-        data["new_value"] = mask.value(event.entity_type, event.field, data["new_value"])
-        data["reason"] = mask.reason(event.entity_type, data["reason"])
+        case = event.seq in cases
+        data["old_value"] = mask.value(event.entity_type, event.field, data["old_value"], patient_case=case)
+        data["new_value"] = mask.value(event.entity_type, event.field, data["new_value"], patient_case=case)
+        data["reason"] = mask.reason(event.entity_type, data["reason"], action=event.action, patient_case=case)
         out.append(data)
     return out
 

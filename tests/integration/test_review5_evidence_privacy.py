@@ -1,0 +1,36 @@
+"""The inspectors' evidence bundle masks a patient use case's reason as the audit viewer does (review 5): a course
+stop's reason ("grade 2 infusion reaction ...") is stamped on the bag's custody event and on every audit event of
+its transaction; the bundle of a bag sent back to stock carried it in its timeline and in its audit events."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from tests.integration.test_review5_authpriv_privacy import (  # noqa: F401 (fixtures)
+    REDACTED,
+    STOPPED,
+    _bags_in_a_box,
+    cases,
+)
+
+pytestmark = pytest.mark.usefixtures("users")
+
+
+def _bundle(client, bag_id: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    answer = client.get(f"/bags/{bag_id}/evidence.zip")
+    assert answer.status_code == 200
+    files = zipfile.ZipFile(io.BytesIO(answer.data))
+    return {name: files.read(name).decode("utf-8") for name in files.namelist()}
+
+
+def test_the_administrators_evidence_bundle_does_not_tell_a_course_stops_patient_reason(cases, client_as):  # type: ignore[no-untyped-def]  # noqa: F811
+    texts = _bundle(client_as("admin"), cases["stopped_bag"])
+    assert not [name for name, text in texts.items() if "grade 2 infusion reaction" in text], STOPPED
+    assert REDACTED in texts["custody-timeline.json"] and REDACTED in texts["audit-events.json"]
+
+
+def test_qa_who_reads_patients_gets_the_clinical_side_with_the_reason(cases, client_as):  # type: ignore[no-untyped-def]  # noqa: F811
+    texts = _bundle(client_as("qa"), cases["stopped_bag"])
+    assert STOPPED in texts["custody-timeline.json"] and STOPPED in texts["audit-events.json"]

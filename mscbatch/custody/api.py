@@ -25,7 +25,7 @@ from mscbatch.custody import services
 from mscbatch.custody.checks import BedsideResult, stop_running
 from mscbatch.custody.models import PATIENT_DETAILS
 from mscbatch.custody.views import INFUSION_READERS, check_valid_for, label_key
-from mscbatch.errors import ValidationFailed
+from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import get_bag
@@ -192,10 +192,11 @@ def _result(result: BedsideResult) -> dict[str, Any]:
 @bp.route("/scan-verify", methods=["POST"])
 @bp.arguments(ScanVerifyInSchema)
 @bp.response(200, ScanVerifySchema)
-@problems(bp, 401, 403)
+@problems(bp, 401, 403, 422)
 @roles_required("nurse", "clinician")
 def scan_verify(data: dict[str, Any]) -> Any:
-    """The bedside check in one request; the answer lists every failed check in plain words."""
+    """The bedside check in one request; the answer lists every failed check in plain words. An empty wristband
+    or bag is refused (422 naming each empty field) and records nothing."""
     return _result(services.bedside_check(db.session, current_user, wristband=data["wristband"],
                                           bag_scan=data["bag"], label_key=label_key()))
 
@@ -208,9 +209,24 @@ def scan_verify(data: dict[str, Any]) -> Any:
 def confirm(data: dict[str, Any], check_id: int) -> Any:
     """A second nurse or clinician confirms a MATCHES check with their own credentials (never the same person), and
     both people sign it: the token's holder re-enters their password (`checker_password`)."""
-    return services.confirm_second_person(db.session, current_user, check_id, username=data["username"],
-                                          password=data["password"], checker_password=data["checker_password"],
-                                          label_key=label_key(), valid_for=check_valid_for())
+    try:
+        return services.confirm_second_person(db.session, current_user, check_id, username=data["username"],
+                                              password=data["password"], checker_password=data["checker_password"],
+                                              label_key=label_key(), valid_for=check_valid_for())
+    except DomainError as error:
+        raise _in_api_names(error) from None
+
+
+#: the web form's field names (custody.forms.SecondPersonForm) -> this API's body fields (ConfirmInSchema)
+API_FIELDS = {"second_username": "username", "second_password": "password"}
+
+
+def _in_api_names(error: DomainError) -> DomainError:
+    """The same refusal, its fields named as the JSON body names them (a problem document naming second_password
+    sends a client to a field its request does not have)."""
+    error.errors = {API_FIELDS.get(name, name): messages for name, messages in error.errors.items()}
+    error.field = API_FIELDS.get(error.field or "", error.field)
+    return error
 
 
 @bp.route("/events", methods=["POST"])

@@ -118,12 +118,24 @@ def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None
     try:
         parse_din(compact)  # raises with what is wrong (never the expected K)
     except IdentifierError as error:
-        return None, f"The bag number typed is not valid ({error}). Scan the label's QR code or type again."
+        return None, _din_words(compact, error)
     if len(compact) != 14:
         # the right K is not said: told it, a nurse who mistyped a digit would type that K and name another bag
         return None, ("Type all 14 characters of the bag number (DIN), including the boxed check character "
                       "at the end, as printed on the label, or scan the label's QR code.")
     return compact.upper(), None
+
+
+def _din_words(compact: str, error: IdentifierError) -> str:
+    """A bag number that is not one, in a nurse's words with one thing to do (never the expected K: told it, a
+    nurse who mistyped a digit would type that K and name another bag)."""
+    if "check character" in str(error):
+        what = "one of its characters is wrong (the boxed character at its end does not fit the others)"
+    elif len(compact) not in (13, 14):
+        what = f"it has {len(compact)} characters; a bag number has 14, the last one boxed"
+    else:
+        what = "it is not written as a bag number is"
+    return f"The bag number scanned or typed is wrong: {what}. Scan the QR code on the bag label."
 
 
 def _unknown(ref: str) -> str:
@@ -263,6 +275,10 @@ def _when(moment: datetime) -> str:
     return f"{local:%d %b %Y %H:%M} ({moment:%H:%M} UTC)"
 
 
+#: the site's local time first, UTC beside it, as every page says an instant
+local_and_utc = _when
+
+
 def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
              now: datetime | None = None) -> BedsideResult:
     """Run every check. Reads only (one statement when it MATCHES): the caller records the result."""
@@ -355,10 +371,6 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
                                      "wristband.")
     elif facts.allocated_ml is not None:
         result.give_ml = facts.allocated_ml
-        if facts.allocated_ml < bag.volume_ml:
-            give, holds = plain(facts.allocated_ml), plain(bag.volume_ml)
-            result.notes.insert(0, f"PART OF THE BAG ONLY: give {give} mL of the {holds} mL in this bag, as "
-                                   f"prescribed. Stop the infusion at {give} mL.")
     change = facts.weight_change
     if change is not None and patient is not None and facts.allocated_patient_id == patient.id:
         weights = (f"prescribed for {plain(change.prescribed_kg)} kg (weighed {_day(change.prescribed_on)}); "
@@ -378,6 +390,13 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
                                       f"({facts.recipient_code or 'none named'}), not for {patient.code}. {CALL_UNIT}")
     result.failures.sort(key=lambda finding: _FIRST.get(finding.code, len(_FIRST)))
+    if result.failures:
+        # on a STOP nothing may read as an instruction to give, nor as reassurance ("still within the limits")
+        result.notes, result.give_ml = [], None
+    elif result.give_ml is not None and result.give_ml < bag.volume_ml:
+        give, holds = plain(result.give_ml), plain(bag.volume_ml)
+        result.notes.insert(0, f"PART OF THE BAG ONLY: give {give} mL of the {holds} mL in this bag, as "
+                               f"prescribed. Stop the infusion at {give} mL.")
     return result
 
 
@@ -439,8 +458,9 @@ def remaining(deadline: datetime | None, now: datetime | None = None) -> timedel
     return None if deadline is None else deadline - (now or utcnow())
 
 
-#: bedside findings that mean stop a running infusion now: the product found unfit, or the patient withdrawn
-STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected", "patient_withdrawn")
+#: bedside findings that mean stop a running infusion now: the product found unfit (or put on hold), or the patient
+#: withdrawn
+STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected", "patient_withdrawn", "on_hold")
 
 
 def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient: Patient | None,

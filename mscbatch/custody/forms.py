@@ -70,7 +70,8 @@ class StartForm(FlaskForm):
 
 
 class EndForm(FlaskForm):
-    volume_ml = StringField("Volume infused (mL)", validators=[DataRequired("Give the volume infused.")],
+    # the label starts as the service's messages do ("Volume infused: ..."): the error summary then says it once
+    volume_ml = StringField("Volume infused: mL", validators=[DataRequired("Volume infused: give the mL given.")],
                             render_kw={"inputmode": "decimal"})
     reason = StringField("If the volume given differs from the prescription: why",
                          validators=[Optional(), Length(max=500)])

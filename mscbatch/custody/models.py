@@ -114,7 +114,7 @@ class Infusion(Audited, Base):
     """The infusion of one bag into one patient. UNIQUE bag_id: a bag is infused once, by construction."""
 
     __tablename__ = "infusion"
-    __audit_reason_exempt__ = frozenset({"ended_at", "ended_by_id", "volume_infused_ml"})
+    __audit_reason_exempt__ = frozenset({"ended_at", "ended_by_id", "volume_infused_ml", "volume_reason"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"), unique=True)
@@ -126,6 +126,8 @@ class Infusion(Audited, Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     volume_infused_ml: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
+    #: why the volume given (or the course) is outside the prescription, given at the end; None when inside
+    volume_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class InfusionReaction(Audited, Base):

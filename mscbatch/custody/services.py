@@ -33,7 +33,7 @@ from mscbatch.auth.services import admin_beside_words
 from mscbatch.core.dosing import cells_per_kg_words, infused_against_prescribed
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.core.states import BAG, TransitionRefused
-from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, resolve_bag
+from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, local_and_utc, resolve_bag
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short
 from mscbatch.database import locked_row, reading, utcnow
@@ -137,7 +137,8 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
                "temperature_logger_id": _text(temperature_logger_id, 60)}
     missing = [name for name, value in details.items() if not value]
     if missing:
-        raise ValidationFailed("Give the " + ", ".join(m.replace("_", " ") for m in missing) + ".", field=missing[0])
+        said = {name: f"Give the {name.replace('_', ' ')}." for name in missing}
+        raise ValidationFailed(" ".join(said.values()), errors={name: [words] for name, words in said.items()})
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
         unfit = _unfit(session, bag)
@@ -185,15 +186,22 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     return event
 
 
+#: why a lot's bag may not be used, in a nurse's words (not the lot's state names)
+LOT_NOT_USABLE = {"in_process": "not released yet (it is still being made)",
+                  "quarantine": "not released yet (its tests are not all approved)",
+                  "recalled": "recalled", "rejected": "rejected", "expired": "expired"}
+
+
 def _unfit(session: Session, bag: Bag) -> str | None:
     """What makes the bag unfit to be sent or thawed now, in words, or None: the product checks of the bedside
     (mscbatch.custody.checks.judge) that do not depend on the patient."""
     if bag.expires_at <= utcnow():
-        return f"it expired on {bag.expires_at:%Y-%m-%d %H:%M} UTC."
+        return f"it expired on {local_and_utc(bag.expires_at)}."
     state = bag_release(session, bag.id)
     if not state.released:
-        return (f"its lot is {state.lot_status.replace('_', ' ')}"
-                + (f" ({state.flag})." if state.failed_late else "."))
+        if state.failed_late:
+            return f"a test of its lot FAILED after its release ({state.flag})."
+        return f"its lot is {LOT_NOT_USABLE.get(state.lot_status, 'not released for use')}."
     donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
                             .where(Lot.id == bag.lot_id)).first()
     problem = donor_problem(*donor) if donor else None
@@ -229,6 +237,12 @@ def _require_bedside_role(user: Any, who: str) -> None:
 def bedside_check(session: Session, actor: Any, *, wristband: str, bag_scan: str, label_key: str) -> BedsideResult:
     """Run the bedside check and record it (MATCHES or STOP) as a TwoPersonCheck awaiting its second person."""
     _require_bedside_role(actor, "The person doing the bedside check")
+    empty = {name: [words] for name, value, words in (
+        ("wristband", wristband, "Scan the patient's wristband."), ("bag", bag_scan, "Scan the bag label."))
+        if not (value or "").strip()}
+    if empty:  # nothing to check: not a STOP of a bag for a patient, and not counted as one
+        raise ValidationFailed("Nothing was checked: " + " ".join(words[0] for words in empty.values()),
+                               errors=empty)
     with reading(session):  # the check's record is then written in its own short write transaction
         result = evaluate(session, wristband, bag_scan, label_key)
     with use_case(session, actor):  # one audited row at every scan: written without the unit of work's cost
@@ -500,6 +514,8 @@ def _volume(text: Any) -> Decimal:
     if not volume.is_finite() or volume < 0 or volume >= MAX_VOLUME_ML:
         raise ValidationFailed(f"Volume infused: a number of mL, 0 or more and under {MAX_VOLUME_ML}.",
                                field="volume_ml")
+    if volume != volume.quantize(Decimal("0.01")):  # stored with 2 decimals: never rounded silently
+        raise ValidationFailed("Volume infused: at most 2 decimals (e.g. 20.55 mL).", field="volume_ml")
     return volume.quantize(Decimal("0.01"))
 
 
@@ -560,6 +576,8 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
             raise ValidationFailed(" ".join(words + ([_short_words(short, volume)] if short else [])),
                                    field="volume_ml")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
+        # why the volume or the course is outside the prescription, on the record the pages flag (and audited)
+        infusion.volume_reason = reason[:500] if (outside or short) else None
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
         if outside:
             details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
@@ -595,7 +613,7 @@ def _onset(onset_at: datetime | None, infusion: Infusion, now: datetime) -> date
     started = infusion.started_at
     if onset_at < started:
         raise ValidationFailed(f"Onset: the reaction cannot begin before the infusion started "
-                               f"({started:%Y-%m-%d %H:%M} UTC).", field="onset_at")
+                               f"({local_and_utc(started)}).", field="onset_at")
     return onset_at
 
 

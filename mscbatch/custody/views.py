@@ -3,12 +3,14 @@ services decide and write. The page works with plain forms; static/js/ward-scan.
 (keyboard wedge: text + Enter) and the camera (vendored jsQR)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user
+from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from mscbatch.auth.access import roles_required
@@ -49,6 +51,22 @@ def infusions_of_lot(lot_id: int) -> list[Any]:
     from mscbatch.custody.queries import infusions_of_lot as query
 
     return query(db.session, lot_id)
+
+
+#: a code in a STOP's words (patient SLE-UC-001, lot MSC-2026-0003, donor D-2026-0002): read as one word
+_CODE = re.compile(r"\b[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+\b")
+
+
+@bp.app_template_filter("codes_unbroken")
+def codes_unbroken(message: str) -> Markup:
+    """The message, escaped, with each code kept on one line (a phone cut "SLE-UC-" / "002" at its hyphen)."""
+    return Markup(_CODE.sub(lambda found: f'<span class="code">{found.group(0)}</span>', str(escape(message))))
+
+
+@bp.app_template_global()
+def infusion_site_tz() -> Any:
+    """For templates/custody/_infusions.html: the site's time zone (local time first, UTC beside)."""
+    return site_config().tz
 
 
 @bp.app_template_global()
@@ -123,52 +141,83 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         signatures=signatures, prescribed=_prescribed_position(result)), status
 
 
+#: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
+START_REFUSED = "custody_start_refused"
+
+
 @bp.route("/check", methods=["POST"])
+@bp.route("/checks/<int:check_id>", methods=["GET"])
 @roles_required(*BEDSIDE)
-def check() -> Any:
+def check(check_id: int | None = None) -> Any:
+    """POST records a check and redirects to its page; GET shows a recorded check and never records one, so that
+    a reload or Back neither records a second check nor asks to send the form again."""
+    if check_id is not None:
+        return _recorded_page(services.get_check(db.session, check_id))
     form = WardForm()
     if not form.validate_on_submit():
         return _ward(form, status=422)
-    result = services.bedside_check(db.session, current_user, wristband=form.wristband.data or "",
-                                    bag_scan=form.bag.data or "", label_key=label_key())
-    return _result_page(result)
+    try:
+        result = services.bedside_check(db.session, current_user, wristband=form.wristband.data or "",
+                                        bag_scan=form.bag.data or "", label_key=label_key())
+    except DomainError as error:
+        show_error(form, error)
+        return _ward(form, status=error.status)
+    return redirect(url_for("custody.check", check_id=result.check_id, _method="GET"), 303)
+
+
+def _recorded_page(row: Any, *, confirm_form: SecondPersonForm | None = None, start_form: StartForm | None = None,
+                   status: int = 200) -> Any:
+    """The page of a recorded check: its recorded verdict (a STOP stays a STOP whatever is read now) and, read
+    again now, the bag's facts; a MATCHES that reads STOP now is shown as STOP, since the start would refuse it.
+    A caller that rolled back a refused use case reads `row` again after the rollback."""
+    result = evaluate(db.session, row.wristband_scan, row.bag_scan, label_key())
+    result.check_id = row.id
+    if row.result != "matches":
+        result.failures = [Finding(f.get("code", "stop"), f.get("message", "")) for f in row.failures] or [
+            Finding("stop", "STOP.")]
+        result.notes, result.give_ml = [], None
+    elif not result.matches:
+        result.failures.insert(0, Finding("changed_since", "Since this check was recorded, something changed: it "
+                                                           "now says STOP."))
+    confirmed = row if row.second_checker_id is not None else None
+    return _result_page(result, confirm_form=confirm_form, start_form=start_form, status=status, confirmed=confirmed)
 
 
 @bp.route("/checks/<int:check_id>/confirm", methods=["POST"])
 @roles_required(*BEDSIDE)
 def confirm(check_id: int) -> Any:
     form = SecondPersonForm()
-    row = services.get_check(db.session, check_id)
-    wristband, bag_scan = row.wristband_scan, row.bag_scan
-    if form.validate_on_submit():
-        try:
-            confirmed = services.confirm_second_person(
-                db.session, current_user, check_id, username=form.second_username.data,
-                password=form.second_password.data, checker_password=form.checker_password.data,
-                label_key=label_key(), valid_for=check_valid_for())
-        except DomainError as error:
-            db.session.rollback()
-            show_error(form, error)
-            result = evaluate(db.session, wristband, bag_scan, label_key())
-            result.check_id = check_id
-            return _result_page(result, confirm_form=form, status=error.status)
-        result = evaluate(db.session, wristband, bag_scan, label_key())
-        result.check_id = check_id
-        return _result_page(result, confirmed=confirmed)
-    result = evaluate(db.session, wristband, bag_scan, label_key())
-    result.check_id = check_id
-    return _result_page(result, confirm_form=form, status=422)
+    if not form.validate_on_submit():
+        return _recorded_page(services.get_check(db.session, check_id), confirm_form=form, status=422)
+    try:
+        services.confirm_second_person(
+            db.session, current_user, check_id, username=form.second_username.data,
+            password=form.second_password.data, checker_password=form.checker_password.data,
+            label_key=label_key(), valid_for=check_valid_for())
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)
+        return _recorded_page(services.get_check(db.session, check_id), confirm_form=form, status=error.status)
+    return redirect(url_for("custody.check", check_id=check_id, _method="GET"), 303)
 
 
-def _start_refused(bag_id: int, wristband: str, error: DomainError) -> Any:
+def _start_refused_page(bag_id: int, wristband: str, message: str, status: int = 200) -> Any:
     """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again"
     (the bag of the start and the wristband just scanned are shown, so a wrong bed is seen at once; a wrong bag is
     named in the reason)."""
     db.session.rollback()
     bag = db.session.get(Bag, bag_id)
     result = evaluate(db.session, wristband, bag.din + bag.check_character if bag else "", label_key())
-    result.failures, result.notes = [Finding("start_refused", error.message)], []
-    return _result_page(result, status=error.status)
+    result.failures, result.notes, result.give_ml = [Finding("start_refused", message)], [], None
+    return _result_page(result, status=status)
+
+
+def _start_refused(bag_id: int, wristband: str, error: DomainError) -> Any:
+    """Kept in the session and shown by GET (post-redirect-get): Back and reload show the refusal again, never
+    "Confirm Form Resubmission", and never send the start again."""
+    db.session.rollback()
+    session[START_REFUSED] = {"bag_id": bag_id, "wristband": wristband, "message": error.message}
+    return redirect(url_for("custody.start", bag_id=bag_id), 303)
 
 
 def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
@@ -180,16 +229,19 @@ def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
         return _start_refused(bag_id, start_form.wristband.data or "", Conflict(
             "No confirmed two-person bedside check of this bag is valid now: scan the wristband and the bag, "
             "and have a second person confirm."))
-    result = evaluate(db.session, check.wristband_scan, check.bag_scan, label_key())
-    result.check_id = check.id
-    return _result_page(result, start_form=start_form, status=status, confirmed=check)
+    return _recorded_page(check, start_form=start_form, status=status)
 
 
-@bp.route("/bags/<int:bag_id>/infusion", methods=["POST"])
+@bp.route("/bags/<int:bag_id>/infusion", methods=["GET", "POST"])
 @roles_required(*BEDSIDE)
 def start(bag_id: int) -> Any:
     """The confirmed check's "Start infusion": the nurse scans the patient's wristband and the bag in hand again,
-    at the bedside."""
+    at the bedside. GET shows the last refused start of this bag (its STOP screen) and records nothing."""
+    if request.method == "GET":
+        refused = session.get(START_REFUSED)
+        if not refused or refused.get("bag_id") != bag_id:
+            return redirect(url_for("custody.ward"))
+        return _start_refused_page(bag_id, refused.get("wristband", ""), refused.get("message", ""))
     form = StartForm()
     if not form.validate_on_submit():
         return _confirmed_page(bag_id, form, 422)
@@ -203,6 +255,7 @@ def start(bag_id: int) -> Any:
         return _confirmed_page(bag_id, form, error.status)
     except DomainError as error:
         return _start_refused(bag_id, wristband, error)
+    session.pop(START_REFUSED, None)
     flash("Infusion started. Stay with the patient; record any reaction below.", "success")
     return redirect(url_for("custody.infusion", infusion_id=infusion.id))
 
@@ -248,6 +301,10 @@ def event() -> Any:
     except DomainError as error:
         db.session.rollback()
         show_error(form, error)
+        if set(error.errors) != {"reason"}:
+            # a refused step leaves no scanned code behind for the next scan to pair with (only a missing reason
+            # keeps the bag, for the same step again with its reason)
+            form.wristband.data = form.bag.data = ""
         return _ward(form, status=error.status)
     return redirect(url_for("custody.ward"))
 
@@ -290,6 +347,7 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
                            patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
                            outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop,
+                           poll_seconds=int(current_app.config.get("CUSTODY_STOP_POLL_SECONDS", 20)),
                            course_below_band=bool(bag and courses_below_band(db.session, [bag.id])), **forms), status
 
 
@@ -302,9 +360,19 @@ def _outside(infusion: Any, allocation: Any) -> str | None:
 
 
 @bp.route("/infusions/<int:infusion_id>")
+@bp.route("/infusions/<int:infusion_id>/<any('stop.json'):part>")  # built only when part= is given
 @roles_required(*INFUSION_READERS)
-def infusion(infusion_id: int) -> Any:
-    return _infusion_page(infusion_id)
+def infusion(infusion_id: int, part: str | None = None) -> Any:
+    """The infusion page; stop.json is what its script polls while it is open, so that a recall or a hold that
+    arrives during the infusion shows STOP THE INFUSION NOW without a reload (and without losing what is typed)."""
+    if part is None:
+        return _infusion_page(infusion_id)
+    row = services.get_infusion(db.session, infusion_id)
+    bag = db.session.get(Bag, row.bag_id)
+    reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())
+    response = jsonify(stop_now=bool(reasons), reasons=reasons, ended=row.ended_at is not None)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])

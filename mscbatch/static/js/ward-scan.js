@@ -54,11 +54,17 @@ var mscbatchIsBag = (function () {
   var checkButton = document.getElementById("check-button");
 
   var isBag = mscbatchIsBag;
+  // A code already in a field when the page loads (a refused step shown again) was not scanned now: it never
+  // pairs with the next scan on its own. Only codes scanned or typed on this page run the check by themselves.
+  var fresh = { wristband: false, bag: false };
+  [["wristband", wristband], ["bag", bag]].forEach(function (pair) {
+    if (pair[1]) { pair[1].addEventListener("input", function () { fresh[pair[0]] = true; }); }
+  });
 
   function say(message) { if (status) { status.textContent = message; } }
 
   function runCheckIfReady() {
-    if (checkButton && wristband.value.trim() && bag.value.trim()) {
+    if (checkButton && fresh.wristband && fresh.bag && wristband.value.trim() && bag.value.trim()) {
       say("Checking…");
       if (form.requestSubmit) { form.requestSubmit(checkButton); } else { checkButton.click(); }
     }
@@ -69,10 +75,12 @@ var mscbatchIsBag = (function () {
     if (!text) { return; }
     if (isBag(text)) {
       bag.value = text;
-      say("Bag scanned. " + (wristband.value.trim() ? "" : "Now scan the patient's wristband."));
+      fresh.bag = true;
+      say("Bag scanned. " + (fresh.wristband && wristband.value.trim() ? "" : "Now scan the patient's wristband."));
     } else {
       wristband.value = text;
-      say("Wristband scanned. " + (bag.value.trim() ? "" : "Now scan the bag label."));
+      fresh.wristband = true;
+      say("Wristband scanned. " + (fresh.bag && bag.value.trim() ? "" : "Now scan the bag label."));
     }
     runCheckIfReady();
   }
@@ -149,4 +157,89 @@ var mscbatchIsBag = (function () {
     if (stopButton) { stopButton.addEventListener("click", stopCamera); }
     if (cameraStatus) { cameraStatus.textContent = "Hold the QR code of the bag label in the frame."; }
   }
+}());
+
+/* A second tap on a button while its form is being sent would send the form again, and the second answer (the bag
+   already received: "No bag was scanned") would replace the first ("received"). Once a form is sent its buttons
+   are disabled; without JavaScript the forms still work. Disabled after the submit event, so that the pressed
+   button's name and value (the ward page's action) are still sent. */
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("form[method=post]"), function (form) {
+    form.addEventListener("submit", function (event) {
+      if (form.dataset.sent) { event.preventDefault(); return; }
+      form.dataset.sent = "1";
+      window.setTimeout(function () {
+        Array.prototype.forEach.call(form.querySelectorAll("button[type=submit], button:not([type])"),
+          function (button) { button.disabled = true; });
+      }, 0);
+    });
+  });
+  window.addEventListener("pageshow", function (event) {  // Back to a page kept in the browser's cache
+    if (!event.persisted) { return; }
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-sent]"), function (form) {
+      delete form.dataset.sent;
+      Array.prototype.forEach.call(form.querySelectorAll("button"), function (button) { button.disabled = false; });
+    });
+  });
+}());
+
+/* The infusion page while the infusion runs: asks the server every few seconds (stop.json, signed-in session)
+   whether the bag has since been found unfit (lot recalled, late failed test, donor reopened, bag held) and then
+   shows STOP THE INFUSION NOW full screen, in the server's words, without a reload: nothing typed is lost. */
+(function () {
+  "use strict";
+  var watch = document.getElementById("stop-watch");
+  if (!watch || !window.fetch) { return; }
+  var url = watch.getAttribute("data-stop-url");
+  var seconds = Math.max(1, parseInt(watch.getAttribute("data-poll-seconds"), 10) || 20);
+  var timer = null;
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text) { node.textContent = text; }
+    return node;
+  }
+
+  function showStop(reasons) {
+    var section = element("section", "verdict verdict-stop running-stop");
+    section.id = "stop-running";
+    section.setAttribute("role", "alert");
+    section.setAttribute("aria-labelledby", "stop-running-word");
+    var icon = element("p", "verdict-icon", "\u2716");
+    icon.setAttribute("aria-hidden", "true");
+    section.appendChild(icon);
+    var word = element("h2", "verdict-word", "STOP THE INFUSION NOW");
+    word.id = "stop-running-word";
+    section.appendChild(word);
+    section.appendChild(element("p", "verdict-sub", "Since it started, something has changed that forbids it:"));
+    var list = element("ul", "failures");
+    list.id = "stop-reasons";
+    reasons.forEach(function (reason) {  // each code on one line, as the server's own page writes them
+      var item = element("li");
+      String(reason).split(/(\b[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+\b)/).forEach(function (part, index) {
+        item.appendChild(index % 2 ? element("span", "code", part) : document.createTextNode(part));
+      });
+      list.appendChild(item);
+    });
+    section.appendChild(list);
+    section.appendChild(element("p", "verdict-sub", "Keep the bag and the line. Record the volume given (End " +
+      "infusion) and any reaction, and tell the clinician."));
+    watch.parentNode.replaceChild(section, watch);
+    document.body.classList.add("bedside-stop");
+    window.scrollTo(0, 0);
+  }
+
+  function poll() {
+    window.fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (answer) {
+        if (answer && answer.stop_now) { showStop(answer.reasons || []); return; }
+        if (answer && answer.ended) { return; }
+        timer = window.setTimeout(poll, seconds * 1000);
+      })
+      .catch(function () { timer = window.setTimeout(poll, seconds * 1000); });
+  }
+  timer = window.setTimeout(poll, seconds * 1000);
 }());

@@ -27,6 +27,7 @@ from mscbatch.custody.models import PATIENT_DETAILS
 from mscbatch.custody.views import INFUSION_READERS, check_valid_for, label_key
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
+from mscbatch.interop.privacy import REDACTED, patient_custody_reasons
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import get_bag
 from mscbatch.patients.api import READERS as PATIENT_READERS
@@ -267,15 +268,19 @@ def bag_events(bag_id: int) -> Any:
     events = services.events_of(db.session, bag_id)
     if current_user.has_role(*PATIENT_READERS):
         return events
-    return [_without_patient(event) for event in events]
+    hidden = patient_custody_reasons(db.session, [event.id for event in events])
+    return [_without_patient(event, event.id in hidden) for event in events]
 
 
-def _without_patient(event: Any) -> dict[str, Any]:
+def _without_patient(event: Any, patient_reason: bool) -> dict[str, Any]:
     """The event as EventSchema shows it, less the patient (its PATIENT_DETAILS dropped; the audit viewer redacts
     them instead: interop.privacy.AuditMask.details), as the bag's web page shows patients to the patient pages'
-    readers only (recall.views.bag)."""
+    readers only (recall.views.bag). A reason typed for the patient (a course stop that sent the bag back) is
+    masked, as the audit viewer masks it."""
     shown = {name: getattr(event, name) for name in EventSchema._declared_fields}
     shown["details"] = {key: value for key, value in event.details.items() if key not in PATIENT_DETAILS}
+    if patient_reason and shown.get("reason"):
+        shown["reason"] = REDACTED
     return shown
 
 

@@ -34,3 +34,16 @@ def test_the_administrators_evidence_bundle_does_not_tell_a_course_stops_patient
 def test_qa_who_reads_patients_gets_the_clinical_side_with_the_reason(cases, client_as):  # type: ignore[no-untyped-def]  # noqa: F811
     texts = _bundle(client_as("qa"), cases["stopped_bag"])
     assert STOPPED in texts["custody-timeline.json"] and STOPPED in texts["audit-events.json"]
+
+
+def test_a_technicians_custody_api_does_not_tell_a_course_stops_patient_reason(app, cases):  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.conftest import api_token_for
+
+    client = app.test_client()
+    path = f"/api/v1/custody/bags/{cases['stopped_bag']}/events"
+    technician = client.get(path, headers={"Authorization": f"Bearer {api_token_for(app, 'technician')}"})
+    assert technician.status_code == 200
+    assert "grade 2 infusion reaction" not in technician.get_data(as_text=True)
+    assert REDACTED in [event["reason"] for event in technician.get_json()]
+    clinician = client.get(path, headers={"Authorization": f"Bearer {api_token_for(app, 'clinician')}"})
+    assert STOPPED in [event["reason"] for event in clinician.get_json()]

@@ -360,13 +360,16 @@ def _outside(infusion: Any, allocation: Any) -> str | None:
 
 
 @bp.route("/infusions/<int:infusion_id>")
-@bp.route("/infusions/<int:infusion_id>/<any('stop.json'):part>")  # built only when part= is given
 @roles_required(*INFUSION_READERS)
-def infusion(infusion_id: int, part: str | None = None) -> Any:
-    """The infusion page; stop.json is what its script polls while it is open, so that a recall or a hold that
-    arrives during the infusion shows STOP THE INFUSION NOW without a reload (and without losing what is typed)."""
-    if part is None:
-        return _infusion_page(infusion_id)
+def infusion(infusion_id: int) -> Any:
+    return _infusion_page(infusion_id)
+
+
+@bp.route("/infusions/<int:infusion_id>/stop.json")
+@roles_required(*INFUSION_READERS)
+def infusion_stop(infusion_id: int) -> Any:
+    """What the infusion page's script polls while it is open, so that a recall or a hold that arrives during the
+    infusion shows STOP THE INFUSION NOW without a reload (and without losing what is typed)."""
     row = services.get_infusion(db.session, infusion_id)
     bag = db.session.get(Bag, row.bag_id)
     reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())

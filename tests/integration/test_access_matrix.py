@@ -235,6 +235,7 @@ EXPECTED_ACCESS.update({
     "custody.event": {"nurse", "clinician", "technician", "qa"},
     "custody.dispatch": {"technician"},
     "custody.infusion": {"nurse", "clinician", "qa"},
+    "custody.infusion_stop": {"nurse", "clinician", "qa"},
     "custody.end": {"nurse", "clinician"},
     "custody.reaction": {"nurse", "clinician"},
     "custody_api.scan_verify": {"nurse", "clinician"},

@@ -45,7 +45,9 @@ def _check_pairs(where: str, pairs: Any) -> None:
         for text in (key, value):
             problem = _problem(text) if isinstance(text, str) else None
             if problem:
-                raise _refuse(where, key if text is value else "(a field name)", problem)
+                # a multipart part whose name werkzeug could not read is filed under the key None
+                named = key if text is value and isinstance(key, str) else "(a field name)"
+                raise _refuse(where, named, problem)
 
 
 def _check_json(document: Any) -> None:

@@ -90,3 +90,16 @@ def test_an_implausible_dose_level_is_refused_naming_it(app, users, db_session, 
     api = app.test_client().post(f"/api/v1/patients/{ward.patient_id}/dose-calculation", headers=headers,
                                  json={"dose_level_cells_per_kg": "1E+999999999"})
     assert api.status_code == 422 and "Dose level" in api.get_json()["detail"]
+
+
+def test_a_multipart_part_whose_name_cannot_be_read_and_holds_a_nul_is_a_400(app, users, db_session):  # type: ignore[no-untyped-def]
+    """Werkzeug files a part whose name holds a newline under the key None; the guard named the field by slicing
+    that key (TypeError, a 500) before it could refuse the NUL in its value (review 5's fuzz)."""
+    from io import BytesIO
+
+    before = _written(db_session)
+    answer = app.test_client().post("/login", data={"a\nb": (BytesIO(b"x\x00y"), "f.pdf"), "username": "u"},
+                                    content_type="multipart/form-data")
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:500]
+    assert "NUL" in answer.get_data(as_text=True)
+    assert _written(db_session) == before

@@ -35,8 +35,11 @@ def _bedside(site: Site, web: tuple[Any, str], api: Any, scan: str, wristband: s
     client, csrf = web
     wristband = site.ward.wristband if wristband is None else wristband
     body = urlencode({"csrf_token": csrf, "wristband": wristband, "bag": scan}, errors="surrogatepass")
-    page = client.post("/ward/check", data=body, content_type="application/x-www-form-urlencoded")
+    # a check the form accepts is recorded and answered 303 to its page (GET /ward/checks/<id>), read here
+    page = client.post("/ward/check", data=body, content_type="application/x-www-form-urlencoded",
+                       follow_redirects=True)
     assert page.status_code in (200, 400, 422), (page.status_code, scan, wristband)
+    assert [r.status_code for r in page.history] == ([303] if page.status_code == 200 else []), (scan, wristband)
     answer = api.post("/api/v1/custody/scan-verify", json={"wristband": wristband, "bag": scan},
                       headers={"Authorization": f"Bearer {site.tokens['nurse']}"})
     assert answer.status_code in (200, 400, 422), (answer.status_code, scan, wristband)

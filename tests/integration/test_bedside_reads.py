@@ -1,7 +1,8 @@
-"""What the bedside check reads, the hot path of every scan: one statement for a check that MATCHES (two for its
-web page, which also says which of the prescribed bags it is), and no column of the bag, its lot or the patient
-loaded afterwards by the answer (JSON or page), although the check's statement loads only the columns it names
-(mscbatch.custody.checks BAG_SHOWN, LOT_SHOWN, PATIENT_SHOWN)."""
+"""What the bedside check reads, the hot path of every scan: one statement for a check that MATCHES (on the web,
+one for the POST that records it, three for the GET of its page, which reads the recorded check and also says which
+of the prescribed bags it is), and no column of the bag, its lot or the patient loaded afterwards by the answer (JSON
+or page), although the check's statement loads only the columns it names (mscbatch.custody.checks BAG_SHOWN,
+LOT_SHOWN, PATIENT_SHOWN)."""
 from __future__ import annotations
 
 import re
@@ -57,15 +58,25 @@ def test_a_check_that_matches_reads_with_one_statement(app, users, db_session):
 SIGN_IN_TABLES = ("auth_session", "user_account", "user_role")
 
 
-def test_the_web_page_of_a_check_that_matches_reads_with_two_statements(app, users, client_as):
+def _check_reads(seen: dict[str, list[str]]) -> list[str]:
+    return [s for s in seen["statements"] if re.search(r"\bFROM\s+(\w+)", s).group(1) not in SIGN_IN_TABLES]
+
+
+def test_the_web_page_of_a_check_that_matches_reads_with_one_statement_then_three(app, users, client_as):
+    """Post-redirect-get (review 5): the POST records the check (its one read: the check itself) and answers 303;
+    the GET of /ward/checks/<id> records nothing and reads three: the recorded check row, the facts read again now
+    (the check's one statement) and the bag's place in the prescription. Counted per request, sign-in excluded."""
     ward = _ward(app)
     nurse = client_as("nurse")
-    with orm_reads() as seen:
-        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
+    with orm_reads() as posted:
+        answer = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
+    assert answer.status_code == 303 and re.fullmatch(r"/ward/checks/\d+", answer.headers["Location"])
+    assert len(_check_reads(posted)) <= 1, _check_reads(posted)
+    with orm_reads() as shown:
+        page = nurse.get(answer.headers["Location"])
     assert page.status_code == 200 and ">MATCHES<" in page.get_data(as_text=True)
-    assert "bag 1 of the 3 prescribed for this patient" in page.get_data(as_text=True)  # the second statement
-    checks = [s for s in seen["statements"] if re.search(r"\bFROM\s+(\w+)", s).group(1) not in SIGN_IN_TABLES]
-    assert len(checks) <= 2, checks
+    assert "bag 1 of the 3 prescribed for this patient" in page.get_data(as_text=True)  # the third statement
+    assert len(_check_reads(shown)) <= 3, _check_reads(shown)
 
 
 def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users, client_as):
@@ -73,10 +84,13 @@ def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users
     nurse = client_as("nurse")
     headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
     with orm_reads() as seen:
-        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
-        stop = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token})
+        # each followed to its page (303 to GET /ward/checks/<id>): the page's reads are counted too
+        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}, follow_redirects=True)
+        stop = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token},
+                          follow_redirects=True)
         answer = app.test_client().post("/api/v1/custody/scan-verify", headers=headers,
                                         json={"wristband": ward.wristband, "bag": ward.token})
+    assert [r.status_code for r in page.history + stop.history] == [303, 303]
     assert page.status_code == 200 and ">MATCHES<" in page.get_data(as_text=True)
     assert stop.status_code == 200 and "WRONG PATIENT" in stop.get_data(as_text=True)
     assert answer.status_code == 200 and answer.get_json()["result"] == "MATCHES"

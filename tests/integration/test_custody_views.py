@@ -24,12 +24,15 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
     page = nurse.get("/ward").get_data(as_text=True)
     assert "Scan a wristband or a bag label" in page and "vendor/jsqr/jsQR.js" in page and "<script>" not in page
 
-    stop = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token})
+    # a check is recorded and answered 303 to its page, GET /ward/checks/<id> (post-redirect-get)
+    stop = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token}, follow_redirects=True)
     html = stop.get_data(as_text=True)
+    assert [r.status_code for r in stop.history] == [303]
     assert stop.status_code == 200 and 'role="alert"' in html and ">STOP<" in html and "WRONG PATIENT" in html
     assert "Second person" not in html
 
-    ok = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    ok = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                    follow_redirects=True).get_data(as_text=True)
     assert ">MATCHES<" in ok and "Both of you sign: a second person confirms" in ok
     assert "You are signed in as Nurse. Type your own password: you sign the check." in ok
     check_id = int(ok.split("/ward/checks/")[1].split("/confirm")[0])
@@ -39,8 +42,10 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
     assert same.status_code == 409 and "same person cannot check twice" in same.get_data(as_text=True)
     confirmed = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
                                                                       "second_password": PASSWORD,
-                                                                      "checker_password": PASSWORD})
+                                                                      "checker_password": PASSWORD},
+                          follow_redirects=True)  # 303 to the check's page
     html = confirmed.get_data(as_text=True)
+    assert [r.status_code for r in confirmed.history] == [303]
     assert confirmed.status_code == 200 and "Two-person check confirmed" in html
     signed = html.split('id="h-confirmed"', 1)[1].split("<form", 1)[0]  # both manifestations, before the start
     assert signed.count('class="signature">Signed: ') == 2
@@ -107,8 +112,8 @@ def test_volumes_read_as_people_write_them(app, users, client_as):
     """40 mL bags: 125 x10^6 cells are two whole bags and 20 mL of the third, written "20 mL" (a normalised
     Decimal prints as 2E+1)."""
     ward = _ward(app, volume_ml="40", last=True)
-    html = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(
-        as_text=True)
+    html = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                                   follow_redirects=True).get_data(as_text=True)  # 303 to the check's page
     assert ">MATCHES<" in html, html
     assert "give 20 mL of the 40 mL in this bag" in html and "<strong>20 mL</strong> of 40 mL" in html
     assert "E+" not in html

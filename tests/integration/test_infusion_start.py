@@ -2,7 +2,7 @@
 infusion; any mismatch suspends it). The start needs a fresh scan of the wristband with the bag and re-runs the
 bedside check on it; a STOP of the bag after the confirmed check voids that check; the check's own scan must be
 within the validity window; the infusion record names the two checkers and the person who started it apart.
-Every refused start answers 4xx and writes nothing but the audit event of the refusal, which the admin's monitoring
+Every refused start answers 4xx (on the web: 303 to its STOP page) and writes nothing but the audit event of the refusal, which the admin's monitoring
 counts (a blank wristband is a form error: nothing at all)."""
 from __future__ import annotations
 
@@ -129,12 +129,15 @@ def test_the_ward_page_start_uses_its_wristband_field(app, users, db_session, cl
 
 
 def _confirmed_page(client: Any, ward: Any) -> str:
-    page = client.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    """The check and its confirmation, each answered 303 to the check's page (GET /ward/checks/<id>)."""
+    page = client.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                       follow_redirects=True).get_data(as_text=True)
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     confirmed = client.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
                                                                        "second_password": PASSWORD,
-                                                                       "checker_password": PASSWORD})
-    assert confirmed.status_code == 200
+                                                                       "checker_password": PASSWORD},
+                            follow_redirects=True)
+    assert confirmed.status_code == 200 and [r.status_code for r in confirmed.history] == [303]
     return confirmed.get_data(as_text=True)
 
 
@@ -152,9 +155,11 @@ def test_the_result_page_start_is_a_form_that_scans_the_wristband_again(app, use
     html = blank.get_data(as_text=True)
     assert blank.status_code == 422 and "Two-person check confirmed" in html and 'id="wristband-error"' in html
 
-    wrong = nurse.post(url, data={"wristband": other.wristband, "bag": ward.token})
+    # refused: 303 to GET /ward/bags/<id>/infusion, the STOP page with the refusal (which records nothing)
+    wrong = nurse.post(url, data={"wristband": other.wristband, "bag": ward.token}, follow_redirects=True)
     html = wrong.get_data(as_text=True)
-    assert wrong.status_code == 409 and ">STOP<" in html and 'data-code="start_refused"' in html
+    assert [(r.status_code, r.headers["Location"]) for r in wrong.history] == [(303, url)]
+    assert wrong.status_code == 200 and ">STOP<" in html and 'data-code="start_refused"' in html
     assert "WRONG PATIENT: this wristband is not the patient of the confirmed check" in html
     assert _code(db_session, other) in html.split("<dt>Patient</dt>", 1)[1]  # who was scanned
     assert 'id="start-infusion"' not in html and ">MATCHES<" not in html

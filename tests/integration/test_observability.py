@@ -172,12 +172,19 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     capsys.readouterr()
     wrong_start = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": other.wristband,
                                                                            "bag": ward.token})
-    assert wrong_start.status_code == 409
+    # refused: 303 to its STOP page, GET /ward/bags/<id>/infusion (which logs and records nothing)
+    assert wrong_start.status_code == 303
+    stop_page = nurse.get(wrong_start.headers["Location"])
+    assert stop_page.status_code == 200 and ">STOP<" in stop_page.get_data(as_text=True)
+    assert "WRONG PATIENT" in stop_page.get_data(as_text=True)
+    # the check is recorded by the POST (its refusal logged there) and shown by GET /ward/checks/<id>
     stop = nurse.post("/ward/check", data={"wristband": "WB-NOT-KNOWN", "bag": "not-a-bag-code"})
+    assert stop.status_code == 303
+    stop_page = nurse.get(stop.headers["Location"])
     refused = qa.post(f"/donors/{donor_id}/decision", data={
         **screening_seen(qa, donor_id), "decision-meaning": APPROVED,
                                                             "decision-password": "wrong-one"})
-    assert stop.status_code == 200 and "STOP" in stop.get_data(as_text=True) and refused.status_code == 401
+    assert stop_page.status_code == 200 and "STOP" in stop_page.get_data(as_text=True) and refused.status_code == 401
     check_id = db_session.scalar(select(TwoPersonCheck.id).where(TwoPersonCheck.result == "stop"))
     db_session.close()
     second = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
@@ -207,7 +214,7 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     for words in ("nurse (Nurse)", "wrong password", "unknown name &#39;gh…(5 characters)&#39;",  # masked in the trail
                   "no account has this user name",
                   "wristband not known", "qa (Qa)", f"wrong password when signing &#39;{APPROVED}&#39;",
-                  "WRONG PATIENT: the wristband scanned is not the checked patient's"):
+                  "WRONG PATIENT: the wristband scanned is not the checked patient&#39;s"):  # by kind, escaped
         assert words in html, words
     token = api_token_for(app, "admin")
     body = admin.get("/api/v1/admin/counters", headers={"Authorization": f"Bearer {token}"}).get_json()

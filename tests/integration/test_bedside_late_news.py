@@ -61,7 +61,8 @@ def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_cl
     assert not any("still pending" in note for note in stop["notes"])
     web = app.test_client()
     web.post("/login", data={"username": "nurse", "password": PASSWORD})
-    page = web.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    page = web.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                    follow_redirects=True).get_data(as_text=True)
     assert ">STOP<" in page and "OUT OF SPECIFICATION" in page
 
     with pytest.raises(Conflict, match="LATE OOS: sterility failed"):
@@ -106,13 +107,14 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
     assert _scan(app, whole)["give_ml"] == "25.00"
 
     nurse = client_as("nurse")
-    page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                      follow_redirects=True).get_data(as_text=True)
     assert ">MATCHES<" in page and "PART OF THE BAG ONLY" in page
     assert '<dd id="give-volume"><strong>12.5 mL</strong> of 25 mL: part of the bag only</dd>' in page
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     assert nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
                                                                  "second_password": PASSWORD,
-                                                                 "checker_password": PASSWORD}).status_code == 200
+                                                                 "checker_password": PASSWORD}).status_code == 303
     started = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband, "bag": ward.token})
     assert started.status_code == 302
     infusion_url = started.headers["Location"]
@@ -138,7 +140,8 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
 def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
     ward = prescribed_bag(db_session, last=True)
     nurse = client_as("nurse")
-    page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+    page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                      follow_redirects=True).get_data(as_text=True)
     check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
     nurse.post(f"/ward/checks/{check_id}/confirm",
                data={"second_username": "nurse2", "second_password": PASSWORD, "checker_password": PASSWORD})
@@ -157,7 +160,8 @@ def test_a_shortfall_beyond_the_dose_tolerance_needs_a_reason_and_the_patient_pa
     nurse = client_as("nurse")
     urls = []
     for ward in (whole, short):
-        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}).get_data(as_text=True)
+        page = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                          follow_redirects=True).get_data(as_text=True)
         check_id = int(page.split("/ward/checks/")[1].split("/confirm")[0])
         nurse.post(f"/ward/checks/{check_id}/confirm",
                    data={"second_username": "nurse2", "second_password": PASSWORD, "checker_password": PASSWORD})

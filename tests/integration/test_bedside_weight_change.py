@@ -50,9 +50,10 @@ def test_a_weight_that_takes_the_dose_out_of_its_band_stops_the_bedside_check(ap
     assert "now weighs 55 kg" in words and "2.27 x10^6/kg instead of 2 x10^6/kg (allowed: +/- 10 %)" in words
     assert "Ask the prescriber to prescribe again" in words
 
-    page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
+    page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                                   follow_redirects=True)
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and ">STOP<" in html and "WEIGHT CHANGED" in html and "Second person" not in html
+    assert [r.status_code for r in page.history] == [303] and page.status_code == 200 and ">STOP<" in html and "WEIGHT CHANGED" in html and "Second person" not in html
 
 
 def test_a_newer_weight_inside_the_band_matches_with_a_note(app, users, client_as):

@@ -33,8 +33,10 @@ from mscbatch.custody import services
 from mscbatch.custody.checks import BagFacts, judge
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import prescriptions
+from mscbatch.patients.dose_views import planned_at_of
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.release.queries import ReleaseState
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag, token_of
@@ -97,7 +99,8 @@ def test_a_stop_screen_shows_nothing_to_give_and_a_matches_screen_does(app, user
     not_sent = prescribed_bag(db_session, state="allocated")  # prescribed to this patient, still in the unit
     db_session.commit()  # SQLite: the factory's last read holds the write lock until it ends
     nurse = client_as("nurse")
-    stop = nurse.post("/ward/check", data={"wristband": not_sent.wristband, "bag": not_sent.token})
+    stop = nurse.post("/ward/check", data={"wristband": not_sent.wristband, "bag": not_sent.token},
+                      follow_redirects=True)
     page = stop.get_data(as_text=True)
     assert stop.status_code == 200 and ">STOP<" in page
     assert 'id="give-volume"' not in page and "(the whole bag)" not in page
@@ -105,7 +108,8 @@ def test_a_stop_screen_shows_nothing_to_give_and_a_matches_screen_does(app, user
 
     thawed = prescribed_bag(db_session)
     db_session.commit()
-    matches = nurse.post("/ward/check", data={"wristband": thawed.wristband, "bag": thawed.token})
+    matches = nurse.post("/ward/check", data={"wristband": thawed.wristband, "bag": thawed.token},
+                         follow_redirects=True)
     page = matches.get_data(as_text=True)
     assert ">MATCHES<" in page and 'id="give-volume"' in page and "(the whole bag)" in page
 
@@ -134,8 +138,8 @@ def test_the_matches_screen_says_which_of_the_bags_prescribed_for_the_patient_it
                           location="Cell therapy unit")
         services.receive(db_session, nurse_user, bag.id, location="Ward 3", scan=token_of(bag))
         db_session.commit()
-        page = nurse.post("/ward/check", data={"wristband": row.wristband_id, "bag": token_of(bag)}
-                          ).get_data(as_text=True)
+        page = nurse.post("/ward/check", data={"wristband": row.wristband_id, "bag": token_of(bag)},
+                          follow_redirects=True).get_data(as_text=True)
         assert ">MATCHES<" in page, page
         assert f"bag {number} of the 3 prescribed for this patient" in page
         assert f"(bag {bag.bag_number} of the 4 made in this lot)" in page
@@ -152,8 +156,8 @@ NOT_ON_WARD = {"allocated": "it is still at the cell therapy unit (set aside for
 def test_a_bag_not_on_the_ward_is_said_in_plain_words(app, users, db_session, client_as, state):
     ward = prescribed_bag(db_session, state=state)
     db_session.commit()
-    page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token}
-                                   ).get_data(as_text=True)
+    page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
+                                   follow_redirects=True).get_data(as_text=True)
     assert f"This bag has not been received on the ward: {NOT_ON_WARD[state]}" in page
     assert f"(it is {state})" not in page
 
@@ -312,10 +316,19 @@ def test_the_dose_sheet_keeps_each_bag_column_apart_and_gives_the_expiry_in_loca
     local_run = next(r for r in runs if r[0] == f"{local:%Y-%m-%d %H:%M %Z}")
     utc_run = next(r for r in runs if r[0] == f"{bag.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     assert abs(local_run[1] - utc_run[1]) < 1 and utc_run[2] < local_run[2]  # beneath, same column
-    # review 4: the planned infusion was said in UTC alone ("by 2026-12-05 22:59 UTC" for the end of the day)
-    planned = db_session.get(Prescription, rx).planned_at
-    paris = planned.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    # review 5: signed without a planned day (the factory's), the sheet prints no deadline (it printed the signing)
     sheet = " ".join(r[0] for r in runs)
+    assert "Planned infusion not planned: give as prescribed" in sheet and " by 20" not in sheet, sheet
+    # review 4: the planned infusion was said in UTC alone ("by 2026-12-05 22:59 UTC" for the end of the day)
+    tech, clin = user(db_session, "technician"), user(db_session, "clinician")
+    lot_with_bags(db_session, tech, donor(db_session, tech))
+    planned_rx = prescriptions.prescribe(db_session, clin, PASSWORD, patient(db_session, clin).id,
+                                         planned_at=planned_at_of(site_today() + timedelta(days=1))).id
+    planned = db_session.get(Prescription, planned_rx).planned_at
+    db_session.commit()
+    paris = planned.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    sheet = " ".join(r[0] for r in _runs(client_as("clinician").get(
+        f"/patients/prescriptions/{planned_rx}/dose-sheet.pdf").data))
     assert f"by {paris:%Y-%m-%d %H:%M %Z} ({planned.astimezone(UTC):%Y-%m-%d %H:%M} UTC)" in sheet, sheet
 
 

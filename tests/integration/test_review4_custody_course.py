@@ -150,7 +150,8 @@ def test_a_discarded_bag_of_the_course_stops_the_others_with_what_they_would_giv
     assert discarded.status_code == 302
     client, headers = _api(app)
     for _bag_id, token, _din in course.bags[1:]:
-        page = nurse.post("/ward/check", data={"wristband": course.wristband, "bag": token}).get_data(as_text=True)
+        page = nurse.post("/ward/check", data={"wristband": course.wristband, "bag": token},
+                          follow_redirects=True).get_data(as_text=True)
         assert ">STOP<" in page and 'data-code="course_short"' in page and 'id="give-volume"' not in page
         answer = client.post("/api/v1/custody/scan-verify", headers=headers,
                              json={"wristband": course.wristband, "bag": token}).get_json()

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from mscbatch.audit.models import AuditEvent
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.lots.models import Bag
-from tests.conftest import api_token_for
+from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_custody_support import KEY, Ward, checked_and_confirmed, prescribed_bag, token_of
 from tests.integration.test_infusion_start import _confirmed_page, _written
 
@@ -66,8 +66,9 @@ def test_the_web_start_refuses_another_bag_than_the_one_started(app, users, db_s
     assert "Scan the label of the bag in your hand" in html.split('id="start-bag-error"', 1)[1]
 
     wrong = nurse.post(url, data={"wristband": first.wristband, "bag": second.token})
-    html = wrong.get_data(as_text=True)
-    assert wrong.status_code == 409 and ">STOP<" in html and 'id="start-infusion"' not in html
+    assert wrong.status_code == 303 and wrong.headers["Location"] == url  # review 5: to the STOP page (GET)
+    html = nurse.get(url).get_data(as_text=True)
+    assert ">STOP<" in html and 'id="start-infusion"' not in html
     assert f"WRONG BAG: the bag in your hand is {din_b}, not bag {din_a}" in html
     unreadable = nurse.post(url, data={"wristband": first.wristband, "bag": "not-a-bag"})
     assert unreadable.status_code == 422 and 'id="start-bag-error"' in unreadable.get_data(as_text=True)
@@ -137,7 +138,7 @@ def test_a_second_persons_wrong_password_is_recorded_under_who_typed_it(app, use
     from sqlalchemy import select
 
     from mscbatch.audit.models import AuditEvent
-    from tests.conftest import PASSWORD, api_token_for
+    from tests.conftest import api_token_for
     from tests.integration.test_custody_support import check, prescribed_bag
 
     with app.app_context(), app.extensions["mscbatch.db"].new_session() as s:

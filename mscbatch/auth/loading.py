@@ -22,6 +22,11 @@ def policy() -> services.SessionPolicy:
                                   lockout_threshold=config["LOCKOUT_THRESHOLD"])
 
 
+#: endpoints a page's script calls by itself while the page stays open (the running infusion's STOP poll): no
+#: person did anything, so they do not slide the session's idle window (an unattended ward tablet still idles out)
+PASSIVE_ENDPOINTS = frozenset({"custody.infusion_stop"})
+
+
 def _is_api(req: Request) -> bool:
     return req.path.startswith("/api/")
 
@@ -35,7 +40,8 @@ def init_login(app: Flask) -> None:
     def _load_user(user_id: str) -> User | None:
         if _is_api(request):
             return None
-        user = services.load_session_user(db.session, session.get("sid"), user_id, policy())
+        user = services.load_session_user(db.session, session.get("sid"), user_id, policy(),
+                                          activity=request.endpoint not in PASSIVE_ENDPOINTS)
         if user is None:
             # the browser was signed in: say why it no longer is (access.signed_out_redirect), not a bare sign-in
             g.session_ended = services.session_end_reason(db.session, session.get("sid")) or "ended"

@@ -325,8 +325,10 @@ def authenticate(session: Session, username: str, password: str, policy: Session
 
 
 def load_session_user(session: Session, token: str | None, user_id: str | None,
-                      policy: SessionPolicy) -> User | None:
-    """The user of a live session, or None: ended, idle too long, too old, or account no longer active."""
+                      policy: SessionPolicy, *, activity: bool = True) -> User | None:
+    """The user of a live session, or None: ended, idle too long, too old, or account no longer active.
+    `activity` False (a page's own poll, no person's doing): the session is checked but its idle window does not
+    slide, so an unattended screen still idles out."""
     if not token or not user_id:
         return None
     row = session.get(AuthSession, token_digest(token))
@@ -350,7 +352,7 @@ def load_session_user(session: Session, token: str | None, user_id: str | None,
                 row.ended_at, row.end_reason = now, expired
                 trail.record(session, "session_expired", "user_account", row.user_id)
         return None
-    if now - row.last_seen_at > timedelta(seconds=30):  # sliding idle window, without a write per click
+    if activity and now - row.last_seen_at > timedelta(seconds=30):  # sliding idle window, not a write per click
         row.last_seen_at = now
         session.commit()
     return user

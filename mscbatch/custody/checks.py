@@ -68,6 +68,8 @@ NOT_ON_WARD = {
                   "receipt first"}
 #: why a lot is not released, in a nurse's words (not the lot's state names)
 NOT_RELEASED = {"in_process": "it is still being made", "quarantine": "its tests are not all approved yet"}
+#: a lot whose bags may never be given: what happened to it, in a nurse's words
+LOT_ENDED = {"rejected": "was REJECTED", "recalled": "has been RECALLED", "expired": "has EXPIRED"}
 _TOKEN_LIKE = re.compile(r"(/v/|\.)", re.IGNORECASE)
 
 
@@ -270,13 +272,24 @@ def _day(day: date) -> str:
     return f"{day:%d %b %Y}"
 
 
-def _when(moment: datetime) -> str:
+def local_and_utc(moment: datetime) -> str:
+    """The site's local time first, UTC beside it, as every page says an instant."""
     local = moment.astimezone(site_config().tz)
     return f"{local:%d %b %Y %H:%M} ({moment:%H:%M} UTC)"
 
 
-#: the site's local time first, UTC beside it, as every page says an instant
-local_and_utc = _when
+def lot_unusable(lot_number: str, lot_status: str, state: ReleaseState) -> Finding | None:
+    """Why the lot's bags may not be given, in the one set of words the bedside check and the unit's steps (send,
+    thaw: services._unfit) both say, or None. A lot rejected, recalled or expired says so first."""
+    if lot_status in LOT_ENDED:
+        return Finding(lot_status, f"Lot {lot_number} {LOT_ENDED[lot_status]}.")
+    if state.failed_late:
+        return Finding("late_oos", f"A test of lot {lot_number} FAILED after its conditional release "
+                                   f"({', '.join(state.failed_late)}): OUT OF SPECIFICATION.")
+    if not state.released:
+        return Finding("not_released", f"Lot {lot_number} is NOT RELEASED for use "
+                                       f"({NOT_RELEASED.get(lot_status, 'QA has not released it')}).")
+    return None
 
 
 def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
@@ -313,21 +326,12 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     result.bag, result.lot = bag, lot
 
     if bag.status == "infused" or facts.infused_at is not None:
-        since = f" on {_when(facts.infused_at)}" if facts.infused_at else ""
+        since = f" on {local_and_utc(facts.infused_at)}" if facts.infused_at else ""
         result.stop("already_infused", f"This bag has ALREADY BEEN INFUSED{since}. Never give a bag twice.")
 
-    if lot.status == "rejected":
-        result.stop("rejected", f"Lot {lot.lot_number} was REJECTED. {CALL_UNIT}")
-    elif lot.status == "recalled":
-        result.stop("recalled", f"Lot {lot.lot_number} has been RECALLED. {CALL_UNIT}")
-    elif lot.status == "expired":
-        result.stop("expired", f"Lot {lot.lot_number} has EXPIRED. {CALL_UNIT}")
-    elif state.failed_late:
-        result.stop("late_oos", f"A test of lot {lot.lot_number} FAILED after its conditional release "
-                                f"({', '.join(state.failed_late)}): OUT OF SPECIFICATION. {CALL_UNIT}")
-    elif not state.released:
-        result.stop("not_released", f"Lot {lot.lot_number} is NOT RELEASED for use "
-                                    f"({NOT_RELEASED.get(lot.status, 'QA has not released it')}). {CALL_UNIT}")
+    unusable = lot_unusable(lot.lot_number, lot.status, state)
+    if unusable:
+        result.stop(unusable.code, f"{unusable.message} {CALL_UNIT}")
     elif state.exceptional:
         if patient is None or patient.code != state.patient_code:
             result.stop("exceptional_other", "This bag was released as an exception for ANOTHER patient "
@@ -352,15 +356,15 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("not_on_ward", f"This bag has not been received on the ward: {NOT_ON_WARD[bag.status]}.")
 
     if bag.expires_at <= now:
-        result.stop("bag_expired", f"This bag EXPIRED on {_when(bag.expires_at)}. {CALL_UNIT}")
+        result.stop("bag_expired", f"This bag EXPIRED on {local_and_utc(bag.expires_at)}. {CALL_UNIT}")
     if facts.thawed_at is not None:
         limit = product_of(lot).post_thaw_limit
         deadline = facts.thawed_at + limit
         result.thawed_at, result.post_thaw_deadline = facts.thawed_at, deadline
         if now > deadline and bag.status == "thawed":
             minutes = int(limit.total_seconds() // 60)
-            result.stop("post_thaw", f"Too long since thawing: thawed at {_when(facts.thawed_at)}; it had to be "
-                                     f"given within {minutes} minutes, by {_when(deadline)}. {CALL_UNIT}")
+            result.stop("post_thaw", f"Too long since thawing: thawed at {local_and_utc(facts.thawed_at)}; it had to be "
+                                     f"given within {minutes} minutes, by {local_and_utc(deadline)}. {CALL_UNIT}")
 
     if facts.allocated_patient_id is None:
         result.stop("not_prescribed", "This bag is not prescribed for any patient (no signed prescription). "
@@ -458,9 +462,9 @@ def remaining(deadline: datetime | None, now: datetime | None = None) -> timedel
     return None if deadline is None else deadline - (now or utcnow())
 
 
-#: bedside findings that mean stop a running infusion now: the product found unfit (or put on hold), or the patient
-#: withdrawn
-STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected", "patient_withdrawn", "on_hold")
+#: bedside findings that mean stop a running infusion now: the product found unfit, or the patient withdrawn (not
+#: "on_hold": a running bag is already "infused", and recalls hold only the bags not yet infused)
+STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected", "patient_withdrawn")
 
 
 def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient: Patient | None,

@@ -33,9 +33,10 @@ CTCAE_TERMS = (
     "Hypertension", "Sinus tachycardia", "Dyspnea", "Hypoxia", "Bronchospasm", "Nausea", "Vomiting", "Headache",
     "Urticaria", "Rash maculo-papular", "Flushing", "Back pain", "Chest pain - cardiac", "Thromboembolic event",
 )
-#: the keys of a custody event's details that name the patient (bedside check, infusion start, allocation): shown to
-#: the readers of patient records only (dropped by the custody API's bag timeline, redacted by interop.privacy)
-PATIENT_DETAILS = frozenset({"patient_id", "wristband"})
+#: the keys of a custody event's details that name the patient (bedside check, infusion start, allocation) or tell
+#: of them (an infusion end's "why": the words typed for a dose outside the prescription): shown to the readers of
+#: patient records only (dropped by the custody API's bag timeline, redacted by interop.privacy)
+PATIENT_DETAILS = frozenset({"patient_id", "wristband", "why"})
 
 GRADES = {1: "1 - mild", 2: "2 - moderate", 3: "3 - severe", 4: "4 - life-threatening", 5: "5 - death"}
 

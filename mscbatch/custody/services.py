@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
@@ -33,7 +34,14 @@ from mscbatch.auth.services import admin_beside_words
 from mscbatch.core.dosing import cells_per_kg_words, infused_against_prescribed
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.core.states import BAG, TransitionRefused
-from mscbatch.custody.checks import BedsideResult, donor_problem, evaluate, local_and_utc, resolve_bag
+from mscbatch.custody.checks import (
+    BedsideResult,
+    donor_problem,
+    evaluate,
+    local_and_utc,
+    lot_unusable,
+    resolve_bag,
+)
 from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short
 from mscbatch.database import locked_row, reading, utcnow
@@ -186,22 +194,16 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     return event
 
 
-#: why a lot's bag may not be used, in a nurse's words (not the lot's state names)
-LOT_NOT_USABLE = {"in_process": "not released yet (it is still being made)",
-                  "quarantine": "not released yet (its tests are not all approved)",
-                  "recalled": "recalled", "rejected": "rejected", "expired": "expired"}
-
-
 def _unfit(session: Session, bag: Bag) -> str | None:
     """What makes the bag unfit to be sent or thawed now, in words, or None: the product checks of the bedside
     (mscbatch.custody.checks.judge) that do not depend on the patient."""
     if bag.expires_at <= utcnow():
         return f"it expired on {local_and_utc(bag.expires_at)}."
     state = bag_release(session, bag.id)
-    if not state.released:
-        if state.failed_late:
-            return f"a test of its lot FAILED after its release ({state.flag})."
-        return f"its lot is {LOT_NOT_USABLE.get(state.lot_status, 'not released for use')}."
+    lot = session.get(Lot, bag.lot_id)
+    unusable = lot_unusable(lot.lot_number, lot.status, state) if lot is not None else None
+    if unusable:  # the bedside check's words (checks.judge)
+        return unusable.message
     donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
                             .where(Lot.id == bag.lot_id)).first()
     problem = donor_problem(*donor) if donor else None
@@ -493,6 +495,24 @@ def _audit_refused_start(session: Session, actor: Any, bag_id: int, wristband: s
     with use_case(session, actor):
         trail.record(session, "infusion_start_refused", "bag", bag_id,
                      new={"refusal": refused.refusal, "wristband": wristband}, reason=refused.message)
+
+
+def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = None) -> tuple[int, str, str] | None:
+    """This person's refused start of this bag as recorded (_audit_refused_start): the event's seq, the wristband
+    scanned and the words of the refusal; the one with `seq`, or else the last. Read back from the server so the
+    refusal's words (patients' codes) never travel in the session cookie, and shown to the person refused only."""
+    query = select(AuditEvent).where(AuditEvent.action == "infusion_start_refused", AuditEvent.entity_type == "bag",
+                                     AuditEvent.entity_id == str(bag_id), AuditEvent.actor_id == actor.id)
+    if seq is not None:
+        query = query.where(AuditEvent.seq == seq)
+    event = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(1)).first()
+    if event is None:
+        return None
+    try:
+        scanned = json.loads(event.new_value or "{}").get("wristband", "")
+    except (ValueError, AttributeError):
+        scanned = ""
+    return event.seq, str(scanned or ""), event.reason or ""
 
 
 def get_infusion(session: Session, infusion_id: int) -> Infusion:

@@ -132,13 +132,17 @@ def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
 
 
 def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
-                 start_form: StartForm | None = None, status: int = 200, confirmed: Any = None) -> Any:
+                 start_form: StartForm | None = None, status: int = 200, confirmed: Any = None,
+                 too_old: int | None = None, scanner: Any = None, may_sign: bool = True) -> Any:
+    """`too_old`: the check's validity in minutes when it is past it (no confirm nor start form); `may_sign`: the
+    person who scanned is looking (only they sign with the second person; others are told who must)."""
     signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
     return render_template(
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
-        signatures=signatures, prescribed=_prescribed_position(result)), status
+        signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
+        may_sign=may_sign), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
@@ -180,7 +184,12 @@ def _recorded_page(row: Any, *, confirm_form: SecondPersonForm | None = None, st
         result.failures.insert(0, Finding("changed_since", "Since this check was recorded, something changed: it "
                                                            "now says STOP."))
     confirmed = row if row.second_checker_id is not None else None
-    return _result_page(result, confirm_form=confirm_form, start_form=start_form, status=status, confirmed=confirmed)
+    valid_for = check_valid_for()
+    # past its validity the confirmation and the start are refused (services): no form offers them
+    too_old = int(valid_for.total_seconds() // 60) if utcnow() - row.checked_at > valid_for else None
+    scanner = db.session.get(User, row.checked_by_id)
+    return _result_page(result, confirm_form=confirm_form, start_form=start_form, status=status, confirmed=confirmed,
+                        too_old=too_old, scanner=scanner, may_sign=row.checked_by_id == current_user.id)
 
 
 @bp.route("/checks/<int:check_id>/confirm", methods=["POST"])
@@ -212,11 +221,16 @@ def _start_refused_page(bag_id: int, wristband: str, message: str, status: int =
     return _result_page(result, status=status)
 
 
-def _start_refused(bag_id: int, wristband: str, error: DomainError) -> Any:
-    """Kept in the session and shown by GET (post-redirect-get): Back and reload show the refusal again, never
-    "Confirm Form Resubmission", and never send the start again."""
+def _start_refused(bag_id: int, error: DomainError) -> Any:
+    """Shown by GET (post-redirect-get): Back and reload show the refusal again, never "Confirm Form
+    Resubmission", and never send the start again. The session cookie (signed, not encrypted) holds only the
+    refusal's audit seq, never the wristband or the words (patients' codes): GET reads them back from the server.
+    A refusal that was not audited (a start recorded meanwhile by someone else) keeps its words, which name no one."""
     db.session.rollback()
-    session[START_REFUSED] = {"bag_id": bag_id, "wristband": wristband, "message": error.message}
+    recorded = services.refused_start(db.session, current_user, bag_id) \
+        if isinstance(error, services.StartRefused) else None
+    session[START_REFUSED] = {"bag_id": bag_id, "seq": recorded[0]} if recorded else \
+        {"bag_id": bag_id, "message": error.message}
     return redirect(url_for("custody.start", bag_id=bag_id), 303)
 
 
@@ -226,7 +240,7 @@ def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
     db.session.rollback()
     check = services.latest_confirmed_check(db.session, bag_id, utcnow() - check_valid_for())
     if check is None:
-        return _start_refused(bag_id, start_form.wristband.data or "", Conflict(
+        return _start_refused(bag_id, Conflict(
             "No confirmed two-person bedside check of this bag is valid now: scan the wristband and the bag, "
             "and have a second person confirm."))
     return _recorded_page(check, start_form=start_form, status=status)
@@ -241,7 +255,12 @@ def start(bag_id: int) -> Any:
         refused = session.get(START_REFUSED)
         if not refused or refused.get("bag_id") != bag_id:
             return redirect(url_for("custody.ward"))
-        return _start_refused_page(bag_id, refused.get("wristband", ""), refused.get("message", ""))
+        if "seq" not in refused:
+            return _start_refused_page(bag_id, "", str(refused.get("message", "")))
+        recorded = services.refused_start(db.session, current_user, bag_id, seq=refused.get("seq"))
+        if recorded is None:  # not this person's refusal: the normal page
+            return redirect(url_for("custody.ward"))
+        return _start_refused_page(bag_id, recorded[1], recorded[2])
     form = StartForm()
     if not form.validate_on_submit():
         return _confirmed_page(bag_id, form, 422)
@@ -254,7 +273,7 @@ def start(bag_id: int) -> Any:
         show_error(form, error)
         return _confirmed_page(bag_id, form, error.status)
     except DomainError as error:
-        return _start_refused(bag_id, wristband, error)
+        return _start_refused(bag_id, error)
     session.pop(START_REFUSED, None)
     flash("Infusion started. Stay with the patient; record any reaction below.", "success")
     return redirect(url_for("custody.infusion", infusion_id=infusion.id))
@@ -368,14 +387,33 @@ def infusion(infusion_id: int) -> Any:
 @bp.route("/infusions/<int:infusion_id>/stop.json")
 @roles_required(*INFUSION_READERS)
 def infusion_stop(infusion_id: int) -> Any:
-    """What the infusion page's script polls while it is open, so that a recall or a hold that arrives during the
-    infusion shows STOP THE INFUSION NOW without a reload (and without losing what is typed)."""
+    """What the infusion page's script polls while it is open, so that a recall, a late failed test or a reopened
+    donor that arrives during the infusion shows STOP THE INFUSION NOW without a reload (and without losing what is
+    typed). A passive endpoint (auth.loading.PASSIVE_ENDPOINTS): polling does not keep the session alive."""
     row = services.get_infusion(db.session, infusion_id)
     bag = db.session.get(Bag, row.bag_id)
     reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())
     response = jsonify(stop_now=bool(reasons), reasons=reasons, ended=row.ended_at is not None)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+#: what the STOP poll answers once the session has ended (the page's script shows it and stops polling)
+SIGNED_OUT_POLL = "Signed out: this page no longer watches for STOP \u2014 sign in again."
+
+
+@bp.after_request
+def _signed_out_poll(response: Any) -> Any:
+    """The STOP poll of a session that has ended answers 401 in JSON, which the page's script reads and says, not
+    the sign-in page's redirect (access.signed_out_redirect) that a script cannot read and would retry forever."""
+    if request.endpoint != "custody.infusion_stop" or response.status_code not in (302, 303) \
+            or current_user.is_authenticated:
+        return response
+    session.pop("_flashes", None)  # the sign-in page's words are for a person who opens a page
+    answer = jsonify(signed_out=True, message=SIGNED_OUT_POLL)
+    answer.status_code = 401
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])

@@ -45,7 +45,10 @@ class BagOutcome:
     def words(self) -> str:
         if self.state == "given":
             if self.infused_ml is None:
-                return f"GIVEN: infusion running (started {self.started_at:%Y-%m-%d %H:%M} UTC)"
+                from mscbatch.custody.checks import local_and_utc  # custody reads patients: on call
+
+                started = local_and_utc(self.started_at) if self.started_at else "?"
+                return f"GIVEN: infusion running (started {started})"
             return f"GIVEN: {plain(self.infused_ml)} mL = {format_cells(self.cells)} cells"
         if self.state == "not_given":
             return f"NOT GIVEN: {self.fate}"

@@ -28,6 +28,7 @@ from mscbatch.core.dosing import (
     stored_endotoxin_limit_words,
 )
 from mscbatch.core.protocols import format_cells_per_kg
+from mscbatch.custody.checks import local_and_utc
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.course import bag_outcomes, stop_words
@@ -143,13 +144,13 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         facts.insert(4, ("Repeat course", f"{repeat['reason']}. Given before it: {repeat['already_infused_words']}; "
                                           "this dose is in addition"))
     signed = signatures_for(session, "prescription", [prescription.id]).get(prescription.id, [])
-    signatures = [f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC: \"{s.meaning}\"" for s in signed]
+    signatures = [f"{s.printed_name}, {local_and_utc(s.signed_at)}: \"{s.meaning}\"" for s in signed]
     warnings = [f"Bag {b.din}: lot conditionally released (a test is pending); the clinician is notified of any "
                 "late out-of-specification result." for b in bags if b.conditional and b.state != "not_given"]
     if prescription.status != "active":
         stop = stop_words(session, prescription)
         what = "course STOPPED" if prescription.status == "stopped" else "prescription CANCELLED"
-        when = f"{stop['at']:%Y-%m-%d %H:%M} UTC" if stop["at"] is not None else "?"
+        when = local_and_utc(stop["at"]) if stop["at"] is not None else "?"
         facts.insert(facts.index(("Status", prescription.status)),
                      ("Stopped" if prescription.status == "stopped" else "Cancelled",
                       f"{when} by {stop['by']}: {stop['reason']}"))

@@ -1,5 +1,5 @@
 """Review 5 of the ward in real Chromium: an open infusion page shows STOP THE INFUSION NOW by itself when the lot is
-recalled or the bag put on hold while it is open (nothing typed is lost); a refused step leaves no bag code that the
+recalled (or its donor) while it is open (nothing typed is lost); a refused step leaves no bag code that the
 next wristband scan pairs with; a double tap on Receive sends one form; reload and Back after a refused start are
 harmless."""
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_cl
                     follow_redirects=True).get_data(as_text=True)
     assert ">STOP<" in page and "OUT OF SPECIFICATION" in page
 
-    with pytest.raises(Conflict, match="LATE OOS: sterility failed"):
+    with pytest.raises(Conflict, match=r"FAILED after its conditional release \(sterility\)"):
         services.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C", shipper="S",
                           temperature_logger_id="TL-1")
     db_session.rollback()

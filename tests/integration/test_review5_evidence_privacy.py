@@ -47,3 +47,46 @@ def test_a_technicians_custody_api_does_not_tell_a_course_stops_patient_reason(a
     assert REDACTED in [event["reason"] for event in technician.get_json()]
     clinician = client.get(path, headers={"Authorization": f"Bearer {api_token_for(app, 'clinician')}"})
     assert STOPPED in [event["reason"] for event in clinician.get_json()]
+
+
+WHY = "grade 3 anaphylaxis ZQ99, patient intubated"
+
+
+@pytest.fixture()
+def short_infusion(db_session):  # type: ignore[no-untyped-def]
+    """An infusion ended well short of its prescription, with the nurse's words for it (recorded in the infusion_ended
+    event's reason and in its details' "why")."""
+    from mscbatch.custody import services
+    from tests.integration.patient_factories import user
+    from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+
+    ward = prescribed_bag(db_session, last=True)  # 12.5 mL prescribed of 25
+    checked_and_confirmed(db_session, ward)
+    nurse = user(db_session, "nurse")
+    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband,
+                                       bag_scan=ward.token, label_key=KEY)
+    services.end_infusion(db_session, nurse, infusion.id, volume_ml="3", reason=WHY)
+    db_session.rollback()
+    return ward.bag_id
+
+
+def test_an_infusion_ends_why_is_masked_in_the_technicians_api_the_audit_viewer_and_the_bundle(  # type: ignore[no-untyped-def]
+        app, short_infusion, client_as):
+    import html
+
+    from tests.conftest import api_token_for
+
+    client = app.test_client()
+    path = f"/api/v1/custody/bags/{short_infusion}/events"
+    technician = client.get(path, headers={"Authorization": f"Bearer {api_token_for(app, 'technician')}"})
+    ended = [event for event in technician.get_json() if event["kind"] == "infusion_ended"][0]
+    assert "ZQ99" not in technician.get_data(as_text=True), ended
+    assert ended["reason"] == REDACTED
+    clinician = client.get(path, headers={"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}).get_json()
+    assert [event["details"]["why"] for event in clinician if event["kind"] == "infusion_ended"] == [WHY]
+    audit = html.unescape(client_as("admin").get("/audit", query_string={"entity_type": "custody_event"})
+                          .get_data(as_text=True))
+    assert "ZQ99" not in audit and REDACTED in audit
+    texts = _bundle(client_as("admin"), short_infusion)
+    assert not [name for name, text in texts.items() if "ZQ99" in text]
+    assert "ZQ99" in _bundle(client_as("qa"), short_infusion)["custody-timeline.json"]

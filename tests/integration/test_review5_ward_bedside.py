@@ -205,5 +205,5 @@ def test_do_not_thaw_says_why_in_a_nurses_words(app, client_as):
         session.commit()
     answer = client_as("nurse").post("/ward/event", data={"bag": ward.token, "action": "thaw"})
     page = answer.get_data(as_text=True)
-    assert answer.status_code == 409 and "its lot is not released yet (its tests are not all approved)" in page
+    assert answer.status_code == 409 and "is NOT RELEASED for use (its tests are not all approved yet)" in page
     assert "its lot is quarantine" not in page

@@ -41,7 +41,7 @@ def test_a_bag_whose_lot_was_recalled_on_the_ward_is_not_thawed(app, users, clie
     answer = nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"})
     page = answer.get_data(as_text=True)
     assert answer.status_code == 409, page
-    assert "DO NOT THAW bag" in page and "its lot is recalled" in page and "Keep it frozen" in page
+    assert "DO NOT THAW bag" in page and "has been RECALLED" in page and "Keep it frozen" in page
     assert _status(app, ward.bag_id) == "received" and _written(app) == before
 
 

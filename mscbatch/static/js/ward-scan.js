@@ -185,8 +185,9 @@ var mscbatchIsBag = (function () {
 }());
 
 /* The infusion page while the infusion runs: asks the server every few seconds (stop.json, signed-in session)
-   whether the bag has since been found unfit (lot recalled, late failed test, donor reopened, bag held) and then
-   shows STOP THE INFUSION NOW full screen, in the server's words, without a reload: nothing typed is lost. */
+   whether the bag has since been found unfit (lot recalled, late failed test, donor reopened) and then shows
+   STOP THE INFUSION NOW full screen, in the server's words, without a reload: nothing typed is lost. Once the
+   session has ended (401) it says so and stops: a page that silently no longer watches would be trusted. */
 (function () {
   "use strict";
   var watch = document.getElementById("stop-watch");
@@ -231,10 +232,23 @@ var mscbatchIsBag = (function () {
     window.scrollTo(0, 0);
   }
 
+  function showSignedOut(message) {
+    var note = element("p", "flash flash-error", message ||
+      "Signed out: this page no longer watches for STOP \u2014 sign in again.");
+    note.id = "stop-watch-signed-out";
+    note.setAttribute("role", "alert");
+    watch.appendChild(note);
+  }
+
   function poll() {
     window.fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (response.status === 401) { return response.json().catch(function () { return {}; })
+          .then(function (body) { return { signed_out: true, message: body && body.message }; }); }
+        return response.ok ? response.json() : null;
+      })
       .then(function (answer) {
+        if (answer && answer.signed_out) { showSignedOut(answer.message); return; }
         if (answer && answer.stop_now) { showStop(answer.reasons || []); return; }
         if (answer && answer.ended) { return; }
         timer = window.setTimeout(poll, seconds * 1000);

@@ -242,8 +242,8 @@ def count_above_harvest(verdicts: Iterable[Verdict], harvest_viable_cells: int |
     """The release count of viable cells set against the manufacturing record: frozen cells do not multiply after
     the harvest, so a result above the harvest's viable cells means the result or the record is wrong (a count typed
     in whole cells and read as millions, another lot's result). No tolerance is assumed: any excess is a
-    discrepancy, resolved by correcting the result or by QA's written justification signed with the release.
-    None when there is no such test, no result or no harvest recorded."""
+    discrepancy, resolved by correcting the result or by QA's written justification signed with the release (the
+    caller says which of these the user can do: release.release.count_discrepancy). None when there is no such test, no result or no harvest recorded."""
     if harvest_viable_cells is None:
         return None
     verdict = next((v for v in verdicts if v.test_id == VIABLE_COUNT_TEST_ID and v.result is not None), None)
@@ -254,5 +254,4 @@ def count_above_harvest(verdicts: Iterable[Verdict], harvest_viable_cells: int |
         return None
     return (f"{verdict.name} {verdict.value_text} is more than the {shown_number('cells', Decimal(harvest_viable_cells))}"
             " x10^6 viable cells of the lot's harvest (manufacturing record): cells do not multiply once harvested, so the "
-            "result or the record is wrong. A technician corrects the result, or you write in the justification why "
-            "the count stands and sign it with the release")
+            "result or the record is wrong")

@@ -198,8 +198,10 @@ class DonorScreening:
         return self.current is not None
 
     def counts(self, index: int) -> bool:
-        """The result's sample falls inside its window from every day its samples are judged at."""
-        return all(day.counts(index) for day in self.days)
+        """The result's sample falls inside its window from every day its samples are judged at. False with no day
+        at all (no planned collection, no lot): a window needs a day to count from, and the checklist says the
+        marker is missing."""
+        return bool(self.days) and all(day.counts(index) for day in self.days)
 
     def outside(self, index: int) -> list[CollectionDay]:
         """The days from which the result's sample falls outside its window (it does not count for them)."""

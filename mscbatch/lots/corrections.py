@@ -25,16 +25,17 @@ from mscbatch.core.culture import (
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import ProcessStep
 from mscbatch.lots.queries import bags_of, product_of
+from mscbatch.lots.reagents import uses_outside_their_window
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.lots.steps import (
     PassageDetails,
-    _cells,
-    _check_against_last_passage,
-    _check_date,
-    _check_days_in_culture,
-    _days,
-    _harvest_checks,
-    _viability,
+    check_against_last_passage,
+    check_days_in_culture,
+    check_step_date,
+    checked_cells,
+    checked_days,
+    checked_viability,
+    harvest_checks,
     steps_of,
 )
 from mscbatch.site import site_config
@@ -56,8 +57,8 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
     must still fit in the corrected harvest."""
     require_technician(actor)
     why = _reason(reason)
-    total = _cells(total_cells, "total_cells", "Total cells")
-    viability = _viability(viability_percent, harvest=True)
+    total = checked_cells(total_cells, "total_cells", "Total cells")
+    viability = checked_viability(viability_percent, harvest=True)
     with use_case(session, actor, f"harvest corrected: {why}"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a correction of the harvest")
@@ -65,7 +66,7 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
             raise Conflict(f"No harvest of lot {lot.lot_number} is recorded yet: record it, there is nothing to "
                            "correct.")
         passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
-        viable = _harvest_checks(session, harvested_at, total, viability, passages)
+        viable = harvest_checks(session, harvested_at, total, viability, passages)
         bags = bags_of(session, lot.id)
         if bags:
             if lot.frozen_at is not None and harvested_at is not None and lot.frozen_at < harvested_at:
@@ -82,7 +83,18 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
             raise ValidationFailed("Nothing changed: give the corrected values.", field="total_cells")
         lot.harvested_at, lot.harvest_total_cells = harvested_at, total
         lot.harvest_viability_percent, lot.harvest_viable_cells = viability, viable
+        _refuse_moved_reagent_uses(session, lot, {None}, "harvested_at")
     return lot
+
+
+def _refuse_moved_reagent_uses(session: Session, lot: Any, step_ids: set[int | None], field: str) -> None:
+    """A corrected date moves the days its reagents can have been used (reagents.link_reagent's rule): a reagent
+    use recorded against it must still fit, else the record would say a reagent was used when it could not be."""
+    outside = uses_outside_their_window(session, lot, step_ids)
+    if outside:
+        raise Conflict("Correction refused: " + "; ".join(outside) + ". Check the corrected date; if it is right, "
+                       "a reagent's date of use is wrong: record a deviation and tell QA. Nothing was changed.",
+                       field=field)
 
 
 def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, details: PassageDetails,
@@ -91,10 +103,10 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
     passage are computed again and checked against the product's limits, as when they were recorded."""
     require_technician(actor)
     why = _reason(reason)
-    seeded = _cells(details.seeded_cells, "seeded_cells", "Cells seeded")
-    harvested = _cells(details.harvested_cells, "harvested_cells", "Cells harvested")
-    viability = _viability(details.viability_percent)
-    days = _days(details.days_in_culture)
+    seeded = checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded")
+    harvested = checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested")
+    viability = checked_viability(details.viability_percent)
+    days = checked_days(details.days_in_culture)
     with use_case(session, actor, f"passage corrected: {why}"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a correction of a passage")
@@ -106,7 +118,7 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
         performed_on = details.performed_on
         if performed_on is None:
             raise ValidationFailed("Give the date.", field="performed_on")
-        _check_date(lot, performed_on, before)
+        check_step_date(lot, performed_on, before)
         if after and performed_on > after[0].performed_on:
             raise ValidationFailed(f"The date is after the next step {after[0].label} ({after[0].performed_on}).",
                                    field="performed_on")
@@ -123,7 +135,7 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
         passages = [s for s in steps if s.kind == "passage"]
         limits = product_of(lot).culture_limits
         for index, later in enumerate(passages):
-            _check_days_in_culture(lot, passages[:index], later.passage_number or 0, later.performed_on,
+            check_days_in_culture(lot, passages[:index], later.passage_number or 0, later.performed_on,
                                    later.days_in_culture)
             counts = [PassageCount(s.passage_number or 0, s.seeded_cells or 1, s.harvested_cells or 1)
                       for s in passages[:index + 1]]
@@ -134,5 +146,6 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
                                field="harvested_cells")
             later.warnings = "; ".join(check.warnings)
         if lot.harvest_total_cells is not None and step is passages[-1]:
-            _check_against_last_passage(session, lot.harvest_total_cells, step)
+            check_against_last_passage(session, lot.harvest_total_cells, step)
+        _refuse_moved_reagent_uses(session, lot, {step.id} | ({after[0].id} if after else set()), "performed_on")
     return step

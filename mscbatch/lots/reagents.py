@@ -102,6 +102,29 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
     return use
 
 
+def uses_outside_their_window(session: Session, lot: Lot, step_ids: set[int | None]) -> list[str]:
+    """The recorded reagent uses of the steps `step_ids` (None: harvest and cryopreservation) whose day no longer
+    lies in the step's window (_use_window, the rule link_reagent applies), in plain words. A correction of a
+    step's or the harvest's date moves these windows: the uses recorded against them are checked again."""
+    session.flush()  # the corrected dates, read by _use_window's query of the previous step
+    steps = {s.id: s for s in session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id))}
+    found = []
+    for use, reagent in session.execute(select(ReagentUse, ReagentLot).join(
+            ReagentLot, ReagentLot.id == ReagentUse.reagent_lot_id).where(ReagentUse.lot_id == lot.id)
+            .order_by(ReagentUse.id)).all():
+        if use.step_id not in step_ids:
+            continue
+        window = _use_window(session, lot, steps.get(use.step_id) if use.step_id else None)
+        if use_day_refusal(use.used_on, window) is None:
+            continue
+        span = (f"on {window.first}" if window.first == window.last
+                else f"between {window.first} ({window.first_words}) and {window.last} ({window.last_words})")
+        found.append(f"{REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, {reagent.supplier} lot "
+                     f"{reagent.lot_number}, is recorded as used for {use.stage} on {use.used_on}; with this "
+                     f"correction {use.stage} would have used its reagents {span}")
+    return found
+
+
 def _active_recall(session: Session, reagent: ReagentLot) -> Recall | None:
     """An active recall of this supplier lot, under any row registered for it."""
     return session.scalars(select(Recall).where(Recall.scope == "reagent_lot", Recall.status == "active",

@@ -43,13 +43,13 @@ def steps_of(session: Session, lot_id: int) -> list[ProcessStep]:
     return sorted(rows, key=lambda s: (s.kind != "isolation", s.passage_number or 0))
 
 
-def _cells(value: Any, field: str, label: str) -> int:
+def checked_cells(value: Any, field: str, label: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_CELLS:
         raise ValidationFailed(f"{label}: a whole number of cells greater than 0.", field=field)
     return value
 
 
-def _viability(value: Any, field: str = "viability_percent", *, harvest: bool = False) -> Decimal:
+def checked_viability(value: Any, field: str = "viability_percent", *, harvest: bool = False) -> Decimal:
     text = str(value).strip()
     if text[:1] in ("+", "-"):
         raise ValidationFailed(f"Viability: {text} %? Give the percentage without a sign (0 to 100).", field=field)
@@ -63,7 +63,7 @@ def _viability(value: Any, field: str = "viability_percent", *, harvest: bool = 
     return viability
 
 
-def _check_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]) -> date:
+def check_step_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]) -> date:
     if performed_on is None:
         raise ValidationFailed("Give the date.", field="performed_on")
     if performed_on > site_today():
@@ -77,7 +77,7 @@ def _check_date(lot: Lot, performed_on: date | None, previous: list[ProcessStep]
     return performed_on
 
 
-def _days(value: Any) -> Decimal | None:
+def checked_days(value: Any) -> Decimal | None:
     if value in (None, ""):
         return None
     try:
@@ -89,7 +89,7 @@ def _days(value: Any) -> Decimal | None:
     return days
 
 
-def _check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, performed_on: date,
+def check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, performed_on: date,
                            days: Decimal | None) -> None:
     """The passages of a lot follow one another: their days in culture, added up from P0, cannot be more than the
     time from the collection to the end of this passage's day (a typed 365 on a passage dated the collection day
@@ -122,7 +122,7 @@ def record_isolation(session: Session, actor: Any, lot_id: int, *, performed_on:
         if previous:
             raise Conflict(f"The isolation of lot {lot.lot_number} is already recorded.")
         step = ProcessStep(lot_id=lot.id, kind="isolation", passage_number=None,
-                           performed_on=_check_date(lot, performed_on, previous), notes=(notes or "").strip(),
+                           performed_on=check_step_date(lot, performed_on, previous), notes=(notes or "").strip(),
                            recorded_by_id=actor.id)
         session.add(step)
     return step
@@ -130,7 +130,7 @@ def record_isolation(session: Session, actor: Any, lot_id: int, *, performed_on:
 
 @dataclass(frozen=True)
 class PassageDetails:
-    passage_number: int
+    passage_number: int | None  # None for a correction (lots.corrections): the corrected passage keeps its number
     performed_on: date | None
     seeded_cells: int
     harvested_cells: int
@@ -143,10 +143,13 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
     """Record passage Pn (the next one: P0 after the isolation, no gaps). Refused beyond the product's
     passage or cumulative PD limit; a warning is kept on the step (ProcessStep.warnings)."""
     require_technician(actor)
-    seeded = _cells(details.seeded_cells, "seeded_cells", "Cells seeded")
-    harvested = _cells(details.harvested_cells, "harvested_cells", "Cells harvested")
-    viability = _viability(details.viability_percent)
-    days = _days(details.days_in_culture)
+    if details.passage_number is None:
+        raise ValidationFailed("Give the passage number (P0 is the first passage after the isolation).",
+                               field="passage_number")
+    seeded = checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded")
+    harvested = checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested")
+    viability = checked_viability(details.viability_percent)
+    days = checked_days(details.days_in_culture)
     with use_case(session, actor, f"passage P{details.passage_number} recorded"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a passage")
@@ -168,8 +171,8 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
         if not check.allowed:
             raise Conflict(f"Passage refused for {lot.product_name}: " + "; ".join(check.refusals) + ".",
                            field="passage_number")
-        performed_on = _check_date(lot, details.performed_on, previous)
-        _check_days_in_culture(lot, passages, expected, performed_on, days)
+        performed_on = check_step_date(lot, details.performed_on, previous)
+        check_days_in_culture(lot, passages, expected, performed_on, days)
         step = ProcessStep(lot_id=lot.id, kind="passage", passage_number=expected,
                            performed_on=performed_on, seeded_cells=seeded,
                            harvested_cells=harvested, viability_percent=viability, days_in_culture=days,
@@ -205,8 +208,8 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
                    viability_percent: Decimal | str) -> Lot:
     """The final harvest: total cells, viability, and viable cells = total x viability (core, rounded down)."""
     require_technician(actor)
-    total = _cells(total_cells, "total_cells", "Total cells")
-    viability = _viability(viability_percent, harvest=True)
+    total = checked_cells(total_cells, "total_cells", "Total cells")
+    viability = checked_viability(viability_percent, harvest=True)
     _check_harvest_time(harvested_at)
     with use_case(session, actor, "harvest recorded"):
         lot = lock_lot(session, lot_id)
@@ -215,7 +218,7 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
             raise Conflict(f"The harvest of lot {lot.lot_number} is already recorded. A typing error is corrected "
                            "with its reason (Correct the harvest, on the lot page).")
         passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
-        viable = _harvest_checks(session, harvested_at, total, viability, passages)
+        viable = harvest_checks(session, harvested_at, total, viability, passages)
         lot.harvested_at = harvested_at
         lot.harvest_total_cells = total
         lot.harvest_viability_percent = viability
@@ -232,7 +235,7 @@ def _check_harvest_time(harvested_at: datetime | None) -> None:
         raise ValidationFailed(f"The harvest cannot be before {FIRST_DAY}.", field="harvested_at")
 
 
-def _harvest_checks(session: Session, harvested_at: datetime | None, total: int, viability: Decimal,
+def harvest_checks(session: Session, harvested_at: datetime | None, total: int, viability: Decimal,
                     passages: list[ProcessStep]) -> int:
     """The harvest against the passages (recorded or corrected alike); returns the viable cells."""
     _check_harvest_time(harvested_at)
@@ -242,7 +245,7 @@ def _harvest_checks(session: Session, harvested_at: datetime | None, total: int,
     if harvested_at.astimezone(site_config().tz).date() < passages[-1].performed_on:
         raise ValidationFailed(f"The harvest is before the last passage P{passages[-1].passage_number}.",
                                field="harvested_at")
-    _check_against_last_passage(session, total, passages[-1])
+    check_against_last_passage(session, total, passages[-1])
     viable = viable_cells(total, viability)
     if not viable:
         raise ValidationFailed("Viability: at this viability not one cell of the total is viable. Check the count "
@@ -250,7 +253,7 @@ def _harvest_checks(session: Session, harvested_at: datetime | None, total: int,
     return viable
 
 
-def _check_against_last_passage(session: Session, total: int, last: ProcessStep) -> None:
+def check_against_last_passage(session: Session, total: int, last: ProcessStep) -> None:
     """A harvest of more cells than the last passage counted is refused; far fewer needs a deviation against that
     passage first (core.culture.check_harvest_count): a typing error would otherwise set the number of doses."""
     label = f"P{last.passage_number}"

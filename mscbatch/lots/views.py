@@ -305,7 +305,7 @@ def correct_passage(lot_id: int, step_id: int) -> Any:
         return _detail(lot_id, 422, passage_fix=(step_id, form))
     try:
         step = corrections.correct_passage(db.session, current_user, lot_id, step_id, steps.PassageDetails(
-            passage_number=-1, performed_on=form.performed_on.data,
+            passage_number=None, performed_on=form.performed_on.data,
             seeded_cells=millions(form.seeded_cells.data, "seeded_cells", "Cells seeded"),
             harvested_cells=millions(form.harvested_cells.data, "harvested_cells", "Cells harvested"),
             viability_percent=form.viability_percent.data,

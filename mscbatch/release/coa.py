@@ -135,6 +135,8 @@ def _signed(review: Any) -> list[tuple[Any, str]]:
         if disposition.justification and disposition.kind != "exceptional_release":
             note += (" — reason: " if disposition.kind == "rejection" else " — justification: ") + \
                 disposition.justification
+        if disposition.count_justification:
+            note += " — viable cell count above the harvest justified: " + disposition.count_justification
         rows += [(s, s.meaning + note) for s in sigs]
     tests = {o.id: _test_name(review, o.test_id) for o in review.oos}
     rows += [(s, f"{s.meaning} (OOS investigation {oos_id}, {tests.get(oos_id, '?')})")

@@ -57,7 +57,11 @@ class SignForm(FlaskForm):
 
 class ReleaseForm(SignForm):
     conditional_tests = SelectMultipleField("Conditional release: tests still pending", choices=[])
-    justification = TextAreaField("Justification (conditional release) or reason (rejection)")
+    justification = TextAreaField("Justification (conditional release: why the pending tests may wait) or reason "
+                                  "(rejection)")
+    # its own field: a conditional release's justification is about the pending tests, never about the count
+    count_justification = TextAreaField("Justification of the viable cell count above the harvest (why the count "
+                                        "stands)")
 
 
 class OosForm(SignForm):

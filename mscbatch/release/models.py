@@ -142,6 +142,14 @@ class LotDisposition(Audited, Lockable, Base):
     def meaning(self) -> str:
         return DISPOSITION_KINDS[self.kind]
 
+    @property
+    def count_justification(self) -> str:
+        """QA's justification of a viable cell count above the harvest, signed with this disposition: kept on the
+        count's row of the signed verdict snapshot (release.release._snapshot), apart from `justification`, which
+        is about the pending tests of a conditional release and never waives the count."""
+        return next((row.get("count_justification", "") for row in json.loads(self.verdicts_json or "[]")
+                     if row.get("count_justification")), "")
+
     def signed_content(self) -> dict[str, Any]:
         return {"lot_id": self.lot_id, "kind": self.kind, "spec": [self.spec_id, self.spec_version, self.spec_sha256],
                 "verdicts": self.verdicts_json, "lot": self.lot_content_json, "justification": self.justification,

@@ -57,17 +57,18 @@ JUSTIFICATION_MIN_CHARS = 10
 
 
 def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[str] = (),
-             verdict: LotVerdict | None = None, justification: str = "") -> list[str]:
+             verdict: LotVerdict | None = None, count_justification: str = "") -> list[str]:
     """Every reason `user` may not release the lot now (core.verdicts.can_release), in plain words. A viable cell
-    count above the harvest's (count_discrepancy) is one, unless `justification` (signed with this release) or a
-    release signature already justified this very count."""
+    count above the harvest's (count_discrepancy) is one, unless `count_justification` (its own justification,
+    signed with this release) or a release signature already justified this very count. The justification of a
+    conditional release is about the pending tests: it never waives the count."""
     verdict = verdict or lot_verdict(session, lot)
     entered, recorded = involvement(session, lot, user.id) if user is not None else (False, False)
     reasons = can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
                           open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
                           releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
     discrepancy = count_discrepancy(session, lot, verdict)
-    if discrepancy and len((justification or "").strip()) >= JUSTIFICATION_MIN_CHARS:
+    if discrepancy and len((count_justification or "").strip()) >= JUSTIFICATION_MIN_CHARS:
         discrepancy = None
     return (reasons + ([discrepancy] if discrepancy else [])
             + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
@@ -83,11 +84,25 @@ def count_discrepancy(session: Session, lot: Lot, verdict: LotVerdict) -> str | 
     count = next(v.value_text for v in verdict.verdicts if v.test_id == VIABLE_COUNT_TEST_ID)
     for disposition in dispositions_of(session, lot.id):
         if (disposition.kind in RELEASED_KINDS and disposition.signed_at is not None
-                and disposition.justification.strip() and any(
-                    row["test_id"] == VIABLE_COUNT_TEST_ID and row["value"] == count
-                    for row in json.loads(disposition.verdicts_json))):
+                and any(row["test_id"] == VIABLE_COUNT_TEST_ID and row["value"] == count
+                        and len(row.get("count_justification", "").strip()) >= JUSTIFICATION_MIN_CHARS
+                        for row in json.loads(disposition.verdicts_json))):
             return None
-    return found
+    return found + COUNT_REMEDY
+
+
+#: what QA can do about a count above the harvest when signing a release (its own justification field)
+COUNT_REMEDY = (". A technician corrects the result, or you write why the count stands under \"Justification of the "
+                "viable cell count above the harvest\" and sign it with the release")
+#: an exceptional release is a countersignature with no justification of QA's own: the result is corrected first
+COUNT_REMEDY_EXCEPTIONAL = (". A technician corrects the result; the clinician then asks again on the corrected "
+                            "results, and you countersign that request")
+
+
+def _count_justified(lot: Lot, verdict: LotVerdict, count_justification: str) -> str:
+    """The count justification to sign: only when the count is above the harvest (a justification typed for a
+    count that needs none is not printed on the certificate as if it did)."""
+    return count_justification if count_above_harvest(verdict.verdicts, lot.harvest_viable_cells) else ""
 
 
 def awaiting_assessment(session: Session, lot: Lot) -> list[str]:
@@ -111,14 +126,21 @@ def _shortened(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
-def _snapshot(verdict: LotVerdict) -> str:
-    return json.dumps([{"test_id": v.test_id, "status": str(v.status), "value": v.value_text, "reason": v.reason}
-                       for v in verdict.verdicts], sort_keys=True)
+def _snapshot(verdict: LotVerdict, count_justification: str = "") -> str:
+    """The verdicts signed; the count's own justification, when QA gave one, on the count's row (no column of its
+    own: LotDisposition.count_justification reads it back)."""
+    rows = [{"test_id": v.test_id, "status": str(v.status), "value": v.value_text, "reason": v.reason}
+            for v in verdict.verdicts]
+    for row in rows:
+        if count_justification and row["test_id"] == VIABLE_COUNT_TEST_ID:
+            row["count_justification"] = count_justification
+    return json.dumps(rows, sort_keys=True)
 
 
-def _disposition(lot: Lot, verdict: LotVerdict, kind: str, signer: Any, **extra: Any) -> LotDisposition:
+def _disposition(lot: Lot, verdict: LotVerdict, kind: str, signer: Any, count_justification: str = "",
+                 **extra: Any) -> LotDisposition:
     return LotDisposition(lot_id=lot.id, kind=kind, spec_id=verdict.spec_id, spec_version=verdict.spec_version,
-                          spec_sha256=verdict.spec_sha256, verdicts_json=_snapshot(verdict),
+                          spec_sha256=verdict.spec_sha256, verdicts_json=_snapshot(verdict, count_justification),
                           lot_content_json=json.dumps(lot.signed_content(), sort_keys=True, default=str),
                           decided_by_id=None if signer is None else signer.id, **extra)
 
@@ -145,17 +167,19 @@ def _require_qa(signer: Any) -> None:
 
 
 def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, conditional_tests: Iterable[str] = (),
-                justification: str = "") -> LotDisposition:
+                justification: str = "", count_justification: str = "") -> LotDisposition:
     """QA signs "Released for clinical use" (or a conditional release naming the still-pending slow tests,
     EU GMP Part IV 11, with a written justification). Refused with every reason unless all blocking tests
     pass (or are named and allowed to be pending), the donor is approved, no OOS is open, and the signer
-    neither entered results nor recorded the manufacture of the lot."""
+    neither entered results nor recorded the manufacture of the lot. A viable cell count above the harvest needs
+    `count_justification`, its own (refusals)."""
     _require_qa(signer)
     pending = sorted(set(conditional_tests))
     justification = (justification or "").strip()
-    if pending and len(justification) < 10:
-        raise ValidationFailed("Conditional release: write the justification (at least 10 characters).",
-                               field="justification")
+    count_justification = (count_justification or "").strip()
+    if pending and len(justification) < JUSTIFICATION_MIN_CHARS:
+        raise ValidationFailed(f"Conditional release: write the justification (at least {JUSTIFICATION_MIN_CHARS} "
+                               "characters).", field="justification")
     kind = "conditional_release" if pending else "release"
     with use_case(session, signer, DISPOSITION_KINDS[kind]):
         lot = lock_lot(session, lot_id)
@@ -167,31 +191,33 @@ def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, co
             if test_id in by_id and by_id[test_id].status is not VerdictStatus.PENDING:
                 raise ValidationFailed(f"{by_id[test_id].name} already has a result: it cannot be named as pending.",
                                        field="conditional_tests")
-        reasons = refusals(session, lot, signer, pending, verdict, justification)
+        reasons = refusals(session, lot, signer, pending, verdict, count_justification)
         if reasons:  # not the password's fault: said above the form, not under the password field
             raise Conflict("Release refused: " + "; ".join(reasons) + ". Nothing was signed.")
-        disposition = _disposition(lot, verdict, kind, signer, justification=justification,
-                                   pending_tests=",".join(pending))
+        disposition = _disposition(lot, verdict, kind, signer, _count_justified(lot, verdict, count_justification),
+                                   justification=justification, pending_tests=",".join(pending))
         _sign_and_move(session, signer, password, lot, disposition,
                        "conditional_release" if pending else "released")
     return disposition
 
 
 def complete_conditional_release(session: Session, signer: Any, lot_id: int, password: str,
-                                  justification: str = "") -> LotDisposition:
+                                  count_justification: str = "") -> LotDisposition:
     """The final result is in and passes: QA's second signature turns the conditional release into a release.
-    `justification`: only needed for a viable cell count above the harvest not justified at conditional release."""
-    justification = (justification or "").strip()
+    `count_justification`: only needed for a viable cell count above the harvest not justified at conditional
+    release (the conditional release's justification, about the pending tests, does not justify it)."""
+    count_justification = (count_justification or "").strip()
     _require_qa(signer)
     with use_case(session, signer, DISPOSITION_KINDS["completion"]):
         lot = lock_lot(session, lot_id)
         if lot.status != "conditional_release":
             raise _already(session, lot, "completed")
         verdict = lot_verdict(session, lot)
-        reasons = refusals(session, lot, signer, (), verdict, justification)
+        reasons = refusals(session, lot, signer, (), verdict, count_justification)
         if reasons:
             raise Conflict("Completion refused: " + "; ".join(reasons) + ". Nothing was signed.")
-        disposition = _disposition(lot, verdict, "completion", signer, justification=justification)
+        disposition = _disposition(lot, verdict, "completion", signer,
+                                   _count_justified(lot, verdict, count_justification))
         _sign_and_move(session, signer, password, lot, disposition, "released")
     return disposition
 
@@ -280,7 +306,7 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
             raise Conflict("Exceptional release refused: the results changed since the clinician's request ("
                            + "; ".join(changed) + "). The clinician must ask again on the current results. "
                            "Nothing was signed.")
-        reasons = [r for r in refusals(session, lot, signer, (), verdict)
+        reasons = [r.replace(COUNT_REMEDY, COUNT_REMEDY_EXCEPTIONAL) for r in refusals(session, lot, signer, (), verdict)
                    if not (r.startswith("an OOS") or "OOS investigations" in r or r in _fail_reasons(verdict))]
         if reasons:
             raise Conflict("Exceptional release refused: " + "; ".join(reasons) + ". Nothing was signed.")

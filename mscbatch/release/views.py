@@ -159,7 +159,7 @@ def release_lot(lot_id: int) -> Any:
         return _signed(lot_id, form, "release_form", run, "Lot rejected (signed).")
     if action == "complete":
         run = lambda: release.complete_conditional_release(db.session, current_user, lot_id, password,  # noqa: E731
-                                                           form.justification.data or "")
+                                                           form.count_justification.data or "")
         return _signed(lot_id, form, "release_form", run, "Conditional release completed (signed).")
     if action == "exceptional":  # QA countersigns the request the page showed, named by its id, never another
         request_id = posted_id(request.form.get("release-request_id"))
@@ -175,7 +175,8 @@ def release_lot(lot_id: int) -> Any:
             "only."))
     tests = request.form.getlist("release-conditional_tests") if action == "conditional" else []
     run = lambda: release.release_lot(db.session, current_user, lot_id, password, conditional_tests=tests,  # noqa: E731
-                                      justification=form.justification.data or "")
+                                      justification=form.justification.data or "",
+                                      count_justification=form.count_justification.data or "")
     return _signed(lot_id, form, "release_form", run,
                    "Lot conditionally released (signed)." if tests else "Lot released for clinical use (signed).")
 

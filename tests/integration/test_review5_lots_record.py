@@ -126,11 +126,27 @@ def test_a_harvest_typo_is_corrected_with_its_reason_while_in_process(app, users
     assert "Passage P1 corrected by Technician" in tech.get(f"/lots/{lot_id}").get_data(as_text=True)
 
 
+def _step_row(session: Any, step_id: int) -> tuple[Any, ...]:
+    step = session.get(ProcessStep, step_id)
+    session.refresh(step)
+    row = (step.performed_on, step.seeded_cells, step.harvested_cells, step.viability_percent, step.days_in_culture,
+           step.population_doublings, step.cumulative_pd)
+    session.rollback()
+    return row
+
+
+def _harvest_row(session: Any, lot_id: int) -> tuple[Any, ...]:
+    lot = _lot(session, lot_id)
+    row = (lot.harvested_at, lot.harvest_total_cells, lot.harvest_viability_percent, lot.harvest_viable_cells)
+    session.rollback()
+    return row
+
+
 def test_no_correction_once_the_lot_left_in_process_and_the_page_says_who(app, users, db_session, client_as):  # noqa: F811
     lot_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), count=2, with_reagents=True)
     services.transition_lot(db_session, user(db_session, "technician"), lot_id, "quarantine", "ready for QC")
     p0 = db_session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot_id, ProcessStep.passage_number == 0))
-    db_session.rollback()
+    step_before, lot_before = _step_row(db_session, p0), _harvest_row(db_session, lot_id)
     tech = client_as("technician")
     refused = tech.post(f"/lots/{lot_id}/harvest/correction", data=_harvest("95", prefix="harvestfix",
                                                                             reason="typo"))
@@ -139,6 +155,7 @@ def test_no_correction_once_the_lot_left_in_process_and_the_page_says_who(app, u
         f"fix{p0}-performed_on": TODAY.isoformat(), f"fix{p0}-seeded_cells": "2", f"fix{p0}-harvested_cells": "17",
         f"fix{p0}-viability_percent": "95", f"fix{p0}-reason": "typo"})
     assert passage.status_code == 409
+    assert _step_row(db_session, p0) == step_before and _harvest_row(db_session, lot_id) == lot_before
 
     page = tech.get(f"/lots/{lot_id}").get_data(as_text=True)
     assert "by Technician" in page.split('id="state-since"')[1].split("</p>")[0]

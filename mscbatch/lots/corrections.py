@@ -33,7 +33,7 @@ from mscbatch.lots.steps import (
     check_days_in_culture,
     check_step_date,
     checked_cells,
-    checked_days,
+    checked_passage,
     checked_viability,
     harvest_checks,
     steps_of,
@@ -103,10 +103,7 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
     passage are computed again and checked against the product's limits, as when they were recorded."""
     require_technician(actor)
     why = _reason(reason)
-    seeded = checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded")
-    harvested = checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested")
-    viability = checked_viability(details.viability_percent)
-    days = checked_days(details.days_in_culture)
+    seeded, harvested, viability, days = checked_passage(details)
     with use_case(session, actor, f"passage corrected: {why}"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a correction of a passage")

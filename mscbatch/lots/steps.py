@@ -89,6 +89,14 @@ def checked_days(value: Any) -> Decimal | None:
     return days
 
 
+def checked_passage(details: PassageDetails) -> tuple[int, int, Decimal, Decimal | None]:
+    """A passage's counts, viability and days in culture as typed, each checked: recording and correcting a passage
+    read them alike."""
+    return (checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded"),
+            checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested"),
+            checked_viability(details.viability_percent), checked_days(details.days_in_culture))
+
+
 def check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, performed_on: date,
                            days: Decimal | None) -> None:
     """The passages of a lot follow one another: their days in culture, added up from P0, cannot be more than the
@@ -146,10 +154,7 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
     if details.passage_number is None:
         raise ValidationFailed("Give the passage number (P0 is the first passage after the isolation).",
                                field="passage_number")
-    seeded = checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded")
-    harvested = checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested")
-    viability = checked_viability(details.viability_percent)
-    days = checked_days(details.days_in_culture)
+    seeded, harvested, viability, days = checked_passage(details)
     with use_case(session, actor, f"passage P{details.passage_number} recorded"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a passage")

@@ -17,7 +17,6 @@ from mscbatch.database import utcnow
 from tests.browser.conftest import sign_in
 from tests.conftest import PASSWORD
 from tests.integration.test_custody_support import check, prescribed_bag
-from tests.integration.test_review5_authpriv_privacy import _bags_in_a_box  # noqa: F401  (autouse)
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from mscbatch.auth.models import AuthSession
 from mscbatch.database import utcnow
 from tests.browser.conftest import sign_in
-from tests.browser.test_review5_ward_browser import _bags_in_a_box, _running, _session  # noqa: F401 (fixture)
+from tests.browser.test_review5_ward_browser import _running, _session  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,6 @@ import pytest
 
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_custody_support import check, prescribed_bag
-from tests.integration.test_review5_authpriv_privacy import _bags_in_a_box  # noqa: F401  (autouse)
 
 pytestmark = pytest.mark.usefixtures("users")
 

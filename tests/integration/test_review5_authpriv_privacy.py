@@ -9,7 +9,6 @@ import html
 import pytest
 from sqlalchemy import select
 
-from mscbatch.audit.context import use_case
 from mscbatch.custody import services
 from mscbatch.custody.services import StartRefused
 from mscbatch.patients.models import Patient, Prescription
@@ -22,28 +21,6 @@ from tests.integration.test_custody_support import KEY, check, prescribed_bag
 pytestmark = pytest.mark.usefixtures("users")
 
 
-@pytest.fixture(autouse=True)
-def _bags_in_a_box(monkeypatch):  # type: ignore[no-untyped-def]
-    """Only a bag placed in a box position is in stock (lots.queries.available_bags): the factory's bags that have
-    none are put in one, as the unit stores them (also imported by the other test_review5_authpriv_* files)."""
-    import tests.integration.test_custody_support as support
-    from tests.integration.lot_factories import box
-
-    made = support.lot_with_bags
-    shelf: dict[str, int] = {}
-
-    def placed(session, actor, *args, **kwargs):  # type: ignore[no-untyped-def]
-        bags = made(session, actor, *args, **kwargs)
-        if "box" not in shelf:
-            shelf["box"], shelf["next"] = box(session, rows=9, columns=9), 1
-        with use_case(session, actor, "placed in the test's box"):
-            for bag in bags:
-                if bag.box_id is None:
-                    bag.box_id, bag.position = shelf["box"], shelf["next"]
-                    shelf["next"] += 1
-        return bags
-
-    monkeypatch.setattr(support, "lot_with_bags", placed)
 REDACTED = "[redacted]"
 STOPPED = "Course stopped after first bag: grade 2 infusion reaction ZQ17"
 WITHDRAWN = "Consent withdrawn by the patient ZQ18"

@@ -15,7 +15,6 @@ from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.database import utcnow
 from tests.conftest import PASSWORD, login
 from tests.integration.test_custody_support import check, prescribed_bag
-from tests.integration.test_review5_authpriv_privacy import _bags_in_a_box  # noqa: F401  (autouse)
 
 pytestmark = pytest.mark.usefixtures("users")
 

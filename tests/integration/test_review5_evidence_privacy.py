@@ -11,7 +11,6 @@ import pytest
 from tests.integration.test_review5_authpriv_privacy import (  # noqa: F401 (fixtures)
     REDACTED,
     STOPPED,
-    _bags_in_a_box,
     cases,
 )
 

@@ -11,7 +11,6 @@ from sqlalchemy import update
 from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.database import utcnow
 from tests.integration.test_custody_support import check, checked_and_confirmed, prescribed_bag
-from tests.integration.test_review5_authpriv_privacy import _bags_in_a_box  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("users")
 SIGN = "Sign: we both checked the bag against the wristband"

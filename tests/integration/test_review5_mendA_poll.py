@@ -13,7 +13,6 @@ from mscbatch.custody import services
 from mscbatch.database import utcnow
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
-from tests.integration.test_review5_authpriv_privacy import _bags_in_a_box  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("users")
 

@@ -11,7 +11,6 @@ import pytest
 
 from tests.integration.patient_factories import patient, user
 from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
-from tests.integration.test_review5_authpriv_privacy import _bags_in_a_box  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("users")
 

@@ -13,7 +13,7 @@ from mscbatch.custody.models import Infusion
 from mscbatch.patients.models import Prescription
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
-from tests.integration.test_review5_patients_course import _bags_in_a_box, _pdf_text, _text  # noqa: F401
+from tests.integration.test_review5_patients_course import _pdf_text, _text  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("users")
 LOCAL_THEN_UTC = re.compile(r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d \(\d\d:\d\d UTC\)")

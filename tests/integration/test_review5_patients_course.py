@@ -9,11 +9,9 @@ import re
 from datetime import timedelta
 from html import unescape
 
-import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from mscbatch.audit.context import use_case
 from mscbatch.auth.models import User
 from mscbatch.custody import services
 from mscbatch.lots.models import Bag
@@ -24,29 +22,6 @@ from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag, token_of
 from tests.integration.test_review4_patients_support import dry_run_body
-
-
-@pytest.fixture(autouse=True)
-def _bags_in_a_box(monkeypatch):  # type: ignore[no-untyped-def]
-    """Only a bag placed in a box position is in stock (lots.queries.available_bags): the factory's bags are put in
-    one, as the unit stores them."""
-    import tests.integration.test_custody_support as support
-    import tests.integration.test_review2_dose_prescription as review2
-    from tests.integration.lot_factories import box
-
-    made = support.lot_with_bags
-
-    def placed(session, actor, *args, **kwargs):  # type: ignore[no-untyped-def]
-        bags = made(session, actor, *args, **kwargs)
-        box_id = box(session, rows=5, columns=5)
-        with use_case(session, actor, "placed in the test's box"):
-            for position, bag in enumerate(bags, start=1):
-                if bag.box_id is None:
-                    bag.box_id, bag.position = box_id, position
-        return bags
-
-    monkeypatch.setattr(support, "lot_with_bags", placed)
-    monkeypatch.setattr(review2, "lot_with_bags", placed)
 
 
 def _text(html: str) -> str:

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from mscbatch.custody import services as custody
 from tests.browser.conftest import ARTIFACTS, sign_in
+from tests.browser.test_ward_browser import _scan
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
@@ -32,12 +33,6 @@ def _running(live_server: Any) -> tuple[Any, int]:
         return ward, infusion.id
     finally:
         session.close()
-
-
-def _scan(page: Any, text: str) -> None:
-    page.locator("#scan").focus()
-    page.keyboard.type(text, delay=2)
-    page.keyboard.press("Enter")
 
 
 @pytest.mark.parametrize("scope", ["lot", "donor"])

@@ -21,7 +21,7 @@ from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
-from mscbatch.custody import services
+from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.checks import BedsideResult, stop_running
 from mscbatch.custody.models import PATIENT_DETAILS
 from mscbatch.custody.views import INFUSION_READERS, check_valid_for, label_key
@@ -136,7 +136,7 @@ class EndInSchema(Schema):
 class ReactionInSchema(Schema):
     ctcae_term = fields.String(required=True, validate=validate.Length(min=1, max=120))
     grade = WholeNumber(required=True, validate=validate.Range(1, 5))
-    description = fields.String(load_default="", validate=validate.Length(max=services.DESCRIPTION_MAX))
+    description = fields.String(load_default="", validate=validate.Length(max=infusions.DESCRIPTION_MAX))
     onset_at = fields.AwareDateTime(load_default=None, metadata={
         "description": "when the reaction began (with its time zone); default: now. Not in the future, not before "
                        "the infusion started (422 naming onset_at)"})
@@ -198,8 +198,8 @@ def _result(result: BedsideResult) -> dict[str, Any]:
 def scan_verify(data: dict[str, Any]) -> Any:
     """The bedside check in one request; the answer lists every failed check in plain words. An empty wristband
     or bag is refused (422 naming each empty field) and records nothing."""
-    return _result(services.bedside_check(db.session, current_user, wristband=data["wristband"],
-                                          bag_scan=data["bag"], label_key=label_key()))
+    return _result(bedside.bedside_check(db.session, current_user, wristband=data["wristband"],
+                                         bag_scan=data["bag"], label_key=label_key()))
 
 
 @bp.route("/checks/<int:check_id>/confirm", methods=["POST"])
@@ -211,9 +211,9 @@ def confirm(data: dict[str, Any], check_id: int) -> Any:
     """A second nurse or clinician confirms a MATCHES check with their own credentials (never the same person), and
     both people sign it: the token's holder re-enters their password (`checker_password`)."""
     try:
-        return services.confirm_second_person(db.session, current_user, check_id, username=data["username"],
-                                              password=data["password"], checker_password=data["checker_password"],
-                                              label_key=label_key(), valid_for=check_valid_for())
+        return bedside.confirm_second_person(db.session, current_user, check_id, username=data["username"],
+                                             password=data["password"], checker_password=data["checker_password"],
+                                             label_key=label_key(), valid_for=check_valid_for())
     except DomainError as error:
         raise _in_api_names(error) from None
 
@@ -246,15 +246,15 @@ def add_event(data: dict[str, Any]) -> Any:
     where = dict(location=data["location"], scan=data.get("bag") or "")
     kind = data["kind"]
     if kind == "received":
-        return services.receive(db.session, current_user, bag.id, **where)
+        return handover.receive(db.session, current_user, bag.id, **where)
     if kind == "thawed":
-        return services.thaw(db.session, current_user, bag.id, **where)
+        return handover.thaw(db.session, current_user, bag.id, **where)
     if kind == "dispatched":
-        return services.dispatch(db.session, current_user, bag.id, courier=data["courier"], shipper=data["shipper"],
+        return handover.dispatch(db.session, current_user, bag.id, courier=data["courier"], shipper=data["shipper"],
                                  temperature_logger_id=data["temperature_logger_id"], **where)
     if kind == "returned":
-        return services.return_bag(db.session, current_user, bag.id, reason=data["reason"], **where)
-    return services.discard(db.session, current_user, bag.id, reason=data["reason"], **where)
+        return handover.return_bag(db.session, current_user, bag.id, reason=data["reason"], **where)
+    return handover.discard(db.session, current_user, bag.id, reason=data["reason"], **where)
 
 
 @bp.route("/bags/<int:bag_id>/events")
@@ -294,8 +294,8 @@ def start_infusion(data: dict[str, Any]) -> Any:
     bag scanned is not bag_id (WRONG BAG), without a confirmed two-person check of the bag scanned in the last N
     minutes, after a later STOP of the bag, for another patient's wristband (WRONG PATIENT) or when the check run
     again says STOP; 422 without the wristband or the bag scan, or for a bag label that cannot be read."""
-    return services.start_infusion(db.session, current_user, data["bag_id"], wristband=data["wristband"],
-                                   bag_scan=data["bag"], label_key=label_key(), valid_for=check_valid_for())
+    return infusions.start_infusion(db.session, current_user, data["bag_id"], wristband=data["wristband"],
+                                    bag_scan=data["bag"], label_key=label_key(), valid_for=check_valid_for())
 
 
 @bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])
@@ -304,8 +304,8 @@ def start_infusion(data: dict[str, Any]) -> Any:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("nurse", "clinician")
 def end_infusion(data: dict[str, Any], infusion_id: int) -> Any:
-    return services.end_infusion(db.session, current_user, infusion_id, volume_ml=data["volume_ml"],
-                                 reason=data["reason"])
+    return infusions.end_infusion(db.session, current_user, infusion_id, volume_ml=data["volume_ml"],
+                                  reason=data["reason"])
 
 
 @bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
@@ -314,7 +314,7 @@ def end_infusion(data: dict[str, Any], infusion_id: int) -> Any:
 @problems(bp, 401, 403, 404, 422)
 @roles_required("nurse", "clinician")
 def add_reaction(data: dict[str, Any], infusion_id: int) -> Any:
-    return services.record_reaction(db.session, current_user, infusion_id, services.ReactionDetails(
+    return infusions.record_reaction(db.session, current_user, infusion_id, infusions.ReactionDetails(
         data["ctcae_term"], data["grade"], data["description"], onset_at=data["onset_at"]))
 
 
@@ -326,7 +326,7 @@ def get_infusion(infusion_id: int) -> Any:
     """The infusion as its web page shows it. While it runs, `stop.stop_now` is true when its bag has since been
     found unfit (the lot recalled, a late release test failed, the donor reopened): the scanner app must then say
     STOP THE INFUSION NOW with `stop.reasons`. Poll it during the infusion."""
-    infusion = services.get_infusion(db.session, infusion_id)
+    infusion = infusions.get_infusion(db.session, infusion_id)
     bag = db.session.get(Bag, infusion.bag_id)
     lot = db.session.get(Lot, bag.lot_id) if bag else None
     patient = db.session.get(Patient, infusion.patient_id)

@@ -66,7 +66,7 @@ def _rows(session: Session, infusions: list[Infusion]) -> list[InfusionRow]:
     return rows
 
 
-#: the infusion_ended detail that flags a course below its prescription's band (custody.services.end_infusion)
+#: the infusion_ended detail that flags a course below its prescription's band (custody.infusions.end_infusion)
 COURSE_BELOW_BAND = "course_below_band"
 
 

@@ -41,7 +41,7 @@ ABOUT_PATIENTS: dict[str, dict[str, frozenset[str] | None]] = {
     "release_oos": {"patients_to_notify": None},
 }
 #: keys of other records' event values that are a patient's identity: the wristband scanned at a refused infusion
-#: start (custody/services.py _audit_refused_start, recorded on the bag)
+#: start (custody/infusions.py _audit_refused_start, recorded on the bag)
 PATIENT_IDENTITY_ELSEWHERE: dict[str, frozenset[str]] = {"bag": frozenset({"wristband"})}
 #: explicit events whose reason is the words a nurse saw about patients (codes of the checked and scanned patient)
 PATIENT_REASON_ACTIONS = frozenset({"infusion_start_refused"})

@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
+from mscbatch.custody.bedside import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON
+from mscbatch.custody.infusions import START_REFUSALS
 from mscbatch.custody.models import TwoPersonCheck
-from mscbatch.custody.services import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON, START_REFUSALS
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from tests.browser.conftest import ARTIFACTS, sign_in
 from tests.browser.test_ward_browser import _scan
 from tests.conftest import PASSWORD
@@ -28,8 +28,8 @@ def _running(live_server: Any) -> tuple[Any, int]:
     try:
         ward = prescribed_bag(session)
         checked_and_confirmed(session, ward)
-        infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                          bag_scan=ward.token, label_key=KEY)
+        infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                            bag_scan=ward.token, label_key=KEY)
         return ward, infusion.id
     finally:
         session.close()

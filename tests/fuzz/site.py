@@ -240,7 +240,7 @@ def _walk_through(session: Any, key: str) -> Ward:
     """The demo prescription's first bag infused (an infusion to end and react to), the second thawed and
     ready at the bedside, the third still at the unit (a genuine label of another bag)."""
     from mscbatch.auth.models import User
-    from mscbatch.custody import services
+    from mscbatch.custody import bedside, handover, infusions
     from mscbatch.lots.models import Bag
     from mscbatch.patients.models import Patient
 
@@ -253,15 +253,15 @@ def _walk_through(session: Any, key: str) -> Ward:
     wristband = session.scalar(select(Patient.wristband_id).where(Patient.code == "SLE-UC-001"))
     tokens = [make_token(b.din + b.check_character, key) for b in bags]
     for bag, token in zip(bags[:2], tokens, strict=False):
-        services.dispatch(session, tech, bag.id, courier="Courier", shipper="DS-1", temperature_logger_id="TL-1")
-        services.receive(session, nurse, bag.id, location="Ward 3", scan=token)
-        services.thaw(session, nurse, bag.id, location="Ward 3", scan=token)
-    check = services.bedside_check(session, nurse, wristband=wristband, bag_scan=tokens[0], label_key=key)
+        handover.dispatch(session, tech, bag.id, courier="Courier", shipper="DS-1", temperature_logger_id="TL-1")
+        handover.receive(session, nurse, bag.id, location="Ward 3", scan=token)
+        handover.thaw(session, nurse, bag.id, location="Ward 3", scan=token)
+    check = bedside.bedside_check(session, nurse, wristband=wristband, bag_scan=tokens[0], label_key=key)
     assert check.matches, check.failures
-    services.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=DEMO_PASSWORD,
-                                   checker_password=DEMO_PASSWORD, label_key=key)
-    infusion = services.start_infusion(session, nurse, bags[0].id, wristband=wristband, bag_scan=tokens[0],
-                                       label_key=key)
+    bedside.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=DEMO_PASSWORD,
+                                  checker_password=DEMO_PASSWORD, label_key=key)
+    infusion = infusions.start_infusion(session, nurse, bags[0].id, wristband=wristband, bag_scan=tokens[0],
+                                        label_key=key)
     ready = bags[1]
     return Ward(wristband=wristband, ready_token=tokens[1], ready_din=ready.din + ready.check_character,
                 other_token=tokens[2], infusion_id=infusion.id, check_id=check.check_id)

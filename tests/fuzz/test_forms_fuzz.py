@@ -30,7 +30,7 @@ FOUND: dict[str, list[tuple[str, str, Any]]] = {
     "lots.store": [("/lots/1/store", "form", {"store-bag_id": "\r\n"})],
     "storage.create": [("/storage/new", "form", {"parent_id": "nan"})],
     "patients.enrol": [("/patients/1/enrol", "form", {"check_id": "01/02/2026", "password": "x"})],
-    # Decimal.quantize() of a 5000-digit volume (custody/services.py _volume)
+    # Decimal.quantize() of a 5000-digit volume (custody/infusions.py _volume)
     "custody.end": [("/ward/infusions/1/end", "form", {"volume_ml": "9" * 5000})],
 }
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody import services
+from mscbatch.custody import bedside, infusions
 from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
@@ -131,8 +131,8 @@ def test_a_bag_not_on_the_ward_yet_is_a_stop(app, users, db_session):
 def test_an_already_infused_bag_is_a_stop(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                            label_key=KEY)
+    infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                             label_key=KEY)
     result = check(db_session, ward)
     assert "already_infused" in _codes(result)
     assert "ALREADY BEEN INFUSED" in _messages(result)
@@ -142,8 +142,8 @@ def test_the_same_person_cannot_be_the_second_checker(app, users, db_session):
     ward = prescribed_bag(db_session)
     result = check(db_session, ward)
     with pytest.raises(Conflict, match="same person cannot check twice"):
-        services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse",
-                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+        bedside.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse",
+                                      password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     assert db_session.get(TwoPersonCheck, result.check_id).second_checker_id is None
     assert db_session.scalar(select(func.count()).where(AuditEvent.action == "second_person_refused")) == 1
 
@@ -153,21 +153,21 @@ def test_the_second_person_needs_the_right_password_and_role(app, users, db_sess
     result = check(db_session, ward)
     nurse = user(db_session, "nurse")
     with pytest.raises(AuthenticationFailed):
-        services.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password="wrong",
-                                       checker_password=PASSWORD, label_key=KEY)
+        bedside.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password="wrong",
+                                      checker_password=PASSWORD, label_key=KEY)
     assert user(db_session, "nurse2").failed_logins == 1
     for password in (PASSWORD, "wrong"):  # the role first: no password is tried for a non-bedside account
         with pytest.raises(PermissionDenied, match="second person must be a nurse or a clinician"):
-            services.confirm_second_person(db_session, nurse, result.check_id, username="qa",
-                                           password=password, checker_password=PASSWORD, label_key=KEY)
+            bedside.confirm_second_person(db_session, nurse, result.check_id, username="qa",
+                                          password=password, checker_password=PASSWORD, label_key=KEY)
     for _ in range(6):  # so a nurse cannot lock QA out by typing its name here (the lockout is at 5)
         with pytest.raises(PermissionDenied):
-            services.confirm_second_person(db_session, nurse, result.check_id, username="qa",
-                                           password="guess", checker_password=PASSWORD, label_key=KEY)
+            bedside.confirm_second_person(db_session, nurse, result.check_id, username="qa",
+                                          password="guess", checker_password=PASSWORD, label_key=KEY)
     db_session.expire_all()
     assert user(db_session, "qa").failed_logins == 0 and user(db_session, "qa").locked_out_at is None
-    services.confirm_second_person(db_session, nurse, result.check_id, username="clinician", password=PASSWORD,
-                                   checker_password=PASSWORD, label_key=KEY)
+    bedside.confirm_second_person(db_session, nurse, result.check_id, username="clinician", password=PASSWORD,
+                                  checker_password=PASSWORD, label_key=KEY)
     row = db_session.get(TwoPersonCheck, result.check_id)
     assert row.second_checker_id == user(db_session, "clinician").id and row.confirmed_at is not None
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.kind == "bedside_verified"))
@@ -179,23 +179,23 @@ def test_a_stop_cannot_be_confirmed(app, users, db_session):
     other = prescribed_bag(db_session)
     result = check(db_session, ward, wristband=other.wristband)
     with pytest.raises(Conflict, match="said STOP"):
-        services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
-                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+        bedside.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
+                                      password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
 
 
 def test_infusion_start_needs_a_confirmed_check_within_the_limit(app, users, db_session):
     ward = prescribed_bag(db_session)
     nurse = user(db_session, "nurse")
     with pytest.raises(Conflict, match="No confirmed two-person bedside check"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     check(db_session, ward)  # checked, not confirmed
     with pytest.raises(Conflict, match="No confirmed two-person bedside check"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     checked_and_confirmed(db_session, ward)
     with pytest.raises(Conflict, match="in the last 0 minutes"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY,
-                                valid_for=timedelta(seconds=0))
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY,
+                                 valid_for=timedelta(seconds=0))
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     assert infusion.second_person_id == user(db_session, "nurse2").id
     assert db_session.get(Bag, ward.bag_id).status == "infused"
 
@@ -204,15 +204,15 @@ def test_infusion_record_end_volume_and_reactions(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     with pytest.raises(ValidationFailed, match="at most the bag's 25 mL"):
-        services.end_infusion(db_session, nurse, infusion.id, volume_ml="30")
-    services.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
+        infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="30")
+    infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
     with pytest.raises(Conflict, match="already ended"):
-        services.end_infusion(db_session, nurse, infusion.id, volume_ml="1")
+        infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="1")
     with pytest.raises(ValidationFailed, match="Grade"):
-        services.record_reaction(db_session, nurse, infusion.id, services.ReactionDetails("Fever", "6"))
-    reaction = services.record_reaction(db_session, nurse, infusion.id, services.ReactionDetails(
+        infusions.record_reaction(db_session, nurse, infusion.id, infusions.ReactionDetails("Fever", "6"))
+    reaction = infusions.record_reaction(db_session, nurse, infusion.id, infusions.ReactionDetails(
         "Fever", "1", "38.2 °C 20 minutes after the start; paracetamol"))
     assert db_session.get(Infusion, infusion.id).volume_infused_ml == 24.5
     kinds = [e.kind for e in db_session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == ward.bag_id)
@@ -238,7 +238,7 @@ def test_ten_concurrent_infusion_starts_record_exactly_one(app, users, db_sessio
             nurse = user(session, "nurse")
             session.rollback()
             barrier.wait()
-            services.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+            infusions.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
             outcomes.append("ok")
         except Conflict as refusal:
             outcomes.append(f"refused: {refusal.message}")
@@ -294,14 +294,14 @@ def test_a_conditionally_released_bag_matches_with_a_note(app, users, db_session
 def test_both_people_sign_the_check_and_the_signatures_lock_it(app, users, db_session):
     ward = prescribed_bag(db_session)
     result = check(db_session, ward)
-    services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
-                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    bedside.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
+                                  password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     db_session.expire_all()
     row = db_session.get(TwoPersonCheck, result.check_id)
     signed = signatures_of(db_session, row)
     assert [(s.signer_id, s.meaning) for s in signed] == [
-        (user(db_session, "nurse").id, services.CHECKED_MEANING),
-        (user(db_session, "nurse2").id, services.CONFIRMED_MEANING)]
+        (user(db_session, "nurse").id, bedside.CHECKED_MEANING),
+        (user(db_session, "nurse2").id, bedside.CONFIRMED_MEANING)]
     assert all(verify(db_session, s, row).valid for s in signed)  # bound to the check as stored
     assert row.locked_at is not None
     with pytest.raises(RecordLocked), use_case(db_session, user(db_session, "qa"), "test: edit a signed check"):
@@ -316,8 +316,8 @@ def test_the_person_who_scanned_signs_with_their_own_password(app, users, db_ses
     nurse = user(db_session, "nurse")
     for wrong in ("nurse2-password-typed-by-nurse2", ""):
         with pytest.raises(AuthenticationFailed, match="You, who scanned: Signature refused: wrong password") as no:
-            services.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password=PASSWORD,
-                                           checker_password=wrong, label_key=KEY)
+            bedside.confirm_second_person(db_session, nurse, result.check_id, username="nurse2", password=PASSWORD,
+                                          checker_password=wrong, label_key=KEY)
         assert no.value.errors == {"checker_password": [no.value.message]}
     db_session.expire_all()
     row = db_session.get(TwoPersonCheck, result.check_id)
@@ -326,5 +326,5 @@ def test_the_person_who_scanned_signs_with_their_own_password(app, users, db_ses
                                  .where(CustodyEvent.kind == "bedside_verified"))
     refused = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "signature_refused")).all()
     assert [(e.actor_name, e.entity_type, e.new_value) for e in refused] == [
-        ("nurse", "two_person_check", services.CHECKED_MEANING)] * 2
+        ("nurse", "two_person_check", bedside.CHECKED_MEANING)] * 2
     assert user(db_session, "nurse").failed_logins == 2  # counts towards the scanner's lockout

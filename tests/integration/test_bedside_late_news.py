@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody import services
+from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.errors import Conflict
 from mscbatch.lots.models import Lot
@@ -66,7 +66,7 @@ def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_cl
     assert ">STOP<" in page and "OUT OF SPECIFICATION" in page
 
     with pytest.raises(Conflict, match=r"FAILED after its conditional release \(sterility\)"):
-        services.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C", shipper="S",
+        handover.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C", shipper="S",
                           temperature_logger_id="TL-1")
     db_session.rollback()
 
@@ -94,7 +94,7 @@ def test_a_late_positive_donor_marker_stops_the_bag_until_qa_decides(app, db_ses
     assert "UNDER REVIEW" in stop["failures"][0]["message"]
     db_session.expire_all()
     with pytest.raises(Conflict, match="DONOR of this bag .* is UNDER REVIEW"):
-        services.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C",
+        handover.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C",
                           shipper="S", temperature_logger_id="TL-1")
 
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 
 from mscbatch.audit.context import use_case
-from mscbatch.custody import services
+from mscbatch.custody import handover, infusions, services
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.errors import Conflict, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.lots.models import Bag
@@ -31,7 +31,7 @@ def test_dispatch_receive_thaw_is_recorded_with_who_where_and_the_scan(app, user
 def test_thawed_before_received_is_refused(app, users, db_session):
     ward = prescribed_bag(db_session, state="dispatched")
     with pytest.raises(Conflict, match="bag .* is dispatched; it cannot go to thawed"):
-        services.thaw(db_session, user(db_session, "nurse"), ward.bag_id)
+        handover.thaw(db_session, user(db_session, "nurse"), ward.bag_id)
     assert db_session.get(Bag, ward.bag_id).status == "dispatched"
 
 
@@ -39,11 +39,11 @@ def test_received_twice_and_infused_twice_are_refused(app, users, db_session):
     ward = prescribed_bag(db_session)
     nurse = user(db_session, "nurse")
     with pytest.raises(Conflict, match="it cannot go to received"):
-        services.receive(db_session, nurse, ward.bag_id)
+        handover.receive(db_session, nurse, ward.bag_id)
     checked_and_confirmed(db_session, ward)
-    services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+    infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     with pytest.raises(Conflict, match="already been infused"):
-        services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     with pytest.raises(Conflict, match="already infused"), use_case(db_session, nurse):
         services.record_event(db_session, nurse, db_session.get(Bag, ward.bag_id), "infusion_started")
 
@@ -51,10 +51,10 @@ def test_received_twice_and_infused_twice_are_refused(app, users, db_session):
 def test_only_the_right_roles_move_a_bag(app, users, db_session):
     ward = prescribed_bag(db_session, state="allocated")
     with pytest.raises(PermissionDenied, match="only technician may dispatch"):
-        services.dispatch(db_session, user(db_session, "nurse"), ward.bag_id, courier="c", shipper="s",
+        handover.dispatch(db_session, user(db_session, "nurse"), ward.bag_id, courier="c", shipper="s",
                           temperature_logger_id="t")
     with pytest.raises(ValidationFailed, match="temperature logger id"):
-        services.dispatch(db_session, user(db_session, "technician"), ward.bag_id, courier="c", shipper="s",
+        handover.dispatch(db_session, user(db_session, "technician"), ward.bag_id, courier="c", shipper="s",
                           temperature_logger_id=" ")
 
 
@@ -64,15 +64,15 @@ def test_an_unallocated_bag_cannot_be_dispatched(app, users, db_session):
     tech = user(db_session, "technician")
     spare = lot_with_bags(db_session, tech, donor(db_session, tech), bags=1)[0]
     with pytest.raises(Conflict, match="not allocated to a patient"):
-        services.dispatch(db_session, tech, spare.id, courier="c", shipper="s", temperature_logger_id="t")
+        handover.dispatch(db_session, tech, spare.id, courier="c", shipper="s", temperature_logger_id="t")
 
 
 def test_a_return_and_a_discard_need_a_reason(app, users, db_session):
     ward = prescribed_bag(db_session, state="received")
     nurse = user(db_session, "nurse")
     with pytest.raises(ValidationFailed, match="why the bag is returned"):
-        services.return_bag(db_session, nurse, ward.bag_id, reason="")
-    services.return_bag(db_session, nurse, ward.bag_id, reason="infusion postponed")
+        handover.return_bag(db_session, nurse, ward.bag_id, reason="")
+    handover.return_bag(db_session, nurse, ward.bag_id, reason="infusion postponed")
     assert db_session.get(Bag, ward.bag_id).status == "returned"
 
 

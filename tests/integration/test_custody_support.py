@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mscbatch.core.label_token import make_token
-from mscbatch.custody import services
+from mscbatch.custody import bedside, handover
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
 from tests.conftest import PASSWORD, TEST_CONFIG
@@ -51,24 +51,24 @@ def prescribed_bag(session: Any, *, state: str = "thawed", product: str = "UC-MS
 
     donor_id = session.get(Lot, lot_id).donor_id
     if state in ("dispatched", "received", "thawed"):
-        services.dispatch(session, tech, bag.id, courier="Fast Courier", shipper="Dry shipper DS-3",
+        handover.dispatch(session, tech, bag.id, courier="Fast Courier", shipper="Dry shipper DS-3",
                           temperature_logger_id="TL-0042", location="Cell therapy unit")
     if state in ("received", "thawed"):
-        services.receive(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
+        handover.receive(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
     if state == "thawed":
-        services.thaw(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
+        handover.thaw(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
     return Ward(bag.id, [b.id for b in allocated if b.id != bag.id], row.id, row.wristband_id, token_of(bag), lot_id, donor_id)
 
 
 def check(session: Any, ward: Ward, *, wristband: str | None = None, token: str | None = None,
           as_user: str = "nurse") -> Any:
-    return services.bedside_check(session, user(session, as_user), wristband=ward.wristband if wristband is None
-                                  else wristband, bag_scan=ward.token if token is None else token, label_key=KEY)
+    return bedside.bedside_check(session, user(session, as_user), wristband=ward.wristband if wristband is None
+                                 else wristband, bag_scan=ward.token if token is None else token, label_key=KEY)
 
 
 def checked_and_confirmed(session: Any, ward: Ward) -> int:
     result = check(session, ward)
     assert result.matches, result.failures
-    services.confirm_second_person(session, user(session, "nurse"), result.check_id, username="nurse2",
-                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    bedside.confirm_second_person(session, user(session, "nurse"), result.check_id, username="nurse2",
+                                  password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     return result.check_id

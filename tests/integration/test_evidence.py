@@ -22,7 +22,7 @@ DATA_FILES = ["custody-timeline.json", "lot-record.json", "certificate-of-analys
 def infused_bag(app, users, db_session):  # type: ignore[no-untyped-def]
     """A bag of a lot with a release disposition, prescribed (signed), checked, infused and ended."""
     from mscbatch.audit.context import use_case
-    from mscbatch.custody import services
+    from mscbatch.custody import infusions
     from mscbatch.database import utcnow
     from mscbatch.donors.models import Donor
     from mscbatch.lots.models import Bag, Lot
@@ -36,8 +36,8 @@ def infused_bag(app, users, db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=LABEL_KEY)
-    services.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=LABEL_KEY)
+    infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="24.5")
     qa, spec = user(db_session, "qa"), spec_for_lot(db_session.get(Lot, ward.lot_id))
     with use_case(db_session, qa):  # the release itself (results, signatures) has its own tests
         db_session.add(LotDisposition(lot_id=ward.lot_id, kind="release", spec_id=spec.id, spec_version=spec.version,

@@ -110,17 +110,17 @@ def test_the_exports_page_lists_every_export_for_qa(client_as):
 
 
 def test_infusions_csv_has_the_trial_code_only_and_is_refused_to_nurses(app, client_as, users, db_session):
-    from mscbatch.custody import services
+    from mscbatch.custody import infusions
     from mscbatch.patients.models import Patient
     from tests.integration.patient_factories import user
     from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
 
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                       label_key=KEY)
-    services.end_infusion(db_session, user(db_session, "nurse"), infusion.id, volume_ml="24.5")
-    services.record_reaction(db_session, user(db_session, "nurse"), infusion.id, services.ReactionDetails(
+    infusion = infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                        label_key=KEY)
+    infusions.end_infusion(db_session, user(db_session, "nurse"), infusion.id, volume_ml="24.5")
+    infusions.record_reaction(db_session, user(db_session, "nurse"), infusion.id, infusions.ReactionDetails(
         "Fever", "2", "38.5 °C"))
     patient = db_session.get(Patient, ward.patient_id)
     code, initials, infusion_id = patient.code, patient.initials, infusion.id

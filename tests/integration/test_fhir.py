@@ -116,7 +116,7 @@ def test_fhir_needs_a_token(app, frozen):
 def infused(app, users, db_session):  # type: ignore[no-untyped-def]
     """A bag infused (started, then ended with 24.5 mL) into an enrolled patient, and a second patient's bag
     still infusing."""
-    from mscbatch.custody import services
+    from mscbatch.custody import infusions
     from mscbatch.custody.models import Infusion
     from mscbatch.lots.models import Bag
     from mscbatch.patients.models import Patient
@@ -126,11 +126,11 @@ def infused(app, users, db_session):  # type: ignore[no-untyped-def]
     nurse = user(db_session, "nurse")
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    ended = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
-    services.end_infusion(db_session, nurse, ended.id, volume_ml="24.5")
+    ended = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+    infusions.end_infusion(db_session, nurse, ended.id, volume_ml="24.5")
     other = prescribed_bag(db_session)
     checked_and_confirmed(db_session, other)
-    running = services.start_infusion(db_session, nurse, other.bag_id, wristband=other.wristband, bag_scan=other.token, label_key=KEY)
+    running = infusions.start_infusion(db_session, nurse, other.bag_id, wristband=other.wristband, bag_scan=other.token, label_key=KEY)
     patient = db_session.get(Patient, ward.patient_id)
     made = {"ended": ended.id, "running": running.id, "bag_id": ward.bag_id, "patient_id": ward.patient_id,
             "patient_code": patient.code, "initials": patient.initials,

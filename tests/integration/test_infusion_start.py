@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody import services
+from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.models import CustodyEvent, Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
@@ -51,8 +51,8 @@ def _refusals(session: Any) -> list[tuple[str, int, str, str]]:
 
 def _start(session: Any, ward: Any, wristband: str, **kwargs: Any) -> Infusion:
     kwargs.setdefault("bag_scan", ward.token)  # the bag in hand, scanned again at the start
-    return services.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=wristband,
-                                   label_key=KEY, **kwargs)
+    return infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=wristband,
+                                    label_key=KEY, **kwargs)
 
 
 def _code(session: Any, ward: Any) -> str:
@@ -219,8 +219,8 @@ def test_a_stop_between_the_scan_and_its_confirmation_voids_it_too(app, users, d
     first = check(db_session, ward)
     assert first.matches
     check(db_session, ward, wristband=other.wristband)  # STOP, recorded after the MATCHES it follows
-    services.confirm_second_person(db_session, user(db_session, "nurse"), first.check_id, username="nurse2",
-                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    bedside.confirm_second_person(db_session, user(db_session, "nurse"), first.check_id, username="nurse2",
+                                  password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     with pytest.raises(Conflict, match="A later scan of this bag said STOP"):
         _start(db_session, ward, ward.wristband)
 
@@ -237,7 +237,8 @@ def test_a_stop_of_another_bag_does_not_void_the_check(app, users, db_session):
 def _clock(monkeypatch: Any, minutes: int) -> None:
     """The ward's clock `minutes` from now, for the custody services (the signed check cannot be backdated)."""
     later = utcnow() + timedelta(minutes=minutes)
-    monkeypatch.setattr(services, "utcnow", lambda: later)
+    for module in (services, handover, bedside, infusions):  # each module's clock, as services' was
+        monkeypatch.setattr(module, "utcnow", lambda: later)
 
 
 def test_the_scan_of_the_check_must_be_within_the_window_not_only_its_confirmation(app, users, db_session,
@@ -245,8 +246,8 @@ def test_the_scan_of_the_check_must_be_within_the_window_not_only_its_confirmati
     ward = prescribed_bag(db_session)
     check_id = check(db_session, ward).check_id                       # scanned now
     _clock(monkeypatch, 20)                                            # confirmed 20 minutes later
-    services.confirm_second_person(db_session, user(db_session, "nurse"), check_id, username="nurse2",
-                                   password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+    bedside.confirm_second_person(db_session, user(db_session, "nurse"), check_id, username="nurse2",
+                                  password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     _clock(monkeypatch, 31)                                            # 11 minutes after the confirmation
     before = _written(db_session)
     with pytest.raises(Conflict, match="No confirmed two-person bedside check of bag .* in the last 30 minutes"):
@@ -294,6 +295,6 @@ def test_a_second_start_of_an_infused_bag_is_refused_and_recorded(app, users, db
     assert _written(db_session) == before
     assert [r[:2] for r in _refusals(db_session)] == [("already_infused", ward.bag_id)]
     with pytest.raises(NotFound):  # an unknown bag is no refused start of a bag: nothing to record it against
-        services.start_infusion(db_session, user(db_session, "nurse"), 10**9, wristband=ward.wristband,
-                                bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(db_session, user(db_session, "nurse"), 10**9, wristband=ward.wristband,
+                                 bag_scan=ward.token, label_key=KEY)
     assert len(_refusals(db_session)) == 1

@@ -177,11 +177,11 @@ def test_a_thawed_bag_on_the_ward_gets_no_label_within_or_past_its_post_thaw_lim
 
 
 def test_a_returned_bag_gets_no_label_until_qa_has_assessed_it(app, users, db_session, client_as) -> None:  # type: ignore[no-untyped-def]
-    from mscbatch.custody import services as custody
+    from mscbatch.custody import handover
 
     ward = prescribed_bag(db_session, state="received")
-    custody.return_bag(db_session, user(db_session, "nurse"), ward.bag_id, reason="infusion postponed",
-                       location="Ward 3")
+    handover.return_bag(db_session, user(db_session, "nurse"), ward.bag_id, reason="infusion postponed",
+                        location="Ward 3")
     din = db_session.get(Bag, ward.bag_id).din
     db_session.rollback()
     assert "returned; QA must assess it" in _verification_reasons(app, ward.bag_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from mscbatch.recall import services as recalls
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import user
@@ -21,8 +21,8 @@ def _running(app: Any) -> tuple[Any, int]:
     with app.extensions["mscbatch.db"].new_session() as session:
         ward = prescribed_bag(session)
         checked_and_confirmed(session, ward)
-        infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                          label_key=KEY)
+        infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                            label_key=KEY)
         return ward, infusion.id
 
 
@@ -61,7 +61,7 @@ def test_a_lot_recalled_during_the_infusion_says_stop_now_through_the_api_in_the
 def test_an_ended_infusion_reads_ended_and_no_stop(app):
     ward, infusion_id = _running(app)
     with app.extensions["mscbatch.db"].new_session() as session:
-        custody.end_infusion(session, user(session, "nurse"), infusion_id, volume_ml="25")
+        infusions.end_infusion(session, user(session, "nurse"), infusion_id, volume_ml="25")
     _recall(app, ward.lot_id)
     body = _read(app, "nurse", infusion_id).get_json()
     assert body["status"] == "ended" and body["ended_at"] and body["volume_infused_ml"] == "25.00"

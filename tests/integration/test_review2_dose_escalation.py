@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import bedside, handover, infusions
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
 from mscbatch.patients.models import Allocation, Patient, Prescription
@@ -32,15 +32,15 @@ def _infuse(session, patient_id: int) -> None:  # type: ignore[no-untyped-def]
     bag = session.scalar(select(Bag).join(Allocation, Allocation.active_bag_id == Bag.id)
                          .where(Allocation.patient_id == patient_id).order_by(Bag.id))
     wristband = session.get(Patient, patient_id).wristband_id
-    custody.dispatch(session, tech, bag.id, courier="Fast Courier", shipper="Dry shipper DS-3",
-                     temperature_logger_id="TL-0042", location="Cell therapy unit")
-    custody.receive(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
-    custody.thaw(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
-    check = custody.bedside_check(session, nurse, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
+    handover.dispatch(session, tech, bag.id, courier="Fast Courier", shipper="Dry shipper DS-3",
+                      temperature_logger_id="TL-0042", location="Cell therapy unit")
+    handover.receive(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
+    handover.thaw(session, nurse, bag.id, location="Ward 3", scan=token_of(bag))
+    check = bedside.bedside_check(session, nurse, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
     assert check.matches, check.failures
-    custody.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
+    bedside.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
                                   checker_password=PASSWORD, label_key=KEY)
-    custody.start_infusion(session, nurse, bag.id, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
+    infusions.start_infusion(session, nurse, bag.id, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
 
 
 def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infused(app, users, client_as):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from mscbatch.core import evidence
-from mscbatch.custody import services
+from mscbatch.custody import infusions
 from mscbatch.custody.models import Infusion
 from tests.conftest import api_token_for
 from tests.integration.patient_factories import user
@@ -26,8 +26,8 @@ REDACTED = "[redacted]"
 def reacted(db_session, infused_bag):  # type: ignore[no-untyped-def]  # noqa: F811
     """The infused bag, with an infusion reaction recorded by the nurse."""
     infusion = db_session.scalar(select(Infusion).where(Infusion.bag_id == infused_bag["bag_id"]))
-    services.record_reaction(db_session, user(db_session, "nurse"), infusion.id,
-                             services.ReactionDetails("Infusion related reaction", "2", REACTION))
+    infusions.record_reaction(db_session, user(db_session, "nurse"), infusion.id,
+                              infusions.ReactionDetails("Infusion related reaction", "2", REACTION))
     made = {**infused_bag, "infusion_id": infusion.id, "patient_id": infusion.patient_id}
     db_session.rollback()  # end the read transaction: SQLite would otherwise keep the requests waiting
     return made

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from mscbatch.audit.context import use_case
-from mscbatch.custody import services as custody
+from mscbatch.custody import bedside
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import prescriptions
 from tests.conftest import PASSWORD
@@ -75,7 +75,7 @@ def _lot_of(app, bag_id: int) -> int:  # type: ignore[no-untyped-def]
 def test_a_typed_bag_number_without_its_check_character_is_not_completed_for_the_nurse(app, users, db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session, state="received")
     bag = db_session.get(Bag, ward.bag_id)
-    result = custody.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
+    result = bedside.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
                                    bag_scan=bag.din, label_key=KEY)
     said = " ".join(f.message for f in result.failures)
     assert not result.matches and "Type all 14 characters" in said

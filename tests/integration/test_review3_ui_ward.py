@@ -29,7 +29,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from sqlalchemy import select, text
 
 from mscbatch.auth.models import User
-from mscbatch.custody import services
+from mscbatch.custody import handover, infusions
 from mscbatch.custody.checks import BagFacts, judge
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import prescriptions
@@ -134,9 +134,9 @@ def test_the_matches_screen_says_which_of_the_bags_prescribed_for_the_patient_it
     db_session.commit()
     nurse = client_as("nurse")
     for number, bag in enumerate(bags, start=1):
-        services.dispatch(db_session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T",
+        handover.dispatch(db_session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T",
                           location="Cell therapy unit")
-        services.receive(db_session, nurse_user, bag.id, location="Ward 3", scan=token_of(bag))
+        handover.receive(db_session, nurse_user, bag.id, location="Ward 3", scan=token_of(bag))
         db_session.commit()
         page = nurse.post("/ward/check", data={"wristband": row.wristband_id, "bag": token_of(bag)},
                           follow_redirects=True).get_data(as_text=True)
@@ -206,8 +206,8 @@ def test_a_return_without_a_reason_opens_the_reason_and_says_not_saved(app, user
 def test_the_volume_reason_is_asked_for_whether_more_or_less_was_given(app, users, db_session, client_as):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id,
-                                       wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+    infusion = infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id,
+                                        wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     db_session.commit()
     refused = client_as("nurse").post(f"/ward/infusions/{infusion.id}/end", data={"volume_ml": "10"})
     page = refused.get_data(as_text=True)
@@ -357,8 +357,8 @@ def test_the_dose_page_and_the_cohort_page_count_the_same_patients_in_the_same_w
     assert "dosed" not in cohort + own + next_one
 
     checked_and_confirmed(db_session, ward)
-    services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                            label_key=KEY)
+    infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                             label_key=KEY)
     db_session.commit()
     infused = "stage 'initial': 1 of 5 patients prescribed, 1 infused"
     assert infused in _cohort_words(clinician.get(f"/patients/cohorts/{protocol}").get_data(as_text=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from mscbatch.audit.context import use_case
-from mscbatch.custody import services
+from mscbatch.custody import bedside, handover, infusions
 from mscbatch.custody.checks import stop_running
 from mscbatch.errors import Conflict
 from mscbatch.lots.models import Bag
@@ -25,8 +25,8 @@ def _given_with_grade_4(db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)  # 3 bags allocated; the first carried to the ward and thawed
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
-    services.record_reaction(db_session, nurse, infusion.id, services.ReactionDetails(
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+    infusions.record_reaction(db_session, nurse, infusion.id, infusions.ReactionDetails(
         "Anaphylaxis", 4, "stopped; the clinician stops the course"))
     return ward, infusion.id
 
@@ -38,8 +38,8 @@ def _rx_id(db_session, patient_id: int) -> int:  # type: ignore[no-untyped-def]
 def test_a_course_is_stopped_after_its_first_bag_and_the_bags_not_given_no_longer_match(app, users, db_session,
                                                                                         client_as):
     ward, infusion_id = _given_with_grade_4(db_session)
-    services.end_infusion(db_session, user(db_session, "nurse"), infusion_id, volume_ml="3",
-                          reason="stopped for anaphylaxis")
+    infusions.end_infusion(db_session, user(db_session, "nurse"), infusion_id, volume_ml="3",
+                           reason="stopped for anaphylaxis")
     rx_id = _rx_id(db_session, ward.patient_id)
     db_session.rollback()
 
@@ -61,8 +61,8 @@ def test_a_course_is_stopped_after_its_first_bag_and_the_bags_not_given_no_longe
     for bag_id in ward.other_bag_ids:
         assert not rows[bag_id].active and db_session.get(Bag, bag_id).status == "stored"
     bag2 = db_session.get(Bag, ward.other_bag_ids[0])
-    result = services.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
-                                    bag_scan=token_of(bag2), label_key=KEY)
+    result = bedside.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
+                                   bag_scan=token_of(bag2), label_key=KEY)
     assert not result.matches and "not_prescribed" in {f.code for f in result.failures}
     db_session.rollback()
     # the infusion page still judges the volume given against what was prescribed from the bag
@@ -75,9 +75,9 @@ def test_a_course_with_a_bag_on_the_ward_is_stopped_only_once_the_bag_is_back_an
     ward, infusion_id = _given_with_grade_4(db_session)
     tech, nurse = user(db_session, "technician"), user(db_session, "nurse")
     bag2 = db_session.get(Bag, ward.other_bag_ids[0])
-    services.dispatch(db_session, tech, bag2.id, courier="C", shipper="S", temperature_logger_id="T")
-    services.receive(db_session, nurse, bag2.id)
-    services.thaw(db_session, nurse, bag2.id)
+    handover.dispatch(db_session, tech, bag2.id, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(db_session, nurse, bag2.id)
+    handover.thaw(db_session, nurse, bag2.id)
     rx_id = _rx_id(db_session, ward.patient_id)
     din, token2 = bag2.din, token_of(bag2)
     db_session.rollback()
@@ -107,8 +107,8 @@ def test_the_bedside_check_stops_a_patient_who_is_not_enrolled(app, users, db_se
         ward = prescribed_bag(db_session)
         with use_case(db_session, user(db_session, "clinician"), f"test: status {status}"):
             db_session.get(Patient, ward.patient_id).status = status
-        result = services.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
-                                        bag_scan=ward.token, label_key=KEY)
+        result = bedside.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
+                                       bag_scan=ward.token, label_key=KEY)
         assert not result.matches
         finding = next(f for f in result.failures if f.code == code)
         assert words in finding.message and "Do not give this patient any trial cells" in finding.message
@@ -149,8 +149,8 @@ def test_a_signed_withdrawal_stops_the_course_and_every_bag_at_the_bedside(app, 
     for bag_id in ward.other_bag_ids:
         assert db_session.get(Bag, bag_id).status == "stored"
     assert db_session.get(Bag, ward.bag_id).status == "thawed"  # where it is: the ward discards it
-    result = services.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
-                                    bag_scan=ward.token, label_key=KEY)
+    result = bedside.bedside_check(db_session, user(db_session, "nurse"), wristband=ward.wristband,
+                                   bag_scan=ward.token, label_key=KEY)
     assert not result.matches and result.failures[0].code == "patient_withdrawn"
     db_session.rollback()
 
@@ -171,8 +171,8 @@ def test_a_signed_withdrawal_stops_the_course_and_every_bag_at_the_bedside(app, 
 def test_a_withdrawal_during_an_infusion_says_stop_it_now(app, users, db_session):
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                       label_key=KEY)
+    infusion = infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                        label_key=KEY)
     from mscbatch.patients.withdrawal import withdraw
 
     done = withdraw(db_session, user(db_session, "clinician"), PASSWORD, ward.patient_id,

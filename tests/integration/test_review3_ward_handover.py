@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import UserRole
-from mscbatch.custody import services
+from mscbatch.custody import bedside, handover
 from mscbatch.errors import AuthenticationFailed, Conflict
 from tests.conftest import PASSWORD, add_user, api_token_for
 from tests.integration.patient_factories import user
@@ -19,15 +19,15 @@ def test_the_dispatcher_cannot_record_the_receipt(app, users, db_session):
     add_user(app, "technurse", ["technician", "nurse"])
     ward = prescribed_bag(db_session, state="allocated")
     both = user(db_session, "technurse")
-    services.dispatch(db_session, both, ward.bag_id, courier="C", shipper="S", temperature_logger_id="T")
+    handover.dispatch(db_session, both, ward.bag_id, courier="C", shipper="S", temperature_logger_id="T")
     with pytest.raises(Conflict, match="you dispatched bag .* yourself"):
-        services.receive(db_session, both, ward.bag_id, location="Ward 3")
+        handover.receive(db_session, both, ward.bag_id, location="Ward 3")
     db_session.rollback()
     token = api_token_for(app, "technurse")
     answer = app.test_client().post("/api/v1/custody/events", headers={"Authorization": f"Bearer {token}"},
                                     json={"kind": "received", "bag_id": ward.bag_id})
     assert answer.status_code == 409
-    services.receive(db_session, user(db_session, "nurse"), ward.bag_id, location="Ward 3")  # someone else: fine
+    handover.receive(db_session, user(db_session, "nurse"), ward.bag_id, location="Ward 3")  # someone else: fine
 
 
 def test_an_account_that_may_not_sign_in_cannot_be_the_second_person(app, users, db_session):
@@ -39,8 +39,8 @@ def test_an_account_that_may_not_sign_in_cannot_be_the_second_person(app, users,
     result = check(db_session, ward)
     assert result.matches
     with pytest.raises(AuthenticationFailed, match="may not sign in"):
-        services.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
-                                       password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
+        bedside.confirm_second_person(db_session, user(db_session, "nurse"), result.check_id, username="nurse2",
+                                      password=PASSWORD, checker_password=PASSWORD, label_key=KEY)
     db_session.rollback()
     assert db_session.scalar(select(AuditEvent.reason).where(AuditEvent.action == "second_person_refused")) == \
         "second person: account may not sign in"

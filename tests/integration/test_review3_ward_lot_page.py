@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mscbatch.custody import services
+from mscbatch.custody import infusions
 from mscbatch.patients.models import Patient
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
@@ -15,8 +15,8 @@ def _infused_with_reaction(db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
-    services.record_reaction(db_session, nurse, infusion.id, services.ReactionDetails(
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+    infusions.record_reaction(db_session, nurse, infusion.id, infusions.ReactionDetails(
         "Anaphylaxis", 4, "patient AB, bed 12: adrenaline given, transferred to ICU"))
     code = db_session.get(Patient, ward.patient_id).code
     db_session.rollback()

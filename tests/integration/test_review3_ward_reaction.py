@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
-from mscbatch.custody import services
+from mscbatch.custody import infusions
 from mscbatch.custody.models import Infusion, InfusionReaction
 from mscbatch.site import site_config
 from tests.conftest import api_token_for
@@ -22,8 +22,8 @@ TERM = "Infusion related reaction"
 def _running(app, db_session, started_minutes_ago: int = 0):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                       label_key=KEY)
+    infusion = infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                        label_key=KEY)
     inf_id = infusion.id
     db_session.rollback()
     if started_minutes_ago:  # the infusion began a while ago (written here: the start is always "now")

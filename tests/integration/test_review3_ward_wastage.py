@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import select
 
-from mscbatch.custody import services
+from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Prescription
@@ -45,7 +45,7 @@ def test_a_bag_broken_at_thaw_is_discarded_on_the_ward_page_and_the_prescription
 def test_a_nurse_discards_a_received_bag_and_qa_a_returned_one_on_the_ward_page(app, users, db_session, client_as):
     received = prescribed_bag(db_session, state="received")
     returned = prescribed_bag(db_session, state="received")
-    services.return_bag(db_session, user(db_session, "nurse"), returned.bag_id, reason="shipper opened in transit")
+    handover.return_bag(db_session, user(db_session, "nurse"), returned.bag_id, reason="shipper opened in transit")
     db_session.rollback()
 
     assert client_as("nurse").post("/ward/event", data={

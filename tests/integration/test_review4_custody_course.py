@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mscbatch.core.dosing import CourseBag, course_dose
-from mscbatch.custody import services
+from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
@@ -27,10 +27,10 @@ from tests.integration.test_custody_support import token_of
 
 def _to_ward(session: Any, bag: Bag, *, thaw: bool = True) -> None:
     tech, nurse = user(session, "technician"), user(session, "nurse")
-    services.dispatch(session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
-    services.receive(session, nurse, bag.id, scan=token_of(bag))
+    handover.dispatch(session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(session, nurse, bag.id, scan=token_of(bag))
     if thaw:
-        services.thaw(session, nurse, bag.id, scan=token_of(bag))
+        handover.thaw(session, nurse, bag.id, scan=token_of(bag))
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def test_the_course_stop_blocks_the_start_and_the_prescriber_can_stop_once_the_w
     2's start is refused. The clinician's stop of the course is refused while bags 2 and 3 are on the ward, and goes
     through once the ward has discarded bag 2 (thawed) and returned bag 3."""
     course = _course(db_session, bags=3, cells=50_000_000, thaw=False)
-    services.thaw(db_session, user(db_session, "nurse"), course.bags[1][0], scan=course.bags[1][1])
+    handover.thaw(db_session, user(db_session, "nurse"), course.bags[1][0], scan=course.bags[1][1])
     db_session.rollback()
     nurse, clinician = client_as("nurse"), client_as("clinician")
     client, headers = _api(app)

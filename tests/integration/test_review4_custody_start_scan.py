@@ -28,15 +28,15 @@ def _refusals(session: Any) -> list[str]:
 
 def _two_thawed_bags(session: Any) -> tuple[Ward, Ward]:
     """The patient's bags 1 and 2 (of three prescribed), both thawed on the ward and checked and confirmed."""
-    from mscbatch.custody import services
+    from mscbatch.custody import handover
     from tests.integration.patient_factories import user
 
     first = prescribed_bag(session)
     bag = session.get(Bag, first.other_bag_ids[0])
     tech, nurse = user(session, "technician"), user(session, "nurse")
-    services.dispatch(session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
-    services.receive(session, nurse, bag.id, scan=token_of(bag))
-    services.thaw(session, nurse, bag.id, scan=token_of(bag))
+    handover.dispatch(session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(session, nurse, bag.id, scan=token_of(bag))
+    handover.thaw(session, nurse, bag.id, scan=token_of(bag))
     second = Ward(bag.id, [], first.patient_id, first.wristband, token_of(bag), first.lot_id, first.donor_id)
     checked_and_confirmed(session, first)
     checked_and_confirmed(session, second)
@@ -119,14 +119,14 @@ def test_the_api_start_refuses_another_bag_and_takes_a_typed_din_or_the_code_128
 
 def test_the_service_start_runs_the_check_again_on_the_bag_scanned_now(app, users, db_session):
     """The start's custody event records the scan made at the start, not the one copied from the check."""
-    from mscbatch.custody import services
+    from mscbatch.custody import infusions
     from tests.integration.patient_factories import user
 
     first, _ = _two_thawed_bags(db_session)
     bag = db_session.get(Bag, first.bag_id)
     typed = bag.din + bag.check_character
-    services.start_infusion(db_session, user(db_session, "nurse"), first.bag_id, wristband=first.wristband,
-                            bag_scan=typed, label_key=KEY)
+    infusions.start_infusion(db_session, user(db_session, "nurse"), first.bag_id, wristband=first.wristband,
+                             bag_scan=typed, label_key=KEY)
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == first.bag_id,
                                                          CustodyEvent.kind == "infusion_started"))
     assert event.scan == typed

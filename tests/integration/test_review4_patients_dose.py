@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody import services as custody
+from mscbatch.custody import bedside, handover, infusions
 from mscbatch.custody.models import Infusion
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
@@ -152,16 +152,16 @@ def _give_first_bag_and_stop(session, pid: int) -> int:  # type: ignore[no-untyp
     rx = prescriptions.prescribe(session, clin, PASSWORD, pid)
     bag = session.get(Bag, int(rx.calculation["draws"][0]["bag_id"]))
     wristband = patient_wristband(session, pid)
-    custody.dispatch(session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
-    custody.receive(session, nurse, bag.id, scan=token_of(bag))
-    custody.thaw(session, nurse, bag.id, scan=token_of(bag))
-    check = custody.bedside_check(session, nurse, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
+    handover.dispatch(session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(session, nurse, bag.id, scan=token_of(bag))
+    handover.thaw(session, nurse, bag.id, scan=token_of(bag))
+    check = bedside.bedside_check(session, nurse, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
     assert check.matches, check.failures
-    custody.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
+    bedside.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
                                   checker_password=PASSWORD, label_key=KEY)
-    infusion = custody.start_infusion(session, nurse, bag.id, wristband=wristband, bag_scan=token_of(bag),
-                                      label_key=KEY)
-    custody.end_infusion(session, nurse, infusion.id, volume_ml="25")
+    infusion = infusions.start_infusion(session, nurse, bag.id, wristband=wristband, bag_scan=token_of(bag),
+                                        label_key=KEY)
+    infusions.end_infusion(session, nurse, infusion.id, volume_ml="25")
     prescriptions.cancel(session, clin, rx.id, "pump failure, course to be redone")
     return bag.id
 
@@ -242,15 +242,15 @@ def test_the_sle_escalation_decision_waits_10_days_after_the_fifth_patients_firs
         pids.append(row.id)
         rx = prescriptions.prescribe(db_session, clin, PASSWORD, row.id)
         bag = db_session.get(Bag, int(rx.calculation["draws"][0]["bag_id"]))
-        custody.dispatch(db_session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
-        custody.receive(db_session, nurse, bag.id, scan=token_of(bag))
-        custody.thaw(db_session, nurse, bag.id, scan=token_of(bag))
-        check = custody.bedside_check(db_session, nurse, wristband=row.wristband_id, bag_scan=token_of(bag),
+        handover.dispatch(db_session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
+        handover.receive(db_session, nurse, bag.id, scan=token_of(bag))
+        handover.thaw(db_session, nurse, bag.id, scan=token_of(bag))
+        check = bedside.bedside_check(db_session, nurse, wristband=row.wristband_id, bag_scan=token_of(bag),
                                       label_key=KEY)
-        custody.confirm_second_person(db_session, nurse, check.check_id, username="nurse2", password=PASSWORD,
+        bedside.confirm_second_person(db_session, nurse, check.check_id, username="nurse2", password=PASSWORD,
                                       checker_password=PASSWORD, label_key=KEY)
-        custody.start_infusion(db_session, nurse, bag.id, wristband=row.wristband_id, bag_scan=token_of(bag),
-                               label_key=KEY)
+        infusions.start_infusion(db_session, nurse, bag.id, wristband=row.wristband_id, bag_scan=token_of(bag),
+                                 label_key=KEY)
     backdate_infusions(db_session, days=10, patient_ids=pids[:4])  # patients 1-4 observed for 10 days
     backdate_infusions(db_session, days=9, patient_ids=pids[4:])  # patient 5 infused 9 days ago
     db_session.commit()

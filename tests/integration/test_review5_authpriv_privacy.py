@@ -9,8 +9,8 @@ import html
 import pytest
 from sqlalchemy import select
 
-from mscbatch.custody import services
-from mscbatch.custody.services import StartRefused
+from mscbatch.custody import infusions
+from mscbatch.custody.infusions import StartRefused
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.withdrawal import withdraw
 from mscbatch.recall.services import start_recall
@@ -38,8 +38,8 @@ def cases(db_session, client_as):  # type: ignore[no-untyped-def]
     """A refused infusion start, a course stopped (its bags back in stock), a patient withdrawn and a recall."""
     ward = prescribed_bag(db_session, code="SLE-UC-773")
     with pytest.raises(StartRefused):  # no confirmed check: refused, recorded with the wristband scanned
-        services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                 bag_scan=ward.token, label_key=KEY)
     stopped = prescribed_bag(db_session, state="allocated", code="SLE-UC-771")
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == stopped.patient_id))
     db_session.rollback()

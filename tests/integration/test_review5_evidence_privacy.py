@@ -55,16 +55,16 @@ WHY = "grade 3 anaphylaxis ZQ99, patient intubated"
 def short_infusion(db_session):  # type: ignore[no-untyped-def]
     """An infusion ended well short of its prescription, with the nurse's words for it (recorded in the infusion_ended
     event's reason and in its details' "why")."""
-    from mscbatch.custody import services
+    from mscbatch.custody import infusions
     from tests.integration.patient_factories import user
     from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
 
     ward = prescribed_bag(db_session, last=True)  # 12.5 mL prescribed of 25
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband,
-                                       bag_scan=ward.token, label_key=KEY)
-    services.end_infusion(db_session, nurse, infusion.id, volume_ml="3", reason=WHY)
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband,
+                                        bag_scan=ward.token, label_key=KEY)
+    infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="3", reason=WHY)
     db_session.rollback()
     return ward.bag_id
 

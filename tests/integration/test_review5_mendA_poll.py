@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from mscbatch.auth.models import AuthSession
-from mscbatch.custody import services
+from mscbatch.custody import infusions
 from mscbatch.database import utcnow
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
@@ -31,8 +31,8 @@ def _last_seen(db_session, minutes_ago: int | None = None):  # type: ignore[no-u
 def running(db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                       bag_scan=ward.token, label_key=KEY)
+    infusion = infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                        bag_scan=ward.token, label_key=KEY)
     db_session.rollback()
     return infusion.id
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from mscbatch.custody import services
+from mscbatch.custody import infusions
 from mscbatch.custody.checks import local_and_utc
 from mscbatch.custody.models import Infusion
 from mscbatch.patients.models import Prescription
@@ -22,8 +22,8 @@ LOCAL_THEN_UTC = re.compile(r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d \(\d\d:\d\d UTC
 def test_a_running_infusion_and_a_stop_are_told_in_local_time_with_utc_beside(app, db_session, client_as):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
-    infusion = services.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                       bag_scan=ward.token, label_key=KEY)
+    infusion = infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                        bag_scan=ward.token, label_key=KEY)
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == ward.patient_id))
     with app.app_context():
         started = local_and_utc(db_session.get(Infusion, infusion.id).started_at)

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from mscbatch.auth.models import User
-from mscbatch.custody import services
+from mscbatch.custody import handover, infusions
 from mscbatch.lots.models import Bag
 from mscbatch.patients import withdrawal
 from mscbatch.patients.models import Prescription
@@ -37,9 +37,9 @@ def _first_bag_given_whole(db_session):  # type: ignore[no-untyped-def]
     ward = prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
     nurse = user(db_session, "nurse")
-    infusion = services.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                       label_key=KEY)
-    services.end_infusion(db_session, nurse, infusion.id, volume_ml="25")
+    infusion = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                        label_key=KEY)
+    infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="25")
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == ward.patient_id))
     return ward, rx_id
 
@@ -49,9 +49,9 @@ def test_a_stopped_course_says_which_bag_was_given_what_became_of_the_others_and
     ward, rx_id = _first_bag_given_whole(db_session)
     tech, nurse = user(db_session, "technician"), user(db_session, "nurse")
     returned = ward.other_bag_ids[0]  # bag 2 went to the ward and came back unopened
-    services.dispatch(db_session, tech, returned, courier="C", shipper="S", temperature_logger_id="T")
-    services.receive(db_session, nurse, returned, scan=token_of(db_session.get(Bag, returned)))
-    services.return_bag(db_session, nurse, returned, reason="course to be stopped")
+    handover.dispatch(db_session, tech, returned, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(db_session, nurse, returned, scan=token_of(db_session.get(Bag, returned)))
+    handover.return_bag(db_session, nurse, returned, reason="course to be stopped")
     dins = {bag_id: db_session.get(Bag, bag_id).din for bag_id in [ward.bag_id, *ward.other_bag_ids]}
     db_session.rollback()
 
@@ -108,9 +108,9 @@ def test_a_withdrawal_says_what_became_of_each_bag(
     ward, rx_id = _first_bag_given_whole(db_session)
     tech, nurse = user(db_session, "technician"), user(db_session, "nurse")
     returned = ward.other_bag_ids[0]
-    services.dispatch(db_session, tech, returned, courier="C", shipper="S", temperature_logger_id="T")
-    services.receive(db_session, nurse, returned, scan=token_of(db_session.get(Bag, returned)))
-    services.return_bag(db_session, nurse, returned, reason="patient leaves the trial")
+    handover.dispatch(db_session, tech, returned, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(db_session, nurse, returned, scan=token_of(db_session.get(Bag, returned)))
+    handover.return_bag(db_session, nurse, returned, reason="patient leaves the trial")
     dins = [db_session.get(Bag, bag_id).din for bag_id in ward.other_bag_ids]
     db_session.rollback()
     clinician = client_as("clinician")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.recall import services as recalls
 from tests.conftest import PASSWORD, api_token_for
@@ -65,8 +65,8 @@ def test_the_infusion_page_polls_a_session_view_that_says_stop_once_the_lot_is_r
     ward = _new(app)
     with app.extensions["mscbatch.db"].new_session() as session:
         checked_and_confirmed(session, ward)
-        infusion_id = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                             bag_scan=ward.token, label_key=KEY).id
+        infusion_id = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                               bag_scan=ward.token, label_key=KEY).id
     nurse = client_as("nurse")
     page = nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
     assert f'data-stop-url="/ward/infusions/{infusion_id}/stop.json"' in page and "js/ward-scan.js" in page

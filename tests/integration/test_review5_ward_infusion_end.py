@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import handover, infusions
 from mscbatch.custody.models import Infusion
 from mscbatch.errors import ValidationFailed
 from tests.conftest import PASSWORD, api_token_for
@@ -21,8 +21,8 @@ def _running(app: Any, **kwargs: Any) -> tuple[Any, int]:
     with app.extensions["mscbatch.db"].new_session() as session:
         ward = prescribed_bag(session, **kwargs)
         checked_and_confirmed(session, ward)
-        infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                          bag_scan=ward.token, label_key=KEY)
+        infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                            bag_scan=ward.token, label_key=KEY)
         return ward, infusion.id
 
 
@@ -91,7 +91,7 @@ def test_a_dispatch_missing_two_fields_names_each(app):
     with app.extensions["mscbatch.db"].new_session() as session:
         ward = prescribed_bag(session, state="allocated")
         with pytest.raises(ValidationFailed) as refused:
-            custody.dispatch(session, user(session, "technician"), ward.bag_id, courier="C", shipper=" ",
-                             temperature_logger_id="")
+            handover.dispatch(session, user(session, "technician"), ward.bag_id, courier="C", shipper=" ",
+                              temperature_logger_id="")
     assert refused.value.errors == {"shipper": ["Give the shipper."],
                                     "temperature_logger_id": ["Give the temperature logger id."]}

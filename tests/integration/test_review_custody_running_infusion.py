@@ -3,7 +3,7 @@ on the infusion page; it said nothing, and the contaminated product kept running
 phoned. Any mismatch suspends the infusion (DOMAIN.md 8): the page now says STOP at once."""
 from __future__ import annotations
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from mscbatch.custody.models import Infusion
 from mscbatch.recall import services as recalls
 from tests.conftest import PASSWORD
@@ -15,8 +15,8 @@ def _running(app):  # type: ignore[no-untyped-def]
     session = app.extensions["mscbatch.db"].new_session()
     ward = prescribed_bag(session)
     checked_and_confirmed(session, ward)
-    infusion = custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                      label_key=KEY)
+    infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                        label_key=KEY)
     infusion_id = infusion.id
     session.close()
     return ward, infusion_id
@@ -38,7 +38,7 @@ def test_a_running_infusion_of_a_lot_recalled_since_its_start_says_stop_on_the_i
 def test_an_ended_infusion_does_not_say_stop(app, users, client_as):
     ward, infusion_id = _running(app)
     session = app.extensions["mscbatch.db"].new_session()
-    custody.end_infusion(session, user(session, "nurse"), infusion_id, volume_ml="25")
+    infusions.end_infusion(session, user(session, "nurse"), infusion_id, volume_ml="25")
     recalls.start_recall(session, user(session, "qa"), scope="lot", target_id=ward.lot_id,
                          reason="late positive sterility culture", password=PASSWORD)
     assert session.get(Infusion, infusion_id).ended_at is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from mscbatch.patients.models import EscalationDecisionRecord
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD
@@ -28,7 +28,7 @@ def test_the_escalation_decision_waits_until_the_first_cohort_has_been_infused(a
     wards = [prescribed_bag(session) for _ in range(5)]  # five patients prescribed 2 x10^6/kg, bags thawed
     for ward in wards[:4]:
         checked_and_confirmed(session, ward)
-        custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
+        infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     session.close()
     clinician = client_as("clinician")
     assert "decision required before the next patient" in clinician.get(f"/patients/cohorts/{SLE}").get_data(
@@ -42,8 +42,8 @@ def test_the_escalation_decision_waits_until_the_first_cohort_has_been_infused(a
     session = app.extensions["mscbatch.db"].new_session()
     assert session.scalar(select(EscalationDecisionRecord)) is None
     checked_and_confirmed(session, wards[4])
-    custody.start_infusion(session, user(session, "nurse"), wards[4].bag_id, wristband=wards[4].wristband, bag_scan=wards[4].token,
-                           label_key=KEY)
+    infusions.start_infusion(session, user(session, "nurse"), wards[4].bag_id, wristband=wards[4].wristband, bag_scan=wards[4].token,
+                             label_key=KEY)
     backdate_infusions(session, days=10)  # the 10 days of observation have passed
     session.close()
     accepted = _decide(clinician)

@@ -93,7 +93,7 @@ def test_a_trace_starts_from_a_typed_code(app, users, client_as):
 def test_the_bag_page_shows_the_custody_timeline_when_custody_is_recorded(app, users, client_as):
     import pytest
 
-    custody = pytest.importorskip("mscbatch.custody.services")
+    custody = pytest.importorskip("mscbatch.custody.handover")
     from tests.integration.patient_factories import user
 
     s = scene(app)

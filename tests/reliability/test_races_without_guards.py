@@ -24,7 +24,7 @@ from sqlalchemy import Select, func, select, update
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.identifiers import parse_din
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.errors import Conflict
 from mscbatch.lots import din_allocation
@@ -179,23 +179,23 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
         if not guarded:
             _out_of_its_box(session, ward.bag_id)
     meet = _rendezvous(app, mode)
-    evaluated = custody.evaluate
+    evaluated = infusions.evaluate
 
     def evaluate_then_meet(*args: Any, **kwargs: Any) -> Any:
         result = evaluated(*args, **kwargs)
         meet()  # the bag, its infusions and its check are read; the infusion row follows
         return result
 
-    monkeypatch.setattr(custody, "evaluate", evaluate_then_meet)
+    monkeypatch.setattr(infusions, "evaluate", evaluate_then_meet)
     if not guarded:  # the row locks taken away: the bag's, and the patient's (taken against a weight's change)
-        monkeypatch.setattr(custody, "select", UnlockedSelect)
-        monkeypatch.setattr(custody, "lock_bag", lambda session, bag_id: session.get(Bag, bag_id,
+        monkeypatch.setattr(infusions, "select", UnlockedSelect)
+        monkeypatch.setattr(infusions, "lock_bag", lambda session, bag_id: session.get(Bag, bag_id,
                                                                                    populate_existing=True))
-        monkeypatch.setattr(custody, "lock_patient", get_patient)
+        monkeypatch.setattr(infusions, "lock_patient", get_patient)
     with guard_removed(app, mode != "unguarded", unique=("infusion", "bag_id")):
         outcomes = race(app, lambda session, n: user(session, ("nurse", "nurse2")[n]), lambda session, nurse:
-                        custody.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                               label_key=KEY))
+                        infusions.start_infusion(session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                                 label_key=KEY))
         if mode == "last-guard":
             _check_last_guard(app, outcomes, {
                 "postgresql": "This bag's infusion was just recorded by someone else.",

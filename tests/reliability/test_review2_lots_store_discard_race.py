@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots import storage
 from mscbatch.lots.models import Bag
@@ -26,7 +26,7 @@ def test_a_move_and_a_discard_of_the_same_bag_at_once_leave_no_discarded_bag_in_
         storage.store_bag(session, tech, bag.id, box_id, 1)
         bag_id = bag.id
     meet = Rendezvous(True)
-    temperature, record_event = storage.container_temperature, custody.record_event
+    temperature, record_event = storage.container_temperature, handover.record_event
 
     def move_read_then_meet(session: Any, location: Any) -> Any:  # the move has read the bag, not yet written
         meet()
@@ -37,11 +37,11 @@ def test_a_move_and_a_discard_of_the_same_bag_at_once_leave_no_discarded_bag_in_
         return record_event(session, *args, **kwargs)
 
     monkeypatch.setattr(storage, "container_temperature", move_read_then_meet)
-    monkeypatch.setattr(custody, "record_event", discard_read_then_meet)
+    monkeypatch.setattr(handover, "record_event", discard_read_then_meet)
 
     def attempt(session: Any, who: Any) -> Any:
         if who.username == "qa":
-            return custody.discard(session, who, bag_id, reason="Bag cracked in the tank")
+            return handover.discard(session, who, bag_id, reason="Bag cracked in the tank")
         return storage.store_bag(session, who, bag_id, box_id, 2, "Reorganising the box")
 
     outcomes = race(app, lambda session, n: user(session, ("qa", "technician")[n]), attempt)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mscbatch.custody import services as custody
+from mscbatch.custody import handover
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
 from mscbatch.patients.models import Allocation
@@ -27,20 +27,20 @@ def test_a_cancel_and_a_dispatch_of_the_same_bag_at_once_leave_one_of_them_refus
         prescription_id = prescriptions.prescribe(session, clinician, PASSWORD, patient(session, clinician).id).id
     meet = Rendezvous(True)
     monkeypatch.setattr(prescriptions, "BAG", MeetOnCheck(prescriptions.BAG, meet))
-    allocation_of_bag = custody.allocation_of_bag
+    allocation_of_bag = handover.allocation_of_bag
 
     def read_then_meet(session: Any, wanted: int) -> Any:  # the dispatch has read the bag before it writes
         found = allocation_of_bag(session, wanted)
         meet()
         return found
 
-    monkeypatch.setattr(custody, "allocation_of_bag", read_then_meet)
+    monkeypatch.setattr(handover, "allocation_of_bag", read_then_meet)
 
     def attempt(session: Any, who: Any) -> Any:
         if who.username == "clinician":
             return prescriptions.cancel(session, who, prescription_id, "infusion postponed")
-        return custody.dispatch(session, who, bag_id, courier="Fast Courier", shipper="DS-3",
-                                temperature_logger_id="TL-1")
+        return handover.dispatch(session, who, bag_id, courier="Fast Courier", shipper="DS-3",
+                                 temperature_logger_id="TL-1")
 
     outcomes = race(app, lambda session, n: user(session, ("clinician", "technician")[n]), attempt)
     assert sorted(kind for kind, _ in outcomes) == ["ok", "refused"], outcomes

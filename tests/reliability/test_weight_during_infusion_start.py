@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
-from mscbatch.custody import services as custody
+from mscbatch.custody import infusions
 from mscbatch.custody.models import Infusion
 from mscbatch.patients import queries
 from mscbatch.patients import services as patients
@@ -44,7 +44,7 @@ def test_a_weight_recorded_during_the_start_lands_before_the_check_or_after_the_
         ward = prescribed_bag(session)
         checked_and_confirmed(session, ward)
     meet, weighed = Rendezvous(guarded), threading.Event()
-    judge = custody.evaluate
+    judge = infusions.evaluate
 
     def judged_then_wait(*args: Any) -> Any:  # the start has read the weights; the clinician weighs now
         result = judge(*args)
@@ -53,8 +53,8 @@ def test_a_weight_recorded_during_the_start_lands_before_the_check_or_after_the_
         return result
 
     def start(session: Any) -> Any:
-        return custody.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                                      label_key=KEY)
+        return infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                                        label_key=KEY)
 
     def weigh(session: Any) -> Any:
         meet()
@@ -65,10 +65,10 @@ def test_a_weight_recorded_during_the_start_lands_before_the_check_or_after_the_
         finally:
             weighed.set()
 
-    monkeypatch.setattr(custody, "evaluate", judged_then_wait)
+    monkeypatch.setattr(infusions, "evaluate", judged_then_wait)
     if not guarded:
         plain = queries.get_patient
-        monkeypatch.setattr(custody, "lock_patient", plain)
+        monkeypatch.setattr(infusions, "lock_patient", plain)
         monkeypatch.setattr(patients, "lock_patient", plain)
     with guard_removed(app, guarded):
         outcomes = race(app, lambda session, n: n, lambda session, n: (start, weigh)[n](session))

@@ -1,0 +1,165 @@
+"""The bedside check and its two-person confirmation: the check recorded at every scan (MATCHES or STOP), the
+second person's credentials verified, both people signing; and which confirmed check of a bag still counts
+(latest_confirmed_check, later_stop), read again by the infusion start."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit import trail
+from mscbatch.audit.context import use_case
+from mscbatch.auth.lockout import count_wrong_password, masked_name
+from mscbatch.auth.models import User
+from mscbatch.auth.passwords import verify_password
+from mscbatch.auth.services import admin_beside_words
+from mscbatch.custody.checks import BedsideResult, evaluate
+from mscbatch.custody.models import TwoPersonCheck
+from mscbatch.custody.services import _text, lock_bag, record_event
+from mscbatch.database import reading, utcnow
+from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.signatures.services import sign
+
+DEFAULT_CHECK_VALID = timedelta(minutes=30)
+BEDSIDE_ROLES = ("nurse", "clinician")
+
+
+def _require_bedside_role(user: Any, who: str) -> None:
+    if not user.has_role(*BEDSIDE_ROLES):
+        raise PermissionDenied(f"{who} must be a nurse or a clinician.")
+
+
+def bedside_check(session: Session, actor: Any, *, wristband: str, bag_scan: str, label_key: str) -> BedsideResult:
+    """Run the bedside check and record it (MATCHES or STOP) as a TwoPersonCheck awaiting its second person."""
+    _require_bedside_role(actor, "The person doing the bedside check")
+    empty = {name: [words] for name, value, words in (
+        ("wristband", wristband, "Scan the patient's wristband."), ("bag", bag_scan, "Scan the bag label."))
+        if not (value or "").strip()}
+    if empty:  # nothing to check: not a STOP of a bag for a patient, and not counted as one
+        raise ValidationFailed("Nothing was checked: " + " ".join(words[0] for words in empty.values()),
+                               errors=empty)
+    with reading(session):  # the check's record is then written in its own short write transaction
+        result = evaluate(session, wristband, bag_scan, label_key)
+    with use_case(session, actor):  # one audited row at every scan: written without the unit of work's cost
+        result.check_id = trail.insert_audited(session, TwoPersonCheck, dict(
+            bag_id=result.bag.id if result.bag else None, patient_id=result.patient.id if result.patient else None,
+            wristband_scan=_text(wristband, 120), bag_scan=_text(bag_scan, 600),
+            result="matches" if result.matches else "stop",
+            failures_json=json.dumps([{"code": f.code, "message": f.message} for f in result.failures]),
+            notes_json=json.dumps(result.notes), checked_by_id=actor.id)).id
+    return result
+
+
+def get_check(session: Session, check_id: int) -> TwoPersonCheck:
+    check = session.get(TwoPersonCheck, check_id)
+    if check is None:
+        raise NotFound(f"No bedside check {check_id}.")
+    return check
+
+
+#: the audit reasons of a second person refused for who they are, not for a password (monitoring counts them apart)
+SAME_PERSON_REASON = "second person is the first checker"
+NOT_BEDSIDE_ROLE_REASON = "second person: not a nurse or a clinician"
+
+
+def verify_second_person(session: Session, username: str, password: str, by: Any = None) -> User:
+    """Check another person's credentials without opening a session for them. Failures are audited and count
+    towards the account lockout, as at sign-in; `by`, the signed-in person who typed them, is the events' actor
+    (who guessed a colleague's password, or locked them out, is then in the trail, not "system")."""
+    name = (username or "").strip().lower()
+    user = session.scalar(select(User).where(User.username == name))
+    if user is None:
+        with use_case(session, by, "second person: unknown user name"):
+            trail.record(session, "second_person_refused", "user_account", None, new=masked_name(name))
+        raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
+    if user.locked_out_at is not None or not user.is_enabled:
+        with use_case(session, by, "second person: account locked or disabled"):
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
+    why = admin_beside_words(user)  # locked and disabled are refused above: the rest of User.is_active
+    if why:  # the administrator role held beside nurse (from an older version): may not sign in
+        with use_case(session, by, "second person: account may not sign in"):
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise AuthenticationFailed(f"Second person: this account may not sign in, as {why}.", field="second_username")
+    if not user.has_role(*BEDSIDE_ROLES):  # before the password: a wrong one would count towards a lockout that a
+        # nurse could then inflict on any QA or admin account by typing its user name here
+        with use_case(session, by, NOT_BEDSIDE_ROLE_REASON):
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise PermissionDenied("The second person must be a nurse or a clinician.", field="second_username")
+    if not verify_password(user.password_hash, password or ""):
+        with use_case(session, by, "second person: wrong password"):
+            count_wrong_password(user)
+            trail.record(session, "second_person_refused", "user_account", user.id)
+        raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
+    return user
+
+
+#: The meanings of the two signatures on a confirmed bedside check (DOMAIN.md 8: "Both people sign").
+CHECKED_MEANING = "Bedside check: this bag for this patient (scanned and checked)"
+CONFIRMED_MEANING = "Bedside check: this bag for this patient (confirmed by a second person)"
+
+
+def confirm_second_person(session: Session, actor: Any, check_id: int, *, username: str, password: str,
+                          checker_password: str, label_key: str,
+                          valid_for: timedelta = DEFAULT_CHECK_VALID) -> TwoPersonCheck:
+    """A second qualified person confirms a MATCHES check with their own user name and password, and both people
+    sign it: the person who scanned (the signed-in user, who re-enters their password: an open session or a
+    scanner's token alone is not a person) and the second person. The two signatures lock the check."""
+    get_check(session, check_id)
+    second = verify_second_person(session, username, password, by=actor)
+    check = get_check(session, check_id)
+    if second.id == check.checked_by_id:
+        with use_case(session, second, SAME_PERSON_REASON):
+            trail.record(session, "second_person_refused", "two_person_check", check.id)
+        raise Conflict("The second person must be someone else: the same person cannot check twice.",
+                       field="second_username")
+    if check.result != "matches":
+        raise Conflict("This check said STOP: it cannot be confirmed. Scan again.")
+    if check.second_checker_id is not None:
+        raise Conflict("This check is already confirmed.")
+    if utcnow() - check.checked_at > valid_for:
+        raise Conflict("This check is too old: scan the wristband and the bag again.")
+    if actor.id != check.checked_by_id:
+        raise PermissionDenied("Only the person who did the check can ask for its confirmation.")
+    again = evaluate(session, check.wristband_scan, check.bag_scan, label_key)
+    if not again.matches:
+        raise Conflict("Since the scan, the check changed to STOP: " + " ".join(f.message for f in again.failures))
+    with use_case(session, actor):
+        check = session.get(TwoPersonCheck, check_id, with_for_update=True, populate_existing=True)
+        assert check is not None and again.bag is not None
+        if check.second_checker_id is not None:
+            raise Conflict("This check is already confirmed.")
+        check.second_checker_id, check.confirmed_at = second.id, utcnow()
+        try:  # a wrong password rolls the confirmation back; sign() records the refusal and counts it
+            sign(session, actor, checker_password, check, CHECKED_MEANING)
+        except AuthenticationFailed as refused:
+            raise AuthenticationFailed(f"You, who scanned: {refused.message}", field="checker_password") from None
+        sign(session, second, password, check, CONFIRMED_MEANING)
+        bag = lock_bag(session, again.bag.id)
+        record_event(session, actor, bag, "bedside_verified", scan=check.bag_scan,
+                     details={"check_id": check.id, "wristband": check.wristband_scan, "first_checker": actor.id,
+                              "second_checker": second.id, "patient_id": check.patient_id})
+    return check
+
+
+def latest_confirmed_check(session: Session, bag_id: int, since: datetime) -> TwoPersonCheck | None:
+    """The bag's newest confirmed MATCHES scanned at or after `since`. The scan's time counts, not only the
+    confirmation's: both people vouch for what was scanned then, and a confirmation late in the window must not
+    stretch it to twice its length."""
+    return session.scalar(select(TwoPersonCheck).where(
+        TwoPersonCheck.bag_id == bag_id, TwoPersonCheck.result == "matches",
+        TwoPersonCheck.second_checker_id.is_not(None), TwoPersonCheck.checked_at >= since,
+        TwoPersonCheck.confirmed_at >= since)
+        .order_by(TwoPersonCheck.id.desc()).limit(1))
+
+
+def later_stop(session: Session, check: TwoPersonCheck) -> TwoPersonCheck | None:
+    """The newest check of the same bag recorded after `check` that said STOP. Any mismatch suspends the
+    infusion (DOMAIN.md 8): a STOP after the confirmed check (the bag scanned at another bed, a weight changed...)
+    voids that check until the bag is scanned and confirmed again."""
+    return session.scalar(select(TwoPersonCheck).where(
+        TwoPersonCheck.bag_id == check.bag_id, TwoPersonCheck.result == "stop", TwoPersonCheck.id > check.id)
+        .order_by(TwoPersonCheck.id.desc()).limit(1))

@@ -1,0 +1,205 @@
+"""The bedside screens (issue 7 point 5), on the custody blueprint of views: a check's page and its two-person
+confirmation, and the infusion's start from a confirmed check, with its STOP screen when the start is refused."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+from markupsafe import Markup, escape
+from sqlalchemy import select
+
+from mscbatch.auth.access import roles_required
+from mscbatch.auth.models import User
+from mscbatch.custody import bedside, infusions
+from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining
+from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
+from mscbatch.custody.views import BEDSIDE, _ward, bp, check_valid_for, label_key
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, DomainError, ValidationFailed
+from mscbatch.extensions import db
+from mscbatch.lots.models import Bag
+from mscbatch.lots.queries import product_of
+from mscbatch.patients.models import Allocation
+from mscbatch.signatures.services import signatures_of
+from mscbatch.site import site_config
+from mscbatch.web.forms import show_error
+
+#: a code in a STOP's words (patient SLE-UC-001, lot MSC-2026-0003, donor D-2026-0002): read as one word
+_CODE = re.compile(r"\b[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+\b")
+
+
+@bp.app_template_filter("codes_unbroken")
+def codes_unbroken(message: str) -> Markup:
+    """The message, escaped, with each code kept on one line (a phone cut "SLE-UC-" / "002" at its hyphen)."""
+    return Markup(_CODE.sub(lambda found: f'<span class="code">{found.group(0)}</span>', str(escape(message))))
+
+
+@dataclass(frozen=True)
+class PrescribedPosition:
+    number: int  # this bag's place in the prescription (its order of allocation), from 1
+    count: int  # the bags the prescription draws from
+
+
+def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
+    """Which of the patient's prescribed bags this is ("bag 2 of the 3 prescribed for this patient"), for a check
+    that MATCHES: the lot's own numbering (bag 2 of the 4 made) says nothing of the prescription. MATCHES means a
+    signed, active prescription reserves the bag for this patient, and a bag has one active allocation (UNIQUE
+    active_bag_id): one statement reads the bags of that prescription, in their order of allocation."""
+    if not result.matches or result.bag is None:
+        return None
+    prescription_id = (select(Allocation.prescription_id).where(Allocation.active_bag_id == result.bag.id)
+                       .scalar_subquery())
+    bag_ids = list(db.session.scalars(select(Allocation.bag_id).where(Allocation.prescription_id == prescription_id)
+                                      .order_by(Allocation.id)))
+    return PrescribedPosition(bag_ids.index(result.bag.id) + 1, len(bag_ids)) if result.bag.id in bag_ids else None
+
+
+def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
+                 start_form: StartForm | None = None, status: int = 200, confirmed: Any = None,
+                 too_old: int | None = None, scanner: Any = None, may_sign: bool = True) -> Any:
+    """`too_old`: the check's validity in minutes when it is past it (no confirm nor start form); `may_sign`: the
+    person who scanned is looking (only they sign with the second person; others are told who must)."""
+    signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
+    return render_template(
+        "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
+        start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
+        left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
+        signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
+        may_sign=may_sign), status
+
+
+#: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
+START_REFUSED = "custody_start_refused"
+
+
+@bp.route("/check", methods=["POST"])
+@bp.route("/checks/<int:check_id>", methods=["GET"])
+@roles_required(*BEDSIDE)
+def check(check_id: int | None = None) -> Any:
+    """POST records a check and redirects to its page; GET shows a recorded check and never records one, so that
+    a reload or Back neither records a second check nor asks to send the form again."""
+    if check_id is not None:
+        return _recorded_page(bedside.get_check(db.session, check_id))
+    form = WardForm()
+    if not form.validate_on_submit():
+        return _ward(form, status=422)
+    try:
+        result = bedside.bedside_check(db.session, current_user, wristband=form.wristband.data or "",
+                                       bag_scan=form.bag.data or "", label_key=label_key())
+    except DomainError as error:
+        show_error(form, error)
+        return _ward(form, status=error.status)
+    return redirect(url_for("custody.check", check_id=result.check_id, _method="GET"), 303)
+
+
+def _recorded_page(row: Any, *, confirm_form: SecondPersonForm | None = None, start_form: StartForm | None = None,
+                   status: int = 200) -> Any:
+    """The page of a recorded check: its recorded verdict (a STOP stays a STOP whatever is read now) and, read
+    again now, the bag's facts; a MATCHES that reads STOP now is shown as STOP, since the start would refuse it.
+    A caller that rolled back a refused use case reads `row` again after the rollback."""
+    result = evaluate(db.session, row.wristband_scan, row.bag_scan, label_key())
+    result.check_id = row.id
+    if row.result != "matches":
+        result.failures = [Finding(f.get("code", "stop"), f.get("message", "")) for f in row.failures] or [
+            Finding("stop", "STOP.")]
+        result.notes, result.give_ml = [], None
+    elif not result.matches:
+        result.failures.insert(0, Finding("changed_since", "Since this check was recorded, something changed: it "
+                                                           "now says STOP."))
+    confirmed = row if row.second_checker_id is not None else None
+    valid_for = check_valid_for()
+    # past its validity the confirmation and the start are refused (services): no form offers them
+    too_old = int(valid_for.total_seconds() // 60) if utcnow() - row.checked_at > valid_for else None
+    scanner = db.session.get(User, row.checked_by_id)
+    return _result_page(result, confirm_form=confirm_form, start_form=start_form, status=status, confirmed=confirmed,
+                        too_old=too_old, scanner=scanner, may_sign=row.checked_by_id == current_user.id)
+
+
+@bp.route("/checks/<int:check_id>/confirm", methods=["POST"])
+@roles_required(*BEDSIDE)
+def confirm(check_id: int) -> Any:
+    form = SecondPersonForm()
+    if not form.validate_on_submit():
+        return _recorded_page(bedside.get_check(db.session, check_id), confirm_form=form, status=422)
+    try:
+        bedside.confirm_second_person(
+            db.session, current_user, check_id, username=form.second_username.data,
+            password=form.second_password.data, checker_password=form.checker_password.data,
+            label_key=label_key(), valid_for=check_valid_for())
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)
+        return _recorded_page(bedside.get_check(db.session, check_id), confirm_form=form, status=error.status)
+    return redirect(url_for("custody.check", check_id=check_id, _method="GET"), 303)
+
+
+def _start_refused_page(bag_id: int, wristband: str, message: str, status: int = 200) -> Any:
+    """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again"
+    (the bag of the start and the wristband just scanned are shown, so a wrong bed is seen at once; a wrong bag is
+    named in the reason)."""
+    db.session.rollback()
+    bag = db.session.get(Bag, bag_id)
+    result = evaluate(db.session, wristband, bag.din + bag.check_character if bag else "", label_key())
+    result.failures, result.notes, result.give_ml = [Finding("start_refused", message)], [], None
+    return _result_page(result, status=status)
+
+
+def _start_refused(bag_id: int, error: DomainError) -> Any:
+    """Shown by GET (post-redirect-get): Back and reload show the refusal again, never "Confirm Form
+    Resubmission", and never send the start again. The session cookie (signed, not encrypted) holds only the
+    refusal's audit seq, never the wristband or the words (patients' codes): GET reads them back from the server.
+    A refusal that was not audited (a start recorded meanwhile by someone else) keeps its words, which name no one."""
+    db.session.rollback()
+    recorded = infusions.refused_start(db.session, current_user, bag_id) \
+        if isinstance(error, infusions.StartRefused) else None
+    session[START_REFUSED] = {"bag_id": bag_id, "seq": recorded[0]} if recorded else \
+        {"bag_id": bag_id, "message": error.message}
+    return redirect(url_for("custody.start", bag_id=bag_id), 303)
+
+
+def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
+    """The confirmed check's page again, its start form showing what is missing (the wristband or the bag not
+    scanned, or a bag label that cannot be read)."""
+    db.session.rollback()
+    check = bedside.latest_confirmed_check(db.session, bag_id, utcnow() - check_valid_for())
+    if check is None:
+        return _start_refused(bag_id, Conflict(
+            "No confirmed two-person bedside check of this bag is valid now: scan the wristband and the bag, "
+            "and have a second person confirm."))
+    return _recorded_page(check, start_form=start_form, status=status)
+
+
+@bp.route("/bags/<int:bag_id>/infusion", methods=["GET", "POST"])
+@roles_required(*BEDSIDE)
+def start(bag_id: int) -> Any:
+    """The confirmed check's "Start infusion": the nurse scans the patient's wristband and the bag in hand again,
+    at the bedside. GET shows the last refused start of this bag (its STOP screen) and records nothing."""
+    if request.method == "GET":
+        refused = session.get(START_REFUSED)
+        if not refused or refused.get("bag_id") != bag_id:
+            return redirect(url_for("custody.ward"))
+        if "seq" not in refused:
+            return _start_refused_page(bag_id, "", str(refused.get("message", "")))
+        recorded = infusions.refused_start(db.session, current_user, bag_id, seq=refused.get("seq"))
+        if recorded is None:  # not this person's refusal: the normal page
+            return redirect(url_for("custody.ward"))
+        return _start_refused_page(bag_id, recorded[1], recorded[2])
+    form = StartForm()
+    if not form.validate_on_submit():
+        return _confirmed_page(bag_id, form, 422)
+    wristband = form.wristband.data or ""
+    try:
+        infusion = infusions.start_infusion(db.session, current_user, bag_id, wristband=wristband,
+                                            bag_scan=form.bag.data or "", label_key=label_key(),
+                                            valid_for=check_valid_for())
+    except ValidationFailed as error:
+        show_error(form, error)
+        return _confirmed_page(bag_id, form, error.status)
+    except DomainError as error:
+        return _start_refused(bag_id, error)
+    session.pop(START_REFUSED, None)
+    flash("Infusion started. Stay with the patient; record any reaction below.", "success")
+    return redirect(url_for("custody.infusion", infusion_id=infusion.id))

@@ -1,0 +1,120 @@
+"""The bag's hand-overs between the unit and the ward: dispatch, receive, thaw, return and discard. One use
+case each, one transaction, audited; each records its custody event through services.record_event."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.custody.checks import donor_problem, local_and_utc, lot_unusable
+from mscbatch.custody.models import CustodyEvent
+from mscbatch.custody.services import _text, lock_bag, record_event
+from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor
+from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.labelling.services import dispatch_label_problem
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.recall.queries import bag_hold
+from mscbatch.release.queries import bag_release
+
+
+def _simple(session: Session, actor: Any, bag_id: int, kind: str, *, location: str, scan: str,
+            details: dict[str, Any] | None = None, reason: str = "") -> CustodyEvent:
+    with use_case(session, actor, reason or None):
+        bag = lock_bag(session, bag_id)
+        event = record_event(session, actor, bag, kind, location=location, scan=scan, details=details, reason=reason)
+    return event
+
+
+def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper: str, temperature_logger_id: str,
+             location: str = "", scan: str = "") -> CustodyEvent:
+    """The bag leaves the unit for the ward: courier, shipper and the temperature logger travelling with it."""
+    details = {"courier": _text(courier, 120), "shipper": _text(shipper, 120),
+               "temperature_logger_id": _text(temperature_logger_id, 60)}
+    missing = [name for name, value in details.items() if not value]
+    if missing:
+        said = {name: f"Give the {name.replace('_', ' ')}." for name in missing}
+        raise ValidationFailed(" ".join(said.values()), errors={name: [words] for name, words in said.items()})
+    with use_case(session, actor):
+        bag = lock_bag(session, bag_id)
+        unfit = _unfit(session, bag)
+        if unfit:
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
+        if allocation_of_bag(session, bag.id) is None:
+            raise Conflict(f"Bag {bag.din} is not allocated to a patient by a signed prescription.")
+        label = dispatch_label_problem(session, bag)  # the label the bag wears is what the ward will read
+        if label:
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: {label}.")
+        event = record_event(session, actor, bag, "dispatched", location=location, scan=scan, details=details)
+    return event
+
+
+def _dispatcher_id(session: Session, bag_id: int) -> int | None:
+    """Who recorded the bag's latest dispatch (the giver of the hand-over now under way), or None."""
+    return session.scalar(select(CustodyEvent.actor_id).where(CustodyEvent.bag_id == bag_id,
+                                                              CustodyEvent.kind == "dispatched")
+                          .order_by(CustodyEvent.id.desc()).limit(1))
+
+
+def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
+    """The ward takes the bag over from the courier. A hand-over has two people: whoever dispatched the bag (one
+    account may hold technician and nurse) cannot also record its receipt."""
+    with use_case(session, actor):
+        bag = lock_bag(session, bag_id)
+        if bag.status == "dispatched" and _dispatcher_id(session, bag.id) == actor.id:
+            raise Conflict(f"Refused: you dispatched bag {bag.din} yourself; its receipt on the ward is recorded by "
+                           "someone else (the nurse who takes it over from the courier).")
+        event = record_event(session, actor, bag, "received", location=location, scan=scan)
+    return event
+
+
+def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
+    """Thawing starts the post-thaw clock (the limit comes from the product, config/products.toml). A bag that has
+    become unfit since it left the unit (expired, its lot recalled or failed late, its donor reopened, on hold) is
+    not thawed: the bedside check would stop it anyway, and a thawed bag can never be used again, nor be kept for
+    the inquiry as it was."""
+    with use_case(session, actor):
+        bag = lock_bag(session, bag_id)
+        unfit = _unfit(session, bag)
+        if unfit:
+            raise Conflict(f"DO NOT THAW bag {bag.din}: {unfit} Keep it frozen and call the cell therapy unit.")
+        event = record_event(session, actor, bag, "thawed", location=location, scan=scan)
+    return event
+
+
+def _unfit(session: Session, bag: Bag) -> str | None:
+    """What makes the bag unfit to be sent or thawed now, in words, or None: the product checks of the bedside
+    (mscbatch.custody.checks.judge) that do not depend on the patient."""
+    if bag.expires_at <= utcnow():
+        return f"it expired on {local_and_utc(bag.expires_at)}."
+    state = bag_release(session, bag.id)
+    lot = session.get(Lot, bag.lot_id)
+    unusable = lot_unusable(lot.lot_number, lot.status, state) if lot is not None else None
+    if unusable:  # the bedside check's words (checks.judge)
+        return unusable.message
+    donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
+                            .where(Lot.id == bag.lot_id)).first()
+    problem = donor_problem(*donor) if donor else None
+    if problem:
+        return problem
+    hold = bag_hold(session, bag.id)
+    if hold:
+        return f"it is on hold ({hold})."
+    return None
+
+
+def return_bag(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
+               scan: str = "") -> CustodyEvent:
+    if not (reason or "").strip():
+        raise ValidationFailed("Say why the bag is returned.", field="reason")
+    return _simple(session, actor, bag_id, "returned", location=location, scan=scan, reason=reason)
+
+
+def discard(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
+            scan: str = "") -> CustodyEvent:
+    if not (reason or "").strip():
+        raise ValidationFailed("Say why the bag is discarded.", field="reason")
+    return _simple(session, actor, bag_id, "discarded", location=location, scan=scan, reason=reason)

@@ -1,0 +1,157 @@
+"""The infusion's page (issue 7 point 6), on the custody blueprint of views: its record, the STOP poll while it
+runs, its end and its reactions; and the template globals of the infusions table of the patient and lot pages."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from mscbatch.auth.access import roles_required
+from mscbatch.auth.models import User
+from mscbatch.core.dosing import infused_against_prescribed
+from mscbatch.custody import bedside, infusions
+from mscbatch.custody.checks import stop_running
+from mscbatch.custody.forms import EndForm, ReactionForm
+from mscbatch.custody.models import CTCAE_TERMS, GRADES, InfusionReaction
+from mscbatch.custody.queries import courses_below_band
+from mscbatch.custody.views import BEDSIDE, INFUSION_READERS, bp, label_key
+from mscbatch.errors import DomainError
+from mscbatch.extensions import db
+from mscbatch.interop.privacy import infusion_counts, may_read_patients
+from mscbatch.lots.models import Bag, Lot
+from mscbatch.patients.models import Patient
+from mscbatch.patients.queries import allocation_given
+from mscbatch.site import site_config, site_time
+from mscbatch.web.forms import show_error
+
+
+@bp.app_template_global()
+def infusions_of_patient(patient_id: int) -> list[Any]:
+    """For templates/custody/_infusions.html, included in the patient page."""
+    from mscbatch.custody.queries import infusions_of_patient as query
+
+    return query(db.session, patient_id)
+
+
+@bp.app_template_global()
+def infusions_of_lot(lot_id: int) -> list[Any]:
+    """For templates/custody/_infusions.html, included in the lot page."""
+    from mscbatch.custody.queries import infusions_of_lot as query
+
+    return query(db.session, lot_id)
+
+
+@bp.app_template_global()
+def infusion_site_tz() -> Any:
+    """For templates/custody/_infusions.html: the site's time zone (local time first, UTC beside)."""
+    return site_config().tz
+
+
+@bp.app_template_global()
+def infusion_counts_for_reader(rows: list[Any]) -> dict[str, Any] | None:
+    """For templates/custody/_infusions.html: None for the readers of patient records (they see the rows), else only
+    the counts (mscbatch.interop.privacy: infusions, reactions by grade): the lot page is read by every role."""
+    return None if may_read_patients(current_user) else infusion_counts(rows)
+
+
+def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
+    db.session.rollback()
+    infusion = infusions.get_infusion(db.session, infusion_id)
+    bag = db.session.get(Bag, infusion.bag_id)
+    lot = db.session.get(Lot, bag.lot_id) if bag else None
+    patient = db.session.get(Patient, infusion.patient_id)
+    reactions = list(db.session.query(InfusionReaction).filter(InfusionReaction.infusion_id == infusion.id)
+                     .order_by(InfusionReaction.id))
+    check = bedside.get_check(db.session, infusion.check_id)  # the two checkers, who may not be the starter
+    ids = {check.checked_by_id, check.second_checker_id, infusion.started_by_id, infusion.ended_by_id}
+    names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
+    allocation = allocation_given(db.session, bag.id) if bag else None
+    stop = stop_running(db.session, infusion, bag, patient, label_key())
+    forms.setdefault("end_form", EndForm(formdata=None))
+    forms.setdefault("reaction_form", ReactionForm(formdata=None))
+    return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
+                           patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
+                           prescribed_ml=allocation.allocation.volume_ml if allocation else None,
+                           outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop,
+                           poll_seconds=int(current_app.config.get("CUSTODY_STOP_POLL_SECONDS", 20)),
+                           course_below_band=bool(bag and courses_below_band(db.session, [bag.id])), **forms), status
+
+
+def _outside(infusion: Any, allocation: Any) -> str | None:
+    """"more" / "less" than prescribed, once the volume is recorded (core.dosing.infused_against_prescribed)."""
+    if allocation is None or infusion.volume_infused_ml is None:
+        return None
+    return infused_against_prescribed(infusion.volume_infused_ml, allocation.allocation.volume_ml,
+                                      infusions.dose_tolerance(allocation.prescription.protocol_id))
+
+
+@bp.route("/infusions/<int:infusion_id>")
+@roles_required(*INFUSION_READERS)
+def infusion(infusion_id: int) -> Any:
+    return _infusion_page(infusion_id)
+
+
+@bp.route("/infusions/<int:infusion_id>/stop.json")
+@roles_required(*INFUSION_READERS)
+def infusion_stop(infusion_id: int) -> Any:
+    """What the infusion page's script polls while it is open, so that a recall, a late failed test or a reopened
+    donor that arrives during the infusion shows STOP THE INFUSION NOW without a reload (and without losing what is
+    typed). A passive endpoint (auth.loading.PASSIVE_ENDPOINTS): polling does not keep the session alive."""
+    row = infusions.get_infusion(db.session, infusion_id)
+    bag = db.session.get(Bag, row.bag_id)
+    reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())
+    response = jsonify(stop_now=bool(reasons), reasons=reasons, ended=row.ended_at is not None)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+#: what the STOP poll answers once the session has ended (the page's script shows it and stops polling)
+SIGNED_OUT_POLL = "Signed out: this page no longer watches for STOP \u2014 sign in again."
+
+
+@bp.after_request
+def _signed_out_poll(response: Any) -> Any:
+    """The STOP poll of a session that has ended answers 401 in JSON, which the page's script reads and says, not
+    the sign-in page's redirect (access.signed_out_redirect) that a script cannot read and would retry forever."""
+    if request.endpoint != "custody.infusion_stop" or response.status_code not in (302, 303) \
+            or current_user.is_authenticated:
+        return response
+    session.pop("_flashes", None)  # the sign-in page's words are for a person who opens a page
+    answer = jsonify(signed_out=True, message=SIGNED_OUT_POLL)
+    answer.status_code = 401
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
+
+
+@bp.route("/infusions/<int:infusion_id>/end", methods=["POST"])
+@roles_required(*BEDSIDE)
+def end(infusion_id: int) -> Any:
+    form = EndForm()
+    if form.validate_on_submit():
+        try:
+            infusions.end_infusion(db.session, current_user, infusion_id, volume_ml=form.volume_ml.data,
+                                   reason=form.reason.data or "")
+        except DomainError as error:
+            show_error(form, error)
+            return _infusion_page(infusion_id, error.status, end_form=form)
+        flash("Infusion ended.", "success")
+        return redirect(url_for("custody.infusion", infusion_id=infusion_id))
+    return _infusion_page(infusion_id, 422, end_form=form)
+
+
+@bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
+@roles_required(*BEDSIDE)
+def reaction(infusion_id: int) -> Any:
+    form = ReactionForm()
+    if form.validate_on_submit():
+        try:
+            infusions.record_reaction(db.session, current_user, infusion_id, infusions.ReactionDetails(
+                form.ctcae_term.data, form.grade.data, form.description.data or "",
+                onset_at=site_time(form.onset_at.data)))
+        except DomainError as error:
+            show_error(form, error)
+            return _infusion_page(infusion_id, error.status, reaction_form=form)
+        flash("Reaction recorded. Tell the clinician.", "success")
+        return redirect(url_for("custody.infusion", infusion_id=infusion_id, _anchor="reactions"))
+    return _infusion_page(infusion_id, 422, reaction_form=form)

@@ -1,0 +1,333 @@
+"""The infusion record: its start at the bedside (or its refusal, audited), its end with the volume given, and
+the reactions recorded during it.
+
+Infusion start needs a fresh scan of the patient's wristband and of the bag in hand, at the bedside: it is
+refused when the bag scanned is not the bag being started (another thawed bag on the ward), without a passed,
+confirmed two-person bedside check of this bag scanned within the last N minutes (app config
+CUSTODY_CHECK_VALID_MINUTES, default 30), when any later scan of the bag said STOP, when the wristband is not the
+patient of that check, or when the check run again on that wristband and bag says STOP. Ten concurrent starts record
+exactly one infusion: the bag row lock serialises them, the bag leaves "thawed", and infusion.bag_id is UNIQUE.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mscbatch.audit import trail
+from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
+from mscbatch.core.dosing import cells_per_kg_words, infused_against_prescribed
+from mscbatch.core.protocols import format_cells_per_kg
+from mscbatch.custody.bedside import (
+    DEFAULT_CHECK_VALID,
+    _require_bedside_role,
+    later_stop,
+    latest_confirmed_check,
+)
+from mscbatch.custody.checks import BedsideResult, evaluate, local_and_utc, resolve_bag
+from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
+from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short
+from mscbatch.custody.services import _text, lock_bag, record_event
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.lots.models import Bag
+from mscbatch.patients.models import Patient
+from mscbatch.patients.queries import allocation_given, lock_patient, protocols
+
+
+class StartRefused(Conflict):
+    """An infusion start the system stopped at the bedside. `refusal` names it in the audit trail and the admin's
+    monitoring (e.g. wrong_patient): each is someone about to give a bag that must not be given now."""
+
+    def __init__(self, refusal: str, message: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.refusal = refusal
+
+
+#: refusal code -> how the admin's monitoring page words it
+START_REFUSALS = {
+    "already_infused": "the bag was already infused",
+    "no_confirmed_check": "no confirmed two-person check in the validity window",
+    "later_stop": "a later scan of the bag said STOP",
+    "wrong_patient": "WRONG PATIENT: the wristband scanned is not the checked patient's",
+    "wrong_bag": "WRONG BAG: the bag scanned at the start is not the bag being started",
+    "stop": "the check run again at the start said STOP",
+}
+
+
+def _refuse_infused(session: Session, bag: Bag) -> None:
+    if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
+        raise StartRefused("already_infused", f"Bag {bag.din} has already been infused.")
+
+
+def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoPersonCheck:
+    """The confirmed check the infusion stands on, or a refusal saying what to do."""
+    minutes = int(valid_for.total_seconds() // 60)
+    check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
+    if check is None:
+        raise StartRefused("no_confirmed_check",
+                           f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} minutes "
+                           "(counted from the scan): scan the wristband and the bag, and have a second person "
+                           "confirm.")
+    stop = later_stop(session, check)
+    if stop is not None:
+        said = "; ".join(f["message"] for f in stop.failures) or "STOP"
+        raise StartRefused("later_stop",
+                           f"A later scan of this bag said STOP ({said}). The two-person check before it no longer "
+                           "counts. Do not start: find out why, then scan again and have a second person confirm.")
+    return check
+
+
+def _refuse_another_patient(session: Session, check: TwoPersonCheck, fresh: BedsideResult) -> None:
+    """The wristband scanned at the start must be the checked patient's: the check proved the bag against one
+    patient, and the bag may since have been carried to another bed."""
+    if fresh.patient is not None and fresh.patient.id == check.patient_id:
+        return
+    checked = session.get(Patient, check.patient_id)
+    code = checked.code if checked is not None else "?"
+    wearer = f"this wristband is {fresh.patient.code}'s" if fresh.patient else "this wristband is not known"
+    raise StartRefused("wrong_patient",
+                       f"WRONG PATIENT: this wristband is not the patient of the confirmed check. The bag was checked "
+                       f"for patient {code}; {wearer}. Do not start the infusion: go to patient {code} and scan the "
+                       "wristband on their arm.", field="wristband")
+
+
+def _refuse_another_bag(session: Session, bag_id: int, bag_scan: str, label_key: str) -> None:
+    """The bag scanned at the start, in the nurse's hand, must be the bag being started: with two thawed bags on
+    the ward, the start pressed on one bag's page while the other is hung would record the wrong bag."""
+    scanned, problem = resolve_bag(session, bag_scan, label_key)
+    if scanned is None:
+        raise ValidationFailed(f"Bag label scanned at the start: {problem}", field="bag")
+    if scanned.id == bag_id:
+        return
+    started = session.get(Bag, bag_id)
+    if started is None:
+        raise NotFound(f"No bag {bag_id}.")
+    raise StartRefused("wrong_bag",
+                       f"WRONG BAG: the bag in your hand is {scanned.din}, not bag {started.din} whose two-person "
+                       f"check you are starting. Do not start the infusion: hang bag {started.din}, or start bag "
+                       f"{scanned.din} from its own confirmed check.", field="bag")
+
+
+def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str, bag_scan: str, label_key: str,
+                   valid_for: timedelta = DEFAULT_CHECK_VALID) -> Infusion:
+    """Start the infusion of a thawed bag on a fresh scan of the patient's wristband and of the bag in hand, taken
+    at the bedside just before the start (the bag scan: its label's QR code, the DIN typed with its check
+    character, or the label's Code 128, as at the bedside check): the scanned bag must be the bag started, and
+    the confirmed check is run again on that wristband and that scan, so the bag is given to the patient it was
+    checked for, and only if nothing has changed to STOP since."""
+    _require_bedside_role(actor, "The person starting the infusion")
+    wristband = _text(wristband, 120)
+    bag_scan = _text(bag_scan, 600)
+    if not wristband:
+        raise ValidationFailed("Scan the patient's wristband again (on the patient's arm) to start the infusion.",
+                               field="wristband")
+    if not bag_scan:
+        raise ValidationFailed("Scan the label of the bag in your hand (its QR code, or type its DIN with the check "
+                               "character) to start the infusion.", field="bag")
+    try:
+        with use_case(session, actor):
+            _refuse_another_bag(session, bag_id, bag_scan, label_key)
+            bag = lock_bag(session, bag_id)
+            _refuse_infused(session, bag)
+            check = _check_to_start_on(session, bag, valid_for)
+            if check.patient_id is not None:  # no weight recorded between this check and the commit (PostgreSQL)
+                lock_patient(session, check.patient_id)
+            fresh = evaluate(session, wristband, bag_scan, label_key)
+            _refuse_another_patient(session, check, fresh)
+            if not fresh.matches:
+                raise StartRefused("stop", "STOP, do not start: " + " ".join(f.message for f in fresh.failures))
+            assert check.patient_id is not None and check.second_checker_id is not None
+            infusion = Infusion(bag_id=bag.id, patient_id=check.patient_id, check_id=check.id,
+                                started_at=utcnow(), started_by_id=actor.id, second_person_id=check.second_checker_id)
+            session.add(infusion)
+            session.flush()
+            record_event(session, actor, bag, "infusion_started", scan=bag_scan,
+                         details={"infusion_id": infusion.id, "check_id": check.id, "patient_id": check.patient_id,
+                                  "wristband": wristband})
+    except IntegrityError:
+        raise Conflict("This bag's infusion was just recorded by someone else.") from None
+    except StartRefused as refused:
+        _audit_refused_start(session, actor, bag_id, wristband, refused)
+        raise
+    return infusion
+
+
+def _audit_refused_start(session: Session, actor: Any, bag_id: int, wristband: str, refused: StartRefused) -> None:
+    """A refused start is recorded after the start's own transaction rolled back, in one of its own: what was
+    about to be given, to whom, and why not (counted on the admin's monitoring page, logged as a warning)."""
+    with use_case(session, actor):
+        trail.record(session, "infusion_start_refused", "bag", bag_id,
+                     new={"refusal": refused.refusal, "wristband": wristband}, reason=refused.message)
+
+
+def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = None) -> tuple[int, str, str] | None:
+    """This person's refused start of this bag as recorded (_audit_refused_start): the event's seq, the wristband
+    scanned and the words of the refusal; the one with `seq`, or else the last. Read back from the server so the
+    refusal's words (patients' codes) never travel in the session cookie, and shown to the person refused only."""
+    query = select(AuditEvent).where(AuditEvent.action == "infusion_start_refused", AuditEvent.entity_type == "bag",
+                                     AuditEvent.entity_id == str(bag_id), AuditEvent.actor_id == actor.id)
+    if seq is not None:
+        query = query.where(AuditEvent.seq == seq)
+    event = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(1)).first()
+    if event is None:
+        return None
+    try:
+        scanned = json.loads(event.new_value or "{}").get("wristband", "")
+    except (ValueError, AttributeError):
+        scanned = ""
+    return event.seq, str(scanned or ""), event.reason or ""
+
+
+def get_infusion(session: Session, infusion_id: int) -> Infusion:
+    infusion = session.get(Infusion, infusion_id)
+    if infusion is None:
+        raise NotFound(f"No infusion {infusion_id}.")
+    return infusion
+
+
+MAX_VOLUME_ML = 100_000
+
+
+def _volume(text: Any) -> Decimal:
+    try:
+        volume = Decimal(str(text).strip().replace(",", "."))
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed("Volume infused: give a number of mL, e.g. 20.5.", field="volume_ml") from None
+    # bounded before quantize(), which cannot hold more than 28 digits (a 500 found by tests/fuzz)
+    if not volume.is_finite() or volume < 0 or volume >= MAX_VOLUME_ML:
+        raise ValidationFailed(f"Volume infused: a number of mL, 0 or more and under {MAX_VOLUME_ML}.",
+                               field="volume_ml")
+    if volume != volume.quantize(Decimal("0.01")):  # stored with 2 decimals: never rounded silently
+        raise ValidationFailed("Volume infused: at most 2 decimals (e.g. 20.55 mL).", field="volume_ml")
+    return volume.quantize(Decimal("0.01"))
+
+
+def dose_tolerance(protocol_id: str) -> Decimal:
+    """The protocol's dose tolerance (%); none when the protocol is gone: every shortfall then needs its reason."""
+    protocol = protocols().get(protocol_id)
+    return protocol.dosing.tolerance_percent if protocol is not None else Decimal(0)
+
+
+def _outside_words(outside: str, volume: Decimal, prescribed: Any) -> str:
+    if outside == "more":
+        return (f"Volume infused: {volume.normalize():f} mL is MORE than the {prescribed.normalize():f} mL prescribed "
+                "from this bag. If that much was given, say why (it is recorded and the clinician must be told).")
+    return (f"Volume infused: {volume.normalize():f} mL is LESS than the {prescribed.normalize():f} mL prescribed "
+            "from this bag, by more than the protocol's dose tolerance. Say why (for example: stopped for a "
+            "reaction, the bag leaked): it is recorded and the clinician must be told.")
+
+
+def _short_words(short: CourseShort, volume: Decimal) -> str:
+    lost = (" (" + ", ".join(f"bag {bag.din} {bag.status}" for bag in short.lost) + ")") if short.lost else ""
+    what = ("the prescriber stopped this course: with what was given before," if short.stopped else
+            f"what was given, and the bags still to give as prescribed{lost}:")
+    return (f"Volume infused: with {volume.normalize():f} mL from this bag ({what} "
+            f"{cells_per_kg_words(short.expected_cells, short.weight_kg)} in all), the patient's dose is BELOW the "
+            f"prescription's band: {format_cells_per_kg(short.level_cells_per_kg)} prescribed, no less than "
+            f"{cells_per_kg_words(short.low_cells, short.weight_kg)}. Check the volume; if that is what was given, "
+            "say why (it is recorded and the clinician must be told).")
+
+
+def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
+    """Record the end and the volume given. More than the prescription draws from the bag (a partial dose given
+    whole), or less by more than the protocol's dose tolerance (stopped early), is recorded as it happened, never
+    refused, but only with the reason, and flagged on the record: the dose given is then outside the prescription
+    and the clinician must know. So is a course whose total falls below the prescription's band although each bag
+    is inside the tolerance (two bags each 9 % short): what the prescription has given, this bag at its volume, plus
+    what its bags still to give would give as prescribed, below the band's lower limit (COURSE_BELOW_BAND)."""
+    _require_bedside_role(actor, "The person ending the infusion")
+    volume = _volume(volume_ml)
+    reason = (reason or "").strip()
+    with use_case(session, actor, reason or None):
+        infusion = session.get(Infusion, infusion_id, with_for_update=True, populate_existing=True)
+        if infusion is None:
+            raise NotFound(f"No infusion {infusion_id}.")
+        bag = lock_bag(session, infusion.bag_id)
+        if infusion.ended_at is not None:
+            raise Conflict("This infusion has already ended.")
+        if volume > bag.volume_ml:
+            raise ValidationFailed(f"Volume infused: at most the bag's {bag.volume_ml.normalize():f} mL.",
+                                   field="volume_ml")
+        allocation = allocation_given(session, bag.id)  # also when the course was stopped since the start
+        prescribed = allocation.allocation.volume_ml if allocation is not None else None
+        outside = None if allocation is None or prescribed is None else infused_against_prescribed(
+            volume, prescribed, dose_tolerance(allocation.prescription.protocol_id))
+        short = None if allocation is None else course_short(session, allocation.prescription,
+                                                               ending=(infusion.id, volume))
+        if (outside or short) and len(reason) < 5:
+            words = [_outside_words(outside, volume, prescribed)] if outside else []
+            raise ValidationFailed(" ".join(words + ([_short_words(short, volume)] if short else [])),
+                                   field="volume_ml")
+        infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
+        # why the volume or the course is outside the prescription, on the record the pages flag (and audited)
+        infusion.volume_reason = reason[:500] if (outside or short) else None
+        details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
+        if outside:
+            details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
+                            "prescribed_ml": str(prescribed), "why": reason[:500]})
+        if short:  # the course as a whole falls below the prescription's band: flagged as the bag's volume is
+            details.update({COURSE_BELOW_BAND: True,
+                            "course_expected_cells": f"{short.expected_cells.quantize(Decimal(1)):f}",
+                            "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason[:500]})
+        record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
+    return infusion
+
+
+@dataclass(frozen=True)
+class ReactionDetails:
+    ctcae_term: str
+    grade: Any
+    description: str = ""
+    onset_at: datetime | None = None  # when the reaction began (time zone aware); None: now, as it is recorded
+
+
+DESCRIPTION_MAX = 4000
+#: how far ahead of the server's clock an onset may be (a ward device's clock a little fast), not more
+ONSET_CLOCK_SLACK = timedelta(minutes=2)
+
+
+def _onset(onset_at: datetime | None, infusion: Infusion, now: datetime) -> datetime:
+    if onset_at is None:
+        return now
+    if onset_at.tzinfo is None or onset_at.utcoffset() is None:
+        raise ValidationFailed("Onset: give the time with its time zone.", field="onset_at")
+    if onset_at > now + ONSET_CLOCK_SLACK:
+        raise ValidationFailed("Onset: the reaction cannot begin in the future.", field="onset_at")
+    started = infusion.started_at
+    if onset_at < started:
+        raise ValidationFailed(f"Onset: the reaction cannot begin before the infusion started "
+                               f"({local_and_utc(started)}).", field="onset_at")
+    return onset_at
+
+
+def record_reaction(session: Session, actor: Any, infusion_id: int, details: ReactionDetails) -> InfusionReaction:
+    _require_bedside_role(actor, "The person recording a reaction")
+    term = (details.ctcae_term or "").strip()
+    if not term or len(term) > 120:
+        raise ValidationFailed("Give the CTCAE term (e.g. Infusion related reaction).", field="ctcae_term")
+    try:
+        grade = int(str(details.grade).strip())
+    except ValueError:
+        grade = 0
+    if grade not in GRADES:
+        raise ValidationFailed("Grade: 1 (mild) to 5 (death), as CTCAE defines.", field="grade")
+    description = (details.description or "").strip()
+    if len(description) > DESCRIPTION_MAX:  # never cut: the end of a clinical note is as much the record as its start
+        raise ValidationFailed(f"What happened: at most {DESCRIPTION_MAX} characters ({len(description)} given).",
+                               field="description")
+    with use_case(session, actor):
+        infusion = get_infusion(session, infusion_id)
+        now = utcnow()
+        reaction = InfusionReaction(infusion_id=infusion.id, ctcae_term=term, grade=grade, description=description,
+                                    onset_at=_onset(details.onset_at, infusion, now), recorded_by_id=actor.id,
+                                    recorded_at=now)
+        session.add(reaction)
+    return reaction

@@ -126,6 +126,13 @@ class PassageCorrectionForm(FlaskForm):
     reason = _reason_field()
 
 
+class ReagentUseCorrectionForm(FlaskForm):
+    reagent_lot_id = SelectField("Reagent lot, corrected", coerce=int,
+                                 validators=[DataRequired("Choose the reagent lot.")])
+    used_on = DateField("Date of use, corrected", validators=[InputRequired("Give the date of use.")])
+    reason = _reason_field()
+
+
 class CryoForm(FlaskForm):
     frozen_at = DateTimeLocalField("Freezing date and time (site time)", format=DATETIME_FORMATS,
                                    validators=[InputRequired("Give the freezing date and time.")])

@@ -61,10 +61,7 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
     """Record that a reagent lot was used for a cell lot at a step (or at harvest / cryopreservation when
     step_id is None). Refused if the reagent had expired on the day of use."""
     require_technician(actor)
-    if used_on is None:
-        raise ValidationFailed("Give the date of use.", field="used_on")
-    if used_on > site_today():
-        raise ValidationFailed("The date of use cannot be in the future.", field="used_on")
+    used_on = checked_use_day(used_on)
     with use_case(session, actor, "reagent lot linked"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a reagent")
@@ -77,29 +74,47 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
             if step is None or step.lot_id != lot.id:
                 raise NotFound("Choose a step of this lot.", field="step_id")
         stage = step.label if step is not None else CRYO_STAGE
-        recall = _active_recall(session, reagent)  # first: a recalled reagent is refused whatever the date
-        if recall is not None:
-            raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
-                           f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
-                           "and tell QA.", field="reagent_lot_id")
-        refusal = use_day_refusal(used_on, _use_window(session, lot, step))
-        if refusal:
-            raise ValidationFailed(refusal, field="used_on")
-        if reagent.expiry_date < used_on:
-            raise Conflict(f"Expired reagent refused: {REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, "
-                           f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
-                           f"before its use on {used_on}. Use a lot within its expiry date.",
-                           field="reagent_lot_id")
-        existing = session.scalar(select(ReagentUse.id).where(ReagentUse.lot_id == lot.id,
-                                                              ReagentUse.reagent_lot_id == reagent.id,
-                                                              ReagentUse.stage == stage))
-        if existing:
-            raise Conflict(f"{reagent.supplier} lot {reagent.lot_number} is already recorded for {stage}.",
-                           field="reagent_lot_id")
+        check_use(session, lot, reagent, step, stage, used_on)
         use = ReagentUse(lot_id=lot.id, reagent_lot_id=reagent.id, step_id=step_id or None, stage=stage,
                          used_on=used_on, recorded_by_id=actor.id)
         session.add(use)
     return use
+
+
+def checked_use_day(used_on: date | None) -> date:
+    """The date of use typed: given and not in the future (link_reagent, reagent_corrections)."""
+    if used_on is None:
+        raise ValidationFailed("Give the date of use.", field="used_on")
+    if used_on > site_today():
+        raise ValidationFailed("The date of use cannot be in the future.", field="used_on")
+    return used_on
+
+
+def check_use(session: Session, lot: Lot, reagent: ReagentLot, step: ProcessStep | None, stage: str,
+              used_on: date, *, other_than: int | None = None) -> None:
+    """link_reagent's rules for `reagent` used for `lot` at `step` (None: harvest and cryopreservation) on
+    `used_on`: not recalled (first, whatever the date), the day in the step's window, not expired that day, not
+    recorded for the stage already (`other_than`: the use being corrected, reagent_corrections)."""
+    recall = _active_recall(session, reagent)  # first: a recalled reagent is refused whatever the date
+    if recall is not None:
+        raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
+                       f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
+                       "and tell QA.", field="reagent_lot_id")
+    refusal = use_day_refusal(used_on, _use_window(session, lot, step))
+    if refusal:
+        raise ValidationFailed(refusal, field="used_on")
+    if reagent.expiry_date < used_on:
+        raise Conflict(f"Expired reagent refused: {REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, "
+                       f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
+                       f"before its use on {used_on}. Use a lot within its expiry date.",
+                       field="reagent_lot_id")
+    existing = session.scalar(select(ReagentUse.id).where(ReagentUse.lot_id == lot.id,
+                                                          ReagentUse.reagent_lot_id == reagent.id,
+                                                          ReagentUse.stage == stage,
+                                                          ReagentUse.id != (other_than or 0)))
+    if existing:
+        raise Conflict(f"{reagent.supplier} lot {reagent.lot_number} is already recorded for {stage}.",
+                       field="reagent_lot_id")
 
 
 def uses_outside_their_window(session: Session, lot: Lot, step_ids: set[int | None]) -> list[str]:

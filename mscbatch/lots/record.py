@@ -51,7 +51,8 @@ NAMED_FIELDS = {"status": "status", "harvest_total_cells": "harvest", "frozen_at
 CORRECTED_FIELDS = {"harvested_at": "harvest time", "harvest_total_cells": "total cells",
                     "harvest_viability_percent": "viability %", "harvest_viable_cells": "viable cells",
                     "performed_on": "date", "seeded_cells": "cells seeded", "harvested_cells": "cells harvested",
-                    "viability_percent": "viability %", "days_in_culture": "days in culture"}
+                    "viability_percent": "viability %", "days_in_culture": "days in culture",
+                    "reagent_lot_id": "reagent lot", "used_on": "date of use"}
 
 
 CELL_FIELDS = frozenset({"harvest_total_cells", "harvest_viable_cells", "seeded_cells", "harvested_cells"})
@@ -206,7 +207,7 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     next_states = {role: LOT.allowed_targets(lot.status, {role}) for role in set(roles)}
     gate, gate_reasons = gate_and_reasons(session, lot)  # one judgement of the donor for the whole page
     missing = missing_reagent_types(product, {r.reagent_type for _u, r in reagents}, [row.bag for row in rows])
-    history, corrections = _history(session, lot, steps)
+    history, corrections = _history(session, lot, steps, [u for u, _r in reagents])
     first_release = _first_release(session, lot.id) if deviations else None
     late = {d.id for d in deviations if first_release is not None and d.recorded_at > first_release}
     return LotRecord(lot, donor, product, gate, gate_reasons, steps, deviations, reagents, rows,
@@ -215,10 +216,13 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
                      history, corrections, late)
 
 
-def _shown(name: str, value: str | None) -> str:
-    """An audited value as the page shows it: cell counts as 120 x10^6, like every count of the lot page."""
+def _shown(name: str, value: str | None, reagent_words: dict[int, str] | None = None) -> str:
+    """An audited value as the page shows it: cell counts as 120 x10^6, like every count of the lot page; a
+    reagent lot by its name, supplier and lot number."""
     if value is None or value == "":
         return "—"
+    if name == "reagent_lot_id" and value.isdigit():
+        return (reagent_words or {}).get(int(value), f"reagent lot #{value}")
     if name in CELL_FIELDS and value.isdigit():
         return f"{format_cells(int(value))} cells"
     return value
@@ -235,20 +239,27 @@ def _first_release(session: Session, lot_id: int) -> Any:
         LotDisposition.kind.in_(RELEASED_KINDS)))
 
 
-def _history(session: Session, lot: Lot, steps: list[ProcessStep]) -> tuple[dict[str, Entry], list[Correction]]:
-    """Read off the audit trail of the lot and its steps (indexed by entity): the latest state change, harvest and
-    freezing with who and why, and every correction with its old and new values."""
+def _history(session: Session, lot: Lot, steps: list[ProcessStep],
+             uses: list[ReagentUse]) -> tuple[dict[str, Entry], list[Correction]]:
+    """Read off the audit trail of the lot, its steps and its reagent uses (indexed by entity): the latest state
+    change, harvest and freezing with who and why, and every correction with its old and new values."""
     labels = {str(s.id): s.label for s in steps}
+    stages = {str(u.id): u.stage for u in uses}
     events = session.scalars(select(AuditEvent).where(or_(
         and_(AuditEvent.entity_type == "lot", AuditEvent.entity_id == str(lot.id)),
-        and_(AuditEvent.entity_type == ProcessStep.__tablename__, AuditEvent.entity_id.in_(list(labels)))))
+        and_(AuditEvent.entity_type == ProcessStep.__tablename__, AuditEvent.entity_id.in_(list(labels))),
+        and_(AuditEvent.entity_type == ReagentUse.__tablename__, AuditEvent.entity_id.in_(list(stages)))))
         .order_by(AuditEvent.seq))
     events = list(events)
+    reagent_ids = {int(v) for e in events if e.field == "reagent_lot_id"
+                   for v in (e.old_value, e.new_value) if v and v.isdigit()}
+    reagent_words = {r.id: f"{r.name}, {r.supplier} lot {r.lot_number}" for r in session.scalars(
+        select(ReagentLot).where(ReagentLot.id.in_(reagent_ids)))} if reagent_ids else {}
     # printed names, as everywhere on the page (the trail keeps the user name the actor had)
     names = {i: n for i, n in session.execute(select(User.id, User.full_name).where(
         User.id.in_({e.actor_id for e in events if e.actor_id is not None})))}
     history: dict[str, Entry] = {}
-    grouped: dict[tuple[str, str | None, str | None], Correction] = {}
+    grouped: dict[tuple[str, str | None, str], Correction] = {}
     for event in events:
         event_by = names.get(event.actor_id, event.actor_name) if event.actor_id is not None else event.actor_name
         if event.entity_type == "lot" and event.field in NAMED_FIELDS:
@@ -258,10 +269,13 @@ def _history(session: Session, lot: Lot, steps: list[ProcessStep]) -> tuple[dict
             else:  # who recorded the harvest / freezing (a later correction is listed as such)
                 history.setdefault(NAMED_FIELDS[event.field], entry)
         if event.field in CORRECTED_FIELDS and event.action != "insert" and " corrected: " in f" {event.reason or ''}":
-            what = "Harvest" if event.entity_type == "lot" else f"Passage {labels.get(event.entity_id or '', '?')}"
-            key = (what, event.reason, event.occurred_at.isoformat())
+            what = ("Harvest" if event.entity_type == "lot" else
+                    f"Reagent use at {stages.get(event.entity_id or '', '?')}"
+                    if event.entity_type == ReagentUse.__tablename__ else
+                    f"Passage {labels.get(event.entity_id or '', '?')}")
+            key = (f"{event.entity_type}/{event.entity_id}", event.reason, event.occurred_at.isoformat())
             entry = grouped.setdefault(key, Correction(what, event_by, event.occurred_at,
                                                        (event.reason or "").split(" corrected: ", 1)[-1], []))
-            entry.changes.append((CORRECTED_FIELDS[event.field], _shown(event.field, event.old_value),
-                                  _shown(event.field, event.new_value)))
+            entry.changes.append((CORRECTED_FIELDS[event.field], _shown(event.field, event.old_value, reagent_words),
+                                  _shown(event.field, event.new_value, reagent_words)))
     return history, list(grouped.values())

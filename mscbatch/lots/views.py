@@ -14,10 +14,10 @@ from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
 from mscbatch.core.states import LOT, state_words
 from mscbatch.donors.models import Donor
-from mscbatch.errors import DomainError, ValidationFailed
+from mscbatch.errors import DomainError, NotFound, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots import bags as bag_services
-from mscbatch.lots import corrections, reagents, services, steps
+from mscbatch.lots import corrections, reagent_corrections, reagents, services, steps
 from mscbatch.lots.forms import (
     CryoForm,
     DeviationForm,
@@ -27,6 +27,7 @@ from mscbatch.lots.forms import (
     LotForm,
     PassageCorrectionForm,
     PassageForm,
+    ReagentUseCorrectionForm,
     ReagentUseForm,
     StoreBagForm,
     TransitionForm,
@@ -161,9 +162,10 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms["deviation_form"].step_id.choices = step_choices
     if "reagent_form" not in forms:
         forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=site_today())
+    registered = reagent_lots(db.session)
     forms["reagent_form"].reagent_lot_id.choices = [(r.id, f"{REAGENT_TYPES[r.reagent_type]}: {r.name}, {r.supplier} "
                                                            f"lot {r.lot_number} (exp. {r.expiry_date})")
-                                                    for r in reagent_lots(db.session)]
+                                                    for r in registered]
     forms["reagent_form"].step_id.choices = [(0, "Harvest and cryopreservation")] + step_choices
     forms.setdefault("isolation_form", IsolationForm(prefix="isolation", formdata=None))
     forms.setdefault("passage_form", PassageForm(prefix="passage", formdata=None,
@@ -180,6 +182,7 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
         harvested_cells=_in_millions(s.harvested_cells), viability_percent=s.viability_percent,
         days_in_culture=s.days_in_culture) for s in record.passages}
     forms["fixing_step"] = fixing[0] if fixing else None
+    forms.update(_reagent_fix_forms(record, registered, forms.pop("reagent_fix", None)))
     forms.setdefault("cryo_form", CryoForm(prefix="cryo", formdata=None, bag_count=4, dmso_percent=Decimal("10")))
     transition_form = forms.setdefault("transition_form", TransitionForm(prefix="transition", formdata=None))
     targets = sorted({t for ts in record.next_states.values() for t in ts} - services.SIGNED_TARGETS)
@@ -198,6 +201,22 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,
                            places=places,
                            storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
+
+
+def _reagent_fix_forms(record: Any, registered: list[Any], fixing: tuple[int, Any] | None) -> dict[str, Any]:
+    """A correction form per reagent use, its select limited to the reagent lots of the use's type (a correction
+    keeps the type: reagent_corrections); `fixing`: (use id, form) of a refused correction, shown with its errors."""
+    uses = {use.id: reagent for use, reagent in record.reagents}
+    if fixing and fixing[0] not in uses:
+        raise NotFound(f"Reagent use #{fixing[0]} is not recorded for lot {record.lot.lot_number}.", field="use_id")
+    fix_forms = {}
+    for use, reagent in record.reagents:
+        form = fixing[1] if fixing and fixing[0] == use.id else ReagentUseCorrectionForm(
+            prefix=f"reagentfix{use.id}", formdata=None, reagent_lot_id=reagent.id, used_on=use.used_on)
+        form.reagent_lot_id.choices = [(r.id, f"{r.name}, {r.supplier} lot {r.lot_number} (exp. {r.expiry_date})")
+                                       for r in registered if r.reagent_type == reagent.reagent_type]
+        fix_forms[use.id] = form
+    return {"reagent_fix_forms": fix_forms, "fixing_use": fixing[0] if fixing else None}
 
 
 @bp.route("/<int:lot_id>")
@@ -316,6 +335,25 @@ def correct_passage(lot_id: int, step_id: int) -> Any:
     flash(f"Passage {step.label} corrected: PD {step.population_doublings}, cumulative PD {step.cumulative_pd}. The "
           "old values and your reason are in the audit trail.", "success")
     return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="process"))
+
+
+@bp.route("/<int:lot_id>/reagents/<int:use_id>/correction", methods=["POST"])
+@roles_required("technician")
+def correct_reagent_use(lot_id: int, use_id: int) -> Any:
+    form = ReagentUseCorrectionForm(prefix=f"reagentfix{use_id}")
+    form.reagent_lot_id.choices = [(posted_id(request.form.get(f"reagentfix{use_id}-reagent_lot_id")), "")]
+    if not form.validate_on_submit():
+        return _detail(lot_id, 422, reagent_fix=(use_id, form))
+    try:
+        use = reagent_corrections.correct_reagent_use(
+            db.session, current_user, lot_id, use_id, reagent_lot_id=form.reagent_lot_id.data,
+            used_on=form.used_on.data, reason=form.reason.data)
+    except DomainError as error:
+        show_error(form, error)
+        return _detail(lot_id, error.status, reagent_fix=(use_id, form))
+    flash(f"Reagent use for {use.stage} corrected. The old values and your reason are in the audit trail.",
+          "success")
+    return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="reagents"))
 
 
 @bp.route("/<int:lot_id>/cryopreservation", methods=["POST"])

@@ -13,7 +13,9 @@ Rules (DOMAIN.md section 6 unless said otherwise):
   infused); (5) among bags with equal cell counts, earliest expiry first (FEFO), then bag id. The partial
   bag is the chosen bag with the latest expiry that can supply the remainder. The partial volume is rounded
   to the protocol's draw resolution (syringe graduation), assuming a homogeneous suspension.
-- DMSO g = volume x DMSO % x 1.10 g/mL; refused above the protocol's limit (1 g/kg/day, HSC practice).
+- DMSO g = volume x DMSO % x 1.10 g/mL; the limit (1 g/kg/day, HSC practice) is per DAY: the DMSO the patient
+  already received on the planned infusion's day (a stopped course's bags given that day, DmsoGiven) is added to
+  the course's, and the sum must stay below the limit.
 - endotoxin: K/M (DOMAIN.md section 5): the endotoxin infused must not exceed K x weight x infusion hours; the
   hours are the protocol's infusion_duration_h, an assumption shown wherever the limit is (endotoxin_limit_words).
 
@@ -68,6 +70,73 @@ class CandidateBag:
 
 
 @dataclass(frozen=True)
+class DmsoGiven:
+    """The DMSO a patient already received on the planned infusion's day (the site's calendar day), from bags of
+    earlier courses infused that day: `grams` (volume given x DMSO % x density; an infusion not ended counts its
+    whole bag, the worst case) and `times`, when those infusions started, as the site's clock reads them ("09:12")."""
+
+    grams: Decimal = Decimal(0)
+    times: tuple[str, ...] = ()
+
+
+def dmso_grams(volume_ml: Decimal, dmso_percent: Decimal, density_g_per_ml: Decimal) -> Decimal:
+    """DMSO in a volume of product: 25 mL at 10 % x 1.10 g/mL = 2.75 g (DOMAIN.md section 6)."""
+    return volume_ml * dmso_percent / _HUNDRED * density_g_per_ml
+
+
+def _times_words(times: Sequence[str]) -> str:
+    if not times:
+        return ""
+    listed = times[0] if len(times) == 1 else ", ".join(times[:-1]) + " and " + times[-1]
+    return f" at {listed}"
+
+
+def dmso_day_refusal(course_g: Decimal, given: DmsoGiven, weight_kg: Decimal, limit_g_per_kg: Decimal,
+                     part: str = "in this course") -> str | None:
+    """Why the course's DMSO, added to what the patient already received that day, is not below the limit of
+    `limit_g_per_kg` per kg per DAY (DOMAIN.md 6: keep BELOW it), in plain words; None when it is below. `part` names
+    what `course_g` is ("in this bag" for a check of one bag at the bedside)."""
+    total = given.grams + course_g
+    if total / weight_kg < limit_g_per_kg:
+        return None
+    per_kg = _per_kg_words(total / weight_kg, ROUND_CEILING)  # never written below the limit it reaches
+    limit = f"{limit_g_per_kg.normalize():f}"
+    if given.grams == 0:
+        return f"DMSO would be {course_g:.2f} g, {per_kg} g/kg, not below the limit of {limit} g/kg/day"
+    return (f"DMSO would be {total:.2f} g today: {given.grams:.2f} g already given{_times_words(given.times)} + "
+            f"{course_g:.2f} g {part} = {per_kg} g/kg, not below the limit of {limit} g/kg/day")
+
+
+def _per_kg_words(value: Decimal, rounding: str) -> str:
+    """g/kg to 0.001: rounded up in a refusal and down in an allowed dose, so that the figure shown is on the same
+    side of the limit as the value judged (0.99984 g/kg, allowed, is not written "1.000")."""
+    return f"{value.quantize(Decimal('0.001'), rounding):f}"
+
+
+def dmso_day_words(course_g: Decimal, given_g: Decimal, weight_kg: Decimal, limit_g_per_kg: Decimal,
+                   times: Sequence[str] = (), day: str = "today") -> str | None:
+    """The DMSO line of a dose when some DMSO was already given on its day, else None (the line then shows the course
+    alone): "2.75 g + 1.10 g already given today at 09:12 = 0.061 g/kg (limit 1 g/kg/day)". `day`: "today" on the
+    dose page, "on 2026-03-02" on a sheet read later."""
+    if given_g <= 0:
+        return None
+    total = (course_g + given_g) / weight_kg
+    per_kg = _per_kg_words(total, ROUND_FLOOR if total < limit_g_per_kg else ROUND_CEILING)
+    return (f"{course_g:.2f} g + {given_g:.2f} g already given {day}{_times_words(times)} = "
+            f"{per_kg} g/kg (limit {limit_g_per_kg.normalize():f} g/kg/day)")
+
+
+def stored_dmso_day_words(calculation: Mapping[str, Any]) -> str | None:
+    """dmso_day_words of a prescription's stored calculation (None when nothing was given that day, or a calculation
+    stored before the day's DMSO was)."""
+    given = Decimal(calculation.get("dmso_given_today_g") or 0)
+    day = calculation.get("dmso_given_on")
+    return dmso_day_words(Decimal(calculation["dmso_g"]), given, Decimal(calculation["weight_kg"]),
+                          Decimal(calculation["max_dmso_g_per_kg"]), tuple(calculation.get("dmso_given_at") or ()),
+                          f"on {day}" if day else "the same day")
+
+
+@dataclass(frozen=True)
 class ExcludedBag:
     bag_id: str
     reason: str
@@ -116,10 +185,20 @@ class DoseAllocation:
     excluded: tuple[ExcludedBag, ...]
     exhaustive_search: bool
     endotoxin_k_eu_per_kg_per_h: Decimal  # K: stored so that the limit is shown with its arithmetic
+    #: DMSO the patient already received on the infusion's day (DmsoGiven), the day and the times it was given
+    dmso_given_today_g: Decimal = Decimal(0)
+    dmso_given_on: date | None = None
+    dmso_given_at: tuple[str, ...] = ()
 
     @property
     def bag_count(self) -> int:
         return len(self.draws)
+
+    @property
+    def dmso_day_words(self) -> str | None:
+        """The course's DMSO with what was already given that day, per kg; None when nothing was given that day."""
+        return dmso_day_words(self.dmso_g, self.dmso_given_today_g, self.weight_kg, self.max_dmso_g_per_kg,
+                              self.dmso_given_at)
 
     @property
     def endotoxin_limit_words(self) -> tuple[str, str]:
@@ -272,10 +351,12 @@ def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: d
 def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_level_cells_per_kg: Decimal,
                    weight_kg: Decimal | None, weight_measured_on: date | None, today: date, planned_at: datetime,
                    infusion_on: date, bags: Sequence[CandidateBag], product_id: str | None = None,
-                   familial_donor_id: str | None = None, infusion_duration_h: Decimal | None = None) -> DoseAllocation:
+                   familial_donor_id: str | None = None, infusion_duration_h: Decimal | None = None,
+                   dmso_given: DmsoGiven | None = None) -> DoseAllocation:
     """Allocate bags for one infusion or raise DoseRefused with a plain reason (see the module docstring).
 
-    `today` and `infusion_on` (the day of `planned_at`) are the site's calendar days, which the caller knows."""
+    `today` and `infusion_on` (the day of `planned_at`) are the site's calendar days, which the caller knows.
+    `dmso_given`: the DMSO the patient already received on `infusion_on` (none when omitted): the limit is per day."""
     settings = protocol.dosing
     if not enrolled:
         raise DoseRefused("not_enrolled", f"the patient is not enrolled in {protocol.short_name}")
@@ -325,7 +406,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
             steps = (exact_ml / settings.draw_resolution_ml).to_integral_value(ROUND_HALF_EVEN)
             volume_ml = min(max(steps, Decimal(1)) * settings.draw_resolution_ml, bag.volume_ml)
             bag_cells = (bag_cells * volume_ml / bag.volume_ml).to_integral_value(ROUND_FLOOR)
-        dmso_g = volume_ml * bag.dmso_percent / _HUNDRED * settings.dmso_density_g_per_ml
+        dmso_g = dmso_grams(volume_ml, bag.dmso_percent, settings.dmso_density_g_per_ml)
         eu = None if bag.endotoxin_eu_per_ml is None else volume_ml * bag.endotoxin_eu_per_ml
         draws.append(BagDraw(bag.bag_id, bag.din, volume_ml, bag.volume_ml, bag_cells, volume_ml < bag.volume_ml, dmso_g, eu))
 
@@ -336,10 +417,12 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
             f"(target {target:,} +/- {settings.tolerance_percent} %): the partial draw cannot be measured finely enough"))
     total_ml = sum((d.volume_ml for d in draws), Decimal(0))
     dmso_g = sum((d.dmso_g for d in draws), Decimal(0))
-    if dmso_g / weight_kg >= settings.max_dmso_g_per_kg_per_day:  # DOMAIN.md 6: keep BELOW the limit
-        raise DoseRefused("dmso_limit", (
-            f"DMSO would be {dmso_g:.2f} g, {dmso_g / weight_kg:.3f} g/kg, not below the limit of "
-            f"{settings.max_dmso_g_per_kg_per_day} g/kg/day"))
+    given = dmso_given or DmsoGiven()
+    if not given.grams.is_finite() or given.grams < 0:
+        raise DoseRefused("dmso_given_invalid", f"the DMSO already given today ({given.grams} g) cannot be read")
+    dmso_refusal = dmso_day_refusal(dmso_g, given, weight_kg, settings.max_dmso_g_per_kg_per_day)
+    if dmso_refusal is not None:  # DOMAIN.md 6: keep BELOW the limit, per kg per DAY
+        raise DoseRefused("dmso_limit", dmso_refusal)
     limit_eu = settings.endotoxin_k_eu_per_kg_per_h * weight_kg * duration_h
     endotoxin = None if any(d.endotoxin_eu is None for d in draws) else sum((d.endotoxin_eu or Decimal(0) for d in draws), Decimal(0))
     if endotoxin is not None and endotoxin > limit_eu:
@@ -364,14 +447,17 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
                                                             infused_ml, duration_h),
         excluded=tuple(excluded), exhaustive_search=exhaustive,
         endotoxin_k_eu_per_kg_per_h=settings.endotoxin_k_eu_per_kg_per_h,
+        dmso_given_today_g=given.grams, dmso_given_on=infusion_on if given.grams else None,
+        dmso_given_at=given.times if given.grams else (),
     )
 
 
 def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> list[str]:
     """What no longer holds when a signed prescription meets a newer weight of the patient: the cells per kg
-    outside the band, the DMSO not below its limit per kg, the endotoxin above K x weight x time. Plain words, none
-    when the prescription still holds. `calculation` is the prescription's stored calculation (allocation_data:
-    decimals as text), so the band and limits are those it was signed under, not today's protocol file."""
+    outside the band, the DMSO not below its limit per kg (with the DMSO already given that day when it was signed,
+    dmso_given_today_g: the limit is per day), the endotoxin above K x weight x time. Plain words, none when the
+    prescription still holds. `calculation` is the prescription's stored calculation (allocation_data: decimals as
+    text), so the band and limits are those it was signed under, not today's protocol file."""
     value = {key: Decimal(calculation[key]) for key in ("dose_level_cells_per_kg", "tolerance_percent",
                                                          "delivered_cells", "dmso_g", "max_dmso_g_per_kg",
                                                          "endotoxin_limit_eu", "weight_kg")}
@@ -381,9 +467,13 @@ def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> li
     if not level * (_HUNDRED - tolerance) / _HUNDRED <= per_kg <= level * (_HUNDRED + tolerance) / _HUNDRED:
         problems.append(f"the bags would give {format_cells_per_kg(per_kg.quantize(Decimal('1E+4')))} instead of "
                         f"{format_cells_per_kg(level)} (allowed: +/- {tolerance.normalize():f} %)")
-    if value["dmso_g"] / weight_kg >= value["max_dmso_g_per_kg"]:
-        problems.append(f"DMSO would be {value['dmso_g'] / weight_kg:.3f} g/kg, not below the limit of "
-                        f"{value['max_dmso_g_per_kg'].normalize():f} g/kg")
+    given = Decimal(calculation.get("dmso_given_today_g") or 0)
+    if (value["dmso_g"] + given) / weight_kg >= value["max_dmso_g_per_kg"]:
+        with_given = (f" ({given:.2f} g already given that day + {value['dmso_g']:.2f} g in this course)"
+                      if given else "")
+        problems.append(f"DMSO would be {_per_kg_words((value['dmso_g'] + given) / weight_kg, ROUND_CEILING)} g/kg"
+                        f"{with_given}, not below the "
+                        f"limit of {value['max_dmso_g_per_kg'].normalize():f} g/kg")
     endotoxin = calculation.get("endotoxin_eu")
     limit = value["endotoxin_limit_eu"] * weight_kg / value["weight_kg"]  # K x weight x time, at the new weight
     if endotoxin is not None and Decimal(endotoxin) > limit:

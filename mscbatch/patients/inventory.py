@@ -6,12 +6,14 @@ allocation is marked allocated. The pure core (core.dosing) then applies the pat
 product's bag is offered only to its intended recipient (the familial donor's recipient code), the tolerance
 band, DMSO and endotoxin limits. Bags of a conditionally released lot are usable but flagged. Each bag carries
 its lot's endotoxin release result in EU/mL (release.queries.endotoxin_eu_per_ml), so the core computes the
-endotoxin load of the draws and refuses it above K x weight x time (Ph. Eur. 5.1.10 K/M).
+endotoxin load of the draws and refuses it above K x weight x time (Ph. Eur. 5.1.10 K/M). The DMSO limit is per
+kg per DAY: the DMSO the patient already received on the planned infusion's site day (dmso_given_on: the bags of a
+stopped course infused that day) is added to the course's before the core judges it.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -23,10 +25,12 @@ from mscbatch.core.cohorts import CohortState, EscalationError, check_prescripti
 from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import (
     CandidateBag,
+    DmsoGiven,
     DoseAllocation,
     DoseRefused,
     calculate_dose,
     cells_given,
+    dmso_grams,
     per_kg_words,
 )
 from mscbatch.core.numbers import plain
@@ -39,7 +43,7 @@ from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, Prescription, WeightMeasurement
 from mscbatch.patients.queries import cohort_plans, familial_donor_of, latest_weight, protocol_of
 from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
-from mscbatch.site import site_day, site_today
+from mscbatch.site import site_config, site_day, site_today
 
 
 def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
@@ -165,6 +169,29 @@ def already_infused(session: Session, patient: Patient, protocol: Protocol) -> A
     return AlreadyInfused(protocol.short_name, tuple(bags))
 
 
+def dmso_given_on(session: Session, patient_id: int, day: date, density_g_per_ml: Decimal) -> DmsoGiven:
+    """The DMSO the patient already received on `day` (the site's calendar day): every infusion of the patient that
+    started that day, at the volume recorded at its end x the bag's DMSO % x the density; an infusion not ended yet
+    (no volume recorded) counts its whole bag, the worst case. The times are the starts on the site's clock."""
+    from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
+
+    tz = site_config().tz
+    start = datetime.combine(day, time(0), tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tz)
+    rows = session.execute(
+        select(Infusion.started_at, Infusion.volume_infused_ml, Bag.volume_ml, Bag.dmso_percent)
+        .join(Bag, Bag.id == Infusion.bag_id)
+        .where(Infusion.patient_id == patient_id, Infusion.started_at >= start, Infusion.started_at < end)
+        .order_by(Infusion.started_at, Infusion.id))
+    grams, times = Decimal(0), []
+    for started_at, infused_ml, bag_ml, percent in rows:
+        running = infused_ml is None
+        grams += dmso_grams(Decimal(bag_ml if running else infused_ml), Decimal(percent), density_g_per_ml)
+        times.append(f"{started_at.astimezone(tz):%H:%M}" + (" (infusion not ended: its whole bag counted)"
+                                                              if running else ""))
+    return DmsoGiven(grams, tuple(times))
+
+
 @dataclass
 class DoseResult:
     """A dry run: the allocation or the refusal, with everything the clinician needs to judge it."""
@@ -180,6 +207,7 @@ class DoseResult:
     bags: dict[str, tuple[CandidateBag, Bag, Lot]] = field(default_factory=dict)
     infused: CohortState | None = None  # the plan counted from infusions started (queries.cohort_plans)
     already: AlreadyInfused | None = None  # what this patient was already given under this protocol
+    dmso_given: DmsoGiven | None = None  # the DMSO this patient already received on the planned infusion's day
 
     @property
     def repeat_course(self) -> bool:
@@ -251,12 +279,14 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
             bags = {k: v for k, v in bags.items() if int(k) in set(only_bag_ids)}
         result.bags = bags
         donor = familial_donor_of(session, patient)
+        result.dmso_given = dmso_given_on(session, patient.id, site_day(planned_at),
+                                          protocol.dosing.dmso_density_g_per_ml)
         result.allocation = calculate_dose(
             protocol, patient_id=patient.code, enrolled=patient.status == "enrolled", dose_level_cells_per_kg=level,
             weight_kg=None if weight is None else Decimal(weight.weight_kg),
             weight_measured_on=None if weight is None else weight.measured_on, today=today,
             planned_at=planned_at, infusion_on=site_day(planned_at), bags=[c for c, _b, _l in bags.values()],
-            familial_donor_id=None if donor is None else str(donor.id))
+            familial_donor_id=None if donor is None else str(donor.id), dmso_given=result.dmso_given)
     except DoseRefused as refusal:
         result.refusal = refusal
     return result

@@ -214,7 +214,9 @@ def add_result(donor_id: int) -> Any:
 def _flash_recorded(donor_id: int, row: ScreeningResult) -> None:
     """Say at once when the sample just recorded falls outside its window: recorded, but it does not count."""
     screening = screening_of(db.session, donor_id)
-    said = f"Result recorded: {row.marker} {row.result}, sample {row.sample_date}."
+    marker = rule_set_of(db.session.get(Donor, donor_id)).marker(row.marker)
+    name = f"{marker.name} ({marker.method})" if marker else row.marker  # as the form's list names it
+    said = f"Result recorded: {name} {row.result}, sample {row.sample_date}."
     index = next((i for i, r in enumerate(screening.results) if r.id == row.id), None)
     outside = screening.outside(index) if index is not None else []
     if not outside:

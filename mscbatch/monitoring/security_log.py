@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.dml import Insert
 
+from mscbatch.custody.infusions import START_REFUSALS
 from mscbatch.custody.models import TwoPersonCheck
 
 SECURITY = logging.getLogger("mscbatch.security")
@@ -42,11 +43,26 @@ def _audit_insert(connection: Connection, statement: Any, multiparams: Any, para
         if row.get("action") in AUDITED_REFUSALS:
             action = row["action"]
             record = f"{row.get('entity_type')} {row.get('entity_id') or '-'}"
-            _hold(connection, action, f"{action}: {record} ({row.get('reason') or 'no reason given'})",
-                  entity_type=row.get("entity_type"), entity_id=row.get("entity_id"), reason=row.get("reason"),
+            reason = _loggable_reason(action, row)
+            _hold(connection, action, f"{action}: {record} ({reason or 'no reason given'})",
+                  entity_type=row.get("entity_type"), entity_id=row.get("entity_id"), reason=reason,
                   actor=row.get("actor_name"), audit_seq=row.get("seq"))
         elif row.get("action") == "insert" and row.get("entity_type") == CHECKS:
             _check_recorded(connection, row["entity_id"], json.loads(row["new_value"]))
+
+
+def _loggable_reason(action: str, row: dict[str, Any]) -> str | None:
+    """The event's reason, except where it names patients: a refused start's words name the patients of the check
+    and of the wristband ("prescribed for patient SLE-UC-004, not for SLE-UC-001"), and the log is read by whoever
+    runs the servers, who may not read patients (interop.privacy masks the same reason in the audit viewer). Its
+    kind is logged instead, in the words the monitoring page uses."""
+    if action != "infusion_start_refused":
+        return row.get("reason")
+    try:
+        refusal = json.loads(row.get("new_value") or "{}").get("refusal")
+    except (ValueError, AttributeError):
+        refusal = None
+    return START_REFUSALS.get(refusal, "refused") if isinstance(refusal, str) else "refused"
 
 
 def _check_recorded(connection: Connection, check_id: str, check: dict[str, Any]) -> None:

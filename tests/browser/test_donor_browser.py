@@ -38,7 +38,7 @@ def test_a_technician_enters_a_donor_and_its_screening_and_qa_signs_the_checklis
         page.get_by_label("Sample date").fill(sample.isoformat())
         page.get_by_label("Laboratory report reference").fill(f"BIO-{marker.id}")
         page.get_by_role("button", name="Record result").click()
-        expect(page.get_by_role("status")).to_contain_text(f"Result recorded: {marker.id} negative")
+        expect(page.get_by_role("status")).to_contain_text(f"Result recorded: {marker.name} ({marker.method}) negative")
     for radio in page.locator("ol.questions input[value=no]").all():
         radio.check()
     page.get_by_role("button", name="Save answers").click()

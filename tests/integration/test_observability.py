@@ -19,6 +19,7 @@ from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.database import Base, make_engine, utcnow
 from mscbatch.donors.models import APPROVED
 from mscbatch.monitoring import counters
+from mscbatch.patients.models import Patient
 from mscbatch.settings import SettingsError, from_environment
 from mscbatch.web.logs import make_handler
 from tests.conftest import PASSWORD, api_token_for, login, make_app, screening_seen
@@ -203,6 +204,12 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     assert warnings["infusion_start_refused"]["entity_id"] == str(ward.bag_id)
     assert "WRONG PATIENT" in warnings["infusion_start_refused"]["reason"]
     assert other.wristband not in err  # what was scanned stays in the audit trail, out of the logs
+    # the refusal's own words name both patients ("prescribed for patient X, not for Y"): the log says its kind only,
+    # as the monitoring page does, since whoever reads the servers' logs may not read patients
+    patient_codes = set(db_session.scalars(select(Patient.code).where(Patient.id.in_([ward.patient_id,
+                                                                                      other.patient_id]))))
+    db_session.close()
+    assert len(patient_codes) == 2 and not any(code in err for code in patient_codes), err
 
     page = admin.get("/admin/monitoring")
     html = page.get_data(as_text=True)

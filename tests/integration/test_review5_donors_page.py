@@ -179,7 +179,7 @@ def test_recording_a_sample_outside_its_window_says_it_does_not_count(app, users
         "result-lab_reference": "LAB-OLD"})
     html = html_text.unescape(response.get_data(as_text=True))
     assert response.status_code == 200
-    assert (f"Result recorded: anti_hcv negative, sample {sample}. The sample is outside its window (-35 days from "
+    assert (f"Result recorded: Anti-HCV (serology) negative, sample {sample}. The sample is outside its window (-35 days from "
             f"the planned collection on {collection}, window -30..+0 days). It does not count" in html)
 
 

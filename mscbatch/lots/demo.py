@@ -59,6 +59,8 @@ DEMO_REAGENTS = (
     ("medium", "medium", "alpha-MEM", "DemoBio", "AM-2291", 200),
     ("hpl", "platelet_lysate", "Human platelet lysate", "DemoHeme", "HPL-0457", 90),
     ("trypsin", "trypsin", "TrypLE Select", "DemoBio", "TR-7781", 300),
+    # a second lot of the same trypsin: what a technician picks when correcting a reagent use recorded in error
+    ("trypsin_new", "trypsin", "TrypLE Select", "DemoBio", "TR-7790", 330),
     ("dmso", "dmso", "DMSO Cryo grade", "DemoChem", "DM-1203", 400),
     ("fbs_expired", "fbs", "Fetal bovine serum", "DemoSerum", "FBS-0099", -10),
 )
@@ -207,11 +209,19 @@ def seed_lots(session: Session) -> list[str]:
         second = services.create_lot(session, tech, services.LotDetails(
             donor_id=cord.id, product_id="UC-MSC", collection_at=_at(today - timedelta(days=8), 7),
             collection_site="Demo maternity, delivery room 2", tissue_amount=Decimal("18"), tissue_unit="g"))
-        steps.record_isolation(session, tech, second.id, performed_on=today - timedelta(days=8), notes="Explant culture")
-        steps.record_passage(session, tech, second.id, steps.PassageDetails(
+        explant = steps.record_isolation(session, tech, second.id, performed_on=today - timedelta(days=8),
+                                         notes="Explant culture")
+        for reagent in ("medium", "hpl"):
+            reagents.link_reagent(session, tech, second.id, used[reagent], used_on=today - timedelta(days=8),
+                                  step_id=explant.id)
+        p0 = steps.record_passage(session, tech, second.id, steps.PassageDetails(
             passage_number=0, performed_on=today - timedelta(days=1), seeded_cells=2 * M, harvested_cells=15 * M,
             viability_percent="97.0", days_in_culture=Decimal(7)))
-        lines.append(f"  {second.lot_number}  cord MSC from {cord.code}: in process (P0), donor eligibility pending")
+        # in process: each of these reagent uses can still be corrected from the lot page (lots.reagent_corrections)
+        reagents.link_reagent(session, tech, second.id, used["trypsin"], used_on=today - timedelta(days=1),
+                              step_id=p0.id)
+        lines.append(f"  {second.lot_number}  cord MSC from {cord.code}: in process (P0), donor eligibility pending; "
+                     "its reagent uses can be corrected (e.g. its P0 trypsin TR-7781 to TR-7790)")
     lines.extend(_seed_chain(session, tech, used))
-    lines.append("  Reagent lots: 4 in date, 1 expired (FBS-0099: refused if linked)")
+    lines.append("  Reagent lots: 5 in date, 1 expired (FBS-0099: refused if linked)")
     return lines

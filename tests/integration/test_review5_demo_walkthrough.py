@@ -113,3 +113,30 @@ def test_the_readme_ward_order_gives_the_first_bag_and_seed_demo_then_names_the_
     assert f"already given or discarded: {bag}" in after.output
     assert f"bag {next_bag} (allocated)" in after.output and f"bag {bag} (" not in after.output
     assert "next: tech dispatches it" in after.output
+
+
+def test_the_demo_in_process_lot_lets_the_technician_correct_its_p0_trypsin(app):
+    """README step 2: on MSC-2026-0002 (in process) the P0 trypsin TR-7781 is corrected to the demo's second TrypLE
+    lot TR-7790, with a reason; the lot page then names TR-7790 and lists the correction."""
+    from mscbatch.lots.models import Lot, ReagentLot, ReagentUse
+
+    assert _run(app, "seed-demo").exit_code == 0
+    with app.extensions["mscbatch.db"].new_session() as session:
+        lot = session.scalar(select(Lot).where(Lot.lot_number == "MSC-2026-0002"))
+        assert lot is not None and lot.status == "in_process"
+        lots = {r.lot_number: r.id for r in session.scalars(select(ReagentLot))}
+        use = session.scalar(select(ReagentUse).where(ReagentUse.lot_id == lot.id,
+                                                      ReagentUse.reagent_lot_id == lots["TR-7781"]))
+        assert use is not None
+        lot_id, use_id, used_on = lot.id, use.id, use.used_on
+    tech = _as(app, "tech")
+    page = tech.get(f"/lots/{lot_id}").get_data(as_text=True)
+    assert "Correct this reagent use" in page and "TR-7790" in page
+    done = tech.post(f"/lots/{lot_id}/reagents/{use_id}/correction", data={
+        f"reagentfix{use_id}-reagent_lot_id": str(lots["TR-7790"]), f"reagentfix{use_id}-used_on": used_on.isoformat(),
+        f"reagentfix{use_id}-reason": "TR-7790 was opened at P0: the wrong lot was picked"})
+    assert done.status_code == 302, done.get_data(as_text=True)
+    page = tech.get(done.headers["Location"]).get_data(as_text=True)
+    assert "the wrong lot was picked" in page
+    with app.extensions["mscbatch.db"].new_session() as session:
+        assert session.get(ReagentUse, use_id).reagent_lot_id == lots["TR-7790"]

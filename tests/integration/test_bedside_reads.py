@@ -95,3 +95,32 @@ def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users
     assert stop.status_code == 200 and "WRONG PATIENT" in stop.get_data(as_text=True)
     assert answer.status_code == 200 and answer.get_json()["result"] == "MATCHES"
     assert seen["column_loads"] == [], seen["column_loads"]
+
+
+def test_a_check_of_a_patient_given_an_infusion_today_reads_the_days_dmso_with_two_statements_more(
+        app, users, db_session):
+    """The check's one statement says whether the patient had an infusion since the start of the site's day (an
+    EXISTS, at every scan); only then does it read two more: the DMSO already given today
+    (patients.inventory.dmso_given_on) and the prescription's weight and DMSO limit per kg per day."""
+    from mscbatch.custody import handover, infusions
+    from mscbatch.lots.models import Bag
+    from tests.integration.patient_factories import user
+    from tests.integration.test_custody_support import checked_and_confirmed, token_of
+
+    ward = prescribed_bag(db_session)  # three bags of 25 mL: 2.75 g of DMSO each, far below 1 g/kg
+    checked_and_confirmed(db_session, ward)
+    nurse, tech = user(db_session, "nurse"), user(db_session, "technician")
+    infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
+                             label_key=KEY)
+    second = db_session.get(Bag, ward.other_bag_ids[0])
+    handover.dispatch(db_session, tech, second.id, courier="C", shipper="S", temperature_logger_id="T")
+    handover.receive(db_session, nurse, second.id, scan=token_of(second))
+    handover.thaw(db_session, nurse, second.id, scan=token_of(second))
+    token = token_of(second)
+    db_session.commit()
+    with orm_reads() as seen:
+        result = evaluate(db_session, ward.wristband, token, KEY)
+    assert result.matches, result.failures
+    assert len(seen["statements"]) == 3, seen["statements"]
+    assert "FROM infusion JOIN bag" in seen["statements"][1]  # dmso_given_on
+    assert seen["column_loads"] == [], seen["column_loads"]

@@ -9,27 +9,47 @@ changed field with the reason, who and when, and the lot page lists it under Cor
 the reagent type, so the record still names every type the product requires (reagent_rules): another reagent is
 added, not corrected into. Once the lot has left "in process" the record is QA's to judge and is locked, as for
 the harvest and passage corrections (lots.corrections).
+
+A correction records what already happened: the lot really used is accepted even when it is under recall or had
+expired by the day of use (a refusal would leave the record wrong and keep the recall from reaching the cell lot).
+In the same transaction the lot's existing bags are held for the recalls that now cover it
+(recall.queries.hold_for_recalls: a recall holds the bags existing when it starts), and the correction comes back
+with a warning for the technician: record a deviation and tell QA. The other way round is QA's: a use whose
+reagent lot is under an active recall is not corrected to another reagent lot while the recall is active, since
+that would take the cell lot out of the recall (its date of use can still be corrected).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.errors import NotFound, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.corrections import _reason
-from mscbatch.lots.models import REAGENT_TYPES, ProcessStep, ReagentLot, ReagentUse
-from mscbatch.lots.reagents import check_use, checked_use_day
+from mscbatch.lots.models import REAGENT_TYPES, Bag, Lot, ProcessStep, ReagentLot, ReagentUse
+from mscbatch.lots.queries import bags_of, same_supplier_lot
+from mscbatch.lots.reagents import active_reagent_recall, check_use, checked_use_day
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
+from mscbatch.recall.models import BagHold, Recall
+from mscbatch.recall.queries import hold_for_recalls
+
+
+@dataclass(frozen=True)
+class ReagentUseCorrected:
+    use: ReagentUse
+    warnings: str  # plain words for the technician when the lot really used was recalled or expired; "" otherwise
 
 
 def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, *, reagent_lot_id: int | None,
-                        used_on: date | None, reason: str | None) -> ReagentUse:
-    """Replace a reagent use's reagent lot (one of the same type) and date of use, checked as when it was recorded
-    (reagents.link_reagent): not recalled, within the step's use window, not expired that day, not recorded for
-    the stage already."""
+                        used_on: date | None, reason: str | None) -> ReagentUseCorrected:
+    """Replace a reagent use's reagent lot (one of the same type) and date of use: within the step's use window
+    and not recorded for the stage already, as when it was recorded (reagents.link_reagent). A recalled or expired
+    reagent lot is accepted with a warning (and the lot's bags held for the recall); a use of a reagent lot under
+    an active recall keeps its reagent lot while the recall is active."""
     require_technician(actor)
     why = _reason(reason)
     day = checked_use_day(used_on)
@@ -50,10 +70,51 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
                                    f"was recorded ({recorded.name}, {recorded.supplier} lot {recorded.lot_number}), "
                                    f"not {REAGENT_TYPES[reagent.reagent_type]}; to record another reagent, add it.",
                                    field="reagent_lot_id")
-        step = session.get(ProcessStep, use.step_id) if use.step_id else None
-        check_use(session, lot, reagent, step, use.stage, day, other_than=use.id)
         if (use.reagent_lot_id, use.used_on) == (reagent.id, day):
             raise ValidationFailed("Nothing changed: give the corrected reagent lot or date of use.",
                                    field="reagent_lot_id")
+        moved = reagent.id != recorded.id
+        if moved:
+            _refuse_leaving_a_recall(session, lot, recorded, reagent)
+        step = session.get(ProcessStep, use.step_id) if use.step_id else None
+        check_use(session, lot, reagent, step, use.stage, day, other_than=use.id)
         use.reagent_lot_id, use.used_on = reagent.id, day
-    return use
+        recall = active_reagent_recall(session, reagent) if moved else None  # a date-only one changes no recall
+        if recall is not None:
+            session.flush()  # the corrected use, read by recalls_covering
+            hold_for_recalls(session, lot, bags_of(session, lot.id))
+        warnings = _warnings(session, lot, reagent, day, recall)
+    return ReagentUseCorrected(use, warnings)
+
+
+def _refuse_leaving_a_recall(session: Session, lot: Lot, recorded: ReagentLot, reagent: ReagentLot) -> None:
+    """A use of a reagent lot under an active recall keeps it while the recall is active (unless the new row is
+    the same supplier lot, which the recall covers too): otherwise a technician alone would take the cell lot out
+    of the recall (recalls_covering, the recall's report) while its bags stay held. QA judges that."""
+    recall = active_reagent_recall(session, recorded)
+    if recall is None or reagent.id in set(session.scalars(same_supplier_lot([recorded.id]))):
+        return
+    raise Conflict(f"{recorded.name} lot {recorded.lot_number} is under recall R-{recall.id}, which covers lot "
+                   f"{lot.lot_number}: its record cannot be corrected away from it while the recall is active. "
+                   "Ask QA.", field="reagent_lot_id")
+
+
+def _warnings(session: Session, lot: Lot, reagent: ReagentLot, day: date, recall: Recall | None) -> str:
+    """What the technician must act on when the lot really used was recalled or had expired, in plain words."""
+    found = []
+    if recall is not None:
+        held = session.scalar(select(func.count(func.distinct(BagHold.bag_id))).join(Bag, Bag.id == BagHold.bag_id)
+                              .where(BagHold.recall_id == recall.id, BagHold.lifted_at.is_(None),
+                                     Bag.lot_id == lot.id)) or 0
+        if held:
+            bags = f"its {held} bag{'s' if held != 1 else ''} {'are' if held != 1 else 'is'} on hold"
+        elif bags_of(session, lot.id):
+            bags = "none of its bags is left to hold (each was given or discarded)"
+        else:
+            bags = "the bags frozen from it will be held"
+        found.append(f"is under recall R-{recall.id}: lot {lot.lot_number} is now covered by it and {bags}")
+    if reagent.expiry_date < day:
+        found.append(f"had expired on {reagent.expiry_date}, before its use on {day}")
+    if not found:
+        return ""
+    return f"{reagent.name} lot {reagent.lot_number} " + "; it ".join(found) + ". Record a deviation and tell QA."

@@ -94,8 +94,11 @@ def check_use(session: Session, lot: Lot, reagent: ReagentLot, step: ProcessStep
               used_on: date, *, other_than: int | None = None) -> None:
     """link_reagent's rules for `reagent` used for `lot` at `step` (None: harvest and cryopreservation) on
     `used_on`: not recalled (first, whatever the date), the day in the step's window, not expired that day, not
-    recorded for the stage already (`other_than`: the use being corrected, reagent_corrections)."""
-    recall = _active_recall(session, reagent)  # first: a recalled reagent is refused whatever the date
+    recorded for the stage already. `other_than`: the use being corrected (reagent_corrections): a correction
+    records what already happened, so a recalled or expired reagent lot is not refused there (the correction warns,
+    and holds the bags for the recall); the window and the duplicate are checked as for a new use."""
+    correction = other_than is not None
+    recall = None if correction else active_reagent_recall(session, reagent)  # first: refused whatever the date
     if recall is not None:
         raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
                        f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
@@ -103,7 +106,7 @@ def check_use(session: Session, lot: Lot, reagent: ReagentLot, step: ProcessStep
     refusal = use_day_refusal(used_on, _use_window(session, lot, step))
     if refusal:
         raise ValidationFailed(refusal, field="used_on")
-    if reagent.expiry_date < used_on:
+    if reagent.expiry_date < used_on and not correction:
         raise Conflict(f"Expired reagent refused: {REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, "
                        f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
                        f"before its use on {used_on}. Use a lot within its expiry date.",
@@ -140,7 +143,7 @@ def uses_outside_their_window(session: Session, lot: Lot, step_ids: set[int | No
     return found
 
 
-def _active_recall(session: Session, reagent: ReagentLot) -> Recall | None:
+def active_reagent_recall(session: Session, reagent: ReagentLot) -> Recall | None:
     """An active recall of this supplier lot, under any row registered for it."""
     return session.scalars(select(Recall).where(Recall.scope == "reagent_lot", Recall.status == "active",
                                                 Recall.reagent_lot_id.in_(same_supplier_lot([reagent.id])))

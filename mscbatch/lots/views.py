@@ -345,14 +345,17 @@ def correct_reagent_use(lot_id: int, use_id: int) -> Any:
     if not form.validate_on_submit():
         return _detail(lot_id, 422, reagent_fix=(use_id, form))
     try:
-        use = reagent_corrections.correct_reagent_use(
+        done = reagent_corrections.correct_reagent_use(
             db.session, current_user, lot_id, use_id, reagent_lot_id=form.reagent_lot_id.data,
             used_on=form.used_on.data, reason=form.reason.data)
     except DomainError as error:
         show_error(form, error)
         return _detail(lot_id, error.status, reagent_fix=(use_id, form))
-    flash(f"Reagent use for {use.stage} corrected. The old values and your reason are in the audit trail.",
-          "success")
+    if done.warnings:  # the lot really used was recalled or had expired: accepted, and said plainly
+        flash(f"Reagent use for {done.use.stage} corrected. {done.warnings}", "warning")
+    else:
+        flash(f"Reagent use for {done.use.stage} corrected. The old values and your reason are in the audit "
+              "trail.", "success")
     return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="reagents"))
 
 

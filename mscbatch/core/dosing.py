@@ -13,9 +13,9 @@ Rules (DOMAIN.md section 6 unless said otherwise):
   infused); (5) among bags with equal cell counts, earliest expiry first (FEFO), then bag id. The partial
   bag is the chosen bag with the latest expiry that can supply the remainder. The partial volume is rounded
   to the protocol's draw resolution (syringe graduation), assuming a homogeneous suspension.
-- DMSO g = volume x DMSO % x 1.10 g/mL; the limit (1 g/kg/day, HSC practice) is per DAY: the DMSO the patient
-  already received on the planned infusion's day (a stopped course's bags given that day, DmsoGiven) is added to
-  the course's, and the sum must stay below the limit.
+- DMSO g = volume x DMSO % x 1.10 g/mL; the limit (1 g/kg/day, HSC practice) is held over any 24 hours, not the
+  calendar day: the DMSO the patient already received in the 24 hours before the planned infusion (a stopped
+  course's bags, DmsoGiven) is added to the course's, and the sum must stay below the limit.
 - endotoxin: K/M (DOMAIN.md section 5): the endotoxin infused must not exceed K x weight x infusion hours; the
   hours are the protocol's infusion_duration_h, an assumption shown wherever the limit is (endotoxin_limit_words).
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -40,11 +40,13 @@ _HUNDRED = Decimal(100)
 
 
 class DoseRefused(Exception):
-    """No dose can be allocated; `reason` is a plain sentence for the clinician, `code` a stable key."""
+    """No dose can be allocated; `reason` is a plain sentence for the clinician, `code` a stable key, `later` the
+    advice to plan the infusion later when that alone would allow it (DMSO already given in the 24 hours before)."""
 
-    def __init__(self, code: str, reason: str):
+    def __init__(self, code: str, reason: str, later: str | None = None):
         self.code = code
         self.reason = reason
+        self.later = later
         super().__init__(reason)
 
 
@@ -69,14 +71,56 @@ class CandidateBag:
     exceptional_for: str | None = None  # an OOS batch released as an exception for this one patient only
 
 
+#: The DMSO limit "per kg per day" is held over the 24 hours before the moment judged, not the calendar day (HSC
+#: practice, the conservative reading): a bag given at 23:50 and another at 00:10 are 20 minutes apart, not two days.
+DMSO_WINDOW = timedelta(hours=24)
+LAST_24_HOURS = "in the last 24 hours"
+
+
 @dataclass(frozen=True)
 class DmsoGiven:
-    """The DMSO a patient already received on the planned infusion's day (the site's calendar day), from bags of
-    earlier courses infused that day: `grams` (volume given x DMSO % x density; an infusion not ended counts its
-    whole bag, the worst case) and `times`, when those infusions started, as the site's clock reads them ("09:12")."""
+    """The DMSO a patient already received in the 24 hours before the moment judged (`until`: the planned
+    infusion, or now at the bedside), from infusions started in (until - 24 h, until]: `grams` (volume given x DMSO
+    % x density; an infusion not ended counts the volume its prescription draws from the bag, or the whole bag when
+    none does), `times` when those infusions started as the site's clock reads them today ("09:12", "yesterday
+    23:50", "2026-12-03 23:50"), `dated` the same starts always with their day (for a record read later), and
+    `window` the 24 hours in words ("in the last 24 hours", "in the 24 hours before 2026-12-06 23:59")."""
 
     grams: Decimal = Decimal(0)
     times: tuple[str, ...] = ()
+    dated: tuple[str, ...] = ()
+    until: datetime | None = None
+    window: str = LAST_24_HOURS
+    last_start: datetime | None = None  # the latest start counted (site's clock): 24 hours on, none of it counts
+
+    @property
+    def later_words(self) -> str | None:
+        """The advice when the course alone is below the limit: plan it once none of this DMSO counts."""
+        if self.last_start is None or self.grams <= 0:
+            return None
+        return (f"Plan this course later: DMSO counts for 24 hours from the start of its infusion, so from "
+                f"{window_end_after(self.last_start):%Y-%m-%d %H:%M} none of the {self.grams:.2f} g already given counts")
+
+
+def window_end_after(start: datetime) -> datetime:
+    """24 hours of elapsed time after `start` (counted in UTC, so a change to or from summer time is still 24 hours),
+    on `start`'s clock."""
+    return (start.astimezone(UTC) + DMSO_WINDOW).astimezone(start.tzinfo)
+
+
+def window_start_before(until: datetime) -> datetime:
+    """The instant 24 hours of elapsed time before `until` (UTC): the window is (that, until]."""
+    return until.astimezone(UTC) - DMSO_WINDOW
+
+
+def start_words(started: datetime, today: date) -> str:
+    """When an infusion started, on the site's clock (`started` already in the site's time zone, `today` the site's
+    day of the reader): "09:12" today, "yesterday 23:50", else with its day "2026-12-03 23:50"."""
+    if started.date() == today:
+        return f"{started:%H:%M}"
+    if started.date() == today - timedelta(days=1):
+        return f"yesterday {started:%H:%M}"
+    return f"{started:%Y-%m-%d %H:%M}"
 
 
 def dmso_grams(volume_ml: Decimal, dmso_percent: Decimal, density_g_per_ml: Decimal) -> Decimal:
@@ -88,14 +132,14 @@ def _times_words(times: Sequence[str]) -> str:
     if not times:
         return ""
     listed = times[0] if len(times) == 1 else ", ".join(times[:-1]) + " and " + times[-1]
-    return f" at {listed}"
+    return f" (started {listed})"
 
 
-def dmso_day_refusal(course_g: Decimal, given: DmsoGiven, weight_kg: Decimal, limit_g_per_kg: Decimal,
-                     part: str = "in this course") -> str | None:
-    """Why the course's DMSO, added to what the patient already received that day, is not below the limit of
-    `limit_g_per_kg` per kg per DAY (DOMAIN.md 6: keep BELOW it), in plain words; None when it is below. `part` names
-    what `course_g` is ("in this bag" for a check of one bag at the bedside)."""
+def dmso_window_refusal(course_g: Decimal, given: DmsoGiven, weight_kg: Decimal, limit_g_per_kg: Decimal,
+                        part: str = "in this course") -> str | None:
+    """Why the course's DMSO, added to what the patient already received in the 24 hours before it, is not below the
+    limit of `limit_g_per_kg` per kg per day (DOMAIN.md 6: keep BELOW it; a day is any 24 hours), in plain words;
+    None when it is below. `part` names what `course_g` is ("in this bag" for a check of one bag at the bedside)."""
     total = given.grams + course_g
     if total / weight_kg < limit_g_per_kg:
         return None
@@ -103,8 +147,9 @@ def dmso_day_refusal(course_g: Decimal, given: DmsoGiven, weight_kg: Decimal, li
     limit = f"{limit_g_per_kg.normalize():f}"
     if given.grams == 0:
         return f"DMSO would be {course_g:.2f} g, {per_kg} g/kg, not below the limit of {limit} g/kg/day"
-    return (f"DMSO would be {total:.2f} g today: {given.grams:.2f} g already given{_times_words(given.times)} + "
-            f"{course_g:.2f} g {part} = {per_kg} g/kg, not below the limit of {limit} g/kg/day")
+    return (f"DMSO would be {total:.2f} g in 24 hours: {given.grams:.2f} g already given {given.window}"
+            f"{_times_words(given.times)} + {course_g:.2f} g {part} = {per_kg} g/kg, not below the limit of "
+            f"{limit} g/kg/day")
 
 
 def _per_kg_words(value: Decimal, rounding: str) -> str:
@@ -113,27 +158,49 @@ def _per_kg_words(value: Decimal, rounding: str) -> str:
     return f"{value.quantize(Decimal('0.001'), rounding):f}"
 
 
-def dmso_day_words(course_g: Decimal, given_g: Decimal, weight_kg: Decimal, limit_g_per_kg: Decimal,
-                   times: Sequence[str] = (), day: str = "today") -> str | None:
-    """The DMSO line of a dose when some DMSO was already given on its day, else None (the line then shows the course
-    alone): "2.75 g + 1.10 g already given today at 09:12 = 0.061 g/kg (limit 1 g/kg/day)". `day`: "today" on the
-    dose page, "on 2026-03-02" on a sheet read later."""
+def dmso_window_words(course_g: Decimal, given_g: Decimal, weight_kg: Decimal, limit_g_per_kg: Decimal,
+                      times: Sequence[str] = (), window: str = LAST_24_HOURS) -> str | None:
+    """The DMSO line of a dose when some DMSO was already given in the 24 hours before it, else None (the line then
+    shows the course alone): "2.75 g + 1.10 g already given in the last 24 hours (started 09:12) = 0.061 g/kg (limit
+    1 g/kg/day)". `window`: "in the last 24 hours" on the dose page, "in the 24 hours before 2026-03-02 23:59" on a
+    sheet read later."""
     if given_g <= 0:
         return None
     total = (course_g + given_g) / weight_kg
     per_kg = _per_kg_words(total, ROUND_FLOOR if total < limit_g_per_kg else ROUND_CEILING)
-    return (f"{course_g:.2f} g + {given_g:.2f} g already given {day}{_times_words(times)} = "
+    return (f"{course_g:.2f} g + {given_g:.2f} g already given {window}{_times_words(times)} = "
             f"{per_kg} g/kg (limit {limit_g_per_kg.normalize():f} g/kg/day)")
 
 
-def stored_dmso_day_words(calculation: Mapping[str, Any]) -> str | None:
-    """dmso_day_words of a prescription's stored calculation (None when nothing was given that day, or a calculation
-    stored before the day's DMSO was)."""
-    given = Decimal(calculation.get("dmso_given_today_g") or 0)
+def _window_end_words(value: Any) -> str | None:
+    try:
+        return f"{datetime.fromisoformat(str(value)):%Y-%m-%d %H:%M}"  # stored with the site's offset: its clock
+    except ValueError:
+        return None
+
+
+def stored_dmso_window_words(calculation: Mapping[str, Any]) -> str | None:
+    """dmso_window_words of a prescription's stored calculation, with the window's end and each start with its day
+    (the sheet is read later): None when nothing was given in the window, or a calculation stored before the DMSO
+    already given was. A calculation stored by the calendar-day rule (dmso_given_today_g, dmso_given_on: a day) is
+    still written as it was judged: "already given on 2026-12-05 at 09:12"."""
+    common = (Decimal(calculation["dmso_g"]), Decimal(calculation["weight_kg"]),
+              Decimal(calculation["max_dmso_g_per_kg"]))
+    if "dmso_given_g" in calculation:
+        end = _window_end_words(calculation.get("dmso_window_end"))
+        return dmso_window_words(common[0], Decimal(calculation["dmso_given_g"] or 0), *common[1:],
+                                 tuple(calculation.get("dmso_given_dated") or ()),
+                                 f"in the 24 hours before {end}" if end else "in the 24 hours before it")
+    given = Decimal(calculation.get("dmso_given_today_g") or 0)  # the calendar-day rule's calculation
+    if given <= 0:
+        return None
     day = calculation.get("dmso_given_on")
-    return dmso_day_words(Decimal(calculation["dmso_g"]), given, Decimal(calculation["weight_kg"]),
-                          Decimal(calculation["max_dmso_g_per_kg"]), tuple(calculation.get("dmso_given_at") or ()),
-                          f"on {day}" if day else "the same day")
+    times = tuple(calculation.get("dmso_given_at") or ())
+    at = "" if not times else " at " + (times[0] if len(times) == 1 else ", ".join(times[:-1]) + " and " + times[-1])
+    total = (common[0] + given) / common[1]
+    per_kg = _per_kg_words(total, ROUND_FLOOR if total < common[2] else ROUND_CEILING)
+    return (f"{common[0]:.2f} g + {given:.2f} g already given {f'on {day}' if day else 'the same day'}{at} = "
+            f"{per_kg} g/kg (limit {common[2].normalize():f} g/kg/day)")
 
 
 @dataclass(frozen=True)
@@ -185,20 +252,24 @@ class DoseAllocation:
     excluded: tuple[ExcludedBag, ...]
     exhaustive_search: bool
     endotoxin_k_eu_per_kg_per_h: Decimal  # K: stored so that the limit is shown with its arithmetic
-    #: DMSO the patient already received on the infusion's day (DmsoGiven), the day and the times it was given
-    dmso_given_today_g: Decimal = Decimal(0)
-    dmso_given_on: date | None = None
+    #: DMSO the patient already received in the 24 hours before the infusion (DmsoGiven): the grams, when those
+    #: infusions started (as the site's clock read them when calculated, and with their days for a sheet read
+    #: later), the window's end (the moment judged, on the site's clock) and the window in words
+    dmso_given_g: Decimal = Decimal(0)
     dmso_given_at: tuple[str, ...] = ()
+    dmso_given_dated: tuple[str, ...] = ()
+    dmso_window_end: datetime | None = None
+    dmso_window: str = LAST_24_HOURS
 
     @property
     def bag_count(self) -> int:
         return len(self.draws)
 
     @property
-    def dmso_day_words(self) -> str | None:
-        """The course's DMSO with what was already given that day, per kg; None when nothing was given that day."""
-        return dmso_day_words(self.dmso_g, self.dmso_given_today_g, self.weight_kg, self.max_dmso_g_per_kg,
-                              self.dmso_given_at)
+    def dmso_window_words(self) -> str | None:
+        """The course's DMSO with what was already given in the 24 hours before it, per kg; None when nothing was."""
+        return dmso_window_words(self.dmso_g, self.dmso_given_g, self.weight_kg, self.max_dmso_g_per_kg,
+                                 self.dmso_given_at, self.dmso_window)
 
     @property
     def endotoxin_limit_words(self) -> tuple[str, str]:
@@ -356,7 +427,8 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
     """Allocate bags for one infusion or raise DoseRefused with a plain reason (see the module docstring).
 
     `today` and `infusion_on` (the day of `planned_at`) are the site's calendar days, which the caller knows.
-    `dmso_given`: the DMSO the patient already received on `infusion_on` (none when omitted): the limit is per day."""
+    `dmso_given`: the DMSO the patient already received in the 24 hours before the infusion (none when omitted):
+    the limit per day is held over any 24 hours."""
     settings = protocol.dosing
     if not enrolled:
         raise DoseRefused("not_enrolled", f"the patient is not enrolled in {protocol.short_name}")
@@ -419,10 +491,12 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
     dmso_g = sum((d.dmso_g for d in draws), Decimal(0))
     given = dmso_given or DmsoGiven()
     if not given.grams.is_finite() or given.grams < 0:
-        raise DoseRefused("dmso_given_invalid", f"the DMSO already given today ({given.grams} g) cannot be read")
-    dmso_refusal = dmso_day_refusal(dmso_g, given, weight_kg, settings.max_dmso_g_per_kg_per_day)
-    if dmso_refusal is not None:  # DOMAIN.md 6: keep BELOW the limit, per kg per DAY
-        raise DoseRefused("dmso_limit", dmso_refusal)
+        raise DoseRefused("dmso_given_invalid", f"the DMSO already given {given.window} ({given.grams} g) cannot be "
+                                                "read")
+    dmso_refusal = dmso_window_refusal(dmso_g, given, weight_kg, settings.max_dmso_g_per_kg_per_day)
+    if dmso_refusal is not None:  # DOMAIN.md 6: keep BELOW the limit, per kg in any 24 hours
+        alone_below = dmso_g / weight_kg < settings.max_dmso_g_per_kg_per_day  # later, the course alone is judged
+        raise DoseRefused("dmso_limit", dmso_refusal, given.later_words if alone_below else None)
     limit_eu = settings.endotoxin_k_eu_per_kg_per_h * weight_kg * duration_h
     endotoxin = None if any(d.endotoxin_eu is None for d in draws) else sum((d.endotoxin_eu or Decimal(0) for d in draws), Decimal(0))
     if endotoxin is not None and endotoxin > limit_eu:
@@ -447,15 +521,16 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
                                                             infused_ml, duration_h),
         excluded=tuple(excluded), exhaustive_search=exhaustive,
         endotoxin_k_eu_per_kg_per_h=settings.endotoxin_k_eu_per_kg_per_h,
-        dmso_given_today_g=given.grams, dmso_given_on=infusion_on if given.grams else None,
-        dmso_given_at=given.times if given.grams else (),
+        dmso_given_g=given.grams, dmso_given_at=given.times if given.grams else (),
+        dmso_given_dated=given.dated if given.grams else (), dmso_window_end=given.until, dmso_window=given.window,
     )
 
 
 def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> list[str]:
     """What no longer holds when a signed prescription meets a newer weight of the patient: the cells per kg
-    outside the band, the DMSO not below its limit per kg (with the DMSO already given that day when it was signed,
-    dmso_given_today_g: the limit is per day), the endotoxin above K x weight x time. Plain words, none when the
+    outside the band, the DMSO not below its limit per kg (with the DMSO already given in the 24 hours before it when
+    it was signed, dmso_given_g, or dmso_given_today_g of a calculation signed under the calendar-day rule), the
+    endotoxin above K x weight x time. Plain words, none when the
     prescription still holds. `calculation` is the prescription's stored calculation (allocation_data: decimals as
     text), so the band and limits are those it was signed under, not today's protocol file."""
     value = {key: Decimal(calculation[key]) for key in ("dose_level_cells_per_kg", "tolerance_percent",
@@ -467,9 +542,10 @@ def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> li
     if not level * (_HUNDRED - tolerance) / _HUNDRED <= per_kg <= level * (_HUNDRED + tolerance) / _HUNDRED:
         problems.append(f"the bags would give {format_cells_per_kg(per_kg.quantize(Decimal('1E+4')))} instead of "
                         f"{format_cells_per_kg(level)} (allowed: +/- {tolerance.normalize():f} %)")
-    given = Decimal(calculation.get("dmso_given_today_g") or 0)
+    given = Decimal(calculation.get("dmso_given_g", calculation.get("dmso_given_today_g")) or 0)
     if (value["dmso_g"] + given) / weight_kg >= value["max_dmso_g_per_kg"]:
-        with_given = (f" ({given:.2f} g already given that day + {value['dmso_g']:.2f} g in this course)"
+        window = "that day" if "dmso_given_g" not in calculation else "in the 24 hours before it"
+        with_given = (f" ({given:.2f} g already given {window} + {value['dmso_g']:.2f} g in this course)"
                       if given else "")
         problems.append(f"DMSO would be {_per_kg_words((value['dmso_g'] + given) / weight_kg, ROUND_CEILING)} g/kg"
                         f"{with_given}, not below the "

@@ -6,9 +6,10 @@ a bag on hold, returned or discarded, an expired bag, the post-thaw limit passed
 prescription at which its bags give a dose outside its band (DOMAIN.md 8: "dose outside the prescription") or a
 dose weight older than the protocol allows on the day of infusion, a
 bag not prescribed to THIS patient by a signed prescription, a directed product for another recipient, a bag
-already infused, a bag not (yet) on the ward, a bag whose DMSO added to what the patient already received today
-(the site's calendar day) is not below the prescription's limit per kg per DAY (DOMAIN.md 6: a prescription's
-planned day is a "give before", so a course judged for tomorrow can be given today after another course's bags).
+already infused, a bag not (yet) on the ward, a bag whose DMSO added to what the patient already received in the
+last 24 hours is not below the prescription's limit per kg per day (DOMAIN.md 6, held over any 24 hours, not the
+calendar day: a prescription's planned day is a "give before", so a course judged for another day can be given
+20 minutes after another course's bag).
 Words are written for a tired nurse at 3 a.m.: what is wrong and what to do.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -25,7 +26,13 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased, load_only
 
 from mscbatch.core.culture import format_cells
-from mscbatch.core.dosing import DmsoGiven, cells_per_kg_words, dmso_day_refusal, dmso_grams
+from mscbatch.core.dosing import (
+    DmsoGiven,
+    cells_per_kg_words,
+    dmso_grams,
+    dmso_window_refusal,
+    window_start_before,
+)
 from mscbatch.core.identifiers import (
     IdentifierError,
     is_din_symbol,
@@ -42,7 +49,7 @@ from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
-from mscbatch.patients.inventory import dmso_given_on
+from mscbatch.patients.inventory import dmso_given_within
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.patients.queries import (
     WeightSincePrescription,
@@ -167,10 +174,12 @@ def thawed_at(bag_id: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class DmsoToday:
-    """The DMSO of the bag's draw and what the patient already received today (read only when an infusion of the
-    patient started today), to judge against the limit per kg per DAY of the bag's signed prescription."""
-    given: DmsoGiven  # patients.inventory.dmso_given_on: today's infusions (a running one counts its whole bag)
+class Dmso24Hours:
+    """The DMSO of the bag's draw and what the patient already received in the last 24 hours (read only when an
+    infusion of the patient started in them), to judge against the limit per kg per day of the bag's signed
+    prescription, held over any 24 hours."""
+    given: DmsoGiven  # patients.inventory.dmso_given_within: infusions started in (now - 24 h, now]; one not ended
+    # counts its prescription's draw (or its whole bag when none holds it)
     bag_g: Decimal  # the prescription's draw from this bag x the bag's DMSO % x the protocol's density
     weight_kg: Decimal | None  # the prescription's weight (None: it cannot be read)
     limit_g_per_kg: Decimal | None  # its stored calculation's max_dmso_g_per_kg (None: it cannot be read)
@@ -196,7 +205,7 @@ class BagFacts:
     prescribed_weight_on: date | None = None  # when the prescription's weight was measured
     course_short: CourseShort | None = None  # a bag of its course lost, and the rest no longer gives the band
     course_lost: bool = False  # a bag of its course was lost (discarded, returned), whatever the rest gives
-    dmso_today: DmsoToday | None = None  # read only when the patient already had an infusion today
+    dmso_24h: Dmso24Hours | None = None  # read only when the patient had an infusion in the last 24 hours
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -221,16 +230,11 @@ def course_has_lost_bag(bag_id: Any) -> Any:
 
 
 def infused_since(patient_id: Any) -> Any:
-    """Correlated EXISTS: an infusion of the patient started at or after the bound "day_start" (the start of the
-    site's today, in UTC). Only then is the DMSO already given today added up (dmso_given_on): a few scans of a
-    patient given something earlier the same day (infusion.patient_id is indexed)."""
+    """Correlated EXISTS: an infusion of the patient started after the bound "since" (now - 24 hours, in UTC:
+    window_start_before). Only then is the DMSO already given in the last 24 hours added up (dmso_given_within): a
+    few scans of a patient given something in them (infusion.patient_id is indexed)."""
     return select(Infusion.id).where(Infusion.patient_id == patient_id,
-                                     Infusion.started_at >= bindparam("day_start")).exists()
-
-
-def day_start(day: date) -> datetime:
-    """The instant (UTC) the site's calendar day `day` begins."""
-    return datetime.combine(day, time(0), site_config().tz).astimezone(UTC)
+                                     Infusion.started_at > bindparam("since")).exists()
 
 
 @cache
@@ -254,16 +258,16 @@ def read_facts(session: Session, wristband: str, din: str | None,
                now: datetime | None = None) -> tuple[Patient | None, BagFacts | None]:
     """(patient wearing the wristband, the bag's facts): one statement when the check can MATCH; a few more only
     for an unknown bag, a conditional release's pending tests, a weight newer than the prescription's, a patient
-    already given an infusion today (the day's DMSO: two), or the words of a STOP (hold reasons, failed late tests,
-    the other patient's code). `now` says which site day is today."""
-    today = site_day(now or utcnow())
+    given an infusion in the last 24 hours (the DMSO given in them: two), or the words of a STOP (hold reasons, failed
+    late tests, the other patient's code). `now`: the moment judged (the 24 hours before it)."""
+    now = now or utcnow()
     row = session.execute(_facts_statement(), {"din": din, "wristband": wristband or None,
-                                               "day_start": day_start(today)}).first() if din else None
+                                               "since": window_start_before(now)}).first() if din else None
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
      donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
-     infused_today) = row
+     infused_in_24h) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -281,20 +285,20 @@ def read_facts(session: Session, wristband: str, din: str | None,
         weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
         prescribed_weight_on=weighed_on, course_lost=bool(course_lost),
         course_short=_course_short(session, bag.id) if course_lost else None,
-        dmso_today=_dmso_today(session, patient, bag, today, allocated_ml)
-        if infused_today and patient is not None and allocated_id == patient.id and infused is None else None)
+        dmso_24h=_dmso_24h(session, patient, bag, now, allocated_ml)
+        if infused_in_24h and patient is not None and allocated_id == patient.id and infused is None else None)
 
 
-def _dmso_today(session: Session, patient: Patient, bag: Bag, today: date,
-                draw_ml: Decimal | None) -> DmsoToday | None:
-    """The DMSO the patient already received today and this bag's (its prescription's draw x DMSO % x density),
-    with the prescription's weight and limit per kg per day; None when no DMSO was given today (the course alone
-    was judged when it was signed). Read only when an infusion of the patient started today."""
+def _dmso_24h(session: Session, patient: Patient, bag: Bag, now: datetime,
+              draw_ml: Decimal | None) -> Dmso24Hours | None:
+    """The DMSO the patient already received in the 24 hours before `now` and this bag's (its prescription's draw x
+    DMSO % x density), with the prescription's weight and limit per kg per day; None when no DMSO was given in them
+    (the course alone was judged when it was signed). Read only when an infusion of the patient started in them."""
     protocol = protocols().get(patient.protocol_id)
     if protocol is None or draw_ml is None:  # a protocol not configured here already STOPs (weight_too_old)
         return None
     density = protocol.dosing.dmso_density_g_per_ml  # as the dose was calculated (patients.inventory.calculate)
-    given = dmso_given_on(session, patient.id, today, density)
+    given = dmso_given_within(session, patient.id, now, density, now=now)
     if given.grams <= 0:
         return None
     # the bag's DMSO % is read here, with the prescription, not by the check's statement at every scan
@@ -310,7 +314,7 @@ def _dmso_today(session: Session, patient: Patient, bag: Bag, today: date,
         weight, limit = Decimal(row.weight_kg), Decimal(json.loads(row.calculation_json)["max_dmso_g_per_kg"])
     except (KeyError, TypeError, ValueError, ArithmeticError):  # cannot be read: judge() stops, never guesses
         weight = limit = None
-    return DmsoToday(given, dmso_grams(Decimal(draw_ml), Decimal(row.dmso_percent), density), weight, limit)
+    return Dmso24Hours(given, dmso_grams(Decimal(draw_ml), Decimal(row.dmso_percent), density), weight, limit)
 
 
 def _course_short(session: Session, bag_id: int) -> CourseShort | None:
@@ -454,7 +458,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     if patient is not None and facts.allocated_patient_id == patient.id:
         _judge_weight_age(result, patient, facts, site_day(now))
         _judge_course(result, facts)
-        _judge_dmso_today(result, facts)
+        _judge_dmso_24h(result, facts)
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
         result.stop("directed_other", "This is a DIRECTED donation for one recipient only "
@@ -514,23 +518,24 @@ def _judge_course(result: BedsideResult, facts: BagFacts) -> None:
                                 "the prescriber, who must stop this course and prescribe again.")
 
 
-def _judge_dmso_today(result: BedsideResult, facts: BagFacts) -> None:
-    """The DMSO limit is per kg per DAY (DOMAIN.md 6): a prescription's planned time is a "give before", so a course
-    judged for tomorrow (nothing given that day) can be given today after another course's bags. This bag's DMSO
-    added to what the patient already received today must stay below the prescription's limit, at the weight the
-    dose is judged at (the newer weight when one was recorded since the prescription)."""
-    day = facts.dmso_today
-    if day is None:
+def _judge_dmso_24h(result: BedsideResult, facts: BagFacts) -> None:
+    """The DMSO limit per kg per day (DOMAIN.md 6) is held over any 24 hours: a prescription's planned time is a
+    "give before", so a course judged for another day (nothing given in the 24 hours before it) can be given minutes
+    after another course's bag. This bag's DMSO added to what the patient already received in the last 24 hours must
+    stay below the prescription's limit, at the weight the dose is judged at (the newer weight when one was recorded
+    since the prescription)."""
+    dmso = facts.dmso_24h
+    if dmso is None:
         return
-    weight = facts.weight_change.latest_kg if facts.weight_change is not None else day.weight_kg
-    if weight is None or day.limit_g_per_kg is None or weight <= 0:
-        result.stop("dmso_day", "DMSO LIMIT FOR TODAY: the patient already received DMSO today, and this "
-                                "prescription's limit cannot be read to check this bag against it. Do not give this "
-                                "bag today: call the prescriber.")
+    weight = facts.weight_change.latest_kg if facts.weight_change is not None else dmso.weight_kg
+    if weight is None or dmso.limit_g_per_kg is None or weight <= 0:
+        result.stop("dmso_24h", "DMSO LIMIT (24 HOURS): the patient already received DMSO in the last 24 hours, and "
+                                "this prescription's limit cannot be read to check this bag against it. Do not give "
+                                "this bag now: call the prescriber.")
         return
-    words = dmso_day_refusal(day.bag_g, day.given, weight, day.limit_g_per_kg, part="in this bag")
+    words = dmso_window_refusal(dmso.bag_g, dmso.given, weight, dmso.limit_g_per_kg, part="in this bag")
     if words is not None:
-        result.stop("dmso_day", f"DMSO LIMIT FOR TODAY: {words}. Do not give this bag today: call the prescriber.")
+        result.stop("dmso_24h", f"DMSO LIMIT (24 HOURS): {words}. Do not give this bag now: call the prescriber.")
 
 
 #: The order a STOP lists its reasons in: who the patient is and whose bag it is first, then what makes the bag
@@ -540,7 +545,7 @@ _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
     "patient_withdrawn", "patient_not_enrolled",
     "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
-    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "dmso_day",
+    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "dmso_24h",
     "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
 

@@ -25,7 +25,7 @@ from mscbatch.core.dosing import (
     cells_per_kg_words,
     endotoxin_words,
     per_kg_words,
-    stored_dmso_day_words,
+    stored_dmso_window_words,
     stored_endotoxin_limit_words,
 )
 from mscbatch.core.protocols import format_cells_per_kg
@@ -132,7 +132,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                        f"({calc['deviation_percent']} % from target) in {_bags(calc['bag_count'])}, "
                        f"{calc['total_volume_ml']} mL"),
         ("Delivered (infused)", _given_words(prescription, bags, weight)),
-        ("DMSO", stored_dmso_day_words(calc)  # with the DMSO already given that day, when some was
+        ("DMSO", stored_dmso_window_words(calc)  # with the DMSO already given in the 24 hours before, if any
          or f"{Decimal(calc['dmso_g']).quantize(Decimal('0.01'))} g = {calc['dmso_g_per_kg']} g/kg "
             f"(limit {calc['max_dmso_g_per_kg']} g/kg/day)"),
         ("Endotoxin", endotoxin),

@@ -6,14 +6,14 @@ allocation is marked allocated. The pure core (core.dosing) then applies the pat
 product's bag is offered only to its intended recipient (the familial donor's recipient code), the tolerance
 band, DMSO and endotoxin limits. Bags of a conditionally released lot are usable but flagged. Each bag carries
 its lot's endotoxin release result in EU/mL (release.queries.endotoxin_eu_per_ml), so the core computes the
-endotoxin load of the draws and refuses it above K x weight x time (Ph. Eur. 5.1.10 K/M). The DMSO limit is per
-kg per DAY: the DMSO the patient already received on the planned infusion's site day (dmso_given_on: the bags of a
-stopped course infused that day) is added to the course's before the core judges it.
+endotoxin load of the draws and refuses it above K x weight x time (Ph. Eur. 5.1.10 K/M). The DMSO limit per kg
+per day is held over any 24 hours: the DMSO the patient already received in the 24 hours before the planned
+infusion (dmso_given_within: the bags of a stopped course) is added to the course's before the core judges it.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from mscbatch.core.bounds import FIRST_DAY, LAST_DAY, plausible_day
 from mscbatch.core.cohorts import CohortState, EscalationError, check_prescription
 from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import (
+    LAST_24_HOURS,
     CandidateBag,
     DmsoGiven,
     DoseAllocation,
@@ -32,6 +33,8 @@ from mscbatch.core.dosing import (
     cells_given,
     dmso_grams,
     per_kg_words,
+    start_words,
+    window_start_before,
 )
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import Protocol
@@ -169,27 +172,50 @@ def already_infused(session: Session, patient: Patient, protocol: Protocol) -> A
     return AlreadyInfused(protocol.short_name, tuple(bags))
 
 
-def dmso_given_on(session: Session, patient_id: int, day: date, density_g_per_ml: Decimal) -> DmsoGiven:
-    """The DMSO the patient already received on `day` (the site's calendar day): every infusion of the patient that
-    started that day, at the volume recorded at its end x the bag's DMSO % x the density; an infusion not ended yet
-    (no volume recorded) counts its whole bag, the worst case. The times are the starts on the site's clock."""
+def dmso_given_within(session: Session, patient_id: int, until: datetime, density_g_per_ml: Decimal, *,
+                      window: str = LAST_24_HOURS, now: datetime | None = None) -> DmsoGiven:
+    """The DMSO the patient already received in the 24 hours before `until` (the moment judged): every infusion of
+    the patient started in (until - 24 h, until], at the volume recorded at its end x the bag's DMSO % x the density.
+    An infusion not ended yet counts the volume its signed allocation draws from the bag (a partial draw), or the
+    whole bag when no allocation holds it (the worst case). The starts are written on the site's clock as read on
+    `now`'s site day ("09:12", "yesterday 23:50", "2026-12-03 23:50"), and with their day for a record read later;
+    `window` says the 24 hours in words for the refusal and the dose line."""
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
 
     tz = site_config().tz
-    start = datetime.combine(day, time(0), tz)
-    end = datetime.combine(day + timedelta(days=1), time(0), tz)
+    drawn = (select(Allocation.volume_ml).join(Prescription, Prescription.id == Allocation.prescription_id)
+             .where(Allocation.active_bag_id == Infusion.bag_id, Allocation.patient_id == Infusion.patient_id,
+                    Prescription.locked_at.is_not(None)).limit(1).scalar_subquery())  # kept by an infused bag
     rows = session.execute(
-        select(Infusion.started_at, Infusion.volume_infused_ml, Bag.volume_ml, Bag.dmso_percent)
+        select(Infusion.started_at, Infusion.volume_infused_ml, Bag.volume_ml, Bag.dmso_percent, drawn)
         .join(Bag, Bag.id == Infusion.bag_id)
-        .where(Infusion.patient_id == patient_id, Infusion.started_at >= start, Infusion.started_at < end)
+        .where(Infusion.patient_id == patient_id, Infusion.started_at > window_start_before(until),
+               Infusion.started_at <= until)
         .order_by(Infusion.started_at, Infusion.id))
-    grams, times = Decimal(0), []
-    for started_at, infused_ml, bag_ml, percent in rows:
-        running = infused_ml is None
-        grams += dmso_grams(Decimal(bag_ml if running else infused_ml), Decimal(percent), density_g_per_ml)
-        times.append(f"{started_at.astimezone(tz):%H:%M}" + (" (infusion not ended: its whole bag counted)"
-                                                              if running else ""))
-    return DmsoGiven(grams, tuple(times))
+    today = site_day(now or utcnow())
+    grams, times, dated = Decimal(0), [], []
+    last: datetime | None = None
+    for started_at, infused_ml, bag_ml, percent, drawn_ml in rows:
+        running = ""
+        if infused_ml is None:  # not ended: what its prescription draws from the bag, else the whole bag
+            volume = Decimal(bag_ml) if drawn_ml is None else min(Decimal(drawn_ml), Decimal(bag_ml))
+            running = (", not ended: its whole bag counted" if drawn_ml is None or volume == Decimal(bag_ml)
+                       else f", not ended: its prescribed {volume.normalize():f} mL counted")
+        else:
+            volume = Decimal(infused_ml)
+        grams += dmso_grams(volume, Decimal(percent), density_g_per_ml)
+        local = last = started_at.astimezone(tz)
+        times.append(start_words(local, today) + running)
+        dated.append(f"{local:%Y-%m-%d %H:%M}" + running)
+    return DmsoGiven(grams, tuple(times), tuple(dated), until.astimezone(tz), window, last)
+
+
+def dmso_window_of(planned_at: datetime, now: datetime) -> tuple[datetime, str]:
+    """The moment a dose's DMSO is judged at and its 24 hours in words: the planned infusion, or now when it is not
+    later (a bag is never given in the past; without a planned time the dose is judged now)."""
+    if planned_at <= now:
+        return now, LAST_24_HOURS
+    return planned_at, f"in the 24 hours before {planned_at.astimezone(site_config().tz):%Y-%m-%d %H:%M}"
 
 
 @dataclass
@@ -207,7 +233,7 @@ class DoseResult:
     bags: dict[str, tuple[CandidateBag, Bag, Lot]] = field(default_factory=dict)
     infused: CohortState | None = None  # the plan counted from infusions started (queries.cohort_plans)
     already: AlreadyInfused | None = None  # what this patient was already given under this protocol
-    dmso_given: DmsoGiven | None = None  # the DMSO this patient already received on the planned infusion's day
+    dmso_given: DmsoGiven | None = None  # the DMSO this patient already received in the 24 hours before it
 
     @property
     def repeat_course(self) -> bool:
@@ -258,7 +284,8 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
                else session.get(Patient, patient_id_or_patient))
     assert patient is not None
     protocol = protocol_of(patient)
-    planned_at = planned_at or utcnow()
+    now = utcnow()
+    planned_at = planned_at or now
     state, infused = cohort_plans(session, protocol, excluding_patient_id=patient.id)
     level = level_cells_per_kg if level_cells_per_kg is not None else state.default_level_cells_per_kg
     weight = latest_weight(session, patient.id)
@@ -279,8 +306,9 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
             bags = {k: v for k, v in bags.items() if int(k) in set(only_bag_ids)}
         result.bags = bags
         donor = familial_donor_of(session, patient)
-        result.dmso_given = dmso_given_on(session, patient.id, site_day(planned_at),
-                                          protocol.dosing.dmso_density_g_per_ml)
+        until, window = dmso_window_of(planned_at, now)
+        result.dmso_given = dmso_given_within(session, patient.id, until, protocol.dosing.dmso_density_g_per_ml,
+                                              window=window, now=now)
         result.allocation = calculate_dose(
             protocol, patient_id=patient.code, enrolled=patient.status == "enrolled", dose_level_cells_per_kg=level,
             weight_kg=None if weight is None else Decimal(weight.weight_kg),

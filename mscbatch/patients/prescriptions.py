@@ -121,11 +121,11 @@ def _signed_calculation(allocation: Any, already: AlreadyInfused, repeat: str | 
 def _refuse(result: DoseResult) -> None:
     if result.refusal is None:
         return
-    if result.refusal.code == "dmso_limit":  # the dose itself breaks the per-day DMSO rule: invalid, not a race
-        later = (" (plan this course for another day: the limit is per day)"
-                 if result.dmso_given is not None and result.dmso_given.grams else "")
-        raise ValidationFailed(f"Dose refused: {result.refusal.reason}. Nothing was signed{later}.",
-                               field="dose_level_cells_per_kg")
+    if result.refusal.code == "dmso_limit":  # the dose itself breaks the DMSO rule: invalid, not a race
+        later = result.refusal.later  # DMSO already given in the 24 hours before it: the planned time is the field
+        raise ValidationFailed(f"Dose refused: {result.refusal.reason}. Nothing was signed."
+                               + (f" {later}." if later else ""),
+                               field="planned_at" if later else "dose_level_cells_per_kg")
     raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level_cells_per_kg")
 
 

@@ -1,26 +1,30 @@
-"""The DMSO limit is per kg per DAY (DOMAIN.md 6), and the bedside check holds it: a prescription's planned time is a
-"give before", so a course judged for TOMORROW (nothing given that day) can be scanned and given TODAY, after another
-course's bag. The bag's draw added to the DMSO the patient already received today (the site's day; a running
-infusion counts its whole bag) must stay below the prescription's limit, or the check says STOP "dmso_day" and the
-infusion start is refused.
+"""The DMSO limit per kg per day (DOMAIN.md 6) is held over any 24 HOURS, and the bedside check holds it: a
+prescription's planned time is a "give before", so a course judged for a later day (nothing given in the 24 hours
+before it) can be scanned and given NOW, after another course's bag. The bag's draw added to the DMSO the patient
+received in the last 24 hours (a running infusion counts the volume its prescription draws from its bag) must stay
+below the prescription's limit, or the check says STOP "dmso_24h" and the infusion start is refused. The site's
+midnight resets nothing: a bag at 23:50 and another at 00:10 are 20 minutes apart.
 
 62.5 kg, bags of 50 x10^6 cells in 200 mL at 10 % DMSO (22 g a bag). Course A: its first bag given (whole: 22 g, or
-50 mL: 5.5 g), then stopped. Course B signed for tomorrow (2 whole bags + 100 mL: 55 g, 0.88 g/kg alone). B's first
-bag given today: 22 g. B's second bag today: 22 + 22 + 22 = 66 g = 1.056 g/kg, STOP; after only 5.5 g of A,
-49.5 g = 0.792 g/kg, MATCHES. Through the scanner API and the ward page, on both databases."""
+50 mL: 5.5 g), then stopped. Course B signed for two days later (2 whole bags + 100 mL: 55 g, 0.88 g/kg alone). B's
+first bag given now: 22 g. B's second bag now: 22 + 22 + 22 = 66 g = 1.056 g/kg, STOP; after only 5.5 g of A, 49.5 g
+= 0.792 g/kg, MATCHES. Through the scanner API and the ward page, on both databases."""
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from html import unescape
 from typing import Any
 
 from sqlalchemy import select, update
 
 from mscbatch.custody import bedside, handover, infusions
+from mscbatch.custody.checks import evaluate
 from mscbatch.custody.models import Infusion, TwoPersonCheck
+from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
 from mscbatch.patients.models import Patient
@@ -31,8 +35,15 @@ from tests.integration.test_custody_support import KEY, token_of
 from tests.integration.test_dmso_per_day import _stopped_after_first_bag
 
 REASON = "repeat course: pump failure after the first bag, decided with the investigator"
-OVER = ("DMSO LIMIT FOR TODAY: DMSO would be 66.00 g today: 44.00 g already given at {a} and {b} + 22.00 g in this "
-        "bag = 1.056 g/kg, not below the limit of 1 g/kg/day. Do not give this bag today: call the prescriber.")
+OVER = ("DMSO LIMIT (24 HOURS): DMSO would be {total} g in 24 hours: {given} g already given in the last 24 hours "
+        "(started {a} and {b}) + 22.00 g in this bag = {per_kg} g/kg, not below the limit of 1 g/kg/day. Do not give "
+        "this bag now: call the prescriber.")
+
+
+def _over(a: str, b: str, given: str = "44.00") -> str:
+    total = Decimal(given) + 22
+    return OVER.format(a=a, b=b, given=given, total=f"{total:.2f}",
+                       per_kg=f"{(total / Decimal('62.5')).quantize(Decimal('0.001')):f}")
 
 
 @dataclass
@@ -45,13 +56,13 @@ class CourseB:
     tokens: list[str]
 
 
-def _course_b_for_tomorrow(session: Any, a_ml: str | None) -> CourseB:
-    pid, a_at = _stopped_after_first_bag(session, volume_ml=a_ml)
+def _course_b_for_later(session: Any, a_ml: str | None, *, a_partial: bool = False) -> CourseB:
+    pid, a_at, _started = _stopped_after_first_bag(session, volume_ml=a_ml, partial=a_partial)
     tech, clin, nurse = user(session, "technician"), user(session, "clinician"), user(session, "nurse")
-    tomorrow = datetime.combine(site_today() + timedelta(days=1), time(10), site_config().tz)
-    rx = prescriptions.prescribe(session, clin, PASSWORD, pid, planned_at=tomorrow, repeat_course_reason=REASON)
-    assert rx.dmso_g == 55 and "dmso_given_today_g" in rx.calculation  # judged for tomorrow: nothing given then
-    assert float(rx.calculation["dmso_given_today_g"]) == 0
+    later = datetime.combine(site_today() + timedelta(days=2), time(10), site_config().tz)  # > 24 h after A's bag
+    rx = prescriptions.prescribe(session, clin, PASSWORD, pid, planned_at=later, repeat_course_reason=REASON)
+    assert rx.dmso_g == 55 and "dmso_given_g" in rx.calculation  # judged at its planned time: nothing given before
+    assert float(rx.calculation["dmso_given_g"]) == 0
     wristband = session.get(Patient, pid).wristband_id
     bags = [session.get(Bag, int(d["bag_id"])) for d in rx.calculation["draws"] if not d["partial"]][:2]
     for bag in bags:
@@ -59,7 +70,7 @@ def _course_b_for_tomorrow(session: Any, a_ml: str | None) -> CourseB:
         handover.receive(session, nurse, bag.id, scan=token_of(bag))
         handover.thaw(session, nurse, bag.id, scan=token_of(bag))
         check = bedside.bedside_check(session, nurse, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
-        assert check.matches, check.failures  # only course A's bag given today: 22 + 22 g = 0.704 g/kg
+        assert check.matches, check.failures  # only course A's bag given: 22 + 22 g = 0.704 g/kg
         bedside.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
                                       checker_password=PASSWORD, label_key=KEY)
     a_infusion = session.scalar(select(Infusion.id).where(Infusion.patient_id == pid))
@@ -69,7 +80,7 @@ def _course_b_for_tomorrow(session: Any, a_ml: str | None) -> CourseB:
 
 
 def _give_first_of_b(session: Any, course: CourseB, volume_ml: str | None = "200") -> str:
-    """Course B's first bag started today (and ended with `volume_ml`, None: still running); its start (HH:MM)."""
+    """Course B's first bag started now (and ended with `volume_ml`, None: still running); its start (HH:MM)."""
     nurse = user(session, "nurse")
     infusion = infusions.start_infusion(session, nurse, course.bags[0], wristband=course.wristband,
                                         bag_scan=course.tokens[0], label_key=KEY)
@@ -106,10 +117,11 @@ def _infusions_of(app: Any, bag_id: int) -> int:
         return len(session.scalars(select(Infusion.id).where(Infusion.bag_id == bag_id)).all())
 
 
-def test_a_bag_over_the_days_dmso_stops_at_the_bedside_and_at_the_start(app, users, db_session, client_as):
-    course = _course_b_for_tomorrow(db_session, a_ml="200")
+def test_a_bag_over_the_dmso_of_the_last_24_hours_stops_at_the_bedside_and_at_the_start(
+        app, users, db_session, client_as):
+    course = _course_b_for_later(db_session, a_ml="200")
     b_at = _give_first_of_b(db_session, course)
-    words = OVER.format(a=course.a_at, b=b_at)
+    words = _over(course.a_at, b_at)
 
     # the start on the check confirmed before B's first bag was given: the check run again says STOP
     started = _start(app, course)
@@ -120,12 +132,12 @@ def test_a_bag_over_the_days_dmso_stops_at_the_bedside_and_at_the_start(app, use
     # the scanner API: STOP with its own code, nothing that reads as an instruction to give
     answer = _scan(app, course)
     assert answer["result"] == "STOP" and answer["matches"] is False
-    assert answer["failures"] == [{"code": "dmso_day", "message": words}], answer["failures"]
+    assert answer["failures"] == [{"code": "dmso_24h", "message": words}], answer["failures"]
     assert answer["notes"] == [] and answer["give_ml"] is None
     with app.extensions["mscbatch.db"].new_session() as session:
         record = session.get(TwoPersonCheck, answer["check_id"])
         assert record.result == "stop" and record.patient_id == course.patient_id
-        assert json.loads(record.failures_json) == [{"code": "dmso_day", "message": words}]
+        assert json.loads(record.failures_json) == [{"code": "dmso_24h", "message": words}]
         assert json.loads(record.notes_json) == []
 
     # the ward page, as a nurse: STOP, the words, no volume to give, no form to confirm or start
@@ -133,12 +145,12 @@ def test_a_bag_over_the_days_dmso_stops_at_the_bedside_and_at_the_start(app, use
                                    follow_redirects=True)
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and ">STOP<" in html
-    assert 'data-code="dmso_day"' in html and words in _text(html), _text(html)[:3000]
+    assert 'data-code="dmso_24h"' in html and words in _text(html), _text(html)[:3000]
     assert 'id="give-volume"' not in html and "second-person" not in html and 'id="start-form"' not in html
 
 
-def test_a_bag_below_the_days_dmso_matches_and_starts(app, users, db_session, client_as):
-    course = _course_b_for_tomorrow(db_session, a_ml="50")  # 5.5 g of course A: 49.5 g = 0.792 g/kg
+def test_a_bag_below_the_dmso_of_the_last_24_hours_matches_and_starts(app, users, db_session, client_as):
+    course = _course_b_for_later(db_session, a_ml="50")  # 5.5 g of course A: 49.5 g = 0.792 g/kg
     _give_first_of_b(db_session, course)
     answer = _scan(app, course)
     assert answer["result"] == "MATCHES", answer["failures"]
@@ -157,28 +169,52 @@ def _started_at(app: Any, infusion_id: int, at: datetime) -> None:
                            .values(started_at=at))
 
 
-def test_the_day_is_the_sites_calendar_day(app, users, db_session):
-    course = _course_b_for_tomorrow(db_session, a_ml="200")
-    _give_first_of_b(db_session, course)
-    midnight = datetime.combine(site_today(), time(0), site_config().tz)
+def _b_infusion(session: Any, course: CourseB) -> int:
+    return session.scalar(select(Infusion.id).where(Infusion.bag_id == course.bags[0]))  # type: ignore[no-any-return]
 
-    _started_at(app, course.a_infusion_id, midnight - timedelta(minutes=1))  # course A's bag: yesterday, 23:59
-    answer = _scan(app, course)  # today only B's first bag: 44 g = 0.704 g/kg
+
+def test_the_site_midnight_resets_nothing_23_50_then_00_10_stops(app, users, db_session):
+    """Course A's bag at 23:40 and course B's first at 23:50 the evening before; B's second scanned at 00:10: 66 g in
+    30 minutes, STOP (the calendar-day rule saw nothing given "today" and said MATCHES)."""
+    course = _course_b_for_later(db_session, a_ml="200")
+    _give_first_of_b(db_session, course)
+    tz = site_config().tz
+    ten_past = datetime.combine(site_today(), time(0, 10), tz)
+    b_infusion = _b_infusion(db_session, course)
+    db_session.commit()  # no transaction of this session open across the writes below (SQLite's snapshot)
+    _started_at(app, course.a_infusion_id, ten_past - timedelta(minutes=30))
+    _started_at(app, b_infusion, ten_past - timedelta(minutes=20))
+    result = evaluate(db_session, course.wristband, course.tokens[1], KEY, now=ten_past)
+    assert [f.code for f in result.failures] == ["dmso_24h"], result.failures
+    assert result.failures[0].message == _over("yesterday 23:40", "yesterday 23:50"), result.failures[0].message
+
+
+def test_the_window_is_24_hours_to_the_minute(app, users, db_session):
+    """Judged now, through the scanner: course A's bag started 24 hours and 1 minute ago no longer counts (only B's
+    first bag: 44 g, MATCHES); started 23 hours 59 minutes ago it counts (66 g, STOP)."""
+    course = _course_b_for_later(db_session, a_ml="200")
+    b_at = _give_first_of_b(db_session, course)
+    now = utcnow()
+
+    _started_at(app, course.a_infusion_id, now - timedelta(hours=24, minutes=1))
+    answer = _scan(app, course)
     assert answer["result"] == "MATCHES", answer["failures"]
 
-    _started_at(app, course.a_infusion_id, midnight)  # today, 00:00: counted
+    a_start = now - timedelta(hours=23, minutes=59)
+    _started_at(app, course.a_infusion_id, a_start)
     answer = _scan(app, course)
-    assert [f["code"] for f in answer["failures"]] == ["dmso_day"], answer["failures"]
-    assert "44.00 g already given at 00:00 and " in answer["failures"][0]["message"]
+    assert [f["code"] for f in answer["failures"]] == ["dmso_24h"], answer["failures"]
+    local = a_start.astimezone(site_config().tz)
+    a_words = f"{local:%H:%M}" if local.date() == site_today() else f"yesterday {local:%H:%M}"
+    assert answer["failures"][0]["message"] == _over(a_words, b_at), answer["failures"][0]["message"]
 
 
 def test_an_infusion_still_running_counts_its_whole_bag(app, users, db_session):
-    course = _course_b_for_tomorrow(db_session, a_ml="200")
+    course = _course_b_for_later(db_session, a_ml="200")
     b_at = _give_first_of_b(db_session, course, volume_ml=None)  # B's first bag still running
     answer = _scan(app, course)
-    assert [f["code"] for f in answer["failures"]] == ["dmso_day"], answer["failures"]
-    whole = f"{b_at} (infusion not ended: its whole bag counted)"
-    assert answer["failures"][0]["message"] == OVER.format(a=course.a_at, b=whole)
+    assert [f["code"] for f in answer["failures"]] == ["dmso_24h"], answer["failures"]
+    assert answer["failures"][0]["message"] == _over(course.a_at, f"{b_at}, not ended: its whole bag counted")
 
     # ended after 50 mL: 22 + 5.5 + 22 g = 0.792 g/kg, below the limit
     nurse = user(db_session, "nurse")
@@ -188,12 +224,22 @@ def test_an_infusion_still_running_counts_its_whole_bag(app, users, db_session):
     assert _scan(app, course)["result"] == "MATCHES"
 
 
-def test_the_days_dmso_is_judged_at_the_newer_weight_the_check_judges(app, users, db_session):
-    """A weight recorded since the prescription at which the dose still holds: the day's DMSO is judged at it too
-    (66 g for 67 kg = 0.985 g/kg, below the limit; at the prescription's 62.5 kg it was 1.056)."""
-    course = _course_b_for_tomorrow(db_session, a_ml="200")
+def test_a_running_partial_draw_counts_the_volume_its_prescription_draws(app, users, db_session):
+    """Course A's partial bag (100 mL of 200 mL) still running counts 11 g: 11 + 22 + 22 = 55 g = 0.88 g/kg, MATCHES
+    (counting its whole bag, 66 g = 1.056 g/kg, stopped a bag that may be given)."""
+    course = _course_b_for_later(db_session, a_ml=None, a_partial=True)
     _give_first_of_b(db_session, course)
-    assert [f["code"] for f in _scan(app, course)["failures"]] == ["dmso_day"]
+    answer = _scan(app, course)
+    assert answer["result"] == "MATCHES", answer["failures"]
+    assert float(answer["give_ml"]) == 200
+
+
+def test_the_dmso_of_the_last_24_hours_is_judged_at_the_newer_weight_the_check_judges(app, users, db_session):
+    """A weight recorded since the prescription at which the dose still holds: the DMSO of the last 24 hours is
+    judged at it too (66 g for 67 kg = 0.985 g/kg, below the limit; at the prescription's 62.5 kg it was 1.056)."""
+    course = _course_b_for_later(db_session, a_ml="200")
+    _give_first_of_b(db_session, course)
+    assert [f["code"] for f in _scan(app, course)["failures"]] == ["dmso_24h"]
     clinician = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     weighed = app.test_client().post(f"/api/v1/patients/{course.patient_id}/weights", headers=clinician,
                                      json={"weight_kg": "67", "measured_on": site_today().isoformat()})

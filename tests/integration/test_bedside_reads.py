@@ -97,11 +97,11 @@ def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users
     assert seen["column_loads"] == [], seen["column_loads"]
 
 
-def test_a_check_of_a_patient_given_an_infusion_today_reads_the_days_dmso_with_two_statements_more(
+def test_a_check_of_a_patient_given_an_infusion_in_the_last_24_hours_reads_its_dmso_with_two_statements_more(
         app, users, db_session):
-    """The check's one statement says whether the patient had an infusion since the start of the site's day (an
-    EXISTS, at every scan); only then does it read two more: the DMSO already given today
-    (patients.inventory.dmso_given_on) and the prescription's weight and DMSO limit per kg per day."""
+    """The check's one statement says whether the patient had an infusion in the last 24 hours (an EXISTS bound to
+    "since" = now - 24 h, at every scan); only then does it read two more: the DMSO already given in them
+    (patients.inventory.dmso_given_within) and the prescription's weight and DMSO limit per kg per day."""
     from mscbatch.custody import handover, infusions
     from mscbatch.lots.models import Bag
     from tests.integration.patient_factories import user
@@ -122,5 +122,25 @@ def test_a_check_of_a_patient_given_an_infusion_today_reads_the_days_dmso_with_t
         result = evaluate(db_session, ward.wristband, token, KEY)
     assert result.matches, result.failures
     assert len(seen["statements"]) == 3, seen["statements"]
-    assert "FROM infusion JOIN bag" in seen["statements"][1]  # dmso_given_on
+    assert "FROM infusion JOIN bag" in seen["statements"][1]  # dmso_given_within
     assert seen["column_loads"] == [], seen["column_loads"]
+
+    # the same infusion started 24 hours and a minute before the scan: outside the window, one statement again;
+    # started 23 hours before it (the day before, on most clocks), inside: two more
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from mscbatch.custody.models import Infusion
+    from mscbatch.database import utcnow
+
+    now = utcnow()
+    for ago, statements in ((timedelta(hours=24, minutes=1), 1), (timedelta(hours=23), 3)):
+        db_session.commit()
+        with app.extensions["mscbatch.db"].engine.begin() as connection:  # a start is always "now": moved here
+            connection.execute(update(Infusion.__table__).where(Infusion.__table__.c.bag_id == ward.bag_id)
+                               .values(started_at=now - ago))
+        with orm_reads() as seen:
+            result = evaluate(db_session, ward.wristband, token, KEY, now=now)
+        assert result.matches, result.failures
+        assert len(seen["statements"]) == statements, (ago, seen["statements"])

@@ -182,25 +182,15 @@ def _window_end_words(value: Any) -> str | None:
 def stored_dmso_window_words(calculation: Mapping[str, Any]) -> str | None:
     """dmso_window_words of a prescription's stored calculation, with the window's end and each start with its day
     (the sheet is read later): None when nothing was given in the window, or a calculation stored before the DMSO
-    already given was. A calculation stored by the calendar-day rule (dmso_given_today_g, dmso_given_on: a day) is
-    still written as it was judged: "already given on 2026-12-05 at 09:12"."""
+    already given was."""
     common = (Decimal(calculation["dmso_g"]), Decimal(calculation["weight_kg"]),
               Decimal(calculation["max_dmso_g_per_kg"]))
-    if "dmso_given_g" in calculation:
-        end = _window_end_words(calculation.get("dmso_window_end"))
-        return dmso_window_words(common[0], Decimal(calculation["dmso_given_g"] or 0), *common[1:],
-                                 tuple(calculation.get("dmso_given_dated") or ()),
-                                 f"in the 24 hours before {end}" if end else "in the 24 hours before it")
-    given = Decimal(calculation.get("dmso_given_today_g") or 0)  # the calendar-day rule's calculation
-    if given <= 0:
+    if "dmso_given_g" not in calculation:
         return None
-    day = calculation.get("dmso_given_on")
-    times = tuple(calculation.get("dmso_given_at") or ())
-    at = "" if not times else " at " + (times[0] if len(times) == 1 else ", ".join(times[:-1]) + " and " + times[-1])
-    total = (common[0] + given) / common[1]
-    per_kg = _per_kg_words(total, ROUND_FLOOR if total < common[2] else ROUND_CEILING)
-    return (f"{common[0]:.2f} g + {given:.2f} g already given {f'on {day}' if day else 'the same day'}{at} = "
-            f"{per_kg} g/kg (limit {common[2].normalize():f} g/kg/day)")
+    end = _window_end_words(calculation.get("dmso_window_end"))
+    return dmso_window_words(common[0], Decimal(calculation["dmso_given_g"] or 0), *common[1:],
+                             tuple(calculation.get("dmso_given_dated") or ()),
+                             f"in the 24 hours before {end}" if end else "in the 24 hours before it")
 
 
 @dataclass(frozen=True)
@@ -529,8 +519,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
 def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> list[str]:
     """What no longer holds when a signed prescription meets a newer weight of the patient: the cells per kg
     outside the band, the DMSO not below its limit per kg (with the DMSO already given in the 24 hours before it when
-    it was signed, dmso_given_g, or dmso_given_today_g of a calculation signed under the calendar-day rule), the
-    endotoxin above K x weight x time. Plain words, none when the
+    it was signed, dmso_given_g), the endotoxin above K x weight x time. Plain words, none when the
     prescription still holds. `calculation` is the prescription's stored calculation (allocation_data: decimals as
     text), so the band and limits are those it was signed under, not today's protocol file."""
     value = {key: Decimal(calculation[key]) for key in ("dose_level_cells_per_kg", "tolerance_percent",
@@ -542,10 +531,10 @@ def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> li
     if not level * (_HUNDRED - tolerance) / _HUNDRED <= per_kg <= level * (_HUNDRED + tolerance) / _HUNDRED:
         problems.append(f"the bags would give {format_cells_per_kg(per_kg.quantize(Decimal('1E+4')))} instead of "
                         f"{format_cells_per_kg(level)} (allowed: +/- {tolerance.normalize():f} %)")
-    given = Decimal(calculation.get("dmso_given_g", calculation.get("dmso_given_today_g")) or 0)
+    given = Decimal(calculation.get("dmso_given_g") or 0)
     if (value["dmso_g"] + given) / weight_kg >= value["max_dmso_g_per_kg"]:
-        window = "that day" if "dmso_given_g" not in calculation else "in the 24 hours before it"
-        with_given = (f" ({given:.2f} g already given {window} + {value['dmso_g']:.2f} g in this course)"
+        with_given = (f" ({given:.2f} g already given in the 24 hours before it + {value['dmso_g']:.2f} g in this "
+                      "course)"
                       if given else "")
         problems.append(f"DMSO would be {_per_kg_words((value['dmso_g'] + given) / weight_kg, ROUND_CEILING)} g/kg"
                         f"{with_given}, not below the "

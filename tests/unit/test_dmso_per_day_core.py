@@ -142,20 +142,6 @@ def test_the_signed_calculation_keeps_the_window_it_was_judged_on_for_the_sheet_
                               Decimal("60")) == []
 
 
-def test_a_calculation_signed_under_the_calendar_day_rule_still_reads() -> None:
-    """Prescriptions signed earlier under the calendar-day rule stored dmso_given_today_g, the day dmso_given_on and
-    the times of day: their sheet still says what was judged, and a newer weight still counts what was given."""
-    calculation = {k: v for k, v in _signed(dose(_bags())).items() if not k.startswith("dmso_given")
-                   and not k.startswith("dmso_window")}
-    calculation.update(dmso_given_today_g="5.5", dmso_given_on="2026-12-05", dmso_given_at=["09:12"])
-    assert stored_dmso_window_words(calculation) == (
-        "55.00 g + 5.50 g already given on 2026-12-05 at 09:12 = 0.968 g/kg (limit 1 g/kg/day)")
-    assert dose_at_new_weight(dict(calculation, dose_level_cells_per_kg=str(Decimal(125_000_000) / Decimal(60))),
-                              Decimal("60")) == [
-        "DMSO would be 1.009 g/kg (5.50 g already given that day + 55.00 g in this course), not below the limit of "
-        "1 g/kg"]
-
-
 def test_the_refusal_names_what_is_judged_with_what_was_given() -> None:
     """For a check of one bag (the bedside), the part judged is named so."""
     assert dmso_window_refusal(Decimal(22), DmsoGiven(Decimal(55), ("yesterday 23:50",)), Decimal("62.5"), LIMIT,

@@ -102,6 +102,9 @@ class DoseResultSchema(Schema):
     allowed = fields.Boolean(required=True)
     refusal_code = fields.String(allow_none=True)
     refusal_reason = fields.String(allow_none=True)
+    refusal_later = fields.String(allow_none=True, metadata={
+        "description": "When only DMSO given in the 24 hours before makes the refusal: from when a planned infusion "
+                       "would no longer count it (plan the course later); else null"})
     cohort_message = fields.String(required=True)
     weight_id = WholeNumber(allow_none=True, metadata={"description": "The weight the calculation used: send it "
                                                                          "back with the prescription"})
@@ -229,6 +232,7 @@ def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
             "weight_id": result.weight.id if result.weight is not None else None,
             "refusal_code": result.refusal.code if result.refusal else None,
             "refusal_reason": result.refusal.reason if result.refusal else None,
+            "refusal_later": result.refusal.later if result.refusal else None,
             "calculation": allocation_data(result.allocation) if result.allocation else None,
             "already_infused": result.already.data() if result.already is not None else {},
             "repeat_course_reason_required": result.repeat_course}

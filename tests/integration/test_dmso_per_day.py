@@ -139,6 +139,7 @@ def test_a_repeat_course_within_24_hours_is_refused_when_the_dmso_is_not_below_t
     dry = api.post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers, json={}).get_json()
     assert dry["allowed"] is False and dry["refusal_code"] == "dmso_limit"
     assert dry["refusal_reason"] == words, dry["refusal_reason"]
+    assert dry["refusal_later"] == later_words, dry  # the API client is told to plan it later, as the page says
     later = api.post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers,
                      json={"planned_at": _in_two_days().isoformat()}).get_json()
     assert later["allowed"] is True, later
@@ -235,6 +236,8 @@ def test_a_course_over_the_limit_on_its_own_names_the_dose_level_and_gives_no_ad
     assert problem["detail"] == ("Dose refused: DMSO would be 66.00 g, 1.056 g/kg, not below the limit of 1 g/kg/day. "
                                  "Nothing was signed."), problem["detail"]
     assert list(problem["errors"]) == ["dose_level_cells_per_kg"], problem
+    again = api.post(f"/api/v1/patients/{row.id}/dose-calculation", headers=headers, json={}).get_json()
+    assert again["refusal_code"] == "dmso_limit" and again["refusal_later"] is None, again
     html = client_as("clinician").get(f"/patients/{row.id}/dose").get_data(as_text=True)
     assert "Refused: DMSO would be 66.00 g" in _text(html) and 'id="plan-later"' not in html
 

@@ -4,11 +4,11 @@ gives its reason).
 
 Recalls happen by reagent lot (queries.lots_using_reagent reads reagent_use): a wrong reagent lot on the record
 would make a recall of it hit this cell lot and a recall of the lot really used miss it. The correction changes the
-same row, under the rules of recording it (reagents.check_use); the audit hook keeps the old and new value of each
-changed field with the reason, who and when, and the lot page lists it under Corrections (record._history). It keeps
-the reagent type, so the record still names every type the product requires (reagent_rules): another reagent is
-added, not corrected into. Once the lot has left "in process" the record is QA's to judge and is locked, as for
-the harvest and passage corrections (lots.corrections).
+same row, under the rules of recording it (reagents.check_use_day, check_not_recorded); the audit hook keeps the
+old and new value of each changed field with the reason, who and when, and the lot page lists it under Corrections
+(record._history). It keeps the reagent type, so the record still names every type the product requires
+(reagent_rules): another reagent is added, not corrected into. Once the lot has left "in process" the record is
+QA's to judge and is locked, as for the harvest and passage corrections (lots.corrections).
 
 A correction records what already happened: the lot really used is accepted even when it is under recall or had
 expired by the day of use (a refusal would leave the record wrong and keep the recall from reaching the cell lot).
@@ -32,7 +32,7 @@ from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.corrections import _reason
 from mscbatch.lots.models import REAGENT_TYPES, Bag, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, same_supplier_lot
-from mscbatch.lots.reagents import active_reagent_recall, check_use, checked_use_day
+from mscbatch.lots.reagents import active_reagent_recall, check_not_recorded, check_use_day, checked_use_day
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.recall.models import BagHold, Recall
 from mscbatch.recall.queries import hold_for_recalls
@@ -77,7 +77,8 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
         if moved:
             _refuse_leaving_a_recall(session, lot, recorded, reagent)
         step = session.get(ProcessStep, use.step_id) if use.step_id else None
-        check_use(session, lot, reagent, step, use.stage, day, other_than=use.id)
+        check_use_day(session, lot, step, day)
+        check_not_recorded(session, lot, reagent, use.stage, other_than=use.id)
         use.reagent_lot_id, use.used_on = reagent.id, day
         recall = active_reagent_recall(session, reagent) if moved else None  # a date-only one changes no recall
         if recall is not None:

@@ -74,7 +74,12 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
             if step is None or step.lot_id != lot.id:
                 raise NotFound("Choose a step of this lot.", field="step_id")
         stage = step.label if step is not None else CRYO_STAGE
-        check_use(session, lot, reagent, step, stage, used_on)
+        # a new use: refused when recalled (first, whatever the date) or expired that day; a correction records what
+        # happened and only warns of those (reagent_corrections), the window and the duplicate are checked alike
+        _refuse_recalled(session, reagent)
+        check_use_day(session, lot, step, used_on)
+        _refuse_expired(reagent, used_on)
+        check_not_recorded(session, lot, reagent, stage)
         use = ReagentUse(lot_id=lot.id, reagent_lot_id=reagent.id, step_id=step_id or None, stage=stage,
                          used_on=used_on, recorded_by_id=actor.id)
         session.add(use)
@@ -90,27 +95,34 @@ def checked_use_day(used_on: date | None) -> date:
     return used_on
 
 
-def check_use(session: Session, lot: Lot, reagent: ReagentLot, step: ProcessStep | None, stage: str,
-              used_on: date, *, other_than: int | None = None) -> None:
-    """link_reagent's rules for `reagent` used for `lot` at `step` (None: harvest and cryopreservation) on
-    `used_on`: not recalled (first, whatever the date), the day in the step's window, not expired that day, not
-    recorded for the stage already. `other_than`: the use being corrected (reagent_corrections): a correction
-    records what already happened, so a recalled or expired reagent lot is not refused there (the correction warns,
-    and holds the bags for the recall); the window and the duplicate are checked as for a new use."""
-    correction = other_than is not None
-    recall = None if correction else active_reagent_recall(session, reagent)  # first: refused whatever the date
+def _refuse_recalled(session: Session, reagent: ReagentLot) -> None:
+    """A new use of a recalled reagent lot is refused, whatever its date (checked first)."""
+    recall = active_reagent_recall(session, reagent)
     if recall is not None:
         raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
                        f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
                        "and tell QA.", field="reagent_lot_id")
-    refusal = use_day_refusal(used_on, _use_window(session, lot, step))
-    if refusal:
-        raise ValidationFailed(refusal, field="used_on")
-    if reagent.expiry_date < used_on and not correction:
+
+
+def _refuse_expired(reagent: ReagentLot, used_on: date) -> None:
+    if reagent.expiry_date < used_on:
         raise Conflict(f"Expired reagent refused: {REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, "
                        f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
                        f"before its use on {used_on}. Use a lot within its expiry date.",
                        field="reagent_lot_id")
+
+
+def check_use_day(session: Session, lot: Lot, step: ProcessStep | None, used_on: date) -> None:
+    """The day of use lies in the step's window (None: harvest and cryopreservation), for a new use or a
+    correction alike."""
+    refusal = use_day_refusal(used_on, _use_window(session, lot, step))
+    if refusal:
+        raise ValidationFailed(refusal, field="used_on")
+
+
+def check_not_recorded(session: Session, lot: Lot, reagent: ReagentLot, stage: str, *,
+                       other_than: int | None = None) -> None:
+    """The reagent lot is not recorded for the stage already (`other_than`: the use being corrected)."""
     existing = session.scalar(select(ReagentUse.id).where(ReagentUse.lot_id == lot.id,
                                                           ReagentUse.reagent_lot_id == reagent.id,
                                                           ReagentUse.stage == stage,

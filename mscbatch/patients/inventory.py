@@ -44,7 +44,13 @@ from mscbatch.errors import ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import available_bags
 from mscbatch.patients.models import Allocation, Patient, Prescription, WeightMeasurement
-from mscbatch.patients.queries import cohort_plans, familial_donor_of, latest_weight, protocol_of
+from mscbatch.patients.queries import (
+    allocated_volume_ml,
+    cohort_plans,
+    familial_donor_of,
+    latest_weight,
+    protocol_of,
+)
 from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
 from mscbatch.site import site_config, site_day, site_today
 
@@ -183,9 +189,7 @@ def dmso_given_within(session: Session, patient_id: int, until: datetime, densit
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
 
     tz = site_config().tz
-    drawn = (select(Allocation.volume_ml).join(Prescription, Prescription.id == Allocation.prescription_id)
-             .where(Allocation.active_bag_id == Infusion.bag_id, Allocation.patient_id == Infusion.patient_id,
-                    Prescription.locked_at.is_not(None)).limit(1).scalar_subquery())  # kept by an infused bag
+    drawn = allocated_volume_ml(Infusion.bag_id, active_only=False)  # kept by an infused bag
     rows = session.execute(
         select(Infusion.started_at, Infusion.volume_infused_ml, Bag.volume_ml, Bag.dmso_percent, drawn)
         .join(Bag, Bag.id == Infusion.bag_id)

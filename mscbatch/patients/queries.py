@@ -209,10 +209,12 @@ def allocated_patient_id(bag_id: Any) -> Any:
     return select(Allocation.patient_id).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
 
 
-def allocated_volume_ml(bag_id: Any) -> Any:
+def allocated_volume_ml(bag_id: Any, *, active_only: bool = True) -> Any:
     """Correlated scalar subquery: the volume (mL) the signed prescription draws from the bag (less than the bag
-    holds for a partial dose)."""
-    return select(Allocation.volume_ml).where(*_signed_active_allocation(bag_id)).limit(1).scalar_subquery()
+    holds for a partial dose); `active_only=False`: whatever the prescription's status since (an infused bag keeps
+    its allocation when its course is stopped)."""
+    return (select(Allocation.volume_ml).where(*_signed_active_allocation(bag_id, active_only=active_only)).limit(1)
+            .scalar_subquery())
 
 
 def prescribed_weight_on(bag_id: Any) -> Any:

@@ -2,28 +2,51 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import sqlite3
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password, end_all_sessions, masked_name
-from mscbatch.auth.models import ROLE_LABELS, ROLES, ApiToken, AuthSession, User, UserRole, roles_beside_admin
+from mscbatch.auth.models import (
+    API_TOKEN_LAST_USED,
+    ROLE_LABELS,
+    ROLES,
+    ApiToken,
+    AuthSession,
+    User,
+    UserRole,
+    roles_beside_admin,
+)
 from mscbatch.auth.passwords import hash_password, password_problem, verify_password
-from mscbatch.database import locked_row, utcnow
-from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.database import READ_ONLY, locked_row, utcnow
+from mscbatch.errors import (
+    AuthenticationFailed,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+    database_busy,
+)
+
+logger = logging.getLogger(__name__)
 
 # Same message whether the user exists or not: do not tell an attacker which names are real.
 BAD_CREDENTIALS = "Wrong user name or password."
 # The longest an API token lives: it is no session (no idle or absolute timeout), so it must end by itself.
 API_TOKEN_LIFETIME = timedelta(days=90)
+# A token's last use is written when older than this: a burst of scans costs one write, not one per scan, and the
+# owner still sees which tokens are stale (the account page shows it to the minute, at worst 5 minutes early).
+TOKEN_USE_STAMP_INTERVAL = timedelta(minutes=5)
 MUST_CHANGE_PASSWORD = ("An administrator chose your password: choose your own on My account before you go on. "
                         "Until then no other page opens, the API is refused and nothing can be signed.")
 
@@ -441,14 +464,60 @@ def revoke_api_token(session: Session, user: User, token_id: int) -> ApiToken:
 
 @cache
 def _token_holder() -> Any:
-    """The user holding an unrevoked, unexpired token, with their roles: one statement over the token's unique
-    index, built once (every API request)."""
-    return (select(User).join(ApiToken, ApiToken.user_id == User.id)
+    """The user holding an unrevoked, unexpired token, with their roles, and the token's id and last use (to stamp
+    it): one statement over the token's unique index, built once (every API request)."""
+    return (select(User, ApiToken.id, API_TOKEN_LAST_USED).join(ApiToken, ApiToken.user_id == User.id)
             .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
                    ApiToken.expires_at > bindparam("now"))
             .options(joinedload(User.roles)))
 
 
+@cache
+def _token_use_stamp() -> Any:
+    """Stamp the token's use unless another request did within the interval: of two workers stamping the same token
+    at once, the second (after the first's row lock on PostgreSQL, its write lock on SQLite) updates nothing."""
+    return (update(ApiToken.__table__)
+            .where(ApiToken.__table__.c.id == bindparam("token_id"),
+                   or_(API_TOKEN_LAST_USED.is_(None), API_TOKEN_LAST_USED < bindparam("cutoff")))
+            .values({API_TOKEN_LAST_USED: bindparam("used_at")}))
+
+
 def user_for_api_token(session: Session, secret: str) -> User | None:
-    user = session.scalars(_token_holder(), {"digest": token_digest(secret), "now": utcnow()}).unique().first()
-    return user if user is not None and user.is_active else None
+    """The active user the token signs in, or None. Stamps the token's last use (at most every
+    TOKEN_USE_STAMP_INTERVAL), which is bookkeeping and not audited (see ApiToken)."""
+    quiet = _nothing_to_commit(session)  # judged before the read: the read itself may open the transaction
+    now = utcnow()
+    found = session.execute(_token_holder(), {"digest": token_digest(secret), "now": now}).unique().first()
+    if found is None or not found[0].is_active:
+        return None
+    user, token_id, last_used_at = found
+    if quiet and (last_used_at is None or now - last_used_at > TOKEN_USE_STAMP_INTERVAL):
+        _stamp_token_use(session, token_id, now)
+    return user
+
+
+def _nothing_to_commit(session: Session) -> bool:
+    """The stamp may end the session's transaction, so it is written only where that transaction holds nothing: a
+    session with none (the request loader runs before any view) or in reading()'s read-only one. Called in the
+    middle of a use case, the token is not stamped (its next use will be)."""
+    if session.new or session.dirty or session.deleted:
+        return False
+    return not session.in_transaction() or bool(session.connection().get_execution_options().get(READ_ONLY))
+
+
+def _stamp_token_use(session: Session, token_id: int, now: datetime) -> None:
+    """In a transaction and on a connection of its own: neither its commit nor its failure touches the session's
+    (a rollback there would expire the signed-in user, whose reload would then want SQLite's write lock)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and not connection.get_execution_options().get(READ_ONLY):
+        session.commit()  # the read began a write transaction (BEGIN IMMEDIATE; nothing else is in it): let go
+    try:
+        with session.get_bind().begin() as stamping:
+            stamping.execute(_token_use_stamp(), {"token_id": token_id, "cutoff": now - TOKEN_USE_STAMP_INTERVAL,
+                                                  "used_at": now})
+    except (DBAPIError, sqlite3.OperationalError) as error:  # SQLite's refused BEGIN IMMEDIATE comes unwrapped
+        if not database_busy(error):
+            raise
+        # a database too busy to take the stamp now (another writer past the busy timeout, a lock timeout) must not
+        # refuse the scan for bookkeeping: the next use stamps it
+        logger.warning("api_token_use_not_stamped: token id %s, database busy", token_id)

@@ -21,7 +21,7 @@ from mscbatch.auth.forms import (
     own_ids,
 )
 from mscbatch.auth.loading import policy
-from mscbatch.auth.models import ApiToken, User
+from mscbatch.auth.models import API_TOKEN_LAST_USED, ApiToken, User
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, DomainError
 from mscbatch.extensions import db
@@ -67,7 +67,8 @@ def logout() -> Any:
 
 def _account_page(password_form: PasswordChangeForm | None = None, token_form: ApiTokenForm | None = None,
                   new_token: str | None = None) -> str:
-    tokens = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
+    # each token with its last use (unmapped bookkeeping, see ApiToken), for the owner to revoke stale ones
+    tokens = db.session.execute(select(ApiToken, API_TOKEN_LAST_USED).where(ApiToken.user_id == current_user.id)
                                 .order_by(ApiToken.created_at.desc())).all()
     return render_template("auth/account.html", password_form=password_form or PasswordChangeForm(),
                            token_form=token_form or ApiTokenForm(), revoke_form=EmptyForm(), tokens=tokens,

@@ -60,6 +60,8 @@ from mscbatch.patients.queries import (
     prescribed_weight_on,
     protocols,
     weight_since_prescription,
+    wristband_as_registered,
+    wristband_identity,
 )
 from mscbatch.recall.queries import bag_hold, is_held
 from mscbatch.release.queries import (
@@ -78,6 +80,8 @@ NOT_ON_WARD = {
     "allocated": "it is still at the cell therapy unit (set aside for a patient, not sent yet). Ask the unit to send it",
     "dispatched": "it was sent by the cell therapy unit, but its arrival on the ward has not been recorded. Record its "
                   "receipt first"}
+#: a received bag checked before it is thawed: a note on MATCHES (the page offers Start for a thawed bag only)
+STILL_FROZEN = "Still frozen: thaw this bag before the infusion, then check it again."
 #: why a lot is not released, in a nurse's words (not the lot's state names)
 NOT_RELEASED = {"in_process": "it is still being made", "quarantine": "its tests are not all approved yet"}
 #: a lot whose bags may never be given: what happened to it, in a nurse's words
@@ -261,10 +265,14 @@ def read_facts(session: Session, wristband: str, din: str | None,
     given an infusion in the last 24 hours (the DMSO given in them: two), or the words of a STOP (hold reasons, failed
     late tests, the other patient's code). `now`: the moment judged (the 24 hours before it)."""
     now = now or utcnow()
-    row = session.execute(_facts_statement(), {"din": din, "wristband": wristband or None,
-                                               "since": window_start_before(now)}).first() if din else None
+    params = {"din": din, "wristband": wristband or None, "since": window_start_before(now)}
+    row = session.execute(_facts_statement(), params).first() if din else None
     if row is None:
         return (patient_by_wristband(session, wristband) if wristband else None), None
+    if row[2] is None and wristband:  # nobody wears this spelling: a band registered before it had one spelling?
+        earlier = wristband_as_registered(session, wristband)
+        if earlier is not None:
+            row = session.execute(_facts_statement(), {**params, "wristband": earlier}).first()
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
      donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
      infused_in_24h) = row
@@ -362,8 +370,9 @@ def lot_unusable(lot_number: str, lot_status: str, state: ReleaseState) -> Findi
 
 def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
              now: datetime | None = None) -> BedsideResult:
-    """Run every check. Reads only (one statement when it MATCHES): the caller records the result."""
-    wristband = (wristband or "").strip()
+    """Run every check. Reads only (one statement when it MATCHES): the caller records the result. The wristband is
+    read whatever its case and spacing (wristband_identity): a band typed in lower case names its own patient."""
+    wristband = wristband_identity(wristband)
     ref, problem = scan_reference(bag_scan, label_key)
     now = now or utcnow()
     patient, facts = read_facts(session, wristband, ref[:13] if ref else None, now)
@@ -423,6 +432,9 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("returned", f"This bag was RETURNED to the unit. {CALL_UNIT}")
     elif bag.status in NOT_ON_WARD:
         result.stop("not_on_ward", f"This bag has not been received on the ward: {NOT_ON_WARD[bag.status]}.")
+    elif bag.status == "received":  # not a STOP: checking the bag against the patient before thawing it is good
+        # practice, and a bag found wrong then is still frozen, not lost; but it cannot be given yet
+        result.notes.append(STILL_FROZEN)
 
     if bag.expires_at <= now:
         result.stop("bag_expired", f"This bag EXPIRED on {local_and_utc(bag.expires_at)}. {CALL_UNIT}")

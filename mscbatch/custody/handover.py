@@ -81,6 +81,12 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
         unfit = _unfit(session, bag)
         if unfit:
             raise Conflict(f"DO NOT THAW bag {bag.din}: {unfit} Keep it frozen and call the cell therapy unit.")
+        if bag.status in ("dispatched", "received") and allocation_of_bag(session, bag.id) is None:
+            # its prescription was stopped (the patient withdrawn from the trial): frozen, the unit can assess it
+            # and put it back in stock for another patient; thawed, it is lost
+            raise Conflict(f"DO NOT THAW bag {bag.din}: this bag is no longer prescribed for anyone (its prescription "
+                           "was stopped or cancelled, or the patient withdrawn from the trial). Keep it frozen and "
+                           "return it to the cell therapy unit (Return, on the ward page, with the reason).")
         event = record_event(session, actor, bag, "thawed", location=location, scan=scan)
     return event
 

@@ -137,6 +137,9 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
             _refuse_another_bag(session, bag_id, bag_scan, label_key)
             bag = lock_bag(session, bag_id)
             _refuse_infused(session, bag)
+            if bag.status == "received":  # checked while frozen (the check's page said so): not an unsafe start
+                raise Conflict(f"Thaw the bag first: bag {bag.din} is still frozen. Thaw it (Thaw, on the ward page), "
+                               "then scan the wristband and the bag again.", field="bag")
             check = _check_to_start_on(session, bag, valid_for)
             if check.patient_id is not None:  # no weight recorded between this check and the commit (PostgreSQL)
                 lock_patient(session, check.patient_id)

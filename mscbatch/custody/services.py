@@ -3,7 +3,8 @@
 
 Every custody event goes through record_event, which moves the bag through the BAG state machine of
 mscbatch.core.states (impossible sequences and wrong roles are refused there: thawed before received, infused
-twice...) and appends one CustodyEvent. The bag row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite
+twice...; a ward step out of order is said in a nurse's words: custody.ward_words) and appends one
+CustodyEvent. The bag row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite
 serialises writers with BEGIN IMMEDIATE) so two hand-overs of one bag never interleave.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import resolve_bag
 from mscbatch.custody.models import CustodyEvent
+from mscbatch.custody.ward_words import ward_refusal
 from mscbatch.database import locked_row, utcnow
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag
@@ -63,8 +65,10 @@ def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location:
         try:
             BAG.check(current, target, _roles(actor), subject=subject)
         except TransitionRefused as refusal:
-            raise (PermissionDenied if refusal.kind == "authority" else Conflict)(
-                f"Refused: {refusal}.") from None
+            if refusal.kind == "authority":
+                raise PermissionDenied(f"Refused: {refusal}.") from None
+            # a ward step out of order in a nurse's words (where the bag is, what to do), else the generic words
+            raise Conflict(ward_refusal(bag.din, current, target) or f"Refused: {refusal}.") from None
         bag.status = target
         if target in FINAL_STATES and bag.box_id is not None:
             details = dict(details or {}, freed_box_id=bag.box_id, freed_position=bag.position)

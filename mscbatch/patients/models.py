@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mscbatch.audit.trail import Audited, Lockable
@@ -51,6 +51,14 @@ class Patient(Audited, Base):
     status: Mapped[str] = mapped_column(String(20), default="registered", index=True)
     registered_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# A wristband is one patient's identity at the bedside whatever its case and spacing (patients.queries.
+# wristband_identity): "wb-sle-uc-050" or "WB SLE-UC-050" typed at one bed must never name another patient's
+# "WB-SLE-UC-050". The services store the normalised spelling; this index holds the rule for any row, written by
+# whatever path (on SQLite, where an expression index cannot be reflected, migration 0017 writes it as
+# wristband_id COLLATE NOCASE: case only, the spacing being held by the services).
+Index("uq_patient_wristband_identity", func.upper(func.replace(Patient.wristband_id, " ", "")), unique=True)
 
 
 class PatientWithdrawal(Audited, Lockable, Base):

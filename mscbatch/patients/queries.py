@@ -73,9 +73,34 @@ def patient_by_code(session: Session, code: str) -> Patient | None:
     return session.scalar(select(Patient).where(Patient.code == (code or "").strip().upper()))
 
 
+def wristband_identity(wristband_id: str | None) -> str:
+    """The one spelling of a wristband: no spaces (none inside either), capital letters. A band is read by a
+    scanner or typed by a nurse, and the same band comes as "wb-100234" (caps lock, a scanner set to lower case) or
+    "WB 100234" (printed in groups to be read aloud): two patients whose bands differ only so cannot be told apart
+    at the bed, so they are one identity, held unique (models: uq_patient_wristband_identity). Other characters
+    (dashes) are kept: they are printed on the band and read as such."""
+    return "".join((wristband_id or "").split()).upper()
+
+
+def wristband_as_registered(session: Session, identity: str) -> str | None:
+    """How a band registered before wristbands had one spelling (migration 0017 kept it) is stored, when `identity`
+    (wristband_identity) is its spelling, or None. Read only when the normalised spelling finds no one (a STOP)."""
+    return session.scalar(select(Patient.wristband_id).where(
+        func.upper(func.replace(Patient.wristband_id, " ", "")) == identity, Patient.wristband_id != identity).limit(1))
+
+
 def patient_by_wristband(session: Session, wristband_id: str) -> Patient | None:
-    """The patient wearing this wristband (bedside scan), or None."""
-    return session.scalar(select(Patient).where(Patient.wristband_id == (wristband_id or "").strip()))
+    """The patient wearing this wristband (bedside scan, a registration's check for a band already worn), whatever
+    the case and spacing it is typed in, or None. The services store the normalised spelling, found by the indexed
+    equality; a band registered before that rule is found under its own spelling."""
+    identity = wristband_identity(wristband_id)
+    if not identity:
+        return None
+    found = session.scalar(select(Patient).where(Patient.wristband_id == identity))
+    if found is None:
+        earlier = wristband_as_registered(session, identity)
+        found = None if earlier is None else session.scalar(select(Patient).where(Patient.wristband_id == earlier))
+    return found
 
 
 def list_patients(session: Session, *, protocol_id: str = "", search: str = "") -> list[Patient]:

@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -39,6 +40,7 @@ from mscbatch.patients.queries import (
     protocol_of,
     protocols,
     weights_of,
+    wristband_identity,
 )
 from mscbatch.site import site_today
 
@@ -85,7 +87,7 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     ward = (details.ward or "").strip()
     if not ward or len(ward) > 80:
         raise ValidationFailed("Give the ward (at most 80 characters).", field="ward")
-    wristband = (details.wristband_id or "").strip()
+    wristband = wristband_identity(details.wristband_id)  # one spelling whatever the case and spaces: see there
     if len(wristband) > 60:
         raise ValidationFailed("The wristband identifier has at most 60 characters.", field="wristband_id")
     code = (details.code or "").strip().upper()
@@ -141,20 +143,35 @@ def register_patient(session: Session, actor: Any, details: PatientDetails) -> P
     require_clinician(actor)
     values = _clean(details)
     protocol = protocols()[values["protocol_id"]]
-    with use_case(session, actor):
-        typed = values.pop("code")
-        code = typed or _next_code(session, protocol.short_name)
-        if session.scalar(select(Patient.id).where(Patient.code == code)) is not None:
-            raise Conflict(f"Trial patient code {code} is already used.", field="code")
-        values["wristband_id"] = values["wristband_id"] or f"WB-{code}"
-        if patient_by_wristband(session, values["wristband_id"]) is not None:
-            raise Conflict("This wristband identifier is already worn by another patient.", field="wristband_id")
-        patient = Patient(code=code, status="registered", registered_by_id=actor.id, **values)
-        if protocol.directed or details.familial_donor_code:
-            donor = _familial_donor(session, patient, details.familial_donor_code, generated=not typed)
-            patient.familial_donor_id = donor.id if donor is not None else None
-        session.add(patient)
+    typed = values.pop("code")
+    try:
+        with use_case(session, actor):
+            code = typed or _next_code(session, protocol.short_name)
+            if session.scalar(select(Patient.id).where(Patient.code == code)) is not None:
+                raise Conflict(f"Trial patient code {code} is already used.", field="code")
+            values["wristband_id"] = values["wristband_id"] or wristband_identity(f"WB-{code}")
+            _refuse_worn_wristband(session, values["wristband_id"])
+            patient = Patient(code=code, status="registered", registered_by_id=actor.id, **values)
+            if protocol.directed or details.familial_donor_code:
+                donor = _familial_donor(session, patient, details.familial_donor_code, generated=not typed)
+                patient.familial_donor_id = donor.id if donor is not None else None
+            session.add(patient)
+    except IntegrityError:  # the same band registered meanwhile by another clinician: the unique index said so
+        with reading(session):
+            _refuse_worn_wristband(session, values["wristband_id"])
+        raise
     return patient
+
+
+def _refuse_worn_wristband(session: Session, wristband: str) -> None:
+    """A wristband worn by a patient, whatever its case and spacing, is never given to another: at the bed the
+    nurse could not tell the two bands apart (queries.wristband_identity)."""
+    wearer = patient_by_wristband(session, wristband)
+    if wearer is not None:
+        spelled = "" if wearer.wristband_id == wristband else f" (registered as {wearer.wristband_id})"
+        raise Conflict(f"Wristband {wristband} is already worn by patient {wearer.code}{spelled}. Wristbands that "
+                       "differ only in capitals or spaces are the same wristband at the bedside: give this patient "
+                       "another wristband identifier.", field="wristband_id")
 
 
 def link_familial_donor(session: Session, actor: Any, patient_id: int, donor_code: str, reason: str) -> Patient:

@@ -70,7 +70,7 @@ def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
     ward = _ward(app, state="dispatched")
     nurse = client_as("nurse")
     thaw_first = nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"})
-    assert thaw_first.status_code == 409 and "it cannot go to thawed" in thaw_first.get_data(as_text=True)
+    assert thaw_first.status_code == 409 and "receive it first" in thaw_first.get_data(as_text=True)
     assert nurse.post("/ward/event", data={"bag": ward.token, "action": "receive", "location": "Ward 3"}).status_code == 302
     assert nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"}).status_code == 302
     start = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})

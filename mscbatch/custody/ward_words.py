@@ -1,0 +1,59 @@
+"""A ward step the bag's state does not allow, in a nurse's words: where the bag is and what to do, never the state
+machine's names ("bag X is dispatched; it cannot go to thawed"). services.record_event says these for every
+(state, step) pair a ward user can reach (receive, thaw, return, discard, start the infusion); any other refused
+move keeps the state machine's generic sentence. Pure: no database.
+"""
+from __future__ import annotations
+
+#: the ward's steps, as the bag state they move to -> the refusal's first sentence
+STEPS = {"received": "Bag {din} cannot be received on the ward.", "thawed": "Bag {din} cannot be thawed.",
+         "returned": "Bag {din} cannot be returned to the unit.", "discarded": "Bag {din} cannot be discarded.",
+         "infused": "The infusion of bag {din} cannot be started."}
+
+_SENT_NOT_RECEIVED = "Its arrival on the ward has not been recorded: receive it first (Receive on the ward)"
+_AT_UNIT = ("It is still at the cell therapy unit: the unit has not recorded sending it. Ask the unit to send it "
+            "(dispatch) before anything is done with it on the ward.")
+_RETURNED = ("It was returned to the cell therapy unit, which decides what becomes of it. Nothing more is recorded "
+             "for it on the ward: call the unit.")
+
+#: what is said when the bag is in this state, whatever ward step was tried (unless _PAIRS says more)
+_WHERE = {
+    "stored": _AT_UNIT,
+    "allocated": _AT_UNIT,
+    "on_hold": "It is ON HOLD at the cell therapy unit. Call the unit.",
+    "infused": "It was already infused (its infusion is recorded). Never give a bag twice.",
+    "discarded": "It was DISCARDED. Nothing more can be recorded for it.",
+    "returned": _RETURNED,
+}
+
+#: (state, step) -> the words; checked before _WHERE
+_PAIRS = {
+    ("stored", "received"): "The unit has not recorded sending this bag: it is still at the cell therapy unit. Ask "
+                            "the unit to record its dispatch, then receive it.",
+    ("allocated", "received"): "The unit has not recorded sending this bag: it is still at the cell therapy unit, "
+                               "set aside for a patient. Ask the unit to record its dispatch, then receive it.",
+    ("returned", "received"): "It was returned to the cell therapy unit. The unit must send it again (dispatch) "
+                              "before the ward can receive it.",
+    ("received", "received"): "Its arrival on the ward is already recorded. Nothing to do: thaw it when the "
+                              "patient is ready.",
+    ("thawed", "received"): "It was already received and THAWED on the ward.",
+    ("dispatched", "thawed"): f"{_SENT_NOT_RECEIVED}, then thaw it.",
+    ("thawed", "thawed"): "It is ALREADY THAWED. Give it within its time after thawing, or discard it (Discard, "
+                          "with the reason).",
+    ("thawed", "returned"): "A thawed bag cannot go back to the unit: it can never be used again. If it will not be "
+                            "given, discard it on the ward page (Discard, with the reason) and tell the prescriber.",
+    ("dispatched", "discarded"): f"{_SENT_NOT_RECEIVED}, then discard it with the reason, or return it unopened to "
+                                 "the unit (Return, with the reason).",
+    ("dispatched", "infused"): f"{_SENT_NOT_RECEIVED}, thaw it, then check it at the bedside.",
+    ("received", "infused"): "Thaw the bag first (Thaw, on the ward page), then check it at the bedside again.",
+}
+
+
+def ward_refusal(din: str, current: str, target: str) -> str | None:
+    """The words for a ward step `target` refused on a bag in state `current`, or None (the generic words)."""
+    if target not in STEPS:
+        return None
+    why = _PAIRS.get((current, target)) or _WHERE.get(current)
+    if why is None:
+        return None
+    return f"{STEPS[target].format(din=din)} {why}"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, String, and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from mscbatch.audit.models import AuditEvent
@@ -38,8 +38,10 @@ QA_RESULT_FIELDS = ("invalidated_at", "invalidated_reason")
 
 def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
     """(entered or corrected any result of the lot, recorded any of its manufacture): segregation of duties,
-    EU GMP ch. 2. Manufacture = the lot itself, its steps, deviations, reagent uses, bags and storage moves
-    (bags carry no author column: their audit events say who created or changed them)."""
+    EU GMP ch. 2. Manufacture = the lot itself, its steps, deviations, reagent uses, bags and storage moves:
+    whoever the rows name as author, or the audit trail as having inserted or changed one of them (a correction
+    of a passage or of a reagent use is manufacture too; bags carry no author column). Four queries at most: it is
+    read on every release page."""
     results = list(session.scalars(select(ReleaseResult).where(ReleaseResult.lot_id == lot.id)))
     result_ids = [r.id for r in results]
     entered = any(user_id in (r.entered_by_id, r.corrected_by_id) for r in results) or (bool(result_ids) and bool(
@@ -55,22 +57,41 @@ def involvement(session: Session, lot: Lot, user_id: int) -> tuple[bool, bool]:
             AuditEvent.entity_id.in_([str(i) for i in result_ids])).limit(1)))
     if lot.created_by_id == user_id:
         return entered, True
-    for model, column in ((ProcessStep, ProcessStep.recorded_by_id), (Deviation, Deviation.recorded_by_id),
-                          (ReagentUse, ReagentUse.recorded_by_id)):
-        if session.scalar(select(model.id).where(model.lot_id == lot.id, column == user_id).limit(1)):
-            return entered, True
-    bag_ids = [str(i) for i in session.scalars(select(Bag.id).where(Bag.lot_id == lot.id))]
-    if bag_ids and session.scalar(select(StorageMove.id).where(StorageMove.bag_id.in_([int(i) for i in bag_ids]),
-                                                               StorageMove.moved_by_id == user_id).limit(1)):
+    rows = session.execute(_manufacture_records(lot.id)).all()
+    if any(author == user_id for _kind, _id, author in rows):
         return entered, True
-    # QA's own acts (a signature's lock, a status moved by release, recall or allocation) are not manufacture:
-    # counting them would make the releasing QA person look like the lot's maker once it is released.
+    # a record keeps its first author only: whoever inserted or changed a record since (a correction of a passage,
+    # lots.corrections, or of a reagent use, lots.reagent_corrections) is named by the audit trail alone. QA's own
+    # acts (a signature's lock, a status moved by release, recall or allocation) are not manufacture: counting them
+    # would make the releasing QA person look like the lot's maker once it is released.
+    touched: dict[str, list[str]] = {"lot": [str(lot.id)]}
+    for kind, record_id, _author in rows:
+        if kind in AUDITED_MANUFACTURE:
+            touched.setdefault(kind, []).append(str(record_id))
     manufacture_events = select(AuditEvent.seq).where(
         AuditEvent.actor_id == user_id, AuditEvent.action.in_(("insert", "update")),
         or_(AuditEvent.field.is_(None), AuditEvent.field.notin_(NOT_MANUFACTURE_FIELDS)),
-        or_(and_(AuditEvent.entity_type == "bag", AuditEvent.entity_id.in_(bag_ids or ["-"])),
-            and_(AuditEvent.entity_type == "lot", AuditEvent.entity_id == str(lot.id))))
+        or_(*(and_(AuditEvent.entity_type == kind, AuditEvent.entity_id.in_(ids)) for kind, ids in touched.items())))
     return entered, bool(session.scalar(manufacture_events.limit(1)))
+
+
+#: the lot's manufacturing records whose audit events name who else inserted or changed them (the audit trail's
+#: entity type is the table's name: lot_process_step, lot_deviation, reagent_use, bag)
+AUDITED_MANUFACTURE = frozenset(model.__tablename__ for model in (ProcessStep, Deviation, ReagentUse, Bag))
+
+
+def _manufacture_records(lot_id: int) -> Any:
+    """(entity type, id, author) of each of the lot's manufacturing records, in one query: its steps, deviations,
+    reagent uses, bags (no author column) and the storage moves of its bags."""
+    bags = select(Bag.id).where(Bag.lot_id == lot_id)
+    return union_all(*(
+        select(literal(model.__tablename__, String), model.id, author).where(where)
+        for model, author, where in (
+            (ProcessStep, ProcessStep.recorded_by_id, ProcessStep.lot_id == lot_id),
+            (Deviation, Deviation.recorded_by_id, Deviation.lot_id == lot_id),
+            (ReagentUse, ReagentUse.recorded_by_id, ReagentUse.lot_id == lot_id),
+            (Bag, literal(None, Integer), Bag.lot_id == lot_id),
+            (StorageMove, StorageMove.moved_by_id, StorageMove.bag_id.in_(bags)))))
 
 
 def dispositions_of(session: Session, lot_id: int) -> list[LotDisposition]:

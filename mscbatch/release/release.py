@@ -27,7 +27,7 @@ from mscbatch.core.verdicts import (
 from mscbatch.custody import log as custody_log
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.services import apply_lot_transition, current_gate, lock_lot
+from mscbatch.lots.services import apply_lot_transition, current_gate, expiry_passed, lock_lot
 from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
 from mscbatch.release.oos import open_oos_of
@@ -42,6 +42,7 @@ from mscbatch.release.queries import (
 )
 from mscbatch.release.specs import lot_verdict
 from mscbatch.signatures.services import sign
+from mscbatch.site import site_config
 
 
 def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
@@ -72,7 +73,22 @@ def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[
         discrepancy = None
     return (reasons + ([discrepancy] if discrepancy else [])
             + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
-            + awaiting_assessment(session, lot))
+            + awaiting_assessment(session, lot) + expired(lot))
+
+
+def expired(lot: Lot) -> list[str]:
+    """The lot's shelf life (set at cryopreservation, lots.bags) ran out before QA signed: no release, conditional
+    release, completion or exceptional release of it. The state machine has no way from quarantine to "expired"
+    (core.states.LOT): QA rejects the lot; a conditionally released one is recalled, as its bags may be on a ward.
+    The date as the lot's page shows its expiry (site time). Said only while a release signature is still to come:
+    a released lot's expiry is not a reason against a release already signed."""
+    if lot.status not in ("in_process", "quarantine", "conditional_release") or not expiry_passed(lot):
+        return []
+    assert lot.expires_at is not None
+    when = lot.expires_at.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
+    way_out = ("recall it (Recalls) to take its bags out of use" if lot.status == "conditional_release"
+               else "reject it instead (Sign: Rejected, giving the expiry as the reason)")
+    return [f"lot expired on {when}: an expired lot cannot be released; {way_out}"]
 
 
 def count_discrepancy(session: Session, lot: Lot, verdict: LotVerdict) -> str | None:

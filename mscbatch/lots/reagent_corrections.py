@@ -32,7 +32,13 @@ from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.corrections import _reason
 from mscbatch.lots.models import REAGENT_TYPES, Bag, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, same_supplier_lot
-from mscbatch.lots.reagents import active_reagent_recall, check_not_recorded, check_use_day, checked_use_day
+from mscbatch.lots.reagents import (
+    active_reagent_recall,
+    check_not_recorded,
+    check_use_day,
+    checked_use_day,
+    lock_reagent_lots,
+)
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.recall.models import BagHold, Recall
 from mscbatch.recall.queries import hold_for_recalls
@@ -54,12 +60,20 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
     why = _reason(reason)
     day = checked_use_day(used_on)
     with use_case(session, actor, f"reagent use corrected: {why}"):
+        # the reagent lots recorded and corrected to, before the cell lot (the order a recall of either takes:
+        # reagents.lock_reagent_lots), so that a recall being started sees the corrected use or refuses/covers it
+        seen = session.get(ReagentUse, use_id)
+        recorded_id = seen.reagent_lot_id if seen is not None else None
+        lock_reagent_lots(session, [recorded_id, reagent_lot_id])
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a correction of a reagent use")
-        use = session.get(ReagentUse, use_id)
+        use = session.get(ReagentUse, use_id, populate_existing=True)
         if use is None or use.lot_id != lot.id:
             raise NotFound(f"Reagent use #{use_id} is not recorded for lot {lot.lot_number}: choose one of its "
                            "reagent uses.", field="use_id")
+        if use.reagent_lot_id != recorded_id:  # corrected by someone else between the first read and the lock
+            raise Conflict(f"Reagent use #{use_id} of lot {lot.lot_number} was corrected by someone else a moment "
+                           "ago: reload the lot and check it before correcting it again.", field="use_id")
         reagent = session.get(ReagentLot, reagent_lot_id) if reagent_lot_id else None
         if reagent is None:
             raise NotFound("Choose a registered reagent lot.", field="reagent_lot_id")

@@ -63,6 +63,7 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
     require_technician(actor)
     used_on = checked_use_day(used_on)
     with use_case(session, actor, "reagent lot linked"):
+        lock_reagent_lots(session, [reagent_lot_id])  # before the cell lot: the order a recall of it takes
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a reagent")
         reagent = session.get(ReagentLot, reagent_lot_id)
@@ -84,6 +85,23 @@ def link_reagent(session: Session, actor: Any, lot_id: int, reagent_lot_id: int,
                          used_on=used_on, recorded_by_id=actor.id)
         session.add(use)
     return use
+
+
+def lock_reagent_lots(session: Session, reagent_lot_ids: list[int | None]) -> None:
+    """Lock every reagent_lot row of the same supplier lot as these (same_supplier_lot: a recall of one row covers
+    them all), in id order, read afresh; ids of no row lock nothing (the caller says what is missing).
+
+    A recall of a reagent lot takes these locks before it lists the cell lots that used it
+    (recall.services.lock_target), and a new or corrected use takes them before it locks its cell lot and asks
+    whether a recall is active. On PostgreSQL (READ COMMITTED) a use recorded while the recall was being signed
+    otherwise saw no recall and the recall did not see the use: the cell lot escaped it. The same order (reagent
+    rows in id order, then cell lots) everywhere, so no deadlock. SQLite's BEGIN IMMEDIATE serialises writers
+    already."""
+    wanted = [row_id for row_id in reagent_lot_ids if row_id]
+    if wanted:
+        session.scalars(select(ReagentLot).where(ReagentLot.id.in_(same_supplier_lot(wanted)))
+                        .order_by(ReagentLot.id).with_for_update(of=ReagentLot)
+                        .execution_options(populate_existing=True)).all()
 
 
 def checked_use_day(used_on: date | None) -> date:

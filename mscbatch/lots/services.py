@@ -29,7 +29,7 @@ from mscbatch.core.bounds import FIRST_DAY, plausible_instant
 from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
 from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.decisions import donor_gate, donor_gate_reasons
-from mscbatch.donors.queries import get_donor
+from mscbatch.donors.queries import lock_donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem
 from mscbatch.lots.din_allocation import allocate_lot_sequence
@@ -124,7 +124,9 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
     product, amount, site_name = _check_details(details)
     site = site_config()
     with use_case(session, actor):
-        donor = get_donor(session, details.donor_id)
+        # locked first, as a donor recall and QA's decisions lock it: on PostgreSQL (READ COMMITTED) a lot started
+        # while the recall (or an "ineligible" decision) was being signed saw neither and escaped it
+        donor = lock_donor(session, details.donor_id)
         # raises Conflict for an ineligible donor: no lot at all; judged at the day the tissue was collected
         gate = donor_gate(session, donor.id, details.collection_at.astimezone(site.tz).date())
         recall = active_recall_of(session, "donor", donor.id)

@@ -20,9 +20,11 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.states import LOT, TransitionRefused
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, DonorLookback
+from mscbatch.donors.queries import lock_donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
+from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
 from mscbatch.recall.models import END_MEANING, RECALL_SCOPES, BagHold, Recall
 from mscbatch.recall.queries import NOT_HELD_BAG_STATES, active_recall_of
@@ -50,6 +52,23 @@ def affected_lots(session: Session, scope: str, target_id: int) -> list[Lot]:
     else:
         raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
     return sorted(lots, key=lambda lot: lot.id)
+
+
+def lock_target(session: Session, scope: str, target_id: int) -> None:
+    """Lock the recall's origin row before its lots are listed: the donor, the lot, or every row of the reagent's
+    supplier lot (lots.reagents.lock_reagent_lots). A lot started from the donor, or a use of the reagent recorded
+    or corrected onto it, takes the same lock before its cell lot (lots.services.create_lot, lots.reagents,
+    lots.reagent_corrections): on PostgreSQL (READ COMMITTED) it then either commits before the lots are listed
+    (and its lot is recalled or held) or waits and finds the recall active (and is refused). Without it both saw
+    nothing of the other and the lot escaped the recall. A second recall of the same origin waits here too, then
+    finds the first active (Conflict). Origin first, then lots in id order: the order every writer takes.
+    A lot recall's origin is its one lot, whose list cannot grow: start_recall_in_use_case locks it just after
+    listing it (before the check for an active recall), and the lot's bags are read under that lock. An unknown
+    scope locks nothing: affected_lots refuses it."""
+    if scope == "donor":
+        lock_donor(session, target_id)  # NotFound "No donor with id ...", as affected_lots says it
+    elif scope == "reagent_lot":
+        lock_reagent_lots(session, [target_id])
 
 
 def target_label(session: Session, scope: str, target_id: int | None) -> str:
@@ -98,7 +117,10 @@ def start_recall(session: Session, actor: Any, *, scope: str, target_id: int, re
 def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target_id: int, reason: str,
                              password: str) -> RecallStarted:
     """The recall itself, inside the caller's use case (start_recall, or QA confirming a late OOS)."""
+    lock_target(session, scope, target_id)
     lots = affected_lots(session, scope, target_id)
+    if scope == "lot":  # its one lot, locked before anything is decided (see lock_target)
+        lock_lot(session, target_id)
     if active_recall_of(session, scope, target_id) is not None:
         raise Conflict(f"An active recall of {target_label(session, scope, target_id)} exists already.")
     recalled: list[str] = []

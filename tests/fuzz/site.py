@@ -43,6 +43,8 @@ class State:
     - auth_session.last_seen_at: the sliding idle window, moved by any signed-in request at most every 30 s
       (auth/services.load_session_user), whatever the request; the rest of the session row is compared (a refused
       request must not end or create a session);
+    - api_token.last_used_at: the token's last use, stamped by any API request at most every 5 minutes
+      (auth/services.user_for_api_token), whatever the request; the rest of the token row is compared;
     - audit_event: append-only and hash-chained: compared by count and newest seq, each new event checked against
       the refusals that are audited on purpose (checks.py), and the whole chain verified at the end of each module
       (conftest.py), which an UPDATE of an old event would break. audit_head moves with it and only with it;
@@ -137,7 +139,7 @@ class Site:
 
 
 # what a State leaves out or keeps apart, and why: see State
-IGNORED_COLUMNS = {"auth_session": {"last_seen_at"}}
+IGNORED_COLUMNS = {"auth_session": {"last_seen_at"}, "api_token": {"last_used_at"}}
 WRONG_PASSWORD_COUNT = ("failed_logins", "locked_out_at")
 USER_COUNT_KEY = "user_account.wrong_password_count"
 AUDIT_KEY = "audit_event"

@@ -26,6 +26,16 @@ def test_an_update_a_delete_or_an_insert_is_seen_and_nothing_else(site: Site) ->
     _execute(site, "UPDATE auth_session SET last_seen_at = created_at")
     before, after = after, site.state(after)
     assert writes(site, "lots.detail", before, after) == []
+    # nor is a token's last-use stamp (bookkeeping of any API request)
+    _execute(site, "UPDATE api_token SET last_used_at = created_at")
+    before, after = after, site.state(after)
+    assert writes(site, "lots.detail", before, after) == []
+    # revoking a token is
+    _execute(site, "UPDATE api_token SET revoked_at = created_at WHERE id = (SELECT min(id) FROM api_token)")
+    before, after = after, site.state(after)
+    assert [w.split(":")[0] for w in writes(site, "lots.detail", before, after)] == ["api_token changed"]
+    _execute(site, "UPDATE api_token SET revoked_at = NULL")
+    before, after = after, site.state(after)
     # ending a session is
     _execute(site, "UPDATE auth_session SET ended_at = created_at, end_reason = 'fuzz'")
     before, after = after, site.state(after)

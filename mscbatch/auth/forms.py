@@ -49,6 +49,9 @@ class UserCreateForm(FlaskForm):
                             validators=[DataRequired("Enter the full name."), Length(max=120)])
     password = PasswordField("Initial password", validators=[DataRequired("Enter an initial password.")])
     roles = role_field()
+    # the roles granted here are grants like any other (set_roles asks why): the audit trail keeps the why
+    reason = TextAreaField("Reason", validators=[DataRequired("Give a reason: it goes into the audit trail."),
+                                                 Length(max=500)])
 
 
 class ReasonForm(FlaskForm):

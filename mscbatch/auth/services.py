@@ -41,12 +41,15 @@ from mscbatch.errors import (
 logger = logging.getLogger(__name__)
 
 # Same message whether the user exists or not: do not tell an attacker which names are real.
-BAD_CREDENTIALS = "Wrong user name or password."
+BAD_CREDENTIALS = ("Wrong user name or password, or the account is locked or disabled. If you are sure of your "
+                   "password, ask an administrator.")
 # The longest an API token lives: it is no session (no idle or absolute timeout), so it must end by itself.
 API_TOKEN_LIFETIME = timedelta(days=90)
 # A token's last use is written when older than this: a burst of scans costs one write, not one per scan, and the
 # owner still sees which tokens are stale (the account page shows it to the minute, at worst 5 minutes early).
 TOKEN_USE_STAMP_INTERVAL = timedelta(minutes=5)
+CREATION_REASON_NEEDED = ("Reason: say why the account is made and its roles granted (e.g. 'New QA officer, "
+                          "training record TR-12'): it goes into the audit trail.")
 MUST_CHANGE_PASSWORD = ("An administrator chose your password: choose your own on My account before you go on. "
                         "Until then no other page opens, the API is refused and nothing can be signed.")
 
@@ -85,11 +88,14 @@ def create_user(session: Session, actor: object, *, username: str, full_name: st
                 reason: str | None = None) -> User:
     """`must_change_password`: None (the default) sets it when a person, an administrator, creates the account,
     since they chose its password; the system's own accounts (the demo, tests, benchmarks) are created by actor
-    None and are not asked to change it (`mscbatch create-user` asks for it explicitly). `reason` goes on the
-    audit events of the creation (the command line's operator and why)."""
+    None and are not asked to change it (`mscbatch create-user` asks for it explicitly). `reason` goes on every
+    audit event of the creation, the account's and each role granted: a person must give it (the roles granted
+    here are grants like set_roles'), the system may not (the command line passes its operator and why)."""
     _require_admin(actor)
     username, full_name = username.strip().lower(), " ".join(full_name.split())
     problems, taken = _new_user_problems(session, username, full_name, password, roles)
+    if actor is not None and not (reason or "").strip():
+        problems["reason"] = [CREATION_REASON_NEEDED]
     if problems:  # every field's refusal at once (one round trip for the administrator, not one per rule)
         message = " ".join(m for messages in problems.values() for m in messages)
         # 409 when the only fault is a name another account has (as before), else 422
@@ -291,7 +297,11 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     """Check the password; on success open a server-side session and return (user, cookie token).
 
     Five wrong passwords in a row lock the account until an admin unlocks it (the count is committed
-    even though the sign-in fails, so the refusal cannot be retried for free).
+    even though the sign-in fails, so the refusal cannot be retried for free). Every refusal that needs no right
+    password is the one answer BAD_CREDENTIALS: an unknown name, a wrong password (the one that locks the account
+    too), and any password typed at a locked or disabled account, right or wrong. Telling a locked account's right
+    password apart would let a guesser go on at a locked account, uncounted, until the answer changed; telling a
+    real account apart would name it. The answer says that a locked account is one of the causes, for its owner.
     """
     username = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == username))
@@ -300,25 +310,19 @@ def authenticate(session: Session, username: str, password: str, policy: Session
             trail.record(session, "login_failed", "user_account", None, new=masked_name(username),
                          reason="unknown user name")
         raise AuthenticationFailed(BAD_CREDENTIALS)
-    if user.locked_out_at is not None:
+    right = verify_password(user.password_hash, password or "")  # also at a shut account: the same time taken
+    refused = _refusal(user)
+    if refused is not None:  # audited (not counted: the account is already shut), whatever was typed
         with use_case(session, None):
-            trail.record(session, "login_refused", "user_account", user.id, reason="account locked")
-        raise AuthenticationFailed("This account is locked after too many wrong passwords. Ask an administrator "
-                                   "to unlock it.")
-    if not user.is_enabled:
-        with use_case(session, None):
-            trail.record(session, "login_refused", "user_account", user.id, reason="account disabled")
-        raise AuthenticationFailed("This account is disabled. Ask an administrator.")
-    if not verify_password(user.password_hash, password or ""):
+            trail.record(session, "login_refused", "user_account", user.id, reason=refused)
+        raise AuthenticationFailed(BAD_CREDENTIALS)
+    if not right:
         with use_case(session, None, "wrong password"):
             # counted on the row read afresh under its lock: wrong passwords sent at once are each counted, and the
             # lockout ends the account's open sessions
-            locked = count_wrong_password(user, session, policy.lockout_threshold)
+            count_wrong_password(user, session, policy.lockout_threshold)
             trail.record(session, "login_failed", "user_account", user.id, reason="wrong password")
-        if locked:
-            raise AuthenticationFailed(f"Wrong password. The account is now locked after "
-                                       f"{policy.lockout_threshold} failures; ask an administrator.")
-        raise AuthenticationFailed(BAD_CREDENTIALS)
+        raise AuthenticationFailed(BAD_CREDENTIALS)  # the locking one too: "now locked" would name a real account
     beside = user.roles_beside_admin  # checked after the password: a guesser learns nothing of the roles
     if beside:
         with use_case(session, None):
@@ -331,8 +335,7 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         # read afresh under the row's lock: wrong passwords sent at the same moment may have locked the account
         # since it was read above, and a right guess among them must not get in
         user = locked_row(session, User, user.id, "user")
-        refused = "account locked" if user.locked_out_at is not None else \
-            "account disabled" if not user.is_enabled else None
+        refused = _refusal(user)
         if refused is None:
             if user.failed_logins:
                 user.failed_logins = 0
@@ -341,10 +344,15 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     if refused is not None:
         with use_case(session, None):
             trail.record(session, "login_refused", "user_account", user.id, reason=refused)
-        raise AuthenticationFailed("This account is locked after too many wrong passwords. Ask an administrator "
-                                   "to unlock it." if user.locked_out_at is not None else
-                                   "This account is disabled. Ask an administrator.")
+        raise AuthenticationFailed(BAD_CREDENTIALS)  # locked meanwhile by other guesses: the same answer
     return user, token
+
+
+def _refusal(user: User) -> str | None:
+    """'account locked', 'account disabled' or None: a locked account is said locked, even when also disabled."""
+    if user.locked_out_at is not None:
+        return "account locked"
+    return "account disabled" if not user.is_enabled else None
 
 
 def load_session_user(session: Session, token: str | None, user_id: str | None,

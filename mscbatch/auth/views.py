@@ -149,7 +149,7 @@ def users() -> Any:
         try:
             user = services.create_user(db.session, current_user, username=form.username.data,
                                         full_name=form.full_name.data, password=form.password.data,
-                                        roles=form.roles.data,
+                                        roles=form.roles.data, reason=form.reason.data,
                                         hash_profile=current_app.config["PASSWORD_HASH_PROFILE"])
         except DomainError as error:
             show_error(form, error)

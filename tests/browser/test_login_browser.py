@@ -6,6 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from mscbatch.auth.services import BAD_CREDENTIALS
 from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
@@ -50,7 +51,7 @@ def test_a_wrong_password_is_shown_next_to_the_password_field(page, live_server)
 
     password = page.get_by_label("Password")
     expect(password).to_have_attribute("aria-invalid", "true")
-    expect(password).to_have_accessible_description("Wrong user name or password.")
-    expect(page.locator(".field.has-error .error")).to_have_text("Wrong user name or password.")
+    expect(password).to_have_accessible_description(BAD_CREDENTIALS)
+    expect(page.locator(".field.has-error .error")).to_have_text(BAD_CREDENTIALS)
     expect(page.get_by_role("navigation", name="Main")).to_have_count(0)
     assert page.url.startswith(f"{live_server.url}/login")

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import AuthSession, User
+from mscbatch.auth.services import BAD_CREDENTIALS
 from mscbatch.database import utcnow
 from tests.conftest import PASSWORD, login
 
@@ -42,19 +43,21 @@ def test_a_user_signs_in_and_out(app, users):
 def test_a_wrong_password_is_refused_with_a_message_next_to_the_field(app, users):
     response = login(app.test_client(), "nurse", "not-the-password")
     assert response.status_code == 401
-    assert b"Wrong user name or password." in response.data
+    assert BAD_CREDENTIALS.encode() in response.data
     assert b'id="password-error"' in response.data
 
 
 def test_five_wrong_passwords_lock_the_account_until_an_admin_unlocks_it(app, users, client_as):
     client = app.test_client()
     for attempt in range(4):
-        assert b"Wrong user name or password" in login(client, "nurse", f"wrong-{attempt}").data
+        assert BAD_CREDENTIALS.encode() in login(client, "nurse", f"wrong-{attempt}").data
+        assert _user(app, "nurse").locked_out_at is None
     fifth = login(client, "nurse", "wrong-5")
-    assert b"now locked" in fifth.data
+    # the locking answer is the same as any wrong password's: it must not tell a real account from an unknown name
+    assert BAD_CREDENTIALS.encode() in fifth.data
     assert _user(app, "nurse").locked_out_at is not None
-    refused = login(client, "nurse", PASSWORD)  # even the right password
-    assert refused.status_code == 401 and b"locked" in refused.data
+    refused = login(client, "nurse", PASSWORD)  # even the right password: no session, the same answer
+    assert refused.status_code == 401 and BAD_CREDENTIALS.encode() in refused.data
 
     admin = client_as("admin")
     nurse_id = _user(app, "nurse").id
@@ -135,7 +138,7 @@ def test_a_too_short_new_password_is_refused_and_named(client_as):
 def test_an_admin_creates_a_user_with_several_roles(app, users, client_as):
     response = client_as("admin").post("/admin/users", data={
         "username": "mixed", "full_name": "Max Mixed", "password": "long-enough-password",
-        "roles": ["technician", "qa"]})
+        "roles": ["technician", "qa"], "reason": "trained in both, record TR-7"})
     assert response.status_code == 302
     assert _user(app, "mixed").role_names == {"technician", "qa"}
     inserted = _events(app, entity_type="user_account", action="insert")
@@ -148,7 +151,8 @@ def test_an_admin_creates_a_user_with_several_roles(app, users, client_as):
 
 def test_a_duplicate_user_name_is_refused_next_to_the_field(client_as):
     response = client_as("admin").post("/admin/users", data={
-        "username": "nurse", "full_name": "Another", "password": "long-enough-password", "roles": ["nurse"]})
+        "username": "nurse", "full_name": "Another", "password": "long-enough-password", "roles": ["nurse"],
+        "reason": "new nurse"})
     assert response.status_code == 422
     assert b"already taken" in response.data
 

@@ -208,7 +208,8 @@ def test_disabling_an_account_revokes_its_tokens(app, users, client_as):
 
 def _admin_creates(client_as, username: str, full_name: str, roles: list[str]):  # type: ignore[no-untyped-def]
     return client_as("admin").post("/admin/users", data={"username": username, "full_name": full_name,
-                                                          "password": CHOSEN_BY_ADMIN, "roles": roles})
+                                                          "password": CHOSEN_BY_ADMIN, "roles": roles,
+                                                          "reason": "new staff member"})
 
 
 def test_an_account_an_administrator_creates_must_change_its_password_before_anything_else(app, users, client_as):

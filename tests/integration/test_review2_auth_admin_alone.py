@@ -34,7 +34,8 @@ def _count(app, model):  # type: ignore[no-untyped-def]
 def _second_admin(app, admin):  # type: ignore[no-untyped-def]
     """The reviewer's chain: the admin makes 'ada2' (admin), signs in as it and chooses its password."""
     made = admin.post("/admin/users", data={"username": "ada2", "full_name": "Ada Second",
-                                            "password": SECOND_PASSWORD, "roles": ["admin"]})
+                                            "password": SECOND_PASSWORD, "roles": ["admin"],
+                                            "reason": "second administrator"})
     assert made.status_code == 302, made.get_data(as_text=True)
     client = app.test_client()
     assert login(client, "ada2", SECOND_PASSWORD).status_code == 302
@@ -79,7 +80,7 @@ def test_an_account_cannot_be_created_with_admin_and_a_recording_role(app, users
     accounts_before, events_before = _count(app, User), _count(app, AuditEvent)
     refused = admin.post("/admin/users", data={
         "username": "boss", "full_name": "Bo Boss", "password": SECOND_PASSWORD,
-        "roles": ["admin", "qa", "technician"]})
+        "roles": ["admin", "qa", "technician"], "reason": "new boss"})
     assert refused.status_code == 422
     page = refused.get_data(as_text=True)
     assert 'id="roles-error"' in page

@@ -79,7 +79,8 @@ def test_an_account_the_demo_admin_made_on_the_users_page_keeps_the_demo_reseeda
     client = app.test_client()
     assert login(client, "admin", "mscbatch-demo").status_code == 302
     made = client.post("/admin/users", data={"username": "newbie", "full_name": "Nell Newbie",
-                                              "password": "long-enough-password", "roles": ["technician"]})
+                                              "password": "long-enough-password", "roles": ["technician"],
+                                              "reason": "new technician"})
     assert made.status_code == 302, made.data
     again = _run(app, "seed-demo")
     assert again.exit_code == 0, again.output

@@ -378,7 +378,8 @@ def test_a_new_account_is_refused_with_every_fields_reason_at_once(app, users, c
     assert before.status_code == 200
     nurse_name = " ".join(users["nurse"].full_name.split())
     refused = admin.post("/admin/users", data={"username": "bad name!", "full_name": nurse_name.upper(),
-                                                "password": "abcde", "roles": ["admin", "nurse"]})
+                                                "password": "abcde", "roles": ["admin", "nurse"],
+                                                "reason": "new nurse"})
     assert refused.status_code == 422
     errors = _field_errors(refused.get_data(as_text=True))
     assert set(errors) == {"username", "full_name", "password", "roles"}, errors
@@ -390,7 +391,8 @@ def test_a_new_account_is_refused_with_every_fields_reason_at_once(app, users, c
 
 def test_an_empty_field_is_refused_together_with_the_rules_of_the_others(app, users, client_as):
     refused = client_as("admin").post("/admin/users", data={"username": "nurse", "full_name": "",
-                                                             "password": "short", "roles": []})
+                                                             "password": "short", "roles": [],
+                                                             "reason": "new nurse"})
     assert refused.status_code == 422
     errors = _field_errors(refused.get_data(as_text=True))
     assert errors == {"username": "User name 'nurse' is already taken.", "full_name": "Enter the full name.",
@@ -405,12 +407,12 @@ def test_the_service_refuses_every_field_at_once_and_writes_nothing(app, users, 
     count = len(db_session.scalars(select(User)).all())
     with pytest.raises(ValidationFailed) as refused:
         create_user(db_session, admin, username="x y", full_name=f" {users['nurse'].full_name.upper()} ",
-                    password="abc", roles=["admin", "qa"])
+                    password="abc", roles=["admin", "qa"], reason="new QA officer")
     assert set(refused.value.errors) == {"username", "full_name", "password", "roles"}
     assert refused.value.status == 422
     with pytest.raises(Conflict) as taken:  # only a name another account has: a conflict, as before
         create_user(db_session, admin, username="NURSE", full_name="Somebody Else", password="long-enough-pass",
-                    roles=["qa"])
+                    roles=["qa"], reason="new QA officer")
     assert set(taken.value.errors) == {"username"}
     assert len(db_session.scalars(select(User)).all()) == count
 

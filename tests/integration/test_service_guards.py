@@ -29,7 +29,8 @@ def test_only_an_administrator_manages_accounts(db_session, users, role: str) ->
 def test_an_administrator_still_manages_accounts(db_session, users) -> None:
     admin = user(db_session, "admin")
     made = accounts.create_user(db_session, admin, username="newnurse", full_name="New Nurse",
-                                password="Correct-horse-42", roles=["nurse"], hash_profile="fast")
+                                password="Correct-horse-42", roles=["nurse"], hash_profile="fast",
+                                reason="new nurse")
     assert made.role_names == {"nurse"}
 
 

@@ -31,6 +31,7 @@ from mscbatch.lots.steps import (
     PassageDetails,
     check_against_last_passage,
     check_days_in_culture,
+    check_seeding,
     check_step_date,
     checked_cells,
     checked_passage,
@@ -66,7 +67,7 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
             raise Conflict(f"No harvest of lot {lot.lot_number} is recorded yet: record it, there is nothing to "
                            "correct.")
         passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
-        viable = harvest_checks(session, harvested_at, total, viability, passages)
+        viable = harvest_checks(session, lot, harvested_at, total, viability, passages)
         bags = bags_of(session, lot.id)
         if bags:
             if lot.frozen_at is not None and harvested_at is not None and lot.frozen_at < harvested_at:
@@ -122,6 +123,13 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
         if (lot.harvested_at is not None and not after
                 and performed_on > lot.harvested_at.astimezone(site_config().tz).date()):
             raise ValidationFailed("The date is after the harvest.", field="performed_on")
+        check_seeding(before[-1] if before else None, step.label, seeded)
+        if after and after[0].seeded_cells is not None and harvested < after[0].seeded_cells:
+            raise ValidationFailed(
+                f"Cells harvested: {format_cells(harvested)} cannot be less than the "
+                f"{format_cells(after[0].seeded_cells)} cells seeded at {after[0].label}, which come from this "
+                f"harvest of {step.label}. Check both counts; if {after[0].label}'s seeding is the one typed wrong, "
+                f"correct {after[0].label} first.", field="harvested_cells")
         old = (step.performed_on, step.seeded_cells, step.harvested_cells, step.viability_percent,
                step.days_in_culture)
         if old == (performed_on, seeded, harvested, viability, days):

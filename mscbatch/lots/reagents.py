@@ -181,11 +181,17 @@ def active_reagent_recall(session: Session, reagent: ReagentLot) -> Recall | Non
 
 
 def _use_window(session: Session, lot: Lot, step: ProcessStep | None) -> UseWindow:
-    """The days a reagent can have been used for the step (None: harvest and cryopreservation)."""
+    """The days a reagent can have been used for the step (None: harvest and cryopreservation): the isolation its
+    own day; a passage from the day its cells were seeded to its own date; harvest and cryopreservation from the
+    harvest day to the day the bags were frozen (Lot.frozen_at), or to today while the lot is not frozen yet. A
+    DMSO dated after the freezing cannot have gone into the bags (and a recall of it would wrongly reach them)."""
     if step is None:
         if lot.harvested_at is None:
             raise ValidationFailed(f"Lot {lot.lot_number} is not harvested yet: record the harvest first, then the "
                                    f"reagents used for {CRYO_STAGE}.", field="used_on")
+        if lot.frozen_at is not None:
+            return UseWindow(CRYO_STAGE, site_day(lot.harvested_at), site_day(lot.frozen_at), "the harvest",
+                             "the freezing")
         return UseWindow(CRYO_STAGE, site_day(lot.harvested_at), site_today(), "the harvest", "today")
     if step.kind == "isolation":
         return UseWindow("the isolation", step.performed_on, step.performed_on, "the isolation", "the isolation")

@@ -24,6 +24,7 @@ from mscbatch.core.culture import (
     check_harvest_count,
     check_viability_percent,
     cumulative_population_doublings,
+    format_cells,
     population_doublings,
     viable_cells,
 )
@@ -95,6 +96,20 @@ def checked_passage(details: PassageDetails) -> tuple[int, int, Decimal, Decimal
     return (checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded"),
             checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested"),
             checked_viability(details.viability_percent), checked_days(details.days_in_culture))
+
+
+def check_seeding(earlier: ProcessStep | None, step_label: str, seeded: int) -> None:
+    """A passage is seeded from the cells the previous passage harvested (the isolation gives no count): never
+    more, with no tolerance, since cells do not multiply between that count and the seeding. Seeding more would
+    make this passage's PD, and the cumulative PD checked against the product's limit, look smaller than the real
+    growth (DOMAIN.md: PD = log2(harvested / seeded)): a lot past its limit would pass unseen."""
+    if earlier is None or earlier.kind != "passage" or earlier.harvested_cells is None:
+        return
+    if seeded > earlier.harvested_cells:
+        raise ValidationFailed(
+            f"Cells seeded: {format_cells(seeded)} cannot be more than the {format_cells(earlier.harvested_cells)} "
+            f"cells harvested at {earlier.label}: the cells seeded for {step_label} come from that harvest. Check "
+            "both counts.", field="seeded_cells")
 
 
 def check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, performed_on: date,
@@ -169,6 +184,7 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
             raise ValidationFailed(f"The next passage of lot {lot.lot_number} is P{expected}, not "
                                    f"P{details.passage_number} (passages are recorded in order, without gaps).",
                                    field="passage_number")
+        check_seeding(passages[-1] if passages else None, f"P{expected}", seeded)
         counts = [PassageCount(s.passage_number or 0, s.seeded_cells or 1, s.harvested_cells or 1) for s in passages]
         counts.append(PassageCount(expected, seeded, harvested))
         cumulative = cumulative_population_doublings(counts)
@@ -223,7 +239,7 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
             raise Conflict(f"The harvest of lot {lot.lot_number} is already recorded. A typing error is corrected "
                            "with its reason (Correct the harvest, on the lot page).")
         passages = [s for s in steps_of(session, lot.id) if s.kind == "passage"]
-        viable = harvest_checks(session, harvested_at, total, viability, passages)
+        viable = harvest_checks(session, lot, harvested_at, total, viability, passages)
         lot.harvested_at = harvested_at
         lot.harvest_total_cells = total
         lot.harvest_viability_percent = viability
@@ -240,11 +256,18 @@ def _check_harvest_time(harvested_at: datetime | None) -> None:
         raise ValidationFailed(f"The harvest cannot be before {FIRST_DAY}.", field="harvested_at")
 
 
-def harvest_checks(session: Session, harvested_at: datetime | None, total: int, viability: Decimal,
-                    passages: list[ProcessStep]) -> int:
-    """The harvest against the passages (recorded or corrected alike); returns the viable cells."""
+def harvest_checks(session: Session, lot: Lot, harvested_at: datetime | None, total: int, viability: Decimal,
+                   passages: list[ProcessStep]) -> int:
+    """The harvest against the collection and the passages (recorded or corrected alike); returns the viable
+    cells."""
     _check_harvest_time(harvested_at)
     assert harvested_at is not None
+    if harvested_at < lot.collection_at:
+        # the passages carry a day, not a time: on the collection day only the collection's time orders them; the
+        # freezing is never before the harvest (bags.cryopreserve), so this keeps it after the collection too
+        collected = lot.collection_at.astimezone(site_config().tz)
+        raise ValidationFailed(f"The harvest cannot be before the collection ({collected:%Y-%m-%d %H:%M %Z}). "
+                               "Check the harvest date and time.", field="harvested_at")
     if not passages:
         raise Conflict("Record at least one passage (P0) before the harvest.")
     if harvested_at.astimezone(site_config().tz).date() < passages[-1].performed_on:

@@ -148,7 +148,8 @@ def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_ses
         assert made.status_code == 201, made.get_json()
         linked = client.post(f"/api/v1/lots/{lot_id}/reagents", headers=tech, json={
             "reagent_lot_id": made.get_json()["id"], "step_id": step["id"] if step else None,
-            "used_on": step["performed_on"] if step else site_today().isoformat()})
+            # the DMSO on the day the bags were frozen (TODAY), not later (reagents._use_window)
+            "used_on": step["performed_on"] if step else TODAY.isoformat()})
         assert linked.status_code == 201, linked.get_json()
     again = client.post("/api/v1/reagent-lots", headers=tech, json={
         "reagent_type": "medium", "name": "x", "supplier": "api supplier", "lot_number": "API-MEDIUM",

@@ -8,11 +8,12 @@ protocol allows.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 
 from mscbatch.core.site_config import SiteConfig, load_site_config
 from mscbatch.database import utcnow
+from mscbatch.errors import ValidationFailed
 from mscbatch.paths import config_dir
 
 
@@ -27,9 +28,45 @@ def site_day(instant: datetime) -> date:
     return instant.astimezone(site_config().tz).date()
 
 
-def site_time(typed: datetime | None) -> datetime | None:
-    """A wall-clock time typed in a form (naive: the site's time zone) as an aware datetime."""
-    return None if typed is None else typed.replace(tzinfo=site_config().tz)
+def site_time(typed: datetime | None, field: str | None = None, label: str = "Time") -> datetime | None:
+    """A wall-clock time typed in a form (naive: the site's time zone) as an aware datetime.
+
+    A time the clocks skipped (spring forward: 02:30 on the last Sunday of March in Paris) is refused, naming the
+    field: zoneinfo would read it with the offset before the change and it would be stored, and shown, an hour
+    later. An autumn time that comes twice (02:30 on the last Sunday of October) is read as its first occurrence,
+    summer time (fold=0): the form has no way to say which, and the first is the reading people expect."""
+    if typed is None:
+        return None
+    tz = site_config().tz
+    aware = typed.replace(tzinfo=tz)
+    # PEP 495: a time in the gap maps to an instant whose wall time, read back, is another (02:30 -> 03:30)
+    try:
+        shown = aware.astimezone(UTC).astimezone(tz)
+    except OverflowError:  # 0001-01-01 00:00 (a date picker's edge) is before year 1 in UTC: no clock change
+        return aware  # there; the services refuse such a time naming the field (core.bounds.plausible_instant)
+    if shown.replace(tzinfo=None) != typed.replace(tzinfo=None):
+        changed = _clock_change(aware)
+        clock = "%H:%M" if shown.date() == typed.date() else "%Y-%m-%d %H:%M"  # a day skipped (Apia, 2011)
+        raise ValidationFailed(
+            f"{label}: {typed:%Y-%m-%d %H:%M} does not exist in {tz}: the clocks went forward at "
+            f"{changed:%H:%M}. Type the time as the clock showed it ({shown.strftime(clock)}).", field=field)
+    return aware
+
+
+def _clock_change(skipped: datetime) -> datetime:
+    """The wall time, on the old clock, at which the clocks jumped over `skipped` (an aware time in the gap).
+
+    Read with the offset after the change (fold=1) it is an instant before the change; with the offset before it
+    (fold=0), an instant after: the change is the first second between them with another offset than the old."""
+    old = skipped.replace(fold=0).utcoffset()
+    low, high = int(skipped.replace(fold=1).timestamp()), int(skipped.replace(fold=0).timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, skipped.tzinfo).utcoffset() == old:
+            low = middle
+        else:
+            high = middle
+    return (datetime.fromtimestamp(high, UTC) + old).replace(tzinfo=None)
 
 
 def site_today() -> date:

@@ -105,7 +105,7 @@ class ProductCode:
 
 def validate_fin(fin: str) -> str:
     """Return the FIN upper-cased, or raise IdentifierError naming the faulty character."""
-    fin = fin.strip().upper()
+    fin = _ascii(fin.strip(), "FIN").upper()
     if len(fin) != 5:
         raise IdentifierError(f"a FIN has 5 characters; {fin!r} has {len(fin)}")
     _check_fin_first(fin[0], where="FIN")
@@ -115,7 +115,7 @@ def validate_fin(fin: str) -> str:
 
 def check_character(din13: str) -> str:
     """The ISO/IEC 7064 MOD 37-2 keyboard check character K of a 13-character DIN (validated first)."""
-    din = _validate_din13(_normalise(din13))
+    din = _validate_din13(_normalise(din13, "DIN"))
     return mod_37_2.calc_check_digit(din)
 
 
@@ -142,7 +142,7 @@ def parse_din(text: str) -> Din:
     """
     if not isinstance(text, str):
         raise IdentifierError(f"DIN must be text, got {type(text).__name__}")
-    din = _normalise(text)
+    din = _normalise(text, "DIN")
     if not din:
         raise IdentifierError("DIN is empty")
     if len(din) not in (DIN_LENGTH, DIN_LENGTH + 1):
@@ -184,7 +184,7 @@ def parse_din_symbol(text: str) -> Din:
 
     A machine read needs no keyboard check character: Code 128 carries its own check, and the scanner gives
     nothing it could not decode. K is computed, so the DIN names its bag as a typed DIN with the right K does."""
-    compact = "".join((text or "").split()).upper()
+    compact = _ascii("".join((text or "").split()), "scanned DIN").upper()
     if not is_din_symbol(compact):
         raise IdentifierError(f"a scanned DIN symbol is \"=\" + 13 characters + 2 flag characters; "
                               f"{compact!r} has {len(compact)}")
@@ -198,7 +198,7 @@ def parse_din_symbol(text: str) -> Din:
 
 def make_product_code(pdc: str, collection_type: str, division: str = UNDIVIDED) -> ProductCode:
     """Build a product code "S" + PDC (4 characters after S) + collection type + division."""
-    pdc = pdc.strip().upper()
+    pdc = _ascii(pdc.strip(), "product description code").upper()
     if len(pdc) != 4 or not pdc.isascii() or not pdc.isalnum():
         hint = " (give the 4 characters after S)" if len(pdc) == 5 and pdc.startswith("S") else ""
         raise IdentifierError(f"product description code must be 4 letters or digits, got {pdc!r}{hint}")
@@ -213,7 +213,7 @@ def parse_product_code(text: str) -> ProductCode:
     except that a second-level division keeps its lower-case letter)."""
     if not isinstance(text, str):
         raise IdentifierError(f"product code must be text, got {type(text).__name__}")
-    code = "".join(text.split())
+    code = _ascii("".join(text.split()), "product code")
     if not code:
         raise IdentifierError("product code is empty")
     if len(code) != 8:
@@ -259,8 +259,21 @@ def division_bag_number(division: str) -> int:
     return ord(division[0]) - ord("A") + 1
 
 
-def _normalise(text: str) -> str:
-    return "".join(text.split()).upper()
+def _normalise(text: str, what: str) -> str:
+    return _ascii("".join(text.split()), what).upper()
+
+
+def _ascii(text: str, what: str) -> str:
+    """The text itself when it is plain ASCII, else IdentifierError naming the first other character.
+
+    Checked before .upper(): Unicode upper-casing turns "ß" into "SS" (every later character moves one place:
+    "Sß001V00" was read as the valid "SSS00100") and the long s "ſ" or the dotless "ı" into a plain S or I, so a
+    character no label prints passed for one that it does."""
+    for index, char in enumerate(text):
+        if not char.isascii():
+            raise IdentifierError(f"character {index + 1} ({char!r}) of the {what} is not a plain letter or digit: "
+                                  "type it with A-Z and 0-9")
+    return text
 
 
 def _validate_din13(din: str) -> str:

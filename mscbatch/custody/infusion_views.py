@@ -148,7 +148,7 @@ def reaction(infusion_id: int) -> Any:
         try:
             infusions.record_reaction(db.session, current_user, infusion_id, infusions.ReactionDetails(
                 form.ctcae_term.data, form.grade.data, form.description.data or "",
-                onset_at=site_time(form.onset_at.data)))
+                onset_at=site_time(form.onset_at.data, "onset_at", "Onset")))
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, reaction_form=form)

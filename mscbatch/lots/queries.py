@@ -15,7 +15,7 @@ from mscbatch.core.site_config import Product, ProductCatalogue, load_products
 from mscbatch.core.states import BagStatus, effective_bag_status
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
-from mscbatch.errors import NotFound
+from mscbatch.errors import NotFound, ValidationFailed
 from mscbatch.lots.models import Bag, Deviation, Lot, ReagentLot, ReagentUse, StorageLocation
 from mscbatch.paths import config_dir
 from mscbatch.site import site_config
@@ -283,8 +283,16 @@ def box_grid(session: Session, box: StorageLocation) -> list[list[BoxCell]]:
 
 
 def parse_position(location: StorageLocation, text: str) -> int | None:
-    """"B3" (row letter + column) or a plain number -> position number; None if outside the box."""
-    text = (text or "").strip().upper()
+    """"B3" (row letter + column) or a plain number -> position number; None if outside the box.
+
+    Plain ASCII only, refused naming the field otherwise: str.isdigit() is true for "²" (int() of it raised, a 500)
+    and for other scripts' digits ("١" was stored as position 1, "B３" as B3), and a position is printed and read
+    back by people, who must find the bag where the record says, with the digits they know."""
+    text = (text or "").strip()
+    if not text.isascii():
+        raise ValidationFailed(f"Box position: type it with plain digits and letters, like B3 or 14 (not {text!r}).",
+                               field="position")
+    text = text.upper()
     if text.isdigit():
         number = int(text)
     elif len(text) >= 2 and text[0].isalpha() and text[1:].isdigit() and location.columns:

@@ -77,6 +77,19 @@ def decimal_of(value: Any, field: str, label: str) -> Decimal:
     return number
 
 
+CENTS = Decimal("0.01")
+
+
+def two_decimals(number: Decimal, field: str, label: str, example: str) -> Decimal:
+    """The number when it has at most 2 decimals (trailing zeros aside), as its Numeric(..., 2) column keeps it.
+    More are refused naming the field, as the volume infused is (custody.infusions): stored, they were rounded
+    silently, and differently (20.005 mL became 20.00 on SQLite, 20.01 on PostgreSQL; 0.004 g of tissue 0.00).
+    Call it on a bounded number: quantize() cannot hold more than 28 digits."""
+    if number != number.quantize(CENTS):
+        raise ValidationFailed(f"{label} at most 2 decimals (e.g. {example}).", field=field)
+    return number.quantize(CENTS)
+
+
 @dataclass(frozen=True)
 class LotDetails:
     """The collection a lot is started from. `collection_at` must be time-zone aware."""
@@ -113,9 +126,10 @@ def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
     if amount >= Decimal("100000000"):  # the column holds 8 digits before the point; no tissue weighs 100 t
         raise ValidationFailed("Tissue amount: far too much for a tissue collection; give it in g or mL, less "
                                "than 100 000 000.", field="tissue_amount")
+    amount = two_decimals(amount, "tissue_amount", "Tissue amount:", "21.55")  # 0.004 g was stored as 0.00
     if details.tissue_unit not in TISSUE_UNITS:
         raise ValidationFailed("Tissue unit: g or mL.", field="tissue_unit")
-    return product, amount.quantize(Decimal("0.01")), site
+    return product, amount, site
 
 
 def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:

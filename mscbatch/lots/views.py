@@ -129,7 +129,8 @@ def create() -> Any:
         try:
             lot = services.create_lot(db.session, current_user, services.LotDetails(
                 donor_id=form.donor_id.data, product_id=form.product_id.data,
-                collection_at=site_time(form.collection_at.data), collection_site=form.collection_site.data,
+                collection_at=site_time(form.collection_at.data, "collection_at", "Collection time"),
+                collection_site=form.collection_site.data,
                 tissue_amount=form.tissue_amount.data, tissue_unit=form.tissue_unit.data))
         except DomainError as error:
             show_error(form, error)
@@ -299,7 +300,8 @@ def reagent(lot_id: int) -> Any:
 def harvest(lot_id: int) -> Any:
     form = HarvestForm(prefix="harvest")
     return _act(lot_id, form, "harvest_form", lambda: steps.record_harvest(
-        db.session, current_user, lot_id, harvested_at=site_time(form.harvested_at.data),
+        db.session, current_user, lot_id,
+        harvested_at=site_time(form.harvested_at.data, "harvested_at", "Harvest time"),
         total_cells=millions(form.total_cells.data, "total_cells", "Total cells"),
         viability_percent=form.viability_percent.data),
         lambda lot: f"Harvest recorded: {format_cells(lot.harvest_viable_cells)} viable cells.", "harvest")
@@ -310,7 +312,8 @@ def harvest(lot_id: int) -> Any:
 def correct_harvest(lot_id: int) -> Any:
     form = HarvestCorrectionForm(prefix="harvestfix")
     return _act(lot_id, form, "harvest_fix_form", lambda: corrections.correct_harvest(
-        db.session, current_user, lot_id, harvested_at=site_time(form.harvested_at.data),
+        db.session, current_user, lot_id,
+        harvested_at=site_time(form.harvested_at.data, "harvested_at", "Harvest time"),
         total_cells=millions(form.total_cells.data, "total_cells", "Total cells"),
         viability_percent=form.viability_percent.data, reason=form.reason.data), lambda lot: f"Harvest corrected: {format_cells(lot.harvest_viable_cells)} viable "
         "cells. The old values and your reason are in the audit trail.", "harvest")
@@ -368,7 +371,8 @@ def cryopreservation(lot_id: int) -> Any:
         plan = BagPlan(volume_ml=form.volume_ml.data,
                        cells_per_ml=millions(form.cells_per_ml.data, "cells_per_ml", "Viable cells per mL"),
                        dmso_percent=form.dmso_percent.data)
-        return bag_services.cryopreserve(db.session, current_user, lot_id, frozen_at=site_time(form.frozen_at.data),
+        return bag_services.cryopreserve(db.session, current_user, lot_id,
+                                         frozen_at=site_time(form.frozen_at.data, "frozen_at", "Freezing time"),
                                          bags=[plan] * (form.bag_count.data or 0))
     return _act(lot_id, form, "cryo_form", action,
                 lambda rows: f"Cryopreserved into {plural(len(rows), 'bag')}; "

@@ -26,6 +26,7 @@ from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_dins
 from mscbatch.lots.models import Bag
 from mscbatch.lots.queries import bags_of, product_of
+from mscbatch.lots.reagents import uses_outside_their_window
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician, two_decimals
 from mscbatch.recall.queries import hold_for_recalls
 from mscbatch.site import site_config
@@ -85,5 +86,12 @@ def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: dateti
                             dmso_percent=bag.dmso_percent, expires_at=expires, status="stored"))
         session.add_all(rows)
         lot.frozen_at, lot.cell_basis, lot.expires_at = frozen_at, basis, expires
+        # the freezing ends the days its reagents can have been used (reagents._use_window): a DMSO recorded for a
+        # later day cannot have gone into these bags, and a recall of it would reach them wrongly
+        late = uses_outside_their_window(session, lot, {None})
+        if late:
+            raise Conflict("Freezing refused: " + "; ".join(late) + ". Check the freezing date; if it is right, "
+                           "correct the reagent's date of use on the lot page first. Nothing was saved.",
+                           field="frozen_at")
         hold_for_recalls(session, lot, rows)  # a recall of its donor or reagents started before the freeze
     return rows

@@ -182,3 +182,27 @@ def test_a_reagent_for_the_cryopreservation_before_the_freezing_runs_to_today(ap
     with pytest.raises((ValidationFailed, Conflict)):
         reagents.link_reagent(db_session, tech, lot_id, factory_reagent(db_session, "trypsin"),
                               used_on=TODAY - timedelta(days=11))
+
+
+def test_a_freezing_dated_before_a_cryopreservation_reagent_already_recorded_is_refused(app, users,
+                                                                                         db_session):  # noqa: F811
+    """The other way round: a DMSO recorded while the lot was not frozen (its window then ran to today), then the
+    freezing recorded for an earlier day. The DMSO cannot have gone into bags frozen before it was used."""
+    lot_id = start_lot(db_session, approved_adipose_donor(db_session))
+    passages(db_session, lot_id, [(2 * M, 16 * M), (14 * M, 110 * M)])
+    tech = user(db_session, "technician")
+    harvest_day = TODAY - timedelta(days=10)
+    steps.record_harvest(db_session, tech, lot_id, harvested_at=at(harvest_day, 8), total_cells=100 * M,
+                         viability_percent="90")
+    reagents.link_reagent(db_session, tech, lot_id, factory_reagent(db_session, "dmso"), used_on=TODAY)
+    plan = BagPlan(volume_ml=Decimal(20), cells_per_ml=M, dmso_percent=Decimal(10))
+    with pytest.raises(Conflict) as refused:
+        bags.cryopreserve(db_session, tech, lot_id, frozen_at=at(harvest_day, 9), bags=[plan] * 2)
+    assert refused.value.field == "frozen_at"
+    assert "Freezing refused" in str(refused.value) and f"on {TODAY}" in str(refused.value), str(refused.value)
+    db_session.rollback()
+    lot = db_session.get(Lot, lot_id)
+    assert lot.frozen_at is None and lot.status == "in_process"  # nothing half-written: no bags, no DINs
+    assert bags.bags_of(db_session, lot_id) == []
+    # frozen on the day the DMSO was used, it is accepted
+    assert len(bags.cryopreserve(db_session, tech, lot_id, frozen_at=at(TODAY, 0), bags=[plan] * 2)) == 2

@@ -17,8 +17,8 @@ from mscbatch.release import release, results
 from mscbatch.release.demo import PASSING_PANEL, enter_panel
 from mscbatch.release.models import LotDisposition
 from mscbatch.site import site_config, site_today
-from tests.conftest import PASSWORD, api_token_for, login
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.conftest import PASSWORD, api_token_for
+from tests.integration.test_release_support import seed_quarantine_lot, signed_in_closing, user
 
 EXPIRED = "an expired lot cannot be released"
 
@@ -45,15 +45,6 @@ def _expire(session: Any, lot_id: int) -> str:
     return expired_at.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _signed_in(app: Any, session: Any, username: str) -> Any:
-    """A test client signed in. The test's own session is closed first: on SQLite its connection would keep the
-    database locked against the request's writes (the session opens again on its next use)."""
-    session.close()
-    client = app.test_client()
-    assert login(client, username).status_code == 302
-    return client
-
-
 def _blockers(page: str) -> str:
     return page[page.index('id="blocking"'):page.index('id="results"')]
 
@@ -73,7 +64,7 @@ def _signed_dispositions(session: Any, lot_id: int) -> int:
 def test_an_expired_quarantine_lot_is_refused_on_the_page_and_qa_rejects_it(app, session, lot_id):
     enter_panel(session, user(session, "technician"), lot_id, skip=("sterility",))  # a conditional release is tried
     shown = _expire(session, lot_id)
-    qa = _signed_in(app, session, "qa")
+    qa = signed_in_closing(app, session, "qa")
     assert shown in qa.get(f"/lots/{lot_id}").get_data(as_text=True)  # the date as the lot's page says it
     blockers = _blockers(qa.get(f"/release/lots/{lot_id}").get_data(as_text=True))
     assert f"lot expired on {shown}: {EXPIRED}" in blockers and "Nothing blocks the release" not in blockers

@@ -20,9 +20,9 @@ from mscbatch.release.models import OOS_INVALIDATED, OOS_OPEN, LotDisposition, O
 from mscbatch.release.queries import involvement
 from mscbatch.signatures.models import Signature
 from mscbatch.site import site_today
-from tests.conftest import PASSWORD, add_user, login
+from tests.conftest import PASSWORD, add_user
 from tests.integration.lot_factories import approved_adipose_donor, cryopreserved_lot
-from tests.integration.test_release_support import user
+from tests.integration.test_release_support import signed_in_closing, user
 
 #: the factory lot's viable cell count result is above its harvest: QA justifies it with the release
 COUNT_WHY = "Harvest count from a different counter, see DV-1"
@@ -67,15 +67,6 @@ def _to_quarantine(session: Any, lot_id: int, panel: dict[str, tuple[str, str]] 
     enter_panel(session, user(session, "technician"), lot_id, panel)
 
 
-def _signed_in(app: Any, session: Any, username: str) -> Any:
-    """A test client signed in. The test's own session is closed first: on SQLite its connection would keep the
-    database locked against the request's writes (the session opens again on its next use)."""
-    session.close()
-    client = app.test_client()
-    assert login(client, username).status_code == 302
-    return client
-
-
 def _release(client: Any, lot_id: int) -> Any:
     return client.post(f"/release/lots/{lot_id}/release", data={
         "action": "release", "release-password": PASSWORD, "release-count_justification": COUNT_WHY})
@@ -105,7 +96,7 @@ def test_who_corrected_a_passage_is_refused_the_release_on_the_page_and_a_collea
     _to_quarantine(session, lot_id)
     assert involvement(session, session.get(Lot, lot_id), techqa.id) == (False, True)
 
-    client = _signed_in(app, session, "techqa")
+    client = signed_in_closing(app, session, "techqa")
     page = client.get(f"/release/lots/{lot_id}").get_data(as_text=True)
     blockers = page[page.index('id="blocking"'):page.index('id="results"')]
     assert SEGREGATION in blockers
@@ -114,7 +105,7 @@ def test_who_corrected_a_passage_is_refused_the_release_on_the_page_and_a_collea
     assert SEGREGATION in refused.get_data(as_text=True) and "Nothing was signed" in refused.get_data(as_text=True)
     assert _status_and_signatures(session, lot_id) == ("quarantine", 0)
 
-    assert _release(_signed_in(app, session, "qa"), lot_id).status_code == 302  # another QA person may
+    assert _release(signed_in_closing(app, session, "qa"), lot_id).status_code == 302  # another QA person may
     assert _status_and_signatures(session, lot_id) == ("released", 1)
 
 
@@ -126,7 +117,7 @@ def test_who_corrected_a_reagent_use_is_refused_the_release(app, db_session, tec
     assert "used_on" in _corrector_events(session, "reagent_use", use_id, techqa.id)
     _to_quarantine(session, lot_id)
     assert involvement(session, session.get(Lot, lot_id), techqa.id) == (False, True)
-    refused = _release(_signed_in(app, session, "techqa"), lot_id)
+    refused = _release(signed_in_closing(app, session, "techqa"), lot_id)
     assert refused.status_code == 409 and SEGREGATION in refused.get_data(as_text=True)
     assert _status_and_signatures(session, lot_id) == ("quarantine", 0)
     # the person who only signed in, and the technician's plain QA colleague, are not involved
@@ -158,13 +149,13 @@ def test_who_corrected_a_passage_may_not_judge_the_lots_oos_and_a_colleague_may(
         test_id="viability", value="91", unit="%", analyst="Tom QC", tested_on=site_today()))
     form = {"action": "invalidate", "oos-investigation": "Counting chamber mis-loaded (lab error, see DV-12)",
             "oos-retest_result_id": str(retest.id), "oos-password": PASSWORD}
-    refused = _signed_in(app, session, "techqa").post(f"/release/oos/{oos.id}", data=form)
+    refused = signed_in_closing(app, session, "techqa").post(f"/release/oos/{oos.id}", data=form)
     assert refused.status_code == 409
     assert "another QA person must judge its OOS" in refused.get_data(as_text=True)
     session.expire_all()
     assert session.get(OosInvestigation, oos.id).status == OOS_OPEN
     assert session.scalar(select(func.count()).select_from(Signature).where(
         Signature.signer_id == techqa.id)) == 0
-    assert _signed_in(app, session, "qa").post(f"/release/oos/{oos.id}", data=form).status_code == 302
+    assert signed_in_closing(app, session, "qa").post(f"/release/oos/{oos.id}", data=form).status_code == 302
     session.expire_all()
     assert session.get(OosInvestigation, oos.id).status == OOS_INVALIDATED

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, login
 
 
 def seed_quarantine_lot(app: Any, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -32,3 +32,12 @@ def user(session: Any, username: str) -> Any:
     from mscbatch.auth.models import User
 
     return session.scalar(select(User).where(User.username == username))
+
+
+def signed_in_closing(app: Any, session: Any, username: str) -> Any:
+    """A test client signed in. The test's own session is closed first: on SQLite its connection would keep the
+    database locked against the request's writes (the session opens again on its next use)."""
+    session.close()
+    client = app.test_client()
+    assert login(client, username).status_code == 302
+    return client

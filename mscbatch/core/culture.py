@@ -255,7 +255,8 @@ def expiry_at(start: datetime, shelf_life: timedelta) -> datetime:
 class UseWindow:
     """The days on which a reagent can have been used for one stage of a lot, with words for each end:
     the isolation its own day; a passage from the day its cells were seeded (the previous step's date) to its
-    harvest date; harvest and cryopreservation from the harvest day to today."""
+    harvest date; harvest and cryopreservation from the harvest day to the freezing day (to today while the lot is
+    not frozen yet)."""
 
     stage: str
     first: date

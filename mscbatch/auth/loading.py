@@ -9,6 +9,7 @@ from flask import Flask, Request, current_app, g, request, session
 
 from mscbatch.auth import services
 from mscbatch.auth.models import User
+from mscbatch.auth.passwords import dummy_hash
 from mscbatch.database import reading
 from mscbatch.extensions import db, login_manager
 from mscbatch.monitoring.security_log import SECURITY
@@ -19,7 +20,8 @@ def policy() -> services.SessionPolicy:
     config = current_app.config
     return services.SessionPolicy(idle=timedelta(minutes=config["IDLE_TIMEOUT_MINUTES"]),
                                   absolute=timedelta(minutes=config["ABSOLUTE_TIMEOUT_MINUTES"]),
-                                  lockout_threshold=config["LOCKOUT_THRESHOLD"])
+                                  lockout_threshold=config["LOCKOUT_THRESHOLD"],
+                                  hash_profile=config["PASSWORD_HASH_PROFILE"])
 
 
 #: endpoints a page's script calls by itself while the page stays open (the running infusion's STOP poll): no
@@ -35,6 +37,8 @@ def init_login(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = None  # the server-side session table does this job
+    # made now, not at the first unknown name's sign-in (which would otherwise take two hashes' time)
+    dummy_hash(app.config["PASSWORD_HASH_PROFILE"])
 
     @login_manager.user_loader
     def _load_user(user_id: str) -> User | None:

@@ -1,6 +1,9 @@
 """Password hashing with Argon2id (OWASP's first choice), via argon2-cffi."""
 from __future__ import annotations
 
+import secrets
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -14,6 +17,14 @@ MIN_PASSWORD_LENGTH = 12
 
 def hash_password(password: str, profile: str = "standard") -> str:
     return _HASHERS[profile].hash(password)
+
+
+@cache
+def dummy_hash(profile: str = "standard") -> str:
+    """A hash of a random secret no one knows, made once per profile with the same algorithm and parameters as the
+    accounts' own: sign-in verifies an unknown user name's password against it, so that an unknown name costs the
+    same Argon2 verification as a wrong password at a real account (its response time names no real account)."""
+    return _HASHERS[profile].hash(secrets.token_urlsafe(32))
 
 
 def verify_password(password_hash: str, password: str) -> bool:

@@ -27,7 +27,7 @@ from mscbatch.auth.models import (
     UserRole,
     roles_beside_admin,
 )
-from mscbatch.auth.passwords import hash_password, password_problem, verify_password
+from mscbatch.auth.passwords import dummy_hash, hash_password, password_problem, verify_password
 from mscbatch.database import READ_ONLY, locked_row, utcnow
 from mscbatch.errors import (
     AuthenticationFailed,
@@ -72,6 +72,9 @@ class SessionPolicy:
     idle: timedelta
     absolute: timedelta
     lockout_threshold: int
+    # the profile the accounts' passwords are hashed with (PASSWORD_HASH_PROFILE): an unknown user name is verified
+    # against a dummy hash of the same cost, so that sign-in takes as long for it as for a real account
+    hash_profile: str = "standard"
 
 
 # ---- accounts -------------------------------------------------------------------------------------------
@@ -110,7 +113,27 @@ def create_user(session: Session, actor: object, *, username: str, full_name: st
         except IntegrityError as error:  # the same name, created by someone else at the same moment
             raise Conflict(f"User name '{username}' or full name '{full_name}' was just given to another account.",
                            field="full_name" if "full_name" in str(error.orig) else "username") from error
+        if actor is not None:  # a person's grant: said on the account's own trail, as set_roles says a change
+            _record_roles(session, user.id, [], roles)
     return user
+
+
+#: the explicit event of a change of an account's roles, on the account itself (entity user_account)
+ROLES_CHANGED = "roles_changed"
+
+
+def _record_roles(session: Session, user_id: int, before: Any, after: Any) -> None:
+    """The account's roles before and after, on the account's own trail (field "roles"), with the use case's reason.
+    The user_role rows' insert and delete events carry the role rows' ids, not the account's: the account's audit
+    trail (its page links to the viewer filtered on user_account and its id) would otherwise show no role granted
+    or withdrawn."""
+    old, new = sorted(set(before)), sorted(set(after))
+    if old != new:
+        # the role rows first (their flush takes the account's row, then the chain's head), then this event: the
+        # order of every use case that changes an account, so none waits on another holding the other lock
+        session.flush()
+        trail.record(session, ROLES_CHANGED, "user_account", user_id, field="roles",
+                     old=", ".join(old) or None, new=", ".join(new) or None)
 
 
 def _username_taken(session: Session, username: str) -> str | None:
@@ -214,9 +237,10 @@ def set_roles(session: Session, actor: object, user_id: int, roles: list[str], r
     _check_roles(roles)
     with use_case(session, actor, reason):
         user = get_user(session, user_id)
-        wanted = set(roles)
+        before, wanted = user.role_names, set(roles)
         user.roles = [r for r in user.roles if r.role in wanted] + [
             UserRole(role=r) for r in sorted(wanted - user.role_names)]
+        _record_roles(session, user.id, before, wanted)
     return user
 
 
@@ -306,6 +330,9 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     username = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
+        # the same Argon2 verification as a wrong password at a real account: else the quicker answer names the
+        # unknown names, and so the real ones (user enumeration by response time)
+        verify_password(dummy_hash(policy.hash_profile), password or "")
         with use_case(session, None):  # what was typed may be a password typed in the wrong field: never kept whole
             trail.record(session, "login_failed", "user_account", None, new=masked_name(username),
                          reason="unknown user name")

@@ -23,6 +23,7 @@ inspector tracing the bag gets the chain of custody from either, the clinical de
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,6 +43,7 @@ from mscbatch.interop.privacy import REDACTED, AuditMask, patient_custody_reason
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, get_bag, get_lot
 from mscbatch.patients.models import Allocation, Patient, Prescription
+from mscbatch.patients.queries import wristband_identity
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.queries import dispositions_of
 from mscbatch.release.review import review_of
@@ -137,10 +139,22 @@ def _audit(session: Session, entities: dict[str, set[int]], mask: AuditMask) -> 
     return out
 
 
+def _wristband_pattern(wristbands: list[str]) -> re.Pattern[str] | None:
+    """Every spelling of these wristbands: the bedside reads a band whatever its case and spacing
+    (patients.queries.wristband_identity), and the check, its custody event and a refused start keep the scan as
+    typed ("wb-100234", "WB 100234"), so a mask of the registered spelling alone left those in the bundle."""
+    identities = sorted({wristband_identity(w) for w in wristbands if wristband_identity(w)}, key=len, reverse=True)
+    if not identities:
+        return None
+    return re.compile("|".join(r"\s*".join(re.escape(ch) for ch in identity) for identity in identities),
+                      re.IGNORECASE)
+
+
 def _mask(body: bytes, secrets: list[str]) -> bytes:
-    for secret in secrets:
-        body = body.replace(secret.encode("utf-8"), REDACTED.encode("utf-8"))
-    return body
+    pattern = _wristband_pattern(secrets)
+    if pattern is None:
+        return body
+    return pattern.sub(REDACTED, body.decode("utf-8")).encode("utf-8")
 
 
 def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> tuple[str, bytes]:
@@ -180,8 +194,15 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
             InfusionReaction.infusion_id == infusion.id))) if infusion else set(),
     }
     files["audit-events.json"] = _json(_audit(session, entities, mask))
-    patient_ids = {a.patient_id for a in allocations} | ({infusion.patient_id} if infusion else set())
+    # the patients the bag was allocated to or given to, and whoever was scanned with it at the bedside (a STOP for
+    # another patient's wristband, or a band no patient wears, e.g. a hospital number, keeps the scan as typed)
+    checks = list(session.execute(select(TwoPersonCheck.patient_id, TwoPersonCheck.wristband_scan)
+                                  .where(TwoPersonCheck.bag_id == bag.id)))
+    patient_ids = ({a.patient_id for a in allocations} | ({infusion.patient_id} if infusion else set())
+                   | {patient_id for patient_id, _scan in checks if patient_id is not None})
     wristbands = [w for w in session.scalars(select(Patient.wristband_id).where(Patient.id.in_(patient_ids))) if w]
+    unknown = [wristband_identity(scan) for patient_id, scan in checks if patient_id is None and scan]
+    wristbands += [scan for scan in unknown if len(scan) >= 4 and bag.din not in scan]  # not the bag's own label
     files = {name: _mask(body, wristbands) if name.endswith(".json") else body for name, body in files.items()}
     din = bag.din + bag.check_character
     subject = {"bag_id": bag.id, "din": din, "lot_number": lot.lot_number, "donor_code": donor.code}

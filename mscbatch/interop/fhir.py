@@ -14,6 +14,9 @@ Where the bag's data goes (the mapping hospitals read):
 - division: the ISBT 128 division code of the bag ("00" undivided, "A0".."Z0").
 - productStatus: available (usable now: lot released and bag in stock, not expired) or unavailable
   (http://hl7.org/fhir/biologicallyderived-product-status); the detailed state is the property "status".
+  A bag the bedside check and the label verification page refuse whatever the patient (on hold by a recall, its
+  donor reopened by new information, a test failed after a conditional release, expired) is unavailable, with the
+  reasons in the property "not-usable" (no patient in them).
 - expirationDate: the bag's expiry (UTC).
 - storageTempRequirements: at most the stricter of the site and product limits, in Cel (UCUM).
 - biologicalSourceEvent and parent: the lot the bag was frozen from (one lot = one donor's collection):
@@ -46,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.core.states import effective_bag_status
 from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
@@ -54,6 +58,8 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status, get_bag, get_lot, product_catalogue
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import get_patient
+from mscbatch.recall.queries import held_bag_ids
+from mscbatch.release.queries import has_late_oos
 from mscbatch.site import site_config
 
 FHIR_JSON = "application/fhir+json"
@@ -85,9 +91,29 @@ def _storage_limit_c(lot: Lot) -> Decimal:
         return site.storage_temperature_max_c
 
 
-def product_resource(bag: Bag, lot: Lot, donor_code: str) -> dict[str, Any]:
-    """The bag as a FHIR R5 BiologicallyDerivedProduct (a JSON-ready dict, validated)."""
+def lot_stops(session: Session, lot: Lot) -> tuple[str, ...]:
+    """What makes every bag of the lot unusable now beyond the lot's state (the bedside check's hard stops that do
+    not depend on the patient, as the label verification page says them): a late OOS, the donor reopened."""
+    stops = []
+    if session.scalar(select(has_late_oos(lot.id))):
+        stops.append("a test of the lot failed after its conditional release (late OOS)")
+    donor_status = session.scalar(select(Donor.status).where(Donor.id == lot.donor_id))
+    if donor_status is not None and donor_status != "approved":
+        stops.append("new information reopened the donor's eligibility")
+    return tuple(stops)
+
+
+def product_resource(bag: Bag, lot: Lot, donor_code: str, *, on_hold: bool = False,
+                     stops: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The bag as a FHIR R5 BiologicallyDerivedProduct (a JSON-ready dict, validated). `on_hold`: the bag has an
+    active recall hold; `stops`: lot_stops. Without them a held bag, or one of a reopened donor or a late-failed lot,
+    was exported "available" to the hospital while the bedside check refuses it."""
     effective = bag_status(bag, lot)
+    if on_hold:
+        effective = effective_bag_status(lot.status, bag.status, on_hold=True, placed=bag.box_id is not None)
+    reasons = ([] if effective.usable else [effective.reason]) + list(stops)
+    if bag.expires_at <= utcnow():
+        reasons.append("the bag has expired")
     lot_identifier = {"system": local_system("lot-number"), "value": lot.lot_number}
     data: dict[str, Any] = {
         "resourceType": "BiologicallyDerivedProduct",
@@ -101,7 +127,7 @@ def product_resource(bag: Bag, lot: Lot, donor_code: str) -> dict[str, Any]:
         "biologicalSourceEvent": lot_identifier,
         "processingFacility": [{"display": site_config().facility_name}],
         "division": bag.division,
-        "productStatus": {"system": STATUS_SYSTEM, "code": "available" if effective.usable else "unavailable"},
+        "productStatus": {"system": STATUS_SYSTEM, "code": "unavailable" if reasons else "available"},
         "expirationDate": bag.expires_at.isoformat(),
         "collection": {"source": {"type": "Patient", "identifier": {"system": local_system("donor-code"),
                                                                    "value": donor_code}},
@@ -117,6 +143,8 @@ def product_resource(bag: Bag, lot: Lot, donor_code: str) -> dict[str, Any]:
             _property("dmso", valueQuantity=_quantity(bag.dmso_percent, "%", "%")),
         ],
     }
+    if reasons:
+        data["property"].append(_property("not-usable", valueString="; ".join(reasons)))
     return BiologicallyDerivedProduct.model_validate(data).model_dump(mode="json", exclude_none=True)
 
 
@@ -127,16 +155,19 @@ def _donor_code(session: Session, lot: Lot) -> str:
 def bag_product(session: Session, bag_id: int) -> dict[str, Any]:
     bag = get_bag(session, bag_id)
     lot = get_lot(session, bag.lot_id)
-    return product_resource(bag, lot, _donor_code(session, lot))
+    return product_resource(bag, lot, _donor_code(session, lot), on_hold=bool(held_bag_ids(session, [bag.id])),
+                            stops=lot_stops(session, lot))
 
 
 def lot_bundle(session: Session, lot_id: int, base_url: str) -> dict[str, Any]:
     """A collection Bundle of every bag of the lot (empty for a lot not yet frozen)."""
     lot = get_lot(session, lot_id)
     donor_code = _donor_code(session, lot)
-    bags = session.scalars(select(Bag).where(Bag.lot_id == lot.id).order_by(Bag.bag_number))
+    bags = list(session.scalars(select(Bag).where(Bag.lot_id == lot.id).order_by(Bag.bag_number)))
+    held, stops = held_bag_ids(session, [bag.id for bag in bags]), lot_stops(session, lot)
     entries = [{"fullUrl": f"{base_url}/BiologicallyDerivedProduct/{bag.id}",
-                "resource": product_resource(bag, lot, donor_code)} for bag in bags]
+                "resource": product_resource(bag, lot, donor_code, on_hold=bag.id in held, stops=stops)}
+               for bag in bags]
     data = {"resourceType": "Bundle", "type": "collection", "timestamp": utcnow().isoformat(),
             "identifier": {"system": local_system("lot-number"), "value": lot.lot_number},
             "entry": entries}

@@ -54,9 +54,15 @@ def held_bag_ids(session: Session, bag_ids: list[int]) -> set[int]:
 
 
 def active_recall_of(session: Session, scope: str, target_id: int) -> Recall | None:
-    column = {"donor": Recall.donor_id, "lot": Recall.lot_id, "reagent_lot": Recall.reagent_lot_id}[scope]
-    return session.scalar(select(Recall).where(Recall.scope == scope, column == target_id,
-                                               Recall.status == "active"))
+    """The active recall of this origin. A reagent lot's is of any row registered for the same supplier lot
+    (lots.queries.same_supplier_lot), as the recall covers them all: a second recall under another row of it was
+    not refused, and held every bag a second time."""
+    if scope == "reagent_lot":
+        origin = Recall.reagent_lot_id.in_(same_supplier_lot([target_id]))
+    else:
+        origin = {"donor": Recall.donor_id, "lot": Recall.lot_id}[scope] == target_id
+    return session.scalar(select(Recall).where(Recall.scope == scope, origin, Recall.status == "active")
+                          .order_by(Recall.id).limit(1))
 
 
 def recalls_covering(session: Session, lot: Lot) -> list[Recall]:

@@ -67,7 +67,11 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
         verb = "infused into" if bag.status == "infused" else f"{bag.status} for"
         return f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
     if bag.status == "discarded":
-        return "Discarded before the recall: no action"
+        # a recall holds no discarded bag (NOT_HELD_BAG_STATES): a hold means it was discarded after the recall
+        # started (the ward or QA destroying a held bag), which the report must not date before it
+        if hold is None:
+            return "Discarded before the recall: no action"
+        return "Discarded after the recall started (it was on hold): destroyed, no further action"
     if hold is None:
         return "Not held (bag made after the recall started): assess"
     if hold.lifted_at is not None:
@@ -195,22 +199,27 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                                  _p(reagents), _p("—"), _p("—"), _p("—"), _p("—"), _p("—")])
                     continue
                 bag = bag_trace.bag
+                # the allocation's day is said as such: "received <allocation day>" read as the day it was given
                 patients = "; ".join(
-                    f"{r.patient.code} ({'cancelled' if r.cancelled else ('received' if r.received else 'allocated')} "
-                    f"{site_day(r.allocation.allocated_at)})" for r in bag_trace.recipients) or "—"
+                    f"{r.patient.code} ({'cancelled' if r.cancelled else ('received' if r.received else 'allocated')}; "
+                    f"allocated {site_day(r.allocation.allocated_at)}"
+                    + (f"; infusion started {_local(r.infused_at)}" if r.infused_at else "") + ")"
+                    for r in bag_trace.recipients) or "—"
                 rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
                              _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character),
                              _p(bag.status), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
         story.append(grid(rows, [24 * mm, 26 * mm, 20 * mm, 44 * mm, 14 * mm, 32 * mm, 18 * mm, 16 * mm, 78 * mm]))
     if backward is not None:
-        rows = [[_p(h) for h in ("Allocated", "Prescription", "Bag status", "DIN", "Lot", "Lot status", "Donor",
-                                 "Reagent lots", "Hold")]]
+        rows = [[_p(h) for h in ("Allocated", "Prescription", "Bag status", "Infusion started", "DIN", "Lot",
+                                 "Lot status", "Donor", "Reagent lots", "Hold")]]
         for entry in backward.entries:
             reagents = "; ".join(f"{r.name} {r.lot_number} ({r.supplier})" for _u, r in entry.reagents) or "—"
             rows.append([_p(f"{site_day(entry.recipient.allocation.allocated_at)}"
                             + (" (cancelled)" if entry.recipient.cancelled else "")),
                          _p(f"#{entry.recipient.prescription.id} {entry.recipient.prescription.status}"),
-                         _p(entry.bag.status), _p(entry.bag.din + entry.bag.check_character), _p(entry.lot.lot_number),
+                         _p(entry.bag.status), _p(_local(entry.recipient.infused_at)),
+                         _p(entry.bag.din + entry.bag.check_character), _p(entry.lot.lot_number),
                          _p(entry.lot.status), _p(entry.donor.code), _p(reagents), _p("ON HOLD" if entry.hold else "—")])
-        story.append(grid(rows, [24 * mm, 28 * mm, 18 * mm, 32 * mm, 26 * mm, 20 * mm, 24 * mm, 82 * mm, 18 * mm]))
+        story.append(grid(rows, [22 * mm, 26 * mm, 16 * mm, 34 * mm, 30 * mm, 24 * mm, 18 * mm, 22 * mm, 64 * mm,
+                                 16 * mm]))
     return build_pdf(title, story)

@@ -10,10 +10,11 @@ already "recalled" stays so: the state is final and the report says it).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -23,7 +24,7 @@ from mscbatch.donors.models import Donor, DonorLookback
 from mscbatch.donors.queries import lock_donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, ReagentLot
-from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
+from mscbatch.lots.queries import bags_of, identity_key, lots_of_donor, lots_using_reagent, same_supplier_lot
 from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
 from mscbatch.recall.models import END_MEANING, RECALL_SCOPES, BagHold, Recall
@@ -237,7 +238,12 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     elif scope == "lot":
         found = session.scalars(select(Lot.id).where(Lot.lot_number == text.upper())).all()
     elif scope == "reagent_lot":
-        found = session.scalars(select(ReagentLot.id).where(ReagentLot.lot_number == text)).all()
+        found = _same_supplier_lot_or_all(session, session.scalars(
+            select(ReagentLot.id).where(ReagentLot.lot_number == text).order_by(ReagentLot.id)).all())
+        if not found:  # the supplier's notice spells it its own way: "ma 77" is MA77 (lots.queries.identity_key)
+            found = _same_supplier_lot_or_all(session, session.scalars(
+                select(ReagentLot.id).where(identity_key(ReagentLot.lot_number) == identity_key(literal(text)))
+                .order_by(ReagentLot.id)).all())
     else:
         raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
     if not found:
@@ -246,3 +252,11 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
         raise ValidationFailed(f"Several reagent lots are numbered {text!r}: give '#<id>' from the reagent page.",
                                field="target")
     return int(found[0])
+
+
+def _same_supplier_lot_or_all(session: Session, ids: Sequence[int]) -> list[int]:
+    """[the first id] when these reagent_lot rows are one supplier lot (a recall of one row covers them all:
+    lots.queries.same_supplier_lot), else the ids as they are (several suppliers' lots: the person chooses)."""
+    if len(ids) > 1 and set(ids) <= set(session.scalars(same_supplier_lot([ids[0]]))):
+        return [ids[0]]
+    return list(ids)

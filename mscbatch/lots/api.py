@@ -62,7 +62,7 @@ class LotInSchema(Schema):
     product_id = fields.String(required=True)
     collection_at = fields.AwareDateTime(required=True, metadata={"description": "ISO 8601 with offset"})
     collection_site = fields.String(required=True)
-    tissue_amount = fields.Decimal(required=True, as_string=True)
+    tissue_amount = fields.Decimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
     tissue_unit = fields.String(required=True, validate=validate.OneOf(list(TISSUE_UNITS)))
 
 
@@ -95,13 +95,18 @@ class StepSchema(Schema):
     notes = fields.String()
 
 
+#: decimals beyond a column's scale are refused (422 naming the field), never rounded
+VIABILITY = {"description": "percentage, 0 to 100, at most 2 decimals"}
+
+
 class PassageInSchema(Schema):
     passage_number = WholeNumber(required=True, validate=DB_INT)
     performed_on = fields.Date(required=True)
     seeded_cells = Cells(required=True)
     harvested_cells = Cells(required=True)
-    viability_percent = fields.Decimal(required=True, as_string=True)
-    days_in_culture = fields.Decimal(load_default=None, as_string=True)
+    viability_percent = fields.Decimal(required=True, as_string=True, metadata=VIABILITY)
+    days_in_culture = fields.Decimal(load_default=None, as_string=True, metadata={
+        "description": "more than 0, at most 365, at most 1 decimal"})
     notes = fields.String(load_default="")
 
 
@@ -113,13 +118,13 @@ class IsolationInSchema(Schema):
 class HarvestInSchema(Schema):
     harvested_at = fields.AwareDateTime(required=True)
     total_cells = Cells(required=True)
-    viability_percent = fields.Decimal(required=True, as_string=True)
+    viability_percent = fields.Decimal(required=True, as_string=True, metadata=VIABILITY)
 
 
 class BagPlanSchema(Schema):
-    volume_ml = fields.Decimal(required=True, as_string=True)
+    volume_ml = fields.Decimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
     cells_per_ml = Cells(required=True)
-    dmso_percent = fields.Decimal(required=True, as_string=True)
+    dmso_percent = fields.Decimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
 
 
 class CryoInSchema(Schema):

@@ -27,7 +27,7 @@ from mscbatch.lots.din_allocation import allocate_dins
 from mscbatch.lots.models import Bag
 from mscbatch.lots.queries import bags_of, product_of
 from mscbatch.lots.reagents import uses_outside_their_window
-from mscbatch.lots.services import lock_lot, require_in_process, require_technician, two_decimals
+from mscbatch.lots.services import at_most_decimals, lock_lot, require_in_process, require_technician
 from mscbatch.recall.queries import hold_for_recalls
 from mscbatch.site import site_config
 
@@ -39,10 +39,10 @@ def _check_plans(bags: Sequence[BagPlan]) -> None:
         if not isinstance(bag.volume_ml, Decimal) or not Decimal("0.1") <= bag.volume_ml <= Decimal(1000):
             raise ValidationFailed(f"Bag {number}: volume between 0.1 and 1000 mL.", field="volume_ml")
         # kept as typed or refused: the columns hold 2 decimals, and the bag's cells are volume x cells per mL
-        two_decimals(bag.volume_ml, "volume_ml", f"Bag {number}: volume", "20.55 mL")
+        at_most_decimals(bag.volume_ml, 2, "volume_ml", f"Bag {number}: volume", "20.55 mL")
         if not isinstance(bag.dmso_percent, Decimal) or not Decimal(0) <= bag.dmso_percent <= Decimal(20):
             raise ValidationFailed(f"Bag {number}: DMSO between 0 and 20 %.", field="dmso_percent")
-        two_decimals(bag.dmso_percent, "dmso_percent", f"Bag {number}: DMSO", "7.5 %")
+        at_most_decimals(bag.dmso_percent, 2, "dmso_percent", f"Bag {number}: DMSO", "7.5 %")
         if isinstance(bag.cells_per_ml, bool) or not isinstance(bag.cells_per_ml, int) or bag.cells_per_ml <= 0:
             raise ValidationFailed(f"Bag {number}: give the cells per mL.", field="cells_per_ml")
 

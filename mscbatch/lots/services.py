@@ -77,17 +77,18 @@ def decimal_of(value: Any, field: str, label: str) -> Decimal:
     return number
 
 
-CENTS = Decimal("0.01")
-
-
-def two_decimals(number: Decimal, field: str, label: str, example: str) -> Decimal:
-    """The number when it has at most 2 decimals (trailing zeros aside), as its Numeric(..., 2) column keeps it.
-    More are refused naming the field, as the volume infused is (custody.infusions): stored, they were rounded
-    silently, and differently (20.005 mL became 20.00 on SQLite, 20.01 on PostgreSQL; 0.004 g of tissue 0.00).
-    Call it on a bounded number: quantize() cannot hold more than 28 digits."""
-    if number != number.quantize(CENTS):
-        raise ValidationFailed(f"{label} at most 2 decimals (e.g. {example}).", field=field)
-    return number.quantize(CENTS)
+def at_most_decimals(number: Decimal, places: int, field: str, label: str, example: str) -> Decimal:
+    """The number when it has at most `places` decimals (trailing zeros aside), as its Numeric(..., places) column
+    keeps it, returned at that scale (the audit trail then records what the column holds). More are refused naming
+    the field: stored, they were rounded silently, and differently (20.005 mL became 20.00 on SQLite, 20.01 on
+    PostgreSQL; 0.004 g of tissue 0.00; a tank typed -149.96 °C was kept as -150.0 and took bags that need -150 °C;
+    a viability of 95.555 % was kept as 95.56), as the volume infused is refused (custody.infusions).
+    Call it on a bounded, finite number: quantize() cannot hold more than 28 digits."""
+    quantum = Decimal(1).scaleb(-places)
+    if number != number.quantize(quantum):
+        raise ValidationFailed(f"{label} at most {places} decimal{'' if places == 1 else 's'} (e.g. {example}).",
+                               field=field)
+    return number.quantize(quantum)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
     if amount >= Decimal("100000000"):  # the column holds 8 digits before the point; no tissue weighs 100 t
         raise ValidationFailed("Tissue amount: far too much for a tissue collection; give it in g or mL, less "
                                "than 100 000 000.", field="tissue_amount")
-    amount = two_decimals(amount, "tissue_amount", "Tissue amount:", "21.55")  # 0.004 g was stored as 0.00
+    amount = at_most_decimals(amount, 2, "tissue_amount", "Tissue amount:", "21.55")  # 0.004 g was stored as 0.00
     if details.tissue_unit not in TISSUE_UNITS:
         raise ValidationFailed("Tissue unit: g or mL.", field="tissue_unit")
     return product, amount, site

@@ -32,7 +32,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import product_of
-from mscbatch.lots.services import lock_lot, require_in_process, require_technician
+from mscbatch.lots.services import at_most_decimals, lock_lot, require_in_process, require_technician
 from mscbatch.site import site_config, site_day, site_today
 
 MAX_CELLS = 10**13
@@ -55,9 +55,11 @@ def checked_viability(value: Any, field: str = "viability_percent", *, harvest: 
     if text[:1] in ("+", "-"):
         raise ValidationFailed(f"Viability: {text} %? Give the percentage without a sign (0 to 100).", field=field)
     try:
-        viability = check_viability_percent(Decimal(text)).quantize(Decimal("0.01"))
+        viability = check_viability_percent(Decimal(text))
     except (CultureError, ArithmeticError, ValueError):
         raise ValidationFailed("Viability: a percentage between 0 and 100.", field=field) from None
+    # the columns keep 2 decimals: 95.555 % was rounded to 95.56 silently (and the viable cells computed from it)
+    viability = at_most_decimals(viability, 2, field, "Viability:", "92.55 %")
     if harvest and not viability:
         raise ValidationFailed("Viability: 0 % means no living cell to freeze. Check the count; if the cells really "
                                "died, record a deviation and ask QA to reject the lot.", field=field)
@@ -82,12 +84,15 @@ def checked_days(value: Any) -> Decimal | None:
     if value in (None, ""):
         return None
     try:
-        days = Decimal(str(value)).quantize(Decimal("0.1"))
+        days = Decimal(str(value))
     except ArithmeticError:
         raise ValidationFailed("Days in culture: a number.", field="days_in_culture") from None
+    if not days.is_finite():
+        raise ValidationFailed("Days in culture: a number.", field="days_in_culture")
     if not Decimal(0) < days <= Decimal(365):
         raise ValidationFailed("Days in culture: more than 0 and at most 365.", field="days_in_culture")
-    return days
+    # the column keeps 1 decimal: 6.25 days were rounded to 6.2 silently
+    return at_most_decimals(days, 1, "days_in_culture", "Days in culture:", "6.5")
 
 
 def checked_passage(details: PassageDetails) -> tuple[int, int, Decimal, Decimal | None]:

@@ -32,7 +32,7 @@ from mscbatch.lots.queries import (
     product_of,
     site_config,
 )
-from mscbatch.lots.services import require_technician
+from mscbatch.lots.services import at_most_decimals, require_technician
 
 #: the bag states in the unit's custody, where a bag can be placed or moved: those custody allows a "moved"
 #: event from (an allocated bag stays allocated while it is moved, e.g. out of a failing tank)
@@ -50,8 +50,13 @@ def create_location(session: Session, actor: Any, *, kind: str, name: str, paren
     if not name or len(name) > 80:
         raise ValidationFailed("Give a name (at most 80 characters).", field="name")
     if kind in ("freezer", "tank"):
-        if temperature_max_c is None or temperature_max_c > Decimal(-20) or temperature_max_c < Decimal(-200):
+        if (not isinstance(temperature_max_c, Decimal) or not temperature_max_c.is_finite()
+                or temperature_max_c > Decimal(-20) or temperature_max_c < Decimal(-200)):
             raise ValidationFailed("Give the storage temperature (°C, e.g. -150).", field="temperature_max_c")
+        # the column keeps 1 decimal: -149.96 °C was stored as -150.0, and the tank then took bags that must be
+        # kept at -150 °C or colder
+        temperature_max_c = at_most_decimals(temperature_max_c, 1, "temperature_max_c", "Storage temperature:",
+                                             "-135.5 °C")
     else:
         temperature_max_c = None
     if kind == "box":

@@ -75,7 +75,8 @@ class LocationInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(list(STORAGE_KINDS)))
     name = fields.String(required=True)
     parent_id = WholeNumber(load_default=None, validate=ROW_ID)
-    temperature_max_c = fields.Decimal(load_default=None, as_string=True)
+    temperature_max_c = fields.Decimal(load_default=None, as_string=True, metadata={
+        "description": "°C, freezers and tanks: -200 to -20, at most 1 decimal"})
     rows = WholeNumber(load_default=None, validate=DB_INT)
     columns = WholeNumber(load_default=None, validate=DB_INT)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_login import current_user
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
@@ -44,11 +44,12 @@ class ReleaseResultInSchema(Schema):
                                                                  "\"cells\" (250000000)"})
     value = fields.String(required=True, metadata={"description": "a number with a decimal point (96.5; a comma "
                                                                    "is refused) or the test's result word"})
-    analyst = fields.String(required=True)
+    # longer is refused naming the field (422), never cut to the column (results._common checks again, stripped)
+    analyst = fields.String(required=True, validate=validate.Length(max=results.ANALYST_MAX_CHARS))
     tested_on = fields.Date(required=True)
-    method = fields.String(load_default="")
-    instrument = fields.String(load_default="")
-    reagent_lot = fields.String(load_default="")
+    method = fields.String(load_default="", validate=validate.Length(max=results.METHOD_MAX_CHARS))
+    instrument = fields.String(load_default="", validate=validate.Length(max=results.INSTRUMENT_MAX_CHARS))
+    reagent_lot = fields.String(load_default="", validate=validate.Length(max=results.REAGENT_LOT_MAX_CHARS))
 
 
 class ReleaseVerdictSchema(Schema):

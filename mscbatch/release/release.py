@@ -25,9 +25,11 @@ from mscbatch.core.verdicts import (
     count_above_harvest,
 )
 from mscbatch.custody import log as custody_log
+from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.services import apply_lot_transition, current_gate, expiry_passed, lock_lot
+from mscbatch.patients.queries import familial_donor_of, patient_by_code, protocols
 from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
 from mscbatch.release.oos import open_oos_of
@@ -260,10 +262,50 @@ def reject_lot(session: Session, signer: Any, lot_id: int, password: str, reason
     return disposition
 
 
+def patient_refusal(session: Session, lot: Lot, patient_code: str) -> str | None:
+    """Why the OOS batch cannot be released for the patient `patient_code` names, in plain words, or None. The
+    patient exists, is not withdrawn from the trial, and could be given the lot's bags by a prescription
+    (core.dosing.offered_bags): the patient's protocol takes the lot's product, a familial donor's cells go to
+    the recipient that donor names only, and a directed protocol takes its patient's familial donor's cells only.
+    Otherwise the lot would leave quarantine released for a patient who can never receive it."""
+    patient = patient_by_code(session, patient_code)
+    if patient is None:
+        return (f"Patient code: no patient has the code {patient_code}. An exceptional release names a registered "
+                "patient: check the code on the patient's page.")
+    if patient.status == "withdrawn":
+        return (f"Patient code: patient {patient.code} has been withdrawn from the trial: no batch can be released "
+                "for them.")
+    protocol = protocols().get(patient.protocol_id)
+    if protocol is None:
+        return f"Patient code: patient {patient.code} is in protocol {patient.protocol_id}, no longer configured."
+    if lot.product_id not in protocol.products:
+        return (f"Patient code: patient {patient.code} is in {protocol.short_name}, which takes "
+                f"{', '.join(protocol.products)}, not {lot.product_id}: this lot cannot be given to them.")
+    donor = session.get(Donor, lot.donor_id)
+    if donor is not None and donor.donor_type == "familial" and donor.recipient_code \
+            and donor.recipient_code != patient.code:
+        return (f"Patient code: lot {lot.lot_number} comes from familial donor {donor.code}, whose cells are for "
+                f"patient {donor.recipient_code} only, not {patient.code}.")
+    if protocol.directed:
+        own = familial_donor_of(session, patient)
+        if own is None or own.id != lot.donor_id:
+            return (f"Patient code: {protocol.short_name} gives patient {patient.code} only the cells of their own "
+                    f"familial donor; lot {lot.lot_number} is not from that donor.")
+    return None
+
+
+def _refuse_patient(session: Session, lot: Lot, patient_code: str) -> None:
+    reason = patient_refusal(session, lot, patient_code)
+    if reason is not None:
+        raise ValidationFailed(reason + " Nothing was signed.", field="patient_code")
+
+
 def request_exceptional_release(session: Session, clinician: Any, lot_id: int, patient_code: str,
                                 justification: str, password: str) -> LotDisposition:
     """The clinician documents why this OOS batch must be given to one named patient (significant hazard
-    otherwise, EU GMP Part IV 11.5) and signs; QA's signature then releases it for that patient only.
+    otherwise, EU GMP Part IV 11.5) and signs; QA's signature then releases it for that patient only. The patient
+    must be able to receive the lot (patient_refusal: registered, not withdrawn, a protocol taking the lot's product
+    and donor), else ValidationFailed(field="patient_code"), nothing signed; QA's countersignature checks it again.
 
     One request waits at a time (queries.waiting_exceptional_request): a new one supersedes the request waiting
     (a corrected patient code, or a request made again on changed results), which is withdrawn: QA can no longer
@@ -282,6 +324,7 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
         verdict = lot_verdict(session, lot)
         if not any(v.blocking and v.status is VerdictStatus.FAIL for v in verdict.verdicts):
             raise Conflict(f"Lot {lot.lot_number} has no failing test: exceptional release is only for an OOS batch.")
+        _refuse_patient(session, lot, patient_code)
         waiting = waiting_exceptional_request(session, lot.id)
         if waiting is not None:  # the reason written on this use case's audit events
             session.info["audit_reason"] = (
@@ -316,6 +359,8 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
         if request.clinician_id == signer.id:
             raise Conflict("QA's approval must come from another person than the clinician who asked for it. "
                            "Nothing was signed.")
+        # the patient is checked again: withdrawn since the request, or a request made before this check existed
+        _refuse_patient(session, lot, request.patient_code or "")
         verdict = lot_verdict(session, lot)
         changed = _changed_tests(request.verdicts_json, verdict)
         if changed:  # the clinician weighed the hazard on the results of the request, not on these

@@ -39,6 +39,10 @@ from mscbatch.site import site_config, site_today
 ENTRY_ROLE = "technician"
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 VALUE_MAX_CHARS = 60  # ReleaseResult.value and first_value
+ANALYST_MAX_CHARS = 120  # the ReleaseResult columns: longer is refused naming the field, never cut
+METHOD_MAX_CHARS = 200
+INSTRUMENT_MAX_CHARS = 120
+REAGENT_LOT_MAX_CHARS = 120
 #: extension -> (content type, how the bytes must start; None = UTF-8 text)
 ATTACHMENT_TYPES: dict[str, tuple[str, bytes | None]] = {
     "pdf": ("application/pdf", b"%PDF"), "png": ("image/png", b"\x89PNG"), "jpg": ("image/jpeg", b"\xff\xd8"),
@@ -107,7 +111,7 @@ def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
 
 def _common(entry: ResultEntry, test: ReleaseTest, lot: Lot) -> dict[str, Any]:
     analyst = (entry.analyst or "").strip()
-    if not analyst or len(analyst) > 120:
+    if not analyst or len(analyst) > ANALYST_MAX_CHARS:
         raise ValidationFailed("Analyst: give the name of the person who performed the test.", field="analyst")
     if entry.tested_on is None:
         raise ValidationFailed("Test date: give the date the test was performed.", field="tested_on")
@@ -119,8 +123,16 @@ def _common(entry: ResultEntry, test: ReleaseTest, lot: Lot) -> dict[str, Any]:
                                f"({collected.isoformat()}); a test of this lot cannot be dated before it.",
                                field="tested_on")
     method = (entry.method or "").strip() or test.method
-    return dict(method=method[:200], analyst=analyst, tested_on=entry.tested_on,
-                instrument=(entry.instrument or "").strip()[:120], reagent_lot=(entry.reagent_lot or "").strip()[:120])
+    instrument, reagent_lot = (entry.instrument or "").strip(), (entry.reagent_lot or "").strip()
+    # refused, never cut: the record keeps the text QC sent or nothing (ALCOA: accurate, original)
+    for field, label, text, limit in (("method", "Method", method, METHOD_MAX_CHARS),
+                                      ("instrument", "Instrument", instrument, INSTRUMENT_MAX_CHARS),
+                                      ("reagent_lot", "Reagent lot", reagent_lot, REAGENT_LOT_MAX_CHARS)):
+        if len(text) > limit:
+            raise ValidationFailed(f"{label}: at most {limit} characters ({len(text)} given); shorten it, nothing "
+                                   "was recorded.", field=field)
+    return dict(method=method, analyst=analyst, tested_on=entry.tested_on, instrument=instrument,
+                reagent_lot=reagent_lot)
 
 
 def _test_of(spec: ReleaseSpec, test_id: str) -> ReleaseTest:
@@ -155,9 +167,12 @@ def _locked_result(session: Session, result_id: int) -> tuple[ReleaseResult, Lot
     return result, lot
 
 
-def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry) -> ReleaseResult:
-    """QC enters one result; a failing blocking value opens an OOS in the same transaction."""
+def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry,
+                 attachment: Upload | None = None) -> ReleaseResult:
+    """QC enters one result; a failing blocking value opens an OOS in the same transaction. `attachment`: a file
+    kept with it in the same transaction (checked first: a refused file writes nothing, the result neither)."""
     _require_technician(actor)
+    checked = _checked(attachment)
     with use_case(session, actor):
         lot = lock_lot(session, lot_id)  # a release signing now waits for this result, or this sees it released
         spec = spec_of_lot(session, lot)
@@ -165,14 +180,18 @@ def enter_result(session: Session, actor: Any, lot_id: int, entry: ResultEntry) 
         _check_lot_accepts(session, lot, test)
         value = _parse(test, entry.value, entry.unit, "value")
         result = _add(session, actor, lot, spec, test, value, entry.unit, _common(entry, test, lot))
+        if checked is not None:
+            _add_attachment(session, actor, result, checked)
     return result
 
 
 def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str, str], common: ResultEntry,
-                     unit: str = "%") -> list[ReleaseResult]:
+                     unit: str = "%", attachment: Upload | None = None) -> list[ReleaseResult]:
     """The flow-cytometry panel at once (CD73/CD90/CD105/CD45/CD34/CD14/CD79a/HLA-DR): all or nothing; a bad
-    value is refused naming its marker (the form field)."""
+    value is refused naming its marker (the form field). `attachment`: kept with the panel's first result in the
+    same transaction (a refused file writes nothing)."""
     _require_technician(actor)
+    checked = _checked(attachment)
     with use_case(session, actor):
         lot = lock_lot(session, lot_id)
         spec = spec_of_lot(session, lot)
@@ -185,6 +204,8 @@ def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str
             parsed.append((test, _parse(test, values[field], unit, field)))
         shared = _common(common, parsed[0][0], lot)
         made = [_add(session, actor, lot, spec, test, value, unit, shared) for test, value in parsed]
+        if checked is not None:
+            _add_attachment(session, actor, made[0], checked)
     return made
 
 
@@ -237,10 +258,25 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
     return result
 
 
-def attach_file(session: Session, actor: Any, result_id: int, filename: str, content_type: str,
-                content: bytes) -> ResultAttachment:
-    """Keep a file with a result (the cytometer export...): size-limited, type checked against its bytes."""
-    _require_technician(actor)
+@dataclass(frozen=True)
+class Upload:
+    """A file sent with a result (the cytometer export...), as received."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class CheckedUpload:
+    name: str
+    content_type: str
+    content: bytes
+
+
+def check_attachment(filename: str, content_type: str, content: bytes) -> CheckedUpload:
+    """The file's checks, with nothing written: size-limited, type checked against its bytes. Refused with
+    ValidationFailed(field="attachment")."""
     name = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:200]
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if extension not in ATTACHMENT_TYPES:
@@ -263,12 +299,29 @@ def attach_file(session: Session, actor: Any, result_id: int, filename: str, con
             content.decode("utf-8")
         except UnicodeDecodeError:
             raise ValidationFailed("Attachment: a text file must be UTF-8 text.", field="attachment") from None
+    return CheckedUpload(name=name, content_type=expected_type, content=content)
+
+
+def _checked(upload: Upload | None) -> CheckedUpload | None:
+    return None if upload is None else check_attachment(upload.filename, upload.content_type, upload.content)
+
+
+def _add_attachment(session: Session, actor: Any, result: ReleaseResult, checked: CheckedUpload) -> ResultAttachment:
+    attachment = ResultAttachment(result_id=result.id, filename=checked.name, content_type=checked.content_type,
+                                  size_bytes=len(checked.content), sha256=hashlib.sha256(checked.content).hexdigest(),
+                                  content=checked.content, uploaded_by_id=actor.id)
+    session.add(attachment)
+    return attachment
+
+
+def attach_file(session: Session, actor: Any, result_id: int, filename: str, content_type: str,
+                content: bytes) -> ResultAttachment:
+    """Keep a file with a result (the cytometer export...): size-limited, type checked against its bytes."""
+    _require_technician(actor)
+    checked = check_attachment(filename, content_type, content)
     with use_case(session, actor, "attachment added to a release result"):
         result, lot = _locked_result(session, result_id)
         # a released record is signed: its evidence can no longer grow (a pending conditional test still can)
         _check_lot_accepts(session, lot, spec_of_lot(session, lot).test(result.test_id))
-        attachment = ResultAttachment(result_id=result.id, filename=name, content_type=expected_type,
-                                      size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest(),
-                                      content=content, uploaded_by_id=actor.id)
-        session.add(attachment)
+        attachment = _add_attachment(session, actor, result, checked)
     return attachment

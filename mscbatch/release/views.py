@@ -41,10 +41,13 @@ def _entry(form: Any, test_id: str = "", value: str = "", unit: str = "") -> res
                                instrument=form.instrument.data or "", reagent_lot=form.reagent_lot.data or "")
 
 
-def _attach(form: Any, result_id: int) -> None:
+def _upload(form: Any) -> results.Upload | None:
+    """The file sent with the result, written in the result's own transaction (results.enter_result): a refused
+    file leaves nothing recorded, so the technician's retry does not record the result twice."""
     upload = form.attachment.data
     if upload and getattr(upload, "filename", ""):
-        results.attach_file(db.session, current_user, result_id, upload.filename, upload.mimetype or "", upload.read())
+        return results.Upload(upload.filename, upload.mimetype or "", upload.read())
+    return None
 
 
 def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
@@ -76,9 +79,9 @@ def add_result(lot_id: int) -> Any:
     form = ResultForm(prefix="result")
     form.test_id.choices = choices([(request.form.get("result-test_id", ""), "")])
     try:
-        result = results.enter_result(db.session, current_user, lot_id,
-                                      _entry(form, form.test_id.data, form.value.data or "", form.unit.data or ""))
-        _attach(form, result.id)
+        results.enter_result(db.session, current_user, lot_id,
+                             _entry(form, form.test_id.data, form.value.data or "", form.unit.data or ""),
+                             attachment=_upload(form))
     except DomainError as error:
         show_error(form, error)
         return _page(lot_id, error.status, result_form=form)
@@ -94,8 +97,7 @@ def add_panel(lot_id: int) -> Any:
     form = PanelForm(prefix="panel")
     values = {f: (getattr(form, f).data or "") for f, _t, _l in FLOW_PANEL}
     try:
-        made = results.enter_flow_panel(db.session, current_user, lot_id, values, _entry(form))
-        _attach(form, made[0].id)
+        results.enter_flow_panel(db.session, current_user, lot_id, values, _entry(form), attachment=_upload(form))
     except DomainError as error:
         show_error(form, error)
         return _page(lot_id, error.status, panel_form=form)

@@ -21,7 +21,12 @@ from mscbatch.site import site_today
 from tests.conftest import PASSWORD, add_user
 from tests.integration.patient_factories import donor, lot_with_bags, patient
 from tests.integration.test_bedside import _disposition
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+    user,
+)
 
 
 def _waiting(app, lot_id: int) -> str:  # type: ignore[no-untyped-def]
@@ -32,8 +37,18 @@ def _waiting(app, lot_id: int) -> str:  # type: ignore[no-untyped-def]
         return str(waiting_exceptional_request(session, lot_id).id)
 
 
+def _lot_for_sle_uc_007(app, monkeypatch) -> int:  # type: ignore[no-untyped-def]
+    """A quarantined UC-MSC lot and the lupus patient SLE-UC-007 its exceptional release names (a registered patient
+    whose protocol takes the lot's product: release.patient_refusal)."""
+    seed_quarantine_lot(app, monkeypatch)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        lot_id = cord_quarantine_lot(session)
+        lupus_patient_code(session, code="SLE-UC-007")
+    return lot_id
+
+
 def test_the_certificate_of_an_exceptional_release_prints_the_failing_result(app, users, monkeypatch, client_as):
-    lot_id = seed_quarantine_lot(app, monkeypatch)
+    lot_id = _lot_for_sle_uc_007(app, monkeypatch)
     session = app.extensions["mscbatch.db"].new_session()
     tech = user(session, "technician")
     enter_panel(session, tech, lot_id, {"viability": ("65", "%")})
@@ -76,7 +91,7 @@ def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_
         app, users, monkeypatch, client_as):
     """The clinician weighed viability 66 %; a positive sterility culture entered afterwards must not be released
     under that signature (review finding: QA's approval waived every failure, old or new)."""
-    lot_id = seed_quarantine_lot(app, monkeypatch)
+    lot_id = _lot_for_sle_uc_007(app, monkeypatch)
     session = app.extensions["mscbatch.db"].new_session()
     tech = user(session, "technician")
     enter_panel(session, tech, lot_id, {"viability": ("66", "%")})
@@ -103,7 +118,7 @@ def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_
 
 
 def test_the_clinician_who_asked_cannot_also_approve_as_qa(app, users, monkeypatch):  # type: ignore[no-untyped-def]
-    lot_id = seed_quarantine_lot(app, monkeypatch)
+    lot_id = _lot_for_sle_uc_007(app, monkeypatch)
     add_user(app, "doctor-qa", ["clinician", "qa"])
     session = app.extensions["mscbatch.db"].new_session()
     enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})

@@ -18,7 +18,13 @@ from mscbatch.release.demo import PASSING_PANEL, enter_panel
 from mscbatch.release.models import LotDisposition
 from mscbatch.site import site_config, site_today
 from tests.conftest import PASSWORD, api_token_for
-from tests.integration.test_release_support import seed_quarantine_lot, signed_in_closing, user
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+    signed_in_closing,
+    user,
+)
 
 EXPIRED = "an expired lot cannot be released"
 
@@ -113,11 +119,13 @@ def test_a_conditional_release_is_not_completed_once_the_lot_has_expired(session
 
 
 def test_an_expired_oos_batch_is_not_released_exceptionally(session, lot_id):
-    enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})
+    # a UC-MSC lot and a registered lupus patient: an exceptional release the patient rule lets through
+    uc_id, code = cord_quarantine_lot(session), lupus_patient_code(session)
+    enter_panel(session, user(session, "technician"), uc_id, {"viability": ("66", "%")})
     request = release.request_exceptional_release(
-        session, user(session, "clinician"), lot_id, "sle-007",
+        session, user(session, "clinician"), uc_id, code,
         "No alternative therapy; life-threatening flare, benefit outweighs risk", PASSWORD)
-    shown = _expire(session, lot_id)
+    shown = _expire(session, uc_id)
     with pytest.raises(Conflict, match=f"Exceptional release refused: lot expired on {shown}: {EXPIRED}"):
-        release.approve_exceptional_release(session, user(session, "qa"), lot_id, PASSWORD, request.id)
-    assert _lot(session, lot_id).status == "quarantine"
+        release.approve_exceptional_release(session, user(session, "qa"), uc_id, PASSWORD, request.id)
+    assert _lot(session, uc_id).status == "quarantine"

@@ -17,7 +17,12 @@ from mscbatch.release.queries import bag_release, involvement, release_state
 from mscbatch.release.specs import lot_verdict, spec_for_lot
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+    user,
+)
 
 
 @pytest.fixture
@@ -238,13 +243,15 @@ def test_conditional_release_is_completed_by_a_second_signature_when_sterility_p
 
 
 def test_exceptional_release_of_an_oos_batch_needs_a_clinician_and_qa_and_names_the_patient(session, lot_id):
-    enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})
-    release.request_exceptional_release(session, user(session, "clinician"), lot_id, "sle-007",
+    # a registered lupus patient and a UC-MSC lot, which the lupus protocol takes (release.patient_refusal)
+    uc_id, code = cord_quarantine_lot(session), lupus_patient_code(session)
+    enter_panel(session, user(session, "technician"), uc_id, {"viability": ("66", "%")})
+    release.request_exceptional_release(session, user(session, "clinician"), uc_id, f" {code.lower()} ",
                                         "No alternative therapy; life-threatening flare, benefit outweighs risk",
                                         PASSWORD)
-    release.approve_exceptional_release(session, user(session, "qa"), lot_id, PASSWORD)
-    state = release_state(session, _lot(session, lot_id))
-    assert state.exceptional and state.patient_code == "SLE-007" and "EXCEPTIONAL" in state.flag
+    release.approve_exceptional_release(session, user(session, "qa"), uc_id, PASSWORD)
+    state = release_state(session, _lot(session, uc_id))
+    assert state.exceptional and state.patient_code == code and "EXCEPTIONAL" in state.flag
 
 
 def _move_bag(session, actor, bag_id, target):  # type: ignore[no-untyped-def]

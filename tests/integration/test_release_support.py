@@ -41,3 +41,29 @@ def signed_in_closing(app: Any, session: Any, username: str) -> Any:
     client = app.test_client()
     assert login(client, username).status_code == 302
     return client
+
+
+#: a clinical justification long enough for an exceptional release request
+EXCEPTIONAL_WHY = "No alternative therapy; life-threatening flare, benefit outweighs risk"
+
+
+def cord_quarantine_lot(session: Any) -> int:
+    """The demo UC-MSC lot (cryopreserved, from an approved cord donor; seed_quarantine_lot seeds it) put in
+    quarantine. An exceptional release names a patient whose protocol takes the lot's product
+    (release.patient_refusal): the demo quarantine lot is adipose MSC (AT-MSC), which no configured protocol
+    takes, while the lupus protocol (SLE-UC) takes UC-MSC."""
+    from mscbatch.lots.demo import chain_lot
+    from mscbatch.lots.services import transition_lot
+
+    lot = chain_lot(session)
+    assert lot is not None, "seed_quarantine_lot seeds the demo UC-MSC lot"
+    transition_lot(session, user(session, "tech"), lot.id, "quarantine", "Cryopreserved: awaiting QC")
+    return lot.id
+
+
+def lupus_patient_code(session: Any, **options: Any) -> str:
+    """The code of a registered, enrolled lupus (SLE-UC) patient: one an exceptional release of a UC-MSC lot may
+    name (options: tests.integration.patient_factories.patient's)."""
+    from tests.integration.patient_factories import patient
+
+    return str(patient(session, user(session, "clinician"), **options).code)

@@ -19,7 +19,12 @@ from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import verify as verify_signature
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, add_user, api_token_for
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+    user,
+)
 
 CRITICAL = "Biosafety cabinet airflow alarm during the P2 medium change; work went on for 4 minutes"
 MINOR = "Incubator door left ajar 1 minute at P1"
@@ -27,10 +32,13 @@ RATIONALE = "Settle plates and the sterility result of the lot are clean; the al
 
 
 def _lot_with_deviation(app: Any, monkeypatch: Any, client: Any, severity: str, description: str,
-                        skip: tuple[str, ...] = ()) -> tuple[int, int]:
+                        skip: tuple[str, ...] = (), cord: bool = False) -> tuple[int, int]:
     """A quarantined lot with every test passing (but `skip`), and a deviation recorded through the lot page by
-    `client`."""
+    `client`. `cord`: the demo UC-MSC lot, which a lupus patient can receive (an exceptional release's patient)."""
     lot_id = seed_quarantine_lot(app, monkeypatch)
+    if cord:
+        with app.extensions["mscbatch.db"].new_session() as session:
+            lot_id = cord_quarantine_lot(session)
     with app.extensions["mscbatch.db"].new_session() as session:
         step_id = session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot_id).limit(1))
     recorded = client.post(f"/lots/{lot_id}/deviations", follow_redirects=True, data={
@@ -173,12 +181,13 @@ def test_a_minor_deviation_is_weighed_by_the_release_signature_alone(app, users,
 def test_an_exceptional_release_also_waits_for_the_assessment(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
     """The clinician weighed the OOS result for the patient, not the deviation: QA assesses it before countersigning."""
     lot_id, deviation_id = _lot_with_deviation(app, monkeypatch, client_as("technician"), "critical", CRITICAL,
-                                               skip=("viability",))
+                                               skip=("viability",), cord=True)
     with app.extensions["mscbatch.db"].new_session() as session:
+        code = lupus_patient_code(session)  # a registered patient who can receive the lot (release.patient_refusal)
         results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
             test_id="viability", value="60", unit="%", analyst="Tom QC", tested_on=site_today()))
     asked = client_as("clinician").post(f"/release/lots/{lot_id}/exceptional", data={
-        "exceptional-patient_code": "LUP-007", "exceptional-password": PASSWORD,
+        "exceptional-patient_code": code, "exceptional-password": PASSWORD,
         "exceptional-justification": "No other lot in time; refractory disease, significant hazard otherwise."})
     assert asked.status_code == 302, asked.get_data(as_text=True)
     qa = client_as("qa")

@@ -43,7 +43,11 @@ from tests.integration.lot_factories import TODAY, approved_adipose_donor, at
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import prescribed_bag
 from tests.integration.test_labelling import make_lot, pdf_text, qr_codes
-from tests.integration.test_release_support import seed_quarantine_lot
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+)
 
 
 def _session(app: Any) -> Any:
@@ -113,8 +117,10 @@ def test_a_label_printed_before_the_release_state_was_recorded_is_not_the_releas
 # ---- 2 and 4. an exceptional release: the label names the patient, the public page does not ------------------------
 
 def _exceptionally_released(app: Any, monkeypatch: Any, patient_code: str = "SLE-UC-007") -> int:
-    lot_id = seed_quarantine_lot(app, monkeypatch)
-    with _session(app) as session:
+    seed_quarantine_lot(app, monkeypatch)
+    with _session(app) as session:  # a UC-MSC lot and a registered lupus patient (release.patient_refusal)
+        lot_id = cord_quarantine_lot(session)
+        lupus_patient_code(session, code=patient_code)
         enter_panel(session, user(session, "technician"), lot_id, {"viability": ("65", "%")})
         release.request_exceptional_release(session, user(session, "clinician"), lot_id, patient_code,
                                             "No alternative therapy; life-threatening flare, benefit outweighs risk",

@@ -21,15 +21,25 @@ from mscbatch.release.models import LotDisposition
 from mscbatch.release.queries import release_state
 from mscbatch.signatures.services import signatures_of
 from tests.conftest import PASSWORD
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+    user,
+)
 
 WHY = "No alternative therapy; life-threatening flare, benefit outweighs the risk of the batch"
 OTHER_WHY = "Refractory nephritis, no other lot in time: significant hazard to the patient otherwise"
 
 
 def _oos_lot(app: Any, monkeypatch: Any) -> int:
-    lot_id = seed_quarantine_lot(app, monkeypatch)
+    """An OOS UC-MSC lot, and the lupus patients SLE-UC-101 and SLE-UC-102 its requests name (an exceptional
+    release names a registered patient whose protocol takes the lot's product: release.patient_refusal)."""
+    seed_quarantine_lot(app, monkeypatch)
     with app.extensions["mscbatch.db"].new_session() as session:
+        lot_id = cord_quarantine_lot(session)
+        for code in ("SLE-UC-101", "SLE-UC-102"):
+            lupus_patient_code(session, code=code)
         enter_panel(session, user(session, "technician"), lot_id, {"viability": ("65", "%")})  # an OOS batch
     return lot_id
 

@@ -18,7 +18,12 @@ from mscbatch.release.models import LotDisposition
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_labelling import pdf_text
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+    user,
+)
 
 STERILITY_WHY = "Sterility BacT/ALERT still incubating (day 7 of 14)"
 COUNT_WHY = "Counted on the pooled cryo bags by a second method; the harvest count under-read (CAPA-12)"
@@ -102,17 +107,19 @@ def test_a_completion_is_refused_when_the_signed_release_kept_no_count_justifica
 
 def test_an_exceptional_release_refusal_says_the_result_is_corrected_and_the_clinician_asks_again(
         app, users, monkeypatch):
-    lot_id = seed_quarantine_lot(app, monkeypatch)
-    with app.extensions["mscbatch.db"].new_session() as session:
+    seed_quarantine_lot(app, monkeypatch)
+    with app.extensions["mscbatch.db"].new_session() as session:  # a UC-MSC lot, a lupus patient (patient_refusal)
+        lot_id = cord_quarantine_lot(session)
+        code = lupus_patient_code(session)
         enter_panel(session, user(session, "technician"), lot_id,
                     {"viability": ("65", "%"), "viable_cell_count": ("500000000", "cells")})
-        release.request_exceptional_release(session, user(session, "clinician"), lot_id, "SLE-UC-007",
+        release.request_exceptional_release(session, user(session, "clinician"), lot_id, code,
                                             "No alternative therapy; life-threatening flare, benefit outweighs risk",
                                             PASSWORD)
         with pytest.raises(Conflict) as refused:
             release.approve_exceptional_release(session, user(session, "qa"), lot_id, PASSWORD)
     message = refused.value.message
-    assert "is more than the 123.42 x10^6 viable cells" in message
+    assert "is more than the 216.2 x10^6 viable cells" in message  # the demo UC-MSC lot's harvest
     assert "A technician corrects the result; the clinician then asks again" in message
     assert "justification" not in message.lower()
 

@@ -33,7 +33,11 @@ from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_custody_support import prescribed_bag
 from tests.integration.test_recall_support import scene
-from tests.integration.test_release_support import seed_quarantine_lot
+from tests.integration.test_release_support import (
+    cord_quarantine_lot,
+    lupus_patient_code,
+    seed_quarantine_lot,
+)
 from tests.reliability.support import InjectedFault, assert_chain_verifies, digests_of, drive_faults
 
 
@@ -179,13 +183,15 @@ def test_a_fault_at_any_step_of_a_rejection_leaves_nothing(app, users):
 
 
 def test_a_fault_at_any_step_of_an_exceptional_release_request_and_approval_leaves_nothing(app, users, monkeypatch):
-    lot_id = seed_quarantine_lot(app, monkeypatch)
+    seed_quarantine_lot(app, monkeypatch)
     database = app.extensions["mscbatch.db"]
     url = app.config["DATABASE_URL"]
-    with database.new_session() as session:
+    with database.new_session() as session:  # a UC-MSC lot and a registered lupus patient (release.patient_refusal)
+        lot_id = cord_quarantine_lot(session)
+        code = lupus_patient_code(session)
         enter_panel(session, user(session, "technician"), lot_id, {"viability": ("66", "%")})
     assert drive_faults(url, lambda session: release.request_exceptional_release(
-        session, user(session, "clinician"), lot_id, "sle-007",
+        session, user(session, "clinician"), lot_id, code,
         "No alternative therapy; life-threatening flare, benefit outweighs risk", PASSWORD),
         target=database.new_session) >= 2
     assert _count(app, Signature, Signature.meaning == CLINICIAN_MEANING) == 1

@@ -88,8 +88,19 @@ def enforce_access() -> Any:
     if _password_must_change():
         return _to_password_change()
     if rule.roles is not None and not current_user.has_role(*rule.roles):
-        raise PermissionDenied("Your role does not allow this. It needs: " + ", ".join(sorted(rule.roles)) + ".")
+        raise PermissionDenied(f"Your role does not allow this. {_roles_needed(rule.roles)}")
     return None
+
+
+def _roles_needed(roles: Any) -> str:
+    """The roles a page needs, in the words the users page and the header use (never the codes)."""
+    from mscbatch.auth.models import ROLE_LABELS, ROLES
+
+    labels = [ROLE_LABELS.get(role, role) for role in sorted(roles, key=lambda r: (ROLES.index(r) if r in ROLES
+                                                                                   else len(ROLES), r))]
+    if len(labels) == 1:
+        return f"It needs the role {labels[0]}."
+    return "It needs one of these roles: " + ", ".join(labels) + "."
 
 
 def _ended_words(reason: str) -> str:

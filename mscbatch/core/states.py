@@ -73,6 +73,26 @@ class StateMachine:
         held = _role_set(roles)
         return tuple(target for target, allowed in self.transitions[current].items() if allowed & held)
 
+    def roles_for(self, target: str, current: str | None = None) -> frozenset[str]:
+        """Who may move to `target`: from `current` when the table has that move, else from any state (the roles
+        that may ever make it). For showing an action only to those who may do it, and for refusing anyone else
+        (403) before the subject's own state is judged."""
+        self._known(target, "")
+        if current is not None and target in self.transitions.get(current, {}):
+            return self.transitions[current][target]
+        return frozenset().union(*(targets[target] for targets in self.transitions.values() if target in targets))
+
+    def check_authority(self, current: str, target: str, roles: Iterable[str], subject: str | None = None) -> None:
+        """Raise TransitionRefused (kind "authority") unless `roles` may make this move (roles_for), whatever the
+        order: a role that may never make it is told so first, not what the subject's state would need."""
+        allowed, held = self.roles_for(target, current), _role_set(roles)
+        if allowed & held:
+            return
+        subject = subject or f"this {self.name}"
+        action = f"{self.verbs[target]} {subject}" if target in self.verbs else f"move {subject} to {_label(target)}"
+        message = f"only {' or '.join(sorted(allowed))} may {action} (your roles: {', '.join(sorted(held)) or 'none'})"
+        raise TransitionRefused(message, machine=self.name, current=current, target=target, kind="authority")
+
     def check(self, current: str, target: str, roles: Iterable[str], subject: str | None = None) -> None:
         """Raise TransitionRefused unless `roles` may move `subject` from `current` to `target`."""
         subject = subject or f"this {self.name}"

@@ -129,8 +129,9 @@ class InfusionInSchema(Schema):
 
 class EndInSchema(Schema):
     volume_ml = fields.Decimal(required=True, as_string=True)
-    reason = fields.String(load_default="", validate=validate.Length(max=2000),
-                           metadata={"description": "required when the volume given is outside the prescription"})
+    reason = fields.String(load_default="", validate=validate.Length(max=infusions.END_REASON_MAX),
+                           metadata={"description": "required when the volume given is outside the prescription "
+                                                    f"(at most {infusions.END_REASON_MAX} characters)"})
 
 
 class ReactionInSchema(Schema):

@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,7 +15,7 @@ from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import User
-from mscbatch.auth.passwords import verify_password
+from mscbatch.auth.passwords import dummy_hash, verify_password
 from mscbatch.auth.services import admin_beside_words
 from mscbatch.custody.checks import BedsideResult, evaluate
 from mscbatch.custody.models import TwoPersonCheck
@@ -65,35 +66,50 @@ SAME_PERSON_REASON = "second person is the first checker"
 NOT_BEDSIDE_ROLE_REASON = "second person: not a nurse or a clinician"
 
 
+#: the one answer to every refused second person (an unknown name, a wrong password, a locked, disabled or
+#: otherwise shut account, a role that may not confirm): telling them apart would let any signed-in ward user list
+#: the accounts, their state and their roles. The audit events keep the true reason, for QA.
+SECOND_PERSON_REFUSED = ("Second person: wrong user name or password. Ask them to type both again; if they are sure "
+                         "of them, their account cannot confirm (locked, disabled, or not a nurse or a clinician): "
+                         "ask another nurse or clinician.")
+
+
+def _refused(session: Session, by: Any, reason: str, entity_id: Any, **new: Any) -> AuthenticationFailed:
+    with use_case(session, by, reason):
+        trail.record(session, "second_person_refused", "user_account", entity_id, **new)
+    return AuthenticationFailed(SECOND_PERSON_REFUSED, field="second_password")
+
+
 def verify_second_person(session: Session, username: str, password: str, by: Any = None) -> User:
     """Check another person's credentials without opening a session for them. Failures are audited and count
     towards the account lockout, as at sign-in; `by`, the signed-in person who typed them, is the events' actor
-    (who guessed a colleague's password, or locked them out, is then in the trail, not "system")."""
+    (who guessed a colleague's password, or locked them out, is then in the trail, not "system"). Every refusal is
+    the same answer (SECOND_PERSON_REFUSED, 401) after one password verification: an unknown name is verified
+    against a dummy hash, as at sign-in, and an account refused for what it is (shut, or not a bedside role) against
+    the dummy hash too, its own password untried and uncounted (a nurse cannot lock a QA account from the ward)."""
+    if not password:  # nothing typed is no attempt: not a strike against the colleague, not audited (as at signing)
+        raise ValidationFailed("Second person: type your password. Nothing was confirmed.", field="second_password")
     name = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == name))
+    profile = current_app.config.get("PASSWORD_HASH_PROFILE", "standard") if has_app_context() else "standard"
     if user is None:
-        with use_case(session, by, "second person: unknown user name"):
-            trail.record(session, "second_person_refused", "user_account", None, new=masked_name(name))
-        raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
+        verify_password(dummy_hash(profile), password or "")  # the time of a real account's check: names none
+        raise _refused(session, by, "second person: unknown user name", None, new=masked_name(name))
     if user.locked_out_at is not None or not user.is_enabled:
-        with use_case(session, by, "second person: account locked or disabled"):
-            trail.record(session, "second_person_refused", "user_account", user.id)
-        raise AuthenticationFailed("Second person: this account is locked or disabled.", field="second_username")
-    why = admin_beside_words(user)  # locked and disabled are refused above: the rest of User.is_active
-    if why:  # the administrator role held beside nurse (from an older version): may not sign in
-        with use_case(session, by, "second person: account may not sign in"):
-            trail.record(session, "second_person_refused", "user_account", user.id)
-        raise AuthenticationFailed(f"Second person: this account may not sign in, as {why}.", field="second_username")
-    if not user.has_role(*BEDSIDE_ROLES):  # before the password: a wrong one would count towards a lockout that a
-        # nurse could then inflict on any QA or admin account by typing its user name here
-        with use_case(session, by, NOT_BEDSIDE_ROLE_REASON):
-            trail.record(session, "second_person_refused", "user_account", user.id)
-        raise PermissionDenied("The second person must be a nurse or a clinician.", field="second_username")
+        verify_password(dummy_hash(profile), password or "")
+        raise _refused(session, by, "second person: account locked or disabled", user.id)
+    if admin_beside_words(user):  # the administrator role held beside nurse (from an older version): may not sign in
+        verify_password(dummy_hash(profile), password or "")
+        raise _refused(session, by, "second person: account may not sign in", user.id)
+    if not user.has_role(*BEDSIDE_ROLES):  # before its own password: a wrong one would count towards a lockout that
+        # a nurse could then inflict on any QA or admin account by typing its user name here
+        verify_password(dummy_hash(profile), password or "")
+        raise _refused(session, by, NOT_BEDSIDE_ROLE_REASON, user.id)
     if not verify_password(user.password_hash, password or ""):
         with use_case(session, by, "second person: wrong password"):
             count_wrong_password(user)
             trail.record(session, "second_person_refused", "user_account", user.id)
-        raise AuthenticationFailed("Second person: wrong user name or password.", field="second_password")
+        raise AuthenticationFailed(SECOND_PERSON_REFUSED, field="second_password")
     return user
 
 

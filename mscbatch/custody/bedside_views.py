@@ -16,7 +16,7 @@ from mscbatch.auth.models import User
 from mscbatch.custody import bedside, infusions
 from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
-from mscbatch.custody.views import BEDSIDE, _ward, bp, check_valid_for, label_key
+from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -68,7 +68,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
-        may_sign=may_sign), status
+        may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0])), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.custody.checks import donor_problem, local_and_utc, lot_unusable
 from mscbatch.custody.models import CustodyEvent
-from mscbatch.custody.services import _text, lock_bag, record_event
+from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, ValidationFailed
@@ -22,9 +22,14 @@ from mscbatch.release.queries import bag_release
 
 
 def _simple(session: Session, actor: Any, bag_id: int, kind: str, *, location: str, scan: str,
-            details: dict[str, Any] | None = None, reason: str = "") -> CustodyEvent:
+            details: dict[str, Any] | None = None, reason: str = "", no_reason: str = "") -> CustodyEvent:
+    """`no_reason`: the words refusing an empty reason, said after the role is checked (a role that may never do
+    this is told so, not asked for a reason)."""
     with use_case(session, actor, reason or None):
         bag = lock_bag(session, bag_id)
+        require_authority(actor, bag, kind)
+        if no_reason and not (reason or "").strip():
+            raise ValidationFailed(no_reason, field="reason")
         event = record_event(session, actor, bag, kind, location=location, scan=scan, details=details, reason=reason)
     return event
 
@@ -40,6 +45,7 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         raise ValidationFailed(" ".join(said.values()), errors={name: [words] for name, words in said.items()})
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
+        require_authority(actor, bag, "dispatched")  # who may dispatch at all, before the bag is judged
         unfit = _unfit(session, bag)
         if unfit:
             raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
@@ -64,6 +70,7 @@ def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", sc
     account may hold technician and nurse) cannot also record its receipt."""
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
+        require_authority(actor, bag, "received")
         if bag.status == "dispatched" and _dispatcher_id(session, bag.id) == actor.id:
             raise Conflict(f"Refused: you dispatched bag {bag.din} yourself; its receipt on the ward is recorded by "
                            "someone else (the nurse who takes it over from the courier).")
@@ -78,6 +85,7 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     the inquiry as it was."""
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
+        require_authority(actor, bag, "thawed")
         unfit = _unfit(session, bag)
         if unfit:
             raise Conflict(f"DO NOT THAW bag {bag.din}: {unfit} Keep it frozen and call the cell therapy unit.")
@@ -114,13 +122,11 @@ def _unfit(session: Session, bag: Bag) -> str | None:
 
 def return_bag(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
                scan: str = "") -> CustodyEvent:
-    if not (reason or "").strip():
-        raise ValidationFailed("Say why the bag is returned.", field="reason")
-    return _simple(session, actor, bag_id, "returned", location=location, scan=scan, reason=reason)
+    return _simple(session, actor, bag_id, "returned", location=location, scan=scan, reason=reason,
+                   no_reason="Say why the bag is returned.")
 
 
 def discard(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
             scan: str = "") -> CustodyEvent:
-    if not (reason or "").strip():
-        raise ValidationFailed("Say why the bag is discarded.", field="reason")
-    return _simple(session, actor, bag_id, "discarded", location=location, scan=scan, reason=reason)
+    return _simple(session, actor, bag_id, "discarded", location=location, scan=scan, reason=reason,
+                   no_reason="Say why the bag is discarded.")

@@ -34,7 +34,7 @@ from mscbatch.custody.bedside import (
 from mscbatch.custody.checks import BedsideResult, evaluate, local_and_utc, resolve_bag
 from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short
-from mscbatch.custody.services import _text, lock_bag, record_event
+from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Bag
@@ -134,6 +134,9 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
                                "character) to start the infusion.", field="bag")
     try:
         with use_case(session, actor):
+            started = session.get(Bag, bag_id)
+            if started is not None:  # who may start at all (a nurse), before the scans and the check are judged
+                require_authority(actor, started, "infusion_started")
             _refuse_another_bag(session, bag_id, bag_scan, label_key)
             bag = lock_bag(session, bag_id)
             _refuse_infused(session, bag)
@@ -239,6 +242,10 @@ def _short_words(short: CourseShort, volume: Decimal) -> str:
             "say why (it is recorded and the clinician must be told).")
 
 
+#: the longest reason for a volume outside the prescription (the web form's and the API's limit alike)
+END_REASON_MAX = 500
+
+
 def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
     """Record the end and the volume given. More than the prescription draws from the bag (a partial dose given
     whole), or less by more than the protocol's dose tolerance (stopped early), is recorded as it happened, never
@@ -249,6 +256,9 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
     reason = (reason or "").strip()
+    if len(reason) > END_REASON_MAX:  # never cut: the record the pages flag keeps it whole, or refuses it
+        raise ValidationFailed(f"Why the volume differs from the prescription: at most {END_REASON_MAX} characters "
+                               f"({len(reason)} given).", field="reason")
     with use_case(session, actor, reason or None):
         infusion = session.get(Infusion, infusion_id, with_for_update=True, populate_existing=True)
         if infusion is None:
@@ -271,15 +281,15 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
                                    field="volume_ml")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
         # why the volume or the course is outside the prescription, on the record the pages flag (and audited)
-        infusion.volume_reason = reason[:500] if (outside or short) else None
+        infusion.volume_reason = reason if (outside or short) else None
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
         if outside:
             details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
-                            "prescribed_ml": str(prescribed), "why": reason[:500]})
+                            "prescribed_ml": str(prescribed), "why": reason})
         if short:  # the course as a whole falls below the prescription's band: flagged as the bag's volume is
             details.update({COURSE_BELOW_BAND: True,
                             "course_expected_cells": f"{short.expected_cells.quantize(Decimal(1)):f}",
-                            "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason[:500]})
+                            "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason})
         record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
 

@@ -53,6 +53,19 @@ def _text(value: Any, limit: int) -> str:
     return ("" if value is None else str(value)).strip()[:limit]
 
 
+def require_authority(actor: Any, bag: Bag, kind: str) -> None:
+    """Refuse (403) a role that the bag state machine never lets record `kind` from the bag's state (or, when the
+    move is out of order anyway, from any state), before the bag is judged: a nurse asking to dispatch is told that
+    only a technician dispatches, not that the lot is not released, as if a release would let a nurse send it."""
+    target = EVENT_TARGETS.get(kind)
+    if target is None:
+        return
+    try:
+        BAG.check_authority(bag.status, target, _roles(actor), subject=f"bag {bag.din}")
+    except TransitionRefused as refusal:
+        raise PermissionDenied(f"Refused: {refusal}.") from None
+
+
 def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location: str = "", scan: str = "",
                  details: dict[str, Any] | None = None, reason: str = "", at: datetime | None = None) -> CustodyEvent:
     """Append one custody event and move the bag (inside the caller's use case; `bag` locked by the caller)."""

@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
+from mscbatch.core.states import BAG
 from mscbatch.custody import handover, infusions, services
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
@@ -29,15 +30,19 @@ BEDSIDE = ("nurse", "clinician")
 INFUSION_READERS = PATIENT_READERS
 #: the ward page: QA for discarding a bag returned to the unit or in stock (the bag state machine says who may what)
 WARD = ("nurse", "clinician", "technician", "qa")
-#: one-tap action -> (roles shown the button, label)
+#: one-tap action -> (roles shown the button, label): the roles the bag state machine lets make the move, from some
+#: state (mscbatch.core.states.BAG_TRANSITIONS), so that no button is shown to someone it would always refuse;
+#: "end" changes no state: the bedside roles end an infusion (custody.infusions.end_infusion)
 ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "receive": (("nurse", "clinician", "technician"), "Receive on the ward"),
-    "thaw": (("nurse", "clinician", "technician"), "Thaw"),
-    "start": (BEDSIDE, "Start infusion"),
+    "receive": (tuple(sorted(BAG.roles_for("received"))), "Receive on the ward"),
+    "thaw": (tuple(sorted(BAG.roles_for("thawed"))), "Thaw"),
+    "start": (tuple(sorted(BAG.roles_for("infused") & set(BEDSIDE))), "Start infusion"),
     "end": (BEDSIDE, "End infusion"),
-    "return": (("nurse", "clinician", "technician"), "Return to the unit"),
-    "discard": (("nurse", "qa"), "Discard (broken, past its post-thaw limit...)"),
+    "return": (tuple(sorted(BAG.roles_for("returned"))), "Return to the unit"),
+    "discard": (tuple(sorted(BAG.roles_for("discarded"))), "Discard (broken, past its post-thaw limit...)"),
 }
+#: who may dispatch a bag to the ward (the ward page's dispatch form)
+DISPATCHERS = tuple(sorted(BAG.roles_for("dispatched")))
 
 
 def label_key() -> str:
@@ -51,7 +56,9 @@ def check_valid_for() -> timedelta:
 def _ward(form: WardForm | None = None, dispatch_form: DispatchForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
     return render_template("custody/ward.html", form=form or WardForm(formdata=None),
-                           dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS), status
+                           dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS,
+                           dispatchers=DISPATCHERS,
+                           with_reason=ACTIONS["return"][0] + ACTIONS["discard"][0]), status
 
 
 @bp.route("")
@@ -110,7 +117,7 @@ def event() -> Any:
 
 
 @bp.route("/dispatch", methods=["POST"])
-@roles_required("technician")
+@roles_required(*DISPATCHERS)
 def dispatch() -> Any:
     form = DispatchForm()
     if form.validate_on_submit():

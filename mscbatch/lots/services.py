@@ -265,6 +265,9 @@ def transition_lot(session: Session, actor: Any, lot_id: int, target: str, reaso
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the state change: it goes into the audit trail.", field="reason")
     if target in SIGNED_TARGETS:
+        if not LOT.roles_for(target) & _roles_of(actor):  # a role that never may: told so (403), not what it needs
+            raise PermissionDenied(f"Only {' or '.join(sorted(LOT.roles_for(target))).upper()} may move a lot to "
+                                   f"{target.replace('_', ' ')}, with an electronic signature.", field="target")
         raise Conflict(f"Moving a lot to {target.replace('_', ' ')} needs QA's electronic signature (release "
                        "capability); it cannot be done as a plain state change.", field="target")
     with use_case(session, actor, reason):

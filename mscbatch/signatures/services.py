@@ -27,6 +27,19 @@ from mscbatch.errors import AuthenticationFailed, PermissionDenied
 from mscbatch.signatures.models import Signature
 
 
+class PasswordNotTyped(AuthenticationFailed):
+    """No password typed: nothing to verify, so nothing is counted or audited as a wrong password (a blank is a
+    slip of the hand, not a guess). An AuthenticationFailed, so that callers that name which person's password was
+    refused (the bedside check's scanner) still do; 422 like any other empty required field."""
+
+    status = 422
+    title = "Invalid input"
+
+
+#: the answer to a signature with an empty password field
+PASSWORD_NOT_TYPED = "Type your password to sign. Nothing was signed."
+
+
 class Signable(Protocol):
     __tablename__: str
     locked_at: Any
@@ -68,7 +81,9 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     if getattr(signer, "must_change_password", False):  # the administrator who chose the password could sign
         raise PermissionDenied("Signature refused: an administrator chose this account's password. Change it on My "
                                "account first; nothing was signed.")
-    if not verify_password(signer.password_hash, password or ""):
+    if not password:  # refused before verification: an empty field is not a wrong password and is not counted
+        raise PasswordNotTyped(PASSWORD_NOT_TYPED, field="password")
+    if not verify_password(signer.password_hash, password):
         own, parent = (record.__tablename__, trail.entity_id_of(record)), _parent_of(record)
         session.rollback()  # nothing of the refused use case is kept ...
         # a record the refused use case created (flushed or not) is gone with it: its lot, donor or patient is audited

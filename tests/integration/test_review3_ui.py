@@ -16,6 +16,7 @@ import html
 import re
 from datetime import timedelta
 
+from mscbatch.custody.bedside import SECOND_PERSON_REFUSED
 from mscbatch.donors.models import APPROVED
 from mscbatch.lots import storage
 from mscbatch.lots.models import Bag, Lot
@@ -52,7 +53,7 @@ def test_a_refused_second_person_is_summarised_at_the_top_of_the_bedside_page(ap
         "second_username": "nurse2", "second_password": "not-the-password", "checker_password": PASSWORD})
     body = response.get_data(as_text=True)
     assert response.status_code == 401
-    assert _summary(body) == "Not saved: Second person: wrong user name or password."
+    assert _summary(body) == "Not saved: " + SECOND_PERSON_REFUSED
     assert '<a href="#second_password" data-field="second_password">' in body  # a link to the field
     # at the top of the content: before the green verdict the nurse sees first, and the form far below it
     assert _first(body, 'id="error-summary"', 'class="verdict', 'name="second_password"') == 'id="error-summary"'

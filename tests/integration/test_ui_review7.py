@@ -1,0 +1,97 @@
+"""UI review 7: a blank signature password is not a wrong one, a failed sign-in is headed "Not signed in", the
+403 page names roles in words. Through the web pages, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from mscbatch.audit.models import AuditEvent
+from mscbatch.signatures.models import Signature
+from tests.integration.test_release_support import seed_quarantine_lot, user
+
+WHY = "Mycoplasma positive: lot unfit"
+
+
+@pytest.fixture
+def lot_id(app, users, monkeypatch):  # type: ignore[no-untyped-def]
+    return seed_quarantine_lot(app, monkeypatch)
+
+
+def _state(app, username):  # type: ignore[no-untyped-def]
+    """(failed password count, refusal events, signatures) as the database holds them."""
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        return (user(session, username).failed_logins,
+                session.scalar(select(func.count()).select_from(AuditEvent).where(
+                    AuditEvent.action.in_(("signature_refused", "login_failed")))),
+                session.scalar(select(func.count()).select_from(Signature)))
+    finally:
+        session.close()
+
+
+def test_a_blank_signature_password_is_refused_naming_the_field_and_counts_nothing(app, client_as, lot_id):
+    qa = client_as("qa")
+    before = _state(app, "qa")
+    response = qa.post(f"/release/lots/{lot_id}/release", data={
+        "action": "reject", "release-password": "", "release-justification": "Mycoplasma positive: lot unfit"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422, page[:2000]
+    assert "Type your password to sign. Nothing was signed." in page
+    assert "wrong password" not in page
+    assert 'id="release-password-error"' in page  # next to the field, not only at the top
+    assert "Mycoplasma positive: lot unfit" in page  # what else was typed is kept
+    assert _state(app, "qa") == before  # no strike, no refusal in the trail, nothing signed
+    # five blanks in a row do not lock the account: the sixth try, with the password, signs
+    for _ in range(5):
+        assert qa.post(f"/release/lots/{lot_id}/release", data={
+            "action": "reject", "release-password": "", "release-justification": WHY}).status_code == 422
+    assert _state(app, "qa") == before
+    wrong = qa.post(f"/release/lots/{lot_id}/release", data={"action": "reject", "release-password": "nope",
+                                                             "release-justification": WHY})
+    assert wrong.status_code == 401 and "wrong password" in wrong.get_data(as_text=True)
+    assert _state(app, "qa")[0] == before[0] + 1  # a wrong password still counts
+
+
+def test_a_failed_sign_in_is_headed_not_signed_in(app, users):
+    client = app.test_client()
+    page = client.post("/login", data={"username": "qa", "password": "wrong"}).get_data(as_text=True)
+    heading = re.search(r'<h2 id="error-summary-title">(.*?)</h2>', page)
+    assert heading and heading.group(1) == "Not signed in:", page[:3000]
+    assert "Not saved" not in page
+
+
+def test_other_refused_forms_keep_their_not_saved_heading(client_as, lot_id):
+    qa = client_as("qa")
+    page = qa.post(f"/release/lots/{lot_id}/release", data={"action": "reject", "release-password": "nope",
+                                                            "release-justification": WHY}).get_data(as_text=True)
+    assert '<h2 id="error-summary-title">Not saved:</h2>' in page
+
+
+def test_the_403_page_names_the_roles_in_words_not_codes(client_as, lot_id):
+    nurse = client_as("nurse")
+    response = nurse.get(f"/release/lots/{lot_id}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 403
+    needs = re.search(r"It needs[^<]*", page)
+    assert needs, page[:3000]
+    words = needs.group(0)
+    assert "QA / Qualified Person" in words and "Lab technician" in words, words
+    assert words == "It needs one of these roles: Lab technician, QA / Qualified Person, Clinician, Administrator."
+
+
+def test_the_403_page_names_a_single_role_in_words(client_as):
+    response = client_as("technician").get("/admin/users")
+    assert response.status_code == 403
+    assert "It needs the role Administrator." in response.get_data(as_text=True)
+
+
+def test_blank_passwords_on_my_account_are_refused_by_the_forms_and_count_nothing(app, client_as):
+    """Already right (DataRequired on both forms): kept so that it stays so."""
+    tech = client_as("technician")
+    before = _state(app, "technician")
+    changed = tech.post("/account/password", data={"current_password": "", "new_password": "a-new-long-password-1"})
+    token = tech.post("/account/tokens", data={"name": "scanner", "password": ""})
+    assert changed.status_code in (400, 422) and token.status_code in (400, 422)
+    assert _state(app, "technician") == before

@@ -130,7 +130,8 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
         raise ValidationFailed("Scan the patient's wristband again (on the patient's arm) to start the infusion.",
                                field="wristband")
     if not bag_scan:
-        raise ValidationFailed("Scan the label of the bag in your hand (its QR code, or type its DIN with the check "
+        # worded as the field's label: the page's summary then says it once, not "label: label again"
+        raise ValidationFailed("Scan the label of the bag in your hand (QR code, or the DIN with its check "
                                "character) to start the infusion.", field="bag")
     try:
         with use_case(session, actor):

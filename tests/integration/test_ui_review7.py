@@ -2,6 +2,7 @@
 403 page names roles in words. Through the web pages, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -95,3 +96,28 @@ def test_blank_passwords_on_my_account_are_refused_by_the_forms_and_count_nothin
     token = tech.post("/account/tokens", data={"name": "scanner", "password": ""})
     assert changed.status_code in (400, 422) and token.status_code in (400, 422)
     assert _state(app, "technician") == before
+
+
+# ---- the start form on the confirmed check's page (UI review 7, ward findings 3 and 5) -------------------------------
+
+def test_the_start_form_names_the_bag_as_it_must_be_typed_and_says_a_missing_bag_once(app, client_as):
+    """The hint named the bag by its 13-character DIN, which the start then refused ("Type all 14 characters");
+    and a start with no bag scanned was summarised as "<label>: <the label again> to start the infusion"."""
+    from mscbatch.lots.models import Bag
+    from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
+
+    session = app.extensions["mscbatch.db"].new_session()
+    ward = prescribed_bag(session)
+    check_id = checked_and_confirmed(session, ward)
+    bag = session.get(Bag, ward.bag_id)
+    full, din = bag.din + bag.check_character, bag.din
+    session.close()
+    nurse = client_as("nurse")
+    page = nurse.get(f"/ward/checks/{check_id}").get_data(as_text=True)
+    assert f"it must be bag {full} (all 14 characters" in page
+    response = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband, "bag": ""})
+    body = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 422, response.status_code
+    assert "with its check character) to start the infusion." in body
+    assert "with its check character): Scan the label" not in body  # not "label: label again"
+    assert f"bag {din} " not in page and f"bag {din}." not in page  # the 13 characters alone are refused at start

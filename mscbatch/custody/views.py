@@ -13,9 +13,10 @@ from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
 from mscbatch.core.states import BAG
-from mscbatch.custody import handover, infusions, services
+from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
+from mscbatch.database import utcnow
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.models import Lot
@@ -95,6 +96,14 @@ def event() -> Any:
             flash(f"Bag {bag.din} recorded as DISCARDED ({(form.reason.data or '').strip()}). Dispose of it as "
                   "biological waste; if it was prescribed, tell the prescriber.", "success")
         elif action == "start":
+            if not (form.wristband.data or "").strip():  # the bag alone: the start is on its confirmed check's page
+                # (scanning the wristband here too would run a new check and ask for a second person again)
+                confirmed = bedside.latest_confirmed_check(db.session, bag.id, utcnow() - check_valid_for())
+                if confirmed is None:
+                    raise ValidationFailed(
+                        f"Bag {bag.din}: Start infusion is on the confirmed check's page. Scan the patient's "
+                        "wristband and the bag, have a second person confirm, then start there.", field="bag")
+                return redirect(url_for("custody.check", check_id=confirmed.id, _method="GET", _anchor="start-form"), 303)
             infusion = infusions.start_infusion(db.session, current_user, bag.id, wristband=form.wristband.data or "",
                                                 bag_scan=form.bag.data or "", label_key=label_key(),
                                                 valid_for=check_valid_for())

@@ -119,8 +119,14 @@ def test_the_ward_page_start_uses_its_wristband_field(app, users, db_session, cl
     html = wrong.get_data(as_text=True)
     assert wrong.status_code == 409 and "WRONG PATIENT: this wristband is not the patient" in html
     assert 'id="wristband-error"' in html  # next to the field the nurse has to scan again
+    # the bag alone: sent to its confirmed check's start form (a wristband scanned on the ward page would run a new
+    # check and ask for a second person again)
     blank = nurse.post("/ward/event", data={"wristband": "", "bag": ward.token, "action": "start"})
-    assert blank.status_code == 422 and "Scan the patient&#39;s wristband again" in blank.get_data(as_text=True)
+    assert blank.status_code == 303 and "/ward/checks/" in blank.headers["Location"]
+    assert blank.headers["Location"].endswith("#start-form")
+    unconfirmed = nurse.post("/ward/event", data={"wristband": "", "bag": other.token, "action": "start"})
+    assert unconfirmed.status_code == 422
+    assert "Start infusion is on the confirmed check&#39;s page" in unconfirmed.get_data(as_text=True)
     assert _written(db_session) == before
     assert [r[:3] for r in _refusals(db_session)] == [("wrong_patient", ward.bag_id, "nurse")]
 

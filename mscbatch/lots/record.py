@@ -16,7 +16,7 @@ from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.core.culture import format_cells, harvest_bounds
 from mscbatch.core.site_config import Product
-from mscbatch.core.states import LOT, BagStatus
+from mscbatch.core.states import LOT, BagStatus, effective_bag_status
 from mscbatch.donors.models import Donor, DonorLookback
 from mscbatch.donors.queries import lookbacks_of
 from mscbatch.lots.models import (
@@ -190,13 +190,19 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     reagents = [(u, r) for u, r in session.execute(
         select(ReagentUse, ReagentLot).join(ReagentLot, ReagentLot.id == ReagentUse.reagent_lot_id)
         .where(ReagentUse.lot_id == lot.id).order_by(ReagentUse.used_on, ReagentUse.id))]
+    # recall builds on lots: imported here, not at module level
+    from mscbatch.recall.queries import held_bag_ids
     rows = []
-    for bag in bags_of(session, lot.id):
+    bags = bags_of(session, lot.id)
+    held = held_bag_ids(session, [bag.id for bag in bags])  # a held bag said "stored" here, "on hold" everywhere else
+    for bag in bags:
         box = session.get(StorageLocation, bag.box_id) if bag.box_id else None
         where = (" / ".join(n.name for n in location_path(session, box)) if box else
                  "left storage" if bag.status in ("dispatched", "received", "thawed", "infused", "discarded")
                  else "not placed yet")
-        rows.append(BagRow(bag, bag_status(bag, lot), where, position_label(box, bag.position) if box else "—",
+        status = (effective_bag_status(lot.status, bag.status, on_hold=True, placed=bag.box_id is not None)
+                  if bag.id in held else bag_status(bag, lot))
+        rows.append(BagRow(bag, status, where, position_label(box, bag.position) if box else "—",
                            box.id if box else None))
     moves = list(session.scalars(select(StorageMove).where(StorageMove.bag_id.in_([r.bag.id for r in rows]))
                                  .order_by(StorageMove.moved_at, StorageMove.id))) if rows else []

@@ -112,3 +112,23 @@ def test_the_bags_csv_says_unusable_what_the_fhir_export_says_unavailable(app, u
     assert usable == {reopened.din: "false", expired.din: "false", fine.din: "true"}
     for din, bag_id in dins.items():
         assert (usable[din] == "true") == (product_status(app, bag_id) == "available")
+
+
+def test_the_lot_page_says_on_hold_for_a_held_bag_of_a_released_lot(app, users, client_as):
+    """The lot page's bag table read the lot's and the bag's own states only: a bag under an active hold was shown
+    "stored", usable, while the exports, the label check and the bedside say it is on hold."""
+    session = app.extensions["mscbatch.db"].new_session()
+    tech, qa = user(session, "technician"), user(session, "qa")
+    held, fine = lot_with_bags(session, tech, donor(session, tech), bags=2)
+    with use_case(session, qa, "test set-up: an active hold on a bag of a released lot"):
+        recall = Recall(scope="lot", lot_id=held.lot_id, reason="test", status="active", started_by_id=qa.id)
+        session.add(recall)
+        session.flush()
+        session.add(BagHold(recall_id=recall.id, bag_id=held.id, bag_status_at_hold="stored"))
+    session.commit()
+    lot_id, held_din, fine_din = held.lot_id, held.din, fine.din
+    session.close()
+    page = client_as("technician").get(f"/lots/{lot_id}").get_data(as_text=True)
+    rows = {din: page.split(din, 1)[1].split("</tr>", 1)[0] for din in (held_din, fine_din)}
+    assert "the bag is on hold" in rows[held_din]
+    assert "the bag is on hold" not in rows[fine_din]

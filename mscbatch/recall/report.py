@@ -108,7 +108,9 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         ended_by=users.get(recall.ended_by_id) if recall.ended_by_id else None,
         signatures=signatures_of(session, recall), lots=lots, lines=lines,
         notify=sorted(notices.values(), key=lambda n: n.patient.code),
-        held_now=sum(1 for h in holds.values() if h.lifted_at is None), generated_at=utcnow())
+        # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
+        held_now=sum(1 for line in lines if line.hold is not None and line.hold.lifted_at is None
+                     and line.trace.bag.status != "discarded"), generated_at=utcnow())
 
 
 # ---- PDF ----------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mscbatch.audit.context import use_case
 from mscbatch.custody import handover, infusions
@@ -48,12 +48,18 @@ def test_a_held_bag_discarded_on_the_ward_is_not_reported_as_discarded_before_th
     session.close()
 
     page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)
+    held_now = page.split('id="held-now">Bags on hold now: <strong>', 1)[1].split("<", 1)[0]
     row = page[page.index(f'data-din="{din}"'):]
     row = row[:row.index("</tr>")]
     assert "Discarded before the recall" not in row
     assert "Discarded after the recall started" in row
     text = pdf_text(qa.get(f"/recalls/{recall_id}/report.pdf"))
     assert "Discarded before the recall" not in text and "Discarded after the recall started" in text
+    session = app.extensions["mscbatch.db"].new_session()  # the discarded bag is no longer counted as on hold
+    still_held = session.scalar(select(func.count()).select_from(BagHold).join(Bag, Bag.id == BagHold.bag_id).where(
+        BagHold.recall_id == recall_id, BagHold.lifted_at.is_(None), Bag.status != "discarded"))
+    session.close()
+    assert held_now == str(still_held)
 
 
 def test_the_traces_say_when_the_infusion_started_not_the_allocation_as_the_day_received(app, users, client_as):

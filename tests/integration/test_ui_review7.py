@@ -121,3 +121,13 @@ def test_the_start_form_names_the_bag_as_it_must_be_typed_and_says_a_missing_bag
     assert "with its check character) to start the infusion." in body
     assert "with its check character): Scan the label" not in body  # not "label: label again"
     assert f"bag {din} " not in page and f"bag {din}." not in page  # the 13 characters alone are refused at start
+
+
+@pytest.mark.parametrize(("role", "words"), [("nurse", "Return or discard: tap here to give the reason"),
+                                             ("technician", "Return: tap here to give the reason"),
+                                             ("qa", "Discard: tap here to give the reason")])
+def test_the_ward_reason_panel_names_only_what_the_role_may_do(app, users, client_as, role, words):
+    """The panel said "Return or discard" to a technician, who may only return, and to QA, who may only discard; and
+    with no marker it read as a plain label, not something to open."""
+    page = client_as(role).get("/ward").get_data(as_text=True)
+    assert f"<summary>{words}</summary>" in page

@@ -503,7 +503,8 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
         deviation_percent=((delivered - target) * _HUNDRED / target).quantize(Decimal("0.01"), ROUND_HALF_EVEN),
         draws=tuple(draws), total_volume_ml=total_ml,
         waste_cells=sum((Decimal(count(b)) for b in chosen), Decimal(0)) - delivered,
-        dmso_g=dmso_g, dmso_g_per_kg=(dmso_g / weight_kg).quantize(Decimal("0.0001"), ROUND_HALF_UP),
+        # rounded down: an allowed dose is below the limit, and 0.99996 g/kg must not read "1.0000" (at the limit)
+        dmso_g=dmso_g, dmso_g_per_kg=(dmso_g / weight_kg).quantize(Decimal("0.0001"), ROUND_FLOOR),
         max_dmso_g_per_kg=settings.max_dmso_g_per_kg_per_day,
         endotoxin_eu=endotoxin, endotoxin_limit_eu=limit_eu, infused_volume_ml=infused_ml,
         infusion_duration_h=duration_h,

@@ -116,7 +116,8 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
                          "prints \"For clinical trial use only\" with the trial id")
     site = site_config()
     din = parse_din(bag.din + bag.check_character)
-    warnings = [BIOHAZARD] if parse_product_code(bag.product_code).is_biohazard else []  # the bag's own code
+    biohazard = parse_product_code(bag.product_code).is_biohazard  # the bag's own code
+    warnings = [BIOHAZARD] if biohazard else []
     limit = effective_storage_limit_c(site, product)
     return LabelData(
         din=din, product_name=lot.product_name, product_class=lot.product_class, product_code=bag.product_code,
@@ -129,7 +130,7 @@ def label_data(session: Session, bag: Bag, lot: Lot, *, base_url: str, key: byte
         token_url=make_token_url(base_url, din.typed, key),
         intended_recipient=intended_recipient(session, lot, bag, state),
         warnings=tuple(warnings), reprint=reprint, release_marker=release_marker(session, lot, state),
-        cell_basis=lot.cell_basis or "viable")
+        cell_basis=lot.cell_basis or "viable", biohazard=biohazard)
 
 
 # ---- printing -------------------------------------------------------------------------------------------

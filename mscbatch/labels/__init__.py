@@ -70,6 +70,9 @@ class LabelData:
     release_marker: str | None = None
     sample_type: str | None = None
     cell_basis: str = "viable"  # what total_cells and cells_per_ml count: the lot's dose basis (viable / total)
+    # the biohazard legend of 21 CFR 1271.3(h) is the biohazard symbol with the word BIOHAZARD: the renderer draws the
+    # symbol at the start of the layout's warnings field for a product whose code says biohazard (collection type 3)
+    biohazard: bool = False
 
     def __post_init__(self) -> None:
         if self.expiry.tzinfo is None or self.expiry.utcoffset() is None:

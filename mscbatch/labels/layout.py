@@ -31,7 +31,8 @@ VALIGNMENTS = ("top", "middle")
 ERROR_CORRECTION_LEVELS = ("Q", "H")
 """DOMAIN.md section 7: the ward QR uses error correction Q or H, so a scuffed frozen bag still scans."""
 
-TEXT_FIELDS = frozenset(f.name for f in fields(LabelData)) - {"token_url", "timezone_name", "cell_basis"}  # cell_basis goes into captions
+# cell_basis goes into captions; biohazard is drawn as its symbol at the start of the warnings field (render.py)
+TEXT_FIELDS = frozenset(f.name for f in fields(LabelData)) - {"token_url", "timezone_name", "cell_basis", "biohazard"}
 """What a text field can print: the LabelData fields (the expiry field prints local time and UTC)."""
 SYMBOL_CONTENTS = {"qr": frozenset({"token_url"}), "code128": frozenset({"din"})}
 

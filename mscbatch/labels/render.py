@@ -29,7 +29,7 @@ from mscbatch.labels import (
     recipient_lines,
 )
 from mscbatch.labels.layout import MM, LabelLayout, TextBlock, caption_text
-from mscbatch.labels.symbols import draw_code128, draw_qr, isbt128_din
+from mscbatch.labels.symbols import draw_biohazard, draw_code128, draw_qr, isbt128_din
 
 PAPER_MM = {"A4": (210.0, 297.0), "letter": (215.9, 279.4)}
 FRAME_PT = 0.8
@@ -126,6 +126,9 @@ def draw_label(canvas: Canvas, layout: LabelLayout, data: LabelData, origin_pt: 
     """Draw one label with its bottom-left corner at origin_pt (page coordinates, points)."""
     ox, oy = origin_pt
     page_top = oy + layout.height_mm * MM
+    if data.biohazard and not any(block.field == "warnings" for block in layout.blocks):
+        raise LabelError(f"label {layout.id} has no warnings field: a biohazard product's label carries the biohazard "
+                         "legend there (21 CFR 1271.3(h)); print it on a layout that has one")
     canvas.saveState()
     for rule in layout.rules:
         canvas.setLineWidth(rule.width_pt)
@@ -158,6 +161,9 @@ def _draw_block(canvas: Canvas, layout: LabelLayout, block: TextBlock, data: Lab
     check = data.din.check_character if block.boxed_check_character else ""
     reserve = (lambda size: _k_box(block.font, size, check)[0]) if check else None
     left, top, width, height = block.content_box_pt(layout.caption_pt)
+    symbol = _biohazard_side(block, data, width, height)
+    if symbol:  # the biohazard legend (21 CFR 1271.3(h)): the symbol, then the word, never the word alone
+        left, width = left + symbol + BIOHAZARD_GAP_MM * MM, width - symbol - BIOHAZARD_GAP_MM * MM
     fitted = fit_text(paragraphs, block.font, width, height, block.max_font_pt, block.min_font_pt,
                       wrap=block.wrap, reserve_pt=reserve)
     if fitted is None:
@@ -183,7 +189,11 @@ def _draw_block(canvas: Canvas, layout: LabelLayout, block: TextBlock, data: Lab
                           caption)
     size = fitted.size_pt
     needed = (len(fitted.lines) - 1) * size * LEADING + face_height(block.font, size)
-    slack = (height - needed) / 2 if block.valign == "middle" else 0.0
+    slack = (height - needed) / 2 if block.valign == "middle" or symbol else 0.0
+    if symbol:
+        symbol_left = ox + left - symbol - BIOHAZARD_GAP_MM * MM
+        draw_biohazard(canvas, (symbol_left, page_top - top - (height + symbol) / 2, symbol, symbol))
+        canvas.setFillGray(1 if block.inverse else 0)
     baseline = page_top - top - slack - pdfmetrics.getAscent(block.font, size)
     canvas.setFont(block.font, size)
     for index, line in enumerate(fitted.lines):
@@ -196,6 +206,17 @@ def _draw_block(canvas: Canvas, layout: LabelLayout, block: TextBlock, data: Lab
         baseline -= size * LEADING
     canvas.setFillGray(0)
     canvas.setStrokeGray(0)
+
+
+BIOHAZARD_GAP_MM = 1.0
+
+
+def _biohazard_side(block: TextBlock, data: LabelData, width: float, height: float) -> float:
+    """The side of the biohazard symbol drawn at the start of the warnings field (points), 0 when none: the box's
+    height, at most a third of its width (the word BIOHAZARD keeps the rest)."""
+    if block.field != "warnings" or not data.biohazard:
+        return 0.0
+    return min(height, width / 3)
 
 
 def _k_box(font: str, size: float, check: str) -> tuple[float, float, float]:

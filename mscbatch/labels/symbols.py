@@ -104,3 +104,35 @@ def draw_code128(canvas: Canvas, value: str, box_pt: tuple[float, float, float, 
     left = snap(x + (width - symbol.width) / 2, printer_dpi)
     symbol.drawOn(canvas, left, y)
     return module / MM
+
+
+def draw_biohazard(canvas: Canvas, box_pt: tuple[float, float, float, float]) -> None:
+    """The biohazard symbol of the biohazard legend (21 CFR 1271.3(h)), black, centred in box (x, y bottom-left,
+    width, height in points): three open crescents round a broken ring and a central hole, in the classic
+    proportions (units of a symbol 50 wide): lobes of radius 15 at 11 from the centre, cut by circles of radius 11
+    at 15.5, a ring of radius 11.25 and width 2.5, a hole of radius 3, gaps 1 wide."""
+    x, y, width, height = box_pt
+    unit = min(width, height) / 50
+    cx = x + width / 2
+    cy = y + height / 2 - 2.75 * unit  # the symbol reaches 26 units up and 20.5 down from its centre
+    angles = (90.0, 210.0, 330.0)
+
+    def at(angle: float, distance: float) -> tuple[float, float]:
+        return cx + distance * unit * math.cos(math.radians(angle)), cy + distance * unit * math.sin(math.radians(angle))
+
+    canvas.saveState()
+    canvas.setFillGray(0)
+    for angle in angles:
+        canvas.circle(*at(angle, 11), 15 * unit, stroke=0, fill=1)
+    canvas.setFillGray(1)
+    for angle in angles:
+        canvas.circle(*at(angle, 15.5), 11 * unit, stroke=0, fill=1)
+    canvas.setStrokeGray(0)
+    canvas.setLineWidth(2.5 * unit)
+    canvas.circle(cx, cy, 11.25 * unit, stroke=1, fill=0)
+    canvas.circle(cx, cy, 3 * unit, stroke=0, fill=1)
+    canvas.setStrokeGray(1)
+    canvas.setLineWidth(1 * unit)
+    for angle in angles:
+        canvas.line(*at(angle, 3), *at(angle, 13))
+    canvas.restoreState()

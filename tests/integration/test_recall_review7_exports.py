@@ -30,6 +30,17 @@ def product_status(app, bag_id: int) -> str:  # type: ignore[no-untyped-def]
     return fhir(app, f"/api/v1/fhir/BiologicallyDerivedProduct/{bag_id}")["productStatus"]["code"]
 
 
+def hold(session, qa, bag) -> None:  # type: ignore[no-untyped-def]
+    """An active hold on a bag of a released lot, written directly: every page and export must read the hold
+    itself, whatever the lot's state says."""
+    with use_case(session, qa, "test set-up: an active hold on a bag of a released lot"):
+        recall = Recall(scope="lot", lot_id=bag.lot_id, reason="test", status="active", started_by_id=qa.id)
+        session.add(recall)
+        session.flush()
+        session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold="stored"))
+    session.commit()
+
+
 def test_a_bag_of_a_donor_reopened_by_new_information_is_not_exported_available(app, users):
     session = app.extensions["mscbatch.db"].new_session()
     donor_id = approved_adipose_donor(session)
@@ -57,12 +68,7 @@ def test_an_expired_or_held_bag_of_a_released_lot_is_not_exported_available(app,
         session.get(Bag, expired.id).expires_at = utcnow() - timedelta(hours=1)
     # written directly: a released lot's bag under a hold (the FHIR export must read the hold itself, as the label
     # verification page and the bedside check do, whatever the lot's state says)
-    with use_case(session, qa, "test set-up: an active hold on a bag of a released lot"):
-        recall = Recall(scope="lot", lot_id=held.lot_id, reason="test", status="active", started_by_id=qa.id)
-        session.add(recall)
-        session.flush()
-        session.add(BagHold(recall_id=recall.id, bag_id=held.id, bag_status_at_hold="stored"))
-    session.commit()
+    hold(session, qa, held)
     ids = expired.id, held.id, fine.id
     session.close()
     assert [product_status(app, bag_id) for bag_id in ids] == ["unavailable", "unavailable", "available"]
@@ -120,12 +126,7 @@ def test_the_lot_page_says_on_hold_for_a_held_bag_of_a_released_lot(app, users, 
     session = app.extensions["mscbatch.db"].new_session()
     tech, qa = user(session, "technician"), user(session, "qa")
     held, fine = lot_with_bags(session, tech, donor(session, tech), bags=2)
-    with use_case(session, qa, "test set-up: an active hold on a bag of a released lot"):
-        recall = Recall(scope="lot", lot_id=held.lot_id, reason="test", status="active", started_by_id=qa.id)
-        session.add(recall)
-        session.flush()
-        session.add(BagHold(recall_id=recall.id, bag_id=held.id, bag_status_at_hold="stored"))
-    session.commit()
+    hold(session, qa, held)
     lot_id, held_din, fine_din = held.lot_id, held.din, fine.din
     session.close()
     page = client_as("technician").get(f"/lots/{lot_id}").get_data(as_text=True)

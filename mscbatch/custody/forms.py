@@ -6,6 +6,7 @@ from typing import Any
 from wtforms import DateTimeLocalField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from mscbatch.custody.infusions import END_REASON_MAX
 from mscbatch.custody.models import GRADES
 from mscbatch.donors.forms import choices
 from mscbatch.web.forms import FlaskForm
@@ -74,7 +75,7 @@ class EndForm(FlaskForm):
     volume_ml = StringField("Volume infused: mL", validators=[DataRequired("Volume infused: give the mL given.")],
                             render_kw={"inputmode": "decimal"})
     reason = StringField("If the volume given differs from the prescription: why",
-                         validators=[Optional(), Length(max=500)])
+                         validators=[Optional(), Length(max=END_REASON_MAX)])
 
 
 class ReactionForm(FlaskForm):

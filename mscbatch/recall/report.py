@@ -163,7 +163,8 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     for signature in report.signatures:
         story.append(_p(f"Signed: {signature.manifestation()}", BODY))
     story.append(_p(f"Bags on hold now: {report.held_now}. Report generated {_local(report.generated_at)}.", BODY))
-    story += [Spacer(1, 4 * mm), _p("Patients who received affected product: notify their clinician", _styles["Heading2"])]
+    story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
+                                    "for them): notify their clinician", _styles["Heading2"])]
     if report.notify:
         rows: list[list[Any]] = [[_p(h) for h in ("Patient", "Protocol", "Bag (DIN)", "Lot", "Bag status",
                                                   "Allocated", "Planned administration", "Infusion started")]]

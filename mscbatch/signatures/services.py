@@ -9,6 +9,7 @@ fields the signature vouches for.
 """
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -127,7 +128,8 @@ def verify(session: Session, signature: Signature, record: Signable) -> Signatur
                                  signed_at=signature.signed_at, meaning=signature.meaning,
                                  entity_type=signature.entity_type, entity_id=signature.entity_id,
                                  content_sha256=signature.content_sha256)
-    if expected_mac != signature.mac:
+    # constant time (a MAC is a secret's output), on bytes: a tampered non-ASCII value must not raise TypeError
+    if not hmac.compare_digest(expected_mac.encode(), (signature.mac or "").encode()):
         return SignatureCheck(False, "the signature row was altered")
     if (signature.entity_type, signature.entity_id) != (entity_type, entity_id):
         return SignatureCheck(False, "this signature belongs to another record")

@@ -49,6 +49,8 @@ def test_a_held_bag_discarded_on_the_ward_is_not_reported_as_discarded_before_th
 
     page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)
     held_now = page.split('id="held-now">Bags on hold now: <strong>', 1)[1].split("<", 1)[0]
+    # the list to notify names patients whose bag left the unit for them, infused or not: not "who received" it
+    assert "Patients given or sent affected product (infused, or the bag left the unit for them)" in page
     row = page[page.index(f'data-din="{din}"'):]
     row = row[:row.index("</tr>")]
     assert "Discarded before the recall" not in row

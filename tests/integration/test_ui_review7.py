@@ -131,3 +131,21 @@ def test_the_ward_reason_panel_names_only_what_the_role_may_do(app, users, clien
     with no marker it read as a plain label, not something to open."""
     page = client_as(role).get("/ward").get_data(as_text=True)
     assert f"<summary>{words}</summary>" in page
+
+
+def test_a_signature_row_altered_to_any_text_is_reported_not_raised(app, users, db_session):
+    """The MAC is compared in constant time, on bytes: a row whose MAC was altered, even to non-ASCII text, is
+    reported as altered (never a TypeError from hmac.compare_digest on str)."""
+    from mscbatch.custody.models import TwoPersonCheck
+    from mscbatch.signatures.services import signatures_of, verify
+    from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
+
+    check_id = checked_and_confirmed(db_session, prescribed_bag(db_session))
+    row = db_session.get(TwoPersonCheck, check_id)
+    signature = signatures_of(db_session, row)[0]
+    assert verify(db_session, signature, row).valid
+    for forged in ("0" * len(signature.mac), "é" + signature.mac[1:]):
+        signature.mac = forged  # in memory only: verify reads what it is given
+        outcome = verify(db_session, signature, row)
+        assert not outcome.valid and outcome.problem == "the signature row was altered"
+    db_session.rollback()

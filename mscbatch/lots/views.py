@@ -32,7 +32,7 @@ from mscbatch.lots.forms import (
     StoreBagForm,
     TransitionForm,
 )
-from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS
+from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag
 from mscbatch.lots.queries import (
     LotFilters,
     boxes,
@@ -400,6 +400,9 @@ def store(lot_id: int) -> Any:
     form.box_id.choices = box_choices(db.session)
 
     def action() -> Any:
+        bag = db.session.get(Bag, form.bag_id.data)
+        if bag is None or bag.lot_id != lot_id:  # the lot's page places the lot's own bags only
+            raise ValidationFailed("Choose a bag of this lot.", field="bag_id")
         box = get_location(db.session, form.box_id.data)
         position = parse_position(box, form.position.data)
         if position is None:

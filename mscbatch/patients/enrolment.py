@@ -112,15 +112,18 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
     return check
 
 
-def enrol(session: Session, signer: Any, check_id: int, password: str) -> EnrolmentCheck:
+def enrol(session: Session, signer: Any, check_id: int, password: str,
+          patient_id: int | None = None) -> EnrolmentCheck:
     """Sign an eligible check: the patient is enrolled and the check locked. The check must be the patient's
     latest (a later check may have found an exclusion), dated today (age and values are judged on the day of
-    enrolment, so an old or back-dated check cannot enrol) and judged with the protocol version in force now."""
+    enrolment, so an old or back-dated check cannot enrol) and judged with the protocol version in force now.
+    `patient_id`: the patient whose page the clinician signs on; a check of another patient is not signed there
+    (the signer must be signing what they see)."""
     require_clinician(signer, "enrols patients")
     with use_case(session, signer, ENROLLED):
         check = session.get(EnrolmentCheck, check_id)
-        if check is None:
-            raise NotFound(f"No enrolment check with id {check_id}.")
+        if check is None or (patient_id is not None and check.patient_id != patient_id):
+            raise NotFound(f"No enrolment check with id {check_id} for this patient.")
         # the patient's row locked and read afresh, as the withdrawal takes it: an enrolment and a withdrawal (or a
         # double submit) signed at the same moment run one after the other, and the second sees the first
         patient = lock_patient(session, check.patient_id)

@@ -208,7 +208,8 @@ def enrol(patient_id: int) -> Any:
     form = EnrolForm()
     if form.validate_on_submit():
         try:
-            enrolment.enrol(db.session, current_user, posted_id(form.check_id.data), form.password.data)
+            enrolment.enrol(db.session, current_user, posted_id(form.check_id.data), form.password.data,
+                            patient_id=patient_id)
         except DomainError as error:
             if error.status == 401:
                 form.password.errors = [*form.password.errors, error.message]

@@ -101,3 +101,17 @@ def test_a_count_in_the_wrong_unit_is_refused_naming_the_criterion_and_nothing_i
     assert client.post(f"/patients/{pid}/enrol", data={"check_id": _check_id(client, pid),
                                                       "password": PASSWORD}).status_code == 302
     assert _status(app, pid) == "enrolled"
+
+
+def test_a_check_of_another_patient_is_not_signed_on_this_patient_s_page(app, users, client_as):  # type: ignore[no-untyped-def]
+    """The form posts the check's id: one of another patient, sent from this patient's page (a tampered or mixed-up
+    form), signed that other patient's enrolment while the clinician believed they signed this one's."""
+    session = app.extensions["mscbatch.db"].new_session()
+    clinician = user(session, "clinician")
+    here, other = patient(session, clinician, enrol=False).id, patient(session, clinician, enrol=False).id
+    session.close()
+    client = client_as("clinician")
+    client.post(f"/patients/{other}/enrolment", data=SLE_OK)
+    answer = client.post(f"/patients/{here}/enrol", data={"check_id": _check_id(client, other), "password": PASSWORD})
+    assert answer.status_code == 404
+    assert _status(app, other) == "registered" and _status(app, here) == "registered"

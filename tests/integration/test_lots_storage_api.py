@@ -209,3 +209,17 @@ def test_a_discarded_bag_frees_its_position_for_another_bag(app, client_as, db_s
     assert stored.status_code == 302, stored.get_data(as_text=True)
     db_session.expire_all()
     assert (db_session.get(Bag, next_bag).box_id, db_session.get(Bag, next_bag).position) == (box_id, 1)
+
+
+def test_the_lot_page_places_only_its_own_bags(app, users, db_session, client_as):  # noqa: F811
+    """The store form posts the bag's id: one of another lot, sent to this lot's page (a tampered form), was placed
+    and recorded as if from this lot's record."""
+    lot_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session))
+    _other_lot, other_bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session))
+    box_id, stranger = box(db_session), other_bags[0].id
+    db_session.rollback()
+    response = client_as("technician").post(f"/lots/{lot_id}/store", data={
+        "store-bag_id": stranger, "store-box_id": box_id, "store-position": "A1"})
+    assert response.status_code == 422
+    assert "Choose a bag of this lot." in response.get_data(as_text=True)
+    assert db_session.get(Bag, stranger).box_id is None

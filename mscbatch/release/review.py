@@ -40,7 +40,7 @@ from mscbatch.release.queries import (
     users_named,
     waiting_of,
 )
-from mscbatch.release.release import count_discrepancy, refusals
+from mscbatch.release.release import count_discrepancy, patient_refusal, refusals
 from mscbatch.release.results import accepts_results
 from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
 from mscbatch.signatures.models import Signature
@@ -102,6 +102,9 @@ class Review:
     # the viable cell count above the harvest's, unresolved (release.release.count_discrepancy), else None
     count_discrepancy: str | None = None
     bags: list[Bag] = field(default_factory=list)  # in bag-number order (the certificate lists their DINs)
+    # why the waiting exceptional request can no longer be countersigned (its patient withdrawn since, ...), else
+    # None: the page says it instead of offering a button that the countersignature would refuse
+    exceptional_refusal: str | None = None
 
     @staticmethod
     def shown(result: ReleaseResult, value: str | None = None) -> str:
@@ -228,4 +231,10 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   awaiting_before=frozenset(d.id for d, _lot in deviations_before_release(session, lot.id)),
                   recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)],
                   correctable=frozenset(t.id for t in spec.tests if accepts_results(session, lot, t.id)),
-                  count_discrepancy=count_discrepancy(session, lot, verdict))
+                  count_discrepancy=count_discrepancy(session, lot, verdict),
+                  exceptional_refusal=_exceptional_refusal(session, lot, dispositions))
+
+
+def _exceptional_refusal(session: Session, lot: Lot, dispositions: list[Any]) -> str | None:
+    waiting = waiting_of([d for d, _s in dispositions if d.kind == "exceptional_release"])
+    return patient_refusal(session, lot, waiting.patient_code or "") if waiting is not None else None

@@ -140,7 +140,11 @@ def test_qa_does_not_countersign_a_request_for_a_patient_withdrawn_since(session
     withdraw(session, clinician, PASSWORD, _patient_id(session, code), reason="Consent withdrawn by the patient.")
     before = _signatures(session)
     session.close()
-    answer = client_as("qa").post(f"/release/lots/{uc_id}/release", data={
+    qa = client_as("qa")
+    review = html.unescape(qa.get(f"/release/lots/{uc_id}").get_data(as_text=True))  # said before QA presses it
+    assert 'id="exceptional-refused"' in review and 'id="sign-exceptional"' not in review
+    assert f"patient {code} has been withdrawn from the trial" in review
+    answer = qa.post(f"/release/lots/{uc_id}/release", data={
         "action": "exceptional", "release-password": PASSWORD, "release-request_id": str(request_id)})
     page = html.unescape(answer.get_data(as_text=True))
     assert answer.status_code == 422 and f"patient {code} has been withdrawn from the trial" in page

@@ -201,6 +201,7 @@ def user_action(user_id: int, action: str) -> Any:
         return render_template("errors/error.html", status=404, title="Not found",
                                detail=f"Unknown action '{action}'."), 404
     form = RolesForm() if action == "roles" else own_ids(ReasonForm(), action)
+    status = 422  # a form refused; a refusal by the rules keeps its own status (409 for a state, 403 for a right)
     if form.validate_on_submit():
         try:
             if action == "roles":
@@ -211,9 +212,10 @@ def user_action(user_id: int, action: str) -> Any:
                 services.unlock(db.session, current_user, user_id, form.reason.data)
         except DomainError as error:
             show_error(form, error)
+            status = error.status
         else:
             flash(f"{user.username}: {action} done.", "success")
             return redirect(url_for("auth.user_detail", user_id=user_id))
     if isinstance(form, RolesForm):
-        return _user_page(user, roles_form=form, status=422)
-    return _user_page(user, refused=form, refused_action=action, status=422)
+        return _user_page(user, roles_form=form, status=status)
+    return _user_page(user, refused=form, refused_action=action, status=status)

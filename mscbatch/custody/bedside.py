@@ -74,7 +74,12 @@ SECOND_PERSON_REFUSED = ("Second person: wrong user name or password. Ask them t
                          "ask another nurse or clinician.")
 
 
-def _refused(session: Session, by: Any, reason: str, entity_id: Any, **new: Any) -> AuthenticationFailed:
+def _refused(session: Session, by: Any, password: str, reason: str, entity_id: Any,
+             **new: Any) -> AuthenticationFailed:
+    """A refusal that needs no password of the account's own: verified against the dummy hash, so that it takes
+    the time of a real account's check (names none), and audited with its true reason."""
+    profile = current_app.config.get("PASSWORD_HASH_PROFILE", "standard") if has_app_context() else "standard"
+    verify_password(dummy_hash(profile), password)
     with use_case(session, by, reason):
         trail.record(session, "second_person_refused", "user_account", entity_id, **new)
     return AuthenticationFailed(SECOND_PERSON_REFUSED, field="second_password")
@@ -91,20 +96,15 @@ def verify_second_person(session: Session, username: str, password: str, by: Any
         raise ValidationFailed("Second person: type your password. Nothing was confirmed.", field="second_password")
     name = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == name))
-    profile = current_app.config.get("PASSWORD_HASH_PROFILE", "standard") if has_app_context() else "standard"
     if user is None:
-        verify_password(dummy_hash(profile), password or "")  # the time of a real account's check: names none
-        raise _refused(session, by, "second person: unknown user name", None, new=masked_name(name))
+        raise _refused(session, by, password, "second person: unknown user name", None, new=masked_name(name))
     if user.locked_out_at is not None or not user.is_enabled:
-        verify_password(dummy_hash(profile), password or "")
-        raise _refused(session, by, "second person: account locked or disabled", user.id)
+        raise _refused(session, by, password, "second person: account locked or disabled", user.id)
     if admin_beside_words(user):  # the administrator role held beside nurse (from an older version): may not sign in
-        verify_password(dummy_hash(profile), password or "")
-        raise _refused(session, by, "second person: account may not sign in", user.id)
+        raise _refused(session, by, password, "second person: account may not sign in", user.id)
     if not user.has_role(*BEDSIDE_ROLES):  # before its own password: a wrong one would count towards a lockout that
         # a nurse could then inflict on any QA or admin account by typing its user name here
-        verify_password(dummy_hash(profile), password or "")
-        raise _refused(session, by, NOT_BEDSIDE_ROLE_REASON, user.id)
+        raise _refused(session, by, password, NOT_BEDSIDE_ROLE_REASON, user.id)
     if not verify_password(user.password_hash, password or ""):
         with use_case(session, by, "second person: wrong password"):
             count_wrong_password(user)

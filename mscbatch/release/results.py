@@ -260,21 +260,15 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
 
 @dataclass(frozen=True)
 class Upload:
-    """A file sent with a result (the cytometer export...), as received."""
+    """A file sent with a result (the cytometer export...): as received, or as kept once checked
+    (check_attachment: the name without its path, the content type its bytes prove)."""
 
     filename: str
     content_type: str
     content: bytes
 
 
-@dataclass(frozen=True)
-class CheckedUpload:
-    name: str
-    content_type: str
-    content: bytes
-
-
-def check_attachment(filename: str, content_type: str, content: bytes) -> CheckedUpload:
+def check_attachment(filename: str, content_type: str, content: bytes) -> Upload:
     """The file's checks, with nothing written: size-limited, type checked against its bytes. Refused with
     ValidationFailed(field="attachment")."""
     name = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1][:200]
@@ -299,15 +293,15 @@ def check_attachment(filename: str, content_type: str, content: bytes) -> Checke
             content.decode("utf-8")
         except UnicodeDecodeError:
             raise ValidationFailed("Attachment: a text file must be UTF-8 text.", field="attachment") from None
-    return CheckedUpload(name=name, content_type=expected_type, content=content)
+    return Upload(filename=name, content_type=expected_type, content=content)
 
 
-def _checked(upload: Upload | None) -> CheckedUpload | None:
+def _checked(upload: Upload | None) -> Upload | None:
     return None if upload is None else check_attachment(upload.filename, upload.content_type, upload.content)
 
 
-def _add_attachment(session: Session, actor: Any, result: ReleaseResult, checked: CheckedUpload) -> ResultAttachment:
-    attachment = ResultAttachment(result_id=result.id, filename=checked.name, content_type=checked.content_type,
+def _add_attachment(session: Session, actor: Any, result: ReleaseResult, checked: Upload) -> ResultAttachment:
+    attachment = ResultAttachment(result_id=result.id, filename=checked.filename, content_type=checked.content_type,
                                   size_bytes=len(checked.content), sha256=hashlib.sha256(checked.content).hexdigest(),
                                   content=checked.content, uploaded_by_id=actor.id)
     session.add(attachment)

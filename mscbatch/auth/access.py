@@ -104,6 +104,8 @@ def _roles_needed(roles: Any) -> str:
 
 
 def _ended_words(reason: str) -> str:
+    from mscbatch.auth.services import RESET_SESSION_END  # here, as _roles_needed imports: access stays light
+
     config = current_app.config
     if reason == "idle timeout":
         return f"Your session ended after {config['IDLE_TIMEOUT_MINUTES']} minutes without activity."
@@ -112,6 +114,9 @@ def _ended_words(reason: str) -> str:
         return f"Your session ended: a session lasts at most {hours:g} hours."
     if reason == "logout":
         return "You were signed out (in another window or tab)."
+    if reason == RESET_SESSION_END:
+        return ("Your session was ended: an administrator reset this account's password. Use the temporary password "
+                "they gave you.")
     return f"Your session was ended ({reason})."
 
 

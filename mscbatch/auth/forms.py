@@ -63,17 +63,32 @@ class RolesForm(ReasonForm):
     roles = role_field()
 
 
+class PasswordResetForm(ReasonForm):
+    # the administrator types it and tells it to the owner, who must choose their own at the next sign-in
+    password = PasswordField("Temporary password", validators=[DataRequired("Enter a temporary password.")],
+                             render_kw={"autocomplete": "new-password"})
+
+
+RESET_PASSWORD = "reset-password"
 #: the account actions of a user's page, each a form of its own with a reason
-ACCOUNT_ACTIONS = ("unlock", "disable", "enable")
+ACCOUNT_ACTIONS = ("unlock", "disable", "enable", RESET_PASSWORD)
+
+
+def action_form(action: str, **kwargs: object) -> ReasonForm:
+    """The form of one account action, with its own field ids: a reason, and for the password reset the temporary
+    password too. `kwargs` as for a form (formdata=None: an empty one)."""
+    form_class = PasswordResetForm if action == RESET_PASSWORD else ReasonForm
+    return own_ids(form_class(**kwargs), action)
 
 
 def own_ids(form: ReasonForm, action: str) -> ReasonForm:
-    """The reason form of one account action, given field ids of its own, so that each form's "Reason" label names
-    the field of its own form (a locked account's page shows the Unlock and the Disable form, and the Roles form
-    has a reason too). The posted names stay "reason" and "csrf_token"."""
-    form.reason.id = f"{action}-reason"
-    form.reason.label = Label(form.reason.id, form.reason.label.text)
-    csrf = getattr(form, "csrf_token", None)
-    if csrf is not None:
-        csrf.id = f"{action}-csrf_token"
+    """The form of one account action, given field ids of its own, so that each form's "Reason" label names the
+    field of its own form (a locked account's page shows the Unlock, the Disable and the Reset password form, and
+    the Roles form has a reason too). The posted names stay "reason", "password" and "csrf_token"."""
+    for field in form:
+        if field.name == "csrf_token":
+            field.id = f"{action}-csrf_token"
+        else:
+            field.id = f"{action}-{field.name}"
+            field.label = Label(field.id, field.label.text)
     return form

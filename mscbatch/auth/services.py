@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from mscbatch.audit import trail
-from mscbatch.audit.context import use_case
+from mscbatch.audit.context import actor_of, use_case
 from mscbatch.auth.lockout import count_wrong_password, end_all_sessions, masked_name
 from mscbatch.auth.models import (
     API_TOKEN_LAST_USED,
@@ -39,6 +39,9 @@ from mscbatch.errors import (
 )
 
 logger = logging.getLogger(__name__)
+# the security log's logger (mscbatch.monitoring.security_log.SECURITY), named and not imported: that module brings
+# in the custody domain, on which the accounts do not depend
+SECURITY = logging.getLogger("mscbatch.security")
 
 # Same message whether the user exists or not: do not tell an attacker which names are real.
 BAD_CREDENTIALS = ("Wrong user name or password, or the account is locked or disabled. If you are sure of your "
@@ -268,6 +271,74 @@ def unlock(session: Session, actor: object, user_id: int, reason: str) -> User:
         # a session left open by the lockout (one an older version did not end) must not come back to life: whoever
         # the account belongs to signs in again
         end_all_sessions(session, user.id, "account unlocked")
+    return user
+
+
+#: the explicit event of an administrator's password reset, on the account itself (entity user_account)
+PASSWORD_RESET = "password_reset"
+#: why the reset account's open sessions ended (AuthSession.end_reason), told to whoever had one open
+RESET_SESSION_END = "password reset by an administrator"
+RESET_REASON_NEEDED = ("Reason: say why the password is reset and how you made sure who asked (e.g. 'forgot her "
+                       "password, identity checked in person on ward 3'): it goes into the audit trail.")
+
+
+def password_reset_problems(username: str, temporary_password: str, reason: str) -> dict[str, list[str]]:
+    """Every rule a password reset breaks, per field (empty: none): the temporary password follows the rules of any
+    new password, and the reason is required. Reads nothing."""
+    problems: dict[str, list[str]] = {}
+    problem = password_problem(temporary_password or "", username)
+    if problem:
+        problems["password"] = [f"Temporary password: {problem}"]
+    if not (reason or "").strip():
+        problems["reason"] = [RESET_REASON_NEEDED]
+    return problems
+
+
+def reset_password(session: Session, actor: object, user_id: int, temporary_password: str, reason: str,
+                   hash_profile: str = "standard") -> User:
+    """An administrator gives an account a temporary password: its owner forgot theirs, or it may be known to
+    someone else (21 CFR 11.300(b),(c): passwords checked and their loss managed). The administrator then knows it,
+    so the owner must choose their own at the next sign-in (`must_change_password`), as for a new account.
+
+    In the same transaction: the run of wrong passwords and the lockout they caused are cleared (a lockout here
+    comes only from wrong passwords, guesses at the old password, which no longer opens anything; the owner who
+    forgot it has usually locked the account trying), every open session ends (a screen signed in with the old
+    password, perhaps someone else's, is signed out at once) and every API token is revoked (a token is a
+    credential made with the old password: whoever knew it may have made one; loss management deauthorises what
+    may be compromised, and the owner makes new ones once signed in with their own password). The audit trail has
+    the reset (PASSWORD_RESET with the reason), each field changed (the hash only as the trail's keyed digest, as
+    at the owner's own change) and each token revoked; the security log has a line once it is committed.
+
+    Not for one's own account (My account asks for the current password), nor for a disabled account (enable it
+    first: a reset must not be the way a disabled account comes back)."""
+    _require_admin(actor)
+    if getattr(actor, "id", None) == user_id:
+        raise Conflict("You cannot reset your own password here: change it on My account, which asks for your "
+                       "current password.")
+    with use_case(session, actor, reason):
+        user = locked_row(session, User, user_id, "user")  # read afresh: a disable sent at the same moment counts
+        if not user.is_enabled:
+            raise Conflict(f"{user.username}'s account is disabled: its password cannot be reset. Enable the account "
+                           "first if the person is to work again.")
+        problems = password_reset_problems(user.username, temporary_password, reason)
+        if problems:  # every field's refusal at once
+            raise ValidationFailed(" ".join(m for messages in problems.values() for m in messages), errors=problems)
+        user.password_hash = hash_password(temporary_password, hash_profile)
+        user.password_changed_at = utcnow()
+        user.must_change_password = True
+        if user.failed_logins:
+            user.failed_logins = 0
+        if user.locked_out_at is not None:
+            user.locked_out_at = None
+        end_all_sessions(session, user.id, RESET_SESSION_END)
+        _revoke_all_tokens(session, user.id)
+        session.flush()  # the account's row changes first, then this event: the order of every account use case
+        trail.record(session, PASSWORD_RESET, "user_account", user.id)
+        user_id, username, said = user.id, user.username, session.info["audit_reason"]
+    # once committed, as the refusals' lines are (security_log.py); never the password, only who, whose and why
+    SECURITY.warning("%s: user_account %s (%s)", PASSWORD_RESET, user_id, said,
+                     extra={"action": PASSWORD_RESET, "entity_type": "user_account", "entity_id": str(user_id),
+                            "username": username, "reason": said, "actor": actor_of(actor)[1]})
     return user
 
 

@@ -11,6 +11,7 @@ from mscbatch.auth import services
 from mscbatch.auth.access import authenticated, public, roles_required
 from mscbatch.auth.forms import (
     ACCOUNT_ACTIONS,
+    RESET_PASSWORD,
     ApiTokenForm,
     EmptyForm,
     LoginForm,
@@ -18,7 +19,7 @@ from mscbatch.auth.forms import (
     ReasonForm,
     RolesForm,
     UserCreateForm,
-    own_ids,
+    action_form,
 )
 from mscbatch.auth.loading import policy
 from mscbatch.auth.models import API_TOKEN_LAST_USED, ApiToken, User
@@ -167,7 +168,7 @@ def users() -> Any:
     return render_template("auth/users.html", form=form, users=all_users), status
 
 
-def _add_problems(form: UserCreateForm, problems: dict[str, list[str]]) -> None:
+def _add_problems(form: Any, problems: dict[str, list[str]]) -> None:
     """The service's refusals of the fields the form itself let through (one answer names every field)."""
     for name, messages in problems.items():
         field = getattr(form, name)
@@ -179,7 +180,7 @@ def _user_page(user: User, roles_form: RolesForm | None = None, refused: ReasonF
                refused_action: str = "", status: int = 200) -> Any:
     """A user's page: the Roles form and one reason form per account action, each with its own field ids; a refused
     form is shown again, with its errors, in its own place only."""
-    forms = {action: own_ids(ReasonForm(formdata=None), action) for action in ACCOUNT_ACTIONS}
+    forms = {action: action_form(action, formdata=None) for action in ACCOUNT_ACTIONS}
     if refused is not None:
         forms[refused_action] = refused
     return render_template("auth/user_detail.html", user=user,
@@ -200,22 +201,36 @@ def user_action(user_id: int, action: str) -> Any:
     if action != "roles" and action not in ACCOUNT_ACTIONS:
         return render_template("errors/error.html", status=404, title="Not found",
                                detail=f"Unknown action '{action}'."), 404
-    form = RolesForm() if action == "roles" else own_ids(ReasonForm(), action)
+    form = RolesForm() if action == "roles" else action_form(action)
     status = 422  # a form refused; a refusal by the rules keeps its own status (409 for a state, 403 for a right)
+    was_locked = user.locked_out_at is not None
     if form.validate_on_submit():
         try:
             if action == "roles":
                 services.set_roles(db.session, current_user, user_id, form.roles.data, form.reason.data)
             elif action in ("enable", "disable"):
                 services.set_enabled(db.session, current_user, user_id, action == "enable", form.reason.data)
+            elif action == RESET_PASSWORD:
+                services.reset_password(db.session, current_user, user_id, form.password.data, form.reason.data,
+                                        current_app.config["PASSWORD_HASH_PROFILE"])
             else:
                 services.unlock(db.session, current_user, user_id, form.reason.data)
         except DomainError as error:
             show_error(form, error)
             status = error.status
         else:
-            flash(f"{user.username}: {action} done.", "success")
+            flash(_reset_done(user.username, was_locked) if action == RESET_PASSWORD
+                  else f"{user.username}: {action} done.", "success")
             return redirect(url_for("auth.user_detail", user_id=user_id))
+    elif action == RESET_PASSWORD and "csrf_token" not in form.errors:  # a field left empty: say the other's rule
+        _add_problems(form, services.password_reset_problems(user.username, form.password.data or "",
+                                                             form.reason.data or ""))
     if isinstance(form, RolesForm):
         return _user_page(user, roles_form=form, status=status)
     return _user_page(user, refused=form, refused_action=action, status=status)
+
+
+def _reset_done(username: str, was_locked: bool) -> str:
+    return (f"{username}: password reset{', account unlocked' if was_locked else ''}. Tell them the temporary "
+            "password in person: at their next sign-in they must choose their own before anything else. Their open "
+            "sessions were ended and their API tokens revoked.")

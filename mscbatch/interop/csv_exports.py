@@ -3,9 +3,11 @@
 One definition per export (columns, rows, who may take it) serves both the page download and the API.
 UTF-8 with a header row; dates and times in ISO 8601 (times in UTC with their offset); numbers as plain
 decimals. No patient identity: the only person codes are the pseudonymised donor and trial patient codes.
-A text cell starting with =, +, -, @ (or a tab / carriage return) is prefixed with a single quote so that a
-spreadsheet never evaluates it as a formula (CSV injection); numbers from the database are written as they
-are, so negative temperatures stay numbers.
+A text cell starting with =, +, -, @, a tab or a carriage return (OWASP, CSV injection), or with any other space
+or line break before one of =, +, -, @, is prefixed with a single quote so that a spreadsheet never evaluates it
+as a formula: LibreOffice and Excel's text import trim leading spaces and then read "=..." as a formula, and a
+line break leaves the formula alone on the cell's line. Numbers from the database are written as they are, so
+negative values stay numbers.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from mscbatch.release.models import ReleaseResult
 from mscbatch.release.queries import has_late_oos
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@")  # after leading spaces and line breaks, which spreadsheets trim
 BATCH = 500  # rows fetched per round trip (yield_per): the export streams, it never holds every row
 
 
@@ -50,7 +53,8 @@ def cell(value: Any) -> str | int:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    formula = text.startswith(FORMULA_PREFIXES) or text.lstrip().startswith(FORMULA_STARTS)
+    return "'" + text if formula else text
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ Files in the ZIP:
   allocations, custody events, bedside checks, infusion and reactions involved. Identity fields (initials,
   date of birth, wristband) are shown as "[redacted]": donors and patients appear by pseudonymised code only.
   The wristband ids of the patients involved are masked wherever they appear (scans in custody details and
-  bedside checks included).
+  bedside checks included), in every spelling the bag's scans or the patients' records ever held: a band corrected
+  since, or scanned with a tab or a no-break space inside, which the bedside reads as the band. The band fields
+  themselves (the check's scan, the custody event's wristband) are "[redacted]" whoever takes the bundle.
 
 Taken by QA (a reader of the patient pages) the bundle holds the clinical side too. Taken by an administrator,
 who may not read patients, it holds the product's whole evidence (custody, lot, CoA, eligibility, signatures
@@ -39,7 +41,7 @@ from mscbatch.custody.queries import timeline
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, EligibilityDecision
 from mscbatch.donors.queries import current_decision
-from mscbatch.interop.privacy import REDACTED, AuditMask, patient_custody_reasons
+from mscbatch.interop.privacy import REDACTED, WRISTBAND_DETAIL, AuditMask, patient_custody_reasons
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, get_bag, get_lot
 from mscbatch.patients.models import Allocation, Patient, Prescription
@@ -139,15 +141,34 @@ def _audit(session: Session, entities: dict[str, set[int]], mask: AuditMask) -> 
     return out
 
 
+#: a space as JSON writes it at any depth of nesting (a tab in a scan is \t; a no-break space, in a custody event's
+#: details_json written with ASCII escapes and again inside an audit snapshot, \\u00a0): str.split() drops these
+#: too, so the bedside reads a band with one inside as the band
+_ESCAPED_SPACE = (r"\\+(?:[tnrf]|u(?:000[9a-dA-D]|001[c-fC-F]|0020|0085|00[aA]0|1680|200[0-9a-fA-F]|202[89fF]"
+                  r"|205[fF]|3000))")
+_SPACING = rf"(?:\s|{_ESCAPED_SPACE})*"
+
+
+def _character(ch: str) -> str:
+    """One character of a band as it may be written in the bundle: itself, or escaped by JSON (a quote or a
+    backslash behind backslashes; a letter beyond ASCII as \\uXXXX, in either case)."""
+    if ch in "\"\\":
+        return r"\\*" + re.escape(ch)
+    forms = [re.escape(ch)] + [rf"\\+u{ord(c):04x}" for c in sorted({ch, ch.lower()}) if not c.isascii() and len(c) == 1]
+    return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
+
+
 def _wristband_pattern(wristbands: list[str]) -> re.Pattern[str] | None:
     """Every spelling of these wristbands: the bedside reads a band whatever its case and spacing
     (patients.queries.wristband_identity), and the check, its custody event and a refused start keep the scan as
-    typed ("wb-100234", "WB 100234"), so a mask of the registered spelling alone left those in the bundle."""
+    typed ("wb-100234", "WB 100234", a tab inside), so a mask of the registered spelling alone left those in the
+    bundle."""
     identities = sorted({wristband_identity(w) for w in wristbands if wristband_identity(w)}, key=len, reverse=True)
     if not identities:
         return None
-    return re.compile("|".join(r"\s*".join(re.escape(ch) for ch in identity) for identity in identities),
-                      re.IGNORECASE)
+    # never from inside an escape: the "t" of a tab's \t would leave its backslash before the mask, and bad JSON
+    return re.compile(r"(?<!\\)(?:" + "|".join(_SPACING.join(_character(ch) for ch in identity)
+                                               for identity in identities) + ")", re.IGNORECASE)
 
 
 def _mask(body: bytes, secrets: list[str]) -> bytes:
@@ -155,6 +176,43 @@ def _mask(body: bytes, secrets: list[str]) -> bytes:
     if pattern is None:
         return body
     return pattern.sub(REDACTED, body.decode("utf-8")).encode("utf-8")
+
+
+def _json_key(value: str | None, key: str) -> Any:
+    """`key` of a JSON object written as text (a custody event's details, an audit snapshot), or None."""
+    try:
+        data = json.loads(value) if value else None
+    except ValueError:
+        return None
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def _bands_ever(session: Session, patient_ids: set[int]) -> list[str]:
+    """Every band these patients wore: today's, and those a correction replaced (the patient's audit trail keeps
+    each spelling, old and new, and the one registered). A bag checked or infused under the old band carries it in
+    its check, custody events and their audit events, which a mask of today's band alone left readable."""
+    if not patient_ids:
+        return []
+    bands = list(session.scalars(select(Patient.wristband_id).where(Patient.id.in_(patient_ids))))
+    events = session.execute(select(AuditEvent.field, AuditEvent.old_value, AuditEvent.new_value).where(
+        AuditEvent.entity_type == Patient.__tablename__, AuditEvent.entity_id.in_([str(i) for i in patient_ids]),
+        or_(AuditEvent.field == "wristband_id", AuditEvent.field.is_(None))))
+    for field, *values in events:
+        bands += [value if field == "wristband_id" else _json_key(value, "wristband_id") for value in values]
+    return [band for band in bands if isinstance(band, str) and band]
+
+
+def _scanned_with(session: Session, bag: Bag, checks: list[str]) -> list[str]:
+    """Every band scanned with the bag, whoever wears it (another patient's band at a STOP, a band no one wears, a
+    band since corrected): the bedside checks, the custody events' details and the refused infusion starts, read
+    whatever they are spelled in; not a scan of the bag's own label into the wristband field."""
+    details = session.scalars(select(CustodyEvent.details_json).where(CustodyEvent.bag_id == bag.id))
+    refused = session.scalars(select(AuditEvent.new_value).where(
+        AuditEvent.action == "infusion_start_refused", AuditEvent.entity_type == Bag.__tablename__,
+        AuditEvent.entity_id == str(bag.id)))
+    scans = checks + [_json_key(value, WRISTBAND_DETAIL) for value in [*details, *refused]]
+    identities = (wristband_identity(scan) for scan in scans if isinstance(scan, str))
+    return [scan for scan in identities if len(scan) >= 4 and bag.din not in scan]  # not the bag's own label
 
 
 def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> tuple[str, bytes]:
@@ -196,13 +254,13 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
     files["audit-events.json"] = _json(_audit(session, entities, mask))
     # the patients the bag was allocated to or given to, and whoever was scanned with it at the bedside (a STOP for
     # another patient's wristband, or a band no patient wears, e.g. a hospital number, keeps the scan as typed)
+    # Each is masked in every spelling it was scanned in or worn under, a band corrected since included: by key in
+    # the records (privacy: the check's scan, the custody event's wristband), and wherever else it is written.
     checks = list(session.execute(select(TwoPersonCheck.patient_id, TwoPersonCheck.wristband_scan)
                                   .where(TwoPersonCheck.bag_id == bag.id)))
     patient_ids = ({a.patient_id for a in allocations} | ({infusion.patient_id} if infusion else set())
                    | {patient_id for patient_id, _scan in checks if patient_id is not None})
-    wristbands = [w for w in session.scalars(select(Patient.wristband_id).where(Patient.id.in_(patient_ids))) if w]
-    unknown = [wristband_identity(scan) for patient_id, scan in checks if patient_id is None and scan]
-    wristbands += [scan for scan in unknown if len(scan) >= 4 and bag.din not in scan]  # not the bag's own label
+    wristbands = _bands_ever(session, patient_ids) + _scanned_with(session, bag, [scan for _id, scan in checks if scan])
     files = {name: _mask(body, wristbands) if name.endswith(".json") else body for name, body in files.items()}
     din = bag.din + bag.check_character
     subject = {"bag_id": bag.id, "din": din, "lot_number": lot.lot_number, "donor_code": donor.code}

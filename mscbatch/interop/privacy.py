@@ -41,8 +41,15 @@ ABOUT_PATIENTS: dict[str, dict[str, frozenset[str] | None]] = {
     "release_oos": {"patients_to_notify": None},
 }
 #: keys of other records' event values that are a patient's identity: the wristband scanned at a refused infusion
-#: start (custody/infusions.py _audit_refused_start, recorded on the bag)
-PATIENT_IDENTITY_ELSEWHERE: dict[str, frozenset[str]] = {"bag": frozenset({"wristband"})}
+#: start (custody/infusions.py _audit_refused_start, recorded on the bag), and the band as scanned at a bedside check
+#: (the check is a patient's record, yet QA reads it, and the bundle leaves the site)
+PATIENT_IDENTITY_ELSEWHERE: dict[str, frozenset[str]] = {"bag": frozenset({"wristband"}),
+                                                         "two_person_check": frozenset({"wristband_scan"})}
+#: the custody event details' key holding the band scanned with the bag (bedside check confirmed, infusion start)
+WRISTBAND_DETAIL = "wristband"
+#: JSON columns of other records holding a patient's identity under these keys
+PATIENT_IDENTITY_IN_JSON: dict[str, dict[str, frozenset[str]]] = {
+    "custody_event": {"details_json": frozenset({WRISTBAND_DETAIL})}}
 #: explicit events whose reason is the words a nurse saw about patients (codes of the checked and scanned patient)
 PATIENT_REASON_ACTIONS = frozenset({"infusion_start_refused"})
 #: how many events a use case's run is followed each way (a course stop writes about five per bag it returns)
@@ -146,6 +153,8 @@ class AuditMask:
             return True
         if "patient" in self.identity_of and column in PATIENT_IDENTITY_ELSEWHERE.get(entity_type, ()):
             return True
+        if "patient" in self.identity_of and column in PATIENT_IDENTITY_IN_JSON.get(entity_type, {}):
+            return PATIENT_IDENTITY_IN_JSON[entity_type][column]
         return entity_type in self.identity_of and column in IDENTITY_FIELDS.get(entity_type, ())
 
     def value(self, entity_type: str, field: str | None, value: str | None, *, patient_case: bool = False) -> str | None:
@@ -177,11 +186,14 @@ class AuditMask:
         return reason
 
     def details(self, details: dict[str, Any]) -> dict[str, Any]:
-        """A custody event's details with what names the patient masked."""
-        if not self.patient_records:
+        """A custody event's details with what names the patient masked: the wristband scanned too wherever patients'
+        identity is masked (an evidence bundle, even QA's: the band may have been scanned in a spelling, or worn
+        before a correction, that no mask of the patient's band of today finds)."""
+        hidden = PATIENT_DETAILS if self.patient_records else (
+            frozenset({WRISTBAND_DETAIL}) if "patient" in self.identity_of else frozenset())
+        if not hidden:
             return details
-        return {key: REDACTED if key in PATIENT_DETAILS and value is not None else value
-                for key, value in details.items()}
+        return {key: REDACTED if key in hidden and value is not None else value for key, value in details.items()}
 
 
 def _object(value: Any) -> dict[str, Any] | None:

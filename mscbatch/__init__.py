@@ -85,7 +85,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(patients_bp)
     app.register_blueprint(prescriptions_bp)
-    from mscbatch.custody import bedside_views, infusion_views  # noqa: F401  (their routes on custody_bp)
+    from mscbatch.custody import bedside_views, infusion_views, return_views  # noqa: F401  (their routes on custody_bp)
     from mscbatch.custody.views import bp as custody_bp  # issue 7: ward scanning, bedside check, infusions
 
     app.register_blueprint(custody_bp)

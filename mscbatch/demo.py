@@ -146,3 +146,12 @@ def _demo_custody(session: Session) -> list[str]:
 
 
 DEMO_STEPS.append(("Demo chain of custody: a bag on the ward (issue 7)", _demo_custody))
+
+
+def _demo_returned(session: Session) -> list[str]:
+    from mscbatch.custody.demo_returns import seed_returned
+
+    return seed_returned(session)
+
+
+DEMO_STEPS.append(("Demo bag returned to the unit, waiting for QA's assessment", _demo_returned))

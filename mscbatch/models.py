@@ -54,7 +54,8 @@ from mscbatch.custody.models import (  # noqa: E402  (issue 7: chain of custody,
     CustodyEvent,
     Infusion,
     InfusionReaction,
+    ReturnAssessment,
     TwoPersonCheck,
 )
 
-__all__ += ["CustodyEvent", "TwoPersonCheck", "Infusion", "InfusionReaction"]
+__all__ += ["CustodyEvent", "TwoPersonCheck", "Infusion", "InfusionReaction", "ReturnAssessment"]

@@ -356,7 +356,7 @@ def local_and_utc(moment: datetime) -> str:
 
 def lot_unusable(lot_number: str, lot_status: str, state: ReleaseState) -> Finding | None:
     """Why the lot's bags may not be given, in the one set of words the bedside check and the unit's steps (send,
-    thaw: services._unfit) both say, or None. A lot rejected, recalled or expired says so first."""
+    thaw: handover.unfit_to_leave) both say, or None. A lot rejected, recalled or expired says so first."""
     if lot_status in LOT_ENDED:
         return Finding(lot_status, f"Lot {lot_number} {LOT_ENDED[lot_status]}.")
     if state.failed_late:

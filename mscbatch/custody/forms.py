@@ -3,11 +3,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import DateTimeLocalField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
 
 from mscbatch.custody.infusions import END_REASON_MAX
-from mscbatch.custody.models import GRADES
+from mscbatch.custody.models import GRADES, RETURN_DECISIONS
 from mscbatch.donors.forms import choices
 from mscbatch.web.forms import FlaskForm
 
@@ -86,3 +94,15 @@ class ReactionForm(FlaskForm):
     description = TextAreaField("What happened (free text)", validators=[Optional(), Length(max=4000)])
     onset_at = DateTimeLocalField("Onset (when the reaction began)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
                                   validators=[Optional()])
+
+
+class ReturnAssessmentForm(FlaskForm):
+    """QA's signed assessment of a returned bag (custody.returns), on the bag's own page."""
+
+    decision = RadioField("Decision", choices=choices(list(RETURN_DECISIONS.items())), validate_choice=False)
+    logger_max_c = StringField("Warmest logger temperature",
+                               validators=[Optional(), Length(max=20)], render_kw={"inputmode": "decimal"})
+    intact = BooleanField("Bag, overwrap and label seen intact")
+    rationale = TextAreaField("Rationale: what you checked (logger record, bag, label) and why",
+                              validators=[Optional(), Length(max=2000)])
+    password = PasswordField("Your password (electronic signature)", render_kw={"autocomplete": "off"})

@@ -46,7 +46,7 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "dispatched")  # who may dispatch at all, before the bag is judged
-        unfit = _unfit(session, bag)
+        unfit = unfit_to_leave(session, bag)
         if unfit:
             raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
         if allocation_of_bag(session, bag.id) is None:
@@ -86,7 +86,7 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "thawed")
-        unfit = _unfit(session, bag)
+        unfit = unfit_to_leave(session, bag)
         if unfit:
             raise Conflict(f"DO NOT THAW bag {bag.din}: {unfit} Keep it frozen and call the cell therapy unit.")
         if bag.status in ("dispatched", "received") and allocation_of_bag(session, bag.id) is None:
@@ -99,7 +99,7 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     return event
 
 
-def _unfit(session: Session, bag: Bag) -> str | None:
+def unfit_to_leave(session: Session, bag: Bag) -> str | None:
     """What makes the bag unfit to be sent or thawed now, in words, or None: the product checks of the bedside
     (mscbatch.custody.checks.judge) that do not depend on the patient."""
     if bag.expires_at <= utcnow():

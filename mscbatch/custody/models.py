@@ -147,3 +147,37 @@ class InfusionReaction(Audited, Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (CheckConstraint("grade BETWEEN 1 AND 5", name="grade_range"),)
+
+
+#: QA's decisions on a bag returned to the unit (EU GMP Part I 5.65: a product that has left the unit's care goes
+#: back into stock only when its quality is without doubt satisfactory, after QA's critical assessment of its
+#: storage conditions, condition, history and time out; otherwise it is destroyed)
+RETURN_DECISIONS = {"restock": "Back into stock", "discard": "Discard"}
+
+
+class ReturnAssessment(Audited, Lockable, Base):
+    """QA's signed assessment of one return of a bag to the unit: back into stock (the shipper's temperature
+    logger stayed cold enough, the bag is intact) or discarded. One per return (its "returned" custody event)."""
+
+    __tablename__ = "custody_return_assessment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bag_id: Mapped[int] = mapped_column(ForeignKey("bag.id"), index=True)
+    return_event_id: Mapped[int] = mapped_column(ForeignKey("custody_event.id"), unique=True)
+    decision: Mapped[str] = mapped_column(String(10))  # a key of RETURN_DECISIONS
+    #: the warmest temperature the logger that travelled with the bag recorded (°C); required to restock
+    logger_max_c: Mapped[Decimal | None] = mapped_column(Numeric(5, 1))
+    intact: Mapped[bool]  # bag, overwrap and label seen intact
+    minutes_out: Mapped[int | None]  # from its dispatch to its return (None: no dispatch recorded)
+    rationale: Mapped[str] = mapped_column(Text)
+    assessed_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    assessed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def decision_words(self) -> str:
+        return RETURN_DECISIONS.get(self.decision, self.decision)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"bag_id": self.bag_id, "return_event_id": self.return_event_id, "decision": self.decision,
+                "logger_max_c": None if self.logger_max_c is None else f"{self.logger_max_c}",
+                "intact": self.intact, "minutes_out": self.minutes_out, "rationale": self.rationale}

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
 from mscbatch.core import evidence
-from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
+from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, ReturnAssessment, TwoPersonCheck
 from mscbatch.custody.queries import timeline
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, EligibilityDecision
@@ -235,7 +235,10 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
     if dispositions:
         files["certificate-of-analysis.pdf"] = certificate_pdf(review_of(session, lot.id, user))
     files["donor-eligibility.json"] = _json(_decision(session, donor, decision))
-    signed = ([decision] if decision is not None else []) + list(dispositions) + prescriptions
+    # QA's signed assessments of the bag's returns to the unit (back into stock or discarded: custody.returns)
+    returns = list(session.scalars(select(ReturnAssessment).where(ReturnAssessment.bag_id == bag.id)
+                                   .order_by(ReturnAssessment.id)))
+    signed = ([decision] if decision is not None else []) + list(dispositions) + prescriptions + returns
     files["signatures.json"] = _json(_signatures(session, signed))
     entities: dict[str, set[int]] = {
         Bag.__tablename__: {bag.id}, Lot.__tablename__: {lot.id}, Donor.__tablename__: {donor.id},
@@ -248,6 +251,7 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
         TwoPersonCheck.__tablename__: set(session.scalars(select(TwoPersonCheck.id)
                                                           .where(TwoPersonCheck.bag_id == bag.id))),
         Infusion.__tablename__: {infusion.id} if infusion else set(),
+        ReturnAssessment.__tablename__: {r.id for r in returns},
         InfusionReaction.__tablename__: set(session.scalars(select(InfusionReaction.id).where(
             InfusionReaction.infusion_id == infusion.id))) if infusion else set(),
     }

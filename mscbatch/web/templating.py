@@ -30,6 +30,7 @@ NAVIGATION: list[tuple[str, str, frozenset[str] | None]] = [
     ("Release", "release.index", frozenset({"qa", "technician", "admin"})),
     ("Patients", "patients.index", CLINICAL),
     ("Ward", "custody.ward", frozenset({"nurse", "clinician", "technician"})),
+    ("Returned bags", "custody.returned", frozenset({"qa"})),
     ("Recalls", "recall.index", frozenset({"qa", "clinician"})),
     ("Traceability", "trace.find", frozenset({"qa", "clinician"})),
     ("Storage", "storage.index", MAKERS),

@@ -245,6 +245,9 @@ EXPECTED_ACCESS.update({
     "custody.infusion_stop": {"nurse", "clinician", "qa"},
     "custody.end": {"nurse", "clinician"},
     "custody.reaction": {"nurse", "clinician"},
+    "custody.returned": {"qa"},  # a bag returned to the unit: QA alone assesses it
+    "custody.assess_page": {"qa"},
+    "custody.assess_return": {"qa"},
     "custody_api.scan_verify": {"nurse", "clinician"},
     "custody_api.confirm": {"nurse", "clinician"},
     "custody_api.add_event": {"nurse", "technician", "qa", "clinician"},

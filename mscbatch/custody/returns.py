@@ -1,0 +1,176 @@
+"""QA's assessment of a bag returned to the unit: back into stock, or discarded (DOMAIN.md 8; EU GMP Part I 5.65).
+
+A bag comes back from the ward frozen (its infusion postponed, its prescription stopped, the patient withdrawn);
+the bag state machine allows QA alone to move it on from "returned". A returned product goes back into stock only
+when its quality is without doubt satisfactory, so the restock asks for what shows it: the warmest temperature the
+shipper's logger recorded (no warmer than the product's storage limit), the bag, overwrap and label seen intact,
+and the time it spent out of the unit (from its dispatch, shown). Either decision is one signed ReturnAssessment
+and the bag's custody event ("stored" or "discarded") in one transaction.
+
+A bag still reserved by an active prescription is not restocked: the course counts it as lost, and the bedside
+check stops the course's other bags when what is left no longer gives the prescribed dose
+(checks.course_has_lost_bag). Released from the course, it would vanish from that count. The prescriber stops or
+cancels the course first (which lets the returned bag go: prescriptions.GONE_FROM_STOCK).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.site_config import effective_storage_limit_c
+from mscbatch.custody.handover import unfit_to_leave
+from mscbatch.custody.models import RETURN_DECISIONS, CustodyEvent, ReturnAssessment
+from mscbatch.custody.services import lock_bag, record_event, require_authority
+from mscbatch.errors import Conflict, ValidationFailed
+from mscbatch.lots.models import Bag, Lot, StorageLocation
+from mscbatch.lots.queries import position_label, product_of
+from mscbatch.lots.services import at_most_decimals
+from mscbatch.patients.models import Allocation
+from mscbatch.signatures.services import sign
+from mscbatch.site import site_config
+
+RESTOCK_MEANING = "Returned bag assessed: back into stock"
+DISCARD_MEANING = "Returned bag assessed: discarded"
+MIN_RATIONALE = 10
+RATIONALE_MAX = 2000
+#: the decision -> the custody event it records
+EVENT_OF = {"restock": "stored", "discard": "discarded"}
+
+
+@dataclass(frozen=True)
+class ReturnedBag:
+    """A bag waiting for QA's assessment, with what the assessment weighs."""
+
+    bag: Bag
+    lot: Lot
+    returned: CustodyEvent  # the return being assessed
+    returned_by: str
+    dispatched: CustodyEvent | None  # the dispatch it came back from
+    minutes_out: int | None
+    storage_limit_c: Decimal
+    kept_position: str  # where it goes back to ("" when it had none)
+    reserved: bool  # still held by an active prescription: not restocked until the prescriber lets it go
+
+
+def _minutes(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds() // 60))
+
+
+def _return_and_dispatch(session: Session, bag_id: int) -> tuple[CustodyEvent | None, CustodyEvent | None]:
+    """The bag's latest return and the dispatch before it."""
+    returned = session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "returned")
+                              .order_by(CustodyEvent.id.desc()).limit(1))
+    if returned is None:
+        return None, None
+    dispatched = session.scalar(select(CustodyEvent).where(
+        CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "dispatched", CustodyEvent.id < returned.id)
+        .order_by(CustodyEvent.id.desc()).limit(1))
+    return returned, dispatched
+
+
+def _reserved(session: Session, bag_id: int) -> bool:
+    return session.scalar(select(Allocation.id).where(Allocation.active_bag_id == bag_id).limit(1)) is not None
+
+
+def kept_position(session: Session, bag: Bag) -> str:
+    box = session.get(StorageLocation, bag.box_id) if bag.box_id is not None else None
+    return f"{box.name} {position_label(box, bag.position)}" if box is not None else ""
+
+
+def returned_bag(session: Session, bag: Bag) -> ReturnedBag | None:
+    if bag.status != "returned":
+        return None
+    returned, dispatched = _return_and_dispatch(session, bag.id)
+    if returned is None:
+        return None
+    from mscbatch.auth.models import User
+
+    lot = session.get(Lot, bag.lot_id)
+    who = session.get(User, returned.actor_id)
+    return ReturnedBag(
+        bag=bag, lot=lot, returned=returned, returned_by=who.full_name if who else "?", dispatched=dispatched,
+        minutes_out=_minutes(dispatched.occurred_at, returned.occurred_at) if dispatched else None,
+        storage_limit_c=effective_storage_limit_c(site_config(), product_of(lot)),
+        kept_position=kept_position(session, bag), reserved=_reserved(session, bag.id))
+
+
+def returned_bags(session: Session) -> list[ReturnedBag]:
+    """Every bag waiting for QA's assessment, the longest waiting first."""
+    bags = session.scalars(select(Bag).where(Bag.status == "returned").order_by(Bag.id))
+    rows = [row for bag in bags if (row := returned_bag(session, bag)) is not None]
+    return sorted(rows, key=lambda row: row.returned.occurred_at)
+
+
+def _temperature(value: Any) -> Decimal:
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace("−", "-"))
+    except (InvalidOperation, ValueError):
+        number = None
+    if number is None or not number.is_finite() or not Decimal(-200) <= number <= Decimal(40):
+        raise ValidationFailed("Warmest logger temperature: give the warmest temperature the shipper's logger "
+                               "recorded, in °C (e.g. -165.5).", field="logger_max_c")
+    return at_most_decimals(number, 1, "logger_max_c", "Warmest logger temperature:", "-165.5")
+
+
+def assess_return(session: Session, signer: Any, bag_id: int, *, decision: str, rationale: str, password: str,
+                  logger_max_c: Any = None, intact: bool = False) -> ReturnAssessment:
+    """QA's signed decision on the bag's latest return (see the module's docstring)."""
+    rationale = (rationale or "").strip()
+    if decision not in RETURN_DECISIONS:
+        raise ValidationFailed("Decision: choose back into stock or discard.", field="decision")
+    temperature = None
+    if decision == "restock":
+        temperature = _temperature(logger_max_c)
+        if not intact:
+            raise ValidationFailed("Bag, overwrap and label seen intact: tick it to put the bag back into stock. A bag "
+                                   "not seen intact is discarded.", field="intact")
+    elif logger_max_c not in (None, ""):
+        temperature = _temperature(logger_max_c)  # recorded when given, checked as for a restock
+    if len(rationale) < MIN_RATIONALE or len(rationale) > RATIONALE_MAX:
+        raise ValidationFailed(f"Rationale: say what you checked and why, in {MIN_RATIONALE} to {RATIONALE_MAX} "
+                               "characters.", field="rationale")
+    kind = EVENT_OF[decision]
+    with use_case(session, signer, rationale):
+        bag = lock_bag(session, bag_id)
+        require_authority(signer, bag, kind)  # QA alone moves a bag on from "returned"
+        found = returned_bag(session, bag)
+        if found is None:
+            raise Conflict(f"Bag {bag.din} is {bag.status.replace('_', ' ')}, not returned: there is no return to "
+                           "assess. Nothing was signed.")
+        if found.returned.actor_id == signer.id:
+            raise Conflict(f"You recorded the return of bag {bag.din} yourself: another QA person assesses it "
+                           "(segregation of duties). Nothing was signed.")
+        if decision == "restock":
+            _refuse_restock(session, found, temperature)
+        assessment = ReturnAssessment(
+            bag_id=bag.id, return_event_id=found.returned.id, decision=decision, logger_max_c=temperature,
+            intact=bool(intact), minutes_out=found.minutes_out, rationale=rationale, assessed_by_id=signer.id)
+        session.add(assessment)
+        session.flush()
+        sign(session, signer, password, assessment, RESTOCK_MEANING if decision == "restock" else DISCARD_MEANING,
+             required_role="qa")
+        details = {"return_assessment_id": assessment.id, "returned_event_id": found.returned.id}
+        record_event(session, signer, bag, kind, location=found.kept_position if decision == "restock" else "",
+                     details=details, reason=f"Return assessed by QA: {rationale}")
+    return assessment
+
+
+def _refuse_restock(session: Session, found: ReturnedBag, temperature: Decimal | None) -> None:
+    din = found.bag.din
+    if found.reserved:
+        raise Conflict(f"Bag {din} is still reserved by an active prescription, which counts it as lost (the bedside "
+                       "check stops the course's other bags when they no longer give the dose). The prescriber stops "
+                       "or cancels that course first; then assess the return. Nothing was signed.")
+    if temperature is not None and temperature > found.storage_limit_c:
+        raise Conflict(f"Warmest logger temperature: {temperature} °C is warmer than the {found.storage_limit_c} °C "
+                       f"{found.lot.product_name} must be kept at: bag {din} cannot go back into stock. Discard it. "
+                       "Nothing was signed.", field="logger_max_c")
+    unfit = unfit_to_leave(session, found.bag)
+    if unfit:
+        raise Conflict(f"Bag {din} cannot go back into stock: {unfit} Discard it. Nothing was signed.")

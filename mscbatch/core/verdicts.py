@@ -205,7 +205,8 @@ def can_release(
 
     conditional_tests names blocking tests that may still be pending (conditional release, EudraLex Vol 4
     Part IV section 11, e.g. sterility still incubating): only tests the spec marks
-    may_be_pending_at_conditional_release qualify, and a failed test never does.
+    may_be_pending_at_conditional_release qualify (an informative test named is refused too), and a failed test
+    never does.
     """
     verdicts = list(verdicts)
     conditional = set(conditional_tests)
@@ -218,11 +219,13 @@ def can_release(
     for test_id in sorted(conditional - set(by_id)):
         refusals.append(f"conditional release names {test_id!r}, which is not a test of this lot's specification")
     for v in verdicts:
+        # checked first, for informative tests too: naming one the specification does not allow to be pending would
+        # sign a conditional release the specification never provided for
+        if v.test_id in conditional and not v.may_be_pending_at_conditional_release:
+            refusals.append(f"{v.name} cannot be pending at conditional release (the specification does not allow it)")
         if not v.blocking or v.status is VerdictStatus.PASS:
             continue
         if v.status is VerdictStatus.PENDING and v.test_id in conditional:
-            if not v.may_be_pending_at_conditional_release:
-                refusals.append(f"{v.name} cannot be pending at conditional release (the specification does not allow it)")
             continue
         refusals.append(v.reason)
     if not donor_approved:

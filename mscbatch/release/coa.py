@@ -85,8 +85,8 @@ def _oos_text(oos: Any) -> str:
 
 
 def _tests(review: Any) -> Table:
-    rows: list[list[Any]] = [[_p(h) for h in ("Test", "Specification", "Result", "Unit", "Method", "Date",
-                                              "Verdict", "Blocking")]]
+    rows: list[list[Any]] = [[_p(h) for h in ("Test", "Specification", "Result", "Unit",
+                                              "Method · analyst · instrument", "Date", "Verdict", "Blocking")]]
     for row in review.rows:
         v, current = row.verdict, row.current
         value = "—"
@@ -96,10 +96,19 @@ def _tests(review: Any) -> Table:
         shown_unit = UNIT_SHOWN.get(row.unit, row.unit)
         colour = VERDICT_COLOURS.get(str(v.status), "#000000")
         verdict = Paragraph(f'<font color="{colour}"><b>{str(v.status).upper()}</b></font>', SMALL)
-        rows.append([_p(v.name), _p(v.limit_text), _p(value), _p(shown_unit),
-                     _p(current.method if current else row.method), _p(current.tested_on if current else ""),
+        limit = v.limit_text + (f" ({row.note})" if row.note else "")  # as the review page: "Site value to confirm"
+        rows.append([_p(v.name), _p(limit), _p(value), _p(shown_unit),
+                     _p(_how(current) if current else row.method), _p(current.tested_on if current else ""),
                      verdict, _p("yes" if v.blocking else "informative")])
-    return _grid(rows, [52 * mm, 32 * mm, 24 * mm, 20 * mm, 56 * mm, 20 * mm, 24 * mm, 20 * mm])
+    return _grid(rows, [48 * mm, 56 * mm, 24 * mm, 20 * mm, 48 * mm, 20 * mm, 24 * mm, 20 * mm])
+
+
+def _how(result: Any) -> str:
+    """How the result was obtained, as the review page says it (DOMAIN.md section 5: each result has its method,
+    analyst and instrument or reagent lot)."""
+    parts = [result.method, result.analyst, result.instrument, f"reagent {result.reagent_lot}" if result.reagent_lot
+             else ""]
+    return " · ".join(part for part in parts if part)
 
 
 def _assessed(review: Any, deviation: Any) -> str:

@@ -169,6 +169,16 @@ def _cited_by(session: Session, retest_id: int, oos: OosInvestigation) -> int | 
                                                             OosInvestigation.id != oos.id).limit(1))
 
 
+def _test_entered_under(result: ReleaseResult) -> Any:
+    """The result's test in the specification version it was entered under, if that version is installed."""
+    from mscbatch.release.specs import all_specs
+
+    for spec in all_specs():
+        if (spec.id, spec.version) == (result.spec_id, result.spec_version):
+            return next((t for t in spec.tests if t.id == result.test_id), None)
+    return None
+
+
 def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id: int, investigation: str,
                    password: str) -> OosInvestigation:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
@@ -191,7 +201,16 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
                                    field="retest_result_id")
         lot = get_lot(session, oos.lot_id)
         spec = spec_of_lot(session, lot)
-        test = spec.test(oos.test_id)
+        try:
+            test = spec.test(oos.test_id)
+        except KeyError:  # a later version reports it under another test id: the retest is judged under the
+            # version it was entered under, which had the test
+            test = _test_entered_under(retest)
+        if test is None:
+            raise Conflict(f"Test {oos.test_id!r} is no longer in specification {spec.id} version {spec.version}, the "
+                           "version the lot is judged against: the OOS cannot be invalidated with a retest of it. "
+                           "Confirm the OOS (the lot is rejected, or recalled if released) if its failure stands. "
+                           "Nothing was signed.", field="retest_result_id")
         try:
             retest_value = parse_result_value(test, retest.value, retest.unit)
         except ResultValueError as error:

@@ -42,7 +42,8 @@ from mscbatch.release.queries import (
     pending_conditional_tests,
     waiting_exceptional_request,
 )
-from mscbatch.release.specs import lot_verdict
+from mscbatch.release.results import uninvestigated_failures
+from mscbatch.release.specs import lot_verdict, spec_of_lot
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_config
 
@@ -73,9 +74,21 @@ def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[
     discrepancy = count_discrepancy(session, lot, verdict)
     if discrepancy and len((count_justification or "").strip()) >= JUSTIFICATION_MIN_CHARS:
         discrepancy = None
-    return (reasons + ([discrepancy] if discrepancy else [])
+    return (reasons + ([discrepancy] if discrepancy else []) + failed_without_oos(session, lot, verdict)
             + [f"the lot is covered by {recall_words(recall)}" for recall in recalls_covering(session, lot)]
             + awaiting_assessment(session, lot) + expired(lot))
+
+
+def failed_without_oos(session: Session, lot: Lot, verdict: LotVerdict) -> list[str]:
+    """What to do about a blocking test failing only under the version in force (results.uninvestigated_failures):
+    no OOS was opened when its result was entered, so the page would show the fail with nothing for QA to close."""
+    failing = [v for v in verdict.verdicts if v.blocking and v.status is VerdictStatus.FAIL]
+    if not failing:
+        return []
+    spec = spec_of_lot(session, lot)
+    return [f"{v.name}: its failing result was entered under an earlier version of the specification and has no OOS "
+            f"investigation yet; a technician enters a retest, which opens it, then QA closes it"
+            for v in failing if uninvestigated_failures(session, lot, spec, spec.test(v.test_id))]
 
 
 def expired(lot: Lot) -> list[str]:
@@ -367,8 +380,10 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
             raise Conflict("Exceptional release refused: the results changed since the clinician's request ("
                            + "; ".join(changed) + "). The clinician must ask again on the current results. "
                            "Nothing was signed.")
+        # the failures are what the exceptional release is for, with or without their investigation opened yet
+        failures = _fail_reasons(verdict) | set(failed_without_oos(session, lot, verdict))
         reasons = [r.replace(COUNT_REMEDY, COUNT_REMEDY_EXCEPTIONAL) for r in refusals(session, lot, signer, (), verdict)
-                   if not (r.startswith("an OOS") or "OOS investigations" in r or r in _fail_reasons(verdict))]
+                   if not (r.startswith("an OOS") or "OOS investigations" in r or r in failures)]
         if reasons:
             raise Conflict("Exceptional release refused: " + "; ".join(reasons) + ". Nothing was signed.")
         request.decided_by_id = signer.id

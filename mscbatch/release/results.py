@@ -33,7 +33,7 @@ from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_OPEN, OosInvestigation, ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
-from mscbatch.release.specs import FLOW_PANEL, spec_of_lot
+from mscbatch.release.specs import FLOW_PANEL, spec_of_lot, unreadable
 from mscbatch.site import site_config, site_today
 
 ENTRY_ROLE = "technician"
@@ -142,8 +142,36 @@ def _test_of(spec: ReleaseSpec, test_id: str) -> ReleaseTest:
         raise ValidationFailed(f"Choose a test of specification {spec.id} v{spec.version}.", field="test_id") from None
 
 
+def uninvestigated_failures(session: Session, lot: Lot, spec: ReleaseSpec, test: ReleaseTest) -> list[ReleaseResult]:
+    """The lot's valid results of a blocking test that fail under `spec` (the version the lot is judged against) and
+    have no OOS investigation: results that passed the version they were entered under, judged against a later
+    version in force (a raised limit, a test made blocking). Each is a fail like any other (DOMAIN.md section 5: an
+    investigation record is required), and it stands until an investigation invalidates it (core.verdicts)."""
+    if not test.blocking:
+        return []
+    investigated = select(OosInvestigation.result_id).where(OosInvestigation.lot_id == lot.id)
+    rows = session.scalars(select(ReleaseResult).where(
+        ReleaseResult.lot_id == lot.id, ReleaseResult.test_id == test.id, ReleaseResult.invalidated_at.is_(None),
+        ReleaseResult.id.not_in(investigated)).order_by(ReleaseResult.id))
+    try:
+        return [r for r in rows if judge_value(test, parse_result_value(test, r.value, r.unit)).meets is False]
+    except ResultValueError as error:  # the file in force edited in place: said in words, as on the pages
+        raise unreadable(lot, spec, error) from None
+
+
+def _open_missing_oos(session: Session, lot: Lot, spec: ReleaseSpec, test: ReleaseTest) -> None:
+    """Open the investigation of each earlier result of this test that fails only under the version in force,
+    before a new result of the test is added: without it the retest could never count (a failing result stands
+    until its investigation invalidates it) and the lot stayed failing with nothing for QA to close."""
+    for earlier in uninvestigated_failures(session, lot, spec, test):
+        comparison = judge_value(test, parse_result_value(test, earlier.value, earlier.unit)).comparison
+        open_oos(session, lot, earlier, f"{test.name} failed under specification {spec.id} version {spec.version} "
+                 f"({comparison}); the result was entered under version {earlier.spec_version}, which opened no OOS for it")
+
+
 def _add(session: Session, actor: Any, lot: Lot, spec: ReleaseSpec, test: ReleaseTest, value: str, unit: str,
          common: dict[str, Any]) -> ReleaseResult:
+    _open_missing_oos(session, lot, spec, test)
     result = ReleaseResult(lot_id=lot.id, test_id=test.id, spec_id=spec.id, spec_version=spec.version,
                            spec_sha256=spec.sha256, value=value, first_value=value, unit=test.unit,
                            entered_by_id=actor.id, entered_at=utcnow(), **common)
@@ -239,11 +267,23 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
     with use_case(session, actor, reason):
         result, lot = _locked_result(session, result_id)
         spec = spec_of_lot(session, lot)
+        if result.test_id not in {t.id for t in spec.tests}:  # a later version reports it under another test id
+            raise Conflict(f"Test {result.test_id!r} is no longer in specification {spec.id} version {spec.version}, "
+                           "the version the lot is judged against: its results no longer count and are not "
+                           "corrected. Enter the result of the test as the specification now names it.",
+                           field="value")
         test = _test_of(spec, result.test_id)
         _check_lot_accepts(session, lot, test)
         if result.invalidated_at is not None:
             raise Conflict("This result was invalidated by an OOS investigation; enter a retest instead.")
         _refuse_under_investigation(session, result)
+        if result in uninvestigated_failures(session, lot, spec, test):
+            # it failed only under the version in force, so no OOS was opened when it was entered: still a fail,
+            # settled as any other by a retest and QA's investigation, not typed over
+            raise Conflict(f"This result fails {test.name} under specification {spec.id} version {spec.version} "
+                           f"({test.name} {test.limit_text}), the version the lot is judged against: it cannot be "
+                           "corrected. Enter a retest: that opens its OOS investigation, which QA closes.",
+                           field="value")
         new_value = _parse(test, value, unit, "value")
         if new_value == result.value:
             raise ValidationFailed("The corrected value is the same as the recorded one.", field="value")

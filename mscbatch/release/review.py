@@ -55,6 +55,7 @@ class TestRow:
     results: list[ReleaseResult]
     unit: str
     method: str
+    note: str = ""  # the specification's note on the test ("Site value to confirm", why it is informative)
 
     @property
     def current(self) -> ReleaseResult | None:
@@ -204,7 +205,7 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
     verdict = lot_verdict(session, lot, spec)
     all_results = results_of(session, lot.id)
     rows = [TestRow(v, [r for r in all_results if r.test_id == v.test_id], spec.test(v.test_id).unit,
-                    spec.test(v.test_id).method) for v in verdict.verdicts]
+                    spec.test(v.test_id).method, spec.test(v.test_id).note) for v in verdict.verdicts]
     ids = [r.id for r in all_results]
     attachments: dict[int, list[ResultAttachment]] = {}
     if ids:

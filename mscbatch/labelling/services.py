@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
 from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
 from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
@@ -315,12 +316,40 @@ def label_problem_of(item: LabelPrintItem | None) -> str | None:
     return f"{RELEASED_LABEL_FIRST}: its last label was printed while the lot was {item.lot_status.replace('_', ' ')}"
 
 
+#: what a bag label prints of the bag's content (label_data); a change of one after the print makes the label wrong
+LABELLED_CONTENT = ("volume_ml", "cells_per_ml", "total_cells", "dmso_percent")
+
+
+def relabel_after_correction(session: Session, bag_ids: Sequence[int]) -> set[int]:
+    """The bags whose content (volume, cells, DMSO: what their label prints) was changed after their latest label
+    print (lots.corrections.correct_bag_content): the label they wear shows the old values. Read off the audit
+    trail's order (seq, one chain for every writer), so a correction and a print a moment apart are never tied."""
+    latest = latest_labels(session, bag_ids)
+    if not latest:
+        return set()
+    printed = {entity: seq for entity, seq in session.execute(select(AuditEvent.entity_id, AuditEvent.seq).where(
+        AuditEvent.entity_type == LabelPrintItem.__tablename__, AuditEvent.action == "insert",
+        AuditEvent.entity_id.in_([str(item.id) for item in latest.values()])))}
+    changed = {entity: seq for entity, seq in session.execute(
+        select(AuditEvent.entity_id, func.max(AuditEvent.seq)).where(
+            AuditEvent.entity_type == Bag.__tablename__, AuditEvent.action == "update",
+            AuditEvent.field.in_(LABELLED_CONTENT), AuditEvent.entity_id.in_([str(bag_id) for bag_id in latest]))
+        .group_by(AuditEvent.entity_id))}
+    return {bag_id for bag_id, item in latest.items()
+            if str(bag_id) in changed and changed[str(bag_id)] > printed.get(str(item.id), 0)}
+
+
 def dispatch_label_problem(session: Session, bag: Bag) -> str | None:
     """Why the bag may not leave the unit as labelled, in plain words, or None when its latest label print was
     made while the lot was released (a conditional or exceptional release counts: that label carries the
-    release's marker, and an exceptional release's patient). The label a bag carries is its latest print: a
-    QUARANTINE label reprinted after a released one is what the bag now wears. Custody dispatch asks this."""
-    return label_problem_of(latest_labels(session, [bag.id]).get(bag.id))
+    release's marker, and an exceptional release's patient) and after the last change of the content it prints.
+    The label a bag carries is its latest print: a QUARANTINE label reprinted after a released one is what the bag
+    now wears. Custody dispatch asks this."""
+    item = latest_labels(session, [bag.id]).get(bag.id)
+    if item is not None and bag.id in relabel_after_correction(session, [bag.id]):
+        return (f"{RELEASED_LABEL_FIRST}: its content (volume, cells per mL, DMSO) was corrected after its last "
+                "label was printed, so that label shows the old values")
+    return label_problem_of(item)
 
 
 @dataclass(frozen=True)

@@ -32,19 +32,26 @@ from mscbatch.recall.queries import hold_for_recalls
 from mscbatch.site import site_config
 
 
+def check_bag_plan(bag: BagPlan, number: int) -> BagPlan:
+    """One bag's volume, DMSO and cells per mL within cryopreservation's rules (a correction of a bag's content,
+    lots.corrections.correct_bag_content, applies them again); returned at the scale its columns keep."""
+    if not isinstance(bag.volume_ml, Decimal) or not Decimal("0.1") <= bag.volume_ml <= Decimal(1000):
+        raise ValidationFailed(f"Bag {number}: volume between 0.1 and 1000 mL.", field="volume_ml")
+    # kept as typed or refused: the columns hold 2 decimals, and the bag's cells are volume x cells per mL
+    volume = at_most_decimals(bag.volume_ml, 2, "volume_ml", f"Bag {number}: volume", "20.55 mL")
+    if not isinstance(bag.dmso_percent, Decimal) or not Decimal(0) <= bag.dmso_percent <= Decimal(20):
+        raise ValidationFailed(f"Bag {number}: DMSO between 0 and 20 %.", field="dmso_percent")
+    dmso = at_most_decimals(bag.dmso_percent, 2, "dmso_percent", f"Bag {number}: DMSO", "7.5 %")
+    if isinstance(bag.cells_per_ml, bool) or not isinstance(bag.cells_per_ml, int) or bag.cells_per_ml <= 0:
+        raise ValidationFailed(f"Bag {number}: give the cells per mL.", field="cells_per_ml")
+    return BagPlan(volume_ml=volume, cells_per_ml=int(bag.cells_per_ml), dmso_percent=dmso)
+
+
 def _check_plans(bags: Sequence[BagPlan]) -> None:
     if not 1 <= len(bags) <= MAX_DIVISIONS:
         raise ValidationFailed(f"A lot is frozen into 1 to {MAX_DIVISIONS} bags (divisions A0-Z0).", field="bag_count")
     for number, bag in enumerate(bags, start=1):
-        if not isinstance(bag.volume_ml, Decimal) or not Decimal("0.1") <= bag.volume_ml <= Decimal(1000):
-            raise ValidationFailed(f"Bag {number}: volume between 0.1 and 1000 mL.", field="volume_ml")
-        # kept as typed or refused: the columns hold 2 decimals, and the bag's cells are volume x cells per mL
-        at_most_decimals(bag.volume_ml, 2, "volume_ml", f"Bag {number}: volume", "20.55 mL")
-        if not isinstance(bag.dmso_percent, Decimal) or not Decimal(0) <= bag.dmso_percent <= Decimal(20):
-            raise ValidationFailed(f"Bag {number}: DMSO between 0 and 20 %.", field="dmso_percent")
-        at_most_decimals(bag.dmso_percent, 2, "dmso_percent", f"Bag {number}: DMSO", "7.5 %")
-        if isinstance(bag.cells_per_ml, bool) or not isinstance(bag.cells_per_ml, int) or bag.cells_per_ml <= 0:
-            raise ValidationFailed(f"Bag {number}: give the cells per mL.", field="cells_per_ml")
+        check_bag_plan(bag, number)
 
 
 def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: datetime | None, bags: Sequence[BagPlan],

@@ -1,32 +1,45 @@
-"""Correcting a harvest or a passage entry while the lot is still in process (EU GMP ch. 4.9: a correction of a
-record is signed, dated, leaves the original readable and gives its reason).
+"""Correcting a harvest or a passage entry while the lot is still in process, and a bag's content (volume, cells
+per mL, DMSO) until the lot is released (EU GMP ch. 4.9: a correction of a record is signed, dated, leaves the
+original readable and gives its reason).
 
 Without it a typing slip (a viability of 0 %, a count a factor 10 off) stranded the lot for good: recording the
 harvest again is refused as "already recorded". The correction changes the same rows; the audit hook keeps the old
 and new value of each changed field with the reason, who and when. Once the lot has left "in process" the record
 is QA's to judge and is locked (the same sequence check as recording, lots.services.require_in_process).
+
+A bag's content is what the dose is calculated from (patients.inventory reads the bag's cells): a cells per mL
+typed wrong at cryopreservation is a wrong dose at the bedside. It may be corrected in process and in quarantine
+(QA's release review reads it then), never after a release signature, and only for a bag still in stock.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
 from mscbatch.core.culture import (
+    BagPlan,
+    CultureError,
     PassageCount,
     check_culture_limits,
     cumulative_population_doublings,
     format_cells,
+    plan_cryopreservation,
     population_doublings,
 )
+from mscbatch.database import locked_row
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
-from mscbatch.lots.models import ProcessStep
+from mscbatch.lots.bags import check_bag_plan
+from mscbatch.lots.models import Bag, ProcessStep
 from mscbatch.lots.queries import bags_of, product_of
 from mscbatch.lots.reagents import uses_outside_their_window
-from mscbatch.lots.services import lock_lot, require_in_process, require_technician
+from mscbatch.lots.services import lock_lot, missing_reagents_of, require_in_process, require_technician
 from mscbatch.lots.steps import (
     PassageDetails,
     check_against_last_passage,
@@ -154,3 +167,109 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
             check_against_last_passage(session, lot.harvest_total_cells, step)
         _refuse_moved_reagent_uses(session, lot, {step.id} | ({after[0].id} if after else set()), "performed_on")
     return step
+
+
+#: the lot states in which a bag's content may be corrected: before any release signature. After it the record
+#: is signed and locked; a released lot's bags are dealt with by QA (deviation, OOS, recall), not typed over.
+BAG_CORRECTABLE_LOT_STATES = ("in_process", "quarantine")
+#: what a correction of a bag's content changes (lots.bags.cryopreserve wrote them)
+BAG_CONTENT_FIELDS = ("volume_ml", "cells_per_ml", "total_cells", "dmso_percent")
+BAG_CONTENT_CORRECTED = "bag content corrected"
+
+
+def _require_bag_correctable(lot: Any) -> None:
+    if lot.status in BAG_CORRECTABLE_LOT_STATES:
+        return
+    state = lot.status.replace("_", " ")
+    if lot.status in ("released", "conditional_release"):
+        raise Conflict(f"Lot {lot.lot_number} is {state}: its record was signed at release and is locked, so a "
+                       "bag's content can no longer be corrected here. Tell QA: a released lot's bags are dealt "
+                       "with by a deviation, an OOS investigation or a recall. Nothing was changed.", field="bag_id")
+    raise Conflict(f"Lot {lot.lot_number} is {state}: its record is closed and a bag's content can no longer be "
+                   "corrected. Nothing was changed.", field="bag_id")
+
+
+def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, *, volume_ml: Decimal | None,
+                        cells_per_ml: int, dmso_percent: Decimal | None, reason: str | None) -> Bag:
+    """Replace a bag's volume, cells per mL and DMSO % recorded at cryopreservation; its total cells follow
+    (volume x cells per mL, as cryopreserve computes them). The rules of the cryopreservation apply again: each
+    value's range and decimals, and all the lot's bags together no more cells than the harvest on the lot's basis.
+    In quarantine, a bag now holding DMSO still needs the DMSO lot recorded (the quarantine rule)."""
+    require_technician(actor)
+    why = _reason(reason)
+    with use_case(session, actor, f"{BAG_CONTENT_CORRECTED}: {why}"):
+        lot = lock_lot(session, lot_id)
+        _require_bag_correctable(lot)
+        bag = session.get(Bag, bag_id)
+        if bag is None or bag.lot_id != lot.id:
+            raise NotFound(f"Choose a bag of lot {lot.lot_number}.", field="bag_id")
+        bag = locked_row(session, Bag, bag_id, "bag")  # custody (allocation, a hold) moves the bag, not the lot
+        if bag.status != "stored":
+            raise Conflict(f"Bag {bag.bag_number} of {bag.bag_count} ({bag.din_display}) is "
+                           f"{bag.status.replace('_', ' ')}: its content is corrected only while it is in stock "
+                           "(stored) and allocated to no one. Nothing was changed.", field="bag_id")
+        plan = check_bag_plan(BagPlan(volume_ml=volume_ml, cells_per_ml=cells_per_ml,  # type: ignore[arg-type]
+                                      dmso_percent=dmso_percent), bag.bag_number)  # type: ignore[arg-type]
+        if (bag.volume_ml, bag.cells_per_ml, bag.dmso_percent) == (plan.volume_ml, plan.cells_per_ml,
+                                                                   plan.dmso_percent):
+            raise ValidationFailed("Nothing changed: give the corrected values.", field="volume_ml")
+        bags = bags_of(session, lot.id)
+        plans = [plan if other.id == bag.id else BagPlan(other.volume_ml, other.cells_per_ml, other.dmso_percent)
+                 for other in bags]
+        try:  # the split's own rule (core.culture): the bags together cannot hold more cells than the harvest
+            split = plan_cryopreservation(lot.harvest_total_cells or 0, lot.harvest_viable_cells or 0, plans,
+                                          basis=lot.cell_basis or "viable")
+        except CultureError as error:
+            raise ValidationFailed(f"Bag {bag.bag_number}: cells per mL refused: {error}. Nothing was changed.",
+                                   field="cells_per_ml") from None
+        bag.volume_ml, bag.cells_per_ml, bag.dmso_percent = plan.volume_ml, int(plan.cells_per_ml), plan.dmso_percent
+        bag.total_cells = int(split.bag_cells[[other.id for other in bags].index(bag.id)])  # as cryopreserve stores
+        missing = missing_reagents_of(session, lot, bags) if lot.status == "quarantine" else []
+        if missing:  # in process, sending the lot to quarantine asks the same; in quarantine it is too late
+            raise Conflict(f"Correction refused: lot {lot.lot_number} is in quarantine and its record names no "
+                           f"{', no '.join(missing)}; a bag holding DMSO needs the DMSO lot used recorded. Check "
+                           "the DMSO %; if it is right, record a deviation and tell QA. Nothing was changed.",
+                           field="dmso_percent")
+    return bag
+
+
+@dataclass(frozen=True)
+class BagCorrection:
+    """A corrected bag content: which bag, who, when, why and each value old -> new (from the audit trail)."""
+
+    bag_id: int
+    by: str
+    at: Any
+    reason: str
+    changes: list[tuple[str, str, str]]
+
+
+#: a bag's content fields in the batch record's words
+BAG_FIELD_WORDS = {"volume_ml": "volume (mL)", "cells_per_ml": "cells per mL", "total_cells": "cells in the bag",
+                   "dmso_percent": "DMSO %"}
+
+
+def bag_corrections(session: Session, bag_ids: list[int]) -> list[BagCorrection]:
+    """Every correction of the bags' content, oldest first, read off the audit trail (the old and new values, the
+    reason, who and when): listed on the lot page next to the bags."""
+    from mscbatch.auth.models import User
+
+    if not bag_ids:
+        return []
+    events = list(session.scalars(select(AuditEvent).where(
+        AuditEvent.entity_type == Bag.__tablename__, AuditEvent.entity_id.in_([str(i) for i in bag_ids]),
+        AuditEvent.action == "update", AuditEvent.field.in_(BAG_CONTENT_FIELDS),
+        AuditEvent.reason.like(f"{BAG_CONTENT_CORRECTED}: %")).order_by(AuditEvent.seq)))
+    actors = {e.actor_id for e in events if e.actor_id is not None}
+    names = {i: n for i, n in session.execute(select(User.id, User.full_name).where(User.id.in_(actors)))}
+    grouped: dict[tuple[str | None, str | None, str], BagCorrection] = {}
+    for event in events:
+        key = (event.entity_id, event.reason, event.occurred_at.isoformat())
+        entry = grouped.setdefault(key, BagCorrection(
+            int(event.entity_id or 0), names.get(event.actor_id, event.actor_name), event.occurred_at,
+            (event.reason or "").split(": ", 1)[-1], []))
+        old, new = event.old_value or "—", event.new_value or "—"
+        if event.field in ("cells_per_ml", "total_cells"):
+            old, new = (format_cells(int(v)) if v.isdigit() else v for v in (old, new))
+        entry.changes.append((BAG_FIELD_WORDS[event.field or ""], old, new))
+    return list(grouped.values())

@@ -133,6 +133,16 @@ class ReagentUseCorrectionForm(FlaskForm):
     reason = _reason_field()
 
 
+class BagContentCorrectionForm(FlaskForm):
+    bag_id = SelectField("Bag", coerce=int, validators=[DataRequired("Choose the bag.")])
+    volume_ml = NumberField("Volume, corrected (mL)", places=None, validators=[InputRequired("Give the volume.")])
+    cells_per_ml = NumberField(f"Viable cells per mL, corrected {MILLIONS}", places=None, validators=[
+        InputRequired("Give the cells per mL."), _not_negative])
+    dmso_percent = NumberField("DMSO, corrected (%)", places=None,
+                               validators=[InputRequired("Give the DMSO percentage.")])
+    reason = _reason_field()
+
+
 class CryoForm(FlaskForm):
     frozen_at = DateTimeLocalField("Freezing date and time (site time)", format=DATETIME_FORMATS,
                                    validators=[InputRequired("Give the freezing date and time.")])

@@ -16,9 +16,11 @@ from mscbatch.core.states import LOT, state_words
 from mscbatch.donors.models import Donor
 from mscbatch.errors import DomainError, NotFound, ValidationFailed
 from mscbatch.extensions import db
+from mscbatch.labelling.services import relabel_after_correction
 from mscbatch.lots import bags as bag_services
 from mscbatch.lots import corrections, reagent_corrections, reagents, services, steps
 from mscbatch.lots.forms import (
+    BagContentCorrectionForm,
     CryoForm,
     DeviationForm,
     HarvestCorrectionForm,
@@ -199,9 +201,30 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
                                  for row in storable]
     places = {row.box_id: place_parts(db.session, get_location(db.session, row.box_id))
               for row in record.bags if row.box_id}
+    forms.update(_bag_fix_form(record, forms.pop("bag_fix_form", None)))
+    bag_ids = [row.bag.id for row in record.bags]
     return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,
-                           places=places,
+                           places=places, bag_corrections=corrections.bag_corrections(db.session, bag_ids),
+                           relabel=relabel_after_correction(db.session, bag_ids),
                            storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
+
+
+def _bag_fix_form(record: Any, refused: Any) -> dict[str, Any]:
+    """The form correcting a bag's content: the bags still in stock to choose from, the one named by ?fixbag= (its
+    row's "Correct its content" link) chosen and its recorded values filled in, so only the wrong one is retyped;
+    `refused`: a refused correction's form, shown with its errors."""
+    stock = [row.bag for row in record.bags if row.bag.status == "stored"]
+    form = refused
+    if form is None:
+        chosen = next((b for b in stock if b.id == request.args.get("fixbag", type=int)), None)
+        form = BagContentCorrectionForm(prefix="bagfix", formdata=None, bag_id=chosen.id if chosen else None,
+                                        volume_ml=chosen.volume_ml if chosen else None,
+                                        cells_per_ml=_in_millions(chosen.cells_per_ml) if chosen else None,
+                                        dmso_percent=chosen.dmso_percent if chosen else None)
+    form.bag_id.choices = [(0, "Choose…")] + [(b.id, f"bag {b.bag_number} of {b.bag_count} ({b.din_display}): "
+                                                     f"{b.volume_ml} mL, {format_cells(b.cells_per_ml)}/mL, DMSO "
+                                                     f"{b.dmso_percent} %") for b in stock]
+    return {"bag_fix_form": form, "fixing_bag": refused is not None or request.args.get("fixbag", type=int)}
 
 
 def _reagent_fix_forms(record: Any, registered: list[Any], fixing: tuple[int, Any] | None) -> dict[str, Any]:
@@ -360,6 +383,31 @@ def correct_reagent_use(lot_id: int, use_id: int) -> Any:
         flash(f"Reagent use for {done.use.stage} corrected. The old values and your reason are in the audit "
               "trail.", "success")
     return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="reagents"))
+
+
+@bp.route("/<int:lot_id>/bags/correction", methods=["POST"])
+@roles_required("technician")
+def correct_bag(lot_id: int) -> Any:
+    form = BagContentCorrectionForm(prefix="bagfix")
+    form.bag_id.choices = [(posted_id(request.form.get("bagfix-bag_id")), "")]
+    if not form.validate_on_submit():
+        return _detail(lot_id, 422, bag_fix_form=form)
+    try:
+        bag = corrections.correct_bag_content(
+            db.session, current_user, lot_id, form.bag_id.data, volume_ml=form.volume_ml.data,
+            cells_per_ml=millions(form.cells_per_ml.data, "cells_per_ml", "Cells per mL"),
+            dmso_percent=form.dmso_percent.data, reason=form.reason.data)
+    except DomainError as error:
+        show_error(form, error)
+        return _detail(lot_id, error.status, bag_fix_form=form)
+    done = (f"Bag {bag.bag_number} of {bag.bag_count} corrected: {bag.volume_ml} mL, "
+            f"{format_cells(bag.cells_per_ml)} cells per mL, {format_cells(bag.total_cells)} cells in the bag, DMSO "
+            f"{bag.dmso_percent} %. The old values and your reason are in the audit trail.")
+    if relabel_after_correction(db.session, [bag.id]):  # its label prints the old content
+        flash(done + " Its label was printed before and shows the old values: reprint its label.", "warning")
+    else:
+        flash(done, "success")
+    return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="bags"))
 
 
 @bp.route("/<int:lot_id>/cryopreservation", methods=["POST"])

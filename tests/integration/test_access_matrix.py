@@ -60,6 +60,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "lots.store": {"technician"},
     "lots.correct_harvest": {"technician"},  # review 5: a typing error corrected with its reason, in process only
     "lots.correct_passage": {"technician"},
+    "lots.correct_bag": {"technician"},  # a bag's content, until the lot is released
     "lots.correct_reagent_use": {"technician"},
     "lots.transition": {"technician", "qa"},
     "reagents.index": SIGNED_IN,

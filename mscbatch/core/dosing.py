@@ -409,6 +409,12 @@ def _refuse_weight(weight_kg: Decimal | None, measured_on: date | None, today: d
                                           f"measured within {valid_days} days of it")
 
 
+def _in_id_order(bag_id: str) -> tuple[int, str]:
+    """A bag id's place among equal bags: the ids are the database's numbers as text, and as text "10" came before
+    "9", so bag 10 was taken and bag 9, frozen first, left behind."""
+    return len(bag_id), bag_id
+
+
 def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_level_cells_per_kg: Decimal,
                    weight_kg: Decimal | None, weight_measured_on: date | None, today: date, planned_at: datetime,
                    infusion_on: date, bags: Sequence[CandidateBag], product_id: str | None = None,
@@ -445,7 +451,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
     def count(bag: CandidateBag) -> int:
         return int(bag.viable_cells if settings.dose_basis == "viable" else bag.total_cells)
 
-    offered.sort(key=lambda b: (-count(b), b.expires_at, b.bag_id))
+    offered.sort(key=lambda b: (-count(b), b.expires_at, _in_id_order(b.bag_id)))
     cells = [count(b) for b in offered]
     found = _search(cells, int(target), low)
     if found is None:
@@ -458,10 +464,10 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
     waste = sum(count(b) for b in chosen) - target
     partial = None
     if waste > 0:  # the latest-expiring bag able to supply the remainder is drawn partially
-        partial = max((b for b in chosen if count(b) > waste), key=lambda b: (b.expires_at, b.bag_id))
+        partial = max((b for b in chosen if count(b) > waste), key=lambda b: (b.expires_at, _in_id_order(b.bag_id)))
 
     draws: list[BagDraw] = []
-    for bag in sorted(chosen, key=lambda b: (b is partial, b.expires_at, b.bag_id)):
+    for bag in sorted(chosen, key=lambda b: (b is partial, b.expires_at, _in_id_order(b.bag_id))):
         volume_ml, bag_cells = bag.volume_ml, Decimal(count(bag))
         if bag is partial:
             exact_ml = (bag_cells - waste) * bag.volume_ml / bag_cells

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.custody import handover
+from mscbatch.custody.models import CustodyEvent
 from mscbatch.donors import demo as donor_demo
 from mscbatch.errors import DomainError
 from mscbatch.lots.models import Bag
@@ -30,9 +31,20 @@ def _user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
-def seed_returned(session: Session) -> list[str]:
-    if _by_wristband(session, RETURNED_WRISTBAND) is not None:
+def _where_it_stands(session: Session, code: str) -> list[str]:
+    bag = session.scalar(select(Bag).join(CustodyEvent, CustodyEvent.bag_id == Bag.id)
+                         .where(CustodyEvent.kind == "returned", CustodyEvent.reason == RETURN_REASON))
+    if bag is None:
         return []
+    state = ("waits for QA's assessment (as qa, Returned bags)" if bag.status == "returned"
+             else f"was assessed by QA: now {bag.status.replace('_', ' ')}")
+    return [f"  {code}'s bag {bag.din}{bag.check_character}, returned from the ward, {state}"]
+
+
+def seed_returned(session: Session) -> list[str]:
+    patient = _by_wristband(session, RETURNED_WRISTBAND)
+    if patient is not None:  # made by an earlier run: where its bag stands now
+        return _where_it_stands(session, patient.code)
     clinician, tech, nurse = _user(session, "clinician"), _user(session, "tech"), _user(session, "nurse")
     if clinician is None or tech is None or nurse is None:
         return ["  (skipped: a demo user is missing)"]

@@ -38,7 +38,7 @@ def test_62_5_kg_at_2_million_per_kg_takes_two_full_bags_and_a_25_million_partia
     page = client_as("clinician").get(f"/patients/{pid}/dose")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "125,000,000" in html and "12.5 mL" in html and "partial draw" in html
+    assert "125,000,000" in html and "12.50 mL" in html and "partial draw" in html  # two decimals, as signed
     session.close()
 
 

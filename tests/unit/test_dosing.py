@@ -179,6 +179,13 @@ def test_among_equal_bags_the_earliest_expiring_are_used_first() -> None:
     assert allocation.draws[-1].partial
 
 
+def test_among_equal_bags_of_one_expiry_the_lowest_id_is_used_first_counting_ids_as_numbers() -> None:
+    # the ids are database numbers as text: bag 9 was frozen before bag 10 and must not be left behind
+    allocation = dose([bag(str(i), 50) for i in (12, 11, 10, 9)])
+    assert [d.bag_id for d in allocation.draws] == ["9", "10", "11"]
+    assert allocation.draws[-1].partial
+
+
 def test_a_partial_draw_is_rounded_to_the_syringe_graduation() -> None:
     allocation = dose([bag(f"B{i}", 50, 12, days=i) for i in range(1, 4)], weight_kg="70.3")
     assert allocation.target_cells == Decimal("140.6") * M

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
@@ -18,7 +18,7 @@ from mscbatch.auth.models import User
 from mscbatch.auth.passwords import dummy_hash, verify_password
 from mscbatch.auth.services import admin_beside_words
 from mscbatch.custody.checks import BedsideResult, evaluate
-from mscbatch.custody.models import TwoPersonCheck
+from mscbatch.custody.models import CustodyEvent, TwoPersonCheck
 from mscbatch.custody.services import _text, lock_bag, record_event
 from mscbatch.database import reading, utcnow
 from mscbatch.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -141,6 +141,9 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
     if actor.id != check.checked_by_id:
         raise PermissionDenied("Only the person who did the check can ask for its confirmation.")
     again = evaluate(session, check.wristband_scan, check.bag_scan, label_key)
+    if earlier_trip(check, again.received_at):
+        raise Conflict("Since this check, the bag left the ward and was received again: this check was for its "
+                       "earlier trip. Scan the wristband and the bag again.")
     if not again.matches:
         raise Conflict("Since the scan, the check changed to STOP: " + " ".join(f.message for f in again.failures))
     with use_case(session, actor):
@@ -161,10 +164,27 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
     return check
 
 
+def last_receipt(session: Session, bag_id: int) -> datetime | None:
+    """When the bag was last received on the ward (the start of its present trip there), or None."""
+    return session.scalar(select(func.max(CustodyEvent.occurred_at)).where(CustodyEvent.bag_id == bag_id,
+                                                                           CustodyEvent.kind == "received"))
+
+
+def earlier_trip(check: TwoPersonCheck, received_at: datetime | None) -> bool:
+    """The check was scanned before its bag's last receipt on the ward (`received_at`), on an earlier trip: it neither
+    confirms nor starts this one."""
+    return received_at is not None and check.checked_at < received_at
+
+
 def latest_confirmed_check(session: Session, bag_id: int, since: datetime) -> TwoPersonCheck | None:
-    """The bag's newest confirmed MATCHES scanned at or after `since`. The scan's time counts, not only the
-    confirmation's: both people vouch for what was scanned then, and a confirmation late in the window must not
-    stretch it to twice its length."""
+    """The bag's newest confirmed MATCHES scanned at or after `since`, and on the bag's present trip to the ward. The
+    scan's time counts, not only the confirmation's: both people vouch for what was scanned then, and a confirmation
+    late in the window must not stretch it to twice its length. A check from before the bag's last receipt vouched
+    for an earlier trip (the bag returned, put back into stock, prescribed and sent again, maybe within minutes):
+    it was made against another prescription, so it does not count."""
+    received = last_receipt(session, bag_id)
+    if received is not None and received > since:
+        since = received
     return session.scalar(select(TwoPersonCheck).where(
         TwoPersonCheck.bag_id == bag_id, TwoPersonCheck.result == "matches",
         TwoPersonCheck.second_checker_id.is_not(None), TwoPersonCheck.checked_at >= since,

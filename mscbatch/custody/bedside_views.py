@@ -59,8 +59,10 @@ def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
 
 def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
                  start_form: StartForm | None = None, status: int = 200, confirmed: Any = None,
-                 too_old: int | None = None, scanner: Any = None, may_sign: bool = True) -> Any:
-    """`too_old`: the check's validity in minutes when it is past it (no confirm nor start form); `may_sign`: the
+                 too_old: int | None = None, scanner: Any = None, may_sign: bool = True,
+                 earlier_trip: bool = False) -> Any:
+    """`too_old`: the check's validity in minutes when it is past it (no confirm nor start form); `earlier_trip`: the
+    check was scanned before the bag's last receipt on the ward (no confirm nor start form either); `may_sign`: the
     person who scanned is looking (only they sign with the second person; others are told who must)."""
     signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
     return render_template(
@@ -68,7 +70,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
-        may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0])), status
+        may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
@@ -115,7 +117,8 @@ def _recorded_page(row: Any, *, confirm_form: SecondPersonForm | None = None, st
     too_old = int(valid_for.total_seconds() // 60) if utcnow() - row.checked_at > valid_for else None
     scanner = db.session.get(User, row.checked_by_id)
     return _result_page(result, confirm_form=confirm_form, start_form=start_form, status=status, confirmed=confirmed,
-                        too_old=too_old, scanner=scanner, may_sign=row.checked_by_id == current_user.id)
+                        too_old=too_old, scanner=scanner, may_sign=row.checked_by_id == current_user.id,
+                        earlier_trip=bedside.earlier_trip(row, result.received_at))
 
 
 @bp.route("/checks/<int:check_id>/confirm", methods=["POST"])

@@ -22,7 +22,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, aliased, load_only
 
 from mscbatch.core.culture import format_cells
@@ -44,7 +44,7 @@ from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.models import CustodyEvent, Infusion
-from mscbatch.custody.queries import LOST_STATES, CourseShort, course_short
+from mscbatch.custody.queries import ENDED_LOTS, LOST_STATES, CourseShort, course_short
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
@@ -104,6 +104,7 @@ class BedsideResult:
     patient: Patient | None = None
     thawed_at: datetime | None = None
     post_thaw_deadline: datetime | None = None
+    received_at: datetime | None = None  # the bag's last receipt on the ward: a check scanned before it was another trip
     check_id: int | None = None
     give_ml: Decimal | None = None  # what the prescription draws from this bag (less than it holds: partial dose)
 
@@ -173,7 +174,17 @@ def resolve_bag(session: Session, scanned: str, label_key: str) -> tuple[Bag | N
 
 def thawed_at(bag_id: Any) -> Any:
     """Correlated scalar subquery: when the bag was last thawed (its post-thaw clock), or NULL."""
-    return (select(CustodyEvent.occurred_at).where(CustodyEvent.bag_id == bag_id, CustodyEvent.kind == "thawed")
+    return _last_event_at(bag_id, "thawed")
+
+
+def received_at(bag_id: Any) -> Any:
+    """Correlated scalar subquery: when the bag was last received on the ward (the start of its present trip), or
+    NULL."""
+    return _last_event_at(bag_id, "received")
+
+
+def _last_event_at(bag_id: Any, kind: str) -> Any:
+    return (select(CustodyEvent.occurred_at).where(CustodyEvent.bag_id == bag_id, CustodyEvent.kind == kind)
             .order_by(CustodyEvent.id.desc()).limit(1).scalar_subquery())
 
 
@@ -208,8 +219,9 @@ class BagFacts:
     weight_change: WeightSincePrescription | None = None  # a weight newer than the prescription's, judged
     prescribed_weight_on: date | None = None  # when the prescription's weight was measured
     course_short: CourseShort | None = None  # a bag of its course lost, and the rest no longer gives the band
-    course_lost: bool = False  # a bag of its course was lost (discarded, returned), whatever the rest gives
+    course_lost: bool = False  # a bag of its course was lost (discarded, returned, lot ended), whatever the rest gives
     dmso_24h: Dmso24Hours | None = None  # read only when the patient had an infusion in the last 24 hours
+    received_at: datetime | None = None  # its last receipt on the ward (a check scanned before it: another trip)
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -223,14 +235,16 @@ PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_bir
 
 def course_has_lost_bag(bag_id: Any) -> Any:
     """Correlated EXISTS: another bag of the signed, active prescription that reserves this bag was discarded or
-    returned to the unit (LOST_STATES): the course may no longer give its band (read at every scan, in the check's
-    one statement; the course is added up only when it is true)."""
-    mine, other, lost = aliased(Allocation), aliased(Allocation), aliased(Bag)
+    returned to the unit (LOST_STATES), or, not given, is of a lot recalled, rejected or expired for good (ENDED_LOTS):
+    the course may no longer give its band (read at every scan, in the check's one statement; the course is added up
+    only when it is true)."""
+    mine, other, lost, lost_lot = aliased(Allocation), aliased(Allocation), aliased(Bag), aliased(Lot)
     return select(other.id).where(
         mine.active_bag_id == bag_id, Prescription.id == mine.prescription_id, Prescription.locked_at.is_not(None),
         Prescription.status == "active", other.prescription_id == mine.prescription_id,
         other.active_bag_id.is_not(None), other.bag_id != bag_id, lost.id == other.bag_id,
-        lost.status.in_(LOST_STATES)).exists()
+        lost_lot.id == lost.lot_id,
+        or_(lost.status.in_(LOST_STATES), and_(lost_lot.status.in_(ENDED_LOTS), lost.status != "infused"))).exists()
 
 
 def infused_since(patient_id: Any) -> Any:
@@ -251,7 +265,8 @@ def _facts_statement() -> Any:
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
                    exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
                    has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id),
-                   prescribed_weight_on(Bag.id), course_has_lost_bag(Bag.id), infused_since(Patient.id))
+                   prescribed_weight_on(Bag.id), course_has_lost_bag(Bag.id), infused_since(Patient.id),
+                   received_at(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
             .where(Bag.din == bindparam("din"))
@@ -275,7 +290,7 @@ def read_facts(session: Session, wristband: str, din: str | None,
             row = session.execute(_facts_statement(), {**params, "wristband": earlier}).first()
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
      donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
-     infused_in_24h) = row
+     infused_in_24h, received) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -287,7 +302,7 @@ def read_facts(session: Session, wristband: str, din: str | None,
         release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending, failed_late),
         donor_type=donor_type, recipient_code=recipient_code, infused_at=infused,
         hold=bag_hold(session, bag.id) if held else None,
-        thawed_at=thawed if bag.status in ("thawed", "infused") else None,
+        thawed_at=thawed if bag.status in ("thawed", "infused") else None, received_at=received,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
         donor_status=donor_status, allocated_ml=allocated_ml,
         weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
@@ -401,7 +416,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.stop("bag", bag_problem or "Unknown bag.")
         return result
     bag, lot, state = facts.bag, facts.lot, facts.release
-    result.bag, result.lot = bag, lot
+    result.bag, result.lot, result.received_at = bag, lot, facts.received_at
 
     if bag.status == "infused" or facts.infused_at is not None:
         since = f" on {local_and_utc(facts.infused_at)}" if facts.infused_at else ""
@@ -469,7 +484,8 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
                                 "still within the prescription's limits.")
     if patient is not None and facts.allocated_patient_id == patient.id:
         _judge_weight_age(result, patient, facts, site_day(now))
-        _judge_course(result, facts)
+        if lot.status not in LOT_ENDED:  # a bag of a lot ended for good is a STOP of its own: not what the rest gives
+            _judge_course(result, facts)
         _judge_dmso_24h(result, facts)
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
@@ -511,23 +527,33 @@ def _judge_weight_age(result: BedsideResult, patient: Patient, facts: BagFacts, 
 
 
 def _judge_course(result: BedsideResult, facts: BagFacts) -> None:
-    """A bag of the same prescription was discarded (broken at thaw) or returned to the unit: when the bags left,
-    with what was already given, no longer reach the prescription's band, giving them would give the patient a
-    dose outside the prescription (DOMAIN.md 8): STOP, with what was lost and what the rest would give."""
+    """A bag of the same prescription was discarded (broken at thaw), returned to the unit, or its lot recalled,
+    rejected or expired (it will never be given): when the bags left, with what was already given, no longer reach
+    the prescription's band, giving them would give the patient a dose outside the prescription (DOMAIN.md 8): STOP,
+    with what was lost and what the rest would give."""
     short = facts.course_short
     if short is None:
         if facts.course_lost:
-            result.notes.append("Another bag of this prescription was discarded or returned to the unit; the bags "
-                                "left still give a dose within the prescription's limits.")
+            result.notes.append("Another bag of this prescription will not be given (discarded, returned to the unit, "
+                                "or its lot recalled); the bags left still give a dose within the prescription's "
+                                "limits.")
         return
-    lost = "; ".join(f"bag {bag.din} ({format_cells(bag.cells)} cells of the dose) was "
-                     + ("DISCARDED" if bag.status == "discarded" else "RETURNED to the unit") for bag in short.lost)
+    lost = "; ".join(f"bag {bag.din} ({format_cells(bag.cells)} cells of the dose) " + _lost_words(bag.status)
+                     for bag in short.lost)
     rest = "The bags left, with what was already given," if short.given_cells > 0 else "The bags left"
     result.stop("course_short", f"THE PRESCRIBED DOSE CAN NO LONGER BE GIVEN: {lost}. {rest} would give "
                                 f"{cells_per_kg_words(short.expected_cells, short.weight_kg)} instead of the "
                                 f"{format_cells_per_kg(short.level_cells_per_kg)} prescribed (no less than "
                                 f"{cells_per_kg_words(short.low_cells, short.weight_kg)} allowed). Do not give: call "
                                 "the prescriber, who must stop this course and prescribe again.")
+
+
+def _lost_words(status: str) -> str:
+    if status == "discarded":
+        return "was DISCARDED"
+    if status == "returned":
+        return "was RETURNED to the unit"
+    return f"can never be given: its lot {LOT_ENDED.get(status, status)}"  # custody.queries.course_bags
 
 
 def _judge_dmso_24h(result: BedsideResult, facts: BagFacts) -> None:

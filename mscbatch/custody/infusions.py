@@ -33,7 +33,7 @@ from mscbatch.custody.bedside import (
 )
 from mscbatch.custody.checks import BedsideResult, evaluate, local_and_utc, resolve_bag
 from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
-from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short
+from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short, lost_words
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
@@ -233,7 +233,7 @@ def _outside_words(outside: str, volume: Decimal, prescribed: Any) -> str:
 
 
 def _short_words(short: CourseShort, volume: Decimal) -> str:
-    lost = (" (" + ", ".join(f"bag {bag.din} {bag.status}" for bag in short.lost) + ")") if short.lost else ""
+    lost = (" (" + ", ".join(f"bag {bag.din} {lost_words(bag)}" for bag in short.lost) + ")") if short.lost else ""
     what = ("the prescriber stopped this course: with what was given before," if short.stopped else
             f"what was given, and the bags still to give as prescribed{lost}:")
     return (f"Volume infused: with {volume.normalize():f} mL from this bag ({what} "

@@ -110,6 +110,9 @@ def timeline(session: Session, bag_id: int) -> list[tuple[CustodyEvent, str]]:
 
 #: a bag of a course in these states will not be given: discarded (broken at thaw...), or returned to the unit
 LOST_STATES = ("discarded", "returned")
+#: nor will a bag of a lot in these final states (recalled, rejected, expired: checks.LOT_ENDED), whatever the bag's
+#: own state: its course's other bags alone may no longer give the prescription's band
+ENDED_LOTS = ("rejected", "recalled", "expired")
 
 
 def course_bags(session: Session, prescription_id: int, *, ending: tuple[int, Decimal] | None = None) -> list[CourseBag]:
@@ -117,20 +120,30 @@ def course_bags(session: Session, prescription_id: int, *, ending: tuple[int, De
     draws and where it stands (core.dosing.CourseBag). `ending`: (infusion id, volume) of an infusion being ended,
     counted at that volume."""
     rows = session.execute(
-        select(Allocation.cells, Allocation.volume_ml, Bag.din, Bag.status, Infusion.id, Infusion.volume_infused_ml)
-        .join(Bag, Bag.id == Allocation.bag_id).outerjoin(Infusion, Infusion.bag_id == Allocation.bag_id)
+        select(Allocation.cells, Allocation.volume_ml, Bag.din, Bag.status, Infusion.id, Infusion.volume_infused_ml,
+               Lot.status)
+        .join(Bag, Bag.id == Allocation.bag_id).join(Lot, Lot.id == Bag.lot_id)
+        .outerjoin(Infusion, Infusion.bag_id == Allocation.bag_id)
         .where(Allocation.prescription_id == prescription_id, Allocation.active_bag_id.is_not(None))
         .order_by(Allocation.id))
     bags = []
-    for cells, volume_ml, din, status, infusion_id, infused_ml in rows:
+    for cells, volume_ml, din, status, infusion_id, infused_ml, lot_status in rows:
         if infusion_id is not None or status == "infused":
             if ending is not None and infusion_id == ending[0]:
                 infused_ml = ending[1]
             bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "given", infused_ml, status))
+        elif status in LOST_STATES:
+            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "lost", status=status))
+        elif lot_status in ENDED_LOTS:  # its status words say why: the lot's ("recalled"), not the bag's
+            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "lost", status=lot_status))
         else:
-            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml),
-                                  "lost" if status in LOST_STATES else "to_give", status=status))
+            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "to_give", status=status))
     return bags
+
+
+def lost_words(bag: CourseBag) -> str:
+    """Why a course's bag will not be given, after its name: "discarded", "returned", "of a recalled lot"."""
+    return bag.status if bag.status in LOST_STATES else f"of a {bag.status} lot"
 
 
 @dataclass(frozen=True)

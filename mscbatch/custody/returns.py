@@ -29,7 +29,7 @@ from mscbatch.custody.models import RETURN_DECISIONS, CustodyEvent, ReturnAssess
 from mscbatch.custody.services import lock_bag, record_event, require_authority
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, StorageLocation
-from mscbatch.lots.queries import position_label, product_of
+from mscbatch.lots.queries import container_temperature, position_label, product_of
 from mscbatch.lots.services import at_most_decimals
 from mscbatch.patients.models import Allocation
 from mscbatch.signatures.services import sign
@@ -174,3 +174,12 @@ def _refuse_restock(session: Session, found: ReturnedBag, temperature: Decimal |
     unfit = unfit_to_leave(session, found.bag)
     if unfit:
         raise Conflict(f"Bag {din} cannot go back into stock: {unfit} Discard it. Nothing was signed.")
+    box = session.get(StorageLocation, found.bag.box_id) if found.bag.box_id is not None else None
+    # the position it kept was cold enough when the bag was placed; the limit may have been made colder since
+    # (site.toml, products.toml), and the bag goes back into it without a technician's placement check
+    box_c = container_temperature(session, box) if box is not None else None
+    if box is not None and (box_c is None or box_c > found.storage_limit_c):
+        raise Conflict(f"Bag {din} cannot go back into {found.kept_position}: that box is stored at "
+                       f"{box_c if box_c is not None else 'an unknown'} °C, and {found.lot.product_name} must be "
+                       f"kept at {found.storage_limit_c} °C or colder. A technician first moves the bag to a box cold "
+                       "enough (the lot's Bags and storage); then assess the return. Nothing was signed.")

@@ -78,6 +78,9 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
         return f"Hold lifted {hold.lifted_at:%Y-%m-%d %H:%M} UTC (recall ended)"
     if recipient is not None:
         return f"ON HOLD: allocated to patient {recipient.patient.code}, not given: do not give, inform the prescriber"
+    if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
+        return ("ON HOLD, returned from the ward (not in stock): do not put it back into stock; QA discards it "
+                "(Returned bags), or assesses its return once the recall has ended")
     if bag.status in ON_THE_WARD:  # left the unit, its allocation since ended (e.g. the patient withdrawn)
         return (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; retrieve it or have "
                 "it discarded")

@@ -72,6 +72,13 @@ def _assessed_rules(decision: EligibilityDecision) -> set[str]:
     return {r["rule_id"] for r in decision.reasons if r.get("outcome") == "risk_assessment"}
 
 
+def stands_on_risk_assessment(decision: EligibilityDecision | None, evaluation: Decision) -> bool:
+    """QA's approval in force was signed on a documented risk assessment of exactly what the screening still
+    awaits: the donor is approved while the screening alone says pending (the donor gate, the donor page)."""
+    return (decision is not None and is_risk_assessed(decision) and only_risk_assessments(evaluation)
+            and {r.rule_id for r in evaluation.blocking_reasons} <= _assessed_rules(decision))
+
+
 def decide(session: Session, signer: Any, donor_id: int, meaning: str, password: str,
            comment: str = "", *, seen_digest: str | None = None) -> EligibilityDecision:
     """QA signs "Donor eligibility approved" (when the engine says eligible, or when it is pending on documented
@@ -210,8 +217,7 @@ def _judged_gate(session: Session, donor_id: int, collected_on: date | None,
                               "this donor."]
     if decision is not None and decision.meaning == APPROVED and evaluation.status == "eligible":
         return "approved", []
-    if (decision is not None and is_risk_assessed(decision) and only_risk_assessments(evaluation)
-            and {r.rule_id for r in evaluation.blocking_reasons} <= _assessed_rules(decision)):
+    if stands_on_risk_assessment(decision, evaluation):
         return "approved", []  # QA approved on a documented risk assessment of exactly these reasons
     if not explain:
         return "pending", []

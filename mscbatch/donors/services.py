@@ -161,12 +161,19 @@ def record_result(session: Session, actor: Any, donor_id: int, *, marker: str, r
         session.flush()
         decision = current_decision(session, donor.id)
         if decision is not None and decision.meaning == APPROVED:
-            reopen(session, actor, donor, decision, f"New {marker} result ({result}, sample {sample_date}) recorded "
-                   "after the QA decision.", triggering_result=row,
+            reopen(session, actor, donor, decision, f"New {_marker_name(donor, marker)} result ({result}, sample "
+                   f"{sample_date}) recorded after the QA decision.", triggering_result=row,
                    lookback=result != "negative")
         elif result != "negative":
             _lookback_after_a_past_approval(session, actor, donor, row)
     return row
+
+
+def _marker_name(donor: Donor, marker: str) -> str:
+    """The marker as the donor's pages name it (its rule set's name, e.g. "Anti-HCV"), not its stored code: the
+    reopening and lookback reasons are read on the donor and lot pages."""
+    found = rule_set_of(donor).marker(marker)
+    return found.name if found is not None else marker
 
 
 def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, row: ScreeningResult) -> None:
@@ -183,7 +190,7 @@ def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, 
         DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).limit(1))
     if already_open is not None:
         return
-    reason = (f"New {row.marker} result ({row.result}, sample {row.sample_date}) recorded after QA's approval of "
+    reason = (f"New {_marker_name(donor, row.marker)} result ({row.result}, sample {row.sample_date}) recorded after QA's approval of "
               f"{approved.judged_at:%Y-%m-%d}" + (f" (superseded {approved.superseded_at:%Y-%m-%d})"
                                                   if approved.superseded_at is not None else "")
               + ": lots made from this donor may have been issued.")

@@ -170,6 +170,8 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
     return render_template("donors/detail.html", s=screening, donor=donor, rule_set=rule_set, age=age,
                            lots=lots_of_donor(db.session, donor.id),
                            risk_assessment_only=decisions.only_risk_assessments(screening.evaluation),
+                           on_risk_assessment=decisions.stands_on_risk_assessment(screening.current,
+                                                                                 screening.evaluation),
                            risk_assessment_min=decisions.RISK_ASSESSMENT_MIN_CHARS,
                            is_risk_assessed=decisions.is_risk_assessed,
                            show_identity=can_see_identity(current_user), yesno=_yes_no, **forms, **LABELS), status

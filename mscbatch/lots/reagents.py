@@ -122,9 +122,16 @@ def _refuse_recalled(session: Session, reagent: ReagentLot) -> None:
                        "and tell QA.", field="reagent_lot_id")
 
 
+def _type_and_name(reagent: ReagentLot) -> str:
+    """The reagent's type then its name, the type said once: a lot named after its type ("Fetal bovine serum")
+    is not called "Fetal bovine serum Fetal bovine serum"."""
+    kind = REAGENT_TYPES[reagent.reagent_type]
+    return reagent.name if kind.casefold() in reagent.name.casefold() else f"{kind} {reagent.name}"
+
+
 def _refuse_expired(reagent: ReagentLot, used_on: date) -> None:
     if reagent.expiry_date < used_on:
-        raise Conflict(f"Expired reagent refused: {REAGENT_TYPES[reagent.reagent_type]} {reagent.name}, "
+        raise Conflict(f"Expired reagent refused: {_type_and_name(reagent)}, "
                        f"{reagent.supplier} lot {reagent.lot_number}, expired on {reagent.expiry_date}, "
                        f"before its use on {used_on}. Use a lot within its expiry date.",
                        field="reagent_lot_id")

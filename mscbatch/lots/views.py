@@ -112,7 +112,7 @@ def index() -> Any:
                          donor_code=raw["donor"], collected_from=_date_arg("from"), collected_to=_date_arg("to"))
     page = list_lots(db.session, filters, before=request.args.get("before", type=int))
     return render_template("lots/list.html", page=page, raw=raw, statuses=LOT_STATUSES,
-                           products=product_catalogue().products)
+                           products=product_catalogue().products, site=site_config())
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -68,9 +68,16 @@ def refusals(session: Session, lot: Lot, user: Any, conditional_tests: Iterable[
     conditional release is about the pending tests: it never waives the count."""
     verdict = verdict or lot_verdict(session, lot)
     entered, recorded = involvement(session, lot, user.id) if user is not None else (False, False)
+    # can_release words segregation for the QA person about to sign ("you ...; another QA person must release it");
+    # a reader who cannot release (a technician on the review page) is told the rule itself, still as a refusal
+    releaser = user is not None and user.has_role("qa")
     reasons = can_release(verdict.verdicts, donor_approved=current_gate(session, lot) == "approved",
-                          open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered,
-                          releaser_recorded_manufacture=recorded, conditional_tests=conditional_tests)
+                          open_oos=len(open_oos_of(session, lot.id)), releaser_entered_results=entered and releaser,
+                          releaser_recorded_manufacture=recorded and releaser, conditional_tests=conditional_tests)
+    if not releaser:
+        reasons += [f"whoever {did} cannot release it (segregation of duties, EU GMP ch. 2)"
+                    for did, done in (("entered results of this lot", entered),
+                                      ("recorded the manufacture of this lot", recorded)) if done]
     discrepancy = count_discrepancy(session, lot, verdict)
     if discrepancy and len((count_justification or "").strip()) >= JUSTIFICATION_MIN_CHARS:
         discrepancy = None

@@ -223,13 +223,19 @@ def enter_flow_panel(session: Session, actor: Any, lot_id: int, values: dict[str
     with use_case(session, actor):
         lot = lock_lot(session, lot_id)
         spec = spec_of_lot(session, lot)
-        parsed = []
+        panel = []
         for field, test_id, _label in FLOW_PANEL:
             test = _test_of(spec, test_id)
             _check_lot_accepts(session, lot, test)
-            if not (values.get(field) or "").strip():
-                raise ValidationFailed(f"{test.name}: give the percentage of positive cells.", field=field)
-            parsed.append((test, _parse(test, values[field], unit, field)))
+            panel.append((field, test))
+        # every empty marker named at once, each beside its own field: not one per try
+        missing = [(field, test) for field, test in panel if not (values.get(field) or "").strip()]
+        if missing:
+            names = ", ".join(test.name for _field, test in missing)
+            raise ValidationFailed(f"{names}: give the percentage of positive cells.",
+                                   errors={field: [f"{test.name}: give the percentage of positive cells."]
+                                           for field, test in missing})
+        parsed = [(test, _parse(test, values[field], unit, field)) for field, test in panel]
         shared = _common(common, parsed[0][0], lot)
         made = [_add(session, actor, lot, spec, test, value, unit, shared) for test, value in parsed]
         if checked is not None:

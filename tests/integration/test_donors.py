@@ -415,7 +415,7 @@ def test_a_late_positive_result_reopens_the_decision_and_opens_a_lookback(client
     lookback = db_session.scalar(select(DonorLookback).where(DonorLookback.donor_id == donor_id))
     late = db_session.scalar(select(ScreeningResult).where(ScreeningResult.lab_reference == "LATE-1"))
     assert lookback.triggering_result_id == late.id and lookback.superseded_decision_id == old.id
-    assert lookback.closed_at is None and "hcv_nat" in lookback.reason
+    assert lookback.closed_at is None and "New HCV NAT result (positive" in lookback.reason
     with pytest.raises(Conflict, match="ineligible on its screening"):
         decisions.donor_gate(db_session, donor_id)
     db_session.rollback()

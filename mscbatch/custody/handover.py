@@ -126,7 +126,20 @@ def return_bag(session: Session, actor: Any, bag_id: int, *, reason: str, locati
                    no_reason="Say why the bag is returned.")
 
 
+#: a bag back from the ward is discarded only by QA's signed assessment of its return (custody.returns): one record
+#: per return, with the segregation it asks for, whichever way the bag goes
+RETURNED_TO_ASSESS = ("Bag {din} came back from the ward: QA decides on it with a signed assessment of the return "
+                      "(Returned bags: back into stock, or discard). Nothing was recorded.")
+
+
 def discard(session: Session, actor: Any, bag_id: int, *, reason: str, location: str = "",
             scan: str = "") -> CustodyEvent:
-    return _simple(session, actor, bag_id, "discarded", location=location, scan=scan, reason=reason,
-                   no_reason="Say why the bag is discarded.")
+    with use_case(session, actor, reason or None):
+        bag = lock_bag(session, bag_id)
+        require_authority(actor, bag, "discarded")
+        if bag.status == "returned":
+            raise Conflict(RETURNED_TO_ASSESS.format(din=bag.din))
+        if not (reason or "").strip():
+            raise ValidationFailed("Say why the bag is discarded.", field="reason")
+        event = record_event(session, actor, bag, "discarded", location=location, scan=scan, reason=reason)
+    return event

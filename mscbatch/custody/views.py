@@ -29,7 +29,8 @@ bp = Blueprint("custody", __name__, url_prefix="/ward")
 BEDSIDE = ("nurse", "clinician")
 #: who reads an infusion (its page, and the API's GET /api/v1/custody/infusions/<id>): the readers of patient records
 INFUSION_READERS = PATIENT_READERS
-#: the ward page: QA for discarding a bag returned to the unit or in stock (the bag state machine says who may what)
+#: the ward page: QA for discarding a bag in stock (a bag returned from the ward: Returned bags, custody.returns; the bag
+#: state machine says who may what)
 WARD = ("nurse", "clinician", "technician", "qa")
 #: one-tap action -> (roles shown the button, label): the roles the bag state machine lets make the move, from some
 #: state (mscbatch.core.states.BAG_TRANSITIONS), so that no button is shown to someone it would always refuse;

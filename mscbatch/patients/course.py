@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import cells_given
 from mscbatch.core.numbers import plain
-from mscbatch.lots.models import Bag
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Allocation, Prescription
 
 #: where a bag let go by a withdrawal was (prescriptions.let_go releases it there): what the ward must do with it
@@ -79,8 +79,14 @@ def _fate(session: Session, prescription: Prescription, row: Allocation, bag: Ba
 
 
 def bag_outcomes(session: Session, prescription: Prescription, rows: list[Allocation]) -> dict[int, BagOutcome]:
-    """allocation id -> what became of its bag under this prescription."""
+    """allocation id -> what became of its bag under this prescription. A bag not given whose lot was recalled,
+    rejected or expired is NOT GIVEN, as the bedside check counts it lost (custody.queries.ENDED_LOTS)."""
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
+    from mscbatch.custody.queries import ENDED_LOTS
+
+    def lot_ended(bag: Bag) -> str | None:
+        lot = session.get(Lot, bag.lot_id)
+        return lot.status.upper() if lot is not None and lot.status in ENDED_LOTS else None
 
     infusions = {i.bag_id: i for i in session.scalars(select(Infusion).where(
         Infusion.bag_id.in_([r.bag_id for r in rows]), Infusion.patient_id == prescription.patient_id))} if rows else {}
@@ -93,8 +99,11 @@ def bag_outcomes(session: Session, prescription: Prescription, rows: list[Alloca
             infused = None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml)
             cells = cells_given(Decimal(row.cells), Decimal(row.volume_ml), infused)
             out[row.id] = BagOutcome("given", cells, infused, infusion.started_at)
-        elif row.active and bag.status not in ("discarded", "returned"):
+        elif row.active and bag.status not in ("discarded", "returned") and lot_ended(bag) is None:
             out[row.id] = BagOutcome("to_give")
+        elif row.active and lot_ended(bag) is not None:  # still held, but a lot ended for good is never given
+            out[row.id] = BagOutcome("not_given", fate=f"its lot was {lot_ended(bag)}: it will never be given, do "
+                                                       "not give it")
         else:
             out[row.id] = BagOutcome("not_given", fate=_fate(session, prescription, row, bag))
     return out

@@ -220,3 +220,21 @@ def test_an_expired_returned_bag_cannot_go_back_into_stock(app, users, db_sessio
     answer = post(client_as("qa"), ward.bag_id)
     assert answer.status_code == 409 and "cannot go back into stock: it expired" in answer.get_data(as_text=True)
     assert db_session.get(Bag, ward.bag_id).status == "returned"
+
+
+def test_a_returned_bag_is_not_discarded_without_the_signed_assessment_on_the_ward_page_nor_the_api(
+        app, users, db_session, client_as):
+    from tests.conftest import api_token_for
+
+    ward = returned(db_session)
+    qa = client_as("qa")
+    before = counts(db_session)
+    page = qa.post("/ward/event", data={"bag": ward.token, "action": "discard", "reason": "cracked overwrap"})
+    assert page.status_code == 409 and "signed assessment of the return" in page.get_data(as_text=True)
+    api = app.test_client().post("/api/v1/custody/events", json={"bag": ward.token, "kind": "discarded",
+                                                                  "reason": "cracked overwrap"},
+                                 headers={"Authorization": f"Bearer {api_token_for(app, 'qa')}"})
+    assert api.status_code == 409 and "signed assessment of the return" in api.get_json()["detail"]
+    after = counts(db_session)
+    assert after[:3] == before[:3]  # no assessment, signature or custody event (the API token's creation is audited)
+    assert db_session.get(Bag, ward.bag_id).status == "returned"

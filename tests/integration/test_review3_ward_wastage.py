@@ -12,6 +12,7 @@ from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Prescription
+from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import prescribed_bag
 
@@ -61,7 +62,12 @@ def test_a_nurse_discards_a_received_bag_and_qa_a_returned_one_on_the_ward_page(
     qa = client_as("qa")
     page = qa.get("/ward").get_data(as_text=True)
     assert re.findall(r'name="action" value="(\w+)"', page) == ["discard"]
-    assert qa.post("/ward/event", data={"bag": returned.token, "action": "discard",
-                                        "reason": "temperature excursion in transit"}).status_code == 302
+    # a returned bag is discarded by QA's signed assessment of the return (custody.returns), not an unsigned tap
+    unsigned = qa.post("/ward/event", data={"bag": returned.token, "action": "discard",
+                                            "reason": "temperature excursion in transit"})
+    assert unsigned.status_code == 409 and "signed assessment of the return" in unsigned.get_data(as_text=True)
+    assert qa.post(f"/ward/returned/{returned.bag_id}", data={
+        "decision": "discard", "rationale": "temperature excursion in transit", "password": PASSWORD}).status_code == 302
+    db_session.expire_all()
     assert db_session.get(Bag, received.bag_id).status == "discarded"
     assert db_session.get(Bag, returned.bag_id).status == "discarded"

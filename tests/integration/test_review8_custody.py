@@ -261,3 +261,20 @@ def test_the_position_a_returned_bag_kept_cannot_be_taken_while_it_waits_for_qa(
     db_session.expire_all()
     assert (db_session.get(Bag, ward.bag_id).box_id, db_session.get(Bag, ward.bag_id).position) == (box_id, position)
     assert db_session.get(Bag, newcomer.id).box_id is None
+
+
+def test_the_prescription_page_says_a_bag_of_a_recalled_lot_will_never_be_given(app, users, db_session, client_as):
+    """The bedside counts a course bag of a recalled lot as lost; the prescription page (and the dose sheet, from the
+    same outcomes) said nothing of it, as if it were still to give."""
+    tech, clin = user(db_session, "technician"), user(db_session, "clinician")
+    the_donor = donor(db_session, tech)
+    lot_a = lot_with_bags(db_session, tech, the_donor, bags=1, expires_in_days=100)
+    lot_with_bags(db_session, tech, the_donor, bags=3)
+    row = patient(db_session, clin)
+    rx = prescriptions.prescribe(db_session, clin, PASSWORD, row.id)
+    recall_services.start_recall(db_session, user(db_session, "qa"), scope="lot", target_id=lot_a[0].lot_id,
+                                 reason="supplier notice: medium endotoxin", password=PASSWORD)
+    rx_id = rx.id
+    db_session.commit()
+    page = client_as("clinician").get(f"/patients/prescriptions/{rx_id}").get_data(as_text=True)
+    assert "NOT GIVEN: its lot was RECALLED: it will never be given, do not give it" in page

@@ -84,6 +84,7 @@ def kept_position(session: Session, bag: Bag) -> str:
 
 
 def returned_bag(session: Session, bag: Bag) -> ReturnedBag | None:
+    """The bag's latest return with what its assessment weighs, or None when the bag is not waiting for one."""
     if bag.status != "returned":
         return None
     returned, dispatched = _return_and_dispatch(session, bag.id)

@@ -134,7 +134,7 @@ class ReagentUseCorrectionForm(FlaskForm):
 
 
 class BagContentCorrectionForm(FlaskForm):
-    bag_id = SelectField("Bag", coerce=int, validators=[DataRequired("Choose the bag.")])
+    bag_id = SelectField("Bag to correct", coerce=int, validators=[DataRequired("Choose the bag to correct.")])
     volume_ml = NumberField("Volume, corrected (mL)", places=None, validators=[InputRequired("Give the volume.")])
     cells_per_ml = NumberField(f"Viable cells per mL, corrected {MILLIONS}", places=None, validators=[
         InputRequired("Give the cells per mL."), _not_negative])

@@ -149,7 +149,7 @@ def test_the_bag_must_be_chosen_and_of_this_lot(app, frozen, client_as):  # type
     tech = client_as("technician")
     before, events = _content(app, lot_id), _audit_count(app)
     unchosen = tech.post(f"/lots/{lot_id}/bags/correction", data=_fix(0, cells="1.1"))
-    assert unchosen.status_code == 422 and "Choose the bag." in _text(unchosen)
+    assert unchosen.status_code == 422 and "Choose the bag to correct." in _text(unchosen)
     foreign = tech.post(f"/lots/{lot_id}/bags/correction", data=_fix(other_bags[0].id, cells="1.1"))
     assert foreign.status_code == 404 and "Choose a bag of lot " in _text(foreign), _text(foreign)
     assert _content(app, lot_id) == before and _content(app, other_lot)[0][2] == M and _audit_count(app) == events

@@ -151,7 +151,7 @@ _SPACING = rf"(?:\s|{_ESCAPED_SPACE})*"
 
 def _character(ch: str) -> str:
     """One character of a band as it may be written in the bundle: itself, or escaped by JSON (a quote or a
-    backslash behind backslashes; a letter beyond ASCII as \\uXXXX, in either case)."""
+    backslash behind backslashes; a letter beyond ASCII as a \\u escape of four hex digits, in either case)."""
     if ch in "\"\\":
         return r"\\*" + re.escape(ch)
     forms = [re.escape(ch)] + [rf"\\+u{ord(c):04x}" for c in sorted({ch, ch.lower()}) if not c.isascii() and len(c) == 1]

@@ -99,11 +99,10 @@ def bag_outcomes(session: Session, prescription: Prescription, rows: list[Alloca
             infused = None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml)
             cells = cells_given(Decimal(row.cells), Decimal(row.volume_ml), infused)
             out[row.id] = BagOutcome("given", cells, infused, infusion.started_at)
-        elif row.active and bag.status not in ("discarded", "returned") and lot_ended(bag) is None:
+        elif row.active and (ended := lot_ended(bag)) is not None:  # still held, but such a lot is never given
+            out[row.id] = BagOutcome("not_given", fate=f"its lot was {ended}: it will never be given, do not give it")
+        elif row.active and bag.status not in ("discarded", "returned"):
             out[row.id] = BagOutcome("to_give")
-        elif row.active and lot_ended(bag) is not None:  # still held, but a lot ended for good is never given
-            out[row.id] = BagOutcome("not_given", fate=f"its lot was {lot_ended(bag)}: it will never be given, do "
-                                                       "not give it")
         else:
             out[row.id] = BagOutcome("not_given", fate=_fate(session, prescription, row, bag))
     return out

@@ -61,6 +61,8 @@ class ReasonForm(FlaskForm):
 
 class RolesForm(ReasonForm):
     roles = role_field()
+    reason = TextAreaField("Reason for changing the roles",
+                           validators=[DataRequired("Give a reason: it goes into the audit trail."), Length(max=500)])
 
 
 class PasswordResetForm(ReasonForm):
@@ -70,21 +72,31 @@ class PasswordResetForm(ReasonForm):
 
 
 RESET_PASSWORD = "reset-password"
-#: the account actions of a user's page, each a form of its own with a reason
-ACCOUNT_ACTIONS = ("unlock", "disable", "enable", RESET_PASSWORD)
+#: the account actions of a user's page, each a form of its own with a reason, and the label of that reason: a
+#: locked account's page shows the Unlock, the Disable and the Reset password form side by side, and a screen
+#: reader's list of fields (or a person scanning the page) must tell which reason is which
+ACCOUNT_ACTION_REASONS = {
+    "unlock": "Reason for unlocking this account",
+    "disable": "Reason for disabling this account",
+    "enable": "Reason for enabling this account",
+    RESET_PASSWORD: "Reason for resetting the password",
+}
+ACCOUNT_ACTIONS = tuple(ACCOUNT_ACTION_REASONS)
 
 
 def action_form(action: str, **kwargs: object) -> ReasonForm:
-    """The form of one account action, with its own field ids: a reason, and for the password reset the temporary
-    password too. `kwargs` as for a form (formdata=None: an empty one)."""
+    """The form of one account action, with its own field ids and its own reason label: a reason, and for the
+    password reset the temporary password too. `kwargs` as for a form (formdata=None: an empty one)."""
     form_class = PasswordResetForm if action == RESET_PASSWORD else ReasonForm
-    return own_ids(form_class(**kwargs), action)
+    form = own_ids(form_class(**kwargs), action)
+    form.reason.label = Label(form.reason.id, ACCOUNT_ACTION_REASONS[action])
+    return form
 
 
 def own_ids(form: ReasonForm, action: str) -> ReasonForm:
-    """The form of one account action, given field ids of its own, so that each form's "Reason" label names the
-    field of its own form (a locked account's page shows the Unlock, the Disable and the Reset password form, and
-    the Roles form has a reason too). The posted names stay "reason", "password" and "csrf_token"."""
+    """The form of one account action, given field ids of its own, so that each form's label names the field of
+    its own form (the Roles form has a reason too, id "reason"). The posted names stay "reason", "password" and
+    "csrf_token"."""
     for field in form:
         if field.name == "csrf_token":
             field.id = f"{action}-csrf_token"

@@ -340,6 +340,14 @@ def _dmso_24h(session: Session, patient: Patient, bag: Bag, now: datetime,
     return Dmso24Hours(given, dmso_grams(Decimal(draw_ml), Decimal(row.dmso_percent), density), weight, limit)
 
 
+def course_short_of_bag(session: Session, bag_id: int) -> CourseShort | None:
+    """The bedside's course rule read for one bag on its own, for the steps before the bedside (dispatch, thaw:
+    custody.handover): another bag of its course lost (course_has_lost_bag) and the rest short of the band."""
+    if not session.scalar(select(course_has_lost_bag(bag_id))):
+        return None
+    return _course_short(session, bag_id)
+
+
 def _course_short(session: Session, bag_id: int) -> CourseShort | None:
     prescription = session.scalar(select(Prescription).join(Allocation, Allocation.prescription_id == Prescription.id)
                                   .where(Allocation.active_bag_id == bag_id, Prescription.status == "active",
@@ -538,14 +546,20 @@ def _judge_course(result: BedsideResult, facts: BagFacts) -> None:
                                 "or its lot recalled); the bags left still give a dose within the prescription's "
                                 "limits.")
         return
+    result.stop("course_short", f"{course_short_words(short)} Do not give: call the prescriber, who must stop this "
+                                "course and prescribe again.")
+
+
+def course_short_words(short: CourseShort) -> str:
+    """What was lost from the course and what the rest would give against the prescription, in the bedside's words
+    (its STOP, and the thaw and dispatch that refuse a bag of such a course: custody.handover)."""
     lost = "; ".join(f"bag {bag.din} ({format_cells(bag.cells)} cells of the dose) " + _lost_words(bag.status)
                      for bag in short.lost)
     rest = "The bags left, with what was already given," if short.given_cells > 0 else "The bags left"
-    result.stop("course_short", f"THE PRESCRIBED DOSE CAN NO LONGER BE GIVEN: {lost}. {rest} would give "
-                                f"{cells_per_kg_words(short.expected_cells, short.weight_kg)} instead of the "
-                                f"{format_cells_per_kg(short.level_cells_per_kg)} prescribed (no less than "
-                                f"{cells_per_kg_words(short.low_cells, short.weight_kg)} allowed). Do not give: call "
-                                "the prescriber, who must stop this course and prescribe again.")
+    return (f"THE PRESCRIBED DOSE CAN NO LONGER BE GIVEN: {lost}. {rest} would give "
+            f"{cells_per_kg_words(short.expected_cells, short.weight_kg)} instead of the "
+            f"{format_cells_per_kg(short.level_cells_per_kg)} prescribed (no less than "
+            f"{cells_per_kg_words(short.low_cells, short.weight_kg)} allowed).")
 
 
 def _lost_words(status: str) -> str:

@@ -8,7 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.custody.checks import donor_problem, local_and_utc, lot_unusable
+from mscbatch.custody.checks import (
+    course_short_of_bag,
+    course_short_words,
+    donor_problem,
+    local_and_utc,
+    lot_unusable,
+)
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
 from mscbatch.database import utcnow
@@ -51,6 +57,11 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
             raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
         if allocation_of_bag(session, bag.id) is None:
             raise Conflict(f"Bag {bag.din} is not allocated to a patient by a signed prescription.")
+        # only a bag still in the unit: one already sent is told so by the state machine, in its own words
+        short = course_short_of_bag(session, bag.id) if bag.status == "allocated" else None
+        if short is not None:  # sent, it would only be stopped at the bedside; kept, a new prescription can use it
+            raise Conflict(f"Bag {bag.din} cannot leave the unit: {course_short_words(short)} Keep it in storage and "
+                           "tell the prescriber, who must stop this course and prescribe again. Nothing was recorded.")
         label = dispatch_label_problem(session, bag)  # the label the bag wears is what the ward will read
         if label:
             raise Conflict(f"Bag {bag.din} cannot leave the unit: {label}.")
@@ -82,7 +93,8 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     """Thawing starts the post-thaw clock (the limit comes from the product, config/products.toml). A bag that has
     become unfit since it left the unit (expired, its lot recalled or failed late, its donor reopened, on hold) is
     not thawed: the bedside check would stop it anyway, and a thawed bag can never be used again, nor be kept for
-    the inquiry as it was."""
+    the inquiry as it was. Nor is a bag whose course can no longer give the prescribed dose (another bag of it lost:
+    the bedside check's course_short STOP): the prescription must be changed first, and a frozen bag can wait for it."""
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "thawed")
@@ -95,6 +107,13 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
             raise Conflict(f"DO NOT THAW bag {bag.din}: this bag is no longer prescribed for anyone (its prescription "
                            "was stopped or cancelled, or the patient withdrawn from the trial). Keep it frozen and "
                            "return it to the cell therapy unit (Return, on the ward page, with the reason).")
+        # still frozen (a bag thawed already is told so by the state machine, not to keep it frozen)
+        short = course_short_of_bag(session, bag.id) if bag.status in ("dispatched", "received") else None
+        if short is not None:  # the bedside check's course_short STOP, said before the bag is lost to it
+            raise Conflict(f"DO NOT THAW bag {bag.din}: {course_short_words(short)} Keep it frozen and call the "
+                           "prescriber: this course must be stopped and prescribed again first. To let the prescriber "
+                           "stop it, return this bag to the cell therapy unit (Return, on the ward page, with the "
+                           "reason). Nothing was recorded.")
         event = record_event(session, actor, bag, "thawed", location=location, scan=scan)
     return event
 

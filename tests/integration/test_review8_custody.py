@@ -226,13 +226,14 @@ def test_a_course_whose_bag_was_recalled_stops_its_other_bags_at_the_bedside(app
     prescriptions.prescribe(db_session, clin, PASSWORD, row.id)
     allocated = set(db_session.scalars(select(Allocation.active_bag_id).where(Allocation.patient_id == row.id)))
     assert allocated == {lot_a[0].id, lot_b[0].id, lot_b[1].id}
-    recall_services.start_recall(db_session, user(db_session, "qa"), scope="lot", target_id=lot_a[0].lot_id,
-                                 reason="supplier notice: medium endotoxin", password=PASSWORD)
     bag = lot_b[0]
     handover.dispatch(db_session, tech, bag.id, courier="Fast Courier", shipper="Dry shipper DS-3",
                       temperature_logger_id="TL-0042")
     handover.receive(db_session, nurse, bag.id, location="Ward 3")
     handover.thaw(db_session, nurse, bag.id, location="Ward 3")
+    # the recall reaches the bag once thawed (before, the dispatch and the thaw refuse it: test_thaw_course_guard)
+    recall_services.start_recall(db_session, user(db_session, "qa"), scope="lot", target_id=lot_a[0].lot_id,
+                                 reason="supplier notice: medium endotoxin", password=PASSWORD)
     db_session.commit()
 
     answer = app.test_client().post("/api/v1/custody/scan-verify", headers=_api(app, "nurse"),

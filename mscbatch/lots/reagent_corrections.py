@@ -15,7 +15,7 @@ expired by the day of use (a refusal would leave the record wrong and keep the r
 In the same transaction the lot's existing bags are held for the recalls that now cover it
 (recall.queries.hold_for_recalls: a recall holds the bags existing when it starts), and the correction comes back
 with a warning for the technician: record a deviation and tell QA. The other way round is QA's: a use whose
-reagent lot is under an active recall is not corrected to another reagent lot while the recall is active, since
+reagent lot is under a recall in force is not corrected to another reagent lot while the recall is in force, since
 that would take the cell lot out of the recall (its date of use can still be corrected).
 """
 from __future__ import annotations
@@ -33,11 +33,11 @@ from mscbatch.lots.corrections import _reason
 from mscbatch.lots.models import REAGENT_TYPES, Bag, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, same_supplier_lot
 from mscbatch.lots.reagents import (
-    active_reagent_recall,
     check_not_recorded,
     check_use_day,
     checked_use_day,
     lock_reagent_lots,
+    reagent_recall_in_force,
 )
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.recall.models import BagHold, Recall
@@ -55,7 +55,7 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
     """Replace a reagent use's reagent lot (one of the same type) and date of use: within the step's use window
     and not recorded for the stage already, as when it was recorded (reagents.link_reagent). A recalled or expired
     reagent lot is accepted with a warning (and the lot's bags held for the recall); a use of a reagent lot under
-    an active recall keeps its reagent lot while the recall is active."""
+    a recall in force keeps its reagent lot while the recall is in force."""
     require_technician(actor)
     why = _reason(reason)
     day = checked_use_day(used_on)
@@ -94,7 +94,7 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
         check_use_day(session, lot, step, day)
         check_not_recorded(session, lot, reagent, use.stage, other_than=use.id)
         use.reagent_lot_id, use.used_on = reagent.id, day
-        recall = active_reagent_recall(session, reagent) if moved else None  # a date-only one changes no recall
+        recall = reagent_recall_in_force(session, reagent) if moved else None  # a date-only one changes no recall
         if recall is not None:
             session.flush()  # the corrected use, read by recalls_covering
             hold_for_recalls(session, lot, bags_of(session, lot.id))
@@ -103,14 +103,14 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
 
 
 def _refuse_leaving_a_recall(session: Session, lot: Lot, recorded: ReagentLot, reagent: ReagentLot) -> None:
-    """A use of a reagent lot under an active recall keeps it while the recall is active (unless the new row is
+    """A use of a reagent lot under a recall in force keeps it while the recall is in force (unless the new row is
     the same supplier lot, which the recall covers too): otherwise a technician alone would take the cell lot out
     of the recall (recalls_covering, the recall's report) while its bags stay held. QA judges that."""
-    recall = active_reagent_recall(session, recorded)
+    recall = reagent_recall_in_force(session, recorded)
     if recall is None or reagent.id in set(session.scalars(same_supplier_lot([recorded.id]))):
         return
     raise Conflict(f"{recorded.name} lot {recorded.lot_number} is under recall R-{recall.id}, which covers lot "
-                   f"{lot.lot_number}: its record cannot be corrected away from it while the recall is active. "
+                   f"{lot.lot_number}: its record cannot be corrected away from it while the recall is in force. "
                    "Ask QA.", field="reagent_lot_id")
 
 

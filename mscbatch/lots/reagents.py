@@ -19,7 +19,7 @@ from mscbatch.lots.models import REAGENT_TYPES, Lot, ProcessStep, ReagentLot, Re
 from mscbatch.lots.queries import identity_key, same_supplier_lot
 from mscbatch.lots.services import lock_lot, require_in_process, require_technician
 from mscbatch.recall.models import Recall
-from mscbatch.recall.queries import recall_words
+from mscbatch.recall.queries import IN_FORCE, recall_words
 from mscbatch.site import site_day, site_today
 
 CRYO_STAGE = "harvest and cryopreservation"
@@ -115,7 +115,7 @@ def checked_use_day(used_on: date | None) -> date:
 
 def _refuse_recalled(session: Session, reagent: ReagentLot) -> None:
     """A new use of a recalled reagent lot is refused, whatever its date (checked first)."""
-    recall = active_reagent_recall(session, reagent)
+    recall = reagent_recall_in_force(session, reagent)
     if recall is not None:
         raise Conflict(f"Recalled reagent refused: {reagent.supplier} lot {reagent.lot_number} is under "
                        f"{recall_words(recall)}. It must not be used. If it was used already, record a deviation "
@@ -180,9 +180,11 @@ def uses_outside_their_window(session: Session, lot: Lot, step_ids: set[int | No
     return found
 
 
-def active_reagent_recall(session: Session, reagent: ReagentLot) -> Recall | None:
-    """An active recall of this supplier lot, under any row registered for it."""
-    return session.scalars(select(Recall).where(Recall.scope == "reagent_lot", Recall.status == "active",
+def reagent_recall_in_force(session: Session, reagent: ReagentLot) -> Recall | None:
+    """A recall in force of this supplier lot (active, or completed: recall.queries.IN_FORCE), under any row
+    registered for it. A completed recall still bars its reagent lot: a use recorded after it would be a lot that
+    can never be released (recalls_covering), so it is refused when it is entered."""
+    return session.scalars(select(Recall).where(Recall.scope == "reagent_lot", Recall.status.in_(IN_FORCE),
                                                 Recall.reagent_lot_id.in_(same_supplier_lot([reagent.id])))
                            .order_by(Recall.id)).first()
 

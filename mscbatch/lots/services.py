@@ -36,7 +36,7 @@ from mscbatch.lots.din_allocation import allocate_lot_sequence
 from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, product_of
 from mscbatch.lots.reagent_rules import missing_reagent_types, missing_reagents_words
-from mscbatch.recall.queries import active_recall_of, recall_words
+from mscbatch.recall.queries import recall_in_force_of, recall_words
 from mscbatch.site import site_config
 
 ENTRY_ROLE = "technician"
@@ -144,10 +144,10 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
         donor = lock_donor(session, details.donor_id)
         # raises Conflict for an ineligible donor: no lot at all; judged at the day the tissue was collected
         gate = donor_gate(session, donor.id, details.collection_at.astimezone(site.tz).date())
-        recall = active_recall_of(session, "donor", donor.id)
+        recall = recall_in_force_of(session, "donor", donor.id)
         if recall is not None:
             raise Conflict(f"Donor {donor.code} is under {recall_words(recall)}. No lot can be started from this "
-                           "donor while the recall is active.", field="donor_id")
+                           "donor while the recall is in force.", field="donor_id")
         if donor.tissue_source != product.tissue_source:
             raise ValidationFailed(f"{product.name} ({product.product_class}) is made from "
                                    f"{product.tissue_source.replace('_', ' ')}; donor {donor.code} gives "

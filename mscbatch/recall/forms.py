@@ -1,4 +1,4 @@
-"""Recall forms: start (origin, reason, signature) and end (reason, signature)."""
+"""Recall forms: start (origin, reason, signature), end (reason, signature) and complete (closing note, signature)."""
 from __future__ import annotations
 
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
@@ -18,3 +18,10 @@ class StartRecallForm(FlaskForm):
 class EndRecallForm(FlaskForm):
     reason = TextAreaField("Why the recall is ended (found invalid)")
     password = PasswordField("Your password (electronic signature)")
+
+
+class CompleteRecallForm(FlaskForm):
+    note = TextAreaField("Closing note: how the recall's effectiveness was checked, and the reconciliation of the "
+                         "bags delivered, recovered and destroyed")
+    # its own id: the end form on the same page has a password field too
+    password = PasswordField("Your password (electronic signature)", id="complete-password")

@@ -2,8 +2,9 @@
 
 A Recall starts from a donor (late positive marker), a lot or a reagent lot, with a reason and QA's
 signature; it puts every affected bag not yet infused on hold at once (one BagHold per bag). The bedside
-check refuses a bag with an active hold (mscbatch.recall.queries.bag_hold). Ending a recall (found invalid)
-is signed too and lifts its holds; nothing is deleted.
+check refuses a bag with an active hold (mscbatch.recall.queries.bag_hold). A recall leaves "active" once, signed,
+one of two ways: "ended" (found invalid: its holds are lifted) or "completed" (found valid and done, EU GMP Part I
+8.30: every affected bag infused or destroyed; its holds stay and its origin stays recalled). Nothing is deleted.
 """
 from __future__ import annotations
 
@@ -16,14 +17,18 @@ from mscbatch.audit.trail import Audited, Lockable
 from mscbatch.database import Base, utcnow
 
 RECALL_SCOPES = {"donor": "Donor", "lot": "Lot", "reagent_lot": "Reagent lot"}
-RECALL_STATUSES = {"active": "Active", "ended": "Ended (invalidated)"}
+RECALL_STATUSES = {"active": "Active", "ended": "Ended (found invalid)", "completed": "Completed"}
 # The end signature's meaning. Its content includes the ending (who, when, why); end signatures made before it
 # existed had the meaning "Recall ended: found invalid, holds lifted" and the start content, and still verify.
 END_MEANING = "Recall ended: found invalid, holds lifted, end reason signed"
+# The completion signature's meaning; its content includes the closing (who, when, the closing note), as the end's.
+COMPLETE_MEANING = "Recall completed: every affected bag accounted for"
 
 
 class Recall(Audited, Lockable, Base):
-    """One recall / lookback. The start signature locks what it vouches for; only the ending may follow."""
+    """One recall / lookback. The start signature locks what it vouches for; only the closing may follow: the
+    ended_* columns say who closed it and when, either way; end_reason is why it was ended (found invalid), or the
+    closing note of a completed recall (effectiveness check, reconciliation of delivered and recovered bags)."""
 
     __tablename__ = "recall"
     __audit_reason_exempt__ = frozenset({"status", "ended_at", "ended_by_id", "end_reason"})
@@ -52,10 +57,11 @@ class Recall(Audited, Lockable, Base):
                 "started_at": self.started_at.isoformat() if self.started_at else None}
 
     def signed_content_for(self, meaning: str) -> dict[str, object]:
-        """The end signature vouches for the ending too (who, when, why), so that an altered end reason or
-        ender fails its verification; the start signature keeps its own content."""
+        """The end and completion signatures vouch for the closing too (who, when, why or the closing note, and
+        which way: the status), so that an altered note or closer fails their verification; the start signature
+        keeps its own content."""
         content = self.signed_content()
-        if meaning == END_MEANING:
+        if meaning in (END_MEANING, COMPLETE_MEANING):
             content.update(status=self.status, ended_by_id=self.ended_by_id, end_reason=self.end_reason,
                            ended_at=self.ended_at.isoformat() if self.ended_at else None)
         return content
@@ -63,6 +69,10 @@ class Recall(Audited, Lockable, Base):
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def status_words(self) -> str:
+        return RECALL_STATUSES.get(self.status, self.status)
 
 
 class BagHold(Audited, Base):

@@ -20,8 +20,12 @@ from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
 if TYPE_CHECKING:
     from mscbatch.recall.traceability import ForwardTrace
 
-#: a bag already given or destroyed is not held (recall/services.py holds the same ones)
+#: a bag already given or destroyed is not held (recall/services.py holds the same ones); the bag's final states,
+#: which every bag a recall holds must reach before the recall is completed (services.complete_recall)
 NOT_HELD_BAG_STATES = ("infused", "discarded")
+#: the recalls that still bar their origin: an active one, and a completed one (found valid: what its origin makes
+#: or releases later is covered by it for good). Only a recall ended as invalid lets its origin go.
+IN_FORCE = ("active", "completed")
 
 
 def active_holds(session: Session, bag_id: int) -> list[tuple[BagHold, Recall]]:
@@ -53,15 +57,16 @@ def held_bag_ids(session: Session, bag_ids: list[int]) -> set[int]:
                                                              BagHold.lifted_at.is_(None))))
 
 
-def active_recall_of(session: Session, scope: str, target_id: int) -> Recall | None:
-    """The active recall of this origin. A reagent lot's is of any row registered for the same supplier lot
+def recall_in_force_of(session: Session, scope: str, target_id: int) -> Recall | None:
+    """The recall in force of this origin (active, or completed: IN_FORCE; a completed recall still covers what its
+    origin makes later, so a new lot or a second recall of it is refused). A reagent lot's is of any row registered for the same supplier lot
     (lots.queries.same_supplier_lot), as the recall covers them all: a second recall under another row of it was
     not refused, and held every bag a second time."""
     if scope == "reagent_lot":
         origin = Recall.reagent_lot_id.in_(same_supplier_lot([target_id]))
     else:
         origin = {"donor": Recall.donor_id, "lot": Recall.lot_id}[scope] == target_id
-    return session.scalar(select(Recall).where(Recall.scope == scope, origin, Recall.status == "active")
+    return session.scalar(select(Recall).where(Recall.scope == scope, origin, Recall.status.in_(IN_FORCE))
                           .order_by(Recall.id).limit(1))
 
 
@@ -69,8 +74,10 @@ def recalls_covering(session: Session, lot: Lot) -> list[Recall]:
     """The active recalls that cover the lot now: of the lot itself, of its donor, or of a reagent lot it used.
     A recall holds the bags that exist when it starts; the steps that make or release stock later (a new lot from
     the donor, a reagent use recorded, bags frozen, a release) ask this, so that what is made after a recall
-    started is covered by it too."""
-    return list(session.scalars(select(Recall).where(Recall.status == "active", _origins(lot)).order_by(Recall.id)))
+    started is covered by it too. A completed recall too (IN_FORCE): completing one must not let a lot of its
+    donor or reagent lot still in process (or a use of the reagent recorded since) be released, or its bags go out
+    unheld."""
+    return list(session.scalars(select(Recall).where(Recall.status.in_(IN_FORCE), _origins(lot)).order_by(Recall.id)))
 
 
 def _origins(lot: Lot) -> Any:
@@ -85,17 +92,21 @@ def recalls_of_lot(session: Session, lot: Lot) -> list[Recall]:
     after the lot was made. Ending a recall lifts its holds but leaves the lot recalled and its signatures on the
     record (the certificate of analysis prints them)."""
     return list(session.scalars(select(Recall).where(
-        _origins(lot), or_(Recall.status == "active", Recall.ended_at > lot.created_at)).order_by(Recall.id)))
+        _origins(lot), or_(Recall.status.in_(IN_FORCE), Recall.ended_at > lot.created_at)).order_by(Recall.id)))
 
 
 def recall_words(recall: Recall) -> str:
+    # a completed recall still holds its bags and bars its origin (IN_FORCE): the words say it was completed, not
+    # that it is still under way
+    done = (f", completed {recall.ended_at:%Y-%m-%d} UTC" if recall.status == "completed" and recall.ended_at
+            else "")
     return (f"recall R-{recall.id} ({RECALL_SCOPES.get(recall.scope, recall.scope).lower()} recall started "
-            f"{recall.started_at:%Y-%m-%d} UTC): {recall.reason}")
+            f"{recall.started_at:%Y-%m-%d} UTC{done}): {recall.reason}")
 
 
 def hold_for_recalls(session: Session, lot: Lot, bags: list[Bag]) -> int:
-    """Inside the caller's use case: hold each of these bags for every active recall covering its lot that does
-    not hold it yet. Returns the number of holds placed."""
+    """Inside the caller's use case: hold each of these bags for every recall in force covering its lot (an active
+    or a completed one: recalls_covering) that does not hold it yet. Returns the number of holds placed."""
     recalls = recalls_covering(session, lot)
     if not recalls or not bags:
         return 0
@@ -154,5 +165,5 @@ def open_lookbacks(session: Session) -> list[OpenLookback]:
         opener = session.get(User, lookback.opened_by_id)
         out.append(OpenLookback(lookback=lookback, donor=donor, trigger=trigger, marker_name=name,
                                 opened_by=opener.full_name if opener else "?", trace=trace,
-                                recall=active_recall_of(session, "donor", donor.id)))
+                                recall=recall_in_force_of(session, "donor", donor.id)))
     return out

@@ -1,5 +1,7 @@
 """The recall / lookback report (page and PDF): every affected lot and bag with what to do for it, and each
-affected patient who already received product, with dates, for clinician notification (DOMAIN.md section 8)."""
+affected patient who already received product, with dates, for clinician notification (DOMAIN.md section 8). Its
+reconciliation counts the affected bags by outcome, and a completed recall's closing (who, when, the note, the
+signature) makes it the final report (EU GMP Part I 8.30)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,7 +22,14 @@ from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.services import affected_lots, get_recall, target_label, target_of
+from mscbatch.recall.services import (
+    affected_lots,
+    get_recall,
+    outstanding_bags,
+    outstanding_words,
+    target_label,
+    target_of,
+)
 from mscbatch.recall.traceability import BagTrace, ForwardTrace, LotTrace, Recipient, trace_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
@@ -41,6 +50,22 @@ class PatientNotice:
     received: list[tuple[Bag, Lot, Recipient]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """The affected bags by outcome: each is counted once, and the four add up to `bags`."""
+
+    bags: int
+    infused: int  # given: their patients are on the notification list
+    discarded_before: int  # destroyed before the recall started
+    destroyed_since: int  # held by the recall, then discarded
+    not_final: int  # neither infused nor discarded (on hold, in stock or on the ward)
+
+    def words(self) -> str:
+        return (f"{self.bags} affected bag{'s' if self.bags != 1 else ''}: {self.infused} infused, "
+                f"{self.discarded_before} discarded before the recall, {self.destroyed_since} destroyed under the "
+                f"recall, {self.not_final} not yet infused or destroyed.")
+
+
 @dataclass
 class RecallReport:
     recall: Recall
@@ -53,6 +78,23 @@ class RecallReport:
     notify: list[PatientNotice]
     held_now: int
     generated_at: datetime
+    reconciliation: Reconciliation
+    outstanding: list[Bag]  # what stops an active recall's completion (services.outstanding_bags)
+
+    @property
+    def outstanding_words(self) -> str:
+        return outstanding_words(self.outstanding) if self.outstanding else ""
+
+    @property
+    def closing(self) -> str:
+        """How the recall was closed, in words, or "" while it is active."""
+        recall = self.recall
+        if recall.ended_at is None or recall.active:
+            return ""
+        if recall.status == "completed":
+            return f"Completed by {self.ended_by}. Closing note (effectiveness check, reconciliation): " \
+                   f"{recall.end_reason}"
+        return f"Ended as found invalid by {self.ended_by} (holds lifted): {recall.end_reason}"
 
 
 #: a bag out of the unit but not given: with no allocation in force it is on the ward, not in stock
@@ -103,6 +145,12 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
                 if recipient.received:
                     notice = notices.setdefault(recipient.patient.id, PatientNotice(recipient.patient))
                     notice.received.append((bag_trace.bag, lot_trace.lot, recipient))
+    finals = [line for line in lines if line.trace.bag.status in ("infused", "discarded")]
+    reconciliation = Reconciliation(
+        bags=len(lines), infused=sum(1 for line in finals if line.trace.bag.status == "infused"),
+        discarded_before=sum(1 for line in finals if line.trace.bag.status == "discarded" and line.hold is None),
+        destroyed_since=sum(1 for line in finals if line.trace.bag.status == "discarded" and line.hold is not None),
+        not_final=len(lines) - len(finals))
     users = {u.id: u.full_name for u in session.scalars(select(User).where(
         User.id.in_([i for i in (recall.started_by_id, recall.ended_by_id) if i is not None])))}
     return RecallReport(
@@ -113,7 +161,8 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         notify=sorted(notices.values(), key=lambda n: n.patient.code),
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
         held_now=sum(1 for line in lines if line.hold is not None and line.hold.lifted_at is None
-                     and line.trace.bag.status != "discarded"), generated_at=utcnow())
+                     and line.trace.bag.status != "discarded"), generated_at=utcnow(),
+        reconciliation=reconciliation, outstanding=outstanding_bags(session, recall) if recall.active else [])
 
 
 # ---- PDF ----------------------------------------------------------------------------------------------------
@@ -158,13 +207,17 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     recall = report.recall
     story: list[Any] = [
         _p(f"Recall / lookback report R-{recall.id}", _styles["Title"]),
-        _p(f"{RECALL_SCOPES[recall.scope]} recall of {report.target}. Status: {recall.status.upper()}.", BODY),
+        _p(f"{RECALL_SCOPES[recall.scope]} recall of {report.target}. Status: {recall.status_words.upper()}"
+           + (" (final report)." if recall.status == "completed" else "."), BODY),
         _p(f"Reason: {recall.reason}", BODY),
         _p(f"Started {_local(recall.started_at)} by {report.started_by}.", BODY)]
-    if recall.ended_at:
-        story.append(_p(f"Ended {_local(recall.ended_at)} by {report.ended_by}: {recall.end_reason}", BODY))
+    if report.closing:
+        story.append(_p(f"{_local(recall.ended_at)}: {report.closing}", BODY))
     for signature in report.signatures:
         story.append(_p(f"Signed: {signature.manifestation()}", BODY))
+    story.append(_p(f"Reconciliation: {report.reconciliation.words()}", BODY))
+    if report.outstanding:
+        story.append(_p(f"Before this recall can be completed: {report.outstanding_words}.", BODY))
     story.append(_p(f"Bags on hold now: {report.held_now}. Report generated {_local(report.generated_at)}.", BODY))
     story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
                                     "for them): notify their clinician", _styles["Heading2"])]

@@ -6,7 +6,9 @@ BagHold, so the bedside check refuses it at once (mscbatch.recall.queries.bag_ho
 the lot state table lets go to "recalled" goes there (released / conditionally released lots); the others
 (in process, in quarantine) keep their state and are held bag by bag. A donor recall links and closes the
 donor's open lookback. end_recall: signed by QA when the recall proves unfounded; lifts its holds (a lot
-already "recalled" stays so: the state is final and the report says it).
+already "recalled" stays so: the state is final and the report says it). complete_recall: signed by QA when a
+valid recall is done (EU GMP Part I 8.30: a closing note with the reconciliation, a final report); refused while a
+bag it reaches is not yet infused or destroyed; lifts nothing, and its origin stays recalled (queries.IN_FORCE).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, identity_key, lots_of_donor, lots_using_reagent, same_supplier_lot
 from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
-from mscbatch.recall.models import END_MEANING, RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.queries import NOT_HELD_BAG_STATES, active_recall_of
+from mscbatch.recall.models import COMPLETE_MEANING, END_MEANING, RECALL_SCOPES, BagHold, Recall
+from mscbatch.recall.queries import NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.signatures.services import sign
 
 START_MEANING = "Recall started: affected stock on hold"
@@ -122,8 +124,9 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
     lots = affected_lots(session, scope, target_id)
     if scope == "lot":  # its one lot, locked before anything is decided (see lock_target)
         lock_lot(session, target_id)
-    if active_recall_of(session, scope, target_id) is not None:
-        raise Conflict(f"An active recall of {target_label(session, scope, target_id)} exists already.")
+    if recall_in_force_of(session, scope, target_id) is not None:
+        raise Conflict(f"A recall of {target_label(session, scope, target_id)} is in force already (active, or "
+                       "completed: a completed recall still covers what it reached).")
     recalled: list[str] = []
     kept: list[tuple[str, str]] = []
     now = utcnow()
@@ -196,7 +199,9 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
         if recall is None:
             raise NotFound(f"No recall {recall_id}.")
         if not recall.active:
-            raise Conflict(f"Recall R-{recall.id} is already ended.")
+            raise Conflict(f"Recall R-{recall.id} is already ended." if recall.status == "ended" else
+                           f"Recall R-{recall.id} is already completed (found valid and closed): it cannot be "
+                           "ended, and its holds stay.")
         now = utcnow()
         holds = list(session.scalars(select(BagHold).where(BagHold.recall_id == recall.id,
                                                            BagHold.lifted_at.is_(None))))
@@ -210,6 +215,76 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
         sign(session, actor, password, recall, END_MEANING, required_role="qa", lock=False)
         lifted = len(holds)
     return lifted
+
+
+#: the longest closing note kept (a page of text; the report prints it whole)
+MAX_NOTE = 4000
+#: DINs named in a refusal; the rest are counted (the recall's page lists them all)
+NAMED_IN_REFUSAL = 20
+#: where a bag not yet in a final state is, in the words of the refusal to complete
+WHEREABOUTS = {"stored": "in stock", "on_hold": "on hold in stock", "allocated": "in stock, allocated to a patient",
+               "dispatched": "on its way to the ward", "received": "on the ward", "thawed": "thawed on the ward",
+               "returned": "returned from the ward, waiting for QA's assessment"}
+
+
+def outstanding_bags(session: Session, recall: Recall) -> list[Bag]:
+    """The bags the recall reaches that are not yet in a final state (infused or discarded): every bag it holds,
+    and any bag of an affected lot it does not hold (made after the recall started and missed: the report says
+    'assess'). A recall is completed only when this is empty. DIN order."""
+    held = select(BagHold.bag_id).where(BagHold.recall_id == recall.id, BagHold.lifted_at.is_(None))
+    lot_ids = [lot.id for lot in affected_lots(session, recall.scope, target_of(recall) or 0)]
+    return list(session.scalars(select(Bag).where(
+        Bag.id.in_(held) | Bag.lot_id.in_(lot_ids), Bag.status.not_in(NOT_HELD_BAG_STATES)).order_by(Bag.din)))
+
+
+def outstanding_words(bags: list[Bag]) -> str:
+    """'2 bags are still to be dealt with: bag ... (on the ward), ...' for the refusal and the recall's page."""
+    named = "; ".join(f"bag {bag.din} ({WHEREABOUTS.get(bag.status, bag.status.replace('_', ' '))})"
+                      for bag in bags[:NAMED_IN_REFUSAL])
+    more = f"; and {len(bags) - NAMED_IN_REFUSAL} more (listed on the recall's page)" if len(bags) > NAMED_IN_REFUSAL else ""
+    count = "1 bag is" if len(bags) == 1 else f"{len(bags)} bags are"
+    return f"{count} still to be dealt with: {named}{more}"
+
+
+def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, password: str) -> Recall:
+    """Close a valid recall as completed (QA, signed), once every bag it reaches is infused or destroyed. The holds
+    stay (the bags stay unusable), the lots stay recalled, and the recall keeps barring its origin."""
+    note = (note or "").strip()
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA may complete a recall.")
+    if not note:
+        raise ValidationFailed("Write the closing note: how the recall's effectiveness was checked, and the "
+                               "reconciliation of the bags delivered, recovered and destroyed. It is signed and "
+                               "goes on the report.", field="note")
+    if len(note) > MAX_NOTE:
+        raise ValidationFailed(f"The closing note has at most {MAX_NOTE} characters (this one has {len(note)}).",
+                               field="note")
+    get_recall(session, recall_id)
+    with use_case(session, actor, f"recall completed: {note}"):
+        # locked and read again inside the transaction, as end_recall: a QA person ending it (found invalid) while
+        # another completes it (PostgreSQL) both saw it active; the second now waits, then finds it closed
+        recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
+        if recall is None:
+            raise NotFound(f"No recall {recall_id}.")
+        if not recall.active:
+            raise Conflict(f"Recall R-{recall.id} is already completed." if recall.status == "completed" else
+                           f"Recall R-{recall.id} is already ended (found invalid, its holds lifted): it cannot be "
+                           "completed.")
+        # the affected lots locked in id order (as a recall takes them): bags frozen into one meanwhile are either
+        # committed and counted below, or wait and are held by this recall, completed (queries.hold_for_recalls)
+        for lot in affected_lots(session, recall.scope, target_of(recall) or 0):
+            lock_lot(session, lot.id)
+        left = outstanding_bags(session, recall)
+        if left:
+            raise Conflict(f"Recall R-{recall.id} cannot be completed yet: {outstanding_words(left)}. Every bag it "
+                           "reaches must be discarded (or was infused) first: discard the bags in stock, have the "
+                           "ward return or discard theirs, assess the returned ones. Nothing was signed.")
+        recall.status = "completed"
+        recall.ended_at = utcnow()
+        recall.ended_by_id = actor.id
+        recall.end_reason = note
+        sign(session, actor, password, recall, COMPLETE_MEANING, required_role="qa", lock=False)
+    return recall
 
 
 def list_recalls(session: Session) -> list[Recall]:

@@ -1,4 +1,4 @@
-"""Recall pages (list, start, report, end, report PDF) and traceability pages (forward from a donor, a lot or a
+"""Recall pages (list, start, report, end, complete, report PDF) and traceability pages (forward from a donor, a lot or a
 reagent lot; backward from a patient; one bag), each also as a PDF. Views parse and authorise; services decide."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.recall import services
-from mscbatch.recall.forms import EndRecallForm, StartRecallForm
+from mscbatch.recall.forms import CompleteRecallForm, EndRecallForm, StartRecallForm
 from mscbatch.recall.queries import open_lookbacks
 from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
 from mscbatch.recall.traceability import (
@@ -78,11 +78,13 @@ def start() -> Any:
     return render_template("recall/new.html", form=form), status
 
 
-def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200) -> Any:
+def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200,
+            complete_form: CompleteRecallForm | None = None) -> Any:
     db.session.rollback()
     report = recall_report(db.session, recall_id)
     return render_template("recall/detail.html", r=report, recall=report.recall,
-                           end_form=form or EndRecallForm(formdata=None), site=site_config()), status
+                           end_form=form or EndRecallForm(formdata=None),
+                           complete_form=complete_form or CompleteRecallForm(formdata=None), site=site_config()), status
 
 
 @bp.route("/<int:recall_id>")
@@ -109,6 +111,21 @@ def end(recall_id: int) -> Any:
         show_error(form, error)
         return _detail(recall_id, form, error.status)
     flash(f"Recall R-{recall_id} ended (signed); {lifted} holds lifted.", "success")
+    return redirect(url_for("recall.detail", recall_id=recall_id))
+
+
+@bp.route("/<int:recall_id>/complete", methods=["POST"])
+@roles_required("qa")
+def complete(recall_id: int) -> Any:
+    form = CompleteRecallForm()
+    try:
+        services.complete_recall(db.session, current_user, recall_id, note=form.note.data or "",
+                                 password=form.password.data or "")
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)
+        return _detail(recall_id, complete_form=form, status=error.status)
+    flash(f"Recall R-{recall_id} completed (signed). Its bags stay on hold and its lots stay recalled.", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id))
 
 

@@ -144,6 +144,7 @@ EXPECTED_ACCESS.update({
     "recall.report_pdf": {"qa", "clinician"},
     "recall.start": {"qa"},
     "recall.end": {"qa"},
+    "recall.complete": {"qa"},
     "trace.donor": {"qa", "clinician"},
     "trace.donor_pdf": {"qa", "clinician"},
     "trace.lot": {"qa", "clinician"},

@@ -374,7 +374,7 @@ def test_a_use_under_an_active_recall_is_not_corrected_away_from_it(app, users, 
     tech = client_as("technician")
     _refused(tech, db_session, s, _form(f.use_id, s.right, P1_DAY - timedelta(days=1)), 409, "reagent_lot_id",
              f"TrypLE lot T-WRONG is under recall R-{recall_id}, which covers lot {f.lot_number}: its record cannot "
-             "be corrected away from it while the recall is active. Ask QA.", use_id=f.use_id, lot_id=f.lot_id)
+             "be corrected away from it while the recall is in force. Ask QA.", use_id=f.use_id, lot_id=f.lot_id)
     _refused(tech, db_session, s, _form(f.use_id, s.recalled, P1_DAY), 409, "reagent_lot_id",
              f"is under recall R-{recall_id}", use_id=f.use_id, lot_id=f.lot_id)  # even to another recalled lot
     assert _holds(db_session, f.bag_ids) == held and _covering(db_session, f.lot_id) == [recall_id]

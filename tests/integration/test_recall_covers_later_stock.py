@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from mscbatch.core.culture import BagPlan
+from mscbatch.errors import Conflict
 from mscbatch.lots import bags, reagents
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.recall import services as recalls
@@ -84,3 +86,35 @@ def test_a_recalled_reagent_is_refused_and_covers_lots_that_used_it(app, users, 
     assert sorted(h.bag_id for h in holds) == sorted(frozen)
     assert {h.recall_id for h in holds} == {started.recall_id}
     assert all(db_session.get(Bag, b).status == "stored" for b in frozen)
+
+
+def test_a_completed_recall_still_refuses_a_new_lot_of_its_donor_and_a_use_of_its_reagent(
+        app, users, db_session, client_as):  # noqa: F811
+    """A recall completed (found valid, every bag dealt with) bars its origin for good, as an active one: a new lot
+    of the donor or a new use of the reagent lot would be a lot that can never be released."""
+    qa, tech = user(db_session, "qa"), user(db_session, "technician")
+    donor_id = approved_adipose_donor(db_session)
+    trypsin = reagents.register_reagent_lot(db_session, tech, reagent_type="trypsin", name="TrypLE", supplier="Acme",
+                                            lot_number="T-78", expiry_date=TODAY + timedelta(days=90)).id
+    later = start_lot(db_session, approved_adipose_donor(db_session))
+    ids = []
+    for scope, target in (("donor", donor_id), ("reagent_lot", trypsin)):  # nothing made yet: nothing to deal with
+        started = recalls.start_recall(db_session, qa, scope=scope, target_id=target, password=PASSWORD,
+                                       reason="Supplier notice" if scope == "reagent_lot" else "Late positive anti-HBc")
+        recalls.complete_recall(db_session, qa, started.recall_id, note="Nothing was made: reconciled, 0 of 0.",
+                                password=PASSWORD)
+        ids.append(started.recall_id)
+    db_session.rollback()
+
+    response = client_as("technician").post("/lots/new", data={
+        "donor_id": donor_id, "product_id": "AT-MSC", "collection_at": (TODAY - timedelta(days=3)).isoformat() + "T09:00",
+        "collection_site": "Theatre 3", "tissue_amount": "40", "tissue_unit": "g"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409 and f"is under recall R-{ids[0]}" in page and "completed" in page, page
+    assert "No lot can be started from this donor while the recall is in force." in page
+    response = client_as("technician").post(f"/lots/{later}/reagents", data={
+        "reagent-reagent_lot_id": trypsin, "reagent-step_id": 0, "reagent-used_on": TODAY.isoformat()})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409 and "Recalled reagent refused" in page and f"recall R-{ids[1]}" in page, page
+    with pytest.raises(Conflict, match="is in force already"):  # a second recall of it is refused
+        recalls.start_recall(db_session, qa, scope="donor", target_id=donor_id, reason="again", password=PASSWORD)

@@ -121,7 +121,7 @@ def test_a_second_recall_of_one_supplier_lot_under_another_row_is_refused(app, u
     qa = client_as("qa")
     assert start(qa, "reagent_lot", f"#{first}").status_code == 302
     again = start(qa, "reagent_lot", f"#{second}")
-    assert again.status_code == 409 and "exists already" in again.get_data(as_text=True)
+    assert again.status_code == 409 and "is in force already" in again.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()
     assert len(session.scalars(select(Recall)).all()) == 1
     held = list(session.scalars(select(BagHold.bag_id)))

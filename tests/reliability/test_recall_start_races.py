@@ -159,7 +159,7 @@ def test_a_reagent_use_corrected_onto_a_reagent_lot_whose_recall_starts(app, use
         use_id = reagents.link_reagent(session, user(session, "technician"), lot_id, wrong, used_on=site_today()).id
     meet = Rendezvous(guarded)
     _recall_meets_after_listing(monkeypatch, meet)
-    asked = reagent_corrections.active_reagent_recall
+    asked = reagent_corrections.reagent_recall_in_force
 
     def ask_then_meet(session: Any, reagent: Any) -> Any:
         recall = asked(session, reagent)
@@ -167,7 +167,7 @@ def test_a_reagent_use_corrected_onto_a_reagent_lot_whose_recall_starts(app, use
             meet()  # the corrected use is written (not committed) and no recall of the lot really used is seen
         return recall
 
-    monkeypatch.setattr(reagent_corrections, "active_reagent_recall", ask_then_meet)
+    monkeypatch.setattr(reagent_corrections, "reagent_recall_in_force", ask_then_meet)
     if not guarded:
         _remove_locks(monkeypatch)
 
@@ -191,14 +191,14 @@ def test_a_lot_started_from_a_donor_whose_recall_starts(app, users, monkeypatch,
         donor_id = approved_adipose_donor(session)
     meet = Rendezvous(guarded)
     _recall_meets_after_listing(monkeypatch, meet)
-    asked = lot_services.active_recall_of
+    asked = lot_services.recall_in_force_of
 
     def ask_then_meet(session: Any, scope: str, target_id: int) -> Any:
         recall = asked(session, scope, target_id)
         meet()  # no recall of the donor seen; the lot follows
         return recall
 
-    monkeypatch.setattr(lot_services, "active_recall_of", ask_then_meet)
+    monkeypatch.setattr(lot_services, "recall_in_force_of", ask_then_meet)
     if not guarded:
         _remove_locks(monkeypatch)
     details = lot_services.LotDetails(donor_id=donor_id, product_id="AT-MSC", collection_site="Theatre 3",
@@ -216,7 +216,7 @@ def test_a_lot_started_from_a_donor_whose_recall_starts(app, users, monkeypatch,
     started = outcomes[0][1] if outcomes[0][0] == "ok" else None
     made = outcomes[1][1] if outcomes[1][0] == "ok" else None
     if outcomes[1][0] == "refused":
-        assert str(outcomes[1][1]).endswith("No lot can be started from this donor while the recall is active."), \
+        assert str(outcomes[1][1]).endswith("No lot can be started from this donor while the recall is in force."), \
             outcomes
     if started is not None and made is not None:
         # covered: on the recall's list of lots (kept in process, held bag by bag as its bags are frozen)
@@ -232,14 +232,14 @@ def test_two_qa_people_start_a_recall_of_the_same_origin(app, users, monkeypatch
     label = ("reagent lot MEM alpha MA-77 (Acme Media)" if scope == "reagent_lot"
              else f"lot {_scalar(app, select(Lot.lot_number).where(Lot.id == lot_id))}")
     meet = Rendezvous(guarded)
-    asked = recall_services.active_recall_of
+    asked = recall_services.recall_in_force_of
 
     def ask_then_meet(session: Any, scope: str, target_id: int) -> Any:
         recall = asked(session, scope, target_id)
         meet()  # no active recall seen; the recall follows
         return recall
 
-    monkeypatch.setattr(recall_services, "active_recall_of", ask_then_meet)
+    monkeypatch.setattr(recall_services, "recall_in_force_of", ask_then_meet)
     if not guarded:
         _remove_locks(monkeypatch)
         monkeypatch.setattr(recall_services, "lock_lot", lambda session, wanted: session.get(
@@ -250,7 +250,7 @@ def test_two_qa_people_start_a_recall_of_the_same_origin(app, users, monkeypatch
     for kind, value in outcomes:
         if kind == "refused":
             assert isinstance(value, Conflict)
-            assert str(value) == f"An active recall of {label} exists already.", value
+            assert str(value) == f"A recall of {label} is in force already (active, or completed: a completed recall still covers what it reached).", value
     column = Recall.reagent_lot_id if scope == "reagent_lot" else Recall.lot_id
     recalls = _scalar(app, select(func.count()).select_from(Recall).where(column == target, Recall.status == "active"))
     assert recalls == (2 if not guarded and _dialect(app) == "postgresql" else 1)

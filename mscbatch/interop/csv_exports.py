@@ -7,12 +7,14 @@ A text cell starting with =, +, -, @, a tab or a carriage return (OWASP, CSV inj
 or line break before one of =, +, -, @, is prefixed with a single quote so that a spreadsheet never evaluates it
 as a formula: LibreOffice and Excel's text import trim leading spaces and then read "=..." as a formula, and a
 line break leaves the formula alone on the cell's line. Numbers from the database are written as they are, so
-negative values stay numbers.
+negative values stay numbers; so is a text that is a plain number ("-0.5", a result value stored as typed): a
+spreadsheet reads it as that number, never as a formula, and a quote would turn it into text.
 """
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,6 +39,9 @@ from mscbatch.release.queries import has_late_oos
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_STARTS = ("=", "+", "-", "@")  # after leading spaces and line breaks, which spreadsheets trim
+#: a plain decimal number, ASCII digits only: read by a spreadsheet as a number, not a formula (no operator after
+#: the sign, no function, no reference)
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 BATCH = 500  # rows fetched per round trip (yield_per): the export streams, it never holds every row
 
 
@@ -53,6 +58,8 @@ def cell(value: Any) -> str | int:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     text = str(value)
+    if PLAIN_NUMBER.fullmatch(text):
+        return text
     formula = text.startswith(FORMULA_PREFIXES) or text.lstrip().startswith(FORMULA_STARTS)
     return "'" + text if formula else text
 

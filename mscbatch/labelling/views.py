@@ -40,10 +40,11 @@ def _page(lot_id: int, form: PrintForm | None = None, status: int = 200) -> Any:
     lot = get_lot(db.session, lot_id)
     bags = bags_of(db.session, lot_id)
     printable = lot.status in services.PRINTABLE_LOT_STATES
+    bag_ids = [b.id for b in bags]
     return render_template(
         "labelling/lot.html", lot=lot, bags=bags, form=form or PrintForm(formdata=None),
-        latest=services.latest_labels(db.session, [b.id for b in bags]),
-        held=held_bag_ids(db.session, [b.id for b in bags]), prints=services.prints_of_lot(db.session, lot_id),
+        latest=services.latest_labels(db.session, bag_ids), relabel=services.relabel_after_correction(db.session, bag_ids),
+        held=held_bag_ids(db.session, bag_ids), prints=services.prints_of_lot(db.session, lot_id),
         refused=services.label_refusals(db.session, lot, bags) if printable else {},
         printable=printable), status
 

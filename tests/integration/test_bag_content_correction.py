@@ -216,6 +216,8 @@ def test_a_bag_corrected_in_quarantine_needs_its_label_reprinted_and_doses_with_
     assert done.status_code == 200, text
     assert "Its label was printed before and shows the old values: reprint its label." in text, text
     assert text.count('class="flag flag-warning relabel"') == 1 and f'data-relabel="{bag_ids[0]}"' in text
+    labels = _text(tech.get(f"/labels/lots/{lot_id}"))  # the labels page, where the reprint is made, says it too
+    assert labels.count('class="flag flag-warning relabel"') == 1 and f'data-relabel="{bag_ids[0]}"' in labels
     assert _content(app, lot_id)[0] == (1, Decimal("25.00"), 2_400_000, 60 * M, Decimal("10.00"))
 
     with _session(app) as session:  # QC results by the technician, the release signed by QA (another person)
@@ -263,6 +265,7 @@ def test_a_bag_corrected_in_quarantine_needs_its_label_reprinted_and_doses_with_
                                                                "reason": "content corrected: 2.4 x10^6/mL"})
     assert reprinted.status_code == 200, _text(reprinted)
     assert 'class="flag flag-warning relabel"' not in _text(tech.get(f"/lots/{lot_id}"))
+    assert 'class="flag flag-warning relabel"' not in _text(tech.get(f"/labels/lots/{lot_id}"))
     sent = tech.post("/ward/dispatch", data=dispatch)
     assert sent.status_code == 302, _text(sent)
     with _session(app) as session:

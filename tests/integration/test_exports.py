@@ -80,8 +80,12 @@ def test_formula_cells_are_quoted_but_numbers_are_not():
 
     from mscbatch.interop.csv_exports import cell
 
-    assert [cell(v) for v in ("=1+1", "+1", "-1", "@A1", "\tx", "plain", "a=b")] == [
-        "'=1+1", "'+1", "'-1", "'@A1", "'\tx", "plain", "a=b"]
+    assert [cell(v) for v in ("=1+1", "+1+1", "-1-1", "-2+3+cmd|' /C calc'!A0", "@A1", "\tx", "plain", "a=b")] == [
+        "'=1+1", "'+1+1", "'-1-1", "'-2+3+cmd|' /C calc'!A0", "'@A1", "'\tx", "plain", "a=b"]
+    # a text that is a plain number (a result value stored as typed) is read by a spreadsheet as that number, never
+    # as a formula: quoting it would turn -0.5 into text
+    assert [cell(v) for v in ("-0.5", "+1", "-1", "12.50", " -1", "-1e5", "-\u0661")] == [
+        "-0.5", "+1", "-1", "12.50", "' -1", "'-1e5", "'-\u0661"]
     assert cell(Decimal("-150.0")) == "-150.0" and cell(-3) == -3 and cell(None) == "" and cell(True) == "true"
 
 

@@ -122,6 +122,9 @@ def test_a_released_lot_of_a_donor_now_ineligible_says_its_bags_must_not_be_give
     assert "QA starts the recall of donor D-2026-0001's lots" in page
     assert 'href="/recalls/new?scope=donor&amp;target=D-2026-0001"' in page
     assert "this lot cannot be released" not in page
+    listed = _text(_as(app, "qa").get("/lots"))  # the lot list's flag says the same
+    assert "the bags of this released lot must not be given (QA recalls them)" in listed
+    assert "this lot cannot be released" not in listed
 
 
 def test_the_release_review_page_tells_a_technician_the_segregation_rule_not_you_must_not_release(app):

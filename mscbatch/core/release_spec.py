@@ -17,7 +17,19 @@ from typing import Any
 
 from mscbatch.core.configfiles import ConfigError, load_rule_file, require
 
-Value = Decimal | str
+
+@dataclass(frozen=True)
+class Censored:
+    """A result the method reports only as beyond one of its limits: "< 0.05" (endotoxin below the LAL test's
+    detection limit: the true value is somewhere under 0.05) or "> 5" (above its highest standard). Kept as typed
+    (`text`, ALCOA+ original): the technician never has to invent a number. `bound` is the limit, in the test's unit."""
+
+    relation: str  # "<" or ">"
+    bound: Decimal
+    text: str
+
+
+Value = Decimal | str | Censored
 
 
 class ResultValueError(ValueError):
@@ -106,6 +118,8 @@ class Kind:
 
 def format_value(unit: str, value: Value) -> str:
     """A value with its unit as people write it: "94.6 %", "4 EU/mL", "250 x10^6 cells"."""
+    if isinstance(value, Censored):  # as typed, with its unit: "< 0.05 EU/mL"
+        return f"{value.text} {UNITS[unit].symbol}".rstrip()
     if isinstance(value, str) or unit == "none":
         return str(value)
     if unit == "cells":  # always in millions, as the limit is: "0.0002 x10^6 cells < 100 x10^6 cells" shows the slip
@@ -128,23 +142,53 @@ def shown_number(unit: str, value: Value | str) -> str:
 
 
 def _minimum(t: ReleaseTest, v: Value) -> Judgement:
-    assert t.min is not None and isinstance(v, Decimal)
+    assert t.min is not None
+    if isinstance(v, Censored):
+        return _censored(t, v)
+    assert isinstance(v, Decimal)
     ok = v > t.min if t.strict else v >= t.min
     sign = (">" if t.strict else ">=") if ok else ("<=" if t.strict else "<")
     return Judgement(ok, f"{t.format(v)} {sign} {t.format(t.min)}")
 
 
 def _maximum(t: ReleaseTest, v: Value) -> Judgement:
-    assert t.max is not None and isinstance(v, Decimal)
+    assert t.max is not None
+    if isinstance(v, Censored):
+        return _censored(t, v)
+    assert isinstance(v, Decimal)
     ok = v < t.max if t.strict else v <= t.max
     sign = ("<" if t.strict else "<=") if ok else (">=" if t.strict else ">")
     return Judgement(ok, f"{t.format(v)} {sign} {t.format(t.max)}")
 
 
 def _range(t: ReleaseTest, v: Value) -> Judgement:
-    assert t.min is not None and t.max is not None and isinstance(v, Decimal)
+    assert t.min is not None and t.max is not None
+    if isinstance(v, Censored):
+        return _censored(t, v)
+    assert isinstance(v, Decimal)
     ok = t.min <= v <= t.max
     return Judgement(ok, f"{t.format(v)} {'within' if ok else 'outside'} {_range_text(t)}")
+
+
+def _censored(t: ReleaseTest, v: Censored) -> Judgement:
+    """A censored result meets a limit only when every value it allows does. "< X" is somewhere below X: it meets an
+    upper limit L when X <= L (then every value under X is under L, strict or not), and never a lower limit (how low
+    is unknown). "> X" the other way round: it meets a lower limit M when X >= M, never an upper limit. A result that
+    does not show compliance fails, as a number beyond the limit would: a blocking test opens its OOS, and the lab
+    retests with a method that can show it (a dilution, another range)."""
+    below, limits = v.relation == "<", []
+    if t.max is not None:
+        limits.append(("<" if t.strict else "<=", t.max, below and v.bound <= t.max, not below and v.bound >= t.max))
+    if t.min is not None:
+        limits.append((">" if t.strict else ">=", t.min, not below and v.bound >= t.min, below and v.bound <= t.min))
+    for sign, limit, meets, beyond in limits:
+        if not meets:
+            why = (f", so not {sign} {t.format(limit)}" if beyond else
+                   f": how far {'below' if below else 'above'} {t.format(v.bound)} is unknown, so it is not shown to be "
+                   f"{sign} {t.format(limit)}")
+            return Judgement(False, t.format(v) + why)
+    return Judgement(True, f"{t.format(v)}, so " + " and ".join(f"{sign} {t.format(limit)}"
+                                                                for sign, limit, _m, _b in limits))
 
 
 def _range_text(t: ReleaseTest) -> str:
@@ -177,10 +221,12 @@ QUALITATIVE_DEFAULTS = {"negative": ("negative", "positive"), "pass_fail": ("pas
 
 
 def parse_result_value(test: ReleaseTest, raw: Decimal | int | str, unit: str) -> Value:
-    """Check an entered value against the test's unit and return it as Decimal (numbers) or the spec's word.
+    """Check an entered value against the test's unit and return it as Decimal (numbers), Censored ("< 0.05",
+    "> 5": a number the method only bounds) or the spec's word.
 
     Refuses: another unit than the test's; a percentage outside 0..100; a negative or fractional count; a
-    word that is neither the pass nor the fail result of a qualitative test. Binary floats are refused:
+    word that is neither the pass nor the fail result of a qualitative test; a censored count (a count is a number
+    of cells, typed in millions, never reported as below or above a limit). Binary floats are refused:
     limits and results are compared in Decimal (DESIGN.md conventions).
     """
     typed = " ".join(unit.split()).lower()
@@ -193,6 +239,36 @@ def parse_result_value(test: ReleaseTest, raw: Decimal | int | str, unit: str) -
         raise TypeError(f"{test.name}: give the value as Decimal, int or text, not {type(raw).__name__}")
     if not UNITS[test.unit].numeric:
         return _parse_word(test, str(raw))
+    if isinstance(raw, str) and raw.strip().startswith(CENSORED_SIGNS):
+        return _parse_censored(test, raw.strip(), scale)
+    return _parse_number(test, raw, scale)
+
+
+#: how a censored result starts: "< 0.05" below the method's (detection) limit, "> 5" above its range
+CENSORED_SIGNS = ("<", ">", "\u2264", "\u2265")
+
+
+def _parse_censored(test: ReleaseTest, text: str, scale: Decimal) -> Censored:
+    """"< 0.05" or ">5": the sign, then the method's limit, a number the test's unit allows; kept as typed."""
+    relation, number = text[0], text[1:].strip()
+    if relation in "\u2264\u2265" or number.startswith("="):
+        raise ResultValueError(test.name, "value", f"{text!r}: write a result beyond the method's limit as \"<\" or "
+                               "\">\" then the limit, as in < 0.05 (not <= or >=)")
+    if test.unit == "cells" or scale != 1:
+        raise ResultValueError(test.name, "value", f"{text!r}: a cell count is a number of cells (typed in millions), "
+                               "never reported as below or above a limit")
+    if not number:
+        raise ResultValueError(test.name, "value", f"{text!r}: write the method's limit after the sign, as in < 0.05")
+    bound = _parse_number(test, number, scale)
+    rule = UNITS[test.unit]
+    # "< 0 EU/mL" or "> 100 %" leaves no possible value: a slip, not a result
+    if (relation == "<" and rule.low is not None and bound <= rule.low) or (
+            relation == ">" and rule.high is not None and bound >= rule.high):
+        raise ResultValueError(test.name, "value", f"{text!r} is impossible ({rule.rule})")
+    return Censored(relation, bound, text)
+
+
+def _parse_number(test: ReleaseTest, raw: Decimal | int | str, scale: Decimal) -> Decimal:
     if "," in str(raw):  # the app's other number fields refuse it too: "1,500" could be 1.5 or 1500
         raise ResultValueError(test.name, "value", f"{raw!r} is not a number: write the decimal point, as in 9.5 "
                                "(a comma is not read as one)")

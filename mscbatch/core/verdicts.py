@@ -14,6 +14,7 @@ from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
 from mscbatch.core.release_spec import (
+    Censored,
     ReleaseSpec,
     ReleaseTest,
     Value,
@@ -175,15 +176,22 @@ def judge_endotoxin_dose(
 ) -> Verdict:
     """Dose-based endotoxin check for one patient and one infusion: the result must be not more than K/M
     (Ph. Eur. 5.1.10). Uses the spec's dose_based_k (default 5 EU/kg/h) and the patient's weight and
-    infused volume (DOMAIN.md section 6). Pass/fail only; the lot's fixed limit is judged by judge_lot."""
+    infused volume (DOMAIN.md section 6). Pass/fail only; the lot's fixed limit is judged by judge_lot. A result
+    below the detection limit ("< 0.05") counts as its limit, the most it can be; one above the range ("> 5")
+    cannot be shown to be under any limit and fails."""
     k = test.dose_based_k if test.dose_based_k is not None else ENDOTOXIN_K_EU_PER_KG_PER_HOUR
     limit = endotoxin_km_limit(weight_kg, volume_ml, infusion_hours, k)
     measured: Value = parse_result_value(test, value, unit)
-    assert isinstance(measured, Decimal)
-    ok = measured <= limit
     shown, limit_shown = format_value(test.unit, measured), format_value(test.unit, limit)
     context = f"K/M limit for {weight_kg} kg, {volume_ml} mL over {infusion_hours} h"
-    comparison = f"{shown} {'<=' if ok else '>'} {limit_shown}, {context}"
+    if isinstance(measured, Censored):  # "< X": X is the most it can be; "> X" has no upper bound at all
+        ok = measured.relation == "<" and measured.bound <= limit
+        comparison = (f"{shown}, so <= {limit_shown}" if ok else f"{shown}: not shown to be <= {limit_shown}") + \
+            f", {context}"
+    else:
+        assert isinstance(measured, Decimal)
+        ok = measured <= limit
+        comparison = f"{shown} {'<=' if ok else '>'} {limit_shown}, {context}"
     return Verdict(
         test_id=test.id, name=test.name, group=test.group,
         status=VerdictStatus.PASS if ok else VerdictStatus.FAIL, blocking=True,

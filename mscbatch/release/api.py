@@ -43,7 +43,9 @@ class ReleaseResultInSchema(Schema):
                                                                  "\"x10^6 cells\" (250 = 250 x10^6) or in whole "
                                                                  "\"cells\" (250000000)"})
     value = fields.String(required=True, metadata={"description": "a number with a decimal point (96.5; a comma "
-                                                                   "is refused) or the test's result word"})
+                                                                   "is refused), a result below the method's limit "
+                                                                   "as reported (\"< 0.05\", kept as typed) or the "
+                                                                   "test's result word"})
     # longer is refused naming the field (422), never cut to the column (results._common checks again, stripped)
     analyst = fields.String(required=True, validate=validate.Length(max=results.ANALYST_MAX_CHARS))
     tested_on = fields.Date(required=True)

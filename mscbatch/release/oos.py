@@ -5,6 +5,8 @@ an electronic signature, either
 - invalidated: a laboratory error is shown and a valid retest result (entered after the OOS opened) replaces
   the failing one, which stays recorded, flagged invalid; or
 - confirmed: the failure stands and the lot is rejected (signed "Rejected") in the same transaction.
+Either way only by a QA person who neither entered results of the lot nor recorded its manufacture (refuse_involved,
+the release's rule: EU GMP ch. 2, Reg. 2017/1569 art. 10).
 A failure after a conditional release is a late OOS: it lists every patient who already received the lot.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.core.release_spec import ResultValueError, judge_value, parse_result_value
 from mscbatch.database import utcnow
-from mscbatch.errors import Conflict, NotFound, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_CONFIRMED, OOS_INVALIDATED, OOS_OPEN, OosInvestigation, ReleaseResult
@@ -132,21 +134,48 @@ def get_oos(session: Session, oos_id: int) -> OosInvestigation:
     return oos
 
 
-def _open(session: Session, oos_id: int, investigation: str) -> OosInvestigation:
+def _open(session: Session, signer: Any, oos_id: int, investigation: str) -> OosInvestigation:
     """The open investigation, its lot row locked first (lots.services.lock_lot, as a release locks it) and the
     investigation read afresh after the lock: closing it changes the lot's verdict, and confirming it decides the
-    lot's status, so a release or another QA person closing it at the same moment goes first or after, not beside."""
-    lock_lot(session, get_oos(session, oos_id).lot_id)
+    lot's status, so a release or another QA person closing it at the same moment goes first or after, not beside.
+    Whoever entered results of the lot or recorded its manufacture does not conclude its OOS, either way
+    (refuse_involved): the same rule as for its release."""
+    if signer is None or not signer.has_role("qa"):
+        raise PermissionDenied("Only QA concludes an OOS investigation. Nothing was signed.")
+    lot = lock_lot(session, get_oos(session, oos_id).lot_id)
     oos = session.get(OosInvestigation, oos_id, populate_existing=True)
     assert oos is not None  # investigations are never deleted
     if oos.status != OOS_OPEN:
         raise Conflict(f"This OOS investigation is already closed ({oos.status}).")
+    refuse_involved(session, lot, signer)
     text = (investigation or "").strip()
     if len(text) < 10:
         raise ValidationFailed("Describe the investigation and its conclusion (at least 10 characters).",
                                field="investigation")
     oos.investigation = text
     return oos
+
+
+def involved_words(session: Session, lot: Lot, user: Any) -> str | None:
+    """Why `user` may not conclude the lot's OOS investigations, in the release's words, or None. Segregation of
+    duties (EU GMP ch. 2; Reg. 2017/1569 art. 10): QC and production are independent of QA's decisions, and
+    concluding an OOS decides the lot (invalidated: the failure no longer counts; confirmed: the lot is rejected or
+    recalled), so whoever the release refuses (release.queries.involvement, the one rule) is refused here too."""
+    from mscbatch.release.queries import involvement
+
+    entered, recorded = involvement(session, lot, user.id)
+    did = [words for words, done in (("entered results of this lot", entered),
+                                     ("recorded the manufacture of this lot", recorded)) if done]
+    if not did:
+        return None
+    return f"You {' and '.join(did)}; another QA person must judge its OOS (segregation of duties, EU GMP ch. 2)."
+
+
+def refuse_involved(session: Session, lot: Lot, signer: Any) -> None:
+    """Conflict (409, as the release's refusal; not audited, as it is not), nothing written."""
+    words = involved_words(session, lot, signer)
+    if words is not None:
+        raise Conflict(words + " Nothing was signed.")
 
 
 def retest_candidates(session: Session, oos: OosInvestigation) -> list[ReleaseResult]:
@@ -183,14 +212,10 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
                    password: str) -> OosInvestigation:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
     from mscbatch.lots.queries import get_lot
-    from mscbatch.release.queries import involvement
     from mscbatch.release.specs import spec_of_lot, unreadable
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
-        oos = _open(session, oos_id, investigation)
-        if any(involvement(session, get_lot(session, oos.lot_id), signer.id)):  # the same rule as for release
-            raise Conflict("You entered results of this lot or recorded its manufacture: another QA person must "
-                           "judge its OOS (segregation of duties). Nothing was signed.")
+        oos = _open(session, signer, oos_id, investigation)  # refuses whoever the release refuses
         retest = session.get(ReleaseResult, retest_result_id)
         used_by = None if retest is None else _cited_by(session, retest.id, oos)
         if used_by is not None:
@@ -237,7 +262,7 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
     from mscbatch.release.release import reject_in_use_case
 
     with use_case(session, signer, f"OOS {oos_id} confirmed"):
-        oos = _open(session, oos_id, investigation)
+        oos = _open(session, signer, oos_id, investigation)  # refuses whoever the release refuses
         oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")

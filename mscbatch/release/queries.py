@@ -251,14 +251,16 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
     The value is the one the lot's endotoxin verdict is judged from (core.verdicts.judge_test): the latest
     valid result, except that a valid failing result stands until its OOS investigation invalidates it (so an
     exceptionally released OOS batch is dosed with its failing value, never a later retest). Invalidated
-    results never count. A lot without a valid result, whose specification has no endotoxin test, or whose
+    results never count. A result below the detection limit ("< 0.05") counts as its limit, the most it can be; one
+    above the test's range ("> 5") has no upper bound and refuses the calculation (Conflict). A lot without a valid
+    result, whose specification has no endotoxin test, or whose
     test is not in EU/mL is left out: the dose then reports "no result" rather than a guessed load. A
     specification that cannot be used (release.specs.SpecificationUnusable: the files unreadable, the signed
     version of a released lot edited in place or removed, no specification for the lot's product class) refuses
     the calculation: the K/M check is never skipped in silence for a configuration fault."""
-    from mscbatch.core.release_spec import ResultValueError, parse_result_value
+    from mscbatch.core.release_spec import Censored, ResultValueError, parse_result_value
     from mscbatch.core.verdicts import judge_test
-    from mscbatch.errors import NotFound
+    from mscbatch.errors import Conflict, NotFound
     from mscbatch.release.specs import SpecificationUnusable, lab_results, spec_of_lot, unreadable
 
     wanted = {lot.id: lot for lot in lots}
@@ -291,7 +293,15 @@ def endotoxin_eu_per_ml(session: Session, lots: Iterable[Lot]) -> dict[int, Deci
             value = None if judged is None else parse_result_value(test, judged.value, judged.unit)
         except ResultValueError as error:
             raise unreadable(wanted[lot_id], spec, error) from None
-        if isinstance(value, Decimal):
+        if isinstance(value, Censored):  # "< 0.05": its limit is the most it can be, the load's upper bound
+            if value.relation != "<":  # "> 5": no upper bound, so no load to check: refused, never skipped
+                raise Conflict(
+                    f"The dose cannot be calculated: the endotoxin result of lot {wanted[lot_id].lot_number} is "
+                    f"{test.format(value)}, above the range of the test, so the endotoxin the dose would carry has no "
+                    "upper limit and the K/M limit (Ph. Eur. 5.1.10) cannot be checked. A technician enters a retest "
+                    "that measures it (a dilution); nothing was saved.")
+            out[lot_id] = value.bound
+        elif isinstance(value, Decimal):
             out[lot_id] = value
     return out
 

@@ -6,7 +6,10 @@ written). A failing blocking result opens an OOS investigation in the same trans
 correction needs a reason (audit hook), keeps the old value in the audit trail and marks the value as changed
 after first entry (EU GMP Annex 11 8.2). Each writer locks the lot row first (lots.services.lock_lot, as the
 release does) and judges the lot's status after the lock: a result entered while QA signs the release is either
-seen by the signature or refused on the released lot, never added behind it.
+seen by the signature or refused on the released lot, never added behind it. A number the method only bounds is
+entered as the lab reports it, "< 0.05" (below the detection limit), kept as typed and judged honestly
+(core.release_spec.Censored): the technician never types a number that is not the raw data. "> X" only where a lower
+limit alone applies (_refuse_above_range).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.release_spec import (
+    Censored,
     ReleaseSpec,
     ReleaseTest,
     ResultValueError,
@@ -33,6 +37,7 @@ from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_OPEN, OosInvestigation, ReleaseResult, ResultAttachment
 from mscbatch.release.oos import open_oos
+from mscbatch.release.queries import ENDOTOXIN_UNIT
 from mscbatch.release.specs import FLOW_PANEL, spec_of_lot, unreadable
 from mscbatch.site import site_config, site_today
 
@@ -98,15 +103,35 @@ def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
     except ResultValueError as error:
         target = field if error.field == "value" else ("unit" if field == "value" else field)
         raise ValidationFailed(str(error), field=target) from None
+    if isinstance(value, Censored) and value.relation == ">":
+        _refuse_above_range(test, value, field)
     # "1e80" cells or 70 decimals: refused naming the field, not a database error; the size is checked before the
-    # value is written out ("1e999999999" EU/mL would be a billion digits)
-    too_long = isinstance(value, Decimal) and (abs(value.adjusted()) >= VALUE_MAX_CHARS
-                                               or -int(value.as_tuple().exponent) >= VALUE_MAX_CHARS)
-    text = "" if too_long else (f"{value:f}" if isinstance(value, Decimal) else value)
+    # value is written out ("1e999999999" EU/mL would be a billion digits). A censored value ("< 0.05") is kept as
+    # typed (ALCOA+ original), its limit held to the same size (the dose multiplies by it)
+    number = value.bound if isinstance(value, Censored) else value
+    too_long = isinstance(number, Decimal) and (abs(number.adjusted()) >= VALUE_MAX_CHARS
+                                                or -int(number.as_tuple().exponent) >= VALUE_MAX_CHARS)
+    text = "" if too_long else (value.text if isinstance(value, Censored) else
+                                f"{value:f}" if isinstance(value, Decimal) else value)
     if too_long or len(text) > VALUE_MAX_CHARS:
         raise ValidationFailed(f"{test.name}: the value has more digits than a result can keep (at most "
                                f"{VALUE_MAX_CHARS} characters once written out); enter it as reported.", field=field)
     return text
+
+
+def _refuse_above_range(test: ReleaseTest, value: Censored, field: str) -> None:
+    """"> X" is entered only where it can mean something: against a lower limit alone ("> 90 %" potency, above the
+    top of the assay) it passes when X reaches the limit. Against an upper limit it shows nothing, and an endotoxin
+    result needs an upper bound for the dose's K/M check: above the standard curve the sample is diluted and tested
+    again (Ph. Eur. 2.6.14), and the measured value is the result."""
+    if test.max is None and test.unit != ENDOTOXIN_UNIT:
+        return
+    why = (f"it cannot show the upper limit ({test.limit_text}) is met" if test.max is not None else
+           "the dose's endotoxin check (K/M) needs the most it can be")
+    again = ("Dilute the sample and test it again" if test.unit == ENDOTOXIN_UNIT else
+             "Test it again with a method whose range covers it")
+    raise ValidationFailed(f"{test.name}: {value.text!r} is above the range of the test, and {why}. {again}, then "
+                           "enter the measured value (attach the first run to it); nothing was recorded.", field=field)
 
 
 def _common(entry: ResultEntry, test: ReleaseTest, lot: Lot) -> dict[str, Any]:

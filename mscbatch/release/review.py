@@ -26,7 +26,7 @@ from mscbatch.release.models import (
     ResultAttachment,
     assessment_outcomes,
 )
-from mscbatch.release.oos import oos_of, retest_candidates
+from mscbatch.release.oos import involved_words, oos_of, retest_candidates
 from mscbatch.release.queries import (
     RELEASED_KINDS,
     ReleaseState,
@@ -106,6 +106,9 @@ class Review:
     # why the waiting exceptional request can no longer be countersigned (its patient withdrawn since, ...), else
     # None: the page says it instead of offering a button that the countersignature would refuse
     exceptional_refusal: str | None = None
+    # why the reader (a QA person who entered results or recorded the manufacture) may not conclude the lot's OOS
+    # investigations (release.oos.involved_words), said above the form the service would refuse, else None
+    oos_refusal: str | None = None
 
     @staticmethod
     def shown(result: ReleaseResult, value: str | None = None) -> str:
@@ -233,7 +236,9 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)],
                   correctable=frozenset(t.id for t in spec.tests if accepts_results(session, lot, t.id)),
                   count_discrepancy=count_discrepancy(session, lot, verdict),
-                  exceptional_refusal=_exceptional_refusal(session, lot, dispositions))
+                  exceptional_refusal=_exceptional_refusal(session, lot, dispositions),
+                  oos_refusal=(involved_words(session, lot, user) if user is not None and user.has_role("qa")
+                               and any(o.status == "open" for o in investigations) else None))
 
 
 def _exceptional_refusal(session: Session, lot: Lot, dispositions: list[Any]) -> str | None:

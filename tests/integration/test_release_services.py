@@ -200,7 +200,7 @@ def test_an_oos_is_not_invalidated_by_someone_who_recorded_the_lots_manufacture(
     [investigation] = oos.open_oos_of(session, lot_id)
     retest = results.enter_result(session, tech, lot_id, results.ResultEntry(
         test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
-    with pytest.raises(Conflict, match="recorded its manufacture: another QA person must"):
+    with pytest.raises(Conflict, match="recorded the manufacture of this lot; another QA person must"):
         oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD)
 
 

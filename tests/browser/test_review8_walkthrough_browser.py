@@ -78,3 +78,25 @@ def test_the_dose_page_writes_every_draw_with_two_decimals_as_the_signed_prescri
     expect(draws).to_have_count(3)
     expect(draws.locator("td:nth-child(5)")).to_have_text(["25.00 mL", "25.00 mL", "12.50 mL"])
     expect(draws.locator("td:nth-child(7)")).to_have_text(["whole bag", "whole bag", "partial draw"])
+
+
+def test_on_a_tablet_in_portrait_each_infusion_is_a_card_that_does_not_scroll_sideways(page, live_server):
+    """At 768 px the infusions table (seven columns) scrolled sideways past the reactions: each infusion is now a
+    card, each cell with its column's name, and at a desktop's width it is a table again."""
+    _infusion_id, patient_id = _given_beyond_its_prescription(live_server)
+    page.set_viewport_size(TABLET_PORTRAIT)
+    sign_in(page, live_server, "nurse")
+    page.goto(f"{live_server.url}/patients/{patient_id}")
+    table = page.locator("table.infusions")
+    assert table.evaluate("t => t.scrollWidth <= t.clientWidth"), "the infusions scroll sideways"
+    assert page.evaluate("document.documentElement.scrollWidth") <= TABLET_PORTRAIT["width"]
+    cells = table.locator("tbody tr").first.locator("td")
+    labels = cells.evaluate_all("tds => tds.map(td => getComputedStyle(td, '::before').content)")
+    assert labels == ['"Bag: "', '"Lot: "', '"Started: "', '"Ended: "', '"Volume: "', '"Who: "',
+                      '"Reactions (CTCAE): "'], labels
+    reactions = cells.nth(6).bounding_box()
+    assert reactions is not None and reactions["x"] + reactions["width"] <= TABLET_PORTRAIT["width"]
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert cells.first.evaluate("td => getComputedStyle(td).display") == "table-cell"
+    expect(table.locator("thead")).to_be_visible()

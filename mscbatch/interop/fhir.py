@@ -12,7 +12,8 @@ Where the bag's data goes (the mapping hospitals read):
   productCode.text is the whole 8-character ISBT 128 product code (PDC, collection type, division).
 - productCategory: "cells" (http://hl7.org/fhir/product-category).
 - division: the ISBT 128 division code of the bag ("00" undivided, "A0".."Z0").
-- productStatus: available (usable now: lot released and bag in stock, not expired) or unavailable
+- productStatus: available (usable now: its lot released, the bag placed in storage, reserved for a patient, sent
+  or on the ward, not expired; core.states.effective_bag_status) or unavailable
   (http://hl7.org/fhir/biologicallyderived-product-status); the detailed state is the property "status".
   A bag the bedside check and the label verification page refuse whatever the patient (on hold by a recall, its
   donor reopened by new information, a test failed after a conditional release, expired) is unavailable, with the

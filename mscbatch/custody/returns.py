@@ -80,7 +80,8 @@ def _reserved(session: Session, bag_id: int) -> bool:
 
 def kept_position(session: Session, bag: Bag) -> str:
     box = session.get(StorageLocation, bag.box_id) if bag.box_id is not None else None
-    return f"{box.name} {position_label(box, bag.position)}" if box is not None else ""
+    # "Box A2, position A4": the box's name and the slot's label side by side read as two boxes
+    return f"{box.name}, position {position_label(box, bag.position)}" if box is not None else ""
 
 
 def returned_bag(session: Session, bag: Bag) -> ReturnedBag | None:

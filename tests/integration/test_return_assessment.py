@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from mscbatch.audit.models import AuditEvent
 from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent, ReturnAssessment
-from mscbatch.lots.models import Bag
+from mscbatch.lots.models import Bag, StorageLocation
+from mscbatch.lots.queries import position_label
 from mscbatch.patients import prescriptions
 from mscbatch.patients.models import Allocation, Prescription
 from mscbatch.signatures.models import Signature
@@ -51,6 +52,8 @@ def counts(session) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def
 def test_qa_sees_the_returned_bag_with_its_time_out_and_logger(app, users, db_session, client_as):
     ward = returned(db_session)
     bag = db_session.get(Bag, ward.bag_id)
+    box = db_session.get(StorageLocation, bag.box_id)
+    kept = f"{box.name}, position {position_label(box, bag.position)}"  # "Box A2, position A4"
     db_session.commit()
     page = client_as("qa").get("/ward/returned")
     assert page.status_code == 200
@@ -59,6 +62,7 @@ def test_qa_sees_the_returned_bag_with_its_time_out_and_logger(app, users, db_se
     assert f'href="/ward/returned/{bag.id}"' in html
     page = client_as("qa").get(f"/ward/returned/{bag.id}").get_data(as_text=True)
     assert "TL-0042" in page and "Out of the unit" in page and "Dry shipper DS-3" in page and "-150" in page
+    assert f"{kept}</dd>" in page  # one box, then its slot
     assert "Returned bags" in client_as("qa").get("/").get_data(as_text=True)  # in QA's navigation
     lot_page = client_as("qa").get(f"/lots/{ward.lot_id}").get_data(as_text=True)
     assert f'href="/ward/returned/{bag.id}"' in lot_page  # from the lot's bag table

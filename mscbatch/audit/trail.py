@@ -35,10 +35,38 @@ class Audited:
 
 
 class Lockable:
-    """Mixin: once `locked_at` is set (by a signature), only `__lock_exempt__` fields may change."""
+    """Mixin: once `locked_at` is set (by a signature), only the fields `lock_exempt_now()` names may change."""
 
     __lock_exempt__: ClassVar[frozenset[str]] = frozenset()
     locked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def lock_exempt_now(self) -> frozenset[str]:
+        """The fields that may still change on the locked record, judged on its values before this flush. A record
+        whose exempt fields are themselves signed once set (a recall's closing) narrows this when they are."""
+        return type(self).__lock_exempt__
+
+
+class LockedWithParent:
+    """Mixin for a row that is part of a signed record (a lot's bags): once `locking_parent()` is locked, only
+    `__lock_exempt__` fields may change, and the row cannot be deleted. The parent's lock is enough: no service
+    has to remember that the child rows of a released lot are closed too (21 CFR 11.70, EU GMP ch. 4.9)."""
+
+    __lock_exempt__: ClassVar[frozenset[str]] = frozenset()
+
+    def locking_parent(self) -> Lockable | None:
+        raise NotImplementedError
+
+
+def committed_value(obj: Any, key: str) -> Any:
+    """The attribute's value before this flush's changes (as the database holds it)."""
+    history = attributes.get_history(obj, key)
+    before = history.deleted or history.unchanged
+    return before[0] if before else None
+
+
+def _parent_locked(obj: Any) -> bool:
+    parent = obj.locking_parent()
+    return parent is not None and (parent.locked_at is not None or committed_value(parent, "locked_at") is not None)
 
 
 class AuditConfigurationError(RuntimeError):
@@ -120,10 +148,15 @@ def _check_before_flush(session: Session, _context: Any, _instances: Any) -> Non
             # the lock is set once: a record signed before keeps the time it was locked (a second signature would
             # otherwise move it, and the trail would show the record locked twice)
             first_lock = _locking_now(obj) and not _was_locked(obj)
-            blocked = sorted(set(changes) - type(obj).__lock_exempt__ - ({"locked_at"} if first_lock else set()))
+            blocked = sorted(set(changes) - obj.lock_exempt_now() - ({"locked_at"} if first_lock else set()))
             if blocked:
                 raise RecordLocked(f"This {name.lower()} is signed and locked; {', '.join(blocked)} "
                                    "cannot be changed.")
+        if isinstance(obj, LockedWithParent):
+            blocked = sorted(set(changes) - type(obj).__lock_exempt__)
+            if blocked and _parent_locked(obj):  # the parent read only when a closed field changes (custody is often)
+                raise RecordLocked(f"This {name.lower()} is part of a signed and locked record; "
+                                   f"{', '.join(blocked)} cannot be changed.")
         needs_reason = set(changes) - type(obj).__audit_reason_exempt__ - {"locked_at"}
         if type(obj).__audit_requires_reason__ and needs_reason and not (reason and reason.strip()):
             raise ValidationFailed("A reason is required to change recorded data "
@@ -133,7 +166,8 @@ def _check_before_flush(session: Session, _context: Any, _instances: Any) -> Non
 
 
 def _refuse_delete(obj: Any) -> None:
-    if isinstance(obj, Audited) and (type(obj).__append_only__ or (isinstance(obj, Lockable) and _was_locked(obj))):
+    if isinstance(obj, Audited) and (type(obj).__append_only__ or (isinstance(obj, Lockable) and _was_locked(obj))
+                                     or (isinstance(obj, LockedWithParent) and _parent_locked(obj))):
         raise RecordLocked(f"This {type(obj).__name__.lower()} is locked and cannot be deleted.")
 
 
@@ -301,4 +335,4 @@ def install_hooks() -> None:
         event.listen(Mapper, "before_delete", _check_before_delete)
 
 
-__all__ = ["Audited", "Lockable", "append_events", "insert_audited", "record", "install_hooks", "DomainError", "SYSTEM_ACTOR"]
+__all__ = ["Audited", "Lockable", "LockedWithParent", "committed_value", "append_events", "insert_audited", "record", "install_hooks", "DomainError", "SYSTEM_ACTOR"]

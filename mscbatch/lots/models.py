@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session
 
-from mscbatch.audit.trail import Audited, Lockable
+from mscbatch.audit.trail import Audited, Lockable, LockedWithParent, committed_value
 from mscbatch.database import Base, utcnow
 from mscbatch.lots.reagent_rules import REAGENT_TYPES  # noqa: F401 (defined with its rules; imported from here too)
 
@@ -216,7 +216,7 @@ class StorageLocation(Audited, Base):
         return self.rows * self.columns if self.rows and self.columns else None
 
 
-class Bag(Audited, Base):
+class Bag(Audited, LockedWithParent, Base):
     """One cryopreserved bag = one division of the lot, with its own DIN (unique per FIN and year).
 
     (box_id, position) is unique: the database itself refuses two bags in one position, whatever the code.
@@ -224,6 +224,9 @@ class Bag(Audited, Base):
 
     __tablename__ = "bag"
     __audit_reason_exempt__ = frozenset({"status", "box_id", "position"})  # custody moves give their own reason
+    # the bag's identity and content (what the dose is calculated from) are part of the lot's record: once the lot
+    # is signed (released or rejected) and locked, only custody still moves the bag
+    __lock_exempt__ = frozenset({"status", "box_id", "position"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
@@ -252,6 +255,11 @@ class Bag(Audited, Base):
     @property
     def din_display(self) -> str:
         return f"{self.din_fin} {self.din_year:02d} {self.din_sequence:06d}"
+
+    def locking_parent(self) -> Lot | None:
+        session = object_session(self)
+        lot_id = committed_value(self, "lot_id") or self.lot_id  # the lot it belonged to, were it moved to another
+        return session.get(Lot, lot_id) if session is not None and lot_id is not None else None
 
 
 class StorageMove(Audited, Base):

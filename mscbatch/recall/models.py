@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mscbatch.audit.trail import Audited, Lockable
+from mscbatch.audit.trail import Audited, Lockable, committed_value
 from mscbatch.database import Base, utcnow
 
 RECALL_SCOPES = {"donor": "Donor", "lot": "Lot", "reagent_lot": "Reagent lot"}
@@ -65,6 +65,11 @@ class Recall(Audited, Lockable, Base):
             content.update(status=self.status, ended_by_id=self.ended_by_id, end_reason=self.end_reason,
                            ended_at=self.ended_at.isoformat() if self.ended_at else None)
         return content
+
+    def lock_exempt_now(self) -> frozenset[str]:
+        """The closing may be written once, while the recall is active: the end or completion signature then
+        vouches for it (who, when, the reason or closing note), and it is locked like the start."""
+        return type(self).__lock_exempt__ if committed_value(self, "status") == "active" else frozenset()
 
     @property
     def active(self) -> bool:

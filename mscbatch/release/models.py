@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Date, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mscbatch.audit.trail import Audited, Lockable
+from mscbatch.audit.trail import Audited, Lockable, committed_value
 from mscbatch.database import Base, utcnow
 
 OOS_OPEN, OOS_INVALIDATED, OOS_CONFIRMED = "open", "invalidated", "confirmed"
@@ -121,6 +121,9 @@ class LotDisposition(Audited, Lockable, Base):
     """What QA decided about a lot and what it was judged with: the record the e-signature is bound to."""
 
     __tablename__ = "release_disposition"
+    # A clinician's request for exceptional release is locked at the clinician's signature; QA's countersignature
+    # then writes who decided and when, once (lock_exempt_now). Every other disposition is locked whole at once.
+    __lock_exempt__ = frozenset({"decided_by_id", "signed_at"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
@@ -137,6 +140,9 @@ class LotDisposition(Audited, Lockable, Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     signed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def lock_exempt_now(self) -> frozenset[str]:
+        return type(self).__lock_exempt__ if committed_value(self, "signed_at") is None else frozenset()
 
     @property
     def meaning(self) -> str:

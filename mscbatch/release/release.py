@@ -189,7 +189,8 @@ def _sign_and_move(session: Session, signer: Any, password: str, lot: Lot, dispo
     signature = sign(session, signer, password, disposition, disposition.meaning, required_role="qa", lock=False)
     disposition.signed_at = signature.signed_at  # not signed content: the signature's own time, shown on the record
     session.flush()
-    disposition.locked_at = signature.signed_at  # then the lock, alone (the audit hook refuses other edits beside it)
+    if disposition.locked_at is None:  # a clinician's request was locked at the clinician's signature
+        disposition.locked_at = signature.signed_at  # then the lock, alone (the hook refuses other edits beside it)
     apply_lot_transition(session, signer, lot, target)
     if target in ("released", "conditional_release"):
         for bag in session.scalars(select(Bag).where(Bag.lot_id == lot.id)):
@@ -354,7 +355,8 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
         disposition = _disposition(lot, verdict, "exceptional_release", None, justification=justification.strip(),
                                    patient_code=patient_code, clinician_id=clinician.id)
         session.add(disposition)
-        sign(session, clinician, password, disposition, CLINICIAN_MEANING, required_role="clinician", lock=False)
+        # locked at once: what the clinician signed (patient, justification, results) cannot change while it waits
+        sign(session, clinician, password, disposition, CLINICIAN_MEANING, required_role="clinician")
     return disposition
 
 

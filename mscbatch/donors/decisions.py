@@ -12,6 +12,7 @@ import json
 from datetime import date
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -136,7 +137,32 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
         session.add(decision)
         sign(session, signer, password, decision, meaning, required_role="qa")
         donor.status = "approved" if meaning == APPROVED else "ineligible"
+        if meaning == INELIGIBLE:
+            _lookback_for_a_past_approval(session, signer, donor)
     return decision
+
+
+def _lookback_for_a_past_approval(session: Session, signer: Any, donor: Donor) -> None:
+    """QA judges ineligible a donor approved in the past: lots made under that approval may have been issued, so a
+    lookback is opened (DOMAIN.md section 8), as a late positive opens one. Needed where the approval was
+    superseded by news that opened none (a negative retest) and what excludes came later (an answer or a detail
+    corrected, QA's own judgement); not when a lookback is open or a recall of the donor is in force already."""
+    from mscbatch.recall.queries import recall_in_force_of  # recall reads donors: imported when called
+
+    approved = session.scalar(select(EligibilityDecision).where(
+        EligibilityDecision.donor_id == donor.id, EligibilityDecision.meaning == APPROVED)
+        .order_by(EligibilityDecision.id.desc()).limit(1))
+    if approved is None:
+        return  # never approved: no lot of this donor could be released
+    already_open = session.scalar(select(DonorLookback.id).where(
+        DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).limit(1))
+    if already_open is not None or recall_in_force_of(session, "donor", donor.id) is not None:
+        return
+    session.add(DonorLookback(
+        donor_id=donor.id, opened_by_id=signer.id, superseded_decision_id=approved.id,
+        reason=f"QA signed '{INELIGIBLE}' for donor {donor.code}, approved by QA on {approved.judged_at:%Y-%m-%d %H:%M} "
+               "UTC" + (f" until {approved.superseded_reason.rstrip('.')}" if approved.superseded_reason else "")
+               + ": lots made from this donor under that approval may have been issued."))
 
 
 def reopen(session: Session, actor: Any, donor: Donor, decision: EligibilityDecision, reason: str, *,

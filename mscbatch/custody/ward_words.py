@@ -42,6 +42,12 @@ _PAIRS = {
                           "with the reason).",
     ("thawed", "returned"): "A thawed bag cannot go back to the unit: it can never be used again. If it will not be "
                             "given, discard it on the ward page (Discard, with the reason) and tell the prescriber.",
+    # QA trying to destroy a recalled bag in the unit (or a nurse scanning it): "ask the unit to send it" was wrong
+    # advice; the reservation is let go by its prescriber first (never silently, mid-course), then QA discards it
+    ("allocated", "discarded"): "It is in the cell therapy unit, reserved for a patient by a signed prescription: "
+                                "a reserved bag is not discarded, or that patient's course would break without anyone "
+                                "knowing. The prescriber first cancels (or stops) that course on the patient's page, "
+                                "which puts the bag back in stock; then QA discards it.",
     ("dispatched", "discarded"): f"{_SENT_NOT_RECEIVED}, then discard it with the reason, or return it unopened to "
                                  "the unit (Return, with the reason).",
     ("dispatched", "infused"): f"{_SENT_NOT_RECEIVED}, thaw it, then check it at the bedside.",

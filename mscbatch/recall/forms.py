@@ -1,4 +1,5 @@
-"""Recall forms: start (origin, reason, signature), end (reason, signature) and complete (closing note, signature)."""
+"""Recall forms: start (origin, reason, signature), end (reason, signature), complete (closing note, signature) and
+discard a held bag (reason)."""
 from __future__ import annotations
 
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
@@ -21,7 +22,13 @@ class EndRecallForm(FlaskForm):
 
 
 class CompleteRecallForm(FlaskForm):
-    note = TextAreaField("Closing note: how the recall's effectiveness was checked, and the reconciliation of the "
-                         "bags delivered, recovered and destroyed")
+    note = TextAreaField("Closing note (at least 20 characters): how the recall's effectiveness was checked, and the "
+                         "reconciliation of the bags delivered, recovered and destroyed")
     # its own id: the end form on the same page has a password field too
     password = PasswordField("Your password (electronic signature)", id="complete-password")
+
+
+class DiscardHeldBagForm(FlaskForm):
+    """One per held bag in stock on the recall's page (the template gives each reason field its own id)."""
+
+    reason = StringField("Reason for discarding")

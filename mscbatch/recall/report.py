@@ -22,7 +22,9 @@ from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+from mscbatch.recall.queries import NOT_HELD_BAG_STATES
 from mscbatch.recall.services import (
+    DISCARDABLE_HERE,
     affected_lots,
     get_recall,
     outstanding_bags,
@@ -42,6 +44,24 @@ class BagLine:
     lot: Lot
     hold: BagHold | None
     action: str
+
+    @property
+    def hold_words(self) -> str:
+        """The Hold column: a bag destroyed (or given) under its hold is no longer "ON HOLD" as if still in stock;
+        its hold stays, the record of the recall, and the column says both."""
+        if self.hold is None:
+            return "—"
+        if self.hold.lifted_at is not None:
+            return "lifted"
+        status = self.trace.bag.status
+        if status in NOT_HELD_BAG_STATES:
+            return f"{'destroyed' if status == 'discarded' else status} (hold kept)"
+        return "ON HOLD"
+
+    @property
+    def discardable(self) -> bool:
+        """QA may discard it from the recall's page now (services.discard_held_bag): held, in stock in the unit."""
+        return self.hold is not None and self.hold.lifted_at is None and self.trace.bag.status in DISCARDABLE_HERE
 
 
 @dataclass
@@ -76,7 +96,8 @@ class RecallReport:
     lots: list[LotTrace]
     lines: list[BagLine]
     notify: list[PatientNotice]
-    held_now: int
+    held_now: int  # held and not yet infused or destroyed: in stock or on the ward, never to be given
+    held_final: int  # held, then destroyed (or given): final, the hold kept as the record of the recall
     generated_at: datetime
     reconciliation: Reconciliation
     outstanding: list[Bag]  # what stops an active recall's completion (services.outstanding_bags)
@@ -84,6 +105,22 @@ class RecallReport:
     @property
     def outstanding_words(self) -> str:
         return outstanding_words(self.outstanding) if self.outstanding else ""
+
+    def held_words(self) -> str:
+        """The held bags in words, agreeing with the rows: how many are still to be dealt with, how many are final."""
+        return f"Bags on hold now: {self.held_now}{self.held_detail()}."
+
+    def held_detail(self) -> str:
+        """What follows the count of bags on hold now (the page puts the count in bold)."""
+        words = " (in stock or on the ward: never to be given)"
+        if self.held_final:
+            given = any(line.hold_words == "infused (hold kept)" for line in self.lines)  # never, the bedside stops it
+            words += (f"; {self.held_final} held bag{'s' if self.held_final != 1 else ''} "
+                      f"{'destroyed or infused' if given else 'destroyed'} since (final: the hold is kept as the "
+                      "record of the recall)")
+        if self.recall.status == "ended":
+            words += "; the recall was ended as invalid and its holds were lifted"
+        return words
 
     @property
     def closing(self) -> str:
@@ -118,15 +155,16 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
         return "Not held (bag made after the recall started): assess"
     if hold.lifted_at is not None:
         return f"Hold lifted {hold.lifted_at:%Y-%m-%d %H:%M} UTC (recall ended)"
-    if recipient is not None:
-        return f"ON HOLD: allocated to patient {recipient.patient.code}, not given: do not give, inform the prescriber"
+    if recipient is not None:  # a reserved bag is never discarded behind its course (custody.ward_words)
+        return (f"ON HOLD: reserved for patient {recipient.patient.code} by prescription #{recipient.prescription.id}, "
+                "not given: do not give; the prescriber cancels the course, then QA discards it")
     if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
         return ("ON HOLD, returned from the ward (not in stock): do not put it back into stock; QA discards it "
                 "(Returned bags), or assesses its return once the recall has ended")
     if bag.status in ON_THE_WARD:  # left the unit, its allocation since ended (e.g. the patient withdrawn)
         return (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; retrieve it or have "
                 "it discarded")
-    return "ON HOLD in stock: do not issue; QA decides (discard / return to stock)"
+    return "ON HOLD in stock: do not issue; QA discards it (Discard (recalled), on this row of the recall's page)"
 
 
 def recall_report(session: Session, recall_id: int) -> RecallReport:
@@ -160,8 +198,8 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         signatures=signatures_of(session, recall), lots=lots, lines=lines,
         notify=sorted(notices.values(), key=lambda n: n.patient.code),
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
-        held_now=sum(1 for line in lines if line.hold is not None and line.hold.lifted_at is None
-                     and line.trace.bag.status != "discarded"), generated_at=utcnow(),
+        held_now=sum(1 for line in lines if line.hold_words == "ON HOLD"),
+        held_final=sum(1 for line in lines if line.hold_words.endswith("(hold kept)")), generated_at=utcnow(),
         reconciliation=reconciliation, outstanding=outstanding_bags(session, recall) if recall.active else [])
 
 
@@ -218,7 +256,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     story.append(_p(f"Reconciliation: {report.reconciliation.words()}", BODY))
     if report.outstanding:
         story.append(_p(f"Before this recall can be completed: {report.outstanding_words}.", BODY))
-    story.append(_p(f"Bags on hold now: {report.held_now}. Report generated {_local(report.generated_at)}.", BODY))
+    story.append(_p(f"{report.held_words()} Report generated {_local(report.generated_at)}.", BODY))
     story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
                                     "for them): notify their clinician", _styles["Heading2"])]
     if report.notify:
@@ -236,11 +274,10 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     rows = [[_p(h) for h in ("Lot", "Lot status now", "Bag", "DIN", "Bag status", "Hold", "Action")]]
     for line in report.lines:
         bag = line.trace.bag
-        hold = "—" if line.hold is None else ("active" if line.hold.lifted_at is None else "lifted")
         rows.append([_p(line.lot.lot_number), _p(line.lot.status.replace("_", " ")),
                      _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character), _p(bag.status),
-                     _p(hold), _p(line.action)])
-    story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 16 * mm, 128 * mm]))
+                     _p(line.hold_words), _p(line.action)])
+    story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 22 * mm, 122 * mm]))
     return build_pdf(f"Recall R-{recall.id}", story)
 
 

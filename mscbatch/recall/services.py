@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.states import LOT, TransitionRefused
+from mscbatch.custody import handover
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, DonorLookback
 from mscbatch.donors.queries import lock_donor
@@ -29,6 +30,7 @@ from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import bags_of, identity_key, lots_of_donor, lots_using_reagent, same_supplier_lot
 from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
+from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.models import COMPLETE_MEANING, END_MEANING, RECALL_SCOPES, BagHold, Recall
 from mscbatch.recall.queries import NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.signatures.services import sign
@@ -219,10 +221,14 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
 
 #: the longest closing note kept (a page of text; the report prints it whole)
 MAX_NOTE = 4000
+#: the shortest: a sentence at least, saying how effectiveness was checked and the bags reconciled
+MIN_NOTE = 20
 #: DINs named in a refusal; the rest are counted (the recall's page lists them all)
 NAMED_IN_REFUSAL = 20
 #: where a bag not yet in a final state is, in the words of the refusal to complete
-WHEREABOUTS = {"stored": "in stock", "on_hold": "on hold in stock", "allocated": "in stock, allocated to a patient",
+WHEREABOUTS = {"stored": "in stock", "on_hold": "on hold in stock",
+               "allocated": "in stock, reserved for a patient by a prescription: the prescriber cancels the course, "
+                            "then QA discards it",
                "dispatched": "on its way to the ward", "received": "on the ward", "thawed": "thawed on the ward",
                "returned": "returned from the ward, waiting for QA's assessment"}
 
@@ -252,10 +258,11 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
     note = (note or "").strip()
     if not actor.has_role("qa"):
         raise PermissionDenied("Only QA may complete a recall.")
-    if not note:
-        raise ValidationFailed("Write the closing note: how the recall's effectiveness was checked, and the "
-                               "reconciliation of the bags delivered, recovered and destroyed. It is signed and "
-                               "goes on the report.", field="note")
+    if len(note) < MIN_NOTE:  # one word ("short", "done") is no record of an effectiveness check
+        has = f" (this one has {len(note)})" if note else ""
+        raise ValidationFailed(f"Write the closing note, at least {MIN_NOTE} characters{has}: how the recall's "
+                               "effectiveness was checked, and the reconciliation of the bags delivered, recovered "
+                               "and destroyed. It is signed and goes on the report.", field="note")
     if len(note) > MAX_NOTE:
         raise ValidationFailed(f"The closing note has at most {MAX_NOTE} characters (this one has {len(note)}).",
                                field="note")
@@ -285,6 +292,50 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
         recall.end_reason = note
         sign(session, actor, password, recall, COMPLETE_MEANING, required_role="qa", lock=False)
     return recall
+
+
+#: the held bags QA discards from the recall's page: in stock in the unit. A bag reserved for a patient is let go
+#: by its prescriber first; one back from the ward goes through QA's assessment of the return (Returned bags); one on
+#: the ward is discarded there (handover.discard refuses or allows each the same way from any page)
+DISCARDABLE_HERE = ("stored", "on_hold")
+#: the longest reason kept for a discard (the custody record keeps 2000 characters, with "Recall R-<id>: " before it)
+MAX_DISCARD_REASON = 1000
+
+
+def discard_held_bag(session: Session, actor: Any, recall_id: int, bag_id: int, *, reason: str) -> Bag:
+    """QA destroys a bag this recall holds, from the recall's page: the ordinary discard (handover.discard: the bag
+    state machine, the custody event, the audit), its reason prefixed with the recall so the bag's record says why.
+    The hold stays (the record of the recall). Refused, nothing written, for a bag the recall does not hold (404)
+    or no longer holds (ended: 409), and for a bag reserved for a patient, whom the refusal names."""
+    reason = (reason or "").strip()
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA discards a recalled bag.")
+    recall = get_recall(session, recall_id)
+    hold = session.scalar(select(BagHold).where(BagHold.recall_id == recall.id, BagHold.bag_id == bag_id))
+    bag = session.get(Bag, bag_id) if hold is not None else None
+    if hold is None or bag is None:
+        raise NotFound(f"Recall R-{recall.id} holds no bag with id {bag_id}: discard it from the ward page "
+                       "(QA, Discard) if it must be destroyed for another reason.")
+    if hold.lifted_at is not None:
+        raise Conflict(f"Recall R-{recall.id} no longer holds bag {bag.din}: its hold was lifted when the recall was "
+                       "ended (found invalid). Nothing was recorded.")
+    if not reason:
+        raise ValidationFailed(f"Say why bag {bag.din} is discarded (e.g. 'Recalled: destroyed'): it goes into the "
+                               "bag's custody record.", field="reason")
+    if len(reason) > MAX_DISCARD_REASON:
+        raise ValidationFailed(f"The reason has at most {MAX_DISCARD_REASON} characters (this one has "
+                               f"{len(reason)}).", field="reason")
+    if bag.status == "allocated":  # handover.discard refuses it too, without the patient's name (custody.ward_words)
+        reserved = allocation_of_bag(session, bag.id)
+        whom = (f"patient {reserved.patient.code} by signed prescription #{reserved.prescription.id}"
+                if reserved else "a patient by a signed prescription")
+        raise Conflict(f"Bag {bag.din} cannot be discarded yet: it is reserved for {whom}. The prescriber first "
+                       "cancels (or stops) that course on the patient's page, which puts the bag back in stock; then "
+                       "QA discards it here. Nothing was recorded.")
+    # the state machine, the bag's lock and the audit are handover.discard's: one use case, one transaction (a hold
+    # lifted meanwhile by the recall's end leaves an ordinary QA discard of a bag in stock, which QA may make anyway)
+    handover.discard(session, actor, bag.id, reason=f"Recall R-{recall.id}: {reason}", location="Cell therapy unit")
+    return bag
 
 
 def list_recalls(session: Session) -> list[Recall]:

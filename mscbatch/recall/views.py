@@ -11,7 +11,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.recall import services
-from mscbatch.recall.forms import CompleteRecallForm, EndRecallForm, StartRecallForm
+from mscbatch.recall.forms import CompleteRecallForm, DiscardHeldBagForm, EndRecallForm, StartRecallForm
 from mscbatch.recall.queries import open_lookbacks
 from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
 from mscbatch.recall.traceability import (
@@ -79,12 +79,16 @@ def start() -> Any:
 
 
 def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200,
-            complete_form: CompleteRecallForm | None = None) -> Any:
+            complete_form: CompleteRecallForm | None = None, discard_form: DiscardHeldBagForm | None = None,
+            discard_bag_id: int | None = None) -> Any:
+    """The recall's page; `discard_form` / `discard_bag_id`: a refused discard, shown on that bag's row."""
     db.session.rollback()
     report = recall_report(db.session, recall_id)
     return render_template("recall/detail.html", r=report, recall=report.recall,
                            end_form=form or EndRecallForm(formdata=None),
-                           complete_form=complete_form or CompleteRecallForm(formdata=None), site=site_config()), status
+                           complete_form=complete_form or CompleteRecallForm(formdata=None),
+                           discard_form=discard_form or DiscardHeldBagForm(formdata=None),
+                           discard_bag_id=discard_bag_id, site=site_config()), status
 
 
 @bp.route("/<int:recall_id>")
@@ -127,6 +131,22 @@ def complete(recall_id: int) -> Any:
         return _detail(recall_id, complete_form=form, status=error.status)
     flash(f"Recall R-{recall_id} completed (signed). Its bags stay on hold and its lots stay recalled.", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id))
+
+
+@bp.route("/<int:recall_id>/bags/<int:bag_id>/discard", methods=["POST"])
+@roles_required("qa")
+def discard_bag(recall_id: int, bag_id: int) -> Any:
+    """QA destroys a bag the recall holds in stock (services.discard_held_bag), then back to the recall's page."""
+    form = DiscardHeldBagForm()
+    try:
+        bag = services.discard_held_bag(db.session, current_user, recall_id, bag_id, reason=form.reason.data or "")
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)  # shown on the bag's row (no such recall: _detail's own 404 page)
+        return _detail(recall_id, status=error.status, discard_form=form, discard_bag_id=bag_id)
+    flash(f"Bag {bag.din} recorded as DISCARDED under recall R-{recall_id} ({(form.reason.data or '').strip()}). "
+          "Dispose of it as biological waste; its hold stays, as the record of the recall.", "success")
+    return redirect(url_for("recall.detail", recall_id=recall_id, _anchor="bags"))
 
 
 # ---- traceability ----------------------------------------------------------------------------------------

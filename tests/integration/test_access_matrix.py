@@ -145,6 +145,7 @@ EXPECTED_ACCESS.update({
     "recall.start": {"qa"},
     "recall.end": {"qa"},
     "recall.complete": {"qa"},
+    "recall.discard_bag": {"qa"},
     "trace.donor": {"qa", "clinician"},
     "trace.donor_pdf": {"qa", "clinician"},
     "trace.lot": {"qa", "clinician"},

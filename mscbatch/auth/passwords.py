@@ -1,6 +1,7 @@
 """Password hashing with Argon2id (OWASP's first choice), via argon2-cffi, and the rules a new password must meet."""
 from __future__ import annotations
 
+import re
 import secrets
 from functools import cache
 
@@ -51,6 +52,18 @@ TOO_GUESSABLE = ("This password is too easy to guess: it is a common password, w
                  "easy to remember and hard to guess.")
 # zxcvbn's own bound (its estimate grows with the length); a longer password is judged on its first 72 characters
 ESTIMATE_LENGTH = 72
+# What zxcvbn misses: it reads a year only up to about 2017 as a date, so 'Summer2026!!!' looks random to it. A
+# password that is one word (a common password, word or name, or a word of this site) with only digits, symbols and
+# spaces around it ('Hospital2026!', '!!Welcome1990', '$ummer 2026') is among the first things guessing tools try.
+ONE_WORD = ("This password is one common word with digits or symbols added: guessing tools try these first, whatever "
+            "the digits (a year, a date, a number). Choose another: a few unrelated words are easy to remember and "
+            "hard to guess.")
+# look-alikes read as the letters they stand for ('P@ssw0rd', 'Hosp1tal', '5ummer'); '1' is an i or an l
+LOOK_ALIKES = {"@": "a", "0": "o", "1": "il", "3": "e", "$": "s", "5": "s"}
+# more readings than this (nine or more '1's in the word) is no dictionary word: not worth reading them all
+MAX_READINGS = 256
+# words of the site people reach for: the product's name and the facility's (config/site.toml)
+SITE_WORDS = frozenset({"mscbatch", "hospital", "cell", "cells", "therapy", "clinic", "ward", "unit"})
 
 
 def password_problem(password: str, username: str = "") -> str | None:
@@ -68,4 +81,53 @@ def password_problem(password: str, username: str = "") -> str | None:
     # user name is the rule above
     if zxcvbn(password[:ESTIMATE_LENGTH])["guesses_log10"] < MIN_GUESSES_LOG10:
         return TOO_GUESSABLE
+    if one_word(password) is not None:
+        return ONE_WORD
     return None
+
+
+def one_word(password: str) -> str | None:
+    """The one dictionary or site word the password is, with only digits, symbols and spaces around it (a year
+    from 1900 to 2099 among them, as any other digits), or None. Case is ignored and look-alikes are read as
+    letters; a passphrase ('correct horse battery') or a word joined to another ('mscbatch-demo') is not one word."""
+    text = password.lower()
+    letters = [i for i, char in enumerate(text) if char.isalpha()]
+    if not letters:
+        return None
+    start, end = letters[0], letters[-1] + 1
+    # look-alikes just outside the letters may be the word's first or last letters ('5ummer', 'hous3'), or padding
+    before = len(text[:start]) - len(text[:start].rstrip("".join(LOOK_ALIKES)))
+    after = len(text[end:]) - len(text[end:].lstrip("".join(LOOK_ALIKES)))
+    words = _dictionary()
+    for left in range(before + 1):
+        for right in range(after + 1):
+            for reading in _readings(text[start - left:end + right]):
+                if reading in words:
+                    return reading
+    return None
+
+
+def _readings(core: str) -> list[str]:
+    """Every way to read the core as letters only (its look-alikes as letters); none if it holds anything else."""
+    readings = [""]
+    for char in core:
+        options = char if char.isalpha() else LOOK_ALIKES.get(char)
+        if options is None:
+            return []
+        readings = [reading + option for reading in readings for option in options]
+        if len(readings) > MAX_READINGS:
+            return []
+    return readings
+
+
+@cache
+def _dictionary() -> frozenset[str]:
+    """zxcvbn's ranked dictionaries (common passwords, English Wikipedia words, first names, surnames, film and TV
+    words), the site words and the words of the facility's name."""
+    from mscbatch.site import site_config  # read when first needed: a plain file, no application context
+
+    words = set(SITE_WORDS)
+    for ranked in RANKED_DICTIONARIES.values():
+        words.update(ranked)
+    words.update(word for word in re.findall(r"[a-z]+", site_config().facility_name.lower()) if len(word) >= 3)
+    return frozenset(words)

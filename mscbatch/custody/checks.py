@@ -356,13 +356,16 @@ def _course_short(session: Session, bag_id: int) -> CourseShort | None:
 
 
 def donor_problem(code: str | None, status: str | None) -> str | None:
-    """Why the donor no longer clears the bag, or None. A lot is released only from an approved donor, so any
-    other status means new information (a late positive marker, a reported illness) reopened the donor after
-    release: the bag is not given until QA has decided (recall, or approval again)."""
+    """Why the donor does not clear the bag, or None. A lot is released only from an approved donor, so "pending
+    review" means new information (a late positive marker, a reported illness) reopened the donor after release:
+    the bag is not given until QA has decided (recall, or approval again). "screening" is a donor QA never signed (a
+    quarantine lot may be made from it): nothing reopened it."""
     if status is None or status == "approved":
         return None
     if status == "ineligible":
         return f"The DONOR of this bag ({code}) has been judged NOT ELIGIBLE."
+    if status == "screening":
+        return f"The DONOR of this bag ({code}) is NOT APPROVED yet: QA has not signed the donor's eligibility."
     return (f"The DONOR of this bag ({code}) is UNDER REVIEW again: new information (for example a late positive "
             "test) reopened the donor's eligibility.")
 

@@ -16,8 +16,8 @@ Where the bag's data goes (the mapping hospitals read):
   or on the ward, not expired; core.states.effective_bag_status) or unavailable
   (http://hl7.org/fhir/biologicallyderived-product-status); the detailed state is the property "status".
   A bag the bedside check and the label verification page refuse whatever the patient (on hold by a recall, its
-  donor reopened by new information, a test failed after a conditional release, expired) is unavailable, with the
-  reasons in the property "not-usable" (no patient in them).
+  donor not approved by QA yet, judged ineligible or reopened by new information, a test failed after a conditional
+  release, expired) is unavailable, with the reasons in the property "not-usable" (no patient in them).
 - expirationDate: the bag's expiry (UTC).
 - storageTempRequirements: at most the stricter of the site and product limits, in Cel (UCUM).
 - biologicalSourceEvent and parent: the lot the bag was frozen from (one lot = one donor's collection):
@@ -55,6 +55,7 @@ from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
+from mscbatch.labelling.services import donor_not_cleared
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status, get_bag, get_lot, product_catalogue
 from mscbatch.patients.models import Patient
@@ -94,13 +95,14 @@ def _storage_limit_c(lot: Lot) -> Decimal:
 
 def lot_stops(session: Session, lot: Lot) -> tuple[str, ...]:
     """What makes every bag of the lot unusable now beyond the lot's state (the bedside check's hard stops that do
-    not depend on the patient, as the label verification page says them): a late OOS, the donor reopened."""
+    not depend on the patient, as the label verification page says them): a late OOS, the donor not approved yet,
+    ineligible or reopened."""
     stops = []
     if session.scalar(select(has_late_oos(lot.id))):
         stops.append("a test of the lot failed after its conditional release (late OOS)")
-    donor_status = session.scalar(select(Donor.status).where(Donor.id == lot.donor_id))
-    if donor_status is not None and donor_status != "approved":
-        stops.append("new information reopened the donor's eligibility")
+    donor = donor_not_cleared(session, lot.donor_id)  # the label page's words: not approved yet, or reopened
+    if donor is not None:
+        stops.append(donor)
     return tuple(stops)
 
 

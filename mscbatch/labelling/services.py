@@ -4,8 +4,8 @@ The pure label code (mscbatch.labels) draws a LabelData; this service decides wh
 its lot, the product and site configuration, the donor's intended recipient (directed products) and the
 lot's release state, and records every print (LabelPrint: who, when, which bags, which layout, reprint and
 why). Labels are printed only for bags of a lot in quarantine, released or conditionally released, and only for
-a bag the verification page would not call unusable (expired, donor reopened, late OOS, past its post-thaw
-limit, returned: the same rules, `_not_usable`) and in the unit (custody.services.STATELESS_FROM["labelled"]:
+a bag the verification page would not call unusable (expired, donor not approved or reopened, late OOS, past its
+post-thaw limit, returned: the same rules, `_not_usable`) and in the unit (custody.services.STATELESS_FROM["labelled"]:
 never a bag on the ward); a bag printed before is a reprint, which needs a reason and is marked "REPRINT". Each
 print item records the lot's release state at print time, so that custody dispatch can refuse a bag whose latest
 label is not its released one (dispatch_label_problem).
@@ -29,7 +29,7 @@ from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
 from mscbatch.database import locked_row, utcnow
-from mscbatch.donors.models import Donor
+from mscbatch.donors.models import APPROVED, Donor, EligibilityDecision
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.labelling.models import PRINT_FORMATS, LabelPrint, LabelPrintItem
 from mscbatch.labels import LabelData, LabelError, recipient_words
@@ -461,9 +461,9 @@ def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any,
     if release.failed_late:
         reasons.append("a test of the lot failed after its conditional release (late OOS): not for use while "
                        "it is investigated")
-    donor = session.scalar(select(Donor.status).where(Donor.id == lot.donor_id))
-    if donor is not None and donor != "approved":
-        reasons.append("new information reopened the donor's eligibility: not for use until QA has decided")
+    donor = donor_not_cleared(session, lot.donor_id)
+    if donor is not None:
+        reasons.append(f"{donor}: not for use" if donor == DONOR_INELIGIBLE else f"{donor}: not for use until QA has decided")
     if bag.expires_at <= now:
         reasons.append("the bag has expired")
     if bag.status == "thawed":
@@ -473,6 +473,29 @@ def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any,
             reasons.append(f"too long since thawing: it had to be given within "
                            f"{int(limit.total_seconds() // 60)} minutes")
     return tuple(reasons)
+
+
+DONOR_NOT_APPROVED_YET = "the donor's eligibility is not approved yet (QA has not signed it)"
+DONOR_REOPENED = "new information reopened the donor's eligibility"
+DONOR_INELIGIBLE = "QA judged the donor not eligible"
+
+
+def donor_not_cleared(session: Session, donor_id: int) -> str | None:
+    """Why the lot's donor does not clear its bags, in words that are true of the donor's history, or None when QA's
+    approval stands. A lot may be made, in quarantine, from a donor QA has not approved yet: its bags are not for use,
+    but nothing "reopened" that donor. Reopened means a signed decision was put back to review (status
+    "pending_review"); it was an approval unless every signed decision of the donor was "ineligible"."""
+    status = session.scalar(select(Donor.status).where(Donor.id == donor_id))
+    if status is None or status == "approved":
+        return None
+    if status == "ineligible":
+        return DONOR_INELIGIBLE
+    if status == "pending_review":
+        meanings = set(session.scalars(select(EligibilityDecision.meaning)
+                                       .where(EligibilityDecision.donor_id == donor_id).distinct()))
+        if not meanings or APPROVED in meanings:  # no row: the status alone says a signed decision was reopened
+            return DONOR_REOPENED
+    return DONOR_NOT_APPROVED_YET  # screening (no QA decision yet), or only an ineligible decision, now reopened
 
 
 def bag_lot(session: Session, bag_id: int) -> tuple[Bag, Lot]:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import AuthSession, User
-from mscbatch.auth.passwords import TOO_COMMON, TOO_GUESSABLE, hash_password
+from mscbatch.auth.passwords import ONE_WORD, TOO_COMMON, TOO_GUESSABLE, hash_password
 from tests.conftest import PASSWORD, login
 from tests.integration.test_review3_ui_ward import _labels_name_their_own_fields
 
@@ -26,6 +26,10 @@ REFUSED = [
     ("iloveyou!!!!", TOO_GUESSABLE),  # a common password with symbols added
     ("qwertyuiop!!", TOO_GUESSABLE),  # a keyboard row
     ("zzzzzzzzzzzzzz", REPEATED),
+    ("Summer2026!!!", ONE_WORD),  # one word and a year zxcvbn does not read as a date
+    ("Welcome2026!!", ONE_WORD),
+    ("Hospital2026!", ONE_WORD),
+    ("Mscbatch2026!", ONE_WORD),  # the application's own name
     ("the-nurse3-on-ward", "The password must not contain the user name."),  # "nurse", and the new "nurse3"
 ]
 GOOD = "Kestrel-orbit-lantern-7"

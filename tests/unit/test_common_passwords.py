@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from mscbatch.auth.passwords import COMMON_PASSWORDS, TOO_COMMON, TOO_GUESSABLE, password_problem
+from mscbatch.auth import passwords
+from mscbatch.auth.passwords import COMMON_PASSWORDS, ONE_WORD, TOO_COMMON, TOO_GUESSABLE, password_problem
 from mscbatch.demo import DEMO_USERS
+from mscbatch.site import site_config
 from tests.conftest import PASSWORD
 
 REPEATED = "The password must not be one character repeated."
@@ -44,7 +46,42 @@ def test_a_weak_new_password_is_refused_with_its_rule(password, rule):
     assert password_problem(password, "alice") == rule
 
 
+# one word with digits, symbols or spaces around it; zxcvbn reads a year after about 2017 as random digits
+@pytest.mark.parametrize(("password", "word"), [
+    ("Summer2026!!!", "summer"),  # a common password
+    ("Welcome2026!!", "welcome"),
+    ("Hospital2026!", "hospital"),  # a film and TV word
+    ("Mscbatch2026!", "mscbatch"),  # the application's name
+    ("MSCBATCH 2099", "mscbatch"),
+    ("2026!Therapy!", "therapy"),  # digits and symbols before it
+    ("!!Welcome1900", "welcome"),
+    ("5ummer 2026!!", "summer"),  # look-alikes: '5' and '$' for s, '1' for i or l, '3' for e, '0' for o, '@' for a
+    ("Ho$p1tal2026!", "hospital"),
+    ("P@ssw0rd2026!", "password"),
+    ("Hous3 2026!!!", "house"),  # English Wikipedia
+    ("Jennifer2026#", "jennifer"),  # a first name
+    ("Lantern83917!", "lantern"),  # any digits, not only a year
+])
+def test_one_word_with_digits_or_symbols_around_it_is_refused(password, word):
+    assert passwords.one_word(password) == word
+    assert password_problem(password, "alice") == ONE_WORD
+
+
+def test_the_words_are_every_ranked_dictionary_the_site_words_and_the_facility_name():
+    words = passwords._dictionary()
+    assert {"summer", "hospital", "jennifer", "mscbatch", "therapy"} <= words
+    assert {w for w in site_config().facility_name.lower().replace("(", " ").replace(")", " ").split()
+            if len(w) >= 3} <= words
+
+
+def test_one_word_says_why_in_plain_words():
+    assert ONE_WORD.startswith("This password is one common word with digits or symbols added: ")
+    assert "Choose another" in ONE_WORD
+
+
 @pytest.mark.parametrize("password", [
+    "correct-horse-battery", "mscbatch-demo",  # two words joined: not one word
+    "bench-password-not-for-production", "Summer2026-kite-lantern", "Sum2026mer-lake",
     "Kestrel-orbit-lantern-7", "Summer2024!!-kite", "correct horse battery staple", "mscbatch-demo",
     "Kestrel orbit lantern, then a walk by the river to Wardle Mill at seven, with tea",  # 81 characters
 ])

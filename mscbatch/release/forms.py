@@ -1,6 +1,8 @@
 """Release forms: one result, the flow-cytometry panel, a correction, signatures (password re-entered)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask_wtf.file import FileField
 from wtforms import (
     DateField,
@@ -11,9 +13,10 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from mscbatch.core.release_spec import MILLION_CELLS
+from mscbatch.core.release_spec import MILLION_CELLS, ReleaseTest
 from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
 from mscbatch.release.specs import FLOW_PANEL
@@ -29,12 +32,29 @@ class _Common(FlaskForm):
     attachment = FileField("Attachment (PDF, CSV, TXT, PNG, JPEG, FCS; at most 5 MB)")
 
 
+#: the unit select's value for each unit of a specification's tests (core.release_spec.UNITS): a count is typed in
+#: millions, as the spec's limits and every other count form ("200" whole cells was a trap, an OOS); a result word
+#: is "none", never the empty value, which is "not chosen" (an endotoxin result met "%" by default: refused)
+UNIT_CHOICE = {"percent": "%", "cells": MILLION_CELLS, "EU/mL": "EU/mL", "none": "none"}
+#: a test's unit as the unit select words it, for a refusal that names it
+UNIT_WORDS = {"percent": "%", "cells": MILLION_CELLS, "EU/mL": "EU/mL", "none": "no unit (a result word)"}
+NO_UNIT_CHOSEN = "— choose the unit —"
+NO_TEST_CHOSEN = "— choose the test —"
+
+
+def spec_test_choices(tests: Iterable[ReleaseTest]) -> list[SelectChoice]:
+    """The specification's tests, none chosen; each option carries its test's unit (data-unit) for the page's script
+    (static/js/result-unit.js) to choose it in the unit select."""
+    return [SelectChoice("", NO_TEST_CHOSEN)] + [
+        SelectChoice(t.id, f"{t.name} ({t.limit_text})", render_kw={"data-unit": UNIT_CHOICE.get(t.unit, "")})
+        for t in tests]
+
+
 class ResultForm(_Common):
     test_id = SelectField("Test")
     value = StringField("Value")
-    # counts in millions, as the spec's limits and every other count form: "200" whole cells was a trap (an OOS)
-    unit = SelectField("Unit", choices=choices([("%", "%"), (MILLION_CELLS, MILLION_CELLS), ("EU/mL", "EU/mL"),
-                                                ("", "no unit (a word)")]))
+    unit = SelectField("Unit", choices=choices([("", NO_UNIT_CHOSEN), ("%", "%"), (MILLION_CELLS, MILLION_CELLS),
+                                                ("EU/mL", "EU/mL"), ("none", "no unit (a result word)")]))
 
 
 class PanelForm(_Common):

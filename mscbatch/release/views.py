@@ -11,13 +11,15 @@ from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
 from mscbatch.donors.forms import choices
-from mscbatch.errors import Conflict, DomainError
+from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.queries import get_deviation, get_lot
 from mscbatch.patients.views import READERS as PATIENT_READERS
 from mscbatch.release import deviations, oos, release, results
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.forms import (
+    UNIT_CHOICE,
+    UNIT_WORDS,
     AssessmentForm,
     CorrectionForm,
     ExceptionalForm,
@@ -25,6 +27,7 @@ from mscbatch.release.forms import (
     PanelForm,
     ReleaseForm,
     ResultForm,
+    spec_test_choices,
 )
 from mscbatch.release.queries import dashboard, release_state
 from mscbatch.release.review import review_of
@@ -50,11 +53,16 @@ def _upload(form: Any) -> results.Upload | None:
     return None
 
 
-def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
+def _page(lot_id: int, status: int = 200, chosen_test: str = "", **forms: Any) -> Any:
+    """The review page; `chosen_test`: a test the page was opened for ("enter the result" of a row), chosen in the
+    one-result form with its own unit."""
     db.session.rollback()  # a refused use case may have left expired objects: read afresh
     review = review_of(db.session, lot_id, current_user)
-    forms.setdefault("result_form", ResultForm(prefix="result", formdata=None))
-    forms["result_form"].test_id.choices = choices([(t.id, f"{t.name} ({t.limit_text})") for t in review.spec.tests])
+    if "result_form" not in forms:
+        test = next((t for t in review.spec.tests if t.id == chosen_test), None)
+        chosen = {} if test is None else {"test_id": test.id, "unit": UNIT_CHOICE.get(test.unit, "")}
+        forms["result_form"] = ResultForm(prefix="result", formdata=None, data=chosen)
+    forms["result_form"].test_id.choices = spec_test_choices(review.spec.tests)
     forms.setdefault("panel_form", PanelForm(prefix="panel", formdata=None))
     forms.setdefault("release_form", ReleaseForm(prefix="release", formdata=None))
     forms["release_form"].conditional_tests.choices = choices([(t.id, t.name) for t in review.spec.conditional_release_tests])
@@ -70,7 +78,23 @@ def _page(lot_id: int, status: int = 200, **forms: Any) -> Any:
 @bp.route("/lots/<int:lot_id>")
 @roles_required(*READERS)
 def review(lot_id: int) -> Any:
-    return _page(lot_id)
+    return _page(lot_id, chosen_test=request.args.get("test", ""))
+
+
+def _unit_chosen(lot_id: int, form: Any) -> None:
+    """The unit is there to catch a unit slip, so it is chosen, never assumed: left at "choose the unit" the result
+    is refused, naming the unit the chosen test is reported in. (The API's `unit` is required and "" is a result
+    word there: release.api.)"""
+    if form.unit.data:
+        return
+    try:
+        test = spec_of_lot(db.session, get_lot(db.session, lot_id)).test(form.test_id.data or "")
+    except (DomainError, KeyError):  # no test chosen (or none of the lot's): said beside the test too
+        unit = "Unit: choose the unit of the result, as the report gives it. Nothing was recorded."
+        raise ValidationFailed(unit, errors={"test_id": ["Test: choose the test of this result."],
+                                             "unit": [unit]}) from None
+    raise ValidationFailed(f"Unit: choose the unit of the result, as the report gives it. {test.name} is reported "
+                           f"in {UNIT_WORDS.get(test.unit, test.unit)}. Nothing was recorded.", field="unit")
 
 
 @bp.route("/lots/<int:lot_id>/results", methods=["POST"])
@@ -79,6 +103,7 @@ def add_result(lot_id: int) -> Any:
     form = ResultForm(prefix="result")
     form.test_id.choices = choices([(request.form.get("result-test_id", ""), "")])
     try:
+        _unit_chosen(lot_id, form)
         results.enter_result(db.session, current_user, lot_id,
                              _entry(form, form.test_id.data, form.value.data or "", form.unit.data or ""),
                              attachment=_upload(form))

@@ -124,7 +124,7 @@ def test_an_oos_of_a_test_a_new_version_dropped_is_judged_under_the_retest_s_ver
     with app.extensions["mscbatch.db"].new_session() as session:
         enter_panel(session, user(session, "technician"), lot_id, {"karyotype": ("abnormal", "")})
     tech, qa = client_as("technician"), client_as("qa2")
-    _enter(tech, lot_id, "karyotype", "normal", "")
+    _enter(tech, lot_id, "karyotype", "normal", "none")  # the form's "no unit (a result word)"
     _install_v2(spec_dir, ('id = "karyotype"', 'id = "karyotype_gbanding"'))
     if version_1 == "removed":
         (spec_dir / "msc_default_v1.toml").unlink()

@@ -80,7 +80,8 @@ def _fate(session: Session, prescription: Prescription, row: Allocation, bag: Ba
 
 def bag_outcomes(session: Session, prescription: Prescription, rows: list[Allocation]) -> dict[int, BagOutcome]:
     """allocation id -> what became of its bag under this prescription. A bag not given whose lot was recalled,
-    rejected or expired is NOT GIVEN, as the bedside check counts it lost (custody.queries.ENDED_LOTS)."""
+    rejected or expired is NOT GIVEN, as the bedside check counts it lost (custody.queries.ENDED_LOTS). What
+    physically happened to the bag (infused, discarded, returned) is said first, the lot's state after it."""
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
     from mscbatch.custody.queries import ENDED_LOTS
 
@@ -99,9 +100,14 @@ def bag_outcomes(session: Session, prescription: Prescription, rows: list[Alloca
             infused = None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml)
             cells = cells_given(Decimal(row.cells), Decimal(row.volume_ml), infused)
             out[row.id] = BagOutcome("given", cells, infused, infusion.started_at)
+        elif row.active and bag.status in ("discarded", "returned"):  # what happened to the bag comes first: a bag
+            # discarded at thaw and its lot recalled later was discarded, not "not given because recalled"
+            fate = _fate(session, prescription, row, bag)
+            ended = lot_ended(bag)
+            out[row.id] = BagOutcome("not_given", fate=fate + (f"; its lot is also {ended}" if ended else ""))
         elif row.active and (ended := lot_ended(bag)) is not None:  # still held, but such a lot is never given
             out[row.id] = BagOutcome("not_given", fate=f"its lot was {ended}: it will never be given, do not give it")
-        elif row.active and bag.status not in ("discarded", "returned"):
+        elif row.active:
             out[row.id] = BagOutcome("to_give")
         else:
             out[row.id] = BagOutcome("not_given", fate=_fate(session, prescription, row, bag))

@@ -29,7 +29,8 @@ from mscbatch.core.dosing import (
     stored_endotoxin_limit_words,
 )
 from mscbatch.core.protocols import format_cells_per_kg
-from mscbatch.custody.checks import local_and_utc
+from mscbatch.custody.checks import course_short_words, local_and_utc
+from mscbatch.custody.queries import course_short
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.course import bag_outcomes, stop_words
@@ -149,6 +150,9 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     signatures = [f"{s.printed_name}, {local_and_utc(s.signed_at)}: \"{s.meaning}\"" for s in signed]
     warnings = [f"Bag {b.din}: lot conditionally released (a test is pending); the clinician is notified of any "
                 "late out-of-specification result." for b in bags if b.conditional and b.state != "not_given"]
+    short = _course_short(session, prescription)
+    if short is not None:
+        warnings.insert(0, short)
     if prescription.status != "active":
         stop = stop_words(session, prescription)
         what = "course STOPPED" if prescription.status == "stopped" else "prescription CANCELLED"
@@ -161,6 +165,19 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                         + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
                            if not_given else "Every bag of it was given."))
     return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings)
+
+
+def _course_short(session: Session, prescription: Prescription) -> str | None:
+    """A signed course still standing that a lost bag (discarded, returned, its lot recalled) has left unable to
+    give its band: the bedside check answers STOP for its other bags (custody.checks, course_short), so the page and
+    the sheet say it first, to the prescriber, with what must be done."""
+    if prescription.status != "active" or prescription.locked_at is None:
+        return None
+    short = course_short(session, prescription)
+    if short is None or not short.lost:
+        return None
+    return (f"{course_short_words(short)} Do not give its bags: the prescriber must cancel this prescription (or stop "
+            "the course, once a bag was given) and prescribe again.")
 
 
 def _bags(count: Any, word: str = "bag") -> str:

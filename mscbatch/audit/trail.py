@@ -10,7 +10,7 @@ deleted, refused if locked, and audited like one passed to session.delete().
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, NamedTuple
@@ -52,9 +52,13 @@ class LockedWithParent:
     has to remember that the child rows of a released lot are closed too (21 CFR 11.70, EU GMP ch. 4.9)."""
 
     __lock_exempt__: ClassVar[frozenset[str]] = frozenset()
+    locking_parent: Callable[[], Lockable | None]  # each class says which record locks it (Bag: its lot)
 
-    def locking_parent(self) -> Lockable | None:
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not callable(getattr(cls, "locking_parent", None)):  # refused when the model is defined, not at a flush
+            raise AuditConfigurationError(f"{cls.__name__} is LockedWithParent but does not say which record "
+                                          "locks it (define locking_parent).")
 
 
 def committed_value(obj: Any, key: str) -> Any:

@@ -260,3 +260,16 @@ def test_a_core_insert_outside_a_use_case_or_of_an_unaudited_model_is_refused(ap
             trail.insert_audited(session, AuditEvent, {})
         assert session.scalar(select(func.count()).select_from(TwoPersonCheck)) == 0
         session.close()
+
+
+def test_a_model_locked_with_a_parent_must_say_which_record_locks_it():
+    """Refused when the class is defined: a child row whose lock nobody reads would stay editable after signature."""
+    with pytest.raises(AuditConfigurationError, match="Orphan is LockedWithParent but does not say which record"):
+        class Orphan(trail.LockedWithParent):
+            pass
+
+    class Child(trail.LockedWithParent):
+        def locking_parent(self) -> None:
+            return None
+
+    assert Child().locking_parent() is None

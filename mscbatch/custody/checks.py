@@ -46,6 +46,7 @@ from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.custody.queries import ENDED_LOTS, LOST_STATES, CourseShort, course_short
 from mscbatch.database import utcnow
+from mscbatch.donors.clearance import NotCleared, clearance_of
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_of
@@ -214,7 +215,7 @@ class BagFacts:
     allocated_patient_id: int | None  # the patient a signed, active prescription reserves it for
     allocated_patient_code: str | None  # read only when it is not the wristband's patient
     donor_code: str | None = None
-    donor_status: str | None = None  # "approved" unless new information reopened the donor's eligibility
+    donor_clearance: NotCleared | None = None  # why the donor does not clear the bag (donors.clearance), or None
     allocated_ml: Decimal | None = None  # the volume the prescription draws from the bag
     weight_change: WeightSincePrescription | None = None  # a weight newer than the prescription's, judged
     prescribed_weight_on: date | None = None  # when the prescription's weight was measured
@@ -263,7 +264,7 @@ def _facts_statement() -> Any:
     exceptional_for, exceptional = exceptional_release_of(Lot.id)
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
-                   exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.code, Donor.status,
+                   exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.id, Donor.code, Donor.status,
                    has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id),
                    prescribed_weight_on(Bag.id), course_has_lost_bag(Bag.id), infused_since(Patient.id),
                    received_at(Bag.id))
@@ -289,7 +290,7 @@ def read_facts(session: Session, wristband: str, din: str | None,
         if earlier is not None:
             row = session.execute(_facts_statement(), {**params, "wristband": earlier}).first()
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
-     donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
+     donor_id, donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
      infused_in_24h, received) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
@@ -304,7 +305,7 @@ def read_facts(session: Session, wristband: str, din: str | None,
         hold=bag_hold(session, bag.id) if held else None,
         thawed_at=thawed if bag.status in ("thawed", "infused") else None, received_at=received,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
-        donor_status=donor_status, allocated_ml=allocated_ml,
+        donor_clearance=clearance_of(session, donor_id, donor_status), allocated_ml=allocated_ml,
         weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
         prescribed_weight_on=weighed_on, course_lost=bool(course_lost),
         course_short=_course_short(session, bag.id) if course_lost else None,
@@ -355,16 +356,15 @@ def _course_short(session: Session, bag_id: int) -> CourseShort | None:
     return None if prescription is None else course_short(session, prescription)
 
 
-def donor_problem(code: str | None, status: str | None) -> str | None:
-    """Why the donor does not clear the bag, or None. A lot is released only from an approved donor, so "pending
-    review" means new information (a late positive marker, a reported illness) reopened the donor after release:
-    the bag is not given until QA has decided (recall, or approval again). "screening" is a donor QA never signed (a
-    quarantine lot may be made from it): nothing reopened it."""
-    if status is None or status == "approved":
+def donor_problem(code: str | None, verdict: NotCleared | None) -> str | None:
+    """Why the donor does not clear the bag, or None, in the words of the bedside and of the steps before it (send,
+    thaw). The verdict is donors.clearance's, the one the labels and their verification page say too: "reopened"
+    only for a donor QA had approved and new information put back to review."""
+    if verdict is None:
         return None
-    if status == "ineligible":
+    if verdict == "ineligible":
         return f"The DONOR of this bag ({code}) has been judged NOT ELIGIBLE."
-    if status == "screening":
+    if verdict == "not_approved_yet":
         return f"The DONOR of this bag ({code}) is NOT APPROVED yet: QA has not signed the donor's eligibility."
     return (f"The DONOR of this bag ({code}) is UNDER REVIEW again: new information (for example a late positive "
             "test) reopened the donor's eligibility.")
@@ -447,7 +447,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.notes.append("Conditional release: a test result is still pending ("
                             + ", ".join(state.pending_tests) + "). The unit will tell the clinician the result.")
 
-    donor = donor_problem(facts.donor_code, facts.donor_status)
+    donor = donor_problem(facts.donor_code, facts.donor_clearance)
     if donor:
         result.stop("donor_not_cleared", f"{donor} {CALL_UNIT}")
     if facts.hold or bag.status == "on_hold":

@@ -18,6 +18,7 @@ from mscbatch.custody.checks import (
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
 from mscbatch.database import utcnow
+from mscbatch.donors.clearance import clearance_of
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.labelling.services import dispatch_label_problem
@@ -128,9 +129,9 @@ def unfit_to_leave(session: Session, bag: Bag) -> str | None:
     unusable = lot_unusable(lot.lot_number, lot.status, state) if lot is not None else None
     if unusable:  # the bedside check's words (checks.judge)
         return unusable.message
-    donor = session.execute(select(Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
+    donor = session.execute(select(Donor.id, Donor.code, Donor.status).join(Lot, Lot.donor_id == Donor.id)
                             .where(Lot.id == bag.lot_id)).first()
-    problem = donor_problem(*donor) if donor else None
+    problem = donor_problem(donor.code, clearance_of(session, donor.id, donor.status)) if donor else None
     if problem:
         return problem
     hold = bag_hold(session, bag.id)

@@ -29,7 +29,8 @@ from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
 from mscbatch.database import locked_row, utcnow
-from mscbatch.donors.models import APPROVED, Donor, EligibilityDecision
+from mscbatch.donors.clearance import donor_clearance
+from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.labelling.models import PRINT_FORMATS, LabelPrint, LabelPrintItem
 from mscbatch.labels import LabelData, LabelError, recipient_words
@@ -478,24 +479,14 @@ def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any,
 DONOR_NOT_APPROVED_YET = "the donor's eligibility is not approved yet (QA has not signed it)"
 DONOR_REOPENED = "new information reopened the donor's eligibility"
 DONOR_INELIGIBLE = "QA judged the donor not eligible"
+DONOR_WORDS = {"not_approved_yet": DONOR_NOT_APPROVED_YET, "reopened": DONOR_REOPENED, "ineligible": DONOR_INELIGIBLE}
 
 
 def donor_not_cleared(session: Session, donor_id: int) -> str | None:
-    """Why the lot's donor does not clear its bags, in words that are true of the donor's history, or None when QA's
-    approval stands. A lot may be made, in quarantine, from a donor QA has not approved yet: its bags are not for use,
-    but nothing "reopened" that donor. Reopened means a signed decision was put back to review (status
-    "pending_review"); it was an approval unless every signed decision of the donor was "ineligible"."""
-    status = session.scalar(select(Donor.status).where(Donor.id == donor_id))
-    if status is None or status == "approved":
-        return None
-    if status == "ineligible":
-        return DONOR_INELIGIBLE
-    if status == "pending_review":
-        meanings = set(session.scalars(select(EligibilityDecision.meaning)
-                                       .where(EligibilityDecision.donor_id == donor_id).distinct()))
-        if not meanings or APPROVED in meanings:  # no row: the status alone says a signed decision was reopened
-            return DONOR_REOPENED
-    return DONOR_NOT_APPROVED_YET  # screening (no QA decision yet), or only an ineligible decision, now reopened
+    """Why the lot's donor does not clear its bags, in words that are true of the donor's history
+    (donors.clearance judges it), or None when QA's approval stands."""
+    verdict = donor_clearance(session, donor_id)
+    return None if verdict is None else DONOR_WORDS[verdict]
 
 
 def bag_lot(session: Session, bag_id: int) -> tuple[Bag, Lot]:

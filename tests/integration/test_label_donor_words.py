@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from mscbatch.audit.context import use_case
-from mscbatch.custody.checks import donor_problem
+from mscbatch.custody.checks import donor_problem, evaluate
 from mscbatch.donors import decisions
 from mscbatch.donors.models import INELIGIBLE, Donor
-from mscbatch.lots.models import Lot
+from mscbatch.lots.models import Bag, Lot
 from tests.conftest import PASSWORD
 from tests.integration.lot_factories import (
     approved_adipose_donor,
@@ -106,8 +106,37 @@ def test_a_donor_signed_ineligible_then_reopened_was_never_approved(app, users, 
 
 
 def test_the_bedside_says_a_donor_qa_never_signed_is_not_approved_not_reopened() -> None:
-    never = donor_problem("D-2026-0007", "screening")
+    never = donor_problem("D-2026-0007", "not_approved_yet")
     assert never == ("The DONOR of this bag (D-2026-0007) is NOT APPROVED yet: QA has not signed the donor's "
                      "eligibility.")
-    reopened = donor_problem("D-2026-0007", "pending_review")
+    reopened = donor_problem("D-2026-0007", "reopened")
     assert reopened is not None and "reopened" in reopened and "UNDER REVIEW" in reopened
+
+
+def _bedside_donor_words(app: Any, bag_id: int) -> str:
+    """The donor's words in the bedside check's findings for the bag (scanned by its DIN and check character)."""
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        bag = session.get(Bag, bag_id)
+        result = evaluate(session, "NO-SUCH-BAND", bag.din + bag.check_character, app.config["LABEL_KEY"])
+        return " ".join(f.message for f in result.failures if f.code == "donor_not_cleared")
+    finally:
+        session.close()
+
+
+def test_the_bedside_tells_a_donors_story_as_the_labels_do(app, users) -> None:  # type: ignore[no-untyped-def]
+    """The bedside reads the verdict the labels read (donors.clearance): a donor signed ineligible and put back to
+    review was never approved, so its bag is NOT APPROVED yet there too, never UNDER REVIEW "again"."""
+    donor_id = _donor(app, ineligible_adipose_donor)
+    _, bag_id, _ = _quarantine_lot(app, donor_id)
+    _qa(app, lambda session, qa: decisions.decide(session, qa, donor_id, INELIGIBLE, PASSWORD))
+    assert "NOT ELIGIBLE" in _bedside_donor_words(app, bag_id)
+    _qa(app, lambda session, qa: decisions.reopen_screening(session, qa, donor_id, "The HIV result was a lab error"))
+    words = _bedside_donor_words(app, bag_id)
+    assert "NOT APPROVED yet" in words and "again" not in words and "reopened" not in words, words
+
+    approved_id = _donor(app, approved_adipose_donor)
+    _, approved_bag_id, _ = _quarantine_lot(app, approved_id)
+    assert _bedside_donor_words(app, approved_bag_id) == ""
+    _qa(app, lambda session, qa: decisions.reopen_screening(session, qa, approved_id, "Donor reports hepatitis B"))
+    assert "UNDER REVIEW again" in _bedside_donor_words(app, approved_bag_id)

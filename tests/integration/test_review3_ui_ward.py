@@ -171,7 +171,7 @@ def _facts(bag_status: str, lot_status: str) -> BagFacts:
     lot = Lot(id=3, lot_number="UC-2026-0001", product_id="UC-MSC", status=lot_status)
     return BagFacts(bag=bag, lot=lot, release=ReleaseState.of(lot_status, None, False, ()), donor_type="unrelated",
                     recipient_code=None, infused_at=None, hold=None, thawed_at=None, allocated_patient_id=11,
-                    allocated_patient_code="LUP-001", donor_code="D-2026-0001", donor_status="approved")
+                    allocated_patient_code="LUP-001", donor_code="D-2026-0001", donor_clearance=None)
 
 
 @pytest.mark.parametrize(("bag_status", "lot_status", "words"), [

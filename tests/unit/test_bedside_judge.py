@@ -23,7 +23,7 @@ def _facts(**changes: object) -> BagFacts:
     lot = Lot(id=3, lot_number="UC-2026-0001", product_id="UC-MSC", status="released")
     facts = BagFacts(bag=bag, lot=lot, release=ReleaseState.of("released", None, False, ()), donor_type="unrelated",
                      recipient_code=None, infused_at=None, hold=None, thawed_at=None, allocated_patient_id=11,
-                     allocated_patient_code="LUP-001", donor_code="D-2026-0001", donor_status="approved")
+                     allocated_patient_code="LUP-001", donor_code="D-2026-0001", donor_clearance=None)
     return replace(facts, **changes)
 
 
@@ -103,8 +103,9 @@ def test_a_test_failing_after_conditional_release_stops_the_bag() -> None:
 
 
 def test_a_donor_reopened_after_release_stops_the_bag() -> None:
-    for status, words in (("pending_review", "UNDER REVIEW"), ("ineligible", "NOT ELIGIBLE")):
-        result = judge("WB-11", PATIENT, _facts(donor_status=status), None, NOW)
+    for verdict, words in (("reopened", "UNDER REVIEW"), ("ineligible", "NOT ELIGIBLE"),
+                           ("not_approved_yet", "NOT APPROVED yet")):
+        result = judge("WB-11", PATIENT, _facts(donor_clearance=verdict), None, NOW)
         assert codes(result) == ["donor_not_cleared"]
         assert words in result.failures[0].message and "D-2026-0001" in result.failures[0].message
 

@@ -170,7 +170,8 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
 def recall_report(session: Session, recall_id: int) -> RecallReport:
     recall = get_recall(session, recall_id)
     target_id = target_of(recall)
-    lots = [trace_lot(session, lot) for lot in affected_lots(session, recall.scope, target_id or 0)]
+    affected = affected_lots(session, recall.scope, target_id or 0)
+    lots = [trace_lot(session, lot) for lot in affected]
     holds = {hold.bag_id: hold for hold in session.scalars(select(BagHold).where(BagHold.recall_id == recall.id))}
     lines: list[BagLine] = []
     notices: dict[int, PatientNotice] = {}
@@ -200,7 +201,7 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
         held_now=sum(1 for line in lines if line.hold_words == "ON HOLD"),
         held_final=sum(1 for line in lines if line.hold_words.endswith("(hold kept)")), generated_at=utcnow(),
-        reconciliation=reconciliation, outstanding=outstanding_bags(session, recall) if recall.active else [])
+        reconciliation=reconciliation, outstanding=outstanding_bags(session, recall, affected) if recall.active else [])
 
 
 # ---- PDF ----------------------------------------------------------------------------------------------------

@@ -185,6 +185,19 @@ def get_recall(session: Session, recall_id: int) -> Recall:
     return recall
 
 
+def _locked_active(session: Session, recall_id: int, closed_words: dict[str, str]) -> Recall:
+    """The recall, locked and read again inside the use case's transaction, refused (409) unless still active.
+    Two QA people closing it at once (PostgreSQL: one ending it, found invalid, the other completing it, or both
+    ending it) both saw it active; without the lock both signed, and the second overwrote the first's reason with a
+    wrong old value in the trail. Now the second waits, then finds it closed: `closed_words` by status."""
+    recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
+    if recall is None:
+        raise NotFound(f"No recall {recall_id}.")
+    if not recall.active:
+        raise Conflict(f"Recall R-{recall.id} {closed_words.get(recall.status, 'is closed.')}")
+    return recall
+
+
 def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, password: str) -> int:
     """End a recall found invalid (QA, signed): lift its holds. Returns how many holds were lifted."""
     reason = (reason or "").strip()
@@ -195,15 +208,9 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
                                "confirmed by ...).", field="reason")
     get_recall(session, recall_id)
     with use_case(session, actor, f"recall ended: {reason}"):
-        # locked and read again inside the transaction: two QA people ending it at once (PostgreSQL) both saw it
-        # active, both signed, and the second overwrote the first's reason with a wrong old value in the trail
-        recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
-        if recall is None:
-            raise NotFound(f"No recall {recall_id}.")
-        if not recall.active:
-            raise Conflict(f"Recall R-{recall.id} is already ended." if recall.status == "ended" else
-                           f"Recall R-{recall.id} is already completed (found valid and closed): it cannot be "
-                           "ended, and its holds stay.")
+        recall = _locked_active(session, recall_id, {
+            "ended": "is already ended.",
+            "completed": "is already completed (found valid and closed): it cannot be ended, and its holds stay."})
         now = utcnow()
         holds = list(session.scalars(select(BagHold).where(BagHold.recall_id == recall.id,
                                                            BagHold.lifted_at.is_(None))))
@@ -233,12 +240,12 @@ WHEREABOUTS = {"stored": "in stock", "on_hold": "on hold in stock",
                "returned": "returned from the ward, waiting for QA's assessment"}
 
 
-def outstanding_bags(session: Session, recall: Recall) -> list[Bag]:
+def outstanding_bags(session: Session, recall: Recall, lots: list[Lot]) -> list[Bag]:
     """The bags the recall reaches that are not yet in a final state (infused or discarded): every bag it holds,
-    and any bag of an affected lot it does not hold (made after the recall started and missed: the report says
+    and any bag of its affected `lots` it does not hold (made after the recall started and missed: the report says
     'assess'). A recall is completed only when this is empty. DIN order."""
     held = select(BagHold.bag_id).where(BagHold.recall_id == recall.id, BagHold.lifted_at.is_(None))
-    lot_ids = [lot.id for lot in affected_lots(session, recall.scope, target_of(recall) or 0)]
+    lot_ids = [lot.id for lot in lots]
     return list(session.scalars(select(Bag).where(
         Bag.id.in_(held) | Bag.lot_id.in_(lot_ids), Bag.status.not_in(NOT_HELD_BAG_STATES)).order_by(Bag.din)))
 
@@ -268,20 +275,15 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
                                field="note")
     get_recall(session, recall_id)
     with use_case(session, actor, f"recall completed: {note}"):
-        # locked and read again inside the transaction, as end_recall: a QA person ending it (found invalid) while
-        # another completes it (PostgreSQL) both saw it active; the second now waits, then finds it closed
-        recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
-        if recall is None:
-            raise NotFound(f"No recall {recall_id}.")
-        if not recall.active:
-            raise Conflict(f"Recall R-{recall.id} is already completed." if recall.status == "completed" else
-                           f"Recall R-{recall.id} is already ended (found invalid, its holds lifted): it cannot be "
-                           "completed.")
+        recall = _locked_active(session, recall_id, {
+            "completed": "is already completed.",
+            "ended": "is already ended (found invalid, its holds lifted): it cannot be completed."})
         # the affected lots locked in id order (as a recall takes them): bags frozen into one meanwhile are either
         # committed and counted below, or wait and are held by this recall, completed (queries.hold_for_recalls)
-        for lot in affected_lots(session, recall.scope, target_of(recall) or 0):
+        lots = affected_lots(session, recall.scope, target_of(recall) or 0)
+        for lot in lots:
             lock_lot(session, lot.id)
-        left = outstanding_bags(session, recall)
+        left = outstanding_bags(session, recall, lots)
         if left:
             raise Conflict(f"Recall R-{recall.id} cannot be completed yet: {outstanding_words(left)}. Every bag it "
                            "reaches must be discarded (or was infused) first: discard the bags in stock, have the "

@@ -494,10 +494,16 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
         alone_below = dmso_g / weight_kg < settings.max_dmso_g_per_kg_per_day  # later, the course alone is judged
         raise DoseRefused("dmso_limit", dmso_refusal, given.later_words if alone_below else None)
     limit_eu = settings.endotoxin_k_eu_per_kg_per_h * weight_kg * duration_h
-    endotoxin = None if any(d.endotoxin_eu is None for d in draws) else sum((d.endotoxin_eu or Decimal(0) for d in draws), Decimal(0))
-    if endotoxin is not None and endotoxin > limit_eu:
+    # a bag without an endotoxin result leaves the load unknown ("no result"), but the bags that have one already
+    # carry at least their sum: above the limit the dose is refused (one bag without a result skipped the check)
+    known = sum((d.endotoxin_eu for d in draws if d.endotoxin_eu is not None), Decimal(0))
+    unknown = sum(d.endotoxin_eu is None for d in draws)
+    endotoxin = None if unknown else known
+    if known > limit_eu:
+        at_least = f"at least {known} EU ({unknown} bag(s) without an endotoxin result not counted)" if unknown else (
+            f"{known} EU")
         raise DoseRefused("endotoxin_limit", (
-            f"endotoxin would be {endotoxin} EU over {duration_h} h, above K x weight x time = {limit_eu} EU "
+            f"endotoxin would be {at_least} over {duration_h} h, above K x weight x time = {limit_eu} EU "
             f"(K = {settings.endotoxin_k_eu_per_kg_per_h} EU/kg/h)"))
     infused_ml = max(total_ml, settings.infusion_volume_ml)
     return DoseAllocation(
@@ -535,8 +541,14 @@ def dose_at_new_weight(calculation: Mapping[str, Any], weight_kg: Decimal) -> li
     level, tolerance = value["dose_level_cells_per_kg"], value["tolerance_percent"]
     problems = []
     per_kg = value["delivered_cells"] / weight_kg
-    if not level * (_HUNDRED - tolerance) / _HUNDRED <= per_kg <= level * (_HUNDRED + tolerance) / _HUNDRED:
-        problems.append(f"the bags would give {format_cells_per_kg(per_kg.quantize(Decimal('1E+4')))} instead of "
+    low, high = level * (_HUNDRED - tolerance) / _HUNDRED, level * (_HUNDRED + tolerance) / _HUNDRED
+    if not low <= per_kg <= high:
+        # to 0.01 x10^6/kg, but never onto the band: 2.2004 x10^6/kg, refused, is not written "2.2" (+10 %,
+        # allowed) but "2.21" (rounded away from the band, as the value judged lies outside it)
+        shown = per_kg.quantize(Decimal("1E+4"))
+        if low <= shown <= high:
+            shown = per_kg.quantize(Decimal("1E+4"), ROUND_CEILING if per_kg > high else ROUND_FLOOR)
+        problems.append(f"the bags would give {format_cells_per_kg(shown)} instead of "
                         f"{format_cells_per_kg(level)} (allowed: +/- {tolerance.normalize():f} %)")
     given = Decimal(calculation.get("dmso_given_g") or 0)
     if (value["dmso_g"] + given) / weight_kg >= value["max_dmso_g_per_kg"]:

@@ -126,7 +126,10 @@ def _refuse(result: DoseResult) -> None:
         raise ValidationFailed(f"Dose refused: {result.refusal.reason}. Nothing was signed."
                                + (f" {later}." if later else ""),
                                field="planned_at" if later else "dose_level_cells_per_kg")
-    raise Conflict(f"Dose refused: {result.refusal.reason}.", field="dose_level_cells_per_kg")
+    # a weight missing, too old at the planned infusion or unreadable is the weight's problem, not the dose level's:
+    # the field is the request's weight (weight_id), which a newer weight replaces
+    field = "weight_id" if result.refusal.code.startswith("weight_") else "dose_level_cells_per_kg"
+    raise Conflict(f"Dose refused: {result.refusal.reason}.", field=field)
 
 
 REPEAT = "repeat course"

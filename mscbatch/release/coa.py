@@ -196,6 +196,8 @@ def certificate_pdf(review: Any) -> bytes:
     story += [info, _p(f"Bags ({review.bag_count}), DIN and check character: {dins}", BODY), Spacer(1, 3 * mm)]
     if product is not None and product.is_directed:  # as the lot page and the bag labels say it
         story.append(_p(f"For use by intended recipient only: {review.donor.recipient_code or 'NOT RECORDED'}", FLAG))
+    if review.expired_words:  # still "released" on the record, but no bag of it may be given any more
+        story.append(_p(review.expired_words, FLAG))
     if review.state.flag:
         story.append(_p(review.state.flag, FLAG))
     elif not review.state.released:  # said whatever the signatures below are (an OOS closed, a clinician's request)

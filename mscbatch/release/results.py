@@ -136,8 +136,11 @@ def _refuse_above_range(test: ReleaseTest, value: Censored, field: str) -> None:
 
 def _common(entry: ResultEntry, test: ReleaseTest, lot: Lot) -> dict[str, Any]:
     analyst = (entry.analyst or "").strip()
-    if not analyst or len(analyst) > ANALYST_MAX_CHARS:
+    if not analyst:
         raise ValidationFailed("Analyst: give the name of the person who performed the test.", field="analyst")
+    if len(analyst) > ANALYST_MAX_CHARS:  # said as it is: a name was given, too long to keep (never cut)
+        raise ValidationFailed(f"Analyst: at most {ANALYST_MAX_CHARS} characters ({len(analyst)} given); shorten it, "
+                               "nothing was recorded.", field="analyst")
     if entry.tested_on is None:
         raise ValidationFailed("Test date: give the date the test was performed.", field="tested_on")
     if entry.tested_on > site_today():

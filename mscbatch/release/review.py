@@ -14,7 +14,7 @@ from mscbatch.core.verdicts import VIABLE_COUNT_TEST_ID, LotVerdict, Verdict
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import bags_of, get_lot
-from mscbatch.lots.services import current_gate
+from mscbatch.lots.services import current_gate, expiry_passed
 from mscbatch.recall.models import Recall
 from mscbatch.recall.queries import recalls_of_lot
 from mscbatch.release.models import (
@@ -45,6 +45,7 @@ from mscbatch.release.results import accepts_results
 from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
+from mscbatch.site import site_config
 
 
 @dataclass
@@ -123,6 +124,18 @@ class Review:
             return ""
         return (f"Manufacturing record: {shown_number('cells', Decimal(self.lot.harvest_viable_cells))} x10^6 viable "
                 "cells at harvest")
+
+    @property
+    def expired_words(self) -> str | None:
+        """A released (or conditionally released) lot whose shelf life has run out: its bags are refused everywhere
+        (allocation, dispatch, bedside), but its status stays "released" until someone marks it expired
+        (lots.services), so the page and the certificate say it in red rather than read as a lot in use."""
+        if self.lot.status not in ("released", "conditional_release") or not expiry_passed(self.lot):
+            return None
+        assert self.lot.expires_at is not None
+        when = self.lot.expires_at.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
+        return (f"EXPIRED on {when}: not for clinical use (its shelf life has run out; the lot is still recorded as "
+                f"{self.lot.status.replace('_', ' ')} until it is marked expired)")
 
     @property
     def first_released_at(self) -> datetime | None:

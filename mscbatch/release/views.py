@@ -3,10 +3,11 @@ actions, OOS handling, the QA dashboard and the certificate of analysis. Views p
 services decide, sign and write."""
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
@@ -287,8 +288,13 @@ def attachment(attachment_id: int) -> Any:
     found = db.session.get(ResultAttachment, attachment_id)
     if found is None:
         return render_template("errors/error.html", status=404, title="Not found", detail="No such file."), 404
-    return Response(found.content, mimetype=found.content_type, headers={
-        "Content-Disposition": f'attachment; filename="{found.filename}"', "X-Content-Type-Options": "nosniff"})
+    # werkzeug's send_file writes any name into the header: HTTP header values are Latin-1, so a name such as
+    # "CD73–CD90.pdf" (an en dash) or "报告.pdf" put as such made the server drop the download; it sends a plain
+    # ASCII `filename` and the exact name, percent-encoded UTF-8, in `filename*` (RFC 6266), which browsers prefer
+    response = send_file(io.BytesIO(found.content), mimetype=found.content_type, as_attachment=True,
+                         download_name=found.filename, etag=False)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @bp.route("")

@@ -185,3 +185,33 @@ def _refuse_restock(session: Session, found: ReturnedBag, temperature: Decimal |
                        f"{box_c if box_c is not None else 'an unknown'} °C, and {found.lot.product_name} must be "
                        f"kept at {found.storage_limit_c} °C or colder. A technician first moves the bag to a box cold "
                        "enough (the lot's Bags and storage); then assess the return. Nothing was signed.")
+
+
+@dataclass(frozen=True)
+class AssessedReturn:
+    """One return of a bag to the unit with QA's signed assessment of it, as the lot's page shows it: a bag back
+    in stock after a trip to the ward carries its story (how warm it got, who judged it fit, and that they signed)."""
+
+    bag: Bag
+    returned: CustodyEvent
+    assessment: ReturnAssessment
+    signatures: list[Any]  # the assessment's signatures (printed name, time, meaning: 21 CFR 11.50)
+    assessed_by: str
+
+
+def assessed_returns(session: Session, bag_ids: list[int]) -> list[AssessedReturn]:
+    """The signed assessments of the bags' returns, in the order they were assessed."""
+    if not bag_ids:
+        return []
+    from mscbatch.auth.models import User
+    from mscbatch.patients.queries import signatures_for
+
+    rows = list(session.execute(select(ReturnAssessment, CustodyEvent, Bag)
+                                .join(CustodyEvent, CustodyEvent.id == ReturnAssessment.return_event_id)
+                                .join(Bag, Bag.id == ReturnAssessment.bag_id)
+                                .where(ReturnAssessment.bag_id.in_(bag_ids)).order_by(ReturnAssessment.id)))
+    signed = signatures_for(session, ReturnAssessment.__tablename__, [a.id for a, _e, _b in rows])
+    names = {u.id: u.full_name for u in session.scalars(select(User).where(
+        User.id.in_({a.assessed_by_id for a, _e, _b in rows})))}
+    return [AssessedReturn(bag, event, assessment, signed.get(assessment.id, []),
+                           names.get(assessment.assessed_by_id, "?")) for assessment, event, bag in rows]

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
 from mscbatch.core.states import LOT, state_words
+from mscbatch.custody.returns import assessed_returns
 from mscbatch.donors.models import Donor
 from mscbatch.errors import DomainError, NotFound, ValidationFailed
 from mscbatch.extensions import db
@@ -206,6 +207,7 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,
                            places=places, bag_corrections=corrections.bag_corrections(db.session, bag_ids),
                            relabel=relabel_after_correction(db.session, bag_ids),
+                           returns=assessed_returns(db.session, bag_ids),
                            storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
 
 

@@ -242,3 +242,22 @@ def test_a_returned_bag_is_not_discarded_without_the_signed_assessment_on_the_wa
     after = counts(db_session)
     assert after[:3] == before[:3]  # no assessment, signature or custody event (the API token's creation is audited)
     assert db_session.get(Bag, ward.bag_id).status == "returned"
+
+
+def test_the_lot_page_shows_each_return_with_its_signed_assessment(app, users, db_session, client_as):
+    """A bag back in stock after a trip to the ward carries its story on the lot's page, for anyone who reads it
+    (a clinician prescribing it again, an inspector): when and why it came back, what QA found, and the signature's
+    printed name, time and meaning (21 CFR 11.50). Before, the assessment was shown only in the evidence bundle."""
+    ward = returned(db_session)
+    db_session.commit()
+    lot_page = client_as("clinician").get(f"/lots/{ward.lot_id}").get_data(as_text=True)
+    assert 'id="bag-returns"' not in lot_page  # nothing assessed yet: no section
+    assert post(client_as("qa"), ward.bag_id).status_code == 302
+    qa_name = user(db_session, "qa").full_name
+    db_session.commit()
+    lot_page = client_as("clinician").get(f"/lots/{ward.lot_id}").get_data(as_text=True)
+    section = lot_page[lot_page.index('id="bag-returns"'):]
+    section = section[:section.index("</ul>")]
+    assert "infusion postponed: fever" in section and "Back into stock" in section
+    assert "-172.4 °C" in section and "seen intact" in section and "Logger TL-0042 read" in section
+    assert f"Signed: {qa_name}" in section and "“Returned bag assessed: back into stock”" in section

@@ -115,7 +115,9 @@ def judge_test(test: ReleaseTest, results: Sequence[LabResult]) -> Verdict:
     judged = [(r, judge_value(test, parse_result_value(test, r.value, r.unit))) for r in own if not r.invalidated]
     failing = [pair for pair in judged if pair[1].meets is False]
     chosen, judgement = failing[-1] if (failing and test.blocking) else next(p for p in judged if p[0] is latest)
-    if not test.blocking:
+    if not test.blocking or judgement.meets is None:  # a blocking test with no limit (kind "informative": a
+        # "report the result" line) waits for its result, which then neither passes nor fails: it never blocks, as
+        # "no limit" read as a failure left the lot with no way to release it and no OOS to open
         status = VerdictStatus.INFORMATIVE
         meets = {True: "meets", False: "does not meet", None: "no limit"}[judgement.meets]
         reason = f"{test.name} informative ({judgement.comparison}; {meets} its informative limit)"
@@ -231,7 +233,7 @@ def can_release(
         # sign a conditional release the specification never provided for
         if v.test_id in conditional and not v.may_be_pending_at_conditional_release:
             refusals.append(f"{v.name} cannot be pending at conditional release (the specification does not allow it)")
-        if not v.blocking or v.status is VerdictStatus.PASS:
+        if not v.blocking or v.status in (VerdictStatus.PASS, VerdictStatus.INFORMATIVE):  # reported, no limit
             continue
         if v.status is VerdictStatus.PENDING and v.test_id in conditional:
             continue

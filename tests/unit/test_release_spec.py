@@ -220,3 +220,26 @@ def test_two_files_with_the_same_id_and_version_are_refused(tmp_path: Path) -> N
     (tmp_path / "b.toml").write_text(HEADER + CD105, encoding="utf-8")
     with pytest.raises(ConfigError, match="also defined in"):
         load_release_specs(tmp_path)
+
+
+def test_a_blocking_test_without_a_limit_waits_for_its_result_and_then_never_blocks(tmp_path: Path) -> None:
+    """A "report the result" line (kind informative, blocking = true, e.g. a karyotype the trial wants on every
+    lot): release waits for a valid result, which then neither passes nor fails. Read as FAIL ("no limit" is not
+    "meets"), it left the lot with no way to be released and no OOS to open."""
+    from datetime import UTC, datetime
+
+    from mscbatch.core.verdicts import LabResult, LotStatus, VerdictStatus, can_release, judge_lot, judge_test
+
+    tests = CD105.replace('kind = "minimum"', 'kind = "informative"').replace("min = 95\n", "")
+    spec = load_release_spec(write_spec(tmp_path, tests))
+    test = spec.test("cd105")
+    assert test.blocking
+    waiting = judge_test(test, [])
+    assert waiting.status == VerdictStatus.PENDING and judge_lot(spec, []).status == LotStatus.PENDING
+    reported = [LabResult("cd105", "50", "percent", datetime(2026, 1, 5, tzinfo=UTC))]
+    verdict = judge_test(test, reported)
+    assert verdict.status == VerdictStatus.INFORMATIVE and "no limit" in verdict.reason, verdict.reason
+    assert judge_lot(spec, reported).status == LotStatus.READY
+    facts = dict(donor_approved=True, open_oos=0, releaser_entered_results=False, releaser_recorded_manufacture=False)
+    assert can_release(judge_lot(spec, reported).verdicts, **facts) == []  # type: ignore[arg-type]
+    assert can_release(judge_lot(spec, []).verdicts, **facts) == ["CD105 pending (no valid result yet)"]  # type: ignore[arg-type]

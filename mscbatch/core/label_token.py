@@ -93,6 +93,10 @@ def verify_token(text: str, key: bytes | str) -> str:
         if not match:
             raise TokenInvalid("not a mscbatch label code: a web address whose path ends in /v/<code> is expected")
         scanned = match.group(1)
+    if not scanned.isascii():
+        # checked before .upper(): Unicode upper-casing turns the dotless "ı" into I and the long "ſ" into S, so a code
+        # altered with such a character (no label prints one) passed for the genuine one
+        raise TokenInvalid("malformed label code: it holds a character a label never prints (the code was altered)")
     token = scanned.upper()
     if token.count(".") != 1:
         raise TokenInvalid("malformed label code: expected <bag reference>.<signature>")

@@ -46,6 +46,8 @@ NOT_PRINTABLE_BAG_STATES = ("infused", "discarded")
 BIOHAZARD = "BIOHAZARD"
 
 PRINTERS = ("technician", "qa")  # who prints and reprints bag labels (the pages and this service)
+#: the longest reason a print takes: each bag's "labelled" custody event keeps at most 2000 characters (custody.log)
+MAX_PRINT_REASON = 2000
 
 
 # ---- what a label prints ---------------------------------------------------------------------------------
@@ -258,6 +260,9 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
     check_usable_for_labels(session, lot, chosen, state)
     again = printed_before(session, [b.id for b in chosen])
     reason = (reason or "").strip()
+    if len(reason) > MAX_PRINT_REASON:  # the labelled custody events keep it whole, never cut
+        raise ValidationFailed(f"The reason has at most {MAX_PRINT_REASON} characters (this one has {len(reason)}). "
+                               "Nothing was printed.", field="reason")
     if again and not reason:
         dins = ", ".join(b.din for b in chosen if b.id in again)
         raise ValidationFailed(f"Labels were printed before for {dins}: a reprint needs a reason (e.g. label "

@@ -11,7 +11,8 @@ Choices, each made so that a result can never count in the donor's favour by acc
 - A positive on record for a marker whose rule says a positive excludes (on_positive = "ineligible": anti-HIV,
   HBsAg, anti-HCV, HTLV, NAT...) excludes the donor wherever its sample falls: before or after the deciding
   negative, or outside the window with no sample inside it. A later negative does not clear it (EU 2006/17/EC
-  Annex II allows a risk assessment only for anti-HBc+ / HBsAg- and a reactive treponemal test). A positive
+  Annex II allows a risk assessment only for anti-HBc+ / HBsAg- and a reactive treponemal test), even before a
+  collection date is recorded (no window is needed to judge it; anything else then stays "missing"). A positive
   entered by mistake is corrected by the technician with a reason (after QA reopens a signed decision), and the
   screening is judged again.
 - For a marker whose rule asks a risk assessment, a negative that decides while a positive is on record gives
@@ -155,11 +156,15 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
         if not marker.required:
             return None
         return Reason(rid, f"{name}: no result recorded.", src, "missing", values)
+    positives = [r for r in results if r.result == "positive"]
     if collection_date is None:
+        if positives and marker.on_positive == "ineligible":  # a positive excludes wherever its sample falls, so
+            values["positive"] = _dates(positives)  # no window, and no collection date, is needed to judge it
+            return Reason(rid, f"{name}: a result is POSITIVE (sample {_dates(positives)}; collection date not "
+                          f"recorded): excludes the donor. {_POSITIVE_EXCLUDES}", src, "failed", values)
         return Reason(rid, f"{name}: collection date not recorded, so the sample window cannot be checked.",
                       src, "missing", values)
     values["results"] = _listing(results, collection_date)
-    positives = [r for r in results if r.result == "positive"]
     deciding = _deciding(results, collection_date, window)
     if deciding is None:
         open_indeterminate = _unresolved_indeterminate(results, None)

@@ -64,6 +64,9 @@ class DonorForm(FlaskForm):
 class DonorEditForm(DonorForm):
     reason = TextAreaField("Reason for the correction", validators=[DataRequired(
         "Give a reason: it goes into the audit trail."), Length(max=500)])
+    #: services.details_digest of the details the page showed: a page opened before a colleague's correction is
+    #: refused instead of putting the old values back
+    seen = HiddenField()
 
 
 class ResultForm(FlaskForm):
@@ -81,6 +84,7 @@ class ResultForm(FlaskForm):
 class CorrectionForm(ResultForm):
     reason = TextAreaField("Reason for the correction", validators=[DataRequired(
         "Give a reason: it goes into the audit trail."), Length(max=500)])
+    seen = HiddenField()  # services.result_digest of the result the page showed
 
 
 def questionnaire_form(rule_set: RuleSet, data: dict[str, Any] | None = None) -> FlaskForm:
@@ -88,6 +92,7 @@ def questionnaire_form(rule_set: RuleSet, data: dict[str, Any] | None = None) ->
 
     class QuestionnaireForm(FlaskForm):
         reason = TextAreaField("Reason (only when you change earlier answers)", validators=[Length(max=500)])
+        seen = HiddenField()  # services.questionnaire_digest of the answers the page showed
 
     for question in rule_set.questions:
         setattr(QuestionnaireForm, f"q_{question.id}", RadioField(question.text, choices=ANSWER_CHOICES,

@@ -8,6 +8,8 @@ Rules enforced here (DOMAIN.md sections 1, 3, 9):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -39,6 +41,45 @@ from mscbatch.errors import Conflict, NotFound, PermissionDenied, RecordLocked, 
 from mscbatch.lots.models import Lot
 
 ENTRY_ROLE = "technician"
+
+#: the details a technician corrects on the donor's edit page (DonorDetails, as clean_details stores them)
+DETAIL_FIELDS = ("tissue_source", "rule_set_id", "protocol", "donor_type", "relationship", "recipient_code", "initials",
+                 "date_of_birth", "sex", "weight_kg", "consent_signed", "consent_date", "social_security",
+                 "childbearing_potential", "contraception", "retest_180_days_negative", "planned_collection_date")
+
+
+def _digest(values: Any) -> str:
+    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()
+
+
+def details_digest(donor: Donor) -> str:
+    """A fingerprint of the donor's recorded details, carried by the edit page: a page opened before a colleague's
+    correction would otherwise put back, unseen, every value it still shows (a withdrawn consent back to "yes")."""
+    return _digest({key: getattr(donor, key) for key in DETAIL_FIELDS})
+
+
+def result_digest(row: ScreeningResult) -> str:
+    """A fingerprint of a recorded result, carried by its correction page (see details_digest)."""
+    return _digest([row.marker, row.method, row.result, row.sample_date, row.lab_reference])
+
+
+def questionnaire_digest(answers: Mapping[str, QuestionnaireAnswer]) -> str:
+    """A fingerprint of the recorded answers, carried by the donor page's questionnaire: the page posts every answer
+    it shows, so one opened before a colleague answered "yes" would otherwise put that "yes" back to "no"."""
+    return _digest(sorted((qid, row.answer, row.detail) for qid, row in answers.items()))
+
+
+class ChangedSince(Conflict):
+    """The page was opened before a colleague changed the record: nothing was written."""
+
+
+def _refuse_if_changed_since(seen: str | None, now: str, what: str) -> None:
+    """`seen`: the fingerprint the page was given when it was opened (None: an in-process caller, or a form without
+    it). Nothing is written when the record changed since: the page would put back the values it showed."""
+    if seen and seen != now:
+        raise ChangedSince(f"{what} changed since you opened this page (a colleague recorded a change meanwhile): nothing "
+                       "was saved, so as not to put back the values the page showed. Read the recorded values again "
+                       "below, then make your change.")
 
 
 def _require_entry_role(actor: Any) -> None:
@@ -109,8 +150,10 @@ def _refuse_birth_after_samples(session: Session, donor: Donor, born: date | Non
                                field="date_of_birth")
 
 
-def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDetails, reason: str) -> Donor:
-    """Correct the donor's recorded details (reason required; refused once QA has signed)."""
+def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDetails, reason: str, *,
+                 seen_digest: str | None = None) -> Donor:
+    """Correct the donor's recorded details (reason required; refused once QA has signed, and when the details
+    changed since the page was opened: `seen_digest`, details_digest() of what the page showed)."""
     _require_entry_role(actor)
     values = clean_details(details)
     if not (reason or "").strip():
@@ -118,6 +161,7 @@ def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDeta
     with use_case(session, actor, reason):
         donor = lock_donor(session, donor_id)
         _refuse_if_locked(session, donor, "Its details can no longer be corrected.")
+        _refuse_if_changed_since(seen_digest, details_digest(donor), f"The details of donor {donor.code}")
         if values["rule_set_id"] != donor.rule_set_id:
             raise ValidationFailed("The rule set cannot change after registration; register a new donor.",
                                    field="rule_set_id")
@@ -199,8 +243,9 @@ def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, 
 
 
 def correct_result(session: Session, actor: Any, result_id: int, *, reason: str, marker: str, result: str,
-                   sample_date: date | None, lab_reference: str) -> ScreeningResult:
-    """Correct a recorded result (typing error): reason required, old value kept by the audit trail."""
+                   sample_date: date | None, lab_reference: str, seen_digest: str | None = None) -> ScreeningResult:
+    """Correct a recorded result (typing error): reason required, old value kept by the audit trail. `seen_digest`:
+    result_digest() of the result the correction page showed; refused when it was corrected since."""
     _require_entry_role(actor)
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the correction: it goes into the audit trail.", field="reason")
@@ -213,6 +258,7 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         # changes, and the trail's old value is that correction's, never the value from before it
         session.refresh(row)
         _refuse_if_locked(session, donor, "Its results can no longer be corrected.")
+        _refuse_if_changed_since(seen_digest, result_digest(row), f"This result of donor {donor.code}")
         method, reference = check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
         if all(getattr(row, k) == v for k, v in new.items()):
@@ -236,9 +282,10 @@ def _yes_needs_detail(question: Any) -> str:
 
 
 def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: Mapping[str, tuple[str, str]],
-                         reason: str | None = None) -> int:
+                         reason: str | None = None, *, seen_digest: str | None = None) -> int:
     """Record the exclusion questionnaire: question id -> (yes | no | unknown, detail). A "yes" needs its
-    detail. Changing an earlier answer needs a reason. Returns how many answers were written."""
+    detail. Changing an earlier answer needs a reason. Returns how many answers were written. `seen_digest`:
+    questionnaire_digest() of the answers the page showed; refused when they changed since."""
     _require_entry_role(actor)
     with use_case(session, actor, reason):
         donor = lock_donor(session, donor_id)
@@ -259,6 +306,8 @@ def answer_questionnaire(session: Session, actor: Any, donor_id: int, answers: M
                    if qid not in existing or (existing[qid].answer, existing[qid].detail) != (a, (d or "").strip())]
         if changes:
             _refuse_if_locked(session, donor, "Its questionnaire can no longer be changed.")
+            _refuse_if_changed_since(seen_digest, questionnaire_digest(existing),
+                                     f"The questionnaire of donor {donor.code}")
         if any(qid in existing for qid, _a, _d in changes) and not (reason or "").strip():
             raise ValidationFailed("You changed earlier answers: give a reason (it goes into the audit trail).",
                                    field="reason")

@@ -127,13 +127,19 @@ def _edit_data(donor: Donor) -> dict[str, Any]:
 @roles_required("technician")
 def edit(donor_id: int) -> Any:
     donor = get_donor(db.session, donor_id)
-    form = (DonorEditForm() if request.method == "POST" else DonorEditForm(data=_edit_data(donor)))
+    form = (DonorEditForm() if request.method == "POST"
+            else DonorEditForm(data={**_edit_data(donor), "seen": services.details_digest(donor)}))
     form.set_rule_sets(rule_sets())
     status = 200
     if form.validate_on_submit():
         try:
-            services.update_donor(db.session, current_user, donor_id, _details(form), form.reason.data)
+            services.update_donor(db.session, current_user, donor_id, _details(form), form.reason.data,
+                                  seen_digest=form.seen.data or None)
         except DomainError as error:
+            db.session.rollback()
+            if _changed_since(error):  # the details as recorded now, with the refusal: never the stale values
+                form = DonorEditForm(formdata=None, data={**_edit_data(donor), "seen": services.details_digest(donor)})
+                form.set_rule_sets(rule_sets())
             show_error(form, error)
             status = error.status
         else:
@@ -145,8 +151,13 @@ def edit(donor_id: int) -> Any:
     return render_template("donors/form.html", form=form, donor=donor), status
 
 
+def _changed_since(error: DomainError) -> bool:
+    """The refusal of a page opened before a colleague changed the record (services._refuse_if_changed_since)."""
+    return isinstance(error, services.ChangedSince)
+
+
 def _questionnaire_data(screening: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {"seen": services.questionnaire_digest(screening.answers)}
     for question_id, answer in screening.answers.items():
         data[f"q_{question_id}"], data[f"d_{question_id}"] = answer.answer, answer.detail
     return data
@@ -237,6 +248,12 @@ def _flash_recorded(donor_id: int, row: ScreeningResult) -> None:
     flash(f"{said} The sample is outside its window ({days}). {consequence}", "warning")
 
 
+def _correction_form(row: ScreeningResult) -> CorrectionForm:
+    return CorrectionForm(formdata=None, data=dict(marker=row.marker, result=row.result, sample_date=row.sample_date,
+                                                   lab_reference=row.lab_reference,
+                                                   seen=services.result_digest(row)))
+
+
 @bp.route("/results/<int:result_id>/correct", methods=["GET", "POST"])
 @roles_required("technician")
 def correct_result(result_id: int) -> Any:
@@ -244,19 +261,21 @@ def correct_result(result_id: int) -> Any:
     if row is None:
         raise NotFound(f"No screening result with id {result_id}.")
     donor = get_donor(db.session, row.donor_id)
-    form = CorrectionForm() if request.method == "POST" else CorrectionForm(data=dict(
-        marker=row.marker, result=row.result, sample_date=row.sample_date, lab_reference=row.lab_reference))
+    form = CorrectionForm() if request.method == "POST" else _correction_form(row)
     form.set_markers(rule_set_of(donor))
     status = 200
     if form.validate_on_submit():
         try:
             services.correct_result(db.session, current_user, result_id, reason=form.reason.data,
                                     marker=form.marker.data, result=form.result.data,
-                                    sample_date=form.sample_date.data, lab_reference=form.lab_reference.data)
+                                    sample_date=form.sample_date.data, lab_reference=form.lab_reference.data,
+                                    seen_digest=form.seen.data or None)
         except DomainError as error:
+            db.session.rollback()
+            if _changed_since(error):  # the result as recorded now, with the refusal: never the stale values
+                form = _correction_form(row).set_markers(rule_set_of(donor))
             show_error(form, error)
             status = error.status
-            db.session.rollback()
         else:
             flash("Result corrected; the old value is kept in the audit trail.", "success")
             return redirect(url_for("donors.detail", donor_id=donor.id, _anchor="results"))
@@ -278,8 +297,12 @@ def questionnaire(donor_id: int) -> Any:
         answers = {q.id: (form[f"q_{q.id}"].data, form[f"d_{q.id}"].data or "") for q in rule_set.questions
                    if form[f"q_{q.id}"].data}
         try:
-            written = services.answer_questionnaire(db.session, current_user, donor_id, answers, form.reason.data)
+            written = services.answer_questionnaire(db.session, current_user, donor_id, answers, form.reason.data,
+                                                    seen_digest=form.seen.data or None)
         except DomainError as error:
+            if _changed_since(error):  # the answers as recorded now, with the refusal: never the stale ones
+                db.session.rollback()
+                form = _fresh_questionnaire(rule_set, screening_of(db.session, donor_id))
             show_error(form, error)
             return _detail(donor_id, error.status, questionnaire_form=form)
         flash(f"Questionnaire saved ({written} answer{'s' if written != 1 else ''} recorded).", "success")

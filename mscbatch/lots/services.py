@@ -223,7 +223,9 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     if target == "expired" and not expiry_passed(lot):
         raise Conflict(_not_expired_words(lot), field="target")
     if target in RELEASE_TARGETS:
-        gate = donor_gate(session, lot.donor_id)  # Conflict if the donor is now ineligible
+        # at the lot's own collection day, as the release page judges it (current_gate): at the donor's planned
+        # collection, samples that do not cover this donation would read "approved"; Conflict if now ineligible
+        gate = donor_gate(session, lot.donor_id, collection_day(lot))
         if gate != "approved":
             raise Conflict(f"Lot {lot.lot_number}: {PENDING_FLAG}")
     lot.status = target

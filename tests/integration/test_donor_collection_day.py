@@ -35,3 +35,25 @@ def test_a_lot_collected_outside_the_sample_windows_is_pending(app, users, db_se
     assert lot.donor_gate == "pending" and lot.eligibility_pending  # 18 days after the samples: not covered
     assert current_gate(db_session, lot) == "pending"
     assert any("donor" in reason for reason in refusals(db_session, lot, user(db_session, "qa")))
+
+
+def test_the_lot_state_machine_judges_the_donor_at_the_lots_own_collection_day(app, users, db_session):  # noqa: F811
+    """apply_lot_transition, the one place a lot is moved to released, judges the donor gate at the lot's own
+    collection day, as the release page does: at the planned collection (its old call) the donor of a lot collected
+    18 days after the samples read "approved"."""
+    import pytest
+
+    from mscbatch.audit.context import use_case
+    from mscbatch.errors import Conflict
+    from mscbatch.lots.services import apply_lot_transition
+    from tests.integration.lot_factories import start_lot
+
+    donor_id = approved_adipose_donor(db_session, days_ago=20)
+    lot = db_session.get(Lot, start_lot(db_session, donor_id, days_ago=2))  # 18 days after the samples
+    with use_case(db_session, user(db_session, "technician"), "test set-up: the lot's record was completed"):
+        lot.status = "quarantine"
+    db_session.commit()
+    with pytest.raises(Conflict), use_case(db_session, user(db_session, "qa"), "release"):
+        apply_lot_transition(db_session, user(db_session, "qa"), lot, "released")
+    db_session.rollback()
+    assert db_session.get(Lot, lot.id).status == "quarantine"

@@ -70,7 +70,9 @@ def parse_lines(lines: Iterable[str]) -> list[Checkpoint | Unreadable]:
         except (ValueError, TypeError, KeyError):
             entries.append(Unreadable(line_no))
             continue
-        if type(seq) is not int or seq < 0 or not all(isinstance(v, str) for v in (last_hash, at, mac)):
+        # what checkpoint_line writes is ASCII: other text (a forged line's, or a damaged file's replacement
+        # characters) is unreadable, never compared (hmac.compare_digest raised TypeError on non-ASCII text)
+        if type(seq) is not int or seq < 0 or not all(isinstance(v, str) and v.isascii() for v in (last_hash, at, mac)):
             entries.append(Unreadable(line_no))
             continue
         entries.append(Checkpoint(seq, last_hash, at, mac, line_no))
@@ -113,7 +115,8 @@ def judge(key: bytes, entries: Iterable[Checkpoint | Unreadable], hashes: Mappin
 def read_lines(path: Path) -> list[str] | None:
     """The file's lines, or None when there is no checkpoint file."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        # a damaged byte makes its line unreadable (judged forged or damaged), not the whole verify a traceback
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return None
 

@@ -28,7 +28,6 @@ rows streamed in key order, all in one read-only snapshot. Memory holds the repl
 """
 from __future__ import annotations
 
-import hmac
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,7 +42,7 @@ from sqlalchemy.orm import Session
 from mscbatch.audit import trail as audit_trail
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import Audited
-from mscbatch.core.audit_chain import canonical_value
+from mscbatch.core.audit_chain import canonical_value, same_digest
 from mscbatch.database import Base, UTCDateTime, reading
 
 HIDDEN = audit_trail.HIDDEN  # how a hidden value is printed; also what versions before the keyed digest stored
@@ -261,7 +260,7 @@ def compare_table(trail: Trail, shape: TableShape, rows: Iterable[Mapping[str, A
                 if key is None or not in_trail.startswith(audit_trail.HIDDEN_PREFIX):
                     into.uncompared += 1  # "(hidden)": an older version kept no digest to compare with
                     continue
-                if not hmac.compare_digest(in_trail, audit_trail.hidden_digest(key, shape.name, name, live)):
+                if not same_digest(audit_trail.hidden_digest(key, shape.name, name, live), in_trail):
                     into.add(Difference(shape.name, entity_id, VALUE, name, HIDDEN, HIDDEN))
                 continue
             if in_trail == HIDDEN:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.orm import Mapped, Mapper, Session, UOWTransaction, attributes, mapped_column
+from sqlalchemy.orm.base import NO_VALUE
 
 from mscbatch.audit.models import AuditEvent, AuditHead
 from mscbatch.core.audit_chain import canonical_json, canonical_value, event_hash, head_mac
@@ -137,11 +138,32 @@ def _locking_now(obj: Any) -> bool:
     return bool(added and added[0] is not None)
 
 
+def _read_unknown_old_values(session: Session, obj: Any) -> None:
+    """A column set on an instance whose value was not loaded (expired by a rollback or expire()) has no old value
+    in its history: the event said old None, and a column set to None (a signed record's locked_at among them) was
+    no change at all, neither refused by the lock nor audited, though the UPDATE cleared it. Such old values are read
+    from the database, still unchanged before the flush, into the history's committed state."""
+    state = inspect(obj)
+    unknown = [key for key, value in state.committed_state.items() if value is NO_VALUE]
+    if not unknown or state.key is None:
+        return
+    mapper = state.mapper
+    columns = {key: mapper.column_attrs[key].columns[0] for key in unknown if key in mapper.column_attrs}
+    if not columns:
+        return
+    where = [column == value for column, value in zip(mapper.primary_key, state.key[1], strict=True)]
+    row = session.connection().execute(select(*columns.values()).where(*where)).first()
+    if row is not None:
+        for key, value in zip(columns, row, strict=True):
+            state.committed_state[key] = value
+
+
 def _check_before_flush(session: Session, _context: Any, _instances: Any) -> None:
     reason = session.info.get("audit_reason")
     for obj in session.dirty:
         if not isinstance(obj, Audited) or not session.is_modified(obj):
             continue
+        _read_unknown_old_values(session, obj)
         changes = _changed_fields(obj)
         if not changes:
             continue

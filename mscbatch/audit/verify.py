@@ -1,7 +1,6 @@
 """Reading the chain back: `mscbatch audit verify`."""
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Iterable
 
@@ -10,7 +9,14 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit import checkpoints
 from mscbatch.audit.models import AuditEvent, AuditHead
-from mscbatch.core.audit_chain import GENESIS_HASH, ROW_FIELDS, ChainVerdict, head_mac, verify_rows
+from mscbatch.core.audit_chain import (
+    GENESIS_HASH,
+    ROW_FIELDS,
+    ChainVerdict,
+    head_mac,
+    same_digest,
+    verify_rows,
+)
 
 _COLUMNS = [AuditEvent.__table__.c[name] for name in ROW_FIELDS]
 log = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ def checkpoint_head(session: Session, key: str | bytes) -> tuple[int, str]:
     if head is None:
         raise CheckpointRefused("the chain head record is missing (deleted?)")
     seq, last_hash, mac = head
-    if not hmac.compare_digest(head_mac(key_bytes, seq, last_hash), mac):
+    if not same_digest(head_mac(key_bytes, seq, last_hash), mac):
         raise CheckpointRefused("the chain head record was altered")
     found = GENESIS_HASH if seq == 0 else session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
     if found != last_hash:

@@ -99,8 +99,12 @@ def one_word(password: str) -> str | None:
     before = len(text[:start]) - len(text[:start].rstrip("".join(LOOK_ALIKES)))
     after = len(text[end:]) - len(text[end:].lstrip("".join(LOOK_ALIKES)))
     words = _dictionary()
-    for left in range(before + 1):
-        for right in range(after + 1):
+    # a reading is as long as the text it reads, so none longer than the longest word can be one: without this
+    # bound a password of a few thousand look-alikes around one letter ('@0$3...a...5$1') took minutes of a
+    # worker's time (every left and right margin read), from any signed-in user's password change
+    longest = _longest_word()
+    for left in range(min(before, longest - (end - start)) + 1):
+        for right in range(min(after, longest - (end - start) - left) + 1):
             for reading in _readings(text[start - left:end + right]):
                 if reading in words:
                     return reading
@@ -118,6 +122,11 @@ def _readings(core: str) -> list[str]:
         if len(readings) > MAX_READINGS:
             return []
     return readings
+
+
+@cache
+def _longest_word() -> int:
+    return max(map(len, _dictionary()))
 
 
 @cache

@@ -32,7 +32,12 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
+    """A path of this site to go back to after signing in, else the home page. A control character is refused, not
+    cleaned: "/<tab>/evil.example" left the redirect's Location as "//evil.example" (the tab dropped), which takes
+    the browser to another site (an open redirect from a link to the sign-in page)."""
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target  # browsers read "/\evil.example" as "//evil.example"
+            and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in target)):
         return target
     return url_for("web.home")
 
@@ -48,6 +53,9 @@ def login() -> Any:
         except AuthenticationFailed as error:
             form.password.errors.append(error.message)
             return render_template("auth/login.html", form=form), 401
+        # a browser already signed in (a ward tablet passed to the next nurse): its session ends here, signed out in
+        # the trail, not left open on the server with no record of when it ended
+        services.end_session(db.session, session.get("sid"))
         session.clear()
         session["sid"] = token
         login_user(user)

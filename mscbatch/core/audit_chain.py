@@ -87,6 +87,15 @@ def values_hash(key: bytes, prev_hash: str, values: Sequence[Any]) -> str:
     return hmac.digest(key, message.encode(), "sha256").hex()  # one C call: the same bytes as hmac.new(...)
 
 
+def same_digest(expected: str, stored: Any) -> bool:
+    """A computed hex digest against one read back from storage, in constant time. A tampered stored value may be
+    anything (NULL, text with non-ASCII letters): it is simply not the digest, where hmac.compare_digest raised a
+    TypeError and `audit verify` stopped on a traceback instead of naming the altered event."""
+    if not isinstance(stored, str):
+        return False
+    return hmac.compare_digest(expected.encode(), stored.encode("utf-8", "surrogatepass"))
+
+
 def head_mac(key: bytes, seq: int, last_hash: str) -> str:
     return hmac.new(key, f"head|{seq}|{last_hash}".encode(), hashlib.sha256).hexdigest()
 
@@ -118,12 +127,12 @@ def verify_rows(key: bytes, rows: Iterable[Sequence[Any]], head: tuple[int, str,
             return ChainVerdict(False, checked, expected_seq, f"event {expected_seq} is {what}")
         if row[11] != prev_hash:
             return ChainVerdict(False, checked, seq, f"event {seq} does not follow event {seq - 1}")
-        if not hmac.compare_digest(values_hash(key, prev_hash, row), row[12]):
+        if not same_digest(values_hash(key, prev_hash, row), row[12]):
             return ChainVerdict(False, checked, seq, f"event {seq} was altered (its content does not match its hash)")
         prev_hash, expected_seq, checked = row[12], seq + 1, checked + 1
     if head is not None:
         last_seq, last_hash, mac = head
-        if not hmac.compare_digest(head_mac(key, last_seq, last_hash), mac):
+        if not same_digest(head_mac(key, last_seq, last_hash), mac):
             return ChainVerdict(False, checked, last_seq, "the chain head record was altered")
         if last_seq != checked or last_hash != prev_hash:
             return ChainVerdict(False, checked, checked + 1,

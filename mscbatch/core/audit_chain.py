@@ -91,9 +91,10 @@ def same_digest(expected: str, stored: Any) -> bool:
     """A computed hex digest against one read back from storage, in constant time. A tampered stored value may be
     anything (NULL, text with non-ASCII letters): it is simply not the digest, where hmac.compare_digest raised a
     TypeError and `audit verify` stopped on a traceback instead of naming the altered event."""
-    if not isinstance(stored, str):
+    try:  # no conversion on the way: verify calls this once per event of the trail
+        return hmac.compare_digest(expected, stored)
+    except TypeError:  # not text, or text that is not ASCII: never a hex digest
         return False
-    return hmac.compare_digest(expected.encode(), stored.encode("utf-8", "surrogatepass"))
 
 
 def head_mac(key: bytes, seq: int, last_hash: str) -> str:

@@ -112,22 +112,28 @@ def build_plot(passages: list[ProcessStep], product: Product) -> Plot:
     if not passages:
         return plot
     limit = product.culture_limits.max_cumulative_pd
-    top = max([Decimal(s.cumulative_pd or 0) for s in passages] + [limit]) * Decimal("1.1")
+    values = [Decimal(s.cumulative_pd or 0) for s in passages]
+    top = max([*values, limit]) * Decimal("1.1")
+    # a cumulative PD below 0 (fewer cells harvested than seeded, as at a marrow P0 where only some of the cells
+    # seeded adhere) is drawn on the axis, not below its 0 and out of the figure
+    bottom = min([*values, Decimal(0)]) * Decimal("1.1")
     inner_w, inner_h = PLOT_WIDTH - 2 * MARGIN, PLOT_HEIGHT - 2 * MARGIN
     step = inner_w / max(1, len(passages) - 1) if len(passages) > 1 else 0
 
-    def y_for(value: Decimal, scale: Decimal) -> float:
-        return float(MARGIN + inner_h - inner_h * (value / scale))
+    def y_for(value: Decimal, scale: Decimal, low: Decimal = Decimal(0)) -> float:
+        return float(MARGIN + inner_h - inner_h * ((value - low) / (scale - low)))
 
     for index, s in enumerate(passages):
         x = MARGIN + (index * step if len(passages) > 1 else inner_w / 2)
         plot.x_ticks.append((x, s.label))
-        plot.pd_points.append((x, y_for(Decimal(s.cumulative_pd or 0), top), s.label, s.cumulative_pd or Decimal(0)))
+        plot.pd_points.append((x, y_for(values[index], top, bottom), s.label, s.cumulative_pd or Decimal(0)))
         if s.viability_percent is not None:
             plot.viability_points.append((x, y_for(s.viability_percent, Decimal(100)), s.label, s.viability_percent))
     plot.pd_max, plot.pd_limit = top, limit
-    plot.pd_limit_y = y_for(limit, top)
-    plot.pd_ticks = [(y_for(top * k / 4, top), f"{top * k / 4:.0f}") for k in range(5)]
+    plot.pd_limit_y = y_for(limit, top, bottom)
+    ticks = [bottom + (top - bottom) * k / 4 for k in range(5)]
+    plot.pd_ticks = [(y_for(tick, top, bottom), f"{tick:.0f}".replace("-0", "0") if abs(tick) < 1 else f"{tick:.0f}")
+                     for tick in ticks]
     plot.viability_ticks = [(y_for(Decimal(v), Decimal(100)), f"{v}%") for v in (0, 25, 50, 75, 100)]
     return plot
 

@@ -155,12 +155,16 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
         return "Not held (bag made after the recall started): assess"
     if hold.lifted_at is not None:
         return f"Hold lifted {hold.lifted_at:%Y-%m-%d %H:%M} UTC (recall ended)"
+    if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
+        # (whether or not a course still reserves it: the assessment discards a reserved bag; the recall's page
+        # and a cancelled course do not move it, so "the prescriber cancels, then QA discards it" led nowhere)
+        reserved = (f", still reserved for patient {recipient.patient.code} by prescription "
+                    f"#{recipient.prescription.id}" if recipient is not None else "")
+        return (f"ON HOLD, returned from the ward (not in stock{reserved}): do not put it back into stock; QA "
+                "discards it (Returned bags), or assesses its return once the recall has ended")
     if recipient is not None:  # a reserved bag is never discarded behind its course (custody.ward_words)
         return (f"ON HOLD: reserved for patient {recipient.patient.code} by prescription #{recipient.prescription.id}, "
                 "not given: do not give; the prescriber cancels the course, then QA discards it")
-    if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
-        return ("ON HOLD, returned from the ward (not in stock): do not put it back into stock; QA discards it "
-                "(Returned bags), or assesses its return once the recall has ended")
     if bag.status in ON_THE_WARD:  # left the unit, its allocation since ended (e.g. the patient withdrawn)
         return (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; retrieve it or have "
                 "it discarded")

@@ -300,6 +300,9 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
 #: by its prescriber first; one back from the ward goes through QA's assessment of the return (Returned bags); one on
 #: the ward is discarded there (handover.discard refuses or allows each the same way from any page)
 DISCARDABLE_HERE = ("stored", "on_hold")
+#: a held bag out of the unit, on its way to or on the ward: the recall's page, which records the discard in the
+#: cell therapy unit, leaves it to the ward page (or the ward's return, then QA's assessment of it)
+ON_THE_WARD_HERE = ("dispatched", "received", "thawed")
 #: the longest reason kept for a discard (the custody record keeps 2000 characters, with "Recall R-<id>: " before it)
 MAX_DISCARD_REASON = 1000
 
@@ -334,6 +337,10 @@ def discard_held_bag(session: Session, actor: Any, recall_id: int, bag_id: int, 
         raise Conflict(f"Bag {bag.din} cannot be discarded yet: it is reserved for {whom}. The prescriber first "
                        "cancels (or stops) that course on the patient's page, which puts the bag back in stock; then "
                        "QA discards it here. Nothing was recorded.")
+    if bag.status in ON_THE_WARD_HERE:  # the custody record would say "Cell therapy unit" for a bag on the ward
+        raise Conflict(f"Bag {bag.din} is not in the unit: it is {WHEREABOUTS[bag.status]}. It is discarded where it "
+                       "is, from the ward page (Discard, with its reason), or the ward returns it to the unit. "
+                       "Nothing was recorded.")
     # the state machine, the bag's lock and the audit are handover.discard's: one use case, one transaction (a hold
     # lifted meanwhile by the recall's end leaves an ordinary QA discard of a bag in stock, which QA may make anyway)
     handover.discard(session, actor, bag.id, reason=f"Recall R-{recall.id}: {reason}", location="Cell therapy unit")
@@ -357,7 +364,11 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     if not text:
         raise ValidationFailed("Give the donor code, lot number or reagent lot number to recall.", field="target")
     if text.startswith("#") and text[1:].isascii() and text[1:].isdigit():
-        if len(text) > 11 or int(text[1:]) > MAX_ROW_ID:  # beyond the database's integers: a 500 before
+        model = {"donor": Donor, "lot": Lot, "reagent_lot": ReagentLot}.get(scope)
+        # beyond the database's integers (a 500 before), 0 or no such row: refused next to the field, as a number
+        # typed wrong (before, "#0" said "Choose the donor" and an unknown id a 404 above the form)
+        if (len(text) > 11 or not 0 < int(text[1:]) <= MAX_ROW_ID
+                or (model is not None and session.get(model, int(text[1:])) is None)):
             raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower() if scope in RECALL_SCOPES else 'record'} "
                                    f"{text}.", field="target")
         return int(text[1:])

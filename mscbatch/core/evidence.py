@@ -20,6 +20,7 @@ import hmac
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +87,17 @@ def verify(data: bytes, key: str | bytes) -> Verdict:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
-        contents = {name: archive.read(name) for name in names}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
         return Verdict(False, None, f"not a readable ZIP file ({error})")
+    contents: dict[str, bytes] = {}
+    for name in names:
+        # a member's compressed bytes changed (zlib.error), its method or flags changed (NotImplementedError,
+        # RuntimeError for "encrypted"): a tampered file, named, never a traceback from the verify command
+        try:
+            contents[name] = archive.read(name)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError, OSError,
+                ValueError, EOFError) as error:
+            return Verdict(False, name, f"cannot be read from the ZIP, its bytes were changed ({error})")
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
         return Verdict(False, duplicate, "appears twice in the ZIP")

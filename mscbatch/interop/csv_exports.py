@@ -26,9 +26,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.core.states import effective_bag_status
+from mscbatch.custody.checks import thawed_at
 from mscbatch.custody.models import Infusion, InfusionReaction
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
+from mscbatch.interop.fhir import past_post_thaw_limit
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status, known_gates
 from mscbatch.patients.api import READERS as PATIENT_PAGE_READERS
@@ -99,15 +101,18 @@ def _lot_row(lot: Lot, donor_code: str) -> tuple[Any, ...]:
 
 def _bag_rows(session: Session) -> Iterator[tuple[Any, ...]]:
     """`usable` says what the FHIR export's productStatus says (interop.fhir): not for a bag on hold by a recall, of a
-    donor reopened by new information or a lot failed late, or expired, which the bedside check refuses."""
-    query = (select(Bag, Lot, Donor.status, has_late_oos(Lot.id).label("late"), is_held(Bag.id).label("held"))
+    donor reopened by new information or a lot failed late, expired, or thawed longer ago than its post-thaw limit,
+    which the bedside check refuses."""
+    query = (select(Bag, Lot, Donor.status, has_late_oos(Lot.id).label("late"), is_held(Bag.id).label("held"),
+                    thawed_at(Bag.id).label("thawed"))
              .join(Lot, Lot.id == Bag.lot_id).join(Donor, Donor.id == Lot.donor_id)
              .order_by(Lot.id, Bag.bag_number).execution_options(yield_per=BATCH))
     now = utcnow()
-    for bag, lot, donor_status, late, held in session.execute(query):
+    for bag, lot, donor_status, late, held, thawed in session.execute(query):
         effective = (effective_bag_status(lot.status, bag.status, on_hold=True, placed=bag.box_id is not None)
                      if held else bag_status(bag, lot))
-        usable = effective.usable and not late and donor_status == "approved" and bag.expires_at > now
+        usable = (effective.usable and not late and donor_status == "approved" and bag.expires_at > now
+                  and past_post_thaw_limit(bag, lot, thawed, now) is None)
         yield (bag.din, bag.check_character, lot.lot_number, lot.product_id, bag.product_code, bag.division,
                bag.bag_number, bag.bag_count, bag.volume_ml, bag.cells_per_ml, bag.total_cells, bag.dmso_percent,
                lot.frozen_at, bag.expires_at, bag.status, effective.status, usable)

@@ -17,7 +17,8 @@ Where the bag's data goes (the mapping hospitals read):
   (http://hl7.org/fhir/biologicallyderived-product-status); the detailed state is the property "status".
   A bag the bedside check and the label verification page refuse whatever the patient (on hold by a recall, its
   donor not approved by QA yet, judged ineligible or reopened by new information, a test failed after a conditional
-  release, expired) is unavailable, with the reasons in the property "not-usable" (no patient in them).
+  release, expired, thawed longer ago than its product's post-thaw limit) is unavailable, with the reasons in
+  the property "not-usable" (no patient in them).
 - expirationDate: the bag's expiry (UTC).
 - storageTempRequirements: at most the stricter of the site and product limits, in Cel (UCUM).
 - biologicalSourceEvent and parent: the lot the bag was frozen from (one lot = one donor's collection):
@@ -39,6 +40,7 @@ Each infusion is a BiologicallyDerivedProductDispense:
 """
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +53,7 @@ from sqlalchemy.orm import Session
 from mscbatch.auth.models import User
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.core.states import effective_bag_status
+from mscbatch.custody.checks import thawed_at
 from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
@@ -106,17 +109,40 @@ def lot_stops(session: Session, lot: Lot) -> tuple[str, ...]:
     return tuple(stops)
 
 
+def past_post_thaw_limit(bag: Bag, lot: Lot, thawed: datetime | None, now: datetime) -> str | None:
+    """Why a thawed bag may no longer be given (the bedside check's "post_thaw" STOP, the label verification page's
+    "too long since thawing"), or None. `thawed`: its last thaw (custody.checks.thawed_at)."""
+    if bag.status != "thawed" or thawed is None:
+        return None
+    try:
+        limit = product_catalogue().get(lot.product_id).post_thaw_limit
+    except KeyError:  # a product no longer in products.toml: its limit is unknown, so is the bag's fitness
+        return "thawed, and its product's post-thaw limit is no longer configured"
+    if now > thawed + limit:
+        return f"too long since thawing: it had to be given within {int(limit.total_seconds() // 60)} minutes"
+    return None
+
+
+def last_thaw(session: Session, bag_id: int) -> datetime | None:
+    return session.scalar(select(thawed_at(bag_id)))
+
+
 def product_resource(bag: Bag, lot: Lot, donor_code: str, *, on_hold: bool = False,
-                     stops: tuple[str, ...] = ()) -> dict[str, Any]:
+                     stops: tuple[str, ...] = (), thawed: datetime | None = None) -> dict[str, Any]:
     """The bag as a FHIR R5 BiologicallyDerivedProduct (a JSON-ready dict, validated). `on_hold`: the bag has an
-    active recall hold; `stops`: lot_stops. Without them a held bag, or one of a reopened donor or a late-failed lot,
-    was exported "available" to the hospital while the bedside check refuses it."""
+    active recall hold; `stops`: lot_stops; `thawed`: its last thaw (last_thaw). Without them a held bag, one of a
+    reopened donor or a late-failed lot, or a thawed bag past its post-thaw limit, was exported "available" to the
+    hospital while the bedside check refuses it."""
     effective = bag_status(bag, lot)
     if on_hold:
         effective = effective_bag_status(lot.status, bag.status, on_hold=True, placed=bag.box_id is not None)
     reasons = ([] if effective.usable else [effective.reason]) + list(stops)
-    if bag.expires_at <= utcnow():
+    now = utcnow()
+    if bag.expires_at <= now:
         reasons.append("the bag has expired")
+    post_thaw = past_post_thaw_limit(bag, lot, thawed, now)
+    if post_thaw:
+        reasons.append(post_thaw)
     lot_identifier = {"system": local_system("lot-number"), "value": lot.lot_number}
     data: dict[str, Any] = {
         "resourceType": "BiologicallyDerivedProduct",
@@ -159,7 +185,7 @@ def bag_product(session: Session, bag_id: int) -> dict[str, Any]:
     bag = get_bag(session, bag_id)
     lot = get_lot(session, bag.lot_id)
     return product_resource(bag, lot, _donor_code(session, lot), on_hold=bool(held_bag_ids(session, [bag.id])),
-                            stops=lot_stops(session, lot))
+                            stops=lot_stops(session, lot), thawed=last_thaw(session, bag.id))
 
 
 def lot_bundle(session: Session, lot_id: int, base_url: str) -> dict[str, Any]:
@@ -169,7 +195,8 @@ def lot_bundle(session: Session, lot_id: int, base_url: str) -> dict[str, Any]:
     bags = list(session.scalars(select(Bag).where(Bag.lot_id == lot.id).order_by(Bag.bag_number)))
     held, stops = held_bag_ids(session, [bag.id for bag in bags]), lot_stops(session, lot)
     entries = [{"fullUrl": f"{base_url}/BiologicallyDerivedProduct/{bag.id}",
-                "resource": product_resource(bag, lot, donor_code, on_hold=bag.id in held, stops=stops)}
+                "resource": product_resource(bag, lot, donor_code, on_hold=bag.id in held, stops=stops,
+                                             thawed=last_thaw(session, bag.id) if bag.status == "thawed" else None)}
                for bag in bags]
     data = {"resourceType": "Bundle", "type": "collection", "timestamp": utcnow().isoformat(),
             "identifier": {"system": local_system("lot-number"), "value": lot.lot_number},

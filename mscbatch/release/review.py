@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.core.release_spec import UNIT_SHOWN, ReleaseSpec, shown_number
-from mscbatch.core.verdicts import VIABLE_COUNT_TEST_ID, LotVerdict, Verdict
+from mscbatch.core.verdicts import VIABLE_COUNT_TEST_ID, LotVerdict, Verdict, VerdictStatus
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import bags_of, get_lot
@@ -124,6 +124,13 @@ class Review:
             return ""
         return (f"Manufacturing record: {shown_number('cells', Decimal(self.lot.harvest_viable_cells))} x10^6 viable "
                 "cells at harvest")
+
+    @property
+    def blockers(self) -> tuple[list[str], list[str]]:
+        """The release refusals in two groups: what is wrong (a failed test, an open OOS, the donor, a deviation to
+        assess...) first, then the results still awaited, so that one failed test is not lost among twenty pending."""
+        awaited = {v.reason for v in self.verdict.verdicts if v.status is VerdictStatus.PENDING}
+        return [r for r in self.refusals if r not in awaited], [r for r in self.refusals if r in awaited]
 
     @property
     def expired_words(self) -> str | None:

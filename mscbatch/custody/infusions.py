@@ -214,7 +214,8 @@ def _volume(text: Any) -> Decimal:
                                field="volume_ml")
     if volume != volume.quantize(Decimal("0.01")):  # stored with 2 decimals: never rounded silently
         raise ValidationFailed("Volume infused: at most 2 decimals (e.g. 20.55 mL).", field="volume_ml")
-    return volume.quantize(Decimal("0.01"))
+    # "-0" is 0: never "-0 mL" in the words, nor "-0.00" in the custody event beside the record's 0.00
+    return volume.quantize(Decimal("0.01")).copy_abs()
 
 
 def dose_tolerance(protocol_id: str) -> Decimal:

@@ -64,7 +64,7 @@ from mscbatch.patients.queries import (
     wristband_as_registered,
     wristband_identity,
 )
-from mscbatch.recall.queries import bag_hold, is_held
+from mscbatch.recall.queries import bag_hold, is_held, recalls_covering
 from mscbatch.release.queries import (
     ReleaseState,
     exceptional_release_of,
@@ -621,4 +621,11 @@ def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient:
     if infusion.ended_at is not None or bag is None or patient is None:
         return []
     verdict = evaluate(session, patient.wristband_id, bag.din + bag.check_character, label_key)
-    return [finding.message for finding in verdict.failures if finding.code in STOP_RUNNING]
+    found = [finding.message for finding in verdict.failures if finding.code in STOP_RUNNING]
+    if not any(finding.code == "recalled" for finding in verdict.failures):
+        # a recall says so through the lot's status and the bags' holds, but a lot that expired meanwhile stays
+        # "expired" (final) and a running bag, infused, is never held: the recall covering the lot says it then
+        lot = session.get(Lot, bag.lot_id)
+        if lot is not None and recalls_covering(session, lot):
+            found.insert(0, f"Lot {lot.lot_number} {LOT_ENDED['recalled']}.")
+    return found

@@ -45,3 +45,25 @@ def test_an_ended_infusion_does_not_say_stop(app, users, client_as):
     session.close()
     page = client_as("nurse").get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
     assert "STOP THE INFUSION" not in page
+
+
+def test_a_running_infusion_of_an_expired_lot_recalled_since_says_stop(app, users, client_as):
+    """A lot marked expired while one of its bags runs (an infusion started before the expiry may finish), then
+    recalled: the lot stays "expired" (expired is final) and the running bag, infused, is not held, so neither the
+    lot's status nor a hold said RECALLED, and the page kept silent. The recall covering the lot now says STOP."""
+    from mscbatch.audit.context import use_case
+    from mscbatch.lots.models import Lot
+
+    ward, infusion_id = _running(app)
+    session = app.extensions["mscbatch.db"].new_session()
+    with use_case(session, user(session, "qa"), "test set-up: the lot passed its expiry during the infusion"):
+        session.get(Lot, ward.lot_id).status = "expired"
+    session.commit()
+    page = client_as("nurse").get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
+    assert "STOP THE INFUSION" not in page  # an expiry alone does not stop a bag already running
+    recalls.start_recall(session, user(session, "qa"), scope="lot", target_id=ward.lot_id,
+                         reason="late positive sterility culture", password=PASSWORD)
+    assert session.get(Lot, ward.lot_id).status == "expired"
+    session.close()
+    page = client_as("nurse").get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
+    assert "STOP THE INFUSION NOW" in page and "RECALLED" in page

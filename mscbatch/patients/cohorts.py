@@ -6,7 +6,7 @@ levels it may choose; this service records it with the clinician's e-signature, 
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,10 +22,16 @@ from mscbatch.core.cohorts import (
 )
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.patients.models import ESCALATION_DECIDED, EscalationDecisionRecord
+from mscbatch.patients.prescriptions import serialise_prescriptions
 from mscbatch.patients.queries import cohort_state, infused_state, protocols
 from mscbatch.patients.services import require_clinician
 from mscbatch.signatures.services import sign
-from mscbatch.site import site_today
+from mscbatch.site import site_config, site_today
+
+
+def _end_of_day(day: date) -> datetime:
+    """The first instant after the site's calendar day `day` (UTC)."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=site_config().tz).astimezone(UTC)
 
 
 def record_decision(session: Session, signer: Any, password: str, *, protocol_id: str, stage_id: str,
@@ -44,6 +50,10 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
         raise ValidationFailed("The decision date cannot be in the future.", field="decided_on")
     decision = EscalationDecision(stage_id, level, (toxicity_review or "").strip(), signer.username, decided_on)
     with use_case(session, signer, ESCALATION_DECIDED):
+        # the protocol's prescription lock (PostgreSQL; SQLite serialises writers): two clinicians signing the decision
+        # at once both found none recorded, and the second hit the unique index (a server error); the second now waits
+        # and is told the decision is no longer due, as a prescription signed meanwhile is counted
+        serialise_prescriptions(session, protocol.id)
         try:
             validate_decision(protocol, decision)
             check_decision_due(cohort_state(session, protocol), decision)
@@ -55,6 +65,14 @@ def record_decision(session: Session, signer: Any, password: str, *, protocol_id
             check_cohort_infused(observed, decision, period)
         except EscalationError as error:
             raise Conflict(str(error)[0].upper() + str(error)[1:] + ".") from None
+        if decided_on < site_today():  # dated on an earlier day: the cohort must have been observed by that day's end
+            try:
+                then, period_then = infused_state(session, protocol, now=_end_of_day(decided_on))
+                check_cohort_infused(then, decision, period_then)
+            except EscalationError as error:
+                raise Conflict(f"The decision cannot be dated {decided_on}: by the end of that day {error}. Date it "
+                               "on the day it was taken, once the cohort had been observed.",
+                               field="decided_on") from None
         row = EscalationDecisionRecord(
             protocol_id=protocol.id, protocol_version=protocol.version, stage_id=stage_id,
             chosen_cells_per_kg=int(level), toxicity_review=decision.toxicity_review, decided_on=decided_on,

@@ -388,11 +388,12 @@ def cohort_state(session: Session, protocol: Protocol, *, excluding_patient_id: 
     return cohort_plans(session, protocol, excluding_patient_id=excluding_patient_id)[0]
 
 
-def infused_state(session: Session, protocol: Protocol) -> tuple[CohortState, Observation]:
+def infused_state(session: Session, protocol: Protocol, *,
+                  now: datetime | None = None) -> tuple[CohortState, Observation]:
     """The plan counted from the patients infused and observed for the protocol's observation_days, not from
     prescriptions, with the Observation of those still within it: what an escalation decision can weigh
-    (core.cohorts.check_cohort_infused)."""
-    observed, period = observation(session, protocol)
+    (core.cohorts.check_cohort_infused). `now`: as it stood at that moment (a decision dated on an earlier day)."""
+    observed, period = observation(session, protocol, now=now)
     return escalation_state(protocol, observed, _recorded_decisions(session, protocol.id)), period
 
 

@@ -16,6 +16,7 @@ transaction (DOMAIN.md sections 1 and 6).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -90,6 +91,13 @@ def _clean(details: PatientDetails) -> dict[str, Any]:
     wristband = wristband_identity(details.wristband_id)  # one spelling whatever the case and spaces: see there
     if len(wristband) > 60:
         raise ValidationFailed("The wristband identifier has at most 60 characters.", field="wristband_id")
+    # an invisible character (a zero-width space or byte-order mark pasted with the band) would make a second
+    # identity of a band that reads, prints and is typed at the bed exactly as another patient's
+    hidden = next((letter for letter in wristband if unicodedata.category(letter).startswith("C")), None)
+    if hidden is not None:
+        raise ValidationFailed(f"The wristband identifier holds an invisible character (U+{ord(hidden):04X}): type it "
+                               "again, with the letters, digits and dashes printed on the band only.",
+                               field="wristband_id")
     code = (details.code or "").strip().upper()
     if code and not CODE_PATTERN.match(code):
         raise ValidationFailed("Trial patient code: 3-40 capital letters, digits and dashes (e.g. SSC-BM-007).",

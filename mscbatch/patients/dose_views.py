@@ -25,6 +25,7 @@ from mscbatch.patients.queries import (
     get_patient,
     get_prescription,
     has_signed_prescription,
+    prescriptions_of,
     signatures_for,
 )
 from mscbatch.site import site_config, site_today
@@ -95,7 +96,10 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
     # the plan with every patient (the cohort page's counts), beside result.state, the plan without this patient:
     # the same plan unless this patient holds a place in it (a signed prescription)
     prescribed = has_signed_prescription(db.session, patient)
+    # signing is refused while a prescription is active (prescriptions.prescribe): said before the form is filled
+    active = next((p for p in prescriptions_of(db.session, patient.id) if p.status == "active"), None)
     return render_template("patients/dose.html", patient=patient, r=result, form=form, planned_on=planned_on,
+                           active_prescription=active,
                            typed_planned_on=request.values.get("planned_on", "") if settings_error else "",
                            settings_error=settings_error, today=site_today(), dose=format_cells_per_kg,
                            per_kg=per_kg_words, endotoxin=endotoxin_words,

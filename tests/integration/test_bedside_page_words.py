@@ -50,3 +50,15 @@ def test_the_minutes_left_sit_beside_the_local_time(app, users, client_as):
                                    follow_redirects=True).get_data(as_text=True)
     give = page[page.index('id="give-before"'):page.index("</dd>", page.index('id="give-before"'))]
     assert give.index("minutes left") < give.index('class="utc hint"'), give
+
+
+def test_return_and_discard_sit_with_their_reason_not_among_the_routine_steps(app, users, client_as):
+    """Discarding destroys a patient's dose: its button was white among Thaw and End infusion, its required reason
+    hidden in a closed panel below ("Not saved: say why..." after the tap). It is now a red button inside the panel,
+    after the reason, as is Return."""
+    page = client_as("nurse").get("/ward").get_data(as_text=True)
+    routine = page[page.index('<div class="ward-actions">'):page.index("</div>", page.index('<div class="ward-actions">'))]
+    panel = page[page.index('<details class="ward-more"'):page.index("</details>")]
+    assert 'value="discard"' not in routine and 'value="return"' not in routine and 'value="thaw"' in routine
+    assert panel.index('name="reason"') < panel.index('value="return"') < panel.index('value="discard"')
+    assert 'class="button big danger" formaction="/ward/event" name="action" value="discard"' in panel

@@ -184,6 +184,16 @@ def received_at(bag_id: Any) -> Any:
     return _last_event_at(bag_id, "received")
 
 
+def past_post_thaw_limit(bag: Bag, lot: Lot, thawed: datetime | None, now: datetime) -> timedelta | None:
+    """The product's post-thaw limit when the thawed bag is past it, else None: the one judgement of the bedside's
+    "post_thaw" STOP, the label verification page and the FHIR and CSV exports, each in its own words. `thawed`: its
+    last thaw (thawed_at). A bag infused is judged by its infusion, not by this."""
+    if bag.status != "thawed" or thawed is None:
+        return None
+    limit = product_of(lot).post_thaw_limit
+    return limit if now > thawed + limit else None
+
+
 def _last_event_at(bag_id: Any, kind: str) -> Any:
     return (select(CustodyEvent.occurred_at).where(CustodyEvent.bag_id == bag_id, CustodyEvent.kind == kind)
             .order_by(CustodyEvent.id.desc()).limit(1).scalar_subquery())
@@ -468,7 +478,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         limit = product_of(lot).post_thaw_limit
         deadline = facts.thawed_at + limit
         result.thawed_at, result.post_thaw_deadline = facts.thawed_at, deadline
-        if now > deadline and bag.status == "thawed":
+        if past_post_thaw_limit(bag, lot, facts.thawed_at, now):
             minutes = int(limit.total_seconds() // 60)
             result.stop("post_thaw", f"Too long since thawing: thawed at {local_and_utc(facts.thawed_at)}; it had to be "
                                      f"given within {minutes} minutes, by {local_and_utc(deadline)}. {CALL_UNIT}")

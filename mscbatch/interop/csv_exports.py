@@ -30,7 +30,7 @@ from mscbatch.custody.checks import thawed_at
 from mscbatch.custody.models import Infusion, InfusionReaction
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
-from mscbatch.interop.fhir import past_post_thaw_limit
+from mscbatch.interop.fhir import post_thaw_words
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import bag_status, known_gates
 from mscbatch.patients.api import READERS as PATIENT_PAGE_READERS
@@ -112,7 +112,7 @@ def _bag_rows(session: Session) -> Iterator[tuple[Any, ...]]:
         effective = (effective_bag_status(lot.status, bag.status, on_hold=True, placed=bag.box_id is not None)
                      if held else bag_status(bag, lot))
         usable = (effective.usable and not late and donor_status == "approved" and bag.expires_at > now
-                  and past_post_thaw_limit(bag, lot, thawed, now) is None)
+                  and post_thaw_words(bag, lot, thawed, now) is None)
         yield (bag.din, bag.check_character, lot.lot_number, lot.product_id, bag.product_code, bag.division,
                bag.bag_number, bag.bag_count, bag.volume_ml, bag.cells_per_ml, bag.total_cells, bag.dmso_percent,
                lot.frozen_at, bag.expires_at, bag.status, effective.status, usable)

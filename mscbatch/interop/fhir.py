@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from mscbatch.auth.models import User
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.core.states import effective_bag_status
-from mscbatch.custody.checks import thawed_at
+from mscbatch.custody.checks import past_post_thaw_limit, thawed_at
 from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
@@ -109,16 +109,14 @@ def lot_stops(session: Session, lot: Lot) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def past_post_thaw_limit(bag: Bag, lot: Lot, thawed: datetime | None, now: datetime) -> str | None:
-    """Why a thawed bag may no longer be given (the bedside check's "post_thaw" STOP, the label verification page's
-    "too long since thawing"), or None. `thawed`: its last thaw (custody.checks.thawed_at)."""
-    if bag.status != "thawed" or thawed is None:
-        return None
+def post_thaw_words(bag: Bag, lot: Lot, thawed: datetime | None, now: datetime) -> str | None:
+    """Why a thawed bag may no longer be given (custody.checks.past_post_thaw_limit, the bedside's "post_thaw"
+    STOP), or None. `thawed`: its last thaw (custody.checks.thawed_at)."""
     try:
-        limit = product_catalogue().get(lot.product_id).post_thaw_limit
-    except KeyError:  # a product no longer in products.toml: its limit is unknown, so is the bag's fitness
-        return "thawed, and its product's post-thaw limit is no longer configured"
-    if now > thawed + limit:
+        limit = past_post_thaw_limit(bag, lot, thawed, now)
+    except NotFound:  # a product no longer in products.toml: its limit is unknown, so is the bag's fitness
+        return "thawed, and its product's post-thaw limit is no longer configured" if bag.status == "thawed" else None
+    if limit:
         return f"too long since thawing: it had to be given within {int(limit.total_seconds() // 60)} minutes"
     return None
 
@@ -140,7 +138,7 @@ def product_resource(bag: Bag, lot: Lot, donor_code: str, *, on_hold: bool = Fal
     now = utcnow()
     if bag.expires_at <= now:
         reasons.append("the bag has expired")
-    post_thaw = past_post_thaw_limit(bag, lot, thawed, now)
+    post_thaw = post_thaw_words(bag, lot, thawed, now)
     if post_thaw:
         reasons.append(post_thaw)
     lot_identifier = {"system": local_system("lot-number"), "value": lot.lot_number}

@@ -461,7 +461,7 @@ def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any,
     """Why the bag must not be used: the hard stops of the bedside check that a label alone can show (a page
     that said only "genuine" in green for a bag the bedside check refuses would reassure the wrong way). Who the
     bag is for is the bedside check's to say; it needs the wristband."""
-    from mscbatch.custody.checks import thawed_at
+    from mscbatch.custody.checks import past_post_thaw_limit, thawed_at
 
     reasons = [] if status.usable else [status.reason]
     if release.failed_late:
@@ -473,9 +473,8 @@ def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any,
     if bag.expires_at <= now:
         reasons.append("the bag has expired")
     if bag.status == "thawed":
-        thawed = session.scalar(select(thawed_at(bag.id)))
-        limit = product_of(lot).post_thaw_limit
-        if thawed is not None and now > thawed + limit:
+        limit = past_post_thaw_limit(bag, lot, session.scalar(select(thawed_at(bag.id))), now)  # the bedside's rule
+        if limit:
             reasons.append(f"too long since thawing: it had to be given within "
                            f"{int(limit.total_seconds() // 60)} minutes")
     return tuple(reasons)

@@ -134,3 +134,21 @@ def test_a_dose_weight_older_than_the_protocol_allows_stops_the_bag() -> None:
     unknown = Patient(id=11, code="LUP-001", wristband_id="WB-11", protocol_id="protocol-gone",
                       status="enrolled")
     assert codes(judge("WB-11", unknown, old, None, NOW)) == ["weight_too_old"]  # cannot check: stop, do not guess
+
+
+def test_the_post_thaw_limit_is_one_judgement_for_the_bedside_the_label_page_and_the_exports() -> None:
+    """custody.checks.past_post_thaw_limit: the bedside's post_thaw STOP, the label verification page and the FHIR
+    and CSV exports all ask it, so that none says "available" of a bag the bedside refuses. Past the limit means
+    after it: at the deadline itself the bag may still be given."""
+    from mscbatch.custody.checks import past_post_thaw_limit
+
+    facts = _facts()
+    bag, lot = facts.bag, facts.lot
+    bag.status = "thawed"
+    limit = timedelta(minutes=60)  # UC-MSC in config/products.toml
+    thawed = NOW - limit
+    assert past_post_thaw_limit(bag, lot, thawed, NOW) is None
+    assert past_post_thaw_limit(bag, lot, thawed, NOW + timedelta(seconds=1)) == limit
+    assert past_post_thaw_limit(bag, lot, None, NOW) is None
+    bag.status = "infused"  # judged by its infusion, not by this
+    assert past_post_thaw_limit(bag, lot, thawed, NOW + timedelta(hours=1)) is None

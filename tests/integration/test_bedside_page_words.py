@@ -4,19 +4,11 @@ not give this bag" (which read as a bag found unfit, to be sent back); the minut
 they count down to."""
 from __future__ import annotations
 
-from tests.integration.test_custody_support import prescribed_bag
-
-
-def _ward(app, **kwargs):  # type: ignore[no-untyped-def]
-    session = app.extensions["mscbatch.db"].new_session()
-    try:
-        return prescribed_bag(session, **kwargs)
-    finally:
-        session.close()
+from tests.integration.test_custody_support import ward_bag
 
 
 def test_the_second_person_signs_with_both_identifiers_in_the_form(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
                                    follow_redirects=True).get_data(as_text=True)
     form = page[page.index('id="h-second"'):page.index("</form>", page.index('id="h-second"'))]
@@ -37,7 +29,7 @@ def test_the_second_person_signs_with_both_identifiers_in_the_form(app, users, c
 
 
 def test_a_scan_that_names_no_bag_says_the_bag_was_not_identified(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": "X99992600"},
                                    follow_redirects=True).get_data(as_text=True)
     assert ">STOP<" in page and 'id="bag-not-identified"' in page
@@ -45,7 +37,7 @@ def test_a_scan_that_names_no_bag_says_the_bag_was_not_identified(app, users, cl
 
 
 def test_the_minutes_left_sit_beside_the_local_time(app, users, client_as):
-    ward = _ward(app, state="thawed")
+    ward = ward_bag(app, state="thawed")
     page = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
                                    follow_redirects=True).get_data(as_text=True)
     give = page[page.index('id="give-before"'):page.index("</dd>", page.index('id="give-before"'))]

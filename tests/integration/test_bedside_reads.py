@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from mscbatch.custody.checks import evaluate
 from tests.conftest import api_token_for
-from tests.integration.test_custody_support import KEY, prescribed_bag
+from tests.integration.test_custody_support import KEY, prescribed_bag, ward_bag
 
 
 @contextmanager
@@ -35,13 +34,8 @@ def orm_reads() -> Iterator[dict[str, list[str]]]:
         event.remove(Session, "do_orm_execute", executed)
 
 
-def _ward(app: Any) -> Any:
-    with app.extensions["mscbatch.db"].new_session() as session:
-        return prescribed_bag(session)
-
-
 def test_a_check_that_matches_reads_with_one_statement(app, users, db_session):
-    ward = _ward(app)
+    ward = ward_bag(app)
     with orm_reads() as seen:
         result = evaluate(db_session, ward.wristband, ward.token, KEY)
         # everything its two answers show of the bag, the lot and the patient
@@ -66,7 +60,7 @@ def test_the_web_page_of_a_check_that_matches_reads_with_one_statement_then_thre
     """Post-redirect-get (review 5): the POST records the check (its one read: the check itself) and answers 303;
     the GET of /ward/checks/<id> records nothing and reads three: the recorded check row, the facts read again now
     (the check's one statement) and the bag's place in the prescription. Counted per request, sign-in excluded."""
-    ward = _ward(app)
+    ward = ward_bag(app)
     nurse = client_as("nurse")
     with orm_reads() as posted:
         answer = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
@@ -80,7 +74,7 @@ def test_the_web_page_of_a_check_that_matches_reads_with_one_statement_then_thre
 
 
 def test_the_answers_of_a_check_load_no_column_the_check_did_not_read(app, users, client_as):
-    ward, other = _ward(app), _ward(app)
+    ward, other = ward_bag(app), ward_bag(app)
     nurse = client_as("nurse")
     headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
     with orm_reads() as seen:

@@ -13,12 +13,7 @@ from mscbatch.custody.models import Infusion
 from mscbatch.lots.models import Bag
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
-from tests.integration.test_custody_support import prescribed_bag
-
-
-def _ward(app: Any) -> Any:
-    with app.extensions["mscbatch.db"].new_session() as session:
-        return prescribed_bag(session)
+from tests.integration.test_custody_support import ward_bag
 
 
 def _weigh(clinician: Any, patient_id: int, kg: str, days_ago: int = 0) -> None:
@@ -39,7 +34,7 @@ def _scan(app: Any, ward: Any) -> dict[str, Any]:
 
 
 def test_a_weight_that_takes_the_dose_out_of_its_band_stops_the_bedside_check(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     assert _scan(app, ward)["result"] == "MATCHES"
     _weigh(client_as("clinician"), ward.patient_id, "55")
 
@@ -57,7 +52,7 @@ def test_a_weight_that_takes_the_dose_out_of_its_band_stops_the_bedside_check(ap
 
 
 def test_a_newer_weight_inside_the_band_matches_with_a_note(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     _weigh(client_as("clinician"), ward.patient_id, "60")  # 125 / 60 = 2.08 x10^6/kg
     answer = _scan(app, ward)
     assert answer["result"] == "MATCHES", answer["failures"]
@@ -66,7 +61,7 @@ def test_a_newer_weight_inside_the_band_matches_with_a_note(app, users, client_a
 
 
 def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_start(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
     client = app.test_client()
     check = _scan(app, ward)
@@ -84,7 +79,7 @@ def test_a_weight_recorded_between_the_check_and_the_infusion_start_refuses_the_
 
 
 def test_the_patient_page_tells_the_clinician_before_the_ward_does(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     clinician = client_as("clinician")
     assert 'id="weight-change"' not in clinician.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
     _weigh(clinician, ward.patient_id, "60")
@@ -99,7 +94,7 @@ def test_the_patient_page_tells_the_clinician_before_the_ward_does(app, users, c
 
 def test_a_weight_of_the_same_day_entered_later_counts_and_an_older_one_does_not(app, users, client_as):
     """Newest as the dose calculation orders weights: by date measured, then by entry."""
-    ward = _ward(app)  # the prescription's weight was measured yesterday
+    ward = ward_bag(app)  # the prescription's weight was measured yesterday
     clinician = client_as("clinician")
     _weigh(clinician, ward.patient_id, "50", days_ago=3)  # an older measurement typed in late: not the newest
     assert _scan(app, ward)["result"] == "MATCHES"
@@ -109,7 +104,7 @@ def test_a_weight_of_the_same_day_entered_later_counts_and_an_older_one_does_not
 
 
 def test_a_weight_recorded_between_the_check_and_its_confirmation_refuses_the_confirmation(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     check = _scan(app, ward)
     assert check["result"] == "MATCHES"
     _weigh(client_as("clinician"), ward.patient_id, "55")
@@ -121,7 +116,7 @@ def test_a_weight_recorded_between_the_check_and_its_confirmation_refuses_the_co
 
 
 def test_once_every_bag_of_the_prescription_is_given_a_later_weight_raises_no_alarm(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     with app.extensions["mscbatch.db"].new_session() as session:
         with use_case(session, None, "test: the whole prescription was infused"):
             for bag_id in [ward.bag_id, *ward.other_bag_ids]:
@@ -132,7 +127,7 @@ def test_once_every_bag_of_the_prescription_is_given_a_later_weight_raises_no_al
 
 
 def test_a_calculation_that_cannot_be_read_stops_instead_of_failing(app, users, client_as):
-    ward = _ward(app)
+    ward = ward_bag(app)
     with app.extensions["mscbatch.db"].engine.begin() as connection:  # behind the application: a damaged record
         connection.execute(text("UPDATE prescription SET calculation_json = '{}' WHERE patient_id = :p"),
                            {"p": ward.patient_id})

@@ -60,6 +60,13 @@ def prescribed_bag(session: Any, *, state: str = "thawed", product: str = "UC-MS
     return Ward(bag.id, [b.id for b in allocated if b.id != bag.id], row.id, row.wristband_id, token_of(bag), lot_id, donor_id)
 
 
+def ward_bag(app: Any, **kwargs: Any) -> Ward:
+    """prescribed_bag(**kwargs) written in a session of its own, closed before the test's client requests (the
+    db_session fixture would hold SQLite's write lock)."""
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return prescribed_bag(session, **kwargs)
+
+
 def check(session: Any, ward: Ward, *, wristband: str | None = None, token: str | None = None,
           as_user: str = "nurse") -> Any:
     return bedside.bedside_check(session, user(session, as_user), wristband=ward.wristband if wristband is None

@@ -7,19 +7,11 @@ from sqlalchemy import select
 
 from mscbatch.custody.models import Infusion
 from tests.conftest import PASSWORD, api_token_for
-from tests.integration.test_custody_support import prescribed_bag
-
-
-def _ward(app, **kwargs):  # type: ignore[no-untyped-def]
-    session = app.extensions["mscbatch.db"].new_session()
-    try:
-        return prescribed_bag(session, **kwargs)
-    finally:
-        session.close()
+from tests.integration.test_custody_support import ward_bag
 
 
 def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
-    ward, other = _ward(app), _ward(app)
+    ward, other = ward_bag(app), ward_bag(app)
     nurse = client_as("nurse")
     page = nurse.get("/ward").get_data(as_text=True)
     assert "Scan a wristband or a bag label" in page and "vendor/jsqr/jsQR.js" in page and "<script>" not in page
@@ -67,7 +59,7 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
 
 
 def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
-    ward = _ward(app, state="dispatched")
+    ward = ward_bag(app, state="dispatched")
     nurse = client_as("nurse")
     thaw_first = nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"})
     assert thaw_first.status_code == 409 and "receive it first" in thaw_first.get_data(as_text=True)
@@ -78,7 +70,7 @@ def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
 
 
 def test_the_custody_api(app, users):
-    ward, other = _ward(app), _ward(app)
+    ward, other = ward_bag(app), ward_bag(app)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}
     stop = client.post("/api/v1/custody/scan-verify", headers=headers,
@@ -111,7 +103,7 @@ def test_the_custody_api(app, users):
 def test_volumes_read_as_people_write_them(app, users, client_as):
     """40 mL bags: 125 x10^6 cells are two whole bags and 20 mL of the third, written "20 mL" (a normalised
     Decimal prints as 2E+1)."""
-    ward = _ward(app, volume_ml="40", last=True)
+    ward = ward_bag(app, volume_ml="40", last=True)
     html = client_as("nurse").post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token},
                                    follow_redirects=True).get_data(as_text=True)  # 303 to the check's page
     assert ">MATCHES<" in html, html

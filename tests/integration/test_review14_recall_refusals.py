@@ -33,13 +33,18 @@ def test_a_recall_of_no_such_number_is_refused_next_to_the_target_field(app, use
         assert session.scalar(select(func.count()).select_from(Recall)) == 0
 
 
+def _recall_donor(qa, donor_code: str) -> int:  # type: ignore[no-untyped-def]
+    """QA recalls the donor through the form; the new recall's id."""
+    started = qa.post("/recalls/new", data={"scope": "donor", "target": donor_code, "password": PASSWORD,
+                                            "reason": "Late positive HBV NAT on the archived sample"})
+    assert started.status_code == 302, started.get_data(as_text=True)[:2000]
+    return int(started.headers["Location"].rsplit("/", 1)[-1])
+
+
 def test_the_recall_page_does_not_record_a_bag_on_the_ward_as_discarded_in_the_unit(app, users, client_as):
     s = scene(app)
     qa = client_as("qa")
-    started = qa.post("/recalls/new", data={"scope": "donor", "target": s.donor_code, "password": PASSWORD,
-                                            "reason": "Late positive HBV NAT on the archived sample"})
-    assert started.status_code == 302, started.get_data(as_text=True)[:2000]
-    recall_id = int(started.headers["Location"].rsplit("/", 1)[-1])
+    recall_id = _recall_donor(qa, s.donor_code)
     with app.extensions["mscbatch.db"].new_session() as session:
         held = session.scalars(select(BagHold.bag_id).where(BagHold.recall_id == recall_id)).all()
         on_ward = next(b for b in held if session.get(Bag, b).status == "stored")
@@ -61,18 +66,13 @@ def test_the_recall_page_does_not_record_a_bag_on_the_ward_as_discarded_in_the_u
                                                               CustodyEvent.kind == "discarded")).first() is None
 
 
-
-
 def test_a_held_bag_returned_while_still_reserved_is_sent_to_the_returns_assessment(app, users, client_as):
     """3. A held bag back from the ward, its course still reserving it: the recall's page sent QA round in a circle
     ("the prescriber cancels the course, then QA discards it": the recall's page never discards a returned bag, and
     cancelling the course leaves it returned); it says what settles it, QA's assessment of the return."""
     s = scene(app)
     qa = client_as("qa")
-    started = qa.post("/recalls/new", data={"scope": "donor", "target": s.donor_code, "password": PASSWORD,
-                                            "reason": "Late positive HBV NAT on the archived sample"})
-    assert started.status_code == 302, started.get_data(as_text=True)[:2000]
-    recall_id = int(started.headers["Location"].rsplit("/", 1)[-1])
+    recall_id = _recall_donor(qa, s.donor_code)
     with app.extensions["mscbatch.db"].new_session() as session:
         held = session.scalars(select(BagHold.bag_id).where(BagHold.recall_id == recall_id)).all()
         returned = next(b for b in held if session.get(Bag, b).status == "allocated")

@@ -19,7 +19,12 @@ from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_custody_support import KEY, token_of
-from tests.integration.test_review4_patients_support import backdate_infusions, dry_run_body
+from tests.integration.test_review4_patients_support import (
+    backdate_infusions,
+    decide_escalation,
+    dry_run_body,
+    five_infused,
+)
 
 SLE = "protocol-sle-uc"
 
@@ -226,37 +231,15 @@ def test_a_new_course_after_a_stopped_one_shows_what_was_given_and_needs_a_writt
 
 # 4. SLE-UC: the escalation decision waits 10 days after the fifth patient's first infusion ---------------------
 
-def _decide(client):  # type: ignore[no-untyped-def]
-    return client.post(f"/patients/cohorts/{SLE}/decision", data={
-        "stage_id": "adapted", "chosen_cells_per_kg": "4000000", "decided_on": site_today().isoformat(),
-        "toxicity_review": "CTCAE review of patients 1-5: no excessive toxicity", "password": PASSWORD})
-
-
 def test_the_sle_escalation_decision_waits_10_days_after_the_fifth_patients_first_infusion(
         app, users, db_session, client_as):
-    tech, clin, nurse = user(db_session, "technician"), user(db_session, "clinician"), user(db_session, "nurse")
-    lot_with_bags(db_session, tech, donor(db_session, tech), bags=20, cells=70_000_000)
-    pids = []
-    for _ in range(5):
-        row = patient(db_session, clin)
-        pids.append(row.id)
-        rx = prescriptions.prescribe(db_session, clin, PASSWORD, row.id)
-        bag = db_session.get(Bag, int(rx.calculation["draws"][0]["bag_id"]))
-        handover.dispatch(db_session, tech, bag.id, courier="C", shipper="S", temperature_logger_id="T")
-        handover.receive(db_session, nurse, bag.id, scan=token_of(bag))
-        handover.thaw(db_session, nurse, bag.id, scan=token_of(bag))
-        check = bedside.bedside_check(db_session, nurse, wristband=row.wristband_id, bag_scan=token_of(bag),
-                                      label_key=KEY)
-        bedside.confirm_second_person(db_session, nurse, check.check_id, username="nurse2", password=PASSWORD,
-                                      checker_password=PASSWORD, label_key=KEY)
-        infusions.start_infusion(db_session, nurse, bag.id, wristband=row.wristband_id, bag_scan=token_of(bag),
-                                 label_key=KEY)
+    pids = five_infused(db_session)
     backdate_infusions(db_session, days=10, patient_ids=pids[:4])  # patients 1-4 observed for 10 days
     backdate_infusions(db_session, days=9, patient_ids=pids[4:])  # patient 5 infused 9 days ago
     db_session.commit()
 
     clinician = client_as("clinician")
-    refused = _decide(clinician)
+    refused = decide_escalation(clinician, site_today())
     body = refused.get_data(as_text=True)
     assert refused.status_code == 409, body
     assert ("Only 4 of the 5 patients of stage &#39;initial&#39; have been infused and observed for 10 days after "
@@ -272,7 +255,7 @@ def test_the_sle_escalation_decision_waits_10_days_after_the_fifth_patients_firs
 
     backdate_infusions(db_session, days=1, patient_ids=pids[4:])  # now 10 days: the decision can be signed
     db_session.commit()
-    accepted = _decide(clinician)
+    accepted = decide_escalation(clinician, site_today())
     assert accepted.status_code == 302, accepted.get_data(as_text=True)
     assert 'id="decision-wait"' not in clinician.get(f"/patients/cohorts/{SLE}").get_data(as_text=True)
 

@@ -16,14 +16,9 @@ from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.recall import services as recalls
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import user
-from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+from tests.integration.test_custody_support import KEY, checked_and_confirmed, ward_bag
 
 pytestmark = pytest.mark.usefixtures("users")
-
-
-def _new(app: Any, **kwargs: Any) -> Any:
-    with app.extensions["mscbatch.db"].new_session() as session:
-        return prescribed_bag(session, **kwargs)
 
 
 def _recall(app: Any, lot_id: int) -> None:
@@ -38,7 +33,7 @@ def _count(app: Any, model: Any) -> int:
 
 
 def test_a_stop_of_a_partial_draw_bag_says_nothing_that_reads_as_give(app, client_as):
-    ward = _new(app, last=True)  # the prescription draws 12.5 mL of its 25 mL
+    ward = ward_bag(app, last=True)  # the prescription draws 12.5 mL of its 25 mL
     _recall(app, ward.lot_id)
     nurse = client_as("nurse")
     posted = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
@@ -54,7 +49,7 @@ def test_a_stop_of_a_partial_draw_bag_says_nothing_that_reads_as_give(app, clien
 
 
 def test_the_partial_draw_note_stays_on_a_matches(app, client_as):
-    ward = _new(app, last=True)
+    ward = ward_bag(app, last=True)
     nurse = client_as("nurse")
     posted = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
     page = nurse.get(posted.headers["Location"]).get_data(as_text=True)
@@ -62,7 +57,7 @@ def test_the_partial_draw_note_stays_on_a_matches(app, client_as):
 
 
 def test_the_infusion_page_polls_a_session_view_that_says_stop_once_the_lot_is_recalled(app, client_as):
-    ward = _new(app)
+    ward = ward_bag(app)
     with app.extensions["mscbatch.db"].new_session() as session:
         checked_and_confirmed(session, ward)
         infusion_id = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
@@ -90,7 +85,7 @@ def _scan_field(page: str, name: str) -> str:
 
 
 def test_a_refused_receive_leaves_no_bag_code_for_the_next_scan(app, client_as):
-    ward = _new(app, state="received")
+    ward = ward_bag(app, state="received")
     answer = client_as("nurse").post("/ward/event", data={"bag": ward.token, "wristband": ward.wristband,
                                                           "action": "receive"})
     page = answer.get_data(as_text=True)
@@ -101,7 +96,7 @@ def test_a_refused_receive_leaves_no_bag_code_for_the_next_scan(app, client_as):
 
 
 def test_the_check_confirmation_and_refused_start_are_pages_to_reload(app, client_as):
-    ward, other = _new(app), _new(app)
+    ward, other = ward_bag(app), ward_bag(app)
     nurse = client_as("nurse")
     posted = nurse.post("/ward/check", data={"wristband": ward.wristband, "bag": ward.token})
     assert posted.status_code == 303 and re.fullmatch(r".*/ward/checks/\d+", posted.headers["Location"])
@@ -133,7 +128,7 @@ def test_the_check_confirmation_and_refused_start_are_pages_to_reload(app, clien
 
 
 def test_a_stop_check_page_shows_the_recorded_stop(app, client_as):
-    ward, other = _new(app), _new(app)
+    ward, other = ward_bag(app), ward_bag(app)
     nurse = client_as("nurse")
     url = nurse.post("/ward/check", data={"wristband": other.wristband, "bag": ward.token}).headers["Location"]
     page = nurse.get(url).get_data(as_text=True)
@@ -141,7 +136,7 @@ def test_a_stop_check_page_shows_the_recorded_stop(app, client_as):
 
 
 def test_an_empty_bedside_check_is_a_form_error_and_records_nothing(app, client_as):
-    ward = _new(app)
+    ward = ward_bag(app)
     checks = _count(app, TwoPersonCheck)
     web = client_as("nurse").post("/ward/check", data={"wristband": "  ", "bag": ward.token})
     page = web.get_data(as_text=True)
@@ -154,7 +149,7 @@ def test_an_empty_bedside_check_is_a_form_error_and_records_nothing(app, client_
 
 
 def test_a_mistyped_bag_number_is_said_in_plain_words(app):
-    ward = _new(app)
+    ward = ward_bag(app)
     with app.extensions["mscbatch.db"].new_session() as session:
         from mscbatch.lots.models import Bag
 
@@ -174,7 +169,7 @@ def test_do_not_thaw_says_why_in_a_nurses_words(app, client_as):
 
     from mscbatch.lots.models import Lot
 
-    ward = _new(app, state="received")
+    ward = ward_bag(app, state="received")
     with app.extensions["mscbatch.db"].new_session() as session:  # the lot sent back to quarantine behind the ward
         session.execute(update(Lot).where(Lot.id == ward.lot_id).values(status="quarantine"))
         session.commit()

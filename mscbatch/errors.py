@@ -11,7 +11,7 @@ import sqlite3
 import uuid
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, render_template, request
+from flask import Flask, Response, current_app, flash, g, jsonify, redirect, render_template, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -101,6 +101,22 @@ def database_busy(error: BaseException) -> bool:
         getattr(cause, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES
 
 
+def page_of_form(path: str) -> str | None:
+    """The nearest address above `path` that a browser may open (GET): the page a POST-only address's form lives
+    on (/ward/checks/3/confirm -> /ward/checks/3, /ward/check -> /ward). None when there is none."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 1:
+        parts.pop()
+        candidate = "/".join(parts) or "/"
+        try:
+            adapter.match(candidate, method="GET")
+        except HTTPException:  # no such page, a page that takes no GET, or one spelled with a trailing slash
+            continue
+        return candidate
+    return None
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Any:
@@ -124,6 +140,12 @@ def register_error_handlers(app: Flask) -> None:
             for key, value in (data.get("headers") or {}).items():
                 response.headers[key] = value
             return response
+        if status == 405 and request.method == "GET":
+            page = page_of_form(request.path)
+            if page is not None:  # a refused form's address opened again (reload, restored tab): its page
+                flash("That address only receives a form, so it cannot be opened: here is the page of that form.",
+                      "info")
+                return redirect(request.script_root + page, 303)
         return _error_page(status, error.name, detail)
 
     @app.errorhandler(Exception)

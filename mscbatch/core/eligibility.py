@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from mscbatch.core.ages import completed_years
 from mscbatch.core.donor_rules import Limit, Marker, Question, RequiredFact, RuleSet
 from mscbatch.core.eligibility_markers import MarkerResult, Reason, judge_markers
 
@@ -86,12 +87,9 @@ class Decision:
         return next((r for r in self.reasons if r.rule_id == rule_id), None)
 
 
-def age_in_years(date_of_birth: date, on: date) -> int:
-    """Whole years completed on `on` (SSc-BM age 18-65 is judged on the collection date).
-
-    A 29 February birthday is reached on 1 March in non-leap years.
-    """
-    return on.year - date_of_birth.year - ((on.month, on.day) < (date_of_birth.month, date_of_birth.day))
+#: Whole years completed on a day (SSc-BM age 18-65 is judged on the collection date): the one age function, shared
+#: with the patients' enrolment (core.ages), so a donor and a patient born on 29 February age on the same day.
+age_in_years = completed_years
 
 
 def _yes_no(rule_id: str, source: str, value: bool | None, what: str) -> Reason:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from mscbatch.core.ages import birthday, completed_years
 from mscbatch.core.protocols import Criterion, Protocol
 
 ELIGIBLE = "eligible"
@@ -74,21 +75,6 @@ class EnrolmentDecision:
         return tuple(r for r in self.results if r.status == MISSING and r.required)
 
 
-def _birthday(date_of_birth: date, years: int) -> date:
-    """The date a person reaches `years`; someone born on 29 February has a birthday on 1 March in common
-    years (the later date: a strict lower age limit is then never reached early)."""
-    try:
-        return date_of_birth.replace(year=date_of_birth.year + years)
-    except ValueError:
-        return date(date_of_birth.year + years, 3, 1)
-
-
-def completed_years(date_of_birth: date, on_date: date) -> int:
-    """Age in whole years on on_date."""
-    years = on_date.year - date_of_birth.year
-    return years if on_date >= _birthday(date_of_birth, years) else years - 1
-
-
 def age_result(protocol: Protocol, date_of_birth: date | None, on_date: date) -> CriterionResult:
     """Age > above_years and < below_years, strictly, on exact dates (seeds 001 and 002, inclusion 1):
     a patient is "over 18" from the day after the 18th birthday and "under 70" until the day before the
@@ -99,7 +85,7 @@ def age_result(protocol: Protocol, date_of_birth: date | None, on_date: date) ->
         return CriterionResult(f"{protocol.id}.age", "inclusion", text, limits.source, MISSING, None)
     if date_of_birth > on_date:
         raise ValueError(f"date of birth {date_of_birth} is after the check date {on_date}")
-    inside = _birthday(date_of_birth, limits.above_years) < on_date < _birthday(date_of_birth, limits.below_years)
+    inside = birthday(date_of_birth, limits.above_years) < on_date < birthday(date_of_birth, limits.below_years)
     age = Decimal(completed_years(date_of_birth, on_date))
     return CriterionResult(f"{protocol.id}.age", "inclusion", text, limits.source, MET if inside else NOT_MET, age)
 

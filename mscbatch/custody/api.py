@@ -20,6 +20,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import ROW_ID, WholeNumber, problems
+from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.checks import BedsideResult, stop_running
@@ -62,9 +63,9 @@ class ScanVerifySchema(Schema):
     din = fields.String(allow_none=True)
     patient_code = fields.String(allow_none=True)
     post_thaw_deadline = fields.DateTime(allow_none=True)
-    give_ml = fields.Decimal(as_string=True, allow_none=True,
-                             metadata={"description": "mL the prescription draws from this bag (partial dose: less "
-                                                      "than the bag holds); null on a STOP"})
+    give_ml = PlainDecimal(as_string=True, allow_none=True,
+                           metadata={"description": "mL the prescription draws from this bag (partial dose: less "
+                                                    "than the bag holds); null on a STOP"})
 
 
 class ConfirmInSchema(Schema):
@@ -128,7 +129,7 @@ class InfusionInSchema(Schema):
 
 
 class EndInSchema(Schema):
-    volume_ml = fields.Decimal(required=True, as_string=True)
+    volume_ml = PlainDecimal(required=True, as_string=True, signed=True)  # "-0" is 0; below 0 is the service's
     reason = fields.String(load_default="", validate=validate.Length(max=infusions.END_REASON_MAX),
                            metadata={"description": "required when the volume given is outside the prescription "
                                                     f"(at most {infusions.END_REASON_MAX} characters)"})
@@ -152,7 +153,7 @@ class InfusionSchema(Schema):
     started_by_id = WholeNumber()
     second_person_id = WholeNumber()
     ended_at = fields.DateTime(allow_none=True)
-    volume_infused_ml = fields.Decimal(as_string=True, allow_none=True)
+    volume_infused_ml = PlainDecimal(as_string=True, allow_none=True)
 
 
 class StopSchema(Schema):

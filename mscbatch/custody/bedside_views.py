@@ -139,12 +139,14 @@ def confirm(check_id: int) -> Any:
     return redirect(url_for("custody.check", check_id=check_id, _method="GET"), 303)
 
 
-def _start_refused_page(bag_id: int, wristband: str, message: str, status: int = 200) -> Any:
-    """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again"
-    (the bag of the start and the wristband just scanned are shown, so a wrong bed is seen at once; a wrong bag is
-    named in the reason)."""
+def _start_refused_page(bag_id: int, wristband: str, message: str, status: int = 200,
+                        scanned_bag_id: int | None = None) -> Any:
+    """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again".
+    The wristband just scanned is shown, so a wrong bed is seen at once, and the bag in the nurse's hand: the bag
+    of the start, or the other bag scanned (WRONG BAG), since "Do not give this bag" beside the bag that was
+    checked would read as "do not give the right bag"."""
     db.session.rollback()
-    bag = db.session.get(Bag, bag_id)
+    bag = db.session.get(Bag, scanned_bag_id if scanned_bag_id is not None else bag_id)
     result = evaluate(db.session, wristband, bag.din + bag.check_character if bag else "", label_key())
     result.failures, result.notes, result.give_ml = [Finding("start_refused", message)], [], None
     return _result_page(result, status=status)
@@ -158,7 +160,7 @@ def _start_refused(bag_id: int, error: DomainError) -> Any:
     db.session.rollback()
     recorded = infusions.refused_start(db.session, current_user, bag_id) \
         if isinstance(error, infusions.StartRefused) else None
-    session[START_REFUSED] = {"bag_id": bag_id, "seq": recorded[0]} if recorded else \
+    session[START_REFUSED] = {"bag_id": bag_id, "seq": recorded.seq} if recorded else \
         {"bag_id": bag_id, "message": error.message}
     return redirect(url_for("custody.start", bag_id=bag_id), 303)
 
@@ -189,7 +191,8 @@ def start(bag_id: int) -> Any:
         recorded = infusions.refused_start(db.session, current_user, bag_id, seq=refused.get("seq"))
         if recorded is None:  # not this person's refusal: the normal page
             return redirect(url_for("custody.ward"))
-        return _start_refused_page(bag_id, recorded[1], recorded[2])
+        return _start_refused_page(bag_id, recorded.wristband, recorded.message,
+                                   scanned_bag_id=recorded.scanned_bag_id)
     form = StartForm()
     if not form.validate_on_submit():
         return _confirmed_page(bag_id, form, 422)

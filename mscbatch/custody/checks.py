@@ -81,6 +81,12 @@ NOT_ON_WARD = {
     "allocated": "it is still at the cell therapy unit (set aside for a patient, not sent yet). Ask the unit to send it",
     "dispatched": "it was sent by the cell therapy unit, but its arrival on the ward has not been recorded. Record its "
                   "receipt first"}
+#: the same bag scanned for a patient it is not for: where the records say it is, and no errand for it ("ask the unit
+#: to send it" beside WRONG PATIENT read as "get this bag sent for this patient")
+NOT_ON_WARD_NOT_THEIRS = {
+    "stored": "the records say it is in storage at the cell therapy unit",
+    "allocated": "the records say it is at the cell therapy unit (set aside for a patient, not sent yet)",
+    "dispatched": "it was sent by the cell therapy unit, but its arrival on the ward has not been recorded"}
 #: a received bag checked before it is thawed: a note on MATCHES (the page offers Start for a thawed bag only)
 STILL_FROZEN = "Still frozen: thaw this bag before the infusion, then check it again."
 #: why a lot is not released, in a nurse's words (not the lot's state names)
@@ -467,7 +473,9 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     elif bag.status == "returned":
         result.stop("returned", f"This bag was RETURNED to the unit. {CALL_UNIT}")
     elif bag.status in NOT_ON_WARD:
-        result.stop("not_on_ward", f"This bag has not been received on the ward: {NOT_ON_WARD[bag.status]}.")
+        theirs = patient is not None and facts.allocated_patient_id == patient.id
+        where = (NOT_ON_WARD if theirs else NOT_ON_WARD_NOT_THEIRS)[bag.status]
+        result.stop("not_on_ward", f"This bag has not been received on the ward: {where}.")
     elif bag.status == "received":  # not a STOP: checking the bag against the patient before thawing it is good
         # practice, and a bag found wrong then is still frozen, not lost; but it cannot be given yet
         result.notes.append(STILL_FROZEN)
@@ -484,12 +492,15 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
                                      f"given within {minutes} minutes, by {local_and_utc(deadline)}. {CALL_UNIT}")
 
     if facts.allocated_patient_id is None:
-        result.stop("not_prescribed", "This bag is not prescribed for any patient (no signed prescription). "
+        result.stop("not_prescribed", "This bag is not prescribed for any patient now (no active signed prescription "
+                                      "reserves it: it was never prescribed, or its prescription was stopped or "
+                                      "cancelled). "
                                       + CALL_UNIT)
     elif patient is not None and facts.allocated_patient_id != patient.id:
         result.stop("wrong_patient", f"WRONG PATIENT. This bag is prescribed for patient "
                                      f"{facts.allocated_patient_code}, not for {patient.code} who wears this "
-                                     "wristband.")
+                                     f"wristband. Do not give it to {patient.code}: put it aside and call the cell "
+                                     "therapy unit.")
     elif facts.allocated_ml is not None:
         result.give_ml = facts.allocated_ml
     change = facts.weight_change

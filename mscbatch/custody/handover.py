@@ -17,6 +17,7 @@ from mscbatch.custody.checks import (
 )
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
+from mscbatch.custody.ward_words import din_shown
 from mscbatch.database import utcnow
 from mscbatch.donors.clearance import clearance_of
 from mscbatch.donors.models import Donor
@@ -46,26 +47,29 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
     """The bag leaves the unit for the ward: courier, shipper and the temperature logger travelling with it."""
     details = {"courier": _text(courier, 120), "shipper": _text(shipper, 120),
                "temperature_logger_id": _text(temperature_logger_id, 60)}
-    missing = [name for name, value in details.items() if not value]
-    if missing:
-        said = {name: f"Give the {name.replace('_', ' ')}." for name in missing}
-        raise ValidationFailed(" ".join(said.values()), errors={name: [words] for name, words in said.items()})
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
-        require_authority(actor, bag, "dispatched")  # who may dispatch at all, before the bag is judged
+        # who may dispatch at all, before the bag is judged or the courier asked for: a nurse is told that only a
+        # technician dispatches, not to give a courier as if she then could
+        require_authority(actor, bag, "dispatched")
+        missing = [name for name, value in details.items() if not value]
+        if missing:
+            said = {name: f"Give the {name.replace('_', ' ')}." for name in missing}
+            raise ValidationFailed(" ".join(said.values()), errors={name: [words] for name, words in said.items()})
         unfit = unfit_to_leave(session, bag)
         if unfit:
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: {unfit}")
+            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {unfit}")
         if allocation_of_bag(session, bag.id) is None:
-            raise Conflict(f"Bag {bag.din} is not allocated to a patient by a signed prescription.")
+            raise Conflict(f"Bag {din_shown(bag)} is not allocated to a patient by a signed prescription.")
         # only a bag still in the unit: one already sent is told so by the state machine, in its own words
         short = course_short_of_bag(session, bag.id) if bag.status == "allocated" else None
         if short is not None:  # sent, it would only be stopped at the bedside; kept, a new prescription can use it
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: {course_short_words(short)} Keep it in storage and "
-                           "tell the prescriber, who must stop this course and prescribe again. Nothing was recorded.")
+            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {course_short_words(short)} Keep it in "
+                           "storage and tell the prescriber, who must stop this course and prescribe again. Nothing "
+                           "was recorded.")
         label = dispatch_label_problem(session, bag)  # the label the bag wears is what the ward will read
         if label:
-            raise Conflict(f"Bag {bag.din} cannot leave the unit: {label}.")
+            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {label}.")
         event = record_event(session, actor, bag, "dispatched", location=location, scan=scan, details=details)
     return event
 
@@ -84,8 +88,8 @@ def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", sc
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "received")
         if bag.status == "dispatched" and _dispatcher_id(session, bag.id) == actor.id:
-            raise Conflict(f"Refused: you dispatched bag {bag.din} yourself; its receipt on the ward is recorded by "
-                           "someone else (the nurse who takes it over from the courier).")
+            raise Conflict(f"Refused: you dispatched bag {din_shown(bag)} yourself; its receipt on the ward is "
+                           "recorded by someone else (the nurse who takes it over from the courier).")
         event = record_event(session, actor, bag, "received", location=location, scan=scan)
     return event
 
@@ -101,17 +105,17 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
         require_authority(actor, bag, "thawed")
         unfit = unfit_to_leave(session, bag)
         if unfit:
-            raise Conflict(f"DO NOT THAW bag {bag.din}: {unfit} Keep it frozen and call the cell therapy unit.")
+            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: {unfit} Keep it frozen and call the cell therapy unit.")
         if bag.status in ("dispatched", "received") and allocation_of_bag(session, bag.id) is None:
             # its prescription was stopped (the patient withdrawn from the trial): frozen, the unit can assess it
             # and put it back in stock for another patient; thawed, it is lost
-            raise Conflict(f"DO NOT THAW bag {bag.din}: this bag is no longer prescribed for anyone (its prescription "
-                           "was stopped or cancelled, or the patient withdrawn from the trial). Keep it frozen and "
-                           "return it to the cell therapy unit (Return, on the ward page, with the reason).")
+            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: this bag is no longer prescribed for anyone (its "
+                           "prescription was stopped or cancelled, or the patient withdrawn from the trial). Keep it "
+                           "frozen and return it to the cell therapy unit (Return, on the ward page, with the reason).")
         # still frozen (a bag thawed already is told so by the state machine, not to keep it frozen)
         short = course_short_of_bag(session, bag.id) if bag.status in ("dispatched", "received") else None
         if short is not None:  # the bedside check's course_short STOP, said before the bag is lost to it
-            raise Conflict(f"DO NOT THAW bag {bag.din}: {course_short_words(short)} Keep it frozen and call the "
+            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: {course_short_words(short)} Keep it frozen and call the "
                            "prescriber: this course must be stopped and prescribed again first. To let the prescriber "
                            "stop it, return this bag to the cell therapy unit (Return, on the ward page, with the "
                            "reason). Nothing was recorded.")
@@ -158,7 +162,7 @@ def discard(session: Session, actor: Any, bag_id: int, *, reason: str, location:
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "discarded")
         if bag.status == "returned":
-            raise Conflict(RETURNED_TO_ASSESS.format(din=bag.din))
+            raise Conflict(RETURNED_TO_ASSESS.format(din=din_shown(bag)))
         if not (reason or "").strip():
             raise ValidationFailed("Say why the bag is discarded.", field="reason")
         event = record_event(session, actor, bag, "discarded", location=location, scan=scan, reason=reason)

@@ -35,6 +35,7 @@ from mscbatch.custody.checks import BedsideResult, evaluate, local_and_utc, reso
 from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short, lost_words
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
+from mscbatch.custody.ward_words import din_shown
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Bag
@@ -46,9 +47,10 @@ class StartRefused(Conflict):
     """An infusion start the system stopped at the bedside. `refusal` names it in the audit trail and the admin's
     monitoring (e.g. wrong_patient): each is someone about to give a bag that must not be given now."""
 
-    def __init__(self, refusal: str, message: str, **kwargs: Any):
+    def __init__(self, refusal: str, message: str, scanned_bag_id: int | None = None, **kwargs: Any):
         super().__init__(message, **kwargs)
         self.refusal = refusal
+        self.scanned_bag_id = scanned_bag_id  # WRONG BAG: the bag in the nurse's hand, not the bag being started
 
 
 #: refusal code -> how the admin's monitoring page words it
@@ -73,8 +75,8 @@ def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoP
     check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
     if check is None:
         raise StartRefused("no_confirmed_check",
-                           f"No confirmed two-person bedside check of bag {bag.din} in the last {minutes} minutes "
-                           "(counted from the scan): scan the wristband and the bag, and have a second person "
+                           f"No confirmed two-person bedside check of bag {din_shown(bag)} in the last {minutes} "
+                           "minutes (counted from the scan): scan the wristband and the bag, and have a second person "
                            "confirm.")
     stop = later_stop(session, check)
     if stop is not None:
@@ -111,9 +113,10 @@ def _refuse_another_bag(session: Session, bag_id: int, bag_scan: str, label_key:
     if started is None:
         raise NotFound(f"No bag {bag_id}.")
     raise StartRefused("wrong_bag",
-                       f"WRONG BAG: the bag in your hand is {scanned.din}, not bag {started.din} whose two-person "
-                       f"check you are starting. Do not start the infusion: hang bag {started.din}, or start bag "
-                       f"{scanned.din} from its own confirmed check.", field="bag")
+                       f"WRONG BAG: the bag in your hand is {din_shown(scanned)}, not bag {din_shown(started)} whose "
+                       f"two-person check you are starting. Do not start the infusion: hang bag {din_shown(started)}, "
+                       f"or start bag {din_shown(scanned)} from its own confirmed check.", scanned_bag_id=scanned.id,
+                       field="bag")
 
 
 def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str, bag_scan: str, label_key: str,
@@ -142,8 +145,8 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
             bag = lock_bag(session, bag_id)
             _refuse_infused(session, bag)
             if bag.status == "received":  # checked while frozen (the check's page said so): not an unsafe start
-                raise Conflict(f"Thaw the bag first: bag {bag.din} is still frozen. Thaw it (Thaw, on the ward page), "
-                               "then scan the wristband and the bag again.", field="bag")
+                raise Conflict(f"Thaw the bag first: bag {din_shown(bag)} is still frozen. Thaw it (Thaw, on the ward "
+                               "page), then scan the wristband and the bag again.", field="bag")
             check = _check_to_start_on(session, bag, valid_for)
             if check.patient_id is not None:  # no weight recorded between this check and the commit (PostgreSQL)
                 lock_patient(session, check.patient_id)
@@ -170,15 +173,28 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
 def _audit_refused_start(session: Session, actor: Any, bag_id: int, wristband: str, refused: StartRefused) -> None:
     """A refused start is recorded after the start's own transaction rolled back, in one of its own: what was
     about to be given, to whom, and why not (counted on the admin's monitoring page, logged as a warning)."""
+    recorded: dict[str, Any] = {"refusal": refused.refusal, "wristband": wristband}
+    if refused.scanned_bag_id is not None:
+        recorded["scanned_bag_id"] = refused.scanned_bag_id
     with use_case(session, actor):
-        trail.record(session, "infusion_start_refused", "bag", bag_id,
-                     new={"refusal": refused.refusal, "wristband": wristband}, reason=refused.message)
+        trail.record(session, "infusion_start_refused", "bag", bag_id, new=recorded, reason=refused.message)
 
 
-def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = None) -> tuple[int, str, str] | None:
-    """This person's refused start of this bag as recorded (_audit_refused_start): the event's seq, the wristband
-    scanned and the words of the refusal; the one with `seq`, or else the last. Read back from the server so the
-    refusal's words (patients' codes) never travel in the session cookie, and shown to the person refused only."""
+@dataclass(frozen=True)
+class RefusedStart:
+    """A refused start as recorded: its audit seq, the wristband scanned, the words of the refusal, and the bag
+    scanned when it was another bag (WRONG BAG: the STOP screen shows that bag, the one not to give)."""
+
+    seq: int
+    wristband: str
+    message: str
+    scanned_bag_id: int | None = None
+
+
+def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = None) -> RefusedStart | None:
+    """This person's refused start of this bag as recorded (_audit_refused_start), the one with `seq`, or else the
+    last. Read back from the server so the refusal's words (patients' codes) never travel in the session cookie,
+    and shown to the person refused only."""
     query = select(AuditEvent).where(AuditEvent.action == "infusion_start_refused", AuditEvent.entity_type == "bag",
                                      AuditEvent.entity_id == str(bag_id), AuditEvent.actor_id == actor.id)
     if seq is not None:
@@ -187,10 +203,13 @@ def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = N
     if event is None:
         return None
     try:
-        scanned = json.loads(event.new_value or "{}").get("wristband", "")
-    except (ValueError, AttributeError):
-        scanned = ""
-    return event.seq, str(scanned or ""), event.reason or ""
+        recorded = json.loads(event.new_value or "{}")
+    except ValueError:
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    scanned_bag = str(recorded.get("scanned_bag_id") or "")  # the trail writes values as text (canonical_json)
+    return RefusedStart(event.seq, str(recorded.get("wristband") or ""), event.reason or "",
+                        int(scanned_bag) if scanned_bag.isascii() and scanned_bag.isdigit() else None)
 
 
 def get_infusion(session: Session, infusion_id: int) -> Infusion:

@@ -11,6 +11,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.custody import returns
 from mscbatch.custody.forms import ReturnAssessmentForm
 from mscbatch.custody.views import bp
+from mscbatch.custody.ward_words import din_shown
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag
@@ -34,7 +35,7 @@ def _bag_page(bag_id: int, form: ReturnAssessmentForm, status: int = 200) -> Any
     row = returns.returned_bag(db.session, bag)
     if row is None:  # assessed meanwhile, or never returned: the list, saying so (or the refusal's own words)
         refusal = form.form_errors[0] if form.form_errors else (
-            f"Bag {bag.din} is {bag.status.replace('_', ' ')}: no return of it waits for an assessment.")
+            f"Bag {din_shown(bag)} is {bag.status.replace('_', ' ')}: no return of it waits for an assessment.")
         return render_template("custody/returned.html", rows=returns.returned_bags(db.session), tz=site_config().tz,
                                refusal=refusal), status if status >= 400 else 404
     return render_template("custody/return_assess.html", row=row, form=form, tz=site_config().tz,
@@ -66,8 +67,8 @@ def assess_return(bag_id: int) -> Any:
     if assessment.decision == "restock":
         where = (f" in {returns.kept_position(db.session, bag)}. It can be prescribed again" if bag.box_id is not None
                  else ". A technician places it in a box (the lot's Bags and storage); then it can be prescribed again")
-        flash(f"Bag {bag.din} is back in stock (assessment signed){where}.", "success")
+        flash(f"Bag {din_shown(bag)} is back in stock (assessment signed){where}.", "success")
     else:
-        flash(f"Bag {bag.din} recorded as DISCARDED (assessment signed): dispose of it as biological waste.",
+        flash(f"Bag {din_shown(bag)} recorded as DISCARDED (assessment signed): dispose of it as biological waste.",
               "success")
     return redirect(url_for("custody.returned"))

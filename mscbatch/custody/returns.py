@@ -27,6 +27,7 @@ from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody.handover import unfit_to_leave
 from mscbatch.custody.models import RETURN_DECISIONS, CustodyEvent, ReturnAssessment
 from mscbatch.custody.services import lock_bag, record_event, require_authority
+from mscbatch.custody.ward_words import din_shown
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, StorageLocation
 from mscbatch.lots.queries import container_temperature, position_label, product_of
@@ -56,6 +57,7 @@ class ReturnedBag:
     storage_limit_c: Decimal
     kept_position: str  # where it goes back to ("" when it had none)
     reserved: bool  # still held by an active prescription: not restocked until the prescriber lets it go
+    unfit: str | None  # what bars it from stock whatever its trip (on hold by a recall, expired...): said up front
 
 
 def _minutes(start: datetime, end: datetime) -> int:
@@ -99,7 +101,8 @@ def returned_bag(session: Session, bag: Bag) -> ReturnedBag | None:
         bag=bag, lot=lot, returned=returned, returned_by=who.full_name if who else "?", dispatched=dispatched,
         minutes_out=_minutes(dispatched.occurred_at, returned.occurred_at) if dispatched else None,
         storage_limit_c=effective_storage_limit_c(site_config(), product_of(lot)),
-        kept_position=kept_position(session, bag), reserved=_reserved(session, bag.id))
+        kept_position=kept_position(session, bag), reserved=_reserved(session, bag.id),
+        unfit=unfit_to_leave(session, bag))
 
 
 def returned_bags(session: Session) -> list[ReturnedBag]:
@@ -143,10 +146,10 @@ def assess_return(session: Session, signer: Any, bag_id: int, *, decision: str, 
         require_authority(signer, bag, kind)  # QA alone moves a bag on from "returned"
         found = returned_bag(session, bag)
         if found is None:
-            raise Conflict(f"Bag {bag.din} is {bag.status.replace('_', ' ')}, not returned: there is no return to "
-                           "assess. Nothing was signed.")
+            raise Conflict(f"Bag {din_shown(bag)} is {bag.status.replace('_', ' ')}, not returned: there is no return "
+                           "to assess. Nothing was signed.")
         if found.returned.actor_id == signer.id:
-            raise Conflict(f"You recorded the return of bag {bag.din} yourself: another QA person assesses it "
+            raise Conflict(f"You recorded the return of bag {din_shown(bag)} yourself: another QA person assesses it "
                            "(segregation of duties). Nothing was signed.")
         if decision == "restock":
             _refuse_restock(session, found, temperature)
@@ -164,7 +167,7 @@ def assess_return(session: Session, signer: Any, bag_id: int, *, decision: str, 
 
 
 def _refuse_restock(session: Session, found: ReturnedBag, temperature: Decimal | None) -> None:
-    din = found.bag.din
+    din = din_shown(found.bag)
     if found.reserved:
         raise Conflict(f"Bag {din} is still reserved by an active prescription, which counts it as lost (the bedside "
                        "check stops the course's other bags when they no longer give the dose). The prescriber stops "
@@ -173,9 +176,8 @@ def _refuse_restock(session: Session, found: ReturnedBag, temperature: Decimal |
         raise Conflict(f"Warmest logger temperature: {temperature} °C is warmer than the {found.storage_limit_c} °C "
                        f"{found.lot.product_name} must be kept at: bag {din} cannot go back into stock. Discard it. "
                        "Nothing was signed.", field="logger_max_c")
-    unfit = unfit_to_leave(session, found.bag)
-    if unfit:
-        raise Conflict(f"Bag {din} cannot go back into stock: {unfit} Discard it. Nothing was signed.")
+    if found.unfit:
+        raise Conflict(f"Bag {din} cannot go back into stock: {found.unfit} Discard it. Nothing was signed.")
     box = session.get(StorageLocation, found.bag.box_id) if found.bag.box_id is not None else None
     # the position it kept was cold enough when the bag was placed; the limit may have been made colder since
     # (site.toml, products.toml), and the bag goes back into it without a technician's placement check

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import resolve_bag
 from mscbatch.custody.models import CustodyEvent
-from mscbatch.custody.ward_words import ward_refusal
+from mscbatch.custody.ward_words import din_shown, ward_refusal
 from mscbatch.database import locked_row, utcnow
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag
@@ -61,7 +61,7 @@ def require_authority(actor: Any, bag: Bag, kind: str) -> None:
     if target is None:
         return
     try:
-        BAG.check_authority(bag.status, target, _roles(actor), subject=f"bag {bag.din}")
+        BAG.check_authority(bag.status, target, _roles(actor), subject=f"bag {din_shown(bag)}")
     except TransitionRefused as refusal:
         raise PermissionDenied(f"Refused: {refusal}.") from None
 
@@ -72,7 +72,7 @@ def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location:
     if kind not in EVENT_TARGETS:
         raise ValidationFailed(f"Unknown custody event {kind!r}.", field="kind")
     target = EVENT_TARGETS[kind]
-    subject = f"bag {bag.din}"
+    subject = f"bag {din_shown(bag)}"
     current = bag.status
     if target is not None:
         try:
@@ -81,7 +81,7 @@ def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location:
             if refusal.kind == "authority":
                 raise PermissionDenied(f"Refused: {refusal}.") from None
             # a ward step out of order in a nurse's words (where the bag is, what to do), else the generic words
-            raise Conflict(ward_refusal(bag.din, current, target) or f"Refused: {refusal}.") from None
+            raise Conflict(ward_refusal(din_shown(bag), current, target) or f"Refused: {refusal}.") from None
         bag.status = target
         if target in FINAL_STATES and bag.box_id is not None:
             details = dict(details or {}, freed_box_id=bag.box_id, freed_position=bag.position)

@@ -5,17 +5,19 @@ forms; static/js/ward-scan.js adds the single scan field (keyboard wedge: text +
 jsQR)."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from mscbatch.auth.access import roles_required
+from mscbatch.auth.access import access_rule, roles_required
 from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
+from mscbatch.custody.ward_words import din_shown
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -45,6 +47,30 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 #: who may dispatch a bag to the ward (the ward page's dispatch form)
 DISPATCHERS = tuple(sorted(BAG.roles_for("dispatched")))
+
+
+@bp.app_template_global()
+def may_open(endpoint: str) -> bool:
+    """Whether the signed-in user's roles open the page `endpoint` (its access rule): a page names a record with a
+    link only for a reader it will not refuse (a link a nurse cannot open is worse than none)."""
+    rule = access_rule(current_app, endpoint)
+    if rule is None or not current_user.is_authenticated:
+        return bool(rule and rule.public)
+    return rule.public or rule.roles is None or bool(current_user.has_role(*rule.roles))
+
+
+@bp.app_template_global()
+def custody_refs(event: Any) -> dict[str, int]:
+    """The records a custody event names by id in its details (the bedside check, the infusion, the prescription),
+    for the bag's timeline to link to them. Details that cannot be read name nothing."""
+    try:
+        details = json.loads(event.details_json or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(details, dict):
+        return {}
+    return {name: details[name] for name in ("check_id", "infusion_id", "prescription_id")
+            if isinstance(details.get(name), int) and not isinstance(details.get(name), bool)}
 
 
 def label_key() -> str:
@@ -83,18 +109,18 @@ def event() -> Any:
         kwargs = dict(location=form.location.data or "", scan=form.bag.data or "")
         if action == "receive":
             handover.receive(db.session, current_user, bag.id, **kwargs)
-            flash(f"Bag {bag.din} received on the ward.", "success")
+            flash(f"Bag {din_shown(bag)} received on the ward.", "success")
         elif action == "thaw":
             handover.thaw(db.session, current_user, bag.id, **kwargs)
             lot = db.session.get(Lot, bag.lot_id)
             minutes = product_of(lot).post_thaw_limit_minutes if lot else 0
-            flash(f"Bag {bag.din} thawed: give it within {minutes} minutes.", "success")
+            flash(f"Bag {din_shown(bag)} thawed: give it within {minutes} minutes.", "success")
         elif action == "return":
             handover.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
-            flash(f"Bag {bag.din} returned to the unit.", "success")
+            flash(f"Bag {din_shown(bag)} returned to the unit.", "success")
         elif action == "discard":
             handover.discard(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
-            flash(f"Bag {bag.din} recorded as DISCARDED ({(form.reason.data or '').strip()}). Dispose of it as "
+            flash(f"Bag {din_shown(bag)} recorded as DISCARDED ({(form.reason.data or '').strip()}). Dispose of it as "
                   "biological waste; if it was prescribed, tell the prescriber.", "success")
         elif action == "start":
             if not (form.wristband.data or "").strip():  # the bag alone: the start is on its confirmed check's page
@@ -102,7 +128,7 @@ def event() -> Any:
                 confirmed = bedside.latest_confirmed_check(db.session, bag.id, utcnow() - check_valid_for())
                 if confirmed is None:
                     raise ValidationFailed(
-                        f"Bag {bag.din}: Start infusion is on the confirmed check's page. Scan the patient's "
+                        f"Bag {din_shown(bag)}: Start infusion is on the confirmed check's page. Scan the patient's "
                         "wristband and the bag, have a second person confirm, then start there.", field="bag")
                 return redirect(url_for("custody.check", check_id=confirmed.id, _method="GET", _anchor="start-form"), 303)
             infusion = infusions.start_infusion(db.session, current_user, bag.id, wristband=form.wristband.data or "",
@@ -113,7 +139,7 @@ def event() -> Any:
         elif action == "end":
             infusion = infusion_of_bag(db.session, bag.id)
             if infusion is None:
-                raise ValidationFailed(f"Bag {bag.din} has no infusion recorded.")
+                raise ValidationFailed(f"Bag {din_shown(bag)} has no infusion recorded.")
             return redirect(url_for("custody.infusion", infusion_id=infusion.id, _anchor="end"))
     except DomainError as error:
         db.session.rollback()
@@ -140,6 +166,6 @@ def dispatch() -> Any:
             db.session.rollback()
             show_error(form, error)
             return _ward(dispatch_form=form, status=error.status)
-        flash(f"Bag {bag.din} dispatched.", "success")
+        flash(f"Bag {din_shown(bag)} dispatched.", "success")
         return redirect(url_for("custody.ward"))
     return _ward(dispatch_form=form, status=422)

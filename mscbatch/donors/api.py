@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import WholeNumber, problems
+from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.eligibility_markers import RESULT_VALUES
 from mscbatch.donors import services
@@ -35,7 +36,7 @@ class DonorSchema(Schema):
     initials = fields.String(allow_none=True, metadata={"description": "Identity: null unless technician or QA"})
     date_of_birth = fields.Date(allow_none=True, metadata={"description": "Identity: null unless technician or QA"})
     sex = fields.String(allow_none=True)
-    weight_kg = fields.Decimal(as_string=True, allow_none=True)
+    weight_kg = PlainDecimal(as_string=True, allow_none=True)
     consent_signed = fields.Boolean(allow_none=True)
     consent_date = fields.Date(allow_none=True)
     social_security = fields.Boolean(allow_none=True)

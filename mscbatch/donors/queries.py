@@ -95,6 +95,15 @@ def current_decision(session: Session, donor_id: int) -> EligibilityDecision | N
                           .order_by(EligibilityDecision.id.desc()).limit(1))
 
 
+def recalls_of_donor(session: Session, donor_id: int) -> list[Any]:
+    """The recalls started from this donor, newest first (any status): the donor page says that the donor's lots
+    are covered by one, as the lots' pages do, so that QA reading the donor never sees an approval alone."""
+    from mscbatch.recall.models import Recall  # the recall package reads donors: imported when called
+
+    return list(session.scalars(select(Recall).where(Recall.scope == "donor", Recall.donor_id == donor_id)
+                                .order_by(Recall.id.desc())))
+
+
 def lookbacks_of(session: Session, donor_id: int) -> list[DonorLookback]:
     return list(session.scalars(select(DonorLookback).where(DonorLookback.donor_id == donor_id)
                                 .order_by(DonorLookback.opened_at.desc(), DonorLookback.id.desc())))

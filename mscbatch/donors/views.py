@@ -36,6 +36,7 @@ from mscbatch.donors.queries import (
     current_decision,
     get_donor,
     list_donors,
+    recalls_of_donor,
     rule_set_of,
     rule_sets,
     screening_of,
@@ -179,7 +180,7 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
     from mscbatch.lots.queries import lots_of_donor  # issue 4: the lots made from this donor
 
     return render_template("donors/detail.html", s=screening, donor=donor, rule_set=rule_set, age=age,
-                           lots=lots_of_donor(db.session, donor.id),
+                           lots=lots_of_donor(db.session, donor.id), donor_recalls=recalls_of_donor(db.session, donor.id),
                            risk_assessment_only=decisions.only_risk_assessments(screening.evaluation),
                            on_risk_assessment=decisions.stands_on_risk_assessment(screening.current,
                                                                                  screening.evaluation),

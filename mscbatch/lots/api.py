@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import DB_INT, ROW_ID, WholeNumber, problems
+from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan
 from mscbatch.core.states import LOT
@@ -47,11 +48,11 @@ class LotSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(LOT_STATUSES))
     collection_at = fields.AwareDateTime(required=True)
     collection_site = fields.String(required=True)
-    tissue_amount = fields.Decimal(as_string=True, required=True)
+    tissue_amount = PlainDecimal(as_string=True, required=True)
     tissue_unit = fields.String(required=True)
     harvested_at = fields.AwareDateTime(allow_none=True)
     harvest_total_cells = Cells(allow_none=True)
-    harvest_viability_percent = fields.Decimal(as_string=True, allow_none=True)
+    harvest_viability_percent = PlainDecimal(as_string=True, allow_none=True)
     harvest_viable_cells = Cells(allow_none=True)
     frozen_at = fields.AwareDateTime(allow_none=True)
     expires_at = fields.AwareDateTime(allow_none=True)
@@ -62,7 +63,7 @@ class LotInSchema(Schema):
     product_id = fields.String(required=True)
     collection_at = fields.AwareDateTime(required=True, metadata={"description": "ISO 8601 with offset"})
     collection_site = fields.String(required=True)
-    tissue_amount = fields.Decimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
+    tissue_amount = PlainDecimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
     tissue_unit = fields.String(required=True, validate=validate.OneOf(list(TISSUE_UNITS)))
 
 
@@ -87,12 +88,21 @@ class StepSchema(Schema):
     performed_on = fields.Date(required=True)
     seeded_cells = Cells(allow_none=True)
     harvested_cells = Cells(allow_none=True)
-    viability_percent = fields.Decimal(as_string=True, allow_none=True)
-    days_in_culture = fields.Decimal(as_string=True, allow_none=True)
-    population_doublings = fields.Decimal(as_string=True, allow_none=True)
-    cumulative_pd = fields.Decimal(as_string=True, allow_none=True)
+    viability_percent = PlainDecimal(as_string=True, allow_none=True)
+    days_in_culture = PlainDecimal(as_string=True, allow_none=True)
+    population_doublings = PlainDecimal(signed=True, as_string=True, allow_none=True)
+    cumulative_pd = PlainDecimal(signed=True, as_string=True, allow_none=True)
     warnings = fields.String()
     notes = fields.String()
+
+
+#: free text as long as the lot pages take it (lots/forms.py): a 5 MB reason was stored and put in the audit trail
+NOTES_MAX = 2000
+REASON_MAX = 500
+
+
+def at_most(limit: int, field: str) -> validate.Length:
+    return validate.Length(max=limit, error=f"{field}: at most {{max}} characters, as on the lot page; shorten it.")
 
 
 #: decimals beyond a column's scale are refused (422 naming the field), never rounded
@@ -104,27 +114,27 @@ class PassageInSchema(Schema):
     performed_on = fields.Date(required=True)
     seeded_cells = Cells(required=True)
     harvested_cells = Cells(required=True)
-    viability_percent = fields.Decimal(required=True, as_string=True, metadata=VIABILITY)
-    days_in_culture = fields.Decimal(load_default=None, as_string=True, metadata={
+    viability_percent = PlainDecimal(required=True, as_string=True, metadata=VIABILITY)
+    days_in_culture = PlainDecimal(load_default=None, as_string=True, metadata={
         "description": "more than 0, at most 365, at most 1 decimal"})
-    notes = fields.String(load_default="")
+    notes = fields.String(load_default="", validate=at_most(NOTES_MAX, "notes"))
 
 
 class IsolationInSchema(Schema):
     performed_on = fields.Date(required=True)
-    notes = fields.String(load_default="")
+    notes = fields.String(load_default="", validate=at_most(NOTES_MAX, "notes"))
 
 
 class HarvestInSchema(Schema):
     harvested_at = fields.AwareDateTime(required=True)
     total_cells = Cells(required=True)
-    viability_percent = fields.Decimal(required=True, as_string=True, metadata=VIABILITY)
+    viability_percent = PlainDecimal(required=True, as_string=True, metadata=VIABILITY)
 
 
 class BagPlanSchema(Schema):
-    volume_ml = fields.Decimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
+    volume_ml = PlainDecimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
     cells_per_ml = Cells(required=True)
-    dmso_percent = fields.Decimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
+    dmso_percent = PlainDecimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
 
 
 class CryoInSchema(Schema):
@@ -135,7 +145,7 @@ class CryoInSchema(Schema):
 
 class TransitionInSchema(Schema):
     target = fields.String(required=True, validate=validate.OneOf(list(LOT.states)))
-    reason = fields.String(required=True)
+    reason = fields.String(required=True, validate=at_most(REASON_MAX, "reason"))
 
 
 @bp.route("")

@@ -44,6 +44,7 @@ from mscbatch.lots.steps import (
     PassageDetails,
     check_against_last_passage,
     check_days_in_culture,
+    check_growth,
     check_seeding,
     check_step_date,
     checked_cells,
@@ -137,6 +138,7 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
                 and performed_on > lot.harvested_at.astimezone(site_config().tz).date()):
             raise ValidationFailed("The date is after the harvest.", field="performed_on")
         check_seeding(before[-1] if before else None, step.label, seeded)
+        check_growth(session, [*before[-1:], step], step.label, seeded, harvested, "correct")
         if after and after[0].seeded_cells is not None and harvested < after[0].seeded_cells:
             raise ValidationFailed(
                 f"Cells harvested: {format_cells(harvested)} cannot be less than the "

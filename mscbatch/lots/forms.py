@@ -15,6 +15,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation
 
+from mscbatch.api.plain_numbers import ASCII_SPACES, rule_words
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
 from mscbatch.web.forms import FiniteDecimalField, FlaskForm
@@ -24,17 +25,20 @@ MILLIONS = "(x10^6 cells)"
 
 
 class NumberField(FiniteDecimalField):
-    """A decimal typed by a person: one message naming the field when it is not a number (a decimal comma, "9,5",
-    used to give "Not a valid decimal value." and "Must be positive." together)."""
+    """A decimal typed by a person: one message naming the field and the rule when it is not a plainly written
+    number (a decimal comma, "9,5", used to give "Not a valid decimal value." and "Must be positive." together;
+    "1_0", "١٢" or "1e2" were read as 10, 12 and 100)."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         try:
             super().process_formdata(valuelist)
         except ValueError:
-            typed = str(valuelist[0]).strip() if valuelist else ""
-            comma = " with a point, not a comma" if "," in typed else ""
-            raise ValueError(f"{self.short_label}: {typed!r} is not a number; type it{comma}, "
-                             "such as 12.5.") from None
+            typed = str(valuelist[0]).strip(ASCII_SPACES) if valuelist else ""  # a no-break space is shown
+            if "," in typed:
+                rule = "type it with a point, not a comma, such as 12.5"
+            else:  # "1_0", "١٢", "1e2": Decimal() read them as numbers, FiniteDecimalField does not
+                rule = rule_words(signed=True)
+            raise ValueError(f"{self.short_label}: {typed[:40]!r} is not a number; {rule}.") from None
 
     @property
     def short_label(self) -> str:

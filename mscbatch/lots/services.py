@@ -33,7 +33,15 @@ from mscbatch.donors.queries import lock_donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem
 from mscbatch.lots.din_allocation import allocate_lot_sequence
-from mscbatch.lots.models import PENDING_FLAG, TISSUE_UNITS, Lot, ReagentLot, ReagentUse
+from mscbatch.lots.models import (
+    PENDING_FLAG,
+    TISSUE_UNITS,
+    Deviation,
+    Lot,
+    ProcessStep,
+    ReagentLot,
+    ReagentUse,
+)
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, product_of
 from mscbatch.lots.reagent_rules import missing_reagent_types, missing_reagents_words
 from mscbatch.recall.queries import recall_in_force_of, recall_words
@@ -220,6 +228,10 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
         missing = missing_reagents_of(session, lot, bags)
         if missing:
             raise Conflict(missing_reagents_words(lot.lot_number, missing, "quarantine"), field="target")
+        unexplained = expired_uses_unexplained(session, lot)
+        if unexplained:
+            raise Conflict(f"Lot {lot.lot_number} cannot go to quarantine: " + "; ".join(unexplained) + ". QA judges "
+                           "the deviation at release.", field="target")
     if target == "expired" and not expiry_passed(lot):
         raise Conflict(_not_expired_words(lot), field="target")
     if target in RELEASE_TARGETS:
@@ -245,6 +257,31 @@ def missing_reagents_of(session: Session, lot: Lot, bags: Any = None) -> list[st
     reagent types and bags), in plain words; empty when complete. `bags`: the lot's bags when already read."""
     return missing_reagent_types(product_of(lot), recorded_reagent_types(session, lot.id),
                                  bags_of(session, lot.id) if bags is None else bags)
+
+
+def expired_uses_unexplained(session: Session, lot: Lot) -> list[str]:
+    """The reagent uses of the lot's record whose reagent lot had expired by its day of use with no deviation
+    recorded against the step of the use (for the harvest and cryopreservation: the last passage, as a harvest
+    short of its count asks), in plain words. A new use of an expired reagent is refused (reagents.link_reagent),
+    but a correction records the lot really used even expired (reagent_corrections) and only warns the technician
+    once: without this the lot went to quarantine and release with the expired reagent unexplained."""
+    steps = list(session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id)))
+    passages = sorted((s for s in steps if s.kind == "passage"), key=lambda s: s.passage_number or 0)
+    explained = set(session.scalars(select(Deviation.step_id).where(Deviation.lot_id == lot.id)))
+    labels = {s.id: s.label for s in steps}
+    found = []
+    for use, reagent in session.execute(select(ReagentUse, ReagentLot).join(
+            ReagentLot, ReagentLot.id == ReagentUse.reagent_lot_id).where(
+            ReagentUse.lot_id == lot.id, ReagentLot.expiry_date < ReagentUse.used_on).order_by(ReagentUse.id)):
+        step_id = use.step_id or (passages[-1].id if passages else None)
+        if step_id in explained:
+            continue
+        against = labels.get(step_id or 0, "a step of the lot")
+        found.append(f"{reagent.name}, {reagent.supplier} lot {reagent.lot_number}, had expired on "
+                     f"{reagent.expiry_date}, before its use for {use.stage} on {use.used_on}: record a deviation "
+                     f"against {'the isolation' if against == 'Isolation' else against} saying why (lot page, "
+                     "Deviations)")
+    return found
 
 
 def expiry_passed(lot: Lot) -> bool:

@@ -7,6 +7,7 @@ caps passages and doublings); at the warning level it is recorded with its warni
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -117,6 +118,28 @@ def check_seeding(earlier: ProcessStep | None, step_label: str, seeded: int) -> 
             "both counts.", field="seeded_cells")
 
 
+def check_growth(session: Session, explained_by: Sequence[ProcessStep], step_label: str, seeded: int,
+                 harvested: int, then: str = "record") -> None:
+    """A passage harvests at least the cells it seeded, unless a deviation says how cells were lost: fewer gives a
+    negative PD, which lowers the cumulative PD checked against the product's limit although the cells grew no
+    younger (a harvest of 1.2 x10^6 typed for 12 x10^6 would let a lot near its limit pass unseen, as a shortfall
+    at the harvest would: check_against_last_passage). `explained_by`: the steps a deviation explaining the loss
+    may be recorded against (the step the cells were seeded from; for a correction, the passage itself too)."""
+    if harvested >= seeded:
+        return
+    ids = [step.id for step in explained_by]
+    if ids and session.scalar(select(Deviation.id).where(Deviation.step_id.in_(ids)).limit(1)) is not None:
+        return
+    source = explained_by[0] if explained_by else None
+    where = "" if source is None else f"against {'the isolation' if source.kind == 'isolation' else source.label} "
+    raise ValidationFailed(
+        f"Cells harvested: {format_cells(harvested)} is fewer than the {format_cells(seeded)} cells seeded at "
+        f"{step_label} (PD {population_doublings(seeded, harvested)}): a negative PD would lower the cumulative PD "
+        "checked against the product's limit. Check for a typing error (a factor of 10 or 1000). If the cells were "
+        f"really lost, record a deviation {where}saying how (lot page, Deviations), then {then} {step_label}.",
+        field="harvested_cells")
+
+
 def check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, performed_on: date,
                            days: Decimal | None) -> None:
     """The passages of a lot follow one another: their days in culture, added up from P0, cannot be more than the
@@ -190,6 +213,7 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
                                    f"P{details.passage_number} (passages are recorded in order, without gaps).",
                                    field="passage_number")
         check_seeding(passages[-1] if passages else None, f"P{expected}", seeded)
+        check_growth(session, previous[-1:], f"P{expected}", seeded, harvested)
         counts = [PassageCount(s.passage_number or 0, s.seeded_cells or 1, s.harvested_cells or 1) for s in passages]
         counts.append(PassageCount(expected, seeded, harvested))
         cumulative = cumulative_population_doublings(counts)

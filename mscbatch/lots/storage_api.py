@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from mscbatch.api.base import DB_INT, ROW_ID, WholeNumber, problems
+from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.extensions import db
 from mscbatch.lots.identifiers import bag_with_din, check_identifier
@@ -37,10 +38,10 @@ class BagSchema(Schema):
     din = fields.String(required=True, metadata={"description": "13-character DIN"})
     check_character = fields.String(required=True, metadata={"description": "ISO 7064 MOD 37-2 K"})
     product_code = fields.String(required=True)
-    volume_ml = fields.Decimal(as_string=True, required=True)
+    volume_ml = PlainDecimal(as_string=True, required=True)
     cells_per_ml = WholeNumber(required=True)
     total_cells = WholeNumber(required=True)
-    dmso_percent = fields.Decimal(as_string=True, required=True)
+    dmso_percent = PlainDecimal(as_string=True, required=True)
     expires_at = fields.AwareDateTime(required=True)
     status = fields.String(required=True, metadata={"description": "custody state of the bag itself"})
     effective_status = fields.String(required=True, metadata={"description": "with its lot's disposition"})
@@ -64,7 +65,7 @@ class LocationSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(list(STORAGE_KINDS)))
     name = fields.String(required=True)
     parent_id = WholeNumber(allow_none=True)
-    temperature_max_c = fields.Decimal(as_string=True, allow_none=True)
+    temperature_max_c = PlainDecimal(signed=True, as_string=True, allow_none=True)
     rows = WholeNumber(allow_none=True)
     columns = WholeNumber(allow_none=True)
     depth = WholeNumber()
@@ -75,7 +76,7 @@ class LocationInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(list(STORAGE_KINDS)))
     name = fields.String(required=True)
     parent_id = WholeNumber(load_default=None, validate=ROW_ID)
-    temperature_max_c = fields.Decimal(load_default=None, as_string=True, metadata={
+    temperature_max_c = PlainDecimal(signed=True, load_default=None, as_string=True, metadata={
         "description": "°C, freezers and tanks: -200 to -20, at most 1 decimal"})
     rows = WholeNumber(load_default=None, validate=DB_INT)
     columns = WholeNumber(load_default=None, validate=DB_INT)
@@ -91,14 +92,20 @@ class PositionSchema(Schema):
 
 class BoxSchema(Schema):
     location = fields.Nested(LocationSchema, required=True)
-    temperature_max_c = fields.Decimal(as_string=True, allow_none=True)
+    temperature_max_c = PlainDecimal(signed=True, as_string=True, allow_none=True)
     positions = fields.List(fields.Nested(PositionSchema), required=True)
+
+
+#: as the storage page (lots/forms.py StoreBagForm): a 5 MB reason was stored
+MOVE_REASON_MAX = 500
 
 
 class StoreInSchema(Schema):
     box_id = WholeNumber(required=True, validate=ROW_ID)
     position = WholeNumber(required=True, validate=DB_INT, metadata={"description": "1..rows x columns, row by row"})
-    reason = fields.String(load_default="", metadata={"description": "required to move a stored bag"})
+    reason = fields.String(load_default="", validate=validate.Length(max=MOVE_REASON_MAX, error=(
+        "reason: at most {max} characters, as on the storage page; shorten it.")), metadata={
+        "description": f"required to move a stored bag; at most {MOVE_REASON_MAX} characters"})
 
 
 class IdentifierInSchema(Schema):

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import ROW_ID, WholeNumber, problems
+from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import roles_required
 from mscbatch.extensions import db
 from mscbatch.patients import prescriptions, services
@@ -74,13 +75,13 @@ class PatientInSchema(Schema):
 
 class WeightSchema(Schema):
     id = WholeNumber(required=True)
-    weight_kg = fields.Decimal(as_string=True, required=True)
+    weight_kg = PlainDecimal(as_string=True, required=True)
     measured_on = fields.Date(required=True)
     recorded_at = fields.DateTime(required=True)
 
 
 class WeightInSchema(Schema):
-    weight_kg = fields.Decimal(as_string=True, required=True)
+    weight_kg = PlainDecimal(as_string=True, required=True, label="Weight")
     measured_on = fields.Date(required=True)
     weight_confirmed = fields.Boolean(load_default=False, metadata={
         "description": "true: the clinician has checked this weight. Required (else 422 naming weight_kg) when it "
@@ -90,8 +91,8 @@ class WeightInSchema(Schema):
 
 
 class DoseInSchema(Schema):
-    dose_level_cells_per_kg = fields.Decimal(as_string=True, load_default=None,
-                                             metadata={"description": "Default: the cohort's current level"})
+    dose_level_cells_per_kg = PlainDecimal(as_string=True, load_default=None, label="Dose level",
+                                           metadata={"description": "Default: the cohort's current level"})
     planned_at = fields.AwareDateTime(load_default=None, metadata={
         "description": "Default: no planned day (the bags and the weight are judged at this moment, and the dose "
                        "sheet says \"not planned\"). Not before today (the site's day): refused with 422 naming "
@@ -125,7 +126,7 @@ _SEND_BACK = "Required: send back the {what} of the dose-calculation dry run you
 class PrescriptionInSchema(Schema):
     """Every value of the calculation the clinician saw is required: the signature covers that calculation."""
 
-    dose_level_cells_per_kg = fields.Decimal(as_string=True, required=True, error_messages={"required": _SEND_BACK.format(
+    dose_level_cells_per_kg = PlainDecimal(as_string=True, required=True, label="Dose level", error_messages={"required": _SEND_BACK.format(
         what="dose level", where="calculation.dose_level_cells_per_kg")})
     planned_at = fields.AwareDateTime(load_default=None, metadata={
         "description": "Default: no planned day (the bags and the weight are judged at this moment, and the dose "
@@ -147,7 +148,7 @@ class PrescriptionInSchema(Schema):
 
 class AllocationSchema(Schema):
     bag_id = WholeNumber(required=True)
-    volume_ml = fields.Decimal(as_string=True, required=True)
+    volume_ml = PlainDecimal(as_string=True, required=True)
     cells = WholeNumber(required=True)
     partial = fields.Boolean(required=True)
     conditional_release = fields.Boolean(required=True)
@@ -160,13 +161,13 @@ class PrescriptionSchema(Schema):
     protocol_id = fields.String(required=True)
     protocol_version = fields.String(required=True)
     dose_level_cells_per_kg = WholeNumber(required=True)
-    weight_kg = fields.Decimal(as_string=True, required=True)
+    weight_kg = PlainDecimal(as_string=True, required=True)
     weight_measured_on = fields.Date(required=True)
     target_cells = WholeNumber(required=True)
     delivered_cells = WholeNumber(required=True)
-    total_volume_ml = fields.Decimal(as_string=True, required=True)
-    dmso_g = fields.Decimal(as_string=True, required=True)
-    dmso_g_per_kg = fields.Decimal(as_string=True, required=True)
+    total_volume_ml = PlainDecimal(as_string=True, required=True)
+    dmso_g = PlainDecimal(as_string=True, required=True)
+    dmso_g_per_kg = PlainDecimal(as_string=True, required=True)
     status = fields.String(required=True)
     prescribed_at = fields.DateTime(required=True)
     allocations = fields.List(fields.Nested(AllocationSchema), required=True)

@@ -34,6 +34,7 @@ from mscbatch.custody.queries import course_short
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.course import bag_outcomes, stop_words
+from mscbatch.patients.endotoxin import unknown_load_words
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.queries import allocations_of, protocols, signatures_for
 from mscbatch.site import site_config
@@ -105,7 +106,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     weight = Decimal(prescription.weight_kg)
     limit, caution = stored_endotoxin_limit_words(calc)  # the infusion time the limit assumes is on the sheet
     endotoxin = (f"{endotoxin_words(Decimal(calc['endotoxin_eu']), Decimal(calc['endotoxin_limit_eu']))} EU ({limit}). {caution}" if calc.get("endotoxin_eu")
-                 else f"no result on the bags; {limit} "
+                 else f"{unknown_load_words(calc['draws'], Decimal(calc['endotoxin_limit_eu']))}; {limit} "
                       f"({Decimal(calc['endotoxin_limit_eu_per_ml']).quantize(Decimal('0.01'))} EU/mL "
                       f"for {calc['infused_volume_ml']} mL). {caution}")
     bags = []

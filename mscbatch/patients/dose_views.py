@@ -16,6 +16,7 @@ from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.patients import course, prescriptions
 from mscbatch.patients.dose_sheet import dose_sheet_data, render_dose_sheet
+from mscbatch.patients.endotoxin import unknown_load_words
 from mscbatch.patients.forms import CancelForm, PrescribeForm
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import READERS
@@ -102,7 +103,7 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
                            active_prescription=active,
                            typed_planned_on=request.values.get("planned_on", "") if settings_error else "",
                            settings_error=settings_error, today=site_today(), dose=format_cells_per_kg,
-                           per_kg=per_kg_words, endotoxin=endotoxin_words,
+                           per_kg=per_kg_words, endotoxin=endotoxin_words, unknown_load=unknown_load_words,
                            prescribed=prescribed,
                            cohort=cohort_state(db.session, result.protocol) if prescribed else result.state,
                            infused=result.infused), status

@@ -132,7 +132,10 @@ class AlreadyInfused:
     def words(self) -> str:
         if not self.bags:
             return f"no cells infused to this patient under {self.protocol_short_name} so far"
-        bags = "; ".join(f"bag {b.din} started {b.started_at:%Y-%m-%d %H:%M} UTC (prescription {b.prescription_id}, "
+        from mscbatch.custody.checks import local_and_utc  # custody reads patients: on call
+
+        # the site's clock first, UTC beside it: around midnight a UTC time alone names the wrong day
+        bags = "; ".join(f"bag {b.din} started {local_and_utc(b.started_at)} (prescription {b.prescription_id}, "
                          + (f"{plain(b.volume_infused_ml)} mL infused" if b.volume_infused_ml is not None
                             else "infusion not ended: its prescribed draw") + ")" for b in self.bags)
         return (f"{format_cells(self.cells)} cells = {per_kg_words(self.cells_per_kg)} "

@@ -25,6 +25,7 @@ from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag
 from mscbatch.lots.queries import product_catalogue
+from mscbatch.patients.endotoxin import known_load_problem
 from mscbatch.patients.models import (
     Allocation,
     EnrolmentCheck,
@@ -284,6 +285,9 @@ def weight_since(session: Session, prescription: Prescription) -> WeightSincePre
         return None
     try:
         problems = tuple(dose_at_new_weight(prescription.calculation, latest.weight_kg))
+        # a bag without an endotoxin result: the others' load, judged at the signature, is judged again here
+        unknown_load = known_load_problem(prescription.calculation, latest.weight_kg)
+        problems += (unknown_load,) if unknown_load is not None else ()
     except (KeyError, ValueError, ArithmeticError):  # a calculation this code cannot read: stop, do not guess
         problems = ("the prescription's calculation cannot be checked against the new weight",)
     return WeightSincePrescription(

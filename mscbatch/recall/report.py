@@ -19,10 +19,12 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.database import utcnow
+from mscbatch.donors.models import Donor, DonorLookback
 from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.queries import lots_of_donor
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.queries import NOT_HELD_BAG_STATES
+from mscbatch.recall.queries import NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.recall.services import (
     DISCARDABLE_HERE,
     affected_lots,
@@ -86,6 +88,37 @@ class Reconciliation:
                 f"recall, {self.not_final} not yet infused or destroyed.")
 
 
+@dataclass(frozen=True)
+class DonorOtherLots:
+    """A lot recall's donor and the donor's other lots, which the recall does not cover: a lot recalled because its
+    donor was found ineligible (a marker found positive later) leaves them in stock unless the donor is recalled, so
+    the recall's page lists them with the donor's standing (lookback, recall of the donor)."""
+
+    donor: Donor
+    lots: list[Lot]  # the donor's other lots, oldest first
+    lookback_open: bool
+    donor_recall: Recall | None  # a recall of the donor in force: it covers them already
+
+    @property
+    def donor_in_question(self) -> bool:
+        """Something already says the donor is in doubt: QA's approval not in force, or a lookback open."""
+        return self.donor.status != "approved" or self.lookback_open
+
+
+def donor_other_lots(session: Session, recall: Recall) -> DonorOtherLots | None:
+    """For a lot recall: its donor's other lots (DOMAIN.md section 8, a donor's lookback reaches every lot of the
+    donor); None for a donor or reagent recall, or a lot with no donor."""
+    lot = session.get(Lot, recall.lot_id) if recall.scope == "lot" and recall.lot_id is not None else None
+    donor = session.get(Donor, lot.donor_id) if lot is not None and lot.donor_id is not None else None
+    if lot is None or donor is None:
+        return None
+    others = sorted((other for other in lots_of_donor(session, donor.id) if other.id != lot.id), key=lambda o: o.id)
+    lookback = session.scalar(select(DonorLookback.id).where(DonorLookback.donor_id == donor.id,
+                                                             DonorLookback.closed_at.is_(None)).limit(1))
+    return DonorOtherLots(donor=donor, lots=others, lookback_open=lookback is not None,
+                          donor_recall=recall_in_force_of(session, "donor", donor.id))
+
+
 @dataclass
 class RecallReport:
     recall: Recall
@@ -101,6 +134,7 @@ class RecallReport:
     generated_at: datetime
     reconciliation: Reconciliation
     outstanding: list[Bag]  # what stops an active recall's completion (services.outstanding_bags)
+    donor_lots: DonorOtherLots | None = None  # a lot recall: the donor's other lots, not covered by it
 
     @property
     def outstanding_words(self) -> str:
@@ -142,7 +176,7 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     bag = trace.bag
     recipient = trace.current_recipient
     if recipient is not None and recipient.received:
-        when = f" on {recipient.infused_at:%Y-%m-%d %H:%M} UTC" if recipient.infused_at else ""
+        when = f" on {_local(recipient.infused_at)}" if recipient.infused_at else ""  # the site's time: whom to call
         verb = "infused into" if bag.status == "infused" else f"{bag.status} for"
         return f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
     if bag.status == "discarded":
@@ -154,7 +188,7 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     if hold is None:
         return "Not held (bag made after the recall started): assess"
     if hold.lifted_at is not None:
-        return f"Hold lifted {hold.lifted_at:%Y-%m-%d %H:%M} UTC (recall ended)"
+        return f"Hold lifted {_local(hold.lifted_at)} (recall ended)"
     if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
         # (whether or not a course still reserves it: the assessment discards a reserved bag; the recall's page
         # and a cancelled course do not move it, so "the prescriber cancels, then QA discards it" led nowhere)
@@ -205,7 +239,8 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
         held_now=sum(1 for line in lines if line.hold_words == "ON HOLD"),
         held_final=sum(1 for line in lines if line.hold_words.endswith("(hold kept)")), generated_at=utcnow(),
-        reconciliation=reconciliation, outstanding=outstanding_bags(session, recall, affected) if recall.active else [])
+        reconciliation=reconciliation, outstanding=outstanding_bags(session, recall, affected) if recall.active else [],
+        donor_lots=donor_other_lots(session, recall))
 
 
 # ---- PDF ----------------------------------------------------------------------------------------------------
@@ -246,6 +281,23 @@ def build_pdf(title: str, story: list[Any]) -> bytes:
     return buffer.getvalue()
 
 
+def donor_lots_words(found: DonorOtherLots) -> str:
+    """The donor's other lots in one sentence, for the PDF (the page shows them as a list with links)."""
+    code = found.donor.code
+    lots = ", ".join(f"{lot.lot_number} ({lot.status.replace('_', ' ')})" for lot in found.lots)
+    text = (f"Other lots from donor {code}, not covered by this recall: {lots}." if lots
+            else f"No other lot was made from donor {code}.")
+    if found.donor_recall is not None:
+        return text + f" Recall R-{found.donor_recall.id} of the donor covers every lot of the donor."
+    if found.donor_in_question:
+        text += (f" Donor {code} is {found.donor.status.replace('_', ' ')}"
+                 + (" with an open lookback" if found.lookback_open else "") + ".")
+    if lots:
+        text += (" If this recall is about the donor (a marker found positive, the donor found ineligible), recall "
+                 "the donor: that holds the bags of every lot from the donor.")
+    return text
+
+
 def recall_report_pdf(report: RecallReport) -> bytes:
     recall = report.recall
     story: list[Any] = [
@@ -262,6 +314,8 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     if report.outstanding:
         story.append(_p(f"Before this recall can be completed: {report.outstanding_words}.", BODY))
     story.append(_p(f"{report.held_words()} Report generated {_local(report.generated_at)}.", BODY))
+    if report.donor_lots is not None:
+        story.append(_p(donor_lots_words(report.donor_lots), FLAG if report.donor_lots.donor_in_question else BODY))
     story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
                                     "for them): notify their clinician", _styles["Heading2"])]
     if report.notify:

@@ -5,7 +5,7 @@ or a reagent lot. In the same transaction every affected bag not yet infused (no
 BagHold, so the bedside check refuses it at once (mscbatch.recall.queries.bag_hold), and every affected lot
 the lot state table lets go to "recalled" goes there (released / conditionally released lots); the others
 (in process, in quarantine) keep their state and are held bag by bag. A donor recall links and closes the
-donor's open lookback. end_recall: signed by QA when the recall proves unfounded; lifts its holds (a lot
+donor's open lookbacks; ended as invalid it opens the newest again (_reopen_lookback). end_recall: signed by QA when the recall proves unfounded; lifts its holds (a lot
 already "recalled" stays so: the state is final and the report says it). complete_recall: signed by QA when a
 valid recall is done (EU GMP Part I 8.30: a closing note with the reconciliation, a final report); refused while a
 bag it reaches is not yet infused or destroyed; lifts nothing, and its origin stays recalled (queries.IN_FORCE).
@@ -23,7 +23,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.states import LOT, TransitionRefused
 from mscbatch.custody import handover
 from mscbatch.database import utcnow
-from mscbatch.donors.models import Donor, DonorLookback
+from mscbatch.donors.models import APPROVED, Donor, DonorLookback, EligibilityDecision
 from mscbatch.donors.queries import lock_donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, ReagentLot
@@ -136,12 +136,13 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
                     donor_id=target_id if scope == "donor" else None,
                     lot_id=target_id if scope == "lot" else None,
                     reagent_lot_id=target_id if scope == "reagent_lot" else None)
-    if scope == "donor":
-        lookback = session.scalar(select(DonorLookback).where(
-            DonorLookback.donor_id == target_id, DonorLookback.closed_at.is_(None))
-            .order_by(DonorLookback.id.desc()))
-        if lookback is not None:
-            recall.lookback_id = lookback.id
+    # every open lookback of the donor: a donor approved again, then reopened by newer news, has two, and the older
+    # one left open could never be closed (a second recall of the donor is refused while this one is in force)
+    lookbacks = list(session.scalars(select(DonorLookback).where(
+        DonorLookback.donor_id == target_id, DonorLookback.closed_at.is_(None))
+        .order_by(DonorLookback.id.desc()))) if scope == "donor" else []
+    if lookbacks:
+        recall.lookback_id = lookbacks[0].id  # the newest: the one its end opens again (_reopen_lookback)
     session.add(recall)
     session.flush()
     held = 0
@@ -159,9 +160,7 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
                 continue
             session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
             held += 1
-    if recall.lookback_id is not None:
-        lookback = session.get(DonorLookback, recall.lookback_id)
-        assert lookback is not None
+    for lookback in lookbacks:
         lookback.closed_at = now
         lookback.closed_by_id = actor.id
         lookback.closure_note = f"Recall R-{recall.id} started: {reason}"
@@ -221,9 +220,34 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
         recall.ended_at = now
         recall.ended_by_id = actor.id
         recall.end_reason = reason
+        _reopen_lookback(session, recall)
         sign(session, actor, password, recall, END_MEANING, required_role="qa", lock=False)
         lifted = len(holds)
     return lifted
+
+
+def _reopen_lookback(session: Session, recall: Recall) -> None:
+    """A donor recall closed the donor's lookback when it started (start_recall_in_use_case): the recall was to hold
+    its lots and list the patients to tell. Ended as invalid, it does neither any more, while the news that opened the
+    lookback (a late positive marker, QA's "ineligible") still stands: the lookback is opened again, back on the QA
+    dashboard and the recalls page with the donor's lots and patients, until a recall of the donor is started. Not
+    when QA has signed the donor's approval again since the lookback opened (the news was weighed and cleared), nor
+    when another lookback of the donor is open (it lists the same lots)."""
+    if recall.scope != "donor" or recall.lookback_id is None:
+        return
+    lookback = session.get(DonorLookback, recall.lookback_id)
+    if lookback is None or lookback.closed_at is None:
+        return
+    approved_again = session.scalar(select(EligibilityDecision.id).where(
+        EligibilityDecision.donor_id == lookback.donor_id, EligibilityDecision.meaning == APPROVED,
+        EligibilityDecision.superseded_at.is_(None), EligibilityDecision.judged_at > lookback.opened_at).limit(1))
+    other_open = session.scalar(select(DonorLookback.id).where(
+        DonorLookback.donor_id == lookback.donor_id, DonorLookback.closed_at.is_(None)).limit(1))
+    if approved_again is not None or other_open is not None:
+        return
+    lookback.closed_at = None
+    lookback.closed_by_id = None
+    lookback.closure_note = None  # the audit trail keeps the recall's closing note
 
 
 #: the longest closing note kept (a page of text; the report prints it whole)

@@ -10,10 +10,13 @@ from marshmallow import Schema, fields, validate
 
 from mscbatch.api.base import WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.errors import NotFound
 from mscbatch.extensions import db
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import get_lot
-from mscbatch.release import results
-from mscbatch.release.queries import bag_release, release_state
+from mscbatch.lots.services import expiry_passed
+from mscbatch.release import READERS, results
+from mscbatch.release.queries import release_state
 from mscbatch.release.release import refusals
 from mscbatch.release.specs import lot_verdict, results_of
 
@@ -72,6 +75,13 @@ class ReleaseStateSchema(Schema):
     patient_code = fields.String(allow_none=True)
     pending_tests = fields.List(fields.String())
     flag = fields.String()
+    # the review page and the certificate say "EXPIRED on ...: not for clinical use" of a released lot past its
+    # expiry, whose status stays "released" until someone marks it expired: a client asking before it allocates,
+    # labels or gives a bag is told it too, not "released" alone
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "the lot's expiry (UTC); none before "
+                                                                           "cryopreservation"})
+    expired = fields.Boolean(metadata={"description": "the lot's expiry has passed (or it is marked expired): not "
+                                                      "for clinical use, whatever `released` says"})
 
 
 class LotReleaseSchema(Schema):
@@ -89,8 +99,8 @@ class LotReleaseSchema(Schema):
 
 @bp.route("/lots/<int:lot_id>/results")
 @bp.response(200, ReleaseResultSchema(many=True))
-@problems(bp, 401, 404)
-@authenticated
+@problems(bp, 401, 403, 404)
+@roles_required(*READERS)  # as the release review page: a nurse's client needs a bag's release state, not results
 def list_results(lot_id: int) -> Any:
     return results_of(db.session, get_lot(db.session, lot_id).id)
 
@@ -106,8 +116,8 @@ def add_result(data: dict[str, Any], lot_id: int) -> Any:
 
 @bp.route("/lots/<int:lot_id>")
 @bp.response(200, LotReleaseSchema)
-@problems(bp, 401, 404, 409)  # 409: the installed specification files cannot be used (release.specs)
-@authenticated
+@problems(bp, 401, 403, 404, 409)  # 409: the installed specification files cannot be used (release.specs)
+@roles_required(*READERS)  # its verdicts hold every result value
 def lot_status(lot_id: int) -> Any:
     lot = get_lot(db.session, lot_id)
     verdict = lot_verdict(db.session, lot)
@@ -116,7 +126,7 @@ def lot_status(lot_id: int) -> Any:
             "blocking_reasons": list(verdict.blocking_reasons),
             "refusals_for_you": refusals(db.session, lot, current_user, (), verdict) if current_user.has_role("qa") else [],
             "verdicts": [dict(v.__dict__, status=str(v.status)) for v in verdict.verdicts],
-            "release": release_state(db.session, lot).__dict__}
+            "release": _state(lot)}
 
 
 @bp.route("/bags/<int:bag_id>")
@@ -124,4 +134,13 @@ def lot_status(lot_id: int) -> Any:
 @problems(bp, 401, 404)
 @authenticated
 def bag_state(bag_id: int) -> Any:
-    return bag_release(db.session, bag_id).__dict__
+    bag = db.session.get(Bag, bag_id)
+    if bag is None:
+        raise NotFound(f"No bag with id {bag_id}.")
+    return _state(get_lot(db.session, bag.lot_id))
+
+
+def _state(lot: Lot) -> dict[str, Any]:
+    """The lot's release state (release.queries.release_state) with its expiry beside it."""
+    return {**release_state(db.session, lot).__dict__, "expires_at": lot.expires_at,
+            "expired": lot.status == "expired" or expiry_passed(lot)}

@@ -5,9 +5,11 @@ first entry is marked "*" (EU GMP Annex 11 8.2). Conditional and exceptional rel
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from io import BytesIO
 from typing import Any
 
+import reportlab.pdfbase.rl_codecs  # noqa: F401 - registers the codecs of the fonts below (winansi, symbol, ...)
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -39,13 +41,54 @@ NOT_IN_USE = {
 VERDICT_COLOURS = {"pass": "#1d6b2e", "fail": "#9a1b1b", "pending": "#8a5a00", "informative": "#3b4a6b"}
 
 
+#: the encodings of the certificate's fonts (Helvetica, then ReportLab's Symbol and ZapfDingbats fall-backs): a
+#: character none of them holds is drawn as a black square, so it is written as its code point instead (_printable)
+FONT_ENCODINGS = ("winansi", "symbol", "zapfdingbats")
+#: the characters written as code points on the certificate being built (certificate_pdf says what they mean)
+_unprintable: ContextVar[set[str] | None] = ContextVar("coa_unprintable", default=None)
+
+
+def _drawable(char: str) -> bool:
+    if char.isspace():  # a line break or a tab in a description: laid out as a space
+        return True
+    for encoding in FONT_ENCODINGS:
+        try:
+            char.encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        return True
+    return False
+
+
+def _printable(text: str) -> str:
+    """The text as the certificate's fonts can draw it. A character they have no glyph for (the ł of a Polish
+    analyst's or signer's name, Cyrillic, Chinese) was drawn as a black square, so the certificate showed something
+    other than the record: it is written as its Unicode code point, "Pawe[U+0142]", and the certificate says so."""
+    if all(_drawable(char) for char in text):
+        return text
+    out = []
+    for char in text:
+        if _drawable(char):
+            out.append(char)
+            continue
+        code = f"[U+{ord(char):04X}]"
+        found = _unprintable.get()
+        if found is not None:
+            found.add(code)
+        out.append(code)
+    return "".join(out)
+
+
 def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
-    safe = str(text if text is not None else "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    safe = _printable(str(text if text is not None else ""))
+    safe = safe.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return Paragraph(safe, style)
 
 
 def _grid(rows: list[list[Any]], widths: list[float]) -> Table:
-    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    # splitInRow: a row taller than a page (an OOS investigation or a justification of some thousands of characters,
+    # which no field limits) goes on over the next page; without it ReportLab refused to lay the certificate out
+    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT", splitInRow=1)
     table.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf2")),
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b5")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -167,6 +210,15 @@ def _signatures(review: Any) -> Any:
 
 
 def certificate_pdf(review: Any) -> bytes:
+    found: set[str] = set()
+    token = _unprintable.set(found)
+    try:
+        return _certificate(review, found)
+    finally:
+        _unprintable.reset(token)
+
+
+def _certificate(review: Any, unprintable: set[str]) -> bytes:
     lot, spec = review.lot, review.spec
     buffer = BytesIO()
     doc = SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
@@ -200,7 +252,9 @@ def certificate_pdf(review: Any) -> bytes:
         story.append(_p(review.expired_words, FLAG))
     if review.state.flag:
         story.append(_p(review.state.flag, FLAG))
-    elif not review.state.released:  # said whatever the signatures below are (an OOS closed, a clinician's request)
+    # said whatever the signatures below are (an OOS closed, a clinician's request), and beside a flag: a lot recalled
+    # while its late OOS is still open is headed RECALLED, not with the late OOS alone
+    if not review.state.released and (lot.status in NOT_IN_USE or not review.state.flag):
         story.append(_p(NOT_IN_USE.get(lot.status, f"NOT FOR CLINICAL USE: the lot is {lot.status}"), FLAG))
     for disposition, _sigs in review.dispositions:
         if disposition.kind == "rejection" and disposition.signed_at is not None:
@@ -229,6 +283,9 @@ def certificate_pdf(review: Any) -> bytes:
         section.append(_p("None.", BODY))
     story.append(KeepTogether(section))
     story.append(KeepTogether([Paragraph("Electronic signatures", _styles["Heading3"]), _signatures(review)]))
+    if unprintable:  # never a silent square in place of a recorded character
+        story.append(_p(f"{', '.join(sorted(unprintable))}: a character this certificate's font cannot print, written "
+                        "as its Unicode code point; the record keeps it as typed (the review page shows it).", BODY))
     doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number))
     return buffer.getvalue()
 

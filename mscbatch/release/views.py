@@ -16,7 +16,7 @@ from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.queries import get_deviation, get_lot
 from mscbatch.patients.views import READERS as PATIENT_READERS
-from mscbatch.release import deviations, oos, release, results
+from mscbatch.release import READERS, deviations, oos, release, results
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.forms import (
     UNIT_CHOICE,
@@ -36,7 +36,6 @@ from mscbatch.release.specs import spec_of_lot
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("release", __name__, url_prefix="/release")
-READERS = ("technician", "qa", "clinician", "admin")  # a late OOS's patients: to PATIENT_READERS only
 
 
 def _entry(form: Any, test_id: str = "", value: str = "", unit: str = "") -> results.ResultEntry:

@@ -11,6 +11,7 @@ from flask_wtf.form import _Auto  # Flask-WTF's "read the request" marker (its f
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import DecimalField
 
+from mscbatch.api.plain_numbers import ASCII_SPACES, is_plain_number, rule_words
 from mscbatch.errors import DomainError
 
 DB_INT_MAX = 2**31 - 1  # ids are PostgreSQL INTEGER
@@ -37,9 +38,18 @@ class FlaskForm(_FlaskWtfForm):
 
 class FiniteDecimalField(DecimalField):
     """WTForms' DecimalField takes "NaN" and "Infinity" as numbers; a service comparing them raised (a 500 on the
-    storage form, issue 9 review). Here they are refused as not a number, like any other text."""
+    storage form, issue 9 review). Here they are refused as not a number, like any other text. It also takes only a
+    plainly written number (mscbatch.api.plain_numbers, as the API): Decimal() read "1_0" as 10, "١٢" as 12 and
+    "1e2" as 100, a wrong count or dose typed without a warning. A minus sign is let through: the field's own
+    validators and the services judge a value below zero in their words (a storage temperature is one)."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
+        typed = valuelist[0] if valuelist else None
+        if isinstance(typed, str) and typed.strip():  # a blank is the required / optional validators' to judge
+            if not is_plain_number(typed, signed=True):
+                self.data = None
+                raise ValueError(f"Not a plain number: {rule_words(signed=True)}.")
+            valuelist = [typed.strip(ASCII_SPACES)]
         super().process_formdata(valuelist)
         if self.data is not None and not self.data.is_finite():
             self.data = None

@@ -11,11 +11,13 @@ from flask import Flask
 from flask_login import current_user
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup
 from wtforms.form import BaseForm
 
 from mscbatch.auth.models import ROLE_LABELS
 from mscbatch.core.culture import format_cells
 from mscbatch.core.numbers import plain
+from mscbatch.site import site_config
 
 # (label, endpoint, roles that see it); later capabilities add their entries here.
 MAKERS = frozenset({"technician", "qa", "admin"})  # the cell-processing laboratory and its QA
@@ -53,6 +55,17 @@ def navigation_for(user: Any) -> list[tuple[str, str]]:
 
 def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return "" if value is None else f"{value:{fmt}} UTC"
+
+
+def local(value: datetime | None, seconds: bool = False) -> Markup:
+    """An instant as the pages say it: the site's local time first, its zone named, UTC beside it in brackets
+    ("2026-12-05 21:48 CET (20:48 UTC)"). Read in UTC alone, 23:30 UTC at 00:30 in Paris is the wrong day."""
+    if value is None:
+        return Markup("—")
+    fmt = "%H:%M:%S" if seconds else "%H:%M"
+    shown = value.astimezone(site_config().tz)
+    return Markup('<span class="when"><span class="local">{}</span> <span class="utc hint">({})</span></span>').format(
+        f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{value.strftime(fmt)} UTC")
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,7 @@ def donor_gate_reasons(lot: Any, gate: str | None = None) -> list[str]:
 
 def init_templating(app: Flask) -> None:
     app.jinja_env.filters["utc"] = utc
+    app.jinja_env.filters["local"] = local
     app.jinja_env.filters["plain"] = plain  # 20 mL, not 2E+1 mL
     app.jinja_env.filters["cells"] = format_cells  # 125 x10^6, as the label writes it
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
@@ -162,4 +176,4 @@ def init_templating(app: Flask) -> None:
 
     @app.context_processor
     def _navigation() -> dict[str, Any]:
-        return {"navigation": navigation_for(current_user)}
+        return {"navigation": navigation_for(current_user), "site_tz": site_config().tz}

@@ -21,7 +21,7 @@ from tests.integration.test_release_support import seed_quarantine_lot
 pytestmark = pytest.mark.browser
 
 UNIT_CHOICE = {"%": "%", "cells": "x10^6 cells", "EU/mL": "EU/mL", "": "none"}  # the result form's unit select values
-SIGNED = re.compile(r"Signed: Qa, \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC, “Released for clinical use”")
+SIGNED = re.compile(r"Signed: Qa, \d{4}-\d{2}-\d{2} \d{2}:\d{2} [A-Z]+ \(\d{2}:\d{2} UTC\), “Released for clinical use”")
 
 
 def _as_typed(value: str, unit: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from mscbatch.core.identifiers import parse_din
 from mscbatch.lots.models import Bag
 from tests.browser.conftest import ARTIFACTS, sign_in
 from tests.conftest import PASSWORD
@@ -40,5 +41,5 @@ def test_qa_puts_a_returned_bag_back_into_stock_with_a_signed_assessment(page, l
     page.get_by_label("Warmest logger temperature").fill("-171.5")
     page.get_by_label("Your password (electronic signature)").fill(PASSWORD)
     page.get_by_role("button", name="Sign the assessment").click()
-    expect(page.get_by_role("status")).to_contain_text(f"Bag {din} is back in stock (assessment signed)")
+    expect(page.get_by_role("status")).to_contain_text(f"Bag {parse_din(din).display} is back in stock (assessment signed)")
     expect(page.locator("#no-returns")).to_be_visible()

@@ -17,6 +17,7 @@ from mscbatch.audit.reconcile import reconcile_database
 from mscbatch.auth import services
 from mscbatch.auth.models import API_TOKEN_LAST_USED, ApiToken, AuthSession, User
 from mscbatch.database import utcnow
+from mscbatch.site import site_config
 from tests.conftest import api_token_for
 
 
@@ -115,7 +116,9 @@ def test_the_account_page_shows_never_then_the_time_of_the_last_use(app, users, 
     _clock(monkeypatch, used)
     assert _me(app, secret).status_code == 200
     listed = page.get("/account").get_data(as_text=True)
-    assert f"<td>{used:%Y-%m-%d %H:%M} UTC</td>" in listed and "<td>never</td>" not in listed
+    local = used.astimezone(site_config().tz)  # the site's time first, UTC beside it
+    assert f'<span class="local">{local:%Y-%m-%d %H:%M %Z}</span> <span class="utc hint">({used:%H:%M} UTC)' in listed
+    assert "<td>never</td>" not in listed
 
 
 def test_a_stamp_never_commits_what_a_use_case_left_pending(app, users):

@@ -16,6 +16,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.core.identifiers import parse_din
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Prescription
@@ -73,7 +74,7 @@ def test_qa_discarding_a_reserved_bag_is_told_the_prescriber_cancels_first_not_t
     ward = qa.post("/ward/event", data={"bag": token, "action": "discard", "reason": "Recalled: destroyed"})
     words = ward.get_data(as_text=True)
     assert ward.status_code == 409, words[:2000]
-    assert f"Bag {din} cannot be discarded." in words
+    assert f"Bag {parse_din(din).display} cannot be discarded." in words
     assert "reserved for a patient by a signed prescription" in words
     assert "The prescriber first cancels (or stops) that course" in words and "then QA discards it" in words
     assert OLD_ADVICE not in words and "(dispatch)" not in words

@@ -5,6 +5,7 @@ finds it, and a second recall of one supplier lot under another row of it is ref
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from mscbatch.custody import handover, infusions
 from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import BagHold, Recall
-from mscbatch.site import site_today
+from mscbatch.site import site_config, site_today
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
@@ -64,24 +65,30 @@ def test_a_held_bag_discarded_on_the_ward_is_not_reported_as_discarded_before_th
     assert held_now == str(still_held)
 
 
+def _text(response):  # type: ignore[no-untyped-def]
+    """The page's words without its tags (a time is two spans: local, then UTC)."""
+    return re.sub(r"<[^>]+>", "", response.get_data(as_text=True))
+
+
 def test_the_traces_say_when_the_infusion_started_not_the_allocation_as_the_day_received(app, users, client_as):
     session = app.extensions["mscbatch.db"].new_session()
     ward = prescribed_bag(session, state="thawed")
     checked_and_confirmed(session, ward)
     infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
                                         bag_scan=ward.token, label_key=KEY)
-    started = f"{infusion.started_at:%Y-%m-%d %H:%M}"
+    local = infusion.started_at.astimezone(site_config().tz)  # the pages say the site's time first, UTC beside it
+    started = f"{local:%Y-%m-%d %H:%M %Z} ({infusion.started_at:%H:%M} UTC)"
     code = session.get(Patient, ward.patient_id).code
     session.close()
     qa = client_as("qa")
 
-    forward = qa.get(f"/trace/donors/{ward.donor_id}").get_data(as_text=True)
+    forward = _text(qa.get(f"/trace/donors/{ward.donor_id}"))
     assert f"infusion started {started}" in forward and "; allocated " in forward
-    bag_page = qa.get(f"/trace/bags/{ward.bag_id}").get_data(as_text=True)
+    bag_page = _text(qa.get(f"/trace/bags/{ward.bag_id}"))
     assert f"infusion started {started}" in bag_page
     backward = qa.get(f"/trace/patients/{ward.patient_id}").get_data(as_text=True)
     assert "<th>Infusion started</th>" in backward
-    assert f'<td class="infused-at">{started}' in backward
+    assert f'<td class="infused-at">{started}' in re.sub(r"<(?!td)[^>]+>", "", backward)
     back_pdf = pdf_text(qa.get(f"/trace/patients/{ward.patient_id}.pdf"))
     assert code in back_pdf and "Infusion started" in back_pdf
     assert "infusion started" in pdf_text(qa.get(f"/trace/donors/{ward.donor_id}.pdf"))

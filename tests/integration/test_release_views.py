@@ -80,9 +80,11 @@ def test_qa_reviews_and_signs_the_release_then_downloads_a_certificate_with_ever
     assert refused.status_code == 401
     signed = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
     assert signed.status_code == 302
-    token = api_token_for(app, "nurse")
+    token = api_token_for(app, "clinician")
     state = app.test_client().get(f"/api/v1/release/lots/{lot_id}", headers={"Authorization": f"Bearer {token}"})
     assert state.get_json()["release"]["released"] is True and state.get_json()["overall"] == "ready"
+    nurse = {"Authorization": f"Bearer {api_token_for(app, 'nurse')}"}  # the ward reads a bag's state, not results
+    assert app.test_client().get(f"/api/v1/release/lots/{lot_id}/results", headers=nurse).status_code == 403
     pdf = qa.get(f"/release/lots/{lot_id}/certificate.pdf")
     assert pdf.mimetype == "application/pdf"
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.core.identifiers import parse_din
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.lots.models import Bag
 from tests.conftest import PASSWORD, api_token_for
@@ -69,7 +70,7 @@ def test_the_web_start_refuses_another_bag_than_the_one_started(app, users, db_s
     assert wrong.status_code == 303 and wrong.headers["Location"] == url  # review 5: to the STOP page (GET)
     html = nurse.get(url).get_data(as_text=True)
     assert ">STOP<" in html and 'id="start-infusion"' not in html
-    assert f"WRONG BAG: the bag in your hand is {din_b}, not bag {din_a}" in html
+    assert f"WRONG BAG: the bag in your hand is {parse_din(din_b).display}, not bag {parse_din(din_a).display}" in html
     unreadable = nurse.post(url, data={"wristband": first.wristband, "bag": "not-a-bag"})
     assert unreadable.status_code == 422 and 'id="start-bag-error"' in unreadable.get_data(as_text=True)
 

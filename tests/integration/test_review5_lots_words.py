@@ -60,7 +60,7 @@ def test_number_refusals_name_the_field_once(app, users, db_session, client_as):
     db_session.rollback()
     huge = tech.post("/lots/new", data={"donor_id": str(donor_id), "product_id": "AT-MSC",
                                         "collection_at": at(TODAY).strftime("%Y-%m-%dT%H:%M"),
-                                        "collection_site": "Theatre 3", "tissue_amount": "1e309",
+                                        "collection_site": "Theatre 3", "tissue_amount": "1" + "0" * 309,
                                         "tissue_unit": "g"})
     html = huge.get_data(as_text=True)
     assert huge.status_code == 422 and "far too much" in html and "greater than 0" not in html
@@ -70,8 +70,10 @@ def test_number_refusals_name_the_field_once(app, users, db_session, client_as):
     db_session.rollback()
     form = {"passage-passage_number": "0", "passage-performed_on": TODAY.isoformat(), "passage-seeded_cells": "2",
             "passage-harvested_cells": "16", "passage-viability_percent": "95", "passage-days_in_culture": ""}
-    many = tech.post(f"/lots/{lot_id}/passages", data={**form, "passage-harvested_cells": "1e309"})
+    many = tech.post(f"/lots/{lot_id}/passages", data={**form, "passage-harvested_cells": "1" + "0" * 309})
     assert many.status_code == 422 and "Cells harvested: far too many" in many.get_data(as_text=True)
+    exponent = tech.post(f"/lots/{lot_id}/passages", data={**form, "passage-harvested_cells": "1e309"})
+    assert exponent.status_code == 422 and "Cells harvested: &#39;1e309&#39; is not" in exponent.get_data(as_text=True)
     comma = tech.post(f"/lots/{lot_id}/passages", data={**form, "passage-seeded_cells": "9,5"})
     html = comma.get_data(as_text=True)
     assert comma.status_code == 422 and "Cells seeded: &#39;9,5&#39; is not a number" in html, html

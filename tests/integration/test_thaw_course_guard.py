@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.core.identifiers import parse_din
 from mscbatch.custody import handover
 from mscbatch.custody.checks import evaluate
 from mscbatch.custody.models import CustodyEvent
@@ -90,7 +91,7 @@ def test_the_ward_page_does_not_thaw_a_bag_of_a_course_that_can_no_longer_give_t
     answer = nurse.post("/ward/event", data={"bag": token, "action": "thaw"})
     page = answer.get_data(as_text=True)
     assert answer.status_code == 409, page
-    assert f"DO NOT THAW bag {din}: {bedside}" in page.replace("&#39;", "'")  # the bedside's own words
+    assert f"DO NOT THAW bag {parse_din(din).display}: {bedside}" in page.replace("&#39;", "'")  # the bedside's own words
     assert f"bag {course.bags[0][2]} (50 x10^6 cells of the dose) was DISCARDED" in page
     assert "Keep it frozen and call the prescriber" in page and "stopped and prescribed again" in page
     assert 'role="alert"' in page  # said in the page's error summary, as the other thaw refusals
@@ -107,7 +108,7 @@ def test_the_api_does_not_thaw_it_either_and_answers_a_problem_document(app, use
     assert answer.status_code == 409, answer.get_json()
     assert answer.mimetype == "application/problem+json"
     detail = answer.get_json()["detail"]
-    assert detail.startswith(f"DO NOT THAW bag {din}: {bedside}") and "Keep it frozen" in detail
+    assert detail.startswith(f"DO NOT THAW bag {parse_din(din).display}: {bedside}") and "Keep it frozen" in detail
     assert _status(app, bag_id) == "received" and _written(app) == before
 
 
@@ -132,7 +133,7 @@ def test_such_a_bag_is_not_sent_to_the_ward_and_stays_in_the_unit(app, users, cl
     page = technician.post("/ward/dispatch", data={"bag": second, **DISPATCH})
     html = page.get_data(as_text=True)
     assert page.status_code == 409, html
-    assert f"Bag {din} cannot leave the unit: {SHORT}" in html and WHAT_THEY_GIVE in html
+    assert f"Bag {parse_din(din).display} cannot leave the unit: {SHORT}" in html and WHAT_THEY_GIVE in html
     assert "Keep it in storage and tell the prescriber" in html
     answer = app.test_client().post("/api/v1/custody/events", headers=headers,
                                     json={"kind": "dispatched", "bag": third, **DISPATCH})

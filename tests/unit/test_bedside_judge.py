@@ -152,3 +152,26 @@ def test_the_post_thaw_limit_is_one_judgement_for_the_bedside_the_label_page_and
     assert past_post_thaw_limit(bag, lot, None, NOW) is None
     bag.status = "infused"  # judged by its infusion, not by this
     assert past_post_thaw_limit(bag, lot, thawed, NOW + timedelta(hours=1)) is None
+
+
+def test_another_patients_bag_not_on_the_ward_sends_no_errand_and_says_what_to_do() -> None:
+    """Tablet walkthrough, session 33: WRONG PATIENT said whose bag it was but not what to do, and the line below it
+    told the nurse to "Ask the unit to send it", for a bag that is not this patient's."""
+    facts = _facts()
+    facts.bag.status = "allocated"
+    wrong = judge("WB-12", OTHER, facts, None, NOW)
+    assert codes(wrong) == ["wrong_patient", "not_on_ward"]
+    assert "Do not give it to LUP-002: put it aside and call the cell therapy unit." in wrong.failures[0].message
+    assert "Ask the unit" not in wrong.failures[1].message
+    assert "the records say it is at the cell therapy unit" in wrong.failures[1].message
+    own = judge("WB-11", PATIENT, facts, None, NOW)  # the patient's own bag: the errand stays
+    assert codes(own) == ["not_on_ward"] and "Ask the unit to send it" in own.failures[0].message
+
+
+def test_a_bag_whose_prescription_was_stopped_is_not_said_never_prescribed() -> None:
+    """Tablet walkthrough, session 33: a check reopened after the course was stopped said "no signed prescription",
+    which was false: it was signed, then stopped."""
+    result = judge("WB-11", PATIENT, _facts(allocated_patient_id=None, allocated_patient_code=None), None, NOW)
+    assert codes(result) == ["not_prescribed"]
+    assert "no signed prescription" not in result.failures[0].message
+    assert "never prescribed, or its prescription was stopped or cancelled" in result.failures[0].message

@@ -9,12 +9,13 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import access_rule, roles_required
 from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
+from mscbatch.custody.checks import local_and_utc
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
 from mscbatch.custody.ward_words import din_shown
@@ -81,9 +82,15 @@ def check_valid_for() -> timedelta:
     return timedelta(minutes=int(current_app.config.get("CUSTODY_CHECK_VALID_MINUTES", 30)))
 
 
+#: the session key of the ward's last "Where": a nurse records several bags in one room, and retyping it after every
+#: step was the walkthrough's complaint (a place, never a patient: the cookie is signed, not encrypted)
+WARD_LOCATION = "ward_location"
+
+
 def _ward(form: WardForm | None = None, dispatch_form: DispatchForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
-    return render_template("custody/ward.html", form=form or WardForm(formdata=None),
+    form = form or WardForm(formdata=None, data={"location": session.get(WARD_LOCATION, "")})
+    return render_template("custody/ward.html", form=form,
                            dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS,
                            dispatchers=DISPATCHERS,
                            with_reason=ACTIONS["return"][0] + ACTIONS["discard"][0]), status
@@ -111,10 +118,12 @@ def event() -> Any:
             handover.receive(db.session, current_user, bag.id, **kwargs)
             flash(f"Bag {din_shown(bag)} received on the ward.", "success")
         elif action == "thaw":
-            handover.thaw(db.session, current_user, bag.id, **kwargs)
+            thawed = handover.thaw(db.session, current_user, bag.id, **kwargs)
             lot = db.session.get(Lot, bag.lot_id)
-            minutes = product_of(lot).post_thaw_limit_minutes if lot else 0
-            flash(f"Bag {din_shown(bag)} thawed: give it within {minutes} minutes.", "success")
+            product = product_of(lot) if lot else None
+            by = f", by {local_and_utc(thawed.occurred_at + product.post_thaw_limit)}" if product else ""  # a clock time
+            flash(f"Bag {din_shown(bag)} thawed: give it within {product.post_thaw_limit_minutes if product else 0} "
+                  f"minutes{by}.", "success")
         elif action == "return":
             handover.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
             flash(f"Bag {din_shown(bag)} returned to the unit.", "success")
@@ -149,6 +158,7 @@ def event() -> Any:
             # keeps the bag, for the same step again with its reason)
             form.wristband.data = form.bag.data = ""
         return _ward(form, status=error.status)
+    session[WARD_LOCATION] = (form.location.data or "").strip()
     return redirect(url_for("custody.ward"))
 
 

@@ -67,7 +67,10 @@ def _fate(session: Session, prescription: Prescription, row: Allocation, bag: Ba
         restocked = next((e for e in events if e.kind == "stored" and e.details.get("cancelled")
                           and e.details.get("prescription_id") == prescription.id), None)
         if restocked is not None:
-            return RESTOCKED
+            from mscbatch.recall.queries import bag_hold  # recall reads patients: imported when called
+
+            hold = bag_hold(session, bag.id)  # back in the unit, but a recall holds it: not stock for anyone
+            return f"back in the unit, ON HOLD ({hold}): not for any patient" if hold else RESTOCKED
         before = [e for e in events if row.released_at is None or e.occurred_at <= row.released_at]
         status = before[-1].to_status if before and before[-1].to_status else bag.status
     words = LET_GO_WORDS.get(status or "", f"released from the prescription ({(status or '').replace('_', ' ')})")
@@ -147,7 +150,9 @@ def let_go_words(session: Session, prescription: Prescription) -> str:
     rows = [r for r in session.scalars(select(Allocation).where(Allocation.prescription_id == prescription.id)
                                        .order_by(Allocation.id))]
     outcomes = bag_outcomes(session, prescription, rows)
-    dins = {r.id: bag.din for r in rows if (bag := session.get(Bag, r.bag_id)) is not None}
+    from mscbatch.custody.ward_words import din_shown  # custody reads patients: imported when called
+
+    dins = {r.id: din_shown(bag) for r in rows if (bag := session.get(Bag, r.bag_id)) is not None}
     given = [dins[r.id] for r in rows if outcomes[r.id].state == "given"]
     others = [f"{dins[r.id]} {outcomes[r.id].fate}" for r in rows if outcomes[r.id].state != "given"]
     if prescription.status == "cancelled":

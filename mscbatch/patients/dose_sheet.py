@@ -73,15 +73,20 @@ class DoseSheet:
     warnings: list[str]
 
 
+def infusion_planned(prescription: Prescription) -> bool:
+    """Whether the clinician gave a planned infusion: without one, planned_at holds the minute of signing, which
+    no page or report may show as a planned administration (the dose sheet, the recall's patients to notify)."""
+    planned = prescription.calculation.get("infusion_planned")
+    if planned is None:  # signed before the flag was stored: a planned day is the site's 23:59, never the signing
+        planned = abs((prescription.planned_at - prescription.prescribed_at).total_seconds()) > 60
+    return bool(planned)
+
+
 def planned_words(prescription: Prescription) -> str:
     """The planned infusion as the clinician gave it; without a planned day, the sheet says so instead of printing
     the minute of signing as a deadline (the bags were judged in date, and the weight recent, at that moment; the
     bedside check judges both again when the bag is scanned)."""
-    calc = prescription.calculation
-    planned = calc.get("infusion_planned")
-    if planned is None:  # signed before the flag was stored: a planned day is the site's 23:59, never the signing
-        planned = abs((prescription.planned_at - prescription.prescribed_at).total_seconds()) > 60
-    if not planned:
+    if not infusion_planned(prescription):
         return ("not planned: give as prescribed (bags in date and weight recent when signed; the bedside check "
                 "judges both again when each bag is scanned)")
     return "by " + " (".join(expiry_lines(prescription.planned_at, site_config().timezone)) + ")"

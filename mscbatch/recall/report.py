@@ -265,6 +265,14 @@ def grid(rows: list[list[Any]], widths: list[float]) -> Table:
     return table
 
 
+def _planned(prescription: Any) -> str:
+    """The planned administration, or "not planned" when the clinician gave none (planned_at is then the minute of
+    signing: shown as a time, it read as a plan the prescription page does not have)."""
+    from mscbatch.patients.dose_sheet import infusion_planned  # patients read recalls: imported when called
+
+    return _local(prescription.planned_at) if infusion_planned(prescription) else "not planned"
+
+
 def _local(value: datetime | None) -> str:
     if value is None:
         return "—"
@@ -325,7 +333,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
             for bag, lot, recipient in notice.received:
                 rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(bag.din + bag.check_character),
                              _p(lot.lot_number), _p(bag.status), _p(_local(recipient.allocation.allocated_at)),
-                             _p(_local(recipient.prescription.planned_at)), _p(_local(recipient.infused_at))])
+                             _p(_planned(recipient.prescription)), _p(_local(recipient.infused_at))])
         story.append(grid(rows, [28 * mm, 38 * mm, 34 * mm, 28 * mm, 20 * mm, 40 * mm, 40 * mm, 40 * mm]))
     else:
         story.append(_p("No patient has received product from the affected bags.", BODY))

@@ -34,6 +34,7 @@ from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.models import COMPLETE_MEANING, END_MEANING, RECALL_SCOPES, BagHold, Recall
 from mscbatch.recall.queries import NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.signatures.services import sign
+from mscbatch.site import site_config, site_today
 
 START_MEANING = "Recall started: affected stock on hold"
 MAX_ROW_ID = 2**31 - 1  # row ids are PostgreSQL INTEGER
@@ -410,11 +411,21 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     else:
         raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
     if not found:
-        raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower()} {text!r}.", field="target")
+        raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower()} {text!r}.{_spelling_hint(scope, text)}",
+                               field="target")
     if len(found) > 1:
         raise ValidationFailed(f"Several reagent lots are numbered {text!r}: give '#<id>' from the reagent page.",
                                field="target")
     return int(found[0])
+
+
+def _spelling_hint(scope: str, text: str) -> str:
+    """How the unit writes what was not found, when the typed text is not written that way (a digit dropped:
+    "MSC-2026-003" for MSC-2026-0003), so that a mistyped number is seen as mistyped, not as unknown."""
+    site = site_config()
+    if scope == "lot" and not site.is_valid_lot_number(text.upper()):
+        return f" Lot numbers are written like {site.format_lot_number(site_today().year, 3)}."
+    return ""
 
 
 def _same_supplier_lot_or_all(session: Session, ids: Sequence[int]) -> list[int]:

@@ -10,6 +10,7 @@ from flask_login import current_user
 from mscbatch.auth.access import roles_required
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
+from mscbatch.patients.dose_sheet import infusion_planned
 from mscbatch.recall import services
 from mscbatch.recall.forms import CompleteRecallForm, DiscardHeldBagForm, EndRecallForm, StartRecallForm
 from mscbatch.recall.queries import open_lookbacks
@@ -88,7 +89,7 @@ def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200
                            end_form=form or EndRecallForm(formdata=None),
                            complete_form=complete_form or CompleteRecallForm(formdata=None),
                            discard_form=discard_form or DiscardHeldBagForm(formdata=None),
-                           discard_bag_id=discard_bag_id, site=site_config()), status
+                           discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned), status
 
 
 @bp.route("/<int:recall_id>")

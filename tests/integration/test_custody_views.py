@@ -3,6 +3,8 @@ person, infusion start / end / reaction shown on the patient's and the lot's pag
 OpenAPI document."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from mscbatch.custody.models import Infusion
@@ -64,7 +66,12 @@ def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
     thaw_first = nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"})
     assert thaw_first.status_code == 409 and "receive it first" in thaw_first.get_data(as_text=True)
     assert nurse.post("/ward/event", data={"bag": ward.token, "action": "receive", "location": "Ward 3"}).status_code == 302
+    # the ward's "Where" stays for the next step (session 33: retyped after every step), a place, not a patient
+    assert 'value="Ward 3"' in nurse.get("/ward").get_data(as_text=True).split('name="location"', 1)[1][:200]
     assert nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"}).status_code == 302
+    # the limit as a clock time too (session 33: "within 60 minutes" alone left the nurse to add it up)
+    said = nurse.get("/ward").get_data(as_text=True)
+    assert re.search(r"thawed: give it within 60 minutes, by \d\d \w{3} \d{4} \d\d:\d\d \(\d\d:\d\d UTC\)", said), said
     start = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})
     assert start.status_code == 409 and "No confirmed two-person bedside check" in start.get_data(as_text=True)
 

@@ -35,12 +35,17 @@ def _mixed_dose(session):  # type: ignore[no-untyped-def]
     return clin, p, with_result, without
 
 
+def _calculated(session, patient_id: int):  # type: ignore[no-untyped-def]
+    """The dose calculation of the patient, and its allocation (which must exist)."""
+    result = calculate(session, patient_id)
+    assert result.allocation is not None, result.refusal
+    return result, result.allocation
+
+
 def test_the_dose_page_and_sheet_show_the_known_endotoxin_beside_a_bag_without_a_result(app, users, client_as):
     session = app.extensions["mscbatch.db"].new_session()
     clin, p, with_result, without = _mixed_dose(session)
-    result = calculate(session, p.id)
-    a = result.allocation
-    assert a is not None, result.refusal
+    result, a = _calculated(session, p.id)
     assert {d.din for d in a.draws} == {with_result.din, without.din} and not any(d.partial for d in a.draws)
     assert a.endotoxin_eu is None  # unknown as a whole
     patient_id, din_b = p.id, without.din
@@ -60,9 +65,7 @@ def test_the_dose_page_and_sheet_show_the_known_endotoxin_beside_a_bag_without_a
 def test_a_lower_weight_judges_the_known_endotoxin_again(app, users, client_as):
     session = app.extensions["mscbatch.db"].new_session()
     clin, p, with_result, without = _mixed_dose(session)
-    result = calculate(session, p.id)
-    a = result.allocation
-    assert a is not None, result.refusal
+    result, a = _calculated(session, p.id)
     prescriptions.prescribe(session, clin, PASSWORD, p.id, level_cells_per_kg=a.dose_level_cells_per_kg,
                             bag_ids=[int(d.bag_id) for d in a.draws], weight_id=result.weight.id)
     # 57 kg: 125 x10^6 is 2.19 x10^6/kg (inside the band), 5.5 g DMSO is 0.096 g/kg, but the limit is now

@@ -19,21 +19,30 @@ def _text(pdf: bytes) -> str:
     return " ".join(" ".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf)).pages).split())
 
 
-def test_a_name_the_font_cannot_print_is_written_as_its_code_point_never_a_black_square(
-        app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+def _released_by(app, monkeypatch, username: str, full_name: str, analyst: str = "") -> int:  # type: ignore[no-untyped-def]
+    """A lot whose results are entered (the viability's analyst named `analyst`, when given) and released by a new
+    QA account printed `full_name`."""
     lot_id = seed_quarantine_lot(app, monkeypatch)
-    add_user(app, "pawel", ["qa"], full_name="Paweł Łukasiewicz")
+    add_user(app, username, ["qa"], full_name=full_name)
     session = app.extensions["mscbatch.db"].new_session()
     try:
         enter_panel(session, user(session, "technician"), lot_id)
-        from mscbatch.release.results import ResultEntry, enter_result
+        if analyst:
+            from mscbatch.release.results import ResultEntry, enter_result
 
-        enter_result(session, user(session, "technician"), lot_id, ResultEntry(
-            test_id="viability", value="93", unit="%", analyst="Иван Петров", tested_on=site_today()))
-        release.release_lot(session, user(session, "pawel"), lot_id, PASSWORD)
-        assert session.query(ReleaseResult).filter_by(analyst="Иван Петров").count() == 1
+            enter_result(session, user(session, "technician"), lot_id, ResultEntry(
+                test_id="viability", value="93", unit="%", analyst=analyst, tested_on=site_today()))
+        release.release_lot(session, user(session, username), lot_id, PASSWORD)
+        if analyst:
+            assert session.query(ReleaseResult).filter_by(analyst=analyst).count() == 1
     finally:
         session.close()
+    return lot_id
+
+
+def test_a_name_the_font_cannot_print_is_written_as_its_code_point_never_a_black_square(
+        app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    lot_id = _released_by(app, monkeypatch, "pawel", "Paweł Łukasiewicz", analyst="Иван Петров")
 
     pdf = client_as("qa").get(f"/release/lots/{lot_id}/certificate.pdf")
     assert pdf.status_code == 200
@@ -46,14 +55,7 @@ def test_a_name_the_font_cannot_print_is_written_as_its_code_point_never_a_black
 
 def test_a_certificate_whose_text_the_fonts_print_has_no_code_points_nor_their_note(
         app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
-    lot_id = seed_quarantine_lot(app, monkeypatch)
-    add_user(app, "zoe", ["qa"], full_name="Zoë Lefèvre-Müller ≤")
-    session = app.extensions["mscbatch.db"].new_session()
-    try:
-        enter_panel(session, user(session, "technician"), lot_id)
-        release.release_lot(session, user(session, "zoe"), lot_id, PASSWORD)
-    finally:
-        session.close()
+    lot_id = _released_by(app, monkeypatch, "zoe", "Zoë Lefèvre-Müller ≤")
     text = _text(client_as("qa").get(f"/release/lots/{lot_id}/certificate.pdf").data)
     assert "Zoë Lefèvre-Müller ≤" in text
     assert "[U+" not in text and "code point" not in text

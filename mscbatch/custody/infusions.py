@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mscbatch.api.plain_numbers import is_plain_number
 from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
@@ -223,8 +224,11 @@ MAX_VOLUME_ML = 100_000
 
 
 def _volume(text: Any) -> Decimal:
+    typed = str(text).strip().replace(",", ".")
     try:
-        volume = Decimal(str(text).strip().replace(",", "."))
+        if not is_plain_number(typed, signed=True):  # Decimal() reads "1_0" as 10 and "１２" as 12
+            raise ValueError(typed)
+        volume = Decimal(typed)
     except (InvalidOperation, ValueError):
         raise ValidationFailed("Volume infused: give a number of mL, e.g. 20.5.", field="volume_ml") from None
     # bounded before quantize(), which cannot hold more than 28 digits (a 500 found by tests/fuzz)

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.api.plain_numbers import is_plain_number
 from mscbatch.audit.context import use_case
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody.handover import unfit_to_leave
@@ -113,8 +114,11 @@ def returned_bags(session: Session) -> list[ReturnedBag]:
 
 
 def _temperature(value: Any) -> Decimal:
+    typed = str(value).strip().replace("−", "-")
     try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace("−", "-"))
+        if not isinstance(value, Decimal) and not is_plain_number(typed, signed=True):  # "1_0" is 10 to Decimal()
+            raise ValueError(typed)
+        number = value if isinstance(value, Decimal) else Decimal(typed)
     except (InvalidOperation, ValueError):
         number = None
     if number is None or not number.is_finite() or not Decimal(-200) <= number <= Decimal(40):

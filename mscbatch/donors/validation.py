@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from mscbatch.api.plain_numbers import is_plain_number
 from mscbatch.core.eligibility_markers import RESULT_VALUES
 from mscbatch.donors.models import DONOR_TYPE_LABELS, RELATIONSHIP_LABELS, SEX_LABELS, Donor
 from mscbatch.donors.queries import rule_set_of, rule_sets
@@ -61,6 +62,8 @@ def _weight(value: Decimal | str | None, problems: _Problems) -> Decimal | None:
     if value is None or not str(value).strip():
         return None
     try:
+        if isinstance(value, str) and not is_plain_number(value, signed=False):  # "1_0" is 10 to Decimal()
+            raise InvalidOperation(value)
         entered = Decimal(str(value).strip())
         weight = entered.quantize(Decimal("0.1"))
     except InvalidOperation:

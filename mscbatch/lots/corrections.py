@@ -138,7 +138,9 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
                 and performed_on > lot.harvested_at.astimezone(site_config().tz).date()):
             raise ValidationFailed("The date is after the harvest.", field="performed_on")
         check_seeding(before[-1] if before else None, step.label, seeded)
-        check_growth(session, [*before[-1:], step], step.label, seeded, harvested, "correct")
+        if (seeded, harvested) != (step.seeded_cells, step.harvested_cells):  # counts kept as recorded (a date
+            # corrected) are not judged again: a passage recorded before this rule stays correctable
+            check_growth(session, [*before[-1:], step], step.label, seeded, harvested, "correct")
         if after and after[0].seeded_cells is not None and harvested < after[0].seeded_cells:
             raise ValidationFailed(
                 f"Cells harvested: {format_cells(harvested)} cannot be less than the "

@@ -93,8 +93,9 @@ def plural(count: int, noun: str) -> str:
 
 
 def _in_millions(cells: int | None) -> Decimal | None:
-    """Whole cells -> the x10^6 number a form shows (120000000 -> 120)."""
-    return None if cells is None else (Decimal(cells) / 10**6).normalize()
+    """Whole cells -> the x10^6 number a form shows (120000000 -> 120; never "1.2E+2", which normalize() writes
+    for 120 and the form's plain-number rule would then refuse as typed back)."""
+    return None if cells is None else Decimal(format((Decimal(cells) / 10**6).normalize(), "f"))
 
 
 def _date_arg(name: str) -> date | None:

@@ -38,6 +38,9 @@ def test_a_recalls_bags_and_patients_fit_a_portrait_tablet(page: Any, live_serve
     label = page.evaluate("getComputedStyle(document.querySelector(\"table.affected td[data-label='Action']\"), "
                           "'::before').content")
     assert label == '"Action: "'
+    page.set_viewport_size({"width": 1280, "height": 900})  # on a desktop the same tables stay tables
+    for table in ("table.affected", "table.notify"):
+        assert page.evaluate(f"getComputedStyle(document.querySelector('{table}')).display") == "table", table
 
 
 def test_the_infusion_links_a_nurse_taps_are_44_px_tall(page: Any, live_server: Any) -> None:

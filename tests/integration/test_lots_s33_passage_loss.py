@@ -87,3 +87,25 @@ def test_a_correction_to_fewer_cells_than_seeded_needs_a_deviation(app, users, d
     db_session.rollback()
     assert _passages_of(db_session, lot_id)[1].harvested_cells == 110 * M
     db_session.rollback()
+
+
+def test_a_passage_recorded_with_a_loss_before_this_rule_stays_correctable(app, users, db_session):  # noqa: F811
+    """Review of session 33: the rule judges counts a correction changes, not counts kept as recorded, so a passage
+    recorded with fewer cells than seeded before the rule existed can still have its viability corrected."""
+    from sqlalchemy import update
+
+    lot_id = start_lot(db_session, approved_adipose_donor(db_session))
+    passages(db_session, lot_id, [(2 * M, 16 * M), (14 * M, 110 * M)])
+    p1 = _passages_of(db_session, lot_id)[1]
+    with db_session.begin_nested():  # as an older version recorded it (Core: the test's shortcut, not a use case)
+        db_session.execute(update(ProcessStep.__table__).where(ProcessStep.__table__.c.id == p1.id)
+                           .values(harvested_cells=11 * M))
+    db_session.commit()
+    db_session.expire_all()  # the Core update left the loaded passage as it was
+    p1 = _passages_of(db_session, lot_id)[1]
+    details = steps.PassageDetails(passage_number=None, performed_on=p1.performed_on, seeded_cells=14 * M,
+                                   harvested_cells=11 * M, viability_percent="91", days_in_culture="4")
+    corrections.correct_passage(db_session, user(db_session, "technician"), lot_id, p1.id, details,
+                                "viability typed wrong")
+    assert _passages_of(db_session, lot_id)[1].viability_percent == 91
+    db_session.rollback()

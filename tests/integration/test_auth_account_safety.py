@@ -32,6 +32,7 @@ from mscbatch.errors import PermissionDenied
 from mscbatch.lots.models import Lot
 from mscbatch.migrate import upgrade
 from mscbatch.signatures.models import Signature
+from mscbatch.site import site_config
 from mscbatch.signatures.services import sign
 from tests.conftest import PASSWORD, api_token_for, login
 from tests.reliability.support import empty_database
@@ -136,7 +137,8 @@ def test_a_token_made_in_the_browser_needs_the_password(app, users, client_as):
     assert token.expires_at - token.created_at == services.API_TOKEN_LIFETIME == timedelta(days=90)
     page = made.get_data(as_text=True)
     assert "A token expires 90 days after it is created" in page
-    assert token.expires_at.strftime("%Y-%m-%d") in page
+    # The page says the expiry in the site's time: near midnight UTC that is already the next day in Paris.
+    assert f"{token.expires_at.astimezone(site_config().tz):%Y-%m-%d %H:%M %Z}" in page
 
 
 def test_five_wrong_passwords_at_a_new_token_lock_the_account_and_sign_the_screen_out(app, users, client_as):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from stdnum.iso7064 import mod_37_2
 
@@ -75,6 +76,16 @@ class Din:
     def display(self) -> str:
         """The eye-readable grouping used on labels and screens: "G1234 17 654321 A"."""
         return f"{self.fin} {self.year:02d} {self.sequence:06d} {self.check_character}"
+
+
+def din_shown(bag: Any) -> str:
+    """The bag's DIN as every page and label shows it, with its check character K: "G1234 17 654321 A" (a nurse
+    reads the refusal against the label in her hand, where the boxed K is part of the number)."""
+    din = bag.din or ""
+    if len(din) != 13 or not din[5:].isdigit():  # never a DIN this unit allocates: said as stored, not refused again
+        return f"{din} {bag.check_character}".strip()
+    return Din(fin=din[:5], year=int(din[5:7]), sequence=int(din[7:]), text=din,
+               check_character=bag.check_character).display
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody.checks import (
     course_short_of_bag,
     course_short_words,
@@ -17,7 +18,6 @@ from mscbatch.custody.checks import (
 )
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.database import utcnow
 from mscbatch.donors.clearance import clearance_of
 from mscbatch.donors.models import Donor

@@ -25,6 +25,7 @@ from mscbatch.audit import trail
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
 from mscbatch.core.dosing import cells_per_kg_words, infused_against_prescribed
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.bedside import (
     DEFAULT_CHECK_VALID,
@@ -36,7 +37,6 @@ from mscbatch.custody.checks import BedsideResult, evaluate, local_and_utc, reso
 from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short, lost_words
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Bag

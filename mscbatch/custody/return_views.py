@@ -8,10 +8,10 @@ from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody import returns
 from mscbatch.custody.forms import ReturnAssessmentForm
 from mscbatch.custody.views import bp
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag

@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 
 from mscbatch.api.plain_numbers import is_plain_number
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody.handover import unfit_to_leave
 from mscbatch.custody.models import RETURN_DECISIONS, CustodyEvent, ReturnAssessment
 from mscbatch.custody.services import lock_bag, record_event, require_authority
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, StorageLocation
 from mscbatch.lots.queries import container_temperature, position_label, product_of

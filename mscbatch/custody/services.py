@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import BAG, TransitionRefused
 from mscbatch.custody.checks import resolve_bag
 from mscbatch.custody.models import CustodyEvent
-from mscbatch.custody.ward_words import din_shown, ward_refusal
+from mscbatch.custody.ward_words import ward_refusal
 from mscbatch.database import locked_row, utcnow
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag

@@ -13,12 +13,12 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 
 from mscbatch.auth.access import access_rule, roles_required
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.checks import local_and_utc
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db

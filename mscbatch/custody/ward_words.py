@@ -5,10 +5,6 @@ move keeps the state machine's generic sentence. Pure: no database.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from mscbatch.core.identifiers import Din
-
 #: the ward's steps, as the bag state they move to -> the refusal's first sentence
 STEPS = {"received": "Bag {din} cannot be received on the ward.", "thawed": "Bag {din} cannot be thawed.",
          "returned": "Bag {din} cannot be returned to the unit.", "discarded": "Bag {din} cannot be discarded.",
@@ -67,13 +63,3 @@ def ward_refusal(din: str, current: str, target: str) -> str | None:
     if why is None:
         return None
     return f"{STEPS[target].format(din=din)} {why}"
-
-
-def din_shown(bag: Any) -> str:
-    """The bag's DIN as every page and label shows it, with its check character K: "G1234 17 654321 A" (a nurse
-    reads the refusal against the label in her hand, where the boxed K is part of the number)."""
-    din = bag.din or ""
-    if len(din) != 13 or not din[5:].isdigit():  # never a DIN this unit allocates: said as stored, not refused again
-        return f"{din} {bag.check_character}".strip()
-    return Din(fin=din[:5], year=int(din[5:7]), sequence=int(din[7:]), text=din,
-               check_character=bag.check_character).display

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import cells_given
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.numbers import plain
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Allocation, Prescription
@@ -150,8 +151,6 @@ def let_go_words(session: Session, prescription: Prescription) -> str:
     rows = [r for r in session.scalars(select(Allocation).where(Allocation.prescription_id == prescription.id)
                                        .order_by(Allocation.id))]
     outcomes = bag_outcomes(session, prescription, rows)
-    from mscbatch.custody.ward_words import din_shown  # custody reads patients: imported when called
-
     dins = {r.id: din_shown(bag) for r in rows if (bag := session.get(Bag, r.bag_id)) is not None}
     given = [dins[r.id] for r in rows if outcomes[r.id].state == "given"]
     others = [f"{dins[r.id]} {outcomes[r.id].fate}" for r in rows if outcomes[r.id].state != "given"]

@@ -32,8 +32,8 @@ from mscbatch.errors import PermissionDenied
 from mscbatch.lots.models import Lot
 from mscbatch.migrate import upgrade
 from mscbatch.signatures.models import Signature
-from mscbatch.site import site_config
 from mscbatch.signatures.services import sign
+from mscbatch.site import site_config
 from tests.conftest import PASSWORD, api_token_for, login
 from tests.reliability.support import empty_database
 

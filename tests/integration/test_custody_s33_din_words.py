@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody import handover
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.errors import Conflict, PermissionDenied
 from mscbatch.lots.models import Bag
 from tests.conftest import add_user, api_token_for

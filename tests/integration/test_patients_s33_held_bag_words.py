@@ -7,7 +7,7 @@ import re
 
 from sqlalchemy import select
 
-from mscbatch.custody.ward_words import din_shown
+from mscbatch.core.identifiers import din_shown
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Allocation
 from mscbatch.recall import services as recalls

@@ -13,8 +13,8 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from mscbatch.auth.models import User
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody import handover, infusions
-from mscbatch.custody.ward_words import din_shown
 from mscbatch.lots.models import Bag
 from mscbatch.patients import withdrawal
 from mscbatch.patients.models import Prescription

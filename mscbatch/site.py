@@ -28,6 +28,24 @@ def site_day(instant: datetime) -> date:
     return instant.astimezone(site_config().tz).date()
 
 
+def local_parts(instant: datetime, seconds: bool = False) -> tuple[str, str]:
+    """An instant as the pages say it, in two parts: the site's local time with its zone named, and UTC
+    ("2026-12-05 21:48 CET", "20:48 UTC"). Read in UTC alone, 23:30 UTC at 00:30 in Paris is the wrong day. The
+    pages' `local` filter (web.templating) marks the parts up; local_and_utc writes them as plain text."""
+    fmt = "%H:%M:%S" if seconds else "%H:%M"
+    shown = instant.astimezone(site_config().tz)
+    return f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{instant.strftime(fmt)} UTC"
+
+
+def local_and_utc(instant: datetime | None, seconds: bool = False) -> str:
+    """An instant in plain text, as the pages show it: "2026-12-05 21:48 CET (20:48 UTC)"; "—" for none. One
+    function for the pages, the PDFs and the messages, so that they never say an instant two ways."""
+    if instant is None:
+        return "—"
+    local, utc = local_parts(instant, seconds)
+    return f"{local} ({utc})"
+
+
 def site_time(typed: datetime | None, field: str | None = None, label: str = "Time") -> datetime | None:
     """A wall-clock time typed in a form (naive: the site's time zone) as an aware datetime.
 

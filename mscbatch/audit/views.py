@@ -1,4 +1,7 @@
-"""The read-only audit viewer, filtered by record, user and date. QA sees every value; the administrator sees
+"""The read-only audit viewer, filtered by record, user and date. The dates are the site's calendar days
+(config/site.toml's time zone, as on every other page): "5 December" in Paris runs from local midnight to the next,
+23:00 UTC on the 4th to 23:00 UTC on the 5th in winter; UTC days would drop the first local hour and take an hour
+of the 6th. The instants listed stay in UTC (the record's own words). QA sees every value; the administrator sees
 every change, who made it and when, with the values a role of theirs may not read masked (patients' records and
 identity, donors' identity: mscbatch.interop.privacy, the rule the evidence bundle follows). A hidden value (a
 password hash: `__audit_exclude__`, kept in the trail as a keyed digest) is shown to no one: "(hidden)"."""
@@ -19,6 +22,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
 from mscbatch.interop.privacy import AuditMask
+from mscbatch.site import site_config
 
 bp = Blueprint("audit", __name__)
 PAGE_SIZE = 50
@@ -35,6 +39,12 @@ def _date(name: str, label: str, errors: dict[str, str]) -> tuple[date | None, s
     except ValueError:
         errors[name] = f"{label}: not a date (YYYY-MM-DD)."
         return None, raw
+
+
+def site_midnight(day: date) -> datetime:
+    """The instant (UTC) the site's calendar day `day` begins: its local midnight. A midnight the clocks skip or
+    repeat is read as its first occurrence (fold=0), the earliest instant of that day."""
+    return datetime.combine(day, time(), site_config().tz).astimezone(UTC)
 
 
 @cache
@@ -81,10 +91,13 @@ def events() -> Any:
     if filters["actor"]:
         query = query.where(AuditEvent.actor_name == filters["actor"].lower())
     start, end = filter_day(start), filter_day(end)
-    if start:
-        query = query.where(AuditEvent.occurred_at >= datetime.combine(start, time(), UTC))
-    if end:
-        query = query.where(AuditEvent.occurred_at < datetime.combine(end + timedelta(days=1), time(), UTC))
+    # the site's days: from the first day's local midnight to the local midnight after the last, excluded
+    since = site_midnight(start) if start else None
+    until = site_midnight(end + timedelta(days=1)) if end else None
+    if since:
+        query = query.where(AuditEvent.occurred_at >= since)
+    if until:
+        query = query.where(AuditEvent.occurred_at < until)
     before = keyset(request.args.get("before", type=int), MAX_SEQ)
     if before:
         query = query.where(AuditEvent.seq < before)
@@ -104,5 +117,5 @@ def events() -> Any:
     # the next page keeps every filter, the dates included
     older = {**{name: value for name, value in filters.items() if value}, **{k: v for k, v in typed.items() if v}}
     return render_template("audit/events.html", events=shown, masked=mask.patient_records or bool(mask.identity_of),
-                           filters=filters, errors={}, typed=typed, older=older,
+                           filters=filters, errors={}, typed=typed, older=older, since=since, until=until,
                            next_before=rows[-1].seq if more and rows else None)

@@ -99,13 +99,25 @@ class DmsoGiven:
         if self.last_start is None or self.grams <= 0:
             return None
         return (f"Plan this course later: DMSO counts for 24 hours from the start of its infusion, so from "
-                f"{window_end_after(self.last_start):%Y-%m-%d %H:%M} none of the {self.grams:.2f} g already given counts")
+                f"{minute_after(window_end_after(self.last_start)):%Y-%m-%d %H:%M} none of the {self.grams:.2f} g already "
+                "given counts")
 
 
 def window_end_after(start: datetime) -> datetime:
     """24 hours of elapsed time after `start` (counted in UTC, so a change to or from summer time is still 24 hours),
     on `start`'s clock."""
     return (start.astimezone(UTC) + DMSO_WINDOW).astimezone(start.tzinfo)
+
+
+def minute_after(moment: datetime) -> datetime:
+    """`moment` raised to the next whole minute unless it is one (counted in UTC, on `moment`'s clock). The advice to
+    plan later is said to the minute: cut to its minute, the end of the 24 hours of a bag started at 09:12:30 read
+    "09:12", a time at which that bag's DMSO still counts (a planned 09:12 was refused again, a day chosen from a
+    window ending at 23:59:30 as well)."""
+    utc = moment.astimezone(UTC)
+    if utc.second or utc.microsecond:
+        utc = utc.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return utc.astimezone(moment.tzinfo)
 
 
 def window_start_before(until: datetime) -> datetime:

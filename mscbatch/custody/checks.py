@@ -35,6 +35,7 @@ from mscbatch.core.dosing import (
 )
 from mscbatch.core.identifiers import (
     IdentifierError,
+    din_shown,
     is_din_symbol,
     parse_din,
     parse_din_symbol,
@@ -577,7 +578,7 @@ def _judge_course(result: BedsideResult, facts: BagFacts) -> None:
 def course_short_words(short: CourseShort) -> str:
     """What was lost from the course and what the rest would give against the prescription, in the bedside's words
     (its STOP, and the thaw and dispatch that refuse a bag of such a course: custody.handover)."""
-    lost = "; ".join(f"bag {bag.din} ({format_cells(bag.cells)} cells of the dose) " + _lost_words(bag.status)
+    lost = "; ".join(f"bag {din_shown(bag)} ({format_cells(bag.cells)} cells of the dose) " + _lost_words(bag.status)
                      for bag in short.lost)
     rest = "The bags left, with what was already given," if short.given_cells > 0 else "The bags left"
     return (f"THE PRESCRIBED DOSE CAN NO LONGER BE GIVEN: {lost}. {rest} would give "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -67,7 +67,7 @@ START_REFUSALS = {
 
 def _refuse_infused(session: Session, bag: Bag) -> None:
     if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
-        raise StartRefused("already_infused", f"Bag {bag.din} has already been infused.")
+        raise StartRefused("already_infused", f"Bag {din_shown(bag)} has already been infused.")
 
 
 def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoPersonCheck:
@@ -257,7 +257,7 @@ def _outside_words(outside: str, volume: Decimal, prescribed: Any) -> str:
 
 
 def _short_words(short: CourseShort, volume: Decimal) -> str:
-    lost = (" (" + ", ".join(f"bag {bag.din} {lost_words(bag)}" for bag in short.lost) + ")") if short.lost else ""
+    lost = (" (" + ", ".join(f"bag {din_shown(bag)} {lost_words(bag)}" for bag in short.lost) + ")") if short.lost else ""
     what = ("the prescriber stopped this course: with what was given before," if short.stopped else
             f"what was given, and the bags still to give as prescribed{lost}:")
     return (f"Volume infused: with {volume.normalize():f} mL from this bag ({what} "
@@ -328,8 +328,6 @@ class ReactionDetails:
 
 
 DESCRIPTION_MAX = 4000
-#: how far ahead of the server's clock an onset may be (a ward device's clock a little fast), not more
-ONSET_CLOCK_SLACK = timedelta(minutes=2)
 
 
 def _onset(onset_at: datetime | None, infusion: Infusion, now: datetime) -> datetime:
@@ -337,8 +335,13 @@ def _onset(onset_at: datetime | None, infusion: Infusion, now: datetime) -> date
         return now
     if onset_at.tzinfo is None or onset_at.utcoffset() is None:
         raise ValidationFailed("Onset: give the time with its time zone.", field="onset_at")
-    if onset_at > now + ONSET_CLOCK_SLACK:
-        raise ValidationFailed("Onset: the reaction cannot begin in the future.", field="onset_at")
+    # no slack, as every other "not in the future" time of the app (freezing, harvest, weights): a reaction dated
+    # minutes ahead of the server (a fast ward device, a typo) would read on the record as after what followed it
+    if onset_at > now:
+        said = local_and_utc(onset_at.astimezone(UTC))  # as given, maybe with another offset: said in UTC too
+        raise ValidationFailed(f"Onset: the reaction cannot begin in the future ({said} is after "
+                               f"now, {local_and_utc(now)}). Give the time it began, or leave it empty for now.",
+                               field="onset_at")
     started = infusion.started_at
     if onset_at < started:
         raise ValidationFailed(f"Onset: the reaction cannot begin before the infusion started "

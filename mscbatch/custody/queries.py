@@ -115,29 +115,37 @@ LOST_STATES = ("discarded", "returned")
 ENDED_LOTS = ("rejected", "recalled", "expired")
 
 
+@dataclass(frozen=True)
+class ShownCourseBag(CourseBag):
+    """A course's bag with its check character, so that the words naming it (a lost bag, in a STOP or a refusal) say
+    it as its label does: identifiers.din_shown, "G1234 26 000001 A"."""
+    check_character: str = ""
+
+
 def course_bags(session: Session, prescription_id: int, *, ending: tuple[int, Decimal] | None = None) -> list[CourseBag]:
     """The bags a prescription still holds (active allocations: an infused bag keeps its own), each with what it
-    draws and where it stands (core.dosing.CourseBag). `ending`: (infusion id, volume) of an infusion being ended,
-    counted at that volume."""
+    draws and where it stands (core.dosing.CourseBag, with its check character: ShownCourseBag). `ending`: (infusion
+    id, volume) of an infusion being ended, counted at that volume."""
     rows = session.execute(
         select(Allocation.cells, Allocation.volume_ml, Bag.din, Bag.status, Infusion.id, Infusion.volume_infused_ml,
-               Lot.status)
+               Lot.status, Bag.check_character)
         .join(Bag, Bag.id == Allocation.bag_id).join(Lot, Lot.id == Bag.lot_id)
         .outerjoin(Infusion, Infusion.bag_id == Allocation.bag_id)
         .where(Allocation.prescription_id == prescription_id, Allocation.active_bag_id.is_not(None))
         .order_by(Allocation.id))
-    bags = []
-    for cells, volume_ml, din, status, infusion_id, infused_ml, lot_status in rows:
+    bags: list[CourseBag] = []
+    for cells, volume_ml, din, status, infusion_id, infused_ml, lot_status, k in rows:
+        drawn = {"din": din, "cells": Decimal(cells), "volume_ml": Decimal(volume_ml), "check_character": k}
         if infusion_id is not None or status == "infused":
             if ending is not None and infusion_id == ending[0]:
                 infused_ml = ending[1]
-            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "given", infused_ml, status))
+            bags.append(ShownCourseBag(**drawn, state="given", infused_ml=infused_ml, status=status))
         elif status in LOST_STATES:
-            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "lost", status=status))
+            bags.append(ShownCourseBag(**drawn, state="lost", status=status))
         elif lot_status in ENDED_LOTS:  # its status words say why: the lot's ("recalled"), not the bag's
-            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "lost", status=lot_status))
+            bags.append(ShownCourseBag(**drawn, state="lost", status=lot_status))
         else:
-            bags.append(CourseBag(din, Decimal(cells), Decimal(volume_ml), "to_give", status=status))
+            bags.append(ShownCourseBag(**drawn, state="to_give", status=status))
     return bags
 
 

@@ -88,8 +88,8 @@ def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location:
             details = dict(details or {}, freed_box_id=bag.box_id, freed_position=bag.position)
             bag.box_id, bag.position = None, None  # the slot was kept while the bag could come back; now it is free
     elif current not in STATELESS_FROM[kind]:
-        raise Conflict(f"Refused: {subject} is {current.replace('_', ' ')}; "
-                       f"'{kind.replace('_', ' ')}' cannot be recorded now.")
+        raise Conflict(ward_refusal(din_shown(bag), current, kind) or f"Refused: {subject} is "
+                       f"{current.replace('_', ' ')}; '{kind.replace('_', ' ')}' cannot be recorded now.")
     event = CustodyEvent(bag_id=bag.id, kind=kind, occurred_at=at or utcnow(), actor_id=actor.id,
                          location=_text(location, 120), scan=_text(scan, 600), from_status=current,
                          to_status=target, details_json=json.dumps(details or {}, sort_keys=True),

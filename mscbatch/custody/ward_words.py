@@ -1,6 +1,7 @@
 """A ward step the bag's state does not allow, in a nurse's words: where the bag is and what to do, never the state
 machine's names ("bag X is dispatched; it cannot go to thawed"). services.record_event says these for every
-(state, step) pair a ward user can reach (receive, thaw, return, discard, start the infusion); any other refused
+(state, step) pair a ward user can reach (receive, thaw, return, discard, start the infusion, and the bedside check's
+confirmation, recorded only on a bag received or thawed); any other refused
 move keeps the state machine's generic sentence. Pure: no database.
 """
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 STEPS = {"received": "Bag {din} cannot be received on the ward.", "thawed": "Bag {din} cannot be thawed.",
          "returned": "Bag {din} cannot be returned to the unit.", "discarded": "Bag {din} cannot be discarded.",
          "infused": "The infusion of bag {din} cannot be started."}
+#: the ward's records that move no state (services.STATELESS_FROM) -> the refusal's first sentence: the confirmation
+#: of a bedside check, refused when the bag was infused or discarded by someone else between the check and it
+RECORDS = {"bedside_verified": "The bedside check of bag {din} cannot be confirmed."}
 
 _SENT_NOT_RECEIVED = "Its arrival on the ward has not been recorded: receive it first (Receive on the ward)"
 _AT_UNIT = ("It is still at the cell therapy unit: the unit has not recorded sending it. Ask the unit to send it "
@@ -52,14 +56,15 @@ _PAIRS = {
                                  "the unit (Return, with the reason).",
     ("dispatched", "infused"): f"{_SENT_NOT_RECEIVED}, thaw it, then check it at the bedside.",
     ("received", "infused"): "Thaw the bag first (Thaw, on the ward page), then check it at the bedside again.",
+    ("dispatched", "bedside_verified"): f"{_SENT_NOT_RECEIVED}, then check it at the bedside again.",
 }
 
 
 def ward_refusal(din: str, current: str, target: str) -> str | None:
-    """The words for a ward step `target` refused on a bag in state `current`, or None (the generic words)."""
-    if target not in STEPS:
-        return None
+    """The words for a ward step `target` (or a ward record: RECORDS) refused on a bag in state `current`, or None
+    (the generic words)."""
+    first = STEPS.get(target) or RECORDS.get(target)
     why = _PAIRS.get((current, target)) or _WHERE.get(current)
-    if why is None:
+    if first is None or why is None:
         return None
-    return f"{STEPS[target].format(din=din)} {why}"
+    return f"{first.format(din=din)} {why}"

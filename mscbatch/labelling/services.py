@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
-from mscbatch.core.identifiers import IdentifierError, parse_din, parse_product_code
+from mscbatch.core.identifiers import IdentifierError, din_shown, parse_din, parse_product_code
 from mscbatch.core.label_token import TokenInvalid, make_token_url, verify_token
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
@@ -37,7 +37,8 @@ from mscbatch.labels import LabelData, LabelError, recipient_words
 from mscbatch.labels.layout import BAG_LAYOUT, LabelLayout, load_layout
 from mscbatch.labels.render import render_labels, render_sheet
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import bags_of, get_lot, product_of
+from mscbatch.lots.queries import bags_of, product_of
+from mscbatch.lots.services import lock_lot
 from mscbatch.recall.queries import bag_hold
 from mscbatch.site import site_config
 
@@ -181,7 +182,7 @@ def check_usable_for_labels(session: Session, lot: Lot, bags: Sequence[Bag], sta
     refused = label_refusals(session, lot, bags, state=state)
     if not refused:
         return
-    named = " ".join(f"Bag {bag.din} ({bag.bag_number} of {bag.bag_count}) must not be used: "
+    named = " ".join(f"Bag {din_shown(bag)} ({bag.bag_number} of {bag.bag_count}) must not be used: "
                      f"{'; '.join(refused[bag.id])}." for bag in bags if bag.id in refused)
     raise Conflict(f"No label was printed: a label is printed only for a bag that may still be used. {named}")
 
@@ -222,14 +223,14 @@ def _selected_bags(session: Session, lot: Lot, bag_id: int | None) -> list[Bag]:
                        f"({_words(in_unit)}).")
     for bag in chosen:
         if bag.status in NOT_PRINTABLE_BAG_STATES:
-            raise Conflict(f"Bag {bag.din} is {bag.status}: it gets no new label.")
+            raise Conflict(f"Bag {din_shown(bag)} is {bag.status.replace('_', ' ')}: it gets no new label.")
         if bag.status not in in_unit:
-            raise Conflict(f"Bag {bag.din} ({bag.bag_number} of {bag.bag_count}) is {bag.status.replace('_', ' ')}, "
+            raise Conflict(f"Bag {din_shown(bag)} ({bag.bag_number} of {bag.bag_count}) is {bag.status.replace('_', ' ')}, "
                            f"out of the unit: a label is printed only for a bag in the unit ({_words(in_unit)}). "
                            "No label was printed.")
         hold = bag_hold(session, bag.id)
         if hold:
-            raise Conflict(f"Bag {bag.din} is {hold}. No label is printed for a bag on hold.")
+            raise Conflict(f"Bag {din_shown(bag)} is {hold}. No label is printed for a bag on hold.")
     return chosen
 
 
@@ -253,7 +254,11 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
         raise ValidationFailed("Choose the bag to print.", field="bag_id")
     from mscbatch.release.queries import release_state
 
-    lot = get_lot(session, lot_id)
+    # the lot row locked and read afresh before anything is decided, then its bags (lot then bags: the order
+    # corrections take): a rejection, recall or late result (each locks the lot first) committed since the page
+    # was read is seen here, or waits for this print. Its status read before the lock let a label be printed for
+    # a lot rejected or recalled meanwhile (PostgreSQL, READ COMMITTED).
+    lot = lock_lot(session, lot_id)
     check_printable(lot)
     chosen = _selected_bags(session, lot, None if print_format == "lot" else bag_id)  # locked: read after this
     state = release_state(session, lot)  # read once: the refusals, the labels and the print record agree
@@ -264,7 +269,7 @@ def print_labels(session: Session, actor: Any, lot_id: int, *, print_format: str
         raise ValidationFailed(f"The reason has at most {MAX_PRINT_REASON} characters (this one has {len(reason)}). "
                                "Nothing was printed.", field="reason")
     if again and not reason:
-        dins = ", ".join(b.din for b in chosen if b.id in again)
+        dins = ", ".join(din_shown(b) for b in chosen if b.id in again)
         raise ValidationFailed(f"Labels were printed before for {dins}: a reprint needs a reason (e.g. label "
                                "damaged). Nothing was printed.", field="reason")
     layout = layout or load_layout(BAG_LAYOUT)
@@ -372,8 +377,9 @@ def prints_of_lot(session: Session, lot_id: int) -> list[PrintRecord]:
     out = []
     for job in jobs:
         user = session.get(User, job.printed_by_id)
-        dins = list(session.scalars(select(Bag.din).join(LabelPrintItem, LabelPrintItem.bag_id == Bag.id)
-                                    .where(LabelPrintItem.print_id == job.id).order_by(Bag.bag_number)))
+        dins = [din_shown(bag) for bag in session.scalars(  # as the labels print them, with K
+            select(Bag).join(LabelPrintItem, LabelPrintItem.bag_id == Bag.id)
+            .where(LabelPrintItem.print_id == job.id).order_by(Bag.bag_number))]
         out.append(PrintRecord(job=job, printed_by=user.full_name if user else "?", dins=dins))
     return out
 

@@ -33,6 +33,7 @@ from mscbatch.core.culture import (
     plan_cryopreservation,
     population_doublings,
 )
+from mscbatch.core.identifiers import din_shown
 from mscbatch.database import locked_row
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.bags import check_bag_plan
@@ -209,7 +210,7 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
             raise NotFound(f"Choose a bag of lot {lot.lot_number}.", field="bag_id")
         bag = locked_row(session, Bag, bag_id, "bag")  # custody (allocation, a hold) moves the bag, not the lot
         if bag.status != "stored":
-            raise Conflict(f"Bag {bag.bag_number} of {bag.bag_count} ({bag.din_display}) is "
+            raise Conflict(f"Bag {bag.bag_number} of {bag.bag_count} ({din_shown(bag)}) is "
                            f"{bag.status.replace('_', ' ')}: its content is corrected only while it is in stock "
                            "(stored) and allocated to no one. Nothing was changed.", field="bag_id")
         plan = check_bag_plan(BagPlan(volume_ml=volume_ml, cells_per_ml=cells_per_ml,  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.custody import log as custody_log
 from mscbatch.custody.services import STATELESS_FROM, lock_bag
@@ -96,14 +97,14 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
             raise ValidationFailed(f"Box {box.name} has positions 1 to {box.capacity}.", field="position")
         label = position_label(box, position)
         if bag.status not in MOVABLE_STATES:
-            raise Conflict(f"Bag {bag.din} is {bag.status}: it is not in the unit's custody.")
+            raise Conflict(f"Bag {din_shown(bag)} is {bag.status.replace('_', ' ')}: it is not in the unit's custody.")
         if bag.box_id is not None and not reason:
             raise ValidationFailed("The bag is already stored: give the reason for the move.", field="reason")
         if (bag.box_id, bag.position) == (box.id, position):
-            raise Conflict(f"Bag {bag.din} is already in {box.name} {label}.", field="position")
+            raise Conflict(f"Bag {din_shown(bag)} is already in {box.name} {label}.", field="position")
         holder = session.scalar(select(Bag).where(Bag.box_id == box.id, Bag.position == position))
         if holder is not None:
-            raise Conflict(f"Position {label} of box {box.name} is occupied by bag {holder.din} "
+            raise Conflict(f"Position {label} of box {box.name} is occupied by bag {din_shown(holder)} "
                            f"(bag {holder.bag_number} of {holder.bag_count}): choose a free position.",
                            field="position")
         temperature = container_temperature(session, box)

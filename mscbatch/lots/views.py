@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import LOT, state_words
 from mscbatch.custody.returns import assessed_returns
 from mscbatch.donors.models import Donor
@@ -199,7 +200,7 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
                                                              bag_id=unplaced[0] if unplaced else None))
     store_form.box_id.choices = box_choices(db.session)
-    store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({row.bag.din_display})")
+    store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({din_shown(row.bag)})")
                                  for row in storable]
     places = {row.box_id: place_parts(db.session, get_location(db.session, row.box_id))
               for row in record.bags if row.box_id}
@@ -224,7 +225,7 @@ def _bag_fix_form(record: Any, refused: Any) -> dict[str, Any]:
                                         volume_ml=chosen.volume_ml if chosen else None,
                                         cells_per_ml=_in_millions(chosen.cells_per_ml) if chosen else None,
                                         dmso_percent=chosen.dmso_percent if chosen else None)
-    form.bag_id.choices = [(0, "Choose…")] + [(b.id, f"bag {b.bag_number} of {b.bag_count} ({b.din_display}): "
+    form.bag_id.choices = [(0, "Choose…")] + [(b.id, f"bag {b.bag_number} of {b.bag_count} ({din_shown(b)}): "
                                                      f"{b.volume_ml} mL, {format_cells(b.cells_per_ml)}/mL, DMSO "
                                                      f"{b.dmso_percent} %") for b in stock]
     return {"bag_fix_form": form, "fixing_bag": refused is not None or request.args.get("fixbag", type=int)}

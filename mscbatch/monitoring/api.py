@@ -18,8 +18,11 @@ bp = Blueprint("monitoring_api", __name__, url_prefix="/api/v1/admin",
 
 
 class WindowsSchema(Schema):
-    last_24_hours = WholeNumber(required=True)
-    last_7_days = WholeNumber(required=True)
+    # rolling windows back from generated_at, never calendar days (of UTC or of the site): a count does not drop
+    # to zero at midnight
+    last_24_hours = WholeNumber(required=True, metadata={"description": "in the 24 hours before generated_at"})
+    last_7_days = WholeNumber(required=True, metadata={"description": "in the 7 x 24 hours before generated_at "
+                                                                      "(not calendar days)"})
     all_time = WholeNumber(required=True)
 
 

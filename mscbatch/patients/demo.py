@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.culture import format_cells
+from mscbatch.core.identifiers import din_shown
 from mscbatch.donors import demo as donor_demo
 from mscbatch.errors import DomainError
 from mscbatch.lots.models import Bag
@@ -123,7 +124,7 @@ def _prescribe(session: Session, clinician: User) -> list[str]:
         return []
     active = next((p for p in prescriptions_of(session, lupus.id) if p.status == "active"), None)
     if active is not None:
-        dins = [session.get(Bag, a.bag_id).din for a in allocations_of(session, active.id)]  # type: ignore[union-attr]
+        dins = [din_shown(session.get(Bag, a.bag_id)) for a in allocations_of(session, active.id)]  # type: ignore[union-attr]
         return [f"  prescription {active.id} for {lupus.code}: {len(dins)} bag(s) allocated ({', '.join(dins)})"]
     if lupus.status != "enrolled":
         return [f"  (prescription skipped: {lupus.code} is {lupus.status})"]
@@ -142,7 +143,7 @@ def _prescribe(session: Session, clinician: User) -> list[str]:
     return [f"  prescription {rx.id} for {lupus.code} (signed by Dr Clara Clinician): "
             f"{format_cells(a.delivered_cells)} cells ({format_cells(a.dose_level_cells_per_kg)}/kg x "
             f"{a.weight_kg.normalize():f} kg) from {a.bag_count} bag(s) "
-            f"({', '.join(f'{d.din} {d.volume_ml.normalize():f} mL' for d in a.draws)}); endotoxin {endotoxin} "
+            f"({', '.join(f'{din_shown(result.bag(d.bag_id)[0])} {d.volume_ml.normalize():f} mL' for d in a.draws)}); endotoxin {endotoxin} "
             f"(limit {a.endotoxin_limit_eu.normalize():f} EU); dose sheet at "
             f"/patients/prescriptions/{rx.id}/dose-sheet.pdf"]
 

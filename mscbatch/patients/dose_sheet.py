@@ -28,6 +28,7 @@ from mscbatch.core.dosing import (
     stored_dmso_window_words,
     stored_endotoxin_limit_words,
 )
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.checks import course_short_words, local_and_utc
 from mscbatch.custody.queries import course_short
@@ -99,7 +100,7 @@ def _given_words(prescription: Prescription, bags: list[SheetBag], weight: Decim
         return ("nothing: cancelled before any bag was given" if prescription.status == "cancelled"
                 else "nothing yet")
     return (f"{millions(cells)} cells = {cells_per_kg_words(cells, weight)}: "
-            + "; ".join(f"bag {b.din} ({b.outcome.removeprefix('GIVEN: ')})" for b in given))
+            + "; ".join(f"bag {din_shown(b)} ({b.outcome.removeprefix('GIVEN: ')})" for b in given))
 
 
 def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
@@ -154,7 +155,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                                           "this dose is in addition"))
     signed = signatures_for(session, "prescription", [prescription.id]).get(prescription.id, [])
     signatures = [f"{s.printed_name}, {local_and_utc(s.signed_at)}: \"{s.meaning}\"" for s in signed]
-    warnings = [f"Bag {b.din}: lot conditionally released (a test is pending); the clinician is notified of any "
+    warnings = [f"Bag {din_shown(b)}: lot conditionally released (a test is pending); the clinician is notified of any "
                 "late out-of-specification result." for b in bags if b.conditional and b.state != "not_given"]
     short = _course_short(session, prescription)
     if short is not None:
@@ -166,7 +167,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         facts.insert(facts.index(("Status", prescription.status)),
                      ("Stopped" if prescription.status == "stopped" else "Cancelled",
                       f"{when} by {stop['by']}: {stop['reason']}"))
-        not_given = [b.din for b in bags if b.state != "given"]
+        not_given = [din_shown(b) for b in bags if b.state != "given"]
         warnings.insert(0, f"This {what} on {when} by {stop['by']} ({stop['reason']}). "
                         + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
                            if not_given else "Every bag of it was given."))

@@ -6,19 +6,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from mscbatch.core.dosing import endotoxin_words
+from mscbatch.core.identifiers import IdentifierError, check_character, din_shown
+
+
+def _shown(din: str) -> str:
+    """A draw's DIN as its label shows it, K included. A draw (and a prescription's stored calculation) keeps the
+    DIN alone; K is its MOD 37-2 check character, the very one printed boxed on the bag (identifiers.make_din)."""
+    try:
+        k = check_character(din)
+    except IdentifierError:  # never a DIN this unit allocates: said as stored
+        return din
+    return din_shown(SimpleNamespace(din=din, check_character=k))
 
 
 def known_part(draws: Iterable[Any]) -> tuple[Decimal, list[str]]:
-    """The endotoxin (EU) of the draws with a result, and the DINs of the draws without one. `draws`: the
+    """The endotoxin (EU) of the draws with a result, and the DINs of the draws without one (as the label shows them, K included). `draws`: the
     calculation's BagDraw rows, or their stored form (a prescription's calculation: dicts, decimals as text)."""
     known, missing = Decimal(0), []
     for draw in draws:
         din, eu = (draw["din"], draw.get("endotoxin_eu")) if isinstance(draw, Mapping) else (draw.din, draw.endotoxin_eu)
         if eu is None:
-            missing.append(din)
+            missing.append(_shown(din))
         else:
             known += Decimal(eu)
     return known, missing

@@ -36,6 +36,7 @@ from mscbatch.core.dosing import (
     start_words,
     window_start_before,
 )
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import Protocol
 from mscbatch.database import utcnow
@@ -100,6 +101,7 @@ class InfusedBag:
 
     bag_id: int
     din: str
+    check_character: str  # K, so that every sentence names the bag as its label does (din_shown)
     prescription_id: int
     started_at: datetime
     cells: Decimal
@@ -109,6 +111,10 @@ class InfusedBag:
     @property
     def cells_per_kg(self) -> Decimal:
         return self.cells / self.weight_kg
+
+    @property
+    def din_shown(self) -> str:
+        return din_shown(self)
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class AlreadyInfused:
         from mscbatch.custody.checks import local_and_utc  # custody reads patients: on call
 
         # the site's clock first, UTC beside it: around midnight a UTC time alone names the wrong day
-        bags = "; ".join(f"bag {b.din} started {local_and_utc(b.started_at)} (prescription {b.prescription_id}, "
+        bags = "; ".join(f"bag {din_shown(b)} started {local_and_utc(b.started_at)} (prescription {b.prescription_id}, "
                          + (f"{plain(b.volume_infused_ml)} mL infused" if b.volume_infused_ml is not None
                             else "infusion not ended: its prescribed draw") + ")" for b in self.bags)
         return (f"{format_cells(self.cells)} cells = {per_kg_words(self.cells_per_kg)} "
@@ -156,24 +162,24 @@ def already_infused(session: Session, patient: Patient, protocol: Protocol) -> A
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
 
     rows = session.execute(
-        select(Infusion, Allocation, Prescription, Bag.din)
+        select(Infusion, Allocation, Prescription, Bag.din, Bag.check_character)
         .join(Allocation, (Allocation.bag_id == Infusion.bag_id) & (Allocation.patient_id == Infusion.patient_id))
         .join(Prescription, Prescription.id == Allocation.prescription_id)
         .join(Bag, Bag.id == Infusion.bag_id)
         .where(Infusion.patient_id == patient.id, Prescription.protocol_id == protocol.id,
                Prescription.locked_at.is_not(None))
         .order_by(Infusion.started_at, Infusion.id, Allocation.id.desc()))
-    chosen: dict[int, tuple[Any, Allocation, Prescription, str]] = {}
-    for infusion, allocation, prescription, din in rows:
+    chosen: dict[int, tuple[Any, Allocation, Prescription, str, str]] = {}
+    for infusion, allocation, prescription, din, k in rows:
         held = chosen.get(infusion.id)
         # the allocation the bag was given under: the one still holding it (an infused bag keeps it), else the latest
         if held is None or (allocation.active and not held[1].active):
-            chosen[infusion.id] = (infusion, allocation, prescription, din)
+            chosen[infusion.id] = (infusion, allocation, prescription, din, k)
     bags = []
-    for infusion, allocation, prescription, din in chosen.values():
+    for infusion, allocation, prescription, din, k in chosen.values():
         drawn = cells_given(Decimal(allocation.cells), Decimal(allocation.volume_ml),
                             None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml))
-        bags.append(InfusedBag(bag_id=infusion.bag_id, din=din, prescription_id=prescription.id,
+        bags.append(InfusedBag(bag_id=infusion.bag_id, din=din, check_character=k, prescription_id=prescription.id,
                                started_at=infusion.started_at, cells=drawn.to_integral_value(ROUND_FLOOR),
                                volume_infused_ml=None if infusion.volume_infused_ml is None
                                else Decimal(infusion.volume_infused_ml),

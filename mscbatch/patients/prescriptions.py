@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import BAG, TransitionRefused, effective_bag_status
 from mscbatch.custody import log as custody_log
 from mscbatch.custody.services import lock_bag
@@ -79,13 +80,13 @@ def _lock_and_check(session: Session, bag_ids: list[int]) -> None:
             raise Conflict(f"Bag {bag_id} does not exist; recalculate.")
         bag, lot = found[bag_id]
         if bag.id in taken or bag.status == "allocated":
-            raise Conflict(TAKEN.format(din=bag.din))
+            raise Conflict(TAKEN.format(din=din_shown(bag)))
         status = effective_bag_status(lot.status, bag.status)
         if not status.usable or bag.status != "stored" or bag.expires_at <= utcnow():
             reason = status.reason if not status.usable else f"it is {bag.status.replace('_', ' ')}"
             if bag.expires_at <= utcnow():
                 reason = "it has expired"
-            raise Conflict(f"Bag {bag.din} can no longer be allocated ({reason}); recalculate.")
+            raise Conflict(f"Bag {din_shown(bag)} can no longer be allocated ({reason}); recalculate.")
 
 
 def _refuse_changed_weight(session: Session, result: DoseResult, weight_id: int) -> None:
@@ -217,7 +218,7 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
             for draw in allocation.draws:
                 bag, lot = result.bag(draw.bag_id)
                 try:
-                    BAG.check(bag.status, "allocated", signer.role_names, subject=f"bag {bag.din}")
+                    BAG.check(bag.status, "allocated", signer.role_names, subject=f"bag {din_shown(bag)}")
                 except TransitionRefused as refusal:
                     raise Conflict(str(refusal)) from None
                 custody_log.note(session, signer, bag, "allocated", from_status=bag.status, to_status="allocated",
@@ -247,7 +248,7 @@ def _cancel_refused(session: Session, prescription: Prescription) -> str | None:
         if row.active:
             bag = session.get(Bag, row.bag_id)
             if bag is not None and bag.status in OUT_OF_UNIT:
-                out.append(f"bag {bag.din} {OUT_OF_UNIT[bag.status]}")
+                out.append(f"bag {din_shown(bag)} {OUT_OF_UNIT[bag.status]}")
     if not out:
         return None
     return ("Cannot cancel or stop this prescription yet: " + "; ".join(out) + ". Then cancel or stop it here. "
@@ -263,7 +264,7 @@ def let_go(session: Session, actor: Any, prescription: Prescription, reason: str
     ward, thawed) refuses it, except for a withdrawal (`withdrawal`), which is never held up: the bedside check says
     STOP for a withdrawn patient, the bag is released from the patient and the ward returns or discards it. Moves
     the prescription to "stopped" when some bag was given, "cancelled" otherwise. Returns the DINs released while
-    out of the unit (withdrawal only)."""
+    out of the unit, as the label shows them (withdrawal only)."""
     now, given, out, refused = utcnow(), False, [], None
     for row in allocations_of(session, prescription.id):
         if not row.active:
@@ -271,7 +272,7 @@ def let_go(session: Session, actor: Any, prescription: Prescription, reason: str
         # locked and read again: a dispatch committed meanwhile must be seen, not overwritten with "stored"
         bag = lock_bag(session, row.bag_id)
         if bag.status in OUT_OF_UNIT and not withdrawal:  # refused, naming every bag out of the unit (rolled back)
-            raise Conflict(_cancel_refused(session, prescription) or f"Bag {bag.din} has left the unit.")
+            raise Conflict(_cancel_refused(session, prescription) or f"Bag {din_shown(bag)} has left the unit.")
         if bag.status == "infused":  # given: the allocation stays, the record of what the patient received
             given = True
             continue
@@ -279,11 +280,11 @@ def let_go(session: Session, actor: Any, prescription: Prescription, reason: str
             # broken at thaw, returned from the ward: released, never restocked; a withdrawal also lets go of a bag
             # on the ward (the ward returns or discards it) or on hold (QA decides): released where it is
             if bag.status in OUT_OF_UNIT:
-                out.append(bag.din)
+                out.append(din_shown(bag))  # as the ward reads it on the label, K included
             row.active_bag_id, row.released_at, row.released_by_id = None, now, actor.id
             continue
         try:
-            BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {bag.din}")
+            BAG.check(bag.status, "stored", actor.role_names, subject=f"bag {din_shown(bag)}")
         except TransitionRefused as refusal:  # said once every bag is read: a bag out of the unit is said first
             refused = refused or f"Cannot cancel or stop this prescription: {refusal}. Nothing was changed."
             continue

@@ -1,5 +1,5 @@
-"""Recall forms: start (origin, reason, signature), end (reason, signature), complete (closing note, signature) and
-discard a held bag (reason)."""
+"""Recall forms: start (origin, reason, signature), end (reason, signature), complete (closing note, signature),
+discard a held bag (reason) and close a lookback under the donor's recall in force (note)."""
 from __future__ import annotations
 
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
@@ -32,3 +32,9 @@ class DiscardHeldBagForm(FlaskForm):
     """One per held bag in stock on the recall's page (the template gives each reason field its own id)."""
 
     reason = StringField("Reason for discarding")
+
+
+class CloseLookbackForm(FlaskForm):
+    """One per open lookback whose donor a recall in force covers (recall/_lookbacks.html gives each note its id)."""
+
+    note = TextAreaField("Why the recall in force covers this lookback")

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
+from mscbatch.core.identifiers import din_shown
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, DonorLookback
 from mscbatch.lots.models import Bag, Lot
@@ -37,7 +38,7 @@ from mscbatch.recall.services import (
 from mscbatch.recall.traceability import BagTrace, ForwardTrace, LotTrace, Recipient, trace_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
-from mscbatch.site import site_config, site_day
+from mscbatch.site import local_and_utc, site_day
 
 
 @dataclass
@@ -176,7 +177,7 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     bag = trace.bag
     recipient = trace.current_recipient
     if recipient is not None and recipient.received:
-        when = f" on {_local(recipient.infused_at)}" if recipient.infused_at else ""  # the site's time: whom to call
+        when = f" on {local_and_utc(recipient.infused_at)}" if recipient.infused_at else ""  # the site's time: whom to call
         verb = "infused into" if bag.status == "infused" else f"{bag.status} for"
         return f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
     if bag.status == "discarded":
@@ -188,7 +189,7 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     if hold is None:
         return "Not held (bag made after the recall started): assess"
     if hold.lifted_at is not None:
-        return f"Hold lifted {_local(hold.lifted_at)} (recall ended)"
+        return f"Hold lifted {local_and_utc(hold.lifted_at)} (recall ended)"
     if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
         # (whether or not a course still reserves it: the assessment discards a reserved bag; the recall's page
         # and a cancelled course do not move it, so "the prescriber cancels, then QA discards it" led nowhere)
@@ -270,14 +271,7 @@ def _planned(prescription: Any) -> str:
     signing: shown as a time, it read as a plan the prescription page does not have)."""
     from mscbatch.patients.dose_sheet import infusion_planned  # patients read recalls: imported when called
 
-    return _local(prescription.planned_at) if infusion_planned(prescription) else "not planned"
-
-
-def _local(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    local = value.astimezone(site_config().tz)
-    return f"{local:%Y-%m-%d %H:%M %Z} ({value:%H:%M} UTC)"
+    return local_and_utc(prescription.planned_at) if infusion_planned(prescription) else "not planned"
 
 
 def build_pdf(title: str, story: list[Any]) -> bytes:
@@ -313,15 +307,15 @@ def recall_report_pdf(report: RecallReport) -> bytes:
         _p(f"{RECALL_SCOPES[recall.scope]} recall of {report.target}. Status: {recall.status_words.upper()}"
            + (" (final report)." if recall.status == "completed" else "."), BODY),
         _p(f"Reason: {recall.reason}", BODY),
-        _p(f"Started {_local(recall.started_at)} by {report.started_by}.", BODY)]
+        _p(f"Started {local_and_utc(recall.started_at)} by {report.started_by}.", BODY)]
     if report.closing:
-        story.append(_p(f"{_local(recall.ended_at)}: {report.closing}", BODY))
+        story.append(_p(f"{local_and_utc(recall.ended_at)}: {report.closing}", BODY))
     for signature in report.signatures:
         story.append(_p(f"Signed: {signature.manifestation()}", BODY))
     story.append(_p(f"Reconciliation: {report.reconciliation.words()}", BODY))
     if report.outstanding:
         story.append(_p(f"Before this recall can be completed: {report.outstanding_words}.", BODY))
-    story.append(_p(f"{report.held_words()} Report generated {_local(report.generated_at)}.", BODY))
+    story.append(_p(f"{report.held_words()} Report generated {local_and_utc(report.generated_at)}.", BODY))
     if report.donor_lots is not None:
         story.append(_p(donor_lots_words(report.donor_lots), FLAG if report.donor_lots.donor_in_question else BODY))
     story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
@@ -331,9 +325,9 @@ def recall_report_pdf(report: RecallReport) -> bytes:
                                                   "Allocated", "Planned administration", "Infusion started")]]
         for notice in report.notify:
             for bag, lot, recipient in notice.received:
-                rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(bag.din + bag.check_character),
-                             _p(lot.lot_number), _p(bag.status), _p(_local(recipient.allocation.allocated_at)),
-                             _p(_planned(recipient.prescription)), _p(_local(recipient.infused_at))])
+                rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(din_shown(bag)),
+                             _p(lot.lot_number), _p(bag.status), _p(local_and_utc(recipient.allocation.allocated_at)),
+                             _p(_planned(recipient.prescription)), _p(local_and_utc(recipient.infused_at))])
         story.append(grid(rows, [28 * mm, 38 * mm, 34 * mm, 28 * mm, 20 * mm, 40 * mm, 40 * mm, 40 * mm]))
     else:
         story.append(_p("No patient has received product from the affected bags.", BODY))
@@ -342,7 +336,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     for line in report.lines:
         bag = line.trace.bag
         rows.append([_p(line.lot.lot_number), _p(line.lot.status.replace("_", " ")),
-                     _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character), _p(bag.status),
+                     _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)), _p(bag.status),
                      _p(line.hold_words), _p(line.action)])
     story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 22 * mm, 122 * mm]))
     return build_pdf(f"Recall R-{recall.id}", story)
@@ -350,7 +344,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
 
 def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = None) -> bytes:
     """Traceability report: forward (origin -> lots -> bags -> patients) or backward (patient -> ... -> reagents)."""
-    story: list[Any] = [_p(title, _styles["Title"]), _p(f"Generated {_local(utcnow())}.", BODY), Spacer(1, 3 * mm)]
+    story: list[Any] = [_p(title, _styles["Title"]), _p(f"Generated {local_and_utc(utcnow())}.", BODY), Spacer(1, 3 * mm)]
     if forward is not None:
         rows: list[list[Any]] = [[_p(h) for h in ("Donor", "Lot", "Lot status", "Reagent lots", "Bag", "DIN",
                                                   "Bag status", "Hold", "Patients (allocation)")]]
@@ -366,10 +360,10 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                 patients = "; ".join(
                     f"{r.patient.code} ({'cancelled' if r.cancelled else ('received' if r.received else 'allocated')}; "
                     f"allocated {site_day(r.allocation.allocated_at)}"
-                    + (f"; infusion started {_local(r.infused_at)}" if r.infused_at else "") + ")"
+                    + (f"; infusion started {local_and_utc(r.infused_at)}" if r.infused_at else "") + ")"
                     for r in bag_trace.recipients) or "—"
                 rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
-                             _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(bag.din + bag.check_character),
+                             _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)),
                              _p(bag.status), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
         story.append(grid(rows, [24 * mm, 26 * mm, 20 * mm, 44 * mm, 14 * mm, 32 * mm, 18 * mm, 16 * mm, 78 * mm]))
     if backward is not None:
@@ -380,8 +374,8 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
             rows.append([_p(f"{site_day(entry.recipient.allocation.allocated_at)}"
                             + (" (cancelled)" if entry.recipient.cancelled else "")),
                          _p(f"#{entry.recipient.prescription.id} {entry.recipient.prescription.status}"),
-                         _p(entry.bag.status), _p(_local(entry.recipient.infused_at)),
-                         _p(entry.bag.din + entry.bag.check_character), _p(entry.lot.lot_number),
+                         _p(entry.bag.status), _p(local_and_utc(entry.recipient.infused_at)),
+                         _p(din_shown(entry.bag)), _p(entry.lot.lot_number),
                          _p(entry.lot.status), _p(entry.donor.code), _p(reagents), _p("ON HOLD" if entry.hold else "—")])
         story.append(grid(rows, [22 * mm, 26 * mm, 16 * mm, 34 * mm, 30 * mm, 24 * mm, 18 * mm, 22 * mm, 64 * mm,
                                  16 * mm]))

@@ -5,8 +5,10 @@ or a reagent lot. In the same transaction every affected bag not yet infused (no
 BagHold, so the bedside check refuses it at once (mscbatch.recall.queries.bag_hold), and every affected lot
 the lot state table lets go to "recalled" goes there (released / conditionally released lots); the others
 (in process, in quarantine) keep their state and are held bag by bag. A donor recall links and closes the
-donor's open lookbacks; ended as invalid it opens the newest again (_reopen_lookback). end_recall: signed by QA when the recall proves unfounded; lifts its holds (a lot
-already "recalled" stays so: the state is final and the report says it). complete_recall: signed by QA when a
+donor's open lookbacks; ended as invalid it opens the newest again (_reopen_lookback); a lookback opened while
+the donor's recall is in force is closed by QA under it (close_lookback). end_recall: signed by QA when the
+recall proves unfounded; lifts its holds (a lot already "recalled" stays so: the state is final and the report
+says it). complete_recall: signed by QA when a
 valid recall is done (EU GMP Part I 8.30: a closing note with the reconciliation, a final report); refused while a
 bag it reaches is not yet infused or destroyed; lifts nothing, and its origin stays recalled (queries.IN_FORCE).
 """
@@ -20,6 +22,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import LOT, TransitionRefused
 from mscbatch.custody import handover
 from mscbatch.database import utcnow
@@ -32,7 +35,7 @@ from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
 from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.models import COMPLETE_MEANING, END_MEANING, RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.queries import NOT_HELD_BAG_STATES, recall_in_force_of
+from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_config, site_today
 
@@ -143,7 +146,7 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
         DonorLookback.donor_id == target_id, DonorLookback.closed_at.is_(None))
         .order_by(DonorLookback.id.desc()))) if scope == "donor" else []
     if lookbacks:
-        recall.lookback_id = lookbacks[0].id  # the newest: the one its end opens again (_reopen_lookback)
+        recall.lookback_id = lookbacks[0].id  # the newest: the one it answers (its end reopens by time: _reopen_lookback)
     session.add(recall)
     session.flush()
     held = 0
@@ -228,16 +231,21 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
 
 
 def _reopen_lookback(session: Session, recall: Recall) -> None:
-    """A donor recall closed the donor's lookback when it started (start_recall_in_use_case): the recall was to hold
-    its lots and list the patients to tell. Ended as invalid, it does neither any more, while the news that opened the
-    lookback (a late positive marker, QA's "ineligible") still stands: the lookback is opened again, back on the QA
-    dashboard and the recalls page with the donor's lots and patients, until a recall of the donor is started. Not
-    when QA has signed the donor's approval again since the lookback opened (the news was weighed and cleared), nor
-    when another lookback of the donor is open (it lists the same lots)."""
-    if recall.scope != "donor" or recall.lookback_id is None:
+    """A donor recall closed the donor's lookbacks when it started (start_recall_in_use_case), and QA may close one
+    opened since under it (close_lookback): the recall was to hold the lots and list the patients to tell. Ended as
+    invalid, it does neither any more, while the news that opened the lookback (a late positive marker, QA's
+    "ineligible") still stands: the newest lookback it closed is opened again, back on the QA dashboard and the
+    recalls page with the donor's lots and patients, until a recall of the donor is started. Not when QA has signed
+    the donor's approval again since that lookback opened (the news was weighed and cleared), nor when another
+    lookback of the donor is open (it lists the same lots)."""
+    if recall.scope != "donor":
         return
-    lookback = session.get(DonorLookback, recall.lookback_id)
-    if lookback is None or lookback.closed_at is None:
+    # closed at or after the recall's start: while it is in force nothing else closes the donor's lookbacks (a
+    # second recall of the donor is refused), so each was closed by it, at its start or under it since
+    lookback = session.scalar(select(DonorLookback).where(
+        DonorLookback.donor_id == recall.donor_id, DonorLookback.closed_at >= recall.started_at)
+        .order_by(DonorLookback.id.desc()).limit(1))
+    if lookback is None:
         return
     approved_again = session.scalar(select(EligibilityDecision.id).where(
         EligibilityDecision.donor_id == lookback.donor_id, EligibilityDecision.meaning == APPROVED,
@@ -249,6 +257,56 @@ def _reopen_lookback(session: Session, recall: Recall) -> None:
     lookback.closed_at = None
     lookback.closed_by_id = None
     lookback.closure_note = None  # the audit trail keeps the recall's closing note
+
+
+#: the shortest note that closes a lookback under a recall in force: a sentence saying why the recall covers it
+MIN_LOOKBACK_NOTE = 20
+#: the longest (the lookback's closure note keeps "Covered by recall R-<id> (...): " before it)
+MAX_LOOKBACK_NOTE = 2000
+
+
+def close_lookback(session: Session, actor: Any, lookback_id: int, *, note: str) -> DonorLookback:
+    """QA closes a donor lookback opened while a recall of the donor is in force (a second late result, or QA's
+    "ineligible", recorded after the recall started: the donor pages open one then). Before, nothing could close it:
+    only the start of a donor recall closes a lookback, and a second recall of the donor is refused while the first
+    is in force, so it stayed on the QA dashboard for good. The recall in force already holds every lot of the donor
+    and lists the patients to tell (and covers what is made later); QA says so in the note, which is kept with the
+    recall's number on the lookback and is the audit event's reason. Refused (409) when no recall of the donor is in
+    force: the way out is then to start one, which closes the lookback. The recall's end (found invalid) opens the
+    lookback again (_reopen_lookback)."""
+    note = (note or "").strip()
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA closes a donor lookback.")
+    if len(note) < MIN_LOOKBACK_NOTE:
+        has = f" (this one has {len(note)})" if note else ""
+        raise ValidationFailed(f"Write why the recall in force covers this lookback, at least {MIN_LOOKBACK_NOTE} "
+                               f"characters{has} (e.g. 'Second marker positive; recall R-3 holds every lot of the "
+                               "donor and its patients are being told').", field="note")
+    if len(note) > MAX_LOOKBACK_NOTE:
+        raise ValidationFailed(f"The note has at most {MAX_LOOKBACK_NOTE} characters (this one has {len(note)}).",
+                               field="note")
+    found = session.get(DonorLookback, lookback_id)
+    if found is None:
+        raise NotFound(f"No donor lookback with id {lookback_id}.")
+    with use_case(session, actor, f"lookback closed under the donor's recall: {note}"):
+        # the donor first, as a recall's start and a new result take it; then the recall, as its end takes it: an
+        # end committed first is seen below (refused), one waiting sees this closing and opens the lookback again
+        donor = lock_donor(session, found.donor_id)
+        lookback = session.get(DonorLookback, lookback_id, populate_existing=True)
+        assert lookback is not None  # a lookback is never deleted
+        if lookback.closed_at is not None:
+            raise Conflict(f"This lookback of donor {donor.code} is closed already ({lookback.closure_note}). "
+                           "Nothing was recorded.")
+        in_force = recall_in_force_of(session, "donor", donor.id)
+        recall = (session.get(Recall, in_force.id, with_for_update=True, populate_existing=True)
+                  if in_force is not None else None)
+        if recall is None or recall.status not in IN_FORCE:
+            raise Conflict(f"No recall of donor {donor.code} is in force: start the donor's recall (Start the "
+                           "donor's recall, on this row), which closes the lookback. Nothing was recorded.")
+        lookback.closed_at = utcnow()
+        lookback.closed_by_id = actor.id
+        lookback.closure_note = f"Covered by recall R-{recall.id} ({recall.status_words.lower()}): {note}"
+    return lookback
 
 
 #: the longest closing note kept (a page of text; the report prints it whole)
@@ -277,7 +335,7 @@ def outstanding_bags(session: Session, recall: Recall, lots: list[Lot]) -> list[
 
 def outstanding_words(bags: list[Bag]) -> str:
     """'2 bags are still to be dealt with: bag ... (on the ward), ...' for the refusal and the recall's page."""
-    named = "; ".join(f"bag {bag.din} ({WHEREABOUTS.get(bag.status, bag.status.replace('_', ' '))})"
+    named = "; ".join(f"bag {din_shown(bag)} ({WHEREABOUTS.get(bag.status, bag.status.replace('_', ' '))})"
                       for bag in bags[:NAMED_IN_REFUSAL])
     more = f"; and {len(bags) - NAMED_IN_REFUSAL} more (listed on the recall's page)" if len(bags) > NAMED_IN_REFUSAL else ""
     count = "1 bag is" if len(bags) == 1 else f"{len(bags)} bags are"
@@ -347,10 +405,10 @@ def discard_held_bag(session: Session, actor: Any, recall_id: int, bag_id: int, 
         raise NotFound(f"Recall R-{recall.id} holds no bag with id {bag_id}: discard it from the ward page "
                        "(QA, Discard) if it must be destroyed for another reason.")
     if hold.lifted_at is not None:
-        raise Conflict(f"Recall R-{recall.id} no longer holds bag {bag.din}: its hold was lifted when the recall was "
+        raise Conflict(f"Recall R-{recall.id} no longer holds bag {din_shown(bag)}: its hold was lifted when the recall was "
                        "ended (found invalid). Nothing was recorded.")
     if not reason:
-        raise ValidationFailed(f"Say why bag {bag.din} is discarded (e.g. 'Recalled: destroyed'): it goes into the "
+        raise ValidationFailed(f"Say why bag {din_shown(bag)} is discarded (e.g. 'Recalled: destroyed'): it goes into the "
                                "bag's custody record.", field="reason")
     if len(reason) > MAX_DISCARD_REASON:
         raise ValidationFailed(f"The reason has at most {MAX_DISCARD_REASON} characters (this one has "
@@ -359,11 +417,11 @@ def discard_held_bag(session: Session, actor: Any, recall_id: int, bag_id: int, 
         reserved = allocation_of_bag(session, bag.id)
         whom = (f"patient {reserved.patient.code} by signed prescription #{reserved.prescription.id}"
                 if reserved else "a patient by a signed prescription")
-        raise Conflict(f"Bag {bag.din} cannot be discarded yet: it is reserved for {whom}. The prescriber first "
+        raise Conflict(f"Bag {din_shown(bag)} cannot be discarded yet: it is reserved for {whom}. The prescriber first "
                        "cancels (or stops) that course on the patient's page, which puts the bag back in stock; then "
                        "QA discards it here. Nothing was recorded.")
     if bag.status in ON_THE_WARD_HERE:  # the custody record would say "Cell therapy unit" for a bag on the ward
-        raise Conflict(f"Bag {bag.din} is not in the unit: it is {WHEREABOUTS[bag.status]}. It is discarded where it "
+        raise Conflict(f"Bag {din_shown(bag)} is not in the unit: it is {WHEREABOUTS[bag.status]}. It is discarded where it "
                        "is, from the ward page (Discard, with its reason), or the ward returns it to the unit. "
                        "Nothing was recorded.")
     # the state machine, the bag's lock and the audit are handover.discard's: one use case, one transaction (a hold

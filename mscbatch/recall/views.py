@@ -8,11 +8,18 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
+from mscbatch.core.identifiers import din_shown
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.patients.dose_sheet import infusion_planned
 from mscbatch.recall import services
-from mscbatch.recall.forms import CompleteRecallForm, DiscardHeldBagForm, EndRecallForm, StartRecallForm
+from mscbatch.recall.forms import (
+    CloseLookbackForm,
+    CompleteRecallForm,
+    DiscardHeldBagForm,
+    EndRecallForm,
+    StartRecallForm,
+)
 from mscbatch.recall.queries import open_lookbacks
 from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
 from mscbatch.recall.traceability import (
@@ -41,10 +48,32 @@ def _pdf(content: bytes, filename: str) -> Response:
 @bp.route("")
 @roles_required(*READERS)
 def index() -> Any:
+    return _index()
+
+
+def _index(lookback_form: CloseLookbackForm | None = None, lookback_id: int | None = None, status: int = 200) -> Any:
+    """The recalls page; `lookback_form` / `lookback_id`: a refused closing of a lookback, shown on its row."""
     recalls = services.list_recalls(db.session)
     targets = {r.id: services.target_label(db.session, r.scope, services.target_of(r)) for r in recalls}
     # open lookbacks first: a late positive marker waits here for QA's recall until one is started
-    return render_template("recall/list.html", recalls=recalls, targets=targets, lookbacks=open_lookbacks(db.session))
+    return render_template("recall/list.html", recalls=recalls, targets=targets, lookbacks=open_lookbacks(db.session),
+                           lookback_form=lookback_form, lookback_refused_id=lookback_id), status
+
+
+@bp.route("/lookbacks/<int:lookback_id>/close", methods=["POST"])
+@roles_required("qa")
+def close_lookback(lookback_id: int) -> Any:
+    """QA closes a lookback opened while a recall of its donor is in force (services.close_lookback)."""
+    form = CloseLookbackForm()
+    try:
+        lookback = services.close_lookback(db.session, current_user, lookback_id, note=form.note.data or "")
+    except DomainError as error:
+        db.session.rollback()
+        show_error(form, error)
+        form.note.id = f"lookback-note-{lookback_id}"  # the error summary's link goes to the row's own field
+        return _index(form, lookback_id, error.status)
+    flash(f"Lookback closed: {lookback.closure_note}", "success")
+    return redirect(url_for("recall.index", _anchor="lookbacks"))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -145,7 +174,7 @@ def discard_bag(recall_id: int, bag_id: int) -> Any:
         db.session.rollback()
         show_error(form, error)  # shown on the bag's row (no such recall: _detail's own 404 page)
         return _detail(recall_id, status=error.status, discard_form=form, discard_bag_id=bag_id)
-    flash(f"Bag {bag.din} recorded as DISCARDED under recall R-{recall_id} ({(form.reason.data or '').strip()}). "
+    flash(f"Bag {din_shown(bag)} recorded as DISCARDED under recall R-{recall_id} ({(form.reason.data or '').strip()}). "
           "Dispose of it as biological waste; its hold stays, as the record of the recall.", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id, _anchor="bags"))
 

@@ -16,6 +16,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.release_spec import UNIT_SHOWN, shown_number
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.database import utcnow
@@ -244,7 +245,7 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
                  colWidths=[30 * mm, 130 * mm, 35 * mm, 75 * mm])
     info.setStyle(TableStyle([("FONT", (0, 0), (0, -1), "Helvetica-Bold"), ("FONT", (2, 0), (2, -1), "Helvetica-Bold"),
                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    dins = ", ".join(f"{b.din_display} {b.check_character}" for b in review.bags) or "none yet"
+    dins = ", ".join(din_shown(b) for b in review.bags) or "none yet"
     story += [info, _p(f"Bags ({review.bag_count}), DIN and check character: {dins}", BODY), Spacer(1, 3 * mm)]
     if product is not None and product.is_directed:  # as the lot page and the bag labels say it
         story.append(_p(f"For use by intended recipient only: {review.donor.recipient_code or 'NOT RECORDED'}", FLAG))

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.release_spec import ResultValueError, judge_value, parse_result_value
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -70,6 +71,7 @@ def patients_who_received(session: Session, lot_id: int) -> list[dict[str, Any]]
     prescribers = {u.id: u.full_name for u in session.scalars(
         select(User).where(User.id.in_({rx.prescribed_by_id for _a, rx, _pt, _b in rows})))}
     patients: dict[int, dict[str, Any]] = {}
+    shown = {bag.din: din_shown(bag) for _a, _p, _pt, bag in rows}  # the summary names a bag as its label does
     for allocation, rx, patient, bag in rows:
         entry = patients.setdefault(patient.id, {
             "patient_code": patient.code, "patient_id": patient.id, "ward": patient.ward,
@@ -82,7 +84,7 @@ def patients_who_received(session: Session, lot_id: int) -> list[dict[str, Any]]
                               "prescription_id": rx.id})
     out = []
     for entry in patients.values():
-        bags = "; ".join(f"bag {b['din']} {b['status']}" + (f" {b['status_since']} UTC" if b["status_since"] else "")
+        bags = "; ".join(f"bag {shown[b['din']]} {b['status']}" + (f" {b['status_since']} UTC" if b["status_since"] else "")
                          for b in entry["bags"])
         signed = ", ".join(f"prescription {p['id']} signed {p['signed_at']} UTC" for p in entry["prescriptions"])
         entry["summary"] = f"{entry['patient_code']} ({entry['ward']}; {entry['clinician']}): {bags}; {signed}"

@@ -196,10 +196,30 @@ def has_late_oos(lot_id: Any) -> Any:
 
 
 def failed_late_tests(session: Session, lot_id: int) -> tuple[str, ...]:
-    """The tests of the lot's open late OOS investigations, in the order they failed."""
-    return tuple(dict.fromkeys(session.scalars(select(OosInvestigation.test_id).where(
+    """The tests of the lot's open late OOS investigations, in the order they failed, by the names the lot's
+    specification gives them ("Sterility", not the id "sterility"): the LATE OOS flag and the bedside STOP print
+    them to QA, technicians and nurses."""
+    ids = tuple(dict.fromkeys(session.scalars(select(OosInvestigation.test_id).where(
         OosInvestigation.lot_id == lot_id, OosInvestigation.late.is_(True), OosInvestigation.status == OOS_OPEN)
         .order_by(OosInvestigation.id))))
+    return spec_test_names(session, lot_id, ids)
+
+
+def spec_test_names(session: Session, lot_id: int, test_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Each test id by its name in the lot's specification (release.specs.spec_of_lot). An id is kept as it is
+    when the specification cannot be read or has no such test: the stop it explains must still be said (a
+    configuration error is shown where specifications are used, never in place of a DO NOT USE)."""
+    if not test_ids:
+        return ()
+    from mscbatch.errors import DomainError
+    from mscbatch.release.specs import spec_of_lot
+
+    lot = session.get(Lot, lot_id)
+    try:
+        names = {test.id: test.name for test in spec_of_lot(session, lot).tests} if lot is not None else {}
+    except DomainError:  # SpecificationUnusable, or no specification names the lot's product class
+        names = {}
+    return tuple(names.get(test_id, test_id) for test_id in test_ids)
 
 
 def exceptional_patients(session: Session, lot_ids: Iterable[int]) -> dict[int, str | None]:

@@ -16,8 +16,9 @@ from wtforms.form import BaseForm
 
 from mscbatch.auth.models import ROLE_LABELS
 from mscbatch.core.culture import format_cells
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.numbers import plain
-from mscbatch.site import site_config
+from mscbatch.site import local_parts, site_config
 
 # (label, endpoint, roles that see it); later capabilities add their entries here.
 MAKERS = frozenset({"technician", "qa", "admin"})  # the cell-processing laboratory and its QA
@@ -59,13 +60,12 @@ def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def local(value: datetime | None, seconds: bool = False) -> Markup:
     """An instant as the pages say it: the site's local time first, its zone named, UTC beside it in brackets
-    ("2026-12-05 21:48 CET (20:48 UTC)"). Read in UTC alone, 23:30 UTC at 00:30 in Paris is the wrong day."""
+    ("2026-12-05 21:48 CET (20:48 UTC)"), each part marked up. The words are site.local_parts', as the PDFs' and
+    messages' (site.local_and_utc), so a page and its PDF never say an instant two ways."""
     if value is None:
         return Markup("—")
-    fmt = "%H:%M:%S" if seconds else "%H:%M"
-    shown = value.astimezone(site_config().tz)
     return Markup('<span class="when"><span class="local">{}</span> <span class="utc hint">({})</span></span>').format(
-        f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{value.strftime(fmt)} UTC")
+        *local_parts(value, seconds))
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,7 @@ def init_templating(app: Flask) -> None:
     app.jinja_env.filters["local"] = local
     app.jinja_env.filters["plain"] = plain  # 20 mL, not 2E+1 mL
     app.jinja_env.filters["cells"] = format_cells  # 125 x10^6, as the label writes it
+    app.jinja_env.filters["din_shown"] = din_shown  # a bag named in words as its label names it, with K
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
     app.jinja_env.globals["error_summary"] = error_summary
     app.jinja_env.globals["donor_gate_reasons"] = donor_gate_reasons

@@ -146,6 +146,7 @@ EXPECTED_ACCESS.update({
     "recall.end": {"qa"},
     "recall.complete": {"qa"},
     "recall.discard_bag": {"qa"},
+    "recall.close_lookback": {"qa"},
     "trace.donor": {"qa", "clinician"},
     "trace.donor_pdf": {"qa", "clinician"},
     "trace.lot": {"qa", "clinician"},

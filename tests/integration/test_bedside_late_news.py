@@ -57,7 +57,7 @@ def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_cl
     db_session.rollback()  # end the read: on SQLite an open transaction holds the write lock
     stop = _scan(app, ward)
     assert stop["result"] == "STOP" and [f["code"] for f in stop["failures"]] == ["late_oos"]
-    assert "FAILED after its conditional release (sterility)" in stop["failures"][0]["message"]
+    assert "FAILED after its conditional release (Sterility)" in stop["failures"][0]["message"]
     assert not any("still pending" in note for note in stop["notes"])
     web = app.test_client()
     web.post("/login", data={"username": "nurse", "password": PASSWORD})
@@ -65,7 +65,7 @@ def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_cl
                     follow_redirects=True).get_data(as_text=True)
     assert ">STOP<" in page and "OUT OF SPECIFICATION" in page
 
-    with pytest.raises(Conflict, match=r"FAILED after its conditional release \(sterility\)"):
+    with pytest.raises(Conflict, match=r"FAILED after its conditional release \(Sterility\)"):
         handover.dispatch(db_session, user(db_session, "technician"), ward.other_bag_ids[0], courier="C", shipper="S",
                           temperature_logger_id="TL-1")
     db_session.rollback()

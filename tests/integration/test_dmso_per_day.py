@@ -42,8 +42,11 @@ def _refused(at: str, window: str = NOW, given: str = "22.00") -> str:
 
 
 def _later(started: datetime, given: str = "22.00") -> str:
+    end = started + timedelta(hours=24)
+    if end.second or end.microsecond:  # said to the minute, never before the end: the next whole minute
+        end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return ("Plan this course later: DMSO counts for 24 hours from the start of its infusion, so from "
-            f"{started + timedelta(hours=24):%Y-%m-%d %H:%M} none of the {given} g already given counts")
+            f"{end:%Y-%m-%d %H:%M} none of the {given} g already given counts")
 
 
 def _text(html: str) -> str:

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.label_token import make_token
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.database import utcnow
@@ -70,7 +71,9 @@ def _alert(response: Any) -> str:
 def _refused(app: Any, response: Any, din: str, reason: str, before: tuple[int, int, int], bag_id: int) -> str:
     assert (response.status_code, response.mimetype) == (409, "text/html")  # the print page again, not a PDF
     alert = _alert(response)
-    assert "No label was printed" in alert and din in alert and reason in alert, alert
+    with app.extensions["mscbatch.db"].new_session() as session:  # named as its label names it, with K (din_shown)
+        shown = din_shown(session.get(Bag, bag_id))
+    assert "No label was printed" in alert and shown in alert and din not in alert and reason in alert, alert
     assert _written(app, bag_id) == before
     return alert
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
+from mscbatch.core.identifiers import din_shown
 from mscbatch.patients import prescriptions, services
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.queries import weight_since_prescription
@@ -48,7 +49,7 @@ def test_the_dose_page_and_sheet_show_the_known_endotoxin_beside_a_bag_without_a
     result, a = _calculated(session, p.id)
     assert {d.din for d in a.draws} == {with_result.din, without.din} and not any(d.partial for d in a.draws)
     assert a.endotoxin_eu is None  # unknown as a whole
-    patient_id, din_b = p.id, without.din
+    patient_id, din_b = p.id, din_shown(without)  # as its label shows it, K included
     session.rollback()
     page = _text(client_as("clinician").get(f"/patients/{patient_id}/dose").get_data(as_text=True))
     assert f"no result for bag {din_b}: at least 297.5 EU from the other bag; limit 312.5" in page, page
@@ -74,7 +75,7 @@ def test_a_lower_weight_judges_the_known_endotoxin_again(app, users, client_as):
     change = weight_since_prescription(session, with_result.id)
     assert change is not None
     assert change.problems == (
-        f"endotoxin would be at least 297.5 EU (bag {without.din} without an endotoxin result not counted), above "
+        f"endotoxin would be at least 297.5 EU (bag {din_shown(without)} without an endotoxin result not counted), above "
         "the limit of 285.00 EU for this weight",), change.problems
     patient_id = p.id
     session.rollback()

@@ -12,6 +12,7 @@ from pypdf import PdfReader
 from sqlalchemy import select, update
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.core.identifiers import parse_din
 from mscbatch.custody import handover
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients import prescriptions
@@ -75,7 +76,7 @@ def test_qa_completes_a_recall_once_every_held_bag_is_destroyed_and_the_holds_st
     refused = complete(qa, recall_id)
     text = refusal(refused)
     assert refused.status_code == 409
-    assert f"{len(held)} bags are still to be dealt with" in text and all(din in text for _i, din, _s in held)
+    assert f"{len(held)} bags are still to be dealt with" in text and all(parse_din(din).display in text for _i, din, _s in held)
     assert "in stock" in text and "Nothing was signed" in text
     page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)
     assert 'id="outstanding"' in page and "Sign and complete the recall" in page
@@ -83,7 +84,7 @@ def test_qa_completes_a_recall_once_every_held_bag_is_destroyed_and_the_holds_st
     discard_all_in_stock(app, [bag_id for bag_id, _din, _status in held[:-1]])  # one left: the refusal names it
     one_left = refusal(complete(qa, recall_id))
     assert one_left.startswith(f"Recall R-{recall_id} cannot be completed yet: 1 bag is still to be dealt with: "
-                               f"bag {held[-1][1]} (in stock).")
+                               f"bag {parse_din(held[-1][1]).display} (in stock).")
 
     discard_all_in_stock(app, [bag_id for bag_id, _din, _status in held])
     no_note = complete(qa, recall_id, note="  ")
@@ -163,7 +164,7 @@ def test_the_bedside_still_stops_the_held_bag_after_completion(app, db_session, 
     recall_id = start(qa, "lot", "#" + str(ward.lot_id))
     refused = refusal(complete(qa, recall_id))
     ward_din = next(din for bag_id, din, _s in held_bags(app, recall_id) if bag_id == ward.bag_id)
-    assert f"bag {ward_din} (thawed on the ward)" in refused
+    assert f"bag {parse_din(ward_din).display} (thawed on the ward)" in refused
 
     with app.extensions["mscbatch.db"].new_session() as session:  # the ward destroys its thawed bag
         handover.discard(session, user(session, "nurse"), ward.bag_id, reason="Recalled: not given, destroyed")

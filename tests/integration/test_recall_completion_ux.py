@@ -89,13 +89,13 @@ def test_qa_discarding_a_reserved_bag_is_told_the_prescriber_cancels_first_not_t
     text = refused.get_data(as_text=True)
     assert refused.status_code == 409, text[:2000]
     assert 'id="discard-refusal"' in text and f"Recall R-{recall_id}" in text  # shown on the recall's page
-    assert (f"Bag {din} cannot be discarded yet: it is reserved for patient {s.patient_code} by signed "
+    assert (f"Bag {parse_din(din).display} cannot be discarded yet: it is reserved for patient {s.patient_code} by signed "
             f"prescription #{prescription_id}. The prescriber first cancels (or stops) that course") in text
     assert written(app, reserved) == before  # nothing written, by either page
 
     # the recall's refusal to complete says the same
     outstanding = complete(qa, recall_id).get_data(as_text=True)
-    assert f"bag {din} (in stock, reserved for a patient by a prescription: the prescriber cancels the course, " \
+    assert f"bag {parse_din(din).display} (in stock, reserved for a patient by a prescription: the prescriber cancels the course, " \
            "then QA discards it)" in outstanding
 
 
@@ -120,7 +120,7 @@ def test_qa_discards_a_held_bag_in_stock_from_the_recall_page(app, users, client
     for blank in ("", "   "):
         missing = qa.post(discard_url(recall_id, in_stock), data={"reason": blank})
         text = missing.get_data(as_text=True)
-        assert missing.status_code == 422 and f"Say why bag {din} is discarded" in text
+        assert missing.status_code == 422 and f"Say why bag {parse_din(din).display} is discarded" in text
         assert 'id="discard-refusal"' in text and 'aria-invalid="true"' in row_of(text, din)
     too_long = qa.post(discard_url(recall_id, in_stock), data={"reason": "x" * 1001})
     assert too_long.status_code == 422 and "at most 1000 characters" in too_long.get_data(as_text=True)
@@ -133,7 +133,7 @@ def test_qa_discards_a_held_bag_in_stock_from_the_recall_page(app, users, client
     assert done.status_code == 302, done.get_data(as_text=True)[:2000]
     assert done.headers["Location"].split("#")[0].endswith(f"/recalls/{recall_id}")
     after = qa.get(done.headers["Location"]).get_data(as_text=True)
-    assert f"Bag {din} recorded as DISCARDED under recall R-{recall_id} (Recalled: destroyed)" in after
+    assert f"Bag {parse_din(din).display} recorded as DISCARDED under recall R-{recall_id} (Recalled: destroyed)" in after
     assert "destroyed (hold kept)" in row_of(after, din) and "Discard (recalled)" not in row_of(after, din)
     with session_of(app) as session:
         assert session.get(Bag, in_stock).status == "discarded"

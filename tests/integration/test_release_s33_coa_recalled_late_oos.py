@@ -46,5 +46,5 @@ def test_a_recalled_lot_with_an_open_late_oos_is_headed_recalled_beside_the_late
         session.close()
 
     text = _text(client_as("qa").get(f"/release/lots/{lot_id}/certificate.pdf").data)
-    assert "LATE OOS: sterility failed after the conditional release" in text
+    assert "LATE OOS: Sterility failed after the conditional release" in text  # the spec's name, not the id
     assert "RECALLED: not for clinical use" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from mscbatch.core.identifiers import parse_din
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots.models import Bag
 from mscbatch.recall.models import BagHold, Recall
@@ -59,7 +60,7 @@ def test_the_recall_page_does_not_record_a_bag_on_the_ward_as_discarded_in_the_u
         refused = qa.post(f"/recalls/{recall_id}/bags/{on_ward}/discard", data={"reason": "Recalled: destroyed"})
         text = refused.get_data(as_text=True)
         assert refused.status_code == 409, (status, refused.status_code)
-        assert f"Bag {din} is not in the unit" in text and "from the ward page" in text, status
+        assert f"Bag {parse_din(din).display} is not in the unit" in text and "from the ward page" in text, status
         with app.extensions["mscbatch.db"].new_session() as session:
             assert session.get(Bag, on_ward).status == status
             assert session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == on_ward,

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.configfiles import ConfigError
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.site_config import load_products, load_site_config
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.labelling import services
@@ -291,7 +292,7 @@ def test_a_din_typed_without_its_check_character_names_no_bag(app, users, client
 def test_a_bag_on_the_ward_gets_no_label_printed_in_the_unit(app, users, client_as, state):  # type: ignore[no-untyped-def]
     with _session(app) as session:
         ward = prescribed_bag(session, state=state)
-        din = session.get(Bag, ward.bag_id).din
+        din = din_shown(session.get(Bag, ward.bag_id))  # as its label names it, with K
         session.commit()
     client = client_as("technician")
     carried = _items(app, ward.bag_id)  # the released label it left the unit with

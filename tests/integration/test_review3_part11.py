@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import re
 import threading
-from datetime import date
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from mscbatch.core.audit_chain import canonical_value
 from mscbatch.errors import PermissionDenied
 from mscbatch.signatures import services as signatures
 from mscbatch.signatures.models import Signature
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD, add_user, login
 from tests.integration.stand_in import stand_in_session
 from tests.integration.test_audit_reconcile import _attacker, _reconcile, _run
@@ -283,7 +283,7 @@ def test_the_older_events_link_keeps_every_filter_the_dates_included(app, users,
     for _ in range(30):  # 30 failed sign-ins and 30 sign-ins: more than a page of today's events
         login(app.test_client(), "nurse", "wrong-password-x")
         login(app.test_client(), "clinician")
-    today = date.today().isoformat()
+    today = site_today().isoformat()  # the filter's days are the site's (Paris), not the server's UTC date
     page = client_as("qa").get(f"/audit?from={today}&to={today}&entity_type=user_account").get_data(as_text=True)
     link = re.search(r'href="(/audit\?[^"]*before=[^"]*)"', page)
     assert link, "expected an 'Older events' link"

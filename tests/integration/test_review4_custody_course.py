@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mscbatch.core.dosing import CourseBag, course_dose
+from mscbatch.core.identifiers import parse_din
 from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.lots.models import Bag
@@ -157,7 +158,7 @@ def test_a_discarded_bag_of_the_course_stops_the_others_with_what_they_would_giv
                              json={"wristband": course.wristband, "bag": token}).get_json()
         assert answer["result"] == "STOP" and [f["code"] for f in answer["failures"]] == ["course_short"]
         words = answer["failures"][0]["message"]
-        assert f"bag {course.bags[0][2]} (50 x10^6 cells of the dose) was DISCARDED" in words
+        assert f"bag {parse_din(course.bags[0][2]).display} (50 x10^6 cells of the dose) was DISCARDED" in words
         assert "would give 1.2 x10^6/kg instead of the 2 x10^6/kg prescribed" in words
         assert STOP_WORDS in words
         assert answer["give_ml"] is None  # on a STOP nothing reads as "give this" (4)

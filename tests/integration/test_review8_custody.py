@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from mscbatch.core.identifiers import din_shown, parse_din
 from mscbatch.custody import bedside, handover, infusions, returns
 from mscbatch.custody.checks import evaluate
 from mscbatch.custody.models import CustodyEvent, Infusion, ReturnAssessment
@@ -241,7 +242,7 @@ def test_a_course_whose_bag_was_recalled_stops_its_other_bags_at_the_bedside(app
     assert answer.status_code == 200 and answer.json["result"] == "STOP", answer.json
     assert [f["code"] for f in answer.json["failures"]] == ["course_short"]
     words = answer.json["failures"][0]["message"]
-    assert f"bag {lot_a[0].din}" in words and "its lot has been RECALLED" in words and "1.2 x10^6/kg" in words
+    assert f"bag {parse_din(lot_a[0].din).display}" in words and "its lot has been RECALLED" in words and "1.2 x10^6/kg" in words
 
 
 def test_the_position_a_returned_bag_kept_cannot_be_taken_while_it_waits_for_qa(app, users, db_session, client_as):
@@ -257,7 +258,7 @@ def test_the_position_a_returned_bag_kept_cannot_be_taken_while_it_waits_for_qa(
     db_session.commit()
     taken = app.test_client().post(f"/api/v1/bags/{newcomer.id}/storage", headers=_api(app, "technician"),
                                    json={"box_id": box_id, "position": position})
-    assert taken.status_code == 409 and f"occupied by bag {kept.din}" in taken.json["detail"], taken.json
+    assert taken.status_code == 409 and f"occupied by bag {din_shown(kept)}" in taken.json["detail"], taken.json
     assert client_as("qa").post(f"/ward/returned/{ward.bag_id}", data=RESTOCK).status_code == 302
     db_session.expire_all()
     assert (db_session.get(Bag, ward.bag_id).box_id, db_session.get(Bag, ward.bag_id).position) == (box_id, position)

@@ -13,6 +13,7 @@ from html import unescape
 
 from pypdf import PdfReader
 
+from mscbatch.core.identifiers import parse_din
 from mscbatch.recall import services as recall_services
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
@@ -73,7 +74,7 @@ def test_a_course_that_can_no_longer_give_its_dose_says_so_on_the_page_and_the_s
     assert banner is not None and page.index(banner.group(0)) < page.index('id="allocated-bags"')
     words = unescape(banner.group(1))
     assert words.startswith(SHORT), words
-    assert f"bag {course.bags[0][2]} (50 x10^6 cells of the dose) was DISCARDED" in words
+    assert f"bag {parse_din(course.bags[0][2]).display} (50 x10^6 cells of the dose) was DISCARDED" in words
     assert "would give 1.2 x10^6/kg instead of the 2 x10^6/kg prescribed" in words and words.endswith(TO_DO)
 
     sheet = _pdf_text(clinician.get(f"{url}/dose-sheet.pdf").data)

@@ -92,7 +92,7 @@ def test_the_ward_page_does_not_thaw_a_bag_of_a_course_that_can_no_longer_give_t
     page = answer.get_data(as_text=True)
     assert answer.status_code == 409, page
     assert f"DO NOT THAW bag {parse_din(din).display}: {bedside}" in page.replace("&#39;", "'")  # the bedside's own words
-    assert f"bag {course.bags[0][2]} (50 x10^6 cells of the dose) was DISCARDED" in page
+    assert f"bag {parse_din(course.bags[0][2]).display} (50 x10^6 cells of the dose) was DISCARDED" in page
     assert "Keep it frozen and call the prescriber" in page and "stopped and prescribed again" in page
     assert 'role="alert"' in page  # said in the page's error summary, as the other thaw refusals
     assert _status(app, bag_id) == "received" and _written(app) == before
@@ -171,6 +171,6 @@ def test_a_bag_whose_course_lost_a_bag_to_a_recall_is_not_thawed(app, users):
             handover.thaw(session, nurse, bag_id)
         session.rollback()
         words = refused.value.message
-    assert f"bag {recalled_din} (50 x10^6 cells of the dose) can never be given: its lot has been RECALLED" in words
+    assert f"bag {parse_din(recalled_din).display} (50 x10^6 cells of the dose) can never be given: its lot has been RECALLED" in words
     assert words.startswith("DO NOT THAW") and WHAT_THEY_GIVE in words
     assert _status(app, bag_id) == "received" and _written(app) == before

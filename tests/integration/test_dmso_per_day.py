@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from html import unescape
 
@@ -42,7 +42,7 @@ def _refused(at: str, window: str = NOW, given: str = "22.00") -> str:
 
 
 def _later(started: datetime, given: str = "22.00") -> str:
-    end = started + timedelta(hours=24)
+    end = (started.astimezone(UTC) + timedelta(hours=24)).astimezone(started.tzinfo)  # elapsed hours, as at a clock change
     if end.second or end.microsecond:  # said to the minute, never before the end: the next whole minute
         end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return ("Plan this course later: DMSO counts for 24 hours from the start of its infusion, so from "
@@ -191,8 +191,10 @@ def test_the_window_is_the_24_hours_before_the_planned_infusion(app, users, db_s
     window = f"in the 24 hours before {planned:%Y-%m-%d %H:%M}"
     assert dry["refusal_reason"] == _refused(f"{before_midnight:%Y-%m-%d %H:%M}", window), dry["refusal_reason"]
 
-    assert given_at(planned - timedelta(hours=24, minutes=-1))["refusal_code"] == "dmso_limit"  # 23 h 59 min before
-    for outside in (planned - timedelta(hours=24), planned - timedelta(hours=24, minutes=1)):
+    # elapsed time, taken in UTC: on the day of a clock change, 24 hours before is not the same wall-clock time
+    planned_utc = planned.astimezone(UTC)
+    assert given_at(planned_utc - timedelta(hours=24, minutes=-1))["refusal_code"] == "dmso_limit"  # 23 h 59 min before
+    for outside in (planned_utc - timedelta(hours=24), planned_utc - timedelta(hours=24, minutes=1)):
         dry = given_at(outside)
         assert dry["allowed"] is True, dry
         assert Decimal(dry["calculation"]["dmso_given_g"]) == 0

@@ -5,7 +5,7 @@ and a course planned at the minute advised was refused again. It is now the next
 of the 24 hours; the limit itself was and is judged on the exact grams and the exact instants."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ def test_a_course_planned_at_the_advised_minute_is_allowed_and_a_minute_earlier_
     api, headers = _api(app)
     dry = api.post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers, json={}).get_json()
     assert dry["refusal_code"] == "dmso_limit", dry
-    advised = (start + timedelta(hours=24, seconds=30)).astimezone(site_config().tz)  # the next whole minute
+    advised = (start.astimezone(UTC) + timedelta(hours=24, seconds=30)).astimezone(site_config().tz)  # the next whole minute
     assert dry["refusal_later"].startswith(ADVICE.format(at=f"{advised:%Y-%m-%d %H:%M}")), dry["refusal_later"]
 
     planned = api.post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers,

@@ -46,6 +46,7 @@ from mscbatch.database import normalise_url, utcnow
 from mscbatch.lots.models import Bag, DinCounter, Lot
 from mscbatch.patients.models import PRESCRIBED, Allocation, Patient, Prescription, WeightMeasurement
 from mscbatch.signatures.models import Signature
+from mscbatch.site import site_today
 from tests.conftest import TEST_CONFIG, add_user, api_token_for, make_app
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.reliability.support import assert_chain_verifies, integrity, unpaired_audit_rows
@@ -144,7 +145,7 @@ class Burst:
             with self.lock:
                 self.patients.append(body["id"])
             status, body = self.post(self.clinician, f"/api/v1/patients/{body['id']}/weights", {
-                "weight_kg": "61.5", "measured_on": time.strftime("%Y-%m-%d")})
+                "weight_kg": "61.5", "measured_on": site_today().isoformat()})
             if status == 201:
                 with self.lock:
                     self.weights.append(body["id"])

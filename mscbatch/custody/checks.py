@@ -73,7 +73,7 @@ from mscbatch.release.queries import (
     has_late_oos,
     pending_conditional_tests,
 )
-from mscbatch.site import site_config, site_day
+from mscbatch.site import local_and_utc, site_day
 
 CALL_UNIT = "Do not give it. Call the cell therapy unit."
 #: where a bag not yet received on the ward is, and what to do, in a nurse's words (not the bag's state names)
@@ -387,16 +387,6 @@ def donor_problem(code: str | None, verdict: NotCleared | None) -> str | None:
             "test) reopened the donor's eligibility.")
 
 
-def _day(day: date) -> str:
-    return f"{day:%d %b %Y}"
-
-
-def local_and_utc(moment: datetime) -> str:
-    """The site's local time first, UTC beside it, as every page says an instant."""
-    local = moment.astimezone(site_config().tz)
-    return f"{local:%d %b %Y %H:%M} ({moment:%H:%M} UTC)"
-
-
 def lot_unusable(lot_number: str, lot_status: str, state: ReleaseState) -> Finding | None:
     """Why the lot's bags may not be given, in the one set of words the bedside check and the unit's steps (send,
     thaw: handover.unfit_to_leave) both say, or None. A lot rejected, recalled or expired says so first."""
@@ -506,8 +496,9 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.give_ml = facts.allocated_ml
     change = facts.weight_change
     if change is not None and patient is not None and facts.allocated_patient_id == patient.id:
-        weights = (f"prescribed for {plain(change.prescribed_kg)} kg (weighed {_day(change.prescribed_on)}); "
-                   f"the patient now weighs {plain(change.latest_kg)} kg (weighed {_day(change.latest_on)})")
+        # a weight's day as the patient's page lists it (ISO); an instant, as every page: site.local_and_utc
+        weights = (f"prescribed for {plain(change.prescribed_kg)} kg (weighed {change.prescribed_on.isoformat()}); "
+                   f"the patient now weighs {plain(change.latest_kg)} kg (weighed {change.latest_on.isoformat()})")
         if change.problems:
             result.stop("weight_changed", f"WEIGHT CHANGED since the prescription: {weights}. At the new weight "
                                           f"{'; '.join(change.problems)}. Do not give it. Ask the prescriber to "
@@ -553,7 +544,7 @@ def _judge_weight_age(result: BedsideResult, patient: Patient, facts: BagFacts, 
     valid_days = protocol.dosing.weight_valid_days
     if (today - weighed_on).days <= valid_days:
         return
-    result.stop("weight_too_old", f"WEIGHT TOO OLD: the dose is for the weight measured on {_day(weighed_on)}, "
+    result.stop("weight_too_old", f"WEIGHT TOO OLD: the dose is for the weight measured on {weighed_on.isoformat()}, "
                                   f"{(today - weighed_on).days} days ago; {protocol.short_name} needs a weight measured "
                                   f"within {valid_days} days of the infusion. Do not give it yet. Weigh the patient: "
                                   "the prescriber records the weight and confirms the dose.")

@@ -13,7 +13,6 @@ from mscbatch.custody.checks import (
     course_short_of_bag,
     course_short_words,
     donor_problem,
-    local_and_utc,
     lot_unusable,
 )
 from mscbatch.custody.models import CustodyEvent
@@ -27,6 +26,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
+from mscbatch.site import local_and_utc
 
 
 def _simple(session: Session, actor: Any, bag_id: int, kind: str, *, location: str, scan: str,

@@ -33,7 +33,7 @@ from mscbatch.custody.bedside import (
     later_stop,
     latest_confirmed_check,
 )
-from mscbatch.custody.checks import BedsideResult, evaluate, local_and_utc, resolve_bag
+from mscbatch.custody.checks import BedsideResult, evaluate, resolve_bag
 from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short, lost_words
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
@@ -42,6 +42,7 @@ from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocation_given, lock_patient, protocols
+from mscbatch.site import local_and_utc
 
 
 class StartRefused(Conflict):

@@ -16,7 +16,6 @@ from mscbatch.auth.access import access_rule, roles_required
 from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
-from mscbatch.custody.checks import local_and_utc
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
 from mscbatch.database import utcnow
@@ -25,6 +24,7 @@ from mscbatch.extensions import db
 from mscbatch.lots.models import Lot
 from mscbatch.lots.queries import product_of
 from mscbatch.patients.views import READERS as PATIENT_READERS
+from mscbatch.site import local_and_utc
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("custody", __name__, url_prefix="/ward")

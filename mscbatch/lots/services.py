@@ -45,7 +45,7 @@ from mscbatch.lots.models import (
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, product_of
 from mscbatch.lots.reagent_rules import missing_reagent_types, missing_reagents_words
 from mscbatch.recall.queries import recall_in_force_of, recall_words
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc, site_config
 
 ENTRY_ROLE = "technician"
 RELEASE_TARGETS = ("released", "conditional_release")
@@ -292,8 +292,7 @@ def expiry_passed(lot: Lot) -> bool:
 def _not_expired_words(lot: Lot) -> str:
     if lot.expires_at is None:
         return f"Lot {lot.lot_number} has no expiry date yet: it cannot be marked expired."
-    local = lot.expires_at.astimezone(site_config().tz)
-    return (f"Lot {lot.lot_number} expires on {local:%Y-%m-%d %H:%M} ({site_config().timezone}): it cannot be "
+    return (f"Lot {lot.lot_number} expires on {local_and_utc(lot.expires_at)}: it cannot be "
             "marked expired before then. To stop its use now, QA recalls it (or rejects it) with an electronic "
             "signature and a reason.")
 

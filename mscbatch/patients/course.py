@@ -18,6 +18,7 @@ from mscbatch.core.identifiers import din_shown
 from mscbatch.core.numbers import plain
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Allocation, Prescription
+from mscbatch.site import local_and_utc
 
 #: where a bag let go by a withdrawal was (prescriptions.let_go releases it there): what the ward must do with it
 _ON_THE_WARD = "released while on the ward: the ward returns it to the unit (a thawed bag is discarded), never gives it"
@@ -46,8 +47,6 @@ class BagOutcome:
     def words(self) -> str:
         if self.state == "given":
             if self.infused_ml is None:
-                from mscbatch.custody.checks import local_and_utc  # custody reads patients: on call
-
                 started = local_and_utc(self.started_at) if self.started_at else "?"
                 return f"GIVEN: infusion running (started {started})"
             return f"GIVEN: {plain(self.infused_ml)} mL = {format_cells(self.cells)} cells"

@@ -30,7 +30,7 @@ from mscbatch.core.dosing import (
 )
 from mscbatch.core.identifiers import din_shown
 from mscbatch.core.protocols import format_cells_per_kg
-from mscbatch.custody.checks import course_short_words, local_and_utc
+from mscbatch.custody.checks import course_short_words
 from mscbatch.custody.queries import course_short
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
@@ -38,7 +38,7 @@ from mscbatch.patients.course import bag_outcomes, stop_words
 from mscbatch.patients.endotoxin import unknown_load_words
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.queries import allocations_of, protocols, signatures_for
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc, site_config
 
 
 def millions(cells: Any) -> str:

@@ -53,7 +53,7 @@ from mscbatch.patients.queries import (
     protocol_of,
 )
 from mscbatch.release.queries import endotoxin_eu_per_ml, exceptional_patients
-from mscbatch.site import site_config, site_day, site_today
+from mscbatch.site import local_and_utc, site_config, site_day, site_today
 
 
 def _cells(bag: Bag, lot: Lot) -> tuple[Decimal, Decimal]:
@@ -138,8 +138,6 @@ class AlreadyInfused:
     def words(self) -> str:
         if not self.bags:
             return f"no cells infused to this patient under {self.protocol_short_name} so far"
-        from mscbatch.custody.checks import local_and_utc  # custody reads patients: on call
-
         # the site's clock first, UTC beside it: around midnight a UTC time alone names the wrong day
         bags = "; ".join(f"bag {din_shown(b)} started {local_and_utc(b.started_at)} (prescription {b.prescription_id}, "
                          + (f"{plain(b.volume_infused_ml)} mL infused" if b.volume_infused_ml is not None

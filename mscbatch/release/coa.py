@@ -23,7 +23,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import NotFound
 from mscbatch.lots.queries import product_of
 from mscbatch.recall.queries import recall_words
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc, site_config, site_day
 
 _styles = getSampleStyleSheet()
 SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
@@ -105,13 +105,14 @@ def _test_name(review: Any, test_id: str) -> str:
         return test_id
 
 
-def _when(value: Any, tz: Any, with_time: bool = True) -> str:
-    """A date as the site reads it (its time zone), with UTC beside it when the time matters."""
+def _when(value: Any, with_time: bool = True) -> str:
+    """An instant in the words of the lot's page (site.local_and_utc). Collected and Frozen stay date-only on
+    purpose: the certificate's fields are the day of each step (the site's day, ISO as the pages write a day)."""
     if value is None:
         return "—"
     if not with_time:
-        return f"{value.astimezone(tz):%Y-%m-%d}"
-    return f"{value.astimezone(tz):%Y-%m-%d %H:%M %Z} ({value:%Y-%m-%d %H:%M} UTC)"
+        return site_day(value).isoformat()
+    return local_and_utc(value)
 
 
 def _oos_text(oos: Any) -> str:
@@ -235,9 +236,9 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
         ["Product", f"{lot.product_name} {lot.product_class} ({lot.product_id})", "Manufacturing site",
          site.facility_name],
         ["Donor", review.donor.code, "Donor eligibility", review.gate],
-        ["Collected", f"{_when(lot.collection_at, site.tz, with_time=False)} at {lot.collection_site}", "Frozen",
-         _when(lot.frozen_at, site.tz, with_time=False) if lot.frozen_at else "not frozen yet"],
-        ["Expiry", _when(lot.expires_at, site.tz), "Storage", storage],
+        ["Collected", f"{_when(lot.collection_at, with_time=False)} at {lot.collection_site}", "Frozen",
+         _when(lot.frozen_at, with_time=False) if lot.frozen_at else "not frozen yet"],
+        ["Expiry", _when(lot.expires_at), "Storage", storage],
         ["Specification", f"{spec.id} version {spec.version} (sha256 {spec.sha256[:16]}…)", "Printed",
          f"{utcnow():%Y-%m-%d %H:%M} UTC"],
     ]

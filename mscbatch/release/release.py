@@ -45,7 +45,7 @@ from mscbatch.release.queries import (
 from mscbatch.release.results import uninvestigated_failures
 from mscbatch.release.specs import lot_verdict, spec_of_lot
 from mscbatch.signatures.services import sign
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc
 
 
 def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
@@ -107,7 +107,7 @@ def expired(lot: Lot) -> list[str]:
     if lot.status not in ("in_process", "quarantine", "conditional_release") or not expiry_passed(lot):
         return []
     assert lot.expires_at is not None
-    when = lot.expires_at.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
+    when = local_and_utc(lot.expires_at)
     way_out = ("recall it (Recalls) to take its bags out of use" if lot.status == "conditional_release"
                else "reject it instead (Sign: Rejected, giving the expiry as the reason)")
     return [f"lot expired on {when}: an expired lot cannot be released; {way_out}"]

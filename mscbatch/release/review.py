@@ -45,7 +45,7 @@ from mscbatch.release.results import accepts_results
 from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc
 
 
 @dataclass
@@ -140,7 +140,7 @@ class Review:
         if self.lot.status not in ("released", "conditional_release") or not expiry_passed(self.lot):
             return None
         assert self.lot.expires_at is not None
-        when = self.lot.expires_at.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
+        when = local_and_utc(self.lot.expires_at)
         return (f"EXPIRED on {when}: not for clinical use (its shelf life has run out; the lot is still recorded as "
                 f"{self.lot.status.replace('_', ' ')} until it is marked expired)")
 

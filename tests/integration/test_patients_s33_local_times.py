@@ -48,8 +48,7 @@ def test_the_dose_page_says_when_a_bag_was_already_infused_on_the_site_clock(app
     # the dry run's words (the API's already_infused.words) say the same instant on the site's clock first
     words = calculate(db_session, ward.patient_id).already.words
     db_session.rollback()
-    local = started.astimezone(site_config().tz)
-    assert f"started {local:%d %b %Y %H:%M} ({started:%H:%M} UTC)" in words, words
+    assert f"started {_local(started)} ({started:%H:%M} UTC)" in words, words
 
 def test_the_patient_and_prescription_pages_say_their_times_on_the_site_clock(app, users, db_session, client_as):
     ward, rx_id, _started = _stopped_after_one_bag(db_session)

@@ -21,13 +21,13 @@ from tests.integration.test_release_support import seed_quarantine_lot, user
 
 def _expire(app: Any, lot_id: int) -> str:
     """Time passes: the shelf life set at cryopreservation runs out (written on the rows, as no service moves an
-    expiry). Returns the expiry as the site reads it."""
+    expiry). Returns the expiry as every page says an instant: site time with its zone, UTC beside it."""
     expired_at = utcnow() - timedelta(hours=1)
     with app.extensions["mscbatch.db"].new_session() as session:
         session.execute(text("UPDATE lot SET expires_at = :t WHERE id = :i"), {"t": expired_at, "i": lot_id})
         session.execute(text("UPDATE bag SET expires_at = :t WHERE lot_id = :i"), {"t": expired_at, "i": lot_id})
         session.commit()
-    return expired_at.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
+    return f"{expired_at.astimezone(site_config().tz):%Y-%m-%d %H:%M %Z} ({expired_at:%H:%M} UTC)"
 
 
 def _released(app: Any, monkeypatch: Any, **options: Any) -> int:

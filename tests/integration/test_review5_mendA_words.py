@@ -1,5 +1,5 @@
 """Times on the prescription page and the dose sheet read as on the ward: the site's local time first, UTC beside it
-(custody.checks.local_and_utc), not UTC only (review 5)."""
+(site.local_and_utc: the zone named), not UTC only (review 5)."""
 from __future__ import annotations
 
 import re
@@ -8,15 +8,15 @@ import pytest
 from sqlalchemy import select
 
 from mscbatch.custody import infusions
-from mscbatch.custody.checks import local_and_utc
 from mscbatch.custody.models import Infusion
 from mscbatch.patients.models import Prescription
+from mscbatch.site import local_and_utc
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
 from tests.integration.test_review5_patients_course import _pdf_text, _text  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("users")
-LOCAL_THEN_UTC = re.compile(r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d \(\d\d:\d\d UTC\)")
+LOCAL_THEN_UTC = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d CES?T \(\d\d:\d\d UTC\)")
 
 
 def test_a_running_infusion_and_a_stop_are_told_in_local_time_with_utc_beside(app, db_session, client_as):  # type: ignore[no-untyped-def]

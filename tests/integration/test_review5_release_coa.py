@@ -30,7 +30,8 @@ def test_the_certificate_names_dates_storage_site_bags_and_each_oos_with_its_ret
         lot = session.get(Lot, lot_id)
         tz = site_config().tz
         collected, frozen = lot.collection_at.astimezone(tz).date(), lot.frozen_at.astimezone(tz).date()
-        expiry = lot.expires_at.astimezone(tz).date()
+        # the expiry as the lot's page says it: the site's time with its zone, UTC beside it
+        expiry = f"{lot.expires_at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({lot.expires_at:%H:%M} UTC)"
         dins = [f"{b.din_display} {b.check_character}" for b in
                 session.scalars(select(Bag).where(Bag.lot_id == lot_id).order_by(Bag.bag_number))]
     tech = client_as("technician")
@@ -52,7 +53,7 @@ def test_the_certificate_names_dates_storage_site_bags_and_each_oos_with_its_ret
 
     text = _coa(qa, lot_id)
     assert f"Collected {collected.isoformat()} at Demo hospital, theatre 3" in text
-    assert f"Frozen {frozen.isoformat()}" in text and f"Expiry {expiry.isoformat()}" in text
+    assert f"Frozen {frozen.isoformat()}" in text and f"Expiry {expiry}" in text
     assert "Storage -150 °C or colder" in text
     assert f"Manufacturing site {site_config().facility_name}" in text
     assert "Bags (4), DIN and check character: " + ", ".join(dins) in text

@@ -8,6 +8,7 @@ from typing import Any
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from mscbatch.core.identifiers import din_shown
 from mscbatch.lots.models import Bag, Lot
 from tests.integration.test_recall_support import scene
 
@@ -21,8 +22,8 @@ def chain(app: Any, s: Any) -> dict[str, Any]:
     try:
         lots = {lot_id: session.get(Lot, lot_id).lot_number
                 for lot_id in (s.released_lot_id, s.quarantine_lot_id, s.other_lot_id)}
-        dins = {b.id: b.din for b in session.scalars(select(Bag))}
-        return {"lots": lots, "dins": dins}
+        bags = list(session.scalars(select(Bag)))
+        return {"lots": lots, "dins": {b.id: b.din for b in bags}, "shown": {b.id: din_shown(b) for b in bags}}
     finally:
         session.close()
 
@@ -60,7 +61,7 @@ def test_backward_from_a_patient_reaches_bags_lots_donor_and_reagent_lots(app, u
     assert c["lots"][s.quarantine_lot_id] not in html  # never allocated to this patient
     pdf = client.get(f"/trace/patients/{s.patient_id}.pdf")
     text = text_of(pdf.data)
-    assert s.donor_code in text and c["dins"][s.infused_bag_id] in text and "MA-77" in text
+    assert s.donor_code in text and c["shown"][s.infused_bag_id] in text and "MA-77" in text  # as its label says it
 
 
 def test_forward_from_a_reagent_lot_and_a_lot_and_the_bag_page(app, users, client_as):

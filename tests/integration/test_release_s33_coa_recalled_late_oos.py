@@ -11,13 +11,9 @@ from sqlalchemy import select
 
 from mscbatch.lots.models import Lot
 from mscbatch.recall.services import start_recall
-from mscbatch.release import release
-from mscbatch.release.demo import enter_panel
 from mscbatch.release.oos import open_oos_of
-from mscbatch.release.results import ResultEntry, enter_result
-from mscbatch.site import site_today
 from tests.conftest import PASSWORD
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import sterility_failed_late, user
 
 
 def _text(pdf: bytes) -> str:
@@ -26,15 +22,9 @@ def _text(pdf: bytes) -> str:
 
 def test_a_recalled_lot_with_an_open_late_oos_is_headed_recalled_beside_the_late_oos(
         app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
-    lot_id = seed_quarantine_lot(app, monkeypatch)
+    lot_id = sterility_failed_late(app, monkeypatch)
     session = app.extensions["mscbatch.db"].new_session()
     try:
-        tech = user(session, "technician")
-        enter_panel(session, tech, lot_id, skip=("sterility",))
-        release.release_lot(session, user(session, "qa"), lot_id, PASSWORD, conditional_tests=["sterility"],
-                            justification="Patient cannot wait for the 14-day incubation")
-        enter_result(session, tech, lot_id, ResultEntry(test_id="sterility", value="positive", unit="",
-                                                        analyst="Tom QC", tested_on=site_today()))
         assert [o.late for o in open_oos_of(session, lot_id)] == [True]
         donor_id = session.scalar(select(Lot.donor_id).where(Lot.id == lot_id))
         start_recall(session, user(session, "qa2"), scope="donor", target_id=donor_id, password=PASSWORD,

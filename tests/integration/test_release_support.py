@@ -28,6 +28,28 @@ def seed_quarantine_lot(app: Any, monkeypatch: pytest.MonkeyPatch) -> int:
         session.close()
 
 
+def sterility_failed_late(app: Any, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The demo's quarantined lot released conditionally, sterility pending, then its sterility entered positive:
+    a late OOS, open. Returns the lot's id."""
+    from mscbatch.release import release
+    from mscbatch.release.demo import enter_panel
+    from mscbatch.release.results import ResultEntry, enter_result
+    from mscbatch.site import site_today
+
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    session = app.extensions["mscbatch.db"].new_session()
+    try:
+        tech = user(session, "technician")
+        enter_panel(session, tech, lot_id, skip=("sterility",))
+        release.release_lot(session, user(session, "qa"), lot_id, PASSWORD, conditional_tests=["sterility"],
+                            justification="Patient cannot wait for the 14-day incubation")
+        enter_result(session, tech, lot_id, ResultEntry(test_id="sterility", value="positive", unit="",
+                                                        analyst="Tom QC", tested_on=site_today()))
+        return lot_id
+    finally:
+        session.close()
+
+
 def user(session: Any, username: str) -> Any:
     from mscbatch.auth.models import User
 

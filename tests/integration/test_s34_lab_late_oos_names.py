@@ -11,13 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mscbatch.lots.models import Lot
-from mscbatch.release import release
-from mscbatch.release.demo import enter_panel
 from mscbatch.release.queries import release_state, spec_test_names
-from mscbatch.release.results import ResultEntry, enter_result
-from mscbatch.site import site_today
-from tests.conftest import PASSWORD
-from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_release_support import seed_quarantine_lot, sterility_failed_late
 
 NAME = "Sterility (14-day culture)"  # the specification's name, unlike its id "sterility" in more than case
 
@@ -25,18 +20,7 @@ NAME = "Sterility (14-day culture)"  # the specification's name, unlike its id "
 def _failed_late(app: Any, monkeypatch: Any, spec_dir: Path) -> int:
     for spec in spec_dir.glob("*.toml"):
         spec.write_text(spec.read_text().replace('name = "Sterility"', f'name = "{NAME}"'))
-    lot_id = seed_quarantine_lot(app, monkeypatch)
-    session = app.extensions["mscbatch.db"].new_session()
-    try:
-        tech = user(session, "technician")
-        enter_panel(session, tech, lot_id, skip=("sterility",))
-        release.release_lot(session, user(session, "qa"), lot_id, PASSWORD, conditional_tests=["sterility"],
-                            justification="Patient cannot wait for the 14-day incubation")
-        enter_result(session, tech, lot_id, ResultEntry(test_id="sterility", value="positive", unit="",
-                                                        analyst="Tom QC", tested_on=site_today()))
-    finally:
-        session.close()
-    return lot_id
+    return sterility_failed_late(app, monkeypatch)
 
 
 def test_the_late_oos_flag_names_the_test_as_the_specification_does(

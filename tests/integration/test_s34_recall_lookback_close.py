@@ -28,6 +28,14 @@ def _lookbacks(page: str) -> str:
     return _section(page, 'id="lookbacks"', 'id="recalls"')
 
 
+def _recalled_on_notice(session: Any, qa: Any) -> tuple[int, int]:
+    """An approved cord donor recalled on a collection site's notice, with no lookback open: (donor id, recall id)."""
+    donor_id = screened_donor(session, "cord_eu")
+    decisions.decide(session, qa, donor_id, APPROVED, PASSWORD)
+    return donor_id, services.start_recall(session, qa, scope="donor", target_id=donor_id, password=PASSWORD,
+                                           reason="Collection site notice: donor deferred").recall_id
+
+
 def _recall_then_a_second_late_result(app: Any, client_as: Any) -> dict[str, Any]:
     """The donor's recall started from its lookback (which it closes), then a second positive marker recorded: the
     donor pages open a new lookback, while the recall is in force."""
@@ -123,10 +131,7 @@ def test_a_lookback_opened_after_the_donors_recall_was_completed_is_closed_under
     positive: the lookback opened then had no way out at all (the completed recall bars a second one for ever)."""
     with app.extensions["mscbatch.db"].new_session() as session:
         qa = user(session, "qa")
-        donor_id = screened_donor(session, "cord_eu")
-        decisions.decide(session, qa, donor_id, APPROVED, PASSWORD)
-        recall_id = services.start_recall(session, qa, scope="donor", target_id=donor_id, password=PASSWORD,
-                                          reason="Collection site notice: donor deferred").recall_id
+        donor_id, recall_id = _recalled_on_notice(session, qa)
         services.complete_recall(session, qa, recall_id, password=PASSWORD,
                                  note="No lot was made from this donor: nothing to recover or destroy.")
         donor_services.record_result(session, user(session, "technician"), donor_id, marker="anti_hcv",
@@ -148,10 +153,7 @@ def test_a_lookback_closed_under_a_recall_that_answered_none_is_opened_again_by_
     positive closed under it was lost."""
     with app.extensions["mscbatch.db"].new_session() as session:
         qa = user(session, "qa")
-        donor_id = screened_donor(session, "cord_eu")
-        decisions.decide(session, qa, donor_id, APPROVED, PASSWORD)
-        recall_id = services.start_recall(session, qa, scope="donor", target_id=donor_id, password=PASSWORD,
-                                          reason="Collection site notice: donor deferred").recall_id
+        donor_id, recall_id = _recalled_on_notice(session, qa)
         donor_services.record_result(session, user(session, "technician"), donor_id, marker="anti_hcv",
                                      result="positive", sample_date=site_today(), lab_reference="LATE-HCV-9")
         session.commit()

@@ -339,7 +339,10 @@ def _onset(onset_at: datetime | None, infusion: Infusion, now: datetime) -> date
     # no slack, as every other "not in the future" time of the app (freezing, harvest, weights): a reaction dated
     # minutes ahead of the server (a fast ward device, a typo) would read on the record as after what followed it
     if onset_at > now:
-        said = local_and_utc(onset_at.astimezone(UTC))  # as given, maybe with another offset: said in UTC too
+        try:
+            said = local_and_utc(onset_at.astimezone(UTC))  # as given, maybe with another offset: said in UTC too
+        except OverflowError:  # the calendar's last day with an offset (9999-12-31T23:59-14:00) has no UTC time
+            said = onset_at.isoformat()
         raise ValidationFailed(f"Onset: the reaction cannot begin in the future ({said} is after "
                                f"now, {local_and_utc(now)}). Give the time it began, or leave it empty for now.",
                                field="onset_at")

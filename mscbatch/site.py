@@ -34,7 +34,7 @@ def local_parts(instant: datetime, seconds: bool = False) -> tuple[str, str]:
     pages' `local` filter (web.templating) marks the parts up; local_and_utc writes them as plain text."""
     fmt = "%H:%M:%S" if seconds else "%H:%M"
     shown = instant.astimezone(site_config().tz)
-    return f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{instant.strftime(fmt)} UTC"
+    return f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{instant.astimezone(UTC).strftime(fmt)} UTC"
 
 
 def local_and_utc(instant: datetime | None, seconds: bool = False) -> str:

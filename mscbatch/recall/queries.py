@@ -142,8 +142,8 @@ class OpenLookback:
 
 
 def open_lookbacks(session: Session) -> list[OpenLookback]:
-    """Every donor lookback not yet closed, oldest first. A lookback closes only when QA starts the donor's
-    recall: until then the QA dashboard and the recalls page put it before QA, so that a late positive marker is
+    """Every donor lookback not yet closed, oldest first. A lookback closes when QA starts the donor's
+    recall, or when QA closes it under a recall of the donor already in force: until then the QA dashboard and the recalls page put it before QA, so that a late positive marker is
     never left on the donor page alone."""
     # traceability imports this module (bag_hold): imported when called
     from mscbatch.recall.traceability import forward_from_donor

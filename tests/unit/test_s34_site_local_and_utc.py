@@ -56,3 +56,11 @@ def test_the_page_and_the_recall_report_follow_one_function(monkeypatch: pytest.
     trace = SimpleNamespace(bag=SimpleNamespace(status="infused"), current_recipient=SimpleNamespace(
         received=True, infused_at=infused, patient=SimpleNamespace(code="SLE-UC-001")))
     assert _action(trace, None, None) == f"NOTIFY CLINICIAN: infused into patient SLE-UC-001 on {expected}"  # type: ignore[arg-type]
+
+
+def test_an_instant_given_with_another_offset_is_said_in_true_utc() -> None:
+    """The UTC part was the instant's own clock labelled "UTC": 10:00+05:00 read "10:00 UTC", five hours off."""
+    from datetime import timedelta, timezone
+
+    assert local_and_utc(datetime(2026, 12, 5, 10, 0, tzinfo=timezone(timedelta(hours=5)))) == \
+        "2026-12-05 06:00 CET (05:00 UTC)"

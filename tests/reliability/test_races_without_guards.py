@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Select, func, select, update
 
 from mscbatch.audit.context import use_case
-from mscbatch.core.identifiers import parse_din
+from mscbatch.core.identifiers import din_shown, parse_din
 from mscbatch.custody import infusions
 from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.errors import Conflict
@@ -62,6 +62,12 @@ def _dialect(app: Any) -> str:
 def _scalar(app: Any, statement: Any) -> Any:
     with app.extensions["mscbatch.db"].new_session() as session:
         return session.scalar(statement)
+
+
+def _shown(app: Any, bag_id: int) -> str:
+    """The bag as the refusals name it: its DIN as the label prints it, with K."""
+    with app.extensions["mscbatch.db"].new_session() as session:
+        return din_shown(session.get(Bag, bag_id))
 
 
 def _check(app: Any, outcomes: list[tuple[str, Any]], guarded: bool) -> None:
@@ -150,7 +156,7 @@ def test_double_allocation_of_one_bag(app, users, monkeypatch, mode):
         if mode == "last-guard":
             _check_last_guard(app, outcomes, {
                 "postgresql": "A bag of this calculation was just allocated to another patient; recalculate.",
-                "sqlite": prescriptions.TAKEN.format(din=_scalar(app, select(Bag.din).where(Bag.id == seen[0])))})
+                "sqlite": prescriptions.TAKEN.format(din=_shown(app, seen[0]))})
         else:
             _check(app, outcomes, guarded)
         active = _scalar(app, select(func.count()).select_from(Allocation).where(
@@ -199,8 +205,7 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
         if mode == "last-guard":
             _check_last_guard(app, outcomes, {
                 "postgresql": "This bag's infusion was just recorded by someone else.",
-                "sqlite": f"Bag {_scalar(app, select(Bag.din).where(Bag.id == ward.bag_id))} has already been "
-                          "infused."})
+                "sqlite": f"Bag {_shown(app, ward.bag_id)} has already been infused."})
         else:
             _check(app, outcomes, guarded)
         doubled = _doubled(app, mode)

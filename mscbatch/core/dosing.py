@@ -603,6 +603,7 @@ class CourseBag:
     state: str
     infused_ml: Decimal | None = None
     status: str = ""  # the bag's own state (discarded, returned...), for the words
+    check_character: str = ""  # K, so that the words naming a lost bag say it as its label does (din_shown)
 
 
 @dataclass(frozen=True)

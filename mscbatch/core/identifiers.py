@@ -81,11 +81,15 @@ class Din:
 def din_shown(bag: Any) -> str:
     """The bag's DIN as every page and label shows it, with its check character K: "G1234 17 654321 A" (a nurse
     reads the refusal against the label in her hand, where the boxed K is part of the number)."""
-    din = bag.din or ""
+    return din_words(bag.din or "", bag.check_character)
+
+
+def din_words(din: str, k: str) -> str:
+    """A DIN and its check character K as every page and label shows them: "G1234 17 654321 A" (din_shown, for
+    what holds no bag: a draw, a stored calculation)."""
     if len(din) != 13 or not din[5:].isdigit():  # never a DIN this unit allocates: said as stored, not refused again
-        return f"{din} {bag.check_character}".strip()
-    return Din(fin=din[:5], year=int(din[5:7]), sequence=int(din[7:]), text=din,
-               check_character=bag.check_character).display
+        return f"{din} {k}".strip()
+    return Din(fin=din[:5], year=int(din[5:7]), sequence=int(din[7:]), text=din, check_character=k).display
 
 
 @dataclass(frozen=True)

@@ -65,13 +65,14 @@ from mscbatch.patients.queries import (
     wristband_as_registered,
     wristband_identity,
 )
-from mscbatch.recall.queries import bag_hold, is_held, recalls_covering
+from mscbatch.recall.queries import is_held, recalls_covering, ward_hold
 from mscbatch.release.queries import (
     ReleaseState,
     exceptional_release_of,
     failed_late_tests,
     has_late_oos,
     pending_conditional_tests,
+    spec_test_names,
 )
 from mscbatch.site import local_and_utc, site_day
 
@@ -227,7 +228,7 @@ class BagFacts:
     donor_type: str | None
     recipient_code: str | None
     infused_at: datetime | None  # the start of its infusion, if it has one
-    hold: str | None  # the words of its active holds
+    hold: str | None  # its active holds' recalls, in a nurse's words (recall.queries.ward_hold)
     thawed_at: datetime | None
     allocated_patient_id: int | None  # the patient a signed, active prescription reserves it for
     allocated_patient_code: str | None  # read only when it is not the wristband's patient
@@ -317,9 +318,10 @@ def read_facts(session: Session, wristband: str, din: str | None,
         allocated_code = allocated.code if allocated is not None else None
     return patient, BagFacts(
         bag=bag, lot=lot,
-        release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending, failed_late),
+        release=ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending, failed_late,
+                                pending_names=spec_test_names(session, lot.id, pending)),
         donor_type=donor_type, recipient_code=recipient_code, infused_at=infused,
-        hold=bag_hold(session, bag.id) if held else None,
+        hold=ward_hold(session, bag.id) if held else None,
         thawed_at=thawed if bag.status in ("thawed", "infused") else None, received_at=received,
         allocated_patient_id=allocated_id, allocated_patient_code=allocated_code, donor_code=donor_code,
         donor_clearance=clearance_of(session, donor_id, donor_status), allocated_ml=allocated_ml,
@@ -452,7 +454,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
                                 "clinician has accepted it.")
     elif state.conditional:
         result.notes.append("Conditional release: a test result is still pending ("
-                            + ", ".join(state.pending_tests) + "). The unit will tell the clinician the result.")
+                            + ", ".join(state.pending_names) + "). The unit will tell the clinician the result.")
 
     donor = donor_problem(facts.donor_code, facts.donor_clearance)
     if donor:

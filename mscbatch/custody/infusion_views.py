@@ -43,12 +43,6 @@ def infusions_of_lot(lot_id: int) -> list[Any]:
 
 
 @bp.app_template_global()
-def infusion_site_tz() -> Any:
-    """For templates/custody/_infusions.html: the site's time zone (local time first, UTC beside)."""
-    return site_config().tz
-
-
-@bp.app_template_global()
 def infusion_counts_for_reader(rows: list[Any]) -> dict[str, Any] | None:
     """For templates/custody/_infusions.html: None for the readers of patient records (they see the rows), else only
     the counts (mscbatch.interop.privacy: infusions, reactions by grade): the lot page is read by every role."""

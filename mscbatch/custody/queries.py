@@ -115,16 +115,9 @@ LOST_STATES = ("discarded", "returned")
 ENDED_LOTS = ("rejected", "recalled", "expired")
 
 
-@dataclass(frozen=True)
-class ShownCourseBag(CourseBag):
-    """A course's bag with its check character, so that the words naming it (a lost bag, in a STOP or a refusal) say
-    it as its label does: identifiers.din_shown, "G1234 26 000001 A"."""
-    check_character: str = ""
-
-
 def course_bags(session: Session, prescription_id: int, *, ending: tuple[int, Decimal] | None = None) -> list[CourseBag]:
     """The bags a prescription still holds (active allocations: an infused bag keeps its own), each with what it
-    draws and where it stands (core.dosing.CourseBag, with its check character: ShownCourseBag). `ending`: (infusion
+    draws and where it stands (core.dosing.CourseBag, with its check character). `ending`: (infusion
     id, volume) of an infusion being ended, counted at that volume."""
     rows = session.execute(
         select(Allocation.cells, Allocation.volume_ml, Bag.din, Bag.status, Infusion.id, Infusion.volume_infused_ml,
@@ -139,13 +132,13 @@ def course_bags(session: Session, prescription_id: int, *, ending: tuple[int, De
         if infusion_id is not None or status == "infused":
             if ending is not None and infusion_id == ending[0]:
                 infused_ml = ending[1]
-            bags.append(ShownCourseBag(**drawn, state="given", infused_ml=infused_ml, status=status))
+            bags.append(CourseBag(**drawn, state="given", infused_ml=infused_ml, status=status))
         elif status in LOST_STATES:
-            bags.append(ShownCourseBag(**drawn, state="lost", status=status))
+            bags.append(CourseBag(**drawn, state="lost", status=status))
         elif lot_status in ENDED_LOTS:  # its status words say why: the lot's ("recalled"), not the bag's
-            bags.append(ShownCourseBag(**drawn, state="lost", status=lot_status))
+            bags.append(CourseBag(**drawn, state="lost", status=lot_status))
         else:
-            bags.append(ShownCourseBag(**drawn, state="to_give", status=status))
+            bags.append(CourseBag(**drawn, state="to_give", status=status))
     return bags
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 from mscbatch.core.dosing import endotoxin_words
-from mscbatch.core.identifiers import IdentifierError, check_character, din_shown
+from mscbatch.core.identifiers import IdentifierError, check_character, din_words
 
 
 def _shown(din: str) -> str:
@@ -20,7 +19,7 @@ def _shown(din: str) -> str:
         k = check_character(din)
     except IdentifierError:  # never a DIN this unit allocates: said as stored
         return din
-    return din_shown(SimpleNamespace(din=din, check_character=k))
+    return din_words(din, k)
 
 
 def known_part(draws: Iterable[Any]) -> tuple[Decimal, list[str]]:

@@ -16,6 +16,7 @@ from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot, ReagentUse
 from mscbatch.lots.queries import same_supplier_lot
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+from mscbatch.site import site_day
 
 if TYPE_CHECKING:
     from mscbatch.recall.traceability import ForwardTrace
@@ -42,11 +43,23 @@ def is_held(bag_id: Any) -> Any:
 
 
 def bag_hold(session: Session, bag_id: int) -> str | None:
-    """The plain reason the bag is on hold (bedside hard stop), or None when it is not on hold."""
+    """Why the bag is on hold, for the unit's pages (labels, dispatch, trace), or None when it is not on hold: each
+    recall with its origin, days and QA's reason."""
     holds = active_holds(session, bag_id)
     if not holds:
         return None
     return "; ".join(f"on hold by {recall_words(recall)}" for _hold, recall in holds)
+
+
+def ward_hold(session: Session, bag_id: int) -> str | None:
+    """Why the bag is on hold in a nurse's words (the bedside STOP), or None: the recall numbers only ("recall R-4"),
+    which the unit looks up when called. QA's reason is free text written for the unit (a marker, a supplier notice,
+    any length): on a ward screen it would push the STOP's own words off a tablet; and "completed" would read as
+    "over" while the hold is kept."""
+    holds = active_holds(session, bag_id)
+    if not holds:
+        return None
+    return ("recall " if len(holds) == 1 else "recalls ") + ", ".join(f"R-{recall.id}" for _hold, recall in holds)
 
 
 def held_bag_ids(session: Session, bag_ids: list[int]) -> set[int]:
@@ -98,10 +111,11 @@ def recalls_of_lot(session: Session, lot: Lot) -> list[Recall]:
 def recall_words(recall: Recall) -> str:
     # a completed recall still holds its bags and bars its origin (IN_FORCE): the words say it was completed, not
     # that it is still under way
-    done = (f", completed {recall.ended_at:%Y-%m-%d} UTC" if recall.status == "completed" and recall.ended_at
+    # (days are the site's days, as every page says them: the UTC day of an evening recall is the next one)
+    done = (f", completed {site_day(recall.ended_at):%Y-%m-%d}" if recall.status == "completed" and recall.ended_at
             else "")
     return (f"recall R-{recall.id} ({RECALL_SCOPES.get(recall.scope, recall.scope).lower()} recall started "
-            f"{recall.started_at:%Y-%m-%d} UTC{done}): {recall.reason}")
+            f"{site_day(recall.started_at):%Y-%m-%d}{done}): {recall.reason}")
 
 
 def hold_for_recalls(session: Session, lot: Lot, bags: list[Bag]) -> int:

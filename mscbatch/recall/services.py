@@ -293,7 +293,8 @@ def close_lookback(session: Session, actor: Any, lookback_id: int, *, note: str)
         # end committed first is seen below (refused), one waiting sees this closing and opens the lookback again
         donor = lock_donor(session, found.donor_id)
         lookback = session.get(DonorLookback, lookback_id, populate_existing=True)
-        assert lookback is not None  # a lookback is never deleted
+        if lookback is None:  # gone between the two reads: said plainly, never a 500
+            raise NotFound(f"No donor lookback with id {lookback_id}: it is no longer recorded. Nothing was recorded.")
         if lookback.closed_at is not None:
             raise Conflict(f"This lookback of donor {donor.code} is closed already ({lookback.closure_note}). "
                            "Nothing was recorded.")

@@ -151,14 +151,19 @@ class ReleaseState:
     pending_tests: tuple[str, ...]
     flag: str
     failed_late: tuple[str, ...] = ()  # tests with an open late OOS: the lot may no longer be used
+    #: the pending tests by their specification names ("Sterility"), for the words; pending_tests keeps the ids
+    pending_names: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, lot_status: str, exceptional_for: str | None, signed_exceptional: bool,
-           pending: tuple[str, ...], failed_late: tuple[str, ...] = ()) -> ReleaseState:
+           pending: tuple[str, ...], failed_late: tuple[str, ...] = (),
+           pending_names: tuple[str, ...] | None = None) -> ReleaseState:
         """The state from the lot's status, its signed exceptional release, if any, and the tests that failed
         after a conditional release (pure). A late failure withdraws the release at once, before QA has
         confirmed the OOS (and rejected or recalled the lot): a bag that may be contaminated is not given
-        while its investigation is open."""
+        while its investigation is open. `pending_names`: the pending tests as the specification names them
+        (spec_test_names); the ids when not given."""
+        names = pending if pending_names is None else pending_names
         conditional = lot_status == "conditional_release"
         released = lot_status in ("released", "conditional_release") and not failed_late
         exceptional = released and signed_exceptional
@@ -170,9 +175,9 @@ class ReleaseState:
             flag = (f"EXCEPTIONAL RELEASE of an OOS batch for patient {exceptional_for} only "
                     "(EU GMP Part IV 11.5)")
         elif conditional:
-            flag = "CONDITIONAL RELEASE: pending " + ", ".join(pending)
+            flag = "CONDITIONAL RELEASE: pending " + ", ".join(names)
         return cls(lot_status, released, conditional, exceptional, exceptional_for if exceptional else None,
-                   pending, flag, failed_late)
+                   pending, flag, failed_late, names)
 
 
 def _signed_exceptional(lot_id: Any) -> Any:
@@ -239,8 +244,9 @@ def release_state(session: Session, lot: Lot) -> ReleaseState:
     """Issue 6 asks this before allocating, labelling or dispatching a bag of the lot."""
     code, signed = exceptional_release_of(lot.id)
     exceptional_for, exceptional = session.execute(select(code, signed)).one()
-    return ReleaseState.of(lot.status, exceptional_for, bool(exceptional),
-                           tuple(pending_conditional_tests(session, lot)), failed_late_tests(session, lot.id))
+    pending = tuple(pending_conditional_tests(session, lot))
+    return ReleaseState.of(lot.status, exceptional_for, bool(exceptional), pending, failed_late_tests(session, lot.id),
+                           pending_names=spec_test_names(session, lot.id, pending))
 
 
 def bag_release(session: Session, bag_id: int) -> ReleaseState:

@@ -88,7 +88,9 @@ def test_a_recalled_lot_and_a_held_bag_are_stops(app, users, db_session):
         db_session.flush()
         db_session.add(BagHold(recall_id=recall.id, bag_id=ward.bag_id, bag_status_at_hold="thawed"))
     held = check(db_session, ward)
-    assert _codes(held) == {"on_hold"} and "ON HOLD" in _messages(held) and "late positive marker" in _messages(held)
+    # the recall's number, which the unit looks up; not QA's free-text reason (recall.queries.ward_hold)
+    assert _codes(held) == {"on_hold"} and f"ON HOLD (recall R-{recall.id})" in _messages(held)
+    assert "late positive marker" not in _messages(held)
     with use_case(db_session, qa):
         db_session.get(Lot, ward.lot_id).status = "recalled"
     assert _codes(check(db_session, ward)) == {"on_hold", "recalled"}
@@ -287,7 +289,7 @@ def test_a_conditionally_released_bag_matches_with_a_note(app, users, db_session
         db_session.get(Lot, ward.lot_id).status = "conditional_release"
     _disposition(db_session, ward.lot_id, "conditional_release", pending_tests="sterility")
     result = check(db_session, ward)
-    assert result.matches and result.notes and "Conditional release" in result.notes[0] and "sterility" in result.notes[0]
+    assert result.matches and result.notes and "Conditional release" in result.notes[0] and "(Sterility)" in result.notes[0]
 
 
 # ---- both people sign (DOMAIN.md 8) ------------------------------------------------------------------------

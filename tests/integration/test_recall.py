@@ -171,7 +171,7 @@ def test_the_bedside_check_stops_a_bag_held_by_a_recall(app, users, client_as):
                              TEST_CONFIG["LABEL_KEY"])
     codes = {f.code for f in result.failures}
     assert "on_hold" in codes and not result.matches
-    assert any("on hold by recall R-" in f.message for f in result.failures)
+    assert any(f.message.startswith("This bag is ON HOLD (recall R-") for f in result.failures)
     session.close()
 
 

@@ -66,4 +66,4 @@ def test_a_conditionally_released_lot_past_its_expiry_is_said_expired_beside_its
                        justification="Sterility incubating, 14 days; patient scheduled")
     when = _expire(app, lot_id)
     coa = _coa(client_as("qa2"), lot_id)
-    assert f"EXPIRED on {when}: not for clinical use" in coa and "CONDITIONAL RELEASE: pending sterility" in coa
+    assert f"EXPIRED on {when}: not for clinical use" in coa and "CONDITIONAL RELEASE: pending Sterility" in coa

@@ -155,3 +155,12 @@ def _demo_returned(session: Session) -> list[str]:
 
 
 DEMO_STEPS.append(("Demo bag returned to the unit, waiting for QA's assessment", _demo_returned))
+
+
+def _demo_recall(session: Session) -> list[str]:
+    from mscbatch.recall.demo import seed_recall
+
+    return seed_recall(session)
+
+
+DEMO_STEPS.append(("Demo recall: a late positive marker recalls a donor's lot (left active for QA)", _demo_recall))

@@ -164,6 +164,38 @@ def _seed_chain(session: Session, tech: User | None, used: dict[str, int] | None
     return lines
 
 
+def adipose_lot(session: Session, tech: User, donor: Donor, used: dict[str, int], box_id: int, start: date, *,
+                tissue_g: str, counts: list[tuple[int, int, str, int]], harvest_viability: str) -> tuple[Lot, list[Bag]]:
+    """An AT-MSC lot made as the unit makes one: isolation, P0-P3 (`counts`: seeded and harvested x10^6, viability,
+    days in culture), harvest of 132 x10^6, 4 bags of 30 x10^6 stored in the first free places of `box_id`, every
+    required reagent lot linked, sent to quarantine. The first demo lot and the recall demo's lot (recall.demo)."""
+    lot = services.create_lot(session, tech, services.LotDetails(
+        donor_id=donor.id, product_id="AT-MSC", collection_at=_at(start, 9), collection_site="Demo hospital, theatre 3",
+        tissue_amount=Decimal(tissue_g), tissue_unit="g"))
+    isolation = steps.record_isolation(session, tech, lot.id, performed_on=start, notes="Collagenase digestion, 1 h 37 C")
+    for reagent in ("medium", "hpl"):
+        reagents.link_reagent(session, tech, lot.id, used[reagent], used_on=start, step_id=isolation.id)
+    day = start
+    for number, (seeded, harvested, viability, days) in enumerate(counts):
+        day += timedelta(days=days)
+        step = steps.record_passage(session, tech, lot.id, steps.PassageDetails(
+            passage_number=number, performed_on=day, seeded_cells=seeded * M, harvested_cells=harvested * M,
+            viability_percent=viability, days_in_culture=Decimal(days)))
+        if number == 0:
+            reagents.link_reagent(session, tech, lot.id, used["trypsin"], used_on=day, step_id=step.id)
+    # P3 counted 140 x10^6: the washed harvest cannot be more (steps.record_harvest)
+    steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=132 * M,
+                         viability_percent=harvest_viability)
+    reagents.link_reagent(session, tech, lot.id, used["dmso"], used_on=day)
+    frozen = bags.cryopreserve(session, tech, lot.id, frozen_at=_at(day, 12), bags=[
+        BagPlan(volume_ml=Decimal(25), cells_per_ml=1_200_000, dmso_percent=Decimal(10))] * 4)
+    taken = set(session.scalars(select(Bag.position).where(Bag.box_id == box_id)))
+    for bag, position in zip(frozen, (p for p in range(1, 26) if p not in taken), strict=False):
+        storage.store_bag(session, tech, bag.id, box_id, position)
+    services.transition_lot(session, tech, lot.id, "quarantine", "Cryopreserved and stored: awaiting QC and release")
+    return lot, frozen
+
+
 def seed_lots(session: Session) -> list[str]:
     existing = session.scalars(select(Lot).order_by(Lot.id)).all()
     tech = session.scalar(select(User).where(User.username == "tech"))
@@ -179,30 +211,9 @@ def seed_lots(session: Session) -> list[str]:
     used = _reagents(session, tech)
     today = site_today()
     start = today - timedelta(days=24)
-    lot = services.create_lot(session, tech, services.LotDetails(
-        donor_id=adipose.id, product_id="AT-MSC", collection_at=_at(start, 9), collection_site="Demo hospital, theatre 3",
-        tissue_amount=Decimal("52.5"), tissue_unit="g"))
-    isolation = steps.record_isolation(session, tech, lot.id, performed_on=start, notes="Collagenase digestion, 1 h 37 C")
-    for reagent in ("medium", "hpl"):
-        reagents.link_reagent(session, tech, lot.id, used[reagent], used_on=start, step_id=isolation.id)
-    counts = [(4, 38, "96.5", 6), (3, 26, "95.0", 5), (3, 27, "94.0", 5), (20, 140, "93.5", 5)]
-    day = start
-    for number, (seeded, harvested, viability, days) in enumerate(counts):
-        day += timedelta(days=days)
-        step = steps.record_passage(session, tech, lot.id, steps.PassageDetails(
-            passage_number=number, performed_on=day, seeded_cells=seeded * M, harvested_cells=harvested * M,
-            viability_percent=viability, days_in_culture=Decimal(days)))
-        if number == 0:
-            reagents.link_reagent(session, tech, lot.id, used["trypsin"], used_on=day, step_id=step.id)
-    # P3 counted 140 x10^6: the washed harvest cannot be more (steps.record_harvest)
-    steps.record_harvest(session, tech, lot.id, harvested_at=_at(day, 10), total_cells=132 * M,
-                         viability_percent="93.5")
-    reagents.link_reagent(session, tech, lot.id, used["dmso"], used_on=day)
-    frozen = bags.cryopreserve(session, tech, lot.id, frozen_at=_at(day, 12), bags=[
-        BagPlan(volume_ml=Decimal(25), cells_per_ml=1_200_000, dmso_percent=Decimal(10))] * 4)
-    for position, bag in enumerate(frozen, start=1):
-        storage.store_bag(session, tech, bag.id, box_id, position)
-    services.transition_lot(session, tech, lot.id, "quarantine", "Cryopreserved and stored: awaiting QC and release")
+    lot, _frozen = adipose_lot(session, tech, adipose, used, box_id, start, tissue_g="52.5",
+                               counts=[(4, 38, "96.5", 6), (3, 26, "95.0", 5), (3, 27, "94.0", 5), (20, 140, "93.5", 5)],
+                               harvest_viability="93.5")
     lines = [f"  {lot.lot_number}  adipose MSC from {adipose.code}: P0-P3, 4 bags in LN2 tank 1 / Rack A / Box A1, "
              "quarantine (ready for QA)"]
     if cord is not None:

@@ -225,7 +225,7 @@ def screening_of(session: Session, donor_id: int) -> DonorScreening:
     lookbacks = lookbacks_of(session, donor.id)
     user_ids = {donor.registered_by_id, *(r.entered_by_id for r in results), *(r.corrected_by_id for r in results),
                 *(a.answered_by_id for a in answers.values()), *(h.decision.decided_by_id for h in history),
-                *(lb.opened_by_id for lb in lookbacks)}
+                *(lb.opened_by_id for lb in lookbacks), *(lb.closed_by_id for lb in lookbacks)}
     users = {row.id: row.full_name for row in session.execute(
         select(User.id, User.full_name).where(User.id.in_(user_ids - {None})))}
     return DonorScreening(donor, rule_set_of(donor), results, answers, evaluate_donor(session, donor),

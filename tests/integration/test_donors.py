@@ -420,7 +420,7 @@ def test_a_late_positive_result_reopens_the_decision_and_opens_a_lookback(client
         decisions.donor_gate(db_session, donor_id)
     db_session.rollback()
     html = page_of(client_as("qa"), donor_id)
-    assert "superseded" in html and "Open</strong> since" in html and 'id="engine-status">ineligible<' in html
+    assert "superseded" in html and "<strong>Still open.</strong>" in html and 'id="engine-status">ineligible<' in html
 
 
 def test_a_late_negative_result_reopens_without_lookback_and_qa_signs_again(db_session, users):

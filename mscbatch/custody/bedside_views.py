@@ -152,7 +152,7 @@ def _start_refused_page(bag_id: int, wristband: str, message: str, status: int =
     return _result_page(result, status=status)
 
 
-def _start_refused(bag_id: int, error: DomainError) -> Any:
+def show_start_refused(bag_id: int, error: DomainError) -> Any:
     """Shown by GET (post-redirect-get): Back and reload show the refusal again, never "Confirm Form
     Resubmission", and never send the start again. The session cookie (signed, not encrypted) holds only the
     refusal's audit seq, never the wristband or the words (patients' codes): GET reads them back from the server.
@@ -171,7 +171,7 @@ def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
     db.session.rollback()
     check = bedside.latest_confirmed_check(db.session, bag_id, utcnow() - check_valid_for())
     if check is None:
-        return _start_refused(bag_id, Conflict(
+        return show_start_refused(bag_id, Conflict(
             "No confirmed two-person bedside check of this bag is valid now: scan the wristband and the bag, "
             "and have a second person confirm."))
     return _recorded_page(check, start_form=start_form, status=status)
@@ -205,7 +205,7 @@ def start(bag_id: int) -> Any:
         show_error(form, error)
         return _confirmed_page(bag_id, form, error.status)
     except DomainError as error:
-        return _start_refused(bag_id, error)
+        return show_start_refused(bag_id, error)
     session.pop(START_REFUSED, None)
     flash("Infusion started. Stay with the patient; record any reaction below.", "success")
     return redirect(url_for("custody.infusion", infusion_id=infusion.id))

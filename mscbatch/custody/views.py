@@ -140,9 +140,17 @@ def event() -> Any:
                         f"Bag {din_shown(bag)}: Start infusion is on the confirmed check's page. Scan the patient's "
                         "wristband and the bag, have a second person confirm, then start there.", field="bag")
                 return redirect(url_for("custody.check", check_id=confirmed.id, _method="GET", _anchor="start-form"), 303)
-            infusion = infusions.start_infusion(db.session, current_user, bag.id, wristband=form.wristband.data or "",
-                                                bag_scan=form.bag.data or "", label_key=label_key(),
-                                                valid_for=check_valid_for())
+            try:
+                infusion = infusions.start_infusion(db.session, current_user, bag.id,
+                                                    wristband=form.wristband.data or "", bag_scan=form.bag.data or "",
+                                                    label_key=label_key(), valid_for=check_valid_for())
+            except ValidationFailed:
+                raise  # a field to fill in: shown beside it, below
+            except DomainError as error:  # WRONG PATIENT, WRONG BAG, a STOP since the check: the full STOP screen, as
+                # on the confirmed check's page, never a line above a form
+                from mscbatch.custody.bedside_views import show_start_refused  # it imports this module's blueprint
+
+                return show_start_refused(bag.id, error)
             flash("Infusion started. Stay with the patient; record any reaction below.", "success")
             return redirect(url_for("custody.infusion", infusion_id=infusion.id))
         elif action == "end":

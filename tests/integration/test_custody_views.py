@@ -74,7 +74,8 @@ def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
     # as every page says an instant (site.local_and_utc): the local time with its zone named, UTC beside it
     assert re.search(r"thawed: give it within 60 minutes, by \d{4}-\d\d-\d\d \d\d:\d\d CES?T \(\d\d:\d\d UTC\)", said), said
     start = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})
-    assert start.status_code == 409 and "No confirmed two-person bedside check" in start.get_data(as_text=True)
+    assert start.status_code == 303  # the refused start's STOP screen (post-redirect-get)
+    assert "No confirmed two-person bedside check" in nurse.get(start.headers["Location"]).get_data(as_text=True)
 
 
 def test_the_custody_api(app, users):

@@ -62,6 +62,25 @@ def parse_values(protocol: Protocol, raw: Mapping[str, Any]) -> dict[str, Value]
     return values
 
 
+def form_values(protocol: Protocol, stored: Mapping[str, Any]) -> dict[str, str]:
+    """A check's stored values (values_json) -> the text the enrolment form shows, the inverse of parse_values:
+    parse_values(protocol, form_values(protocol, v)) == v. False is "never" for a months-since criterion and
+    "no" for a yes/no one; None is empty (not measured); numbers keep the text the core judged."""
+    shown: dict[str, str] = {}
+    for criterion in protocol.criteria:
+        value = stored.get(criterion.parameter)
+        if value is None:
+            shown[criterion.parameter] = ""
+        elif criterion.is_boolean:
+            text = value.strip().lower() if isinstance(value, str) else value
+            shown[criterion.parameter] = "yes" if text in YES else "no" if text in NO else ""
+        elif value is False:
+            shown[criterion.parameter] = NEVER
+        else:
+            shown[criterion.parameter] = str(value)
+    return shown
+
+
 def _refuse_implausible(criterion: Criterion, number: Decimal) -> None:
     """A value outside what the unit allows is most often a unit mix-up; it must not read as a normal value."""
     if criterion.plausible is None:

@@ -174,11 +174,15 @@ def _enrolment_page(patient_id: int, form: Any = None, check: EnrolmentCheck | N
     protocol = protocol_of(patient)
     checks = enrolment_checks_of(db.session, patient.id)
     check = check or (checks[0] if checks else None)
-    if form is None:
-        form = enrolment_form(protocol)(formdata=None, data=dict(check.values if check else {}, on_date=site_today()))
-    enrol_form = enrol_form or EnrolForm(formdata=None, data={"check_id": check.id if check else ""})
+    # a refused "Check the criteria" shows the values typed, which are not those of the check shown: no signature
+    unchecked = form is not None
+    if form is None:  # refilled with the check's values as the form writes them ("never", "no"; not False)
+        form = enrolment_form(protocol)(formdata=None, data=dict(
+            enrolment.form_values(protocol, check.values) if check else {}, on_date=site_today()))
+    enrol_form = enrol_form or EnrolForm(formdata=None)
+    enrol_form.check_id.data = check.id if check else ""  # the signature is for the check shown, never another
     return render_template("patients/enrolment.html", patient=patient, protocol=protocol, form=form, check=check,
-                           enrol_form=enrol_form, today=site_today(), signatures=signatures_for(
+                           enrol_form=enrol_form, today=site_today(), unchecked=unchecked, signatures=signatures_for(
                                db.session, "patient_enrolment_check", [check.id] if check else []), **COMMON), status
 
 

@@ -2,22 +2,40 @@
 discard a held bag (reason) and close a lookback under the donor's recall in force (note)."""
 from __future__ import annotations
 
+from typing import Any
+
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import Length
 
 from mscbatch.donors.forms import choices
 from mscbatch.recall.models import RECALL_SCOPES
+from mscbatch.recall.services import MAX_REASON
 from mscbatch.web.forms import FlaskForm
+
+
+def one_line_break(text: Any) -> Any:
+    """A browser sends each line break of a text area as CR LF, and counts it as one character for its maxlength:
+    kept as LF, a reason typed up to the field's limit is not refused as longer than it."""
+    return text.replace("\r\n", "\n") if isinstance(text, str) else text
+
+
+def reason_length(what: str = "reason") -> Length:
+    """At most MAX_REASON characters (the service refuses the same: services.reason_too_long)."""
+    return Length(max=MAX_REASON, message=f"The {what} has at most %(max)d characters (this one has %(length)d). "
+                                          "Nothing was signed.")
 
 
 class StartRecallForm(FlaskForm):
     scope = SelectField("Recall from", choices=choices(list(RECALL_SCOPES.items())), default="donor")
     target = StringField("Donor code, lot number or reagent lot number ('#id' also works)")
-    reason = TextAreaField("Reason (e.g. late positive marker, supplier notice)")
+    reason = TextAreaField("Reason (e.g. late positive marker, supplier notice)", filters=[one_line_break],
+                           validators=[reason_length()])
     password = PasswordField("Your password (electronic signature)")
 
 
 class EndRecallForm(FlaskForm):
-    reason = TextAreaField("Why the recall is ended (found invalid)")
+    reason = TextAreaField("Why the recall is ended (found invalid)", filters=[one_line_break],
+                           validators=[reason_length("reason for ending the recall")])
     password = PasswordField("Your password (electronic signature)")
 
 

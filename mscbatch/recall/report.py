@@ -142,8 +142,29 @@ class RecallReport:
         return outstanding_words(self.outstanding) if self.outstanding else ""
 
     def held_words(self) -> str:
-        """The held bags in words, agreeing with the rows: how many are still to be dealt with, how many are final."""
+        """The held bags in words, agreeing with the rows: how many are still to be dealt with, how many are final.
+        A completed recall counts its holds kept, then the bags still in stock or on the ward (none): "Bags on hold
+        now: 0" beside "4 held bags destroyed (the hold is kept)" and rows saying "destroyed (hold kept)" read as
+        a contradiction. The page says the same, its counts in bold (recall/detail.html)."""
+        if self.recall.status == "completed":
+            return (f"Holds kept: {self.held_kept}{self.kept_detail()}; bags still in stock or on the ward: "
+                    f"{self.held_now}. {COMPLETED_HOLDS}")
         return f"Bags on hold now: {self.held_now}{self.held_detail()}."
+
+    @property
+    def held_kept(self) -> int:
+        """The holds this recall keeps: on the bags still in stock or on the ward, and on those destroyed since."""
+        return self.held_now + self.held_final
+
+    def kept_detail(self) -> str:
+        """What follows a completed recall's count of holds kept: what became of their bags."""
+        if not self.held_kept:
+            return " (the recall held no bag)"
+        given = any(line.hold_words == "infused (hold kept)" for line in self.lines)  # never, the bedside stops it
+        gone = "destroyed or infused" if given else "destroyed"
+        if self.held_final == self.held_kept:
+            return f" (all {gone})" if self.held_kept > 1 else f" ({gone})"
+        return f" ({self.held_final} {gone})"
 
     def held_detail(self) -> str:
         """What follows the count of bags on hold now (the page puts the count in bold)."""
@@ -167,6 +188,10 @@ class RecallReport:
             return f"Completed by {self.ended_by}. Closing note (effectiveness check, reconciliation): " \
                    f"{recall.end_reason}"
         return f"Ended as found invalid by {self.ended_by} (holds lifted): {recall.end_reason}"
+
+
+#: after a completed recall's counts: what completing did not do
+COMPLETED_HOLDS = "Completing lifts no hold: the bedside check still stops every bag this recall held."
 
 
 #: a bag out of the unit but not given: with no allocation in force it is on the ward, not in stock
@@ -203,7 +228,23 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     if bag.status in ON_THE_WARD:  # left the unit, its allocation since ended (e.g. the patient withdrawn)
         return (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; retrieve it or have "
                 "it discarded")
-    return "ON HOLD in stock: do not issue; QA discards it (Discard (recalled), on this row of the recall's page)"
+    return IN_STOCK_ACTION
+
+
+#: a held bag in stock: the page's action, beside its Discard (recalled) button, and the same on paper (no button)
+IN_STOCK_ACTION = "ON HOLD in stock: do not issue; QA discards it (Discard (recalled), on this row of the recall's page)"
+IN_STOCK_ON_PAPER = "ON HOLD in stock: do not issue; QA to discard it"
+
+
+def paper_action(line: BagLine) -> str:
+    """A bag's action as the PDF prints it: the page's words, except where they point at the page's own controls."""
+    return IN_STOCK_ON_PAPER if line.action == IN_STOCK_ACTION else line.action
+
+
+def signed_words(signature: Signature) -> str:
+    """A signature as the recall's PDF prints it: the printed name, the local time with its zone and UTC beside it
+    (site.local_and_utc, as every other time of the report), and the meaning, as the pages say it."""
+    return f"Signed: {signature.printed_name}, {local_and_utc(signature.signed_at)}, “{signature.meaning}”"
 
 
 def recall_report(session: Session, recall_id: int) -> RecallReport:
@@ -311,7 +352,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     if report.closing:
         story.append(_p(f"{local_and_utc(recall.ended_at)}: {report.closing}", BODY))
     for signature in report.signatures:
-        story.append(_p(f"Signed: {signature.manifestation()}", BODY))
+        story.append(_p(signed_words(signature), BODY))
     story.append(_p(f"Reconciliation: {report.reconciliation.words()}", BODY))
     if report.outstanding:
         story.append(_p(f"Before this recall can be completed: {report.outstanding_words}.", BODY))
@@ -337,7 +378,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
         bag = line.trace.bag
         rows.append([_p(line.lot.lot_number), _p(line.lot.status.replace("_", " ")),
                      _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)), _p(bag.status),
-                     _p(line.hold_words), _p(line.action)])
+                     _p(line.hold_words), _p(paper_action(line))])
     story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 22 * mm, 122 * mm]))
     return build_pdf(f"Recall R-{recall.id}", story)
 

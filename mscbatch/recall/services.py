@@ -41,6 +41,31 @@ from mscbatch.site import site_config, site_today
 
 START_MEANING = "Recall started: affected stock on hold"
 MAX_ROW_ID = 2**31 - 1  # row ids are PostgreSQL INTEGER
+#: the longest reason for starting or ending a recall, as other reasons in the app (a 5000-character reason made
+#: the recall's page 59 000 px wide); the form says the same (forms.StartRecallForm, forms.EndRecallForm)
+MAX_REASON = 2000
+#: the answer to a recall started without a reason (the start form says it beside every other blank field)
+REASON_MISSING = ("Give the reason for the recall (e.g. late positive marker, reagent supplier notice): it is signed "
+                  "and goes on the report.")
+#: the answer to a recall started with no origin typed
+TARGET_MISSING = "Give the donor code, lot number or reagent lot number to recall."
+#: the answer to a recall ended without a reason
+END_REASON_MISSING = "Say why the recall is ended (e.g. the positive marker was a false positive, confirmed by ...)."
+#: what a refusal repeats of a typed text at most (a 5000-character target was repeated whole)
+SHOWN_TYPED = 40
+
+
+def typed_shown(text: str) -> str:
+    """A typed text as a refusal repeats it: its first SHOWN_TYPED characters, then "…" when it is longer."""
+    return text if len(text) <= SHOWN_TYPED else text[:SHOWN_TYPED] + "…"
+
+
+def reason_too_long(reason: str, what: str = "reason") -> ValidationFailed | None:
+    """The refusal of a reason over MAX_REASON characters (after its outer spaces are stripped), or None."""
+    if len(reason) <= MAX_REASON:
+        return None
+    return ValidationFailed(f"The {what} has at most {MAX_REASON} characters (this one has {len(reason)}). Nothing "
+                            "was signed.", field="reason")
 
 
 def affected_lots(session: Session, scope: str, target_id: int) -> list[Lot]:
@@ -112,8 +137,10 @@ def start_recall(session: Session, actor: Any, *, scope: str, target_id: int, re
     if not actor.has_role("qa"):
         raise PermissionDenied("Only QA may start a recall.")
     if not reason:
-        raise ValidationFailed("Give the reason for the recall (e.g. late positive marker, reagent supplier "
-                               "notice): it is signed and goes on the report.", field="reason")
+        raise ValidationFailed(REASON_MISSING, field="reason")
+    too_long = reason_too_long(reason)
+    if too_long is not None:  # refused before anything is written (the use case below)
+        raise too_long
     if scope not in RECALL_SCOPES:
         raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
     if not target_id:
@@ -207,8 +234,10 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
     if not actor.has_role("qa"):
         raise PermissionDenied("Only QA may end a recall.")
     if not reason:
-        raise ValidationFailed("Say why the recall is ended (e.g. the positive marker was a false positive, "
-                               "confirmed by ...).", field="reason")
+        raise ValidationFailed(END_REASON_MISSING, field="reason")
+    too_long = reason_too_long(reason, "reason for ending the recall")
+    if too_long is not None:
+        raise too_long
     get_recall(session, recall_id)
     with use_case(session, actor, f"recall ended: {reason}"):
         recall = _locked_active(session, recall_id, {
@@ -280,8 +309,8 @@ def close_lookback(session: Session, actor: Any, lookback_id: int, *, note: str)
     if len(note) < MIN_LOOKBACK_NOTE:
         has = f" (this one has {len(note)})" if note else ""
         raise ValidationFailed(f"Write why the recall in force covers this lookback, at least {MIN_LOOKBACK_NOTE} "
-                               f"characters{has} (e.g. 'Second marker positive; recall R-3 holds every lot of the "
-                               "donor and its patients are being told').", field="note")
+                               f"characters{has} (e.g. 'Second marker positive; {_recall_covering(session, lookback_id)} "
+                               "holds every lot of the donor and its patients are being told').", field="note")
     if len(note) > MAX_LOOKBACK_NOTE:
         raise ValidationFailed(f"The note has at most {MAX_LOOKBACK_NOTE} characters (this one has {len(note)}).",
                                field="note")
@@ -308,6 +337,14 @@ def close_lookback(session: Session, actor: Any, lookback_id: int, *, note: str)
         lookback.closed_by_id = actor.id
         lookback.closure_note = f"Covered by recall R-{recall.id} ({recall.status_words.lower()}): {note}"
     return lookback
+
+
+def _recall_covering(session: Session, lookback_id: int) -> str:
+    """The example's words for the recall in force of the lookback's donor: "recall R-<id>", the one the row names
+    (an example naming another recall's number read as an instruction), or "the donor's recall" when none is found."""
+    lookback = session.get(DonorLookback, lookback_id) if 0 < lookback_id <= MAX_ROW_ID else None
+    in_force = recall_in_force_of(session, "donor", lookback.donor_id) if lookback is not None else None
+    return f"recall R-{in_force.id}" if in_force is not None else "the donor's recall"
 
 
 #: the longest closing note kept (a page of text; the report prints it whole)
@@ -446,7 +483,7 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     (or "#<id>" for any of them)."""
     text = (text or "").strip()
     if not text:
-        raise ValidationFailed("Give the donor code, lot number or reagent lot number to recall.", field="target")
+        raise ValidationFailed(TARGET_MISSING, field="target")
     if text.startswith("#") and text[1:].isascii() and text[1:].isdigit():
         model = {"donor": Donor, "lot": Lot, "reagent_lot": ReagentLot}.get(scope)
         # beyond the database's integers (a 500 before), 0 or no such row: refused next to the field, as a number
@@ -454,7 +491,7 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
         if (len(text) > 11 or not 0 < int(text[1:]) <= MAX_ROW_ID
                 or (model is not None and session.get(model, int(text[1:])) is None)):
             raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower() if scope in RECALL_SCOPES else 'record'} "
-                                   f"{text}.", field="target")
+                                   f"{typed_shown(text)}.", field="target")
         return int(text[1:])
     if scope == "donor":
         found = session.scalars(select(Donor.id).where(Donor.code == text.upper())).all()
@@ -468,13 +505,14 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
                 select(ReagentLot.id).where(identity_key(ReagentLot.lot_number) == identity_key(literal(text)))
                 .order_by(ReagentLot.id)).all())
     else:
-        raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {scope!r}.", field="scope")
+        raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {typed_shown(scope)!r}.",
+                               field="scope")
     if not found:
-        raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower()} {text!r}.{_spelling_hint(scope, text)}",
+        raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower()} {typed_shown(text)!r}.{_spelling_hint(scope, text)}",
                                field="target")
     if len(found) > 1:
-        raise ValidationFailed(f"Several reagent lots are numbered {text!r}: give '#<id>' from the reagent page.",
-                               field="target")
+        raise ValidationFailed(f"Several reagent lots are numbered {typed_shown(text)!r}: give '#<id>' from the "
+                               "reagent page.", field="target")
     return int(found[0])
 
 
@@ -484,6 +522,13 @@ def _spelling_hint(scope: str, text: str) -> str:
     site = site_config()
     if scope == "lot" and not site.is_valid_lot_number(text.upper()):
         return f" Lot numbers are written like {site.format_lot_number(site_today().year, 3)}."
+    if scope == "reagent_lot":  # looked up by the supplier's lot number (resolve_target), not the unit's lot number
+        words = (" A reagent lot is found by the supplier's lot number, as registered on the Reagents page (e.g. "
+                 "MA-77; capitals and spaces do not count), or by '#<id>' from that page.")
+        if site.is_valid_lot_number(text.upper()):
+            words += (f" {typed_shown(text)} is written like a cell lot number: to recall that lot, choose "
+                      "'Lot' under Recall from.")
+        return words
     return ""
 
 

@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
 from mscbatch.core.identifiers import din_shown
-from mscbatch.errors import DomainError
+from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.patients.dose_sheet import infusion_planned
 from mscbatch.recall import services
@@ -21,7 +21,7 @@ from mscbatch.recall.forms import (
     StartRecallForm,
 )
 from mscbatch.recall.queries import open_lookbacks
-from mscbatch.recall.report import recall_report, recall_report_pdf, trace_pdf
+from mscbatch.recall.report import COMPLETED_HOLDS, recall_report, recall_report_pdf, trace_pdf
 from mscbatch.recall.traceability import (
     backward_from_patient,
     bag_trace,
@@ -29,6 +29,7 @@ from mscbatch.recall.traceability import (
     forward_from_lot,
     forward_from_reagent_lot,
 )
+from mscbatch.signatures.services import PASSWORD_NOT_TYPED
 from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
 
@@ -44,6 +45,29 @@ def _pdf(content: bytes, filename: str) -> Response:
 
 
 # ---- recalls --------------------------------------------------------------------------------------------
+
+#: the blank fields of the signed recall forms, said all at once (before, an empty start form said only "Give the
+#: donor code...", then the reason, then the password, one refusal at a time)
+START_BLANKS = {"target": services.TARGET_MISSING, "reason": services.REASON_MISSING,
+                "password": PASSWORD_NOT_TYPED}
+END_BLANKS = {"reason": services.END_REASON_MISSING, "password": PASSWORD_NOT_TYPED}
+COMPLETE_BLANKS = {"password": PASSWORD_NOT_TYPED}  # the note's own refusal says its length (at least 20)
+
+
+def _refused(form: Any, error: DomainError | None, blanks: dict[str, str]) -> None:
+    """A refusal of a signed recall form, each message next to its field: the service's (a wrong password, which
+    names no field, beside the password, as the other signed forms say it), then every other field left blank when
+    the form itself was incomplete (a 422), so that one refusal names them all."""
+    if error is not None:
+        if error.status == 401 and not error.errors:  # "Signature refused: wrong password" (signatures.sign)
+            form.password.errors = [*form.password.errors, error.message]
+        else:
+            show_error(form, error)
+    if error is None or isinstance(error, ValidationFailed):
+        for name, message in blanks.items():
+            field = getattr(form, name)
+            if not (field.data or "").strip() and not field.errors:
+                field.errors = [*field.errors, message]
 
 @bp.route("")
 @roles_required(*READERS)
@@ -92,7 +116,7 @@ def start() -> Any:
                                             reason=form.reason.data or "", password=form.password.data or "")
         except DomainError as error:
             db.session.rollback()
-            show_error(form, error)
+            _refused(form, error, START_BLANKS)
             status = error.status
         else:
             kept = "; ".join(f"{number} stays {state.replace('_', ' ')}" for number, state in started.lots_kept)
@@ -103,7 +127,8 @@ def start() -> Any:
                   + (f"; lots recalled: {', '.join(started.recalled_lots)}" if started.recalled_lots else "")
                   + (f"; {kept}" + (" (bags held)" if held else "") if kept else "") + ".", "success")
             return redirect(url_for("recall.detail", recall_id=started.recall_id))
-    else:
+    else:  # the form's own checks (a reason over 2000 characters, a scope not offered), and every blank field
+        _refused(form, None, START_BLANKS)
         status = 422
     return render_template("recall/new.html", form=form), status
 
@@ -118,7 +143,8 @@ def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200
                            end_form=form or EndRecallForm(formdata=None),
                            complete_form=complete_form or CompleteRecallForm(formdata=None),
                            discard_form=discard_form or DiscardHeldBagForm(formdata=None),
-                           discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned), status
+                           discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned,
+                           completed_holds=COMPLETED_HOLDS), status
 
 
 @bp.route("/<int:recall_id>")
@@ -142,7 +168,7 @@ def end(recall_id: int) -> Any:
                                      password=form.password.data or "")
     except DomainError as error:
         db.session.rollback()
-        show_error(form, error)
+        _refused(form, error, END_BLANKS)
         return _detail(recall_id, form, error.status)
     flash(f"Recall R-{recall_id} ended (signed); {lifted} holds lifted.", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id))
@@ -157,7 +183,7 @@ def complete(recall_id: int) -> Any:
                                  password=form.password.data or "")
     except DomainError as error:
         db.session.rollback()
-        show_error(form, error)
+        _refused(form, error, COMPLETE_BLANKS)
         return _detail(recall_id, complete_form=form, status=error.status)
     flash(f"Recall R-{recall_id} completed (signed). Its bags stay on hold and its lots stay recalled.", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id))

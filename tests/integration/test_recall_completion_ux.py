@@ -5,7 +5,7 @@
 2. the recall's page discards the held bags in stock itself (Discard (recalled), QA, the ordinary discard);
 3. the closing note is a note, not one word;
 4. a completed recall's page and PDF say how many held bags are destroyed, not "on hold now: 0" beside rows
-   all saying ON HOLD."""
+   all saying ON HOLD (session 35: as holds kept, all destroyed, and no bag still in stock or on the ward)."""
 from __future__ import annotations
 
 import io
@@ -208,8 +208,8 @@ def test_a_completed_recall_says_its_held_bags_are_destroyed_not_on_hold(app, us
     page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)
     summary = page[page.index('id="held-now"'):]
     summary = re.sub(r"<[^>]+>", "", summary[:summary.index("</p>")])
-    assert (f"Bags on hold now: 0 (in stock or on the ward: never to be given); {len(held)} held bags destroyed "
-            "since (final: the hold is kept as the record of the recall).") in summary
+    assert (f"Holds kept: {len(held)} (all destroyed); bags still in stock or on the ward: 0. Completing lifts no "
+            "hold: the bedside check still stops every bag this recall held.") in summary
     for _bag_id, din, _status in held:
         row = row_of(page, din)
         assert "destroyed (hold kept)" in row and "ON HOLD" not in row
@@ -218,6 +218,5 @@ def test_a_completed_recall_says_its_held_bags_are_destroyed_not_on_hold(app, us
 
     pdf = qa.get(f"/recalls/{recall_id}/report.pdf")
     words = " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(io.BytesIO(pdf.data)).pages)
-    assert f"Bags on hold now: 0 (in stock or on the ward: never to be given); {len(held)} held bags destroyed since" \
-           in words
+    assert f"Holds kept: {len(held)} (all destroyed); bags still in stock or on the ward: 0." in words
     assert words.count("(hold kept)") == len(held) and "ON HOLD" not in words

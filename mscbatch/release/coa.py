@@ -1,6 +1,7 @@
 """Certificate of analysis as a PDF (ReportLab platypus): lot, product, donor and eligibility, every test with
 its specification, result, unit, method, date and verdict, the specification version, deviations and OOS,
-and the signatures' manifestation (21 CFR 11.50: printed name, UTC date-time, meaning). A value changed after
+and the signatures' manifestation (21 CFR 11.50: printed name, date-time, meaning). Every instant is written as the
+pages write it: the site's local time with its zone, UTC beside it (site.local_and_utc). A value changed after
 first entry is marked "*" (EU GMP Annex 11 8.2). Conditional and exceptional releases are flagged at the top.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import NotFound
 from mscbatch.lots.queries import product_of
 from mscbatch.recall.queries import recall_words
-from mscbatch.site import local_and_utc, site_config, site_day
+from mscbatch.site import local_and_utc, site_config
 
 _styles = getSampleStyleSheet()
 SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
@@ -105,14 +106,11 @@ def _test_name(review: Any, test_id: str) -> str:
         return test_id
 
 
-def _when(value: Any, with_time: bool = True) -> str:
-    """An instant in the words of the lot's page (site.local_and_utc). Collected and Frozen stay date-only on
-    purpose: the certificate's fields are the day of each step (the site's day, ISO as the pages write a day)."""
-    if value is None:
-        return "—"
-    if not with_time:
-        return site_day(value).isoformat()
-    return local_and_utc(value)
+def _when(value: Any, seconds: bool = False) -> str:
+    """An instant in the words of the lot's page (site.local_and_utc): the site's time with its zone, UTC beside it.
+    Collected and Frozen are instants in the record (Lot.collection_at, Lot.frozen_at), so they are given with their
+    time as well, never a bare day read in one zone or the other."""
+    return local_and_utc(value, seconds)
 
 
 def _oos_text(oos: Any) -> str:
@@ -161,7 +159,7 @@ def _assessed(review: Any, deviation: Any) -> str:
     if deviation.id not in review.assessments:
         return ""
     assessment, signatures = review.assessments[deviation.id]
-    signed = "; ".join(f"{s.printed_name}, {s.signed_at:%Y-%m-%d %H:%M} UTC, meaning: {s.meaning}" for s in signatures)
+    signed = "; ".join(f"{s.printed_name}, {_when(s.signed_at)}, meaning: {s.meaning}" for s in signatures)
     return f". Assessed by QA ({signed}): {assessment.outcome_words}. {assessment.rationale}"
 
 
@@ -206,8 +204,8 @@ def _signatures(review: Any) -> Any:
     signed = _signed(review)
     if not signed:
         return _p("Not signed: this lot is not released.", FLAG)
-    return _grid([[_p("Printed name"), _p("Date-time (UTC)"), _p("Meaning")]] + [
-        [_p(s.printed_name), _p(f"{s.signed_at:%Y-%m-%d %H:%M:%S} UTC"), _p(meaning)] for s, meaning in signed],
+    return _grid([[_p("Printed name"), _p("Date-time (local, UTC)"), _p("Meaning")]] + [
+        [_p(s.printed_name), _p(_when(s.signed_at, seconds=True)), _p(meaning)] for s, meaning in signed],
         [70 * mm, 50 * mm, 135 * mm])
 
 
@@ -236,11 +234,11 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
         ["Product", f"{lot.product_name} {lot.product_class} ({lot.product_id})", "Manufacturing site",
          site.facility_name],
         ["Donor", review.donor.code, "Donor eligibility", review.gate],
-        ["Collected", f"{_when(lot.collection_at, with_time=False)} at {lot.collection_site}", "Frozen",
-         _when(lot.frozen_at, with_time=False) if lot.frozen_at else "not frozen yet"],
+        ["Collected", f"{_when(lot.collection_at)} at {lot.collection_site}", "Frozen",
+         _when(lot.frozen_at) if lot.frozen_at else "not frozen yet"],
         ["Expiry", _when(lot.expires_at), "Storage", storage],
         ["Specification", f"{spec.id} version {spec.version} (sha256 {spec.sha256[:16]}…)", "Printed",
-         f"{utcnow():%Y-%m-%d %H:%M} UTC"],
+         _when(utcnow())],
     ]
     info = Table([[_p(a, BODY), _p(b, BODY), _p(c, BODY), _p(d, BODY)] for a, b, c, d in facts],
                  colWidths=[30 * mm, 130 * mm, 35 * mm, 75 * mm])
@@ -269,7 +267,7 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     section = [Paragraph("Deviations", _styles["Heading3"])]
     if review.deviations:
         section.append(_grid([[_p("Severity"), _p("Description"), _p("Recorded")]] + [
-            [_p(d.severity), _p(_deviation_words(review, d)), _p(f"{d.recorded_at:%Y-%m-%d %H:%M} UTC")]
+            [_p(d.severity), _p(_deviation_words(review, d)), _p(_when(d.recorded_at))]
             for d in review.deviations],
             [25 * mm, 190 * mm, 40 * mm]))
     else:
@@ -304,7 +302,7 @@ def _closed(review: Any, oos: Any) -> str:
     if oos.closed_at is None:
         return "open"
     who = review.users.get(oos.closed_by_id, "?")
-    text = f"{who}, {oos.closed_at:%Y-%m-%d %H:%M} UTC"
+    text = f"{who}, {_when(oos.closed_at)}"
     retest = next((r for row in review.rows for r in row.results if r.id == oos.retest_result_id), None)
     if retest is not None:
         text += f"; retest {review.shown(retest)} ({retest.tested_on})"

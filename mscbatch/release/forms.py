@@ -19,6 +19,7 @@ from wtforms.validators import Optional
 from mscbatch.core.release_spec import MILLION_CELLS, ReleaseTest
 from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
+from mscbatch.release.oos import INVESTIGATION_MAX_CHARS
 from mscbatch.release.specs import FLOW_PANEL
 from mscbatch.web.forms import FlaskForm
 
@@ -85,7 +86,8 @@ class ReleaseForm(SignForm):
 
 
 class OosForm(SignForm):
-    investigation = TextAreaField("Investigation and conclusion")
+    investigation = TextAreaField("Investigation and conclusion",
+                                  render_kw={"maxlength": INVESTIGATION_MAX_CHARS})
     retest_result_id = SelectField("Retest result (to invalidate)", coerce=int, choices=[])
 
 

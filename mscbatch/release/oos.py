@@ -29,6 +29,8 @@ from mscbatch.signatures.services import sign
 
 INVALIDATED_MEANING = "OOS invalidated (laboratory error, valid retest)"
 CONFIRMED_MEANING = "OOS confirmed"
+#: the investigation and conclusion QA signs, at most (the form's maxlength says it too: release.forms.OosForm)
+INVESTIGATION_MAX_CHARS = 2000
 
 
 #: bag custody states meaning the bag has left the unit for its patient (core.states.BAG)
@@ -154,6 +156,10 @@ def _open(session: Session, signer: Any, oos_id: int, investigation: str) -> Oos
     if len(text) < 10:
         raise ValidationFailed("Describe the investigation and its conclusion (at least 10 characters).",
                                field="investigation")
+    length = len(text.replace("\r\n", "\n"))  # as the form's maxlength counts a line break: one character
+    if length > INVESTIGATION_MAX_CHARS:  # refused, never cut: the signed text is the one QA wrote
+        raise ValidationFailed(f"Investigation and conclusion: at most {INVESTIGATION_MAX_CHARS} characters ({length} "
+                               "given); shorten it. Nothing was signed.", field="investigation")
     oos.investigation = text
     return oos
 

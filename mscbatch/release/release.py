@@ -56,6 +56,16 @@ def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
                     f"{wanted} now. Nothing was signed.")
 
 
+class Refused(Conflict):
+    """A signature refused for reasons the lot's page lists as its blockers. The message says them in one line (the
+    API's problem detail, a log); `heading` and `reasons` let a page list them, one a line, rather than run them
+    together."""
+
+    def __init__(self, heading: str, reasons: Iterable[str]):
+        self.heading, self.reasons = heading, list(reasons)
+        super().__init__(f"{heading}: " + "; ".join(self.reasons) + ". Nothing was signed.")
+
+
 #: a justification QA signs with the release (conditional release, a count above the harvest) says something
 JUSTIFICATION_MIN_CHARS = 10
 
@@ -232,7 +242,7 @@ def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, co
                                        field="conditional_tests")
         reasons = refusals(session, lot, signer, pending, verdict, count_justification)
         if reasons:  # not the password's fault: said above the form, not under the password field
-            raise Conflict("Release refused: " + "; ".join(reasons) + ". Nothing was signed.")
+            raise Refused("Release refused", reasons)
         disposition = _disposition(lot, verdict, kind, signer, _count_justified(lot, verdict, count_justification),
                                    justification=justification, pending_tests=",".join(pending))
         _sign_and_move(session, signer, password, lot, disposition,
@@ -254,7 +264,7 @@ def complete_conditional_release(session: Session, signer: Any, lot_id: int, pas
         verdict = lot_verdict(session, lot)
         reasons = refusals(session, lot, signer, (), verdict, count_justification)
         if reasons:
-            raise Conflict("Completion refused: " + "; ".join(reasons) + ". Nothing was signed.")
+            raise Refused("Completion refused", reasons)
         disposition = _disposition(lot, verdict, "completion", signer,
                                    _count_justified(lot, verdict, count_justification))
         _sign_and_move(session, signer, password, lot, disposition, "released")
@@ -394,7 +404,7 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
         reasons = [r.replace(COUNT_REMEDY, COUNT_REMEDY_EXCEPTIONAL) for r in refusals(session, lot, signer, (), verdict)
                    if not (r.startswith("an OOS") or "OOS investigations" in r or r in failures)]
         if reasons:
-            raise Conflict("Exceptional release refused: " + "; ".join(reasons) + ". Nothing was signed.")
+            raise Refused("Exceptional release refused", reasons)
         request.decided_by_id = signer.id
         _sign_and_move(session, signer, password, lot, request, "released")
     return request
@@ -437,5 +447,5 @@ def _fail_reasons(verdict: LotVerdict) -> set[str]:
     return {v.reason for v in verdict.verdicts if v.blocking and v.status is VerdictStatus.FAIL}
 
 
-__all__ = ["release_lot", "complete_conditional_release", "reject_lot", "request_exceptional_release",
+__all__ = ["Refused", "release_lot", "complete_conditional_release", "reject_lot", "request_exceptional_release",
            "approve_exceptional_release", "refusals", "lock_lot", "pending_conditional_tests"]

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.release_spec import (
+    MILLION_CELLS,
     Censored,
     ReleaseSpec,
     ReleaseTest,
@@ -97,7 +98,24 @@ def _check_lot_accepts(session: Session, lot: Lot, test: ReleaseTest) -> None:
                    "corrected.")
 
 
+#: what an empty value is asked for, by the test's unit (core.release_spec.UNITS)
+_VALUE_WANTED = {"percent": "a number, in %", "cells": f"a number of cells, in millions ({MILLION_CELLS})",
+                 "EU/mL": "a number, in EU/mL"}
+
+
+def _empty_value(test: ReleaseTest) -> str:
+    """The refusal of an empty value, naming the test and what it is reported as ("CD73: give a value (a number, in
+    %)"), not "'' is not a number"."""
+    wanted = _VALUE_WANTED.get(test.unit)
+    if wanted is None:  # a result word
+        wanted = ("the result as reported" if test.kind == "informative" else
+                  f"{test.pass_result} or {test.fail_result}")
+    return f"{test.name}: give a value ({wanted}). Nothing was recorded."
+
+
 def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
+    if not (raw or "").strip():
+        raise ValidationFailed(_empty_value(test), field=field)
     try:
         value = parse_result_value(test, (raw or "").strip(), unit or "")
     except ResultValueError as error:

@@ -110,6 +110,9 @@ class Review:
     # why the reader (a QA person who entered results or recorded the manufacture) may not conclude the lot's OOS
     # investigations (release.oos.involved_words), said above the form the service would refuse, else None
     oos_refusal: str | None = None
+    # why a conditional release cannot be signed now, whichever pending tests QA names (conditional_refusals), else
+    # [] (or for a reader who does not sign it)
+    conditional_refusals: list[str] = field(default_factory=list)
 
     @staticmethod
     def shown(result: ReleaseResult, value: str | None = None) -> str:
@@ -131,6 +134,13 @@ class Review:
         assess...) first, then the results still awaited, so that one failed test is not lost among twenty pending."""
         awaited = {v.reason for v in self.verdict.verdicts if v.status is VerdictStatus.PENDING}
         return [r for r in self.refusals if r not in awaited], [r for r in self.refusals if r in awaited]
+
+    @property
+    def release_blockers(self) -> list[str]:
+        """Why a release signature (or the completion of a conditional release) is refused now, whatever QA types in
+        the form: the refusals (release.refusals, the rule the signature itself applies, read here rather than
+        restated) but a viable cell count above the harvest, which QA may justify in the form, signing it."""
+        return [r for r in self.refusals if r != self.count_discrepancy]
 
     @property
     def expired_words(self) -> str | None:
@@ -257,8 +267,28 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   correctable=frozenset(t.id for t in spec.tests if accepts_results(session, lot, t.id)),
                   count_discrepancy=count_discrepancy(session, lot, verdict),
                   exceptional_refusal=_exceptional_refusal(session, lot, dispositions),
+                  conditional_refusals=(conditional_refusals(session, lot, user, verdict)
+                                        if user is not None and user.has_role("qa") and lot.status == "quarantine"
+                                        else []),
                   oos_refusal=(involved_words(session, lot, user) if user is not None and user.has_role("qa")
                                and any(o.status == "open" for o in investigations) else None))
+
+
+#: a conditional release with no pending test named would be a release: said beside its button instead
+NOTHING_TO_WAIT_FOR = ("no test the specification allows to be pending at conditional release is still pending: "
+                       "nothing to release conditionally")
+
+
+def conditional_refusals(session: Session, lot: Lot, user: Any, verdict: LotVerdict) -> list[str]:
+    """Why `user` cannot sign a conditional release of the lot now, whichever pending tests are named: the release's
+    refusals (release.refusals, the service's rule) with every pending test the specification allows to wait named
+    (naming fewer only adds reasons), but the viable count above the harvest, which QA may justify in the form."""
+    waiting = [v.test_id for v in verdict.verdicts
+               if v.status is VerdictStatus.PENDING and v.may_be_pending_at_conditional_release]
+    if not waiting:
+        return [NOTHING_TO_WAIT_FOR]
+    discrepancy = count_discrepancy(session, lot, verdict)
+    return [r for r in refusals(session, lot, user, waiting, verdict) if r != discrepancy]
 
 
 def _exceptional_refusal(session: Session, lot: Lot, dispositions: list[Any]) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
+from sqlalchemy import select
 
 from mscbatch.auth.access import roles_required
 from mscbatch.donors.forms import choices
@@ -31,7 +32,8 @@ from mscbatch.release.forms import (
     spec_test_choices,
 )
 from mscbatch.release.queries import dashboard, release_state
-from mscbatch.release.review import review_of
+from mscbatch.release.release import Refused
+from mscbatch.release.review import NOTHING_TO_WAIT_FOR, review_of
 from mscbatch.release.specs import spec_of_lot
 from mscbatch.web.forms import posted_id, show_error
 
@@ -65,13 +67,15 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", **forms: Any) -
     forms["result_form"].test_id.choices = spec_test_choices(review.spec.tests)
     forms.setdefault("panel_form", PanelForm(prefix="panel", formdata=None))
     forms.setdefault("release_form", ReleaseForm(prefix="release", formdata=None))
+    if not hasattr(forms["release_form"], "refusal"):
+        forms["release_form"].refusal = None  # a refusal's reasons, listed (_signed)
     forms["release_form"].conditional_tests.choices = choices([(t.id, t.name) for t in review.spec.conditional_release_tests])
     forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
     forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
     forms.setdefault("assess_form", AssessmentForm(prefix="assess", formdata=None))
     if review.next_to_assess is not None:  # before release: release may proceed or reject; after: stays or recall
         forms["assess_form"].outcome.choices = choices(list(review.outcomes_for(review.next_to_assess).items()))
-    return render_template("release/review.html", r=review, lot=review.lot,
+    return render_template("release/review.html", r=review, lot=review.lot, nothing_to_wait_for=NOTHING_TO_WAIT_FOR,
                            sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
 
@@ -104,14 +108,40 @@ def add_result(lot_id: int) -> Any:
     form.test_id.choices = choices([(request.form.get("result-test_id", ""), "")])
     try:
         _unit_chosen(lot_id, form)
-        results.enter_result(db.session, current_user, lot_id,
-                             _entry(form, form.test_id.data, form.value.data or "", form.unit.data or ""),
-                             attachment=_upload(form))
+        made = results.enter_result(db.session, current_user, lot_id,
+                                    _entry(form, form.test_id.data, form.value.data or "", form.unit.data or ""),
+                                    attachment=_upload(form))
     except DomainError as error:
         show_error(form, error)
         return _page(lot_id, error.status, result_form=form)
-    flash("Result recorded.", "success")
+    _flash_recorded("Result recorded.", [made])
     return redirect(url_for("release.review", lot_id=lot_id) + "#results")
+
+
+def _flash_recorded(done: str, made: list[Any]) -> None:
+    """The confirmation of results entered; a result out of specification is said plainly, with the OOS it opened
+    (release.results: a failing blocking result opens one in the same transaction), never as a plain "recorded"."""
+    from mscbatch.release.models import OosInvestigation
+    from mscbatch.release.review import Review
+
+    ids = [r.id for r in made]
+    opened = {o.result_id: o for o in db.session.scalars(
+        select(OosInvestigation).where(OosInvestigation.result_id.in_(ids)))} if ids else {}
+    if not opened:
+        flash(done, "success")
+        return
+    spec = spec_of_lot(db.session, get_lot(db.session, made[0].lot_id))
+    if len(made) > 1:  # the panel: recorded, then each marker out of specification
+        flash(done, "success")
+    for result in made:
+        oos_opened = opened.get(result.id)
+        if oos_opened is None:
+            continue
+        test = spec.test(result.test_id)
+        then = ("the lot is conditionally released: QA investigates now, and the lot's page lists the patients who "
+                "received it" if oos_opened.late else "QA investigates before any release")
+        flash(f"Out of specification: {test.name} {Review.shown(result)} (limit {test.limit_text}). "
+              f"{'Late OOS' if oos_opened.late else 'OOS'} {oos_opened.id} opened: {then}.", "warning")
 
 
 @bp.route("/lots/<int:lot_id>/panel", methods=["POST"])
@@ -122,11 +152,12 @@ def add_panel(lot_id: int) -> Any:
     form = PanelForm(prefix="panel")
     values = {f: (getattr(form, f).data or "") for f, _t, _l in FLOW_PANEL}
     try:
-        results.enter_flow_panel(db.session, current_user, lot_id, values, _entry(form), attachment=_upload(form))
+        made = results.enter_flow_panel(db.session, current_user, lot_id, values, _entry(form),
+                                        attachment=_upload(form))
     except DomainError as error:
         show_error(form, error)
         return _page(lot_id, error.status, panel_form=form)
-    flash("Flow cytometry panel recorded (8 markers).", "success")
+    _flash_recorded("Flow cytometry panel recorded (8 markers).", made)
     return redirect(url_for("release.review", lot_id=lot_id) + "#results")
 
 
@@ -169,7 +200,10 @@ def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str | Cal
     try:
         action()
     except DomainError as error:
-        show_error(form, error)
+        if isinstance(error, Refused) and len(error.reasons) > 1:
+            form.refusal = error  # several reasons: listed one a line above the form, not run together
+        else:
+            show_error(form, error)
         return _page(lot_id, error.status, **{form_name: form})
     flash(done() if callable(done) else done, "success")
     return redirect(url_for("release.review", lot_id=lot_id))

@@ -17,6 +17,7 @@ from mscbatch.release.deviations import ASSESSED_MEANING, assess_deviation
 from mscbatch.release.models import DeviationAssessment, LotDisposition
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
+from mscbatch.site import local_and_utc
 from tests.conftest import PASSWORD
 from tests.integration.test_deviation_after_release import (
     LATE,
@@ -41,7 +42,7 @@ def _signature_table(text: str) -> str:
 
 def _row(signature: Signature) -> str:
     """A line of the certificate's signatures table: printed name, date-time (UTC), then the meaning."""
-    return f"{signature.printed_name} {signature.signed_at:%Y-%m-%d %H:%M:%S} UTC {signature.meaning}"
+    return f"{signature.printed_name} {local_and_utc(signature.signed_at, seconds=True)} {signature.meaning}"
 
 
 def _signatures(app, entity_type: str) -> list[Signature]:  # type: ignore[no-untyped-def]
@@ -63,7 +64,7 @@ def test_the_assessment_signature_is_in_the_signatures_table_and_its_meaning_bes
     table = _signature_table(text)
     assert _row(signature) in table
     assert f"(deviation {deviation_id}, critical)" in table  # which record the signature is of
-    assert (f"Assessed by QA ({signature.printed_name}, {signature.signed_at:%Y-%m-%d %H:%M} UTC, "
+    assert (f"Assessed by QA ({signature.printed_name}, {local_and_utc(signature.signed_at)}, "
             f"meaning: {ASSESSED_MEANING}): No impact on the released bags") in text
     [release_signature] = _signatures(app, LotDisposition.__tablename__)
     assert _row(release_signature) in table  # the release signature stays
@@ -127,7 +128,7 @@ def test_a_deviation_assessed_before_the_completion_signature_stays_shown_with_i
     assert f"<strong>AFTER RELEASE, assessed:</strong> critical: {TANK}" in page  # the summary too
     text = _certificate(qa, lot_id)
     assert (f"AFTER RELEASE, not weighed by the release signature: {TANK}. Assessed by QA ("
-            f"{signature.printed_name}, {signature.signed_at:%Y-%m-%d %H:%M} UTC, meaning: {ASSESSED_MEANING})") in text
+            f"{signature.printed_name}, {local_and_utc(signature.signed_at)}, meaning: {ASSESSED_MEANING})") in text
     assert _row(signature) in _signature_table(text)
 
 

@@ -21,6 +21,7 @@ def test_an_oos_investigation_longer_than_a_page_is_printed_whole_on_the_certifi
     try:
         enter_panel(session, user(session, "technician"), lot_id, {"cd105": ("94.6", "%")})
         [opened] = oos.open_oos_of(session, lot_id)
+        monkeypatch.setattr(oos, "INVESTIGATION_MAX_CHARS", 100_000)  # a record written before the limit
         oos.confirm_oos(session, user(session, "qa"), opened.id, investigation, PASSWORD)
     finally:
         session.close()

@@ -183,13 +183,13 @@ def resolve_bag(session: Session, scanned: str, label_key: str) -> tuple[Bag | N
 
 def thawed_at(bag_id: Any) -> Any:
     """Correlated scalar subquery: when the bag was last thawed (its post-thaw clock), or NULL."""
-    return _last_event_at(bag_id, "thawed")
+    return last_event_at(bag_id, "thawed")
 
 
 def received_at(bag_id: Any) -> Any:
     """Correlated scalar subquery: when the bag was last received on the ward (the start of its present trip), or
     NULL."""
-    return _last_event_at(bag_id, "received")
+    return last_event_at(bag_id, "received")
 
 
 def past_post_thaw_limit(bag: Bag, lot: Lot, thawed: datetime | None, now: datetime) -> timedelta | None:
@@ -202,7 +202,7 @@ def past_post_thaw_limit(bag: Bag, lot: Lot, thawed: datetime | None, now: datet
     return limit if now > thawed + limit else None
 
 
-def _last_event_at(bag_id: Any, kind: str) -> Any:
+def last_event_at(bag_id: Any, kind: str) -> Any:
     return (select(CustodyEvent.occurred_at).where(CustodyEvent.bag_id == bag_id, CustodyEvent.kind == kind)
             .order_by(CustodyEvent.id.desc()).limit(1).scalar_subquery())
 

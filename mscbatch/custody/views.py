@@ -18,6 +18,7 @@ from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
+from mscbatch.custody.ward_list import bags_on_ward
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -90,7 +91,8 @@ WARD_LOCATION = "ward_location"
 def _ward(form: WardForm | None = None, dispatch_form: DispatchForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
     form = form or WardForm(formdata=None, data={"location": session.get(WARD_LOCATION, "")})
-    return render_template("custody/ward.html", form=form,
+    now = utcnow()
+    return render_template("custody/ward.html", form=form, on_ward=bags_on_ward(db.session, now), now=now,
                            dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS,
                            dispatchers=DISPATCHERS,
                            with_reason=ACTIONS["return"][0] + ACTIONS["discard"][0]), status

@@ -36,10 +36,11 @@ AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
     # recorded for the admin's monitoring: someone was about to give a bag that must not be given
     **{endpoint: frozenset({("infusion_start_refused", None)})
        for endpoint in ("custody.start", "custody.event", "custody_api.start_infusion")},
-    # an e-signature with a wrong password creates no signature, but the refusal is audited (README, Part 11)
-    **{endpoint: _SIGNATURE_REFUSED for endpoint in (
+    # an e-signature with a wrong password creates no signature, but the refusal is audited (README, Part 11) and the
+    # wrong password counted towards the lockout (signatures.services.sign), as at sign-in
+    **{endpoint: _SIGNATURE_REFUSED | _FAILED_LOGIN_COUNT for endpoint in (
         "donors.decide", "patients.enrol", "patients.decide", "prescriptions.prescribe", "patients_api.prescribe",
-        "recall.start", "recall.end", "release.release_lot", "release.close_oos", "release.exceptional",
+        "recall.start", "recall.end", "recall.complete", "release.release_lot", "release.close_oos", "release.exceptional",
         "release.assess_deviation")},
     # the withdrawal's signature: its refusal is audited and the wrong password counted to the lockout
     "patients.withdraw": _SIGNATURE_REFUSED | _FAILED_LOGIN_COUNT,

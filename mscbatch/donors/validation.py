@@ -3,7 +3,7 @@ problem is reported at once, each under the field it concerns (DOMAIN.md section
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -105,13 +105,32 @@ def _recipient_problems(details: DonorDetails, rule_set: Any, recipient: str | N
         problems.add("relationship", "An unrelated donor has no relationship or intended recipient.")
 
 
+#: the oldest age a date of birth may give (at today's date): an older one is a date typed wrong
+MAX_AGE_YEARS = 120
+#: how far ahead a planned collection may be: a donation is planned within the year (a pregnancy, a surgery)
+PLANNED_AHEAD_DAYS = 365
+
+
+def years_before(day: date, years: int) -> date:
+    """The same calendar day `years` earlier (29 February: the 28th when that year has none)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
 def _date_problems(details: DonorDetails, problems: _Problems) -> None:
     today = site_today()
     born = details.date_of_birth
-    if born is not None and not date(1900, 1, 1) <= born <= today:
-        problems.add("date_of_birth", "Date of birth must be a real date in the past.")
-        born = None
     whose = whose_birth(details.tissue_source)
+    person = "the mother" if details.tissue_source == "umbilical_cord" else "the donor"
+    if born is not None and born > today:
+        problems.add("date_of_birth", f"Date of birth: {born} is in the future (today is {today}).")
+        born = None
+    elif born is not None and born < years_before(today, MAX_AGE_YEARS):
+        problems.add("date_of_birth", f"Date of birth: {born} would make {person} over {MAX_AGE_YEARS} years old "
+                     f"(born on {years_before(today, MAX_AGE_YEARS)} or later). Check the date typed.")
+        born = None
     if details.consent_date is not None and details.consent_date > today:
         problems.add("consent_date", "The consent date cannot be in the future.")
     elif born is not None and details.consent_date is not None and details.consent_date < born:
@@ -121,6 +140,10 @@ def _date_problems(details: DonorDetails, problems: _Problems) -> None:
     planned = details.planned_collection_date
     if born is not None and planned is not None and planned < born:
         problems.add("planned_collection_date", f"The planned collection {planned} is before {whose} ({born}).")
+    elif planned is not None and planned > today + timedelta(days=PLANNED_AHEAD_DAYS):
+        problems.add("planned_collection_date", f"Planned collection date: {planned} is more than a year ahead "
+                     f"(latest {today + timedelta(days=PLANNED_AHEAD_DAYS)}, {PLANNED_AHEAD_DAYS} days from today). "
+                     "Give the date planned with the donor, or leave it empty until it is known.")
 
 
 def details_problems(details: DonorDetails) -> dict[str, list[str]]:

@@ -196,8 +196,10 @@ def _use_window(session: Session, lot: Lot, step: ProcessStep | None) -> UseWind
     DMSO dated after the freezing cannot have gone into the bags (and a recall of it would wrongly reach them)."""
     if step is None:
         if lot.harvested_at is None:
-            raise ValidationFailed(f"Lot {lot.lot_number} is not harvested yet: record the harvest first, then the "
-                                   f"reagents used for {CRYO_STAGE}.", field="used_on")
+            # the step chosen is what is wrong, not the date: said on "Used at" (its field: step_id)
+            raise ValidationFailed(f"Used at: lot {lot.lot_number} is not harvested yet: record the harvest first, "
+                                   f"then the reagents used for {CRYO_STAGE}. A reagent used before the harvest is "
+                                   "recorded at its step (the isolation or a passage).", field="step_id")
         if lot.frozen_at is not None:
             return UseWindow(CRYO_STAGE, site_day(lot.harvested_at), site_day(lot.frozen_at), "the harvest",
                              "the freezing")

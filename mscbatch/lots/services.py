@@ -30,6 +30,7 @@ from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
 from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.decisions import donor_gate, donor_gate_reasons
 from mscbatch.donors.queries import lock_donor
+from mscbatch.donors.validation import whose_birth
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem
 from mscbatch.lots.din_allocation import allocate_lot_sequence
@@ -150,8 +151,14 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
         # locked first, as a donor recall and QA's decisions lock it: on PostgreSQL (READ COMMITTED) a lot started
         # while the recall (or an "ineligible" decision) was being signed saw neither and escaped it
         donor = lock_donor(session, details.donor_id)
+        collected_on = details.collection_at.astimezone(site.tz).date()
+        # a collection day before the donor's birth or consent is a date typed wrong, said on the date's field
+        # before the eligibility engine reads it as a consent that does not cover the donation (an exclusion)
+        problem = collection_day_problem(donor, collected_on)
+        if problem:
+            raise ValidationFailed(problem, field="collection_at")
         # raises Conflict for an ineligible donor: no lot at all; judged at the day the tissue was collected
-        gate = donor_gate(session, donor.id, details.collection_at.astimezone(site.tz).date())
+        gate = donor_gate(session, donor.id, collected_on)
         recall = recall_in_force_of(session, "donor", donor.id)
         if recall is not None:
             raise Conflict(f"Donor {donor.code} is under {recall_words(recall)}. No lot can be started from this "
@@ -174,6 +181,24 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
         session.add(lot)
     lot.__dict__["known_gate_now"] = gate  # Lot.gate_now: judged just now, at the lot's collection day
     return lot
+
+
+def collection_day_problem(donor: Any, collected_on: date) -> str | None:
+    """What is wrong with a lot's collection day for this donor, naming the field and the rule, or None.
+
+    A collection is refused when it is dated before the date of birth recorded for the donor (for a cord donor,
+    the mother's) or before the donor's signed consent: tissue is procured only once consent is given (EU
+    2004/23/EC Art. 13). Such a day is nearly always a date typed wrong (1901-01-01 for 2026-12-01): said so on
+    the collection date, not as the eligibility engine's "consent dated after the collection" (which reads as a
+    donor excluded for good). A consent dated after a real collection stays the engine's judgement through the
+    donor's own record (the consent date is corrected there)."""
+    if donor.date_of_birth is not None and collected_on < donor.date_of_birth:
+        return (f"Collection date: {collected_on} is before {whose_birth(donor.tissue_source)} "
+                f"({donor.date_of_birth}) recorded for donor {donor.code}. Check the date typed.")
+    if donor.consent_date is not None and collected_on < donor.consent_date:
+        return (f"Collection date: {collected_on} is before the donor's signed consent ({donor.consent_date}); "
+                f"tissue is collected only after consent. Check the date typed (donor {donor.code}).")
+    return None
 
 
 def collection_day(lot: Lot) -> date:

@@ -40,6 +40,21 @@ from mscbatch.lots.services import at_most_decimals, require_technician
 MOVABLE_STATES = STATELESS_FROM["moved"]
 
 
+def place_words(kind: str, name: str) -> str:
+    """A storage place named with its kind once: "Box A1" for a box named "A1", and "Box B1" (not "Box Box B1")
+    for a box whose name says Box already; "Nitrogen tank LN2 tank 1" stays as it is (its name does not begin
+    with the kind's word)."""
+    word = STORAGE_KINDS.get(kind, "")
+    if not word or name.casefold().startswith(word.casefold()):
+        return name
+    return f"{word} {name}"
+
+
+def box_words(box: StorageLocation) -> str:
+    """A box as the refusals and pages name it: "Box B1", never "Box Box B1" or "box Box B1"."""
+    return place_words("box", box.name)
+
+
 def create_location(session: Session, actor: Any, *, kind: str, name: str, parent_id: int | None = None,
                     temperature_max_c: Decimal | None = None, rows: int | None = None,
                     columns: int | None = None) -> StorageLocation:
@@ -94,23 +109,23 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
         if box.kind != "box" or not box.capacity:
             raise ValidationFailed("Bags are stored in a box position.", field="box_id")
         if not 1 <= position <= box.capacity:
-            raise ValidationFailed(f"Box {box.name} has positions 1 to {box.capacity}.", field="position")
+            raise ValidationFailed(f"{box_words(box)} has positions 1 to {box.capacity}.", field="position")
         label = position_label(box, position)
         if bag.status not in MOVABLE_STATES:
             raise Conflict(f"Bag {din_shown(bag)} is {bag.status.replace('_', ' ')}: it is not in the unit's custody.")
         if bag.box_id is not None and not reason:
             raise ValidationFailed("The bag is already stored: give the reason for the move.", field="reason")
         if (bag.box_id, bag.position) == (box.id, position):
-            raise Conflict(f"Bag {din_shown(bag)} is already in {box.name} {label}.", field="position")
+            raise Conflict(f"Bag {din_shown(bag)} is already in {box_words(box)}, position {label}.", field="position")
         holder = session.scalar(select(Bag).where(Bag.box_id == box.id, Bag.position == position))
         if holder is not None:
-            raise Conflict(f"Position {label} of box {box.name} is occupied by bag {din_shown(holder)} "
+            raise Conflict(f"Position {label} of {box_words(box)} is occupied by bag {din_shown(holder)} "
                            f"(bag {holder.bag_number} of {holder.bag_count}): choose a free position.",
                            field="position")
         temperature = container_temperature(session, box)
         limit = effective_storage_limit_c(site_config(), product_of(lot))
         if temperature is None or temperature > limit:
-            raise Conflict(f"Box {box.name} is stored at {temperature if temperature is not None else 'an unknown'} °C;"
+            raise Conflict(f"{box_words(box)} is stored at {temperature if temperature is not None else 'an unknown'} °C;"
                            f" {lot.product_name} must be kept at {limit} °C or colder.", field="box_id")
         move = StorageMove(bag_id=bag.id, from_box_id=bag.box_id, from_position=bag.position, to_box_id=box.id,
                            to_position=position, reason=reason, moved_by_id=actor.id)
@@ -123,7 +138,7 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
         try:
             session.flush()
         except IntegrityError:  # a concurrent request took the position first
-            raise Conflict(f"Position {label} of box {box.name} was just taken: choose another.",
+            raise Conflict(f"Position {label} of {box_words(box)} was just taken: choose another.",
                            field="position") from None
     return move
 

@@ -20,7 +20,7 @@ from mscbatch.lots.queries import (
     move_rows,
     storage_tree,
 )
-from mscbatch.lots.storage import create_location
+from mscbatch.lots.storage import create_location, place_words
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("storage", __name__)
@@ -30,8 +30,9 @@ def _tree_page(form: LocationForm, status: int = 200) -> Any:
     db.session.rollback()
     tree = storage_tree(db.session)
     form.parent_id.choices = [(0, "— (top level: a site)")] + [
-        (loc.id, f"{'  ' * depth}{STORAGE_KINDS[loc.kind]} {loc.name}") for loc, depth, _n in tree if loc.kind != "box"]
-    return render_template("lots/storage.html", tree=tree, form=form, kinds=STORAGE_KINDS), status
+        (loc.id, f"{'  ' * depth}{place_words(loc.kind, loc.name)}") for loc, depth, _n in tree if loc.kind != "box"]
+    return render_template("lots/storage.html", tree=tree, form=form, kinds=STORAGE_KINDS,
+                           place_words=place_words), status
 
 
 @bp.route("/storage")
@@ -54,7 +55,7 @@ def create() -> Any:
     except DomainError as error:
         show_error(form, error)
         return _tree_page(form, error.status)
-    flash(f"{STORAGE_KINDS[location.kind]} {location.name} added.", "success")
+    flash(f"{place_words(location.kind, location.name)} added.", "success")
     return redirect(url_for("storage.index"))
 
 
@@ -73,7 +74,8 @@ def box(location_id: int) -> Any:
             StorageMove.to_box_id == location.id, StorageMove.from_box_id == location.id))
             .order_by(StorageMove.id.desc()).limit(20))))
     return render_template("lots/box.html", location=location, path=path, grid=grid, occupied=occupied,
-                           temperature=container_temperature(db.session, location), moves=moves, kinds=STORAGE_KINDS)
+                           temperature=container_temperature(db.session, location), moves=moves, kinds=STORAGE_KINDS,
+                           title=place_words(location.kind, location.name))
 
 
 @bp.route("/identifiers")

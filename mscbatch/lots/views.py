@@ -48,7 +48,7 @@ from mscbatch.lots.queries import (
     reagent_lots,
 )
 from mscbatch.lots.record import lot_record
-from mscbatch.lots.storage import MOVABLE_STATES
+from mscbatch.lots.storage import MOVABLE_STATES, box_words
 from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
 from mscbatch.site import site_config, site_time, site_today
 from mscbatch.web.forms import posted_id, show_error
@@ -61,7 +61,7 @@ def place_parts(session: Any, location: Any) -> tuple[str, str]:
     """A storage place as (its own name, where it is, nearest first): ("Box B1", "Rack B, LN2 tank 1, Demo cell
     therapy unit"). A box's name gets the word "Box" when it lacks it."""
     *above, place = location_path(session, location)
-    name = place.name if place.kind != "box" or place.name.lower().startswith("box") else f"Box {place.name}"
+    name = place.name if place.kind != "box" else box_words(place)
     return name, ", ".join(node.name for node in reversed(above))
 
 
@@ -118,13 +118,50 @@ def index() -> Any:
                            products=product_catalogue().products, site=site_config())
 
 
+def donor_choices(session: Any, *, recalled_too: bool = False) -> list[tuple[int, str]]:
+    """The donors a lot may be started from, newest first, each with its tissue and where its eligibility stands.
+
+    Left out: donors judged ineligible, and donors under a recall in force (create_lot refuses both: no lot can be
+    made from them). `recalled_too`: keep the recalled ones, for checking a posted form only, so that a page opened
+    before the recall gets create_lot's refusal naming the recall, not "Not a valid choice". A donor whose signed
+    decision was reopened says why ("reopened: late positive result") rather than "pending review", which read
+    like a donor simply awaiting QA's signature (a lot may start from such a donor, in quarantine until QA signs
+    again)."""
+    from mscbatch.recall.models import Recall  # recall builds on lots: imported when called
+    from mscbatch.recall.queries import IN_FORCE
+
+    wanted = select(Donor).where(Donor.status != "ineligible")
+    if not recalled_too:
+        wanted = wanted.where(Donor.id.not_in(select(Recall.donor_id).where(
+            Recall.scope == "donor", Recall.donor_id.is_not(None), Recall.status.in_(IN_FORCE))))
+    donors = session.scalars(wanted.order_by(Donor.id.desc())).all()
+    return [(d.id, f"{d.code} ({d.tissue_source.replace('_', ' ')}, {_standing(session, d)})") for d in donors]
+
+
+def _standing(session: Any, donor: Donor) -> str:
+    """Where a donor's eligibility stands, in the words of the lot form's donor select."""
+    if donor.status != "pending_review":
+        return donor.status.replace("_", " ")
+    from mscbatch.donors.models import DonorLookback, EligibilityDecision, ScreeningResult
+
+    reopened = session.scalar(select(EligibilityDecision).where(
+        EligibilityDecision.donor_id == donor.id, EligibilityDecision.superseded_at.is_not(None))
+        .order_by(EligibilityDecision.superseded_at.desc(), EligibilityDecision.id.desc()).limit(1))
+    result = None if reopened is None else session.scalar(
+        select(ScreeningResult.result).join(DonorLookback, DonorLookback.triggering_result_id == ScreeningResult.id)
+        .where(DonorLookback.superseded_decision_id == reopened.id).limit(1))
+    if result is None and reopened is not None and (reopened.superseded_reason or "").startswith("New "):
+        result = "new"  # a result reopening a decision that opened no lookback
+    if result is None:
+        return "reopened by QA: awaiting QA's signature again"
+    return f"reopened: late {result} result" if result in ("positive", "indeterminate") else "reopened: new result"
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @roles_required("technician")
 def create() -> Any:
     form = LotForm()
-    donors = db.session.scalars(select(Donor).where(Donor.status != "ineligible").order_by(Donor.id.desc())).all()
-    form.donor_id.choices = [(0, "Choose…")] + [(d.id, f"{d.code} ({d.tissue_source.replace('_', ' ')}, "
-                                                       f"{d.status.replace('_', ' ')})") for d in donors]
+    form.donor_id.choices = [(0, "Choose…")] + donor_choices(db.session, recalled_too=request.method == "POST")
     form.product_id.choices = [("", "Choose…")] + [(p.id, f"{p.name} {p.product_class}")
                                                    for p in product_catalogue().products]
     if request.method == "GET" and request.args.get("donor", type=int):
@@ -147,6 +184,9 @@ def create() -> Any:
             return redirect(url_for("lots.detail", lot_id=lot.id))
     elif form.errors:
         status = 422
+    if request.method == "POST":  # shown again: the donors a lot may be started from (see donor_choices)
+        db.session.rollback()
+        form.donor_id.choices = [(0, "Choose…")] + donor_choices(db.session)
     return render_template("lots/new.html", form=form, site=site_config(), lot_number_example=_lot_number_example()), status
 
 
@@ -167,7 +207,9 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
         forms["deviation_form"] = DeviationForm(prefix="deviation", formdata=None)
     forms["deviation_form"].step_id.choices = step_choices
     if "reagent_form" not in forms:
-        forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=site_today())
+        # "Used at": the lot's latest step until it is harvested (harvest and cryopreservation is refused before)
+        latest = record.steps[-1].id if record.steps and record.lot.harvested_at is None else 0
+        forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=site_today(), step_id=latest)
     registered = reagent_lots(db.session)
     forms["reagent_form"].reagent_lot_id.choices = [(r.id, f"{REAGENT_TYPES[r.reagent_type]}: {r.name}, {r.supplier} "
                                                            f"lot {r.lot_number} (exp. {r.expiry_date})")
@@ -458,7 +500,7 @@ def store(lot_id: int) -> Any:
         box = get_location(db.session, form.box_id.data)
         position = parse_position(box, form.position.data)
         if position is None:
-            raise ValidationFailed(f"{form.position.data!r} is not a position of box {box.name} (rows A-"
+            raise ValidationFailed(f"{form.position.data!r} is not a position of {box_words(box)} (rows A-"
                                    f"{chr(64 + (box.rows or 1))}, columns 1-{box.columns}).", field="position")
         return store_bag(db.session, current_user, form.bag_id.data, box.id, position, form.reason.data or "")
     return _act(lot_id, form, "store_form", action, lambda m: f"Bag stored in position {form.position.data.upper()}.",

@@ -84,7 +84,7 @@ def test_a_technician_records_a_lot_through_cryopreservation_into_4_bags_stored_
     page.get_by_label("Reason (required for a move)").fill("testing")
     page.get_by_role("button", name="Store bag").click()
     expect(page.get_by_label("Position (e.g. A1)")).to_have_accessible_description(
-        re.compile("Position A2 of box Box 1 is occupied by bag X9999"))
+        re.compile("Position A2 of Box 1 is occupied by bag X9999"))
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lot-page-technician.png"), full_page=True)
 

@@ -39,7 +39,7 @@ def test_a_second_bag_in_an_occupied_position_is_refused(app, users, db_session,
     response = client_as("technician").post(f"/lots/{lot_id}/store", data={
         "store-bag_id": second, "store-box_id": box_id, "store-position": "A1"})
     assert response.status_code == 409
-    assert f"Position A1 of box Box 1 is occupied by bag {din}" in response.get_data(as_text=True)
+    assert f"Position A1 of Box 1 is occupied by bag {din}" in response.get_data(as_text=True)
     # and the database itself refuses it, whatever the code does
     with pytest.raises(IntegrityError), use_case(db_session, user(db_session, "technician"), "bypass"):
         db_session.get(Bag, second).box_id, db_session.get(Bag, second).position = box_id, 1

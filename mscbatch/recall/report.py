@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.identifiers import din_shown
+from mscbatch.custody.models import CustodyEvent
 from mscbatch.database import utcnow
-from mscbatch.donors.models import Donor, DonorLookback
+from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import lots_of_donor
 from mscbatch.patients.models import Patient
@@ -41,19 +42,33 @@ from mscbatch.signatures.services import signatures_of
 from mscbatch.site import local_and_utc, site_day
 
 
+@dataclass(frozen=True)
+class EarlierDiscard:
+    """A bag this recall does not hold because another recall held it first and it was destroyed under that hold
+    (discarded_under_other_recalls): the recall's number and the instant of the bag's 'discarded' custody event."""
+
+    recall_id: int
+    discarded_at: datetime
+
+    def words(self) -> str:
+        return f"Discarded under recall R-{self.recall_id} on {site_day(self.discarded_at):%Y-%m-%d}: no action"
+
+
 @dataclass
 class BagLine:
     trace: BagTrace
     lot: Lot
     hold: BagHold | None
     action: str
+    earlier: EarlierDiscard | None = None  # destroyed under another recall's hold before this one started
 
     @property
     def hold_words(self) -> str:
         """The Hold column: a bag destroyed (or given) under its hold is no longer "ON HOLD" as if still in stock;
-        its hold stays, the record of the recall, and the column says both."""
+        its hold stays, the record of the recall, and the column says both. A bag destroyed under an earlier recall's
+        hold names that recall (its "—" read as a bag never held)."""
         if self.hold is None:
-            return "—"
+            return f"— (held by R-{self.earlier.recall_id}, destroyed)" if self.earlier is not None else "—"
         if self.hold.lifted_at is not None:
             return "lifted"
         status = self.trace.bag.status
@@ -120,6 +135,90 @@ def donor_other_lots(session: Session, recall: Recall) -> DonorOtherLots | None:
                           donor_recall=recall_in_force_of(session, "donor", donor.id))
 
 
+def discarded_under_other_recalls(session: Session, recall: Recall, bag_ids: list[int]) -> dict[int, EarlierDiscard]:
+    """For these discarded bags, which this recall does not hold: the ones destroyed under another recall's hold.
+    A recall holds no discarded bag (NOT_HELD_BAG_STATES), so such a bag was discarded before this recall started;
+    it was discarded under recall R-k when R-k held it at the instant of its 'discarded' custody event (the hold
+    placed at or before it, not lifted before it), as _action decides for the recall's own holds: from the recall's
+    page (services.discard_held_bag, "Recall R-k: ..."), the ward page or the assessment of a return. The oldest such
+    recall is named. A bag discarded with no hold in force then (before any recall, or after a hold was lifted) is
+    not returned: "Discarded before the recall: no action"."""
+    if not bag_ids:
+        return {}
+    events: dict[int, CustodyEvent] = {}
+    for event in session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id.in_(bag_ids),
+                                                            CustodyEvent.kind == "discarded")
+                                 .order_by(CustodyEvent.id)):
+        events[event.bag_id] = event  # the last one (a bag is discarded once)
+    found: dict[int, EarlierDiscard] = {}
+    for hold in session.scalars(select(BagHold).where(BagHold.bag_id.in_(list(events)),
+                                                      BagHold.recall_id != recall.id).order_by(BagHold.recall_id)):
+        event = events[hold.bag_id]
+        if hold.bag_id in found or hold.placed_at > event.occurred_at:
+            continue
+        if hold.lifted_at is not None and hold.lifted_at < event.occurred_at:
+            continue
+        found[hold.bag_id] = EarlierDiscard(recall_id=hold.recall_id, discarded_at=event.occurred_at)
+    return found
+
+
+@dataclass(frozen=True)
+class RecallLookback:
+    """A donor lookback a donor recall covers (lookbacks_of_recall): why and when it was opened, and how it was
+    closed, for the report (traceability of the lookback: EU directive 2004/23, EU GMP Part I 8.30)."""
+
+    lookback: DonorLookback
+    opened_by: str
+    closed_by: str | None
+    lab_reference: str | None  # the late result's report, when a result opened it
+    reopened: bool = False  # closed by the recall at its start, opened again when the recall was ended as invalid
+
+    def words(self) -> str:
+        """The lookback in one sentence, the same on the recall's page and in its PDF."""
+        lookback = self.lookback
+        why = lookback.reason.rstrip(".") + (f" (report {self.lab_reference})" if self.lab_reference else "")
+        text = f"Lookback opened {local_and_utc(lookback.opened_at)} by {self.opened_by}: {why}."
+        if self.reopened:
+            text += " Closed when this recall started; opened again when it was ended as invalid."
+            if lookback.closed_at is None:
+                return text + " Open now."
+            return text + f" Closed since {local_and_utc(lookback.closed_at)} by {self.closed_by}: {lookback.closure_note}"
+        return text + f" Closed {local_and_utc(lookback.closed_at)} by {self.closed_by}: {lookback.closure_note}"
+
+
+def lookbacks_of_recall(session: Session, recall: Recall) -> list[RecallLookback]:
+    """The donor's lookbacks this donor recall closed, oldest first: at its start (start_recall_in_use_case, closure
+    note "Recall R-n started: ...") or under it since (close_lookback, "Covered by recall R-n (...): ..."). The rule,
+    as services._reopen_lookback reads it: the donor's lookbacks closed at or after the recall's start and, for a
+    recall ended as invalid, at or before its end. While it is in force (active or completed) nothing else closes
+    the donor's lookbacks (a second recall of the donor is refused), and after its end only a later recall of the
+    donor does, after its end. Its end opens the newest one again: that one (Recall.lookback_id, the one it answered
+    at its start) is listed too, saying so. Empty for a lot or reagent recall."""
+    if recall.scope != "donor" or recall.donor_id is None:
+        return []
+    window = [DonorLookback.donor_id == recall.donor_id, DonorLookback.closed_at >= recall.started_at]
+    if recall.status == "ended" and recall.ended_at is not None:
+        window.append(DonorLookback.closed_at <= recall.ended_at)
+    rows = list(session.scalars(select(DonorLookback).where(*window)))
+    reopened: set[int] = set()
+    if recall.status == "ended" and recall.lookback_id is not None and recall.lookback_id not in {r.id for r in rows}:
+        answered = session.get(DonorLookback, recall.lookback_id)
+        if answered is not None:
+            rows.append(answered)
+            reopened.add(answered.id)
+    rows.sort(key=lambda row: (row.opened_at, row.id))
+    user_ids = {i for row in rows for i in (row.opened_by_id, row.closed_by_id) if i is not None}
+    names = {u.id: u.full_name for u in session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
+    out = []
+    for row in rows:
+        trigger = session.get(ScreeningResult, row.triggering_result_id) if row.triggering_result_id else None
+        out.append(RecallLookback(lookback=row, opened_by=names.get(row.opened_by_id, "?"),
+                                  closed_by=names.get(row.closed_by_id, "?") if row.closed_by_id else None,
+                                  lab_reference=(trigger.lab_reference or None) if trigger is not None else None,
+                                  reopened=row.id in reopened))
+    return out
+
+
 @dataclass
 class RecallReport:
     recall: Recall
@@ -136,6 +235,7 @@ class RecallReport:
     reconciliation: Reconciliation
     outstanding: list[Bag]  # what stops an active recall's completion (services.outstanding_bags)
     donor_lots: DonorOtherLots | None = None  # a lot recall: the donor's other lots, not covered by it
+    lookbacks: list[RecallLookback] = field(default_factory=list)  # a donor recall: the lookbacks it closed
 
     @property
     def outstanding_words(self) -> str:
@@ -190,6 +290,10 @@ class RecallReport:
         return f"Ended as found invalid by {self.ended_by} (holds lifted): {recall.end_reason}"
 
 
+#: a donor recall that closed no lookback (started on other news, e.g. a collection site's notice)
+NO_LOOKBACK = "No lookback of the donor was open when this recall started, and none was closed under it."
+
+
 #: after a completed recall's counts: what completing did not do
 COMPLETED_HOLDS = "Completing lifts no hold: the bedside check still stops every bag this recall held."
 
@@ -198,7 +302,7 @@ COMPLETED_HOLDS = "Completing lifts no hold: the bedside check still stops every
 ON_THE_WARD = ("dispatched", "received", "thawed")
 
 
-def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
+def _action(trace: BagTrace, hold: BagHold | None, recall: Recall, earlier: EarlierDiscard | None = None) -> str:
     bag = trace.bag
     recipient = trace.current_recipient
     if recipient is not None and recipient.received:
@@ -208,8 +312,8 @@ def _action(trace: BagTrace, hold: BagHold | None, recall: Recall) -> str:
     if bag.status == "discarded":
         # a recall holds no discarded bag (NOT_HELD_BAG_STATES): a hold means it was discarded after the recall
         # started (the ward or QA destroying a held bag), which the report must not date before it
-        if hold is None:
-            return "Discarded before the recall: no action"
+        if hold is None:  # before it started: under another recall's hold (which it names), or for another reason
+            return earlier.words() if earlier is not None else "Discarded before the recall: no action"
         return "Discarded after the recall started (it was on hold): destroyed, no further action"
     if hold is None:
         return "Not held (bag made after the recall started): assess"
@@ -253,13 +357,17 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
     affected = affected_lots(session, recall.scope, target_id or 0)
     lots = [trace_lot(session, lot) for lot in affected]
     holds = {hold.bag_id: hold for hold in session.scalars(select(BagHold).where(BagHold.recall_id == recall.id))}
+    earlier = discarded_under_other_recalls(session, recall, [
+        bag_trace.bag.id for lot_trace in lots for bag_trace in lot_trace.bags
+        if bag_trace.bag.status == "discarded" and bag_trace.bag.id not in holds])
     lines: list[BagLine] = []
     notices: dict[int, PatientNotice] = {}
     for lot_trace in lots:
         for bag_trace in lot_trace.bags:
             hold = holds.get(bag_trace.bag.id)
-            lines.append(BagLine(trace=bag_trace, lot=lot_trace.lot, hold=hold,
-                                 action=_action(bag_trace, hold, recall)))
+            before = earlier.get(bag_trace.bag.id)
+            lines.append(BagLine(trace=bag_trace, lot=lot_trace.lot, hold=hold, earlier=before,
+                                 action=_action(bag_trace, hold, recall, before)))
             for recipient in bag_trace.recipients:
                 if recipient.received:
                     notice = notices.setdefault(recipient.patient.id, PatientNotice(recipient.patient))
@@ -282,7 +390,7 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         held_now=sum(1 for line in lines if line.hold_words == "ON HOLD"),
         held_final=sum(1 for line in lines if line.hold_words.endswith("(hold kept)")), generated_at=utcnow(),
         reconciliation=reconciliation, outstanding=outstanding_bags(session, recall, affected) if recall.active else [],
-        donor_lots=donor_other_lots(session, recall))
+        donor_lots=donor_other_lots(session, recall), lookbacks=lookbacks_of_recall(session, recall))
 
 
 # ---- PDF ----------------------------------------------------------------------------------------------------
@@ -359,6 +467,12 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     story.append(_p(f"{report.held_words()} Report generated {local_and_utc(report.generated_at)}.", BODY))
     if report.donor_lots is not None:
         story.append(_p(donor_lots_words(report.donor_lots), FLAG if report.donor_lots.donor_in_question else BODY))
+    if recall.scope == "donor":
+        story += [Spacer(1, 4 * mm), _p("Donor lookbacks covered by this recall", _styles["Heading2"])]
+        for covered in report.lookbacks:
+            story.append(_p(covered.words(), BODY))
+        if not report.lookbacks:
+            story.append(_p(NO_LOOKBACK, BODY))
     story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
                                     "for them): notify their clinician", _styles["Heading2"])]
     if report.notify:

@@ -21,7 +21,7 @@ from mscbatch.recall.forms import (
     StartRecallForm,
 )
 from mscbatch.recall.queries import open_lookbacks
-from mscbatch.recall.report import COMPLETED_HOLDS, recall_report, recall_report_pdf, trace_pdf
+from mscbatch.recall.report import COMPLETED_HOLDS, NO_LOOKBACK, recall_report, recall_report_pdf, trace_pdf
 from mscbatch.recall.traceability import (
     backward_from_patient,
     bag_trace,
@@ -144,7 +144,7 @@ def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200
                            complete_form=complete_form or CompleteRecallForm(formdata=None),
                            discard_form=discard_form or DiscardHeldBagForm(formdata=None),
                            discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned,
-                           completed_holds=COMPLETED_HOLDS), status
+                           completed_holds=COMPLETED_HOLDS, no_lookback=NO_LOOKBACK), status
 
 
 @bp.route("/<int:recall_id>")

@@ -249,7 +249,8 @@ class BagFacts:
 BAG_SHOWN = (Bag.id, Bag.lot_id, Bag.din, Bag.din_fin, Bag.din_year, Bag.din_sequence, Bag.check_character,
              Bag.bag_number, Bag.bag_count, Bag.product_code, Bag.volume_ml, Bag.expires_at, Bag.status)
 LOT_SHOWN = (Lot.id, Lot.lot_number, Lot.status, Lot.product_id, Lot.product_name)
-PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth, Patient.protocol_id, Patient.status)
+PATIENT_SHOWN = (Patient.id, Patient.code, Patient.initials, Patient.date_of_birth, Patient.protocol_id, Patient.status,
+                 Patient.wristband_id)  # the confirm form's read-aloud names the band as printed
 
 
 def course_has_lost_bag(bag_id: Any) -> Any:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from markupsafe import Markup
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
@@ -12,6 +13,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields import Label
 from wtforms.validators import DataRequired, Length, Optional
 
 from mscbatch.custody.infusions import END_REASON_MAX
@@ -78,12 +80,27 @@ class StartForm(FlaskForm):
                       id="start-bag", validators=[Optional(), Length(max=600)], render_kw=SCAN)
 
 
+class UnitLabel(Label):
+    """A field's label with its unit: "Volume infused (mL)" on the page. Its text stays the field's name ("Volume
+    infused"), as the service's messages start ("Volume infused: ..."), so that the error summary says it once."""
+
+    def __init__(self, field_id: str, text: str, unit: str) -> None:
+        super().__init__(field_id, text)
+        self.unit = unit
+
+    def __call__(self, text: str | None = None, **kwargs: Any) -> Markup:
+        return super().__call__(text or f"{self.text} ({self.unit})", **kwargs)
+
+
 class EndForm(FlaskForm):
-    # the label starts as the service's messages do ("Volume infused: ..."): the error summary then says it once
-    volume_ml = StringField("Volume infused: mL", validators=[DataRequired("Volume infused: give the mL given.")],
+    volume_ml = StringField("Volume infused", validators=[DataRequired("Volume infused: give the mL given.")],
                             render_kw={"inputmode": "decimal"})
     reason = StringField("If the volume given differs from the prescription: why",
                          validators=[Optional(), Length(max=END_REASON_MAX)])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.volume_ml.label = UnitLabel(self.volume_ml.id, "Volume infused", "mL")
 
 
 class ReactionForm(FlaskForm):

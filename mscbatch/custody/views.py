@@ -150,7 +150,9 @@ def event() -> Any:
                 raise  # a field to fill in: shown beside it, below
             except DomainError as error:  # WRONG PATIENT, WRONG BAG, a STOP since the check: the full STOP screen, as
                 # on the confirmed check's page, never a line above a form
-                from mscbatch.custody.bedside_views import show_start_refused  # it imports this module's blueprint
+                from mscbatch.custody.bedside_views import (
+                    show_start_refused,  # it imports this module's blueprint
+                )
 
                 return show_start_refused(bag.id, error)
             flash("Infusion started. Stay with the patient; record any reaction below.", "success")

@@ -1,5 +1,5 @@
-"""The ward's dose sheet (PDF, ReportLab): patient, prescription, the bags with their DINs and boxed check
-characters K, the volumes to draw, the calculation and the signatures (DOMAIN.md sections 6, 7, 9).
+"""The ward's dose sheet (PDF, ReportLab): patient, prescription, the bags with their DINs as their labels print
+them ("X9999 26 000005 P", the check character K boxed, in one column), the volumes to draw, the calculation and the signatures (DOMAIN.md sections 6, 7, 9).
 
 Built in two steps: dose_sheet_data() reads everything into plain values (also shown on the prescription
 page), render_dose_sheet() draws them. The sheet carries no more identity than the wristband check needs
@@ -17,7 +17,8 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.pdfbase import pdfmetrics
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy.orm import Session
 
 from mscbatch.core.culture import format_cells
@@ -28,7 +29,7 @@ from mscbatch.core.dosing import (
     stored_dmso_window_words,
     stored_endotoxin_limit_words,
 )
-from mscbatch.core.identifiers import din_shown
+from mscbatch.core.identifiers import din_shown, din_words
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.checks import course_short_words
 from mscbatch.custody.queries import course_short
@@ -61,6 +62,16 @@ class SheetBag:
     state: str = "to_give"  # course.BagOutcome.state: given, to_give, not_given
     outcome: str = ""  # what became of it (course.BagOutcome.words): empty while it is still to give
     given_cells: Decimal = Decimal(0)
+
+    @property
+    def shown(self) -> str:
+        """The DIN as its label prints it, with K: "X9999 26 000005 P" (identifiers.din_shown)."""
+        return din_words(self.din, self.check_character)
+
+    @property
+    def din_display(self) -> str:
+        """The DIN without its K ("X9999 26 000005"), for the pages' boxed K (lots/_macros.html din)."""
+        return self.shown.removesuffix(self.check_character).rstrip() if self.check_character else self.shown
 
 
 @dataclass(frozen=True)
@@ -192,10 +203,11 @@ def _bags(count: Any, word: str = "bag") -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-#: the bag table's columns (mm, 180 in all: A4 less its margins), with 3 pt padding: the DIN (22 mm at 8.5 pt), a lot
-#: number such as MSC-2026-0003 (22 mm) and an expiry in local time over UTC ("2027-09-30 18:21 CEST": 32.5 mm)
-#: each fit on one line; a longer one wraps inside its own column
-BAG_COLUMNS_MM = {"DIN": 25, "K": 7, "Product code": 18, "Lot": 26, "Expiry": 37, "Bag mL": 12, "Draw mL": 13,
+#: the bag table's columns (mm, 180 in all: A4 less its margins), with 3 pt padding: the DIN with its boxed K as the
+#: label prints it ("X9999 26 000005 P", one column: a nurse compares it to the label at a glance), a lot number such
+#: as MSC-2026-0003 (22 mm) and an expiry in local time over UTC ("2027-09-30 18:21 CEST": 32.5 mm) each fit on one
+#: line; a longer one wraps inside its own column
+BAG_COLUMNS_MM = {"DIN": 32, "Product code": 18, "Lot": 26, "Expiry": 37, "Bag mL": 12, "Draw mL": 13,
                   "Cells": 18, "Use": 24}
 
 
@@ -208,6 +220,42 @@ def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> T
                                                                                  "Helvetica-Bold")]
     table.setStyle(TableStyle(style))
     return table
+
+
+def bedside_headings() -> tuple[str, ...]:
+    """The bedside box's headings: the time written by hand is the site's local time, its zone named (a sheet read
+    beside a UTC record, or by a monitor elsewhere, must not leave the zone to guess)."""
+    return ("Bedside check (two qualified people)", "Name", f"Date / time (local time, {site_config().tz.key})",
+            "Signature")
+
+
+class DinWithK(Flowable):
+    """The DIN as the label prints it, on one line: "X9999 26 000005 " then its check character K in a box; a
+    reader copying the line, or reading the PDF's text, gets "X9999 26 000005 P" (identifiers.din_shown)."""
+
+    def __init__(self, display: str, check: str, size: float = 8.5) -> None:
+        super().__init__()
+        self.display, self.check, self.size = display + " ", check, size
+
+    def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+        return available_width, self.size + 3
+
+    def draw(self) -> None:
+        canvas, pad = self.canv, 1.6
+        base = 2.4  # the box's frame within the flowable's height, its baseline near the other cells' first line
+        canvas.setFont("Helvetica", self.size)
+        canvas.drawString(0, base, self.display)
+        x = pdfmetrics.stringWidth(self.display, "Helvetica", self.size)
+        width = pdfmetrics.stringWidth(self.check, "Helvetica-Bold", self.size) + 2 * pad
+        canvas.setLineWidth(1.2)
+        canvas.rect(x, base - 2.2, width, self.size + 2.6, stroke=1, fill=0)
+        canvas.setFont("Helvetica-Bold", self.size)
+        canvas.drawString(x + pad, base, self.check)
+
+
+def _din_cell(bag: SheetBag) -> Any:
+    """The DIN as the label prints it, in one cell, its check character K boxed."""
+    return DinWithK(bag.din_display, bag.check_character) if bag.check_character else bag.shown
 
 
 def render_dose_sheet(sheet: DoseSheet) -> bytes:
@@ -231,26 +279,23 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
     # every cell a paragraph, so that a long lot number or a heading wraps inside its column instead of running
     # into the next (a lot number printed over its expiry read "MSC-2026-00032027-12-02")
     head = small.clone("head", fontName="Helvetica-Bold")
-    rows: list[list[Any]] = [[Paragraph(h, head) for h in ("DIN", "K", "Product code", "Lot", "Expiry", "Bag mL",
-                                                             "Draw mL", "Cells", "Use")]]
+    rows: list[list[Any]] = [[Paragraph(h, head) for h in BAG_COLUMNS_MM]]
     for b in sheet.bags:
         use = b.outcome or ("PARTIAL draw" if b.partial else "whole bag")
         expiry = "<br/>".join(escape(line) for line in b.expiry)
-        rows.append([b.din, b.check_character, Paragraph(escape(b.product_code), small),
+        rows.append([_din_cell(b), Paragraph(escape(b.product_code), small),
                      Paragraph(escape(b.lot_number), small), Paragraph(expiry, small), b.bag_volume_ml,
                      b.draw_volume_ml, Paragraph(b.cells, small),
                      Paragraph(escape(use) + (" (cond.)" if b.conditional else ""), small)])
     bag_table = _table(rows, [BAG_COLUMNS_MM[name] * mm for name in BAG_COLUMNS_MM])
-    bag_table.setStyle(TableStyle([("BOX", (1, 1), (1, -1), 1.4, colors.black),
-                                   ("FONTNAME", (1, 1), (1, -1), "Helvetica-Bold"),
-                                   ("ALIGN", (1, 0), (1, -1), "CENTER"),
-                                   ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]))
+    bag_table.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]))
     story += [Paragraph("Bags", styles["Heading3"]), bag_table,
-              Paragraph("K: keyboard check character (ISO/IEC 7064 MOD 37-2) printed boxed on the label.", small)]
+              Paragraph("DIN as the label prints it: its last character, boxed, is the keyboard check character K "
+                        "(ISO/IEC 7064 MOD 37-2).", small)]
     story += [Paragraph("Signatures", styles["Heading3"])]
     story += [Paragraph(s, small) for s in sheet.signatures] or [Paragraph("Not signed.", small)]
-    story += [Spacer(1, 6 * mm), _table([["Bedside check (two qualified people)", "Name", "Date / time", "Signature"],
+    story += [Spacer(1, 6 * mm), _table([[Paragraph(h, head) for h in bedside_headings()],
                                           ["Wristband, bag DINs and prescription match", "", "", ""],
-                                          ["Second person", "", "", ""]], [70 * mm, 40 * mm, 35 * mm, 35 * mm])]
+                                          ["Second person", "", "", ""]], [66 * mm, 37 * mm, 42 * mm, 35 * mm])]
     doc.build(story)
     return out.getvalue()

@@ -76,8 +76,8 @@ def test_the_dose_page_writes_every_draw_with_two_decimals_as_the_signed_prescri
     page.goto(f"{live_server.url}/patients/{patient_id}/dose")
     draws = page.locator("#draws tbody tr")
     expect(draws).to_have_count(3)
-    expect(draws.locator("td:nth-child(5)")).to_have_text(["25.00 mL", "25.00 mL", "12.50 mL"])
-    expect(draws.locator("td:nth-child(7)")).to_have_text(["whole bag", "whole bag", "partial draw"])
+    expect(draws.locator("td:nth-child(4)")).to_have_text(["25.00 mL", "25.00 mL", "12.50 mL"])
+    expect(draws.locator("td:nth-child(6)")).to_have_text(["whole bag", "whole bag", "partial draw"])
 
 
 def test_on_a_tablet_in_portrait_each_infusion_is_a_card_that_does_not_scroll_sideways(page, live_server):

@@ -33,7 +33,7 @@ def _pdf_text(pdf: bytes) -> str:
 
 
 def _bag_row(page: str, din: str) -> str:
-    start = page.index(f"<td>{din}</td>")
+    start = page.index(f'data-din="{din}"')
     return _text(page[start:page.index("</tr>", start)])
 
 

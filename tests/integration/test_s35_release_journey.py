@@ -5,7 +5,6 @@ investigation text has a limit, said by the server and by the form; the certific
 site's time with UTC beside it."""
 from __future__ import annotations
 
-import html
 import io
 import re
 from typing import Any
@@ -21,24 +20,14 @@ from mscbatch.release.models import OosInvestigation, ReleaseResult
 from mscbatch.site import local_and_utc, site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_review5_release_counts import _one, _text
 
 INVESTIGATION_MAX_CHARS = 2000  # release.oos.INVESTIGATION_MAX_CHARS
-COMMON = {"analyst": "Tom QC", "tested_on": site_today().isoformat()}
 
 
 @pytest.fixture
 def lot_id(app, users, monkeypatch):  # type: ignore[no-untyped-def]
     return seed_quarantine_lot(app, monkeypatch)
-
-
-def _text(response: Any) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))).split())
-
-
-def _one(client: Any, lot_id: int, test_id: str, value: str, unit: str) -> Any:
-    return client.post(f"/release/lots/{lot_id}/results", data={
-        "result-test_id": test_id, "result-value": value, "result-unit": unit,
-        **{f"result-{k}": v for k, v in COMMON.items()}})
 
 
 def _button(page: str, button_id: str) -> str:

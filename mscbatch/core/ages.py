@@ -8,9 +8,9 @@ patient or donor born on 29 February is still 69 (or 65) on 28 February of a com
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
-__all__ = ["birthday", "completed_years"]
+__all__ = ["birthday", "completed_years", "earliest_birth"]
 
 
 def birthday(date_of_birth: date, years: int) -> date:
@@ -25,3 +25,14 @@ def completed_years(date_of_birth: date, on: date) -> int:
     """Whole years completed on `on`: the age a form shows and every age limit compares."""
     years = on.year - date_of_birth.year
     return years if on >= birthday(date_of_birth, years) else years - 1
+
+
+def earliest_birth(on: date, years: int) -> date:
+    """The earliest date of birth that gives at most `years` completed years on `on` (an upper age limit's first
+    allowed day, said beside a refusal): the day after the 29 February rule's last birth with one year more."""
+    day = birthday(on, -(years + 1))
+    while completed_years(day, on) > years:  # at most two steps: the 29 February rule moves a birthday by a day
+        day += timedelta(days=1)
+    while completed_years(day - timedelta(days=1), on) <= years:
+        day -= timedelta(days=1)
+    return day

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mscbatch.api.plain_numbers import is_plain_number
+from mscbatch.core.ages import completed_years, earliest_birth
 from mscbatch.core.eligibility_markers import RESULT_VALUES
 from mscbatch.donors.models import DONOR_TYPE_LABELS, RELATIONSHIP_LABELS, SEX_LABELS, Donor
 from mscbatch.donors.queries import rule_set_of, rule_sets
@@ -111,14 +112,6 @@ MAX_AGE_YEARS = 120
 PLANNED_AHEAD_DAYS = 365
 
 
-def years_before(day: date, years: int) -> date:
-    """The same calendar day `years` earlier (29 February: the 28th when that year has none)."""
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:
-        return day.replace(year=day.year - years, day=28)
-
-
 def _date_problems(details: DonorDetails, problems: _Problems) -> None:
     today = site_today()
     born = details.date_of_birth
@@ -127,9 +120,9 @@ def _date_problems(details: DonorDetails, problems: _Problems) -> None:
     if born is not None and born > today:
         problems.add("date_of_birth", f"Date of birth: {born} is in the future (today is {today}).")
         born = None
-    elif born is not None and born < years_before(today, MAX_AGE_YEARS):
+    elif born is not None and completed_years(born, today) > MAX_AGE_YEARS:
         problems.add("date_of_birth", f"Date of birth: {born} would make {person} over {MAX_AGE_YEARS} years old "
-                     f"(born on {years_before(today, MAX_AGE_YEARS)} or later). Check the date typed.")
+                     f"(born on {earliest_birth(today, MAX_AGE_YEARS)} or later). Check the date typed.")
         born = None
     if details.consent_date is not None and details.consent_date > today:
         problems.add("consent_date", "The consent date cannot be in the future.")

@@ -4,16 +4,17 @@ limit). The thaw message said that time once; a nurse coming back to the page, o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from mscbatch.custody.checks import last_event_at, received_at, thawed_at
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import product_of
+from mscbatch.lots.queries import product_catalogue, product_of
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocated_patient_id
 
@@ -34,20 +35,36 @@ class BagOnWard:
 
 
 def bags_on_ward(session: Session, now: datetime | None = None) -> list[BagOnWard]:
-    """The thawed bags first, the soonest to give first; then those received, then those on their way."""
+    """The thawed bags first, the soonest to give first; then those received, then those on their way: the first
+    MOST of them in that order, never MOST taken by id and then sorted (the soonest to give could be left off)."""
     now = now or utcnow()
-    dispatched = last_event_at(Bag.id, "dispatched")
+    dispatched, received, thawed = last_event_at(Bag.id, "dispatched"), received_at(Bag.id), thawed_at(Bag.id)
     where = (select(CustodyEvent.location).where(CustodyEvent.bag_id == Bag.id,
                                                  CustodyEvent.kind.in_(("dispatched", "received")))
              .order_by(CustodyEvent.id.desc()).limit(1).scalar_subquery())
-    rows = session.execute(
-        select(Bag, Lot, Patient.code, dispatched, received_at(Bag.id), thawed_at(Bag.id), where)
-        .join(Lot, Lot.id == Bag.lot_id).outerjoin(Patient, Patient.id == allocated_patient_id(Bag.id))
-        .where(Bag.status.in_(OUT_ON_THE_WARD)).order_by(Bag.id).limit(MOST)).all()
+    listing = (select(Bag, Lot, Patient.code, dispatched, received, thawed, where)
+               .join(Lot, Lot.id == Bag.lot_id).outerjoin(Patient, Patient.id == allocated_patient_id(Bag.id)))
+
+    def first(status: str, since: Any, unknown: datetime, *also: Any) -> list[Any]:
+        """The first MOST bags in `status` by `since`, read as `unknown` when there is none: the key the list is
+        sorted by below, so these are the ones it would keep."""
+        return list(session.execute(listing.where(Bag.status == status, *also).order_by(
+            func.coalesce(since, literal(unknown, CustodyEvent.occurred_at.type)), Bag.id).limit(MOST)).all())
+
+    # give-by is thaw + the product's limit, a sum SQLite and PostgreSQL write differently: among products of one
+    # limit, the soonest thawed is the soonest to give, so each limit's first MOST by thaw hold the first MOST by
+    # give-by (a thawed bag without its thaw time sorts as now, as below)
+    catalogue = product_catalogue()
+    limits: dict[timedelta, list[str]] = {}
+    for product in catalogue.products:
+        limits.setdefault(product.post_thaw_limit, []).append(product.id)
+    rows = [row for limit, ids in limits.items() for row in first("thawed", thawed, now - limit, Lot.product_id.in_(ids))]
+    rows += first("thawed", thawed, now, Lot.product_id.not_in(catalogue.ids))  # product_of says it is unknown
+    rows += first("received", received, now) + first("dispatched", dispatched, now)
     listed = []
-    for bag, lot, code, sent, received, thawed, location in rows:
-        give_by = thawed + product_of(lot).post_thaw_limit if bag.status == "thawed" and thawed else None
-        since = {"dispatched": sent, "received": received, "thawed": thawed}[bag.status]
+    for bag, lot, code, sent, came, thaw, location in rows:
+        give_by = thaw + product_of(lot).post_thaw_limit if bag.status == "thawed" and thaw else None
+        since = {"dispatched": sent, "received": came, "thawed": thaw}[bag.status]
         listed.append(BagOnWard(bag, code, since, location or "", give_by, give_by is not None and now > give_by))
     order = {"thawed": 0, "received": 1, "dispatched": 2}
-    return sorted(listed, key=lambda b: (order[b.bag.status], b.give_by or b.since or now))
+    return sorted(listed, key=lambda b: (order[b.bag.status], b.give_by or b.since or now, b.bag.id))[:MOST]

@@ -55,9 +55,10 @@ def _upload(form: Any) -> results.Upload | None:
     return None
 
 
-def _page(lot_id: int, status: int = 200, chosen_test: str = "", **forms: Any) -> Any:
+def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refused | None = None, **forms: Any) -> Any:
     """The review page; `chosen_test`: a test the page was opened for ("enter the result" of a row), chosen in the
-    one-result form with its own unit."""
+    one-result form with its own unit; `refused`: a signature refused for several reasons, listed in the release
+    form (_signed)."""
     db.session.rollback()  # a refused use case may have left expired objects: read afresh
     review = review_of(db.session, lot_id, current_user)
     if "result_form" not in forms:
@@ -67,8 +68,6 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", **forms: Any) -
     forms["result_form"].test_id.choices = spec_test_choices(review.spec.tests)
     forms.setdefault("panel_form", PanelForm(prefix="panel", formdata=None))
     forms.setdefault("release_form", ReleaseForm(prefix="release", formdata=None))
-    if not hasattr(forms["release_form"], "refusal"):
-        forms["release_form"].refusal = None  # a refusal's reasons, listed (_signed)
     forms["release_form"].conditional_tests.choices = choices([(t.id, t.name) for t in review.spec.conditional_release_tests])
     forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
     forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
@@ -76,7 +75,7 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", **forms: Any) -
     if review.next_to_assess is not None:  # before release: release may proceed or reject; after: stays or recall
         forms["assess_form"].outcome.choices = choices(list(review.outcomes_for(review.next_to_assess).items()))
     return render_template("release/review.html", r=review, lot=review.lot, nothing_to_wait_for=NOTHING_TO_WAIT_FOR,
-                           sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
+                           refused=refused, sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
 
 @bp.route("/lots/<int:lot_id>")
@@ -200,11 +199,11 @@ def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str | Cal
     try:
         action()
     except DomainError as error:
-        if isinstance(error, Refused) and len(error.reasons) > 1:
-            form.refusal = error  # several reasons: listed one a line above the form, not run together
-        else:
+        # several reasons (only the release form's signatures give them): listed one a line, not run together
+        refused = error if isinstance(error, Refused) and len(error.reasons) > 1 else None
+        if refused is None:
             show_error(form, error)
-        return _page(lot_id, error.status, **{form_name: form})
+        return _page(lot_id, error.status, refused=refused, **{form_name: form})
     flash(done() if callable(done) else done, "success")
     return redirect(url_for("release.review", lot_id=lot_id))
 

@@ -25,6 +25,7 @@ from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.din_allocation import allocate_dins
 from mscbatch.lots.models import Bag
+from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import bags_of, product_of
 from mscbatch.lots.reagents import uses_outside_their_window
 from mscbatch.lots.services import at_most_decimals, lock_lot, require_in_process, require_technician
@@ -35,16 +36,27 @@ from mscbatch.site import site_config
 def check_bag_plan(bag: BagPlan, number: int) -> BagPlan:
     """One bag's volume, DMSO and cells per mL within cryopreservation's rules (a correction of a bag's content,
     lots.corrections.correct_bag_content, applies them again); returned at the scale its columns keep."""
-    if not isinstance(bag.volume_ml, Decimal) or not Decimal("0.1") <= bag.volume_ml <= Decimal(1000):
+    problems = Problems()  # every problem of the bag at once
+    volume = problems.check(lambda: _volume(bag.volume_ml, number))
+    dmso = problems.check(lambda: _dmso(bag.dmso_percent, number))
+    if isinstance(bag.cells_per_ml, bool) or not isinstance(bag.cells_per_ml, int) or bag.cells_per_ml <= 0:
+        problems.add(ValidationFailed(f"Bag {number}: give the cells per mL.", field="cells_per_ml"))
+    problems.raise_any()
+    assert volume is not None and dmso is not None
+    return BagPlan(volume_ml=volume, cells_per_ml=int(bag.cells_per_ml), dmso_percent=dmso)
+
+
+def _volume(volume_ml: Any, number: int) -> Decimal:
+    if not isinstance(volume_ml, Decimal) or not Decimal("0.1") <= volume_ml <= Decimal(1000):
         raise ValidationFailed(f"Bag {number}: volume between 0.1 and 1000 mL.", field="volume_ml")
     # kept as typed or refused: the columns hold 2 decimals, and the bag's cells are volume x cells per mL
-    volume = at_most_decimals(bag.volume_ml, 2, "volume_ml", f"Bag {number}: volume", "20.55 mL")
-    if not isinstance(bag.dmso_percent, Decimal) or not Decimal(0) <= bag.dmso_percent <= Decimal(20):
+    return at_most_decimals(volume_ml, 2, "volume_ml", f"Bag {number}: volume", "20.55 mL")
+
+
+def _dmso(dmso_percent: Any, number: int) -> Decimal:
+    if not isinstance(dmso_percent, Decimal) or not Decimal(0) <= dmso_percent <= Decimal(20):
         raise ValidationFailed(f"Bag {number}: DMSO between 0 and 20 %.", field="dmso_percent")
-    dmso = at_most_decimals(bag.dmso_percent, 2, "dmso_percent", f"Bag {number}: DMSO", "7.5 %")
-    if isinstance(bag.cells_per_ml, bool) or not isinstance(bag.cells_per_ml, int) or bag.cells_per_ml <= 0:
-        raise ValidationFailed(f"Bag {number}: give the cells per mL.", field="cells_per_ml")
-    return BagPlan(volume_ml=volume, cells_per_ml=int(bag.cells_per_ml), dmso_percent=dmso)
+    return at_most_decimals(dmso_percent, 2, "dmso_percent", f"Bag {number}: DMSO", "7.5 %")
 
 
 def _check_plans(bags: Sequence[BagPlan]) -> None:
@@ -54,17 +66,28 @@ def _check_plans(bags: Sequence[BagPlan]) -> None:
         check_bag_plan(bag, number)
 
 
-def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: datetime | None, bags: Sequence[BagPlan],
-                 basis: str = "viable") -> list[Bag]:
-    """Freeze the harvest into N bags; allocate a DIN and a product code (division) to each."""
-    require_technician(actor)
+def check_freezing(frozen_at: datetime | None, bags: Sequence[BagPlan]) -> None:
+    """The freezing as typed (its time, the bags), every problem at once; nothing is read from the database."""
+    problems = Problems()
+    problems.check(lambda: _check_frozen_at(frozen_at))
+    problems.check(lambda: _check_plans(bags))
+    problems.raise_any()
+
+
+def _check_frozen_at(frozen_at: datetime | None) -> None:
     if frozen_at is None or frozen_at.tzinfo is None:
         raise ValidationFailed("Give the date and time of freezing.", field="frozen_at")
     if frozen_at > utcnow():
         raise ValidationFailed("The freezing time cannot be in the future.", field="frozen_at")
     if not plausible_instant(frozen_at):
         raise ValidationFailed(f"The freezing time cannot be before {FIRST_DAY}.", field="frozen_at")
-    _check_plans(bags)
+
+
+def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: datetime | None, bags: Sequence[BagPlan],
+                 basis: str = "viable") -> list[Bag]:
+    """Freeze the harvest into N bags; allocate a DIN and a product code (division) to each."""
+    require_technician(actor)
+    check_freezing(frozen_at, bags)
     site = site_config()
     with use_case(session, actor, f"cryopreserved into {len(bags)} bag{'' if len(bags) == 1 else 's'}"):
         lot = lock_lot(session, lot_id)  # two freezings at once: the second sees the first's bags and is refused

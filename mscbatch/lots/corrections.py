@@ -38,6 +38,7 @@ from mscbatch.database import locked_row
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.bags import check_bag_plan
 from mscbatch.lots.models import Bag, ProcessStep
+from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import bags_of, product_of
 from mscbatch.lots.reagents import uses_outside_their_window
 from mscbatch.lots.services import lock_lot, missing_reagents_of, require_in_process, require_technician
@@ -48,9 +49,8 @@ from mscbatch.lots.steps import (
     check_growth,
     check_seeding,
     check_step_date,
-    checked_cells,
+    checked_harvest,
     checked_passage,
-    checked_viability,
     harvest_checks,
     steps_of,
 )
@@ -72,9 +72,12 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
     """Replace the recorded harvest's time, total and viability (viable cells recomputed). Once frozen, the bags
     must still fit in the corrected harvest."""
     require_technician(actor)
-    why = _reason(reason)
-    total = checked_cells(total_cells, "total_cells", "Total cells")
-    viability = checked_viability(viability_percent, harvest=True)
+    problems = Problems()  # every problem of what was typed at once
+    why = problems.check(lambda: _reason(reason))
+    checked = problems.check(lambda: checked_harvest(harvested_at, total_cells, viability_percent))
+    problems.raise_any()
+    assert checked is not None
+    total, viability = checked
     with use_case(session, actor, f"harvest corrected: {why}"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a correction of the harvest")
@@ -118,8 +121,12 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
     """Replace a passage's date, counts, viability and days; its PD and the cumulative PD of it and every later
     passage are computed again and checked against the product's limits, as when they were recorded."""
     require_technician(actor)
-    why = _reason(reason)
-    seeded, harvested, viability, days = checked_passage(details)
+    problems = Problems()  # every problem of what was typed at once
+    why = problems.check(lambda: _reason(reason))
+    checked = problems.check(lambda: checked_passage(details))
+    problems.raise_any()
+    assert checked is not None
+    seeded, harvested, viability, days = checked
     with use_case(session, actor, f"passage corrected: {why}"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "a correction of a passage")

@@ -43,6 +43,7 @@ from mscbatch.lots.models import (
     ReagentLot,
     ReagentUse,
 )
+from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import bags_of, get_lot, product_catalogue, product_of
 from mscbatch.lots.reagent_rules import missing_reagent_types, missing_reagents_words
 from mscbatch.recall.queries import recall_in_force_of, recall_words
@@ -112,40 +113,62 @@ class LotDetails:
     tissue_unit: str
 
 
-def _check_details(details: LotDetails) -> tuple[Any, Decimal, str]:
+def check_lot_details(details: LotDetails) -> tuple[Any, Decimal, str]:
+    """The collection as typed (product, time, site, amount, unit), every problem at once; nothing is read from the
+    database, so the new-lot page also runs it on a form refused for its own reasons."""
+    problems = Problems()
+    product = problems.check(lambda: _product(details.product_id))
+    problems.check(lambda: _check_collection_at(details.collection_at))
+    site = problems.check(lambda: _collection_site(details.collection_site))
+    amount = problems.check(lambda: _tissue_amount(details.tissue_amount))
+    if details.tissue_unit not in TISSUE_UNITS:
+        problems.add(ValidationFailed("Tissue unit: g or mL.", field="tissue_unit"))
+    problems.raise_any()
+    assert amount is not None and site is not None
+    return product, amount, site
+
+
+def _product(product_id: str) -> Any:
     try:
-        product = product_catalogue().get(details.product_id)
+        return product_catalogue().get(product_id)
     except KeyError:
         raise ValidationFailed("Choose a product of config/products.toml.", field="product_id") from None
-    if details.collection_at is None or details.collection_at.tzinfo is None:
+
+
+def _check_collection_at(collection_at: datetime | None) -> None:
+    if collection_at is None or collection_at.tzinfo is None:
         raise ValidationFailed("Give the collection date and time.", field="collection_at")
-    if details.collection_at > utcnow():
+    if collection_at > utcnow():
         raise ValidationFailed("The collection cannot be in the future.", field="collection_at")
-    if not plausible_instant(details.collection_at):
+    if not plausible_instant(collection_at):
         raise ValidationFailed(f"The collection cannot be before {FIRST_DAY}.", field="collection_at")
-    site = (details.collection_site or "").strip()
+
+
+def _collection_site(typed: str | None) -> str:
+    site = (typed or "").strip()
     if not site or len(site) > 120:
         raise ValidationFailed("Give the collection site (at most 120 characters).", field="collection_site")
     unprintable = field_problem("collection_facility", site)  # the bag label prints it: the label's own rule
     if unprintable:
         raise ValidationFailed(f"Collection site: {site!r} {unprintable}. Every bag label prints the collection "
                                "site.", field="collection_site")
-    amount = decimal_of(details.tissue_amount, "tissue_amount", "Tissue amount")
+    return site
+
+
+def _tissue_amount(typed: Decimal | str) -> Decimal:
+    amount = decimal_of(typed, "tissue_amount", "Tissue amount")
     if amount <= 0:
         raise ValidationFailed("The tissue amount must be greater than 0.", field="tissue_amount")
     if amount >= Decimal("100000000"):  # the column holds 8 digits before the point; no tissue weighs 100 t
         raise ValidationFailed("Tissue amount: far too much for a tissue collection; give it in g or mL, less "
                                "than 100 000 000.", field="tissue_amount")
-    amount = at_most_decimals(amount, 2, "tissue_amount", "Tissue amount:", "21.55")  # 0.004 g was stored as 0.00
-    if details.tissue_unit not in TISSUE_UNITS:
-        raise ValidationFailed("Tissue unit: g or mL.", field="tissue_unit")
-    return product, amount, site
+    return at_most_decimals(amount, 2, "tissue_amount", "Tissue amount:", "21.55")  # 0.004 g was stored as 0.00
 
 
 def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
     """Start a lot from a donor's collection (the donor gate decides whether and how)."""
     require_technician(actor)
-    product, amount, site_name = _check_details(details)
+    product, amount, site_name = check_lot_details(details)
     site = site_config()
     with use_case(session, actor):
         # locked first, as a donor recall and QA's decisions lock it: on PostgreSQL (READ COMMITTED) a lot started

@@ -32,6 +32,7 @@ from mscbatch.core.culture import (
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessStep
+from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import product_of
 from mscbatch.lots.services import at_most_decimals, lock_lot, require_in_process, require_technician
 from mscbatch.site import site_config, site_day, site_today
@@ -99,9 +100,14 @@ def checked_days(value: Any) -> Decimal | None:
 def checked_passage(details: PassageDetails) -> tuple[int, int, Decimal, Decimal | None]:
     """A passage's counts, viability and days in culture as typed, each checked: recording and correcting a passage
     read them alike."""
-    return (checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded"),
-            checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested"),
-            checked_viability(details.viability_percent), checked_days(details.days_in_culture))
+    problems = Problems()
+    seeded = problems.check(lambda: checked_cells(details.seeded_cells, "seeded_cells", "Cells seeded"))
+    harvested = problems.check(lambda: checked_cells(details.harvested_cells, "harvested_cells", "Cells harvested"))
+    viability = problems.check(lambda: checked_viability(details.viability_percent))
+    days = problems.check(lambda: checked_days(details.days_in_culture))
+    problems.raise_any()
+    assert seeded is not None and harvested is not None and viability is not None
+    return seeded, harvested, viability, days
 
 
 def check_seeding(earlier: ProcessStep | None, step_label: str, seeded: int) -> None:
@@ -208,12 +214,18 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
             raise Conflict("Record the isolation before the first passage (P0).")
         passages = [s for s in previous if s.kind == "passage"]
         expected = len(passages)
+        problems = Problems()  # the passage against the lot's record: every problem at once, on its field
         if details.passage_number != expected:
-            raise ValidationFailed(f"The next passage of lot {lot.lot_number} is P{expected}, not "
-                                   f"P{details.passage_number} (passages are recorded in order, without gaps).",
-                                   field="passage_number")
-        check_seeding(passages[-1] if passages else None, f"P{expected}", seeded)
-        check_growth(session, previous[-1:], f"P{expected}", seeded, harvested)
+            problems.add(ValidationFailed(f"The next passage of lot {lot.lot_number} is P{expected}, not "
+                                          f"P{details.passage_number} (passages are recorded in order, without "
+                                          "gaps).", field="passage_number"))
+        problems.check(lambda: check_seeding(passages[-1] if passages else None, f"P{expected}", seeded))
+        problems.check(lambda: check_growth(session, previous[-1:], f"P{expected}", seeded, harvested))
+        performed_on = problems.check(lambda: check_step_date(lot, details.performed_on, previous))
+        if performed_on is not None:
+            problems.check(lambda: check_days_in_culture(lot, passages, expected, performed_on, days))
+        problems.raise_any()
+        assert performed_on is not None
         counts = [PassageCount(s.passage_number or 0, s.seeded_cells or 1, s.harvested_cells or 1) for s in passages]
         counts.append(PassageCount(expected, seeded, harvested))
         cumulative = cumulative_population_doublings(counts)
@@ -221,8 +233,6 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
         if not check.allowed:
             raise Conflict(f"Passage refused for {lot.product_name}: " + "; ".join(check.refusals) + ".",
                            field="passage_number")
-        performed_on = check_step_date(lot, details.performed_on, previous)
-        check_days_in_culture(lot, passages, expected, performed_on, days)
         step = ProcessStep(lot_id=lot.id, kind="passage", passage_number=expected,
                            performed_on=performed_on, seeded_cells=seeded,
                            harvested_cells=harvested, viability_percent=viability, days_in_culture=days,
@@ -258,9 +268,7 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
                    viability_percent: Decimal | str) -> Lot:
     """The final harvest: total cells, viability, and viable cells = total x viability (core, rounded down)."""
     require_technician(actor)
-    total = checked_cells(total_cells, "total_cells", "Total cells")
-    viability = checked_viability(viability_percent, harvest=True)
-    _check_harvest_time(harvested_at)
+    total, viability = checked_harvest(harvested_at, total_cells, viability_percent)
     with use_case(session, actor, "harvest recorded"):
         lot = lock_lot(session, lot_id)
         require_in_process(lot, "the harvest")
@@ -274,6 +282,18 @@ def record_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: d
         lot.harvest_viability_percent = viability
         lot.harvest_viable_cells = viable
     return lot
+
+
+def checked_harvest(harvested_at: datetime | None, total_cells: Any, viability_percent: Any) -> tuple[int, Decimal]:
+    """A harvest's time, total and viability as typed, every problem at once (recording and correcting a harvest
+    read them alike); nothing is read from the database."""
+    problems = Problems()
+    total = problems.check(lambda: checked_cells(total_cells, "total_cells", "Total cells"))
+    viability = problems.check(lambda: checked_viability(viability_percent, harvest=True))
+    problems.check(lambda: _check_harvest_time(harvested_at))
+    problems.raise_any()
+    assert total is not None and viability is not None
+    return total, viability
 
 
 def _check_harvest_time(harvested_at: datetime | None) -> None:

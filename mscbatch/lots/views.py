@@ -2,17 +2,19 @@
 Views parse and authorise; the services decide and write. Times typed in forms are site-local (site.toml)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan, format_cells
-from mscbatch.core.identifiers import din_shown
+from mscbatch.core.identifiers import MAX_DIVISIONS, din_shown
 from mscbatch.core.states import LOT, state_words
 from mscbatch.custody.returns import assessed_returns
 from mscbatch.donors.models import Donor
@@ -37,6 +39,7 @@ from mscbatch.lots.forms import (
     TransitionForm,
 )
 from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag
+from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import (
     LotFilters,
     boxes,
@@ -54,6 +57,7 @@ from mscbatch.site import site_config, site_time, site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
+T = TypeVar("T")
 bp.record_once(lambda _state: (site_config(), product_catalogue()))  # a bad config file stops the app at start
 
 
@@ -135,23 +139,51 @@ def donor_choices(session: Any, *, recalled_too: bool = False) -> list[tuple[int
         wanted = wanted.where(Donor.id.not_in(select(Recall.donor_id).where(
             Recall.scope == "donor", Recall.donor_id.is_not(None), Recall.status.in_(IN_FORCE))))
     donors = session.scalars(wanted.order_by(Donor.id.desc())).all()
-    return [(d.id, f"{d.code} ({d.tissue_source.replace('_', ' ')}, {_standing(session, d)})") for d in donors]
+    reopened = _reopenings(session, [d.id for d in donors if d.status == "pending_review"])
+    return [(d.id, f"{d.code} ({d.tissue_source.replace('_', ' ')}, {_standing(d, reopened)})") for d in donors]
 
 
-def _standing(session: Any, donor: Donor) -> str:
-    """Where a donor's eligibility stands, in the words of the lot form's donor select."""
+def _reopenings(session: Any, donor_ids: list[int]) -> dict[int, str | None]:
+    """For each donor under review whose signed decision was reopened: the result that reopened its latest reopened
+    decision ("positive", "negative", ...), or None when QA reopened it. One query for every donor listed.
+
+    The result is the one a lookback names (decisions.reopen records it for a result that is not negative);
+    otherwise the result entered while that approval was in force: donors.services.record_result reopens an
+    approval in force with every result recorded (under the donor's lock), so a result entered between its
+    signature and its reopening is the one that reopened it. A reopened ineligible decision was reopened by QA
+    (a result never reopens one)."""
+    if not donor_ids:
+        return {}
+    from mscbatch.donors.models import APPROVED, DonorLookback, EligibilityDecision, ScreeningResult
+
+    latest = (select(EligibilityDecision.id, EligibilityDecision.donor_id, EligibilityDecision.meaning,
+                     EligibilityDecision.judged_at, EligibilityDecision.superseded_at,
+                     func.row_number().over(partition_by=EligibilityDecision.donor_id, order_by=(
+                         EligibilityDecision.superseded_at.desc(), EligibilityDecision.id.desc())).label("rank"))
+              .where(EligibilityDecision.donor_id.in_(donor_ids), EligibilityDecision.superseded_at.is_not(None))
+              .subquery())
+    named = aliased(ScreeningResult)  # the result a lookback names
+    entered = aliased(ScreeningResult)  # a result entered while the approval was in force
+    rows = session.execute(
+        select(latest.c.donor_id, named.result, entered.result)
+        .outerjoin(DonorLookback, (DonorLookback.superseded_decision_id == latest.c.id)
+                   & DonorLookback.triggering_result_id.is_not(None))
+        .outerjoin(named, named.id == DonorLookback.triggering_result_id)
+        .outerjoin(entered, (entered.donor_id == latest.c.donor_id) & (latest.c.meaning == APPROVED)
+                   & entered.entered_at.between(latest.c.judged_at, latest.c.superseded_at))
+        .where(latest.c.rank == 1)
+        .order_by(latest.c.donor_id, entered.entered_at, entered.id, DonorLookback.id.desc()))
+    found: dict[int, str | None] = {}
+    for donor_id, by_lookback, by_entry in rows:
+        found.setdefault(donor_id, by_lookback or by_entry)  # the first result entered is the one that reopened
+    return found
+
+
+def _standing(donor: Donor, reopened: dict[int, str | None]) -> str:
+    """Where a donor's eligibility stands, in the words of the lot form's donor select. `reopened`: _reopenings."""
     if donor.status != "pending_review":
         return donor.status.replace("_", " ")
-    from mscbatch.donors.models import DonorLookback, EligibilityDecision, ScreeningResult
-
-    reopened = session.scalar(select(EligibilityDecision).where(
-        EligibilityDecision.donor_id == donor.id, EligibilityDecision.superseded_at.is_not(None))
-        .order_by(EligibilityDecision.superseded_at.desc(), EligibilityDecision.id.desc()).limit(1))
-    result = None if reopened is None else session.scalar(
-        select(ScreeningResult.result).join(DonorLookback, DonorLookback.triggering_result_id == ScreeningResult.id)
-        .where(DonorLookback.superseded_decision_id == reopened.id).limit(1))
-    if result is None and reopened is not None and (reopened.superseded_reason or "").startswith("New "):
-        result = "new"  # a result reopening a decision that opened no lookback
+    result = reopened.get(donor.id)
     if result is None:
         return "reopened by QA: awaiting QA's signature again"
     return f"reopened: late {result} result" if result in ("positive", "indeterminate") else "reopened: new result"
@@ -167,13 +199,21 @@ def create() -> Any:
     if request.method == "GET" and request.args.get("donor", type=int):
         form.donor_id.data = request.args.get("donor", type=int)
     status = 200
-    if form.validate_on_submit():
+
+    def read(problems: Problems) -> services.LotDetails:
+        details = services.LotDetails(
+            donor_id=form.donor_id.data, product_id=form.product_id.data,
+            collection_at=problems.check(lambda: site_time(form.collection_at.data, "collection_at",
+                                                           "Collection time")),
+            collection_site=form.collection_site.data, tissue_amount=form.tissue_amount.data,
+            tissue_unit=form.tissue_unit.data)
+        problems.check(lambda: services.check_lot_details(details))
+        return details
+
+    details = _read(form, read) if request.method == "POST" else None
+    if details is not None:
         try:
-            lot = services.create_lot(db.session, current_user, services.LotDetails(
-                donor_id=form.donor_id.data, product_id=form.product_id.data,
-                collection_at=site_time(form.collection_at.data, "collection_at", "Collection time"),
-                collection_site=form.collection_site.data,
-                tissue_amount=form.tissue_amount.data, tissue_unit=form.tissue_unit.data))
+            lot = services.create_lot(db.session, current_user, details)
         except DomainError as error:
             show_error(form, error)
             status = error.status
@@ -182,7 +222,7 @@ def create() -> Any:
                                                       "approved." if lot.eligibility_pending else ""),
                   "warning" if lot.eligibility_pending else "success")
             return redirect(url_for("lots.detail", lot_id=lot.id))
-    elif form.errors:
+    elif request.method == "POST":
         status = 422
     if request.method == "POST":  # shown again: the donors a lot may be started from (see donor_choices)
         db.session.rollback()
@@ -295,12 +335,27 @@ def detail(lot_id: int) -> Any:
     return _detail(lot_id)
 
 
-def _act(lot_id: int, form: Any, name: str, action: Any, message: Any, anchor: str) -> Any:
-    """Validate a posted form, run the use case, then flash and redirect, or re-show the page with errors."""
-    if not form.validate_on_submit():
+def _read(form: Any, read: Callable[[Problems], T] | None = None) -> T | None:
+    """A posted form read, or None when refused: every problem at once, each on its field (the form's own checks,
+    then `read`'s: the view's reading of times and counts and the services' checks of what was typed, none of which
+    writes, on the fields not refused already), as the donor and recall forms say them."""
+    valid = form.validate_on_submit()
+    problems = Problems(refused=[name for name, errors in form.errors.items() if errors])
+    value = read(problems) if read is not None else None
+    if problems.show(form) or not valid:
+        return None
+    return value if read is not None else True
+
+
+def _act(lot_id: int, form: Any, name: str, action: Any, message: Any, anchor: str,
+         read: Callable[[Problems], Any] | None = None) -> Any:
+    """Read a posted form (_read), run the use case on what was read, then flash and redirect, or re-show the
+    page with errors. `action` takes what `read` returned (nothing without `read`)."""
+    typed = _read(form, read)
+    if typed is None:
         return _detail(lot_id, 422, **{name: form})
     try:
-        result = action()
+        result = action(typed) if read is not None else action()
     except DomainError as error:
         show_error(form, error)
         return _detail(lot_id, error.status, **{name: form})
@@ -321,15 +376,24 @@ def isolation(lot_id: int) -> Any:
 @roles_required("technician")
 def passage(lot_id: int) -> Any:
     form = PassageForm(prefix="passage")
-    return _act(lot_id, form, "passage_form", lambda: steps.record_passage(
-        db.session, current_user, lot_id, steps.PassageDetails(
-            passage_number=form.passage_number.data, performed_on=form.performed_on.data,
-            seeded_cells=millions(form.seeded_cells.data, "seeded_cells", "Cells seeded"),
-            harvested_cells=millions(form.harvested_cells.data, "harvested_cells", "Cells harvested"),
-            viability_percent=form.viability_percent.data, days_in_culture=form.days_in_culture.data,
-            notes=form.notes.data or "")),
+    return _act(lot_id, form, "passage_form", lambda details: steps.record_passage(
+        db.session, current_user, lot_id, details),
         lambda s: f"Passage {s.label} recorded: PD {s.population_doublings}, cumulative PD {s.cumulative_pd}."
-        + (f" Warning: {s.warnings}." if s.warnings else ""), "process")
+        + (f" Warning: {s.warnings}." if s.warnings else ""), "process",
+        read=lambda problems: _passage_details(form, problems, form.passage_number.data, form.notes.data or ""))
+
+
+def _passage_details(form: Any, problems: Problems, number: int | None, notes: str = "") -> steps.PassageDetails:
+    """A passage as typed in its form or its correction's, the services' checks of the values run."""
+    details = steps.PassageDetails(
+        passage_number=number, performed_on=form.performed_on.data,
+        seeded_cells=problems.check(lambda: millions(form.seeded_cells.data, "seeded_cells",
+                                                     "Cells seeded")),
+        harvested_cells=problems.check(lambda: millions(form.harvested_cells.data, "harvested_cells",
+                                                        "Cells harvested")),
+        viability_percent=form.viability_percent.data, days_in_culture=form.days_in_culture.data, notes=notes)
+    problems.check(lambda: steps.checked_passage(details))
+    return details
 
 
 @bp.route("/<int:lot_id>/deviations", methods=["POST"])
@@ -368,39 +432,41 @@ def reagent(lot_id: int) -> Any:
 @roles_required("technician")
 def harvest(lot_id: int) -> Any:
     form = HarvestForm(prefix="harvest")
-    return _act(lot_id, form, "harvest_form", lambda: steps.record_harvest(
-        db.session, current_user, lot_id,
-        harvested_at=site_time(form.harvested_at.data, "harvested_at", "Harvest time"),
-        total_cells=millions(form.total_cells.data, "total_cells", "Total cells"),
-        viability_percent=form.viability_percent.data),
-        lambda lot: f"Harvest recorded: {format_cells(lot.harvest_viable_cells)} viable cells.", "harvest")
+    return _act(lot_id, form, "harvest_form", lambda typed: steps.record_harvest(
+        db.session, current_user, lot_id, **typed),
+        lambda lot: f"Harvest recorded: {format_cells(lot.harvest_viable_cells)} viable cells.", "harvest",
+        read=lambda problems: _harvest_values(form, problems))
+
+
+def _harvest_values(form: Any, problems: Problems) -> dict[str, Any]:
+    """A harvest as typed in its form or its correction's, the services' checks of the values run."""
+    typed = dict(harvested_at=problems.check(lambda: site_time(form.harvested_at.data, "harvested_at",
+                                                               "Harvest time")),
+                 total_cells=problems.check(lambda: millions(form.total_cells.data, "total_cells", "Total cells")),
+                 viability_percent=form.viability_percent.data)
+    problems.check(lambda: steps.checked_harvest(**typed))
+    return typed
 
 
 @bp.route("/<int:lot_id>/harvest/correction", methods=["POST"])
 @roles_required("technician")
 def correct_harvest(lot_id: int) -> Any:
     form = HarvestCorrectionForm(prefix="harvestfix")
-    return _act(lot_id, form, "harvest_fix_form", lambda: corrections.correct_harvest(
-        db.session, current_user, lot_id,
-        harvested_at=site_time(form.harvested_at.data, "harvested_at", "Harvest time"),
-        total_cells=millions(form.total_cells.data, "total_cells", "Total cells"),
-        viability_percent=form.viability_percent.data, reason=form.reason.data), lambda lot: f"Harvest corrected: {format_cells(lot.harvest_viable_cells)} viable "
-        "cells. The old values and your reason are in the audit trail.", "harvest")
+    return _act(lot_id, form, "harvest_fix_form", lambda typed: corrections.correct_harvest(
+        db.session, current_user, lot_id, **typed, reason=form.reason.data),
+        lambda lot: f"Harvest corrected: {format_cells(lot.harvest_viable_cells)} viable cells. The old values and "
+        "your reason are in the audit trail.", "harvest", read=lambda problems: _harvest_values(form, problems))
 
 
 @bp.route("/<int:lot_id>/passages/<int:step_id>/correction", methods=["POST"])
 @roles_required("technician")
 def correct_passage(lot_id: int, step_id: int) -> Any:
     form = PassageCorrectionForm(prefix=f"fix{step_id}")
-    if not form.validate_on_submit():
+    details = _read(form, lambda problems: _passage_details(form, problems, None))
+    if details is None:
         return _detail(lot_id, 422, passage_fix=(step_id, form))
     try:
-        step = corrections.correct_passage(db.session, current_user, lot_id, step_id, steps.PassageDetails(
-            passage_number=None, performed_on=form.performed_on.data,
-            seeded_cells=millions(form.seeded_cells.data, "seeded_cells", "Cells seeded"),
-            harvested_cells=millions(form.harvested_cells.data, "harvested_cells", "Cells harvested"),
-            viability_percent=form.viability_percent.data,
-            days_in_culture=form.days_in_culture.data), form.reason.data)
+        step = corrections.correct_passage(db.session, current_user, lot_id, step_id, details, form.reason.data)
     except DomainError as error:
         show_error(form, error)
         return _detail(lot_id, error.status, passage_fix=(step_id, form))
@@ -414,7 +480,7 @@ def correct_passage(lot_id: int, step_id: int) -> Any:
 def correct_reagent_use(lot_id: int, use_id: int) -> Any:
     form = ReagentUseCorrectionForm(prefix=f"reagentfix{use_id}")
     form.reagent_lot_id.choices = [(posted_id(request.form.get(f"reagentfix{use_id}-reagent_lot_id")), "")]
-    if not form.validate_on_submit():
+    if _read(form) is None:
         return _detail(lot_id, 422, reagent_fix=(use_id, form))
     try:
         done = reagent_corrections.correct_reagent_use(
@@ -436,13 +502,23 @@ def correct_reagent_use(lot_id: int, use_id: int) -> Any:
 def correct_bag(lot_id: int) -> Any:
     form = BagContentCorrectionForm(prefix="bagfix")
     form.bag_id.choices = [(posted_id(request.form.get("bagfix-bag_id")), "")]
-    if not form.validate_on_submit():
+
+    def read(problems: Problems) -> BagPlan:
+        plan = BagPlan(volume_ml=form.volume_ml.data, dmso_percent=form.dmso_percent.data,
+                       cells_per_ml=problems.check(lambda: millions(form.cells_per_ml.data, "cells_per_ml",
+                                                                    "Cells per mL")))
+        chosen = db.session.get(Bag, form.bag_id.data) if form.bag_id.data else None
+        if chosen is not None and chosen.lot_id == lot_id:  # the bag's number names it in the refusals
+            problems.check(lambda: bag_services.check_bag_plan(plan, chosen.bag_number))
+        return plan
+
+    plan = _read(form, read)
+    if plan is None:
         return _detail(lot_id, 422, bag_fix_form=form)
     try:
         bag = corrections.correct_bag_content(
-            db.session, current_user, lot_id, form.bag_id.data, volume_ml=form.volume_ml.data,
-            cells_per_ml=millions(form.cells_per_ml.data, "cells_per_ml", "Cells per mL"),
-            dmso_percent=form.dmso_percent.data, reason=form.reason.data)
+            db.session, current_user, lot_id, form.bag_id.data, volume_ml=plan.volume_ml,
+            cells_per_ml=plan.cells_per_ml, dmso_percent=plan.dmso_percent, reason=form.reason.data)
     except DomainError as error:
         show_error(form, error)
         return _detail(lot_id, error.status, bag_fix_form=form)
@@ -461,16 +537,21 @@ def correct_bag(lot_id: int) -> Any:
 def cryopreservation(lot_id: int) -> Any:
     form = CryoForm(prefix="cryo")
 
-    def action() -> Any:
-        plan = BagPlan(volume_ml=form.volume_ml.data,
-                       cells_per_ml=millions(form.cells_per_ml.data, "cells_per_ml", "Viable cells per mL"),
-                       dmso_percent=form.dmso_percent.data)
-        return bag_services.cryopreserve(db.session, current_user, lot_id,
-                                         frozen_at=site_time(form.frozen_at.data, "frozen_at", "Freezing time"),
-                                         bags=[plan] * (form.bag_count.data or 0))
-    return _act(lot_id, form, "cryo_form", action,
-                lambda rows: f"Cryopreserved into {plural(len(rows), 'bag')}; "
-                f"{'DIN' if len(rows) == 1 else 'DINs'} allocated.", "bags")
+    def read(problems: Problems) -> dict[str, Any]:
+        plan = BagPlan(volume_ml=form.volume_ml.data, dmso_percent=form.dmso_percent.data,
+                       cells_per_ml=problems.check(lambda: millions(form.cells_per_ml.data, "cells_per_ml",
+                                                                    "Viable cells per mL")))
+        frozen_at = problems.check(lambda: site_time(form.frozen_at.data, "frozen_at", "Freezing time"))
+        # a count refused by the form still has its bag judged once (all bags are alike); never a list of millions
+        count = form.bag_count.data if "bag_count" not in problems.refused else 1
+        bags = [plan] * min(max(count or 0, 0), MAX_DIVISIONS + 1)
+        problems.check(lambda: bag_services.check_freezing(frozen_at, bags))
+        return {"frozen_at": frozen_at, "bags": bags}
+
+    return _act(lot_id, form, "cryo_form", lambda typed: bag_services.cryopreserve(
+        db.session, current_user, lot_id, **typed),
+        lambda rows: f"Cryopreserved into {plural(len(rows), 'bag')}; {'DIN' if len(rows) == 1 else 'DINs'} "
+        "allocated.", "bags", read=read)
 
 
 @bp.route("/<int:lot_id>/transition", methods=["POST"])
@@ -494,14 +575,18 @@ def store(lot_id: int) -> Any:
     form.box_id.choices = box_choices(db.session)
 
     def action() -> Any:
+        problems = Problems()  # a bag of another lot and a position not in the box: both said
         bag = db.session.get(Bag, form.bag_id.data)
         if bag is None or bag.lot_id != lot_id:  # the lot's page places the lot's own bags only
-            raise ValidationFailed("Choose a bag of this lot.", field="bag_id")
+            problems.add(ValidationFailed("Choose a bag of this lot.", field="bag_id"))
         box = get_location(db.session, form.box_id.data)
         position = parse_position(box, form.position.data)
         if position is None:
-            raise ValidationFailed(f"{form.position.data!r} is not a position of {box_words(box)} (rows A-"
-                                   f"{chr(64 + (box.rows or 1))}, columns 1-{box.columns}).", field="position")
+            problems.add(ValidationFailed(f"{form.position.data!r} is not a position of {box_words(box)} (rows A-"
+                                          f"{chr(64 + (box.rows or 1))}, columns 1-{box.columns}).",
+                                          field="position"))
+        problems.raise_any()
+        assert position is not None
         return store_bag(db.session, current_user, form.bag_id.data, box.id, position, form.reason.data or "")
     return _act(lot_id, form, "store_form", action, lambda m: f"Bag stored in position {form.position.data.upper()}.",
                 "bags")

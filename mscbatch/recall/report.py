@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from io import BytesIO
-from typing import Any
+from typing import Any, Literal
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from mscbatch.auth.models import User
 from mscbatch.core.identifiers import din_shown
@@ -54,12 +54,35 @@ class EarlierDiscard:
         return f"Discarded under recall R-{self.recall_id} on {site_day(self.discarded_at):%Y-%m-%d}: no action"
 
 
+#: a bag's standing under this recall's hold (BagLine.hold_kind): not held by it, held and still in stock or on the
+#: ward, held then destroyed or given (final: the hold is kept as the record of the recall), or held then lifted
+HoldKind = Literal["none", "on_hold", "kept_destroyed", "kept_infused", "lifted"]
+KEPT = ("kept_destroyed", "kept_infused")
+
+#: what the report tells the unit to do with a bag (BagLine.action_kind; _action writes the words)
+ActionKind = Literal["notify", "discarded_before", "discarded_under_earlier", "destroyed_since", "not_held",
+                     "hold_lifted", "returned", "reserved", "on_the_ward", "in_stock"]
+
+
+def hold_kind(bag: Bag, hold: BagHold | None) -> HoldKind:
+    """A bag's standing under this recall's hold: the counts, the Hold column and the PDF decide from it."""
+    if hold is None:
+        return "none"
+    if hold.lifted_at is not None:
+        return "lifted"
+    if bag.status in NOT_HELD_BAG_STATES:  # given or destroyed under the hold: final, the hold stays
+        return "kept_destroyed" if bag.status == "discarded" else "kept_infused"
+    return "on_hold"
+
+
 @dataclass
 class BagLine:
     trace: BagTrace
     lot: Lot
     hold: BagHold | None
-    action: str
+    hold_kind: HoldKind
+    action_kind: ActionKind
+    action: str  # the words of action_kind, for display
     earlier: EarlierDiscard | None = None  # destroyed under another recall's hold before this one started
 
     @property
@@ -67,14 +90,10 @@ class BagLine:
         """The Hold column: a bag destroyed (or given) under its hold is no longer "ON HOLD" as if still in stock;
         its hold stays, the record of the recall, and the column says both. A bag destroyed under an earlier recall's
         hold names that recall (its "—" read as a bag never held)."""
-        if self.hold is None:
+        if self.hold_kind == "none":
             return f"— (held by R-{self.earlier.recall_id}, destroyed)" if self.earlier is not None else "—"
-        if self.hold.lifted_at is not None:
-            return "lifted"
-        status = self.trace.bag.status
-        if status in NOT_HELD_BAG_STATES:
-            return f"{'destroyed' if status == 'discarded' else status} (hold kept)"
-        return "ON HOLD"
+        return {"lifted": "lifted", "kept_destroyed": "destroyed (hold kept)", "kept_infused": "infused (hold kept)",
+                "on_hold": "ON HOLD"}[self.hold_kind]
 
     @property
     def discardable(self) -> bool:
@@ -199,24 +218,23 @@ def lookbacks_of_recall(session: Session, recall: Recall) -> list[RecallLookback
     window = [DonorLookback.donor_id == recall.donor_id, DonorLookback.closed_at >= recall.started_at]
     if recall.status == "ended" and recall.ended_at is not None:
         window.append(DonorLookback.closed_at <= recall.ended_at)
-    rows = list(session.scalars(select(DonorLookback).where(*window)))
-    reopened: set[int] = set()
-    if recall.status == "ended" and recall.lookback_id is not None and recall.lookback_id not in {r.id for r in rows}:
-        answered = session.get(DonorLookback, recall.lookback_id)
-        if answered is not None:
-            rows.append(answered)
-            reopened.add(answered.id)
-    rows.sort(key=lambda row: (row.opened_at, row.id))
-    user_ids = {i for row in rows for i in (row.opened_by_id, row.closed_by_id) if i is not None}
-    names = {u.id: u.full_name for u in session.scalars(select(User).where(User.id.in_(user_ids)))} if user_ids else {}
-    out = []
-    for row in rows:
-        trigger = session.get(ScreeningResult, row.triggering_result_id) if row.triggering_result_id else None
-        out.append(RecallLookback(lookback=row, opened_by=names.get(row.opened_by_id, "?"),
-                                  closed_by=names.get(row.closed_by_id, "?") if row.closed_by_id else None,
-                                  lab_reference=(trigger.lab_reference or None) if trigger is not None else None,
-                                  reopened=row.id in reopened))
-    return out
+    closed_under = and_(*window).label("closed_under")
+    wanted = closed_under
+    if recall.status == "ended" and recall.lookback_id is not None:  # and the one its end opened again
+        wanted = or_(closed_under, DonorLookback.id == recall.lookback_id)
+    # one statement: each lookback with its late result's report and the names of who opened and closed it
+    opener, closer = aliased(User), aliased(User)
+    rows = session.execute(
+        select(DonorLookback, ScreeningResult.lab_reference, opener.full_name, closer.full_name, closed_under)
+        .outerjoin(ScreeningResult, ScreeningResult.id == DonorLookback.triggering_result_id)
+        .outerjoin(opener, opener.id == DonorLookback.opened_by_id)
+        .outerjoin(closer, closer.id == DonorLookback.closed_by_id)
+        .where(wanted).order_by(DonorLookback.opened_at, DonorLookback.id))
+    # closed_under is NULL (or false) for the reopened one: open again, or closed since by a later recall
+    return [RecallLookback(lookback=row, opened_by=opened_by or "?",
+                           closed_by=(closed_by or "?") if row.closed_by_id else None,
+                           lab_reference=lab_reference or None, reopened=not in_window)
+            for row, lab_reference, opened_by, closed_by, in_window in rows]
 
 
 @dataclass
@@ -260,7 +278,7 @@ class RecallReport:
         """What follows a completed recall's count of holds kept: what became of their bags."""
         if not self.held_kept:
             return " (the recall held no bag)"
-        given = any(line.hold_words == "infused (hold kept)" for line in self.lines)  # never, the bedside stops it
+        given = any(line.hold_kind == "kept_infused" for line in self.lines)  # never, the bedside stops it
         gone = "destroyed or infused" if given else "destroyed"
         if self.held_final == self.held_kept:
             return f" (all {gone})" if self.held_kept > 1 else f" ({gone})"
@@ -270,7 +288,7 @@ class RecallReport:
         """What follows the count of bags on hold now (the page puts the count in bold)."""
         words = " (in stock or on the ward: never to be given)"
         if self.held_final:
-            given = any(line.hold_words == "infused (hold kept)" for line in self.lines)  # never, the bedside stops it
+            given = any(line.hold_kind == "kept_infused" for line in self.lines)  # never, the bedside stops it
             words += (f"; {self.held_final} held bag{'s' if self.held_final != 1 else ''} "
                       f"{'destroyed or infused' if given else 'destroyed'} since (final: the hold is kept as the "
                       "record of the recall)")
@@ -302,37 +320,42 @@ COMPLETED_HOLDS = "Completing lifts no hold: the bedside check still stops every
 ON_THE_WARD = ("dispatched", "received", "thawed")
 
 
-def _action(trace: BagTrace, hold: BagHold | None, recall: Recall, earlier: EarlierDiscard | None = None) -> str:
+def _action(trace: BagTrace, hold: BagHold | None, recall: Recall,
+            earlier: EarlierDiscard | None = None) -> tuple[ActionKind, str]:
+    """What to do with the bag: its kind (which the report decides from) and its words (which it shows)."""
     bag = trace.bag
     recipient = trace.current_recipient
     if recipient is not None and recipient.received:
         when = f" on {local_and_utc(recipient.infused_at)}" if recipient.infused_at else ""  # the site's time: whom to call
         verb = "infused into" if bag.status == "infused" else f"{bag.status} for"
-        return f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
+        return "notify", f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
     if bag.status == "discarded":
         # a recall holds no discarded bag (NOT_HELD_BAG_STATES): a hold means it was discarded after the recall
         # started (the ward or QA destroying a held bag), which the report must not date before it
         if hold is None:  # before it started: under another recall's hold (which it names), or for another reason
-            return earlier.words() if earlier is not None else "Discarded before the recall: no action"
-        return "Discarded after the recall started (it was on hold): destroyed, no further action"
+            if earlier is not None:
+                return "discarded_under_earlier", earlier.words()
+            return "discarded_before", "Discarded before the recall: no action"
+        return "destroyed_since", "Discarded after the recall started (it was on hold): destroyed, no further action"
     if hold is None:
-        return "Not held (bag made after the recall started): assess"
+        return "not_held", "Not held (bag made after the recall started): assess"
     if hold.lifted_at is not None:
-        return f"Hold lifted {local_and_utc(hold.lifted_at)} (recall ended)"
+        return "hold_lifted", f"Hold lifted {local_and_utc(hold.lifted_at)} (recall ended)"
     if bag.status == "returned":  # back from the ward, not in stock: QA's assessment of the return decides
         # (whether or not a course still reserves it: the assessment discards a reserved bag; the recall's page
         # and a cancelled course do not move it, so "the prescriber cancels, then QA discards it" led nowhere)
         reserved = (f", still reserved for patient {recipient.patient.code} by prescription "
                     f"#{recipient.prescription.id}" if recipient is not None else "")
-        return (f"ON HOLD, returned from the ward (not in stock{reserved}): do not put it back into stock; QA "
-                "discards it (Returned bags), or assesses its return once the recall has ended")
+        return "returned", (f"ON HOLD, returned from the ward (not in stock{reserved}): do not put it back into "
+                            "stock; QA discards it (Returned bags), or assesses its return once the recall has ended")
     if recipient is not None:  # a reserved bag is never discarded behind its course (custody.ward_words)
-        return (f"ON HOLD: reserved for patient {recipient.patient.code} by prescription #{recipient.prescription.id}, "
-                "not given: do not give; the prescriber cancels the course, then QA discards it")
+        return "reserved", (f"ON HOLD: reserved for patient {recipient.patient.code} by prescription "
+                            f"#{recipient.prescription.id}, not given: do not give; the prescriber cancels the course, "
+                            "then QA discards it")
     if bag.status in ON_THE_WARD:  # left the unit, its allocation since ended (e.g. the patient withdrawn)
-        return (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; retrieve it or have "
-                "it discarded")
-    return IN_STOCK_ACTION
+        return "on_the_ward", (f"ON HOLD on the ward ({bag.status}, not allocated to any patient): do not give; "
+                               "retrieve it or have it discarded")
+    return "in_stock", IN_STOCK_ACTION
 
 
 #: a held bag in stock: the page's action, beside its Discard (recalled) button, and the same on paper (no button)
@@ -342,13 +365,12 @@ IN_STOCK_ON_PAPER = "ON HOLD in stock: do not issue; QA to discard it"
 
 def paper_action(line: BagLine) -> str:
     """A bag's action as the PDF prints it: the page's words, except where they point at the page's own controls."""
-    return IN_STOCK_ON_PAPER if line.action == IN_STOCK_ACTION else line.action
+    return IN_STOCK_ON_PAPER if line.action_kind == "in_stock" else line.action
 
 
 def signed_words(signature: Signature) -> str:
-    """A signature as the recall's PDF prints it: the printed name, the local time with its zone and UTC beside it
-    (site.local_and_utc, as every other time of the report), and the meaning, as the pages say it."""
-    return f"Signed: {signature.printed_name}, {local_and_utc(signature.signed_at)}, “{signature.meaning}”"
+    """A signature as the recall's PDF prints it: its manifestation (local time with UTC beside), as the pages say it."""
+    return f"Signed: {signature.manifestation()}"
 
 
 def recall_report(session: Session, recall_id: int) -> RecallReport:
@@ -366,8 +388,9 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         for bag_trace in lot_trace.bags:
             hold = holds.get(bag_trace.bag.id)
             before = earlier.get(bag_trace.bag.id)
+            action_kind, action = _action(bag_trace, hold, recall, before)
             lines.append(BagLine(trace=bag_trace, lot=lot_trace.lot, hold=hold, earlier=before,
-                                 action=_action(bag_trace, hold, recall, before)))
+                                 hold_kind=hold_kind(bag_trace.bag, hold), action_kind=action_kind, action=action))
             for recipient in bag_trace.recipients:
                 if recipient.received:
                     notice = notices.setdefault(recipient.patient.id, PatientNotice(recipient.patient))
@@ -387,8 +410,8 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         signatures=signatures_of(session, recall), lots=lots, lines=lines,
         notify=sorted(notices.values(), key=lambda n: n.patient.code),
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
-        held_now=sum(1 for line in lines if line.hold_words == "ON HOLD"),
-        held_final=sum(1 for line in lines if line.hold_words.endswith("(hold kept)")), generated_at=utcnow(),
+        held_now=sum(1 for line in lines if line.hold_kind == "on_hold"),
+        held_final=sum(1 for line in lines if line.hold_kind in KEPT), generated_at=utcnow(),
         reconciliation=reconciliation, outstanding=outstanding_bags(session, recall, affected) if recall.active else [],
         donor_lots=donor_other_lots(session, recall), lookbacks=lookbacks_of_recall(session, recall))
 

@@ -8,10 +8,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mscbatch.audit.trail import Audited
 from mscbatch.database import Base
+from mscbatch.site import local_and_utc
 
 
 class Signature(Audited, Base):
-    """The manifestation of a signature (printed name, UTC time, meaning) bound to a record's content."""
+    """The manifestation of a signature (printed name, date-time, meaning) bound to a record's content."""
 
     __tablename__ = "signature"
     __append_only__ = True
@@ -29,4 +30,7 @@ class Signature(Audited, Base):
     __table_args__ = (Index("ix_signature_entity", "entity_type", "entity_id"),)
 
     def manifestation(self) -> str:
-        return f"{self.printed_name}, {self.signed_at:%Y-%m-%d %H:%M} UTC, {self.meaning}"
+        """The signature as people read it (21 CFR 11.50): the printed name, the instant in the site's local time
+        with UTC beside it (site.local_and_utc, as the pages say every time: UTC alone dates an evening signature
+        to the next day) and the meaning. Machine-read instants (the API) stay ISO 8601 in UTC."""
+        return f"{self.printed_name}, {local_and_utc(self.signed_at)}, “{self.meaning}”"

@@ -13,8 +13,8 @@ def test_the_notify_action_and_a_lifted_hold_say_the_sites_time_first() -> None:
     infused = datetime(2026, 12, 5, 20, 54, tzinfo=UTC)  # 21:54 in Paris (config/site.toml), winter time
     trace = SimpleNamespace(bag=SimpleNamespace(status="infused"), current_recipient=SimpleNamespace(
         received=True, infused_at=infused, patient=SimpleNamespace(code="SLE-UC-001")))
-    words = _action(trace, None, None)  # type: ignore[arg-type]
-    assert words == "NOTIFY CLINICIAN: infused into patient SLE-UC-001 on 2026-12-05 21:54 CET (20:54 UTC)"
+    kind, words = _action(trace, None, None)  # type: ignore[arg-type]
+    assert kind == "notify" and words == "NOTIFY CLINICIAN: infused into patient SLE-UC-001 on 2026-12-05 21:54 CET (20:54 UTC)"
     held = SimpleNamespace(bag=SimpleNamespace(status="stored"), current_recipient=None)
-    lifted = _action(held, SimpleNamespace(lifted_at=infused), None)  # type: ignore[arg-type]
-    assert lifted == "Hold lifted 2026-12-05 21:54 CET (20:54 UTC) (recall ended)"
+    kind, lifted = _action(held, SimpleNamespace(lifted_at=infused), None)  # type: ignore[arg-type]
+    assert kind == "hold_lifted" and lifted == "Hold lifted 2026-12-05 21:54 CET (20:54 UTC) (recall ended)"

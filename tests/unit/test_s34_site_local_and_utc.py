@@ -55,7 +55,7 @@ def test_the_page_and_the_recall_report_follow_one_function(monkeypatch: pytest.
     assert _text(local(infused)) == expected
     trace = SimpleNamespace(bag=SimpleNamespace(status="infused"), current_recipient=SimpleNamespace(
         received=True, infused_at=infused, patient=SimpleNamespace(code="SLE-UC-001")))
-    assert _action(trace, None, None) == f"NOTIFY CLINICIAN: infused into patient SLE-UC-001 on {expected}"  # type: ignore[arg-type]
+    assert _action(trace, None, None)[1] == f"NOTIFY CLINICIAN: infused into patient SLE-UC-001 on {expected}"  # type: ignore[arg-type]
 
 
 def test_an_instant_given_with_another_offset_is_said_in_true_utc() -> None:

@@ -1,28 +1,35 @@
 """The read-only audit viewer, filtered by record, user and date. The dates are the site's calendar days
 (config/site.toml's time zone, as on every other page): "5 December" in Paris runs from local midnight to the next,
 23:00 UTC on the 4th to 23:00 UTC on the 5th in winter; UTC days would drop the first local hour and take an hour
-of the 6th. The instants listed stay in UTC (the record's own words). QA sees every value; the administrator sees
-every change, who made it and when, with the values a role of theirs may not read masked (patients' records and
-identity, donors' identity: mscbatch.interop.privacy, the rule the evidence bundle follows). A hidden value (a
-password hash: `__audit_exclude__`, kept in the trail as a keyed digest) is shown to no one: "(hidden)"."""
+of the 6th. Each instant is listed in the site's time with UTC beside it, as on every other page. QA sees every
+value; the administrator sees every change, who made it and when, with the values a role of theirs may not read
+masked (patients' records and identity, donors' identity: mscbatch.interop.privacy, the rule the evidence bundle
+follows). A hidden value (a password hash: `__audit_exclude__`, kept in the trail as a keyed digest) is shown to no
+one: "(hidden)". The chain is verified here as `mscbatch audit verify` does, and the filtered events export as CSV."""
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
+from mscbatch.audit import checkpoints
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import HIDDEN, HIDDEN_PREFIX, is_hidden
+from mscbatch.audit.verify import verify_checkpoints, verify_database
 from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
+from mscbatch.interop.csv_exports import cell
 from mscbatch.interop.privacy import AuditMask
-from mscbatch.site import site_config
+from mscbatch.site import local_parts, site_config
 
 bp = Blueprint("audit", __name__)
 PAGE_SIZE = 50
@@ -74,16 +81,52 @@ def displayed(entity_type: str, field: str | None, value: str | None) -> str | N
     return pattern.sub(lambda found: f'"{found.group(1)}":"{HIDDEN}"', value)
 
 
-@bp.route("/audit")
-@roles_required("qa", "admin")
-def events() -> Any:
-    query = select(AuditEvent)
+#: the days a filter may name: the trail holds nothing older than this software, and a year typed as 0001 or 9999
+#: is a slip of the keyboard, said beside its field rather than silently moved to the nearest day the database takes
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+#: a value longer than this is folded (its first characters shown, the whole value one click away): a row's JSON
+#: snapshot filled the New column and made a page of 50 events 20 000 px tall
+FOLD_AFTER = 80
+#: record types whose words are not their table's name with spaces
+RECORD_TYPE_WORDS = {"api_token": "API token", "database": "Database (restore)", "label_print": "Label printing",
+                     "label_print_item": "Label printing: one label", "release_oos": "Release OOS investigation",
+                     "two_person_check": "Bedside two-person check"}
+
+
+def record_type_words(entity_type: str) -> str:
+    """A record type as users say it: "user_account" -> "User account"."""
+    return RECORD_TYPE_WORDS.get(entity_type) or entity_type.replace("_", " ").capitalize()
+
+
+def record_types_present(session: Any) -> list[tuple[str, str]]:
+    """(type, words) of each record type the trail holds, by its words: one query of a few index probes (the
+    entity index leads with the type), not a scan of a trail of millions of events."""
+    from mscbatch.audit.reconcile import audited_models
+    from mscbatch.backup import RESTORED_ENTITY
+
+    names = sorted({model.__tablename__ for model in audited_models()} | {RESTORED_ENTITY})
+    found = session.execute(select(*[exists().where(AuditEvent.entity_type == name) for name in names])).one()
+    return sorted(((name, record_type_words(name)) for name, held in zip(names, found, strict=True) if held),
+                  key=lambda pair: pair[1])
+
+
+def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, str], datetime | None,
+                                               datetime | None]:
+    """The query of the events the filter asks for, the filters and the days as typed, and the UTC span; `errors`
+    gets each field that cannot be applied (then the query is None)."""
     filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor")}
-    errors: dict[str, str] = {}
     (start, start_typed), (end, end_typed) = _date("from", "From", errors), _date("to", "To", errors)
-    if errors:  # a filter that cannot be applied: nothing listed, the field's error said beside it
-        return render_template("audit/events.html", events=[], masked=False, filters=filters, errors=errors,
-                               typed={"from": start_typed, "to": end_typed}, next_before=None, older={}), 422
+    for name, label, day in (("from", "From", start), ("to", "To", end)):
+        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+            errors[name] = (f"{label}: {day.isoformat()} is not a day the trail can hold: type a day from "
+                            f"{EARLIEST_DAY.isoformat()} to {LATEST_DAY.isoformat()}.")
+    if start and end and not errors and end < start:
+        errors["to"] = (f"To ({end.isoformat()}) is before From ({start.isoformat()}): To must be the same day as "
+                        "From or a later one.")
+    typed = {"from": start_typed, "to": end_typed}
+    if errors:
+        return None, filters, typed, None, None
+    query = select(AuditEvent)
     if filters["entity_type"]:
         query = query.where(AuditEvent.entity_type == filters["entity_type"])
     if filters["entity_id"]:
@@ -98,6 +141,40 @@ def events() -> Any:
         query = query.where(AuditEvent.occurred_at >= since)
     if until:
         query = query.where(AuditEvent.occurred_at < until)
+    typed = {"from": start.isoformat() if start else "", "to": end.isoformat() if end else ""}
+    return query, filters, typed, since, until
+
+
+def _shown(rows: list[AuditEvent], mask: AuditMask) -> list[dict[str, Any]]:
+    cases = mask.patient_cases(db.session, rows)  # events carrying a patient use case's reason
+    # the site's time first, as every page, and the full UTC instant beside it with its own date (the trail's own
+    # value: the UTC day differs from the local one around midnight)
+    return [{"event": e, "record_type": record_type_words(e.entity_type), "local": local_parts(e.occurred_at, True)[0],
+             "old": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.old_value),
+                               patient_case=e.seq in cases),
+             "new": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.new_value),
+                               patient_case=e.seq in cases),
+             "reason": mask.reason(e.entity_type, e.reason, action=e.action, patient_case=e.seq in cases)}
+            for e in rows]
+
+
+def _page(status: int = 200, **context: Any) -> Any:
+    context.setdefault("events", [])
+    context.setdefault("errors", {})
+    context.setdefault("verdict", None)
+    for name in ("since", "until", "next_before"):
+        context.setdefault(name, None)
+    return render_template("audit/events.html", record_types=record_types_present(db.session), fold=FOLD_AFTER,
+                           **context), status
+
+
+@bp.route("/audit")
+@roles_required("qa", "admin")
+def events() -> Any:
+    errors: dict[str, str] = {}
+    query, filters, typed, since, until = _filtered(errors)
+    if errors:  # a filter that cannot be applied: nothing listed, the field's error said beside it
+        return _page(422, masked=False, filters=filters, errors=errors, typed=typed, older={})
     before = keyset(request.args.get("before", type=int), MAX_SEQ)
     if before:
         query = query.where(AuditEvent.seq < before)
@@ -105,17 +182,82 @@ def events() -> Any:
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     mask = AuditMask.for_reader(current_user)
-    cases = mask.patient_cases(db.session, rows)  # events carrying a patient use case's reason
-    shown = [{"event": e,
-              "old": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.old_value),
-                                patient_case=e.seq in cases),
-              "new": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.new_value),
-                                patient_case=e.seq in cases),
-              "reason": mask.reason(e.entity_type, e.reason, action=e.action, patient_case=e.seq in cases)}
-             for e in rows]
-    typed = {"from": start.isoformat() if start else "", "to": end.isoformat() if end else ""}
     # the next page keeps every filter, the dates included
     older = {**{name: value for name, value in filters.items() if value}, **{k: v for k, v in typed.items() if v}}
-    return render_template("audit/events.html", events=shown, masked=mask.patient_records or bool(mask.identity_of),
-                           filters=filters, errors={}, typed=typed, older=older, since=since, until=until,
-                           next_before=rows[-1].seq if more and rows else None)
+    return _page(events=_shown(rows, mask), masked=mask.patient_records or bool(mask.identity_of), filters=filters,
+                 typed=typed, older=older, since=since, until=until,
+                 next_before=rows[-1].seq if more and rows else None)
+
+
+CSV_COLUMNS = ("seq", "occurred_at_utc", "actor", "action", "record_type", "record_id", "field", "old_value",
+               "new_value", "reason")
+
+
+@bp.route("/audit/events.csv")
+@roles_required("qa", "admin")
+def events_csv() -> Any:
+    """The events the filter lists, every page of them, oldest first, as the reader's role may read them (the same
+    masks as the page)."""
+    errors: dict[str, str] = {}
+    query, filters, typed, _since, _until = _filtered(errors)
+    if errors:
+        return _page(422, masked=False, filters=filters, errors=errors, typed=typed, older={})
+    mask = AuditMask.for_reader(current_user)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    after = 0
+    while True:  # in chunks by seq: a trail of millions of events is never held whole as objects
+        rows = db.session.scalars(query.where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(1000)).all()
+        if not rows:
+            break
+        for shown in _shown(list(rows), mask):
+            e = shown["event"]
+            writer.writerow([cell(value) for value in (
+                e.seq, e.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), e.actor_name, e.action,
+                e.entity_type, e.entity_id, e.field, shown["old"], shown["new"], shown["reason"])])
+        after = rows[-1].seq
+        db.session.expunge_all()
+    response = Response(buffer.getvalue().encode("utf-8"), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
+    return response
+
+
+def _checkpoint_file() -> Path:
+    configured = current_app.config.get("AUDIT_CHECKPOINT_FILE")
+    return Path(configured) if configured else Path(current_app.config["INSTANCE_DIR"]) / checkpoints.DEFAULT_FILE_NAME
+
+
+def chain_verdict() -> dict[str, Any]:
+    """What `mscbatch audit verify` finds, in the same order (the chain, then the checkpoint file), in words."""
+    key = current_app.config["AUDIT_KEY"]
+    verdict = verify_database(db.session, key)
+    if not verdict.ok:
+        return {"ok": False, "checked": verdict.events_checked,
+                "words": f"The audit trail is BROKEN at event {verdict.first_bad_seq}: {verdict.problem}. "
+                         f"{verdict.events_checked} events were verified before it."}
+    path = _checkpoint_file()
+    lines = checkpoints.read_lines(path)
+    if lines is None:
+        return {"ok": True, "checked": verdict.events_checked,
+                "words": f"The audit trail is intact: {verdict.events_checked} events verified, each linked to the "
+                         "one before it (no checkpoint file to compare with)."}
+    held = verify_checkpoints(db.session, key, lines, verdict.events_checked)
+    if not held.ok:
+        return {"ok": False, "checked": verdict.events_checked,
+                "words": f"The audit trail is BROKEN: {held.problem} (checkpoint file {path.name}). "
+                         f"{verdict.events_checked} events of the chain itself verified."}
+    return {"ok": True, "checked": verdict.events_checked,
+            "words": f"The audit trail is intact: {verdict.events_checked} events verified, each linked to the one "
+                     f"before it; the {held.checkpoints_checked} checkpoints of {path.name} hold."}
+
+
+@bp.route("/audit/verify", methods=["POST"])
+@roles_required("qa", "admin")
+def verify() -> Any:
+    """The chain verified on request (a POST: it reads the whole trail, which takes a while on millions of events,
+    so it is never set off by a link prefetched or followed by mistake)."""
+    verdict = chain_verdict()
+    return _page(verdict=verdict, masked=False,
+                 filters={"entity_type": "", "entity_id": "", "actor": ""}, typed={"from": "", "to": ""}, older={})

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody.bedside import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON
 from mscbatch.custody.infusions import START_REFUSALS
 from mscbatch.custody.models import TwoPersonCheck
@@ -73,10 +74,15 @@ STOP_KINDS = {
 #: the span of the counts by kind
 KIND_SPAN = ("last_7_days", timedelta(days=7))
 
+#: the wrong password that locked the account (auth counts it, then records the refusal in the same transaction)
+LOCKING_WORDS = "wrong password: the account is now locked"
+#: a lockout's event and the refusal it came with are a few events apart, in one transaction
+LOCK_SPAN = 20
+
 LOGIN_REASONS = {
     "unknown user name": "no account has this user name",
     "wrong password": "wrong password",
-    "account locked": "the account is locked after too many wrong passwords",
+    "account locked": "refused: the account was already locked",
     "account disabled": "the account is disabled",
 }
 
@@ -132,14 +138,35 @@ def _named(user: User | None, fallback: str) -> str:
     return f"{user.username} ({user.full_name})" if user else fallback
 
 
+def _locking(session: Session, events: list[AuditEvent]) -> set[int]:
+    """The seqs of those refusals that locked their account: each is the account's first refusal after the audited
+    change that set its locked_out_at, in the same transaction (a few events later). The refusal's own reason is
+    "wrong password" (auth writes it before it knows the count), so the lock is read off the account's change."""
+    mine = [e for e in events if e.entity_type == "user_account" and e.entity_id and e.entity_id.isdigit()]
+    if not mine:
+        return set()
+    locks = session.execute(select(AuditEvent.entity_id, AuditEvent.seq).where(
+        AuditEvent.entity_type == "user_account", AuditEvent.field == "locked_out_at",
+        AuditEvent.new_value.is_not(None), AuditEvent.entity_id.in_({e.entity_id for e in mine}),
+        AuditEvent.seq >= min(e.seq for e in mine) - LOCK_SPAN)).all()
+    found = set()
+    for account, lock_seq in locks:
+        after = [e.seq for e in mine if e.entity_id == account and lock_seq < e.seq <= lock_seq + LOCK_SPAN]
+        if after:
+            found.add(min(after))
+    return found
+
+
 def recent_failed_logins(session: Session) -> list[Incident]:
     events = _recent_events(session, _failed_logins())
     people = _people(session, {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()})
+    locking = _locking(session, events)
     incidents = []
     for e in events:
         user = people.get(int(e.entity_id)) if e.entity_id and e.entity_id.isdigit() else None
         who = _named(user, f"unknown name '{e.new_value or ''}'")
-        incidents.append(Incident(e.occurred_at, who, LOGIN_REASONS.get(e.reason or "", e.reason or "refused")))
+        what = LOCKING_WORDS if e.seq in locking else LOGIN_REASONS.get(e.reason or "", e.reason or "refused")
+        incidents.append(Incident(e.occurred_at, who, what))
     return incidents
 
 
@@ -159,12 +186,56 @@ def recent_second_person_refusals(session: Session) -> list[Incident]:
     return incidents
 
 
+#: a signed record's parent, by which users know it (a decision is "of donor D-2026-0002")
+_PARENT_COLUMNS = (("lot_id", "lot"), ("donor_id", "donor"), ("patient_id", "patient"), ("bag_id", "bag"))
+
+
+def _known_as(record: Any, table: str) -> str | None:
+    """A lot, donor, bag or recall by the name users know it by; a patient by no name (the administrator, who reads
+    this page, may not read patients)."""
+    if table == "lot":
+        return f"lot {record.lot_number}"
+    if table == "donor":
+        return f"donor {record.code}"
+    if table == "bag":
+        return f"bag {din_shown(record)}"
+    if table == "recall":
+        return f"recall R-{record.id}"
+    if table == "patient":
+        return "a patient's record"
+    return None
+
+
+def record_words(session: Session, table: str, record_id: str | None) -> str:
+    """The record a refused signature was for, as users know it: "donor D-2026-0002", "release disposition of lot
+    MSC-2026-0003"; never a database id alone, except for a record that is gone (then its type and id)."""
+    from mscbatch.audit.reconcile import audited_models
+    from mscbatch.audit.views import record_type_words
+
+    words = record_type_words(table).lower()
+    models = {m.__tablename__: m for m in audited_models()}
+    model = models.get(table)
+    record = session.get(model, int(record_id)) if model is not None and (record_id or "").isdigit() else None
+    if record is None:
+        return f"{words} (record {record_id})" if record_id else words
+    own = _known_as(record, table)
+    if own:
+        return own
+    for column, parent_table in _PARENT_COLUMNS:
+        parent_id = getattr(record, column, None)
+        parent_model = models.get(parent_table)
+        parent = session.get(parent_model, parent_id) if parent_id is not None and parent_model else None
+        if parent is not None:
+            return f"{words} of {_known_as(parent, parent_table)}"
+    return f"{words} (record {record_id})"
+
+
 def recent_refused_signatures(session: Session) -> list[Incident]:
     events = _recent_events(session, AuditEvent.action.in_(SIGNATURE_REFUSED_ACTIONS))
     people = _people(session, {e.actor_id for e in events if e.actor_id is not None})
     return [Incident(e.occurred_at, _named(people.get(e.actor_id or 0), e.actor_name),
-                     f"wrong password when signing '{e.new_value or ''}' on {e.entity_type.replace('_', ' ')} "
-                     f"{e.entity_id or ''}".strip())
+                     f"wrong password when signing '{e.new_value or ''}' on "
+                     f"{record_words(session, e.entity_type, e.entity_id)}")
             for e in events]
 
 
@@ -188,21 +259,27 @@ def _object(text: str | None) -> dict[str, Any] | None:
 
 def recent_bedside_stops(session: Session) -> list[Incident]:
     rows = session.execute(
-        select(TwoPersonCheck, User, Bag.din).join(User, User.id == TwoPersonCheck.checked_by_id)
+        select(TwoPersonCheck, User, Bag).join(User, User.id == TwoPersonCheck.checked_by_id)
         .outerjoin(Bag, Bag.id == TwoPersonCheck.bag_id).where(TwoPersonCheck.result == "stop")
         .order_by(TwoPersonCheck.checked_at.desc(), TwoPersonCheck.id.desc()).limit(RECENT)).all()
+    # the DIN as the label prints it, its check character included: the one the administrator looks up
     return [Incident(check.checked_at, _named(user, ""),
-                     f"bag {din or 'not identified'}: " + "; ".join(_stop_kinds(check.failures)))
-            for check, user, din in rows]
+                     f"bag {din_shown(bag) if bag else 'not identified'}: " + "; ".join(_stop_kinds(check.failures)))
+            for check, user, bag in rows]
+
+
+def _bag_words(bags: dict[int, Bag], bag_id: str | None) -> str:
+    bag = bags.get(int(bag_id)) if (bag_id or "").isdigit() else None
+    return din_shown(bag) if bag else f"(record {bag_id})"
 
 
 def recent_refused_starts(session: Session) -> list[Incident]:
     events = _recent_events(session, AuditEvent.action.in_(START_REFUSED_ACTIONS))
     people = _people(session, {e.actor_id for e in events if e.actor_id is not None})
     bag_ids = {int(e.entity_id) for e in events if e.entity_id and e.entity_id.isdigit()}
-    dins = dict(session.execute(select(Bag.id, Bag.din).where(Bag.id.in_(bag_ids))).all()) if bag_ids else {}
+    bags = {bag.id: bag for bag in session.scalars(select(Bag).where(Bag.id.in_(bag_ids)))} if bag_ids else {}
     return [Incident(e.occurred_at, _named(people.get(e.actor_id or 0), e.actor_name),
-                     f"bag {dins.get(int(e.entity_id or 0), e.entity_id)}: {_start_kind(e)}")
+                     f"bag {_bag_words(bags, e.entity_id)}: {_start_kind(e)}")
             for e in events]
 
 

@@ -30,6 +30,8 @@ EXPECTED_ACCESS: dict[str, object] = {
     "auth.user_detail": {"admin"},
     "auth.user_action": {"admin"},
     "audit.events": {"qa", "admin"},
+    "audit.events_csv": {"qa", "admin"},
+    "audit.verify": {"qa", "admin"},
     "api-docs.openapi_json": PUBLIC,
     "api.me": SIGNED_IN,
     # donors (issue 3): read by every signed-in role (identity fields filtered), written by the lab, signed by QA

@@ -67,9 +67,11 @@ def test_json_too_deep_or_with_a_huge_integer_is_refused_as_malformed(app, users
 
 def test_extreme_dates_and_ids_in_list_filters_mean_no_bound(app, users, client_as):
     qa, tech = client_as("qa"), client_as("technician")
-    for url in ("/audit?to=9999-12-31", "/audit?from=0001-01-01", "/audit?before=9223372036854775808",
-                "/audit?before=-1"):
+    for url in ("/audit?before=9223372036854775808", "/audit?before=-1"):
         assert qa.get(url).status_code == 200, url
+    for url in ("/audit?to=9999-12-31", "/audit?from=0001-01-01"):  # a trail's day out of 2000-2099: said, not read
+        refused = qa.get(url)
+        assert refused.status_code == 422 and "2000-01-01" in refused.get_data(as_text=True), url
     for url in ("/lots?before=2147483648", "/lots?before=99999999999999999999", "/lots?from=0001-01-01",
                 "/lots?to=9999-12-31"):
         assert tech.get(url).status_code == 200, url

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import DateField, HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from mscbatch.core.donor_rules import RuleSet
 from mscbatch.donors.models import DONOR_TYPE_LABELS, MEANINGS, RELATIONSHIP_LABELS, SEX_LABELS, SOURCE_LABELS
+from mscbatch.web.date_fields import TypedDateField
 from mscbatch.web.forms import FlaskForm
 
 
@@ -43,21 +44,25 @@ class DonorForm(FlaskForm):
     recipient_code = StringField("Intended recipient's trial patient code (familial donors)",
                                  validators=[Optional(), Length(max=40)])
     initials = StringField("Donor initials", validators=[Optional(), Length(max=10)])
-    date_of_birth = DateField("Date of birth", validators=[Optional()])
+    date_of_birth = TypedDateField("Date of birth", validators=[Optional()])
     sex = SelectField("Sex", choices=choices([("", "Not recorded yet"), *SEX_LABELS.items()]), default="")
     weight_kg = StringField("Weight (kg)", validators=[Optional(), Length(max=8)])
     consent_signed = _tri("Informed consent signed")
-    consent_date = DateField("Consent date", validators=[Optional()])
+    consent_date = TypedDateField("Consent date", validators=[Optional()])
     social_security = _tri("Affiliated to social security")
     childbearing_potential = _tri("Woman of childbearing potential")
     contraception = _tri("On effective contraception")
     retest_180_days_negative = _tri("Negative retest 180 days after donation documented")
-    planned_collection_date = DateField("Planned collection (donation) date", validators=[Optional()])
+    planned_collection_date = TypedDateField("Planned collection (donation) date", validators=[Optional()])
 
     def set_rule_sets(self, rule_sets: dict[str, RuleSet]) -> DonorForm:
         self.rule_set_id.choices = choices([("", "Choose…")] + [
             (rs.id, f"{SOURCE_LABELS[rs.tissue_source]}: {rs.protocol} (rule set {rs.id} v{rs.version})")
             for rs in rule_sets.values()])
+        #: the rule sets whose extended sample window a negative 180-day retest opens: the only ones the retest
+        #: field is shown for (the others' rules ignore it)
+        self.retest_rule_sets = {rs.id: rs for rs in rule_sets.values()
+                                 if rs.sample_window.extended and rs.sample_window.extended.accept_retest_180_days}
         return self
 
 
@@ -72,7 +77,7 @@ class DonorEditForm(DonorForm):
 class ResultForm(FlaskForm):
     marker = SelectField("Marker", validators=[DataRequired("Choose the marker.")])
     result = RadioField("Result", choices=RESULT_CHOICES, validators=[InputRequired("Choose the result.")])
-    sample_date = DateField("Sample date", validators=[InputRequired("Give the sample date.")])
+    sample_date = TypedDateField("Sample date", validators=[InputRequired("Give the sample date.")])
     lab_reference = StringField("Laboratory report reference", validators=[
         DataRequired("Give the laboratory reference."), Length(max=60)])
 
@@ -97,7 +102,10 @@ def questionnaire_form(rule_set: RuleSet, data: dict[str, Any] | None = None) ->
     for question in rule_set.questions:
         setattr(QuestionnaireForm, f"q_{question.id}", RadioField(question.text, choices=ANSWER_CHOICES,
                                                                   validators=[Optional()]))
-        setattr(QuestionnaireForm, f"d_{question.id}", StringField("Detail", validators=[Length(max=500)]))
+        # the question named in the label: the page's error summary lists "Detail: ..." of 13+ questions otherwise
+        setattr(QuestionnaireForm, f"d_{question.id}", StringField(
+            f"Detail of '{question.text.rstrip('?')}'",
+            validators=[Length(max=500, message="at most %(max)d characters (you typed %(length)d)")]))
     return QuestionnaireForm(data=data) if data is not None else QuestionnaireForm()
 
 

@@ -94,7 +94,7 @@ def register() -> Any:
     elif form.errors:
         _with_problems(form, services.details_problems(_details(form)))
         status = 422
-    return render_template("donors/form.html", form=form, donor=None), status
+    return render_template("donors/form.html", form=form, donor=None, **LABELS), status
 
 
 def _with_problems(form: Any, problems: dict[str, list[str]]) -> None:
@@ -149,7 +149,7 @@ def edit(donor_id: int) -> Any:
     elif form.errors:
         _with_problems(form, services.details_problems(_details(form)))
         status = 422
-    return render_template("donors/form.html", form=form, donor=donor), status
+    return render_template("donors/form.html", form=form, donor=donor, **LABELS), status
 
 
 def _changed_since(error: DomainError) -> bool:

@@ -507,7 +507,8 @@ def correct_bag(lot_id: int) -> Any:
         plan = BagPlan(volume_ml=form.volume_ml.data, dmso_percent=form.dmso_percent.data,
                        cells_per_ml=problems.check(lambda: millions(form.cells_per_ml.data, "cells_per_ml",
                                                                     "Cells per mL")))
-        chosen = db.session.get(Bag, form.bag_id.data) if form.bag_id.data else None
+        # a bag the form refused is not read (an id past the database's integers would fail the read itself)
+        chosen = db.session.get(Bag, form.bag_id.data) if "bag_id" not in problems.refused else None
         if chosen is not None and chosen.lot_id == lot_id:  # the bag's number names it in the refusals
             problems.check(lambda: bag_services.check_bag_plan(plan, chosen.bag_number))
         return plan

@@ -215,3 +215,12 @@ def test_a_passage_correction_without_reason_and_with_a_bad_viability_shows_both
     assert _errors(text, f"{prefix}-reason"), text
     assert _errors(text, f"{prefix}-viability_percent") == ["Viability: a percentage between 0 and 100."], text
     assert db_session.get(ProcessStep, step_id).viability_percent == 95
+
+
+def test_a_bag_correction_naming_a_bag_past_the_databases_integers_is_refused_not_a_500(
+        app, users, db_session, client_as):  # noqa: F811
+    lot_id = _lot_with_isolation(db_session)
+    page = client_as("technician").post(f"/lots/{lot_id}/bags/correction", data={
+        "bagfix-bag_id": str(2 ** 63), "bagfix-volume_ml": "1", "bagfix-cells_per_ml": "1",
+        "bagfix-dmso_percent": "1", "bagfix-reason": "Typed over the label"})
+    assert page.status_code == 422, page.status_code  # the fuzz sweep found the read of such an id a 500

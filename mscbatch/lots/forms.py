@@ -18,6 +18,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from mscbatch.api.plain_numbers import ASCII_SPACES, rule_words
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
+from mscbatch.lots.storage import MAX_COLUMNS, MAX_ROWS, grid_rule
 from mscbatch.web.forms import FiniteDecimalField, FlaskForm
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -173,14 +174,35 @@ class ReagentLotForm(FlaskForm):
     expiry_date = DateField("Expiry date", validators=[InputRequired("Give the expiry date.")])
 
 
+class GridField(IntegerField):
+    """A box's rows or columns: text that is not a whole number in plain digits is refused naming the field and its
+    rule, as the services say a number outside it (WTForms said "Not a valid integer value.")."""
+
+    def __init__(self, label: str, most: int, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.most = most
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        rule = grid_rule(self.label.text.split(" (")[0], self.most)
+        typed = str(valuelist[0]).strip(ASCII_SPACES) if valuelist else ""
+        if typed and not (typed.isascii() and typed.removeprefix("-").isdigit()):  # int() reads "٥" as 5
+            self.data = None
+            raise ValueError(rule)
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(rule) from None
+
+
 class LocationForm(FlaskForm):
     kind = SelectField("Kind", choices=choices(STORAGE_KINDS.items()), default="box")
     name = StringField("Name", validators=[DataRequired("Give a name."), Length(max=80)])
     parent_id = SelectField("Inside", coerce=int, default=0)
-    temperature_max_c = FiniteDecimalField("Storage temperature, freezers and tanks (°C, at most)", places=None,
-                                     validators=[Optional()])
-    rows = IntegerField("Rows (boxes)", validators=[Optional()])
-    columns = IntegerField("Columns (boxes)", validators=[Optional()])
+    # "Storage temperature: 'cold' is not a number; ..." (NumberField); the services judge the range and a blank
+    temperature_max_c = NumberField("Storage temperature (°C, at most; freezers and tanks)", places=None,
+                                    validators=[Optional()])
+    rows = GridField("Rows (boxes)", most=MAX_ROWS, validators=[Optional()])
+    columns = GridField("Columns (boxes)", most=MAX_COLUMNS, validators=[Optional()])
 
 
 class StoreBagForm(FlaskForm):

@@ -25,6 +25,7 @@ from mscbatch.custody import log as custody_log
 from mscbatch.custody.services import STATELESS_FROM, lock_bag
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots.models import STORAGE_KINDS, STORAGE_PARENTS, Bag, StorageLocation, StorageMove
+from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import (
     container_temperature,
     get_location,
@@ -55,31 +56,72 @@ def box_words(box: StorageLocation) -> str:
     return place_words("box", box.name)
 
 
+#: the storage temperatures a freezer or tank may be given (°C): colder than a fridge, no colder than liquid nitrogen
+TEMPERATURE_RANGE_C = (Decimal(-200), Decimal(-20))
+#: a box's grid: rows are lettered A-Z (a position prints as "B3"), columns numbered
+MAX_ROWS, MAX_COLUMNS = 26, 30
+TEMPERATURE_MISSING = "Give the storage temperature (°C, e.g. -150)."
+
+
+def grid_rule(label: str, most: int) -> str:
+    """The rule of a box's rows or columns, "Rows: a whole number from 1 to 26." (the form says it too, for a
+    value that is not a whole number)."""
+    return f"{label}: a whole number from 1 to {most}."
+
+
+def checked_temperature(temperature_max_c: Any) -> Decimal:
+    """A freezer's or tank's temperature as its column keeps it; refused saying what is wrong with it."""
+    if temperature_max_c is None or temperature_max_c == "":
+        raise ValidationFailed(TEMPERATURE_MISSING, field="temperature_max_c")
+    if not isinstance(temperature_max_c, Decimal) or not temperature_max_c.is_finite():
+        raise ValidationFailed(f"Storage temperature: {str(temperature_max_c)[:40]!r} is not a number.",
+                               field="temperature_max_c")
+    low, high = TEMPERATURE_RANGE_C
+    if not low <= temperature_max_c <= high:
+        raise ValidationFailed(f"Storage temperature: must be between {low} and {high} °C "
+                               f"({temperature_max_c} °C was typed).", field="temperature_max_c")
+    # the column keeps 1 decimal: -149.96 °C was stored as -150.0, and the tank then took bags that must be
+    # kept at -150 °C or colder
+    return at_most_decimals(temperature_max_c, 1, "temperature_max_c", "Storage temperature:", "-135.5 °C")
+
+
+def checked_grid(rows: int | None, columns: int | None) -> tuple[int, int]:
+    """A box's rows and columns; both problems said at once, each on its field."""
+    problems = Problems()
+    for field, label, value, most in (("rows", "Rows", rows, MAX_ROWS), ("columns", "Columns", columns, MAX_COLUMNS)):
+        if value is None:
+            problems.add(ValidationFailed(f"Give the {field} of the box: a whole number from 1 to {most}.",
+                                          field=field))
+        elif not 1 <= value <= most:
+            problems.add(ValidationFailed(grid_rule(label, most), field=field))
+    problems.raise_any()
+    assert rows is not None and columns is not None
+    return rows, columns
+
+
+def checked_location(kind: str, name: str, temperature_max_c: Any = None, rows: int | None = None,
+                     columns: int | None = None) -> tuple[str, Decimal | None, int | None, int | None]:
+    """What a new location was given, checked without writing: (name, temperature, rows, columns), each kept only
+    for the kinds that carry it. Every problem at once, each on its field."""
+    problems = Problems()
+    if kind not in STORAGE_KINDS:
+        problems.add(ValidationFailed("Choose the kind of location.", field="kind"))
+    name = (name or "").strip()
+    if not name or len(name) > 80:
+        problems.add(ValidationFailed("Give a name (at most 80 characters).", field="name"))
+    temperature = problems.check(lambda: checked_temperature(temperature_max_c)) if kind in ("freezer", "tank") \
+        else None
+    grid = problems.check(lambda: checked_grid(rows, columns)) if kind == "box" else None
+    problems.raise_any()
+    return (name, temperature, *(grid or (None, None)))
+
+
 def create_location(session: Session, actor: Any, *, kind: str, name: str, parent_id: int | None = None,
                     temperature_max_c: Decimal | None = None, rows: int | None = None,
                     columns: int | None = None) -> StorageLocation:
     """Add a node to the storage tree; freezers and tanks carry their temperature, boxes their grid."""
     require_technician(actor)
-    if kind not in STORAGE_KINDS:
-        raise ValidationFailed("Choose the kind of location.", field="kind")
-    name = (name or "").strip()
-    if not name or len(name) > 80:
-        raise ValidationFailed("Give a name (at most 80 characters).", field="name")
-    if kind in ("freezer", "tank"):
-        if (not isinstance(temperature_max_c, Decimal) or not temperature_max_c.is_finite()
-                or temperature_max_c > Decimal(-20) or temperature_max_c < Decimal(-200)):
-            raise ValidationFailed("Give the storage temperature (°C, e.g. -150).", field="temperature_max_c")
-        # the column keeps 1 decimal: -149.96 °C was stored as -150.0, and the tank then took bags that must be
-        # kept at -150 °C or colder
-        temperature_max_c = at_most_decimals(temperature_max_c, 1, "temperature_max_c", "Storage temperature:",
-                                             "-135.5 °C")
-    else:
-        temperature_max_c = None
-    if kind == "box":
-        if not rows or not columns or not (1 <= rows <= 26 and 1 <= columns <= 30):
-            raise ValidationFailed("A box has 1-26 rows and 1-30 columns.", field="rows")
-    else:
-        rows = columns = None
+    name, temperature_max_c, rows, columns = checked_location(kind, name, temperature_max_c, rows, columns)
     with use_case(session, actor):
         parent = get_location(session, parent_id) if parent_id else None
         if (parent.kind if parent else None) not in STORAGE_PARENTS[kind]:

@@ -20,7 +20,8 @@ from mscbatch.lots.queries import (
     move_rows,
     storage_tree,
 )
-from mscbatch.lots.storage import create_location, place_words
+from mscbatch.lots.storage import checked_location, create_location, place_words
+from mscbatch.lots.views import _read
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("storage", __name__)
@@ -46,7 +47,9 @@ def index() -> Any:
 def create() -> Any:
     form = LocationForm()
     form.parent_id.choices = [(posted_id(request.form.get("parent_id")), "")]
-    if not form.validate_on_submit():
+    # every problem at once, each on its field: the form's, then the services' checks of what was typed
+    if _read(form, lambda problems: problems.check(lambda: checked_location(
+            form.kind.data, form.name.data, form.temperature_max_c.data, form.rows.data, form.columns.data))) is None:
         return _tree_page(form, 422)
     try:
         location = create_location(db.session, current_user, kind=form.kind.data, name=form.name.data,

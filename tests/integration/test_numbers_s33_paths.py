@@ -95,8 +95,8 @@ def test_the_storage_page_refuses_a_temperature_not_written_plainly_and_keeps_a_
     for typed in ("-1_50", "-１５０", "-1.5e2"):
         answer = tech.post("/storage/new", data={**form, "temperature_max_c": typed})
         assert answer.status_code == 422, (typed, answer.status_code)
-        assert f'id="temperature_max_c-error">Not a plain number: write the number plainly: {RULE}' in \
-            answer.get_data(as_text=True)
+        assert (f'id="temperature_max_c-error">Storage temperature: &#39;{typed}&#39; is not a number; write the number '
+                f'plainly: {RULE}') in answer.get_data(as_text=True)
         assert _count(db_session, StorageLocation) == before
     assert tech.post("/storage/new", data={**form, "temperature_max_c": "-150"}).status_code == 302
     assert _count(db_session, StorageLocation) == before + 1

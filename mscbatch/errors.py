@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, current_app, flash, g, jsonify, redirect, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -117,6 +118,10 @@ def page_of_form(path: str) -> str | None:
     return None
 
 
+FORM_EXPIRED = ("This page was opened before you signed in again, or has been open too long. Nothing was saved. "
+                "Go back, reload the page and type again.")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Any:
@@ -124,6 +129,15 @@ def register_error_handlers(app: Flask) -> None:
             extra = {"errors": error.errors} if error.errors else {}
             return problem_response(error.status, error.title, error.message, **extra)
         return _error_page(error.status, error.title, error.message)
+
+    @app.errorhandler(CSRFError)
+    def _form_expired(error: CSRFError) -> Any:
+        """A form sent from a page opened before the person signed in again (its CSRF token is of the old session),
+        or with no token at all: a plain page, not Flask-WTF's bare "Bad Request". The API's answer is unchanged."""
+        if wants_problem_json():
+            return _http_error(error)
+        return render_template("errors/form_expired.html", status=400, title="Nothing was saved",
+                               detail=FORM_EXPIRED, technical=error.description), 400
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

@@ -1,7 +1,15 @@
 """Forms for sign-in, accounts and tokens (Flask-WTF: every form carries a CSRF token)."""
 from __future__ import annotations
 
-from wtforms import Label, PasswordField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms import (
+    HiddenField,
+    Label,
+    PasswordField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    widgets,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
@@ -34,9 +42,13 @@ class PasswordChangeForm(FlaskForm):
 class ApiTokenForm(FlaskForm):
     name = StringField("What is the token for?", validators=[DataRequired("Give the token a name."),
                                                              Length(max=80)])
-    # a token outlives the session: the open screen alone must not be enough to make one
-    password = PasswordField("Your password", validators=[DataRequired("Enter your password to create a token.")],
+    # a token outlives the session: the open screen alone must not be enough to make one. Labelled as the refusal
+    # names it ("Password: wrong password..."), so the page's summary says the field once
+    password = PasswordField("Password", validators=[DataRequired("Enter your password to create a token.")],
                              render_kw={"autocomplete": "current-password"})
+    # the id of the owner's newest token when the page was shown: the same form sent again (a reload of the answer)
+    # finds a newer one and makes no second token (services.create_api_token_confirmed)
+    newest_token = HiddenField()
 
 
 class EmptyForm(FlaskForm):
@@ -45,9 +57,10 @@ class EmptyForm(FlaskForm):
 
 class UserCreateForm(FlaskForm):
     username = StringField("User name", validators=[DataRequired("Enter a user name."), Length(max=60)])
-    full_name = StringField("Full name (printed on signatures)",
-                            validators=[DataRequired("Enter the full name."), Length(max=120)])
-    password = PasswordField("Initial password", validators=[DataRequired("Enter an initial password.")])
+    # labelled as the service's refusals name them ("Full name: ...", "Password: ..."): the page's summary of
+    # refusals then says each field once; the hints say that the name is printed and the password a first one
+    full_name = StringField("Full name", validators=[DataRequired("Enter the full name."), Length(max=120)])
+    password = PasswordField("Password", validators=[DataRequired("Enter an initial password.")])
     roles = role_field()
     # the roles granted here are grants like any other (set_roles asks why): the audit trail keeps the why
     reason = TextAreaField("Reason", validators=[DataRequired("Give a reason: it goes into the audit trail."),

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -27,6 +27,7 @@ from mscbatch.auth.models import (
     UserRole,
     roles_beside_admin,
 )
+from mscbatch.auth.names import full_name_problem, name_key, username_problem
 from mscbatch.auth.passwords import dummy_hash, hash_password, password_problem, verify_password
 from mscbatch.database import READ_ONLY, locked_row, utcnow
 from mscbatch.errors import (
@@ -146,10 +147,14 @@ def _username_taken(session: Session, username: str) -> str | None:
 
 
 def _full_name_taken(session: Session, full_name: str) -> str | None:
-    """The printed name on a signature names one person: a full name another account has, whatever its case, is
-    refused here with the field named; the unique index on lower(full_name) refuses what slips past."""
-    query = select(User.username).where(func.lower(User.full_name) == func.lower(full_name))
-    holder = session.scalar(query.limit(1)) if full_name else None
+    """The printed name on a signature names one person: a full name that prints as another account's (whatever
+    its case, its spacing or its compatibility forms: names.name_key) is refused here with the field named; the
+    unique index on lower(full_name) refuses an exact copy that slips past. The accounts are few: compared here."""
+    if not full_name:
+        return None
+    key = name_key(full_name)
+    holder = next((username for username, name in session.execute(select(User.username, User.full_name))
+                   if name_key(name) == key), None)
     if holder is None:
         return None
     return (f"Full name: '{full_name}' is already the printed name of another account ({holder}); signatures could "
@@ -169,12 +174,14 @@ def _new_user_problems(session: Session, username: str, full_name: str, password
     """(problems per field, the fields refused only because another account has that name)."""
     problems: dict[str, list[str]] = {}
     taken: set[str] = set()
-    if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
-        problems["username"] = ["User name: use letters, digits, '.', '-' or '_'."]
+    if words := username_problem(username):
+        problems["username"] = [words]
     elif words := _username_taken(session, username):
         problems["username"], taken = [words], taken | {"username"}
     if not full_name:
         problems["full_name"] = ["Full name is required: it is printed on signatures."]
+    elif words := full_name_problem(full_name):
+        problems["full_name"] = [words]
     elif words := _full_name_taken(session, full_name):
         problems["full_name"], taken = [words], taken | {"full_name"}
     problem = password_problem(password, username)
@@ -253,6 +260,8 @@ def set_enabled(session: Session, actor: object, user_id: int, enabled: bool, re
         user = get_user(session, user_id)
         if getattr(actor, "id", None) == user_id and not enabled:
             raise Conflict("You cannot disable your own account.")
+        if user.is_enabled == enabled:  # a second click, a stale tab: nothing changes, nothing is audited
+            return user
         user.is_enabled = enabled
         if not enabled:
             end_all_sessions(session, user.id, "account disabled")
@@ -531,21 +540,43 @@ def create_api_token(session: Session, user: User, name: str) -> tuple[ApiToken,
     return _new_token(session, user, _token_name(name))
 
 
-def create_api_token_confirmed(session: Session, user: User, name: str, password: str) -> tuple[ApiToken, str]:
+class FormAlreadyUsed(Conflict):
+    """The token form was sent again (a reload of the answer, a second click): the token it made is `token`."""
+
+    def __init__(self, token: ApiToken):
+        super().__init__(f"No second token was created: token '{token.name}' ({token.prefix}…) was created since "
+                         "this form was opened, most likely by this same form (a reload sends it again). Its secret "
+                         "was shown only once, when it was made: if you did not copy it, revoke that token and "
+                         "create a new one.")
+        self.token = token
+
+
+def create_api_token_confirmed(session: Session, user: User, name: str, password: str,
+                               newest_seen: int | None = None) -> tuple[ApiToken, str]:
     """A token made by its owner from the browser: the password is asked again, as for a signature (an open
-    screen must not mint a credential that outlives the session). A wrong one is refused, audited and counted."""
+    screen must not mint a credential that outlives the session). A wrong one is refused, audited and counted.
+    `newest_seen`: the id of the owner's newest token when the form was shown (0: none). A token made since means
+    this form was already used (the browser sends it again on a reload): FormAlreadyUsed, and no second token. The
+    secret is never kept, so the token made is named, not shown again."""
     name = _token_name(name)
     if user.must_change_password:
         raise PermissionDenied(MUST_CHANGE_PASSWORD)
     if not verify_password(user.password_hash, password or ""):
         refuse_wrong_password(session, user, "api_token_refused", "an API token's creation", "password",
                               "Password: wrong password. No token was created.")
-    return _new_token(session, user, name, password_confirmed=True)
+    return _new_token(session, user, name, password_confirmed=True, newest_seen=newest_seen)
 
 
-def _new_token(session: Session, user: User, name: str, password_confirmed: bool = False) -> tuple[ApiToken, str]:
+def _new_token(session: Session, user: User, name: str, password_confirmed: bool = False,
+               newest_seen: int | None = None) -> tuple[ApiToken, str]:
     secret = "msc_" + secrets.token_urlsafe(32)
     with use_case(session, user):
+        if newest_seen is not None:
+            locked_row(session, User, user.id, "user")  # the same form sent twice at once: the second waits here
+            newest = session.scalar(select(ApiToken).where(ApiToken.user_id == user.id)
+                                    .order_by(ApiToken.id.desc()).limit(1))
+            if newest is not None and newest.id > newest_seen:
+                raise FormAlreadyUsed(newest)
         created = utcnow()
         token = ApiToken(user_id=user.id, name=name, prefix=secret[:10], token_hash=token_digest(secret),
                          created_at=created, expires_at=created + API_TOKEN_LIFETIME)

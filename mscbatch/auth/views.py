@@ -22,11 +22,11 @@ from mscbatch.auth.forms import (
     action_form,
 )
 from mscbatch.auth.loading import policy
-from mscbatch.auth.models import API_TOKEN_LAST_USED, ApiToken, User
+from mscbatch.auth.models import API_TOKEN_LAST_USED, ROLES, ApiToken, User
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, DomainError
 from mscbatch.extensions import db
-from mscbatch.web.forms import show_error
+from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("auth", __name__)
 
@@ -79,8 +79,11 @@ def _account_page(password_form: PasswordChangeForm | None = None, token_form: A
     # each token with its last use (unmapped bookkeeping, see ApiToken), for the owner to revoke stale ones
     tokens = db.session.execute(select(ApiToken, API_TOKEN_LAST_USED).where(ApiToken.user_id == current_user.id)
                                 .order_by(ApiToken.created_at.desc())).all()
+    token_form = token_form or ApiTokenForm()
+    # the form's key: the newest token as this page shows it (a form sent again finds a newer one)
+    token_form.newest_token.data = str(max((token.id for token, _used in tokens), default=0))
     return render_template("auth/account.html", password_form=password_form or PasswordChangeForm(),
-                           token_form=token_form or ApiTokenForm(), revoke_form=EmptyForm(), tokens=tokens,
+                           token_form=token_form, revoke_form=EmptyForm(), tokens=tokens,
                            new_token=new_token, now=utcnow(),
                            token_lifetime_days=services.API_TOKEN_LIFETIME.days)
 
@@ -128,9 +131,14 @@ def create_token() -> Any:
     status = 422
     if form.validate_on_submit():
         try:
-            _token, new_token = services.create_api_token_confirmed(db.session, current_user, form.name.data,
-                                                                    form.password.data)
+            _token, new_token = services.create_api_token_confirmed(
+                db.session, current_user, form.name.data, form.password.data,
+                # absent (a client other than the page): no form to send twice
+                posted_id(form.newest_token.data) if form.newest_token.data else None)
             status = 201
+        except services.FormAlreadyUsed as error:  # a reload of the answer: the page again, by GET, no secret
+            flash(error.message, "warning")
+            return redirect(url_for("auth.account"), 303)
         except DomainError as error:
             if isinstance(error, services.WrongPassword) and error.locked:
                 return _signed_out_by_lockout(error)
@@ -142,8 +150,9 @@ def create_token() -> Any:
 @authenticated
 def revoke_token(token_id: int) -> Any:
     if EmptyForm().validate_on_submit():
-        services.revoke_api_token(db.session, current_user, token_id)
-        flash("Token revoked: scanners using it are refused from now on.", "success")
+        token = services.revoke_api_token(db.session, current_user, token_id)
+        flash(f"Token '{token.name}' ({token.prefix}…) revoked: scanners using it are refused from now on.",
+              "success")
     return redirect(url_for("auth.account"))
 
 
@@ -211,7 +220,7 @@ def user_action(user_id: int, action: str) -> Any:
                                detail=f"Unknown action '{action}'."), 404
     form = RolesForm() if action == "roles" else action_form(action)
     status = 422  # a form refused; a refusal by the rules keeps its own status (409 for a state, 403 for a right)
-    was_locked = user.locked_out_at is not None
+    was_locked, was_enabled, roles_before = user.locked_out_at is not None, user.is_enabled, user.role_names
     if form.validate_on_submit():
         try:
             if action == "roles":
@@ -227,8 +236,10 @@ def user_action(user_id: int, action: str) -> Any:
             show_error(form, error)
             status = error.status
         else:
-            flash(_reset_done(user.username, was_locked) if action == RESET_PASSWORD
-                  else f"{user.username}: {action} done.", "success")
+            if action == RESET_PASSWORD:
+                flash(_reset_done(user.username, was_locked), "success")
+            else:
+                flash(*_action_done(user, action, was_enabled, roles_before))
             return redirect(url_for("auth.user_detail", user_id=user_id))
     elif action == RESET_PASSWORD and "csrf_token" not in form.errors:  # a field left empty: say the other's rule
         _add_problems(form, services.password_reset_problems(user.username, form.password.data or "",
@@ -236,6 +247,24 @@ def user_action(user_id: int, action: str) -> Any:
     if isinstance(form, RolesForm):
         return _user_page(user, roles_form=form, status=status)
     return _user_page(user, refused=form, refused_action=action, status=status)
+
+
+def _action_done(user: User, action: str, was_enabled: bool, roles_before: frozenset[str]) -> tuple[str, str]:
+    """What the action changed, in words, and the flash's kind: 'info' when nothing changed (a second click)."""
+    name = user.username
+    if action == "roles":
+        held = services.role_list([r for r in ROLES if r in user.role_names])
+        if user.role_names == roles_before:
+            return f"{name}'s roles were already: {held}. Nothing changed.", "info"
+        return f"{name}'s roles are now: {held}.", "success"
+    if action in ("enable", "disable"):
+        if was_enabled == (action == "enable"):
+            return f"{name} was already {action}d: nothing changed.", "info"
+        if action == "enable":
+            return f"{name} is enabled: they can sign in again.", "success"
+        return (f"{name} is disabled: they cannot sign in. Their open sessions were ended and their API tokens "
+                "revoked.", "success")
+    return f"{name} is unlocked: they can sign in again.", "success"
 
 
 def _reset_done(username: str, was_locked: bool) -> str:

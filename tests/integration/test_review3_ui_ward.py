@@ -383,7 +383,8 @@ def test_a_new_account_is_refused_with_every_fields_reason_at_once(app, users, c
     assert refused.status_code == 422
     errors = _field_errors(refused.get_data(as_text=True))
     assert set(errors) == {"username", "full_name", "password", "roles"}, errors
-    assert errors["username"] == "User name: use letters, digits, '.', '-' or '_'."
+    assert errors["username"] == ("User name: use only the letters a to z (no accents, no letters of other "
+                                  "alphabets), digits, '.', '-' or '_': a user name must not look like another one.")
     assert "is already the printed name of another account (nurse)" in errors["full_name"]
     assert errors["password"] == "Password: Use at least 12 characters."
     assert "an administrator account cannot also hold Ward nurse" in errors["roles"]

@@ -16,7 +16,7 @@ from mscbatch.custody.checks import (
     lot_unusable,
 )
 from mscbatch.custody.models import CustodyEvent
-from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
+from mscbatch.custody.services import _text, check_step, lock_bag, record_event, require_authority
 from mscbatch.database import utcnow
 from mscbatch.donors.clearance import clearance_of
 from mscbatch.donors.models import Donor
@@ -36,6 +36,7 @@ def _simple(session: Session, actor: Any, bag_id: int, kind: str, *, location: s
     with use_case(session, actor, reason or None):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, kind)
+        check_step(actor, bag, kind)  # a bag this step cannot take is said first, not after a reason was typed
         if no_reason and not (reason or "").strip():
             raise ValidationFailed(no_reason, field="reason")
         event = record_event(session, actor, bag, kind, location=location, scan=scan, details=details, reason=reason)

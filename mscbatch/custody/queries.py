@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.auth.models import User
 from mscbatch.core.dosing import CourseBag, course_dose, course_low_cells, infused_against_prescribed
-from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, TwoPersonCheck
-from mscbatch.lots.models import Bag, Lot
+from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, ReturnAssessment, TwoPersonCheck
+from mscbatch.lots.models import Bag, Lot, StorageLocation
+from mscbatch.lots.queries import position_label
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.patients.queries import protocols
 
@@ -101,11 +104,135 @@ def infusion_of_bag(session: Session, bag_id: int) -> Infusion | None:
     return session.scalar(select(Infusion).where(Infusion.bag_id == bag_id))
 
 
-def timeline(session: Session, bag_id: int) -> list[tuple[CustodyEvent, str]]:
-    """The bag's custody events, oldest first, with who recorded each (for traceability pages)."""
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One custody event as the bag's trace page tells it: who, where from and to, and what happened in plain
+    words (the hand-over's courier, shipper and logger, the reason typed, QA's readings). It unpacks as
+    (event, who) for the readers that want the record only (interop.evidence)."""
+
+    event: CustodyEvent
+    who: str
+    what: str  # "Sent to the ward", "Moved", "Label REPRINTED"...
+    where_from: str = ""
+    where_to: str = ""
+    told: tuple[str, ...] = ()  # the hand-over's details, each "Name: value"
+    why: str = ""  # the reason typed for it
+    patient_reason: bool = False  # its reason tells of the patient: for the readers of patient records only
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.event
+        yield self.who
+
+
+#: the unit's side of a hand-over (its events give only the ward's place)
+UNIT = "the cell therapy unit"
+
+
+def timeline(session: Session, bag_id: int) -> list[TimelineEntry]:
+    """The bag's custody events, oldest first, each with who recorded it and what it means (traceability pages).
+    A bounded number of queries, whatever the number of events: the events, the people, the boxes named, the
+    return assessments and the prescriptions."""
     events = list(session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id == bag_id).order_by(CustodyEvent.id)))
+    details = {e.id: _details(e) for e in events}
     names = _names(session, {e.actor_id for e in events})
-    return [(event, names.get(event.actor_id, "?")) for event in events]
+    box_ids = {d.get(key) for d in details.values() for key in ("from_box_id", "to_box_id", "freed_box_id")}
+    box_ids = {i for i in box_ids if isinstance(i, int)}
+    boxes = {b.id: b for b in session.scalars(select(StorageLocation).where(StorageLocation.id.in_(box_ids)))} \
+        if box_ids else {}
+    assessments = {a.id: a for a in session.scalars(select(ReturnAssessment).where(ReturnAssessment.bag_id == bag_id))}
+    prescription_ids = {d.get("prescription_id") for d in details.values() if d.get("cancelled")}
+    prescription_ids = {i for i in prescription_ids if isinstance(i, int)}
+    stopped = {row[0]: row[1] for row in session.execute(select(Prescription.id, Prescription.status).where(
+        Prescription.id.in_(prescription_ids)))} if prescription_ids else {}
+
+    def place(box_id: Any, position: Any) -> str:
+        box = boxes.get(box_id) if isinstance(box_id, int) else None
+        return f"{box.name}, position {position_label(box, position)}" if box is not None else ""
+
+    entries: list[TimelineEntry] = []
+    kept = ""  # where the bag was last placed: a step that names no place leaves it there
+    courier = ""  # who carried it on its latest dispatch
+    for index, event in enumerate(events):
+        d = details[event.id]
+        told: list[str] = []
+        what, where_from, where_to, patient_reason = event.label, "", event.location, False
+        kind = event.kind
+        if kind == "labelled":
+            reprint = bool(d.get("reprint"))
+            what = "Label REPRINTED" if reprint else "Label printed"
+            if isinstance(d.get("label_print_id"), int):
+                told.append(f"Print no. {d['label_print_id']}{' (a reprint: the label says REPRINT)' if reprint else ''}")
+        elif kind in ("stored", "moved") and d.get("cancelled"):
+            status = stopped.get(d.get("prescription_id"), "")
+            what = "Let go by its prescription: back in stock"
+            told.append("The patient was withdrawn from the protocol" if d.get("withdrawal") else
+                        f"The prescription was {'stopped' if status == 'stopped' else 'cancelled'}; the bag is "
+                        "free to be prescribed again")
+            where_to = f"{kept} (it stays there)" if kept else ""
+            patient_reason = True
+        elif kind in ("stored", "moved") and "return_assessment_id" in d:
+            what = "Back into stock after QA's assessment of its return"
+            where_from, where_to = UNIT + " (returned bags)", event.location
+            told.extend(_assessment_words(assessments.get(d["return_assessment_id"])))
+        elif kind in ("stored", "moved"):
+            what = "Moved" if kind == "moved" else "Placed in storage"
+            where_from = place(d.get("from_box_id"), d.get("from_position")) or (kept if kind == "moved" else "")
+            where_to = place(d.get("to_box_id"), d.get("to_position")) or event.location
+        elif kind == "released":
+            status = str(d.get("lot_status") or "released")
+            what = "Its lot was released" + (" conditionally" if status == "conditional_release" else "")
+        elif kind == "allocated":
+            what = "Allocated to a patient by a signed prescription"
+            where_to = f"{kept} (it stays there)" if kept else ""
+        elif kind == "dispatched":
+            what = "Sent to the ward"
+            where_from = event.location or UNIT
+            arrived = next((later.location for later in events[index + 1:] if later.kind == "received"), "")
+            where_to = f"the ward ({arrived})" if arrived else "the ward"
+            courier = str(d.get("courier") or "")
+            told.extend(f"{label}: {d[key]}" for key, label in (
+                ("courier", "Courier"), ("shipper", "Shipper"), ("temperature_logger_id", "Temperature logger"))
+                if d.get(key))
+        elif kind == "received":
+            where_from = f"courier {courier}" if courier else "the courier"
+        elif kind == "returned":
+            what = "Returned to the cell therapy unit"
+            where_from, where_to = event.location or "the ward", UNIT
+        elif kind == "discarded" and "return_assessment_id" in d:
+            what = "Discarded after QA's assessment of its return"
+            told.extend(_assessment_words(assessments.get(d["return_assessment_id"])))
+        elif kind in ("bedside_verified", "infusion_started", "infusion_ended"):
+            patient_reason = True  # a dose outside the prescription, a stop: said of the patient
+        if kind in ("stored", "moved") and where_to and not d.get("cancelled"):
+            kept = where_to
+        if d.get("freed_box_id") is not None:  # a final state frees its slot: where it was taken from
+            where_from = where_from or place(d.get("freed_box_id"), d.get("freed_position"))
+            kept = ""
+        entries.append(TimelineEntry(event, names.get(event.actor_id, "?"), what, where_from, where_to,
+                                     tuple(told), event.reason or "", patient_reason))
+    return entries
+
+
+def _details(event: CustodyEvent) -> dict[str, Any]:
+    try:
+        details = json.loads(event.details_json or "{}")
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+def _assessment_words(assessment: ReturnAssessment | None) -> list[str]:
+    """QA's readings of a returned bag: the logger's warmest temperature, the bag seen intact, its time out."""
+    if assessment is None:
+        return []
+    words = []
+    if assessment.logger_max_c is not None:
+        words.append(f"Warmest logger temperature: {assessment.logger_max_c} °C")
+    words.append("Bag, overwrap and label seen intact" if assessment.intact else "Bag not confirmed intact")
+    if assessment.minutes_out is not None:
+        hours, minutes = divmod(assessment.minutes_out, 60)
+        words.append(f"Out of the unit: {f'{hours} h ' if hours else ''}{minutes} min")
+    return words
 
 
 #: a bag of a course in these states will not be given: discarded (broken at thaw...), or returned to the unit

@@ -41,6 +41,8 @@ RESTOCK_MEANING = "Returned bag assessed: back into stock"
 DISCARD_MEANING = "Returned bag assessed: discarded"
 MIN_RATIONALE = 10
 RATIONALE_MAX = 2000
+#: the temperatures a shipper's logger can read (°C): a value outside them is a typing slip, not a reading
+LOGGER_LOW_C, LOGGER_HIGH_C = Decimal(-200), Decimal(40)
 #: the decision -> the custody event it records
 EVENT_OF = {"restock": "stored", "discard": "discarded"}
 
@@ -114,16 +116,23 @@ def returned_bags(session: Session) -> list[ReturnedBag]:
 
 
 def _temperature(value: Any) -> Decimal:
-    typed = str(value).strip().replace("−", "-")
+    typed = ("" if value is None else str(value)).strip().replace("−", "-")
     try:
         if not isinstance(value, Decimal) and not is_plain_number(typed, signed=True):  # "1_0" is 10 to Decimal()
             raise ValueError(typed)
         number = value if isinstance(value, Decimal) else Decimal(typed)
     except (InvalidOperation, ValueError):
         number = None
-    if number is None or not number.is_finite() or not Decimal(-200) <= number <= Decimal(40):
+    if not typed:
         raise ValidationFailed("Warmest logger temperature: give the warmest temperature the shipper's logger "
                                "recorded, in °C (e.g. -165.5).", field="logger_max_c")
+    if number is None or not number.is_finite():  # what was typed is said back: the field shows it was not empty
+        raise ValidationFailed("Warmest logger temperature: give the warmest temperature the shipper's logger "
+                               f"recorded as a number in °C (e.g. -165.5); “{typed[:20]}” is not a number.",
+                               field="logger_max_c")
+    if not LOGGER_LOW_C <= number <= LOGGER_HIGH_C:
+        raise ValidationFailed(f"Warmest logger temperature: {typed} °C is outside what a shipper's logger records; "
+                               f"give a temperature from {LOGGER_LOW_C} to {LOGGER_HIGH_C} °C.", field="logger_max_c")
     return at_most_decimals(number, 1, "logger_max_c", "Warmest logger temperature:", "-165.5")
 
 

@@ -67,9 +67,9 @@ def require_authority(actor: Any, bag: Bag, kind: str) -> None:
         raise PermissionDenied(f"Refused: {refusal}.") from None
 
 
-def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location: str = "", scan: str = "",
-                 details: dict[str, Any] | None = None, reason: str = "", at: datetime | None = None) -> CustodyEvent:
-    """Append one custody event and move the bag (inside the caller's use case; `bag` locked by the caller)."""
+def check_step(actor: Any, bag: Bag, kind: str) -> str | None:
+    """Refuse a custody step the bag's state (or the actor's role) does not allow now; the state it leads to. Said
+    before anything else is asked of the person (a reason, a courier): the bag's place comes first."""
     if kind not in EVENT_TARGETS:
         raise ValidationFailed(f"Unknown custody event {kind!r}.", field="kind")
     target = EVENT_TARGETS[kind]
@@ -83,13 +83,22 @@ def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location:
                 raise PermissionDenied(f"Refused: {refusal}.") from None
             # a ward step out of order in a nurse's words (where the bag is, what to do), else the generic words
             raise Conflict(ward_refusal(din_shown(bag), current, target) or f"Refused: {refusal}.") from None
+    elif current not in STATELESS_FROM[kind]:
+        raise Conflict(ward_refusal(din_shown(bag), current, kind) or f"Refused: {subject} is "
+                       f"{current.replace('_', ' ')}; '{kind.replace('_', ' ')}' cannot be recorded now.")
+    return target
+
+
+def record_event(session: Session, actor: Any, bag: Bag, kind: str, *, location: str = "", scan: str = "",
+                 details: dict[str, Any] | None = None, reason: str = "", at: datetime | None = None) -> CustodyEvent:
+    """Append one custody event and move the bag (inside the caller's use case; `bag` locked by the caller)."""
+    current = bag.status
+    target = check_step(actor, bag, kind)
+    if target is not None:
         bag.status = target
         if target in FINAL_STATES and bag.box_id is not None:
             details = dict(details or {}, freed_box_id=bag.box_id, freed_position=bag.position)
             bag.box_id, bag.position = None, None  # the slot was kept while the bag could come back; now it is free
-    elif current not in STATELESS_FROM[kind]:
-        raise Conflict(ward_refusal(din_shown(bag), current, kind) or f"Refused: {subject} is "
-                       f"{current.replace('_', ' ')}; '{kind.replace('_', ' ')}' cannot be recorded now.")
     event = CustodyEvent(bag_id=bag.id, kind=kind, occurred_at=at or utcnow(), actor_id=actor.id,
                          location=_text(location, 120), scan=_text(scan, 600), from_status=current,
                          to_status=target, details_json=json.dumps(details or {}, sort_keys=True),

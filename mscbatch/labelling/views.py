@@ -69,8 +69,10 @@ def print_lot(lot_id: int) -> Any:
     except DomainError as error:
         show_error(form, error)
         return _page(lot_id, form, error.status)
+    # a download, not a page: the form posts in its own tab (no target="_blank"), so a refusal shows there, on
+    # its field, and a printed PDF is saved by the browser without leaving the labels page
     return Response(printed.pdf, mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="{printed.filename}"', "X-Label-Print-Id": str(printed.print_id)})
+        "Content-Disposition": f'attachment; filename="{printed.filename}"', "X-Label-Print-Id": str(printed.print_id)})
 
 
 @verify_bp.route("/v/<token>")

@@ -119,7 +119,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--quiet", is_flag=True, help="No progress bar.")
     @with_appcontext
     def seed_scale_command(bags: int, seed: int, quiet: bool) -> None:
-        """Fill a new database with scale data (benchmarks). Refused on a database that holds lots."""
+        """Fill a new database with scale data (benchmarks). Refused on a database that holds lots, donors or patients."""
         from mscbatch.scale import ScaleRefused, seed_scale
 
         if current_app.config["ENV_NAME"] == "production":

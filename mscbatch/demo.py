@@ -163,4 +163,4 @@ def _demo_recall(session: Session) -> list[str]:
     return seed_recall(session)
 
 
-DEMO_STEPS.append(("Demo recall: a late positive marker recalls a donor's lot (left active for QA)", _demo_recall))
+DEMO_STEPS.append(("Demo recall: a late positive marker recalls a donor's lot", _demo_recall))

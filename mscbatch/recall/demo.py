@@ -27,6 +27,7 @@ from mscbatch.labelling.demo import DEMO_BASE_URL
 from mscbatch.labelling.services import print_labels
 from mscbatch.lots.demo import _registered_reagents, adipose_lot
 from mscbatch.lots.models import Bag, Lot, StorageLocation
+from mscbatch.lots.queries import position_label
 from mscbatch.recall import services as recalls
 from mscbatch.recall.models import Recall
 from mscbatch.release import release
@@ -107,10 +108,12 @@ def seed_recall(session: Session) -> list[str]:
                          lab_reference=LOOKBACK_LAB_REFERENCE)
     started = recalls.start_recall(session, qa, scope="donor", target_id=donor.id, reason=RECALL_REASON,
                                    password=DEMO_PASSWORD)
-    positions = sorted(session.get(Bag, bag.id).position or 0 for bag in frozen)
+    box = session.get(StorageLocation, box_id)
+    positions = ", ".join(position_label(box, number) for number in sorted(
+        session.get(Bag, bag.id).position or 0 for bag in frozen))  # as the lot page says them ("A5, B1, ...")
     return [f"  {donor.code} ({RECALL_DONOR_INITIALS}), adipose tissue: screened negative, approved by {qa.username}; "
             f"{lot.lot_number} AT-MSC made by {tech.username}, {len(frozen)} bags in LN2 tank 1 / Rack A / {RECALL_BOX} "
-            f"(positions {positions[0]}-{positions[-1]}), full panel entered, released by {qa.username} (signed), "
+            f"(positions {positions}), full panel entered, released by {qa.username} (signed), "
             "labels printed",
             f"  then a look-back retest of the donor's retained sample ({LOOKBACK_LAB_REFERENCE}) came back "
             f"anti-HIV-1/2 reactive: {donor.code}'s approval was reopened and a lookback opened",

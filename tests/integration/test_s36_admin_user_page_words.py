@@ -92,3 +92,20 @@ def test_each_refusal_says_its_field_once(app, users, client_as):
     wrong = nurse.post("/account/tokens", data={"name": "ward 3 scanner", "password": "not-" + PASSWORD})
     assert wrong.status_code == 422
     assert _summary(wrong.get_data(as_text=True)) == ["Password: wrong password. No token was created."]
+
+
+def test_the_user_page_counts_a_wrong_password_at_a_signature_as_what_it_is(app, users, client_as):
+    """A wrong password typed to sign counts towards the lockout as at sign-in: the user page called the count
+    "failed sign-ins in a row" although no sign-in had failed."""
+    from mscbatch.audit.context import use_case
+    from mscbatch.auth.lockout import count_wrong_password
+
+    with app.extensions["mscbatch.db"].new_session() as session:
+        qa = session.scalar(select(User).where(User.username == "qa"))
+        with use_case(session, qa, "wrong signature password"):
+            count_wrong_password(qa, session)  # what signatures.services.sign does with a wrong password
+        session.commit()
+        qa_id = qa.id
+    page = html.unescape(client_as("admin").get(f"/admin/users/{qa_id}").get_data(as_text=True))
+    assert "wrong passwords in a row (at sign-in, a signature or a second-person check): 1" in page
+    assert "failed sign-ins in a row" not in page

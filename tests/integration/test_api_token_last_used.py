@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.reconcile import reconcile_database
@@ -19,6 +17,7 @@ from mscbatch.auth.models import API_TOKEN_LAST_USED, ApiToken, AuthSession, Use
 from mscbatch.database import utcnow
 from mscbatch.site import site_config
 from tests.conftest import api_token_for
+from tests.integration.statements import statements_sent
 
 
 def _me(app: Any, secret: str) -> Any:
@@ -38,21 +37,9 @@ def _events(app: Any) -> int:
         return session.scalar(select(func.count()).select_from(AuditEvent))
 
 
-@contextmanager
-def token_updates(app: Any) -> Iterator[list[str]]:
+def token_updates(app: Any) -> Any:
     """Every UPDATE of api_token sent to the database in the block."""
-    engine = app.extensions["mscbatch.db"].engine
-    seen: list[str] = []
-
-    def sent(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE API_TOKEN"):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", sent)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", sent)
+    return statements_sent(app, "UPDATE API_TOKEN")
 
 
 def _clock(monkeypatch: Any, moment: Any) -> None:

@@ -8,18 +8,8 @@ from __future__ import annotations
 import html
 import re
 
-from sqlalchemy import select
-
-from mscbatch.auth.models import ApiToken, User
 from tests.conftest import PASSWORD
-
-
-def _tokens(app, username):  # type: ignore[no-untyped-def]
-    with app.extensions["mscbatch.db"].new_session() as session:
-        rows = session.scalars(select(ApiToken).join(User).where(User.username == username)
-                               .order_by(ApiToken.id)).all()
-        session.expunge_all()
-        return rows
+from tests.integration.test_auth_account_safety import _tokens
 
 
 def _form_key(page: str) -> str:

@@ -8,19 +8,18 @@
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from mscbatch.donors import decisions
 from mscbatch.donors import services as donor_services
 from mscbatch.donors.models import Donor
-from mscbatch.extensions import db
 from mscbatch.lots.models import Lot, ProcessStep
 from mscbatch.site import site_today
 from tests.integration.lot_factories import TODAY, approved_adipose_donor, passages, start_lot
+from tests.integration.statements import statements_sent
 from tests.integration.test_donors import db_session, user  # noqa: F401 (fixture)
 
 
@@ -34,22 +33,6 @@ def _error(text: str, field_id: str) -> str:
     return found.group(1) if found else ""
 
 
-@contextmanager
-def _counted(app: Any) -> Any:
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 def _reopened_by_result(session: Any, result: str) -> int:
     donor_id = approved_adipose_donor(session)
     donor_services.record_result(session, user(session, "technician"), donor_id, marker="anti_hcv", result=result,
@@ -59,7 +42,7 @@ def _reopened_by_result(session: Any, result: str) -> int:
 
 
 def _new_lot_queries(app: Any, client: Any) -> int:
-    with _counted(app) as statements:
+    with statements_sent(app) as statements:
         assert client.get("/lots/new").status_code == 200
     return len(statements)
 

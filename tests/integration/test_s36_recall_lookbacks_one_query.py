@@ -3,11 +3,7 @@ the result of each lookback by itself (one statement a lookback). It reads them 
 the names of who opened and closed each: the count of statements does not grow with the number of lookbacks."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-
-from sqlalchemy import event
 
 from mscbatch.donors import services as donor_services
 from mscbatch.recall import services
@@ -15,29 +11,16 @@ from mscbatch.recall.queries import open_lookbacks
 from mscbatch.recall.report import lookbacks_of_recall
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD
+from tests.integration.statements import statements_sent
 from tests.integration.test_donors import user
 from tests.integration.test_recall_lookbacks import _infused_cord_donor
-
-
-@contextmanager
-def _statements(app: Any) -> Iterator[list[str]]:
-    engine, seen = app.extensions["mscbatch.db"].engine, []
-
-    def sent(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", sent)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", sent)
 
 
 def _listed(app: Any, recall_id: int) -> tuple[list[str], int]:
     """The lookbacks' sentences, and the statements lookbacks_of_recall sent (in a fresh session: nothing cached)."""
     with app.extensions["mscbatch.db"].new_session() as session:
         recall = services.get_recall(session, recall_id)
-        with _statements(app) as seen:
+        with statements_sent(app) as seen:
             covered = lookbacks_of_recall(session, recall)
         return [c.words() for c in covered], len(seen)
 

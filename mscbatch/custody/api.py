@@ -22,6 +22,7 @@ from marshmallow import Schema, fields, validate
 from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.checks import BedsideResult, stop_running
 from mscbatch.custody.models import PATIENT_DETAILS
@@ -239,12 +240,7 @@ def _in_api_names(error: DomainError) -> DomainError:
 @roles_required("nurse", "technician", "qa", "clinician")
 def add_event(data: dict[str, Any]) -> Any:
     """Record a hand-over; the bag state machine refuses impossible sequences (409)."""
-    if data.get("bag"):
-        bag = services.bag_for_scan(db.session, data["bag"], label_key())
-    elif data.get("bag_id"):
-        bag = get_bag(db.session, data["bag_id"])
-    else:
-        raise ValidationFailed("Give the scanned bag code (bag) or the bag_id.", field="bag")
+    bag = _bag_named(data)
     where = dict(location=data["location"], scan=data.get("bag") or "")
     kind = data["kind"]
     if kind == "received":
@@ -257,6 +253,23 @@ def add_event(data: dict[str, Any]) -> Any:
     if kind == "returned":
         return handover.return_bag(db.session, current_user, bag.id, reason=data["reason"], **where)
     return handover.discard(db.session, current_user, bag.id, reason=data["reason"], **where)
+
+
+def _bag_named(data: dict[str, Any]) -> Any:
+    """The bag a hand-over is for: scanned (bag), or by id (bag_id). Both given must name the same bag: a client
+    sending both, once out of step, would otherwise move the scanned bag while it meant the other."""
+    if data.get("bag"):
+        bag = services.bag_for_scan(db.session, data["bag"], label_key())
+        if data.get("bag_id") and data["bag_id"] != bag.id:
+            raise ValidationFailed(f"bag and bag_id name two different bags: the scan is bag {din_shown(bag)} (id "
+                                   f"{bag.id}), bag_id is {data['bag_id']}. Send one of them, or the same bag in "
+                                   "both. Nothing was recorded.", errors={
+                                       "bag": [f"The scan is bag {din_shown(bag)} (id {bag.id})."],
+                                       "bag_id": [f"bag_id {data['bag_id']} is not the bag scanned."]})
+        return bag
+    if data.get("bag_id"):
+        return get_bag(db.session, data["bag_id"])
+    raise ValidationFailed("Give the scanned bag code (bag) or the bag_id.", field="bag")
 
 
 @bp.route("/bags/<int:bag_id>/events")

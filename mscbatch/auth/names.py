@@ -25,11 +25,23 @@ def username_problem(username: str) -> str | None:
     return None if _USERNAME.fullmatch(username) else USERNAME_RULE
 
 
+#: Cyrillic and Greek letters that print as a Latin one in either case (after case folding: the lower-case key of
+#: "Т", which prints as "T", is "т"), from Unicode's confusables (UTS #39): a name written wholly in Cyrillic,
+#: "ТОМ ТЕСН", prints as the Latin "TOM TECH". Only for comparing names: a name keeps its own letters.
+_LOOKS_LATIN = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ѕ": "s", "і": "i", "ј": "j", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l",
+    "α": "a", "β": "b", "ε": "e", "ζ": "z", "η": "h", "ι": "i", "κ": "k", "μ": "m", "ν": "n", "ο": "o", "ρ": "p",
+    "τ": "t", "υ": "y", "χ": "x",
+})
+
+
 def name_key(full_name: str) -> str:
     """The form two printed names are compared in: compatibility forms folded (full-width letters, ligatures,
-    composed or not), case folded, white space collapsed. Equal keys print as the same name."""
+    composed or not), case folded, letters that print as Latin ones read as those, white space collapsed. Equal
+    keys print as the same name."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", full_name).casefold())
-    return " ".join(folded.split())
+    return " ".join(folded.translate(_LOOKS_LATIN).split())
 
 
 def full_name_problem(full_name: str) -> str | None:

@@ -85,3 +85,17 @@ def test_real_names_with_accents_and_names_in_other_alphabets_are_accepted(app, 
         answer = _create(admin, username, full_name)
         assert answer.status_code == 302, (full_name, _field_errors(answer))
     assert {"jlm", "ii", "kp", "yh", "mo", "kk", "ja", "ap"} <= _usernames(app)
+
+
+def test_a_printed_name_wholly_in_another_alphabet_that_prints_as_an_existing_one_is_refused(app, client_as):
+    """Re-review: each word in one alphabet passed the mixed-word rule, so "ТОМ ТЕСН" (all Cyrillic) was created
+    beside "TOM TECH", and "ТОМ Technician" beside "Tom Technician"."""
+    admin = client_as("admin")
+    assert _create(admin, "tom-latin", "TOM TECH").status_code == 302
+    for username, full_name in (("tom-cyr", "ТОМ ТЕСН"), ("tom-greek", "ΤΟΜ tech"), ("tom-mixed", "ТОМ tech")):
+        refused = _create(admin, username, full_name)
+        assert refused.status_code == 422, full_name
+        [message] = _field_errors(refused)["full_name"]
+        assert "already the printed name of another account (tom-latin)" in message, message
+    assert not {"tom-cyr", "tom-greek", "tom-mixed"} & _usernames(app)
+    assert _create(admin, "ivan", "Иван Иванов").status_code == 302  # a real name in Cyrillic, like no other

@@ -198,6 +198,7 @@ def timeline(session: Session, bag_id: int) -> list[TimelineEntry]:
         elif kind == "returned":
             what = "Returned to the cell therapy unit"
             where_from, where_to = event.location or "the ward", UNIT
+            patient_reason = True  # the ward's reason tells of the patient ("the patient has a fever")
         elif kind == "discarded" and "return_assessment_id" in d:
             what = "Discarded after QA's assessment of its return"
             told.extend(_assessment_words(assessments.get(d["return_assessment_id"])))

@@ -81,10 +81,15 @@ def test_a_technician_reads_each_hand_over_in_plain_words(app, users, client_as)
     assert "from courier Fast Courier" in rows["received"] and "Ward 3" in rows["received"], rows["received"]
     back = rows["returned"]
     assert "Returned to the cell therapy unit" in back and "from Ward 3" in back, back
-    assert "Why: infusion postponed: fever" in back, back
+    # the ward's reason tells of the patient: for the readers of patient records (QA assesses the return), not
+    # the technician (re-review: a technician read "the patient has a fever" here)
+    assert "infusion postponed: fever" not in back and "shown to the clinical team only" in back, back
+    assert "Why: infusion postponed: fever" in _rows(client_as("qa"), made["bag"])["returned"]
     restocked = rows["stored"]
     assert "Back into stock after QA's assessment of its return" in restocked, restocked
     assert "Warmest logger temperature: -172.4 °C" in restocked and "seen intact" in restocked, restocked
+    assert "status: returned → stored" in restocked, restocked  # a status is said where it changed, only there
+    assert not any("status: stored → stored" in row for row in rows.values()), rows
     # the times as every page says them: the site's local time with UTC beside it
     assert re.search(r"\d\d:\d\d [A-Z+0-9-]+ \((\d{4}-\d\d-\d\d )?\d\d:\d\d UTC\)", sent), sent
 

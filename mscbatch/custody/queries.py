@@ -160,8 +160,8 @@ def timeline(session: Session, bag_id: int) -> list[TimelineEntry]:
         if kind == "labelled":
             reprint = bool(d.get("reprint"))
             what = "Label REPRINTED" if reprint else "Label printed"
-            if isinstance(d.get("label_print_id"), int):
-                told.append(f"Print no. {d['label_print_id']}{' (a reprint: the label says REPRINT)' if reprint else ''}")
+            if reprint:  # the print itself is in the lot's print history (the "label prints" link)
+                told.append("A reprint: the label says REPRINT")
         elif kind in ("stored", "moved") and d.get("cancelled"):
             status = stopped.get(d.get("prescription_id"), "")
             what = "Let go by its prescription: back in stock"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from wtforms import (
-    DateField,
     DateTimeLocalField,
     IntegerField,
     SelectField,
@@ -19,6 +18,7 @@ from mscbatch.api.plain_numbers import ASCII_SPACES, rule_words
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
 from mscbatch.lots.storage import MAX_COLUMNS, MAX_ROWS, grid_rule
+from mscbatch.web.date_fields import TypedDateField
 from mscbatch.web.forms import FiniteDecimalField, FlaskForm
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -69,13 +69,13 @@ class LotForm(FlaskForm):
 
 
 class IsolationForm(FlaskForm):
-    performed_on = DateField("Isolation date", validators=[InputRequired("Give the date.")])
+    performed_on = TypedDateField("Isolation date", validators=[InputRequired("Give the date.")])
     notes = TextAreaField("Method and notes", validators=[Length(max=2000)])
 
 
 class PassageForm(FlaskForm):
     passage_number = IntegerField("Passage number (P)", validators=[InputRequired("Give the passage number.")])
-    performed_on = DateField("Harvest date of the passage", validators=[InputRequired("Give the date.")])
+    performed_on = TypedDateField("Harvest date of the passage", validators=[InputRequired("Give the date.")])
     seeded_cells = _millions("Cells seeded")
     harvested_cells = _millions("Cells harvested")
     viability_percent = NumberField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
@@ -93,7 +93,7 @@ class DeviationForm(FlaskForm):
 class ReagentUseForm(FlaskForm):
     reagent_lot_id = SelectField("Reagent lot", coerce=int, validators=[DataRequired("Choose the reagent lot.")])
     step_id = SelectField("Used at", coerce=int, default=0)
-    used_on = DateField("Date of use", validators=[InputRequired("Give the date of use.")])
+    used_on = TypedDateField("Date of use", validators=[InputRequired("Give the date of use.")])
 
 
 class HarvestForm(FlaskForm):
@@ -120,7 +120,7 @@ class HarvestCorrectionForm(FlaskForm):
 
 
 class PassageCorrectionForm(FlaskForm):
-    performed_on = DateField("Date, corrected", validators=[InputRequired("Give the date.")])
+    performed_on = TypedDateField("Date, corrected", validators=[InputRequired("Give the date.")])
     seeded_cells = NumberField(f"Seeded, corrected {MILLIONS}", places=None, validators=[
         InputRequired("Give the cells seeded."), _not_negative])
     harvested_cells = NumberField(f"Harvested, corrected {MILLIONS}", places=None, validators=[
@@ -134,7 +134,7 @@ class PassageCorrectionForm(FlaskForm):
 class ReagentUseCorrectionForm(FlaskForm):
     reagent_lot_id = SelectField("Reagent lot, corrected", coerce=int,
                                  validators=[DataRequired("Choose the reagent lot.")])
-    used_on = DateField("Date of use, corrected", validators=[InputRequired("Give the date of use.")])
+    used_on = TypedDateField("Date of use, corrected", validators=[InputRequired("Give the date of use.")])
     reason = _reason_field()
 
 
@@ -171,7 +171,7 @@ class ReagentLotForm(FlaskForm):
     supplier = StringField("Supplier", validators=[DataRequired("Give the supplier."), Length(max=120)])
     lot_number = StringField("Supplier's lot number", validators=[DataRequired("Give the lot number."),
                                                                   Length(max=60)])
-    expiry_date = DateField("Expiry date", validators=[InputRequired("Give the expiry date.")])
+    expiry_date = TypedDateField("Expiry date", validators=[InputRequired("Give the expiry date.")])
 
 
 class GridField(IntegerField):

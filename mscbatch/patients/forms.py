@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from wtforms import (
     BooleanField,
-    DateField,
     HiddenField,
     PasswordField,
     SelectField,
@@ -17,6 +16,7 @@ from mscbatch.core.protocols import Protocol, format_cells_per_kg
 from mscbatch.donors.forms import choices
 from mscbatch.patients.models import SEX_LABELS
 from mscbatch.patients.services import WEIGHT_CHECKED
+from mscbatch.web.date_fields import TypedDateField
 from mscbatch.web.forms import FlaskForm
 
 YES_NO = choices([("", "Not measured yet"), ("no", "No"), ("yes", "Yes")])
@@ -28,7 +28,7 @@ class PatientForm(FlaskForm):
     protocol_id = SelectField("Trial protocol", validators=[DataRequired("Choose the protocol.")])
     code = StringField("Trial patient code (leave empty to generate one)", validators=[Optional(), Length(max=40)])
     initials = StringField("Initials", validators=[DataRequired("Give the initials."), Length(max=10)])
-    date_of_birth = DateField("Date of birth", validators=[InputRequired("Give the date of birth.")])
+    date_of_birth = TypedDateField("Date of birth", validators=[InputRequired("Give the date of birth.")])
     sex = SelectField("Sex", choices=choices([("", "Choose…"), *SEX_LABELS.items()]),
                       validators=[DataRequired("Choose the sex.")])
     ward = StringField("Ward", validators=[DataRequired("Give the ward."), Length(max=80)])
@@ -45,7 +45,7 @@ class PatientForm(FlaskForm):
 
 class WeightForm(FlaskForm):
     weight_kg = StringField("Weight (kg)", validators=[DataRequired("Give the weight."), Length(max=10)])
-    measured_on = DateField("Measured on", validators=[InputRequired("Give the date of the measurement.")])
+    measured_on = TypedDateField("Measured on", validators=[InputRequired("Give the date of the measurement.")])
     weight_confirmed = BooleanField(WEIGHT_CHECKED)  # needed for a weight far from a recent one (services.weight_jump)
 
 
@@ -53,7 +53,7 @@ def enrolment_form(protocol: Protocol) -> type[FlaskForm]:
     """One field per measurable criterion of the protocol, named after the core's parameter."""
 
     class EnrolmentForm(FlaskForm):
-        on_date = DateField("Date of the check", validators=[Optional()])
+        on_date = TypedDateField("Date of the check", validators=[Optional()])
 
     for criterion in protocol.criteria:
         if criterion.is_boolean:
@@ -74,7 +74,7 @@ class EscalationForm(FlaskForm):
     chosen_cells_per_kg = SelectField("Level chosen for the next cohort", validators=[DataRequired("Choose a level.")])
     toxicity_review = TextAreaField("Toxicity review relied upon (reference, CTCAE summary)",
                                     validators=[DataRequired("Cite the toxicity review."), Length(max=2000)])
-    decided_on = DateField("Decided on", validators=[Optional()])
+    decided_on = TypedDateField("Decided on", validators=[Optional()])
     password = PasswordField("Your password (electronic signature)", **PASSWORD_FIELD)
 
     def set_levels(self, levels: tuple) -> EscalationForm:  # type: ignore[type-arg]
@@ -104,6 +104,6 @@ class CancelForm(FlaskForm):
 class WithdrawForm(FlaskForm):
     reason = TextAreaField("Reason for the withdrawal (e.g. consent withdrawn by the patient on ...)",
                            validators=[DataRequired("Give the reason for the withdrawal."), Length(max=2000)])
-    withdrawn_on = DateField("Withdrawn on (empty: today)", validators=[Optional()])
+    withdrawn_on = TypedDateField("Withdrawn on (empty: today)", validators=[Optional()])
     password = PasswordField("Your password (electronic signature: withdraws the patient and stops the active "
                              "prescription)", **PASSWORD_FIELD)

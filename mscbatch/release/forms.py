@@ -5,7 +5,6 @@ from collections.abc import Iterable
 
 from flask_wtf.file import FileField
 from wtforms import (
-    DateField,
     PasswordField,
     RadioField,
     SelectField,
@@ -21,12 +20,13 @@ from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
 from mscbatch.release.oos import INVESTIGATION_MAX_CHARS
 from mscbatch.release.specs import FLOW_PANEL
+from mscbatch.web.date_fields import TypedDateField
 from mscbatch.web.forms import FlaskForm
 
 
 class _Common(FlaskForm):
     analyst = StringField("Analyst")
-    tested_on = DateField("Test date", validators=[Optional()])
+    tested_on = TypedDateField("Test date", validators=[Optional()])
     method = StringField("Method (blank: the specification's)")
     instrument = StringField("Instrument")
     reagent_lot = StringField("Reagent lot")

@@ -82,7 +82,10 @@ class SummaryItem:
         """The message already starts with the field's name ("Second person: wrong password" for the field
         "Second person: password"): the label in front would say it twice."""
         head = self.label.split(":")[0].strip().lower()
-        return bool(head) and self.message.lower().startswith(head)
+        said, colon, _ = self.message.partition(":")  # or its own short name: "Weight: ..." for "Weight (kg)"
+        said = said.strip().lower()
+        return bool(head) and (self.message.lower().startswith(head) or (
+            bool(colon) and len(said) >= 3 and head.startswith(said)))
 
 
 #: fields a user cannot go to: their messages are listed without a link

@@ -56,6 +56,8 @@ def test_filter_days_the_wrong_way_round_are_refused_naming_both_fields(app, use
     assert status == 422
     assert "To (2026-01-01) is before From (2026-12-31): To must be the same day as From or a later one." in page
     assert "No events match" not in page
+    # the line under the filter points at the marked field, not at a date format that was right (re-review)
+    assert "correct what is marked above" in page and "YYYY-MM-DD, e.g." not in page
 
 
 def test_a_day_out_of_range_is_refused_not_moved_to_1899(app, users, client_as):

@@ -102,6 +102,7 @@ def test_a_move_a_reprint_and_a_prescription_letting_the_bag_go_say_what_they_we
     assert "Why: tank door seal replaced" in moved, moved
     label = rows["labelled"]
     assert "Label REPRINTED" in label and "Why: label smudged" in label, label
+    assert "Print no." not in label, label  # the print's row id is shown nowhere else (re-review)
     let_go = rows["stored"]
     assert "Let go by its prescription: back in stock" in let_go and "was cancelled" in let_go, let_go
     assert f"at {made['new']} (it stays there)" in let_go, let_go

@@ -115,6 +115,8 @@ def test_a_passage_with_a_text_count_and_a_viability_over_100_shows_both(
     assert len(seeded) == 1 and seeded[0].startswith("Cells seeded: &#39;abc&#39; is not a number"), text
     assert _errors(text, "passage-viability_percent") == ["Viability: a percentage between 0 and 100."]
     assert 'value="150"' in text and 'value="abc"' in text  # the typed values kept
+    [seeded_input] = re.findall(r'<input[^>]*id="passage-seeded_cells"[^>]*>', text)
+    assert 'type="text"' in seeded_input, seeded_input  # shown as typed: a number input would empty "abc"
     assert _steps(db_session, lot_id) == 1  # the isolation alone: nothing written
 
 
@@ -207,3 +209,19 @@ def test_a_bag_correction_naming_a_bag_past_the_databases_integers_is_refused_no
         "bagfix-bag_id": str(2 ** 63), "bagfix-volume_ml": "1", "bagfix-cells_per_ml": "1",
         "bagfix-dmso_percent": "1", "bagfix-reason": "Typed over the label"})
     assert page.status_code == 422, page.status_code  # the fuzz sweep found the read of such an id a 500
+
+
+def test_a_passage_date_typed_in_another_format_is_kept_and_its_format_said(
+        app, users, db_session, client_as):  # noqa: F811
+    """Re-review: WTForms' "Not a valid date value." (no field, no format), and the typed text lost in a date input;
+    the lot record's date fields now say it as the donor forms do (web.date_fields)."""
+    lot_id = _lot_with_isolation(db_session)
+    page = client_as("technician").post(f"/lots/{lot_id}/passages", data={
+        **PASSAGE, "passage-performed_on": "31/02/2026"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 422
+    assert _errors(text, "passage-performed_on") == [
+        "Harvest date of the passage: &#39;31/02/2026&#39; is not a date; type it as YYYY-MM-DD (e.g. 2026-02-28)"], text
+    [field] = re.findall(r'<input[^>]*id="passage-performed_on"[^>]*>', text)
+    assert 'type="text"' in field and 'value="31/02/2026"' in field, field  # kept: a date input would empty it
+    assert _steps(db_session, lot_id) == 1

@@ -143,7 +143,8 @@ def create_token() -> Any:
             if isinstance(error, services.WrongPassword) and error.locked:
                 return _signed_out_by_lockout(error)
             show_error(form, error)
-    return _account_page(token_form=form, new_token=new_token), status
+    # made: an empty form (its name left in the box invited a second token of that name)
+    return _account_page(token_form=ApiTokenForm(formdata=None) if new_token else form, new_token=new_token), status
 
 
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])

@@ -29,6 +29,8 @@ def test_a_reload_of_the_answer_makes_no_second_token_and_shows_no_secret(app, u
     assert made.status_code == 201
     secret = _secret(made.get_data(as_text=True))
     assert secret is not None and secret.startswith("msc_")
+    [name_box] = re.findall(r'<input[^>]*name="name"[^>]*>', made.get_data(as_text=True))
+    assert "ward 3 scanner" not in name_box, name_box  # made: the box is emptied, not left to make a second one
     [token] = _tokens(app, "nurse")
 
     again = nurse.post("/account/tokens", data=form)  # the reload: the same form, sent again

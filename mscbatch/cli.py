@@ -20,10 +20,9 @@ def _db():  # type: ignore[no-untyped-def]
 
 
 def _checkpoint_file() -> Path:
-    from mscbatch.audit.checkpoints import DEFAULT_FILE_NAME
+    from mscbatch.audit.checkpoints import configured_file
 
-    configured = current_app.config.get("AUDIT_CHECKPOINT_FILE")
-    return Path(configured) if configured else Path(current_app.config["INSTANCE_DIR"]) / DEFAULT_FILE_NAME
+    return configured_file(current_app.config)
 
 
 def os_user() -> str:

@@ -22,6 +22,13 @@ from mscbatch.core.audit_chain import GENESIS_HASH
 DEFAULT_FILE_NAME = "audit-checkpoints.jsonl"
 
 
+def configured_file(config: Mapping[str, object]) -> Path:
+    """The checkpoint file the app's configuration names (MSCBATCH_AUDIT_CHECKPOINT_FILE), else the default one in
+    the instance folder: `audit checkpoint` writes it, `audit verify` and the audit page's check read it."""
+    configured = config.get("AUDIT_CHECKPOINT_FILE")
+    return Path(str(configured)) if configured else Path(str(config["INSTANCE_DIR"])) / DEFAULT_FILE_NAME
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     seq: int

@@ -13,7 +13,6 @@ import io
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -224,11 +223,6 @@ def events_csv() -> Any:
     return response
 
 
-def _checkpoint_file() -> Path:
-    configured = current_app.config.get("AUDIT_CHECKPOINT_FILE")
-    return Path(configured) if configured else Path(current_app.config["INSTANCE_DIR"]) / checkpoints.DEFAULT_FILE_NAME
-
-
 def chain_verdict() -> dict[str, Any]:
     """What `mscbatch audit verify` finds, in the same order (the chain, then the checkpoint file), in words."""
     key = current_app.config["AUDIT_KEY"]
@@ -237,7 +231,7 @@ def chain_verdict() -> dict[str, Any]:
         return {"ok": False, "checked": verdict.events_checked,
                 "words": f"The audit trail is BROKEN at event {verdict.first_bad_seq}: {verdict.problem}. "
                          f"{verdict.events_checked} events were verified before it."}
-    path = _checkpoint_file()
+    path = checkpoints.configured_file(current_app.config)
     lines = checkpoints.read_lines(path)
     if lines is None:
         return {"ok": True, "checked": verdict.events_checked,

@@ -80,10 +80,20 @@ def _json_body() -> Any:
         raise UnstorableInput(f"The request body is not valid JSON ({reason}). Nothing was saved.") from None
 
 
+class NotJson(DomainError):
+    status = 415
+    title = "Unsupported media type"
+
+
 def refuse_unstorable_input() -> None:
     _check_pairs("Query parameter", request.args.items(multi=True))
     if request.method not in _BODY_METHODS:
         return
+    if request.path.startswith("/api/") and request.mimetype and not request.is_json:
+        # every API body is JSON: a body sent as text/plain or a form read as empty, and was refused as "missing
+        # data" for fields that were there (API integrator's review)
+        raise NotJson(f"The request body is {request.mimetype}, not JSON: send it with the header Content-Type: "
+                      "application/json. Nothing was saved.")
     if request.is_json:
         _check_json(_json_body())
     else:

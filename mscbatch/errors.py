@@ -76,6 +76,27 @@ def problem_response(status: int, title: str, detail: str, **extra: Any) -> Resp
     return response
 
 
+def by_field(messages: Any) -> tuple[dict[str, list[str]], list[str]]:
+    """webargs' refusals ({"json": {"bag_id": ["Not a valid integer."]}, "query": {...}}) in the shape of every
+    other refusal of the API, {"bag_id": [...]}, and in words naming each field ("bag_id: Not a valid integer.");
+    a refusal of a whole location (an undecodable body) is kept under that location's name."""
+    fields: dict[str, list[str]] = {}
+    for location, found in (messages.items() if isinstance(messages, dict) else [("body", messages)]):
+        items = found.items() if isinstance(found, dict) else [(location, found)]
+        for name, said in items:
+            fields.setdefault(str(name), []).extend(_flat(said))
+    return fields, [f"{name}: {message}" for name, said in fields.items() for message in said]
+
+
+def _flat(said: Any) -> list[str]:
+    """A field's messages as a list of words (a nested schema's are {sub-field: [...]}: "sub-field: ...")."""
+    if isinstance(said, dict):
+        return [f"{key}: {message}" for key, inner in said.items() for message in _flat(inner)]
+    if isinstance(said, (list, tuple)):
+        return [message for item in said for message in _flat(item)]
+    return [str(said)]
+
+
 def _error_page(status: int, title: str, detail: str) -> tuple[str, int]:
     return render_template("errors/error.html", status=status, title=title, detail=detail), status
 
@@ -146,11 +167,13 @@ def register_error_handlers(app: Flask) -> None:
         data = getattr(error, "data", None) or {}
         if wants_problem_json():
             extra: dict[str, Any] = {}
+            title = error.name
             messages = data.get("messages") or data.get("errors")
             if messages:  # webargs / marshmallow validation: {location: {field: [msg]}}
-                extra["errors"] = messages
-                detail = "The request body or parameters are invalid; see errors."
-            response = problem_response(status, error.name, detail, **extra)
+                extra["errors"], said = by_field(messages)
+                detail = " ".join(said) or "The request body or parameters are invalid."
+                title = ValidationFailed.title if status == 422 else title
+            response = problem_response(status, title, detail, **extra)
             for key, value in (data.get("headers") or {}).items():
                 response.headers[key] = value
             return response

@@ -31,7 +31,7 @@ def test_a_fractional_or_boolean_integer_is_refused_naming_its_field_and_nothing
     body = json.dumps({"kind": "box", "name": "Box Z9", "parent_id": rack, "rows": rows, "columns": 9})  # NaN too
     answer = app.test_client().post("/api/v1/storage", headers=headers, data=body)
     assert answer.status_code == 422, answer.get_data(as_text=True)
-    assert "rows" in answer.get_json()["errors"]["json"], answer.get_json()
+    assert "rows" in answer.get_json()["errors"], answer.get_json()
     with app.extensions["mscbatch.db"].new_session() as session:
         assert session.scalar(select(func.count()).select_from(StorageLocation)
                               .where(StorageLocation.name == "Box Z9")) == 0

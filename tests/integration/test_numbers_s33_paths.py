@@ -42,10 +42,10 @@ def _count(session: Any, model: Any) -> int:
 
 
 def _json_errors(answer: Any) -> dict[str, list[str]]:
-    """A schema's refusal (marshmallow: errors under "json"), as the API's other length limits."""
+    """A schema's refusal (marshmallow's, by field as every refusal of the API), as its other length limits."""
     body = answer.get_json()
     assert answer.status_code == 422 and body["status"] == 422, body
-    return body["errors"]["json"]
+    return body["errors"]
 
 
 def _refused_number(answer: Any, field: str) -> str:

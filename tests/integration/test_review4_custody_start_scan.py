@@ -92,7 +92,7 @@ def test_the_api_start_refuses_another_bag_and_takes_a_typed_din_or_the_code_128
     before = _written(db_session)
     missing = client.post("/api/v1/custody/infusions", headers=headers,
                           json={"bag_id": first.bag_id, "wristband": first.wristband})
-    assert missing.status_code == 422 and "bag" in missing.get_json()["errors"]["json"]
+    assert missing.status_code == 422 and "bag" in missing.get_json()["errors"]
     wrong = client.post("/api/v1/custody/infusions", headers=headers,
                         json={"bag_id": first.bag_id, "wristband": first.wristband, "bag": second.token})
     assert wrong.status_code == 409 and wrong.mimetype == "application/problem+json"

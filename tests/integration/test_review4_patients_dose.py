@@ -56,13 +56,13 @@ def test_the_api_signature_requires_the_dry_runs_level_bags_and_weight(app, user
     missing = api.post(f"/api/v1/patients/{pid}/prescriptions", headers=headers,
                        json={"password": PASSWORD, "bag_ids": seen["bag_ids"]})
     assert missing.status_code == 422, missing.get_json()
-    errors = missing.get_json()["errors"]["json"]
+    errors = missing.get_json()["errors"]
     assert set(errors) == {"weight_id", "dose_level_cells_per_kg"}, errors
     assert "weight_id" in errors["weight_id"][0] and "dry run you saw" in errors["weight_id"][0]
     nothing = api.post(f"/api/v1/patients/{pid}/prescriptions", headers=headers, json={"password": PASSWORD})
-    assert set(nothing.get_json()["errors"]["json"]) == {"weight_id", "dose_level_cells_per_kg", "bag_ids"}
+    assert set(nothing.get_json()["errors"]) == {"weight_id", "dose_level_cells_per_kg", "bag_ids"}
     empty = api.post(f"/api/v1/patients/{pid}/prescriptions", headers=headers, json={**seen, "bag_ids": []})
-    assert empty.status_code == 422 and "bag_ids" in empty.get_json()["errors"]["json"]
+    assert empty.status_code == 422 and "bag_ids" in empty.get_json()["errors"]
 
     stale = api.post(f"/api/v1/patients/{pid}/prescriptions", headers=headers, json=seen)
     assert stale.status_code == 409, stale.get_json()

@@ -55,3 +55,10 @@ def problems(blueprint: Blueprint, *codes: int) -> Any:
 def me() -> Any:
     return {"id": current_user.id, "username": current_user.username, "full_name": current_user.full_name,
             "roles": sorted(current_user.role_names)}
+
+
+#: what a `din` field of the API holds, said in the OpenAPI document: the bag's records give the 13 characters of
+#: ISBT 128's DIN with the check character apart (check_character), as the database keeps them; the ward's answers
+#: (a bedside check, an infusion) give the 14 characters a nurse types, the DIN followed by its check character
+DIN_13 = "the bag's DIN, 13 characters, without its check character (given apart as check_character where shown)"
+DIN_14 = "the bag's DIN followed by its check character K, 14 characters (as typed at the bedside)"

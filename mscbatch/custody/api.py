@@ -19,7 +19,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import ROW_ID, WholeNumber, problems
+from mscbatch.api.base import DIN_14, ROW_ID, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.identifiers import din_shown
@@ -61,7 +61,7 @@ class ScanVerifySchema(Schema):
     failures = fields.List(fields.Nested(FindingSchema))
     notes = fields.List(fields.String())
     bag_id = WholeNumber(allow_none=True)
-    din = fields.String(allow_none=True)
+    din = fields.String(allow_none=True, metadata={"description": DIN_14})
     patient_code = fields.String(allow_none=True)
     post_thaw_deadline = fields.DateTime(allow_none=True)
     give_ml = PlainDecimal(as_string=True, allow_none=True,
@@ -165,7 +165,7 @@ class StopSchema(Schema):
 
 class InfusionReadSchema(InfusionSchema):
     status = fields.String(metadata={"description": "running or ended"})
-    din = fields.String(metadata={"description": "the bag's DIN with its check character"})
+    din = fields.String(metadata={"description": DIN_14})
     lot_number = fields.String(allow_none=True)
     product_name = fields.String(allow_none=True)
     patient_code = fields.String(allow_none=True, metadata={"description": "the patient's code (an infusion is read "

@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from mscbatch.api.base import WholeNumber, problems
+from mscbatch.api.base import DIN_13, WholeNumber, problems
 from mscbatch.auth.access import authenticated
 from mscbatch.errors import NotFound, ValidationFailed
 from mscbatch.extensions import db
@@ -27,7 +27,7 @@ class LabelVerificationSchema(Schema):
     valid = fields.Boolean(metadata={"description": "The signature is genuine and the bag exists"})
     bag_ref = fields.String(metadata={"description": "DIN followed by its check character K"})
     bag_id = WholeNumber()
-    din = fields.String()
+    din = fields.String(metadata={"description": DIN_13})
     din_display = fields.String()
     product_name = fields.String()
     product_class = fields.String()

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from mscbatch.api.base import DB_INT, ROW_ID, WholeNumber, problems
+from mscbatch.api.base import DB_INT, DIN_13, ROW_ID, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.extensions import db
@@ -35,7 +35,7 @@ class BagSchema(Schema):
     bag_number = WholeNumber(required=True)
     bag_count = WholeNumber(required=True)
     division = fields.String(required=True)
-    din = fields.String(required=True, metadata={"description": "13-character DIN"})
+    din = fields.String(required=True, metadata={"description": DIN_13})
     check_character = fields.String(required=True, metadata={"description": "ISO 7064 MOD 37-2 K"})
     product_code = fields.String(required=True)
     volume_ml = PlainDecimal(as_string=True, required=True)
@@ -86,7 +86,7 @@ class PositionSchema(Schema):
     position = WholeNumber(required=True)
     label = fields.String(required=True)
     bag_id = WholeNumber(allow_none=True)
-    din = fields.String(allow_none=True)
+    din = fields.String(allow_none=True, metadata={"description": DIN_13})
     lot_number = fields.String(allow_none=True)
 
 

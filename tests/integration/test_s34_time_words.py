@@ -64,7 +64,8 @@ def test_the_chain_of_custody_names_the_states_in_words(app, users, client_as):
         with use_case(session, qa, "test: a recall held the bag"):
             bag = session.get(Bag, ward.bag_id)
             bag.status = "on_hold"
-            record_event(session, qa, bag, "labelled")
+            # a status is said where it changes (s36): the held bag discarded, "on hold → discarded"
+            record_event(session, qa, bag, "discarded", reason="test: discarded under the recall")
     page = client_as("qa").get(f"/trace/bags/{ward.bag_id}").get_data(as_text=True)
     table = page[page.index('id="h-custody"'):page.index("</table>", page.index('id="h-custody"'))]
-    assert "on hold →" in table and "on_hold" not in table, table
+    assert "on hold → discarded" in table and "on_hold" not in table, table

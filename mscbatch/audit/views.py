@@ -23,6 +23,7 @@ from mscbatch.audit import checkpoints
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import HIDDEN, HIDDEN_PREFIX, is_hidden
 from mscbatch.audit.verify import verify_checkpoints, verify_database
+from mscbatch.audit.words import record_type_words
 from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
@@ -86,17 +87,6 @@ EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 #: a value longer than this is folded (its first characters shown, the whole value one click away): a row's JSON
 #: snapshot filled the New column and made a page of 50 events 20 000 px tall
 FOLD_AFTER = 80
-#: record types whose words are not their table's name with spaces
-RECORD_TYPE_WORDS = {"api_token": "API token", "database": "Database (restore)", "label_print": "Label printing",
-                     "label_print_item": "Label printing: one label", "release_oos": "Release OOS investigation",
-                     "two_person_check": "Bedside two-person check"}
-
-
-def record_type_words(entity_type: str) -> str:
-    """A record type as users say it: "user_account" -> "User account"."""
-    return RECORD_TYPE_WORDS.get(entity_type) or entity_type.replace("_", " ").capitalize()
-
-
 def record_types_present(session: Any) -> list[tuple[str, str]]:
     """(type, words) of each record type the trail holds, by its words: one query of a few index probes (the
     entity index leads with the type), not a scan of a trail of millions of events."""

@@ -21,6 +21,7 @@ from sqlalchemy import and_, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.audit.words import record_type_words
 from mscbatch.auth.models import User
 from mscbatch.core.identifiers import din_shown
 from mscbatch.custody.bedside import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON
@@ -210,7 +211,6 @@ def record_words(session: Session, table: str, record_id: str | None) -> str:
     """The record a refused signature was for, as users know it: "donor D-2026-0002", "release disposition of lot
     MSC-2026-0003"; never a database id alone, except for a record that is gone (then its type and id)."""
     from mscbatch.audit.reconcile import audited_models
-    from mscbatch.audit.views import record_type_words
 
     words = record_type_words(table).lower()
     models = {m.__tablename__: m for m in audited_models()}

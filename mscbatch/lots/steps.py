@@ -35,7 +35,7 @@ from mscbatch.lots.models import DEVIATION_SEVERITIES, Deviation, Lot, ProcessSt
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import product_of
 from mscbatch.lots.services import at_most_decimals, lock_lot, require_in_process, require_technician
-from mscbatch.site import site_config, site_day, site_today
+from mscbatch.site import local_and_utc, site_config, site_day, site_today
 
 MAX_CELLS = 10**13
 
@@ -160,10 +160,9 @@ def check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, pe
     total = earlier + days
     if total <= elapsed:
         return
-    collected = lot.collection_at.astimezone(tz)
     span = f"P0 to P{number} add up to {total.normalize():f} days" if number else f"P0 has {days.normalize():f} days"
     raise ValidationFailed(
-        f"Days in culture: {span}, but from the collection ({collected:%Y-%m-%d %H:%M}) to the end of P{number}'s "
+        f"Days in culture: {span}, but from the collection ({local_and_utc(lot.collection_at)}) to the end of P{number}'s "
         f"date ({performed_on:%Y-%m-%d}) only {elapsed.quantize(Decimal('0.1'))} days passed. Check the days "
         "in culture and the date.", field="days_in_culture")
 

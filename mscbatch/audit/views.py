@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from sqlalchemy import exists, select
 
@@ -164,6 +164,7 @@ def events() -> Any:
     query, filters, typed, since, until = _filtered(errors)
     if errors:  # a filter that cannot be applied: nothing listed, the field's error said beside it
         return _page(422, masked=False, filters=filters, errors=errors, typed=typed, older={})
+    verdict = session.pop(VERDICT_KEY, None)  # of a verification just run (verify), said once above the events
     before = keyset(request.args.get("before", type=int), MAX_SEQ)
     if before:
         query = query.where(AuditEvent.seq < before)
@@ -174,10 +175,12 @@ def events() -> Any:
     # the next page keeps every filter, the dates included
     older = {**{name: value for name, value in filters.items() if value}, **{k: v for k, v in typed.items() if v}}
     return _page(events=_shown(rows, mask), masked=mask.patient_records or bool(mask.identity_of), filters=filters,
-                 typed=typed, older=older, since=since, until=until,
+                 typed=typed, older=older, since=since, until=until, verdict=verdict,
                  next_before=rows[-1].seq if more and rows else None)
 
 
+#: the session's place for a verification's verdict between its POST and the page that says it
+VERDICT_KEY = "audit_chain_verdict"
 CSV_COLUMNS = ("seq", "occurred_at_utc", "actor", "action", "record_type", "record_id", "field", "old_value",
                "new_value", "reason")
 
@@ -241,7 +244,8 @@ def chain_verdict() -> dict[str, Any]:
 @roles_required("qa", "admin")
 def verify() -> Any:
     """The chain verified on request (a POST: it reads the whole trail, which takes a while on millions of events,
-    so it is never set off by a link prefetched or followed by mistake)."""
-    verdict = chain_verdict()
-    return _page(verdict=verdict, masked=False,
-                 filters={"entity_type": "", "entity_id": "", "actor": ""}, typed={"from": "", "to": ""}, older={})
+    so it is never set off by a link prefetched or followed by mistake). The verdict is then shown on the trail's
+    page it was asked from (post, redirect, get): reloading that page lists the events again and verifies nothing,
+    where a page left at this address would ask the browser to send the verification again."""
+    session[VERDICT_KEY] = chain_verdict()
+    return redirect(url_for("audit.events"), 303)

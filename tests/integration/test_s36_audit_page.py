@@ -75,10 +75,13 @@ def test_verify_the_chain_from_the_page_says_the_events_checked(app, users, clie
     total = db_session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
     db_session.close()
     answer = qa.post("/audit/verify")
-    said = html.unescape(answer.get_data(as_text=True))
-    assert answer.status_code == 200
+    # post, redirect, get: the verdict is said on the trail's own page, once; a reload verifies nothing again
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/audit"), answer.headers
+    said = html.unescape(qa.get("/audit").get_data(as_text=True))
     assert f"The audit trail is intact: {total} events verified" in said, said
-    assert client_as("admin").post("/audit/verify").status_code == 200
+    assert 'id="chain-verdict"' in said and "Verify the chain" in said
+    assert "intact" not in qa.get("/audit").get_data(as_text=True)  # said once: the reload lists the events only
+    assert client_as("admin").post("/audit/verify", follow_redirects=True).status_code == 200
     assert client_as("technician").post("/audit/verify").status_code == 403
     assert "intact" not in qa.get("/audit/verify").get_data(as_text=True)  # a POST: never set off by a link
 
@@ -93,7 +96,7 @@ def test_verify_names_the_first_broken_link(app, users, client_as, db_session):
     db_session.execute(text("UPDATE audit_event SET reason = 'forged' WHERE seq = :seq"), {"seq": seq})
     db_session.commit()
     db_session.close()
-    answer = client_as("qa").post("/audit/verify")
+    answer = client_as("qa").post("/audit/verify", follow_redirects=True)
     said = html.unescape(answer.get_data(as_text=True))
     assert f"The audit trail is BROKEN at event {seq}:" in said, said
     assert f"{seq - 1} events were verified before it." in said

@@ -241,6 +241,7 @@ class BagFacts:
     course_lost: bool = False  # a bag of its course was lost (discarded, returned, lot ended), whatever the rest gives
     dmso_24h: Dmso24Hours | None = None  # read only when the patient had an infusion in the last 24 hours
     received_at: datetime | None = None  # its last receipt on the ward (a check scanned before it: another trip)
+    infusion_running: bool = False  # its infusion started and not ended (read only for a bag with an infusion)
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -329,6 +330,8 @@ def read_facts(session: Session, wristband: str, din: str | None,
         weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
         prescribed_weight_on=weighed_on, course_lost=bool(course_lost),
         course_short=_course_short(session, bag.id) if course_lost else None,
+        infusion_running=infused is not None and session.scalar(
+            select(Infusion.ended_at.is_(None)).where(Infusion.bag_id == bag.id)) is True,
         dmso_24h=_dmso_24h(session, patient, bag, now, allocated_ml)
         if infused_in_24h and patient is not None and allocated_id == patient.id and infused is None else None)
 
@@ -439,7 +442,11 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     bag, lot, state = facts.bag, facts.lot, facts.release
     result.bag, result.lot, result.received_at = bag, lot, facts.received_at
 
-    if bag.status == "infused" or facts.infused_at is not None:
+    if facts.infusion_running:  # scanned again while it runs: said as it is, not as a bag given and done
+        result.stop("already_infused", f"This bag is BEING INFUSED NOW: its infusion started on "
+                                       f"{local_and_utc(facts.infused_at)} and has not been ended. Never start a bag "
+                                       "twice.")
+    elif bag.status == "infused" or facts.infused_at is not None:
         since = f" on {local_and_utc(facts.infused_at)}" if facts.infused_at else ""
         result.stop("already_infused", f"This bag has ALREADY BEEN INFUSED{since}. Never give a bag twice.")
 

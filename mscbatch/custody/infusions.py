@@ -67,7 +67,11 @@ START_REFUSALS = {
 
 
 def _refuse_infused(session: Session, bag: Bag) -> None:
-    if bag.status == "infused" or session.scalar(select(Infusion.id).where(Infusion.bag_id == bag.id)):
+    infusion = session.scalar(select(Infusion).where(Infusion.bag_id == bag.id))
+    if infusion is not None and infusion.ended_at is None:  # its own infusion, still running: said as it is
+        raise StartRefused("already_infused", f"Bag {din_shown(bag)} is being infused now: its infusion started on "
+                                              f"{local_and_utc(infusion.started_at)} and has not been ended.")
+    if bag.status == "infused" or infusion is not None:
         raise StartRefused("already_infused", f"Bag {din_shown(bag)} has already been infused.")
 
 

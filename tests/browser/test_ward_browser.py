@@ -92,11 +92,11 @@ def test_keyboard_wedge_scans_give_matches_then_stop(browser, live_server):
         expect(page.get_by_role("button", name="Sign: we both checked the bag against the wristband")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "ward-stop.png"), full_page=True)
 
-        # the bag already infused, for its own patient: STOP as well
+        # the bag being infused (its infusion running), scanned again for its own patient: STOP as well
         page.goto(f"{live_server.url}/ward")
         _scan(page, ward.wristband)
         _scan(page, ward.token)
-        expect(page.get_by_role("alert")).to_contain_text("ALREADY BEEN INFUSED")
+        expect(page.get_by_role("alert")).to_contain_text("BEING INFUSED NOW")
     finally:
         context.close()
 

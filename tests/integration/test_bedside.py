@@ -137,7 +137,18 @@ def test_an_already_infused_bag_is_a_stop(app, users, db_session):
                              label_key=KEY)
     result = check(db_session, ward)
     assert "already_infused" in _codes(result)
-    assert "ALREADY BEEN INFUSED" in _messages(result)
+    # scanned while it runs: said as running, not as a bag given and done
+    assert "This bag is BEING INFUSED NOW: its infusion started on" in _messages(result), _messages(result)
+    assert "ALREADY BEEN INFUSED" not in _messages(result)
+    with pytest.raises(infusions.StartRefused, match="is being infused now: its infusion started on .* UTC"):
+        infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
+                                 bag_scan=ward.token, label_key=KEY)
+    db_session.rollback()
+    infusion = db_session.scalar(select(Infusion).where(Infusion.bag_id == ward.bag_id))
+    infusions.end_infusion(db_session, user(db_session, "nurse"), infusion.id, volume_ml="25")
+    result = check(db_session, ward)
+    assert "already_infused" in _codes(result)
+    assert "ALREADY BEEN INFUSED on" in _messages(result) and "BEING INFUSED NOW" not in _messages(result)
 
 
 def test_the_same_person_cannot_be_the_second_checker(app, users, db_session):

@@ -42,7 +42,7 @@ def test_received_twice_and_infused_twice_are_refused(app, users, db_session):
         handover.receive(db_session, nurse, ward.bag_id)
     checked_and_confirmed(db_session, ward)
     infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
-    with pytest.raises(Conflict, match="already been infused"):
+    with pytest.raises(Conflict, match="is being infused now"):
         infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     with pytest.raises(Conflict, match="already infused"), use_case(db_session, nurse):
         services.record_event(db_session, nurse, db_session.get(Bag, ward.bag_id), "infusion_started")

@@ -298,7 +298,7 @@ def test_a_second_start_of_an_infused_bag_is_refused_and_recorded(app, users, db
     checked_and_confirmed(db_session, ward)
     _start(db_session, ward, ward.wristband)
     before = _written(db_session)
-    with pytest.raises(Conflict, match="has already been infused"):
+    with pytest.raises(Conflict, match="is being infused now: its infusion started on"):
         _start(db_session, ward, ward.wristband)
     assert _written(db_session) == before
     assert [r[:2] for r in _refusals(db_session)] == [("already_infused", ward.bag_id)]

@@ -51,7 +51,7 @@ def test_a_bag_already_infused_is_named_as_its_label_shows_it(app, users, db_ses
     with pytest.raises(Conflict) as refused:
         infusions.start_infusion(db_session, user(db_session, "nurse"), ward.bag_id, wristband=ward.wristband,
                                  bag_scan=ward.token, label_key=KEY)
-    assert "has already been infused" in refused.value.message
+    assert "is being infused now" in refused.value.message
     _bare_not_said(refused.value.message, db_session.get(Bag, ward.bag_id))
 
 

@@ -36,6 +36,7 @@ from mscbatch.patients.queries import get_patient
 from mscbatch.release import release
 from mscbatch.release.demo import enter_panel
 from mscbatch.signatures.models import Signature
+from mscbatch.site import local_and_utc
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, patient, user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
@@ -205,7 +206,8 @@ def test_double_infusion_of_one_bag(app, users, monkeypatch, mode):
         if mode == "last-guard":
             _check_last_guard(app, outcomes, {
                 "postgresql": "This bag's infusion was just recorded by someone else.",
-                "sqlite": f"Bag {_shown(app, ward.bag_id)} has already been infused."})
+                "sqlite": f"Bag {_shown(app, ward.bag_id)} is being infused now: its infusion started on "
+                          f"{local_and_utc(_scalar(app, select(Infusion.started_at)))} and has not been ended."})
         else:
             _check(app, outcomes, guarded)
         doubled = _doubled(app, mode)

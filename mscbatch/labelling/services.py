@@ -451,6 +451,8 @@ def verify_label(session: Session, text: str, key: bytes | str, *, sees_patients
     release = release_state(session, lot)
     now = utcnow()
     reasons = _not_usable(session, bag, lot, release, status, now)
+    if relabel_after_correction(session, [bag.id]):  # here only: a print (label_refusals) is what cures it
+        reasons += (LABEL_OUT_OF_DATE,)
     local = bag.expires_at.astimezone(site_config().tz)
     return Verification(
         valid=True, bag_ref=bag_ref, bag_id=bag.id, din=bag.din, din_display=din.display,
@@ -486,6 +488,10 @@ def _not_usable(session: Session, bag: Bag, lot: Lot, release: Any, status: Any,
     return tuple(reasons)
 
 
+#: a label scanned after its bag's content was corrected: every label the bag wears was printed before (the latest
+#: print is older than the correction), so the one in hand shows the old volume, cells or DMSO
+LABEL_OUT_OF_DATE = ("the bag's content (volume, cells or DMSO) was corrected after this label was printed: the label "
+                     "shows the old values and must be printed again before the bag leaves the unit")
 DONOR_NOT_APPROVED_YET = "the donor's eligibility is not approved yet (QA has not signed it)"
 DONOR_REOPENED = "new information reopened the donor's eligibility"
 DONOR_INELIGIBLE = "QA judged the donor not eligible"

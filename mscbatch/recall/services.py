@@ -156,7 +156,7 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
     lock_target(session, scope, target_id)
     lots = affected_lots(session, scope, target_id)
     if scope == "lot":  # its one lot, locked before anything is decided (see lock_target)
-        lock_lot(session, target_id)
+        refuse_rejected(lock_lot(session, target_id))
     if recall_in_force_of(session, scope, target_id) is not None:
         raise Conflict(f"A recall of {target_label(session, scope, target_id)} is in force already (active, or "
                        "completed: a completed recall still covers what it reached).")
@@ -198,6 +198,16 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
     sign(session, actor, password, recall, START_MEANING, required_role="qa")
     recall_id = recall.id
     return RecallStarted(recall_id=recall_id, held_bags=held, recalled_lots=recalled, lots_kept=kept)
+
+
+def refuse_rejected(lot: Lot) -> None:
+    """Refuse a recall of a rejected lot: rejected before any release (the state machine allows no other way), none of
+    its bags was labelled, sent or given, and none ever will be, so such a recall would be a signed, active record of
+    a lot gone out that never did, holding nothing. (A lot in process or in quarantine may still be recalled: its
+    bags are then held while the alert is investigated, and released again if the recall is ended.)"""
+    if lot.status == "rejected":
+        raise Conflict(f"Lot {lot.lot_number} is rejected: it was never released and none of its bags can be "
+                       "labelled, sent or given, so there is nothing to recall. Nothing was recorded.")
 
 
 def _may_recall(lot: Lot) -> bool:

@@ -134,11 +134,37 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
     return query, filters, typed, since, until
 
 
+def known_names(session: Any, rows: list[AuditEvent]) -> dict[tuple[str, str], str]:
+    """(record type, id) -> the name users know the record by, for the bags, lots and donors of a page of events:
+    "bag 24" alone told a reviewer nothing; its DIN as the label prints it does. One query per type on the page."""
+    from mscbatch.core.identifiers import din_shown
+    from mscbatch.donors.models import Donor
+    from mscbatch.lots.models import Bag, Lot
+
+    wanted: dict[str, set[int]] = {}
+    for e in rows:
+        if e.entity_type in ("bag", "lot", "donor") and (e.entity_id or "").isdigit():
+            wanted.setdefault(e.entity_type, set()).add(int(e.entity_id))
+    names: dict[tuple[str, str], str] = {}
+    if wanted.get("bag"):
+        for bag in session.scalars(select(Bag).where(Bag.id.in_(wanted["bag"]))):
+            names["bag", str(bag.id)] = din_shown(bag)
+    if wanted.get("lot"):
+        for lot_id, number in session.execute(select(Lot.id, Lot.lot_number).where(Lot.id.in_(wanted["lot"]))):
+            names["lot", str(lot_id)] = number
+    if wanted.get("donor"):
+        for donor_id, code in session.execute(select(Donor.id, Donor.code).where(Donor.id.in_(wanted["donor"]))):
+            names["donor", str(donor_id)] = code
+    return names
+
+
 def _shown(rows: list[AuditEvent], mask: AuditMask) -> list[dict[str, Any]]:
     cases = mask.patient_cases(db.session, rows)  # events carrying a patient use case's reason
+    known = known_names(db.session, rows)
     # the site's time first, as every page, and the full UTC instant beside it with its own date (the trail's own
     # value: the UTC day differs from the local one around midnight)
     return [{"event": e, "record_type": record_type_words(e.entity_type), "local": local_parts(e.occurred_at, True)[0],
+             "known_as": known.get((e.entity_type, e.entity_id or "")),
              "old": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.old_value),
                                patient_case=e.seq in cases),
              "new": mask.value(e.entity_type, e.field, displayed(e.entity_type, e.field, e.new_value),

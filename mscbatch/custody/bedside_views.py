@@ -14,7 +14,7 @@ from sqlalchemy import select
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
 from mscbatch.custody import bedside, infusions
-from mscbatch.custody.checks import BedsideResult, Finding, evaluate, remaining
+from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
 from mscbatch.database import utcnow
@@ -65,12 +65,16 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
     check was scanned before the bag's last receipt on the ward (no confirm nor start form either); `may_sign`: the
     person who scanned is looking (only they sign with the second person; others are told who must)."""
     signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
+    # a bag not identified because its label code is forged or names no bag of the unit ("Do not give it. Call the
+    # cell therapy unit."): the page must not also say "scan its label again", kept for a scan not read whole
+    bag_suspect = result.bag is None and any(f.code == "bag" and CALL_UNIT in f.message for f in result.failures)
     return render_template(
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
-        may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip), status
+        may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
+        bag_suspect=bag_suspect), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
@@ -174,6 +178,11 @@ def _confirmed_page(bag_id: int, start_form: StartForm, status: int) -> Any:
         return show_start_refused(bag_id, Conflict(
             "No confirmed two-person bedside check of this bag is valid now: scan the wristband and the bag, "
             "and have a second person confirm."))
+    if start_form.bag.errors:
+        # the refused bag text is not shown back: left in the field, one tap on Start sent it again, and a code cut
+        # short read as the bag's; the nurse scans the label again into an empty field
+        start_form.bag.data = ""
+        start_form.bag.raw_data = []
     return _recorded_page(check, start_form=start_form, status=status)
 
 

@@ -125,6 +125,14 @@ class BedsideResult:
         self.failures.append(Finding(code, message))
 
 
+#: the one bad label code that says the label is not genuine (label_token.verify_token): a whole code, its signature
+#: not this unit's. Every other refusal of a code is a read cut short, damaged or of something else: scan again.
+_FORGED = "the signature does not match"
+#: a bag label code that was not read whole (a QR read cut short, a damaged label, another code)
+NOT_READ = ("The bag scan was not read: scan the bag's label again. If its QR code still does not read, type the "
+            "bag number (DIN) printed on the label, with the boxed check character at its end.")
+
+
 def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None]:
     """(reference, problem): the DIN (13 characters, or 14 with its check character) a scan names, from a label
     token (URL or bare) or a typed DIN with its K. Pure: the database is not read."""
@@ -136,12 +144,17 @@ def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None
         try:
             return verify_token(text, label_key), None
         except TokenInvalid as invalid:
-            return None, f"The code on the bag label is not genuine ({invalid.reason}). {CALL_UNIT}"
+            if invalid.reason.startswith(_FORGED):
+                # a whole code whose signature is not this unit's: the label itself is forged or altered
+                return None, f"The code on the bag label is not genuine ({invalid.reason}). {CALL_UNIT}"
+            # a read cut short, damaged or of another code: nothing is known of the bag, so one thing to do, not
+            # "call the unit" beside the page's "scan its label again"
+            return None, NOT_READ
     if is_din_symbol(compact):  # the label's Code 128, read by a barcode scanner: checked by the symbol itself
         try:
             din = parse_din_symbol(compact)
-        except IdentifierError as error:
-            return None, f"The bar code scanned is not a bag number ({error}). Scan the label's QR code. {CALL_UNIT}"
+        except IdentifierError as error:  # another bar code of the label (not the DIN's): a misread, not a bag
+            return None, f"The bar code scanned is not a bag number ({error}). Scan the label's QR code."
         return din.typed, None
     try:
         parse_din(compact)  # raises with what is wrong (never the expected K)

@@ -10,13 +10,17 @@
    scanner's Enter in one of its fields moves on to the other while it is empty, so that the start is never sent
    with half of it, and a bag label code read into the wristband field goes to the bag field. */
 /* What a bag label gives a scanner: the QR's URL or bare token, a typed DIN (13-14 characters), or the Code 128
-   read ("=" + DIN + 2 flag characters). Anything else is a wristband. One rule for both pages below. */
+   read ("=" + DIN + 2 flag characters). Anything else is a wristband. One rule for both pages below.
+   A bag number followed by a dot is a bag label's code however little of it was read ("X999926000005P.RELLG", a
+   QR read cut short): it goes to the bag field, where the server says it was not read, and never replaces the
+   wristband scanned. */
 var mscbatchIsBag = (function () {
   "use strict";
   var TOKEN = /(\/v\/[^\s]+|^[A-Z0-9*-]{1,40}\.[A-Z2-7]{10,}$)/i;
+  var CUT_TOKEN = /^[A-Z][A-Z0-9]{4}\d{8}[0-9A-Z*]?\./i;
   var DIN = /^[A-Z][A-Z0-9]{4}\s?\d{2}\s?\d{6}\s?[0-9A-Z*]?$/i;
   var SYMBOL = /^=[A-Z0-9]{15}$/i;
-  return function (text) { return TOKEN.test(text) || DIN.test(text) || SYMBOL.test(text); };
+  return function (text) { return TOKEN.test(text) || CUT_TOKEN.test(text) || DIN.test(text) || SYMBOL.test(text); };
 }());
 
 (function () {
@@ -41,6 +45,14 @@ var mscbatchIsBag = (function () {
   bag.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !wristband.value.trim()) { event.preventDefault(); wristband.focus(); }
   });
+  // a refused start shown again (NOT STARTED): the emptied field has the focus, so that the scanner's next read goes
+  // there and not to the page's summary of the refusal (which js/error-summary.js focuses first, on the same event)
+  var refused = start.querySelector("[aria-invalid=true]");
+  function focusRefused() { refused.focus({ preventScroll: true }); }
+  if (refused) {
+    if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", focusRefused); }
+    else { focusRefused(); }
+  }
 }());
 
 (function () {

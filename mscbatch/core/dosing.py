@@ -164,9 +164,23 @@ def dmso_window_refusal(course_g: Decimal, given: DmsoGiven, weight_kg: Decimal,
             f"{limit} g/kg/day")
 
 
+def dmso_per_kg_shown(dmso_g: Decimal, weight_kg: Decimal, limit_g_per_kg: Decimal) -> Decimal:
+    """The DMSO per kg a dose shows (and stores), to 0.0001 g/kg: rounded UP, as the endotoxin load is, so that the
+    exposure is never understated (5.5 g / 51.5 kg = 0.106796... reads 0.1068, not 0.1067), except onto the limit:
+    an allowed dose is strictly below it, and 0.99996 g/kg must not read "1.0000" (at the limit), so that one value
+    is rounded down. For the eye only: every limit decision uses the exact grams and weight (dmso_window_refusal,
+    dose_at_new_weight, the bedside's DMSO in 24 hours), never this figure."""
+    return _up_below_limit(dmso_g / weight_kg, limit_g_per_kg, Decimal("0.0001"))
+
+
+def _up_below_limit(value: Decimal, limit: Decimal, step: Decimal) -> Decimal:
+    """`value` to `step`, rounded up, unless that would write a value below `limit` at it: then rounded down."""
+    up = value.quantize(step, ROUND_CEILING)
+    return value.quantize(step, ROUND_FLOOR) if value < limit <= up else up
+
+
 def _per_kg_words(value: Decimal, rounding: str) -> str:
-    """g/kg to 0.001: rounded up in a refusal and down in an allowed dose, so that the figure shown is on the same
-    side of the limit as the value judged (0.99984 g/kg, allowed, is not written "1.000")."""
+    """g/kg to 0.001, rounded as `rounding` says (up in a refusal: never written below the limit it reaches)."""
     return f"{value.quantize(Decimal('0.001'), rounding):f}"
 
 
@@ -179,7 +193,7 @@ def dmso_window_words(course_g: Decimal, given_g: Decimal, weight_kg: Decimal, l
     if given_g <= 0:
         return None
     total = (course_g + given_g) / weight_kg
-    per_kg = _per_kg_words(total, ROUND_FLOOR if total < limit_g_per_kg else ROUND_CEILING)
+    per_kg = f"{_up_below_limit(total, limit_g_per_kg, Decimal('0.001')):f}"  # as dmso_per_kg_shown, to 0.001
     return (f"{course_g:.2f} g + {given_g:.2f} g already given {window}{_times_words(times)} = "
             f"{per_kg} g/kg (limit {limit_g_per_kg.normalize():f} g/kg/day)")
 
@@ -527,8 +541,7 @@ def calculate_dose(protocol: Protocol, *, patient_id: str, enrolled: bool, dose_
         deviation_percent=((delivered - target) * _HUNDRED / target).quantize(Decimal("0.01"), ROUND_HALF_EVEN),
         draws=tuple(draws), total_volume_ml=total_ml,
         waste_cells=sum((Decimal(count(b)) for b in chosen), Decimal(0)) - delivered,
-        # rounded down: an allowed dose is below the limit, and 0.99996 g/kg must not read "1.0000" (at the limit)
-        dmso_g=dmso_g, dmso_g_per_kg=(dmso_g / weight_kg).quantize(Decimal("0.0001"), ROUND_FLOOR),
+        dmso_g=dmso_g, dmso_g_per_kg=dmso_per_kg_shown(dmso_g, weight_kg, settings.max_dmso_g_per_kg_per_day),
         max_dmso_g_per_kg=settings.max_dmso_g_per_kg_per_day,
         endotoxin_eu=endotoxin, endotoxin_limit_eu=limit_eu, infused_volume_ml=infused_ml,
         infusion_duration_h=duration_h,

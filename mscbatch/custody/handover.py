@@ -23,7 +23,7 @@ from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.labelling.services import dispatch_label_problem
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.patients.queries import allocation_of_bag
+from mscbatch.patients.queries import WeightSincePrescription, allocation_of_bag, weight_since_prescription
 from mscbatch.recall.queries import bag_hold
 from mscbatch.release.queries import bag_release
 from mscbatch.site import local_and_utc
@@ -68,6 +68,11 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
             raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {course_short_words(short)} Keep it in "
                            "storage and tell the prescriber, who must stop this course and prescribe again. Nothing "
                            "was recorded.")
+        changed = weight_changed_of_bag(session, bag.id) if bag.status == "allocated" else None
+        if changed is not None:  # the bedside check's weight_changed STOP: kept, a new prescription can use the bag
+            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {changed.changed_words} Keep it in storage "
+                           "and tell the prescriber, who must cancel this prescription and prescribe again for the "
+                           "new weight. Nothing was recorded.")
         label = dispatch_label_problem(session, bag)  # the label the bag wears is what the ward will read
         if label:
             raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {label}.")
@@ -100,7 +105,8 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     become unfit since it left the unit (expired, its lot recalled or failed late, its donor reopened, on hold) is
     not thawed: the bedside check would stop it anyway, and a thawed bag can never be used again, nor be kept for
     the inquiry as it was. Nor is a bag whose course can no longer give the prescribed dose (another bag of it lost:
-    the bedside check's course_short STOP): the prescription must be changed first, and a frozen bag can wait for it."""
+    the bedside check's course_short STOP), nor one whose prescription a weight recorded since no longer fits (its
+    weight_changed STOP): the prescription must be changed first, and a frozen bag can wait for it."""
     with use_case(session, actor):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "thawed")
@@ -120,8 +126,22 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
                            "prescriber: this course must be stopped and prescribed again first. To let the prescriber "
                            "stop it, return this bag to the cell therapy unit (Return, on the ward page, with the "
                            "reason). Nothing was recorded.")
+        changed = weight_changed_of_bag(session, bag.id) if bag.status in ("dispatched", "received") else None
+        if changed is not None:  # the bedside check's weight_changed STOP, said before the bag is lost to it
+            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: {changed.changed_words} Keep it frozen and call the "
+                           "prescriber: this prescription must be cancelled and prescribed again for the new weight "
+                           "first. To let the prescriber cancel it, return this bag to the cell therapy unit (Return, "
+                           "on the ward page, with the reason). Nothing was recorded.")
         event = record_event(session, actor, bag, "thawed", location=location, scan=scan)
     return event
+
+
+def weight_changed_of_bag(session: Session, bag_id: int) -> WeightSincePrescription | None:
+    """A weight recorded since the bag's signed prescription at which its bags give a dose outside it (the bedside
+    check's weight_changed STOP: custody.checks, patients.queries.weight_since_prescription), or None: a newer weight
+    at which the dose still holds is only a note at the bedside, and leaves the bag to be sent and thawed."""
+    change = weight_since_prescription(session, bag_id)
+    return change if change is not None and change.problems else None
 
 
 def unfit_to_leave(session: Session, bag: Bag) -> str | None:

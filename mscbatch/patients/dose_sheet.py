@@ -38,7 +38,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.course import bag_outcomes, stop_words
 from mscbatch.patients.endotoxin import unknown_load_words
 from mscbatch.patients.models import Patient, Prescription
-from mscbatch.patients.queries import allocations_of, protocols, signatures_for
+from mscbatch.patients.queries import allocations_of, protocols, signatures_for, weight_change_of
 from mscbatch.site import local_and_utc, site_config
 
 
@@ -83,6 +83,9 @@ class DoseSheet:
     bags: list[SheetBag]
     signatures: list[str]
     warnings: list[str]
+    #: (headline, the rest) when a weight recorded since makes the prescription's bags give a dose outside it
+    #: (WeightSincePrescription.no_longer_fits: the patient's page's words), said first on the page and the sheet
+    weight_warning: tuple[str, str] | None = None
 
 
 def infusion_planned(prescription: Prescription) -> bool:
@@ -182,7 +185,9 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         warnings.insert(0, f"This {what} on {when} by {stop['by']} ({stop['reason']}). "
                         + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
                            if not_given else "Every bag of it was given."))
-    return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings)
+    change = weight_change_of(session, prescription)
+    weight_warning = change.no_longer_fits if change is not None and change.problems else None
+    return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings, weight_warning)
 
 
 def _course_short(session: Session, prescription: Prescription) -> str | None:
@@ -268,6 +273,9 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
                             author="mscbatch")
     story: list[Any] = [Paragraph(f"MSC dose sheet - prescription {rx.id}", styles["Title"]),
                         Paragraph(f"For clinical trial use only: {sheet.trial}", styles["Heading4"])]
+    if sheet.weight_warning is not None:
+        headline, rest = (escape(words) for words in sheet.weight_warning)
+        story.append(Paragraph(f"<font color='#b00020'><b>{headline}</b> {rest}</font>", small))
     for warning in sheet.warnings:
         story.append(Paragraph(f"<font color='#b00020'><b>{warning}</b></font>", small))
     story += [Paragraph("Patient", styles["Heading3"]), _table([

@@ -16,7 +16,7 @@ from mscbatch.core.protocols import Protocol, format_cells_per_kg
 from mscbatch.donors.forms import choices
 from mscbatch.patients.models import SEX_LABELS
 from mscbatch.patients.services import WEIGHT_CHECKED
-from mscbatch.web.date_fields import TypedDateField
+from mscbatch.web.date_fields import TypedDateField, missing_date_words
 from mscbatch.web.forms import FlaskForm
 
 YES_NO = choices([("", "Not measured yet"), ("no", "No"), ("yes", "Yes")])
@@ -28,7 +28,7 @@ class PatientForm(FlaskForm):
     protocol_id = SelectField("Trial protocol", validators=[DataRequired("Choose the protocol.")])
     code = StringField("Trial patient code (leave empty to generate one)", validators=[Optional(), Length(max=40)])
     initials = StringField("Initials", validators=[DataRequired("Give the initials."), Length(max=10)])
-    date_of_birth = TypedDateField("Date of birth", validators=[InputRequired("Give the date of birth.")])
+    date_of_birth = TypedDateField("Date of birth", validators=[InputRequired(missing_date_words("the date of birth"))])
     sex = SelectField("Sex", choices=choices([("", "Choose…"), *SEX_LABELS.items()]),
                       validators=[DataRequired("Choose the sex.")])
     ward = StringField("Ward", validators=[DataRequired("Give the ward."), Length(max=80)])
@@ -45,7 +45,8 @@ class PatientForm(FlaskForm):
 
 class WeightForm(FlaskForm):
     weight_kg = StringField("Weight (kg)", validators=[DataRequired("Give the weight."), Length(max=10)])
-    measured_on = TypedDateField("Measured on", validators=[InputRequired("Give the date of the measurement.")])
+    measured_on = TypedDateField("Measured on", validators=[
+        InputRequired(missing_date_words("the date of the measurement"))])
     weight_confirmed = BooleanField(WEIGHT_CHECKED)  # needed for a weight far from a recent one (services.weight_jump)
 
 

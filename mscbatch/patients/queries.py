@@ -19,6 +19,7 @@ from mscbatch.core.cohorts import (
     escalation_state,
 )
 from mscbatch.core.dosing import dose_at_new_weight
+from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import Protocol, check_products, load_protocols
 from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.models import Donor
@@ -270,6 +271,34 @@ class WeightSincePrescription:
     latest_on: date
     problems: tuple[str, ...]  # empty: the dose, DMSO and endotoxin still hold at the newer weight
 
+    @property
+    def weights_words(self) -> str:
+        """Both weights with the days they were measured (ISO, as the patient's page lists them), as the bedside
+        check says them: "prescribed for 62.5 kg (weighed 2026-12-04); the patient now weighs 75 kg (weighed
+        2026-12-05)"."""
+        return (f"prescribed for {plain(self.prescribed_kg)} kg (weighed {self.prescribed_on.isoformat()}); the "
+                f"patient now weighs {plain(self.latest_kg)} kg (weighed {self.latest_on.isoformat()})")
+
+    @property
+    def changed_words(self) -> str:
+        """The bedside check's WEIGHT CHANGED, without what to do (each step that refuses the bag says that in its
+        own words: custody.handover's dispatch and thaw)."""
+        return f"WEIGHT CHANGED since the prescription: {self.weights_words}. At the new weight {'; '.join(self.problems)}."
+
+    @property
+    def no_longer_fits(self) -> tuple[str, str]:
+        """(headline, the rest): the warning of a prescription its bags no longer fit, said in these words by the
+        patient's page, the prescription's page and the dose sheet (NO_LONGER_FITS)."""
+        return NO_LONGER_FITS, (
+            f"It was calculated for {plain(self.prescribed_kg)} kg (weighed {self.prescribed_on.isoformat()}); the "
+            f"patient now weighs {plain(self.latest_kg)} kg (weighed {self.latest_on.isoformat()}). At the new weight "
+            f"{'; '.join(self.problems)}. The bedside check answers STOP for its bags not yet given, and they are "
+            "neither sent to the ward nor thawed: cancel the prescription (bags already sent to the ward are returned "
+            "first) and prescribe again for the new weight.")
+
+
+NO_LONGER_FITS = "The active prescription no longer fits the patient's weight."
+
 
 def weight_since_prescription(session: Session, bag_id: int) -> WeightSincePrescription | None:
     """The newest weight of the patient the bag is reserved for, judged against the signed prescription (None when
@@ -293,6 +322,17 @@ def weight_since(session: Session, prescription: Prescription) -> WeightSincePre
     return WeightSincePrescription(
         prescribed_kg=prescription.weight_kg, prescribed_on=prescription.weight_measured_on,
         latest_kg=latest.weight_kg, latest_on=latest.measured_on, problems=problems)
+
+
+def weight_change_of(session: Session, prescription: Prescription) -> WeightSincePrescription | None:
+    """A newer weight judged against a signed prescription still active with bags left to give (once every bag is
+    given, a later weight concerns the next prescription, not this one), or None: what the patient's page, the
+    prescription's page and the dose sheet warn of."""
+    if prescription.status != "active" or prescription.locked_at is None:
+        return None
+    if not bags_left_to_give(session, prescription.id):
+        return None
+    return weight_since(session, prescription)
 
 
 def bags_left_to_give(session: Session, prescription_id: int) -> int:

@@ -26,6 +26,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mscbatch.api.plain_numbers import ASCII_SPACES, is_plain_number, rule_words
 from mscbatch.audit.context import use_case
 from mscbatch.core.numbers import plain
 from mscbatch.database import reading
@@ -192,18 +193,16 @@ def link_familial_donor(session: Session, actor: Any, patient_id: int, donor_cod
     return patient
 
 
-#: a weight as a scale shows it: digits, then at most one decimal point or comma and digits (no exponent: "1e2"
-#: read as 100 kg is not what anyone weighed; no sign, no spaces inside)
-PLAIN_WEIGHT = re.compile(r"^[0-9]+(?:[.,][0-9]+)?$")
-
-
 def parse_weight(value: Any) -> Decimal:
+    """A weight written plainly, as every number of the pages and the API (api.plain_numbers): digits with at most
+    one decimal POINT. "1e2" read as 100 kg is not what anyone weighed, and a comma is refused as in every other
+    number field (the page took "71,5" as 71.5 kg while the API refused "51,5"): refused in the API's own words."""
     text = str(value)  # a Decimal keeps the form it was typed in: Decimal("1e2") is "1E+2", refused
-    if not PLAIN_WEIGHT.match(text.strip()):
-        raise ValidationFailed("Weight: a number of kilograms written plainly, digits with at most one decimal point, "
-                               "e.g. 62.5 (no exponent such as 1e2, no sign).", field="weight_kg")
+    if not is_plain_number(text, signed=False):
+        raise ValidationFailed(f"Weight: {text.strip(ASCII_SPACES)[:40]!r} is not a plain number; "
+                               f"{rule_words(signed=False)}.", field="weight_kg")
     try:
-        weight = Decimal(text.strip().replace(",", "."))
+        weight = Decimal(text.strip(ASCII_SPACES))
     except (InvalidOperation, AttributeError):
         raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
     if not weight.is_finite() or not Decimal(1) <= weight <= Decimal(400):
@@ -235,8 +234,16 @@ def weight_jump(session: Session, patient: Patient, weight: Decimal, measured_on
     if abs(change) <= dosing.weight_check_percent:
         return None
     direction = "above" if change > 0 else "below"
+    # the weight compared is the newest within the window, which may have been measured AFTER this one (a weight
+    # typed in late): named by its place in time, never "the previous weight" when it is a later one
+    if previous.measured_on > measured_on:
+        other = f"the weight measured after this one, {plain(before)} kg on {previous.measured_on}"
+    elif previous.measured_on == measured_on:
+        other = f"the other weight measured that day, {plain(before)} kg on {previous.measured_on}"
+    else:
+        other = f"the previous weight, {plain(before)} kg measured on {previous.measured_on}"
     return (f"{plain(weight)} kg measured on {measured_on} is {plain(abs(change).quantize(Decimal('0.1')))} % "
-            f"{direction} the previous weight, {plain(before)} kg measured on {previous.measured_on} (more than the "
+            f"{direction} {other} (more than the "
             f"{plain(dosing.weight_check_percent)} % allowed without a check between weights measured within "
             f"{dosing.weight_check_days} days).{_pounds_words(weight, before)}")
 

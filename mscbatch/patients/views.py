@@ -24,7 +24,6 @@ from mscbatch.patients.forms import (
 from mscbatch.patients.models import ENROLLED, READERS, SEX_LABELS, WITHDRAWN, EnrolmentCheck
 from mscbatch.patients.queries import (
     age_on,
-    bags_left_to_give,
     cohort_plans,
     decisions_of,
     directed_donor_of,
@@ -38,7 +37,7 @@ from mscbatch.patients.queries import (
     protocol_of,
     protocols,
     signatures_for,
-    weight_since,
+    weight_change_of,
     weights_of,
 )
 from mscbatch.site import site_today
@@ -100,8 +99,6 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
     checks = enrolment_checks_of(db.session, patient.id)
     prescriptions = prescriptions_of(db.session, patient.id)
     active = next((p for p in prescriptions if p.status == "active" and p.locked_at is not None), None)
-    if active is not None and not bags_left_to_give(db.session, active.id):
-        active = None  # all given: a later weight concerns the next prescription, not this one
     forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": site_today()}))
     forms.setdefault("withdraw_form", WithdrawForm(formdata=None))
     withdrawn = withdrawal.withdrawal_of(db.session, patient.id)
@@ -112,7 +109,7 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
         prescriptions=prescriptions, given=course.cells_given_by(db.session, prescriptions), withdrawn=withdrawn,
         withdrawal_signatures=signatures_for(db.session, "patient_withdrawal", [withdrawn.id]).get(withdrawn.id, [])
         if withdrawn else [],
-        weight_change=weight_since(db.session, active) if active is not None else None, **forms, **COMMON), status
+        weight_change=weight_change_of(db.session, active) if active is not None else None, **forms, **COMMON), status
 
 
 @bp.route("/<int:patient_id>")

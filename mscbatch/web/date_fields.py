@@ -15,6 +15,13 @@ FORMAT_WORDS = "type it as YYYY-MM-DD (e.g. 2026-02-28)"
 _SHOWN_MAX = 30  # a pasted paragraph is not repeated whole in the message
 
 
+def missing_date_words(what: str) -> str:
+    """The words of a required date left empty. A browser's date input sends a date that does not exist (typed
+    2026-02-30) or one only partly typed as empty, so "Give the date." alone told a person who had typed one nothing:
+    the words also say that it must be a real date and how to write it."""
+    return f"Give {what}: a real date, one that exists on the calendar; {FORMAT_WORDS}."
+
+
 def typed_text(field: Any) -> str:
     return " ".join(v for v in (field.raw_data or []) if isinstance(v, str)).strip()
 

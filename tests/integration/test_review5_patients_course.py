@@ -181,8 +181,9 @@ def test_a_weight_in_exponent_notation_is_refused_naming_the_field(app, users, d
     today = site_today().isoformat()
     web = client_as("clinician").post(f"/patients/{ward.patient_id}/weights",
                                       data={"weight_kg": "1e2", "measured_on": today, "weight_confirmed": "y"})
-    assert web.status_code == 422 and 'id="weight_kg-error">Weight: a number of kilograms written plainly' in \
-        unescape(web.get_data(as_text=True))
+    # the API's words (api.plain_numbers), naming the field and the rule (s37: one rule for the page and the API)
+    assert web.status_code == 422 and 'id="weight_kg-error">Weight: \'1e2\' is not a plain number; write the number ' \
+        'plainly' in unescape(web.get_data(as_text=True))
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     for typed in ("1e2", "1E+2", "-62.5"):
         api = app.test_client().post(f"/api/v1/patients/{ward.patient_id}/weights", headers=headers,

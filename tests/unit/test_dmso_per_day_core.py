@@ -87,7 +87,7 @@ def test_the_refusal_and_the_words_as_pure_functions() -> None:
         "DMSO would be 63.00 g, 1.008 g/kg, not below the limit of 1 g/kg/day")
     assert dmso_window_words(Decimal("2.75"), Decimal(0), Decimal("62.5"), LIMIT) is None
     assert dmso_window_words(Decimal("2.75"), Decimal("1.10"), Decimal("62.5"), LIMIT) == (
-        "2.75 g + 1.10 g already given in the last 24 hours = 0.061 g/kg (limit 1 g/kg/day)")  # 0.0616, rounded down
+        "2.75 g + 1.10 g already given in the last 24 hours = 0.062 g/kg (limit 1 g/kg/day)")  # 0.0616, rounded up
 
 
 def test_a_start_is_written_with_its_day_unless_it_is_today() -> None:

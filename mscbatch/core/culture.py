@@ -1,6 +1,7 @@
 """Culture and cryopreservation arithmetic for a cell lot (DOMAIN.md section 4).
 
-- Population doublings per passage PD = log2(harvested / seeded) and their cumulative sum over P0..Pn: the
+- Population doublings per passage PD = log2(harvested / seeded) and their cumulative sum over P0..Pn (a
+  negative PD, cells lost, counts as 0 in the sum: lost cells do not undo doublings): the
   product specification limits passage number and cumulative PD because MSC senesce and may drift
   genetically with long culture; exceeding the limit refuses the step, approaching it warns.
 - Harvest: viable cells = total cells x viability. The harvest counts the cells counted at the end of the last
@@ -90,25 +91,56 @@ class CryoPlan:
     basis: str
 
 
+SMALL_SIGNIFICANT_DIGITS = 2
+"""A value that 2 decimals would round to 0 (cells below 0.005 x10^6, a PD between -0.005 and 0.005) is shown with
+this many significant figures instead: a count of 4000 cells printed "0 x10^6", or a loss printed "PD -0.00", read
+as nothing at all."""
+
+
+def _two_decimals_or_significant(value: Decimal) -> Decimal:
+    """`value` to 2 decimals, or below 0.01 (in size, not 0) to SMALL_SIGNIFICANT_DIGITS significant figures."""
+    if value and abs(value) < PD_QUANTUM:
+        quantum = Decimal(1).scaleb(value.adjusted() - SMALL_SIGNIFICANT_DIGITS + 1)
+        return value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+    return value.quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
 def format_cells(cells: Count) -> str:
-    """Cells as written in the lab record and on labels: "125 x10^6" (up to 2 decimals, trailing zeros cut)."""
-    millions = (Decimal(cells) / Decimal(10**6)).quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
-    text = f"{millions:f}".rstrip("0").rstrip(".")
+    """Cells as written in the lab record and on labels: "125 x10^6" (up to 2 decimals, trailing zeros cut); below
+    0.01 x10^6 with 2 significant figures ("0.004 x10^6", "0.0012 x10^6"), never "0 x10^6" for a count that is
+    not 0."""
+    millions = _two_decimals_or_significant(Decimal(cells) / Decimal(10**6))
+    text = f"{millions:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return f"{text} x10^6"
 
 
 def population_doublings(seeded_cells: Count, harvested_cells: Count) -> Decimal:
-    """PD = log2(harvested / seeded) for one passage, rounded to 0.01. May be negative if cells were lost."""
-    return _log2_ratio(seeded_cells, harvested_cells).quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
+    """PD = log2(harvested / seeded) for one passage, rounded to 0.01 (as stored). May be negative if cells were
+    lost; a PD that rounds to 0 is 0.00, never "-0.00" (format_pd shows its digits)."""
+    rounded = _log2_ratio(seeded_cells, harvested_cells).quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return rounded if rounded else abs(rounded)
+
+
+def format_pd(seeded_cells: Count, harvested_cells: Count) -> str:
+    """A passage's PD as the record shows it: 2 decimals ("-3.32"); a PD that 2 decimals would round to 0 but is
+    not 0 with 2 significant figures ("-0.0029" for 4.99 harvested of 5 seeded), so a loss never reads "-0.00"."""
+    return f"{_two_decimals_or_significant(_log2_ratio(seeded_cells, harvested_cells)):f}"
 
 
 def cumulative_population_doublings(passages: Sequence[PassageCount]) -> Decimal:
     """Cumulative PD over P0..Pn. Passages must be numbered 0, 1, 2 ... without gaps or repeats: a missing
-    passage would silently lower the cumulative PD and let a lot slip under its limit."""
+    passage would silently lower the cumulative PD and let a lot slip under its limit.
+
+    A passage that harvested fewer cells than it seeded (a negative PD, accepted with a deviation) counts as 0:
+    lost cells do not undo the doublings the others went through (P0 0.001 -> 1000 x10^6, P1 1000 -> 1, P2
+    1 -> 1000 is about 29.9 doublings, not 19.93). The passage's own PD (population_doublings) stays negative."""
     _check_passage_sequence(passages)
     with localcontext() as ctx:
         ctx.prec = 34
-        total = sum((_log2_ratio(p.seeded_cells, p.harvested_cells) for p in passages), Decimal(0))
+        total = sum((max(_log2_ratio(p.seeded_cells, p.harvested_cells), Decimal(0)) for p in passages),
+                    Decimal(0))
     return total.quantize(PD_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 

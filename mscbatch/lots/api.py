@@ -13,11 +13,12 @@ from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan
 from mscbatch.core.states import LOT
+from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots import bags as bag_services
 from mscbatch.lots import services, steps
 from mscbatch.lots.models import LOT_STATUSES, TISSUE_UNITS
-from mscbatch.lots.queries import LotFilters, bags_of, get_lot, list_lots
+from mscbatch.lots.queries import LotFilters, bags_of, get_lot, list_lots, lot_filter_errors
 from mscbatch.lots.storage_api import BagSchema, bag_data
 
 bp = Blueprint("lots_api", __name__, url_prefix="/api/v1/lots", description="Lots, process steps, harvest and bags")
@@ -154,6 +155,12 @@ class TransitionInSchema(Schema):
 @problems(bp, 401)
 @authenticated
 def list_all(args: dict[str, Any]) -> Any:
+    errors = lot_filter_errors(  # the page's rules, under the API's parameter names
+        args["status"], args["product"], args["collected_from"], args["collected_to"])
+    if errors:
+        names = {"to": "collected_to", "from": "collected_from"}
+        raise ValidationFailed("; ".join(errors.values()),
+                               errors={names.get(key, key): [words] for key, words in errors.items()})
     page = list_lots(db.session, LotFilters(status=args["status"], product_id=args["product"], donor_code=args["donor"],
                                             collected_from=args["collected_from"], collected_to=args["collected_to"]),
                      before=args["before"])

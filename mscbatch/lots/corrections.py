@@ -54,7 +54,7 @@ from mscbatch.lots.steps import (
     harvest_checks,
     steps_of,
 )
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc, site_config
 
 MAX_REASON = 500
 
@@ -90,7 +90,7 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
         if bags:
             if lot.frozen_at is not None and harvested_at is not None and lot.frozen_at < harvested_at:
                 raise ValidationFailed("The harvest cannot be after the freezing "
-                                       f"({lot.frozen_at:%Y-%m-%d %H:%M} UTC).", field="harvested_at")
+                                       f"({local_and_utc(lot.frozen_at)}).", field="harvested_at")
             basis = lot.cell_basis or "viable"
             in_bags, available = sum(b.total_cells for b in bags), viable if basis == "viable" else total
             if in_bags > available:
@@ -232,8 +232,7 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
             split = plan_cryopreservation(lot.harvest_total_cells or 0, lot.harvest_viable_cells or 0, plans,
                                           basis=lot.cell_basis or "viable")
         except CultureError as error:
-            raise ValidationFailed(f"Bag {bag.bag_number}: cells per mL refused: {error}. Nothing was changed.",
-                                   field="cells_per_ml") from None
+            raise _bag_split_refused(bag, plan, error) from None
         bag.volume_ml, bag.cells_per_ml, bag.dmso_percent = plan.volume_ml, int(plan.cells_per_ml), plan.dmso_percent
         bag.total_cells = int(split.bag_cells[[other.id for other in bags].index(bag.id)])  # as cryopreserve stores
         missing = missing_reagents_of(session, lot, bags) if lot.status == "quarantine" else []
@@ -243,6 +242,23 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
                            "the DMSO %; if it is right, record a deviation and tell QA. Nothing was changed.",
                            field="dmso_percent")
     return bag
+
+
+def _bag_split_refused(bag: Bag, plan: BagPlan, error: CultureError) -> ValidationFailed:
+    """The bags would hold more cells than the harvest: the refusal names the value the correction changed (the
+    volume, the cells per mL, or both and the cells they give), on that field."""
+    volume_changed = plan.volume_ml != bag.volume_ml
+    cells_changed = plan.cells_per_ml != bag.cells_per_ml
+    in_bag = (f"{plan.volume_ml.normalize():f} mL x {format_cells(plan.cells_per_ml)}/mL = "
+              f"{format_cells(plan.volume_ml * plan.cells_per_ml)} cells in the bag")
+    if volume_changed and not cells_changed:
+        what, fields = f"volume refused: {in_bag}", ("volume_ml",)
+    elif volume_changed:
+        what, fields = f"volume and cells per mL refused: {in_bag}", ("volume_ml", "cells_per_ml")
+    else:
+        what, fields = "cells per mL refused", ("cells_per_ml",)
+    message = f"Bag {bag.bag_number}: {what}: {error}. Nothing was changed."
+    return ValidationFailed(message, field=fields[0], errors={name: [message] for name in fields})
 
 
 @dataclass(frozen=True)

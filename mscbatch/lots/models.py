@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from mscbatch.audit.trail import Audited, Lockable, LockedWithParent, committed_value
+from mscbatch.core.culture import format_pd
 from mscbatch.database import Base, utcnow
 from mscbatch.lots.reagent_rules import REAGENT_TYPES  # noqa: F401 (defined with its rules; imported from here too)
 
@@ -144,6 +145,14 @@ class ProcessStep(Audited, Base):
     @property
     def label(self) -> str:
         return "Isolation" if self.kind == "isolation" else f"P{self.passage_number}"
+
+    @property
+    def pd_shown(self) -> str | None:
+        """The passage's PD as the record shows it (core.culture.format_pd, from its counts): a small loss reads
+        "-0.0029", not the stored 2 decimals' "0.00"."""
+        if self.seeded_cells and self.harvested_cells:
+            return format_pd(self.seeded_cells, self.harvested_cells)
+        return None if self.population_doublings is None else str(self.population_doublings)
 
 
 class Deviation(Audited, Base):

@@ -16,7 +16,7 @@ from mscbatch.core.states import BagStatus, effective_bag_status
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound, ValidationFailed
-from mscbatch.lots.models import Bag, Deviation, Lot, ReagentLot, ReagentUse, StorageLocation
+from mscbatch.lots.models import LOT_STATUSES, Bag, Deviation, Lot, ReagentLot, ReagentUse, StorageLocation
 from mscbatch.paths import config_dir
 from mscbatch.site import site_config
 
@@ -139,6 +139,23 @@ class LotFilters:
     donor_code: str = ""
     collected_from: date | None = None
     collected_to: date | None = None
+
+
+def lot_filter_errors(status: str, product_id: str, collected_from: date | None,
+                      collected_to: date | None) -> dict[str, str]:
+    """What the lot list cannot filter by, each under its query parameter: a status or product the list has no
+    such value for, or a span whose end is before its start. A filter ignored silently listed every lot."""
+    errors: dict[str, str] = {}
+    if status and status not in LOT_STATUSES:
+        errors["status"] = (f"Status: {status!r} is not a lot status: choose one of "
+                            f"{', '.join(s.replace('_', ' ') for s in LOT_STATUSES)}, or all statuses.")
+    if product_id and product_id not in product_catalogue().ids:
+        errors["product"] = (f"Product: {product_id!r} is not a product of this unit: choose one of "
+                             f"{', '.join(product_catalogue().ids)}, or all products.")
+    if collected_from and collected_to and collected_to < collected_from:
+        errors["to"] = (f"Collected to ({collected_to}) is before Collected from ({collected_from}): it must be "
+                        "the same day or a later one.")
+    return errors
 
 
 @dataclass(frozen=True)

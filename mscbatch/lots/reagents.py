@@ -23,6 +23,32 @@ from mscbatch.recall.queries import IN_FORCE, recall_words
 from mscbatch.site import site_day, site_today
 
 CRYO_STAGE = "harvest and cryopreservation"
+REAGENT_EXPIRY_EARLIEST = date(2000, 1, 1)
+"""No reagent lot in use today expired before 2000: an earlier expiry date is a typing slip (1900 for 2026)."""
+REAGENT_EXPIRY_MAX_YEARS = 10
+"""A reagent's shelf life is a few years (media and trypsin 1-2, DMSO and frozen serum up to 5): an expiry more
+than this many years after today is a typing slip (2207 for 2027) that would silently switch off the
+expired-reagent check for that lot, and a registered expiry date cannot be corrected."""
+
+
+def reagent_expiry_window(today: date) -> tuple[date, date]:
+    """(earliest, latest) expiry date a reagent lot may be registered with, on `today`."""
+    year = today.year + REAGENT_EXPIRY_MAX_YEARS
+    latest = today.replace(year=year, day=28) if (today.month, today.day) == (2, 29) else today.replace(year=year)
+    return REAGENT_EXPIRY_EARLIEST, latest
+
+
+def checked_expiry(expiry_date: date | None) -> date:
+    """The expiry date printed on the reagent: given, and within reagent_expiry_window."""
+    if expiry_date is None:
+        raise ValidationFailed("Give the expiry date printed on the reagent.", field="expiry_date")
+    earliest, latest = reagent_expiry_window(site_today())
+    if not earliest <= expiry_date <= latest:
+        raise ValidationFailed(
+            f"Expiry date: {expiry_date} is not a plausible expiry date for a reagent: it must be between {earliest} "
+            f"and {latest} (at most {REAGENT_EXPIRY_MAX_YEARS} years from today). Check the year printed on the "
+            "reagent: a registered expiry date cannot be corrected.", field="expiry_date")
+    return expiry_date
 
 
 def _text(value: str | None, field: str, label: str, limit: int) -> str:
@@ -37,8 +63,7 @@ def register_reagent_lot(session: Session, actor: Any, *, reagent_type: str, nam
     require_technician(actor)
     if reagent_type not in REAGENT_TYPES:
         raise ValidationFailed("Choose the reagent type.", field="reagent_type")
-    if expiry_date is None:
-        raise ValidationFailed("Give the expiry date printed on the reagent.", field="expiry_date")
+    expiry_date = checked_expiry(expiry_date)
     values = dict(reagent_type=reagent_type, name=_text(name, "name", "reagent name", 120),
                   supplier=_text(supplier, "supplier", "supplier", 120),
                   lot_number=_text(lot_number, "lot_number", "supplier's lot number", 60))

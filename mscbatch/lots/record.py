@@ -114,8 +114,9 @@ def build_plot(passages: list[ProcessStep], product: Product) -> Plot:
     limit = product.culture_limits.max_cumulative_pd
     values = [Decimal(s.cumulative_pd or 0) for s in passages]
     top = max([*values, limit]) * Decimal("1.1")
-    # a cumulative PD below 0 (fewer cells harvested than seeded, as at a marrow P0 where only some of the cells
-    # seeded adhere) is drawn on the axis, not below its 0 and out of the figure
+    # a cumulative PD below 0 (stored by a version that summed negative PDs, before core.culture counted a loss as
+    # 0: fewer cells harvested than seeded, as at a marrow P0 where only some of the cells seeded adhere) is drawn
+    # on the axis, not below its 0 and out of the figure
     bottom = min([*values, Decimal(0)]) * Decimal("1.1")
     inner_w, inner_h = PLOT_WIDTH - 2 * MARGIN, PLOT_HEIGHT - 2 * MARGIN
     step = inner_w / max(1, len(passages) - 1) if len(passages) > 1 else 0

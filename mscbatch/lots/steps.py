@@ -1,7 +1,7 @@
 """The manufacturing record: isolation, passages P0..Pn, deviations and the harvest (DOMAIN.md section 4).
 
 Population doublings are computed by the pure core (PD = log2(harvested / seeded), cumulative PD summed
-unrounded over P0..Pn) and compared to the product's limits (config/products.toml, culture): beyond the limit
+unrounded over P0..Pn, a negative PD counting as 0) and compared to the product's limits (config/products.toml, culture): beyond the limit
 the passage is refused (MSC senesce and may drift genetically in long culture, so the product specification
 caps passages and doublings); at the warning level it is recorded with its warning shown and kept.
 """
@@ -26,6 +26,7 @@ from mscbatch.core.culture import (
     check_viability_percent,
     cumulative_population_doublings,
     format_cells,
+    format_pd,
     population_doublings,
     viable_cells,
 )
@@ -47,8 +48,12 @@ def steps_of(session: Session, lot_id: int) -> list[ProcessStep]:
 
 
 def checked_cells(value: Any, field: str, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_CELLS:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValidationFailed(f"{label}: a whole number of cells greater than 0.", field=field)
+    if value >= MAX_CELLS:  # the rule broken is the size, not "greater than 0" (as the forms' millions() says)
+        raise ValidationFailed(f"{label}: far too many: {format_cells(value)} cells; a count must be less than "
+                               f"{format_cells(MAX_CELLS)} (10^13 cells). Check the unit: the forms take counts in "
+                               "millions of cells (x10^6), such as 12.5.", field=field)
     return value
 
 
@@ -127,10 +132,11 @@ def check_seeding(earlier: ProcessStep | None, step_label: str, seeded: int) -> 
 def check_growth(session: Session, explained_by: Sequence[ProcessStep], step_label: str, seeded: int,
                  harvested: int, then: str = "record") -> None:
     """A passage harvests at least the cells it seeded, unless a deviation says how cells were lost: fewer gives a
-    negative PD, which lowers the cumulative PD checked against the product's limit although the cells grew no
-    younger (a harvest of 1.2 x10^6 typed for 12 x10^6 would let a lot near its limit pass unseen, as a shortfall
-    at the harvest would: check_against_last_passage). `explained_by`: the steps a deviation explaining the loss
-    may be recorded against (the step the cells were seeded from; for a correction, the passage itself too)."""
+    negative PD, which counts as 0 in the cumulative PD (core.culture: lost cells do not undo doublings). A harvest
+    of 1.2 x10^6 typed for 12 x10^6 is most often a typing error, and it would set what the next passage may seed
+    (check_seeding) as a shortfall at the harvest would (check_against_last_passage), so it is refused until a
+    deviation says the cells were really lost. `explained_by`: the steps a deviation explaining the loss may be
+    recorded against (the step the cells were seeded from; for a correction, the passage itself too)."""
     if harvested >= seeded:
         return
     ids = [step.id for step in explained_by]
@@ -140,8 +146,8 @@ def check_growth(session: Session, explained_by: Sequence[ProcessStep], step_lab
     where = "" if source is None else f"against {'the isolation' if source.kind == 'isolation' else source.label} "
     raise ValidationFailed(
         f"Cells harvested: {format_cells(harvested)} is fewer than the {format_cells(seeded)} cells seeded at "
-        f"{step_label} (PD {population_doublings(seeded, harvested)}): a negative PD would lower the cumulative PD "
-        "checked against the product's limit. Check for a typing error (a factor of 10 or 1000). If the cells were "
+        f"{step_label} (PD {format_pd(seeded, harvested)}). Lost cells do not undo doublings: a negative PD counts "
+        "as 0 in the cumulative PD. Check for a typing error (a factor of 10 or 1000). If the cells were "
         f"really lost, record a deviation {where}saying how (lot page, Deviations), then {then} {step_label}.",
         field="harvested_cells")
 
@@ -313,8 +319,7 @@ def harvest_checks(session: Session, lot: Lot, harvested_at: datetime | None, to
     if harvested_at < lot.collection_at:
         # the passages carry a day, not a time: on the collection day only the collection's time orders them; the
         # freezing is never before the harvest (bags.cryopreserve), so this keeps it after the collection too
-        collected = lot.collection_at.astimezone(site_config().tz)
-        raise ValidationFailed(f"The harvest cannot be before the collection ({collected:%Y-%m-%d %H:%M %Z}). "
+        raise ValidationFailed(f"The harvest cannot be before the collection ({local_and_utc(lot.collection_at)}). "
                                "Check the harvest date and time.", field="harvested_at")
     if not passages:
         raise Conflict("Record at least one passage (P0) before the harvest.")

@@ -47,6 +47,7 @@ from mscbatch.lots.queries import (
     get_lot,
     list_lots,
     location_path,
+    lot_filter_errors,
     product_catalogue,
     reagent_lots,
 )
@@ -103,10 +104,16 @@ def _in_millions(cells: int | None) -> Decimal | None:
     return None if cells is None else Decimal(format((Decimal(cells) / 10**6).normalize(), "f"))
 
 
-def _date_arg(name: str) -> date | None:
+def _date_arg(name: str, label: str, errors: dict[str, str]) -> date | None:
+    """The day typed in filter `name` (None when empty); a text that is no day is an error named beside the field
+    (as the audit page says it), never a filter silently dropped."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
     try:
-        return date.fromisoformat(request.args.get(name, "").strip()) or None
+        return date.fromisoformat(raw)
     except ValueError:
+        errors[name] = f"{label}: {raw!r} is not a date: type a day as YYYY-MM-DD (e.g. 2026-03-01)."
         return None
 
 
@@ -114,12 +121,17 @@ def _date_arg(name: str) -> date | None:
 @authenticated
 def index() -> Any:
     raw = {k: request.args.get(k, "").strip() for k in ("status", "product", "donor", "from", "to")}
-    filters = LotFilters(status=raw["status"] if raw["status"] in LOT_STATUSES else "",
-                         product_id=raw["product"] if raw["product"] in product_catalogue().ids else "",
-                         donor_code=raw["donor"], collected_from=_date_arg("from"), collected_to=_date_arg("to"))
-    page = list_lots(db.session, filters, before=request.args.get("before", type=int))
-    return render_template("lots/list.html", page=page, raw=raw, statuses=LOT_STATUSES,
-                           products=product_catalogue().products, site=site_config())
+    errors: dict[str, str] = {}
+    collected_from = _date_arg("from", "Collected from", errors)
+    collected_to = _date_arg("to", "Collected to", errors)
+    errors = {**lot_filter_errors(raw["status"], raw["product"], collected_from, collected_to), **errors}
+    page = None
+    if not errors:
+        filters = LotFilters(status=raw["status"], product_id=raw["product"], donor_code=raw["donor"],
+                             collected_from=collected_from, collected_to=collected_to)
+        page = list_lots(db.session, filters, before=request.args.get("before", type=int))
+    return render_template("lots/list.html", page=page, raw=raw, statuses=LOT_STATUSES, errors=errors,
+                           products=product_catalogue().products, site=site_config()), 422 if errors else 200
 
 
 def donor_choices(session: Any, *, recalled_too: bool = False) -> list[tuple[int, str]]:
@@ -378,7 +390,7 @@ def passage(lot_id: int) -> Any:
     form = PassageForm(prefix="passage")
     return _act(lot_id, form, "passage_form", lambda details: steps.record_passage(
         db.session, current_user, lot_id, details),
-        lambda s: f"Passage {s.label} recorded: PD {s.population_doublings}, cumulative PD {s.cumulative_pd}."
+        lambda s: f"Passage {s.label} recorded: PD {s.pd_shown}, cumulative PD {s.cumulative_pd}."
         + (f" Warning: {s.warnings}." if s.warnings else ""), "process",
         read=lambda problems: _passage_details(form, problems, form.passage_number.data, form.notes.data or ""))
 
@@ -470,7 +482,7 @@ def correct_passage(lot_id: int, step_id: int) -> Any:
     except DomainError as error:
         show_error(form, error)
         return _detail(lot_id, error.status, passage_fix=(step_id, form))
-    flash(f"Passage {step.label} corrected: PD {step.population_doublings}, cumulative PD {step.cumulative_pd}. The "
+    flash(f"Passage {step.label} corrected: PD {step.pd_shown}, cumulative PD {step.cumulative_pd}. The "
           "old values and your reason are in the audit trail.", "success")
     return redirect(url_for("lots.detail", lot_id=lot_id, _anchor="process"))
 

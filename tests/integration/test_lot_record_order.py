@@ -19,7 +19,7 @@ from mscbatch.core.culture import BagPlan
 from mscbatch.errors import Conflict, ValidationFailed
 from mscbatch.lots import bags, corrections, reagent_corrections, reagents, steps
 from mscbatch.lots.models import Lot, ProcessStep, ReagentUse
-from mscbatch.site import site_config
+from mscbatch.site import local_and_utc, site_config
 from tests.integration.lot_factories import (
     TODAY,
     M,
@@ -120,7 +120,8 @@ def test_a_harvest_before_the_collection_time_is_refused(app, users, db_session)
         steps.record_harvest(db_session, tech, lot_id, harvested_at=at(day, 7), total_cells=15 * M,
                              viability_percent="90")
     assert refused.value.field == "harvested_at"
-    assert f"({collected:%Y-%m-%d %H:%M %Z})" in str(refused.value), str(refused.value)
+    assert f"({collected:%Y-%m-%d %H:%M %Z} (" in str(refused.value), str(refused.value)
+    assert f"({local_and_utc(collected)})" in str(refused.value), str(refused.value)  # local with UTC (session 37)
     db_session.rollback()
     assert db_session.get(Lot, lot_id).harvested_at is None
 

@@ -36,9 +36,11 @@ def _outcome_refused(allowed: dict[str, str], before_release: bool) -> Validatio
 
 
 def assess_deviation(session: Session, signer: Any, deviation_id: int, *, outcome: str, rationale: str,
-                     password: str) -> DeviationAssessment:
+                     password: str, seen: str | None = None) -> DeviationAssessment:
+    """`seen`: what the lot's review page showed QA (release.release.check_seen: refused if the lot's record changed
+    since); None (no page): not checked."""
     from mscbatch.recall.services import start_recall_in_use_case
-    from mscbatch.release.release import reject_in_use_case
+    from mscbatch.release.release import check_seen, reject_in_use_case, too_long
 
     rationale = (rationale or "").strip()
     if outcome not in ASSESSMENT_OUTCOMES:
@@ -47,6 +49,7 @@ def assess_deviation(session: Session, signer: Any, deviation_id: int, *, outcom
     if len(rationale) < MIN_RATIONALE:
         raise ValidationFailed(f"Rationale: say why, in at least {MIN_RATIONALE} characters (what was checked, "
                                "why the bags are or are not affected).", field="rationale")
+    too_long(rationale, "Rationale", "rationale")
     with use_case(session, signer, f"deviation {deviation_id} assessed"):
         # locked: a second QA person assessing at the same moment waits, then finds it assessed (409, not a 500
         # from the unique constraint); SQLite's BEGIN IMMEDIATE serialises the two already
@@ -60,6 +63,7 @@ def assess_deviation(session: Session, signer: Any, deviation_id: int, *, outcom
             raise Conflict("This deviation waits for no assessment: it was weighed by the lot's release signature (a minor "
                            "one, or recorded before the rule), is assessed already, or the lot is no longer in use.")
         lot = get_lot(session, deviation.lot_id)
+        check_seen(session, lot, seen)
         allowed = assessment_outcomes(before, lot.status)
         if outcome not in allowed:
             raise _outcome_refused(allowed, before)

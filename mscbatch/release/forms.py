@@ -19,6 +19,10 @@ from mscbatch.core.release_spec import MILLION_CELLS, ReleaseTest
 from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
 from mscbatch.release.oos import INVESTIGATION_MAX_CHARS
+
+# the longest signed text of these forms: the browser stops there; the services refuse a longer one all the same
+# (422 naming the field)
+from mscbatch.release.release import SIGNED_TEXT_MAX_CHARS
 from mscbatch.release.specs import FLOW_PANEL
 from mscbatch.web.date_fields import TypedDateField
 from mscbatch.web.forms import FlaskForm
@@ -69,7 +73,7 @@ for _field, _test, _label in FLOW_PANEL:
 class CorrectionForm(FlaskForm):
     value = StringField("Corrected value")
     unit = StringField(f"Unit (%, {MILLION_CELLS}, EU/mL, or empty for a result word)")
-    reason = TextAreaField("Reason for the correction")
+    reason = TextAreaField("Reason for the correction", render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
 
 
 class SignForm(FlaskForm):
@@ -79,10 +83,10 @@ class SignForm(FlaskForm):
 class ReleaseForm(SignForm):
     conditional_tests = SelectMultipleField("Conditional release: tests still pending", choices=[])
     justification = TextAreaField("Justification (conditional release: why the pending tests may wait) or reason "
-                                  "(rejection)")
+                                  "(rejection)", render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
     # its own field: a conditional release's justification is about the pending tests, never about the count
     count_justification = TextAreaField("Justification of the viable cell count above the harvest (why the count "
-                                        "stands)")
+                                        "stands)", render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
 
 
 class OosForm(SignForm):
@@ -93,9 +97,10 @@ class OosForm(SignForm):
 
 class ExceptionalForm(SignForm):
     patient_code = StringField("Patient code")
-    justification = TextAreaField("Clinical justification")
+    justification = TextAreaField("Clinical justification", render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
 
 
 class AssessmentForm(SignForm):
     outcome = RadioField("Outcome", choices=choices(list(ASSESSMENT_OUTCOMES.items())))
-    rationale = TextAreaField("Rationale: what was checked, why the lot's bags are or are not affected")
+    rationale = TextAreaField("Rationale: what was checked, why the lot's bags are or are not affected",
+                              render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})

@@ -8,6 +8,7 @@ The state change itself goes through lots.services.apply_lot_transition (core.st
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -27,12 +28,12 @@ from mscbatch.core.verdicts import (
 from mscbatch.custody import log as custody_log
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
-from mscbatch.lots.models import Bag, Lot
+from mscbatch.lots.models import Bag, Deviation, Lot
 from mscbatch.lots.services import apply_lot_transition, current_gate, expiry_passed, lock_lot
 from mscbatch.patients.queries import familial_donor_of, patient_by_code, protocols
 from mscbatch.recall.queries import recall_words, recalls_covering
-from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, LotDisposition
-from mscbatch.release.oos import open_oos_of
+from mscbatch.release.models import CLINICIAN_MEANING, DISPOSITION_KINDS, DeviationAssessment, LotDisposition
+from mscbatch.release.oos import oos_of, open_oos_of
 from mscbatch.release.queries import (
     RELEASED_KINDS,
     deviations_after_release,
@@ -49,11 +50,76 @@ from mscbatch.site import local_and_utc
 
 
 def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
+    if lot.status == "in_process":  # not "already": it has not reached quarantine yet
+        return Conflict(f"Lot {lot.lot_number} is still in process (not yet in quarantine): it cannot be {wanted} "
+                        "now. Nothing was signed.")
     who = session.get(User, lot.status_changed_by_id) if lot.status_changed_by_id else None
     by = f" by {who.full_name}" if who else ""
-    when = f" at {lot.status_changed_at:%Y-%m-%d %H:%M} UTC" if lot.status_changed_at else ""
+    when = f" at {local_and_utc(lot.status_changed_at)}" if lot.status_changed_at else ""
     return Conflict(f"Lot {lot.lot_number} is already {lot.status.replace('_', ' ')}{by}{when}: it cannot be "
                     f"{wanted} now. Nothing was signed.")
+
+
+#: the longest text QA (or a technician) signs or writes in the release record: as the OOS investigation's
+#: (oos.INVESTIGATION_MAX_CHARS), a recall's reason and a label reprint's reason. Refused, never cut.
+SIGNED_TEXT_MAX_CHARS = 2000
+
+
+def too_long(text: str, label: str, field: str, done: str = "Nothing was signed.") -> None:
+    """A signed text over SIGNED_TEXT_MAX_CHARS refused, naming its field, as oos.py words it."""
+    length = len(text.replace("\r\n", "\n"))  # as the form's maxlength counts a line break: one character
+    if length > SIGNED_TEXT_MAX_CHARS:
+        raise ValidationFailed(f"{label}: at most {SIGNED_TEXT_MAX_CHARS} characters ({length} given); shorten "
+                               f"it. {done}", field=field)
+
+
+#: the parts of what the review page shows that a signature on it rests on, in the order of `page_fingerprint`,
+#: each with the words saying that it changed
+FINGERPRINT_PARTS = (("results", "its results or verdicts"), ("deviations", "its deviations or their assessments"),
+                     ("oos", "its OOS investigations"), ("lot", "its status, donor eligibility or manufacturing record"),
+                     ("dispositions", "its signatures or clinician's requests"))
+
+
+def _digest(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def page_fingerprint(session: Session, lot: Lot, verdict: LotVerdict | None = None) -> str:
+    """What the lot's review page showed QA, as one text its signature forms carry (`seen`): a digest of each part
+    (FINGERPRINT_PARTS): the verdicts the release signature vouches for (_snapshot, with the specification), the
+    deviations and their assessments, the OOS investigations, the lot's signed content with its status and donor
+    gate, the dispositions. The signature is refused (check_seen) when the record changed since: it vouches only
+    for what QA was shown."""
+    verdict = verdict or lot_verdict(session, lot)
+    deviations = [(d.id, d.severity, d.description, d.recorded_at)
+                  for d in session.scalars(select(Deviation).where(Deviation.lot_id == lot.id).order_by(Deviation.id))]
+    assessed = [(a.id, a.deviation_id, a.outcome) for a in session.scalars(
+        select(DeviationAssessment).where(DeviationAssessment.lot_id == lot.id).order_by(DeviationAssessment.id))]
+    parts = {
+        "results": [verdict.spec_id, verdict.spec_version, verdict.spec_sha256, _snapshot(verdict)],
+        "deviations": [deviations, assessed],
+        "oos": [(o.id, o.result_id, o.status, o.retest_result_id, o.late) for o in oos_of(session, lot.id)],
+        "lot": [lot.status, current_gate(session, lot), lot.signed_content()],
+        "dispositions": [(d.id, d.kind, d.signed_at, d.patient_code) for d in dispositions_of(session, lot.id)],
+    }
+    return ".".join(_digest(parts[name]) for name, _words in FINGERPRINT_PARTS)
+
+
+def check_seen(session: Session, lot: Lot, seen: str | None, verdict: LotVerdict | None = None) -> None:
+    """Refuse (409, nothing signed) a signature posted from a review page that showed another record than the lot's
+    now (page_fingerprint), saying what changed. `seen` None: no page (the API, in-process callers), not checked."""
+    if seen is None:
+        return
+    now = page_fingerprint(session, lot, verdict)
+    if seen == now:
+        return
+    shown, current = seen.split("."), now.split(".")
+    if len(shown) != len(current):
+        raise Conflict("The form does not say which record of the lot the page showed you: open the lot's review "
+                       "page again, review it, then sign. Nothing was signed.")
+    changed = [words for (_name, words), a, b in zip(FINGERPRINT_PARTS, shown, current, strict=True) if a != b]
+    raise Conflict(f"The lot's record changed since you opened this page ({', '.join(changed)} changed): review it "
+                   "again; nothing was signed.")
 
 
 class Refused(Conflict):
@@ -159,12 +225,12 @@ def awaiting_assessment(session: Session, lot: Lot) -> list[str]:
     until it is assessed. One recorded after the lot's last release signature: a new release signature (the
     completion of a conditional release) would become the last one and take the deviation off every list with
     nothing signed about it, so QA assesses it first."""
-    before = [f"deviation {d.id} ({d.severity}, recorded {d.recorded_at:%Y-%m-%d %H:%M} UTC: "
+    before = [f"deviation {d.id} ({d.severity}, recorded {local_and_utc(d.recorded_at)}: "
               f"{_shortened(d.description)}) needs QA's own signed assessment before release: assess it under "
               "\"Deviations to assess\" on the lot's review page, then sign"
               for d, _lot in deviations_before_release(session, lot.id)]
     return before + [
-        f"deviation {d.id} ({d.severity}, recorded {d.recorded_at:%Y-%m-%d %H:%M} UTC after the release: "
+        f"deviation {d.id} ({d.severity}, recorded {local_and_utc(d.recorded_at)} after the release: "
         f"{_shortened(d.description)}) awaits QA's assessment: assess it first on the lot's review page, "
         "under \"Deviations recorded after release\", then sign"
         for d, _lot in deviations_after_release(session, lot.id)]
@@ -216,16 +282,18 @@ def _require_qa(signer: Any) -> None:
 
 
 def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, conditional_tests: Iterable[str] = (),
-                justification: str = "", count_justification: str = "") -> LotDisposition:
+                justification: str = "", count_justification: str = "", seen: str | None = None) -> LotDisposition:
     """QA signs "Released for clinical use" (or a conditional release naming the still-pending slow tests,
     EU GMP Part IV 11, with a written justification). Refused with every reason unless all blocking tests
     pass (or are named and allowed to be pending), the donor is approved, no OOS is open, and the signer
     neither entered results nor recorded the manufacture of the lot. A viable cell count above the harvest needs
-    `count_justification`, its own (refusals)."""
+    `count_justification`, its own (refusals). `seen`: what the review page showed (check_seen); None: not checked."""
     _require_qa(signer)
     pending = sorted(set(conditional_tests))
     justification = (justification or "").strip()
     count_justification = (count_justification or "").strip()
+    too_long(justification, "Justification", "justification")
+    too_long(count_justification, "Justification of the viable cell count above the harvest", "count_justification")
     if pending and len(justification) < JUSTIFICATION_MIN_CHARS:
         raise ValidationFailed(f"Conditional release: write the justification (at least {JUSTIFICATION_MIN_CHARS} "
                                "characters).", field="justification")
@@ -235,6 +303,7 @@ def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, co
         if lot.status != "quarantine":
             raise _already(session, lot, "released")
         verdict = lot_verdict(session, lot)
+        check_seen(session, lot, seen, verdict)
         by_id = {v.test_id: v for v in verdict.verdicts}
         for test_id in pending:
             if test_id in by_id and by_id[test_id].status is not VerdictStatus.PENDING:
@@ -251,17 +320,19 @@ def release_lot(session: Session, signer: Any, lot_id: int, password: str, *, co
 
 
 def complete_conditional_release(session: Session, signer: Any, lot_id: int, password: str,
-                                  count_justification: str = "") -> LotDisposition:
+                                  count_justification: str = "", seen: str | None = None) -> LotDisposition:
     """The final result is in and passes: QA's second signature turns the conditional release into a release.
     `count_justification`: only needed for a viable cell count above the harvest not justified at conditional
     release (the conditional release's justification, about the pending tests, does not justify it)."""
     count_justification = (count_justification or "").strip()
     _require_qa(signer)
+    too_long(count_justification, "Justification of the viable cell count above the harvest", "count_justification")
     with use_case(session, signer, DISPOSITION_KINDS["completion"]):
         lot = lock_lot(session, lot_id)
         if lot.status != "conditional_release":
             raise _already(session, lot, "completed")
         verdict = lot_verdict(session, lot)
+        check_seen(session, lot, seen, verdict)
         reasons = refusals(session, lot, signer, (), verdict, count_justification)
         if reasons:
             raise Refused("Completion refused", reasons)
@@ -271,7 +342,8 @@ def complete_conditional_release(session: Session, signer: Any, lot_id: int, pas
     return disposition
 
 
-def reject_in_use_case(session: Session, signer: Any, lot_id: int, password: str, reason: str) -> LotDisposition:
+def reject_in_use_case(session: Session, signer: Any, lot_id: int, password: str, reason: str,
+                       seen: str | None = None) -> LotDisposition:
     _require_qa(signer)
     lot = lock_lot(session, lot_id)
     if lot.status == "conditional_release":  # checked before the password, which would otherwise count as wrong
@@ -279,17 +351,21 @@ def reject_in_use_case(session: Session, signer: Any, lot_id: int, password: str
                        "not rejected but recalled (Recalls, or confirm its OOS), so that every patient is found.")
     if lot.status not in ("in_process", "quarantine"):
         raise _already(session, lot, "rejected")
-    disposition = _disposition(lot, lot_verdict(session, lot), "rejection", signer, justification=reason)
+    verdict = lot_verdict(session, lot)
+    check_seen(session, lot, seen, verdict)
+    disposition = _disposition(lot, verdict, "rejection", signer, justification=reason)
     return _sign_and_move(session, signer, password, lot, disposition, "rejected")
 
 
-def reject_lot(session: Session, signer: Any, lot_id: int, password: str, reason: str) -> LotDisposition:
+def reject_lot(session: Session, signer: Any, lot_id: int, password: str, reason: str,
+               seen: str | None = None) -> LotDisposition:
     """QA signs "Rejected" with the reason; the lot is locked and none of its bags can be used."""
     reason = (reason or "").strip()
     if len(reason) < 5:
         raise ValidationFailed("Give the reason for the rejection.", field="justification")
+    too_long(reason, "Reason for the rejection", "justification")
     with use_case(session, signer, f"Rejected: {reason}"):
-        disposition = reject_in_use_case(session, signer, lot_id, password, reason)
+        disposition = reject_in_use_case(session, signer, lot_id, password, reason, seen)
     return disposition
 
 
@@ -348,6 +424,7 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
         raise ValidationFailed("Name the patient (trial patient code).", field="patient_code")
     if len((justification or "").strip()) < 20:
         raise ValidationFailed("Write the clinical justification (at least 20 characters).", field="justification")
+    too_long((justification or "").strip(), "Clinical justification", "justification")
     with use_case(session, clinician, "exceptional release requested"):
         lot = lock_lot(session, lot_id)
         if lot.status != "quarantine":
@@ -371,7 +448,7 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
 
 
 def approve_exceptional_release(session: Session, signer: Any, lot_id: int, password: str,
-                                request_id: int | None = None) -> LotDisposition:
+                                request_id: int | None = None, seen: str | None = None) -> LotDisposition:
     """QA's countersignature of the clinician's request `request_id` (the one the review page showed QA): the OOS
     batch is released for the patient that request names only (flagged everywhere). Refused, with nothing signed,
     unless that request is the one waiting (queries.waiting_exceptional_request): one superseded by a later request
@@ -388,6 +465,7 @@ def approve_exceptional_release(session: Session, signer: Any, lot_id: int, pass
         if request is None:
             raise Conflict(f"No clinician's request for exceptional release of lot {lot.lot_number} is waiting for "
                            "QA's countersignature. Nothing was signed.")
+        check_seen(session, lot, seen)
         if request.clinician_id == signer.id:
             raise Conflict("QA's approval must come from another person than the clinician who asked for it. "
                            "Nothing was signed.")
@@ -448,4 +526,5 @@ def _fail_reasons(verdict: LotVerdict) -> set[str]:
 
 
 __all__ = ["Refused", "release_lot", "complete_conditional_release", "reject_lot", "request_exceptional_release",
-           "approve_exceptional_release", "refusals", "lock_lot", "pending_conditional_tests"]
+           "approve_exceptional_release", "refusals", "lock_lot", "pending_conditional_tests", "page_fingerprint",
+           "check_seen"]

@@ -49,6 +49,7 @@ ANALYST_MAX_CHARS = 120  # the ReleaseResult columns: longer is refused naming t
 METHOD_MAX_CHARS = 200
 INSTRUMENT_MAX_CHARS = 120
 REAGENT_LOT_MAX_CHARS = 120
+REASON_MAX_CHARS = 2000  # a correction's reason, as the OOS investigation's (oos.INVESTIGATION_MAX_CHARS)
 #: extension -> (content type, how the bytes must start; None = UTF-8 text)
 ATTACHMENT_TYPES: dict[str, tuple[str, bytes | None]] = {
     "pdf": ("application/pdf", b"%PDF"), "png": ("image/png", b"\x89PNG"), "jpg": ("image/jpeg", b"\xff\xd8"),
@@ -316,6 +317,10 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
     _require_technician(actor)
     if not (reason or "").strip():
         raise ValidationFailed("Give the reason for the correction: it goes into the audit trail.", field="reason")
+    length = len(reason.strip().replace("\r\n", "\n"))  # a line break counts once, as the form's maxlength counts it
+    if length > REASON_MAX_CHARS:  # refused, never cut: the audit trail keeps the reason as written
+        raise ValidationFailed(f"Reason for the correction: at most {REASON_MAX_CHARS} characters ({length} given); "
+                               "shorten it. Nothing was recorded.", field="reason")
     with use_case(session, actor, reason):
         result, lot = _locked_result(session, result_id)
         spec = spec_of_lot(session, lot)

@@ -40,7 +40,7 @@ from mscbatch.release.queries import (
     users_named,
     waiting_of,
 )
-from mscbatch.release.release import count_discrepancy, patient_refusal, refusals
+from mscbatch.release.release import count_discrepancy, page_fingerprint, patient_refusal, refusals
 from mscbatch.release.results import accepts_results
 from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
 from mscbatch.signatures.models import Signature
@@ -113,6 +113,9 @@ class Review:
     # why a conditional release cannot be signed now, whichever pending tests QA names (conditional_refusals), else
     # [] (or for a reader who does not sign it)
     conditional_refusals: list[str] = field(default_factory=list)
+    # what the page shows that a signature on it rests on (release.release.page_fingerprint): each signature form
+    # posts it as `seen`, and the signature is refused if the lot's record changed since
+    fingerprint: str = ""
 
     @staticmethod
     def shown(result: ReleaseResult, value: str | None = None) -> str:
@@ -270,6 +273,8 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   conditional_refusals=(conditional_refusals(session, lot, user, verdict)
                                         if user is not None and user.has_role("qa") and lot.status == "quarantine"
                                         else []),
+                  fingerprint=(page_fingerprint(session, lot, verdict) if user is not None and user.has_role("qa")
+                               else ""),  # only QA's page has signature forms that carry it
                   oos_refusal=(involved_words(session, lot, user) if user is not None and user.has_role("qa")
                                and any(o.status == "open" for o in investigations) else None))
 

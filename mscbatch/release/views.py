@@ -195,6 +195,12 @@ def correct(result_id: int) -> Any:
                            shown=Review.shown, open_to_correction=open_to_correction), status
 
 
+def _seen() -> str:
+    """The fingerprint of what the review page showed (release.release.page_fingerprint), posted with each of its
+    signature forms: the service refuses the signature if the lot's record changed since. Missing: "" (refused)."""
+    return request.form.get("seen", "")
+
+
 def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str | Callable[[], str]) -> Any:
     try:
         action()
@@ -214,12 +220,14 @@ def release_lot(lot_id: int) -> Any:
     form = ReleaseForm(prefix="release")
     action = request.form.get("action", "release")
     password = form.password.data or ""
+    seen = _seen()
     if action == "reject":
-        run = lambda: release.reject_lot(db.session, current_user, lot_id, password, form.justification.data or "")  # noqa: E731
+        run = lambda: release.reject_lot(db.session, current_user, lot_id, password, form.justification.data or "",  # noqa: E731
+                                         seen=seen)
         return _signed(lot_id, form, "release_form", run, "Lot rejected (signed).")
     if action == "complete":
         run = lambda: release.complete_conditional_release(db.session, current_user, lot_id, password,  # noqa: E731
-                                                           form.count_justification.data or "")
+                                                           form.count_justification.data or "", seen=seen)
         return _signed(lot_id, form, "release_form", run, "Conditional release completed (signed).")
     if action == "exceptional":  # QA countersigns the request the page showed, named by its id, never another
         request_id = posted_id(request.form.get("release-request_id"))
@@ -228,7 +236,8 @@ def release_lot(lot_id: int) -> Any:
             if not request_id:
                 raise Conflict("The form does not say which clinician's request you countersign: reload the lot's "
                                "page and countersign the request it shows. Nothing was signed.")
-            return release.approve_exceptional_release(db.session, current_user, lot_id, password, request_id)
+            return release.approve_exceptional_release(db.session, current_user, lot_id, password, request_id,
+                                                       seen=seen)
 
         return _signed(lot_id, form, "release_form", countersign, lambda: (
             f"Exceptional release signed for patient {release_state(db.session, get_lot(db.session, lot_id)).patient_code} "
@@ -236,7 +245,7 @@ def release_lot(lot_id: int) -> Any:
     tests = request.form.getlist("release-conditional_tests") if action == "conditional" else []
     run = lambda: release.release_lot(db.session, current_user, lot_id, password, conditional_tests=tests,  # noqa: E731
                                       justification=form.justification.data or "",
-                                      count_justification=form.count_justification.data or "")
+                                      count_justification=form.count_justification.data or "", seen=seen)
     return _signed(lot_id, form, "release_form", run,
                    "Lot conditionally released (signed)." if tests else "Lot released for clinical use (signed).")
 
@@ -288,7 +297,7 @@ def assess_deviation(deviation_id: int) -> Any:
     lot_id = get_deviation(db.session, deviation_id).lot_id
     run = lambda: deviations.assess_deviation(  # noqa: E731
         db.session, current_user, deviation_id, outcome=form.outcome.data or "", rationale=form.rationale.data or "",
-        password=form.password.data or "")
+        password=form.password.data or "", seen=_seen())
     return _signed(lot_id, form, "assess_form", run, lambda: "Deviation assessed (signed). " + _after_assessment(
         get_lot(db.session, lot_id).status))
 

@@ -35,6 +35,7 @@ from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_config
 from tests.conftest import PASSWORD, api_token_for, login
+from tests.integration.test_s37_release_seen import seen
 from tests.reliability.support import empty_database
 
 NEW_PASSWORD = "a-brand-new-passphrase"
@@ -252,7 +253,7 @@ def test_no_signature_while_the_password_must_be_changed(app, users, client_as, 
     assert _admin_creates(client_as, "shadowqa", "Sam Shadow", ["qa"]).status_code == 302
     client = app.test_client()
     login(client, "shadowqa", CHOSEN_BY_ADMIN)
-    answer = client.post(f"/release/lots/{lot_id}/release", data={"action": "release",
+    answer = client.post(f"/release/lots/{lot_id}/release", data={**seen(client, lot_id), "action": "release",
                                                                   "release-password": CHOSEN_BY_ADMIN})
     assert answer.status_code == 302 and answer.headers["Location"] == "/account"
     with app.extensions["mscbatch.db"].new_session() as session:  # and the service itself refuses, whatever the path

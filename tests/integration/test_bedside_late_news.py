@@ -23,6 +23,7 @@ from tests.integration.patient_factories import user
 from tests.integration.test_bedside import _disposition
 from tests.integration.test_custody_support import prescribed_bag
 from tests.integration.test_donors import DATES, approved_donor
+from tests.integration.test_s37_release_seen import seen
 
 pytestmark = pytest.mark.usefixtures("users")
 
@@ -248,7 +249,7 @@ def test_a_conditionally_released_lot_is_not_rejected_and_a_wrong_password_there
     db_session.rollback()
     qa = client_as("qa")
     assert "Sign: Rejected" not in qa.get(f"/release/lots/{ward.lot_id}").get_data(as_text=True)
-    answer = qa.post(f"/release/lots/{ward.lot_id}/release", data={
+    answer = qa.post(f"/release/lots/{ward.lot_id}/release", data={**seen(qa, ward.lot_id),
         "action": "reject", "release-password": "not my password", "release-justification": "contaminated"})
     assert answer.status_code == 409
     assert "is conditionally released: its bags may already be on a ward. It is not rejected but recalled" in \

@@ -21,6 +21,7 @@ from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import verify as verify_signature
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen, seen_of_deviation
 
 
 def _released(app, monkeypatch) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -81,7 +82,7 @@ def _assess(client, deviation_id: int, **data: str):  # type: ignore[no-untyped-
     form = {"assess-outcome": "no_impact", "assess-rationale": "The medium was tested in use: sterile, "
             "endotoxin below limit; the bags are unaffected.", "assess-password": PASSWORD}
     form.update({f"assess-{k}": v for k, v in data.items()})
-    return client.post(f"/release/deviations/{deviation_id}/assess", data=form)
+    return client.post(f"/release/deviations/{deviation_id}/assess", data={**form, **seen_of_deviation(client, deviation_id)})
 
 
 def _after_release_section(qa) -> str:  # type: ignore[no-untyped-def]
@@ -242,7 +243,7 @@ def test_the_review_page_lists_the_waiting_deviation_among_the_blockers_and_refu
     page = qa.get(f"/release/lots/{lot_id}").get_data(as_text=True)
     blockers = page[page.index('id="blocking"'):page.index('id="results"')]
     assert f"deviation {deviation_id} (critical" in blockers and "awaits QA&#39;s assessment" in blockers
-    signed = qa.post(f"/release/lots/{lot_id}/release", data={"action": "complete", "release-password": PASSWORD})
+    signed = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "complete", "release-password": PASSWORD})
     assert signed.status_code == 409
     assert "Completion refused: deviation" in signed.get_data(as_text=True)
     with app.extensions["mscbatch.db"].new_session() as session:

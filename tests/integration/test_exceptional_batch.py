@@ -27,6 +27,7 @@ from tests.integration.test_release_support import (
     seed_quarantine_lot,
     user,
 )
+from tests.integration.test_s37_release_seen import seen
 
 
 def _waiting(app, lot_id: int) -> str:  # type: ignore[no-untyped-def]
@@ -100,7 +101,7 @@ def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_
         test_id="sterility", value="positive", unit="", analyst="QC analyst", tested_on=site_today()))
     session.close()
     qa = client_as("qa")
-    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD,
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "exceptional", "release-password": PASSWORD,
                                                               "release-request_id": _waiting(app, lot_id)})
     assert answer.status_code == 409
     html = answer.get_data(as_text=True).replace("&#39;", "'")
@@ -109,7 +110,7 @@ def test_qa_cannot_approve_an_exceptional_release_on_results_that_changed_since_
     assert session.get(Lot, lot_id).status == "quarantine"
     _request(session, lot_id, user(session, "clinician"))  # asked again, knowing the culture is positive
     session.close()
-    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "exceptional", "release-password": PASSWORD,
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "exceptional", "release-password": PASSWORD,
                                                               "release-request_id": _waiting(app, lot_id)})
     assert answer.status_code == 302, answer.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()

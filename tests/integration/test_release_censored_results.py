@@ -18,6 +18,7 @@ from mscbatch.release.models import OosInvestigation, ReleaseResult
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 COMMON = {"result-analyst": "Tom QC", "result-tested_on": site_today().isoformat(), "result-instrument": "LAL-1"}
 
@@ -83,7 +84,7 @@ def test_below_the_detection_limit_is_entered_as_typed_passes_and_is_shown_and_c
     assert endotoxin["value_text"] == f"{typed} EU/mL" and endotoxin["status"] == "pass"
     assert state["overall"] == "ready"
 
-    assert qa.post(f"/release/lots/{lot_id}/release", data={"action": "release",
+    assert qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release",
                                                              "release-password": PASSWORD}).status_code == 302
     pdf = qa.get(f"/release/lots/{lot_id}/certificate.pdf")
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)

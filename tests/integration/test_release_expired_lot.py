@@ -26,6 +26,7 @@ from tests.integration.test_release_support import (
     signed_in_closing,
     user,
 )
+from tests.integration.test_s37_release_seen import seen
 
 EXPIRED = "an expired lot cannot be released"
 
@@ -87,14 +88,14 @@ def test_an_expired_quarantine_lot_is_refused_on_the_page_and_qa_rejects_it(app,
     for action, extra in (("release", {}), ("conditional", {"release-conditional_tests": "sterility",
                                                            "release-justification": "Patient cannot wait 14 days"})):
         refused = qa.post(f"/release/lots/{lot_id}/release",
-                          data={"action": action, "release-password": PASSWORD, **extra})
+                          data={**seen(qa, lot_id), "action": action, "release-password": PASSWORD, **extra})
         assert refused.status_code == 409, action
         said = refused.get_data(as_text=True)
         assert f"lot expired on {shown}: {EXPIRED}" in said and "Nothing was signed" in said
     assert _lot(session, lot_id).status == "quarantine" and _signed_dispositions(session, lot_id) == 0
 
     session.close()
-    rejected = qa.post(f"/release/lots/{lot_id}/release", data={
+    rejected = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "reject", "release-password": PASSWORD, "release-justification": f"Expired on {shown}"})
     assert rejected.status_code == 302
     assert _lot(session, lot_id).status == "rejected"

@@ -25,6 +25,7 @@ from tests.integration.test_release_support import (
     seed_quarantine_lot,
     user,
 )
+from tests.integration.test_s37_release_seen import seen
 
 OOS_VIABILITY = {"viability": ("65", "%")}
 
@@ -144,7 +145,7 @@ def test_qa_does_not_countersign_a_request_for_a_patient_withdrawn_since(session
     review = html.unescape(qa.get(f"/release/lots/{uc_id}").get_data(as_text=True))  # said before QA presses it
     assert 'id="exceptional-refused"' in review and 'id="sign-exceptional"' not in review
     assert f"patient {code} has been withdrawn from the trial" in review
-    answer = qa.post(f"/release/lots/{uc_id}/release", data={
+    answer = qa.post(f"/release/lots/{uc_id}/release", data={**seen(qa, uc_id),
         "action": "exceptional", "release-password": PASSWORD, "release-request_id": str(request_id)})
     page = html.unescape(answer.get_data(as_text=True))
     assert answer.status_code == 422 and f"patient {code} has been withdrawn from the trial" in page

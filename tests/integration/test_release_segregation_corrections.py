@@ -23,6 +23,7 @@ from mscbatch.site import site_today
 from tests.conftest import PASSWORD, add_user
 from tests.integration.lot_factories import approved_adipose_donor, cryopreserved_lot
 from tests.integration.test_release_support import signed_in_closing, user
+from tests.integration.test_s37_release_seen import seen
 
 #: the factory lot's viable cell count result is above its harvest: QA justifies it with the release
 COUNT_WHY = "Harvest count from a different counter, see DV-1"
@@ -68,7 +69,7 @@ def _to_quarantine(session: Any, lot_id: int, panel: dict[str, tuple[str, str]] 
 
 
 def _release(client: Any, lot_id: int) -> Any:
-    return client.post(f"/release/lots/{lot_id}/release", data={
+    return client.post(f"/release/lots/{lot_id}/release", data={**seen(client, lot_id),
         "action": "release", "release-password": PASSWORD, "release-count_justification": COUNT_WHY})
 
 

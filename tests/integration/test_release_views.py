@@ -12,6 +12,7 @@ from mscbatch.release.demo import enter_panel
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 COMMON = {"analyst": "Tom QC", "tested_on": site_today().isoformat(), "instrument": "FC-1", "reagent_lot": "AB-1"}
 PANEL = {"cd73": "99", "cd90": "98.5", "cd105": "97", "cd45": "0.5", "cd34": "0.2", "cd14": "0.3", "cd79a": "0.1",
@@ -76,9 +77,9 @@ def test_qa_reviews_and_signs_the_release_then_downloads_a_certificate_with_ever
     client.post(f"/release/results/{viability}/correct", data={"value": "91", "unit": "%", "reason": "typo"})
     qa = client_as("qa")
     assert "Nothing blocks the release" in qa.get(f"/release/lots/{lot_id}").get_data(as_text=True)
-    refused = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "nope"})
+    refused = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": "nope"})
     assert refused.status_code == 401
-    signed = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    signed = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": PASSWORD})
     assert signed.status_code == 302
     token = api_token_for(app, "clinician")
     state = app.test_client().get(f"/api/v1/release/lots/{lot_id}", headers={"Authorization": f"Bearer {token}"})

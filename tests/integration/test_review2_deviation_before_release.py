@@ -25,6 +25,7 @@ from tests.integration.test_release_support import (
     seed_quarantine_lot,
     user,
 )
+from tests.integration.test_s37_release_seen import seen, seen_of_deviation
 
 CRITICAL = "Biosafety cabinet airflow alarm during the P2 medium change; work went on for 4 minutes"
 MINOR = "Incubator door left ajar 1 minute at P1"
@@ -52,11 +53,11 @@ def _lot_with_deviation(app: Any, monkeypatch: Any, client: Any, severity: str, 
 def _assess(client: Any, deviation_id: int, **data: str) -> Any:
     form = {"assess-outcome": "no_impact_release", "assess-rationale": RATIONALE, "assess-password": PASSWORD}
     form.update({f"assess-{k}": v for k, v in data.items()})
-    return client.post(f"/release/deviations/{deviation_id}/assess", data=form)
+    return client.post(f"/release/deviations/{deviation_id}/assess", data={**form, **seen_of_deviation(client, deviation_id)})
 
 
 def _release(client: Any, lot_id: int, action: str = "release", **data: Any) -> Any:
-    return client.post(f"/release/lots/{lot_id}/release", data={"action": action, "release-password": PASSWORD,
+    return client.post(f"/release/lots/{lot_id}/release", data={**seen(client, lot_id), "action": action, "release-password": PASSWORD,
                                                                   **data})
 
 

@@ -35,6 +35,7 @@ from tests.integration.stand_in import stand_in_session
 from tests.integration.test_audit_reconcile import _attacker, _reconcile, _run
 from tests.integration.test_custody_support import check as bedside_check
 from tests.integration.test_custody_support import prescribed_bag
+from tests.integration.test_s37_release_seen import seen
 from tests.integration.test_signature_lockout import _lot_ready_for_release
 from tests.integration.test_signatures import Memo, _TestBase
 
@@ -137,7 +138,7 @@ def test_a_lockout_by_wrong_signature_passwords_ends_the_screen_that_guessed(app
     qa = client_as("qa")
     other_screen = client_as("qa")
     for _ in range(5):
-        qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+        qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": "guess"})
     assert _account(app, "qa").locked_out_at is not None
     assert _open_sessions(app, "qa") == 0
     _unlock(app, client_as, "qa")

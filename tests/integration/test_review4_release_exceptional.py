@@ -27,6 +27,7 @@ from tests.integration.test_release_support import (
     seed_quarantine_lot,
     user,
 )
+from tests.integration.test_s37_release_seen import seen
 
 WHY = "No alternative therapy; life-threatening flare, benefit outweighs the risk of the batch"
 OTHER_WHY = "Refractory nephritis, no other lot in time: significant hazard to the patient otherwise"
@@ -50,7 +51,7 @@ def _ask(clinician: Any, lot_id: int, code: str, why: str = WHY) -> Any:
 
 
 def _countersign(qa: Any, lot_id: int, request_id: Any = None) -> Any:
-    data = {"action": "exceptional", "release-password": PASSWORD}
+    data = {"action": "exceptional", "release-password": PASSWORD, **seen(qa, lot_id)}
     if request_id is not None:
         data["release-request_id"] = str(request_id)
     return qa.post(f"/release/lots/{lot_id}/release", data=data)

@@ -24,6 +24,7 @@ from tests.integration.test_release_support import (
     seed_quarantine_lot,
     user,
 )
+from tests.integration.test_s37_release_seen import seen
 
 STERILITY_WHY = "Sterility BacT/ALERT still incubating (day 7 of 14)"
 COUNT_WHY = "Counted on the pooled cryo bags by a second method; the harvest count under-read (CAPA-12)"
@@ -54,7 +55,7 @@ def lot_id(app, users, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def _conditional(qa: Any, lot_id: int, **extra: str) -> Any:
-    return qa.post(f"/release/lots/{lot_id}/release", data={
+    return qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "conditional", "release-password": PASSWORD, "release-conditional_tests": "sterility",
         "release-justification": STERILITY_WHY, **extra})
 
@@ -84,7 +85,7 @@ def test_the_count_justification_is_signed_shown_and_printed_and_completion_need
     page = _text(qa.get(f"/release/lots/{lot_id}"))
     assert f"viable cell count above the harvest justified: {COUNT_WHY}" in page
     assert 'name="release-count_justification"' not in qa.get(f"/release/lots/{lot_id}").get_data(as_text=True)
-    done = client_as("qa2").post(f"/release/lots/{lot_id}/release", data={"action": "complete",
+    done = client_as("qa2").post(f"/release/lots/{lot_id}/release", data={**seen(client_as("qa2"), lot_id), "action": "complete",
                                                                          "release-password": PASSWORD})
     assert done.status_code == 302, _text(done)[:600]
     coa = " ".join(pdf_text(qa.get(f"/release/lots/{lot_id}/certificate.pdf").data).split())
@@ -127,7 +128,7 @@ def test_an_exceptional_release_refusal_says_the_result_is_corrected_and_the_cli
 def test_a_rejected_lot_does_not_ask_to_resolve_the_count_before_release(app, client_as, lot_id):
     qa = client_as("qa")
     assert "The result is above it: to resolve before release" in _text(qa.get(f"/release/lots/{lot_id}"))
-    rejected = qa.post(f"/release/lots/{lot_id}/release", data={
+    rejected = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "reject", "release-password": PASSWORD, "release-justification": "Count above the harvest"})
     assert rejected.status_code == 302, _text(rejected)[:600]
     assert _status(app, lot_id) == "rejected"

@@ -14,6 +14,7 @@ from mscbatch.site import local_and_utc, site_config, site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_labelling import make_lot, pdf_text
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 
 def _coa(client: Any, lot_id: int) -> str:
@@ -47,7 +48,7 @@ def test_the_certificate_names_dates_storage_site_bags_and_each_oos_with_its_ret
         "action": "invalidate", "oos-investigation": "Pipetting error found on the stain plate; retest valid.",
         "oos-retest_result_id": str(retest_id), "oos-password": PASSWORD})
     assert closed.status_code == 302
-    assert qa.post(f"/release/lots/{lot_id}/release", data={
+    assert qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "reject", "release-password": PASSWORD,
         "release-justification": "Sterility sample lost in transit"}).status_code == 302
 

@@ -17,6 +17,7 @@ from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_labelling import pdf_text
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 COMMON = {"analyst": "Tom QC", "tested_on": site_today().isoformat()}
 
@@ -97,7 +98,7 @@ def test_a_viable_count_above_the_harvest_blocks_release_until_qa_justifies_it(a
     assert "Nothing blocks the release" not in page
     assert "The result is above it: to resolve before release" in page
 
-    refused = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    refused = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": PASSWORD})
     assert refused.status_code == 409
     body = refused.get_data(as_text=True)
     assert "Release refused: Viable cell count 500 x10^6 cells is more than" in _text(refused)
@@ -106,7 +107,7 @@ def test_a_viable_count_above_the_harvest_blocks_release_until_qa_justifies_it(a
         assert session.get(Lot, lot_id).status == "quarantine"
 
     why = "Counted on the pooled cryo bags by a second method; the harvest count under-read (CAPA-12)"
-    signed = qa.post(f"/release/lots/{lot_id}/release", data={
+    signed = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "release", "release-password": PASSWORD, "release-count_justification": why})
     assert signed.status_code == 302, _text(signed)[:800]
     after = _text(qa.get(f"/release/lots/{lot_id}"))
@@ -126,7 +127,7 @@ def test_a_release_refusal_is_said_above_the_form_not_under_the_password(app, cl
                                                       "cd79a_or_cd19", "hla_dr"))
     _one(client_as("technician"), lot_id, "cd105", "94", "%")  # fails: an OOS opens, a reason to refuse
     refused = client_as("qa").post(f"/release/lots/{lot_id}/release",
-                                   data={"action": "release", "release-password": PASSWORD})
+                                   data={**seen(client_as("qa"), lot_id), "action": "release", "release-password": PASSWORD})
     assert refused.status_code == 409
     assert "Release refused:" in _text(refused) and "CD105 failed" in _text(refused)
     assert 'id="release-password-error"' not in refused.get_data(as_text=True)
@@ -136,7 +137,7 @@ def test_a_released_lot_offers_no_correct_link_and_a_forged_correction_says_corr
     _panel_with_count(app, lot_id, "120000000")
     qa = client_as("qa")
     assert qa.post(f"/release/lots/{lot_id}/release",
-                   data={"action": "release", "release-password": PASSWORD}).status_code == 302
+                   data={**seen(qa, lot_id), "action": "release", "release-password": PASSWORD}).status_code == 302
     tech = client_as("technician")
     page = tech.get(f"/release/lots/{lot_id}").get_data(as_text=True)
     assert "/correct" not in page

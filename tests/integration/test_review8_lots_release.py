@@ -14,6 +14,7 @@ from mscbatch.release.models import OosInvestigation, ReleaseResult
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 COMMON = {"analyst": "Tom QC", "tested_on": site_today().isoformat()}
 
@@ -228,7 +229,7 @@ def test_a_conditional_release_naming_a_test_the_specification_does_not_let_be_p
     lot_id = seed_quarantine_lot(app, monkeypatch)
     with app.extensions["mscbatch.db"].new_session() as session:
         enter_panel(session, user(session, "technician"), lot_id, skip=("potency_pbmc",))
-    response = client_as("qa2").post(f"/release/lots/{lot_id}/release", data={
+    response = client_as("qa2").post(f"/release/lots/{lot_id}/release", data={**seen(client_as("qa2"), lot_id),
         "action": "conditional", "release-conditional_tests": "potency_pbmc", "release-password": PASSWORD,
         "release-justification": "Potency assay still running, results expected next week."})
     assert response.status_code == 409, response.get_data(as_text=True)[:3000]

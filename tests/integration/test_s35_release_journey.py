@@ -21,6 +21,7 @@ from mscbatch.site import local_and_utc, site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
 from tests.integration.test_review5_release_counts import _one, _text
+from tests.integration.test_s37_release_seen import seen
 
 INVESTIGATION_MAX_CHARS = 2000  # release.oos.INVESTIGATION_MAX_CHARS
 
@@ -48,7 +49,7 @@ def test_sign_buttons_are_disabled_with_the_reason_while_the_page_knows_the_rele
     assert 'id="release-blocked">Cannot be signed yet: see the blockers above.' in page
     assert "Cannot be signed yet: see the blockers above (a conditional release lets only Sterility" in page
     # the server refuses on its own, its several reasons listed one a line, not run together
-    refused = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    refused = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": PASSWORD})
     assert refused.status_code == 409
     body = refused.get_data(as_text=True)
     listed = re.search(r'<div class="form-errors" role="alert" id="release-refused">(.*?)</div>', body, re.S)

@@ -7,6 +7,7 @@ from mscbatch.lots.models import Lot
 from mscbatch.release.demo import enter_panel
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 
 def _qa(app) -> User:  # type: ignore[no-untyped-def]
@@ -34,15 +35,15 @@ def test_five_wrong_signature_passwords_lock_the_account_and_nothing_is_released
     lot_id = _lot_ready_for_release(app, monkeypatch)
     qa = client_as("qa")
     for attempt in range(1, 5):
-        answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+        answer = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": "guess"})
         assert answer.status_code == 401
         assert "Signature refused: wrong password. Nothing was signed." in answer.get_data(as_text=True)
         assert _qa(app).failed_logins == attempt and _qa(app).locked_out_at is None
-    fifth = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+    fifth = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": "guess"})
     assert fifth.status_code == 401
     assert "The account is now locked after too many wrong passwords" in fifth.get_data(as_text=True)
     assert _qa(app).locked_out_at is not None
-    qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": PASSWORD})
     session = app.extensions["mscbatch.db"].new_session()
     assert session.get(Lot, lot_id).status == "quarantine"
     session.close()
@@ -52,9 +53,9 @@ def test_a_right_signature_password_ends_the_run_of_failures(app, users, monkeyp
     lot_id = _lot_ready_for_release(app, monkeypatch)
     qa = client_as("qa")
     for _ in range(3):
-        qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+        qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": "guess"})
     assert _qa(app).failed_logins == 3
-    answer = qa.post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": PASSWORD})
+    answer = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "release", "release-password": PASSWORD})
     assert answer.status_code == 302, answer.get_data(as_text=True)
     assert _qa(app).failed_logins == 0
 
@@ -66,7 +67,7 @@ def test_a_refused_release_signature_is_audited_against_the_lot(app, users, monk
     from mscbatch.audit.models import AuditEvent
 
     lot_id = _lot_ready_for_release(app, monkeypatch)
-    client_as("qa").post(f"/release/lots/{lot_id}/release", data={"action": "release", "release-password": "guess"})
+    client_as("qa").post(f"/release/lots/{lot_id}/release", data={**seen(client_as("qa"), lot_id), "action": "release", "release-password": "guess"})
     session = app.extensions["mscbatch.db"].new_session()
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "signature_refused")).one()
     assert (event.entity_type, event.entity_id) == ("lot", str(lot_id))

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from mscbatch.audit.models import AuditEvent
 from mscbatch.signatures.models import Signature
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen
 
 WHY = "Mycoplasma positive: lot unfit"
 
@@ -35,7 +36,7 @@ def _state(app, username):  # type: ignore[no-untyped-def]
 def test_a_blank_signature_password_is_refused_naming_the_field_and_counts_nothing(app, client_as, lot_id):
     qa = client_as("qa")
     before = _state(app, "qa")
-    response = qa.post(f"/release/lots/{lot_id}/release", data={
+    response = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "reject", "release-password": "", "release-justification": "Mycoplasma positive: lot unfit"})
     page = response.get_data(as_text=True)
     assert response.status_code == 422, page[:2000]
@@ -46,10 +47,10 @@ def test_a_blank_signature_password_is_refused_naming_the_field_and_counts_nothi
     assert _state(app, "qa") == before  # no strike, no refusal in the trail, nothing signed
     # five blanks in a row do not lock the account: the sixth try, with the password, signs
     for _ in range(5):
-        assert qa.post(f"/release/lots/{lot_id}/release", data={
+        assert qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
             "action": "reject", "release-password": "", "release-justification": WHY}).status_code == 422
     assert _state(app, "qa") == before
-    wrong = qa.post(f"/release/lots/{lot_id}/release", data={"action": "reject", "release-password": "nope",
+    wrong = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "reject", "release-password": "nope",
                                                              "release-justification": WHY})
     assert wrong.status_code == 401 and "wrong password" in wrong.get_data(as_text=True)
     assert _state(app, "qa")[0] == before[0] + 1  # a wrong password still counts
@@ -65,7 +66,7 @@ def test_a_failed_sign_in_is_headed_not_signed_in(app, users):
 
 def test_other_refused_forms_keep_their_not_saved_heading(client_as, lot_id):
     qa = client_as("qa")
-    page = qa.post(f"/release/lots/{lot_id}/release", data={"action": "reject", "release-password": "nope",
+    page = qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id), "action": "reject", "release-password": "nope",
                                                             "release-justification": WHY}).get_data(as_text=True)
     assert '<h2 id="error-summary-title">Not saved:</h2>' in page
 
@@ -114,7 +115,10 @@ def test_the_start_form_names_the_bag_as_it_must_be_typed_and_says_a_missing_bag
     session.close()
     nurse = client_as("nurse")
     page = nurse.get(f"/ward/checks/{check_id}").get_data(as_text=True)
-    assert f"it must be bag {full} (all 14 characters" in page
+    # session 37: the hint says what to scan and never the bag's number with K (typed from the screen, it started
+    # the infusion with no bag in hand)
+    form = page.split('id="start-form"', 1)[1].split("</form>", 1)[0]
+    assert "with the boxed check character at its end" in form and full not in form
     response = nurse.post(f"/ward/bags/{ward.bag_id}/infusion", data={"wristband": ward.wristband, "bag": ""})
     body = html.unescape(response.get_data(as_text=True))
     assert response.status_code == 422, response.status_code

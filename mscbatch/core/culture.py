@@ -92,8 +92,8 @@ class CryoPlan:
 
 
 SMALL_SIGNIFICANT_DIGITS = 2
-"""A value that 2 decimals would round to 0 (cells below 0.005 x10^6, a PD between -0.005 and 0.005) is shown with
-this many significant figures instead: a count of 4000 cells printed "0 x10^6", or a loss printed "PD -0.00", read
+"""A value smaller than 0.01 in size (cells below 0.01 x10^6, a PD between -0.01 and 0.01), which 2 decimals would
+show as 0 or with a single figure, is shown with this many significant figures instead: a count of 4000 cells printed "0 x10^6", or a loss printed "PD -0.00", read
 as nothing at all."""
 
 

@@ -156,7 +156,7 @@ class TransitionInSchema(Schema):
 @authenticated
 def list_all(args: dict[str, Any]) -> Any:
     errors = lot_filter_errors(  # the page's rules, under the API's parameter names
-        args["status"], args["product"], args["collected_from"], args["collected_to"])
+        db.session, args["status"], args["product"], args["collected_from"], args["collected_to"])
     if errors:
         names = {"to": "collected_to", "from": "collected_from"}
         raise ValidationFailed("; ".join(errors.values()),

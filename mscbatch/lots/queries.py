@@ -141,15 +141,18 @@ class LotFilters:
     collected_to: date | None = None
 
 
-def lot_filter_errors(status: str, product_id: str, collected_from: date | None,
+def lot_filter_errors(session: Session, status: str, product_id: str, collected_from: date | None,
                       collected_to: date | None) -> dict[str, str]:
     """What the lot list cannot filter by, each under its query parameter: a status or product the list has no
-    such value for, or a span whose end is before its start. A filter ignored silently listed every lot."""
+    such value for, or a span whose end is before its start. A filter ignored silently listed every lot. A product
+    taken out of products.toml is still a product of the lots made of it (one index probe, only for such an id):
+    a search for them, a recall's among them, must still find them."""
     errors: dict[str, str] = {}
     if status and status not in LOT_STATUSES:
         errors["status"] = (f"Status: {status!r} is not a lot status: choose one of "
                             f"{', '.join(s.replace('_', ' ') for s in LOT_STATUSES)}, or all statuses.")
-    if product_id and product_id not in product_catalogue().ids:
+    if product_id and product_id not in product_catalogue().ids and session.scalar(
+            select(Lot.id).where(Lot.product_id == product_id).limit(1)) is None:
         errors["product"] = (f"Product: {product_id!r} is not a product of this unit: choose one of "
                              f"{', '.join(product_catalogue().ids)}, or all products.")
     if collected_from and collected_to and collected_to < collected_from:

@@ -124,7 +124,7 @@ def index() -> Any:
     errors: dict[str, str] = {}
     collected_from = _date_arg("from", "Collected from", errors)
     collected_to = _date_arg("to", "Collected to", errors)
-    errors = {**lot_filter_errors(raw["status"], raw["product"], collected_from, collected_to), **errors}
+    errors = {**lot_filter_errors(db.session, raw["status"], raw["product"], collected_from, collected_to), **errors}
     page = None
     if not errors:
         filters = LotFilters(status=raw["status"], product_id=raw["product"], donor_code=raw["donor"],

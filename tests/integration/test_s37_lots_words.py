@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mscbatch.lots.models import Bag, Lot, ProcessStep, ReagentLot
 from mscbatch.site import local_and_utc, site_today
@@ -246,3 +246,19 @@ def test_a_lot_filter_that_cannot_be_applied_is_refused_beside_it(app, users, db
         "Authorization": f"Bearer {api_token_for(app, 'technician')}"})
     assert api.status_code == 422, api.get_json()
     assert {"from": "collected_from", "to": "collected_to"}.get(field, field) in api.get_json()["errors"]
+
+
+def test_a_product_taken_out_of_the_catalogue_still_filters_its_lots(app, users, db_session, client_as):  # noqa: F811
+    """Lots of a product since removed from products.toml exist (lots.queries.product_of expects them): the list,
+    and the API a recall search uses, still filter by it; an id no lot and no catalogue has is refused."""
+    lot_id = harvested_lot(db_session, approved_adipose_donor(db_session))
+    db_session.execute(update(Lot).where(Lot.id == lot_id).values(product_id="OLD-MSC"))  # as the catalogue once had
+    number = db_session.get(Lot, lot_id).lot_number
+    db_session.commit()
+    tech = client_as("technician")
+    page = tech.get("/lots?product=OLD-MSC")
+    assert page.status_code == 200 and number in _text(page), _text(page)
+    api = app.test_client().get("/api/v1/lots?product=OLD-MSC", headers={
+        "Authorization": f"Bearer {api_token_for(app, 'technician')}"})
+    assert api.status_code == 200 and [lot["lot_number"] for lot in api.get_json()["items"]] == [number], api.get_json()
+    assert tech.get("/lots?product=NEVER-MSC").status_code == 422

@@ -23,7 +23,7 @@ from mscbatch.audit import checkpoints
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import HIDDEN, HIDDEN_PREFIX, is_hidden
 from mscbatch.audit.verify import verify_checkpoints, verify_database
-from mscbatch.audit.words import record_type_words
+from mscbatch.audit.words import NAMED_TYPES, known_name, record_type_words
 from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
@@ -135,26 +135,23 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
 
 
 def known_names(session: Any, rows: list[AuditEvent]) -> dict[tuple[str, str], str]:
-    """(record type, id) -> the name users know the record by, for the bags, lots and donors of a page of events:
-    "bag 24" alone told a reviewer nothing; its DIN as the label prints it does. One query per type on the page."""
-    from mscbatch.core.identifiers import din_shown
-    from mscbatch.donors.models import Donor
-    from mscbatch.lots.models import Bag, Lot
+    """(record type, id) -> the name users know the record by (audit.words.known_name), for the bags, donors, lots
+    and recalls of a page of events: "bag 24" alone told a reviewer nothing; its DIN as the label prints it does.
+    One query per such type on the page."""
+    from mscbatch.audit.reconcile import audited_models
 
     wanted: dict[str, set[int]] = {}
     for e in rows:
-        if e.entity_type in ("bag", "lot", "donor") and (e.entity_id or "").isdigit():
+        if e.entity_type in NAMED_TYPES and (e.entity_id or "").isdigit():
             wanted.setdefault(e.entity_type, set()).add(int(e.entity_id))
+    models = {model.__tablename__: model for model in audited_models()}
     names: dict[tuple[str, str], str] = {}
-    if wanted.get("bag"):
-        for bag in session.scalars(select(Bag).where(Bag.id.in_(wanted["bag"]))):
-            names["bag", str(bag.id)] = din_shown(bag)
-    if wanted.get("lot"):
-        for lot_id, number in session.execute(select(Lot.id, Lot.lot_number).where(Lot.id.in_(wanted["lot"]))):
-            names["lot", str(lot_id)] = number
-    if wanted.get("donor"):
-        for donor_id, code in session.execute(select(Donor.id, Donor.code).where(Donor.id.in_(wanted["donor"]))):
-            names["donor", str(donor_id)] = code
+    for entity_type, ids in wanted.items():
+        model = models.get(entity_type)
+        for record in session.scalars(select(model).where(model.id.in_(ids))) if model is not None else ():
+            name = known_name(entity_type, record)
+            if name:
+                names[entity_type, str(record.id)] = name
     return names
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import and_, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
-from mscbatch.audit.words import record_type_words
+from mscbatch.audit.words import known_name, record_type_words
 from mscbatch.auth.models import User
 from mscbatch.core.identifiers import din_shown
 from mscbatch.custody.bedside import NOT_BEDSIDE_ROLE_REASON, SAME_PERSON_REASON
@@ -192,19 +192,12 @@ _PARENT_COLUMNS = (("lot_id", "lot"), ("donor_id", "donor"), ("patient_id", "pat
 
 
 def _known_as(record: Any, table: str) -> str | None:
-    """A lot, donor, bag or recall by the name users know it by; a patient by no name (the administrator, who reads
-    this page, may not read patients)."""
-    if table == "lot":
-        return f"lot {record.lot_number}"
-    if table == "donor":
-        return f"donor {record.code}"
-    if table == "bag":
-        return f"bag {din_shown(record)}"
-    if table == "recall":
-        return f"recall R-{record.id}"
+    """A lot, donor, bag or recall by the name users know it by (audit.words.known_name: the audit page's words);
+    a patient by no name (the administrator, who reads this page, may not read patients)."""
     if table == "patient":
         return "a patient's record"
-    return None
+    name = known_name(table, record)
+    return f"{table} {name}" if name else None
 
 
 def record_words(session: Session, table: str, record_id: str | None) -> str:

@@ -25,7 +25,9 @@ _WHERE = {
     "stored": _AT_UNIT,
     "allocated": _AT_UNIT,
     "on_hold": "It is ON HOLD at the cell therapy unit. Call the unit.",
-    "infused": "It was already infused (its infusion is recorded). Never give a bag twice.",
+    # the state holds a running infusion as well as one given and ended: said true of both (these words are pure)
+    "infused": "Its infusion was already started: it is being infused now or was already given (see its infusion "
+               "record). Never give a bag twice.",
     "discarded": "It was DISCARDED. Nothing more can be recorded for it.",
     "returned": _RETURNED,
 }

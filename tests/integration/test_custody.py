@@ -44,8 +44,12 @@ def test_received_twice_and_infused_twice_are_refused(app, users, db_session):
     infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
     with pytest.raises(Conflict, match="is being infused now"):
         infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token, label_key=KEY)
-    with pytest.raises(Conflict, match="already infused"), use_case(db_session, nurse):
+    # a running infusion: the ward's words are true of it (not "already infused" as if given and done)
+    with pytest.raises(Conflict, match="Its infusion was already started: it is being infused now or was already "
+                                       "given"), use_case(db_session, nurse):
         services.record_event(db_session, nurse, db_session.get(Bag, ward.bag_id), "infusion_started")
+    with pytest.raises(Conflict, match="Bag .* cannot be thawed. Its infusion was already started"):
+        handover.thaw(db_session, nurse, ward.bag_id)
 
 
 def test_only_the_right_roles_move_a_bag(app, users, db_session):

@@ -31,12 +31,30 @@ _SIGNATURE_RE = re.compile(r"^[A-Z2-7]+$")
 _URL_RE = re.compile(r"^https?://[^\s/]+(?:/[^\s]*)?/v/([^/\s]*)$", re.IGNORECASE)
 
 
-class TokenInvalid(ValueError):
-    """A scanned label code is not a valid signed token. `reason` says why in plain words."""
+#: TokenInvalid.kind of a scan not read whole or not a label code of ours by its shape (a read cut short, a damaged
+#: label, another code, nothing scanned): scanning the label again may read it
+UNREADABLE = "unreadable"
+#: TokenInvalid.kind of a code that reads as a label code but is not one this unit issued: a whole signature that
+#: does not match, or a code altered (a signature longer than any label prints, a character no label prints)
+FORGED = "forged"
+KINDS = (UNREADABLE, FORGED)
 
-    def __init__(self, reason: str):
+
+class TokenInvalid(ValueError):
+    """A scanned label code is not a valid signed token. `reason` says why in plain words; `kind` (UNREADABLE or
+    FORGED) what it means for the bag, for callers to decide on (never on the words of `reason`)."""
+
+    def __init__(self, reason: str, kind: str):
+        if kind not in KINDS:
+            raise ValueError(f"TokenInvalid kind {kind!r} must be one of {', '.join(KINDS)}")
         self.reason = reason
+        self.kind = kind
         super().__init__(reason)
+
+    @property
+    def forged(self) -> bool:
+        """The label itself is not genuine (forged or altered): not a read to try again."""
+        return self.kind == FORGED
 
 
 def _key_bytes(key: bytes | str) -> bytes:
@@ -74,6 +92,13 @@ def make_token_url(base_url: str, bag_ref: str, key: bytes | str) -> str:
     return f"{base}{VERIFY_PATH}{make_token(bag_ref, key)}"
 
 
+def _has_token_shape(token: str) -> bool:
+    """The upper-cased text is "<bag reference>.<signature>" with a whole signature (26 base32 characters)."""
+    bag_ref, dot, signature = token.partition(".")
+    return (bool(dot) and BAG_REF_RE.fullmatch(bag_ref) is not None and len(signature) == SIGNATURE_CHARS
+            and _SIGNATURE_RE.fullmatch(signature) is not None)
+
+
 def verify_token(text: str, key: bytes | str) -> str:
     """Return the bag reference of a scanned token, or raise TokenInvalid saying why.
 
@@ -82,36 +107,41 @@ def verify_token(text: str, key: bytes | str) -> str:
     """
     key_raw = _key_bytes(key)
     if not isinstance(text, str):
-        raise TokenInvalid("the scanned code is not text")
+        raise TokenInvalid("the scanned code is not text", UNREADABLE)
     scanned = text.strip()
     if not scanned:
-        raise TokenInvalid("the scanned code is empty")
+        raise TokenInvalid("the scanned code is empty", UNREADABLE)
     if len(scanned) > 500:
-        raise TokenInvalid("the scanned code is too long to be a label code")
+        raise TokenInvalid("the scanned code is too long to be a label code", UNREADABLE)
     if "/" in scanned or ":" in scanned:
         match = _URL_RE.match(scanned)
         if not match:
-            raise TokenInvalid("not a mscbatch label code: a web address whose path ends in /v/<code> is expected")
+            raise TokenInvalid("not a mscbatch label code: a web address whose path ends in /v/<code> is expected",
+                               UNREADABLE)
         scanned = match.group(1)
     if not scanned.isascii():
         # checked before .upper(): Unicode upper-casing turns the dotless "ı" into I and the long "ſ" into S, so a code
-        # altered with such a character (no label prints one) passed for the genuine one
-        raise TokenInvalid("malformed label code: it holds a character a label never prints (the code was altered)")
+        # altered with such a character (no label prints one) passed for the genuine one. Such a code, a whole label
+        # code once upper-cased, was altered; any other text with a character no label prints is not one of ours
+        if _has_token_shape(scanned.upper()):
+            raise TokenInvalid("malformed label code: it holds a character a label never prints (the code was "
+                               "altered)", FORGED)
+        raise TokenInvalid("malformed label code: it holds a character a label never prints", UNREADABLE)
     token = scanned.upper()
     if token.count(".") != 1:
-        raise TokenInvalid("malformed label code: expected <bag reference>.<signature>")
+        raise TokenInvalid("malformed label code: expected <bag reference>.<signature>", UNREADABLE)
     bag_ref, signature = token.split(".")
     if not BAG_REF_RE.match(bag_ref):
-        raise TokenInvalid("malformed label code: the bag reference holds characters a label never prints")
+        raise TokenInvalid("malformed label code: the bag reference holds characters a label never prints", UNREADABLE)
     if not signature:
-        raise TokenInvalid("the label code has no signature (truncated scan?)")
+        raise TokenInvalid("the label code has no signature (truncated scan?)", UNREADABLE)
     if not _SIGNATURE_RE.match(signature):
-        raise TokenInvalid("malformed label code: the signature holds characters a label never prints")
+        raise TokenInvalid("malformed label code: the signature holds characters a label never prints", UNREADABLE)
     if len(signature) < SIGNATURE_CHARS:
-        raise TokenInvalid("the signature is too short: the code was truncated or damaged")
+        raise TokenInvalid("the signature is too short: the code was truncated or damaged", UNREADABLE)
     if len(signature) > SIGNATURE_CHARS:
-        raise TokenInvalid("the signature is too long: the code was altered")
+        raise TokenInvalid("the signature is too long: the code was altered", FORGED)
     expected = sign_bag_ref(bag_ref, key_raw)
     if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
-        raise TokenInvalid("the signature does not match: the code was altered or not issued by this unit")
+        raise TokenInvalid("the signature does not match: the code was altered or not issued by this unit", FORGED)
     return bag_ref

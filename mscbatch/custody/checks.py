@@ -125,9 +125,6 @@ class BedsideResult:
         self.failures.append(Finding(code, message))
 
 
-#: the one bad label code that says the label is not genuine (label_token.verify_token): a whole code, its signature
-#: not this unit's. Every other refusal of a code is a read cut short, damaged or of something else: scan again.
-_FORGED = "the signature does not match"
 #: a bag label code that was not read whole (a QR read cut short, a damaged label, another code)
 NOT_READ = ("The bag scan was not read: scan the bag's label again. If its QR code still does not read, type the "
             "bag number (DIN) printed on the label, with the boxed check character at its end.")
@@ -144,8 +141,9 @@ def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None
         try:
             return verify_token(text, label_key), None
         except TokenInvalid as invalid:
-            if invalid.reason.startswith(_FORGED):
-                # a whole code whose signature is not this unit's: the label itself is forged or altered
+            # decided by the kind verify_token gives, never by its words (the label check page says the same)
+            if invalid.forged:
+                # a whole code whose signature is not this unit's, or a code altered: the label itself is not genuine
                 return None, f"The code on the bag label is not genuine ({invalid.reason}). {CALL_UNIT}"
             # a read cut short, damaged or of another code: nothing is known of the bag, so one thing to do, not
             # "call the unit" beside the page's "scan its label again"
@@ -519,16 +517,13 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.give_ml = facts.allocated_ml
     change = facts.weight_change
     if change is not None and patient is not None and facts.allocated_patient_id == patient.id:
-        # a weight's day as the patient's page lists it (ISO); an instant, as every page: site.local_and_utc
-        weights = (f"prescribed for {plain(change.prescribed_kg)} kg (weighed {change.prescribed_on.isoformat()}); "
-                   f"the patient now weighs {plain(change.latest_kg)} kg (weighed {change.latest_on.isoformat()})")
+        # the words of WeightSincePrescription, which the dispatch and the thaw refusals say too (custody.handover)
         if change.problems:
-            result.stop("weight_changed", f"WEIGHT CHANGED since the prescription: {weights}. At the new weight "
-                                          f"{'; '.join(change.problems)}. Do not give it. Ask the prescriber to "
-                                          "prescribe again for the new weight.")
+            result.stop("weight_changed", f"{change.changed_words} Do not give it. Ask the prescriber to prescribe "
+                                          "again for the new weight.")
         else:
-            result.notes.append(f"A newer weight was recorded since the prescription: {weights}. The dose is "
-                                "still within the prescription's limits.")
+            result.notes.append(f"A newer weight was recorded since the prescription: {change.weights_words}. The "
+                                "dose is still within the prescription's limits.")
     if patient is not None and facts.allocated_patient_id == patient.id:
         _judge_weight_age(result, patient, facts, site_day(now))
         if lot.status not in LOT_ENDED:  # a bag of a lot ended for good is a STOP of its own: not what the rest gives

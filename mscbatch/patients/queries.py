@@ -273,16 +273,16 @@ class WeightSincePrescription:
 
     @property
     def weights_words(self) -> str:
-        """Both weights with the days they were measured (ISO, as the patient's page lists them), as the bedside
-        check says them: "prescribed for 62.5 kg (weighed 2026-12-04); the patient now weighs 75 kg (weighed
-        2026-12-05)"."""
+        """Both weights with the days they were measured (ISO, as the patient's page lists them), the one source of
+        the bedside check's words (custody.checks.judge: its WEIGHT CHANGED and its note of a newer weight): "prescribed
+        for 62.5 kg (weighed 2026-12-04); the patient now weighs 75 kg (weighed 2026-12-05)"."""
         return (f"prescribed for {plain(self.prescribed_kg)} kg (weighed {self.prescribed_on.isoformat()}); the "
                 f"patient now weighs {plain(self.latest_kg)} kg (weighed {self.latest_on.isoformat()})")
 
     @property
     def changed_words(self) -> str:
         """The bedside check's WEIGHT CHANGED, without what to do (each step that refuses the bag says that in its
-        own words: custody.handover's dispatch and thaw)."""
+        own words: custody.checks.judge, custody.handover's dispatch and thaw)."""
         return f"WEIGHT CHANGED since the prescription: {self.weights_words}. At the new weight {'; '.join(self.problems)}."
 
     @property

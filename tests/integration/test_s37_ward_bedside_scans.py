@@ -9,7 +9,7 @@
 3. a bag scan cut short at the bedside check said "The bag was not identified: scan its label again" in the headline
    and "not genuine ... Do not give it. Call the cell therapy unit." in its reason: a read cut short or damaged is
    now "scan again" throughout; "not genuine / call the unit" is kept for a whole code whose signature does not
-   match (a forged or altered label)."""
+   match or a code altered (a forged or altered label: TokenInvalid.kind, test_s37_scan_kinds)."""
 from __future__ import annotations
 
 import html
@@ -143,14 +143,14 @@ def test_a_forged_bag_code_at_the_bedside_says_do_not_give_and_call_the_unit_onl
     assert "Do not give this bag." in page
 
 
-@pytest.mark.parametrize("how", ["cut short", "no signature", "cut after the dot", "a signature too long",
+@pytest.mark.parametrize("how", ["cut short", "no signature", "cut after the dot",
                                  "a character no label prints", "a web address cut before /v/", "two codes"])
 def test_every_code_not_read_whole_says_scan_again(how: str) -> None:
     from mscbatch.core.label_token import make_token
 
     token = make_token("X999926000005P", KEY)
     scan = {"cut short": token[:20], "no signature": token.split(".")[0] + ".",
-            "cut after the dot": token[:-1], "a signature too long": token + "A",
+            "cut after the dot": token[:-1],
             "a character no label prints": token[:-1] + "!", "a web address cut before /v/": "https://ward.exa",
             "two codes": token + token}[how]
     with pytest.raises(TokenInvalid):
@@ -159,12 +159,13 @@ def test_every_code_not_read_whole_says_scan_again(how: str) -> None:
     assert NOT_READ.startswith(NOT_READ_WORDS) and CALL_UNIT not in NOT_READ
 
 
-def test_only_a_whole_code_with_another_signature_is_not_genuine() -> None:
+def test_a_whole_code_with_another_signature_or_altered_is_not_genuine() -> None:
     from mscbatch.core.label_token import make_token
 
     token = make_token("X999926000005P", KEY)
     assert len(token.split(".")[1]) == SIGNATURE_CHARS
-    for forged in (_forged(token), make_token("X999926000005P", "another unit's key")):
+    # a signature longer than any label prints: altered, as the label check page says (test_s37_scan_kinds)
+    for forged in (_forged(token), make_token("X999926000005P", "another unit's key"), token + "A"):
         ref, problem = scan_reference(forged, KEY)
         assert ref is None and problem.startswith("The code on the bag label is not genuine (") and CALL_UNIT in problem
 

@@ -393,6 +393,9 @@ class Verification:
 
     valid: bool
     problem: str | None = None
+    #: of a refused code: "unreadable" (a read cut short, damaged, not a label code: scan again) or "forged" (a whole
+    #: code whose signature is not this unit's); None for a code refused for what it names (no such bag)
+    problem_kind: str | None = None
     bag_ref: str | None = None
     bag_id: int | None = None
     din: str | None = None
@@ -436,7 +439,7 @@ def verify_label(session: Session, text: str, key: bytes | str, *, sees_patients
     try:
         bag_ref = verify_token(text, key)
     except TokenInvalid as invalid:
-        return Verification(valid=False, problem=invalid.reason)
+        return Verification(valid=False, problem=invalid.reason, problem_kind=invalid.kind)
     try:
         din = parse_din(bag_ref)
     except IdentifierError:

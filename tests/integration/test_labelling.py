@@ -94,11 +94,14 @@ def test_an_altered_token_is_refused_by_the_page_and_the_api(app, users, client_
     forged_bag = path.replace(bags[0][1], other_din)
     anonymous = app.test_client()
     token = api_token_for(app, "nurse")
-    for bad in (altered_signature, forged_bag, path[:-3], "/v/NOT-A-TOKEN"):
+    for bad, heading in ((altered_signature, "NOT A VALID LABEL"), (forged_bag, "NOT A VALID LABEL"),
+                         # a code cut short or not a label code at all: not read, scan again (as at the bedside)
+                         (path[:-3], "LABEL NOT READ"), ("/v/NOT-A-TOKEN", "LABEL NOT READ")):
         shown = anonymous.get(bad)
         assert shown.status_code == 400, bad
         html = shown.get_data(as_text=True)
-        assert "NOT A VALID LABEL" in html and "Genuine" not in html
+        assert heading in html and "Genuine" not in html, (bad, html)
+        assert ("NOT A VALID LABEL" in html) == (heading == "NOT A VALID LABEL"), bad
         api = anonymous.get("/api/v1/labels/verify", query_string={"token": "http://localhost" + bad},
                             headers={"Authorization": f"Bearer {token}"})
         assert api.status_code == 422 and api.mimetype == "application/problem+json"

@@ -168,10 +168,10 @@ def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None
 def _din_words(compact: str, error: IdentifierError) -> str:
     """A bag number that is not one, in a nurse's words with one thing to do (never the expected K: told it, a
     nurse who mistyped a digit would type that K and name another bag)."""
-    if "check character" in str(error):
-        what = "one of its characters is wrong (the boxed character at its end does not fit the others)"
-    elif len(compact) not in (13, 14):
+    if len(compact) not in (13, 14):  # first: a number cut short also fails its check character, which misleads
         what = f"it has {len(compact)} characters; a bag number has 14, the last one boxed"
+    elif "check character" in str(error):
+        what = "one of its characters is wrong (the boxed character at its end does not fit the others)"
     else:
         what = "it is not written as a bag number is"
     return f"The bag number scanned or typed is wrong: {what}. Scan the QR code on the bag label."

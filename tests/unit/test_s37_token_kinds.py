@@ -156,3 +156,15 @@ def test_the_bedside_scan_reads_the_kind_not_the_words(monkeypatch: pytest.Monke
         assert problem == f"The code on the bag label is not genuine ({words}). {CALL_UNIT}"
     else:
         assert problem == NOT_READ
+
+
+@pytest.mark.parametrize("typed", ["X99992600000", "X9999260000", "X999926000005PP"])
+def test_a_bag_number_of_the_wrong_length_is_told_its_length_not_a_wrong_character(typed: str) -> None:
+    """A number cut short (12 characters) failed its check character first and was told "one of its characters is
+    wrong": the nurse then looks for a wrong digit instead of the missing one."""
+    from mscbatch.custody.checks import scan_reference
+
+    ref, problem = scan_reference(typed, "k" * 32)
+    assert ref is None and problem is not None
+    assert f"it has {len(typed)} characters; a bag number has 14, the last one boxed" in problem, problem
+    assert "one of its characters is wrong" not in problem

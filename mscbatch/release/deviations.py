@@ -22,6 +22,7 @@ from mscbatch.lots.models import Deviation
 from mscbatch.lots.queries import get_lot
 from mscbatch.release.models import ASSESSMENT_OUTCOMES, DeviationAssessment, assessment_outcomes
 from mscbatch.release.queries import deviations_after_release, deviations_before_release, involvement
+from mscbatch.release.texts import too_long
 from mscbatch.signatures.services import sign
 
 ASSESSED_MEANING = "Deviation after release assessed"
@@ -40,7 +41,7 @@ def assess_deviation(session: Session, signer: Any, deviation_id: int, *, outcom
     """`seen`: what the lot's review page showed QA (release.release.check_seen: refused if the lot's record changed
     since); None (no page): not checked."""
     from mscbatch.recall.services import start_recall_in_use_case
-    from mscbatch.release.release import check_seen, reject_in_use_case, too_long
+    from mscbatch.release.release import check_seen, reject_in_use_case
 
     rationale = (rationale or "").strip()
     if outcome not in ASSESSMENT_OUTCOMES:

@@ -18,12 +18,11 @@ from wtforms.validators import Optional
 from mscbatch.core.release_spec import MILLION_CELLS, ReleaseTest
 from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
-from mscbatch.release.oos import INVESTIGATION_MAX_CHARS
+from mscbatch.release.specs import FLOW_PANEL
 
 # the longest signed text of these forms: the browser stops there; the services refuse a longer one all the same
-# (422 naming the field)
-from mscbatch.release.release import SIGNED_TEXT_MAX_CHARS
-from mscbatch.release.specs import FLOW_PANEL
+# (texts.too_long: 422 naming the field)
+from mscbatch.release.texts import SIGNED_TEXT_MAX_CHARS
 from mscbatch.web.date_fields import TypedDateField
 from mscbatch.web.forms import FlaskForm
 
@@ -91,7 +90,7 @@ class ReleaseForm(SignForm):
 
 class OosForm(SignForm):
     investigation = TextAreaField("Investigation and conclusion",
-                                  render_kw={"maxlength": INVESTIGATION_MAX_CHARS})
+                                  render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
     retest_result_id = SelectField("Retest result (to invalidate)", coerce=int, choices=[])
 
 

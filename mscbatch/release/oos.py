@@ -25,12 +25,14 @@ from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFail
 from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_CONFIRMED, OOS_INVALIDATED, OOS_OPEN, OosInvestigation, ReleaseResult
+from mscbatch.release.texts import SIGNED_TEXT_MAX_CHARS, too_long
 from mscbatch.signatures.services import sign
 
 INVALIDATED_MEANING = "OOS invalidated (laboratory error, valid retest)"
 CONFIRMED_MEANING = "OOS confirmed"
-#: the investigation and conclusion QA signs, at most (the form's maxlength says it too: release.forms.OosForm)
-INVESTIGATION_MAX_CHARS = 2000
+#: the investigation and conclusion QA signs, at most: the release record's one rule (texts.SIGNED_TEXT_MAX_CHARS,
+#: the form's maxlength too), read at each signature so that a test can write a record from before the rule
+INVESTIGATION_MAX_CHARS = SIGNED_TEXT_MAX_CHARS
 
 
 #: bag custody states meaning the bag has left the unit for its patient (core.states.BAG)
@@ -138,12 +140,17 @@ def get_oos(session: Session, oos_id: int) -> OosInvestigation:
     return oos
 
 
-def _open(session: Session, signer: Any, oos_id: int, investigation: str) -> OosInvestigation:
+def _open(session: Session, signer: Any, oos_id: int, investigation: str, seen: str | None) -> OosInvestigation:
     """The open investigation, its lot row locked first (lots.services.lock_lot, as a release locks it) and the
     investigation read afresh after the lock: closing it changes the lot's verdict, and confirming it decides the
     lot's status, so a release or another QA person closing it at the same moment goes first or after, not beside.
-    Whoever entered results of the lot or recorded its manufacture does not conclude its OOS, either way
-    (refuse_involved): the same rule as for its release."""
+    Refused, before anything is written or the password checked, if the lot's record changed since its review page
+    showed it (`seen`, release.release.check_seen; None: no page, not checked): a confirmation signs the lot's
+    rejection or recall, an invalidation signs on the retest's value, as that page showed them. Whoever entered
+    results of the lot or recorded its manufacture does not conclude its OOS, either way (refuse_involved): the same
+    rule as for its release."""
+    from mscbatch.release.release import check_seen
+
     if signer is None or not signer.has_role("qa"):
         raise PermissionDenied("Only QA concludes an OOS investigation. Nothing was signed.")
     lot = lock_lot(session, get_oos(session, oos_id).lot_id)
@@ -151,15 +158,14 @@ def _open(session: Session, signer: Any, oos_id: int, investigation: str) -> Oos
     assert oos is not None  # investigations are never deleted
     if oos.status != OOS_OPEN:
         raise Conflict(f"This OOS investigation is already closed ({oos.status}).")
+    check_seen(session, lot, seen)
     refuse_involved(session, lot, signer)
     text = (investigation or "").strip()
     if len(text) < 10:
         raise ValidationFailed("Describe the investigation and its conclusion (at least 10 characters).",
                                field="investigation")
-    length = len(text.replace("\r\n", "\n"))  # as the form's maxlength counts a line break: one character
-    if length > INVESTIGATION_MAX_CHARS:  # refused, never cut: the signed text is the one QA wrote
-        raise ValidationFailed(f"Investigation and conclusion: at most {INVESTIGATION_MAX_CHARS} characters ({length} "
-                               "given); shorten it. Nothing was signed.", field="investigation")
+    # refused, never cut: the signed text is the one QA wrote
+    too_long(text, "Investigation and conclusion", "investigation", limit=INVESTIGATION_MAX_CHARS)
     oos.investigation = text
     return oos
 
@@ -217,13 +223,14 @@ def _test_entered_under(result: ReleaseResult) -> Any:
 
 
 def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id: int, investigation: str,
-                   password: str) -> OosInvestigation:
-    """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts."""
+                   password: str, seen: str | None = None) -> OosInvestigation:
+    """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts.
+    `seen`: what the lot's review page showed (_open); None: not checked."""
     from mscbatch.lots.queries import get_lot
     from mscbatch.release.specs import spec_of_lot, unreadable
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
-        oos = _open(session, signer, oos_id, investigation)  # refuses whoever the release refuses
+        oos = _open(session, signer, oos_id, investigation, seen)  # refuses whoever the release refuses
         retest = session.get(ReleaseResult, retest_result_id)
         used_by = None if retest is None else _cited_by(session, retest.id, oos)
         if used_by is not None:
@@ -261,16 +268,18 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
     return oos
 
 
-def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, password: str) -> OosInvestigation:
+def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, password: str,
+                seen: str | None = None) -> OosInvestigation:
     """QA confirms the OOS, in one transaction with its consequence for the lot: a lot in quarantine is rejected
     with its own "Rejected" signature; a conditionally released lot, whose bags may already be on a ward or
     infused, is recalled (DOMAIN.md section 4: conditional_release -> released | recalled), so that its unused
-    bags are held and the recall report lists every patient to notify (section 5, late OOS)."""
+    bags are held and the recall report lists every patient to notify (section 5, late OOS). `seen`: what the lot's
+    review page showed (_open); None: not checked."""
     from mscbatch.recall.services import start_recall_in_use_case
     from mscbatch.release.release import reject_in_use_case
 
     with use_case(session, signer, f"OOS {oos_id} confirmed"):
-        oos = _open(session, signer, oos_id, investigation)  # refuses whoever the release refuses
+        oos = _open(session, signer, oos_id, investigation, seen)  # refuses whoever the release refuses
         oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")

@@ -44,7 +44,8 @@ from mscbatch.release.queries import (
     waiting_exceptional_request,
 )
 from mscbatch.release.results import uninvestigated_failures
-from mscbatch.release.specs import lot_verdict, spec_of_lot
+from mscbatch.release.specs import lot_verdict, results_of, spec_of_lot
+from mscbatch.release.texts import too_long
 from mscbatch.signatures.services import sign
 from mscbatch.site import local_and_utc
 
@@ -60,19 +61,6 @@ def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
                     f"{wanted} now. Nothing was signed.")
 
 
-#: the longest text QA (or a technician) signs or writes in the release record: as the OOS investigation's
-#: (oos.INVESTIGATION_MAX_CHARS), a recall's reason and a label reprint's reason. Refused, never cut.
-SIGNED_TEXT_MAX_CHARS = 2000
-
-
-def too_long(text: str, label: str, field: str, done: str = "Nothing was signed.") -> None:
-    """A signed text over SIGNED_TEXT_MAX_CHARS refused, naming its field, as oos.py words it."""
-    length = len(text.replace("\r\n", "\n"))  # as the form's maxlength counts a line break: one character
-    if length > SIGNED_TEXT_MAX_CHARS:
-        raise ValidationFailed(f"{label}: at most {SIGNED_TEXT_MAX_CHARS} characters ({length} given); shorten "
-                               f"it. {done}", field=field)
-
-
 #: the parts of what the review page shows that a signature on it rests on, in the order of `page_fingerprint`,
 #: each with the words saying that it changed
 FINGERPRINT_PARTS = (("results", "its results or verdicts"), ("deviations", "its deviations or their assessments"),
@@ -85,18 +73,22 @@ def _digest(content: Any) -> str:
 
 
 def page_fingerprint(session: Session, lot: Lot, verdict: LotVerdict | None = None) -> str:
-    """What the lot's review page showed QA, as one text its signature forms carry (`seen`): a digest of each part
-    (FINGERPRINT_PARTS): the verdicts the release signature vouches for (_snapshot, with the specification), the
-    deviations and their assessments, the OOS investigations, the lot's signed content with its status and donor
-    gate, the dispositions. The signature is refused (check_seen) when the record changed since: it vouches only
-    for what QA was shown."""
+    """What the lot's review page showed QA (or the clinician), as one text its signature forms carry (`seen`): a
+    digest of each part (FINGERPRINT_PARTS): the verdicts the release signature vouches for (_snapshot, with the
+    specification) and the results the page lists (a retest's value included), the deviations and their
+    assessments, the OOS investigations, the lot's signed content with its status and donor gate, the dispositions.
+    The signature is refused (check_seen) when the record changed since: it vouches only for what was shown."""
     verdict = verdict or lot_verdict(session, lot)
+    # every result the page lists, as it lists it: a retest (the one an OOS is invalidated with) corrected while its
+    # failing result still stands leaves the verdicts as they were, yet the page showed another value
+    shown = [(r.id, r.test_id, r.value, r.unit, r.corrected_count, r.invalidated_at is not None)
+             for r in results_of(session, lot.id)]
     deviations = [(d.id, d.severity, d.description, d.recorded_at)
                   for d in session.scalars(select(Deviation).where(Deviation.lot_id == lot.id).order_by(Deviation.id))]
     assessed = [(a.id, a.deviation_id, a.outcome) for a in session.scalars(
         select(DeviationAssessment).where(DeviationAssessment.lot_id == lot.id).order_by(DeviationAssessment.id))]
     parts = {
-        "results": [verdict.spec_id, verdict.spec_version, verdict.spec_sha256, _snapshot(verdict)],
+        "results": [verdict.spec_id, verdict.spec_version, verdict.spec_sha256, _snapshot(verdict), shown],
         "deviations": [deviations, assessed],
         "oos": [(o.id, o.result_id, o.status, o.retest_result_id, o.late) for o in oos_of(session, lot.id)],
         "lot": [lot.status, current_gate(session, lot), lot.signed_content()],
@@ -408,7 +400,7 @@ def _refuse_patient(session: Session, lot: Lot, patient_code: str) -> None:
 
 
 def request_exceptional_release(session: Session, clinician: Any, lot_id: int, patient_code: str,
-                                justification: str, password: str) -> LotDisposition:
+                                justification: str, password: str, seen: str | None = None) -> LotDisposition:
     """The clinician documents why this OOS batch must be given to one named patient (significant hazard
     otherwise, EU GMP Part IV 11.5) and signs; QA's signature then releases it for that patient only. The patient
     must be able to receive the lot (patient_refusal: registered, not withdrawn, a protocol taking the lot's product
@@ -416,7 +408,10 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
 
     One request waits at a time (queries.waiting_exceptional_request): a new one supersedes the request waiting
     (a corrected patient code, or a request made again on changed results), which is withdrawn: QA can no longer
-    countersign it, and the audit trail of the new request names it and says why."""
+    countersign it, and the audit trail of the new request names it and says why.
+
+    `seen`: what the lot's review page showed the clinician (check_seen: the request signs the results and the lot
+    that page showed, and is refused if they changed since); None (no page): not checked."""
     if clinician is None or not clinician.has_role("clinician"):
         raise PermissionDenied("Only a clinician requests the exceptional use of an OOS batch.")
     patient_code = (patient_code or "").strip().upper()
@@ -430,6 +425,7 @@ def request_exceptional_release(session: Session, clinician: Any, lot_id: int, p
         if lot.status != "quarantine":
             raise _already(session, lot, "exceptionally released")
         verdict = lot_verdict(session, lot)
+        check_seen(session, lot, seen, verdict)
         if not any(v.blocking and v.status is VerdictStatus.FAIL for v in verdict.verdicts):
             raise Conflict(f"Lot {lot.lot_number} has no failing test: exceptional release is only for an OOS batch.")
         _refuse_patient(session, lot, patient_code)

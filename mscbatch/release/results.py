@@ -40,6 +40,7 @@ from mscbatch.release.models import OOS_OPEN, OosInvestigation, ReleaseResult, R
 from mscbatch.release.oos import open_oos
 from mscbatch.release.queries import ENDOTOXIN_UNIT
 from mscbatch.release.specs import FLOW_PANEL, spec_of_lot, unreadable
+from mscbatch.release.texts import too_long
 from mscbatch.site import site_config, site_today
 
 ENTRY_ROLE = "technician"
@@ -49,7 +50,6 @@ ANALYST_MAX_CHARS = 120  # the ReleaseResult columns: longer is refused naming t
 METHOD_MAX_CHARS = 200
 INSTRUMENT_MAX_CHARS = 120
 REAGENT_LOT_MAX_CHARS = 120
-REASON_MAX_CHARS = 2000  # a correction's reason, as the OOS investigation's (oos.INVESTIGATION_MAX_CHARS)
 #: extension -> (content type, how the bytes must start; None = UTF-8 text)
 ATTACHMENT_TYPES: dict[str, tuple[str, bytes | None]] = {
     "pdf": ("application/pdf", b"%PDF"), "png": ("image/png", b"\x89PNG"), "jpg": ("image/jpeg", b"\xff\xd8"),
@@ -128,11 +128,11 @@ def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
     # value is written out ("1e999999999" EU/mL would be a billion digits). A censored value ("< 0.05") is kept as
     # typed (ALCOA+ original), its limit held to the same size (the dose multiplies by it)
     number = value.bound if isinstance(value, Censored) else value
-    too_long = isinstance(number, Decimal) and (abs(number.adjusted()) >= VALUE_MAX_CHARS
+    too_many = isinstance(number, Decimal) and (abs(number.adjusted()) >= VALUE_MAX_CHARS
                                                 or -int(number.as_tuple().exponent) >= VALUE_MAX_CHARS)
-    text = "" if too_long else (value.text if isinstance(value, Censored) else
+    text = "" if too_many else (value.text if isinstance(value, Censored) else
                                 f"{value:f}" if isinstance(value, Decimal) else value)
-    if too_long or len(text) > VALUE_MAX_CHARS:
+    if too_many or len(text) > VALUE_MAX_CHARS:
         raise ValidationFailed(f"{test.name}: the value has more digits than a result can keep (at most "
                                f"{VALUE_MAX_CHARS} characters once written out); enter it as reported.", field=field)
     return text
@@ -317,10 +317,8 @@ def correct_result(session: Session, actor: Any, result_id: int, value: str, uni
     _require_technician(actor)
     if not (reason or "").strip():
         raise ValidationFailed("Give the reason for the correction: it goes into the audit trail.", field="reason")
-    length = len(reason.strip().replace("\r\n", "\n"))  # a line break counts once, as the form's maxlength counts it
-    if length > REASON_MAX_CHARS:  # refused, never cut: the audit trail keeps the reason as written
-        raise ValidationFailed(f"Reason for the correction: at most {REASON_MAX_CHARS} characters ({length} given); "
-                               "shorten it. Nothing was recorded.", field="reason")
+    # refused, never cut: the audit trail keeps the reason as written
+    too_long(reason.strip(), "Reason for the correction", "reason", "Nothing was recorded.")
     with use_case(session, actor, reason):
         result, lot = _locked_result(session, result_id)
         spec = spec_of_lot(session, lot)

@@ -273,8 +273,10 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   conditional_refusals=(conditional_refusals(session, lot, user, verdict)
                                         if user is not None and user.has_role("qa") and lot.status == "quarantine"
                                         else []),
-                  fingerprint=(page_fingerprint(session, lot, verdict) if user is not None and user.has_role("qa")
-                               else ""),  # only QA's page has signature forms that carry it
+                  # only QA's page (its signatures, the OOS conclusions) and the clinician's (the request for
+                  # exceptional use) have signature forms that carry it
+                  fingerprint=(page_fingerprint(session, lot, verdict)
+                               if user is not None and (user.has_role("qa") or user.has_role("clinician")) else ""),
                   oos_refusal=(involved_words(session, lot, user) if user is not None and user.has_role("qa")
                                and any(o.status == "open" for o in investigations) else None))
 

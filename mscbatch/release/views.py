@@ -257,7 +257,7 @@ def exceptional(lot_id: int) -> Any:
     made: list[Any] = []
     run = lambda: made.append(release.request_exceptional_release(  # noqa: E731
         db.session, current_user, lot_id, form.patient_code.data or "", form.justification.data or "",
-        form.password.data or ""))
+        form.password.data or "", seen=_seen()))
     return _signed(lot_id, form, "exceptional_form", run, lambda: _requested(made[0]))
 
 
@@ -278,15 +278,15 @@ def close_oos(oos_id: int) -> Any:
     form = OosForm(prefix="oos")
     investigation = oos.get_oos(db.session, oos_id)
     lot_id = investigation.lot_id
-    password, text = form.password.data or "", form.investigation.data or ""
+    password, text, seen = form.password.data or "", form.investigation.data or "", _seen()
     if request.form.get("action") == "confirm":
-        run = lambda: oos.confirm_oos(db.session, current_user, oos_id, text, password)  # noqa: E731
+        run = lambda: oos.confirm_oos(db.session, current_user, oos_id, text, password, seen=seen)  # noqa: E731
         return _signed(lot_id, form, "oos_form", run, lambda: "OOS confirmed (signed). The lot is " + (
             "RECALLED: its unused bags are held, and the recall report lists the patients to notify."
             if get_lot(db.session, lot_id).status == "recalled" else f"{get_lot(db.session, lot_id).status}."))
     # posted_id: any text is 0, and an id beyond the id column is no row (2^63 was a 500 in the query; tests/fuzz)
     retest = posted_id(request.form.get("oos-retest_result_id"))
-    run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password)  # noqa: E731
+    run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password, seen=seen)  # noqa: E731
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")
 
 

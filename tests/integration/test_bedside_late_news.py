@@ -224,9 +224,10 @@ def test_qa_confirming_a_late_oos_recalls_the_lot_and_the_report_names_the_patie
     [late] = oos.open_oos_of(db_session, ward.lot_id)
     late_id = late.id
     db_session.rollback()
-    answer = client_as("qa").post(f"/release/oos/{late_id}", follow_redirects=True, data={
+    qa = client_as("qa")
+    answer = qa.post(f"/release/oos/{late_id}", follow_redirects=True, data={
         "action": "confirm", "oos-investigation": "Positive culture confirmed: Staphylococcus epidermidis",
-        "oos-password": PASSWORD})
+        "oos-password": PASSWORD, **seen(qa, ward.lot_id)})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert "The lot is RECALLED" in answer.get_data(as_text=True)
     db_session.expire_all()
@@ -275,9 +276,10 @@ def test_a_late_oos_on_a_lot_already_recalled_is_still_confirmed(app, db_session
     db_session.expire_all()
     assert db_session.get(Lot, ward.lot_id).status == "recalled"
     db_session.rollback()
-    answer = client_as("qa").post(f"/release/oos/{late_id}", follow_redirects=True, data={
+    qa = client_as("qa")
+    answer = qa.post(f"/release/oos/{late_id}", follow_redirects=True, data={
         "action": "confirm", "oos-investigation": "Positive culture confirmed: Staphylococcus epidermidis",
-        "oos-password": PASSWORD})
+        "oos-password": PASSWORD, **seen(qa, ward.lot_id)})
     assert answer.status_code == 200 and "The lot is RECALLED" in answer.get_data(as_text=True)
     db_session.expire_all()
     assert db_session.get(OosInvestigation, late_id).status == "confirmed"

@@ -60,9 +60,10 @@ def test_an_exceptional_request_for_a_patient_code_nobody_has_is_refused_next_to
     enter_panel(session, user(session, "technician"), uc_id, OOS_VIABILITY)
     before = _signatures(session)
     session.close()  # SQLite: the request's writes must not wait for this session
-    asked = client_as("clinician").post(f"/release/lots/{uc_id}/exceptional", data={
+    clinician = client_as("clinician")
+    asked = clinician.post(f"/release/lots/{uc_id}/exceptional", data={
         "exceptional-patient_code": "SSC-BM-999", "exceptional-justification": EXCEPTIONAL_WHY,
-        "exceptional-password": PASSWORD})
+        "exceptional-password": PASSWORD, **seen(clinician, uc_id)})
     page = html.unescape(asked.get_data(as_text=True))
     assert asked.status_code == 422
     error = re.search(r'<p class="error" id="exceptional-patient_code-error">([^<]*)</p>', page)

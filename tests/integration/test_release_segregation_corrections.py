@@ -150,13 +150,15 @@ def test_who_corrected_a_passage_may_not_judge_the_lots_oos_and_a_colleague_may(
         test_id="viability", value="91", unit="%", analyst="Tom QC", tested_on=site_today()))
     form = {"action": "invalidate", "oos-investigation": "Counting chamber mis-loaded (lab error, see DV-12)",
             "oos-retest_result_id": str(retest.id), "oos-password": PASSWORD}
-    refused = signed_in_closing(app, session, "techqa").post(f"/release/oos/{oos.id}", data=form)
+    techqa_client = signed_in_closing(app, session, "techqa")
+    refused = techqa_client.post(f"/release/oos/{oos.id}", data={**form, **seen(techqa_client, lot_id)})
     assert refused.status_code == 409
     assert "another QA person must judge its OOS" in refused.get_data(as_text=True)
     session.expire_all()
     assert session.get(OosInvestigation, oos.id).status == OOS_OPEN
     assert session.scalar(select(func.count()).select_from(Signature).where(
         Signature.signer_id == techqa.id)) == 0
-    assert signed_in_closing(app, session, "qa").post(f"/release/oos/{oos.id}", data=form).status_code == 302
+    qa_client = signed_in_closing(app, session, "qa")
+    assert qa_client.post(f"/release/oos/{oos.id}", data={**form, **seen(qa_client, lot_id)}).status_code == 302
     session.expire_all()
     assert session.get(OosInvestigation, oos.id).status == OOS_INVALIDATED

@@ -24,6 +24,7 @@ from tests.conftest import PASSWORD, add_user
 from tests.integration.lot_factories import approved_adipose_donor, cryopreserved_lot
 from tests.integration.test_release_segregation_corrections import _correct_p0
 from tests.integration.test_release_support import signed_in_closing, user
+from tests.integration.test_s37_release_seen import seen_of_oos
 
 ENTERED = "You entered results of this lot; another QA person must judge its OOS (segregation of duties, EU GMP ch. 2)"
 RECORDED = ("You recorded the manufacture of this lot; another QA person must judge its OOS (segregation of duties, "
@@ -55,7 +56,7 @@ def _failing_viability_by(session: Any, lot_id: int, who: str) -> OosInvestigati
 
 def _confirm(client: Any, oos_id: int) -> Any:
     return client.post(f"/release/oos/{oos_id}", data={"action": "confirm", "oos-investigation": WHY,
-                                                       "oos-password": PASSWORD})
+                                                       "oos-password": PASSWORD, **seen_of_oos(client, oos_id)})
 
 
 def _events(session: Any) -> int:

@@ -187,8 +187,9 @@ def test_an_exceptional_release_also_waits_for_the_assessment(app, users, monkey
         code = lupus_patient_code(session)  # a registered patient who can receive the lot (release.patient_refusal)
         results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
             test_id="viability", value="60", unit="%", analyst="Tom QC", tested_on=site_today()))
-    asked = client_as("clinician").post(f"/release/lots/{lot_id}/exceptional", data={
-        "exceptional-patient_code": code, "exceptional-password": PASSWORD,
+    clinician = client_as("clinician")
+    asked = clinician.post(f"/release/lots/{lot_id}/exceptional", data={
+        "exceptional-patient_code": code, "exceptional-password": PASSWORD, **seen(clinician, lot_id),
         "exceptional-justification": "No other lot in time; refractory disease, significant hazard otherwise."})
     assert asked.status_code == 302, asked.get_data(as_text=True)
     qa = client_as("qa")

@@ -13,6 +13,7 @@ from mscbatch.release.models import OOS_INVALIDATED, OOS_OPEN, OosInvestigation,
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.integration.test_s37_release_seen import seen_of_oos
 
 INVESTIGATION = "Counting chamber mis-loaded (lab error, see DV-12); retest in duplicate passed"
 
@@ -49,7 +50,7 @@ def _oos_of(app: Any, result_id: int) -> tuple[int, str, int | None]:
 def _close(client: Any, oos_id: int, retest_id: int) -> Any:
     return client.post(f"/release/oos/{oos_id}", data={
         "action": "invalidate", "oos-investigation": INVESTIGATION, "oos-retest_result_id": str(retest_id),
-        "oos-password": PASSWORD})
+        "oos-password": PASSWORD, **seen_of_oos(client, oos_id)})
 
 
 def test_a_failing_result_under_an_open_oos_cannot_be_corrected_to_a_passing_one_on_the_page(app, client_as, lot_id):

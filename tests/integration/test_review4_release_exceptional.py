@@ -47,7 +47,8 @@ def _oos_lot(app: Any, monkeypatch: Any) -> int:
 
 def _ask(clinician: Any, lot_id: int, code: str, why: str = WHY) -> Any:
     return clinician.post(f"/release/lots/{lot_id}/exceptional", data={
-        "exceptional-patient_code": code, "exceptional-justification": why, "exceptional-password": PASSWORD})
+        "exceptional-patient_code": code, "exceptional-justification": why, "exceptional-password": PASSWORD,
+        **seen(clinician, lot_id)})
 
 
 def _countersign(qa: Any, lot_id: int, request_id: Any = None) -> Any:

@@ -15,6 +15,7 @@ from mscbatch.release.models import OosInvestigation, ReleaseResult
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot
+from tests.integration.test_s37_release_seen import seen
 
 COMMON = {"analyst": "Tom QC", "tested_on": site_today().isoformat()}
 
@@ -53,7 +54,7 @@ def test_the_certificate_of_a_quarantined_lot_whose_oos_qa_closed_says_it_is_not
     session.close()
     response = qa.post(f"/release/oos/{oos_id}", data={
         "oos-investigation": "Pipetting error in the LAL plate shown by the positive control.",
-        "oos-retest_result_id": str(retest_id), "oos-password": PASSWORD})
+        "oos-retest_result_id": str(retest_id), "oos-password": PASSWORD, **seen(qa, lot_id)})
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
 
     text = _certificate(qa, lot_id)

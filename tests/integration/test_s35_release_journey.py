@@ -120,7 +120,7 @@ def test_the_oos_investigation_text_has_a_limit_said_by_the_server_and_the_form(
     assert re.search(rf'<textarea[^>]*maxlength="{INVESTIGATION_MAX_CHARS}"[^>]*name="oos-investigation"', page) or \
         re.search(rf'<textarea[^>]*name="oos-investigation"[^>]*maxlength="{INVESTIGATION_MAX_CHARS}"', page)
     refused = qa.post(f"/release/oos/{opened_id}", data={"action": "confirm", "oos-investigation": "x" * 5000,
-                                                          "oos-password": PASSWORD})
+                                                          "oos-password": PASSWORD, **seen(qa, lot_id)})
     assert refused.status_code == 422
     assert ("Investigation and conclusion: at most 2000 characters (5000 given); shorten it. Nothing was signed."
             in _text(refused))

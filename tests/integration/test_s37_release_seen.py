@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from mscbatch.lots.models import Deviation, Lot, ProcessStep
 from mscbatch.release.demo import enter_panel
-from mscbatch.release.models import DeviationAssessment, LotDisposition, ReleaseResult
+from mscbatch.release.models import DeviationAssessment, LotDisposition, OosInvestigation, ReleaseResult
 from mscbatch.signatures.models import Signature
 from tests.conftest import PASSWORD
 from tests.integration.test_release_support import seed_quarantine_lot, user
@@ -32,6 +32,13 @@ def seen_of_deviation(client: Any, deviation_id: int) -> dict[str, str]:
     """The fingerprint of the review page of the deviation's lot (its assessment form is on that page)."""
     with client.application.extensions["mscbatch.db"].new_session() as session:
         lot_id = session.scalar(select(Deviation.lot_id).where(Deviation.id == deviation_id))
+    return seen(client, lot_id) if lot_id is not None else {}
+
+
+def seen_of_oos(client: Any, oos_id: int) -> dict[str, str]:
+    """The fingerprint of the review page of the investigation's lot (its close form is on that page)."""
+    with client.application.extensions["mscbatch.db"].new_session() as session:
+        lot_id = session.scalar(select(OosInvestigation.lot_id).where(OosInvestigation.id == oos_id))
     return seen(client, lot_id) if lot_id is not None else {}
 
 

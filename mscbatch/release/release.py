@@ -97,6 +97,10 @@ def page_fingerprint(session: Session, lot: Lot, verdict: LotVerdict | None = No
     return ".".join(_digest(parts[name]) for name, _words in FINGERPRINT_PARTS)
 
 
+class RecordChanged(Conflict):
+    """A signature posted from a review page that showed another record than the lot's now (check_seen)."""
+
+
 def check_seen(session: Session, lot: Lot, seen: str | None, verdict: LotVerdict | None = None) -> None:
     """Refuse (409, nothing signed) a signature posted from a review page that showed another record than the lot's
     now (page_fingerprint), saying what changed. `seen` None: no page (the API, in-process callers), not checked."""
@@ -107,10 +111,10 @@ def check_seen(session: Session, lot: Lot, seen: str | None, verdict: LotVerdict
         return
     shown, current = seen.split("."), now.split(".")
     if len(shown) != len(current):
-        raise Conflict("The form does not say which record of the lot the page showed you: open the lot's review "
+        raise RecordChanged("The form does not say which record of the lot the page showed you: open the lot's review "
                        "page again, review it, then sign. Nothing was signed.")
     changed = [words for (_name, words), a, b in zip(FINGERPRINT_PARTS, shown, current, strict=True) if a != b]
-    raise Conflict(f"The lot's record changed since you opened this page ({', '.join(changed)} changed): review it "
+    raise RecordChanged(f"The lot's record changed since you opened this page ({', '.join(changed)} changed): review it "
                    "again; nothing was signed.")
 
 

@@ -32,7 +32,7 @@ from mscbatch.release.forms import (
     spec_test_choices,
 )
 from mscbatch.release.queries import dashboard, release_state
-from mscbatch.release.release import Refused
+from mscbatch.release.release import RecordChanged, Refused
 from mscbatch.release.review import NOTHING_TO_WAIT_FOR, review_of
 from mscbatch.release.specs import spec_of_lot
 from mscbatch.web.forms import posted_id, show_error
@@ -55,12 +55,21 @@ def _upload(form: Any) -> results.Upload | None:
     return None
 
 
-def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refused | None = None, **forms: Any) -> Any:
+def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refused | None = None,
+          posted_seen: str = "", **forms: Any) -> Any:
     """The review page; `chosen_test`: a test the page was opened for ("enter the result" of a row), chosen in the
     one-result form with its own unit; `refused`: a signature refused for several reasons, listed in the release
-    form (_signed)."""
+    form (_signed); `posted_seen`: the fingerprint a refused signature form was posted with (_signed)."""
     db.session.rollback()  # a refused use case may have left expired objects: read afresh
     review = review_of(db.session, lot_id, current_user)
+    changed_since = None
+    if posted_seen and review.fingerprint and posted_seen != review.fingerprint:
+        # refused for another reason (a text too long, a wrong password) while the record changed under the page:
+        # the page is shown again with the record as it is now, so it says so first, naming what changed
+        try:
+            release.check_seen(db.session, review.lot, posted_seen)
+        except RecordChanged as changed:
+            changed_since = changed.message
     if "result_form" not in forms:
         test = next((t for t in review.spec.tests if t.id == chosen_test), None)
         chosen = {} if test is None else {"test_id": test.id, "unit": UNIT_CHOICE.get(test.unit, "")}
@@ -75,7 +84,7 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refuse
     if review.next_to_assess is not None:  # before release: release may proceed or reject; after: stays or recall
         forms["assess_form"].outcome.choices = choices(list(review.outcomes_for(review.next_to_assess).items()))
     return render_template("release/review.html", r=review, lot=review.lot, nothing_to_wait_for=NOTHING_TO_WAIT_FOR,
-                           refused=refused, sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
+                           refused=refused, changed_since=changed_since, sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
 
 @bp.route("/lots/<int:lot_id>")
@@ -209,7 +218,8 @@ def _signed(lot_id: int, form: Any, form_name: str, action: Any, done: str | Cal
         refused = error if isinstance(error, Refused) and len(error.reasons) > 1 else None
         if refused is None:
             show_error(form, error)
-        return _page(lot_id, error.status, refused=refused, **{form_name: form})
+        return _page(lot_id, error.status, refused=refused,
+                     posted_seen="" if isinstance(error, RecordChanged) else _seen(), **{form_name: form})
     flash(done() if callable(done) else done, "success")
     return redirect(url_for("release.review", lot_id=lot_id))
 

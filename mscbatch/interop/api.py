@@ -17,7 +17,7 @@ from typing import Any
 from flask import Response, request
 from flask_login import current_user
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from mscbatch.api.base import ROW_ID, WholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
@@ -44,12 +44,22 @@ class FhirResourceSchema(Schema):
     resourceType = fields.String(required=True)  # noqa: N815 (FHIR's element name)
 
 
+#: lot and patient take the record id (the number in the lot's or patient's page address), not the lot number
+#: (MSC-2026-0003) nor the trial code: "Not a valid integer." alone left a caller who gave the lot number guessing
+LOT_ID_RULE = "the lot's record id (a whole number, e.g. 3), not its lot number"
+PATIENT_ID_RULE = "the patient's record id (a whole number, e.g. 3), not its trial code"
+
+
 class BundleQuerySchema(Schema):
-    lot = WholeNumber(validate=ROW_ID,
-                         metadata={"description": "id of the lot whose bags the Bundle holds"})
-    patient = WholeNumber(validate=ROW_ID,
-                             metadata={"description": "id of the patient whose infusions the Bundle holds "
-                                                      "(clinicians, nurses and QA only); give lot or patient"})
+    lot = WholeNumber(validate=validate.Range(min=ROW_ID.min, max=ROW_ID.max, error=LOT_ID_RULE),
+                      error_messages={"invalid": LOT_ID_RULE},
+                      metadata={"description": f"{LOT_ID_RULE[0].upper()}{LOT_ID_RULE[1:]} (the number in "
+                                               "/lots/<id>): the Bundle holds the lot's bags. Give lot or patient."})
+    patient = WholeNumber(validate=validate.Range(min=ROW_ID.min, max=ROW_ID.max, error=PATIENT_ID_RULE),
+                          error_messages={"invalid": PATIENT_ID_RULE},
+                          metadata={"description": f"{PATIENT_ID_RULE[0].upper()}{PATIENT_ID_RULE[1:]} (the number "
+                                                   "in /patients/<id>): the Bundle holds the patient's infusions "
+                                                   "(clinicians, nurses and QA only). Give lot or patient."})
 
     @validates_schema
     def _one_of(self, data: dict[str, Any], **_: Any) -> None:

@@ -5,9 +5,17 @@ Files in the ZIP:
 - custody-timeline.json: the bag's custody events, oldest first, with who recorded each;
 - lot-record.json: the lot, its process steps, deviations, reagents used and bags; the donor by code only;
 - certificate-of-analysis.pdf: the CoA, only when the lot has a release disposition;
-- donor-eligibility.json: the decision in force, its reasons and the rule set id, version and SHA-256;
-- signatures.json: the signatures of that decision, the lot's dispositions and the prescriptions that
-  allocated the bag, each with its verification result now;
+- lot-record.json also names the recalls that cover or covered the bag (of its lot, its donor or a reagent lot it
+  used, and any that held it): id, scope, reason, status, who started and closed each and when, the closing
+  note, and the bag's hold under it (placed, lifted, by whom);
+- donor-eligibility.json: the decision in force ("decision", null when none), its reasons and the rule set id,
+  version and SHA-256; and the donor's whole decision history ("decisions", oldest first: each with its
+  meaning, signer, time, whether it is in force or was superseded, when, why and by which decision), the
+  screening results (a late reactive one included) and the lookbacks they opened. A bag of a lot released under
+  an approval later reopened thus shows the approval it left under and the news that reopened it;
+- signatures.json: the signatures of every decision of the donor (superseded ones included), the lot's
+  dispositions, the recalls above (start, end or completion), the prescriptions that allocated the bag and QA's
+  return assessments, each with its verification result now;
 - audit-events.json: the audit trail entries of the bag, lot, donor, decisions, dispositions, prescriptions,
   allocations, custody events, bedside checks, infusion and reactions involved. Identity fields (initials,
   date of birth, wristband) are shown as "[redacted]": donors and patients appear by pseudonymised code only.
@@ -39,13 +47,15 @@ from mscbatch.core import evidence
 from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, ReturnAssessment, TwoPersonCheck
 from mscbatch.custody.queries import timeline
 from mscbatch.database import utcnow
-from mscbatch.donors.models import Donor, EligibilityDecision
-from mscbatch.donors.queries import current_decision
+from mscbatch.donors.models import Donor, DonorLookback, EligibilityDecision, ScreeningResult
+from mscbatch.donors.queries import current_decision, decisions_of, lookbacks_of, results_of
 from mscbatch.interop.privacy import REDACTED, WRISTBAND_DETAIL, AuditMask, patient_custody_reasons
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, get_bag, get_lot
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.patients.queries import wristband_identity
+from mscbatch.recall.models import BagHold, Recall
+from mscbatch.recall.queries import recalls_of_lot
 from mscbatch.release.coa import certificate_pdf
 from mscbatch.release.queries import dispositions_of
 from mscbatch.release.review import review_of
@@ -93,6 +103,40 @@ def _timeline(session: Session, bag_id: int, mask: AuditMask) -> list[dict[str, 
     return out
 
 
+def _recalls_of_bag(session: Session, lot: Lot, bag: Bag) -> list[Recall]:
+    """The recalls that cover or covered the bag, oldest first: those of its lot's origins (recalls_of_lot: in force,
+    or ended after the lot was made) and any that held the bag."""
+    held = select(BagHold.recall_id).where(BagHold.bag_id == bag.id)
+    ids = {r.id for r in recalls_of_lot(session, lot)} | set(session.scalars(held))
+    if not ids:
+        return []
+    return list(session.scalars(select(Recall).where(Recall.id.in_(ids)).order_by(Recall.id)))
+
+
+def _recall_record(session: Session, recalls: list[Recall], bag: Bag) -> list[dict[str, Any]]:
+    holds = {h.recall_id: h for h in session.scalars(select(BagHold).where(BagHold.bag_id == bag.id))}
+    names = _names(session, {r.started_by_id for r in recalls} | {r.ended_by_id for r in recalls}
+                   | {h.lifted_by_id for h in holds.values()})
+    out = []
+    for recall in recalls:
+        hold = holds.get(recall.id)
+        out.append({
+            "id": recall.id, "number": f"R-{recall.id}", "scope": recall.scope, "donor_id": recall.donor_id,
+            "lot_id": recall.lot_id, "reagent_lot_id": recall.reagent_lot_id, "lookback_id": recall.lookback_id,
+            "reason": recall.reason, "status": recall.status, "status_words": recall.status_words,
+            "started_at": _plain(recall.started_at), "started_by": names.get(recall.started_by_id, "?"),
+            # the closing, either way: ended (found invalid, holds lifted) or completed (found valid, holds kept)
+            "ended_at": _plain(recall.ended_at),
+            "ended_by": names.get(recall.ended_by_id, "?") if recall.ended_by_id else None,
+            "end_reason": recall.end_reason,
+            "bag_hold": None if hold is None else {
+                "id": hold.id, "bag_status_at_hold": hold.bag_status_at_hold, "placed_at": _plain(hold.placed_at),
+                "active": hold.active, "lifted_at": _plain(hold.lifted_at),
+                "lifted_by": names.get(hold.lifted_by_id, "?") if hold.lifted_by_id else None},
+        })
+    return out
+
+
 def _lot_record(session: Session, lot: Lot, donor: Donor) -> dict[str, Any]:
     steps = session.scalars(select(ProcessStep).where(ProcessStep.lot_id == lot.id).order_by(ProcessStep.id))
     deviations = session.scalars(select(Deviation).where(Deviation.lot_id == lot.id).order_by(Deviation.id))
@@ -104,16 +148,55 @@ def _lot_record(session: Session, lot: Lot, donor: Donor) -> dict[str, Any]:
             "bags": [row(b) for b in bags_of(session, lot.id)]}
 
 
+def _decision_row(decision: EligibilityDecision, names: dict[int, str]) -> dict[str, Any]:
+    return {"id": decision.id, "meaning": decision.meaning, "engine_status": decision.engine_status,
+            "reasons": decision.reasons, "comment": decision.comment, "judged_at": _plain(decision.judged_at),
+            "decided_by": names.get(decision.decided_by_id, "?"),
+            "rule_set": {"id": decision.ruleset_id, "version": decision.ruleset_version,
+                         "sha256": decision.ruleset_sha256}}
+
+
 def _decision(session: Session, donor: Donor, decision: EligibilityDecision | None) -> dict[str, Any]:
+    """The decision in force and the donor's whole history: every decision (oldest first) with whether it was
+    superseded, when, why and by which later decision (None while no decision followed: a reopened approval
+    awaiting QA), the screening results and the lookbacks. The decision in force alone said nothing of the
+    approval a recalled lot was released under, nor of the late reactive result that reopened it."""
+    history = list(reversed(decisions_of(session, donor.id)))  # oldest first
+    results = results_of(session, donor.id)
+    lookbacks = list(reversed(lookbacks_of(session, donor.id)))
+    names = _names(session, {d.decided_by_id for d in history} | {r.entered_by_id for r in results}
+                   | {r.corrected_by_id for r in results} | {lb.opened_by_id for lb in lookbacks}
+                   | {lb.closed_by_id for lb in lookbacks})
+    decisions = []
+    for index, item in enumerate(history):
+        later = next((d for d in history[index + 1:] if item.superseded_at is not None
+                      and d.judged_at >= item.superseded_at), None)
+        decisions.append({**_decision_row(item, names), "in_force": item.superseded_at is None,
+                          "superseded_at": _plain(item.superseded_at), "superseded_reason": item.superseded_reason,
+                          "superseded_by_decision_id": later.id if later is not None else None,
+                          # the lookback the reopening opened (an approval reopened by news), with its trigger
+                          "lookback_ids": [lb.id for lb in lookbacks if lb.superseded_decision_id == item.id]})
+    data: dict[str, Any] = {
+        "donor_code": donor.code,
+        "decision": _decision_row(decision, names) if decision is not None else None,
+        "decisions": decisions,
+        "screening_results": [{
+            "id": r.id, "marker": r.marker, "method": r.method, "result": r.result,
+            "sample_date": _plain(r.sample_date), "lab_reference": r.lab_reference,
+            "entered_at": _plain(r.entered_at), "entered_by": names.get(r.entered_by_id, "?"),
+            "corrected_by": names.get(r.corrected_by_id, "?") if r.corrected_by_id else None} for r in results],
+        "lookbacks": [{
+            "id": lb.id, "opened_at": _plain(lb.opened_at), "opened_by": names.get(lb.opened_by_id, "?"),
+            "reason": lb.reason, "triggering_result_id": lb.triggering_result_id,
+            "superseded_decision_id": lb.superseded_decision_id, "closed_at": _plain(lb.closed_at),
+            "closed_by": names.get(lb.closed_by_id, "?") if lb.closed_by_id else None,
+            "closure_note": lb.closure_note} for lb in lookbacks],
+    }
     if decision is None:
-        return {"donor_code": donor.code, "decision": None,
-                "note": "No eligibility decision in force for this donor."}
-    decided_by = _names(session, {decision.decided_by_id}).get(decision.decided_by_id, "?")
-    return {"donor_code": donor.code, "decision": {
-        "id": decision.id, "meaning": decision.meaning, "engine_status": decision.engine_status,
-        "reasons": decision.reasons, "comment": decision.comment, "judged_at": _plain(decision.judged_at),
-        "decided_by": decided_by, "rule_set": {"id": decision.ruleset_id, "version": decision.ruleset_version,
-                                               "sha256": decision.ruleset_sha256}}}
+        data["note"] = ("No eligibility decision in force for this donor." if not decisions else
+                        "No eligibility decision in force for this donor now; the decisions below were superseded "
+                        "(see superseded_at, superseded_reason and the lookbacks).")
+    return data
 
 
 def _signatures(session: Session, records: list[Any]) -> list[dict[str, Any]]:
@@ -226,11 +309,14 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
     allocations = list(session.scalars(select(Allocation).where(Allocation.bag_id == bag.id).order_by(Allocation.id)))
     prescriptions = [p for p in (session.get(Prescription, a.prescription_id) for a in allocations) if p is not None]
     infusion = session.scalar(select(Infusion).where(Infusion.bag_id == bag.id))
+    recalls = _recalls_of_bag(session, lot, bag)
+    history = list(reversed(decisions_of(session, donor.id)))  # every decision, the superseded approval included
     mask = AuditMask.for_reader(user, leaves_the_site=True)
     files: dict[str, bytes] = {
         "custody-timeline.json": _json({"bag": {"id": bag.id, "din": bag.din + bag.check_character},
                                         "events": _timeline(session, bag.id, mask)}),
-        "lot-record.json": _json(_lot_record(session, lot, donor)),
+        "lot-record.json": _json({**_lot_record(session, lot, donor),
+                                  "recalls": _recall_record(session, recalls, bag)}),
     }
     if dispositions:
         files["certificate-of-analysis.pdf"] = certificate_pdf(review_of(session, lot.id, user))
@@ -238,12 +324,17 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
     # QA's signed assessments of the bag's returns to the unit (back into stock or discarded: custody.returns)
     returns = list(session.scalars(select(ReturnAssessment).where(ReturnAssessment.bag_id == bag.id)
                                    .order_by(ReturnAssessment.id)))
-    signed = ([decision] if decision is not None else []) + list(dispositions) + prescriptions + returns
+    signed = [*history, *dispositions, *recalls, *prescriptions, *returns]
     files["signatures.json"] = _json(_signatures(session, signed))
     entities: dict[str, set[int]] = {
         Bag.__tablename__: {bag.id}, Lot.__tablename__: {lot.id}, Donor.__tablename__: {donor.id},
-        EligibilityDecision.__tablename__: {d.id for d in session.scalars(
-            select(EligibilityDecision).where(EligibilityDecision.donor_id == donor.id))},
+        EligibilityDecision.__tablename__: {d.id for d in history},
+        ScreeningResult.__tablename__: set(session.scalars(select(ScreeningResult.id)
+                                                           .where(ScreeningResult.donor_id == donor.id))),
+        DonorLookback.__tablename__: set(session.scalars(select(DonorLookback.id)
+                                                         .where(DonorLookback.donor_id == donor.id))),
+        Recall.__tablename__: {r.id for r in recalls},
+        BagHold.__tablename__: set(session.scalars(select(BagHold.id).where(BagHold.bag_id == bag.id))),
         "release_disposition": {d.id for d in dispositions},
         Prescription.__tablename__: {p.id for p in prescriptions},
         Allocation.__tablename__: {a.id for a in allocations},

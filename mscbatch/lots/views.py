@@ -53,6 +53,7 @@ from mscbatch.lots.queries import (
 )
 from mscbatch.lots.record import lot_record
 from mscbatch.lots.storage import MOVABLE_STATES, box_words
+from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
 from mscbatch.site import site_config, site_time, site_today
 from mscbatch.web.forms import posted_id, show_error
@@ -304,6 +305,7 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
                            places=places, bag_corrections=corrections.bag_corrections(db.session, bag_ids),
                            relabel=relabel_after_correction(db.session, bag_ids),
                            returns=assessed_returns(db.session, bag_ids),
+                           covering_recalls=[(rc, recall_words(rc)) for rc in recalls_covering(db.session, record.lot)],
                            storage_kinds=STORAGE_KINDS, reagent_types=REAGENT_TYPES, lot_machine=LOT, **forms), status
 
 

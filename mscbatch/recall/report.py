@@ -26,7 +26,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import lots_of_donor
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.queries import NOT_HELD_BAG_STATES, recall_in_force_of
+from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.recall.services import (
     DISCARDABLE_HERE,
     affected_lots,
@@ -259,6 +259,13 @@ class RecallReport:
     def outstanding_words(self) -> str:
         return outstanding_words(self.outstanding) if self.outstanding else ""
 
+    @property
+    def bagless_lots(self) -> list[tuple[Lot, str]]:
+        """The affected lots with no bag yet (a lot still in process), each with what the recall does to it: the
+        bag rows alone left such a lot off the page and the PDF, and the work on it carried on unaware."""
+        return [(lot_trace.lot, bagless_words(lot_trace.lot, self.recall)) for lot_trace in self.lots
+                if not lot_trace.bags]
+
     def held_words(self) -> str:
         """The held bags in words, agreeing with the rows: how many are still to be dealt with, how many are final.
         A completed recall counts its holds kept, then the bags still in stock or on the ward (none): "Bags on hold
@@ -314,6 +321,17 @@ NO_LOOKBACK = "No lookback of the donor was open when this recall started, and n
 
 #: after a completed recall's counts: what completing did not do
 COMPLETED_HOLDS = "Completing lifts no hold: the bedside check still stops every bag this recall held."
+
+
+def bagless_words(lot: Lot, recall: Recall) -> str:
+    """An affected lot with no bag, in words (the recall's page and PDF, one row for the lot)."""
+    state = lot.status.replace("_", " ")
+    if recall.status not in IN_FORCE:  # ended as found invalid: it no longer covers the lot
+        return f"{state.capitalize()}, no bags: the recall has ended, it no longer covers this lot"
+    if lot.status == "in_process":
+        return ("In process, no bags yet: its bags will be held when made; it cannot be released while the recall "
+                "is in force")
+    return f"{state.capitalize()}, no bags: nothing to hold; it cannot be released while the recall is in force"
 
 
 #: a bag out of the unit but not given: with no allocation in force it is on the ward, not in stock
@@ -429,6 +447,11 @@ def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
     return Paragraph(safe, style)
 
 
+def _words(status: str) -> str:
+    """A status as the pages show it (macros.html status_badge): "in process", not the code "in_process"."""
+    return (status or "").replace("_", " ")
+
+
 def grid(rows: list[list[Any]], widths: list[float]) -> Table:
     table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
     table.setStyle(TableStyle([
@@ -504,7 +527,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
         for notice in report.notify:
             for bag, lot, recipient in notice.received:
                 rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(din_shown(bag)),
-                             _p(lot.lot_number), _p(bag.status), _p(local_and_utc(recipient.allocation.allocated_at)),
+                             _p(lot.lot_number), _p(_words(bag.status)), _p(local_and_utc(recipient.allocation.allocated_at)),
                              _p(_planned(recipient.prescription)), _p(local_and_utc(recipient.infused_at))])
         story.append(grid(rows, [28 * mm, 38 * mm, 34 * mm, 28 * mm, 20 * mm, 40 * mm, 40 * mm, 40 * mm]))
     else:
@@ -514,8 +537,11 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     for line in report.lines:
         bag = line.trace.bag
         rows.append([_p(line.lot.lot_number), _p(line.lot.status.replace("_", " ")),
-                     _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)), _p(bag.status),
+                     _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)), _p(_words(bag.status)),
                      _p(line.hold_words), _p(paper_action(line))])
+    for lot, words in report.bagless_lots:
+        rows.append([_p(lot.lot_number), _p(lot.status.replace("_", " ")), _p("—"), _p("—"), _p("—"), _p("—"),
+                     _p(words)])
     story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 22 * mm, 122 * mm]))
     return build_pdf(f"Recall R-{recall.id}", story)
 
@@ -530,7 +556,7 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
             reagents = "; ".join(f"{r.name} {r.lot_number}" for _u, r in lot_trace.reagents) or "—"
             for bag_trace in lot_trace.bags or [None]:  # type: ignore[list-item]
                 if bag_trace is None:
-                    rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
+                    rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(_words(lot_trace.lot.status)),
                                  _p(reagents), _p("—"), _p("—"), _p("—"), _p("—"), _p("—")])
                     continue
                 bag = bag_trace.bag
@@ -540,9 +566,9 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                     f"allocated {site_day(r.allocation.allocated_at)}"
                     + (f"; infusion started {local_and_utc(r.infused_at)}" if r.infused_at else "") + ")"
                     for r in bag_trace.recipients) or "—"
-                rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(lot_trace.lot.status),
+                rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(_words(lot_trace.lot.status)),
                              _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)),
-                             _p(bag.status), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
+                             _p(_words(bag.status)), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
         story.append(grid(rows, [24 * mm, 26 * mm, 20 * mm, 44 * mm, 14 * mm, 32 * mm, 18 * mm, 16 * mm, 78 * mm]))
     if backward is not None:
         rows = [[_p(h) for h in ("Allocated", "Prescription", "Bag status", "Infusion started", "DIN", "Lot",
@@ -551,10 +577,10 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
             reagents = "; ".join(f"{r.name} {r.lot_number} ({r.supplier})" for _u, r in entry.reagents) or "—"
             rows.append([_p(f"{site_day(entry.recipient.allocation.allocated_at)}"
                             + (" (cancelled)" if entry.recipient.cancelled else "")),
-                         _p(f"#{entry.recipient.prescription.id} {entry.recipient.prescription.status}"),
-                         _p(entry.bag.status), _p(local_and_utc(entry.recipient.infused_at)),
+                         _p(f"#{entry.recipient.prescription.id} {_words(entry.recipient.prescription.status)}"),
+                         _p(_words(entry.bag.status)), _p(local_and_utc(entry.recipient.infused_at)),
                          _p(din_shown(entry.bag)), _p(entry.lot.lot_number),
-                         _p(entry.lot.status), _p(entry.donor.code), _p(reagents), _p("ON HOLD" if entry.hold else "—")])
+                         _p(_words(entry.lot.status)), _p(entry.donor.code), _p(reagents), _p("ON HOLD" if entry.hold else "—")])
         story.append(grid(rows, [22 * mm, 26 * mm, 16 * mm, 34 * mm, 30 * mm, 24 * mm, 18 * mm, 22 * mm, 64 * mm,
                                  16 * mm]))
     return build_pdf(title, story)

@@ -119,18 +119,36 @@ def start() -> Any:
             _refused(form, error, START_BLANKS)
             status = error.status
         else:
-            kept = "; ".join(f"{number} stays {state.replace('_', ' ')}" for number, state in started.lots_kept)
+            kept = "; ".join(_kept_words(started.recall_id, number, state) for number, state in started.lots_kept)
             held = started.held_bags
             on_hold = ("no bag to put on hold" if not held else "1 bag on hold" if held == 1
                        else f"{held} bags on hold")
             flash(f"Recall R-{started.recall_id} started (signed): {on_hold}"
                   + (f"; lots recalled: {', '.join(started.recalled_lots)}" if started.recalled_lots else "")
-                  + (f"; {kept}" + (" (bags held)" if held else "") if kept else "") + ".", "success")
+                  + (f"; {kept}" if kept else "") + ".", "success")
             return redirect(url_for("recall.detail", recall_id=started.recall_id))
     else:  # the form's own checks (a reason over 2000 characters, a scope not offered), and every blank field
         _refused(form, None, START_BLANKS)
         status = 422
     return render_template("recall/new.html", form=form), status
+
+
+def _kept_words(recall_id: int, lot_number: str, state: str) -> str:
+    """A lot the recall could not move to "recalled" (in process, in quarantine), with what is true of its bags: the
+    start message said "(bags held)" after every such lot whenever any bag anywhere was held, of a lot with none too."""
+    from sqlalchemy import func, select
+
+    from mscbatch.lots.models import Bag, Lot
+    from mscbatch.recall.models import BagHold
+
+    lot_id = db.session.scalar(select(Lot.id).where(Lot.lot_number == lot_number))
+    bags = db.session.scalar(select(func.count(Bag.id)).where(Bag.lot_id == lot_id)) or 0
+    held = db.session.scalar(select(func.count(BagHold.id)).join(Bag, Bag.id == BagHold.bag_id)
+                             .where(BagHold.recall_id == recall_id, Bag.lot_id == lot_id)) or 0
+    words = f"{lot_number} stays {state.replace('_', ' ')}"
+    if not bags:
+        return f"{words} (no bags yet: they will be held when made; it cannot be released while the recall is in force)"
+    return f"{words} ({'1 bag' if held == 1 else f'{held} bags'} held; it cannot be released while the recall is in force)"
 
 
 def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200,
@@ -273,18 +291,38 @@ def patient_pdf(patient_id: int) -> Any:
                 f"trace-{trace.patient.code}.pdf")
 
 
+#: what the trace form starts from (its "kind" field), with the words its select shows
+TRACE_KINDS = {"donor": "Donor code", "lot": "Lot number", "patient": "Patient code"}
+#: the longest code or number the trace form takes (donor and patient codes, lot numbers are far shorter); a longer
+#: one is refused, not looked up nor echoed whole
+MAX_TRACE_CODE = 64
+
+
 @trace_bp.route("")
 @roles_required(*TRACERS)
 def find() -> Any:
-    """Start a trace from a donor code, a lot number or a patient code (GET form; redirects to the trace)."""
-    kind, code = request.args.get("kind", ""), (request.args.get("code") or "").strip()
-    problem = None
+    """Start a trace from a donor code, a lot number or a patient code (GET form; redirects to the trace). A kind not
+    offered, or a code over MAX_TRACE_CODE characters, is refused (422) naming the field and its rule; a code not found
+    says so (404), with how the unit writes lot numbers when it is not written that way (as the recall form says)."""
+    typed_kind = (request.args.get("kind") or "").strip()
+    kind, code = typed_kind.lower() or "donor", (request.args.get("code") or "").strip()
+    problems: list[str] = []
+    if kind not in TRACE_KINDS:
+        problems.append(f"Start from (kind): one of {', '.join(TRACE_KINDS)}, not {services.typed_shown(typed_kind)!r}.")
+        kind = "donor"
+    if len(code) > MAX_TRACE_CODE:
+        problems.append(f"Code or number (code): at most {MAX_TRACE_CODE} characters (this one has {len(code)}).")
+    if problems:
+        return render_template("recall/find.html", kind=kind, code=code[:MAX_TRACE_CODE], problems=problems,
+                               kinds=TRACE_KINDS, max_code=MAX_TRACE_CODE), 422
     if code:
         found = resolve_trace_start(kind, code)
         if found is not None:
             return redirect(found)
-        problem = f"Nothing found for {code!r}."
-    return render_template("recall/find.html", kind=kind or "donor", code=code, problem=problem), 404 if problem else 200
+        hint = services._spelling_hint(kind, code) if kind == "lot" else ""
+        problems.append(f"Nothing found for {TRACE_KINDS[kind].lower()} {code!r}.{hint}")
+    return render_template("recall/find.html", kind=kind, code=code, problems=problems,
+                           kinds=TRACE_KINDS, max_code=MAX_TRACE_CODE), 404 if problems else 200
 
 
 def resolve_trace_start(kind: str, code: str) -> str | None:

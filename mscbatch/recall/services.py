@@ -123,11 +123,22 @@ def target_of(recall: Recall) -> int | None:
 
 
 @dataclass(frozen=True)
+class KeptLot:
+    """A lot the recall could not move to "recalled" (in process, in quarantine), with what is true of its bags: the
+    start message says per lot what was held (it once said "(bags held)" of a lot with none)."""
+
+    lot_number: str
+    state: str
+    bags: int
+    held: int
+
+
+@dataclass(frozen=True)
 class RecallStarted:
     recall_id: int
     held_bags: int
     recalled_lots: list[str]
-    lots_kept: list[tuple[str, str]]  # (lot number, state) of lots that could not go to "recalled"
+    lots_kept: list[KeptLot]  # lots that could not go to "recalled"
 
 
 def start_recall(session: Session, actor: Any, *, scope: str, target_id: int, reason: str,
@@ -161,7 +172,7 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
         raise Conflict(f"A recall of {target_label(session, scope, target_id)} is in force already (active, or "
                        "completed: a completed recall still covers what it reached).")
     recalled: list[str] = []
-    kept: list[tuple[str, str]] = []
+    kept: list[KeptLot] = []
     now = utcnow()
     recall = Recall(scope=scope, reason=reason, status="active", started_by_id=actor.id, started_at=now,
                     donor_id=target_id if scope == "donor" else None,
@@ -184,13 +195,16 @@ def start_recall_in_use_case(session: Session, actor: Any, *, scope: str, target
         if _may_recall(lot):
             apply_lot_transition(session, actor, lot, "recalled")
             recalled.append(lot.lot_number)
-        elif lot.status != "recalled":
-            kept.append((lot.lot_number, lot.status))
-        for bag in bags_of(session, lot.id):
+        bags = bags_of(session, lot.id)
+        held_of_lot = 0
+        for bag in bags:
             if bag.status in NOT_HELD_BAG_STATES:
                 continue
             session.add(BagHold(recall_id=recall.id, bag_id=bag.id, bag_status_at_hold=bag.status, placed_at=now))
-            held += 1
+            held_of_lot += 1
+        held += held_of_lot
+        if lot.status != "recalled":  # neither recalled now nor before: in process or in quarantine
+            kept.append(KeptLot(lot.lot_number, lot.status, len(bags), held_of_lot))
     for lookback in lookbacks:
         lookback.closed_at = now
         lookback.closed_by_id = actor.id

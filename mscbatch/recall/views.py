@@ -119,7 +119,7 @@ def start() -> Any:
             _refused(form, error, START_BLANKS)
             status = error.status
         else:
-            kept = "; ".join(_kept_words(started.recall_id, number, state) for number, state in started.lots_kept)
+            kept = "; ".join(_kept_words(lot) for lot in started.lots_kept)
             held = started.held_bags
             on_hold = ("no bag to put on hold" if not held else "1 bag on hold" if held == 1
                        else f"{held} bags on hold")
@@ -133,22 +133,13 @@ def start() -> Any:
     return render_template("recall/new.html", form=form), status
 
 
-def _kept_words(recall_id: int, lot_number: str, state: str) -> str:
-    """A lot the recall could not move to "recalled" (in process, in quarantine), with what is true of its bags: the
-    start message said "(bags held)" after every such lot whenever any bag anywhere was held, of a lot with none too."""
-    from sqlalchemy import func, select
-
-    from mscbatch.lots.models import Bag, Lot
-    from mscbatch.recall.models import BagHold
-
-    lot_id = db.session.scalar(select(Lot.id).where(Lot.lot_number == lot_number))
-    bags = db.session.scalar(select(func.count(Bag.id)).where(Bag.lot_id == lot_id)) or 0
-    held = db.session.scalar(select(func.count(BagHold.id)).join(Bag, Bag.id == BagHold.bag_id)
-                             .where(BagHold.recall_id == recall_id, Bag.lot_id == lot_id)) or 0
-    words = f"{lot_number} stays {state.replace('_', ' ')}"
-    if not bags:
+def _kept_words(kept: services.KeptLot) -> str:
+    """A lot the recall could not move to "recalled" (in process, in quarantine), with what is true of its bags."""
+    words = f"{kept.lot_number} stays {kept.state.replace('_', ' ')}"
+    if not kept.bags:
         return f"{words} (no bags yet: they will be held when made; it cannot be released while the recall is in force)"
-    return f"{words} ({'1 bag' if held == 1 else f'{held} bags'} held; it cannot be released while the recall is in force)"
+    held = "1 bag" if kept.held == 1 else f"{kept.held} bags"
+    return f"{words} ({held} held; it cannot be released while the recall is in force)"
 
 
 def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200,

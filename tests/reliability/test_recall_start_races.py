@@ -220,7 +220,7 @@ def test_a_lot_started_from_a_donor_whose_recall_starts(app, users, monkeypatch,
             outcomes
     if started is not None and made is not None:
         # covered: on the recall's list of lots (kept in process, held bag by bag as its bags are frozen)
-        covered = made in [number for number, _state in started.lots_kept] + started.recalled_lots
+        covered = made in [kept.lot_number for kept in started.lots_kept] + started.recalled_lots
         assert covered == (guarded or _dialect(app) == "sqlite"), outcomes  # unguarded PostgreSQL: escaped
 
 

@@ -30,11 +30,18 @@ def init_security(app: Flask) -> None:
         response.headers["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
         if request.is_secure or app.config.get("HTTPS"):
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        if request.path.startswith("/api/") or "text/html" in response.content_type:
-            response.headers.setdefault("Cache-Control", "no-store")
+        if not _cacheable(request.path):
+            # every page and download (dose sheets, certificates, exports, evidence bundles) holds patient or GMP
+            # data: a shared ward tablet's browser must not keep a copy on disk after sign-out
+            response.headers["Cache-Control"] = "no-store"
         if response.status_code == 401 and request.path.startswith("/api/"):
             _bearer_challenge(response)
         return response
+
+
+def _cacheable(path: str) -> bool:
+    """The application's own static files and the favicon hold no record: the only responses a browser may keep."""
+    return path.startswith("/static/") or path == "/favicon.ico"
 
 
 def _no_favicon() -> Response | None:

@@ -6,10 +6,12 @@ levels it may choose; this service records it with the clinician's e-signature, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
@@ -20,8 +22,16 @@ from mscbatch.core.cohorts import (
     check_decision_due,
     validate_decision,
 )
+from mscbatch.core.dosing import per_kg_words
+from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
-from mscbatch.patients.models import ESCALATION_DECIDED, EscalationDecisionRecord
+from mscbatch.patients.models import (
+    ESCALATION_DECIDED,
+    Allocation,
+    EscalationDecisionRecord,
+    Patient,
+    Prescription,
+)
 from mscbatch.patients.prescriptions import serialise_prescriptions
 from mscbatch.patients.queries import cohort_state, infused_state, protocols
 from mscbatch.patients.services import require_clinician
@@ -95,3 +105,57 @@ def decision_wait(session: Session, protocol: Any, state: Any) -> str | None:
     except EscalationError as error:
         return str(error)[0].upper() + str(error)[1:] + "."
     return None
+
+
+@dataclass(frozen=True)
+class ReceivedDose:
+    """An infused patient of the cohort plan: the level they count at (their first infused prescription's) and
+    what they actually received under the protocol, all courses together, per kg."""
+
+    patient_id: int
+    patient_code: str
+    level_cells_per_kg: Decimal
+    received_cells_per_kg: Decimal
+    tolerance_percent: Decimal
+
+    @property
+    def differs(self) -> bool:
+        """More than the protocol's tolerance away from the level counted."""
+        band = self.level_cells_per_kg * self.tolerance_percent / 100
+        return abs(self.received_cells_per_kg - self.level_cells_per_kg) > band
+
+    @property
+    def words(self) -> str:
+        received = per_kg_words(self.received_cells_per_kg)
+        if not self.differs:
+            return f"received {received}"
+        percent = ((self.received_cells_per_kg - self.level_cells_per_kg) * 100
+                   / self.level_cells_per_kg).quantize(Decimal("1"))
+        return (f"received {received}: {'ABOVE' if percent > 0 else 'BELOW'} its level "
+                f"{format_cells_per_kg(self.level_cells_per_kg)} by {abs(percent)} % (tolerance "
+                f"+/- {self.tolerance_percent.normalize():f} %)")
+
+
+def received_doses(session: Session, protocol: Any) -> list[ReceivedDose]:
+    """Each infused patient of the protocol, in the order of their first infusion, with the dose actually received
+    (inventory.already_infused: every bag infused under the protocol, at the volume recorded at its end)."""
+    from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
+    from mscbatch.patients.inventory import already_infused
+
+    rows = session.execute(
+        select(Prescription.patient_id, Prescription.dose_level_cells_per_kg)
+        .join(Allocation, Allocation.prescription_id == Prescription.id)
+        .join(Infusion, (Infusion.bag_id == Allocation.bag_id) & (Infusion.patient_id == Allocation.patient_id))
+        .where(Prescription.protocol_id == protocol.id, Prescription.locked_at.is_not(None))
+        .order_by(Infusion.started_at, Infusion.id))
+    first: dict[int, Decimal] = {}
+    for patient_id, level in rows:
+        first.setdefault(patient_id, Decimal(level))
+    out = []
+    for patient_id, level in first.items():
+        patient = session.get(Patient, patient_id)
+        assert patient is not None
+        given = already_infused(session, patient, protocol)
+        out.append(ReceivedDose(patient.id, patient.code, level, given.cells_per_kg,
+                                protocol.dosing.tolerance_percent))
+    return out

@@ -155,6 +155,9 @@ def let_go_words(session: Session, prescription: Prescription) -> str:
     others = [f"{dins[r.id]} {outcomes[r.id].fate}" for r in rows if outcomes[r.id].state != "given"]
     if prescription.status == "cancelled":
         words = "Prescription cancelled before any bag was given."
+    elif not others and given:  # every bag given: the course was completed, not stopped
+        words = (f"Completed course closed: every bag of it was given ({', '.join(given)}); "
+                 f"{'it stays' if len(given) == 1 else 'they stay'} on the patient's record.")
     else:
         words = (f"Course stopped: the {_count(len(given), 'bag', 'bags')} already given ({', '.join(given)}) "
                  f"{'stays' if len(given) == 1 else 'stay'} on the patient's record.")

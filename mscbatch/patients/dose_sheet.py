@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -62,6 +62,9 @@ class SheetBag:
     state: str = "to_give"  # course.BagOutcome.state: given, to_give, not_given
     outcome: str = ""  # what became of it (course.BagOutcome.words): empty while it is still to give
     given_cells: Decimal = Decimal(0)
+    infused_ml: Decimal | None = None  # the volume recorded at the end of its infusion (given, ended)
+    donor_code: str = ""  # the donor of its lot
+    bag_id: int = 0
 
     @property
     def shown(self) -> str:
@@ -86,6 +89,13 @@ class DoseSheet:
     #: (headline, the rest) when a weight recorded since makes the prescription's bags give a dose outside it
     #: (WeightSincePrescription.no_longer_fits: the patient's page's words), said first on the page and the sheet
     weight_warning: tuple[str, str] | None = None
+    #: every bag of the course given (derived: no stored status): "completed", not "stopped" nor "active"
+    completed: bool = False
+
+    @property
+    def status_words(self) -> str:
+        """The course's state as the page and the sheet say it: a course whose every bag was given is completed."""
+        return "completed" if self.completed else str(self.prescription.status)
 
 
 def infusion_planned(prescription: Prescription) -> bool:
@@ -113,8 +123,49 @@ def _given_words(prescription: Prescription, bags: list[SheetBag], weight: Decim
     if not given:
         return ("nothing: cancelled before any bag was given" if prescription.status == "cancelled"
                 else "nothing yet")
-    return (f"{millions(cells)} cells = {cells_per_kg_words(cells, weight)}: "
+    return (f"{millions(cells)} cells = {cells_per_kg_words(cells, weight)}{_over_words(prescription, cells)}: "
             + "; ".join(f"bag {din_shown(b)} ({b.outcome.removeprefix('GIVEN: ')})" for b in given))
+
+
+def _over_words(prescription: Prescription, cells: Decimal) -> str:
+    """" - ABOVE the prescription's range (+20 % from its target)" when the bags given delivered more than the
+    band's upper end (a bag infused beyond its prescribed draw counts its cells in proportion), else nothing."""
+    calc = prescription.calculation
+    target, high = Decimal(calc["target_cells"]), Decimal(calc["high_cells"])
+    if cells <= high or target <= 0:
+        return ""
+    percent = ((cells - target) * 100 / target).quantize(Decimal("0.1")).normalize()
+    return (f" - ABOVE the prescription's range (+{percent:f} % from its target {millions(target)} cells; "
+            f"upper end {millions(high)})")
+
+
+def _infused_endotoxin_words(calc: dict[str, Any], bags: list[SheetBag], weight: Decimal) -> str | None:
+    """The endotoxin actually infused, as the plan computes it (the volume x the lot's EU/mL, from the signed draw:
+    its EU over its volume), from the volumes recorded at the end of each infusion; None before any bag ended."""
+    ended = [b for b in bags if b.state == "given" and b.infused_ml is not None]
+    if not ended:
+        return None
+    draws = {str(d["bag_id"]): d for d in calc.get("draws", [])}
+    known, unknown = Decimal(0), []
+    for b in ended:
+        draw = draws.get(str(b.bag_id))
+        if draw is None or draw.get("endotoxin_eu") is None or Decimal(draw["volume_ml"]) <= 0:
+            unknown.append(din_shown(b))
+            continue
+        known += b.infused_ml * Decimal(draw["endotoxin_eu"]) / Decimal(draw["volume_ml"])
+    limit = Decimal(calc["endotoxin_limit_eu"])
+    volume = sum((b.infused_ml for b in ended if b.infused_ml is not None), Decimal(0))
+    if len(unknown) == len(ended):
+        return (f"not known: no endotoxin result for bag {', '.join(unknown)} ({volume.normalize():f} mL infused; "
+                f"limit {limit.normalize():f} EU)")
+    per_kg = (known / weight).quantize(Decimal("0.01"), ROUND_CEILING)
+    words = (f"{endotoxin_words(known, limit)} EU = {per_kg:f} EU/kg in {volume.normalize():f} mL infused "
+             f"(limit {limit.normalize():f} EU)")
+    if unknown:
+        words = "at least " + words + f"; no endotoxin result for bag {', '.join(unknown)}"
+    if known > limit:
+        words += ": ABOVE THE LIMIT"
+    return words
 
 
 def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
@@ -129,9 +180,10 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                  else f"{unknown_load_words(calc['draws'], Decimal(calc['endotoxin_limit_eu']))}; {limit} "
                       f"({Decimal(calc['endotoxin_limit_eu_per_ml']).quantize(Decimal('0.01'))} EU/mL "
                       f"for {calc['infused_volume_ml']} mL). {caution}")
-    bags = []
+    bags: list[SheetBag] = []
     rows = allocations_of(session, prescription.id)
     outcomes = bag_outcomes(session, prescription, rows)
+    donors = _donor_codes(session, rows)
     for row in rows:
         bag = session.get(Bag, row.bag_id)
         assert bag is not None
@@ -142,7 +194,11 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                              tuple(expiry_lines(bag.expires_at, site_config().timezone)),
                              f"{bag.volume_ml}", f"{row.volume_ml}",
                              millions(row.cells), row.partial, row.conditional_release, outcome.state,
-                             outcome.words, outcome.cells))
+                             outcome.words, outcome.cells, outcome.infused_ml, donors.get(lot.donor_id, "?"),
+                             bag.id))
+    completed = bool(bags) and prescription.status in ("active", "stopped") and all(
+        b.state == "given" and b.infused_ml is not None for b in bags)
+    status = "COMPLETED: every bag given" if completed else prescription.status
     facts = [
         ("Dose level", format_cells_per_kg(Decimal(prescription.dose_level_cells_per_kg))
          + f" ({calc['dose_basis']} cells)"),
@@ -158,10 +214,12 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
          or f"{Decimal(calc['dmso_g']).quantize(Decimal('0.01'))} g = {calc['dmso_g_per_kg']} g/kg "
             f"(limit {calc['max_dmso_g_per_kg']} g/kg/day)"),
         ("Endotoxin", endotoxin),
+        *([("Endotoxin infused", infused_endotoxin)] if (infused_endotoxin := _infused_endotoxin_words(
+            calc, bags, weight)) else []),
         ("Protocol", f"{prescription.protocol_id} v{prescription.protocol_version} "
                      f"(SHA-256 {prescription.protocol_sha256[:12]}...)"),
         ("Planned infusion", planned_words(prescription)),
-        ("Status", prescription.status),
+        ("Status", status),
     ]
     repeat = calc.get("repeat_course")
     if repeat:  # signed with the prescription (prescriptions._signed_calculation)
@@ -174,20 +232,42 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     short = _course_short(session, prescription)
     if short is not None:
         warnings.insert(0, short)
+    donor_codes = sorted({b.donor_code for b in bags if b.state != "not_given"})
+    if len(donor_codes) > 1:  # the sponsor decides whether a dose may mix donors: said, not refused
+        warnings.append(f"This dose comes from {len(donor_codes)} donors: {', '.join(donor_codes)}.")
+    given_cells = sum((b.given_cells for b in bags if b.state == "given"), Decimal(0))
+    over = _over_words(prescription, given_cells)
+    if over:
+        warnings.insert(0, f"Delivered {millions(given_cells)} cells = {cells_per_kg_words(given_cells, weight)}"
+                        + over.replace(" - ABOVE", ": ABOVE", 1) + ". Tell the prescriber.")
     if prescription.status != "active":
         stop = stop_words(session, prescription)
-        what = "course STOPPED" if prescription.status == "stopped" else "prescription CANCELLED"
         when = local_and_utc(stop["at"]) if stop["at"] is not None else "?"
-        facts.insert(facts.index(("Status", prescription.status)),
-                     ("Stopped" if prescription.status == "stopped" else "Cancelled",
-                      f"{when} by {stop['by']}: {stop['reason']}"))
-        not_given = [din_shown(b) for b in bags if b.state != "given"]
-        warnings.insert(0, f"This {what} on {when} by {stop['by']} ({stop['reason']}). "
-                        + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
-                           if not_given else "Every bag of it was given."))
+        label = ("Closed" if completed else "Stopped") if prescription.status == "stopped" else "Cancelled"
+        facts.insert(facts.index(("Status", status)), (label, f"{when} by {stop['by']}: {stop['reason']}"))
+        if completed:
+            warnings.insert(0, f"This course is COMPLETED: every bag of it was given. Closed on {when} by "
+                               f"{stop['by']} ({stop['reason']}).")
+        else:
+            what = "course STOPPED" if prescription.status == "stopped" else "prescription CANCELLED"
+            not_given = [din_shown(b) for b in bags if b.state != "given"]
+            warnings.insert(0, f"This {what} on {when} by {stop['by']} ({stop['reason']}). "
+                            + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
+                               if not_given else "Every bag of it was given."))
+    elif completed:
+        warnings.insert(0, "This course is COMPLETED: every bag of it was given. Nothing is left to infuse.")
     change = weight_change_of(session, prescription)
     weight_warning = change.no_longer_fits if change is not None and change.problems else None
-    return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings, weight_warning)
+    return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings, weight_warning, completed)
+
+
+def _donor_codes(session: Session, rows: list[Any]) -> dict[int, str]:
+    """donor id -> donor code, for the lots of the prescription's bags."""
+    from mscbatch.donors.models import Donor
+
+    lots = {bag.lot_id for r in rows if (bag := session.get(Bag, r.bag_id)) is not None}
+    donor_ids = {lot.donor_id for lot_id in lots if (lot := session.get(Lot, lot_id)) is not None}
+    return {d.id: d.code for d in (session.get(Donor, i) for i in donor_ids if i is not None) if d is not None}
 
 
 def _course_short(session: Session, prescription: Prescription) -> str | None:
@@ -272,18 +352,18 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
                             bottomMargin=15 * mm, title=f"Dose sheet {p.code} prescription {rx.id}",
                             author="mscbatch")
     story: list[Any] = [Paragraph(f"MSC dose sheet - prescription {rx.id}", styles["Title"]),
-                        Paragraph(f"For clinical trial use only: {sheet.trial}", styles["Heading4"])]
+                        Paragraph(f"For clinical trial use only: {escape(sheet.trial)}", styles["Heading4"])]
     if sheet.weight_warning is not None:
         headline, rest = (escape(words) for words in sheet.weight_warning)
         story.append(Paragraph(f"<font color='#b00020'><b>{headline}</b> {rest}</font>", small))
     for warning in sheet.warnings:
-        story.append(Paragraph(f"<font color='#b00020'><b>{warning}</b></font>", small))
+        story.append(Paragraph(f"<font color='#b00020'><b>{escape(warning)}</b></font>", small))
     story += [Paragraph("Patient", styles["Heading3"]), _table([
         ["Trial patient", "Initials", "Date of birth", "Sex", "Ward", "Wristband"],
         [p.code, p.initials, str(p.date_of_birth), p.sex, p.ward, p.wristband_id]], [32 * mm, 20 * mm, 26 * mm,
                                                                                     16 * mm, 40 * mm, 46 * mm])]
     story += [Paragraph("Prescription and calculation", styles["Heading3"]),
-              _table([[k, Paragraph(v, small)] for k, v in sheet.facts], [38 * mm, 142 * mm], header=False)]
+              _table([[k, Paragraph(escape(v), small)] for k, v in sheet.facts], [38 * mm, 142 * mm], header=False)]
     # every cell a paragraph, so that a long lot number or a heading wraps inside its column instead of running
     # into the next (a lot number printed over its expiry read "MSC-2026-00032027-12-02")
     head = small.clone("head", fontName="Helvetica-Bold")
@@ -293,7 +373,7 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
         expiry = "<br/>".join(escape(line) for line in b.expiry)
         rows.append([_din_cell(b), Paragraph(escape(b.product_code), small),
                      Paragraph(escape(b.lot_number), small), Paragraph(expiry, small), b.bag_volume_ml,
-                     b.draw_volume_ml, Paragraph(b.cells, small),
+                     b.draw_volume_ml, Paragraph(escape(b.cells), small),
                      Paragraph(escape(use) + (" (cond.)" if b.conditional else ""), small)])
     bag_table = _table(rows, [BAG_COLUMNS_MM[name] * mm for name in BAG_COLUMNS_MM])
     bag_table.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]))
@@ -301,7 +381,7 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
               Paragraph("DIN as the label prints it: its last character, boxed, is the keyboard check character K "
                         "(ISO/IEC 7064 MOD 37-2).", small)]
     story += [Paragraph("Signatures", styles["Heading3"])]
-    story += [Paragraph(s, small) for s in sheet.signatures] or [Paragraph("Not signed.", small)]
+    story += [Paragraph(escape(s), small) for s in sheet.signatures] or [Paragraph("Not signed.", small)]
     story += [Spacer(1, 6 * mm), _table([[Paragraph(h, head) for h in bedside_headings()],
                                           ["Wristband, bag DINs and prescription match", "", "", ""],
                                           ["Second person", "", "", ""]], [66 * mm, 37 * mm, 42 * mm, 35 * mm])]

@@ -104,9 +104,20 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
                            typed_planned_on=request.values.get("planned_on", "") if settings_error else "",
                            settings_error=settings_error, today=site_today(), dose=format_cells_per_kg,
                            per_kg=per_kg_words, endotoxin=endotoxin_words, unknown_load=unknown_load_words,
-                           prescribed=prescribed,
+                           prescribed=prescribed, donor_codes=_donor_codes(result),
                            cohort=cohort_state(db.session, result.protocol) if prescribed else result.state,
                            infused=result.infused), status
+
+
+def _donor_codes(result: Any) -> list[str]:
+    """The donors whose lots the calculated dose is drawn from (more than one is said on the page, not refused: the
+    sponsor decides whether a dose may mix donors)."""
+    from mscbatch.donors.models import Donor
+
+    if result.allocation is None:
+        return []
+    ids = {result.bag(d.bag_id)[1].donor_id for d in result.allocation.draws}
+    return sorted(d.code for i in ids if i is not None and (d := db.session.get(Donor, i)) is not None)
 
 
 @bp.route("/<int:patient_id>/dose")

@@ -247,6 +247,44 @@ class DoseResult:
     dmso_given: DmsoGiven | None = None  # the DMSO this patient already received in the 24 hours before it
 
     @property
+    def highest_total_cells_per_kg(self) -> Decimal:
+        """The most a patient may receive under the protocol, all courses together: its highest dose level with its
+        tolerance band's upper end (a single course at that level may deliver that much)."""
+        dosing = self.protocol.dosing
+        return max(dosing.dose_levels_cells_per_kg) * (100 + dosing.tolerance_percent) / 100
+
+    @property
+    def course_total_cells_per_kg(self) -> Decimal | None:
+        """What the patient already received under the protocol plus this calculation's dose, per kg."""
+        if self.allocation is None:
+            return None
+        given = self.already.cells_per_kg if self.already is not None else Decimal(0)
+        return given + Decimal(self.allocation.delivered_cells_per_kg)
+
+    @property
+    def course_total_words(self) -> str | None:
+        """The total with this dose, in words (the dose page shows it before signing a repeat course)."""
+        total = self.course_total_cells_per_kg
+        if total is None:
+            return None
+        dosing = self.protocol.dosing
+        given = self.already.cells_per_kg if self.already is not None else Decimal(0)
+        return (f"already received {per_kg_words(given)} + this dose "
+                f"{per_kg_words(Decimal(self.allocation.delivered_cells_per_kg))} = {per_kg_words(total)} in all "
+                f"under {self.protocol.short_name}; the protocol's highest dose level is "
+                f"{per_kg_words(max(dosing.dose_levels_cells_per_kg))} (at most "
+                f"{per_kg_words(self.highest_total_cells_per_kg)} with its +{plain(dosing.tolerance_percent)} % band)")
+
+    @property
+    def course_total_refusal(self) -> str | None:
+        """Why this dose is refused because the patient's total under the protocol would exceed its highest level."""
+        total = self.course_total_cells_per_kg
+        if total is None or total <= self.highest_total_cells_per_kg:
+            return None
+        return (f"total dose too high: {self.course_total_words}. A dose that takes the patient above the protocol's "
+                "highest level cannot be prescribed; nothing was signed")
+
+    @property
     def repeat_course(self) -> bool:
         """Cells were already infused to this patient under this protocol: signing needs the repeat course's reason."""
         return self.already is not None and bool(self.already.bags)
@@ -326,6 +364,10 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
             weight_measured_on=None if weight is None else weight.measured_on, today=today,
             planned_at=planned_at, infusion_on=site_day(planned_at), bags=[c for c, _b, _l in bags.values()],
             familial_donor_id=None if donor is None else str(donor.id), dmso_given=result.dmso_given)
+        over = result.course_total_refusal
+        if over is not None:
+            result.allocation = None
+            raise DoseRefused("course_total", over)
     except DoseRefused as refusal:
         result.refusal = refusal
     return result

@@ -158,6 +158,15 @@ def _repeat_course(already: AlreadyInfused, reason: str | None) -> str | None:
     return reason if reason.lower().startswith(REPEAT) else f"{REPEAT}: {reason}"
 
 
+def _completed(session: Session, prescription: Prescription) -> bool:
+    """Every bag of the prescription was given, its infusion ended (the course is completed; no stored status)."""
+    from mscbatch.patients.course import bag_outcomes
+
+    rows = allocations_of(session, prescription.id)
+    outcomes = bag_outcomes(session, prescription, rows)
+    return bool(rows) and all(o.state == "given" and o.infused_ml is not None for o in outcomes.values())
+
+
 def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
               level_cells_per_kg: Decimal | None = None, bag_ids: list[int] | None = None,
               planned_at: datetime | None = None, weight_id: int | None = None,
@@ -184,7 +193,11 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
             patient = lock_patient(session, patient.id)  # read afresh under the lock: withdrawn meanwhile?
             if patient.status == "withdrawn":
                 raise Conflict(_withdrawn_words(patient.code))
-            if any(p.status == "active" for p in prescriptions_of(session, patient.id)):
+            standing = next((p for p in prescriptions_of(session, patient.id) if p.status == "active"), None)
+            if standing is not None:
+                if _completed(session, standing):
+                    raise Conflict(f"Patient {patient.code}'s prescription {standing.id} is COMPLETED (every bag "
+                                   "given) but not closed: close it on its page first.")
                 raise Conflict(f"Patient {patient.code} already has an active prescription: cancel it first.")
             if already_infused(session, patient, protocol) != already:
                 raise Conflict("An infusion of this patient was recorded meanwhile: nothing was signed. Calculate "

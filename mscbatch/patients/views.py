@@ -235,6 +235,7 @@ def _cohorts_page(protocol_id: str, form: EscalationForm | None = None, status: 
     form.set_levels(state.decision_options_cells_per_kg)
     return render_template("patients/cohorts.html", protocol=protocol, state=state, decisions=decisions, form=form,
                            infused=infused, decision_wait=decision_wait,
+                           received=cohorts.received_doses(db.session, protocol),
                            signatures=signatures_for(db.session, "escalation_decision", [d.id for d in decisions]),
                            **COMMON), status
 

@@ -20,6 +20,7 @@ from flask_login import current_user
 from sqlalchemy import exists, select
 
 from mscbatch.audit import checkpoints
+from mscbatch.audit import queries as trail_queries
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import HIDDEN, HIDDEN_PREFIX, is_hidden
 from mscbatch.audit.verify import verify_checkpoints, verify_database
@@ -28,7 +29,7 @@ from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
 from mscbatch.extensions import db
 from mscbatch.interop.csv_exports import cell
-from mscbatch.interop.privacy import AuditMask
+from mscbatch.interop.privacy import AuditMask, may_read_patients
 from mscbatch.site import local_parts, site_config
 
 bp = Blueprint("audit", __name__)
@@ -103,7 +104,7 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
                                                datetime | None]:
     """The query of the events the filter asks for, the filters and the days as typed, and the UTC span; `errors`
     gets each field that cannot be applied (then the query is None)."""
-    filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor")}
+    filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor", "action", "lot")}
     (start, start_typed), (end, end_typed) = _date("from", "From", errors), _date("to", "To", errors)
     for name, label, day in (("from", "From", start), ("to", "To", end)):
         if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
@@ -113,15 +114,33 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
         errors["to"] = (f"To ({end.isoformat()}) is before From ({start.isoformat()}): To must be the same day as "
                         "From or a later one.")
     typed = {"from": start_typed, "to": end_typed}
+    if filters["action"] and filters["action"] not in trail_queries.actions_present(db.session):
+        errors["action"] = (f"Action: no event of the trail has the action {filters['action']!r}: choose one from the "
+                            "list, or any action.")
+    entity_id = filters["entity_id"]
+    if entity_id:  # the id, or the record's own name (a lot's number, a bag's DIN...) resolved to it
+        entity_id, problem = trail_queries.resolve_record(db.session, filters["entity_type"], entity_id,
+                                                          may_read_patients=may_read_patients(current_user))
+        if problem:
+            errors["entity_id"] = problem
+    lot_id = None
+    if filters["lot"]:
+        lot_id, problem = trail_queries.lot_named(db.session, filters["lot"])
+        if problem:
+            errors["lot"] = problem
     if errors:
         return None, filters, typed, None, None
     query = select(AuditEvent)
     if filters["entity_type"]:
         query = query.where(AuditEvent.entity_type == filters["entity_type"])
-    if filters["entity_id"]:
-        query = query.where(AuditEvent.entity_id == filters["entity_id"])
+    if entity_id:
+        query = query.where(AuditEvent.entity_id == entity_id)
     if filters["actor"]:
-        query = query.where(AuditEvent.actor_name == filters["actor"].lower())
+        query = query.where(trail_queries.actor_clause(db.session, filters["actor"]))
+    if filters["action"]:
+        query = query.where(AuditEvent.action == filters["action"])
+    if lot_id is not None:  # the lot and everything of it
+        query = query.where(trail_queries.records_clause(trail_queries.lot_records(db.session, lot_id)))
     start, end = filter_day(start), filter_day(end)
     # the site's days: from the first day's local midnight to the local midnight after the last, excluded
     since = site_midnight(start) if start else None
@@ -176,8 +195,9 @@ def _page(status: int = 200, **context: Any) -> Any:
     context.setdefault("verdict", None)
     for name in ("since", "until", "next_before"):
         context.setdefault(name, None)
+    actions = [(action, trail_queries.action_words(action)) for action in trail_queries.actions_present(db.session)]
     return render_template("audit/events.html", record_types=record_types_present(db.session), fold=FOLD_AFTER,
-                           **context), status
+                           actions=actions, **context), status
 
 
 @bp.route("/audit")

@@ -2,7 +2,8 @@
 mscbatch.core.evidence (manifest of SHA-256 hashes, HMAC-SHA256 under the site's AUDIT_KEY).
 
 Files in the ZIP:
-- custody-timeline.json: the bag's custody events, oldest first, with who recorded each;
+- custody-timeline.json: the bag's custody events, oldest first, with who recorded each (a bedside check's two
+  people by printed name too: "second_checker_name" beside "second_checker");
 - lot-record.json: the lot, its process steps, deviations, reagents used and bags; the donor by code only;
 - certificate-of-analysis.pdf: the CoA, only when the lot has a release disposition;
 - lot-record.json also names the recalls that cover or covered the bag (of its lot, its donor or a reagent lot it
@@ -14,8 +15,10 @@ Files in the ZIP:
   screening results (a late reactive one included) and the lookbacks they opened. A bag of a lot released under
   an approval later reopened thus shows the approval it left under and the news that reopened it;
 - signatures.json: the signatures of every decision of the donor (superseded ones included), the lot's
-  dispositions, the recalls above (start, end or completion), the prescriptions that allocated the bag and QA's
-  return assessments, each with its verification result now;
+  dispositions, OOS investigations (confirmed or invalidated) and deviation assessments, the recalls above (start,
+  end or completion), the prescriptions that allocated the bag, the bag's bedside two-person checks (the checker's
+  and the second person's) and QA's return assessments, oldest first, each with its manifestation (printed name,
+  local time with UTC, meaning), the record it signs and its verification result now;
 - audit-events.json: the audit trail entries of the bag, lot, donor, decisions, dispositions, prescriptions,
   allocations, custody events, bedside checks, infusion and reactions involved. Identity fields (initials,
   date of birth, wristband) are shown as "[redacted]": donors and patients appear by pseudonymised code only.
@@ -42,6 +45,7 @@ from sqlalchemy import and_, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
+from mscbatch.audit.words import known_name, record_type_words
 from mscbatch.auth.models import User
 from mscbatch.core import evidence
 from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction, ReturnAssessment, TwoPersonCheck
@@ -57,9 +61,11 @@ from mscbatch.patients.queries import wristband_identity
 from mscbatch.recall.models import BagHold, Recall
 from mscbatch.recall.queries import recalls_of_lot
 from mscbatch.release.coa import certificate_pdf
+from mscbatch.release.models import DeviationAssessment, OosInvestigation
 from mscbatch.release.queries import dispositions_of
 from mscbatch.release.review import review_of
 from mscbatch.signatures.services import signatures_of, verify
+from mscbatch.site import local_and_utc
 
 
 def _plain(value: Any) -> Any:
@@ -88,15 +94,31 @@ def _names(session: Session, ids: set[int | None]) -> dict[int, str]:
         select(User.id, User.full_name).where(User.id.in_(wanted)))}
 
 
+#: keys of a custody event's details that hold a user's id (the bedside check's two people): each is followed in the
+#: bundle by "<key>_name", the person's printed name ("second_checker": 7 alone named no one to an inspector)
+USER_DETAILS = ("first_checker", "second_checker")
+
+
+def _named_details(details: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    out = dict(details)
+    for key in USER_DETAILS:
+        value = details.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[f"{key}_name"] = names.get(value, "?")
+    return out
+
+
 def _timeline(session: Session, bag_id: int, mask: AuditMask) -> list[dict[str, Any]]:
     events = list(timeline(session, bag_id))
     # a bag sent back to stock by a course stop or a withdrawal carries that use case's reason, which tells of
     # the patient: masked as the audit viewer masks it (privacy.patient_cases)
     hidden = patient_custody_reasons(session, [e.id for e, _a in events]) if mask.patient_records else frozenset()
+    names = _names(session, {value for event, _a in events for key in USER_DETAILS
+                             if isinstance(value := event.details.get(key), int)})
     out = []
     for event, actor in events:
-        data = {**row(event, skip=frozenset({"details_json"})), "details": mask.details(event.details),
-                "label": event.label, "actor": actor}
+        data = {**row(event, skip=frozenset({"details_json"})),
+                "details": _named_details(mask.details(event.details), names), "label": event.label, "actor": actor}
         if event.id in hidden and data.get("reason"):
             data["reason"] = REDACTED
         out.append(data)
@@ -200,11 +222,25 @@ def _decision(session: Session, donor: Donor, decision: EligibilityDecision | No
 
 
 def _signatures(session: Session, records: list[Any]) -> list[dict[str, Any]]:
-    out = []
+    """Every signature of these records, oldest first, each with its manifestation as people read it (printed name,
+    the instant in the site's time with UTC beside it, the meaning: Signature.manifestation), the record it signs
+    in words and its verification now."""
+    found = []
+    seen: set[int] = set()
     for record in records:
         for signature in signatures_of(session, record):
-            check = verify(session, signature, record)
-            out.append({**row(signature), "verification": {"valid": check.valid, "problem": check.problem}})
+            if signature.id not in seen:
+                seen.add(signature.id)
+                found.append((signature, record))
+    found.sort(key=lambda pair: (pair[0].signed_at, pair[0].id))
+    out = []
+    for signature, record in found:
+        check = verify(session, signature, record)
+        out.append({**row(signature), "manifestation": signature.manifestation(),
+                    "signed_at_local": local_and_utc(signature.signed_at),
+                    "record": {"type": record_type_words(signature.entity_type), "id": signature.entity_id,
+                               "known_as": known_name(signature.entity_type, record)},
+                    "verification": {"valid": check.valid, "problem": check.problem}})
     return out
 
 
@@ -324,7 +360,16 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
     # QA's signed assessments of the bag's returns to the unit (back into stock or discarded: custody.returns)
     returns = list(session.scalars(select(ReturnAssessment).where(ReturnAssessment.bag_id == bag.id)
                                    .order_by(ReturnAssessment.id)))
-    signed = [*history, *dispositions, *recalls, *prescriptions, *returns]
+    # the bedside checks of the bag (both people sign each: the checker and the second person), the lot's OOS
+    # investigations (confirmed or invalidated) and QA's assessments of its deviations: signed records bearing on
+    # the bag, which the bundle left out
+    checks_of_bag = list(session.scalars(select(TwoPersonCheck).where(TwoPersonCheck.bag_id == bag.id)
+                                         .order_by(TwoPersonCheck.id)))
+    oos = list(session.scalars(select(OosInvestigation).where(OosInvestigation.lot_id == lot.id)
+                               .order_by(OosInvestigation.id)))
+    assessments = list(session.scalars(select(DeviationAssessment).where(DeviationAssessment.lot_id == lot.id)
+                                       .order_by(DeviationAssessment.id)))
+    signed = [*history, *dispositions, *recalls, *prescriptions, *returns, *checks_of_bag, *oos, *assessments]
     files["signatures.json"] = _json(_signatures(session, signed))
     entities: dict[str, set[int]] = {
         Bag.__tablename__: {bag.id}, Lot.__tablename__: {lot.id}, Donor.__tablename__: {donor.id},
@@ -336,6 +381,8 @@ def bag_evidence(session: Session, bag_id: int, key: str, user: Any = None) -> t
         Recall.__tablename__: {r.id for r in recalls},
         BagHold.__tablename__: set(session.scalars(select(BagHold.id).where(BagHold.bag_id == bag.id))),
         "release_disposition": {d.id for d in dispositions},
+        OosInvestigation.__tablename__: {o.id for o in oos},
+        DeviationAssessment.__tablename__: {a.id for a in assessments},
         Prescription.__tablename__: {p.id for p in prescriptions},
         Allocation.__tablename__: {a.id for a in allocations},
         CustodyEvent.__tablename__: set(session.scalars(select(CustodyEvent.id).where(CustodyEvent.bag_id == bag.id))),

@@ -28,6 +28,11 @@ def register_settings(app: Flask, test_config: dict[str, Any] | None) -> None:
         app.config.update(test_config)
     settings.check_production_safety(app.config)
     Path(app.config["INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
+    hops = int(app.config.get("TRUSTED_PROXY_HOPS") or 0)
+    if hops:  # behind that many reverse proxies, the client's address is the one they add to X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
 
 
 def register_database(app: Flask) -> None:

@@ -142,6 +142,12 @@ def from_environment() -> dict[str, Any]:
         "ABSOLUTE_TIMEOUT_MINUTES": _int("ABSOLUTE_TIMEOUT_MINUTES", 12 * 60, 1, 7 * 24 * 60, " minutes"),
         # wrong passwords in a row before the account locks: 1 would lock at the first typo, 0 or less at none
         "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5, LOCKOUT_RANGE[0], LOCKOUT_RANGE[1], " wrong passwords"),
+        # days a password may be used: an older one must be changed at the next sign-in (21 CFR 11.300(b))
+        "PASSWORD_MAX_AGE_DAYS": _int("PASSWORD_MAX_AGE_DAYS", 180, 1, 3650, " days"),
+        # reverse proxies in front of the application that add the client's address to X-Forwarded-For (the
+        # README's production runs behind one: 1); 0 (no proxy): the connection's own address. The sign-in
+        # throttle counts failures per client address: behind a proxy left at 0, every client is the proxy
+        "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0, 0, 5, " proxies"),
         "HTTPS": https,
         # logs on stderr: "text" for a person at a terminal, "json" (one object per line) for a log collector
         "LOG_FORMAT": _choice("LOG_FORMAT", "text", ("text", "json")),

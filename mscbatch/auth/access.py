@@ -81,6 +81,10 @@ def enforce_access() -> Any:
         if request.path.startswith("/api/"):
             scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() == "bearer" and secret.strip():
+                if g.get("api_token_refusal") == "locked":  # a genuine token: its holder is told why
+                    raise AuthenticationFailed("This API token's account is locked after too many wrong passwords: "
+                                               "ask an administrator to unlock it. The token works again once it is "
+                                               "unlocked.")
                 raise AuthenticationFailed("This API token is not valid: unknown, revoked or expired, or its account "
                                            "is disabled. Create a new one on My account.")
             raise AuthenticationFailed("Send a valid API token: 'Authorization: Bearer <token>'.")
@@ -161,6 +165,11 @@ def _password_must_change() -> bool:
 
 def _to_password_change() -> Any:
     if request.path.startswith("/api/"):
+        from mscbatch.auth.services import password_too_old  # as _ended_words imports: access stays light
+
+        if password_too_old(current_user):
+            raise PermissionDenied("This account's password is too old: its owner must change it on My account (in "
+                                   "the browser) before the API accepts the account's tokens.")
         raise PermissionDenied("An administrator chose this account's password: its owner must change it on My "
                                "account (in the browser) before the API accepts the account's tokens.")
     return redirect(url_for("auth.account"))

@@ -18,10 +18,21 @@ from mscbatch.web.logs import LOADED_USERNAME
 
 def policy() -> services.SessionPolicy:
     config = current_app.config
-    return services.SessionPolicy(idle=timedelta(minutes=config["IDLE_TIMEOUT_MINUTES"]),
-                                  absolute=timedelta(minutes=config["ABSOLUTE_TIMEOUT_MINUTES"]),
-                                  lockout_threshold=config["LOCKOUT_THRESHOLD"],
-                                  hash_profile=config["PASSWORD_HASH_PROFILE"])
+    return services.SessionPolicy(
+        idle=timedelta(minutes=config["IDLE_TIMEOUT_MINUTES"]),
+        absolute=timedelta(minutes=config["ABSOLUTE_TIMEOUT_MINUTES"]),
+        lockout_threshold=config["LOCKOUT_THRESHOLD"], hash_profile=config["PASSWORD_HASH_PROFILE"],
+        password_max_age=timedelta(days=config.get("PASSWORD_MAX_AGE_DAYS", services.DEFAULT_PASSWORD_MAX_AGE_DAYS)),
+        throttle_limit=config.get("SIGNIN_THROTTLE_LIMIT", services.SIGNIN_THROTTLE_LIMIT),
+        throttle_window=timedelta(minutes=config.get("SIGNIN_THROTTLE_MINUTES",
+                                                     services.SIGNIN_THROTTLE_WINDOW.total_seconds() // 60)))
+
+
+def client_address() -> str | None:
+    """The client's address for the sign-in throttle and the session's record: the connection's own, or, behind
+    TRUSTED_PROXY_HOPS reverse proxies, the one they forwarded (werkzeug's ProxyFix, installed by create_app, reads
+    X-Forwarded-For from the right and trusts only the entries the proxies added)."""
+    return request.remote_addr[:64] if request.remote_addr else None
 
 
 #: endpoints a page's script calls by itself while the page stays open (the running infusion's STOP poll): no
@@ -64,6 +75,8 @@ def init_login(app: Flask) -> None:
             return None
         with reading(db.session):
             user = services.user_for_api_token(db.session, secret.strip())
+            if user is None:  # a genuine token of a locked account is told so (access.enforce_access)
+                g.api_token_refusal = services.api_token_refusal(db.session, secret.strip())
         if user is None:
             _log_refused_token(secret.strip())
         else:

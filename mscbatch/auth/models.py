@@ -133,3 +133,32 @@ class ApiToken(Audited, Base):
 
 
 API_TOKEN_LAST_USED = ApiToken.__table__.c.last_used_at  # see ApiToken: unmapped, not audited
+
+
+class PasswordHistory(Base):
+    """The Argon2 hashes of an account's earlier passwords (21 CFR 11.300(b)): a new password may not be one of the
+    account's last passwords (services.PASSWORD_REUSE_DEPTH, the current one included), so A -> B -> A is refused.
+    Only the newest few are kept (services prunes the rest). Not audited: the change itself is (the account's
+    password_hash, as the trail's keyed digest); a hash here is never shown."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # when this password stopped being the account's (it was replaced)
+    replaced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SigninFailure(Base):
+    """A failed sign-in (unknown name, wrong password, shut account) from one client address, kept for the sign-in
+    throttle's window (services.SIGNIN_THROTTLE_WINDOW) and then pruned. In the database, not in a worker's memory,
+    so that every gunicorn worker counts the same failures. Not audited: the failure itself is (login_failed...);
+    this is the throttle's bookkeeping."""
+
+    __tablename__ = "signin_failure"
+    __table_args__ = (Index("ix_signin_failure_address_failed_at", "address", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -10,7 +11,8 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, or_, select, update
+from flask import current_app, has_app_context
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -23,16 +25,19 @@ from mscbatch.auth.models import (
     ROLES,
     ApiToken,
     AuthSession,
+    PasswordHistory,
+    SigninFailure,
     User,
     UserRole,
     roles_beside_admin,
 )
 from mscbatch.auth.names import full_name_problem, name_key, username_problem
 from mscbatch.auth.passwords import dummy_hash, hash_password, password_problem, verify_password
-from mscbatch.database import READ_ONLY, locked_row, utcnow
+from mscbatch.database import READ_ONLY, locked_row, reading, utcnow
 from mscbatch.errors import (
     AuthenticationFailed,
     Conflict,
+    DomainError,
     NotFound,
     PermissionDenied,
     ValidationFailed,
@@ -58,6 +63,59 @@ MUST_CHANGE_PASSWORD = ("An administrator chose your password: choose your own o
                         "Until then no other page opens, the API is refused and nothing can be signed.")
 
 
+# 21 CFR 11.300(b): passwords are renewed, not recycled. A new password (the owner's own change) may not be one of
+# the account's last PASSWORD_REUSE_DEPTH passwords, the current one included (their hashes: PasswordHistory)...
+PASSWORD_REUSE_DEPTH = 5
+PASSWORD_REUSED = (f"New password: this is one of your last {PASSWORD_REUSE_DEPTH} passwords. Choose a password you "
+                   "have not used before.")
+# ... and one older than the site's PASSWORD_MAX_AGE_DAYS must be changed at the next sign-in (must_change_password
+# is set then, with this reason in the audit trail)
+DEFAULT_PASSWORD_MAX_AGE_DAYS = 180
+PASSWORD_TOO_OLD_REASON = "password older than {days} days: its owner must change it"
+
+# The sign-in throttle per client address: after SIGNIN_THROTTLE_LIMIT failed sign-ins from one address within
+# SIGNIN_THROTTLE_WINDOW, its further attempts are refused (429) before any password is checked, counted towards no
+# account's lockout and written nowhere in the audit trail (a flood from one device neither fills the trail nor
+# locks the ward's accounts). The failures are rows of signin_failure, so every worker counts the same.
+SIGNIN_THROTTLE_LIMIT = 10
+SIGNIN_THROTTLE_WINDOW = timedelta(minutes=15)
+
+
+class SigninThrottled(DomainError):
+    """Too many failed sign-ins from this client address: refused unchecked. `minutes`: how long to wait."""
+
+    status = 429
+    title = "Too many failed sign-ins"
+
+    def __init__(self, minutes: int):
+        super().__init__(f"Too many failed sign-ins from this device: wait {minutes} minute"
+                         f"{'' if minutes == 1 else 's'} or call the unit's administrator.", field="password")
+        self.minutes = minutes
+
+
+def password_max_age_days() -> int:
+    """PASSWORD_MAX_AGE_DAYS of the running app, else the default."""
+    if has_app_context():
+        return int(current_app.config.get("PASSWORD_MAX_AGE_DAYS", DEFAULT_PASSWORD_MAX_AGE_DAYS))
+    return DEFAULT_PASSWORD_MAX_AGE_DAYS
+
+
+def password_too_old(user: User, max_age: timedelta | None = None, now: datetime | None = None) -> bool:
+    """Whether the account's password is older than the maximum age (the app's setting unless given)."""
+    max_age = max_age if max_age is not None else timedelta(days=password_max_age_days())
+    return user.password_changed_at is not None and (now or utcnow()) - user.password_changed_at > max_age
+
+
+def must_change_words(user: User) -> str:
+    """Why the account must change its password before anything else, in the words of each refusal."""
+    if password_too_old(user):
+        days = password_max_age_days()
+        return (f"Your password is more than {days} days old: a password must be changed at least every {days} "
+                "days. Choose a new one on My account before you go on. Until then no other page opens, the API is "
+                "refused and nothing can be signed.")
+    return MUST_CHANGE_PASSWORD
+
+
 class WrongPassword(ValidationFailed):
     """A signed-in user typed a wrong password (password change, new API token): refused, audited, counted
     towards the lockout. `locked`: this failure locked the account and ended its sessions."""
@@ -79,6 +137,10 @@ class SessionPolicy:
     # the profile the accounts' passwords are hashed with (PASSWORD_HASH_PROFILE): an unknown user name is verified
     # against a dummy hash of the same cost, so that sign-in takes as long for it as for a real account
     hash_profile: str = "standard"
+    # a password older than this must be changed at the sign-in (PASSWORD_MAX_AGE_DAYS)
+    password_max_age: timedelta = timedelta(days=DEFAULT_PASSWORD_MAX_AGE_DAYS)
+    throttle_limit: int = SIGNIN_THROTTLE_LIMIT
+    throttle_window: timedelta = SIGNIN_THROTTLE_WINDOW
 
 
 # ---- accounts -------------------------------------------------------------------------------------------
@@ -332,6 +394,7 @@ def reset_password(session: Session, actor: object, user_id: int, temporary_pass
         problems = password_reset_problems(user.username, temporary_password, reason)
         if problems:  # every field's refusal at once
             raise ValidationFailed(" ".join(m for messages in problems.values() for m in messages), errors=problems)
+        _remember_password(session, user)
         user.password_hash = hash_password(temporary_password, hash_profile)
         user.password_changed_at = utcnow()
         user.must_change_password = True
@@ -364,8 +427,11 @@ def change_password(session: Session, user: User, current_password: str, new_pas
         raise ValidationFailed(f"New password: {problem}", field="new_password")
     if verify_password(user.password_hash, new_password):
         raise ValidationFailed("New password: choose a password other than the current one.", field="new_password")
+    if any(verify_password(earlier, new_password) for earlier in _earlier_hashes(session, user.id)):
+        raise ValidationFailed(PASSWORD_REUSED, field="new_password")
     with use_case(session, user, "password changed by its owner"):
         user = session.merge(user)
+        _remember_password(session, user)
         user.password_hash = hash_password(new_password, hash_profile)
         user.password_changed_at = utcnow()
         if user.must_change_password:
@@ -374,6 +440,25 @@ def change_password(session: Session, user: User, current_password: str, new_pas
             user.failed_logins = 0  # a right password ends the run of failures, as at sign-in
         end_all_sessions(session, user.id, "password changed")
         _revoke_all_tokens(session, user.id)
+
+
+def _earlier_hashes(session: Session, user_id: int) -> list[str]:
+    """The hashes of the account's passwords before the current one, newest first, as many as the reuse rule
+    looks at (the current one makes up the PASSWORD_REUSE_DEPTH)."""
+    return list(session.scalars(select(PasswordHistory.password_hash).where(PasswordHistory.user_id == user_id)
+                                .order_by(PasswordHistory.replaced_at.desc(), PasswordHistory.id.desc())
+                                .limit(PASSWORD_REUSE_DEPTH - 1)))
+
+
+def _remember_password(session: Session, user: User) -> None:
+    """Keep the password being replaced in the account's history, and drop what the reuse rule no longer reads."""
+    session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash, replaced_at=utcnow()))
+    session.flush()
+    kept = select(PasswordHistory.id).where(PasswordHistory.user_id == user.id).order_by(
+        PasswordHistory.replaced_at.desc(), PasswordHistory.id.desc()).limit(PASSWORD_REUSE_DEPTH - 1)
+    session.execute(delete(PasswordHistory).where(PasswordHistory.user_id == user.id,
+                                                  PasswordHistory.id.not_in(kept.scalar_subquery()))
+                    .execution_options(synchronize_session=False))
 
 
 def refuse_wrong_password(session: Session, user: User, action: str, what: str, field: str, message: str) -> NoReturn:
@@ -406,7 +491,19 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     too), and any password typed at a locked or disabled account, right or wrong. Telling a locked account's right
     password apart would let a guesser go on at a locked account, uncounted, until the answer changed; telling a
     real account apart would name it. The answer says that a locked account is one of the causes, for its owner.
+
+    `remote_addr`: the client's address (loading.client_address). Each failure is kept against it (signin_failure);
+    after policy.throttle_limit within policy.throttle_window the address's attempts are refused, SigninThrottled,
+    before anything else: no password checked, no account's count, no audit event.
+
+    A password older than policy.password_max_age signs in with must_change_password set (audited, with the
+    reason): as for a password an administrator chose, its owner changes it before anything else.
     """
+    address = (remote_addr or "")[:64] or None
+    if address is not None:
+        wait = throttle_wait(session, address, policy)
+        if wait is not None:
+            raise SigninThrottled(wait)
     username = (username or "").strip().lower()
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -416,12 +513,16 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         with use_case(session, None):  # what was typed may be a password typed in the wrong field: never kept whole
             trail.record(session, "login_failed", "user_account", None, new=masked_name(username),
                          reason="unknown user name")
+            engaged = _count_signin_failure(session, address, policy)
+        _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)
     right = verify_password(user.password_hash, password or "")  # also at a shut account: the same time taken
     refused = _refusal(user)
     if refused is not None:  # audited (not counted: the account is already shut), whatever was typed
         with use_case(session, None):
             trail.record(session, "login_refused", "user_account", user.id, reason=refused)
+            engaged = _count_signin_failure(session, address, policy)
+        _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)
     if not right:
         with use_case(session, None, "wrong password"):
@@ -429,6 +530,8 @@ def authenticate(session: Session, username: str, password: str, policy: Session
             # lockout ends the account's open sessions
             count_wrong_password(user, session, policy.lockout_threshold)
             trail.record(session, "login_failed", "user_account", user.id, reason="wrong password")
+            engaged = _count_signin_failure(session, address, policy)
+        _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)  # the locking one too: "now locked" would name a real account
     beside = user.roles_beside_admin  # checked after the password: a guesser learns nothing of the roles
     if beside:
@@ -438,7 +541,9 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         raise AuthenticationFailed(
             f"This account cannot be used: {admin_beside_words(user)}.")
     token = secrets.token_urlsafe(32)
-    with use_case(session, user):
+    too_old = not user.must_change_password and password_too_old(user, policy.password_max_age)
+    days = policy.password_max_age.days
+    with use_case(session, user, PASSWORD_TOO_OLD_REASON.format(days=days) if too_old else None):
         # read afresh under the row's lock: wrong passwords sent at the same moment may have locked the account
         # since it was read above, and a right guess among them must not get in
         user = locked_row(session, User, user.id, "user")
@@ -446,13 +551,55 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         if refused is None:
             if user.failed_logins:
                 user.failed_logins = 0
-            session.add(AuthSession(id=token_digest(token), user_id=user.id, remote_addr=remote_addr))
+            if too_old and not user.must_change_password:
+                user.must_change_password = True  # the same way as a password an administrator chose
+            session.add(AuthSession(id=token_digest(token), user_id=user.id, remote_addr=address))
             trail.record(session, "login", "user_account", user.id)
     if refused is not None:
         with use_case(session, None):
             trail.record(session, "login_refused", "user_account", user.id, reason=refused)
+            engaged = _count_signin_failure(session, address, policy)
+        _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)  # locked meanwhile by other guesses: the same answer
     return user, token
+
+
+def throttle_wait(session: Session, address: str, policy: SessionPolicy, now: datetime | None = None) -> int | None:
+    """Whole minutes (at least 1) until the address may try to sign in again, or None: it may now. It may once fewer
+    than policy.throttle_limit of its failures are within the window: the limit-th newest failure leaves it then."""
+    now = now or utcnow()
+    with reading(session):
+        blocking = session.scalar(
+            select(SigninFailure.failed_at)
+            .where(SigninFailure.address == address, SigninFailure.failed_at > now - policy.throttle_window)
+            .order_by(SigninFailure.failed_at.desc()).offset(policy.throttle_limit - 1).limit(1))
+    if blocking is None:
+        return None
+    return max(1, math.ceil((blocking + policy.throttle_window - now).total_seconds() / 60))
+
+
+def _count_signin_failure(session: Session, address: str | None, policy: SessionPolicy) -> bool:
+    """Inside the failure's use case, after its audit event (the chain's head taken: failures are written one at a
+    time): keep the failure against the address and prune what the window no longer holds. True when this failure
+    is the one that reaches the limit (the throttle engages: said once in the security log)."""
+    if address is None:
+        return False
+    now = utcnow()
+    session.execute(delete(SigninFailure).where(SigninFailure.failed_at <= now - policy.throttle_window)
+                    .execution_options(synchronize_session=False))
+    session.add(SigninFailure(address=address, failed_at=now))
+    session.flush()
+    recent = session.scalar(select(func.count()).select_from(SigninFailure).where(
+        SigninFailure.address == address, SigninFailure.failed_at > now - policy.throttle_window))
+    return recent == policy.throttle_limit
+
+
+def _say_throttle_engaged(engaged: bool, address: str | None, policy: SessionPolicy) -> None:
+    if engaged:
+        minutes = int(policy.throttle_window.total_seconds() // 60)
+        SECURITY.warning("signin_throttled: %s failed sign-ins from %s within %s minutes: its attempts are refused",
+                         policy.throttle_limit, address, minutes,
+                         extra={"action": "signin_throttled", "remote_addr": address})
 
 
 def _refusal(user: User) -> str | None:
@@ -560,7 +707,7 @@ def create_api_token_confirmed(session: Session, user: User, name: str, password
     secret is never kept, so the token made is named, not shown again."""
     name = _token_name(name)
     if user.must_change_password:
-        raise PermissionDenied(MUST_CHANGE_PASSWORD)
+        raise PermissionDenied(must_change_words(user))
     if not verify_password(user.password_hash, password or ""):
         refuse_wrong_password(session, user, "api_token_refused", "an API token's creation", "password",
                               "Password: wrong password. No token was created.")
@@ -631,6 +778,16 @@ def user_for_api_token(session: Session, secret: str) -> User | None:
     if quiet and (last_used_at is None or now - last_used_at > TOKEN_USE_STAMP_INTERVAL):
         _stamp_token_use(session, token_id, now)
     return user
+
+
+def api_token_refusal(session: Session, secret: str) -> str | None:
+    """Why a token user_for_api_token refused authenticates nobody, told only for a genuine token (its holder has
+    the secret: telling them names nothing to a guesser): "locked" when its account is locked (after too many wrong
+    passwords), else None (unknown, revoked, expired, or an account disabled or blocked: the general answer)."""
+    found = session.execute(select(User.locked_out_at).join(ApiToken, ApiToken.user_id == User.id).where(
+        ApiToken.token_hash == token_digest(secret), ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > utcnow())).first()
+    return "locked" if found is not None and found[0] is not None else None
 
 
 def _nothing_to_commit(session: Session) -> bool:

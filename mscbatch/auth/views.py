@@ -21,7 +21,7 @@ from mscbatch.auth.forms import (
     UserCreateForm,
     action_form,
 )
-from mscbatch.auth.loading import policy
+from mscbatch.auth.loading import client_address, policy
 from mscbatch.auth.models import API_TOKEN_LAST_USED, ROLES, ApiToken, User
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, DomainError
@@ -29,6 +29,12 @@ from mscbatch.extensions import db
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("auth", __name__)
+
+
+@bp.app_context_processor
+def _password_age() -> dict[str, Any]:
+    """For the account pages: whether an account's password is past the maximum age, and that age."""
+    return {"password_too_old": services.password_too_old, "password_max_age_days": services.password_max_age_days}
 
 
 def _safe_next(target: str | None) -> str:
@@ -49,7 +55,12 @@ def login() -> Any:
     if form.validate_on_submit():
         try:
             user, token = services.authenticate(db.session, form.username.data, form.password.data, policy(),
-                                                request.remote_addr)
+                                                client_address())
+        except services.SigninThrottled as error:  # refused unchecked: nothing counted, nothing audited
+            form.password.errors.append(error.message)
+            response = current_app.make_response((render_template("auth/login.html", form=form), 429))
+            response.headers["Retry-After"] = str(error.minutes * 60)
+            return response
         except AuthenticationFailed as error:
             form.password.errors.append(error.message)
             return render_template("auth/login.html", form=form), 401
@@ -83,6 +94,7 @@ def _account_page(password_form: PasswordChangeForm | None = None, token_form: A
     # the form's key: the newest token as this page shows it (a form sent again finds a newer one)
     token_form.newest_token.data = str(max((token.id for token, _used in tokens), default=0))
     return render_template("auth/account.html", password_form=password_form or PasswordChangeForm(),
+                           own_password_too_old=services.password_too_old(current_user),
                            token_form=token_form, revoke_form=EmptyForm(), tokens=tokens,
                            new_token=new_token, now=utcnow(),
                            token_lifetime_days=services.API_TOKEN_LIFETIME.days)

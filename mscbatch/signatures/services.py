@@ -80,8 +80,8 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
         raise PermissionDenied(f"Signature refused: the account {signer.username} is not active, as {why}. Nothing "
                                "was signed.")
     if getattr(signer, "must_change_password", False):  # the administrator who chose the password could sign
-        raise PermissionDenied("Signature refused: an administrator chose this account's password. Change it on My "
-                               "account first; nothing was signed.")
+        raise PermissionDenied("Signature refused: this account's password must be changed first (an administrator "
+                               "chose it, or it is too old). Change it on My account; nothing was signed.")
     if not password:  # refused before verification: an empty field is not a wrong password and is not counted
         raise PasswordNotTyped(PASSWORD_NOT_TYPED, field="password")
     if not verify_password(signer.password_hash, password):

@@ -15,6 +15,8 @@ from typing import Any
 from tests.fuzz.hostile import SCRIPT, TEMPLATE_EVALUATED
 from tests.fuzz.site import USER_COUNT_KEY, WRONG_PASSWORD_COUNT, State
 
+SIGNIN_FAILURE_KEY = "signin_failure"
+
 _SIGNATURE_REFUSED = frozenset({("signature_refused", None)})
 _FAILED_LOGIN_COUNT = frozenset({("update", "failed_logins"), ("update", "locked_out_at")})
 
@@ -93,6 +95,8 @@ def writes(site: Any, endpoint: str, before: State, after: State) -> list[str]:
             continue  # the chain's head names its newest event
         if key == USER_COUNT_KEY and any(e[1] == "user_account" and e[2] in WRONG_PASSWORD_COUNT for e in events):
             continue  # the wrong-password count, written (and audited) with the refusal
+        if key == SIGNIN_FAILURE_KEY and endpoint == "auth.login" and any(e[0] == "login_failed" for e in events):
+            continue  # the sign-in throttle's count of the address's failures, written with the audited failure
         found.append(f"{key} changed: {_difference(before.tables[key], text)}")
     return found
 

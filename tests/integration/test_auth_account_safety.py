@@ -258,7 +258,7 @@ def test_no_signature_while_the_password_must_be_changed(app, users, client_as, 
     assert answer.status_code == 302 and answer.headers["Location"] == "/account"
     with app.extensions["mscbatch.db"].new_session() as session:  # and the service itself refuses, whatever the path
         signer, lot = session.scalar(select(User).where(User.username == "shadowqa")), session.get(Lot, lot_id)
-        with pytest.raises(PermissionDenied, match="an administrator chose this account's password"):
+        with pytest.raises(PermissionDenied, match="an administrator chose it"):
             with use_case(session, signer):
                 sign(session, signer, CHOSEN_BY_ADMIN, lot, "Released for clinical use", required_role="qa")
         assert session.get(Lot, lot_id).status == "quarantine"

@@ -138,7 +138,9 @@ def _contraception(fact: RequiredFact, facts: DonorFacts) -> Reason:
     values = {"sex": facts.sex or "not recorded",
               "childbearing_potential": _text(facts.childbearing_potential),
               "contraception": _text(facts.contraception)}
-    if facts.sex == "male" or facts.childbearing_potential is False:
+    # the recorded answers are judged as they are: a "yes" to childbearing potential is never overridden by the sex
+    # recorded beside it (the entry refuses the contradiction; data recorded before that is judged on its answer)
+    if facts.childbearing_potential is False or (facts.sex == "male" and facts.childbearing_potential is None):
         return Reason(fact.rule_id, "Contraception: not applicable (no childbearing potential).", fact.source, "met", values)
     if facts.childbearing_potential is None:
         return Reason(fact.rule_id, "Childbearing potential: not recorded.", fact.source, "missing", values)

@@ -35,7 +35,7 @@ from mscbatch.donors.queries import (
     lock_donor,
     screening_enterers,
 )
-from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.signatures.services import sign
 
 
@@ -106,6 +106,8 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
         if signer.id in screening_enterers(session, donor):
             raise PermissionDenied(f"You entered or changed screening data of donor {donor.code}: another QA person "
                                    "must sign its eligibility (segregation of duties).", field="password")
+        if meaning == APPROVED:
+            _refuse_approval_while_tracing(session, donor)
         evaluation = evaluate_donor(session, donor)
         if seen_digest == "":
             raise Conflict(f"The form does not say which screening of donor {donor.code} you read: nothing was "
@@ -140,6 +142,57 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
         if meaning == INELIGIBLE:
             _lookback_for_a_past_approval(session, signer, donor)
     return decision
+
+
+def _refuse_approval_while_tracing(session: Session, donor: Donor) -> None:
+    """No approval while a lookback of the donor is open: the donor's lots are not traced yet, and an approval would
+    make them usable again (clearance reads the donor's status). The lookback closes when QA starts the donor's
+    recall, or, for a donor with no lot, with QA's note on the donor page (close_lookback_without_lots)."""
+    lookback = session.scalar(select(DonorLookback).where(
+        DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).order_by(DonorLookback.id).limit(1))
+    if lookback is not None:
+        raise Conflict(f"Donor {donor.code} cannot be approved while lookback L-{lookback.id} is open (opened "
+                       f"{lookback.opened_at:%Y-%m-%d}: {lookback.reason.rstrip('.')}). Close the lookback first: "
+                       "start the donor's recall, or, if no lot was made from this donor, close it with a note on "
+                       "this page. Nothing was signed.", field="meaning")
+
+
+def close_lookback_without_lots(session: Session, actor: Any, lookback_id: int, note: str) -> DonorLookback:
+    """QA closes a donor lookback with a note when no lot was ever made from the donor: there is nothing to trace or
+    recall, so starting a recall is not the way out (it would hold nothing). With a lot, the donor's recall closes
+    it (mscbatch.recall)."""
+    from mscbatch.lots.models import Lot  # lots read donors: imported when called
+
+    note = (note or "").strip()
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA closes a donor lookback.")
+    if len(note) < LOOKBACK_NOTE_MIN_CHARS:
+        raise ValidationFailed(f"Closing note: write what was checked and why nothing needs tracing, at least "
+                               f"{LOOKBACK_NOTE_MIN_CHARS} characters (this one has {len(note)}).", field="note")
+    if len(note) > 2000:
+        raise ValidationFailed("Closing note: 2000 characters at most.", field="note")
+    found = session.get(DonorLookback, lookback_id)
+    if found is None:
+        raise NotFound(f"No donor lookback with id {lookback_id}.")
+    with use_case(session, actor, f"lookback closed, no lot from the donor: {note}"):
+        donor = lock_donor(session, found.donor_id)
+        lookback = session.get(DonorLookback, lookback_id, populate_existing=True)
+        if lookback is None:
+            raise NotFound(f"No donor lookback with id {lookback_id}: it is no longer recorded. Nothing was recorded.")
+        if lookback.closed_at is not None:
+            raise Conflict(f"Lookback L-{lookback.id} of donor {donor.code} is closed already. Nothing was recorded.")
+        lots = list(session.scalars(select(Lot.lot_number).where(Lot.donor_id == donor.id).order_by(Lot.id).limit(3)))
+        if lots:
+            raise Conflict(f"Lot {', '.join(lots)} was made from donor {donor.code}: the lookback closes when QA "
+                           "starts the donor's recall (Recalls page). Nothing was recorded.", field="note")
+        lookback.closed_at = utcnow()
+        lookback.closed_by_id = actor.id
+        lookback.closure_note = f"Closed without a recall (no lot was made from this donor): {note}"
+    return lookback
+
+
+#: the shortest note that closes a lookback of a donor with no lot
+LOOKBACK_NOTE_MIN_CHARS = 20
 
 
 def _lookback_for_a_past_approval(session: Session, signer: Any, donor: Donor) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from wtforms import HiddenField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from mscbatch.core.donor_rules import RuleSet
 from mscbatch.donors.models import DONOR_TYPE_LABELS, MEANINGS, RELATIONSHIP_LABELS, SEX_LABELS, SOURCE_LABELS
@@ -22,6 +22,20 @@ def choices(pairs: Any) -> list[SelectChoice]:
 TRI_STATE = choices([("", "Not recorded yet"), ("yes", "Yes"), ("no", "No")])
 RESULT_CHOICES = choices([("negative", "Negative"), ("positive", "Positive"), ("indeterminate", "Indeterminate")])
 ANSWER_CHOICES = choices([("no", "No"), ("yes", "Yes"), ("unknown", "Unknown")])
+
+
+def marker_label(name: str, method: str) -> str:
+    """A marker as the lists name it: its name, then its method unless the name says it already ("HIV PCR (NAT)",
+    "HIV NAT": never "HIV PCR (NAT) (NAT)")."""
+    return name if method.lower() in name.lower() else f"{name} ({method})"
+
+
+class ResultRadioField(RadioField):
+    """The result choice; an unknown value is refused naming the field and the values allowed."""
+
+    def pre_validate(self, form: Any) -> None:
+        if self.data and self.data not in {c.value for c in RESULT_CHOICES}:  # nothing chosen: InputRequired says so
+            raise ValidationError(f"Result: choose negative, positive or indeterminate ({str(self.data)[:20]!r} is not one).")
 
 
 def tri_state(value: str | None) -> bool | None:
@@ -61,9 +75,26 @@ class DonorForm(FlaskForm):
             for rs in rule_sets.values()])
         #: the rule sets whose extended sample window a negative 180-day retest opens: the only ones the retest
         #: field is shown for (the others' rules ignore it)
+        #: per rule set, the optional fields its rules use (weight, social security, childbearing potential and
+        #: contraception): the others are not shown for a donor of that rule set (a cord mother has no weight rule)
+        self.used_fields = {rs.id: _used_fields(rs) for rs in rule_sets.values()}
         self.retest_rule_sets = {rs.id: rs for rs in rule_sets.values()
                                  if rs.sample_window.extended and rs.sample_window.extended.accept_retest_180_days}
         return self
+
+
+#: the donor fields shown only for a rule set with a rule that reads them
+RULE_FIELDS = ("weight_kg", "social_security", "childbearing_potential", "contraception")
+
+
+def _used_fields(rule_set: RuleSet) -> set[str]:
+    kinds = {fact.kind for fact in rule_set.required_facts}
+    used = {"weight_kg"} if any(limit.quantity == "weight" for limit in rule_set.limits) else set()
+    if "social_security" in kinds:
+        used.add("social_security")
+    if "contraception" in kinds:
+        used.update({"childbearing_potential", "contraception"})
+    return used
 
 
 class DonorEditForm(DonorForm):
@@ -76,13 +107,13 @@ class DonorEditForm(DonorForm):
 
 class ResultForm(FlaskForm):
     marker = SelectField("Marker", validators=[DataRequired("Choose the marker.")])
-    result = RadioField("Result", choices=RESULT_CHOICES, validators=[InputRequired("Choose the result.")])
+    result = ResultRadioField("Result", choices=RESULT_CHOICES, validators=[InputRequired("Choose the result.")])
     sample_date = TypedDateField("Sample date", validators=[InputRequired("Give the sample date.")])
     lab_reference = StringField("Laboratory report reference", validators=[
         DataRequired("Give the laboratory reference."), Length(max=60)])
 
     def set_markers(self, rule_set: RuleSet) -> ResultForm:
-        self.marker.choices = choices([("", "Choose…")] + [(m.id, f"{m.name} ({m.method})") for m in rule_set.markers])
+        self.marker.choices = choices([("", "Choose…")] + [(m.id, marker_label(m.name, m.method)) for m in rule_set.markers])
         return self
 
 
@@ -90,6 +121,19 @@ class CorrectionForm(ResultForm):
     reason = TextAreaField("Reason for the correction", validators=[DataRequired(
         "Give a reason: it goes into the audit trail."), Length(max=500)])
     seen = HiddenField()  # services.result_digest of the result the page showed
+
+
+class QACorrectionForm(CorrectionForm):
+    """QA's correction of a result that reopened the donor's approval (late news): signed."""
+
+    password = PasswordField("Your password (electronic signature)",
+                             validators=[DataRequired("Re-enter your password to sign.")],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class CloseLookbackForm(FlaskForm):
+    note = TextAreaField("Closing note (what was checked; no lot was made from this donor)", validators=[
+        DataRequired("Write the closing note: it goes into the audit trail."), Length(max=2000)])
 
 
 def questionnaire_form(rule_set: RuleSet, data: dict[str, Any] | None = None) -> FlaskForm:

@@ -84,6 +84,12 @@ class ScreeningResult(Audited, Base):
 
     __table_args__ = (Index("ix_donor_screening_result_donor", "donor_id", "marker"),)
 
+    def signed_content(self) -> dict[str, Any]:
+        """What QA's signature on a correction of late news vouches for (services.correct_result): the result as
+        corrected. Never locked by it: a later correction is signed again."""
+        return {"donor_id": self.donor_id, "marker": self.marker, "method": self.method, "result": self.result,
+                "sample_date": self.sample_date.isoformat(), "lab_reference": self.lab_reference}
+
 
 class QuestionnaireAnswer(Audited, Base):
     """The answer to one exclusion question of the donor's rule set: yes (excludes), no, or unknown."""

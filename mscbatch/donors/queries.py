@@ -234,11 +234,91 @@ def screening_of(session: Session, donor_id: int) -> DonorScreening:
 
 
 @dataclass(frozen=True)
+class EarlierReactive:
+    """A result recorded (or corrected) as not negative, corrected since: QA reads it before approving, so that a
+    correction never obscures the news it removed (DOMAIN.md section 9)."""
+
+    result_id: int
+    marker: str
+    was: str
+    now: str
+    recorded_at: Any
+    corrected_at: Any
+    corrected_by: str
+    reason: str
+
+    def words(self) -> str:
+        return (f"{self.marker} was recorded {self.was.upper()} on {self.recorded_at:%Y-%m-%d}, corrected to "
+                f"{self.now} on {self.corrected_at:%Y-%m-%d} by {self.corrected_by}: {self.reason or 'no reason'}")
+
+
+def _plain(value: str | None) -> str:
+    """An audit event's stored value as a word (the trail may keep a string JSON-quoted)."""
+    text = value or ""
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def earlier_reactive_of(session: Session, donor: Donor, results: list[ScreeningResult]) -> list[EarlierReactive]:
+    """Every correction of one of the donor's results away from a value that was not negative, oldest first."""
+    if not results:
+        return []
+    by_id = {str(r.id): r for r in results}
+    found = []
+    rule_set = rule_sets().get(donor.rule_set_id)
+    for event in session.scalars(select(AuditEvent).where(
+            AuditEvent.entity_type == ScreeningResult.__tablename__, AuditEvent.entity_id.in_(list(by_id)),
+            AuditEvent.action == "update", AuditEvent.field == "result").order_by(AuditEvent.seq)):
+        was, now = _plain(event.old_value), _plain(event.new_value)
+        if was == "negative" or not was:
+            continue
+        row = by_id[event.entity_id or ""]
+        marker = rule_set.marker(row.marker) if rule_set is not None else None
+        found.append(EarlierReactive(row.id, marker.name if marker is not None else row.marker, was, now,
+                                     row.entered_at, event.occurred_at, event.actor_name, event.reason or ""))
+    return found
+
+
+@dataclass(frozen=True)
 class DonorPage:
     donors: list[Donor]
     page: int
     pages: int
     total: int
+    notes: dict[int, list[str]]
+
+
+def status_notes(session: Session, donors: list[Donor]) -> dict[int, list[str]]:
+    """What the donor list's Status column says beside the status: a reactive result, the screening's verdict when QA
+    has not signed, a recall of the donor in force, an open lookback, an approval signed on a risk assessment."""
+    from mscbatch.donors.decisions import is_risk_assessed  # decisions read this module
+    from mscbatch.recall.models import Recall  # the recall package reads donors: imported when called
+    from mscbatch.recall.queries import IN_FORCE
+
+    ids = [d.id for d in donors]
+    notes: dict[int, list[str]] = {d.id: [] for d in donors}
+    if not ids:
+        return notes
+    for donor_id, result in session.execute(select(ScreeningResult.donor_id, ScreeningResult.result).distinct().where(
+            ScreeningResult.donor_id.in_(ids), ScreeningResult.result != "negative")
+            .order_by(ScreeningResult.donor_id, ScreeningResult.result.desc())):
+        notes[donor_id].append("REACTIVE result" if result == "positive" else f"{result.upper()} result")
+    for donor in donors:
+        if donor.status in ("screening", "pending_review"):
+            try:
+                notes[donor.id].append(f"screening says {evaluate_donor(session, donor).status}")
+            except NotFound:
+                notes[donor.id].append("rule set no longer configured")
+    for recall_id, donor_id in session.execute(select(Recall.id, Recall.donor_id).where(
+            Recall.scope == "donor", Recall.donor_id.in_(ids), Recall.status.in_(IN_FORCE)).order_by(Recall.id)):
+        notes[donor_id].append(f"recall R-{recall_id} in force")
+    for lookback_id, donor_id in session.execute(select(DonorLookback.id, DonorLookback.donor_id).where(
+            DonorLookback.donor_id.in_(ids), DonorLookback.closed_at.is_(None)).order_by(DonorLookback.id)):
+        notes[donor_id].append(f"lookback L-{lookback_id} open")
+    for decision in session.scalars(select(EligibilityDecision).where(
+            EligibilityDecision.donor_id.in_(ids), EligibilityDecision.superseded_at.is_(None))):
+        if is_risk_assessed(decision):
+            notes[decision.donor_id].append("approved on a risk assessment")
+    return notes
 
 
 def list_donors(session: Session, *, source: str = "", status: str = "", search: str = "", page: int = 1,
@@ -256,4 +336,4 @@ def list_donors(session: Session, *, source: str = "", status: str = "", search:
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
     donors = list(session.scalars(query.order_by(Donor.id.desc()).offset((page - 1) * per_page).limit(per_page)))
-    return DonorPage(donors, page, pages, total)
+    return DonorPage(donors, page, pages, total, status_notes(session, donors))

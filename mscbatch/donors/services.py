@@ -39,6 +39,7 @@ from mscbatch.donors.validation import (  # noqa: F401 (DonorDetails, details_pr
 )
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.lots.models import Lot
+from mscbatch.signatures.services import sign
 
 ENTRY_ROLE = "technician"
 
@@ -98,9 +99,48 @@ def _next_code(session: Session) -> str:
     return f"{prefix}{number:04d}"
 
 
+def _refuse_recipient_of_another_protocol(session: Session, values: Mapping[str, Any]) -> None:
+    """A familial donor gives to one recipient of its own protocol: a patient code registered under another protocol
+    (or carrying another protocol's name, e.g. SLE-UC-001 for an SSc-BM donor) is refused, naming the field. A code
+    not registered yet is accepted: in this app's flow the donor is registered before the patient, who is linked to
+    the donor at registration."""
+    recipient = values.get("recipient_code")
+    if values.get("donor_type") != "familial" or not recipient:
+        return
+    from mscbatch.patients.models import Patient  # patients read donors: imported when called
+    from mscbatch.patients.queries import protocols
+
+    configured = protocols()
+    protocol_id = session.scalar(select(Patient.protocol_id).where(Patient.code == recipient))
+    if protocol_id is not None:
+        found = configured.get(protocol_id)
+        name = found.short_name if found is not None else protocol_id
+        if name.upper() != str(values["protocol"]).upper():
+            raise ValidationFailed(f"Intended recipient: patient {recipient} is in protocol {name}, not in this donor's "
+                                   f"protocol {values['protocol']}. Give the code of a {values['protocol']} patient.",
+                                   field="recipient_code")
+        return
+    for other in configured.values():
+        prefix = other.short_name.upper() + "-"
+        if other.short_name.upper() != str(values["protocol"]).upper() and recipient.startswith(prefix):
+            raise ValidationFailed(f"Intended recipient: {recipient} is a code of protocol {other.short_name}, not of "
+                                   f"this donor's protocol {values['protocol']}. Give the code of a "
+                                   f"{values['protocol']} patient.", field="recipient_code")
+
+
+def other_donors_of_recipient(session: Session, donor: Donor) -> list[Donor]:
+    """The other familial donors registered for the donor's intended recipient, oldest first."""
+    if donor.donor_type != "familial" or not donor.recipient_code:
+        return []
+    return list(session.scalars(select(Donor).where(Donor.donor_type == "familial",
+                                                    Donor.recipient_code == donor.recipient_code,
+                                                    Donor.id != donor.id).order_by(Donor.id)))
+
+
 def register_donor(session: Session, actor: Any, details: DonorDetails) -> Donor:
     _require_entry_role(actor)
     values = clean_details(details)
+    _refuse_recipient_of_another_protocol(session, values)
     with use_case(session, actor):
         donor = Donor(code=_next_code(session), status="screening", registered_by_id=actor.id, **values)
         session.add(donor)
@@ -166,6 +206,8 @@ def update_donor(session: Session, actor: Any, donor_id: int, details: DonorDeta
             raise ValidationFailed("The rule set cannot change after registration; register a new donor.",
                                    field="rule_set_id")
         _refuse_recipient_change_after_lots(session, donor, values)
+        if values["recipient_code"] != donor.recipient_code:
+            _refuse_recipient_of_another_protocol(session, values)
         _refuse_birth_after_samples(session, donor, values["date_of_birth"])
         changed = False
         for key, value in values.items():
@@ -242,11 +284,58 @@ def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, 
                               superseded_decision_id=approved.id, triggering_result_id=row.id))
 
 
+#: the meaning of QA's signature on a correction of a result that was late news (late_news_of)
+QA_CORRECTION_MEANING = "Screening result corrected by QA"
+
+
+def late_news_of(session: Session, row: ScreeningResult) -> str | None:
+    """Why a recorded result is late news that only QA may correct, with a signature, or None: it opened a lookback,
+    or it is not negative and was recorded after a QA approval of the donor. A technician alone correcting it would erase the news that reopened the donor, and QA
+    would approve again a donor whose released lots the lookback is still tracing."""
+    lookback = session.scalar(select(DonorLookback).where(DonorLookback.triggering_result_id == row.id)
+                              .order_by(DonorLookback.id).limit(1))
+    if lookback is not None:
+        return f"This result opened the donor's lookback L-{lookback.id} ({lookback.opened_at:%Y-%m-%d})"
+    approvals = session.scalars(select(EligibilityDecision).where(
+        EligibilityDecision.donor_id == row.donor_id, EligibilityDecision.meaning == APPROVED,
+        EligibilityDecision.judged_at <= row.entered_at).order_by(EligibilityDecision.id))
+    # a negative recorded after an approval reopened it too, but correcting it erases no news (the approval stays
+    # superseded; corrected into news it opens a lookback): a technician still corrects it
+    for approval in approvals:
+        if row.result != "negative":
+            return (f"This {row.result} result was recorded after QA's approval of {approval.judged_at:%Y-%m-%d} and "
+                    "reopened the donor's approval")
+    return None
+
+
+def _refuse_late_news_while_open(session: Session, donor: Donor) -> None:
+    """QA corrects late news only once the donor's lookback is closed: while it is open, the donor's lots are not
+    traced yet. A recall of the donor in force does not stop the correction: it keeps holding every lot of the donor
+    until QA ends it (signed), and refusing here would leave no way out for a donor with lots (ending the recall
+    opens its lookback again, and only a recall closes a lookback of a donor with lots)."""
+    lookback = session.scalar(select(DonorLookback.id).where(
+        DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).order_by(DonorLookback.id).limit(1))
+    if lookback is not None:
+        raise Conflict(f"Lookback L-{lookback} of donor {donor.code} is still open: close the lookback first (start "
+                       "the donor's recall, or close it with a note on the donor page when no lot was made from the "
+                       "donor). Nothing was corrected.", field="result")
+
+
 def correct_result(session: Session, actor: Any, result_id: int, *, reason: str, marker: str, result: str,
-                   sample_date: date | None, lab_reference: str, seen_digest: str | None = None) -> ScreeningResult:
+                   sample_date: date | None, lab_reference: str, seen_digest: str | None = None,
+                   password: str | None = None) -> ScreeningResult:
     """Correct a recorded result (typing error): reason required, old value kept by the audit trail. `seen_digest`:
-    result_digest() of the result the correction page showed; refused when it was corrected since."""
-    _require_entry_role(actor)
+    result_digest() of the result the correction page showed; refused when it was corrected since.
+
+    A technician corrects results that are not late news. Late news (late_news_of: the result reopened an approval
+    or opened a lookback) is corrected only by QA (`password` given: QA's e-signature, bound to the corrected
+    result), and only once the donor's lookback is closed (_refuse_late_news_while_open)."""
+    by_qa = password is not None
+    if by_qa:
+        if not actor.has_role("qa"):
+            raise PermissionDenied("Only QA corrects, with a signature, a result that reopened a donor's approval.")
+    else:
+        _require_entry_role(actor)
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the correction: it goes into the audit trail.", field="reason")
     with use_case(session, actor, reason):
@@ -258,6 +347,14 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         # changes, and the trail's old value is that correction's, never the value from before it
         session.refresh(row)
         _refuse_if_locked(session, donor, "Its results can no longer be corrected.")
+        late = late_news_of(session, row)
+        if late is not None and not by_qa:
+            raise Conflict(f"{late}: only QA can correct it, with a signature. Nothing was corrected.", field="result")
+        if late is None and by_qa:
+            raise Conflict("This result did not reopen the donor's approval: a technician corrects it. Nothing was "
+                           "corrected.", field="result")
+        if by_qa:
+            _refuse_late_news_while_open(session, donor)
         _refuse_if_changed_since(seen_digest, result_digest(row), f"This result of donor {donor.code}")
         method, reference = check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
@@ -267,6 +364,9 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         for key, value in new.items():
             setattr(row, key, value)
         row.corrected_by_id = actor.id
+        if by_qa:
+            assert password is not None
+            sign(session, actor, password, row, QA_CORRECTION_MEANING, required_role="qa", lock=False)
         if result != "negative" and (marker, result) != before:  # news: a negative, an indeterminate or another
             session.flush()  # marker's result corrected into a result that is not negative for this marker
             _lookback_after_a_past_approval(session, actor, donor, row)

@@ -166,6 +166,12 @@ def clean_details(details: DonorDetails) -> dict[str, Any]:
         _recipient_problems(details, rule_set, recipient, relationship, problems)
     if details.sex is not None and details.sex not in SEX_LABELS:
         problems.add("sex", "Sex: female or male.")
+    elif details.sex == "male" and details.tissue_source == "umbilical_cord":
+        problems.add("sex", "Sex: a cord donor's record is the mother's (her blood is tested, she consents): it "
+                     "cannot be Male.")
+    elif details.sex == "male" and details.childbearing_potential:
+        problems.add("childbearing_potential", "Woman of childbearing potential: 'Yes' contradicts Sex 'Male'. Check "
+                     "the donor's file and correct one of the two.")
     _date_problems(details, problems)
     weight = _weight(details.weight_kg, problems)
     initials = (details.initials or "").strip().upper() or None

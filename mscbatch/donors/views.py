@@ -11,12 +11,15 @@ from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.eligibility import age_in_years
 from mscbatch.donors import decisions, services
 from mscbatch.donors.forms import (
+    CloseLookbackForm,
     CorrectionForm,
     DecisionForm,
     DonorEditForm,
     DonorForm,
+    QACorrectionForm,
     ReopenForm,
     ResultForm,
+    marker_label,
     questionnaire_form,
     tri_state,
     tri_state_value,
@@ -34,6 +37,7 @@ from mscbatch.donors.models import (
 from mscbatch.donors.queries import (
     can_see_identity,
     current_decision,
+    earlier_reactive_of,
     get_donor,
     list_donors,
     recalls_of_donor,
@@ -81,6 +85,8 @@ def _details(form: DonorForm) -> services.DonorDetails:
 @roles_required("technician")
 def register() -> Any:
     form = DonorForm().set_rule_sets(rule_sets())
+    if request.method == "GET" and request.args.get("rule_set", "") in rule_sets():
+        form.rule_set_id.data = request.args["rule_set"]  # the protocol chosen first: only its fields are shown
     status = 200
     if form.validate_on_submit():
         try:
@@ -90,6 +96,12 @@ def register() -> Any:
             status = error.status
         else:
             flash(f"Donor {donor.code} registered. Now enter the screening.", "success")
+            others = services.other_donors_of_recipient(db.session, donor)
+            if others:
+                listed = ", ".join(f"{d.code} ({STATUS_LABELS.get(d.status, d.status)})" for d in others)
+                flash(f"Recipient {donor.recipient_code} already has familial donor{'s' if len(others) > 1 else ''} "
+                      f"{listed}. Check which donor is to give: the patient's record is linked to one donor.",
+                      "warning")
             return redirect(url_for("donors.detail", donor_id=donor.id))
     elif form.errors:
         _with_problems(form, services.details_problems(_details(form)))
@@ -174,6 +186,8 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
     # the screening this page shows, fresh (also on a refused form: the page is read again before a new try)
     forms["decision_form"].screening.data = decisions.screening_digest(screening.evaluation)
     forms.setdefault("reopen_form", ReopenForm(prefix="reopen", formdata=None))
+    forms.setdefault("lookback_form", CloseLookbackForm(prefix="lookback", formdata=None))
+    forms.setdefault("lookback_refused_id", None)
     donor = screening.donor
     age = (age_in_years(donor.date_of_birth, donor.planned_collection_date)
            if donor.date_of_birth and donor.planned_collection_date else None)
@@ -186,6 +200,8 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
                                                                                  screening.evaluation),
                            risk_assessment_min=decisions.RISK_ASSESSMENT_MIN_CHARS,
                            is_risk_assessed=decisions.is_risk_assessed,
+                           earlier_reactive=earlier_reactive_of(db.session, donor, screening.results),
+                           late_news={r.id: services.late_news_of(db.session, r) for r in screening.results},
                            show_identity=can_see_identity(current_user), yesno=_yes_no, **forms, **LABELS), status
 
 
@@ -229,7 +245,7 @@ def _flash_recorded(donor_id: int, row: ScreeningResult) -> None:
     """Say at once when the sample just recorded falls outside its window: recorded, but it does not count."""
     screening = screening_of(db.session, donor_id)
     marker = rule_set_of(db.session.get(Donor, donor_id)).marker(row.marker)
-    name = f"{marker.name} ({marker.method})" if marker else row.marker  # as the form's list names it
+    name = marker_label(marker.name, marker.method) if marker else row.marker  # as the form's list names it
     said = f"Result recorded: {name} {row.result}, sample {row.sample_date}."
     index = next((i for i, r in enumerate(screening.results) if r.id == row.id), None)
     outside = screening.outside(index) if index is not None else []
@@ -283,9 +299,79 @@ def correct_result(result_id: int) -> Any:
     elif form.errors:
         _result_problems(form, donor.id)
         status = 422
-    # a form that could not be saved is not offered: once QA has signed, a result is only superseded by a new one
+    # a form that could not be saved is not offered: once QA has signed, a result is only superseded by a new one;
+    # a result that reopened the donor's approval is corrected by QA only (services.late_news_of)
     locked = current_decision(db.session, donor.id)
-    return render_template("donors/correct_result.html", form=form, row=row, donor=donor, locked=locked), status
+    late = services.late_news_of(db.session, row)
+    return render_template("donors/correct_result.html", form=form, row=row, donor=donor, locked=locked, late=late,
+                           by_qa=False, marker_name=_marker_name(donor, row.marker)), status
+
+
+def _marker_name(donor: Donor, marker_id: str) -> str:
+    marker = rule_set_of(donor).marker(marker_id)
+    return marker.name if marker is not None else marker_id
+
+
+@bp.route("/results/<int:result_id>/qa-correct", methods=["GET", "POST"])
+@roles_required("qa")
+def qa_correct_result(result_id: int) -> Any:
+    """QA's signed correction of a result that reopened the donor's approval (services.correct_result)."""
+    row = db.session.get(ScreeningResult, result_id)
+    if row is None:
+        raise NotFound(f"No screening result with id {result_id}.")
+    donor = get_donor(db.session, row.donor_id)
+    form = QACorrectionForm() if request.method == "POST" else QACorrectionForm(
+        formdata=None, data=dict(marker=row.marker, result=row.result, sample_date=row.sample_date,
+                                 lab_reference=row.lab_reference, seen=services.result_digest(row)))
+    form.set_markers(rule_set_of(donor))
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.correct_result(db.session, current_user, result_id, reason=form.reason.data,
+                                    marker=form.marker.data, result=form.result.data,
+                                    sample_date=form.sample_date.data, lab_reference=form.lab_reference.data,
+                                    seen_digest=form.seen.data or None, password=form.password.data or "")
+        except DomainError as error:
+            db.session.rollback()
+            if error.status == 401:
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
+            status = error.status
+        else:
+            flash("Result corrected and signed; the old value is kept in the audit trail and shown to QA before "
+                  "any approval.", "success")
+            return redirect(url_for("donors.detail", donor_id=donor.id, _anchor="results"))
+    elif form.errors:
+        _result_problems(form, donor.id)
+        status = 422
+    locked = current_decision(db.session, donor.id)
+    late = services.late_news_of(db.session, row)
+    return render_template("donors/correct_result.html", form=form, row=row, donor=donor, locked=locked, late=late,
+                           by_qa=True, marker_name=_marker_name(donor, row.marker)), status
+
+
+@bp.route("/lookbacks/<int:lookback_id>/close", methods=["POST"])
+@roles_required("qa")
+def close_lookback(lookback_id: int) -> Any:
+    """QA closes, with a note, a lookback of a donor from whom no lot was made (decisions.close_lookback_without_lots)."""
+    from mscbatch.donors.models import DonorLookback
+
+    found = db.session.get(DonorLookback, lookback_id)
+    if found is None:
+        raise NotFound(f"No donor lookback with id {lookback_id}.")
+    donor_id = found.donor_id
+    form = CloseLookbackForm(prefix="lookback")
+    if form.validate_on_submit():
+        try:
+            decisions.close_lookback_without_lots(db.session, current_user, lookback_id, form.note.data)
+        except DomainError as error:
+            db.session.rollback()
+            show_error(form, error)
+            return _detail(donor_id, error.status, lookback_form=form, lookback_refused_id=lookback_id)
+        flash(f"Lookback L-{lookback_id} closed.", "success")
+        return redirect(url_for("donors.detail", donor_id=donor_id, _anchor="lookbacks"))
+    return _detail(donor_id, 422, lookback_form=form, lookback_refused_id=lookback_id)
 
 
 @bp.route("/<int:donor_id>/questionnaire", methods=["POST"])

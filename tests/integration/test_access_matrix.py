@@ -40,6 +40,8 @@ EXPECTED_ACCESS: dict[str, object] = {
     "donors.register": {"technician"},
     "donors.edit": {"technician"},
     "donors.add_result": {"technician"},
+    "donors.qa_correct_result": {"qa"},
+    "donors.close_lookback": {"qa"},
     "donors.correct_result": {"technician"},
     "donors.questionnaire": {"technician"},
     "donors.decide": {"qa"},

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from mscbatch.audit.context import use_case
 from mscbatch.donors import decisions
 from mscbatch.donors import services as donor_services
 from mscbatch.donors.models import APPROVED, DonorLookback, ScreeningResult
@@ -54,9 +55,11 @@ def test_a_donor_approved_again_since_the_lookback_keeps_it_closed_when_the_reca
     recall_id = _recall_the_donor(app, scene["code"])
     with app.extensions["mscbatch.db"].new_session() as session:
         late = session.scalar(select(ScreeningResult).where(ScreeningResult.lab_reference == "LATE-HCV-1"))
-        donor_services.correct_result(session, user(session, "technician"), late.id, reason="typed positive for negative",
+        # late news: corrected by QA, signed (session 38: a technician alone could erase it), once the recall closed
+        # the lookback
+        donor_services.correct_result(session, user(session, "qa"), late.id, reason="typed positive for negative",
                                       marker=late.marker, result="negative", sample_date=late.sample_date,
-                                      lab_reference=late.lab_reference)
+                                      lab_reference=late.lab_reference, password=PASSWORD)
         decisions.decide(session, user(session, "qa2"), scene["donor_id"], APPROVED, PASSWORD)
         services.end_recall(session, user(session, "qa"), recall_id, reason="False positive: result corrected",
                             password=PASSWORD)
@@ -105,10 +108,13 @@ def test_a_donor_recall_closes_every_open_lookback_of_the_donor(app, users):  # 
         for result, day in (("indeterminate", TODAY - timedelta(days=1)), ("negative", TODAY)):
             donor_services.record_result(session, tech, donor_id, marker="anti_hcv", result=result, sample_date=day,
                                          lab_reference=f"RETEST-{result}")
-        decisions.decide(session, user(session, "qa2"), donor_id, APPROVED, PASSWORD)
-        donor_services.record_result(session, tech, donor_id, marker="anti_hcv", result="indeterminate",
-                                     sample_date=TODAY, lab_reference="RETEST-2")
         session.commit()
+        # an approval is now refused while a lookback is open (session 38): the donor approved again over its open
+        # lookback, then reopened, is what an older version left; its second lookback is written as it was then
+        first = session.scalar(select(DonorLookback).where(DonorLookback.donor_id == donor_id))
+        with use_case(session, user(session, "qa2")):
+            session.add(DonorLookback(donor_id=donor_id, opened_by_id=tech.id, reason="Newer indeterminate anti-HCV",
+                                      superseded_decision_id=first.superseded_decision_id))
         assert len(open_lookbacks(session)) == 2
         started = services.start_recall(session, user(session, "qa"), scope="donor", target_id=donor_id,
                                         reason="Repeated indeterminate anti-HCV", password=PASSWORD)

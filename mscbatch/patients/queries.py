@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from mscbatch.core.cohorts import (
@@ -125,12 +125,18 @@ def latest_weight(session: Session, patient_id: int) -> WeightMeasurement | None
     return weights[0] if weights else None
 
 
+#: among several familial donors registered for one patient (a sibling found ineligible, then a parent), the one
+#: whose cells the patient receives: an approved donor first, then the first registered
+_APPROVED_FIRST = (case((Donor.status == "approved", 0), else_=1), Donor.id)
+
+
 def familial_donor_of(session: Session, patient: Patient) -> Donor | None:
-    """The patient's familial donor: linked explicitly, or the familial donor registered for this patient code."""
+    """The patient's familial donor: linked explicitly, or the familial donor registered for this patient code (an
+    approved one before one that is not: the first registered, found ineligible, used to hide the approved second)."""
     if patient.familial_donor_id is not None:
         return session.get(Donor, patient.familial_donor_id)
     return session.scalar(select(Donor).where(Donor.donor_type == "familial", Donor.recipient_code == patient.code)
-                          .order_by(Donor.id))
+                          .order_by(*_APPROVED_FIRST))
 
 
 def is_directed(patient: Patient) -> bool:
@@ -157,10 +163,10 @@ def directed_donors_of(session: Session, patients: list[Patient]) -> dict[int, D
     by_code: dict[str, Donor] = {}
     for donor in session.scalars(select(Donor).where(or_(
             Donor.id.in_(linked), and_(Donor.donor_type == "familial", Donor.recipient_code.in_(codes))))
-            .order_by(Donor.id)):
+            .order_by(*_APPROVED_FIRST)):
         by_id[donor.id] = donor
         if donor.donor_type == "familial" and donor.recipient_code in codes:
-            by_code.setdefault(donor.recipient_code, donor)  # the first registered, as familial_donor_of
+            by_code.setdefault(donor.recipient_code, donor)  # approved first, then the first registered: as above
     found = {p.id: by_id.get(p.familial_donor_id) if p.familial_donor_id is not None else by_code.get(p.code)
              for p in directed}
     return {patient_id: donor for patient_id, donor in found.items() if donor is not None}

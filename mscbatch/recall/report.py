@@ -570,6 +570,14 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                              _p(reagents), _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)),
                              _p(_words(bag.status)), _p("ON HOLD" if bag_trace.hold else "—"), _p(patients)])
         story.append(grid(rows, [24 * mm, 26 * mm, 20 * mm, 44 * mm, 14 * mm, 32 * mm, 18 * mm, 16 * mm, 78 * mm]))
+        for lot_trace in forward.lots:  # a lot's own trace (forward_from_lot) read its record's corrections
+            if lot_trace.corrections is not None:
+                # the certificate's section (release.coa: user text escaped, instants local with UTC); imported
+                # here, release reads recalls
+                from mscbatch.release.coa import corrections_section
+
+                story += [Spacer(1, 3 * mm), _p(f"Lot {lot_trace.lot.lot_number}", BODY),
+                          corrections_section(lot_trace.corrections)]
     if backward is not None:
         rows = [[_p(h) for h in ("Allocated", "Prescription", "Bag status", "Infusion started", "DIN", "Lot",
                                  "Lot status", "Donor", "Reagent lots", "Hold")]]

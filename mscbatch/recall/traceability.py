@@ -20,6 +20,7 @@ from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
+from mscbatch.lots.record_corrections import RecordCorrection, record_corrections
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.recall.queries import bag_hold
 
@@ -60,6 +61,9 @@ class LotTrace:
     donor: Donor
     reagents: list[tuple[ReagentUse, ReagentLot]]
     bags: list[BagTrace]
+    #: every correction of the lot's manufacturing record after first entry (lots.record_corrections), read for a
+    #: lot's own trace (forward_from_lot: its PDF prints them, EU GMP Annex 11 8.2); None when not read
+    corrections: list[RecordCorrection] | None = None
 
 
 @dataclass
@@ -163,6 +167,7 @@ def forward_from_lot(session: Session, lot_id: int) -> ForwardTrace:
     if lot is None:
         raise NotFound(f"No lot with id {lot_id}.")
     trace = trace_lot(session, lot)
+    trace.corrections = record_corrections(session, lot)
     return ForwardTrace(origin="lot", donor=trace.donor, reagent_lot=None, lots=[trace])
 
 

@@ -2,7 +2,8 @@
 its specification, result, unit, method, date and verdict, the specification version, deviations and OOS,
 and the signatures' manifestation (21 CFR 11.50: printed name, date-time, meaning). Every instant is written as the
 pages write it: the site's local time with its zone, UTC beside it (site.local_and_utc). A value changed after
-first entry is marked "*" (EU GMP Annex 11 8.2). Conditional and exceptional releases are flagged at the top.
+first entry is marked "*", and every correction of the manufacturing record after first entry is listed with its
+count (EU GMP Annex 11 8.2). Conditional and exceptional releases are flagged at the top.
 """
 from __future__ import annotations
 
@@ -175,6 +176,27 @@ def _deviation_words(review: Any, deviation: Any) -> str:
     return deviation.description + _assessed(review, deviation)
 
 
+def corrections_heading(corrections: list[Any]) -> str:
+    """The count said on the printouts (EU GMP Annex 11 8.2), as the review page says it."""
+    count = len(corrections)
+    if not count:
+        return "Manufacturing record corrected after first entry: none"
+    return f"Manufacturing record corrected after first entry: {count} correction{'' if count == 1 else 's'}"
+
+
+def corrections_section(corrections: list[Any]) -> Any:
+    """Every correction of the manufacturing record after first entry (lots.record_corrections): what, each value
+    old -> new, who, when (local, UTC) and why; the count alone when there is none. The trace PDF of a lot prints
+    the same (recall.report.trace_pdf)."""
+    heading = Paragraph(_printable(corrections_heading(corrections)), _styles["Heading3"])
+    if not corrections:
+        return KeepTogether([heading])
+    rows = [[_p(h) for h in ("Corrected", "Old -> new", "By", "When (local, UTC)", "Reason")]] + [
+        [_p(c.what), _p(c.change_words("->")), _p(c.by), _p(_when(c.at, seconds=True)), _p(c.reason)]
+        for c in corrections]
+    return KeepTogether([heading, _grid(rows, [40 * mm, 85 * mm, 35 * mm, 45 * mm, 68 * mm])])
+
+
 def _signed(review: Any) -> list[tuple[Any, str]]:
     """Every signature on the lot's record with the meaning to print (21 CFR 11.50): the disposition and OOS
     signatures as signed; a deviation assessment's and a recall's also name what they were signed on, since
@@ -224,7 +246,7 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     doc = SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
                             topMargin=12 * mm, bottomMargin=12 * mm, title=f"Certificate of analysis {lot.lot_number}",
                             author="mscbatch")
-    story: list[Any] = [Paragraph(f"Certificate of analysis — lot {lot.lot_number}", _styles["Title"])]
+    story: list[Any] = [_p(f"Certificate of analysis — lot {lot.lot_number}", _styles["Title"])]
     site = site_config()
     product = _product(lot)
     storage = (f"{effective_storage_limit_c(site, product):f} °C or colder" if product is not None
@@ -264,6 +286,7 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     story += [_p(f"Overall verdict: {overall}.", BODY), Spacer(1, 2 * mm), _tests(review),
               _p("* value changed after first entry (the original value and the reason are in the audit trail; "
                  "EU GMP Annex 11 8.2).", SMALL), Spacer(1, 3 * mm)]
+    story.append(corrections_section(review.corrections))
     section = [Paragraph("Deviations", _styles["Heading3"])]
     if review.deviations:
         section.append(_grid([[_p("Severity"), _p("Description"), _p("Recorded")]] + [

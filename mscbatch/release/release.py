@@ -29,6 +29,7 @@ from mscbatch.custody import log as custody_log
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Deviation, Lot
+from mscbatch.lots.record_corrections import record_corrections
 from mscbatch.lots.services import apply_lot_transition, current_gate, expiry_passed, lock_lot
 from mscbatch.patients.queries import familial_donor_of, patient_by_code, protocols
 from mscbatch.recall.queries import recall_words, recalls_covering
@@ -65,7 +66,8 @@ def _already(session: Session, lot: Lot, wanted: str) -> Conflict:
 #: each with the words saying that it changed
 FINGERPRINT_PARTS = (("results", "its results or verdicts"), ("deviations", "its deviations or their assessments"),
                      ("oos", "its OOS investigations"), ("lot", "its status, donor eligibility or manufacturing record"),
-                     ("dispositions", "its signatures or clinician's requests"))
+                     ("dispositions", "its signatures or clinician's requests"),
+                     ("corrections", "its manufacturing record's corrections after first entry"))
 
 
 def _digest(content: Any) -> str:
@@ -76,8 +78,9 @@ def page_fingerprint(session: Session, lot: Lot, verdict: LotVerdict | None = No
     """What the lot's review page showed QA (or the clinician), as one text its signature forms carry (`seen`): a
     digest of each part (FINGERPRINT_PARTS): the verdicts the release signature vouches for (_snapshot, with the
     specification) and the results the page lists (a retest's value included), the deviations and their
-    assessments, the OOS investigations, the lot's signed content with its status and donor gate, the dispositions.
-    The signature is refused (check_seen) when the record changed since: it vouches only for what was shown."""
+    assessments, the OOS investigations, the lot's signed content with its status and donor gate, the dispositions,
+    and every correction of the manufacturing record (lots.record_corrections: a bag's content corrected in quarantine
+    after QA opened the page is not signed for unseen; Annex 11 8.2). The signature is refused (check_seen) when the record changed since: it vouches only for what was shown."""
     verdict = verdict or lot_verdict(session, lot)
     # every result the page lists, as it lists it: a retest (the one an OOS is invalidated with) corrected while its
     # failing result still stands leaves the verdicts as they were, yet the page showed another value
@@ -93,6 +96,7 @@ def page_fingerprint(session: Session, lot: Lot, verdict: LotVerdict | None = No
         "oos": [(o.id, o.result_id, o.status, o.retest_result_id, o.late) for o in oos_of(session, lot.id)],
         "lot": [lot.status, current_gate(session, lot), lot.signed_content()],
         "dispositions": [(d.id, d.kind, d.signed_at, d.patient_code) for d in dispositions_of(session, lot.id)],
+        "corrections": [c.fingerprinted() for c in record_corrections(session, lot)],
     }
     return ".".join(_digest(parts[name]) for name, _words in FINGERPRINT_PARTS)
 

@@ -14,6 +14,7 @@ from mscbatch.core.verdicts import VIABLE_COUNT_TEST_ID, LotVerdict, Verdict, Ve
 from mscbatch.donors.models import Donor
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep
 from mscbatch.lots.queries import bags_of, get_lot
+from mscbatch.lots.record_corrections import RecordCorrection, record_corrections
 from mscbatch.lots.services import current_gate, expiry_passed
 from mscbatch.recall.models import Recall
 from mscbatch.recall.queries import recalls_of_lot
@@ -116,6 +117,9 @@ class Review:
     # what the page shows that a signature on it rests on (release.release.page_fingerprint): each signature form
     # posts it as `seen`, and the signature is refused if the lot's record changed since
     fingerprint: str = ""
+    # every correction of the manufacturing record after first entry (lots.record_corrections), oldest first: the
+    # page shows them to QA before signing and the certificate prints them (EU GMP Annex 11 8.2)
+    corrections: list[RecordCorrection] = field(default_factory=list)
 
     @staticmethod
     def shown(result: ReleaseResult, value: str | None = None) -> str:
@@ -269,6 +273,7 @@ def review_of(session: Session, lot_id: int, user: Any = None) -> Review:
                   recalls=[(r, signatures_of(session, r)) for r in recalls_of_lot(session, lot)],
                   correctable=frozenset(t.id for t in spec.tests if accepts_results(session, lot, t.id)),
                   count_discrepancy=count_discrepancy(session, lot, verdict),
+                  corrections=record_corrections(session, lot),
                   exceptional_refusal=_exceptional_refusal(session, lot, dispositions),
                   conditional_refusals=(conditional_refusals(session, lot, user, verdict)
                                         if user is not None and user.has_role("qa") and lot.status == "quarantine"

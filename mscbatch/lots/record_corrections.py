@@ -1,0 +1,58 @@
+"""Every correction of a lot's manufacturing record after first entry, for the printouts and the release review
+(EU GMP Annex 11 8.2: printouts of a released batch show whether data changed after first entry).
+
+A pure read of the audit trail, through the same readers the lot page lists its corrections with: the harvest,
+passage and reagent-use corrections (lots.record._history) and the bag-content corrections (lots.corrections.
+bag_corrections). Each is what was corrected, each value old -> new, who, when (UTC, shown as local time with UTC)
+and the reason given. The release review page (QA, before signing; its signature fingerprint includes them), the
+certificate of analysis and the lot's trace PDF print the same list.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.core.identifiers import din_shown
+from mscbatch.lots.corrections import bag_corrections
+from mscbatch.lots.models import Bag, Lot, ReagentUse
+from mscbatch.lots.record import _history
+from mscbatch.lots.steps import steps_of
+
+
+@dataclass(frozen=True)
+class RecordCorrection:
+    """One correction of the manufacturing record: what, who, when, why and each value old -> new."""
+
+    what: str  # "Harvest", "Passage P0", "Reagent use at P1", "Bag 2 of 4 (DIN ...)"
+    by: str
+    at: datetime
+    reason: str
+    changes: tuple[tuple[str, str, str], ...]  # (field in words, old, new)
+
+    def change_words(self, arrow: str = "→") -> str:
+        """"cells harvested 15 x10^6 cells → 14 x10^6 cells; viability % 95 → 94" (a PDF passes "->": its font
+        has no arrow)."""
+        return "; ".join(f"{name} {old} {arrow} {new}" for name, old, new in self.changes)
+
+    def fingerprinted(self) -> tuple[object, ...]:
+        """What a release signature resting on the review page vouches for (release.release.page_fingerprint)."""
+        return (self.what, self.at.isoformat(), self.by, self.reason, self.changes)
+
+
+def record_corrections(session: Session, lot: Lot) -> list[RecordCorrection]:
+    """Every correction of the lot's manufacturing record (harvest, passages, reagent uses, bags' content), oldest
+    first. Reads only."""
+    steps = steps_of(session, lot.id)
+    uses = list(session.scalars(select(ReagentUse).where(ReagentUse.lot_id == lot.id).order_by(ReagentUse.id)))
+    _latest, corrected = _history(session, lot, steps, uses)
+    found = [RecordCorrection(c.what, c.by, c.at, c.reason, tuple(c.changes)) for c in corrected]
+    # every bag of the lot, whatever its status since (a bag corrected in quarantine may have been given since)
+    bags = {b.id: b for b in session.scalars(select(Bag).where(Bag.lot_id == lot.id))}
+    for fix in bag_corrections(session, list(bags)):
+        bag = bags.get(fix.bag_id)
+        what = f"Bag {bag.bag_number} of {bag.bag_count} ({din_shown(bag)})" if bag is not None else "Bag"
+        found.append(RecordCorrection(what, fix.by, fix.at, fix.reason, tuple(fix.changes)))
+    return sorted(found, key=lambda c: c.at)

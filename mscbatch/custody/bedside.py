@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit import trail
-from mscbatch.audit.context import use_case
+from mscbatch.audit.context import acting_as, use_case
 from mscbatch.auth.lockout import count_wrong_password, masked_name
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import dummy_hash, verify_password
@@ -44,7 +44,11 @@ def bedside_check(session: Session, actor: Any, *, wristband: str, bag_scan: str
                                errors=empty)
     with reading(session):  # the check's record is then written in its own short write transaction
         result = evaluate(session, wristband, bag_scan, label_key)
-    with use_case(session, actor):  # one audited row at every scan: written without the unit of work's cost
+    # the failures in short (their words are in the check's failures): "STOP (wrong patient, expired)"
+    verdict = "MATCHES" if result.matches else \
+        "STOP (" + ", ".join(f.code.replace("_", " ") for f in result.failures) + ")"
+    # one audited row at every scan: written without the unit of work's cost
+    with use_case(session, actor, f"Bedside check scanned: {verdict}"):
         result.check_id = trail.insert_audited(session, TwoPersonCheck, dict(
             bag_id=result.bag.id if result.bag else None, patient_id=result.patient.id if result.patient else None,
             wristband_scan=_text(wristband, 120), bag_scan=_text(bag_scan, 600),
@@ -119,11 +123,16 @@ CONFIRMED_MEANING = "Bedside check: this bag for this patient (confirmed by a se
 
 
 def confirm_second_person(session: Session, actor: Any, check_id: int, *, username: str, password: str,
-                          checker_password: str, label_key: str,
-                          valid_for: timedelta = DEFAULT_CHECK_VALID) -> TwoPersonCheck:
+                          checker_password: str, label_key: str, valid_for: timedelta = DEFAULT_CHECK_VALID,
+                          location: str | None = None) -> TwoPersonCheck:
     """A second qualified person confirms a MATCHES check with their own user name and password, and both people
     sign it: the person who scanned (the signed-in user, who re-enters their password: an open session or a
-    scanner's token alone is not a person) and the second person. The two signatures lock the check."""
+    scanner's token alone is not a person) and the second person. The two signatures lock the check.
+
+    The audit trail names each person for what is theirs: the second person for their confirmation (second checker,
+    confirmed time), their signature and the lock it completes; the person who scanned for their own signature and
+    the custody event. `location`: where the check was done, if the caller knows it; else the ward where the bag was
+    last received (see check_location)."""
     get_check(session, check_id)
     second = verify_second_person(session, username, password, by=actor)
     check = get_check(session, check_id)
@@ -146,22 +155,39 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
                        "earlier trip. Scan the wristband and the bag again.")
     if not again.matches:
         raise Conflict("Since the scan, the check changed to STOP: " + " ".join(f.message for f in again.failures))
-    with use_case(session, actor):
+    reason = f"Bedside check confirmed by {second.full_name} ({second.username}), the second person"
+    with use_case(session, actor, reason):
         check = session.get(TwoPersonCheck, check_id, with_for_update=True, populate_existing=True)
         assert check is not None and again.bag is not None
         if check.second_checker_id is not None:
             raise Conflict("This check is already confirmed.")
-        check.second_checker_id, check.confirmed_at = second.id, utcnow()
+        with acting_as(session, second):  # the confirmation is the second person's
+            check.second_checker_id, check.confirmed_at = second.id, utcnow()
         try:  # a wrong password rolls the confirmation back; sign() records the refusal and counts it
-            sign(session, actor, checker_password, check, CHECKED_MEANING)
+            # not locking yet: the check is locked by the second signature, which completes it
+            sign(session, actor, checker_password, check, CHECKED_MEANING, lock=False)
         except AuthenticationFailed as refused:
             raise AuthenticationFailed(f"You, who scanned: {refused.message}", field="checker_password") from None
-        sign(session, second, password, check, CONFIRMED_MEANING)
+        with acting_as(session, second):
+            sign(session, second, password, check, CONFIRMED_MEANING)
         bag = lock_bag(session, again.bag.id)
-        record_event(session, actor, bag, "bedside_verified", scan=check.bag_scan,
+        record_event(session, actor, bag, "bedside_verified", location=check_location(session, bag.id, location),
+                     scan=check.bag_scan,
                      details={"check_id": check.id, "wristband": check.wristband_scan, "first_checker": actor.id,
                               "second_checker": second.id, "patient_id": check.patient_id})
     return check
+
+
+def check_location(session: Session, bag_id: int, given: str | None = None) -> str:
+    """Where the bedside check was done: the location given with it, if any. A check records no location of its own
+    (two_person_check has no such column, and the ward's scan form does not pass its "Where" field to the check),
+    so otherwise the ward where the bag was last received, on its present trip: the check is refused for a bag
+    that was not received, and one scanned on an earlier trip is refused (earlier_trip)."""
+    if given and given.strip():
+        return given.strip()
+    return session.scalar(select(CustodyEvent.location).where(CustodyEvent.bag_id == bag_id,
+                                                              CustodyEvent.kind == "received")
+                          .order_by(CustodyEvent.id.desc()).limit(1)) or ""
 
 
 def last_receipt(session: Session, bag_id: int) -> datetime | None:

@@ -48,7 +48,9 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
     """The bag leaves the unit for the ward: courier, shipper and the temperature logger travelling with it."""
     details = {"courier": _text(courier, 120), "shipper": _text(shipper, 120),
                "temperature_logger_id": _text(temperature_logger_id, 60)}
-    with use_case(session, actor):
+    reason = (f"Dispatched to the ward{_from(location)} by courier {details['courier']} (shipper "
+              f"{details['shipper']}, temperature logger {details['temperature_logger_id']})")
+    with use_case(session, actor, reason):  # the reason of every audit event of the step
         bag = lock_bag(session, bag_id)
         # who may dispatch at all, before the bag is judged or the courier asked for: a nurse is told that only a
         # technician dispatches, not to give a courier as if she then could
@@ -80,6 +82,17 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
     return event
 
 
+def _from(location: str) -> str:
+    place = _text(location, 120)
+    return f" from {place}" if place else ""
+
+
+def _on(location: str) -> str:
+    """Where a ward step was done, for its audit reason ("on the ward" when no location was given)."""
+    place = _text(location, 120)
+    return f"on {place}" if place else "on the ward (no location given)"
+
+
 def _dispatcher_id(session: Session, bag_id: int) -> int | None:
     """Who recorded the bag's latest dispatch (the giver of the hand-over now under way), or None."""
     return session.scalar(select(CustodyEvent.actor_id).where(CustodyEvent.bag_id == bag_id,
@@ -90,7 +103,7 @@ def _dispatcher_id(session: Session, bag_id: int) -> int | None:
 def receive(session: Session, actor: Any, bag_id: int, *, location: str = "", scan: str = "") -> CustodyEvent:
     """The ward takes the bag over from the courier. A hand-over has two people: whoever dispatched the bag (one
     account may hold technician and nurse) cannot also record its receipt."""
-    with use_case(session, actor):
+    with use_case(session, actor, f"Received {_on(location)}"):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "received")
         if bag.status == "dispatched" and _dispatcher_id(session, bag.id) == actor.id:
@@ -107,7 +120,7 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     the inquiry as it was. Nor is a bag whose course can no longer give the prescribed dose (another bag of it lost:
     the bedside check's course_short STOP), nor one whose prescription a weight recorded since no longer fits (its
     weight_changed STOP): the prescription must be changed first, and a frozen bag can wait for it."""
-    with use_case(session, actor):
+    with use_case(session, actor, f"Thawed {_on(location)}"):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "thawed")
         unfit = unfit_to_leave(session, bag)

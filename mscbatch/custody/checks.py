@@ -6,7 +6,9 @@ a bag on hold, returned or discarded, an expired bag, the post-thaw limit passed
 prescription at which its bags give a dose outside its band (DOMAIN.md 8: "dose outside the prescription") or a
 dose weight older than the protocol allows on the day of infusion, a
 bag not prescribed to THIS patient by a signed prescription, a directed product for another recipient, a bag
-already infused, a bag not (yet) on the ward, a bag whose DMSO added to what the patient already received in the
+already infused, a bag not (yet) on the ward, a bag that, added to what its course already gave (a partial draw
+given whole...), would take the course above its prescription's band (course_over), a bag whose DMSO added to what
+the patient already received in the
 last 24 hours is not below the prescription's limit per kg per day (DOMAIN.md 6, held over any 24 hours, not the
 calendar day: a prescription's planned day is a "give before", so a course judged for another day can be given
 20 minutes after another course's bag).
@@ -22,7 +24,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import Numeric, and_, bindparam, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session, aliased, load_only
 
 from mscbatch.core.culture import format_cells
@@ -116,6 +118,7 @@ class BedsideResult:
     received_at: datetime | None = None  # the bag's last receipt on the ward: a check scanned before it was another trip
     check_id: int | None = None
     give_ml: Decimal | None = None  # what the prescription draws from this bag (less than it holds: partial dose)
+    course_given: int | None = None  # how many other bags of its prescription were already given (or are running)
 
     @property
     def matches(self) -> bool:
@@ -253,6 +256,24 @@ class BagFacts:
     dmso_24h: Dmso24Hours | None = None  # read only when the patient had an infusion in the last 24 hours
     received_at: datetime | None = None  # its last receipt on the ward (a check scanned before it: another trip)
     infusion_running: bool = False  # its infusion started and not ended (read only for a bag with an infusion)
+    course_over: CourseOver | None = None  # what its course already gave, with this bag, against the band's top
+
+
+@dataclass(frozen=True)
+class CourseOver:
+    """What the bag's course (its signed, active prescription) has already given, read in the check's one statement
+    only when another bag of it was given: with this bag's draw, it must not go above the band's upper limit
+    (DOMAIN.md 8: "dose outside the prescription"). A bag given whole when a part was prescribed, or more than
+    prescribed, counts at the volume recorded at its end (core.dosing.cells_given), a running one as prescribed."""
+    given_cells: Decimal  # given so far by the course's other bags
+    given_bags: int  # how many of them were given (or are running)
+    bag_cells: Decimal | None  # what the prescription draws from this bag (None: it cannot be read)
+    high_cells: Decimal | None  # the band's upper limit the prescription was signed under (None: cannot be read)
+    weight_kg: Decimal | None  # the prescription's weight
+
+    @property
+    def with_this_bag(self) -> Decimal | None:
+        return None if self.bag_cells is None else self.given_cells + self.bag_cells
 
 
 #: The columns of the bag, its lot and the patient that the check, its JSON answer and its page read: only these
@@ -279,6 +300,43 @@ def course_has_lost_bag(bag_id: Any) -> Any:
         or_(lost.status.in_(LOST_STATES), and_(lost_lot.status.in_(ENDED_LOTS), lost.status != "infused"))).exists()
 
 
+def _course_given(bag_id: Any) -> tuple[Any, Any]:
+    """Correlated scalar subqueries: (the cells the other bags of the signed, active prescription reserving this bag
+    have given, each at the volume recorded at its end, as prescribed while it runs; their number). NULL / 0 when
+    none was given. Read at every scan in the check's one statement (bag_allocation is indexed by prescription)."""
+    mine, other = aliased(Allocation), aliased(Allocation)
+    at_volume = case((or_(Infusion.volume_infused_ml.is_(None), other.volume_ml <= 0), other.cells),
+                     else_=other.cells * Infusion.volume_infused_ml / other.volume_ml)
+    where = (mine.active_bag_id == bag_id, Prescription.id == mine.prescription_id,
+             Prescription.locked_at.is_not(None), Prescription.status == "active",
+             other.prescription_id == mine.prescription_id, other.active_bag_id.is_not(None),
+             other.bag_id != bag_id, Infusion.bag_id == other.bag_id)
+    cells = select(type_coerce(func.sum(at_volume), Numeric(asdecimal=True))).where(*where).scalar_subquery()
+    count = select(func.count(Infusion.id)).where(*where).scalar_subquery()
+    return cells, count
+
+
+def _course_calculation(bag_id: Any) -> Any:
+    """Correlated scalar subquery: the stored calculation (the band it was signed under, the weight) of the signed,
+    active prescription reserving this bag, read only when another bag of its course was given (NULL otherwise: a
+    prescription's bags as drawn never go above its band, core.dosing.allocate)."""
+    mine, other = aliased(Allocation), aliased(Allocation)
+    given = select(Infusion.id).where(other.prescription_id == mine.prescription_id, other.active_bag_id.is_not(None),
+                                      other.bag_id != bag_id, Infusion.bag_id == other.bag_id).exists()
+    return (select(Prescription.calculation_json)
+            .where(mine.active_bag_id == bag_id, Prescription.id == mine.prescription_id,
+                   Prescription.locked_at.is_not(None), Prescription.status == "active", given)
+            .limit(1).scalar_subquery())
+
+
+def _allocated_cells(bag_id: Any) -> Any:
+    """Correlated scalar subquery: the cells the signed, active prescription draws from this bag."""
+    return (select(Allocation.cells).where(Allocation.active_bag_id == bag_id,
+                                           Prescription.id == Allocation.prescription_id,
+                                           Prescription.locked_at.is_not(None), Prescription.status == "active")
+            .limit(1).scalar_subquery())
+
+
 def infused_since(patient_id: Any) -> Any:
     """Correlated EXISTS: an infusion of the patient started after the bound "since" (now - 24 hours, in UTC:
     window_start_before). Only then is the DMSO already given in the last 24 hours added up (dmso_given_within): a
@@ -294,11 +352,13 @@ def _facts_statement() -> Any:
     definitions."""
     exceptional_for, exceptional = exceptional_release_of(Lot.id)
     infused = select(Infusion.started_at).where(Infusion.bag_id == Bag.id).limit(1).scalar_subquery()
+    given_cells, given_bags = _course_given(Bag.id)
     return (select(Bag, Lot, Patient, Donor.donor_type, Donor.recipient_code, infused, is_held(Bag.id),
                    exceptional_for, exceptional, allocated_patient_id(Bag.id), Donor.id, Donor.code, Donor.status,
                    has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id), has_newer_weight(Bag.id),
                    prescribed_weight_on(Bag.id), course_has_lost_bag(Bag.id), infused_since(Patient.id),
-                   received_at(Bag.id))
+                   received_at(Bag.id), given_cells, given_bags, _course_calculation(Bag.id),
+                   _allocated_cells(Bag.id))
             .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
             .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
             .where(Bag.din == bindparam("din"))
@@ -322,7 +382,7 @@ def read_facts(session: Session, wristband: str, din: str | None,
             row = session.execute(_facts_statement(), {**params, "wristband": earlier}).first()
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
      donor_id, donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
-     infused_in_24h, received) = row
+     infused_in_24h, received, given_cells, given_bags, calculation, allocated_cells) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -340,11 +400,37 @@ def read_facts(session: Session, wristband: str, din: str | None,
         donor_clearance=clearance_of(session, donor_id, donor_status), allocated_ml=allocated_ml,
         weight_change=weight_since_prescription(session, bag.id) if newer_weight else None,
         prescribed_weight_on=weighed_on, course_lost=bool(course_lost),
+        course_over=_course_over(given_cells, given_bags, calculation, allocated_cells),
         course_short=_course_short(session, bag.id) if course_lost else None,
         infusion_running=infused is not None and session.scalar(
             select(Infusion.ended_at.is_(None)).where(Infusion.bag_id == bag.id)) is True,
         dmso_24h=_dmso_24h(session, patient, bag, now, allocated_ml)
         if infused_in_24h and patient is not None and allocated_id == patient.id and infused is None else None)
+
+
+def _course_over(given_cells: Any, given_bags: Any, calculation: str | None,
+                 allocated_cells: Any) -> CourseOver | None:
+    """The course's facts for its upper limit (pure): None when none of its other bags was given."""
+    if not given_bags or given_cells is None:
+        return None
+    given = Decimal(str(given_cells)).quantize(Decimal(1))  # whole cells (SQLite sums in floating point)
+    bag_cells = Decimal(allocated_cells) if allocated_cells is not None else None
+    high = weight = None
+    try:
+        stored = json.loads(calculation or "")
+        weight = Decimal(stored["weight_kg"])
+        high = course_high_cells(stored)
+    except (KeyError, TypeError, ValueError, ArithmeticError):  # cannot be read: judge() stops, never guesses
+        high = None
+    return CourseOver(given, int(given_bags), bag_cells, high, weight)
+
+
+def course_high_cells(calculation: Any) -> Decimal:
+    """The upper limit of the band a prescription was signed under (its stored calculation, decimals as text): its
+    high_cells, or target x (100 + tolerance) / 100 for a calculation stored without it."""
+    if calculation.get("high_cells") is not None:
+        return Decimal(calculation["high_cells"])
+    return Decimal(calculation["target_cells"]) * (100 + Decimal(calculation["tolerance_percent"])) / 100
 
 
 def _dmso_24h(session: Session, patient: Patient, bag: Bag, now: datetime,
@@ -528,6 +614,8 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         _judge_weight_age(result, patient, facts, site_day(now))
         if lot.status not in LOT_ENDED:  # a bag of a lot ended for good is a STOP of its own: not what the rest gives
             _judge_course(result, facts)
+        _judge_course_over(result, facts)
+        result.course_given = facts.course_over.given_bags if facts.course_over is not None else 0
         _judge_dmso_24h(result, facts)
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
@@ -584,6 +672,29 @@ def _judge_course(result: BedsideResult, facts: BagFacts) -> None:
                                 "course and prescribe again.")
 
 
+def _judge_course_over(result: BedsideResult, facts: BagFacts) -> None:
+    """What the course already gave plus what this bag is prescribed to give must not go above the band's upper limit
+    the prescription was signed under (DOMAIN.md 8, hard stop "dose outside the prescription"): a bag prescribed as a
+    part given whole, or more than prescribed, leaves less room for the bags after it."""
+    over = facts.course_over
+    if over is None:
+        return
+    total = over.with_this_bag
+    if total is None or over.high_cells is None or over.weight_kg is None or over.weight_kg <= 0:
+        result.stop("course_over", "DO NOT GIVE: another bag of this prescription was already given, and the "
+                                   "prescription's upper limit cannot be read to check this bag against it. Call the "
+                                   "prescriber.")
+        return
+    if total <= over.high_cells:
+        return
+    bags = "1 bag" if over.given_bags == 1 else f"{over.given_bags} bags"
+    result.stop("course_over", f"DO NOT GIVE: with this bag the patient would receive {format_cells(total)} cells "
+                               f"({cells_per_kg_words(total, over.weight_kg)}), above the prescription's upper limit "
+                               f"of {format_cells(over.high_cells)} ({cells_per_kg_words(over.high_cells, over.weight_kg)})"
+                               f": {format_cells(over.given_cells)} already given by {bags} of this course, and "
+                               f"{format_cells(total - over.given_cells)} in this bag. Call the prescriber.")
+
+
 def course_short_words(short: CourseShort) -> str:
     """What was lost from the course and what the rest would give against the prescription, in the bedside's words
     (its STOP, and the thaw and dispatch that refuse a bag of such a course: custody.handover)."""
@@ -631,7 +742,7 @@ _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
     "patient_withdrawn", "patient_not_enrolled",
     "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
-    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "dmso_24h",
+    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "course_over", "dmso_24h",
     "discarded", "returned", "not_prescribed", "not_on_ward"))}
 
 

@@ -274,6 +274,32 @@ def _short_words(short: CourseShort, volume: Decimal) -> str:
 
 #: the longest reason for a volume outside the prescription (the web form's and the API's limit alike)
 END_REASON_MAX = 500
+#: the infusion_ended detail that flags an infusion ended sooner than its protocol's infusion time (with its reason)
+SHORTER_THAN_PROTOCOL = "shorter_than_protocol"
+
+
+def infusion_hours(calculation: Any, protocol_id: str) -> Decimal | None:
+    """The time the infusion is to be given over (h): the prescription's stored calculation's infusion_duration_h (the
+    one its endotoxin limit K x weight x time was judged with), else its protocol's; None when neither has one."""
+    try:
+        hours = Decimal(str(calculation["infusion_duration_h"]))
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        protocol = protocols().get(protocol_id)
+        hours = protocol.dosing.infusion_duration_h if protocol is not None else None
+    return hours if hours is not None and hours.is_finite() and hours > 0 else None
+
+
+def lasted_words(lasted: timedelta) -> str:
+    """A duration as a nurse reads it: "0 min 1 s", "1 h 2 min 5 s"."""
+    seconds = max(int(lasted.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{f'{hours} h ' if hours else ''}{minutes} min {seconds} s"
+
+
+def _too_fast_words(lasted: timedelta, hours: Decimal) -> str:
+    return (f"The infusion lasted {lasted_words(lasted)}; the protocol gives it over {hours.normalize():f} h: say "
+            "why (it is recorded and the clinician must be told).")
 
 
 def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
@@ -282,7 +308,9 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
     refused, but only with the reason, and flagged on the record: the dose given is then outside the prescription
     and the clinician must know. So is a course whose total falls below the prescription's band although each bag
     is inside the tolerance (two bags each 9 % short): what the prescription has given, this bag at its volume, plus
-    what its bags still to give would give as prescribed, below the band's lower limit (COURSE_BELOW_BAND)."""
+    what its bags still to give would give as prescribed, below the band's lower limit (COURSE_BELOW_BAND). And so is
+    an end recorded sooner than the infusion time the prescription (its protocol) gives the cells over
+    (SHORTER_THAN_PROTOCOL: the protocols give them by slow IV infusion), the reason then named as the field."""
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
     reason = (reason or "").strip()
@@ -305,23 +333,41 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
             volume, prescribed, dose_tolerance(allocation.prescription.protocol_id))
         short = None if allocation is None else course_short(session, allocation.prescription,
                                                                ending=(infusion.id, volume))
-        if (outside or short) and len(reason) < 5:
+        now = utcnow()
+        # the protocols give the cells by slow IV infusion over their infusion time: an end recorded sooner (25 mL
+        # "given" in one second) is recorded only with the reason, as a volume outside the prescription is
+        hours = None if allocation is None else infusion_hours(allocation.prescription.calculation,
+                                                               allocation.prescription.protocol_id)
+        lasted = now - _aware(infusion.started_at)
+        too_fast = hours is not None and lasted < timedelta(hours=float(hours))
+        if (outside or short or too_fast) and len(reason) < 5:
             words = [_outside_words(outside, volume, prescribed)] if outside else []
-            raise ValidationFailed(" ".join(words + ([_short_words(short, volume)] if short else [])),
-                                   field="volume_ml")
-        infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), actor.id, volume
-        # why the volume or the course is outside the prescription, on the record the pages flag (and audited)
-        infusion.volume_reason = reason if (outside or short) else None
+            words += [_short_words(short, volume)] if short else []
+            words += [_too_fast_words(lasted, hours)] if too_fast and hours is not None else []
+            # the volume named when it is outside (check it first), else the reason the time asks for
+            raise ValidationFailed(" ".join(words), field="volume_ml" if (outside or short) else "reason")
+        infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = now, actor.id, volume
+        # why the volume, the course or the time is outside the prescription, on the record the pages show (audited)
+        infusion.volume_reason = reason if (outside or short or too_fast) else None
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
         if outside:
             details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
                             "prescribed_ml": str(prescribed), "why": reason})
+        if too_fast:
+            assert hours is not None
+            details.update({SHORTER_THAN_PROTOCOL: True, "lasted_s": int(lasted.total_seconds()),
+                            "protocol_hours": f"{hours.normalize():f}", "why": reason})
         if short:  # the course as a whole falls below the prescription's band: flagged as the bag's volume is
             details.update({COURSE_BELOW_BAND: True,
                             "course_expected_cells": f"{short.expected_cells.quantize(Decimal(1)):f}",
                             "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason})
         record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time as UTC-aware (a database without time zones gives it back naive, in UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

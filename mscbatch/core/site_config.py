@@ -87,6 +87,9 @@ class Product:
     #: reagent types the manufacturing record must name before quarantine (DOMAIN.md section 4), each entry the
     #: types of which any one will do: (("medium",), ("platelet_lysate", "fbs"), ("trypsin",), ("dmso",))
     required_reagent_types: tuple[tuple[str, ...], ...] = ()
+    #: the post-thaw limit is a demo value the site has still to set from its stability studies (`to_confirm =
+    #: true`): the bedside check says so beside it (DOMAIN.md: a value "to confirm" is flagged in the UI)
+    post_thaw_limit_to_confirm: bool = False
 
     @property
     def post_thaw_limit_minutes(self) -> int:
@@ -223,7 +226,10 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
     if shelf_from not in SHELF_LIFE_STARTS:
         raise ConfigError(path, f"{where}.shelf_life.from", f"unknown start {shelf_from!r}; use freeze or collection")
     thaw = require(entry, "post_thaw_limit", dict, path, where)
-    _only(thaw, {"value", "unit"}, path, f"{where}.post_thaw_limit")
+    _only(thaw, {"value", "unit", "to_confirm"}, path, f"{where}.post_thaw_limit")
+    thaw_to_confirm = thaw.get("to_confirm", False)
+    if not isinstance(thaw_to_confirm, bool):
+        raise ConfigError(path, f"{where}.post_thaw_limit.to_confirm", "must be true or false")
     product_id = require(entry, "id", str, path, where)
     return Product(
         id=product_id, name=require(entry, "name", str, path, where),
@@ -231,7 +237,7 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
         collection_type=collection_type,
         trial=_trial(entry, product_id, path, where),
         shelf_life=_duration(shelf, path, f"{where}.shelf_life"), shelf_life_from=shelf_from,
-        post_thaw_limit=_duration(thaw, path, f"{where}.post_thaw_limit"),
+        post_thaw_limit=_duration(thaw, path, f"{where}.post_thaw_limit"), post_thaw_limit_to_confirm=thaw_to_confirm,
         storage_temperature_max_c=_temperature(entry, "storage_temperature", path, where),
         culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"),
         required_reagent_types=_required_reagents(entry, product_id, path, where))

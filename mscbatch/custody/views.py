@@ -124,8 +124,9 @@ def event() -> Any:
             lot = db.session.get(Lot, bag.lot_id)
             product = product_of(lot) if lot else None
             by = f", by {local_and_utc(thawed.occurred_at + product.post_thaw_limit)}" if product else ""  # a clock time
+            to_confirm = " (a site value still to confirm)" if product and product.post_thaw_limit_to_confirm else ""
             flash(f"Bag {din_shown(bag)} thawed: give it within {product.post_thaw_limit_minutes if product else 0} "
-                  f"minutes{by}.", "success")
+                  f"minutes{by}{to_confirm}.", "success")
         elif action == "return":
             handover.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
             flash(f"Bag {din_shown(bag)} returned to the unit.", "success")

@@ -103,8 +103,10 @@ def test_site_file_errors_name_the_key(tmp_path: Path, old: str, new: str, key: 
     ('collection_type = "V"', 'collection_type = "Q"', "products[0].collection_type", "unknown"),
     ('{ value = 365, unit = "days", from = "freeze" }', '{ value = 12, unit = "months", from = "freeze" }',
      "products[0].shelf_life.unit", "give the duration in days"),
-    ('{ value = 60, unit = "minutes" }', '{ value = 60, unit = "min" }', "products[0].post_thaw_limit.unit",
-     "unknown unit"),
+    ('{ value = 60, unit = "minutes", to_confirm = true }', '{ value = 60, unit = "min" }',
+     "products[0].post_thaw_limit.unit", "unknown unit"),
+    ('{ value = 60, unit = "minutes", to_confirm = true }', '{ value = 60, unit = "minutes", to_confirm = "yes" }',
+     "products[0].post_thaw_limit.to_confirm", "true or false"),
     ('{ value = 365, unit = "days", from = "freeze" }', '{ value = 365, unit = "days", from = "thaw" }',
      "products[0].shelf_life.from", "unknown start"),
     ("max_passage = 5", "max_pasage = 5", "products[0].culture.max_pasage", "unknown key"),
@@ -150,5 +152,15 @@ def test_every_shipped_product_names_its_trial() -> None:
 
 
 def test_a_fractional_duration_is_kept_exactly(tmp_path: Path) -> None:
-    path = _edited(tmp_path, PRODUCTS, '{ value = 60, unit = "minutes" }', '{ value = 1.5, unit = "hours" }')
+    path = _edited(tmp_path, PRODUCTS, '{ value = 60, unit = "minutes", to_confirm = true }',
+                   '{ value = 1.5, unit = "hours" }')
     assert load_products(path).get("UC-MSC").post_thaw_limit == timedelta(minutes=90)
+
+
+def test_s38_a_post_thaw_limit_is_to_confirm_only_where_the_file_says_so(tmp_path: Path) -> None:
+    """The bedside flags a post-thaw limit "a site value still to confirm" from the file's `to_confirm`, not from a
+    template that would go on saying it once the site confirmed the value."""
+    assert load_products(PRODUCTS).get("UC-MSC").post_thaw_limit_to_confirm is True  # the shipped demo value
+    path = _edited(tmp_path, PRODUCTS, '{ value = 60, unit = "minutes", to_confirm = true }',
+                   '{ value = 60, unit = "minutes" }')
+    assert load_products(path).get("UC-MSC").post_thaw_limit_to_confirm is False

@@ -22,6 +22,7 @@ from mscbatch.donors.models import (
     APPROVED,
     INELIGIBLE,
     MEANINGS,
+    QA_CORRECTION_MEANING,
     Donor,
     DonorLookback,
     EligibilityDecision,
@@ -36,6 +37,7 @@ from mscbatch.donors.queries import (
     screening_enterers,
 )
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import sign
 
 
@@ -147,22 +149,39 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
 def _refuse_approval_while_tracing(session: Session, donor: Donor) -> None:
     """No approval while a lookback of the donor is open: the donor's lots are not traced yet, and an approval would
     make them usable again (clearance reads the donor's status). The lookback closes when QA starts the donor's
-    recall, or, for a donor with no lot, with QA's note on the donor page (close_lookback_without_lots)."""
+    recall, or with QA's note on the donor page when there is nothing to recall (lookback_closable)."""
     lookback = session.scalar(select(DonorLookback).where(
         DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).order_by(DonorLookback.id).limit(1))
     if lookback is not None:
         raise Conflict(f"Donor {donor.code} cannot be approved while lookback L-{lookback.id} is open (opened "
                        f"{lookback.opened_at:%Y-%m-%d}: {lookback.reason.rstrip('.')}). Close the lookback first: "
-                       "start the donor's recall, or, if no lot was made from this donor, close it with a note on "
-                       "this page. Nothing was signed.", field="meaning")
+                       "start the donor's recall, or, if no lot was made from this donor or QA corrected the result that "
+                       "opened it to negative, close it with a note on this page. Nothing was signed.", field="meaning")
+
+
+def lookback_closable(session: Session, lookback: DonorLookback) -> str | None:
+    """Why QA may close this open lookback with a note rather than by the donor's recall, or None:
+    - "no_lots": no lot was ever made from the donor: nothing to trace or recall;
+    - "corrected": the result that opened it was a typing error, corrected by QA to negative with a signature
+      (services.correct_result): the news it carried is gone, and the donor's lots need no recall for it (a recall
+      is terminal for a released lot: a typo must not cost the lot)."""
+    from mscbatch.lots.models import Lot  # lots read donors: imported when called
+
+    if session.scalar(select(Lot.id).where(Lot.donor_id == lookback.donor_id).limit(1)) is None:
+        return "no_lots"
+    if lookback.triggering_result_id is None:  # opened by QA signing "ineligible": no result to correct
+        return None
+    result = session.get(ScreeningResult, lookback.triggering_result_id)
+    signed = session.scalar(select(Signature.id).where(
+        Signature.entity_type == "donor_screening_result", Signature.entity_id == str(lookback.triggering_result_id),
+        Signature.meaning == QA_CORRECTION_MEANING).limit(1))
+    return "corrected" if result is not None and result.result == "negative" and signed is not None else None
 
 
 def close_lookback_without_lots(session: Session, actor: Any, lookback_id: int, note: str) -> DonorLookback:
-    """QA closes a donor lookback with a note when no lot was ever made from the donor: there is nothing to trace or
-    recall, so starting a recall is not the way out (it would hold nothing). With a lot, the donor's recall closes
-    it (mscbatch.recall)."""
-    from mscbatch.lots.models import Lot  # lots read donors: imported when called
-
+    """QA closes a donor lookback with a note when there is nothing to recall (lookback_closable): no lot was ever
+    made from the donor, or the result that opened it was corrected by QA to negative (a typing error). Otherwise the
+    donor's recall closes it (mscbatch.recall)."""
     note = (note or "").strip()
     if not actor.has_role("qa"):
         raise PermissionDenied("Only QA closes a donor lookback.")
@@ -174,21 +193,27 @@ def close_lookback_without_lots(session: Session, actor: Any, lookback_id: int, 
     found = session.get(DonorLookback, lookback_id)
     if found is None:
         raise NotFound(f"No donor lookback with id {lookback_id}.")
-    with use_case(session, actor, f"lookback closed, no lot from the donor: {note}"):
+    with use_case(session, actor, f"lookback closed without a recall: {note}"):
         donor = lock_donor(session, found.donor_id)
         lookback = session.get(DonorLookback, lookback_id, populate_existing=True)
         if lookback is None:
             raise NotFound(f"No donor lookback with id {lookback_id}: it is no longer recorded. Nothing was recorded.")
         if lookback.closed_at is not None:
             raise Conflict(f"Lookback L-{lookback.id} of donor {donor.code} is closed already. Nothing was recorded.")
-        lots = list(session.scalars(select(Lot.lot_number).where(Lot.donor_id == donor.id).order_by(Lot.id).limit(3)))
-        if lots:
-            raise Conflict(f"Lot {', '.join(lots)} was made from donor {donor.code}: the lookback closes when QA "
-                           "starts the donor's recall (Recalls page). Nothing was recorded.", field="note")
+        why = lookback_closable(session, lookback)
+        if why is None:
+            raise Conflict(f"Lots were made from donor {donor.code}: the lookback closes when QA starts the donor's "
+                           "recall (Recalls page), or, if the result that opened it was a typing error, once QA has "
+                           "corrected that result to negative with a signature. Nothing was recorded.", field="note")
         lookback.closed_at = utcnow()
         lookback.closed_by_id = actor.id
-        lookback.closure_note = f"Closed without a recall (no lot was made from this donor): {note}"
+        lookback.closure_note = (f"Closed without a recall ({CLOSABLE_WORDS[why]}): {note}")
     return lookback
+
+
+#: why a lookback was closed without a recall, as its closing note says
+CLOSABLE_WORDS = {"no_lots": "no lot was made from this donor",
+                  "corrected": "the result that opened it was corrected by QA to negative, signed"}
 
 
 #: the shortest note that closes a lookback of a donor with no lot

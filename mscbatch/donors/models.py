@@ -31,6 +31,8 @@ STATUS_LABELS = {"screening": "screening", "approved": "approved", "ineligible":
                  "pending_review": "pending review"}
 ANSWERS = ("yes", "no", "unknown")
 APPROVED = "Donor eligibility approved"
+#: the meaning of QA's signature on a correction of a result that was late news (services.late_news_of)
+QA_CORRECTION_MEANING = "Screening result corrected by QA"
 INELIGIBLE = "Donor ineligible"
 MEANINGS = (APPROVED, INELIGIBLE)
 

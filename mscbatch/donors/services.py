@@ -23,6 +23,7 @@ from mscbatch.donors.decisions import reopen
 from mscbatch.donors.models import (
     ANSWERS,
     APPROVED,
+    QA_CORRECTION_MEANING,
     Donor,
     DonorLookback,
     EligibilityDecision,
@@ -284,9 +285,6 @@ def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, 
                               superseded_decision_id=approved.id, triggering_result_id=row.id))
 
 
-#: the meaning of QA's signature on a correction of a result that was late news (late_news_of)
-QA_CORRECTION_MEANING = "Screening result corrected by QA"
-
 
 def late_news_of(session: Session, row: ScreeningResult) -> str | None:
     """Why a recorded result is late news that only QA may correct, with a signature, or None: it opened a lookback,
@@ -308,19 +306,6 @@ def late_news_of(session: Session, row: ScreeningResult) -> str | None:
     return None
 
 
-def _refuse_late_news_while_open(session: Session, donor: Donor) -> None:
-    """QA corrects late news only once the donor's lookback is closed: while it is open, the donor's lots are not
-    traced yet. A recall of the donor in force does not stop the correction: it keeps holding every lot of the donor
-    until QA ends it (signed), and refusing here would leave no way out for a donor with lots (ending the recall
-    opens its lookback again, and only a recall closes a lookback of a donor with lots)."""
-    lookback = session.scalar(select(DonorLookback.id).where(
-        DonorLookback.donor_id == donor.id, DonorLookback.closed_at.is_(None)).order_by(DonorLookback.id).limit(1))
-    if lookback is not None:
-        raise Conflict(f"Lookback L-{lookback} of donor {donor.code} is still open: close the lookback first (start "
-                       "the donor's recall, or close it with a note on the donor page when no lot was made from the "
-                       "donor). Nothing was corrected.", field="result")
-
-
 def correct_result(session: Session, actor: Any, result_id: int, *, reason: str, marker: str, result: str,
                    sample_date: date | None, lab_reference: str, seen_digest: str | None = None,
                    password: str | None = None) -> ScreeningResult:
@@ -329,7 +314,8 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
 
     A technician corrects results that are not late news. Late news (late_news_of: the result reopened an approval
     or opened a lookback) is corrected only by QA (`password` given: QA's e-signature, bound to the corrected
-    result), and only once the donor's lookback is closed (_refuse_late_news_while_open)."""
+    result), the lookback still open: the donor stays unapproved until QA closes it (a corrected typing error closes
+    it with a note, decisions.lookback_closable) and another approval is signed."""
     by_qa = password is not None
     if by_qa:
         if not actor.has_role("qa"):
@@ -353,8 +339,6 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
         if late is None and by_qa:
             raise Conflict("This result did not reopen the donor's approval: a technician corrects it. Nothing was "
                            "corrected.", field="result")
-        if by_qa:
-            _refuse_late_news_while_open(session, donor)
         _refuse_if_changed_since(seen_digest, result_digest(row), f"This result of donor {donor.code}")
         method, reference = check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)

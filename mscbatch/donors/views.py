@@ -195,6 +195,8 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
 
     return render_template("donors/detail.html", s=screening, donor=donor, rule_set=rule_set, age=age,
                            lots=lots_of_donor(db.session, donor.id), donor_recalls=recalls_of_donor(db.session, donor.id),
+                           closable={lb.id: decisions.lookback_closable(db.session, lb)
+                                     for lb in screening.lookbacks if lb.closed_at is None},
                            risk_assessment_only=decisions.only_risk_assessments(screening.evaluation),
                            on_risk_assessment=decisions.stands_on_risk_assessment(screening.current,
                                                                                  screening.evaluation),

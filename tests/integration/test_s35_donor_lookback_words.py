@@ -81,5 +81,7 @@ def test_an_open_lookback_says_who_opened_it_and_that_it_is_still_open(app, user
     box = _section(page, 'id="lookbacks"', "</section>")
     opened, state = _lines(box, s["lookback_id"])
     assert opened.startswith("Opened ") and OPENER in opened and "Anti-HIV" in opened
-    assert state == "Still open."
+    # QA is told how it closes (session 38: "Still open." alone left QA without a next step on the donor page)
+    assert state == ("Still open. To close it: start the donor's recall, or, if the result that opened it was a typing "
+                     "error, correct it (QA, signed) to negative, then close it here with a note."), state
     assert f'class="lookback open" id="lookback-{s["lookback_id"]}"' in box

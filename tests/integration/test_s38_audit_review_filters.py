@@ -150,3 +150,18 @@ def test_s38_a_lots_whole_trail_gathers_its_records_and_no_other_lots(app, demo)
     text = html.unescape(answer.get_data(as_text=True))
     assert answer.status_code == 422 and "Whole trail of lot: no lot is numbered MSC-2099-0404." in text
     assert 'id="lot-error"' in text
+
+
+def test_s38_a_number_too_large_or_not_ascii_is_refused_beside_the_filter(app, users, client_as):  # type: ignore[no-untyped-def]
+    """Code review and the edge fuzzer: lot=2^63 or a 5 000-digit number overflowed the id column, and R-² passed
+    str.isdigit() but not int(): each gave a 500. Each is now the field's own refusal (422)."""
+    qa = client_as("qa")
+    for query, field_words in (("lot=9223372036854775808", "Whole trail of lot: no lot is numbered"),
+                               ("lot=" + "9" * 5000, "Whole trail of lot: no lot is numbered"),
+                               ("entity_type=recall&entity_id=R-99999999999999999999", "is not a recall's number"),
+                               ("entity_type=recall&entity_id=R-%C2%B2", "is not a recall's number")):
+        for path in ("/audit", "/audit/events.csv"):
+            response = qa.get(f"{path}?{query}")
+            assert response.status_code == 422, (path, query[:40], response.status_code)
+            if path == "/audit":
+                assert field_words in html.unescape(response.get_data(as_text=True)), (query[:40],)

@@ -158,9 +158,14 @@ def signed_out_redirect() -> Any:
 
 
 def _password_must_change() -> bool:
-    """A signed-in user whose password an administrator chose (who could act as them), away from the password page."""
-    return (request.endpoint not in PASSWORD_CHANGE_ENDPOINTS and current_user.is_authenticated
-            and bool(getattr(current_user, "must_change_password", False)))
+    """A signed-in user whose password an administrator chose (who could act as them), or whose password grew older
+    than PASSWORD_MAX_AGE_DAYS since the sign-in (an API token is used without one: ageing is judged here too), away
+    from the password page."""
+    if request.endpoint in PASSWORD_CHANGE_ENDPOINTS or not current_user.is_authenticated:
+        return False
+    from mscbatch.auth.services import password_too_old  # as _ended_words imports: access stays light
+
+    return bool(getattr(current_user, "must_change_password", False)) or password_too_old(current_user)
 
 
 def _to_password_change() -> Any:

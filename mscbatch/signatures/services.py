@@ -21,7 +21,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.auth.lockout import count_wrong_password
 from mscbatch.auth.models import User
 from mscbatch.auth.passwords import verify_password
-from mscbatch.auth.services import admin_beside_words
+from mscbatch.auth.services import admin_beside_words, password_too_old
 from mscbatch.core.signing import content_hash, signature_mac
 from mscbatch.database import utcnow
 from mscbatch.errors import AuthenticationFailed, PermissionDenied
@@ -79,7 +79,8 @@ def sign(session: Session, signer: User, password: str, record: Signable, meanin
     if why:  # an account not allowed to sign in may not sign either
         raise PermissionDenied(f"Signature refused: the account {signer.username} is not active, as {why}. Nothing "
                                "was signed.")
-    if getattr(signer, "must_change_password", False):  # the administrator who chose the password could sign
+    # the administrator who chose the password could sign; a password past its age is changed before any signature
+    if getattr(signer, "must_change_password", False) or (isinstance(signer, User) and password_too_old(signer)):
         raise PermissionDenied("Signature refused: this account's password must be changed first (an administrator "
                                "chose it, or it is too old). Change it on My account; nothing was signed.")
     if not password:  # refused before verification: an empty field is not a wrong password and is not counted

@@ -13,7 +13,7 @@ from mscbatch.audit.models import AuditEvent
 from mscbatch.auth import services
 from mscbatch.auth.models import AuthSession, PasswordHistory, SigninFailure, User
 from mscbatch.database import utcnow
-from mscbatch.errors import ValidationFailed
+from mscbatch.errors import PermissionDenied, ValidationFailed
 from mscbatch.settings import SettingsError, from_environment
 from tests.conftest import PASSWORD, api_token_for, login, make_app
 
@@ -256,3 +256,25 @@ def test_s38_sign_out_and_an_idle_timeout_are_in_the_audit_trail(app, users, cli
     assert idle.get("/donors").status_code == 302
     assert _count(app, AuditEvent.action == "session_expired", AuditEvent.entity_id == nurse_id,
                   AuditEvent.reason == "session ended: idle timeout") == 1
+
+
+def test_s38_a_token_made_before_the_password_aged_is_refused_and_no_signature_is_taken(app, users):
+    """Code review: the maximum age was judged only at a browser sign-in, so an API token made earlier kept working
+    (and signing) for good after the password passed its age. The API and sign() judge it too."""
+    from mscbatch.signatures.services import sign
+
+    token = api_token_for(app, "clinician")
+    fresh = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert fresh.status_code == 200
+    _age_password(app, "clinician", 181)
+    aged = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert aged.status_code == 403 and "too old" in aged.get_json()["detail"]
+    with app.app_context():
+        session = _db(app)
+        try:
+            clinician = session.scalar(select(User).where(User.username == "clinician"))
+            with pytest.raises(PermissionDenied, match="must be changed first"):
+                sign(session, clinician, PASSWORD, clinician, "Test meaning")
+        finally:
+            session.rollback()
+            session.close()

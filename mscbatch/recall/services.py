@@ -283,6 +283,17 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
     return lifted
 
 
+def lots_left_recalled(session: Session, recall_id: int) -> list[str]:
+    """The numbers of the lots this recall reaches that are recalled: ending a recall found invalid lifts its bag
+    holds but never takes a lot out of "recalled" (a final state: core.states), so the end's message must say so, not
+    let "holds lifted" read as "usable again"."""
+    recall = get_recall(session, recall_id)
+    target = target_of(recall)
+    if target is None:
+        return []
+    return [lot.lot_number for lot in affected_lots(session, recall.scope, target) if lot.status == "recalled"]
+
+
 def _reopen_lookback(session: Session, recall: Recall) -> None:
     """A donor recall closed the donor's lookbacks when it started (start_recall_in_use_case), and QA may close one
     opened since under it (close_lookback): the recall was to hold the lots and list the patients to tell. Ended as

@@ -179,7 +179,11 @@ def end(recall_id: int) -> Any:
         db.session.rollback()
         _refused(form, error, END_BLANKS)
         return _detail(recall_id, form, error.status)
-    flash(f"Recall R-{recall_id} ended (signed); {lifted} holds lifted.", "success")
+    still = services.lots_left_recalled(db.session, recall_id)
+    lots = (f" Lot {', '.join(still)} stays RECALLED: a recalled lot is never used again, and its bags cannot be "
+            "given." if still else "")
+    holds = "no hold lifted" if not lifted else ("1 bag hold lifted" if lifted == 1 else f"{lifted} bag holds lifted")
+    flash(f"Recall R-{recall_id} ended (signed); {holds}.{lots}", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id))
 
 

@@ -57,7 +57,8 @@ def login() -> Any:
             user, token = services.authenticate(db.session, form.username.data, form.password.data, policy(),
                                                 client_address())
         except services.SigninThrottled as error:  # refused unchecked: nothing counted, nothing audited
-            form.password.errors.append(error.message)
+            # above the form, not under the password: it is not the password that is refused (re-walk, session 38)
+            form.form_errors.append(error.message)
             response = current_app.make_response((render_template("auth/login.html", form=form), 429))
             response.headers["Retry-After"] = str(error.minutes * 60)
             return response

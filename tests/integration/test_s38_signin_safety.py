@@ -165,6 +165,9 @@ def test_s38_ten_failed_sign_ins_from_one_address_refuse_its_next_attempts_unche
         assert refused.status_code == 429
     text = refused.get_data(as_text=True)
     assert "Too many failed sign-ins from this device: wait 15 minutes or call the unit&#39;s administrator" in text
+    # said above the form (role="alert"), not under the password field: it is not the password that is refused
+    alert = text.split('<div class="form-errors" role="alert">', 1)[1].split("</div>", 1)[0]
+    assert "Too many failed sign-ins" in alert
     assert refused.headers["Retry-After"] == "900"
     # refused before the password: a real account's guesses from there count towards nothing, nothing is audited
     for n in range(6):

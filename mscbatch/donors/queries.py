@@ -302,12 +302,33 @@ def status_notes(session: Session, donors: list[Donor]) -> dict[int, list[str]]:
             ScreeningResult.donor_id.in_(ids), ScreeningResult.result != "negative")
             .order_by(ScreeningResult.donor_id, ScreeningResult.result.desc())):
         notes[donor_id].append("REACTIVE result" if result == "positive" else f"{result.upper()} result")
-    for donor in donors:
-        if donor.status in ("screening", "pending_review"):
-            try:
-                notes[donor.id].append(f"screening says {evaluate_donor(session, donor).status}")
-            except NotFound:
-                notes[donor.id].append("rule set no longer configured")
+    # the screening's verdict, judged as evaluate_donor judges it (facts_of's facts), from the results and the
+    # answers of every screening donor of the page read in one statement each (not two statements a donor)
+    screening = [d for d in donors if d.status in ("screening", "pending_review")]
+    results: dict[int, list[MarkerResult]] = {d.id: [] for d in screening}
+    answers: dict[int, dict[str, bool | None]] = {d.id: {} for d in screening}
+    if screening:
+        for row in session.scalars(select(ScreeningResult).where(
+                ScreeningResult.donor_id.in_(list(results))).order_by(ScreeningResult.sample_date, ScreeningResult.id)):
+            results[row.donor_id].append(MarkerResult(row.marker, row.method, row.result, row.sample_date))
+        for donor_id, question_id, answer in session.execute(select(
+                QuestionnaireAnswer.donor_id, QuestionnaireAnswer.question_id, QuestionnaireAnswer.answer).where(
+                QuestionnaireAnswer.donor_id.in_(list(answers)))):
+            answers[donor_id][question_id] = {"yes": True, "no": False}.get(answer)
+    for donor in screening:
+        try:
+            rule_set = rule_set_of(donor)
+        except NotFound:
+            notes[donor.id].append("rule set no longer configured")
+            continue
+        facts = DonorFacts(
+            collection_date=donor.planned_collection_date, date_of_birth=donor.date_of_birth, sex=donor.sex,
+            weight_kg=donor.weight_kg, consent_signed=donor.consent_signed, consent_date=donor.consent_date,
+            social_security=donor.social_security, relationship=donor.relationship,
+            childbearing_potential=donor.childbearing_potential, contraception=donor.contraception,
+            results=tuple(results[donor.id]), answers=answers[donor.id],
+            retest_180_days_negative=donor.retest_180_days_negative)
+        notes[donor.id].append(f"screening says {evaluate(rule_set, facts).status}")
     for recall_id, donor_id in session.execute(select(Recall.id, Recall.donor_id).where(
             Recall.scope == "donor", Recall.donor_id.in_(ids), Recall.status.in_(IN_FORCE)).order_by(Recall.id)):
         notes[donor_id].append(f"recall R-{recall_id} in force")

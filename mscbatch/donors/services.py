@@ -288,22 +288,41 @@ def _lookback_after_a_past_approval(session: Session, actor: Any, donor: Donor, 
 
 def late_news_of(session: Session, row: ScreeningResult) -> str | None:
     """Why a recorded result is late news that only QA may correct, with a signature, or None: it opened a lookback,
-    or it is not negative and was recorded after a QA approval of the donor. A technician alone correcting it would erase the news that reopened the donor, and QA
-    would approve again a donor whose released lots the lookback is still tracing."""
-    lookback = session.scalar(select(DonorLookback).where(DonorLookback.triggering_result_id == row.id)
-                              .order_by(DonorLookback.id).limit(1))
-    if lookback is not None:
-        return f"This result opened the donor's lookback L-{lookback.id} ({lookback.opened_at:%Y-%m-%d})"
-    approvals = session.scalars(select(EligibilityDecision).where(
-        EligibilityDecision.donor_id == row.donor_id, EligibilityDecision.meaning == APPROVED,
-        EligibilityDecision.judged_at <= row.entered_at).order_by(EligibilityDecision.id))
+    or it is not negative and was recorded after a QA approval of the donor. A technician alone correcting it would
+    erase the news that reopened the donor, and QA would approve again a donor whose released lots the lookback is
+    still tracing."""
+    return late_news_for(session, [row])[row.id]
+
+
+def late_news_for(session: Session, rows: list[ScreeningResult]) -> dict[int, str | None]:
+    """late_news_of for each of the results (result id -> words or None), in at most two statements whatever their
+    number: the lookbacks they opened, then, for a result not negative that opened none, the first approval of its
+    donor dated at or before it was recorded (a negative is no news: no approval is read for it)."""
+    news: dict[int, str | None] = {row.id: None for row in rows}
+    if not rows:
+        return news
+    for lookback in session.scalars(select(DonorLookback).where(
+            DonorLookback.triggering_result_id.in_(list(news))).order_by(DonorLookback.id)):
+        if news[lookback.triggering_result_id] is None:  # the first lookback it opened
+            news[lookback.triggering_result_id] = (f"This result opened the donor's lookback L-{lookback.id} "
+                                                   f"({lookback.opened_at:%Y-%m-%d})")
     # a negative recorded after an approval reopened it too, but correcting it erases no news (the approval stays
     # superseded; corrected into news it opens a lookback): a technician still corrects it
-    for approval in approvals:
-        if row.result != "negative":
-            return (f"This {row.result} result was recorded after QA's approval of {approval.judged_at:%Y-%m-%d} and "
-                    "reopened the donor's approval")
-    return None
+    news_left = [row.id for row in rows if news[row.id] is None and row.result != "negative"]
+    if not news_left:
+        return news
+    words = {row.id: row.result for row in rows}
+    # the first approval (by id) of the result's donor dated at or before the result was recorded: one statement
+    first_approval = (select(EligibilityDecision.judged_at).where(
+        EligibilityDecision.donor_id == ScreeningResult.donor_id, EligibilityDecision.meaning == APPROVED,
+        EligibilityDecision.judged_at <= ScreeningResult.entered_at)
+        .order_by(EligibilityDecision.id).limit(1).correlate(ScreeningResult).scalar_subquery())
+    for result_id, judged in session.execute(select(ScreeningResult.id, first_approval).where(
+            ScreeningResult.id.in_(news_left))):
+        if judged is not None:
+            news[result_id] = (f"This {words[result_id]} result was recorded after QA's approval of "
+                               f"{judged:%Y-%m-%d} and reopened the donor's approval")
+    return news
 
 
 def correct_result(session: Session, actor: Any, result_id: int, *, reason: str, marker: str, result: str,

@@ -203,7 +203,7 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
                            risk_assessment_min=decisions.RISK_ASSESSMENT_MIN_CHARS,
                            is_risk_assessed=decisions.is_risk_assessed,
                            earlier_reactive=earlier_reactive_of(db.session, donor, screening.results),
-                           late_news={r.id: services.late_news_of(db.session, r) for r in screening.results},
+                           late_news=services.late_news_for(db.session, screening.results),
                            show_identity=can_see_identity(current_user), yesno=_yes_no, **forms, **LABELS), status
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
@@ -22,7 +22,7 @@ from mscbatch.core.cohorts import (
     check_decision_due,
     validate_decision,
 )
-from mscbatch.core.dosing import per_kg_words
+from mscbatch.core.dosing import cells_given, per_kg_words
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.patients.models import (
@@ -138,24 +138,36 @@ class ReceivedDose:
 
 def received_doses(session: Session, protocol: Any) -> list[ReceivedDose]:
     """Each infused patient of the protocol, in the order of their first infusion, with the dose actually received
-    (inventory.already_infused: every bag infused under the protocol, at the volume recorded at its end)."""
+    (as inventory.already_infused counts it: every bag infused under the protocol's signed prescriptions, at the
+    volume recorded at its end, under the allocation it was given under), read for every patient at once."""
     from mscbatch.custody.models import Infusion  # custody reads patients: imported when called
-    from mscbatch.patients.inventory import already_infused
+    from mscbatch.lots.models import Bag
+    from mscbatch.patients.inventory import AlreadyInfused, InfusedBag
 
     rows = session.execute(
-        select(Prescription.patient_id, Prescription.dose_level_cells_per_kg)
-        .join(Allocation, Allocation.prescription_id == Prescription.id)
-        .join(Infusion, (Infusion.bag_id == Allocation.bag_id) & (Infusion.patient_id == Allocation.patient_id))
+        select(Infusion, Allocation, Prescription, Bag.din, Bag.check_character, Patient.code)
+        .join(Allocation, (Allocation.bag_id == Infusion.bag_id) & (Allocation.patient_id == Infusion.patient_id))
+        .join(Prescription, Prescription.id == Allocation.prescription_id)
+        .join(Bag, Bag.id == Infusion.bag_id)
+        .join(Patient, Patient.id == Infusion.patient_id)
         .where(Prescription.protocol_id == protocol.id, Prescription.locked_at.is_not(None))
-        .order_by(Infusion.started_at, Infusion.id))
-    first: dict[int, Decimal] = {}
-    for patient_id, level in rows:
-        first.setdefault(patient_id, Decimal(level))
-    out = []
-    for patient_id, level in first.items():
-        patient = session.get(Patient, patient_id)
-        assert patient is not None
-        given = already_infused(session, patient, protocol)
-        out.append(ReceivedDose(patient.id, patient.code, level, given.cells_per_kg,
-                                protocol.dosing.tolerance_percent))
-    return out
+        .order_by(Infusion.started_at, Infusion.id, Allocation.id.desc()))
+    chosen: dict[int, tuple[Any, Allocation, Prescription, str, str, str]] = {}
+    for infusion, allocation, prescription, din, k, code in rows:
+        held = chosen.get(infusion.id)
+        # the allocation the bag was given under: the one still holding it (an infused bag keeps it), else the latest
+        if held is None or (allocation.active and not held[1].active):
+            chosen[infusion.id] = (infusion, allocation, prescription, din, k, code)
+    bags: dict[int, list[InfusedBag]] = {}
+    first: dict[int, tuple[str, Decimal]] = {}  # patient id -> code, the level of their first infused prescription
+    for infusion, allocation, prescription, din, k, code in chosen.values():  # in order of start
+        first.setdefault(infusion.patient_id, (code, Decimal(prescription.dose_level_cells_per_kg)))
+        infused = None if infusion.volume_infused_ml is None else Decimal(infusion.volume_infused_ml)
+        drawn = cells_given(Decimal(allocation.cells), Decimal(allocation.volume_ml), infused)
+        bags.setdefault(infusion.patient_id, []).append(InfusedBag(
+            bag_id=infusion.bag_id, din=din, check_character=k, prescription_id=prescription.id,
+            started_at=infusion.started_at, cells=drawn.to_integral_value(ROUND_FLOOR), volume_infused_ml=infused,
+            weight_kg=Decimal(prescription.weight_kg)))
+    return [ReceivedDose(patient_id, code, level,
+                         AlreadyInfused(protocol.short_name, tuple(bags[patient_id])).cells_per_kg,
+                         protocol.dosing.tolerance_percent) for patient_id, (code, level) in first.items()]

@@ -4,6 +4,7 @@ by a withdrawal). The prescription page, the dose sheet and the patient page say
 course never reads as if all its bags were given."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -53,6 +54,14 @@ class BagOutcome:
         if self.state == "not_given":
             return f"NOT GIVEN: {self.fate}"
         return ""
+
+
+def course_completed(outcomes: Iterable[BagOutcome]) -> bool:
+    """The course is completed (no stored status): it has bags, and every one of them was given AND its infusion
+    ended. A bag whose infusion is still running is not yet given in full: the course is not completed until its end
+    is recorded. The one judgement of the prescription page, the dose sheet, the flash of a close and prescribe."""
+    outcomes = list(outcomes)
+    return bool(outcomes) and all(o.state == "given" and o.infused_ml is not None for o in outcomes)
 
 
 def _fate(session: Session, prescription: Prescription, row: Allocation, bag: Bag) -> str:
@@ -152,15 +161,19 @@ def let_go_words(session: Session, prescription: Prescription) -> str:
     outcomes = bag_outcomes(session, prescription, rows)
     dins = {r.id: din_shown(bag) for r in rows if (bag := session.get(Bag, r.bag_id)) is not None}
     given = [dins[r.id] for r in rows if outcomes[r.id].state == "given"]
+    running = [dins[r.id] for r in rows if outcomes[r.id].state == "given" and outcomes[r.id].infused_ml is None]
     others = [f"{dins[r.id]} {outcomes[r.id].fate}" for r in rows if outcomes[r.id].state != "given"]
     if prescription.status == "cancelled":
         words = "Prescription cancelled before any bag was given."
-    elif not others and given:  # every bag given: the course was completed, not stopped
+    elif course_completed(outcomes.values()):  # every bag given, every infusion ended: completed, not stopped
         words = (f"Completed course closed: every bag of it was given ({', '.join(given)}); "
                  f"{'it stays' if len(given) == 1 else 'they stay'} on the patient's record.")
     else:
         words = (f"Course stopped: the {_count(len(given), 'bag', 'bags')} already given ({', '.join(given)}) "
                  f"{'stays' if len(given) == 1 else 'stay'} on the patient's record.")
+    if running:  # not completed while a bag still runs: its end is still to record
+        words += (f" Infusion still running: {', '.join(running)}. Record its end (volume infused) on its infusion "
+                  "page when it stops.")
     if others:
         words += (f" Not given ({_count(len(others), 'bag', 'bags')}): " + "; ".join(others) + ". The bedside check "
                   f"now answers STOP for {'it' if len(others) == 1 else 'them'}.")

@@ -35,7 +35,7 @@ from mscbatch.custody.checks import course_short_words
 from mscbatch.custody.queries import course_short
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.patients.course import bag_outcomes, stop_words
+from mscbatch.patients.course import bag_outcomes, course_completed, stop_words
 from mscbatch.patients.endotoxin import unknown_load_words
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.queries import allocations_of, protocols, signatures_for, weight_change_of
@@ -196,8 +196,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                              millions(row.cells), row.partial, row.conditional_release, outcome.state,
                              outcome.words, outcome.cells, outcome.infused_ml, donors.get(lot.donor_id, "?"),
                              bag.id))
-    completed = bool(bags) and prescription.status in ("active", "stopped") and all(
-        b.state == "given" and b.infused_ml is not None for b in bags)
+    completed = prescription.status in ("active", "stopped") and course_completed(outcomes.values())
     status = "COMPLETED: every bag given" if completed else prescription.status
     facts = [
         ("Dose level", format_cells_per_kg(Decimal(prescription.dose_level_cells_per_kg))

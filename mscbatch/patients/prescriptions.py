@@ -160,11 +160,9 @@ def _repeat_course(already: AlreadyInfused, reason: str | None) -> str | None:
 
 def _completed(session: Session, prescription: Prescription) -> bool:
     """Every bag of the prescription was given, its infusion ended (the course is completed; no stored status)."""
-    from mscbatch.patients.course import bag_outcomes
+    from mscbatch.patients.course import bag_outcomes, course_completed
 
-    rows = allocations_of(session, prescription.id)
-    outcomes = bag_outcomes(session, prescription, rows)
-    return bool(rows) and all(o.state == "given" and o.infused_ml is not None for o in outcomes.values())
+    return course_completed(bag_outcomes(session, prescription, allocations_of(session, prescription.id)).values())
 
 
 def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,

@@ -636,7 +636,10 @@ class CourseDose:
 
 def cells_given(prescribed_cells: Decimal, prescribed_ml: Decimal, infused_ml: Decimal | None) -> Decimal:
     """The cells a bag gave: its prescribed cells in proportion to the volume recorded at the infusion's end
-    (a homogeneous suspension; more than prescribed counts more), or as prescribed while the infusion runs."""
+    (a homogeneous suspension; more than prescribed counts more), or as prescribed while the infusion runs.
+
+    The bedside check adds the same up in SQL, in its one statement (custody.checks._course_given: cells x infused
+    / prescribed mL, as prescribed while it runs or when its draw is 0 mL): change the two together."""
     if infused_ml is None or prescribed_ml <= 0:
         return prescribed_cells
     return prescribed_cells * infused_ml / prescribed_ml
@@ -665,6 +668,16 @@ def course_low_cells(calculation: Mapping[str, Any]) -> Decimal:
     if calculation.get("low_cells") is not None:
         return Decimal(calculation["low_cells"])
     return (Decimal(calculation["target_cells"]) * (_HUNDRED - Decimal(calculation["tolerance_percent"]))
+            / _HUNDRED)
+
+
+def course_high_cells(calculation: Mapping[str, Any]) -> Decimal:
+    """The upper limit of the band a prescription was signed under (its stored calculation, decimals as text): its
+    high_cells, or target x (100 + tolerance) / 100 for a calculation stored without it (the bedside check's
+    course_over: custody.checks)."""
+    if calculation.get("high_cells") is not None:
+        return Decimal(calculation["high_cells"])
+    return (Decimal(calculation["target_cells"]) * (_HUNDRED + Decimal(calculation["tolerance_percent"]))
             / _HUNDRED)
 
 

@@ -31,6 +31,7 @@ from mscbatch.core.culture import format_cells
 from mscbatch.core.dosing import (
     DmsoGiven,
     cells_per_kg_words,
+    course_high_cells,
     dmso_grams,
     dmso_window_refusal,
     window_start_before,
@@ -303,7 +304,10 @@ def course_has_lost_bag(bag_id: Any) -> Any:
 def _course_given(bag_id: Any) -> tuple[Any, Any]:
     """Correlated scalar subqueries: (the cells the other bags of the signed, active prescription reserving this bag
     have given, each at the volume recorded at its end, as prescribed while it runs; their number). NULL / 0 when
-    none was given. Read at every scan in the check's one statement (bag_allocation is indexed by prescription)."""
+    none was given. Read at every scan in the check's one statement (bag_allocation is indexed by prescription).
+
+    The cells given are core.dosing.cells_given in SQL (at the volume recorded at the end, as prescribed while it runs
+    or for a 0 mL draw): change the two together, or the bedside and the end of an infusion add up another course."""
     mine, other = aliased(Allocation), aliased(Allocation)
     at_volume = case((or_(Infusion.volume_infused_ml.is_(None), other.volume_ml <= 0), other.cells),
                      else_=other.cells * Infusion.volume_infused_ml / other.volume_ml)
@@ -318,14 +322,12 @@ def _course_given(bag_id: Any) -> tuple[Any, Any]:
 
 def _course_calculation(bag_id: Any) -> Any:
     """Correlated scalar subquery: the stored calculation (the band it was signed under, the weight) of the signed,
-    active prescription reserving this bag, read only when another bag of its course was given (NULL otherwise: a
-    prescription's bags as drawn never go above its band, core.dosing.allocate)."""
-    mine, other = aliased(Allocation), aliased(Allocation)
-    given = select(Infusion.id).where(other.prescription_id == mine.prescription_id, other.active_bag_id.is_not(None),
-                                      other.bag_id != bag_id, Infusion.bag_id == other.bag_id).exists()
+    active prescription reserving this bag. Used only when another bag of its course was given (_course_over reads
+    _course_given's count first: a prescription's bags as drawn never go above its band, core.dosing.allocate), so
+    it asks nothing more of its own."""
     return (select(Prescription.calculation_json)
-            .where(mine.active_bag_id == bag_id, Prescription.id == mine.prescription_id,
-                   Prescription.locked_at.is_not(None), Prescription.status == "active", given)
+            .where(Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
+                   Prescription.locked_at.is_not(None), Prescription.status == "active")
             .limit(1).scalar_subquery())
 
 
@@ -423,14 +425,6 @@ def _course_over(given_cells: Any, given_bags: Any, calculation: str | None,
     except (KeyError, TypeError, ValueError, ArithmeticError):  # cannot be read: judge() stops, never guesses
         high = None
     return CourseOver(given, int(given_bags), bag_cells, high, weight)
-
-
-def course_high_cells(calculation: Any) -> Decimal:
-    """The upper limit of the band a prescription was signed under (its stored calculation, decimals as text): its
-    high_cells, or target x (100 + tolerance) / 100 for a calculation stored without it."""
-    if calculation.get("high_cells") is not None:
-        return Decimal(calculation["high_cells"])
-    return Decimal(calculation["target_cells"]) * (100 + Decimal(calculation["tolerance_percent"])) / 100
 
 
 def _dmso_24h(session: Session, patient: Patient, bag: Bag, now: datetime,
@@ -676,23 +670,34 @@ def _judge_course_over(result: BedsideResult, facts: BagFacts) -> None:
     """What the course already gave plus what this bag is prescribed to give must not go above the band's upper limit
     the prescription was signed under (DOMAIN.md 8, hard stop "dose outside the prescription"): a bag prescribed as a
     part given whole, or more than prescribed, leaves less room for the bags after it."""
-    over = facts.course_over
-    if over is None:
-        return
+    words = None if facts.course_over is None else course_over_words(facts.course_over)
+    if words is not None:
+        result.stop("course_over", f"DO NOT GIVE: {words} Call the prescriber.")
+
+
+def course_over_words(over: CourseOver) -> str | None:
+    """Why this bag would take its course above the prescription's upper limit, in the bedside's words (its
+    course_over STOP, and the dispatch and thaw that refuse such a bag: custody.handover), or None when it would not."""
     total = over.with_this_bag
     if total is None or over.high_cells is None or over.weight_kg is None or over.weight_kg <= 0:
-        result.stop("course_over", "DO NOT GIVE: another bag of this prescription was already given, and the "
-                                   "prescription's upper limit cannot be read to check this bag against it. Call the "
-                                   "prescriber.")
-        return
+        return ("another bag of this prescription was already given, and the prescription's upper limit cannot be "
+                "read to check this bag against it.")
     if total <= over.high_cells:
-        return
+        return None
     bags = "1 bag" if over.given_bags == 1 else f"{over.given_bags} bags"
-    result.stop("course_over", f"DO NOT GIVE: with this bag the patient would receive {format_cells(total)} cells "
-                               f"({cells_per_kg_words(total, over.weight_kg)}), above the prescription's upper limit "
-                               f"of {format_cells(over.high_cells)} ({cells_per_kg_words(over.high_cells, over.weight_kg)})"
-                               f": {format_cells(over.given_cells)} already given by {bags} of this course, and "
-                               f"{format_cells(total - over.given_cells)} in this bag. Call the prescriber.")
+    return (f"with this bag the patient would receive {format_cells(total)} cells "
+            f"({cells_per_kg_words(total, over.weight_kg)}), above the prescription's upper limit of "
+            f"{format_cells(over.high_cells)} ({cells_per_kg_words(over.high_cells, over.weight_kg)}): "
+            f"{format_cells(over.given_cells)} already given by {bags} of this course, and "
+            f"{format_cells(total - over.given_cells)} in this bag.")
+
+
+def course_over_of_bag(session: Session, bag_id: int) -> CourseOver | None:
+    """The bedside's course_over facts read for one bag on its own, for the steps before the bedside (dispatch, thaw:
+    custody.handover), with the check's own subqueries: None when no other bag of its course was given."""
+    given_cells, given_bags = _course_given(bag_id)
+    row = session.execute(select(given_cells, given_bags, _course_calculation(bag_id), _allocated_cells(bag_id))).one()
+    return _course_over(*row)
 
 
 def course_short_words(short: CourseShort) -> str:

@@ -2,6 +2,8 @@
 case each, one transaction, audited; each records its custody event through services.record_event."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -10,6 +12,8 @@ from sqlalchemy.orm import Session
 from mscbatch.audit.context import use_case
 from mscbatch.core.identifiers import din_shown
 from mscbatch.custody.checks import (
+    course_over_of_bag,
+    course_over_words,
     course_short_of_bag,
     course_short_words,
     donor_problem,
@@ -65,16 +69,10 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         if allocation_of_bag(session, bag.id) is None:
             raise Conflict(f"Bag {din_shown(bag)} is not allocated to a patient by a signed prescription.")
         # only a bag still in the unit: one already sent is told so by the state machine, in its own words
-        short = course_short_of_bag(session, bag.id) if bag.status == "allocated" else None
-        if short is not None:  # sent, it would only be stopped at the bedside; kept, a new prescription can use it
-            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {course_short_words(short)} Keep it in "
-                           "storage and tell the prescriber, who must stop this course and prescribe again. Nothing "
-                           "was recorded.")
-        changed = weight_changed_of_bag(session, bag.id) if bag.status == "allocated" else None
-        if changed is not None:  # the bedside check's weight_changed STOP: kept, a new prescription can use the bag
-            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {changed.changed_words} Keep it in storage "
-                           "and tell the prescriber, who must cancel this prescription and prescribe again for the "
-                           "new weight. Nothing was recorded.")
+        stop = prescription_stop(session, bag.id) if bag.status == "allocated" else None
+        if stop is not None:  # sent, it would only be stopped at the bedside; kept, a new prescription can use it
+            raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {stop.words} Keep it in storage and tell the "
+                           f"prescriber, who must {stop.prescriber_must}. Nothing was recorded.")
         label = dispatch_label_problem(session, bag)  # the label the bag wears is what the ward will read
         if label:
             raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {label}.")
@@ -119,7 +117,9 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
     not thawed: the bedside check would stop it anyway, and a thawed bag can never be used again, nor be kept for
     the inquiry as it was. Nor is a bag whose course can no longer give the prescribed dose (another bag of it lost:
     the bedside check's course_short STOP), nor one whose prescription a weight recorded since no longer fits (its
-    weight_changed STOP): the prescription must be changed first, and a frozen bag can wait for it."""
+    weight_changed STOP), nor one that would take its course above the prescription's upper limit after what its
+    other bags gave (its course_over STOP): the prescription must be changed first, and a frozen bag can wait for it
+    (prescription_stop, which the dispatch says too)."""
     with use_case(session, actor, f"Thawed {_on(location)}"):
         bag = lock_bag(session, bag_id)
         require_authority(actor, bag, "thawed")
@@ -133,20 +133,58 @@ def thaw(session: Session, actor: Any, bag_id: int, *, location: str = "", scan:
                            "prescription was stopped or cancelled, or the patient withdrawn from the trial). Keep it "
                            "frozen and return it to the cell therapy unit (Return, on the ward page, with the reason).")
         # still frozen (a bag thawed already is told so by the state machine, not to keep it frozen)
-        short = course_short_of_bag(session, bag.id) if bag.status in ("dispatched", "received") else None
-        if short is not None:  # the bedside check's course_short STOP, said before the bag is lost to it
-            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: {course_short_words(short)} Keep it frozen and call the "
-                           "prescriber: this course must be stopped and prescribed again first. To let the prescriber "
-                           "stop it, return this bag to the cell therapy unit (Return, on the ward page, with the "
-                           "reason). Nothing was recorded.")
-        changed = weight_changed_of_bag(session, bag.id) if bag.status in ("dispatched", "received") else None
-        if changed is not None:  # the bedside check's weight_changed STOP, said before the bag is lost to it
-            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: {changed.changed_words} Keep it frozen and call the "
-                           "prescriber: this prescription must be cancelled and prescribed again for the new weight "
-                           "first. To let the prescriber cancel it, return this bag to the cell therapy unit (Return, "
-                           "on the ward page, with the reason). Nothing was recorded.")
+        stop = prescription_stop(session, bag.id) if bag.status in ("dispatched", "received") else None
+        if stop is not None:  # the bedside check's STOP, said before the bag is lost to it
+            raise Conflict(f"DO NOT THAW bag {din_shown(bag)}: {stop.words} Keep it frozen and call the prescriber: "
+                           f"{stop.prescriber_first} first. To let the prescriber {stop.prescriber_verb} it, return "
+                           "this bag to the cell therapy unit (Return, on the ward page, with the reason). Nothing was "
+                           "recorded.")
         event = record_event(session, actor, bag, "thawed", location=location, scan=scan)
     return event
+
+
+@dataclass(frozen=True)
+class PrescriptionStop:
+    """A STOP the bedside check would say of the bag because of its prescription, said by the dispatch and the thaw
+    before the bag leaves the unit or is lost to thawing: the check's finding, its words, and what the prescriber
+    must do first (the bag waits, kept in storage or frozen)."""
+    finding: str  # the bedside check's code: course_short, weight_changed, course_over
+    words: str  # the bedside check's own words of it
+    prescriber_must: str  # "stop this course and prescribe again"
+    prescriber_first: str  # "this course must be stopped and prescribed again"
+    prescriber_verb: str  # "stop"
+
+
+_STOP_COURSE = ("stop this course and prescribe again", "this course must be stopped and prescribed again", "stop")
+#: the bedside check's STOPs about the bag's prescription, in its order: (finding, its words for the bag or None,
+#: what the prescriber must do); shared by the dispatch and the thaw
+PRESCRIPTION_STOPS: tuple[tuple[str, Callable[[Session, int], str | None], tuple[str, str, str]], ...] = (
+    ("course_short", lambda session, bag_id: _words_of(course_short_of_bag(session, bag_id), course_short_words),
+     _STOP_COURSE),
+    ("weight_changed", lambda session, bag_id: _words_of(weight_changed_of_bag(session, bag_id),
+                                                         lambda change: change.changed_words),
+     ("cancel this prescription and prescribe again for the new weight",
+      "this prescription must be cancelled and prescribed again for the new weight", "cancel")),
+    ("course_over", lambda session, bag_id: _words_of(course_over_of_bag(session, bag_id), course_over_words),
+     ("stop this course and prescribe again if the patient needs more",
+      "this course must be stopped (and prescribed again if the patient needs more)", "stop")),
+)
+
+
+def _words_of(found: Any, words: Callable[[Any], str | None]) -> str | None:
+    return None if found is None else words(found)
+
+
+def prescription_stop(session: Session, bag_id: int) -> PrescriptionStop | None:
+    """The first of the bedside check's STOPs about the bag's prescription (PRESCRIPTION_STOPS), or None: another bag
+    of its course lost and the rest short of the band (course_short), a weight recorded since at which the dose is
+    outside it (weight_changed), the course's other bags already given so much that this one would take the patient
+    above its upper limit (course_over). Read one after the other, only as far as the first found."""
+    for finding, words_for, (must, first, verb) in PRESCRIPTION_STOPS:
+        words = words_for(session, bag_id)
+        if words is not None:
+            return PrescriptionStop(finding, words, must, first, verb)
+    return None
 
 
 def weight_changed_of_bag(session: Session, bag_id: int) -> WeightSincePrescription | None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
 from mscbatch.core.dosing import cells_per_kg_words, infused_against_prescribed
 from mscbatch.core.identifiers import din_shown
+from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.bedside import (
     DEFAULT_CHECK_VALID,
@@ -40,7 +41,7 @@ from mscbatch.custody.services import _text, lock_bag, record_event, require_aut
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import Bag
-from mscbatch.patients.models import Patient
+from mscbatch.patients.models import Allocation, Patient
 from mscbatch.patients.queries import allocation_given, lock_patient, protocols
 from mscbatch.site import local_and_utc
 
@@ -297,9 +298,59 @@ def lasted_words(lasted: timedelta) -> str:
     return f"{f'{hours} h ' if hours else ''}{minutes} min {seconds} s"
 
 
-def _too_fast_words(lasted: timedelta, hours: Decimal) -> str:
-    return (f"The infusion lasted {lasted_words(lasted)}; the protocol gives it over {hours.normalize():f} h: say "
-            "why (it is recorded and the clinician must be told).")
+@dataclass(frozen=True)
+class BagTime:
+    """The time the protocol gives this bag over: its share of the course's infusion time (infusion_hours, the time
+    of the whole prescribed dose, which its endotoxin limit K x weight x time assumes), in proportion to the volume
+    the prescription draws from it against the course's draws (three bags of 25 mL over 1 h: 20 min each)."""
+    hours: Decimal  # the course's infusion time
+    bag_ml: Decimal | None  # what the prescription draws from this bag (None: the whole time is the bag's)
+    course_ml: Decimal | None  # what it draws from all its bags
+
+    @property
+    def share(self) -> Decimal:
+        if self.bag_ml is None or not self.course_ml or self.course_ml <= 0 or self.bag_ml >= self.course_ml:
+            return Decimal(1)
+        return self.bag_ml / self.course_ml
+
+    @property
+    def expected(self) -> timedelta:
+        return timedelta(seconds=round(float(self.hours * 3600 * self.share)))
+
+    def words(self) -> str:
+        over = duration_words(self.expected)
+        if self.share == 1 or self.bag_ml is None or self.course_ml is None:
+            return f"the protocol gives it over {over}"
+        return (f"the protocol gives this bag ({plain(self.bag_ml)} of {plain(self.course_ml)} mL of the course) over "
+                f"{over} (the course over {duration_words(timedelta(hours=float(self.hours)))})")
+
+
+def duration_words(duration: timedelta) -> str:
+    """An expected time as a nurse reads it, its zero parts left out: "1 h", "20 min", "1 h 30 min", "12 min 30 s"."""
+    seconds = max(int(duration.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{seconds} s" if seconds else ""]
+    return " ".join(part for part in parts if part) or "0 s"
+
+
+def _bag_time(session: Session, allocation: Any) -> BagTime | None:
+    """This bag's share of its course's infusion time, or None when the protocol gives no time. The course is every
+    allocation the prescription was signed with (released ones too: a course stopped while this bag ran was still
+    prescribed, and timed, as a whole)."""
+    hours = infusion_hours(allocation.prescription.calculation, allocation.prescription.protocol_id)
+    if hours is None:
+        return None
+    course_ml = session.scalar(select(func.sum(Allocation.volume_ml))
+                               .where(Allocation.prescription_id == allocation.prescription.id))
+    bag_ml = allocation.allocation.volume_ml
+    return BagTime(hours, Decimal(bag_ml) if bag_ml is not None else None,
+                   Decimal(str(course_ml)) if course_ml is not None else None)
+
+
+def _too_fast_words(lasted: timedelta, time: BagTime) -> str:
+    return (f"The infusion lasted {lasted_words(lasted)}; {time.words()}: say why (it is recorded and the clinician "
+            "must be told).")
 
 
 def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
@@ -336,14 +387,14 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         now = utcnow()
         # the protocols give the cells by slow IV infusion over their infusion time: an end recorded sooner (25 mL
         # "given" in one second) is recorded only with the reason, as a volume outside the prescription is
-        hours = None if allocation is None else infusion_hours(allocation.prescription.calculation,
-                                                               allocation.prescription.protocol_id)
+        # over this bag's share of the course's time (the protocol's time is the whole prescribed dose's)
+        time = None if allocation is None else _bag_time(session, allocation)
         lasted = now - _aware(infusion.started_at)
-        too_fast = hours is not None and lasted < timedelta(hours=float(hours))
+        too_fast = time is not None and lasted < time.expected
         if (outside or short or too_fast) and len(reason) < 5:
             words = [_outside_words(outside, volume, prescribed)] if outside else []
             words += [_short_words(short, volume)] if short else []
-            words += [_too_fast_words(lasted, hours)] if too_fast and hours is not None else []
+            words += [_too_fast_words(lasted, time)] if too_fast and time is not None else []
             # the volume named when it is outside (check it first), else the reason the time asks for
             raise ValidationFailed(" ".join(words), field="volume_ml" if (outside or short) else "reason")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = now, actor.id, volume
@@ -354,9 +405,10 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
             details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
                             "prescribed_ml": str(prescribed), "why": reason})
         if too_fast:
-            assert hours is not None
+            assert time is not None
             details.update({SHORTER_THAN_PROTOCOL: True, "lasted_s": int(lasted.total_seconds()),
-                            "protocol_hours": f"{hours.normalize():f}", "why": reason})
+                            "protocol_hours": f"{time.hours.normalize():f}",
+                            "bag_expected_s": int(time.expected.total_seconds()), "why": reason})
         if short:  # the course as a whole falls below the prescription's band: flagged as the bag's volume is
             details.update({COURSE_BELOW_BAND: True,
                             "course_expected_cells": f"{short.expected_cells.quantize(Decimal(1)):f}",

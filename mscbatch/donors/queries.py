@@ -255,8 +255,12 @@ class EarlierReactive:
     reason: str
 
     def words(self) -> str:
-        return (f"{self.marker} was recorded {self.was.upper()} on {self.recorded_at:%Y-%m-%d}, corrected to "
-                f"{self.now} on {self.corrected_at:%Y-%m-%d} by {self.corrected_by}: {self.reason or 'no reason'}")
+        """The site's days (not UTC's) and the corrector's printed name, as every signature names people."""
+        from mscbatch.site import site_day
+
+        return (f"{self.marker} was recorded {self.was.upper()} on {site_day(self.recorded_at):%Y-%m-%d}, corrected to "
+                f"{self.now} on {site_day(self.corrected_at):%Y-%m-%d} by {self.corrected_by}: "
+                f"{self.reason or 'no reason'}")
 
 
 def _plain(value: str | None) -> str:
@@ -272,16 +276,23 @@ def earlier_reactive_of(session: Session, donor: Donor, results: list[ScreeningR
     by_id = {str(r.id): r for r in results}
     found = []
     rule_set = rule_sets().get(donor.rule_set_id)
-    for event in session.scalars(select(AuditEvent).where(
-            AuditEvent.entity_type == ScreeningResult.__tablename__, AuditEvent.entity_id.in_(list(by_id)),
-            AuditEvent.action == "update", AuditEvent.field == "result").order_by(AuditEvent.seq)):
+    events = list(session.scalars(select(AuditEvent).where(
+        AuditEvent.entity_type == ScreeningResult.__tablename__, AuditEvent.entity_id.in_(list(by_id)),
+        AuditEvent.action == "update", AuditEvent.field == "result").order_by(AuditEvent.seq)))
+    actor_ids = {e.actor_id for e in events if e.actor_id is not None}
+    names: dict[int, str] = {}
+    if actor_ids:
+        names = {uid: name for uid, name in session.execute(select(User.id, User.full_name).where(
+            User.id.in_(actor_ids)))}
+    for event in events:
         was, now = _plain(event.old_value), _plain(event.new_value)
         if was == "negative" or not was:
             continue
         row = by_id[event.entity_id or ""]
         marker = rule_set.marker(row.marker) if rule_set is not None else None
         found.append(EarlierReactive(row.id, marker.name if marker is not None else row.marker, was, now,
-                                     row.entered_at, event.occurred_at, event.actor_name, event.reason or ""))
+                                     row.entered_at, event.occurred_at, names.get(event.actor_id, event.actor_name),
+                                     event.reason or ""))
     return found
 
 

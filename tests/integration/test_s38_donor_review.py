@@ -157,7 +157,7 @@ def test_s38_qa_closes_a_lookback_without_lots_then_corrects_signed_and_the_appr
     decision = page_of(client_as("qa2"), donor_id)
     section = decision[decision.index('id="h-decision"'):decision.index('id="h-checklist"')]
     assert re.search(r"Anti-HCV was recorded POSITIVE on \d{4}-\d\d-\d\d, corrected to negative on "
-                     r"\d{4}-\d\d-\d\d by \w+: typo: the report says negative", section), section
+                     r"\d{4}-\d\d-\d\d by Qa: typo: the report says negative", section), section  # printed name
     # the approval is now possible, by another QA person (qa corrected the screening)
     decisions.decide(db_session, user(db_session, "qa2"), donor_id, APPROVED, PASSWORD)
     db_session.commit()

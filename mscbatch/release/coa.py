@@ -141,10 +141,13 @@ def _tests(review: Any) -> Table:
         colour = VERDICT_COLOURS.get(str(v.status), "#000000")
         verdict = Paragraph(f'<font color="{colour}"><b>{str(v.status).upper()}</b></font>', SMALL)
         limit = v.limit_text + (f" ({row.note})" if row.note else "")  # as the review page: "Site value to confirm"
-        rows.append([_p(v.name), _p(limit), _p(value), _p(shown_unit),
+        # a failing result an OOS invalidation replaced is said on its test's row, with its cause: the table alone
+        # shows that the test failed once and why that result no longer counts (FDA OOS guidance 2006)
+        shown_value: Any = [_p(value)] + [_p(f"({words})") for words in review.invalidations(row)]
+        rows.append([_p(v.name), _p(limit), shown_value, _p(shown_unit),
                      _p(_how(current) if current else row.method), _p(current.tested_on if current else ""),
                      verdict, _p("yes" if v.blocking else "informative")])
-    return _grid(rows, [48 * mm, 56 * mm, 24 * mm, 20 * mm, 48 * mm, 20 * mm, 24 * mm, 20 * mm])
+    return _grid(rows, [44 * mm, 50 * mm, 40 * mm, 18 * mm, 46 * mm, 20 * mm, 24 * mm, 20 * mm])
 
 
 def _how(result: Any) -> str:
@@ -299,7 +302,7 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     section = [Paragraph("Out-of-specification investigations", _styles["Heading3"])]
     if review.oos:
         section.append(_grid([[_p(h) for h in ("Test", "Description", "Status", "Conclusion", "Closed")]] + [
-            [_p(_test_name(review, o.test_id)), _p(_oos_text(o)), _p(o.status), _p(o.investigation),
+            [_p(_test_name(review, o.test_id)), _p(_oos_text(o)), _p(o.status), _p(_conclusion(o)),
              _p(_closed(review, o))] for o in review.oos],
             [30 * mm, 80 * mm, 20 * mm, 75 * mm, 50 * mm]))
     else:
@@ -318,6 +321,14 @@ def _product(lot: Any) -> Any:
         return product_of(lot)
     except NotFound:  # the product left products.toml: the certificate still prints, with the site's limit
         return None
+
+
+def _conclusion(oos: Any) -> str:
+    """QA's investigation and conclusion; an invalidation starts with the assignable laboratory cause it was
+    signed on (core.oos_causes), as the review page says it."""
+    if oos.status != "invalidated":
+        return str(oos.investigation or "")
+    return f"Assignable laboratory cause: {oos.cause_words}. {oos.investigation or ''}".strip()
 
 
 def _closed(review: Any, oos: Any) -> str:

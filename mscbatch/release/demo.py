@@ -1,5 +1,6 @@
-"""Demo release for `make run`: the demo technician enters a full passing panel for the quarantined adipose lot
-and QA (qa, who took no part in it) releases it with a signature; the UC-MSC lot of the approved cord donor goes
+"""Demo release for `make run`: the demo technician enters a full panel for the quarantined adipose lot, whose
+first endotoxin fails (QA invalidates its OOS with an assignable laboratory cause and a passing retest), and QA
+(qa, who took no part in it) releases it with a signature; the UC-MSC lot of the approved cord donor goes
 to quarantine, QC (tech2) enters its full panel and a second QA person (qa2, who entered nothing about the lot
 or its donor) releases it, so its bags can be dosed to the lupus demo patient (issue 6), and a second UC-MSC lot
 the same way, whose bags are left to prescribe; the cord lot of the donor still awaiting QA gets a failing CD105,
@@ -67,10 +68,39 @@ def _release_adipose(session: Session, tech: User, qa: User) -> list[str]:
         return [f"  {lot.lot_number}: {lot.status.replace('_', ' ')}"]
     if not _covered(lot):
         return [f"  (skipped: the demo panel does not cover the specification of lot {lot.lot_number})"]
-    enter_panel(session, tech, lot.id)
+    enter_panel(session, tech, lot.id, {"endotoxin": DEMO_FAILED_ENDOTOXIN})
+    _invalidated_endotoxin(session, tech, qa, lot)
     release.release_lot(session, qa, lot.id, DEMO_PASSWORD)
     return [f"  {lot.lot_number}: full panel entered by {tech.username}, released by {qa.username} (signed); "
-            "its bags are released for dosing and labelling"]
+            "its bags are released for dosing and labelling",
+            f"  {lot.lot_number}: its first endotoxin {DEMO_FAILED_ENDOTOXIN[0]} EU/mL (> 0.5) was invalidated by "
+            f"{qa.username} with an assignable laboratory cause (analyst error) and a passing retest (signed)"]
+
+
+#: the adipose lot's first endotoxin result, out of specification: its OOS is invalidated with an assignable
+#: laboratory cause (core.oos_causes) and a passing retest before the release, so the certificate shows both
+DEMO_FAILED_ENDOTOXIN = ("0.8", "EU/mL")
+DEMO_ENDOTOXIN_INVESTIGATION = (
+    "Phase I laboratory investigation: the worksheet shows the sample diluted 1:10 instead of the method's 1:40 "
+    "(maximum valid dilution), confirmed by the analyst and the pipette log; the positive product control "
+    "recovered 210 %, outside 50-200 %. Assignable analyst error: the result is invalid. Retest of the retained "
+    "sample at 1:40 by a second analyst: 0.12 EU/mL, controls within limits.")
+
+
+def _invalidated_endotoxin(session: Session, tech: User, qa: User, lot: Lot) -> None:
+    """The failing endotoxin's OOS: the technician enters the retest, QA (who entered nothing) invalidates it with
+    its assignable cause, signed."""
+    from mscbatch.release import oos
+
+    opened = session.scalar(select(OosInvestigation).where(OosInvestigation.lot_id == lot.id,
+                                                           OosInvestigation.test_id == "endotoxin"))
+    if opened is None:
+        return
+    retest = results.enter_result(session, tech, lot.id, results.ResultEntry(
+        test_id="endotoxin", value=PASSING_PANEL["endotoxin"][0], unit="EU/mL", analyst=tech.full_name,
+        tested_on=site_today() - timedelta(days=1)))
+    oos.invalidate_oos(session, qa, opened.id, retest.id, DEMO_ENDOTOXIN_INVESTIGATION, DEMO_PASSWORD,
+                       assignable_cause="analyst_error")
 
 
 def _release_chain(session: Session, tech: User, qc: User, releaser: User, initials: str, use: str) -> list[str]:

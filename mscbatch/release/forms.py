@@ -15,6 +15,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
+from mscbatch.core.oos_causes import ASSIGNABLE_CAUSES
 from mscbatch.core.release_spec import MILLION_CELLS, ReleaseTest
 from mscbatch.donors.forms import choices
 from mscbatch.release.models import ASSESSMENT_OUTCOMES
@@ -88,9 +89,17 @@ class ReleaseForm(SignForm):
                                         "stands)", render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
 
 
+#: the cause select's first option: no laboratory cause found (the OOS can then only be confirmed)
+NO_CAUSE_CHOSEN = "— none found (confirm: the failure stands) —"
+
+
 class OosForm(SignForm):
     investigation = TextAreaField("Investigation and conclusion",
                                   render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
+    # required to invalidate (release.oos.invalidate_oos), not to confirm: the list and its words are
+    # core.oos_causes's
+    assignable_cause = SelectField("Assignable laboratory cause (to invalidate)",
+                                   choices=choices([("", NO_CAUSE_CHOSEN), *ASSIGNABLE_CAUSES.items()]))
     retest_result_id = SelectField("Retest result (to invalidate)", coerce=int, choices=[])
 
 

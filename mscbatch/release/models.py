@@ -16,6 +16,7 @@ from sqlalchemy import Date, ForeignKey, Index, Integer, LargeBinary, String, Te
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mscbatch.audit.trail import Audited, Lockable, committed_value
+from mscbatch.core.oos_causes import cause_words
 from mscbatch.database import Base, utcnow
 
 OOS_OPEN, OOS_INVALIDATED, OOS_CONFIRMED = "open", "invalidated", "confirmed"
@@ -84,11 +85,13 @@ class ResultAttachment(Audited, Base):
 
 class OosInvestigation(Audited, Lockable, Base):
     """Out of specification: opened by the system on a failing blocking result, closed by QA with a signature.
-    `late` = the failure came after a conditional release; `patients_to_notify` lists who received the lot."""
+    `late` = the failure came after a conditional release; `patients_to_notify` lists who received the lot.
+    `assignable_cause`: the laboratory cause an invalidation is founded on (a code of core.oos_causes), signed with
+    it; None on a confirmed OOS and on one invalidated before causes were recorded (migration 0020)."""
 
     __tablename__ = "release_oos"
     __audit_reason_exempt__ = frozenset({"status", "closed_at", "closed_by_id", "retest_result_id", "conclusion",
-                                         "investigation"})
+                                         "investigation", "assignable_cause"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
@@ -102,6 +105,7 @@ class OosInvestigation(Audited, Lockable, Base):
     investigation: Mapped[str] = mapped_column(Text, default="")
     conclusion: Mapped[str | None] = mapped_column(String(20))
     retest_result_id: Mapped[int | None] = mapped_column(ForeignKey("release_result.id"))
+    assignable_cause: Mapped[str | None] = mapped_column(String(30))
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -111,10 +115,20 @@ class OosInvestigation(Audited, Lockable, Base):
     def patients(self) -> list[Any]:
         return list(json.loads(self.patients_to_notify or "[]"))
 
+    @property
+    def cause_words(self) -> str:
+        """The assignable cause in words (core.oos_causes), or that none was recorded."""
+        return cause_words(self.assignable_cause)
+
     def signed_content(self) -> dict[str, Any]:
-        return {"lot_id": self.lot_id, "result_id": self.result_id, "test_id": self.test_id,
-                "description": self.description, "investigation": self.investigation,
-                "conclusion": self.conclusion, "retest_result_id": self.retest_result_id}
+        content = {"lot_id": self.lot_id, "result_id": self.result_id, "test_id": self.test_id,
+                   "description": self.description, "investigation": self.investigation,
+                   "conclusion": self.conclusion, "retest_result_id": self.retest_result_id}
+        # the cause an invalidation vouches for; absent (not null) when none was recorded, so that an investigation
+        # signed before the column existed (migration 0020) still verifies against the content it was signed on
+        if self.assignable_cause is not None:
+            content["assignable_cause"] = self.assignable_cause
+        return content
 
 
 class LotDisposition(Audited, Lockable, Base):

@@ -2,9 +2,11 @@
 
 A failing blocking result opens an OOS automatically (no one can forget it). QA investigates and closes it with
 an electronic signature, either
-- invalidated: a laboratory error is shown and a valid retest result (entered after the OOS opened) replaces
-  the failing one, which stays recorded, flagged invalid; or
-- confirmed: the failure stands and the lot is rejected (signed "Rejected") in the same transaction.
+- invalidated: the phase I laboratory investigation documents an assignable laboratory cause (one of
+  core.oos_causes, signed with the investigation) and a valid retest result (entered after the OOS opened)
+  replaces the failing one, which stays recorded, flagged invalid; without an assignable cause there is no
+  invalidation (FDA OOS guidance 2006; MHRA OOS guidance): or
+- confirmed: the failure stands and the lot is rejected (signed "Rejected") in the same transaction; no cause.
 Either way only by a QA person who neither entered results of the lot nor recorded its manufacture (refuse_involved,
 the release's rule: EU GMP ch. 2, Reg. 2017/1569 art. 10).
 A failure after a conditional release is a late OOS: it lists every patient who already received the lot.
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.identifiers import din_shown
+from mscbatch.core.oos_causes import ASSIGNABLE_CAUSES, cause_words, is_cause
 from mscbatch.core.release_spec import ResultValueError, judge_value, parse_result_value
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -222,15 +225,34 @@ def _test_entered_under(result: ReleaseResult) -> Any:
     return None
 
 
+NO_CAUSE_WORDS = ("Assignable cause: choose the laboratory cause the investigation found. Without a documented "
+                  "assignable cause the failing result cannot be invalidated: confirm the OOS instead (the failure "
+                  "stands). Nothing was signed.")
+
+
+def _cause(assignable_cause: str | None) -> str:
+    """The chosen cause's code, or ValidationFailed (422 naming `assignable_cause`) before anything is written."""
+    code = (assignable_cause or "").strip()
+    if not code:
+        raise ValidationFailed(NO_CAUSE_WORDS, field="assignable_cause")
+    if not is_cause(code):
+        raise ValidationFailed(f"Assignable cause: {code[:40]!r} is not one of the causes ("
+                               f"{', '.join(ASSIGNABLE_CAUSES)}). Nothing was signed.", field="assignable_cause")
+    return code
+
+
 def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id: int, investigation: str,
-                   password: str, seen: str | None = None) -> OosInvestigation:
+                   password: str, seen: str | None = None, *, assignable_cause: str | None = None) -> OosInvestigation:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts.
+    `assignable_cause`: the laboratory cause the investigation documents (a code of core.oos_causes), required:
+    refused (422 naming it, nothing written or signed) without one, since an OOS with no assignable cause stands.
     `seen`: what the lot's review page showed (_open); None: not checked."""
     from mscbatch.lots.queries import get_lot
     from mscbatch.release.specs import spec_of_lot, unreadable
 
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
         oos = _open(session, signer, oos_id, investigation, seen)  # refuses whoever the release refuses
+        oos.assignable_cause = _cause(assignable_cause)
         retest = session.get(ReleaseResult, retest_result_id)
         used_by = None if retest is None else _cited_by(session, retest.id, oos)
         if used_by is not None:
@@ -261,7 +283,8 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
         failing = session.get(ReleaseResult, oos.result_id)
         assert failing is not None
         failing.invalidated_at = utcnow()
-        failing.invalidated_reason = f"OOS {oos.id} invalidated: {oos.investigation}"
+        failing.invalidated_reason = (f"OOS {oos.id} invalidated (assignable cause: {cause_words(oos.assignable_cause)}): "
+                                      f"{oos.investigation}")
         oos.status, oos.conclusion, oos.retest_result_id = OOS_INVALIDATED, OOS_INVALIDATED, retest.id
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, INVALIDATED_MEANING, required_role="qa")

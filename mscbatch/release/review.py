@@ -20,6 +20,7 @@ from mscbatch.recall.models import Recall
 from mscbatch.recall.queries import recalls_of_lot
 from mscbatch.release.models import (
     ASSESSED_BEFORE_RELEASE,
+    OOS_INVALIDATED,
     DeviationAssessment,
     LotDisposition,
     OosInvestigation,
@@ -215,6 +216,25 @@ class Review:
     def closing_retests(self) -> dict[int, int]:
         """{result id: the OOS investigation closed with it}: locked under QA's signature (release.results)."""
         return {o.retest_result_id: o.id for o in self.oos if o.retest_result_id is not None}
+
+    def invalidations(self, row: TestRow) -> list[str]:
+        """Each failing result of the row's test that an OOS invalidation replaced, in words, so that a reader of
+        the results alone sees the failure existed and why it no longer counts: "retest; first result 94.6 %
+        invalidated, OOS 3: Instrument or equipment failure" when the row's result is the retest that closed it."""
+        results = {result.id: result for result in row.results}
+        current = row.current
+        words = []
+        for o in self.oos:
+            failing = results.get(o.result_id)
+            if o.status != OOS_INVALIDATED or failing is None:
+                continue
+            first = f"{self.shown(failing)} invalidated, OOS {o.id}: {o.cause_words}"
+            if current is not None and current.id == o.retest_result_id:
+                words.append(f"retest; first result {first}")
+            else:
+                retest = results.get(o.retest_result_id) if o.retest_result_id is not None else None
+                words.append(f"result {first}" + (f" (retest {self.shown(retest)})" if retest is not None else ""))
+        return words
 
     @property
     def signatures(self) -> list[Signature]:

@@ -296,7 +296,9 @@ def close_oos(oos_id: int) -> Any:
             if get_lot(db.session, lot_id).status == "recalled" else f"{get_lot(db.session, lot_id).status}."))
     # posted_id: any text is 0, and an id beyond the id column is no row (2^63 was a 500 in the query; tests/fuzz)
     retest = posted_id(request.form.get("oos-retest_result_id"))
-    run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password, seen=seen)  # noqa: E731
+    cause = request.form.get("oos-assignable_cause", "")  # required here: the service refuses none (422)
+    run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password, seen=seen,  # noqa: E731
+                                     assignable_cause=cause)
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")
 
 

@@ -75,7 +75,8 @@ def test_a_sterility_failing_after_conditional_release_stops_the_bag_until_qa_cl
     # given again
     retest = _sterility(db_session, ward.lot_id, "negative")
     oos.invalidate_oos(db_session, user(db_session, "qa"), late_id, retest.id,
-                       "Contaminated culture bottle, retest from the retained sample is negative.", PASSWORD)
+                       "Contaminated culture bottle, retest from the retained sample is negative.", PASSWORD,
+                       assignable_cause="sample")
     assert _scan(app, ward)["result"] == "MATCHES"
 
 

@@ -149,7 +149,7 @@ def test_who_corrected_a_passage_may_not_judge_the_lots_oos_and_a_colleague_may(
     retest = results.enter_result(session, user(session, "technician"), lot_id, results.ResultEntry(
         test_id="viability", value="91", unit="%", analyst="Tom QC", tested_on=site_today()))
     form = {"action": "invalidate", "oos-investigation": "Counting chamber mis-loaded (lab error, see DV-12)",
-            "oos-retest_result_id": str(retest.id), "oos-password": PASSWORD}
+            "oos-retest_result_id": str(retest.id), "oos-assignable_cause": "instrument", "oos-password": PASSWORD}
     techqa_client = signed_in_closing(app, session, "techqa")
     refused = techqa_client.post(f"/release/oos/{oos.id}", data={**form, **seen(techqa_client, lot_id)})
     assert refused.status_code == 409

@@ -118,7 +118,8 @@ def test_the_service_refuses_both_conclusions_before_reading_the_investigation(a
     with pytest.raises(Conflict, match="another QA person must judge its OOS"):
         oos.confirm_oos(session, user(session, "techqa"), investigation.id, "", PASSWORD)
     with pytest.raises(Conflict, match="You entered results of this lot; another QA person must judge its OOS"):
-        oos.invalidate_oos(session, user(session, "techqa"), investigation.id, retest.id, WHY, PASSWORD)
+        oos.invalidate_oos(session, user(session, "techqa"), investigation.id, retest.id, WHY, PASSWORD,
+                           assignable_cause="analyst_error")
     session.expire_all()
     assert session.get(OosInvestigation, investigation.id).status == OOS_OPEN
     assert session.get(Lot, lot_id).status == "quarantine"

@@ -164,7 +164,8 @@ def test_an_oos_invalidated_by_a_passing_retest_lets_the_lot_be_released(session
         test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
     assert lot_verdict(session, _lot(session, lot_id)).status == "fail"  # no testing into compliance
     oos.invalidate_oos(session, user(session, "qa"), investigation.id, retest.id,
-                       "Counting chamber error documented in deviation DV-12", PASSWORD)
+                       "Counting chamber error documented in deviation DV-12", PASSWORD,
+                       assignable_cause="instrument")
     assert lot_verdict(session, _lot(session, lot_id)).status == "ready"
     release.release_lot(session, user(session, "qa"), lot_id, PASSWORD)
 
@@ -180,10 +181,11 @@ def test_an_oos_is_not_invalidated_by_someone_who_entered_the_lots_results(app, 
     retest = results.enter_result(session, both, lot_id, results.ResultEntry(
         test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
     with pytest.raises(Conflict, match="another QA person must judge its OOS"):
-        oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD)
+        oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD,
+                           assignable_cause="instrument")
     assert session.get(OosInvestigation, investigation.id).status == "open"
     oos.invalidate_oos(session, user(session, "qa"), investigation.id, retest.id, "Counting chamber error, see DV-12",
-                       PASSWORD)
+                       PASSWORD, assignable_cause="instrument")
     assert session.get(OosInvestigation, investigation.id).status == "invalidated"
 
 
@@ -201,7 +203,8 @@ def test_an_oos_is_not_invalidated_by_someone_who_recorded_the_lots_manufacture(
     retest = results.enter_result(session, tech, lot_id, results.ResultEntry(
         test_id="viability", value="88", unit="%", analyst="A", tested_on=site_today()))
     with pytest.raises(Conflict, match="recorded the manufacture of this lot; another QA person must"):
-        oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD)
+        oos.invalidate_oos(session, both, investigation.id, retest.id, "Counting chamber error, see DV-12", PASSWORD,
+                           assignable_cause="instrument")
 
 
 def test_a_confirmed_oos_rejects_the_lot(session, lot_id):

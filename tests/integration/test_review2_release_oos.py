@@ -50,7 +50,7 @@ def _oos_of(app: Any, result_id: int) -> tuple[int, str, int | None]:
 def _close(client: Any, oos_id: int, retest_id: int) -> Any:
     return client.post(f"/release/oos/{oos_id}", data={
         "action": "invalidate", "oos-investigation": INVESTIGATION, "oos-retest_result_id": str(retest_id),
-        "oos-password": PASSWORD, **seen_of_oos(client, oos_id)})
+        "oos-assignable_cause": "analyst_error", "oos-password": PASSWORD, **seen_of_oos(client, oos_id)})
 
 
 def test_a_failing_result_under_an_open_oos_cannot_be_corrected_to_a_passing_one_on_the_page(app, client_as, lot_id):

@@ -46,7 +46,8 @@ def test_the_certificate_names_dates_storage_site_bags_and_each_oos_with_its_ret
     qa = client_as("qa")
     closed = qa.post(f"/release/oos/{oos_id}", data={
         "action": "invalidate", "oos-investigation": "Pipetting error found on the stain plate; retest valid.",
-        "oos-retest_result_id": str(retest_id), "oos-password": PASSWORD, **seen(qa, lot_id)})
+        "oos-retest_result_id": str(retest_id), "oos-assignable_cause": "analyst_error", "oos-password": PASSWORD,
+        **seen(qa, lot_id)})
     assert closed.status_code == 302
     assert qa.post(f"/release/lots/{lot_id}/release", data={**seen(qa, lot_id),
         "action": "reject", "release-password": PASSWORD,

@@ -90,7 +90,8 @@ def test_a_result_that_fails_only_under_a_new_version_gets_its_oos_and_a_retest_
 
     closed = qa.post(f"/release/oos/{investigations[0].id}", data={
         "oos-investigation": "Specification version 2 raised the limit; the retest meets it.",
-        "oos-retest_result_id": str(first[-1].id), "oos-password": PASSWORD, **seen(qa, tested_lot)})
+        "oos-retest_result_id": str(first[-1].id), "oos-assignable_cause": "other", "oos-password": PASSWORD,
+        **seen(qa, tested_lot)})
     assert closed.status_code == 302, closed.get_data(as_text=True)[:3000]
     status = _api(app, "qa2", f"/api/v1/release/lots/{tested_lot}")
     verdict = next(v for v in status["verdicts"] if v["test_id"] == test_id)
@@ -134,7 +135,8 @@ def test_an_oos_of_a_test_a_new_version_dropped_is_judged_under_the_retest_s_ver
     retest = _rows(app, ReleaseResult, ReleaseResult.lot_id == lot_id, ReleaseResult.test_id == "karyotype")[-1]
     response = qa.post(f"/release/oos/{oos.id}", data={
         "oos-investigation": "Culture contaminated with another sample: the retest is normal.",
-        "oos-retest_result_id": str(retest.id), "oos-password": PASSWORD, **seen(qa, lot_id)})
+        "oos-retest_result_id": str(retest.id), "oos-assignable_cause": "sample", "oos-password": PASSWORD,
+        **seen(qa, lot_id)})
     status = _rows(app, OosInvestigation, OosInvestigation.id == oos.id)[0].status
     if version_1 == "installed":
         assert response.status_code == 302, response.get_data(as_text=True)[:3000]

@@ -54,7 +54,8 @@ def test_the_certificate_of_a_quarantined_lot_whose_oos_qa_closed_says_it_is_not
     session.close()
     response = qa.post(f"/release/oos/{oos_id}", data={
         "oos-investigation": "Pipetting error in the LAL plate shown by the positive control.",
-        "oos-retest_result_id": str(retest_id), "oos-password": PASSWORD, **seen(qa, lot_id)})
+        "oos-retest_result_id": str(retest_id), "oos-assignable_cause": "analyst_error", "oos-password": PASSWORD,
+        **seen(qa, lot_id)})
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
 
     text = _certificate(qa, lot_id)

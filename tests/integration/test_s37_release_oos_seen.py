@@ -68,7 +68,7 @@ def _record(app: Any, lot_id: int, oos_id: int, failing_id: int) -> tuple[Any, .
 def _close(qa: Any, oos_id: int, action: str, retest_id: int = 0, password: str = PASSWORD, **seen_: str) -> Any:
     return qa.post(f"/release/oos/{oos_id}", data={
         "action": action, "oos-investigation": INVESTIGATION, "oos-retest_result_id": str(retest_id),
-        "oos-password": password, **seen_})
+        "oos-assignable_cause": "analyst_error", "oos-password": password, **seen_})
 
 
 def test_an_oos_is_not_invalidated_with_a_retest_corrected_after_the_page_showed_it(  # type: ignore[no-untyped-def]
@@ -180,5 +180,6 @@ def test_the_oos_services_without_a_page_read_the_current_record(app, users, mon
 
     lot_id, oos_id, _failing_id, retest_id = _oos_with_retest(app, monkeypatch)
     with app.extensions["mscbatch.db"].new_session() as session:
-        oos.invalidate_oos(session, user(session, "qa"), oos_id, retest_id, INVESTIGATION, PASSWORD)
+        oos.invalidate_oos(session, user(session, "qa"), oos_id, retest_id, INVESTIGATION, PASSWORD,
+                           assignable_cause="analyst_error")
         assert session.get(OosInvestigation, oos_id).status == "invalidated"

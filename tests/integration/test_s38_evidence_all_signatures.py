@@ -48,7 +48,8 @@ def test_s38_the_bundle_holds_the_bedside_oos_and_deviation_signatures_with_name
     [late] = oos.open_oos_of(db_session, ward.lot_id)
     retest = _sterility(db_session, ward.lot_id, "negative")
     oos.invalidate_oos(db_session, user(db_session, "qa"), late.id, retest.id,
-                       "Contaminated culture bottle, retest from the retained sample is negative.", PASSWORD)
+                       "Contaminated culture bottle, retest from the retained sample is negative.", PASSWORD,
+                       assignable_cause="sample")
     # a deviation recorded after the release, assessed by QA (signed)
     tech = user(db_session, "technician")
     with use_case(db_session, tech, "test: the lot's passage"):

@@ -66,6 +66,9 @@ class LotInSchema(Schema):
     collection_site = fields.String(required=True)
     tissue_amount = PlainDecimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
     tissue_unit = fields.String(required=True, validate=validate.OneOf(list(TISSUE_UNITS)))
+    same_collection_as_existing = fields.Boolean(load_default=False, metadata={
+        "description": "true: deliberately another lot from a collection (same donor, date and time) that already "
+                       "has a lot; without it such a lot is refused (409) naming the existing lot"})
 
 
 class LotListSchema(Schema):
@@ -173,7 +176,9 @@ def list_all(args: dict[str, Any]) -> Any:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("technician")
 def create(data: dict[str, Any]) -> Any:
-    """Start a lot (donor gate: 409 for an ineligible donor; a pending donor gives eligibility_pending)."""
+    """Start a lot (donor gate: 409 for an ineligible donor; a pending donor gives eligibility_pending). 409 when the
+    donor already has a lot of the same collection date and time (unless same_collection_as_existing) and, for a
+    cord donor, when the collection day differs from that of its lots (a cord is collected once)."""
     return services.create_lot(db.session, current_user, services.LotDetails(**data))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from wtforms import (
+    BooleanField,
     DateTimeLocalField,
     IntegerField,
     SelectField,
@@ -66,6 +67,8 @@ class LotForm(FlaskForm):
                                                                  Length(max=120)])
     tissue_amount = NumberField("Tissue amount", places=None, validators=[InputRequired("Give the tissue amount.")])
     tissue_unit = SelectField("Unit", choices=choices(TISSUE_UNITS.items()), default="g")
+    # shown once a lot of the same collection was found (the view names that lot in the label)
+    same_collection_as_existing = BooleanField("Another lot from the same collection")
 
 
 class IsolationForm(FlaskForm):

@@ -7,6 +7,10 @@ Rules enforced here (DOMAIN.md sections 1, 3, 4, 9):
 - the product comes from config/products.toml and must match the donor's tissue (and a familial donor's
   product must be directed: "for use by intended recipient only");
 - the lot number is allocated by the system in the site format (config/site.toml), never typed;
+- one collection, one lot unless said otherwise: a second lot of a donor with the same collection date and time
+  (Back and "Start lot" again, a double click) is refused naming the lot already started, unless the technician
+  says it is deliberately another lot from that collection (the audit trail records it so); a cord donor's
+  lots all carry the one day the cord was collected (at the birth), under the donor's row lock;
 - the collection site is printed on every bag label: refused at entry when the label could not print it
   (mscbatch.labels.field_problem, the renderer's own rule: its fonts, its box);
 - every state change goes through apply_lot_transition (core.states.LOT: sequence and authority checks);
@@ -111,6 +115,16 @@ class LotDetails:
     collection_site: str
     tissue_amount: Decimal | str
     tissue_unit: str
+    #: the technician says this is deliberately another lot from a collection that already has one
+    same_collection_as_existing: bool = False
+
+
+class SameCollection(Conflict):
+    """A lot of the donor already has this collection date and time: `existing` is its lot number."""
+
+    def __init__(self, message: str, existing: str) -> None:
+        super().__init__(message, field="collection_at")
+        self.existing = existing
 
 
 def check_lot_details(details: LotDetails) -> tuple[Any, Decimal, str]:
@@ -193,6 +207,13 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
         if donor.donor_type == "familial" and not product.is_directed:
             raise ValidationFailed(f"Donor {donor.code} is a familial donor for {donor.recipient_code}: choose a "
                                    "directed product (for use by intended recipient only).", field="product_id")
+        # under the donor's lock: two "Start lot" at once run one after the other, the second sees the first's lot
+        earlier = list(session.scalars(select(Lot).where(Lot.donor_id == donor.id).order_by(Lot.id)))
+        same = _one_collection_rules(donor, earlier, details, collected_on, site.tz)
+        if same is not None:  # the technician said so: the audit event of the new lot records it
+            session.info["audit_reason"] = (f"Another lot from the same collection as {same.lot_number} (donor "
+                                            f"{donor.code}, collected {local_and_utc(same.collection_at)}), "
+                                            "confirmed by the technician.")
         year = details.collection_at.astimezone(site.tz).year
         lot_number = site.format_lot_number(year, allocate_lot_sequence(session, year))
         lot = Lot(lot_number=lot_number, product_id=product.id, product_name=product.name,
@@ -204,6 +225,28 @@ def create_lot(session: Session, actor: Any, details: LotDetails) -> Lot:
         session.add(lot)
     lot.__dict__["known_gate_now"] = gate  # Lot.gate_now: judged just now, at the lot's collection day
     return lot
+
+
+def _one_collection_rules(donor: Any, earlier: list[Lot], details: LotDetails, collected_on: date,
+                          tz: Any) -> Lot | None:
+    """Refuse a lot that repeats a collection (or, for a cord, gives it a second day); return the existing lot of
+    the same collection when the technician said it is deliberately another lot from it."""
+    if donor.tissue_source == "umbilical_cord":
+        other_day = next((lot for lot in earlier if lot.collection_at.astimezone(tz).date() != collected_on), None)
+        if other_day is not None:
+            raise Conflict(f"Collection date: a cord is collected once: {donor.code} was collected on "
+                           f"{other_day.collection_at.astimezone(tz).date()} (lot {other_day.lot_number}), not "
+                           f"{collected_on}. Check the date typed.", field="collection_at")
+    same = next((lot for lot in earlier if lot.collection_at == details.collection_at), None)
+    if same is None:
+        return None
+    if not details.same_collection_as_existing:
+        raise SameCollection(f"Collection date and time: donor {donor.code} already has lot {same.lot_number} from "
+                             f"the collection of {local_and_utc(same.collection_at)}. One collection gives one lot: "
+                             "if this is deliberately another lot from the same collection, say so (\"Another lot from "
+                             f"the same collection as {same.lot_number}\"; in the API same_collection_as_existing); "
+                             f"otherwise open {same.lot_number}.", same.lot_number)
+    return same
 
 
 def collection_day_problem(donor: Any, collected_on: date) -> str | None:

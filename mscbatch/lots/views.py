@@ -212,6 +212,8 @@ def create() -> Any:
     if request.method == "GET" and request.args.get("donor", type=int):
         form.donor_id.data = request.args.get("donor", type=int)
     status = 200
+    # the "same collection" box: shown once a lot of the same collection was found, or when it was ticked
+    ask_same_collection = request.method == "POST" and bool(form.same_collection_as_existing.data)
 
     def read(problems: Problems) -> services.LotDetails:
         details = services.LotDetails(
@@ -219,7 +221,7 @@ def create() -> Any:
             collection_at=problems.check(lambda: site_time(form.collection_at.data, "collection_at",
                                                            "Collection time")),
             collection_site=form.collection_site.data, tissue_amount=form.tissue_amount.data,
-            tissue_unit=form.tissue_unit.data)
+            tissue_unit=form.tissue_unit.data, same_collection_as_existing=form.same_collection_as_existing.data)
         problems.check(lambda: services.check_lot_details(details))
         return details
 
@@ -230,6 +232,10 @@ def create() -> Any:
         except DomainError as error:
             show_error(form, error)
             status = error.status
+            if isinstance(error, services.SameCollection):  # the box, named after the lot found, typed values kept
+                form.same_collection_as_existing.label.text = ("Another lot from the same collection as "
+                                                               f"{error.existing}")
+                ask_same_collection = True
         else:
             flash(f"Lot {lot.lot_number} started." + (" Donor eligibility pending: release impossible until "
                                                       "approved." if lot.eligibility_pending else ""),
@@ -240,7 +246,8 @@ def create() -> Any:
     if request.method == "POST":  # shown again: the donors a lot may be started from (see donor_choices)
         db.session.rollback()
         form.donor_id.choices = [(0, "Choose…")] + donor_choices(db.session)
-    return render_template("lots/new.html", form=form, site=site_config(), lot_number_example=_lot_number_example()), status
+    return render_template("lots/new.html", form=form, site=site_config(), lot_number_example=_lot_number_example(),
+                           ask_same_collection=ask_same_collection), status
 
 
 def _lot_number_example() -> str:

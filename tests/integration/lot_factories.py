@@ -51,7 +51,9 @@ def ineligible_adipose_donor(session: Any) -> int:
 def start_lot(session: Any, donor_id: int, product_id: str = "AT-MSC", days_ago: int = COLLECTION_DAYS_AGO) -> int:
     return services.create_lot(session, user(session, "technician"), services.LotDetails(
         donor_id=donor_id, product_id=product_id, collection_at=at(TODAY - timedelta(days=days_ago)),
-        collection_site="Theatre 3", tissue_amount="50", tissue_unit="g")).id
+        collection_site="Theatre 3", tissue_amount="50", tissue_unit="g",
+        # tests start several lots from one donor's collection: deliberately, as lots.services now asks to be told
+        same_collection_as_existing=True)).id
 
 
 def passages(session: Any, lot_id: int, counts: list[tuple[int, int]], start_days_ago: int = 20) -> None:

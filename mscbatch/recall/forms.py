@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms import DateTimeLocalField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import Length
 
 from mscbatch.donors.forms import choices
-from mscbatch.recall.models import RECALL_SCOPES
+from mscbatch.recall.models import NOTICE_HOW, QA_NOTICE_HOW, RECALL_SCOPES
 from mscbatch.recall.services import MAX_REASON
 from mscbatch.web.forms import FlaskForm
 
@@ -56,3 +56,14 @@ class CloseLookbackForm(FlaskForm):
     """One per open lookback whose donor a recall in force covers (recall/_lookbacks.html gives each note its id)."""
 
     note = TextAreaField("Why the recall in force covers this lookback")
+
+
+class RecallNoticeForm(FlaskForm):
+    """QA records that a patient's clinician was told (one per patient not yet notified on the recall's page, each
+    field's id suffixed with the patient's id by the template)."""
+
+    clinician = StringField("Clinician told (name)")
+    how = SelectField("How", choices=choices([("", "choose")] + [(how, NOTICE_HOW[how]) for how in QA_NOTICE_HOW]),
+                      validate_choice=False)
+    told_at = DateTimeLocalField("When (site time)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+    note = StringField("Note (optional)")

@@ -99,3 +99,36 @@ class BagHold(Audited, Base):
     @property
     def active(self) -> bool:
         return self.lifted_at is None
+
+
+#: how a clinician was told of a recall reaching their patient (RecallNotice.how), in the words the pages use
+NOTICE_HOW = {"phone": "by phone", "in_person": "in person", "letter": "by letter", "email": "by email",
+              "in_app": "in the app"}
+#: the ways QA records; "in the app" is the clinician's own acknowledgement on their home page
+QA_NOTICE_HOW = ("phone", "in_person", "letter", "email")
+
+
+class RecallNotice(Audited, Base):
+    """A patient's clinician told of a recall that reached the patient (DOMAIN.md sections 5 and 8: notify the
+    clinician of every patient who received the product; EU GMP Part IV 11). One per patient on a recall's notify
+    list: recorded by QA (who was told, how, when) or by the clinician acknowledging it in the app (clinician_id
+    set, how "in_app"). A recall is not completed while a patient on its notify list has none. Never edited."""
+
+    __tablename__ = "recall_notice"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recall_id: Mapped[int] = mapped_column(ForeignKey("recall.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    clinician_name: Mapped[str] = mapped_column(String(200))
+    clinician_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))  # the clinician's own account
+    how: Mapped[str] = mapped_column(String(20))
+    told_at: Mapped[datetime] = mapped_column()
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("recall_id", "patient_id"),)
+
+    @property
+    def how_words(self) -> str:
+        return NOTICE_HOW.get(self.how, self.how)

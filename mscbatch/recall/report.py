@@ -25,7 +25,7 @@ from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import lots_of_donor
 from mscbatch.patients.models import Patient
-from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
+from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall, RecallNotice
 from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, recall_in_force_of
 from mscbatch.recall.services import (
     DISCARDABLE_HERE,
@@ -101,10 +101,82 @@ class BagLine:
         return self.hold is not None and self.hold.lifted_at is None and self.trace.bag.status in DISCARDABLE_HERE
 
 
+#: a patient on the notify list whose clinician nobody has recorded as told (the page, the PDF, the refusal)
+NOT_YET_NOTIFIED = "Not yet notified"
+
+
 @dataclass
 class PatientNotice:
+    """A patient on the recall's notify list (given, or sent, affected product), the bags they received, and the
+    record that their clinician was told (RecallNotice), if any, with who recorded it."""
+
     patient: Patient
     received: list[tuple[Bag, Lot, Recipient]] = field(default_factory=list)
+    notice: RecallNotice | None = None
+    recorded_by: str = ""  # the recorder's printed name (the clinician, for an acknowledgement in the app)
+
+    @property
+    def prescriber_ids(self) -> set[int]:
+        """The clinicians who prescribed the bags the patient received: theirs is the home page that says so."""
+        return {recipient.prescription.prescribed_by_id for _bag, _lot, recipient in self.received}
+
+    def told_words(self) -> str:
+        """Who was told and how, without the times (the page marks them up, the PDF writes them out)."""
+        notice = self.notice
+        if notice is None:
+            return NOT_YET_NOTIFIED
+        if notice.how == "in_app":
+            return f"{notice.clinician_name} acknowledged it in the app"
+        return f"{notice.clinician_name} told {notice.how_words}"
+
+    def paper_words(self) -> str:
+        """The notice in one plain sentence, for the PDF: NOT YET NOTIFIED, or who, how, when and by whom."""
+        notice = self.notice
+        if notice is None:
+            return NOT_YET_NOTIFIED.upper()
+        text = (f"{self.told_words()} on {local_and_utc(notice.told_at)}; recorded by {self.recorded_by} on "
+                f"{local_and_utc(notice.recorded_at)}")
+        return text + (f". Note: {notice.note}" if notice.note else "")
+
+
+def notices_of(session: Session, recall_id: int) -> dict[int, RecallNotice]:
+    """The recall's notices by patient id."""
+    return {notice.patient_id: notice for notice in session.scalars(
+        select(RecallNotice).where(RecallNotice.recall_id == recall_id))}
+
+
+def notify_list(session: Session, lots: list[LotTrace], notices: dict[int, RecallNotice]) -> list[PatientNotice]:
+    """The patients given or sent product of these lots' bags (a recipient who received it), by patient code,
+    each with the notice recorded for them (if any) and its recorder's name."""
+    found: dict[int, PatientNotice] = {}
+    for lot_trace in lots:
+        for bag_trace in lot_trace.bags:
+            for recipient in bag_trace.recipients:
+                if recipient.received:
+                    entry = found.setdefault(recipient.patient.id, PatientNotice(
+                        recipient.patient, notice=notices.get(recipient.patient.id)))
+                    entry.received.append((bag_trace.bag, lot_trace.lot, recipient))
+    recorders = {notice.recorded_by_id for notice in notices.values()}
+    names = {u.id: u.full_name for u in session.scalars(select(User).where(User.id.in_(recorders)))} if recorders \
+        else {}
+    for entry in found.values():
+        if entry.notice is not None:
+            entry.recorded_by = names.get(entry.notice.recorded_by_id, "?")
+    return sorted(found.values(), key=lambda n: n.patient.code)
+
+
+def patients_to_notify(session: Session, recall: Recall) -> list[PatientNotice]:
+    """The recall's notify list (as its report lists it), each patient with their notice, if recorded."""
+    affected = affected_lots(session, recall.scope, target_of(recall) or 0)
+    return notify_list(session, [trace_lot(session, lot) for lot in affected], notices_of(session, recall.id))
+
+
+def not_notified_words(patients: list[PatientNotice]) -> str:
+    """'the clinician of patient X (and of ...) is not yet recorded as told' for the refusal and the page."""
+    codes = ", ".join(n.patient.code for n in patients)
+    if len(patients) == 1:
+        return f"the clinician of patient {codes} is not yet recorded as told"
+    return f"the clinicians of {len(patients)} patients ({codes}) are not yet recorded as told"
 
 
 @dataclass(frozen=True)
@@ -260,6 +332,21 @@ class RecallReport:
         return outstanding_words(self.outstanding) if self.outstanding else ""
 
     @property
+    def not_notified(self) -> list[PatientNotice]:
+        """The patients on the notify list whose clinician is not yet recorded as told: an active recall is not
+        completed while there is one (services.complete_recall)."""
+        return [entry for entry in self.notify if entry.notice is None]
+
+    @property
+    def completion_blockers(self) -> str:
+        """What stops an active recall's completion, in words ("" once nothing does, or when it is closed)."""
+        if not self.recall.active:
+            return ""
+        parts = ([self.outstanding_words] if self.outstanding else []) + (
+            [not_notified_words(self.not_notified)] if self.not_notified else [])
+        return "; ".join(parts)
+
+    @property
     def bagless_lots(self) -> list[tuple[Lot, str]]:
         """The affected lots with no bag yet (a lot still in process), each with what the recall does to it: the
         bag rows alone left such a lot off the page and the PDF, and the work on it carried on unaware."""
@@ -401,7 +488,6 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         bag_trace.bag.id for lot_trace in lots for bag_trace in lot_trace.bags
         if bag_trace.bag.status == "discarded" and bag_trace.bag.id not in holds])
     lines: list[BagLine] = []
-    notices: dict[int, PatientNotice] = {}
     for lot_trace in lots:
         for bag_trace in lot_trace.bags:
             hold = holds.get(bag_trace.bag.id)
@@ -409,10 +495,6 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
             action_kind, action = _action(bag_trace, hold, recall, before)
             lines.append(BagLine(trace=bag_trace, lot=lot_trace.lot, hold=hold, earlier=before,
                                  hold_kind=hold_kind(bag_trace.bag, hold), action_kind=action_kind, action=action))
-            for recipient in bag_trace.recipients:
-                if recipient.received:
-                    notice = notices.setdefault(recipient.patient.id, PatientNotice(recipient.patient))
-                    notice.received.append((bag_trace.bag, lot_trace.lot, recipient))
     finals = [line for line in lines if line.trace.bag.status in ("infused", "discarded")]
     reconciliation = Reconciliation(
         bags=len(lines), infused=sum(1 for line in finals if line.trace.bag.status == "infused"),
@@ -426,7 +508,7 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         started_by=users.get(recall.started_by_id, "?"),
         ended_by=users.get(recall.ended_by_id) if recall.ended_by_id else None,
         signatures=signatures_of(session, recall), lots=lots, lines=lines,
-        notify=sorted(notices.values(), key=lambda n: n.patient.code),
+        notify=notify_list(session, lots, notices_of(session, recall.id)),
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
         held_now=sum(1 for line in lines if line.hold_kind == "on_hold"),
         held_final=sum(1 for line in lines if line.hold_kind in KEPT), generated_at=utcnow(),
@@ -508,8 +590,8 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     for signature in report.signatures:
         story.append(_p(signed_words(signature), BODY))
     story.append(_p(f"Reconciliation: {report.reconciliation.words()}", BODY))
-    if report.outstanding:
-        story.append(_p(f"Before this recall can be completed: {report.outstanding_words}.", BODY))
+    if report.completion_blockers:
+        story.append(_p(f"Before this recall can be completed: {report.completion_blockers}.", BODY))
     story.append(_p(f"{report.held_words()} Report generated {local_and_utc(report.generated_at)}.", BODY))
     if report.donor_lots is not None:
         story.append(_p(donor_lots_words(report.donor_lots), FLAG if report.donor_lots.donor_in_question else BODY))
@@ -523,13 +605,15 @@ def recall_report_pdf(report: RecallReport) -> bytes:
                                     "for them): notify their clinician", _styles["Heading2"])]
     if report.notify:
         rows: list[list[Any]] = [[_p(h) for h in ("Patient", "Protocol", "Bag (DIN)", "Lot", "Bag status",
-                                                  "Allocated", "Planned administration", "Infusion started")]]
+                                                  "Allocated", "Planned administration", "Infusion started",
+                                                  "Clinician notified")]]
         for notice in report.notify:
             for bag, lot, recipient in notice.received:
                 rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(din_shown(bag)),
                              _p(lot.lot_number), _p(_words(bag.status)), _p(local_and_utc(recipient.allocation.allocated_at)),
-                             _p(_planned(recipient.prescription)), _p(local_and_utc(recipient.infused_at))])
-        story.append(grid(rows, [28 * mm, 38 * mm, 34 * mm, 28 * mm, 20 * mm, 40 * mm, 40 * mm, 40 * mm]))
+                             _p(_planned(recipient.prescription)), _p(local_and_utc(recipient.infused_at)),
+                             _p(notice.paper_words())])
+        story.append(grid(rows, [24 * mm, 26 * mm, 30 * mm, 24 * mm, 16 * mm, 32 * mm, 32 * mm, 32 * mm, 57 * mm]))
     else:
         story.append(_p("No patient has received product from the affected bags.", BODY))
     story += [Spacer(1, 4 * mm), _p("Affected lots and bags", _styles["Heading2"])]

@@ -440,10 +440,19 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
         for lot in lots:
             lock_lot(session, lot.id)
         left = outstanding_bags(session, recall, lots)
-        if left:
-            raise Conflict(f"Recall R-{recall.id} cannot be completed yet: {outstanding_words(left)}. Every bag it "
-                           "reaches must be discarded (or was infused) first: discard the bags in stock, have the "
-                           "ward return or discard theirs, assess the returned ones. Nothing was signed.")
+        # every patient the recall reached has their clinician recorded as told (DOMAIN.md sections 5 and 8; EU GMP
+        # Part IV 11): read under the recall's lock, which a notice takes too (recall.notices)
+        from mscbatch.recall.report import not_notified_words, patients_to_notify  # the report reads services
+
+        untold = [entry for entry in patients_to_notify(session, recall) if entry.notice is None]
+        if left or untold:
+            said = [f"{outstanding_words(left)}. Every bag it reaches must be discarded (or was infused) first: "
+                    "discard the bags in stock, have the ward return or discard theirs, assess the returned ones"
+                    ] if left else []
+            if untold:
+                said.append(f"{not_notified_words(untold)}. Record who told each clinician, how and when (Clinician "
+                            "notified, on the recall's page), or the clinician confirms it on their home page")
+            raise Conflict(f"Recall R-{recall.id} cannot be completed yet: {'; '.join(said)}. Nothing was signed.")
         recall.status = "completed"
         recall.ended_at = utcnow()
         recall.ended_by_id = actor.id

@@ -12,16 +12,24 @@ from mscbatch.core.identifiers import din_shown
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.patients.dose_sheet import infusion_planned
-from mscbatch.recall import services
+from mscbatch.recall import notices, services
 from mscbatch.recall.forms import (
     CloseLookbackForm,
     CompleteRecallForm,
     DiscardHeldBagForm,
     EndRecallForm,
+    RecallNoticeForm,
     StartRecallForm,
 )
 from mscbatch.recall.queries import open_lookbacks
-from mscbatch.recall.report import COMPLETED_HOLDS, NO_LOOKBACK, recall_report, recall_report_pdf, trace_pdf
+from mscbatch.recall.report import (
+    COMPLETED_HOLDS,
+    NO_LOOKBACK,
+    NOT_YET_NOTIFIED,
+    recall_report,
+    recall_report_pdf,
+    trace_pdf,
+)
 from mscbatch.recall.traceability import (
     backward_from_patient,
     bag_trace,
@@ -30,7 +38,8 @@ from mscbatch.recall.traceability import (
     forward_from_reagent_lot,
 )
 from mscbatch.signatures.services import PASSWORD_NOT_TYPED
-from mscbatch.site import site_config
+from mscbatch.site import site_config, site_time
+from mscbatch.web.date_fields import typed_text
 from mscbatch.web.forms import show_error
 
 bp = Blueprint("recall", __name__, url_prefix="/recalls")
@@ -144,16 +153,27 @@ def _kept_words(kept: services.KeptLot) -> str:
 
 def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200,
             complete_form: CompleteRecallForm | None = None, discard_form: DiscardHeldBagForm | None = None,
-            discard_bag_id: int | None = None) -> Any:
-    """The recall's page; `discard_form` / `discard_bag_id`: a refused discard, shown on that bag's row."""
+            discard_bag_id: int | None = None, notice_form: RecallNoticeForm | None = None,
+            notice_patient_id: int | None = None) -> Any:
+    """The recall's page; `discard_form` / `discard_bag_id`: a refused discard, shown on that bag's row;
+    `notice_form` / `notice_patient_id`: a refused notice, shown on that patient's form."""
     db.session.rollback()
     report = recall_report(db.session, recall_id)
-    return render_template("recall/detail.html", r=report, recall=report.recall,
+    notice_forms: dict[int, RecallNoticeForm] = {}  # one per patient not yet notified, each field's id its own
+    for entry in report.not_notified:
+        pid = entry.patient.id
+        shown = notice_form if notice_form is not None and notice_patient_id == pid else RecallNoticeForm(formdata=None)
+        for name in NOTICE_FIELDS:
+            getattr(shown, name).id = getattr(shown, name).label.field_id = f"notice-{name}-{pid}"
+        notice_forms[pid] = shown
+    return render_template("recall/detail.html", r=report, recall=report.recall, notice_forms=notice_forms,
                            end_form=form or EndRecallForm(formdata=None),
                            complete_form=complete_form or CompleteRecallForm(formdata=None),
                            discard_form=discard_form or DiscardHeldBagForm(formdata=None),
+                           notice_patient_id=notice_patient_id,
                            discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned,
-                           completed_holds=COMPLETED_HOLDS, no_lookback=NO_LOOKBACK), status
+                           completed_holds=COMPLETED_HOLDS, no_lookback=NO_LOOKBACK,
+                           not_yet_notified=NOT_YET_NOTIFIED), status
 
 
 @bp.route("/<int:recall_id>")
@@ -216,6 +236,44 @@ def discard_bag(recall_id: int, bag_id: int) -> Any:
     flash(f"Bag {din_shown(bag)} recorded as DISCARDED under recall R-{recall_id} ({(form.reason.data or '').strip()}). "
           "Dispose of it as biological waste; its hold stays, as the record of the recall.", "success")
     return redirect(url_for("recall.detail", recall_id=recall_id, _anchor="bags"))
+
+
+NOTICE_FIELDS = ("clinician", "how", "told_at", "note")
+
+
+@bp.route("/<int:recall_id>/patients/<int:patient_id>/notice", methods=["POST"])
+@roles_required("qa")
+def record_notice(recall_id: int, patient_id: int) -> Any:
+    """QA records that the clinician of a patient on the recall's notify list was told (notices.record_notice)."""
+    form = RecallNoticeForm()
+    try:
+        told_at = site_time(form.told_at.data, "told_at", "When (told_at)")
+        notice = notices.record_notice(
+            db.session, current_user, recall_id, patient_id, clinician=form.clinician.data or "",
+            how=form.how.data or "", told_at=told_at,
+            told_at_typed=typed_text(form.told_at) if form.told_at.data is None else "", note=form.note.data or "")
+    except DomainError as error:
+        db.session.rollback()
+        form.told_at.process_errors = []  # said once, by the service, naming the field
+        show_error(form, error)  # on this patient's form (_detail gives its fields their own ids)
+        return _detail(recall_id, status=error.status, notice_form=form, notice_patient_id=patient_id)
+    flash(f"Recorded: {notice.clinician_name} told {notice.how_words} of recall R-{recall_id}.", "success")
+    return redirect(url_for("recall.detail", recall_id=recall_id, _anchor="notify"))
+
+
+@bp.route("/<int:recall_id>/patients/<int:patient_id>/acknowledge", methods=["POST"])
+@roles_required("clinician")
+def acknowledge_notice(recall_id: int, patient_id: int) -> Any:
+    """The prescribing clinician confirms, from their home page, being told of the recall (notices.acknowledge)."""
+    from mscbatch.web.views import home_page
+
+    try:
+        notices.acknowledge(db.session, current_user, recall_id, patient_id)
+    except DomainError as error:
+        db.session.rollback()
+        return home_page(refusal=error.message, status=error.status)
+    flash(f"Recorded: you have been told of recall R-{recall_id}.", "success")
+    return redirect(url_for("web.home"))
 
 
 # ---- traceability ----------------------------------------------------------------------------------------

@@ -17,7 +17,17 @@ bp = Blueprint("web", __name__)
 @bp.route("/")
 @public
 def home() -> Any:
-    return render_template("home.html", user=current_user)
+    return home_page()
+
+
+def home_page(refusal: str | None = None, status: int = 200) -> Any:
+    """The first screen; a clinician's lists the recalls reaching their patients that wait for their confirmation
+    (recall.notices.open_notices_for); `refusal`: a refused confirmation, said above that list."""
+    from mscbatch.recall.notices import open_notices_for
+
+    db.session.rollback()
+    return render_template("home.html", user=current_user, recall_notices=open_notices_for(db.session, current_user),
+                           notice_refusal=refusal), status
 
 
 @bp.route("/healthz")

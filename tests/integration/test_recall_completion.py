@@ -66,6 +66,22 @@ def discard_all_in_stock(app: Any, bag_ids: list[int]) -> None:
                 handover.discard(session, qa, bag_id, reason="Recalled: destroyed")
 
 
+def notify_all(app: Any, client: Any, recall_id: int) -> None:
+    """QA records, on the recall's page, that the clinician of every patient on its notify list was told (a recall
+    is completed only then: recall.notices)."""
+    from mscbatch.database import utcnow
+    from mscbatch.recall.report import recall_report
+    from mscbatch.site import site_config
+
+    with app.extensions["mscbatch.db"].new_session() as session:
+        untold = [entry.patient.id for entry in recall_report(session, recall_id).not_notified]
+    when = utcnow().astimezone(site_config().tz).strftime("%Y-%m-%dT%H:%M")
+    for patient_id in untold:
+        response = client.post(f"/recalls/{recall_id}/patients/{patient_id}/notice",
+                               data={"clinician": "Dr Clara Clinician", "how": "phone", "told_at": when})
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+
+
 def test_qa_completes_a_recall_once_every_held_bag_is_destroyed_and_the_holds_stay(app, users, client_as):
     s = scene(app)
     qa = client_as("qa")
@@ -87,6 +103,7 @@ def test_qa_completes_a_recall_once_every_held_bag_is_destroyed_and_the_holds_st
                                f"bag {parse_din(held[-1][1]).display} (in stock).")
 
     discard_all_in_stock(app, [bag_id for bag_id, _din, _status in held])
+    notify_all(app, qa, recall_id)
     no_note = complete(qa, recall_id, note="  ")
     assert no_note.status_code == 422 and "Write the closing note" in no_note.get_data(as_text=True)
     wrong = complete(qa, recall_id, password="not my password")

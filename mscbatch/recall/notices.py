@@ -1,0 +1,143 @@
+"""The clinician of each patient a recall reached, told (DOMAIN.md section 5, late OOS: "notify the clinician of every
+patient who received it"; section 8: "notify clinician for infused patients"; EU GMP Part IV 11).
+
+The recall's notify list (report.patients_to_notify) names the patients given or sent affected product. For each,
+one RecallNotice records that their clinician was told: QA records who was told, how and when (record_notice), or
+the prescribing clinician confirms it in the app from their home page (acknowledge). A recall is completed only once
+every patient on its list has one (services.complete_recall). Each is written in one use case (audited), under the
+recall's lock, as the completion takes it: a notice and a completion never pass each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mscbatch.audit.context import use_case
+from mscbatch.core.identifiers import din_shown
+from mscbatch.database import utcnow
+from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.recall.models import NOTICE_HOW, QA_NOTICE_HOW, Recall, RecallNotice
+from mscbatch.recall.report import PatientNotice, patients_to_notify
+from mscbatch.recall.services import get_recall, typed_shown
+from mscbatch.site import local_and_utc
+
+#: the longest clinician's name and note kept
+MAX_CLINICIAN = 200
+MAX_NOTICE_NOTE = 1000
+#: the refusal of a "how" not offered (QA's ways; "in the app" is the clinician's own confirmation)
+HOW_WORDS = ", ".join(f"{NOTICE_HOW[how]} ({how})" for how in QA_NOTICE_HOW)
+
+
+def _locked_entry(session: Session, recall_id: int, patient_id: int) -> tuple[Recall, PatientNotice]:
+    """The recall, locked and read again (as its completion and end lock it), refused unless active, and the patient's
+    entry on its notify list (404 when the patient is not on it), refused when a notice is recorded already."""
+    recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
+    if recall is None:
+        raise NotFound(f"No recall {recall_id}.")
+    entry = next((e for e in patients_to_notify(session, recall) if e.patient.id == patient_id), None)
+    if entry is None:
+        raise NotFound(f"Recall R-{recall.id} lists no patient with id {patient_id} to notify: only a patient given or "
+                       "sent its product is notified. Nothing was recorded.")
+    if entry.notice is not None:
+        raise Conflict(f"The clinician of patient {entry.patient.code} is recorded as told already "
+                       f"({entry.told_words()} on {local_and_utc(entry.notice.told_at)}). Nothing was recorded.")
+    if not recall.active:
+        raise Conflict(f"Recall R-{recall.id} is {recall.status_words.lower()}: no notice is recorded under it. "
+                       "Nothing was recorded.")
+    return recall, entry
+
+
+def record_notice(session: Session, actor: Any, recall_id: int, patient_id: int, *, clinician: str, how: str,
+                  told_at: datetime | None, told_at_typed: str = "", note: str = "") -> RecallNotice:
+    """QA records that a patient's clinician was told of the recall: who (a name), how, when (not in the future, not
+    before the recall started), with an optional note. Every field's problem is said at once (422, by field);
+    nothing is written unless all are right."""
+    if not actor.has_role("qa"):
+        raise PermissionDenied("Only QA records that a clinician was told of a recall; the clinician confirms it on "
+                               "their home page.")
+    clinician, how, note = (clinician or "").strip(), (how or "").strip(), (note or "").strip()
+    recall = get_recall(session, recall_id)
+    errors: dict[str, list[str]] = {}
+    if not clinician:
+        errors["clinician"] = ["Clinician told (clinician): give the name of the clinician who was told."]
+    elif len(clinician) > MAX_CLINICIAN:
+        errors["clinician"] = [f"Clinician told (clinician): at most {MAX_CLINICIAN} characters (this one has "
+                               f"{len(clinician)})."]
+    if how not in QA_NOTICE_HOW:
+        errors["how"] = [f"How (how): one of {HOW_WORDS}, not {typed_shown(how)!r}." if how else
+                         f"How (how): say how the clinician was told: {HOW_WORDS}."]
+    now = utcnow()
+    if told_at is None:
+        errors["told_at"] = [f"When (told_at): {typed_shown(told_at_typed)!r} is not a date and time; type it as "
+                             "YYYY-MM-DD HH:MM, site time." if told_at_typed else
+                             "When (told_at): give the date and time the clinician was told (site time)."]
+    elif told_at > now:
+        errors["told_at"] = [f"When (told_at): {local_and_utc(told_at)} is in the future: give when the clinician "
+                             "was told."]
+    elif told_at < recall.started_at.replace(second=0, microsecond=0):  # the form gives minutes: the start's own
+        errors["told_at"] = [f"When (told_at): {local_and_utc(told_at)} is before recall R-{recall.id} started "
+                             f"({local_and_utc(recall.started_at)}): a clinician is told of a recall once it is started."]
+    if len(note) > MAX_NOTICE_NOTE:
+        errors["note"] = [f"Note (note): at most {MAX_NOTICE_NOTE} characters (this one has {len(note)})."]
+    if errors:
+        first = next(iter(errors.values()))[0]
+        raise ValidationFailed(first + " Nothing was recorded.", errors=errors)
+    assert told_at is not None
+    with use_case(session, actor, f"clinician told of recall R-{recall_id}: {clinician}, {NOTICE_HOW[how]}"):
+        _recall, entry = _locked_entry(session, recall_id, patient_id)
+        notice = RecallNotice(recall_id=recall_id, patient_id=entry.patient.id, clinician_name=clinician, how=how,
+                              told_at=told_at, recorded_by_id=actor.id, recorded_at=utcnow(), note=note or None)
+        session.add(notice)
+        session.flush()
+    return notice
+
+
+def acknowledge(session: Session, actor: Any, recall_id: int, patient_id: int) -> RecallNotice:
+    """The prescribing clinician confirms, on their home page, that they have been told of the recall reaching their
+    patient: a notice with themselves as the clinician, "in the app", now. Refused (403) to anyone who did not
+    prescribe the bags the patient received."""
+    if not actor.has_role("clinician"):
+        raise PermissionDenied("Only the patient's prescribing clinician confirms being told of a recall.")
+    get_recall(session, recall_id)
+    with use_case(session, actor, f"clinician confirmed being told of recall R-{recall_id}"):
+        _recall, entry = _locked_entry(session, recall_id, patient_id)
+        if actor.id not in entry.prescriber_ids:
+            raise PermissionDenied(f"You did not prescribe the product patient {entry.patient.code} received: their "
+                                   "prescribing clinician confirms it, or QA records who was told. Nothing was "
+                                   "recorded.")
+        now = utcnow()
+        notice = RecallNotice(recall_id=recall_id, patient_id=entry.patient.id, clinician_name=actor.full_name,
+                              clinician_id=actor.id, how="in_app", told_at=now, recorded_by_id=actor.id,
+                              recorded_at=now)
+        session.add(notice)
+        session.flush()
+    return notice
+
+
+@dataclass(frozen=True)
+class OpenNotice:
+    """A recall in force reaching a patient the clinician prescribed for, not yet recorded as told (the home page)."""
+
+    recall: Recall
+    entry: PatientNotice
+
+    def words(self) -> str:
+        bags = "; ".join(f"bag {din_shown(bag)} of lot {lot.lot_number}" for bag, lot, _r in self.entry.received)
+        return f"Recall R-{self.recall.id}: your patient {self.entry.patient.code} received {bags}"
+
+
+def open_notices_for(session: Session, user: Any) -> list[OpenNotice]:
+    """The active recalls' patients whose product `user` prescribed and whose clinician nobody has recorded as told,
+    newest recall first."""
+    if not getattr(user, "is_authenticated", False) or not user.has_role("clinician"):
+        return []
+    found: list[OpenNotice] = []
+    for recall in session.scalars(select(Recall).where(Recall.status == "active").order_by(Recall.id.desc())):
+        for entry in patients_to_notify(session, recall):
+            if entry.notice is None and user.id in entry.prescriber_ids:
+                found.append(OpenNotice(recall, entry))
+    return found

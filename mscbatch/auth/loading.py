@@ -35,9 +35,10 @@ def client_address() -> str | None:
     return request.remote_addr[:64] if request.remote_addr else None
 
 
-#: endpoints a page's script calls by itself while the page stays open (the running infusion's STOP poll): no
+#: endpoints a page's script calls by itself while the page stays open (the running infusion's STOP poll, and its
+#: watch once the session has ended, custody.infusion_watch): no
 #: person did anything, so they do not slide the session's idle window (an unattended ward tablet still idles out)
-PASSIVE_ENDPOINTS = frozenset({"custody.infusion_stop"})
+PASSIVE_ENDPOINTS = frozenset({"custody.infusion_stop", "custody.infusion_watch"})
 
 
 def _is_api(req: Request) -> bool:

@@ -14,15 +14,17 @@ from sqlalchemy import select
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
 from mscbatch.custody import bedside, infusions
-from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate, remaining
+from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate, remaining, stop_running
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
+from mscbatch.custody.models import Infusion
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
+from mscbatch.custody.ward_list import RunningInfusion, running_infusions
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag
 from mscbatch.lots.queries import product_of
-from mscbatch.patients.models import Allocation
+from mscbatch.patients.models import Allocation, Patient
 from mscbatch.signatures.services import signatures_of
 from mscbatch.site import site_config
 from mscbatch.web.forms import show_error
@@ -35,6 +37,26 @@ _CODE = re.compile(r"\b[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+\b")
 def codes_unbroken(message: str) -> Markup:
     """The message, escaped, with each code kept on one line (a phone cut "SLE-UC-" / "002" at its hyphen)."""
     return Markup(_CODE.sub(lambda found: f'<span class="code">{found.group(0)}</span>', str(escape(message))))
+
+
+@bp.app_template_global()
+def ward_running_infusions() -> list[RunningInfusion]:
+    """For templates/custody/ward.html: the infusions running now, each with STOP THE INFUSION NOW when its bag has
+    since been found unfit (custody.ward_list.running_infusions)."""
+    return running_infusions(db.session, label_key())
+
+
+def _running_infusion(bag: Bag | None) -> RunningInfusion | None:
+    """The infusion of this bag still running, if any, and whether to stop it now (the infusion page's rule): a check
+    page opened again once its bag runs, or since recalled, leads with that, not with "never start a bag twice"."""
+    if bag is None or bag.status != "infused":  # a bag being infused is "infused": no read for the others
+        return None
+    infusion = db.session.scalar(select(Infusion).where(Infusion.bag_id == bag.id, Infusion.ended_at.is_(None)))
+    if infusion is None:
+        return None
+    patient = db.session.get(Patient, infusion.patient_id)
+    return RunningInfusion(infusion, bag, patient.code if patient else "",
+                           stop_running(db.session, infusion, bag, patient, label_key()))
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
         may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
-        bag_suspect=bag_suspect), status
+        bag_suspect=bag_suspect, running=_running_infusion(result.bag)), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)

@@ -2,20 +2,23 @@
 runs, its end and its reactions; and the template globals of the infusions table of the patient and lot pages."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from mscbatch.auth.access import roles_required
+from mscbatch.auth.access import public, roles_required
 from mscbatch.auth.models import User
 from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.custody import bedside, infusions
 from mscbatch.custody.checks import stop_running
 from mscbatch.custody.forms import EndForm, ReactionForm
-from mscbatch.custody.models import CTCAE_TERMS, GRADES, InfusionReaction
+from mscbatch.custody.models import CTCAE_TERMS, GRADES, Infusion, InfusionReaction
 from mscbatch.custody.queries import courses_below_band
 from mscbatch.custody.views import BEDSIDE, INFUSION_READERS, bp, label_key
+from mscbatch.database import utcnow
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
 from mscbatch.interop.privacy import infusion_counts, may_read_patients
@@ -69,6 +72,8 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
                            outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop,
                            poll_seconds=int(current_app.config.get("CUSTODY_STOP_POLL_SECONDS", 20)),
+                           watch_token=watch_token(infusion) if infusion.ended_at is None else None,
+                           watch_header=WATCH_HEADER, stopped_by_system=infusions.STOPPED_BY_SYSTEM,
                            course_below_band=bool(bag and courses_below_band(db.session, [bag.id])), **forms), status
 
 
@@ -100,8 +105,77 @@ def infusion_stop(infusion_id: int) -> Any:
     return response
 
 
-#: what the STOP poll answers once the session has ended (the page's script shows it and stops polling)
-SIGNED_OUT_POLL = "Signed out: this page no longer watches for STOP \u2014 sign in again."
+#: what the STOP poll answers once the session has ended (the page's script then says so in large words and goes on
+#: watching through infusion_watch, with the page's watch token)
+SIGNED_OUT_POLL = "Signed out: sign in again to record anything."
+
+#: the header that carries the page's watch token (never the URL: addresses are logged)
+WATCH_HEADER = "X-Stop-Watch"
+_WATCH_SALT = "mscbatch.custody.infusion-stop-watch"
+
+
+def _watch_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt=_WATCH_SALT)
+
+
+def watch_hours() -> float:
+    """How long at most a watch token is good for, counted from the page that carries it and from the infusion's
+    start alike (CUSTODY_STOP_WATCH_HOURS, default 12): an infusion lasts about an hour."""
+    return float(current_app.config.get("CUSTODY_STOP_WATCH_HOURS", 12))
+
+
+def _started(infusion: Infusion) -> int:
+    moment = infusion.started_at
+    return int((moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def watch_token(infusion: Infusion) -> str:
+    """The running infusion page's watch token: signed with the app's secret (itsdangerous), bound to this infusion
+    (its id and its start), good while it runs and for watch_hours() at most. It lets the page's script go on asking
+    whether to STOP after the session has ended (infusion_watch), and nothing else: it signs no one in."""
+    return _watch_serializer().dumps({"infusion": infusion.id, "started": _started(infusion)})
+
+
+def _watch_refused(status: int) -> Any:
+    """A watch token missing (400), forged, expired, of another infusion or of an infusion that has ended: the same words
+    for all, nothing of the infusion (a forged token learns nothing)."""
+    answer = jsonify(watching=False, message="This page no longer watches for STOP. Sign in again to see the "
+                                             "infusion.")
+    answer.status_code = status
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
+
+
+@bp.route("/infusions/<int:infusion_id>/watch.json")
+@public
+def infusion_watch(infusion_id: int) -> Any:
+    """The STOP poll of a running infusion page whose session has ended: the bedside tablet still shows STOP THE
+    INFUSION NOW if the bag is recalled or found unfit, for the infusion's whole hour, without keeping the session
+    alive (a passive endpoint: auth.loading.PASSIVE_ENDPOINTS; the script sends no cookie). Public, but answers only
+    to the page's watch token (header WATCH_HEADER) and only what the page needs to show STOP: whether to stop and
+    the STOP's words (the lot, the bag, the patient's code the page already shows), never another infusion. Nothing
+    is audited per poll, as for stop.json."""
+    token = request.headers.get(WATCH_HEADER, "").strip()
+    if not token:  # a request without the page's token at all: malformed, not an identity refused
+        return _watch_refused(400)
+    hours = watch_hours()
+    try:
+        claim = _watch_serializer().loads(token, max_age=int(hours * 3600))
+    except BadSignature:  # SignatureExpired included
+        return _watch_refused(403)
+    if not isinstance(claim, dict) or claim.get("infusion") != infusion_id:
+        return _watch_refused(403)
+    row = db.session.get(Infusion, infusion_id)
+    if row is None or row.ended_at is not None or claim.get("started") != _started(row) \
+            or utcnow() - datetime.fromtimestamp(_started(row), UTC) > timedelta(hours=hours):
+        db.session.rollback()
+        return _watch_refused(403)
+    bag = db.session.get(Bag, row.bag_id)
+    reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())
+    db.session.rollback()
+    response = jsonify(stop_now=bool(reasons), reasons=reasons)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.after_request
@@ -124,8 +198,11 @@ def end(infusion_id: int) -> Any:
     form = EndForm()
     if form.validate_on_submit():
         try:
+            reason = form.reason.data or ""
+            if request.form.get("stopped") and not reason.strip():  # "End: the system said STOP" (the page's button)
+                reason = infusions.STOPPED_BY_SYSTEM
             infusions.end_infusion(db.session, current_user, infusion_id, volume_ml=form.volume_ml.data,
-                                   reason=form.reason.data or "")
+                                   reason=reason, label_key=label_key())
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, end_form=form)

@@ -34,7 +34,7 @@ from mscbatch.custody.bedside import (
     later_stop,
     latest_confirmed_check,
 )
-from mscbatch.custody.checks import BedsideResult, evaluate, resolve_bag
+from mscbatch.custody.checks import BedsideResult, evaluate, resolve_bag, stop_running
 from mscbatch.custody.models import GRADES, Infusion, InfusionReaction, TwoPersonCheck
 from mscbatch.custody.queries import COURSE_BELOW_BAND, CourseShort, course_short, lost_words
 from mscbatch.custody.services import _text, lock_bag, record_event, require_authority
@@ -277,6 +277,12 @@ def _short_words(short: CourseShort, volume: Decimal) -> str:
 END_REASON_MAX = 500
 #: the infusion_ended detail that flags an infusion ended sooner than its protocol's infusion time (with its reason)
 SHORTER_THAN_PROTOCOL = "shorter_than_protocol"
+#: the one reason that covers a volume, course or time outside the prescription when the system itself said STOP THE
+#: INFUSION NOW (its bag recalled or found unfit since the start: checks.stop_running, what the page's STOP uses).
+#: Accepted only then: sent while the bag is still fit, it is refused (it would record a STOP that never was).
+STOPPED_BY_SYSTEM = "Stopped: STOP THE INFUSION NOW (bag recalled / unfit)"
+#: the infusion_ended detail that records an end on the system's STOP (with the STOP's words)
+STOPPED_ON_STOP = "stopped_on_stop"
 
 
 def infusion_hours(calculation: Any, protocol_id: str) -> Decimal | None:
@@ -353,7 +359,8 @@ def _too_fast_words(lasted: timedelta, time: BagTime) -> str:
             "must be told).")
 
 
-def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "") -> Infusion:
+def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: Any, reason: str = "",
+                 label_key: str = "") -> Infusion:
     """Record the end and the volume given. More than the prescription draws from the bag (a partial dose given
     whole), or less by more than the protocol's dose tolerance (stopped early), is recorded as it happened, never
     refused, but only with the reason, and flagged on the record: the dose given is then outside the prescription
@@ -361,7 +368,11 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
     is inside the tolerance (two bags each 9 % short): what the prescription has given, this bag at its volume, plus
     what its bags still to give would give as prescribed, below the band's lower limit (COURSE_BELOW_BAND). And so is
     an end recorded sooner than the infusion time the prescription (its protocol) gives the cells over
-    (SHORTER_THAN_PROTOCOL: the protocols give them by slow IV infusion), the reason then named as the field."""
+    (SHORTER_THAN_PROTOCOL: the protocols give them by slow IV infusion), the reason then named as the field.
+
+    An infusion stopped because the system said STOP THE INFUSION NOW (its bag recalled or found unfit since the
+    start, as the infusion page's STOP says: checks.stop_running) needs no three reasons: STOPPED_BY_SYSTEM covers
+    them all, and is accepted only while that STOP stands (recorded as the end's reason, with the STOP's words)."""
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
     reason = (reason or "").strip()
@@ -391,6 +402,7 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         time = None if allocation is None else _bag_time(session, allocation)
         lasted = now - _aware(infusion.started_at)
         too_fast = time is not None and lasted < time.expected
+        stopped = _stopped_on_stop(session, infusion, bag, reason, label_key)
         if (outside or short or too_fast) and len(reason) < 5:
             words = [_outside_words(outside, volume, prescribed)] if outside else []
             words += [_short_words(short, volume)] if short else []
@@ -399,8 +411,10 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
             raise ValidationFailed(" ".join(words), field="volume_ml" if (outside or short) else "reason")
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = now, actor.id, volume
         # why the volume, the course or the time is outside the prescription, on the record the pages show (audited)
-        infusion.volume_reason = reason if (outside or short or too_fast) else None
+        infusion.volume_reason = reason if (outside or short or too_fast or stopped) else None
         details: dict[str, Any] = {"infusion_id": infusion.id, "volume_infused_ml": str(volume)}
+        if stopped:  # the system's STOP is the reason: its words are kept with it
+            details.update({STOPPED_ON_STOP: True, "stop_reasons": stopped, "why": reason})
         if outside:
             details.update({f"{'over' if outside == 'more' else 'under'}_prescription": True,
                             "prescribed_ml": str(prescribed), "why": reason})
@@ -415,6 +429,19 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
                             "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason})
         record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
+
+
+def _stopped_on_stop(session: Session, infusion: Infusion, bag: Bag, reason: str, label_key: str) -> list[str]:
+    """The STOP's words when the reason given is STOPPED_BY_SYSTEM and the system says STOP THE INFUSION NOW for this
+    infusion now; [] for any other reason; a refusal when STOPPED_BY_SYSTEM is given while no STOP stands."""
+    if reason != STOPPED_BY_SYSTEM:
+        return []
+    words = stop_running(session, infusion, bag, session.get(Patient, infusion.patient_id), label_key)
+    if not words:
+        raise ValidationFailed("The system has not said STOP THE INFUSION NOW for this infusion: its bag is not "
+                               "recalled or unfit. If the volume or the time differs from the prescription, say why "
+                               "in your own words.", field="reason")
+    return words
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,6 +1,10 @@
 """The ward page's list of the bags out of the unit's stores and not yet given: sent to the ward, received there, or
 thawed, each with its patient and, once thawed, the clock time by which it must be given (the product's post-thaw
-limit). The thaw message said that time once; a nurse coming back to the page, or the next shift, had nothing."""
+limit). The thaw message said that time once; a nurse coming back to the page, or the next shift, had nothing.
+
+And the infusions running now (running_infusions): a bag being infused is "infused", no longer out on the ward, and
+dropped off the list above, so that a running infusion, above all one whose bag was recalled since it started, had
+no way back from the ward page to its infusion page and its STOP THE INFUSION NOW."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from mscbatch.custody.checks import last_event_at, received_at, thawed_at
-from mscbatch.custody.models import CustodyEvent
+from mscbatch.custody.checks import last_event_at, received_at, stop_running, thawed_at
+from mscbatch.custody.models import CustodyEvent, Infusion
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_catalogue, product_of
@@ -68,3 +72,23 @@ def bags_on_ward(session: Session, now: datetime | None = None) -> list[BagOnWar
         listed.append(BagOnWard(bag, code, since, location or "", give_by, give_by is not None and now > give_by))
     order = {"thawed": 0, "received": 1, "dispatched": 2}
     return sorted(listed, key=lambda b: (order[b.bag.status], b.give_by or b.since or now, b.bag.id))[:MOST]
+
+
+@dataclass(frozen=True)
+class RunningInfusion:
+    infusion: Infusion
+    bag: Bag
+    patient_code: str
+    stop: list[str]  # custody.checks.stop_running: why to stop it now (the infusion page's words), empty when none
+
+
+def running_infusions(session: Session, label_key: str) -> list[RunningInfusion]:
+    """Every infusion not ended (the first MOST by start), those to STOP NOW first, then the earliest started. Whether
+    to stop one is the infusion page's own rule (custody.checks.stop_running), read for each: a ward's handful."""
+    rows = session.execute(select(Infusion, Bag, Patient).join(Bag, Bag.id == Infusion.bag_id)
+                           .join(Patient, Patient.id == Infusion.patient_id)
+                           .where(Infusion.ended_at.is_(None))
+                           .order_by(Infusion.started_at, Infusion.id).limit(MOST)).all()
+    running = [RunningInfusion(infusion, bag, patient.code, stop_running(session, infusion, bag, patient, label_key))
+               for infusion, bag, patient in rows]
+    return sorted(running, key=lambda r: not r.stop)  # stable: the earliest started first within each

@@ -32,4 +32,7 @@ def test_an_infusion_page_whose_session_ended_says_it_no_longer_watches_for_stop
     note = page.locator("#stop-watch-signed-out")
     expect(note).to_be_visible(timeout=8_000)
     expect(note).to_have_attribute("role", "alert")
-    expect(note).to_have_text("Signed out: this page no longer watches for STOP \u2014 sign in again.")
+    # S39: the page says so in large words and goes on watching for STOP (its watch token, no session)
+    expect(note.get_by_role("heading", name="You are signed out.")).to_be_visible()
+    expect(note).to_contain_text("This page still watches for STOP")
+    expect(note).to_contain_text("Sign in again to record anything")

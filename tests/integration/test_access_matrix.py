@@ -151,6 +151,8 @@ EXPECTED_ACCESS.update({
     "recall.complete": {"qa"},
     "recall.discard_bag": {"qa"},
     "recall.close_lookback": {"qa"},
+    "recall.record_notice": {"qa"},
+    "recall.acknowledge_notice": {"clinician"},
     "trace.donor": {"qa", "clinician"},
     "trace.donor_pdf": {"qa", "clinician"},
     "trace.lot": {"qa", "clinician"},
@@ -251,6 +253,9 @@ EXPECTED_ACCESS.update({
     "custody.dispatch": {"technician"},
     "custody.infusion": {"nurse", "clinician", "qa"},
     "custody.infusion_stop": {"nurse", "clinician", "qa"},
+    # the running infusion's STOP watch once the session has ended: no session, only the page's signed watch token
+    # (400 without it, 401/403 for a token forged, expired, of another infusion or of one ended)
+    "custody.infusion_watch": PUBLIC,
     "custody.end": {"nurse", "clinician"},
     "custody.reaction": {"nurse", "clinician"},
     "custody.returned": {"qa"},  # a bag returned to the unit: QA alone assesses it

@@ -149,6 +149,18 @@ var mscbatchIsBag = (function () {
     window.requestAnimationFrame(tick);
   }
 
+  // what went wrong with the camera, in plain words (the browser's error names mean nothing at the bedside)
+  function cameraWords(name) {
+    if (name === "NotFoundError" || name === "OverconstrainedError") { return "No camera was found on this device."; }
+    if (name === "NotAllowedError" || name === "SecurityError") {
+      return "Permission to use the camera was refused (allow the camera in the browser's settings).";
+    }
+    if (name === "NotReadableError" || name === "AbortError") {
+      return "The camera is busy: another app or tab is using it. Close it and try again.";
+    }
+    return "The camera cannot be used.";
+  }
+
   if (cameraButton && hasCamera) {
     cameraButton.hidden = false;
     cameraButton.addEventListener("click", function () {
@@ -163,7 +175,13 @@ var mscbatchIsBag = (function () {
         .then(function () { window.requestAnimationFrame(tick); })
         .catch(function (error) {
           stopCamera();
-          say("The camera cannot be used (" + error.name + "). Use the scanner or type the code.");
+          var name = error && error.name;
+          if (name === "NotFoundError" || name === "OverconstrainedError") {
+            // no camera on this device: the button would only fail again
+            cameraButton.hidden = true;
+            cameraButton.disabled = true;
+          }
+          say(cameraWords(name) + " Use the scanner or type the code.");
         });
     });
     if (stopButton) { stopButton.addEventListener("click", stopCamera); }
@@ -199,14 +217,21 @@ var mscbatchIsBag = (function () {
 /* The infusion page while the infusion runs: asks the server every few seconds (stop.json, signed-in session)
    whether the bag has since been found unfit (lot recalled, late failed test, donor reopened) and then shows
    STOP THE INFUSION NOW full screen, in the server's words, without a reload: nothing typed is lost. Once the
-   session has ended (401) it says so and stops: a page that silently no longer watches would be trusted. */
+   session has ended (401) it says so in large words and goes on watching through watch.json with the page's watch
+   token (sent without the cookie: it keeps no session alive), for as long as the infusion runs. If the watch is
+   refused too (the infusion ended, the token expired) it says plainly that the page no longer watches. */
 (function () {
   "use strict";
   var watch = document.getElementById("stop-watch");
   if (!watch || !window.fetch) { return; }
   var url = watch.getAttribute("data-stop-url");
+  var watchUrl = watch.getAttribute("data-watch-url");
+  var watchHeader = watch.getAttribute("data-watch-header");
+  var watchToken = watch.getAttribute("data-watch-token");
+  var loginUrl = watch.getAttribute("data-login-url");
   var seconds = Math.max(1, parseInt(watch.getAttribute("data-poll-seconds"), 10) || 20);
-  var timer = null;
+  var signedOut = false;
+  var note = null;
 
   function element(tag, className, text) {
     var node = document.createElement(tag);
@@ -241,31 +266,90 @@ var mscbatchIsBag = (function () {
       "infusion) and any reaction, and tell the clinician."));
     watch.parentNode.replaceChild(section, watch);
     document.body.classList.add("bedside-stop");
+    offerStoppedEnd();
     window.scrollTo(0, 0);
   }
 
-  function showSignedOut(message) {
-    var note = element("p", "flash flash-error", message ||
-      "Signed out: this page no longer watches for STOP \u2014 sign in again.");
-    note.id = "stop-watch-signed-out";
-    note.setAttribute("role", "alert");
-    watch.appendChild(note);
+  // the end's one reason once the system says STOP (as the server's page offers it): "stopped" sends
+  // infusions.STOPPED_BY_SYSTEM, which the server accepts only while its STOP stands
+  function offerStoppedEnd() {
+    var form = document.getElementById("end");
+    if (!form || document.getElementById("end-stopped")) { return; }
+    var holder = element("p");
+    holder.id = "end-stopped";
+    var button = element("button", "button big secondary", "End infusion \u2014 reason: the system's STOP (bag " +
+      "recalled / unfit)");
+    button.type = "submit";
+    button.name = "stopped";
+    button.value = "1";
+    holder.appendChild(button);
+    holder.appendChild(element("span", "hint", " Records the volume above with this one reason: the infusion was " +
+      "stopped because this page said STOP."));
+    form.appendChild(holder);
+  }
+
+  // in large words, beside the watch (not inside it: a STOP replacing the watch keeps it below)
+  function showNote(heading, lines) {
+    if (!note) {
+      note = element("section", "flash flash-error");
+      note.id = "stop-watch-signed-out";
+      note.setAttribute("role", "alert");
+      watch.parentNode.insertBefore(note, watch.nextSibling);
+    }
+    note.textContent = "";
+    var title = element("h2", null, heading);
+    title.id = "stop-watch-signed-out-word";
+    note.appendChild(title);
+    lines.forEach(function (line) { note.appendChild(element("p", "verdict-sub", line)); });
+    if (loginUrl) {
+      var link = element("a", "button big primary", "Sign in again");
+      link.href = loginUrl;
+      note.appendChild(link);
+    }
+  }
+
+  function showSignedOut() {
+    showNote("You are signed out.", [
+      "This page still watches for STOP: if the bag must be stopped, STOP THE INFUSION NOW appears here.",
+      "Sign in again to record anything (the end of the infusion, a reaction)."]);
+  }
+
+  function showNotWatching() {
+    showNote("You are signed out, and this page NO LONGER watches for STOP.", [
+      "Sign in again to see the infusion and to record anything."]);
+  }
+
+  function ask() {
+    if (signedOut) {
+      var headers = { "Accept": "application/json" };
+      headers[watchHeader] = watchToken;
+      return window.fetch(watchUrl, { credentials: "omit", cache: "no-store", headers: headers });
+    }
+    return window.fetch(url, { credentials: "same-origin", cache: "no-store",
+                               headers: { "Accept": "application/json" } });
   }
 
   function poll() {
-    window.fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" } })
+    ask()
       .then(function (response) {
-        if (response.status === 401) { return response.json().catch(function () { return {}; })
-          .then(function (body) { return { signed_out: true, message: body && body.message }; }); }
+        if (response.status === 401 && !signedOut) { return { signed_out: true }; }
+        if (response.status === 401 || response.status === 403) { return { refused: true }; }
         return response.ok ? response.json() : null;
       })
       .then(function (answer) {
-        if (answer && answer.signed_out) { showSignedOut(answer.message); return; }
+        if (answer && answer.signed_out) {
+          if (!watchToken || !watchUrl || !watchHeader) { showNotWatching(); return; }
+          signedOut = true;
+          showSignedOut();
+          poll();  // at once: a STOP that came while the session ended is not left waiting
+          return;
+        }
+        if (answer && answer.refused) { showNotWatching(); return; }
         if (answer && answer.stop_now) { showStop(answer.reasons || []); return; }
         if (answer && answer.ended) { return; }
-        timer = window.setTimeout(poll, seconds * 1000);
+        window.setTimeout(poll, seconds * 1000);
       })
-      .catch(function () { timer = window.setTimeout(poll, seconds * 1000); });
+      .catch(function () { window.setTimeout(poll, seconds * 1000); });
   }
-  timer = window.setTimeout(poll, seconds * 1000);
+  window.setTimeout(poll, seconds * 1000);
 }());

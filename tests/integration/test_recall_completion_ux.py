@@ -22,7 +22,14 @@ from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Prescription
 from mscbatch.recall.models import BagHold, Recall
 from tests.integration.test_custody_support import token_of
-from tests.integration.test_recall_completion import NOTE, complete, discard_all_in_stock, held_bags, start
+from tests.integration.test_recall_completion import (
+    NOTE,
+    complete,
+    discard_all_in_stock,
+    held_bags,
+    notify_all,
+    start,
+)
 from tests.integration.test_recall_support import scene
 
 OLD_ADVICE = "Ask the unit to send it"
@@ -203,6 +210,7 @@ def test_a_completed_recall_says_its_held_bags_are_destroyed_not_on_hold(app, us
     recall_id = start(qa, "lot", "#" + str(s.released_lot_id))
     held = held_bags(app, recall_id)
     discard_all_in_stock(app, [bag_id for bag_id, _din, _status in held])
+    notify_all(app, qa, recall_id)  # its infused patient's clinician told (recall.notices)
     assert complete(qa, recall_id).status_code == 302
 
     page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)

@@ -31,7 +31,14 @@ from mscbatch.signatures.models import Signature
 from mscbatch.site import local_and_utc
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
-from tests.integration.test_recall_completion import NOTE, complete, discard_all_in_stock, held_bags, start
+from tests.integration.test_recall_completion import (
+    NOTE,
+    complete,
+    discard_all_in_stock,
+    held_bags,
+    notify_all,
+    start,
+)
 from tests.integration.test_recall_support import scene
 from tests.integration.test_s34_recall_lookback_close import _recall_then_a_second_late_result
 
@@ -184,6 +191,7 @@ def test_a_completed_recall_counts_its_holds_kept_and_the_bags_still_in_stock_or
     recall_id = start(qa, "lot", f"#{s.released_lot_id}")
     held = held_bags(app, recall_id)
     discard_all_in_stock(app, [bag_id for bag_id, _din, _status in held])
+    notify_all(app, qa, recall_id)  # its infused patient's clinician told (recall.notices)
     assert complete(qa, recall_id).status_code == 302
     page = qa.get(f"/recalls/{recall_id}").get_data(as_text=True)
     summary = page[page.index('id="held-now"'):]

@@ -22,9 +22,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mscbatch.api.plain_numbers import is_plain_number
 from mscbatch.audit.context import use_case
 from mscbatch.core.release_spec import (
+    CENSORED_SIGNS,
     MILLION_CELLS,
+    UNITS,
     Censored,
     ReleaseSpec,
     ReleaseTest,
@@ -114,9 +117,25 @@ def _empty_value(test: ReleaseTest) -> str:
     return f"{test.name}: give a value ({wanted}). Nothing was recorded."
 
 
+def _refuse_unplain(test: ReleaseTest, raw: str, field: str) -> None:
+    """A number written other than plainly ("1e2", "1_0", full-width or Arabic-Indic digits) is refused as the lot
+    record, the patient and the ward refuse it (api.plain_numbers): Decimal() would read "1e2" % as 100 %. The core's
+    own words stay for what it explains better: a comma, or "<=" for a censored value."""
+    if not UNITS[test.unit].numeric:
+        return
+    text = raw.strip()
+    number = text[1:].strip() if text.startswith(CENSORED_SIGNS) else text
+    if not number or number.startswith("=") or "," in number or is_plain_number(number, signed=True):
+        return
+    raise ValidationFailed(f"{test.name}: {text[:40]!r} is not a plain number; write it with digits 0-9 and at most "
+                           "one decimal point, such as 92.5 (no exponent such as 1e2, no underscore, no other "
+                           "characters). Nothing was recorded.", field=field)
+
+
 def _parse(test: ReleaseTest, raw: str, unit: str, field: str) -> str:
     if not (raw or "").strip():
         raise ValidationFailed(_empty_value(test), field=field)
+    _refuse_unplain(test, raw, field)
     try:
         value = parse_result_value(test, (raw or "").strip(), unit or "")
     except ResultValueError as error:

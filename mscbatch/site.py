@@ -51,10 +51,14 @@ def site_time(typed: datetime | None, field: str | None = None, label: str = "Ti
 
     A time the clocks skipped (spring forward: 02:30 on the last Sunday of March in Paris) is refused, naming the
     field: zoneinfo would read it with the offset before the change and it would be stored, and shown, an hour
-    later. An autumn time that comes twice (02:30 on the last Sunday of October) is read as its first occurrence,
-    summer time (fold=0): the form has no way to say which, and the first is the reading people expect."""
+    later. An autumn time that comes twice (02:30 on the last Sunday of October in Paris) is refused the same way,
+    naming both readings ("type 02:30 CEST or 02:30 CET"): it was read as summer time without a word, an hour off
+    if the second was meant. A time typed with the zone's abbreviation (read by zone_reading) comes aware: it says
+    which, and is taken as it is."""
     if typed is None:
         return None
+    if typed.tzinfo is not None:  # disambiguated by its zone abbreviation (zone_reading)
+        return typed
     tz = site_config().tz
     aware = typed.replace(tzinfo=tz)
     # PEP 495: a time in the gap maps to an instant whose wall time, read back, is another (02:30 -> 03:30)
@@ -68,7 +72,39 @@ def site_time(typed: datetime | None, field: str | None = None, label: str = "Ti
         raise ValidationFailed(
             f"{label}: {typed:%Y-%m-%d %H:%M} does not exist in {tz}: the clocks went forward at "
             f"{changed:%H:%M}. Type the time as the clock showed it ({shown.strftime(clock)}).", field=field)
+    first, second = aware.replace(fold=0), aware.replace(fold=1)
+    if happens_twice(aware):
+        raise ValidationFailed(
+            f"{label}: {typed:%H:%M} {TWICE} on {typed:%Y-%m-%d} in {tz} (the clocks went back): type "
+            f"{typed:%H:%M} {first.tzname()} ({local_parts(first)[1]}) or {typed:%H:%M} {second.tzname()} "
+            f"({local_parts(second)[1]}).", field=field)
     return aware
+
+
+TWICE = "happens twice"
+"""The words of site_time's refusal of an autumn time that comes twice (a form shows its field as text then, so
+that the zone can be typed after the time)."""
+
+
+def happens_twice(aware: datetime) -> bool:
+    """The wall time of an aware time of the site comes twice that day (autumn: the clocks went back over it)."""
+    return aware.replace(fold=0).utcoffset() != aware.replace(fold=1).utcoffset()
+
+
+def zone_reading(typed: datetime, abbreviation: str) -> datetime | None:
+    """A wall time typed with the site zone's abbreviation ("02:30 CET") as the aware time it names, None when the
+    zone does not use that abbreviation at that time. It tells the two readings of an autumn time apart."""
+    tz = site_config().tz
+    for fold in (0, 1):
+        aware = typed.replace(tzinfo=tz, fold=fold)
+        if aware.tzname() != abbreviation.upper():
+            continue
+        try:  # a time in the spring gap is none (site_time names the time to type)
+            shown = aware.astimezone(UTC).astimezone(tz)
+        except OverflowError:
+            return None
+        return aware if shown.replace(tzinfo=None) == typed.replace(tzinfo=None, fold=0) else None
+    return None
 
 
 def _clock_change(skipped: datetime) -> datetime:

@@ -6,7 +6,6 @@ from typing import Any
 from markupsafe import Markup
 from wtforms import (
     BooleanField,
-    DateTimeLocalField,
     PasswordField,
     RadioField,
     SelectField,
@@ -19,6 +18,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from mscbatch.custody.infusions import END_REASON_MAX
 from mscbatch.custody.models import GRADES, RETURN_DECISIONS
 from mscbatch.donors.forms import choices
+from mscbatch.web.date_fields import DateTimeSiteField
 from mscbatch.web.forms import FlaskForm
 
 SCAN = {"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"}
@@ -110,7 +110,7 @@ class ReactionForm(FlaskForm):
     grade = SelectField("Grade", choices=choices([("", "Choose…")] + [(str(k), v) for k, v in GRADES.items()]),
                         validators=[DataRequired("Choose the grade.")])
     description = TextAreaField("What happened (free text)", validators=[Optional(), Length(max=4000)])
-    onset_at = DateTimeLocalField("Onset (when the reaction began)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+    onset_at = DateTimeSiteField("Onset (when the reaction began)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
                                   validators=[Optional()])
 
 

@@ -109,12 +109,15 @@ CHAINS = {CHAIN_CORD_INITIALS: (26, "Demo maternity, delivery room 1"),
           SECOND_CHAIN_CORD_INITIALS: (25, "Demo maternity, delivery room 3")}
 
 
-def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] | None) -> Lot:
+def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] | None, *,
+               chain: tuple[int, str] | None = None, plans: list[BagPlan] | None = None) -> Lot:
     """UC-MSC from an approved cord donor: explant P0, then P1-P3, harvest 230 x10^6 at 94 % viability,
     4 bags of 25 mL at 2 x10^6 viable cells/mL (10 % DMSO) placed in Box A2, left in process. Its record names
-    the medium and platelet lysate (isolation), the trypsin (P0) and the DMSO (cryopreservation) lots."""
+    the medium and platelet lysate (isolation), the trypsin (P0) and the DMSO (cryopreservation) lots. `chain`
+    (days before today the cord was collected, delivery room) and `plans` (the bags) for a donor not in CHAINS
+    (the late-OOS recall demo, mscbatch.recall.demo_notices)."""
     today = site_today()
-    days_ago, site = CHAINS[donor.initials]
+    days_ago, site = chain or CHAINS[donor.initials]
     start = today - timedelta(days=days_ago)
     lot = services.create_lot(session, tech, services.LotDetails(
         donor_id=donor.id, product_id="UC-MSC", collection_at=_at(start, 7),
@@ -138,7 +141,7 @@ def _chain_lot(session: Session, tech: User, donor: Donor, used: dict[str, int] 
                          viability_percent="94.0")
     if used:
         reagents.link_reagent(session, tech, lot.id, used["dmso"], used_on=day)
-    frozen = bags.cryopreserve(session, tech, lot.id, frozen_at=_at(day, 12), bags=[CHAIN_BAG] * CHAIN_BAGS)
+    frozen = bags.cryopreserve(session, tech, lot.id, frozen_at=_at(day, 12), bags=plans or [CHAIN_BAG] * CHAIN_BAGS)
     box_id = session.scalar(select(StorageLocation.id).where(StorageLocation.kind == "box",
                                                              StorageLocation.name == CHAIN_BOX).order_by(StorageLocation.id))
     if box_id is not None:

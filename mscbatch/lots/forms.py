@@ -7,7 +7,6 @@ from typing import Any
 
 from wtforms import (
     BooleanField,
-    DateTimeLocalField,
     IntegerField,
     SelectField,
     StringField,
@@ -16,10 +15,11 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation
 
 from mscbatch.api.plain_numbers import ASCII_SPACES, rule_words
+from mscbatch.core.identifiers import MAX_DIVISIONS
 from mscbatch.donors.forms import choices
 from mscbatch.lots.models import DEVIATION_SEVERITIES, REAGENT_TYPES, STORAGE_KINDS, TISSUE_UNITS
 from mscbatch.lots.storage import MAX_COLUMNS, MAX_ROWS, grid_rule
-from mscbatch.web.date_fields import TypedDateField
+from mscbatch.web.date_fields import DateTimeSiteField, TypedDateField
 from mscbatch.web.forms import FiniteDecimalField, FlaskForm
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
@@ -61,7 +61,7 @@ def _millions(label: str) -> NumberField:
 class LotForm(FlaskForm):
     donor_id = SelectField("Donor", coerce=int, validators=[DataRequired("Choose the donor.")])
     product_id = SelectField("Product", validators=[DataRequired("Choose the product.")])
-    collection_at = DateTimeLocalField("Collection date and time (site time)", format=DATETIME_FORMATS,
+    collection_at = DateTimeSiteField("Collection date and time (site time)", format=DATETIME_FORMATS,
                                        validators=[InputRequired("Give the collection date and time.")])
     collection_site = StringField("Collection site", validators=[DataRequired("Give the collection site."),
                                                                  Length(max=120)])
@@ -100,7 +100,7 @@ class ReagentUseForm(FlaskForm):
 
 
 class HarvestForm(FlaskForm):
-    harvested_at = DateTimeLocalField("Harvest date and time (site time)", format=DATETIME_FORMATS,
+    harvested_at = DateTimeSiteField("Harvest date and time (site time)", format=DATETIME_FORMATS,
                                       validators=[InputRequired("Give the harvest date and time.")])
     total_cells = _millions("Total cells")
     viability_percent = NumberField("Viability (%)", places=None, validators=[InputRequired("Give the viability.")])
@@ -113,7 +113,7 @@ def _reason_field() -> TextAreaField:
 
 # A correction's labels differ from the recording forms' (a label names one field of the page)
 class HarvestCorrectionForm(FlaskForm):
-    harvested_at = DateTimeLocalField("Harvest time, corrected (site time)", format=DATETIME_FORMATS,
+    harvested_at = DateTimeSiteField("Harvest time, corrected (site time)", format=DATETIME_FORMATS,
                                       validators=[InputRequired("Give the harvest date and time.")])
     total_cells = NumberField(f"Total, corrected {MILLIONS}", places=None, validators=[
         InputRequired("Give the total cells."), _not_negative])
@@ -151,11 +151,34 @@ class BagContentCorrectionForm(FlaskForm):
     reason = _reason_field()
 
 
+class GridField(IntegerField):
+    """A box's rows or columns, or a lot's number of bags: text that is not a whole number in plain digits ("2.5")
+    is refused naming the field and its rule, as the services say a number outside it (WTForms said "Not a valid
+    integer value.")."""
+
+    def __init__(self, label: str, most: int, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.most = most
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        rule = grid_rule(self.label.text.split(" (")[0], self.most)
+        typed = str(valuelist[0]).strip(ASCII_SPACES) if valuelist else ""
+        if typed and not (typed.isascii() and typed.removeprefix("-").isdigit()):  # int() reads "٥" as 5
+            self.data = None
+            raise ValueError(rule)
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(rule) from None
+
+
 class CryoForm(FlaskForm):
-    frozen_at = DateTimeLocalField("Freezing date and time (site time)", format=DATETIME_FORMATS,
+    frozen_at = DateTimeSiteField("Freezing date and time (site time)", format=DATETIME_FORMATS,
                                    validators=[InputRequired("Give the freezing date and time.")])
-    bag_count = IntegerField("Number of bags", validators=[InputRequired("Give the number of bags."),
-                                                          NumberRange(min=1, max=26, message="1 to 26 bags.")])
+    # "2.5" said WTForms' "Not a valid integer value.": the rule in words, as a box's rows and columns say it
+    bag_count = GridField("Number of bags", most=MAX_DIVISIONS, validators=[
+        InputRequired("Give the number of bags."),
+        NumberRange(min=1, max=MAX_DIVISIONS, message=grid_rule("Number of bags", MAX_DIVISIONS))])
     volume_ml = NumberField("Volume per bag (mL)", places=None, validators=[InputRequired("Give the volume.")])
     cells_per_ml = NumberField(f"Viable cells per mL {MILLIONS}", places=None,
                                 validators=[InputRequired("Give the cells per mL.")])
@@ -175,26 +198,6 @@ class ReagentLotForm(FlaskForm):
     lot_number = StringField("Supplier's lot number", validators=[DataRequired("Give the lot number."),
                                                                   Length(max=60)])
     expiry_date = TypedDateField("Expiry date", validators=[InputRequired("Give the expiry date.")])
-
-
-class GridField(IntegerField):
-    """A box's rows or columns: text that is not a whole number in plain digits is refused naming the field and its
-    rule, as the services say a number outside it (WTForms said "Not a valid integer value.")."""
-
-    def __init__(self, label: str, most: int, **kwargs: Any) -> None:
-        super().__init__(label, **kwargs)
-        self.most = most
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        rule = grid_rule(self.label.text.split(" (")[0], self.most)
-        typed = str(valuelist[0]).strip(ASCII_SPACES) if valuelist else ""
-        if typed and not (typed.isascii() and typed.removeprefix("-").isdigit()):  # int() reads "٥" as 5
-            self.data = None
-            raise ValueError(rule)
-        try:
-            super().process_formdata(valuelist)
-        except ValueError:
-            raise ValueError(rule) from None
 
 
 class LocationForm(FlaskForm):

@@ -214,6 +214,35 @@ def reagent_recall_in_force(session: Session, reagent: ReagentLot) -> Recall | N
                            .order_by(Recall.id)).first()
 
 
+def reagent_recalls_in_force(session: Session, reagent_lot_ids: list[int]) -> dict[int, Recall]:
+    """reagent_recall_in_force for many reagent lot rows at once (the lot page's drop-downs): {row id: the first
+    recall in force of its supplier lot}, rows under none left out. One query per reagent recall in force."""
+    wanted, found = set(reagent_lot_ids), {}
+    recalls = session.scalars(select(Recall).where(Recall.scope == "reagent_lot", Recall.status.in_(IN_FORCE))
+                              .order_by(Recall.id))
+    for recall in recalls.all():
+        for row_id in session.scalars(same_supplier_lot([recall.reagent_lot_id])):
+            if row_id in wanted:
+                found.setdefault(row_id, recall)
+    return found
+
+
+def reagent_choice(reagent: ReagentLot, recall: Recall | None, *, new_use: bool, with_type: bool = True) -> Any:
+    """A reagent lot as an option of the lot page's drop-downs, marked as the services judge it: "EXPIRED <date>"
+    once its expiry is past (still chosen: a use dated on or before its expiry is recorded, a later one refused by
+    _refuse_expired; a correction records the lot really used, with a warning) and "UNDER RECALL R-n" (a new use is
+    refused whatever its date, _refuse_recalled, so it is not offered; a correction is recorded with a warning)."""
+    kind = f"{REAGENT_TYPES[reagent.reagent_type]}: " if with_type else ""
+    expired = reagent.expiry_date < site_today()
+    words = (f"{kind}{reagent.name}, {reagent.supplier} lot {reagent.lot_number} "
+             f"({'EXPIRED' if expired else 'exp.'} {reagent.expiry_date})")
+    if recall is None:
+        return reagent.id, words
+    if not new_use:
+        return reagent.id, f"{words}, UNDER RECALL R-{recall.id}"
+    return reagent.id, f"{words}, UNDER RECALL R-{recall.id}: not to be used", {"disabled": True}
+
+
 def _use_window(session: Session, lot: Lot, step: ProcessStep | None) -> UseWindow:
     """The days a reagent can have been used for the step (None: harvest and cryopreservation): the isolation its
     own day; a passage from the day its cells were seeded to its own date; harvest and cryopreservation from the

@@ -58,6 +58,8 @@ def checked_cells(value: Any, field: str, label: str) -> int:
 
 
 def checked_viability(value: Any, field: str = "viability_percent", *, harvest: bool = False) -> Decimal:
+    """A harvest's or a passage's viability (%): no sign, 0 to 100, at most 2 decimals, and above 0 for either: 0 %
+    is no living cell, to freeze or to seed the next passage with (a passage at 0 % was recorded without a word)."""
     text = str(value).strip()
     if text[:1] in ("+", "-"):
         raise ValidationFailed(f"Viability: {text} %? Give the percentage without a sign (0 to 100).", field=field)
@@ -67,8 +69,9 @@ def checked_viability(value: Any, field: str = "viability_percent", *, harvest: 
         raise ValidationFailed("Viability: a percentage between 0 and 100.", field=field) from None
     # the columns keep 2 decimals: 95.555 % was rounded to 95.56 silently (and the viable cells computed from it)
     viability = at_most_decimals(viability, 2, field, "Viability:", "92.55 %")
-    if harvest and not viability:
-        raise ValidationFailed("Viability: 0 % means no living cell to freeze. Check the count; if the cells really "
+    if not viability:
+        use = "to freeze" if harvest else "to seed the next passage or harvest"
+        raise ValidationFailed(f"Viability: 0 % means no living cell {use}. Check the count; if the cells really "
                                "died, record a deviation and ask QA to reject the lot.", field=field)
     return viability
 

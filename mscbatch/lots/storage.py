@@ -139,6 +139,18 @@ def create_location(session: Session, actor: Any, *, kind: str, name: str, paren
     return location
 
 
+def box_storage(session: Session, box: StorageLocation, lot: Any) -> tuple[Decimal | None, Decimal]:
+    """(the storage temperature of the freezer or tank holding the box, None outside one; the temperature the lot's
+    product must be kept at or below: the stricter of the site SOP and the product)."""
+    return container_temperature(session, box), effective_storage_limit_c(site_config(), product_of(lot))
+
+
+def too_warm(temperature: Decimal | None, limit: Decimal) -> bool:
+    """The one rule of a bag's place (store_bag refuses it; the lot page's Store form marks such boxes and does not
+    offer them): a box outside a freezer or tank, or in one set warmer than the product's limit."""
+    return temperature is None or temperature > limit
+
+
 def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: int, reason: str = "") -> StorageMove:
     """Place a bag in a box position, or move it there (a move needs a reason)."""
     require_technician(actor)
@@ -164,9 +176,8 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
             raise Conflict(f"Position {label} of {box_words(box)} is occupied by bag {din_shown(holder)} "
                            f"(bag {holder.bag_number} of {holder.bag_count}): choose a free position.",
                            field="position")
-        temperature = container_temperature(session, box)
-        limit = effective_storage_limit_c(site_config(), product_of(lot))
-        if temperature is None or temperature > limit:
+        temperature, limit = box_storage(session, box, lot)
+        if too_warm(temperature, limit):
             raise Conflict(f"{box_words(box)} is stored at {temperature if temperature is not None else 'an unknown'} °C;"
                            f" {lot.product_name} must be kept at {limit} °C or colder.", field="box_id")
         move = StorageMove(bag_id=bag.id, from_box_id=bag.box_id, from_position=bag.position, to_box_id=box.id,

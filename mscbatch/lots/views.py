@@ -52,7 +52,7 @@ from mscbatch.lots.queries import (
     reagent_lots,
 )
 from mscbatch.lots.record import lot_record
-from mscbatch.lots.storage import MOVABLE_STATES, box_words
+from mscbatch.lots.storage import MOVABLE_STATES, box_storage, box_words, too_warm
 from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
 from mscbatch.site import site_config, site_time, site_today
@@ -78,8 +78,22 @@ def place_label(session: Any, location: Any) -> str:
     return f"{name} — {where}" if where else name
 
 
-def box_choices(session: Any) -> list[tuple[int, str]]:
-    return [(box.id, place_label(session, box)) for box, _path in boxes(session)]
+def box_choices(session: Any, lot: Any = None) -> list[Any]:
+    """The boxes to store a bag in. For a lot, those too warm for its product (storage.too_warm, the rule store_bag
+    refuses them by) come last, marked with the reason and disabled: a -80 °C freezer was offered for a product
+    kept at -150 °C, and refused only once chosen."""
+    if lot is None:
+        return [(box.id, place_label(session, box)) for box, _path in boxes(session)]
+    suited, warm = [], []
+    for box, _path in boxes(session):
+        temperature, limit = box_storage(session, box, lot)
+        if not too_warm(temperature, limit):
+            suited.append((box.id, place_label(session, box)))
+            continue
+        where = f"at {temperature} °C" if temperature is not None else "not in a freezer or tank"
+        warm.append((box.id, f"{place_label(session, box)}: {where}, too warm for {lot.product_name} (needs <= "
+                             f"{limit} °C)", {"disabled": True}))
+    return suited + warm
 
 
 def millions(value: Decimal | None, field: str = "", label: str = "A cell count") -> int:
@@ -271,8 +285,8 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
         latest = record.steps[-1].id if record.steps and record.lot.harvested_at is None else 0
         forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=site_today(), step_id=latest)
     registered = reagent_lots(db.session)
-    forms["reagent_form"].reagent_lot_id.choices = [(r.id, f"{REAGENT_TYPES[r.reagent_type]}: {r.name}, {r.supplier} "
-                                                           f"lot {r.lot_number} (exp. {r.expiry_date})")
+    recalled = reagents.reagent_recalls_in_force(db.session, [r.id for r in registered])
+    forms["reagent_form"].reagent_lot_id.choices = [reagents.reagent_choice(r, recalled.get(r.id), new_use=True)
                                                     for r in registered]
     forms["reagent_form"].step_id.choices = [(0, "Harvest and cryopreservation")] + step_choices
     forms.setdefault("isolation_form", IsolationForm(prefix="isolation", formdata=None))
@@ -283,14 +297,14 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     forms.setdefault("harvest_fix_form", HarvestCorrectionForm(
         prefix="harvestfix", formdata=None, total_cells=_in_millions(lot.harvest_total_cells),
         viability_percent=lot.harvest_viability_percent,
-        harvested_at=lot.harvested_at.astimezone(tz).replace(tzinfo=None) if lot.harvested_at else None))
+        harvested_at=lot.harvested_at.astimezone(tz) if lot.harvested_at else None))  # with its zone if it came twice
     fixing = forms.pop("passage_fix", None)  # (step id, form) of a refused correction, shown with its errors
     forms["passage_fix_forms"] = {s.id: fixing[1] if fixing and fixing[0] == s.id else PassageCorrectionForm(
         prefix=f"fix{s.id}", formdata=None, performed_on=s.performed_on, seeded_cells=_in_millions(s.seeded_cells),
         harvested_cells=_in_millions(s.harvested_cells), viability_percent=s.viability_percent,
         days_in_culture=s.days_in_culture) for s in record.passages}
     forms["fixing_step"] = fixing[0] if fixing else None
-    forms.update(_reagent_fix_forms(record, registered, forms.pop("reagent_fix", None)))
+    forms.update(_reagent_fix_forms(record, registered, recalled, forms.pop("reagent_fix", None)))
     forms.setdefault("cryo_form", CryoForm(prefix="cryo", formdata=None, bag_count=4, dmso_percent=Decimal("10")))
     transition_form = forms.setdefault("transition_form", TransitionForm(prefix="transition", formdata=None))
     targets = sorted({t for ts in record.next_states.values() for t in ts} - services.SIGNED_TARGETS)
@@ -301,7 +315,7 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     unplaced = [row.bag.id for row in storable if row.box_id is None]
     store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
                                                              bag_id=unplaced[0] if unplaced else None))
-    store_form.box_id.choices = box_choices(db.session)
+    store_form.box_id.choices = box_choices(db.session, record.lot)
     store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({din_shown(row.bag)})")
                                  for row in storable]
     places = {row.box_id: place_parts(db.session, get_location(db.session, row.box_id))
@@ -334,9 +348,12 @@ def _bag_fix_form(record: Any, refused: Any) -> dict[str, Any]:
     return {"bag_fix_form": form, "fixing_bag": refused is not None or request.args.get("fixbag", type=int)}
 
 
-def _reagent_fix_forms(record: Any, registered: list[Any], fixing: tuple[int, Any] | None) -> dict[str, Any]:
+def _reagent_fix_forms(record: Any, registered: list[Any], recalled: dict[int, Any],
+                       fixing: tuple[int, Any] | None) -> dict[str, Any]:
     """A correction form per reagent use, its select limited to the reagent lots of the use's type (a correction
-    keeps the type: reagent_corrections); `fixing`: (use id, form) of a refused correction, shown with its errors."""
+    keeps the type: reagent_corrections), each marked expired or under recall (`recalled`: reagent lot id -> recall
+    in force) and still chosen (the lot really used is recorded); `fixing`: (use id, form) of a refused
+    correction, shown with its errors."""
     uses = {use.id: reagent for use, reagent in record.reagents}
     if fixing and fixing[0] not in uses:
         raise NotFound(f"Reagent use #{fixing[0]} is not recorded for lot {record.lot.lot_number}.", field="use_id")
@@ -344,7 +361,7 @@ def _reagent_fix_forms(record: Any, registered: list[Any], fixing: tuple[int, An
     for use, reagent in record.reagents:
         form = fixing[1] if fixing and fixing[0] == use.id else ReagentUseCorrectionForm(
             prefix=f"reagentfix{use.id}", formdata=None, reagent_lot_id=reagent.id, used_on=use.used_on)
-        form.reagent_lot_id.choices = [(r.id, f"{r.name}, {r.supplier} lot {r.lot_number} (exp. {r.expiry_date})")
+        form.reagent_lot_id.choices = [reagents.reagent_choice(r, recalled.get(r.id), new_use=False, with_type=False)
                                        for r in registered if r.reagent_type == reagent.reagent_type]
         fix_forms[use.id] = form
     return {"reagent_fix_forms": fix_forms, "fixing_use": fixing[0] if fixing else None}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import DateTimeLocalField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import Length
 
 from mscbatch.donors.forms import choices
 from mscbatch.recall.models import NOTICE_HOW, QA_NOTICE_HOW, RECALL_SCOPES
 from mscbatch.recall.services import MAX_REASON
+from mscbatch.web.date_fields import DateTimeSiteField
 from mscbatch.web.forms import FlaskForm
 
 
@@ -65,5 +66,5 @@ class RecallNoticeForm(FlaskForm):
     clinician = StringField("Clinician told (name)")
     how = SelectField("How", choices=choices([("", "choose")] + [(how, NOTICE_HOW[how]) for how in QA_NOTICE_HOW]),
                       validate_choice=False)
-    told_at = DateTimeLocalField("When (site time)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
+    told_at = DateTimeSiteField("When (site time)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"])
     note = StringField("Note (optional)")

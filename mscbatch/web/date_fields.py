@@ -6,10 +6,14 @@ lost what they typed and was not told how to write it (review s36).
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from wtforms import DateField
+from wtforms import DateField, DateTimeLocalField
 from wtforms.widgets import DateInput
+
+from mscbatch.api.plain_numbers import ASCII_SPACES
+from mscbatch.site import TWICE, happens_twice, zone_reading
 
 FORMAT_WORDS = "type it as YYYY-MM-DD (e.g. 2026-02-28)"
 _SHOWN_MAX = 30  # a pasted paragraph is not repeated whole in the message
@@ -55,3 +59,41 @@ class TypedDateField(DateField):
             self.data = None
             shown = typed if len(typed) <= _SHOWN_MAX else typed[:_SHOWN_MAX] + "…"
             raise ValueError(f"{self.label.text}: '{shown}' is not a date; {FORMAT_WORDS}") from None
+
+
+class DateTimeSiteField(DateTimeLocalField):
+    """A date and time of the site, also read with the zone's abbreviation after it ("2026-10-25T02:30 CET"): the
+    one way to say which of an autumn time that comes twice is meant (site.site_time refuses it naming both). Once
+    refused so, the field is shown as text, where the abbreviation can be typed (a date-time picker takes none)."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        typed = " ".join(valuelist).strip(ASCII_SPACES) if valuelist else ""
+        clock, _space, zone = typed.rpartition(" ")
+        if not (clock and zone.isascii() and zone.isalpha()):
+            return super().process_formdata(valuelist)
+        naive = None
+        for fmt in self.strptime_format:
+            try:
+                naive = datetime.strptime(clock.strip(ASCII_SPACES).replace(" ", "T", 1), fmt)
+                break
+            except ValueError:
+                continue
+        self.data = zone_reading(naive, zone) if naive else None
+        if self.data is None:
+            raise ValueError(f"{self.label.text.split(' (')[0]}: {typed[:40]!r} is not a time of the site's zone; "
+                             "type it as YYYY-MM-DDTHH:MM, followed by the zone only for a time that happens twice "
+                             "(02:30 CET).")
+        return None
+
+    def _value(self) -> str:
+        """A recorded time (aware, the site's) shown with its zone when its wall time happens twice, so that it is
+        submitted again as the same instant (a correction form is filled with the recorded values)."""
+        data = self.data
+        if self.raw_data or not isinstance(data, datetime) or data.tzinfo is None:
+            return str(super()._value())
+        return f"{data:%Y-%m-%dT%H:%M}" + (f" {data.tzname()}" if happens_twice(data) else "")
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if any(TWICE in str(error) for error in self.errors) or " " in self._value().strip():
+            kwargs["type"] = "text"
+        return super().__call__(**kwargs)

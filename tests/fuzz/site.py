@@ -229,7 +229,8 @@ def _lots_at_each_step(session: Any) -> None:
     at = datetime.combine(day, time(9), site_config().tz)
     lots = [services.create_lot(session, tech, services.LotDetails(
         donor_id=donor.id, product_id="AT-MSC", collection_at=at, collection_site="Fuzz theatre",
-        tissue_amount=Decimal("20"), tissue_unit="g")) for _ in range(2)]
+        tissue_amount=Decimal("20"), tissue_unit="g",
+        same_collection_as_existing=True)) for _ in range(2)]  # two lots of one collection, said deliberate
     steps.record_isolation(session, tech, lots[1].id, performed_on=day, notes="")
     steps.record_passage(session, tech, lots[1].id, steps.PassageDetails(
         passage_number=0, performed_on=day + timedelta(days=3), seeded_cells=2 * 10**6, harvested_cells=20 * 10**6,

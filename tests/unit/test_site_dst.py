@@ -1,7 +1,8 @@
 """A wall-clock time typed in a form is the site's (config/site.toml: Europe/Paris), and the site's clocks change
 twice a year (review C). A time they skipped in spring (2026-03-29 02:30) was accepted and stored, and shown, an
 hour later (03:30): it is refused, naming the field and the time to type instead. A time they show twice in
-autumn (2026-10-25 02:30) is read as its first occurrence, summer time, as before."""
+autumn (2026-10-25 02:30) is refused too, naming both readings (s39: it was read as summer time without a word):
+tests/unit/test_s39_site_autumn_fold.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -34,12 +35,6 @@ def test_the_times_either_side_of_the_spring_change_are_read_as_typed() -> None:
     # one minute apart as instants, the skipped hour in between (compared in UTC: two times of one zone subtract
     # as wall times)
     assert later.astimezone(UTC) - earlier.astimezone(UTC) == timedelta(minutes=1)
-
-
-def test_an_autumn_time_shown_twice_is_read_as_its_first_occurrence() -> None:
-    typed = site_time(datetime(2026, 10, 25, 2, 30))
-    assert typed.astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 summer time (+02:00)
-    assert typed.utcoffset() == timedelta(hours=2)
 
 
 def test_no_time_stays_no_time() -> None:

@@ -164,3 +164,13 @@ def _demo_recall(session: Session) -> list[str]:
 
 
 DEMO_STEPS.append(("Demo recall: a late positive marker recalls a donor's lot", _demo_recall))
+
+
+def _demo_recall_notices(session: Session) -> list[str]:
+    from mscbatch.recall.demo_notices import seed_recall_notices
+
+    return seed_recall_notices(session)
+
+
+DEMO_STEPS.append(("Demo recall reaching patients: a late sterility OOS after a conditional release, clinicians to "
+                   "notify", _demo_recall_notices))

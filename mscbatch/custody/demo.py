@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.core.label_token import make_token
 from mscbatch.lots.models import Bag
-from mscbatch.patients.demo import LUPUS_WRISTBAND, READY_WRISTBAND, WITHDRAWN_WRISTBAND
+from mscbatch.patients.demo import LATE_OOS_WRISTBANDS, LUPUS_WRISTBAND, READY_WRISTBAND, WITHDRAWN_WRISTBAND
 from mscbatch.patients.models import Allocation, Patient
 
 #: the bedside part, the same from a thawed bag on: the order the ward page accepts it in
@@ -37,9 +37,11 @@ def _label_key() -> str:
 
 
 def _allocated(session: Session) -> list[tuple[Bag, Patient]]:
-    """Every bag a patient's prescription still holds, the lupus demo patient's first, then by patient and bag."""
+    """Every bag a patient's prescription still holds, the lupus demo patient's first, then by patient and bag; not
+    the bags given to the late-OOS recall's patients (mscbatch.recall.demo_notices), no part of the ward walk-through."""
     rows = session.execute(select(Bag, Patient).join(Allocation, Allocation.active_bag_id == Bag.id)
-                           .join(Patient, Patient.id == Allocation.patient_id).order_by(Patient.id, Bag.id)).all()
+                           .join(Patient, Patient.id == Allocation.patient_id)
+                           .where(Patient.wristband_id.not_in(LATE_OOS_WRISTBANDS)).order_by(Patient.id, Bag.id)).all()
     return sorted(((bag, patient) for bag, patient in rows), key=lambda row: row[1].wristband_id != LUPUS_WRISTBAND)
 
 

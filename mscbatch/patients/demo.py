@@ -52,6 +52,9 @@ SSC_WRISTBAND = "WB-100871"
 WITHDRAWN_WRISTBAND = "WB-100412"  # a lupus patient enrolled, then withdrawn (signed): the bedside check says STOP
 READY_WRISTBAND = "WB-100555"  # a lupus patient enrolled, not prescribed: the newcomer prescribes
 READY_WEIGHT_KG = "70"
+#: two lupus patients given a bag each of a conditionally released lot later recalled for a late sterility OOS
+#: (mscbatch.recall.demo_notices): their courses are complete, so the ward walk-through's hints leave them out
+LATE_OOS_WRISTBANDS = ("WB-100631", "WB-100632")
 WITHDRAWAL_REASON = "Consent withdrawn by the patient at the screening visit (demo)."
 
 

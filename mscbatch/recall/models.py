@@ -115,6 +115,7 @@ class RecallNotice(Audited, Base):
     set, how "in_app"). A recall is not completed while a patient on its notify list has none. Never edited."""
 
     __tablename__ = "recall_notice"
+    __append_only__ = True  # evidence that a clinician was told; the database refuses UPDATE and DELETE (0021)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recall_id: Mapped[int] = mapped_column(ForeignKey("recall.id"), index=True)

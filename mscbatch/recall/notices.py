@@ -32,9 +32,12 @@ MAX_NOTICE_NOTE = 1000
 HOW_WORDS = ", ".join(f"{NOTICE_HOW[how]} ({how})" for how in QA_NOTICE_HOW)
 
 
-def _locked_entry(session: Session, recall_id: int, patient_id: int) -> tuple[Recall, PatientNotice]:
+def _locked_entry(session: Session, recall_id: int, patient_id: int,
+                  prescriber: Any = None) -> tuple[Recall, PatientNotice]:
     """The recall, locked and read again (as its completion and end lock it), refused unless active, and the patient's
-    entry on its notify list (404 when the patient is not on it), refused when a notice is recorded already."""
+    entry on its notify list (404 when the patient is not on it), refused when a notice is recorded already.
+    `prescriber`: a clinician confirming in the app, refused (403) before anything of the notice is said unless they
+    prescribed what the patient received."""
     recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
     if recall is None:
         raise NotFound(f"No recall {recall_id}.")
@@ -42,6 +45,9 @@ def _locked_entry(session: Session, recall_id: int, patient_id: int) -> tuple[Re
     if entry is None:
         raise NotFound(f"Recall R-{recall.id} lists no patient with id {patient_id} to notify: only a patient given or "
                        "sent its product is notified. Nothing was recorded.")
+    if prescriber is not None and prescriber.id not in entry.prescriber_ids:
+        raise PermissionDenied(f"You did not prescribe the product patient {entry.patient.code} received: their "
+                               "prescribing clinician confirms it, or QA records who was told. Nothing was recorded.")
     if entry.notice is not None:
         raise Conflict(f"The clinician of patient {entry.patient.code} is recorded as told already "
                        f"({entry.told_words()} on {local_and_utc(entry.notice.told_at)}). Nothing was recorded.")
@@ -76,10 +82,11 @@ def record_notice(session: Session, actor: Any, recall_id: int, patient_id: int,
                              "YYYY-MM-DD HH:MM, site time." if told_at_typed else
                              "When (told_at): give the date and time the clinician was told (site time)."]
     elif told_at > now:
-        errors["told_at"] = [f"When (told_at): {local_and_utc(told_at)} is in the future: give when the clinician "
+        errors["told_at"] = [f"When (told_at): {told_at:%Y-%m-%d %H:%M} is in the future: give when the clinician "
                              "was told."]
     elif told_at < recall.started_at.replace(second=0, microsecond=0):  # the form gives minutes: the start's own
-        errors["told_at"] = [f"When (told_at): {local_and_utc(told_at)} is before recall R-{recall.id} started "
+        # the wall time as typed: a date picker's extremes (0001-01-01) have no UTC to convert to (a 500)
+        errors["told_at"] = [f"When (told_at): {told_at:%Y-%m-%d %H:%M} is before recall R-{recall.id} started "
                              f"({local_and_utc(recall.started_at)}): a clinician is told of a recall once it is started."]
     if len(note) > MAX_NOTICE_NOTE:
         errors["note"] = [f"Note (note): at most {MAX_NOTICE_NOTE} characters (this one has {len(note)})."]
@@ -104,11 +111,7 @@ def acknowledge(session: Session, actor: Any, recall_id: int, patient_id: int) -
         raise PermissionDenied("Only the patient's prescribing clinician confirms being told of a recall.")
     get_recall(session, recall_id)
     with use_case(session, actor, f"clinician confirmed being told of recall R-{recall_id}"):
-        _recall, entry = _locked_entry(session, recall_id, patient_id)
-        if actor.id not in entry.prescriber_ids:
-            raise PermissionDenied(f"You did not prescribe the product patient {entry.patient.code} received: their "
-                                   "prescribing clinician confirms it, or QA records who was told. Nothing was "
-                                   "recorded.")
+        _recall, entry = _locked_entry(session, recall_id, patient_id, prescriber=actor)
         now = utcnow()
         notice = RecallNotice(recall_id=recall_id, patient_id=entry.patient.id, clinician_name=actor.full_name,
                               clinician_id=actor.id, how="in_app", told_at=now, recorded_by_id=actor.id,
@@ -126,8 +129,13 @@ class OpenNotice:
     entry: PatientNotice
 
     def words(self) -> str:
-        bags = "; ".join(f"bag {din_shown(bag)} of lot {lot.lot_number}" for bag, lot, _r in self.entry.received)
-        return f"Recall R-{self.recall.id}: your patient {self.entry.patient.code} received {bags}"
+        """Per bag, whether it was given or only sent: a clinician must not read "received" as "infused"."""
+        bags = "; ".join(
+            f"bag {din_shown(bag)} of lot {lot.lot_number} "
+            + (f"was infused on {local_and_utc(recipient.infused_at)}" if recipient.infused_at is not None
+               else "was infused" if bag.status == "infused" else "was sent to the ward (not infused)")
+            for bag, lot, recipient in self.entry.received)
+        return f"Recall R-{self.recall.id}: for your patient {self.entry.patient.code}, {bags}"
 
 
 def open_notices_for(session: Session, user: Any) -> list[OpenNotice]:

@@ -133,7 +133,9 @@ def test_the_prescribing_clinician_sees_the_recall_on_the_home_page_and_confirms
     add_user(app, "clinician2", ["clinician"])
     clinician = client_as("clinician")
     home = clinician.get("/").get_data(as_text=True)
-    assert f"Recall R-{recall_id}: your patient {s.patient_code} received bag {din} of lot" in home
+    # given, or only sent: said per bag (a clinician must not read "received" as "infused")
+    assert f"Recall R-{recall_id}: for your patient {s.patient_code}, bag {din} of lot" in home
+    assert "was infused" in home and "not infused" not in home
     assert "I have been told" in home
     stranger = client_as("clinician2")  # not the prescriber: nothing on the home page, refused
     assert f"Recall R-{recall_id}" not in stranger.get("/").get_data(as_text=True)
@@ -155,3 +157,39 @@ def test_the_prescribing_clinician_sees_the_recall_on_the_home_page_and_confirms
     assert clinician.post(url).status_code == 409 and len(notices(app)) == 1
     row_words = notify_row(qa.get(f"/recalls/{recall_id}").get_data(as_text=True), s.patient_code)
     assert "Clinician acknowledged it in the app" in row_words
+
+
+def test_after_qa_recorded_it_the_prescriber_is_told_so_a_stranger_only_403_and_the_notice_is_append_only(
+        app, users, client_as):
+    """Review of the change: a clinician who did not prescribe got the notice's details (a 409 naming who was told)
+    before the 403; a notice could be updated in the database; nothing showed a notice refused on a closed recall."""
+    s = scene(app)
+    qa = client_as("qa")
+    recall_id = start(qa, "lot", "#" + str(s.released_lot_id))
+    told_at = utcnow().replace(second=0, microsecond=0)
+    assert qa.post(f"/recalls/{recall_id}/patients/{s.patient_id}/notice", data={
+        "clinician": "Dr Clara Clinician", "how": "phone", "told_at": local_input(told_at)}).status_code == 302
+    url = f"/recalls/{recall_id}/patients/{s.patient_id}/acknowledge"
+    add_user(app, "clinician2", ["clinician"])
+    stranger = client_as("clinician2").post(url)
+    words = stranger.get_data(as_text=True)
+    assert stranger.status_code == 403 and "Dr Clara Clinician" not in words
+    prescriber = client_as("clinician").post(url)
+    assert prescriber.status_code == 409 and "recorded as told already" in prescriber.get_data(as_text=True)
+    assert len(notices(app)) == 1
+
+    with app.extensions["mscbatch.db"].new_session() as session:  # the database refuses a change of the evidence
+        try:
+            session.execute(RecallNotice.__table__.update().values(clinician_name="Dr Nobody"))
+            session.commit()
+            changed = True
+        except Exception:  # noqa: BLE001 (the trigger's error: sqlite3 or psycopg)
+            session.rollback()
+            changed = False
+    assert not changed and notices(app)[0].clinician_name == "Dr Clara Clinician"
+
+    discard_all_in_stock(app, [bag_id for bag_id, _din, _status in held_bags(app, recall_id)])
+    assert complete(qa, recall_id).status_code == 302
+    with app.extensions["mscbatch.db"].new_session() as session:
+        other = session.scalar(select(func.count()).select_from(RecallNotice))
+    assert other == 1

@@ -12,6 +12,7 @@ Create Date: 2026-12-11 09:00:00
 from alembic import op
 import sqlalchemy as sa
 import mscbatch.database
+from mscbatch.audit.ddl import protect_append_only, unprotect_append_only
 
 
 revision = '0021'
@@ -41,9 +42,11 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_recall_notice_patient_id'), 'recall_notice', ['patient_id'], unique=False)
     op.create_index(op.f('ix_recall_notice_recall_id'), 'recall_notice', ['recall_id'], unique=False)
+    protect_append_only('recall_notice')  # a notice is evidence (the gate of a recall's completion): never changed
 
 
 def downgrade() -> None:
+    unprotect_append_only('recall_notice')
     op.drop_index(op.f('ix_recall_notice_recall_id'), table_name='recall_notice')
     op.drop_index(op.f('ix_recall_notice_patient_id'), table_name='recall_notice')
     op.drop_table('recall_notice')

@@ -403,6 +403,10 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
         lasted = now - _aware(infusion.started_at)
         too_fast = time is not None and lasted < time.expected
         stopped = _stopped_on_stop(session, infusion, bag, reason, label_key)
+        if stopped and outside == "more":  # a STOP explains giving less, never more than prescribed
+            raise ValidationFailed(f"{_outside_words(outside, volume, prescribed)} The system's STOP explains an "
+                                   "infusion stopped early, not a volume above the prescription: say in your own "
+                                   "words why more was given.", field="reason")
         if (outside or short or too_fast) and len(reason) < 5:
             words = [_outside_words(outside, volume, prescribed)] if outside else []
             words += [_short_words(short, volume)] if short else []

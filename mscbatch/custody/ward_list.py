@@ -83,12 +83,13 @@ class RunningInfusion:
 
 
 def running_infusions(session: Session, label_key: str) -> list[RunningInfusion]:
-    """Every infusion not ended (the first MOST by start), those to STOP NOW first, then the earliest started. Whether
-    to stop one is the infusion page's own rule (custody.checks.stop_running), read for each: a ward's handful."""
+    """Every infusion not ended (the MOST started last), those to STOP NOW first, then the latest started. Whether to
+    stop one is the infusion page's own rule (custody.checks.stop_running), read for each: a ward's handful. The
+    newest are kept when there are more: an infusion nobody ended days ago must not push tonight's STOP off the list."""
     rows = session.execute(select(Infusion, Bag, Patient).join(Bag, Bag.id == Infusion.bag_id)
                            .join(Patient, Patient.id == Infusion.patient_id)
                            .where(Infusion.ended_at.is_(None))
-                           .order_by(Infusion.started_at, Infusion.id).limit(MOST)).all()
+                           .order_by(Infusion.started_at.desc(), Infusion.id.desc()).limit(MOST)).all()
     running = [RunningInfusion(infusion, bag, patient.code, stop_running(session, infusion, bag, patient, label_key))
                for infusion, bag, patient in rows]
-    return sorted(running, key=lambda r: not r.stop)  # stable: the earliest started first within each
+    return sorted(running, key=lambda r: not r.stop)  # stable: the latest started first within each

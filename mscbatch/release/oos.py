@@ -225,6 +225,9 @@ def _test_entered_under(result: ReleaseResult) -> Any:
     return None
 
 
+#: "other" names no cause by itself: the investigation must then describe one (any 10 characters would clear an OOS)
+OTHER_CAUSE, OTHER_CAUSE_MIN_CHARS = "other", 50
+
 NO_CAUSE_WORDS = ("Assignable cause: choose the laboratory cause the investigation found. Without a documented "
                   "assignable cause the failing result cannot be invalidated: confirm the OOS instead (the failure "
                   "stands). Nothing was signed.")
@@ -253,6 +256,11 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
         oos = _open(session, signer, oos_id, investigation, seen)  # refuses whoever the release refuses
         oos.assignable_cause = _cause(assignable_cause)
+        if oos.assignable_cause == OTHER_CAUSE and len(oos.investigation) < OTHER_CAUSE_MIN_CHARS:
+            raise ValidationFailed(f"Investigation and conclusion: with \"{cause_words(OTHER_CAUSE)}\", describe the "
+                                   f"cause the laboratory found (at least {OTHER_CAUSE_MIN_CHARS} characters; this has "
+                                   f"{len(oos.investigation)}): what went wrong, and why the first result does not "
+                                   "stand. Nothing was signed.", field="investigation")
         retest = session.get(ReleaseResult, retest_result_id)
         used_by = None if retest is None else _cited_by(session, retest.id, oos)
         if used_by is not None:

@@ -12,6 +12,7 @@ MATCHES, never a 5xx, no custody event or infusion written.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,7 +27,8 @@ EXAMPLES = {"sqlite": 30, "postgresql": 8}
 
 
 def _verdict(page: str) -> str:
-    return "MATCHES" if '<h1 id="verdict" class="verdict-word">MATCHES</h1>' in page else "STOP"
+    # the heading may carry the focus-on-load attributes (js/verdict-focus.js)
+    return "MATCHES" if re.search(r'<h1 id="verdict" class="verdict-word"[^>]*>MATCHES</h1>', page) else "STOP"
 
 
 def _bedside(site: Site, web: tuple[Any, str], api: Any, scan: str, wristband: str | None = None) -> list[str]:

@@ -175,3 +175,20 @@ def test_the_stop_preset_typed_through_the_api_is_refused_while_the_bag_is_fit(a
                                    reason=infusions.STOPPED_BY_SYSTEM, label_key=KEY)
         session.rollback()
         assert session.get(Infusion, infusion_id).ended_at is None
+
+
+def test_the_stop_preset_does_not_explain_a_volume_above_the_prescription(app, client_as):  # type: ignore[no-untyped-def]
+    """Review of the change: the preset covered every flag, an overdose included; a STOP explains giving less, never
+    more. Above the prescription the nurse says why in her own words (422 on reason, nothing recorded)."""
+    ward, infusion_id = _running(app, last=True)  # a partial draw: 12.5 of the bag's 25 mL prescribed
+    _recall(app, ward)
+    nurse = client_as("nurse")
+    refused = nurse.post(f"/ward/infusions/{infusion_id}/end", data={"volume_ml": "20", "stopped": "1"})
+    words = html.unescape(refused.get_data(as_text=True))
+    assert refused.status_code == 422, words[:2000]
+    assert "not a volume above the prescription" in words
+    with app.extensions["mscbatch.db"].new_session() as session:
+        assert session.get(Infusion, infusion_id).ended_at is None
+    ended = nurse.post(f"/ward/infusions/{infusion_id}/end",
+                       data={"volume_ml": "20", "reason": "Line flushed into the patient after the STOP"})
+    assert ended.status_code == 302

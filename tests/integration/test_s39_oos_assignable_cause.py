@@ -196,3 +196,21 @@ def test_migration_0020_adds_the_column_and_its_downgrade_drops_it(database_url,
                 assert connection.execute(text("SELECT count(*) FROM release_oos")).scalar() == 0
         finally:
             engine.dispose()
+
+
+def test_other_cause_needs_an_investigation_that_describes_the_cause(app, lot_id):
+    """Review of the change: "other" plus any 10 characters still invalidated an OOS, the very thing QA asked to stop.
+    With "other" the investigation must describe the cause (50 characters at least); nothing signed before."""
+    oos_id, failing_id, retest_id = _failing_endotoxin_and_retest(app, lot_id)
+    before = _state(app, oos_id, failing_id)
+    with app.extensions["mscbatch.db"].new_session() as session:
+        with pytest.raises(ValidationFailed) as refused:
+            oos.invalidate_oos(session, user(session, "qa"), oos_id, retest_id, "Retest passed.", PASSWORD,
+                               assignable_cause="other")
+        assert refused.value.status == 422 and set(refused.value.errors or {}) == {"investigation"}
+        assert "at least 50 characters" in refused.value.message
+    assert _state(app, oos_id, failing_id) == before
+    with app.extensions["mscbatch.db"].new_session() as session:
+        closed = oos.invalidate_oos(session, user(session, "qa"), oos_id, retest_id, INVESTIGATION, PASSWORD,
+                                    assignable_cause="other")
+        assert (closed.status, closed.assignable_cause) == (OOS_INVALIDATED, "other")

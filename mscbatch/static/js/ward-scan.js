@@ -277,8 +277,9 @@ var mscbatchIsBag = (function () {
     if (!form || document.getElementById("end-stopped")) { return; }
     var holder = element("p");
     holder.id = "end-stopped";
-    var button = element("button", "button big secondary", "End infusion \u2014 reason: the system's STOP (bag " +
-      "recalled / unfit)");
+    // the server's own words (infusions.STOPPED_BY_SYSTEM, on the form): one label for one action
+    var button = element("button", "button big secondary", "End infusion \u2014 reason: " +
+      (form.getAttribute("data-stopped-reason") || "the system's STOP"));
     button.type = "submit";
     button.name = "stopped";
     button.value = "1";

@@ -76,8 +76,9 @@ def site_time(typed: datetime | None, field: str | None = None, label: str = "Ti
     if happens_twice(aware):
         raise ValidationFailed(
             f"{label}: {typed:%H:%M} {TWICE} on {typed:%Y-%m-%d} in {tz} (the clocks went back): type "
-            f"{typed:%H:%M} {first.tzname()} ({local_parts(first)[1]}) or {typed:%H:%M} {second.tzname()} "
-            f"({local_parts(second)[1]}).", field=field)
+            f"{typed:%H:%M} {first.tzname()} for the first, before the change ({local_parts(first)[1]}), or "
+            f"{typed:%H:%M} {second.tzname()} for the second, an hour later ({local_parts(second)[1]}), with the "
+            f"zone after the time, as in {typed:%Y-%m-%dT%H:%M} {second.tzname()}.", field=field)
     return aware
 
 

@@ -13,7 +13,7 @@ from mscbatch.extensions import db
 from mscbatch.lots.forms import ReagentLotForm
 from mscbatch.lots.models import REAGENT_TYPES, ReagentLot
 from mscbatch.lots.queries import lots_using_reagent, reagent_lots
-from mscbatch.lots.reagents import register_reagent_lot
+from mscbatch.lots.reagents import reagent_recalls_in_force, register_reagent_lot
 from mscbatch.site import site_today
 from mscbatch.web.forms import show_error
 
@@ -22,8 +22,11 @@ bp = Blueprint("reagents", __name__, url_prefix="/reagents")
 
 def _list(form: ReagentLotForm, status: int = 200) -> Any:
     db.session.rollback()
-    return render_template("lots/reagents.html", reagents=reagent_lots(db.session), form=form, types=REAGENT_TYPES,
-                           today=site_today()), status
+    reagents = reagent_lots(db.session)
+    # a reagent lot under recall is said on the register too, not only in the lot record's drop-downs (s39 re-walk)
+    recalled = reagent_recalls_in_force(db.session, [r.id for r in reagents])
+    return render_template("lots/reagents.html", reagents=reagents, form=form, types=REAGENT_TYPES,
+                           today=site_today(), recalled=recalled), status
 
 
 @bp.route("")

@@ -237,15 +237,18 @@ def _one_collection_rules(donor: Any, earlier: list[Lot], details: LotDetails, c
             raise Conflict(f"Collection date: a cord is collected once: {donor.code} was collected on "
                            f"{other_day.collection_at.astimezone(tz).date()} (lot {other_day.lot_number}), not "
                            f"{collected_on}. Check the date typed.", field="collection_at")
-    same = next((lot for lot in earlier if lot.collection_at == details.collection_at), None)
+    # a cord's one collection is its day (typing 07:01 for 07:00 is no other cord); else the collection's date-time
+    cord = donor.tissue_source == "umbilical_cord"
+    same = next((lot for lot in earlier if (lot.collection_at.astimezone(tz).date() == collected_on if cord
+                                            else lot.collection_at == details.collection_at)), None)
     if same is None:
         return None
     if not details.same_collection_as_existing:
         raise SameCollection(f"Collection date and time: donor {donor.code} already has lot {same.lot_number} from "
                              f"the collection of {local_and_utc(same.collection_at)}. One collection gives one lot: "
                              "if this is deliberately another lot from the same collection, say so (\"Another lot from "
-                             f"the same collection as {same.lot_number}\"; in the API same_collection_as_existing); "
-                             f"otherwise open {same.lot_number}.", same.lot_number)
+                             f"the same collection as {same.lot_number}\"); otherwise open {same.lot_number}.",
+                             same.lot_number)
     return same
 
 

@@ -29,7 +29,7 @@ from mscbatch.site import local_and_utc
 MAX_CLINICIAN = 200
 MAX_NOTICE_NOTE = 1000
 #: the refusal of a "how" not offered (QA's ways; "in the app" is the clinician's own confirmation)
-HOW_WORDS = ", ".join(f"{NOTICE_HOW[how]} ({how})" for how in QA_NOTICE_HOW)
+HOW_WORDS = ", ".join(NOTICE_HOW[how] for how in QA_NOTICE_HOW)
 
 
 def _locked_entry(session: Session, recall_id: int, patient_id: int,
@@ -69,27 +69,27 @@ def record_notice(session: Session, actor: Any, recall_id: int, patient_id: int,
     recall = get_recall(session, recall_id)
     errors: dict[str, list[str]] = {}
     if not clinician:
-        errors["clinician"] = ["Clinician told (clinician): give the name of the clinician who was told."]
+        errors["clinician"] = ["Clinician told: give the name of the clinician who was told."]
     elif len(clinician) > MAX_CLINICIAN:
-        errors["clinician"] = [f"Clinician told (clinician): at most {MAX_CLINICIAN} characters (this one has "
+        errors["clinician"] = [f"Clinician told: at most {MAX_CLINICIAN} characters (this one has "
                                f"{len(clinician)})."]
     if how not in QA_NOTICE_HOW:
-        errors["how"] = [f"How (how): one of {HOW_WORDS}, not {typed_shown(how)!r}." if how else
-                         f"How (how): say how the clinician was told: {HOW_WORDS}."]
+        errors["how"] = [f"How: one of {HOW_WORDS}, not {typed_shown(how)!r}." if how else
+                         f"How: say how the clinician was told: {HOW_WORDS}."]
     now = utcnow()
     if told_at is None:
-        errors["told_at"] = [f"When (told_at): {typed_shown(told_at_typed)!r} is not a date and time; type it as "
+        errors["told_at"] = [f"When: {typed_shown(told_at_typed)!r} is not a date and time; type it as "
                              "YYYY-MM-DD HH:MM, site time." if told_at_typed else
-                             "When (told_at): give the date and time the clinician was told (site time)."]
+                             "When: give the date and time the clinician was told (site time)."]
     elif told_at > now:
-        errors["told_at"] = [f"When (told_at): {told_at:%Y-%m-%d %H:%M} is in the future: give when the clinician "
+        errors["told_at"] = [f"When: {told_at:%Y-%m-%d %H:%M} is in the future: give when the clinician "
                              "was told."]
     elif told_at < recall.started_at.replace(second=0, microsecond=0):  # the form gives minutes: the start's own
         # the wall time as typed: a date picker's extremes (0001-01-01) have no UTC to convert to (a 500)
-        errors["told_at"] = [f"When (told_at): {told_at:%Y-%m-%d %H:%M} is before recall R-{recall.id} started "
+        errors["told_at"] = [f"When: {told_at:%Y-%m-%d %H:%M} is before recall R-{recall.id} started "
                              f"({local_and_utc(recall.started_at)}): a clinician is told of a recall once it is started."]
     if len(note) > MAX_NOTICE_NOTE:
-        errors["note"] = [f"Note (note): at most {MAX_NOTICE_NOTE} characters (this one has {len(note)})."]
+        errors["note"] = [f"Note: at most {MAX_NOTICE_NOTE} characters (this one has {len(note)})."]
     if errors:
         first = next(iter(errors.values()))[0]
         raise ValidationFailed(first + " Nothing was recorded.", errors=errors)

@@ -247,7 +247,7 @@ def record_notice(recall_id: int, patient_id: int) -> Any:
     """QA records that the clinician of a patient on the recall's notify list was told (notices.record_notice)."""
     form = RecallNoticeForm()
     try:
-        told_at = site_time(form.told_at.data, "told_at", "When (told_at)")
+        told_at = site_time(form.told_at.data, "told_at", "When")
         notice = notices.record_notice(
             db.session, current_user, recall_id, patient_id, clinician=form.clinician.data or "",
             how=form.how.data or "", told_at=told_at,

@@ -54,6 +54,9 @@ def test_stop_shows_on_the_infusion_page_after_the_session_idled_out(page, live_
     expect(page.locator("body")).to_have_class("infusion-page bedside-stop")
     expect(note).to_be_visible()  # still said: signed out, sign in to record the end
     expect(page.locator("#end-stopped")).to_be_visible()  # the end's one reason: the system's STOP
+    expect(page.locator("#end-stopped button")).to_have_class("button big primary")  # it stands out, and the
+    expect(page.locator("#end-plain")).to_have_class("button big secondary")  # plain end (three reasons) does not
+    expect(page.locator("#end-stopped button")).to_contain_text("Stopped: STOP THE INFUSION NOW")  # the server's words
     expect(page.get_by_label("What happened (free text)")).to_have_value("flushed, 38.2 C")
     session = _session(live_server)
     try:  # the watch kept no session alive and opened none

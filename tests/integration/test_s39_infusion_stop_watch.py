@@ -151,6 +151,9 @@ def test_an_infusion_stopped_on_stop_ends_with_the_one_preset_reason(app, client
     _recall(app, ward)
     page = nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
     assert '<p id="end-stopped">' in page and infusions.STOPPED_BY_SYSTEM in html.unescape(page)
+    # the STOP's one-reason end stands out; the plain end (which asks for three reasons) is the secondary one
+    assert 'class="button big primary">End infusion &mdash; reason:' in page
+    assert 'id="end-plain" class="button big secondary">End infusion (give your own reason)' in page
     # 5 of 25 mL, a minute in: less than prescribed, the course below its band, shorter than the protocol's time
     asked = nurse.post(f"/ward/infusions/{infusion_id}/end", data={"volume_ml": "5"})
     assert asked.status_code == 422  # a plain end still asks why

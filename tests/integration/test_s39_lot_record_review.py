@@ -122,6 +122,15 @@ def test_the_reagent_drop_downs_mark_expired_and_recalled_lots_as_the_services_j
     assert f"UNDER RECALL R-{recall.recall_id}" in recalled_label and "disabled" in options[recalled_label]
     [good_label] = [label for label in options if "FBS-0100" in label]
     assert "EXPIRED" not in good_label and "RECALL" not in good_label and "disabled" not in options[good_label]
+    # the register says it too (s39 re-walk: /reagents listed the recalled lot as an ordinary in-date one)
+    register = tech.get("/reagents").get_data(as_text=True)
+    rows = register.split("<tr")
+    [row] = [r for r in rows if "<td>TRX-1</td>" in r]
+    assert f"UNDER RECALL R-{recall.recall_id}: not to be used" in row
+    assert "recalls/" not in row  # a technician may not open the recall: the words, not a link
+    assert f"UNDER RECALL R-{recall.recall_id}" in client_as("qa").get("/reagents").get_data(as_text=True)
+    [good_row] = [r for r in rows if "<td>FBS-0100</td>" in r]
+    assert "UNDER RECALL" not in good_row
 
     # the marks agree with the rules: the expired lot is recorded for a use on or before its expiry...
     used = tech.post(f"/lots/{lot_id}/reagents", data={"reagent-reagent_lot_id": expired, "reagent-step_id": p0,
@@ -207,7 +216,8 @@ def test_a_collection_time_that_happens_twice_is_refused_naming_both_readings(ap
     assert refused.status_code == 422
     [said] = _error(text, "collection_at")
     assert said == (f"Collection time: 02:30 happens twice on {day} in Europe/Paris (the clocks went back): type "
-                    "02:30 CEST (00:30 UTC) or 02:30 CET (01:30 UTC)."), said
+                    f"02:30 CEST for the first, before the change (00:30 UTC), or 02:30 CET for the second, an hour "
+                    f"later (01:30 UTC), with the zone after the time, as in {day}T02:30 CET."), said
     # shown again as text, so that the zone can be typed after the time
     assert re.search(r'<input[^>]*id="collection_at"[^>]*type="text"|<input[^>]*type="text"[^>]*id="collection_at"',
                      text)

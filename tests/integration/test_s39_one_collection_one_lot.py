@@ -122,8 +122,14 @@ def test_a_cord_has_one_collection_day(app, users, db_session, client_as):
             in html), html[:3000]
     assert len(_lots(db_session, donor_id)) == 1 and _events(db_session) == before
 
-    same_day = tech.post("/lots/new", data=_form(donor_id, "UC-MSC", hour="11:30"))  # the same cord, another lot
-    assert same_day.status_code == 302, same_day.get_data(as_text=True)[:2000]
+    # the same day at another time is the same cord (re-walk: 07:01 for 07:00 passed as a new collection): refused
+    # as a repeat of it, then taken when the technician says it is deliberately another lot of that cord
+    same_day = tech.post("/lots/new", data=_form(donor_id, "UC-MSC", hour="11:30"))
+    assert same_day.status_code == 409, same_day.get_data(as_text=True)[:2000]
+    assert f"already has lot {lot.lot_number}" in same_day.get_data(as_text=True)
+    assert len(_lots(db_session, donor_id)) == 1
+    meant = tech.post("/lots/new", data=_form(donor_id, "UC-MSC", hour="11:30", same_collection_as_existing="y"))
+    assert meant.status_code == 302, meant.get_data(as_text=True)[:2000]
     assert len(_lots(db_session, donor_id)) == 2
 
 

@@ -85,14 +85,18 @@ def test_qa_records_who_was_told_and_completion_waits_for_it(app, users, client_
                              "note": "x" * 1001})
     words = bad.get_data(as_text=True)
     assert bad.status_code == 422
-    for named in ("Clinician told (clinician)", "How (how)", "When (told_at)", "Note (note)"):
-        assert named in words, named
+    # each said in the form's words, beside its field (re-walk: "Clinician told (clinician)" showed code names)
+    for named in ("Clinician told: give the name", "How: one of by phone, in person, by letter, by email, not",
+                  "When: ", "Note: at most"):
+        assert named in html.unescape(words), named
+    for code_words in ("Clinician told (clinician)", "How (how)", "When (told_at)", "Note (note)", "(in_person)"):
+        assert code_words not in html.unescape(words), code_words
     assert "is in the future" in words and "fax" in words
     early = qa.post(url, data={"clinician": "Dr Clara Clinician", "how": "phone",
                                "told_at": local_input(utcnow() - timedelta(days=3))})
     assert early.status_code == 422 and "before recall R-" in early.get_data(as_text=True)
     garbled = qa.post(url, data={"clinician": "Dr Clara Clinician", "how": "phone", "told_at": "yesterday noon"})
-    assert garbled.status_code == 422 and "When (told_at): 'yesterday noon' is not a date and time" in \
+    assert garbled.status_code == 422 and "When: 'yesterday noon' is not a date and time" in \
         html.unescape(garbled.get_data(as_text=True))
     assert qa.post(f"/recalls/{recall_id}/patients/999999/notice", data={
         "clinician": "Dr X", "how": "phone", "told_at": local_input(utcnow())}).status_code == 404

@@ -18,7 +18,8 @@ def test_an_autumn_time_shown_twice_is_refused_naming_the_field_and_both_reading
     assert refused.value.field == "collection_at"
     assert refused.value.message == (
         "Collection time: 02:30 happens twice on 2026-10-25 in Europe/Paris (the clocks went back): type 02:30 CEST "
-        "(00:30 UTC) or 02:30 CET (01:30 UTC).")
+        "for the first, before the change (00:30 UTC), or 02:30 CET for the second, an hour later (01:30 UTC), with "
+        "the zone after the time, as in 2026-10-25T02:30 CET.")
 
 
 @pytest.mark.parametrize("minute", [0, 1, 59])

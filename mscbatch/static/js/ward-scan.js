@@ -278,7 +278,10 @@ var mscbatchIsBag = (function () {
     var holder = element("p");
     holder.id = "end-stopped";
     // the server's own words (infusions.STOPPED_BY_SYSTEM, on the form): one label for one action
-    var button = element("button", "button big secondary", "End infusion \u2014 reason: " +
+    // the STOP's end stands out; the plain end becomes the secondary one (as the server's page draws them)
+    var plain = document.getElementById("end-plain");
+    if (plain) { plain.className = "button big secondary"; plain.textContent = "End infusion (give your own reason)"; }
+    var button = element("button", "button big primary", "End infusion \u2014 reason: " +
       (form.getAttribute("data-stopped-reason") || "the system's STOP"));
     button.type = "submit";
     button.name = "stopped";

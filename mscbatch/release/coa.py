@@ -147,7 +147,7 @@ def _tests(review: Any) -> Table:
         rows.append([_p(v.name), _p(limit), shown_value, _p(shown_unit),
                      _p(_how(current) if current else row.method), _p(current.tested_on if current else ""),
                      verdict, _p("yes" if v.blocking else "informative")])
-    return _grid(rows, [44 * mm, 50 * mm, 40 * mm, 18 * mm, 46 * mm, 20 * mm, 24 * mm, 20 * mm])
+    return _grid(rows, [44 * mm, 50 * mm, 38 * mm, 18 * mm, 48 * mm, 20 * mm, 24 * mm, 20 * mm])
 
 
 def _how(result: Any) -> str:

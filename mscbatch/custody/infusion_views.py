@@ -100,7 +100,9 @@ def infusion_stop(infusion_id: int) -> Any:
     row = infusions.get_infusion(db.session, infusion_id)
     bag = db.session.get(Bag, row.bag_id)
     reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())
-    response = jsonify(stop_now=bool(reasons), reasons=reasons, ended=row.ended_at is not None)
+    # with a STOP, the words of its one-reason end (the button the script then offers): none on a page still fit
+    response = jsonify(stop_now=bool(reasons), reasons=reasons, ended=row.ended_at is not None,
+                       **({"end_reason": infusions.STOPPED_BY_SYSTEM} if reasons else {}))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -173,7 +175,8 @@ def infusion_watch(infusion_id: int) -> Any:
     bag = db.session.get(Bag, row.bag_id)
     reasons = stop_running(db.session, row, bag, db.session.get(Patient, row.patient_id), label_key())
     db.session.rollback()
-    response = jsonify(stop_now=bool(reasons), reasons=reasons)
+    response = jsonify(stop_now=bool(reasons), reasons=reasons,
+                       **({"end_reason": infusions.STOPPED_BY_SYSTEM} if reasons else {}))
     response.headers["Cache-Control"] = "no-store"
     return response
 

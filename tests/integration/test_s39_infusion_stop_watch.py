@@ -72,7 +72,8 @@ def test_the_watch_token_shows_stop_without_a_session_and_tells_nothing_more(app
     answer = _watch(app, infusion_id, token)
     assert answer.status_code == 200
     body = answer.get_json()
-    assert set(body) == {"stop_now", "reasons"}  # what the page needs to show STOP, nothing else
+    # what the page needs to show STOP and offer its one-reason end, nothing else
+    assert set(body) == {"stop_now", "reasons", "end_reason"} and body["end_reason"] == infusions.STOPPED_BY_SYSTEM
     assert body["stop_now"] is True and any("RECALLED" in reason for reason in body["reasons"])
     assert _audit_count(app) == before  # passive: nothing audited per poll
 

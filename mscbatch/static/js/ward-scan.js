@@ -240,7 +240,7 @@ var mscbatchIsBag = (function () {
     return node;
   }
 
-  function showStop(reasons) {
+  function showStop(reasons, endReason) {
     var section = element("section", "verdict verdict-stop running-stop");
     section.id = "stop-running";
     section.setAttribute("role", "alert");
@@ -266,23 +266,23 @@ var mscbatchIsBag = (function () {
       "infusion) and any reaction, and tell the clinician."));
     watch.parentNode.replaceChild(section, watch);
     document.body.classList.add("bedside-stop");
-    offerStoppedEnd();
+    offerStoppedEnd(endReason);
     window.scrollTo(0, 0);
   }
 
   // the end's one reason once the system says STOP (as the server's page offers it): "stopped" sends
   // infusions.STOPPED_BY_SYSTEM, which the server accepts only while its STOP stands
-  function offerStoppedEnd() {
+  function offerStoppedEnd(endReason) {
     var form = document.getElementById("end");
     if (!form || document.getElementById("end-stopped")) { return; }
     var holder = element("p");
     holder.id = "end-stopped";
-    // the server's own words (infusions.STOPPED_BY_SYSTEM, on the form): one label for one action
+    // the server's own words (infusions.STOPPED_BY_SYSTEM, sent with the STOP): one label for one action
     // the STOP's end stands out; the plain end becomes the secondary one (as the server's page draws them)
     var plain = document.getElementById("end-plain");
     if (plain) { plain.className = "button big secondary"; plain.textContent = "End infusion (give your own reason)"; }
     var button = element("button", "button big primary", "End infusion \u2014 reason: " +
-      (form.getAttribute("data-stopped-reason") || "the system's STOP"));
+      (endReason || "the system's STOP"));
     button.type = "submit";
     button.name = "stopped";
     button.value = "1";
@@ -349,7 +349,7 @@ var mscbatchIsBag = (function () {
           return;
         }
         if (answer && answer.refused) { showNotWatching(); return; }
-        if (answer && answer.stop_now) { showStop(answer.reasons || []); return; }
+        if (answer && answer.stop_now) { showStop(answer.reasons || [], answer.end_reason); return; }
         if (answer && answer.ended) { return; }
         window.setTimeout(poll, seconds * 1000);
       })

@@ -141,6 +141,8 @@ def page_of_form(path: str) -> str | None:
 
 FORM_EXPIRED = ("This page was opened before you signed in again, or has been open too long. Nothing was saved. "
                 "Go back, reload the page and type again.")
+FORM_EXPIRED_BACK = ("Open the form again (sign in if you are asked to). What you typed is put back into it where "
+                     "this browser kept it: check it, then send it again.")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -157,8 +159,12 @@ def register_error_handlers(app: Flask) -> None:
         or with no token at all: a plain page, not Flask-WTF's bare "Bad Request". The API's answer is unchanged."""
         if wants_problem_json():
             return _http_error(error)
+        from mscbatch.auth.access import same_site_page  # the auth package imports this module: imported here
+
+        back = same_site_page(request.referrer)  # the page the form was on, where js/form-draft.js puts it back
         return render_template("errors/form_expired.html", status=400, title="Nothing was saved",
-                               detail=FORM_EXPIRED, technical=error.description), 400
+                               detail=FORM_EXPIRED, back=back, back_words=FORM_EXPIRED_BACK,
+                               technical=error.description), 400
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

@@ -124,7 +124,7 @@ def _ended_words(reason: str) -> str:
     return f"Your session was ended ({reason})."
 
 
-def _same_site_page(url: str | None) -> str | None:
+def same_site_page(url: str | None) -> str | None:
     """The path of a page of this site a browser can open again (the Referer of a form sent: not a result shown
     by a POST, such as a bedside check's, nor the sign-in page), or None."""
     if not url:
@@ -150,11 +150,12 @@ def signed_out_redirect() -> Any:
         if ended:
             flash(f"{_ended_words(ended)} Sign in again to go on.", "error")
         return redirect(url_for("auth.login", next=request.full_path))
+    # "unsaved": shown as an error, and marked for js/form-draft.js, which puts the words typed back into the form
     if ended:
-        flash(f"{_ended_words(ended)} What you were doing was NOT saved: sign in again, then do it again.", "error")
+        flash(f"{_ended_words(ended)} What you were doing was NOT saved: sign in again, then do it again.", "unsaved")
     else:
-        flash("You are not signed in: what you sent was NOT saved. Sign in, then do it again.", "error")
-    return redirect(url_for("auth.login", next=_same_site_page(request.referrer)))
+        flash("You are not signed in: what you sent was NOT saved. Sign in, then do it again.", "unsaved")
+    return redirect(url_for("auth.login", next=same_site_page(request.referrer)))
 
 
 def _password_must_change() -> bool:

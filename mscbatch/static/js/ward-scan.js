@@ -308,6 +308,7 @@ var mscbatchIsBag = (function () {
     if (loginUrl) {
       var link = element("a", "button big primary", "Sign in again");
       link.href = loginUrl;
+      link.setAttribute("data-keeps-drafts", "");  // what was typed here comes back after it (js/form-draft.js)
       note.appendChild(link);
     }
   }

@@ -41,6 +41,7 @@ from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Patient
 from mscbatch.recall import notices
 from mscbatch.recall.models import Recall
+from mscbatch.recall.queries import not_yet_told
 from mscbatch.recall.report import patients_to_notify
 from mscbatch.release import oos, release, results
 from mscbatch.release.demo import enter_panel
@@ -95,7 +96,7 @@ def _where_it_stands(session: Session) -> list[str]:
         return ["  (the late-OOS recall was not made: an earlier run stopped before it)"]
     entries = patients_to_notify(session, recall)
     told = [e for e in entries if e.notice is not None]
-    waiting = [e for e in entries if e.notice is None]
+    waiting = not_yet_told(entries)
     head = (f"  R-{recall.id}, lot {lot.lot_number} (late sterility OOS): {recall.status}; {len(entries)} patient(s) "
             f"reached, {len(told)} clinician notice(s) recorded")
     if recall.status != "active":

@@ -21,8 +21,9 @@ from mscbatch.core.identifiers import din_shown
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.recall.models import NOTICE_HOW, QA_NOTICE_HOW, Recall, RecallNotice
+from mscbatch.recall.queries import not_yet_told
 from mscbatch.recall.report import PatientNotice, patients_to_notify
-from mscbatch.recall.services import get_recall, typed_shown
+from mscbatch.recall.services import get_recall, locked_recall, typed_shown
 from mscbatch.site import local_and_utc
 
 #: the longest clinician's name and note kept
@@ -34,13 +35,12 @@ HOW_WORDS = ", ".join(NOTICE_HOW[how] for how in QA_NOTICE_HOW)
 
 def _locked_entry(session: Session, recall_id: int, patient_id: int,
                   prescriber: Any = None) -> tuple[Recall, PatientNotice]:
-    """The recall, locked and read again (as its completion and end lock it), refused unless active, and the patient's
-    entry on its notify list (404 when the patient is not on it), refused when a notice is recorded already.
+    """The recall, locked and read again (services.locked_recall, as its completion and end lock it), refused unless
+    active, and the patient's entry on its notify list (404 when the patient is not on it), refused when a notice is
+    recorded already.
     `prescriber`: a clinician confirming in the app, refused (403) before anything of the notice is said unless they
     prescribed what the patient received."""
-    recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
-    if recall is None:
-        raise NotFound(f"No recall {recall_id}.")
+    recall = locked_recall(session, recall_id)  # refused below when closed, after the entry's own checks
     entry = next((e for e in patients_to_notify(session, recall) if e.patient.id == patient_id), None)
     if entry is None:
         raise NotFound(f"Recall R-{recall.id} lists no patient with id {patient_id} to notify: only a patient given or "
@@ -145,7 +145,5 @@ def open_notices_for(session: Session, user: Any) -> list[OpenNotice]:
         return []
     found: list[OpenNotice] = []
     for recall in session.scalars(select(Recall).where(Recall.status == "active").order_by(Recall.id.desc())):
-        for entry in patients_to_notify(session, recall):
-            if entry.notice is None and user.id in entry.prescriber_ids:
-                found.append(OpenNotice(recall, entry))
+        found += [OpenNotice(recall, entry) for entry in not_yet_told(patients_to_notify(session, recall), user.id)]
     return found

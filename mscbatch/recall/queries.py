@@ -19,6 +19,9 @@ from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
 from mscbatch.site import site_day
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mscbatch.recall.report import PatientNotice
     from mscbatch.recall.traceability import ForwardTrace
 
 #: a bag already given or destroyed is not held (recall/services.py holds the same ones); the bag's final states,
@@ -27,6 +30,15 @@ NOT_HELD_BAG_STATES = ("infused", "discarded")
 #: the recalls that still bar their origin: an active one, and a completed one (found valid: what its origin makes
 #: or releases later is covered by it for good). Only a recall ended as invalid lets its origin go.
 IN_FORCE = ("active", "completed")
+
+
+def not_yet_told(entries: Iterable[PatientNotice], prescriber_id: int | None = None) -> list[PatientNotice]:
+    """The patients on a recall's notify list (report.patients_to_notify) whose clinician nobody has recorded as told
+    (no RecallNotice), in the list's order: what the recall's page offers to record and what stops its completion
+    (report.RecallReport.not_notified, services.complete_recall); with `prescriber_id`, only those given or sent
+    product that clinician prescribed (their home page: notices.open_notices_for)."""
+    return [entry for entry in entries
+            if entry.notice is None and (prescriber_id is None or prescriber_id in entry.prescriber_ids)]
 
 
 def active_holds(session: Session, bag_id: int) -> list[tuple[BagHold, Recall]]:

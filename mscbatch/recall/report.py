@@ -26,7 +26,7 @@ from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import lots_of_donor
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall, RecallNotice
-from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, recall_in_force_of
+from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, not_yet_told, recall_in_force_of
 from mscbatch.recall.services import (
     DISCARDABLE_HERE,
     affected_lots,
@@ -60,7 +60,7 @@ HoldKind = Literal["none", "on_hold", "kept_destroyed", "kept_infused", "lifted"
 KEPT = ("kept_destroyed", "kept_infused")
 
 #: what the report tells the unit to do with a bag (BagLine.action_kind; _action writes the words)
-ActionKind = Literal["notify", "discarded_before", "discarded_under_earlier", "destroyed_since", "not_held",
+ActionKind = Literal["notify", "notified", "no_notice", "discarded_before", "discarded_under_earlier", "destroyed_since", "not_held",
                      "hold_lifted", "returned", "reserved", "on_the_ward", "in_stock"]
 
 
@@ -103,6 +103,8 @@ class BagLine:
 
 #: a patient on the notify list whose clinician nobody has recorded as told (the page, the PDF, the refusal)
 NOT_YET_NOTIFIED = "Not yet notified"
+#: the notify section's heading, before RecallReport.notify_heading_end (page and PDF)
+NOTIFY_HEADING = "Patients given or sent affected product (infused, or the bag left the unit for them)"
 
 
 @dataclass
@@ -137,6 +139,16 @@ class PatientNotice:
         text = (f"{self.told_words()} on {local_and_utc(notice.told_at)}; recorded by {self.recorded_by} on "
                 f"{local_and_utc(notice.recorded_at)}")
         return text + (f". Note: {notice.note}" if notice.note else "")
+
+    def done_words(self) -> str:
+        """A recorded notice as what was done (the bag's Action, page and PDF): when the clinician was told (site
+        time, UTC beside), who was told and how, and who recorded it (a clinician confirming in the app recorded it
+        themselves). The instruction "NOTIFY CLINICIAN" stayed there after the notice, and on the final report."""
+        notice = self.notice
+        if notice is None:
+            return NOT_YET_NOTIFIED
+        text = f"Clinician notified {local_and_utc(notice.told_at)}: {self.told_words()}"
+        return text if notice.how == "in_app" else f"{text}; recorded by {self.recorded_by}"
 
 
 def notices_of(session: Session, recall_id: int) -> dict[int, RecallNotice]:
@@ -335,7 +347,15 @@ class RecallReport:
     def not_notified(self) -> list[PatientNotice]:
         """The patients on the notify list whose clinician is not yet recorded as told: an active recall is not
         completed while there is one (services.complete_recall)."""
-        return [entry for entry in self.notify if entry.notice is None]
+        return not_yet_told(self.notify)
+
+    @property
+    def notify_heading_end(self) -> str:
+        """The end of the notify section's heading (page and PDF): the instruction while the recall is active, what
+        was done once it is closed (a completed recall's final report said "notify their clinician")."""
+        if self.recall.active:
+            return "notify their clinician"
+        return "their clinicians were told" if not self.not_notified else "whether their clinician was told"
 
     @property
     def completion_blockers(self) -> str:
@@ -425,15 +445,23 @@ def bagless_words(lot: Lot, recall: Recall) -> str:
 ON_THE_WARD = ("dispatched", "received", "thawed")
 
 
-def _action(trace: BagTrace, hold: BagHold | None, recall: Recall,
-            earlier: EarlierDiscard | None = None) -> tuple[ActionKind, str]:
-    """What to do with the bag: its kind (which the report decides from) and its words (which it shows)."""
+def _action(trace: BagTrace, hold: BagHold | None, recall: Recall | None,
+            earlier: EarlierDiscard | None = None, told: PatientNotice | None = None) -> tuple[ActionKind, str]:
+    """What to do with the bag: its kind (which the report decides from) and its words (which it shows). A bag a
+    patient received: `told` is the patient's entry on the notify list; once their clinician is recorded as told
+    the words say what was done, and a closed recall (completed, or ended) gives no instruction any more."""
     bag = trace.bag
     recipient = trace.current_recipient
     if recipient is not None and recipient.received:
         when = f" on {local_and_utc(recipient.infused_at)}" if recipient.infused_at else ""  # the site's time: whom to call
         verb = "infused into" if bag.status == "infused" else f"{bag.status} for"
-        return "notify", f"NOTIFY CLINICIAN: {verb} patient {recipient.patient.code}{when}"
+        given = f"{verb} patient {recipient.patient.code}{when}"
+        if told is not None and told.notice is not None:
+            return "notified", f"{told.done_words()}. {given[0].upper()}{given[1:]}"
+        if recall is not None and not recall.active:  # no instruction on a closed recall's report
+            closed = "ended as found invalid" if recall.status == "ended" else recall.status_words.lower()
+            return "no_notice", f"No notice of the clinician recorded; the recall is {closed}: {given}"
+        return "notify", f"NOTIFY CLINICIAN: {given}"
     if bag.status == "discarded":
         # a recall holds no discarded bag (NOT_HELD_BAG_STATES): a hold means it was discarded after the recall
         # started (the ward or QA destroying a held bag), which the report must not date before it
@@ -487,12 +515,16 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
     earlier = discarded_under_other_recalls(session, recall, [
         bag_trace.bag.id for lot_trace in lots for bag_trace in lot_trace.bags
         if bag_trace.bag.status == "discarded" and bag_trace.bag.id not in holds])
+    notify = notify_list(session, lots, notices_of(session, recall.id))
+    told = {entry.patient.id: entry for entry in notify}
     lines: list[BagLine] = []
     for lot_trace in lots:
         for bag_trace in lot_trace.bags:
             hold = holds.get(bag_trace.bag.id)
             before = earlier.get(bag_trace.bag.id)
-            action_kind, action = _action(bag_trace, hold, recall, before)
+            recipient = bag_trace.current_recipient
+            action_kind, action = _action(bag_trace, hold, recall, before,
+                                          told.get(recipient.patient.id) if recipient is not None else None)
             lines.append(BagLine(trace=bag_trace, lot=lot_trace.lot, hold=hold, earlier=before,
                                  hold_kind=hold_kind(bag_trace.bag, hold), action_kind=action_kind, action=action))
     finals = [line for line in lines if line.trace.bag.status in ("infused", "discarded")]
@@ -508,7 +540,7 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         started_by=users.get(recall.started_by_id, "?"),
         ended_by=users.get(recall.ended_by_id) if recall.ended_by_id else None,
         signatures=signatures_of(session, recall), lots=lots, lines=lines,
-        notify=notify_list(session, lots, notices_of(session, recall.id)),
+        notify=notify,
         # a held bag discarded since is destroyed, no longer "on hold" (its hold stays, as the record of the recall)
         held_now=sum(1 for line in lines if line.hold_kind == "on_hold"),
         held_final=sum(1 for line in lines if line.hold_kind in KEPT), generated_at=utcnow(),
@@ -601,8 +633,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
             story.append(_p(covered.words(), BODY))
         if not report.lookbacks:
             story.append(_p(NO_LOOKBACK, BODY))
-    story += [Spacer(1, 4 * mm), _p("Patients given or sent affected product (infused, or the bag left the unit "
-                                    "for them): notify their clinician", _styles["Heading2"])]
+    story += [Spacer(1, 4 * mm), _p(f"{NOTIFY_HEADING}: {report.notify_heading_end}", _styles["Heading2"])]
     if report.notify:
         rows: list[list[Any]] = [[_p(h) for h in ("Patient", "Protocol", "Bag (DIN)", "Lot", "Bag status",
                                                   "Allocated", "Planned administration", "Infusion started",

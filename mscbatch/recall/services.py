@@ -35,7 +35,7 @@ from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
 from mscbatch.patients.queries import allocation_of_bag
 from mscbatch.recall.models import COMPLETE_MEANING, END_MEANING, RECALL_SCOPES, BagHold, Recall
-from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, recall_in_force_of
+from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, not_yet_told, recall_in_force_of
 from mscbatch.signatures.services import sign
 from mscbatch.site import site_config, site_today
 
@@ -239,15 +239,17 @@ def get_recall(session: Session, recall_id: int) -> Recall:
     return recall
 
 
-def _locked_active(session: Session, recall_id: int, closed_words: dict[str, str]) -> Recall:
-    """The recall, locked and read again inside the use case's transaction, refused (409) unless still active.
+def locked_recall(session: Session, recall_id: int, closed_words: dict[str, str] | None = None) -> Recall:
+    """The recall, locked and read again inside the use case's transaction (its end, its completion and a notice
+    under it all take it here), and with `closed_words` refused (409) unless still active, the words by status.
     Two QA people closing it at once (PostgreSQL: one ending it, found invalid, the other completing it, or both
     ending it) both saw it active; without the lock both signed, and the second overwrote the first's reason with a
-    wrong old value in the trail. Now the second waits, then finds it closed: `closed_words` by status."""
+    wrong old value in the trail. Now the second waits, then finds it closed. Without `closed_words` the caller
+    refuses a closed recall itself, after its own checks (recall.notices: the patient's entry is checked first)."""
     recall = session.get(Recall, recall_id, with_for_update=True, populate_existing=True)
     if recall is None:
         raise NotFound(f"No recall {recall_id}.")
-    if not recall.active:
+    if closed_words is not None and not recall.active:
         raise Conflict(f"Recall R-{recall.id} {closed_words.get(recall.status, 'is closed.')}")
     return recall
 
@@ -264,7 +266,7 @@ def end_recall(session: Session, actor: Any, recall_id: int, *, reason: str, pas
         raise too_long
     get_recall(session, recall_id)
     with use_case(session, actor, f"recall ended: {reason}"):
-        recall = _locked_active(session, recall_id, {
+        recall = locked_recall(session, recall_id, {
             "ended": "is already ended.",
             "completed": "is already completed (found valid and closed): it cannot be ended, and its holds stay."})
         now = utcnow()
@@ -431,7 +433,7 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
                                field="note")
     get_recall(session, recall_id)
     with use_case(session, actor, f"recall completed: {note}"):
-        recall = _locked_active(session, recall_id, {
+        recall = locked_recall(session, recall_id, {
             "completed": "is already completed.",
             "ended": "is already ended (found invalid, its holds lifted): it cannot be completed."})
         # the affected lots locked in id order (as a recall takes them): bags frozen into one meanwhile are either
@@ -444,7 +446,7 @@ def complete_recall(session: Session, actor: Any, recall_id: int, *, note: str, 
         # Part IV 11): read under the recall's lock, which a notice takes too (recall.notices)
         from mscbatch.recall.report import not_notified_words, patients_to_notify  # the report reads services
 
-        untold = [entry for entry in patients_to_notify(session, recall) if entry.notice is None]
+        untold = not_yet_told(patients_to_notify(session, recall))
         if left or untold:
             said = [f"{outstanding_words(left)}. Every bag it reaches must be discarded (or was infused) first: "
                     "discard the bags in stock, have the ward return or discard theirs, assess the returned ones"

@@ -26,6 +26,7 @@ from mscbatch.recall.report import (
     COMPLETED_HOLDS,
     NO_LOOKBACK,
     NOT_YET_NOTIFIED,
+    NOTIFY_HEADING,
     recall_report,
     recall_report_pdf,
     trace_pdf,
@@ -173,7 +174,7 @@ def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200
                            notice_patient_id=notice_patient_id,
                            discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned,
                            completed_holds=COMPLETED_HOLDS, no_lookback=NO_LOOKBACK,
-                           not_yet_notified=NOT_YET_NOTIFIED), status
+                           not_yet_notified=NOT_YET_NOTIFIED, notify_heading=NOTIFY_HEADING), status
 
 
 @bp.route("/<int:recall_id>")

@@ -36,9 +36,9 @@ def client_address() -> str | None:
 
 
 #: endpoints a page's script calls by itself while the page stays open (the running infusion's STOP poll, and its
-#: watch once the session has ended, custody.infusion_watch): no
+#: watch once the session has ended, custody.infusion_watch; the ward list's refresh of its running infusions): no
 #: person did anything, so they do not slide the session's idle window (an unattended ward tablet still idles out)
-PASSIVE_ENDPOINTS = frozenset({"custody.infusion_stop", "custody.infusion_watch"})
+PASSIVE_ENDPOINTS = frozenset({"custody.infusion_stop", "custody.infusion_watch", "custody.ward_running"})
 
 
 def _is_api(req: Request) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup, escape
 from sqlalchemy import select
@@ -14,19 +15,18 @@ from sqlalchemy import select
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
 from mscbatch.custody import bedside, infusions
-from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate, remaining, stop_running
+from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
-from mscbatch.custody.models import Infusion
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
-from mscbatch.custody.ward_list import RunningInfusion, running_infusions
-from mscbatch.database import utcnow
+from mscbatch.custody.ward_list import RunningInfusion, running_infusion_of, running_infusions
+from mscbatch.database import reading, utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.lots.models import Bag
 from mscbatch.lots.queries import product_of
-from mscbatch.patients.models import Allocation, Patient
+from mscbatch.patients.models import Allocation
 from mscbatch.signatures.services import signatures_of
-from mscbatch.site import site_config
+from mscbatch.site import local_parts, site_config
 from mscbatch.web.forms import show_error
 
 #: a code in a STOP's words (patient SLE-UC-001, lot MSC-2026-0003, donor D-2026-0002): read as one word
@@ -46,17 +46,57 @@ def ward_running_infusions() -> list[RunningInfusion]:
     return running_infusions(db.session, label_key())
 
 
-def _running_infusion(bag: Bag | None) -> RunningInfusion | None:
-    """The infusion of this bag still running, if any, and whether to stop it now (the infusion page's rule): a check
-    page opened again once its bag runs, or since recalled, leads with that, not with "never start a bag twice"."""
-    if bag is None or bag.status != "infused":  # a bag being infused is "infused": no read for the others
-        return None
-    infusion = db.session.scalar(select(Infusion).where(Infusion.bag_id == bag.id, Infusion.ended_at.is_(None)))
-    if infusion is None:
-        return None
-    patient = db.session.get(Patient, infusion.patient_id)
-    return RunningInfusion(infusion, bag, patient.code if patient else "",
-                           stop_running(db.session, infusion, bag, patient, label_key()))
+#: how often, by default, the ward page's script asks for its running infusions again (CUSTODY_WARD_REFRESH_SECONDS)
+WARD_REFRESH_SECONDS = 30
+
+
+@bp.app_template_global()
+def ward_refresh_seconds() -> int:
+    """For templates/custody/ward.html: the seconds between two refreshes of its running infusions (js/ward-running.js)."""
+    return max(1, int(current_app.config.get("CUSTODY_WARD_REFRESH_SECONDS", WARD_REFRESH_SECONDS)))
+
+
+@bp.app_template_filter("clock")
+def clock(instant: datetime) -> Markup:
+    """An instant's clock time as the pages say it, without its date: "21:48 CET (20:48 UTC)" (site.local_parts, the
+    `local` filter's words): the ward list's "Updated" time, read at a glance on a tablet."""
+    local, utc = local_parts(instant)
+    return Markup('<span class="when"><span class="local">{}</span> <span class="utc hint">({})</span></span>').format(
+        local.split(" ", 1)[1], utc)
+
+
+@bp.route("/running")
+@roles_required(*BEDSIDE)
+def ward_running() -> Any:
+    """The ward page's "Infusions running now" alone (templates/custody/_running_list.html, as the page shows it),
+    which the page's script (js/ward-running.js) fetches every ward_refresh_seconds() and puts in place without a
+    reload: a tablet left open on the ward page shows a bag found unfit since (STOP THE INFUSION NOW) and an
+    infusion started since. Reads only, audits nothing. A page's own poll, no person's doing: a passive endpoint
+    (auth.loading.PASSIVE_ENDPOINTS), so that an unattended tablet still idles out. For the bedside roles, as the
+    check and the start are: the page's other readers (QA, technicians) keep its Refresh link."""
+    db.session.rollback()  # what loading the signed-in user began: the reads below take no write lock (reading)
+    with reading(db.session):
+        listed = render_template("custody/_running_list.html", running=running_infusions(db.session, label_key()),
+                                 now=utcnow())
+    return listed, 200, {"Cache-Control": "no-store"}
+
+
+#: what the refresh answers once the session has ended (the page's script then says so and stops refreshing)
+SIGNED_OUT_REFRESH = "Signed out: this list no longer updates. Sign in again to see it."
+
+
+@bp.after_request
+def _signed_out_refresh(response: Any) -> Any:
+    """The refresh of a session that has ended answers 401 in JSON, which the page's script reads and says ("this list
+    no longer updates"), not the sign-in page's redirect, which a script would take for a list it cannot find."""
+    if request.endpoint != "custody.ward_running" or response.status_code not in (302, 303) \
+            or current_user.is_authenticated:
+        return response
+    session.pop("_flashes", None)  # the sign-in page's words are for a person who opens a page
+    answer = jsonify(signed_out=True, message=SIGNED_OUT_REFRESH)
+    answer.status_code = 401
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @dataclass(frozen=True)
@@ -96,7 +136,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
         may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
-        bag_suspect=bag_suspect, running=_running_infusion(result.bag)), status
+        bag_suspect=bag_suspect, running=running_infusion_of(db.session, result.bag, label_key())), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)

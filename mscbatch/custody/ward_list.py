@@ -82,14 +82,26 @@ class RunningInfusion:
     stop: list[str]  # custody.checks.stop_running: why to stop it now (the infusion page's words), empty when none
 
 
-def running_infusions(session: Session, label_key: str) -> list[RunningInfusion]:
+def running_infusions(session: Session, label_key: str, *, bag_id: int | None = None) -> list[RunningInfusion]:
     """Every infusion not ended (the MOST started last), those to STOP NOW first, then the latest started. Whether to
     stop one is the infusion page's own rule (custody.checks.stop_running), read for each: a ward's handful. The
-    newest are kept when there are more: an infusion nobody ended days ago must not push tonight's STOP off the list."""
-    rows = session.execute(select(Infusion, Bag, Patient).join(Bag, Bag.id == Infusion.bag_id)
-                           .join(Patient, Patient.id == Infusion.patient_id)
-                           .where(Infusion.ended_at.is_(None))
-                           .order_by(Infusion.started_at.desc(), Infusion.id.desc()).limit(MOST)).all()
+    newest are kept when there are more: an infusion nobody ended days ago must not push tonight's STOP off the list.
+    `bag_id`: only the infusion of that bag (one at most: UNIQUE infusion.bag_id), as running_infusion_of reads it.
+    The ward page's list and its refresh (bedside_views.ward_running) read it here, and the check page below."""
+    query = (select(Infusion, Bag, Patient).join(Bag, Bag.id == Infusion.bag_id)
+             .join(Patient, Patient.id == Infusion.patient_id).where(Infusion.ended_at.is_(None)))
+    if bag_id is not None:
+        query = query.where(Infusion.bag_id == bag_id)
+    rows = session.execute(query.order_by(Infusion.started_at.desc(), Infusion.id.desc()).limit(MOST)).all()
     running = [RunningInfusion(infusion, bag, patient.code, stop_running(session, infusion, bag, patient, label_key))
                for infusion, bag, patient in rows]
     return sorted(running, key=lambda r: not r.stop)  # stable: the latest started first within each
+
+
+def running_infusion_of(session: Session, bag: Bag | None, label_key: str) -> RunningInfusion | None:
+    """The infusion of this bag still running, if any, and whether to stop it now (the infusion page's rule): a check
+    page opened again once its bag runs, or since recalled, leads with that, not with "never start a bag twice"."""
+    if bag is None or bag.status != "infused":  # a bag being infused is "infused": no read for the others
+        return None
+    found = running_infusions(session, label_key, bag_id=bag.id)
+    return found[0] if found else None

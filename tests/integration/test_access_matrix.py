@@ -217,7 +217,7 @@ def test_role_matrix(app, users, client_as, role):
 
 
 #: pages' JSON polls: a script cannot follow a redirect to the sign-in page, so they answer 401 to a visitor
-SCRIPT_POLLS = frozenset({"custody.infusion_stop"})
+SCRIPT_POLLS = frozenset({"custody.infusion_stop", "custody.ward_running"})
 
 
 def test_anonymous_visitors_reach_only_public_routes(app):
@@ -253,6 +253,7 @@ EXPECTED_ACCESS.update({
     "custody.dispatch": {"technician"},
     "custody.infusion": {"nurse", "clinician", "qa"},
     "custody.infusion_stop": {"nurse", "clinician", "qa"},
+    "custody.ward_running": {"nurse", "clinician"},
     # the running infusion's STOP watch once the session has ended: no session, only the page's signed watch token
     # (400 without it, 401/403 for a token forged, expired, of another infusion or of one ended)
     "custody.infusion_watch": PUBLIC,

@@ -4,41 +4,21 @@ the field's validators judge a value below zero in their own words (web.forms.Fi
 
 Python's Decimal() reads much more: "1_0" is 10, "١٢" (Arabic-Indic) and "１２" (full-width) are 12, "1e2" is
 100, and spaces of any alphabet around the number are dropped. A technician typing "1_0" got 10 silently: a
-wrong count or dose. Here such text is refused, naming the field and the rule, never guessed at."""
+wrong count or dose. Here such text is refused, naming the field and the rule, never guessed at. The rule itself
+is core.numbers.is_plain_number (pure, shared with release.results); this module words it for the API."""
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any
 
 from marshmallow import fields
 
+# the rule itself is the core's, pure (core.numbers.is_plain_number); its names stay importable from here
+from mscbatch.core.numbers import ASCII_SPACES, PLAIN_NUMBER, RULE, SIGNED_RULE, is_plain_number, rule_words
 from mscbatch.errors import ValidationFailed
 
-#: digits 0-9, at most one decimal point ("12", "0.5", ".5", "12."), a leading minus only when signed; nothing
-#: else: no underscore, no exponent, no comma, no plus, no digits of another alphabet, no space inside
-PLAIN_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-
-#: the spaces a keyboard or a JSON client puts around a number; a no-break or other Unicode space is refused
-ASCII_SPACES = " \t\r\n"
-
-RULE = ("write the number plainly: digits 0-9 with at most one decimal point, such as 12.5 (no sign, no "
-        "underscore, no exponent such as 1e2, no comma, no spaces or other characters)")
-SIGNED_RULE = ("write the number plainly: digits 0-9 with at most one decimal point, such as 12.5 (a minus sign "
-               "first only below zero, such as -150.5; no underscore, no exponent such as 1e2, no comma, no spaces "
-               "or other characters)")
-
-
-def rule_words(*, signed: bool) -> str:
-    return SIGNED_RULE if signed else RULE
-
-
-def is_plain_number(text: str, *, signed: bool) -> bool:
-    """True when `text`, once ASCII spaces around it are dropped, is a plainly written number."""
-    stripped = text.strip(ASCII_SPACES)
-    if not signed and stripped.startswith("-"):
-        return False
-    return PLAIN_NUMBER.fullmatch(stripped) is not None
+__all__ = ["ASCII_SPACES", "PLAIN_NUMBER", "RULE", "SIGNED_RULE", "PlainDecimal", "is_plain_number", "plain_text",
+           "rule_words"]
 
 
 def plain_text(value: Any) -> str | None:

@@ -98,9 +98,12 @@ class OosForm(SignForm):
                                   render_kw={"maxlength": SIGNED_TEXT_MAX_CHARS})
     # required to invalidate (release.oos.invalidate_oos), not to confirm: the list and its words are
     # core.oos_causes's
-    assignable_cause = SelectField("Assignable laboratory cause (to invalidate)",
+    # the label's first words are the refusal's ("Assignable cause: ..."): the page's error summary then says it once
+    assignable_cause = SelectField("Assignable cause: the laboratory cause found (required to invalidate)",
                                    choices=choices([("", NO_CAUSE_CHOSEN), *ASSIGNABLE_CAUSES.items()]))
     retest_result_id = SelectField("Retest result (to invalidate)", coerce=int, choices=[])
+    # declared again, last: the page shows it last, and its refusals are listed in the page's order
+    password = PasswordField("Your password (electronic signature)")
 
 
 class ExceptionalForm(SignForm):

@@ -24,12 +24,12 @@ from mscbatch.core.identifiers import din_shown
 from mscbatch.core.oos_causes import ASSIGNABLE_CAUSES, cause_words, is_cause
 from mscbatch.core.release_spec import ResultValueError, judge_value, parse_result_value
 from mscbatch.database import utcnow
-from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_CONFIRMED, OOS_INVALIDATED, OOS_OPEN, OosInvestigation, ReleaseResult
 from mscbatch.release.texts import SIGNED_TEXT_MAX_CHARS, too_long
-from mscbatch.signatures.services import sign
+from mscbatch.signatures.services import PASSWORD_NOT_TYPED, PasswordNotTyped, sign
 
 INVALIDATED_MEANING = "OOS invalidated (laboratory error, valid retest)"
 CONFIRMED_MEANING = "OOS confirmed"
@@ -143,7 +143,7 @@ def get_oos(session: Session, oos_id: int) -> OosInvestigation:
     return oos
 
 
-def _open(session: Session, signer: Any, oos_id: int, investigation: str, seen: str | None) -> OosInvestigation:
+def _open(session: Session, signer: Any, oos_id: int, seen: str | None) -> OosInvestigation:
     """The open investigation, its lot row locked first (lots.services.lock_lot, as a release locks it) and the
     investigation read afresh after the lock: closing it changes the lot's verdict, and confirming it decides the
     lot's status, so a release or another QA person closing it at the same moment goes first or after, not beside.
@@ -151,7 +151,7 @@ def _open(session: Session, signer: Any, oos_id: int, investigation: str, seen: 
     showed it (`seen`, release.release.check_seen; None: no page, not checked): a confirmation signs the lot's
     rejection or recall, an invalidation signs on the retest's value, as that page showed them. Whoever entered
     results of the lot or recorded its manufacture does not conclude its OOS, either way (refuse_involved): the same
-    rule as for its release."""
+    rule as for its release. The fields QA typed are judged by the caller, all at once (Problems)."""
     from mscbatch.release.release import check_seen
 
     if signer is None or not signer.has_role("qa"):
@@ -163,14 +163,69 @@ def _open(session: Session, signer: Any, oos_id: int, investigation: str, seen: 
         raise Conflict(f"This OOS investigation is already closed ({oos.status}).")
     check_seen(session, lot, seen)
     refuse_involved(session, lot, signer)
-    text = (investigation or "").strip()
-    if len(text) < 10:
-        raise ValidationFailed("Describe the investigation and its conclusion (at least 10 characters).",
-                               field="investigation")
-    # refused, never cut: the signed text is the one QA wrote
-    too_long(text, "Investigation and conclusion", "investigation", limit=INVESTIGATION_MAX_CHARS)
-    oos.investigation = text
     return oos
+
+
+#: the shortest investigation and conclusion QA signs
+INVESTIGATION_MIN_CHARS = 10
+
+
+#: the close form's fields in the order the page shows them, the order the problems are said in
+FORM_ORDER = ("investigation", "assignable_cause", "retest_result_id", "password")
+
+
+class Problems:
+    """Every problem of the fields QA filled in, said at once (field -> the refusal naming it and its rule), so that
+    a form with three fields wrong is refused once with three messages, not three times with one. Raised together
+    before the password is checked or anything is written (refuse)."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, DomainError]] = []
+
+    def add(self, error: DomainError) -> None:
+        self.found.append((error.field or "", error))
+
+    def check(self, step: Any, *args: Any, **kwargs: Any) -> Any:
+        """`step(*args)`, its refusal of a field kept instead of raised (None then); a refusal naming no field (the
+        record's, such as a specification that cannot read a stored result) is raised at once."""
+        try:
+            return step(*args, **kwargs)
+        except DomainError as error:
+            if not error.field:
+                raise
+            self.add(error)
+            return None
+
+    def refuse(self, password: str) -> None:
+        """Nothing found: nothing raised (the password is then verified at the signature). One problem: raised as
+        it is (its own status). Several: one ValidationFailed (422) with each field's messages; a password left
+        blank is one of them (on its own it is the signature's to refuse, after the account's own refusals)."""
+        if not self.found:
+            return
+        if not password:
+            self.add(PasswordNotTyped(PASSWORD_NOT_TYPED, field="password"))
+        if len(self.found) == 1:
+            raise self.found[0][1]
+        self.found.sort(key=lambda found: FORM_ORDER.index(found[0]) if found[0] in FORM_ORDER else len(FORM_ORDER))
+        errors: dict[str, list[str]] = {}
+        for field, error in self.found:
+            errors.setdefault(field, []).append(error.message)
+        said = " ".join(error.message for _field, error in self.found)
+        raise ValidationFailed(f"{len(self.found)} things to put right; nothing was signed. {said}", errors=errors)
+
+
+def _investigation(investigation: str | None, *, at_least: int = INVESTIGATION_MIN_CHARS,
+                   why: str = "") -> str:
+    """The investigation and conclusion as QA wrote it (spaces around it dropped), or ValidationFailed naming
+    `investigation`: shorter than `at_least` (`why`: the rule that asks for that many), or longer than the record
+    keeps (refused, never cut: the signed text is the one QA wrote)."""
+    text = (investigation or "").strip()
+    if len(text) < at_least:
+        rule = why or "describe the investigation and its conclusion"
+        raise ValidationFailed(f"Investigation and conclusion: {rule} (at least {at_least} characters; this has "
+                               f"{len(text)}). Nothing was signed.", field="investigation")
+    too_long(text, "Investigation and conclusion", "investigation", limit=INVESTIGATION_MAX_CHARS)
+    return text
 
 
 def involved_words(session: Session, lot: Lot, user: Any) -> str | None:
@@ -225,6 +280,46 @@ def _test_entered_under(result: ReleaseResult) -> Any:
     return None
 
 
+def _retest(session: Session, oos: OosInvestigation, retest_result_id: int | None) -> ReleaseResult:
+    """The retest QA chose to invalidate `oos` with, or the refusal naming `retest_result_id`: none chosen, not a
+    valid retest of the test entered after the OOS opened, the retest of another investigation (409), a test no
+    longer in the lot's specification (409), or a retest that fails too (409). A stored value the specification
+    cannot read is the record's problem, not the field's: raised at once (specs.unreadable)."""
+    from mscbatch.lots.queries import get_lot
+    from mscbatch.release.specs import spec_of_lot, unreadable
+
+    retest = session.get(ReleaseResult, retest_result_id) if retest_result_id else None
+    used_by = None if retest is None else _cited_by(session, retest.id, oos)
+    if used_by is not None:
+        raise Conflict(f"Retest result: this retest already closed OOS investigation {used_by}: each investigation "
+                       "needs its own retest. Ask QC to enter a new retest of this test. Nothing was signed.",
+                       field="retest_result_id")
+    if retest is None or retest not in retest_candidates(session, oos):
+        chosen = "none chosen" if not retest_result_id else f"result {retest_result_id} is not a retest of this OOS"
+        raise ValidationFailed(f"Retest result: {chosen}. Choose a valid retest of the same test, entered after the "
+                               "OOS was opened (QC enters it first). Nothing was signed.", field="retest_result_id")
+    lot = get_lot(session, oos.lot_id)
+    spec = spec_of_lot(session, lot)
+    try:
+        test = spec.test(oos.test_id)
+    except KeyError:  # a later version reports it under another test id: the retest is judged under the
+        # version it was entered under, which had the test
+        test = _test_entered_under(retest)
+    if test is None:
+        raise Conflict(f"Retest result: test {oos.test_id!r} is no longer in specification {spec.id} version "
+                       f"{spec.version}, the version the lot is judged against: the OOS cannot be invalidated with a "
+                       "retest of it. Confirm the OOS (the lot is rejected, or recalled if released) if its failure "
+                       "stands. Nothing was signed.", field="retest_result_id")
+    try:
+        retest_value = parse_result_value(test, retest.value, retest.unit)
+    except ResultValueError as error:
+        raise unreadable(lot, spec, error) from None
+    if judge_value(test, retest_value).meets is False:
+        raise Conflict("Retest result: the retest fails too: the OOS cannot be invalidated with it; confirm the OOS "
+                       "instead. Nothing was signed.", field="retest_result_id")
+    return retest
+
+
 #: "other" names no cause by itself: the investigation must then describe one (any 10 characters would clear an OOS)
 OTHER_CAUSE, OTHER_CAUSE_MIN_CHARS = "other", 50
 
@@ -249,45 +344,22 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
     """QA closes the OOS as invalidated: the failing result is flagged invalid, the passing retest counts.
     `assignable_cause`: the laboratory cause the investigation documents (a code of core.oos_causes), required:
     refused (422 naming it, nothing written or signed) without one, since an OOS with no assignable cause stands.
-    `seen`: what the lot's review page showed (_open); None: not checked."""
-    from mscbatch.lots.queries import get_lot
-    from mscbatch.release.specs import spec_of_lot, unreadable
-
+    `seen`: what the lot's review page showed (_open); None: not checked. The investigation, the cause, the retest
+    and a blank password are judged together: every problem is refused at once (Problems), nothing signed."""
     with use_case(session, signer, f"OOS {oos_id} invalidated"):
-        oos = _open(session, signer, oos_id, investigation, seen)  # refuses whoever the release refuses
-        oos.assignable_cause = _cause(assignable_cause)
-        if oos.assignable_cause == OTHER_CAUSE and len(oos.investigation) < OTHER_CAUSE_MIN_CHARS:
-            raise ValidationFailed(f"Investigation and conclusion: with \"{cause_words(OTHER_CAUSE)}\", describe the "
-                                   f"cause the laboratory found (at least {OTHER_CAUSE_MIN_CHARS} characters; this has "
-                                   f"{len(oos.investigation)}): what went wrong, and why the first result does not "
-                                   "stand. Nothing was signed.", field="investigation")
-        retest = session.get(ReleaseResult, retest_result_id)
-        used_by = None if retest is None else _cited_by(session, retest.id, oos)
-        if used_by is not None:
-            raise Conflict(f"This retest already closed OOS investigation {used_by}: each investigation needs its "
-                           "own retest. Ask QC to enter a new retest of this test.", field="retest_result_id")
-        if retest is None or retest not in retest_candidates(session, oos):
-            raise ValidationFailed("Choose a valid retest of the same test, entered after the OOS was opened.",
-                                   field="retest_result_id")
-        lot = get_lot(session, oos.lot_id)
-        spec = spec_of_lot(session, lot)
-        try:
-            test = spec.test(oos.test_id)
-        except KeyError:  # a later version reports it under another test id: the retest is judged under the
-            # version it was entered under, which had the test
-            test = _test_entered_under(retest)
-        if test is None:
-            raise Conflict(f"Test {oos.test_id!r} is no longer in specification {spec.id} version {spec.version}, the "
-                           "version the lot is judged against: the OOS cannot be invalidated with a retest of it. "
-                           "Confirm the OOS (the lot is rejected, or recalled if released) if its failure stands. "
-                           "Nothing was signed.", field="retest_result_id")
-        try:
-            retest_value = parse_result_value(test, retest.value, retest.unit)
-        except ResultValueError as error:
-            raise unreadable(lot, spec, error) from None
-        if judge_value(test, retest_value).meets is False:
-            raise Conflict("The retest fails too: the OOS cannot be invalidated with it; confirm the OOS instead.",
-                           field="retest_result_id")
+        oos = _open(session, signer, oos_id, seen)  # refuses whoever the release refuses
+        problems = Problems()
+        cause = problems.check(_cause, assignable_cause)
+        if cause == OTHER_CAUSE:  # the stricter rule, said alone: ten characters would not do either
+            text = problems.check(_investigation, investigation, at_least=OTHER_CAUSE_MIN_CHARS, why=(
+                f"with \"{cause_words(OTHER_CAUSE)}\", describe the cause the laboratory found: what went wrong, "
+                "and why the first result does not stand"))
+        else:
+            text = problems.check(_investigation, investigation)
+        retest = problems.check(_retest, session, oos, retest_result_id)
+        problems.refuse(password)
+        assert retest is not None and text is not None
+        oos.investigation, oos.assignable_cause = text, cause
         failing = session.get(ReleaseResult, oos.result_id)
         assert failing is not None
         failing.invalidated_at = utcnow()
@@ -310,7 +382,11 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
     from mscbatch.release.release import reject_in_use_case
 
     with use_case(session, signer, f"OOS {oos_id} confirmed"):
-        oos = _open(session, signer, oos_id, investigation, seen)  # refuses whoever the release refuses
+        oos = _open(session, signer, oos_id, seen)  # refuses whoever the release refuses
+        problems = Problems()
+        text = problems.check(_investigation, investigation)
+        problems.refuse(password)
+        oos.investigation = text
         oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
         oos.closed_by_id, oos.closed_at = signer.id, utcnow()
         sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mscbatch.api.plain_numbers import is_plain_number
 from mscbatch.audit.context import use_case
+from mscbatch.core.numbers import is_plain_number
 from mscbatch.core.release_spec import (
     CENSORED_SIGNS,
     MILLION_CELLS,
@@ -119,8 +119,9 @@ def _empty_value(test: ReleaseTest) -> str:
 
 def _refuse_unplain(test: ReleaseTest, raw: str, field: str) -> None:
     """A number written other than plainly ("1e2", "1_0", full-width or Arabic-Indic digits) is refused as the lot
-    record, the patient and the ward refuse it (api.plain_numbers): Decimal() would read "1e2" % as 100 %. The core's
-    own words stay for what it explains better: a comma, or "<=" for a censored value."""
+    record, the patient and the ward refuse it (the one rule: core.numbers.is_plain_number, as api.plain_numbers):
+    Decimal() would read "1e2" % as 100 %. The core's own words stay for what it explains better: a comma, or "<="
+    for a censored value."""
     if not UNITS[test.unit].numeric:
         return
     text = raw.strip()

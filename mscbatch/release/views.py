@@ -79,12 +79,26 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refuse
     forms.setdefault("release_form", ReleaseForm(prefix="release", formdata=None))
     forms["release_form"].conditional_tests.choices = choices([(t.id, t.name) for t in review.spec.conditional_release_tests])
     forms.setdefault("oos_form", OosForm(prefix="oos", formdata=None))
+    # the form of every open investigation but the one posted (refused): blank, with ids of its own
+    forms.setdefault("oos_blank", {o.id: _blank_oos_form(o.id) for o in review.open_oos})
     forms.setdefault("exceptional_form", ExceptionalForm(prefix="exceptional", formdata=None))
     forms.setdefault("assess_form", AssessmentForm(prefix="assess", formdata=None))
     if review.next_to_assess is not None:  # before release: release may proceed or reject; after: stays or recall
         forms["assess_form"].outcome.choices = choices(list(review.outcomes_for(review.next_to_assess).items()))
     return render_template("release/review.html", r=review, lot=review.lot, nothing_to_wait_for=NOTHING_TO_WAIT_FOR,
                            refused=refused, changed_since=changed_since, sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
+
+
+def _blank_oos_form(oos_id: int) -> OosForm:
+    """The close form of an open investigation other than the one posted (templates/release/review.html): blank,
+    its fields' ids its own ("oos7-investigation"), so that the page's error summary links to the refused form's
+    fields ("oos-investigation"), never to another investigation's."""
+    form = OosForm(prefix="oos", formdata=None)
+    for one in form:
+        if one.type not in ("CSRFTokenField", "HiddenField"):
+            one.id = f"oos{oos_id}-{one.short_name}"
+            one.label.field_id = one.id
+    return form
 
 
 @bp.route("/lots/<int:lot_id>")

@@ -112,6 +112,56 @@ def lot_named(session: Session, typed: str) -> tuple[int | None, str | None]:
     return found, None
 
 
+def donor_named(session: Session, typed: str) -> tuple[int | None, str | None]:
+    """(the donor's id, None) for a donor's code (or its id), or (None, the words saying no donor is so coded)."""
+    from mscbatch.donors.models import Donor
+
+    value = typed.strip()
+    found = session.scalar(select(Donor.id).where(Donor.code.in_(_spellings(value))))
+    row_id = _row_id(value)
+    if found is None and row_id is not None:
+        found = session.scalar(select(Donor.id).where(Donor.id == row_id))
+    if found is None:
+        return None, f"Whole trail of donor: no donor has the code {value}. Type the donor's code, e.g. D-2026-0001."
+    return found, None
+
+
+def donor_records(session: Session, donor_id: int) -> dict[str, set[int]]:
+    """Every record of the donor the trail files events under, by type: the donor, its screening results (and their
+    corrections, which are changes of those rows), questionnaire answers, eligibility decisions, lookbacks and the
+    recalls of the donor, and the signatures of all these. Its lots have their own whole trail (lot_records)."""
+    from mscbatch.donors.models import (
+        DonorLookback,
+        EligibilityDecision,
+        QuestionnaireAnswer,
+        ScreeningResult,
+    )
+    from mscbatch.recall.models import Recall
+
+    def ids(model: Any, *where: Any) -> set[int]:
+        return set(session.scalars(select(model.id).where(*where)))
+
+    records: dict[str, set[int]] = {
+        "donor": {donor_id},
+        ScreeningResult.__tablename__: ids(ScreeningResult, ScreeningResult.donor_id == donor_id),
+        QuestionnaireAnswer.__tablename__: ids(QuestionnaireAnswer, QuestionnaireAnswer.donor_id == donor_id),
+        EligibilityDecision.__tablename__: ids(EligibilityDecision, EligibilityDecision.donor_id == donor_id),
+        DonorLookback.__tablename__: ids(DonorLookback, DonorLookback.donor_id == donor_id),
+        Recall.__tablename__: ids(Recall, Recall.donor_id == donor_id),
+    }
+    return _with_signatures(session, records)
+
+
+def _with_signatures(session: Session, records: dict[str, set[int]]) -> dict[str, set[int]]:
+    """The records and the signatures of any of them; the types with no record left out."""
+    from mscbatch.signatures.models import Signature
+
+    signed = [and_(Signature.entity_type == kind, Signature.entity_id.in_([str(i) for i in found]))
+              for kind, found in records.items() if found]
+    records[Signature.__tablename__] = set(session.scalars(select(Signature.id).where(or_(*signed))))
+    return {kind: found for kind, found in records.items() if found}
+
+
 def actor_clause(session: Session, typed: str) -> Any:
     """The events of the user typed: by username or by printed name ("Quentin QA"), in any case (the actor index);
     a name no user has (the system, a name typed at a failed sign-in) is matched as the trail wrote it."""
@@ -138,7 +188,6 @@ def lot_records(session: Session, lot_id: int) -> dict[str, set[int]]:
         ReleaseResult,
         ResultAttachment,
     )
-    from mscbatch.signatures.models import Signature
 
     def ids(model: Any, *where: Any) -> set[int]:
         return set(session.scalars(select(model.id).where(*where)))
@@ -163,10 +212,7 @@ def lot_records(session: Session, lot_id: int) -> dict[str, set[int]]:
         StorageMove.__tablename__: ids(StorageMove, StorageMove.bag_id.in_(bags)) if bags else set(),
         CustodyEvent.__tablename__: ids(CustodyEvent, CustodyEvent.bag_id.in_(bags)) if bags else set(),
     }
-    signed = [and_(Signature.entity_type == kind, Signature.entity_id.in_([str(i) for i in found]))
-              for kind, found in records.items() if found]
-    records[Signature.__tablename__] = ids(Signature, or_(*signed))
-    return {kind: found for kind, found in records.items() if found}
+    return _with_signatures(session, records)
 
 
 def records_clause(records: dict[str, set[int]]) -> Any:

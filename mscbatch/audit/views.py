@@ -104,7 +104,8 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
                                                datetime | None]:
     """The query of the events the filter asks for, the filters and the days as typed, and the UTC span; `errors`
     gets each field that cannot be applied (then the query is None)."""
-    filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor", "action", "lot")}
+    filters = {k: request.args.get(k, "").strip() for k in ("entity_type", "entity_id", "actor", "action", "lot",
+                                                             "donor")}
     (start, start_typed), (end, end_typed) = _date("from", "From", errors), _date("to", "To", errors)
     for name, label, day in (("from", "From", start), ("to", "To", end)):
         if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
@@ -128,6 +129,11 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
         lot_id, problem = trail_queries.lot_named(db.session, filters["lot"])
         if problem:
             errors["lot"] = problem
+    donor_id = None
+    if filters["donor"]:
+        donor_id, problem = trail_queries.donor_named(db.session, filters["donor"])
+        if problem:
+            errors["donor"] = problem
     if errors:
         return None, filters, typed, None, None
     query = select(AuditEvent)
@@ -141,6 +147,8 @@ def _filtered(errors: dict[str, str]) -> tuple[Any, dict[str, str], dict[str, st
         query = query.where(AuditEvent.action == filters["action"])
     if lot_id is not None:  # the lot and everything of it
         query = query.where(trail_queries.records_clause(trail_queries.lot_records(db.session, lot_id)))
+    if donor_id is not None:  # the donor and everything of it (its lots: their own whole trail)
+        query = query.where(trail_queries.records_clause(trail_queries.donor_records(db.session, donor_id)))
     start, end = filter_day(start), filter_day(end)
     # the site's days: from the first day's local midnight to the local midnight after the last, excluded
     since = site_midnight(start) if start else None

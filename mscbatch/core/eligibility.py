@@ -31,7 +31,8 @@ class DonorFacts:
     """Everything the engine may look at, as plain values; None always means "not recorded yet".
 
     `sex` is "female", "male" or anything else; only "male" (or childbearing_potential False) makes the
-    contraception rule not applicable. `answers` maps question ids to True (yes: excludes), False (no) or None. `retest_180_days_negative`
+    contraception rule not applicable. `answers` maps question ids to True (yes: excludes), False (no) or None (answered
+    "unknown"; a question not answered is absent). `retest_180_days_negative`
     documents a negative retest 180 days after donation (EU 2006/17/EC Annex II 2.5), which opens the
     extended sample window where the rule set has one.
     """
@@ -188,9 +189,14 @@ def _judge_limit(limit: Limit, facts: DonorFacts) -> Reason:
 
 
 def _judge_question(question: Question, facts: DonorFacts) -> Reason:
-    """Seed exclusion criteria asked as questions: "yes" excludes, no answer leaves the decision pending."""
+    """Seed exclusion criteria asked as questions: "yes" excludes; no answer, or an answer "unknown" (recorded as
+    None under the question's id), leaves the decision pending."""
     answer = facts.answers.get(question.id)
     values = {"answer": _text(answer)}
+    if answer is None and question.id in facts.answers:  # recorded "unknown": still to be found out
+        values = {"answer": "unknown"}
+        return Reason(question.rule_id, f"{question.text} Answered unknown: needs checking.", question.source,
+                      "missing", values)
     if answer is None:
         return Reason(question.rule_id, f"{question.text} Not answered.", question.source, "missing", values)
     if answer and not question.excludes:  # it decides which tests are required (judged with the markers)

@@ -13,8 +13,8 @@ Choices, each made so that a result can never count in the donor's favour by acc
   negative, or outside the window with no sample inside it. A later negative does not clear it (EU 2006/17/EC
   Annex II allows a risk assessment only for anti-HBc+ / HBsAg- and a reactive treponemal test), even before a
   collection date is recorded (no window is needed to judge it; anything else then stays "missing"). A positive
-  entered by mistake is corrected by the technician with a reason (after QA reopens a signed decision), and the
-  screening is judged again.
+  entered by mistake is corrected, its marker kept: by QA, signed, when it was recorded after QA's approval (late
+  news, donors.services.late_news_of), otherwise by the technician with a reason; the screening is judged again.
 - For a marker whose rule asks a risk assessment, a negative that decides while a positive is on record gives
   "risk_assessment" (QA documents why the positive is superseded); an out-of-window positive with no sample in
   the window leaves it "missing" (an in-window sample is still needed).
@@ -144,8 +144,9 @@ def _unresolved_indeterminate(results: Sequence[MarkerResult], after: date | Non
 
 #: said wherever a positive on record excludes: how a positive entered by mistake is put right
 _POSITIVE_EXCLUDES = ("Under this rule a positive excludes (no risk assessment can approve it). If the positive was "
-                      "entered by mistake, the technician corrects that result with a reason (QA reopens a signed "
-                      "decision first) and the screening is judged again.")
+                      "entered by mistake, it is corrected on the donor page, its marker kept: a result recorded after "
+                      "QA's approval only by QA, signed (Correct (QA, signed); a technician is refused), any other by "
+                      "the technician with a reason. The screening is then judged again.")
 
 
 def _judge(marker: Marker, window: _Window, collection_date: date | None,

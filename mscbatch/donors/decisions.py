@@ -107,7 +107,7 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
                            "information reopens it.")
         if signer.id in screening_enterers(session, donor):
             raise PermissionDenied(f"You entered or changed screening data of donor {donor.code}: another QA person "
-                                   "must sign its eligibility (segregation of duties).", field="password")
+                                   "must sign its eligibility (segregation of duties). Nothing was signed.")
         if meaning == APPROVED:
             _refuse_approval_while_tracing(session, donor)
         evaluation = evaluate_donor(session, donor)

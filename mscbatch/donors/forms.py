@@ -38,6 +38,25 @@ class ResultRadioField(RadioField):
             raise ValidationError(f"Result: choose negative, positive or indeterminate ({str(self.data)[:20]!r} is not one).")
 
 
+class MarkerSelectField(SelectField):
+    """The marker choice: a marker outside the donor's rule set is refused naming the rule set and the marker (e.g.
+    Anti-HEV posted for a cord donor), not with WTForms' "Not a valid choice"."""
+
+    rule_set: RuleSet | None = None
+
+    def pre_validate(self, form: Any) -> None:
+        if not self.data or self.data in {c.value for c in self.choices or []}:  # nothing: DataRequired says so
+            return
+        posted = str(self.data)[:40]
+        from mscbatch.donors.queries import rule_sets  # the queries read the models: imported when called
+
+        known = next((m for rs in rule_sets().values() for m in rs.markers if m.id == posted), None)
+        name = known.name if known is not None else repr(posted)
+        under = (f"rule set {self.rule_set.id} v{self.rule_set.version} ({self.rule_set.protocol})"
+                 if self.rule_set is not None else "this donor's rule set")
+        raise ValidationError(f"Marker: {name} is not tested under {under}; choose one of its markers.")
+
+
 def tri_state(value: str | None) -> bool | None:
     return {"yes": True, "no": False}.get(value or "")
 
@@ -106,7 +125,7 @@ class DonorEditForm(DonorForm):
 
 
 class ResultForm(FlaskForm):
-    marker = SelectField("Marker", validators=[DataRequired("Choose the marker.")])
+    marker = MarkerSelectField("Marker", validators=[DataRequired("Choose the marker.")])
     result = ResultRadioField("Result", choices=RESULT_CHOICES, validators=[InputRequired("Choose the result.")])
     sample_date = TypedDateField("Sample date", validators=[InputRequired("Give the sample date.")])
     lab_reference = StringField("Laboratory report reference", validators=[
@@ -114,6 +133,7 @@ class ResultForm(FlaskForm):
 
     def set_markers(self, rule_set: RuleSet) -> ResultForm:
         self.marker.choices = choices([("", "Choose…")] + [(m.id, marker_label(m.name, m.method)) for m in rule_set.markers])
+        self.marker.rule_set = rule_set
         return self
 
 
@@ -132,7 +152,7 @@ class QACorrectionForm(CorrectionForm):
 
 
 class CloseLookbackForm(FlaskForm):
-    note = TextAreaField("Closing note (what was checked; no lot was made from this donor)", validators=[
+    note = TextAreaField("Closing note (what was checked, and why nothing needs recalling)", validators=[
         DataRequired("Write the closing note: it goes into the audit trail."), Length(max=2000)])
 
 

@@ -270,29 +270,52 @@ def _plain(value: str | None) -> str:
 
 
 def earlier_reactive_of(session: Session, donor: Donor, results: list[ScreeningResult]) -> list[EarlierReactive]:
-    """Every correction of one of the donor's results away from a value that was not negative, oldest first."""
+    """Every correction of one of the donor's results away from a value that was not negative, oldest first, named
+    by the marker the result had when it was recorded so (read back from the audit trail), never by the marker it
+    has now: a correction that also changed the marker (refused since s40, possible before) must not show QA
+    "CMV IgM was recorded POSITIVE" for an Anti-HIV-1/2 positive. A change of marker alone on such a result is one
+    too: the positive moved to another marker."""
     if not results:
         return []
     by_id = {str(r.id): r for r in results}
-    found = []
     rule_set = rule_sets().get(donor.rule_set_id)
+
+    def name(marker_id: str) -> str:
+        marker = rule_set.marker(marker_id) if rule_set is not None else None
+        return marker.name if marker is not None else marker_id
+
     events = list(session.scalars(select(AuditEvent).where(
         AuditEvent.entity_type == ScreeningResult.__tablename__, AuditEvent.entity_id.in_(list(by_id)),
-        AuditEvent.action == "update", AuditEvent.field == "result").order_by(AuditEvent.seq)))
+        AuditEvent.action == "update", AuditEvent.field.in_(("marker", "result"))).order_by(AuditEvent.seq)))
     actor_ids = {e.actor_id for e in events if e.actor_id is not None}
     names: dict[int, str] = {}
     if actor_ids:
-        names = {uid: name for uid, name in session.execute(select(User.id, User.full_name).where(
+        names = {uid: full for uid, full in session.execute(select(User.id, User.full_name).where(
             User.id.in_(actor_ids)))}
+    # one correction = the events of one result written by one flush (one time stamp): its marker and its result
+    corrections: dict[tuple[str, Any], list[AuditEvent]] = {}
     for event in events:
-        was, now = _plain(event.old_value), _plain(event.new_value)
+        corrections.setdefault((event.entity_id or "", event.occurred_at), []).append(event)
+    # each result's marker and result before and after each correction, walked back from the row as it is now
+    states: dict[tuple[str, Any], tuple[dict[str, str], dict[str, str]]] = {}
+    now_of = {key: {"marker": row.marker, "result": row.result} for key, row in by_id.items()}
+    for key in reversed(list(corrections)):
+        after = dict(now_of[key[0]])
+        before = dict(after)
+        for event in corrections[key]:
+            before[event.field or ""] = _plain(event.old_value)
+        states[key] = (before, after)
+        now_of[key[0]] = before
+    found = []
+    for key, group in corrections.items():
+        before, after = states[key]
+        was = before["result"]
         if was == "negative" or not was:
             continue
-        row = by_id[event.entity_id or ""]
-        marker = rule_set.marker(row.marker) if rule_set is not None else None
-        found.append(EarlierReactive(row.id, marker.name if marker is not None else row.marker, was, now,
-                                     row.entered_at, event.occurred_at, names.get(event.actor_id, event.actor_name),
-                                     event.reason or ""))
+        now = after["result"] if after["marker"] == before["marker"] else f"{name(after['marker'])} {after['result']}"
+        row, event = by_id[key[0]], group[0]
+        found.append(EarlierReactive(row.id, name(before["marker"]), was, now, row.entered_at, event.occurred_at,
+                                     names.get(event.actor_id or 0, event.actor_name), event.reason or ""))
     return found
 
 
@@ -303,6 +326,33 @@ class DonorPage:
     pages: int
     total: int
     notes: dict[int, list[str]]
+
+
+def screening_verdicts(session: Session, donors: list[Donor]) -> dict[int, str | None]:
+    """The screening's verdict ("eligible", "pending", "ineligible") of each donor QA has not signed or whose decision
+    was reopened (status screening or pending review), judged as evaluate_donor judges it (facts_of's facts), from
+    the results and the answers of all of them read in one statement each (not two statements a donor). None: the
+    donor's rule set is no longer configured."""
+    screening = [d for d in donors if d.status in ("screening", "pending_review")]
+    results: dict[int, list[MarkerResult]] = {d.id: [] for d in screening}
+    answers: dict[int, dict[str, bool | None]] = {d.id: {} for d in screening}
+    if screening:
+        for row in session.scalars(select(ScreeningResult).where(
+                ScreeningResult.donor_id.in_(list(results))).order_by(ScreeningResult.sample_date, ScreeningResult.id)):
+            results[row.donor_id].append(MarkerResult(row.marker, row.method, row.result, row.sample_date))
+        for donor_id, question_id, answer in session.execute(select(
+                QuestionnaireAnswer.donor_id, QuestionnaireAnswer.question_id, QuestionnaireAnswer.answer).where(
+                QuestionnaireAnswer.donor_id.in_(list(answers)))):
+            answers[donor_id][question_id] = {"yes": True, "no": False}.get(answer)
+    verdicts: dict[int, str | None] = {}
+    for donor in screening:
+        try:
+            rule_set = rule_set_of(donor)
+        except NotFound:
+            verdicts[donor.id] = None
+            continue
+        verdicts[donor.id] = evaluate(rule_set, facts_from(donor, answers[donor.id], tuple(results[donor.id]))).status
+    return verdicts
 
 
 def status_notes(session: Session, donors: list[Donor]) -> dict[int, list[str]]:
@@ -320,27 +370,8 @@ def status_notes(session: Session, donors: list[Donor]) -> dict[int, list[str]]:
             ScreeningResult.donor_id.in_(ids), ScreeningResult.result != "negative")
             .order_by(ScreeningResult.donor_id, ScreeningResult.result.desc())):
         notes[donor_id].append("REACTIVE result" if result == "positive" else f"{result.upper()} result")
-    # the screening's verdict, judged as evaluate_donor judges it (facts_of's facts), from the results and the
-    # answers of every screening donor of the page read in one statement each (not two statements a donor)
-    screening = [d for d in donors if d.status in ("screening", "pending_review")]
-    results: dict[int, list[MarkerResult]] = {d.id: [] for d in screening}
-    answers: dict[int, dict[str, bool | None]] = {d.id: {} for d in screening}
-    if screening:
-        for row in session.scalars(select(ScreeningResult).where(
-                ScreeningResult.donor_id.in_(list(results))).order_by(ScreeningResult.sample_date, ScreeningResult.id)):
-            results[row.donor_id].append(MarkerResult(row.marker, row.method, row.result, row.sample_date))
-        for donor_id, question_id, answer in session.execute(select(
-                QuestionnaireAnswer.donor_id, QuestionnaireAnswer.question_id, QuestionnaireAnswer.answer).where(
-                QuestionnaireAnswer.donor_id.in_(list(answers)))):
-            answers[donor_id][question_id] = {"yes": True, "no": False}.get(answer)
-    for donor in screening:
-        try:
-            rule_set = rule_set_of(donor)
-        except NotFound:
-            notes[donor.id].append("rule set no longer configured")
-            continue
-        facts = facts_from(donor, answers[donor.id], tuple(results[donor.id]))
-        notes[donor.id].append(f"screening says {evaluate(rule_set, facts).status}")
+    for donor_id, verdict in screening_verdicts(session, donors).items():
+        notes[donor_id].append("rule set no longer configured" if verdict is None else f"screening says {verdict}")
     for recall_id, donor_id in session.execute(select(Recall.id, Recall.donor_id).where(
             Recall.scope == "donor", Recall.donor_id.in_(ids), Recall.status.in_(IN_FORCE)).order_by(Recall.id)):
         notes[donor_id].append(f"recall R-{recall_id} in force")

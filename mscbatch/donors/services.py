@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.audit.models import AuditEvent
 from mscbatch.database import utcnow
 from mscbatch.donors.decisions import reopen
 from mscbatch.donors.models import (
@@ -359,6 +360,7 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
             raise Conflict("This result did not reopen the donor's approval: a technician corrects it. Nothing was "
                            "corrected.", field="result")
         _refuse_if_changed_since(seen_digest, result_digest(row), f"This result of donor {donor.code}")
+        _refuse_marker_change_of_a_reactive(session, donor, row, marker)
         method, reference = check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
         if all(getattr(row, k) == v for k, v in new.items()):
@@ -374,6 +376,34 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
             session.flush()  # marker's result corrected into a result that is not negative for this marker
             _lookback_after_a_past_approval(session, actor, donor, row)
     return row
+
+
+def reactive_value_of(session: Session, row: ScreeningResult) -> str | None:
+    """The first value other than negative the result ever had ("positive", "indeterminate"), now or before a
+    correction (the audit trail keeps each old value), or None for a result that was always negative."""
+    if row.result != "negative":
+        return row.result
+    for old in session.scalars(select(AuditEvent.old_value).where(
+            AuditEvent.entity_type == ScreeningResult.__tablename__, AuditEvent.entity_id == str(row.id),
+            AuditEvent.action == "update", AuditEvent.field == "result").order_by(AuditEvent.seq)):
+        value = (old or "").strip('"')
+        if value and value != "negative":
+            return value
+    return None
+
+
+def _refuse_marker_change_of_a_reactive(session: Session, donor: Donor, row: ScreeningResult, marker: str) -> None:
+    """A result that was ever positive or indeterminate keeps its marker: a correction that also changed the marker
+    turned an Anti-HIV-1/2 positive into a CMV IgM negative, and QA's warning then named CMV IgM. The other marker's
+    result is recorded as a new result; this one's result is corrected, with its reason."""
+    if marker == row.marker:
+        return
+    was = reactive_value_of(session, row)
+    if was is None:
+        return
+    raise Conflict(f"A result recorded {was.upper()} for {_marker_name(donor, row.marker)} keeps its marker: record "
+                   "the other marker as a new result; correct this one's result with its reason. Nothing was "
+                   "corrected.", field="marker")
 
 
 def _yes_needs_detail(question: Any) -> str:

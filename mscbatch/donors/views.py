@@ -60,10 +60,30 @@ LABELS = dict(sources=SOURCE_LABELS, statuses=STATUS_LABELS, donor_types=DONOR_T
 @authenticated
 def index() -> Any:
     filters = {k: request.args.get(k, "").strip() for k in ("source", "status", "q")}
-    page = list_donors(db.session, source=filters["source"] if filters["source"] in SOURCE_LABELS else "",
-                       status=filters["status"] if filters["status"] in DONOR_STATUSES else "",
-                       search=filters["q"], page=request.args.get("page", 1, type=int))
-    return render_template("donors/list.html", page=page, filters=filters, **LABELS)
+    if not filters["source"]:  # the donor's field name, as a link or a person may type it
+        filters["source"] = request.args.get("tissue_source", "").strip()
+    errors = donor_filter_errors(filters["source"], filters["status"], request.args.get("page", "").strip())
+    page = None
+    if not errors:
+        page = list_donors(db.session, source=filters["source"], status=filters["status"], search=filters["q"],
+                           page=request.args.get("page", 1, type=int))
+    return render_template("donors/list.html", page=page, filters=filters, errors=errors,
+                           **LABELS), 422 if errors else 200
+
+
+def donor_filter_errors(source: str, status: str, page: str) -> dict[str, str]:
+    """What the donor list cannot filter by, each under its query parameter (as the lot list says it): a filter
+    ignored silently listed every donor under "All statuses"."""
+    errors: dict[str, str] = {}
+    if source and source not in SOURCE_LABELS:
+        errors["source"] = (f"Tissue source: {source[:40]!r} is not a tissue source: choose one of "
+                            f"{', '.join(label.lower() for label in SOURCE_LABELS.values())}, or all sources.")
+    if status and status not in DONOR_STATUSES:
+        errors["status"] = (f"Status: {status[:40]!r} is not a donor status: choose one of "
+                            f"{', '.join(STATUS_LABELS[s] for s in DONOR_STATUSES)}, or all statuses.")
+    if page and not (page.isascii() and page.isdigit() and int(page) >= 1):
+        errors["page"] = f"Page: {page[:20]!r} is not a page number: give a whole number from 1."
+    return errors
 
 
 def _details(form: DonorForm) -> services.DonorDetails:

@@ -18,6 +18,7 @@ from mscbatch.core.identifiers import MAX_DIVISIONS, din_shown
 from mscbatch.core.states import LOT, state_words
 from mscbatch.custody.returns import assessed_returns
 from mscbatch.donors.models import Donor
+from mscbatch.donors.queries import screening_verdicts
 from mscbatch.errors import DomainError, NotFound, ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.labelling.services import relabel_after_correction
@@ -152,9 +153,11 @@ def index() -> Any:
 def donor_choices(session: Any, *, recalled_too: bool = False) -> list[tuple[int, str]]:
     """The donors a lot may be started from, newest first, each with its tissue and where its eligibility stands.
 
-    Left out: donors judged ineligible, and donors under a recall in force (create_lot refuses both: no lot can be
-    made from them). `recalled_too`: keep the recalled ones, for checking a posted form only, so that a page opened
-    before the recall gets create_lot's refusal naming the recall, not "Not a valid choice". A donor whose signed
+    Left out: donors judged ineligible, donors whose screening says ineligible now (a late positive reopened the
+    approval, a "yes" that excludes: QA has not signed it yet), and donors under a recall in force (create_lot
+    refuses all three: no lot can be made from them). `recalled_too`: keep the recalled ones and those the screening
+    excludes, for checking a posted form only, so that a page opened before the recall or the result gets
+    create_lot's refusal naming the recall or the exclusion, not "Not a valid choice". A donor whose signed
     decision was reopened says why ("reopened: late positive result") rather than "pending review", which read
     like a donor simply awaiting QA's signature (a lot may start from such a donor, in quarantine until QA signs
     again)."""
@@ -165,7 +168,11 @@ def donor_choices(session: Any, *, recalled_too: bool = False) -> list[tuple[int
     if not recalled_too:
         wanted = wanted.where(Donor.id.not_in(select(Recall.donor_id).where(
             Recall.scope == "donor", Recall.donor_id.is_not(None), Recall.status.in_(IN_FORCE))))
-    donors = session.scalars(wanted.order_by(Donor.id.desc())).all()
+    donors = list(session.scalars(wanted.order_by(Donor.id.desc())).all())
+    if not recalled_too:
+        excluded = {donor_id for donor_id, verdict in screening_verdicts(session, donors).items()
+                    if verdict == "ineligible"}
+        donors = [d for d in donors if d.id not in excluded]
     reopened = _reopenings(session, [d.id for d in donors if d.status == "pending_review"])
     return [(d.id, f"{d.code} ({d.tissue_source.replace('_', ' ')}, {_standing(d, reopened)})") for d in donors]
 

@@ -65,17 +65,20 @@ def test_the_new_lot_page_reads_reopened_donors_in_a_constant_number_of_queries(
 
 def test_the_donor_select_tells_a_result_from_qa_by_the_data_not_the_reason_words(
         app, users, db_session, client_as):  # noqa: F811
-    positive = _reopened_by_result(db_session, "positive")
+    positive = _reopened_by_result(db_session, "positive")  # its screening says ineligible: not offered (s40)
+    indeterminate = _reopened_by_result(db_session, "indeterminate")
     negative = _reopened_by_result(db_session, "negative")  # no lookback: the result entered says it
     by_qa = approved_adipose_donor(db_session)
     # QA's own words may begin "New": still QA's reopening, not a result
     decisions.reopen_screening(db_session, user(db_session, "qa"), by_qa, "New information from the donor: a trip "
                                "abroad not declared at the interview.")
     db_session.commit()
-    codes = {d: db_session.get(Donor, d).code for d in (positive, negative, by_qa)}
+    codes = {d: db_session.get(Donor, d).code for d in (positive, indeterminate, negative, by_qa)}
     db_session.rollback()
     text = client_as("technician").get("/lots/new").get_data(as_text=True)
-    assert _donor_option(text, positive) == f"{codes[positive]} (adipose tissue, reopened: late positive result)"
+    assert _donor_option(text, positive) == "" and codes[positive] not in text
+    assert _donor_option(text, indeterminate) == (f"{codes[indeterminate]} (adipose tissue, reopened: late "
+                                                  "indeterminate result)")
     assert _donor_option(text, negative) == f"{codes[negative]} (adipose tissue, reopened: new result)"
     assert _donor_option(text, by_qa) == (f"{codes[by_qa]} (adipose tissue, reopened by QA: awaiting QA&#39;s "
                                           "signature again)")

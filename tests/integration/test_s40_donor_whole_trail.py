@@ -44,3 +44,11 @@ def test_a_donors_whole_trail_gathers_its_records_and_no_other_donors(app, demo)
     assert answer.status_code == 422 and "Whole trail of donor: no donor has the code D-2099-0404." in said
     assert 'id="donor-error"' in said
     assert qa.get("/audit/events.csv", query_string={"donor": "9" * 5000}).status_code == 422
+
+
+def test_the_donor_pages_audit_link_opens_its_whole_trail(app, demo):  # type: ignore[no-untyped-def]  # noqa: F811
+    qa = _qa(app)
+    page = qa.get(f"/donors/{demo['donor_id']}").get_data(as_text=True)
+    link = f'<a href="/audit?donor={demo["donor_code"]}" id="donor-audit-trail">Audit trail</a>'
+    assert link in page
+    assert len(_seqs(qa.get("/audit", query_string={"donor": demo["donor_code"]}))) > 1  # not the donor row alone

@@ -763,13 +763,46 @@ def remaining(deadline: datetime | None, now: datetime | None = None) -> timedel
 STOP_RUNNING = ("recalled", "late_oos", "donor_not_cleared", "rejected", "patient_withdrawn")
 
 
+def running_under(session: Session, infusion: Infusion, bag: Bag) -> Prescription | None:
+    """The signed prescription whose allocation the running bag is given under: the bag's latest allocation to this
+    patient (an infused bag is never allocated again; it keeps its allocation when its course is stopped, and it is
+    found even if its active_bag_id were cleared), or None."""
+    row = session.execute(
+        select(Allocation.prescription_id).join(Prescription, Prescription.id == Allocation.prescription_id)
+        .where(Allocation.bag_id == bag.id, Allocation.patient_id == infusion.patient_id,
+               Prescription.locked_at.is_not(None))
+        .order_by(Allocation.id.desc()).limit(1)).first()
+    return session.get(Prescription, row[0]) if row is not None else None
+
+
+def course_stopped_words(session: Session, infusion: Infusion, bag: Bag) -> str | None:
+    """The prescriber's STOP when the prescription that allocated the running bag was stopped or cancelled since the
+    infusion started (prescriptions.cancel: its status and cancelled_* say who, when and why), else None. A course
+    completed (every bag given and every infusion ended: patients.course.course_completed) has no bag running, and a
+    course whose last bag runs stays "active" until it is closed: neither says STOP."""
+    from mscbatch.auth.models import User
+
+    prescription = running_under(session, infusion, bag)
+    if prescription is None or prescription.status not in ("stopped", "cancelled") \
+            or prescription.cancelled_at is None or prescription.cancelled_at < infusion.started_at:
+        return None
+    who = session.get(User, prescription.cancelled_by_id) if prescription.cancelled_by_id else None
+    by = f" ({who.full_name})" if who is not None else ""
+    what = "STOPPED THE COURSE" if prescription.status == "stopped" else "CANCELLED THE PRESCRIPTION"
+    reason = (prescription.cancel_reason or "").strip() or "no reason given"
+    return (f"The prescriber{by} {what} at {local_and_utc(prescription.cancelled_at)} ({reason}): stop this bag and "
+            "call the prescriber.")
+
+
 def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient: Patient | None,
                  label_key: str) -> list[str]:
-    """While an infusion runs, what has since made its bag unfit (a recall, a late failed test, a donor reopened):
-    any mismatch suspends the infusion (DOMAIN.md 8). The infusion page and the API's infusion both say it, from
-    here, so the nurse at the bedside and the ward scanner app are told the same thing in the same words."""
+    """While an infusion runs, what has since made its bag unfit (a recall, a late failed test, a donor reopened),
+    or the prescriber's stop of its course (course_stopped_words): any mismatch suspends the infusion (DOMAIN.md 8).
+    The infusion page, its polls, the ward's running list and the API's infusion all say it, from here, so the nurse
+    at the bedside and the ward scanner app are told the same thing in the same words."""
     if infusion.ended_at is not None or bag is None or patient is None:
         return []
+    stopped = course_stopped_words(session, infusion, bag)
     verdict = evaluate(session, patient.wristband_id, bag.din + bag.check_character, label_key)
     found = [finding.message for finding in verdict.failures if finding.code in STOP_RUNNING]
     if not any(finding.code == "recalled" for finding in verdict.failures):
@@ -778,4 +811,6 @@ def stop_running(session: Session, infusion: Infusion, bag: Bag | None, patient:
         lot = session.get(Lot, bag.lot_id)
         if lot is not None and recalls_covering(session, lot):
             found.insert(0, f"Lot {lot.lot_number} {LOT_ENDED['recalled']}.")
+    if stopped is not None:  # the prescriber's own words first: the one to call
+        found.insert(0, stopped)
     return found

@@ -214,18 +214,35 @@ def end(infusion_id: int) -> Any:
     return _infusion_page(infusion_id, 422, end_form=form)
 
 
+#: beside a reaction of grade 3 or higher (CTCAE severe, life-threatening, death), on the page and in its confirmation
+SERIOUS_REACTION = "Grade 3 or higher: report it as a serious adverse event as the protocol requires."
+
+
+@bp.app_template_global()
+def serious_reaction_words() -> str:
+    """For templates/custody/infusion.html: the words beside a reaction of grade 3 or higher."""
+    return SERIOUS_REACTION
+
+
+def reaction_recorded_words(grade: int, by_clinician: bool) -> str:
+    """The confirmation of a reaction recorded: a nurse is asked to tell the clinician (a clinician recorded it
+    themself); a reaction of grade 3 or higher also says to report it as a serious adverse event."""
+    words = "Reaction recorded." if by_clinician else "Reaction recorded. Tell the clinician."
+    return f"{words} {SERIOUS_REACTION}" if grade >= 3 else words
+
+
 @bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
 @roles_required(*BEDSIDE)
 def reaction(infusion_id: int) -> Any:
     form = ReactionForm()
     if form.validate_on_submit():
         try:
-            infusions.record_reaction(db.session, current_user, infusion_id, infusions.ReactionDetails(
+            recorded = infusions.record_reaction(db.session, current_user, infusion_id, infusions.ReactionDetails(
                 form.ctcae_term.data, form.grade.data, form.description.data or "",
                 onset_at=site_time(form.onset_at.data, "onset_at", "Onset")))
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, reaction_form=form)
-        flash("Reaction recorded. Tell the clinician.", "success")
+        flash(reaction_recorded_words(recorded.grade, current_user.has_role("clinician")), "success")
         return redirect(url_for("custody.infusion", infusion_id=infusion_id, _anchor="reactions"))
     return _infusion_page(infusion_id, 422, reaction_form=form)

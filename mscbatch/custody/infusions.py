@@ -278,7 +278,9 @@ END_REASON_MAX = 500
 #: the infusion_ended detail that flags an infusion ended sooner than its protocol's infusion time (with its reason)
 SHORTER_THAN_PROTOCOL = "shorter_than_protocol"
 #: the one reason that covers a volume, course or time outside the prescription when the system itself said STOP THE
-#: INFUSION NOW (its bag recalled or found unfit since the start: checks.stop_running, what the page's STOP uses).
+#: INFUSION NOW (its bag recalled or found unfit, or its course stopped by the prescriber, since the start:
+#: checks.stop_running, what the page's STOP uses). Its words are kept as documented (README), the STOP's own words
+#: being recorded with it.
 #: Accepted only then: sent while the bag is still fit, it is refused (it would record a STOP that never was).
 STOPPED_BY_SYSTEM = "Stopped: STOP THE INFUSION NOW (bag recalled / unfit)"
 #: the infusion_ended detail that records an end on the system's STOP (with the STOP's words)
@@ -370,9 +372,10 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
     an end recorded sooner than the infusion time the prescription (its protocol) gives the cells over
     (SHORTER_THAN_PROTOCOL: the protocols give them by slow IV infusion), the reason then named as the field.
 
-    An infusion stopped because the system said STOP THE INFUSION NOW (its bag recalled or found unfit since the
-    start, as the infusion page's STOP says: checks.stop_running) needs no three reasons: STOPPED_BY_SYSTEM covers
-    them all, and is accepted only while that STOP stands (recorded as the end's reason, with the STOP's words)."""
+    An infusion stopped because the system said STOP THE INFUSION NOW (its bag recalled or found unfit, or its course
+    stopped by the prescriber, since the start, as the infusion page's STOP says: checks.stop_running) needs no three
+    reasons: STOPPED_BY_SYSTEM covers them all, and is accepted only while that STOP stands (recorded as the end's
+    reason, with the STOP's words)."""
     _require_bedside_role(actor, "The person ending the infusion")
     volume = _volume(volume_ml)
     reason = (reason or "").strip()
@@ -443,8 +446,8 @@ def _stopped_on_stop(session: Session, infusion: Infusion, bag: Bag, reason: str
     words = stop_running(session, infusion, bag, session.get(Patient, infusion.patient_id), label_key)
     if not words:
         raise ValidationFailed("The system has not said STOP THE INFUSION NOW for this infusion: its bag is not "
-                               "recalled or unfit. If the volume or the time differs from the prescription, say why "
-                               "in your own words.", field="reason")
+                               "recalled or unfit, and its course was not stopped. If the volume or the time differs "
+                               "from the prescription, say why in your own words.", field="reason")
     return words
 
 

@@ -14,7 +14,7 @@ from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import roles_required
 from mscbatch.extensions import db
 from mscbatch.patients import prescriptions, services
-from mscbatch.patients.inventory import allocation_data, calculate
+from mscbatch.patients.inventory import allocation_data, calculate, plan_words
 from mscbatch.patients.models import PATIENT_STATUSES, READERS, SEX_LABELS
 from mscbatch.patients.queries import (
     allocations_of,
@@ -229,7 +229,7 @@ def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
     """Dry run: nothing is written. A refusal is a normal answer (allowed false, with the reason)."""
     result = calculate(db.session, get_patient(db.session, patient_id),
                        level_cells_per_kg=data["dose_level_cells_per_kg"], planned_at=data["planned_at"])
-    return {"allowed": result.allocation is not None, "cohort_message": result.state.message,
+    return {"allowed": result.allocation is not None, "cohort_message": plan_words(result.state.message, result.state, result.infused),
             "weight_id": result.weight.id if result.weight is not None else None,
             "refusal_code": result.refusal.code if result.refusal else None,
             "refusal_reason": result.refusal.reason if result.refusal else None,

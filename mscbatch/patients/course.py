@@ -139,6 +139,47 @@ def cells_given_by(session: Session, prescriptions: list[Prescription]) -> dict[
                       Decimal(0)) for p in prescriptions}
 
 
+@dataclass(frozen=True)
+class CourseSummary:
+    """A prescription's course for the patient page's list: the cells its bags gave (a running bag counted as
+    prescribed until its end is recorded: `running` bags), and whether it is completed (course_completed), so that
+    the list says the same state word as the prescription page."""
+
+    cells: Decimal
+    running: int
+    completed: bool
+    status: str  # the stored status
+
+    @property
+    def state_words(self) -> str:
+        """As the prescription page says it (dose_sheet.DoseSheet.completed)."""
+        if self.completed and self.status in ("active", "stopped"):
+            return COMPLETED_WORDS
+        return self.status
+
+
+#: a course whose every bag was given and ended, on the prescription page, the dose sheet and the patient page
+COMPLETED_WORDS = "COMPLETED: every bag given"
+
+
+def course_summaries(session: Session, prescriptions: list[Prescription]) -> dict[int, CourseSummary]:
+    """prescription id -> its CourseSummary (the patient page's list)."""
+    if not prescriptions:
+        return {}
+    rows: dict[int, list[Allocation]] = {}
+    for row in session.scalars(select(Allocation).where(
+            Allocation.prescription_id.in_([p.id for p in prescriptions])).order_by(Allocation.id)):
+        rows.setdefault(row.prescription_id, []).append(row)
+    out = {}
+    for p in prescriptions:
+        outcomes = list(bag_outcomes(session, p, rows.get(p.id, [])).values())
+        given = [o for o in outcomes if o.state == "given"]
+        out[p.id] = CourseSummary(sum((o.cells for o in given), Decimal(0)),
+                                  sum(1 for o in given if o.infused_ml is None), course_completed(outcomes),
+                                  str(p.status))
+    return out
+
+
 def stop_words(session: Session, prescription: Prescription) -> dict[str, Any]:
     """Who stopped or cancelled the prescription, when and why (None-free for the page and the sheet)."""
     from mscbatch.auth.models import User

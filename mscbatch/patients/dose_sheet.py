@@ -35,10 +35,17 @@ from mscbatch.custody.checks import course_short_words
 from mscbatch.custody.queries import course_short
 from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
-from mscbatch.patients.course import bag_outcomes, course_completed, stop_words
+from mscbatch.patients.course import COMPLETED_WORDS, bag_outcomes, course_completed, stop_words
 from mscbatch.patients.endotoxin import unknown_load_words
 from mscbatch.patients.models import Patient, Prescription
-from mscbatch.patients.queries import allocations_of, protocols, signatures_for, weight_change_of
+from mscbatch.patients.queries import (
+    CONDITIONAL_WORDS,
+    allocations_of,
+    lot_state_words,
+    protocols,
+    signatures_for,
+    weight_change_of,
+)
 from mscbatch.site import local_and_utc, site_config
 
 
@@ -58,13 +65,20 @@ class SheetBag:
     draw_volume_ml: str
     cells: str
     partial: bool
-    conditional: bool
+    conditional: bool  # the lot is conditionally released NOW (not when the bag was allocated)
     state: str = "to_give"  # course.BagOutcome.state: given, to_give, not_given
     outcome: str = ""  # what became of it (course.BagOutcome.words): empty while it is still to give
     given_cells: Decimal = Decimal(0)
     infused_ml: Decimal | None = None  # the volume recorded at the end of its infusion (given, ended)
     donor_code: str = ""  # the donor of its lot
     bag_id: int = 0
+    #: the lot's current state beside the bag (queries.lot_state_words): "LOT RECALLED (R-2)", "LOT REJECTED",
+    #: "LOT EXPIRED", "conditionally released" while it still is, else empty
+    lot_state: str = ""
+
+    @property
+    def lot_ended(self) -> bool:
+        return self.lot_state.startswith("LOT ")
 
     @property
     def shown(self) -> str:
@@ -93,6 +107,11 @@ class DoseSheet:
     completed: bool = False
 
     @property
+    def status_label(self) -> str:
+        """The course's state word of the page's badge: COMPLETED_WORDS, as the patient page's list says it."""
+        return COMPLETED_WORDS if self.completed else str(self.prescription.status)
+
+    @property
     def status_words(self) -> str:
         """The course's state as the page and the sheet say it: a course whose every bag was given is completed."""
         return "completed" if self.completed else str(self.prescription.status)
@@ -117,14 +136,49 @@ def planned_words(prescription: Prescription) -> str:
     return "by " + " (".join(expiry_lines(prescription.planned_at, site_config().timezone)) + ")"
 
 
+#: the given fact's heading while no infusion runs, and while one does (its bag counted as prescribed until its end)
+GIVEN_LABEL = "Delivered (infused)"
+RUNNING_LABEL = "Given or running"
+RUNNING_NOTE = "the running bag counted as prescribed until its end is recorded"
+
+
+def running(bags: list[SheetBag]) -> list[SheetBag]:
+    """The bags whose infusion started and whose end is not yet recorded."""
+    return [b for b in bags if b.state == "given" and b.infused_ml is None]
+
+
 def _given_words(prescription: Prescription, bags: list[SheetBag], weight: Decimal) -> str:
+    """What the bags given delivered; while an infusion runs, its bag counts as prescribed (core.dosing.cells_given)
+    and the words say so, so that a running bag never reads as fully given."""
     given = [b for b in bags if b.state == "given"]
     cells = sum((b.given_cells for b in given), Decimal(0))
     if not given:
         return ("nothing: cancelled before any bag was given" if prescription.status == "cancelled"
                 else "nothing yet")
-    return (f"{millions(cells)} cells = {cells_per_kg_words(cells, weight)}{_over_words(prescription, cells)}: "
+    note = ""
+    if running(bags):
+        note = f" ({RUNNING_NOTE.replace('bag', 'bags', 1) if len(running(bags)) > 1 else RUNNING_NOTE})"
+    return (f"{millions(cells)} cells = {cells_per_kg_words(cells, weight)}{note}{_over_words(prescription, cells)}: "
             + "; ".join(f"bag {din_shown(b)} ({b.outcome.removeprefix('GIVEN: ')})" for b in given))
+
+
+def _lot_warning(bag: SheetBag) -> str | None:
+    """The warning a bag's lot state calls for now: a recalled, rejected or expired lot in capitals with what to
+    do for this bag; a lot still conditionally released (a test pending); nothing for a released lot."""
+    if bag.lot_ended:
+        if bag.state == "given" and bag.infused_ml is None:
+            todo = "its infusion is RUNNING: stop it now, tell the prescriber and follow the patient up"
+        elif bag.state == "given":
+            todo = "this bag was given to the patient: follow the patient up"
+        elif bag.state == "to_give":
+            todo = "do not give it"
+        else:
+            todo = "it was not given: never give it"
+        return f"Bag {din_shown(bag)}: {bag.lot_state}: {todo}."
+    if bag.conditional and bag.state != "not_given":
+        return (f"Bag {din_shown(bag)}: lot {CONDITIONAL_WORDS} (a test is pending); the clinician is notified of "
+                "any late out-of-specification result.")
+    return None
 
 
 def _over_words(prescription: Prescription, cells: Decimal) -> str:
@@ -193,11 +247,11 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         bags.append(SheetBag(bag.din, bag.check_character, bag.product_code, lot.lot_number,
                              tuple(expiry_lines(bag.expires_at, site_config().timezone)),
                              f"{bag.volume_ml}", f"{row.volume_ml}",
-                             millions(row.cells), row.partial, row.conditional_release, outcome.state,
-                             outcome.words, outcome.cells, outcome.infused_ml, donors.get(lot.donor_id, "?"),
-                             bag.id))
+                             millions(row.cells), row.partial, lot.status == "conditional_release",
+                             outcome.state, outcome.words, outcome.cells, outcome.infused_ml,
+                             donors.get(lot.donor_id, "?"), bag.id, lot_state_words(session, lot)))
     completed = prescription.status in ("active", "stopped") and course_completed(outcomes.values())
-    status = "COMPLETED: every bag given" if completed else prescription.status
+    status = COMPLETED_WORDS if completed else prescription.status
     facts = [
         ("Dose level", format_cells_per_kg(Decimal(prescription.dose_level_cells_per_kg))
          + f" ({calc['dose_basis']} cells)"),
@@ -208,7 +262,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                        f"{per_kg_words(Decimal(calc['delivered_cells_per_kg']))} "
                        f"({calc['deviation_percent']} % from target) in {_bags(calc['bag_count'])}, "
                        f"{calc['total_volume_ml']} mL"),
-        ("Delivered (infused)", _given_words(prescription, bags, weight)),
+        (RUNNING_LABEL if running(bags) else GIVEN_LABEL, _given_words(prescription, bags, weight)),
         ("DMSO", stored_dmso_window_words(calc)  # with the DMSO already given in the 24 hours before, if any
          or f"{Decimal(calc['dmso_g']).quantize(Decimal('0.01'))} g = {calc['dmso_g_per_kg']} g/kg "
             f"(limit {calc['max_dmso_g_per_kg']} g/kg/day)"),
@@ -226,8 +280,10 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                                           "this dose is in addition"))
     signed = signatures_for(session, "prescription", [prescription.id]).get(prescription.id, [])
     signatures = [f"{s.printed_name}, {local_and_utc(s.signed_at)}: \"{s.meaning}\"" for s in signed]
-    warnings = [f"Bag {din_shown(b)}: lot conditionally released (a test is pending); the clinician is notified of any "
-                "late out-of-specification result." for b in bags if b.conditional and b.state != "not_given"]
+    # the lot's state NOW: a recalled (rejected, expired) lot first, in capitals; "conditionally released" only
+    # while the lot still is (the allocation's flag is the state when it was allocated)
+    ended = [w for b in bags if b.lot_ended and (w := _lot_warning(b)) is not None]
+    warnings = [w for b in bags if not b.lot_ended and (w := _lot_warning(b)) is not None]
     short = _course_short(session, prescription)
     if short is not None:
         warnings.insert(0, short)
@@ -255,6 +311,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                                if not_given else "Every bag of it was given."))
     elif completed:
         warnings.insert(0, "This course is COMPLETED: every bag of it was given. Nothing is left to infuse.")
+    warnings[:0] = ended  # a recalled (rejected, expired) lot is said first, before the course's state
     change = weight_change_of(session, prescription)
     weight_warning = change.no_longer_fits if change is not None and change.problems else None
     return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings, weight_warning, completed)
@@ -373,7 +430,8 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
         rows.append([_din_cell(b), Paragraph(escape(b.product_code), small),
                      Paragraph(escape(b.lot_number), small), Paragraph(expiry, small), b.bag_volume_ml,
                      b.draw_volume_ml, Paragraph(escape(b.cells), small),
-                     Paragraph(escape(use) + (" (cond.)" if b.conditional else ""), small)])
+                     Paragraph(escape(use) + (f" ({escape(b.lot_state)})" if b.lot_ended else
+                                              " (cond.)" if b.conditional else ""), small)])
     bag_table = _table(rows, [BAG_COLUMNS_MM[name] * mm for name in BAG_COLUMNS_MM])
     bag_table.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]))
     story += [Paragraph("Bags", styles["Heading3"]), bag_table,

@@ -156,9 +156,12 @@ def _detail(prescription_id: int, form: CancelForm | None = None, status: int = 
     db.session.rollback()
     prescription = get_prescription(db.session, prescription_id)
     data = dose_sheet_data(db.session, prescription)
+    form = form or CancelForm(formdata=None)
+    if data.completed and prescription.status == "active":  # "Close the completed course": a closing note
+        form.for_completed_course()
     return render_template("patients/prescription.html", p=prescription, sheet=data,
                            allocations=allocations_of(db.session, prescription.id),
-                           form=form or CancelForm(formdata=None), dose=format_cells_per_kg), status
+                           form=form, dose=format_cells_per_kg), status
 
 
 @bp.route("/prescriptions/<int:prescription_id>")
@@ -171,6 +174,8 @@ def detail(prescription_id: int) -> Any:
 @roles_required("clinician")
 def cancel(prescription_id: int) -> Any:
     form = CancelForm()
+    if prescriptions.completed_course(db.session, get_prescription(db.session, prescription_id)):
+        form.for_completed_course()  # its empty note is refused in the words of the field shown
     if form.validate_on_submit():
         try:
             prescriptions.cancel(db.session, current_user, prescription_id, form.reason.data)

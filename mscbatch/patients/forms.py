@@ -44,7 +44,9 @@ class PatientForm(FlaskForm):
 
 
 class WeightForm(FlaskForm):
-    weight_kg = StringField("Weight (kg)", validators=[DataRequired("Give the weight."), Length(max=10)])
+    # inputmode: a tablet shows its number keyboard (a StringField: a number refused is shown back as typed)
+    weight_kg = StringField("Weight (kg)", validators=[DataRequired("Give the weight."), Length(max=10)],
+                            render_kw={"inputmode": "decimal", "autocomplete": "off"})
     measured_on = TypedDateField("Measured on", validators=[
         InputRequired(missing_date_words("the date of the measurement"))])
     weight_confirmed = BooleanField(WEIGHT_CHECKED)  # needed for a weight far from a recent one (services.weight_jump)
@@ -97,9 +99,20 @@ class PrescribeForm(FlaskForm):
                              **PASSWORD_FIELD)
 
 
+#: the reason's label when the prescription page offers to close a completed course (nothing is cancelled)
+CLOSING_NOTE = "Closing note (e.g. course completed as prescribed; patient's condition after the last infusion)"
+
+
 class CancelForm(FlaskForm):
     reason = TextAreaField("Reason for cancelling or stopping", validators=[DataRequired(
         "Give a reason: it goes into the audit trail."), Length(max=500)])
+
+    def for_completed_course(self) -> CancelForm:
+        """Closing a completed course: the field asks for a closing note, not a reason for cancelling."""
+        self.reason.label.text = CLOSING_NOTE
+        self.reason.validators = [DataRequired("Write the closing note: it goes into the audit trail."),
+                                  Length(max=500)]  # this instance's own list (the class's is shared)
+        return self
 
 
 class WithdrawForm(FlaskForm):

@@ -322,6 +322,19 @@ def _refuse_past(planned_at: datetime | None, today: date) -> None:
                                "cannot be planned in the past: choose today or a later day.", field="planned_at")
 
 
+def plan_words(text: str, state: CohortState, infused: CohortState | None) -> str:
+    """core.cohorts' "(stage 'initial', 3 of 5 dosed)" in the words the dose and cohort pages count the same stage
+    ("stage 'initial': 3 of 5 patients prescribed, 2 infused": templates/patients/_cohort.html), so that one page
+    never says "dosed" of prescriptions beside "prescribed" and "infused"."""
+    for stage in state.stages:
+        old = f"(stage {stage.stage_id!r}, {stage.dosed} of {stage.planned} dosed)"
+        if old in text:
+            given = next((s.dosed for s in (infused.stages if infused else ()) if s.stage_id == stage.stage_id), 0)
+            text = text.replace(old, f"(stage {stage.stage_id!r}: {stage.dosed} of {stage.planned} patients "
+                                     f"prescribed, {given} infused)")
+    return text
+
+
 def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_kg: Decimal | None = None,
               planned_at: datetime | None = None, only_bag_ids: list[int] | None = None,
               today: date | None = None) -> DoseResult:
@@ -345,11 +358,11 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
             raise DoseRefused("withdrawn", f"patient {patient.code} has been withdrawn from the trial: no new "
                                            "prescription")
         if level is None:
-            raise DoseRefused("escalation", state.message)
+            raise DoseRefused("escalation", plan_words(state.message, state, infused))
         try:
             check_prescription(state, level)
         except EscalationError as error:
-            raise DoseRefused("escalation", str(error)) from None
+            raise DoseRefused("escalation", plan_words(str(error), state, infused)) from None
         bags = candidate_bags(session, protocol, planned_at)
         if only_bag_ids is not None:
             bags = {k: v for k, v in bags.items() if int(k) in set(only_bag_ids)}

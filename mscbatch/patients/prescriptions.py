@@ -165,6 +165,11 @@ def _completed(session: Session, prescription: Prescription) -> bool:
     return course_completed(bag_outcomes(session, prescription, allocations_of(session, prescription.id)).values())
 
 
+def completed_course(session: Session, prescription: Prescription) -> bool:
+    """An active prescription whose every bag was given, its infusion ended: the page offers to close it."""
+    return prescription.status == "active" and _completed(session, prescription)
+
+
 def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
               level_cells_per_kg: Decimal | None = None, bag_ids: list[int] | None = None,
               planned_at: datetime | None = None, weight_id: int | None = None,

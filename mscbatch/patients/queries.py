@@ -451,3 +451,87 @@ def age_on(patient: Patient, on: date) -> int:
     from mscbatch.core.enrolment import completed_years
 
     return completed_years(patient.date_of_birth, on)
+
+
+#: a lot state that ends a bag's use, in capitals on the prescription page and the dose sheet (custody ENDED_LOTS)
+LOT_ENDED_WORDS = {"recalled": "LOT RECALLED", "rejected": "LOT REJECTED", "expired": "LOT EXPIRED"}
+#: the lot's current state while it is conditionally released (a test pending), on the page and the sheet
+CONDITIONAL_WORDS = "conditionally released"
+
+
+def lot_recall_numbers(session: Session, lot: Any) -> list[str]:
+    """"R-2", ... : the recalls in force (active or completed) that cover the lot (recall.queries.recalls_of_lot);
+    the others that did (ended as invalid) when none is in force."""
+    # recall reads patients: imported when called
+    from mscbatch.recall.queries import IN_FORCE, recalls_of_lot
+
+    recalls = recalls_of_lot(session, lot)
+    in_force = [r for r in recalls if r.status in IN_FORCE]
+    return [f"R-{r.id}" for r in (in_force or recalls)]
+
+
+def lot_state_words(session: Session, lot: Any) -> str:
+    """The lot's CURRENT state as the prescription page and the dose sheet say it beside a bag: "LOT RECALLED
+    (R-2)", "LOT REJECTED", "LOT EXPIRED", "conditionally released" only while the lot still is, else nothing. The
+    allocation's conditional_release flag is the state when the bag was allocated, never shown as the state now."""
+    if lot is None:
+        return ""
+    if lot.status in LOT_ENDED_WORDS:
+        numbers = lot_recall_numbers(session, lot) if lot.status == "recalled" else []
+        return LOT_ENDED_WORDS[lot.status] + (f" ({', '.join(numbers)})" if numbers else "")
+    return CONDITIONAL_WORDS if lot.status == "conditional_release" else ""
+
+
+@dataclass(frozen=True)
+class RecallReachingPatient:
+    """A recall in force (active or completed) whose lot reached a bag given or sent to the patient."""
+
+    recall_id: int
+    recall_status: str
+    recall_ended_at: datetime | None
+    din: str  # as the label prints it, with K
+    lot_number: str
+    infused_at: datetime | None  # when its infusion started (bag_status "infused"); else sent, not infused
+    bag_status: str
+    told: bool  # a notice to the patient's clinician is recorded for this recall
+
+    @property
+    def words(self) -> str:
+        from mscbatch.site import local_and_utc, site_day
+
+        head = f"RECALL R-{self.recall_id}"
+        if self.recall_status == "completed" and self.recall_ended_at is not None:
+            head += f" (completed {site_day(self.recall_ended_at):%Y-%m-%d})"
+        if self.bag_status == "infused":
+            what = f"infused {local_and_utc(self.infused_at)}: follow the patient up"
+        else:
+            what = (f"sent to the ward for this patient, not infused ({self.bag_status.replace('_', ' ')}): never "
+                    "give it; the ward returns it to the unit (a thawed bag is discarded)")
+        told = ("the clinician is recorded as told" if self.told
+                else "the clinician is NOT yet recorded as told")
+        return f"{head}: bag {self.din} of lot {self.lot_number}, {what} ({told})."
+
+
+def recalls_reaching(session: Session, patient_id: int) -> list[RecallReachingPatient]:
+    """Every recall in force (active, or completed) that reached a bag given or sent to the patient (infused, or
+    left the unit for them: recall.traceability's received), one line per recall and bag, newest recall first."""
+    # recall reads patients: imported when called
+    from mscbatch.core.identifiers import din_shown
+    from mscbatch.recall.queries import IN_FORCE, recalls_of_lot
+    from mscbatch.recall.report import notices_of
+    from mscbatch.recall.traceability import backward_from_patient
+
+    out: list[RecallReachingPatient] = []
+    told: dict[int, bool] = {}
+    for entry in backward_from_patient(session, patient_id).entries:
+        if not entry.recipient.received:
+            continue
+        for recall in recalls_of_lot(session, entry.lot):
+            if recall.status not in IN_FORCE:
+                continue
+            if recall.id not in told:
+                told[recall.id] = patient_id in notices_of(session, recall.id)
+            out.append(RecallReachingPatient(recall.id, recall.status, recall.ended_at, din_shown(entry.bag),
+                                             entry.lot.lot_number, entry.recipient.infused_at, entry.bag.status,
+                                             told[recall.id]))
+    return sorted(out, key=lambda r: (-r.recall_id, r.din))

@@ -36,6 +36,7 @@ from mscbatch.patients.queries import (
     prescriptions_of,
     protocol_of,
     protocols,
+    recalls_reaching,
     signatures_for,
     weight_change_of,
     weights_of,
@@ -106,7 +107,8 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
         donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
-        prescriptions=prescriptions, given=course.cells_given_by(db.session, prescriptions), withdrawn=withdrawn,
+        prescriptions=prescriptions, courses=course.course_summaries(db.session, prescriptions), withdrawn=withdrawn,
+        recalls=recalls_reaching(db.session, patient.id),
         withdrawal_signatures=signatures_for(db.session, "patient_withdrawal", [withdrawn.id]).get(withdrawn.id, [])
         if withdrawn else [],
         weight_change=weight_change_of(db.session, active) if active is not None else None, **forms, **COMMON), status

@@ -102,27 +102,28 @@ def lot_named(session: Session, typed: str) -> tuple[int | None, str | None]:
     """(the lot's id, None) for a lot's number (or its id), or (None, the words saying no lot is so named)."""
     from mscbatch.lots.models import Lot
 
-    value = typed.strip()
-    found = session.scalar(select(Lot.id).where(Lot.lot_number.in_(_spellings(value))))
-    row_id = _row_id(value)
-    if found is None and row_id is not None:
-        found = session.scalar(select(Lot.id).where(Lot.id == row_id))
-    if found is None:
-        return None, f"Whole trail of lot: no lot is numbered {value}. Type the lot's number, e.g. MSC-2026-0001."
-    return found, None
+    return _named(session, Lot, Lot.lot_number, typed, "Whole trail of lot: no lot is numbered {}. Type the lot's "
+                                                      "number, e.g. MSC-2026-0001.")
 
 
 def donor_named(session: Session, typed: str) -> tuple[int | None, str | None]:
     """(the donor's id, None) for a donor's code (or its id), or (None, the words saying no donor is so coded)."""
     from mscbatch.donors.models import Donor
 
+    return _named(session, Donor, Donor.code, typed, "Whole trail of donor: no donor has the code {}. Type the "
+                                                     "donor's code, e.g. D-2026-0001.")
+
+
+def _named(session: Session, model: Any, name: Any, typed: str, none_words: str) -> tuple[int | None, str | None]:
+    """(the id of the record whose `name` column is typed, in any of its spellings, or whose id is typed, None), or
+    (None, `none_words` with what was typed)."""
     value = typed.strip()
-    found = session.scalar(select(Donor.id).where(Donor.code.in_(_spellings(value))))
+    found = session.scalar(select(model.id).where(name.in_(_spellings(value))))
     row_id = _row_id(value)
     if found is None and row_id is not None:
-        found = session.scalar(select(Donor.id).where(Donor.id == row_id))
+        found = session.scalar(select(model.id).where(model.id == row_id))
     if found is None:
-        return None, f"Whole trail of donor: no donor has the code {value}. Type the donor's code, e.g. D-2026-0001."
+        return None, none_words.format(value)
     return found, None
 
 

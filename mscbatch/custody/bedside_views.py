@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup, escape
 from sqlalchemy import select
@@ -80,23 +80,6 @@ def ward_running() -> Any:
                                  now=utcnow())
     return listed, 200, {"Cache-Control": "no-store"}
 
-
-#: what the refresh answers once the session has ended (the page's script then says so and stops refreshing)
-SIGNED_OUT_REFRESH = "Signed out: this list no longer updates. Sign in again to see it."
-
-
-@bp.after_request
-def _signed_out_refresh(response: Any) -> Any:
-    """The refresh of a session that has ended answers 401 in JSON, which the page's script reads and says ("this list
-    no longer updates"), not the sign-in page's redirect, which a script would take for a list it cannot find."""
-    if request.endpoint != "custody.ward_running" or response.status_code not in (302, 303) \
-            or current_user.is_authenticated:
-        return response
-    session.pop("_flashes", None)  # the sign-in page's words are for a person who opens a page
-    answer = jsonify(signed_out=True, message=SIGNED_OUT_REFRESH)
-    answer.status_code = 401
-    answer.headers["Cache-Control"] = "no-store"
-    return answer
 
 
 @dataclass(frozen=True)

@@ -181,15 +181,22 @@ def infusion_watch(infusion_id: int) -> Any:
     return response
 
 
+#: what the ward list's refresh (bedside_views.ward_running) answers once the session has ended
+SIGNED_OUT_REFRESH = "Signed out: this list no longer updates. Sign in again to see it."
+#: the custody pages' own polls, and what each answers once the session has ended
+SIGNED_OUT_POLLS = {"custody.infusion_stop": SIGNED_OUT_POLL, "custody.ward_running": SIGNED_OUT_REFRESH}
+
+
 @bp.after_request
 def _signed_out_poll(response: Any) -> Any:
-    """The STOP poll of a session that has ended answers 401 in JSON, which the page's script reads and says, not
-    the sign-in page's redirect (access.signed_out_redirect) that a script cannot read and would retry forever."""
-    if request.endpoint != "custody.infusion_stop" or response.status_code not in (302, 303) \
-            or current_user.is_authenticated:
+    """A page's poll (the STOP poll, the ward list's refresh) of a session that has ended answers 401 in JSON, which
+    the page's script reads and says, not the sign-in page's redirect (access.signed_out_redirect) that a script
+    cannot read and would retry forever, or take for a list it cannot find."""
+    message = SIGNED_OUT_POLLS.get(request.endpoint or "")
+    if message is None or response.status_code not in (302, 303) or current_user.is_authenticated:
         return response
     session.pop("_flashes", None)  # the sign-in page's words are for a person who opens a page
-    answer = jsonify(signed_out=True, message=SIGNED_OUT_POLL)
+    answer = jsonify(signed_out=True, message=message)
     answer.status_code = 401
     answer.headers["Cache-Control"] = "no-store"
     return answer

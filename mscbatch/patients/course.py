@@ -126,19 +126,6 @@ def bag_outcomes(session: Session, prescription: Prescription, rows: list[Alloca
     return out
 
 
-def cells_given_by(session: Session, prescriptions: list[Prescription]) -> dict[int, Decimal]:
-    """prescription id -> the cells its bags actually gave (infusions started; ended ones in proportion to the volume
-    infused), for the patient page's list."""
-    if not prescriptions:
-        return {}
-    rows: dict[int, list[Allocation]] = {}
-    for row in session.scalars(select(Allocation).where(
-            Allocation.prescription_id.in_([p.id for p in prescriptions])).order_by(Allocation.id)):
-        rows.setdefault(row.prescription_id, []).append(row)
-    return {p.id: sum((o.cells for o in bag_outcomes(session, p, rows.get(p.id, [])).values() if o.state == "given"),
-                      Decimal(0)) for p in prescriptions}
-
-
 @dataclass(frozen=True)
 class CourseSummary:
     """A prescription's course for the patient page's list: the cells its bags gave (a running bag counted as

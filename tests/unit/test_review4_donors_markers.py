@@ -36,7 +36,7 @@ def test_a_positive_followed_by_a_negative_is_judged_as_the_rule_says(rule_set_i
     reason = decision.reason_for(marker.rule_id)
     if marker.on_positive == "ineligible":
         assert (decision.status, reason.outcome) == ("ineligible", "failed"), reason.text
-        assert "excludes the donor" in reason.text and "corrects that result" in reason.text
+        assert "excludes the donor" in reason.text and "corrected on the donor page, its marker kept" in reason.text
     else:
         assert (decision.status, reason.outcome) == ("pending", "risk_assessment"), reason.text
 

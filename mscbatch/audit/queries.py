@@ -140,7 +140,7 @@ def donor_records(session: Session, donor_id: int) -> dict[str, set[int]]:
     from mscbatch.recall.models import Recall
 
     def ids(model: Any, *where: Any) -> set[int]:
-        return set(session.scalars(select(model.id).where(*where)))
+        return _ids(session, model, *where)
 
     records: dict[str, set[int]] = {
         "donor": {donor_id},
@@ -153,13 +153,18 @@ def donor_records(session: Session, donor_id: int) -> dict[str, set[int]]:
     return _with_signatures(session, records)
 
 
+def _ids(session: Session, model: Any, *where: Any) -> set[int]:
+    """The ids of the model's rows that match: one whole trail's records of one type."""
+    return set(session.scalars(select(model.id).where(*where)))
+
+
 def _with_signatures(session: Session, records: dict[str, set[int]]) -> dict[str, set[int]]:
     """The records and the signatures of any of them; the types with no record left out."""
     from mscbatch.signatures.models import Signature
 
     signed = [and_(Signature.entity_type == kind, Signature.entity_id.in_([str(i) for i in found]))
               for kind, found in records.items() if found]
-    records[Signature.__tablename__] = set(session.scalars(select(Signature.id).where(or_(*signed))))
+    records[Signature.__tablename__] = _ids(session, Signature, or_(*signed))
     return {kind: found for kind, found in records.items() if found}
 
 
@@ -191,7 +196,7 @@ def lot_records(session: Session, lot_id: int) -> dict[str, set[int]]:
     )
 
     def ids(model: Any, *where: Any) -> set[int]:
-        return set(session.scalars(select(model.id).where(*where)))
+        return _ids(session, model, *where)
 
     bags = ids(Bag, Bag.lot_id == lot_id)
     results = ids(ReleaseResult, ReleaseResult.lot_id == lot_id)

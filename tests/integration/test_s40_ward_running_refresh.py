@@ -14,32 +14,13 @@ from sqlalchemy import func, select
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import AuthSession
-from mscbatch.custody import infusions
 from mscbatch.database import utcnow
-from mscbatch.recall import services as recalls
 from mscbatch.site import local_parts
-from tests.conftest import PASSWORD
-from tests.integration.patient_factories import user
-from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+from tests.integration.test_s39_infusion_stop_watch import _recall, _running  # the same running infusion
 
 pytestmark = pytest.mark.usefixtures("users")
 
 REFRESH = "/ward/running"
-
-
-def _running(app: Any) -> tuple[Any, int]:
-    with app.extensions["mscbatch.db"].new_session() as session:
-        ward = prescribed_bag(session)
-        checked_and_confirmed(session, ward)
-        infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
-                                            bag_scan=ward.token, label_key=KEY)
-        return ward, infusion.id
-
-
-def _recall(app: Any, ward: Any) -> None:
-    with app.extensions["mscbatch.db"].new_session() as session:
-        recalls.start_recall(session, user(session, "qa"), scope="lot", target_id=ward.lot_id,
-                             reason="late positive sterility culture", password=PASSWORD)
 
 
 def _audit_count(app: Any) -> int:

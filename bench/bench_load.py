@@ -81,11 +81,12 @@ def _peak_kib(pid: int) -> int:
     return 0
 
 
-def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
+def _serve(url: str, port: int, app: str = "mscbatch:create_app()",
+           extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MSCBATCH_DATABASE_URL": url, "MSCBATCH_INSTANCE_DIR": str(CACHE / "instance"),
-           "MSCBATCH_LOG_LEVEL": LOG_LEVEL}
+           "MSCBATCH_LOG_LEVEL": LOG_LEVEL, **(extra_env or {})}
     server = subprocess.Popen([str(BIN / "gunicorn"), "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
-                               "--log-level", "warning", "mscbatch:create_app()"], cwd=ROOT, env=env)
+                               "--log-level", "warning", app], cwd=ROOT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -50,12 +50,16 @@ def test_the_benchmarks_run_end_to_end_on_both_databases(tmp_path: Path) -> None
     assert "labels: 100-bag lot PDF" in table
     assert "peak worker memory" in table
     # where the load runs' CPU went, per request, for both endpoints on both databases (bench/cpu.py)
-    assert table.count("CPU per request: workers") == 6, table  # bedside, weight and healthz runs
+    assert table.count("CPU per request: workers") == 6 + 4, table  # bedside, weight, healthz; the floor's two
     assert table.count("PostgreSQL") >= 3, table
     # the same-shape reference (an audited write), shown for information: no bound, never OVER
     for kind in ("sqlite", "postgresql"):
         assert any(line.startswith(kind) and "audited write throughput" in line and line.rstrip().endswith("info")
                    for line in table.splitlines()), (kind, table)
-    assert table.count("errors 0") == 4, table
+    # the load bound's floor (bench_floor: the check's statements through the bare DBAPI), for information
+    for kind in ("sqlite", "postgresql"):
+        assert any(line.startswith(kind) and "load floor: bare bedside throughput" in line
+                   and line.rstrip().endswith("info") for line in table.splitlines()), (kind, table)
+    assert table.count("errors 0") == 4 + 2, table
     # a 6-second smoke run is one block per endpoint (bench_load.blocks); the note names the blocks it ran
     assert table.count("1 x 6 s x 20 clients, 2 workers") == 2, table

@@ -11,13 +11,16 @@ given whole...), would take the course above its prescription's band (course_ove
 the patient already received in the
 last 24 hours is not below the prescription's limit per kg per day (DOMAIN.md 6, held over any 24 hours, not the
 calendar day: a prescription's planned day is a "give before", so a course judged for another day can be given
-20 minutes after another course's bag).
+20 minutes after another course's bag), another bag of the patient still running (started, not ended: one bag at a
+time), a reaction of grade 3 or more recorded during an infusion of the patient since the bag's prescription was
+signed (the prescriber decides: no override here).
 Words are written for a tired nurse at 3 a.m.: what is wrong and what to do.
 """
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -39,6 +42,7 @@ from mscbatch.core.dosing import (
 from mscbatch.core.identifiers import (
     IdentifierError,
     din_shown,
+    din_words,
     is_din_symbol,
     parse_din,
     parse_din_symbol,
@@ -47,7 +51,7 @@ from mscbatch.core.identifiers import (
 from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
-from mscbatch.custody.models import CustodyEvent, Infusion
+from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction
 from mscbatch.custody.queries import ENDED_LOTS, LOST_STATES, CourseShort, course_short
 from mscbatch.database import utcnow
 from mscbatch.donors.clearance import NotCleared, clearance_of
@@ -121,6 +125,7 @@ class BedsideResult:
     check_id: int | None = None
     give_ml: Decimal | None = None  # what the prescription draws from this bag (less than it holds: partial dose)
     course_given: int | None = None  # how many other bags of its prescription were already given (or are running)
+    course_running: int = 0  # of those, how many are running now (started, not ended): never "given already"
 
     @property
     def matches(self) -> bool:
@@ -135,10 +140,26 @@ NOT_READ = ("The bag scan was not read: scan the bag's label again. If its QR co
             "bag number (DIN) printed on the label, with the boxed check character at its end.")
 
 
+#: the Unicode categories of characters that show nothing: format (Cf: zero-width space U+200B, byte-order mark U+FEFF,
+#: soft hyphen, word joiner, direction marks) and control (Cc: a scanner's suffix, GS U+001D, CR, tab)
+INVISIBLE = frozenset({"Cf", "Cc"})
+
+
+def visible(text: str) -> str:
+    """The text without the characters that show nothing (INVISIBLE), as the nurse reads it on the screen: a bag
+    scan or a wristband sent by a scanner with a suffix, or pasted with a zero-width space, is the code it shows.
+    No code of ours holds one: a label token is ASCII letters, digits, "." (and its URL), a DIN or its Code 128
+    ("=" + DIN + 2 flag characters, ISBT 128 data structure 001) has no GS1 group separator (GS, U+001D), and a
+    wristband with one is refused at registration (patients.services). Dropping them changes nothing a code's check
+    proves: a token's signature and a DIN's check character are verified on what is left, so an altered code
+    still fails."""
+    return "".join(letter for letter in text if unicodedata.category(letter) not in INVISIBLE)
+
+
 def scan_reference(scanned: str, label_key: str) -> tuple[str | None, str | None]:
     """(reference, problem): the DIN (13 characters, or 14 with its check character) a scan names, from a label
     token (URL or bare) or a typed DIN with its K. Pure: the database is not read."""
-    text = (scanned or "").strip()
+    text = visible(scanned or "").strip()
     if not text:
         return None, "No bag was scanned. Scan the QR code on the bag label."
     compact = "".join(text.split())
@@ -259,6 +280,33 @@ class BagFacts:
     received_at: datetime | None = None  # its last receipt on the ward (a check scanned before it: another trip)
     infusion_running: bool = False  # its infusion started and not ended (read only for a bag with an infusion)
     course_over: CourseOver | None = None  # what its course already gave, with this bag, against the band's top
+    running_others: tuple[RunningBag, ...] = ()  # the patient's other infusions started and not ended
+    severe_reaction: SevereReaction | None = None  # a grade 3+ reaction of the patient since this bag's prescription
+
+
+@dataclass(frozen=True)
+class RunningBag:
+    """Another bag of the wristband's patient being infused now (started, not ended): read, for the words of its
+    STOP, only when the check's statement found one (other_bag_running)."""
+    din: str  # as the label shows it, with its check character (din_shown)
+    started_at: datetime
+    in_course: bool  # a bag of the same prescription as the bag scanned
+
+
+#: the lowest CTCAE grade of a reaction after which no further bag is started without the prescriber (severe, 3)
+SEVERE_GRADE = 3
+
+
+@dataclass(frozen=True)
+class SevereReaction:
+    """The worst (then latest) reaction of grade SEVERE_GRADE or more recorded during an infusion of the patient since
+    the prescription of the bag scanned was signed: read, for the words of its STOP, only when the check's statement
+    found one (severe_reaction_since)."""
+    grade: int
+    term: str
+    description: str
+    din: str  # the bag whose infusion it was recorded during, with its check character
+    onset_at: datetime
 
 
 @dataclass(frozen=True)
@@ -348,6 +396,58 @@ def infused_since(patient_id: Any) -> Any:
                                      Infusion.started_at > bindparam("since")).exists()
 
 
+def other_bag_running(patient_id: Any, bag_id: Any) -> Any:
+    """Correlated EXISTS: an infusion of the patient, of another bag, started and not ended (infusion.patient_id is
+    indexed): no second bag is started while one runs (read at every scan, in the check's one statement)."""
+    return select(Infusion.id).where(Infusion.patient_id == patient_id, Infusion.ended_at.is_(None),
+                                     Infusion.bag_id != bag_id).exists()
+
+
+def severe_reaction_since(patient_id: Any, bag_id: Any) -> Any:
+    """Correlated EXISTS: a reaction of grade SEVERE_GRADE or more recorded during an infusion of the patient at or
+    after the signing of the signed, active prescription of the patient that reserves this bag (its course: every
+    infusion of it, and any other course's given since). The prescriber who signed it could not know of the reaction;
+    a prescription signed after it is the prescriber's decision (read at every scan, in the check's one statement)."""
+    return (select(InfusionReaction.id).join(Infusion, Infusion.id == InfusionReaction.infusion_id)
+            .where(Infusion.patient_id == patient_id, InfusionReaction.grade >= SEVERE_GRADE,
+                   Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
+                   Prescription.patient_id == patient_id, Prescription.locked_at.is_not(None),
+                   Prescription.status == "active", InfusionReaction.recorded_at >= Prescription.locked_at)
+            .exists())
+
+
+def _running_others(session: Session, patient_id: int, bag_id: int) -> tuple[RunningBag, ...]:
+    """The patient's other infusions started and not ended, oldest first (the words of the other_running STOP)."""
+    mine, other = aliased(Allocation), aliased(Allocation)
+    in_course = select(other.id).where(mine.active_bag_id == bag_id, other.prescription_id == mine.prescription_id,
+                                       other.bag_id == Infusion.bag_id).exists()
+    rows = session.execute(select(Infusion.started_at, Bag.din, Bag.check_character, in_course)
+                           .join(Bag, Bag.id == Infusion.bag_id)
+                           .where(Infusion.patient_id == patient_id, Infusion.ended_at.is_(None),
+                                  Infusion.bag_id != bag_id)
+                           .order_by(Infusion.started_at, Infusion.id))
+    return tuple(RunningBag(din_words(din, k), started, bool(course)) for started, din, k, course in rows)
+
+
+def _severe_reaction(session: Session, patient_id: int, bag_id: int) -> SevereReaction | None:
+    """The worst, then latest, reaction severe_reaction_since found (the words of the severe_reaction STOP)."""
+    row = session.execute(
+        select(InfusionReaction.grade, InfusionReaction.ctcae_term, InfusionReaction.description,
+               InfusionReaction.onset_at, Bag.din, Bag.check_character)
+        .join(Infusion, Infusion.id == InfusionReaction.infusion_id).join(Bag, Bag.id == Infusion.bag_id)
+        .join(Allocation, Allocation.active_bag_id == bag_id)
+        .join(Prescription, Prescription.id == Allocation.prescription_id)
+        .where(Infusion.patient_id == patient_id, InfusionReaction.grade >= SEVERE_GRADE,
+               Prescription.patient_id == patient_id, Prescription.locked_at.is_not(None),
+               Prescription.status == "active", InfusionReaction.recorded_at >= Prescription.locked_at)
+        .order_by(InfusionReaction.grade.desc(), InfusionReaction.recorded_at.desc(), InfusionReaction.id.desc())
+        .limit(1)).first()
+    if row is None:  # gone since the statement (cannot: append-only); the next scan says it
+        return None
+    grade, term, description, onset, din, k = row
+    return SevereReaction(grade, term, description or "", din_words(din, k), onset)
+
+
 @cache
 def _facts_statement() -> Any:
     """One statement for the patient wearing the wristband, the bag, its lot and donor, and every fact about them
@@ -361,7 +461,8 @@ def _facts_statement() -> Any:
                         Donor.status, has_late_oos(Lot.id), allocated_volume_ml(Bag.id), thawed_at(Bag.id),
                         has_newer_weight(Bag.id), prescribed_weight_on(Bag.id), course_has_lost_bag(Bag.id),
                         infused_since(Patient.id), received_at(Bag.id), given_cells, given_bags,
-                        _course_calculation(Bag.id), _allocated_cells(Bag.id))
+                        _course_calculation(Bag.id), _allocated_cells(Bag.id), other_bag_running(Patient.id, Bag.id),
+                        severe_reaction_since(Patient.id, Bag.id))
                  .join(Lot, Lot.id == Bag.lot_id).outerjoin(Donor, Donor.id == Lot.donor_id)
                  .outerjoin(Patient, Patient.wristband_id == bindparam("wristband"))
                  .where(Bag.din == bindparam("din"))
@@ -387,7 +488,8 @@ def read_facts(session: Session, wristband: str, din: str | None,
             row = session.execute(_facts_statement(), {**params, "wristband": earlier}).first()
     (bag, lot, patient, donor_type, recipient_code, infused, held, exceptional_for, exceptional, allocated_id,
      donor_id, donor_code, donor_status, late_oos, allocated_ml, thawed, newer_weight, weighed_on, course_lost,
-     infused_in_24h, received, given_cells, given_bags, calculation, allocated_cells) = row
+     infused_in_24h, received, given_cells, given_bags, calculation, allocated_cells, other_running,
+     severe_reaction) = row
     pending = tuple(pending_conditional_tests(session, lot))  # reads only for a conditionally released lot
     failed_late = failed_late_tests(session, lot.id) if late_oos else ()
     allocated_code = None
@@ -407,6 +509,9 @@ def read_facts(session: Session, wristband: str, din: str | None,
         prescribed_weight_on=weighed_on, course_lost=bool(course_lost),
         course_over=_course_over(given_cells, given_bags, calculation, allocated_cells),
         course_short=_course_short(session, bag.id) if course_lost else None,
+        running_others=_running_others(session, patient.id, bag.id) if other_running and patient is not None else (),
+        severe_reaction=_severe_reaction(session, patient.id, bag.id)
+        if severe_reaction and patient is not None else None,
         infusion_running=infused is not None and session.scalar(
             select(Infusion.ended_at.is_(None)).where(Infusion.bag_id == bag.id)) is True,
         dmso_24h=_dmso_24h(session, patient, bag, now, allocated_ml)
@@ -505,7 +610,7 @@ def evaluate(session: Session, wristband: str, bag_scan: str, label_key: str,
              now: datetime | None = None) -> BedsideResult:
     """Run every check. Reads only (one statement when it MATCHES): the caller records the result. The wristband is
     read whatever its case and spacing (wristband_identity): a band typed in lower case names its own patient."""
-    wristband = wristband_identity(wristband)
+    wristband = wristband_identity(visible(wristband or ""))
     ref, problem = scan_reference(bag_scan, label_key)
     now = now or utcnow()
     patient, facts = read_facts(session, wristband, ref[:13] if ref else None, now)
@@ -543,6 +648,8 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
     elif bag.status == "infused" or facts.infused_at is not None:
         since = f" on {local_and_utc(facts.infused_at)}" if facts.infused_at else ""
         result.stop("already_infused", f"This bag has ALREADY BEEN INFUSED{since}. Never give a bag twice.")
+    if patient is not None:
+        _judge_patient_now(result, facts)
 
     unusable = lot_unusable(lot.lot_number, lot.status, state)
     if unusable:
@@ -613,6 +720,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
             _judge_course(result, facts)
         _judge_course_over(result, facts)
         result.course_given = facts.course_over.given_bags if facts.course_over is not None else 0
+        result.course_running = min(result.course_given, sum(1 for other in facts.running_others if other.in_course))
         _judge_dmso_24h(result, facts)
     directed = parse_product_code(bag.product_code).is_directed or facts.donor_type == "familial"  # as frozen on the bag
     if directed and patient is not None and facts.recipient_code != patient.code:
@@ -627,6 +735,38 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         result.notes.insert(0, f"PART OF THE BAG ONLY: give {give} mL of the {holds} mL in this bag, as "
                                f"prescribed. Stop the infusion at {give} mL.")
     return result
+
+
+def _judge_patient_now(result: BedsideResult, facts: BagFacts) -> None:
+    """What is happening to the patient wearing the wristband: another bag of theirs still running (one bag at a
+    time: its end records what was given, and a reaction during it must be seen before the next one), or a severe
+    reaction (grade 3 or more) recorded during an infusion of theirs since this bag's prescription was signed (the
+    prescriber decides whether any further bag is given: no bag is started without them)."""
+    if facts.running_others:
+        if len(facts.running_others) == 1:
+            other = facts.running_others[0]
+            words = (f"Another bag ({other.din}) is STILL RUNNING for this patient (started "
+                     f"{local_and_utc(other.started_at)}): end that infusion before starting another bag.")
+        else:
+            shown = "; ".join(f"{other.din} (started {local_and_utc(other.started_at)})"
+                              for other in facts.running_others)
+            words = (f"Other bags are STILL RUNNING for this patient: {shown}. End those infusions before starting "
+                     "another bag.")
+        result.stop("other_running", words)
+    severe = facts.severe_reaction
+    if severe is not None:
+        grade = GRADES.get(severe.grade, str(severe.grade)).split(" - ", 1)
+        what = severe.term + (f": {_short(severe.description)}" if severe.description.strip() else "")
+        result.stop("severe_reaction", f"A grade {grade[0]}{f' ({grade[1]})' if len(grade) > 1 else ''} reaction "
+                                       f"({what}) was recorded during this patient's infusion of bag {severe.din}, "
+                                       f"beginning at {local_and_utc(severe.onset_at)}: do not start another bag. "
+                                       "The prescriber decides: call them.")
+
+
+def _short(text: str, most: int = 160) -> str:
+    """A note typed at the bedside, on one line and cut to `most` characters (the record keeps it whole)."""
+    line = " ".join(text.split())
+    return line if len(line) <= most else line[:most - 1].rstrip() + "…"
 
 
 def _judge_weight_age(result: BedsideResult, patient: Patient, facts: BagFacts, today: date) -> None:
@@ -749,7 +889,8 @@ def _judge_dmso_24h(result: BedsideResult, facts: BagFacts) -> None:
 _FIRST = {code: rank for rank, code in enumerate((
     "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
     "patient_withdrawn", "patient_not_enrolled",
-    "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired", "not_released",
+    "already_infused", "other_running", "severe_reaction", "recalled", "late_oos", "donor_not_cleared", "rejected",
+    "expired", "not_released",
     "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "course_over", "dmso_24h",
     "discarded", "returned", "not_prescribed", "not_on_ward"))}
 

@@ -5,14 +5,16 @@ from hypothesis import strategies as st
 
 from mscbatch.core.identifiers import check_character
 from mscbatch.core.label_token import make_token
+from mscbatch.custody.checks import visible
 
 K_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*"  # ISO 7064 MOD 37-2 check characters
 FOREIGN_KEY = "a-key-this-unit-never-used"
 
 
 def normal(scan: str) -> str:
-    """What a scan means to the app: case and whitespace do not matter (keyboard wedges, Caps Lock)."""
-    return "".join(scan.split()).upper()
+    """What a scan means to the app: case, whitespace and invisible characters (a zero-width space, a scanner's
+    control suffix: custody.checks.visible) do not matter (keyboard wedges, Caps Lock)."""
+    return "".join(visible(scan).split()).upper()
 
 
 def mutations(token: str) -> st.SearchStrategy[str]:

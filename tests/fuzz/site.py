@@ -240,12 +240,13 @@ def _lots_at_each_step(session: Any) -> None:
 
 
 def _walk_through(session: Any, key: str) -> Ward:
-    """The demo prescription's first bag infused (an infusion to end and react to), the second thawed and
-    ready at the bedside, the third still at the unit (a genuine label of another bag)."""
+    """The demo prescription's first bag infused and ended (an infusion to react to; while it ran, the next bag of
+    the patient was a STOP), the second thawed and ready at the bedside, the third still at the unit (a genuine
+    label of another bag)."""
     from mscbatch.auth.models import User
     from mscbatch.custody import bedside, handover, infusions
     from mscbatch.lots.models import Bag
-    from mscbatch.patients.models import Patient
+    from mscbatch.patients.models import Allocation, Patient
 
     def user(name: str) -> User:
         return session.scalar(select(User).where(User.username == name))
@@ -265,6 +266,9 @@ def _walk_through(session: Any, key: str) -> Ward:
                                   checker_password=DEMO_PASSWORD, label_key=key)
     infusion = infusions.start_infusion(session, nurse, bags[0].id, wristband=wristband, bag_scan=tokens[0],
                                         label_key=key)
+    # ended as prescribed: while it runs, the patient's next bag is a STOP (s41: one bag at a time)
+    volume = session.scalar(select(Allocation.volume_ml).where(Allocation.bag_id == bags[0].id))
+    infusions.end_infusion(session, nurse, infusion.id, volume_ml=str(volume), reason="fuzz site: ended at once")
     ready = bags[1]
     return Ward(wristband=wristband, ready_token=tokens[1], ready_din=ready.din + ready.check_character,
                 other_token=tokens[2], infusion_id=infusion.id, check_id=check.check_id)

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from mscbatch.audit.context import use_case
 from mscbatch.custody import bedside, handover, infusions
 from mscbatch.custody.checks import evaluate
 from mscbatch.custody.models import Infusion, TwoPersonCheck
@@ -70,6 +71,9 @@ def _course_b_for_later(session: Any, a_ml: str | None, *, a_partial: bool = Fal
         handover.receive(session, nurse, bag.id, scan=token_of(bag))
         handover.thaw(session, nurse, bag.id, scan=token_of(bag))
         check = bedside.bedside_check(session, nurse, wristband=wristband, bag_scan=token_of(bag), label_key=KEY)
+        if a_ml is None:  # course A's bag still running: one bag at a time (s41), nothing else wrong
+            assert [f.code for f in check.failures] == ["other_running"], check.failures
+            continue
         assert check.matches, check.failures  # only course A's bag given: 22 + 22 g = 0.704 g/kg
         bedside.confirm_second_person(session, nurse, check.check_id, username="nurse2", password=PASSWORD,
                                       checker_password=PASSWORD, label_key=KEY)
@@ -213,8 +217,9 @@ def test_an_infusion_still_running_counts_its_whole_bag(app, users, db_session):
     course = _course_b_for_later(db_session, a_ml="200")
     b_at = _give_first_of_b(db_session, course, volume_ml=None)  # B's first bag still running
     answer = _scan(app, course)
-    assert [f["code"] for f in answer["failures"]] == ["dmso_24h"], answer["failures"]
-    assert answer["failures"][0]["message"] == _over(course.a_at, f"{b_at}, not ended: its whole bag counted")
+    # and B's first bag still running is a STOP of its own (s41: one bag at a time), said first
+    assert [f["code"] for f in answer["failures"]] == ["other_running", "dmso_24h"], answer["failures"]
+    assert answer["failures"][1]["message"] == _over(course.a_at, f"{b_at}, not ended: its whole bag counted")
 
     # ended after 50 mL: 22 + 5.5 + 22 g = 0.792 g/kg, below the limit
     nurse = user(db_session, "nurse")
@@ -228,10 +233,20 @@ def test_a_running_partial_draw_counts_the_volume_its_prescription_draws(app, us
     """Course A's partial bag (100 mL of 200 mL) still running counts 11 g: 11 + 22 + 22 = 55 g = 0.88 g/kg, MATCHES
     (counting its whole bag, 66 g = 1.056 g/kg, stopped a bag that may be given)."""
     course = _course_b_for_later(db_session, a_ml=None, a_partial=True)
-    _give_first_of_b(db_session, course)
+    # B's first bag given whole while A's still ran: the start refuses that now (s41: one bag at a time), so it is
+    # written as an older version let it be, to judge the DMSO alone
+    nurse, nurse2 = user(db_session, "nurse"), user(db_session, "nurse2")
+    check_id = db_session.scalar(select(TwoPersonCheck.id).where(TwoPersonCheck.bag_id == course.bags[0]))
+    with use_case(db_session, nurse):
+        infusion = Infusion(bag_id=course.bags[0], patient_id=course.patient_id, check_id=check_id,
+                            started_at=utcnow(), started_by_id=nurse.id, second_person_id=nurse2.id)
+        db_session.add(infusion)
+        db_session.flush()
+        infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = utcnow(), nurse.id, Decimal("200")
+    db_session.commit()
     answer = _scan(app, course)
-    assert answer["result"] == "MATCHES", answer["failures"]
-    assert float(answer["give_ml"]) == 200
+    # A's partial draw counted as its 100 mL (11 g): no DMSO STOP (its whole bag, 22 g, would have said dmso_24h)
+    assert [f["code"] for f in answer["failures"]] == ["other_running"], answer["failures"]
 
 
 def test_the_dmso_of_the_last_24_hours_is_judged_at_the_newer_weight_the_check_judges(app, users, db_session):

@@ -104,8 +104,10 @@ def test_a_check_of_a_patient_given_an_infusion_in_the_last_24_hours_reads_its_d
     ward = prescribed_bag(db_session)  # three bags of 25 mL: 2.75 g of DMSO each, far below 1 g/kg
     checked_and_confirmed(db_session, ward)
     nurse, tech = user(db_session, "nurse"), user(db_session, "technician")
-    infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband, bag_scan=ward.token,
-                             label_key=KEY)
+    started = infusions.start_infusion(db_session, nurse, ward.bag_id, wristband=ward.wristband,
+                                       bag_scan=ward.token, label_key=KEY)
+    # ended, as prescribed: a bag still running is a STOP for the next one (s41)
+    infusions.end_infusion(db_session, nurse, started.id, volume_ml="25")
     second = db_session.get(Bag, ward.other_bag_ids[0])
     handover.dispatch(db_session, tech, second.id, courier="C", shipper="S", temperature_logger_id="T")
     handover.receive(db_session, nurse, second.id, scan=token_of(second))

@@ -85,6 +85,14 @@ def test_the_web_start_refuses_another_bag_than_the_one_started(app, users, db_s
     assert db_session.scalar(select(Infusion.bag_id)) == first.bag_id
 
 
+def _drawn_ml(session, bag_id: int) -> str:  # type: ignore[no-untyped-def]
+    from mscbatch.patients.models import Allocation
+
+    volume = session.scalar(select(Allocation.volume_ml).where(Allocation.bag_id == bag_id))
+    session.rollback()
+    return str(volume)
+
+
 def test_the_api_start_refuses_another_bag_and_takes_a_typed_din_or_the_code_128(app, users, db_session):
     first, second = _two_thawed_bags(db_session)
     client = app.test_client()
@@ -108,6 +116,11 @@ def test_the_api_start_refuses_another_bag_and_takes_a_typed_din_or_the_code_128
     typed = client.post("/api/v1/custody/infusions", headers=headers,
                         json={"bag_id": first.bag_id, "wristband": first.wristband, "bag": typed_a})
     assert typed.status_code == 201, typed.get_json()
+    # ended before the second bag starts: while it runs, the patient's next bag is a STOP (s41)
+    ended = client.post(f"/api/v1/custody/infusions/{typed.get_json()['id']}/end", headers=headers,
+                        json={"volume_ml": _drawn_ml(db_session, first.bag_id), "reason": "test: ended at once"})
+    assert ended.status_code == 200, ended.get_json()
+    db_session.rollback()
     symbol = client.post("/api/v1/custody/infusions", headers=headers,
                          json={"bag_id": second.bag_id, "wristband": second.wristband, "bag": f"={din_b}00"})
     assert symbol.status_code == 201, symbol.get_json()

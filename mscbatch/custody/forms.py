@@ -95,8 +95,8 @@ class UnitLabel(Label):
 class EndForm(FlaskForm):
     volume_ml = StringField("Volume infused", validators=[DataRequired("Volume infused: give the mL given.")],
                             render_kw={"inputmode": "decimal"})
-    reason = StringField("If the volume given differs from the prescription, or the infusion was shorter than the "
-                         "protocol's time: why",
+    # short, as the refusals name it ("Why (if different): ..."); the page's hint says when it is needed
+    reason = StringField("Why (if different)",
                          validators=[Optional(), Length(max=END_REASON_MAX)])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from mscbatch.custody.forms import EndForm, ReactionForm
 from mscbatch.custody.models import CTCAE_TERMS, GRADES, Infusion, InfusionReaction
 from mscbatch.custody.queries import courses_below_band
 from mscbatch.custody.views import BEDSIDE, INFUSION_READERS, bp, label_key
+from mscbatch.custody.ward_words import REACTION_STOP, SERIOUS_GRADE, reaction_flag, reaction_stop_words
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
@@ -65,6 +66,9 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     names = {u.id: u.full_name for u in db.session.query(User).filter(User.id.in_([i for i in ids if i]))}
     allocation = allocation_given(db.session, bag.id) if bag else None
     stop = stop_running(db.session, infusion, bag, patient, label_key())
+    # CTCAE: a reaction of grade 3 or higher means interrupting the infusion: said in large words while it runs
+    serious = max((r.grade for r in reactions if r.grade >= SERIOUS_GRADE), default=None)
+    reaction_stop = serious if serious is not None and infusion.ended_at is None else None
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
     return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
@@ -74,7 +78,22 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
                            poll_seconds=int(current_app.config.get("CUSTODY_STOP_POLL_SECONDS", 20)),
                            watch_token=watch_token(infusion) if infusion.ended_at is None else None,
                            watch_header=WATCH_HEADER, stopped_by_system=infusions.STOPPED_BY_SYSTEM,
-                           course_below_band=bool(bag and courses_below_band(db.session, [bag.id])), **forms), status
+                           course_below_band=bool(bag and courses_below_band(db.session, [bag.id])),
+                           reaction_stop=reaction_stop, reaction_stop_word=REACTION_STOP,
+                           reaction_stop_words=reaction_stop_words(reaction_stop) if reaction_stop else [],
+                           run_over=_run_over(infusion, allocation), **forms), status
+
+
+def _run_over(infusion: Infusion, allocation: Any) -> tuple[str, datetime] | None:
+    """While it runs: the least time the protocol gives this bag over ("20 min") and the time before which its end is
+    refused without a reason, as the end's rule reads it (infusions._bag_time, BagTime.expected: this bag's share of
+    the course's time); None when it has ended or the protocol gives no time."""
+    if allocation is None or infusion.ended_at is not None or infusion.started_at is None:
+        return None
+    time = infusions._bag_time(db.session, allocation)  # the end's own rule (end_infusion's too_fast)
+    if time is None:
+        return None
+    return infusions.duration_words(time.expected), infusions._aware(infusion.started_at) + time.expected
 
 
 def _outside(infusion: Any, allocation: Any) -> str | None:
@@ -231,11 +250,18 @@ def serious_reaction_words() -> str:
     return SERIOUS_REACTION
 
 
-def reaction_recorded_words(grade: int, by_clinician: bool) -> str:
+bp.add_app_template_global(reaction_flag, "reaction_flag")  # the ward list's and banner's flag (ward_words)
+
+
+def reaction_recorded_words(grade: int, by_clinician: bool, running: bool = False) -> str:
     """The confirmation of a reaction recorded: a nurse is asked to tell the clinician (a clinician recorded it
-    themself); a reaction of grade 3 or higher also says to report it as a serious adverse event."""
+    themself); a reaction of grade 3 or higher also says to report it as a serious adverse event, and, on an
+    infusion still running, to stop it now (CTCAE: interrupt the infusion), a grade 5 (death) that it must be ended."""
+    if grade >= SERIOUS_GRADE and running:
+        end = " It must be ended: record the volume given (End infusion)." if grade >= 5 else ""
+        return f"Reaction recorded. {REACTION_STOP}.{end} {SERIOUS_REACTION}"
     words = "Reaction recorded." if by_clinician else "Reaction recorded. Tell the clinician."
-    return f"{words} {SERIOUS_REACTION}" if grade >= 3 else words
+    return f"{words} {SERIOUS_REACTION}" if grade >= SERIOUS_GRADE else words
 
 
 @bp.route("/infusions/<int:infusion_id>/reactions", methods=["POST"])
@@ -250,6 +276,11 @@ def reaction(infusion_id: int) -> Any:
         except DomainError as error:
             show_error(form, error)
             return _infusion_page(infusion_id, error.status, reaction_form=form)
-        flash(reaction_recorded_words(recorded.grade, current_user.has_role("clinician")), "success")
-        return redirect(url_for("custody.infusion", infusion_id=infusion_id, _anchor="reactions"))
+        running = infusions.get_infusion(db.session, infusion_id).ended_at is None
+        stop_now = running and recorded.grade >= SERIOUS_GRADE
+        flash(reaction_recorded_words(recorded.grade, current_user.has_role("clinician"), running),
+              "warning" if stop_now else "success")
+        # a grade 3 or higher on a running infusion: the page opens on its STOP, whose next step is the End form
+        return redirect(url_for("custody.infusion", infusion_id=infusion_id,
+                                _anchor="reaction-stop" if stop_now else "reactions"))
     return _infusion_page(infusion_id, 422, reaction_form=form)

@@ -15,7 +15,8 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from mscbatch.custody.checks import last_event_at, received_at, stop_running, thawed_at
-from mscbatch.custody.models import CustodyEvent, Infusion
+from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction
+from mscbatch.custody.ward_words import SERIOUS_GRADE
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_catalogue, product_of
@@ -80,10 +81,30 @@ class RunningInfusion:
     bag: Bag
     patient_code: str
     stop: list[str]  # custody.checks.stop_running: why to stop it now (the infusion page's words), empty when none
+    #: the highest grade of its reactions when it is SERIOUS_GRADE or more (CTCAE: an infusion reaction of grade 3 or
+    #: higher means interrupting the infusion), else None
+    reaction_grade: int | None = None
+
+    @property
+    def alarm(self) -> bool:
+        """Whether the ward must stop it now: the system's STOP, or a serious reaction recorded while it runs."""
+        return bool(self.stop) or self.reaction_grade is not None
+
+
+def serious_reaction_grades(session: Session, infusion_ids: list[int]) -> dict[int, int]:
+    """For each of these infusions with a reaction of SERIOUS_GRADE or higher, its highest grade: one statement."""
+    if not infusion_ids:
+        return {}
+    rows = session.execute(select(InfusionReaction.infusion_id, func.max(InfusionReaction.grade))
+                           .where(InfusionReaction.infusion_id.in_(infusion_ids),
+                                  InfusionReaction.grade >= SERIOUS_GRADE)
+                           .group_by(InfusionReaction.infusion_id)).all()
+    return {infusion_id: int(grade) for infusion_id, grade in rows}
 
 
 def running_infusions(session: Session, label_key: str, *, bag_id: int | None = None) -> list[RunningInfusion]:
-    """Every infusion not ended (the MOST started last), those to STOP NOW first, then the latest started. Whether to
+    """Every infusion not ended (the MOST started last), those to STOP NOW first (the system's STOP, or a reaction of
+    grade 3 or higher recorded while it runs), then the latest started. Whether to
     stop one is the infusion page's own rule (custody.checks.stop_running), read for each: a ward's handful. The
     newest are kept when there are more: an infusion nobody ended days ago must not push tonight's STOP off the list.
     `bag_id`: only the infusion of that bag (one at most: UNIQUE infusion.bag_id), as running_infusion_of reads it.
@@ -93,9 +114,11 @@ def running_infusions(session: Session, label_key: str, *, bag_id: int | None = 
     if bag_id is not None:
         query = query.where(Infusion.bag_id == bag_id)
     rows = session.execute(query.order_by(Infusion.started_at.desc(), Infusion.id.desc()).limit(MOST)).all()
-    running = [RunningInfusion(infusion, bag, patient.code, stop_running(session, infusion, bag, patient, label_key))
+    grades = serious_reaction_grades(session, [infusion.id for infusion, _bag, _patient in rows])
+    running = [RunningInfusion(infusion, bag, patient.code, stop_running(session, infusion, bag, patient, label_key),
+                               grades.get(infusion.id))
                for infusion, bag, patient in rows]
-    return sorted(running, key=lambda r: not r.stop)  # stable: the latest started first within each
+    return sorted(running, key=lambda r: not r.alarm)  # stable: the latest started first within each
 
 
 def running_infusion_of(session: Session, bag: Bag | None, label_key: str) -> RunningInfusion | None:

@@ -70,3 +70,28 @@ def ward_refusal(din: str, current: str, target: str) -> str | None:
     if first is None or why is None:
         return None
     return f"{first.format(din=din)} {why}"
+
+
+#: CTCAE: an infusion reaction of grade 3 (severe) or higher means interrupting the infusion; grade 5 is death
+SERIOUS_GRADE = 3
+DEATH_GRADE = 5
+#: the words of a running infusion with a reaction of grade 3 or higher, on its page and in the confirmation
+REACTION_STOP = "STOP THE INFUSION NOW and call the clinician"
+
+
+def reaction_flag(grade: int) -> str:
+    """The ward list's and the ward banner's flag of a running infusion with a reaction of grade 3 or higher."""
+    if grade >= DEATH_GRADE:
+        return f"Grade {grade} reaction (death): end the infusion"
+    return f"Grade {grade} reaction: stop the infusion"
+
+
+def reaction_stop_words(grade: int) -> list[str]:
+    """What the infusion page says, in large words under REACTION_STOP, while a reaction of grade 3 or higher stands
+    on a running infusion (CTCAE: interrupt the infusion)."""
+    if grade >= DEATH_GRADE:
+        return [f"A grade {grade} reaction (death) was recorded. The infusion must be ended: stop the pump, keep the "
+                "bag and the line, and record the volume given (End infusion, below)."]
+    return [f"A grade {grade} reaction was recorded. Stop the pump now (CTCAE: grade 3 or higher means interrupting "
+            "the infusion), keep the bag and the line, and call the clinician.",
+            "If the clinician decides not to restart it, record the volume given (End infusion, below)."]

@@ -279,25 +279,81 @@ def boxes(session: Session) -> list[tuple[StorageLocation, str]]:
                                        .order_by(StorageLocation.id))]
 
 
+#: a bag's custody states in which it is outside the unit while its box position is kept for it (custody.services
+#: frees the position only when the bag is infused or discarded: until then it may come back)
+OUT_OF_UNIT = ("dispatched", "received", "thawed")
+
+
 @dataclass(frozen=True)
 class BoxCell:
+    """One position of a box. For a bag: its effective status (core.states, the lot page's words), the recall that
+    holds it or recalled its lot, the patient it is allocated to, and, for a bag out on the ward with its position
+    kept, where it was sent and when."""
+
     position: int
     label: str
     bag: Bag | None
     lot: Lot | None
+    status: BagStatus | None = None
+    recall_id: int | None = None
+    patient_code: str | None = None
+    ward: str | None = None
+    dispatched_at: datetime | None = None
+
+    @property
+    def out_of_unit(self) -> bool:
+        """The record keeps the bag's position, but the bag is not in the box: on its way to or on the ward."""
+        return self.bag is not None and self.bag.status in OUT_OF_UNIT
+
+    @property
+    def tone(self) -> str:
+        """The colour family of the cell, always said in words too: out (not in the box), stop (recalled,
+        rejected, expired, discarded), hold (quarantine, on hold, returned, not usable), allocated, ok (in stock)."""
+        if self.status is None:
+            return ""
+        if self.out_of_unit:
+            return "out"
+        if self.status.status in ("recalled", "rejected", "expired", "discarded"):
+            return "stop"
+        if not self.status.usable:
+            return "hold"
+        return "allocated" if self.status.status == "allocated" else "ok"
 
 
 def box_grid(session: Session, box: StorageLocation) -> list[list[BoxCell]]:
-    """The box as rows of cells, each with the bag it holds (if any)."""
-    held = {bag.position: (bag, lot) for bag, lot in session.execute(
-        select(Bag, Lot).join(Lot, Lot.id == Bag.lot_id).where(Bag.box_id == box.id))}
+    """The box as rows of cells, each with the bag it holds (if any) and what that bag is now, read in one
+    statement whatever the number of bags: its lot's status, an active recall hold (and the recall's number), the
+    patient of its standing allocation (and their ward) and its latest dispatch."""
+    # recall, patients and custody build on lots: imported here, not at module level
+    from mscbatch.custody.models import CustodyEvent
+    from mscbatch.patients.models import Allocation, Patient
+    from mscbatch.recall.models import BagHold
+
+    active_hold = (select(func.min(BagHold.recall_id)).where(BagHold.bag_id == Bag.id, BagHold.lifted_at.is_(None))
+                   .correlate(Bag).scalar_subquery())
+    any_hold = select(func.max(BagHold.recall_id)).where(BagHold.bag_id == Bag.id).correlate(Bag).scalar_subquery()
+    dispatched = (select(func.max(CustodyEvent.occurred_at))
+                  .where(CustodyEvent.bag_id == Bag.id, CustodyEvent.kind == "dispatched")
+                  .correlate(Bag).scalar_subquery())
+    held: dict[int | None, BoxCell] = {}
+    for bag, lot, hold_recall, last_recall, patient_code, ward, dispatched_at in session.execute(
+            select(Bag, Lot, active_hold, any_hold, Patient.code, Patient.ward, dispatched)
+            .join(Lot, Lot.id == Bag.lot_id)
+            .outerjoin(Allocation, Allocation.active_bag_id == Bag.id)  # at most one: active_bag_id is unique
+            .outerjoin(Patient, Patient.id == Allocation.patient_id)
+            .where(Bag.box_id == box.id)):
+        status = (effective_bag_status(lot.status, bag.status, on_hold=True, placed=True)
+                  if hold_recall is not None else bag_status(bag, lot))
+        held[bag.position] = BoxCell(bag.position or 0, position_label(box, bag.position), bag, lot, status,
+                                     hold_recall if hold_recall is not None
+                                     else last_recall if lot.status == "recalled" else None, patient_code, ward,
+                                     dispatched_at if bag.status in OUT_OF_UNIT else None)
     grid = []
     for row in range(box.rows or 0):
         cells = []
         for column in range(box.columns or 0):
             position = row * (box.columns or 0) + column + 1
-            bag, lot = held.get(position, (None, None))
-            cells.append(BoxCell(position, position_label(box, position), bag, lot))
+            cells.append(held.get(position) or BoxCell(position, position_label(box, position), None, None))
         grid.append(cells)
     return grid
 

@@ -7,7 +7,11 @@
    and not those the page showed when it loaded (read with the page).
    The refresh is a page's own poll, no person's doing: it does not keep the session alive
    (auth.loading.PASSIVE_ENDPOINTS). Once the session has ended (401) the page says that the list no longer updates
-   and stops asking. Without JavaScript the list's Refresh link reloads the page. No inline script (CSP). */
+   and stops asking. Without JavaScript the list's Refresh link reloads the page. No inline script (CSP).
+   The refresh's answer carries the page's STOP banner too (#running-banner, at the top of the page: every running
+   infusion to stop now, the system's STOP or a reaction of grade 3 or higher): put in place when what it names
+   changed, without its role=alert (the new STOP is said once, by #running-announce), and "STOP · " leads the
+   document's title while it names any. */
 (function () {
   "use strict";
   var section = document.getElementById("running-now");
@@ -83,6 +87,23 @@
     }
   }
 
+  var STOP_TITLE = "STOP · ";
+  var title = document.title.indexOf(STOP_TITLE) === 0 ? document.title.slice(STOP_TITLE.length) : document.title;
+
+  // the banner at the top of the page, put in place only when what it names changed (the same banner is left alone)
+  function placeBanner(doc) {
+    var banner = document.getElementById("running-banner");
+    var fresh = doc.getElementById("running-banner");
+    if (!banner || !fresh) { return; }
+    var key = fresh.getAttribute("data-key") || "";
+    if (key !== (banner.getAttribute("data-key") || "")) {
+      fresh = document.adoptNode(fresh);
+      fresh.removeAttribute("role");  // said by #running-announce, once: not again at each change
+      banner.parentNode.replaceChild(fresh, banner);
+    }
+    document.title = key ? STOP_TITLE + title : title;
+  }
+
   function newStopWords(found) {
     return Object.keys(found).filter(function (id) { return !stops[id]; }).map(function (id) {
       var row = found[id];
@@ -116,8 +137,10 @@
              "Reload the page to see the infusions running now."], answer.signedOut);
           return;
         }
-        var fresh = new DOMParser().parseFromString(answer.html, "text/html").getElementById("running-list");
+        var doc = new DOMParser().parseFromString(answer.html, "text/html");
+        var fresh = doc.getElementById("running-list");
         if (!fresh) { throw new Error("no list in the answer"); }
+        placeBanner(doc);
         fresh = document.adoptNode(fresh);
         var found = stopRows(fresh);
         var said = newStopWords(found);

@@ -55,6 +55,11 @@ class CultureLimits:
     max_cumulative_pd: Decimal
     warn_passage: int | None = None
     warn_cumulative_pd: Decimal | None = None
+    #: the fastest doubling the product's cells can really do (hours, a site value): a passage whose counts and days
+    #: give a shorter doubling time is a count typed wrong (a factor 1000), refused (check_doubling_time)
+    min_doubling_time_hours: Decimal | None = None
+    #: viable cells per mL a bag of the product may hold at cryopreservation (a site value): (min, max) in cells
+    bag_cells_per_ml: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,33 @@ def doubling_time_hours(passage: PassageCount) -> Decimal | None:
     if doublings <= 0:
         return None
     return (Decimal(passage.days_in_culture) * 24 / doublings).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+
+
+def hours_per_doubling(seeded_cells: Count, harvested_cells: Count, hours: Decimal) -> Decimal | None:
+    """Hours per doubling (unrounded) for a culture of `hours`; None when the cells did not grow."""
+    doublings = _log2_ratio(seeded_cells, harvested_cells)
+    if doublings <= 0:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 34
+        return Decimal(hours) / doublings
+
+
+def check_doubling_time(seeded_cells: Count, harvested_cells: Count, hours: Decimal,
+                        minimum_hours: Decimal | None) -> str | None:
+    """None when the passage's growth is possible in `hours` of culture, else the rule broken in words ("20000 x10^6
+    from 0.5 x10^6 in 1 day is 15.29 doublings, one every 1.6 h"): cells that doubled faster than the product's
+    `minimum_hours` were counted wrong (a factor 10 or 1000 typed), not grown."""
+    if minimum_hours is None:
+        return None
+    per_doubling = hours_per_doubling(seeded_cells, harvested_cells, hours)
+    if per_doubling is None or per_doubling >= minimum_hours:
+        return None
+    doublings = population_doublings(seeded_cells, harvested_cells)
+    shown = per_doubling.quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+    if shown >= minimum_hours:  # never "one every 15.0 h" refused under a 15 h rule
+        shown = per_doubling.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+    return f"{doublings} doublings, one every {shown} h"
 
 
 def check_culture_limits(passage: int, cumulative_pd: Decimal, limits: CultureLimits) -> LimitCheck:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -196,7 +196,8 @@ def load_products(path: Path) -> ProductCatalogue:
 
 def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
     _only(entry, {"id", "name", "class", "tissue_source", "product_description_code", "collection_type", "trial",
-                  "shelf_life", "post_thaw_limit", "storage_temperature", "culture", "required_reagent_types"},
+                  "shelf_life", "post_thaw_limit", "storage_temperature", "culture", "cryopreservation",
+                  "required_reagent_types"},
           path, where)
     product_class = require(entry, "class", str, path, where)
     if product_class not in PRODUCT_CLASSES:
@@ -239,7 +240,10 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
         shelf_life=_duration(shelf, path, f"{where}.shelf_life"), shelf_life_from=shelf_from,
         post_thaw_limit=_duration(thaw, path, f"{where}.post_thaw_limit"), post_thaw_limit_to_confirm=thaw_to_confirm,
         storage_temperature_max_c=_temperature(entry, "storage_temperature", path, where),
-        culture_limits=_culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"),
+        culture_limits=replace(
+            _culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"),
+            bag_cells_per_ml=_bag_cells_per_ml(require(entry, "cryopreservation", dict, path, where), path,
+                                               f"{where}.cryopreservation")),
         required_reagent_types=_required_reagents(entry, product_id, path, where))
 
 
@@ -300,7 +304,8 @@ def _trial(entry: dict[str, Any], product_id: str, path: Path, where: str) -> st
 
 
 def _culture_limits(table: dict[str, Any], path: Path, where: str) -> CultureLimits:
-    _only(table, {"max_passage", "warn_passage", "max_cumulative_pd", "warn_cumulative_pd"}, path, where)
+    _only(table, {"max_passage", "warn_passage", "max_cumulative_pd", "warn_cumulative_pd", "min_doubling_time"},
+          path, where)
     max_passage = require(table, "max_passage", int, path, where)
     warn_passage = require(table, "warn_passage", int, path, where) if "warn_passage" in table else None
     max_pd = require(table, "max_cumulative_pd", Decimal, path, where)
@@ -313,8 +318,35 @@ def _culture_limits(table: dict[str, Any], path: Path, where: str) -> CultureLim
         raise ConfigError(path, f"{where}.max_cumulative_pd", f"must be greater than 0, got {max_pd}")
     if warn_pd is not None and not 0 < warn_pd <= max_pd:
         raise ConfigError(path, f"{where}.warn_cumulative_pd", f"must be above 0 and at most {max_pd}")
+    doubling = require(table, "min_doubling_time", dict, path, where)
+    _only(doubling, {"value", "unit"}, path, f"{where}.min_doubling_time")
+    min_doubling = _duration(doubling, path, f"{where}.min_doubling_time")
     return CultureLimits(max_passage=max_passage, max_cumulative_pd=max_pd,
-                         warn_passage=warn_passage, warn_cumulative_pd=warn_pd)
+                         warn_passage=warn_passage, warn_cumulative_pd=warn_pd,
+                         min_doubling_time_hours=Decimal(int(min_doubling.total_seconds())) / 3600)
+
+
+#: the unit of a product's `cryopreservation.cells_per_ml` range: millions of cells per mL, as the forms take them
+CELLS_PER_ML_UNIT = "10^6/mL"
+
+
+def _bag_cells_per_ml(table: dict[str, Any], path: Path, where: str) -> tuple[int, int]:
+    """`cryopreservation.cells_per_ml = { min, max, unit = "10^6/mL" }`: the viable cells per mL a bag of the
+    product may hold (a site value from the product specification); returned in cells per mL."""
+    _only(table, {"cells_per_ml"}, path, where)
+    here = f"{where}.cells_per_ml"
+    span = require(table, "cells_per_ml", dict, path, where)
+    _only(span, {"min", "max", "unit"}, path, here)
+    unit = require(span, "unit", str, path, here)
+    if unit != CELLS_PER_ML_UNIT:
+        raise ConfigError(path, f"{here}.unit", f"give the range in millions of cells per mL (unit = "
+                          f"\"{CELLS_PER_ML_UNIT}\"), got {unit!r}")
+    low, high = require(span, "min", Decimal, path, here), require(span, "max", Decimal, path, here)
+    if not low.is_finite() or low <= 0:
+        raise ConfigError(path, f"{here}.min", f"must be greater than 0, got {low}")
+    if not high.is_finite() or high < low or high > 1000:
+        raise ConfigError(path, f"{here}.max", f"must be between min {low} and 1000, got {high}")
+    return int(low * 10**6), int(high * 10**6)
 
 
 def _duration(table: dict[str, Any], path: Path, where: str) -> timedelta:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.bounds import FIRST_DAY, plausible_instant
-from mscbatch.core.culture import BagPlan, CultureError, expiry_at, plan_cryopreservation
+from mscbatch.core.culture import BagPlan, CultureError, expiry_at, format_cells, plan_cryopreservation
 from mscbatch.core.identifiers import MAX_DIVISIONS, division_code
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, ValidationFailed
@@ -28,7 +28,13 @@ from mscbatch.lots.models import Bag
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import bags_of, product_of
 from mscbatch.lots.reagents import uses_outside_their_window
-from mscbatch.lots.services import at_most_decimals, lock_lot, require_in_process, require_technician
+from mscbatch.lots.services import (
+    at_most_decimals,
+    lock_lot,
+    recorded_reagent_types,
+    require_in_process,
+    require_technician,
+)
 from mscbatch.recall.queries import hold_for_recalls
 from mscbatch.site import site_config
 
@@ -66,6 +72,39 @@ def _check_plans(bags: Sequence[BagPlan]) -> None:
         check_bag_plan(bag, number)
 
 
+def freezes_with_dmso(product: Any) -> bool:
+    """The product's bags are frozen with DMSO: config/products.toml lists "dmso" among the reagent lots its record
+    must name (required_reagent_types), the one place the product configuration names its cryoprotectant."""
+    return any(requirement == ("dmso",) for requirement in product.required_reagent_types)
+
+
+def check_bag_content(session: Session, lot: Any, bags: Sequence[BagPlan]) -> None:
+    """The bags against the lot's product and record, every problem at once:
+    - cells per mL within the product's range (config/products.toml cryopreservation.cells_per_ml, a site value):
+      400 x10^6 viable cells per mL is no cell suspension, it is a count typed wrong, and the dose is read from it;
+    - DMSO above 0 % when the product is frozen with DMSO (freezes_with_dmso) or a DMSO lot is recorded on the lot
+      (a recall of that DMSO lot would reach bags said to hold none)."""
+    product = product_of(lot)
+    span = product.culture_limits.bag_cells_per_ml
+    dmso_lot = "dmso" in recorded_reagent_types(session, lot.id)
+    problems = Problems()
+    for number, bag in enumerate(bags, start=1):
+        if span is not None and not span[0] <= bag.cells_per_ml <= span[1]:
+            problems.add(ValidationFailed(
+                f"Bag {number}: viable cells per mL {format_cells(bag.cells_per_ml)} is outside "
+                f"{format_cells(span[0])} to {format_cells(span[1])} per mL, the range for {product.name} "
+                f"({product.id}) bags (the site's cryopreservation.cells_per_ml). Check the count for a typing error "
+                "(a factor of 10 or 1000); the doses are calculated from it.", field="cells_per_ml"))
+        if not bag.dmso_percent and (dmso_lot or freezes_with_dmso(product)):
+            why = (f"a DMSO lot is recorded for lot {lot.lot_number}" if dmso_lot
+                   else f"{product.name} ({product.id}) is frozen with DMSO")
+            problems.add(ValidationFailed(
+                f"Bag {number}: DMSO 0 %, but {why}: give the DMSO % the bag was frozen with (e.g. 10 %). A bag "
+                "holding DMSO is traced to its DMSO lot, and the DMSO per kg of a dose is counted from it.",
+                field="dmso_percent"))
+    problems.raise_any()
+
+
 def check_freezing(frozen_at: datetime | None, bags: Sequence[BagPlan]) -> None:
     """The freezing as typed (its time, the bags), every problem at once; nothing is read from the database."""
     problems = Problems()
@@ -98,6 +137,7 @@ def cryopreserve(session: Session, actor: Any, lot_id: int, *, frozen_at: dateti
             raise Conflict(f"Lot {lot.lot_number} is already cryopreserved.")
         if frozen_at < lot.harvested_at:
             raise ValidationFailed("Freezing cannot be before the harvest.", field="frozen_at")
+        check_bag_content(session, lot, bags)
         try:
             plan = plan_cryopreservation(lot.harvest_total_cells, lot.harvest_viable_cells, bags, basis=basis)
         except CultureError as error:

@@ -46,6 +46,7 @@ from mscbatch.lots.steps import (
     PassageDetails,
     check_against_last_passage,
     check_days_in_culture,
+    check_doubling_rate,
     check_growth,
     check_seeding,
     check_step_date,
@@ -149,6 +150,9 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
         if (seeded, harvested) != (step.seeded_cells, step.harvested_cells):  # counts kept as recorded (a date
             # corrected) are not judged again: a passage recorded before this rule stays correctable
             check_growth(session, [*before[-1:], step], step.label, seeded, harvested, "correct")
+        if before and (seeded, harvested, days) != (step.seeded_cells, step.harvested_cells, step.days_in_culture):
+            # a corrected count or time is held to the doubling time a new passage is (a slip typed again)
+            check_doubling_rate(lot, step.label, seeded, harvested, days, before[-1].performed_on, performed_on)
         if after and after[0].seeded_cells is not None and harvested < after[0].seeded_cells:
             raise ValidationFailed(
                 f"Cells harvested: {format_cells(harvested)} cannot be less than the "

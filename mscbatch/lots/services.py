@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.bounds import FIRST_DAY, plausible_instant
+from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import LOT, SYSTEM, TransitionRefused
 from mscbatch.database import locked_row, utcnow
 from mscbatch.donors.decisions import donor_gate, donor_gate_reasons
@@ -301,7 +302,8 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     sign(), in the same transaction). The one place where lot states change:
     - sequence and authority from core.states.LOT (actor None = the system, e.g. expiry);
     - quarantine only after cryopreservation (there is nothing to release before the bags exist), and only when
-      the record names the reagent lots the product requires (missing_reagents_of);
+      the record names the reagent lots the product requires (missing_reagents_of), and only when every bag in the
+      unit's custody has a storage position (unplaced_bags_words: a bag in no position cannot be found or recalled);
     - release (or conditional release) only when the donor gate says "approved" NOW (DOMAIN.md section 3);
     - "expired" only once the lot's expiry has passed: before it, "expired" would be a way of taking a lot out of
       use without the signed rejection or recall (and their reasons) that GMP asks for.
@@ -326,6 +328,11 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
         if unexplained:
             raise Conflict(f"Lot {lot.lot_number} cannot go to quarantine: " + "; ".join(unexplained) + ". QA judges "
                            "the deviation at release.", field="target")
+        unplaced = unplaced_bags_words(bags)
+        if unplaced:
+            raise Conflict(f"Lot {lot.lot_number} cannot go to quarantine: {unplaced}. Place each bag in a box "
+                           "position (the lot page, Bags) first: a bag in no position is in no tank that anyone "
+                           "can find, check or recall.", field="target")
     if target == "expired" and not expiry_passed(lot):
         raise Conflict(_not_expired_words(lot), field="target")
     if target in RELEASE_TARGETS:
@@ -338,6 +345,21 @@ def apply_lot_transition(session: Session, actor: Any, lot: Lot, target: str) ->
     lot.status_changed_at = utcnow()
     lot.status_changed_by_id = None if actor is None else actor.id
     return lot
+
+
+#: a bag in these states is in the unit's custody and must have a storage position (a discarded bag has none)
+UNPLACED_BLOCKING_STATES = ("stored", "on_hold", "allocated", "returned")
+
+
+def unplaced_bags_words(bags: Any) -> str:
+    """The lot's bags still in the unit's custody with no storage position, in words ("bags 1 of 4 (DIN ...) and 3 of
+    4 (DIN ...) are not placed in storage"); "" when every one is placed. The quarantine gate refuses the lot then."""
+    waiting = [bag for bag in bags if bag.box_id is None and bag.status in UNPLACED_BLOCKING_STATES]
+    if not waiting:
+        return ""
+    named = [f"{bag.bag_number} of {bag.bag_count} ({din_shown(bag)})" for bag in waiting]
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    return f"bag{'' if len(named) == 1 else 's'} {listed} {'is' if len(named) == 1 else 'are'} not placed in storage"
 
 
 def recorded_reagent_types(session: Session, lot_id: int) -> set[str]:

@@ -22,6 +22,7 @@ from mscbatch.core.culture import (
     CultureError,
     PassageCount,
     check_culture_limits,
+    check_doubling_time,
     check_harvest_count,
     check_viability_percent,
     cumulative_population_doublings,
@@ -176,6 +177,35 @@ def check_days_in_culture(lot: Lot, passages: list[ProcessStep], number: int, pe
         "in culture and the date.", field="days_in_culture")
 
 
+def culture_hours(days: Decimal | None, started_on: date, performed_on: date) -> tuple[Decimal, str]:
+    """The hours a passage's cells grew, and how the message says them: its days in culture when given, else the
+    longest the dates allow (from the start of the day it was seeded, the previous step's date, to the end of its
+    own): a blank "days" field never lets a count pass that its dates refuse."""
+    if days is not None:
+        return days * 24, f"{days.normalize():f} day{'' if days == 1 else 's'}"
+    span = (performed_on - started_on).days + 1
+    return Decimal(span * 24), f"at most {span} day{'' if span == 1 else 's'} (seeded {started_on}, harvested {performed_on})"
+
+
+def check_doubling_rate(lot: Lot, step_label: str, seeded: int, harvested: int, days: Decimal | None,
+                        started_on: date, performed_on: date) -> None:
+    """A passage's doubling time (days x 24 / PD) cannot be shorter than the product's fastest
+    (config/products.toml culture.min_doubling_time, a site value): cells that "doubled" every 1.6 h were counted
+    wrong, a factor 1000 typed, and that count would go on to the harvest and the bags (the harvest is checked only
+    against this count). Refused naming the counts and the days, the fields a slip is in."""
+    limits = product_of(lot).culture_limits
+    hours, said = culture_hours(days, started_on, performed_on)
+    broken = check_doubling_time(seeded, harvested, hours, limits.min_doubling_time_hours)
+    if broken is None:
+        return
+    minimum = (limits.min_doubling_time_hours or Decimal(0)).normalize()
+    message = (f"Cells harvested: {format_cells(harvested)} from {format_cells(seeded)} seeded in {said} at "
+               f"{step_label} is {broken}; {lot.product_name} ({lot.product_id}) double no faster than every "
+               f"{minimum:f} h (the site's minimum doubling time): check the count for a typing error (a factor of "
+               "10 or 1000), and the cells seeded and the days in culture.")
+    raise ValidationFailed(message, field="harvested_cells")
+
+
 def record_isolation(session: Session, actor: Any, lot_id: int, *, performed_on: date | None,
                      notes: str = "") -> ProcessStep:
     """The isolation of cells from the tissue (digestion / explant): once per lot, before P0."""
@@ -232,6 +262,8 @@ def record_passage(session: Session, actor: Any, lot_id: int, details: PassageDe
         performed_on = problems.check(lambda: check_step_date(lot, details.performed_on, previous))
         if performed_on is not None:
             problems.check(lambda: check_days_in_culture(lot, passages, expected, performed_on, days))
+            problems.check(lambda: check_doubling_rate(lot, f"P{expected}", seeded, harvested, days,
+                                                       previous[-1].performed_on, performed_on))
         problems.raise_any()
         assert performed_on is not None
         counts = [PassageCount(s.passage_number or 0, s.seeded_cells or 1, s.harvested_cells or 1) for s in passages]

@@ -110,15 +110,35 @@ def record_required_reagents(session: Any, lot_id: int) -> None:
 
 
 def cryopreserved_lot(session: Any, donor_id: int, count: int = 4, *,
-                      with_reagents: bool = False) -> tuple[int, list[Any]]:
+                      with_reagents: bool = False, placed: bool = False) -> tuple[int, list[Any]]:
     """A harvested lot frozen into `count` bags; with with_reagents=True its record also names the reagent lots the
-    product requires, so it can go to quarantine (lots.reagent_rules)."""
+    product requires, and with placed=True its bags are placed in a box of their own (place_bags), so it can go to
+    quarantine (lots.reagent_rules, lots.services.unplaced_bags_words)."""
     lot_id = harvested_lot(session, donor_id)
     if with_reagents:
         record_required_reagents(session, lot_id)
     plan = BagPlan(volume_ml=Decimal(20), cells_per_ml=M, dmso_percent=Decimal(10))
     made = bags.cryopreserve(session, user(session, "technician"), lot_id, frozen_at=at(TODAY, 9), bags=[plan] * count)
+    if placed:
+        place_bags(session, [bag.id for bag in made])
     return lot_id, made
+
+
+def place_bags(session: Any, bag_ids: list[int]) -> int:
+    """Place the bags in the positions 1, 2 ... of a box of their own (a lot goes to quarantine only once every bag
+    has a storage position: lots.services.apply_lot_transition); returns the box's id."""
+    tech = user(session, "technician")
+    name = f"Placement {len(bag_ids)} {bag_ids[0]}"
+    site = storage.create_location(session, tech, kind="site", name=name)
+    tank = storage.create_location(session, tech, kind="tank", name=f"Tank {name}", parent_id=site.id,
+                                   temperature_max_c=Decimal(-150))
+    rack = storage.create_location(session, tech, kind="rack", name=f"Rack {name}", parent_id=tank.id)
+    size = max(2, int(len(bag_ids) ** 0.5) + 1)
+    box_id = storage.create_location(session, tech, kind="box", name=f"Box {name}", parent_id=rack.id, rows=size,
+                                     columns=size).id
+    for position, bag_id in enumerate(bag_ids, start=1):
+        storage.store_bag(session, tech, bag_id, box_id, position)
+    return int(box_id)
 
 
 def box(session: Any, temperature: int = -150, rows: int = 3, columns: int = 3) -> int:

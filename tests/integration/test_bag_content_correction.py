@@ -282,11 +282,14 @@ def test_in_quarantine_a_bag_corrected_to_hold_dmso_needs_the_dmso_lot_recorded(
     from mscbatch.core.culture import BagPlan
     from mscbatch.lots import bags, reagents, services
     from mscbatch.lots.models import ProcessStep
-    from tests.integration.lot_factories import TODAY, at, factory_reagent, harvested_lot
+    from tests.integration.lot_factories import TODAY, at, factory_reagent, harvested_lot, place_bags
 
     shipped = services.product_of
-    monkeypatch.setattr(services, "product_of", lambda lot: replace(
-        shipped(lot), required_reagent_types=(("medium",), ("platelet_lysate", "fbs"), ("trypsin",))))
+    def without_dmso(lot):  # type: ignore[no-untyped-def]
+        return replace(shipped(lot), required_reagent_types=(("medium",), ("platelet_lysate", "fbs"), ("trypsin",)))
+
+    monkeypatch.setattr(services, "product_of", without_dmso)
+    monkeypatch.setattr(bags, "product_of", without_dmso)  # the freezing asks the product whether it uses DMSO
     with _session(app) as session:
         lot_id = harvested_lot(session, approved_adipose_donor(session))
         tech = user(session, "technician")
@@ -297,6 +300,7 @@ def test_in_quarantine_a_bag_corrected_to_hold_dmso_needs_the_dmso_lot_recorded(
                                   step_id=step.id)
         made = bags.cryopreserve(session, tech, lot_id, frozen_at=at(TODAY, 9), bags=[
             BagPlan(volume_ml=Decimal(20), cells_per_ml=M, dmso_percent=Decimal(0))] * 2)
+        place_bags(session, [bag.id for bag in made])  # quarantine needs every bag in a storage position
         services.transition_lot(session, tech, lot_id, "quarantine", "frozen without DMSO")
         bag_id = made[0].id
     tech_client = client_as("technician")

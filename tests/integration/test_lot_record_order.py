@@ -113,7 +113,8 @@ def test_a_harvest_before_the_collection_time_is_refused(app, users, db_session)
     tech = user(db_session, "technician")
     steps.record_isolation(db_session, tech, lot_id, performed_on=day)
     steps.record_passage(db_session, tech, lot_id, steps.PassageDetails(
-        passage_number=0, performed_on=day, seeded_cells=2 * M, harvested_cells=16 * M, viability_percent="95"))
+        # 10 -> 16 x10^6 on the collection day: 0.68 doublings in at most a day (one every 35 h), a growth MSC can do
+        passage_number=0, performed_on=day, seeded_cells=10 * M, harvested_cells=16 * M, viability_percent="95"))
     collected = at(day, 9).astimezone(site_config().tz)
 
     with pytest.raises(ValidationFailed) as refused:

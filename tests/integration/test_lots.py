@@ -128,7 +128,8 @@ def test_population_doublings_match_hand_computed_values(app, users, db_session)
 
 def test_a_passage_beyond_the_pd_limit_is_refused_and_near_it_warns(app, users, db_session, client_as):  # noqa: F811
     lot_id = start_lot(db_session, approved_adipose_donor(db_session))
-    steps.record_isolation(db_session, user(db_session, "technician"), lot_id, performed_on=TODAY - timedelta(days=10))
+    # 26 doublings take 16 days at the fastest (15 h each, config/products.toml culture.min_doubling_time)
+    steps.record_isolation(db_session, user(db_session, "technician"), lot_id, performed_on=TODAY - timedelta(days=17))
     db_session.rollback()
     client = client_as("technician")
     form = {"passage-passage_number": "0", "passage-performed_on": TODAY.isoformat(), "passage-seeded_cells": "0.001",
@@ -192,7 +193,8 @@ def test_the_state_machine_refuses_out_of_order_and_unsigned_moves(app, users, d
         services.apply_lot_transition(db_session, qa, lot, "quarantine")
     db_session.rollback()
     with pytest.raises(Conflict, match="is in process: a passage can no longer|can no longer be recorded"):
-        lot_id2, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), with_reagents=True)
+        lot_id2, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), with_reagents=True,
+                                           placed=True)
         services.transition_lot(db_session, tech, lot_id2, "quarantine", "cryopreserved")
         steps.record_passage(db_session, tech, lot_id2, steps.PassageDetails(2, TODAY, M, 2 * M, "90"))
     assert db_session.get(Lot, lot_id2).status == "quarantine"

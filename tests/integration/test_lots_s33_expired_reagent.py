@@ -18,7 +18,8 @@ from tests.integration.test_donors import db_session  # noqa: F401 (fixture)
 
 def _lot_with_an_expired_dmso_used(session: Any) -> tuple[int, int]:
     """A frozen lot whose DMSO use was corrected to the lot really used, which had expired the day before."""
-    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), count=2, with_reagents=True)
+    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), count=2, with_reagents=True,
+                                      placed=True)
     tech = user(session, "technician")
     expired = reagents.register_reagent_lot(session, tech, reagent_type="dmso", name="CryoSure DMSO",
                                             supplier="WAK", lot_number="D-OLD-7",

@@ -123,7 +123,7 @@ def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_ses
         "frozen_at": f"{TODAY.isoformat()}T09:00:00+00:00",
         "bags": [{"volume_ml": "7.5", "cells_per_ml": M, "dmso_percent": "10"}] * 2})
     assert made.status_code == 201, made.get_json()
-    bag = made.get_json()[1]
+    bag, first_bag_id = made.get_json()[1], made.get_json()[0]["id"]
     assert bag["division"] == "B0" and bag["effective_status"] == "quarantine" and bag["usable"] is False
     stored = client.post(f"/api/v1/bags/{bag['id']}/storage", headers=tech, json={"box_id": box_id, "position": 4})
     assert stored.status_code == 200 and stored.get_json()["position"] == "B1"
@@ -158,6 +158,12 @@ def test_the_api_records_a_lot_from_collection_to_stored_bags(app, users, db_ses
     assert again.status_code == 409 and "already registered" in again.get_json()["detail"]
     assert client.post("/api/v1/reagent-lots", headers=nurse, json={}).status_code == 403
     assert len(client.get(f"/api/v1/lots/{lot_id}/reagents", headers=nurse).get_json()) == 4
+    unplaced = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=tech,
+                           json={"target": "quarantine", "reason": "frozen and stored"})
+    assert unplaced.status_code == 409 and "bag 1 of 2 (" in unplaced.get_json()["detail"]
+    first = client.post(f"/api/v1/bags/{first_bag_id}/storage", headers=tech,
+                        json={"box_id": box_id, "position": 5})  # every bag placed before quarantine
+    assert first.status_code in (200, 201), first.get_json()
     quarantine = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=tech,
                              json={"target": "quarantine", "reason": "frozen and stored"})
     assert quarantine.status_code == 200 and quarantine.get_json()["status"] == "quarantine"

@@ -222,7 +222,8 @@ def test_refusals_name_the_field_and_write_nothing(app, users, db_session, clien
 def test_no_correction_of_a_use_of_another_lot_nor_once_the_lot_left_in_process(app, users, db_session,  # noqa: F811
                                                                                 client_as):
     s = _scene(db_session)
-    done_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), count=2, with_reagents=True)
+    done_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), count=2, with_reagents=True,
+                                       placed=True)
     services.transition_lot(db_session, user(db_session, "technician"), done_id, "quarantine", "ready for QC")
     trypsin = factory_reagent(db_session, "trypsin")
     done_use = db_session.scalar(select(ReagentUse).where(ReagentUse.lot_id == done_id,

@@ -67,7 +67,8 @@ def _quarantine(client: Any, lot_id: int) -> Any:
 
 def test_quarantine_is_refused_until_every_required_reagent_lot_is_recorded_and_the_page_says_what_is_missing(
         app, users, db_session, client_as):  # noqa: F811
-    lot_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session))  # 10 % DMSO, no reagent
+    lot_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session),  # 10 % DMSO, no reagent
+                                      placed=True)
     ids = {kind: factory_reagent(db_session, kind) for kind in ("medium", "trypsin", "dmso")}
     fbs = reagents.register_reagent_lot(db_session, user(db_session, "technician"), reagent_type="fbs",
                                         name="Fetal bovine serum", supplier="SerumCo", lot_number="FBS-77",

@@ -52,10 +52,11 @@ def test_days_in_culture_cannot_be_more_than_the_dates_allow(app, users, db_sess
     assert collected, html
     assert _count(db_session, lot_id) == 0
 
-    assert tech.post(f"/lots/{lot_id}/passages", data=_passage(0, start, "0.5")).status_code == 302
+    # 4 -> 4.4 x10^6 in half a day (one doubling every 87 h): counts MSC can grow (culture.min_doubling_time)
+    assert tech.post(f"/lots/{lot_id}/passages", data=_passage(0, start, "0.5", "4", "4.4")).status_code == 302
     assert tech.post(f"/lots/{lot_id}/passages", data=_passage(1, TODAY, "3", "4", "30")).status_code == 302
     # P0 0.5 + P1 3 + P2 1 = 4.5 days, but only 3.6 days from 09:00 three days ago to the end of TODAY
-    added = tech.post(f"/lots/{lot_id}/passages", data=_passage(2, TODAY, "1", "5", "38"))
+    added = tech.post(f"/lots/{lot_id}/passages", data=_passage(2, TODAY, "1", "5", "7"))
     html = added.get_data(as_text=True)
     assert added.status_code == 422 and "P0 to P2 add up to 4.5 days" in html and "only 3.6 days" in html, html
     assert _count(db_session, lot_id) == 2
@@ -147,7 +148,8 @@ def _harvest_row(session: Any, lot_id: int) -> tuple[Any, ...]:
 
 
 def test_no_correction_once_the_lot_left_in_process_and_the_page_says_who(app, users, db_session, client_as):  # noqa: F811
-    lot_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), count=2, with_reagents=True)
+    lot_id, _bags = cryopreserved_lot(db_session, approved_adipose_donor(db_session), count=2, with_reagents=True,
+                                      placed=True)
     services.transition_lot(db_session, user(db_session, "technician"), lot_id, "quarantine", "ready for QC")
     p0 = db_session.scalar(select(ProcessStep.id).where(ProcessStep.lot_id == lot_id, ProcessStep.passage_number == 0))
     step_before, lot_before = _step_row(db_session, p0), _harvest_row(db_session, lot_id)

@@ -36,7 +36,7 @@ def test_state_words_and_one_bag(app, users, db_session, client_as):  # noqa: F8
     page = one.get_data(as_text=True)
     assert "Cryopreserved into 1 bag; DIN allocated." in page and "in 1 bag<" in page, page
 
-    ready, _bags = cryopreserved_lot(db_session, donor_id, count=2, with_reagents=True)
+    ready, _bags = cryopreserved_lot(db_session, donor_id, count=2, with_reagents=True, placed=True)
     db_session.rollback()
     moved = tech.post(f"/lots/{ready}/transition", follow_redirects=True,
                       data={"transition-target": "quarantine", "transition-reason": "ready for QC"})

@@ -255,7 +255,8 @@ def test_the_api_records_passages_up_to_the_product_limit_and_refuses_the_next(a
         passages(session, lot_id, [(1 * M, 2 * M)] * 5, start_days_ago=19)  # P0..P4, PD 1 each
         isolated = [start_lot(session, donor) for _ in range(2)]
         for other in isolated:
-            steps.record_isolation(session, user(session, "technician"), other, performed_on=TODAY - timedelta(days=10))
+            # 25 doublings take at least 15.6 days (15 h each: config/products.toml culture.min_doubling_time)
+            steps.record_isolation(session, user(session, "technician"), other, performed_on=TODAY - timedelta(days=17))
         session.commit()
     token = api_token_for(app, "technician")
     client = app.test_client()

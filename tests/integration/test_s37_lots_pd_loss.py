@@ -19,7 +19,10 @@ from tests.conftest import api_token_for
 from tests.integration.lot_factories import TODAY, M, approved_adipose_donor, start_lot, user
 from tests.integration.test_donors import db_session  # noqa: F401 (fixture)
 
-ISOLATED_DAYS_AGO = 16
+ISOLATED_DAYS_AGO = 27
+#: the days after the isolation P0, P1, P2 are dated: 19.93 doublings at P0 take at least 12.5 days and 9.97 at P2
+#: 6.2 days at the product's fastest (15 h each, config/products.toml culture.min_doubling_time)
+PASSAGE_DAYS = (13, 17, 24)
 
 
 def _passages_of(session: Any, lot_id: int) -> list[ProcessStep]:
@@ -29,13 +32,14 @@ def _passages_of(session: Any, lot_id: int) -> list[ProcessStep]:
 
 
 def _form(number: int, seeded: str, harvested: str) -> dict[str, str]:
-    day = TODAY - timedelta(days=ISOLATED_DAYS_AGO - 4 * (number + 1))
+    day = TODAY - timedelta(days=ISOLATED_DAYS_AGO - PASSAGE_DAYS[number])
     return {"passage-passage_number": str(number), "passage-performed_on": day.isoformat(),
             "passage-seeded_cells": seeded, "passage-harvested_cells": harvested, "passage-viability_percent": "95"}
 
 
 def _isolated_lot(session: Any) -> int:
-    lot_id = start_lot(session, approved_adipose_donor(session))  # AT-MSC: cumulative PD limit 25, warning 20
+    lot_id = start_lot(session, approved_adipose_donor(session, days_ago=ISOLATED_DAYS_AGO),  # AT-MSC: cumulative
+                       days_ago=ISOLATED_DAYS_AGO)  # PD limit 25, warning 20
     steps.record_isolation(session, user(session, "technician"), lot_id,
                            performed_on=TODAY - timedelta(days=ISOLATED_DAYS_AGO))
     session.commit()

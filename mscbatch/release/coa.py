@@ -3,7 +3,9 @@ its specification, result, unit, method, date and verdict, the specification ver
 and the signatures' manifestation (21 CFR 11.50: printed name, date-time, meaning). Every instant is written as the
 pages write it: the site's local time with its zone, UTC beside it (site.local_and_utc). A value changed after
 first entry is marked "*", and every correction of the manufacturing record after first entry is listed with its
-count (EU GMP Annex 11 8.2). Conditional and exceptional releases are flagged at the top.
+count (EU GMP Annex 11 8.2). Conditional and exceptional releases are flagged at the top. It also gives the content of
+each bag, the culture summary (passage at harvest, cumulative PD, harvest viability), QA's signed donor eligibility
+decision in force, and "page x of y" on each page.
 """
 from __future__ import annotations
 
@@ -16,20 +18,26 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from sqlalchemy.orm import object_session
 
+from mscbatch.core.culture import format_cells
 from mscbatch.core.identifiers import din_shown
 from mscbatch.core.release_spec import UNIT_SHOWN, shown_number
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.database import utcnow
+from mscbatch.donors.queries import current_decision
 from mscbatch.errors import NotFound
 from mscbatch.lots.queries import product_of
 from mscbatch.recall.queries import recall_words
+from mscbatch.signatures.services import signatures_of
 from mscbatch.site import local_and_utc, site_config
 
 _styles = getSampleStyleSheet()
 SMALL = ParagraphStyle("small", parent=_styles["BodyText"], fontSize=7.5, leading=9)
 BODY = ParagraphStyle("body", parent=_styles["BodyText"], fontSize=9, leading=11)
+BOLD = ParagraphStyle("bold", parent=BODY, fontName="Helvetica-Bold")
 FLAG = ParagraphStyle("flag", parent=BODY, textColor=colors.HexColor("#9a1b1b"), fontName="Helvetica-Bold")
 #: the top line of a certificate of a lot not in use: a signature on its record (an OOS closed, a clinician's request
 #: for exceptional use) must not read as a release
@@ -83,9 +91,7 @@ def _printable(text: str) -> str:
 
 
 def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
-    safe = _printable(str(text if text is not None else ""))
-    safe = safe.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return Paragraph(safe, style)
+    return Paragraph(_escaped(str(text if text is not None else "")), style)
 
 
 def _grid(rows: list[list[Any]], widths: list[float]) -> Table:
@@ -138,8 +144,7 @@ def _tests(review: Any) -> Table:
             # counts in millions with "x10^6 cells" in the Unit column, as the limits are written
             value = shown_number(row.unit, current.value) + (" *" if current.changed_after_entry else "")
         shown_unit = UNIT_SHOWN.get(row.unit, row.unit)
-        colour = VERDICT_COLOURS.get(str(v.status), "#000000")
-        verdict = Paragraph(f'<font color="{colour}"><b>{str(v.status).upper()}</b></font>', SMALL)
+        verdict = _verdict_cell(v)
         limit = v.limit_text + (f" ({row.note})" if row.note else "")  # as the review page: "Site value to confirm"
         # a failing result an OOS invalidation replaced is said on its test's row, with its cause: the table alone
         # shows that the test failed once and why that result no longer counts (FDA OOS guidance 2006)
@@ -148,6 +153,23 @@ def _tests(review: Any) -> Table:
                      _p(_how(current) if current else row.method), _p(current.tested_on if current else ""),
                      verdict, _p("yes" if v.blocking else "informative")])
     return _grid(rows, [44 * mm, 50 * mm, 38 * mm, 18 * mm, 48 * mm, 20 * mm, 24 * mm, 20 * mm])
+
+
+def _verdict_cell(verdict: Any) -> Paragraph:
+    """The verdict as printed: its status in its colour; an informative result that misses its informative limit
+    says so, from the same judgement the review page words ("does not meet its informative limit":
+    core.verdicts.judge_test's meets_limit), "INFORMATIVE – does not meet >= 20 %" (the miss in the failure's
+    colour), so a blue INFORMATIVE alone never reads as a result within its limit."""
+    colour = VERDICT_COLOURS.get(str(verdict.status), "#000000")
+    markup = f'<font color="{colour}"><b>{_escaped(str(verdict.status).upper())}</b></font>'
+    if str(verdict.status) == "informative" and verdict.meets_limit is False:
+        markup += (f'<font color="{VERDICT_COLOURS["fail"]}"><b> – does not meet '
+                   f'{_escaped(verdict.limit_text)}</b></font>')
+    return Paragraph(markup, SMALL)
+
+
+def _escaped(text: str) -> str:
+    return _printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _how(result: Any) -> str:
@@ -270,7 +292,11 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     info.setStyle(TableStyle([("FONT", (0, 0), (0, -1), "Helvetica-Bold"), ("FONT", (2, 0), (2, -1), "Helvetica-Bold"),
                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     dins = ", ".join(din_shown(b) for b in review.bags) or "none yet"
-    story += [info, _p(f"Bags ({review.bag_count}), DIN and check character: {dins}", BODY), Spacer(1, 3 * mm)]
+    story += [info, _p(f"Bags ({review.bag_count}), DIN and check character: {dins}", BODY),
+              _p(_culture_words(review), BODY), _p(_decision_words(review), BODY)]
+    if review.bags:
+        story += [Spacer(1, 1.5 * mm), _p("Content of each bag", BOLD), _bag_table(review)]
+    story.append(Spacer(1, 3 * mm))
     if product is not None and product.is_directed:  # as the lot page and the bag labels say it
         story.append(_p(f"For use by intended recipient only: {review.donor.recipient_code or 'NOT RECORDED'}", FLAG))
     if review.expired_words:  # still "released" on the record, but no bag of it may be given any more
@@ -312,8 +338,60 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     if unprintable:  # never a silent square in place of a recorded character
         story.append(_p(f"{', '.join(sorted(unprintable))}: a character this certificate's font cannot print, written "
                         "as its Unicode code point; the record keeps it as typed (the review page shows it).", BODY))
-    doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number))
+    doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number),
+              canvasmaker=_NumberedCanvas)
     return buffer.getvalue()
+
+
+def _bag_table(review: Any) -> Table:
+    """The content of each bag as the lot page's bag table gives it: DIN with its check character, cells, volume,
+    cells per mL and DMSO % (counts as "125 x10^6", core.culture.format_cells)."""
+    rows: list[list[Any]] = [[_p(h) for h in ("Bag", "DIN and check character", "Cells in the bag", "Volume",
+                                               "Cells per mL", "DMSO")]]
+    rows += [[_p(f"{b.bag_number} of {b.bag_count}"), _p(din_shown(b)), _p(f"{format_cells(b.total_cells)} cells"),
+              _p(f"{b.volume_ml} mL"), _p(f"{format_cells(b.cells_per_ml)}/mL"), _p(f"{b.dmso_percent} %")]
+             for b in review.bags]
+    return _grid(rows, [22 * mm, 55 * mm, 40 * mm, 28 * mm, 35 * mm, 22 * mm])
+
+
+def _culture_words(review: Any) -> str:
+    """The culture summary from the steps and the harvest the review page reads (Review.steps, the lot): the last
+    passage before the harvest, its cumulative population doublings, and the harvest viability; what is not
+    recorded yet is said so, never filled in."""
+    lot = review.lot
+    passages = [s for s in review.steps if s.kind == "passage"]
+    last = passages[-1] if passages else None
+    if lot.harvested_at is None:
+        passage = f"last passage recorded {last.label}" if last is not None else "no passage recorded"
+        harvest = "harvest not recorded yet"
+    else:
+        passage = f"passage at harvest {last.label}" if last is not None else "passage at harvest: none recorded"
+        viability = (f"{lot.harvest_viability_percent} %" if lot.harvest_viability_percent is not None
+                     else "not recorded")
+        harvest = f"harvest viability {viability}"
+        if lot.harvest_total_cells:
+            harvest += f" ({format_cells(lot.harvest_total_cells)} cells harvested" + (
+                f", {format_cells(lot.harvest_viable_cells)} viable)" if lot.harvest_viable_cells else ")")
+    pd = (f"cumulative population doublings {last.cumulative_pd}" if last is not None and last.cumulative_pd
+          is not None else "cumulative population doublings not recorded")
+    return f"Culture: {passage}; {pd}; {harvest}."
+
+
+def _decision_words(review: Any) -> str:
+    """QA's signed eligibility decision on the donor in force (donors.queries.current_decision, the decision the
+    donor gate reads): its meaning, who signed it and when, and the rule set it was judged with."""
+    session = object_session(review.lot)
+    decision = current_decision(session, review.donor.id) if session is not None else None
+    if decision is None:
+        return (f"Donor eligibility decision: no signed decision of QA in force for donor {review.donor.code} "
+                f"(donor eligibility {review.gate}).")
+    signed = "; ".join(f"signed by {s.printed_name}, {_when(s.signed_at)}"
+                       + (f", meaning: {s.meaning}" if s.meaning != decision.meaning else "")
+                       for s in signatures_of(session, decision)) or "no signature recorded"
+    rule_set = (f"rule set {decision.ruleset_id} version {decision.ruleset_version} "
+                f"(sha256 {decision.ruleset_sha256[:16]}…)" if decision.ruleset_id else "rule set not recorded")
+    return (f"Donor eligibility decision {decision.id}: {decision.meaning} — {signed}; screening "
+            f"{decision.engine_status}, judged {_when(decision.judged_at)} with {rule_set}.")
 
 
 def _product(lot: Any) -> Any:
@@ -327,7 +405,11 @@ def _conclusion(oos: Any) -> str:
     """QA's investigation and conclusion; an invalidation starts with the assignable laboratory cause it was
     signed on (core.oos_causes), as the review page says it."""
     if oos.status != "invalidated":
-        return str(oos.investigation or "")
+        # oos reads the review's queries: imported when used
+        from mscbatch.release.oos import conclusion_words
+
+        words = conclusion_words(object_session(oos), oos) if oos.closed_at is not None else None
+        return " ".join(part for part in (words, str(oos.investigation or "")) if part)
     return f"Assignable laboratory cause: {oos.cause_words}. {oos.investigation or ''}".strip()
 
 
@@ -348,6 +430,29 @@ def _footer(lot_number: str) -> Any:
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
         canvas.drawString(12 * mm, 7 * mm, f"mscbatch — certificate of analysis, lot {lot_number}")
-        canvas.drawRightString(landscape(A4)[0] - 12 * mm, 7 * mm, f"page {doc.page}")
         canvas.restoreState()
     return draw
+
+
+class _NumberedCanvas(Canvas):
+    """Each page's "page x of y": a page is kept until the document is laid out, when the count of pages is
+    known, then written with its number (the two-pass canvas of ReportLab's examples)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pages: list[dict[str, Any]] = []
+
+    def showPage(self) -> None:  # noqa: N802 - ReportLab's name
+        self._pages.append(dict(self.__dict__))
+        self._startPage()
+
+    def save(self) -> None:
+        total = len(self._pages)
+        for page in self._pages:
+            self.__dict__.update(page)
+            self.saveState()
+            self.setFont("Helvetica", 7)
+            self.drawRightString(landscape(A4)[0] - 12 * mm, 7 * mm, f"page {self._pageNumber} of {total}")
+            self.restoreState()
+            super().showPage()
+        super().save()

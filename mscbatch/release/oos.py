@@ -6,7 +6,11 @@ an electronic signature, either
   core.oos_causes, signed with the investigation) and a valid retest result (entered after the OOS opened)
   replaces the failing one, which stays recorded, flagged invalid; without an assignable cause there is no
   invalidation (FDA OOS guidance 2006; MHRA OOS guidance): or
-- confirmed: the failure stands and the lot is rejected (signed "Rejected") in the same transaction; no cause.
+- confirmed: the failure stands and the lot is rejected (signed "Rejected") in the same transaction; no cause. A
+  lot already released (conditionally, or a late failure) is recalled instead. A lot QA released exceptionally for
+  this very OOS (the clinician's signed request and QA's countersignature: exceptional use of an OOS batch to avoid
+  a significant hazard, DOMAIN.md section 5, EU GMP Part IV 11.5) was supplied knowing it failed: its confirmation
+  concludes "confirmed: lot supplied under exceptional release" (CONFIRMED_SUPPLIED), with no recall.
 Either way only by a QA person who neither entered results of the lot nor recorded its manufacture (refuse_involved,
 the release's rule: EU GMP ch. 2, Reg. 2017/1569 art. 10).
 A failure after a conditional release is a late OOS: it lists every patient who already received the lot.
@@ -33,6 +37,9 @@ from mscbatch.signatures.services import PASSWORD_NOT_TYPED, PasswordNotTyped, s
 
 INVALIDATED_MEANING = "OOS invalidated (laboratory error, valid retest)"
 CONFIRMED_MEANING = "OOS confirmed"
+#: the conclusion (OosInvestigation.conclusion, a string column of 20) of an OOS confirmed on a lot released
+#: exceptionally for it: the failure stands, the lot was knowingly supplied to its one patient, no recall
+CONFIRMED_SUPPLIED = "confirmed_supplied"
 #: the investigation and conclusion QA signs, at most: the release record's one rule (texts.SIGNED_TEXT_MAX_CHARS,
 #: the form's maxlength too), read at each signature so that a test can write a record from before the rule
 INVESTIGATION_MAX_CHARS = SIGNED_TEXT_MAX_CHARS
@@ -113,13 +120,37 @@ def _status_times(session: Session, bags: list[tuple[int, str]]) -> dict[int, An
     return out
 
 
+def pending_at_conditional_release(session: Session, lot: Lot) -> list[str]:
+    """The tests named pending at the lot's signed conditional release, while their results are still awaited: the
+    lot is conditionally released, or was recalled from its conditional release (no completion signed). Their
+    results are still entered after the recall: a late positive sterility must be documented, and its late OOS
+    lists the patients who received the lot (EU GMP Part IV 11)."""
+    from mscbatch.release.queries import dispositions_of, pending_conditional_tests
+
+    if lot.status == "conditional_release":
+        return pending_conditional_tests(session, lot)
+    if lot.status != "recalled":
+        return []
+    signed = [d for d in dispositions_of(session, lot.id) if d.signed_at is not None]
+    if any(d.kind in ("completion", "release", "exceptional_release") for d in signed):
+        return []  # released in full: nothing was pending any more when it was recalled
+    for disposition in reversed(signed):
+        if disposition.kind == "conditional_release":
+            return [t for t in disposition.pending_tests.split(",") if t]
+    return []
+
+
 def open_oos(session: Session, lot: Lot, result: ReleaseResult, description: str) -> OosInvestigation:
     """Inside the caller's use case: open the investigation for a failing result (late if the lot is already
-    conditionally released, with the patients to notify)."""
-    late = lot.status == "conditional_release"
+    conditionally released, or was recalled from its conditional release before this pending test's result came
+    in, with the patients to notify)."""
+    late = lot.status == "conditional_release" or (
+        lot.status == "recalled" and result.test_id in pending_at_conditional_release(session, lot))
     patients = patients_who_received(session, lot.id) if late else []
+    prefix = ("" if not late else "LATE OOS after conditional release: " if lot.status == "conditional_release"
+              else "LATE OOS after conditional release (the lot was recalled since): ")
     oos = OosInvestigation(lot_id=lot.id, result_id=result.id, test_id=result.test_id,
-                           description=("LATE OOS after conditional release: " if late else "") + description,
+                           description=prefix + description,
                            status=OOS_OPEN, late=late, patients_to_notify=json.dumps(patients), opened_at=utcnow())
     session.add(oos)
     session.flush()
@@ -371,13 +402,67 @@ def invalidate_oos(session: Session, signer: Any, oos_id: int, retest_result_id:
     return oos
 
 
+def exceptional_release_for(session: Session, oos: OosInvestigation) -> Any:
+    """The lot's signed exceptional release (release.approve_exceptional_release) that was given for this OOS, or
+    None: QA countersigned it while the investigation was open, on results where this test failed (the snapshot
+    the clinician and QA signed). Such a lot was supplied to its one named patient knowing the failure."""
+    from mscbatch.release.models import LotDisposition
+
+    for disposition in session.scalars(select(LotDisposition).where(
+            LotDisposition.lot_id == oos.lot_id, LotDisposition.kind == "exceptional_release",
+            LotDisposition.signed_at.is_not(None)).order_by(LotDisposition.id)):
+        if disposition.signed_at < oos.opened_at:
+            continue
+        failed = {row["test_id"] for row in json.loads(disposition.verdicts_json) if row.get("status") == "fail"}
+        if oos.test_id in failed:
+            return disposition
+    return None
+
+
+def exceptional_words(disposition: Any) -> str:
+    """The exceptional release named as the conclusion and its signature name it."""
+    return f"exceptional release {disposition.id} for patient {disposition.patient_code}"
+
+
+def confirm_words(session: Session, oos: OosInvestigation, lot: Lot) -> str:
+    """The confirm button of an open investigation: what the signature does to the lot (confirm_oos decides the
+    same way)."""
+    if lot.status == "released" and exceptional_release_for(session, oos) is not None:
+        return "Confirm OOS: lot supplied under exceptional release, no recall (sign)"
+    if lot.status in ("conditional_release", "released"):
+        return "Confirm OOS and recall the lot (sign)"
+    if lot.status in ("in_process", "quarantine"):
+        return "Confirm OOS and reject the lot (sign)"
+    return "Confirm OOS (sign)"
+
+
+def conclusion_words(session: Session, oos: OosInvestigation) -> str | None:
+    """The conclusion of a closed investigation in words, when its status alone does not say it, else None."""
+    if oos.conclusion == NOT_OOS:
+        from mscbatch.signatures.services import signatures_of
+
+        meaning = next((s.meaning for s in signatures_of(session, oos) if s.meaning.startswith(NOT_OOS_MEANING)),
+                       NOT_OOS_MEANING)
+        return (f"{meaning}: the result meets that version's limit; it was out of specification only under the "
+                "version it was opened under, and stays the lot's result (not invalidated).")
+    if oos.conclusion == CONFIRMED_SUPPLIED:
+        disposition = exceptional_release_for(session, oos)
+        ref = exceptional_words(disposition) if disposition is not None else "exceptional release"
+        return (f"Confirmed — lot supplied under {ref}: the failure stands; the lot was knowingly given to that "
+                "patient only, and is not recalled for it.")
+    return None
+
+
 def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, password: str,
                 seen: str | None = None) -> OosInvestigation:
     """QA confirms the OOS, in one transaction with its consequence for the lot: a lot in quarantine is rejected
     with its own "Rejected" signature; a conditionally released lot, whose bags may already be on a ward or
     infused, is recalled (DOMAIN.md section 4: conditional_release -> released | recalled), so that its unused
-    bags are held and the recall report lists every patient to notify (section 5, late OOS). `seen`: what the lot's
-    review page showed (_open); None: not checked."""
+    bags are held and the recall report lists every patient to notify (section 5, late OOS). A lot released
+    exceptionally for this OOS (exceptional_release_for) was supplied knowing the failure (DOMAIN.md section 5,
+    "exceptional use of an OOS batch ... documented, signed"): the OOS concludes CONFIRMED_SUPPLIED, signed with the
+    exceptional release named, and the lot stays released for its one patient (no recall, no status change).
+    `seen`: what the lot's review page showed (_open); None: not checked."""
     from mscbatch.recall.services import start_recall_in_use_case
     from mscbatch.release.release import reject_in_use_case
 
@@ -386,12 +471,20 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
         problems = Problems()
         text = problems.check(_investigation, investigation)
         problems.refuse(password)
-        oos.investigation = text
-        oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED
-        oos.closed_by_id, oos.closed_at = signer.id, utcnow()
-        sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")
         lot = session.get(Lot, oos.lot_id)  # locked and read afresh by _open
         assert lot is not None
+        supplied = exceptional_release_for(session, oos)
+        oos.investigation = text
+        oos.status, oos.conclusion = OOS_CONFIRMED, OOS_CONFIRMED if supplied is None else CONFIRMED_SUPPLIED
+        oos.closed_by_id, oos.closed_at = signer.id, utcnow()
+        if supplied is not None:
+            ref = exceptional_words(supplied)
+            session.info["audit_reason"] = (f"OOS {oos.id} confirmed: lot supplied under {ref}; the failure was "
+                                            "known when it was released, the lot is not recalled for it")
+            sign(session, signer, password, oos, f"{CONFIRMED_MEANING}: lot supplied under {ref}"[:120],
+                 required_role="qa")
+            return oos
+        sign(session, signer, password, oos, CONFIRMED_MEANING, required_role="qa")
         if lot.status in ("conditional_release", "released"):
             start_recall_in_use_case(session, signer, scope="lot", target_id=lot.id, password=password,
                                      reason=f"OOS confirmed after release: {oos.description}")
@@ -400,3 +493,95 @@ def confirm_oos(session: Session, signer: Any, oos_id: int, investigation: str, 
         # else the lot is already out of use (recalled by a donor or reagent recall, rejected, expired): the OOS is
         # closed and signed, and the lot stays where it is
     return oos
+
+
+#: the conclusion (and status) of an OOS opened under an earlier version of the specification whose result meets the
+#: version the lot is now judged against: it is not out of specification, so neither invalidated (no laboratory error)
+#: nor confirmed (the lot would be rejected for a result that passes)
+NOT_OOS = "not_oos"
+NOT_OOS_MEANING = "Not out of specification under the version in force"
+
+
+def _judged_in_force(session: Session, oos: OosInvestigation) -> tuple[Any, Any, Any, Any]:
+    """(lot, specification in force for it, test, the failing result's judgement under that version)."""
+    from mscbatch.lots.queries import get_lot
+    from mscbatch.release.specs import spec_of_lot, unreadable
+
+    lot = get_lot(session, oos.lot_id)
+    spec = spec_of_lot(session, lot)
+    failing = session.get(ReleaseResult, oos.result_id)
+    assert failing is not None  # results are never deleted
+    try:
+        test = spec.test(oos.test_id)
+    except KeyError:
+        return lot, spec, None, None
+    try:
+        judgement = judge_value(test, parse_result_value(test, failing.value, failing.unit))
+    except ResultValueError as error:
+        raise unreadable(lot, spec, error) from None
+    return lot, spec, test, judgement
+
+
+def not_oos_refusal(session: Session, oos: OosInvestigation) -> str | None:
+    """Why this OOS cannot be concluded "not out of specification under the version in force", or None: only a
+    failing result that meets, as it was entered, the limit of the version the lot is judged against now (a
+    revised specification, release.specs.spec_of_lot), and that still blocks under it."""
+    _lot, spec, test, judgement = _judged_in_force(session, oos)
+    version = f"{spec.id} v{spec.version}"
+    if test is None:
+        return (f"test {oos.test_id!r} is not in specification {version}, the version in force for this lot: "
+                "confirm or invalidate the OOS")
+    if judgement.meets is not True:
+        return (f"the result does not meet {test.name} {test.limit_text} under {version}, the version in force "
+                f"for this lot ({judgement.comparison}): it is out of specification")
+    return None
+
+
+def not_oos_words(session: Session, oos: OosInvestigation) -> str:
+    """The button offering that conclusion, naming the version (shown only when not_oos_refusal says None)."""
+    _lot, spec, _test, _judgement = _judged_in_force(session, oos)
+    return f"Not out of specification under {spec.id} v{spec.version} (sign)"
+
+
+def close_not_oos(session: Session, signer: Any, oos_id: int, investigation: str, password: str,
+                  seen: str | None = None) -> OosInvestigation:
+    """QA concludes the OOS "not out of specification under the version in force (spec vN)": the result, as it was
+    entered and never changed, meets the limit of the specification version the lot is judged against now (a
+    revision after the OOS was opened). Refused (409 naming `action`, nothing signed) otherwise: not a way to clear a
+    failure. The failing result is not invalidated (there was no laboratory error): it stays the lot's result and is
+    judged under the version in force. Signed with the version named; audited with the reason."""
+    with use_case(session, signer, f"OOS {oos_id}: not out of specification under the version in force"):
+        oos = _open(session, signer, oos_id, seen)  # refuses whoever the release refuses
+        problems = Problems()
+        text = problems.check(_investigation, investigation)
+        refusal = not_oos_refusal(session, oos)
+        if refusal is not None:
+            problems.add(Conflict(f"Not out of specification: {refusal}. Nothing was signed.", field="action"))
+        problems.refuse(password)
+        _lot, spec, test, judgement = _judged_in_force(session, oos)
+        version = f"{spec.id} v{spec.version}"
+        session.info["audit_reason"] = (f"OOS {oos.id} closed: not out of specification under {version}, the version "
+                                        f"in force ({test.name} {judgement.comparison}, limit {test.limit_text})")
+        oos.investigation = text
+        oos.status, oos.conclusion = NOT_OOS, NOT_OOS
+        oos.closed_by_id, oos.closed_at = signer.id, utcnow()
+        sign(session, signer, password, oos, f"{NOT_OOS_MEANING} ({version})"[:120], required_role="qa")
+    return oos
+
+
+def recalled_awaiting_results(session: Session) -> list[Lot]:
+    """Lots recalled from their conditional release while a test it named pending still has no valid result: they
+    still await that result (a late failure opens a late OOS listing the patients to notify), so the dashboard's
+    list of conditional releases awaiting a result keeps them (for the dashboard's query, release.queries.dashboard,
+    to add beside the conditionally released lots)."""
+    waiting = []
+    for lot in session.scalars(select(Lot).where(Lot.status == "recalled").order_by(Lot.id)):
+        pending = pending_at_conditional_release(session, lot)
+        if not pending:
+            continue
+        entered = set(session.scalars(select(ReleaseResult.test_id).where(
+            ReleaseResult.lot_id == lot.id, ReleaseResult.test_id.in_(pending),
+            ReleaseResult.invalidated_at.is_(None))))
+        if set(pending) - entered:
+            waiting.append(lot)
+    return waiting

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, aliased
 from mscbatch.audit.models import AuditEvent
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Deviation, Lot, ProcessStep, ReagentUse, StorageMove
-from mscbatch.recall.queries import OpenLookback, open_lookbacks
+from mscbatch.recall.models import Recall
+from mscbatch.recall.queries import IN_FORCE, OpenLookback, open_lookbacks, recalls_covering
 from mscbatch.release.models import (
     ASSESSED_BEFORE_RELEASE,
     OOS_OPEN,
@@ -342,6 +343,12 @@ class Dashboard:
     after_release: list[tuple[Deviation, Lot]] = field(default_factory=list)
     before_release: list[tuple[Deviation, Lot]] = field(default_factory=list)  # major/critical, to assess first
     lookbacks: list[OpenLookback] = field(default_factory=list)  # donors reopened by a late result: recall or not
+    # {lot id: the recalls in force covering it (recall.queries.recalls_covering, the query the review page's release
+    # refusal reads)} for every lot the dashboard lists, so each list marks a lot under recall ("RECALL R-4")
+    recalls: dict[int, list[Recall]] = field(default_factory=dict)
+
+    def recalls_of(self, lot: Lot) -> list[Recall]:
+        return self.recalls.get(lot.id, [])
 
 
 def released_at(session: Session, lot_id: int) -> datetime | None:
@@ -401,14 +408,18 @@ def assessments_of(session: Session, lot_id: int) -> dict[int, DeviationAssessme
 
 
 def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
+    from mscbatch.release.oos import recalled_awaiting_results  # oos builds on these queries
+
     now = utcnow()
     lots = lambda *where: list(session.scalars(select(Lot).where(*where).order_by(Lot.id)))  # noqa: E731
-    return Dashboard(
+    board = Dashboard(
         awaiting_review=lots(Lot.status == "quarantine"),
         open_oos=[(o, lot) for o, lot in session.execute(select(OosInvestigation, Lot).join(
             Lot, Lot.id == OosInvestigation.lot_id).where(OosInvestigation.status == "open")
             .order_by(OosInvestigation.id))],
-        conditional=lots(Lot.status == "conditional_release"),
+        # a lot recalled from its conditional release still awaits the tests it named pending (a late failure
+        # names the patients to notify): listed with the conditional releases until they are in
+        conditional=lots(Lot.status == "conditional_release") + recalled_awaiting_results(session),
         exceptional_requests=_waiting_requests(session),
         expiring=lots(Lot.status.in_(("released", "conditional_release", "quarantine")), Lot.expires_at.is_not(None),
                       Lot.expires_at <= now + timedelta(days=days)),
@@ -416,6 +427,17 @@ def dashboard(session: Session, days: int = EXPIRY_WARNING_DAYS) -> Dashboard:
         before_release=deviations_before_release(session),
         lookbacks=open_lookbacks(session),
     )
+    listed = [*board.awaiting_review, *board.conditional, *board.expiring,
+              *(lot for _row, lot in [*board.open_oos, *board.exceptional_requests, *board.after_release,
+                                      *board.before_release]),
+              *(traced.lot for o in board.lookbacks for traced in o.trace.lots)]
+    # one statement a listed lot (the review page's own query), none when no recall is in force at all
+    in_force = session.scalar(select(Recall.id).where(Recall.status.in_(IN_FORCE)).limit(1)) is not None
+    for lot in {lot.id: lot for lot in listed}.values() if in_force else ():
+        covering = recalls_covering(session, lot)
+        if covering:
+            board.recalls[lot.id] = covering
+    return board
 
 
 def _waiting_requests(session: Session) -> list[tuple[LotDisposition, Lot]]:

@@ -40,7 +40,7 @@ from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFail
 from mscbatch.lots.models import Lot
 from mscbatch.lots.services import lock_lot
 from mscbatch.release.models import OOS_OPEN, OosInvestigation, ReleaseResult, ResultAttachment
-from mscbatch.release.oos import open_oos
+from mscbatch.release.oos import open_oos, pending_at_conditional_release
 from mscbatch.release.queries import ENDOTOXIN_UNIT
 from mscbatch.release.specs import FLOW_PANEL, spec_of_lot, unreadable
 from mscbatch.release.texts import too_long
@@ -82,13 +82,13 @@ def _require_technician(actor: Any) -> None:
 
 def accepts_results(session: Session, lot: Lot, test_id: str) -> bool:
     """Whether a result of this test may still be entered, corrected or given a file on the lot: before release,
-    and after a conditional release for the tests it named pending (the review page offers "correct" only then)."""
+    and after a conditional release for the tests it named pending (the review page offers "correct" only then),
+    also once the conditionally released lot was recalled before they came in (oos.pending_at_conditional_release):
+    a late positive sterility is documented, and its late OOS lists the patients to notify."""
     if lot.status in ("in_process", "quarantine"):
         return True
-    if lot.status == "conditional_release":
-        from mscbatch.release.queries import pending_conditional_tests
-
-        return test_id in pending_conditional_tests(session, lot)
+    if lot.status in ("conditional_release", "recalled"):
+        return test_id in pending_at_conditional_release(session, lot)
     return False
 
 
@@ -98,8 +98,21 @@ def _check_lot_accepts(session: Session, lot: Lot, test: ReleaseTest) -> None:
     if lot.status == "conditional_release":
         raise Conflict(f"Lot {lot.lot_number} is conditionally released: only the pending "
                        "test(s) named at conditional release can still be entered or corrected.", field="test_id")
+    pending = pending_at_conditional_release(session, lot)
+    if pending:  # recalled from its conditional release: the tests it still waits for are entered
+        spec = spec_of_lot(session, lot)
+        names = ", ".join(_name_of(spec, t) for t in pending)
+        raise Conflict(f"Lot {lot.lot_number} is recalled: only the test(s) named pending at its conditional release "
+                       f"({names}) can still be entered or corrected; {test.name} cannot.", field="test_id")
     raise Conflict(f"Lot {lot.lot_number} is {lot.status.replace('_', ' ')}: results can no longer be entered or "
                    "corrected.")
+
+
+def _name_of(spec: ReleaseSpec, test_id: str) -> str:
+    try:
+        return spec.test(test_id).name
+    except KeyError:
+        return test_id
 
 
 #: what an empty value is asked for, by the test's unit (core.release_spec.UNITS)

@@ -85,6 +85,13 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refuse
     forms.setdefault("assess_form", AssessmentForm(prefix="assess", formdata=None))
     if review.next_to_assess is not None:  # before release: release may proceed or reject; after: stays or recall
         forms["assess_form"].outcome.choices = choices(list(review.outcomes_for(review.next_to_assess).items()))
+    # the OOS section's words (oos.confirm_oos decides the same way): each open investigation's confirm button, and
+    # a closed one's conclusion when its status alone does not say it (supplied under exceptional release)
+    forms.setdefault("oos_confirm_words", {o.id: oos.confirm_words(db.session, o, review.lot) for o in review.open_oos})
+    forms.setdefault("oos_not_oos", {o.id: oos.not_oos_words(db.session, o) for o in review.open_oos
+                                     if oos.not_oos_refusal(db.session, o) is None})
+    forms.setdefault("oos_conclusions", {o.id: words for o in review.oos
+                                         if (words := oos.conclusion_words(db.session, o)) is not None})
     return render_template("release/review.html", r=review, lot=review.lot, nothing_to_wait_for=NOTHING_TO_WAIT_FOR,
                            refused=refused, changed_since=changed_since, sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
@@ -160,7 +167,9 @@ def _flash_recorded(done: str, made: list[Any]) -> None:
         if oos_opened is None:
             continue
         test = spec.test(result.test_id)
-        then = ("the lot is conditionally released: QA investigates now, and the lot's page lists the patients who "
+        status = ("recalled after its conditional release" if get_lot(db.session, result.lot_id).status == "recalled"
+                  else "conditionally released")
+        then = (f"the lot is {status}: QA investigates now, and the lot's page lists the patients who "
                 "received it" if oos_opened.late else "QA investigates before any release")
         flash(f"Out of specification: {test.name} {Review.shown(result)} (limit {test.limit_text}). "
               f"{'Late OOS' if oos_opened.late else 'OOS'} {oos_opened.id} opened: {then}.", "warning")
@@ -305,15 +314,29 @@ def close_oos(oos_id: int) -> Any:
     password, text, seen = form.password.data or "", form.investigation.data or "", _seen()
     if request.form.get("action") == "confirm":
         run = lambda: oos.confirm_oos(db.session, current_user, oos_id, text, password, seen=seen)  # noqa: E731
-        return _signed(lot_id, form, "oos_form", run, lambda: "OOS confirmed (signed). The lot is " + (
-            "RECALLED: its unused bags are held, and the recall report lists the patients to notify."
-            if get_lot(db.session, lot_id).status == "recalled" else f"{get_lot(db.session, lot_id).status}."))
+        return _signed(lot_id, form, "oos_form", run, lambda: _confirmed_words(oos_id, lot_id))
+    if request.form.get("action") == "not_oos":  # a revised specification the result meets (oos.close_not_oos)
+        run = lambda: oos.close_not_oos(db.session, current_user, oos_id, text, password, seen=seen)  # noqa: E731
+        return _signed(lot_id, form, "oos_form", run, lambda: "OOS closed (signed). " + (
+            oos.conclusion_words(db.session, oos.get_oos(db.session, oos_id)) or ""))
     # posted_id: any text is 0, and an id beyond the id column is no row (2^63 was a 500 in the query; tests/fuzz)
     retest = posted_id(request.form.get("oos-retest_result_id"))
     cause = request.form.get("oos-assignable_cause", "")  # required here: the service refuses none (422)
     run = lambda: oos.invalidate_oos(db.session, current_user, oos_id, retest, text, password, seen=seen,  # noqa: E731
                                      assignable_cause=cause)
     return _signed(lot_id, form, "oos_form", run, "OOS invalidated with the retest (signed).")
+
+
+def _confirmed_words(oos_id: int, lot_id: int) -> str:
+    """What the confirmation did to the lot, in the words of its conclusion (oos.confirm_oos)."""
+    closed = oos.get_oos(db.session, oos_id)
+    words = oos.conclusion_words(db.session, closed)
+    if words is not None:  # supplied under exceptional release: the lot stays released for its one patient
+        return f"OOS confirmed (signed). {words}"
+    status = get_lot(db.session, lot_id).status
+    return "OOS confirmed (signed). The lot is " + (
+        "RECALLED: its unused bags are held, and the recall report lists the patients to notify."
+        if status == "recalled" else f"{status}.")
 
 
 @bp.route("/deviations/<int:deviation_id>/assess", methods=["POST"])

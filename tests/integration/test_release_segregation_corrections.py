@@ -37,7 +37,7 @@ def techqa(app: Any, users: Any) -> Any:
 
 
 def _lot_made_by_the_technician(session: Any) -> int:
-    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), with_reagents=True)
+    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), with_reagents=True, placed=True)
     return lot_id
 
 

@@ -39,7 +39,7 @@ def techqa(app: Any, users: Any) -> Any:
 
 
 def _quarantined_lot(session: Any) -> int:
-    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), with_reagents=True)
+    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), with_reagents=True, placed=True)
     services.transition_lot(session, user(session, "technician"), lot_id, "quarantine", "ready for QC")
     return lot_id
 
@@ -100,7 +100,7 @@ def test_who_entered_the_failing_result_may_not_confirm_its_oos_and_a_colleague_
 
 def test_who_recorded_the_manufacture_may_not_confirm_its_oos(app, db_session, techqa):
     session = db_session
-    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), with_reagents=True)
+    lot_id, _bags = cryopreserved_lot(session, approved_adipose_donor(session), with_reagents=True, placed=True)
     _correct_p0(session, lot_id)  # techqa corrects a passage: manufacture, named by the audit trail alone
     services.transition_lot(session, user(session, "technician"), lot_id, "quarantine", "ready for QC")
     investigation = _failing_viability_by(session, lot_id, "technician")

@@ -74,7 +74,7 @@ def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
                              .where(LotDisposition.lot_id == lot.id, LotDisposition.signed_at.is_not(None))
                              .order_by(LotDisposition.id).limit(1)).first()
     if signed is None:
-        return spec_for_lot(lot)
+        return _unchanged_since_results(session, lot, spec_for_lot(lot))
     kind, spec_id, version, sha256 = signed
     done = "rejected" if kind == "rejection" else "released"
     for spec in all_specs():
@@ -88,6 +88,23 @@ def spec_of_lot(session: Session, lot: Lot) -> ReleaseSpec:
     raise SpecificationUnusable(f"Lot {lot.lot_number} was {done} against specification {spec_id} version {version}, "
                                 "which is no longer in config/release_specs/: put the file back (old versions stay "
                                 "installed).")
+
+
+def _unchanged_since_results(session: Session, lot: Lot, spec: ReleaseSpec) -> ReleaseSpec:
+    """The active version, refused (409, as a changed signed version) if a result of the lot was entered under the
+    same id and version with another text: a limit edited in place would judge the results QC entered under the old
+    text by the new one, with nothing in the record to say so (a change of a rule needs a new version)."""
+    changed = list(session.scalars(select(ReleaseResult.test_id).distinct().where(
+        ReleaseResult.lot_id == lot.id, ReleaseResult.spec_id == spec.id, ReleaseResult.spec_version == spec.version,
+        ReleaseResult.spec_sha256 != spec.sha256)))
+    if changed:
+        names = {test.id: test.name for test in spec.tests}
+        tests = ", ".join(sorted(names.get(test_id, test_id) for test_id in changed))
+        raise SpecificationUnusable(
+            f"Results of lot {lot.lot_number} ({tests}) were entered under specification {spec.id} version "
+            f"{spec.version}, but {spec.path.name} was changed after the results were entered (its SHA-256 differs): "
+            "an administrator must put back the text the results were entered under; a change needs a new version.")
+    return spec
 
 
 def results_of(session: Session, lot_id: int) -> list[ReleaseResult]:

@@ -94,7 +94,8 @@ def test_a_specification_edited_in_place_after_results_were_entered_is_said_not_
     for name, response in _pages(app, client_as, tested_lot).items():
         assert response.status_code == 409, (name, response.status_code)
         words = response.get_data(as_text=True)
-        assert "Potency" in words and "msc_default_v1.toml was changed after the result was entered" in words, name
+        # said before any result is read (s41: an edit that leaves every result readable is refused too)
+        assert "Potency" in words and "msc_default_v1.toml was changed after the results were entered" in words, name
 
 
 def test_the_dose_endotoxin_check_is_refused_not_skipped_when_the_specifications_cannot_be_used(

@@ -259,7 +259,8 @@ def reaction_recorded_words(grade: int, by_clinician: bool, running: bool = Fals
     infusion still running, to stop it now (CTCAE: interrupt the infusion), a grade 5 (death) that it must be ended."""
     if grade >= SERIOUS_GRADE and running:
         end = " It must be ended: record the volume given (End infusion)." if grade >= 5 else ""
-        return f"Reaction recorded. {REACTION_STOP}.{end} {SERIOUS_REACTION}"
+        stop = "STOP THE INFUSION NOW" if by_clinician else REACTION_STOP  # a clinician is not told to call one
+        return f"Reaction recorded. {stop}.{end} {SERIOUS_REACTION}"
     words = "Reaction recorded." if by_clinician else "Reaction recorded. Tell the clinician."
     return f"{words} {SERIOUS_REACTION}" if grade >= SERIOUS_GRADE else words
 

@@ -180,10 +180,13 @@ def test_a_grade_3_reaction_says_to_report_a_serious_adverse_event(app, client_a
     assert 'class="flag serious-reaction"' not in mild
     page = _reaction(client_as("nurse"), infusion_id, "3")
     shown = _text(page)
-    assert f"Reaction recorded. Tell the clinician. {SERIOUS_REACTION}" in shown  # the confirmation
+    # the confirmation; on a running infusion (s41) it also says to stop it now (CTCAE: interrupt the infusion)
+    assert f"Reaction recorded. STOP THE INFUSION NOW and call the clinician. {SERIOUS_REACTION}" in shown
     assert page.count('class="flag serious-reaction"') == 1  # beside the grade 3 reaction only, not the grade 2
     by_clinician = _text(_reaction(client_as("clinician"), infusion_id, "4"))
-    assert f"Reaction recorded. {SERIOUS_REACTION}" in by_clinician and "Tell the clinician" not in by_clinician
+    assert f"Reaction recorded. STOP THE INFUSION NOW. {SERIOUS_REACTION}" in by_clinician
+    assert "Tell the clinician" not in by_clinician  # the confirmation asks a clinician to call no one
+    assert "Reaction recorded. STOP THE INFUSION NOW and call the clinician" not in by_clinician
     # on the page (no flash now): beside the grade 3 and the grade 4 reactions, not the grade 2
     assert _text(client_as("nurse").get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)).count(
         SERIOUS_REACTION) == 2

@@ -95,8 +95,7 @@ def run(kind: str) -> list[Row]:
             workers = bench_load._children(server.pid)
             count, block = bench_load.blocks()
             runs: dict[str, list[dict[str, Any]]] = {target: [] for target in TARGETS}
-            order = [t for round_ in range(count) for t in (TARGETS if round_ % 2 == 0 else reversed(TARGETS))]
-            for target in order:
+            for target in bench_load.turns(count, TARGETS):
                 runs[target].append(bench_load._locust(port, target, load_path, Path(tmp), workers, kind, block))
             bedside, health = (bench_load._endpoint(runs[target], kind) for target in TARGETS)
         finally:

@@ -54,12 +54,12 @@ def blocks() -> tuple[int, int]:
     return count, max(1, seconds() // count)
 
 
-def turns(count: int) -> list[str]:
+def turns(count: int, targets: tuple[str, ...] = TARGETS) -> list[str]:
     """The order of the blocks: each round mirrors the one before, so that a steady drift of the machine's speed
     weighs on every endpoint alike."""
     order: list[str] = []
     for round_ in range(count):
-        order.extend(TARGETS if round_ % 2 == 0 else reversed(TARGETS))
+        order.extend(targets if round_ % 2 == 0 else reversed(targets))
     return order
 
 

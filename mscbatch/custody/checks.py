@@ -51,7 +51,7 @@ from mscbatch.core.identifiers import (
 from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
-from mscbatch.custody.models import GRADES, CustodyEvent, Infusion, InfusionReaction
+from mscbatch.custody.models import GRADES, SERIOUS_GRADE, CustodyEvent, Infusion, InfusionReaction
 from mscbatch.custody.queries import ENDED_LOTS, LOST_STATES, CourseShort, course_short
 from mscbatch.database import utcnow
 from mscbatch.donors.clearance import NotCleared, clearance_of
@@ -293,13 +293,9 @@ class RunningBag:
     in_course: bool  # a bag of the same prescription as the bag scanned
 
 
-#: the lowest CTCAE grade of a reaction after which no further bag is started without the prescriber (severe, 3)
-SEVERE_GRADE = 3
-
-
 @dataclass(frozen=True)
 class SevereReaction:
-    """The worst (then latest) reaction of grade SEVERE_GRADE or more recorded during an infusion of the patient since
+    """The worst (then latest) reaction of grade SERIOUS_GRADE or more recorded during an infusion of the patient since
     the prescription of the bag scanned was signed: read, for the words of its STOP, only when the check's statement
     found one (severe_reaction_since)."""
     grade: int
@@ -404,12 +400,12 @@ def other_bag_running(patient_id: Any, bag_id: Any) -> Any:
 
 
 def severe_reaction_since(patient_id: Any, bag_id: Any) -> Any:
-    """Correlated EXISTS: a reaction of grade SEVERE_GRADE or more recorded during an infusion of the patient at or
+    """Correlated EXISTS: a reaction of grade SERIOUS_GRADE or more recorded during an infusion of the patient at or
     after the signing of the signed, active prescription of the patient that reserves this bag (its course: every
     infusion of it, and any other course's given since). The prescriber who signed it could not know of the reaction;
     a prescription signed after it is the prescriber's decision (read at every scan, in the check's one statement)."""
     return (select(InfusionReaction.id).join(Infusion, Infusion.id == InfusionReaction.infusion_id)
-            .where(Infusion.patient_id == patient_id, InfusionReaction.grade >= SEVERE_GRADE,
+            .where(Infusion.patient_id == patient_id, InfusionReaction.grade >= SERIOUS_GRADE,
                    Allocation.active_bag_id == bag_id, Prescription.id == Allocation.prescription_id,
                    Prescription.patient_id == patient_id, Prescription.locked_at.is_not(None),
                    Prescription.status == "active", InfusionReaction.recorded_at >= Prescription.locked_at)
@@ -437,7 +433,7 @@ def _severe_reaction(session: Session, patient_id: int, bag_id: int) -> SevereRe
         .join(Infusion, Infusion.id == InfusionReaction.infusion_id).join(Bag, Bag.id == Infusion.bag_id)
         .join(Allocation, Allocation.active_bag_id == bag_id)
         .join(Prescription, Prescription.id == Allocation.prescription_id)
-        .where(Infusion.patient_id == patient_id, InfusionReaction.grade >= SEVERE_GRADE,
+        .where(Infusion.patient_id == patient_id, InfusionReaction.grade >= SERIOUS_GRADE,
                Prescription.patient_id == patient_id, Prescription.locked_at.is_not(None),
                Prescription.status == "active", InfusionReaction.recorded_at >= Prescription.locked_at)
         .order_by(InfusionReaction.grade.desc(), InfusionReaction.recorded_at.desc(), InfusionReaction.id.desc())

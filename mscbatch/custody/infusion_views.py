@@ -15,10 +15,10 @@ from mscbatch.core.dosing import infused_against_prescribed
 from mscbatch.custody import bedside, infusions
 from mscbatch.custody.checks import stop_running
 from mscbatch.custody.forms import EndForm, ReactionForm
-from mscbatch.custody.models import CTCAE_TERMS, GRADES, Infusion, InfusionReaction
+from mscbatch.custody.models import CTCAE_TERMS, GRADES, SERIOUS_GRADE, Infusion, InfusionReaction
 from mscbatch.custody.queries import courses_below_band
 from mscbatch.custody.views import BEDSIDE, INFUSION_READERS, bp, label_key
-from mscbatch.custody.ward_words import REACTION_STOP, SERIOUS_GRADE, reaction_flag, reaction_stop_words
+from mscbatch.custody.ward_words import REACTION_STOP, reaction_flag, reaction_stop_words
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError
 from mscbatch.extensions import db
@@ -79,7 +79,7 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
                            watch_token=watch_token(infusion) if infusion.ended_at is None else None,
                            watch_header=WATCH_HEADER, stopped_by_system=infusions.STOPPED_BY_SYSTEM,
                            course_below_band=bool(bag and courses_below_band(db.session, [bag.id])),
-                           reaction_stop=reaction_stop, reaction_stop_word=REACTION_STOP,
+                           reaction_stop=reaction_stop, reaction_stop_word=REACTION_STOP, serious_grade=SERIOUS_GRADE,
                            reaction_stop_words=reaction_stop_words(reaction_stop) if reaction_stop else [],
                            run_over=_run_over(infusion, allocation), **forms), status
 

@@ -39,6 +39,10 @@ CTCAE_TERMS = (
 PATIENT_DETAILS = frozenset({"patient_id", "wristband", "why"})
 
 GRADES = {1: "1 - mild", 2: "2 - moderate", 3: "3 - severe", 4: "4 - life-threatening", 5: "5 - death"}
+#: CTCAE: a reaction of grade 3 (severe) or higher interrupts the infusion, is reported as a serious adverse event and
+#: stops the next bag until the prescriber decides; grade 5 is death
+SERIOUS_GRADE = 3
+DEATH_GRADE = 5
 
 
 class CustodyEvent(Audited, Base):

@@ -15,8 +15,7 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from mscbatch.custody.checks import last_event_at, received_at, stop_running, thawed_at
-from mscbatch.custody.models import CustodyEvent, Infusion, InfusionReaction
-from mscbatch.custody.ward_words import SERIOUS_GRADE
+from mscbatch.custody.models import SERIOUS_GRADE, CustodyEvent, Infusion, InfusionReaction
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.lots.queries import product_catalogue, product_of

@@ -6,6 +6,8 @@ move keeps the state machine's generic sentence. Pure: no database.
 """
 from __future__ import annotations
 
+from mscbatch.custody.models import DEATH_GRADE
+
 #: the ward's steps, as the bag state they move to -> the refusal's first sentence
 STEPS = {"received": "Bag {din} cannot be received on the ward.", "thawed": "Bag {din} cannot be thawed.",
          "returned": "Bag {din} cannot be returned to the unit.", "discarded": "Bag {din} cannot be discarded.",
@@ -72,9 +74,6 @@ def ward_refusal(din: str, current: str, target: str) -> str | None:
     return f"{first.format(din=din)} {why}"
 
 
-#: CTCAE: an infusion reaction of grade 3 (severe) or higher means interrupting the infusion; grade 5 is death
-SERIOUS_GRADE = 3
-DEATH_GRADE = 5
 #: the words of a running infusion with a reaction of grade 3 or higher, on its page and in the confirmation
 REACTION_STOP = "STOP THE INFUSION NOW and call the clinician"
 

@@ -125,7 +125,7 @@ def pending_at_conditional_release(session: Session, lot: Lot) -> list[str]:
     lot is conditionally released, or was recalled from its conditional release (no completion signed). Their
     results are still entered after the recall: a late positive sterility must be documented, and its late OOS
     lists the patients who received the lot (EU GMP Part IV 11)."""
-    from mscbatch.release.queries import dispositions_of, pending_conditional_tests
+    from mscbatch.release.queries import dispositions_of, named_pending, pending_conditional_tests
 
     if lot.status == "conditional_release":
         return pending_conditional_tests(session, lot)
@@ -134,10 +134,7 @@ def pending_at_conditional_release(session: Session, lot: Lot) -> list[str]:
     signed = [d for d in dispositions_of(session, lot.id) if d.signed_at is not None]
     if any(d.kind in ("completion", "release", "exceptional_release") for d in signed):
         return []  # released in full: nothing was pending any more when it was recalled
-    for disposition in reversed(signed):
-        if disposition.kind == "conditional_release":
-            return [t for t in disposition.pending_tests.split(",") if t]
-    return []
+    return named_pending(signed)
 
 
 def open_oos(session: Session, lot: Lot, result: ReleaseResult, description: str) -> OosInvestigation:

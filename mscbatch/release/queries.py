@@ -134,7 +134,12 @@ def pending_conditional_tests(session: Session, lot: Lot) -> list[str]:
     """The tests named pending at the lot's (signed) conditional release, while it is conditionally released."""
     if lot.status != "conditional_release":
         return []
-    for disposition in reversed(dispositions_of(session, lot.id)):
+    return named_pending(dispositions_of(session, lot.id))
+
+
+def named_pending(dispositions: list[LotDisposition]) -> list[str]:
+    """The tests named pending by the latest signed conditional release among these dispositions (none: [])."""
+    for disposition in reversed(dispositions):
         if disposition.kind == "conditional_release" and disposition.signed_at is not None:
             return [t for t in disposition.pending_tests.split(",") if t]
     return []

@@ -27,15 +27,15 @@ def home_page(refusal: str | None = None, status: int = 200) -> Any:
 
     db.session.rollback()
     return render_template("home.html", user=current_user, recall_notices=open_notices_for(db.session, current_user),
-                           notice_refusal=refusal, todo=technician_todo()), status
+                           notice_refusal=refusal, work=technician_work()), status
 
 
-def technician_todo() -> dict[str, Any] | None:
-    """A signed-in technician's to-do lists (lots.todo: one statement each, the first few and how many in all);
+def technician_work() -> dict[str, Any] | None:
+    """A signed-in technician's work lists (lots.worklists: one statement each, the first few and how many in all);
     None for everyone else, whose home is unchanged."""
     if not (current_user.is_authenticated and current_user.has_role("technician")):
         return None
-    from mscbatch.lots.todo import bags_not_placed, bags_to_dispatch, lots_in_process
+    from mscbatch.lots.worklists import bags_not_placed, bags_to_dispatch, lots_in_process
 
     with reading(db.session):  # a home page must not take (or wait for) SQLite's write lock
         return {"lots": lots_in_process(db.session), "unplaced": bags_not_placed(db.session),

@@ -1,4 +1,4 @@
-"""The technician's to-do lists on the home page: lots in process with their next step, bags frozen but not placed
+"""The technician's work lists on the home page: lots in process with their next step, bags frozen but not placed
 in a box, bags allocated to a patient and waiting to be sent to the ward. Each list is one statement whatever the
 number of lots or bags (its first `limit` rows, and how many there are in all, by a window count)."""
 from __future__ import annotations
@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 from mscbatch.lots.models import Bag, Lot, ProcessStep, StorageLocation
 from mscbatch.lots.queries import position_label
 
-TODO_LIMIT = 10
+SHOWN_AT_MOST = 10
 #: lots whose bags still belong in a box: not those of a rejected, recalled or expired lot (QA disposes of those)
 STORABLE_LOTS = ("in_process", "quarantine", "released", "conditional_release")
 
 
 @dataclass(frozen=True)
-class TodoList:
+class WorkList:
     rows: list[Any]
     total: int
 
@@ -30,7 +30,7 @@ class TodoList:
 
 
 @dataclass(frozen=True)
-class LotToDo:
+class LotNextStep:
     lot_id: int
     lot_number: str
     product_name: str
@@ -39,7 +39,7 @@ class LotToDo:
 
 
 @dataclass(frozen=True)
-class BagToDo:
+class BagWork:
     lot_id: int
     lot_number: str
     bag: Bag
@@ -66,7 +66,7 @@ def _counted(rows: list[Any]) -> tuple[list[Any], int]:
     return rows, (rows[0].total if rows else 0)
 
 
-def lots_in_process(session: Session, limit: int = TODO_LIMIT) -> TodoList:
+def lots_in_process(session: Session, limit: int = SHOWN_AT_MOST) -> WorkList:
     """Lots in process, oldest first (the longest waiting), each with its next step."""
     steps = select(func.count(ProcessStep.id)).where(ProcessStep.lot_id == Lot.id).correlate(Lot).scalar_subquery()
     passages = (select(func.count(ProcessStep.id)).where(ProcessStep.lot_id == Lot.id, ProcessStep.kind == "passage")
@@ -76,21 +76,21 @@ def lots_in_process(session: Session, limit: int = TODO_LIMIT) -> TodoList:
         select(Lot.id, Lot.lot_number, Lot.product_name, Lot.harvested_at, steps.label("steps"),
                passages.label("passages"), bags.label("bags"), func.count().over().label("total"))
         .where(Lot.status == "in_process").order_by(Lot.id).limit(limit))))
-    return TodoList([LotToDo(r.id, r.lot_number, r.product_name,
+    return WorkList([LotNextStep(r.id, r.lot_number, r.product_name,
                              *next_step(r.steps, r.passages, r.harvested_at is not None, r.bags)) for r in rows], total)
 
 
-def bags_not_placed(session: Session, limit: int = TODO_LIMIT) -> TodoList:
+def bags_not_placed(session: Session, limit: int = SHOWN_AT_MOST) -> WorkList:
     """Bags frozen but never put in a box position (nowhere the unit could fetch them from), the oldest first."""
     rows, total = _counted(list(session.execute(
         select(Bag, Lot.lot_number, Lot.frozen_at, func.count().over().label("total"))
         .join(Lot, Lot.id == Bag.lot_id)
         .where(Bag.status == "stored", Bag.box_id.is_(None), Lot.status.in_(STORABLE_LOTS))
         .order_by(Bag.id).limit(limit))))
-    return TodoList([BagToDo(r.Bag.lot_id, r.lot_number, r.Bag, frozen_at=r.frozen_at) for r in rows], total)
+    return WorkList([BagWork(r.Bag.lot_id, r.lot_number, r.Bag, frozen_at=r.frozen_at) for r in rows], total)
 
 
-def bags_to_dispatch(session: Session, limit: int = TODO_LIMIT) -> TodoList:
+def bags_to_dispatch(session: Session, limit: int = SHOWN_AT_MOST) -> WorkList:
     """Bags allocated to a patient and still in the unit, the first allocated first: where to fetch each (box and
     position) and for whom (the trial patient code of its standing allocation)."""
     # patients build on lots: imported here, not at module level
@@ -104,7 +104,7 @@ def bags_to_dispatch(session: Session, limit: int = TODO_LIMIT) -> TodoList:
         .outerjoin(Patient, Patient.id == Allocation.patient_id)
         .where(Bag.status == "allocated")
         .order_by(Allocation.allocated_at, Bag.id).limit(limit))))
-    return TodoList([BagToDo(r.Bag.lot_id, r.lot_number, r.Bag, box_id=r.StorageLocation.id if r.StorageLocation else None,
+    return WorkList([BagWork(r.Bag.lot_id, r.lot_number, r.Bag, box_id=r.StorageLocation.id if r.StorageLocation else None,
                              place=(f"{r.StorageLocation.name}, {position_label(r.StorageLocation, r.Bag.position)}"
                                     if r.StorageLocation else "not placed in a box"),
                              patient_code=r.code or "") for r in rows], total)

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from mscbatch.lots.models import Bag
-from mscbatch.lots.todo import next_step
+from mscbatch.lots.worklists import next_step
 from mscbatch.patients.models import Patient
 from tests.integration.lot_factories import approved_adipose_donor, start_lot
 from tests.integration.patient_factories import donor, lot_with_bags, user
@@ -54,11 +54,11 @@ def test_a_technician_sees_each_list_linking_where_the_step_is_done(app, users, 
     db_session.rollback()
 
     text = client_as("technician").get("/").get_data(as_text=True)
-    lots = _section(text, "todo-lots")
+    lots = _section(text, "work-lots")
     assert f'href="/lots/{lot_id_new}#process"' in lots and "Record the isolation" in _words(lots), _words(lots)
-    bags = _section(text, "todo-unplaced")
+    bags = _section(text, "work-unplaced")
     assert f'href="/lots/{unplaced_lot}#bags"' in bags and "bag 1 of 2" in _words(bags) and "bag 2 of 2" in _words(bags)
-    dispatch = _section(text, "todo-dispatch")
+    dispatch = _section(text, "work-dispatch")
     said = _words(dispatch)
     assert din[-6:] in said and f"for patient {code}" in said, said
     assert re.search(r"fetch it from box \S+, A[1-3]", said), said
@@ -77,7 +77,7 @@ def test_each_list_shows_ten_and_how_many_more_in_a_constant_number_of_statement
     with statements_sent(app) as twelve:
         text = client.get("/").get_data(as_text=True)
     assert len(twelve) == len(one), (len(one), len(twelve))
-    lots = _section(text, "todo-lots")
+    lots = _section(text, "work-lots")
     assert lots.count("<li ") == 10 and "and 2 more" in _words(lots), _words(lots)
     assert "Record the isolation" in _words(lots) and 'href="/lots?status=in_process"' in lots
 
@@ -86,10 +86,10 @@ def test_the_other_roles_home_has_no_laboratory_lists(app, users, db_session, cl
     _in_process_lots(db_session, 1)
     for role in ("qa", "clinician", "nurse", "admin"):
         text = client_as(role).get("/").get_data(as_text=True)
-        assert 'id="todo"' not in text and "What you can do here, by your role" in text, role
-    assert client_as("technician").get("/").get_data(as_text=True).count('id="todo"') == 1
+        assert 'id="work"' not in text and "What you can do here, by your role" in text, role
+    assert client_as("technician").get("/").get_data(as_text=True).count('id="work"') == 1
     signed_out = app.test_client().get("/").get_data(as_text=True)
-    assert 'id="todo"' not in signed_out and "Sign in" in signed_out
+    assert 'id="work"' not in signed_out and "Sign in" in signed_out
 
 
 def test_the_next_step_follows_the_lot_page_forms() -> None:

@@ -16,7 +16,12 @@ def _execute(site: Site, sql: str) -> None:
 def test_an_update_a_delete_or_an_insert_is_seen_and_nothing_else(site: Site) -> None:
     site.client("nurse")  # a session to move
     before = site.state()
-    assert site.state(before) is before, "nothing was written: the same state, no snapshot taken"
+    again = site.state(before)
+    assert (again.tables, again.events, again.seq) == (before.tables, before.events, before.seq), \
+        "nothing was written: the same state"
+    if site.kind == "sqlite":  # PostgreSQL's marker moves with any write on the server (another database's, CI's
+        # second test process, autovacuum): there a snapshot may be taken for nothing (Site._write_marker)
+        assert again is before, "nothing was written: no snapshot taken"
 
     _execute(site, "UPDATE lot SET collection_site = collection_site || ' (moved)' WHERE id = 1")
     after = site.state(before)

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -78,31 +78,40 @@ def freezes_with_dmso(product: Any) -> bool:
     return any(requirement == ("dmso",) for requirement in product.required_reagent_types)
 
 
-def check_bag_content(session: Session, lot: Any, bags: Sequence[BagPlan]) -> None:
+#: the product's rules check_bag_content applies, by the field each is said on
+BAG_CONTENT_RULES = frozenset({"cells_per_ml", "dmso_percent"})
+
+
+def check_bag_content(session: Session, lot: Any, bags: Sequence[BagPlan], *, numbers: Sequence[int] | None = None,
+                      judged: Collection[str] = BAG_CONTENT_RULES, problems: Problems | None = None) -> None:
     """The bags against the lot's product and record, every problem at once:
     - cells per mL within the product's range (config/products.toml cryopreservation.cells_per_ml, a site value):
       400 x10^6 viable cells per mL is no cell suspension, it is a count typed wrong, and the dose is read from it;
     - DMSO above 0 % when the product is frozen with DMSO (freezes_with_dmso) or a DMSO lot is recorded on the lot
-      (a recall of that DMSO lot would reach bags said to hold none)."""
+      (a recall of that DMSO lot would reach bags said to hold none).
+    A correction of one bag's content (lots.corrections) names the bag by its number (`numbers`), judges only the
+    rules of the values it changed (`judged`) and gathers the refusals with its own (`problems`: then nothing is
+    raised here)."""
     product = product_of(lot)
     span = product.culture_limits.bag_cells_per_ml
     dmso_lot = "dmso" in recorded_reagent_types(session, lot.id)
-    problems = Problems()
-    for number, bag in enumerate(bags, start=1):
-        if span is not None and not span[0] <= bag.cells_per_ml <= span[1]:
-            problems.add(ValidationFailed(
+    found = Problems() if problems is None else problems
+    for number, bag in zip(numbers or range(1, len(bags) + 1), bags, strict=True):
+        if "cells_per_ml" in judged and span is not None and not span[0] <= bag.cells_per_ml <= span[1]:
+            found.add(ValidationFailed(
                 f"Bag {number}: viable cells per mL {format_cells(bag.cells_per_ml)} is outside "
                 f"{format_cells(span[0])} to {format_cells(span[1])} per mL, the range for {product.name} "
                 f"({product.id}) bags (the site's cryopreservation.cells_per_ml). Check the count for a typing error "
                 "(a factor of 10 or 1000); the doses are calculated from it.", field="cells_per_ml"))
-        if not bag.dmso_percent and (dmso_lot or freezes_with_dmso(product)):
+        if "dmso_percent" in judged and not bag.dmso_percent and (dmso_lot or freezes_with_dmso(product)):
             why = (f"a DMSO lot is recorded for lot {lot.lot_number}" if dmso_lot
                    else f"{product.name} ({product.id}) is frozen with DMSO")
-            problems.add(ValidationFailed(
+            found.add(ValidationFailed(
                 f"Bag {number}: DMSO 0 %, but {why}: give the DMSO % the bag was frozen with (e.g. 10 %). A bag "
                 "holding DMSO is traced to its DMSO lot, and the DMSO per kg of a dose is counted from it.",
                 field="dmso_percent"))
-    problems.raise_any()
+    if problems is None:
+        found.raise_any()
 
 
 def check_freezing(frozen_at: datetime | None, bags: Sequence[BagPlan]) -> None:

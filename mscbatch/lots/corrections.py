@@ -36,7 +36,7 @@ from mscbatch.core.culture import (
 from mscbatch.core.identifiers import din_shown
 from mscbatch.database import locked_row
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
-from mscbatch.lots.bags import check_bag_plan
+from mscbatch.lots.bags import check_bag_content, check_bag_plan
 from mscbatch.lots.models import Bag, ProcessStep
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import bags_of, product_of
@@ -209,7 +209,8 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
                         cells_per_ml: int, dmso_percent: Decimal | None, reason: str | None) -> Bag:
     """Replace a bag's volume, cells per mL and DMSO % recorded at cryopreservation; its total cells follow
     (volume x cells per mL, as cryopreserve computes them). The rules of the cryopreservation apply again: each
-    value's range and decimals, and all the lot's bags together no more cells than the harvest on the lot's basis.
+    value's range and decimals, the product's cells per mL range and DMSO rule (check_bag_correction), and all the
+    lot's bags together no more cells than the harvest on the lot's basis.
     In quarantine, a bag now holding DMSO still needs the DMSO lot recorded (the quarantine rule)."""
     require_technician(actor)
     why = _reason(reason)
@@ -224,8 +225,12 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
             raise Conflict(f"Bag {bag.bag_number} of {bag.bag_count} ({din_shown(bag)}) is "
                            f"{bag.status.replace('_', ' ')}: its content is corrected only while it is in stock "
                            "(stored) and allocated to no one. Nothing was changed.", field="bag_id")
-        plan = check_bag_plan(BagPlan(volume_ml=volume_ml, cells_per_ml=cells_per_ml,  # type: ignore[arg-type]
-                                      dmso_percent=dmso_percent), bag.bag_number)  # type: ignore[arg-type]
+        problems = Problems()  # every problem of what was typed at once, each on its field
+        plan = check_bag_correction(session, lot, bag, BagPlan(
+            volume_ml=volume_ml, cells_per_ml=cells_per_ml, dmso_percent=dmso_percent),  # type: ignore[arg-type]
+            problems)
+        problems.raise_any()
+        assert plan is not None
         if (bag.volume_ml, bag.cells_per_ml, bag.dmso_percent) == (plan.volume_ml, plan.cells_per_ml,
                                                                    plan.dmso_percent):
             raise ValidationFailed("Nothing changed: give the corrected values.", field="volume_ml")
@@ -246,6 +251,23 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
                            "the DMSO %; if it is right, record a deviation and tell QA. Nothing was changed.",
                            field="dmso_percent")
     return bag
+
+
+def check_bag_correction(session: Session, lot: Any, bag: Bag, typed: BagPlan, problems: Problems) -> BagPlan | None:
+    """A bag's corrected content under the rules of the cryopreservation, its refusals added to `problems` (the page
+    reads them before the use case, so that every problem is said at once): each value's range and decimals
+    (lots.bags.check_bag_plan), and the product's rules (lots.bags.check_bag_content: cells per mL within the
+    product's range, no 0 % DMSO for a product frozen with DMSO or a lot with a DMSO lot recorded). Without the
+    product's rules a bag was "corrected" to 400 x10^6 cells per mL or to 0 % DMSO, which its freezing refused.
+    As for a passage's counts (correct_passage), a value kept as recorded is not judged again: a bag frozen before
+    a rule stays correctable for its other values. Returns the checked content, or None when refused."""
+    plan = problems.check(lambda: check_bag_plan(typed, bag.bag_number))
+    changed = {name for name, recorded, corrected in (("cells_per_ml", bag.cells_per_ml, typed.cells_per_ml),
+                                                      ("dmso_percent", bag.dmso_percent, typed.dmso_percent))
+               if corrected != recorded and name not in problems.refused}
+    if changed:
+        check_bag_content(session, lot, [typed], numbers=[bag.bag_number], judged=changed, problems=problems)
+    return plan
 
 
 def _bag_split_refused(bag: Bag, plan: BagPlan, error: CultureError) -> ValidationFailed:

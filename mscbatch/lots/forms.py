@@ -200,6 +200,18 @@ class ReagentLotForm(FlaskForm):
     expiry_date = TypedDateField("Expiry date", validators=[InputRequired("Give the expiry date.")])
 
 
+class ReagentLotCorrectionForm(FlaskForm):
+    """The reagent lot page's correction, prefilled with what is registered (the type is not corrected)."""
+
+    name = StringField("Reagent name, corrected", validators=[DataRequired("Give the reagent name."),
+                                                             Length(max=120)])
+    supplier = StringField("Supplier, corrected", validators=[DataRequired("Give the supplier."), Length(max=120)])
+    lot_number = StringField("Supplier's lot number, corrected", validators=[DataRequired("Give the lot number."),
+                                                                             Length(max=60)])
+    expiry_date = TypedDateField("Expiry date, corrected", validators=[InputRequired("Give the expiry date.")])
+    reason = _reason_field()
+
+
 class LocationForm(FlaskForm):
     kind = SelectField("Kind", choices=choices(STORAGE_KINDS.items()), default="box")
     name = StringField("Name", validators=[DataRequired("Give a name."), Length(max=80)])

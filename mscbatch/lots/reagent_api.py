@@ -17,6 +17,7 @@ from mscbatch.extensions import db
 from mscbatch.lots import reagents
 from mscbatch.lots.models import ReagentUse
 from mscbatch.lots.queries import get_lot, reagent_lots
+from mscbatch.lots.reagent_lot_corrections import correct_reagent_lot
 from mscbatch.lots.reagent_rules import REAGENT_TYPES
 
 bp = Blueprint("reagents_api", __name__, url_prefix="/api/v1", description="Reagent lots and their use in cell lots")
@@ -32,6 +33,16 @@ class ReagentLotInSchema(Schema):
 
 class ReagentLotSchema(ReagentLotInSchema):
     id = WholeNumber(required=True)
+
+
+class ReagentLotCorrectionInSchema(Schema):
+    """The values to correct (each one left out is kept as registered) and the reason, kept in the audit trail."""
+
+    name = fields.String(validate=validate.Length(max=120))
+    supplier = fields.String(validate=validate.Length(max=120))
+    lot_number = fields.String(validate=validate.Length(max=60))
+    expiry_date = fields.Date()
+    reason = fields.String(required=True, validate=validate.Length(max=500))
 
 
 class ReagentUseSchema(Schema):
@@ -65,6 +76,18 @@ def list_reagent_lots() -> Any:
 def register(data: dict[str, Any]) -> Any:
     """Register a supplier's reagent lot once (409 naming the one registered when it exists under any type)."""
     return reagents.register_reagent_lot(db.session, current_user, **data)
+
+
+@bp.route("/reagent-lots/<int:reagent_lot_id>/corrections", methods=["POST"])
+@bp.arguments(ReagentLotCorrectionInSchema)
+@bp.response(200, ReagentLotSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("technician")
+def correct(data: dict[str, Any], reagent_lot_id: int) -> Any:
+    """Correct a reagent lot's name, supplier, lot number and/or expiry date typed wrong, with a reason (audited).
+    409 while a recall of it is in force, when a cell lot that used it is released or closed, when the expiry would
+    fall before a recorded use, or when the supplier lot is registered already; 422 when nothing changed."""
+    return correct_reagent_lot(db.session, current_user, reagent_lot_id, **data)
 
 
 @bp.route("/lots/<int:lot_id>/reagents")

@@ -28,7 +28,7 @@ REAGENT_EXPIRY_EARLIEST = date(2000, 1, 1)
 REAGENT_EXPIRY_MAX_YEARS = 10
 """A reagent's shelf life is a few years (media and trypsin 1-2, DMSO and frozen serum up to 5): an expiry more
 than this many years after today is a typing slip (2207 for 2027) that would silently switch off the
-expired-reagent check for that lot, and a registered expiry date cannot be corrected."""
+expired-reagent check for that lot (a correction, reagent_lot_corrections, is held to the same window)."""
 
 
 def reagent_expiry_window(today: date) -> tuple[date, date]:
@@ -47,7 +47,7 @@ def checked_expiry(expiry_date: date | None) -> date:
         raise ValidationFailed(
             f"Expiry date: {expiry_date} is not a plausible expiry date for a reagent: it must be between {earliest} "
             f"and {latest} (at most {REAGENT_EXPIRY_MAX_YEARS} years from today). Check the year printed on the "
-            "reagent: a registered expiry date cannot be corrected.", field="expiry_date")
+            "reagent.", field="expiry_date")
     return expiry_date
 
 

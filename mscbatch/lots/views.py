@@ -39,7 +39,7 @@ from mscbatch.lots.forms import (
     StoreBagForm,
     TransitionForm,
 )
-from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag
+from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag, Lot
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import (
     LotFilters,
@@ -555,7 +555,8 @@ def correct_bag(lot_id: int) -> Any:
         # a bag the form refused is not read (an id past the database's integers would fail the read itself)
         chosen = db.session.get(Bag, form.bag_id.data) if "bag_id" not in problems.refused else None
         if chosen is not None and chosen.lot_id == lot_id:  # the bag's number names it in the refusals
-            problems.check(lambda: bag_services.check_bag_plan(plan, chosen.bag_number))
+            # the cryopreservation's rules, the product's too (cells per mL range, DMSO), with the form's refusals
+            corrections.check_bag_correction(db.session, db.session.get(Lot, lot_id), chosen, plan, problems)
         return plan
 
     plan = _read(form, read)

@@ -70,6 +70,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "reagents.index": SIGNED_IN,
     "reagents.detail": SIGNED_IN,
     "reagents.create": {"technician"},
+    "reagents.correct": {"technician"},  # a reagent lot typed wrong (s42)
     "storage.index": SIGNED_IN,
     "storage.box": SIGNED_IN,
     "storage.create": {"technician"},
@@ -86,6 +87,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "lots_api.transition": {"technician", "qa"},
     "reagents_api.list_reagent_lots": SIGNED_IN,
     "reagents_api.register": {"technician"},
+    "reagents_api.correct": {"technician"},
     "reagents_api.list_uses": SIGNED_IN,
     "reagents_api.link": {"technician"},
     "storage_api.get_one_bag": SIGNED_IN,

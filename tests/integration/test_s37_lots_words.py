@@ -101,14 +101,16 @@ def test_a_small_count_is_never_shown_as_zero(app, users, db_session, client_as)
     db_session.commit()
     tech = client_as("technician")
     fixed = tech.post(f"/lots/{lot_id}/bags/correction", data={
-        "bagfix-bag_id": str(bag_id), "bagfix-volume_ml": "20", "bagfix-cells_per_ml": "0.004",
-        "bagfix-dmso_percent": "10", "bagfix-reason": "cells per mL typed a factor 250 too high"})
+        # the smallest content the product's rules allow (0.5 x10^6/mL, products.toml; 0.1 mL): a bag of
+        # 50000 cells, which whole millions would show as 0 (0.004 x10^6/mL is now refused as outside the range)
+        "bagfix-bag_id": str(bag_id), "bagfix-volume_ml": "0.1", "bagfix-cells_per_ml": "0.5",
+        "bagfix-dmso_percent": "10", "bagfix-reason": "volume and cells per mL read off the wrong bag"})
     assert fixed.status_code == 302, _text(fixed)
     db_session.expire_all()
-    assert db_session.get(Bag, bag_id).cells_per_ml == 4000
+    assert (db_session.get(Bag, bag_id).cells_per_ml, db_session.get(Bag, bag_id).total_cells) == (500000, 50000)
     db_session.rollback()
     page = _text(tech.get(f"/lots/{lot_id}"))
-    assert "0.004 x10^6/mL · 0.08 x10^6 cells" in page, page
+    assert "0.5 x10^6/mL · 0.05 x10^6 cells" in page, page
     assert "0 x10^6/mL" not in page
 
     other = start_lot(db_session, approved_adipose_donor(db_session))

@@ -38,11 +38,17 @@ _CRITERION_KEYS = {"id", "parameter", "unit", "comparator", "threshold", "plausi
 _DOSING_KEYS = {"dose_levels_cells_per_kg", "dose_basis", "weight_valid_days", "tolerance_percent",
                 "draw_resolution_ml", "infusion_volume_ml", "infusion_duration_h", "max_dmso_g_per_kg_per_day",
                 "dmso_density_g_per_ml", "endotoxin_k_eu_per_kg_per_h", "weight_check_percent", "weight_check_days",
-                "source"}
+                "plausible_weight_kg", "source"}
 #: defaults of the optional dosing keys: a weight more than 10 % away from one measured within 30 days is recorded
 #: only once the clinician confirms it (a weight typed in pounds, 137.8 for 62.5 kg, would double the dose)
 WEIGHT_CHECK_PERCENT = Decimal(10)
 WEIGHT_CHECK_DAYS = 30
+#: every weight recorded lies within these kg (patients.services.parse_weight), whatever the protocol
+RECORDABLE_WEIGHT_KG = (Decimal(1), Decimal(400))
+#: default of dosing.plausible_weight_kg: the weights plausible for an adult. A weight with no other weight measured
+#: within weight_check_days to compare it with (the first one) is recorded outside them only once the clinician
+#: confirms it: a slipped decimal point (6.25 for 62.5 kg) or a heavy adult's weight typed in pounds
+PLAUSIBLE_WEIGHT_KG = (Decimal(35), Decimal(150))
 _TOP_KEYS = {"id", "version", "trial_id", "short_name", "title", "products", "directed", "age", "inclusion",
              "exclusion", "dosing", "escalation"}
 
@@ -106,6 +112,9 @@ class DosingSettings:
     # weight_check_days is recorded only when the clinician confirms it (patients.services.record_weight)
     weight_check_percent: Decimal = WEIGHT_CHECK_PERCENT
     weight_check_days: int = WEIGHT_CHECK_DAYS
+    # [lowest, highest] kg: a weight outside, with no weight within weight_check_days to compare it with, is
+    # recorded only when the clinician confirms it (patients.services.implausible_weight)
+    plausible_weight_kg: tuple[Decimal, Decimal] = PLAUSIBLE_WEIGHT_KG
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,7 @@ def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:
     if not Decimal(0) < check_percent < Decimal(100):
         raise ConfigError(file, f"{where}.weight_check_percent", f"must be in (0, 100), got {check_percent}")
     check_days = _days(raw, "weight_check_days", WEIGHT_CHECK_DAYS, file, where)
+    plausible_weight = _weight_range(raw, file, where)
     return DosingSettings(
         dose_levels_cells_per_kg=_decimal_list(raw, "dose_levels_cells_per_kg", file, where),
         dose_basis=basis,
@@ -275,7 +285,25 @@ def _dosing(raw: dict[str, Any], file: Path) -> DosingSettings:
         source=require(raw, "source", str, file, where),
         weight_check_percent=check_percent,
         weight_check_days=check_days,
+        plausible_weight_kg=plausible_weight,
     )
+
+
+def _weight_range(raw: dict[str, Any], file: Path, where: str) -> tuple[Decimal, Decimal]:
+    """The optional dosing.plausible_weight_kg = [lowest, highest] kg (PLAUSIBLE_WEIGHT_KG when absent), inside the
+    weights any patient may be recorded with: a range reaching beyond them would promise a check never made."""
+    if "plausible_weight_kg" not in raw:
+        return PLAUSIBLE_WEIGHT_KG
+    bounds = raw["plausible_weight_kg"]
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or any(isinstance(b, bool) or not isinstance(b, int | Decimal) for b in bounds)):
+        raise ConfigError(file, f"{where}.plausible_weight_kg", f"expected [lowest, highest] kg, got {bounds!r}")
+    low, high = Decimal(bounds[0]), Decimal(bounds[1])
+    least, most = RECORDABLE_WEIGHT_KG
+    if not least <= low < high <= most:
+        raise ConfigError(file, f"{where}.plausible_weight_kg",
+                          f"expected {least} <= lowest < highest <= {most} kg, got {bounds!r}")
+    return low, high
 
 
 def _days(table: dict[str, Any], key: str, default: int, file: Path, where: str) -> int:

@@ -86,8 +86,10 @@ class WeightInSchema(Schema):
     weight_confirmed = fields.Boolean(load_default=False, metadata={
         "description": "true: the clinician has checked this weight. Required (else 422 naming weight_kg) when it "
                        "differs by more than the protocol's dosing.weight_check_percent (10 %) from the patient's "
-                       "latest weight measured within dosing.weight_check_days (30): a weight typed in pounds. The "
-                       "confirmation is the audit reason of the weight's record"})
+                       "latest weight measured within dosing.weight_check_days (30): a weight typed in pounds; and, "
+                       "when no weight was measured within those days (the first weight), when it lies outside the "
+                       "protocol's dosing.plausible_weight_kg for an adult (35 to 150 kg): a slipped decimal point. "
+                       "The confirmation, with the words of the check, is the audit reason of the weight's record"})
 
 
 class DoseInSchema(Schema):

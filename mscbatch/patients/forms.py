@@ -49,7 +49,8 @@ class WeightForm(FlaskForm):
                             render_kw={"inputmode": "decimal", "autocomplete": "off"})
     measured_on = TypedDateField("Measured on", validators=[
         InputRequired(missing_date_words("the date of the measurement"))])
-    weight_confirmed = BooleanField(WEIGHT_CHECKED)  # needed for a weight far from a recent one (services.weight_jump)
+    # needed for a weight far from a recent one, or implausible with none to compare (services.weight_check)
+    weight_confirmed = BooleanField(WEIGHT_CHECKED)
 
 
 def enrolment_form(protocol: Protocol) -> type[FlaskForm]:

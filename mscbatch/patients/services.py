@@ -11,7 +11,8 @@ transaction (DOMAIN.md sections 1 and 6).
   is checked here, at entry: letters the label fonts can print, a code that fits the box;
 - a weight is a number of kg with the date it was measured (not in the future); one far from a recent weight (the
   protocol's weight_check_percent within weight_check_days: a weight typed in pounds) needs the clinician's
-  confirmation, kept as the audit reason of its record.
+  confirmation, kept as the audit reason of its record; so does one with no weight within those days to compare it
+  with (the first) that lies outside the protocol's plausible_weight_kg for an adult (a slipped decimal point).
 """
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ from sqlalchemy.orm import Session
 from mscbatch.api.plain_numbers import ASCII_SPACES, is_plain_number, rule_words
 from mscbatch.audit.context import use_case
 from mscbatch.core.numbers import plain
+from mscbatch.core.protocols import RECORDABLE_WEIGHT_KG
 from mscbatch.database import reading
 from mscbatch.donors.models import Donor
 from mscbatch.errors import Conflict, PermissionDenied, ValidationFailed
 from mscbatch.labels import field_problem, printable, recipient_words
 from mscbatch.patients.models import SEX_LABELS, Patient, WeightMeasurement
 from mscbatch.patients.queries import (
+    age_on,
     familial_donor_of,
     get_patient,
     lock_patient,
@@ -48,9 +51,11 @@ from mscbatch.site import site_today
 
 CLINICIAN = "clinician"
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,39}$")
-#: the confirmation a weight far from a recent one needs (web form checkbox; API: weight_confirmed true)
+#: the confirmation a weight far from a recent one, or implausible for an adult with none to compare it with, needs
+#: (web form checkbox; API: weight_confirmed true)
 WEIGHT_CHECKED = "I have checked this weight"
 POUNDS_PER_KG = Decimal("2.20462")
+ADULT_YEARS = 18  # the plausible weights are an adult's: a younger patient's age is said with them
 
 
 def require_clinician(actor: Any, what: str = "registers trial patients") -> None:
@@ -205,8 +210,9 @@ def parse_weight(value: Any) -> Decimal:
         weight = Decimal(text.strip(ASCII_SPACES))
     except (InvalidOperation, AttributeError):
         raise ValidationFailed("Weight: a number of kilograms, e.g. 62.5.", field="weight_kg") from None
-    if not weight.is_finite() or not Decimal(1) <= weight <= Decimal(400):
-        raise ValidationFailed("Weight must be between 1 and 400 kg.", field="weight_kg")
+    least, most = RECORDABLE_WEIGHT_KG
+    if not weight.is_finite() or not least <= weight <= most:
+        raise ValidationFailed(f"Weight must be between {least} and {most} kg.", field="weight_kg")
     if weight != weight.quantize(Decimal("0.01")):
         raise ValidationFailed("Weight: at most two decimals (e.g. 62.5).", field="weight_kg")
     return weight
@@ -220,13 +226,57 @@ def _pounds_words(weight: Decimal, previous: Decimal) -> str:
     return ""
 
 
+def _compared_weight(session: Session, patient: Patient, measured_on: date) -> WeightMeasurement | None:
+    """The patient's latest weight measured within the protocol's weight_check_days of `measured_on`, if any."""
+    days = protocol_of(patient).dosing.weight_check_days
+    return next((w for w in weights_of(session, patient.id) if abs((w.measured_on - measured_on).days) <= days), None)
+
+
+def weight_check(session: Session, patient: Patient, weight: Decimal, measured_on: date) -> str | None:
+    """Why a new weight needs the clinician's confirmation, or None: compared with a weight measured within the
+    protocol's weight_check_days when there is one (weight_jump), else with the plausible adult range
+    (implausible_weight): the first weight of a patient is never taken on trust alone."""
+    if _compared_weight(session, patient, measured_on) is not None:
+        return weight_jump(session, patient, weight, measured_on)
+    return implausible_weight(patient, weight, measured_on)
+
+
+def implausible_weight(patient: Patient, weight: Decimal, measured_on: date) -> str | None:
+    """The words of a weight outside the protocol's plausible_weight_kg (both trials enrol adults), naming the
+    weight, the range and the likely slip (pounds, decimal point); None inside it. Judged only for a weight with no
+    other weight to compare it with: a weight near a confirmed unusual one is not asked about again."""
+    protocol = protocol_of(patient)
+    low, high = protocol.dosing.plausible_weight_kg
+    if low <= weight <= high:
+        return None
+    side = f"above {plain(high)} kg" if weight > high else f"below {plain(low)} kg"
+    age = age_on(patient, measured_on)
+    aged = f" (this patient was {age} years old that day)" if age < ADULT_YEARS else ""
+    return (f"{plain(weight)} kg measured on {measured_on} is {side}: the plausible weights for an adult in protocol "
+            f"{protocol.short_name} are {plain(low)} to {plain(high)} kg{aged}, and no other weight of this patient "
+            f"was measured within {protocol.dosing.weight_check_days} days of it to compare it with."
+            f"{_slip_words(weight, low, high)}")
+
+
+def _slip_words(weight: Decimal, low: Decimal, high: Decimal) -> str:
+    """A hint when the weight read another way (typed in pounds, or with the decimal point one place off) would be
+    plausible: the two slips that turn a real adult weight into this one."""
+    in_kg = (weight / POUNDS_PER_KG).quantize(Decimal("0.1"))
+    if weight > high and low <= in_kg <= high:
+        return f" If it was typed in pounds: {plain(weight)} lb is {plain(in_kg)} kg."
+    shifted = weight * 10 if weight < low else weight / 10
+    if low <= shifted <= high:
+        return f" With the decimal point one place further {'right' if weight < low else 'left'} it would be " \
+               f"{plain(shifted)} kg."
+    return ""
+
+
 def weight_jump(session: Session, patient: Patient, weight: Decimal, measured_on: date) -> str | None:
     """The words of a new weight that differs by more than the protocol's weight_check_percent from the patient's
     latest weight measured within weight_check_days of it (a weight typed in pounds, 137.8 after 62.5 kg, would
     double the dose), naming both weights and their dates; None when it does not."""
     dosing = protocol_of(patient).dosing
-    previous = next((w for w in weights_of(session, patient.id)
-                     if abs((w.measured_on - measured_on).days) <= dosing.weight_check_days), None)
+    previous = _compared_weight(session, patient, measured_on)
     if previous is None:
         return None
     before = Decimal(previous.weight_kg)
@@ -250,9 +300,10 @@ def weight_jump(session: Session, patient: Patient, weight: Decimal, measured_on
 
 def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: Any,
                   measured_on: date | None, weight_confirmed: bool = False) -> WeightMeasurement:
-    """Record a weight. One that differs by more than the protocol allows from a recent weight (weight_jump) is
-    refused unless the clinician confirms having checked it (`weight_confirmed`); the confirmation, with both
-    weights and dates, is the audit reason of the weight's record."""
+    """Record a weight. One that differs by more than the protocol allows from a recent weight (weight_jump), or,
+    with no recent weight, lies outside the protocol's plausible adult weights (implausible_weight), is refused
+    unless the clinician confirms having checked it (`weight_confirmed`); the confirmation, with the words of the
+    check, is the audit reason of the weight's record."""
     require_clinician(actor, "records weights")
     weight = parse_weight(weight_kg)
     if measured_on is None:
@@ -260,18 +311,23 @@ def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: A
     if measured_on > site_today():
         raise ValidationFailed("The weight cannot be measured in the future.", field="measured_on")
     with reading(session):  # before the use case: its audit reason is the confirmation (judged again under lock)
-        jump = weight_jump(session, get_patient(session, patient_id), weight, measured_on)
+        patient = get_patient(session, patient_id)
+        if measured_on < patient.date_of_birth:  # said before any check that would word an age below zero
+            raise ValidationFailed("The weight cannot be measured before birth.", field="measured_on")
+        jump = weight_check(session, patient, weight, measured_on)
+        compared = _compared_weight(session, patient, measured_on) is not None
     if jump is not None and not weight_confirmed:
-        raise ValidationFailed(f"Weight not recorded: {jump} Check the weight and its unit (kg). If it is right, "
-                               f"tick \"{WEIGHT_CHECKED}\" and record it again.", field="weight_kg")
-    # a tick is kept whenever given (the page then says so truly), with the jump it answered when there was one
+        check = "the weight and its unit (kg)" if compared else "the unit (kg, not lb) and the decimal point"
+        raise ValidationFailed(f"Weight not recorded: {jump} Check {check}. If it is right, tick "
+                               f"\"{WEIGHT_CHECKED}\" and record it again.", field="weight_kg")
+    # a tick is kept whenever given (the page then says so truly), with the check it answered when there was one
     reason = (f"{WEIGHT_CHECKED} (confirmed by the clinician)" + (f": {jump}" if jump is not None else "")
               if weight_confirmed else None)
     with use_case(session, actor, reason):
         patient = lock_patient(session, patient_id)  # not while an infusion start is judging the latest weight
         if measured_on < patient.date_of_birth:
             raise ValidationFailed("The weight cannot be measured before birth.", field="measured_on")
-        if weight_jump(session, patient, weight, measured_on) != jump:  # another weight recorded meanwhile
+        if weight_check(session, patient, weight, measured_on) != jump:  # another weight recorded meanwhile
             raise Conflict("Weight not recorded: another weight of this patient was recorded meanwhile. Look at the "
                            "weights and record it again.", field="weight_kg")
         row = WeightMeasurement(patient_id=patient.id, weight_kg=weight, measured_on=measured_on,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -274,6 +275,7 @@ def test_a_late_oos_after_conditional_release_lists_every_patient_who_received_t
     from mscbatch.lots.models import Bag
     from mscbatch.lots.services import transition_lot
     from mscbatch.patients import prescriptions
+    from mscbatch.patients import services as patient_services
     from mscbatch.patients.queries import allocations_of
     from mscbatch.release.coa import certificate_pdf
     from mscbatch.release.review import review_of
@@ -286,7 +288,11 @@ def test_a_late_oos_after_conditional_release_lists_every_patient_who_received_t
     release.release_lot(session, qa, uc.id, PASSWORD, conditional_tests=["sterility"],
                         justification="Patient cannot wait 14 days for BacT/ALERT")
     infused_patient = patient(session, clinician)  # 62.5 kg: 3 bags
-    waiting_patient = patient(session, clinician, weight="20")  # 40 x10^6 cells: the 4th bag, never dispatched
+    # 20 kg (40 x10^6 cells: the 4th bag alone, never dispatched) is below an adult's plausible weights: a weight the
+    # clinician confirms having checked, as the page asks for one
+    waiting_patient = patient(session, clinician, weight=None)
+    patient_services.record_weight(session, clinician, waiting_patient.id, weight_kg="20",
+                                   measured_on=site_today() - timedelta(days=1), weight_confirmed=True)
     first = prescriptions.prescribe(session, clinician, PASSWORD, infused_patient.id)
     prescriptions.prescribe(session, clinician, PASSWORD, waiting_patient.id)
     [infused, *_rest] = [a.bag_id for a in allocations_of(session, first.id)]

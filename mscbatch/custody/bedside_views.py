@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
@@ -19,6 +19,7 @@ from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate,
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
 from mscbatch.custody.ward_list import RunningInfusion, running_infusion_of, running_infusions
+from mscbatch.custody.ward_words import minutes_left_words
 from mscbatch.database import reading, utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -63,6 +64,16 @@ def clock(instant: datetime) -> Markup:
     local, utc = local_parts(instant)
     return Markup('<span class="when"><span class="local">{}</span> <span class="utc hint">({})</span></span>').format(
         local.split(" ", 1)[1], utc)
+
+
+@bp.app_template_filter("utc_iso")
+def utc_iso(instant: datetime) -> str:
+    """An instant for a page's script, in UTC and ISO 8601 ("2026-12-07T03:40:00Z"): the bedside page's post-thaw
+    deadline and the time it was served (data-thaw-deadline, data-server-now: js/thaw-countdown.js)."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+bp.add_app_template_global(minutes_left_words)
 
 
 @bp.route("/running")
@@ -113,10 +124,11 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
     # a bag not identified because its label code is forged or names no bag of the unit ("Do not give it. Call the
     # cell therapy unit."): the page must not also say "scan its label again", kept for a scan not read whole
     bag_suspect = result.bag is None and any(f.code == "bag" and CALL_UNIT in f.message for f in result.failures)
+    now = utcnow()  # one reading: the minutes left and the page's countdown (data-server-now) start from it
     return render_template(
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
-        left=remaining(result.post_thaw_deadline), tz=site_config().tz, confirmed=confirmed,
+        left=remaining(result.post_thaw_deadline, now), now=now, tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
         may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
         bag_suspect=bag_suspect, running=running_infusion_of(db.session, result.bag, label_key())), status

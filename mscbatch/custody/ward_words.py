@@ -94,3 +94,11 @@ def reaction_stop_words(grade: int) -> list[str]:
     return [f"A grade {grade} reaction was recorded. Stop the pump now (CTCAE: grade 3 or higher means interrupting "
             "the infusion), keep the bag and the line, and call the clinician.",
             "If the clinician decides not to restart it, record the volume given (End infusion, below)."]
+
+
+def minutes_left_words(minutes: int) -> str:
+    """The bedside page's time left before the post-thaw limit, in whole minutes counted down ("12 minutes left").
+    js/thaw-countdown.js says the same words as it counts down on a page left open."""
+    if minutes < 1:
+        return "less than 1 minute left"
+    return f"{minutes} minute{'s' if minutes != 1 else ''} left"

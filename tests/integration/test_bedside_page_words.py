@@ -25,7 +25,7 @@ def test_the_second_person_signs_with_both_identifiers_in_the_form(app, users, c
     finally:
         session.close()
     assert form.index('id="read-aloud"') < form.index('name="second_username"')
-    assert '<a href="#h-second">A second person must now confirm.</a>' in page
+    assert '<a href="#h-second">A second person must now confirm: sign below</a>' in page  # s42: in #verdict-state
 
 
 def test_a_scan_that_names_no_bag_says_the_bag_was_not_identified(app, users, client_as):

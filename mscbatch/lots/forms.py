@@ -7,6 +7,7 @@ from typing import Any
 
 from wtforms import (
     BooleanField,
+    HiddenField,
     IntegerField,
     SelectField,
     StringField,
@@ -210,6 +211,9 @@ class ReagentLotCorrectionForm(FlaskForm):
                                                                              Length(max=60)])
     expiry_date = TypedDateField("Expiry date, corrected", validators=[InputRequired("Give the expiry date.")])
     reason = _reason_field()
+    # what the page showed (reagent_lot_corrections.shown_fingerprint): a page opened before another correction
+    # is refused rather than sending the old values back
+    shown = HiddenField()
 
 
 class LocationForm(FlaskForm):

@@ -14,6 +14,7 @@ put a recorded use after the expiry: that use would have been refused.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -40,6 +41,14 @@ REAGENT_LOT_FIELDS = {"name": "reagent name", "supplier": "supplier", "lot_numbe
 _TEXT_LIMITS = {"name": 120, "supplier": 120, "lot_number": 60}
 
 
+def shown_fingerprint(reagent: ReagentLot) -> str:
+    """What a correction form showed of the reagent lot, carried by the form (lots.forms.ReagentLotCorrectionForm
+    .shown): a page opened before a colleague's correction would send the old values back with its own change, and
+    silently undo theirs (a wrong lot number back, hiding its cell lots from a recall of the real one)."""
+    shown = "\x1f".join((reagent.name, reagent.supplier, reagent.lot_number, reagent.expiry_date.isoformat()))
+    return hashlib.sha256(shown.encode()).hexdigest()[:32]
+
+
 def _checked(typed: dict[str, Any], problems: Problems) -> dict[str, Any]:
     """The values given (None: kept as recorded), each under its registration rule."""
     checked: dict[str, Any] = {}
@@ -56,8 +65,9 @@ def _checked(typed: dict[str, Any], problems: Problems) -> dict[str, Any]:
 
 def correct_reagent_lot(session: Session, actor: Any, reagent_lot_id: int, *, reason: str | None,
                         name: str | None = None, supplier: str | None = None, lot_number: str | None = None,
-                        expiry_date: date | None = None) -> ReagentLot:
-    """Replace a reagent lot's name, supplier, lot number and/or expiry date (None: kept as recorded)."""
+                        expiry_date: date | None = None, shown: str | None = None) -> ReagentLot:
+    """Replace a reagent lot's name, supplier, lot number and/or expiry date (None: kept as recorded). `shown`: the
+    page's shown_fingerprint, refused (409, field "shown") when the reagent lot changed since the page was opened."""
     require_technician(actor)
     problems = Problems()  # every problem of what was typed at once, each on its field
     why = problems.check(lambda: _reason(reason))
@@ -69,20 +79,25 @@ def correct_reagent_lot(session: Session, actor: Any, reagent_lot_id: int, *, re
         reagent = session.get(ReagentLot, reagent_lot_id)
         if reagent is None:
             raise NotFound(f"No reagent lot with id {reagent_lot_id}: choose a registered reagent lot.")
+        if shown is not None and shown != shown_fingerprint(reagent):
+            raise Conflict(f"Correction refused: {reagent.supplier} lot {reagent.lot_number} was changed since you "
+                           "opened this page (another correction). Look at it again as it is now, then correct what "
+                           "is still wrong. Nothing was changed.", field="shown")
         changed = {field: value for field, value in new.items() if value != getattr(reagent, field)}
         if not changed:
             raise ValidationFailed("Nothing changed: give the corrected name, supplier, lot number or expiry date.",
                                    field="name")
-        shown = f"{reagent.supplier} lot {reagent.lot_number}"
+        named = f"{reagent.supplier} lot {reagent.lot_number}"
         recall = reagent_recall_in_force(session, reagent)
         if recall is not None:
-            raise Conflict(f"Correction refused: {shown} is under {recall_words(recall)}, which names it as it is "
+            raise Conflict(f"Correction refused: {named} is under {recall_words(recall)}, which names it as it is "
                            "recorded. Ask QA: a recalled reagent lot is corrected through the recall. Nothing was "
                            "changed.")
         uses = _uses_locked(session, reagent)
-        _refuse_closed_lots(shown, uses)
+        _refuse_closed_lots(named, uses)
         if "expiry_date" in changed:
-            _refuse_uses_after(shown, changed["expiry_date"], uses)
+            _refuse_uses_after(named, changed["expiry_date"], uses)
+            _refuse_clearing_expired_uses(named, reagent.expiry_date, changed["expiry_date"], uses)
         if {"supplier", "lot_number"} & changed.keys():
             _refuse_registered_twice(session, reagent, new.get("supplier", reagent.supplier),
                                      new.get("lot_number", reagent.lot_number))
@@ -124,6 +139,20 @@ def _refuse_uses_after(shown: str, expiry: date, uses: list[tuple[ReagentUse, Lo
         raise Conflict(f"Expiry date: {expiry} would put recorded uses of {shown} after its expiry: "
                        f"{'; '.join(late)}. Check the expiry date printed on the reagent; if it is right, the reagent "
                        "was used expired: raise a deviation with QA. Nothing was changed.", field="expiry_date")
+
+
+def _refuse_clearing_expired_uses(shown: str, recorded: date, expiry: date,
+                                  uses: list[tuple[ReagentUse, Lot]]) -> None:
+    """A use recorded after the recorded expiry is marked "EXPIRED when used" on the lot page and keeps its cell lot
+    out of quarantine until a deviation is recorded (lots.services): a later expiry typed here would clear both
+    without QA. Such a use is QA's to weigh, not a correction's."""
+    cleared = [f"lot {lot.lot_number} on {use.used_on} ({use.stage})" for use, lot in uses
+               if recorded < use.used_on <= expiry]
+    if cleared:
+        raise Conflict(f"Expiry date: {shown} is recorded as expired on {recorded}, and these uses are marked "
+                       f"EXPIRED when used: {'; '.join(cleared)}. A later expiry would clear that mark without QA. "
+                       "If the recorded expiry was typed wrong, record a deviation against the step of each use and "
+                       "ask QA. Nothing was changed.", field="expiry_date")
 
 
 def _refuse_registered_twice(session: Session, reagent: ReagentLot, supplier: str, lot_number: str) -> None:

@@ -13,7 +13,11 @@ from mscbatch.extensions import db
 from mscbatch.lots.forms import ReagentLotCorrectionForm, ReagentLotForm
 from mscbatch.lots.models import REAGENT_TYPES, ReagentLot
 from mscbatch.lots.queries import lots_using_reagent, reagent_lots
-from mscbatch.lots.reagent_lot_corrections import correct_reagent_lot, reagent_lot_corrections
+from mscbatch.lots.reagent_lot_corrections import (
+    correct_reagent_lot,
+    reagent_lot_corrections,
+    shown_fingerprint,
+)
 from mscbatch.lots.reagents import reagent_recalls_in_force, register_reagent_lot
 from mscbatch.site import site_today
 from mscbatch.web.forms import show_error
@@ -68,7 +72,7 @@ def _detail(reagent_lot_id: int, refused: ReagentLotCorrectionForm | None, statu
         raise NotFound(f"No reagent lot with id {reagent_lot_id}.")
     form = refused or ReagentLotCorrectionForm(prefix="fix", formdata=None, name=reagent.name,
                                                supplier=reagent.supplier, lot_number=reagent.lot_number,
-                                               expiry_date=reagent.expiry_date)
+                                               expiry_date=reagent.expiry_date, shown=shown_fingerprint(reagent))
     return render_template("lots/reagent.html", reagent=reagent, uses=lots_using_reagent(db.session, reagent.id),
                            types=REAGENT_TYPES, today=site_today(), fix_form=form, fixing=refused is not None,
                            corrections=reagent_lot_corrections(db.session, reagent.id)), status
@@ -83,10 +87,14 @@ def correct(reagent_lot_id: int) -> Any:
     try:
         row = correct_reagent_lot(db.session, current_user, reagent_lot_id, name=form.name.data,
                                   supplier=form.supplier.data, lot_number=form.lot_number.data,
-                                  expiry_date=form.expiry_date.data, reason=form.reason.data)
+                                  expiry_date=form.expiry_date.data, reason=form.reason.data,
+                                  shown=form.shown.data or "")
     except DomainError as error:
         if error.status == 404:
             raise
+        if error.field == "shown":  # the page was stale: shown again as it is now, the form filled afresh
+            flash(error.message, "error")
+            return redirect(url_for("reagents.detail", reagent_lot_id=reagent_lot_id, _anchor="reagent-lot-fix"))
         show_error(form, error)
         return _detail(reagent_lot_id, form, error.status)
     flash(f"Reagent lot {row.supplier} {row.lot_number} corrected. The old values and your reason are in the audit "

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.core.culture import UseWindow, use_day_refusal
+from mscbatch.core.text import first_invisible
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
 from mscbatch.lots.models import REAGENT_TYPES, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import identity_key, same_supplier_lot
@@ -55,6 +56,12 @@ def _text(value: str | None, field: str, label: str, limit: int) -> str:
     text = " ".join((value or "").split())  # one space between words: the identity folds spaces (identity_key)
     if not text or len(text) > limit:
         raise ValidationFailed(f"Give the {label} (at most {limit} characters).", field=field)
+    # a character that shows nothing (a zero-width space pasted with a lot number) would make a name no one sees,
+    # or a second spelling of a supplier lot that reads exactly as the one a recall notice names
+    hidden = first_invisible(text)
+    if hidden is not None:
+        raise ValidationFailed(f"The {label} holds an invisible character (U+{ord(hidden):04X}): type it again, with "
+                               "the letters and digits printed on the reagent only.", field=field)
     return text
 
 

@@ -61,6 +61,14 @@ def _form(name: str = "TrypLE Select", supplier: str = "DemoBio", lot_number: st
             "fix-expiry_date": expiry.isoformat(), "fix-reason": reason}
 
 
+def _correct(client: Any, reagent_lot_id: int, data: dict[str, str], **post: Any) -> Any:
+    """POST the page's correction as a browser does: with what the page it was typed on showed (its hidden field)."""
+    page = client.get(f"/reagents/{reagent_lot_id}").get_data(as_text=True)
+    shown = re.search(r'<input id="fix-shown" name="fix-shown" type="hidden" value="([^"]*)"', page)
+    return client.post(f"/reagents/{reagent_lot_id}/correction",
+                       data={**data, **({"fix-shown": shown.group(1)} if shown else {})}, **post)
+
+
 def _text(response: Any) -> str:
     return html.unescape(response.get_data(as_text=True))
 
@@ -97,7 +105,7 @@ def test_a_technician_corrects_a_reagent_lot_on_its_page_audited_and_listed(app,
         assert f'<label for="{field_id}">' in page
     assert '<label for="fix-reason">Reason for the correction</label>' in page
 
-    done = tech.post(f"/reagents/{s.trypsin}/correction", data=_form(), follow_redirects=True)
+    done = _correct(tech, s.trypsin, _form(), follow_redirects=True)
     text = _text(done)
     assert done.status_code == 200, text
     assert "Reagent lot DemoBio TR-2291 corrected. The old values and your reason are in the audit trail." in text
@@ -145,14 +153,14 @@ def test_no_reason_nothing_changed_and_bad_values_are_refused_each_on_its_field(
     client, headers = _api(app)
     before = _state(db_session, s.trypsin)
 
-    unchanged = tech.post(f"/reagents/{s.trypsin}/correction", data=_form("TrypLE Selct", lot_number="TR-2219"))
+    unchanged = _correct(tech, s.trypsin, _form("TrypLE Selct", lot_number="TR-2219"))
     text = _text(unchanged)
     assert unchanged.status_code == 422, text
     assert _errors(text, "fix-name") == ["Nothing changed: give the corrected name, supplier, lot number or expiry "
                                          "date."], text
     assert 'id="reagent-lot-fix-refused"' in text and "<details class=\"correction\" id=\"reagent-lot-fix\" open>" in text
 
-    blank = tech.post(f"/reagents/{s.trypsin}/correction", data=_form(reason="  "))
+    blank = _correct(tech, s.trypsin, _form(reason="  "))
     assert blank.status_code == 422 and _errors(_text(blank), "fix-reason"), _text(blank)
 
     api = client.post(f"/api/v1/reagent-lots/{s.trypsin}/corrections", headers=headers,
@@ -177,7 +185,7 @@ def test_a_supplier_lot_registered_already_is_refused_with_a_409(app, users, db_
     s = _scene(db_session)
     tech = client_as("technician")
     before = _state(db_session, s.trypsin)
-    twice = tech.post(f"/reagents/{s.trypsin}/correction", data=_form(lot_number="m -77"))  # capitals, spaces
+    twice = _correct(tech, s.trypsin, _form(lot_number="m -77"))  # capitals, spaces
     text = _text(twice)
     assert twice.status_code == 409, text
     words = (f"Supplier's lot number: DemoBio lot M-77 is already registered as reagent lot #{s.medium} (Culture "
@@ -198,7 +206,7 @@ def test_an_expiry_before_a_recorded_use_is_refused_naming_the_lot_and_day(app, 
     tech = client_as("technician")
     before = _state(db_session, s.trypsin)
     early = s.used_on - timedelta(days=1)
-    refused = tech.post(f"/reagents/{s.trypsin}/correction", data=_form(expiry=early))
+    refused = _correct(tech, s.trypsin, _form(expiry=early))
     text = _text(refused)
     assert refused.status_code == 409, text
     words = (f"Expiry date: {early} would put recorded uses of DemoBio lot TR-2219 after its expiry: lot "
@@ -207,7 +215,7 @@ def test_an_expiry_before_a_recorded_use_is_refused_naming_the_lot_and_day(app, 
     assert _errors(text, "fix-expiry_date") == [words], text
     assert _state(db_session, s.trypsin) == before
     # the day of use itself is still within the expiry: accepted
-    assert tech.post(f"/reagents/{s.trypsin}/correction", data=_form(expiry=s.used_on)).status_code == 302
+    assert _correct(tech, s.trypsin, _form(expiry=s.used_on)).status_code == 302
 
 
 def test_a_reagent_lot_under_recall_is_not_corrected(app, users, db_session, client_as):  # noqa: F811
@@ -218,7 +226,7 @@ def test_a_reagent_lot_under_recall_is_not_corrected(app, users, db_session, cli
     tech = client_as("technician")
     client, headers = _api(app)  # signed in and given a token first: both are audited
     before = _state(db_session, s.trypsin)
-    refused = tech.post(f"/reagents/{s.trypsin}/correction", data=_form())
+    refused = _correct(tech, s.trypsin, _form())
     text = _text(refused)
     assert refused.status_code == 409, text
     assert f"Correction refused: DemoBio lot TR-2219 is under recall R-{recall_id}" in text, text
@@ -244,7 +252,7 @@ def test_a_reagent_lot_used_by_a_released_lot_is_not_corrected(app, users, monke
         tech = client_as("technician")
         client, headers = _api(app)  # signed in and given a token first: both are audited
         before = _state(session, reagent_lot_id)
-        refused = tech.post(f"/reagents/{reagent_lot_id}/correction", data=_form(
+        refused = _correct(tech, reagent_lot_id, _form(
             name="Corrected name", supplier=before[0][1], lot_number=before[0][2], expiry=before[0][3]))
         text = _text(refused)
         assert refused.status_code == 409, text
@@ -264,7 +272,7 @@ def test_only_a_technician_corrects_and_an_unknown_reagent_lot_is_404(app, users
     qa = client_as("qa")
     before = _state(db_session, s.trypsin)
     assert "Correct this reagent lot" not in _text(qa.get(f"/reagents/{s.trypsin}"))
-    assert qa.post(f"/reagents/{s.trypsin}/correction", data=_form()).status_code == 403
+    assert _correct(qa, s.trypsin, _form()).status_code == 403
     client, headers = _api(app, "qa")
     assert client.post(f"/api/v1/reagent-lots/{s.trypsin}/corrections", headers=headers,
                        json={"lot_number": "TR-2291", "reason": REASON}).status_code == 403
@@ -276,4 +284,4 @@ def test_only_a_technician_corrects_and_an_unknown_reagent_lot_is_404(app, users
     missing = client.post("/api/v1/reagent-lots/999999/corrections", headers=headers,
                           json={"lot_number": "TR-2291", "reason": REASON})
     assert missing.status_code == 404, missing.get_json()
-    assert client_as("technician").post("/reagents/999999/correction", data=_form()).status_code == 404
+    assert _correct(client_as("technician"), 999999, _form()).status_code == 404

@@ -1,0 +1,14 @@
+"""Text typed or scanned: the characters that show nothing (pure)."""
+from __future__ import annotations
+
+import unicodedata
+
+#: the Unicode categories of characters that show nothing: format (Cf: zero-width space U+200B, byte-order mark U+FEFF,
+#: soft hyphen, word joiner, direction marks) and control (Cc: a scanner's suffix, GS U+001D, CR, tab)
+INVISIBLE = frozenset({"Cf", "Cc"})
+
+
+def first_invisible(text: str) -> str | None:
+    """The first character of `text` that shows nothing (INVISIBLE), or None: pasted with a name or a lot number, it
+    makes a record no one can read or a second spelling of one that reads exactly the same."""
+    return next((letter for letter in text if unicodedata.category(letter) in INVISIBLE), None)

@@ -43,7 +43,11 @@ from mscbatch.lots.reagent_rules import missing_reagent_types, requirement_words
 from mscbatch.lots.services import gate_and_reasons
 from mscbatch.lots.steps import steps_of
 
-PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 260, 48
+PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 400, 48
+#: two panels, one above the other, each series on its own axis with its own lines (session 42): on one frame with
+#: two axes the viability (95 % on the right axis) was drawn on the PD limit line (25 on the left) and read
+#: against it. Viability on top (0-100 %), cumulative PD below, its axis at the foot of the figure (pixels)
+VIABILITY_TOP, VIABILITY_BOTTOM, PD_TOP = MARGIN, 160, 222
 
 #: the lot fields whose latest change the page names (who, when, why): the state, the harvest and the freezing
 NAMED_FIELDS = {"status": "status", "harvest_total_cells": "harvest", "frozen_at": "frozen"}
@@ -87,27 +91,51 @@ class BagRow:
     box_id: int | None
 
 
+@dataclass(frozen=True)
+class ViabilityLimit:
+    """The lowest viability the lot's release specification accepts (its "viability" test): `strict` means the
+    value must be above it, not at it. No product sets a viability warning level (config/products.toml)."""
+
+    minimum: Decimal
+    strict: bool
+    spec_title: str
+
+    @property
+    def words(self) -> str:
+        return f"{'above' if self.strict else 'at least'} {self.minimum}\u00a0%"  # no line break before the %
+
+
 @dataclass
 class Plot:
-    """Coordinates for the SVG: one point per passage for cumulative PD (left axis) and viability (right)."""
+    """Coordinates for the SVG: one point per passage for viability (upper panel) and cumulative PD (lower)."""
 
     pd_points: list[tuple[float, float, str, Decimal]] = field(default_factory=list)
     viability_points: list[tuple[float, float, str, Decimal]] = field(default_factory=list)
     pd_max: Decimal = Decimal(0)
     pd_limit_y: float | None = None
     pd_limit: Decimal | None = None
+    #: each series against its own lines (session 42): PD against the product's PD warning and limit (lower panel),
+    #: viability against the release specification's viability minimum (upper panel, 0-100 %)
+    pd_warn: Decimal | None = None
+    pd_warn_y: float | None = None
+    viability_limit: ViabilityLimit | None = None
+    viability_limit_y: float | None = None
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     pd_ticks: list[tuple[float, str]] = field(default_factory=list)
     viability_ticks: list[tuple[float, str]] = field(default_factory=list)
     width: int = PLOT_WIDTH
     height: int = PLOT_HEIGHT
     margin: int = MARGIN
+    viability_top: int = VIABILITY_TOP
+    viability_bottom: int = VIABILITY_BOTTOM
+    pd_top: int = PD_TOP
 
     def polyline(self, points: list[tuple[float, float, str, Decimal]]) -> str:
         return " ".join(f"{x:.1f},{y:.1f}" for x, y, _label, _value in points)
 
 
-def build_plot(passages: list[ProcessStep], product: Product) -> Plot:
+def build_plot(passages: list[ProcessStep], product: Product,
+               viability_limit: ViabilityLimit | None = None) -> Plot:
     plot = Plot()
     if not passages:
         return plot
@@ -118,24 +146,36 @@ def build_plot(passages: list[ProcessStep], product: Product) -> Plot:
     # 0: fewer cells harvested than seeded, as at a marrow P0 where only some of the cells seeded adhere) is drawn
     # on the axis, not below its 0 and out of the figure
     bottom = min([*values, Decimal(0)]) * Decimal("1.1")
-    inner_w, inner_h = PLOT_WIDTH - 2 * MARGIN, PLOT_HEIGHT - 2 * MARGIN
+    inner_w = PLOT_WIDTH - 2 * MARGIN
     step = inner_w / max(1, len(passages) - 1) if len(passages) > 1 else 0
+    pd_bottom = PLOT_HEIGHT - MARGIN
 
     def y_for(value: Decimal, scale: Decimal, low: Decimal = Decimal(0)) -> float:
-        return float(MARGIN + inner_h - inner_h * ((value - low) / (scale - low)))
+        """A cumulative PD in the lower panel."""
+        return float(pd_bottom - (pd_bottom - PD_TOP) * ((value - low) / (scale - low)))
+
+    def y_viability(percent: Decimal) -> float:
+        """A viability (0-100 %) in the upper panel."""
+        return float(VIABILITY_BOTTOM - (VIABILITY_BOTTOM - VIABILITY_TOP) * (percent / 100))
 
     for index, s in enumerate(passages):
         x = MARGIN + (index * step if len(passages) > 1 else inner_w / 2)
         plot.x_ticks.append((x, s.label))
         plot.pd_points.append((x, y_for(values[index], top, bottom), s.label, s.cumulative_pd or Decimal(0)))
         if s.viability_percent is not None:
-            plot.viability_points.append((x, y_for(s.viability_percent, Decimal(100)), s.label, s.viability_percent))
+            plot.viability_points.append((x, y_viability(s.viability_percent), s.label, s.viability_percent))
     plot.pd_max, plot.pd_limit = top, limit
     plot.pd_limit_y = y_for(limit, top, bottom)
+    warn = product.culture_limits.warn_cumulative_pd
+    if warn is not None:
+        plot.pd_warn, plot.pd_warn_y = warn, y_for(warn, top, bottom)
+    if viability_limit is not None:
+        plot.viability_limit = viability_limit
+        plot.viability_limit_y = y_viability(viability_limit.minimum)
     ticks = [bottom + (top - bottom) * k / 4 for k in range(5)]
     plot.pd_ticks = [(y_for(tick, top, bottom), f"{tick:.0f}".replace("-0", "0") if abs(tick) < 1 else f"{tick:.0f}")
                      for tick in ticks]
-    plot.viability_ticks = [(y_for(Decimal(v), Decimal(100)), f"{v}%") for v in (0, 25, 50, 75, 100)]
+    plot.viability_ticks = [(y_viability(Decimal(v)), f"{v}%") for v in (0, 50, 100)]
     return plot
 
 
@@ -225,8 +265,26 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     late = {d.id for d in deviations if first_release is not None and d.recorded_at > first_release}
     return LotRecord(lot, donor, product, gate, gate_reasons, steps, deviations, reagents, rows,
                      move_rows(session, moves),
-                     lookbacks_of(session, donor.id), build_plot(passages, product), users, next_states, missing,
+                     lookbacks_of(session, donor.id), build_plot(passages, product, _viability_limit(session, lot)),
+                     users, next_states, missing,
                      history, corrections, late)
+
+
+def _viability_limit(session: Session, lot: Lot) -> ViabilityLimit | None:
+    """The viability minimum of the specification the lot is judged against, for the plot; none when the
+    specification has no viability test or cannot be used (the release pages say why, not the lot page)."""
+    # release builds on lots: imported here, not at module level
+    from mscbatch.errors import DomainError
+    from mscbatch.release.specs import spec_of_lot
+
+    try:
+        spec = spec_of_lot(session, lot)
+    except DomainError:
+        return None
+    test = next((t for t in spec.tests if t.id == "viability" and t.min is not None), None)
+    if test is None or test.min is None:
+        return None
+    return ViabilityLimit(Decimal(test.min), test.strict, spec.title)
 
 
 def _shown(name: str, value: str | None, reagent_words: dict[int, str] | None = None) -> str:

@@ -73,7 +73,7 @@ def test_a_loss_does_not_lower_the_cumulative_pd_checked_against_the_limit(app, 
     assert p1.cumulative_pd == Decimal("19.93")  # not 9.96: the loss counts as 0
     db_session.rollback()
     page = _text(tech.get(f"/lots/{lot_id}"))
-    assert "<td>-9.97</td>" in page and "<td>19.93" in page and "9.96" not in page
+    assert "<td data-label=\"PD\">-9.97</td>" in page and "<td data-label=\"Cumulative PD\">19.93" in page and "9.96" not in page
 
     # P2 1 -> 1000 x10^6: 19.93 + 0 + 9.97 = 29.90 doublings, beyond the limit of 25 (19.93 before the fix)
     refused = tech.post(f"/lots/{lot_id}/passages", data=_form(2, "1", "1000"))
@@ -134,4 +134,4 @@ def test_a_small_loss_never_reads_pd_minus_zero(app, users, db_session, client_a
     recorded = tech.post(f"/lots/{lot_id}/passages", data=_form(1, "5", "4.99"), follow_redirects=True)
     text = _text(recorded)
     assert "Passage P1 recorded: PD -0.0029, cumulative PD 3.32." in text, text
-    assert "<td>-0.0029</td>" in text and "-0.00<" not in text
+    assert "<td data-label=\"PD\">-0.0029</td>" in text and "-0.00<" not in text

@@ -106,7 +106,7 @@ def test_real_growth_is_recorded_and_the_table_shows_its_doubling_time(app, user
     passages(db_session, lot_id, [(2 * M, 16 * M)])  # 3 PD in 4 days: one every 32 h
     db_session.rollback()
     page = client_as("technician").get(f"/lots/{lot_id}").get_data(as_text=True)
-    assert "<th>Doubling time</th>" in page and "<td>32.0 h</td>" in page
+    assert "<th>Doubling time</th>" in page and "<td data-label=\"Doubling time\">32.0 h</td>" in page
 
 
 def _cryo_form(cells_per_ml: str, dmso: str) -> dict[str, str]:

@@ -127,3 +127,21 @@ def running_infusion_of(session: Session, bag: Bag | None, label_key: str) -> Ru
         return None
     found = running_infusions(session, label_key, bag_id=bag.id)
     return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class StartedRunning:
+    infusion: Infusion
+    bag: Bag
+    patient_code: str
+
+
+def running_started_by(session: Session, user_id: int) -> list[StartedRunning]:
+    """The infusions this user started that are still running (not ended), the earliest started first: the sign-out
+    reminder (auth.logout) names them, so that a nurse leaving at the end of a shift hands them over, or records
+    their end, rather than leaving an infusion nobody knows is theirs. A ward's handful: bounded by MOST."""
+    rows = session.execute(select(Infusion, Bag, Patient.code).join(Bag, Bag.id == Infusion.bag_id)
+                           .join(Patient, Patient.id == Infusion.patient_id)
+                           .where(Infusion.ended_at.is_(None), Infusion.started_by_id == user_id)
+                           .order_by(Infusion.started_at, Infusion.id).limit(MOST)).all()
+    return [StartedRunning(infusion, bag, code) for infusion, bag, code in rows]

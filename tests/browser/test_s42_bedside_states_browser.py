@@ -116,6 +116,9 @@ def test_unconfirmed_is_amber_confirmed_is_green_and_the_limit_passes_live(page:
     assert "line-through" in heading.evaluate("(el) => getComputedStyle(el).textDecorationLine")
     assert heading.evaluate("(el) => getComputedStyle(el).color") == "rgb(85, 85, 85)"
     expect(page.locator(".verdict-matches .verdict-icon")).to_be_hidden()
+    # and a screen reader hears the limit passed with the heading, not the hidden "you may start"
+    expect(heading).to_have_attribute("aria-describedby", "thaw-passed")
+    expect(heading).to_have_accessible_description(re.compile(r"^✖? ?Post-thaw limit PASSED at"))
     assert "bedside-thaw-passed" in (page.locator("body").get_attribute("class") or "")
     assert _background(page, "body") == "none rgb(164, 14, 38)"  # var(--stop)
     # only the colour of the page changes: not its layout (the block's own style is not the body's)

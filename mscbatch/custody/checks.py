@@ -51,6 +51,7 @@ from mscbatch.core.identifiers import (
 from mscbatch.core.label_token import TokenInvalid, verify_token
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
+from mscbatch.core.text import INVISIBLE
 from mscbatch.custody.models import GRADES, SERIOUS_GRADE, CustodyEvent, Infusion, InfusionReaction
 from mscbatch.custody.queries import ENDED_LOTS, LOST_STATES, CourseShort, course_short
 from mscbatch.database import utcnow
@@ -138,11 +139,6 @@ class BedsideResult:
 #: a bag label code that was not read whole (a QR read cut short, a damaged label, another code)
 NOT_READ = ("The bag scan was not read: scan the bag's label again. If its QR code still does not read, type the "
             "bag number (DIN) printed on the label, with the boxed check character at its end.")
-
-
-#: the Unicode categories of characters that show nothing: format (Cf: zero-width space U+200B, byte-order mark U+FEFF,
-#: soft hyphen, word joiner, direction marks) and control (Cc: a scanner's suffix, GS U+001D, CR, tab)
-INVISIBLE = frozenset({"Cf", "Cc"})
 
 
 def visible(text: str) -> str:

@@ -67,7 +67,7 @@ def seed_returned(session: Session) -> list[str]:
         handover.receive(session, nurse, bag.id, location="Internal medicine")
         handover.return_bag(session, nurse, bag.id, reason=RETURN_REASON, location="Internal medicine")
         prescriptions.cancel(session, clinician, rx.id, "Infusion postponed until the fever has settled; a new "
-                             "prescription will follow.")
+                             "prescription will follow.", password=donor_demo.DEMO_PASSWORD)
     except DomainError as error:
         return [f"  (returned bag skipped: {error.message})"]
     return [f"  {patient.code}  lupus (SLE-UC), 50 kg: its infusion was postponed and bag {bag.din}{bag.check_character} "

@@ -148,6 +148,15 @@ class PrescriptionInSchema(Schema):
     password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
 
 
+class PrescriptionEndInSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(max=2000), metadata={
+        "description": "Why the prescription is cancelled, its course stopped or, every bag given, closed (the audit "
+                       "trail's reason and the signature's meaning, e.g. \"Course stopped: grade 3 reaction\")"})
+    password = fields.String(required=True, load_only=True, metadata={
+        "description": "E-signature: the clinician's password, as when signing the prescription (401 if wrong, "
+                       "counted towards the account's lockout; nothing is stopped)"})
+
+
 class AllocationSchema(Schema):
     bag_id = WholeNumber(required=True)
     volume_ml = PlainDecimal(as_string=True, required=True)
@@ -172,6 +181,8 @@ class PrescriptionSchema(Schema):
     dmso_g_per_kg = PlainDecimal(as_string=True, required=True)
     status = fields.String(required=True)
     prescribed_at = fields.DateTime(required=True)
+    cancelled_at = fields.DateTime(allow_none=True, metadata={"description": "When it was cancelled or stopped"})
+    cancel_reason = fields.String(allow_none=True, metadata={"description": "Why it was cancelled or stopped"})
     allocations = fields.List(fields.Nested(AllocationSchema), required=True)
 
 
@@ -269,3 +280,16 @@ def prescribe(data: dict[str, Any], patient_id: int) -> Any:
 @roles_required(*READERS)
 def get_one_prescription(prescription_id: int) -> Any:
     return _prescription(get_prescription(db.session, prescription_id))
+
+
+@bp.route("/prescriptions/<int:prescription_id>/cancel", methods=["POST"])
+@bp.arguments(PrescriptionEndInSchema)
+@bp.response(200, PrescriptionSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("clinician")
+def cancel_prescription(data: dict[str, Any], prescription_id: int) -> Any:
+    """Cancel the prescription, or stop its course once a bag was given (the bags not given go back to stock), or
+    close it once every bag was given: an e-signature like the prescription's (`password`; 401 if wrong, nothing
+    stopped; 422 naming `password` or `reason` when missing). 409 while a bag is on its way or on the ward."""
+    return _prescription(prescriptions.cancel(db.session, current_user, prescription_id, data["reason"],
+                                              password=data["password"]))

@@ -18,7 +18,15 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import (
+    Flowable,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
 from sqlalchemy.orm import Session
 
 from mscbatch.core.culture import format_cells
@@ -37,6 +45,7 @@ from mscbatch.labels.render import expiry_lines
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.course import COMPLETED_WORDS, bag_outcomes, course_completed, stop_words
 from mscbatch.patients.endotoxin import unknown_load_words
+from mscbatch.patients.infusion_rate import course_rate
 from mscbatch.patients.models import Patient, Prescription
 from mscbatch.patients.queries import (
     CONDITIONAL_WORDS,
@@ -47,6 +56,9 @@ from mscbatch.patients.queries import (
     weight_change_of,
 )
 from mscbatch.site import local_and_utc, site_config
+
+#: the fact that gives the course's infusion rate (infusion_rate.CourseRate.total_words), on the page and the sheet
+RATE_LABEL = "Infusion rate"
 
 
 def millions(cells: Any) -> str:
@@ -75,6 +87,10 @@ class SheetBag:
     #: the lot's current state beside the bag (queries.lot_state_words): "LOT RECALLED (R-2)", "LOT REJECTED",
     #: "LOT EXPIRED", "conditionally released" while it still is, else empty
     lot_state: str = ""
+    #: the rate to set for this bag (infusion_rate: "25 mL over 20 min = 75.0 mL/h"); empty when it is not given
+    rate: str = ""
+    #: the same for the sheet's narrow column: ("75.0 mL/h", "20 min"), None when not given or no time is known
+    rate_parts: tuple[str, str] | None = None
 
     @property
     def lot_ended(self) -> bool:
@@ -238,6 +254,8 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     rows = allocations_of(session, prescription.id)
     outcomes = bag_outcomes(session, prescription, rows)
     donors = _donor_codes(session, rows)
+    rate = course_rate(calc, prescription.protocol_id, protocol.short_name if protocol else prescription.protocol_id,
+                       [row.volume_ml for row in rows])
     for row in rows:
         bag = session.get(Bag, row.bag_id)
         assert bag is not None
@@ -249,7 +267,9 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                              f"{bag.volume_ml}", f"{row.volume_ml}",
                              millions(row.cells), row.partial, lot.status == "conditional_release",
                              outcome.state, outcome.words, outcome.cells, outcome.infused_ml,
-                             donors.get(lot.donor_id, "?"), bag.id, lot_state_words(session, lot)))
+                             donors.get(lot.donor_id, "?"), bag.id, lot_state_words(session, lot),
+                             "" if outcome.state == "not_given" else rate.bag_words(Decimal(row.volume_ml)),
+                             None if outcome.state == "not_given" else rate.bag_rate(Decimal(row.volume_ml))))
     completed = prescription.status in ("active", "stopped") and course_completed(outcomes.values())
     status = COMPLETED_WORDS if completed else prescription.status
     facts = [
@@ -262,6 +282,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
                        f"{per_kg_words(Decimal(calc['delivered_cells_per_kg']))} "
                        f"({calc['deviation_percent']} % from target) in {_bags(calc['bag_count'])}, "
                        f"{calc['total_volume_ml']} mL"),
+        (RATE_LABEL, rate.total_words()),
         (RUNNING_LABEL if running(bags) else GIVEN_LABEL, _given_words(prescription, bags, weight)),
         ("DMSO", stored_dmso_window_words(calc)  # with the DMSO already given in the 24 hours before, if any
          or f"{Decimal(calc['dmso_g']).quantize(Decimal('0.01'))} g = {calc['dmso_g_per_kg']} g/kg "
@@ -347,9 +368,10 @@ def _bags(count: Any, word: str = "bag") -> str:
 #: the bag table's columns (mm, 180 in all: A4 less its margins), with 3 pt padding: the DIN with its boxed K as the
 #: label prints it ("X9999 26 000005 P", one column: a nurse compares it to the label at a glance), a lot number such
 #: as MSC-2026-0003 (22 mm) and an expiry in local time over UTC ("2027-09-30 18:21 CEST": 32.5 mm) each fit on one
-#: line; a longer one wraps inside its own column
-BAG_COLUMNS_MM = {"DIN": 32, "Product code": 18, "Lot": 26, "Expiry": 37, "Bag mL": 12, "Draw mL": 13,
-                  "Cells": 18, "Use": 24}
+#: line; a longer one wraps inside its own column. "Rate, time": the mL/h to set over the bag's share of the course's
+#: infusion time ("62.5 mL/h" over "24 min", infusion_rate), the course's rate being in the facts
+BAG_COLUMNS_MM = {"DIN": 30.5, "Product code": 17.8, "Lot": 24.2, "Expiry": 34.7, "Bag mL": 9.8, "Draw mL": 9.8,
+                  "Rate, time": 15.5, "Cells": 14.4, "Use": 23.3}
 
 
 def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> Table:
@@ -429,7 +451,9 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
         expiry = "<br/>".join(escape(line) for line in b.expiry)
         rows.append([_din_cell(b), Paragraph(escape(b.product_code), small),
                      Paragraph(escape(b.lot_number), small), Paragraph(expiry, small), b.bag_volume_ml,
-                     b.draw_volume_ml, Paragraph(escape(b.cells), small),
+                     b.draw_volume_ml, Paragraph("<br/>".join(escape(x) for x in b.rate_parts) if b.rate_parts else
+                                                 "not given" if b.state == "not_given" else "ask the prescriber", small),
+                     Paragraph(escape(b.cells), small),
                      Paragraph(escape(use) + (f" ({escape(b.lot_state)})" if b.lot_ended else
                                               " (cond.)" if b.conditional else ""), small)])
     bag_table = _table(rows, [BAG_COLUMNS_MM[name] * mm for name in BAG_COLUMNS_MM])
@@ -439,8 +463,10 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
                         "(ISO/IEC 7064 MOD 37-2).", small)]
     story += [Paragraph("Signatures", styles["Heading3"])]
     story += [Paragraph(escape(s), small) for s in sheet.signatures] or [Paragraph("Not signed.", small)]
-    story += [Spacer(1, 6 * mm), _table([[Paragraph(h, head) for h in bedside_headings()],
-                                          ["Wristband, bag DINs and prescription match", "", "", ""],
-                                          ["Second person", "", "", ""]], [66 * mm, 37 * mm, 42 * mm, 35 * mm])]
+    # the bedside box whole on one page: its two rows are signed together, never one on each page
+    story += [KeepTogether([Spacer(1, 6 * mm), _table([[Paragraph(h, head) for h in bedside_headings()],
+                                                        ["Wristband, bag DINs and prescription match", "", "", ""],
+                                                        ["Second person", "", "", ""]],
+                                                       [66 * mm, 37 * mm, 42 * mm, 35 * mm])])]
     doc.build(story)
     return out.getvalue()

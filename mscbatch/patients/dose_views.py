@@ -178,9 +178,13 @@ def cancel(prescription_id: int) -> Any:
         form.for_completed_course()  # its empty note is refused in the words of the field shown
     if form.validate_on_submit():
         try:
-            prescriptions.cancel(db.session, current_user, prescription_id, form.reason.data)
+            prescriptions.cancel(db.session, current_user, prescription_id, form.reason.data,
+                                 password=form.password.data)
         except DomainError as error:
-            show_error(form, error)
+            if error.status == 401:  # a wrong password: said beside the password field, as at the prescription
+                form.password.errors = [*form.password.errors, error.message]
+            else:
+                show_error(form, error)
             return _detail(prescription_id, form, error.status)
         flash(_cancelled_words(prescription_id), "success")
         return redirect(url_for("prescriptions.detail", prescription_id=prescription_id))

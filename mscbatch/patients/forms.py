@@ -107,10 +107,14 @@ CLOSING_NOTE = "Closing note (e.g. course completed as prescribed; patient's con
 class CancelForm(FlaskForm):
     reason = TextAreaField("Reason for cancelling or stopping", validators=[DataRequired(
         "Give a reason: it goes into the audit trail."), Length(max=500)])
+    # a clinical decision that sends the bags not given back to stock: signed like the prescription
+    password = PasswordField("Your password (electronic signature: cancels the prescription or stops the course; "
+                             "the bags not given go back to stock)", **PASSWORD_FIELD)
 
     def for_completed_course(self) -> CancelForm:
         """Closing a completed course: the field asks for a closing note, not a reason for cancelling."""
         self.reason.label.text = CLOSING_NOTE
+        self.password.label.text = "Your password (electronic signature: closes the completed course)"
         self.reason.validators = [DataRequired("Write the closing note: it goes into the audit trail."),
                                   Length(max=500)]  # this instance's own list (the class's is shared)
         return self

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mscbatch.audit.trail import Audited, Lockable
+from mscbatch.audit.trail import Audited, Lockable, committed_value
 from mscbatch.database import Base, utcnow
 
 PATIENT_STATUSES = ("registered", "enrolled", "withdrawn")
@@ -28,6 +28,14 @@ ENROLLED = "Patient enrolled in the trial"
 ESCALATION_DECIDED = "Dose escalation decision (investigators)"
 PRESCRIBED = "Prescribed: dose level, weight and bags"
 WITHDRAWN = "Patient withdrawn from the trial"
+#: the meanings of the clinician's signature that ends a prescription (prescriptions.cancel): before any bag was given,
+#: once some were (the bags not given go back to stock), once every bag was given. The reason is not in the meaning
+#: but in the signed content (cancel_reason): a patient's clinical reason is masked from the administrator's audit
+#: view, where a signature's meaning is shown as written (as a withdrawal's meaning holds no reason either)
+CANCELLED = "Prescription cancelled (the reason recorded with it)"
+COURSE_STOPPED = "Course stopped (the reason recorded with it)"
+COURSE_CLOSED = "Completed course closed (the note recorded with it)"
+ENDED_MEANINGS = (CANCELLED, COURSE_STOPPED, COURSE_CLOSED)
 #: a prescription: active (signed, its bags reserved); cancelled (stopped before any bag was given: every bag let go);
 #: stopped (the course stopped after some bags were given: those keep their allocation, the others were let go)
 PRESCRIPTION_STATUSES = ("active", "cancelled", "stopped")
@@ -192,6 +200,20 @@ class Prescription(Audited, Lockable, Base):
                 "dose_level_cells_per_kg": self.dose_level_cells_per_kg, "weight_id": self.weight_id,
                 "weight_kg": str(self.weight_kg), "weight_measured_on": self.weight_measured_on.isoformat(),
                 "calculation": self.calculation_json, "planned_at": self.planned_at.isoformat()}
+
+    def signed_content_for(self, meaning: str) -> dict[str, Any]:
+        """The signature that cancels, stops or closes the course vouches for that too (its status, who, when and
+        why), so that an altered reason fails its verification; the prescription's own signature keeps its content."""
+        content = self.signed_content()
+        if meaning in ENDED_MEANINGS:
+            content.update(status=self.status, cancelled_by_id=self.cancelled_by_id, cancel_reason=self.cancel_reason,
+                           cancelled_at=self.cancelled_at.isoformat() if self.cancelled_at else None)
+        return content
+
+    def lock_exempt_now(self) -> frozenset[str]:
+        """The end (status, who, when, why) may be written once, while the prescription is active: the clinician's
+        signature then vouches for it, and it is locked like the rest."""
+        return type(self).__lock_exempt__ if committed_value(self, "status") == "active" else frozenset()
 
 
 class Allocation(Audited, Base):

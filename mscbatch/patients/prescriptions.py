@@ -37,7 +37,15 @@ from mscbatch.patients.inventory import (
     already_infused,
     calculate,
 )
-from mscbatch.patients.models import PRESCRIBED, Allocation, Prescription, WeightMeasurement
+from mscbatch.patients.models import (
+    CANCELLED,
+    COURSE_CLOSED,
+    COURSE_STOPPED,
+    PRESCRIBED,
+    Allocation,
+    Prescription,
+    WeightMeasurement,
+)
 from mscbatch.patients.queries import (
     allocations_of,
     get_patient,
@@ -317,11 +325,23 @@ def let_go(session: Session, actor: Any, prescription: Prescription, reason: str
     return out
 
 
-def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> Prescription:
+def ended_meaning(prescription: Prescription, completed: bool) -> str:
+    """What the clinician's signature ending the prescription means (its reason is in the content it covers)."""
+    return CANCELLED if prescription.status == "cancelled" else COURSE_CLOSED if completed else COURSE_STOPPED
+
+
+def cancel(session: Session, actor: Any, prescription_id: int, reason: str, *,
+           password: str | None = None) -> Prescription:
     """Cancel an active prescription, or stop its course once some of its bags have been given: the bags given keep
     their record (allocation, infusion), the bags not given go back into stock (a bag discarded or returned from the
     ward is only released: GONE_FROM_STOCK). A bag on its way or on the ward must first be returned (or, thawed,
-    discarded): the refusal says so, bag by bag. The reason is required and goes into the audit trail."""
+    discarded): the refusal says so, bag by bag. The reason is required and goes into the audit trail.
+
+    A clinical decision, signed like the prescription itself (21 CFR 11.50, 11.200): the clinician re-enters their
+    `password`; the signature's meaning says what it did (models.COURSE_STOPPED) and it covers the status, who,
+    when and why (the reason in the content, not the meaning: the administrator's audit view masks it). No password
+    (None or empty: 422 on `password`) or a wrong one (401, counted towards the lockout as at any signature) stops
+    nothing."""
     require_clinician(actor, "cancels or stops prescriptions")
     reason = (reason or "").strip()
     if not reason:
@@ -336,5 +356,8 @@ def cancel(session: Session, actor: Any, prescription_id: int, reason: str) -> P
         assert prescription is not None
         if prescription.status != "active":
             raise Conflict(f"This prescription is {prescription.status}; it cannot be cancelled.")
+        completed = _completed(session, prescription)  # before the bags are let go: a closing, not a stop
         let_go(session, actor, prescription, reason)
+        sign(session, actor, password or "", prescription, ended_meaning(prescription, completed),
+             required_role="clinician")
     return prescription

@@ -42,6 +42,7 @@ AUDITED_REFUSALS: dict[str, frozenset[tuple[str, str | None]]] = {
     # wrong password counted towards the lockout (signatures.services.sign), as at sign-in
     **{endpoint: _SIGNATURE_REFUSED | _FAILED_LOGIN_COUNT for endpoint in (
         "donors.decide", "patients.enrol", "patients.decide", "prescriptions.prescribe", "patients_api.prescribe",
+        "prescriptions.cancel", "patients_api.cancel_prescription",  # stopping a course is signed (S42b)
         "recall.start", "recall.end", "recall.complete", "release.release_lot", "release.close_oos", "release.exceptional",
         "release.assess_deviation")},
     # the withdrawal's signature: its refusal is audited and the wrong password counted to the lockout

@@ -133,6 +133,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "patients_api.list_weights": {"clinician", "nurse", "qa"},
     "patients_api.list_prescriptions": {"clinician", "nurse", "qa"},
     "patients_api.get_one_prescription": {"clinician", "nurse", "qa"},
+    "patients_api.cancel_prescription": {"clinician"},
     "patients_api.create": {"clinician"},
     "patients_api.add_weight": {"clinician"},
     "patients_api.dose_calculation": {"clinician"},

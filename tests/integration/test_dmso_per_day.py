@@ -87,7 +87,7 @@ def _stopped_after_first_bag(session, *, volume_ml: str | None = "200",  # type:
     if volume_ml is not None:
         infusions.end_infusion(session, nurse, infusion.id, volume_ml=volume_ml,
                                reason="" if volume_ml == "200" else "stopped early: pump failure")
-    prescriptions.cancel(session, clin, rx.id, "pump failure, course to be redone")
+    prescriptions.cancel(session, clin, rx.id, "pump failure, course to be redone", password=PASSWORD)
     started = session.scalar(select(Infusion.started_at).where(Infusion.id == infusion.id))
     pid = row.id
     session.commit()

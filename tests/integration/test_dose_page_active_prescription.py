@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from mscbatch.patients.models import Patient, Prescription
+from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import prescribed_bag
 
@@ -35,7 +36,7 @@ def test_the_dose_page_without_an_active_prescription_offers_the_signature(app, 
         ward = prescribed_bag(session, state="allocated")
         patient_id = session.scalar(select(Patient.id).where(Patient.wristband_id == ward.wristband))
         prescription_id = session.scalar(select(Prescription.id).where(Prescription.patient_id == patient_id))
-        prescriptions.cancel(session, user(session, "clinician"), prescription_id, "dose to be recalculated")
+        prescriptions.cancel(session, user(session, "clinician"), prescription_id, "dose to be recalculated", password=PASSWORD)
         session.commit()
     finally:
         session.close()

@@ -28,7 +28,7 @@ def test_a_held_bag_let_go_by_a_cancel_is_not_said_back_in_stock(app, users, cli
         shown = din_shown(session.get(Bag, ward.bag_id))
         prescription_id = session.scalar(select(Allocation.prescription_id).where(Allocation.bag_id == ward.bag_id))
     page = _text(client_as("clinician").post(f"/patients/prescriptions/{prescription_id}/cancel",
-                                              data={"reason": "lot recalled: new course from another lot"},
+                                              data={"password": PASSWORD, "reason": "lot recalled: new course from another lot"},
                                               follow_redirects=True).get_data(as_text=True))
     assert f"{shown} back in the unit, ON HOLD (on hold by" in page, page[:3000]
     assert f"{shown} back in stock" not in page

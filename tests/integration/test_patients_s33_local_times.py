@@ -13,6 +13,7 @@ from mscbatch.patients import prescriptions
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Prescription, WeightMeasurement
 from mscbatch.site import site_config
+from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
 
@@ -33,7 +34,7 @@ def _stopped_after_one_bag(db_session):  # type: ignore[no-untyped-def]
                                         label_key=KEY)
     infusions.end_infusion(db_session, nurse, infusion.id, volume_ml="25")
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == ward.patient_id))
-    prescriptions.cancel(db_session, clinician, rx_id, "grade 3 reaction with bag 1")
+    prescriptions.cancel(db_session, clinician, rx_id, "grade 3 reaction with bag 1", password=PASSWORD)
     started = db_session.scalar(select(Infusion.started_at).where(Infusion.id == infusion.id))
     db_session.rollback()
     return ward, rx_id, started

@@ -76,7 +76,7 @@ def test_cancelling_a_prescription_puts_its_bags_back_into_stock(app, users):
     lot_with_bags(session, tech, donor(session, tech))
     rx = prescriptions.prescribe(session, clin, PASSWORD, patient(session, clin).id)
     allocated = [a.bag_id for a in session.scalars(select(Allocation).where(Allocation.prescription_id == rx.id))]
-    prescriptions.cancel(session, clin, rx.id, "patient withdrew consent")
+    prescriptions.cancel(session, clin, rx.id, "patient withdrew consent", password=PASSWORD)
     assert {b.status for b in session.scalars(select(Bag))} == {"stored"}
     assert session.scalar(select(func.count()).where(Allocation.active_bag_id.is_not(None))) == 0
     for bag_id in allocated:  # the custody log tells it too: allocated, then back in stock, with the reason

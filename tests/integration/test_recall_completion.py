@@ -60,7 +60,7 @@ def discard_all_in_stock(app: Any, bag_ids: list[int]) -> None:
     with app.extensions["mscbatch.db"].new_session() as session:
         clinician, qa = user(session, "clinician"), user(session, "qa")
         for prescription in session.scalars(select(Prescription).where(Prescription.status == "active")).all():
-            prescriptions.cancel(session, clinician, prescription.id, "Recalled product: course stopped")
+            prescriptions.cancel(session, clinician, prescription.id, "Recalled product: course stopped", password=PASSWORD)
         for bag_id in bag_ids:
             if session.get(Bag, bag_id).status not in ("infused", "discarded"):
                 handover.discard(session, qa, bag_id, reason="Recalled: destroyed")

@@ -31,7 +31,7 @@ def returned(session, *, let_go: bool = True, state: str = "received"):  # type:
                         location="Ward 3")
     if let_go:
         prescription_id = session.scalar(select(Allocation.prescription_id).where(Allocation.bag_id == ward.bag_id))
-        prescriptions.cancel(session, user(session, "clinician"), prescription_id, "infusion postponed a week")
+        prescriptions.cancel(session, user(session, "clinician"), prescription_id, "infusion postponed a week", password=PASSWORD)
     session.commit()  # ends the session's transaction: the web requests that follow need SQLite's write lock
     return ward
 
@@ -188,7 +188,7 @@ def test_only_qa_assesses_and_not_the_person_who_returned_it(app, users, db_sess
     other = prescribed_bag(db_session, state="dispatched")
     handover.return_bag(db_session, user(db_session, "qatech"), other.bag_id, reason="courier turned back")
     prescription_id = db_session.scalar(select(Allocation.prescription_id).where(Allocation.bag_id == other.bag_id))
-    prescriptions.cancel(db_session, user(db_session, "clinician"), prescription_id, "course postponed")
+    prescriptions.cancel(db_session, user(db_session, "clinician"), prescription_id, "course postponed", password=PASSWORD)
     qatech = client_as("qatech")
     before = counts(db_session)
     answer = post(qatech, other.bag_id)

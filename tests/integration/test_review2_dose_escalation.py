@@ -77,7 +77,7 @@ def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infuse
     session.close()
 
     # a cancelled prescription gives its place back: patient 11 takes it, at 1 x10^6/kg
-    cancelled = clinician.post(f"/patients/prescriptions/{tenth}/cancel", data={"reason": "patient withdrew"})
+    cancelled = clinician.post(f"/patients/prescriptions/{tenth}/cancel", data={"password": PASSWORD, "reason": "patient withdrew"})
     assert cancelled.status_code == 302, cancelled.get_data(as_text=True)
     dry_run = api.post(f"/api/v1/patients/{eleventh}/dose-calculation", headers=headers, json={}).get_json()
     assert dry_run["allowed"] and dry_run["calculation"]["dose_level_cells_per_kg"] == "1000000", dry_run

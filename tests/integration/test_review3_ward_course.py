@@ -45,10 +45,10 @@ def test_a_course_is_stopped_after_its_first_bag_and_the_bags_not_given_no_longe
     db_session.rollback()
 
     clinician = client_as("clinician")
-    no_reason = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": ""})
+    no_reason = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": ""})
     assert no_reason.status_code == 422
     stopped = clinician.post(f"/patients/prescriptions/{rx_id}/cancel",
-                             data={"reason": "grade 4 anaphylaxis with bag 1: no further bag"})
+                             data={"password": PASSWORD, "reason": "grade 4 anaphylaxis with bag 1: no further bag"})
     assert stopped.status_code == 302
     page = clinician.get(f"/patients/prescriptions/{rx_id}").get_data(as_text=True)
     assert "Course stopped" in page and "grade 4 anaphylaxis with bag 1" in page
@@ -83,7 +83,7 @@ def test_a_course_with_a_bag_on_the_ward_is_stopped_only_once_the_bag_is_back_an
     din, token2 = din_shown(bag2), token_of(bag2)  # named as its label shows it, K included
     db_session.rollback()
 
-    refused = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "grade 4"})
+    refused = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "grade 4"})
     html = refused.get_data(as_text=True)
     assert refused.status_code == 409 and f"bag {din} is THAWED on the ward" in html and "discards it" in html
     db_session.rollback()
@@ -95,7 +95,7 @@ def test_a_course_with_a_bag_on_the_ward_is_stopped_only_once_the_bag_is_back_an
                                                              "reason": "course stopped: grade 4 anaphylaxis"})
     assert discarded.status_code == 302
     assert client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel",
-                                       data={"reason": "grade 4"}).status_code == 302
+                                       data={"password": PASSWORD, "reason": "grade 4"}).status_code == 302
     db_session.rollback()
     assert db_session.get(Prescription, rx_id).status == "stopped"
     assert db_session.get(Bag, ward.other_bag_ids[1]).status == "stored"

@@ -35,7 +35,7 @@ def test_a_bag_broken_at_thaw_is_discarded_on_the_ward_page_and_the_prescription
                                            "reason": "bag cracked in the water bath"})
     assert done.status_code == 302
     cancel = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel",
-                                         data={"reason": "bag broke at thaw: prescribe again"})
+                                         data={"password": PASSWORD, "reason": "bag broke at thaw: prescribe again"})
     assert cancel.status_code == 302
     assert db_session.get(Bag, ward.bag_id).status == "discarded"
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == ward.bag_id,

@@ -191,7 +191,7 @@ def test_the_course_stop_blocks_the_start_and_the_prescriber_can_stop_once_the_w
     assert answer["result"] == "STOP" and "course_short" in [f["code"] for f in answer["failures"]]
 
     url = f"/patients/prescriptions/{course.prescription_id}/cancel"
-    refused = clinician.post(url, data={"reason": "bag 1 broken"})  # bags 2 and 3 are still on the ward
+    refused = clinician.post(url, data={"password": PASSWORD, "reason": "bag 1 broken"})  # bags 2 and 3 are still on the ward
     assert refused.status_code == 409 and "Cannot cancel or stop this prescription yet" in refused.get_data(
         as_text=True)
     assert db_session.get(Prescription, course.prescription_id).status == "active"
@@ -200,7 +200,7 @@ def test_the_course_stop_blocks_the_start_and_the_prescriber_can_stop_once_the_w
                                            "reason": "thawed; course stopped by the prescriber"}).status_code == 302
     assert nurse.post("/ward/event", data={"bag": course.bags[2][1], "action": "return",
                                            "reason": "course to be prescribed again"}).status_code == 302
-    assert clinician.post(url, data={"reason": "bag 1 broken"}).status_code == 302
+    assert clinician.post(url, data={"password": PASSWORD, "reason": "bag 1 broken"}).status_code == 302
     assert db_session.get(Prescription, course.prescription_id).status == "cancelled"
     db_session.rollback()
 

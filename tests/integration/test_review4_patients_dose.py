@@ -167,7 +167,7 @@ def _give_first_bag_and_stop(session, pid: int) -> int:  # type: ignore[no-untyp
     infusion = infusions.start_infusion(session, nurse, bag.id, wristband=wristband, bag_scan=token_of(bag),
                                         label_key=KEY)
     infusions.end_infusion(session, nurse, infusion.id, volume_ml="25")
-    prescriptions.cancel(session, clin, rx.id, "pump failure, course to be redone")
+    prescriptions.cancel(session, clin, rx.id, "pump failure, course to be redone", password=PASSWORD)
     return bag.id
 
 

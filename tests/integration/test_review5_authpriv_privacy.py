@@ -44,7 +44,7 @@ def cases(db_session, client_as):  # type: ignore[no-untyped-def]
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == stopped.patient_id))
     db_session.rollback()
     assert client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel",
-                                       data={"reason": STOPPED}).status_code == 302
+                                       data={"password": PASSWORD, "reason": STOPPED}).status_code == 302
     clin = user(db_session, "clinician")
     gone = patient(db_session, clin, code="SLE-UC-772")
     withdraw(db_session, clin, PASSWORD, gone.id, reason=WITHDRAWN)

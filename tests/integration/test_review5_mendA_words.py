@@ -11,6 +11,7 @@ from mscbatch.custody import infusions
 from mscbatch.custody.models import Infusion
 from mscbatch.patients.models import Prescription
 from mscbatch.site import local_and_utc
+from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
 from tests.integration.test_review5_patients_course import _pdf_text, _text  # noqa: F401
@@ -31,7 +32,7 @@ def test_a_running_infusion_and_a_stop_are_told_in_local_time_with_utc_beside(ap
     clinician = client_as("clinician")
     page = _text(clinician.get(f"/patients/prescriptions/{rx_id}").get_data(as_text=True))
     assert f"GIVEN: infusion running (started {started})" in page, page
-    stopped = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "grade 3 reaction"})
+    stopped = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "grade 3 reaction"})
     assert stopped.status_code in (302, 303)
     sheet = _pdf_text(clinician.get(f"/patients/prescriptions/{rx_id}/dose-sheet.pdf").data)
     assert f"started {started}" in sheet, sheet

@@ -58,7 +58,7 @@ def test_a_stopped_course_says_which_bag_was_given_what_became_of_the_others_and
 
     clinician = client_as("clinician")
     stopped = clinician.post(f"/patients/prescriptions/{rx_id}/cancel",
-                             data={"reason": "grade 3 reaction with bag 1"}, follow_redirects=True)
+                             data={"password": PASSWORD, "reason": "grade 3 reaction with bag 1"}, follow_redirects=True)
     page = _text(stopped.get_data(as_text=True))
     assert stopped.status_code == 200
     # the flash says what became of each bag, in plain singular and plural
@@ -146,7 +146,7 @@ def test_the_api_names_its_own_fields_and_the_dose_page_keeps_its_form(app, user
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == ward.patient_id))
     db_session.rollback()
     clinician = client_as("clinician")
-    assert clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "recalculate"}).status_code == 302
+    assert clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "recalculate"}).status_code == 302
     api = app.test_client()
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     url = f"/api/v1/patients/{ward.patient_id}"
@@ -199,7 +199,7 @@ def test_the_dry_run_words_say_nothing_was_infused_and_one_per_kg_presentation(a
     rx_id = db_session.scalar(select(Prescription.id).where(Prescription.patient_id == ward.patient_id))
     db_session.rollback()
     clinician = client_as("clinician")
-    clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "recalculate"})
+    clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "recalculate"})
     headers = {"Authorization": f"Bearer {api_token_for(app, 'clinician')}"}
     dry = app.test_client().post(f"/api/v1/patients/{ward.patient_id}/dose-calculation", headers=headers, json={})
     words = dry.get_json()["already_infused"]["words"]

@@ -85,5 +85,5 @@ def test_a_course_that_can_no_longer_give_its_dose_says_so_on_the_page_and_the_s
     for _bag_id, token, _din in course.bags[1:]:
         assert nurse.post("/ward/event", data={"bag": token, "action": "discard",
                                                "reason": "thawed; course stopped by the prescriber"}).status_code == 302
-    assert clinician.post(f"{url}/cancel", data={"reason": "bag 1 broken at thaw"}).status_code == 302
+    assert clinician.post(f"{url}/cancel", data={"password": PASSWORD, "reason": "bag 1 broken at thaw"}).status_code == 302
     assert SHORT not in clinician.get(url).get_data(as_text=True)

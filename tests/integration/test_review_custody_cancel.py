@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Allocation, Prescription
-from tests.conftest import api_token_for
+from tests.conftest import PASSWORD, api_token_for
 from tests.integration.patient_factories import donor, lot_with_bags, user
 from tests.integration.test_custody_support import prescribed_bag
 from tests.integration.test_review4_patients_support import dry_run_body
@@ -35,7 +35,7 @@ def test_a_prescription_whose_bag_broke_at_thaw_can_be_cancelled_and_the_patient
     assert _event(app, "nurse", ward.bag_id, "discarded", "bag cracked in the water bath").status_code == 201
     rx_id = _prescription_id(app, ward.patient_id)
     clinician = client_as("clinician")
-    response = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "bag broke at thaw"})
+    response = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "bag broke at thaw"})
     assert response.status_code == 302, response.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()
     assert session.get(Prescription, rx_id).status == "cancelled"
@@ -55,7 +55,7 @@ def test_a_prescription_whose_bag_was_returned_from_the_ward_can_be_cancelled(ap
     session.close()
     assert _event(app, "nurse", ward.bag_id, "returned", "infusion postponed").status_code == 201
     rx_id = _prescription_id(app, ward.patient_id)
-    response = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "postponed"})
+    response = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "postponed"})
     assert response.status_code == 302, response.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()
     assert session.get(Bag, ward.bag_id).status == "returned"  # QA assesses it; it is not put back into stock
@@ -67,7 +67,7 @@ def test_a_prescription_with_a_bag_still_on_the_ward_cannot_be_cancelled(app, us
     ward = prescribed_bag(session, state="thawed")
     session.close()
     rx_id = _prescription_id(app, ward.patient_id)
-    response = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "changed mind"})
+    response = client_as("clinician").post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "changed mind"})
     assert response.status_code == 409
     assert "thawed" in response.get_data(as_text=True)
     session = app.extensions["mscbatch.db"].new_session()

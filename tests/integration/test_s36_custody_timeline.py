@@ -44,7 +44,7 @@ def _walked(app: Any) -> dict[str, Any]:
         handover.return_bag(session, user(session, "nurse"), ward.bag_id, reason="infusion postponed: fever",
                             location="Ward 3")
         prescription_id = session.scalar(select(Allocation.prescription_id).where(Allocation.bag_id == ward.bag_id))
-        prescriptions.cancel(session, user(session, "clinician"), prescription_id, CANCEL_WHY)
+        prescriptions.cancel(session, user(session, "clinician"), prescription_id, CANCEL_WHY, password=PASSWORD)
         returns.assess_return(session, user(session, "qa"), ward.bag_id, decision="restock", password=PASSWORD,
                               rationale="Logger TL-0042 never above -172 C; bag intact.", logger_max_c="-172.4",
                               intact=True)

@@ -66,7 +66,7 @@ def test_s38_reason_markup_prints_as_text_on_the_dose_sheet(app, users, db_sessi
     db_session.commit()
     clinician = client_as("clinician")
     reason = "Fever <38.5 & chills; see <b>ward notes <font color=white>hidden</font>"
-    done = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": reason})
+    done = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": reason})
     assert done.status_code == 302, done.get_data(as_text=True)
     pdf = clinician.get(f"/patients/prescriptions/{rx_id}/dose-sheet.pdf")
     assert pdf.status_code == 200
@@ -95,7 +95,7 @@ def test_s38_a_course_given_over_its_range_is_flagged_completed_with_the_endotox
         raise AssertionError("signed while a completed course stands")
     db_session.rollback()
 
-    closed = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "course completed"},
+    closed = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "course completed"},
                             follow_redirects=True)
     page = _text(closed.get_data(as_text=True))
     sheet = _pdf_text(clinician.get(f"/patients/prescriptions/{rx_id}/dose-sheet.pdf").data)
@@ -109,7 +109,7 @@ def test_s38_repeat_courses_stop_at_the_protocols_highest_level_and_the_cohort_s
         app, users, db_session, client_as):
     pid, rx_id = _first_course_given_over(db_session)  # 2.4 x10^6/kg given
     clin = user(db_session, "clinician")
-    prescriptions.cancel(db_session, clin, rx_id, "course completed")
+    prescriptions.cancel(db_session, clin, rx_id, "course completed", password=PASSWORD)
     db_session.commit()
     clinician = client_as("clinician")
     page = _text(clinician.get(f"/patients/{pid}/dose").get_data(as_text=True))
@@ -118,7 +118,7 @@ def test_s38_repeat_courses_stop_at_the_protocols_highest_level_and_the_cohort_s
             "under SLE-UC; the protocol's highest dose level is 4 x10^6/kg (at most 4.4 x10^6/kg") in page, page
     second = prescriptions.prescribe(db_session, clin, PASSWORD, pid, repeat_course_reason="decided with the PI")
     _give(db_session, pid, int(second.calculation["draws"][0]["bag_id"]), "25")  # 0.8 more: 3.2 given
-    prescriptions.cancel(db_session, clin, second.id, "reaction")
+    prescriptions.cancel(db_session, clin, second.id, "reaction", password=PASSWORD)
     db_session.commit()
 
     page = _text(clinician.get(f"/patients/{pid}/dose").get_data(as_text=True))

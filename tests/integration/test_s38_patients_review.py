@@ -89,7 +89,7 @@ def test_s38_a_course_whose_last_bag_still_runs_is_not_completed_until_its_end(a
         assert "GIVEN: infusion running" in words, words
 
     # closed while the last bag runs: a stop, said as such, with the running infusion named
-    closed = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": "course over"},
+    closed = clinician.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": "course over"},
                             follow_redirects=True)
     assert closed.status_code == 200
     said = _text(closed.get_data(as_text=True))

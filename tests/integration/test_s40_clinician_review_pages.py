@@ -28,7 +28,7 @@ from mscbatch.patients.demo import LATE_OOS_WRISTBANDS
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.recall.demo_notices import late_oos_lot, late_oos_recall
 from mscbatch.release.demo import DEMO_PASSWORD
-from tests.conftest import login
+from tests.conftest import PASSWORD, login
 
 
 def _text(html: str) -> str:
@@ -117,7 +117,7 @@ def test_the_prescription_page_shows_initials_and_birth_date_and_the_state_word_
     page = client.get(f"/patients/prescriptions/{f['rx_id']}").get_data(as_text=True)
     form = page[page.index('id="h-stop"'):]
     assert "Closing note" in form and "Reason for cancelling" not in form, form[:1500]
-    refused = client.post(f"/patients/prescriptions/{f['rx_id']}/cancel", data={"reason": ""})
+    refused = client.post(f"/patients/prescriptions/{f['rx_id']}/cancel", data={"password": PASSWORD, "reason": ""})
     assert refused.status_code == 422
     assert "Write the closing note" in refused.get_data(as_text=True)
 

@@ -19,6 +19,7 @@ from mscbatch.custody.models import Infusion
 from mscbatch.lots.models import Bag
 from mscbatch.patients.models import Allocation, Prescription
 from mscbatch.site import local_and_utc
+from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, Ward, checked_and_confirmed, prescribed_bag, token_of
 
@@ -47,7 +48,7 @@ def _row(page: str, infusion_id: int) -> str:
 
 
 def _stop_course(client: Any, rx_id: int, reason: str = "fever") -> None:
-    answer = client.post(f"/patients/prescriptions/{rx_id}/cancel", data={"reason": reason})
+    answer = client.post(f"/patients/prescriptions/{rx_id}/cancel", data={"password": PASSWORD, "reason": reason})
     assert answer.status_code == 302, answer.get_data(as_text=True)[:3000]
 
 

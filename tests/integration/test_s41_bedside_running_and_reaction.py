@@ -208,7 +208,7 @@ def test_a_new_course_prescribed_after_the_reaction_is_the_prescribers_decision(
     assert any(f["code"] == "severe_reaction" for f in _api_check(app, old_next)["failures"])
     with app.extensions["mscbatch.db"].new_session() as session:
         clinician = user(session, "clinician")
-        prescriptions.cancel(session, clinician, old_rx, "grade 3 anaphylaxis: course stopped")
+        prescriptions.cancel(session, clinician, old_rx, "grade 3 anaphylaxis: course stopped", password=PASSWORD)
         tech = user(session, "technician")
         lot_with_bags(session, tech, donor(session, tech))  # enough cells for a new course
         new_rx = prescriptions.prescribe(session, clinician, PASSWORD, first.patient_id,

@@ -65,7 +65,7 @@ def test_a_prescription_is_cancelled_once_when_two_clinicians_cancel_it_at_once(
         assert session.scalar(select(func.count()).select_from(Allocation)) == 1  # one bag
     monkeypatch.setattr(prescriptions, "BAG", MeetOnCheck(prescriptions.BAG, Rendezvous(True)))
     outcomes = race(app, lambda session, n: user(session, ("clinician", "clinician2")[n]),
-                    lambda session, who: prescriptions.cancel(session, who, prescription_id, f"per {who.username}"))
+                    lambda session, who: prescriptions.cancel(session, who, prescription_id, f"per {who.username}", password=PASSWORD))
     assert sorted(kind for kind, _ in outcomes) == ["ok", "refused"], outcomes
     [refusal] = [value for kind, value in outcomes if kind == "refused"]
     assert refusal.message == "This prescription is cancelled; it cannot be cancelled."

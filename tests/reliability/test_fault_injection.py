@@ -212,7 +212,7 @@ def test_a_fault_at_any_step_of_cancelling_a_prescription_keeps_its_bags_allocat
     allocated = _count(app, Allocation, Allocation.active_bag_id.is_not(None))
     assert allocated >= 2
     assert drive_faults(app.config["DATABASE_URL"], lambda session: prescriptions.cancel(
-        session, user(session, "clinician"), prescription_id, "Patient withdrew consent"),
+        session, user(session, "clinician"), prescription_id, "Patient withdrew consent", password=PASSWORD),
         target=database.new_session) >= 3
     assert _count(app, Allocation, Allocation.active_bag_id.is_not(None)) == 0
     assert _count(app, Allocation, Allocation.released_at.is_not(None)) == allocated

@@ -38,7 +38,7 @@ def test_a_cancel_and_a_dispatch_of_the_same_bag_at_once_leave_one_of_them_refus
 
     def attempt(session: Any, who: Any) -> Any:
         if who.username == "clinician":
-            return prescriptions.cancel(session, who, prescription_id, "infusion postponed")
+            return prescriptions.cancel(session, who, prescription_id, "infusion postponed", password=PASSWORD)
         return handover.dispatch(session, who, bag_id, courier="Fast Courier", shipper="DS-3",
                                  temperature_logger_id="TL-1")
 

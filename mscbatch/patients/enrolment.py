@@ -166,7 +166,11 @@ def enrol(session: Session, signer: Any, check_id: int, password: str,
             raise Conflict(f"This check is dated {check.on_date}: enrolment is signed on a check of the same day "
                            f"({site_today()}). Record a new check today.")
         if check.protocol_sha256 != protocol.sha256:
-            raise Conflict("The protocol file changed since this check: record a new check.")
+            changed = (f"is now version {protocol.version}" if check.protocol_version != protocol.version
+                       else "file changed since")
+            raise Conflict(f"This check was recorded under protocol {protocol.short_name} version "
+                           f"{check.protocol_version}; the protocol {changed}: check the criteria again, then sign "
+                           "the new check. Nothing was signed.")
         sign(session, signer, password, check, ENROLLED, required_role="clinician")
         patient.status = "enrolled"
     return check

@@ -58,7 +58,9 @@ class CourseRate:
         if not self.known or self.hours is None:
             return None
         time = BagTime(self.hours, bag_ml, self.course_ml)
-        return f"{rate_ml_per_h(bag_ml, self.hours * time.share)} mL/h", duration_words(time.expected)
+        # every bag runs at the course's rate: worked out from the course, not from the bag over its share of the
+        # time, whose 28-digit quotient rounded 75.0 down to 74.9 for a 50 mL bag of a 74.95 mL course
+        return f"{rate_ml_per_h(self.course_ml, self.hours)} mL/h", duration_words(time.expected)
 
     def bag_words(self, bag_ml: Decimal) -> str:
         """"25 mL over 20 min = 75.0 mL/h": this bag's volume over its share of the course's time."""

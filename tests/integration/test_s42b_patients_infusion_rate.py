@@ -82,5 +82,11 @@ def test_s42b_rate_rounding_and_a_longer_infusion():
                                     "each bag at this rate)")
     assert course.bag_words(Decimal(40)) == "40 mL over 1 h 12 min = 33.3 mL/h"
     assert course.bag_rate(Decimal(40)) == ("33.3 mL/h", "1 h 12 min")
+    # every bag at the course's rate, to the last digit: 50 mL of a 74.95 mL course over its share of the hour
+    # came out 74.9 (a 28-digit quotient just under 74.95) under a course line saying 75.0
+    partial = CourseRate("SLE-UC", Decimal(1), Decimal("74.95"))
+    assert "= 75.0 mL/h" in partial.total_words()
+    assert partial.bag_rate(Decimal(50))[0] == partial.bag_rate(Decimal("24.95"))[0] == "75.0 mL/h"
+    assert CourseRate("SLE-UC", Decimal(1), Decimal("28.25")).bag_rate(Decimal(25))[0] == "28.3 mL/h"
     unknown = CourseRate("SLE-UC", None, Decimal(100))
     assert "no infusion time" in unknown.total_words() and "Ask the prescriber" in unknown.total_words()

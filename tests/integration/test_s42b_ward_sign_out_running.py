@@ -32,7 +32,8 @@ def _text(page: str) -> str:
 
 def _running(app: Any, starter: str = "nurse") -> tuple[int, str, str, str]:
     """An infusion started by `starter`, still running: its id, the bag's DIN as shown, the patient's code and its
-    start's clock time as the pages say it ("21:48 CET")."""
+    start as the pages say an instant, with its day (an infusion left running since another day: "2026-12-05 21:48
+    CET")."""
     with app.extensions["mscbatch.db"].new_session() as session:
         ward = prescribed_bag(session)
         checked_and_confirmed(session, ward)
@@ -40,7 +41,7 @@ def _running(app: Any, starter: str = "nurse") -> tuple[int, str, str, str]:
                                            bag_scan=ward.token, label_key=KEY)
         local, _utc = local_parts(started.started_at)
         return (started.id, din_shown(session.get(Bag, ward.bag_id)), session.get(Patient, ward.patient_id).code,
-                local.split(" ", 1)[1])
+                local)
 
 
 def _end(app: Any, infusion_id: int) -> None:

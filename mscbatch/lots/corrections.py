@@ -13,6 +13,7 @@ typed wrong at cryopreservation is a wrong dose at the bedside. It may be correc
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -60,7 +61,7 @@ from mscbatch.site import local_and_utc, site_config
 MAX_REASON = 500
 
 
-def _reason(text: str | None) -> str:
+def correction_reason(text: str | None) -> str:
     reason = (text or "").strip()
     if not reason or len(reason) > MAX_REASON:
         raise ValidationFailed(f"Reason for the correction: say what was wrong (at most {MAX_REASON} characters); "
@@ -74,7 +75,7 @@ def correct_harvest(session: Session, actor: Any, lot_id: int, *, harvested_at: 
     must still fit in the corrected harvest."""
     require_technician(actor)
     problems = Problems()  # every problem of what was typed at once
-    why = problems.check(lambda: _reason(reason))
+    why = problems.check(lambda: correction_reason(reason))
     checked = problems.check(lambda: checked_harvest(harvested_at, total_cells, viability_percent))
     problems.raise_any()
     assert checked is not None
@@ -123,7 +124,7 @@ def correct_passage(session: Session, actor: Any, lot_id: int, step_id: int, det
     passage are computed again and checked against the product's limits, as when they were recorded."""
     require_technician(actor)
     problems = Problems()  # every problem of what was typed at once
-    why = problems.check(lambda: _reason(reason))
+    why = problems.check(lambda: correction_reason(reason))
     checked = problems.check(lambda: checked_passage(details))
     problems.raise_any()
     assert checked is not None
@@ -213,7 +214,7 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
     lot's bags together no more cells than the harvest on the lot's basis.
     In quarantine, a bag now holding DMSO still needs the DMSO lot recorded (the quarantine rule)."""
     require_technician(actor)
-    why = _reason(reason)
+    why = correction_reason(reason)
     with use_case(session, actor, f"{BAG_CONTENT_CORRECTED}: {why}"):
         lot = lock_lot(session, lot_id)
         _require_bag_correctable(lot)
@@ -288,6 +289,44 @@ def _bag_split_refused(bag: Bag, plan: BagPlan, error: CultureError) -> Validati
 
 
 @dataclass(frozen=True)
+class TrailCorrection:
+    """One correction of a row read off the audit trail: which row, who, when, why and each field's stored value
+    old -> new (None: empty), as the audit hook kept them; the caller puts them in its own words."""
+
+    entity_id: int
+    by: str
+    at: Any
+    reason: str
+    changes: list[tuple[str, str | None, str | None]]
+
+
+def trail_corrections(session: Session, entity_type: str, entity_ids: list[int], fields: Iterable[str],
+                      reason_prefix: str) -> list[TrailCorrection]:
+    """Every correction of these rows of `entity_type` (a table name), oldest first: the audited updates of the
+    fields, under a use case's reason "<reason_prefix>: <reason given>". The fields changed by one correction (the
+    same row, reason and moment) are one entry, in the order the trail holds them; the reason is the one given, the
+    author by the printed name (the trail keeps the user name the actor had)."""
+    from mscbatch.auth.models import User
+
+    if not entity_ids:
+        return []
+    events = list(session.scalars(select(AuditEvent).where(
+        AuditEvent.entity_type == entity_type, AuditEvent.entity_id.in_([str(i) for i in entity_ids]),
+        AuditEvent.action == "update", AuditEvent.field.in_(list(fields)),
+        AuditEvent.reason.like(f"{reason_prefix}: %")).order_by(AuditEvent.seq)))
+    actors = {e.actor_id for e in events if e.actor_id is not None}
+    names = {i: n for i, n in session.execute(select(User.id, User.full_name).where(User.id.in_(actors)))}
+    grouped: dict[tuple[str | None, str | None, str], TrailCorrection] = {}
+    for event in events:
+        key = (event.entity_id, event.reason, event.occurred_at.isoformat())
+        entry = grouped.setdefault(key, TrailCorrection(
+            int(event.entity_id or 0), names.get(event.actor_id, event.actor_name), event.occurred_at,
+            (event.reason or "").split(": ", 1)[-1], []))
+        entry.changes.append((event.field or "", event.old_value, event.new_value))
+    return list(grouped.values())
+
+
+@dataclass(frozen=True)
 class BagCorrection:
     """A corrected bag content: which bag, who, when, why and each value old -> new (from the audit trail)."""
 
@@ -303,27 +342,18 @@ BAG_FIELD_WORDS = {"volume_ml": "volume (mL)", "cells_per_ml": "cells per mL", "
                    "dmso_percent": "DMSO %"}
 
 
+def _bag_value(field: str, value: str | None) -> str:
+    """A bag's audited value as the lot page shows it: a count as 120 x10^6, nothing as a dash."""
+    if not value:
+        return "—"
+    return format_cells(int(value)) if field in ("cells_per_ml", "total_cells") and value.isdigit() else value
+
+
 def bag_corrections(session: Session, bag_ids: list[int]) -> list[BagCorrection]:
     """Every correction of the bags' content, oldest first, read off the audit trail (the old and new values, the
     reason, who and when): listed on the lot page next to the bags."""
-    from mscbatch.auth.models import User
-
-    if not bag_ids:
-        return []
-    events = list(session.scalars(select(AuditEvent).where(
-        AuditEvent.entity_type == Bag.__tablename__, AuditEvent.entity_id.in_([str(i) for i in bag_ids]),
-        AuditEvent.action == "update", AuditEvent.field.in_(BAG_CONTENT_FIELDS),
-        AuditEvent.reason.like(f"{BAG_CONTENT_CORRECTED}: %")).order_by(AuditEvent.seq)))
-    actors = {e.actor_id for e in events if e.actor_id is not None}
-    names = {i: n for i, n in session.execute(select(User.id, User.full_name).where(User.id.in_(actors)))}
-    grouped: dict[tuple[str | None, str | None, str], BagCorrection] = {}
-    for event in events:
-        key = (event.entity_id, event.reason, event.occurred_at.isoformat())
-        entry = grouped.setdefault(key, BagCorrection(
-            int(event.entity_id or 0), names.get(event.actor_id, event.actor_name), event.occurred_at,
-            (event.reason or "").split(": ", 1)[-1], []))
-        old, new = event.old_value or "—", event.new_value or "—"
-        if event.field in ("cells_per_ml", "total_cells"):
-            old, new = (format_cells(int(v)) if v.isdigit() else v for v in (old, new))
-        entry.changes.append((BAG_FIELD_WORDS[event.field or ""], old, new))
-    return list(grouped.values())
+    return [BagCorrection(fix.entity_id, fix.by, fix.at, fix.reason,
+                          [(BAG_FIELD_WORDS[field], _bag_value(field, old), _bag_value(field, new))
+                           for field, old, new in fix.changes])
+            for fix in trail_corrections(session, Bag.__tablename__, bag_ids, BAG_CONTENT_FIELDS,
+                                         BAG_CONTENT_CORRECTED)]

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
-from mscbatch.lots.corrections import _reason
+from mscbatch.lots.corrections import correction_reason
 from mscbatch.lots.models import REAGENT_TYPES, Bag, Lot, ProcessStep, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, same_supplier_lot
 from mscbatch.lots.reagents import (
@@ -57,7 +57,7 @@ def correct_reagent_use(session: Session, actor: Any, lot_id: int, use_id: int, 
     reagent lot is accepted with a warning (and the lot's bags held for the recall); a use of a reagent lot under
     a recall in force keeps its reagent lot while the recall is in force."""
     require_technician(actor)
-    why = _reason(reason)
+    why = correction_reason(reason)
     day = checked_use_day(used_on)
     with use_case(session, actor, f"reagent use corrected: {why}"):
         # the reagent lots recorded and corrected to, before the cell lot (the order a recall of either takes:

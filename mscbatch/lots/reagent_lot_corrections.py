@@ -4,8 +4,8 @@ reason (EU GMP ch. 4.9: a correction of a record is signed, dated, leaves the or
 A reagent lot is found by a recall through its supplier and lot number (queries.same_supplier_lot), and its expiry
 date decides whether a use was allowed (reagents._refuse_expired): a lot number typed wrong hides the cell lots that
 used it from a recall of the real lot, and could not be put right. The correction changes the same row under the
-rules of registering it (reagents.checked_expiry, _text, one registration per supplier lot); the audit hook keeps
-the old and new value of each changed field with the reason, who and when, and the reagent lot's page lists it.
+rules of registering it (reagents.checked_expiry, registered_text, one registration per supplier lot); the audit hook
+keeps the old and new value of each changed field with the reason, who and when, and the reagent lot's page lists it.
 
 It is refused, nothing changed, when the record it would change is QA's: a cell lot that used it is released or
 otherwise closed (its record signed; only lots in process or quarantine, BAG_CORRECTABLE_LOT_STATES, are still
@@ -24,13 +24,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
-from mscbatch.audit.models import AuditEvent
 from mscbatch.errors import Conflict, NotFound, ValidationFailed
-from mscbatch.lots.corrections import BAG_CORRECTABLE_LOT_STATES, _reason
+from mscbatch.lots.corrections import BAG_CORRECTABLE_LOT_STATES, correction_reason, trail_corrections
 from mscbatch.lots.models import REAGENT_TYPES, Lot, ReagentLot, ReagentUse
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import identity_key
-from mscbatch.lots.reagents import _text, checked_expiry, lock_reagent_lots, reagent_recall_in_force
+from mscbatch.lots.reagents import checked_expiry, lock_reagent_lots, reagent_recall_in_force, registered_text
 from mscbatch.lots.services import lock_lot, require_technician
 from mscbatch.recall.queries import recall_words
 
@@ -58,8 +57,8 @@ def _checked(typed: dict[str, Any], problems: Problems) -> dict[str, Any]:
         if field == "expiry_date":
             checked[field] = problems.check(lambda v=value: checked_expiry(v))
         else:
-            checked[field] = problems.check(lambda f=field, v=value: _text(v, f, REAGENT_LOT_FIELDS[f],
-                                                                           _TEXT_LIMITS[f]))
+            checked[field] = problems.check(lambda f=field, v=value: registered_text(
+                v, f, REAGENT_LOT_FIELDS[f], _TEXT_LIMITS[f]))
     return checked
 
 
@@ -70,7 +69,7 @@ def correct_reagent_lot(session: Session, actor: Any, reagent_lot_id: int, *, re
     page's shown_fingerprint, refused (409, field "shown") when the reagent lot changed since the page was opened."""
     require_technician(actor)
     problems = Problems()  # every problem of what was typed at once, each on its field
-    why = problems.check(lambda: _reason(reason))
+    why = problems.check(lambda: correction_reason(reason))
     new = _checked({"name": name, "supplier": supplier, "lot_number": lot_number, "expiry_date": expiry_date},
                    problems)
     problems.raise_any()
@@ -184,20 +183,10 @@ class ReagentLotCorrection:
 
 
 def reagent_lot_corrections(session: Session, reagent_lot_id: int) -> list[ReagentLotCorrection]:
-    """Every correction of the reagent lot, oldest first, read off the audit trail (as lots.corrections.
-    bag_corrections): listed on the reagent lot's page."""
-    from mscbatch.auth.models import User
-
-    events = list(session.scalars(select(AuditEvent).where(
-        AuditEvent.entity_type == ReagentLot.__tablename__, AuditEvent.entity_id == str(reagent_lot_id),
-        AuditEvent.action == "update", AuditEvent.field.in_(REAGENT_LOT_FIELDS),
-        AuditEvent.reason.like(f"{REAGENT_LOT_CORRECTED}: %")).order_by(AuditEvent.seq)))
-    actors = {e.actor_id for e in events if e.actor_id is not None}
-    names = {i: n for i, n in session.execute(select(User.id, User.full_name).where(User.id.in_(actors)))}
-    grouped: dict[tuple[str | None, str], ReagentLotCorrection] = {}
-    for event in events:
-        entry = grouped.setdefault((event.reason, event.occurred_at.isoformat()), ReagentLotCorrection(
-            names.get(event.actor_id, event.actor_name), event.occurred_at, (event.reason or "").split(": ", 1)[-1],
-            []))
-        entry.changes.append((REAGENT_LOT_FIELDS[event.field or ""], event.old_value or "—", event.new_value or "—"))
-    return list(grouped.values())
+    """Every correction of the reagent lot, oldest first, read off the audit trail (lots.corrections.
+    trail_corrections): listed on the reagent lot's page and among the corrections of every cell lot that used it
+    (lots.record_corrections)."""
+    return [ReagentLotCorrection(fix.by, fix.at, fix.reason,
+                                 [(REAGENT_LOT_FIELDS[field], old or "—", new or "—") for field, old, new in fix.changes])
+            for fix in trail_corrections(session, ReagentLot.__tablename__, [reagent_lot_id], REAGENT_LOT_FIELDS,
+                                         REAGENT_LOT_CORRECTED)]

@@ -52,7 +52,7 @@ def checked_expiry(expiry_date: date | None) -> date:
     return expiry_date
 
 
-def _text(value: str | None, field: str, label: str, limit: int) -> str:
+def registered_text(value: str | None, field: str, label: str, limit: int) -> str:
     text = " ".join((value or "").split())  # one space between words: the identity folds spaces (identity_key)
     if not text or len(text) > limit:
         raise ValidationFailed(f"Give the {label} (at most {limit} characters).", field=field)
@@ -71,9 +71,9 @@ def register_reagent_lot(session: Session, actor: Any, *, reagent_type: str, nam
     if reagent_type not in REAGENT_TYPES:
         raise ValidationFailed("Choose the reagent type.", field="reagent_type")
     expiry_date = checked_expiry(expiry_date)
-    values = dict(reagent_type=reagent_type, name=_text(name, "name", "reagent name", 120),
-                  supplier=_text(supplier, "supplier", "supplier", 120),
-                  lot_number=_text(lot_number, "lot_number", "supplier's lot number", 60))
+    values = dict(reagent_type=reagent_type, name=registered_text(name, "name", "reagent name", 120),
+                  supplier=registered_text(supplier, "supplier", "supplier", 120),
+                  lot_number=registered_text(lot_number, "lot_number", "supplier's lot number", 60))
     with use_case(session, actor):
         existing = session.scalars(select(ReagentLot).where(
             identity_key(ReagentLot.supplier) == identity_key(values["supplier"]),

@@ -131,6 +131,21 @@ def check_enrolment(session: Session, actor: Any, patient_id: int, raw: Mapping[
     return check
 
 
+def protocol_changed_words(check: EnrolmentCheck, protocol: Protocol, *, refused: bool = False) -> str | None:
+    """Why a check judged with another protocol file than the one in force is not signed, or None when it was judged
+    with that one. The enrolment page shows these words in place of the signature form; `refused`: the words of a
+    signature sent anyway (409). One place for both, so the page and the refusal name the same versions."""
+    if check.protocol_sha256 == protocol.sha256:
+        return None
+    changed = (f"is now version {protocol.version}" if check.protocol_version != protocol.version
+               else f"is still version {protocol.version} but its file changed since")
+    recorded = (f"This check was recorded under protocol {protocol.short_name} version {check.protocol_version}; "
+                f"the protocol {changed}")
+    if refused:
+        return f"{recorded}: check the criteria again, then sign the new check. Nothing was signed."
+    return f"{recorded}. Press “Check the criteria” again (above), then sign the new check."
+
+
 def enrol(session: Session, signer: Any, check_id: int, password: str,
           patient_id: int | None = None) -> EnrolmentCheck:
     """Sign an eligible check: the patient is enrolled and the check locked. The check must be the patient's
@@ -165,12 +180,9 @@ def enrol(session: Session, signer: Any, check_id: int, password: str,
         if check.on_date != site_today():
             raise Conflict(f"This check is dated {check.on_date}: enrolment is signed on a check of the same day "
                            f"({site_today()}). Record a new check today.")
-        if check.protocol_sha256 != protocol.sha256:
-            changed = (f"is now version {protocol.version}" if check.protocol_version != protocol.version
-                       else "file changed since")
-            raise Conflict(f"This check was recorded under protocol {protocol.short_name} version "
-                           f"{check.protocol_version}; the protocol {changed}: check the criteria again, then sign "
-                           "the new check. Nothing was signed.")
+        changed = protocol_changed_words(check, protocol, refused=True)
+        if changed:
+            raise Conflict(changed)
         sign(session, signer, password, check, ENROLLED, required_role="clinician")
         patient.status = "enrolled"
     return check

@@ -104,9 +104,15 @@ class PrescribeForm(FlaskForm):
 CLOSING_NOTE = "Closing note (e.g. course completed as prescribed; patient's condition after the last infusion)"
 
 
+#: a signed text's limit, as the API's (PrescriptionEndInSchema) and prescriptions.cancel: a reason the API takes is
+#: not cut short on the page
+CANCEL_REASON_MAX = 2000
+
+
 class CancelForm(FlaskForm):
     reason = TextAreaField("Reason for cancelling or stopping", validators=[DataRequired(
-        "Give a reason: it goes into the audit trail."), Length(max=500)])
+        "Give a reason: it goes into the audit trail."), Length(
+        max=CANCEL_REASON_MAX, message=f"The reason has at most {CANCEL_REASON_MAX} characters.")])
     # a clinical decision that sends the bags not given back to stock: signed like the prescription
     password = PasswordField("Your password (electronic signature: cancels the prescription or stops the course; "
                              "the bags not given go back to stock)", **PASSWORD_FIELD)
@@ -115,8 +121,9 @@ class CancelForm(FlaskForm):
         """Closing a completed course: the field asks for a closing note, not a reason for cancelling."""
         self.reason.label.text = CLOSING_NOTE
         self.password.label.text = "Your password (electronic signature: closes the completed course)"
-        self.reason.validators = [DataRequired("Write the closing note: it goes into the audit trail."),
-                                  Length(max=500)]  # this instance's own list (the class's is shared)
+        self.reason.validators = [DataRequired("Write the closing note: it goes into the audit trail."), Length(
+            max=CANCEL_REASON_MAX, message=f"The closing note has at most {CANCEL_REASON_MAX} characters.")
+        ]  # this instance's own list (the class's is shared)
         return self
 
 

@@ -182,7 +182,9 @@ def _enrolment_page(patient_id: int, form: Any = None, check: EnrolmentCheck | N
     enrol_form.check_id.data = check.id if check else ""  # the signature is for the check shown, never another
     return render_template("patients/enrolment.html", patient=patient, protocol=protocol, form=form, check=check,
                            enrol_form=enrol_form, today=site_today(), unchecked=unchecked, signatures=signatures_for(
-                               db.session, "patient_enrolment_check", [check.id] if check else []), **COMMON), status
+                               db.session, "patient_enrolment_check", [check.id] if check else []),
+                           protocol_changed=enrolment.protocol_changed_words(check, protocol) if check else None,
+                           **COMMON), status
 
 
 @bp.route("/<int:patient_id>/enrolment", methods=["GET", "POST"])

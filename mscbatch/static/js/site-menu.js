@@ -26,12 +26,14 @@
   button.addEventListener("click", function () {
     setOpen(button.getAttribute("aria-expanded") !== "true");
   });
-  // Escape closes the open menu from inside it and gives the focus back to its button
-  menu.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && compact.matches) {
-      setOpen(false);
-      button.focus();
-    }
+  // Escape closes the open menu wherever the focus is (a click on the page leaves it open, the focus on the body)
+  // and gives the focus back to its button. A closed menu, a wide screen or an Escape another control already
+  // answered leave the key alone.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || event.defaultPrevented || !compact.matches) { return; }
+    if (button.getAttribute("aria-expanded") !== "true") { return; }
+    setOpen(false);
+    button.focus();
   });
   if (compact.addEventListener) {
     compact.addEventListener("change", fit);

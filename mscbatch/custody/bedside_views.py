@@ -19,7 +19,7 @@ from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate,
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
 from mscbatch.custody.ward_list import RunningInfusion, running_infusion_of, running_infusions
-from mscbatch.custody.ward_words import minutes_left_words
+from mscbatch.custody.ward_words import minutes_left_words, provisional_thaw_limit_words
 from mscbatch.database import reading, utcnow
 from mscbatch.errors import Conflict, DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -74,6 +74,7 @@ def utc_iso(instant: datetime) -> str:
 
 
 bp.add_app_template_global(minutes_left_words)
+bp.add_app_template_global(provisional_thaw_limit_words)
 
 
 @bp.route("/running")
@@ -202,7 +203,8 @@ def confirm(check_id: int) -> Any:
 
 def _start_refused_page(bag_id: int, wristband: str, message: str, status: int = 200,
                         scanned_bag_id: int | None = None) -> Any:
-    """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "Scan again".
+    """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "New check: back
+    to Ward scanning".
     The wristband just scanned is shown, so a wrong bed is seen at once, and the bag in the nurse's hand: the bag
     of the start, or the other bag scanned (WRONG BAG), since "Do not give this bag" beside the bag that was
     checked would read as "do not give the right bag"."""

@@ -19,6 +19,7 @@ from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
 from mscbatch.custody.ward_list import bags_on_ward
+from mscbatch.custody.ward_words import provisional_thaw_limit_words
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError, ValidationFailed
 from mscbatch.extensions import db
@@ -124,7 +125,8 @@ def event() -> Any:
             lot = db.session.get(Lot, bag.lot_id)
             product = product_of(lot) if lot else None
             by = f", by {local_and_utc(thawed.occurred_at + product.post_thaw_limit)}" if product else ""  # a clock time
-            to_confirm = " (a site value still to confirm)" if product and product.post_thaw_limit_to_confirm else ""
+            to_confirm = (f" ({provisional_thaw_limit_words(product.post_thaw_limit_minutes)})"
+                          if product and product.post_thaw_limit_to_confirm else "")
             flash(f"Bag {din_shown(bag)} thawed: give it within {product.post_thaw_limit_minutes if product else 0} "
                   f"minutes{by}{to_confirm}.", "success")
         elif action == "return":

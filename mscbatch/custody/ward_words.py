@@ -102,3 +102,11 @@ def minutes_left_words(minutes: int) -> str:
     if minutes < 1:
         return "less than 1 minute left"
     return f"{minutes} minute{'s' if minutes != 1 else ''} left"
+
+
+def provisional_thaw_limit_words(minutes: int) -> str:
+    """What the nurse pages say beside a post-thaw limit config/products.toml marks `to_confirm` (a demo value the
+    unit has still to set from its stability study). It names the limit it is about and whose job it is, and never
+    says "confirm": beside the check's CONFIRMED / NOT YET CONFIRMED, "a site value still to confirm" read at 3 a.m.
+    as the check itself still pending. The limit applies meanwhile: the bedside and the start judge by it."""
+    return f"post-thaw limit of {minutes} minutes: the unit's provisional setting, until its stability study sets it"

@@ -9,7 +9,7 @@ recall's lock, as the completion takes it: a notice and a completion never pass 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +20,12 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.identifiers import din_shown
 from mscbatch.database import utcnow
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.recall.models import NOTICE_HOW, QA_NOTICE_HOW, Recall, RecallNotice
 from mscbatch.recall.queries import not_yet_told
 from mscbatch.recall.report import PatientNotice, patients_to_notify
 from mscbatch.recall.services import get_recall, locked_recall, typed_shown
+from mscbatch.recall.traceability import Recipient
 from mscbatch.site import local_and_utc
 
 #: the longest clinician's name and note kept
@@ -121,29 +123,64 @@ def acknowledge(session: Session, actor: Any, recall_id: int, patient_id: int) -
     return notice
 
 
+#: what a clinician does for a bag of a recalled lot still running into their patient (the ward's STOP, in its words)
+RUNNING_STOP = "STOP THE INFUSION NOW and follow the patient up"
+
+
 @dataclass(frozen=True)
 class OpenNotice:
-    """A recall in force reaching a patient the clinician prescribed for, not yet recorded as told (the home page)."""
+    """A recall in force reaching a patient the clinician prescribed for, not yet recorded as told (the home page).
+    `running`: the bags of the entry being infused now (an infusion started, no end recorded), each with its
+    infusion's id (its page)."""
 
     recall: Recall
     entry: PatientNotice
+    running: dict[int, int] = field(default_factory=dict)
+
+    def running_infusions(self) -> list[tuple[Bag, int]]:
+        """The bags being infused now, with their infusion's id: the page leads with STOP THE INFUSION NOW."""
+        return [(bag, self.running[bag.id]) for bag, _lot, _recipient in self.entry.received if bag.id in self.running]
+
+    def _bag_words(self, bag: Bag, lot: Lot, recipient: Recipient) -> str:
+        """Whether the bag is being given now, was given or was only sent: a clinician must not read "received" as
+        "infused", nor an infusion still running as one that is over (it would not be stopped)."""
+        said = f"bag {din_shown(bag)} of lot {lot.lot_number} "
+        if bag.id in self.running:
+            started = f" (started {local_and_utc(recipient.infused_at)})" if recipient.infused_at is not None else ""
+            return said + f"IS BEING INFUSED NOW{started}: {RUNNING_STOP}"
+        if recipient.infused_at is not None:
+            return said + f"was infused on {local_and_utc(recipient.infused_at)}"
+        return said + ("was infused" if bag.status == "infused" else "was sent to the ward (not infused)")
 
     def words(self) -> str:
-        """Per bag, whether it was given or only sent: a clinician must not read "received" as "infused"."""
-        bags = "; ".join(
-            f"bag {din_shown(bag)} of lot {lot.lot_number} "
-            + (f"was infused on {local_and_utc(recipient.infused_at)}" if recipient.infused_at is not None
-               else "was infused" if bag.status == "infused" else "was sent to the ward (not infused)")
-            for bag, lot, recipient in self.entry.received)
+        """Per bag, what became of it, a bag running now first (its words are the urgent ones)."""
+        received = sorted(self.entry.received, key=lambda row: row[0].id not in self.running)  # stable: else as listed
+        bags = "; ".join(self._bag_words(bag, lot, recipient) for bag, lot, recipient in received)
         return f"Recall R-{self.recall.id}: for your patient {self.entry.patient.code}, {bags}"
+
+
+def running_infusions(session: Session, bag_ids: list[int]) -> dict[int, int]:
+    """The bags among `bag_ids` being infused now (an infusion started and not ended), each with its infusion's id;
+    empty when the custody capability is not installed (as traceability.infusion_times reads it)."""
+    if not bag_ids:
+        return {}
+    try:
+        from mscbatch.custody.models import Infusion
+    except ImportError:  # pragma: no cover  (custody capability not installed)
+        return {}
+    return {bag_id: infusion_id for bag_id, infusion_id in session.execute(
+        select(Infusion.bag_id, Infusion.id).where(Infusion.bag_id.in_(bag_ids), Infusion.ended_at.is_(None)))}
 
 
 def open_notices_for(session: Session, user: Any) -> list[OpenNotice]:
     """The active recalls' patients whose product `user` prescribed and whose clinician nobody has recorded as told,
-    newest recall first."""
+    newest recall first, each with its bags being infused now."""
     if not getattr(user, "is_authenticated", False) or not user.has_role("clinician"):
         return []
     found: list[OpenNotice] = []
     for recall in session.scalars(select(Recall).where(Recall.status == "active").order_by(Recall.id.desc())):
-        found += [OpenNotice(recall, entry) for entry in not_yet_told(patients_to_notify(session, recall), user.id)]
+        entries = not_yet_told(patients_to_notify(session, recall), user.id)
+        running = running_infusions(session, [bag.id for entry in entries for bag, _lot, _r in entry.received])
+        found += [OpenNotice(recall, entry, {bag.id: running[bag.id] for bag, _lot, _r in entry.received
+                                             if bag.id in running}) for entry in entries]
     return found

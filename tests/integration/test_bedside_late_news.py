@@ -130,7 +130,7 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
     ended = nurse.post(f"{infusion_url}/end", data={"volume_ml": "25", "reason": "Pump not stopped at 12.5 mL"})
     assert ended.status_code == 302
     record = nurse.get(infusion_url).get_data(as_text=True)
-    assert "25 mL of 25 mL" in record and "MORE THAN PRESCRIBED: tell the clinician" in record
+    assert "25 mL infused (12.5 mL prescribed from this 25 mL bag):" in record and "MORE THAN PRESCRIBED: tell the clinician" in record
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == ward.bag_id,
                                                          CustodyEvent.kind == "infusion_ended"))
     assert '"over_prescription": true' in event.details_json and "Pump not stopped" in event.details_json
@@ -151,7 +151,7 @@ def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):
                               data={"wristband": ward.wristband, "bag": ward.token}).headers["Location"]
     assert nurse.post(f"{infusion_url}/end", data={"volume_ml": "12.5"}).status_code == 302
     record = nurse.get(infusion_url).get_data(as_text=True)
-    assert "12.5 mL of 25 mL" in record and "MORE THAN PRESCRIBED" not in record
+    assert "12.5 mL infused (12.5 mL prescribed from this 25 mL bag)" in record and "MORE THAN PRESCRIBED" not in record
 
 
 def test_a_shortfall_beyond_the_dose_tolerance_needs_a_reason_and_the_patient_page_flags_it(app, db_session,

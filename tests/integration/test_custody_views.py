@@ -53,7 +53,7 @@ def test_the_bedside_flow_through_the_ward_pages(app, users, client_as):
     assert nurse.post(f"{infusion_url}/reactions", data={"ctcae_term": "Chills", "grade": "2",
                                                           "description": "rigors at 15 minutes"}).status_code == 302
     record = nurse.get(infusion_url).get_data(as_text=True)
-    assert "Chills" in record and "25 mL of 25 mL" in record and "Nina" not in record  # conftest users
+    assert "Chills" in record and "25 mL infused (25 mL prescribed from this 25 mL bag)" in record and "Nina" not in record  # conftest users
     patient_page = client_as("clinician").get(f"/patients/{ward.patient_id}").get_data(as_text=True)
     assert "Chills, grade 2" in patient_page and "rigors at 15 minutes" in patient_page
     lot_page = client_as("qa").get(f"/lots/{ward.lot_id}").get_data(as_text=True)
@@ -73,7 +73,7 @@ def test_receive_and_thaw_are_one_tap_actions(app, users, client_as):
     said = nurse.get("/ward").get_data(as_text=True)
     # as every page says an instant (site.local_and_utc): the local time with its zone named, UTC beside it
     assert re.search(r"thawed: give it within 60 minutes, by \d{4}-\d\d-\d\d \d\d:\d\d CES?T \(\d\d:\d\d UTC\) "
-                     r"\(a site value still to confirm\)", said), said  # products.toml's demo limit: to_confirm
+                     r"\(post-thaw limit of 60 minutes: the unit(?:&#39;|')s provisional setting, until its stability study sets it\)", said), said  # products.toml's demo limit: to_confirm
     start = nurse.post("/ward/event", data={"wristband": ward.wristband, "bag": ward.token, "action": "start"})
     assert start.status_code == 303  # the refused start's STOP screen (post-redirect-get)
     assert "No confirmed two-person bedside check" in nurse.get(start.headers["Location"]).get_data(as_text=True)

@@ -37,7 +37,7 @@ def test_the_reason_for_more_than_prescribed_is_kept_on_the_infusion_and_shown_w
     with app.extensions["mscbatch.db"].new_session() as session:
         assert session.get(Infusion, infusion_id).volume_reason == "pump programmed for the whole bag"
     page = nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
-    assert 'id="over-prescription"' in page and "Why, as recorded at the end: pump programmed for the whole bag" in page
+    assert 'id="over-prescription"' in page and '>pump programmed for the whole bag</span> <span class="hint">(recorded at the end)' in page
     patient = nurse.get(f"/patients/{ward.patient_id}").get_data(as_text=True)
     assert "MORE THAN PRESCRIBED" in patient and "Why: pump programmed for the whole bag" in patient
     lot = client_as("qa").get(f"/lots/{ward.lot_id}").get_data(as_text=True)

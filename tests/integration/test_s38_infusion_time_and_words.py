@@ -74,7 +74,7 @@ def test_s38_an_infusion_ended_in_seconds_needs_its_reason_and_the_page_shows_it
     assert details["shorter_than_protocol"] is True and details["protocol_hours"] == "1"
     shown = nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True)
     assert 'id="infusion-lasted">0 min ' in shown
-    assert "Why, as recorded at the end: patient had to leave for a scan: pump set fast" in shown
+    assert '>patient had to leave for a scan: pump set fast</span> <span class="hint">(recorded at the end)' in shown
 
 
 @pytest.mark.infusion_duration
@@ -98,8 +98,10 @@ def test_s38_the_check_says_how_many_bags_were_given_and_flags_the_post_thaw_lim
                        follow_redirects=True).get_data(as_text=True)
     assert ">MATCHES<" in first
     assert "none of the 3 bags prescribed for this patient given yet; this is the 1st" in first
-    # 3. the post-thaw limit flagged as a value still to confirm (config/products.toml)
-    assert 'id="post-thaw-to-confirm"' in first and "60 minutes, a site value still to confirm" in first
+    # 3. the post-thaw limit flagged as the unit's provisional value (config/products.toml's `to_confirm`), in
+    # words that cannot be read as the check's own state (tests/integration/test_check_page_words.py)
+    assert 'id="post-thaw-to-confirm"' in first
+    assert "(post-thaw limit of 60 minutes: the unit&#39;s provisional setting, until its stability study sets it)" in first
 
     client, headers = _api(app)
     partial = course.bags[2]

@@ -167,7 +167,7 @@ def test_an_infusion_stopped_on_stop_ends_with_the_one_preset_reason(app, client
                                 .order_by(AuditEvent.seq.desc())).first()
         assert event is not None  # audited as the end's reason
     shown = html.unescape(nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True))
-    assert f"Why, as recorded at the end: {infusions.STOPPED_BY_SYSTEM}" in shown
+    assert f'<dt>Why</dt><dd><span id="volume-reason" class="free-text">{infusions.STOPPED_BY_SYSTEM}</span>' in shown
     assert 'id="under-prescription"' in shown  # still flagged for the clinician
 
 

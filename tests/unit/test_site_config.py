@@ -158,7 +158,7 @@ def test_a_fractional_duration_is_kept_exactly(tmp_path: Path) -> None:
 
 
 def test_s38_a_post_thaw_limit_is_to_confirm_only_where_the_file_says_so(tmp_path: Path) -> None:
-    """The bedside flags a post-thaw limit "a site value still to confirm" from the file's `to_confirm`, not from a
+    """The bedside flags a post-thaw limit as provisional from the file's `to_confirm`, not from a
     template that would go on saying it once the site confirmed the value."""
     assert load_products(PRODUCTS).get("UC-MSC").post_thaw_limit_to_confirm is True  # the shipped demo value
     path = _edited(tmp_path, PRODUCTS, '{ value = 60, unit = "minutes", to_confirm = true }',

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -42,6 +42,9 @@ from mscbatch.lots.queries import (
 from mscbatch.lots.reagent_rules import missing_reagent_types, requirement_words
 from mscbatch.lots.services import gate_and_reasons
 from mscbatch.lots.steps import steps_of
+
+if TYPE_CHECKING:  # record_corrections reads this module's _history: imported for the type only
+    from mscbatch.lots.record_corrections import RecordCorrection
 
 PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 400, 48
 #: two panels, one above the other, each series on its own axis with its own lines (session 42): on one frame with
@@ -80,6 +83,16 @@ class Correction:
     at: Any
     reason: str
     changes: list[tuple[str, str, str]]  # (field in words, old, new)
+
+
+@dataclass(frozen=True)
+class ReagentLotFix:
+    """A correction of a reagent lot this lot used (its name, supplier, lot number or expiry date): part of this
+    record, which names that reagent lot. `correction.what` names it as it is registered now, with the steps it was
+    used at; `reagent_lot_id` links to its page."""
+
+    reagent_lot_id: int
+    correction: RecordCorrection
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,9 @@ class LotRecord:
     corrections: list[Correction] = field(default_factory=list)
     #: deviations recorded after the lot's first release signature: no release signature weighed them
     late_deviations: set[int] = field(default_factory=set)
+    #: the corrections of the reagent lots used, oldest first (listed among the record's corrections on QA's
+    #: release review, the certificate and the trace PDF: lots.record_corrections)
+    reagent_lot_corrections: list[ReagentLotFix] = field(default_factory=list)
 
     @property
     def passages(self) -> list[ProcessStep]:
@@ -267,7 +283,21 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
                      move_rows(session, moves),
                      lookbacks_of(session, donor.id), build_plot(passages, product, _viability_limit(session, lot)),
                      users, next_states, missing,
-                     history, corrections, late)
+                     history, corrections, late, _reagent_lot_fixes(session, [u for u, _r in reagents]))
+
+
+def _reagent_lot_fixes(session: Session, uses: list[ReagentUse]) -> list[ReagentLotFix]:
+    """The corrections of each reagent lot the uses name, read as QA's release review reads them (one reagent lot
+    at a time, so that each keeps the id its link needs), oldest first."""
+    # record_corrections builds on this module (_history): imported here, not at module level
+    from mscbatch.lots.record_corrections import reagent_lot_record_corrections
+
+    by_reagent: dict[int, list[ReagentUse]] = {}
+    for use in uses:
+        by_reagent.setdefault(use.reagent_lot_id, []).append(use)
+    fixes = [ReagentLotFix(reagent_lot_id, fix) for reagent_lot_id, used in sorted(by_reagent.items())
+             for fix in reagent_lot_record_corrections(session, used)]
+    return sorted(fixes, key=lambda f: f.correction.at)
 
 
 def _viability_limit(session: Session, lot: Lot) -> ViabilityLimit | None:

@@ -60,11 +60,11 @@ def record_corrections(session: Session, lot: Lot) -> list[RecordCorrection]:
         bag = bags.get(fix.bag_id)
         what = f"Bag {bag.bag_number} of {bag.bag_count} ({din_shown(bag)})" if bag is not None else "Bag"
         found.append(RecordCorrection(what, fix.by, fix.at, fix.reason, tuple(fix.changes)))
-    found += _reagent_lot_corrections(session, uses)
+    found += reagent_lot_record_corrections(session, uses)
     return sorted(found, key=lambda c: c.at)
 
 
-def _reagent_lot_corrections(session: Session, uses: list[ReagentUse]) -> list[RecordCorrection]:
+def reagent_lot_record_corrections(session: Session, uses: list[ReagentUse]) -> list[RecordCorrection]:
     """The corrections of each reagent lot the lot uses (a use corrected to another reagent lot: the one it names
     now), named as it is registered now and with the steps it was used at, so that QA reads which reagent of this
     record changed: "Reagent lot Gibco lot 2301A (FBS qualified, used at P0, P1)"."""

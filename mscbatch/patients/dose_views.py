@@ -45,7 +45,22 @@ def _arg_level(value: str | None) -> Decimal | None:
     try:
         return Decimal(value) if value else None
     except InvalidOperation:
-        raise ValidationFailed("Unknown dose level.", field="level") from None
+        pass
+    # a level that is not a number (a typed or crafted URL): the refusal names the field, what was sent and the
+    # protocol's levels, so that the reader knows what to choose (the list beside it offers only those)
+    from mscbatch.patients.models import Patient
+    from mscbatch.patients.queries import protocol_of
+
+    patient_id = (request.view_args or {}).get("patient_id")
+    patient = db.session.get(Patient, patient_id) if patient_id is not None else None
+    sent = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
+    if patient is None:
+        levels = "its level in cells per kg, e.g. 2000000 for 2 x10^6/kg"
+    else:
+        dose_levels = protocol_of(patient).dosing.dose_levels_cells_per_kg
+        levels = ", ".join(f"{(level / 1_000_000).normalize():f}" for level in dose_levels) + " x10^6 cells/kg"
+    raise ValidationFailed(f"Dose level: {sent} is not one of this protocol's dose levels ({levels}).",
+                           field="level") from None
 
 
 def _arg_date(value: str | None) -> date | None:

@@ -109,13 +109,36 @@ def identity_key(text: Any) -> Any:
     return func.lower(func.replace(func.trim(text), " ", ""))
 
 
+#: what a supplier's notice may put between the parts of a lot number, or the unit may have typed at registration
+#: ("FBS 0099", "FBS-0099", "FBS/0099", "FBS.0099", "fbs0099" are one lot), with the en dash and no-break space a
+#: notice copied from a PDF brings. Not every punctuation mark: each is one more nested replace(), and SQLite's
+#: parser refuses about 20 of them once the query is nested in another (same_supplier_lot is, in the locks).
+NOT_COUNTED_IN_RECALL = (" ", "-", "/", ".", "_", ",", ":", "#", "\u2013", "\u00a0")
+#: the same, in the refusals that say how a reagent lot is found (recall.services)
+NOT_COUNTED_WORDS = "capitals, spaces and the marks - / . _ , : # do not count"
+
+
+def recall_key(text: Any) -> Any:
+    """A supplier name or lot number as a recall searches for it: identity_key's folding (capitals, spaces) and
+    every mark in NOT_COUNTED_IN_RECALL too, so that "FBS/0099" finds FBS-0099. Wider than identity_key on
+    purpose: a recall that covers a row too many lists it on its page for QA to see, while one that misses a row
+    leaves a recalled reagent in use. Registration keeps identity_key (two numbers that differ only by a
+    dash are not refused as one). Nested replace() rather than a regular expression: SQLite has none by default,
+    and both sides of a comparison are then folded by the same database."""
+    folded = func.lower(text)
+    for mark in NOT_COUNTED_IN_RECALL:
+        folded = func.replace(folded, mark, "")
+    return folded
+
+
 def same_supplier_lot(reagent_lot_ids: Any) -> Any:
-    """The ids of every reagent_lot row that is the same supplier lot (supplier and lot number, whatever the
-    type) as one of `reagent_lot_ids` (ids or a select of ids). A supplier lot may have been registered twice
-    before registration refused it (reagents.register_reagent_lot): a recall of one row covers them all."""
+    """The ids of every reagent_lot row that is the same supplier lot (supplier and lot number as a recall folds
+    them, recall_key; whatever the type) as one of `reagent_lot_ids` (ids or a select of ids). A supplier lot may
+    have been registered twice before registration refused it (reagents.register_reagent_lot), or under spellings
+    registration tells apart ("FBS-0099", "FBS/0099"): a recall of one row covers them all."""
     other = aliased(ReagentLot)
-    return (select(ReagentLot.id).join(other, and_(identity_key(ReagentLot.supplier) == identity_key(other.supplier),
-                                                   identity_key(ReagentLot.lot_number) == identity_key(other.lot_number)))
+    return (select(ReagentLot.id).join(other, and_(recall_key(ReagentLot.supplier) == recall_key(other.supplier),
+                                                   recall_key(ReagentLot.lot_number) == recall_key(other.lot_number)))
             .where(other.id.in_(reagent_lot_ids)))
 
 

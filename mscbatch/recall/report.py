@@ -22,9 +22,10 @@ from mscbatch.core.identifiers import din_shown
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
-from mscbatch.lots.models import Bag, Lot
-from mscbatch.lots.queries import lots_of_donor
+from mscbatch.lots.models import Bag, Lot, ReagentLot
+from mscbatch.lots.queries import lots_of_donor, same_supplier_lot
 from mscbatch.patients.models import Patient
+from mscbatch.patients.queries import protocols
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall, RecallNotice
 from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, not_yet_told, recall_in_force_of
 from mscbatch.recall.services import (
@@ -116,6 +117,13 @@ class PatientNotice:
     received: list[tuple[Bag, Lot, Recipient]] = field(default_factory=list)
     notice: RecallNotice | None = None
     recorded_by: str = ""  # the recorder's printed name (the clinician, for an acknowledgement in the app)
+
+    @property
+    def protocol_shown(self) -> str:
+        """The patient's protocol by the short name the patients list and the donor pages use ("SLE-UC"), not its
+        internal id ("protocol-sle-uc"); the id only for a protocol no longer configured."""
+        found = protocols().get(self.patient.protocol_id)
+        return found.short_name if found is not None else self.patient.protocol_id
 
     @property
     def prescriber_ids(self) -> set[int]:
@@ -338,6 +346,17 @@ class RecallReport:
     outstanding: list[Bag]  # what stops an active recall's completion (services.outstanding_bags)
     donor_lots: DonorOtherLots | None = None  # a lot recall: the donor's other lots, not covered by it
     lookbacks: list[RecallLookback] = field(default_factory=list)  # a donor recall: the lookbacks it closed
+    # a reagent recall: every registered row of its supplier lot (lots.queries.same_supplier_lot), listed when the
+    # lot was registered more than once or under spellings a recall folds together ("FBS-0099", "FBS/0099")
+    reagent_rows: list[ReagentLot] = field(default_factory=list)
+
+    def reagent_rows_words(self) -> str:
+        """The rows of a supplier lot registered more than once, one sentence (page and PDF); "" for one row."""
+        if len(self.reagent_rows) < 2:
+            return ""
+        return (f"This recall covers the {len(self.reagent_rows)} reagent lots registered for this supplier lot "
+                "(the same number, written differently): "
+                + "; ".join(reagent_row_words(row) for row in self.reagent_rows) + ".")
 
     @property
     def outstanding_words(self) -> str:
@@ -506,6 +525,17 @@ def signed_words(signature: Signature) -> str:
     return f"Signed: {signature.manifestation()}"
 
 
+def reagent_row_words(row: ReagentLot) -> str:
+    return f"#{row.id} {row.name}, {row.supplier} lot {row.lot_number}, expires {row.expiry_date}"
+
+
+def reagent_rows_of(session: Session, recall: Recall) -> list[ReagentLot]:
+    if recall.scope != "reagent_lot" or recall.reagent_lot_id is None:
+        return []
+    return list(session.scalars(select(ReagentLot).where(
+        ReagentLot.id.in_(same_supplier_lot([recall.reagent_lot_id]))).order_by(ReagentLot.id)))
+
+
 def recall_report(session: Session, recall_id: int) -> RecallReport:
     recall = get_recall(session, recall_id)
     target_id = target_of(recall)
@@ -545,7 +575,8 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
         held_now=sum(1 for line in lines if line.hold_kind == "on_hold"),
         held_final=sum(1 for line in lines if line.hold_kind in KEPT), generated_at=utcnow(),
         reconciliation=reconciliation, outstanding=outstanding_bags(session, recall, affected) if recall.active else [],
-        donor_lots=donor_other_lots(session, recall), lookbacks=lookbacks_of_recall(session, recall))
+        donor_lots=donor_other_lots(session, recall), lookbacks=lookbacks_of_recall(session, recall),
+        reagent_rows=reagent_rows_of(session, recall))
 
 
 # ---- PDF ----------------------------------------------------------------------------------------------------
@@ -625,6 +656,8 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     if report.completion_blockers:
         story.append(_p(f"Before this recall can be completed: {report.completion_blockers}.", BODY))
     story.append(_p(f"{report.held_words()} Report generated {local_and_utc(report.generated_at)}.", BODY))
+    if report.reagent_rows_words():
+        story.append(_p(report.reagent_rows_words(), BODY))
     if report.donor_lots is not None:
         story.append(_p(donor_lots_words(report.donor_lots), FLAG if report.donor_lots.donor_in_question else BODY))
     if recall.scope == "donor":
@@ -640,7 +673,7 @@ def recall_report_pdf(report: RecallReport) -> bytes:
                                                   "Clinician notified")]]
         for notice in report.notify:
             for bag, lot, recipient in notice.received:
-                rows.append([_p(notice.patient.code), _p(notice.patient.protocol_id), _p(din_shown(bag)),
+                rows.append([_p(notice.patient.code), _p(notice.protocol_shown), _p(din_shown(bag)),
                              _p(lot.lot_number), _p(_words(bag.status)), _p(local_and_utc(recipient.allocation.allocated_at)),
                              _p(_planned(recipient.prescription)), _p(local_and_utc(recipient.infused_at)),
                              _p(notice.paper_words())])

@@ -30,7 +30,14 @@ from mscbatch.donors.models import APPROVED, Donor, DonorLookback, EligibilityDe
 from mscbatch.donors.queries import lock_donor
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from mscbatch.lots.models import Bag, Lot, ReagentLot
-from mscbatch.lots.queries import bags_of, identity_key, lots_of_donor, lots_using_reagent, same_supplier_lot
+from mscbatch.lots.queries import (
+    NOT_COUNTED_WORDS,
+    bags_of,
+    lots_of_donor,
+    lots_using_reagent,
+    recall_key,
+    same_supplier_lot,
+)
 from mscbatch.lots.reagents import lock_reagent_lots
 from mscbatch.lots.services import apply_lot_transition, lock_lot
 from mscbatch.patients.queries import allocation_of_bag
@@ -546,9 +553,10 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     elif scope == "reagent_lot":
         found = _same_supplier_lot_or_all(session, session.scalars(
             select(ReagentLot.id).where(ReagentLot.lot_number == text).order_by(ReagentLot.id)).all())
-        if not found:  # the supplier's notice spells it its own way: "ma 77" is MA77 (lots.queries.identity_key)
+        if not found:  # the supplier's notice spells it its own way: "fbs 0099", "FBS/0099" and "fbs0099" are
+            # FBS-0099 (lots.queries.recall_key); every row so found is covered, several supplier lots are chosen
             found = _same_supplier_lot_or_all(session, session.scalars(
-                select(ReagentLot.id).where(identity_key(ReagentLot.lot_number) == identity_key(literal(text)))
+                select(ReagentLot.id).where(recall_key(ReagentLot.lot_number) == recall_key(literal(text)))
                 .order_by(ReagentLot.id)).all())
     else:
         raise ValidationFailed(f"A recall starts from a donor, a lot or a reagent lot, not {typed_shown(scope)!r}.",
@@ -556,9 +564,11 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
     if not found:
         raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower()} {typed_shown(text)!r}.{_spelling_hint(scope, text)}",
                                field="target")
-    if len(found) > 1:
-        raise ValidationFailed(f"Several reagent lots are numbered {typed_shown(text)!r}: give '#<id>' from the "
-                               "reagent page.", field="target")
+    if len(found) > 1:  # several suppliers' lots (one supplier's rows are one lot: _same_supplier_lot_or_all)
+        rows = session.scalars(select(ReagentLot).where(ReagentLot.id.in_(found)).order_by(ReagentLot.id))
+        raise ValidationFailed(f"Several reagent lots are numbered {typed_shown(text)!r} ({NOT_COUNTED_WORDS}): "
+                               + "; ".join(f"#{row.id} {row.name}, {row.supplier} lot {row.lot_number}" for row in rows)
+                               + ". Give the '#<id>' of the one the notice is about.", field="target")
     return int(found[0])
 
 
@@ -570,7 +580,7 @@ def _spelling_hint(scope: str, text: str) -> str:
         return f" Lot numbers are written like {site.format_lot_number(site_today().year, 3)}."
     if scope == "reagent_lot":  # looked up by the supplier's lot number (resolve_target), not the unit's lot number
         words = (" A reagent lot is found by the supplier's lot number, as registered on the Reagents page (e.g. "
-                 "MA-77; capitals and spaces do not count), or by '#<id>' from that page.")
+                 f"MA-77; {NOT_COUNTED_WORDS}), or by '#<id>' from that page.")
         if site.is_valid_lot_number(text.upper()):
             words += (f" {typed_shown(text)} is written like a cell lot number: to recall that lot, choose "
                       "'Lot' under Recall from.")

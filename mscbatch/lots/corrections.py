@@ -207,11 +207,12 @@ def _require_bag_correctable(lot: Any) -> None:
 
 
 def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, *, volume_ml: Decimal | None,
-                        cells_per_ml: int, dmso_percent: Decimal | None, reason: str | None) -> Bag:
+                        cells_per_ml: int | None, dmso_percent: Decimal | None, reason: str | None) -> Bag:
     """Replace a bag's volume, cells per mL and DMSO % recorded at cryopreservation; its total cells follow
-    (volume x cells per mL, as cryopreserve computes them). The rules of the cryopreservation apply again: each
-    value's range and decimals, the product's cells per mL range and DMSO rule (check_bag_correction), and all the
-    lot's bags together no more cells than the harvest on the lot's basis.
+    (volume x cells per mL, as cryopreserve computes them). A value given as None is kept as recorded
+    (bag_content_kept); "Nothing changed" when every value is kept or equal. The rules of the cryopreservation
+    apply again: each value's range and decimals, the product's cells per mL range and DMSO rule
+    (check_bag_correction), and all the lot's bags together no more cells than the harvest on the lot's basis.
     In quarantine, a bag now holding DMSO still needs the DMSO lot recorded (the quarantine rule)."""
     require_technician(actor)
     why = correction_reason(reason)
@@ -227,14 +228,13 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
                            f"{bag.status.replace('_', ' ')}: its content is corrected only while it is in stock "
                            "(stored) and allocated to no one. Nothing was changed.", field="bag_id")
         problems = Problems()  # every problem of what was typed at once, each on its field
-        plan = check_bag_correction(session, lot, bag, BagPlan(
-            volume_ml=volume_ml, cells_per_ml=cells_per_ml, dmso_percent=dmso_percent),  # type: ignore[arg-type]
-            problems)
+        plan = check_bag_correction(session, lot, bag, bag_content_kept(bag, volume_ml, cells_per_ml, dmso_percent),
+                                    problems)
         problems.raise_any()
         assert plan is not None
         if (bag.volume_ml, bag.cells_per_ml, bag.dmso_percent) == (plan.volume_ml, plan.cells_per_ml,
                                                                    plan.dmso_percent):
-            raise ValidationFailed("Nothing changed: give the corrected values.", field="volume_ml")
+            raise ValidationFailed(NOTHING_CHANGED, field="volume_ml")
         bags = bags_of(session, lot.id)
         plans = [plan if other.id == bag.id else BagPlan(other.volume_ml, other.cells_per_ml, other.dmso_percent)
                  for other in bags]
@@ -252,6 +252,19 @@ def correct_bag_content(session: Session, actor: Any, lot_id: int, bag_id: int, 
                            "the DMSO %; if it is right, record a deviation and tell QA. Nothing was changed.",
                            field="dmso_percent")
     return bag
+
+
+NOTHING_CHANGED = ("Nothing changed: give the corrected values. A value left blank keeps the one recorded, so type "
+                   "at least the one that is wrong.")
+
+
+def bag_content_kept(bag: Bag, volume_ml: Decimal | None, cells_per_ml: int | None,
+                     dmso_percent: Decimal | None) -> BagPlan:
+    """A bag's corrected content, each value given as None kept as the bag records it: the volume alone is
+    corrected without retyping the cells per mL and the DMSO %."""
+    return BagPlan(volume_ml=bag.volume_ml if volume_ml is None else volume_ml,
+                   cells_per_ml=bag.cells_per_ml if cells_per_ml is None else cells_per_ml,
+                   dmso_percent=bag.dmso_percent if dmso_percent is None else dmso_percent)
 
 
 def check_bag_correction(session: Session, lot: Any, bag: Bag, typed: BagPlan, problems: Problems) -> BagPlan | None:

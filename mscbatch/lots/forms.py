@@ -143,12 +143,15 @@ class ReagentUseCorrectionForm(FlaskForm):
 
 
 class BagContentCorrectionForm(FlaskForm):
+    """A value left blank is kept as recorded (lots.corrections.correct_bag_content): the form opened from the
+    section's summary, the bag then chosen in the select, opens empty, and a technician correcting the volume only
+    was refused "Give the cells per mL" and "Give the DMSO percentage"."""
+
     bag_id = SelectField("Bag to correct", coerce=int, validators=[DataRequired("Choose the bag to correct.")])
-    volume_ml = NumberField("Volume, corrected (mL)", places=None, validators=[InputRequired("Give the volume.")])
-    cells_per_ml = NumberField(f"Viable cells per mL, corrected {MILLIONS}", places=None, validators=[
-        InputRequired("Give the cells per mL."), _not_negative])
-    dmso_percent = NumberField("DMSO, corrected (%)", places=None,
-                               validators=[InputRequired("Give the DMSO percentage.")])
+    volume_ml = NumberField("Volume, corrected (mL)", places=None, validators=[Optional()])
+    cells_per_ml = NumberField(f"Viable cells per mL, corrected {MILLIONS}", places=None,
+                               validators=[Optional(), _not_negative])
+    dmso_percent = NumberField("DMSO, corrected (%)", places=None, validators=[Optional()])
     reason = _reason_field()
 
 

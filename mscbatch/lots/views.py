@@ -39,7 +39,7 @@ from mscbatch.lots.forms import (
     StoreBagForm,
     TransitionForm,
 )
-from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag, Lot
+from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag, Lot, ProcessStep
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import (
     LotFilters,
@@ -97,16 +97,39 @@ def box_choices(session: Any, lot: Any = None) -> list[Any]:
     return suited + warm
 
 
-def millions(value: Decimal | None, field: str = "", label: str = "A cell count") -> int:
+def millions(value: Decimal | None, field: str = "", label: str = "A cell count",
+             recorded: int | None = None) -> int:
     """Cells typed in x10^6 -> whole cells (the services refuse 0 and negatives). `field`: the form field, named
-    by the refusal."""
+    by the refusal. A count the record would not show as typed is refused (shown_as_typed); `recorded`: the count
+    a correction form was filled with, sent back unchanged, which is not judged again (one recorded in whole
+    cells through the API may have more digits than the record shows: keeping it is no new typing)."""
     value = value or Decimal(0)
     # beyond 10^13 million, far past any count the services accept: x10^6 of 1E+999999999 overflowed (a 500) and
     # int() of 1E+999990 x10^6 took 26 s of CPU (tests/fuzz); refused before the arithmetic
     if value.adjusted() > 12:
         raise ValidationFailed(f"{label}: far too many; a cell count is typed in millions of cells (x10^6), such "
                                "as 12.5.", field=field or None)
+    if recorded is None or value * 10**6 != recorded:
+        shown_as_typed(value, field, label)
     return int(value * 10**6)
+
+
+def shown_as_typed(value: Decimal, field: str, label: str) -> None:
+    """Refuses a count typed in x10^6 that the record would show otherwise: every page writes a count with
+    format_cells (2 decimals, or 2 significant figures below 0.01 x10^6), so 90.004 was kept as 90 004 000 cells
+    (its PD computed from them) but read back everywhere as "90 x10^6", not what was typed (ALCOA: accurate)."""
+    shown = format_cells(int(value * 10**6))
+    if Decimal(shown.removesuffix(" x10^6")) == value:  # Decimal equality: 12.50 is 12.5
+        return
+    if abs(value) < Decimal("0.01"):
+        rule = ("type at most 2 significant figures (a count below 0.01 x10^6 is recorded as 0.0012 x10^6, "
+                "1 200 cells)")
+    else:
+        rule = "type at most 2 decimals (a count is recorded to 0.01 x10^6, 10 000 cells)"
+    typed = f"{value:f}"
+    typed = typed if len(typed) <= 40 else typed[:40] + "…"
+    raise ValidationFailed(f"{label}: {typed} x10^6 would be shown as {shown} on the record: {rule}.",
+                           field=field or None)
 
 
 def plural(count: int, noun: str) -> str:
@@ -428,14 +451,17 @@ def passage(lot_id: int) -> Any:
         read=lambda problems: _passage_details(form, problems, form.passage_number.data, form.notes.data or ""))
 
 
-def _passage_details(form: Any, problems: Problems, number: int | None, notes: str = "") -> steps.PassageDetails:
-    """A passage as typed in its form or its correction's, the services' checks of the values run."""
+def _passage_details(form: Any, problems: Problems, number: int | None, notes: str = "",
+                     recorded: Any = None) -> steps.PassageDetails:
+    """A passage as typed in its form or its correction's, the services' checks of the values run. `recorded`:
+    the passage corrected (its counts, filled into the form, are kept as recorded when sent back unchanged)."""
     details = steps.PassageDetails(
         passage_number=number, performed_on=form.performed_on.data,
-        seeded_cells=problems.check(lambda: millions(form.seeded_cells.data, "seeded_cells",
-                                                     "Cells seeded")),
+        seeded_cells=problems.check(lambda: millions(form.seeded_cells.data, "seeded_cells", "Cells seeded",
+                                                     getattr(recorded, "seeded_cells", None))),
         harvested_cells=problems.check(lambda: millions(form.harvested_cells.data, "harvested_cells",
-                                                        "Cells harvested")),
+                                                        "Cells harvested", getattr(recorded, "harvested_cells",
+                                                                                   None))),
         viability_percent=form.viability_percent.data, days_in_culture=form.days_in_culture.data, notes=notes)
     problems.check(lambda: steps.checked_passage(details))
     return details
@@ -483,11 +509,13 @@ def harvest(lot_id: int) -> Any:
         read=lambda problems: _harvest_values(form, problems))
 
 
-def _harvest_values(form: Any, problems: Problems) -> dict[str, Any]:
-    """A harvest as typed in its form or its correction's, the services' checks of the values run."""
+def _harvest_values(form: Any, problems: Problems, recorded: int | None = None) -> dict[str, Any]:
+    """A harvest as typed in its form or its correction's, the services' checks of the values run. `recorded`:
+    the total a correction's form was filled with (kept as recorded when sent back unchanged)."""
     typed = dict(harvested_at=problems.check(lambda: site_time(form.harvested_at.data, "harvested_at",
                                                                "Harvest time")),
-                 total_cells=problems.check(lambda: millions(form.total_cells.data, "total_cells", "Total cells")),
+                 total_cells=problems.check(lambda: millions(form.total_cells.data, "total_cells", "Total cells",
+                                                             recorded)),
                  viability_percent=form.viability_percent.data)
     problems.check(lambda: steps.checked_harvest(**typed))
     return typed
@@ -497,17 +525,22 @@ def _harvest_values(form: Any, problems: Problems) -> dict[str, Any]:
 @roles_required("technician")
 def correct_harvest(lot_id: int) -> Any:
     form = HarvestCorrectionForm(prefix="harvestfix")
+    lot = db.session.get(Lot, lot_id)
+    recorded = lot.harvest_total_cells if lot is not None else None
     return _act(lot_id, form, "harvest_fix_form", lambda typed: corrections.correct_harvest(
         db.session, current_user, lot_id, **typed, reason=form.reason.data),
         lambda lot: f"Harvest corrected: {format_cells(lot.harvest_viable_cells)} viable cells. The old values and "
-        "your reason are in the audit trail.", "harvest", read=lambda problems: _harvest_values(form, problems))
+        "your reason are in the audit trail.", "harvest",
+        read=lambda problems: _harvest_values(form, problems, recorded))
 
 
 @bp.route("/<int:lot_id>/passages/<int:step_id>/correction", methods=["POST"])
 @roles_required("technician")
 def correct_passage(lot_id: int, step_id: int) -> Any:
     form = PassageCorrectionForm(prefix=f"fix{step_id}")
-    details = _read(form, lambda problems: _passage_details(form, problems, None))
+    step = db.session.get(ProcessStep, step_id)
+    recorded = step if step is not None and step.lot_id == lot_id and step.kind == "passage" else None
+    details = _read(form, lambda problems: _passage_details(form, problems, None, recorded=recorded))
     if details is None:
         return _detail(lot_id, 422, passage_fix=(step_id, form))
     try:
@@ -549,14 +582,25 @@ def correct_bag(lot_id: int) -> Any:
     form.bag_id.choices = [(posted_id(request.form.get("bagfix-bag_id")), "")]
 
     def read(problems: Problems) -> BagPlan:
-        plan = BagPlan(volume_ml=form.volume_ml.data, dmso_percent=form.dmso_percent.data,
-                       cells_per_ml=problems.check(lambda: millions(form.cells_per_ml.data, "cells_per_ml",
-                                                                    "Cells per mL")))
         # a bag the form refused is not read (an id past the database's integers would fail the read itself)
         chosen = db.session.get(Bag, form.bag_id.data) if "bag_id" not in problems.refused else None
-        if chosen is not None and chosen.lot_id == lot_id:  # the bag's number names it in the refusals
+        chosen = chosen if chosen is not None and chosen.lot_id == lot_id else None
+        typed = [form.volume_ml.data, form.cells_per_ml.data, form.dmso_percent.data]
+        if all(value is None for value in typed) and not problems.refused & {"volume_ml", "cells_per_ml",
+                                                                            "dmso_percent"}:
+            problems.add(ValidationFailed(
+                "Nothing changed: give the corrected values. The volume, cells per mL and DMSO % were all left "
+                "blank, and a blank keeps the value recorded: type at least the one that is wrong.",
+                field="volume_ml"))
+        # a blank is kept as recorded (the service's rule): None, never millions()' 0
+        plan = BagPlan(volume_ml=form.volume_ml.data, dmso_percent=form.dmso_percent.data,
+                       cells_per_ml=None if form.cells_per_ml.data is None else problems.check(
+                           lambda: millions(form.cells_per_ml.data, "cells_per_ml", "Cells per mL",
+                                            chosen.cells_per_ml if chosen is not None else None)))
+        if chosen is not None:  # the bag's number names it in the refusals
             # the cryopreservation's rules, the product's too (cells per mL range, DMSO), with the form's refusals
-            corrections.check_bag_correction(db.session, db.session.get(Lot, lot_id), chosen, plan, problems)
+            kept = corrections.bag_content_kept(chosen, plan.volume_ml, plan.cells_per_ml, plan.dmso_percent)
+            corrections.check_bag_correction(db.session, db.session.get(Lot, lot_id), chosen, kept, problems)
         return plan
 
     plan = _read(form, read)

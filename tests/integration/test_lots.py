@@ -133,11 +133,11 @@ def test_a_passage_beyond_the_pd_limit_is_refused_and_near_it_warns(app, users, 
     db_session.rollback()
     client = client_as("technician")
     form = {"passage-passage_number": "0", "passage-performed_on": TODAY.isoformat(), "passage-seeded_cells": "0.001",
-            "passage-harvested_cells": str(2**26 / 1000), "passage-viability_percent": "95"}
+            "passage-harvested_cells": str(round(2**26 / 1000, 2)), "passage-viability_percent": "95"}
     response = client.post(f"/lots/{lot_id}/passages", data=form)  # PD 26 > AT-MSC limit 25
     assert response.status_code == 409
     assert "cumulative population doublings 26.00 exceed the product limit 25.0" in response.get_data(as_text=True)
-    form["passage-harvested_cells"] = str(2**21 / 1000)  # PD 21: at or past the warning level 20
+    form["passage-harvested_cells"] = str(round(2**21 / 1000, 2))  # PD 21: at or past the warning level 20
     response = client.post(f"/lots/{lot_id}/passages", data=form, follow_redirects=True)
     assert "Warning: cumulative population doublings 21.00 are at or past the warning level" in response.get_data(as_text=True)
 

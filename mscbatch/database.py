@@ -25,6 +25,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from mscbatch.core.text import letters_and_digits
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -77,6 +79,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: the SQL name of core.text.letters_and_digits on SQLite connections
+SQLITE_LETTERS_AND_DIGITS = "letters_and_digits"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -90,6 +96,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # lots.queries.recall_key: how a recall compares supplier lot numbers (PostgreSQL does it in SQL)
+        dbapi_connection.create_function(SQLITE_LETTERS_AND_DIGITS, 1, letters_and_digits, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

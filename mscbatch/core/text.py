@@ -12,3 +12,9 @@ def first_invisible(text: str) -> str | None:
     """The first character of `text` that shows nothing (INVISIBLE), or None: pasted with a name or a lot number, it
     makes a record no one can read or a second spelling of one that reads exactly the same."""
     return next((letter for letter in text if unicodedata.category(letter) in INVISIBLE), None)
+
+
+def letters_and_digits(text: str | None) -> str | None:
+    """`text` in lower case with only its letters and digits: "FBS – 0099", "fbs/0099" and "FBS-0099" are one
+    supplier lot to a recall (lots.queries.recall_key; SQLite calls it by that name, PostgreSQL folds alike)."""
+    return None if text is None else "".join(letter for letter in text.lower() if letter.isalnum())

@@ -7,13 +7,15 @@ from datetime import date, datetime, time
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from mscbatch.core.bounds import filter_day, keyset
 from mscbatch.core.site_config import Product, ProductCatalogue, load_products
 from mscbatch.core.states import BagStatus, effective_bag_status
-from mscbatch.database import utcnow
+from mscbatch.database import SQLITE_LETTERS_AND_DIGITS, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound, ValidationFailed
 from mscbatch.lots.models import LOT_STATUSES, Bag, Deviation, Lot, ReagentLot, ReagentUse, StorageLocation
@@ -109,26 +111,32 @@ def identity_key(text: Any) -> Any:
     return func.lower(func.replace(func.trim(text), " ", ""))
 
 
-#: what a supplier's notice may put between the parts of a lot number, or the unit may have typed at registration
-#: ("FBS 0099", "FBS-0099", "FBS/0099", "FBS.0099", "fbs0099" are one lot), with the en dash and no-break space a
-#: notice copied from a PDF brings. Not every punctuation mark: each is one more nested replace(), and SQLite's
-#: parser refuses about 20 of them once the query is nested in another (same_supplier_lot is, in the locks).
-NOT_COUNTED_IN_RECALL = (" ", "-", "/", ".", "_", ",", ":", "#", "\u2013", "\u00a0")
-#: the same, in the refusals that say how a reagent lot is found (recall.services)
-NOT_COUNTED_WORDS = "capitals, spaces and the marks - / . _ , : # do not count"
+#: how a recall compares a supplier or lot number (recall_key), in the refusals that say how a reagent lot is found
+NOT_COUNTED_WORDS = "only letters and digits count: capitals, spaces and marks such as - / . are left out"
 
 
-def recall_key(text: Any) -> Any:
-    """A supplier name or lot number as a recall searches for it: identity_key's folding (capitals, spaces) and
-    every mark in NOT_COUNTED_IN_RECALL too, so that "FBS/0099" finds FBS-0099. Wider than identity_key on
+class recall_key(FunctionElement[str]):  # noqa: N801  (used as a SQL function: recall_key(ReagentLot.lot_number))
+    """A supplier name or lot number as a recall searches for it: lower case, only its letters and digits, so that
+    "FBS/0099", "fbs 0099" and "FBS – 0099" (a notice copied from a PDF) find FBS-0099. Wider than identity_key on
     purpose: a recall that covers a row too many lists it on its page for QA to see, while one that misses a row
-    leaves a recalled reagent in use. Registration keeps identity_key (two numbers that differ only by a
-    dash are not refused as one). Nested replace() rather than a regular expression: SQLite has none by default,
-    and both sides of a comparison are then folded by the same database."""
-    folded = func.lower(text)
-    for mark in NOT_COUNTED_IN_RECALL:
-        folded = func.replace(folded, mark, "")
-    return folded
+    leaves a recalled reagent in use. Registration keeps identity_key (two numbers that differ only by a dash are
+    not refused as one). One function call on each side, by the database itself: PostgreSQL's regexp_replace, on
+    SQLite core.text.letters_and_digits registered on each connection (database._configure_sqlite); nested
+    replace() calls, one per mark, overflowed SQLite's parser stack inside the lock queries."""
+
+    type = String()
+    name = "recall_key"
+    inherit_cache = True
+
+
+@compiles(recall_key, "postgresql")
+def _recall_key_postgresql(element: recall_key, compiler: Any, **kw: Any) -> str:
+    return f"regexp_replace(lower({compiler.process(element.clauses, **kw)}), '[^[:alnum:]]', '', 'g')"
+
+
+@compiles(recall_key)
+def _recall_key_sqlite(element: recall_key, compiler: Any, **kw: Any) -> str:
+    return f"{SQLITE_LETTERS_AND_DIGITS}({compiler.process(element.clauses, **kw)})"
 
 
 def same_supplier_lot(reagent_lot_ids: Any) -> Any:

@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 5000
+# one pytest worker per core: the suite runs about an hour in one process, and CI allows 90 minutes
+TEST_WORKERS ?= auto
 
 .PHONY: run test bench lint clean
 
@@ -21,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/mscbatch run --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

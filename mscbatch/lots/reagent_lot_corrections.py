@@ -186,7 +186,15 @@ def reagent_lot_corrections(session: Session, reagent_lot_id: int) -> list[Reage
     """Every correction of the reagent lot, oldest first, read off the audit trail (lots.corrections.
     trail_corrections): listed on the reagent lot's page and among the corrections of every cell lot that used it
     (lots.record_corrections)."""
-    return [ReagentLotCorrection(fix.by, fix.at, fix.reason,
-                                 [(REAGENT_LOT_FIELDS[field], old or "—", new or "—") for field, old, new in fix.changes])
-            for fix in trail_corrections(session, ReagentLot.__tablename__, [reagent_lot_id], REAGENT_LOT_FIELDS,
-                                         REAGENT_LOT_CORRECTED)]
+    return reagent_lots_corrections(session, [reagent_lot_id]).get(reagent_lot_id, [])
+
+
+def reagent_lots_corrections(session: Session, reagent_lot_ids: list[int]) -> dict[int, list[ReagentLotCorrection]]:
+    """The corrections of several reagent lots (the ones a cell lot used), in one read, by reagent lot id."""
+    found: dict[int, list[ReagentLotCorrection]] = {}
+    for fix in trail_corrections(session, ReagentLot.__tablename__, reagent_lot_ids, REAGENT_LOT_FIELDS,
+                                 REAGENT_LOT_CORRECTED):
+        found.setdefault(fix.entity_id, []).append(ReagentLotCorrection(
+            fix.by, fix.at, fix.reason,
+            [(REAGENT_LOT_FIELDS[field], old or "—", new or "—") for field, old, new in fix.changes]))
+    return found

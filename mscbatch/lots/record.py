@@ -287,16 +287,13 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
 
 
 def _reagent_lot_fixes(session: Session, uses: list[ReagentUse]) -> list[ReagentLotFix]:
-    """The corrections of each reagent lot the uses name, read as QA's release review reads them (one reagent lot
-    at a time, so that each keeps the id its link needs), oldest first."""
+    """The corrections of each reagent lot the uses name, as QA's release review reads them, each with the id its
+    link needs, oldest first."""
     # record_corrections builds on this module (_history): imported here, not at module level
-    from mscbatch.lots.record_corrections import reagent_lot_record_corrections
+    from mscbatch.lots.record_corrections import reagent_lot_record_corrections_by_lot
 
-    by_reagent: dict[int, list[ReagentUse]] = {}
-    for use in uses:
-        by_reagent.setdefault(use.reagent_lot_id, []).append(use)
-    fixes = [ReagentLotFix(reagent_lot_id, fix) for reagent_lot_id, used in sorted(by_reagent.items())
-             for fix in reagent_lot_record_corrections(session, used)]
+    fixes = [ReagentLotFix(reagent_lot_id, fix)
+             for reagent_lot_id, fix in reagent_lot_record_corrections_by_lot(session, uses)]
     return sorted(fixes, key=lambda f: f.correction.at)
 
 

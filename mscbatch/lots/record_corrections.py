@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mscbatch.core.identifiers import din_shown
 from mscbatch.lots.corrections import bag_corrections
 from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse
-from mscbatch.lots.reagent_lot_corrections import reagent_lot_corrections
+from mscbatch.lots.reagent_lot_corrections import reagent_lots_corrections
 from mscbatch.lots.record import _history
 from mscbatch.lots.steps import steps_of
 
@@ -68,14 +68,22 @@ def reagent_lot_record_corrections(session: Session, uses: list[ReagentUse]) -> 
     """The corrections of each reagent lot the lot uses (a use corrected to another reagent lot: the one it names
     now), named as it is registered now and with the steps it was used at, so that QA reads which reagent of this
     record changed: "Reagent lot Gibco lot 2301A (FBS qualified, used at P0, P1)"."""
+    return [fix for _reagent_lot_id, fix in reagent_lot_record_corrections_by_lot(session, uses)]
+
+
+def reagent_lot_record_corrections_by_lot(session: Session,
+                                          uses: list[ReagentUse]) -> list[tuple[int, RecordCorrection]]:
+    """The same, each with the id of the reagent lot it corrects (the lot page links to it); one read of the trail
+    for all of them."""
     stages: dict[int, list[str]] = {}
     for use in sorted(uses, key=lambda u: (u.used_on, u.id)):
         if use.stage not in stages.setdefault(use.reagent_lot_id, []):
             stages[use.reagent_lot_id].append(use.stage)
+    corrections = reagent_lots_corrections(session, list(stages))
     found = []
     for reagent in session.scalars(select(ReagentLot).where(ReagentLot.id.in_(list(stages))).order_by(ReagentLot.id)):
         what = (f"Reagent lot {reagent.supplier} lot {reagent.lot_number} ({reagent.name}, used at "
                 f"{', '.join(stages[reagent.id])})")
-        found += [RecordCorrection(what, fix.by, fix.at, fix.reason, tuple(fix.changes))
-                  for fix in reagent_lot_corrections(session, reagent.id)]
+        found += [(reagent.id, RecordCorrection(what, fix.by, fix.at, fix.reason, tuple(fix.changes)))
+                  for fix in corrections.get(reagent.id, [])]
     return found

@@ -41,7 +41,7 @@ def planned_at_of(planned_on: date | None) -> datetime | None:
     return None if planned_on is None else datetime.combine(planned_on, time(23, 59), site_config().tz)
 
 
-def _arg_level(value: str | None) -> Decimal | None:
+def _arg_level(value: str | None, patient_id: int) -> Decimal | None:
     try:
         return Decimal(value) if value else None
     except InvalidOperation:
@@ -51,8 +51,7 @@ def _arg_level(value: str | None) -> Decimal | None:
     from mscbatch.patients.models import Patient
     from mscbatch.patients.queries import protocol_of
 
-    patient_id = (request.view_args or {}).get("patient_id")
-    patient = db.session.get(Patient, patient_id) if patient_id is not None else None
+    patient = db.session.get(Patient, patient_id)
     sent = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
     if patient is None:
         levels = "its level in cells per kg, e.g. 2000000 for 2 x10^6/kg"
@@ -94,7 +93,7 @@ def _dose_page(patient_id: int, form: PrescribeForm | None = None, status: int =
     patient = get_patient(db.session, patient_id)
     settings_error = None
     try:
-        level = _arg_level(request.values.get("level"))
+        level = _arg_level(request.values.get("level"), patient.id)
         planned_on = _arg_date(request.values.get("planned_on"))
         result = calculate(db.session, patient, level_cells_per_kg=level, planned_at=planned_at_of(planned_on))
     except ValidationFailed as error:  # a level or date the calculation refuses: said on the page, beside its field
@@ -150,8 +149,9 @@ def prescribe(patient_id: int) -> Any:
             bag_ids = [posted_id(x) for x in form.bag_ids.data.split(",") if x.strip()]
             if not all(bag_ids):  # not a row id (a number beyond the database's integers was a 500)
                 raise ValueError(form.bag_ids.data)
+            level = _arg_level(form.level.data, patient_id)
             prescription = prescriptions.prescribe(
-                db.session, current_user, form.password.data, patient_id, level_cells_per_kg=_arg_level(form.level.data),
+                db.session, current_user, form.password.data, patient_id, level_cells_per_kg=level,
                 bag_ids=bag_ids, planned_at=planned_at_of(_arg_date(form.planned_on.data)),
                 weight_id=_weight_id(form.weight_id.data), repeat_course_reason=form.repeat_course_reason.data)
         except (DomainError, ValueError) as error:

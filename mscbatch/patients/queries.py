@@ -49,6 +49,13 @@ def protocols() -> dict[str, Protocol]:
     return loaded
 
 
+def protocol_name(protocol_id: str) -> str:
+    """A protocol by the short name users see ("SLE-UC"), not its internal id ("protocol-sle-uc"): the patients list
+    and the recall's notify list; the id only for a protocol no longer configured."""
+    found = protocols().get(protocol_id)
+    return found.short_name if found is not None else protocol_id
+
+
 def protocol_of(patient: Patient) -> Protocol:
     try:
         return protocols()[patient.protocol_id]

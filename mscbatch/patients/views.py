@@ -34,6 +34,7 @@ from mscbatch.patients.queries import (
     is_directed,
     list_patients,
     prescriptions_of,
+    protocol_name,
     protocol_of,
     protocols,
     recalls_reaching,
@@ -56,7 +57,8 @@ def index() -> Any:
     filters = {k: request.args.get(k, "").strip() for k in ("protocol", "q")}
     patients = list_patients(db.session, protocol_id=filters["protocol"] if filters["protocol"] in protocols() else "",
                              search=filters["q"])
-    return render_template("patients/list.html", patients=patients, filters=filters, protocols=protocols(), **COMMON)
+    return render_template("patients/list.html", patients=patients, filters=filters, protocols=protocols(),
+                           protocol_name=protocol_name, **COMMON)
 
 
 @bp.route("/new", methods=["GET", "POST"])

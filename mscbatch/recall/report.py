@@ -25,7 +25,7 @@ from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
 from mscbatch.lots.models import Bag, Lot, ReagentLot
 from mscbatch.lots.queries import lots_of_donor, same_supplier_lot
 from mscbatch.patients.models import Patient
-from mscbatch.patients.queries import protocols
+from mscbatch.patients.queries import protocol_name
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall, RecallNotice
 from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, not_yet_told, recall_in_force_of
 from mscbatch.recall.services import (
@@ -120,10 +120,8 @@ class PatientNotice:
 
     @property
     def protocol_shown(self) -> str:
-        """The patient's protocol by the short name the patients list and the donor pages use ("SLE-UC"), not its
-        internal id ("protocol-sle-uc"); the id only for a protocol no longer configured."""
-        found = protocols().get(self.patient.protocol_id)
-        return found.short_name if found is not None else self.patient.protocol_id
+        """The patient's protocol by the short name the patients list uses ("SLE-UC")."""
+        return protocol_name(self.patient.protocol_id)
 
     @property
     def prescriber_ids(self) -> set[int]:
@@ -350,13 +348,18 @@ class RecallReport:
     # lot was registered more than once or under spellings a recall folds together ("FBS-0099", "FBS/0099")
     reagent_rows: list[ReagentLot] = field(default_factory=list)
 
-    def reagent_rows_words(self) -> str:
-        """The rows of a supplier lot registered more than once, one sentence (page and PDF); "" for one row."""
+    def reagent_rows_lead(self) -> str:
+        """What the list of a supplier lot registered more than once is (the page lists the rows, linked, under
+        it; the PDF writes them after it); "" for one row."""
         if len(self.reagent_rows) < 2:
             return ""
         return (f"This recall covers the {len(self.reagent_rows)} reagent lots registered for this supplier lot "
-                "(the same number, written differently): "
-                + "; ".join(reagent_row_words(row) for row in self.reagent_rows) + ".")
+                "(the same number, written differently)")
+
+    def reagent_rows_words(self) -> str:
+        """The lead and the rows in one sentence (the PDF); "" for one row."""
+        lead = self.reagent_rows_lead()
+        return lead and lead + ": " + "; ".join(reagent_row_words(row) for row in self.reagent_rows) + "."
 
     @property
     def outstanding_words(self) -> str:

@@ -27,6 +27,7 @@ from mscbatch.recall.report import (
     NO_LOOKBACK,
     NOT_YET_NOTIFIED,
     NOTIFY_HEADING,
+    reagent_row_words,
     recall_report,
     recall_report_pdf,
     trace_pdf,
@@ -173,6 +174,7 @@ def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200
                            discard_form=discard_form or DiscardHeldBagForm(formdata=None),
                            notice_patient_id=notice_patient_id,
                            discard_bag_id=discard_bag_id, site=site_config(), infusion_planned=infusion_planned,
+                           reagent_row_words=reagent_row_words,
                            completed_holds=COMPLETED_HOLDS, no_lookback=NO_LOOKBACK,
                            not_yet_notified=NOT_YET_NOTIFIED, notify_heading=NOTIFY_HEADING), status
 

@@ -47,6 +47,18 @@ def _simple(session: Session, actor: Any, bag_id: int, kind: str, *, location: s
     return event
 
 
+#: the bags a dispatch cannot take, by where they are (the state machine allows a dispatch from "allocated" only)
+NOT_DISPATCHABLE = {
+    "returned": "it came back from the ward and waits for QA's assessment (Returned bags), which puts it back in "
+                "stock or discards it; only then can a prescription reserve it again",
+    "dispatched": "it has been dispatched already and is on its way to the ward",
+    "received": "it is on the ward already (received there)",
+    "thawed": "it is on the ward already, thawed",
+    "infused": "it has been infused",
+    "discarded": "it was discarded",
+}
+
+
 def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper: str, temperature_logger_id: str,
              location: str = "", scan: str = "") -> CustodyEvent:
     """The bag leaves the unit for the ward: courier, shipper and the temperature logger travelling with it."""
@@ -66,6 +78,9 @@ def dispatch(session: Session, actor: Any, bag_id: int, *, courier: str, shipper
         unfit = unfit_to_leave(session, bag)
         if unfit:
             raise Conflict(f"Bag {din_shown(bag)} cannot leave the unit: {unfit}")
+        elsewhere = NOT_DISPATCHABLE.get(bag.status)
+        if elsewhere:  # said by where the bag is: a returned bag is also "not allocated", which sent QA nowhere
+            raise Conflict(f"Bag {din_shown(bag)} cannot be dispatched: {elsewhere}. Nothing was recorded.")
         if allocation_of_bag(session, bag.id) is None:
             raise Conflict(f"Bag {din_shown(bag)} is not allocated to a patient by a signed prescription.")
         # only a bag still in the unit: one already sent is told so by the state machine, in its own words

@@ -93,7 +93,8 @@ def _ward(form: WardForm | None = None, dispatch_form: DispatchForm | None = Non
     db.session.rollback()
     form = form or WardForm(formdata=None, data={"location": session.get(WARD_LOCATION, "")})
     now = utcnow()
-    return render_template("custody/ward.html", form=form, on_ward=bags_on_ward(db.session, now), now=now,
+    return render_template("custody/ward.html", form=form, on_ward=bags_on_ward(db.session, now, label_key()),
+                           now=now,
                            dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS,
                            dispatchers=DISPATCHERS,
                            with_reason=ACTIONS["return"][0] + ACTIONS["discard"][0]), status

@@ -4,7 +4,12 @@ limit). The thaw message said that time once; a nurse coming back to the page, o
 
 And the infusions running now (running_infusions): a bag being infused is "infused", no longer out on the ward, and
 dropped off the list above, so that a running infusion, above all one whose bag was recalled since it started, had
-no way back from the ward page to its infusion page and its STOP THE INFUSION NOW."""
+no way back from the ward page to its infusion page and its STOP THE INFUSION NOW.
+
+A bag on the list that must not be given (its lot recalled since it left the unit, the bag held, the patient
+withdrawn, its prescription no longer fitting the weight...) says DO NOT GIVE with the bedside check's own
+reasons in place of its "Give by" countdown: a list telling the ward when to give a recalled bag was the session
+44 review's finding (the bedside check itself always stopped it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from mscbatch.custody.checks import last_event_at, received_at, stop_running, thawed_at
+from mscbatch.custody.checks import evaluate, last_event_at, received_at, stop_running, thawed_at
 from mscbatch.custody.models import SERIOUS_GRADE, CustodyEvent, Infusion, InfusionReaction
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
@@ -26,6 +31,11 @@ from mscbatch.patients.queries import allocated_patient_id
 OUT_ON_THE_WARD = ("dispatched", "received", "thawed")
 #: the list is a ward's handful; a bound keeps a page a page should the records say otherwise
 MOST = 200
+#: bedside findings the list does not call DO NOT GIVE: a bag not yet received is on its way (the list says so), and
+#: a bag past its post-thaw limit is said PAST in its Give by already
+NOT_A_STOP_HERE = ("not_on_ward", "post_thaw")
+#: findings about a scanned wristband, which a bag with no patient to check it against is not judged on
+WRISTBAND_FINDINGS = ("no_wristband", "exceptional_other")
 
 
 @dataclass(frozen=True)
@@ -36,17 +46,20 @@ class BagOnWard:
     location: str  # where it was received (or sent to), as recorded
     give_by: datetime | None  # thawed: its thaw + the product's post-thaw limit
     past_limit: bool
+    #: why the bag must not be given, in the bedside check's words, most serious first (empty when nothing stops it)
+    stop: tuple[str, ...] = ()
 
 
-def bags_on_ward(session: Session, now: datetime | None = None) -> list[BagOnWard]:
+def bags_on_ward(session: Session, now: datetime | None = None, label_key: str = "") -> list[BagOnWard]:
     """The thawed bags first, the soonest to give first; then those received, then those on their way: the first
-    MOST of them in that order, never MOST taken by id and then sorted (the soonest to give could be left off)."""
+    MOST of them in that order, never MOST taken by id and then sorted (the soonest to give could be left off).
+    Each with what would stop it at the bedside (do_not_give)."""
     now = now or utcnow()
     dispatched, received, thawed = last_event_at(Bag.id, "dispatched"), received_at(Bag.id), thawed_at(Bag.id)
     where = (select(CustodyEvent.location).where(CustodyEvent.bag_id == Bag.id,
                                                  CustodyEvent.kind.in_(("dispatched", "received")))
              .order_by(CustodyEvent.id.desc()).limit(1).scalar_subquery())
-    listing = (select(Bag, Lot, Patient.code, dispatched, received, thawed, where)
+    listing = (select(Bag, Lot, Patient, dispatched, received, thawed, where)
                .join(Lot, Lot.id == Bag.lot_id).outerjoin(Patient, Patient.id == allocated_patient_id(Bag.id)))
 
     def first(status: str, since: Any, unknown: datetime, *also: Any) -> list[Any]:
@@ -66,12 +79,24 @@ def bags_on_ward(session: Session, now: datetime | None = None) -> list[BagOnWar
     rows += first("thawed", thawed, now, Lot.product_id.not_in(catalogue.ids))  # product_of says it is unknown
     rows += first("received", received, now) + first("dispatched", dispatched, now)
     listed = []
-    for bag, lot, code, sent, came, thaw, location in rows:
+    for bag, lot, patient, sent, came, thaw, location in rows:
         give_by = thaw + product_of(lot).post_thaw_limit if bag.status == "thawed" and thaw else None
         since = {"dispatched": sent, "received": came, "thawed": thaw}[bag.status]
-        listed.append(BagOnWard(bag, code, since, location or "", give_by, give_by is not None and now > give_by))
+        listed.append(BagOnWard(bag, patient.code if patient else None, since, location or "", give_by,
+                                give_by is not None and now > give_by,
+                                do_not_give(session, bag, patient, label_key, now)))
     order = {"thawed": 0, "received": 1, "dispatched": 2}
     return sorted(listed, key=lambda b: (order[b.bag.status], b.give_by or b.since or now, b.bag.id))[:MOST]
+
+
+def do_not_give(session: Session, bag: Bag, patient: Patient | None, label_key: str,
+                now: datetime) -> tuple[str, ...]:
+    """What the bedside check would STOP this bag for, for its patient, in its words (a ward's handful: one check's
+    read each). A bag no prescription reserves now (never prescribed, or its course stopped since it left the unit)
+    is checked as a bag alone: "not prescribed for any patient now", its hold or its lot's recall."""
+    verdict = evaluate(session, patient.wristband_id if patient else "", bag.din + bag.check_character, label_key, now)
+    ignored = NOT_A_STOP_HERE + (() if patient else WRISTBAND_FINDINGS)
+    return tuple(finding.message for finding in verdict.failures if finding.code not in ignored)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,17 @@ def store_bag(session: Session, actor: Any, bag_id: int, box_id: int, position: 
     return move
 
 
+def move_words(session: Session, move: StorageMove) -> str:
+    """What a placement did, for the page's message: "Bag moved from Box A2 A5 to Box B1 A1." or "Bag stored in Box
+    B1, position A1." (a move said as a store left the technician unsure which had happened)."""
+    to_box = get_location(session, move.to_box_id)
+    to = f"{box_words(to_box)} {position_label(to_box, move.to_position)}"
+    if move.from_box_id is None:
+        return f"Bag stored in {box_words(to_box)}, position {position_label(to_box, move.to_position)}."
+    from_box = get_location(session, move.from_box_id)
+    return f"Bag moved from {box_words(from_box)} {position_label(from_box, move.from_position)} to {to}."
+
+
 def free_position(session: Session, box: StorageLocation) -> int | None:
     taken = set(session.scalars(select(Bag.position).where(Bag.box_id == box.id)))
     return next((p for p in range(1, (box.capacity or 0) + 1) if p not in taken), None)

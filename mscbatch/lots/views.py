@@ -659,7 +659,7 @@ def transition(lot_id: int) -> Any:
 @roles_required("technician")
 def store(lot_id: int) -> Any:
     from mscbatch.lots.queries import parse_position
-    from mscbatch.lots.storage import store_bag
+    from mscbatch.lots.storage import move_words, store_bag
 
     form = StoreBagForm(prefix="store")
     form.bag_id.choices = [(posted_id(request.form.get("store-bag_id")), "")]
@@ -679,5 +679,4 @@ def store(lot_id: int) -> Any:
         problems.raise_any()
         assert position is not None
         return store_bag(db.session, current_user, form.bag_id.data, box.id, position, form.reason.data or "")
-    return _act(lot_id, form, "store_form", action, lambda m: f"Bag stored in position {form.position.data.upper()}.",
-                "bags")
+    return _act(lot_id, form, "store_form", action, lambda move: move_words(db.session, move), "bags")

@@ -77,7 +77,7 @@ def test_a_technician_records_a_lot_through_cryopreservation_into_4_bags_stored_
         expect(page.get_by_label("Bag", exact=True)).to_have_value(option_value(page, number))  # next unplaced
         page.get_by_label("Position (e.g. A1)").fill(position)
         page.get_by_role("button", name="Store bag").click()
-        expect(page.get_by_role("status")).to_contain_text(f"Bag stored in position {position}.")
+        expect(page.get_by_role("status")).to_contain_text(re.compile(rf"Bag stored in Box .+, position {position}\."))
         expect(page.locator(f"tr[data-bag='{number}'] .position")).to_have_text(position)
     page.get_by_label("Bag", exact=True).select_option(option_value(page, 1))
     page.get_by_label("Position (e.g. A1)").fill("A2")  # bag 1 onto bag 2's position: refused, said why

@@ -188,7 +188,8 @@ def _judge(marker: Marker, window: _Window, collection_date: date | None,
                      "later negative: retest needed.")
         return Reason(rid, text, src, "missing", values)
     values.update(sample_date=deciding.sample_date.isoformat(), result=deciding.result, method=deciding.method)
-    when = f"sample {deciding.sample_date.isoformat()}, {_offset(deciding, collection_date):+d} days from collection"
+    days = _offset(deciding, collection_date)
+    when = f"sample {deciding.sample_date.isoformat()}, {days:+d} day{'' if abs(days) == 1 else 's'} from collection"
     if deciding.result == "positive":
         if marker.on_positive == "ineligible":
             return Reason(rid, f"{name} positive ({when}): excludes the donor.", src, "failed", values)

@@ -43,7 +43,7 @@ class DispatchForm(FlaskForm):
                       validators=[DataRequired("Scan the bag."), Length(max=600)], render_kw=SCAN)
     courier = StringField("Courier", id="dispatch-courier",
                           validators=[DataRequired("Give the courier."), Length(max=120)])
-    shipper = StringField("Shipper (dry shipper / container id)", id="dispatch-shipper",
+    shipper = StringField("Dry shipper or container id", id="dispatch-shipper",
                           validators=[DataRequired("Give the shipper."), Length(max=120)])
     temperature_logger_id = StringField("Temperature logger id", id="dispatch-temperature_logger_id",
                                         validators=[DataRequired("Give the temperature logger id."), Length(max=60)])

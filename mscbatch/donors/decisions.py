@@ -31,6 +31,7 @@ from mscbatch.donors.models import (
 from mscbatch.donors.queries import (
     current_decision,
     decisions_of,
+    earlier_reactive_of,
     evaluate_donor,
     get_donor,
     lock_donor,
@@ -131,6 +132,8 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
             more = len(evaluation.blocking_reasons) - 3
             raise Conflict(f"Eligibility cannot be approved: the screening says {evaluation.status}. {blocking}"
                            + (f" (and {more} more)" if more > 0 else ""), field="meaning")
+        if meaning == APPROVED:
+            _refuse_approval_over_corrected_reactives(session, donor, comment)
         if meaning == INELIGIBLE and evaluation.status != "ineligible" and not comment:
             raise ValidationFailed("The screening does not say ineligible: write why you judge the donor ineligible.",
                                    field="comment")
@@ -144,6 +147,35 @@ def decide(session: Session, signer: Any, donor_id: int, meaning: str, password:
         if meaning == INELIGIBLE:
             _lookback_for_a_past_approval(session, signer, donor)
     return decision
+
+
+#: the shortest comment that approves a donor whose screening holds a result corrected away from a reactive value
+CORRECTED_REACTIVE_COMMENT_MIN_CHARS = 20
+
+
+def corrected_reactives(session: Session, donor: Donor) -> list[Any]:
+    """The corrections of the donor's results away from a reactive value (queries.earlier_reactive_of), oldest
+    first: QA answers them in the approval's comment."""
+    results = list(session.scalars(select(ScreeningResult).where(ScreeningResult.donor_id == donor.id)
+                                   .order_by(ScreeningResult.id)))
+    return earlier_reactive_of(session, donor, results)
+
+
+def _refuse_approval_over_corrected_reactives(session: Session, donor: Donor, comment: str) -> None:
+    """A result corrected from positive or indeterminate to negative turned the screening eligible on a correction's
+    word: QA approves only with a comment (at least CORRECTED_REACTIVE_COMMENT_MIN_CHARS characters, signed and
+    kept with the decision) saying what was checked (the report or retest that shows the result negative). Before,
+    a technician's "x" turned an HBsAg positive negative and QA approved with an empty comment."""
+    corrected = corrected_reactives(session, donor)
+    if not corrected or len(comment) >= CORRECTED_REACTIVE_COMMENT_MIN_CHARS:
+        return
+    listed = "; ".join(e.words() for e in corrected[:3]) + (f" (and {len(corrected) - 3} more)"
+                                                             if len(corrected) > 3 else "")
+    raise ValidationFailed(
+        f"Comment: approving donor {donor.code} needs a comment signed with the approval (at least "
+        f"{CORRECTED_REACTIVE_COMMENT_MIN_CHARS} characters; {len(comment)} given) saying what you checked of the "
+        f"result{'s' if len(corrected) > 1 else ''} corrected away from a reactive value (the report or retest that "
+        f"shows it negative): {listed}. Nothing was signed.", field="comment")
 
 
 def _refuse_approval_while_tracing(session: Session, donor: Donor) -> None:

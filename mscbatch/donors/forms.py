@@ -33,6 +33,12 @@ def marker_label(name: str, method: str) -> str:
 class ResultRadioField(RadioField):
     """The result choice; an unknown value is refused naming the field and the values allowed."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # rendered by macros.field as a radio group (a fieldset with its legend, each radio beside its label, as the
+        # QA decision's "Meaning of your signature"), which it recognises by the field's type
+        self.type = "RadioField"
+
     def pre_validate(self, form: Any) -> None:
         if self.data and self.data not in {c.value for c in RESULT_CHOICES}:  # nothing chosen: InputRequired says so
             raise ValidationError(f"Result: choose negative, positive or indeterminate ({str(self.data)[:20]!r} is not one).")
@@ -96,7 +102,7 @@ class DonorForm(FlaskForm):
         #: field is shown for (the others' rules ignore it)
         #: per rule set, the optional fields its rules use (weight, social security, childbearing potential and
         #: contraception): the others are not shown for a donor of that rule set (a cord mother has no weight rule)
-        self.used_fields = {rs.id: _used_fields(rs) for rs in rule_sets.values()}
+        self.used_fields = {rs.id: used_fields(rs) for rs in rule_sets.values()}
         self.retest_rule_sets = {rs.id: rs for rs in rule_sets.values()
                                  if rs.sample_window.extended and rs.sample_window.extended.accept_retest_180_days}
         return self
@@ -106,7 +112,9 @@ class DonorForm(FlaskForm):
 RULE_FIELDS = ("weight_kg", "social_security", "childbearing_potential", "contraception")
 
 
-def _used_fields(rule_set: RuleSet) -> set[str]:
+def used_fields(rule_set: RuleSet) -> set[str]:
+    """The optional donor fields (RULE_FIELDS) the rule set's rules read: the form asks only these, and the donor
+    page lists only these (with any value recorded)."""
     kinds = {fact.kind for fact in rule_set.required_facts}
     used = {"weight_kg"} if any(limit.quantity == "weight" for limit in rule_set.limits) else set()
     if "social_security" in kinds:

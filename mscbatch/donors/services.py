@@ -361,6 +361,9 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
                            "corrected.", field="result")
         _refuse_if_changed_since(seen_digest, result_digest(row), f"This result of donor {donor.code}")
         _refuse_marker_change_of_a_reactive(session, donor, row, marker)
+        weak = reactive_correction_reason_problem(row.result, result, reason)
+        if weak is not None:
+            raise ValidationFailed(weak, field="reason")
         method, reference = check_result(donor, marker, None, result, sample_date, lab_reference)
         new = dict(marker=marker, method=method, result=result, sample_date=sample_date, lab_reference=reference)
         if all(getattr(row, k) == v for k, v in new.items()):
@@ -376,6 +379,25 @@ def correct_result(session: Session, actor: Any, result_id: int, *, reason: str,
             session.flush()  # marker's result corrected into a result that is not negative for this marker
             _lookback_after_a_past_approval(session, actor, donor, row)
     return row
+
+
+#: the shortest reason that corrects a reactive result (positive, indeterminate) to negative, as a lookback's
+#: closing note: "typo" or "x" documents nothing, and the correction removes the news QA would have read
+REACTIVE_CORRECTION_REASON_MIN_CHARS = 20
+
+
+def reactive_correction_reason_problem(was: str, result: str, reason: str | None) -> str | None:
+    """Why the reason cannot correct a result recorded `was` to `result`, or None. A reactive result (anything not
+    negative: positive, indeterminate) corrected to negative removes an exclusion or a lookback's news: its reason
+    must say why, and which report or retest shows it (at least REACTIVE_CORRECTION_REASON_MIN_CHARS characters).
+    The same rule for a technician's correction and QA's signed one."""
+    given = len((reason or "").strip())
+    if was == "negative" or result != "negative" or given >= REACTIVE_CORRECTION_REASON_MIN_CHARS:
+        return None
+    article = "an" if was[:1] in "aeiou" else "a"
+    return (f"Reason: {article} {was} (reactive) result corrected to negative needs the reason and the report or retest that "
+            f"shows it (at least {REACTIVE_CORRECTION_REASON_MIN_CHARS} characters; {given} given). Nothing was "
+            "corrected.")
 
 
 def reactive_value_of(session: Session, row: ScreeningResult) -> str | None:

@@ -86,10 +86,17 @@ def whose_birth(tissue_source: str) -> str:
     return "the mother's date of birth" if tissue_source == "umbilical_cord" else "the donor's date of birth"
 
 
+def donor_types_of(rule_set: Any) -> tuple[str, ...]:
+    """The donor types the rule set takes: familial only for a rule set with a relationship rule (SSc-BM), else
+    every type (DONOR_TYPE_LABELS)."""
+    if any(f.kind == "relationship" for f in rule_set.required_facts):
+        return ("familial",)
+    return tuple(DONOR_TYPE_LABELS)
+
+
 def _recipient_problems(details: DonorDetails, rule_set: Any, recipient: str | None, relationship: str | None,
                         problems: _Problems) -> None:
-    familial_rule = any(f.kind == "relationship" for f in rule_set.required_facts)
-    if familial_rule and details.donor_type != "familial":
+    if donor_types_of(rule_set) == ("familial",) and details.donor_type != "familial":
         problems.add("donor_type", f"Protocol {rule_set.protocol} takes familial donors only.")
     if details.donor_type == "familial":
         if relationship not in RELATIONSHIP_LABELS:

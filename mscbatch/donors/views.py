@@ -23,6 +23,7 @@ from mscbatch.donors.forms import (
     questionnaire_form,
     tri_state,
     tri_state_value,
+    used_fields,
 )
 from mscbatch.donors.models import (
     DONOR_STATUSES,
@@ -45,6 +46,7 @@ from mscbatch.donors.queries import (
     rule_sets,
     screening_of,
 )
+from mscbatch.donors.validation import donor_types_of
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
 from mscbatch.web.forms import show_error
@@ -108,6 +110,9 @@ def register() -> Any:
     form = DonorForm().set_rule_sets(rule_sets())
     if request.method == "GET" and request.args.get("rule_set", "") in rule_sets():
         form.rule_set_id.data = request.args["rule_set"]  # the protocol chosen first: only its fields are shown
+        allowed = donor_types_of(rule_sets()[form.rule_set_id.data])
+        if len(allowed) == 1:  # SSc-BM takes familial donors only: never offer "unrelated" first, refused on submit
+            form.donor_type.data = allowed[0]
     status = 200
     if form.validate_on_submit():
         try:
@@ -137,6 +142,15 @@ def _with_problems(form: Any, problems: dict[str, list[str]]) -> None:
         field = getattr(form, name, None)
         if field is not None and hasattr(field, "errors") and not field.errors:
             field.errors = list(messages)
+
+
+def _correction_problems(form: Any, row: ScreeningResult) -> None:
+    """A correction's problems, every one at once: the result's, and the reason's when it turns a reactive result
+    negative (services.reactive_correction_reason_problem)."""
+    _result_problems(form, row.donor_id)
+    weak = services.reactive_correction_reason_problem(row.result, form.result.data or "", form.reason.data)
+    if weak is not None and (form.reason.data or "").strip():  # an empty reason: the form's own message says so
+        _with_problems(form, {"reason": [weak]})
 
 
 def _result_problems(form: Any, donor_id: int) -> None:
@@ -222,6 +236,8 @@ def _detail(donor_id: int, status: int = 200, **forms: Any) -> Any:
                            on_risk_assessment=decisions.stands_on_risk_assessment(screening.current,
                                                                                  screening.evaluation),
                            risk_assessment_min=decisions.RISK_ASSESSMENT_MIN_CHARS,
+                           corrected_reactive_min=decisions.CORRECTED_REACTIVE_COMMENT_MIN_CHARS,
+                           used_fields=used_fields(rule_set),
                            is_risk_assessed=decisions.is_risk_assessed,
                            earlier_reactive=earlier_reactive_of(db.session, donor, screening.results),
                            late_news=services.late_news_for(db.session, screening.results),
@@ -281,7 +297,8 @@ def _flash_recorded(donor_id: int, row: ScreeningResult) -> None:
         if standing is not None:
             since = f"lot {', '.join(day.lots)}'s collection on {day.day}" if day.lots else \
                 f"the planned collection on {day.day}"
-            said_days.append(f"{standing.offset_days:+d} days from {since}, window {standing.window}")
+            unit = "day" if abs(standing.offset_days) == 1 else "days"
+            said_days.append(f"{standing.offset_days:+d} {unit} from {since}, window {standing.window}")
     days = "; ".join(said_days)
     consequence = ("It does not count: the marker stays missing unless another sample is inside its window."
                    if row.result == "negative" else "It is still weighed: see the checklist.")
@@ -320,7 +337,7 @@ def correct_result(result_id: int) -> Any:
             flash("Result corrected; the old value is kept in the audit trail.", "success")
             return redirect(url_for("donors.detail", donor_id=donor.id, _anchor="results"))
     elif form.errors:
-        _result_problems(form, donor.id)
+        _correction_problems(form, row)
         status = 422
     # a form that could not be saved is not offered: once QA has signed, a result is only superseded by a new one;
     # a result that reopened the donor's approval is corrected by QA only (services.late_news_of)
@@ -366,7 +383,7 @@ def qa_correct_result(result_id: int) -> Any:
                   "any approval.", "success")
             return redirect(url_for("donors.detail", donor_id=donor.id, _anchor="results"))
     elif form.errors:
-        _result_problems(form, donor.id)
+        _correction_problems(form, row)
         status = 422
     locked = current_decision(db.session, donor.id)
     late = services.late_news_of(db.session, row)

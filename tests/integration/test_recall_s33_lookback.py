@@ -60,7 +60,8 @@ def test_a_donor_approved_again_since_the_lookback_keeps_it_closed_when_the_reca
         donor_services.correct_result(session, user(session, "qa"), late.id, reason="typed positive for negative",
                                       marker=late.marker, result="negative", sample_date=late.sample_date,
                                       lab_reference=late.lab_reference, password=PASSWORD)
-        decisions.decide(session, user(session, "qa2"), scene["donor_id"], APPROVED, PASSWORD)
+        decisions.decide(session, user(session, "qa2"), scene["donor_id"], APPROVED, PASSWORD,  # s44: a comment
+                         comment="Lab report LATE-HCV-1 read: anti-HCV negative")  # on the corrected positive
         services.end_recall(session, user(session, "qa"), recall_id, reason="False positive: result corrected",
                             password=PASSWORD)
         session.commit()

@@ -111,8 +111,9 @@ def test_a_positive_then_a_later_negative_anti_hiv_excludes_and_a_mistyped_posit
     assert response.status_code == 302, response.status_code
     html = page_of(qa, donor_id)
     assert 'id="engine-status">eligible<' in html
-    response = qa.post(f"/donors/{donor_id}/decision", data={
-        "decision-meaning": APPROVED, "decision-password": PASSWORD, "decision-screening": _digest(html)})
+    response = qa.post(f"/donors/{donor_id}/decision", data={  # s44: a comment on the positive corrected away
+        "decision-meaning": APPROVED, "decision-password": PASSWORD, "decision-screening": _digest(html),
+        "decision-comment": "Lab report HIV-REACTIVE read: negative"})
     assert response.status_code == 302, response.status_code
     db_session.rollback()
     assert decisions.donor_gate(db_session, donor_id) == "approved"

@@ -120,7 +120,8 @@ def test_s38_a_typing_error_that_opened_a_lookback_of_a_donor_with_lots_costs_no
     with db.new_session() as session:
         lookback = session.get(DonorLookback, lookback_id)
         assert lookback.closed_at is not None and "corrected by QA to negative, signed" in lookback.closure_note
-        decisions.decide(session, user(session, "qa2"), scene["donor_id"], APPROVED, PASSWORD)
+        decisions.decide(session, user(session, "qa2"), scene["donor_id"], APPROVED, PASSWORD,  # s44: a comment
+                         comment="Lab report read: the positive was a typing error")  # on the corrected positive
         session.commit()
         donor = session.get(Donor, scene["donor_id"])
         assert donor.status == "approved" and clearance_of(session, donor.id, donor.status) is None
@@ -140,7 +141,8 @@ def test_s38_qa_closes_a_lookback_without_lots_then_corrects_signed_and_the_appr
     # a technician still may not correct it; QA's correction needs the right password
     assert client_as("technician").post(f"/donors/results/{row_id}/correct",
                                         data=_correction(row_id)).status_code == 409
-    wrong = qa.post(f"/donors/results/{row_id}/qa-correct", data=_correction(row_id, password="wrong-one"))
+    wrong = qa.post(f"/donors/results/{row_id}/qa-correct", data=_correction(  # s44: a reason of 20+ characters
+        row_id, password="wrong-one", reason="typo: the report says negative"))
     assert wrong.status_code == 401
     db_session.expire_all()
     assert db_session.get(ScreeningResult, row_id).result == "positive"
@@ -158,8 +160,9 @@ def test_s38_qa_closes_a_lookback_without_lots_then_corrects_signed_and_the_appr
     section = decision[decision.index('id="h-decision"'):decision.index('id="h-checklist"')]
     assert re.search(r"Anti-HCV was recorded POSITIVE on \d{4}-\d\d-\d\d, corrected to negative on "
                      r"\d{4}-\d\d-\d\d by Qa: typo: the report says negative", section), section  # printed name
-    # the approval is now possible, by another QA person (qa corrected the screening)
-    decisions.decide(db_session, user(db_session, "qa2"), donor_id, APPROVED, PASSWORD)
+    # the approval is now possible, by another QA person (qa corrected the screening), with a comment (s44)
+    decisions.decide(db_session, user(db_session, "qa2"), donor_id, APPROVED, PASSWORD,
+                     comment="Report LATE-HCV read: anti-HCV negative")
     db_session.commit()
 
 

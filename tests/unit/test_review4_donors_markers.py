@@ -70,3 +70,19 @@ def test_a_negative_alone_still_meets_the_rule(rule_set_id: str, marker_id: str)
     results = (*_without(rule_set, marker_id), result(rule_set, marker_id, "negative"))
     decision = evaluate(rule_set, replace(eligible_facts(rule_set), results=results))
     assert decision.status == "eligible" and decision.reason_for(marker.rule_id).outcome == "met"
+
+
+@pytest.mark.parametrize("offset", [-1, 1])
+def test_a_sample_one_day_from_collection_is_said_one_day_not_one_days(offset: int) -> None:
+    """Session 44 review: "+1 days from collection" on the checklist."""
+    for rule_set in RULE_SETS.values():
+        marker = next((m for m in rule_set.markers if m.required and m.on_positive == "ineligible"
+                       and (m.window or rule_set.sample_window).from_days <= offset
+                       <= (m.window or rule_set.sample_window).to_days), None)
+        if marker is None:
+            continue
+        results = (*_without(rule_set, marker.id), result(rule_set, marker.id, "positive", offset))
+        text = evaluate(rule_set, replace(eligible_facts(rule_set), results=results)).reason_for(marker.rule_id).text
+        assert f"{offset:+d} day from collection" in text and "days from collection" not in text, text
+        return
+    pytest.fail(f"no rule set has a required marker whose window holds {offset:+d} days")

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from mscbatch.core.text import letters_and_digits
+from mscbatch.core.text import identity_fold, letters_and_digits
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -81,6 +81,8 @@ def utcnow() -> datetime:
 
 #: the SQL name of core.text.letters_and_digits on SQLite connections
 SQLITE_LETTERS_AND_DIGITS = "letters_and_digits"
+#: the SQL name of core.text.identity_fold on SQLite connections
+SQLITE_IDENTITY_FOLD = "identity_fold"
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -98,6 +100,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
         # lots.queries.recall_key: how a recall compares supplier lot numbers (PostgreSQL does it in SQL)
         dbapi_connection.create_function(SQLITE_LETTERS_AND_DIGITS, 1, letters_and_digits, deterministic=True)
+        # lots.queries.identity_key: a supplier lot's identity at registration, folded in every alphabet
+        dbapi_connection.create_function(SQLITE_IDENTITY_FOLD, 1, identity_fold, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from mscbatch.core.bounds import filter_day, keyset
 from mscbatch.core.site_config import Product, ProductCatalogue, load_products
 from mscbatch.core.states import BagStatus, effective_bag_status
-from mscbatch.database import SQLITE_LETTERS_AND_DIGITS, utcnow
+from mscbatch.database import SQLITE_IDENTITY_FOLD, SQLITE_LETTERS_AND_DIGITS, utcnow
 from mscbatch.donors.models import Donor
 from mscbatch.errors import NotFound, ValidationFailed
 from mscbatch.lots.models import LOT_STATUSES, Bag, Deviation, Lot, ReagentLot, ReagentUse, StorageLocation
@@ -104,11 +104,25 @@ def lots_of_donor(session: Session, donor_id: int) -> list[Lot]:
     return list(session.scalars(select(Lot).where(Lot.donor_id == donor_id).order_by(Lot.id.desc())))
 
 
-def identity_key(text: Any) -> Any:
+class identity_key(FunctionElement[str]):  # noqa: N801  (used as a SQL function: identity_key(ReagentLot.supplier))
     """A supplier name or supplier lot number as the supplier means it: capitals and spaces do not count
-    ("DemoBio" = "DEMOBIO", "AM 2291" = "am2291"). A SQL expression, so that both sides of a comparison are
-    folded by the same database."""
-    return func.lower(func.replace(func.trim(text), " ", ""))
+    ("DemoBio" = "DEMOBIO", "AM 2291" = "am2291", "Lönza" = "LÖNZA"). A SQL expression, so that both sides of a
+    comparison are folded by the same database: PostgreSQL's lower(), which folds every alphabet; on SQLite, whose
+    lower() folds ASCII only, core.text.identity_fold registered on each connection (database._configure_sqlite)."""
+
+    type = String()
+    name = "identity_key"
+    inherit_cache = True
+
+
+@compiles(identity_key, "postgresql")
+def _identity_key_postgresql(element: identity_key, compiler: Any, **kw: Any) -> str:
+    return f"lower(replace({compiler.process(element.clauses, **kw)}, ' ', ''))"
+
+
+@compiles(identity_key)
+def _identity_key_sqlite(element: identity_key, compiler: Any, **kw: Any) -> str:
+    return f"{SQLITE_IDENTITY_FOLD}({compiler.process(element.clauses, **kw)})"
 
 
 #: how a recall compares a supplier or lot number (recall_key), in the refusals that say how a reagent lot is found

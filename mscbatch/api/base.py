@@ -21,14 +21,43 @@ DB_INT = validate.Range(max=DB_INT_MAX)
 
 
 class WholeNumber(fields.Integer):
-    """An integer field of the API: 4.99 is refused, never stored as 4 (marshmallow's Integer does int(value), so a
-    CTCAE grade 4.99 became grade 4 and a cell count lost its fraction), and true is not 1. A string of digits is
-    still read, as the query strings give them."""
+    """An integer field of a JSON body: a whole JSON number only. 4.99 is refused, never stored as 4 (marshmallow's
+    Integer does int(value), so a CTCAE grade 4.99 became grade 4 and a cell count lost its fraction), true is not
+    1, and the string "9" is not read as a number: a client sending it has a bug the API must name (422 naming the
+    field), not guess around. 2.0 is the number 2 (JSON has one number type; some encoders write whole doubles so).
+    Query strings, which are text, take QueryWholeNumber."""
+
+    default_error_messages = {"invalid": "Not a valid integer: send a whole JSON number."}
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float)
+                                                                       and value.is_integer())):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+class QueryWholeNumber(fields.Integer):
+    """An integer of a query string (webargs location "query"), where every value is text: a string of digits is
+    read ("?page=2"); 4.99 and true are refused as in a JSON body."""
 
     def _validated(self, value: Any) -> Any:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise self.make_error("invalid")
+            raise self.make_error("invalid", input=value)
         return super()._validated(value)
+
+
+class JsonBoolean(fields.Boolean):
+    """A boolean of a JSON body: the JSON literal true or false only. marshmallow's Boolean reads "yes", "true",
+    "on", 1 as true: a clinician's confirmation (weight_confirmed) sent as "yes" was taken as checked. Anything
+    else is a 422 naming the field."""
+
+    default_error_messages = {"invalid": "Not a valid boolean: send true or false.",
+                              "null": "Not a valid boolean: send true or false."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid", input=value)
 
 
 class MeSchema(Schema):

@@ -95,9 +95,13 @@ class EventInSchema(Schema):
                         metadata={"description": "the scanned bag code (or give bag_id)"})
     bag_id = WholeNumber(load_default=None, validate=ROW_ID)
     location = fields.String(load_default="", validate=validate.Length(max=120))
-    courier = fields.String(load_default="", validate=validate.Length(max=120))
-    shipper = fields.String(load_default="", validate=validate.Length(max=120))
-    temperature_logger_id = fields.String(load_default="", validate=validate.Length(max=60))
+    courier = fields.String(load_default="", validate=validate.Length(max=120), metadata={
+        "description": "required for dispatched (422 naming it when empty): who carries the bag to the ward"})
+    shipper = fields.String(load_default="", validate=validate.Length(max=120), metadata={
+        "description": "required for dispatched (422 naming it when empty): the dry shipper the bag travels in"})
+    temperature_logger_id = fields.String(load_default="", validate=validate.Length(max=60), metadata={
+        "description": "required for dispatched (422 naming it when empty): the temperature logger travelling with "
+                       "the bag"})
     reason = fields.String(load_default="", validate=validate.Length(max=2000),
                            metadata={"description": "required for returned and discarded"})
 

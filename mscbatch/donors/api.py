@@ -10,7 +10,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import WholeNumber, problems
+from mscbatch.api.base import QueryWholeNumber, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.eligibility_markers import RESULT_VALUES
@@ -57,7 +57,7 @@ class DonorQuerySchema(Schema):
     source = fields.String(load_default="", validate=validate.OneOf(["", *SOURCE_LABELS]))
     status = fields.String(load_default="", validate=validate.OneOf(["", *DONOR_STATUSES]))
     q = fields.String(load_default="", metadata={"description": "Part of a donor or recipient code"})
-    page = WholeNumber(load_default=1, validate=validate.Range(min=1))
+    page = QueryWholeNumber(load_default=1, validate=validate.Range(min=1))
 
 
 class ResultSchema(Schema):

@@ -19,7 +19,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from mscbatch.api.base import ROW_ID, WholeNumber, problems
+from mscbatch.api.base import ROW_ID, QueryWholeNumber, problems
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.errors import PermissionDenied
 from mscbatch.extensions import db
@@ -51,11 +51,11 @@ PATIENT_ID_RULE = "the patient's record id (a whole number, e.g. 3), not its tri
 
 
 class BundleQuerySchema(Schema):
-    lot = WholeNumber(validate=validate.Range(min=ROW_ID.min, max=ROW_ID.max, error=LOT_ID_RULE),
+    lot = QueryWholeNumber(validate=validate.Range(min=ROW_ID.min, max=ROW_ID.max, error=LOT_ID_RULE),
                       error_messages={"invalid": LOT_ID_RULE},
                       metadata={"description": f"{LOT_ID_RULE[0].upper()}{LOT_ID_RULE[1:]} (the number in "
                                                "/lots/<id>): the Bundle holds the lot's bags. Give lot or patient."})
-    patient = WholeNumber(validate=validate.Range(min=ROW_ID.min, max=ROW_ID.max, error=PATIENT_ID_RULE),
+    patient = QueryWholeNumber(validate=validate.Range(min=ROW_ID.min, max=ROW_ID.max, error=PATIENT_ID_RULE),
                           error_messages={"invalid": PATIENT_ID_RULE},
                           metadata={"description": f"{PATIENT_ID_RULE[0].upper()}{PATIENT_ID_RULE[1:]} (the number "
                                                    "in /patients/<id>): the Bundle holds the patient's infusions "

@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import DB_INT, ROW_ID, WholeNumber, problems
+from mscbatch.api.base import DB_INT, ROW_ID, JsonBoolean, QueryWholeNumber, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import authenticated, roles_required
 from mscbatch.core.culture import BagPlan
@@ -19,6 +19,7 @@ from mscbatch.lots import bags as bag_services
 from mscbatch.lots import services, steps
 from mscbatch.lots.models import LOT_STATUSES, TISSUE_UNITS
 from mscbatch.lots.queries import LotFilters, bags_of, get_lot, list_lots, lot_filter_errors
+from mscbatch.lots.services import SIGNED_TARGETS
 from mscbatch.lots.storage_api import BagSchema, bag_data
 
 bp = Blueprint("lots_api", __name__, url_prefix="/api/v1/lots", description="Lots, process steps, harvest and bags")
@@ -66,7 +67,7 @@ class LotInSchema(Schema):
     collection_site = fields.String(required=True)
     tissue_amount = PlainDecimal(required=True, as_string=True, metadata={"description": "at most 2 decimals"})
     tissue_unit = fields.String(required=True, validate=validate.OneOf(list(TISSUE_UNITS)))
-    same_collection_as_existing = fields.Boolean(load_default=False, metadata={
+    same_collection_as_existing = JsonBoolean(load_default=False, metadata={
         "description": "true: deliberately another lot from a collection (same donor, date and time) that already "
                        "has a lot; without it such a lot is refused (409) naming the existing lot"})
 
@@ -82,7 +83,7 @@ class LotQuerySchema(Schema):
     donor = fields.String(load_default="", metadata={"description": "donor code"})
     collected_from = fields.Date(load_default=None)
     collected_to = fields.Date(load_default=None)
-    before = WholeNumber(load_default=None, validate=ROW_ID, metadata={"description": "keyset: lots with a smaller id"})
+    before = QueryWholeNumber(load_default=None, validate=ROW_ID, metadata={"description": "keyset: lots with a smaller id"})
 
 
 class StepSchema(Schema):
@@ -105,8 +106,9 @@ NOTES_MAX = 2000
 REASON_MAX = 500
 
 
-def at_most(limit: int, field: str) -> validate.Length:
-    return validate.Length(max=limit, error=f"{field}: at most {{max}} characters, as on the lot page; shorten it.")
+def at_most(limit: int) -> validate.Length:
+    """The length rule in words; the problem document puts the field's name before them ("reason: at most ...")."""
+    return validate.Length(max=limit, error="at most {max} characters, as on the lot page; shorten it.")
 
 
 #: decimals beyond a column's scale are refused (422 naming the field), never rounded
@@ -121,12 +123,12 @@ class PassageInSchema(Schema):
     viability_percent = PlainDecimal(required=True, as_string=True, metadata=VIABILITY)
     days_in_culture = PlainDecimal(load_default=None, as_string=True, metadata={
         "description": "more than 0, at most 365, at most 1 decimal"})
-    notes = fields.String(load_default="", validate=at_most(NOTES_MAX, "notes"))
+    notes = fields.String(load_default="", validate=at_most(NOTES_MAX))
 
 
 class IsolationInSchema(Schema):
     performed_on = fields.Date(required=True)
-    notes = fields.String(load_default="", validate=at_most(NOTES_MAX, "notes"))
+    notes = fields.String(load_default="", validate=at_most(NOTES_MAX))
 
 
 class HarvestInSchema(Schema):
@@ -147,9 +149,27 @@ class CryoInSchema(Schema):
     basis = fields.String(load_default="viable", validate=validate.OneOf(["viable", "total"]))
 
 
+#: the targets this unsigned endpoint moves a lot to (those a technician or QA reaches without a signature:
+#: quarantine, expired); the signed dispositions (services.SIGNED_TARGETS) are QA's e-signed use cases
+PLAIN_TARGETS = [target for target in LOT.states if target not in SIGNED_TARGETS
+                 and any(target in moves and moves[target] & {"technician", "qa"} for moves in LOT.transitions.values())]
+
+
+class _PlainTarget(validate.OneOf):
+    """OneOf the plain targets, which the OpenAPI document lists as the enum; a signed disposition (released,
+    conditional_release, rejected, recalled) passes on to the service, which refuses it by name (409 "needs QA's
+    electronic signature", 403 for a role that may never), rather than a bare "must be one of"."""
+
+    def __call__(self, value: Any) -> Any:
+        return value if value in SIGNED_TARGETS else super().__call__(value)
+
+
 class TransitionInSchema(Schema):
-    target = fields.String(required=True, validate=validate.OneOf(list(LOT.states)))
-    reason = fields.String(required=True, validate=at_most(REASON_MAX, "reason"))
+    target = fields.String(required=True, validate=_PlainTarget(PLAIN_TARGETS), metadata={"description": (
+        "quarantine (technician: the lot leaves culture) or expired (QA). released, conditional_release, rejected "
+        "and recalled are not plain state changes: QA signs them electronically (the release and recall "
+        "capabilities); sent here they are refused, 409 for QA, 403 for other roles")})
+    reason = fields.String(required=True, validate=at_most(REASON_MAX))
 
 
 @bp.route("")

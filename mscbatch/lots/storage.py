@@ -125,7 +125,10 @@ def create_location(session: Session, actor: Any, *, kind: str, name: str, paren
     with use_case(session, actor):
         parent = get_location(session, parent_id) if parent_id else None
         if (parent.kind if parent else None) not in STORAGE_PARENTS[kind]:
-            allowed = " or ".join(STORAGE_KINDS[k].lower() for k in STORAGE_PARENTS[kind] if k) or "nothing"
+            if STORAGE_PARENTS[kind] == (None,):  # a site: "goes in a nothing" told no one what to change
+                raise ValidationFailed(f"A {STORAGE_KINDS[kind].lower()} is the top level: it has no parent (leave "
+                                       "parent_id out; on the page, Inside: top level).", field="parent_id")
+            allowed = " or ".join(STORAGE_KINDS[k].lower() for k in STORAGE_PARENTS[kind] if k)
             raise ValidationFailed(f"A {STORAGE_KINDS[kind].lower()} goes in a {allowed}.", field="parent_id")
         taken = session.scalar(select(StorageLocation.id).where(
             StorageLocation.parent_id.is_(None) if parent is None else StorageLocation.parent_id == parent.id,

@@ -104,7 +104,7 @@ class StoreInSchema(Schema):
     box_id = WholeNumber(required=True, validate=ROW_ID)
     position = WholeNumber(required=True, validate=DB_INT, metadata={"description": "1..rows x columns, row by row"})
     reason = fields.String(load_default="", validate=validate.Length(max=MOVE_REASON_MAX, error=(
-        "reason: at most {max} characters, as on the storage page; shorten it.")), metadata={
+        "at most {max} characters, as on the storage page; shorten it.")), metadata={
         "description": f"required to move a stored bag; at most {MOVE_REASON_MAX} characters"})
 
 

@@ -3,15 +3,17 @@
 weights decimal strings."""
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import ROW_ID, WholeNumber, problems
+from mscbatch.api.base import ROW_ID, JsonBoolean, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import roles_required
+from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.patients import prescriptions, services
 from mscbatch.patients.inventory import allocation_data, calculate, plan_words
@@ -83,7 +85,7 @@ class WeightSchema(Schema):
 class WeightInSchema(Schema):
     weight_kg = PlainDecimal(as_string=True, required=True, label="Weight")
     measured_on = fields.Date(required=True)
-    weight_confirmed = fields.Boolean(load_default=False, metadata={
+    weight_confirmed = JsonBoolean(load_default=False, metadata={
         "description": "true: the clinician has checked this weight. Required (else 422 naming weight_kg) when it "
                        "differs by more than the protocol's dosing.weight_check_percent (10 %) from the patient's "
                        "latest weight measured within dosing.weight_check_days (30): a weight typed in pounds; and, "
@@ -111,12 +113,16 @@ class DoseResultSchema(Schema):
     cohort_message = fields.String(required=True)
     weight_id = WholeNumber(allow_none=True, metadata={"description": "The weight the calculation used: send it "
                                                                          "back with the prescription"})
-    calculation = fields.Dict(allow_none=True, metadata={"description": "The allocation: target, band, delivered, "
-                                                                         "draws (bag_id, din, volume_ml...), DMSO"})
+    calculation = fields.Dict(allow_none=True, metadata={"description": (
+        "The allocation: target, band, delivered, draws (bag_id, din, volume_ml...), DMSO. Bag ids and cell counts "
+        "are JSON integers, as everywhere in the API (draws[].bag_id, draws[].cells, dose_level_cells_per_kg, "
+        "target_cells, delivered_cells, delivered_cells_per_kg, waste_cells; low_cells and high_cells: the least "
+        "and the most whole cells inside the band); volumes, weights, percentages, DMSO and endotoxin are "
+        "decimal strings")})
     already_infused = fields.Dict(required=True, metadata={
-        "description": "What this patient was already given under this protocol (a stopped course): cells, "
-                       "cells_per_kg (at the weight each bag was prescribed for), words, bags. Never subtracted "
-                       "from the calculation"})
+        "description": "What this patient was already given under this protocol (a stopped course): cells (an "
+                       "integer), cells_per_kg (a decimal string: at the weight each bag was prescribed for), words, "
+                       "bags (bag_id and cells integers). Never subtracted from the calculation"})
     repeat_course_reason_required = fields.Boolean(required=True, metadata={
         "description": "true: cells were already infused under this protocol; the prescription needs "
                        "repeat_course_reason"})
@@ -230,7 +236,24 @@ def list_weights(patient_id: int) -> Any:
 @problems(bp, 401, 403, 404, 422)
 @roles_required("clinician")
 def add_weight(data: dict[str, Any], patient_id: int) -> Any:
-    return services.record_weight(db.session, current_user, patient_id, **data)
+    try:
+        return services.record_weight(db.session, current_user, patient_id, **data)
+    except ValidationFailed as error:
+        raise _in_api_words(error) from None
+
+
+#: the web form's checkbox, as the weight refusal names it, and what an API client sends instead
+_TICK = f"tick \"{services.WEIGHT_CHECKED}\""
+_SEND = "send \"weight_confirmed\": true"
+
+
+def _in_api_words(error: ValidationFailed) -> ValidationFailed:
+    """The same refusal, telling an API client the body field to send (weight_confirmed: true) rather than the web
+    page's checkbox to tick, which its request has not got."""
+    error.message = error.message.replace(_TICK, _SEND)
+    error.args = (error.message,)
+    error.errors = {name: [words.replace(_TICK, _SEND) for words in said] for name, said in error.errors.items()}
+    return error
 
 
 @bp.route("/<int:patient_id>/dose-calculation", methods=["POST"])
@@ -247,9 +270,44 @@ def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
             "refusal_code": result.refusal.code if result.refusal else None,
             "refusal_reason": result.refusal.reason if result.refusal else None,
             "refusal_later": result.refusal.later if result.refusal else None,
-            "calculation": allocation_data(result.allocation) if result.allocation else None,
-            "already_infused": result.already.data() if result.already is not None else {},
+            "calculation": _calculation(allocation_data(result.allocation)) if result.allocation else None,
+            "already_infused": _already(result.already.data()) if result.already is not None else {},
             "repeat_course_reason_required": result.repeat_course}
+
+
+#: the calculation's whole numbers, given as JSON integers as everywhere else in the API (a bag id, as the
+#: prescription's bag_ids takes it; cells and cells per kg, as a prescription's dose_level_cells_per_kg, target_cells
+#: and delivered_cells): allocation_data writes them as text, as stored with the prescription
+_WHOLE = ("dose_level_cells_per_kg", "target_cells", "delivered_cells", "delivered_cells_per_kg", "waste_cells")
+
+
+def _whole(text: Any, rounding: str = ROUND_FLOOR) -> Any:
+    """A count written as text ("2000000") as an integer; None stays None."""
+    return None if text is None else int(Decimal(str(text)).to_integral_value(rounding))
+
+
+def _calculation(data: dict[str, Any]) -> dict[str, Any]:
+    """The dry run's calculation with its ids and cell counts as JSON integers. The band's limits (target +/- the
+    tolerance) may fall between two whole cells: low_cells is the least whole number of cells inside it (rounded
+    up), high_cells the most (rounded down), so that low_cells <= delivered_cells <= high_cells says the same."""
+    data = dict(data)
+    for name in _WHOLE:
+        if name in data:
+            data[name] = _whole(data[name])
+    data["low_cells"] = _whole(data["low_cells"], ROUND_CEILING)
+    data["high_cells"] = _whole(data["high_cells"], ROUND_FLOOR)
+    data["draws"] = [dict(draw, bag_id=int(draw["bag_id"]), cells=_whole(draw["cells"])) for draw in data["draws"]]
+    data["excluded"] = [dict(bag, bag_id=int(bag["bag_id"])) for bag in data.get("excluded", [])]
+    return data
+
+
+def _already(data: dict[str, Any]) -> dict[str, Any]:
+    """What the patient was already given, its bag ids and cells as JSON integers (cells_per_kg, a ratio at the
+    weight of each prescription, stays a decimal string as the weights)."""
+    if not data:
+        return data
+    return dict(data, cells=_whole(data["cells"]),
+                bags=[dict(bag, bag_id=int(bag["bag_id"]), cells=_whole(bag["cells"])) for bag in data["bags"]])
 
 
 @bp.route("/<int:patient_id>/prescriptions")

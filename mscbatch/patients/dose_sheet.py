@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from functools import partial
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -27,6 +28,7 @@ from reportlab.platypus import (
     Table,
     TableStyle,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mscbatch.core.culture import format_cells
@@ -38,6 +40,7 @@ from mscbatch.core.dosing import (
     stored_endotoxin_limit_words,
 )
 from mscbatch.core.identifiers import din_shown, din_words
+from mscbatch.core.pdf_pages import NumberedCanvas
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.custody.checks import course_short_words
 from mscbatch.custody.queries import course_short
@@ -108,6 +111,19 @@ class SheetBag:
 
 
 @dataclass(frozen=True)
+class BedsideRecord:
+    """A bag's confirmed bedside check as recorded (custody.models.TwoPersonCheck, read only): who scanned and
+    checked it, who confirmed it as the second person, and when (site time, UTC beside it)."""
+
+    din: str  # as the label prints it, with K
+    check_id: int
+    checked_by: str
+    checked_at: str
+    confirmed_by: str
+    confirmed_at: str
+
+
+@dataclass(frozen=True)
 class DoseSheet:
     patient: Patient
     prescription: Prescription
@@ -121,6 +137,13 @@ class DoseSheet:
     weight_warning: tuple[str, str] | None = None
     #: every bag of the course given (derived: no stored status): "completed", not "stopped" nor "active"
     completed: bool = False
+    #: the bedside checks confirmed for the prescription's bags, printed in the bedside box instead of blank rows
+    bedside: tuple[BedsideRecord, ...] = ()
+    #: the bags (as shown) still to be checked at the bedside: a blank box for them; none once nothing is to be given
+    unchecked: tuple[str, ...] = ()
+    #: why nothing (more) is to be given, in the words the prescription's page and sheet use for its state (a cancelled
+    #: or stopped course): said in place of an invitation to a bedside check; empty for an active course
+    closed_words: str = ""
 
     @property
     def status_label(self) -> str:
@@ -316,6 +339,7 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
     if over:
         warnings.insert(0, f"Delivered {millions(given_cells)} cells = {cells_per_kg_words(given_cells, weight)}"
                         + over.replace(" - ABOVE", ": ABOVE", 1) + ". Tell the prescriber.")
+    closed_words = ""
     if prescription.status != "active":
         stop = stop_words(session, prescription)
         when = local_and_utc(stop["at"]) if stop["at"] is not None else "?"
@@ -324,18 +348,60 @@ def dose_sheet_data(session: Session, prescription: Prescription) -> DoseSheet:
         if completed:
             warnings.insert(0, f"This course is COMPLETED: every bag of it was given. Closed on {when} by "
                                f"{stop['by']} ({stop['reason']}).")
+            closed_words = (f"This course is COMPLETED: every bag of it was given. Closed on {when} by {stop['by']}. "
+                            "Nothing is left to infuse.")
         else:
             what = "course STOPPED" if prescription.status == "stopped" else "prescription CANCELLED"
             not_given = [din_shown(b) for b in bags if b.state != "given"]
             warnings.insert(0, f"This {what} on {when} by {stop['by']} ({stop['reason']}). "
                             + (f"Do not infuse {_bags(len(not_given), 'bag')} not given: {', '.join(not_given)}."
                                if not_given else "Every bag of it was given."))
+            closed_words = (f"This {what} on {when} by {stop['by']}: "
+                            + ("nothing more is to be given; no further bedside check."
+                               if any(b.state == "given" for b in bags) else
+                               "no bag of it was given and nothing is to be given. No bedside check."))
     elif completed:
         warnings.insert(0, "This course is COMPLETED: every bag of it was given. Nothing is left to infuse.")
+        closed_words = "This course is COMPLETED: every bag of it was given. Nothing is left to infuse."
     warnings[:0] = ended  # a recalled (rejected, expired) lot is said first, before the course's state
     change = weight_change_of(session, prescription)
     weight_warning = change.no_longer_fits if change is not None and change.problems else None
-    return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings, weight_warning, completed)
+    bedside = _bedside_records(session, prescription, bags)
+    checked = {r.din for r in bedside}
+    unchecked = () if closed_words else tuple(b.shown for b in bags if b.state == "to_give" and b.shown not in checked)
+    return DoseSheet(patient, prescription, trial, facts, bags, signatures, warnings, weight_warning, completed,
+                     tuple(bedside), unchecked, closed_words)
+
+
+def _bedside_records(session: Session, prescription: Prescription, bags: list[SheetBag]) -> list[BedsideRecord]:
+    """Each bag's confirmed bedside check for this patient: the check its infusion started on, else (a bag checked
+    and not yet started) its newest confirmed MATCHES check since the prescription was signed. Read only."""
+    from mscbatch.auth.models import User
+    from mscbatch.custody.models import Infusion, TwoPersonCheck
+
+    records = []
+    for bag in bags:
+        if bag.state == "not_given":
+            continue
+        check = None
+        infusion = session.scalar(select(Infusion).where(Infusion.bag_id == bag.bag_id,
+                                                         Infusion.patient_id == prescription.patient_id))
+        if infusion is not None:
+            check = session.get(TwoPersonCheck, infusion.check_id)
+        if check is None and bag.state == "to_give":
+            check = session.scalar(select(TwoPersonCheck).where(
+                TwoPersonCheck.bag_id == bag.bag_id, TwoPersonCheck.patient_id == prescription.patient_id,
+                TwoPersonCheck.result == "matches", TwoPersonCheck.second_checker_id.is_not(None),
+                TwoPersonCheck.checked_at >= prescription.prescribed_at)
+                .order_by(TwoPersonCheck.id.desc()).limit(1))
+        if check is None or check.second_checker_id is None or check.confirmed_at is None:
+            continue
+        first, second = session.get(User, check.checked_by_id), session.get(User, check.second_checker_id)
+        records.append(BedsideRecord(bag.shown, check.id, first.full_name if first is not None else "?",
+                                     local_and_utc(check.checked_at),
+                                     second.full_name if second is not None else "?",
+                                     local_and_utc(check.confirmed_at)))
+    return records
 
 
 def _donor_codes(session: Session, rows: list[Any]) -> dict[int, str]:
@@ -463,10 +529,41 @@ def render_dose_sheet(sheet: DoseSheet) -> bytes:
                         "(ISO/IEC 7064 MOD 37-2).", small)]
     story += [Paragraph("Signatures", styles["Heading3"])]
     story += [Paragraph(escape(s), small) for s in sheet.signatures] or [Paragraph("Not signed.", small)]
-    # the bedside box whole on one page: its two rows are signed together, never one on each page
-    story += [KeepTogether([Spacer(1, 6 * mm), _table([[Paragraph(h, head) for h in bedside_headings()],
-                                                        ["Wristband, bag DINs and prescription match", "", "", ""],
-                                                        ["Second person", "", "", ""]],
-                                                       [66 * mm, 37 * mm, 42 * mm, 35 * mm])])]
-    doc.build(story)
+    story += _bedside_box(sheet, small, head)
+    footer = f"Dose sheet - patient {p.code} - prescription {rx.id}"
+    doc.build(story, canvasmaker=partial(NumberedCanvas, footer=footer, margin=15 * mm, font_size=7.5))
     return out.getvalue()
+
+
+#: the bedside box's columns (mm): what is checked, name, date and time, signature
+BEDSIDE_COLUMNS_MM = (66, 37, 42, 35)
+
+
+def _bedside_box(sheet: DoseSheet, small: Any, head: Any) -> list[Any]:
+    """The bedside checks: each one confirmed in the system, with who checked and confirmed it and when; a blank
+    box to sign by hand only for the bags still to be checked; and for a course with nothing (more) to give, the
+    words that say so instead of an invitation to check a bag."""
+    widths = [w * mm for w in BEDSIDE_COLUMNS_MM]
+    out: list[Any] = []
+    if sheet.bedside:
+        rows: list[list[Any]] = [[Paragraph(h, head) for h in (
+            "Bedside check recorded (two qualified people)", "Name", "Date / time (site time, UTC)", "Signature")]]
+        for r in sheet.bedside:
+            rows += [[Paragraph(escape(f"Bag {r.din}: wristband, bag DIN and prescription match (checked)"), small),
+                      Paragraph(escape(r.checked_by), small), Paragraph(escape(r.checked_at), small),
+                      Paragraph(f"e-signed (check {r.check_id})", small)],
+                     [Paragraph("Second person (confirmed)", small), Paragraph(escape(r.confirmed_by), small),
+                      Paragraph(escape(r.confirmed_at), small), Paragraph(f"e-signed (check {r.check_id})", small)]]
+        out.append(KeepTogether([Spacer(1, 6 * mm), _table(rows, widths)]))
+    if sheet.closed_words:
+        out.append(KeepTogether([Spacer(1, 4 * mm), Paragraph(
+            f"<font color='#b00020'><b>{escape(sheet.closed_words)}</b></font>", small)]))
+    elif sheet.unchecked:
+        what = "Wristband, bag DINs and prescription match"
+        if sheet.bedside:  # the bags the blank box is for, the others being recorded above
+            what += ": " + ", ".join(sheet.unchecked)
+        # the bedside box whole on one page: its two rows are signed together, never one on each page
+        out.append(KeepTogether([Spacer(1, 6 * mm), _table([[Paragraph(h, head) for h in bedside_headings()],
+                                                            [Paragraph(escape(what), small), "", "", ""],
+                                                            ["Second person", "", "", ""]], widths)]))
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from io import BytesIO
 from typing import Any, Literal
 
@@ -13,12 +14,13 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate, Paragraph, Spacer, Table, TableStyle
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from mscbatch.auth.models import User
 from mscbatch.core.identifiers import din_shown
+from mscbatch.core.pdf_pages import NumberedCanvas
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.database import utcnow
 from mscbatch.donors.models import Donor, DonorLookback, ScreeningResult
@@ -37,7 +39,15 @@ from mscbatch.recall.services import (
     target_label,
     target_of,
 )
-from mscbatch.recall.traceability import BagTrace, ForwardTrace, LotTrace, Recipient, trace_lot
+from mscbatch.recall.traceability import (
+    BackwardEntry,
+    BackwardTrace,
+    BagTrace,
+    ForwardTrace,
+    LotTrace,
+    Recipient,
+    trace_lot,
+)
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
 from mscbatch.site import local_and_utc, site_day
@@ -600,8 +610,23 @@ def _words(status: str) -> str:
     return (status or "").replace("_", " ")
 
 
+#: the page of the recall report and the trace reports, its margins, and the width the tables are laid out in: the
+#: frame has no side padding (build_pdf), so the frame is doc.width and a table as wide stays inside the margins
+PAGE = landscape(A4)
+MARGIN = 12 * mm
+FRAME_WIDTH = PAGE[0] - 2 * MARGIN
+
+
+def fit(widths: list[float]) -> list[float]:
+    """Column widths scaled, in their proportions, to the frame's width (FRAME_WIDTH): a table summed by hand over
+    the frame reached past the right margin."""
+    total = sum(widths)
+    return [width * FRAME_WIDTH / total for width in widths]
+
+
 def grid(rows: list[list[Any]], widths: list[float]) -> Table:
-    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    """A table of the reports: widths are the columns' proportions, laid out over the frame's width (fit)."""
+    table = Table(rows, colWidths=fit(widths), repeatRows=1, hAlign="LEFT")
     table.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf2")),
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b5")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -618,11 +643,14 @@ def _planned(prescription: Any) -> str:
 
 
 def build_pdf(title: str, story: list[Any]) -> bytes:
+    """The report laid out on landscape A4, its title at the head of every page and "page x of y" at the foot."""
     buffer = BytesIO()
-    doc = SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
-                            topMargin=12 * mm, bottomMargin=12 * mm, title=title, author="mscbatch",
-                            invariant=1)
-    doc.build(story)
+    doc = BaseDocTemplate(buffer, pagesize=PAGE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+                          bottomMargin=MARGIN, title=title, author="mscbatch", invariant=1)
+    # no side padding: the frame is doc.width wide, the width the tables are fitted to (fit)
+    frame = Frame(doc.leftMargin, doc.bottomMargin, doc.width, doc.height, leftPadding=0, rightPadding=0, id="body")
+    doc.addPageTemplates([PageTemplate(id="report", frames=[frame])])
+    doc.build(story, canvasmaker=partial(NumberedCanvas, header=f"mscbatch — {title}", margin=MARGIN))
     return buffer.getvalue()
 
 
@@ -697,6 +725,22 @@ def recall_report_pdf(report: RecallReport) -> bytes:
     return build_pdf(f"Recall R-{recall.id}", story)
 
 
+def prescription_words(backward: BackwardTrace, entry: BackwardEntry) -> str:
+    """The prescription's state as the patient page's list says it (templates/patients/detail.html, from
+    patients.course.CourseSummary.state_words): "COMPLETED: every bag given" for a course whose every bag was given
+    (with "(closed)" once it was closed), otherwise its status."""
+    prescription = entry.recipient.prescription
+    course = backward.courses.get(prescription.id)
+    if course is None or course.state_words == prescription.status:
+        return _words(prescription.status)
+    return course.state_words + (" (closed)" if prescription.status == "stopped" else "")
+
+
+def lot_record_heading(lot: Lot) -> str:
+    """The heading of a lot trace's manufacturing-record section (its corrections after first entry)."""
+    return f"Lot {lot.lot_number}: manufacturing record"
+
+
 def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = None) -> bytes:
     """Traceability report: forward (origin -> lots -> bags -> patients) or backward (patient -> ... -> reagents)."""
     story: list[Any] = [_p(title, _styles["Title"]), _p(f"Generated {local_and_utc(utcnow())}.", BODY), Spacer(1, 3 * mm)]
@@ -711,10 +755,10 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
                                  _p(reagents), _p("—"), _p("—"), _p("—"), _p("—"), _p("—")])
                     continue
                 bag = bag_trace.bag
-                # the allocation's day is said as such: "received <allocation day>" read as the day it was given
+                # the allocation's instant as the page says it (site time, UTC beside), never a bare day
                 patients = "; ".join(
                     f"{r.patient.code} ({'cancelled' if r.cancelled else ('received' if r.received else 'allocated')}; "
-                    f"allocated {site_day(r.allocation.allocated_at)}"
+                    f"allocated {local_and_utc(r.allocation.allocated_at)}"
                     + (f"; infusion started {local_and_utc(r.infused_at)}" if r.infused_at else "") + ")"
                     for r in bag_trace.recipients) or "—"
                 rows.append([_p(lot_trace.donor.code), _p(lot_trace.lot.lot_number), _p(_words(lot_trace.lot.status)),
@@ -723,23 +767,23 @@ def trace_pdf(title: str, forward: ForwardTrace | None = None, backward: Any = N
         story.append(grid(rows, [24 * mm, 26 * mm, 20 * mm, 44 * mm, 14 * mm, 32 * mm, 18 * mm, 16 * mm, 78 * mm]))
         for lot_trace in forward.lots:  # a lot's own trace (forward_from_lot) read its record's corrections
             if lot_trace.corrections is not None:
-                # the certificate's section (release.coa: user text escaped, instants local with UTC); imported
-                # here, release reads recalls
+                # the certificate's section (release.coa: user text escaped, instants local with UTC), under a
+                # heading naming the lot (a plain line above it read as stray); imported here, release reads recalls
                 from mscbatch.release.coa import corrections_section
 
-                story += [Spacer(1, 3 * mm), _p(f"Lot {lot_trace.lot.lot_number}", BODY),
+                story += [Spacer(1, 3 * mm), _p(lot_record_heading(lot_trace.lot), _styles["Heading2"]),
                           corrections_section(lot_trace.corrections)]
     if backward is not None:
         rows = [[_p(h) for h in ("Allocated", "Prescription", "Bag status", "Infusion started", "DIN", "Lot",
                                  "Lot status", "Donor", "Reagent lots", "Hold")]]
         for entry in backward.entries:
             reagents = "; ".join(f"{r.name} {r.lot_number} ({r.supplier})" for _u, r in entry.reagents) or "—"
-            rows.append([_p(f"{site_day(entry.recipient.allocation.allocated_at)}"
+            rows.append([_p(local_and_utc(entry.recipient.allocation.allocated_at)
                             + (" (cancelled)" if entry.recipient.cancelled else "")),
-                         _p(f"#{entry.recipient.prescription.id} {_words(entry.recipient.prescription.status)}"),
+                         _p(f"#{entry.recipient.prescription.id} {prescription_words(backward, entry)}"),
                          _p(_words(entry.bag.status)), _p(local_and_utc(entry.recipient.infused_at)),
                          _p(din_shown(entry.bag)), _p(entry.lot.lot_number),
                          _p(_words(entry.lot.status)), _p(entry.donor.code), _p(reagents), _p("ON HOLD" if entry.hold else "—")])
-        story.append(grid(rows, [22 * mm, 26 * mm, 16 * mm, 34 * mm, 30 * mm, 24 * mm, 18 * mm, 22 * mm, 64 * mm,
-                                 16 * mm]))
+        story.append(grid(rows, [30 * mm, 30 * mm, 16 * mm, 30 * mm, 30 * mm, 24 * mm, 18 * mm, 22 * mm, 56 * mm,
+                                 14 * mm]))
     return build_pdf(title, story)

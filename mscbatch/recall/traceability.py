@@ -21,6 +21,7 @@ from mscbatch.errors import NotFound
 from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse
 from mscbatch.lots.queries import bags_of, lots_of_donor, lots_using_reagent
 from mscbatch.lots.record_corrections import RecordCorrection, record_corrections
+from mscbatch.patients.course import CourseSummary, course_summaries
 from mscbatch.patients.models import Allocation, Patient, Prescription
 from mscbatch.recall.queries import bag_hold
 
@@ -98,6 +99,9 @@ class BackwardEntry:
 class BackwardTrace:
     patient: Patient
     entries: list[BackwardEntry]
+    #: each prescription's course (patients.course.course_summaries, by prescription id): its state in the words of
+    #: the patient page ("COMPLETED: every bag given" for a course whose every bag was given), for the PDF
+    courses: dict[int, CourseSummary] = field(default_factory=dict)
 
 
 def infusion_times(session: Session, bag_ids: list[int]) -> dict[int, datetime]:
@@ -187,7 +191,8 @@ def backward_from_patient(session: Session, patient_id: int) -> BackwardTrace:
                               infused_at=infused.get(bag.id) if received else None)
         entries.append(BackwardEntry(recipient=recipient, bag=bag, lot=lot, donor=donor,
                                      reagents=reagents_of(session, lot.id), hold=bag_hold(session, bag.id)))
-    return BackwardTrace(patient=patient, entries=entries)
+    prescriptions = list({entry.recipient.prescription.id: entry.recipient.prescription for entry in entries}.values())
+    return BackwardTrace(patient=patient, entries=entries, courses=course_summaries(session, prescriptions))
 
 
 def bag_trace(session: Session, bag_id: int) -> tuple[BagTrace, Lot, Donor]:

@@ -10,6 +10,7 @@ decision in force, and "page x of y" on each page.
 from __future__ import annotations
 
 from contextvars import ContextVar
+from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -18,16 +19,18 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy.orm import object_session
 
+from mscbatch.auth.models import User
 from mscbatch.core.culture import format_cells
 from mscbatch.core.identifiers import din_shown
+from mscbatch.core.pdf_pages import NumberedCanvas
 from mscbatch.core.release_spec import UNIT_SHOWN, shown_number
 from mscbatch.core.site_config import effective_storage_limit_c
 from mscbatch.database import utcnow
-from mscbatch.donors.queries import current_decision
+from mscbatch.donors.models import ScreeningResult
+from mscbatch.donors.queries import current_decision, decisions_of, lookbacks_of, rule_set_of
 from mscbatch.errors import NotFound
 from mscbatch.lots.queries import product_of
 from mscbatch.recall.queries import recall_words
@@ -49,6 +52,9 @@ NOT_IN_USE = {
     "recalled": "RECALLED: not for clinical use",
     "expired": "EXPIRED: not for clinical use",
 }
+#: the legend of the asterisk the results table puts beside a value changed after first entry, printed only when one does
+CHANGED_LEGEND = ("* value changed after first entry (the original value and the reason are in the audit trail; "
+                  "EU GMP Annex 11 8.2).")
 VERDICT_COLOURS = {"pass": "#1d6b2e", "fail": "#9a1b1b", "pending": "#8a5a00", "informative": "#3b4a6b"}
 
 
@@ -312,9 +318,10 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
             story.append(_p(f"Reason for the rejection: {disposition.justification}", FLAG))
     overall = {"ready": "all blocking tests pass", "pending": "blocking tests pending",
                "fail": "OUT OF SPECIFICATION"}[str(review.verdict.status)]
-    story += [_p(f"Overall verdict: {overall}.", BODY), Spacer(1, 2 * mm), _tests(review),
-              _p("* value changed after first entry (the original value and the reason are in the audit trail; "
-                 "EU GMP Annex 11 8.2).", SMALL), Spacer(1, 3 * mm)]
+    story += [_p(f"Overall verdict: {overall}.", BODY), Spacer(1, 2 * mm), _tests(review)]
+    if any(row.current is not None and row.current.changed_after_entry for row in review.rows):
+        story.append(_p(CHANGED_LEGEND, SMALL))  # the legend only where a value carries its asterisk
+    story.append(Spacer(1, 3 * mm))
     story.append(corrections_section(review.corrections))
     section = [Paragraph("Deviations", _styles["Heading3"])]
     if review.deviations:
@@ -338,8 +345,8 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     if unprintable:  # never a silent square in place of a recorded character
         story.append(_p(f"{', '.join(sorted(unprintable))}: a character this certificate's font cannot print, written "
                         "as its Unicode code point; the record keeps it as typed (the review page shows it).", BODY))
-    doc.build(story, onFirstPage=_footer(lot.lot_number), onLaterPages=_footer(lot.lot_number),
-              canvasmaker=_NumberedCanvas)
+    doc.build(story, canvasmaker=partial(NumberedCanvas, footer=f"mscbatch — certificate of analysis, lot "
+                                                                 f"{lot.lot_number}", margin=12 * mm))
     return buffer.getvalue()
 
 
@@ -379,19 +386,75 @@ def _culture_words(review: Any) -> str:
 
 def _decision_words(review: Any) -> str:
     """QA's signed eligibility decision on the donor in force (donors.queries.current_decision, the decision the
-    donor gate reads): its meaning, who signed it and when, and the rule set it was judged with."""
+    donor gate reads): its meaning, who signed it and when, and the rule set it was judged with. Then every signed
+    decision superseded while the lot existed (the approval a recalled lot was released under, reopened since by a
+    late reactive result): who signed it, when, its meaning, and when and by what it was superseded (its reason, the
+    result that opened its lookback, the decision signed after it), so that the certificate never shows the donor's
+    state now without the approval the lot was made and released under."""
     session = object_session(review.lot)
     decision = current_decision(session, review.donor.id) if session is not None else None
     if decision is None:
-        return (f"Donor eligibility decision: no signed decision of QA in force for donor {review.donor.code} "
-                f"(donor eligibility {review.gate}).")
-    signed = "; ".join(f"signed by {s.printed_name}, {_when(s.signed_at)}"
-                       + (f", meaning: {s.meaning}" if s.meaning != decision.meaning else "")
-                       for s in signatures_of(session, decision)) or "no signature recorded"
-    rule_set = (f"rule set {decision.ruleset_id} version {decision.ruleset_version} "
-                f"(sha256 {decision.ruleset_sha256[:16]}…)" if decision.ruleset_id else "rule set not recorded")
-    return (f"Donor eligibility decision {decision.id}: {decision.meaning} — {signed}; screening "
-            f"{decision.engine_status}, judged {_when(decision.judged_at)} with {rule_set}.")
+        words = (f"Donor eligibility decision: no signed decision of QA in force for donor {review.donor.code} "
+                 f"(donor eligibility {review.gate}).")
+    else:
+        rule_set = (f"rule set {decision.ruleset_id} version {decision.ruleset_version} "
+                    f"(sha256 {decision.ruleset_sha256[:16]}…)" if decision.ruleset_id else "rule set not recorded")
+        words = (f"Donor eligibility decision {decision.id}: {decision.meaning} — {_signed_words(session, decision)}; "
+                 f"screening {decision.engine_status}, judged {_when(decision.judged_at)} with {rule_set}.")
+    if session is not None:
+        words += "".join(" " + _superseded_words(session, review, d, later)
+                         for d, later in _superseded_decisions(session, review))
+    return words
+
+
+def _signed_words(session: Any, decision: Any) -> str:
+    """Who signed a donor decision and when, with the signature's meaning when it differs from the decision's."""
+    return "; ".join(f"signed by {s.printed_name}, {_when(s.signed_at)}"
+                     + (f", meaning: {s.meaning}" if s.meaning != decision.meaning else "")
+                     for s in signatures_of(session, decision)) or "no signature recorded"
+
+
+def _superseded_decisions(session: Any, review: Any) -> list[tuple[Any, Any]]:
+    """The donor's signed decisions superseded since the lot's tissue was collected (those the lot may have been
+    made or released under), oldest first, each with the decision signed after it (None when none was)."""
+    decisions = sorted(decisions_of(session, review.donor.id), key=lambda d: d.id)
+    collected = review.lot.collection_at
+    return [(d, next((n for n in decisions if n.id > d.id), None)) for d in decisions
+            if d.superseded_at is not None and (collected is None or d.superseded_at >= collected)]
+
+
+def _superseded_words(session: Any, review: Any, decision: Any, later: Any) -> str:
+    released = getattr(review, "first_released_at", None)
+    under = (" (in force when the lot was released)" if released is not None and decision.judged_at <= released
+             < decision.superseded_at else "")
+    words = (f"Superseded donor eligibility decision {decision.id}{under}: {decision.meaning} — "
+             f"{_signed_words(session, decision)}; SUPERSEDED (reopened) on {_when(decision.superseded_at)}"
+             + (f": {decision.superseded_reason.strip()}" if decision.superseded_reason else "")).rstrip(".") + "."
+    for lookback in lookbacks_of(session, review.donor.id):
+        if lookback.superseded_decision_id != decision.id:
+            continue
+        opener = session.get(User, lookback.opened_by_id)
+        words += (f" Lookback {lookback.id} opened {_when(lookback.opened_at)} by "
+                  f"{opener.full_name if opener is not None else '?'}")
+        result = (session.get(ScreeningResult, lookback.triggering_result_id)
+                  if lookback.triggering_result_id is not None else None)
+        if result is not None:
+            words += (f", on the late result {_marker_name(review.donor, result.marker)} {result.result} ({result.method}, sample "
+                      f"{result.sample_date}, lab reference {result.lab_reference}, entered {_when(result.entered_at)})")
+        words += "."
+    if later is not None:
+        words += (f" Decision signed since: {later.id}, {later.meaning} — {_signed_words(session, later)}"
+                  + (" (in force)." if later.superseded_at is None else " (superseded too)."))
+    return words
+
+
+def _marker_name(donor: Any, marker_id: str) -> str:
+    """A screening marker as the donor's rule set names it ("Anti-HIV-1/2"), its id when the set no longer has it."""
+    try:
+        marker = rule_set_of(donor).marker(marker_id)
+    except NotFound:
+        return marker_id
+    return str(marker.name) if marker is not None else marker_id
 
 
 def _product(lot: Any) -> Any:
@@ -423,36 +486,3 @@ def _closed(review: Any, oos: Any) -> str:
     if retest is not None:
         text += f"; retest {review.shown(retest)} ({retest.tested_on})"
     return text
-
-
-def _footer(lot_number: str) -> Any:
-    def draw(canvas: Any, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFont("Helvetica", 7)
-        canvas.drawString(12 * mm, 7 * mm, f"mscbatch — certificate of analysis, lot {lot_number}")
-        canvas.restoreState()
-    return draw
-
-
-class _NumberedCanvas(Canvas):
-    """Each page's "page x of y": a page is kept until the document is laid out, when the count of pages is
-    known, then written with its number (the two-pass canvas of ReportLab's examples)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pages: list[dict[str, Any]] = []
-
-    def showPage(self) -> None:  # noqa: N802 - ReportLab's name
-        self._pages.append(dict(self.__dict__))
-        self._startPage()
-
-    def save(self) -> None:
-        total = len(self._pages)
-        for page in self._pages:
-            self.__dict__.update(page)
-            self.saveState()
-            self.setFont("Helvetica", 7)
-            self.drawRightString(landscape(A4)[0] - 12 * mm, 7 * mm, f"page {self._pageNumber} of {total}")
-            self.restoreState()
-            super().showPage()
-        super().save()

@@ -80,7 +80,7 @@ def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infuse
     cancelled = clinician.post(f"/patients/prescriptions/{tenth}/cancel", data={"password": PASSWORD, "reason": "patient withdrew"})
     assert cancelled.status_code == 302, cancelled.get_data(as_text=True)
     dry_run = api.post(f"/api/v1/patients/{eleventh}/dose-calculation", headers=headers, json={}).get_json()
-    assert dry_run["allowed"] and dry_run["calculation"]["dose_level_cells_per_kg"] == "1000000", dry_run
+    assert dry_run["allowed"] and dry_run["calculation"]["dose_level_cells_per_kg"] == 1000000, dry_run
     signed = api.post(f"/api/v1/patients/{eleventh}/prescriptions", headers=headers,
                       json=dry_run_body(api, headers, eleventh))
     assert signed.status_code == 201, signed.get_json()
@@ -90,5 +90,5 @@ def test_the_3_million_stage_waits_until_the_10_patients_at_1_million_are_infuse
         _infuse(session, pid)
     session.close()
     ready = api.post(f"/api/v1/patients/{twelfth}/dose-calculation", headers=headers, json={}).get_json()
-    assert ready["allowed"] and ready["calculation"]["dose_level_cells_per_kg"] == "3000000", ready
+    assert ready["allowed"] and ready["calculation"]["dose_level_cells_per_kg"] == 3000000, ready
     assert 'id="infused-low">10<' in clinician.get(f"/patients/cohorts/{SSC}").get_data(as_text=True)

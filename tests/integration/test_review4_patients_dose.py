@@ -195,7 +195,7 @@ def test_a_new_course_after_a_stopped_one_shows_what_was_given_and_needs_a_writt
     api, headers = _clinician_api(app)
     dry = api.post(f"/api/v1/patients/{pid}/dose-calculation", headers=headers, json={}).get_json()
     assert dry["repeat_course_reason_required"] is True
-    assert dry["already_infused"]["cells"] == "50000000" and dry["already_infused"]["cells_per_kg"] == "800000"
+    assert dry["already_infused"]["cells"] == 50000000 and dry["already_infused"]["cells_per_kg"] == "800000"
     assert [b["bag_id"] for b in dry["already_infused"]["bags"]] == [given_bag]
 
     hidden = {k: page.split(f'name="{k}" type="hidden" value="')[1].split('"')[0]

@@ -171,7 +171,7 @@ def test_the_api_refuses_and_confirms_the_same_way(app, users):
     message = body["errors"]["weight_kg"][0]
     assert message.startswith(f"Weight not recorded: 176.4 kg measured on {today} is above 150 kg: the plausible "
                               "weights for an adult in protocol SLE-UC are 35 to 150 kg"), message
-    assert "176.4 lb is 80 kg" in message and "I have checked this weight" in message
+    assert "176.4 lb is 80 kg" in message and 'send "weight_confirmed": true' in message
     assert _written(app, pid) == before
     confirmed = api.post(f"/api/v1/patients/{pid}/weights", headers=headers,
                          json={"weight_kg": "176.4", "measured_on": today, "weight_confirmed": True})

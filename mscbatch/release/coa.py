@@ -100,10 +100,21 @@ def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
     return Paragraph(_escaped(str(text if text is not None else "")), style)
 
 
+#: the width a table may take: landscape A4 less the 12 mm margins and the frame's own 6 pt padding on each side
+#: (tables summed to the margins by hand reached 4 to 12 pt past the right one)
+FRAME_WIDTH = landscape(A4)[0] - 24 * mm - 12
+
+
+def _fit(widths: list[float]) -> list[float]:
+    """Column widths, in their proportions, no wider than the frame (FRAME_WIDTH)."""
+    total = sum(widths)
+    return widths if total <= FRAME_WIDTH else [width * FRAME_WIDTH / total for width in widths]
+
+
 def _grid(rows: list[list[Any]], widths: list[float]) -> Table:
     # splitInRow: a row taller than a page (an OOS investigation or a justification of some thousands of characters,
     # which no field limits) goes on over the next page; without it ReportLab refused to lay the certificate out
-    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT", splitInRow=1)
+    table = Table(rows, colWidths=_fit(widths), repeatRows=1, hAlign="LEFT", splitInRow=1)
     table.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf2")),
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b5")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -294,7 +305,7 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
          _when(utcnow())],
     ]
     info = Table([[_p(a, BODY), _p(b, BODY), _p(c, BODY), _p(d, BODY)] for a, b, c, d in facts],
-                 colWidths=[30 * mm, 130 * mm, 35 * mm, 75 * mm])
+                 colWidths=_fit([30 * mm, 130 * mm, 35 * mm, 75 * mm]))
     info.setStyle(TableStyle([("FONT", (0, 0), (0, -1), "Helvetica-Bold"), ("FONT", (2, 0), (2, -1), "Helvetica-Bold"),
                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     dins = ", ".join(din_shown(b) for b in review.bags) or "none yet"

@@ -173,3 +173,25 @@ def test_s44_tables_stay_inside_the_margins(app, demo):  # type: ignore[no-untyp
             # 0.5 pt: half the grid's line width drawn on the margin
             assert right <= width - MARGIN + 0.5, (url, right, width - MARGIN)
             assert left >= MARGIN - 0.5, (url, left)
+
+
+
+def test_s44_the_certificates_tables_stay_inside_the_margins(app, users, monkeypatch, client_as):  # type: ignore[no-untyped-def]
+    """The certificate's tables were summed to the margins by hand, forgetting the frame's own 6 pt padding: its
+    corrections table reached 12 pt past the right margin (the same defect as the trace reports')."""
+    from mscbatch.lots import corrections
+    from mscbatch.lots.models import Bag
+    from tests.integration.test_release_support import seed_quarantine_lot, user
+
+    lot_id = seed_quarantine_lot(app, monkeypatch)
+    with app.extensions["mscbatch.db"].new_session() as session:  # a correction: the certificate lists it in a table
+        bag = session.scalar(select(Bag).where(Bag.lot_id == lot_id).order_by(Bag.bag_number))
+        corrections.correct_bag_content(session, user(session, "technician"), lot_id, bag.id,
+                                        volume_ml=bag.volume_ml, cells_per_ml=bag.cells_per_ml - 100_000,
+                                        dmso_percent=bag.dmso_percent, reason="cells per mL misread")
+        session.commit()
+    pdf = _get_pdf(client_as("qa"), f"/release/lots/{lot_id}/certificate.pdf")
+    assert "corrected after first entry: 1 correction" in " ".join(_pages(pdf))
+    for width, left, right in _path_extent(pdf):
+        assert right <= width - MARGIN + 0.5, (right, width - MARGIN)
+        assert left >= MARGIN - 0.5, left

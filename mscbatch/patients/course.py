@@ -144,6 +144,12 @@ class CourseSummary:
             return COMPLETED_WORDS
         return self.status
 
+    @property
+    def closed_words(self) -> str:
+        """" (closed)" after a completed course the clinician closed (its status "stopped"), else "": the patient
+        page's list and the patient's trace PDF."""
+        return " (closed)" if self.state_words == COMPLETED_WORDS and self.status == "stopped" else ""
+
 
 #: a course whose every bag was given and ended, on the prescription page, the dose sheet and the patient page
 COMPLETED_WORDS = "COMPLETED: every bag given"

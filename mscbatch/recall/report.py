@@ -727,13 +727,13 @@ def recall_report_pdf(report: RecallReport) -> bytes:
 
 def prescription_words(backward: BackwardTrace, entry: BackwardEntry) -> str:
     """The prescription's state as the patient page's list says it (templates/patients/detail.html, from
-    patients.course.CourseSummary.state_words): "COMPLETED: every bag given" for a course whose every bag was given
-    (with "(closed)" once it was closed), otherwise its status."""
+    patients.course.CourseSummary): "COMPLETED: every bag given" for a course whose every bag was given (with
+    "(closed)" once it was closed), otherwise its status."""
     prescription = entry.recipient.prescription
     course = backward.courses.get(prescription.id)
     if course is None or course.state_words == prescription.status:
         return _words(prescription.status)
-    return course.state_words + (" (closed)" if prescription.status == "stopped" else "")
+    return course.state_words + course.closed_words
 
 
 def lot_record_heading(lot: Lot) -> str:

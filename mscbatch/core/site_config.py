@@ -90,6 +90,10 @@ class Product:
     #: the post-thaw limit is a demo value the site has still to set from its stability studies (`to_confirm =
     #: true`): the bedside check says so beside it (DOMAIN.md: a value "to confirm" is flagged in the UI)
     post_thaw_limit_to_confirm: bool = False
+    #: the DMSO % (v/v) a bag of the product is frozen with, (min, max) from `cryopreservation.dmso_percent` (a
+    #: site value): required of a product frozen with DMSO (required_reagent_types lists "dmso"), None for the others
+    #: (they keep the 0 % rule: no 0 % once a DMSO lot is recorded on the lot)
+    bag_dmso_percent: tuple[Decimal, Decimal] | None = None
 
     @property
     def post_thaw_limit_minutes(self) -> int:
@@ -232,6 +236,9 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
     if not isinstance(thaw_to_confirm, bool):
         raise ConfigError(path, f"{where}.post_thaw_limit.to_confirm", "must be true or false")
     product_id = require(entry, "id", str, path, where)
+    required_reagents = _required_reagents(entry, product_id, path, where)
+    cryopreservation = require(entry, "cryopreservation", dict, path, where)
+    _only(cryopreservation, {"cells_per_ml", "dmso_percent"}, path, f"{where}.cryopreservation")
     return Product(
         id=product_id, name=require(entry, "name", str, path, where),
         product_class=product_class, tissue_source=tissue, product_description_code=pdc.strip().upper(),
@@ -242,9 +249,10 @@ def _product(entry: dict[str, Any], path: Path, where: str) -> Product:
         storage_temperature_max_c=_temperature(entry, "storage_temperature", path, where),
         culture_limits=replace(
             _culture_limits(require(entry, "culture", dict, path, where), path, f"{where}.culture"),
-            bag_cells_per_ml=_bag_cells_per_ml(require(entry, "cryopreservation", dict, path, where), path,
-                                               f"{where}.cryopreservation")),
-        required_reagent_types=_required_reagents(entry, product_id, path, where))
+            bag_cells_per_ml=_bag_cells_per_ml(cryopreservation, path, f"{where}.cryopreservation")),
+        required_reagent_types=required_reagents,
+        bag_dmso_percent=_bag_dmso_percent(cryopreservation, product_id, ("dmso",) in required_reagents, path,
+                                           f"{where}.cryopreservation"))
 
 
 def _required_reagents(entry: dict[str, Any], product_id: str, path: Path, where: str) -> tuple[tuple[str, ...], ...]:
@@ -333,7 +341,6 @@ CELLS_PER_ML_UNIT = "10^6/mL"
 def _bag_cells_per_ml(table: dict[str, Any], path: Path, where: str) -> tuple[int, int]:
     """`cryopreservation.cells_per_ml = { min, max, unit = "10^6/mL" }`: the viable cells per mL a bag of the
     product may hold (a site value from the product specification); returned in cells per mL."""
-    _only(table, {"cells_per_ml"}, path, where)
     here = f"{where}.cells_per_ml"
     span = require(table, "cells_per_ml", dict, path, where)
     _only(span, {"min", "max", "unit"}, path, here)
@@ -347,6 +354,42 @@ def _bag_cells_per_ml(table: dict[str, Any], path: Path, where: str) -> tuple[in
     if not high.is_finite() or high < low or high > 1000:
         raise ConfigError(path, f"{here}.max", f"must be between min {low} and 1000, got {high}")
     return int(low * 10**6), int(high * 10**6)
+
+
+#: the unit of a product's `cryopreservation.dmso_percent` range: percent (v/v), never a fraction
+DMSO_PERCENT_UNIT = "%"
+
+
+def _bag_dmso_percent(table: dict[str, Any], product_id: str, frozen_with_dmso: bool, path: Path,
+                      where: str) -> tuple[Decimal, Decimal] | None:
+    """`cryopreservation.dmso_percent = { min, max, unit = "%" }`: the DMSO % (v/v) a bag of the product is frozen
+    with (a site value from the product specification; 5-10 % is usual for MSC). The dose's DMSO per kg is counted
+    from the bag's DMSO %, so a fraction typed for a percentage (0.1 for 10 %) must be refused at the freezing.
+    Required of a product frozen with DMSO (required_reagent_types lists "dmso"); refused on one that is not (its
+    bags are frozen without DMSO, a range would say otherwise)."""
+    here = f"{where}.dmso_percent"
+    example = f"dmso_percent = {{ min = 5, max = 10, unit = \"{DMSO_PERCENT_UNIT}\" }}"
+    if "dmso_percent" not in table:
+        if frozen_with_dmso:
+            raise ConfigError(path, here, f"missing for product {product_id!r}, frozen with DMSO (required_reagent_"
+                              f"types lists \"dmso\"): give the DMSO % range its bags are frozen with, e.g. "
+                              f"{example} (from the product specification)")
+        return None
+    if not frozen_with_dmso:
+        raise ConfigError(path, here, f"product {product_id!r} is not frozen with DMSO (its required_reagent_types "
+                          "does not list \"dmso\"): list \"dmso\" there, or remove the DMSO range")
+    span = require(table, "dmso_percent", dict, path, where)
+    _only(span, {"min", "max", "unit"}, path, here)
+    unit = require(span, "unit", str, path, here)
+    if unit != DMSO_PERCENT_UNIT:
+        raise ConfigError(path, f"{here}.unit", f"give the range in percent (unit = \"{DMSO_PERCENT_UNIT}\", "
+                          f"10 for 10 %), got {unit!r}")
+    low, high = require(span, "min", Decimal, path, here), require(span, "max", Decimal, path, here)
+    if not low.is_finite() or low <= 0:
+        raise ConfigError(path, f"{here}.min", f"must be greater than 0 %, got {low}")
+    if not high.is_finite() or high <= low or high > 100:
+        raise ConfigError(path, f"{here}.max", f"must be above min {low} and at most 100 %, got {high}")
+    return low, high
 
 
 def _duration(table: dict[str, Any], path: Path, where: str) -> timedelta:

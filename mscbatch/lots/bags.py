@@ -88,12 +88,15 @@ def check_bag_content(session: Session, lot: Any, bags: Sequence[BagPlan], *, nu
     - cells per mL within the product's range (config/products.toml cryopreservation.cells_per_ml, a site value):
       400 x10^6 viable cells per mL is no cell suspension, it is a count typed wrong, and the dose is read from it;
     - DMSO above 0 % when the product is frozen with DMSO (freezes_with_dmso) or a DMSO lot is recorded on the lot
-      (a recall of that DMSO lot would reach bags said to hold none).
+      (a recall of that DMSO lot would reach bags said to hold none);
+    - for a product frozen with DMSO, DMSO within its range (config/products.toml cryopreservation.dmso_percent, a
+      site value): 0.1 typed for 10 % counts a dose's DMSO per kg 100 times too low (core.dosing.dmso_grams).
     A correction of one bag's content (lots.corrections) names the bag by its number (`numbers`), judges only the
     rules of the values it changed (`judged`) and gathers the refusals with its own (`problems`: then nothing is
     raised here)."""
     product = product_of(lot)
     span = product.culture_limits.bag_cells_per_ml
+    dmso_span = product.bag_dmso_percent
     dmso_lot = "dmso" in recorded_reagent_types(session, lot.id)
     found = Problems() if problems is None else problems
     for number, bag in zip(numbers or range(1, len(bags) + 1), bags, strict=True):
@@ -110,8 +113,28 @@ def check_bag_content(session: Session, lot: Any, bags: Sequence[BagPlan], *, nu
                 f"Bag {number}: DMSO 0 %, but {why}: give the DMSO % the bag was frozen with (e.g. 10 %). A bag "
                 "holding DMSO is traced to its DMSO lot, and the DMSO per kg of a dose is counted from it.",
                 field="dmso_percent"))
+        elif "dmso_percent" in judged and dmso_span is not None and freezes_with_dmso(product) \
+                and not dmso_span[0] <= bag.dmso_percent <= dmso_span[1]:
+            found.add(ValidationFailed(_dmso_outside(bag.dmso_percent, dmso_span, number, product),
+                                       field="dmso_percent"))
     if problems is None:
         found.raise_any()
+
+
+def _percent(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _dmso_outside(dmso: Decimal, span: tuple[Decimal, Decimal], number: int, product: Any) -> str:
+    """A bag's DMSO % outside the product's range, in words; a value at or below 1 reads as a fraction typed for a
+    percentage (0.1 for 10 %), the slip that made a dose's DMSO per kg 100 times too low."""
+    outside = (f"Bag {number}: DMSO {_percent(dmso)} % is outside {_percent(span[0])} to {_percent(span[1])} %, the "
+               f"range for {product.name} ({product.id}) bags (the site's cryopreservation.dmso_percent)")
+    if dmso <= 1:
+        meant = dmso * 100 if span[0] <= dmso * 100 <= span[1] else span[1]
+        return (f"{outside}: it looks typed as a fraction. Type the percentage, {_percent(meant)} for "
+                f"{_percent(meant)} %; the DMSO per kg of a dose is counted from it.")
+    return f"{outside}. Check the DMSO % the bag was frozen with; the DMSO per kg of a dose is counted from it."
 
 
 def check_freezing(frozen_at: datetime | None, bags: Sequence[BagPlan]) -> None:

@@ -151,7 +151,8 @@ class BagContentCorrectionForm(FlaskForm):
     volume_ml = NumberField("Volume, corrected (mL)", places=None, validators=[Optional()])
     cells_per_ml = NumberField(f"Viable cells per mL, corrected {MILLIONS}", places=None,
                                validators=[Optional(), _not_negative])
-    dmso_percent = NumberField("DMSO, corrected (%)", places=None, validators=[Optional()])
+    # the percentage, never the fraction: 0.1 typed for 10 % under-counted a dose's DMSO per kg 100-fold
+    dmso_percent = NumberField("DMSO, corrected (%: 10 for 10 %)", places=None, validators=[Optional()])
     reason = _reason_field()
 
 
@@ -186,7 +187,9 @@ class CryoForm(FlaskForm):
     volume_ml = NumberField("Volume per bag (mL)", places=None, validators=[InputRequired("Give the volume.")])
     cells_per_ml = NumberField(f"Viable cells per mL {MILLIONS}", places=None,
                                 validators=[InputRequired("Give the cells per mL.")])
-    dmso_percent = NumberField("DMSO (%)", places=None, validators=[InputRequired("Give the DMSO percentage.")])
+    # the percentage, never the fraction: 0.1 typed for 10 % under-counted a dose's DMSO per kg 100-fold
+    dmso_percent = NumberField("DMSO (%: 10 for 10 %)", places=None,
+                               validators=[InputRequired("Give the DMSO percentage.")])
 
 
 class TransitionForm(FlaskForm):

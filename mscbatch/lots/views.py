@@ -316,8 +316,9 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
         forms["reagent_form"] = ReagentUseForm(prefix="reagent", formdata=None, used_on=site_today(), step_id=latest)
     registered = reagent_lots(db.session)
     recalled = reagents.reagent_recalls_in_force(db.session, [r.id for r in registered])
-    forms["reagent_form"].reagent_lot_id.choices = [reagents.reagent_choice(r, recalled.get(r.id), new_use=True)
-                                                    for r in registered]
+    # nothing chosen first: the first registered lot pre-selected was recorded by a technician who did not look
+    forms["reagent_form"].reagent_lot_id.choices = [(0, "Choose the reagent lot…")] + [
+        reagents.reagent_choice(r, recalled.get(r.id), new_use=True) for r in registered]
     forms["reagent_form"].step_id.choices = [(0, "Harvest and cryopreservation")] + step_choices
     forms.setdefault("isolation_form", IsolationForm(prefix="isolation", formdata=None))
     forms.setdefault("passage_form", PassageForm(prefix="passage", formdata=None,

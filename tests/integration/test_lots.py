@@ -14,7 +14,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.core.identifiers import parse_din
 from mscbatch.errors import Conflict, PermissionDenied
 from mscbatch.lots import reagents, services, steps
-from mscbatch.lots.models import Bag, Lot, ProcessStep
+from mscbatch.lots.models import Bag, Lot, ProcessStep, ReagentUse
 from tests.integration.lot_factories import (
     TODAY,
     M,
@@ -199,3 +199,21 @@ def test_the_state_machine_refuses_out_of_order_and_unsigned_moves(app, users, d
         steps.record_passage(db_session, tech, lot_id2, steps.PassageDetails(2, TODAY, M, 2 * M, "90"))
     assert db_session.get(Lot, lot_id2).status == "quarantine"
     db_session.rollback()
+
+
+def test_the_reagent_use_form_starts_with_no_reagent_lot_chosen(app, users, db_session, client_as):  # noqa: F811
+    """Session 44 review: the form's first registered reagent lot (a DMSO lot) was pre-selected, so a technician who
+    did not look recorded it. Nothing is chosen until the technician chooses; sent so, it is refused naming it."""
+    lot_id = harvested_lot(db_session, approved_adipose_donor(db_session))
+    reagents.register_reagent_lot(db_session, user(db_session, "technician"), reagent_type="dmso", name="DMSO",
+                                  supplier="Acme", lot_number="D-1", expiry_date=TODAY + timedelta(days=30))
+    db_session.commit()
+    client = client_as("technician")
+    page = client.get(f"/lots/{lot_id}").get_data(as_text=True)
+    select = page.split('name="reagent-reagent_lot_id"')[1].split("</select>")[0]
+    first = select.split("<option")[1]
+    assert 'value="0"' in first and "Choose the reagent lot" in first and "selected" not in select, select[:500]
+    refused = client.post(f"/lots/{lot_id}/reagents", data={"reagent-reagent_lot_id": "0", "reagent-step_id": 0,
+                                                            "reagent-used_on": TODAY.isoformat()})
+    assert refused.status_code == 422 and "Choose the reagent lot." in refused.get_data(as_text=True)
+    assert count(db_session, ReagentUse) == 0

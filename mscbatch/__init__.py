@@ -4,7 +4,7 @@ create_app() is a list of named register steps, each small enough to read on its
 """
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 from typing import Any
 
 from flask import Flask
@@ -13,21 +13,41 @@ from werkzeug.routing import IntegerConverter
 from mscbatch import settings
 from mscbatch.paths import templates_dir
 
+#: gunicorn's exit status for "the application failed to load": its master then stops instead of starting new
+#: workers that would refuse in turn
+APP_LOAD_ERROR = 4
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, template_folder=str(templates_dir()), static_folder="static",
-                instance_path=str(settings.default_instance_dir().resolve()))
-    for step in REGISTER_STEPS:
-        step(app, test_config) if step is register_settings else step(app)
+    """The application. Built from the environment alone (`create_app()`, as gunicorn serves it), it starts only on
+    a database that `mscbatch init` made and migrated to this version's schema, and never changes the database: a
+    wrong setting or such a database is said in one line on stderr and the process exits with status 4 (no
+    traceback). With a `test_config` (tests, benchmarks), errors are raised (SettingsError, DatabaseNotReady) and
+    the schema is migrated at start unless it says AUTO_MIGRATE False; the `mscbatch` command passes False and
+    each of its commands checks the database itself (mscbatch.cli)."""
+    from mscbatch.database import DatabaseNotReady
+
+    try:
+        app = Flask(__name__, template_folder=str(templates_dir()), static_folder="static",
+                    instance_path=str(settings.default_instance_dir().resolve()))
+        for step in REGISTER_STEPS:
+            step(app, test_config) if step is register_settings else step(app)
+    except (settings.SettingsError, DatabaseNotReady) as refused:
+        if test_config is not None:
+            raise
+        print(f"mscbatch cannot start: {refused}", file=sys.stderr, flush=True)
+        raise SystemExit(APP_LOAD_ERROR) from None
     return app
 
 
 def register_settings(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(settings.from_environment())
-    if test_config:
+    if test_config is not None:
+        app.config["AUTO_MIGRATE"] = True  # a program's own app migrates unless it says otherwise (the benchmarks)
         app.config.update(test_config)
     settings.check_production_safety(app.config)
-    Path(app.config["INSTANCE_DIR"]).mkdir(parents=True, exist_ok=True)
+    # the instance folder is made by `mscbatch init` (mscbatch.cli.init_database), not by every start: a command
+    # run from another folder (cron) must not leave an instance/ there
     hops = int(app.config.get("TRUSTED_PROXY_HOPS") or 0)
     if hops:  # behind that many reverse proxies, the client's address is the one they add to X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -38,15 +58,24 @@ def register_settings(app: Flask, test_config: dict[str, Any] | None) -> None:
 def register_database(app: Flask) -> None:
     from mscbatch import models  # noqa: F401  (every table on the metadata)
     from mscbatch.audit.trail import install_hooks
+    from mscbatch.database import DatabaseNotReady, check_database_url
     from mscbatch.extensions import db
 
+    check_database_url(app.config["DATABASE_URL"])  # SettingsError, before any engine is made
     install_hooks()
     db.init_app(app)
     app.extensions["mscbatch.db"].session_factory.kw["info"] = {"audit_key": app.config["AUDIT_KEY"]}
-    if app.config.get("AUTO_MIGRATE", True):  # the app upgrades its own schema at start (and `mscbatch init`)
+    migrate = app.config.get("AUTO_MIGRATE")
+    if migrate:  # tests and benchmarks: the schema upgraded at start, as `mscbatch init` does
         from mscbatch.cli import init_database
 
         init_database(app)
+    elif migrate is None:  # served from the environment (gunicorn): only a database `mscbatch init` made
+        from mscbatch.migrate import readiness_problem
+
+        problem = readiness_problem(app.extensions["mscbatch.db"].engine, app.config["DATABASE_URL"])
+        if problem:
+            raise DatabaseNotReady(problem)
 
 
 def register_observability(app: Flask) -> None:

@@ -22,12 +22,14 @@ import sqlite3
 
 # subprocess runs pg_dump / pg_restore with an argument list, never through a shell.
 import subprocess  # nosec B404
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import NullPool, create_engine, select
+from sqlalchemy import NullPool, create_engine, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -124,14 +126,17 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     records a "restored" event and rewrites the checkpoint file (see the module's docstring)."""
     if not backup_file.is_file():
         raise BackupError(f"no backup file at {backup_file}")
+    if not force:
+        _refuse_existing(database_url)  # before anything is read or copied, on both engines
     key = audit_key.encode() if isinstance(audit_key, str) else audit_key
     lines = checkpoints.read_lines(checkpoint_file) if checkpoint_file else None
     anchored = _anchored(key, lines or [], checkpoint_file)
     backup_head = _backup_head(backup_file, database_url)
     before = _current_head(database_url)
-    lost = _lost_events(backup_head, before, anchored)
+    compared = _compare_trails(backup_file, database_url, anchored)
+    lost = _lost_events(backup_head, before, anchored, compared)
     if lost and not (accept_lost_events and accept_lost_events.strip()):
-        raise EventsWouldBeLost(_loss_message(backup_head, before, anchored, lost))
+        raise EventsWouldBeLost(_loss_message(backup_head, before, anchored, lost, compared))
     _copy_into(backup_file, database_url, force=force)
     verdict = _verify_restored(database_url, audit_key)
     if not verdict.ok:
@@ -139,20 +144,25 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     records = _reconcile_restored(database_url, key)
     if records is not None and not records.ok:
         raise RestoredRecordsDiffer(database_url, records)
+    kept_end = min(verdict.events_checked, lost.start - 1) if lost else verdict.events_checked
     if lines:
-        _check_kept_checkpoints(database_url, audit_key, lines, verdict.events_checked, checkpoint_file)
-    if before is None and checkpoint_file is None:
+        _check_kept_checkpoints(database_url, audit_key, lines, kept_end, checkpoint_file)
+    if before is None and checkpoint_file is None and not compared.target_events:
         return Restored(verdict, lost, records_compared=records is not None)  # a copy into a new database
     archive = _archive_name(checkpoint_file) if lines is not None and checkpoint_file else None
+    first = compared.first_lost
     details = {"backup_file": str(backup_file), "backup_sha256": _sha256(backup_file), "os_user": operator,
                "head_before": None if before is None else f"event {before.seq}, hash {before.hash}",
                "head_after": f"event {verdict.events_checked}, hash {backup_head.hash}",
                "lost_events": f"{lost.start}-{lost.stop - 1}" if lost else None,
+               "lost_event_count": len(lost),
+               "first_lost_event": f"event {first.seq} of {first.at}" if lost and first else None,
                "checkpoints_moved_to": str(archive) if archive else None}
-    reason = (accept_lost_events or "").strip() or "restore from backup, no audited event lost"
+    reason = (accept_lost_events or "").strip() if lost else \
+        ((accept_lost_events or "").strip() or "restore from backup, no audited event lost")
     event_seq, new_head = _record_restore(database_url, audit_key, details, f"{reason} (OS user {operator})")
     if archive and checkpoint_file:
-        _rewrite_checkpoints(key, checkpoint_file, archive, lines or [], verdict.events_checked, new_head)
+        _rewrite_checkpoints(key, checkpoint_file, archive, lines or [], kept_end, new_head)
     return Restored(verdict, lost, event_seq, archive, records_compared=records is not None)
 
 
@@ -167,16 +177,104 @@ def _anchored(key: bytes, lines: list[str], path: Path | None) -> list[checkpoin
     return [entry for entry in entries if isinstance(entry, checkpoints.Checkpoint)]
 
 
-def _lost_events(backup_head: Head, before: Head | None, anchored: list[checkpoints.Checkpoint]) -> range:
-    newest = max([before.seq if before else 0, *(entry.seq for entry in anchored)])
-    return range(backup_head.seq + 1, max(newest, backup_head.seq) + 1)
+@dataclass(frozen=True)
+class TargetEvent:
+    seq: int
+    at: str  # occurred_at as stored (UTC)
+
+
+@dataclass(frozen=True)
+class TrailComparison:
+    """The target's audit trail against the backup's, event by event (seq, prev_hash and hash), read before
+    anything is copied. `first_lost`: the target's first event the backup does not hold as it is (None: the
+    target's trail is a prefix of the backup's); `missing`: how many of the target's events, from it on, the
+    backup lacks; `off_checkpoints`: the checkpointed seqs (up to the backup's head) whose hash the backup's event
+    at that seq does not have."""
+    target_events: int = 0
+    target_last: int = 0
+    first_lost: TargetEvent | None = None
+    missing: int = 0
+    backup_differs: bool = False  # True: the backup holds first_lost's seq with another event
+    off_checkpoints: tuple[int, ...] = ()
+
+
+def _compare_trails(backup_file: Path, database_url: str,
+                    anchored: list[checkpoints.Checkpoint]) -> TrailComparison:
+    backup_events = iter(_backup_events(backup_file, database_url))
+    wanted = {entry.seq: "" for entry in anchored}
+    backup_last = 0
+    if 0 in wanted:
+        wanted[0] = GENESIS_HASH
+    pending: tuple[int, str, str] | None = None
+    count = last = missing = 0
+    first: TargetEvent | None = None
+    differs = False
+
+    def backup_event(seq: int) -> tuple[int, str, str] | None:
+        """The backup's event at seq (None: it has none), advancing through the backup's trail in seq order."""
+        nonlocal pending, backup_last
+        while True:
+            if pending is None:
+                pending = next(backup_events, None)
+                if pending is None:
+                    return None
+                backup_last = pending[0]
+                if pending[0] in wanted:
+                    wanted[pending[0]] = pending[2]
+            if pending[0] >= seq:
+                return pending if pending[0] == seq else None
+            pending = None
+
+    for seq, at, prev_hash, event_hash in _target_events(database_url):
+        count, last = count + 1, seq
+        if first is not None:
+            missing += 1
+            continue
+        held = backup_event(seq)
+        if held is None or held[1] != prev_hash or held[2] != event_hash:
+            first, missing, differs = TargetEvent(seq, at), 1, held is not None
+    for seq, _prev, event_hash in backup_events:  # the rest of the backup: the hashes checkpoints name
+        backup_last = seq
+        if seq in wanted:
+            wanted[seq] = event_hash
+    off = sorted({entry.seq for entry in anchored
+                  if entry.seq <= backup_last and not hmac.compare_digest(wanted[entry.seq], entry.hash)})
+    return TrailComparison(count, last, first, missing, differs, tuple(off))
+
+
+def _lost_events(backup_head: Head, before: Head | None, anchored: list[checkpoints.Checkpoint],
+                 compared: TrailComparison) -> range:
+    """The seqs of the audit events a restore would give up: from the first event of the target's trail, or of
+    a checkpoint, that the backup does not hold as it is, to the newest the target or the checkpoint file
+    vouches for."""
+    off = set(compared.off_checkpoints)
+    starts = [backup_head.seq + 1]
+    if compared.first_lost is not None:
+        starts.append(compared.first_lost.seq)
+    starts += [entry.seq for entry in anchored if entry.seq in off]
+    start = min(starts)
+    newest = max([before.seq if before else 0, compared.target_last, *(entry.seq for entry in anchored)])
+    return range(start, max(newest, start - 1) + 1)
 
 
 def _loss_message(backup_head: Head, before: Head | None, anchored: list[checkpoints.Checkpoint],
-                  lost: range) -> str:
+                  lost: range, compared: TrailComparison) -> str:
     said = []
-    if before is not None and before.seq > backup_head.seq:
+    first = compared.first_lost
+    if first is not None and compared.backup_differs:
+        said.append(f"this database's trail is not the backup's: its event {first.seq} (of {first.at} UTC) is "
+                    f"not the backup's event {first.seq}, and the backup lacks {compared.missing} of the "
+                    f"database's events ({first.seq} to {compared.target_last})")
+    elif first is not None:
+        said.append(f"the database now holds events up to {compared.target_last}: the backup lacks "
+                    f"{compared.missing} of them, from event {first.seq} (of {first.at} UTC)")
+    elif before is not None and before.seq > backup_head.seq:
         said.append(f"the database now holds events up to {before.seq}")
+    off = set(compared.off_checkpoints)
+    for entry in anchored:
+        if entry.seq in off:
+            said.append(f"the checkpoint of {entry.at} vouches for an event {entry.seq} that is not the backup's")
+            break
     newest = max(anchored, key=lambda entry: entry.seq, default=None)
     if newest is not None and newest.seq > backup_head.seq:
         said.append(f"the checkpoint of {newest.at} vouches for events up to {newest.seq}")
@@ -252,6 +350,112 @@ def _backup_head(backup_file: Path, database_url: str) -> Head:
             raise BackupError(f"{backup_file} is not a readable mscbatch backup: {error}") from error
     dumped = _run([_tool("pg_restore"), "--data-only", "--table=audit_head", "--file=-", str(backup_file)])
     return _copied_head(dumped)
+
+
+def _backup_events(backup_file: Path, database_url: str) -> Iterator[tuple[int, str, str]]:
+    """The backup's audit events as (seq, prev_hash, hash), in seq order, read without restoring anything."""
+    if make_url(normalise_url(database_url)).get_backend_name() == "sqlite":
+        try:
+            yield from _sqlite_rows(backup_file, "SELECT seq, prev_hash, hash FROM audit_event ORDER BY seq")
+        except sqlite3.DatabaseError as error:
+            raise BackupError(f"{backup_file} is not a readable mscbatch backup: {error}") from error
+        return
+    dumped = _run([_tool("pg_restore"), "--data-only", "--table=audit_event", "--file=-", str(backup_file)])
+    rows = []
+    for values in _copied_rows(dumped, "audit_event"):
+        try:
+            rows.append((int(values["seq"]), values["prev_hash"], values["hash"]))
+        except (KeyError, ValueError) as error:
+            raise BackupError(f"{backup_file} holds an unreadable audit event ({error})") from error
+    yield from sorted(rows)
+
+
+def _target_events(database_url: str) -> Iterator[tuple[int, str, str, str]]:
+    """The target's audit events as (seq, occurred_at, prev_hash, hash), in seq order (none for a new or empty
+    database, or one whose trail cannot be read: there is nothing of it to lose)."""
+    url = make_url(normalise_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not url.database or not path.is_file():
+            return
+        try:
+            for seq, at, prev_hash, event_hash in _sqlite_rows(
+                    path, "SELECT seq, occurred_at, prev_hash, hash FROM audit_event ORDER BY seq"):
+                yield int(seq), str(at), str(prev_hash), str(event_hash)
+        except sqlite3.DatabaseError:
+            return
+        return
+    from mscbatch.audit.models import AuditEvent
+
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if not sa_inspect(connection).has_table(AuditEvent.__tablename__):
+                return
+            result = connection.execution_options(yield_per=5000).execute(
+                select(AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.prev_hash, AuditEvent.hash)
+                .order_by(AuditEvent.seq))
+            for seq, at, prev_hash, event_hash in result:
+                yield int(seq), str(at), str(prev_hash), str(event_hash)
+    except SQLAlchemyError:
+        return
+    finally:
+        engine.dispose()
+
+
+def _sqlite_rows(path: Path, sql: str) -> Iterator[tuple]:  # type: ignore[type-arg]
+    """Rows of an SQLite file opened read-only (none when it has no audit_event table)."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_event'").fetchone():
+            yield from connection.execute(sql)
+    finally:
+        connection.close()
+
+
+def _copied_rows(dump: str, table: str) -> Iterator[dict[str, str]]:
+    """The rows of one table in pg_restore's COPY text, as {column: text}."""
+    lines = iter(dump.splitlines())
+    for line in lines:
+        if line.startswith("COPY ") and f"{table} (" in line:
+            columns = [name.strip() for name in line[line.index("(") + 1:line.index(")")].split(",")]
+            for row in lines:
+                if row == "\\.":
+                    return
+                yield dict(zip(columns, row.split("\t"), strict=False))
+
+
+def _refuse_existing(database_url: str) -> None:
+    """Without --force, the target must not exist (SQLite) or must hold nothing (PostgreSQL): refused before
+    anything is read from it or copied into it, in the same words on both engines."""
+    url = make_url(normalise_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        destination = Path(url.database or "")
+        if url.database and destination.exists():
+            raise BackupError(f"{destination} exists; restore into a new file or pass --force. Nothing was changed.")
+        return
+    if url.get_backend_name() != "postgresql":
+        return
+    where = url.render_as_string(hide_password=True)
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            held = connection.execute(text(
+                "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'), "
+                "       (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))")).one()
+    except SQLAlchemyError as error:
+        raise BackupError(f"cannot read the target database {where}: {str(error).splitlines()[0]}. "
+                          "Nothing was changed.") from error
+    finally:
+        engine.dispose()
+    relations, functions = int(held[0]), int(held[1])
+    if relations or functions:
+        raise BackupError(f"{where} exists and is not empty ({relations} tables, sequences or indexes, "
+                          f"{functions} functions); restore into a new, empty database or pass --force. "
+                          "Nothing was changed.")
 
 
 def _sqlite_head(path: Path) -> Head | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, ScriptInfo, with_appcontext
 
 from mscbatch.errors import DomainError
 
@@ -25,6 +25,37 @@ def _checkpoint_file() -> Path:
     return configured_file(current_app.config)
 
 
+def _initialised(command):  # type: ignore[no-untyped-def]
+    """Under @with_appcontext: the command runs only on a database `mscbatch init` made at this version's schema.
+    A missing database (a typo in MSCBATCH_DATABASE_URL, a SQLite file that is not there), one never initialised
+    or at an older schema is refused, naming it, before anything is read or created."""
+    import functools
+
+    @functools.wraps(command)
+    def checked(*args, **kwargs):  # type: ignore[no-untyped-def]
+        require_initialised(current_app)
+        return command(*args, **kwargs)
+
+    return checked
+
+
+def require_initialised(app: Flask) -> None:
+    from mscbatch.migrate import readiness_problem
+
+    problem = readiness_problem(app.extensions["mscbatch.db"].engine, app.config["DATABASE_URL"])
+    if problem:
+        raise click.ClickException(problem)
+
+
+def _init_or_refuse(app: Flask) -> None:
+    from mscbatch.database import DatabaseNotReady
+
+    try:
+        init_database(app)
+    except DatabaseNotReady as refused:
+        raise click.ClickException(str(refused)) from None
+
+
 def os_user() -> str:
     """Who runs the command, as the operating system knows them: the operator of a command-line change."""
     try:
@@ -34,28 +65,60 @@ def os_user() -> str:
 
 
 def init_database(app: Flask) -> None:
-    """Upgrade the schema to the newest migration and start the audit chain."""
+    """Upgrade the schema to the newest migration and start the audit chain: the one step that creates or
+    changes a database (`mscbatch init`, `seed-scale`, an app built with AUTO_MIGRATE). DatabaseNotReady, naming
+    what to set, when the database cannot be reached, its SQLite folder does not exist (a typo is not created),
+    or MSCBATCH_APP_DB_ROLE names no role."""
+    from sqlalchemy.exc import DBAPIError
+
     from mscbatch.audit.verify import ensure_chain_head
+    from mscbatch.database import DatabaseNotReady, connection_problem, masked_url, sqlite_file
     from mscbatch.migrate import upgrade_engine
 
     db = app.extensions["mscbatch.db"]
+    url = app.config["DATABASE_URL"]
+    path = sqlite_file(url)
+    if path is not None and not path.parent.is_dir():
+        instance = Path(app.config["INSTANCE_DIR"])
+        if path.parent.absolute() != instance.absolute():
+            raise DatabaseNotReady(f"Cannot create the database {masked_url(url)}: the folder "
+                                   f"{path.parent.absolute()} does not exist. Create it, or check "
+                                   "MSCBATCH_DATABASE_URL.")
+        instance.mkdir(parents=True, exist_ok=True)  # the default database, in the instance folder
+    try:
+        db.engine.connect().close()  # a wrong host, port, user or database: said in one line, not a traceback
+    except DBAPIError as error:
+        raise DatabaseNotReady(connection_problem(url, error)) from error
     upgrade_engine(db.engine)
     with db.new_session() as session:
         ensure_chain_head(session)
-    if app.config.get("APP_DB_ROLE") and db.engine.dialect.name == "postgresql":
+    role = app.config.get("APP_DB_ROLE")
+    if role and db.engine.dialect.name == "postgresql":
         from mscbatch.audit.ddl import restrict_application_role
 
-        with db.engine.begin() as connection:
-            restrict_application_role(connection, app.config["APP_DB_ROLE"])
+        try:
+            with db.engine.begin() as connection:
+                exists = connection.exec_driver_sql("SELECT 1 FROM pg_roles WHERE rolname = %(role)s",
+                                                    {"role": role}).first()
+                if exists is None and role.isidentifier() and role == role.lower():  # else: not a plain name
+                    raise DatabaseNotReady(
+                        f"MSCBATCH_APP_DB_ROLE names the role {role!r}, which does not exist in {masked_url(url)}. "
+                        f"Create it first (CREATE ROLE {role} LOGIN ...), or unset MSCBATCH_APP_DB_ROLE. The schema "
+                        "is migrated; run `mscbatch init` again to grant the role.")
+                restrict_application_role(connection, role)
+        except ValueError as error:  # not a plain role name
+            raise DatabaseNotReady(str(error)) from error
 
 
 def register_commands(app: Flask) -> None:
     @app.cli.command("init")
     @with_appcontext
     def init_command() -> None:
-        """Create or upgrade the database to the newest schema."""
-        init_database(current_app)
-        click.echo(f"Database ready: {current_app.config['DATABASE_URL']}")
+        """Create or upgrade the database to the newest schema (the only command that creates or migrates one)."""
+        from mscbatch.database import masked_url
+
+        _init_or_refuse(current_app)
+        click.echo(f"Database ready: {masked_url(current_app.config['DATABASE_URL'])}")
 
     @app.cli.command("create-user")
     @click.option("--username", required=True)
@@ -66,6 +129,7 @@ def register_commands(app: Flask) -> None:
                   "the Users page (written to the audit trail with your OS user name).")
     @click.password_option()
     @with_appcontext
+    @_initialised
     def create_user_command(username: str, full_name: str, roles: tuple[str, ...], reason: str,
                             password: str) -> None:
         """Create a user (the first admin, typically). Its owner must choose their own password at first sign-in:
@@ -88,6 +152,7 @@ def register_commands(app: Flask) -> None:
 
     @app.cli.command("seed-demo")
     @with_appcontext
+    @_initialised
     def seed_demo_command() -> None:
         """Load demo users and records (idempotent). Refused in production."""
         from mscbatch.demo import demo_summary, holds_the_demo, not_the_demos, seed_demo
@@ -123,7 +188,7 @@ def register_commands(app: Flask) -> None:
 
         if current_app.config["ENV_NAME"] == "production":
             raise click.ClickException("seed-scale is refused in production")
-        init_database(current_app)  # the same migration step as `mscbatch init`
+        _init_or_refuse(current_app)  # the same migration step as `mscbatch init` (README: it migrates)
         try:
             report = seed_scale(current_app, bags, seed=seed, progress=not quiet)
         except ScaleRefused as refused:
@@ -137,6 +202,7 @@ def register_commands(app: Flask) -> None:
 
     @audit.command("verify")
     @with_appcontext
+    @_initialised
     def audit_verify_command() -> None:
         """Check the whole hash chain; name the first bad event. With a checkpoint file (`audit checkpoint`),
         also check that the chain still holds every checkpointed event."""
@@ -165,6 +231,7 @@ def register_commands(app: Flask) -> None:
 
     @audit.command("checkpoint")
     @with_appcontext
+    @_initialised
     def audit_checkpoint_command() -> None:
         """Append the chain head (seq, hash), the UTC time and their HMAC to the checkpoint file, outside the
         database (MSCBATCH_AUDIT_CHECKPOINT_FILE). Run it from cron; `audit verify` then catches a trail
@@ -180,11 +247,20 @@ def register_commands(app: Flask) -> None:
             sys.exit(1)
         at = utc_stamp()
         path = _checkpoint_file()
+        default = Path(current_app.config["INSTANCE_DIR"]) / path.name
+        if not path.parent.is_dir() and path.absolute() != default.absolute():
+            # MSCBATCH_AUDIT_CHECKPOINT_FILE's folder is the off-host mount: missing, the anchors would land on
+            # this host's disk, beside the database they are meant to check
+            click.echo(f"Checkpoint refused: the folder {path.parent.absolute()} of MSCBATCH_AUDIT_CHECKPOINT_FILE "
+                       "does not exist (is its volume mounted?). Mount or create it, or set "
+                       "MSCBATCH_AUDIT_CHECKPOINT_FILE; nothing was written.", err=True)
+            sys.exit(1)
         append_line(path, checkpoint_line(key.encode() if isinstance(key, str) else key, seq, last_hash, at))
         click.echo(f"Checkpoint {at}: event {seq} appended to {path}.")
 
     @audit.command("reconcile")
     @with_appcontext
+    @_initialised
     def audit_reconcile_command() -> None:
         """Compare every audited table's live rows with their audit trail (replayed insert, update and delete
         events): name each value, row or deletion that differs. Exit status 1 on any difference."""
@@ -201,6 +277,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("backup")
     @click.option("--output", type=click.Path(path_type=Path), required=True)
     @with_appcontext
+    @_initialised
     def backup_command(output: Path) -> None:
         """Take a consistent online backup (SQLite backup API / pg_dump)."""
         from mscbatch.backup import BackupError, backup
@@ -263,14 +340,51 @@ def register_commands(app: Flask) -> None:
     def evidence_verify_command(zip_file: Path) -> None:
         """Check an evidence ZIP offline (no database): the manifest HMAC under AUDIT_KEY (environment
         MSCBATCH_AUDIT_KEY), then every file's SHA-256. Exit status 1 names the first bad file."""
-        from mscbatch.core.evidence import verify
+        from mscbatch.settings import DEMO_AUDIT_KEY
 
-        verdict = verify(zip_file.read_bytes(), current_app.config["AUDIT_KEY"] or "")
-        if verdict.valid:
-            click.echo(f"{zip_file}: {verdict}")
-            return
-        click.echo(f"{zip_file}: {verdict}", err=True)
-        sys.exit(1)
+        key = current_app.config["AUDIT_KEY"] or ""
+        if key == DEMO_AUDIT_KEY and os.environ.get(AUDIT_KEY_VARIABLE) != DEMO_AUDIT_KEY:
+            key = ""  # the demo default, not a key anyone gave
+        _verify_evidence(zip_file, key)
+
+
+AUDIT_KEY_VARIABLE = "MSCBATCH_AUDIT_KEY"
+
+
+def _verify_evidence(zip_file: Path, key: str | bytes) -> None:
+    """`evidence verify`: refused without a key given (never the demo default, silently); says when the key is
+    the published demo one. Reads the ZIP only: no database is opened or created."""
+    from mscbatch.core.evidence import verify
+    from mscbatch.settings import DEMO_AUDIT_KEY
+
+    if not key or not str(key).strip():
+        click.echo(f"Refused: no audit key given. Set {AUDIT_KEY_VARIABLE} to the site's audit key (the key the "
+                   "bundle's manifest HMAC was made with); nothing was checked. evidence verify needs no database.",
+                   err=True)
+        sys.exit(2)
+    demo = key in (DEMO_AUDIT_KEY, DEMO_AUDIT_KEY.encode())
+    verdict = verify(zip_file.read_bytes(), key)
+    which = (f" (checked with the published DEMO key, {AUDIT_KEY_VARIABLE}={DEMO_AUDIT_KEY}: only a demo bundle "
+             "verifies with it)") if demo else f" (checked with the key in {AUDIT_KEY_VARIABLE})"
+    if verdict.valid:
+        click.echo(f"{zip_file}: {verdict}{which}")
+        return
+    click.echo(f"{zip_file}: {verdict}{which}", err=True)
+    sys.exit(1)
+
+
+@click.group("evidence", help="Inspectors' evidence bundles.")
+def offline_evidence() -> None:
+    """`mscbatch evidence ...` from the command line: found on the `mscbatch` group itself, so that the app (and
+    its database, which starting it opens or creates) is never loaded for an offline check."""
+
+
+@offline_evidence.command("verify")
+@click.argument("zip_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def offline_evidence_verify_command(zip_file: Path) -> None:
+    """Check an evidence ZIP offline (no database): the manifest HMAC under the key in MSCBATCH_AUDIT_KEY (refused
+    when it is not set), then every file's SHA-256. Exit status 1 names the first bad file."""
+    _verify_evidence(zip_file, os.environ.get(AUDIT_KEY_VARIABLE, ""))
 
 
 def _echo_last_restore() -> None:
@@ -304,10 +418,71 @@ def _last_restore(session) -> str | None:  # type: ignore[no-untyped-def]
             + (f" The checkpoints from before it are kept in {moved}." if moved else ""))
 
 
+class ConfigurationRefused(NoAppException):
+    """A setting the app refuses (SettingsError) or a database URL it cannot use: said as a usage error, one line
+    naming what to set, never a traceback."""
+
+
 def _create_app() -> Flask:
     from mscbatch import create_app
+    from mscbatch.database import DatabaseNotReady
+    from mscbatch.settings import SettingsError
 
-    return create_app()
+    try:
+        # nothing is created or migrated at start: `init` (and `seed-scale`) migrate, the other commands check
+        return create_app({"AUTO_MIGRATE": False})
+    except (SettingsError, DatabaseNotReady) as refused:
+        raise ConfigurationRefused(str(refused)) from None
 
 
-main = FlaskGroup(create_app=_create_app, help="mscbatch: MSC manufacturing, release and traceability.")
+class MscbatchGroup(FlaskGroup):
+    """Flask's group, but a configuration error is said as such: `mscbatch --help` still lists every command
+    (with the error above), and a command says the error and exits 2 instead of "No such command"."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        refused = ctx.meta.get("mscbatch.refused")
+        if refused is not None and name not in self.commands:  # listing the help: the commands' own words
+            return _commands_without_an_app().get_command(ctx, name)
+        if name not in self.commands:
+            ctx.ensure_object(ScriptInfo).load_app()  # ConfigurationRefused: a usage error, exit 2
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            ctx.ensure_object(ScriptInfo).load_app()
+        except ConfigurationRefused as refused:
+            click.secho(f"Error: {refused.format_message()}\n", err=True, fg="red")
+            ctx.meta["mscbatch.refused"] = refused
+            return sorted(set(self.commands) | set(_commands_without_an_app().commands))
+        return super().list_commands(ctx)
+
+
+def _commands_without_an_app() -> click.Group:
+    """The app's commands registered on a bare Flask app, only to list them in the help."""
+    bare = Flask("mscbatch")
+    register_commands(bare)
+    return bare.cli
+
+
+def _run_initialised(run: click.Command) -> click.Command:
+    """Flask's `run`, serving only a database `mscbatch init` made (never creating or migrating one)."""
+    import copy
+    import functools
+
+    guarded = copy.copy(run)
+    assert run.callback is not None
+
+    @functools.wraps(run.callback)
+    def callback(*args, **kwargs):  # type: ignore[no-untyped-def]
+        app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+        with app.app_context():
+            require_initialised(app)
+        return run.callback(*args, **kwargs)  # type: ignore[misc]
+
+    guarded.callback = callback
+    return guarded
+
+
+main = MscbatchGroup(create_app=_create_app, help="mscbatch: MSC manufacturing, release and traceability.")
+main.add_command(_run_initialised(main.commands["run"]))
+main.add_command(offline_evidence)  # found before the app's: never loads the app or its database

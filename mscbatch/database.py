@@ -12,11 +12,13 @@ transaction of their own, so they do not hold the write lock.
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g
@@ -169,6 +171,64 @@ def begin_immediate(dbapi_connection: Any) -> None:
             pause = min(pause * 2, _LAST_POLL)
     finally:
         dbapi_connection.execute(_busy_timeout_pragma())
+
+
+class DatabaseNotReady(RuntimeError):
+    """The configured database cannot be used as it is: unreachable, missing, never initialised or at another
+    schema. The message names the database (password masked) and says what to run or set."""
+
+
+DATABASE_URL_FORMS = "sqlite:///PATH or postgresql://USER@HOST/DATABASE"
+
+
+def masked_url(url: str) -> str:
+    """The URL to print: its password replaced by ***, also when the URL does not parse."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - anything unparsable is printed with whatever looks like a password hidden
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def check_database_url(url: str) -> None:
+    """Refuse (SettingsError) a database URL this application cannot use, before anything connects: not a URL,
+    another database than SQLite or PostgreSQL, a driver that is not installed."""
+    from sqlalchemy.engine import make_url
+
+    from mscbatch.settings import SettingsError
+
+    problem = None
+    try:
+        backend = make_url(normalise_url(url)).get_backend_name()
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, ValueError (a port that is not a number)...
+        problem = f"it is not a database URL ({str(exc).splitlines()[0]})"
+    else:
+        if backend not in ("sqlite", "postgresql"):
+            problem = f"mscbatch runs on SQLite or PostgreSQL, not {backend}"
+    if problem:
+        raise SettingsError(f"MSCBATCH_DATABASE_URL must be {DATABASE_URL_FORMS}, got {masked_url(url)!r}: "
+                            f"{problem}.")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (relative to the current folder when the URL says so); None for another database
+    or an in-memory one."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database)
+
+
+def connection_problem(url: str, error: BaseException) -> str:
+    """One line for a failed connection: the database, the driver's first line, and what to check."""
+    orig = getattr(error, "orig", None) or error
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return (f"Cannot connect to the database {masked_url(url)}: {reason}. Check MSCBATCH_DATABASE_URL and that "
+            "the database server is running.")
 
 
 def normalise_url(url: str) -> str:

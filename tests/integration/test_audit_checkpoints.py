@@ -18,6 +18,7 @@ from tests.integration.test_audit_trail import _tamper  # database access, no au
 @pytest.fixture
 def checkpoint_file(app, tmp_path):  # type: ignore[no-untyped-def]
     path = tmp_path / "outside-the-database" / "audit-checkpoints.jsonl"
+    path.parent.mkdir()  # the off-host folder exists: `audit checkpoint` refuses to create one (an unmounted volume)
     app.config["AUDIT_CHECKPOINT_FILE"] = str(path)
     return path
 

@@ -22,7 +22,7 @@ NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "instance", "build", "dist"
 PROBE = """
 import json, mscbatch
 from mscbatch import create_app, paths
-app = create_app()
+app = create_app({"AUTO_MIGRATE": True})  # a new database, set up here as `mscbatch init` would
 response = app.test_client().get("/login")
 def where(locate):
     try:

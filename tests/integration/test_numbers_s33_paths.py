@@ -169,7 +169,7 @@ def test_a_storage_move_reason_longer_than_the_pages_take_is_refused(app, users,
         answer = client.post(f"/api/v1/bags/{bag_id}/storage", headers=_bearer(app),
                              json={"box_id": box_id, "position": 5, "reason": reason})
         assert _json_errors(answer) == {"reason": [
-            "reason: at most 500 characters, as on the storage page; shorten it."]}
+            "at most 500 characters, as on the storage page; shorten it."]}
         db_session.rollback()
         assert db_session.get(Bag, bag_id).position == 1 and _count(db_session, StorageMove) == 1
     moved = client.post(f"/api/v1/bags/{bag_id}/storage", headers=_bearer(app),
@@ -184,7 +184,7 @@ def test_a_lot_transition_reason_and_step_notes_longer_than_the_pages_take_are_r
     client = app.test_client()
     answer = client.post(f"/api/v1/lots/{lot_id}/transitions", headers=_bearer(app),
                          json={"target": "quarantine", "reason": "x" * 501})
-    assert _json_errors(answer) == {"reason": ["reason: at most 500 characters, as on the lot page; shorten it."]}
+    assert _json_errors(answer) == {"reason": ["at most 500 characters, as on the lot page; shorten it."]}
     db_session.rollback()
     assert db_session.get(Lot, lot_id).status == "in_process"
     db_session.rollback()
@@ -194,7 +194,7 @@ def test_a_lot_transition_reason_and_step_notes_longer_than_the_pages_take_are_r
     body = {"passage_number": 0, "performed_on": (TODAY - timedelta(days=13)).isoformat(), "seeded_cells": 2 * M,
             "harvested_cells": 16 * M, "viability_percent": "95", "notes": "n" * 2001}
     notes = client.post(f"/api/v1/lots/{lot_id}/passages", headers=_bearer(app), json=body)
-    assert _json_errors(notes) == {"notes": ["notes: at most 2000 characters, as on the lot page; shorten it."]}
+    assert _json_errors(notes) == {"notes": ["at most 2000 characters, as on the lot page; shorten it."]}
     assert _passage_rows(db_session, lot_id) == []
     kept = client.post(f"/api/v1/lots/{lot_id}/passages", headers=_bearer(app), json={**body, "notes": "n" * 2000})
     assert kept.status_code == 201, kept.get_json()

@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,9 @@ class LiveServer:
     app: Flask
 
 
-@pytest.fixture
-def live_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    path = tmp_path / "live.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    app = make_app(f"sqlite:///{path}", WTF_CSRF_ENABLED=True)
-    for role in ROLES:
-        add_user(app, role, [role])
-    add_user(app, "qa2", ["qa"])
-    add_user(app, "nurse2", ["nurse"])
+@contextmanager
+def serving(app: Flask) -> Iterator[LiveServer]:
+    """The app served on a free local port in a thread, stopped and its engine closed at the end."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
@@ -55,6 +50,31 @@ def live_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
         server.server_close()
         thread.join(timeout=5)
         app.extensions["mscbatch.db"].engine.dispose()
+
+
+@pytest.fixture
+def live_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    path = tmp_path / "live.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    app = make_app(f"sqlite:///{path}", WTF_CSRF_ENABLED=True)
+    for role in ROLES:
+        add_user(app, role, [role])
+    add_user(app, "qa2", ["qa"])
+    add_user(app, "nurse2", ["nurse"])
+    with serving(app) as server:
+        yield server
+
+
+@pytest.fixture
+def demo_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """`make run`'s demo data (`mscbatch seed-demo`), served as live_server is: its users sign in with
+    release.demo.DEMO_PASSWORD (sign_in(page, demo_server, "qa", DEMO_PASSWORD))."""
+    path = tmp_path / "demo.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    app = make_app(f"sqlite:///{path}", WTF_CSRF_ENABLED=True)
+    assert app.test_cli_runner().invoke(args=["seed-demo"]).exit_code == 0
+    with serving(app) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

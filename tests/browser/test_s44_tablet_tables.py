@@ -7,20 +7,14 @@ and narrower each row is a card, each cell named by its column (data-label), and
 On `make run`'s demo data, read by Chromium."""
 from __future__ import annotations
 
-import shutil
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from mscbatch.lots.models import Lot
 from mscbatch.release.demo import DEMO_PASSWORD
-from tests.browser.conftest import LiveServer
-from tests.conftest import make_app
+from tests.browser.conftest import LiveServer, sign_in
 
 TABLES = {"lots": "table.bags", "donors": "table.results", "release": "table.release-tests"}
 
@@ -44,32 +38,6 @@ MEASURE = """(selector) => {
 }"""
 
 
-@pytest.fixture
-def demo_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    path = tmp_path / "demo.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    app = make_app(f"sqlite:///{path}", WTF_CSRF_ENABLED=True)
-    assert app.test_cli_runner().invoke(args=["seed-demo"]).exit_code == 0
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=app)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        app.extensions["mscbatch.db"].engine.dispose()
-
-
-def _sign_in(page: Any, server: LiveServer, username: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{server.url}/")
-
-
 def _pages(server: LiveServer) -> dict[str, list[str]]:
     with server.app.extensions["mscbatch.db"].new_session() as session:
         lots = list(session.scalars(select(Lot)))
@@ -79,7 +47,7 @@ def _pages(server: LiveServer) -> dict[str, list[str]]:
 
 
 def _visit(page: Any, server: LiveServer, username: str, kinds: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
-    _sign_in(page, server, username)
+    sign_in(page, server, username, DEMO_PASSWORD)
     pages = _pages(server)
     seen = []
     for kind in kinds:

@@ -73,7 +73,7 @@ def test_days_from_collection_count_from_the_lot_s_collection_day(app, users, cl
         f"Days from the collection of lot {lot_number} on {lot_day} this lot's donor gate counts from it, not from "
         "the planned day"]
     for row in _rows(html):
-        cells = re.findall(r"<td>(.*?)</td>", row, re.S)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)  # data-label: each cell named for the tablet cards
         assert cells[4] == "+1"  # from the planned day: inside 0..+7
         assert cells[5].startswith("-17") and "outside its window +0..+7 days" in cells[5]
         assert "status-eligible" not in row and f"outside its window for lot {lot_number}: does not count" in row

@@ -149,12 +149,20 @@ def register_donor(session: Session, actor: Any, details: DonorDetails) -> Donor
     return donor
 
 
-def _refuse_if_locked(session: Session, donor: Donor, what: str) -> None:
+def locked_words(session: Session, donor: Donor, what: str) -> str | None:
+    """Why the donor's screening can no longer be changed (QA signed its decision), or None while it can."""
     decision = current_decision(session, donor.id)
-    if decision is not None:
-        raise RecordLocked(f"The screening of donor {donor.code} is locked: QA signed '{decision.meaning}' on "
-                           f"{decision.judged_at:%Y-%m-%d %H:%M} UTC. {what} Record a new result instead (it reopens "
-                           "an approval for QA), or ask QA to reopen the screening.")
+    if decision is None:
+        return None
+    return (f"The screening of donor {donor.code} is locked: QA signed '{decision.meaning}' on "
+            f"{decision.judged_at:%Y-%m-%d %H:%M} UTC. {what} Record a new result instead (it reopens "
+            "an approval for QA), or ask QA to reopen the screening.")
+
+
+def _refuse_if_locked(session: Session, donor: Donor, what: str) -> None:
+    words = locked_words(session, donor, what)
+    if words is not None:
+        raise RecordLocked(words)
 
 
 #: the donor's details that say who may receive its bags (a familial donor's bags are for one recipient only)

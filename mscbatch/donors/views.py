@@ -175,6 +175,10 @@ def _edit_data(donor: Donor) -> dict[str, Any]:
 @roles_required("technician")
 def edit(donor_id: int) -> Any:
     donor = get_donor(db.session, donor_id)
+    locked = services.locked_words(db.session, donor, "Its details can no longer be corrected.")
+    if locked is not None and request.method == "GET":  # an editable form for a signed record would be a lie
+        flash(locked, "error")
+        return redirect(url_for("donors.detail", donor_id=donor_id))
     form = (DonorEditForm() if request.method == "POST"
             else DonorEditForm(data={**_edit_data(donor), "seen": services.details_digest(donor)}))
     form.set_rule_sets(rule_sets())

@@ -146,7 +146,8 @@ def from_environment() -> dict[str, Any]:
         "PASSWORD_MAX_AGE_DAYS": _int("PASSWORD_MAX_AGE_DAYS", 180, 1, 3650, " days"),
         # reverse proxies in front of the application that add the client's address to X-Forwarded-For (the
         # README's production runs behind one: 1); 0 (no proxy): the connection's own address. The sign-in
-        # throttle counts failures per client address: behind a proxy left at 0, every client is the proxy
+        # throttle counts failures per client address (and per user name from it): behind a proxy left at 0,
+        # every client is the proxy
         "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0, 0, 5, " proxies"),
         "HTTPS": https,
         # logs on stderr: "text" for a person at a terminal, "json" (one object per line) for a log collector

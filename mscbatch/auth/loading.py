@@ -25,7 +25,9 @@ def policy() -> services.SessionPolicy:
         password_max_age=timedelta(days=config.get("PASSWORD_MAX_AGE_DAYS", services.DEFAULT_PASSWORD_MAX_AGE_DAYS)),
         throttle_limit=config.get("SIGNIN_THROTTLE_LIMIT", services.SIGNIN_THROTTLE_LIMIT),
         throttle_window=timedelta(minutes=config.get("SIGNIN_THROTTLE_MINUTES",
-                                                     services.SIGNIN_THROTTLE_WINDOW.total_seconds() // 60)))
+                                                     services.SIGNIN_THROTTLE_WINDOW.total_seconds() // 60)),
+        # unset: services.SIGNIN_ADDRESS_THROTTLE_FACTOR times the per-name limit
+        address_throttle_limit=config.get("SIGNIN_ADDRESS_THROTTLE_LIMIT"))
 
 
 def client_address() -> str | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 import secrets
@@ -73,24 +74,49 @@ PASSWORD_REUSED = (f"New password: this is one of your last {PASSWORD_REUSE_DEPT
 DEFAULT_PASSWORD_MAX_AGE_DAYS = 180
 PASSWORD_TOO_OLD_REASON = "password older than {days} days: its owner must change it"
 
-# The sign-in throttle per client address: after SIGNIN_THROTTLE_LIMIT failed sign-ins from one address within
-# SIGNIN_THROTTLE_WINDOW, its further attempts are refused (429) before any password is checked, counted towards no
-# account's lockout and written nowhere in the audit trail (a flood from one device neither fills the trail nor
-# locks the ward's accounts). The failures are rows of signin_failure, so every worker counts the same.
+# The sign-in throttle, in two counts kept over SIGNIN_THROTTLE_WINDOW (rows of signin_failure, so every gunicorn
+# worker counts the same failures; a throttled attempt is refused (429) before any password is checked, counted towards
+# no account's lockout and written nowhere in the audit trail: a flood from one device neither fills the trail nor
+# locks the ward's accounts):
+# - per (client address, user name typed): after SIGNIN_THROTTLE_LIMIT failures with one user name from one device,
+#   that user name is refused on that device. One person's mistakes on a shared ward tablet do not lock their
+#   colleagues out of it (a nurse must still be able to sign in during a running infusion). An administrator who
+#   unlocks the account or resets its password lifts it at once (lift_name_throttle).
+# - per client address, whatever the names: after SIGNIN_ADDRESS_THROTTLE_FACTOR times as many failures, the device
+#   itself is refused. This is the defence against password spraying (one password tried at many names, each under
+#   the per-name limit); it is clearly higher than the per-name limit so that a ward's ordinary typing mistakes,
+#   spread over several nurses, never reach it.
 SIGNIN_THROTTLE_LIMIT = 10
+SIGNIN_ADDRESS_THROTTLE_FACTOR = 5
 SIGNIN_THROTTLE_WINDOW = timedelta(minutes=15)
 
 
+def _minutes_words(minutes: int) -> str:
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
 class SigninThrottled(DomainError):
-    """Too many failed sign-ins from this client address: refused unchecked. `minutes`: how long to wait."""
+    """Too many failed sign-ins: refused unchecked. `minutes`: how long to wait; `device`: True when the whole device
+    (client address) is refused, False when only the user name typed is refused on that device."""
 
     status = 429
     title = "Too many failed sign-ins"
 
-    def __init__(self, minutes: int):
-        super().__init__(f"Too many failed sign-ins from this device: wait {minutes} minute"
-                         f"{'' if minutes == 1 else 's'} or call the unit's administrator.", field="password")
+    def __init__(self, minutes: int, *, device: bool = False):
+        wait = _minutes_words(minutes)
+        if device:
+            message = (f"Too many failed sign-ins from this device, under several user names: no one can sign in on "
+                       f"this device for the next {wait}. Sign in on another device meanwhile. An administrator "
+                       "cannot lift this wait, but tell them: so many failures can be someone guessing passwords.")
+        else:
+            message = (f"Too many failed sign-ins with this user name on this device: this user name cannot sign in "
+                       f"here for the next {wait}. Other people can still sign in on this device. If the password "
+                       "is forgotten or the account locked, an administrator can reset the password or unlock the "
+                       "account, which also ends this wait.")
+        # the field refused: the user name typed, or none (the whole device)
+        super().__init__(message, field=None if device else "username")
         self.minutes = minutes
+        self.device = device
 
 
 def password_max_age_days() -> int:
@@ -139,8 +165,18 @@ class SessionPolicy:
     hash_profile: str = "standard"
     # a password older than this must be changed at the sign-in (PASSWORD_MAX_AGE_DAYS)
     password_max_age: timedelta = timedelta(days=DEFAULT_PASSWORD_MAX_AGE_DAYS)
+    # failed sign-ins with one user name from one client address before that name is refused there
     throttle_limit: int = SIGNIN_THROTTLE_LIMIT
     throttle_window: timedelta = SIGNIN_THROTTLE_WINDOW
+    # failed sign-ins from one client address, whatever the names, before the address is refused (password
+    # spraying); None: SIGNIN_ADDRESS_THROTTLE_FACTOR times throttle_limit
+    address_throttle_limit: int | None = None
+
+    @property
+    def device_throttle_limit(self) -> int:
+        if self.address_throttle_limit is not None:
+            return self.address_throttle_limit
+        return self.throttle_limit * SIGNIN_ADDRESS_THROTTLE_FACTOR
 
 
 # ---- accounts -------------------------------------------------------------------------------------------
@@ -339,6 +375,7 @@ def unlock(session: Session, actor: object, user_id: int, reason: str) -> User:
             raise Conflict(f"{user.username} is not locked.")
         user.locked_out_at = None
         user.failed_logins = 0
+        lift_name_throttle(session, user.username)  # its owner may sign in again at once, on the device they used
         # a session left open by the lockout (one an older version did not end) must not come back to life: whoever
         # the account belongs to signs in again
         end_all_sessions(session, user.id, "account unlocked")
@@ -402,6 +439,7 @@ def reset_password(session: Session, actor: object, user_id: int, temporary_pass
             user.failed_logins = 0
         if user.locked_out_at is not None:
             user.locked_out_at = None
+        lift_name_throttle(session, user.username)  # the owner signs in with the temporary password at once
         end_all_sessions(session, user.id, RESET_SESSION_END)
         _revoke_all_tokens(session, user.id)
         session.flush()  # the account's row changes first, then this event: the order of every account use case
@@ -492,19 +530,21 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     password apart would let a guesser go on at a locked account, uncounted, until the answer changed; telling a
     real account apart would name it. The answer says that a locked account is one of the causes, for its owner.
 
-    `remote_addr`: the client's address (loading.client_address). Each failure is kept against it (signin_failure);
-    after policy.throttle_limit within policy.throttle_window the address's attempts are refused, SigninThrottled,
-    before anything else: no password checked, no account's count, no audit event.
+    `remote_addr`: the client's address (loading.client_address). Each failure is kept against it and against the
+    user name typed from it (signin_failure); after policy.throttle_limit failures with one name from the address
+    within policy.throttle_window, that name's attempts from there are refused, and after
+    policy.device_throttle_limit failures from the address (any names) all its attempts are: SigninThrottled, before
+    anything else, no password checked, no account's count, no audit event.
 
     A password older than policy.password_max_age signs in with must_change_password set (audited, with the
     reason): as for a password an administrator chose, its owner changes it before anything else.
     """
     address = (remote_addr or "")[:64] or None
-    if address is not None:
-        wait = throttle_wait(session, address, policy)
-        if wait is not None:
-            raise SigninThrottled(wait)
     username = (username or "").strip().lower()
+    if address is not None:
+        throttled = throttle_refusal(session, address, username, policy)
+        if throttled is not None:
+            raise throttled
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         # the same Argon2 verification as a wrong password at a real account: else the quicker answer names the
@@ -513,7 +553,7 @@ def authenticate(session: Session, username: str, password: str, policy: Session
         with use_case(session, None):  # what was typed may be a password typed in the wrong field: never kept whole
             trail.record(session, "login_failed", "user_account", None, new=masked_name(username),
                          reason="unknown user name")
-            engaged = _count_signin_failure(session, address, policy)
+            engaged = _count_signin_failure(session, address, username, policy)
         _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)
     right = verify_password(user.password_hash, password or "")  # also at a shut account: the same time taken
@@ -521,7 +561,7 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     if refused is not None:  # audited (not counted: the account is already shut), whatever was typed
         with use_case(session, None):
             trail.record(session, "login_refused", "user_account", user.id, reason=refused)
-            engaged = _count_signin_failure(session, address, policy)
+            engaged = _count_signin_failure(session, address, username, policy)
         _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)
     if not right:
@@ -530,7 +570,7 @@ def authenticate(session: Session, username: str, password: str, policy: Session
             # lockout ends the account's open sessions
             count_wrong_password(user, session, policy.lockout_threshold)
             trail.record(session, "login_failed", "user_account", user.id, reason="wrong password")
-            engaged = _count_signin_failure(session, address, policy)
+            engaged = _count_signin_failure(session, address, username, policy)
         _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)  # the locking one too: "now locked" would name a real account
     beside = user.roles_beside_admin  # checked after the password: a guesser learns nothing of the roles
@@ -558,48 +598,100 @@ def authenticate(session: Session, username: str, password: str, policy: Session
     if refused is not None:
         with use_case(session, None):
             trail.record(session, "login_refused", "user_account", user.id, reason=refused)
-            engaged = _count_signin_failure(session, address, policy)
+            engaged = _count_signin_failure(session, address, username, policy)
         _say_throttle_engaged(engaged, address, policy)
         raise AuthenticationFailed(BAD_CREDENTIALS)  # locked meanwhile by other guesses: the same answer
     return user, token
 
 
-def throttle_wait(session: Session, address: str, policy: SessionPolicy, now: datetime | None = None) -> int | None:
-    """Whole minutes (at least 1) until the address may try to sign in again, or None: it may now. It may once fewer
-    than policy.throttle_limit of its failures are within the window: the limit-th newest failure leaves it then."""
-    now = now or utcnow()
+#: what begins the signin_failure key of a failure counted per user name (name_throttle_key); no address begins so
+NAME_KEY_PREFIX = "u:"
+
+
+def _name_digest(username: str) -> str:
+    """A keyed digest of the user name typed (normalised): what was typed may be a password typed in the wrong field,
+    so it is never kept whole, and the app's secret key keeps it from being reversed by trying names."""
+    key: Any = current_app.config.get("SECRET_KEY") if has_app_context() else None
+    key = key if isinstance(key, bytes) else str(key or "").encode()
+    return hmac.new(key, (username or "").strip().lower().encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def name_throttle_key(address: str, username: str) -> str:
+    """The signin_failure row key (its `address` column) of a failure with this user name from this address: the
+    name's digest, then the address. The failures per address alone are kept under the bare address."""
+    return f"{NAME_KEY_PREFIX}{_name_digest(username)}@{address}"[:64]
+
+
+def _wait(session: Session, key: str, limit: int, window: timedelta, now: datetime) -> int | None:
+    """Whole minutes (at least 1) until `key` may try again, or None: it may now. It may once fewer than `limit` of
+    its failures are within the window: the limit-th newest failure leaves it then."""
     with reading(session):
         blocking = session.scalar(
             select(SigninFailure.failed_at)
-            .where(SigninFailure.address == address, SigninFailure.failed_at > now - policy.throttle_window)
-            .order_by(SigninFailure.failed_at.desc()).offset(policy.throttle_limit - 1).limit(1))
+            .where(SigninFailure.address == key, SigninFailure.failed_at > now - window)
+            .order_by(SigninFailure.failed_at.desc()).offset(max(limit, 1) - 1).limit(1))
     if blocking is None:
         return None
-    return max(1, math.ceil((blocking + policy.throttle_window - now).total_seconds() / 60))
+    return max(1, math.ceil((blocking + window - now).total_seconds() / 60))
 
 
-def _count_signin_failure(session: Session, address: str | None, policy: SessionPolicy) -> bool:
-    """Inside the failure's use case, after its audit event (the chain's head taken: failures are written one at a
-    time): keep the failure against the address and prune what the window no longer holds. True when this failure
-    is the one that reaches the limit (the throttle engages: said once in the security log)."""
-    if address is None:
-        return False
-    now = utcnow()
-    session.execute(delete(SigninFailure).where(SigninFailure.failed_at <= now - policy.throttle_window)
+def throttle_refusal(session: Session, address: str, username: str, policy: SessionPolicy,
+                     now: datetime | None = None) -> SigninThrottled | None:
+    """The refusal of a sign-in from `address` with `username` (as typed), or None: it may be tried. The device
+    first (policy.device_throttle_limit failures from the address, whatever the names), then the user name on that
+    device (policy.throttle_limit failures with it from the address)."""
+    now = now or utcnow()
+    device = _wait(session, address, policy.device_throttle_limit, policy.throttle_window, now)
+    if device is not None:
+        return SigninThrottled(device, device=True)
+    name = _wait(session, name_throttle_key(address, username), policy.throttle_limit, policy.throttle_window, now)
+    return SigninThrottled(name) if name is not None else None
+
+
+def lift_name_throttle(session: Session, username: str) -> None:
+    """Inside an administrator's unlock or password reset: the account's name is no longer refused on any device for
+    its earlier failed sign-ins (the device throttle, against guessing at many names, stays)."""
+    session.execute(delete(SigninFailure)
+                    .where(SigninFailure.address.like(f"{NAME_KEY_PREFIX}{_name_digest(username)}@%"))
                     .execution_options(synchronize_session=False))
-    session.add(SigninFailure(address=address, failed_at=now))
+
+
+def _count_signin_failure(session: Session, address: str | None, username: str,
+                          policy: SessionPolicy) -> str | None:
+    """Inside the failure's use case, after its audit event (the chain's head taken: failures are written one at a
+    time): keep the failure against the address and against the user name from that address, and prune what the
+    window no longer holds. "device" or "user name" when this failure is the one that reaches that limit (the
+    throttle engages: said once in the security log), else None."""
+    if address is None:
+        return None
+    now = utcnow()
+    window_start = now - policy.throttle_window
+    name_key = name_throttle_key(address, username)
+    session.execute(delete(SigninFailure).where(SigninFailure.failed_at <= window_start)
+                    .execution_options(synchronize_session=False))
+    session.add_all([SigninFailure(address=address, failed_at=now), SigninFailure(address=name_key, failed_at=now)])
     session.flush()
-    recent = session.scalar(select(func.count()).select_from(SigninFailure).where(
-        SigninFailure.address == address, SigninFailure.failed_at > now - policy.throttle_window))
-    return recent == policy.throttle_limit
+
+    def recent(key: str) -> int:
+        return session.scalar(select(func.count()).select_from(SigninFailure).where(
+            SigninFailure.address == key, SigninFailure.failed_at > window_start)) or 0
+
+    if recent(address) == policy.device_throttle_limit:
+        return "device"
+    return "user name" if recent(name_key) == policy.throttle_limit else None
 
 
-def _say_throttle_engaged(engaged: bool, address: str | None, policy: SessionPolicy) -> None:
+def _say_throttle_engaged(engaged: str | None, address: str | None, policy: SessionPolicy) -> None:
     if engaged:
         minutes = int(policy.throttle_window.total_seconds() // 60)
-        SECURITY.warning("signin_throttled: %s failed sign-ins from %s within %s minutes: its attempts are refused",
-                         policy.throttle_limit, address, minutes,
-                         extra={"action": "signin_throttled", "remote_addr": address})
+        if engaged == "device":
+            SECURITY.warning("signin_throttled: %s failed sign-ins from %s within %s minutes: every attempt from it "
+                             "is refused", policy.device_throttle_limit, address, minutes,
+                             extra={"action": "signin_throttled", "remote_addr": address})
+        else:  # never the name: it may be a password typed in the wrong field
+            SECURITY.warning("signin_throttled: %s failed sign-ins with one user name from %s within %s minutes: "
+                             "that user name is refused there", policy.throttle_limit, address, minutes,
+                             extra={"action": "signin_throttled", "remote_addr": address})
 
 
 def _refusal(user: User) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import current_app, has_app_context
 from sqlalchemy import func, select
@@ -132,15 +132,15 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
     The audit trail names each person for what is theirs: the second person for their confirmation (second checker,
     confirmed time), their signature and the lock it completes; the person who scanned for their own signature and
     the custody event. `location`: where the check was done, if the caller knows it; else the ward where the bag was
-    last received (see check_location)."""
-    get_check(session, check_id)
-    second = verify_second_person(session, username, password, by=actor)
+    last received (see check_location).
+
+    The refusals that do not depend on the second person come before their password is verified: a check that said
+    STOP, one already confirmed, one too old, or one another person scanned is refused with no password tried, no
+    failure counted towards anyone's lockout and nothing audited (else any signed-in nurse could lock a colleague's
+    account by typing wrong passwords at an old STOP check). The same person twice is refused before the password
+    too when the user name typed is the signed-in checker's own (it names no account they do not know), and, as a
+    safeguard, again once the second person is known."""
     check = get_check(session, check_id)
-    if second.id == check.checked_by_id:
-        with use_case(session, second, SAME_PERSON_REASON):
-            trail.record(session, "second_person_refused", "two_person_check", check.id)
-        raise Conflict("The second person must be someone else: the same person cannot check twice.",
-                       field="second_username")
     if check.result != "matches":
         raise Conflict("This check said STOP: it cannot be confirmed. Scan again.")
     if check.second_checker_id is not None:
@@ -149,6 +149,11 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
         raise Conflict("This check is too old: scan the wristband and the bag again.")
     if actor.id != check.checked_by_id:
         raise PermissionDenied("Only the person who did the check can ask for its confirmation.")
+    if (username or "").strip().lower() == (getattr(actor, "username", None) or "").strip().lower():
+        _same_person(session, actor, check)
+    second = verify_second_person(session, username, password, by=actor)
+    if second.id == check.checked_by_id:
+        _same_person(session, second, check)
     again = evaluate(session, check.wristband_scan, check.bag_scan, label_key)
     if earlier_trip(check, again.received_at):
         raise Conflict("Since this check, the bag left the ward and was received again: this check was for its "
@@ -176,6 +181,14 @@ def confirm_second_person(session: Session, actor: Any, check_id: int, *, userna
                      details={"check_id": check.id, "wristband": check.wristband_scan, "first_checker": actor.id,
                               "second_checker": second.id, "patient_id": check.patient_id})
     return check
+
+
+def _same_person(session: Session, who: Any, check: TwoPersonCheck) -> NoReturn:
+    """Refuse the checker as their own second person (audited: SAME_PERSON_REASON, monitoring counts it apart)."""
+    with use_case(session, who, SAME_PERSON_REASON):
+        trail.record(session, "second_person_refused", "two_person_check", check.id)
+    raise Conflict("Second person's user name: that is you, who scanned. The second person must be someone else: "
+                   "the same person cannot check twice.", field="second_username")
 
 
 def check_location(session: Session, bag_id: int, given: str | None = None) -> str:

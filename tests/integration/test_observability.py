@@ -23,7 +23,7 @@ from mscbatch.patients.models import Patient
 from mscbatch.settings import SettingsError, from_environment
 from mscbatch.web.logs import make_handler
 from tests.conftest import PASSWORD, api_token_for, login, make_app, screening_seen
-from tests.integration.test_custody_support import checked_and_confirmed, prescribed_bag
+from tests.integration.test_custody_support import check, checked_and_confirmed, prescribed_bag
 from tests.integration.test_donors import screened_donor
 
 SECRET = "Sup3r-Secret-Passw0rd!"
@@ -168,6 +168,7 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     donor_id = screened_donor(db_session, "adipose_at_don")
     ward, other = prescribed_bag(db_session), prescribed_bag(db_session)
     checked_and_confirmed(db_session, ward)
+    pending = check(db_session, other).check_id  # a MATCHES check awaiting its second person
     db_session.close()
     nurse, qa, admin = client_as("nurse"), client_as("qa"), client_as("admin")
     capsys.readouterr()
@@ -188,9 +189,14 @@ def test_refusals_are_logged_and_counted_for_the_admin_only(app, users, client_a
     assert stop_page.status_code == 200 and "STOP" in stop_page.get_data(as_text=True) and refused.status_code == 401
     check_id = db_session.scalar(select(TwoPersonCheck.id).where(TwoPersonCheck.result == "stop"))
     db_session.close()
-    second = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
-                                                                   "second_password": SECRET,
-                                                                   "checker_password": PASSWORD})
+    # session 45: a STOP check is refused before the second person's password is tried (counted nowhere)
+    at_stop = nurse.post(f"/ward/checks/{check_id}/confirm", data={"second_username": "nurse2",
+                                                                    "second_password": SECRET,
+                                                                    "checker_password": PASSWORD})
+    assert at_stop.status_code == 409
+    second = nurse.post(f"/ward/checks/{pending}/confirm", data={"second_username": "nurse2",
+                                                                  "second_password": SECRET,
+                                                                  "checker_password": PASSWORD})
     assert second.status_code == 401
     err = capsys.readouterr().err
     assert SECRET not in err

@@ -155,16 +155,24 @@ def _failed_rows(app):  # type: ignore[no-untyped-def]
     return _count(app, AuditEvent.action.in_(("login_failed", "login_refused")))
 
 
+# the device's own limit (password spraying: many names, each under the per-name limit), session 45
+DEVICE_LIMIT = services.SIGNIN_THROTTLE_LIMIT * services.SIGNIN_ADDRESS_THROTTLE_FACTOR
+
+
 def test_s38_ten_failed_sign_ins_from_one_address_refuse_its_next_attempts_unchecked(throttled, app, users):
+    """Session 45: the whole device is refused at DEVICE_LIMIT failures under any names (10 with one name refuse
+    only that name there: test_s45_signin_throttle)."""
     attacker = throttled.test_client()
-    for n in range(10):
+    for n in range(DEVICE_LIMIT):
         assert login(attacker, f"nobody{n}", "whatever").status_code == 401
-    assert _failed_rows(app) == 10
+    assert _failed_rows(app) == DEVICE_LIMIT
     for n in range(20):
         refused = login(attacker, f"nobody{n}", "whatever")
         assert refused.status_code == 429
     text = refused.get_data(as_text=True)
-    assert "Too many failed sign-ins from this device: wait 15 minutes or call the unit&#39;s administrator" in text
+    assert ("Too many failed sign-ins from this device, under several user names: no one can sign in on this device "
+            "for the next 15 minutes") in text
+    assert "cannot lift this wait" in text
     # said above the form (role="alert"), not under the password field: it is not the password that is refused
     alert = text.split('<div class="form-errors" role="alert">', 1)[1].split("</div>", 1)[0]
     assert "Too many failed sign-ins" in alert
@@ -173,7 +181,7 @@ def test_s38_ten_failed_sign_ins_from_one_address_refuse_its_next_attempts_unche
     for n in range(6):
         assert login(attacker, "nurse", f"wrong-{n}").status_code == 429
     assert login(attacker, "nurse").status_code == 429  # even the right password
-    assert _failed_rows(app) == 10
+    assert _failed_rows(app) == DEVICE_LIMIT
     nurse = _user(app, "nurse")
     assert nurse.failed_logins == 0 and nurse.locked_out_at is None
     # another device signs in as usual
@@ -184,20 +192,21 @@ def test_s38_ten_failed_sign_ins_from_one_address_refuse_its_next_attempts_unche
 
 def test_s38_the_throttle_ends_with_its_window(throttled, app, users):
     attacker = throttled.test_client()
-    for n in range(10):
+    for n in range(DEVICE_LIMIT):
         login(attacker, f"nobody{n}", "whatever")
     assert login(attacker, "nurse").status_code == 429
     _execute(app, update(SigninFailure).values(failed_at=utcnow() - timedelta(minutes=10)))
     refused = login(attacker, "nurse")
-    assert refused.status_code == 429 and "wait 5 minutes" in refused.get_data(as_text=True)
+    assert refused.status_code == 429 and "for the next 5 minutes" in refused.get_data(as_text=True)
     _execute(app, update(SigninFailure).values(failed_at=utcnow() - timedelta(minutes=16)))
     assert login(attacker, "nurse").status_code == 302
-    # the next failure prunes what the window no longer holds
+    # the next failure prunes what the window no longer holds (it is kept twice: against the address, and against
+    # the user name from that address)
     login(throttled.test_client(), "nobody", "whatever")
     with app.app_context():
         session = _db(app)
         try:
-            assert session.scalar(select(func.count()).select_from(SigninFailure)) == 1
+            assert session.scalar(select(func.count()).select_from(SigninFailure)) == 2
         finally:
             session.close()
 
@@ -206,7 +215,12 @@ def test_s38_every_worker_sees_the_same_failures(throttled, app, database_url, u
     """Two processes' apps on one database (gunicorn's workers): failures through one throttle the other."""
     other = make_app(database_url, SIGNIN_THROTTLE_LIMIT=10, SIGNIN_THROTTLE_MINUTES=15)
     try:
-        for n in range(5):
+        for _ in range(5):  # one user name's failures (session 45: that name is then refused on that device)
+            login(throttled.test_client(), "nobody", "whatever")
+            login(other.test_client(), "nobody", "whatever")
+        assert login(other.test_client(), "nobody", "whatever").status_code == 429
+        assert login(throttled.test_client(), "nobody", "whatever").status_code == 429
+        for n in range(DEVICE_LIMIT // 2 - 5):  # the device's own limit, counted by both as well
             login(throttled.test_client(), f"nobody{n}", "whatever")
             login(other.test_client(), f"nobody{n}", "whatever")
         assert login(other.test_client(), "nurse").status_code == 429
@@ -223,7 +237,7 @@ def test_s38_behind_a_trusted_proxy_the_forwarded_address_is_throttled(throttled
             made.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded
             return made
         # the attacker's own (spoofed) left entries do not matter: the proxy's entry, the last one, is the address
-        for n in range(10):
+        for n in range(DEVICE_LIMIT):
             assert login(client(f"203.0.113.{n}, 10.0.0.66"), f"nobody{n}", "x").status_code == 401
         assert login(client("10.0.0.66"), "nurse").status_code == 429
         assert login(client("10.0.0.67"), "nurse").status_code == 302  # another ward tablet behind the same proxy

@@ -204,10 +204,11 @@ def register_commands(app: Flask) -> None:
     @with_appcontext
     @_initialised
     def audit_verify_command() -> None:
-        """Check the whole hash chain; name the first bad event. With a checkpoint file (`audit checkpoint`),
-        also check that the chain still holds every checkpointed event."""
+        """Check the whole hash chain; name the first bad event. Check every electronic signature's seal (its
+        name, date-time, meaning and record as signed); name the altered ones. With a checkpoint file
+        (`audit checkpoint`), also check that the chain still holds every checkpointed event."""
         from mscbatch.audit.checkpoints import read_lines
-        from mscbatch.audit.verify import verify_checkpoints, verify_database
+        from mscbatch.audit.verify import verify_checkpoints, verify_database, verify_signatures
 
         key = current_app.config["AUDIT_KEY"]
         verdict = verify_database(_db().session, key)
@@ -215,18 +216,29 @@ def register_commands(app: Flask) -> None:
             click.echo(f"AUDIT TRAIL BROKEN at event {verdict.first_bad_seq}: {verdict.problem} "
                        f"({verdict.events_checked} events verified before it).", err=True)
             sys.exit(1)
+        signed = verify_signatures(_db().session, key)
+        if not signed.ok:
+            click.echo(f"SIGNATURES BROKEN: {signed.problem()}. {signed.signatures_checked} signatures checked; the "
+                       f"audit chain itself is intact ({verdict.events_checked} events). This is a data integrity "
+                       "incident: tell QA.", err=True)
         path = _checkpoint_file()
         lines = read_lines(path)
         if lines is None:
-            click.echo(f"Audit trail intact: {verdict.events_checked} events verified (no checkpoint file).")
+            if not signed.ok:
+                sys.exit(1)
+            click.echo(f"Audit trail intact: {verdict.events_checked} events verified (no checkpoint file); "
+                       f"{signed.signatures_checked} signatures verified.")
             _echo_last_restore()
             return
         held = verify_checkpoints(_db().session, key, lines, verdict.events_checked)
         if not held.ok:
             click.echo(f"AUDIT TRAIL BROKEN: {held.problem} (checkpoint file {path}).", err=True)
             sys.exit(1)
+        if not signed.ok:
+            sys.exit(1)
         click.echo(f"Audit trail intact: {verdict.events_checked} events verified; "
-                   f"{held.checkpoints_checked} checkpoints of {path} hold.")
+                   f"{held.checkpoints_checked} checkpoints of {path} hold; {signed.signatures_checked} signatures "
+                   "verified.")
         _echo_last_restore()
 
     @audit.command("checkpoint")

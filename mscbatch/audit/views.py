@@ -23,7 +23,7 @@ from mscbatch.audit import checkpoints
 from mscbatch.audit import queries as trail_queries
 from mscbatch.audit.models import AuditEvent
 from mscbatch.audit.trail import HIDDEN, HIDDEN_PREFIX, is_hidden
-from mscbatch.audit.verify import verify_checkpoints, verify_database
+from mscbatch.audit.verify import verify_checkpoints, verify_database, verify_signatures
 from mscbatch.audit.words import NAMED_TYPES, known_name, record_type_words
 from mscbatch.auth.access import roles_required
 from mscbatch.core.bounds import MAX_SEQ, filter_day, keyset
@@ -268,27 +268,39 @@ def events_csv() -> Any:
 
 
 def chain_verdict() -> dict[str, Any]:
-    """What `mscbatch audit verify` finds, in the same order (the chain, then the checkpoint file), in words."""
+    """What `mscbatch audit verify` finds, in the same order (the chain, the signatures' seals, then the checkpoint
+    file), in words."""
     key = current_app.config["AUDIT_KEY"]
     verdict = verify_database(db.session, key)
     if not verdict.ok:
         return {"ok": False, "checked": verdict.events_checked,
                 "words": f"The audit trail is BROKEN at event {verdict.first_bad_seq}: {verdict.problem}. "
                          f"{verdict.events_checked} events were verified before it."}
+    signed = verify_signatures(db.session, key)
+    signed_words = (f"{signed.signatures_checked} electronic signature{'' if signed.signatures_checked == 1 else 's'}"
+                    " verified")
+    broken_signatures = (f"The electronic signatures are BROKEN: {signed.problem()}. This is a data integrity incident: "
+                         f"tell QA. {signed.signatures_checked} signatures checked; the audit chain itself verified "
+                         f"({verdict.events_checked} events).")
     path = checkpoints.configured_file(current_app.config)
     lines = checkpoints.read_lines(path)
     if lines is None:
+        if not signed.ok:
+            return {"ok": False, "checked": verdict.events_checked, "words": broken_signatures}
         return {"ok": True, "checked": verdict.events_checked,
                 "words": f"The audit trail is intact: {verdict.events_checked} events verified, each linked to the "
-                         "one before it (no checkpoint file to compare with)."}
+                         f"one before it (no checkpoint file to compare with); {signed_words}."}
     held = verify_checkpoints(db.session, key, lines, verdict.events_checked)
     if not held.ok:
         return {"ok": False, "checked": verdict.events_checked,
                 "words": f"The audit trail is BROKEN: {held.problem} (checkpoint file {path.name}). "
-                         f"{verdict.events_checked} events of the chain itself verified."}
+                         f"{verdict.events_checked} events of the chain itself verified."
+                         + ("" if signed.ok else " " + broken_signatures)}
+    if not signed.ok:
+        return {"ok": False, "checked": verdict.events_checked, "words": broken_signatures}
     return {"ok": True, "checked": verdict.events_checked,
             "words": f"The audit trail is intact: {verdict.events_checked} events verified, each linked to the one "
-                     f"before it; the {held.checkpoints_checked} checkpoints of {path.name} hold."}
+                     f"before it; the {held.checkpoints_checked} checkpoints of {path.name} hold; {signed_words}."}
 
 
 @bp.route("/audit/verify", methods=["POST"])

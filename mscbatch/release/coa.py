@@ -33,8 +33,9 @@ from mscbatch.donors.models import ScreeningResult
 from mscbatch.donors.queries import current_decision, decisions_of, lookbacks_of, rule_set_of
 from mscbatch.errors import NotFound
 from mscbatch.lots.queries import product_of
+from mscbatch.lots.services import gate_and_reasons
 from mscbatch.recall.queries import recall_words
-from mscbatch.signatures.services import signatures_of
+from mscbatch.signatures.services import signatures_of, verify
 from mscbatch.site import local_and_utc, site_config
 
 _styles = getSampleStyleSheet()
@@ -273,6 +274,52 @@ def _signatures(review: Any) -> Any:
         [70 * mm, 50 * mm, 135 * mm])
 
 
+#: the dispositions whose signatures release the lot for clinical use (a rejection releases nothing)
+RELEASING_KINDS = ("release", "conditional_release", "completion", "exceptional_release")
+
+
+def release_signature_problem(session: Any, review: Any) -> str | None:
+    """Why a release signature of the lot does not verify (signatures.services.verify: its seal, its record, the
+    record's content since), naming the signature; None when every one does. The certificate is refused and the
+    release page says it in red: a release nobody can vouch for must not read as one."""
+    for disposition, sigs in review.dispositions:
+        if disposition.kind not in RELEASING_KINDS:
+            continue
+        for signature in sigs:
+            check = verify(session, signature, disposition)
+            if not check.valid:
+                return f"signature {signature.id}, “{signature.meaning}”: {check.problem}"
+    return None
+
+
+def certificate_refusal(problem: str) -> str:
+    """The words of a refused certificate (and of the release page's red banner)."""
+    return (f"The certificate cannot be printed: the release signature does not verify ({problem}). This is a data "
+            "integrity incident: tell QA.")
+
+
+def donor_banner(review: Any) -> str | None:
+    """The lot page's warning on its donor's eligibility now (templates/lots/detail.html, from the same judgement:
+    lots.services.gate_and_reasons), with its reasons; None when the donor gate says "approved". Printed at the top
+    of the certificate: a donor found ineligible after the release (a late positive result) must not leave a
+    certificate that reads "released" as fit for use."""
+    if review.gate == "approved":
+        return None
+    session = object_session(review.lot)
+    gate, reasons = gate_and_reasons(session, review.lot) if session is not None else (review.gate, [])
+    if gate == "approved":
+        return None
+    in_use = review.lot.status in ("released", "conditional_release")
+    if gate == "ineligible":
+        words = ("The donor is now ineligible: the bags of this released lot must not be given. QA starts the recall "
+                 f"of donor {review.donor.code}'s lots." if in_use
+                 else "The donor is now ineligible: this lot cannot be released.")
+    else:
+        words = ("Donor eligibility pending: the bags of this released lot must not be given until QA clears the "
+                 "donor again." if in_use else "Donor eligibility pending: release impossible until approved.")
+    return words + "".join(f" {reason.rstrip('.')}." for reason in reasons)
+
+
 def certificate_pdf(review: Any) -> bytes:
     found: set[str] = set()
     token = _unprintable.set(found)
@@ -289,6 +336,9 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
                             topMargin=12 * mm, bottomMargin=12 * mm, title=f"Certificate of analysis {lot.lot_number}",
                             author="mscbatch")
     story: list[Any] = [_p(f"Certificate of analysis — lot {lot.lot_number}", _styles["Title"])]
+    banner = donor_banner(review)
+    if banner:  # above everything, the status included: nobody reads this certificate as fit for use
+        story += [_banner(banner), Spacer(1, 2 * mm)]
     site = site_config()
     product = _product(lot)
     storage = (f"{effective_storage_limit_c(site, product):f} °C or colder" if product is not None
@@ -359,6 +409,19 @@ def _certificate(review: Any, unprintable: set[str]) -> bytes:
     doc.build(story, canvasmaker=partial(NumberedCanvas, footer=f"mscbatch — certificate of analysis, lot "
                                                                  f"{lot.lot_number}", margin=12 * mm))
     return buffer.getvalue()
+
+
+BANNER = ParagraphStyle("banner", parent=BODY, fontName="Helvetica-Bold", fontSize=12, leading=15,
+                        textColor=colors.white)
+
+
+def _banner(text: str) -> Table:
+    """A stop banner across the page: white bold words on the failure's red."""
+    table = Table([[Paragraph(_escaped(text), BANNER)]], colWidths=[FRAME_WIDTH], hAlign="LEFT")
+    table.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#9a1b1b")),
+                               ("TOPPADDING", (0, 0), (-1, -1), 5), ("BOTTOMPADDING", (0, 0), (-1, -1), 6),
+                               ("LEFTPADDING", (0, 0), (-1, -1), 6)]))
+    return table
 
 
 def _bag_table(review: Any) -> Table:

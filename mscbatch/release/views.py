@@ -18,7 +18,7 @@ from mscbatch.extensions import db
 from mscbatch.lots.queries import get_deviation, get_lot
 from mscbatch.patients.views import READERS as PATIENT_READERS
 from mscbatch.release import READERS, deviations, oos, release, results
-from mscbatch.release.coa import certificate_pdf
+from mscbatch.release.coa import certificate_pdf, certificate_refusal, release_signature_problem
 from mscbatch.release.forms import (
     UNIT_CHOICE,
     UNIT_WORDS,
@@ -92,7 +92,9 @@ def _page(lot_id: int, status: int = 200, chosen_test: str = "", refused: Refuse
                                      if oos.not_oos_refusal(db.session, o) is None})
     forms.setdefault("oos_conclusions", {o.id: words for o in review.oos
                                          if (words := oos.conclusion_words(db.session, o)) is not None})
+    problem = release_signature_problem(db.session, review)
     return render_template("release/review.html", r=review, lot=review.lot, nothing_to_wait_for=NOTHING_TO_WAIT_FOR,
+                           signature_broken=certificate_refusal(problem) if problem is not None else None,
                            refused=refused, changed_since=changed_since, sees_patients=current_user.has_role(*PATIENT_READERS), **forms), status
 
 
@@ -365,6 +367,9 @@ def _after_assessment(status: str) -> str:
 @roles_required(*READERS)
 def certificate(lot_id: int) -> Any:
     review = review_of(db.session, lot_id, current_user)
+    problem = release_signature_problem(db.session, review)
+    if problem is not None:  # a 409 page (or problem+json); the release page says it in red as well
+        raise Conflict(certificate_refusal(problem))
     pdf = certificate_pdf(review)
     return Response(pdf, mimetype="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="CoA-{review.lot.lot_number}.pdf"'})

@@ -13,9 +13,10 @@ from marshmallow import Schema, fields, validate
 from mscbatch.api.base import ROW_ID, JsonBoolean, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import roles_required
+from mscbatch.core.dosing import DoseRefused
 from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
-from mscbatch.patients import prescriptions, services
+from mscbatch.patients import course, prescriptions, services
 from mscbatch.patients.inventory import allocation_data, calculate, plan_words
 from mscbatch.patients.models import PATIENT_STATUSES, READERS, SEX_LABELS
 from mscbatch.patients.queries import (
@@ -87,9 +88,10 @@ class WeightInSchema(Schema):
     measured_on = fields.Date(required=True)
     weight_confirmed = JsonBoolean(load_default=False, metadata={
         "description": "true: the clinician has checked this weight. Required (else 422 naming weight_kg) when it "
-                       "differs by more than the protocol's dosing.weight_check_percent (10 %) from the patient's "
-                       "latest weight measured within dosing.weight_check_days (30): a weight typed in pounds; and, "
-                       "when no weight was measured within those days (the first weight), when it lies outside the "
+                       "differs by more than the protocol's dosing.weight_check_percent (10 %) from ANY weight of the "
+                       "patient measured within dosing.weight_check_days (30) of it (a weight typed in pounds, or "
+                       "walked up a little at a time); when none was measured within those days, when it differs by "
+                       "as much from the patient's weight nearest in time (however old), or lies outside the "
                        "protocol's dosing.plausible_weight_kg for an adult (35 to 150 kg): a slipped decimal point. "
                        "The confirmation, with the words of the check, is the audit reason of the weight's record"})
 
@@ -105,7 +107,9 @@ class DoseInSchema(Schema):
 
 class DoseResultSchema(Schema):
     allowed = fields.Boolean(required=True)
-    refusal_code = fields.String(allow_none=True)
+    refusal_code = fields.String(allow_none=True, metadata={
+        "description": "Why no dose can be signed; \"active_prescription\": the patient already has an active "
+                       "prescription (the signature would be refused 409 in the words of refusal_reason)"})
     refusal_reason = fields.String(allow_none=True)
     refusal_later = fields.String(allow_none=True, metadata={
         "description": "When only DMSO given in the 24 hours before makes the refusal: from when a planned infusion "
@@ -150,7 +154,8 @@ class PrescriptionInSchema(Schema):
                                                         "was recorded since"})
     repeat_course_reason = fields.String(load_default="", validate=validate.Length(max=2000), metadata={
         "description": "Required (else 422) when the dry run says repeat_course_reason_required: why this patient "
-                       "receives a new course on top of the cells already infused (recorded with the signature)"})
+                       "receives a new course on top of the cells already infused, at least 20 characters besides "
+                       "the words \"repeat course\" (recorded with the signature)"})
     password = fields.String(required=True, load_only=True, metadata={"description": "E-signature"})
 
 
@@ -190,11 +195,24 @@ class PrescriptionSchema(Schema):
     cancelled_at = fields.DateTime(allow_none=True, metadata={"description": "When it was cancelled or stopped"})
     cancel_reason = fields.String(allow_none=True, metadata={"description": "Why it was cancelled or stopped"})
     allocations = fields.List(fields.Nested(AllocationSchema), required=True)
+    state_words = fields.String(required=True, metadata={
+        "description": "The course's state as the patient page says it: the status, or \"COMPLETED: every bag "
+                       "given\" once every bag was given and its infusion ended, with \" (closed)\" once the "
+                       "clinician closed it (its status is then \"stopped\", which alone would read as a course "
+                       "cut short)"})
+
+
+def _prescriptions(found: list[Any]) -> list[Any]:
+    """The prescriptions with their allocations and their state in the patient page's words (course_summaries)."""
+    courses = course.course_summaries(db.session, found)
+    for p in found:
+        p.allocations = allocations_of(db.session, p.id)
+        p.state_words = courses[p.id].state_words + courses[p.id].closed_words
+    return found
 
 
 def _prescription(p: Any) -> Any:
-    p.allocations = allocations_of(db.session, p.id)
-    return p
+    return _prescriptions([p])[0]
 
 
 @bp.route("")
@@ -242,6 +260,10 @@ def add_weight(data: dict[str, Any], patient_id: int) -> Any:
         raise _in_api_words(error) from None
 
 
+#: the dry run's refusal code while the patient has an active prescription (said first, as the signature does)
+STANDING = "active_prescription"
+
+
 #: the web form's checkbox, as the weight refusal names it, and what an API client sends instead
 _TICK = f"tick \"{services.WEIGHT_CHECKED}\""
 _SEND = "send \"weight_confirmed\": true"
@@ -262,14 +284,19 @@ def _in_api_words(error: ValidationFailed) -> ValidationFailed:
 @problems(bp, 401, 403, 404, 422)
 @roles_required("clinician")
 def dose_calculation(data: dict[str, Any], patient_id: int) -> Any:
-    """Dry run: nothing is written. A refusal is a normal answer (allowed false, with the reason)."""
-    result = calculate(db.session, get_patient(db.session, patient_id),
+    """Dry run: nothing is written. A refusal is a normal answer (allowed false, with the reason); so is an active
+    prescription of the patient, which refuses the signature (409) in the same words (prescriptions.standing_words)."""
+    patient = get_patient(db.session, patient_id)
+    result = calculate(db.session, patient,
                        level_cells_per_kg=data["dose_level_cells_per_kg"], planned_at=data["planned_at"])
-    return {"allowed": result.allocation is not None, "cohort_message": plan_words(result.state.message, result.state, result.infused),
+    standing = prescriptions.standing_words(db.session, patient)
+    refusal = DoseRefused(STANDING, standing) if standing is not None else result.refusal
+    return {"allowed": result.allocation is not None and refusal is None,
+            "cohort_message": plan_words(result.state.message, result.state, result.infused),
             "weight_id": result.weight.id if result.weight is not None else None,
-            "refusal_code": result.refusal.code if result.refusal else None,
-            "refusal_reason": result.refusal.reason if result.refusal else None,
-            "refusal_later": result.refusal.later if result.refusal else None,
+            "refusal_code": refusal.code if refusal else None,
+            "refusal_reason": refusal.reason if refusal else None,
+            "refusal_later": refusal.later if refusal else None,
             "calculation": _calculation(allocation_data(result.allocation)) if result.allocation else None,
             "already_infused": _already(result.already.data()) if result.already is not None else {},
             "repeat_course_reason_required": result.repeat_course}
@@ -315,7 +342,7 @@ def _already(data: dict[str, Any]) -> dict[str, Any]:
 @problems(bp, 401, 403, 404)
 @roles_required(*READERS)
 def list_prescriptions(patient_id: int) -> Any:
-    return [_prescription(p) for p in prescriptions_of(db.session, get_patient(db.session, patient_id).id)]
+    return _prescriptions(prescriptions_of(db.session, get_patient(db.session, patient_id).id))
 
 
 @bp.route("/<int:patient_id>/prescriptions", methods=["POST"])

@@ -142,6 +142,16 @@ def _refuse(result: DoseResult) -> None:
 
 
 REPEAT = "repeat course"
+#: a full new dose on top of cells already given is signed with a reason that says why ("x" said nothing), as the
+#: clinical justification of a release (release.release)
+REPEAT_REASON_LEAST = 20
+
+
+def _why(reason: str) -> str:
+    """The reason without the words "repeat course:" a clinician may type before it (they say nothing of why)."""
+    if reason.lower().startswith(REPEAT):
+        return reason[len(REPEAT):].lstrip(" :-").strip()
+    return reason
 
 
 def _withdrawn_words(code: str) -> str:
@@ -160,6 +170,11 @@ def _repeat_course(already: AlreadyInfused, reason: str | None) -> str | None:
                                "that. Write the reason for the repeat course (e.g. \"repeat course: pump failure "
                                "after the first bag, decided with the investigator\") to sign it; nothing was signed.",
                                field="repeat_course_reason")
+    if len(_why(reason)) < REPEAT_REASON_LEAST:
+        raise ValidationFailed(f"Repeat course: {already.words}. Write the reason for the repeat course (at least "
+                               f"{REPEAT_REASON_LEAST} characters, beside the words \"{REPEAT}\"): what happened and "
+                               "who decided it, e.g. \"pump failure after the first bag, decided with the "
+                               "investigator\"; nothing was signed.", field="repeat_course_reason")
     if len(reason) > 2000:
         raise ValidationFailed("The reason for the repeat course has at most 2000 characters.",
                                field="repeat_course_reason")
@@ -178,6 +193,24 @@ def completed_course(session: Session, prescription: Prescription) -> bool:
     return prescription.status == "active" and _completed(session, prescription)
 
 
+def standing_words(session: Session, patient: Any) -> str | None:
+    """Why no new prescription can be signed while the patient has an active one (its bags are reserved for it), in
+    words; None without one. The signature refuses it (refuse_standing) and the API's dry run says it beforehand."""
+    standing = next((p for p in prescriptions_of(session, patient.id) if p.status == "active"), None)
+    if standing is None:
+        return None
+    if _completed(session, standing):
+        return (f"Patient {patient.code}'s prescription {standing.id} is COMPLETED (every bag given) but not closed: "
+                "close it on its page first.")
+    return f"Patient {patient.code} already has an active prescription: cancel it first."
+
+
+def refuse_standing(session: Session, patient: Any) -> None:
+    words = standing_words(session, patient)
+    if words is not None:
+        raise Conflict(words)
+
+
 def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
               level_cells_per_kg: Decimal | None = None, bag_ids: list[int] | None = None,
               planned_at: datetime | None = None, weight_id: int | None = None,
@@ -192,9 +225,12 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
     with reading(session):  # before the use case: its audit reason names the repeat course (read again under lock)
         first = get_patient(session, patient_id)
         withdrawn = first.status == "withdrawn"
+        standing = standing_words(session, first)
         already = already_infused(session, first, protocol_of(first))
     if withdrawn:  # said first: no reason for a repeat course can make a prescription for a withdrawn patient
         raise Conflict(_withdrawn_words(first.code))
+    if standing is not None:  # nor for a patient whose active prescription stands (read again under the lock)
+        raise Conflict(standing)
     repeat = _repeat_course(already, repeat_course_reason)
     try:
         with use_case(session, signer, f"{PRESCRIBED}; {repeat}" if repeat else PRESCRIBED):
@@ -204,12 +240,7 @@ def prescribe(session: Session, signer: Any, password: str, patient_id: int, *,
             patient = lock_patient(session, patient.id)  # read afresh under the lock: withdrawn meanwhile?
             if patient.status == "withdrawn":
                 raise Conflict(_withdrawn_words(patient.code))
-            standing = next((p for p in prescriptions_of(session, patient.id) if p.status == "active"), None)
-            if standing is not None:
-                if _completed(session, standing):
-                    raise Conflict(f"Patient {patient.code}'s prescription {standing.id} is COMPLETED (every bag "
-                                   "given) but not closed: close it on its page first.")
-                raise Conflict(f"Patient {patient.code} already has an active prescription: cancel it first.")
+            refuse_standing(session, patient)
             if already_infused(session, patient, protocol) != already:
                 raise Conflict("An infusion of this patient was recorded meanwhile: nothing was signed. Calculate "
                                "again.")

@@ -9,10 +9,12 @@ transaction (DOMAIN.md sections 1 and 6).
   registered yet), so a familial donor is linked only to a patient whose code the clinician typed;
 - what the bag label prints of the patient (a directed product's recipient box: code, initials, date of birth)
   is checked here, at entry: letters the label fonts can print, a code that fits the box;
-- a weight is a number of kg with the date it was measured (not in the future); one far from a recent weight (the
-  protocol's weight_check_percent within weight_check_days: a weight typed in pounds) needs the clinician's
-  confirmation, kept as the audit reason of its record; so does one with no weight within those days to compare it
-  with (the first) that lies outside the protocol's plausible_weight_kg for an adult (a slipped decimal point).
+- a weight is a number of kg with the date it was measured (not in the future); one more than the protocol's
+  weight_check_percent from ANY weight measured within weight_check_days (a weight typed in pounds; a weight walked
+  up a little at a time) needs the clinician's confirmation, kept as the audit reason of its record. With no weight
+  within those days it is compared with the patient's weight nearest in time, however old, by the same percent, AND
+  needs the confirmation when it lies outside the protocol's plausible_weight_kg for an adult (a slipped decimal
+  point; the first weight).
 """
 from __future__ import annotations
 
@@ -226,25 +228,63 @@ def _pounds_words(weight: Decimal, previous: Decimal) -> str:
     return ""
 
 
-def _compared_weight(session: Session, patient: Patient, measured_on: date) -> WeightMeasurement | None:
-    """The patient's latest weight measured within the protocol's weight_check_days of `measured_on`, if any."""
+def _compared_weight(session: Session, patient: Patient, weight: Decimal,
+                     measured_on: date) -> WeightMeasurement | None:
+    """The weight a new one is judged against. Of the weights measured within the protocol's weight_check_days of
+    `measured_on`, the one FARTHEST from the new weight: judged only against the newest, a weight could be walked up
+    10 % at a time (70, 77, 84.7 ... kg the same day) to any dose without a check. With none within those days, the
+    patient's weight nearest in time, whatever its age: a month-old 65 kg still shows that 143.3 was typed in pounds.
+    Ties go to the newest entry (weights_of: newest first)."""
     days = protocol_of(patient).dosing.weight_check_days
-    return next((w for w in weights_of(session, patient.id) if abs((w.measured_on - measured_on).days) <= days), None)
+    weights = weights_of(session, patient.id)
+    recent = [w for w in weights if _days_apart(w, measured_on) <= days]
+    if recent:
+        return max(recent, key=lambda w: abs(weight - Decimal(w.weight_kg)))
+    return min(weights, key=lambda w: _days_apart(w, measured_on), default=None)
+
+
+def _days_apart(other: WeightMeasurement, measured_on: date) -> int:
+    return abs((other.measured_on - measured_on).days)
+
+
+def _within_days(patient: Patient, other: WeightMeasurement, measured_on: date) -> bool:
+    return _days_apart(other, measured_on) <= protocol_of(patient).dosing.weight_check_days
+
+
+@dataclass(frozen=True)
+class WeightChecks:
+    """What a new weight needs checking for: far from the weight it is compared with (jump), outside the plausible
+    adult weights with no weight within the protocol's days to compare it with (implausible); None when fine."""
+
+    jump: str | None
+    implausible: str | None
+
+    @property
+    def words(self) -> str | None:
+        return " ".join(w for w in (self.jump, self.implausible) if w) or None
+
+
+def weight_checks(session: Session, patient: Patient, weight: Decimal, measured_on: date) -> WeightChecks:
+    """Compared with the weights measured within the protocol's weight_check_days (weight_jump), and, with none
+    there, BOTH with the patient's nearest weight in time (however old) and with the plausible adult range
+    (implausible_weight): the first weight of a patient is never taken on trust alone, nor one typed in pounds
+    a month after the last."""
+    jump = weight_jump(session, patient, weight, measured_on)
+    compared = _compared_weight(session, patient, weight, measured_on)
+    if compared is not None and _within_days(patient, compared, measured_on):
+        return WeightChecks(jump, None)
+    return WeightChecks(jump, implausible_weight(patient, weight, measured_on))
 
 
 def weight_check(session: Session, patient: Patient, weight: Decimal, measured_on: date) -> str | None:
-    """Why a new weight needs the clinician's confirmation, or None: compared with a weight measured within the
-    protocol's weight_check_days when there is one (weight_jump), else with the plausible adult range
-    (implausible_weight): the first weight of a patient is never taken on trust alone."""
-    if _compared_weight(session, patient, measured_on) is not None:
-        return weight_jump(session, patient, weight, measured_on)
-    return implausible_weight(patient, weight, measured_on)
+    """Why a new weight needs the clinician's confirmation (weight_checks, in words), or None."""
+    return weight_checks(session, patient, weight, measured_on).words
 
 
 def implausible_weight(patient: Patient, weight: Decimal, measured_on: date) -> str | None:
     """The words of a weight outside the protocol's plausible_weight_kg (both trials enrol adults), naming the
     weight, the range and the likely slip (pounds, decimal point); None inside it. Judged only for a weight with no
-    other weight to compare it with: a weight near a confirmed unusual one is not asked about again."""
+    other weight within weight_check_days: a weight near a recent confirmed unusual one is not asked about again."""
     protocol = protocol_of(patient)
     low, high = protocol.dosing.plausible_weight_kg
     if low <= weight <= high:
@@ -272,11 +312,12 @@ def _slip_words(weight: Decimal, low: Decimal, high: Decimal) -> str:
 
 
 def weight_jump(session: Session, patient: Patient, weight: Decimal, measured_on: date) -> str | None:
-    """The words of a new weight that differs by more than the protocol's weight_check_percent from the patient's
-    latest weight measured within weight_check_days of it (a weight typed in pounds, 137.8 after 62.5 kg, would
-    double the dose), naming both weights and their dates; None when it does not."""
+    """The words of a new weight that differs by more than the protocol's weight_check_percent from the weight it is
+    compared with (_compared_weight: the farthest within weight_check_days, else the nearest in time; a weight typed
+    in pounds, 137.8 after 62.5 kg, would double the dose), naming both weights and their dates; None when it does
+    not."""
     dosing = protocol_of(patient).dosing
-    previous = _compared_weight(session, patient, measured_on)
+    previous = _compared_weight(session, patient, weight, measured_on)
     if previous is None:
         return None
     before = Decimal(previous.weight_kg)
@@ -284,24 +325,34 @@ def weight_jump(session: Session, patient: Patient, weight: Decimal, measured_on
     if abs(change) <= dosing.weight_check_percent:
         return None
     direction = "above" if change > 0 else "below"
-    # the weight compared is the newest within the window, which may have been measured AFTER this one (a weight
-    # typed in late): named by its place in time, never "the previous weight" when it is a later one
-    if previous.measured_on > measured_on:
-        other = f"the weight measured after this one, {plain(before)} kg on {previous.measured_on}"
-    elif previous.measured_on == measured_on:
-        other = f"the other weight measured that day, {plain(before)} kg on {previous.measured_on}"
-    else:
-        other = f"the previous weight, {plain(before)} kg measured on {previous.measured_on}"
+    allowed = f"more than the {plain(dosing.weight_check_percent)} % allowed without a check"
+    if _within_days(patient, previous, measured_on):
+        other = _recent_words(previous, before, measured_on)
+        why = f"{allowed} between weights measured within {dosing.weight_check_days} days"
+    else:  # an old weight: its age is said, so that the clinician judges whether the patient really changed so much
+        side = "before" if previous.measured_on < measured_on else "after"
+        other = (f"this patient's weight nearest in time, {plain(before)} kg measured on {previous.measured_on}, "
+                 f"{_days_apart(previous, measured_on)} days {side} it")
+        why = f"none was measured within {dosing.weight_check_days} days of it; {allowed}"
     return (f"{plain(weight)} kg measured on {measured_on} is {plain(abs(change).quantize(Decimal('0.1')))} % "
-            f"{direction} {other} (more than the "
-            f"{plain(dosing.weight_check_percent)} % allowed without a check between weights measured within "
-            f"{dosing.weight_check_days} days).{_pounds_words(weight, before)}")
+            f"{direction} {other} ({why}).{_pounds_words(weight, before)}")
+
+
+def _recent_words(previous: WeightMeasurement, before: Decimal, measured_on: date) -> str:
+    """The weight compared, named by its place in time: it may have been measured AFTER the new one (a weight typed
+    in late), and is never called "the previous weight" then."""
+    if previous.measured_on > measured_on:
+        return f"the weight measured after this one, {plain(before)} kg on {previous.measured_on}"
+    if previous.measured_on == measured_on:
+        return f"the other weight measured that day, {plain(before)} kg on {previous.measured_on}"
+    return f"the previous weight, {plain(before)} kg measured on {previous.measured_on}"
 
 
 def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: Any,
                   measured_on: date | None, weight_confirmed: bool = False) -> WeightMeasurement:
-    """Record a weight. One that differs by more than the protocol allows from a recent weight (weight_jump), or,
-    with no recent weight, lies outside the protocol's plausible adult weights (implausible_weight), is refused
+    """Record a weight. One that differs by more than the protocol allows from any recent weight, or with none from
+    the nearest in time (weight_jump), or, with no recent weight, lies outside the protocol's plausible adult weights
+    (implausible_weight), is refused
     unless the clinician confirms having checked it (`weight_confirmed`); the confirmation, with the words of the
     check, is the audit reason of the weight's record."""
     require_clinician(actor, "records weights")
@@ -314,10 +365,10 @@ def record_weight(session: Session, actor: Any, patient_id: int, *, weight_kg: A
         patient = get_patient(session, patient_id)
         if measured_on < patient.date_of_birth:  # said before any check that would word an age below zero
             raise ValidationFailed("The weight cannot be measured before birth.", field="measured_on")
-        jump = weight_check(session, patient, weight, measured_on)
-        compared = _compared_weight(session, patient, measured_on) is not None
+        checks = weight_checks(session, patient, weight, measured_on)
+    jump = checks.words
     if jump is not None and not weight_confirmed:
-        check = "the weight and its unit (kg)" if compared else "the unit (kg, not lb) and the decimal point"
+        check = "the unit (kg, not lb) and the decimal point" if checks.implausible else "the weight and its unit (kg)"
         raise ValidationFailed(f"Weight not recorded: {jump} Check {check}. If it is right, tick "
                                f"\"{WEIGHT_CHECKED}\" and record it again.", field="weight_kg")
     # a tick is kept whenever given (the page then says so truly), with the check it answered when there was one

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.custody import bedside, handover, infusions
 from mscbatch.custody.models import Infusion
+from mscbatch.errors import ValidationFailed
 from mscbatch.lots.models import Bag
 from mscbatch.patients import prescriptions
 from mscbatch.patients.models import EscalationDecisionRecord, Prescription, WeightMeasurement
@@ -137,15 +139,21 @@ def test_a_weight_typed_in_pounds_is_refused_until_the_clinician_confirms_it(app
     api_ok = api.post(f"/api/v1/patients/{pid}/weights", headers=headers,
                       json={"weight_kg": "62.5", "measured_on": today, "weight_confirmed": True})
     assert api_ok.status_code == 201, api_ok.get_json()
-    close = api.post(f"/api/v1/patients/{pid}/weights", headers=headers,  # within 10 %: no check needed
-                     json={"weight_kg": "64", "measured_on": today})
+    # within 10 % of every weight of the window (62.5 and 55 kg: each is compared, s45): no check needed
+    close = api.post(f"/api/v1/patients/{pid}/weights", headers=headers,
+                     json={"weight_kg": "58", "measured_on": today})
     assert close.status_code == 201, close.get_json()
 
 
-def test_a_weight_far_from_one_older_than_the_protocols_days_needs_no_check(app, users, db_session):
+def test_a_weight_near_one_older_than_the_protocols_days_needs_no_check(app, users, db_session):
+    """s45: with none within the protocol's days, the weight nearest in time is compared, however old: 80 kg after
+    62.5 kg 31 days ago needs the check (tests/integration/test_s45_weight_checks.py); 66 kg does not."""
     clin = user(db_session, "clinician")
     pid = patient(db_session, clin, weighed_days_ago=31).id  # 62.5 kg, 31 days ago
-    row = record_weight(db_session, clin, pid, weight_kg="80", measured_on=site_today())
+    with pytest.raises(ValidationFailed) as far:
+        record_weight(db_session, clin, pid, weight_kg="80", measured_on=site_today())
+    assert far.value.field == "weight_kg" and "62.5 kg measured on" in far.value.message
+    row = record_weight(db_session, clin, pid, weight_kg="66", measured_on=site_today())
     assert row.id
 
 

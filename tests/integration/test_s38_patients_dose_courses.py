@@ -116,7 +116,7 @@ def test_s38_repeat_courses_stop_at_the_protocols_highest_level_and_the_cohort_s
     # 2.4 + 2.0 = 4.4: the highest level 4 with its +10 % band, allowed; the figure is shown before signing
     assert ("Total with this dose already received 2.4 x10^6/kg + this dose 2 x10^6/kg = 4.4 x10^6/kg in all "
             "under SLE-UC; the protocol's highest dose level is 4 x10^6/kg (at most 4.4 x10^6/kg") in page, page
-    second = prescriptions.prescribe(db_session, clin, PASSWORD, pid, repeat_course_reason="decided with the PI")
+    second = prescriptions.prescribe(db_session, clin, PASSWORD, pid, repeat_course_reason="decided with the PI after the review")
     _give(db_session, pid, int(second.calculation["draws"][0]["bag_id"]), "25")  # 0.8 more: 3.2 given
     prescriptions.cancel(db_session, clin, second.id, "reaction", password=PASSWORD)
     db_session.commit()
@@ -129,11 +129,11 @@ def test_s38_repeat_courses_stop_at_the_protocols_highest_level_and_the_cohort_s
     db_session.rollback()
     refused = clinician.post(f"/patients/{pid}/prescriptions", data={
         "level": "2000000", "bag_ids": ",".join(map(str, stored)), "weight_id": str(weight_id), "planned_on": "",
-        "repeat_course_reason": "third course", "password": PASSWORD})
+        "repeat_course_reason": "third course, decided with the PI after the review", "password": PASSWORD})
     assert refused.status_code in (409, 422), refused.status_code
     assert "5.2 x10^6/kg" in _text(refused.get_data(as_text=True))
     try:
-        prescriptions.prescribe(db_session, clin, PASSWORD, pid, repeat_course_reason="third course")
+        prescriptions.prescribe(db_session, clin, PASSWORD, pid, repeat_course_reason="third course, decided with the PI after the review")
     except Exception as error:  # noqa: BLE001 - the refusal's kind and words are what is checked
         assert getattr(error, "status", None) == 409 and "5.2 x10^6/kg" in str(error), error
         assert getattr(error, "field", None) == "dose_level_cells_per_kg"

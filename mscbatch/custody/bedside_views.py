@@ -15,8 +15,9 @@ from sqlalchemy import select
 from mscbatch.auth.access import roles_required
 from mscbatch.auth.models import User
 from mscbatch.custody import bedside, infusions
-from mscbatch.custody.checks import CALL_UNIT, BedsideResult, Finding, evaluate, remaining
+from mscbatch.custody.checks import BAG_UNFIT, CALL_UNIT, BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
+from mscbatch.custody.models import TwoPersonCheck
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
 from mscbatch.custody.ward_list import RunningInfusion, running_infusion_of, running_infusions
 from mscbatch.custody.ward_words import minutes_left_words, provisional_thaw_limit_words
@@ -117,10 +118,12 @@ def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
 def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
                  start_form: StartForm | None = None, status: int = 200, confirmed: Any = None,
                  too_old: int | None = None, scanner: Any = None, may_sign: bool = True,
-                 earlier_trip: bool = False) -> Any:
+                 earlier_trip: bool = False, refused_as: str = "", waiting_check: Any = None) -> Any:
     """`too_old`: the check's validity in minutes when it is past it (no confirm nor start form); `earlier_trip`: the
     check was scanned before the bag's last receipt on the ward (no confirm nor start form either); `may_sign`: the
-    person who scanned is looking (only they sign with the second person; others are told who must)."""
+    person who scanned is looking (only they sign with the second person; others are told who must); `refused_as`:
+    a refused start's headline when it is not "Do not give this bag" (_start_refused_page), `waiting_check` the check
+    that waits for its second person."""
     signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
     # a bag not identified because its label code is forged or names no bag of the unit ("Do not give it. Call the
     # cell therapy unit."): the page must not also say "scan its label again", kept for a scan not read whole
@@ -132,7 +135,8 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         left=remaining(result.post_thaw_deadline, now), now=now, tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
         may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
-        bag_suspect=bag_suspect, running=running_infusion_of(db.session, result.bag, label_key())), status
+        bag_suspect=bag_suspect, running=running_infusion_of(db.session, result.bag, label_key()),
+        refused_as=refused_as, waiting_check=waiting_check), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
@@ -202,17 +206,53 @@ def confirm(check_id: int) -> Any:
 
 
 def _start_refused_page(bag_id: int, wristband: str, message: str, status: int = 200,
-                        scanned_bag_id: int | None = None) -> Any:
+                        scanned_bag_id: int | None = None, refusal: str = "") -> Any:
     """A refused start as a full STOP screen: the reason first, in words, and nothing to press but "New check: back
     to Ward scanning".
     The wristband just scanned is shown, so a wrong bed is seen at once, and the bag in the nurse's hand: the bag
     of the start, or the other bag scanned (WRONG BAG), since "Do not give this bag" beside the bag that was
-    checked would read as "do not give the right bag"."""
+    checked would read as "do not give the right bag".
+    What the bedside check finds wrong with the bag now comes first: a start with no confirmed check of a bag past
+    its post-thaw limit said only "have a second person confirm", sending the nurse for a second person for a bag to
+    discard. "Do not give this bag" is said only of a bag that must not be given: not of a bag whose check waits for
+    its second person (the page says so, with a link to that check), nor of another patient's bag fit for its own
+    patient (WRONG PATIENT at the start: do not start, this bag is not for this patient)."""
     db.session.rollback()
     bag = db.session.get(Bag, scanned_bag_id if scanned_bag_id is not None else bag_id)
     result = evaluate(db.session, wristband, bag.din + bag.check_character if bag else "", label_key())
-    result.failures, result.notes, result.give_ml = [Finding("start_refused", message)], [], None
-    return _result_page(result, status=status)
+    refused, refused_as, waiting = Finding("start_refused", message), "", None
+    if refusal == "no_confirmed_check" and bag is not None and result.failures:
+        # the check's own reasons, in its order, then the missing confirmation (its words alone: the message
+        # recorded said the check's reasons too, as they were then)
+        failures = [*result.failures,
+                    Finding("no_confirmed_check", infusions.no_confirmed_check_words(bag, check_valid_for()))]
+    elif refusal == "no_confirmed_check" and bag is not None and not message.startswith("STOP"):
+        failures = [refused]
+        waiting = _waiting_for_second_person(bag)
+        refused_as = "waiting" if waiting is not None else "no_check"
+    elif refusal == "wrong_patient":
+        unfit = [finding for finding in result.failures if finding.code in BAG_UNFIT]
+        failures = [*unfit, refused]  # a bag unfit for anyone says so first: not "take it to its patient"
+        refused_as = "" if unfit else "not_this_patient"
+    else:
+        failures = [refused]
+    result.failures, result.notes, result.give_ml = failures, [], None
+    return _result_page(result, status=status, refused_as=refused_as, waiting_check=waiting)
+
+
+def _waiting_for_second_person(bag: Bag) -> TwoPersonCheck | None:
+    """The bag's newest check that MATCHES, scanned within the validity window on its present trip to the ward, with
+    no second person yet and no STOP scanned since: the one to confirm before the start."""
+    since = utcnow() - check_valid_for()
+    received = bedside.last_receipt(db.session, bag.id)
+    if received is not None and received > since:
+        since = received
+    check = db.session.scalar(select(TwoPersonCheck).where(
+        TwoPersonCheck.bag_id == bag.id, TwoPersonCheck.checked_at >= since)
+        .order_by(TwoPersonCheck.id.desc()).limit(1))
+    if check is None or check.result != "matches" or check.second_checker_id is not None:
+        return None
+    return check
 
 
 def show_start_refused(bag_id: int, error: DomainError) -> Any:
@@ -260,7 +300,7 @@ def start(bag_id: int) -> Any:
         if recorded is None:  # not this person's refusal: the normal page
             return redirect(url_for("custody.ward"))
         return _start_refused_page(bag_id, recorded.wristband, recorded.message,
-                                   scanned_bag_id=recorded.scanned_bag_id)
+                                   scanned_bag_id=recorded.scanned_bag_id, refusal=recorded.refusal)
     form = StartForm()
     if not form.validate_on_submit():
         return _confirmed_page(bag_id, form, 422)

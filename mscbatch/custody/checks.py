@@ -875,16 +875,24 @@ def _judge_dmso_24h(result: BedsideResult, facts: BagFacts) -> None:
         result.stop("dmso_24h", f"DMSO LIMIT (24 HOURS): {words}. Do not give this bag now: call the prescriber.")
 
 
-#: The order a STOP lists its reasons in: who the patient is and whose bag it is first, then what makes the bag
-#: unusable for anyone, and last what the ward can put right (a receipt not recorded), so that the first line a
-#: tired nurse reads is never a routine instruction when the bag must not be given at all.
-_FIRST = {code: rank for rank, code in enumerate((
-    "no_wristband", "unknown_wristband", "bag", "wrong_patient", "directed_other", "exceptional_other",
+#: Findings that mean the bag itself may never be given, to this patient or any other (its label, its lot, its donor,
+#: its hold, its expiry, its post-thaw limit, its state): whatever else is wrong, the bag is to be put aside for the
+#: unit or discarded, never kept for a call to the prescriber.
+BAG_UNFIT = ("bag", "already_infused", "recalled", "late_oos", "donor_not_cleared", "rejected", "expired",
+             "not_released", "on_hold", "bag_expired", "post_thaw", "discarded", "returned")
+
+#: The order a STOP lists its reasons in, kept here, the one place (judge sorts by it), because the ward's list of
+#: bags out of the unit (ward_list.do_not_give) and a refused start lead with the FIRST reason alone: what makes the
+#: bag unusable for anyone first (BAG_UNFIT: "call the prescriber" read first over a bag past its post-thaw limit sent
+#: a nurse to the phone for a bag to throw away), then who the patient is and whose bag it is, then what is happening
+#: to the patient, the course and the prescriber's decisions, and last what the ward can put right (a receipt not
+#: recorded), so that the first line a tired nurse reads is never a routine instruction or a call to make when the
+#: bag must not be given at all.
+_FIRST = {code: rank for rank, code in enumerate(BAG_UNFIT + (
+    "no_wristband", "unknown_wristband", "wrong_patient", "directed_other", "exceptional_other",
     "patient_withdrawn", "patient_not_enrolled",
-    "already_infused", "other_running", "severe_reaction", "recalled", "late_oos", "donor_not_cleared", "rejected",
-    "expired", "not_released",
-    "on_hold", "bag_expired", "post_thaw", "weight_changed", "weight_too_old", "course_short", "course_over", "dmso_24h",
-    "discarded", "returned", "not_prescribed", "not_on_ward"))}
+    "other_running", "severe_reaction", "weight_changed", "weight_too_old", "course_short", "course_over", "dmso_24h",
+    "not_prescribed", "not_on_ward"))}
 
 
 def remaining(deadline: datetime | None, now: datetime | None = None) -> timedelta | None:

@@ -76,15 +76,33 @@ def _refuse_infused(session: Session, bag: Bag) -> None:
         raise StartRefused("already_infused", f"Bag {din_shown(bag)} has already been infused.")
 
 
-def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta) -> TwoPersonCheck:
-    """The confirmed check the infusion stands on, or a refusal saying what to do."""
+def no_confirmed_check_words(bag: Bag, valid_for: timedelta) -> str:
+    """Why a start without a confirmed check of the bag was refused, and what to do (the refusal's last reason, after
+    the bedside check's own: no_confirmed_check_refusal)."""
     minutes = int(valid_for.total_seconds() // 60)
+    return (f"No confirmed two-person bedside check of bag {din_shown(bag)} in the last {minutes} minutes (counted "
+            "from the scan): scan the wristband and the bag, and have a second person confirm.")
+
+
+def no_confirmed_check_refusal(session: Session, bag: Bag, valid_for: timedelta, wristband: str, bag_scan: str,
+                               label_key: str) -> StartRefused:
+    """A start with no confirmed check: the bedside check run on the scans first, so that a bag that must not be
+    given (past its post-thaw limit, recalled...) is said so before "have a second person confirm", which would send
+    the nurse for a second person for a bag to put aside or discard; then the missing confirmation."""
+    fresh = evaluate(session, wristband, bag_scan, label_key)
+    words = no_confirmed_check_words(bag, valid_for)
+    if fresh.failures:
+        words = ("STOP, do not start: " + " ".join(finding.message for finding in fresh.failures)
+                 + " Also: " + words)
+    return StartRefused("no_confirmed_check", words)
+
+
+def _check_to_start_on(session: Session, bag: Bag, valid_for: timedelta, wristband: str, bag_scan: str,
+                       label_key: str) -> TwoPersonCheck:
+    """The confirmed check the infusion stands on, or a refusal saying what to do."""
     check = latest_confirmed_check(session, bag.id, utcnow() - valid_for)
     if check is None:
-        raise StartRefused("no_confirmed_check",
-                           f"No confirmed two-person bedside check of bag {din_shown(bag)} in the last {minutes} "
-                           "minutes (counted from the scan): scan the wristband and the bag, and have a second person "
-                           "confirm.")
+        raise no_confirmed_check_refusal(session, bag, valid_for, wristband, bag_scan, label_key)
     stop = later_stop(session, check)
     if stop is not None:
         said = "; ".join(f["message"] for f in stop.failures) or "STOP"
@@ -154,7 +172,7 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
             if bag.status == "received":  # checked while frozen (the check's page said so): not an unsafe start
                 raise Conflict(f"Thaw the bag first: bag {din_shown(bag)} is still frozen. Thaw it (Thaw, on the ward "
                                "page), then scan the wristband and the bag again.", field="bag")
-            check = _check_to_start_on(session, bag, valid_for)
+            check = _check_to_start_on(session, bag, valid_for, wristband, bag_scan, label_key)
             if check.patient_id is not None:  # no weight recorded between this check and the commit (PostgreSQL)
                 lock_patient(session, check.patient_id)
             fresh = evaluate(session, wristband, bag_scan, label_key)
@@ -196,6 +214,7 @@ class RefusedStart:
     wristband: str
     message: str
     scanned_bag_id: int | None = None
+    refusal: str = ""  # its StartRefused.refusal (START_REFUSALS), as recorded
 
 
 def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = None) -> RefusedStart | None:
@@ -216,7 +235,8 @@ def refused_start(session: Session, actor: Any, bag_id: int, seq: int | None = N
     recorded = recorded if isinstance(recorded, dict) else {}
     scanned_bag = str(recorded.get("scanned_bag_id") or "")  # the trail writes values as text (canonical_json)
     return RefusedStart(event.seq, str(recorded.get("wristband") or ""), event.reason or "",
-                        int(scanned_bag) if scanned_bag.isascii() and scanned_bag.isdigit() else None)
+                        int(scanned_bag) if scanned_bag.isascii() and scanned_bag.isdigit() else None,
+                        str(recorded.get("refusal") or ""))
 
 
 def get_infusion(session: Session, infusion_id: int) -> Infusion:

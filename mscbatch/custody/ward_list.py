@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from mscbatch.custody.checks import evaluate, last_event_at, received_at, stop_running, thawed_at
+from mscbatch.custody.checks import (
+    BAG_UNFIT,
+    Finding,
+    evaluate,
+    last_event_at,
+    received_at,
+    stop_running,
+    thawed_at,
+)
 from mscbatch.custody.models import SERIOUS_GRADE, CustodyEvent, Infusion, InfusionReaction
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag, Lot
@@ -48,6 +56,9 @@ class BagOnWard:
     past_limit: bool
     #: why the bag must not be given, in the bedside check's words, most serious first (empty when nothing stops it)
     stop: tuple[str, ...] = ()
+    #: the first of those is about the bag itself (checks.BAG_UNFIT: never to be given to anyone), not about its
+    #: patient, course or prescriber: past its post-thaw limit, the list's PAST (discard it) comes before any other
+    stop_unfit: bool = False
 
 
 def bags_on_ward(session: Session, now: datetime | None = None, label_key: str = "") -> list[BagOnWard]:
@@ -82,9 +93,10 @@ def bags_on_ward(session: Session, now: datetime | None = None, label_key: str =
     for bag, lot, patient, sent, came, thaw, location in rows:
         give_by = thaw + product_of(lot).post_thaw_limit if bag.status == "thawed" and thaw else None
         since = {"dispatched": sent, "received": came, "thawed": thaw}[bag.status]
+        stop = do_not_give_findings(session, bag, patient, label_key, now)
         listed.append(BagOnWard(bag, patient.code if patient else None, since, location or "", give_by,
-                                give_by is not None and now > give_by,
-                                do_not_give(session, bag, patient, label_key, now)))
+                                give_by is not None and now > give_by, tuple(finding.message for finding in stop),
+                                bool(stop) and stop[0].code in BAG_UNFIT))
     order = {"thawed": 0, "received": 1, "dispatched": 2}
     return sorted(listed, key=lambda b: (order[b.bag.status], b.give_by or b.since or now, b.bag.id))[:MOST]
 
@@ -92,11 +104,18 @@ def bags_on_ward(session: Session, now: datetime | None = None, label_key: str =
 def do_not_give(session: Session, bag: Bag, patient: Patient | None, label_key: str,
                 now: datetime) -> tuple[str, ...]:
     """What the bedside check would STOP this bag for, for its patient, in its words (a ward's handful: one check's
-    read each). A bag no prescription reserves now (never prescribed, or its course stopped since it left the unit)
-    is checked as a bag alone: "not prescribed for any patient now", its hold or its lot's recall."""
+    read each), in the check's order (checks._FIRST: what makes the bag unusable for anyone first). A bag no
+    prescription reserves now (never prescribed, or its course stopped since it left the unit) is checked as a bag
+    alone: "not prescribed for any patient now", its hold or its lot's recall."""
+    return tuple(finding.message for finding in do_not_give_findings(session, bag, patient, label_key, now))
+
+
+def do_not_give_findings(session: Session, bag: Bag, patient: Patient | None, label_key: str,
+                         now: datetime) -> list[Finding]:
+    """do_not_give's findings, with their codes (BagOnWard.stop_unfit)."""
     verdict = evaluate(session, patient.wristband_id if patient else "", bag.din + bag.check_character, label_key, now)
     ignored = NOT_A_STOP_HERE + (() if patient else WRISTBAND_FINDINGS)
-    return tuple(finding.message for finding in verdict.failures if finding.code not in ignored)
+    return [finding for finding in verdict.failures if finding.code not in ignored]
 
 
 @dataclass(frozen=True)

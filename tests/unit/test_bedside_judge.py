@@ -45,8 +45,10 @@ def test_every_failure_is_named_at_once() -> None:
     facts.bag.expires_at = NOW - timedelta(minutes=1)
     result = judge("WB-12", OTHER, facts, None, NOW)
     assert not result.matches
-    assert codes(result) == ["wrong_patient", "on_hold", "bag_expired"]  # whose bag it is comes first
-    wrong = result.failures[0].message
+    # what makes the bag unfit for anyone comes first (session 45: the ward list shows the first reason alone), then
+    # whose bag it is
+    assert codes(result) == ["on_hold", "bag_expired", "wrong_patient"]
+    wrong = result.failures[2].message
     assert "WRONG PATIENT" in wrong and "LUP-001" in wrong and "LUP-002" in wrong
 
 

@@ -42,8 +42,10 @@ def test_a_severe_reaction_is_a_stop_for_the_prescriber_with_its_grade_and_what_
     assert "grade 3 (severe)" in message and "x" * 159 + "…)" in message and "x" * 160 not in message
 
 
-def test_both_come_after_the_bag_itself_being_infused_and_before_the_rest() -> None:
+def test_both_come_after_what_makes_the_bag_itself_unfit() -> None:
+    """Session 45: the ward list shows the first reason alone, and "call the prescriber" read over a bag that may
+    never be given (on hold, past its post-thaw limit...) sent the nurse to the phone for a bag to put aside."""
     facts = _facts(running_others=(RunningBag("W0000 26 000122 7", NOW, True),), hold="on hold by recall R-4",
                    severe_reaction=SevereReaction(3, "Hypotension", "", "W0000 26 000122 7", NOW))
-    assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["other_running", "severe_reaction", "on_hold"]
-    assert "(Hypotension)" in judge("WB-11", PATIENT, facts, None, NOW).failures[1].message
+    assert codes(judge("WB-11", PATIENT, facts, None, NOW)) == ["on_hold", "other_running", "severe_reaction"]
+    assert "(Hypotension)" in judge("WB-11", PATIENT, facts, None, NOW).failures[2].message

@@ -17,7 +17,7 @@ from mscbatch.auth.models import User
 from mscbatch.custody import bedside, infusions
 from mscbatch.custody.checks import BAG_UNFIT, CALL_UNIT, BedsideResult, Finding, evaluate, remaining
 from mscbatch.custody.forms import SecondPersonForm, StartForm, WardForm
-from mscbatch.custody.models import TwoPersonCheck
+from mscbatch.custody.models import Infusion, TwoPersonCheck
 from mscbatch.custody.views import ACTIONS, BEDSIDE, _ward, bp, check_valid_for, label_key
 from mscbatch.custody.ward_list import RunningInfusion, running_infusion_of, running_infusions
 from mscbatch.custody.ward_words import minutes_left_words, provisional_thaw_limit_words
@@ -118,12 +118,14 @@ def _prescribed_position(result: BedsideResult) -> PrescribedPosition | None:
 def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None = None,
                  start_form: StartForm | None = None, status: int = 200, confirmed: Any = None,
                  too_old: int | None = None, scanner: Any = None, may_sign: bool = True,
-                 earlier_trip: bool = False, refused_as: str = "", waiting_check: Any = None) -> Any:
+                 earlier_trip: bool = False, refused_as: str = "", waiting_check: Any = None,
+                 started: Infusion | None = None) -> Any:
     """`too_old`: the check's validity in minutes when it is past it (no confirm nor start form); `earlier_trip`: the
     check was scanned before the bag's last receipt on the ward (no confirm nor start form either); `may_sign`: the
     person who scanned is looking (only they sign with the second person; others are told who must); `refused_as`:
     a refused start's headline when it is not "Do not give this bag" (_start_refused_page), `waiting_check` the check
-    that waits for its second person."""
+    that waits for its second person, `started` the infusion started on this check (its signatures are shown
+    whatever the bag's state now: a later STOP of the bag does not undo what was signed)."""
     signatures = signatures_of(db.session, confirmed) if confirmed is not None else []
     # a bag not identified because its label code is forged or names no bag of the unit ("Do not give it. Call the
     # cell therapy unit."): the page must not also say "scan its label again", kept for a scan not read whole
@@ -136,7 +138,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
         may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
         bag_suspect=bag_suspect, running=running_infusion_of(db.session, result.bag, label_key()),
-        refused_as=refused_as, waiting_check=waiting_check), status
+        refused_as=refused_as, waiting_check=waiting_check, started=started), status
 
 
 #: where a refused start is kept between its POST and the STOP screen shown by GET (post-redirect-get)
@@ -182,9 +184,11 @@ def _recorded_page(row: Any, *, confirm_form: SecondPersonForm | None = None, st
     # past its validity the confirmation and the start are refused (services): no form offers them
     too_old = int(valid_for.total_seconds() // 60) if utcnow() - row.checked_at > valid_for else None
     scanner = db.session.get(User, row.checked_by_id)
+    started = db.session.scalar(select(Infusion).where(Infusion.check_id == row.id).order_by(Infusion.id).limit(1)) \
+        if confirmed is not None else None
     return _result_page(result, confirm_form=confirm_form, start_form=start_form, status=status, confirmed=confirmed,
                         too_old=too_old, scanner=scanner, may_sign=row.checked_by_id == current_user.id,
-                        earlier_trip=bedside.earlier_trip(row, result.received_at))
+                        earlier_trip=bedside.earlier_trip(row, result.received_at), started=started)
 
 
 @bp.route("/checks/<int:check_id>/confirm", methods=["POST"])

@@ -26,6 +26,7 @@ from mscbatch.interop.privacy import infusion_counts, may_read_patients
 from mscbatch.lots.models import Bag, Lot
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocation_given
+from mscbatch.signatures.services import signatures_of
 from mscbatch.site import site_config, site_time
 from mscbatch.web.forms import show_error
 
@@ -71,7 +72,10 @@ def _infusion_page(infusion_id: int, status: int = 200, **forms: Any) -> Any:
     reaction_stop = serious if serious is not None and infusion.ended_at is None else None
     forms.setdefault("end_form", EndForm(formdata=None))
     forms.setdefault("reaction_form", ReactionForm(formdata=None))
+    # Part 11 (11.50): the check the infusion stands on is shown with its signatures (name, date-time, meaning)
+    check_signatures = signatures_of(db.session, check)
     return render_template("custody/infusion.html", infusion=infusion, check=check, bag=bag, lot=lot,
+                           check_signatures=check_signatures,
                            patient=patient, reactions=reactions, names=names, terms=CTCAE_TERMS, grades=GRADES,
                            prescribed_ml=allocation.allocation.volume_ml if allocation else None,
                            outside=_outside(infusion, allocation), tz=site_config().tz, stop=stop,

@@ -180,6 +180,9 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
             if not fresh.matches:
                 raise StartRefused("stop", "STOP, do not start: " + " ".join(f.message for f in fresh.failures))
             assert check.patient_id is not None and check.second_checker_id is not None
+            assert fresh.patient is not None  # _refuse_another_patient: the wristband is the checked patient's
+            # the why of every audit event of the start (the infusion, its custody event, the bag's move)
+            session.info["audit_reason"] = start_reason(bag, fresh.patient.code, check.id)
             infusion = Infusion(bag_id=bag.id, patient_id=check.patient_id, check_id=check.id,
                                 started_at=utcnow(), started_by_id=actor.id, second_person_id=check.second_checker_id)
             session.add(infusion)
@@ -193,6 +196,12 @@ def start_infusion(session: Session, actor: Any, bag_id: int, *, wristband: str,
         _audit_refused_start(session, actor, bag_id, wristband, refused)
         raise
     return infusion
+
+
+def start_reason(bag: Bag, patient_code: str, check_id: int) -> str:
+    """The audit trail's why of an infusion start, in words, as the other custody steps say theirs."""
+    return (f"Infusion started: bag {din_shown(bag)} for patient {patient_code}, on confirmed bedside check "
+            f"#{check_id}")
 
 
 def _audit_refused_start(session: Session, actor: Any, bag_id: int, wristband: str, refused: StartRefused) -> None:
@@ -436,6 +445,10 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
             words += [_too_fast_words(lasted, time)] if too_fast and time is not None else []
             # the volume named when it is outside (check it first), else the reason the time asks for
             raise ValidationFailed(" ".join(words), field="volume_ml" if (outside or short) else "reason")
+        # the why of every audit event of the end: how it ended, and the reason given, in the nurse's words
+        session.info["audit_reason"] = end_reason(infusion.id, bag, volume, stopped=bool(stopped), outside=outside,
+                                                  prescribed=prescribed, short=bool(short),
+                                                  lasted=lasted if too_fast else None, reason=reason)
         infusion.ended_at, infusion.ended_by_id, infusion.volume_infused_ml = now, actor.id, volume
         # why the volume, the course or the time is outside the prescription, on the record the pages show (audited)
         infusion.volume_reason = reason if (outside or short or too_fast or stopped) else None
@@ -456,6 +469,21 @@ def end_infusion(session: Session, actor: Any, infusion_id: int, *, volume_ml: A
                             "course_low_cells": f"{short.low_cells.quantize(Decimal(1)):f}", "why": reason})
         record_event(session, actor, bag, "infusion_ended", details=details, reason=reason)
     return infusion
+
+
+def end_reason(infusion_id: int, bag: Bag, volume: Decimal, *, stopped: bool = False, outside: str | None = None,
+               prescribed: Any = None, short: bool = False, lasted: timedelta | None = None, reason: str = "") -> str:
+    """The audit trail's why of an infusion end, in words: "Infusion #4 ended: 25 mL of bag G1234 17 654321 A
+    given", then what differs from the prescription, then the reason given ("Why: ...")."""
+    how = "stopped on the system's STOP THE INFUSION NOW" if stopped else "ended"
+    words = f"Infusion #{infusion_id} {how}: {plain(volume)} mL of bag {din_shown(bag)} given"
+    if outside and prescribed is not None:
+        words += f", {'MORE' if outside == 'more' else 'LESS'} than the {plain(Decimal(prescribed))} mL prescribed"
+    if short:
+        words += ", the course below the prescription's band"
+    if lasted is not None:
+        words += f", after {lasted_words(lasted)} (sooner than the protocol's time)"
+    return f"{words}. Why: {reason}" if reason else f"{words}."
 
 
 def _stopped_on_stop(session: Session, infusion: Infusion, bag: Bag, reason: str, label_key: str) -> list[str]:
@@ -526,9 +554,16 @@ def record_reaction(session: Session, actor: Any, infusion_id: int, details: Rea
                                field="description")
     with use_case(session, actor):
         infusion = get_infusion(session, infusion_id)
+        session.info["audit_reason"] = reaction_reason(infusion.id, term, grade)
         now = utcnow()
         reaction = InfusionReaction(infusion_id=infusion.id, ctcae_term=term, grade=grade, description=description,
                                     onset_at=_onset(details.onset_at, infusion, now), recorded_by_id=actor.id,
                                     recorded_at=now)
         session.add(reaction)
     return reaction
+
+
+def reaction_reason(infusion_id: int, term: str, grade: int) -> str:
+    """The audit trail's why of a recorded reaction: "Reaction recorded during infusion #4: grade 3 (severe) Fever"."""
+    severity = GRADES[grade].split(" - ", 1)[-1]
+    return f"Reaction recorded during infusion #{infusion_id}: grade {grade} ({severity}) {term}"

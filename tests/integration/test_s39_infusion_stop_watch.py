@@ -163,9 +163,13 @@ def test_an_infusion_stopped_on_stop_ends_with_the_one_preset_reason(app, client
     with app.extensions["mscbatch.db"].new_session() as session:
         row = session.get(Infusion, infusion_id)
         assert row.ended_at is not None and row.volume_reason == infusions.STOPPED_BY_SYSTEM
-        event = session.scalars(select(AuditEvent).where(AuditEvent.reason == infusions.STOPPED_BY_SYSTEM)
+        # audited as the end's reason, after how it ended (S45: the end says its "why" in words)
+        said = (f"Infusion #{infusion_id} stopped on the system's STOP THE INFUSION NOW: 5 mL of bag ")
+        event = session.scalars(select(AuditEvent).where(AuditEvent.entity_type == "infusion",
+                                                         AuditEvent.field == "ended_at")
                                 .order_by(AuditEvent.seq.desc())).first()
-        assert event is not None  # audited as the end's reason
+        assert event is not None and event.reason.startswith(said), event.reason if event else None
+        assert event.reason.endswith(f"Why: {infusions.STOPPED_BY_SYSTEM}")
     shown = html.unescape(nurse.get(f"/ward/infusions/{infusion_id}").get_data(as_text=True))
     assert f'<dt>Why</dt><dd><span id="volume-reason" class="free-text">{infusions.STOPPED_BY_SYSTEM}</span>' in shown
     assert 'id="under-prescription"' in shown  # still flagged for the clinician

@@ -317,11 +317,30 @@ def storage_tree(session: Session) -> list[tuple[StorageLocation, int, int]]:
     return ordered
 
 
-def boxes(session: Session) -> list[tuple[StorageLocation, str]]:
-    """Every box with its full path ("Unit / Tank 1 / Rack A / Box 1"), for choosing where to store a bag."""
-    return [(box, " / ".join(n.name for n in location_path(session, box)))
-            for box in session.scalars(select(StorageLocation).where(StorageLocation.kind == "box")
-                                       .order_by(StorageLocation.id))]
+def storage_paths(session: Session) -> dict[int, list[StorageLocation]]:
+    """Every location's path (site first, the location itself last), as location_path gives it, from one read of
+    the whole storage tree: the lot page's box picker walked each box up to its site, one query per node (about
+    1 000 queries for 100 boxes)."""
+    nodes = {node.id: node for node in session.scalars(select(StorageLocation).order_by(StorageLocation.id))}
+    paths: dict[int, list[StorageLocation]] = {}
+
+    def path_of(node: StorageLocation) -> list[StorageLocation]:
+        if node.id not in paths:
+            parent = nodes.get(node.parent_id) if node.parent_id else None
+            paths[node.id] = (path_of(parent) if parent is not None else []) + [node]
+        return paths[node.id]
+
+    for node in nodes.values():
+        path_of(node)
+    return paths
+
+
+def box_paths(session: Session, paths: dict[int, list[StorageLocation]] | None = None,
+              ) -> list[tuple[StorageLocation, list[StorageLocation]]]:
+    """Every box (in id order) with its path, site first: one query, whatever the number of boxes.
+    `paths`: storage_paths already read for the same page."""
+    paths = storage_paths(session) if paths is None else paths
+    return [(paths[box_id][-1], paths[box_id]) for box_id in sorted(paths) if paths[box_id][-1].kind == "box"]
 
 
 #: a bag's custody states in which it is outside the unit while its box position is kept for it (custody.services

@@ -145,7 +145,18 @@ def create_location(session: Session, actor: Any, *, kind: str, name: str, paren
 def box_storage(session: Session, box: StorageLocation, lot: Any) -> tuple[Decimal | None, Decimal]:
     """(the storage temperature of the freezer or tank holding the box, None outside one; the temperature the lot's
     product must be kept at or below: the stricter of the site SOP and the product)."""
-    return container_temperature(session, box), effective_storage_limit_c(site_config(), product_of(lot))
+    return container_temperature(session, box), storage_limit(lot)
+
+
+def storage_limit(lot: Any) -> Decimal:
+    """The temperature the lot's product must be kept at or below: the stricter of the site SOP and the product."""
+    return effective_storage_limit_c(site_config(), product_of(lot))
+
+
+def path_temperature(path: list[StorageLocation]) -> Decimal | None:
+    """container_temperature from a path already read (site first, the place last): the nearest freezer's or
+    tank's temperature, None above them."""
+    return next((node.temperature_max_c for node in reversed(path) if node.temperature_max_c is not None), None)
 
 
 def too_warm(temperature: Decimal | None, limit: Decimal) -> bool:

@@ -43,7 +43,7 @@ from mscbatch.lots.models import LOT_STATUSES, REAGENT_TYPES, STORAGE_KINDS, Bag
 from mscbatch.lots.problems import Problems
 from mscbatch.lots.queries import (
     LotFilters,
-    boxes,
+    box_paths,
     get_location,
     get_lot,
     list_lots,
@@ -51,9 +51,10 @@ from mscbatch.lots.queries import (
     lot_filter_errors,
     product_catalogue,
     reagent_lots,
+    storage_paths,
 )
 from mscbatch.lots.record import lot_record
-from mscbatch.lots.storage import MOVABLE_STATES, box_storage, box_words, too_warm
+from mscbatch.lots.storage import MOVABLE_STATES, box_words, path_temperature, storage_limit, too_warm
 from mscbatch.recall.queries import recall_words, recalls_covering
 from mscbatch.release.models import ASSESSED_BEFORE_RELEASE
 from mscbatch.site import site_config, site_time, site_today
@@ -64,35 +65,39 @@ T = TypeVar("T")
 bp.record_once(lambda _state: (site_config(), product_catalogue()))  # a bad config file stops the app at start
 
 
-def place_parts(session: Any, location: Any) -> tuple[str, str]:
+def place_parts(session: Any, location: Any, path: list[Any] | None = None) -> tuple[str, str]:
     """A storage place as (its own name, where it is, nearest first): ("Box B1", "Rack B, LN2 tank 1, Demo cell
-    therapy unit"). A box's name gets the word "Box" when it lacks it."""
-    *above, place = location_path(session, location)
+    therapy unit"). A box's name gets the word "Box" when it lacks it. `path`: the place's path (site first) when
+    already read (storage_paths), else read here."""
+    *above, place = path if path is not None else location_path(session, location)
     name = place.name if place.kind != "box" else box_words(place)
     return name, ", ".join(node.name for node in reversed(above))
 
 
-def place_label(session: Any, location: Any) -> str:
+def place_label(session: Any, location: Any, path: list[Any] | None = None) -> str:
     """The box first: "Box B1 — Rack B, LN2 tank 1, Demo cell therapy unit" (issue #8: a box picker whose options
     all began "Demo cell therapy unit / LN2 tank 1 / ..." showed only the unit in a narrow select)."""
-    name, where = place_parts(session, location)
+    name, where = place_parts(session, location, path)
     return f"{name} — {where}" if where else name
 
 
-def box_choices(session: Any, lot: Any = None) -> list[Any]:
+def box_choices(session: Any, lot: Any = None, paths: dict[int, list[Any]] | None = None) -> list[Any]:
     """The boxes to store a bag in. For a lot, those too warm for its product (storage.too_warm, the rule store_bag
     refuses them by) come last, marked with the reason and disabled: a -80 °C freezer was offered for a product
-    kept at -150 °C, and refused only once chosen."""
+    kept at -150 °C, and refused only once chosen. The storage tree is read once (box_paths), not box by box;
+    `paths`: storage_paths already read for the page."""
+    placed = box_paths(session, paths)
     if lot is None:
-        return [(box.id, place_label(session, box)) for box, _path in boxes(session)]
+        return [(box.id, place_label(session, box, path)) for box, path in placed]
+    limit = storage_limit(lot)
     suited, warm = [], []
-    for box, _path in boxes(session):
-        temperature, limit = box_storage(session, box, lot)
+    for box, path in placed:
+        temperature = path_temperature(path)
         if not too_warm(temperature, limit):
-            suited.append((box.id, place_label(session, box)))
+            suited.append((box.id, place_label(session, box, path)))
             continue
         where = f"at {temperature} °C" if temperature is not None else "not in a freezer or tank"
-        warm.append((box.id, f"{place_label(session, box)}: {where}, too warm for {lot.product_name} (needs <= "
+        warm.append((box.id, f"{place_label(session, box, path)}: {where}, too warm for {lot.product_name} (needs <= "
                              f"{limit} °C)", {"disabled": True}))
     return suited + warm
 
@@ -346,11 +351,11 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     unplaced = [row.bag.id for row in storable if row.box_id is None]
     store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
                                                              bag_id=unplaced[0] if unplaced else None))
-    store_form.box_id.choices = box_choices(db.session, record.lot)
+    paths = storage_paths(db.session)  # the whole storage tree, once: the box picker and the bags' places
+    store_form.box_id.choices = box_choices(db.session, record.lot, paths)
     store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({din_shown(row.bag)})")
                                  for row in storable]
-    places = {row.box_id: place_parts(db.session, get_location(db.session, row.box_id))
-              for row in record.bags if row.box_id}
+    places = {row.box_id: place_parts(db.session, None, paths[row.box_id]) for row in record.bags if row.box_id}
     forms.update(_bag_fix_form(record, forms.pop("bag_fix_form", None)))
     bag_ids = [row.bag.id for row in record.bags]
     return render_template("lots/detail.html", r=record, lot=record.lot, site=site_config(), format_cells=format_cells,

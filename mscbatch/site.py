@@ -30,11 +30,15 @@ def site_day(instant: datetime) -> date:
 
 def local_parts(instant: datetime, seconds: bool = False) -> tuple[str, str]:
     """An instant as the pages say it, in two parts: the site's local time with its zone named, and UTC
-    ("2026-12-05 21:48 CET", "20:48 UTC"). Read in UTC alone, 23:30 UTC at 00:30 in Paris is the wrong day. The
-    pages' `local` filter (web.templating) marks the parts up; local_and_utc writes them as plain text."""
+    ("2026-12-05 21:48 CET", "20:48 UTC"). Read in UTC alone, 23:30 UTC at 00:30 in Paris is the wrong day. When
+    the UTC day is not the site's, the UTC part names its date too ("2028-01-01 00:30 CET", "2027-12-31 23:30 UTC"):
+    "23:30 UTC" beside 1 January would read as 23:30 UTC on 1 January, a day off. The pages' `local` filter
+    (web.templating) marks the parts up; local_and_utc writes them as plain text."""
     fmt = "%H:%M:%S" if seconds else "%H:%M"
     shown = instant.astimezone(site_config().tz)
-    return f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{instant.astimezone(UTC).strftime(fmt)} UTC"
+    in_utc = instant.astimezone(UTC)
+    utc_day = f"{in_utc:%Y-%m-%d} " if in_utc.date() != shown.date() else ""
+    return f"{shown:%Y-%m-%d} {shown.strftime(fmt)} {shown:%Z}", f"{utc_day}{in_utc.strftime(fmt)} UTC"
 
 
 def local_and_utc(instant: datetime | None, seconds: bool = False) -> str:

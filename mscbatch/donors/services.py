@@ -42,6 +42,7 @@ from mscbatch.donors.validation import (  # noqa: F401 (DonorDetails, details_pr
 from mscbatch.errors import Conflict, NotFound, PermissionDenied, RecordLocked, ValidationFailed
 from mscbatch.lots.models import Lot
 from mscbatch.signatures.services import sign
+from mscbatch.site import site_today
 
 ENTRY_ROLE = "technician"
 
@@ -91,11 +92,12 @@ def _require_entry_role(actor: Any) -> None:
 
 
 def _next_code(session: Session) -> str:
-    """D-<year>-<sequence>: unique, and says nothing about the person. Writers are serialised (SQLite BEGIN
-    IMMEDIATE; an advisory transaction lock on PostgreSQL) so two registrations never draw the same code."""
+    """D-<year>-<sequence>: unique, and says nothing about the person. The year is the site's (site_today), as lot
+    numbers' and DINs': 00:30 on 1 January in Paris is still the old year in UTC. Writers are serialised (SQLite
+    BEGIN IMMEDIATE; an advisory transaction lock on PostgreSQL) so two registrations never draw the same code."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(727003)"))
-    prefix = f"D-{utcnow().year}-"
+    prefix = f"D-{site_today().year}-"
     last = session.scalar(select(func.max(Donor.code)).where(Donor.code.like(prefix + "%")))
     number = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{number:04d}"

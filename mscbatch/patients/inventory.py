@@ -32,6 +32,7 @@ from mscbatch.core.dosing import (
     calculate_dose,
     cells_given,
     dmso_grams,
+    offered_bags,
     per_kg_words,
     start_words,
     window_start_before,
@@ -382,8 +383,47 @@ def calculate(session: Session, patient_id_or_patient: Any, *, level_cells_per_k
             result.allocation = None
             raise DoseRefused("course_total", over)
     except DoseRefused as refusal:
+        if refusal.code == "no_bags":  # only here: the normal path never pays for the second stock query
+            refusal = _expire_before_plan(session, protocol, patient, refusal, planned_at, now, only_bag_ids)
         result.refusal = refusal
     return result
+
+
+def _expire_before_plan(session: Session, protocol: Protocol, patient: Patient, refusal: DoseRefused,
+                        planned_at: datetime, now: datetime, only_bag_ids: list[int] | None) -> DoseRefused:
+    """"No usable bag", said better when bags that would suit the patient ARE in stock now but all expire before the
+    planned infusion (the stock query at the planned instant leaves them out, so the refusal said "no bag in stock"):
+    how many, the planned infusion, the earliest and latest expiry, and to plan an earlier day."""
+    if planned_at <= now:
+        return refusal
+    product_id = protocol.products[0]  # the product the core refused (calculate_dose's default)
+    donor = familial_donor_of(session, patient)
+    gone = [c for c, _b, _l in candidate_bags(session, protocol, now).values()
+            if c.expires_at <= planned_at and c.product_id == product_id
+            and (only_bag_ids is None or int(c.bag_id) in set(only_bag_ids))]
+    suiting, _others = offered_bags(protocol, gone, product_id=product_id, patient_id=patient.code,
+                                    familial_donor_id=None if donor is None else str(donor.id), planned_at=now)
+    if not suiting:
+        return refusal
+    earliest = min(b.expires_at for b in suiting)
+    latest = max(b.expires_at for b in suiting)
+    local = planned_at.astimezone(site_config().tz)
+    # the dose page plans a day (dose_views.planned_at_of: its 23:59): said as the day; an API instant as itself
+    planned = f"{local:%Y-%m-%d}" if (local.hour, local.minute) == (23, 59) else local_and_utc(planned_at)
+    if len(suiting) == 1:
+        stock = (f"the only bag of {product_id} in stock for this patient expires {local_and_utc(latest)}, before the "
+                 f"planned infusion on {planned}")
+    elif earliest == latest:
+        stock = (f"the {len(suiting)} bags of {product_id} in stock for this patient all expire {local_and_utc(latest)}, "
+                 f"before the planned infusion on {planned}")
+    else:
+        stock = (f"the {len(suiting)} bags of {product_id} in stock for this patient all expire before the planned "
+                 f"infusion on {planned}: the earliest {local_and_utc(earliest)}, the latest {local_and_utc(latest)}")
+    earlier = f"plan the infusion earlier, before {local_and_utc(latest)}"
+    if refusal.reason.endswith("(no bag in stock)"):
+        return DoseRefused(refusal.code, f"no usable bag of {product_id} for this patient: {stock}; {earlier}",
+                           refusal.later)
+    return DoseRefused(refusal.code, f"{refusal.reason}; besides, {stock}; {earlier}", refusal.later)
 
 
 def _plain(value: Any) -> Any:

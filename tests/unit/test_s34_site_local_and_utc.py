@@ -30,7 +30,7 @@ def test_local_and_utc_says_the_sites_time_first_and_utc_in_brackets() -> None:
     assert local_and_utc(datetime(2026, 12, 5, 20, 54, 7, tzinfo=UTC)) == "2026-12-05 21:54 CET (20:54 UTC)"
     assert local_and_utc(datetime(2026, 7, 1, 9, 5, 59, tzinfo=UTC), seconds=True) == \
         "2026-07-01 11:05:59 CEST (09:05:59 UTC)"
-    assert local_and_utc(datetime(2026, 12, 31, 23, 30, tzinfo=UTC)) == "2027-01-01 00:30 CET (23:30 UTC)"
+    assert local_and_utc(datetime(2026, 12, 31, 23, 30, tzinfo=UTC)) == "2027-01-01 00:30 CET (2026-12-31 23:30 UTC)"
     assert local_and_utc(None) == "—"
 
 

@@ -22,12 +22,12 @@ def _signature(at: datetime) -> Signature:
 def test_the_manifestation_says_the_sites_local_time_with_utc_beside() -> None:
     # 23:30 UTC on New Year's Eve is already 1 January in Paris (config/site.toml)
     signature = _signature(datetime(2026, 12, 31, 23, 30, tzinfo=UTC))
-    assert signature.manifestation() == "Qa, 2027-01-01 00:30 CET (23:30 UTC), “Approved”"
+    assert signature.manifestation() == "Qa, 2027-01-01 00:30 CET (2026-12-31 23:30 UTC), “Approved”"
 
 
 @pytest.mark.parametrize(("zone", "expected"), [
     ("America/New_York", "Qa, 2026-12-05 15:54 EST (20:54 UTC), “Approved”"),
-    ("Asia/Kolkata", "Qa, 2026-12-06 02:24 IST (20:54 UTC), “Approved”")])
+    ("Asia/Kolkata", "Qa, 2026-12-06 02:24 IST (2026-12-05 20:54 UTC), “Approved”")])
 def test_another_sites_zone_reaches_the_manifestation_and_the_recall_pdf(monkeypatch: pytest.MonkeyPatch, zone: str,
                                                                          expected: str) -> None:
     monkeypatch.setattr(site, "site_config", lambda: SimpleNamespace(tz=ZoneInfo(zone)))

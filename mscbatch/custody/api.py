@@ -64,6 +64,8 @@ class ScanVerifySchema(Schema):
     din = fields.String(allow_none=True, metadata={"description": DIN_14})
     patient_code = fields.String(allow_none=True)
     post_thaw_deadline = fields.DateTime(allow_none=True)
+    give_before = fields.DateTime(allow_none=True, metadata={
+        "description": "a thawed bag's time to give it by: its post-thaw deadline, or its expiry when that comes first"})
     give_ml = PlainDecimal(as_string=True, allow_none=True,
                            metadata={"description": "mL the prescription draws from this bag (partial dose: less "
                                                     "than the bag holds); null on a STOP"})
@@ -193,7 +195,7 @@ def _result(result: BedsideResult) -> dict[str, Any]:
             "bag_id": result.bag.id if result.bag else None,
             "din": (result.bag.din + result.bag.check_character) if result.bag else None,
             "patient_code": result.patient.code if result.patient else None,
-            "post_thaw_deadline": result.post_thaw_deadline,
+            "post_thaw_deadline": result.post_thaw_deadline, "give_before": result.give_before,
             "give_ml": result.give_ml if result.matches else None}  # on a STOP nothing reads as "give this"
 
 

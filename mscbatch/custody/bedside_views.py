@@ -134,7 +134,7 @@ def _result_page(result: BedsideResult, *, confirm_form: SecondPersonForm | None
     return render_template(
         "custody/result.html", result=result, confirm_form=confirm_form or SecondPersonForm(formdata=None),
         start_form=start_form or StartForm(formdata=None), product=product_of(result.lot) if result.lot else None,
-        left=remaining(result.post_thaw_deadline, now), now=now, tz=site_config().tz, confirmed=confirmed,
+        left=remaining(result.give_before, now), now=now, tz=site_config().tz, confirmed=confirmed,
         signatures=signatures, prescribed=_prescribed_position(result), too_old=too_old, scanner=scanner,
         may_sign=may_sign, may_start=current_user.has_role(*ACTIONS["start"][0]), earlier_trip=earlier_trip,
         bag_suspect=bag_suspect, running=running_infusion_of(db.session, result.bag, label_key()),

@@ -122,6 +122,9 @@ class BedsideResult:
     patient: Patient | None = None
     thawed_at: datetime | None = None
     post_thaw_deadline: datetime | None = None
+    # the time to give it by: its post-thaw deadline, or its own expiry when that comes first (a bag thawed an hour
+    # before it expires is not to be given "within 60 minutes" after it has expired)
+    give_before: datetime | None = None
     received_at: datetime | None = None  # the bag's last receipt on the ward: a check scanned before it was another trip
     check_id: int | None = None
     give_ml: Decimal | None = None  # what the prescription draws from this bag (less than it holds: partial dose)
@@ -131,6 +134,11 @@ class BedsideResult:
     @property
     def matches(self) -> bool:
         return not self.failures
+
+    @property
+    def expires_before_thaw_limit(self) -> bool:
+        """The bag's expiry, not its post-thaw limit, is the time to give it by."""
+        return self.give_before is not None and self.give_before != self.post_thaw_deadline
 
     def stop(self, code: str, message: str) -> None:
         self.failures.append(Finding(code, message))
@@ -680,6 +688,7 @@ def judge(wristband: str, patient: Patient | None, facts: BagFacts | None, bag_p
         limit = product_of(lot).post_thaw_limit
         deadline = facts.thawed_at + limit
         result.thawed_at, result.post_thaw_deadline = facts.thawed_at, deadline
+        result.give_before = min(deadline, bag.expires_at)
         if past_post_thaw_limit(bag, lot, facts.thawed_at, now):
             minutes = int(limit.total_seconds() // 60)
             result.stop("post_thaw", f"Too long since thawing: thawed at {local_and_utc(facts.thawed_at)}; it had to be "

@@ -10,7 +10,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from mscbatch.api.base import ROW_ID, JsonBoolean, WholeNumber, problems
+from mscbatch.api.base import ROW_ID, JsonBoolean, QueryWholeNumber, WholeNumber, problems
 from mscbatch.api.plain_numbers import PlainDecimal
 from mscbatch.auth.access import roles_required
 from mscbatch.core.dosing import DoseRefused
@@ -18,14 +18,15 @@ from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
 from mscbatch.patients import course, prescriptions, services
 from mscbatch.patients.inventory import allocation_data, calculate, plan_words
+from mscbatch.patients.listing import patient_page
 from mscbatch.patients.models import PATIENT_STATUSES, READERS, SEX_LABELS
 from mscbatch.patients.queries import (
     allocations_of,
     directed_donors_of,
     get_patient,
     get_prescription,
-    list_patients,
     prescriptions_of,
+    protocols,
     weights_of,
 )
 
@@ -215,12 +216,32 @@ def _prescription(p: Any) -> Any:
     return _prescriptions([p])[0]
 
 
+class PatientListSchema(Schema):
+    items = fields.List(fields.Nested(PatientSchema), required=True)
+    next_before = WholeNumber(allow_none=True, metadata={"description": "pass as `before` for the next page"})
+    total = WholeNumber(required=True, metadata={"description": "every patient the filters match, on every page"})
+
+
+class PatientQuerySchema(Schema):
+    protocol = fields.String(load_default="", metadata={"description": "protocol id (e.g. protocol-sle-uc)"})
+    q = fields.String(load_default="", validate=validate.Length(max=100), metadata={
+        "description": "a part of the trial patient code, or a whole wristband id (any case and spacing)"})
+    before = QueryWholeNumber(load_default=None, validate=ROW_ID,
+                              metadata={"description": "keyset: patients with a smaller id"})
+
+
 @bp.route("")
-@bp.response(200, PatientSchema(many=True))
-@problems(bp, 401, 403)
+@bp.arguments(PatientQuerySchema, location="query")
+@bp.response(200, PatientListSchema)
+@problems(bp, 401, 403, 422)
 @roles_required(*READERS)
-def list_all() -> Any:
-    return _with_donor_codes(list_patients(db.session))
+def list_all(args: dict[str, Any]) -> Any:
+    """The patients newest first, PAGE_SIZE a page: `total` says how many match, `next_before` the next page."""
+    if args["protocol"] and args["protocol"] not in protocols():
+        words = f"{args['protocol'][:60]!r} is not a protocol of the trial."
+        raise ValidationFailed(f"protocol: {words}", errors={"protocol": [words]})
+    page = patient_page(db.session, protocol_id=args["protocol"], search=args["q"], before=args["before"])
+    return {"items": _with_donor_codes(page.patients), "next_before": page.next_before, "total": page.total}
 
 
 @bp.route("", methods=["POST"])

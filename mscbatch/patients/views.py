@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
+from mscbatch.core.bounds import MAX_ROW_ID
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, NotFound
@@ -21,6 +22,7 @@ from mscbatch.patients.forms import (
     WithdrawForm,
     enrolment_form,
 )
+from mscbatch.patients.listing import patient_page
 from mscbatch.patients.models import ENROLLED, READERS, SEX_LABELS, WITHDRAWN, EnrolmentCheck
 from mscbatch.patients.queries import (
     age_on,
@@ -32,7 +34,6 @@ from mscbatch.patients.queries import (
     get_patient,
     get_prescription,
     is_directed,
-    list_patients,
     prescriptions_of,
     protocol_name,
     protocol_of,
@@ -54,11 +55,23 @@ COMMON = dict(sexes=SEX_LABELS, dose=format_cells_per_kg)
 @bp.route("")
 @roles_required(*READERS)
 def index() -> Any:
+    """A page of the patients (listing.patient_page: the total, which of them, the next page), filtered; a filter or
+    page that cannot be read is refused by name (422), never silently dropped."""
     filters = {k: request.args.get(k, "").strip() for k in ("protocol", "q")}
-    patients = list_patients(db.session, protocol_id=filters["protocol"] if filters["protocol"] in protocols() else "",
-                             search=filters["q"])
-    return render_template("patients/list.html", patients=patients, filters=filters, protocols=protocols(),
-                           protocol_name=protocol_name, **COMMON)
+    errors: dict[str, str] = {}
+    if filters["protocol"] and filters["protocol"] not in protocols():
+        errors["protocol"] = f"protocol: {filters['protocol'][:60]!r} is not a protocol of the trial."
+    raw_before, before = request.args.get("before", "").strip(), None
+    if raw_before:
+        if raw_before.isascii() and raw_before.isdigit() and 0 < int(raw_before) <= MAX_ROW_ID:
+            before = int(raw_before)
+        else:
+            errors["before"] = f"before: {raw_before[:40]!r} is not a page of this list (a patient id, 1 or more)."
+    page = None if errors else patient_page(db.session, protocol_id=filters["protocol"], search=filters["q"],
+                                            before=before)
+    return render_template("patients/list.html", page=page, patients=page.patients if page else [], errors=errors,
+                           filters=filters, protocols=protocols(), protocol_name=protocol_name,
+                           **COMMON), 422 if errors else 200
 
 
 @bp.route("/new", methods=["GET", "POST"])

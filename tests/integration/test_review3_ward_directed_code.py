@@ -68,7 +68,7 @@ def test_a_familial_donor_is_never_linked_by_a_generated_code(app, users, db_ses
         "protocol_id": SSC, "initials": "AB", "date_of_birth": "1970-01-01", "sex": "female", "ward": "W4"})
     assert created.status_code == 201, created.get_json()
     assert created.get_json()["code"] == "SSC-BM-002" and created.get_json()["familial_donor_code"] is None
-    listed = {p["code"]: p for p in app.test_client().get("/api/v1/patients", headers=headers).get_json()}
+    listed = {p["code"]: p for p in app.test_client().get("/api/v1/patients", headers=headers).get_json()["items"]}
     assert listed["SSC-BM-001"]["familial_donor_code"] == code
 
 
@@ -106,7 +106,7 @@ def test_the_patient_list_reads_every_directed_donor_in_one_query(app, users, db
     finally:
         event.remove(engine, "before_cursor_execute", note)
     assert listed.status_code == 200
-    codes = {p["code"]: p["familial_donor_code"] for p in listed.get_json()}
+    codes = {p["code"]: p["familial_donor_code"] for p in listed.get_json()["items"]}
     assert len(codes) == 4 and len(donor_reads) == 1, donor_reads
     for row in db_session.scalars(select(Patient)):
         said = directed_donor_of(db_session, row)

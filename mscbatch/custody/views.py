@@ -18,7 +18,7 @@ from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
 from mscbatch.custody.forms import DispatchForm, WardForm
 from mscbatch.custody.queries import infusion_of_bag
-from mscbatch.custody.ward_list import bags_on_ward
+from mscbatch.custody.ward_list import LIST_ORDER, OUT_ON_THE_WARD, ward_listing
 from mscbatch.custody.ward_words import provisional_thaw_limit_words
 from mscbatch.database import utcnow
 from mscbatch.errors import DomainError, ValidationFailed
@@ -89,12 +89,32 @@ def check_valid_for() -> timedelta:
 WARD_LOCATION = "ward_location"
 
 
+def _ward_list_args() -> tuple[str, int, dict[str, str]]:
+    """The ward list's view: `state` (one of OUT_ON_THE_WARD, or all) and `page` (1, 2, ...), each refused by name
+    when it is neither (a 422 that says so), never silently read as the first page of every bag."""
+    state, raw_page, errors = request.args.get("state", "").strip(), request.args.get("page", "").strip(), {}
+    if state and state not in OUT_ON_THE_WARD:
+        errors["state"] = f"state: {state!r} is not a state of a bag out of the unit ({', '.join(OUT_ON_THE_WARD)})."
+        state = ""
+    page = 1
+    if raw_page:
+        if raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) <= 100_000:
+            page = int(raw_page)
+        else:
+            errors["page"] = f"page: {raw_page[:40]!r} is not a page number (1, 2, ...)."
+    return state, page, errors
+
+
 def _ward(form: WardForm | None = None, dispatch_form: DispatchForm | None = None, status: int = 200) -> Any:
     db.session.rollback()
     form = form or WardForm(formdata=None, data={"location": session.get(WARD_LOCATION, "")})
     now = utcnow()
-    return render_template("custody/ward.html", form=form, on_ward=bags_on_ward(db.session, now, label_key()),
-                           now=now,
+    state, page, list_errors = _ward_list_args()
+    if list_errors and status == 200:
+        status = 422
+    listing = ward_listing(db.session, now, label_key(), state=state, page=1 if list_errors else page)
+    return render_template("custody/ward.html", form=form, on_ward=listing.bags, listing=listing,
+                           list_errors=list_errors, out_states=LIST_ORDER, now=now,
                            dispatch_form=dispatch_form or DispatchForm(formdata=None), actions=ACTIONS,
                            dispatchers=DISPATCHERS,
                            with_reason=ACTIONS["return"][0] + ACTIONS["discard"][0]), status
@@ -128,8 +148,10 @@ def event() -> Any:
             by = f", by {local_and_utc(thawed.occurred_at + product.post_thaw_limit)}" if product else ""  # a clock time
             to_confirm = (f" ({provisional_thaw_limit_words(product.post_thaw_limit_minutes)})"
                           if product and product.post_thaw_limit_to_confirm else "")
+            expires = (f" BUT THE BAG EXPIRES FIRST, at {local_and_utc(bag.expires_at)}: give it before then."
+                       if product and bag.expires_at < thawed.occurred_at + product.post_thaw_limit else "")
             flash(f"Bag {din_shown(bag)} thawed: give it within {product.post_thaw_limit_minutes if product else 0} "
-                  f"minutes{by}{to_confirm}.", "success")
+                  f"minutes{by}{to_confirm}.{expires}", "success")
         elif action == "return":
             handover.return_bag(db.session, current_user, bag.id, reason=form.reason.data or "", **kwargs)
             flash(f"Bag {din_shown(bag)} returned to the unit.", "success")

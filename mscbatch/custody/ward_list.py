@@ -37,6 +37,8 @@ from mscbatch.patients.queries import allocated_patient_id
 
 #: a bag's states between the unit's dispatch and its infusion (or its return or discard)
 OUT_ON_THE_WARD = ("dispatched", "received", "thawed")
+#: the order the ward list shows them in, and says their counts in: the thawed (time-critical) first
+LIST_ORDER = ("thawed", "received", "dispatched")
 #: the list is a ward's handful; a bound keeps a page a page should the records say otherwise
 MOST = 200
 #: bedside findings the list does not call DO NOT GIVE: a bag not yet received is on its way (the list says so), and
@@ -52,7 +54,7 @@ class BagOnWard:
     patient_code: str | None  # the patient its signed prescription reserves it for, if any
     since: datetime | None  # when it was dispatched, received or thawed (its present state's start)
     location: str  # where it was received (or sent to), as recorded
-    give_by: datetime | None  # thawed: its thaw + the product's post-thaw limit
+    give_by: datetime | None  # thawed: its thaw + the product's post-thaw limit, or its expiry when that comes first
     past_limit: bool
     #: why the bag must not be given, in the bedside check's words, most serious first (empty when nothing stops it)
     stop: tuple[str, ...] = ()
@@ -60,12 +62,86 @@ class BagOnWard:
     #: patient, course or prescriber: past its post-thaw limit, the list's PAST (discard it) comes before any other
     stop_unfit: bool = False
 
+    @property
+    def expires_first(self) -> bool:
+        """Its give-by is the bag's expiry, which comes before its post-thaw limit."""
+        return self.give_by is not None and self.give_by == self.bag.expires_at
+
 
 def bags_on_ward(session: Session, now: datetime | None = None, label_key: str = "") -> list[BagOnWard]:
     """The thawed bags first, the soonest to give first; then those received, then those on their way: the first
     MOST of them in that order, never MOST taken by id and then sorted (the soonest to give could be left off).
-    Each with what would stop it at the bedside (do_not_give)."""
+    Each with what would stop it at the bedside (do_not_give). The ward page reads ward_listing, which says how many
+    there are in all and how to see the rest."""
+    return ward_listing(session, now, label_key).bags
+
+
+@dataclass(frozen=True)
+class WardListing:
+    """One page of the bags out of the unit, and how many there are: a list cut at MOST that did not say so let 259
+    bags on their way go unlisted (session 45 review). `counts`: every bag out of the unit now, per state (all of
+    them, whatever the page shows); `state`: the one state this page lists, or "" for all of them."""
+    bags: list[BagOnWard]
+    counts: dict[str, int]
+    state: str = ""
+    page: int = 1
+    per_page: int = MOST
+
+    @property
+    def total(self) -> int:
+        """The bags this view lists across its pages (its state's, or every bag out of the unit)."""
+        return self.counts.get(self.state, 0) if self.state else sum(self.counts.values())
+
+    @property
+    def everything(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def first(self) -> int:
+        """The position of this page's first bag in the view (1-based), 0 when the page is empty."""
+        return (self.page - 1) * self.per_page + 1 if self.bags else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.bags) - 1 if self.bags else 0
+
+    @property
+    def complete(self) -> bool:
+        """This page shows every bag out of the unit."""
+        return not self.state and self.page == 1 and len(self.bags) == self.everything
+
+    @property
+    def has_next(self) -> bool:
+        return self.last < self.total
+
+    @property
+    def left_off(self) -> dict[str, int]:
+        """Per state, the bags out of the unit this page does not show."""
+        shown: dict[str, int] = {}
+        for listed in self.bags:
+            shown[listed.bag.status] = shown.get(listed.bag.status, 0) + 1
+        return {state: self.counts.get(state, 0) - shown.get(state, 0) for state in LIST_ORDER
+                if self.counts.get(state, 0) - shown.get(state, 0) > 0}
+
+
+def out_counts(session: Session) -> dict[str, int]:
+    """How many bags are out of the unit now in each state (OUT_ON_THE_WARD, every one present, 0 for none)."""
+    counted = dict(session.execute(select(Bag.status, func.count(Bag.id)).where(Bag.status.in_(OUT_ON_THE_WARD))
+                                   .group_by(Bag.status)).all())
+    return {state: int(counted.get(state, 0)) for state in OUT_ON_THE_WARD}
+
+
+def ward_listing(session: Session, now: datetime | None = None, label_key: str = "", *, state: str = "",
+                 page: int = 1) -> WardListing:
+    """Page `page` (MOST a page) of the bags out of the unit in the list's order (bags_on_ward): the thawed first,
+    the soonest to give first, then those received, then those on their way; `state`: only the bags in that state
+    (one of OUT_ON_THE_WARD), for the ward to see those a full first page leaves off. The thawed are never left off
+    for others: they come first, and a page shows others only when every thawed bag before them is on it. What would
+    stop a bag at the bedside is read for the bags of the page only."""
     now = now or utcnow()
+    most, page = MOST, max(1, page)
+    wanted = most * page  # each state's first `wanted` hold the page's bags: the list takes them in order
+    states = (state,) if state else OUT_ON_THE_WARD
     dispatched, received, thawed = last_event_at(Bag.id, "dispatched"), received_at(Bag.id), thawed_at(Bag.id)
     where = (select(CustodyEvent.location).where(CustodyEvent.bag_id == Bag.id,
                                                  CustodyEvent.kind.in_(("dispatched", "received")))
@@ -74,13 +150,15 @@ def bags_on_ward(session: Session, now: datetime | None = None, label_key: str =
                .join(Lot, Lot.id == Bag.lot_id).outerjoin(Patient, Patient.id == allocated_patient_id(Bag.id)))
 
     def first(status: str, since: Any, unknown: datetime, *also: Any) -> list[Any]:
-        """The first MOST bags in `status` by `since`, read as `unknown` when there is none: the key the list is
-        sorted by below, so these are the ones it would keep."""
+        """The first `wanted` bags in `status` by `since`, read as `unknown` when there is none: the key the list
+        is sorted by below, so these are the ones it would keep."""
+        if status not in states:
+            return []
         return list(session.execute(listing.where(Bag.status == status, *also).order_by(
-            func.coalesce(since, literal(unknown, CustodyEvent.occurred_at.type)), Bag.id).limit(MOST)).all())
+            func.coalesce(since, literal(unknown, CustodyEvent.occurred_at.type)), Bag.id).limit(wanted)).all())
 
     # give-by is thaw + the product's limit, a sum SQLite and PostgreSQL write differently: among products of one
-    # limit, the soonest thawed is the soonest to give, so each limit's first MOST by thaw hold the first MOST by
+    # limit, the soonest thawed is the soonest to give, so each limit's first `wanted` by thaw hold the first by
     # give-by (a thawed bag without its thaw time sorts as now, as below)
     catalogue = product_catalogue()
     limits: dict[timedelta, list[str]] = {}
@@ -89,16 +167,22 @@ def bags_on_ward(session: Session, now: datetime | None = None, label_key: str =
     rows = [row for limit, ids in limits.items() for row in first("thawed", thawed, now - limit, Lot.product_id.in_(ids))]
     rows += first("thawed", thawed, now, Lot.product_id.not_in(catalogue.ids))  # product_of says it is unknown
     rows += first("received", received, now) + first("dispatched", dispatched, now)
-    listed = []
+    keyed = []
     for bag, lot, patient, sent, came, thaw, location in rows:
-        give_by = thaw + product_of(lot).post_thaw_limit if bag.status == "thawed" and thaw else None
+        # its post-thaw deadline, or its own expiry when that comes first (checks.BedsideResult.give_before)
+        give_by = min(thaw + product_of(lot).post_thaw_limit, bag.expires_at) if bag.status == "thawed" and thaw \
+            else None
         since = {"dispatched": sent, "received": came, "thawed": thaw}[bag.status]
+        keyed.append((bag, patient, since, location, give_by))
+    order = {state: n for n, state in enumerate(LIST_ORDER)}
+    keyed.sort(key=lambda k: (order[k[0].status], k[4] or k[2] or now, k[0].id))
+    listed = []
+    for bag, patient, since, location, give_by in keyed[(page - 1) * most:page * most]:
         stop = do_not_give_findings(session, bag, patient, label_key, now)
         listed.append(BagOnWard(bag, patient.code if patient else None, since, location or "", give_by,
                                 give_by is not None and now > give_by, tuple(finding.message for finding in stop),
                                 bool(stop) and stop[0].code in BAG_UNFIT))
-    order = {"thawed": 0, "received": 1, "dispatched": 2}
-    return sorted(listed, key=lambda b: (order[b.bag.status], b.give_by or b.since or now, b.bag.id))[:MOST]
+    return WardListing(listed, out_counts(session), state, page, most)
 
 
 def do_not_give(session: Session, bag: Bag, patient: Patient | None, label_key: str,

@@ -62,3 +62,24 @@ def test_the_api_gives_the_time_to_give_it_by(app, db_session, client_as):  # ty
     assert answer.status_code == 200 and answer.json["result"] == "MATCHES", answer.json
     assert answer.json["give_before"].startswith(expiry.strftime("%Y-%m-%dT%H:%M"))
     assert answer.json["post_thaw_deadline"] > answer.json["give_before"]
+
+
+def test_the_ward_list_gives_it_by_its_expiry_and_says_so(app, db_session, client_as):  # type: ignore[no-untyped-def]
+    ward, expiry = _expiring_in(db_session, 20)
+    page = client_as("nurse").get("/ward").get_data(as_text=True)
+    row = re.search(r'<td data-label="Give by"[^>]*data-expires-first[^>]*>.*?</td>', page, re.S)
+    assert row is not None, "the bag's Give by counts down to its expiry"
+    assert 'data-thaw-deadline="' + expiry.strftime("%Y-%m-%dT%H:%M") in row.group(0)
+    assert "the bag EXPIRES then, before its post-thaw limit" in _text(row.group(0))
+    assert '<template id="give-by-expired-words">' in page  # what the countdown says once it passes
+
+
+def test_thawing_a_bag_that_expires_within_its_limit_says_so(app, db_session, client_as):  # type: ignore[no-untyped-def]
+    ward = prescribed_bag(db_session, state="received")
+    expiry = (utcnow() + timedelta(minutes=20)).replace(second=0, microsecond=0)
+    db_session.execute(update(Bag).where(Bag.id == ward.bag_id).values(expires_at=expiry))
+    db_session.commit()
+    nurse = client_as("nurse")
+    assert nurse.post("/ward/event", data={"bag": ward.token, "action": "thaw"}).status_code == 302
+    said = _text(nurse.get("/ward").get_data(as_text=True))
+    assert f"BUT THE BAG EXPIRES FIRST, at {local_and_utc(expiry)}: give it before then." in said

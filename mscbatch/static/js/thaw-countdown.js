@@ -78,11 +78,14 @@
   }
 
   // the ward page's list: each thawed bag's Give by, the list's STOP words with the bag's own time in them
+  // (a bag whose expiry comes before its post-thaw limit, data-expires-first, says EXPIRED instead)
   var passedWords = document.getElementById("give-by-passed-words");
+  var expiredWords = document.getElementById("give-by-expired-words");
   if (passedWords && passedWords.content) {
     Array.prototype.forEach.call(document.querySelectorAll("[data-give-by]"), function (cell) {
       countDown(cell, function () { return cell.querySelector(".minutes-left"); }, function () {
-        var said = document.importNode(passedWords.content, true);
+        var words = cell.hasAttribute("data-expires-first") && expiredWords ? expiredWords : passedWords;
+        var said = document.importNode(words.content, true);
         var time = cell.querySelector(".give-by-time");
         var slot = said.querySelector("[data-give-by-time]");
         if (time && slot) {

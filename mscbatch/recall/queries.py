@@ -1,6 +1,7 @@
 """Reading recalls and holds: is this bag on hold (the bedside check asks), what a recall touches."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,6 @@ from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall
 from mscbatch.site import site_day
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from mscbatch.recall.report import PatientNotice
     from mscbatch.recall.traceability import ForwardTrace
 
@@ -61,6 +60,27 @@ def bag_hold(session: Session, bag_id: int) -> str | None:
     if not holds:
         return None
     return "; ".join(f"on hold by {recall_words(recall)}" for _hold, recall in holds)
+
+
+#: ids in one IN list: SQLite before 3.32 allows 999 parameters in a statement, and long lists plan badly
+IDS_PER_STATEMENT = 900
+
+
+def chunks(ids: list[int], size: int = IDS_PER_STATEMENT) -> Iterable[list[int]]:
+    """The ids in lists of at most `size`, for set-based reads of thousands of rows (a recall's bags)."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def bag_holds(session: Session, bag_ids: Any) -> dict[int, str]:
+    """bag_hold of many bags in one statement: `bag_ids` a list of ids (at most IDS_PER_STATEMENT: chunks) or a
+    SELECT of bag ids. Only the bags on hold are keys; the words are bag_hold's, each recall in hold order."""
+    found: dict[int, list[str]] = {}
+    for hold, recall in session.execute(
+            select(BagHold, Recall).join(Recall, Recall.id == BagHold.recall_id)
+            .where(BagHold.bag_id.in_(bag_ids), BagHold.lifted_at.is_(None)).order_by(BagHold.id)):
+        found.setdefault(hold.bag_id, []).append(f"on hold by {recall_words(recall)}")
+    return {bag_id: "; ".join(words) for bag_id, words in found.items()}
 
 
 def ward_hold(session: Session, bag_id: int) -> str | None:

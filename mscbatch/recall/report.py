@@ -4,6 +4,7 @@ reconciliation counts the affected bags by outcome, and a completed recall's clo
 signature) makes it the final report (EU GMP Part I 8.30)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -14,6 +15,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate, Paragraph, Spacer, Table, TableStyle
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -29,7 +31,7 @@ from mscbatch.lots.queries import lots_of_donor, same_supplier_lot
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import protocol_name
 from mscbatch.recall.models import RECALL_SCOPES, BagHold, Recall, RecallNotice
-from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, not_yet_told, recall_in_force_of
+from mscbatch.recall.queries import IN_FORCE, NOT_HELD_BAG_STATES, chunks, not_yet_told, recall_in_force_of
 from mscbatch.recall.services import (
     DISCARDABLE_HERE,
     affected_lots,
@@ -46,7 +48,7 @@ from mscbatch.recall.traceability import (
     ForwardTrace,
     LotTrace,
     Recipient,
-    trace_lot,
+    trace_lots,
 )
 from mscbatch.signatures.models import Signature
 from mscbatch.signatures.services import signatures_of
@@ -73,6 +75,16 @@ KEPT = ("kept_destroyed", "kept_infused")
 #: what the report tells the unit to do with a bag (BagLine.action_kind; _action writes the words)
 ActionKind = Literal["notify", "notified", "no_notice", "discarded_before", "discarded_under_earlier", "destroyed_since", "not_held",
                      "hold_lifted", "returned", "reserved", "on_the_ward", "in_stock"]
+
+
+#: each action kind in a few words, for the page's summary of the bags (RecallReport.action_counts)
+ACTION_SUMMARY: dict[str, str] = {
+    "notify": "given or sent to a patient: NOTIFY CLINICIAN", "notified": "given or sent to a patient: clinician notified",
+    "no_notice": "given or sent to a patient: no notice recorded", "reserved": "ON HOLD, reserved for a patient",
+    "on_the_ward": "ON HOLD on the ward", "returned": "ON HOLD, returned from the ward", "in_stock": "ON HOLD in stock",
+    "not_held": "not held (made after the recall started): assess", "hold_lifted": "hold lifted (recall ended)",
+    "destroyed_since": "discarded after the recall started", "discarded_under_earlier": "discarded under an earlier recall",
+    "discarded_before": "discarded before the recall"}
 
 
 def hold_kind(bag: Bag, hold: BagHold | None) -> HoldKind:
@@ -196,7 +208,7 @@ def notify_list(session: Session, lots: list[LotTrace], notices: dict[int, Recal
 def patients_to_notify(session: Session, recall: Recall) -> list[PatientNotice]:
     """The recall's notify list (as its report lists it), each patient with their notice, if recorded."""
     affected = affected_lots(session, recall.scope, target_of(recall) or 0)
-    return notify_list(session, [trace_lot(session, lot) for lot in affected], notices_of(session, recall.id))
+    return notify_list(session, trace_lots(session, affected), notices_of(session, recall.id))
 
 
 def not_notified_words(patients: list[PatientNotice]) -> str:
@@ -265,13 +277,15 @@ def discarded_under_other_recalls(session: Session, recall: Recall, bag_ids: lis
     if not bag_ids:
         return {}
     events: dict[int, CustodyEvent] = {}
-    for event in session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id.in_(bag_ids),
-                                                            CustodyEvent.kind == "discarded")
-                                 .order_by(CustodyEvent.id)):
-        events[event.bag_id] = event  # the last one (a bag is discarded once)
+    for chunk in chunks(bag_ids):
+        for event in session.scalars(select(CustodyEvent).where(CustodyEvent.bag_id.in_(chunk),
+                                                                CustodyEvent.kind == "discarded")
+                                     .order_by(CustodyEvent.id)):
+            events[event.bag_id] = event  # the last one (a bag is discarded once)
     found: dict[int, EarlierDiscard] = {}
-    for hold in session.scalars(select(BagHold).where(BagHold.bag_id.in_(list(events)),
-                                                      BagHold.recall_id != recall.id).order_by(BagHold.recall_id)):
+    other_holds = [hold for chunk in chunks(list(events)) for hold in session.scalars(
+        select(BagHold).where(BagHold.bag_id.in_(chunk), BagHold.recall_id != recall.id))]
+    for hold in sorted(other_holds, key=lambda h: (h.recall_id, h.id)):
         event = events[hold.bag_id]
         if hold.bag_id in found or hold.placed_at > event.occurred_at:
             continue
@@ -404,6 +418,16 @@ class RecallReport:
         bag rows alone left such a lot off the page and the PDF, and the work on it carried on unaware."""
         return [(lot_trace.lot, bagless_words(lot_trace.lot, self.recall)) for lot_trace in self.lots
                 if not lot_trace.bags]
+
+    def status_counts(self) -> list[tuple[str, int]]:
+        """The affected bags by status, most first (the page's summary: whole, whatever page of bags is shown)."""
+        counts = Counter(_words(line.trace.bag.status) for line in self.lines)
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    def action_counts(self) -> list[tuple[str, int]]:
+        """The affected bags by what the report says to do with them (ACTION_SUMMARY), in that order."""
+        counts = Counter(line.action_kind for line in self.lines)
+        return [(words, counts[kind]) for kind, words in ACTION_SUMMARY.items() if counts[kind]]
 
     def held_words(self) -> str:
         """The held bags in words, agreeing with the rows: how many are still to be dealt with, how many are final.
@@ -553,7 +577,7 @@ def recall_report(session: Session, recall_id: int) -> RecallReport:
     recall = get_recall(session, recall_id)
     target_id = target_of(recall)
     affected = affected_lots(session, recall.scope, target_id or 0)
-    lots = [trace_lot(session, lot) for lot in affected]
+    lots = trace_lots(session, affected)  # set-based: a few statements, not two per bag
     holds = {hold.bag_id: hold for hold in session.scalars(select(BagHold).where(BagHold.recall_id == recall.id))}
     earlier = discarded_under_other_recalls(session, recall, [
         bag_trace.bag.id for lot_trace in lots for bag_trace in lot_trace.bags
@@ -605,6 +629,16 @@ def _p(text: Any, style: ParagraphStyle = SMALL) -> Paragraph:
     return Paragraph(safe, style)
 
 
+def _cell(text: Any, width: float) -> Any:
+    """A table cell: the text as is (drawn in the body's font, grid) when it fits on one line of the column
+    (`width`, its padding of 6 points each side taken off), a wrapping paragraph otherwise. Thousands of paragraphs
+    are what kept a report of 10 000 bags from finishing."""
+    text = str(text if text is not None else "")
+    if "\n" not in text and stringWidth(text, "Helvetica", 7.5) <= width - 12:
+        return text
+    return _p(text)
+
+
 def _words(status: str) -> str:
     """A status as the pages show it (macros.html status_badge): "in process", not the code "in_process"."""
     return (status or "").replace("_", " ")
@@ -630,8 +664,24 @@ def grid(rows: list[list[Any]], widths: list[float]) -> Table:
     table.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf2")),
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b5")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
+        ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("FONT", (0, 1), (-1, -1), "Helvetica", 7.5)]))  # the body's plain-text cells (short words), as SMALL
     return table
+
+
+#: rows of one table of a long report: reportlab measures a table's remaining rows again at each page it splits,
+#: so one table of 10 000 bags never finished; tables of this many rows, each with its header, follow each other
+ROWS_PER_TABLE = 30
+
+
+def grids(rows: list[list[Any]], widths: list[float]) -> list[Table]:
+    """A long table (rows[0] its header) as consecutive tables of ROWS_PER_TABLE rows, each under the header: every
+    row is printed, in order, and the report finishes."""
+    header, body = rows[0], rows[1:]
+    if not body:
+        return [grid(rows, widths)]
+    return [grid([header, *body[start:start + ROWS_PER_TABLE]], widths)
+            for start in range(0, len(body), ROWS_PER_TABLE)]
 
 
 def _planned(prescription: Any) -> str:
@@ -702,26 +752,30 @@ def recall_report_pdf(report: RecallReport) -> bytes:
         rows: list[list[Any]] = [[_p(h) for h in ("Patient", "Protocol", "Bag (DIN)", "Lot", "Bag status",
                                                   "Allocated", "Planned administration", "Infusion started",
                                                   "Clinician notified")]]
+        widths = [24 * mm, 26 * mm, 30 * mm, 24 * mm, 16 * mm, 32 * mm, 32 * mm, 32 * mm, 57 * mm]
+        fitted = fit(widths)
         for notice in report.notify:
             for bag, lot, recipient in notice.received:
-                rows.append([_p(notice.patient.code), _p(notice.protocol_shown), _p(din_shown(bag)),
-                             _p(lot.lot_number), _p(_words(bag.status)), _p(local_and_utc(recipient.allocation.allocated_at)),
-                             _p(_planned(recipient.prescription)), _p(local_and_utc(recipient.infused_at)),
-                             _p(notice.paper_words())])
-        story.append(grid(rows, [24 * mm, 26 * mm, 30 * mm, 24 * mm, 16 * mm, 32 * mm, 32 * mm, 32 * mm, 57 * mm]))
+                rows.append([_cell(text, width) for text, width in zip((
+                    notice.patient.code, notice.protocol_shown, din_shown(bag), lot.lot_number, _words(bag.status),
+                    local_and_utc(recipient.allocation.allocated_at), _planned(recipient.prescription),
+                    local_and_utc(recipient.infused_at), notice.paper_words()), fitted, strict=True)])
+        story += grids(rows, widths)
     else:
         story.append(_p("No patient has received product from the affected bags.", BODY))
     story += [Spacer(1, 4 * mm), _p("Affected lots and bags", _styles["Heading2"])]
     rows = [[_p(h) for h in ("Lot", "Lot status now", "Bag", "DIN", "Bag status", "Hold", "Action")]]
+    widths = [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 22 * mm, 122 * mm]
+    fitted = fit(widths)
     for line in report.lines:
         bag = line.trace.bag
-        rows.append([_p(line.lot.lot_number), _p(line.lot.status.replace("_", " ")),
-                     _p(f"{bag.bag_number} of {bag.bag_count}"), _p(din_shown(bag)), _p(_words(bag.status)),
-                     _p(line.hold_words), _p(paper_action(line))])
+        rows.append([_cell(text, width) for text, width in zip((
+            line.lot.lot_number, line.lot.status.replace("_", " "), f"{bag.bag_number} of {bag.bag_count}",
+            din_shown(bag), _words(bag.status), line.hold_words, paper_action(line)), fitted, strict=True)])
     for lot, words in report.bagless_lots:
         rows.append([_p(lot.lot_number), _p(lot.status.replace("_", " ")), _p("—"), _p("—"), _p("—"), _p("—"),
                      _p(words)])
-    story.append(grid(rows, [28 * mm, 26 * mm, 16 * mm, 34 * mm, 20 * mm, 22 * mm, 122 * mm]))
+    story += grids(rows, widths)
     return build_pdf(f"Recall R-{recall.id}", story)
 
 

@@ -153,6 +153,22 @@ def _kept_words(kept: services.KeptLot) -> str:
     return f"{words} ({held} held; it cannot be released while the recall is in force)"
 
 
+#: rows of the affected bags table per page of the recall's page (the summary, the notify list and the PDF are whole)
+BAGS_PER_PAGE = 200
+
+
+def _page_of_bags(report: Any, discard_bag_id: int | None) -> tuple[int, int]:
+    """The page of the bag table to show (the one holding a bag whose discard was refused, else ?page=) and the
+    number of pages."""
+    pages = max(1, -(-len(report.lines) // BAGS_PER_PAGE))
+    if discard_bag_id is not None:
+        at = next((i for i, line in enumerate(report.lines) if line.trace.bag.id == discard_bag_id), None)
+        if at is not None:
+            return at // BAGS_PER_PAGE + 1, pages
+    page = request.args.get("page", 1, type=int) or 1
+    return min(max(page, 1), pages), pages
+
+
 def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200,
             complete_form: CompleteRecallForm | None = None, discard_form: DiscardHeldBagForm | None = None,
             discard_bag_id: int | None = None, notice_form: RecallNoticeForm | None = None,
@@ -168,7 +184,12 @@ def _detail(recall_id: int, form: EndRecallForm | None = None, status: int = 200
         for name in NOTICE_FIELDS:
             getattr(shown, name).id = getattr(shown, name).label.field_id = f"notice-{name}-{pid}"
         notice_forms[pid] = shown
+    page, pages = _page_of_bags(report, discard_bag_id)
+    first = (page - 1) * BAGS_PER_PAGE
     return render_template("recall/detail.html", r=report, recall=report.recall, notice_forms=notice_forms,
+                           lines=report.lines[first:first + BAGS_PER_PAGE], page=page, pages=pages,
+                           first_shown=first + 1 if report.lines else 0,
+                           last_shown=min(first + BAGS_PER_PAGE, len(report.lines)),
                            end_form=form or EndRecallForm(formdata=None),
                            complete_form=complete_form or CompleteRecallForm(formdata=None),
                            discard_form=discard_form or DiscardHeldBagForm(formdata=None),
@@ -238,7 +259,9 @@ def discard_bag(recall_id: int, bag_id: int) -> Any:
         return _detail(recall_id, status=error.status, discard_form=form, discard_bag_id=bag_id)
     flash(f"Bag {din_shown(bag)} recorded as DISCARDED under recall R-{recall_id} ({(form.reason.data or '').strip()}). "
           "Dispose of it as biological waste; its hold stays, as the record of the recall.", "success")
-    return redirect(url_for("recall.detail", recall_id=recall_id, _anchor="bags"))
+    page = request.args.get("page", type=int)  # the page of the bag table the discard was made from
+    return redirect(url_for("recall.detail", recall_id=recall_id, page=page if page and page > 1 else None,
+                            _anchor="bags"))
 
 
 NOTICE_FIELDS = ("clinician", "how", "told_at", "note")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import html as html_text
 
-from mscbatch.audit.models import AuditEvent
 from sqlalchemy import func, select
+
+from mscbatch.audit.models import AuditEvent
 from tests.integration.lot_factories import approved_adipose_donor
 from tests.integration.test_donors import db_session  # noqa: F401 (db_session: fixture)
 

@@ -12,8 +12,7 @@
 """
 from __future__ import annotations
 
-import re
-from datetime import date, timedelta
+from datetime import timedelta
 from html import unescape
 from typing import Any
 
@@ -30,6 +29,8 @@ from tests.integration.patient_factories import donor, lot_with_bags, patient, u
 from tests.integration.test_review4_patients_dose import _give_first_bag_and_stop
 from tests.integration.test_review4_patients_support import dry_run_body
 from tests.integration.test_s38_patients_dose_courses import _first_course_given_over
+from tests.integration.test_s42_patients_weight_plausible import _error, _post
+from tests.integration.test_s42_patients_weight_plausible import _reasons as _latest_reasons
 
 TICK = "I have checked this weight (confirmed by the clinician)"
 
@@ -52,25 +53,6 @@ def _weight_events(app: Any) -> int:
     with app.extensions["mscbatch.db"].new_session() as session:
         return session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.entity_type == "patient_weight"))
-
-
-def _latest_reasons(app: Any, pid: int) -> list[str]:
-    with app.extensions["mscbatch.db"].new_session() as session:
-        latest = session.scalar(select(WeightMeasurement.id).where(WeightMeasurement.patient_id == pid)
-                                .order_by(WeightMeasurement.id.desc()).limit(1))
-        return [r for r in session.scalars(select(AuditEvent.reason).where(
-            AuditEvent.entity_type == "patient_weight", AuditEvent.entity_id == str(latest))) if r]
-
-
-def _error(page: Any) -> str:
-    found = re.search(r'id="weight_kg-error"[^>]*>(.*?)</', page.get_data(as_text=True), re.S)
-    assert found is not None, page.get_data(as_text=True)[:3000]
-    return " ".join(unescape(found.group(1)).split())
-
-
-def _post(client: Any, pid: int, kg: str, *, tick: bool = False, on: date | None = None) -> Any:
-    data = {"weight_kg": kg, "measured_on": (on or site_today()).isoformat()}
-    return client.post(f"/patients/{pid}/weights", data={**data, "weight_confirmed": "y"} if tick else data)
 
 
 def _api(app: Any) -> tuple[Any, dict[str, str]]:

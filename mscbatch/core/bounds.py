@@ -24,6 +24,16 @@ def plausible_day(day: date) -> bool:
     return FIRST_DAY <= day <= LAST_DAY
 
 
+def whole_number(text: str, largest: int = MAX_ROW_ID) -> int | None:
+    """Typed text as a number 1..largest, else None. Plain ASCII digits only, and at most as many as `largest` has:
+    str.isdigit() is true for "²", and int() of 5 000 digits raises past Python's 4 300-digit limit (each a 500)."""
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(largest))):
+        return None
+    number = int(text)
+    return number if 0 < number <= largest else None
+
+
 def keyset(before: int | None, largest: int = MAX_ROW_ID) -> int | None:
     """A page's `before` id: itself when 1..largest, else None (the first page)."""
     return before if before is not None and 0 < before <= largest else None

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 
 from mscbatch.auth.access import access_rule, roles_required
+from mscbatch.core.bounds import whole_number
 from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import BAG
 from mscbatch.custody import bedside, handover, infusions, services
@@ -98,10 +99,11 @@ def _ward_list_args() -> tuple[str, int, dict[str, str]]:
         state = ""
     page = 1
     if raw_page:
-        if raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) <= 100_000:
-            page = int(raw_page)
-        else:
+        asked = whole_number(raw_page, largest=100_000)
+        if asked is None:
             errors["page"] = f"page: {raw_page[:40]!r} is not a page number (1, 2, ...)."
+        else:
+            page = asked
     return state, page, errors
 
 

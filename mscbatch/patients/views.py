@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from mscbatch.auth.access import roles_required
-from mscbatch.core.bounds import MAX_ROW_ID
+from mscbatch.core.bounds import whole_number
 from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, NotFound
@@ -63,9 +63,8 @@ def index() -> Any:
         errors["protocol"] = f"protocol: {filters['protocol'][:60]!r} is not a protocol of the trial."
     raw_before, before = request.args.get("before", "").strip(), None
     if raw_before:
-        if raw_before.isascii() and raw_before.isdigit() and 0 < int(raw_before) <= MAX_ROW_ID:
-            before = int(raw_before)
-        else:
+        before = whole_number(raw_before)
+        if before is None:
             errors["before"] = f"before: {raw_before[:40]!r} is not a page of this list (a patient id, 1 or more)."
     page = None if errors else patient_page(db.session, protocol_id=filters["protocol"], search=filters["q"],
                                             before=before)

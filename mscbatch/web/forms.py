@@ -12,6 +12,7 @@ from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import DecimalField
 
 from mscbatch.api.plain_numbers import ASCII_SPACES, is_plain_number, rule_words
+from mscbatch.core.bounds import whole_number
 from mscbatch.errors import DomainError
 
 DB_INT_MAX = 2**31 - 1  # ids are PostgreSQL INTEGER
@@ -58,10 +59,7 @@ class FiniteDecimalField(DecimalField):
 
 def posted_id(text: Any) -> int:
     """A row id posted as text: 0 (no row) unless plain digits in 1..2**31-1 (int() of any text was a 500)."""
-    value = str(text or "").strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 10):
-        return 0
-    return int(value) if int(value) <= DB_INT_MAX else 0
+    return whole_number(str(text or ""), DB_INT_MAX) or 0
 
 
 def show_error(form: _FlaskWtfForm, error: DomainError) -> None:

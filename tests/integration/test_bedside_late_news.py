@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from mscbatch.audit.context import use_case
 from mscbatch.audit.models import AuditEvent
+from mscbatch.core.identifiers import din_shown
 from mscbatch.custody import handover
 from mscbatch.custody.models import CustodyEvent
 from mscbatch.errors import Conflict
-from mscbatch.lots.models import Lot
+from mscbatch.lots.models import Bag, Lot
 from mscbatch.release import oos, results
 from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
@@ -134,9 +135,11 @@ def test_a_partial_dose_shows_what_to_give_and_more_needs_a_reason(app, db_sessi
     event = db_session.scalar(select(CustodyEvent).where(CustodyEvent.bag_id == ward.bag_id,
                                                          CustodyEvent.kind == "infusion_ended"))
     assert '"over_prescription": true' in event.details_json and "Pump not stopped" in event.details_json
-    assert db_session.scalar(select(AuditEvent.reason).where(AuditEvent.entity_type == "infusion",
-                                                             AuditEvent.field == "volume_infused_ml")) \
-        == "Pump not stopped at 12.5 mL"
+    reason = db_session.scalar(select(AuditEvent.reason).where(AuditEvent.entity_type == "infusion",
+                                                               AuditEvent.field == "volume_infused_ml"))
+    # the audit says what was given against what was prescribed, then the nurse's why (session 45's reasons)
+    assert reason == (f"Infusion #1 ended: 25 mL of bag {din_shown(db_session.get(Bag, ward.bag_id))} given, MORE than the 12.5 mL prescribed. "
+                      "Why: Pump not stopped at 12.5 mL")
 
 
 def test_the_prescribed_volume_ends_without_a_flag(app, db_session, client_as):

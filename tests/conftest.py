@@ -79,15 +79,25 @@ def postgres_database() -> Iterator[str]:
 
 
 def empty_postgres(url: str) -> None:
+    """Empty every table a test filled and restart every sequence it used, as a new database. DELETE of the filled
+    tables alone, not TRUNCATE of all of them: a TRUNCATE of the 114 tables cost 0.2-0.3 s per test (new files for
+    each table and index), a fifth of the suite's time on PostgreSQL; most tests fill a dozen tables."""
     engine = create_engine(url)
     with engine.begin() as connection:
-        # a connection a test leaked would block TRUNCATE forever: end it
+        # a connection a test leaked would block the DELETEs forever: end it
         connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         tables = [row[0] for row in connection.execute(text(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
-        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")  # append-only triggers off
-        connection.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+        filled = [row[0] for row in connection.exec_driver_sql(" UNION ALL ".join(
+            f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM \"{t}\")" for t in tables))]
+        # append-only triggers and foreign-key checks off: every row goes, in any order
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        for table in filled:
+            connection.exec_driver_sql(f'DELETE FROM "{table}"')
+        connection.exec_driver_sql(  # ids start at 1 again, as tests that name "#1" expect
+            "SELECT setval(format('%%I.%%I', schemaname, sequencename)::regclass, 1, false) "
+            "FROM pg_sequences WHERE schemaname = 'public' AND last_value IS NOT NULL")
     engine.dispose()
 
 

@@ -38,10 +38,13 @@ _LOOKS_LATIN = str.maketrans({
 
 def name_key(full_name: str) -> str:
     """The form two printed names are compared in: compatibility forms folded (full-width letters, ligatures,
-    composed or not), case folded, letters that print as Latin ones read as those, white space collapsed. Equal
-    keys print as the same name."""
+    composed or not), case folded, letters that print as Latin ones read as those, and only letters, their marks
+    and digits kept, every other run of characters read as one space. Equal keys print as the same name: "Noah
+    Nurse." (a full stop), "Noah-Nurse" and "Noah, Nurse" beside "Noah Nurse" are told apart by a dot a signer's
+    reader would not see."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", full_name).casefold())
-    return " ".join(folded.translate(_LOOKS_LATIN).split())
+    kept = "".join(char if unicodedata.category(char)[0] in "LMN" else " " for char in folded.translate(_LOOKS_LATIN))
+    return " ".join(kept.split())
 
 
 def full_name_problem(full_name: str) -> str | None:

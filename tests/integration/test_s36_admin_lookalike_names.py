@@ -99,3 +99,18 @@ def test_a_printed_name_wholly_in_another_alphabet_that_prints_as_an_existing_on
         assert "already the printed name of another account (tom-latin)" in message, message
     assert not {"tom-cyr", "tom-greek", "tom-mixed"} & _usernames(app)
     assert _create(admin, "ivan", "Иван Иванов").status_code == 302  # a real name in Cyrillic, like no other
+
+
+def test_s46_a_printed_name_differing_only_by_punctuation_is_refused(app, client_as):
+    """Session 45 review: "Noah Nurse." (a full stop) was a second "Noah Nurse" on signatures. A name that differs
+    only in its punctuation is refused; a middle initial tells two people apart."""
+    admin = client_as("admin")
+    assert _create(admin, "noah", "Noah Nurse").status_code == 302
+    for full_name in ("Noah Nurse.", "Noah-Nurse", "Noah, Nurse", "'Noah' Nurse", "Noah . Nurse"):
+        refused = _create(admin, "noah-copy", full_name)
+        assert refused.status_code == 422, full_name
+        assert _field_errors(refused) == {"full_name": [
+            f"Full name: '{full_name}' is already the printed name of another account (noah); signatures could not "
+            "tell them apart. Add a middle initial or another distinction."]}, full_name
+    assert "noah-copy" not in _usernames(app)
+    assert _create(admin, "noah-b", "Noah B. Nurse").status_code == 302

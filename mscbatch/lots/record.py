@@ -34,10 +34,10 @@ from mscbatch.lots.queries import (
     bag_status,
     bags_of,
     get_lot,
-    location_path,
     move_rows,
     position_label,
     product_of,
+    storage_paths,
 )
 from mscbatch.lots.reagent_rules import missing_reagent_types, requirement_words
 from mscbatch.lots.services import gate_and_reasons
@@ -243,7 +243,10 @@ class LotRecord:
         return sum(b.bag.total_cells for b in self.bags)
 
 
-def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
+def lot_record(session: Session, lot_id: int, roles: Any = (),
+               paths: dict[int, list[StorageLocation]] | None = None) -> LotRecord:
+    """The lot page's record. `paths`: queries.storage_paths already read for the page (else read here, once, when
+    a bag is placed): each bag's box is named from it, not walked up to its site bag by bag."""
     lot = get_lot(session, lot_id)
     donor = session.get(Donor, lot.donor_id)
     assert donor is not None
@@ -258,9 +261,12 @@ def lot_record(session: Session, lot_id: int, roles: Any = ()) -> LotRecord:
     rows = []
     bags = bags_of(session, lot.id)
     held = held_bag_ids(session, [bag.id for bag in bags])  # a held bag said "stored" here, "on hold" everywhere else
+    if paths is None and any(bag.box_id for bag in bags):
+        paths = storage_paths(session)
     for bag in bags:
-        box = session.get(StorageLocation, bag.box_id) if bag.box_id else None
-        where = (" / ".join(n.name for n in location_path(session, box)) if box else
+        path = paths[bag.box_id] if paths is not None and bag.box_id else []
+        box = path[-1] if path else None
+        where = (" / ".join(n.name for n in path) if box else
                  "left storage" if bag.status in ("dispatched", "received", "thawed", "infused", "discarded")
                  else "not placed yet")
         status = (effective_bag_status(lot.status, bag.status, on_hold=True, placed=bag.box_id is not None)

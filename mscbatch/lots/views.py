@@ -310,7 +310,8 @@ def _lot_number_example() -> str:
 
 def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     db.session.rollback()  # a refused use case may have left expired objects; read everything afresh
-    record = lot_record(db.session, lot_id, current_user.role_names)
+    paths = storage_paths(db.session)  # the whole storage tree, once: the bags' places and the box picker
+    record = lot_record(db.session, lot_id, current_user.role_names, paths)
     step_choices = [(s.id, s.label) for s in record.steps]
     if "deviation_form" not in forms:
         forms["deviation_form"] = DeviationForm(prefix="deviation", formdata=None)
@@ -351,7 +352,6 @@ def _detail(lot_id: int, status: int = 200, **forms: Any) -> Any:
     unplaced = [row.bag.id for row in storable if row.box_id is None]
     store_form = forms.setdefault("store_form", StoreBagForm(prefix="store", formdata=None,
                                                              bag_id=unplaced[0] if unplaced else None))
-    paths = storage_paths(db.session)  # the whole storage tree, once: the box picker and the bags' places
     store_form.box_id.choices = box_choices(db.session, record.lot, paths)
     store_form.bag_id.choices = [(row.bag.id, f"bag {row.bag.bag_number} of {row.bag.bag_count} ({din_shown(row.bag)})")
                                  for row in storable]

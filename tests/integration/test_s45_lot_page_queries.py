@@ -19,6 +19,7 @@ from mscbatch.audit.context import use_case
 from mscbatch.lots import storage
 from mscbatch.lots.models import StorageLocation
 from mscbatch.lots.queries import container_temperature, get_lot, location_path
+from mscbatch.lots.views import place_parts
 from tests.integration.patient_factories import donor, lot_with_bags, user
 from tests.integration.test_donors import db_session  # noqa: F401 (fixture)
 
@@ -139,3 +140,22 @@ def test_the_box_picker_says_what_the_per_box_walk_said(app, users, db_session, 
     # the bags' places: the box's name linked, where it is beneath
     [place] = location_path(db_session, db_session.get(StorageLocation, box_id))[-1:]
     assert f'>{html.escape(storage.box_words(place))}</a>' in text
+
+
+def test_s46_the_lot_page_names_8_placed_bags_boxes_in_as_many_statements_as_2(app, users, db_session,  # noqa: F811
+                                                                                 client_as):
+    """Session 45 review: lots/record.py walked each placed bag's box up to its site, a few queries a bag. The bags'
+    places now come from the page's one read of the storage tree, with the words the walk gave."""
+    tech_user = user(db_session, "technician")
+    few_lot = lot_with_bags(db_session, tech_user, donor(db_session, tech_user), bags=2, placed=True)[0].lot_id
+    many_bags = lot_with_bags(db_session, tech_user, donor(db_session, tech_user), bags=8, placed=True)
+    db_session.commit()
+    expected = {bag.id: place_parts(db_session, db_session.get(StorageLocation, bag.box_id)) for bag in many_bags}
+    many_lot = many_bags[0].lot_id
+    db_session.rollback()  # no transaction left open: SQLite's would hold the write lock the page waits for
+    tech = client_as("technician")
+    few, _ = _statements(app, tech, f"/lots/{few_lot}")
+    many, text = _statements(app, tech, f"/lots/{many_lot}")
+    assert many == few, f"{few} statements for 2 placed bags, {many} for 8"
+    for box_name, where in expected.values():  # as the walk up from each box named it
+        assert f">{html.escape(box_name)}</a>" in text and f'<span class="hint">{html.escape(where)}</span>' in text

@@ -166,6 +166,6 @@ def test_a_second_persons_wrong_password_is_recorded_under_who_typed_it(app, use
         assert answer.status_code == 401, answer.get_json()
     with app.app_context(), app.extensions["mscbatch.db"].new_session() as s:
         refusals = s.execute(select(AuditEvent.actor_name, AuditEvent.reason).where(
-            AuditEvent.seq > first_seq, AuditEvent.action == "second_person_refused")).all()
+            AuditEvent.seq > first_seq, AuditEvent.action == "second_person_refused").order_by(AuditEvent.seq)).all()
     assert [tuple(r) for r in refusals] == [("nurse", "second person: wrong password"),
                                             ("nurse", "second person: unknown user name")], refusals

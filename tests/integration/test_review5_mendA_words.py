@@ -17,7 +17,7 @@ from tests.integration.test_custody_support import KEY, checked_and_confirmed, p
 from tests.integration.test_review5_patients_course import _pdf_text, _text  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("users")
-LOCAL_THEN_UTC = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d CES?T \(\d\d:\d\d UTC\)")
+LOCAL_THEN_UTC = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d CES?T \((?:\d{4}-\d\d-\d\d )?\d\d:\d\d UTC\)")
 
 
 def test_a_running_infusion_and_a_stop_are_told_in_local_time_with_utc_beside(app, db_session, client_as):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from mscbatch.auth.access import authenticated
+from mscbatch.core.bounds import MAX_ROW_ID
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Identity of the token's user")
 
@@ -15,9 +16,8 @@ PROBLEM_RESPONSES = {401: "Problem", 403: "Problem"}
 
 # Bounds shared by every API schema: ids are PostgreSQL INTEGER (32-bit), so a larger number in a request is
 # a 422 with the field named, never a driver overflow (500).
-DB_INT_MAX = 2**31 - 1
-ROW_ID = validate.Range(min=1, max=DB_INT_MAX)
-DB_INT = validate.Range(max=DB_INT_MAX)
+ROW_ID = validate.Range(min=1, max=MAX_ROW_ID)
+DB_INT = validate.Range(max=MAX_ROW_ID)
 
 
 class WholeNumber(fields.Integer):

@@ -5,7 +5,6 @@ R-number) resolved to the id the trail files it under, a user by username or pri
 millions of events."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mscbatch.audit.models import AuditEvent
 from mscbatch.auth.models import User
-from mscbatch.core.bounds import MAX_ROW_ID
+from mscbatch.core.bounds import whole_number
 from mscbatch.core.identifiers import IdentifierError, parse_din
 
 #: the record types a reviewer may name by their own name rather than the database id, in the words of the message
@@ -81,21 +80,12 @@ def resolve_record(session: Session, entity_type: str, typed: str, *, may_read_p
         found = session.scalar(select(Patient.id).where(Patient.code.in_(_spellings(value))))
         return (str(found), None) if found is not None else (None, f"Record id: no patient has the code {value}.")
     if entity_type == "recall":
-        number = _row_id(value.upper().removeprefix("R-").removeprefix("R").strip())
+        number = whole_number(value.upper().removeprefix("R-").removeprefix("R").strip())
         if number is None:
             return None, f"Record id: {value!r} is not a recall's number: type R- and its number, e.g. R-12."
         found = session.scalar(select(Recall.id).where(Recall.id == number))
         return (str(found), None) if found is not None else (None, f"Record id: no recall is numbered R-{number}.")
     return value, None  # pragma: no cover (every NAMEABLE type is answered above)
-
-
-def _row_id(text: str) -> int | None:
-    """A record id typed as ASCII digits within the database's integer keys, else None: "²" is a digit to
-    str.isdigit() but not to int(), and 2^63 or 5 000 digits overflow the column (a 500 before)."""
-    if not re.fullmatch(r"[0-9]{1,10}", text):
-        return None
-    number = int(text)
-    return number if number <= MAX_ROW_ID else None
 
 
 def lot_named(session: Session, typed: str) -> tuple[int | None, str | None]:
@@ -119,7 +109,7 @@ def _named(session: Session, model: Any, name: Any, typed: str, none_words: str)
     (None, `none_words` with what was typed)."""
     value = typed.strip()
     found = session.scalar(select(model.id).where(name.in_(_spellings(value))))
-    row_id = _row_id(value)
+    row_id = whole_number(value)
     if found is None and row_id is not None:
         found = session.scalar(select(model.id).where(model.id == row_id))
     if found is None:

@@ -22,6 +22,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from mscbatch.audit.context import use_case
+from mscbatch.core.bounds import MAX_ROW_ID, whole_number
 from mscbatch.core.identifiers import din_shown
 from mscbatch.core.states import LOT, TransitionRefused
 from mscbatch.custody import handover
@@ -47,7 +48,6 @@ from mscbatch.signatures.services import sign
 from mscbatch.site import site_config, site_today
 
 START_MEANING = "Recall started: affected stock on hold"
-MAX_ROW_ID = 2**31 - 1  # row ids are PostgreSQL INTEGER
 #: the longest reason for starting or ending a recall, as other reasons in the app (a 5000-character reason made
 #: the recall's page 59 000 px wide); the form says the same (forms.StartRecallForm, forms.EndRecallForm)
 MAX_REASON = 2000
@@ -541,11 +541,11 @@ def resolve_target(session: Session, scope: str, text: str) -> int:
         model = {"donor": Donor, "lot": Lot, "reagent_lot": ReagentLot}.get(scope)
         # beyond the database's integers (a 500 before), 0 or no such row: refused next to the field, as a number
         # typed wrong (before, "#0" said "Choose the donor" and an unknown id a 404 above the form)
-        if (len(text) > 11 or not 0 < int(text[1:]) <= MAX_ROW_ID
-                or (model is not None and session.get(model, int(text[1:])) is None)):
+        row_id = whole_number(text[1:])
+        if row_id is None or (model is not None and session.get(model, row_id) is None):
             raise ValidationFailed(f"No {RECALL_SCOPES[scope].lower() if scope in RECALL_SCOPES else 'record'} "
                                    f"{typed_shown(text)}.", field="target")
-        return int(text[1:])
+        return row_id
     if scope == "donor":
         found = session.scalars(select(Donor.id).where(Donor.code == text.upper())).all()
     elif scope == "lot":

@@ -15,8 +15,6 @@ from mscbatch.api.plain_numbers import ASCII_SPACES, is_plain_number, rule_words
 from mscbatch.core.bounds import whole_number
 from mscbatch.errors import DomainError
 
-DB_INT_MAX = 2**31 - 1  # ids are PostgreSQL INTEGER
-
 
 class FlaskForm(_FlaskWtfForm):
     """Flask-WTF's form, reading only what a browser's form sends (found by tests/fuzz): an uploaded file only
@@ -59,7 +57,7 @@ class FiniteDecimalField(DecimalField):
 
 def posted_id(text: Any) -> int:
     """A row id posted as text: 0 (no row) unless plain digits in 1..2**31-1 (int() of any text was a 500)."""
-    return whole_number(str(text or ""), DB_INT_MAX) or 0
+    return whole_number(str(text or "")) or 0
 
 
 def show_error(form: _FlaskWtfForm, error: DomainError) -> None:

@@ -98,3 +98,26 @@ def test_the_lot_bags_hold_the_named_columns_and_the_desktop_keeps_its_tables(pa
         m = page.evaluate(MEASURE, TABLES[kind])
         assert m["display"] == "table" and not m["scrolls"], path
         assert page.locator(f"{TABLES[kind]} thead").is_visible(), path
+
+
+@pytest.mark.parametrize("username, kinds", [("tech", ("lots", "donors")), ("qa", ("release", "lots"))])
+def test_on_a_touch_tablet_in_landscape_the_tables_links_are_a_fingers_target(
+        browser: Any, demo_server: LiveServer, username: str, kinds: tuple[str, ...]) -> None:
+    """Session 47: at 1024 px the tables stay tables, and on a touch screen (pointer: coarse) their links are 44 px
+    tall (they were 19 px: a bag's DIN, "Box B1", a result's "Correct"). A mouse at the same width keeps them as
+    they were."""
+    heights = {}
+    for touch in (True, False):
+        context = browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=touch, locale="en-GB")
+        try:
+            page = context.new_page()
+            seen = _visit(page, demo_server, username, kinds)
+            assert {path.split("/")[1] for path, _ in seen} == set(kinds)
+            assert all(m["display"] == "table" for _, m in seen)
+            heights[touch] = [(path, link) for path, m in seen for link in m["links"]]
+        finally:
+            context.close()
+    assert heights[True], "no link in these tables: the tap-target case did not arise"
+    short = [(path, link) for path, link in heights[True] if link["height"] < 44]
+    assert not short, short
+    assert min(link["height"] for _, link in heights[False]) < 44  # the rule is the finger's, not the width's

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import NullPool, create_engine, select, text
+from sqlalchemy import NullPool, create_engine, func, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -111,6 +111,7 @@ class Restored:
     event_seq: int | None = None  # the "restored" event (None: a plain copy into a new database)
     archived_checkpoints: Path | None = None  # the checkpoint file as it was before the restore
     records_compared: bool = True  # False: a backup of an older schema, its rows not yet reconciled with the trail
+    unreadable_trail: str | None = None  # why the replaced database's trail could not be read (a damaged one)
 
 
 def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, force: bool = False,
@@ -132,10 +133,14 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     lines = checkpoints.read_lines(checkpoint_file) if checkpoint_file else None
     anchored = _anchored(key, lines or [], checkpoint_file)
     backup_head = _backup_head(backup_file, database_url)
+    accepted = bool(accept_lost_events and accept_lost_events.strip())
+    unreadable = _unreadable_trail(database_url) if force else None  # without --force the target held nothing
+    if unreadable is not None and not accepted:
+        raise EventsWouldBeLost(_unreadable_message(backup_head, database_url, unreadable))
     before = _current_head(database_url)
     compared = _compare_trails(backup_file, database_url, anchored)
     lost = _lost_events(backup_head, before, anchored, compared)
-    if lost and not (accept_lost_events and accept_lost_events.strip()):
+    if lost and not accepted:
         raise EventsWouldBeLost(_loss_message(backup_head, before, anchored, lost, compared))
     _copy_into(backup_file, database_url, force=force)
     verdict = _verify_restored(database_url, audit_key)
@@ -147,23 +152,25 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     kept_end = min(verdict.events_checked, lost.start - 1) if lost else verdict.events_checked
     if lines:
         _check_kept_checkpoints(database_url, audit_key, lines, kept_end, checkpoint_file)
-    if before is None and checkpoint_file is None and not compared.target_events:
+    if before is None and checkpoint_file is None and not compared.target_events and unreadable is None:
         return Restored(verdict, lost, records_compared=records is not None)  # a copy into a new database
     archive = _archive_name(checkpoint_file) if lines is not None and checkpoint_file else None
     first = compared.first_lost
     details = {"backup_file": str(backup_file), "backup_sha256": _sha256(backup_file), "os_user": operator,
                "head_before": None if before is None else f"event {before.seq}, hash {before.hash}",
+               "unreadable_trail": unreadable,
                "head_after": f"event {verdict.events_checked}, hash {backup_head.hash}",
                "lost_events": f"{lost.start}-{lost.stop - 1}" if lost else None,
                "lost_event_count": len(lost),
                "first_lost_event": f"event {first.seq} of {first.at}" if lost and first else None,
                "checkpoints_moved_to": str(archive) if archive else None}
-    reason = (accept_lost_events or "").strip() if lost else \
+    reason = (accept_lost_events or "").strip() if lost or unreadable else \
         ((accept_lost_events or "").strip() or "restore from backup, no audited event lost")
     event_seq, new_head = _record_restore(database_url, audit_key, details, f"{reason} (OS user {operator})")
     if archive and checkpoint_file:
         _rewrite_checkpoints(key, checkpoint_file, archive, lines or [], kept_end, new_head)
-    return Restored(verdict, lost, event_seq, archive, records_compared=records is not None)
+    return Restored(verdict, lost, event_seq, archive, records_compared=records is not None,
+                    unreadable_trail=unreadable)
 
 
 def _anchored(key: bytes, lines: list[str], path: Path | None) -> list[checkpoints.Checkpoint]:
@@ -423,6 +430,63 @@ def _copied_rows(dump: str, table: str) -> Iterator[dict[str, str]]:
                 if row == "\\.":
                     return
                 yield dict(zip(columns, row.split("\t"), strict=False))
+
+
+def _unreadable_trail(database_url: str) -> str | None:
+    """Why the target's audit trail cannot be read, when it holds something: a damaged database is what a restore
+    is for, and the events it held cannot be counted, so the restore asks for the operator's reason instead of
+    taking it as holding none (it did before). None for a missing or empty file, a database it cannot reach (the
+    copy says why) and one without an audit trail (another application's, overwritten under --force)."""
+    url = make_url(normalise_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not url.database or not path.is_file() or path.stat().st_size == 0:
+            return None
+        try:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as error:
+            return str(error)
+        try:
+            if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_event'"
+                                      ).fetchone():
+                return None
+            # every page of the trail and its head, as the comparison will read them (a damaged page was read as
+            # the end of the trail: the events after it were lost without a word)
+            connection.execute("SELECT count(*), max(length(hash) + length(prev_hash)) FROM audit_event").fetchone()
+            connection.execute("SELECT last_seq, last_hash FROM audit_head").fetchall()
+        except sqlite3.Error as error:
+            return str(error)
+        finally:
+            connection.close()
+        return None
+    from mscbatch.audit.models import AuditEvent, AuditHead
+
+    engine = create_engine(normalise_url(database_url), poolclass=NullPool)
+    try:
+        try:
+            connection = engine.connect()
+        except SQLAlchemyError:
+            return None
+        with connection:
+            try:
+                if not sa_inspect(connection).has_table(AuditEvent.__tablename__):
+                    return None
+                connection.execute(select(func.count(), func.max(func.length(AuditEvent.hash)))).one()
+                connection.execute(select(AuditHead.last_seq, AuditHead.last_hash)).all()
+            except SQLAlchemyError as error:
+                return str(error.orig if getattr(error, "orig", None) else error).splitlines()[0]
+        return None
+    finally:
+        engine.dispose()
+
+
+def _unreadable_message(backup_head: Head, database_url: str, why: str) -> str:
+    where = make_url(normalise_url(database_url)).render_as_string(hide_password=True)
+    return (f"Refused: the audit trail of {where} cannot be read ({why}), so the events it holds cannot be "
+            f"counted: restoring the backup (audit events 1 to {backup_head.seq}) would lose any beyond them, "
+            "unknown. Nothing was changed. To restore anyway (disaster recovery: a damaged database), repeat with "
+            "--accept-lost-events \"<reason>\": the restore is then recorded in the audit trail, saying that the "
+            "trail it replaced could not be read.")
 
 
 def _refuse_existing(database_url: str) -> None:

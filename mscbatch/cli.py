@@ -334,6 +334,9 @@ def register_commands(app: Flask) -> None:
             click.echo("The backup comes from an older version of mscbatch: its records were not compared with the "
                        "trail. Run `mscbatch init` on the restored database (it upgrades the schema), then "
                        "`mscbatch audit reconcile`, before putting it into use.")
+        if done.unreadable_trail is not None:
+            click.echo(f"The audit trail of the database replaced could not be read ({done.unreadable_trail}): "
+                       "whether events were lost is unknown; restored as accepted.")
         if done.lost:
             click.echo(f"Lost, as accepted: audit events {done.lost.start} to {done.lost.stop - 1} "
                        f"({len(done.lost)} events).")
@@ -424,6 +427,10 @@ def _last_restore(session) -> str | None:  # type: ignore[no-untyped-def]
     details = json.loads(event.new_value or "{}")
     lost = f"events {details['lost_events']} of the trail before it were lost" if details.get("lost_events") \
         else "no event was lost"
+    if details.get("unreadable_trail"):
+        lost = (f"the trail it replaced could not be read ({details['unreadable_trail']}): whether events were "
+                "lost is unknown" + (f"; events {details['lost_events']} at least" if details.get("lost_events")
+                                     else ""))
     moved = details.get("checkpoints_moved_to")
     return (f"Restored from a backup (SHA-256 {details.get('backup_sha256')}) at {event.occurred_at:%Y-%m-%d %H:%M} "
             f"UTC, audit event {event.seq}: {lost}; reason: {event.reason}."

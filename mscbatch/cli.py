@@ -311,7 +311,8 @@ def register_commands(app: Flask) -> None:
         """Restore a backup into a database, then run `mscbatch audit verify` against it (with this instance's
         AUDIT_KEY). Exit status 1 when the restored audit trail does not verify, naming the first bad event; the
         restored database is then left in place for inspection. Refused, nothing changed, when the target's trail
-        or (for this instance's own database) its checkpoint file holds events after the backup, unless
+        or (for this instance's own database) its checkpoint file holds events after the backup, or when the
+        target's trail cannot be read (a damaged database: the events it held cannot be counted), unless
         --accept-lost-events gives the reason: the restore is then an audit event and the checkpoint file is
         rewritten to the restored trail (the old one is kept beside it)."""
         from sqlalchemy.engine import make_url

@@ -16,6 +16,7 @@ from mscbatch.site import site_config
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+from tests.time_words import site_then_utc
 
 
 def _text(html: str) -> str:
@@ -24,6 +25,10 @@ def _text(html: str) -> str:
 
 def _local(moment) -> str:  # type: ignore[no-untyped-def]
     return moment.astimezone(site_config().tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _both(moment) -> str:  # type: ignore[no-untyped-def]
+    return site_then_utc(moment)
 
 
 def _stopped_after_one_bag(db_session):  # type: ignore[no-untyped-def]
@@ -44,12 +49,12 @@ def test_the_dose_page_says_when_a_bag_was_already_infused_on_the_site_clock(app
     ward, _rx_id, started = _stopped_after_one_bag(db_session)
     page = _text(client_as("clinician").get(f"/patients/{ward.patient_id}/dose").get_data(as_text=True))
     assert "Already infused" in page, page[:2000]
-    assert f"started {_local(started)} ({started:%H:%M} UTC)" in page, page[:3000]
+    assert f"started {_both(started)}" in page, page[:3000]
     assert "Times on this page are the site's local time (Europe/Paris)" in page
     # the dry run's words (the API's already_infused.words) say the same instant on the site's clock first
     words = calculate(db_session, ward.patient_id).already.words
     db_session.rollback()
-    assert f"started {_local(started)} ({started:%H:%M} UTC)" in words, words
+    assert f"started {_both(started)}" in words, words
 
 def test_the_patient_and_prescription_pages_say_their_times_on_the_site_clock(app, users, db_session, client_as):
     ward, rx_id, _started = _stopped_after_one_bag(db_session)
@@ -59,7 +64,7 @@ def test_the_patient_and_prescription_pages_say_their_times_on_the_site_clock(ap
                                     .where(WeightMeasurement.patient_id == ward.patient_id))
     db_session.rollback()
     patient_page = _text(client_as("nurse").get(f"/patients/{ward.patient_id}").get_data(as_text=True))
-    assert f"{_local(recorded_at)} ({recorded_at:%H:%M} UTC)" in patient_page  # the weight's "Recorded"
-    assert f"{_local(prescribed_at)} ({prescribed_at:%H:%M} UTC)" in patient_page  # the prescription's "Signed"
+    assert _both(recorded_at) in patient_page  # the weight's "Recorded"
+    assert _both(prescribed_at) in patient_page  # the prescription's "Signed"
     rx_page = _text(client_as("nurse").get(f"/patients/prescriptions/{rx_id}").get_data(as_text=True))
-    assert f"Course stopped {_local(cancelled_at)} ({cancelled_at:%H:%M} UTC)" in rx_page, rx_page[-3000:]
+    assert f"Course stopped {_both(cancelled_at)}" in rx_page, rx_page[-3000:]

@@ -17,10 +17,11 @@ from mscbatch.custody import handover, infusions
 from mscbatch.lots.models import Bag, Lot, ReagentLot, ReagentUse
 from mscbatch.patients.models import Patient
 from mscbatch.recall.models import BagHold, Recall
-from mscbatch.site import site_config, site_today
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD
 from tests.integration.patient_factories import donor, lot_with_bags, user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag
+from tests.time_words import site_then_utc
 
 
 def start(client: Any, scope: str, target: str, reason: str = "Supplier notice: endotoxin above limit") -> Any:
@@ -76,8 +77,7 @@ def test_the_traces_say_when_the_infusion_started_not_the_allocation_as_the_day_
     checked_and_confirmed(session, ward)
     infusion = infusions.start_infusion(session, user(session, "nurse"), ward.bag_id, wristband=ward.wristband,
                                         bag_scan=ward.token, label_key=KEY)
-    local = infusion.started_at.astimezone(site_config().tz)  # the pages say the site's time first, UTC beside it
-    started = f"{local:%Y-%m-%d %H:%M %Z} ({infusion.started_at:%H:%M} UTC)"
+    started = site_then_utc(infusion.started_at)  # the pages say the site's time first, UTC beside it
     code = session.get(Patient, ward.patient_id).code
     session.close()
     qa = client_as("qa")

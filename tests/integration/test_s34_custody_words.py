@@ -29,6 +29,7 @@ from mscbatch.lots.models import Bag
 from mscbatch.site import site_config
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import KEY, checked_and_confirmed, prescribed_bag, token_of
+from tests.time_words import utc_beside
 
 
 def _started(session: Any) -> tuple[Any, Infusion]:
@@ -127,7 +128,7 @@ def test_an_onset_a_minute_ahead_is_refused_naming_the_field(app, users, db_sess
             "Fever", 1, onset_at=ahead.astimezone(timezone(timedelta(hours=5)))))  # a scanner app's own offset
     assert refused.value.field == "onset_at" and refused.value.message.startswith("Onset: ")
     assert "cannot begin in the future" in refused.value.message
-    assert f"({ahead:%H:%M} UTC) is after now" in refused.value.message  # its UTC time, not the +05:00 one
+    assert f"{utc_beside(ahead)} is after now" in refused.value.message  # its UTC time, not the +05:00 one
     db_session.rollback()  # SQLite: no transaction left open while the test client writes
     # the form: the next minute in the site's local time (0 to 60 seconds ahead) is refused too
     nurse_client = client_as("nurse")

@@ -16,18 +16,19 @@ from mscbatch.auth.access import roles_required
 from mscbatch.core.dosing import DoseRefused
 from mscbatch.errors import ValidationFailed
 from mscbatch.extensions import db
-from mscbatch.patients import course, prescriptions, services
+from mscbatch.patients import course, prescriptions, services, weight_errors
 from mscbatch.patients.inventory import allocation_data, calculate, plan_words
 from mscbatch.patients.listing import patient_page
 from mscbatch.patients.models import PATIENT_STATUSES, READERS, SEX_LABELS
 from mscbatch.patients.queries import (
+    RecordedWeight,
     allocations_of,
     directed_donors_of,
     get_patient,
     get_prescription,
     prescriptions_of,
     protocols,
-    weights_of,
+    weight_history,
 )
 
 bp = Blueprint("patients_api", __name__, url_prefix="/api/v1/patients",
@@ -77,11 +78,32 @@ class PatientInSchema(Schema):
         "description": "SSc-BM: the familial donor's code (D-...); it must name the typed patient code"})
 
 
+class WeightErrorSchema(Schema):
+    reason = fields.String(required=True)
+    marked_by = fields.String(required=True, metadata={"description": "The full name of the clinician who marked it"})
+    marked_at = fields.DateTime(required=True)
+
+
 class WeightSchema(Schema):
     id = WholeNumber(required=True)
     weight_kg = PlainDecimal(as_string=True, required=True)
     measured_on = fields.Date(required=True)
     recorded_at = fields.DateTime(required=True)
+    entered_in_error = fields.Nested(WeightErrorSchema, allow_none=True, required=True, metadata={
+        "description": "null: the weight is in use. Else it was marked entered in error (who, when, why): it is "
+                       "never used, not for the dose, nor to check a new weight, nor by the bedside check"})
+
+
+class WeightErrorInSchema(Schema):
+    reason = fields.String(required=True, metadata={"description": "Why the weight is wrong: 5 to 500 characters"})
+
+
+def _weight_out(recorded: RecordedWeight) -> dict[str, Any]:
+    weight, error = recorded.weight, recorded.error
+    return {"id": weight.id, "weight_kg": weight.weight_kg, "measured_on": weight.measured_on,
+            "recorded_at": weight.recorded_at,
+            "entered_in_error": None if error is None else {"reason": error.reason, "marked_by": recorded.marked_by,
+                                                            "marked_at": error.marked_at}}
 
 
 class WeightInSchema(Schema):
@@ -266,7 +288,7 @@ def get(patient_id: int) -> Any:
 @problems(bp, 401, 403, 404)
 @roles_required(*READERS)
 def list_weights(patient_id: int) -> Any:
-    return weights_of(db.session, get_patient(db.session, patient_id).id)
+    return [_weight_out(w) for w in weight_history(db.session, get_patient(db.session, patient_id).id)]
 
 
 @bp.route("/<int:patient_id>/weights", methods=["POST"])
@@ -276,9 +298,22 @@ def list_weights(patient_id: int) -> Any:
 @roles_required("clinician")
 def add_weight(data: dict[str, Any], patient_id: int) -> Any:
     try:
-        return services.record_weight(db.session, current_user, patient_id, **data)
+        weight = services.record_weight(db.session, current_user, patient_id, **data)
     except ValidationFailed as error:
         raise _in_api_words(error) from None
+    return _weight_out(RecordedWeight(weight, None, None))
+
+
+@bp.route("/<int:patient_id>/weights/<int:weight_id>/entered-in-error", methods=["POST"])
+@bp.arguments(WeightErrorInSchema)
+@bp.response(201, WeightSchema)
+@problems(bp, 401, 403, 404, 409, 422)
+@roles_required("clinician")
+def mark_weight_in_error(data: dict[str, Any], patient_id: int, weight_id: int) -> Any:
+    """Mark a weight entered in error, with why (a clinician). 409 when it is already marked, or when an active
+    prescription was calculated with it (cancel or stop that prescription first); 422 naming `reason`."""
+    weight_errors.mark_entered_in_error(db.session, current_user, patient_id, weight_id, reason=data["reason"])
+    return next(_weight_out(w) for w in weight_history(db.session, patient_id) if w.id == weight_id)
 
 
 #: the dry run's refusal code while the patient has an active prescription (said first, as the signature does)

@@ -18,7 +18,7 @@ from mscbatch.core.identifiers import din_shown
 from mscbatch.donors import demo as donor_demo
 from mscbatch.errors import DomainError
 from mscbatch.lots.models import Bag
-from mscbatch.patients import enrolment, prescriptions, services, withdrawal
+from mscbatch.patients import enrolment, prescriptions, services, weight_errors, withdrawal
 from mscbatch.patients.inventory import calculate
 from mscbatch.patients.models import Patient
 from mscbatch.patients.queries import allocations_of, familial_donor_of, prescriptions_of, protocols
@@ -56,6 +56,7 @@ READY_WEIGHT_KG = "70"
 #: (mscbatch.recall.demo_notices): their courses are complete, so the ward walk-through's hints leave them out
 LATE_OOS_WRISTBANDS = ("WB-100631", "WB-100632")
 WITHDRAWAL_REASON = "Consent withdrawn by the patient at the screening visit (demo)."
+DEMO_WEIGHT_ERROR = "Typed 18 for 81 kg (demo): a slip on the keypad."
 
 
 def _by_wristband(session: Session, wristband: str) -> Patient | None:
@@ -81,9 +82,13 @@ def _register(session: Session, clinician: User) -> list[str]:
             protocol_id=_protocol_id("SSc-BM"), code="SSC-BM-007", initials="RT", date_of_birth=date(1972, 3, 2),
             sex="male", ward="Internal medicine, bed 4", wristband_id=SSC_WRISTBAND))
         services.record_weight(session, clinician, ssc.id, weight_kg="81", measured_on=today - timedelta(days=2))
+        # a weight typed wrong, marked entered in error: struck through on the patient's page, never used
+        typo = services.record_weight(session, clinician, ssc.id, weight_kg="18", measured_on=today - timedelta(days=1),
+                                      weight_confirmed=True)
+        weight_errors.mark_entered_in_error(session, clinician, ssc.id, typo.id, reason=DEMO_WEIGHT_ERROR)
         donor = familial_donor_of(session, ssc)
-        lines.append(f"  {ssc.code}  systemic sclerosis (SSc-BM), 81 kg, familial donor "
-                     f"{donor.code if donor else '(none found)'}; not enrolled yet")
+        lines.append(f"  {ssc.code}  systemic sclerosis (SSc-BM), 81 kg (18 kg typed the next day, marked entered in "
+                     f"error), familial donor {donor.code if donor else '(none found)'}; not enrolled yet")
     return lines
 
 

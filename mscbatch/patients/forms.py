@@ -16,6 +16,7 @@ from mscbatch.core.protocols import Protocol, format_cells_per_kg
 from mscbatch.donors.forms import choices
 from mscbatch.patients.models import SEX_LABELS
 from mscbatch.patients.services import WEIGHT_CHECKED
+from mscbatch.patients.weight_errors import REASON_MAX as WEIGHT_ERROR_REASON_MAX
 from mscbatch.web.date_fields import TypedDateField, missing_date_words
 from mscbatch.web.forms import FlaskForm
 
@@ -51,6 +52,14 @@ class WeightForm(FlaskForm):
         InputRequired(missing_date_words("the date of the measurement"))])
     # needed for a weight far from a recent one, or implausible with none to compare (services.weight_check)
     weight_confirmed = BooleanField(WEIGHT_CHECKED)
+
+
+class WeightErrorForm(FlaskForm):
+    """Mark a weight entered in error (weight_errors.mark_entered_in_error judges the weight and the reason: one
+    rule for the page and the API). The choices are the weights in use, set by the page; what is posted is read as
+    a row id (web.forms.posted_id), never int() of any text."""
+    weight_id = SelectField("Weight entered in error", validate_choice=False)
+    reason = TextAreaField("Why this weight is wrong", render_kw={"maxlength": WEIGHT_ERROR_REASON_MAX, "rows": 2})
 
 
 def enrolment_form(protocol: Protocol) -> type[FlaskForm]:

@@ -103,6 +103,22 @@ class WeightMeasurement(Audited, Base):
     __table_args__ = (Index("ix_patient_weight_patient", "patient_id", "measured_on"),)
 
 
+class WeightError(Audited, Base):
+    """A weight marked entered in error (a typo, 85 for 58 kg; another patient's weight) by a clinician, with why.
+    The weight stays on the patient's page, struck through, and is never used again: not by the dose, nor by the
+    checks of a new weight, nor by the bedside's "weight recorded since the prescription". Never edited nor undone:
+    a right weight is recorded anew."""
+
+    __tablename__ = "patient_weight_error"
+    __append_only__ = True  # the database refuses UPDATE and DELETE (0022)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weight_id: Mapped[int] = mapped_column(ForeignKey("patient_weight.id"), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    marked_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class EnrolmentCheck(Audited, Lockable, Base):
     """The values entered and the core's verdict per criterion, with the protocol id/version/hash used.
     Signing it (only when eligible) enrols the patient and locks the check."""

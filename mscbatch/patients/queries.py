@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from mscbatch.auth.models import User
 from mscbatch.core.cohorts import (
     CohortState,
     EscalationDecision,
@@ -33,6 +34,7 @@ from mscbatch.patients.models import (
     EscalationDecisionRecord,
     Patient,
     Prescription,
+    WeightError,
     WeightMeasurement,
 )
 from mscbatch.signatures.models import Signature
@@ -121,10 +123,38 @@ def list_patients(session: Session, *, protocol_id: str = "", search: str = "") 
     return list(session.scalars(query))
 
 
+def not_in_error(weight: Any) -> Any:
+    """A weight (WeightMeasurement or an alias of it) not marked entered in error: the only weights anything reads."""
+    return ~select(WeightError.id).where(WeightError.weight_id == weight.id).exists()
+
+
 def weights_of(session: Session, patient_id: int) -> list[WeightMeasurement]:
-    """Newest first (by date measured, then by entry)."""
-    return list(session.scalars(select(WeightMeasurement).where(WeightMeasurement.patient_id == patient_id)
+    """The weights in use, newest first (by date measured, then by entry): those entered in error left out."""
+    return list(session.scalars(select(WeightMeasurement).where(WeightMeasurement.patient_id == patient_id,
+                                                                not_in_error(WeightMeasurement))
                                 .order_by(WeightMeasurement.measured_on.desc(), WeightMeasurement.id.desc())))
+
+
+@dataclass(frozen=True)
+class RecordedWeight:
+    """A weight as the patient's page and the API list it: with its mark of entered in error, if any."""
+    weight: WeightMeasurement
+    error: WeightError | None
+    marked_by: str | None  # the full name of who marked it
+
+    @property
+    def id(self) -> int:
+        return self.weight.id
+
+
+def weight_history(session: Session, patient_id: int) -> list[RecordedWeight]:
+    """Every weight recorded, newest first as weights_of, each with its mark of entered in error (None: in use)."""
+    return [RecordedWeight(weight, error, name) for weight, error, name in session.execute(
+        select(WeightMeasurement, WeightError, User.full_name)
+        .outerjoin(WeightError, WeightError.weight_id == WeightMeasurement.id)
+        .outerjoin(User, User.id == WeightError.marked_by_id)
+        .where(WeightMeasurement.patient_id == patient_id)
+        .order_by(WeightMeasurement.measured_on.desc(), WeightMeasurement.id.desc()))]
 
 
 def latest_weight(session: Session, patient_id: int) -> WeightMeasurement | None:
@@ -267,7 +297,9 @@ def prescribed_weight_on(bag_id: Any) -> Any:
 def has_newer_weight(bag_id: Any) -> Any:
     """Correlated EXISTS: the patient the bag is reserved for has a weight newer (by date measured, then entry, as
     weights_of orders them) than the one the signed prescription was calculated with. The bedside check reads it in
-    its one statement, and weight_since_prescription for the words only when it is true."""
+    its one statement, and weight_since_prescription for the words only when it is true. A newer weight marked
+    entered in error counts here (the bedside's statement and its plan stay as they are, for a rare case) and
+    weight_since, which reads the weights in use only, then finds no change."""
     newer = aliased(WeightMeasurement)
     return select(newer.id).where(
         *_signed_active_allocation(bag_id), newer.patient_id == Prescription.patient_id,

@@ -13,17 +13,25 @@ from mscbatch.core.numbers import plain
 from mscbatch.core.protocols import format_cells_per_kg
 from mscbatch.errors import DomainError, NotFound
 from mscbatch.extensions import db
-from mscbatch.patients import cohorts, course, enrolment, services, withdrawal
+from mscbatch.patients import cohorts, course, enrolment, services, weight_errors, withdrawal
 from mscbatch.patients.forms import (
     EnrolForm,
     EscalationForm,
     PatientForm,
+    WeightErrorForm,
     WeightForm,
     WithdrawForm,
     enrolment_form,
 )
 from mscbatch.patients.listing import patient_page
-from mscbatch.patients.models import ENROLLED, READERS, SEX_LABELS, WITHDRAWN, EnrolmentCheck
+from mscbatch.patients.models import (
+    ENROLLED,
+    READERS,
+    SEX_LABELS,
+    WITHDRAWN,
+    EnrolmentCheck,
+    WeightMeasurement,
+)
 from mscbatch.patients.queries import (
     age_on,
     cohort_plans,
@@ -41,12 +49,14 @@ from mscbatch.patients.queries import (
     recalls_reaching,
     signatures_for,
     weight_change_of,
-    weights_of,
+    weight_history,
 )
 from mscbatch.site import site_today
 from mscbatch.web.forms import posted_id, show_error
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
+#: the weight error form's prefix: its "reason" is not the withdrawal form's (one id per page)
+WEIGHT_ERROR = "weight-error"
 bp.record_once(lambda _state: protocols())  # validate every protocol file when the app starts
 
 COMMON = dict(sexes=SEX_LABELS, dose=format_cells_per_kg)
@@ -116,10 +126,15 @@ def _detail(patient_id: int, status: int = 200, **forms: Any) -> Any:
     active = next((p for p in prescriptions if p.status == "active" and p.locked_at is not None), None)
     forms.setdefault("weight_form", WeightForm(formdata=None, data={"measured_on": site_today()}))
     forms.setdefault("withdraw_form", WithdrawForm(formdata=None))
+    forms.setdefault("weight_error_form", WeightErrorForm(formdata=None, prefix=WEIGHT_ERROR))
+    history = weight_history(db.session, patient.id)
+    forms["weight_error_form"].weight_id.choices = [("", "Choose the weight…")] + [
+        (str(w.id), f"{plain(w.weight.weight_kg)} kg measured on {w.weight.measured_on}")
+        for w in history if w.error is None]
     withdrawn = withdrawal.withdrawal_of(db.session, patient.id)
     return render_template(
         "patients/detail.html", patient=patient, protocol=protocol_of(patient), age=age_on(patient, site_today()),
-        donor=familial_donor_of(db.session, patient), weights=weights_of(db.session, patient.id), checks=checks,
+        donor=familial_donor_of(db.session, patient), weights=history, checks=checks,
         check_signatures=signatures_for(db.session, "patient_enrolment_check", [c.id for c in checks]),
         prescriptions=prescriptions, courses=course.course_summaries(db.session, prescriptions), withdrawn=withdrawn,
         recalls=recalls_reaching(db.session, patient.id),
@@ -151,6 +166,28 @@ def add_weight(patient_id: int) -> Any:
               "success")
         return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
     return _detail(patient_id, 422, weight_form=form)
+
+
+@bp.route("/<int:patient_id>/weight-errors", methods=["POST"])
+@roles_required("clinician")
+def mark_weight_in_error(patient_id: int) -> Any:
+    form = WeightErrorForm(prefix=WEIGHT_ERROR)
+    if form.validate_on_submit():
+        weight_id = posted_id(form.weight_id.data)
+        if not weight_id:
+            form.weight_id.errors = ["Weight entered in error: choose the weight."]
+            return _detail(patient_id, 422, weight_error_form=form)
+        try:
+            error = weight_errors.mark_entered_in_error(db.session, current_user, patient_id, weight_id,
+                                                        reason=form.reason.data or "")
+        except DomainError as refused:
+            show_error(form, refused)
+            return _detail(patient_id, refused.status, weight_error_form=form)
+        weight = db.session.get(WeightMeasurement, error.weight_id)
+        flash(f"{weight_errors.weight_words(weight)}: marked entered in error. It is no longer used for the dose, nor for the checks of a "
+              "new weight. Record the right weight if it is known.", "success")
+        return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
+    return _detail(patient_id, 422, weight_error_form=form)
 
 
 @bp.route("/<int:patient_id>/withdrawal", methods=["POST"])

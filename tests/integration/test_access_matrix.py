@@ -119,6 +119,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "patients.cohort": {"clinician", "nurse", "qa"},
     "patients.register": {"clinician"},
     "patients.add_weight": {"clinician"},
+    "patients.mark_weight_in_error": {"clinician"},
     "patients.enrolment_check": {"clinician"},
     "patients.enrol": {"clinician"},
     "patients.withdraw": {"clinician"},
@@ -136,6 +137,7 @@ EXPECTED_ACCESS: dict[str, object] = {
     "patients_api.cancel_prescription": {"clinician"},
     "patients_api.create": {"clinician"},
     "patients_api.add_weight": {"clinician"},
+    "patients_api.mark_weight_in_error": {"clinician"},
     "patients_api.dose_calculation": {"clinician"},
     "patients_api.prescribe": {"clinician"},
 }

@@ -18,6 +18,7 @@ from mscbatch.custody.ward_words import minutes_left_words
 from mscbatch.database import utcnow
 from tests.conftest import PASSWORD
 from tests.integration.test_custody_support import check, checked_and_confirmed, prescribed_bag
+from tests.time_words import utc_beside
 
 pytestmark = pytest.mark.usefixtures("users")
 
@@ -138,7 +139,7 @@ def test_the_give_before_line_carries_the_deadline_for_the_countdown(app, db_ses
     # what the script shows once the limit passes, in the page's words (inert until then: a <template>)
     passed = re.search(r'<template id="thaw-passed-words">(.*?)</template>', words, re.S)
     assert passed is not None
-    assert "Post-thaw limit PASSED at " in _text(passed.group(1)) and f"({deadline:%H:%M} UTC)" in _text(passed.group(1))
+    assert "Post-thaw limit PASSED at " in _text(passed.group(1)) and utc_beside(deadline) in _text(passed.group(1))
     assert "Do not give this bag. Scan it again, or call the cell therapy unit." in _text(passed.group(1))
     assert '<div class="thaw-passed" id="thaw-passed" role="alert" hidden></div>' in page
     assert '<script src="/static/js/thaw-countdown.js"></script>' in page

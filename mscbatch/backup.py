@@ -136,7 +136,7 @@ def restore(backup_file: Path, database_url: str, *, audit_key: str | bytes, for
     accepted = bool(accept_lost_events and accept_lost_events.strip())
     unreadable = _unreadable_trail(database_url) if force else None  # without --force the target held nothing
     if unreadable is not None and not accepted:
-        raise EventsWouldBeLost(_unreadable_message(backup_head, database_url, unreadable))
+        raise EventsWouldBeLost(_unreadable_message(backup_head, database_url, unreadable, anchored))
     before = _current_head(database_url)
     compared = _compare_trails(backup_file, database_url, anchored)
     lost = _lost_events(backup_head, before, anchored, compared)
@@ -474,17 +474,23 @@ def _unreadable_trail(database_url: str) -> str | None:
                 connection.execute(select(func.count(), func.max(func.length(AuditEvent.hash)))).one()
                 connection.execute(select(AuditHead.last_seq, AuditHead.last_hash)).all()
             except SQLAlchemyError as error:
-                return str(error.orig if getattr(error, "orig", None) else error).splitlines()[0]
+                return (str(error.orig if getattr(error, "orig", None) else error).splitlines()
+                        or [type(error).__name__])[0]
         return None
     finally:
         engine.dispose()
 
 
-def _unreadable_message(backup_head: Head, database_url: str, why: str) -> str:
+def _unreadable_message(backup_head: Head, database_url: str, why: str,
+                        anchored: list[checkpoints.Checkpoint]) -> str:
     where = make_url(normalise_url(database_url)).render_as_string(hide_password=True)
+    newest = max(anchored, key=lambda entry: entry.seq, default=None)
+    vouched = (f"; the checkpoint of {newest.at} vouches for events up to {newest.seq}, at least "
+               f"{newest.seq - backup_head.seq} of them lost" if newest is not None and newest.seq > backup_head.seq
+               else "")
     return (f"Refused: the audit trail of {where} cannot be read ({why}), so the events it holds cannot be "
             f"counted: restoring the backup (audit events 1 to {backup_head.seq}) would lose any beyond them, "
-            "unknown. Nothing was changed. To restore anyway (disaster recovery: a damaged database), repeat with "
+            f"unknown{vouched}. Nothing was changed. To restore anyway (disaster recovery: a damaged database), repeat with "
             "--accept-lost-events \"<reason>\": the restore is then recorded in the audit trail, saying that the "
             "trail it replaced could not be read.")
 

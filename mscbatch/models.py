@@ -46,7 +46,8 @@ from mscbatch.patients.models import (  # noqa: E402  (issue 6: patients, prescr
     WeightMeasurement,
 )
 
-__all__ += ["Patient", "WeightMeasurement", "WeightError", "EnrolmentCheck", "EscalationDecisionRecord", "Prescription", "Allocation"]
+__all__ += ["Patient", "WeightMeasurement", "WeightError", "EnrolmentCheck", "EscalationDecisionRecord", "Prescription",
+            "Allocation"]
 from mscbatch.labelling.models import LabelPrint, LabelPrintItem  # noqa: E402  (issue 7: label prints)
 from mscbatch.recall.models import BagHold, Recall  # noqa: E402  (issue 7: recall and holds)
 

@@ -30,8 +30,9 @@ REDACTED = "[redacted]"
 IDENTITY_FIELDS = {"donor": frozenset({"initials", "date_of_birth"}),
                    "patient": frozenset({"initials", "date_of_birth", "wristband_id"})}
 #: tables that are a patient's record: masked whole, bookkeeping aside, for roles that may not read patients
-PATIENT_RECORDS = frozenset({"patient", "patient_weight", "patient_weight_error", "patient_enrolment_check", "prescription", "bag_allocation",
-                             "two_person_check", "infusion", "infusion_reaction", "patient_withdrawal"})
+PATIENT_RECORDS = frozenset({"patient", "patient_weight", "patient_weight_error", "patient_enrolment_check",
+                             "prescription", "bag_allocation", "two_person_check", "infusion", "infusion_reaction",
+                             "patient_withdrawal"})
 #: columns of a patient's record that say nothing of the patient (besides *_at times and *_by_id users)
 BOOKKEEPING = frozenset({"id", "bag_id", "active_bag_id", "prescription_id", "check_id", "infusion_id", "status",
                          "result", "second_person_id", "second_checker_id"})

@@ -96,6 +96,14 @@ class WeightSchema(Schema):
 
 class WeightErrorInSchema(Schema):
     reason = fields.String(required=True, metadata={"description": "Why the weight is wrong: 5 to 500 characters"})
+    password = fields.String(required=True, load_only=True, metadata={
+        "description": "E-signature: the clinician's password (the mark can lift a bedside WEIGHT CHANGED stop)"})
+
+
+class WeightQuerySchema(Schema):
+    history = fields.Boolean(load_default=False, truthy={"true"}, falsy={"false"}, metadata={
+        "description": "true: every weight recorded, those marked entered in error included (entered_in_error "
+                       "set); false (default): the weights in use only"})
 
 
 def _weight_out(recorded: RecordedWeight) -> dict[str, Any]:
@@ -284,11 +292,15 @@ def get(patient_id: int) -> Any:
 
 
 @bp.route("/<int:patient_id>/weights")
+@bp.arguments(WeightQuerySchema, location="query")
 @bp.response(200, WeightSchema(many=True))
-@problems(bp, 401, 403, 404)
+@problems(bp, 401, 403, 404, 422)
 @roles_required(*READERS)
-def list_weights(patient_id: int) -> Any:
-    return [_weight_out(w) for w in weight_history(db.session, get_patient(db.session, patient_id).id)]
+def list_weights(query: dict[str, Any], patient_id: int) -> Any:
+    """The patient's weights in use, newest first (the first is the one a dose uses, if recent enough); with
+    `history=true`, every weight recorded, those entered in error included and marked."""
+    weights = weight_history(db.session, get_patient(db.session, patient_id).id)
+    return [_weight_out(w) for w in weights if query["history"] or w.error is None]
 
 
 @bp.route("/<int:patient_id>/weights", methods=["POST"])
@@ -310,9 +322,11 @@ def add_weight(data: dict[str, Any], patient_id: int) -> Any:
 @problems(bp, 401, 403, 404, 409, 422)
 @roles_required("clinician")
 def mark_weight_in_error(data: dict[str, Any], patient_id: int, weight_id: int) -> Any:
-    """Mark a weight entered in error, with why (a clinician). 409 when it is already marked, or when an active
-    prescription was calculated with it (cancel or stop that prescription first); 422 naming `reason`."""
-    weight_errors.mark_entered_in_error(db.session, current_user, patient_id, weight_id, reason=data["reason"])
+    """Mark a weight entered in error, with why, signed with the clinician's password (401 when wrong). 409 when
+    it is already marked, or when a prescription stands on it (an active one: cancel it first; one whose bags were
+    given: never); 422 naming `reason`."""
+    weight_errors.mark_entered_in_error(db.session, current_user, patient_id, weight_id, reason=data["reason"],
+                                        password=data["password"])
     return next(_weight_out(w) for w in weight_history(db.session, patient_id) if w.id == weight_id)
 
 

@@ -85,7 +85,8 @@ def _register(session: Session, clinician: User) -> list[str]:
         # a weight typed wrong, marked entered in error: struck through on the patient's page, never used
         typo = services.record_weight(session, clinician, ssc.id, weight_kg="18", measured_on=today - timedelta(days=1),
                                       weight_confirmed=True)
-        weight_errors.mark_entered_in_error(session, clinician, ssc.id, typo.id, reason=DEMO_WEIGHT_ERROR)
+        weight_errors.mark_entered_in_error(session, clinician, ssc.id, typo.id, reason=DEMO_WEIGHT_ERROR,
+                                            password=donor_demo.DEMO_PASSWORD)
         donor = familial_donor_of(session, ssc)
         lines.append(f"  {ssc.code}  systemic sclerosis (SSc-BM), 81 kg (18 kg typed the next day, marked entered in "
                      f"error), familial donor {donor.code if donor else '(none found)'}; not enrolled yet")

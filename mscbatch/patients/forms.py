@@ -60,6 +60,7 @@ class WeightErrorForm(FlaskForm):
     a row id (web.forms.posted_id), never int() of any text."""
     weight_id = SelectField("Weight entered in error", validate_choice=False)
     reason = TextAreaField("Why this weight is wrong", render_kw={"maxlength": WEIGHT_ERROR_REASON_MAX, "rows": 2})
+    password = PasswordField("Your password (electronic signature: the weight is no longer used)", **PASSWORD_FIELD)
 
 
 def enrolment_form(protocol: Protocol) -> type[FlaskForm]:

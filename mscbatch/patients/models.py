@@ -103,20 +103,25 @@ class WeightMeasurement(Audited, Base):
     __table_args__ = (Index("ix_patient_weight_patient", "patient_id", "measured_on"),)
 
 
-class WeightError(Audited, Base):
-    """A weight marked entered in error (a typo, 85 for 58 kg; another patient's weight) by a clinician, with why.
-    The weight stays on the patient's page, struck through, and is never used again: not by the dose, nor by the
-    checks of a new weight, nor by the bedside's "weight recorded since the prescription". Never edited nor undone:
-    a right weight is recorded anew."""
+class WeightError(Audited, Lockable, Base):
+    """A weight marked entered in error (a typo, 85 for 58 kg; another patient's weight) by a clinician, with why,
+    signed: the mark can lift the bedside's WEIGHT CHANGED stop, as a prescription's signature sets a dose. The
+    weight stays on the patient's page, struck through, and is not used again: not by the dose, nor by the checks of
+    a new weight, nor by the bedside's "weight recorded since the prescription". Never edited nor undone (locked by
+    its signature): a right weight is recorded anew."""
 
     __tablename__ = "patient_weight_error"
-    __append_only__ = True  # the database refuses UPDATE and DELETE (0022)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))  # where a refused signature is filed
     weight_id: Mapped[int] = mapped_column(ForeignKey("patient_weight.id"), unique=True)
     reason: Mapped[str] = mapped_column(Text)
     marked_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def signed_content(self) -> dict[str, Any]:
+        return {"patient_id": self.patient_id, "weight_id": self.weight_id, "reason": self.reason,
+                "marked_by_id": self.marked_by_id}
 
 
 class EnrolmentCheck(Audited, Lockable, Base):

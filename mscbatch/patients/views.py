@@ -179,13 +179,16 @@ def mark_weight_in_error(patient_id: int) -> Any:
             return _detail(patient_id, 422, weight_error_form=form)
         try:
             error = weight_errors.mark_entered_in_error(db.session, current_user, patient_id, weight_id,
-                                                        reason=form.reason.data or "")
+                                                        reason=form.reason.data or "", password=form.password.data)
         except DomainError as refused:
-            show_error(form, refused)
+            if refused.status == 401:  # a wrong password: said under the password, as every signature form does
+                form.password.errors = [*form.password.errors, refused.message]
+            else:
+                show_error(form, refused)
             return _detail(patient_id, refused.status, weight_error_form=form)
         weight = db.session.get(WeightMeasurement, error.weight_id)
-        flash(f"{weight_errors.weight_words(weight)}: marked entered in error. It is no longer used for the dose, nor for the checks of a "
-              "new weight. Record the right weight if it is known.", "success")
+        flash(f"Signed: {weight_errors.weight_words(weight)} is marked entered in error. It is no longer used for "
+              "the dose, nor for the checks of a new weight. Record the right weight if it is known.", "success")
         return redirect(url_for("patients.detail", patient_id=patient_id, _anchor="weights"))
     return _detail(patient_id, 422, weight_error_form=form)
 

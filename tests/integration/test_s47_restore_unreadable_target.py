@@ -99,3 +99,32 @@ def test_a_target_without_a_trail_is_still_overwritten_under_force_without_a_rea
         assert "could not be read" not in done.output
     finally:
         app.extensions["mscbatch.db"].engine.dispose()
+
+
+def test_a_damaged_live_database_names_the_events_its_checkpoints_vouch_for(sqlite_template, tmp_path):
+    """Onto the instance's own database: its checkpoint file vouches for events after the backup, and the refusal
+    says how many at least are lost, as well as that the rest cannot be counted."""
+    live = tmp_path / "live.sqlite3"
+    shutil.copyfile(sqlite_template, live)
+    app = make_app(f"sqlite:///{live}", AUDIT_CHECKPOINT_FILE=str(tmp_path / "checkpoints.jsonl"))
+    try:
+        add_user(app, "early", ["qa"])
+        backup_file = tmp_path / "b.sqlite3"
+        assert _run(app, "backup", "--output", str(backup_file)).exit_code == 0
+        with sqlite3.connect(backup_file) as connection:
+            backed_up = connection.execute("SELECT last_seq FROM audit_head").fetchone()[0]
+        connection.close()
+        add_user(app, "later", ["nurse"])
+        assert _run(app, "audit", "checkpoint").exit_code == 0
+        with sqlite3.connect(live) as connection:
+            head = connection.execute("SELECT last_seq FROM audit_head").fetchone()[0]
+        connection.close()
+        app.extensions["mscbatch.db"].engine.dispose()
+        _damage_the_trail(live)
+        refused = _run(app, "restore", str(backup_file), "--database-url", f"sqlite:///{live}", "--force")
+        assert refused.exit_code != 0, refused.output
+        assert "cannot be read (" in refused.output and "Nothing was changed" in refused.output
+        assert f"vouches for events up to {head}, at least {head - backed_up} of them lost" in refused.output, \
+            refused.output
+    finally:
+        app.extensions["mscbatch.db"].engine.dispose()

@@ -101,7 +101,8 @@ class WeightErrorInSchema(Schema):
 
 
 class WeightQuerySchema(Schema):
-    history = fields.Boolean(load_default=False, truthy={"true"}, falsy={"false"}, metadata={
+    # text, as a query string is: "true" or "false" (a Boolean would read "yes" or 1 as true: test_s44_api_strict_json)
+    history = fields.String(load_default="false", validate=validate.OneOf(["true", "false"]), metadata={
         "description": "true: every weight recorded, those marked entered in error included (entered_in_error "
                        "set); false (default): the weights in use only"})
 
@@ -300,7 +301,7 @@ def list_weights(query: dict[str, Any], patient_id: int) -> Any:
     """The patient's weights in use, newest first (the first is the one a dose uses, if recent enough); with
     `history=true`, every weight recorded, those entered in error included and marked."""
     weights = weight_history(db.session, get_patient(db.session, patient_id).id)
-    return [_weight_out(w) for w in weights if query["history"] or w.error is None]
+    return [_weight_out(w) for w in weights if query["history"] == "true" or w.error is None]
 
 
 @bp.route("/<int:patient_id>/weights", methods=["POST"])

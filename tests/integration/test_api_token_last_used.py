@@ -18,6 +18,7 @@ from mscbatch.database import utcnow
 from mscbatch.site import site_config
 from tests.conftest import api_token_for
 from tests.integration.statements import statements_sent
+from tests.time_words import utc_beside
 
 
 def _me(app: Any, secret: str) -> Any:
@@ -104,7 +105,7 @@ def test_the_account_page_shows_never_then_the_time_of_the_last_use(app, users, 
     assert _me(app, secret).status_code == 200
     listed = page.get("/account").get_data(as_text=True)
     local = used.astimezone(site_config().tz)  # the site's time first, UTC beside it
-    assert f'<span class="local">{local:%Y-%m-%d %H:%M %Z}</span> <span class="utc hint">({used:%H:%M} UTC)' in listed
+    assert f'<span class="local">{local:%Y-%m-%d %H:%M %Z}</span> <span class="utc hint">{utc_beside(used)}' in listed
     assert "<td>never</td>" not in listed
 
 

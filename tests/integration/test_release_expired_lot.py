@@ -17,7 +17,7 @@ from mscbatch.lots.models import Lot
 from mscbatch.release import release, results
 from mscbatch.release.demo import PASSING_PANEL, enter_panel
 from mscbatch.release.models import LotDisposition
-from mscbatch.site import site_config, site_today
+from mscbatch.site import site_today
 from tests.conftest import PASSWORD, api_token_for
 from tests.integration.test_release_support import (
     cord_quarantine_lot,
@@ -27,6 +27,7 @@ from tests.integration.test_release_support import (
     user,
 )
 from tests.integration.test_s37_release_seen import seen
+from tests.time_words import site_then_utc
 
 EXPIRED = "an expired lot cannot be released"
 
@@ -50,7 +51,7 @@ def _expire(session: Any, lot_id: int) -> str:
     session.execute(text("UPDATE lot SET expires_at = :t WHERE id = :i"), {"t": expired_at, "i": lot_id})
     session.execute(text("UPDATE bag SET expires_at = :t WHERE lot_id = :i"), {"t": expired_at, "i": lot_id})
     session.commit()
-    return f"{expired_at.astimezone(site_config().tz):%Y-%m-%d %H:%M %Z} ({expired_at:%H:%M} UTC)"
+    return site_then_utc(expired_at)
 
 
 def _words(html: str) -> str:

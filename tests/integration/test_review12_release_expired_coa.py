@@ -13,10 +13,10 @@ from sqlalchemy import text
 from mscbatch.database import utcnow
 from mscbatch.release import release
 from mscbatch.release.demo import enter_panel
-from mscbatch.site import site_config
 from tests.conftest import PASSWORD
 from tests.integration.test_labelling import pdf_text
 from tests.integration.test_release_support import seed_quarantine_lot, user
+from tests.time_words import site_then_utc
 
 
 def _expire(app: Any, lot_id: int) -> str:
@@ -27,7 +27,7 @@ def _expire(app: Any, lot_id: int) -> str:
         session.execute(text("UPDATE lot SET expires_at = :t WHERE id = :i"), {"t": expired_at, "i": lot_id})
         session.execute(text("UPDATE bag SET expires_at = :t WHERE lot_id = :i"), {"t": expired_at, "i": lot_id})
         session.commit()
-    return f"{expired_at.astimezone(site_config().tz):%Y-%m-%d %H:%M %Z} ({expired_at:%H:%M} UTC)"
+    return site_then_utc(expired_at)
 
 
 def _released(app: Any, monkeypatch: Any, **options: Any) -> int:

@@ -10,10 +10,10 @@ from typing import Any
 from mscbatch.audit.context import use_case
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Lot
-from mscbatch.site import site_config
 from tests.conftest import api_token_for
 from tests.integration.lot_factories import approved_adipose_donor, cryopreserved_lot
 from tests.integration.test_donors import db_session, user  # noqa: F401 (fixture)
+from tests.time_words import site_then_utc
 
 
 def _released_lot(session: Any) -> int:
@@ -36,7 +36,7 @@ def test_a_released_lot_cannot_be_marked_expired_before_its_expiry(app, users, d
     lot = db_session.get(Lot, lot_id)
     assert lot.expires_at > utcnow() + timedelta(days=30)
     number = lot.lot_number
-    expires = f"{lot.expires_at.astimezone(site_config().tz):%Y-%m-%d %H:%M %Z} ({lot.expires_at:%H:%M} UTC)"
+    expires = site_then_utc(lot.expires_at)
     db_session.rollback()
     qa = client_as("qa")
     assert 'value="expired"' not in qa.get(f"/lots/{lot_id}").get_data(as_text=True)

@@ -15,6 +15,7 @@ from tests.conftest import PASSWORD
 from tests.integration.test_labelling import make_lot, pdf_text
 from tests.integration.test_release_support import seed_quarantine_lot, user
 from tests.integration.test_s37_release_seen import seen
+from tests.time_words import site_then_utc
 
 
 def _coa(client: Any, lot_id: int) -> str:
@@ -29,10 +30,9 @@ def test_the_certificate_names_dates_storage_site_bags_and_each_oos_with_its_ret
     with app.extensions["mscbatch.db"].new_session() as session:
         enter_panel(session, user(session, "technician"), lot_id, {"cd105": ("94", "%")})  # fails: an OOS opens
         lot = session.get(Lot, lot_id)
-        tz = site_config().tz
         collected, frozen = local_and_utc(lot.collection_at), local_and_utc(lot.frozen_at)
         # the expiry as the lot's page says it: the site's time with its zone, UTC beside it
-        expiry = f"{lot.expires_at.astimezone(tz):%Y-%m-%d %H:%M %Z} ({lot.expires_at:%H:%M} UTC)"
+        expiry = site_then_utc(lot.expires_at)
         dins = [f"{b.din_display} {b.check_character}" for b in
                 session.scalars(select(Bag).where(Bag.lot_id == lot_id).order_by(Bag.bag_number))]
     tech = client_as("technician")

@@ -13,10 +13,11 @@ from mscbatch.audit.context import use_case
 from mscbatch.custody.services import record_event
 from mscbatch.database import utcnow
 from mscbatch.lots.models import Bag
-from mscbatch.site import site_config, site_today
+from mscbatch.site import site_today
 from tests.conftest import api_token_for
 from tests.integration.patient_factories import user
 from tests.integration.test_custody_support import ward_bag
+from tests.time_words import site_then_utc
 
 
 def _text(html: str) -> str:
@@ -25,7 +26,7 @@ def _text(html: str) -> str:
 
 def _said(instant: datetime) -> str:
     """Written out here, not with site.local_and_utc, so that the test says the form it expects."""
-    return f"{instant.astimezone(site_config().tz):%Y-%m-%d %H:%M %Z} ({instant:%H:%M} UTC)"
+    return site_then_utc(instant)  # tests/time_words: the UTC date named when it is not the site's day
 
 
 def test_a_bedside_stop_for_an_expired_bag_and_the_bag_page_say_the_expiry_in_the_same_words(app, users, client_as):

@@ -82,7 +82,7 @@ def _register(session: Session, clinician: User) -> list[str]:
             protocol_id=_protocol_id("SSc-BM"), code="SSC-BM-007", initials="RT", date_of_birth=date(1972, 3, 2),
             sex="male", ward="Internal medicine, bed 4", wristband_id=SSC_WRISTBAND))
         services.record_weight(session, clinician, ssc.id, weight_kg="81", measured_on=today - timedelta(days=2))
-        # a weight typed wrong, marked entered in error: struck through on the patient's page, never used
+        # a weight typed wrong, marked entered in error (signed): struck through on the patient's page, not used
         typo = services.record_weight(session, clinician, ssc.id, weight_kg="18", measured_on=today - timedelta(days=1),
                                       weight_confirmed=True)
         weight_errors.mark_entered_in_error(session, clinician, ssc.id, typo.id, reason=DEMO_WEIGHT_ERROR,

@@ -87,8 +87,11 @@ def test_after_a_refused_dispatch_the_next_scan_still_reaches_the_scan_field(pag
     page.goto(f"{live_server.url}/ward")  # the link goes to the dispatch form's field, not the scan form's "bag"
     dispatch.locator("[name=bag]").fill(token)
     dispatch.get_by_role("button", name="Dispatch").click()
+    # the refused page's script focuses its summary once loaded: a click before it ran lost the focus to it (CI
+    # session 47); the link is followed once the summary has the focus, and the focus is then awaited where it goes
+    expect(summary).to_be_focused()
     page.locator("#error-summary a").first.click()
-    assert page.evaluate("() => !!document.activeElement.closest('section.ward-dispatch')")
+    page.wait_for_function("() => !!document.activeElement.closest('section.ward-dispatch')", timeout=5000)
 
 
 def test_without_javascript_the_summary_is_at_the_top_and_focused(browser, live_server):
